@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Checks (and, as root with apt, installs) the system libraries the project needs:
+# WeasyPrint renders PDFs with Pango; poppler-utils (pdftoppm) is only for looking at PDFs.
+set -euo pipefail
+python3 - <<'PY' || { echo "error: Python 3.11 or newer is required (found $(python3 --version 2>&1))" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+need_pango() { ! ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so' || ! ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so'; }
+if need_pango; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Pango for WeasyPrint (apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null
+  else
+    echo "error: WeasyPrint needs Pango. Install it, e.g.: sudo apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core" >&2
+    exit 1
+  fi
+fi
