@@ -46,7 +46,7 @@ def D(value: object) -> Decimal:
     Decimal('0.14745')
     """
     if isinstance(value, bool) or isinstance(value, float):
-        raise MoneyError(f"{value!r} is a binary float; write money as a string, e.g. \"7.5\"")
+        raise MoneyError(f'{value!r} is a binary float; write money as a string, e.g. "7.5"')
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int):

@@ -1,0 +1,143 @@
+"""Accounts and groups reference data (``data/accounts.toml``), validated on load.
+
+Scales are bounded so that every unit price the rating SQL derives stays exact in
+DECIMAL(24,14): prices have at most 6 decimals, multipliers at most 4, and discounts at most
+2 (so the factor 1 - discount/100 has at most 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.money import D, Decimal, max_scale
+from pricing.model import Price
+
+DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")
+
+
+class AccountsError(ValueError):
+    """Reference data that must not be used, naming the file and the field."""
+
+
+def _bounded(scale: int, low: Decimal, high: Decimal | None) -> Any:
+    def check(value: Any) -> Decimal:
+        number = D(value)
+        if max_scale(number) > scale:
+            raise ValueError(f"{value!r} has more than {scale} decimals")
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"{value!r} is outside [{low}, {high if high is not None else 'inf'}]")
+        return number
+
+    return BeforeValidator(check)
+
+
+Percent = Annotated[Decimal, _bounded(2, D(0), D(100))]
+Multiplier = Annotated[Decimal, _bounded(4, D("0.0001"), None)]
+Money = Annotated[Decimal, _bounded(2, D(0), None)]
+
+
+class PriceOverride(BaseModel):
+    """A negotiated final price for one model, in force on ``[effective_from, effective_until)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    effective_from: datetime
+    effective_until: datetime | None = None
+    input_per_1m: Price
+    output_per_1m: Price
+    cached_input_per_1m: Price | None = None
+
+    @field_validator("effective_from", "effective_until")
+    @classmethod
+    def _instant(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must be an instant with an offset, e.g. 2026-11-15T00:00:00Z")
+        return value
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
+    legal_name: str = Field(min_length=1)
+    address: tuple[str, ...] = ()
+    email: str | None = None
+    group: str = "default"
+    discount_pct: Percent = D(0)
+    spend_limit_usd: Money | None = None
+    overrides: tuple[PriceOverride, ...] = ()
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    multiplier: Multiplier = D(1)
+
+
+class AccountsFile(BaseModel):
+    """The whole reference file: groups by name and the accounts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    groups: dict[str, Group] = {}
+    accounts: tuple[Account, ...] = ()
+    sha256: str = ""
+
+    def group_of(self, account: Account) -> Group:
+        return self.groups.get(account.group, Group())
+
+
+def _check_consistency(path: Path, ref: AccountsFile) -> None:
+    ids = [a.id for a in ref.accounts]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise AccountsError(f"{path}: account id listed twice: {', '.join(dupes)}")
+    for account in ref.accounts:
+        if account.group != "default" and account.group not in ref.groups:
+            raise AccountsError(f"{path}: account {account.id}: group {account.group!r} is not defined")
+        by_model: dict[str, list[PriceOverride]] = {}
+        for override in account.overrides:
+            if override.effective_until is not None and override.effective_until <= override.effective_from:
+                raise AccountsError(
+                    f"{path}: account {account.id}: override {override.model}: effective_until "
+                    "must be after effective_from"
+                )
+            by_model.setdefault(override.model, []).append(override)
+        for model, overrides in by_model.items():
+            overrides.sort(key=lambda o: o.effective_from)
+            for earlier, later in zip(overrides, overrides[1:], strict=False):
+                if earlier.effective_until is None or earlier.effective_until > later.effective_from:
+                    raise AccountsError(
+                        f"{path}: account {account.id}: overrides for {model} overlap at "
+                        f"{later.effective_from.isoformat()}"
+                    )
+
+
+def load_accounts(path: Path = DEFAULT_ACCOUNTS_FILE) -> AccountsFile:
+    """Load and validate the accounts file; a bad file stops the run with file and field."""
+    try:
+        data = path.read_bytes()
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise AccountsError(f"{path}: cannot read accounts file: {exc}") from None
+    raw["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
+        ref = AccountsFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = list(first["loc"])
+        if len(loc) >= 2 and loc[0] == "accounts" and isinstance(loc[1], int):
+            accounts = raw.get("accounts") or []
+            if loc[1] < len(accounts) and isinstance(accounts[loc[1]], dict):
+                loc[1] = f"[{accounts[loc[1]].get('id', loc[1])}]"
+        field = ".".join(str(p) for p in loc)
+        raise AccountsError(f"{path}: field {field}: {first['msg']}") from None
+    _check_consistency(path, ref)
+    return ref

@@ -1,0 +1,127 @@
+"""Opening the billing database: UTC session, no network, named migrations.
+
+Every connection pins ``TimeZone = 'UTC'`` (SPEC E2: periods are UTC months and a session in
+another zone would move records across a month boundary) and never installs or downloads
+extensions at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_DB = Path("data/infergate.duckdb")
+_PACKAGE = "pipeline"
+
+
+def sql_text(name: str) -> str:
+    """The text of a SQL file shipped in ``pipeline/sql/``."""
+    return resources.files(_PACKAGE).joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def _migrations() -> list[tuple[str, str]]:
+    folder = resources.files(_PACKAGE).joinpath("migrations")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
+
+
+def rules_hash() -> str:
+    """sha256 over every shipped SQL file: identifies the rating rules a run used."""
+    digest = hashlib.sha256()
+    for folder in ("sql", "migrations"):
+        root = resources.files(_PACKAGE).joinpath(folder)
+        for name in sorted(p.name for p in root.iterdir() if p.name.endswith(".sql")):
+            digest.update(name.encode())
+            digest.update(root.joinpath(name).read_bytes())
+    return digest.hexdigest()
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("infergate-billing")
+    except PackageNotFoundError:  # running from a source tree
+        package = "0+source"
+    return f"{package}+rules.{rules_hash()[:12]}"
+
+
+def connect(path: Path | str, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the database with the session settings billing depends on."""
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        migrate(con)
+    return con
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the named migrations not yet recorded, each in its own transaction."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    applied = []
+    for name, text in _migrations():
+        if name in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(text)
+            con.execute("INSERT INTO schema_migrations (name) VALUES (?)", [name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: a crash or error inside leaves the database as it was before."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object] | None = None) -> None:
+    """Run a multi-statement SQL file from ``pipeline/sql/``, statement by statement.
+
+    Statements end with ``;`` at the end of a line; named ``$parameters`` are passed to the
+    statements that use them.
+    """
+    for statement in _statements(sql_text(name)):
+        used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
+        con.execute(statement, used or None)
+
+
+def _statements(text: str) -> list[str]:
+    parts, current = [], []
+    for line in text.splitlines():
+        current.append(line)
+        if line.rstrip().endswith(";") and not line.lstrip().startswith("--"):
+            parts.append("\n".join(current).rstrip().rstrip(";"))
+            current = []
+    tail = "\n".join(current).strip()
+    if tail and not all(text.strip().startswith("--") or not text.strip() for text in current):
+        parts.append(tail)
+    return [p for p in parts if p.strip()]

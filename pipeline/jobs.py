@@ -1,0 +1,244 @@
+"""The jobs: ingest, rate and nightly, each one run recorded in the ledger.
+
+Every job is one transaction on the database, under the run lock: it either commits
+completely (data and its ledger row together) or leaves the database as it was. The ledger
+row is first written as ``running`` in a transaction of its own, so a run killed half-way is
+visible afterwards (the next run marks it ``crashed``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline import ingest, rate, reference
+from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
+from pipeline.db import DEFAULT_DB, code_version, connect, transaction
+from pipeline.ingest import FileResult, Recounter
+from pipeline.lock import exclusive_run, record_run_id
+from pipeline.redact import install_sql_macro
+from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
+
+DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio threshold, not money
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a job reads and writes; every path is overridable on the command line."""
+
+    db_path: Path = DEFAULT_DB
+    prices_dir: Path = DEFAULT_TABLES_DIR
+    accounts_file: Path = DEFAULT_ACCOUNTS_FILE
+    memory_limit: str | None = None
+    on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
+
+
+@dataclass
+class RunReport:
+    """What a run did: the ledger row's content, for printing and exit codes."""
+
+    run_id: int
+    command: str
+    files: list[FileResult] = field(default_factory=list)
+    rated: rate.RateResult | None = None
+    held_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lines_read(self) -> int:
+        return sum(f.lines_read for f in self.files if not f.skipped)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(f.quarantined for f in self.files if not f.skipped)
+
+    def quarantine_rate(self) -> float:  # allow-float: a ratio for the threshold, not money
+        return self.quarantined / self.lines_read if self.lines_read else 0.0
+
+
+def load_reference(settings: Settings) -> reference.Reference:
+    return reference.Reference(load_price_book(settings.prices_dir), load_accounts(settings.accounts_file))
+
+
+def default_recounter() -> Recounter:
+    """The R5 recounter: the offline tokenizers when installed, else hold (needs_recount)."""
+    try:
+        from pipeline.recount import count_many
+    except ImportError:
+        return ingest.no_recount
+
+    def recount(rows: list[ingest.RecountRow]) -> list[tuple[int, int, str] | None]:
+        counts = count_many(rows)
+        return [None if c is None else (c.input_tokens, c.output_tokens, c.tokenizer) for c in counts]
+
+    return recount
+
+
+@contextmanager
+def recorded_run(
+    settings: Settings, command: str, args: dict[str, Any], ref: reference.Reference | None
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, RunReport]]:
+    """Lock, open, open a ledger row, yield; the caller's work + ledger commit together."""
+    with exclusive_run(settings.db_path, command) as lock:
+        con = connect(settings.db_path, memory_limit=settings.memory_limit)
+        try:
+            install_sql_macro(con)
+            con.execute(
+                "UPDATE runs SET status = 'crashed', finished_at = now(), "
+                "message = 'process ended without finishing; its changes were rolled back' "
+                "WHERE status = 'running'"
+            )
+            run_id = _open_ledger_row(con, command, args, ref)
+            record_run_id(lock, run_id)
+            report = RunReport(run_id, command)
+            try:
+                yield con, report
+            except BaseException as exc:
+                _close_failed(con, run_id, exc)
+                raise
+        finally:
+            con.close()
+
+
+def _open_ledger_row(
+    con: duckdb.DuckDBPyConnection, command: str, args: dict[str, Any], ref: reference.Reference | None
+) -> int:
+    row = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
+    assert row is not None
+    run_id = int(row[0])
+    con.execute(
+        "INSERT INTO runs (run_id, command, args, started_at, status, code_version, pid, "
+        "price_versions, accounts_sha256) VALUES (?, ?, ?, now(), 'running', ?, ?, ?, ?)",
+        [
+            run_id,
+            command,
+            json.dumps(args, sort_keys=True, default=str),
+            code_version(),
+            os.getpid(),
+            json.dumps(ref.prices.hashes(), sort_keys=True) if ref else None,
+            ref.accounts.sha256 if ref else None,
+        ],
+    )
+    return run_id
+
+
+def _close_failed(con: duckdb.DuckDBPyConnection, run_id: int, exc: BaseException) -> None:
+    try:
+        con.execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(), exit_code = 1, message = ? WHERE run_id = ?",
+            [f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}", run_id],
+        )
+    except duckdb.Error:
+        pass  # the database itself is failing; the row stays 'running' and is marked crashed later
+
+
+def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
+    """Record counts and per-file lines in the ledger (inside the run's transaction)."""
+    fresh = [f for f in report.files if not f.skipped]
+    con.execute(
+        "UPDATE runs SET status = 'succeeded', finished_at = now(), exit_code = 0, "
+        "files_read = ?, files_skipped = ?, lines_read = ?, accepted = ?, duplicates = ?, "
+        "quarantined = ?, rated = ? WHERE run_id = ?",
+        [
+            len(fresh),
+            len(report.files) - len(fresh),
+            report.lines_read,
+            sum(f.accepted for f in fresh),
+            sum(f.duplicates for f in fresh),
+            report.quarantined,
+            report.rated.attempts if report.rated else 0,
+            report.run_id,
+        ],
+    )
+    con.executemany(
+        "INSERT INTO run_files VALUES (?, 'input', ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                report.run_id,
+                f.path,
+                f.sha256,
+                f.size_bytes,
+                f.lines_read,
+                f.accepted,
+                f.duplicates,
+                f.quarantined,
+                f.skipped,
+            )
+            for f in report.files
+        ],
+    )
+
+
+def _held_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    rows = con.execute(
+        "SELECT reason, count(*) FROM rated_attempts WHERE outcome = 'held' GROUP BY reason ORDER BY reason"
+    ).fetchall()
+    return {reason: count for reason, count in rows}
+
+
+def _ingest_and_rate(
+    settings: Settings,
+    command: str,
+    args: dict[str, Any],
+    paths: Sequence[Path],
+    scope: Callable[[duckdb.DuckDBPyConnection, int], None] | None,
+    recounter: Recounter | None = None,
+) -> RunReport:
+    ref = load_reference(settings) if scope is not None else None
+    with recorded_run(settings, command, args, ref) as (con, report):
+        batch = ingest.stage_files(con, paths, settings.on_file)
+        with transaction(con):
+            report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
+            if scope is not None and ref is not None:
+                reference.load_into(con, ref)
+                if reference.stored_fingerprint(con) != ref.fingerprint():
+                    rate.scope_time_range(con, None, None)  # reference data changed: re-rate all
+                else:
+                    scope(con, report.run_id)
+                report.rated = rate.rate_scope(con, report.run_id)
+                reference.store_fingerprint(con, ref)
+            report.held_by_reason = _held_counts(con)
+            _close_succeeded(con, report)
+        return report
+
+
+def run_ingest(settings: Settings, patterns: Sequence[str], recounter: Recounter | None = None) -> RunReport:
+    """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them)."""
+    paths = ingest.discover(patterns)
+    return _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+
+
+def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -> RunReport:
+    """Re-rate every request with an attempt in ``[start, end)`` and refresh its aggregates."""
+
+    def scope(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+        rate.scope_time_range(con, start, end)
+
+    args = {"from": start.isoformat() if start else None, "to": end.isoformat() if end else None}
+    return _ingest_and_rate(settings, "rate", args, [], scope)
+
+
+def files_for_day(logs_dir: Path, day: date) -> list[Path]:
+    """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz)."""
+    if not logs_dir.is_dir():
+        raise ingest.IngestError(f"{logs_dir}: logs directory does not exist")
+    stamp = day.isoformat()
+    return ingest.discover([str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)])
+
+
+def run_nightly(settings: Settings, day: date, logs_dir: Path, recounter: Recounter | None = None) -> RunReport:
+    """Ingest the day's files, rate what they touch (plus anything held), refresh aggregates."""
+    paths = files_for_day(logs_dir, day)
+    args = {"date": day.isoformat(), "logs": str(logs_dir), "files": [str(p) for p in paths]}
+    return _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
+
+
+def yesterday_utc() -> date:
+    return (datetime.now(UTC) - timedelta(days=1)).date()

@@ -1,0 +1,208 @@
+-- Parse and validate raw gateway log lines (SPEC section 1; R4 counts; R8 timestamps; R9).
+--
+-- Input : staged_lines(file_order, source_file, source_sha256, line_no, line, stage_problem)
+--         one row per physical line of every file in this batch (line is NULL when blank;
+--         stage_problem says why a line could not even be read, e.g. invalid UTF-8).
+-- Output: one row per non-blank line with its typed fields. A line that fails a check
+--         carries `problem` = {reason, field, message}: the FIRST failing check in the order
+--         written below. Types are checked explicitly (SPEC E5): "100", 12.5 and true are not
+--         counts, and nothing relies on a reader's implicit casts.
+WITH raw AS (
+    SELECT file_order, source_file, source_sha256, line_no, line, stage_problem,
+           stage_problem IS NULL AND json_valid(line) AS is_json
+    FROM staged_lines
+    WHERE stage_problem IS NOT NULL OR (line IS NOT NULL AND trim(line) <> '')
+),
+obj AS (
+    SELECT *,
+           CASE WHEN is_json AND json_type(line) = 'OBJECT' THEN json_transform(line, '{
+               "event_id": "JSON", "request_id": "JSON", "attempt": "JSON", "ts": "JSON",
+               "duration_ms": "JSON", "account_id": "JSON", "api_key_id": "JSON",
+               "group": "JSON", "endpoint": "JSON", "model": "JSON", "provider": "JSON",
+               "status": "JSON", "error_code": "JSON", "stream": "JSON",
+               "finish_reason": "JSON", "usage": "JSON", "messages": "JSON",
+               "output_text": "JSON", "upstream_cost_usd": "JSON"}') END AS j
+    FROM raw
+),
+-- The usage object, field by field, still as JSON (shapes: OpenAI and DeepSeek).
+usage_obj AS (
+    SELECT *,
+           CASE WHEN json_type(j.usage) = 'OBJECT' THEN json_transform(j.usage, '{
+               "prompt_tokens": "JSON", "completion_tokens": "JSON", "total_tokens": "JSON",
+               "prompt_tokens_details": "JSON", "completion_tokens_details": "JSON",
+               "prompt_cache_hit_tokens": "JSON", "prompt_cache_miss_tokens": "JSON"}') END AS u
+    FROM obj
+),
+usage_details AS (
+    SELECT *,
+           CASE WHEN json_type(u.prompt_tokens_details) = 'OBJECT'
+                THEN json_extract(u.prompt_tokens_details, '$.cached_tokens') END AS u_cached,
+           CASE WHEN json_type(u.completion_tokens_details) = 'OBJECT'
+                THEN json_extract(u.completion_tokens_details, '$.reasoning_tokens') END AS u_reasoning,
+           CASE WHEN json_type(u.completion_tokens_details) = 'OBJECT'
+                THEN json_extract(u.completion_tokens_details, '$.image_tokens') END AS u_image
+    FROM usage_obj
+),
+-- Typed values: NULL where the JSON value is absent, null, or of another type.
+typed AS (
+    SELECT *,
+           CASE WHEN json_type(j.event_id) = 'VARCHAR' THEN j.event_id ->> '$' END AS event_id,
+           CASE WHEN json_type(j.request_id) = 'VARCHAR' THEN j.request_id ->> '$' END AS request_id,
+           CASE WHEN json_type(j.attempt) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(j.attempt AS BIGINT) END AS attempt,
+           CASE WHEN json_type(j.ts) = 'VARCHAR' THEN j.ts ->> '$' END AS ts_text,
+           CASE WHEN json_type(j.duration_ms) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(j.duration_ms AS BIGINT) END AS duration_ms,
+           CASE WHEN json_type(j.account_id) = 'VARCHAR' THEN j.account_id ->> '$' END AS account_id,
+           CASE WHEN json_type(j.api_key_id) = 'VARCHAR' THEN j.api_key_id ->> '$' END AS api_key_id,
+           CASE WHEN json_type(j."group") = 'VARCHAR' THEN j."group" ->> '$' END AS group_value,
+           CASE WHEN json_type(j.endpoint) = 'VARCHAR' THEN j.endpoint ->> '$' END AS endpoint_value,
+           CASE WHEN json_type(j.model) = 'VARCHAR' THEN j.model ->> '$' END AS model,
+           CASE WHEN json_type(j.provider) = 'VARCHAR' THEN j.provider ->> '$' END AS provider,
+           CASE WHEN json_type(j.status) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(j.status AS INTEGER) END AS status,
+           CASE WHEN json_type(j.error_code) = 'VARCHAR' THEN j.error_code ->> '$' END AS error_code,
+           CASE WHEN json_type(j.stream) = 'BOOLEAN' THEN CAST(j.stream AS BOOLEAN) END AS stream_value,
+           CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
+           CASE WHEN json_type(j.output_text) = 'VARCHAR' THEN length(j.output_text ->> '$') END AS output_text_chars,
+           CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
+           -- token counts: JSON integers 0 <= n < 10^12, anything else is not a count
+           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
+           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
+           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
+           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
+           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
+           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
+           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
+           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
+           -- RFC 3339 instant: fractional seconds beyond microseconds are truncated (never
+           -- rounded, which could carry 23:59:59.9999999Z into the next month)
+           CASE WHEN json_type(j.ts) = 'VARCHAR' THEN TRY_CAST(
+               regexp_replace(upper(j.ts ->> '$'), '(\.[0-9]{6})[0-9]+', '\1') AS TIMESTAMPTZ) END AS ts_parsed
+    FROM usage_details
+),
+-- Helpers for the checks below.
+flags AS (
+    SELECT *,
+           j.usage IS NOT NULL AND json_type(j.usage) <> 'NULL' AS usage_present,
+           regexp_full_match(coalesce(ts_text, ''),
+               '[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})') AS ts_has_offset,
+           regexp_full_match(coalesce(ts_text, ''),
+               '[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?') AS ts_is_naive
+    FROM typed
+),
+checked AS (
+    SELECT *,
+        coalesce(
+            CASE WHEN NOT is_json THEN {'reason': 'parse_error', 'field': NULL,
+                 'message': coalesce(stage_problem, 'line is not valid JSON')} END,
+            CASE WHEN j IS NULL THEN {'reason': 'invalid_record', 'field': NULL,
+                 'message': 'line is JSON but not an object'} END,
+            -- required fields (SPEC section 1), in the order of the spec's table
+            CASE WHEN event_id IS NULL OR event_id = '' THEN {'reason': 'invalid_record', 'field': 'event_id',
+                 'message': 'field event_id: required non-empty string, ' || describe_json(j.event_id)} END,
+            CASE WHEN request_id IS NULL OR request_id = '' THEN {'reason': 'invalid_record', 'field': 'request_id',
+                 'message': 'field request_id: required non-empty string, ' || describe_json(j.request_id)} END,
+            CASE WHEN attempt IS NULL OR attempt < 1 THEN {'reason': 'invalid_record', 'field': 'attempt',
+                 'message': 'field attempt: required integer >= 1, ' || describe_json(j.attempt)} END,
+            CASE WHEN ts_text IS NULL THEN {'reason': 'invalid_record', 'field': 'ts',
+                 'message': 'field ts: required RFC 3339 string, ' || describe_json(j.ts)} END,
+            CASE WHEN account_id IS NULL OR account_id = '' THEN {'reason': 'invalid_record', 'field': 'account_id',
+                 'message': 'field account_id: required non-empty string, ' || describe_json(j.account_id)} END,
+            CASE WHEN api_key_id IS NULL OR api_key_id = '' THEN {'reason': 'invalid_record', 'field': 'api_key_id',
+                 'message': 'field api_key_id: required non-empty string, ' || describe_json(j.api_key_id)} END,
+            CASE WHEN model IS NULL OR model = '' THEN {'reason': 'invalid_record', 'field': 'model',
+                 'message': 'field model: required non-empty string, ' || describe_json(j.model)} END,
+            CASE WHEN status IS NULL OR status < 100 OR status > 599 THEN {'reason': 'invalid_record', 'field': 'status',
+                 'message': 'field status: required HTTP status integer 100-599, ' || describe_json(j.status)} END,
+            -- optional fields: absent or null is fine, another type is not
+            CASE WHEN j.duration_ms IS NOT NULL AND (duration_ms IS NULL OR duration_ms < 0) THEN {'reason': 'invalid_record', 'field': 'duration_ms',
+                 'message': 'field duration_ms: expected integer >= 0, ' || describe_json(j.duration_ms)} END,
+            CASE WHEN j."group" IS NOT NULL AND group_value IS NULL THEN {'reason': 'invalid_record', 'field': 'group',
+                 'message': 'field group: expected string, ' || describe_json(j."group")} END,
+            CASE WHEN j.endpoint IS NOT NULL AND endpoint_value IS NULL THEN {'reason': 'invalid_record', 'field': 'endpoint',
+                 'message': 'field endpoint: expected string, ' || describe_json(j.endpoint)} END,
+            CASE WHEN j.provider IS NOT NULL AND provider IS NULL THEN {'reason': 'invalid_record', 'field': 'provider',
+                 'message': 'field provider: expected string, ' || describe_json(j.provider)} END,
+            CASE WHEN j.error_code IS NOT NULL AND error_code IS NULL THEN {'reason': 'invalid_record', 'field': 'error_code',
+                 'message': 'field error_code: expected string or null, ' || describe_json(j.error_code)} END,
+            CASE WHEN j.stream IS NOT NULL AND stream_value IS NULL THEN {'reason': 'invalid_record', 'field': 'stream',
+                 'message': 'field stream: expected true or false, ' || describe_json(j.stream)} END,
+            CASE WHEN j.finish_reason IS NOT NULL AND finish_reason IS NULL THEN {'reason': 'invalid_record', 'field': 'finish_reason',
+                 'message': 'field finish_reason: expected string or null, ' || describe_json(j.finish_reason)} END,
+            CASE WHEN usage_present AND u IS NULL THEN {'reason': 'invalid_record', 'field': 'usage',
+                 'message': 'field usage: expected object or null, ' || describe_json(j.usage)} END,
+            CASE WHEN j.messages IS NOT NULL AND json_type(j.messages) <> 'ARRAY' THEN {'reason': 'invalid_record', 'field': 'messages',
+                 'message': 'field messages: expected array or null, ' || describe_json(j.messages)} END,
+            CASE WHEN j.output_text IS NOT NULL AND output_text_chars IS NULL THEN {'reason': 'invalid_record', 'field': 'output_text',
+                 'message': 'field output_text: expected string or null, ' || describe_json(j.output_text)} END,
+            CASE WHEN j.upstream_cost_usd IS NOT NULL AND NOT regexp_full_match(coalesce(upstream_cost_text, ''), '[0-9]{1,18}(\.[0-9]{1,20})?')
+                 THEN {'reason': 'invalid_record', 'field': 'upstream_cost_usd',
+                 'message': 'field upstream_cost_usd: expected a non-negative decimal string such as "0.0123"'} END,
+            -- R8: an instant needs an offset
+            CASE WHEN NOT ts_has_offset AND ts_is_naive THEN {'reason': 'bad_timestamp', 'field': 'ts',
+                 'message': 'field ts: ' || left(ts_text, 40) || ' has no UTC offset (write Z or +hh:mm)'} END,
+            CASE WHEN NOT ts_has_offset OR ts_parsed IS NULL THEN {'reason': 'bad_timestamp', 'field': 'ts',
+                 'message': 'field ts: ' || left(ts_text, 40) || ' is not an RFC 3339 instant'} END,
+            -- R4: usage must not contradict itself
+            CASE WHEN u IS NOT NULL AND (prompt_tokens IS NULL OR prompt_tokens > 999999999999) THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens',
+                 'message': 'field usage.prompt_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_tokens)} END,
+            CASE WHEN u IS NOT NULL AND (completion_tokens IS NULL OR completion_tokens > 999999999999) THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens',
+                 'message': 'field usage.completion_tokens: expected an integer count >= 0, ' || describe_json(u.completion_tokens)} END,
+            CASE WHEN u.total_tokens IS NOT NULL AND total_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.total_tokens',
+                 'message': 'field usage.total_tokens: expected an integer count >= 0, ' || describe_json(u.total_tokens)} END,
+            CASE WHEN total_tokens IS NOT NULL AND total_tokens <> prompt_tokens + completion_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.total_tokens',
+                 'message': 'field usage.total_tokens: ' || total_tokens || ' <> prompt_tokens ' || prompt_tokens || ' + completion_tokens ' || completion_tokens} END,
+            CASE WHEN u.prompt_tokens_details IS NOT NULL AND json_type(u.prompt_tokens_details) <> 'OBJECT' THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens_details',
+                 'message': 'field usage.prompt_tokens_details: expected object, ' || describe_json(u.prompt_tokens_details)} END,
+            CASE WHEN u.completion_tokens_details IS NOT NULL AND json_type(u.completion_tokens_details) <> 'OBJECT' THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details',
+                 'message': 'field usage.completion_tokens_details: expected object, ' || describe_json(u.completion_tokens_details)} END,
+            CASE WHEN u_cached IS NOT NULL AND json_type(u_cached) <> 'NULL' AND openai_cached IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens_details.cached_tokens',
+                 'message': 'field usage.prompt_tokens_details.cached_tokens: expected an integer count >= 0, ' || describe_json(u_cached)} END,
+            CASE WHEN openai_cached > prompt_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens_details.cached_tokens',
+                 'message': 'field usage.prompt_tokens_details.cached_tokens: ' || openai_cached || ' > prompt_tokens ' || prompt_tokens} END,
+            CASE WHEN u.prompt_cache_hit_tokens IS NOT NULL AND cache_hit IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
+                 'message': 'field usage.prompt_cache_hit_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_cache_hit_tokens)} END,
+            CASE WHEN u.prompt_cache_miss_tokens IS NOT NULL AND cache_miss IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_miss_tokens',
+                 'message': 'field usage.prompt_cache_miss_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_cache_miss_tokens)} END,
+            CASE WHEN cache_hit IS NOT NULL AND cache_miss IS NOT NULL AND cache_hit + cache_miss <> prompt_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
+                 'message': 'field usage.prompt_cache_hit_tokens: hit ' || cache_hit || ' + miss ' || cache_miss || ' <> prompt_tokens ' || prompt_tokens} END,
+            CASE WHEN cache_hit > prompt_tokens OR cache_miss > prompt_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
+                 'message': 'field usage.prompt_cache_hit_tokens: cache hit/miss tokens exceed prompt_tokens ' || prompt_tokens} END,
+            CASE WHEN openai_cached IS NOT NULL AND cache_hit IS NOT NULL AND openai_cached <> cache_hit THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
+                 'message': 'field usage.prompt_cache_hit_tokens: ' || cache_hit || ' <> prompt_tokens_details.cached_tokens ' || openai_cached} END,
+            CASE WHEN u_reasoning IS NOT NULL AND json_type(u_reasoning) <> 'NULL' AND reasoning_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.reasoning_tokens',
+                 'message': 'field usage.completion_tokens_details.reasoning_tokens: expected an integer count >= 0, ' || describe_json(u_reasoning)} END,
+            CASE WHEN reasoning_tokens > completion_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.reasoning_tokens',
+                 'message': 'field usage.completion_tokens_details.reasoning_tokens: ' || reasoning_tokens || ' > completion_tokens ' || completion_tokens || ' (reasoning is included in completion)'} END,
+            CASE WHEN u_image IS NOT NULL AND json_type(u_image) <> 'NULL' AND image_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.image_tokens',
+                 'message': 'field usage.completion_tokens_details.image_tokens: expected an integer count >= 0, ' || describe_json(u_image)} END,
+            CASE WHEN image_tokens > completion_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.image_tokens',
+                 'message': 'field usage.completion_tokens_details.image_tokens: ' || image_tokens || ' > completion_tokens ' || completion_tokens || ' (image tokens are included in completion)'} END
+        ) AS problem
+    FROM flags
+)
+SELECT
+    file_order, source_file, source_sha256, line_no,
+    problem,
+    event_id, request_id, attempt, ts_parsed AS ts, ts_text, duration_ms,
+    account_id, api_key_id,
+    coalesce(group_value, 'default') AS group_name,
+    coalesce(endpoint_value, '/v1/chat/completions') AS endpoint,
+    model, provider, status, error_code,
+    coalesce(stream_value, FALSE) AS stream,
+    finish_reason,
+    u IS NOT NULL AS has_usage,
+    CASE WHEN u IS NOT NULL THEN json(j.usage) END AS usage_json,
+    prompt_tokens, completion_tokens,
+    CASE WHEN u IS NOT NULL THEN coalesce(openai_cached, cache_hit, prompt_tokens - cache_miss, 0) END AS cached_tokens,
+    CASE WHEN u IS NOT NULL THEN coalesce(reasoning_tokens, 0) END AS reasoning_tokens,
+    CASE WHEN u IS NOT NULL THEN coalesce(image_tokens, 0) END AS image_tokens,
+    coalesce(json_array_length(CASE WHEN json_type(j.messages) = 'ARRAY' THEN j.messages END), 0) > 0 AS has_messages,
+    output_text_chars,
+    TRY_CAST(upstream_cost_text AS DECIMAL(38,20)) AS upstream_cost_usd,
+    sha256(CASE WHEN is_json THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
+    -- what the quarantine keeps: the record without prompt/output text, or an excerpt of an
+    -- unparseable line cut before any text field; API keys are masked by the caller
+    mask_secrets(CASE WHEN j IS NOT NULL
+         THEN CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR)
+         ELSE left(regexp_replace(coalesce(line, ''), '"(messages|output_text)".*$', '"\1": <dropped>'), 300)
+    END) AS redacted_record
+FROM checked

@@ -1,0 +1,44 @@
+-- Store one validated, deduplicated batch (parse.sql -> dedup.sql -> recount).
+-- $run_id: the run writing it. Every line ends in exactly one place: attempts (new),
+-- nowhere new (an identical duplicate of a stored record), or quarantine.
+
+INSERT INTO attempts
+SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
+       d.account_id, mask_secrets(d.api_key_id), d.group_name, d.endpoint, d.model, d.provider,
+       d.status, d.error_code, d.stream, d.finish_reason,
+       d.has_usage, d.usage_json, d.prompt_tokens, d.completion_tokens,
+       d.cached_tokens, d.reasoning_tokens, d.image_tokens,
+       d.has_messages, d.output_text_chars,
+       r.est_input_tokens, r.est_output_tokens, r.est_tokenizer,
+       d.upstream_cost_usd, d.content_sha256,
+       d.source_file, d.source_sha256, d.line_no, $run_id
+FROM deduped d
+LEFT JOIN recounts r USING (event_id)
+WHERE d.verdict = 'new';
+
+INSERT INTO quarantine
+SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)
+           + row_number() OVER (ORDER BY q.file_order, q.line_no),
+       $run_id, q.source_file, q.source_sha256, q.line_no, q.event_id,
+       q.reason, q.field, mask_secrets(q.message), q.redacted_record, now(), NULL
+FROM (
+    SELECT file_order, line_no, source_file, source_sha256, event_id,
+           problem.reason AS reason, problem.field AS field, problem.message AS message,
+           redacted_record
+    FROM parsed
+    WHERE problem IS NOT NULL
+    UNION ALL
+    SELECT file_order, line_no, source_file, source_sha256, event_id,
+           'duplicate_conflict', 'event_id',
+           'field event_id: ' || left(event_id, 80) || ' was already ingested with different content (first at '
+               || first_file || ':' || first_line || '); the first record stands',
+           redacted_record
+    FROM deduped
+    WHERE verdict = 'duplicate_conflict'
+) q;
+
+-- A fixed record, re-ingested and accepted, resolves the quarantine entries it replaces.
+UPDATE quarantine SET resolved_run_id = $run_id
+WHERE resolved_run_id IS NULL
+  AND reason <> 'duplicate_conflict'
+  AND event_id IN (SELECT event_id FROM deduped WHERE verdict = 'new');

@@ -1,0 +1,39 @@
+"""The finance summary CSV per period (SPEC section 4): the ledger's view of a month."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+
+from pipeline.db import sql_text
+from reports.csvsafe import write_csv
+
+FINANCE_COLUMNS = (
+    "account_id",
+    "account_name",
+    "period",
+    "statement_number",
+    "billed_requests",
+    "input_uncached_tokens",
+    "input_cached_tokens",
+    "output_tokens",
+    "usage_usd",
+    "adjustments_usd",
+    "total_usd",
+    "price_versions",
+)
+PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[object, ...]]:
+    if not PERIOD_PATTERN.match(period):
+        raise ValueError(f"period {period!r} is not YYYY-MM")
+    return [tuple(row) for row in con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()]
+
+
+def write_finance_summary(con: duckdb.DuckDBPyConnection, period: str, out_dir: Path) -> Path:
+    path = out_dir / f"finance-summary-{period}.csv"
+    write_csv(path, FINANCE_COLUMNS, finance_summary(con, period))
+    return path
