@@ -8,7 +8,7 @@ extensions at run time.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -125,3 +125,9 @@ def _statements(text: str) -> list[str]:
     if tail and not all(text.strip().startswith("--") or not text.strip() for text in current):
         parts.append(tail)
     return [p for p in parts if p.strip()]
+
+
+def insert_many(con: duckdb.DuckDBPyConnection, statement: str, rows: Sequence[Sequence[object]]) -> None:
+    """``executemany`` that accepts an empty list (DuckDB refuses one)."""
+    if rows:
+        con.executemany(statement, rows)

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import zstandard
 
-from pipeline.db import run_script, sql_text
+from pipeline.db import insert_many, run_script, sql_text
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 READ_CSV_LINES = (
@@ -122,8 +122,11 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
         else:
             stream = raw
         buffer = b""
+        # read1 hands over what has been decompressed so far, so the lines before a
+        # truncation point are kept (read(n) would raise and lose them)
+        read = getattr(stream, "read1", stream.read)
         while True:
-            chunk = stream.read(1 << 20)
+            chunk = read(1 << 16)
             if not chunk:
                 break
             buffer += chunk
@@ -248,7 +251,7 @@ def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) 
     counts = recounter([(model, messages, output) for _, model, messages, output in rows])
     results = [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(rows, counts, strict=True) if c is not None]
     if results:
-        con.executemany("INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+        insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
 
 
 def no_recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
@@ -267,7 +270,8 @@ def apply_staged(
     _recount_new_attempts(con, recounter)
     run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)
-    con.executemany(
+    insert_many(
+        con,
         "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
         [
             (r.sha256, Path(r.path).name, r.path, run_id, r.lines_read, r.accepted, r.duplicates, r.quarantined)

@@ -21,7 +21,8 @@ import duckdb
 
 from pipeline import ingest, rate, reference
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
-from pipeline.db import DEFAULT_DB, code_version, connect, transaction
+from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transaction
+from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import install_sql_macro
@@ -95,7 +96,9 @@ def recorded_run(
                 "message = 'process ended without finishing; its changes were rolled back' "
                 "WHERE status = 'running'"
             )
+            fault_point("after_lock")
             run_id = _open_ledger_row(con, command, args, ref)
+            fault_point("after_ledger_row")
             record_run_id(lock, run_id)
             report = RunReport(run_id, command)
             try:
@@ -157,7 +160,8 @@ def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
             report.run_id,
         ],
     )
-    con.executemany(
+    insert_many(
+        con,
         "INSERT INTO run_files VALUES (?, 'input', ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
@@ -194,18 +198,24 @@ def _ingest_and_rate(
     ref = load_reference(settings) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         batch = ingest.stage_files(con, paths, settings.on_file)
+        fault_point("after_stage")
         with transaction(con):
             report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
+            fault_point("after_ingest")
             if scope is not None and ref is not None:
                 reference.load_into(con, ref)
+                fault_point("after_reference")
                 if reference.stored_fingerprint(con) != ref.fingerprint():
                     rate.scope_time_range(con, None, None)  # reference data changed: re-rate all
                 else:
                     scope(con, report.run_id)
                 report.rated = rate.rate_scope(con, report.run_id)
+                fault_point("after_rate")
                 reference.store_fingerprint(con, ref)
             report.held_by_reason = _held_counts(con)
             _close_succeeded(con, report)
+            fault_point("before_commit")
+        fault_point("after_commit")
         return report
 
 

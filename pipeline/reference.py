@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pipeline.accounts import AccountsFile
+from pipeline.db import insert_many
 from pricing.versions import PriceBook
 
 
@@ -45,7 +46,8 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
                 loaded.source_file,
             ],
         )
-        con.executemany(
+        insert_many(
+            con,
             "INSERT INTO model_prices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -63,8 +65,8 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
             ],
         )
     groups = dict(ref.accounts.groups)
-    con.executemany(
-        "INSERT INTO account_groups VALUES (?, ?)", [(name, g.multiplier) for name, g in sorted(groups.items())]
+    insert_many(
+        con, "INSERT INTO account_groups VALUES (?, ?)", [(name, g.multiplier) for name, g in sorted(groups.items())]
     )
     if "default" not in groups:
         con.execute("INSERT INTO account_groups VALUES ('default', 1)")

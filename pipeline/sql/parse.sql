@@ -63,15 +63,15 @@ typed AS (
            CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
            CASE WHEN json_type(j.output_text) = 'VARCHAR' THEN length(j.output_text ->> '$') END AS output_text_chars,
            CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
-           -- token counts: JSON integers 0 <= n < 10^12, anything else is not a count
-           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
-           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
-           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
-           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
-           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
-           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
-           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
-           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
+           -- token counts: JSON integers 0 <= n < 10^12 (DECIMAL(12,0)); anything else is not a count
+           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
+           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.completion_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
+           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.total_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
+           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_cached AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
+           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
+           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
+           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_reasoning AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
+           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_image AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
            -- RFC 3339 instant: fractional seconds beyond microseconds are truncated (never
            -- rounded, which could carry 23:59:59.9999999Z into the next month)
            CASE WHEN json_type(j.ts) = 'VARCHAR' THEN TRY_CAST(
@@ -142,9 +142,9 @@ checked AS (
             CASE WHEN NOT ts_has_offset OR ts_parsed IS NULL THEN {'reason': 'bad_timestamp', 'field': 'ts',
                  'message': 'field ts: ' || left(ts_text, 40) || ' is not an RFC 3339 instant'} END,
             -- R4: usage must not contradict itself
-            CASE WHEN u IS NOT NULL AND (prompt_tokens IS NULL OR prompt_tokens > 999999999999) THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens',
+            CASE WHEN u IS NOT NULL AND prompt_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens',
                  'message': 'field usage.prompt_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_tokens)} END,
-            CASE WHEN u IS NOT NULL AND (completion_tokens IS NULL OR completion_tokens > 999999999999) THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens',
+            CASE WHEN u IS NOT NULL AND completion_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens',
                  'message': 'field usage.completion_tokens: expected an integer count >= 0, ' || describe_json(u.completion_tokens)} END,
             CASE WHEN u.total_tokens IS NOT NULL AND total_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.total_tokens',
                  'message': 'field usage.total_tokens: expected an integer count >= 0, ' || describe_json(u.total_tokens)} END,

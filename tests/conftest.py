@@ -1,0 +1,166 @@
+"""Shared test helpers: inline log records, inline reference data, one-call job runs.
+
+Tests write their input next to their assertions (beancount style): a few records built with
+:func:`record`, written with :func:`write_log`, run through the real jobs, and the exact
+amounts asserted were computed by hand in the test.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import textwrap
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipeline import jobs
+from pipeline.db import connect
+from pipeline.jobs import RunReport, Settings
+
+ACCOUNTS_TOML = textwrap.dedent(
+    """
+    [groups.default]
+    multiplier = "1"
+    [groups.enterprise]
+    multiplier = "0.9"
+    [groups.partner]
+    multiplier = "1.1"
+
+    [[accounts]]
+    id = "acct_plain"
+    legal_name = "Plain Ltd"
+    address = ["1 Main St", "Springfield"]
+    email = "ap@plain.example"
+
+    [[accounts]]
+    id = "acct_discount"
+    legal_name = "Discount GmbH"
+    discount_pct = "12.5"
+
+    [[accounts]]
+    id = "acct_enterprise"
+    legal_name = "Enterprise Corp"
+    group = "enterprise"
+
+    [[accounts]]
+    id = "acct_partner"
+    legal_name = "Partner Inc"
+    group = "partner"
+    discount_pct = "5"
+
+    [[accounts]]
+    id = "acct_override"
+    legal_name = "Override Ltd"
+
+    [[accounts.overrides]]
+    model = "openai/gpt-5.5"
+    effective_from = 2026-11-15T00:00:00Z
+    input_per_1m = "6"
+    cached_input_per_1m = "0.75"
+    output_per_1m = "36"
+    """
+)
+
+_counter = iter(range(1, 10**9))
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    """A valid, billable OpenAI-shaped attempt; override any field (None removes it)."""
+    n = next(_counter)
+    base: dict[str, Any] = {
+        "event_id": f"evt-{n}",
+        "request_id": f"req-{n}",
+        "attempt": 1,
+        "ts": "2026-11-20T12:00:00Z",
+        "account_id": "acct_plain",
+        "api_key_id": "key_1",
+        "model": "openai/gpt-5.5",
+        "provider": "openai",
+        "status": 200,
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100},
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None or k in ("usage", "finish_reason", "error_code")}
+
+
+def usage(
+    prompt: int, completion: int, cached: int = 0, reasoning: int | None = None, image: int | None = None
+) -> dict[str, Any]:
+    """OpenAI usage shape."""
+    result: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+    details = {k: v for k, v in (("reasoning_tokens", reasoning), ("image_tokens", image)) if v is not None}
+    if details:
+        result["completion_tokens_details"] = details
+    return result
+
+
+def write_log(path: Path, items: Iterable[dict[str, Any] | str]) -> Path:
+    """Write records (dicts) and raw lines (str) as JSON Lines; .gz by suffix."""
+    text = "".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in items)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode(), mtime=0))
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Billing:
+    """A scratch billing database with inline reference data, driven through the real jobs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        accounts = root / "accounts.toml"
+        accounts.write_text(ACCOUNTS_TOML, encoding="utf-8")
+        self.settings = Settings(db_path=root / "billing.duckdb", accounts_file=accounts)
+
+    def log(self, name: str, items: Iterable[dict[str, Any] | str]) -> Path:
+        return write_log(self.logs / name, items)
+
+    def nightly(self, day: str = "2026-11-20") -> RunReport:
+        return jobs.run_nightly(self.settings, date.fromisoformat(day), self.logs)
+
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        con = connect(self.settings.db_path, read_only=True)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    def one(self, sql: str, params: Any = None) -> Any:
+        rows = self.query(sql, params)
+        assert len(rows) == 1, rows
+        return rows[0][0] if len(rows[0]) == 1 else rows[0]
+
+    def rated(self, event_id: str) -> dict[str, Any]:
+        con = connect(self.settings.db_path, read_only=True)
+        try:
+            cur = con.execute("SELECT * FROM rated_attempts WHERE event_id = ?", [event_id])
+            row = cur.fetchone()
+            assert row is not None, f"{event_id} not rated"
+            return dict(zip([d[0] for d in cur.description], row, strict=True))
+        finally:
+            con.close()
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Billing:
+    return Billing(tmp_path)
+
+
+@pytest.fixture
+def memory_db() -> duckdb.DuckDBPyConnection:
+    return connect(":memory:")

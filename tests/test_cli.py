@@ -1,0 +1,101 @@
+"""The installed CLI end to end on the committed sample logs, against golden files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("infergate-billing"))
+GOLDEN = Path(__file__).parent / "golden"
+SAMPLE_DAYS = ("2026-11-29", "2026-11-30", "2026-12-01")
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    db = str(out / "sample.duckdb")
+    for day in SAMPLE_DAYS:
+        result = run("--db", db, "nightly", "--date", day, "--logs", "data/sample_logs")
+        assert result.returncode == 0, result.stdout + result.stderr
+    for period in ("2026-11", "2026-12"):
+        assert run("--db", db, "export", "--period", period, "--out", str(out)).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("period", ["2026-11", "2026-12"])
+def test_finance_summary_matches_golden_byte_for_byte(sample_run: Path, period: str) -> None:
+    name = f"finance-summary-{period}.csv"
+    produced = (sample_run / name).read_bytes()
+    if os.environ.get("UPDATE_GOLDEN"):
+        (GOLDEN / name).write_bytes(produced)
+    assert produced == (GOLDEN / name).read_bytes()
+
+
+def test_rerunning_the_nightly_changes_nothing(sample_run: Path) -> None:
+    db = str(sample_run / "sample.duckdb")
+    before = (sample_run / "finance-summary-2026-11.csv").read_bytes()
+    result = run("--db", db, "nightly", "--date", "2026-11-30", "--logs", "data/sample_logs")
+    assert result.returncode == 0 and "already ingested" in result.stdout
+    assert run("--db", db, "export", "--period", "2026-11", "--out", str(sample_run / "again")).returncode == 0
+    assert (sample_run / "again" / "finance-summary-2026-11.csv").read_bytes() == before
+
+
+def test_sample_logs_exercise_every_reason_code(sample_run: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(sample_run / "sample.duckdb"), read_only=True)
+    quarantined = {r for (r,) in con.execute("SELECT DISTINCT reason FROM quarantine").fetchall()}
+    rated = {
+        r for (r,) in con.execute("SELECT DISTINCT reason FROM rated_attempts WHERE reason IS NOT NULL").fetchall()
+    }
+    assert quarantined == {"parse_error", "invalid_record", "bad_timestamp", "duplicate_conflict", "usage_inconsistent"}
+    assert {
+        "superseded_attempt",
+        "client_error",
+        "upstream_error",
+        "status_not_billable",
+        "no_output",
+        "unknown_account",
+        "unpriced_model",
+        "usage_missing",
+    } <= rated
+    sources = {s for (s,) in con.execute("SELECT DISTINCT usage_source FROM rated_attempts WHERE billable").fetchall()}
+    assert "provider" in sources
+
+
+def test_sample_logs_are_deterministic(tmp_path: Path) -> None:
+    assert run("sample-logs", "--out", str(tmp_path)).returncode == 0
+    for path in sorted((ROOT / "data" / "sample_logs").iterdir()):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def _commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+@pytest.mark.parametrize("command", list(_commands()), ids=" ".join)
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "Example" in result.stdout and "infergate-billing" in result.stdout
+
+
+def test_prices_validate_and_list() -> None:
+    assert run("prices", "validate").stdout.startswith("ok: 1 price version")
+    listing = run("prices", "list").stdout
+    assert "openai/gpt-5.5 " in listing and "0.14745" in listing

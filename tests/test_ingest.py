@@ -1,0 +1,223 @@
+"""Ingest: R1 dedup, R9 quarantine with file/line/field, line accounting, file kinds."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from pipeline import jobs
+from pipeline.ingest import IngestError
+from tests.conftest import Billing, record, usage
+
+
+def quarantine_rows(billing: Billing) -> list[tuple[str, int, str, str | None, str]]:
+    return [
+        (Path(f).name, line, reason, field, message)
+        for f, line, reason, field, message in billing.query(
+            "SELECT source_file, source_line, reason, field, message FROM quarantine ORDER BY source_line"
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason", "field"),
+    [
+        ('{"event_id": "e", ', "parse_error", None),
+        ("[1, 2, 3]", "invalid_record", None),
+        (record(event_id=None), "invalid_record", "event_id"),
+        (record(attempt="2"), "invalid_record", "attempt"),
+        (record(attempt=0), "invalid_record", "attempt"),
+        (record(attempt=1.0), "invalid_record", "attempt"),
+        (record(status="200"), "invalid_record", "status"),
+        (record(model=None), "invalid_record", "model"),
+        (record(stream="yes"), "invalid_record", "stream"),
+        (record(ts=1764633600), "invalid_record", "ts"),
+        (record(ts="2026-11-20T12:00:00"), "bad_timestamp", "ts"),
+        (record(ts="2026-11-20 12:00"), "bad_timestamp", "ts"),
+        (record(ts="2026-02-30T12:00:00Z"), "bad_timestamp", "ts"),
+        (record(ts="yesterday"), "bad_timestamp", "ts"),
+        (record(usage=usage(100, 10, cached=150)), "usage_inconsistent", "usage.prompt_tokens_details.cached_tokens"),
+        (
+            record(usage={"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 111}),
+            "usage_inconsistent",
+            "usage.total_tokens",
+        ),
+        (record(usage={"prompt_tokens": "100", "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
+        (record(usage={"prompt_tokens": 12.5, "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
+        (
+            record(usage={"prompt_tokens": 100, "completion_tokens": True}),
+            "usage_inconsistent",
+            "usage.completion_tokens",
+        ),
+        (record(usage={"prompt_tokens": -1, "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
+        (
+            record(
+                usage={
+                    "prompt_tokens": 100,
+                    "completion_tokens": 10,
+                    "prompt_cache_hit_tokens": 60,
+                    "prompt_cache_miss_tokens": 50,
+                }
+            ),
+            "usage_inconsistent",
+            "usage.prompt_cache_hit_tokens",
+        ),
+        (
+            record(
+                usage={
+                    "prompt_tokens": 100,
+                    "completion_tokens": 10,
+                    "completion_tokens_details": {"reasoning_tokens": 11},
+                }
+            ),
+            "usage_inconsistent",
+            "usage.completion_tokens_details.reasoning_tokens",
+        ),
+        (record(usage="lots"), "invalid_record", "usage"),
+    ],
+)
+def test_bad_record_is_quarantined_with_reason_field_and_line(billing: Billing, bad, reason, field) -> None:
+    good = record(event_id="good")
+    billing.log("requests-2026-11-20.jsonl", [good, bad, record(event_id="good2")])
+    report = billing.nightly()
+    [(name, line, got_reason, got_field, message)] = quarantine_rows(billing)
+    assert (name, line, got_reason, got_field) == ("requests-2026-11-20.jsonl", 2, reason, field)
+    if field:
+        assert message.startswith(f"field {field}")
+    [f] = report.files
+    assert (f.lines_read, f.accepted, f.quarantined) == (3, 2, 1)
+    assert billing.one("SELECT count(*) FROM rated_attempts WHERE outcome = 'billed'") == 2
+
+
+def test_unknown_usage_fields_are_ignored(billing: Billing) -> None:
+    u = usage(100, 10) | {"cost_in_usd_ticks": 17, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 3}}
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="e", usage=u, extra_field={"x": 1})])
+    billing.nightly()
+    assert billing.rated("e")["outcome"] == "billed"
+
+
+def test_quarantine_keeps_a_redacted_record_without_text_or_keys(billing: Billing) -> None:
+    bad = record(
+        attempt="x",
+        api_key_id="sk-proj-abcdefghijklmnop1234",
+        messages=[{"role": "user", "content": "my secret prompt"}],
+        output_text="secret answer",
+    )
+    billing.log("requests-2026-11-20.jsonl", [bad, '{"api_key": "sk-live-0123456789abcdef", "messages": "x'])
+    billing.nightly()
+    records = [r for (r,) in billing.query("SELECT record FROM quarantine ORDER BY source_line")]
+    assert len(records) == 2
+    for text in records:
+        assert "sk-proj-abcdefghijklmnop1234" not in text and "sk-live-0123456789abcdef" not in text
+        assert "secret" not in text
+    kept = json.loads(records[0])
+    assert kept["attempt"] == "x" and "messages" not in kept and "output_text" not in kept
+    assert "[REDACTED]" in records[1]
+
+
+def test_raw_api_key_in_a_valid_record_is_masked(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="e", api_key_id="sk-abcdefghijklmnopqrstu")])
+    billing.nightly()
+    assert billing.one("SELECT api_key_id FROM attempts") == "[REDACTED]"
+
+
+def test_same_event_twice_is_one_record_and_conflict_is_quarantined(billing: Billing) -> None:
+    original = record(event_id="dup", usage=usage(1000, 100))
+    changed = dict(original, status=500)
+    billing.log("requests-2026-11-20.jsonl", [original, original, changed])
+    report = billing.nightly()
+    [f] = report.files
+    assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (3, 1, 1, 1)
+    assert quarantine_rows(billing)[0][1:4] == (3, "duplicate_conflict", "event_id")
+    assert billing.rated("dup")["status"] == 200  # the first one stands
+
+
+def test_first_record_in_file_name_order_stands(billing: Billing) -> None:
+    a = record(event_id="same", status=200)
+    b = dict(a, status=503)
+    billing.log("requests-2026-11-20-b.jsonl", [b])
+    billing.log("requests-2026-11-20-a.jsonl", [a])
+    billing.nightly()
+    assert billing.rated("same")["status"] == 200
+    assert quarantine_rows(billing)[0][0] == "requests-2026-11-20-b.jsonl"
+
+
+def test_conflict_with_an_earlier_run_keeps_the_earlier_record(billing: Billing) -> None:
+    a = record(event_id="same", usage=usage(1000, 100))
+    billing.log("requests-2026-11-20.jsonl", [a])
+    billing.nightly()
+    billing.log("requests-2026-11-21.jsonl", [dict(a, usage=usage(9000, 900)), a])
+    report = billing.nightly("2026-11-21")
+    [f] = report.files
+    assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 1)
+    assert billing.rated("same")["output_tokens"] == 100
+
+
+def test_reingesting_the_same_file_changes_nothing(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(), record(), "garbage"])
+    first = billing.nightly()
+    before = billing.query("SELECT * FROM rated_attempts ORDER BY event_id")
+    second = billing.nightly()
+    assert second.files[0].skipped and not first.files[0].skipped
+    assert billing.query("SELECT * EXCLUDE (rated_run_id) FROM rated_attempts ORDER BY event_id") == [
+        row[:-1] for row in before
+    ]
+    assert billing.one("SELECT count(*) FROM quarantine") == 1
+
+
+def test_fixed_record_can_be_reingested(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="fix", ts="2026-11-20T10:00:00")])
+    billing.nightly()
+    billing.log("requests-2026-11-20-fixed.jsonl", [record(event_id="fix", ts="2026-11-20T10:00:00Z")])
+    billing.nightly()
+    assert billing.rated("fix")["outcome"] == "billed"
+    assert billing.one("SELECT resolved_run_id FROM quarantine WHERE event_id = 'fix'") == 2
+
+
+def test_all_file_kinds_are_read(billing: Billing, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [record(event_id=f"k{i}") for i in range(4)]
+    billing.log("requests-2026-11-20.jsonl", [rows[0]])
+    billing.log("requests-2026-11-20-b.jsonl.gz", [rows[1]])
+    (billing.logs / "requests-2026-11-20-c.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress((json.dumps(rows[2]) + "\n").encode())
+    )
+    pq.write_table(pa.Table.from_pylist([rows[3]]), billing.logs / "requests-2026-11-20-d.parquet")
+    report = billing.nightly()
+    assert sorted(f.accepted for f in report.files) == [1, 1, 1, 1]
+    assert billing.one("SELECT count(*) FROM rated_attempts WHERE outcome = 'billed'") == 4
+
+
+def test_file_duckdb_cannot_read_is_read_line_by_line(billing: Billing) -> None:
+    good = json.dumps(record(event_id="ok")).encode()
+    (billing.logs / "requests-2026-11-20.jsonl").write_bytes(good + b"\n\xff\xfe not utf8\n" + good + b"\r\n")
+    # two gzip members, the second cut off mid-stream (a writer killed while appending)
+    truncated = gzip.compress(json.dumps(record(event_id="gz")).encode() + b"\n") + gzip.compress(good)[:-12]
+    (billing.logs / "requests-2026-11-20-t.jsonl.gz").write_bytes(truncated)
+    report = billing.nightly()
+    by_name = {Path(f.path).name: f for f in report.files}
+    plain = by_name["requests-2026-11-20.jsonl"]
+    assert (plain.lines_read, plain.accepted, plain.duplicates, plain.quarantined) == (3, 1, 1, 1)
+    broken = by_name["requests-2026-11-20-t.jsonl.gz"]
+    assert broken.accepted == 1 and broken.quarantined >= 1
+    messages = [m for *_, m in quarantine_rows(billing)]
+    assert any("UTF-8" in m for m in messages) and any("unreadable" in m for m in messages)
+
+
+def test_blank_lines_are_not_records(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(), "", "   ", record()])
+    [f] = billing.nightly().files
+    assert (f.lines_read, f.accepted, f.quarantined) == (2, 2, 0)
+
+
+def test_named_file_of_unknown_kind_is_an_error(billing: Billing, tmp_path: Path) -> None:
+    odd = tmp_path / "requests.csv"
+    odd.write_text("a,b\n")
+    with pytest.raises(IngestError, match="requests.csv: not a log file"):
+        jobs.run_ingest(billing.settings, [str(odd)])

@@ -1,0 +1,129 @@
+"""Jobs are transactional, idempotent and exclusive: crash anywhere, re-run, converge."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import jobs, rate
+from pipeline.faults import POINTS
+from pipeline.lock import ConcurrentRunError, exclusive_run
+from tests.conftest import Billing, record, usage
+
+CLI = str(Path(sys.executable).with_name("infergate-billing"))
+SAMPLE_LOGS = Path(__file__).resolve().parent.parent / "data" / "sample_logs"
+
+
+# The billing content of a database; which run wrote a row, and when, may differ.
+SNAPSHOT = (
+    "SELECT * EXCLUDE (run_id) FROM attempts",
+    "SELECT * EXCLUDE (run_id, quarantined_at) FROM quarantine",
+    "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts",
+    "SELECT * FROM statement_lines",
+    "SELECT * EXCLUDE (run_id, ingested_at) FROM ingested_files",
+)
+
+
+def snapshot(billing: Billing) -> list[list[tuple[object, ...]]]:
+    return [billing.query(f"{query} ORDER BY ALL") for query in SNAPSHOT]
+
+
+def cli(billing: Billing, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = [CLI, "--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file)]
+    return subprocess.run(
+        [*base, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
+    )
+
+
+def test_failure_inside_the_run_leaves_the_database_as_before(billing: Billing, monkeypatch) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(usage=usage(1000, 100))])
+    billing.nightly()
+    before = snapshot(billing)
+    billing.log("requests-2026-11-21.jsonl", [record(), "garbage"])
+
+    def explode(*args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(rate, "rate_scope", explode)
+    with pytest.raises(RuntimeError):
+        billing.nightly("2026-11-21")
+    assert snapshot(billing) == before
+    assert billing.query("SELECT status, message FROM runs ORDER BY run_id")[-1] == (
+        "failed",
+        "RuntimeError: disk on fire",
+    )
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_run_leaves_before_or_after_and_rerun_converges(billing: Billing, tmp_path: Path, point: str) -> None:
+    logs = tmp_path / "logs"
+    shutil.rmtree(logs)
+    shutil.copytree(SAMPLE_LOGS, logs)
+    reference = Billing(tmp_path / "reference")
+    shutil.rmtree(reference.logs)
+    shutil.copytree(SAMPLE_LOGS, reference.logs)
+    assert cli(reference, "nightly", "--date", "2026-11-29", "--logs", str(logs)).returncode == 0
+    expected = snapshot(reference)
+
+    killed = cli(billing, "nightly", "--date", "2026-11-29", "--logs", str(logs), env={"INFERGATE_FAULT": point})
+    assert killed.returncode == -9, killed.stderr
+    if billing.settings.db_path.exists():
+        state = snapshot(billing)
+        assert state in (expected, [[] for _ in expected])  # before or after, never half
+    rerun = cli(billing, "nightly", "--date", "2026-11-29", "--logs", str(logs))
+    assert rerun.returncode == 0, rerun.stderr
+    assert snapshot(billing) == expected
+    statuses = [s for (s,) in billing.query("SELECT status FROM runs ORDER BY run_id")]
+    assert statuses[-1] == "succeeded" and "running" not in statuses
+
+
+def test_second_run_at_once_is_refused_naming_the_holder(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record()])
+    with exclusive_run(billing.settings.db_path, "nightly"):
+        result = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
+        with pytest.raises(ConcurrentRunError):
+            billing.nightly()
+    assert result.returncode == 1
+    assert "in use by (nightly, pid" in result.stderr and "refused" in result.stderr
+    assert billing.nightly().files[0].accepted == 1  # the lock is free again
+
+
+def test_quarantine_above_threshold_exits_1(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(), "garbage", "more garbage"])
+    result = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
+    assert result.returncode == 1
+    assert "2 of 3 lines quarantined" in result.stderr
+    ok = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs), "--max-quarantine-rate", "1")
+    assert ok.returncode == 0
+
+
+def test_usage_errors_exit_2(billing: Billing) -> None:
+    assert cli(billing, "nightly", "--date", "not-a-date").returncode == 2
+    assert cli(billing, "export").returncode == 2
+    assert cli(billing, "rate", "--period", "2026-13").returncode == 2
+
+
+def test_bad_reference_data_is_a_clear_error_not_a_traceback(billing: Billing) -> None:
+    billing.settings.accounts_file.write_text('[[accounts]]\nid = "a"\nlegal_name = "A"\ndiscount_pct = 12.5\n')
+    result = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
+    assert result.returncode == 1
+    assert "accounts.toml: field accounts.[a].discount_pct" in result.stderr and "float" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ingest_then_rate_equals_nightly(billing: Billing, tmp_path: Path) -> None:
+    records = [record(usage=usage(1000 * i, 10 * i)) for i in range(1, 5)]
+    path = billing.log("requests-2026-11-20.jsonl", records)
+    billing.nightly()
+    other = Billing(tmp_path / "other")
+    jobs.run_ingest(other.settings, [str(path)])
+    assert other.one("SELECT count(*) FROM rated_attempts") == 0
+    jobs.run_rate(other.settings, None, None)
+    assert other.query("SELECT * FROM statement_lines ORDER BY ALL") == billing.query(
+        "SELECT * FROM statement_lines ORDER BY ALL"
+    )
