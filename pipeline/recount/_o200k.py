@@ -37,15 +37,15 @@ import logging
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
-from ._common import PromptPlan, check_sha256, clean_text, is_rust_panic
+from ._common import PromptPlan, check_sha256, clean_text, is_rust_panic, package_file
 from ._messages import Message, text_parts
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ NAME = "o200k_base"
 # sha256 of the decompressed o200k_base.tiktoken, as published by OpenAI and pinned in
 # tiktoken_ext/openai_public.py; bpe-openai 0.1.4 ships exactly this file (gzip-compressed).
 O200K_BASE_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
-_VOCAB_PACKAGE = "bpe_openai.data"
-_VOCAB_FILE = "o200k_base.tiktoken.gz"
+_VOCAB_PACKAGE = "bpe_openai"
+_VOCAB_FILE = "data/o200k_base.tiktoken.gz"
 _MAX_VOCAB_BYTES = 16 * 1024 * 1024  # the real file is 3.6 MB; refuse a decompression bomb
 
 # Copied from tiktoken_ext/openai_public.py (tiktoken 0.14.0), o200k_base().
@@ -85,12 +85,12 @@ _env_lock = threading.Lock()
 
 def read_vocabulary() -> bytes:
     """The decompressed, hash-checked o200k_base vocabulary shipped by bpe-openai."""
-    resource = resources.files(_VOCAB_PACKAGE).joinpath(_VOCAB_FILE)
-    with resource.open("rb") as raw, gzip.GzipFile(fileobj=raw) as unzipped:
+    path = package_file(_VOCAB_PACKAGE, _VOCAB_FILE)
+    with gzip.open(path, "rb") as unzipped:
         data = unzipped.read(_MAX_VOCAB_BYTES + 1)
     if len(data) > _MAX_VOCAB_BYTES:
-        raise ValueError(f"{_VOCAB_PACKAGE}/{_VOCAB_FILE}: decompresses beyond the size limit")
-    check_sha256(data, O200K_BASE_SHA256, f"{_VOCAB_PACKAGE}/{_VOCAB_FILE}")
+        raise ValueError(f"{path}: decompresses beyond the size limit")
+    check_sha256(data, O200K_BASE_SHA256, str(path))
     return data
 
 
@@ -127,7 +127,10 @@ def build_encoding() -> tiktoken.Encoding:
 
 def _bpe_openai_counter() -> object:
     """bpe-openai's Rust o200k_base tokenizer (its ``.count(text)`` is the fallback)."""
-    from bpe_openai import _bindings
+    with warnings.catch_warnings():
+        # bpe-openai's import uses the deprecated importlib.resources.open_binary; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from bpe_openai import _bindings
 
     return _bindings.tokenizer_for_encoding(NAME)
 
