@@ -72,11 +72,11 @@ def test_million_spaces_count_like_bpe_openai(o200k: O200kCounter) -> None:
     assert count.output_tokens == o200k.fallback_count(text)
 
 
-def test_panic_in_batch_falls_back_per_text(o200k: O200kCounter) -> None:
-    texts = ["word"] * 70 + ["\t" * 1_000_000]  # >= 64 texts: the batch path
+def test_panic_in_parallel_batch_falls_back_per_text(o200k: O200kCounter) -> None:
+    texts = ["word"] * 300 + ["\t" * 1_000_000]  # >= 256 texts: the worker-thread path
     counts = o200k.count_texts(texts)
-    assert counts[:70] == [1] * 70
-    assert counts[70] == o200k.fallback_count("\t" * 1_000_000)
+    assert counts[:300] == [1] * 300
+    assert counts[300] == o200k.fallback_count("\t" * 1_000_000)
 
 
 class PanicException(BaseException):

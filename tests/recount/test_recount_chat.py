@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline import recount
-from pipeline.recount import RecountError, TokenCount, count_many, count_request
+from pipeline.recount import RecountError, TokenCount, _o200k, count_many, count_request
 from pipeline.recount._deepseek import DeepSeekCounter, render_prompt
 from pipeline.recount._o200k import O200kCounter
 
@@ -159,7 +159,8 @@ def _rows() -> list[tuple[str, str | None, str | None]]:
 
 
 def test_count_many_matches_count_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recount, "_CHUNK_ROWS", 64)  # several chunks, each batching >= 64 texts
+    monkeypatch.setattr(recount, "_CHUNK_ROWS", 64)  # several chunks
+    monkeypatch.setattr(_o200k, "_PARALLEL_MIN_TEXTS", 16)  # and o200k's worker-thread path
     rows = _rows()
     expected = [count_request(*row) for row in rows]
     assert count_many(iter(rows)) == expected
