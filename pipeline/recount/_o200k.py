@@ -42,12 +42,16 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
 from ._common import PromptPlan, check_sha256, clean_text, is_rust_panic, package_file
 from ._messages import Message, text_parts
+
+if TYPE_CHECKING:
+    from bpe_openai._bindings import PyTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +135,7 @@ def build_encoding() -> tiktoken.Encoding:
     )
 
 
-def _bpe_openai_counter() -> object:
+def _bpe_openai_counter() -> PyTokenizer:
     """bpe-openai's Rust o200k_base tokenizer (its ``.count(text)`` is the fallback)."""
     with warnings.catch_warnings():
         # bpe-openai's import uses the deprecated importlib.resources.open_binary; not ours.
@@ -148,16 +152,18 @@ class O200kCounter:
 
     def __init__(self) -> None:
         self.encoding = build_encoding()
-        self._fallback: object | None = None
+        self._fallback: PyTokenizer | None = None
         self._fallback_lock = threading.Lock()
 
     def fallback_count(self, text: str) -> int:
         """Count with bpe-openai; loaded only the first time tiktoken panics."""
-        with self._fallback_lock:
-            if self._fallback is None:
-                self._fallback = _bpe_openai_counter()
-        count: int = self._fallback.count(text)  # type: ignore[attr-defined]
-        return count
+        fallback = self._fallback
+        if fallback is None:
+            with self._fallback_lock:
+                if self._fallback is None:
+                    self._fallback = _bpe_openai_counter()
+                fallback = self._fallback
+        return fallback.count(text)
 
     def count_one(self, text: str) -> int:
         """Plain tokens of one (already cleaned) text, surviving tiktoken panics."""

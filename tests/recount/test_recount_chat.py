@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -82,7 +83,7 @@ def test_deepseek_multi_turn_by_hand(deepseek: DeepSeekCounter) -> None:
 
 def test_deepseek_render_tool_round_trip() -> None:
     call = {"id": "c1", "type": "function", "function": {"name": "get", "arguments": '{"n": 2}'}}
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "Q"},
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
