@@ -81,7 +81,8 @@ def daily_usage_svg(start: date, end_exclusive: date, usage: Iterable[DailyUsage
             f"{escape(money(step * i))}</text>"
         )
     for i, day in enumerate(days):
-        amount = by_day[day].amount if day in by_day else ZERO
+        day_usage = by_day.get(day, DailyUsage(day, ZERO, 0))
+        amount = day_usage.amount
         x = LEFT + slot * i + (slot - bar_w) / 2
         height = baseline - _y(amount, top)
         if amount > 0:
@@ -89,7 +90,8 @@ def daily_usage_svg(start: date, end_exclusive: date, usage: Iterable[DailyUsage
         out.append(
             f'<rect class="bar" x="{x:.1f}" y="{baseline - height:.1f}" width="{bar_w:.1f}" '
             f'height="{height:.1f}" fill="#404040">'
-            f"<title>{escape(long_date(day))}: {escape(money(amount))}</title></rect>"
+            f"<title>{escape(long_date(day))}: {escape(money(amount))}, "
+            f"{day_usage.requests:,} requests</title></rect>"
         )
         out.append(
             f'<text x="{LEFT + slot * i + slot / 2:.1f}" y="{baseline + 13}" '
