@@ -27,9 +27,7 @@ def money(amount: Decimal) -> str:
 
 def unit_price(price: Decimal) -> str:
     """A unit price with every decimal it has, at least two: '$7.50', '$0.14745'."""
-    places = max(2, max_scale(price))
-    sign = "-" if price < 0 else ""
-    return f"{sign}${abs(price):,.{places}f}"
+    return f"${price:,.{max(2, max_scale(price))}f}"
 
 
 def tokens(quantity: int) -> str:
