@@ -1,0 +1,140 @@
+"""Statement rendering: a :class:`StatementDocument` in, self-contained HTML and a PDF out.
+
+Safety (SPEC section 6): every value from account or log data is autoescaped by Jinja, the
+stylesheet and the chart are inlined, and WeasyPrint gets a URL fetcher that refuses every URL
+except ``data:`` URIs. A statement therefore never makes WeasyPrint read a local file or the
+network, whatever an account name or log field contains; should anything try, rendering stops
+with :class:`UnsafeResourceError` instead of quietly leaving the resource out.
+
+Determinism: the HTML is a pure function of the document. The PDF carries no creation or
+modification date (WeasyPrint only writes them when the HTML has ``dcterms.created`` /
+``dcterms.modified`` meta tags, which the template does not), its file identifier is derived
+from the HTML, and embedded font subsets are named by a content hash. One source of variance
+remains inside WeasyPrint: without the HarfBuzz-Subset library it subsets fonts with fontTools,
+which stamps every embedded font with the current time unless ``SOURCE_DATE_EPOCH`` is set;
+:func:`write_pdf` sets it (to 0, for the duration of the render) when the caller has not. So
+the same HTML gives byte-identical PDFs on one machine. A different WeasyPrint version changes
+at least the ``/Producer`` field, and different fonts or shaping libraries can move glyphs:
+compare statements across machines by their text, not their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from weasyprint import HTML
+from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
+
+from . import formatting
+from .atomic import write_atomic
+from .chart import daily_usage_svg
+from .statement_model import StatementDocument
+
+__all__ = [
+    "TEMPLATES_DIR",
+    "RefusingURLFetcher",
+    "UnsafeResourceError",
+    "render_html",
+    "render_statement",
+    "write_pdf",
+]
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class UnsafeResourceError(RuntimeError):
+    """The statement HTML asked for an external resource (a file or URL); nothing was read."""
+
+
+class RefusingURLFetcher(URLFetcher):
+    """A WeasyPrint URL fetcher that serves ``data:`` URIs and refuses everything else.
+
+    ``requested`` lists every URL WeasyPrint asked for, in order, for tests and error messages.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(fail_on_errors=True)
+        self.requested: list[str] = []
+
+    def fetch(self, url: str, headers: object = None) -> URLFetcherResponse:
+        self.requested.append(url)
+        if url[:5].lower() != "data:":
+            raise ValueError(f"statement rendering refuses to fetch {url[:80]!r}")
+        return super().fetch(url, headers)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        money=formatting.money,
+        unit_price=formatting.unit_price,
+        tokens=formatting.tokens,
+        long_date=formatting.long_date,
+    )
+    return env
+
+
+_ENV = _environment()
+
+
+def render_html(doc: StatementDocument) -> str:
+    """The statement as one self-contained, deterministic HTML page (CSS and chart inline)."""
+    chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage)
+    return _ENV.get_template("statement.html.j2").render(
+        doc=doc,
+        chart=Markup(chart),  # built from dates and amounts only, never from user text
+        period_label=formatting.period_label(doc.period_start),
+        period_days=formatting.day_range(doc.period_start, doc.period_end),
+    )
+
+
+_FONT_TIMESTAMP_LOCK = threading.Lock()
+
+
+@contextmanager
+def _fixed_font_timestamps() -> Iterator[None]:
+    """Pin the 'modified' stamp fontTools writes into embedded fonts (reproducible builds)."""
+    with _FONT_TIMESTAMP_LOCK:
+        if "SOURCE_DATE_EPOCH" in os.environ:
+            yield
+            return
+        os.environ["SOURCE_DATE_EPOCH"] = "0"
+        try:
+            yield
+        finally:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+
+
+def write_pdf(html: str, path: Path, *, fetcher: RefusingURLFetcher | None = None) -> None:
+    """Render statement HTML to a PDF file; refuses to load any file or URL it references."""
+    fetcher = fetcher if fetcher is not None else RefusingURLFetcher()
+    identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
+    try:
+        with _fixed_font_timestamps():
+            pdf = HTML(string=html, url_fetcher=fetcher).write_pdf(pdf_identifier=identifier)
+    except FatalURLFetchingError as error:
+        raise UnsafeResourceError(
+            f"statement HTML references an external resource; refused: {fetcher.requested}"
+        ) from error
+    write_atomic(path, pdf)
+
+
+def render_statement(doc: StatementDocument, pdf_path: Path) -> str:
+    """Write the statement PDF to ``pdf_path`` and return the HTML it was rendered from."""
+    html = render_html(doc)
+    write_pdf(html, pdf_path)
+    return html

@@ -1,0 +1,360 @@
+"""What a statement says: plain, immutable data handed to the renderer.
+
+The pipeline assembles a :class:`StatementDocument` from DuckDB; the renderer only formats it.
+Every value is checked when the object is built (types, cents, dates inside the period), and
+the document refuses totals that do not add up (SPEC R7): a statement that cannot be printed
+correctly cannot be constructed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from pipeline.money import EXACT, ZERO, D, Decimal, to_cents
+
+__all__ = [
+    "DEFAULT_BILLING_NOTES",
+    "INFERGATE_ISSUER",
+    "NON_BILLED_REASONS",
+    "TOKEN_CLASSES",
+    "AdjustmentLine",
+    "DailyUsage",
+    "NonBilledCount",
+    "Party",
+    "PriceVersionRef",
+    "StatementDocument",
+    "StatementLine",
+]
+
+#: Token classes a statement line can bill, with the label printed for each.
+TOKEN_CLASSES: dict[str, str] = {
+    "input_uncached": "Input",
+    "input_cached": "Cached input",
+    "output": "Output",
+}
+
+#: Reason codes (SPEC section 3) an attempt can be left unbilled with, and what each means to a
+#: customer. The first five are final; the others are held records that may be billed later
+#: as a prior-period adjustment once corrected.
+NON_BILLED_REASONS: dict[str, str] = {
+    "superseded_attempt": "An earlier attempt of a request that was retried or failed over. "
+    "Only one attempt per request is billed.",
+    "client_error": "The request was rejected with a 4xx status (for example an invalid key or "
+    "a rate limit).",
+    "upstream_error": "The provider or the gateway failed with a 5xx status. Not billed even "
+    "where the provider reported usage.",
+    "status_not_billable": "The attempt ended with an informational or redirect status "
+    "(1xx or 3xx).",
+    "no_output": "The response was cut off before any output was produced.",
+    "parse_error": "Held: the log record could not be read. Under review.",
+    "invalid_record": "Held: the log record lacked a required field. Under review.",
+    "bad_timestamp": "Held: the log record had a time without a time zone. Under review.",
+    "duplicate_conflict": "Held: a conflicting copy of an attempt already recorded; the first "
+    "record stands.",
+    "usage_inconsistent": "Held: the usage reported by the provider contradicted itself. "
+    "Under review.",
+    "usage_missing": "Held: no usage was reported and no text was kept to count it from.",
+    "unknown_account": "Held: the account was not yet set up when the request was made.",
+    "unpriced_model": "Held: no price was in force for the model at the time of the request.",
+}
+
+#: The billing notes printed on every statement: the public API docs (section 5) and how
+#: retried and failed requests are treated (SPEC R2, R3, R7, R8).
+DEFAULT_BILLING_NOTES: tuple[str, ...] = (
+    "InferGate pricing is usage-based and calculated per 1M tokens.",
+    "List prices are set at 1.5\u00d7 the current official upstream reference price of each model.",
+    "Final billed usage may depend on request type, model route, tokenization, provider "
+    "behavior, failed/retried requests, and account-specific settings.",
+    "Only one attempt per request is billed: when a request is retried or failed over to "
+    "another provider, the final successful attempt is billed and the others are not.",
+    "Requests that fail with an error status (4xx or 5xx) are not billed, even where the "
+    "provider reported usage.",
+    "Responses cut off before producing any output are not billed.",
+    "Requests closed by the client before completion (status 499) are billed for the output "
+    "generated up to the moment the connection closed.",
+    "Charges are computed exactly, summed per line and rounded half-up to the cent; the total "
+    "is the sum of the rounded lines. Periods are calendar months in UTC.",
+)
+
+
+def _fail(owner: object, message: str) -> ValueError:
+    return ValueError(f"{type(owner).__name__}: {message}")
+
+
+def _text(owner: object, name: str, value: object, *, empty_ok: bool = False) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{type(owner).__name__}.{name} must be str, not {type(value).__name__}")
+    if not empty_ok and not value.strip():
+        raise _fail(owner, f"{name} is empty")
+
+
+def _count(owner: object, name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{type(owner).__name__}.{name} must be int, not {type(value).__name__}")
+    if value < 0:
+        raise _fail(owner, f"{name} is negative ({value})")
+
+
+def _amount(owner: object, name: str, value: object, *, cents: bool = True) -> None:
+    if not isinstance(value, Decimal):
+        raise TypeError(
+            f"{type(owner).__name__}.{name} must be Decimal, not {type(value).__name__}"
+        )
+    D(value)  # refuses NaN and infinities
+    if cents and value != to_cents(value):
+        raise _fail(owner, f"{name} {value} is not rounded to cents")
+
+
+def _day(owner: object, name: str, value: object) -> None:
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise TypeError(f"{type(owner).__name__}.{name} must be a date, not {value!r}")
+
+
+def _tuple_of(owner: object, name: str, value: object, kind: type) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, kind) for v in value):
+        raise TypeError(f"{type(owner).__name__}.{name} must be a tuple of {kind.__name__}")
+
+
+def _exact_sum(values: Iterable[Decimal]) -> Decimal:
+    total = ZERO
+    for value in values:
+        total = EXACT.add(total, value)
+    return total
+
+
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_STATEMENT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_PER_TOKEN = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class Party:
+    """Someone a statement is from or to: legal name, postal address, billing email."""
+
+    name: str
+    address_lines: tuple[str, ...]
+    email: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self, "name", self.name)
+        _tuple_of(self, "address_lines", self.address_lines, str)
+        if self.email is not None:
+            _text(self, "email", self.email)
+
+
+#: The issuer block of every statement. The postal address is a placeholder until finance
+#: confirms the registered one.
+INFERGATE_ISSUER = Party(
+    name="InferGate",
+    address_lines=("340 Pine Street, Suite 800", "San Francisco, CA 94104", "United States"),
+    email="billing@useinfergate.com",
+)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """Usage of one model and token class at one price version, for the whole period."""
+
+    model: str
+    model_name: str
+    token_class: str
+    quantity: int
+    unit_price_per_1m: Decimal
+    price_version: str
+    amount: Decimal
+
+    def __post_init__(self) -> None:
+        _text(self, "model", self.model)
+        _text(self, "model_name", self.model_name)
+        if self.token_class not in TOKEN_CLASSES:
+            raise _fail(self, f"token_class {self.token_class!r} is not one of {TOKEN_CLASSES}")
+        _count(self, "quantity", self.quantity)
+        _amount(self, "unit_price_per_1m", self.unit_price_per_1m, cents=False)
+        if self.unit_price_per_1m < 0:
+            raise _fail(self, f"unit price {self.unit_price_per_1m} is negative")
+        _text(self, "price_version", self.price_version)
+        _amount(self, "amount", self.amount)
+        exact = EXACT.multiply(EXACT.multiply(D(self.quantity), self.unit_price_per_1m), _PER_TOKEN)
+        if self.amount != to_cents(exact):
+            raise _fail(
+                self,
+                f"{self.model} {self.token_class}: amount {self.amount} is not "
+                f"{self.quantity} tokens x {self.unit_price_per_1m}/1M = {exact} rounded to cents",
+            )
+
+    @property
+    def token_class_label(self) -> str:
+        return TOKEN_CLASSES[self.token_class]
+
+
+@dataclass(frozen=True)
+class AdjustmentLine:
+    """A correction for an earlier, already issued period (late records, SPEC R10)."""
+
+    original_period: str
+    description: str
+    amount: Decimal
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.original_period, str) or not _PERIOD.match(self.original_period):
+            raise _fail(self, f"original_period {self.original_period!r} is not 'YYYY-MM'")
+        _text(self, "description", self.description)
+        _amount(self, "amount", self.amount)
+
+
+@dataclass(frozen=True)
+class DailyUsage:
+    """Billed usage on one UTC day, for the chart."""
+
+    day: date
+    amount: Decimal
+    requests: int
+
+    def __post_init__(self) -> None:
+        _day(self, "day", self.day)
+        _amount(self, "amount", self.amount, cents=False)
+        if self.amount < 0:
+            raise _fail(self, f"{self.day}: amount {self.amount} is negative")
+        _count(self, "requests", self.requests)
+
+
+@dataclass(frozen=True)
+class NonBilledCount:
+    """How many attempts of the period were not billed, for one reason code."""
+
+    reason: str
+    attempts: int
+
+    def __post_init__(self) -> None:
+        if self.reason not in NON_BILLED_REASONS:
+            raise _fail(self, f"unknown reason code {self.reason!r}")
+        _count(self, "attempts", self.attempts)
+
+    @property
+    def explanation(self) -> str:
+        return NON_BILLED_REASONS[self.reason]
+
+
+@dataclass(frozen=True)
+class PriceVersionRef:
+    """A price table version used on the statement, identified by its content hash."""
+
+    version_id: str
+    effective_from: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        _text(self, "version_id", self.version_id)
+        _text(self, "effective_from", self.effective_from)
+        if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
+            raise _fail(self, f"sha256 {self.sha256!r} is not 64 lowercase hex digits")
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class StatementDocument:
+    """Everything printed on one account's statement for one period."""
+
+    statement_number: str | None  # None: a DRAFT, not yet issued
+    account_id: str
+    account: Party
+    issuer: Party
+    period: str  # 'YYYY-MM'
+    period_start: date
+    period_end: date  # exclusive
+    issue_date: date
+    currency: str
+    lines: tuple[StatementLine, ...]
+    adjustments: tuple[AdjustmentLine, ...]
+    usage_total: Decimal
+    adjustments_total: Decimal
+    total_due: Decimal
+    billed_requests: int
+    daily_usage: tuple[DailyUsage, ...]
+    non_billed: tuple[NonBilledCount, ...]
+    price_versions: tuple[PriceVersionRef, ...]
+    estimated_attempts: int
+    estimated_tokens: int
+    billing_notes: tuple[str, ...] = field(default=DEFAULT_BILLING_NOTES)
+
+    def __post_init__(self) -> None:
+        number = self.statement_number
+        if number is not None and (
+            not isinstance(number, str) or not _STATEMENT_NUMBER.match(number)
+        ):
+            raise _fail(self, f"statement_number {number!r} is not a plain identifier")
+        _text(self, "account_id", self.account_id)
+        if not isinstance(self.account, Party) or not isinstance(self.issuer, Party):
+            raise TypeError("StatementDocument.account and .issuer must be Party")
+        if not isinstance(self.currency, str) or not _CURRENCY.match(self.currency):
+            raise _fail(self, f"currency {self.currency!r} is not an ISO 4217 code")
+        self._check_period()
+        _tuple_of(self, "lines", self.lines, StatementLine)
+        _tuple_of(self, "adjustments", self.adjustments, AdjustmentLine)
+        _tuple_of(self, "daily_usage", self.daily_usage, DailyUsage)
+        _tuple_of(self, "non_billed", self.non_billed, NonBilledCount)
+        _tuple_of(self, "price_versions", self.price_versions, PriceVersionRef)
+        _tuple_of(self, "billing_notes", self.billing_notes, str)
+        for name in ("billed_requests", "estimated_attempts", "estimated_tokens"):
+            _count(self, name, getattr(self, name))
+        self._check_daily_usage()
+        self._check_totals()
+
+    def _check_period(self) -> None:
+        match = _PERIOD.match(self.period) if isinstance(self.period, str) else None
+        if match is None:
+            raise _fail(self, f"period {self.period!r} is not 'YYYY-MM'")
+        for name in ("period_start", "period_end", "issue_date"):
+            _day(self, name, getattr(self, name))
+        start = date(int(match[1]), int(match[2]), 1)
+        if (self.period_start, self.period_end) != (start, _next_month(start)):
+            raise _fail(
+                self,
+                f"period {self.period} is [{start}, {_next_month(start)}), "
+                f"not [{self.period_start}, {self.period_end})",
+            )
+
+    def _check_daily_usage(self) -> None:
+        days = [usage.day for usage in self.daily_usage]
+        if len(set(days)) != len(days):
+            raise _fail(self, "daily_usage lists a day twice")
+        outside = [d for d in days if not self.period_start <= d < self.period_end]
+        if outside:
+            raise _fail(self, f"daily_usage day {outside[0]} is outside period {self.period}")
+
+    def _check_totals(self) -> None:
+        for name in ("usage_total", "adjustments_total", "total_due"):
+            _amount(self, name, getattr(self, name))
+        lines_sum = _exact_sum(line.amount for line in self.lines)
+        if self.usage_total != lines_sum:
+            raise _fail(self, f"usage_total {self.usage_total} != sum of lines {lines_sum}")
+        adjustments_sum = _exact_sum(adj.amount for adj in self.adjustments)
+        if self.adjustments_total != adjustments_sum:
+            raise _fail(
+                self,
+                f"adjustments_total {self.adjustments_total} != sum of adjustments "
+                f"{adjustments_sum}",
+            )
+        expected = EXACT.add(self.usage_total, self.adjustments_total)
+        if self.total_due != expected:
+            raise _fail(
+                self,
+                f"total_due {self.total_due} != usage_total {self.usage_total} + "
+                f"adjustments_total {self.adjustments_total}",
+            )
+
+    @property
+    def is_draft(self) -> bool:
+        return self.statement_number is None

@@ -1,0 +1,172 @@
+"""Statement HTML (golden file) and PDF (text, pages, safety, determinism)."""
+
+import dataclasses
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from reports.formatting import money
+from reports.render import (
+    RefusingURLFetcher,
+    UnsafeResourceError,
+    render_html,
+    render_statement,
+    write_pdf,
+)
+from reports.statement_model import Party
+
+from . import fixtures
+
+GOLDEN = Path(__file__).parent / "golden" / "statement.html"
+
+
+def _pdf_pages(path: Path) -> list[str]:
+    return [page.extract_text() for page in PdfReader(path).pages]
+
+
+@pytest.fixture(scope="module")
+def statement_pdf(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pdf") / "statement.pdf"
+    html = render_statement(fixtures.statement(), path)
+    return html, path
+
+
+def test_html_matches_golden_file():
+    """Regenerate after an intended change: UPDATE_GOLDEN=1 pytest tests/reports."""
+    html = render_html(fixtures.statement())
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.write_bytes(html.encode("utf-8"))
+    assert html == GOLDEN.read_bytes().decode("utf-8")
+
+
+def test_html_is_self_contained():
+    html = render_html(fixtures.statement())
+    assert "@page" in html and "<svg" in html
+    assert not re.search(r"<link|<img|<script|url\(|@import|src=|href=", html)
+
+
+def test_pdf_text_has_number_account_total_and_every_line(statement_pdf):
+    html, path = statement_pdf
+    doc = fixtures.statement()
+    text = "\n".join(_pdf_pages(path))
+    assert doc.statement_number is not None and doc.statement_number in text
+    assert "Northwind Analytics GmbH" in text
+    assert money(doc.total_due) == "$1,783.19"
+    assert f"Total due (USD) {money(doc.total_due)}" in text
+    for line in doc.lines:
+        assert money(line.amount) in text
+    assert "Page 1 of 2" in text and "Page 2 of 2" in text
+    assert "d1a5d52b35d8" in text  # short hash of the price table
+
+
+def test_pdf_bytes_are_stable_and_undated(statement_pdf, tmp_path):
+    html, path = statement_pdf
+    again = tmp_path / "again.pdf"
+    write_pdf(html, again)
+    assert again.read_bytes() == path.read_bytes()
+    info = PdfReader(path).metadata
+    assert info is not None and "/CreationDate" not in info and "/ModDate" not in info
+    assert (
+        info["/Title"]
+        == "InferGate statement IG-2026-11-000042 - Northwind Analytics GmbH - 2026-11"
+    )
+
+
+def test_draft_is_marked_on_every_page(tmp_path):
+    path = tmp_path / "draft.pdf"
+    render_statement(fixtures.draft(), path)
+    pages = _pdf_pages(path)
+    assert "Draft statement" in pages[0]
+    assert all("InferGate statement DRAFT" in page for page in pages)
+
+
+def test_four_hundred_lines_paginate_with_headers_on_every_page(tmp_path):
+    path = tmp_path / "long.pdf"
+    doc = fixtures.long_statement(400)
+    render_statement(doc, path)
+    pages = _pdf_pages(path)
+    count = len(pages)
+    assert count > 5
+    assert f"Page 1 of {count}" in pages[0] and f"Page {count} of {count}" in pages[-1]
+    line_pages = [page for page in pages if "Routed model" in page]
+    assert all("QUANTITY" in page for page in line_pages)  # the header row repeats
+    text = "\n".join(pages)
+    assert all(money(line.amount) in text for line in doc.lines[::37])
+    assert money(doc.total_due) in text
+
+
+HOSTILE_NAMES = [
+    '<img src="file:///etc/passwd">',
+    '<link rel="stylesheet" href="http://127.0.0.1:9/steal.css">',
+    "<style>@import url(https://example.com/x.css);</style>",
+    '<svg><image href="file:///etc/passwd"/></svg>',
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_account_name_is_escaped(name):
+    html = render_html(fixtures.with_account_name(name))
+    assert name not in html
+    assert name.replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;") in html
+
+
+def test_hostile_data_in_every_text_field_fetches_nothing(tmp_path):
+    base = fixtures.statement()
+    doc = dataclasses.replace(
+        base,
+        account=Party(HOSTILE_NAMES[0], tuple(HOSTILE_NAMES[1:]), '<a href="file:///etc/">x</a>'),
+        lines=tuple(dataclasses.replace(line, model_name=HOSTILE_NAMES[0]) for line in base.lines),
+        adjustments=(dataclasses.replace(base.adjustments[0], description=HOSTILE_NAMES[1]),),
+    )
+    fetcher = RefusingURLFetcher()
+    path = tmp_path / "hostile.pdf"
+    write_pdf(render_html(doc), path, fetcher=fetcher)
+    assert fetcher.requested == []
+    text = "".join(_pdf_pages(path)).replace("\n", "")
+    assert all(name in text for name in HOSTILE_NAMES)  # shown as plain text
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<img src="file:///etc/passwd">',
+        '<link rel="stylesheet" href="http://127.0.0.1:9/steal.css">',
+        '<p style="background: url(https://example.com/beacon.png)">x</p>',
+    ],
+)
+def test_the_fetcher_refuses_files_and_network(markup, tmp_path):
+    fetcher = RefusingURLFetcher()
+    with pytest.raises(UnsafeResourceError, match="refused"):
+        write_pdf(f"<html><body>{markup}</body></html>", tmp_path / "x.pdf", fetcher=fetcher)
+    assert len(fetcher.requested) <= 1
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_relative_urls_have_no_base_to_resolve_against(tmp_path):
+    fetcher = RefusingURLFetcher()
+    write_pdf('<img src="../../etc/passwd">', tmp_path / "x.pdf", fetcher=fetcher)
+    assert fetcher.requested == []
+
+
+def test_the_fetcher_serves_data_uris(tmp_path):
+    pixel = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/%3E"
+    fetcher = RefusingURLFetcher()
+    write_pdf(f'<html><body><img src="{pixel}"></body></html>', tmp_path / "x.pdf", fetcher=fetcher)
+    assert fetcher.requested == [pixel]
+
+
+def test_empty_period_renders(tmp_path):
+    path = tmp_path / "empty.pdf"
+    render_statement(fixtures.empty_period(), path)
+    text = "\n".join(_pdf_pages(path))
+    assert "No billed usage in this period" in text and "Total due (USD) $0.00" in text
+    assert PdfReader(io.BytesIO(path.read_bytes())).pages
+
+
+def test_singular_estimate_wording():
+    html = render_html(dataclasses.replace(fixtures.statement(), estimated_attempts=1))
+    assert "For 1 billed attempt the provider reported no usage." in html
