@@ -69,15 +69,27 @@ def load_reference(settings: Settings) -> reference.Reference:
 
 
 def default_recounter() -> Recounter:
-    """The R5 recounter: the offline tokenizers when installed, else hold (needs_recount)."""
-    try:
-        from pipeline.recount import count_many
-    except ImportError:
-        return ingest.no_recount
+    """The R5 recounter: the offline tokenizers, row by row where a batch has a bad row.
+
+    A row whose messages cannot be read, or whose model has no tokenizer mapped, gets None:
+    its usage cannot be established and the attempt is held as ``usage_missing``.
+    """
+    from pipeline.recount import RecountError, count_many
+
+    def as_tuple(count: Any) -> tuple[int, int, str] | None:
+        return None if count is None else (count.input_tokens, count.output_tokens, count.tokenizer)
 
     def recount(rows: list[ingest.RecountRow]) -> list[tuple[int, int, str] | None]:
-        counts = count_many(rows)
-        return [None if c is None else (c.input_tokens, c.output_tokens, c.tokenizer) for c in counts]
+        try:
+            return [as_tuple(c) for c in count_many(rows)]
+        except RecountError:
+            results: list[tuple[int, int, str] | None] = []
+            for row in rows:
+                try:
+                    results.append(as_tuple(count_many([row])[0]))
+                except RecountError:
+                    results.append(None)
+            return results
 
     return recount
 

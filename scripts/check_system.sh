@@ -6,7 +6,14 @@ python3 - <<'PY' || { echo "error: Python 3.11 or newer is required (found $(pyt
 import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
-need_pango() { ! ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so' || ! ldconfig -p 2>/dev/null | grep -q 'libpangoft2-1.0.so'; }
+has_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+need_pango() { ! has_lib 'libpango-1.0.so' || ! has_lib 'libpangoft2-1.0.so'; }
+# HarfBuzz-Subset makes WeasyPrint's font subsetting fast and byte-stable; optional but wanted.
+if ! has_lib 'libharfbuzz-subset.so' && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing libharfbuzz-subset0 for WeasyPrint font subsetting"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libharfbuzz-subset0 >/dev/null) \
+    || echo "warning: could not install libharfbuzz-subset0; PDFs still render (fontTools subsetting)" >&2
+fi
 if need_pango; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Pango for WeasyPrint (apt-get install libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)"

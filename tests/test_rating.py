@@ -296,3 +296,25 @@ def test_price_version_change_at_its_exact_instant(billing: Billing, tmp_path) -
     before, at = billing.rated("before"), billing.rated("at")
     assert (before["price_version"], before["charge_total"]) == ("2026-11-01", D("45"))
     assert (at["price_version"], at["charge_total"]) == ("2026-11-20", D("60"))
+
+
+def test_499_without_usage_is_billed_from_recounted_text(billing: Billing) -> None:
+    hello = [{"role": "user", "content": "Hello from InferGate."}]
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id="est", status=499, finish_reason=None, stream=True, usage=None,
+               messages=hello, output_text="Hello from InferGate."),
+        record(event_id="ds", model="deepseek-v4-flash", usage=None, messages=hello, output_text=""),
+        record(event_id="nomap", model="openai-compatible/unknown", usage=None, messages=hello),
+    ])
+    billing.nightly()
+    r = billing.rated("est")
+    # o200k_base: "Hello from InferGate." is 5 tokens; chat prompt = 3 per message + 1 ("user")
+    # + 5 + 3 reply priming = 12. Charge 12 x 7.5/1M + 5 x 45/1M = 0.00009 + 0.000225
+    assert (r["usage_source"], r["input_uncached_tokens"], r["output_tokens"]) == ("estimated", 12, 5)
+    assert r["charge_total"] == D("0.000315")
+    # DeepSeek V4 chat encoding of one user turn: BOS 1 + User 1 + 5 + Assistant/think 2 = 9
+    ds = billing.rated("ds")
+    assert (ds["usage_source"], ds["input_uncached_tokens"], ds["output_tokens"]) == ("estimated", 9, 0)
+    assert billing.rated("nomap")["reason"] == "unpriced_model"
+    # text is counted, never stored
+    assert "Hello from" not in str(billing.query("SELECT * FROM attempts"))

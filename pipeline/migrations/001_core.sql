@@ -194,7 +194,7 @@ CREATE TABLE rated_attempts (
     upstream_cost_usd         DECIMAL(38,20),
     rated_run_id              BIGINT NOT NULL
 );
-COMMENT ON TABLE rated_attempts IS 'Every attempt after the rating rules: billed (one per request), not_billed with its reason, or held (unknown_account, unpriced_model, usage_missing, needs_recount). Charges are exact, never rounded.';
+COMMENT ON TABLE rated_attempts IS 'Every attempt after the rating rules: billed (one per request), not_billed with its reason, or held (unknown_account, unpriced_model, usage_missing). Charges are exact, never rounded.';
 COMMENT ON COLUMN rated_attempts.charge_total IS 'Exact charge in USD (tokens x unit price / 1M per class), not rounded (R6/R7).';
 COMMENT ON COLUMN rated_attempts.upstream_ref_cost IS 'Tokens x upstream reference price of the same version: what the attempt cost InferGate (margin report).';
 

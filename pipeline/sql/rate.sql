@@ -15,7 +15,7 @@
 WITH
 -- R4/R5 Token classes. Provider usage when the log had it (cached tokens are a part of the
 -- prompt, reasoning and image tokens a part of the completion: never added on top);
--- otherwise the offline recount estimate, which has no cached part.
+-- otherwise the offline recount estimate made at ingest (R5), which has no cached part.
 tokens AS (
     SELECT a.*,
            CASE WHEN a.has_usage THEN 'provider'
@@ -105,7 +105,8 @@ decided AS (
                WHEN billing_rank > 1 THEN 'superseded_attempt'
                WHEN NOT account_known THEN 'unknown_account'
                WHEN price_basis IS NULL THEN 'unpriced_model'
-               WHEN usage_source IS NULL AND (has_messages OR output_text_chars IS NOT NULL) THEN 'needs_recount'
+               -- no provider usage and no recount (no text, unreadable text, or no tokenizer
+               -- mapped for the model): the usage cannot be established
                WHEN usage_source IS NULL THEN 'usage_missing'
            END AS reason
     FROM unit_prices u
@@ -132,7 +133,7 @@ SELECT
     CAST(ts AS DATE)                                            AS usage_date,  -- UTC day
     model, status,
     CASE WHEN reason IS NULL THEN 'billed'
-         WHEN reason IN ('unknown_account', 'unpriced_model', 'usage_missing', 'needs_recount') THEN 'held'
+         WHEN reason IN ('unknown_account', 'unpriced_model', 'usage_missing') THEN 'held'
          ELSE 'not_billed' END                                  AS outcome,
     reason IS NULL                                              AS billable,
     reason,
