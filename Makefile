@@ -4,7 +4,6 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/infergate-billing
 STAMP  := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
-SAMPLE_DAYS := 2026-11-29 2026-11-30 2026-12-01
 
 .PHONY: setup demo test lint typecheck bench soak clean samples
 
@@ -17,17 +16,21 @@ $(STAMP): pyproject.toml scripts/check_system.sh
 
 setup: $(STAMP)
 
-## demo: install, run the nightly job over the sample logs, write CSVs (and statements) into out/
+## demo: install, run the nightly job over the sample logs, issue statements, write everything into out/
 demo: $(STAMP)
-	rm -f $(DEMO_DB) $(DEMO_DB).wal
+	rm -rf out/statements $(DEMO_DB) $(DEMO_DB).wal
 	mkdir -p out
-	for day in $(SAMPLE_DAYS); do \
-	  $(CLI) --db $(DEMO_DB) nightly --date $$day --logs data/sample_logs || exit $$?; \
-	done
+	$(CLI) --db $(DEMO_DB) nightly --date 2026-11-29 --logs data/sample_logs
+	$(CLI) --db $(DEMO_DB) nightly --date 2026-11-30 --logs data/sample_logs
+	$(CLI) --db $(DEMO_DB) statements --period 2026-11 --out out
+	$(CLI) --db $(DEMO_DB) statements --period 2026-11 --finalize --issue-date 2026-12-01 --out out
+	@echo "--- December's file carries late November records: they become adjustments on December's statements"
+	$(CLI) --db $(DEMO_DB) nightly --date 2026-12-01 --logs data/sample_logs
+	$(CLI) --db $(DEMO_DB) statements --period 2026-12 --finalize --issue-date 2027-01-01 --out out
 	$(CLI) --db $(DEMO_DB) export --period 2026-11 --out out
 	$(CLI) --db $(DEMO_DB) export --period 2026-12 --out out
-	$(CLI) --db $(DEMO_DB) quarantine
-	@echo "demo done: see out/ and query $(DEMO_DB)"
+	$(CLI) --db $(DEMO_DB) quarantine --limit 10
+	@echo "demo done: statements in out/statements/, finance CSVs in out/, database $(DEMO_DB)"
 
 ## test: install and run the whole test suite (what CI runs)
 test: $(STAMP)

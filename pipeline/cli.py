@@ -256,6 +256,63 @@ def export(settings: Settings, period: str, out_dir: Path) -> None:
     click.echo(f"wrote {path}")
 
 
+@cli.command("statements")
+@click.option("--period", required=True, help="UTC month, YYYY-MM.")
+@click.option("--account", "account_id", help="Only this account (drafts only).")
+@click.option("--finalize", is_flag=True, help="Issue numbered, immutable statements for every account.")
+@click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("out"),
+    show_default=True,
+    help="Statements go to OUT/statements/PERIOD/.",
+)
+@click.pass_context
+@fail_cleanly
+def statements_command(
+    ctx: click.Context, period: str, account_id: str | None, finalize: bool, issue_date: datetime | None, out_dir: Path
+) -> None:
+    """Render statements (PDF, lines CSV, per-request detail CSV) for a period.
+
+    Without --finalize, writes drafts (marked DRAFT) and can be re-run freely. With
+    --finalize, issues numbered statements (IG-YYYY-MM-NNNNNN) for every account and stores
+    them with their sha256; from then on the period's statements never change, and records
+    that arrive late appear as prior-period adjustments on the account's next statement.
+
+    \b
+    Example (month-end):
+      infergate-billing statements --period 2026-11            # drafts to review
+      infergate-billing statements --period 2026-11 --finalize # issue them
+    """
+    _period_bounds(period)
+    if finalize and account_id:
+        raise click.UsageError("--finalize issues the whole period; drop --account")
+    result = jobs.run_statements(
+        _settings(ctx),
+        period,
+        out_dir,
+        account_id=account_id,
+        finalize=finalize,
+        issue_date=issue_date.date() if issue_date else None,
+    )
+    target = out_dir / "statements" / period
+    if result.already_finalized:
+        click.echo(f"{period} is finalized: its issued statements are not re-rendered ({target})")
+        for path in result.restored:
+            click.echo(f"restored {path} from the stored issued copy")
+        return
+    kind = "issued" if finalize else "draft"
+    for st in result.statements:
+        doc = st.document
+        click.echo(
+            f"{st.number or 'DRAFT':<20} {st.account_id:<20} total {doc.total_due:>12}  "
+            f"(usage {doc.usage_total}, adjustments {doc.adjustments_total})"
+        )
+    click.echo(f"{len(result.statements)} {kind} statement(s) in {target if finalize else target / 'drafts'}")
+
+
 @cli.command()
 @click.option("--reason", help="Only this reason code.")
 @click.option("--limit", default=50, show_default=True, help="Records to list (0: only counts).")

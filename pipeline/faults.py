@@ -22,6 +22,10 @@ POINTS = (
 )
 
 
+# where the statements job can die: after rendering, inside and after its transaction
+STATEMENT_POINTS = ("after_render", "before_commit", "after_commit")
+
+
 def fault_point(name: str) -> None:
     """Die here, abruptly, if the environment asks for it (tests only)."""
     if os.environ.get("INFERGATE_FAULT") == name:

@@ -8,6 +8,7 @@ visible afterwards (the next run marks it ``crashed``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import ingest, rate, reference
+from pipeline import ingest, rate, reference, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
@@ -27,6 +28,7 @@ from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import install_sql_macro
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
+from reports.atomic import write_atomic
 
 DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio threshold, not money
 
@@ -51,6 +53,7 @@ class RunReport:
     files: list[FileResult] = field(default_factory=list)
     rated: rate.RateResult | None = None
     held_by_reason: dict[str, int] = field(default_factory=dict)
+    outputs: list[tuple[str, str, int]] = field(default_factory=list)  # (path, sha256, size)
 
     @property
     def lines_read(self) -> int:
@@ -190,6 +193,11 @@ def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
             for f in report.files
         ],
     )
+    insert_many(
+        con,
+        "INSERT INTO run_files (run_id, kind, path, sha256, size_bytes) VALUES (?, 'output', ?, ?, ?)",
+        [(report.run_id, path, sha, size) for path, sha, size in report.outputs],
+    )
 
 
 def _held_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -264,3 +272,52 @@ def run_nightly(settings: Settings, day: date, logs_dir: Path, recounter: Recoun
 
 def yesterday_utc() -> date:
     return (datetime.now(UTC) - timedelta(days=1)).date()
+
+
+def run_statements(
+    settings: Settings,
+    period: str,
+    out_dir: Path,
+    *,
+    account_id: str | None = None,
+    finalize: bool = False,
+    issue_date: date | None = None,
+) -> statements.StatementsReport:
+    """Render a period's statements: drafts, or (``finalize``) issue numbered, immutable ones.
+
+    A finalized period is never re-rendered: missing files are restored from the stored bytes.
+    """
+    if finalize and account_id:
+        raise ValueError("a period is finalized for all accounts at once; drop --account")
+    when = issue_date or statements.today_utc()
+    target = out_dir / "statements" / period
+    args = {"period": period, "account": account_id, "finalize": finalize, "issue_date": when.isoformat()}
+    result = statements.StatementsReport(period, finalize)
+    with recorded_run(settings, "statements", args, None) as (con, report):
+        if statements.is_finalized(con, period):
+            result.already_finalized = True
+            result.restored, _ = statements.materialize_issued(con, period, target)
+            with transaction(con):
+                _close_succeeded(con, report)
+            return result
+        due = statements.due_lines(con, period, account_id)
+        numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
+        result.statements = statements.prepare(con, period, due, numbers, when)
+        fault_point("after_render")
+        folder = target if finalize else target / "drafts"
+        outputs = [(folder / name, data) for st in result.statements for name, data in st.files.values()]
+        report.outputs = [(str(p), hashlib.sha256(d).hexdigest(), len(d)) for p, d in outputs]
+        with transaction(con):
+            if finalize:
+                statements.store_issued(con, period, when, report.run_id, result.statements, due)
+            _close_succeeded(con, report)
+            fault_point("before_commit")
+        fault_point("after_commit")
+        if finalize:
+            result.written, _ = statements.materialize_issued(con, period, target)
+        else:
+            for path, data in outputs:
+                if not path.name.endswith(".html"):
+                    write_atomic(path, data)
+                    result.written.append(path)
+    return result

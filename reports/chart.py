@@ -77,8 +77,7 @@ def daily_usage_svg(start: date, end_exclusive: date, usage: Iterable[DailyUsage
             f'stroke="{stroke}" stroke-width="{1 if i == 0 else 0.6}"/>'
         )
         out.append(
-            f'<text x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#333">'
-            f"{escape(money(step * i))}</text>"
+            f'<text x="{LEFT - 6}" y="{y + 3:.1f}" text-anchor="end" fill="#333">{escape(money(step * i))}</text>'
         )
     for i, day in enumerate(days):
         day_usage = by_day.get(day, DailyUsage(day, ZERO, 0))

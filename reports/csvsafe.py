@@ -46,16 +46,22 @@ def neutralize(cell: object) -> str:
     raise TypeError(f"{type(cell).__name__} is not a CSV cell (floats never are: use Decimal)")
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Write a UTF-8 CSV with '\\n' line endings, every cell through :func:`neutralize`.
-
-    The file appears all at once (written beside and renamed), never half-written.
-    """
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """A UTF-8 CSV with '\\n' line endings, every cell through :func:`neutralize`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
     writer.writerow([neutralize(name) for name in header])
     for number, row in enumerate(rows, start=1):
         if len(row) != len(header):
-            raise ValueError(f"{path}: row {number} has {len(row)} cells, header has {len(header)}")
+            raise ValueError(f"row {number} has {len(row)} cells, header has {len(header)}")
         writer.writerow([neutralize(cell) for cell in row])
-    write_atomic(Path(path), buffer.getvalue().encode("utf-8"))
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write :func:`csv_bytes` to ``path``; the file appears all at once, never half-written."""
+    try:
+        data = csv_bytes(header, rows)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    write_atomic(Path(path), data)

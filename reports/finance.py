@@ -30,6 +30,7 @@ PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[object, ...]]:
     if not PERIOD_PATTERN.match(period):
         raise ValueError(f"period {period!r} is not YYYY-MM")
+    con.execute("CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), {"period": period})
     return [tuple(row) for row in con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()]
 
 

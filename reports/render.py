@@ -42,6 +42,7 @@ __all__ = [
     "RefusingURLFetcher",
     "UnsafeResourceError",
     "render_html",
+    "pdf_bytes",
     "render_statement",
     "write_pdf",
 ]
@@ -121,6 +122,11 @@ def _fixed_font_timestamps() -> Iterator[None]:
 
 def write_pdf(html: str, path: Path, *, fetcher: RefusingURLFetcher | None = None) -> None:
     """Render statement HTML to a PDF file; refuses to load any file or URL it references."""
+    write_atomic(path, pdf_bytes(html, fetcher=fetcher))
+
+
+def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
+    """Render statement HTML to PDF bytes; refuses to load any file or URL it references."""
     fetcher = fetcher if fetcher is not None else RefusingURLFetcher()
     identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
     try:
@@ -130,7 +136,7 @@ def write_pdf(html: str, path: Path, *, fetcher: RefusingURLFetcher | None = Non
         raise UnsafeResourceError(
             f"statement HTML references an external resource; refused: {fetcher.requested}"
         ) from error
-    write_atomic(path, pdf)
+    return bytes(pdf)
 
 
 def render_statement(doc: StatementDocument, pdf_path: Path) -> str:

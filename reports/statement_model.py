@@ -42,20 +42,16 @@ TOKEN_CLASSES: dict[str, str] = {
 NON_BILLED_REASONS: dict[str, str] = {
     "superseded_attempt": "An earlier attempt of a request that was retried or failed over. "
     "Only one attempt per request is billed.",
-    "client_error": "The request was rejected with a 4xx status (for example an invalid key or "
-    "a rate limit).",
+    "client_error": "The request was rejected with a 4xx status (for example an invalid key or a rate limit).",
     "upstream_error": "The provider or the gateway failed with a 5xx status. Not billed even "
     "where the provider reported usage.",
-    "status_not_billable": "The attempt ended with an informational or redirect status "
-    "(1xx or 3xx).",
+    "status_not_billable": "The attempt ended with an informational or redirect status (1xx or 3xx).",
     "no_output": "The response was cut off before any output was produced.",
     "parse_error": "Held: the log record could not be read. Under review.",
     "invalid_record": "Held: the log record lacked a required field. Under review.",
     "bad_timestamp": "Held: the log record had a time without a time zone. Under review.",
-    "duplicate_conflict": "Held: a conflicting copy of an attempt already recorded; the first "
-    "record stands.",
-    "usage_inconsistent": "Held: the usage reported by the provider contradicted itself. "
-    "Under review.",
+    "duplicate_conflict": "Held: a conflicting copy of an attempt already recorded; the first record stands.",
+    "usage_inconsistent": "Held: the usage reported by the provider contradicted itself. Under review.",
     "usage_missing": "Held: no usage was reported and no text was kept to count it from.",
     "unknown_account": "Held: the account was not yet set up when the request was made.",
     "unpriced_model": "Held: no price was in force for the model at the time of the request.",
@@ -70,8 +66,7 @@ DEFAULT_BILLING_NOTES: tuple[str, ...] = (
     "behavior, failed/retried requests, and account-specific settings.",
     "Only one attempt per request is billed: when a request is retried or failed over to "
     "another provider, the final successful attempt is billed and the others are not.",
-    "Requests that fail with an error status (4xx or 5xx) are not billed, even where the "
-    "provider reported usage.",
+    "Requests that fail with an error status (4xx or 5xx) are not billed, even where the provider reported usage.",
     "Responses cut off before producing any output are not billed.",
     "Requests closed by the client before completion (status 499) are billed for the output "
     "generated up to the moment the connection closed.",
@@ -100,9 +95,7 @@ def _count(owner: object, name: str, value: object) -> None:
 
 def _amount(owner: object, name: str, value: object, *, cents: bool = True) -> None:
     if not isinstance(value, Decimal):
-        raise TypeError(
-            f"{type(owner).__name__}.{name} must be Decimal, not {type(value).__name__}"
-        )
+        raise TypeError(f"{type(owner).__name__}.{name} must be Decimal, not {type(value).__name__}")
     D(value)  # refuses NaN and infinities
     if cents and value != to_cents(value):
         raise _fail(owner, f"{name} {value} is not rounded to cents")
@@ -291,9 +284,7 @@ class StatementDocument:
 
     def __post_init__(self) -> None:
         number = self.statement_number
-        if number is not None and (
-            not isinstance(number, str) or not _STATEMENT_NUMBER.match(number)
-        ):
+        if number is not None and (not isinstance(number, str) or not _STATEMENT_NUMBER.match(number)):
             raise _fail(self, f"statement_number {number!r} is not a plain identifier")
         _text(self, "account_id", self.account_id)
         if not isinstance(self.account, Party) or not isinstance(self.issuer, Party):
@@ -344,8 +335,7 @@ class StatementDocument:
         if self.adjustments_total != adjustments_sum:
             raise _fail(
                 self,
-                f"adjustments_total {self.adjustments_total} != sum of adjustments "
-                f"{adjustments_sum}",
+                f"adjustments_total {self.adjustments_total} != sum of adjustments {adjustments_sum}",
             )
         expected = EXACT.add(self.usage_total, self.adjustments_total)
         if self.total_due != expected:

@@ -14,7 +14,6 @@ from pipeline.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
 GOLDEN = Path(__file__).parent / "golden"
-SAMPLE_DAYS = ("2026-11-29", "2026-11-30", "2026-12-01")
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -23,13 +22,21 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same steps as `make demo`."""
     out = tmp_path_factory.mktemp("sample")
     db = str(out / "sample.duckdb")
-    for day in SAMPLE_DAYS:
-        result = run("--db", db, "nightly", "--date", day, "--logs", "data/sample_logs")
+    steps = [
+        ("nightly", "--date", "2026-11-29", "--logs", "data/sample_logs"),
+        ("nightly", "--date", "2026-11-30", "--logs", "data/sample_logs"),
+        ("statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)),
+        ("nightly", "--date", "2026-12-01", "--logs", "data/sample_logs"),
+        ("statements", "--period", "2026-12", "--finalize", "--issue-date", "2027-01-01", "--out", str(out)),
+        ("export", "--period", "2026-11", "--out", str(out)),
+        ("export", "--period", "2026-12", "--out", str(out)),
+    ]
+    for step in steps:
+        result = run("--db", db, *step)
         assert result.returncode == 0, result.stdout + result.stderr
-    for period in ("2026-11", "2026-12"):
-        assert run("--db", db, "export", "--period", period, "--out", str(out)).returncode == 0
     return out
 
 
@@ -47,6 +54,8 @@ def test_rerunning_the_nightly_changes_nothing(sample_run: Path) -> None:
     before = (sample_run / "finance-summary-2026-11.csv").read_bytes()
     result = run("--db", db, "nightly", "--date", "2026-11-30", "--logs", "data/sample_logs")
     assert result.returncode == 0 and "already ingested" in result.stdout
+    issued = run("--db", db, "statements", "--period", "2026-11", "--finalize", "--out", str(sample_run))
+    assert "is finalized" in issued.stdout
     assert run("--db", db, "export", "--period", "2026-11", "--out", str(sample_run / "again")).returncode == 0
     assert (sample_run / "again" / "finance-summary-2026-11.csv").read_bytes() == before
 
@@ -99,3 +108,13 @@ def test_prices_validate_and_list() -> None:
     assert run("prices", "validate").stdout.startswith("ok: 1 price version")
     listing = run("prices", "list").stdout
     assert "openai/gpt-5.5 " in listing and "0.14745" in listing
+
+
+def test_sample_december_statement_carries_the_late_november_usage(sample_run: Path) -> None:
+    import csv
+
+    rows = list(csv.DictReader((sample_run / "finance-summary-2026-12.csv").open()))
+    adjusted = {r["account_id"]: r["adjustments_usd"] for r in rows if r["adjustments_usd"] != "0.00"}
+    assert list(adjusted) == ["acct_umbrella"]  # the three late gpt-5.5 records in December's file
+    pdf = sample_run / "statements" / "2026-12" / f"{rows[-1]['statement_number']}.pdf"
+    assert pdf.exists()

@@ -107,9 +107,7 @@ def tokenizer_for(model: str) -> str | None:
     return model_map().lookup(model)
 
 
-def count_request(
-    model: str, messages_json: str | None, output_text: str | None
-) -> TokenCount | None:
+def count_request(model: str, messages_json: str | None, output_text: str | None) -> TokenCount | None:
     """Recount one request; None when no tokenizer is mapped for ``model``.
 
     ``messages_json`` is the raw JSON text of the messages array (or None). Raises
@@ -158,9 +156,7 @@ class _Pending:
     n_prompt: int  # prompt texts follow `first`; the output text comes right after them
 
 
-def _count_chunk(
-    start: int, rows: list[tuple[str, str | None, str | None]]
-) -> list[TokenCount | None]:
+def _count_chunk(start: int, rows: list[tuple[str, str | None, str | None]]) -> list[TokenCount | None]:
     """Plan every row of a chunk, tokenize each tokenizer's texts in one batch, assemble."""
     batches: dict[str, list[str]] = {}
     pending: list[_Pending | None] = []

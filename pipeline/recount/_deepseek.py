@@ -99,8 +99,7 @@ def _dsml_arguments(arguments: object) -> str:
         is_str = isinstance(value, str)
         shown = value if is_str else json.dumps(value, ensure_ascii=False)
         lines.append(
-            f'<{DSML}parameter name="{key}" string="{"true" if is_str else "false"}">'
-            f"{shown}</{DSML}parameter>"
+            f'<{DSML}parameter name="{key}" string="{"true" if is_str else "false"}">{shown}</{DSML}parameter>'
         )
     return "\n".join(lines)
 

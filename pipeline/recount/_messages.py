@@ -52,9 +52,7 @@ def _check_message(message: object, where: str) -> None:
     if content is None or isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise RecountError(
-            f"{where}.content: expected a string, null or an array of parts, got {_kind(content)}"
-        )
+        raise RecountError(f"{where}.content: expected a string, null or an array of parts, got {_kind(content)}")
     for index, part in enumerate(content):
         _check_part(part, f"{where}.content[{index}]")
 

@@ -54,8 +54,7 @@ def _table(data: dict[str, object], name: str) -> dict[str, str]:
     for key, value in table.items():
         if not isinstance(value, str) or value not in KNOWN_TOKENIZERS:
             raise ValueError(
-                f"models.toml: [{name}] {key!r} maps to {value!r}, "
-                f"expected one of {sorted(KNOWN_TOKENIZERS)}"
+                f"models.toml: [{name}] {key!r} maps to {value!r}, expected one of {sorted(KNOWN_TOKENIZERS)}"
             )
         out[key] = value
     return out

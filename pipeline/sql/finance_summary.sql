@@ -1,36 +1,52 @@
--- Finance summary for one period ($period = 'YYYY-MM'): one row per account with billed usage.
--- usage_usd is the sum of the account's rounded statement lines (R7), so it equals the
--- statement total; adjustments_usd carries prior-period adjustments once statements exist.
-WITH billed AS (
+-- Finance summary for one period ($period = 'YYYY-MM'): one row per account with a statement.
+-- A finalized period reports exactly what was issued (table statements); an open period
+-- reports the draft: usage lines of the period plus pending prior-period adjustments, from
+-- due_lines (sql/statement_lines_due.sql). usage_usd is the sum of rounded lines (R7), so it
+-- equals the printed statement; total_usd = usage_usd + adjustments_usd.
+WITH draft AS (
+    SELECT d.account_id,
+           sum(CASE WHEN kind = 'usage' AND token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,
+           sum(CASE WHEN kind = 'usage' AND token_class = 'input_cached' THEN quantity_tokens ELSE 0 END)   AS input_cached_tokens,
+           sum(CASE WHEN kind = 'usage' AND token_class = 'output' THEN quantity_tokens ELSE 0 END)         AS output_tokens,
+           coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0)                                            AS usage_usd,
+           coalesce(sum(amount) FILTER (WHERE kind = 'adjustment'), 0)                                       AS adjustments_usd,
+           string_agg(DISTINCT price_version, ';' ORDER BY price_version)                                    AS price_versions
+    FROM due_lines d
+    GROUP BY d.account_id
+),
+billed AS (
     SELECT account_id, count(*) AS billed_requests
     FROM rated_attempts
     WHERE outcome = 'billed' AND period = $period
     GROUP BY account_id
 ),
-lines AS (
-    SELECT account_id,
-           sum(CASE WHEN token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,
-           sum(CASE WHEN token_class = 'input_cached' THEN quantity_tokens ELSE 0 END)   AS input_cached_tokens,
-           sum(CASE WHEN token_class = 'output' THEN quantity_tokens ELSE 0 END)         AS output_tokens,
-           sum(amount)                                                                   AS usage_usd,
-           string_agg(DISTINCT price_version, ';' ORDER BY price_version)                AS price_versions
-    FROM statement_lines
+open_period AS (
+    SELECT d.account_id, CAST(NULL AS VARCHAR) AS statement_number,
+           coalesce(b.billed_requests, 0) AS billed_requests,
+           d.input_uncached_tokens, d.input_cached_tokens, d.output_tokens,
+           d.usage_usd, d.adjustments_usd, d.usage_usd + d.adjustments_usd AS total_usd, d.price_versions
+    FROM draft d
+    LEFT JOIN billed b USING (account_id)
+    WHERE $period NOT IN (SELECT period FROM finalized_periods)
+),
+issued AS (
+    SELECT account_id, statement_number, billed_requests, input_uncached_tokens, input_cached_tokens,
+           output_tokens, usage_usd, adjustments_usd, total_usd, price_versions
+    FROM statements
     WHERE period = $period
-    GROUP BY account_id
 )
-SELECT b.account_id,
-       a.legal_name                                         AS account_name,
-       $period                                              AS period,
-       CAST(NULL AS VARCHAR)                                AS statement_number,
-       b.billed_requests,
-       CAST(coalesce(l.input_uncached_tokens, 0) AS BIGINT) AS input_uncached_tokens,
-       CAST(coalesce(l.input_cached_tokens, 0) AS BIGINT)   AS input_cached_tokens,
-       CAST(coalesce(l.output_tokens, 0) AS BIGINT)         AS output_tokens,
-       CAST(coalesce(l.usage_usd, 0) AS DECIMAL(18,2))      AS usage_usd,
-       CAST(0 AS DECIMAL(18,2))                             AS adjustments_usd,
-       CAST(coalesce(l.usage_usd, 0) AS DECIMAL(18,2))      AS total_usd,
-       coalesce(l.price_versions, '')                       AS price_versions
-FROM billed b
+SELECT r.account_id,
+       a.legal_name                                       AS account_name,
+       $period                                            AS period,
+       r.statement_number,
+       CAST(r.billed_requests AS BIGINT)                  AS billed_requests,
+       CAST(r.input_uncached_tokens AS BIGINT)            AS input_uncached_tokens,
+       CAST(r.input_cached_tokens AS BIGINT)              AS input_cached_tokens,
+       CAST(r.output_tokens AS BIGINT)                    AS output_tokens,
+       CAST(r.usage_usd AS DECIMAL(18,2))                 AS usage_usd,
+       CAST(r.adjustments_usd AS DECIMAL(18,2))           AS adjustments_usd,
+       CAST(r.total_usd AS DECIMAL(18,2))                 AS total_usd,
+       coalesce(r.price_versions, '')                     AS price_versions
+FROM (SELECT * FROM open_period UNION ALL SELECT * FROM issued) r
 JOIN accounts a USING (account_id)
-LEFT JOIN lines l USING (account_id)
-ORDER BY b.account_id
+ORDER BY r.account_id

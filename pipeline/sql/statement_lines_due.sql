@@ -1,0 +1,48 @@
+-- The lines due on one account's statement for period $period, before numbering:
+--   usage lines      the current statement lines of $period (R7: exact sum, rounded);
+--   adjustment lines for every earlier FINALIZED period: what that period's lines amount to
+--                    now (late records rated since, R10) minus everything already issued for
+--                    it (its own statement plus adjustments on later statements).
+-- Keyed by (model, token class, price version, unit price), so an adjustment says exactly
+-- which usage arrived late. Amounts are cents; differences of cents are exact.
+WITH current_lines AS (
+    SELECT account_id, period AS original_period, model, token_class, price_version,
+           unit_price_per_1m, quantity_tokens, amount
+    FROM statement_lines
+),
+issued AS (
+    SELECT s.account_id, l.original_period, l.model, l.token_class, l.price_version, l.unit_price_per_1m,
+           sum(l.quantity_tokens) AS quantity_tokens, sum(l.amount) AS amount
+    FROM statement_issued_lines l
+    JOIN statements s USING (statement_number)
+    GROUP BY ALL
+),
+adjustments AS (
+    SELECT coalesce(c.account_id, i.account_id)               AS account_id,
+           coalesce(c.original_period, i.original_period)     AS original_period,
+           coalesce(c.model, i.model)                         AS model,
+           coalesce(c.token_class, i.token_class)             AS token_class,
+           coalesce(c.price_version, i.price_version)         AS price_version,
+           coalesce(c.unit_price_per_1m, i.unit_price_per_1m) AS unit_price_per_1m,
+           CAST(coalesce(c.quantity_tokens, 0) - coalesce(i.quantity_tokens, 0) AS BIGINT) AS quantity_tokens,
+           CAST(coalesce(c.amount, 0) - coalesce(i.amount, 0) AS DECIMAL(18,2))            AS amount
+    FROM current_lines c
+    FULL OUTER JOIN issued i
+      ON i.account_id = c.account_id AND i.original_period = c.original_period AND i.model = c.model
+     AND i.token_class = c.token_class AND i.price_version = c.price_version
+     AND i.unit_price_per_1m = c.unit_price_per_1m
+    WHERE coalesce(c.original_period, i.original_period) IN (SELECT period FROM finalized_periods)
+      AND coalesce(c.original_period, i.original_period) < $period
+)
+SELECT account_id, 'usage' AS kind, original_period, model, token_class, price_version,
+       unit_price_per_1m, quantity_tokens, amount
+FROM current_lines
+WHERE original_period = $period
+UNION ALL
+SELECT account_id, 'adjustment', original_period, model, token_class, price_version,
+       unit_price_per_1m, quantity_tokens, amount
+FROM adjustments
+WHERE amount <> 0 OR quantity_tokens <> 0
+ORDER BY account_id, kind DESC, original_period, model,
+         CASE token_class WHEN 'input_uncached' THEN 1 WHEN 'input_cached' THEN 2 ELSE 3 END,
+         price_version, unit_price_per_1m

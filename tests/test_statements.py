@@ -1,0 +1,179 @@
+"""Statements: finalize, immutability, prior-period adjustments, numbering, safety (R7, R10)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from pipeline import jobs
+from pipeline.money import D
+from tests.conftest import Billing, record, usage
+
+
+def finalize(billing: Billing, period: str, out: Path, issued: str) -> list[str]:
+    result = jobs.run_statements(billing.settings, period, out, finalize=True, issue_date=date.fromisoformat(issued))
+    return [st.number for st in result.statements if st.number]
+
+
+def pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(path).pages)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def november(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+    # acct_plain: 100k input x 7.5/1M = 0.75 ; 10k output x 45/1M = 0.45 ; total 1.20
+    # acct_discount (12.5%): 100k x 6.5625/1M = 0.65625 -> 0.66 ; 10k x 39.375/1M = 0.39375 -> 0.39
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id="n1", account_id="acct_plain", usage=usage(100_000, 10_000)),
+        record(event_id="n2", account_id="acct_discount", usage=usage(100_000, 10_000)),
+    ])
+    billing.nightly("2026-11-20")
+    return billing, tmp_path / "out"
+
+
+def test_finalize_issues_numbered_statements_whose_totals_agree_everywhere(november) -> None:
+    billing, out = november
+    assert finalize(billing, "2026-11", out, "2026-12-01") == ["IG-2026-11-000001", "IG-2026-11-000002"]
+    folder = out / "statements" / "2026-11"
+    assert billing.query("SELECT statement_number, total_usd FROM statements ORDER BY 1") == [
+        ("IG-2026-11-000001", D("1.05")), ("IG-2026-11-000002", D("1.20"))]
+    # the PDF prints the same total as the lines CSV and the database
+    text = pdf_text(folder / "IG-2026-11-000002.pdf")
+    assert "IG-2026-11-000002" in text and "Plain Ltd" in text and "$1.20" in text
+    rows = list(csv.DictReader(io.StringIO((folder / "IG-2026-11-000002-lines.csv").read_text())))
+    assert sum(D(r["amount_usd"]) for r in rows) == D("1.20")
+    assert [(r["token_class"], r["amount_usd"]) for r in rows] == [("input_uncached", "0.75"), ("output", "0.45")]
+    detail = list(csv.DictReader(io.StringIO((folder / "IG-2026-11-000002-detail.csv").read_text())))
+    assert [(d["event_id"], d["charge_usd"]) for d in detail] == [("n1", "1.2")]
+    stored = billing.query("SELECT file_name, sha256 FROM statement_files WHERE kind = 'pdf' ORDER BY 1")
+    assert stored == [(p.name, sha(p)) for p in sorted(folder.glob("*.pdf"))]
+
+
+def test_late_records_become_an_adjustment_on_the_next_statement(november) -> None:
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    issued_pdf = out / "statements" / "2026-11" / "IG-2026-11-000002.pdf"
+    before = sha(issued_pdf)
+    billing.log("requests-2026-12-01.jsonl", [
+        # late for November: 200k input x 7.5/1M = 1.50
+        record(event_id="late", account_id="acct_plain", ts="2026-11-30T10:00:00Z", usage=usage(200_000, 0)),
+        record(event_id="d1", account_id="acct_plain", ts="2026-12-01T10:00:00Z", usage=usage(100_000, 10_000)),
+    ])
+    billing.nightly("2026-12-01")
+    billing.nightly("2026-12-01")
+    again = jobs.run_statements(billing.settings, "2026-11", out, finalize=True)
+    assert again.already_finalized and sha(issued_pdf) == before
+    assert billing.rated("late")["period"] == "2026-11"
+
+    numbers = finalize(billing, "2026-12", out, "2027-01-01")
+    assert numbers == ["IG-2026-12-000003"]  # global, gap-free; acct_discount has nothing in December
+    total, adjustments = billing.one(
+        "SELECT total_usd, adjustments_usd FROM statements WHERE statement_number = 'IG-2026-12-000003'")
+    assert (total, adjustments) == (D("2.70"), D("1.50"))
+    lines = billing.query(
+        "SELECT kind, original_period, token_class, quantity_tokens, amount FROM statement_issued_lines "
+        "WHERE statement_number = 'IG-2026-12-000003' AND kind = 'adjustment'")
+    assert lines == [("adjustment", "2026-11", "input_uncached", 200_000, D("1.50"))]
+    text = pdf_text(out / "statements" / "2026-12" / "IG-2026-12-000003.pdf")
+    assert "Late usage for 2026-11" in text and "$2.70" in text
+    # the finance summary keeps November as issued and shows the adjustment in December
+    from pipeline.db import connect
+    from reports.finance import finance_summary
+
+    con = connect(billing.settings.db_path, read_only=True)
+    nov = finance_summary(con, "2026-11")
+    dec = finance_summary(con, "2026-12")
+    assert [(r[0], r[3], r[10]) for r in nov] == [
+        ("acct_discount", "IG-2026-11-000001", D("1.05")), ("acct_plain", "IG-2026-11-000002", D("1.20"))]
+    assert [(r[0], r[3], r[8], r[9], r[10]) for r in dec] == [
+        ("acct_plain", "IG-2026-12-000003", D("1.20"), D("1.50"), D("2.70"))]
+
+
+def test_adjustment_is_issued_once(november) -> None:
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    billing.log("requests-2026-12-01.jsonl", [
+        record(event_id="late", account_id="acct_discount", ts="2026-11-30T10:00:00Z", usage=usage(0, 100_000))])
+    billing.nightly("2026-12-01")
+    finalize(billing, "2026-12", out, "2027-01-01")
+    # 100k x 39.375/1M = 3.9375 -> November output line becomes 0.39375 + 3.9375 = 4.33125 -> 4.33;
+    # issued 0.39, so the adjustment is 3.94
+    assert billing.one("SELECT adjustments_usd FROM statements WHERE period = '2026-12'") == D("3.94")
+    assert finalize(billing, "2027-01", out, "2027-02-01") == []
+
+
+def test_drafts_change_freely_and_do_not_number(november) -> None:
+    billing, out = november
+    result = jobs.run_statements(billing.settings, "2026-11", out)
+    assert [st.number for st in result.statements] == [None, None]
+    assert (out / "statements" / "2026-11" / "drafts" / "draft-acct_plain-2026-11.pdf").exists()
+    assert "DRAFT" in pdf_text(out / "statements" / "2026-11" / "drafts" / "draft-acct_plain-2026-11.pdf")
+    assert billing.one("SELECT count(*) FROM statements") == 0
+
+
+def test_missing_issued_file_is_restored_and_a_changed_one_refused(november) -> None:
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    pdf = out / "statements" / "2026-11" / "IG-2026-11-000001.pdf"
+    original = pdf.read_bytes()
+    pdf.unlink()
+    result = jobs.run_statements(billing.settings, "2026-11", out)
+    assert result.restored == [pdf] and pdf.read_bytes() == original
+    pdf.write_bytes(b"%PDF-1.7 forged")
+    from pipeline.statements import StatementError
+
+    with pytest.raises(StatementError, match="differs from the issued statement"):
+        jobs.run_statements(billing.settings, "2026-11", out)
+
+
+def test_hostile_account_names_render_and_export_harmlessly(billing: Billing, tmp_path: Path) -> None:
+    text = billing.settings.accounts_file.read_text()
+    text = text.replace('legal_name = "Plain Ltd"', "legal_name = '<img src=\"file:///etc/passwd\"> Plain'")
+    text = text.replace('legal_name = "Discount GmbH"', "legal_name = '=HYPERLINK(\"http://evil.example\",\"x\")'")
+    billing.settings.accounts_file.write_text(text)
+    billing.log("requests-2026-11-20.jsonl", [
+        record(account_id="acct_plain"), record(account_id="acct_discount")])
+    billing.nightly()
+    out = tmp_path / "out"
+    finalize(billing, "2026-11", out, "2026-12-01")
+    pdfs = sorted((out / "statements" / "2026-11").glob("*.pdf"))
+    assert any('<img src="file:///etc/passwd"> Plain' in pdf_text(p) for p in pdfs)
+    assert all("root:" not in pdf_text(p) for p in pdfs)
+    from pipeline.db import connect
+    from reports.finance import write_finance_summary
+
+    path = write_finance_summary(connect(billing.settings.db_path, read_only=True), "2026-11", out)
+    names = [row["account_name"] for row in csv.DictReader(io.StringIO(path.read_text()))]
+    assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in names
+
+
+@pytest.mark.parametrize("point", ["after_render", "before_commit", "after_commit"])
+def test_finalize_killed_anywhere_converges(november, point: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    billing, out = november
+    cli = str(Path(sys.executable).with_name("infergate-billing"))
+    args = [cli, "--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file),
+            "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)]
+    killed = subprocess.run(args, env={**os.environ, "INFERGATE_FAULT": point}, capture_output=True, timeout=120)
+    assert killed.returncode == -9
+    issued = billing.one("SELECT count(*) FROM statements")
+    assert issued in (0, 2)  # before or after, never one of two
+    assert subprocess.run(args, capture_output=True, timeout=120).returncode == 0
+    folder = out / "statements" / "2026-11"
+    stored = billing.query("SELECT file_name, sha256 FROM statement_files WHERE kind <> 'html' ORDER BY 1")
+    assert len(stored) == 6 and stored == [(name, sha(folder / name)) for name, _ in stored]
+    assert [n for (n,) in billing.query("SELECT statement_number FROM statements ORDER BY 1")] == [
+        "IG-2026-11-000001", "IG-2026-11-000002"]
