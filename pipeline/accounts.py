@@ -89,6 +89,7 @@ class AccountsFile(BaseModel):
     groups: dict[str, Group] = {}
     accounts: tuple[Account, ...] = ()
     sha256: str = ""
+    source_bytes: bytes = b""
 
     def group_of(self, account: Account) -> Group:
         return self.groups.get(account.group, Group())
@@ -124,10 +125,19 @@ def load_accounts(path: Path = DEFAULT_ACCOUNTS_FILE) -> AccountsFile:
     """Load and validate the accounts file; a bad file stops the run with file and field."""
     try:
         data = path.read_bytes()
+    except OSError as exc:
+        raise AccountsError(f"{path}: cannot read accounts file: {exc}") from None
+    return parse_accounts(data, path)
+
+
+def parse_accounts(data: bytes, path: Path) -> AccountsFile:
+    """Validate accounts file bytes (``path`` only names them in errors)."""
+    try:
         raw = tomllib.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise AccountsError(f"{path}: cannot read accounts file: {exc}") from None
     raw["sha256"] = hashlib.sha256(data).hexdigest()
+    raw["source_bytes"] = data
     try:
         ref = AccountsFile.model_validate(raw)
     except ValidationError as exc:

@@ -18,17 +18,31 @@ import click
 import duckdb
 
 from pipeline import jobs, sample_logs
+from pipeline import replay as replay_mod
 from pipeline.accounts import AccountsError
 from pipeline.db import DEFAULT_DB, connect
 from pipeline.ingest import IngestError
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.lock import ConcurrentRunError
 from pipeline.redact import mask_secrets
+from pipeline.reference import PriceEditError
+from pipeline.replay import ReplayError
+from pipeline.statements import StatementError
 from pricing.versions import DEFAULT_TABLES_DIR, PriceTableError, load_price_book
 from reports.finance import PERIOD_PATTERN, write_finance_summary
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (ConcurrentRunError, IngestError, PriceTableError, AccountsError, duckdb.Error, OSError)
+EXPECTED_ERRORS = (
+    ConcurrentRunError,
+    IngestError,
+    PriceTableError,
+    PriceEditError,
+    AccountsError,
+    StatementError,
+    ReplayError,
+    duckdb.Error,
+    OSError,
+)
 
 
 def fail_cleanly(func: F) -> F:
@@ -99,9 +113,21 @@ def _settings(ctx: click.Context) -> Settings:
     default=None,
     help="DuckDB memory_limit, e.g. 2GB (beyond it DuckDB spills to disk).",
 )
+@click.option(
+    "--force-price-edit",
+    is_flag=True,
+    help="Accept an edited price version that already priced attempts (re-rates open periods).",
+)
 @click.version_option(package_name="infergate-billing")
 @click.pass_context
-def cli(ctx: click.Context, db_path: Path, prices_dir: Path, accounts_file: Path, memory_limit: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    db_path: Path,
+    prices_dir: Path,
+    accounts_file: Path,
+    memory_limit: str | None,
+    force_price_edit: bool,
+) -> None:
     """InferGate usage-metering and billing pipeline.
 
     \b
@@ -109,7 +135,13 @@ def cli(ctx: click.Context, db_path: Path, prices_dir: Path, accounts_file: Path
       infergate-billing --db data/infergate.duckdb nightly --logs /var/log/infergate
       infergate-billing export --period 2026-11 --out out/
     """
-    ctx.obj = Settings(db_path=db_path, prices_dir=prices_dir, accounts_file=accounts_file, memory_limit=memory_limit)
+    ctx.obj = Settings(
+        db_path=db_path,
+        prices_dir=prices_dir,
+        accounts_file=accounts_file,
+        memory_limit=memory_limit,
+        force_price_edit=force_price_edit,
+    )
 
 
 max_quarantine_option = click.option(
@@ -314,6 +346,69 @@ def statements_command(
 
 
 @cli.command()
+@click.option("--period", help="UTC month to replay, YYYY-MM.")
+@click.option("--prices", help="Reprice with this version id (from the price tables) or price file (*.toml).")
+@click.option("--account", "account_id", help="Only this account.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("out"),
+    show_default=True,
+    help="Replayed files and the diff go to OUT/replay-PERIOD[...]/.",
+)
+@click.option("--verify", "verify_run_id", type=int, help="Re-execute run ID from its recorded inputs instead.")
+@click.pass_obj
+@fail_cleanly
+def replay(
+    settings: Settings,
+    period: str | None,
+    prices: str | None,
+    account_id: str | None,
+    out_dir: Path,
+    verify_run_id: int | None,
+) -> None:
+    """Audit replay: reproduce a billed period exactly, reprice it, or verify a past run.
+
+    Works on a scratch copy; the database is only read. Without --prices, re-rates the
+    period with the reference data recorded when it was finalized and checks that every
+    issued statement's CSVs and HTML come out byte-identical (exit 1 if not). With
+    --prices, writes old vs new amounts per account and model.
+
+    \b
+    Example:
+      infergate-billing replay --period 2026-11
+      infergate-billing replay --period 2026-11 --prices new-prices.toml
+      infergate-billing replay --verify 42
+    """
+    if verify_run_id is not None:
+        result = replay_mod.verify_run(settings, verify_run_id)
+        for step in result.steps:
+            click.echo(step)
+        click.echo(f"{result.status}" + (f": {result.first_difference}" if result.first_difference else ""))
+        if result.status != "MATCH":
+            sys.exit(1)
+        return
+    if not period:
+        raise click.UsageError("give --period (or --verify RUN_ID)")
+    _period_bounds(period)
+    report = replay_mod.replay_period(settings, period, out_dir, prices=prices, account=account_id)
+    if prices is None:
+        for check in report.checks:
+            click.echo(f"{check.status:<8} {check.statement_number:<20} {check.kind:<10} {check.path}")
+        click.echo(f"{'MATCH' if report.matches else 'MISMATCH'}: {len(report.checks)} file(s) compared")
+        if not report.matches:
+            sys.exit(1)
+        return
+    click.echo(f"{'account':<20} {'model':<26} {'old':>12} {'new':>12} {'difference':>12}")
+    for d in report.diffs:
+        click.echo(f"{d.account_id:<20} {d.model:<26} {d.old_amount:>12} {d.new_amount:>12} {d.difference:>12}")
+    for account, (old, new) in replay_mod.diff_totals(report).items():
+        click.echo(f"{account:<20} {'TOTAL':<26} {old:>12} {new:>12} {new - old:>12}")
+    click.echo(f"wrote {report.written[-1]}")
+
+
+@cli.command()
 @click.option("--reason", help="Only this reason code.")
 @click.option("--limit", default=50, show_default=True, help="Records to list (0: only counts).")
 @click.pass_obj
@@ -460,6 +555,9 @@ def runs_show(settings: Settings, run_id: int) -> None:
             "FROM run_files WHERE run_id = ? ORDER BY kind, path",
             [run_id],
         ).fetchall()
+        digests = con.execute(
+            "SELECT name, rows, digest FROM run_outputs WHERE run_id = ? ORDER BY name", [run_id]
+        ).fetchall()
     finally:
         con.close()
     for name, value in zip(names, row, strict=True):
@@ -471,6 +569,8 @@ def runs_show(settings: Settings, run_id: int) -> None:
             else (f" read {lines} = {accepted} + {dups} dup + {quarantined} quarantined" if lines is not None else "")
         )
         click.echo(f"{kind:<6} {sha}  {path}{extra}")
+    for name, rows, digest in digests:
+        click.echo(f"wrote  {rows} row(s) of {name}, digest {digest}")
 
 
 @cli.command("sample-logs")

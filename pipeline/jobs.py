@@ -42,6 +42,8 @@ class Settings:
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
     memory_limit: str | None = None
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
+    force_price_edit: bool = False  # accept an edited price version that already priced attempts
+    reference: reference.Reference | None = None  # use this instead of the files (replays)
 
 
 @dataclass
@@ -68,7 +70,27 @@ class RunReport:
 
 
 def load_reference(settings: Settings) -> reference.Reference:
+    if settings.reference is not None:
+        return settings.reference
     return reference.Reference(load_price_book(settings.prices_dir), load_accounts(settings.accounts_file))
+
+
+# Digests of what a run wrote: order-independent, over the rows without run ids.
+OUTPUT_DIGESTS = {
+    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts WHERE rated_run_id = $run_id",
+    "statement_lines": "SELECT * FROM statement_lines WHERE (account_id, period) IN "
+    "(SELECT account_id, period FROM affected_periods)",
+}
+
+
+def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """Store a digest of the rows this run wrote (``replay --verify`` recomputes them)."""
+    for name, query in OUTPUT_DIGESTS.items():
+        con.execute(
+            f"INSERT INTO run_outputs SELECT $run_id, '{name}', count(*), "
+            f"CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM ({query}) r",
+            {"run_id": run_id},
+        )
 
 
 def default_recounter() -> Recounter:
@@ -181,7 +203,7 @@ def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
         [
             (
                 report.run_id,
-                f.path,
+                str(Path(f.path).resolve()),
                 f.sha256,
                 f.size_bytes,
                 f.lines_read,
@@ -223,15 +245,19 @@ def _ingest_and_rate(
             report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
             fault_point("after_ingest")
             if scope is not None and ref is not None:
+                rate.reset_scope(con)
+                reference.check_used_versions(con, ref, settings.force_price_edit)
                 reference.load_into(con, ref)
+                reference.remember_files(con, ref, report.run_id)
                 fault_point("after_reference")
                 if reference.stored_fingerprint(con) != ref.fingerprint():
-                    rate.scope_time_range(con, None, None)  # reference data changed: re-rate all
-                else:
-                    scope(con, report.run_id)
+                    rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
+                scope(con, report.run_id)
                 report.rated = rate.rate_scope(con, report.run_id)
                 fault_point("after_rate")
+                reference.record_used_versions(con, ref, report.run_id)
                 reference.store_fingerprint(con, ref)
+                record_output_digests(con, report.run_id)
             report.held_by_reason = _held_counts(con)
             _close_succeeded(con, report)
             fault_point("before_commit")

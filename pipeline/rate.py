@@ -16,7 +16,22 @@ import duckdb
 
 from pipeline.db import run_script, sql_text
 
-_SCOPE = "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT account_id, request_id FROM "
+_EXTEND = "INSERT INTO rating_scope SELECT DISTINCT account_id, request_id FROM "
+
+
+def _ensure_scope(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS rating_scope (account_id VARCHAR, request_id VARCHAR)")
+
+
+def reset_scope(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE rating_scope (account_id VARCHAR, request_id VARCHAR)")
+
+
+def scope_open_periods(con: duckdb.DuckDBPyConnection) -> None:
+    """Requests with an attempt in a period that is not finalized (after a reference change:
+    issued statements are never re-priced by an edit of the reference data)."""
+    _ensure_scope(con)
+    con.execute(_EXTEND + "attempts WHERE strftime(ts, '%Y-%m') NOT IN (SELECT period FROM finalized_periods)")
 
 
 @dataclass(frozen=True)
@@ -30,8 +45,9 @@ class RateResult:
 
 def scope_new_and_open(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Requests that got attempts in this run, plus every request not yet rated or still held."""
+    _ensure_scope(con)
     con.execute(
-        _SCOPE
+        _EXTEND
         + """(
             SELECT account_id, request_id FROM attempts WHERE run_id = $run_id
             UNION ALL
@@ -46,14 +62,16 @@ def scope_new_and_open(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
 
 def scope_time_range(con: duckdb.DuckDBPyConnection, start: datetime | None, end: datetime | None) -> None:
     """Requests with any attempt in ``[start, end)`` (None: unbounded)."""
+    _ensure_scope(con)
     con.execute(
-        _SCOPE + "attempts WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)",
+        _EXTEND + "attempts WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)",
         {"start": start, "end": end},
     )
 
 
 def rate_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> RateResult:
     """Re-rate every request in ``rating_scope`` and refresh affected statement lines."""
+    con.execute("CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT * FROM rating_scope")
     con.execute(
         "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
         "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from pipeline.accounts import AccountsFile
+from pipeline.accounts import AccountsFile, parse_accounts
 from pipeline.db import insert_many
-from pricing.versions import PriceBook
+from pricing.model import PriceVersion
+from pricing.versions import PriceBook, build_price_book, canonical_json
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,12 @@ class Reference:
     prices: PriceBook
     accounts: AccountsFile
 
+    def hashes(self) -> dict[str, object]:
+        """What identifies this reference data: each price version's hash and the accounts file's."""
+        return {"prices": self.prices.hashes(), "accounts": self.accounts.sha256}
+
     def fingerprint(self) -> str:
-        data = {"prices": self.prices.hashes(), "accounts": self.accounts.sha256}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.hashes(), sort_keys=True).encode()).hexdigest()
 
 
 def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
@@ -90,6 +96,72 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
             )
 
 
+class PriceEditError(ValueError):
+    """A price version that already priced attempts was edited."""
+
+
+def check_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, force: bool) -> None:
+    """Refuse an edited price version that has already priced attempts (unless forced).
+
+    Editing a used version would silently change what past requests cost; a price change is
+    a new version with a later effective_from.
+    """
+    used = dict(con.execute("SELECT version_id, sha256 FROM price_versions_used").fetchall())
+    for version_id, sha in ref.prices.hashes().items():
+        if version_id in used and used[version_id] != sha and not force:
+            raise PriceEditError(
+                f"price version {version_id} was edited after it priced attempts (sha256 was "
+                f"{used[version_id][:12]}, is now {sha[:12]}); add a new version with a later effective_from "
+                "instead, or re-run with --force-price-edit to re-rate with the edited prices"
+            )
+    if force:
+        for version_id, sha in ref.prices.hashes().items():
+            con.execute("UPDATE price_versions_used SET sha256 = ? WHERE version_id = ?", [sha, version_id])
+
+
+def record_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) -> None:
+    """Remember the versions the just-rated attempts were priced with (inside the transaction)."""
+    hashes = ref.prices.hashes()
+    for (version_id,) in con.execute(
+        "SELECT DISTINCT price_version FROM new_rated WHERE price_version IS NOT NULL "
+        "AND price_version NOT IN (SELECT version_id FROM price_versions_used)"
+    ).fetchall():
+        con.execute("INSERT INTO price_versions_used VALUES (?, ?, ?)", [version_id, hashes[version_id], run_id])
+
+
+def remember_files(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) -> None:
+    """Keep the exact reference data of this run (content-addressed) for later replays."""
+    items: list[tuple[str, str, str, bytes]] = [
+        (loaded.sha256, "price_version", loaded.version_id, canonical_json(loaded.version).encode())
+        for loaded in ref.prices.versions
+    ]
+    items.append((ref.accounts.sha256, "accounts", "accounts.toml", ref.accounts.source_bytes))
+    for sha, kind, name, content in items:
+        con.execute(
+            "INSERT INTO reference_files SELECT ?, ?, ?, ?, ? WHERE ? NOT IN (SELECT sha256 FROM reference_files)",
+            [sha, kind, name, content, run_id, sha],
+        )
+
+
+def from_stored(con: duckdb.DuckDBPyConnection, hashes: dict[str, Any]) -> Reference:
+    """Rebuild the reference data a run used from the stored bytes (replays)."""
+    versions = []
+    for version_id, sha in sorted(hashes["prices"].items()):
+        row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [sha]).fetchone()
+        if row is None:
+            raise ValueError(f"price version {version_id} (sha256 {sha[:12]}) is not stored in reference_files")
+        versions.append((f"stored:{version_id}", PriceVersion.model_validate_json(bytes(row[0]))))
+    row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [hashes["accounts"]]).fetchone()
+    if row is None:
+        raise ValueError(f"accounts file sha256 {hashes['accounts'][:12]} is not stored in reference_files")
+    return Reference(build_price_book(versions), parse_accounts(bytes(row[0]), Path("stored:accounts.toml")))
+
+
+def stored_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    row = con.execute("SELECT value FROM rating_state WHERE key = 'reference'").fetchone()
+    return json.loads(row[0]) if row else None
+
+
 def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     row = con.execute("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'").fetchone()
     return row[0] if row else None
@@ -97,3 +169,6 @@ def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def store_fingerprint(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     con.execute("INSERT OR REPLACE INTO rating_state VALUES ('reference_fingerprint', ?)", [ref.fingerprint()])
+    con.execute(
+        "INSERT OR REPLACE INTO rating_state VALUES ('reference', ?)", [json.dumps(ref.hashes(), sort_keys=True)]
+    )

@@ -387,8 +387,11 @@ def store_issued(
             "INSERT INTO statement_files VALUES (?, ?, ?, ?, ?)",
             [(number, kind, name, hashlib.sha256(data).hexdigest(), data) for kind, (name, data) in st.files.items()],
         )
+    # the reference data the period's rated data was computed with, for replays
     con.execute(
-        "INSERT INTO finalized_periods VALUES (?, ?, ?, ?, now())", [period, run_id, issue_date, len(statements)]
+        "INSERT INTO finalized_periods SELECT ?, ?, ?, ?, now(), "
+        "(SELECT value FROM rating_state WHERE key = 'reference')",
+        [period, run_id, issue_date, len(statements)],
     )
 
 

@@ -1,0 +1,407 @@
+"""Audit replay: reproduce what was billed, reprice a period, and re-execute recorded runs.
+
+Everything happens in a scratch database; the billing database is only read (ATTACHed
+READ_ONLY), so a replay can never change issued statements or rated data.
+
+* ``replay_period`` without prices re-rates the period from the stored attempts with the
+  exact reference data the period was rated with when it was finalized (``reference_files``,
+  by sha256), using only the attempts ingested up to the finalizing run, and re-renders each
+  issued statement's CSVs and HTML: they must be byte-identical to the stored ones.
+* ``replay_period`` with prices reprices every request of the period with one price version
+  (from ``pricing/`` or a file not yet committed) and reports the difference per account and
+  model against what was issued (or, for an open period, what is drafted).
+* ``verify_run`` re-executes every run up to a given one from its recorded input files and
+  reference data, and compares the digests of what each run wrote; for the latest run it also
+  compares the whole live database with the re-execution, which exposes tampering.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline import jobs, rate, reference, statements
+from pipeline.db import connect
+from pipeline.ingest import file_sha256
+from pipeline.money import ZERO, Decimal
+from pipeline.redact import install_sql_macro
+from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
+from reports.atomic import write_atomic
+from reports.csvsafe import csv_bytes
+from reports.render import render_html
+
+
+class ReplayError(RuntimeError):
+    """A replay that cannot be done (unknown period, missing stored reference data...)."""
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    statement_number: str
+    kind: str
+    status: str  # MATCH | DIFFERS | MISSING
+    path: str
+
+
+@dataclass(frozen=True)
+class AmountDiff:
+    account_id: str
+    model: str
+    old_amount: Decimal
+    new_amount: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.new_amount - self.old_amount
+
+
+@dataclass
+class ReplayReport:
+    period: str
+    prices: str | None
+    checks: list[FileCheck] = field(default_factory=list)
+    diffs: list[AmountDiff] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def matches(self) -> bool:
+        return all(c.status == "MATCH" for c in self.checks)
+
+
+@contextmanager
+def scratch_with(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory billing database with the live one attached read-only as ``live``."""
+    if not db_path.exists():
+        raise ReplayError(f"{db_path}: no such database")
+    con = connect(":memory:")
+    install_sql_macro(con)
+    con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS live (READ_ONLY)")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _period_state(con: duckdb.DuckDBPyConnection, period: str) -> tuple[int, dict[str, Any]]:
+    """The last run whose data the period's statements saw, and the reference data then."""
+    row = con.execute("SELECT run_id, reference FROM live.finalized_periods WHERE period = ?", [period]).fetchone()
+    if row is not None:
+        if row[1] is None:
+            raise ReplayError(f"{period} was finalized before reference data was recorded; cannot replay it exactly")
+        return int(row[0]), json.loads(row[1])
+    last = con.execute("SELECT coalesce(max(run_id), 0) FROM live.runs").fetchone()
+    state = con.execute("SELECT value FROM live.rating_state WHERE key = 'reference'").fetchone()
+    if state is None:
+        raise ReplayError("nothing has been rated yet")
+    return int(last[0]) if last else 0, json.loads(state[0])
+
+
+def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, account: str | None) -> None:
+    """Attempts known at the cutoff, and statements issued for earlier periods."""
+    params = {"cutoff": cutoff, "period": period, "account": account}
+    for statement in (
+        "INSERT INTO attempts SELECT * FROM live.attempts WHERE run_id <= $cutoff "
+        "AND ($account IS NULL OR account_id = $account)",
+        "INSERT INTO reference_files SELECT * FROM live.reference_files",
+        "INSERT INTO finalized_periods SELECT * FROM live.finalized_periods WHERE period < $period",
+        "INSERT INTO statements SELECT * FROM live.statements WHERE period < $period "
+        "AND ($account IS NULL OR account_id = $account)",
+        "INSERT INTO statement_issued_lines SELECT * FROM live.statement_issued_lines "
+        "WHERE statement_number IN (SELECT statement_number FROM statements)",
+    ):
+        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement} or None)
+
+
+def _override_book(settings: jobs.Settings, prices: str) -> PriceBook:
+    """One price version, in force for every request: a version id from pricing/ or a file."""
+    path = Path(prices)
+    if path.suffix == ".toml" and path.is_file():
+        version = parse_version_file(path)
+        source = str(path)
+    else:
+        loaded = load_price_book(settings.prices_dir).by_id(prices)
+        version, source = loaded.version, loaded.source_file
+    always = version.model_copy(update={"effective_from": datetime(1970, 1, 1, tzinfo=UTC)})
+    return PriceBook((LoadedVersion(always, source, content_hash(version), None),))
+
+
+def _rate_everything(con: duckdb.DuckDBPyConnection, ref: reference.Reference) -> None:
+    reference.load_into(con, ref)
+    rate.reset_scope(con)
+    rate.scope_time_range(con, None, None)
+    rate.rate_scope(con, 0)
+
+
+def replay_period(
+    settings: jobs.Settings, period: str, out_dir: Path, *, prices: str | None = None, account: str | None = None
+) -> ReplayReport:
+    """Reproduce (no ``prices``) or reprice (``prices``) one period; see the module docstring."""
+    report = ReplayReport(period, prices)
+    target = out_dir / (f"replay-{period}" + ("" if prices is None else f"-prices-{Path(prices).stem}"))
+    with scratch_with(settings.db_path) as con:
+        cutoff, hashes = _period_state(con, period)
+        _copy_history(con, period, cutoff, account)
+        ref = reference.from_stored(con, hashes)
+        if prices is not None:
+            ref = reference.Reference(_override_book(settings, prices), ref.accounts)
+        _rate_everything(con, ref)
+        if prices is None:
+            _reproduce(con, period, account, target, report)
+        else:
+            _reprice(con, period, account, target, report)
+    return report
+
+
+def _reproduce(
+    con: duckdb.DuckDBPyConnection, period: str, account: str | None, target: Path, report: ReplayReport
+) -> None:
+    issued = con.execute(
+        "SELECT account_id, statement_number, issue_date FROM live.statements WHERE period = $p "
+        "AND ($a IS NULL OR account_id = $a) ORDER BY statement_number",
+        {"p": period, "a": account},
+    ).fetchall()
+    if not issued:
+        raise ReplayError(f"{period} has no issued statements to reproduce; finalize it first")
+    due = statements.due_lines(con, period, account)
+    names = dict(con.execute("SELECT model, display_name FROM model_prices").fetchall())
+    for account_id, number, issue_date in issued:
+        doc = statements.build_document(con, account_id, period, due.get(account_id, []), number, issue_date)
+        produced = {
+            "lines_csv": statements.lines_csv(doc, due.get(account_id, []), names),
+            "detail_csv": statements.detail_csv(con, account_id, period),
+            "html": render_html(doc).encode("utf-8"),
+        }
+        for kind, data in produced.items():
+            report.checks.append(_compare(con, number, kind, data, target, report))
+    extra = sorted(set(due) - {a for a, _, _ in issued})
+    for account_id in extra:
+        report.checks.append(FileCheck("(none)", "statement", "DIFFERS", f"replay bills {account_id}, not issued"))
+
+
+def _compare(
+    con: duckdb.DuckDBPyConnection, number: str, kind: str, data: bytes, target: Path, report: ReplayReport
+) -> FileCheck:
+    row = con.execute(
+        "SELECT file_name, content FROM live.statement_files WHERE statement_number = ? AND kind = ?", [number, kind]
+    ).fetchone()
+    name = row[0] if row else f"{number}-{kind}"
+    path = target / name
+    write_atomic(path, data)
+    report.written.append(path)
+    if row is None:
+        return FileCheck(number, kind, "MISSING", str(path))
+    return FileCheck(number, kind, "MATCH" if bytes(row[1]) == data else "DIFFERS", str(path))
+
+
+DIFF_HEADER = ("period", "account_id", "model", "old_amount_usd", "new_amount_usd", "difference_usd")
+
+
+def _reprice(
+    con: duckdb.DuckDBPyConnection, period: str, account: str | None, target: Path, report: ReplayReport
+) -> None:
+    """Old (issued, or drafted if the period is open) vs new amounts per account and model."""
+    rows = con.execute(
+        """
+        WITH old AS (
+            SELECT s.account_id, l.model, sum(l.amount) AS amount
+            FROM live.statement_issued_lines l JOIN live.statements s USING (statement_number)
+            WHERE s.period = $p AND l.kind = 'usage' GROUP BY ALL
+            UNION ALL
+            SELECT account_id, model, sum(amount) FROM live.statement_lines
+            WHERE period = $p AND $p NOT IN (SELECT period FROM live.finalized_periods) GROUP BY ALL
+        ),
+        new AS (SELECT account_id, model, sum(amount) AS amount FROM statement_lines WHERE period = $p GROUP BY ALL)
+        SELECT coalesce(o.account_id, n.account_id), coalesce(o.model, n.model),
+               coalesce(o.amount, 0), coalesce(n.amount, 0)
+        FROM old o FULL OUTER JOIN new n ON o.account_id = n.account_id AND o.model = n.model
+        WHERE $a IS NULL OR coalesce(o.account_id, n.account_id) = $a
+        ORDER BY 1, 2
+        """,
+        {"p": period, "a": account},
+    ).fetchall()
+    report.diffs = [AmountDiff(a, m, Decimal(old), Decimal(new)) for a, m, old, new in rows]
+    path = target / f"replay-diff-{period}.csv"
+    from reports.atomic import write_atomic
+
+    write_atomic(
+        path,
+        csv_bytes(
+            DIFF_HEADER,
+            [(period, d.account_id, d.model, d.old_amount, d.new_amount, d.difference) for d in report.diffs],
+        ),
+    )
+    report.written.append(path)
+
+
+def diff_totals(report: ReplayReport) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per account: (old total, new total)."""
+    totals: dict[str, tuple[Decimal, Decimal]] = {}
+    for d in report.diffs:
+        old, new = totals.get(d.account_id, (ZERO, ZERO))
+        totals[d.account_id] = (old + d.old_amount, new + d.new_amount)
+    return totals
+
+
+@dataclass
+class VerifyReport:
+    run_id: int
+    status: str  # MATCH | MISMATCH
+    steps: list[str] = field(default_factory=list)
+    first_difference: str | None = None
+
+
+def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
+    """Re-execute every succeeded run up to ``run_id`` from its recorded inputs; compare."""
+    live = connect(settings.db_path, read_only=True)
+    try:
+        runs = live.execute(
+            "SELECT run_id, command, args, price_versions, accounts_sha256 FROM runs "
+            "WHERE status = 'succeeded' AND run_id <= ? ORDER BY run_id",
+            [run_id],
+        ).fetchall()
+        if not runs or runs[-1][0] != run_id:
+            raise ReplayError(f"run {run_id} is not a succeeded run in {settings.db_path}")
+        latest = live.execute("SELECT max(run_id) FROM runs WHERE status = 'succeeded'").fetchone()
+        report = VerifyReport(run_id, "MATCH")
+        with tempfile.TemporaryDirectory(prefix="infergate-verify-") as tmp:
+            scratch = jobs.Settings(
+                db_path=Path(tmp) / "replay.duckdb",
+                prices_dir=settings.prices_dir,
+                accounts_file=settings.accounts_file,
+            )
+            for live_run, command, args, prices, accounts in runs:
+                problem = _reexecute(
+                    live, scratch, Path(tmp), live_run, command, json.loads(args or "{}"), prices, accounts
+                )
+                report.steps.append(f"run {live_run} ({command}): {problem or 'MATCH'}")
+                if problem:
+                    report.status, report.first_difference = "MISMATCH", f"run {live_run} ({command}): {problem}"
+                    return report
+            if latest and latest[0] == run_id:
+                problem = _compare_live_state(settings.db_path, scratch.db_path)
+                report.steps.append(f"live database vs re-execution: {problem or 'MATCH'}")
+                if problem:
+                    report.status, report.first_difference = "MISMATCH", problem
+        return report
+    finally:
+        live.close()
+
+
+def _reexecute(
+    live: duckdb.DuckDBPyConnection,
+    scratch: jobs.Settings,
+    tmp: Path,
+    live_run: int,
+    command: str,
+    args: dict[str, Any],
+    prices: str | None,
+    accounts: str | None,
+) -> str | None:
+    """Re-run one recorded run on the scratch database; None if it wrote what the ledger says."""
+    inputs = live.execute(
+        "SELECT path, sha256 FROM run_files WHERE run_id = ? AND kind = 'input' ORDER BY path", [live_run]
+    ).fetchall()
+    for path, sha in inputs:
+        if not Path(path).is_file():
+            return f"input {path} is missing"
+        if file_sha256(Path(path)) != sha:
+            return f"input {path} changed since the run (sha256 was {sha[:12]})"
+    settings = scratch
+    if prices is not None and accounts is not None:
+        stored = reference.from_stored(live, {"prices": json.loads(prices), "accounts": accounts})
+        settings = jobs.Settings(db_path=scratch.db_path, reference=stored, force_price_edit=True)
+    paths = [Path(p) for p, _ in inputs]
+    if command == "nightly":
+        replayed = jobs._ingest_and_rate(settings, command, args, paths, rate.scope_new_and_open)
+    elif command == "ingest":
+        replayed = jobs._ingest_and_rate(settings, command, args, paths, None)
+    elif command == "rate":
+        start = datetime.fromisoformat(args["from"]) if args.get("from") else None
+        end = datetime.fromisoformat(args["to"]) if args.get("to") else None
+        replayed = jobs.run_rate(settings, start, end)
+    elif command == "statements":
+        jobs.run_statements(
+            settings,
+            args["period"],
+            tmp / "out",
+            account_id=args.get("account"),
+            finalize=bool(args.get("finalize")),
+            issue_date=date.fromisoformat(args["issue_date"]),
+        )
+        return _compare_outputs(live, scratch.db_path, live_run)
+    else:
+        return None
+    return _compare_digests(live, scratch.db_path, live_run, replayed.run_id)
+
+
+def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int, new_run: int) -> str | None:
+    recorded = dict(live.execute("SELECT name, digest FROM run_outputs WHERE run_id = ?", [live_run]).fetchall())
+    con = connect(scratch_db, read_only=True)
+    try:
+        again = dict(con.execute("SELECT name, digest FROM run_outputs WHERE run_id = ?", [new_run]).fetchall())
+    finally:
+        con.close()
+    for name in sorted(set(recorded) | set(again)):
+        if recorded.get(name) != again.get(name):
+            return f"output {name} differs (recorded digest {recorded.get(name)}, re-executed {again.get(name)})"
+    return None
+
+
+def _compare_outputs(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int) -> str | None:
+    recorded = {
+        Path(p).name: s
+        for p, s in live.execute(
+            "SELECT path, sha256 FROM run_files WHERE run_id = ? AND kind = 'output'", [live_run]
+        ).fetchall()
+    }
+    con = connect(scratch_db, read_only=True)
+    try:
+        again = {
+            Path(p).name: s
+            for p, s in con.execute(
+                "SELECT path, sha256 FROM run_files WHERE kind = 'output' AND run_id = (SELECT max(run_id) FROM runs)"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    for name in sorted(set(recorded) | set(again)):
+        if recorded.get(name) != again.get(name):
+            return f"output file {name} differs"
+    return None
+
+
+LIVE_STATE = {
+    "attempts": "SELECT * EXCLUDE (run_id) FROM {db}.attempts",
+    "quarantine": "SELECT * EXCLUDE (run_id, quarantined_at, resolved_run_id) FROM {db}.quarantine",
+    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM {db}.rated_attempts",
+    "statement_lines": "SELECT * FROM {db}.statement_lines",
+    "statements": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.statements",
+    "statement_issued_lines": "SELECT * FROM {db}.statement_issued_lines",
+    "statement_files": "SELECT statement_number, kind, sha256 FROM {db}.statement_files",
+}
+
+
+def _compare_live_state(live_db: Path, scratch_db: Path) -> str | None:
+    """The whole live database against the re-execution: the first table that differs."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH '{live_db}' AS live (READ_ONLY)")
+        con.execute(f"ATTACH '{scratch_db}' AS again (READ_ONLY)")
+        for table, query in LIVE_STATE.items():
+            differ = con.execute(
+                f"SELECT count(*) FROM (({query.format(db='live')}) EXCEPT ALL ({query.format(db='again')})"
+                f" UNION ALL (({query.format(db='again')}) EXCEPT ALL ({query.format(db='live')})))"
+            ).fetchone()
+            if differ and differ[0]:
+                return f"live table {table} differs from the re-execution in {differ[0]} row(s)"
+    finally:
+        con.close()
+    return None

@@ -1,0 +1,134 @@
+"""Audit replay (issue 4): reproduce exactly, reprice with a diff, refuse edited used prices,
+verify recorded runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline import jobs, replay
+from pipeline.money import D
+from pipeline.reference import PriceEditError
+from tests.conftest import Billing, record, usage
+
+PRICES = Path(__file__).resolve().parent.parent / "pricing" / "tables" / "2026-11-01.toml"
+
+
+@pytest.fixture
+def issued(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+    """November issued (with a late record arriving afterwards), December issued with it."""
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id="a", account_id="acct_plain", usage=usage(100_000, 1_000_000)),
+        record(event_id="b", account_id="acct_discount", usage=usage(10_000, 20_000, cached=5_000)),
+        record(event_id="c", account_id="acct_plain", model="deepseek-v4-flash", usage=usage(1000, 1000)),
+    ])
+    billing.nightly("2026-11-20")
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log("requests-2026-12-02.jsonl", [
+        record(event_id="late", account_id="acct_plain", ts="2026-11-30T23:00:00Z", usage=usage(0, 10_000)),
+        record(event_id="dec", account_id="acct_plain", ts="2026-12-02T08:00:00Z", usage=usage(0, 20_000)),
+    ])
+    billing.nightly("2026-12-02")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    return billing, out
+
+
+@pytest.mark.parametrize("period", ["2026-11", "2026-12"])
+def test_replay_reproduces_issued_statements_byte_for_byte(issued, period: str) -> None:
+    billing, out = issued
+    before = billing.query("SELECT * FROM rated_attempts ORDER BY ALL")
+    report = replay.replay_period(billing.settings, period, out)
+    assert report.checks and report.matches, report.checks
+    assert {c.kind for c in report.checks} == {"lines_csv", "detail_csv", "html"}
+    issued_csv = out / "statements" / period
+    for check in report.checks:
+        if check.kind != "html":
+            assert Path(check.path).read_bytes() == (issued_csv / Path(check.path).name).read_bytes()
+    assert billing.query("SELECT * FROM rated_attempts ORDER BY ALL") == before  # the database is only read
+
+
+def test_replay_with_a_changed_output_price_reports_the_exact_difference(issued, tmp_path: Path) -> None:
+    billing, out = issued
+    changed = tmp_path / "gpt55-output-60.toml"
+    changed.write_text(PRICES.read_text().replace('version = "2026-11-01"', 'version = "proposal"')
+                       .replace('upstream_output_per_1m = "30"', 'upstream_output_per_1m = "40"')
+                       .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"'))
+    report = replay.replay_period(billing.settings, "2026-11", out, prices=str(changed))
+    diffs = {(d.account_id, d.model): d for d in report.diffs}
+    # acct_plain: 1,000,000 output tokens x (60 - 45)/1M = 15.00 more; input and DeepSeek unchanged
+    plain = diffs[("acct_plain", "openai/gpt-5.5")]
+    assert (plain.old_amount, plain.new_amount, plain.difference) == (D("45.75"), D("60.75"), D("15.00"))
+    assert diffs[("acct_plain", "deepseek-v4-flash")].difference == 0
+    # acct_discount (12.5% off): 20,000 x 15 x 0.875 / 1M = 0.2625; old output line 20,000 x 39.375/1M
+    # = 0.7875 -> 0.79, new 20,000 x 52.5/1M = 1.05; difference 0.26
+    assert diffs[("acct_discount", "openai/gpt-5.5")].difference == D("0.26")
+    assert (out / "replay-2026-11-prices-gpt55-output-60" / "replay-diff-2026-11.csv").exists()
+
+
+def test_editing_a_used_price_version_is_refused_unless_forced(issued, tmp_path: Path) -> None:
+    billing, _ = issued
+    prices = tmp_path / "prices"
+    prices.mkdir()
+    (prices / "2026-11-01.toml").write_text(PRICES.read_text().replace(
+        'upstream_input_per_1m = "5"', 'upstream_input_per_1m = "6"').replace(
+        'list_input_per_1m = "7.5"', 'list_input_per_1m = "9"'))
+    edited = dataclasses.replace(billing.settings, prices_dir=prices)
+    with pytest.raises(PriceEditError, match="2026-11-01 was edited after it priced attempts"):
+        jobs.run_nightly(edited, date(2026, 12, 3), billing.logs)
+    forced = dataclasses.replace(edited, force_price_edit=True)
+    billing.log("requests-2026-12-03.jsonl", [record(event_id="jan", ts="2027-01-05T00:00:00Z")])
+    jobs.run_nightly(forced, date(2026, 12, 3), billing.logs)
+    # issued periods are never re-priced by an edit; the open one is
+    assert billing.rated("a")["unit_price_input_uncached"] == D("7.5")
+    assert billing.rated("dec")["unit_price_input_uncached"] == D("7.5")
+    assert billing.rated("jan")["unit_price_input_uncached"] == D("9")
+
+
+def test_a_new_version_never_changes_requests_before_it(issued, tmp_path: Path) -> None:
+    billing, _ = issued
+    billing.log("requests-2026-12-03.jsonl", [
+        record(event_id="before", ts="2027-01-04T23:59:59.999999Z", usage=usage(0, 1_000_000)),
+        record(event_id="at", ts="2027-01-05T00:00:00Z", usage=usage(0, 1_000_000)),
+    ])
+    jobs.run_nightly(billing.settings, date(2026, 12, 3), billing.logs)
+    prices = tmp_path / "prices"
+    prices.mkdir()
+    shutil.copy(PRICES, prices / "2026-11-01.toml")
+    (prices / "2027-01-05.toml").write_text(PRICES.read_text().replace('version = "2026-11-01"', 'version = "v2"')
+        .replace("effective_from = 2026-11-01T00:00:00Z", "effective_from = 2027-01-05T00:00:00Z")
+        .replace('upstream_output_per_1m = "30"', 'upstream_output_per_1m = "40"')
+        .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"'))
+    query = "SELECT event_id, price_version, charge_total FROM rated_attempts WHERE event_id <> 'at' ORDER BY 1"
+    before = billing.query(query)
+    jobs.run_nightly(dataclasses.replace(billing.settings, prices_dir=prices), date(2026, 12, 4), billing.logs)
+    assert billing.query(query) == before  # everything before the new version's instant is unchanged
+    at = billing.rated("at")
+    assert (at["price_version"], at["charge_total"]) == ("v2", D("60"))  # exactly at its effective_from
+    assert billing.rated("before")["charge_total"] == D("45")
+
+
+def test_verify_matches_an_untouched_database_and_catches_tampering(issued) -> None:
+    billing, _ = issued
+    last = billing.one("SELECT max(run_id) FROM runs")
+    result = replay.verify_run(billing.settings, last)
+    assert result.status == "MATCH", result.steps
+    assert replay.verify_run(billing.settings, 1).status == "MATCH"
+    con = duckdb.connect(str(billing.settings.db_path))
+    con.execute("UPDATE rated_attempts SET charge_total = charge_total + 0.01 WHERE event_id = 'dec'")
+    con.close()
+    tampered = replay.verify_run(billing.settings, last)
+    assert tampered.status == "MISMATCH"
+    assert "rated_attempts" in (tampered.first_difference or "")
+
+
+def test_verify_names_a_changed_input_file(issued) -> None:
+    billing, _ = issued
+    (billing.logs / "requests-2026-11-20.jsonl").write_text("{}\n")
+    result = replay.verify_run(billing.settings, 1)
+    assert result.status == "MISMATCH" and "changed since the run" in (result.first_difference or "")
