@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,6 +145,31 @@ def cli(
     )
 
 
+def period_option(required: bool = True, help: str = "UTC month, YYYY-MM.") -> Callable[[F], F]:
+    return click.option("--period", required=required, help=help)
+
+
+def out_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=Path("out"),
+        show_default=True,
+        help=help,
+    )
+
+
+@contextmanager
+def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The database opened read-only for a listing or an export."""
+    con = connect(settings.db_path, read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
 max_quarantine_option = click.option(
     "--max-quarantine-rate",
     type=click.FloatRange(0, 1),
@@ -261,15 +287,8 @@ def nightly(ctx: click.Context, day: datetime | None, logs_dir: Path, max_quaran
 
 
 @cli.command()
-@click.option("--period", required=True, help="UTC month, YYYY-MM.")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("out"),
-    show_default=True,
-    help="Directory for the CSV.",
-)
+@period_option()
+@out_option("Directory for the CSV.")
 @click.pass_obj
 @fail_cleanly
 def export(settings: Settings, period: str, out_dir: Path) -> None:
@@ -280,27 +299,17 @@ def export(settings: Settings, period: str, out_dir: Path) -> None:
       infergate-billing export --period 2026-11 --out out/
     """
     _period_bounds(period)
-    con = connect(settings.db_path, read_only=True)
-    try:
+    with read_only(settings) as con:
         path = write_finance_summary(con, period, out_dir)
-    finally:
-        con.close()
     click.echo(f"wrote {path}")
 
 
 @cli.command("statements")
-@click.option("--period", required=True, help="UTC month, YYYY-MM.")
+@period_option()
 @click.option("--account", "account_id", help="Only this account (drafts only).")
 @click.option("--finalize", is_flag=True, help="Issue numbered, immutable statements for every account.")
 @click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("out"),
-    show_default=True,
-    help="Statements go to OUT/statements/PERIOD/.",
-)
+@out_option("Statements go to OUT/statements/PERIOD/.")
 @click.pass_context
 @fail_cleanly
 def statements_command(
@@ -346,17 +355,10 @@ def statements_command(
 
 
 @cli.command()
-@click.option("--period", help="UTC month to replay, YYYY-MM.")
+@period_option(required=False, help="UTC month to replay, YYYY-MM.")
 @click.option("--prices", help="Reprice with this version id (from the price tables) or price file (*.toml).")
 @click.option("--account", "account_id", help="Only this account.")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("out"),
-    show_default=True,
-    help="Replayed files and the diff go to OUT/replay-PERIOD[...]/.",
-)
+@out_option("Replayed files and the diff go to OUT/replay-PERIOD[...]/.")
 @click.option("--verify", "verify_run_id", type=int, help="Re-execute run ID from its recorded inputs instead.")
 @click.pass_obj
 @fail_cleanly
@@ -420,8 +422,7 @@ def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
     Example:
       infergate-billing quarantine --reason bad_timestamp
     """
-    con = connect(settings.db_path, read_only=True)
-    try:
+    with read_only(settings) as con:
         counts = con.execute(
             "SELECT reason, count(*) FILTER (WHERE resolved_run_id IS NULL), count(*) FROM quarantine "
             "WHERE $r IS NULL OR reason = $r GROUP BY reason ORDER BY reason",
@@ -446,8 +447,6 @@ def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
         ).fetchall()
         for source, line, code, message in rows:
             click.echo(f"{Path(source).name}:{line}: {code}: {message}")
-    finally:
-        con.close()
 
 
 @cli.group()
@@ -512,15 +511,12 @@ def runs_list(settings: Settings, limit: int) -> None:
     Example:
       infergate-billing runs list --limit 5
     """
-    con = connect(settings.db_path, read_only=True)
-    try:
+    with read_only(settings) as con:
         rows = con.execute(
             "SELECT run_id, command, status, strftime(started_at, '%Y-%m-%d %H:%M:%S'), "
             "lines_read, accepted, quarantined, rated FROM runs ORDER BY run_id DESC LIMIT ?",
             [limit],
         ).fetchall()
-    finally:
-        con.close()
     click.echo(
         f"{'run':>5}  {'command':<10} {'status':<10} {'started (UTC)':<19}  {'read':>8} {'accepted':>8} "
         f"{'quarant.':>8} {'rated':>8}"
@@ -543,8 +539,7 @@ def runs_show(settings: Settings, run_id: int) -> None:
     Example:
       infergate-billing runs show 42
     """
-    con = connect(settings.db_path, read_only=True)
-    try:
+    with read_only(settings) as con:
         cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
         row = cursor.fetchone()
         if row is None:
@@ -558,8 +553,6 @@ def runs_show(settings: Settings, run_id: int) -> None:
         digests = con.execute(
             "SELECT name, rows, digest FROM run_outputs WHERE run_id = ? ORDER BY name", [run_id]
         ).fetchall()
-    finally:
-        con.close()
     for name, value in zip(names, row, strict=True):
         click.echo(f"{name:<16} {value}")
     for kind, path, sha, lines, accepted, dups, quarantined, skipped in files:
