@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import ingest, rate, reference
+from pipeline import ingest, rate, reference, snapshot
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
@@ -40,6 +40,7 @@ class Settings:
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
     memory_limit: str | None = None
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
+    snapshot_path: Path | None = None  # analyst snapshot published after each run (None: none)
 
 
 @dataclass
@@ -51,6 +52,8 @@ class RunReport:
     files: list[FileResult] = field(default_factory=list)
     rated: rate.RateResult | None = None
     held_by_reason: dict[str, int] = field(default_factory=dict)
+    snapshot: Path | None = None  # the analyst snapshot published after the commit
+    snapshot_error: str | None = None  # why it could not be published (the run itself committed)
 
     @property
     def lines_read(self) -> int:
@@ -118,8 +121,22 @@ def recorded_run(
             except BaseException as exc:
                 _close_failed(con, run_id, exc)
                 raise
+            _publish_snapshot(con, settings, report)
         finally:
             con.close()
+
+
+def _publish_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, report: RunReport) -> None:
+    """After the commit, still under the run lock: refresh the analysts' read-only copy.
+
+    The run's data is committed whatever happens here, so a failure is reported, not raised.
+    """
+    if settings.snapshot_path is None:
+        return
+    try:
+        report.snapshot = snapshot.publish(con, settings.snapshot_path)
+    except (duckdb.Error, OSError) as exc:
+        report.snapshot_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _open_ledger_row(
