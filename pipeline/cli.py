@@ -147,6 +147,8 @@ def cli(
       infergate-billing export --period 2026-11 --out out/
     """
     snapshot_path = None if no_snapshot else (snapshot_path or snapshot.default_snapshot_path(db_path))
+    if snapshot_path is not None and snapshot_path.resolve() == db_path.resolve():
+        raise click.BadParameter("the snapshot must be another file than the database", param_hint="--snapshot")
     ctx.obj = Settings(
         db_path=db_path,
         prices_dir=prices_dir,

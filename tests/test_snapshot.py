@@ -161,3 +161,9 @@ def test_snapshot_file_is_read_only(billing: Billing) -> None:
     target = snapshot.publish_now(billing.settings.db_path)
     with pytest.raises(duckdb.Error):
         duckdb.connect(str(target)).execute("CREATE TABLE x (i INTEGER)")
+
+
+def test_the_snapshot_cannot_be_the_database_itself(billing: Billing) -> None:
+    db = str(billing.settings.db_path)
+    result = CliRunner().invoke(cli, ["--db", db, "--snapshot", db, "nightly", "--logs", str(billing.logs)])
+    assert result.exit_code == 2 and "another file than the database" in result.output
