@@ -5,7 +5,7 @@ CLI    := $(VENV)/bin/infergate-billing
 STAMP  := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup demo test lint typecheck bench soak clean samples
+.PHONY: setup demo test lint typecheck bench soak clean samples schema-doc
 
 $(STAMP): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
@@ -37,6 +37,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check pipeline pricing reports tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+## schema-doc: regenerate docs/schema.md from the COMMENTs in pipeline/migrations (a test fails when stale)
+schema-doc: $(STAMP)
+	$(CLI) schema-doc > docs/schema.md.tmp && mv docs/schema.md.tmp docs/schema.md
 
 ## samples: regenerate data/sample_logs deterministically
 samples: $(STAMP)

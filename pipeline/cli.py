@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import duckdb
 
-from pipeline import jobs, sample_logs
+from pipeline import jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
 from pipeline.accounts import AccountsError
 from pipeline.db import DEFAULT_DB, connect
@@ -31,6 +31,17 @@ from pipeline.replay import ReplayError
 from pipeline.statements import StatementError
 from pricing.versions import DEFAULT_TABLES_DIR, PriceTableError, load_price_book
 from reports.finance import PERIOD_PATTERN, write_finance_summary
+from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
+from reports.parquet_export import write_parquet
+from reports.schema_doc import current_schema_markdown
+from reports.spend_limits import (
+    DEFAULT_MIN_REJECTIONS,
+    format_spend_limits,
+    limit_breaches,
+    rejections,
+    write_spend_limit_csvs,
+)
+from reports.texttable import cell_text, render_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (
@@ -43,6 +54,7 @@ EXPECTED_ERRORS = (
     ReplayError,
     duckdb.Error,
     OSError,
+    snapshot.LiveDatabaseBusyError,
 )
 
 
@@ -119,6 +131,16 @@ def _settings(ctx: click.Context) -> Settings:
     is_flag=True,
     help="Accept an edited price version that already priced attempts (re-rates open periods).",
 )
+@click.option(
+    "--snapshot",
+    "snapshot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="INFERGATE_SNAPSHOT",
+    default=None,
+    show_default="<db>.analyst.duckdb",
+    help="Read-only analyst copy of the database, republished after every run.",
+)
+@click.option("--no-snapshot", is_flag=True, help="Do not publish the analyst snapshot after runs.")
 @click.version_option(package_name="infergate-billing")
 @click.pass_context
 def cli(
@@ -128,6 +150,8 @@ def cli(
     accounts_file: Path,
     memory_limit: str | None,
     force_price_edit: bool,
+    snapshot_path: Path | None,
+    no_snapshot: bool,
 ) -> None:
     """InferGate usage-metering and billing pipeline.
 
@@ -136,12 +160,16 @@ def cli(
       infergate-billing --db data/infergate.duckdb nightly --logs /var/log/infergate
       infergate-billing export --period 2026-11 --out out/
     """
+    snapshot_path = None if no_snapshot else (snapshot_path or snapshot.default_snapshot_path(db_path))
+    if snapshot_path is not None and snapshot_path.resolve() == db_path.resolve():
+        raise click.BadParameter("the snapshot must be another file than the database", param_hint="--snapshot")
     ctx.obj = Settings(
         db_path=db_path,
         prices_dir=prices_dir,
         accounts_file=accounts_file,
         memory_limit=memory_limit,
         force_price_edit=force_price_edit,
+        snapshot_path=snapshot_path,
     )
 
 
@@ -198,13 +226,23 @@ def _print_report(report: RunReport, max_rate: float) -> None:
     if report.held_by_reason:
         held = ", ".join(f"{reason} {count}" for reason, count in report.held_by_reason.items())
         click.echo(f"held (not billed until resolved): {held}")
+    if report.snapshot:
+        click.echo(f"analyst snapshot published: {report.snapshot}")
     click.echo(f"run {report.run_id} succeeded")
+    if report.snapshot_error:
+        click.echo(
+            f"error: the run committed, but the analyst snapshot was not published ({report.snapshot_error}); "
+            "retry with `infergate-billing snapshot`",
+            err=True,
+        )
     if report.quarantine_rate() > max_rate:
         click.echo(
             f"error: {report.quarantined} of {report.lines_read} lines quarantined "
             f"({report.quarantine_rate():.1%} > {max_rate:.1%}); see `infergate-billing quarantine`",
             err=True,
         )
+        sys.exit(1)
+    if report.snapshot_error:
         sys.exit(1)
 
 
@@ -289,19 +327,36 @@ def nightly(ctx: click.Context, day: datetime | None, logs_dir: Path, max_quaran
 @cli.command()
 @period_option()
 @out_option("Directory for the CSV.")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="csv: the finance summary; parquet: rated attempts and statement lines, partitioned by period.",
+)
 @click.pass_obj
 @fail_cleanly
-def export(settings: Settings, period: str, out_dir: Path) -> None:
+def export(settings: Settings, period: str, out_dir: Path, file_format: str) -> None:
     """Write the finance summary CSV for a period (one row per account).
+
+    With --format parquet, write the period's rated attempts and statement lines instead, as
+    hive-partitioned Parquet (OUT/rated_attempts/period=YYYY-MM/data_0.parquet, same for
+    statement_lines) with exact DECIMAL columns, for polars or DuckDB.
 
     \b
     Example:
       infergate-billing export --period 2026-11 --out out/
+      infergate-billing export --period 2026-11 --format parquet --out out/parquet
     """
     _period_bounds(period)
     with read_only(settings) as con:
-        path = write_finance_summary(con, period, out_dir)
-    click.echo(f"wrote {path}")
+        if file_format == "parquet":
+            paths = write_parquet(con, period, out_dir)
+        else:
+            paths = [write_finance_summary(con, period, out_dir)]
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 @cli.command("statements")
@@ -585,6 +640,148 @@ def sample_logs_command(out_dir: Path, seed: int) -> None:
     """
     for path in sample_logs.write_sample_logs(out_dir, seed):
         click.echo(f"wrote {path}")
+
+
+@cli.command("schema-doc")
+@fail_cleanly
+def schema_doc() -> None:
+    """Print the database schema as Markdown, from its COMMENTs (this is docs/schema.md).
+
+    Describes every table, view and column of a database with all migrations applied.
+
+    \b
+    Example:
+      infergate-billing schema-doc > docs/schema.md
+    """
+    click.echo(current_schema_markdown(), nl=False)
+
+
+@cli.command()
+@click.option("--period", required=True, help="UTC month, YYYY-MM.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("out"),
+    show_default=True,
+    help="Directory for margin-YYYY-MM.csv.",
+)
+@click.pass_obj
+@fail_cleanly
+def margin(settings: Settings, period: str, out_dir: Path) -> None:
+    """Margin per model: billed revenue against upstream reference cost.
+
+    The cost counts every attempt InferGate paid upstream for, billed or not (failed after
+    upstream usage, superseded retries, held). Writes the exact figures to CSV and prints
+    them rounded to cents.
+
+    \b
+    Example:
+      infergate-billing margin --period 2026-11 --out out/
+    """
+    _period_bounds(period)
+    con = connect(settings.db_path, read_only=True)
+    try:
+        path = write_margin_csv(con, period, out_dir)
+        text = format_margin(margin_rows(con, period), margin_totals(con, period))
+    finally:
+        con.close()
+    click.echo(f"margin {period} (USD, upstream reference prices of the same price version)")
+    click.echo(text)
+    click.echo(f"wrote {path}")
+
+
+@cli.command("spend-limits")
+@click.option("--period", required=True, help="UTC month, YYYY-MM.")
+@click.option(
+    "--min-rejections",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MIN_REJECTIONS,
+    show_default=True,
+    help="List accounts with at least this many 429/403 rejections.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("out"),
+    show_default=True,
+    help="Directory for spend-limits-YYYY-MM.csv and rejections-YYYY-MM.csv.",
+)
+@click.pass_obj
+@fail_cleanly
+def spend_limits(settings: Settings, period: str, min_rejections: int, out_dir: Path) -> None:
+    """Accounts above their monthly spend limit, and accounts often rejected (429/403).
+
+    For each account whose exact billed spend went above accounts.spend_limit_usd: by how
+    much, and the UTC day its cumulative spend crossed the limit.
+
+    \b
+    Example:
+      infergate-billing spend-limits --period 2026-11 --min-rejections 10
+    """
+    _period_bounds(period)
+    con = connect(settings.db_path, read_only=True)
+    try:
+        paths = write_spend_limit_csvs(con, period, out_dir, min_rejections)
+        text = format_spend_limits(
+            period, limit_breaches(con, period), rejections(con, period, min_rejections), min_rejections
+        )
+    finally:
+        con.close()
+    click.echo(text)
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
+@cli.command("snapshot")
+@click.pass_obj
+@fail_cleanly
+def snapshot_command(settings: Settings) -> None:
+    """Publish the read-only analyst snapshot of the database now.
+
+    Every run (nightly, ingest, rate) already publishes it after its commit; this is for a
+    database changed otherwise. The snapshot is written in DuckDB's v1.5.0 storage format,
+    so the duckdb command-line client from PyPI (duckdb-cli 1.5.x) can open it.
+
+    \b
+    Example:
+      infergate-billing --db data/infergate.duckdb snapshot
+      duckdb -readonly data/infergate.analyst.duckdb
+    """
+    path = snapshot.publish_now(settings.db_path, settings.snapshot_path)
+    click.echo(f"analyst snapshot published: {path}")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--live", is_flag=True, help="Query the live database read-only instead of the snapshot.")
+@click.option("--max-rows", default=200, show_default=True, help="Rows to print at most.")
+@click.pass_obj
+@fail_cleanly
+def sql(settings: Settings, query: str, live: bool, max_rows: int) -> None:
+    """Run one read-only SQL query on the analyst snapshot and print the result.
+
+    The snapshot can be read while a nightly run holds the database. --live reads the
+    database itself (read-only): refused while a job writes it, and while it is open a job
+    cannot start, so keep live queries short.
+
+    \b
+    Example:
+      infergate-billing sql "SELECT * FROM monthly_totals ORDER BY period"
+    """
+    con = snapshot.open_for_query(settings.db_path, settings.snapshot_path, live)
+    try:
+        cursor = con.execute(query)
+        if cursor.description is None:
+            return
+        header = [d[0] for d in cursor.description]
+        rows = cursor.fetchmany(max_rows + 1)
+    finally:
+        con.close()
+    click.echo(render_table(header, [[cell_text(v) for v in row] for row in rows[:max_rows]]))
+    if len(rows) > max_rows:
+        click.echo(f"(only the first {max_rows} rows are shown)")
 
 
 def main() -> None:

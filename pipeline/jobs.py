@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline import ingest, rate, reference, statements
+from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
@@ -44,6 +44,7 @@ class Settings:
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
     force_price_edit: bool = False  # accept an edited price version that already priced attempts
     reference: reference.Reference | None = None  # use this instead of the files (replays)
+    snapshot_path: Path | None = None  # analyst snapshot published after each run (None: none)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class RunReport:
     rated: rate.RateResult | None = None
     held_by_reason: dict[str, int] = field(default_factory=dict)
     outputs: list[tuple[str, str, int]] = field(default_factory=list)  # (path, sha256, size)
+    snapshot: Path | None = None  # the analyst snapshot published after the commit
+    snapshot_error: str | None = None  # why it could not be published (the run itself committed)
 
     @property
     def lines_read(self) -> int:
@@ -143,8 +146,22 @@ def recorded_run(
             except BaseException as exc:
                 _close_failed(con, run_id, exc)
                 raise
+            _publish_snapshot(con, settings, report)
         finally:
             con.close()
+
+
+def _publish_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, report: RunReport) -> None:
+    """After the commit, still under the run lock: refresh the analysts' read-only copy.
+
+    The run's data is committed whatever happens here, so a failure is reported, not raised.
+    """
+    if settings.snapshot_path is None:
+        return
+    try:
+        report.snapshot = snapshot.publish(con, settings.snapshot_path)
+    except (duckdb.Error, OSError) as exc:
+        report.snapshot_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def _open_ledger_row(

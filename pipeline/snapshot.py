@@ -1,0 +1,137 @@
+"""The analyst snapshot: a read-only copy of the database, published after every run.
+
+Why a copy. DuckDB locks a database file for the process that writes it: while a nightly run
+holds it, no other process can open it, not even read-only; and a reader that keeps it open
+(an analyst's ``duckdb -readonly`` session) makes the next nightly run fail to open it. So
+analysts never open the live file. After each run commits, the run (still holding the run
+lock) copies the committed database into ``<db>.analyst.duckdb`` beside it:
+
+1. ``ATTACH`` a fresh temporary file with ``STORAGE_VERSION 'v1.5.0'`` and
+   ``COPY FROM DATABASE`` into it (tables, views, comments, constraints);
+2. ``DETACH`` it (a checkpoint: no WAL is left), fsync, mark it read-only (0444);
+3. rename it over the previous snapshot. Readers that have the old snapshot open keep reading
+   the old file; new readers get the new one; a crash leaves the previous snapshot intact.
+
+The v1.5.0 storage format is what the newest DuckDB command-line client on PyPI
+(``duckdb-cli`` 1.5.x) reads; a file written in DuckDB 2.0's own format (storage version 69)
+it refuses. DuckDB 2.0 reads both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from pipeline.db import connect
+from pipeline.lock import exclusive_run
+
+__all__ = [
+    "STORAGE_VERSION",
+    "LiveDatabaseBusyError",
+    "SnapshotMissingError",
+    "default_snapshot_path",
+    "open_for_query",
+    "open_snapshot",
+    "publish",
+    "publish_now",
+]
+
+STORAGE_VERSION = "v1.5.0"
+_ALIAS = "analyst_snapshot"
+
+
+class SnapshotMissingError(FileNotFoundError):
+    """No analyst snapshot has been published at the expected path yet."""
+
+
+class LiveDatabaseBusyError(RuntimeError):
+    """The live database is held by a running job (DuckDB's file lock)."""
+
+
+def default_snapshot_path(db_path: Path) -> Path:
+    """``data/infergate.duckdb`` -> ``data/infergate.analyst.duckdb``."""
+    db_path = Path(db_path)
+    return db_path.with_name(f"{db_path.stem}.analyst.duckdb")
+
+
+def _remove(path: Path) -> None:
+    for stale in (path, path.with_name(path.name + ".wal")):
+        if stale.exists():
+            stale.chmod(0o644)
+            stale.unlink()
+
+
+def publish(con: duckdb.DuckDBPyConnection, target: Path) -> Path:
+    """Copy the committed content of ``con``'s database to ``target``, atomically.
+
+    Call with no transaction open, while holding the run lock (so nothing changes meanwhile).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    _remove(tmp)
+    row = con.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    source = str(row[0]).replace('"', '""')
+    con.execute(f"ATTACH ? AS {_ALIAS} (STORAGE_VERSION '{STORAGE_VERSION}')", [str(tmp)])
+    try:
+        con.execute(f'COPY FROM DATABASE "{source}" TO {_ALIAS}')
+    finally:
+        con.execute(f"DETACH {_ALIAS}")
+    try:
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        tmp.chmod(0o444)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+    return target
+
+
+def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open a published snapshot read-only (UTC session, no extension downloads)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SnapshotMissingError(
+            f"no analyst snapshot at {path}: one is published after every run "
+            "(nightly, ingest, rate) or by `infergate-billing snapshot`"
+        )
+    return connect(path, read_only=True)
+
+
+def publish_now(db_path: Path, target: Path | None = None) -> Path:
+    """Publish a snapshot outside a run (e.g. after a manual fix): under the run lock, so no
+    job writes meanwhile; refused at once (ConcurrentRunError) while one runs."""
+    target = target or default_snapshot_path(db_path)
+    if not Path(db_path).is_file():
+        raise FileNotFoundError(f"no database at {db_path}")
+    with exclusive_run(Path(db_path), "snapshot"):
+        con = connect(db_path)
+        try:
+            return publish(con, target)
+        finally:
+            con.close()
+
+
+def open_for_query(db_path: Path, snapshot_path: Path | None, live: bool = False) -> duckdb.DuckDBPyConnection:
+    """A read-only connection for ad-hoc queries: the snapshot, or with ``live`` the database.
+
+    Opening the live file read-only fails while a job writes it, and a reader that stays open
+    makes the next job fail: keep such sessions short.
+    """
+    if not live:
+        return open_snapshot(snapshot_path or default_snapshot_path(db_path))
+    if not Path(db_path).is_file():
+        raise FileNotFoundError(f"no database at {db_path}")
+    try:
+        return connect(db_path, read_only=True)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise LiveDatabaseBusyError(
+            f"database {db_path} is being written by a running job; query the analyst snapshot "
+            "instead (drop --live), or retry when the job has finished"
+        ) from None
