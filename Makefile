@@ -6,13 +6,13 @@ STAMP  := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 SAMPLE_DAYS := 2026-11-29 2026-11-30 2026-12-01
 
-.PHONY: setup demo test lint typecheck bench soak clean samples
+.PHONY: setup demo test lint typecheck bench soak clean samples spark-sql
 
 $(STAMP): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,spark]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -34,6 +34,10 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check pipeline pricing reports tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+## spark-sql: regenerate pipeline/sql/rate.spark.sql from rate.sql (pinned sqlglot; a test fails while stale)
+spark-sql: $(STAMP)
+	$(PY) -m pipeline.spark.sqlgen
 
 ## samples: regenerate data/sample_logs deterministically
 samples: $(STAMP)
