@@ -39,6 +39,8 @@ class Settings:
     prices_dir: Path = DEFAULT_TABLES_DIR
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
     memory_limit: str | None = None
+    engine: str = "duckdb"  # where rate.sql runs: duckdb, or spark (the same rules, transpiled)
+    spark_attempts: str | None = None  # engine spark: read attempts from this Parquet path/URI
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
 
 
@@ -221,7 +223,7 @@ def _ingest_and_rate(
                     rate.scope_time_range(con, None, None)  # reference data changed: re-rate all
                 else:
                     scope(con, report.run_id)
-                report.rated = rate.rate_scope(con, report.run_id)
+                report.rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
                 fault_point("after_rate")
                 reference.store_fingerprint(con, ref)
             report.held_by_reason = _held_counts(con)
