@@ -66,12 +66,12 @@ def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = Non
     with tempfile.TemporaryDirectory(prefix="infergate-spark-", dir=parent) as tmp:
         work = Path(tmp)
         inputs = export_inputs(con, work, attempts_uri)
-        spark = get_session()
         try:
+            spark = get_session()
             write_rated(rate(spark, inputs), str(work / "rated"))
         except SparkEngineError:
             raise
-        except Exception as exc:  # py4j/pyspark errors: one line for the CLI, the cause kept
+        except Exception as exc:  # no JVM, py4j/pyspark errors: one line for the CLI, the cause kept
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SparkEngineError(f"Spark rating failed: {first}") from exc
         load_rated(con, work / "rated")

@@ -50,6 +50,7 @@ LOCAL_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "4",
+    "spark.log.level": "ERROR",  # a CLI run prints the run's report, not Spark's start-up log
 }
 
 DEFAULT_MASTER = "local[*]"
