@@ -31,13 +31,14 @@ from typing import Any
 
 import duckdb
 
-from pipeline import jobs, rate, reference
+from pipeline import jobs, reference
 from pipeline.db import connect, sql_text
 from pipeline.jobs import Settings
 from pipeline.sample_logs import generate_day
 from pipeline.spark import bridge, rating
 from pipeline.spark.session import get_session
 
+WHOLE_DAY = "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT account_id, request_id FROM attempts"
 SCOPE_VIEW = (
     "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
     "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"
@@ -68,7 +69,7 @@ def no_recount(rows: list[Any]) -> list[tuple[int, int, str] | None]:
 
 
 def rating_step_duckdb(con: duckdb.DuckDBPyConnection, tag: str, figures: dict[str, float]) -> float:
-    rate.scope_time_range(con, None, None)
+    con.execute(WHOLE_DAY)
     con.execute(SCOPE_VIEW)
     with timed(f"duckdb {tag}: rate.sql -> duck_rated", figures):
         con.execute("CREATE OR REPLACE TEMP TABLE duck_rated AS " + sql_text("rate.sql"))

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pipeline import rate
 from pipeline.cli import cli
 from pipeline.db import connect, sql_text
 from reports.finance import write_finance_summary
@@ -250,7 +249,7 @@ def test_raw_outputs_agree_digit_for_digit_before_loading(
     """rate.sql on DuckDB vs rate.spark.sql on Spark, compared before DuckDB casts Spark's Parquet."""
     con = connect(fixture_dbs["duckdb"].settings.db_path)
     try:
-        rate.scope_time_range(con, None, None)
+        con.execute("CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT account_id, request_id FROM attempts")
         con.execute(
             "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
             "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"
