@@ -5,13 +5,13 @@ CLI    := $(VENV)/bin/infergate-billing
 STAMP  := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup demo test lint typecheck bench soak clean samples schema-doc
+.PHONY: setup demo test lint typecheck bench soak clean samples schema-doc spark-sql
 
 $(STAMP): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,spark]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -41,6 +41,10 @@ test: $(STAMP)
 ## schema-doc: regenerate docs/schema.md from the COMMENTs in pipeline/migrations (a test fails when stale)
 schema-doc: $(STAMP)
 	$(CLI) schema-doc > docs/schema.md.tmp && mv docs/schema.md.tmp docs/schema.md
+
+## spark-sql: regenerate pipeline/sql/rate.spark.sql from rate.sql (pinned sqlglot; a test fails while stale)
+spark-sql: $(STAMP)
+	$(PY) -m pipeline.spark.sqlgen
 
 ## samples: regenerate data/sample_logs deterministically
 samples: $(STAMP)

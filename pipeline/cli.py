@@ -28,6 +28,7 @@ from pipeline.lock import ConcurrentRunError
 from pipeline.redact import mask_secrets
 from pipeline.reference import PriceEditError
 from pipeline.replay import ReplayError
+from pipeline.spark import SparkEngineError, require_pyspark
 from pipeline.statements import StatementError
 from pricing.versions import DEFAULT_TABLES_DIR, PriceTableError, load_price_book
 from reports.finance import PERIOD_PATTERN, write_finance_summary
@@ -55,6 +56,7 @@ EXPECTED_ERRORS = (
     duckdb.Error,
     OSError,
     snapshot.LiveDatabaseBusyError,
+    SparkEngineError,
 )
 
 
@@ -81,8 +83,12 @@ def _period_bounds(period: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _settings(ctx: click.Context) -> Settings:
-    settings: Settings = ctx.obj
+def _settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | None = None) -> Settings:
+    if engine == "spark":
+        require_pyspark()
+    elif spark_attempts:
+        raise click.UsageError("--spark-attempts needs --engine spark")
+    settings: Settings = dataclasses.replace(ctx.obj, engine=engine, spark_attempts=spark_attempts)
     if sys.stderr.isatty():
 
         def show(path: Path) -> None:
@@ -198,6 +204,15 @@ def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Where the rating rules run: embedded DuckDB, or Spark (same rules; needs the spark extra, "
+    "see docs/spark.md).",
+)
+
 max_quarantine_option = click.option(
     "--max-quarantine-rate",
     type=click.FloatRange(0, 1),
@@ -268,9 +283,18 @@ def ingest(ctx: click.Context, files: tuple[str, ...], max_quarantine_rate: floa
 @click.option("--period", help="Re-rate one UTC month, YYYY-MM.")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day (inclusive).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (exclusive).")
+@engine_option
+@click.option("--spark-attempts", metavar="URI", help="With --engine spark: read attempts from this Parquet path/URI.")
 @click.pass_context
 @fail_cleanly
-def rate(ctx: click.Context, period: str | None, start: datetime | None, end: datetime | None) -> None:
+def rate(
+    ctx: click.Context,
+    period: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    engine: str,
+    spark_attempts: str | None,
+) -> None:
     """Rate (or re-rate) every request with an attempt in a date range.
 
     Without options, re-rates everything ingested.
@@ -279,6 +303,7 @@ def rate(ctx: click.Context, period: str | None, start: datetime | None, end: da
     Example:
       infergate-billing rate --period 2026-11
       infergate-billing rate --from 2026-11-01 --to 2026-11-15
+      infergate-billing rate --period 2026-11 --engine spark
     """
     if period and (start or end):
         raise click.UsageError("give --period or --from/--to, not both")
@@ -287,7 +312,7 @@ def rate(ctx: click.Context, period: str | None, start: datetime | None, end: da
     else:
         start = start.replace(tzinfo=UTC) if start else None
         end = end.replace(tzinfo=UTC) if end else None
-    _print_report(jobs.run_rate(_settings(ctx), start, end), 1.0)
+    _print_report(jobs.run_rate(_settings(ctx, engine, spark_attempts), start, end), 1.0)
 
 
 @cli.command()
@@ -306,10 +331,11 @@ def rate(ctx: click.Context, period: str | None, start: datetime | None, end: da
     show_default=True,
     help="Directory holding the day's files (names contain YYYY-MM-DD).",
 )
+@engine_option
 @max_quarantine_option
 @click.pass_context
 @fail_cleanly
-def nightly(ctx: click.Context, day: datetime | None, logs_dir: Path, max_quarantine_rate: float) -> None:
+def nightly(ctx: click.Context, day: datetime | None, logs_dir: Path, engine: str, max_quarantine_rate: float) -> None:
     """The nightly job: ingest one day's files, rate what they touch, refresh aggregates.
 
     Safe to re-run: a second run for the same day changes nothing. Attempts held for an
@@ -321,7 +347,7 @@ def nightly(ctx: click.Context, day: datetime | None, logs_dir: Path, max_quaran
       infergate-billing nightly --date 2026-11-29 --logs data/sample_logs
     """
     when: date = day.date() if day else jobs.yesterday_utc()
-    _print_report(jobs.run_nightly(_settings(ctx), when, logs_dir), max_quarantine_rate)
+    _print_report(jobs.run_nightly(_settings(ctx, engine), when, logs_dir), max_quarantine_rate)
 
 
 @cli.command()

@@ -41,6 +41,8 @@ class Settings:
     prices_dir: Path = DEFAULT_TABLES_DIR
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
     memory_limit: str | None = None
+    engine: str = "duckdb"  # where rate.sql runs: duckdb, or spark (the same rules, transpiled)
+    spark_attempts: str | None = None  # engine spark: read attempts from this Parquet path/URI
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
     force_price_edit: bool = False  # accept an edited price version that already priced attempts
     reference: reference.Reference | None = None  # use this instead of the files (replays)
@@ -270,7 +272,7 @@ def _ingest_and_rate(
                 if reference.stored_fingerprint(con) != ref.fingerprint():
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
                 scope(con, report.run_id)
-                report.rated = rate.rate_scope(con, report.run_id)
+                report.rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
                 fault_point("after_rate")
                 reference.record_used_versions(con, ref, report.run_id)
                 reference.store_fingerprint(con, ref)

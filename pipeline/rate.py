@@ -69,14 +69,26 @@ def scope_time_range(con: duckdb.DuckDBPyConnection, start: datetime | None, end
     )
 
 
-def rate_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> RateResult:
-    """Re-rate every request in ``rating_scope`` and refresh affected statement lines."""
+def rate_scope(
+    con: duckdb.DuckDBPyConnection, run_id: int, engine: str = "duckdb", spark_attempts: str | None = None
+) -> RateResult:
+    """Re-rate every request in ``rating_scope`` and refresh affected statement lines.
+
+    ``engine="spark"`` runs the same rules (the Spark SQL generated from rate.sql) on Spark,
+    reading the attempts from DuckDB or from the Parquet ``spark_attempts``; everything after
+    ``new_rated`` is this function's DuckDB code for both engines.
+    """
     con.execute("CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT * FROM rating_scope")
     con.execute(
         "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
         "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
+    if engine == "spark":
+        from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
+
+        rate_on_spark(con, spark_attempts)
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE affected_periods AS "
         "SELECT account_id, period FROM rated_attempts JOIN rating_scope USING (account_id, request_id) "

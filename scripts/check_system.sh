@@ -24,3 +24,12 @@ if need_pango; then
     exit 1
   fi
 fi
+# PySpark (the spark extra, `--engine spark` and tests/spark) runs on a Java 17+ runtime.
+if ! command -v java >/dev/null && [ -z "${JAVA_HOME:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing a Java runtime for PySpark (apt-get install default-jre-headless)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null
+  else
+    echo "warning: no Java runtime; the Spark engine tests will be skipped. Install one, e.g.: sudo apt-get install default-jre-headless" >&2
+  fi
+fi

@@ -1,0 +1,155 @@
+"""Rating time on Spark (local mode) next to DuckDB's, for the same generated day. Not a test.
+
+Generates N requests with ``pipeline.sample_logs.generate_day`` (deterministic, seeded),
+ingests them once with the real ingest job, then rates the whole day on each engine and prints:
+
+- the rating step alone: DuckDB running rate.sql vs Spark exporting the inputs to Parquet,
+  running rate.spark.sql, writing Parquet, and DuckDB loading it back;
+- the ``rate`` job end to end on each engine (reference data, rating, statement lines, ledger);
+- whether the two engines' rated rows are identical.
+
+    .venv/bin/python bench/spark_bench.py                 # 20,000 requests
+    .venv/bin/python bench/spark_bench.py --n 1000000     # the full run
+
+Spark runs ``local[2]`` on this machine's cores: the figures show the overhead of the engine
+and the exchange at one machine's scale, not what a cluster gains on logs that outgrow one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline import jobs, reference
+from pipeline.db import connect, sql_text
+from pipeline.jobs import Settings
+from pipeline.sample_logs import generate_day
+from pipeline.spark import bridge, rating
+from pipeline.spark.session import get_session
+
+WHOLE_DAY = "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT account_id, request_id FROM attempts"
+SCOPE_VIEW = (
+    "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
+    "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"
+)
+
+
+@contextmanager
+def timed(label: str, figures: dict[str, float]) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    figures[label] = time.perf_counter() - start
+    print(f"  {label:<46} {figures[label]:8.2f} s", flush=True)
+
+
+def write_day(path: Path, day: date, requests: int, seed: int) -> int:
+    """The generated day as one .jsonl.gz log file; returns the number of attempts."""
+    count = 0
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as out:
+        for record in generate_day(day, requests, seed):
+            out.write(json.dumps(record) + "\n")
+            count += 1
+    return count
+
+
+def no_recount(rows: list[Any]) -> list[tuple[int, int, str] | None]:
+    """Skip the R5 tokenizers: their cost is ingest's, and the bench is about rating."""
+    return [None for _ in rows]
+
+
+def rating_step_duckdb(con: duckdb.DuckDBPyConnection, tag: str, figures: dict[str, float]) -> float:
+    con.execute(WHOLE_DAY)
+    con.execute(SCOPE_VIEW)
+    with timed(f"duckdb {tag}: rate.sql -> duck_rated", figures):
+        con.execute("CREATE OR REPLACE TEMP TABLE duck_rated AS " + sql_text("rate.sql"))
+    return figures[f"duckdb {tag}: rate.sql -> duck_rated"]
+
+
+def rating_step_spark(
+    con: duckdb.DuckDBPyConnection, spark: Any, work: Path, tag: str, figures: dict[str, float]
+) -> float:
+    """Export, rate on Spark, load back: the part of a run that ``--engine spark`` replaces."""
+    with timed(f"spark {tag}: export scope, attempts, reference", figures):
+        inputs = bridge.export_inputs(con, work, None)
+    with timed(f"spark {tag}: rate.spark.sql -> Parquet", figures):
+        rating.write_rated(rating.rate(spark, inputs), str(work / "rated"))
+    with timed(f"spark {tag}: load Parquet into DuckDB", figures):
+        bridge.load_rated(con, work / "rated")
+    total = sum(v for k, v in figures.items() if k.startswith(f"spark {tag}:"))
+    print(f"  {'spark ' + tag + ': rating step total':<46} {total:8.2f} s")
+    return total
+
+
+def differing_rows(con: duckdb.DuckDBPyConnection) -> int:
+    """Rows in one engine's output and not the other's (multiset difference, both ways)."""
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM (SELECT * FROM duck_rated EXCEPT ALL SELECT * FROM new_rated)) "
+        "+ (SELECT count(*) FROM (SELECT * FROM new_rated EXCEPT ALL SELECT * FROM duck_rated))"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def end_to_end(settings: Settings, engine: str, figures: dict[str, float]) -> None:
+    with timed(f"rate job end to end, --engine {engine}", figures):
+        jobs.run_rate(dataclasses.replace(settings, engine=engine), None, None)
+
+
+def run(args: argparse.Namespace, root: Path) -> None:
+    figures: dict[str, float] = {}
+    settings = Settings(db_path=root / "bench.duckdb", accounts_file=Path("data/accounts.toml"))
+    day = date.fromisoformat(args.day)
+    print(f"spark bench: {args.n:,} requests on {day}, seed {args.seed}, master {args.master}")
+    with timed("generate the log file", figures):
+        attempts = write_day(root / f"requests-{day}.jsonl.gz", day, args.n, args.seed)
+    print(f"  {attempts:,} attempts")
+    with timed("ingest (DuckDB, shared by both engines)", figures):
+        jobs.run_ingest(settings, [str(root / f"requests-{day}.jsonl.gz")], no_recount)
+    with timed("spark: start the local session", figures):
+        spark = get_session(args.master, {"spark.driver.memory": args.driver_memory})
+    compare_rating_steps(settings, spark, root, figures)
+    end_to_end(settings, "duckdb", figures)
+    end_to_end(settings, "spark", figures)
+
+
+def compare_rating_steps(settings: Settings, spark: Any, root: Path, figures: dict[str, float]) -> None:
+    """Each engine's rating step twice: cold (first query in a fresh JVM) and warm."""
+    con = connect(settings.db_path)
+    try:
+        reference.load_into(con, jobs.load_reference(settings))
+        for tag in ("cold", "warm"):
+            duck = rating_step_duckdb(con, tag, figures)
+            work = root / f"exchange-{tag}"
+            work.mkdir()
+            spark_total = rating_step_spark(con, spark, work, tag, figures)
+            print(f"  {tag}: spark / duckdb rating step = {spark_total / duck:.1f}x")
+        print(f"  rows that differ between the engines: {differing_rows(con)}")
+    finally:
+        con.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=20_000, help="requests to generate (default 20,000)")
+    parser.add_argument("--day", default="2026-11-30")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default="4g")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="spark-bench-") as tmp:
+        run(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

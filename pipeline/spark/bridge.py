@@ -1,0 +1,77 @@
+"""DuckDB side of ``--engine spark``: hand the rating scope to Spark, take the rated rows back.
+
+Called by :func:`pipeline.rate.rate_scope` inside the run's transaction, in place of running
+``rate.sql`` in DuckDB: it leaves the same temp table ``new_rated`` behind, so replacing
+``rated_attempts``, refreshing statement lines and the ledger are the DuckDB code, unchanged.
+
+The exchange is Parquet in a fresh work directory (under ``$INFERGATE_SPARK_WORKDIR`` if set,
+else the system temp dir), removed afterwards. On a cluster that directory must be a path that
+the driver (where DuckDB runs) and every executor see alike, e.g. a shared mount.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from pipeline.spark import SparkEngineError
+from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
+from pipeline.spark.session import get_session
+
+WORKDIR_ENV = "INFERGATE_SPARK_WORKDIR"
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """``COPY (query) TO path`` as Parquet (DuckDB writes TIMESTAMPTZ as a UTC instant)."""
+    con.execute(f"COPY ({query}) TO '{_quoted(path)}' (FORMAT parquet)")
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def export_inputs(con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str | None) -> RatingInputs:
+    """Write the scope, the scoped attempts (unless ``attempts_uri`` is given) and the reference data."""
+    _copy(con, "SELECT account_id, request_id FROM rating_scope", work / "scope.parquet")
+    if attempts_uri is None:
+        _copy(con, f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM scoped_attempts", work / "attempts.parquet")
+        attempts_uri = str(work / "attempts.parquet")
+    reference = work / "reference"
+    reference.mkdir()
+    for table in REFERENCE_TABLES:
+        _copy(con, f"SELECT * FROM {table}", reference / f"{table}.parquet")
+    return RatingInputs(attempts=attempts_uri, scope=str(work / "scope.parquet"), reference_dir=str(reference))
+
+
+def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """``new_rated`` from Spark's Parquet, typed as ``rated_attempts`` (less rated_run_id)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS SELECT * EXCLUDE (rated_run_id) FROM rated_attempts LIMIT 0")
+    expected = [row[0] for row in con.execute("DESCRIBE new_rated").fetchall()]
+    files = sorted(out.glob("*.parquet"))
+    if not files:
+        return  # an empty scope: Spark may write no part file at all
+    source = f"read_parquet('{_quoted(out)}/*.parquet')"
+    found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    if sorted(found) != sorted(expected):
+        raise SparkEngineError(f"Spark output columns {found} differ from rated_attempts {expected}")
+    con.execute(f"INSERT INTO new_rated BY NAME SELECT * FROM {source}")
+
+
+def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None) -> None:
+    """Rate ``rating_scope`` with Spark; attempts from DuckDB, or from ``attempts_uri`` (Parquet)."""
+    parent = os.environ.get(WORKDIR_ENV) or None
+    with tempfile.TemporaryDirectory(prefix="infergate-spark-", dir=parent) as tmp:
+        work = Path(tmp)
+        inputs = export_inputs(con, work, attempts_uri)
+        try:
+            spark = get_session()
+            write_rated(rate(spark, inputs), str(work / "rated"))
+        except SparkEngineError:
+            raise
+        except Exception as exc:  # no JVM, py4j/pyspark errors: one line for the CLI, the cause kept
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SparkEngineError(f"Spark rating failed: {first}") from exc
+        load_rated(con, work / "rated")
