@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.faults import fault_point
+
 DEFAULT_DB = Path("data/infergate.duckdb")
 _PACKAGE = "pipeline"
 
@@ -83,6 +85,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         try:
             con.execute(text)
             con.execute("INSERT INTO schema_migrations (name) VALUES (?)", [name])
+            fault_point("migration:before_commit")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -112,6 +115,7 @@ def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, obje
     for statement in _statements(sql_text(name)):
         used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
         con.execute(statement, used or None)
+        fault_point(f"sql:{name}")
 
 
 def _statements(text: str) -> list[str]:

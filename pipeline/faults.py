@@ -1,8 +1,14 @@
 """Named fault points for the crash tests: ``INFERGATE_FAULT=<point>`` kills the process there.
 
 A billing run must leave the database as before or as after wherever it dies; the tests
-prove it by SIGKILLing a real run at each of these points. Unset (always, in production),
-a fault point costs one dictionary lookup.
+(``tests/faults/``) prove it by SIGKILLing a real run at each of these points, and at random
+instants. Unset (always, in production), a fault point costs one environment lookup.
+
+A point that is passed several times in one run (once per staged file, once per statement of
+a SQL script) is addressed as ``<point>#<n>``, the n-th pass; ``<point>`` alone is the first.
+``INFERGATE_FAULT_TRACE=<file>`` appends every ``<point>#<n>`` passed to that file instead,
+so a test can check that every point below is really reached (a point that is never reached
+would make its crash test pass without testing anything).
 """
 
 from __future__ import annotations
@@ -10,19 +16,44 @@ from __future__ import annotations
 import os
 import signal
 
+# In the order a nightly run passes them. "#n" points are listed by their base name.
 POINTS = (
+    "migration:before_commit",  # only on a database that still needs a migration
     "after_lock",
     "after_ledger_row",
+    "staged_file",  # once per staged file
     "after_stage",
+    "after_parse",
+    "after_dedup",
+    "after_recount",
+    "sql:store_batch.sql",  # after each statement of the script
     "after_ingest",
     "after_reference",
+    "after_scope",
+    "rate:after_new_rated",
+    "rate:after_affected_periods",
+    "rate:after_delete",
+    "rate:after_insert",
+    "sql:aggregate.sql",  # after each statement of the script
     "after_rate",
+    "ledger:after_runs_update",
     "before_commit",
     "after_commit",
+    "after_close",
 )
+
+_passes: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
     """Die here, abruptly, if the environment asks for it (tests only)."""
-    if os.environ.get("INFERGATE_FAULT") == name:
+    target = os.environ.get("INFERGATE_FAULT")
+    trace = os.environ.get("INFERGATE_FAULT_TRACE")
+    if not target and not trace:
+        return
+    count = _passes[name] = _passes.get(name, 0) + 1
+    if trace:
+        with open(trace, "a", encoding="utf-8") as handle:
+            handle.write(f"{name}#{count}\n")
+    if target == f"{name}#{count}" or (target == name and count == 1):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import zstandard
 
 from pipeline.db import insert_many, run_script, sql_text
+from pipeline.faults import fault_point
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 READ_CSV_LINES = (
@@ -218,6 +219,7 @@ def stage_files(
             continue
         seen.add(sha)
         stage_file(con, path, order, sha)
+        fault_point("staged_file")
         staged.append((order, path, sha, size))
         if on_file:
             on_file(path)
@@ -266,8 +268,11 @@ def apply_staged(
     if not batch.staged:
         return list(batch.skipped)
     con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + sql_text("parse.sql"))
+    fault_point("after_parse")
     con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
+    fault_point("after_dedup")
     _recount_new_attempts(con, recounter)
+    fault_point("after_recount")
     run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)
     insert_many(

@@ -120,6 +120,7 @@ def recorded_run(
                 raise
         finally:
             con.close()
+        fault_point("after_close")  # closed (and checkpointed), lock still held
 
 
 def _open_ledger_row(
@@ -172,6 +173,7 @@ def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
             report.run_id,
         ],
     )
+    fault_point("ledger:after_runs_update")
     insert_many(
         con,
         "INSERT INTO run_files VALUES (?, 'input', ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -221,6 +223,7 @@ def _ingest_and_rate(
                     rate.scope_time_range(con, None, None)  # reference data changed: re-rate all
                 else:
                     scope(con, report.run_id)
+                fault_point("after_scope")
                 report.rated = rate.rate_scope(con, report.run_id)
                 fault_point("after_rate")
                 reference.store_fingerprint(con, ref)
