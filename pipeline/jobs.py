@@ -25,7 +25,7 @@ from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transact
 from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
-from pipeline.redact import install_sql_macro
+from pipeline.redact import install_sql_macro, safe_error_message
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 
 DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio threshold, not money
@@ -149,7 +149,7 @@ def _close_failed(con: duckdb.DuckDBPyConnection, run_id: int, exc: BaseExceptio
     try:
         con.execute(
             "UPDATE runs SET status = 'failed', finished_at = now(), exit_code = 1, message = ? WHERE run_id = ?",
-            [f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}", run_id],
+            [f"{type(exc).__name__}: {safe_error_message(exc)}", run_id],
         )
     except duckdb.Error:
         pass  # the database itself is failing; the row stays 'running' and is marked crashed later
