@@ -9,12 +9,18 @@ a SQL script) is addressed as ``<point>#<n>``, the n-th pass; ``<point>`` alone 
 ``INFERGATE_FAULT_TRACE=<file>`` appends every ``<point>#<n>`` passed to that file instead,
 so a test can check that every point below is really reached (a point that is never reached
 would make its crash test pass without testing anything).
+
+``INFERGATE_PAUSE=<point>`` with ``INFERGATE_PAUSE_FILE=<gate>`` holds the run at that point
+(creating ``<gate>.reached.<pid>``) for as long as ``<gate>`` exists, so a concurrency test
+can keep a run inside its lock, deterministically, while another one starts.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 # In the order a nightly run passes them. "#n" points are listed by their base name.
 POINTS = (
@@ -45,10 +51,15 @@ POINTS = (
 _passes: dict[str, int] = {}
 
 
+PAUSE_LIMIT_SECONDS = 300
+
+
 def fault_point(name: str) -> None:
-    """Die here, abruptly, if the environment asks for it (tests only)."""
+    """Die (or wait) here if the environment asks for it (tests only)."""
     target = os.environ.get("INFERGATE_FAULT")
     trace = os.environ.get("INFERGATE_FAULT_TRACE")
+    if os.environ.get("INFERGATE_PAUSE") == name:
+        _pause(Path(os.environ["INFERGATE_PAUSE_FILE"]))
     if not target and not trace:
         return
     count = _passes[name] = _passes.get(name, 0) + 1
@@ -57,3 +68,10 @@ def fault_point(name: str) -> None:
             handle.write(f"{name}#{count}\n")
     if target == f"{name}#{count}" or (target == name and count == 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause(gate: Path) -> None:
+    gate.with_name(f"{gate.name}.reached.{os.getpid()}").touch()
+    deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
+    while gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -293,4 +293,3 @@ def test_fuzz_never_crashes_accounts_for_every_line_and_bills_valid_records_unch
     assert dirty.one("SELECT count(*) FROM quarantine") == sum(f.quarantined for f in report.files)
     assert dirty.one("SELECT count(*) FROM attempts") == sum(f.accepted for f in report.files)
     assert dirty.query(RATED, [VALID_IDS]) == clean_bill
-
