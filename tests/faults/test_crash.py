@@ -28,11 +28,6 @@ RANDOM_KILLS = int(os.environ.get("INFERGATE_RANDOM_KILLS", "5"))
 COMMITTED = ("after_commit#1", "after_close#1")
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return Scenario.build(tmp_path_factory.mktemp("scenario"))
-
-
 def test_uninterrupted_run_matches_the_golden_csvs(scenario: Scenario) -> None:
     assert scenario.after_csv == {p.name: p.read_bytes() for p in sorted(GOLDEN.iterdir())}
 
