@@ -63,6 +63,12 @@ replace(regexp_replace(
 # a line of only "\x1e\x1f" as an empty one), so a file is first checked with
 # nullstr='\n' (under which any delimiter is an error; it cannot read lines itself, as it
 # skips empty lines and so breaks the numbering): a file with the bytes goes to the fallback.
+# What the quarantine keeps of a JSON object record: re-serialized (so a key written with \u
+# escapes is decoded and then masked), without messages/output_text, keys masked.
+REDACTED_RECORD_MACRO = """
+CREATE OR REPLACE TEMP MACRO redacted_json_record(line) AS
+mask_secrets(CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR))
+"""
 READ_CSV_LINES = (
     "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
     "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, "
@@ -185,10 +191,10 @@ def zstd_problem(path: Path) -> str | None:
                 if len(block) < 3:
                     return f"zstd stream is truncated (block header at byte {f.tell() - len(block)})"
                 value = int.from_bytes(block, "little")
-                kind, length = (value >> 1) & 3, value >> 3
-                if kind == 3:
+                block_type, block_size = (value >> 1) & 3, value >> 3
+                if block_type == 3:
                     return f"corrupt zstd block at byte {f.tell() - 3}"
-                f.seek(1 if kind == 1 else length, 1)
+                f.seek(1 if block_type == 1 else block_size, 1)  # RLE blocks hold one byte
                 if value & 1:
                     break
             if d & 0x04:
@@ -419,6 +425,7 @@ def apply_staged(
     if not batch.staged:
         return list(batch.skipped)
     con.execute(REPAIR_SURROGATES_MACRO)
+    con.execute(REDACTED_RECORD_MACRO)
     con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + sql_text("parse.sql"))
     fault_point("after_parse")
     con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))

@@ -7,8 +7,8 @@
 --         carries `problem` = {reason, field, message}: the FIRST failing check in the order
 --         written below. Types are checked explicitly (SPEC E5): "100", 12.5 and true are not
 --         counts, and nothing relies on a reader's implicit casts.
--- Needs the macros mask_secrets, describe_json, describe_json_kind (pipeline/redact.py) and
--- repair_lone_surrogates (pipeline/ingest.py).
+-- Needs the macros mask_secrets, describe_json, describe_json_kind (pipeline/redact.py),
+-- repair_lone_surrogates and redacted_json_record (pipeline/ingest.py).
 --
 -- Nothing here may quote prompt or output text, or an unmasked API key: messages name the
 -- field and the JSON type, values are masked before they are cut to length (a cut key
@@ -252,13 +252,14 @@ SELECT
     TRY_CAST(upstream_cost_text AS DECIMAL(38,20)) AS upstream_cost_usd,
     surrogates_replaced,
     sha256(CASE WHEN is_json THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
-    -- what the quarantine keeps: the record without prompt/output text (re-serialized, so a
-    -- key written with \u escapes is decoded and masked), or an excerpt of an unparseable
-    -- line cut before any text field and before the first \u escape (which could spell a
-    -- key or a field name that the mask and the cut would not recognize), masked, then cut
-    mask_secrets(CASE WHEN j IS NOT NULL
-         THEN CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR)
-         ELSE left(mask_secrets(regexp_replace(regexp_replace(coalesce(line, ''),
-                  '"(messages|output_text)".*$', '"\1": <dropped>'), '\\u[0-9a-fA-F]{4}.*$', '<cut at a \\u escape>')), 300)
-    END) AS redacted_record
+    -- what the quarantine keeps of a failing line (valid lines need none; store_batch.sql
+    -- builds it for the rare duplicate_conflict): the record without prompt/output text
+    -- (redacted_json_record), or an excerpt of an unparseable line cut before any text field
+    -- and before the first \u escape (which could spell a key or a field name that the mask
+    -- and the cut would not recognize), masked, then cut
+    CASE WHEN problem IS NULL THEN NULL
+         WHEN j IS NOT NULL THEN redacted_json_record(line)
+         ELSE mask_secrets(left(mask_secrets(regexp_replace(regexp_replace(coalesce(line, ''),
+                  '"(messages|output_text)".*$', '"\1": <dropped>'), '\\u[0-9a-fA-F]{4}.*$', '<cut at a \\u escape>')), 300))
+    END AS redacted_record
 FROM checked

@@ -31,13 +31,14 @@ FROM (
     FROM parsed
     WHERE problem IS NOT NULL
     UNION ALL
-    SELECT file_order, line_no, source_file, source_sha256, event_id,
+    SELECT d.file_order, d.line_no, d.source_file, d.source_sha256, d.event_id,
            'duplicate_conflict', 'event_id',
-           'field event_id: ' || left(mask_secrets(event_id), 80) || ' was already ingested with different content (first at '
-               || first_file || ':' || first_line || '); the first record stands',
-           redacted_record
-    FROM deduped
-    WHERE verdict = 'duplicate_conflict'
+           'field event_id: ' || left(mask_secrets(d.event_id), 80) || ' was already ingested with different content (first at '
+               || d.first_file || ':' || d.first_line || '); the first record stands',
+           redacted_json_record(CASE WHEN d.surrogates_replaced THEN repair_lone_surrogates(s.line, '\\ufffd') ELSE s.line END)
+    FROM deduped d
+    JOIN staged_lines s USING (file_order, line_no)
+    WHERE d.verdict = 'duplicate_conflict'
 ) q;
 
 -- A fixed record, re-ingested and accepted, resolves the quarantine entries it replaces.
