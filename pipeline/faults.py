@@ -28,8 +28,8 @@ POINTS = (
     "after_lock",
     "after_ledger_row",
     "staged_file",  # once per staged file
+    "after_parse",  # parse.sql runs before the transaction, like staging (TEMP tables only)
     "after_stage",
-    "after_parse",
     "after_dedup",
     "after_recount",
     "sql:store_batch.sql",  # after each statement of the script

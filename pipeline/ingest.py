@@ -22,14 +22,16 @@ key is an ``invalid_record``; other text fields are stored with the key masked.
 
 from __future__ import annotations
 
+import bisect
 import glob
 import gzip
 import hashlib
+import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import duckdb
 import pyarrow as pa
@@ -46,6 +48,9 @@ FALLBACK_BATCH_LINES = 50_000
 FALLBACK_BATCH_BYTES = 32 << 20
 EXCERPT_BYTES = 300
 RECOUNT_CHUNK_ROWS = 2048
+# parse.sql runs over slices of about this much text: DuckDB's JSON functions keep a whole
+# vector's parse trees in memory per function, so bytes per statement bound memory.
+PARSE_SLICE_BYTES = 8 << 20
 # Lone UTF-16 surrogate escapes -> `replacement`, leaving valid pairs and escaped backslashes
 # alone (pass 1 marks each lone escape with chr(1), pass 2 replaces the marked ones). Only
 # applied to lines without chr(1). Used by parse.sql and by the R5 recount of repaired lines.
@@ -342,18 +347,99 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str)
         _stage_with_python(con, path, order, sha, str(exc))
 
 
+Slice = tuple[int, int, int]  # (file_order, first line_no, last line_no), parsed in one statement
+
+
 @dataclass(frozen=True)
 class StagedBatch:
-    """Files of one batch: new ones staged in order, already-ingested ones skipped."""
+    """Files of one batch: new ones staged in order, already-ingested ones skipped; the staged
+    lines are parsed (TEMP table ``parsed``) in ``slices``."""
 
     staged: tuple[tuple[int, Path, str, int], ...]  # (file_order, path, sha256, size)
     skipped: tuple[FileResult, ...]
+    slices: tuple[Slice, ...] = ()
+
+
+def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Slice]:
+    """Runs of consecutive lines of one file holding about ``max_bytes`` of text each.
+
+    The lengths are taken in an inner projection: with ``strlen(line)`` inside the window
+    call, DuckDB buffers the lines themselves in the window operator.
+    """
+    return [
+        (int(f), int(lo), int(hi))
+        for f, lo, hi in con.execute(
+            """
+            SELECT file_order, min(line_no), max(line_no)
+            FROM (SELECT file_order, line_no, size,
+                         sum(size) OVER (PARTITION BY file_order ORDER BY line_no ROWS UNBOUNDED PRECEDING) AS upto
+                  FROM (SELECT file_order, line_no, strlen(coalesce(line, '')) + 1 AS size FROM staged_lines))
+            GROUP BY file_order, (upto - size) // $max_bytes
+            ORDER BY 1, 2
+            """,
+            {"max_bytes": max_bytes},
+        ).fetchall()
+    ]
+
+
+def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str, done: list[Slice]) -> None:
+    """parse.sql over one slice; halve it when it does not fit the memory limit.
+
+    DuckDB's JSON functions hold the parse trees of a whole vector (2048 lines) at once, per
+    function, outside the spillable buffer pool, so what bounds memory is the bytes of text
+    per statement, not the number of lines. A single line that alone does not fit is
+    quarantined as a parse_error naming the limit, instead of failing the run.
+    """
+    f, lo, hi = piece
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines "
+        f"WHERE file_order = {f} AND line_no BETWEEN {lo} AND {hi}"
+    )
+    try:
+        con.execute("INSERT INTO parsed " + parse)  # autocommit: a failure inserts nothing
+        done.append(piece)
+        return
+    except duckdb.OutOfMemoryException:
+        pass
+    if lo < hi:
+        middle = (lo + hi) // 2
+        _parse_slice(con, (f, lo, middle), parse, done)
+        _parse_slice(con, (f, middle + 1, hi), parse, done)
+        return
+    size = con.execute("SELECT strlen(line) FROM parse_input").fetchone()
+    megabytes = (size[0] if size and size[0] else 0) / (1 << 20)
+    con.execute(
+        "UPDATE staged_lines SET stage_problem = ? WHERE file_order = ? AND line_no = ?",
+        [f"line of {megabytes:.1f} MiB does not fit the memory limit to be validated (raise --memory-limit)", f, lo],
+    )
+    con.execute("INSERT INTO parsed " + parse)
+    done.append(piece)
+
+
+def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES) -> tuple[Slice, ...]:
+    """Validate and type every staged line (parse.sql) into the TEMP table ``parsed``.
+
+    Runs outside the run's transaction, like staging (it only writes TEMP tables), so that a
+    statement refused for memory can be retried on a smaller slice instead of aborting the run.
+    """
+    con.execute(REPAIR_SURROGATES_MACRO)
+    con.execute(REDACTED_RECORD_MACRO)
+    parse = sql_text("parse.sql")
+    con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")
+    con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + parse + "\nLIMIT 0")
+    done: list[Slice] = []
+    for piece in _line_slices(con, slice_bytes):
+        _parse_slice(con, piece, parse, done)
+    return tuple(done)
 
 
 def stage_files(
     con: duckdb.DuckDBPyConnection, paths: Sequence[Path], on_file: Callable[[Path], None] | None = None
 ) -> StagedBatch:
-    """Hash every file, skip those already ingested (same bytes), stage the rest."""
+    """Hash every file, skip those already ingested (same bytes), stage and parse the rest.
+
+    Everything here writes TEMP tables only and runs outside the run's transaction.
+    """
     _create_staging(con)
     staged: list[tuple[int, Path, str, int]] = []
     skipped: list[FileResult] = []
@@ -375,42 +461,85 @@ def stage_files(
         staged.append((order, path, sha, size))
         if on_file:
             on_file(path)
-    return StagedBatch(tuple(staged), tuple(skipped))
+    slices = parse_staged(con) if staged else ()
+    fault_point("after_parse")
+    return StagedBatch(tuple(staged), tuple(skipped), slices)
 
 
-def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
+def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter, slices: Sequence[Slice]) -> None:
     """R5: count tokens of would-be-billable attempts that came without usage.
 
-    Only the texts of those attempts are read (from the staged lines; a line whose lone
-    surrogates were repaired by parse.sql is repaired the same way here), a chunk of rows at
-    a time so the texts of a whole night are never in memory together; the counts are kept,
+    Only the texts of those attempts are read, one parse slice at a time, so the texts of a
+    whole night are never in memory together. They are taken out of the staged line by
+    Python's json (:func:`_texts`), not DuckDB's: DuckDB re-serializing a 50 MB messages
+    array asks for over 512 MiB at once, inside the run's transaction. The counts are kept,
     the texts are dropped.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE recounts (event_id VARCHAR, est_input_tokens BIGINT, "
         "est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
-    cursor = con.execute(
-        """
-        WITH src AS (
-            SELECT d.event_id, d.model,
-                   CASE WHEN d.surrogates_replaced THEN repair_lone_surrogates(s.line, '\\\\ufffd')
-                        ELSE s.line END AS line
+    wanted: dict[int, list[int]] = {}
+    for f, n in con.execute(
+            """
+            SELECT file_order, line_no FROM deduped
+            WHERE verdict = 'new' AND NOT has_usage AND (status BETWEEN 200 AND 299 OR status = 499)
+              AND (has_messages OR output_text_chars IS NOT NULL)
+            ORDER BY file_order, line_no
+            """
+    ).fetchall():
+        wanted.setdefault(int(f), []).append(int(n))
+    results: list[tuple[str, int, int, str]] = []
+    for f, lo, hi in slices:
+        lines = wanted.get(f, [])
+        if not lines or bisect.bisect_right(lines, hi) == bisect.bisect_left(lines, lo):
+            continue
+        rows = con.execute(
+            """
+            SELECT d.event_id, d.model, s.line
             FROM deduped d JOIN staged_lines s USING (file_order, line_no)
-            WHERE d.verdict = 'new' AND NOT d.has_usage
+            WHERE d.file_order = $f AND d.line_no BETWEEN $lo AND $hi
+              AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
+              AND d.verdict = 'new' AND NOT d.has_usage
               AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
               AND (d.has_messages OR d.output_text_chars IS NOT NULL)
-        )
-        SELECT event_id, model, CAST(json_extract(line, '$.messages') AS VARCHAR),
-               json_extract_string(line, '$.output_text')
-        FROM src ORDER BY event_id
-        """
-    )
-    results: list[tuple[str, int, int, str]] = []
-    while rows := cursor.fetchmany(RECOUNT_CHUNK_ROWS):
-        counts = recounter([(model, messages, output) for _, model, messages, output in rows])
-        results += [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(rows, counts, strict=True) if c]
+            ORDER BY d.event_id
+            """,
+            {"f": f, "lo": lo, "hi": hi},
+        ).fetchall()
+        for start in range(0, len(rows), RECOUNT_CHUNK_ROWS):
+            chunk = rows[start : start + RECOUNT_CHUNK_ROWS]
+            readable = [(e, model, texts) for e, model, line in chunk if (texts := _texts(line)) is not None]
+            if not readable:
+                continue
+            counts = recounter([(model, *texts) for _, model, texts in readable])
+            results += [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(readable, counts, strict=True) if c]
+        del rows
     insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose repeated keys keep their first value, as DuckDB's JSON paths do."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        result.setdefault(key, value)
+    return result
+
+
+def _texts(line: str) -> tuple[str | None, str | None] | None:
+    """(messages as JSON text, output_text) of a staged line, or None if Python cannot read it.
+
+    Python's json reads lone surrogates (the recount counts them as U+FFFD, as parse.sql
+    repairs them) and NaN; hostile nesting or a 5000-digit number make it give up, and the
+    attempt is then held as usage_missing like any other unreadable messages.
+    """
+    try:
+        record = json.loads(line, object_pairs_hook=_first_wins)
+        messages = record.get("messages")
+        output = record.get("output_text")
+        return (None if messages is None else json.dumps(messages), output if isinstance(output, str) else None)
+    except (ValueError, RecursionError, AttributeError):
+        return None
 
 
 def no_recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
@@ -421,16 +550,12 @@ def no_recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
 def apply_staged(
     con: duckdb.DuckDBPyConnection, batch: StagedBatch, run_id: int, recounter: Recounter = no_recount
 ) -> list[FileResult]:
-    """Validate, dedup and store the staged batch. Call inside the run's transaction."""
+    """Dedup and store the staged, parsed batch. Call inside the run's transaction."""
     if not batch.staged:
         return list(batch.skipped)
-    con.execute(REPAIR_SURROGATES_MACRO)
-    con.execute(REDACTED_RECORD_MACRO)
-    con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + sql_text("parse.sql"))
-    fault_point("after_parse")
     con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
     fault_point("after_dedup")
-    _recount_new_attempts(con, recounter)
+    _recount_new_attempts(con, recounter, batch.slices)
     fault_point("after_recount")
     run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)

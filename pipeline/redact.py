@@ -49,26 +49,26 @@ def install_sql_macro(con: duckdb.DuckDBPyConnection) -> None:
 
     ``mask_secrets(text)`` uses the same pattern as Python; ``describe_json(value)`` words a
     JSON value for an error message ("got integer 12", "got string \"2\"", "it is missing"),
-    masked before it is cut to 40 characters; ``describe_json_kind(value)`` gives the type
+    masked before it is cut to 40 characters; ``describe_json_type(json_type)`` words a type
     only, for fields whose value is prompt or output text.
     """
     pattern = SECRET_PATTERN.replace("'", "''")
     con.execute(f"CREATE OR REPLACE TEMP MACRO mask_secrets(s) AS regexp_replace(s, '{pattern}', '{REDACTED}', 'g')")
     con.execute(
         """
-        CREATE OR REPLACE TEMP MACRO describe_json_kind(v) AS
-        CASE WHEN v IS NULL OR json_type(v) = 'NULL' THEN 'but it is missing or null'
-             ELSE 'got ' || CASE json_type(v)
+        CREATE OR REPLACE TEMP MACRO describe_json_type(t) AS
+        CASE WHEN t IS NULL OR t = 'NULL' THEN 'but it is missing or null'
+             ELSE 'got ' || CASE t
                  WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'integer' WHEN 'UBIGINT' THEN 'integer'
                  WHEN 'DOUBLE' THEN 'number' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'ARRAY' THEN 'array'
-                 WHEN 'OBJECT' THEN 'object' ELSE lower(json_type(v)) END
+                 WHEN 'OBJECT' THEN 'object' ELSE lower(t) END
         END
         """
     )
     con.execute(
         """
         CREATE OR REPLACE TEMP MACRO describe_json(v) AS
-        describe_json_kind(v)
+        describe_json_type(json_type(v))
         || CASE WHEN v IS NULL OR json_type(v) IN ('NULL', 'ARRAY', 'OBJECT') THEN ''
                 ELSE ' ' || left(mask_secrets(CAST(v AS VARCHAR)), 40) END
         """

@@ -1,23 +1,27 @@
 -- Parse and validate raw gateway log lines (SPEC section 1; R4 counts; R8 timestamps; R9).
 --
--- Input : staged_lines(file_order, source_file, source_sha256, line_no, line, stage_problem)
---         one row per physical line of every file in this batch (line is NULL when empty;
+-- Input : parse_input(file_order, source_file, source_sha256, line_no, line, stage_problem),
+--         a slice of the TEMP table staged_lines (pipeline/ingest.py runs this file over
+--         slices of a few MiB of text, as DuckDB's JSON functions hold a vector's worth of
+--         parse trees in memory): one row per physical line (line is NULL when empty;
 --         stage_problem says why a line could not even be read, e.g. invalid UTF-8).
 -- Output: one row per non-blank line with its typed fields. A line that fails a check
 --         carries `problem` = {reason, field, message}: the FIRST failing check in the order
 --         written below. Types are checked explicitly (SPEC E5): "100", 12.5 and true are not
 --         counts, and nothing relies on a reader's implicit casts.
--- Needs the macros mask_secrets, describe_json, describe_json_kind (pipeline/redact.py),
+-- Needs the macros mask_secrets, describe_json, describe_json_type (pipeline/redact.py),
 -- repair_lone_surrogates and redacted_json_record (pipeline/ingest.py).
 --
 -- Nothing here may quote prompt or output text, or an unmasked API key: messages name the
 -- field and the JSON type, values are masked before they are cut to length (a cut key
 -- would escape the mask), and `messages`/`output_text` are described by type only.
+-- Those two fields (the bulk of a line) are not copied out of the line: their types, the
+-- number of messages and the length of the output are read with path functions.
 WITH staged AS (
     -- blank = only JSON whitespace (space, tab, CR): not a record, not counted
     SELECT file_order, source_file, source_sha256, line_no, line, stage_problem,
            stage_problem IS NULL AND json_valid(line) AS valid_as_is
-    FROM staged_lines
+    FROM parse_input
     WHERE stage_problem IS NOT NULL OR (line IS NOT NULL AND trim(line, ' ' || chr(9) || chr(13)) <> '')
 ),
 -- Lone UTF-16 surrogate escapes ("\ud800" without its low half) are grammatical JSON but not
@@ -55,16 +59,22 @@ raw AS (
            valid_as_is OR coalesce(text_only_surrogates, FALSE) AS is_json
     FROM surrogates_checked
 ),
+-- json_type(line) is written once: DuckDB hoists a subexpression used twice out of its CASE
+-- guards, which would run it on lines that are not JSON (and fail the statement).
+kinds AS (
+    SELECT *, CASE WHEN is_json THEN json_type(line) = 'OBJECT' ELSE FALSE END AS is_object
+    FROM raw
+),
 obj AS (
     SELECT *,
-           CASE WHEN is_json AND json_type(line) = 'OBJECT' THEN json_transform(line, '{
+           CASE WHEN is_object THEN json_transform(line, '{
                "event_id": "JSON", "request_id": "JSON", "attempt": "JSON", "ts": "JSON",
                "duration_ms": "JSON", "account_id": "JSON", "api_key_id": "JSON",
                "group": "JSON", "endpoint": "JSON", "model": "JSON", "provider": "JSON",
                "status": "JSON", "error_code": "JSON", "stream": "JSON",
-               "finish_reason": "JSON", "usage": "JSON", "messages": "JSON",
-               "output_text": "JSON", "upstream_cost_usd": "JSON"}') END AS j
-    FROM raw
+               "finish_reason": "JSON", "usage": "JSON", "upstream_cost_usd": "JSON"}') END AS j,
+           CASE WHEN is_object THEN json_type(line, ['$.messages', '$.output_text']) END AS text_types
+    FROM kinds
 ),
 -- The usage object, field by field, still as JSON (shapes: OpenAI and DeepSeek).
 usage_obj AS (
@@ -103,7 +113,8 @@ typed AS (
            CASE WHEN json_type(j.error_code) = 'VARCHAR' THEN j.error_code ->> '$' END AS error_code,
            CASE WHEN json_type(j.stream) = 'BOOLEAN' THEN CAST(j.stream AS BOOLEAN) END AS stream_value,
            CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
-           CASE WHEN json_type(j.output_text) = 'VARCHAR' THEN length(j.output_text ->> '$') END AS output_text_chars,
+           CASE WHEN text_types[2] = 'VARCHAR' THEN length(json_extract_string(line, '$.output_text')) END AS output_text_chars,
+           CASE WHEN text_types[1] = 'ARRAY' THEN json_array_length(line, '$.messages') END AS messages_count,
            CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
            -- token counts: JSON integers 0 <= n < 10^12 (DECIMAL(12,0)); anything else is not a count
            CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
@@ -181,10 +192,10 @@ checked AS (
                  'message': 'field finish_reason: expected string or null, ' || describe_json(j.finish_reason)} END,
             CASE WHEN usage_present AND u IS NULL THEN {'reason': 'invalid_record', 'field': 'usage',
                  'message': 'field usage: expected object or null, ' || describe_json(j.usage)} END,
-            CASE WHEN j.messages IS NOT NULL AND json_type(j.messages) <> 'ARRAY' THEN {'reason': 'invalid_record', 'field': 'messages',
-                 'message': 'field messages: expected array or null, ' || describe_json_kind(j.messages)} END,
-            CASE WHEN j.output_text IS NOT NULL AND output_text_chars IS NULL THEN {'reason': 'invalid_record', 'field': 'output_text',
-                 'message': 'field output_text: expected string or null, ' || describe_json_kind(j.output_text)} END,
+            CASE WHEN text_types[1] NOT IN ('ARRAY', 'NULL') THEN {'reason': 'invalid_record', 'field': 'messages',
+                 'message': 'field messages: expected array or null, ' || describe_json_type(text_types[1])} END,
+            CASE WHEN text_types[2] NOT IN ('VARCHAR', 'NULL') THEN {'reason': 'invalid_record', 'field': 'output_text',
+                 'message': 'field output_text: expected string or null, ' || describe_json_type(text_types[2])} END,
             CASE WHEN j.upstream_cost_usd IS NOT NULL AND NOT regexp_full_match(coalesce(upstream_cost_text, ''), '[0-9]{1,18}(\.[0-9]{1,20})?')
                  THEN {'reason': 'invalid_record', 'field': 'upstream_cost_usd',
                  'message': 'field upstream_cost_usd: expected a non-negative decimal string such as "0.0123"'} END,
@@ -247,11 +258,16 @@ SELECT
     CASE WHEN u IS NOT NULL THEN coalesce(openai_cached, cache_hit, prompt_tokens - cache_miss, 0) END AS cached_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(reasoning_tokens, 0) END AS reasoning_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(image_tokens, 0) END AS image_tokens,
-    coalesce(json_array_length(CASE WHEN json_type(j.messages) = 'ARRAY' THEN j.messages END), 0) > 0 AS has_messages,
+    coalesce(messages_count, 0) > 0 AS has_messages,
     output_text_chars,
     TRY_CAST(upstream_cost_text AS DECIMAL(38,20)) AS upstream_cost_usd,
     surrogates_replaced,
-    sha256(CASE WHEN is_json THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
+    -- R1 content identity: the minified record, so whitespace and line endings do not make a
+    -- conflict. Over 1 MiB the line's own bytes: re-serializing a document takes DuckDB
+    -- about ten times its size in memory (a 50 MB line would need over 512 MiB for this
+    -- alone), and a giant record re-written with other whitespace is then a conflict, which
+    -- quarantines it: the first one stands, nothing is billed twice.
+    sha256(CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
     -- what the quarantine keeps of a failing line (valid lines need none; store_batch.sql
     -- builds it for the rare duplicate_conflict): the record without prompt/output text
     -- (redacted_json_record), or an excerpt of an unparseable line cut before any text field
