@@ -8,6 +8,7 @@ extensions at run time.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -66,8 +67,32 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
+        remove_stale_temp_files(con)
         migrate(con)
     return con
+
+
+def remove_stale_temp_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """Delete spill files that a killed process left in DuckDB's temp directory.
+
+    Under a memory limit DuckDB spills TEMP tables to ``<db>.tmp/duckdb_temp_<pid>_*``; the
+    staged log lines are among them, so a spill file holds raw prompt text and raw API keys.
+    DuckDB deletes them when a connection closes, but not after a SIGKILL, and not when the
+    next process opens the database. A read-write connection holds DuckDB's exclusive file
+    lock, so no other process can be using that directory: every file of another pid is a
+    leftover, and is removed.
+    """
+    row = con.execute("SELECT current_setting('temp_directory')").fetchone()
+    folder = Path(row[0]) if row and row[0] else None
+    if folder is None or not folder.is_dir():
+        return []
+    mine = f"duckdb_temp_{os.getpid()}_"
+    removed = []
+    for item in folder.glob("duckdb_temp_*"):
+        if item.is_file() and not item.name.startswith(mine):
+            item.unlink(missing_ok=True)
+            removed.append(item)
+    return removed
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
