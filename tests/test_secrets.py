@@ -165,9 +165,14 @@ def assert_nothing_leaks(p: Plants, blobs: dict[str, bytes]) -> None:
 
 
 def test_planted_keys_and_texts_reach_no_table_file_output_or_message(tmp_path: Path) -> None:
+    plant_and_search(tmp_path)
+
+
+def plant_and_search(tmp_path: Path) -> Plants:
+    """The whole check; returns what was planted (``make soak`` repeats it and counts)."""
     p = Plants()
     home, logs, out = tmp_path / "db", tmp_path / "logs", tmp_path / "out"
-    logs.mkdir()
+    logs.mkdir(parents=True)
     data = b"".join(line + b"\n" for line in planted_lines(p))
     (logs / f"requests-{DAY}.jsonl").write_bytes(data)
     (logs / f"requests-{DAY}-b.jsonl.gz").write_bytes(gzip.compress(data.replace(b'"dup"', b'"dup-b"'), mtime=0))
@@ -204,6 +209,7 @@ def test_planted_keys_and_texts_reach_no_table_file_output_or_message(tmp_path: 
         "the byte search cannot see stored text (compressed pages?): it would prove nothing"
     )
     assert_nothing_leaks(p, blobs)
+    return p
 
 
 def test_spill_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path) -> None:
