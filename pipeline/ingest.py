@@ -4,17 +4,23 @@ DuckDB reads the files (``read_csv`` of whole lines, numbered WITH ORDINALITY, o
 ``read_parquet``); ``sql/parse.sql`` validates and types every line and ``sql/dedup.sql``
 applies R1. Python only orchestrates, plus a line-by-line fallback reader for the rare file
 DuckDB refuses (invalid UTF-8, a truncated or corrupt gzip/zstd stream, a lone CR, a line
-holding our delimiter bytes \x1e\x1f, a line over 64 MiB), so one bad byte never stops the
+holding our delimiter bytes \\x1e\\x1f, a line over 64 MiB), so one bad byte never stops the
 good lines of a file. The fallback streams: it holds one line (at most 64 MiB of it) and one
 batch of lines at a time, so its memory does not grow with the file.
 
+Staging and parse.sql write TEMP tables only and run before the run's transaction; parse.sql
+runs over slices of a few MiB of text, because DuckDB's JSON functions hold a whole vector's
+parse trees outside the memory limit (see ``parse_staged``). Everything else is one
+transaction (``apply_staged``, inside the job's).
+
 Accounting per file: lines read = accepted + duplicates + quarantined (blank lines, i.e.
 only spaces, tabs or CR, are not records and are not counted). A file that cannot be read at
-all (a zero-byte or corrupt Parquet file) or stops being readable (a truncated gzip) adds one
-``parse_error`` entry for the unreadable rest, so it never vanishes from the accounting.
+all (a corrupt Parquet file) or stops being readable (a cut gzip or zstd stream) adds one
+``parse_error`` entry for the unreadable rest, so it never vanishes from the accounting; a
+zero-byte file of any kind is an empty log.
 
 Hostile input, decided (see ``docs/hostile-input.md``): a line with lone UTF-16 surrogate
-escapes (``"\ud800"``) only inside ``messages``/``output_text`` is accepted, the lone halves
+escapes (``"\\ud800"``) only inside ``messages``/``output_text`` is accepted, the lone halves
 counted as U+FFFD (the texts are only counted, never stored); anywhere else it is a
 ``parse_error``. An id field (event_id, request_id, account_id, model) that carries an API
 key is an ``invalid_record``; other text fields are stored with the key masked.
