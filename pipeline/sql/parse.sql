@@ -59,11 +59,20 @@ raw AS (
            valid_as_is OR coalesce(text_only_surrogates, FALSE) AS is_json
     FROM surrogates_checked
 ),
--- json_type(line) is written once: DuckDB hoists a subexpression used twice out of its CASE
--- guards, which would run it on lines that are not JSON (and fail the statement).
-kinds AS (
-    SELECT *, CASE WHEN is_json THEN json_type(line) = 'OBJECT' ELSE FALSE END AS is_object
+-- One parse answers what the line is and what its text fields are: the root type, the types
+-- of messages and output_text, and whether messages has a first element. (Written once:
+-- DuckDB hoists a subexpression used twice out of its CASE guards, which would run it on
+-- lines that are not JSON and fail the statement. And every JSON function call holds its
+-- own parse of the line in memory, so a 50 MB line costs per call.)
+types AS (
+    SELECT *, CASE WHEN is_json THEN json_type(line, ['$', '$.messages', '$.output_text', '$.messages[0]']) END AS t
     FROM raw
+),
+kinds AS (
+    SELECT * EXCLUDE (t), coalesce(t[1] = 'OBJECT', FALSE) AS is_object,
+           CASE WHEN t[1] = 'OBJECT' THEN [t[2], t[3]] END AS text_types,
+           t[1] = 'OBJECT' AND t[2] = 'ARRAY' AND t[4] IS NOT NULL AS has_first_message
+    FROM types
 ),
 obj AS (
     SELECT *,
@@ -72,8 +81,7 @@ obj AS (
                "duration_ms": "JSON", "account_id": "JSON", "api_key_id": "JSON",
                "group": "JSON", "endpoint": "JSON", "model": "JSON", "provider": "JSON",
                "status": "JSON", "error_code": "JSON", "stream": "JSON",
-               "finish_reason": "JSON", "usage": "JSON", "upstream_cost_usd": "JSON"}') END AS j,
-           CASE WHEN is_object THEN json_type(line, ['$.messages', '$.output_text']) END AS text_types
+               "finish_reason": "JSON", "usage": "JSON", "upstream_cost_usd": "JSON"}') END AS j
     FROM kinds
 ),
 -- The usage object, field by field, still as JSON (shapes: OpenAI and DeepSeek).
@@ -114,7 +122,6 @@ typed AS (
            CASE WHEN json_type(j.stream) = 'BOOLEAN' THEN CAST(j.stream AS BOOLEAN) END AS stream_value,
            CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
            CASE WHEN text_types[2] = 'VARCHAR' THEN length(json_extract_string(line, '$.output_text')) END AS output_text_chars,
-           CASE WHEN text_types[1] = 'ARRAY' THEN json_array_length(line, '$.messages') END AS messages_count,
            CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
            -- token counts: JSON integers 0 <= n < 10^12 (DECIMAL(12,0)); anything else is not a count
            CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
@@ -258,7 +265,7 @@ SELECT
     CASE WHEN u IS NOT NULL THEN coalesce(openai_cached, cache_hit, prompt_tokens - cache_miss, 0) END AS cached_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(reasoning_tokens, 0) END AS reasoning_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(image_tokens, 0) END AS image_tokens,
-    coalesce(messages_count, 0) > 0 AS has_messages,
+    coalesce(has_first_message, FALSE) AS has_messages,
     output_text_chars,
     TRY_CAST(upstream_cost_text AS DECIMAL(38,20)) AS upstream_cost_usd,
     surrogates_replaced,
