@@ -46,6 +46,11 @@ schema-doc: $(STAMP)
 spark-sql: $(STAMP)
 	$(PY) -m pipeline.spark.sqlgen
 
+## soak: the reliability checks of docs/reliability.md at full size (tens of minutes, a few GB
+## of disk): kills, fuzz, planted secrets, 50 MB line / 10M lines / 100K accounts; prints counts
+soak: $(STAMP)
+	$(PY) -m tests.soak.soak
+
 ## samples: regenerate data/sample_logs deterministically
 samples: $(STAMP)
 	$(CLI) sample-logs --out data/sample_logs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,8 +97,8 @@ class AccountsFile(BaseModel):
 
 
 def _check_consistency(path: Path, ref: AccountsFile) -> None:
-    ids = [a.id for a in ref.accounts]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    # a Counter, not ids.count(i) per id: that was quadratic (7 minutes for 100K accounts)
+    dupes = sorted(i for i, n in Counter(a.id for a in ref.accounts).items() if n > 1)
     if dupes:
         raise AccountsError(f"{path}: account id listed twice: {', '.join(dupes)}")
     for account in ref.accounts:

@@ -25,7 +25,7 @@ from pipeline.db import DEFAULT_DB, connect
 from pipeline.ingest import IngestError
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.lock import ConcurrentRunError
-from pipeline.redact import mask_secrets
+from pipeline.redact import safe_error_message
 from pipeline.reference import PriceEditError
 from pipeline.replay import ReplayError
 from pipeline.spark import SparkEngineError, require_pyspark
@@ -61,13 +61,17 @@ EXPECTED_ERRORS = (
 
 
 def fail_cleanly(func: F) -> F:
-    """Turn library errors into one-line messages with exit code 1, never a traceback."""
+    """Turn library errors into one-line messages with exit code 1, never a traceback.
+
+    The message is :func:`safe_error_message`: one line, keys masked, and cut before any log
+    data DuckDB quotes in its errors (which could be prompt text).
+    """
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except EXPECTED_ERRORS as exc:
-            raise click.ClickException(mask_secrets(str(exc).splitlines()[0] if str(exc) else repr(exc))) from None
+            raise click.ClickException(safe_error_message(exc)) from None
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__

@@ -8,12 +8,15 @@ extensions at run time.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
 import duckdb
+
+from pipeline.faults import fault_point
 
 DEFAULT_DB = Path("data/infergate.duckdb")
 _PACKAGE = "pipeline"
@@ -64,31 +67,59 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
+        remove_stale_temp_files(con)
         migrate(con)
     return con
 
 
+def remove_stale_temp_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """Delete spill files that a killed process left in DuckDB's temp directory.
+
+    Under a memory limit DuckDB spills TEMP tables to ``<db>.tmp/duckdb_temp_<pid>_*``; the
+    staged log lines are among them, so a spill file holds raw prompt text and raw API keys.
+    DuckDB deletes them when a connection closes, but not after a SIGKILL, and not when the
+    next process opens the database. A read-write connection holds DuckDB's exclusive file
+    lock, so no other process can be using that directory: every file of another pid is a
+    leftover, and is removed.
+    """
+    row = con.execute("SELECT current_setting('temp_directory')").fetchone()
+    folder = Path(row[0]) if row and row[0] else None
+    if folder is None or not folder.is_dir():
+        return []
+    mine = f"duckdb_temp_{os.getpid()}_"
+    removed = []
+    for item in folder.glob("duckdb_temp_*"):
+        if item.is_file() and not item.name.startswith(mine):
+            item.unlink(missing_ok=True)
+            removed.append(item)
+    return removed
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply the named migrations not yet recorded, each in its own transaction."""
+    """Apply the named migrations not yet recorded, all of them in one transaction.
+
+    One transaction, not one per file: an upgrade across several migrations is as atomic as
+    a run, so a crash never leaves a schema that no released version of the code expects.
+    """
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
-    applied = []
-    for name, text in _migrations():
-        if name in done:
-            continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+    pending = [(name, text) for name, text in _migrations() if name not in done]
+    if not pending:
+        return []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name, text in pending:
             con.execute(text)
             con.execute("INSERT INTO schema_migrations (name) VALUES (?)", [name])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
+        fault_point("migration:before_commit")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return [name for name, _ in pending]
 
 
 @contextmanager
@@ -112,6 +143,7 @@ def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, obje
     for statement in _statements(sql_text(name)):
         used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
         con.execute(statement, used or None)
+        fault_point(f"sql:{name}")
 
 
 def _statements(text: str) -> list[str]:

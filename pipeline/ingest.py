@@ -3,34 +3,87 @@
 DuckDB reads the files (``read_csv`` of whole lines, numbered WITH ORDINALITY, or
 ``read_parquet``); ``sql/parse.sql`` validates and types every line and ``sql/dedup.sql``
 applies R1. Python only orchestrates, plus a line-by-line fallback reader for the rare file
-DuckDB refuses (invalid UTF-8, a truncated gzip stream), so one bad byte never stops the
-good lines of a file.
+DuckDB refuses (invalid UTF-8, a truncated or corrupt gzip/zstd stream, a lone CR, a line
+holding our delimiter bytes \\x1e\\x1f, a line over 64 MiB), so one bad byte never stops the
+good lines of a file. The fallback streams: it holds one line (at most 64 MiB of it) and one
+batch of lines at a time, so its memory does not grow with the file.
 
-Accounting per file: lines read = accepted + duplicates + quarantined (blank lines are not
-records and are not counted).
+Staging and parse.sql write TEMP tables only and run before the run's transaction; parse.sql
+runs over slices of a few MiB of text, because DuckDB's JSON functions hold a whole vector's
+parse trees outside the memory limit (see ``parse_staged``). Everything else is one
+transaction (``apply_staged``, inside the job's).
+
+Accounting per file: lines read = accepted + duplicates + quarantined (blank lines, i.e.
+only spaces, tabs or CR, are not records and are not counted). A file that cannot be read at
+all (a corrupt Parquet file) or stops being readable (a cut gzip or zstd stream) adds one
+``parse_error`` entry for the unreadable rest, so it never vanishes from the accounting; a
+zero-byte file of any kind is an empty log.
+
+Hostile input, decided (see ``docs/hostile-input.md``): a line with lone UTF-16 surrogate
+escapes (``"\\ud800"``) only inside ``messages``/``output_text`` is accepted, the lone halves
+counted as U+FFFD (the texts are only counted, never stored); anywhere else it is a
+``parse_error``. An id field (event_id, request_id, account_id, model) that carries an API
+key is an ``invalid_record``; other text fields are stored with the key masked.
 """
 
 from __future__ import annotations
 
+import bisect
 import glob
 import gzip
 import hashlib
+import json
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import duckdb
 import pyarrow as pa
 import zstandard
 
 from pipeline.db import insert_many, run_script, sql_text
+from pipeline.faults import fault_point
+from pipeline.redact import safe_error_message
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
+# The fallback reader's bounds: DuckDB's own line limit, and how much it buffers per insert.
+MAX_LINE_BYTES = 64 << 20
+FALLBACK_BATCH_LINES = 50_000
+FALLBACK_BATCH_BYTES = 32 << 20
+EXCERPT_BYTES = 300
+RECOUNT_CHUNK_ROWS = 2048
+# parse.sql runs over slices of about this much text: DuckDB's JSON functions keep a whole
+# vector's parse trees in memory per function, so bytes per statement bound memory.
+PARSE_SLICE_BYTES = 8 << 20
+# Lone UTF-16 surrogate escapes -> `replacement`, leaving valid pairs and escaped backslashes
+# alone (pass 1 marks each lone escape with chr(1), pass 2 replaces the marked ones). Only
+# applied to lines without chr(1). Used by parse.sql and by the R5 recount of repaired lines.
+REPAIR_SURROGATES_MACRO = r"""
+CREATE OR REPLACE TEMP MACRO repair_lone_surrogates(s, replacement) AS
+replace(regexp_replace(
+    regexp_replace(s,
+        '(\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})',
+        '\1' || chr(1) || '\2', 'g'),
+    chr(1) || '\\u[dD][89a-fA-F][0-9a-fA-F]{2}', replacement, 'g'),
+  chr(1), '')
+"""
+# Whole lines through read_csv: a delimiter no valid JSON line contains (raw control bytes),
+# no quoting. read_csv silently drops trailing delimiters, though ("x\x1e\x1f" reads as "x",
+# a line of only "\x1e\x1f" as an empty one), so a file is first checked with
+# nullstr='\n' (under which any delimiter is an error; it cannot read lines itself, as it
+# skips empty lines and so breaks the numbering): a file with the bytes goes to the fallback.
+# What the quarantine keeps of a JSON object record: re-serialized (so a key written with \u
+# escapes is decoded and then masked), without messages/output_text, keys masked.
+REDACTED_RECORD_MACRO = """
+CREATE OR REPLACE TEMP MACRO redacted_json_record(line) AS
+mask_secrets(CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR))
+"""
 READ_CSV_LINES = (
-    "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\\x1e\\x1f', quote='', "
+    "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
     "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, "
-    "compression='{compression}')"
+    "compression='{compression}'{extra})"
 )
 # (model, messages JSON text, output_text) of one attempt -> (input, output, tokenizer) or None
 RecountRow = tuple[str, str | None, str | None]
@@ -103,7 +156,9 @@ def _stage_with_duckdb(con: duckdb.DuckDBPyConnection, path: Path, order: int, s
         )
     else:
         compression = {".jsonl.gz": "gzip", ".jsonl.zst": "zstd"}.get(kind or "", "none")
-        reader = READ_CSV_LINES.format(compression=compression)
+        check = READ_CSV_LINES.format(compression=compression, extra=", nullstr='\n'")
+        con.execute(f"SELECT count(*) FROM {check}", [str(path)])  # raises if a delimiter is there
+        reader = READ_CSV_LINES.format(compression=compression, extra="")
         source = f"SELECT ordinality AS line_no, line FROM {reader} WITH ORDINALITY"
     con.execute(
         f"INSERT INTO staged_lines SELECT ?, ?, ?, line_no, line, NULL FROM ({source})",
@@ -111,70 +166,171 @@ def _stage_with_duckdb(con: duckdb.DuckDBPyConnection, path: Path, order: int, s
     )
 
 
-def _raw_lines(path: Path) -> Iterator[bytes]:
-    kind = file_kind(path)
+def zstd_problem(path: Path) -> str | None:
+    """Why a .zst file is not a complete zstd stream, or None when it is.
+
+    Neither DuckDB nor python-zstandard reports a stream cut off inside a frame: both return
+    what decoded (often nothing) and stop, so a truncated file would ingest as fewer lines
+    than it had, with no trace. Walking the frame and block headers (RFC 8878) finds a cut
+    or trailing junk without decompressing anything.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        while (pos := f.tell()) < size:
+            magic = f.read(4)
+            if len(magic) < 4:
+                return f"zstd stream is truncated (frame header at byte {pos})"
+            number = int.from_bytes(magic, "little")
+            if 0x184D2A50 <= number <= 0x184D2A5F:  # skippable frame
+                length = f.read(4)
+                if len(length) < 4 or f.tell() + int.from_bytes(length, "little") > size:
+                    return f"zstd stream is truncated (skippable frame at byte {pos})"
+                f.seek(int.from_bytes(length, "little"), 1)
+                continue
+            if number != 0xFD2FB528:
+                return f"not a zstd frame at byte {pos}"
+            descriptor = f.read(1)
+            if not descriptor:
+                return f"zstd stream is truncated (frame header at byte {pos})"
+            d = descriptor[0]
+            single_segment = bool(d & 0x20)
+            fcs = (1 if single_segment else 0, 2, 4, 8)[d >> 6]
+            header = (0 if single_segment else 1) + (0, 1, 2, 4)[d & 3] + fcs
+            f.seek(header, 1)
+            while True:
+                block = f.read(3)
+                if len(block) < 3:
+                    return f"zstd stream is truncated (block header at byte {f.tell() - len(block)})"
+                value = int.from_bytes(block, "little")
+                block_type, block_size = (value >> 1) & 3, value >> 3
+                if block_type == 3:
+                    return f"corrupt zstd block at byte {f.tell() - 3}"
+                f.seek(1 if block_type == 1 else block_size, 1)  # RLE blocks hold one byte
+                if value & 1:
+                    break
+            if d & 0x04:
+                f.seek(4, 1)  # content checksum
+            if f.tell() > size:
+                return f"zstd stream is truncated (frame at byte {pos} ends past the end of the file)"
+    return None
+
+
+def _open_stream(raw: IO[bytes], kind: str | None) -> IO[bytes] | gzip.GzipFile:
+    if kind == ".jsonl.gz":
+        return gzip.GzipFile(fileobj=raw)
+    if kind == ".jsonl.zst":
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return raw
+
+
+def _raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """Physical lines, split on LF only, as ``(line, too_long)``.
+
+    Never holds more than one line: a line over MAX_LINE_BYTES is yielded as its first
+    EXCERPT_BYTES with ``too_long`` set, the rest skipped as it streams by. Only the new chunk
+    is searched for LF, so a 50 MB line costs O(size), not O(size^2).
+    """
     with path.open("rb") as raw:
-        stream: IO[bytes] | gzip.GzipFile
-        if kind == ".jsonl.gz":
-            stream = gzip.GzipFile(fileobj=raw)
-        elif kind == ".jsonl.zst":
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        else:
-            stream = raw
-        buffer = b""
+        stream = _open_stream(raw, file_kind(path))
         # read1 hands over what has been decompressed so far, so the lines before a
         # truncation point are kept (read(n) would raise and lose them)
         read = getattr(stream, "read1", stream.read)
-        while True:
-            chunk = read(1 << 16)
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            yield from lines
-        if buffer:
-            yield buffer
+        parts: list[bytes] = []
+        size = 0
+        too_long = False
+        while chunk := read(1 << 16):
+            start = 0
+            while True:
+                end = chunk.find(b"\n", start)
+                piece = chunk[start:] if end < 0 else chunk[start:end]
+                if not too_long:
+                    if size + len(piece) > MAX_LINE_BYTES:
+                        too_long = True
+                        parts = [(b"".join(parts) + piece[:EXCERPT_BYTES])[:EXCERPT_BYTES]]
+                    elif piece:
+                        parts.append(piece)
+                        size += len(piece)
+                if end < 0:
+                    break
+                yield b"".join(parts), too_long
+                parts, size, too_long = [], 0, False
+                start = end + 1
+        if parts or too_long:
+            yield b"".join(parts), too_long
 
 
-def _stage_with_python(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str, why: str) -> None:
-    """Line-by-line reader for files DuckDB refuses: each bad line becomes a parse_error."""
-    line_nos: list[int] = []
-    lines: list[str | None] = []
-    problems: list[str | None] = []
+class _FallbackBatch:
+    """Lines of one file on their way into ``staged_lines``, inserted a batch at a time."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str) -> None:
+        self.con, self.path, self.order, self.sha = con, path, order, sha
+        self.line_nos: list[int] = []
+        self.lines: list[str | None] = []
+        self.problems: list[str | None] = []
+        self.size = 0
+
+    def add(self, line_no: int, line: str | None, problem: str | None) -> None:
+        self.line_nos.append(line_no)
+        self.lines.append(line)
+        self.problems.append(problem)
+        self.size += len(line or "")
+        if len(self.lines) >= FALLBACK_BATCH_LINES or self.size >= FALLBACK_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        n = len(self.lines)
+        table = pa.table(
+            {
+                "file_order": pa.array([self.order] * n, pa.int32()),
+                "source_file": pa.array([str(self.path)] * n, pa.string()),
+                "source_sha256": pa.array([self.sha] * n, pa.string()),
+                "line_no": pa.array(self.line_nos, pa.int64()),
+                "line": pa.array(self.lines, pa.string()),
+                "stage_problem": pa.array(self.problems, pa.string()),
+            }
+        )
+        self.con.register("fallback_lines", table)
+        try:
+            self.con.execute("INSERT INTO staged_lines SELECT * FROM fallback_lines")
+        finally:
+            self.con.unregister("fallback_lines")
+        self.line_nos, self.lines, self.problems, self.size = [], [], [], 0
+
+
+def _stage_with_python(
+    con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str, why: str, broken_end: str | None = None
+) -> None:
+    """Line-by-line reader for files DuckDB refuses: each bad line becomes a parse_error.
+
+    Lines keep their text (blank-line detection is parse.sql's, the same for both readers);
+    a line that is not UTF-8 or is too long keeps only an excerpt, for the quarantine copy.
+    ``broken_end``: the stream is known to stop early (a cut zstd frame); after the lines
+    that could be read, the unreadable rest is one more entry.
+    """
+    batch = _FallbackBatch(con, path, order, sha)
     number = 0
     try:
         if file_kind(path) == ".parquet":
-            raise ValueError(f"not a readable Parquet file ({why.splitlines()[0][:200]})")
-        for number, raw in enumerate(_raw_lines(path), start=1):
-            raw = raw.rstrip(b"\r")
+            raise ValueError(f"not a readable Parquet file ({why})")
+        for number, (raw, too_long) in enumerate(_raw_lines(path), start=1):
+            if raw.endswith(b"\r"):
+                raw = raw.rstrip(b"\r")
+            problem = None
+            if too_long:
+                problem = f"line is longer than {MAX_LINE_BYTES >> 20} MiB"
             try:
-                text: str | None = raw.decode("utf-8")
-                problem = None
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                text = raw[:300].decode("utf-8", errors="replace")
-                problem = f"line is not valid UTF-8 (byte {exc.start})"
-            line_nos.append(number)
-            lines.append(text if text and text.strip() else None)
-            problems.append(problem)
-    except (OSError, EOFError, zstandard.ZstdError, ValueError) as exc:
-        line_nos.append(number + 1)
-        lines.append(None)
-        problems.append(f"file unreadable after line {number}: {str(exc).splitlines()[0][:200]}")
-    table = pa.table(
-        {
-            "file_order": pa.array([order] * len(lines), pa.int32()),
-            "source_file": pa.array([str(path)] * len(lines), pa.string()),
-            "source_sha256": pa.array([sha] * len(lines), pa.string()),
-            "line_no": pa.array(line_nos, pa.int64()),
-            "line": pa.array(lines, pa.string()),
-            "stage_problem": pa.array(problems, pa.string()),
-        }
-    )
-    con.register("fallback_lines", table)
-    try:
-        con.execute("INSERT INTO staged_lines SELECT * FROM fallback_lines")
-    finally:
-        con.unregister("fallback_lines")
+                text = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+                problem = problem or f"line is not valid UTF-8 (byte {exc.start})"
+            batch.add(number, text or None, problem)
+        if broken_end:
+            raise ValueError(broken_end)
+    except (OSError, EOFError, zstandard.ZstdError, zlib.error, ValueError) as exc:
+        batch.add(number + 1, None, f"file unreadable after line {number}: {safe_error_message(exc, 200)}")
+    batch.flush()
 
 
 def stage_file(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str) -> None:
@@ -182,25 +338,114 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str)
 
     Runs outside the run's transaction (staging only touches TEMP tables): a DuckDB error
     aborts the enclosing transaction, and the fallback must be able to run after one.
+    A zero-byte file of any kind is an empty log (0 lines), not an unreadable one: a zero-byte
+    Parquet file is what a writer leaves when it dies before writing anything, and all
+    zero-byte files share one sha256, so the kinds could not be told apart later anyway.
     """
+    if path.stat().st_size == 0:
+        return
+    if file_kind(path) == ".jsonl.zst" and (problem := zstd_problem(path)):
+        _stage_with_python(con, path, order, sha, problem, broken_end=problem)
+        return
     try:
         _stage_with_duckdb(con, path, order, sha)  # autocommit: a failure inserts nothing
     except duckdb.Error as exc:
         _stage_with_python(con, path, order, sha, str(exc))
 
 
+Slice = tuple[int, int, int]  # (file_order, first line_no, last line_no), parsed in one statement
+
+
 @dataclass(frozen=True)
 class StagedBatch:
-    """Files of one batch: new ones staged in order, already-ingested ones skipped."""
+    """Files of one batch: new ones staged in order, already-ingested ones skipped; the staged
+    lines are parsed (TEMP table ``parsed``) in ``slices``."""
 
     staged: tuple[tuple[int, Path, str, int], ...]  # (file_order, path, sha256, size)
     skipped: tuple[FileResult, ...]
+    slices: tuple[Slice, ...] = ()
+
+
+def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Slice]:
+    """Runs of consecutive lines of one file holding about ``max_bytes`` of text each.
+
+    The lengths are taken in an inner projection: with ``strlen(line)`` inside the window
+    call, DuckDB buffers the lines themselves in the window operator.
+    """
+    return [
+        (int(f), int(lo), int(hi))
+        for f, lo, hi in con.execute(
+            """
+            SELECT file_order, min(line_no), max(line_no)
+            FROM (SELECT file_order, line_no, size,
+                         sum(size) OVER (PARTITION BY file_order ORDER BY line_no ROWS UNBOUNDED PRECEDING) AS upto
+                  FROM (SELECT file_order, line_no, strlen(coalesce(line, '')) + 1 AS size FROM staged_lines))
+            GROUP BY file_order, (upto - size) // $max_bytes
+            ORDER BY 1, 2
+            """,
+            {"max_bytes": max_bytes},
+        ).fetchall()
+    ]
+
+
+def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str, done: list[Slice]) -> None:
+    """parse.sql over one slice; halve it when it does not fit the memory limit.
+
+    DuckDB's JSON functions hold the parse trees of a whole vector (2048 lines) at once, per
+    function, outside the spillable buffer pool, so what bounds memory is the bytes of text
+    per statement, not the number of lines. A single line that alone does not fit is
+    quarantined as a parse_error naming the limit, instead of failing the run.
+    """
+    f, lo, hi = piece
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines "
+        f"WHERE file_order = {f} AND line_no BETWEEN {lo} AND {hi}"
+    )
+    try:
+        con.execute("INSERT INTO parsed " + parse)  # autocommit: a failure inserts nothing
+        done.append(piece)
+        return
+    except duckdb.OutOfMemoryException:
+        pass
+    if lo < hi:
+        middle = (lo + hi) // 2
+        _parse_slice(con, (f, lo, middle), parse, done)
+        _parse_slice(con, (f, middle + 1, hi), parse, done)
+        return
+    size = con.execute("SELECT strlen(line) FROM parse_input").fetchone()
+    megabytes = (size[0] if size and size[0] else 0) / (1 << 20)
+    con.execute(
+        "UPDATE staged_lines SET stage_problem = ? WHERE file_order = ? AND line_no = ?",
+        [f"line of {megabytes:.1f} MiB does not fit the memory limit to be validated (raise --memory-limit)", f, lo],
+    )
+    con.execute("INSERT INTO parsed " + parse)
+    done.append(piece)
+
+
+def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES) -> tuple[Slice, ...]:
+    """Validate and type every staged line (parse.sql) into the TEMP table ``parsed``.
+
+    Runs outside the run's transaction, like staging (it only writes TEMP tables), so that a
+    statement refused for memory can be retried on a smaller slice instead of aborting the run.
+    """
+    con.execute(REPAIR_SURROGATES_MACRO)
+    con.execute(REDACTED_RECORD_MACRO)
+    parse = sql_text("parse.sql")
+    con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")
+    con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + parse + "\nLIMIT 0")
+    done: list[Slice] = []
+    for piece in _line_slices(con, slice_bytes):
+        _parse_slice(con, piece, parse, done)
+    return tuple(done)
 
 
 def stage_files(
     con: duckdb.DuckDBPyConnection, paths: Sequence[Path], on_file: Callable[[Path], None] | None = None
 ) -> StagedBatch:
-    """Hash every file, skip those already ingested (same bytes), stage the rest."""
+    """Hash every file, skip those already ingested (same bytes), stage and parse the rest.
+
+    Everything here writes TEMP tables only and runs outside the run's transaction.
+    """
     _create_staging(con)
     staged: list[tuple[int, Path, str, int]] = []
     skipped: list[FileResult] = []
@@ -218,40 +463,89 @@ def stage_files(
             continue
         seen.add(sha)
         stage_file(con, path, order, sha)
+        fault_point("staged_file")
         staged.append((order, path, sha, size))
         if on_file:
             on_file(path)
-    return StagedBatch(tuple(staged), tuple(skipped))
+    slices = parse_staged(con) if staged else ()
+    fault_point("after_parse")
+    return StagedBatch(tuple(staged), tuple(skipped), slices)
 
 
-def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
+def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter, slices: Sequence[Slice]) -> None:
     """R5: count tokens of would-be-billable attempts that came without usage.
 
-    Only the texts of those attempts are read (from the staged lines); the counts are kept,
+    Only the texts of those attempts are read, one parse slice at a time, so the texts of a
+    whole night are never in memory together. They are taken out of the staged line by
+    Python's json (:func:`_texts`), not DuckDB's: DuckDB re-serializing a 50 MB messages
+    array asks for over 512 MiB at once, inside the run's transaction. The counts are kept,
     the texts are dropped.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE recounts (event_id VARCHAR, est_input_tokens BIGINT, "
         "est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
-    rows = con.execute(
-        """
-        SELECT d.event_id, d.model,
-               CAST(json_extract(s.line, '$.messages') AS VARCHAR),
-               json_extract_string(s.line, '$.output_text')
-        FROM deduped d JOIN staged_lines s USING (file_order, line_no)
-        WHERE d.verdict = 'new' AND NOT d.has_usage
-          AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
-          AND (d.has_messages OR d.output_text_chars IS NOT NULL)
-        ORDER BY d.event_id
-        """
-    ).fetchall()
-    if not rows:
-        return
-    counts = recounter([(model, messages, output) for _, model, messages, output in rows])
-    results = [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(rows, counts, strict=True) if c is not None]
-    if results:
-        insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+    wanted: dict[int, list[int]] = {}
+    for f, n in con.execute(
+            """
+            SELECT file_order, line_no FROM deduped
+            WHERE verdict = 'new' AND NOT has_usage AND (status BETWEEN 200 AND 299 OR status = 499)
+              AND (has_messages OR output_text_chars IS NOT NULL)
+            ORDER BY file_order, line_no
+            """
+    ).fetchall():
+        wanted.setdefault(int(f), []).append(int(n))
+    results: list[tuple[str, int, int, str]] = []
+    for f, lo, hi in slices:
+        lines = wanted.get(f, [])
+        if not lines or bisect.bisect_right(lines, hi) == bisect.bisect_left(lines, lo):
+            continue
+        rows = con.execute(
+            """
+            SELECT d.event_id, d.model, s.line
+            FROM deduped d JOIN staged_lines s USING (file_order, line_no)
+            WHERE d.file_order = $f AND d.line_no BETWEEN $lo AND $hi
+              AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
+              AND d.verdict = 'new' AND NOT d.has_usage
+              AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
+              AND (d.has_messages OR d.output_text_chars IS NOT NULL)
+            ORDER BY d.event_id
+            """,
+            {"f": f, "lo": lo, "hi": hi},
+        ).fetchall()
+        for start in range(0, len(rows), RECOUNT_CHUNK_ROWS):
+            chunk = rows[start : start + RECOUNT_CHUNK_ROWS]
+            readable = [(e, model, texts) for e, model, line in chunk if (texts := _texts(line)) is not None]
+            if not readable:
+                continue
+            counts = recounter([(model, *texts) for _, model, texts in readable])
+            results += [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(readable, counts, strict=True) if c]
+        del rows
+    insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose repeated keys keep their first value, as DuckDB's JSON paths do."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        result.setdefault(key, value)
+    return result
+
+
+def _texts(line: str) -> tuple[str | None, str | None] | None:
+    """(messages as JSON text, output_text) of a staged line, or None if Python cannot read it.
+
+    Python's json reads lone surrogates (the recount counts them as U+FFFD, as parse.sql
+    repairs them) and NaN; hostile nesting or a 5000-digit number make it give up, and the
+    attempt is then held as usage_missing like any other unreadable messages.
+    """
+    try:
+        record = json.loads(line, object_pairs_hook=_first_wins)
+        messages = record.get("messages")
+        output = record.get("output_text")
+        return (None if messages is None else json.dumps(messages), output if isinstance(output, str) else None)
+    except (ValueError, RecursionError, AttributeError):
+        return None
 
 
 def no_recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
@@ -262,12 +556,13 @@ def no_recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
 def apply_staged(
     con: duckdb.DuckDBPyConnection, batch: StagedBatch, run_id: int, recounter: Recounter = no_recount
 ) -> list[FileResult]:
-    """Validate, dedup and store the staged batch. Call inside the run's transaction."""
+    """Dedup and store the staged, parsed batch. Call inside the run's transaction."""
     if not batch.staged:
         return list(batch.skipped)
-    con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + sql_text("parse.sql"))
     con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
-    _recount_new_attempts(con, recounter)
+    fault_point("after_dedup")
+    _recount_new_attempts(con, recounter, batch.slices)
+    fault_point("after_recount")
     run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)
     insert_many(

@@ -26,7 +26,7 @@ from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transact
 from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
-from pipeline.redact import install_sql_macro
+from pipeline.redact import install_sql_macro, safe_error_message
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 from reports.atomic import write_atomic
 
@@ -151,6 +151,7 @@ def recorded_run(
             _publish_snapshot(con, settings, report)
         finally:
             con.close()
+        fault_point("after_close")  # closed (and checkpointed), lock still held
 
 
 def _publish_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, report: RunReport) -> None:
@@ -163,7 +164,7 @@ def _publish_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, report
     try:
         report.snapshot = snapshot.publish(con, settings.snapshot_path)
     except (duckdb.Error, OSError) as exc:
-        report.snapshot_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        report.snapshot_error = f"{type(exc).__name__}: {safe_error_message(exc)}"
 
 
 def _open_ledger_row(
@@ -192,7 +193,7 @@ def _close_failed(con: duckdb.DuckDBPyConnection, run_id: int, exc: BaseExceptio
     try:
         con.execute(
             "UPDATE runs SET status = 'failed', finished_at = now(), exit_code = 1, message = ? WHERE run_id = ?",
-            [f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}", run_id],
+            [f"{type(exc).__name__}: {safe_error_message(exc)}", run_id],
         )
     except duckdb.Error:
         pass  # the database itself is failing; the row stays 'running' and is marked crashed later
@@ -216,6 +217,7 @@ def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
             report.run_id,
         ],
     )
+    fault_point("ledger:after_runs_update")
     insert_many(
         con,
         "INSERT INTO run_files VALUES (?, 'input', ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -272,6 +274,7 @@ def _ingest_and_rate(
                 if reference.stored_fingerprint(con) != ref.fingerprint():
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
                 scope(con, report.run_id)
+                fault_point("after_scope")
                 report.rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
                 fault_point("after_rate")
                 reference.record_used_versions(con, ref, report.run_id)
@@ -348,7 +351,7 @@ def run_statements(
         due = statements.due_lines(con, period, account_id)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when)
-        fault_point("after_render")
+        fault_point("statements:after_render")
         folder = target if finalize else target / "drafts"
         outputs = [(folder / name, data) for st in result.statements for name, data in st.files.values()]
         report.outputs = [(str(p), hashlib.sha256(d).hexdigest(), len(d)) for p, d in outputs]
@@ -356,8 +359,8 @@ def run_statements(
             if finalize:
                 statements.store_issued(con, period, when, report.run_id, result.statements, due)
             _close_succeeded(con, report)
-            fault_point("before_commit")
-        fault_point("after_commit")
+            fault_point("statements:before_commit")
+        fault_point("statements:after_commit")
         if finalize:
             result.written, _ = statements.materialize_issued(con, period, target)
         else:

@@ -2,7 +2,9 @@
 
 The kernel releases a flock when its process dies, so a lock left by a killed run is never
 stale: the next run simply takes it (and marks the dead run as crashed in the ledger). The
-holder writes who it is into the file so a refused run can name it.
+lock *file* stays, with the dead holder's note in it; the note is only ever read by a run
+that failed to get the lock, so a stale note is never mistaken for a live holder. The holder
+writes who it is into the file so a refused run can name it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,8 +37,7 @@ def exclusive_run(db_path: Path, command: str) -> Iterator[IO[str]]:
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = _describe(handle.read())
+        holder = _describe(_read_note(handle))
         handle.close()
         raise ConcurrentRunError(
             f"database {db_path} is in use by {holder}; two runs at once are refused. "
@@ -74,6 +76,18 @@ def record_run_id(handle: IO[str], run_id: int) -> None:
     handle.truncate()
     handle.write(json.dumps(note))
     handle.flush()
+
+
+def _read_note(handle: IO[str], wait_seconds: float = 2.0) -> str:
+    """The holder's note. A holder writes it just after it takes the lock, so a run that lost
+    a race by microseconds may find the file still empty: it waits briefly for the note."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        handle.seek(0)
+        note = handle.read()
+        if note or time.monotonic() >= deadline:
+            return note
+        time.sleep(0.01)
 
 
 def _describe(note: str) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 import duckdb
 
 from pipeline.db import run_script, sql_text
+from pipeline.faults import fault_point
 
 _EXTEND = "INSERT INTO rating_scope SELECT DISTINCT account_id, request_id FROM "
 
@@ -89,15 +90,19 @@ def rate_scope(
         rate_on_spark(con, spark_attempts)
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
+    fault_point("rate:after_new_rated")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE affected_periods AS "
         "SELECT account_id, period FROM rated_attempts JOIN rating_scope USING (account_id, request_id) "
         "UNION SELECT account_id, period FROM new_rated"
     )
+    fault_point("rate:after_affected_periods")
     con.execute(
         "DELETE FROM rated_attempts WHERE (account_id, request_id) IN (SELECT account_id, request_id FROM rating_scope)"
     )
+    fault_point("rate:after_delete")
     con.execute("INSERT INTO rated_attempts SELECT *, $run_id FROM new_rated", {"run_id": run_id})
+    fault_point("rate:after_insert")
     run_script(con, "aggregate.sql")
     row = con.execute(
         "SELECT (SELECT count(*) FROM rating_scope), count(*), "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from pipeline.accounts import AccountsFile, parse_accounts
 from pipeline.db import insert_many
@@ -76,24 +77,48 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     )
     if "default" not in groups:
         con.execute("INSERT INTO account_groups VALUES ('default', 1)")
-    for a in ref.accounts.accounts:
-        con.execute(
-            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [a.id, a.legal_name, list(a.address), a.email, a.group, a.discount_pct, a.spend_limit_usd],
-        )
-        for o in a.overrides:
-            con.execute(
-                "INSERT INTO price_overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    a.id,
-                    o.model,
-                    o.effective_from,
-                    o.effective_until,
-                    o.input_per_1m,
-                    o.cached_input_per_1m if o.cached_input_per_1m is not None else o.input_per_1m,
-                    o.output_per_1m,
-                ],
+    _insert_accounts(con, ref)
+    insert_many(
+        con,
+        "INSERT INTO price_overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                a.id,
+                o.model,
+                o.effective_from,
+                o.effective_until,
+                o.input_per_1m,
+                o.cached_input_per_1m if o.cached_input_per_1m is not None else o.input_per_1m,
+                o.output_per_1m,
             )
+            for a in ref.accounts.accounts
+            for o in a.overrides
+        ],
+    )
+
+
+def _insert_accounts(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
+    """All accounts in one Arrow insert: one statement per account took 45 s for 100K.
+
+    Decimals travel as Arrow decimal128 of the columns' own precision and scale: exact.
+    """
+    accounts = ref.accounts.accounts
+    table = pa.table(
+        {
+            "account_id": pa.array([a.id for a in accounts], pa.string()),
+            "legal_name": pa.array([a.legal_name for a in accounts], pa.string()),
+            "address": pa.array([list(a.address) for a in accounts], pa.list_(pa.string())),
+            "email": pa.array([a.email for a in accounts], pa.string()),
+            "group_name": pa.array([a.group for a in accounts], pa.string()),
+            "discount_pct": pa.array([a.discount_pct for a in accounts], pa.decimal128(5, 2)),
+            "spend_limit_usd": pa.array([a.spend_limit_usd for a in accounts], pa.decimal128(18, 2)),
+        }
+    )
+    con.register("accounts_arrow", table)
+    try:
+        con.execute("INSERT INTO accounts SELECT * FROM accounts_arrow")
+    finally:
+        con.unregister("accounts_arrow")
 
 
 class PriceEditError(ValueError):

@@ -9,15 +9,24 @@ __all__ = ["write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it, then rename it into place."""
+    """Write ``data`` to a temporary file beside ``path``, flush it, then rename it into place.
+
+    A failure (disk full, read-only directory) leaves no temporary file behind and raises an
+    ``OSError`` that names ``path``, the file the user asked for, not the temporary name.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(path)) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # nothing was created (read-only directory) or it cannot be removed either

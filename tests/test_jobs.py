@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from pipeline import jobs, rate
-from pipeline.faults import POINTS
 from pipeline.lock import ConcurrentRunError, exclusive_run
 from tests.conftest import Billing, record, usage
 
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
-SAMPLE_LOGS = Path(__file__).resolve().parent.parent / "data" / "sample_logs"
 
 
 # The billing content of a database; which run wrote a row, and when, may differ.
@@ -59,27 +56,7 @@ def test_failure_inside_the_run_leaves_the_database_as_before(billing: Billing, 
     )
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_killed_run_leaves_before_or_after_and_rerun_converges(billing: Billing, tmp_path: Path, point: str) -> None:
-    logs = tmp_path / "logs"
-    shutil.rmtree(logs)
-    shutil.copytree(SAMPLE_LOGS, logs)
-    reference = Billing(tmp_path / "reference")
-    shutil.rmtree(reference.logs)
-    shutil.copytree(SAMPLE_LOGS, reference.logs)
-    assert cli(reference, "nightly", "--date", "2026-11-29", "--logs", str(logs)).returncode == 0
-    expected = snapshot(reference)
-
-    killed = cli(billing, "nightly", "--date", "2026-11-29", "--logs", str(logs), env={"INFERGATE_FAULT": point})
-    assert killed.returncode == -9, killed.stderr
-    if billing.settings.db_path.exists():
-        state = snapshot(billing)
-        assert state in (expected, [[] for _ in expected])  # before or after, never half
-    rerun = cli(billing, "nightly", "--date", "2026-11-29", "--logs", str(logs))
-    assert rerun.returncode == 0, rerun.stderr
-    assert snapshot(billing) == expected
-    statuses = [s for (s,) in billing.query("SELECT status FROM runs ORDER BY run_id")]
-    assert statuses[-1] == "succeeded" and "running" not in statuses
+# The crash tests (SIGKILL at every fault point and at random instants) are in tests/faults/.
 
 
 def test_second_run_at_once_is_refused_naming_the_holder(billing: Billing) -> None:

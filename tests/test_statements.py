@@ -157,20 +157,53 @@ def test_hostile_account_names_render_and_export_harmlessly(billing: Billing, tm
     assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in names
 
 
-@pytest.mark.parametrize("point", ["after_render", "before_commit", "after_commit"])
+# Every point a finalize run passes, in order (the trace test below checks the list).
+FINALIZE_POINTS = (
+    "after_lock",
+    "after_ledger_row",
+    "statements:after_render",
+    "ledger:after_runs_update",
+    "statements:before_commit",
+    "statements:after_commit",
+    "after_close",
+)
+FINALIZE_COMMITTED = ("statements:after_commit", "after_close")
+
+
+def _finalize_command(billing, out: Path) -> list[str]:
+    import sys
+
+    cli = str(Path(sys.executable).with_name("infergate-billing"))
+    return [cli, "--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file),
+            "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)]
+
+
+def test_every_point_a_finalize_passes_is_tested(november, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from pipeline.faults import STATEMENT_POINTS
+
+    billing, out = november
+    trace = tmp_path / "finalize.trace"
+    done = subprocess.run(_finalize_command(billing, out), env={**os.environ, "INFERGATE_FAULT_TRACE": str(trace)},
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [p.split("#")[0] for p in trace.read_text().split()] == list(FINALIZE_POINTS)
+    assert set(STATEMENT_POINTS) <= set(FINALIZE_POINTS)
+
+
+@pytest.mark.parametrize("point", FINALIZE_POINTS)
 def test_finalize_killed_anywhere_converges(november, point: str) -> None:
     import os
     import subprocess
-    import sys
 
     billing, out = november
-    cli = str(Path(sys.executable).with_name("infergate-billing"))
-    args = [cli, "--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file),
-            "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)]
+    args = _finalize_command(billing, out)
     killed = subprocess.run(args, env={**os.environ, "INFERGATE_FAULT": point}, capture_output=True, timeout=120)
     assert killed.returncode == -9
     issued = billing.one("SELECT count(*) FROM statements")
-    assert issued in (0, 2)  # before or after, never one of two
+    assert issued == (2 if point in FINALIZE_COMMITTED else 0)  # before or after, never one of two
     assert subprocess.run(args, capture_output=True, timeout=120).returncode == 0
     folder = out / "statements" / "2026-11"
     stored = billing.query("SELECT file_name, sha256 FROM statement_files WHERE kind <> 'html' ORDER BY 1")

@@ -28,6 +28,12 @@ def parse_messages(messages_json: str | None) -> list[Message]:
         value = json.loads(messages_json)
     except json.JSONDecodeError as exc:
         problem = f"messages: invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except RecursionError:
+        # hostile nesting ([[[[...]]]] thousands deep) that DuckDB's parser takes in its stride
+        problem = "messages: nested too deeply to read"
+    except ValueError:
+        # e.g. an integer literal over Python's 4300-digit conversion limit
+        problem = "messages: a value cannot be read (number too long)"
     if problem is not None:
         # Raised outside the `except` so the JSONDecodeError, whose `.doc` is the whole request
         # text, is not kept alive as __context__ for error reporters to pick up.

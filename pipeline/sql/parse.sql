@@ -1,28 +1,88 @@
 -- Parse and validate raw gateway log lines (SPEC section 1; R4 counts; R8 timestamps; R9).
 --
--- Input : staged_lines(file_order, source_file, source_sha256, line_no, line, stage_problem)
---         one row per physical line of every file in this batch (line is NULL when blank;
+-- Input : parse_input(file_order, source_file, source_sha256, line_no, line, stage_problem),
+--         a slice of the TEMP table staged_lines (pipeline/ingest.py runs this file over
+--         slices of a few MiB of text, as DuckDB's JSON functions hold a vector's worth of
+--         parse trees in memory): one row per physical line (line is NULL when empty;
 --         stage_problem says why a line could not even be read, e.g. invalid UTF-8).
 -- Output: one row per non-blank line with its typed fields. A line that fails a check
 --         carries `problem` = {reason, field, message}: the FIRST failing check in the order
 --         written below. Types are checked explicitly (SPEC E5): "100", 12.5 and true are not
 --         counts, and nothing relies on a reader's implicit casts.
-WITH raw AS (
+-- Needs the macros mask_secrets, describe_json, describe_json_type (pipeline/redact.py),
+-- repair_lone_surrogates and redacted_json_record (pipeline/ingest.py).
+--
+-- Nothing here may quote prompt or output text, or an unmasked API key: messages name the
+-- field and the JSON type, values are masked before they are cut to length (a cut key
+-- would escape the mask), and `messages`/`output_text` are described by type only.
+-- Those two fields (the bulk of a line) are not copied out of the line: their types, the
+-- number of messages and the length of the output are read with path functions.
+WITH staged AS (
+    -- blank = only JSON whitespace (space, tab, CR): not a record, not counted
     SELECT file_order, source_file, source_sha256, line_no, line, stage_problem,
-           stage_problem IS NULL AND json_valid(line) AS is_json
-    FROM staged_lines
-    WHERE stage_problem IS NOT NULL OR (line IS NOT NULL AND trim(line) <> '')
+           stage_problem IS NULL AND json_valid(line) AS valid_as_is
+    FROM parse_input
+    WHERE stage_problem IS NOT NULL OR (line IS NOT NULL AND trim(line, ' ' || chr(9) || chr(13)) <> '')
+),
+-- Lone UTF-16 surrogate escapes ("\ud800" without its low half) are grammatical JSON but not
+-- Unicode, and DuckDB's parser refuses them. Gateways emit them when a stream is cut inside
+-- an emoji, i.e. in `messages`/`output_text`, which are only ever counted (R5), never stored.
+-- Such a line is repaired (each lone escape becomes U+FFFD) and accepted when the lone escapes
+-- sit only in those two fields: repairing with two different replacements and dropping the
+-- two fields must give the same record. Anywhere else (an id, usage, an unknown field) the
+-- record stays a parse_error: replacing a character there would change what is billed or
+-- which record it is. See docs/hostile-input.md.
+surrogates AS (
+    SELECT *,
+           CASE WHEN NOT valid_as_is AND stage_problem IS NULL AND NOT contains(line, chr(1))
+                     AND regexp_matches(line, '\\u[dD][89a-fA-F][0-9a-fA-F]{2}')
+                THEN repair_lone_surrogates(line, '\\ufffd') END AS repaired
+    FROM staged
+),
+surrogates_checked AS (
+    SELECT *,
+           CASE WHEN repaired IS NOT NULL AND json_valid(repaired) THEN
+               CASE WHEN json_type(repaired) <> 'OBJECT' THEN FALSE
+                    ELSE json_merge_patch(repaired, '{"messages": null, "output_text": null}')
+                         = json_merge_patch(repair_lone_surrogates(line, '\\ufdd0'), '{"messages": null, "output_text": null}')
+               END
+           END AS text_only_surrogates
+    FROM surrogates
+),
+raw AS (
+    SELECT file_order, source_file, source_sha256, line_no,
+           CASE WHEN text_only_surrogates THEN repaired ELSE line END AS line,
+           coalesce(stage_problem, CASE WHEN text_only_surrogates = FALSE THEN
+               'line is not valid JSON: a lone UTF-16 surrogate escape (\ud800-\udfff) outside messages/output_text' END
+           ) AS stage_problem,
+           coalesce(text_only_surrogates, FALSE) AS surrogates_replaced,
+           valid_as_is OR coalesce(text_only_surrogates, FALSE) AS is_json
+    FROM surrogates_checked
+),
+-- One parse answers what the line is and what its text fields are: the root type, the types
+-- of messages and output_text, and whether messages has a first element. (Written once:
+-- DuckDB hoists a subexpression used twice out of its CASE guards, which would run it on
+-- lines that are not JSON and fail the statement. And every JSON function call holds its
+-- own parse of the line in memory, so a 50 MB line costs per call.)
+types AS (
+    SELECT *, CASE WHEN is_json THEN json_type(line, ['$', '$.messages', '$.output_text', '$.messages[0]']) END AS t
+    FROM raw
+),
+kinds AS (
+    SELECT * EXCLUDE (t), coalesce(t[1] = 'OBJECT', FALSE) AS is_object,
+           CASE WHEN t[1] = 'OBJECT' THEN [t[2], t[3]] END AS text_types,
+           t[1] = 'OBJECT' AND t[2] = 'ARRAY' AND t[4] IS NOT NULL AS has_first_message
+    FROM types
 ),
 obj AS (
     SELECT *,
-           CASE WHEN is_json AND json_type(line) = 'OBJECT' THEN json_transform(line, '{
+           CASE WHEN is_object THEN json_transform(line, '{
                "event_id": "JSON", "request_id": "JSON", "attempt": "JSON", "ts": "JSON",
                "duration_ms": "JSON", "account_id": "JSON", "api_key_id": "JSON",
                "group": "JSON", "endpoint": "JSON", "model": "JSON", "provider": "JSON",
                "status": "JSON", "error_code": "JSON", "stream": "JSON",
-               "finish_reason": "JSON", "usage": "JSON", "messages": "JSON",
-               "output_text": "JSON", "upstream_cost_usd": "JSON"}') END AS j
-    FROM raw
+               "finish_reason": "JSON", "usage": "JSON", "upstream_cost_usd": "JSON"}') END AS j
+    FROM kinds
 ),
 -- The usage object, field by field, still as JSON (shapes: OpenAI and DeepSeek).
 usage_obj AS (
@@ -61,7 +121,7 @@ typed AS (
            CASE WHEN json_type(j.error_code) = 'VARCHAR' THEN j.error_code ->> '$' END AS error_code,
            CASE WHEN json_type(j.stream) = 'BOOLEAN' THEN CAST(j.stream AS BOOLEAN) END AS stream_value,
            CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
-           CASE WHEN json_type(j.output_text) = 'VARCHAR' THEN length(j.output_text ->> '$') END AS output_text_chars,
+           CASE WHEN text_types[2] = 'VARCHAR' THEN length(json_extract_string(line, '$.output_text')) END AS output_text_chars,
            CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
            -- token counts: JSON integers 0 <= n < 10^12 (DECIMAL(12,0)); anything else is not a count
            CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
@@ -112,6 +172,16 @@ checked AS (
                  'message': 'field model: required non-empty string, ' || describe_json(j.model)} END,
             CASE WHEN status IS NULL OR status < 100 OR status > 599 THEN {'reason': 'invalid_record', 'field': 'status',
                  'message': 'field status: required HTTP status integer 100-599, ' || describe_json(j.status)} END,
+            -- an id that carries an API key cannot be stored, and masking it would merge
+            -- records, requests or accounts: quarantined (informational fields are masked)
+            CASE WHEN mask_secrets(event_id) <> event_id THEN {'reason': 'invalid_record', 'field': 'event_id',
+                 'message': 'field event_id: contains an API key (masked in this copy); ids must not carry secrets'} END,
+            CASE WHEN mask_secrets(request_id) <> request_id THEN {'reason': 'invalid_record', 'field': 'request_id',
+                 'message': 'field request_id: contains an API key (masked in this copy); ids must not carry secrets'} END,
+            CASE WHEN mask_secrets(account_id) <> account_id THEN {'reason': 'invalid_record', 'field': 'account_id',
+                 'message': 'field account_id: contains an API key (masked in this copy); ids must not carry secrets'} END,
+            CASE WHEN mask_secrets(model) <> model THEN {'reason': 'invalid_record', 'field': 'model',
+                 'message': 'field model: contains an API key (masked in this copy); ids must not carry secrets'} END,
             -- optional fields: absent or null is fine, another type is not
             CASE WHEN j.duration_ms IS NOT NULL AND (duration_ms IS NULL OR duration_ms < 0) THEN {'reason': 'invalid_record', 'field': 'duration_ms',
                  'message': 'field duration_ms: expected integer >= 0, ' || describe_json(j.duration_ms)} END,
@@ -129,18 +199,18 @@ checked AS (
                  'message': 'field finish_reason: expected string or null, ' || describe_json(j.finish_reason)} END,
             CASE WHEN usage_present AND u IS NULL THEN {'reason': 'invalid_record', 'field': 'usage',
                  'message': 'field usage: expected object or null, ' || describe_json(j.usage)} END,
-            CASE WHEN j.messages IS NOT NULL AND json_type(j.messages) <> 'ARRAY' THEN {'reason': 'invalid_record', 'field': 'messages',
-                 'message': 'field messages: expected array or null, ' || describe_json(j.messages)} END,
-            CASE WHEN j.output_text IS NOT NULL AND output_text_chars IS NULL THEN {'reason': 'invalid_record', 'field': 'output_text',
-                 'message': 'field output_text: expected string or null, ' || describe_json(j.output_text)} END,
+            CASE WHEN text_types[1] NOT IN ('ARRAY', 'NULL') THEN {'reason': 'invalid_record', 'field': 'messages',
+                 'message': 'field messages: expected array or null, ' || describe_json_type(text_types[1])} END,
+            CASE WHEN text_types[2] NOT IN ('VARCHAR', 'NULL') THEN {'reason': 'invalid_record', 'field': 'output_text',
+                 'message': 'field output_text: expected string or null, ' || describe_json_type(text_types[2])} END,
             CASE WHEN j.upstream_cost_usd IS NOT NULL AND NOT regexp_full_match(coalesce(upstream_cost_text, ''), '[0-9]{1,18}(\.[0-9]{1,20})?')
                  THEN {'reason': 'invalid_record', 'field': 'upstream_cost_usd',
                  'message': 'field upstream_cost_usd: expected a non-negative decimal string such as "0.0123"'} END,
             -- R8: an instant needs an offset
             CASE WHEN NOT ts_has_offset AND ts_is_naive THEN {'reason': 'bad_timestamp', 'field': 'ts',
-                 'message': 'field ts: ' || left(ts_text, 40) || ' has no UTC offset (write Z or +hh:mm)'} END,
+                 'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' has no UTC offset (write Z or +hh:mm)'} END,
             CASE WHEN NOT ts_has_offset OR ts_parsed IS NULL THEN {'reason': 'bad_timestamp', 'field': 'ts',
-                 'message': 'field ts: ' || left(ts_text, 40) || ' is not an RFC 3339 instant'} END,
+                 'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' is not an RFC 3339 instant'} END,
             -- R4: usage must not contradict itself
             CASE WHEN u IS NOT NULL AND prompt_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens',
                  'message': 'field usage.prompt_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_tokens)} END,
@@ -190,19 +260,29 @@ SELECT
     coalesce(stream_value, FALSE) AS stream,
     finish_reason,
     u IS NOT NULL AS has_usage,
-    CASE WHEN u IS NOT NULL THEN json(j.usage) END AS usage_json,
+    CASE WHEN u IS NOT NULL THEN mask_secrets(CAST(json(j.usage) AS VARCHAR)) END AS usage_json,
     prompt_tokens, completion_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(openai_cached, cache_hit, prompt_tokens - cache_miss, 0) END AS cached_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(reasoning_tokens, 0) END AS reasoning_tokens,
     CASE WHEN u IS NOT NULL THEN coalesce(image_tokens, 0) END AS image_tokens,
-    coalesce(json_array_length(CASE WHEN json_type(j.messages) = 'ARRAY' THEN j.messages END), 0) > 0 AS has_messages,
+    coalesce(has_first_message, FALSE) AS has_messages,
     output_text_chars,
     TRY_CAST(upstream_cost_text AS DECIMAL(38,20)) AS upstream_cost_usd,
-    sha256(CASE WHEN is_json THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
-    -- what the quarantine keeps: the record without prompt/output text, or an excerpt of an
-    -- unparseable line cut before any text field; API keys are masked by the caller
-    mask_secrets(CASE WHEN j IS NOT NULL
-         THEN CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR)
-         ELSE left(regexp_replace(coalesce(line, ''), '"(messages|output_text)".*$', '"\1": <dropped>'), 300)
-    END) AS redacted_record
+    surrogates_replaced,
+    -- R1 content identity: the minified record, so whitespace and line endings do not make a
+    -- conflict. Over 1 MiB the line's own bytes: re-serializing a document takes DuckDB
+    -- about ten times its size in memory (a 50 MB line would need over 512 MiB for this
+    -- alone), and a giant record re-written with other whitespace is then a conflict, which
+    -- quarantines it: the first one stands, nothing is billed twice.
+    sha256(CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
+    -- what the quarantine keeps of a failing line (valid lines need none; store_batch.sql
+    -- builds it for the rare duplicate_conflict): the record without prompt/output text
+    -- (redacted_json_record), or an excerpt of an unparseable line cut before any text field
+    -- and before the first \u escape (which could spell a key or a field name that the mask
+    -- and the cut would not recognize), masked, then cut
+    CASE WHEN problem IS NULL THEN NULL
+         WHEN j IS NOT NULL THEN redacted_json_record(line)
+         ELSE mask_secrets(left(mask_secrets(regexp_replace(regexp_replace(coalesce(line, ''),
+                  '"(messages|output_text)".*$', '"\1": <dropped>'), '\\u[0-9a-fA-F]{4}.*$', '<cut at a \\u escape>')), 300))
+    END AS redacted_record
 FROM checked

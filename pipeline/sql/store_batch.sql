@@ -1,11 +1,14 @@
 -- Store one validated, deduplicated batch (parse.sql -> dedup.sql -> recount).
 -- $run_id: the run writing it. Every line ends in exactly one place: attempts (new),
 -- nowhere new (an identical duplicate of a stored record), or quarantine.
+-- Free-text fields are stored with API keys masked (ids that carry one never get here:
+-- parse.sql quarantines them, because a masked id would merge distinct records).
 
 INSERT INTO attempts
 SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
-       d.account_id, mask_secrets(d.api_key_id), d.group_name, d.endpoint, d.model, d.provider,
-       d.status, d.error_code, d.stream, d.finish_reason,
+       d.account_id, mask_secrets(d.api_key_id), mask_secrets(d.group_name), mask_secrets(d.endpoint),
+       d.model, mask_secrets(d.provider),
+       d.status, mask_secrets(d.error_code), d.stream, mask_secrets(d.finish_reason),
        d.has_usage, d.usage_json, d.prompt_tokens, d.completion_tokens,
        d.cached_tokens, d.reasoning_tokens, d.image_tokens,
        d.has_messages, d.output_text_chars,
@@ -19,7 +22,7 @@ WHERE d.verdict = 'new';
 INSERT INTO quarantine
 SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)
            + row_number() OVER (ORDER BY q.file_order, q.line_no),
-       $run_id, q.source_file, q.source_sha256, q.line_no, q.event_id,
+       $run_id, q.source_file, q.source_sha256, q.line_no, mask_secrets(q.event_id),
        q.reason, q.field, mask_secrets(q.message), q.redacted_record, now(), NULL
 FROM (
     SELECT file_order, line_no, source_file, source_sha256, event_id,
@@ -28,13 +31,14 @@ FROM (
     FROM parsed
     WHERE problem IS NOT NULL
     UNION ALL
-    SELECT file_order, line_no, source_file, source_sha256, event_id,
+    SELECT d.file_order, d.line_no, d.source_file, d.source_sha256, d.event_id,
            'duplicate_conflict', 'event_id',
-           'field event_id: ' || left(event_id, 80) || ' was already ingested with different content (first at '
-               || first_file || ':' || first_line || '); the first record stands',
-           redacted_record
-    FROM deduped
-    WHERE verdict = 'duplicate_conflict'
+           'field event_id: ' || left(mask_secrets(d.event_id), 80) || ' was already ingested with different content (first at '
+               || d.first_file || ':' || d.first_line || '); the first record stands',
+           redacted_json_record(CASE WHEN d.surrogates_replaced THEN repair_lone_surrogates(s.line, '\\ufffd') ELSE s.line END)
+    FROM deduped d
+    JOIN staged_lines s USING (file_order, line_no)
+    WHERE d.verdict = 'duplicate_conflict'
 ) q;
 
 -- A fixed record, re-ingested and accepted, resolves the quarantine entries it replaces.

@@ -1,0 +1,243 @@
+"""Secrets and privacy (SPEC section 6): a raw API key never reaches the database, a CSV, a log
+line or an error message; prompt and output text are never stored.
+
+Keys and marker text are planted in every text field, in wrong-typed values, in malformed
+lines, and in a file name; then nightly, export, the quarantine listing and the run ledger
+run through the CLI, and the database file (after CHECKPOINT, with its WAL and temp
+directory), every output file and all captured stdout/stderr are searched byte for byte.
+A canary value that *is* stored proves the byte search can see stored text, and every text
+column is searched in SQL as well (in case a page were compressed).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipeline.db import connect
+from tests.conftest import record, usage
+from tests.faults.harness import ACCOUNTS, CLI, ROOT
+
+DAY = "2026-11-20"
+ACCOUNT = "acct_acme"  # in data/accounts.toml, so the planted records are billed and exported
+
+
+class Plants:
+    """Unique keys and markers, remembered so that the search knows what to look for."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.markers: list[str] = []
+        self.canary = f"CANARY{secrets.token_hex(8)}"
+
+    def key(self, where: str) -> str:
+        value = f"sk-{where.replace('_', '')}-{secrets.token_hex(10)}"
+        self.keys.append(value)
+        return value
+
+    def bearer(self, where: str) -> str:
+        token = f"{where.replace('_', '')}{secrets.token_hex(10)}"
+        self.keys.append(token)
+        return f"Bearer {token}"
+
+    def text(self, where: str) -> str:
+        marker = f"MARKER{where.replace('_', '')}{secrets.token_hex(6)}"
+        self.markers.append(marker)
+        return f"{marker} and {self.key(where + 'text')}"
+
+    def needles(self) -> list[bytes]:
+        """Each key whole and its first 12 characters after 'sk-' (a cut key), each marker."""
+        found = []
+        for key in self.keys:
+            found += [key.encode(), key.removeprefix("sk-")[:12].encode()]
+        return found + [m.encode() for m in self.markers]
+
+
+def texts(p: Plants, where: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": p.text(where + "msg")}], "output_text": p.text(where + "out")}
+
+
+def planted_lines(p: Plants) -> list[bytes]:
+    base: dict[str, Any] = {"account_id": ACCOUNT, "ts": f"{DAY}T10:00:00Z"}
+    lines: list[dict[str, Any] | bytes] = [
+        # valid and billed: keys in every free-text field, in usage, in an unknown field
+        record(
+            **base,
+            event_id="billed",
+            request_id="r-billed",
+            api_key_id=p.key("apikeyid"),
+            group=p.key("group"),
+            endpoint=f"/v1/chat/completions?k={p.key('endpoint')}",
+            provider=p.bearer("provider"),
+            error_code=f"{p.canary} {p.key('errorcode')}",
+            finish_reason=f"stop {p.key('finish')}",
+            usage=usage(1000, 100) | {"note": p.key("usagenote")},
+            extra={"deep": [p.key("extra")]},
+            **texts(p, "billed"),
+        ),
+        # valid, usage-less: recounted from the texts (R5), which must then be dropped
+        record(**base, event_id="recount", request_id="r-recount", usage=None, **texts(p, "recount")),
+        # lone surrogate in the text: accepted, counted
+        record(
+            **base,
+            event_id="surrogate",
+            request_id="r-sur",
+            usage=None,
+            messages=[{"role": "user", "content": p.text("sur") + " \ud800"}],
+            output_text=p.text("surout"),
+        ),
+    ]
+    # a valid record with keys spelled with JSON escapes (stored decoded, so masked)
+    k3, k4 = p.key("escvalid"), p.key("escextra")
+    escaped = json.dumps(record(**base, event_id="escaped", request_id="r-esc", error_code="E", extra="X"))
+    escaped = escaped.replace('"E"', f'"{k3[:2]}\\u002d{k3[3:]}"').replace('"X"', f'"\\u0073{k4[1:]}"')
+    lines.append(escaped.encode())
+    # keys in ids: quarantined
+    for field in ("event_id", "request_id", "account_id", "model"):
+        lines.append(record(**{**base, field: p.key(field)}, **texts(p, "id" + field)))
+    # keys inside wrong-typed values and in texts of quarantined records
+    for field, value in (
+        ("attempt", p.key("attempt")),
+        ("ts", f"{DAY}T10:00:00 {p.key('ts')}"),
+        ("status", p.bearer("status")),
+        ("stream", p.key("stream")),
+        ("duration_ms", p.key("duration")),
+        ("usage", p.key("usagestr")),
+        ("upstream_cost_usd", p.key("cost")),
+        ("group", [p.key("grouplist")]),
+        ("messages", p.text("msgstring")),
+        ("output_text", {"t": p.text("outobj")}),
+    ):
+        lines.append(
+            record(**{**base, "event_id": f"bad-{field}", field: value}, **texts(p, "bad" + field))
+            if field not in ("messages", "output_text")
+            else record(**{**base, "event_id": f"bad-{field}", field: value})
+        )
+    lines.append(record(**base, event_id="badusage", usage={"prompt_tokens": p.key("tokens"), "completion_tokens": 1}))
+    # the same event twice with different content: duplicate_conflict
+    first = record(**base, event_id="dup", request_id="r-dup", **texts(p, "dup1"))
+    lines += [first, {**first, "error_code": p.key("dupconflict"), **texts(p, "dup2")}]
+    # malformed lines (marker text only ever inside messages/output_text: that is what "prompt
+    # and output text" means; keys anywhere)
+    k1, k2 = p.key("trunc"), p.key("escaped")
+    lines += [
+        f'{{"event_id": "t", "api_key_id": "{k1}", "messages": [{{"content": "{p.text("trunc")}"'.encode(),
+        f'{{"oops": "{k2[:3]}\\u00{ord(k2[3]):02x}{k2[4:]}", "x": '.encode(),  # a key spelled with an escape
+        b'{"event_id": "m", "mess\\u0061ges": ["' + p.text("escapedkey").encode() + b'"], ',
+        f'{{"key": "{p.key("utf8")}", "messages": [{{"content": "{p.text("utf8")}'.encode() + b'\xff"}]}',
+        b'{"key": "' + p.key("delim").encode() + b'", "output_text": "' + p.text("delim").encode() + b'"}\x1e\x1f',
+        f'[{{"api_key": "{p.key("array")}", "messages": ["{p.text("array")}"]}}]'.encode(),
+        p.key("bare").encode(),
+    ]
+    return [item if isinstance(item, bytes) else json.dumps(item).encode() for item in lines]
+
+
+def run(db: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    command = [CLI, "--db", str(db), "--accounts", str(ACCOUNTS), *args]
+    return subprocess.run(command, capture_output=True, cwd=ROOT, timeout=300)
+
+
+def text_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    return [
+        (t, c)
+        for t, c in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal "
+            "AND (data_type IN ('VARCHAR', 'JSON') OR data_type LIKE '%[]') "
+            "AND table_name IN (SELECT table_name FROM duckdb_tables())"
+        ).fetchall()
+    ]
+
+
+def files_under(*roots: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_nothing_leaks(p: Plants, blobs: dict[str, bytes]) -> None:
+    leaks = [(name, needle.decode()) for name, blob in blobs.items() for needle in p.needles() if needle in blob]
+    assert not leaks, leaks[:10]
+
+
+def test_planted_keys_and_texts_reach_no_table_file_output_or_message(tmp_path: Path) -> None:
+    plant_and_search(tmp_path)
+
+
+def plant_and_search(tmp_path: Path) -> Plants:
+    """The whole check; returns what was planted (``make soak`` repeats it and counts)."""
+    p = Plants()
+    home, logs, out = tmp_path / "db", tmp_path / "logs", tmp_path / "out"
+    logs.mkdir(parents=True)
+    data = b"".join(line + b"\n" for line in planted_lines(p))
+    (logs / f"requests-{DAY}.jsonl").write_bytes(data)
+    (logs / f"requests-{DAY}-b.jsonl.gz").write_bytes(gzip.compress(data.replace(b'"dup"', b'"dup-b"'), mtime=0))
+    db = home / "billing.duckdb"
+    results = [
+        run(db, "nightly", "--date", DAY, "--logs", str(logs), "--max-quarantine-rate", "1"),
+        run(db, "export", "--period", "2026-11", "--out", str(out)),
+        run(db, "quarantine", "--limit", "1000"),
+        run(db, "runs", "list"),
+        run(db, "runs", "show", "1"),
+        run(db, "ingest", str(logs / f"requests-{p.key('filename')}.jsonl")),  # an error naming a key
+    ]
+    assert [r.returncode for r in results] == [0, 0, 0, 0, 0, 1], [r.stderr for r in results]
+    assert b"[REDACTED]" in results[-1].stderr
+
+    con = connect(db)  # read-write: CHECKPOINT folds the WAL into the file
+    con.execute("CHECKPOINT")
+    con.close()
+    with duckdb.connect(str(db), read_only=True) as ro:
+        # billed, escaped, recount, surrogate, and one of dup/dup-b (same request: one is superseded)
+        assert ro.execute("SELECT count(*) FROM rated_attempts WHERE outcome = 'billed'").fetchone() == (5,)
+        assert ro.execute("SELECT count(*) FROM quarantine").fetchone()[0] >= 30  # type: ignore[index]
+        for table, column in text_columns(ro):
+            for needle in p.needles():
+                hits = ro.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) LIKE ?', [f"%{needle.decode()}%"]
+                ).fetchone()
+                assert hits == (0,), (table, column, needle)
+    blobs = files_under(home, out)
+    blobs |= {f"stdout {i}": r.stdout for i, r in enumerate(results)} | {
+        f"stderr {i}": r.stderr for i, r in enumerate(results)
+    }
+    assert any(p.canary.encode() in blob for name, blob in blobs.items() if name.endswith(".duckdb")), (
+        "the byte search cannot see stored text (compressed pages?): it would prove nothing"
+    )
+    assert_nothing_leaks(p, blobs)
+    return p
+
+
+def test_spill_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path) -> None:
+    """Under a memory limit DuckDB spills TEMP tables (the raw staged lines) to <db>.tmp/; a
+    SIGKILL leaves those files behind and DuckDB itself never removes them."""
+    p = Plants()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    filler = "x" * 1200
+    line = json.dumps(record(account_id=ACCOUNT, messages=[{"role": "user", "content": p.text("spill") + filler}]))
+    (logs / f"requests-{DAY}.jsonl").write_text(
+        "".join(line.replace('"evt-', f'"e{i}-').replace('"req-', f'"r{i}-') + "\n" for i in range(40_000))
+    )
+    db = tmp_path / "db" / "billing.duckdb"
+    nightly = ["nightly", "--date", DAY, "--logs", str(logs), "--max-quarantine-rate", "1"]
+    killed = subprocess.run(
+        [CLI, "--db", str(db), "--accounts", str(ACCOUNTS), "--memory-limit", "32MB", *nightly],
+        capture_output=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, "INFERGATE_FAULT": "staged_file"},
+    )
+    assert killed.returncode == -9
+    spill = files_under(db.parent / "billing.duckdb.tmp")
+    if not any(name.endswith(".tmp") and blob for name, blob in spill.items()):
+        pytest.skip("DuckDB did not spill under a 32MB limit here")
+    assert any(p.markers[0].encode() in blob for blob in spill.values())  # raw text on disk
+    assert run(db, *nightly).returncode == 0
+    con = connect(db)
+    con.execute("CHECKPOINT")
+    con.close()
+    assert_nothing_leaks(p, files_under(db.parent))
