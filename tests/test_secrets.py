@@ -2,9 +2,11 @@
 line or an error message; prompt and output text are never stored.
 
 Keys and marker text are planted in every text field, in wrong-typed values, in malformed
-lines, and in a file name; then nightly, export, the quarantine listing and the run ledger
-run through the CLI, and the database file (after CHECKPOINT, with its WAL and temp
-directory), every output file and all captured stdout/stderr are searched byte for byte.
+lines, and in a file name; then nightly, export (CSV and Parquet), the quarantine listing,
+the run ledger, finalized statements (their PDF text too), margin, spend-limits, replay and
+the sql command run through the CLI, and the database file and analyst snapshot (after
+CHECKPOINT, with its WAL and temp directory), every output file and all captured stdout and
+stderr are searched byte for byte.
 A canary value that *is* stored proves the byte search can see stored text, and every text
 column is searched in SQL as well (in case a page were compressed).
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from pypdf import PdfReader
 
 from pipeline.db import connect
 from tests.conftest import record, usage
@@ -183,9 +186,15 @@ def plant_and_search(tmp_path: Path) -> Plants:
         run(db, "quarantine", "--limit", "1000"),
         run(db, "runs", "list"),
         run(db, "runs", "show", "1"),
+        run(db, "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)),
+        run(db, "export", "--period", "2026-11", "--format", "parquet", "--out", str(out / "parquet")),
+        run(db, "margin", "--period", "2026-11", "--out", str(out)),
+        run(db, "spend-limits", "--period", "2026-11", "--min-rejections", "1", "--out", str(out)),
+        run(db, "replay", "--period", "2026-11", "--out", str(out)),
+        run(db, "sql", "SELECT * FROM rated_attempts"),
         run(db, "ingest", str(logs / f"requests-{p.key('filename')}.jsonl")),  # an error naming a key
     ]
-    assert [r.returncode for r in results] == [0, 0, 0, 0, 0, 1], [r.stderr for r in results]
+    assert [r.returncode for r in results] == [0] * 11 + [1], [r.stderr for r in results]
     assert b"[REDACTED]" in results[-1].stderr
 
     con = connect(db)  # read-write: CHECKPOINT folds the WAL into the file
@@ -202,6 +211,10 @@ def plant_and_search(tmp_path: Path) -> Plants:
                 ).fetchone()
                 assert hits == (0,), (table, column, needle)
     blobs = files_under(home, out)
+    pdfs = sorted(out.rglob("*.pdf"))
+    assert pdfs, "the statements job wrote no PDF: the PDF search would prove nothing"
+    # PDF streams are compressed: search the text a reader extracts, not the file bytes
+    blobs |= {f"{pdf} (text)": "\n".join(page.extract_text() for page in PdfReader(pdf).pages).encode() for pdf in pdfs}
     blobs |= {f"stdout {i}": r.stdout for i, r in enumerate(results)} | {
         f"stderr {i}": r.stderr for i, r in enumerate(results)
     }
