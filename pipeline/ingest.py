@@ -28,7 +28,7 @@ from pipeline.db import insert_many, run_script, sql_text
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 READ_CSV_LINES = (
-    "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\\x1e\\x1f', quote='', "
+    "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
     "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, "
     "compression='{compression}')"
 )
