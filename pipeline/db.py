@@ -8,6 +8,7 @@ extensions at run time.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -128,6 +129,36 @@ def _statements(text: str) -> list[str]:
 
 
 def insert_many(con: duckdb.DuckDBPyConnection, statement: str, rows: Sequence[Sequence[object]]) -> None:
-    """``executemany`` that accepts an empty list (DuckDB refuses one)."""
-    if rows:
+    """``executemany`` for ``INSERT INTO t [(columns)] VALUES (?, ...)``; accepts no rows.
+
+    DuckDB runs ``executemany`` one statement per row (about 0.3 ms each: 9 s for the 26,000
+    recounts of a 1M-attempt day), so from ``BULK_ROWS`` rows on the rows go in as one Arrow
+    table instead, with the same implicit casts to the target columns. Arrow keeps Python
+    ints, strings and Decimals exact (a Decimal column becomes decimal128 of the scale its
+    values need).
+    """
+    if not rows:
+        return
+    match = _INSERT_VALUES.fullmatch(statement.strip())
+    if len(rows) < BULK_ROWS or match is None:
         con.executemany(statement, rows)
+        return
+    import pyarrow as pa
+
+    width = len(rows[0])
+    try:
+        table = pa.table({f"c{i}": pa.array([row[i] for row in rows]) for i in range(width)})
+    except (pa.ArrowException, ValueError, TypeError):  # values Arrow cannot type (mixed kinds)
+        con.executemany(statement, rows)
+        return
+    values = iter(f"c{i}" for i in range(width))
+    select = re.sub(r"\?", lambda _: next(values), match["values"])
+    con.register("insert_many_rows", table)
+    try:
+        con.execute(f"INSERT INTO {match['target']} SELECT {select} FROM insert_many_rows")
+    finally:
+        con.unregister("insert_many_rows")
+
+
+BULK_ROWS = 64
+_INSERT_VALUES = re.compile(r"INSERT INTO (?P<target>[\w.]+(?:\s*\([\w\s,]+\))?)\s+VALUES\s*\((?P<values>.*)\)", re.S)
