@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 DEFAULT_DB = Path("data/infergate.duckdb")
+DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's buffer memory for a run; it spills to disk beyond it
 _PACKAGE = "pipeline"
 
 
@@ -53,7 +54,12 @@ def code_version() -> str:
 
 
 def connect(path: Path | str, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the database with the session settings billing depends on."""
+    """Open the database with the session settings billing depends on.
+
+    ``memory_limit`` bounds DuckDB's buffer memory (e.g. ``2GB``; None: DuckDB's default of
+    80% of RAM); beyond it, joins, sorts and TEMP tables spill to ``<db>.tmp/`` beside the
+    database, so a day ten times larger than usual runs slower instead of running out of memory.
+    """
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -62,6 +68,7 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
         config["memory_limit"] = memory_limit
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(Path(path).with_name(Path(path).name + ".tmp"))
     con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:

@@ -22,7 +22,7 @@ import duckdb
 
 from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
-from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transaction
+from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
@@ -40,7 +40,7 @@ class Settings:
     db_path: Path = DEFAULT_DB
     prices_dir: Path = DEFAULT_TABLES_DIR
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
-    memory_limit: str | None = None
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     engine: str = "duckdb"  # where rate.sql runs: duckdb, or spark (the same rules, transpiled)
     spark_attempts: str | None = None  # engine spark: read attempts from this Parquet path/URI
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
