@@ -73,7 +73,26 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         migrate(con)
+        check_lookup_keys(con)
     return con
+
+
+_KEY_PROBE = "SELECT CAST(hash('infergate lookup key') AS VARCHAR)"
+
+
+def check_lookup_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute the attempts' lookup keys if this DuckDB's ``hash()`` differs from the one
+    that wrote them (migration 006): a stale key would let a duplicate event through dedup."""
+    row = con.execute(_KEY_PROBE).fetchone()
+    assert row is not None
+    probe = str(row[0])
+    stored = con.execute("SELECT value FROM rating_state WHERE key = 'lookup_key_hash'").fetchone()
+    if stored is not None and stored[0] == probe:
+        return
+    with transaction(con):
+        if stored is not None:
+            con.execute("UPDATE attempts SET event_key = hash(event_id), request_key = hash(account_id, request_id)")
+        con.execute("INSERT OR REPLACE INTO rating_state VALUES ('lookup_key_hash', ?)", [probe])
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
