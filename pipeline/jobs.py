@@ -267,6 +267,8 @@ def _ingest_and_rate(
             with step("ingest"):
                 report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
             fault_point("after_ingest")
+            if scope is None:
+                rate.mark_unrated(con, report.run_id)
             if scope is not None and ref is not None:
                 with step("reference"):
                     rate.reset_scope(con)
