@@ -150,6 +150,10 @@ def rate_scope(
         if engine == "spark":
             from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
 
+            # the bridge hands Spark the request groups of rating_scope: all of them, runs included
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT account_id, request_id FROM scope_requests"
+            )
             rate_on_spark(con, spark_attempts)
         else:
             con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
