@@ -48,9 +48,9 @@ GROUP BY ALL ORDER BY ALL
 def assert_consistent(billing: Billing) -> None:
     """Statement lines equal a full re-aggregation, and every attempt is rated exactly once."""
     assert billing.query("SELECT * FROM statement_lines ORDER BY ALL") == billing.query(FULL_LINES)
-    assert billing.query(
-        "SELECT count(*), count(DISTINCT event_id) FROM rated_attempts"
-    ) == billing.query("SELECT count(*), count(*) FROM attempts")
+    assert billing.query("SELECT count(*), count(DISTINCT event_id) FROM rated_attempts") == billing.query(
+        "SELECT count(*), count(*) FROM attempts"
+    )
     assert billing.one("SELECT count(*) FROM attempts ANTI JOIN rated_attempts USING (event_id)") == 0
 
 
