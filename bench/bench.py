@@ -50,7 +50,8 @@ DAY = date(2026, 12, 31)  # the history days before it fall in the same period, 
 PERIOD = "2026-12"
 SEED = 20261231
 ATTEMPTS_PER_REQUEST = 1.13  # a little under the generator's mean (~1.14): N is reached
-CLI = str(Path(sys.executable).with_name("infergate-billing"))
+# the CLI of the checkout this file is in (run with cwd = ROOT), whatever is installed
+CLI = [sys.executable, "-c", "from pipeline.cli import main; main()"]
 RECOUNT_BENCH = ROOT / "bench" / "recount_bench.py"
 
 # read_json columns for the bare scan: the log's fields (SPEC section 1) with their types
@@ -233,7 +234,7 @@ def run_scan(sql: str, memory_limit: str) -> None:
 
 def cli(db: Path, accounts: Path, memory_limit: str, *args: str) -> list[str]:
     """The CLI on ``db``; the analyst snapshot is measured as a stage of its own."""
-    base = [CLI, "--db", str(db), "--accounts", str(accounts), "--memory-limit", memory_limit, "--no-snapshot"]
+    base = [*CLI, "--db", str(db), "--accounts", str(accounts), "--memory-limit", memory_limit, "--no-snapshot"]
     return [*base, *args]
 
 
@@ -368,7 +369,7 @@ def main() -> None:
             )
             stages["snapshot"] = measure(
                 f"analyst snapshot, {cfg.history_days + 1}d",
-                [CLI, "--db", str(hist_db), "--memory-limit", cfg.memory_limit, "snapshot"],
+                [*CLI, "--db", str(hist_db), "--memory-limit", cfg.memory_limit, "snapshot"],
                 0,
             )
         files = 0
