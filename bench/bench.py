@@ -276,8 +276,10 @@ def build_history(db: Path, days: int) -> None:
         run_column = "run_id" if table == "attempts" else "rated_run_id"
         con.execute(f"CREATE TEMP TABLE day_{table} AS SELECT * FROM {table} WHERE {run_column} = ?", [run[0]])
         con.execute(f"DELETE FROM {table}")
+    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     for stale in ("ingested_files", "statement_lines", "unrated_runs"):
-        con.execute(f"DELETE FROM {stale}")
+        if stale in tables:  # unrated_runs: not in the schema of older checkouts
+            con.execute(f"DELETE FROM {stale}")
     con.execute("CREATE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
     for k in range(days, 0, -1):  # oldest first, one day at a time, as nightly runs write them
         con.execute("BEGIN TRANSACTION")
@@ -285,6 +287,9 @@ def build_history(db: Path, days: int) -> None:
         rated = shift_columns(con, "day_rated_attempts", k)
         con.execute(f"CREATE OR REPLACE TEMP TABLE new_rated AS SELECT {rated} FROM day_rated_attempts")
         con.execute("INSERT INTO rated_attempts SELECT * FROM new_rated")
+        # older checkouts' aggregate.sql re-sums the affected periods instead of adding new_rated
+        periods = "SELECT DISTINCT account_id, period FROM new_rated"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE affected_periods AS {periods}")
         run_script(con, "aggregate.sql")
         con.execute("COMMIT")
     con.execute("CHECKPOINT")
