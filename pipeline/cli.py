@@ -776,7 +776,7 @@ def snapshot_command(settings: Settings) -> None:
       infergate-billing --db data/infergate.duckdb snapshot
       duckdb -readonly data/infergate.analyst.duckdb
     """
-    path = snapshot.publish_now(settings.db_path, settings.snapshot_path)
+    path = snapshot.publish_now(settings.db_path, settings.snapshot_path, settings.memory_limit)
     click.echo(f"analyst snapshot published: {path}")
 
 
