@@ -25,7 +25,7 @@ from pipeline.db import sql_text
 from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
 from reports.atomic import write_atomic
-from reports.csvsafe import csv_bytes
+from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.render import pdf_bytes, render_html
 from reports.statement_model import (
     INFERGATE_ISSUER,
@@ -295,37 +295,54 @@ def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str,
     return csv_bytes(LINES_HEADER, rows)
 
 
+# the detail CSV's cells, formatted by DuckDB exactly as csv_bytes writes them (tested)
+_DETAIL_CELLS = (
+    ("request_id", "text"),
+    ("event_id", "text"),
+    ("attempt", "integer"),
+    ("strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')", "text"),
+    ("model", "text"),
+    ("status", "integer"),
+    ("usage_source", "text"),
+    ("input_uncached_tokens", "integer"),
+    ("input_cached_tokens", "integer"),
+    ("output_tokens", "integer"),
+    ("reasoning_tokens", "integer"),
+    ("image_tokens", "integer"),
+    ("price_version", "text"),
+    ("unit_price_input_uncached", "decimal"),
+    ("unit_price_input_cached", "decimal"),
+    ("unit_price_output", "decimal"),
+    ("charge_total", "decimal"),
+)
 _DETAIL_QUERY = (
-    "SELECT account_id, request_id, event_id, attempt, strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ'), model, status, "
-    "usage_source, input_uncached_tokens, input_cached_tokens, output_tokens, reasoning_tokens, image_tokens, "
-    "price_version, unit_price_input_uncached, unit_price_input_cached, unit_price_output, charge_total "
-    f"FROM rated_attempts WHERE {_ACCOUNT} AND outcome = 'billed' ORDER BY account_id, ts, request_id, event_id"
+    f"SELECT account_id, {sql_csv_line(_DETAIL_CELLS)} FROM rated_attempts "
+    f"WHERE {_ACCOUNT} AND outcome = 'billed' ORDER BY account_id, ts, request_id, event_id"
 )
 DETAIL_CHUNK_ROWS = 65536
 
 
-def _detail_bytes(rows: Sequence[Sequence[object]]) -> bytes:
-    exact = [tuple(v.normalize() if isinstance(v, Decimal) else v for v in row) for row in rows]
-    return csv_bytes(DETAIL_HEADER, exact)
+def _detail_bytes(lines: Sequence[str]) -> bytes:
+    return csv_bytes(DETAIL_HEADER, []) + "".join(line + "\n" for line in lines).encode("utf-8")
 
 
 def detail_csvs(con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None) -> dict[str, bytes]:
     """Per-request usage of the period's billed attempts, for customers to reconcile: one CSV
-    per account (every account's, or only ``account_id``'s), from one query read a chunk at a
-    time, so only one account's rows are held as Python objects at once."""
+    per account (every account's, or only ``account_id``'s). DuckDB writes the lines (on
+    every core; 10M rows cell by cell in Python took 150 s), read a chunk at a time."""
     cursor = con.execute(_DETAIL_QUERY, {"p": period, "a": account_id})
     result: dict[str, bytes] = {}
     current: str | None = None
-    rows: list[Sequence[object]] = []
+    lines: list[str] = []
     while chunk := cursor.fetchmany(DETAIL_CHUNK_ROWS):
-        for account, *row in chunk:
+        for account, line in chunk:
             if account != current:
                 if current is not None:
-                    result[current] = _detail_bytes(rows)
-                current, rows = account, []
-            rows.append(row)
+                    result[current] = _detail_bytes(lines)
+                current, lines = account, []
+            lines.append(line)
     if current is not None:
-        result[current] = _detail_bytes(rows)
+        result[current] = _detail_bytes(lines)
     return result
 
 
