@@ -427,12 +427,19 @@ def print_report(
         drafts = stages["statements"]
         print(f"statements: {files} files for {cfg.accounts} accounts in {drafts.seconds:.1f}s (target <= 60s)")
     print()
-    print(f"ratio nightly/scan = {empty.seconds / scan.seconds:.2f} (target <= 3.0)")
+    # wall time is the target's measure; CPU time is steadier on a machine shared with other work
+    print(
+        f"ratio nightly/scan = {empty.seconds / scan.seconds:.2f} (target <= 3.0; "
+        f"cpu {empty.cpu_seconds / scan.cpu_seconds:.2f})"
+    )
     peak = empty.peak_rss_mb
     if "history" in stages:
         history = stages["history"]
         peak = max(peak, history.peak_rss_mb)
-        print(f"ratio nightly-with-history/nightly-empty = {history.seconds / empty.seconds:.2f} (target <= 1.3)")
+        print(
+            f"ratio nightly-with-history/nightly-empty = {history.seconds / empty.seconds:.2f} (target <= 1.3; "
+            f"cpu {history.cpu_seconds / empty.cpu_seconds:.2f})"
+        )
     print(f"peak RSS nightly = {peak:,} MB (target <= 3072 MB)")
 
 
