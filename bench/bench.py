@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's pipeline package, whatever is installed
 DAY = date(2026, 12, 31)  # the history days before it fall in the same period, 2026-12
 PERIOD = "2026-12"
 SEED = 20261231
