@@ -5,7 +5,7 @@ CLI    := $(VENV)/bin/infergate-billing
 STAMP  := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup demo test lint typecheck bench soak clean samples schema-doc spark-sql
+.PHONY: setup demo test lint typecheck bench bench-smoke soak clean samples schema-doc spark-sql
 
 $(STAMP): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
@@ -34,9 +34,17 @@ demo: $(STAMP)
 
 ## test: install and run the whole test suite (what CI runs)
 test: $(STAMP)
-	$(VENV)/bin/ruff check pipeline pricing reports tests
+	$(VENV)/bin/ruff check pipeline pricing reports tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+## bench: the nightly benchmark, 1M attempts (BENCH_N=10000000 for a busy day); see docs/performance.md
+bench: $(STAMP)
+	$(PY) bench/bench.py
+
+## bench-smoke: the same benchmark on a tiny day, to check it runs (the test suite runs it too)
+bench-smoke: $(STAMP)
+	BENCH_N=2000 BENCH_ACCOUNTS=12 BENCH_HISTORY_DAYS=3 BENCH_RECOUNT_N=200 $(PY) bench/bench.py
 
 ## schema-doc: regenerate docs/schema.md from the COMMENTs in pipeline/migrations (a test fails when stale)
 schema-doc: $(STAMP)

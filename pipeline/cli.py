@@ -21,7 +21,7 @@ import duckdb
 from pipeline import jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
 from pipeline.accounts import AccountsError
-from pipeline.db import DEFAULT_DB, connect
+from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, connect
 from pipeline.ingest import IngestError
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.lock import ConcurrentRunError
@@ -133,8 +133,9 @@ def _settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | 
 @click.option(
     "--memory-limit",
     envvar="INFERGATE_MEMORY_LIMIT",
-    default=None,
-    help="DuckDB memory_limit, e.g. 2GB (beyond it DuckDB spills to disk).",
+    default=DEFAULT_MEMORY_LIMIT,
+    show_default=True,
+    help="DuckDB memory_limit for a run (beyond it DuckDB spills to <db>.tmp/ on disk).",
 )
 @click.option(
     "--force-price-edit",
@@ -779,7 +780,7 @@ def snapshot_command(settings: Settings) -> None:
       infergate-billing --db data/infergate.duckdb snapshot
       duckdb -readonly data/infergate.analyst.duckdb
     """
-    path = snapshot.publish_now(settings.db_path, settings.snapshot_path)
+    path = snapshot.publish_now(settings.db_path, settings.snapshot_path, settings.memory_limit)
     click.echo(f"analyst snapshot published: {path}")
 
 

@@ -37,9 +37,9 @@ POINTS = (
     "after_reference",
     "after_scope",
     "rate:after_new_rated",
-    "rate:after_affected_periods",
     "rate:after_delete",
     "rate:after_insert",
+    "rate:after_affected_periods",
     "sql:aggregate.sql",  # after each statement of the script
     "after_rate",
     "ledger:after_runs_update",

@@ -22,11 +22,12 @@ import duckdb
 
 from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
-from pipeline.db import DEFAULT_DB, code_version, connect, insert_many, transaction
+from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import install_sql_macro, safe_error_message
+from pipeline.timing import started, step
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 from reports.atomic import write_atomic
 
@@ -40,7 +41,7 @@ class Settings:
     db_path: Path = DEFAULT_DB
     prices_dir: Path = DEFAULT_TABLES_DIR
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
-    memory_limit: str | None = None
+    memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     engine: str = "duckdb"  # where rate.sql runs: duckdb, or spark (the same rules, transpiled)
     spark_attempts: str | None = None  # engine spark: read attempts from this Parquet path/URI
     on_file: Callable[[Path], None] | None = None  # progress callback, one call per staged file
@@ -110,16 +111,17 @@ def default_recounter() -> Recounter:
         return None if count is None else (count.input_tokens, count.output_tokens, count.tokenizer)
 
     def recount(rows: list[ingest.RecountRow]) -> list[tuple[int, int, str] | None]:
-        try:
-            return [as_tuple(c) for c in count_many(rows)]
-        except RecountError:
-            results: list[tuple[int, int, str] | None] = []
-            for row in rows:
-                try:
-                    results.append(as_tuple(count_many([row])[0]))
-                except RecountError:
-                    results.append(None)
-            return results
+        with step("tokenize"):
+            try:
+                return [as_tuple(c) for c in count_many(rows)]
+            except RecountError:
+                results: list[tuple[int, int, str] | None] = []
+                for row in rows:
+                    try:
+                        results.append(as_tuple(count_many([row])[0]))
+                    except RecountError:
+                        results.append(None)
+                return results
 
     return recount
 
@@ -260,16 +262,21 @@ def _ingest_and_rate(
 ) -> RunReport:
     ref = load_reference(settings) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
-        batch = ingest.stage_files(con, paths, settings.on_file)
+        with step("stage"):
+            batch = ingest.stage_files(con, paths, settings.on_file)
         fault_point("after_stage")
         with transaction(con):
-            report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
+            with step("ingest"):
+                report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
             fault_point("after_ingest")
+            if scope is None:
+                rate.mark_unrated(con, report.run_id)
             if scope is not None and ref is not None:
-                rate.reset_scope(con)
-                reference.check_used_versions(con, ref, settings.force_price_edit)
-                reference.load_into(con, ref)
-                reference.remember_files(con, ref, report.run_id)
+                with step("reference"):
+                    rate.reset_scope(con)
+                    reference.check_used_versions(con, ref, settings.force_price_edit)
+                    reference.load_into(con, ref)
+                    reference.remember_files(con, ref, report.run_id)
                 fault_point("after_reference")
                 if reference.stored_fingerprint(con) != ref.fingerprint():
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
@@ -277,12 +284,16 @@ def _ingest_and_rate(
                 fault_point("after_scope")
                 report.rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
                 fault_point("after_rate")
-                reference.record_used_versions(con, ref, report.run_id)
-                reference.store_fingerprint(con, ref)
-                record_output_digests(con, report.run_id)
-            report.held_by_reason = _held_counts(con)
-            _close_succeeded(con, report)
+                with step("digests"):
+                    reference.record_used_versions(con, ref, report.run_id)
+                    reference.store_fingerprint(con, ref)
+                    record_output_digests(con, report.run_id)
+            with step("ledger"):
+                report.held_by_reason = _held_counts(con)
+                _close_succeeded(con, report)
             fault_point("before_commit")
+            committed = started("commit")
+        committed()
         fault_point("after_commit")
         return report
 

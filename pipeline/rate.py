@@ -1,10 +1,16 @@
 """Apply the rating rules (``sql/rate.sql``) to a scope of request groups, then aggregate.
 
 Rating is always done for whole request groups (all attempts of an (account_id, request_id)),
-because R2 chooses among them. A scope is a temp table ``rating_scope`` of such groups; the
-rated rows of those groups are replaced, and the statement lines of every (account, period)
-they touch (before or after) are recomputed. Nothing else is read or rewritten, so a nightly
-run costs what its day costs, not what the history costs.
+because R2 chooses among them. A scope is made of whole runs (``scope_runs``: the requests
+that got attempts in those runs) and of listed requests (``rating_scope``); the rated rows of
+those groups are replaced, and the statement lines they contribute to are updated by the
+difference (``sql/aggregate.sql``).
+
+What a nightly reads is what its day can affect (docs/performance.md): its own run's
+attempts (zone maps on ``run_id`` skip the rest of the table), the narrow ``request_key``
+column to find older attempts of the same requests (rare: a retry after midnight, a late
+file), and only those older rows themselves. Listed scopes (a re-rate of a period, a changed
+price table) read what they list.
 """
 
 from __future__ import annotations
@@ -16,23 +22,30 @@ import duckdb
 
 from pipeline.db import run_script, sql_text
 from pipeline.faults import fault_point
+from pipeline.timing import step
 
 _EXTEND = "INSERT INTO rating_scope SELECT DISTINCT account_id, request_id FROM "
 
 
 def _ensure_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TEMP TABLE IF NOT EXISTS rating_scope (account_id VARCHAR, request_id VARCHAR)")
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS scope_runs (run_id BIGINT)")
 
 
 def reset_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE rating_scope (account_id VARCHAR, request_id VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE scope_runs (run_id BIGINT)")
 
 
 def scope_open_periods(con: duckdb.DuckDBPyConnection) -> None:
-    """Requests with an attempt in a period that is not finalized (after a reference change:
-    issued statements are never re-priced by an edit of the reference data)."""
+    """After a reference change: requests with an attempt in a period that is not finalized
+    (issued statements are never re-priced by an edit of the reference data), and every held
+    attempt, whatever its period: only new reference data can release it (an unknown account
+    that now exists, a model that now has a price), and then it is billed, as a prior-period
+    adjustment if its period was already issued."""
     _ensure_scope(con)
     con.execute(_EXTEND + "attempts WHERE strftime(ts, '%Y-%m') NOT IN (SELECT period FROM finalized_periods)")
+    con.execute(_EXTEND + "rated_attempts WHERE outcome = 'held'")
 
 
 @dataclass(frozen=True)
@@ -45,18 +58,19 @@ class RateResult:
 
 
 def scope_new_and_open(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
-    """Requests that got attempts in this run, plus every request not yet rated or still held."""
+    """Requests that got attempts in this run or in an ingest-only run not rated yet.
+
+    Held attempts are not retried here: nothing but the reference data can release them, and
+    a reference change re-rates them (:func:`scope_open_periods`).
+    """
     _ensure_scope(con)
+    con.execute("INSERT INTO scope_runs SELECT $run_id UNION SELECT run_id FROM unrated_runs", {"run_id": run_id})
+
+
+def mark_unrated(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """An ingest-only run: the next nightly rates its attempts."""
     con.execute(
-        _EXTEND
-        + """(
-            SELECT account_id, request_id FROM attempts WHERE run_id = $run_id
-            UNION ALL
-            SELECT account_id, request_id FROM rated_attempts WHERE outcome = 'held'
-            UNION ALL
-            SELECT a.account_id, a.request_id FROM attempts a
-            ANTI JOIN rated_attempts r ON r.event_id = a.event_id
-        )""",
+        "INSERT INTO unrated_runs SELECT $run_id WHERE EXISTS (SELECT 1 FROM attempts WHERE run_id = $run_id)",
         {"run_id": run_id},
     )
 
@@ -70,42 +84,96 @@ def scope_time_range(con: duckdb.DuckDBPyConnection, start: datetime | None, end
     )
 
 
+def _id_list(values: list[int]) -> str:
+    """A literal list of run ids: a constant IN list is checked against each row group's
+    min/max of run_id, so the scan skips every other run (a subquery would not be)."""
+    return ", ".join(str(int(v)) for v in values) or "NULL"
+
+
+def _bind_scoped_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """``scope_requests`` and the view ``scoped_attempts``: every attempt of every request in scope."""
+    runs = [r for (r,) in con.execute("SELECT DISTINCT run_id FROM scope_runs ORDER BY 1").fetchall()]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE scope_requests AS "
+        "SELECT DISTINCT account_id, request_id, request_key FROM ("
+        f"  SELECT account_id, request_id, request_key FROM attempts WHERE run_id IN ({_id_list(runs)})"
+        "   UNION ALL"
+        "   SELECT account_id, request_id, hash(account_id, request_id) FROM rating_scope"
+        ")"
+    )
+    # the runs holding attempts of these requests: the scope's own runs, plus (rarely) the
+    # runs of earlier attempts of the same requests, found by their keys
+    holders = con.execute(
+        "SELECT DISTINCT run_id FROM attempts WHERE request_key IN (SELECT request_key FROM scope_requests) ORDER BY 1"
+    ).fetchall()
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
+        f"SELECT a.* FROM attempts a WHERE a.run_id IN ({_id_list([r for (r,) in holders])}) "
+        "AND (a.account_id, a.request_id) IN (SELECT account_id, request_id FROM scope_requests)"
+    )
+
+
+def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """Move the rated rows that this rating replaces into ``rated_removed``.
+
+    Only attempts stored before this run can have rated rows. They are looked up by event_id
+    within their ts range, which lets the scan skip the row groups of other days.
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
+        {"run_id": run_id},
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
+    low, high = con.execute("SELECT min(ts), max(ts) FROM rerated").fetchone() or (None, None)
+    if low is None:
+        return
+    where = (
+        f"ts >= TIMESTAMPTZ '{low.isoformat()}' AND ts <= TIMESTAMPTZ '{high.isoformat()}' "
+        "AND event_id IN (SELECT event_id FROM rerated)"
+    )
+    con.execute(f"INSERT INTO rated_removed SELECT * FROM rated_attempts WHERE {where}")
+    con.execute(f"DELETE FROM rated_attempts WHERE {where}")
+
+
 def rate_scope(
     con: duckdb.DuckDBPyConnection, run_id: int, engine: str = "duckdb", spark_attempts: str | None = None
 ) -> RateResult:
-    """Re-rate every request in ``rating_scope`` and refresh affected statement lines.
+    """Re-rate every request in scope and update the statement lines by the difference.
 
     ``engine="spark"`` runs the same rules (the Spark SQL generated from rate.sql) on Spark,
     reading the attempts from DuckDB or from the Parquet ``spark_attempts``; everything after
     ``new_rated`` is this function's DuckDB code for both engines.
     """
-    con.execute("CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT * FROM rating_scope")
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
-        "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"
-    )
-    if engine == "spark":
-        from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
+    _ensure_scope(con)
+    with step("scope_attempts"):
+        _bind_scoped_attempts(con, run_id)
+    with step("rate"):
+        if engine == "spark":
+            from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
 
-        rate_on_spark(con, spark_attempts)
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
+            # the bridge hands Spark the request groups of rating_scope: all of them, runs included
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT account_id, request_id FROM scope_requests"
+            )
+            rate_on_spark(con, spark_attempts)
+        else:
+            con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
     fault_point("rate:after_new_rated")
+    with step("replace_rated"):
+        _remove_replaced(con, run_id)
+        fault_point("rate:after_delete")
+        con.execute("INSERT INTO rated_attempts SELECT *, $run_id FROM new_rated", {"run_id": run_id})
+        fault_point("rate:after_insert")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE affected_periods AS "
-        "SELECT account_id, period FROM rated_attempts JOIN rating_scope USING (account_id, request_id) "
-        "UNION SELECT account_id, period FROM new_rated"
+        "SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM new_rated"
     )
     fault_point("rate:after_affected_periods")
-    con.execute(
-        "DELETE FROM rated_attempts WHERE (account_id, request_id) IN (SELECT account_id, request_id FROM rating_scope)"
-    )
-    fault_point("rate:after_delete")
-    con.execute("INSERT INTO rated_attempts SELECT *, $run_id FROM new_rated", {"run_id": run_id})
-    fault_point("rate:after_insert")
-    run_script(con, "aggregate.sql")
+    with step("aggregate"):
+        run_script(con, "aggregate.sql")
+    con.execute("DELETE FROM unrated_runs WHERE run_id IN (SELECT run_id FROM scope_runs)")
     row = con.execute(
-        "SELECT (SELECT count(*) FROM rating_scope), count(*), "
+        "SELECT (SELECT count(*) FROM scope_requests), count(*), "
         "count(*) FILTER (WHERE outcome = 'billed'), count(*) FILTER (WHERE outcome = 'held'), "
         "(SELECT count(*) FROM affected_periods) FROM new_rated"
     ).fetchone()

@@ -102,14 +102,15 @@ def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
     return connect(path, read_only=True)
 
 
-def publish_now(db_path: Path, target: Path | None = None) -> Path:
+def publish_now(db_path: Path, target: Path | None = None, memory_limit: str | None = None) -> Path:
     """Publish a snapshot outside a run (e.g. after a manual fix): under the run lock, so no
-    job writes meanwhile; refused at once (ConcurrentRunError) while one runs."""
+    job writes meanwhile; refused at once (ConcurrentRunError) while one runs. ``memory_limit``
+    as for a run (without one, copying a large database takes most of the RAM)."""
     target = target or default_snapshot_path(db_path)
     if not Path(db_path).is_file():
         raise FileNotFoundError(f"no database at {db_path}")
     with exclusive_run(Path(db_path), "snapshot"):
-        con = connect(db_path)
+        con = connect(db_path, memory_limit=memory_limit)
         try:
             return publish(con, target)
         finally:

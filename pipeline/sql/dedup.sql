@@ -1,7 +1,7 @@
 -- R1 Dedup: records with the same event_id are one record.
 --
 -- Input : parsed (this batch, from parse.sql), attempts (everything ingested before).
--- Output: every valid record of the batch with a verdict:
+-- Output: every valid record of the batch with a verdict, and its lookup keys:
 --   new                 first time this event_id is seen: it is accepted
 --   duplicate           the same record again (same content hash): changes nothing
 --   duplicate_conflict  same event_id, different content: quarantined; the first one stands
@@ -9,36 +9,57 @@
 -- (file_order), then lines in file order. (file_order, line_no) is unique within a batch, so
 -- "first" is a total order (SPEC E4).
 --
--- The first record of each event_id is found by aggregation (arg_min over that key) and
--- joined back, not by window functions over the whole records: a file of ten million copies
--- of one line is then one small group, not a ten-million-row partition to sort with every
--- column in it, and DuckDB's aggregate and join spill to disk under a memory limit.
+-- Cost (docs/performance.md): nearly every record is new, so only the few that are not are
+-- looked at closely. `special` = records whose event_id repeats within the batch or is
+-- already stored; the history is searched by attempts.event_key (8 bytes a row, migration
+-- 006), and stored rows are read only for matching keys and compared by event_id, so a hash
+-- collision never changes a verdict. Everything else is `new` without a sort or a wide join.
+--
+-- The first record of each special event_id is found by aggregation (arg_min over the
+-- (file_order, line_no) key), not by a window over the records: a file of ten million copies
+-- of one line is then one small group, not a ten-million-row partition to sort, and DuckDB's
+-- aggregate and joins spill to disk under a memory limit (docs/reliability.md).
 WITH valid AS (
-    SELECT * FROM parsed WHERE problem IS NULL
+    SELECT *, hash(event_id) AS event_key
+    FROM parsed
+    WHERE problem IS NULL
+),
+repeated AS (
+    SELECT event_key FROM valid GROUP BY event_key HAVING count(*) > 1
+),
+stored_keys AS (
+    SELECT DISTINCT event_key FROM attempts WHERE event_key IN (SELECT event_key FROM valid)
+),
+special AS (
+    SELECT event_id, file_order, line_no, content_sha256, source_file
+    FROM valid
+    WHERE event_key IN (SELECT event_key FROM repeated) OR event_key IN (SELECT event_key FROM stored_keys)
 ),
 firsts AS (
     SELECT event_id,
            min({'file_order': file_order, 'line_no': line_no}) AS first_key,
            arg_min(content_sha256, {'file_order': file_order, 'line_no': line_no}) AS batch_first_sha256,
            arg_min(source_file, {'file_order': file_order, 'line_no': line_no}) AS batch_first_file
-    FROM valid
+    FROM special
     GROUP BY event_id
 ),
 stored AS (
     SELECT a.event_id, a.content_sha256, a.source_file, a.source_line
     FROM attempts a
-    WHERE a.event_id IN (SELECT event_id FROM firsts)
+    WHERE a.event_key IN (SELECT event_key FROM stored_keys)
 )
 SELECT v.*,
+       hash(v.account_id, v.request_id) AS request_key,
        CASE
            WHEN s.event_id IS NOT NULL AND s.content_sha256 = v.content_sha256 THEN 'duplicate'
            WHEN s.event_id IS NOT NULL THEN 'duplicate_conflict'
+           WHEN f.event_id IS NULL THEN 'new'  -- not special: seen once, nowhere stored
            WHEN f.first_key = {'file_order': v.file_order, 'line_no': v.line_no} THEN 'new'
            WHEN v.content_sha256 = f.batch_first_sha256 THEN 'duplicate'
            ELSE 'duplicate_conflict'
        END AS verdict,
-       coalesce(s.source_file, f.batch_first_file) AS first_file,
-       coalesce(s.source_line, f.first_key.line_no) AS first_line
+       coalesce(s.source_file, f.batch_first_file, v.source_file) AS first_file,
+       coalesce(s.source_line, f.first_key.line_no, v.line_no) AS first_line
 FROM valid v
-JOIN firsts f USING (event_id)
+LEFT JOIN firsts f ON f.event_id = v.event_id
 LEFT JOIN stored s ON s.event_id = v.event_id

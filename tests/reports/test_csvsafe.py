@@ -2,9 +2,12 @@ import csv
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.money import D, Decimal
-from reports.csvsafe import neutralize, write_csv
+from pipeline.db import connect, insert_many
+from pipeline.money import EXACT, D, Decimal
+from reports.csvsafe import csv_bytes, neutralize, sql_csv_line, write_csv
 
 
 @pytest.mark.parametrize(
@@ -69,3 +72,48 @@ def test_write_csv_refuses_ragged_rows(tmp_path):
     with pytest.raises(ValueError, match="row 1 has 1 cells, header has 2"):
         write_csv(tmp_path / "x.csv", ["a", "b"], [["only one"]])
     assert not (tmp_path / "x.csv").exists()
+
+
+# sql_csv_line: the same bytes as csv_bytes, written by DuckDB (the detail CSVs of millions of rows)
+_SQL_KINDS = (("t", "text"), ("i", "integer"), ("d", "decimal"), ("e", "decimal"))
+
+
+def _sql_lines(rows):
+    con = connect(":memory:")
+    con.execute("CREATE TABLE r (n INTEGER, t VARCHAR, i BIGINT, d DECIMAL(24,14), e DECIMAL(38,20))")
+    insert_many(con, "INSERT INTO r VALUES (?, ?, ?, ?, ?)", [(n, *row) for n, row in enumerate(rows)])
+    lines = con.execute(f"SELECT {sql_csv_line(_SQL_KINDS)} FROM r ORDER BY n").fetchall()
+    return b"".join((line + "\n").encode() for (line,) in lines)
+
+
+def _python_bytes(rows):
+    # normalize() under the default 28-digit context would round a 29-digit DECIMAL(38,20);
+    # the SQL is exact (real charges have far fewer digits, so the files never differed)
+    exact = [tuple(v.normalize(EXACT) if isinstance(v, Decimal) else v for v in row) for row in rows]
+    return csv_bytes(("t", "i", "d", "e"), exact).split(b"\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "=1+1", "-2", "+1", "@x", "\t=1", "\r=1", "a,b", 'say "hi"', "two\nlines", "cr\rinside", "",
+     "=\u0301accent", "é,\"", "'quoted", " lead", "a\x00b"],
+)  # fmt: skip
+def test_sql_csv_line_matches_csv_bytes(text):
+    rows = [(text, -7, D("2.50000000000000"), D("0E-20")), (None, None, None, None), (text, 0, D("100"), D("1.5"))]
+    assert _sql_lines(rows) == _python_bytes(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12) | st.none(),
+            st.integers(-(10**12), 10**12) | st.none(),
+            st.decimals(min_value=-(10**9), max_value=10**9, places=14, allow_nan=False) | st.none(),
+            st.decimals(min_value=-(10**17), max_value=10**17, places=20, allow_nan=False) | st.none(),
+        ),
+        max_size=8,
+    )
+)
+def test_sql_csv_line_matches_csv_bytes_for_any_row(rows):
+    assert _sql_lines(rows) == _python_bytes(rows)

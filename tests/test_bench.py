@@ -1,0 +1,38 @@
+"""`make bench-smoke`: the nightly benchmark runs end to end on a tiny day.
+
+No timing is asserted (CI machines differ); the benchmark must complete, print its table
+and the ratios the performance targets are stated in (docs/performance.md), and reuse its
+generated day on a second run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = {"BENCH_N": "2000", "BENCH_ACCOUNTS": "12", "BENCH_HISTORY_DAYS": "3", "BENCH_RECOUNT_N": "200"}
+
+
+def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
+    env = {**os.environ, **SMOKE, "BENCH_DIR": str(tmp_path), "BENCH_SKIP": ""}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench.py")], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for stage in ("scan count(*)", "scan all columns", "nightly, empty db", "nightly, 3d history", "statements (12"):
+        assert f"\n{stage}" in out, out
+    for line in (
+        "ratio nightly/scan = ",
+        "ratio nightly-with-history/nightly-empty = ",
+        "peak RSS nightly = ",
+        "recount (R5) in the nightly: ",
+        "statements: 36 files for 12 accounts",
+    ):
+        assert line in out, out
+    assert "generated 2,000 attempts" in out
+    assert list((tmp_path / "n2000-a12" / "logs").glob("requests-*.jsonl.gz"))
+    assert not list(tmp_path.glob("n2000-a12/run-*")), "the run's databases are removed"
