@@ -57,6 +57,10 @@ RECOUNT_CHUNK_ROWS = 2048
 # parse.sql runs over slices of about this much text: DuckDB's JSON functions keep a whole
 # vector's parse trees in memory per function, so bytes per statement bound memory.
 PARSE_SLICE_BYTES = 8 << 20
+VECTOR_LINES = 2048  # DuckDB's vector length: the lines whose parse trees are alive together
+# Runs of short lines are parsed this many lines per statement: many row groups (122,880
+# rows each), so the scan runs on every core; a refused statement is halved and retried.
+LIGHT_SLICE_LINES = 2_000_000
 # Lone UTF-16 surrogate escapes -> `replacement`, leaving valid pairs and escaped backslashes
 # alone (pass 1 marks each lone escape with chr(1), pass 2 replaces the marked ones). Only
 # applied to lines without chr(1). Used by parse.sql and by the R5 recount of repaired lines.
@@ -367,25 +371,63 @@ class StagedBatch:
 
 
 def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Slice]:
-    """Runs of consecutive lines of one file holding about ``max_bytes`` of text each.
+    """Runs of consecutive lines of one file, each parsed by one statement.
 
-    The lengths are taken in an inner projection: with ``strlen(line)`` inside the window
-    call, DuckDB buffers the lines themselves in the window operator.
+    What must be bounded is the text of one vector (DuckDB's JSON functions hold a whole
+    vector's parse trees outside the memory limit), not of one statement. Lines are taken in
+    blocks of a vector's length (``VECTOR_LINES``): a *light* block holds at most half of
+    ``max_bytes`` of text, so any vector of the scan (which may straddle two blocks) holds at
+    most ``max_bytes``; runs of light blocks are parsed together, in statements large enough
+    for DuckDB to scan their row groups on every core. A *heavy* block (long lines) is cut
+    into slices of about ``max_bytes`` of text each, each parsed on its own.
     """
-    return [
-        (int(f), int(lo), int(hi))
-        for f, lo, hi in con.execute(
-            """
-            SELECT file_order, min(line_no), max(line_no)
-            FROM (SELECT file_order, line_no, size,
-                         sum(size) OVER (PARTITION BY file_order ORDER BY line_no ROWS UNBOUNDED PRECEDING) AS upto
-                  FROM (SELECT file_order, line_no, strlen(coalesce(line, '')) + 1 AS size FROM staged_lines))
-            GROUP BY file_order, (upto - size) // $max_bytes
-            ORDER BY 1, 2
-            """,
-            {"max_bytes": max_bytes},
-        ).fetchall()
-    ]
+    blocks = con.execute(
+        f"""
+        SELECT file_order, line_no // {VECTOR_LINES} AS block, min(line_no), max(line_no),
+               sum(strlen(coalesce(line, '')) + 1) AS bytes
+        FROM staged_lines
+        GROUP BY ALL
+        ORDER BY 1, 2
+        """
+    ).fetchall()
+    slices: list[Slice] = []
+    run: list[int] | None = None  # [file_order, lo, hi, lines] of the light run being extended
+    for f, block, lo, hi, size in blocks:
+        if size <= max_bytes // 2:
+            if run is not None and run[0] == f and run[3] + (hi - lo + 1) <= LIGHT_SLICE_LINES:
+                run[2], run[3] = int(hi), run[3] + int(hi - lo + 1)
+                continue
+            if run is not None:
+                slices.append((run[0], run[1], run[2]))
+            run = [int(f), int(lo), int(hi), int(hi - lo + 1)]
+            continue
+        if run is not None:
+            slices.append((run[0], run[1], run[2]))
+            run = None
+        slices += _heavy_block_slices(con, int(f), int(block), max_bytes)
+    if run is not None:
+        slices.append((run[0], run[1], run[2]))
+    return slices
+
+
+def _heavy_block_slices(con: duckdb.DuckDBPyConnection, f: int, block: int, max_bytes: int) -> list[Slice]:
+    """One block of long lines cut into runs of about ``max_bytes`` of text (at least one line each)."""
+    sizes = con.execute(
+        f"SELECT line_no, strlen(coalesce(line, '')) + 1 FROM staged_lines "
+        f"WHERE file_order = {f} AND line_no // {VECTOR_LINES} = {block} ORDER BY line_no"
+    ).fetchall()
+    slices: list[Slice] = []
+    lo, hi, total = -1, -1, 0  # the slice being filled (lo < 0: none yet)
+    for line_no, size in sizes:
+        if lo >= 0 and total + size > max_bytes:
+            slices.append((f, lo, hi))
+            lo, total = -1, 0
+        if lo < 0:
+            lo = int(line_no)
+        hi, total = int(line_no), total + int(size)
+    if lo >= 0:
+        slices.append((f, lo, hi))
+    return slices
 
 
 def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str, done: list[Slice]) -> None:

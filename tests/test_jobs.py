@@ -12,18 +12,9 @@ import pytest
 from pipeline import jobs, rate
 from pipeline.lock import ConcurrentRunError, exclusive_run
 from tests.conftest import Billing, record, usage
+from tests.faults.harness import SNAPSHOT  # the billing content of a database
 
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
-
-
-# The billing content of a database; which run wrote a row, and when, may differ.
-SNAPSHOT = (
-    "SELECT * EXCLUDE (run_id) FROM attempts",
-    "SELECT * EXCLUDE (run_id, quarantined_at) FROM quarantine",
-    "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts",
-    "SELECT * FROM statement_lines",
-    "SELECT * EXCLUDE (run_id, ingested_at) FROM ingested_files",
-)
 
 
 def snapshot(billing: Billing) -> list[list[tuple[object, ...]]]:
