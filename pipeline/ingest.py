@@ -46,6 +46,7 @@ import zstandard
 from pipeline.db import insert_many, run_script, sql_text
 from pipeline.faults import fault_point
 from pipeline.redact import safe_error_message
+from pipeline.timing import step
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 # The fallback reader's bounds: DuckDB's own line limit, and how much it buffers per insert.
@@ -509,7 +510,8 @@ def stage_files(
         staged.append((order, path, sha, size))
         if on_file:
             on_file(path)
-    slices = parse_staged(con) if staged else ()
+    with step("parse"):
+        slices = parse_staged(con) if staged else ()
     fault_point("after_parse")
     return StagedBatch(tuple(staged), tuple(skipped), slices)
 
@@ -601,11 +603,14 @@ def apply_staged(
     """Dedup and store the staged, parsed batch. Call inside the run's transaction."""
     if not batch.staged:
         return list(batch.skipped)
-    con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
+    with step("dedup"):
+        con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
     fault_point("after_dedup")
-    _recount_new_attempts(con, recounter, batch.slices)
+    with step("recount"):
+        _recount_new_attempts(con, recounter, batch.slices)
     fault_point("after_recount")
-    run_script(con, "store_batch.sql", {"run_id": run_id})
+    with step("store"):
+        run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)
     insert_many(
         con,

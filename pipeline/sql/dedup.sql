@@ -20,14 +20,14 @@
 -- of one line is then one small group, not a ten-million-row partition to sort, and DuckDB's
 -- aggregate and joins spill to disk under a memory limit (docs/reliability.md).
 WITH valid AS (
-    SELECT *, hash(event_id) AS event_key
+    SELECT file_order, line_no, event_id, content_sha256, source_file, hash(event_id) AS event_key
     FROM parsed
     WHERE problem IS NULL
 ),
-repeated AS (
+repeated AS MATERIALIZED (
     SELECT event_key FROM valid GROUP BY event_key HAVING count(*) > 1
 ),
-stored_keys AS (
+stored_keys AS MATERIALIZED (
     SELECT DISTINCT event_key FROM attempts WHERE event_key IN (SELECT event_key FROM valid)
 ),
 special AS (
@@ -48,18 +48,20 @@ stored AS (
     FROM attempts a
     WHERE a.event_key IN (SELECT event_key FROM stored_keys)
 )
-SELECT v.*,
-       hash(v.account_id, v.request_id) AS request_key,
+SELECT p.*,
+       hash(p.event_id) AS event_key,
+       hash(p.account_id, p.request_id) AS request_key,
        CASE
-           WHEN s.event_id IS NOT NULL AND s.content_sha256 = v.content_sha256 THEN 'duplicate'
+           WHEN s.event_id IS NOT NULL AND s.content_sha256 = p.content_sha256 THEN 'duplicate'
            WHEN s.event_id IS NOT NULL THEN 'duplicate_conflict'
            WHEN f.event_id IS NULL THEN 'new'  -- not special: seen once, nowhere stored
-           WHEN f.first_key = {'file_order': v.file_order, 'line_no': v.line_no} THEN 'new'
-           WHEN v.content_sha256 = f.batch_first_sha256 THEN 'duplicate'
+           WHEN f.first_key = {'file_order': p.file_order, 'line_no': p.line_no} THEN 'new'
+           WHEN p.content_sha256 = f.batch_first_sha256 THEN 'duplicate'
            ELSE 'duplicate_conflict'
        END AS verdict,
-       coalesce(s.source_file, f.batch_first_file, v.source_file) AS first_file,
-       coalesce(s.source_line, f.first_key.line_no, v.line_no) AS first_line
-FROM valid v
-LEFT JOIN firsts f ON f.event_id = v.event_id
-LEFT JOIN stored s ON s.event_id = v.event_id
+       coalesce(s.source_file, f.batch_first_file, p.source_file) AS first_file,
+       coalesce(s.source_line, f.first_key.line_no, p.line_no) AS first_line
+FROM parsed p
+LEFT JOIN firsts f ON f.event_id = p.event_id
+LEFT JOIN stored s ON s.event_id = p.event_id
+WHERE p.problem IS NULL
