@@ -28,7 +28,6 @@ key is an ``invalid_record``; other text fields are stored with the key masked.
 
 from __future__ import annotations
 
-import bisect
 import glob
 import gzip
 import hashlib
@@ -54,7 +53,14 @@ MAX_LINE_BYTES = 64 << 20
 FALLBACK_BATCH_LINES = 50_000
 FALLBACK_BATCH_BYTES = 32 << 20
 EXCERPT_BYTES = 300
-RECOUNT_CHUNK_ROWS = 2048
+RECOUNT_CHUNK_ROWS = 2048  # rows per call of the recounter
+# The R5 recount reads the staged lines it needs in fetches of at most this many lines and
+# bytes of text: a night on which no upstream reported usage is recounted in bounded memory.
+RECOUNT_FETCH_ROWS = 50_000
+RECOUNT_FETCH_BYTES = 32 << 20
+# which deduped attempts the recount counts (R5): new, would be billable, no usage, some text
+RECOUNT_WANTED = """d.verdict = 'new' AND NOT d.has_usage AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
+              AND (d.has_messages OR d.output_text_chars IS NOT NULL)"""
 # parse.sql runs over slices of about this much text: DuckDB's JSON functions keep a whole
 # vector's parse trees in memory per function, so bytes per statement bound memory.
 PARSE_SLICE_BYTES = 8 << 20
@@ -516,47 +522,41 @@ def stage_files(
     return StagedBatch(tuple(staged), tuple(skipped), slices)
 
 
-def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter, slices: Sequence[Slice]) -> None:
+def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
     """R5: count tokens of would-be-billable attempts that came without usage.
 
-    Only the texts of those attempts are read, one parse slice at a time, so the texts of a
-    whole night are never in memory together. They are taken out of the staged line by
-    Python's json (:func:`_texts`), not DuckDB's: DuckDB re-serializing a 50 MB messages
-    array asks for over 512 MiB at once, inside the run's transaction. The counts are kept,
-    the texts are dropped.
+    Only the texts of those attempts are read, in fetches of at most ``RECOUNT_FETCH_ROWS``
+    lines and ``RECOUNT_FETCH_BYTES`` of text (:func:`_recount_fetches`), so the texts of a
+    night on which no upstream reported usage are never in memory together. They are taken
+    out of the staged line by Python's json (:func:`_texts`), not DuckDB's: DuckDB
+    re-serializing a 50 MB messages array asks for over 512 MiB at once, inside the run's
+    transaction. The counts are kept, the texts are dropped.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE recounts (event_id VARCHAR, est_input_tokens BIGINT, "
         "est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
-    wanted: dict[int, list[int]] = {}
-    for f, n in con.execute(
-            """
-            SELECT file_order, line_no FROM deduped
-            WHERE verdict = 'new' AND NOT has_usage AND (status BETWEEN 200 AND 299 OR status = 499)
-              AND (has_messages OR output_text_chars IS NOT NULL)
-            ORDER BY file_order, line_no
-            """
-    ).fetchall():
-        wanted.setdefault(int(f), []).append(int(n))
-    results: list[tuple[str, int, int, str]] = []
-    for f, lo, hi in slices:
-        lines = wanted.get(f, [])
-        if not lines or bisect.bisect_right(lines, hi) == bisect.bisect_left(lines, lo):
-            continue
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE recount_wanted AS
+        SELECT d.file_order, d.line_no, strlen(coalesce(s.line, '')) + 1 AS bytes
+        FROM deduped d JOIN staged_lines s USING (file_order, line_no)
+        WHERE {RECOUNT_WANTED}
+        """
+    )
+    for f, lo, hi in _recount_fetches(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES):
         rows = con.execute(
-            """
+            f"""
             SELECT d.event_id, d.model, s.line
             FROM deduped d JOIN staged_lines s USING (file_order, line_no)
             WHERE d.file_order = $f AND d.line_no BETWEEN $lo AND $hi
               AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
-              AND d.verdict = 'new' AND NOT d.has_usage
-              AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
-              AND (d.has_messages OR d.output_text_chars IS NOT NULL)
+              AND {RECOUNT_WANTED}
             ORDER BY d.event_id
             """,
             {"f": f, "lo": lo, "hi": hi},
         ).fetchall()
+        results: list[tuple[str, int, int, str]] = []
         for start in range(0, len(rows), RECOUNT_CHUNK_ROWS):
             chunk = rows[start : start + RECOUNT_CHUNK_ROWS]
             readable = [(e, model, texts) for e, model, line in chunk if (texts := _texts(line)) is not None]
@@ -565,7 +565,35 @@ def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter, 
             counts = recounter([(model, *texts) for _, model, texts in readable])
             results += [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(readable, counts, strict=True) if c]
         del rows
-    insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+        insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+
+
+def _recount_fetches(con: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int) -> list[Slice]:
+    """Runs of one file's wanted lines (TEMP table ``recount_wanted``) to read together.
+
+    A run holds at most ``max_rows`` lines, and lines that start within one ``max_bytes``
+    stretch of the wanted text: at most ``max_bytes`` plus its last line (a longer line is
+    read with few others). Computed in SQL, so a day of millions of recounts never lists its
+    lines in Python.
+    """
+    rows = con.execute(
+        """
+        WITH numbered AS (
+            SELECT file_order, line_no,
+                   (row_number() OVER w - 1) // $max_rows AS row_run,
+                   coalesce(sum(bytes) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                       // $max_bytes AS byte_run
+            FROM recount_wanted
+            WINDOW w AS (PARTITION BY file_order ORDER BY line_no)
+        )
+        SELECT file_order, min(line_no) AS lo, max(line_no) AS hi
+        FROM numbered
+        GROUP BY file_order, row_run, byte_run
+        ORDER BY file_order, lo
+        """,
+        {"max_rows": max_rows, "max_bytes": max_bytes},
+    ).fetchall()
+    return [(int(f), int(lo), int(hi)) for f, lo, hi in rows]
 
 
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -607,7 +635,7 @@ def apply_staged(
         con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
     fault_point("after_dedup")
     with step("recount"):
-        _recount_new_attempts(con, recounter, batch.slices)
+        _recount_new_attempts(con, recounter)
     fault_point("after_recount")
     with step("store"):
         run_script(con, "store_batch.sql", {"run_id": run_id})

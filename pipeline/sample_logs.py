@@ -236,6 +236,73 @@ def generate_day(
         yield from _request(g, instant, accounts)
 
 
+CHAT_WORDS = (
+    "the invoice usage tokens price model request gateway account billing statement "
+    "nightly ingest replay auditor finance period cached reasoning output input upstream "
+    "rate limit retry attempt stream DuckDB Parquet JSON schema decimal rounding cents"
+).split()
+CHAT_EXTRAS = (
+    "数据",
+    "計費",
+    "トークン",
+    "счёт",
+    "فاتورة",
+    "😀",
+    "naïve",
+    "def f(x):\n    return x * 2\n",
+    '{"a": [1, 2, 3]}',
+    "\n\n",
+    "    ",
+)
+
+
+def chat_text(rng: random.Random, low: int, high: int) -> str:
+    """A sentence-ish string of ``low``..``high`` words, some of them non-English or code."""
+    words = [
+        rng.choice(CHAT_EXTRAS) if rng.random() < 0.08 else rng.choice(CHAT_WORDS)
+        for _ in range(rng.randint(low, high))
+    ]
+    return " ".join(words).capitalize() + "."
+
+
+def chat_messages(rng: random.Random) -> list[dict[str, str]]:
+    """A system prompt and one to three user turns (with the assistant's replies between)."""
+    messages = [{"role": "system", "content": chat_text(rng, 5, 30)}]
+    for turn in range(rng.randint(1, 3)):
+        if turn:
+            messages.append({"role": "assistant", "content": chat_text(rng, 10, 80)})
+        messages.append({"role": "user", "content": chat_text(rng, 5, 120)})
+    return messages
+
+
+def generate_recount_day(
+    day: date, requests: int, seed: int, accounts: Sequence[str] = ACCOUNTS
+) -> Iterator[dict[str, Any]]:
+    """A day on which no upstream reported usage: every attempt must be recounted (R5).
+
+    One successful attempt per request, with its ``messages`` and ``output_text`` and no
+    ``usage``, over the same models and accounts as :func:`generate_day`. The benchmark
+    uses it to measure the recount at scale (about 260 input and 110 output tokens each).
+    """
+    g = Gen(random.Random(f"recount-{seed}-{day.isoformat()}"), day)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    step = 86400 / max(requests, 1)  # allow-float: spacing of synthetic timestamps, not money
+    for index in range(requests):
+        instant = start + timedelta(seconds=index * step + g.rng.random() * step)
+        rng = g.rng
+        yield _attempt(
+            g,
+            g.next_id("req"),
+            rng.choice(accounts),
+            _pick_model(rng),
+            1,
+            instant,
+            usage=None,
+            messages=chat_messages(rng),
+            output_text=chat_text(rng, 20, 150),
+        )
+
+
 def _special_records(g: Gen, day: date) -> list[dict[str, Any]]:
     """Hand-placed records that exercise the edges SPEC.md names."""
     specials: list[dict[str, Any]] = []

@@ -86,3 +86,49 @@ def test_parse_slices_cover_every_line_once_and_bound_the_text_of_a_vector() -> 
     heavy = [s for s in slices if s[0] == 2 and s[1] > 2048 and s[2] < 3300]
     assert len(heavy) > 1
     assert all(sum(sizes[2][n - 1] + 1 for n in range(lo, hi + 1)) <= max_bytes for _, lo, hi in heavy)
+
+
+def test_recount_fetches_are_bounded_by_rows_and_bytes() -> None:
+    """Wanted lines (file, line, bytes) are read in runs of one file, within both bounds."""
+    from pipeline.ingest import _recount_fetches
+
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE recount_wanted (file_order INTEGER, line_no BIGINT, bytes BIGINT)")
+    assert _recount_fetches(con, 2, 25) == []
+    con.execute("INSERT INTO recount_wanted VALUES (1, 6, 5), (2, 1, 10), (1, 1, 10), (1, 2, 10), (1, 5, 30)")
+    # file 1, in line order: rows 0-1 and 2-3 make the row runs; the wanted text before each
+    # line is 0, 10, 20, 50 bytes, so lines 1, 2, 5 start in the first 25 bytes and line 6
+    # in the third stretch; file 2 starts over
+    assert _recount_fetches(con, 2, 25) == [(1, 1, 2), (1, 5, 5), (1, 6, 6), (2, 1, 1)]
+    assert _recount_fetches(con, 100, 1 << 20) == [(1, 1, 6), (2, 1, 1)]
+    assert _recount_fetches(con, 1, 1 << 20) == [(1, 1, 1), (1, 2, 2), (1, 5, 5), (1, 6, 6), (2, 1, 1)]
+
+
+def test_a_day_without_any_usage_is_recounted_the_same_in_small_fetches(tmp_path: Path, monkeypatch) -> None:
+    """Every attempt recounted (R5), and reading the texts in many small fetches changes no count."""
+    import json
+    from datetime import date
+
+    from pipeline import ingest
+    from pipeline.sample_logs import generate_recount_day
+    from tests.conftest import Billing
+
+    lines = [json.dumps(r) for r in generate_recount_day(date(2026, 11, 20), 300, seed=7)]
+    counts = {}
+    fetches: list[int] = []
+    real_fetches = ingest._recount_fetches
+    for name, rows, size in (("default", ingest.RECOUNT_FETCH_ROWS, ingest.RECOUNT_FETCH_BYTES), ("small", 7, 4096)):
+        monkeypatch.setattr(ingest, "RECOUNT_FETCH_ROWS", rows)
+        monkeypatch.setattr(ingest, "RECOUNT_FETCH_BYTES", size)
+        monkeypatch.setattr(ingest, "_recount_fetches", lambda *a: fetches.append(len(f := real_fetches(*a))) or f)
+        billing = Billing(tmp_path / name)
+        billing.log("requests-2026-11-20.jsonl", lines)
+        billing.nightly()
+        counts[name] = billing.query(
+            "SELECT event_id, est_input_tokens, est_output_tokens, est_tokenizer FROM attempts ORDER BY event_id"
+        )
+    assert fetches[0] == 1 and fetches[1] >= 300 // 7
+    assert len(counts["default"]) == 300
+    tokenizers = {"o200k_base", "deepseek_v4"}
+    assert all(tokenizer in tokenizers and i > 0 and o > 0 for _, i, o, tokenizer in counts["default"])
+    assert counts["small"] == counts["default"]
