@@ -14,16 +14,18 @@ subprocess of its own and prints one table:
 - ``statements`` (drafts, PDF + CSVs) for every account of the empty-database run;
 - the analyst snapshot the CLI publishes after a run by default (the nightly stages run
   with ``--no-snapshot``; the copy of the whole database is measured on its own);
-- the R5 recount: what the nightly spent counting tokens of attempts without usage, and
-  ``bench/recount_bench.py``'s synthetic throughput per tokenizer.
+- the R5 recount: what the nightly spent counting tokens of attempts without usage; a
+  ``nightly`` over a day of ``BENCH_RECOUNT_ATTEMPTS`` attempts (default N, at most 1M) none
+  of which came with usage, so every one is recounted from its text (``generate_recount_day``,
+  ~365 tokens each); and ``bench/recount_bench.py``'s synthetic throughput per tokenizer.
 
 Wall time, lines/s and the peak RSS of each stage's process tree (``wait4`` rusage: the
 largest single process) are printed, with the ratios the performance targets are stated in
 (docs/performance.md). Environment: BENCH_N (attempts, default 1000000), BENCH_ACCOUNTS
 (1000), BENCH_HISTORY_DAYS (30), BENCH_MEMORY_LIMIT (2GB), BENCH_RECOUNT_N (synthetic
-requests for bench/recount_bench.py, 4000), BENCH_DIR (scratch, default
-$TMPDIR/infergate-bench), BENCH_KEEP=1 keeps the databases, BENCH_SKIP=history,statements
-skips those stages.
+requests for bench/recount_bench.py, 4000), BENCH_RECOUNT_ATTEMPTS (see above), BENCH_DIR (scratch,
+default $TMPDIR/infergate-bench), BENCH_KEEP=1 keeps the databases,
+BENCH_SKIP=history,statements,recount skips those stages.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -89,12 +91,14 @@ class Config:
     keep: bool
     skip: frozenset[str]
     recount_n: int
+    recount_attempts: int
 
     @classmethod
     def from_env(cls) -> Config:
         env = os.environ
+        attempts = int(env.get("BENCH_N", "1000000"))
         return cls(
-            attempts=int(env.get("BENCH_N", "1000000")),
+            attempts=attempts,
             accounts=int(env.get("BENCH_ACCOUNTS", "1000")),
             history_days=int(env.get("BENCH_HISTORY_DAYS", "30")),
             memory_limit=env.get("BENCH_MEMORY_LIMIT", "2GB"),
@@ -102,6 +106,7 @@ class Config:
             keep=env.get("BENCH_KEEP", "") not in ("", "0"),
             skip=frozenset(env.get("BENCH_SKIP", "").replace(",", " ").split()),
             recount_n=int(env.get("BENCH_RECOUNT_N", "4000")),
+            recount_attempts=int(env.get("BENCH_RECOUNT_ATTEMPTS", str(min(attempts, 1_000_000)))),
         )
 
     @property
@@ -164,10 +169,29 @@ def make_fixture(cfg: Config) -> tuple[Path, Path, int]:
 
     logs.mkdir(parents=True, exist_ok=True)
     accounts.write_text(accounts_toml(cfg.accounts), encoding="utf-8")
-    started = time.perf_counter()
-    partial = log.with_name(log.name + ".partial")
     requests = int(cfg.attempts / ATTEMPTS_PER_REQUEST) + 1
     records = itertools.islice(generate_day(DAY, requests, SEED, account_ids(cfg.accounts)), cfg.attempts)
+    lines = write_gzipped_log(log, records)
+    count_file.write_text(str(lines))
+    return logs, accounts, lines
+
+
+def make_recount_fixture(cfg: Config) -> Path:
+    """Logs dir of a day on which no upstream reported usage: every attempt is recounted (R5)."""
+    logs = cfg.scratch / f"recount-n{cfg.recount_attempts}-a{cfg.accounts}" / "logs"
+    log = logs / f"requests-{DAY.isoformat()}.jsonl.gz"
+    if not log.exists():
+        from pipeline.sample_logs import generate_recount_day
+
+        logs.mkdir(parents=True, exist_ok=True)
+        write_gzipped_log(log, generate_recount_day(DAY, cfg.recount_attempts, SEED, account_ids(cfg.accounts)))
+    return logs
+
+
+def write_gzipped_log(log: Path, records: Iterable[dict[str, object]]) -> int:
+    """Write records as gzipped JSON Lines (atomically: a ``.partial`` file renamed); the count."""
+    started = time.perf_counter()
+    partial = log.with_name(log.name + ".partial")
     lines = 0
     # gzip runs in its own process, on the second core, while Python generates
     with partial.open("wb") as out:
@@ -186,13 +210,12 @@ def make_fixture(cfg: Config) -> tuple[Path, Path, int]:
         if gz.wait() != 0:
             raise SystemExit("gzip failed")
     partial.rename(log)
-    count_file.write_text(str(lines))
     print(
-        f"generated {lines:,} attempts for {cfg.accounts} accounts in {time.perf_counter() - started:.0f}s: "
+        f"generated {lines:,} attempts in {time.perf_counter() - started:.0f}s: "
         f"{log} ({log.stat().st_size / 1e6:,.0f} MB)",
         flush=True,
     )
-    return logs, accounts, lines
+    return lines
 
 
 # ---------------------------------------------------------------------------- stages
@@ -358,21 +381,24 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cfg.fixture))
     timed = {"INFERGATE_TIMINGS": "1"}
     me = [sys.executable, __file__]
-    nightly_args = ("nightly", "--date", DAY.isoformat(), "--logs", str(logs), "--max-quarantine-rate", "1")
+
+    def nightly_args(day_logs: Path) -> tuple[str, ...]:
+        return ("nightly", "--date", DAY.isoformat(), "--logs", str(day_logs), "--max-quarantine-rate", "1")
+
     stages: dict[str, Stage] = {}
     try:
         stages["count"] = measure("scan count(*)", [*me, "--scan", scan_sql(log, False), cfg.memory_limit], lines)
         stages["scan"] = measure("scan all columns", [*me, "--scan", scan_sql(log, True), cfg.memory_limit], lines)
         empty_db = work / "empty.duckdb"
         stages["empty"] = measure(
-            "nightly, empty db", cli(empty_db, accounts, cfg.memory_limit, *nightly_args), lines, timed
+            "nightly, empty db", cli(empty_db, accounts, cfg.memory_limit, *nightly_args(logs)), lines, timed
         )
         if "history" not in cfg.skip:
             hist_db, built = history_db(cfg, empty_db)
             print(f"(history database of {cfg.history_days} days ready in {built:.0f}s)", flush=True)
             stages["history"] = measure(
                 f"nightly, {cfg.history_days}d history",
-                cli(hist_db, accounts, cfg.memory_limit, *nightly_args),
+                cli(hist_db, accounts, cfg.memory_limit, *nightly_args(logs)),
                 lines,
                 timed,
             )
@@ -392,12 +418,33 @@ def main() -> None:
                 timed,
             )
             files = sum(1 for _ in (out / "statements" / PERIOD / "drafts").iterdir())
+        recount_day = None
+        if "recount" not in cfg.skip and cfg.recount_attempts:
+            recount_logs = make_recount_fixture(cfg)
+            recount_db = work / "recount.duckdb"
+            stages["recount"] = measure(
+                f"nightly, {cfg.recount_attempts:,} recounts",
+                cli(recount_db, accounts, cfg.memory_limit, *nightly_args(recount_logs)),
+                cfg.recount_attempts,
+                timed,
+            )
+            recount_day = recount_summary(recount_db)
         recounted, tokens = recount_summary(empty_db)
         synthetic = measure("recount bench", [sys.executable, str(RECOUNT_BENCH), "--n", str(cfg.recount_n)], 0)
-        print_report(cfg, stages, files, recounted, tokens, synthetic)
+        print_report(cfg, stages, files, (recounted, tokens), recount_day, synthetic)
     finally:
         if not cfg.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _recount_line(stage: Stage, recounted: int, tokens: int) -> str:
+    """Attempts and tokens recounted in a nightly, the tokenizers' rate and share of the run."""
+    tokenize_s = timings(stage).get("tokenize", 0)
+    rate = f"{tokens / tokenize_s:,.0f} tokens/s" if tokenize_s else "-"
+    return (
+        f"{recounted:,} attempts, {tokens:,} tokens tokenized in {tokenize_s:.1f}s = {rate} "
+        f"({tokenize_s / stage.seconds:.1%} of the nightly)"
+    )
 
 
 def _duckdb_version() -> str:
@@ -407,24 +454,26 @@ def _duckdb_version() -> str:
 
 
 def print_report(
-    cfg: Config, stages: dict[str, Stage], files: int, recounted: int, tokens: int, synthetic: Stage
+    cfg: Config,
+    stages: dict[str, Stage],
+    files: int,
+    normal_day: tuple[int, int],
+    recount_day: tuple[int, int] | None,
+    synthetic: Stage,
 ) -> None:
     print()
     print(f"{'stage':<28} {'wall s':>8} {'cpu s':>8} {'lines/s':>12} {'peak RSS MB':>12}")
     for st in stages.values():
         print(f"{st.name:<28} {st.seconds:>8.1f} {st.cpu_seconds:>8.1f} {st.rate():>12} {st.peak_rss_mb:>12,}")
     print()
-    for key in ("empty", "history", "statements"):
+    for key in ("empty", "history", "statements", "recount"):
         steps = timings(stages[key]) if key in stages else {}
         if steps:
             print(f"{stages[key].name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
     empty, scan = stages["empty"], stages["scan"]
-    tokenize_s = timings(empty).get("tokenize", 0)
-    rate = f"{tokens / tokenize_s:,.0f} tokens/s" if tokenize_s else "-"
-    print(
-        f"recount (R5) in the nightly: {recounted:,} attempts, {tokens:,} tokens tokenized in {tokenize_s:.1f}s "
-        f"= {rate} ({tokenize_s / empty.seconds:.1%} of the nightly)"
-    )
+    print(f"recount (R5) in the nightly: {_recount_line(empty, *normal_day)}")
+    if recount_day is not None:
+        print(f"recount (R5) on a day without usage: {_recount_line(stages['recount'], *recount_day)}")
     for line in synthetic.stdout.splitlines():
         print(f"recount bench: {' '.join(line.split())}")
     if "statements" in stages:

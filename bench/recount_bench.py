@@ -15,46 +15,14 @@ import random
 import time
 
 from pipeline.recount import count_many, count_request
+from pipeline.sample_logs import chat_messages, chat_text
 
 MODELS = {"o200k_base": "openai/gpt-5.5", "deepseek_v4": "deepseek-v4-flash"}
-
-WORDS = (
-    "the invoice usage tokens price model request gateway account billing statement "
-    "nightly ingest replay auditor finance period cached reasoning output input upstream "
-    "rate limit retry attempt stream DuckDB Parquet JSON schema decimal rounding cents"
-).split()
-EXTRA = [
-    "数据",
-    "計費",
-    "トークン",
-    "счёт",
-    "فاتورة",
-    "😀",
-    "naïve",
-    "def f(x):\n    return x * 2\n",
-    '{"a": [1, 2, 3]}',
-    "\n\n",
-    "    ",
-]
-
-
-def _text(rng: random.Random, low: int, high: int) -> str:
-    """A sentence-ish string of ``low``..``high`` words, with some non-English and code."""
-    words = [
-        rng.choice(EXTRA) if rng.random() < 0.08 else rng.choice(WORDS)
-        for _ in range(rng.randint(low, high))
-    ]
-    return " ".join(words).capitalize() + "."
 
 
 def _request(rng: random.Random) -> tuple[str, str]:
     """(messages_json, output_text) of one synthetic chat request."""
-    messages = [{"role": "system", "content": _text(rng, 5, 30)}]
-    for turn in range(rng.randint(1, 3)):
-        if turn:
-            messages.append({"role": "assistant", "content": _text(rng, 10, 80)})
-        messages.append({"role": "user", "content": _text(rng, 5, 120)})
-    return json.dumps(messages, ensure_ascii=False), _text(rng, 20, 300)
+    return json.dumps(chat_messages(rng), ensure_ascii=False), chat_text(rng, 20, 300)
 
 
 def _bench(tokenizer: str, requests: list[tuple[str, str]]) -> None:

@@ -23,7 +23,8 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for stage in ("scan count(*)", "scan all columns", "nightly, empty db", "nightly, 3d history", "statements (12"):
+    stages = ("scan count(*)", "scan all columns", "nightly, empty db", "nightly, 3d history", "statements (12")
+    for stage in (*stages, "nightly, 2,000 recounts"):
         assert f"\n{stage}" in out, out
     for line in (
         "ratio nightly/scan = ",
@@ -31,6 +32,7 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
         "peak RSS nightly = ",
         "recount (R5) in the nightly: ",
         "statements: 36 files for 12 accounts",
+        "recount (R5) on a day without usage: 2,000 attempts, ",  # every attempt of that day
     ):
         assert line in out, out
     assert "generated 2,000 attempts" in out
