@@ -119,6 +119,7 @@ class Stage:
     name: str
     seconds: float  # allow-float: wall time, not money
     cpu_seconds: float  # allow-float: user + system time of the process tree
+    sys_seconds: float  # allow-float: the system (kernel) part of it: I/O, page faults, reclaim
     peak_rss_mb: int
     lines: int
     stdout: str
@@ -236,7 +237,7 @@ def measure(name: str, argv: Sequence[str], lines: int, env: dict[str, str] | No
         raise SystemExit(f"{name} failed with exit code {proc.returncode}:\n{stdout}\n{stderr}")
     # ru_maxrss: KiB on Linux; for a child it covers the child and its waited-for children
     cpu = usage.ru_utime + usage.ru_stime
-    return Stage(name, seconds, cpu, usage.ru_maxrss // 1024, lines, stdout, stderr)
+    return Stage(name, seconds, cpu, usage.ru_stime, usage.ru_maxrss // 1024, lines, stdout, stderr)
 
 
 def scan_sql(path: Path, all_columns: bool) -> str:
@@ -462,9 +463,12 @@ def print_report(
     synthetic: Stage,
 ) -> None:
     print()
-    print(f"{'stage':<28} {'wall s':>8} {'cpu s':>8} {'lines/s':>12} {'peak RSS MB':>12}")
+    print(f"{'stage':<28} {'wall s':>8} {'cpu s':>8} {'of it sys':>9} {'lines/s':>12} {'peak RSS MB':>12}")
     for st in stages.values():
-        print(f"{st.name:<28} {st.seconds:>8.1f} {st.cpu_seconds:>8.1f} {st.rate():>12} {st.peak_rss_mb:>12,}")
+        print(
+            f"{st.name:<28} {st.seconds:>8.1f} {st.cpu_seconds:>8.1f} {st.sys_seconds:>9.1f} {st.rate():>12} "
+            f"{st.peak_rss_mb:>12,}"
+        )
     print()
     for key in ("empty", "history", "statements", "recount"):
         steps = timings(stages[key]) if key in stages else {}
