@@ -58,9 +58,6 @@ RECOUNT_CHUNK_ROWS = 2048  # rows per call of the recounter
 # bytes of text: a night on which no upstream reported usage is recounted in bounded memory.
 RECOUNT_FETCH_ROWS = 50_000
 RECOUNT_FETCH_BYTES = 32 << 20
-# which deduped attempts the recount counts (R5): new, would be billable, no usage, some text
-RECOUNT_WANTED = """d.verdict = 'new' AND NOT d.has_usage AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
-              AND (d.has_messages OR d.output_text_chars IS NOT NULL)"""
 # parse.sql runs over slices of about this much text: DuckDB's JSON functions keep a whole
 # vector's parse trees in memory per function, so bytes per statement bound memory.
 PARSE_SLICE_BYTES = 8 << 20
@@ -364,17 +361,16 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str)
         _stage_with_python(con, path, order, sha, str(exc))
 
 
-Slice = tuple[int, int, int]  # (file_order, first line_no, last line_no), parsed in one statement
+Slice = tuple[int, int, int]  # (file_order, first line_no, last line_no) of a run of staged lines
 
 
 @dataclass(frozen=True)
 class StagedBatch:
-    """Files of one batch: new ones staged in order, already-ingested ones skipped; the staged
-    lines are parsed (TEMP table ``parsed``) in ``slices``."""
+    """Files of one batch: new ones staged in order (their lines parsed into the TEMP table
+    ``parsed``), already-ingested ones skipped."""
 
     staged: tuple[tuple[int, Path, str, int], ...]  # (file_order, path, sha256, size)
     skipped: tuple[FileResult, ...]
-    slices: tuple[Slice, ...] = ()
 
 
 def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Slice]:
@@ -437,7 +433,7 @@ def _heavy_block_slices(con: duckdb.DuckDBPyConnection, f: int, block: int, max_
     return slices
 
 
-def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str, done: list[Slice]) -> None:
+def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str) -> None:
     """parse.sql over one slice; halve it when it does not fit the memory limit.
 
     DuckDB's JSON functions hold the parse trees of a whole vector (2048 lines) at once, per
@@ -452,14 +448,13 @@ def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str, done:
     )
     try:
         con.execute("INSERT INTO parsed " + parse)  # autocommit: a failure inserts nothing
-        done.append(piece)
         return
     except duckdb.OutOfMemoryException:
         pass
     if lo < hi:
         middle = (lo + hi) // 2
-        _parse_slice(con, (f, lo, middle), parse, done)
-        _parse_slice(con, (f, middle + 1, hi), parse, done)
+        _parse_slice(con, (f, lo, middle), parse)
+        _parse_slice(con, (f, middle + 1, hi), parse)
         return
     size = con.execute("SELECT strlen(line) FROM parse_input").fetchone()
     megabytes = (size[0] if size and size[0] else 0) / (1 << 20)
@@ -468,10 +463,9 @@ def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str, done:
         [f"line of {megabytes:.1f} MiB does not fit the memory limit to be validated (raise --memory-limit)", f, lo],
     )
     con.execute("INSERT INTO parsed " + parse)
-    done.append(piece)
 
 
-def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES) -> tuple[Slice, ...]:
+def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES) -> None:
     """Validate and type every staged line (parse.sql) into the TEMP table ``parsed``.
 
     Runs outside the run's transaction, like staging (it only writes TEMP tables), so that a
@@ -482,10 +476,8 @@ def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_
     parse = sql_text("parse.sql")
     con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")
     con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + parse + "\nLIMIT 0")
-    done: list[Slice] = []
     for piece in _line_slices(con, slice_bytes):
-        _parse_slice(con, piece, parse, done)
-    return tuple(done)
+        _parse_slice(con, piece, parse)
 
 
 def stage_files(
@@ -517,9 +509,10 @@ def stage_files(
         if on_file:
             on_file(path)
     with step("parse"):
-        slices = parse_staged(con) if staged else ()
+        if staged:
+            parse_staged(con)
     fault_point("after_parse")
-    return StagedBatch(tuple(staged), tuple(skipped), slices)
+    return StagedBatch(tuple(staged), tuple(skipped))
 
 
 def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
@@ -536,23 +529,24 @@ def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) 
         "CREATE OR REPLACE TEMP TABLE recounts (event_id VARCHAR, est_input_tokens BIGINT, "
         "est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
+    # the attempts to count: new, would be billable, without usage, with some text
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE recount_wanted AS
-        SELECT d.file_order, d.line_no, strlen(coalesce(s.line, '')) + 1 AS bytes
+        SELECT d.file_order, d.line_no, d.event_id, d.model, strlen(coalesce(s.line, '')) + 1 AS bytes
         FROM deduped d JOIN staged_lines s USING (file_order, line_no)
-        WHERE {RECOUNT_WANTED}
+        WHERE d.verdict = 'new' AND NOT d.has_usage AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
+          AND (d.has_messages OR d.output_text_chars IS NOT NULL)
         """
     )
     for f, lo, hi in _recount_fetches(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES):
         rows = con.execute(
-            f"""
-            SELECT d.event_id, d.model, s.line
-            FROM deduped d JOIN staged_lines s USING (file_order, line_no)
-            WHERE d.file_order = $f AND d.line_no BETWEEN $lo AND $hi
+            """
+            SELECT w.event_id, w.model, s.line
+            FROM recount_wanted w JOIN staged_lines s USING (file_order, line_no)
+            WHERE w.file_order = $f AND w.line_no BETWEEN $lo AND $hi
               AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
-              AND {RECOUNT_WANTED}
-            ORDER BY d.event_id
+            ORDER BY w.event_id
             """,
             {"f": f, "lo": lo, "hi": hi},
         ).fetchall()
