@@ -229,11 +229,16 @@ def generate_day(
     default is the five accounts of the committed sample, whose bytes must not change.
     """
     g = Gen(random.Random(f"{seed}-{day.isoformat()}"), day)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    for instant in _request_instants(g, requests):
+        yield from _request(g, instant, accounts)
+
+
+def _request_instants(g: Gen, requests: int) -> Iterator[datetime]:
+    """When each of a day's ``requests`` arrives: evenly spread, jittered within its share."""
+    start = datetime(g.day.year, g.day.month, g.day.day, tzinfo=UTC)
     step = 86400 / max(requests, 1)  # allow-float: spacing of synthetic timestamps, not money
     for index in range(requests):
-        instant = start + timedelta(seconds=index * step + g.rng.random() * step)
-        yield from _request(g, instant, accounts)
+        yield start + timedelta(seconds=index * step + g.rng.random() * step)
 
 
 CHAT_WORDS = (
@@ -285,11 +290,8 @@ def generate_recount_day(
     uses it to measure the recount at scale (about 260 input and 110 output tokens each).
     """
     g = Gen(random.Random(f"recount-{seed}-{day.isoformat()}"), day)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    step = 86400 / max(requests, 1)  # allow-float: spacing of synthetic timestamps, not money
-    for index in range(requests):
-        instant = start + timedelta(seconds=index * step + g.rng.random() * step)
-        rng = g.rng
+    rng = g.rng
+    for instant in _request_instants(g, requests):
         yield _attempt(
             g,
             g.next_id("req"),
