@@ -227,7 +227,7 @@ max_quarantine_option = click.option(
 )
 
 
-def _print_report(report: RunReport, max_rate: float) -> None:
+def _print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
     for f in report.files:
         name = Path(f.path).name
         if f.skipped:
@@ -271,7 +271,7 @@ def _print_report(report: RunReport, max_rate: float) -> None:
 @max_quarantine_option
 @click.pass_context
 @fail_cleanly
-def ingest(ctx: click.Context, files: tuple[str, ...], max_quarantine_rate: float) -> None:
+def ingest(ctx: click.Context, files: tuple[str, ...], max_quarantine_rate: float) -> None:  # allow-float: a share
     """Ingest log files or globs (.jsonl, .jsonl.gz, .jsonl.zst, .parquet) without rating.
 
     Re-ingesting a file (same bytes) changes nothing; bad lines are quarantined.
@@ -340,7 +340,13 @@ def rate(
 @max_quarantine_option
 @click.pass_context
 @fail_cleanly
-def nightly(ctx: click.Context, day: datetime | None, logs_dir: Path, engine: str, max_quarantine_rate: float) -> None:
+def nightly(
+    ctx: click.Context,
+    day: datetime | None,
+    logs_dir: Path,
+    engine: str,
+    max_quarantine_rate: float,  # allow-float: a share of lines, not money
+) -> None:
     """The nightly job: ingest one day's files, rate what they touch, refresh aggregates.
 
     Safe to re-run: a second run for the same day changes nothing. Attempts held for an

@@ -78,7 +78,7 @@ def record_run_id(handle: IO[str], run_id: int) -> None:
     handle.flush()
 
 
-def _read_note(handle: IO[str], wait_seconds: float = 2.0) -> str:
+def _read_note(handle: IO[str], wait_seconds: float = 2.0) -> str:  # allow-float: seconds
     """The holder's note. A holder writes it just after it takes the lock, so a run that lost
     a race by microseconds may find the file still empty: it waits briefly for the note."""
     deadline = time.monotonic() + wait_seconds

@@ -60,7 +60,8 @@ def install_sql_macro(con: duckdb.DuckDBPyConnection) -> None:
         CASE WHEN t IS NULL OR t = 'NULL' THEN 'but it is missing or null'
              ELSE 'got ' || CASE t
                  WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'integer' WHEN 'UBIGINT' THEN 'integer'
-                 WHEN 'DOUBLE' THEN 'number' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'ARRAY' THEN 'array'
+                 WHEN 'DOUBLE' THEN 'number'  -- allow-float: names a JSON type, reads no value
+                 WHEN 'BOOLEAN' THEN 'boolean' WHEN 'ARRAY' THEN 'array'
                  WHEN 'OBJECT' THEN 'object' ELSE lower(t) END
         END
         """
