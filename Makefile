@@ -34,7 +34,7 @@ demo: $(STAMP)
 
 ## test: install and run the whole test suite (what CI runs)
 test: $(STAMP)
-	$(VENV)/bin/ruff check pipeline pricing reports tests bench
+	$(VENV)/bin/ruff check core pipeline pricing reports tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 

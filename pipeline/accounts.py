@@ -16,14 +16,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from core.errors import BillingError, MissingInput
 from pipeline.money import D, Decimal, max_scale
 from pricing.model import Price
 
 DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")
 
 
-class AccountsError(ValueError):
+class AccountsError(BillingError, ValueError):
     """Reference data that must not be used, naming the file and the field."""
+
+    default_hint = "fix the accounts file (--accounts, default data/accounts.toml) and re-run; nothing was rated"
+
+
+class AccountsFileMissing(AccountsError, MissingInput):
+    """The accounts file named by --accounts (or its default) does not exist: a usage error."""
 
 
 def _bounded(scale: int, low: Decimal, high: Decimal | None) -> Any:
@@ -126,8 +133,13 @@ def load_accounts(path: Path = DEFAULT_ACCOUNTS_FILE) -> AccountsFile:
     """Load and validate the accounts file; a bad file stops the run with file and field."""
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise AccountsFileMissing(
+            f"{path}: no such accounts file",
+            hint="give the accounts reference file with --accounts (or INFERGATE_ACCOUNTS); default data/accounts.toml",
+        ) from None
     except OSError as exc:
-        raise AccountsError(f"{path}: cannot read accounts file: {exc}") from None
+        raise AccountsError(f"{path}: cannot read accounts file: {exc.strerror or exc}") from None
     return parse_accounts(data, path)
 
 

@@ -1,13 +1,17 @@
 """``infergate-billing``: a thin Click adapter over the jobs in ``pipeline.jobs``.
 
-Commands parse options, call one library function, and print. Library errors become clear
-one-line messages; exit codes: 0 success, 1 quarantine above threshold or a failed check,
-2 usage error.
+Commands parse options, call one library function, and print. Expected failures (every
+:class:`core.errors.BillingError`, plus DuckDB and OS errors) become one line on stderr,
+``Error: <message>. Hint: <what to do next>``, never a traceback. Exit codes: 0 success;
+1 quarantine above threshold, a failed check or run, bad reference data, no input for the
+day, nothing billed in the period; 2 usage error (bad options, or a file or directory named
+on the command line that does not exist).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,19 +22,14 @@ from typing import Any, TypeVar
 import click
 import duckdb
 
+from core.errors import BillingError
 from pipeline import jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
-from pipeline.accounts import AccountsError
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, connect
-from pipeline.ingest import IngestError
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
-from pipeline.lock import ConcurrentRunError
-from pipeline.redact import safe_error_message
-from pipeline.reference import PriceEditError
-from pipeline.replay import ReplayError
-from pipeline.spark import SparkEngineError, require_pyspark
-from pipeline.statements import StatementError
-from pricing.versions import DEFAULT_TABLES_DIR, PriceTableError, load_price_book
+from pipeline.redact import mask_secrets, safe_error_message
+from pipeline.spark import require_pyspark
+from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 from reports.finance import PERIOD_PATTERN, write_finance_summary
 from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
 from reports.parquet_export import write_parquet
@@ -45,33 +44,65 @@ from reports.spend_limits import (
 from reports.texttable import cell_text, render_table
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (
-    ConcurrentRunError,
-    IngestError,
-    PriceTableError,
-    PriceEditError,
-    AccountsError,
-    StatementError,
-    ReplayError,
-    duckdb.Error,
-    OSError,
-    snapshot.LiveDatabaseBusyError,
-    SparkEngineError,
-)
+# Every expected failure is a BillingError; DuckDB and the OS raise their own types, which are
+# translated here (a disk that is full or read-only, a database another process holds).
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BillingError, duckdb.Error, OSError)
+
+
+class CommandFailed(click.ClickException):
+    """One line on stderr, ``Error: <message>. Hint: <hint>``; exit code 1.
+
+    One line, so that a cron mail or a log grep for ``Error:`` carries what to do as well.
+    """
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(f"{message.rstrip('.')}. Hint: {hint}" if hint else message)
+
+
+class CommandMisused(CommandFailed):
+    """The same line for a usage problem; exit code 2, as for Click's own usage errors."""
+
+    exit_code = 2
+
+
+def _os_hint(exc: BaseException) -> str:
+    """What to do about a DuckDB or OS error (no hint where the reason says it all)."""
+    if isinstance(exc, duckdb.Error):
+        if "lock" in str(exc).lower():
+            return (
+                "another process has the database open (a run, or a live query); retry when it has "
+                "finished, or query the analyst snapshot with `infergate-billing sql`"
+            )
+        return ""
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make that location writable, or point --out / --db elsewhere"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOENT:
+        return "check the path"
+    return ""
+
+
+def describe_failure(exc: BaseException) -> CommandFailed:
+    """The one-line message, the hint and the exit code for an expected failure.
+
+    The message is :func:`safe_error_message`: one line, keys masked, and cut before any log
+    data DuckDB quotes in its errors (which could be prompt text); the hint is masked too.
+    """
+    if isinstance(exc, BillingError):
+        hint, code = exc.hint, exc.exit_code
+    else:
+        hint, code = _os_hint(exc), 1
+    hint = mask_secrets(" ".join(hint.split()))
+    return (CommandMisused if code == 2 else CommandFailed)(safe_error_message(exc), hint)
 
 
 def fail_cleanly(func: F) -> F:
-    """Turn library errors into one-line messages with exit code 1, never a traceback.
-
-    The message is :func:`safe_error_message`: one line, keys masked, and cut before any log
-    data DuckDB quotes in its errors (which could be prompt text).
-    """
+    """Turn expected failures into one line on stderr with exit code 1 or 2, never a traceback."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except EXPECTED_ERRORS as exc:
-            raise click.ClickException(safe_error_message(exc)) from None
+            raise describe_failure(exc) from None
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -227,6 +258,10 @@ max_quarantine_option = click.option(
 )
 
 
+def allow_empty_option(help: str) -> Callable[[F], F]:
+    return click.option("--allow-empty", is_flag=True, help=help)
+
+
 def _print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
     for f in report.files:
         name = Path(f.path).name
@@ -237,6 +272,9 @@ def _print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a
                 f"{name}: read {f.lines_read} = accepted {f.accepted} + duplicates "
                 f"{f.duplicates} + quarantined {f.quarantined}"
             )
+    for f in report.empty_files():
+        what = "empty file (0 bytes)" if f.size_bytes == 0 else f"no records in {f.size_bytes} bytes"
+        click.echo(f"warning: {f.path}: {what}", err=True)
     if report.rated:
         r = report.rated
         click.echo(
@@ -338,6 +376,10 @@ def rate(
 )
 @engine_option
 @max_quarantine_option
+@allow_empty_option(
+    "Succeed on a day without log files, or whose files hold no record (a day without traffic); "
+    "without it that is exit 1."
+)
 @click.pass_context
 @fail_cleanly
 def nightly(
@@ -346,11 +388,14 @@ def nightly(
     logs_dir: Path,
     engine: str,
     max_quarantine_rate: float,  # allow-float: a share of lines, not money
+    allow_empty: bool,
 ) -> None:
     """The nightly job: ingest one day's files, rate what they touch, refresh aggregates.
 
     Safe to re-run: a second run for the same day changes nothing. Attempts held for an
-    unknown account or missing price are re-tried every night.
+    unknown account or missing price are re-tried every night. No file for the day, or only
+    files without records, is exit 1 (a broken log shipment must not pass as a quiet day)
+    unless --allow-empty; each file without records is named in a warning.
 
     \b
     Example (cron, 02:00 UTC):
@@ -358,7 +403,14 @@ def nightly(
       infergate-billing nightly --date 2026-11-29 --logs data/sample_logs
     """
     when: date = day.date() if day else jobs.yesterday_utc()
-    _print_report(jobs.run_nightly(_settings(ctx, engine), when, logs_dir), max_quarantine_rate)
+    report = jobs.run_nightly(_settings(ctx, engine), when, logs_dir, allow_empty=allow_empty)
+    _print_report(report, max_quarantine_rate)
+    if report.files and len(report.empty_files()) == len(report.files) and not allow_empty:
+        raise jobs.NoInputForDay(
+            f"no records for {when.isoformat()}: every file for the day in {logs_dir} is empty "
+            f"(run {report.run_id} recorded them)",
+            hint="check the log shipment for that day; if the gateway really had no traffic, pass --allow-empty",
+        )
 
 
 @cli.command()
@@ -372,10 +424,15 @@ def nightly(
     show_default=True,
     help="csv: the finance summary; parquet: rated attempts and statement lines, partitioned by period.",
 )
+@allow_empty_option("Write the files even for a period with no billed usage (header only); without it, exit 1.")
 @click.pass_obj
 @fail_cleanly
-def export(settings: Settings, period: str, out_dir: Path, file_format: str) -> None:
-    """Write the finance summary CSV for a period (one row per account).
+def export(settings: Settings, period: str, out_dir: Path, file_format: str, allow_empty: bool) -> None:
+    """Write the finance summary CSV for a period (one row per account with something due).
+
+    A period with no billed usage writes nothing and exits 1 (an empty summary would look
+    like a month in which nobody owes anything); --allow-empty writes the header-only file
+    and says so.
 
     With --format parquet, write the period's rated attempts and statement lines instead, as
     hive-partitioned Parquet (OUT/rated_attempts/period=YYYY-MM/data_0.parquet, same for
@@ -389,11 +446,18 @@ def export(settings: Settings, period: str, out_dir: Path, file_format: str) -> 
     _period_bounds(period)
     with read_only(settings) as con:
         if file_format == "parquet":
-            paths = write_parquet(con, period, out_dir)
+            paths = write_parquet(con, period, out_dir, allow_empty=allow_empty)
+            empty = (
+                allow_empty
+                and not con.execute("SELECT count(*) FROM rated_attempts WHERE period = ?", [period]).fetchall()[0][0]
+            )
         else:
-            paths = [write_finance_summary(con, period, out_dir)]
+            paths = [write_finance_summary(con, period, out_dir, allow_empty=allow_empty)]
+            empty = paths[0].read_bytes().count(b"\n") <= 1  # the header line only
     for path in paths:
         click.echo(f"wrote {path}")
+    if empty:
+        click.echo(f"warning: no billed usage in {period}: the file(s) written hold no rows", err=True)
 
 
 @cli.command("statements")
@@ -402,10 +466,20 @@ def export(settings: Settings, period: str, out_dir: Path, file_format: str) -> 
 @click.option("--finalize", is_flag=True, help="Issue numbered, immutable statements for every account.")
 @click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
 @out_option("Statements go to OUT/statements/PERIOD/.")
+@allow_empty_option(
+    "Succeed for a period (or --account) with nothing due: no statement, and with --finalize the "
+    "period is closed; without it, exit 1 and nothing is recorded as issued."
+)
 @click.pass_context
 @fail_cleanly
 def statements_command(
-    ctx: click.Context, period: str, account_id: str | None, finalize: bool, issue_date: datetime | None, out_dir: Path
+    ctx: click.Context,
+    period: str,
+    account_id: str | None,
+    finalize: bool,
+    issue_date: datetime | None,
+    out_dir: Path,
+    allow_empty: bool,
 ) -> None:
     """Render statements (PDF, lines CSV, per-request detail CSV) for a period.
 
@@ -429,6 +503,7 @@ def statements_command(
         account_id=account_id,
         finalize=finalize,
         issue_date=issue_date.date() if issue_date else None,
+        allow_empty=allow_empty,
     )
     target = out_dir / "statements" / period
     if result.already_finalized:

@@ -17,11 +17,27 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import MissingInput
 from pipeline.faults import fault_point
 
 DEFAULT_DB = Path("data/infergate.duckdb")
 DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's buffer memory for a run; it spills to disk beyond it
 _PACKAGE = "pipeline"
+
+
+class DatabaseMissing(MissingInput):
+    """A command that only reads the database was pointed at a file that does not exist.
+
+    DuckDB's own error (``IO Error: Cannot open database ... database does not exist``) names
+    neither the option nor how a database comes to exist; this one does (exit code 2).
+    """
+
+    @classmethod
+    def at(cls, path: Path | str) -> DatabaseMissing:
+        return cls(
+            f"{path}: no such database",
+            hint="check --db or INFERGATE_DB; a database is created by its first `nightly` or `ingest` run",
+        )
 
 
 def sql_text(name: str) -> str:
@@ -69,6 +85,8 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
     }
     if memory_limit:
         config["memory_limit"] = memory_limit
+    if read_only and str(path) != ":memory:" and not Path(path).is_file():
+        raise DatabaseMissing.at(path)  # before mkdir: a reader must not create directories
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         config["temp_directory"] = str(Path(path).with_name(Path(path).name + ".tmp"))

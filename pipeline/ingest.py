@@ -42,6 +42,7 @@ import duckdb
 import pyarrow as pa
 import zstandard
 
+from core.errors import BillingError, MissingInput
 from pipeline.db import insert_many, run_script, sql_text
 from pipeline.faults import fault_point
 from pipeline.redact import safe_error_message
@@ -98,8 +99,12 @@ RecountRow = tuple[str, str | None, str | None]
 Recounter = Callable[[list[RecountRow]], list[tuple[int, int, str] | None]]
 
 
-class IngestError(ValueError):
+class IngestError(BillingError, ValueError):
     """An input that cannot be ingested at all (unknown kind, missing file)."""
+
+
+class InputMissing(IngestError, MissingInput):
+    """A log file or logs directory named on the command line does not exist: a usage error."""
 
 
 @dataclass(frozen=True)
@@ -131,9 +136,12 @@ def discover(patterns: Sequence[str]) -> list[Path]:
             continue
         path = Path(pattern)
         if not path.is_file():
-            raise IngestError(f"{pattern}: no such file")
+            raise InputMissing(f"{pattern}: no such file", hint="check the path; quote globs so the shell leaves them")
         if not file_kind(path):
-            raise IngestError(f"{pattern}: not a log file (expected {', '.join(SUPPORTED_SUFFIXES)})")
+            raise IngestError(
+                f"{pattern}: not a log file (expected {', '.join(SUPPORTED_SUFFIXES)})",
+                hint="rename it with its format's suffix, or leave it out",
+            )
         found[str(path.resolve())] = path
     # R1 "first" within a batch: files in name order
     return sorted(found.values(), key=lambda p: (p.name, str(p)))

@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from core.errors import BillingError, EmptyPeriod, UsageProblem
 from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
@@ -73,6 +74,14 @@ class RunReport:
 
     def quarantine_rate(self) -> float:  # allow-float: a ratio for the threshold, not money
         return self.quarantined / self.lines_read if self.lines_read else 0.0
+
+    def empty_files(self) -> list[FileResult]:
+        """Files that held no record (zero bytes, or only blank lines), now or when first ingested.
+
+        A copy of a file that does hold records (same sha256, skipped) is not empty.
+        """
+        full = {f.sha256 for f in self.files if f.lines_read}
+        return [f for f in self.files if not f.lines_read and f.sha256 not in full]
 
 
 def load_reference(settings: Settings) -> reference.Reference:
@@ -314,17 +323,48 @@ def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -
     return _ingest_and_rate(settings, "rate", args, [], scope)
 
 
+class NoInputForDay(BillingError):
+    """The nightly found no log file for its day: a broken shipment must not pass as a quiet day."""
+
+
+def day_pattern(day: date) -> str:
+    """The file names a day's nightly reads, as a shell-style pattern for messages."""
+    return f"*{day.isoformat()}*{{{','.join(ingest.SUPPORTED_SUFFIXES)}}}"
+
+
 def files_for_day(logs_dir: Path, day: date) -> list[Path]:
     """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz)."""
     if not logs_dir.is_dir():
-        raise ingest.IngestError(f"{logs_dir}: logs directory does not exist")
+        raise ingest.InputMissing(
+            f"{logs_dir}: logs directory does not exist",
+            hint="give the directory the gateway ships its logs to with --logs",
+        )
     stamp = day.isoformat()
     return ingest.discover([str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)])
 
 
-def run_nightly(settings: Settings, day: date, logs_dir: Path, recounter: Recounter | None = None) -> RunReport:
-    """Ingest the day's files, rate what they touch (plus anything held), refresh aggregates."""
+def run_nightly(
+    settings: Settings,
+    day: date,
+    logs_dir: Path,
+    recounter: Recounter | None = None,
+    *,
+    allow_empty: bool = False,
+) -> RunReport:
+    """Ingest the day's files, rate what they touch (plus anything held), refresh aggregates.
+
+    No file for the day is an error (:class:`NoInputForDay`), before anything is written:
+    for a cron job a missing shipment and a quiet day look the same otherwise. With
+    ``allow_empty`` the run goes ahead and re-rates what is held or affected by new
+    reference data.
+    """
     paths = files_for_day(logs_dir, day)
+    if not paths and not allow_empty:
+        load_reference(settings)  # bad reference data is the bigger problem: report it first
+        raise NoInputForDay(
+            f"no log file for {day.isoformat()} in {logs_dir} (looked for {day_pattern(day)})",
+            hint="check the log shipment for that day; if the gateway really had no traffic, re-run with --allow-empty",
+        )
     args = {"date": day.isoformat(), "logs": str(logs_dir), "files": [str(p) for p in paths]}
     return _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
 
@@ -341,13 +381,17 @@ def run_statements(
     account_id: str | None = None,
     finalize: bool = False,
     issue_date: date | None = None,
+    allow_empty: bool = False,
 ) -> statements.StatementsReport:
     """Render a period's statements: drafts, or (``finalize``) issue numbered, immutable ones.
 
     A finalized period is never re-rendered: missing files are restored from the stored bytes.
+    A period (or ``account_id``) with nothing due raises :class:`EmptyPeriod` (the run is
+    recorded as failed, nothing is written or finalized) unless ``allow_empty``: zero
+    statements look like a finished month-end otherwise.
     """
     if finalize and account_id:
-        raise ValueError("a period is finalized for all accounts at once; drop --account")
+        raise UsageProblem("a period is finalized for all accounts at once; drop --account")
     when = issue_date or statements.today_utc()
     target = out_dir / "statements" / period
     args = {"period": period, "account": account_id, "finalize": finalize, "issue_date": when.isoformat()}
@@ -360,6 +404,8 @@ def run_statements(
                 _close_succeeded(con, report)
             return result
         due = statements.due_lines(con, period, account_id)
+        if not due and not allow_empty:
+            raise EmptyPeriod.of(period, "no statement written", account_id)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when)
         fault_point("statements:after_render")

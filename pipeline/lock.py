@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from core.errors import BillingError
 
-class ConcurrentRunError(RuntimeError):
+
+class ConcurrentRunError(BillingError, RuntimeError):
     """Another run holds the database."""
 
 

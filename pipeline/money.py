@@ -11,6 +11,8 @@ from __future__ import annotations
 import decimal
 from decimal import ROUND_HALF_UP, Decimal
 
+from core.errors import BillingError
+
 __all__ = [
     "CENT",
     "EXACT",
@@ -35,7 +37,7 @@ EXACT = decimal.Context(
 )
 
 
-class MoneyError(ValueError):
+class MoneyError(BillingError, ValueError):
     """A value that cannot be an exact amount (a float, garbage text, NaN, infinity)."""
 
 

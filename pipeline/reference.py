@@ -15,11 +15,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from pydantic import ValidationError
 
-from pipeline.accounts import AccountsFile, parse_accounts
+from core.errors import BillingError
+from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
 from pipeline.db import insert_many
 from pricing.model import PriceVersion
-from pricing.versions import PriceBook, build_price_book, canonical_json
+from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def _insert_accounts(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
         con.unregister("accounts_arrow")
 
 
-class PriceEditError(ValueError):
+class PriceEditError(BillingError, ValueError):
     """A price version that already priced attempts was edited."""
 
 
@@ -168,18 +170,41 @@ def remember_files(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) 
         )
 
 
+class StoredReferenceError(BillingError, ValueError):
+    """The reference data a recorded run used is missing from ``reference_files`` or unreadable.
+
+    A replay must use exactly the recorded price versions and accounts file; without them it
+    cannot be exact, so it stops (a ValueError too, as it was before it had a class).
+    """
+
+    default_hint = (
+        "the database no longer holds the reference data this run used (table reference_files); "
+        "restore the database from a backup: an exact replay needs those bytes"
+    )
+
+
 def from_stored(con: duckdb.DuckDBPyConnection, hashes: dict[str, Any]) -> Reference:
     """Rebuild the reference data a run used from the stored bytes (replays)."""
     versions = []
     for version_id, sha in sorted(hashes["prices"].items()):
         row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [sha]).fetchone()
         if row is None:
-            raise ValueError(f"price version {version_id} (sha256 {sha[:12]}) is not stored in reference_files")
-        versions.append((f"stored:{version_id}", PriceVersion.model_validate_json(bytes(row[0]))))
+            raise StoredReferenceError(
+                f"price version {version_id} (sha256 {sha[:12]}) is not stored in reference_files"
+            )
+        try:
+            versions.append((f"stored:{version_id}", PriceVersion.model_validate_json(bytes(row[0]))))
+        except ValidationError as exc:
+            raise StoredReferenceError(
+                f"stored price version {version_id} (sha256 {sha[:12]}) cannot be read: {exc.errors()[0]['msg']}"
+            ) from None
     row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [hashes["accounts"]]).fetchone()
     if row is None:
-        raise ValueError(f"accounts file sha256 {hashes['accounts'][:12]} is not stored in reference_files")
-    return Reference(build_price_book(versions), parse_accounts(bytes(row[0]), Path("stored:accounts.toml")))
+        raise StoredReferenceError(f"accounts file sha256 {hashes['accounts'][:12]} is not stored in reference_files")
+    try:
+        return Reference(build_price_book(versions), parse_accounts(bytes(row[0]), Path("stored:accounts.toml")))
+    except (PriceTableError, AccountsError) as exc:
+        raise StoredReferenceError(f"stored reference data cannot be used: {exc.message}") from None
 
 
 def stored_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:

@@ -28,8 +28,9 @@ from typing import Any
 
 import duckdb
 
+from core.errors import BillingError
 from pipeline import jobs, rate, reference, statements
-from pipeline.db import connect
+from pipeline.db import DatabaseMissing, connect
 from pipeline.ingest import file_sha256
 from pipeline.money import ZERO, Decimal
 from pipeline.redact import install_sql_macro
@@ -39,7 +40,7 @@ from reports.csvsafe import csv_bytes
 from reports.render import render_html
 
 
-class ReplayError(RuntimeError):
+class ReplayError(BillingError, RuntimeError):
     """A replay that cannot be done (unknown period, missing stored reference data...)."""
 
 
@@ -80,7 +81,7 @@ class ReplayReport:
 def scratch_with(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory billing database with the live one attached read-only as ``live``."""
     if not db_path.exists():
-        raise ReplayError(f"{db_path}: no such database")
+        raise DatabaseMissing.at(db_path)
     con = connect(":memory:")
     install_sql_macro(con)
     con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS live (READ_ONLY)")
@@ -95,12 +96,15 @@ def _period_state(con: duckdb.DuckDBPyConnection, period: str) -> tuple[int, dic
     row = con.execute("SELECT run_id, reference FROM live.finalized_periods WHERE period = ?", [period]).fetchone()
     if row is not None:
         if row[1] is None:
-            raise ReplayError(f"{period} was finalized before reference data was recorded; cannot replay it exactly")
+            raise ReplayError(
+                f"{period} was finalized before reference data was recorded; cannot replay it exactly",
+                hint="reprice it with --prices VERSION instead (a diff against what was issued)",
+            )
         return int(row[0]), json.loads(row[1])
     last = con.execute("SELECT coalesce(max(run_id), 0) FROM live.runs").fetchone()
     state = con.execute("SELECT value FROM live.rating_state WHERE key = 'reference'").fetchone()
     if state is None:
-        raise ReplayError("nothing has been rated yet")
+        raise ReplayError("nothing has been rated yet", hint="run the nightly (or `rate`) first")
     return int(last[0]) if last else 0, json.loads(state[0])
 
 
@@ -335,6 +339,7 @@ def _reexecute(
             account_id=args.get("account"),
             finalize=bool(args.get("finalize")),
             issue_date=date.fromisoformat(args["issue_date"]),
+            allow_empty=True,  # re-execute what the run did, even a run that wrote nothing
         )
         return _compare_outputs(live, scratch.db_path, live_run)
     else:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.db import connect
+from core.errors import BillingError
+from pipeline.db import DatabaseMissing, connect
 from pipeline.lock import exclusive_run
 
 __all__ = [
@@ -42,11 +43,11 @@ STORAGE_VERSION = "v1.5.0"
 _ALIAS = "analyst_snapshot"
 
 
-class SnapshotMissingError(FileNotFoundError):
+class SnapshotMissingError(BillingError, FileNotFoundError):
     """No analyst snapshot has been published at the expected path yet."""
 
 
-class LiveDatabaseBusyError(RuntimeError):
+class LiveDatabaseBusyError(BillingError, RuntimeError):
     """The live database is held by a running job (DuckDB's file lock)."""
 
 
@@ -96,8 +97,9 @@ def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
     path = Path(path)
     if not path.is_file():
         raise SnapshotMissingError(
-            f"no analyst snapshot at {path}: one is published after every run "
-            "(nightly, ingest, rate) or by `infergate-billing snapshot`"
+            f"no analyst snapshot at {path}",
+            hint="one is published after every run (nightly, ingest, rate); publish it now with "
+            "`infergate-billing snapshot`, or add --live to query the database itself",
         )
     return connect(path, read_only=True)
 
@@ -108,7 +110,7 @@ def publish_now(db_path: Path, target: Path | None = None, memory_limit: str | N
     as for a run (without one, copying a large database takes most of the RAM)."""
     target = target or default_snapshot_path(db_path)
     if not Path(db_path).is_file():
-        raise FileNotFoundError(f"no database at {db_path}")
+        raise DatabaseMissing.at(db_path)
     with exclusive_run(Path(db_path), "snapshot"):
         con = connect(db_path, memory_limit=memory_limit)
         try:
@@ -124,9 +126,12 @@ def open_for_query(db_path: Path, snapshot_path: Path | None, live: bool = False
     makes the next job fail: keep such sessions short.
     """
     if not live:
-        return open_snapshot(snapshot_path or default_snapshot_path(db_path))
+        target = snapshot_path or default_snapshot_path(db_path)
+        if not Path(target).is_file() and not Path(db_path).is_file():
+            raise DatabaseMissing.at(db_path)  # no snapshot because there is no database at all
+        return open_snapshot(target)
     if not Path(db_path).is_file():
-        raise FileNotFoundError(f"no database at {db_path}")
+        raise DatabaseMissing.at(db_path)
     try:
         return connect(db_path, read_only=True)
     except duckdb.IOException as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import BillingError
 from pipeline.db import sql_text
 from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
@@ -75,7 +76,7 @@ DETAIL_HEADER = (
 PARALLEL_FROM = 8  # render in a process pool from this many statements on
 
 
-class StatementError(RuntimeError):
+class StatementError(BillingError, RuntimeError):
     """A statements run that must not proceed (e.g. an issued file no longer matches)."""
 
 

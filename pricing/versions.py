@@ -18,14 +18,24 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from core.errors import BillingError, MissingInput
 from pipeline.money import EXACT, Decimal
 from pricing.model import ModelPrice, PriceVersion
 
 DEFAULT_TABLES_DIR = Path(__file__).parent / "tables"
 
 
-class PriceTableError(ValueError):
+class PriceTableError(BillingError, ValueError):
     """A price table that must not be used, with the file and field that is wrong."""
+
+    default_hint = (
+        "fix that price table (in --prices, default pricing/tables) and check the set with "
+        "`infergate-billing prices validate`; nothing was rated"
+    )
+
+
+class PriceTablesMissing(PriceTableError, MissingInput):
+    """The price-table directory named by --prices does not exist: a usage error."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,9 @@ def build_price_book(parsed: Iterable[tuple[str, PriceVersion]]) -> PriceBook:
 def load_price_book(directory: Path = DEFAULT_TABLES_DIR, extra_files: Iterable[Path] = ()) -> PriceBook:
     """Load every ``*.toml`` version in ``directory`` (plus ``extra_files``) and validate the set."""
     if not directory.is_dir():
-        raise PriceTableError(f"{directory}: price table directory does not exist")
+        raise PriceTablesMissing(
+            f"{directory}: price table directory does not exist",
+            hint="give the directory of price versions (*.toml) with --prices (or INFERGATE_PRICES)",
+        )
     files = sorted(directory.glob("*.toml")) + list(extra_files)
     return build_price_book((str(path), parse_version_file(path)) for path in files)

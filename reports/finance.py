@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import EmptyPeriod
 from pipeline.db import sql_text
 from reports.csvsafe import write_csv
 
@@ -34,7 +35,17 @@ def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[o
     return [tuple(row) for row in con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()]
 
 
-def write_finance_summary(con: duckdb.DuckDBPyConnection, period: str, out_dir: Path) -> Path:
+def write_finance_summary(
+    con: duckdb.DuckDBPyConnection, period: str, out_dir: Path, *, allow_empty: bool = True
+) -> Path:
+    """Write ``finance-summary-PERIOD.csv``: one row per account with something due.
+
+    Without ``allow_empty`` a period with no row raises :class:`EmptyPeriod` and writes
+    nothing: a header-only file would pass for a month in which nobody owes anything.
+    """
+    rows = finance_summary(con, period)
+    if not rows and not allow_empty:
+        raise EmptyPeriod.of(period, "nothing written")
     path = out_dir / f"finance-summary-{period}.csv"
-    write_csv(path, FINANCE_COLUMNS, finance_summary(con, period))
+    write_csv(path, FINANCE_COLUMNS, rows)
     return path

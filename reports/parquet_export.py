@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import EmptyPeriod
 from reports.finance import PERIOD_PATTERN
 
 __all__ = ["EXPORTED_TABLES", "write_parquet"]
@@ -36,10 +37,20 @@ EXPORTED_TABLES = {
 }
 
 
-def write_parquet(con: duckdb.DuckDBPyConnection, period: str, out_dir: Path) -> list[Path]:
-    """Write (or replace) the ``period=YYYY-MM`` partition of every exported table."""
+def write_parquet(
+    con: duckdb.DuckDBPyConnection, period: str, out_dir: Path, *, allow_empty: bool = True
+) -> list[Path]:
+    """Write (or replace) the ``period=YYYY-MM`` partition of every exported table.
+
+    Without ``allow_empty`` a period without any rated attempt raises :class:`EmptyPeriod`
+    and writes (and replaces) nothing.
+    """
     if not PERIOD_PATTERN.match(period):
         raise ValueError(f"period {period!r} is not YYYY-MM")
+    if not allow_empty:
+        row = con.execute("SELECT count(*) FROM rated_attempts WHERE period = $period", {"period": period}).fetchone()
+        if not row or not row[0]:
+            raise EmptyPeriod.of(period, "no rated attempts, nothing written")
     out_dir = Path(out_dir)
     written = []
     for table, order in EXPORTED_TABLES.items():

@@ -32,6 +32,8 @@ from markupsafe import Markup
 from weasyprint import HTML
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
+from core.errors import BillingError
+
 from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
@@ -50,8 +52,10 @@ __all__ = [
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
-class UnsafeResourceError(RuntimeError):
+class UnsafeResourceError(BillingError, RuntimeError):
     """The statement HTML asked for an external resource (a file or URL); nothing was read."""
+
+    default_hint = "nothing was fetched; look for HTML or URLs in the account names and addresses of the accounts file"
 
 
 class RefusingURLFetcher(URLFetcher):

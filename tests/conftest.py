@@ -130,8 +130,8 @@ class Billing:
     def log(self, name: str, items: Iterable[dict[str, Any] | str]) -> Path:
         return write_log(self.logs / name, items)
 
-    def nightly(self, day: str = "2026-11-20") -> RunReport:
-        return jobs.run_nightly(self.settings, date.fromisoformat(day), self.logs)
+    def nightly(self, day: str = "2026-11-20", allow_empty: bool = False) -> RunReport:
+        return jobs.run_nightly(self.settings, date.fromisoformat(day), self.logs, allow_empty=allow_empty)
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         con = connect(self.settings.db_path, read_only=True)

@@ -80,7 +80,7 @@ def test_editing_a_used_price_version_is_refused_unless_forced(issued, tmp_path:
         'list_input_per_1m = "7.5"', 'list_input_per_1m = "9"'))
     edited = dataclasses.replace(billing.settings, prices_dir=prices)
     with pytest.raises(PriceEditError, match="2026-11-01 was edited after it priced attempts"):
-        jobs.run_nightly(edited, date(2026, 12, 3), billing.logs)
+        jobs.run_nightly(edited, date(2026, 12, 3), billing.logs, allow_empty=True)
     forced = dataclasses.replace(edited, force_price_edit=True)
     billing.log("requests-2026-12-03.jsonl", [record(event_id="jan", ts="2027-01-05T00:00:00Z")])
     jobs.run_nightly(forced, date(2026, 12, 3), billing.logs)
@@ -106,7 +106,9 @@ def test_a_new_version_never_changes_requests_before_it(issued, tmp_path: Path) 
         .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"'))
     query = "SELECT event_id, price_version, charge_total FROM rated_attempts WHERE event_id <> 'at' ORDER BY 1"
     before = billing.query(query)
-    jobs.run_nightly(dataclasses.replace(billing.settings, prices_dir=prices), date(2026, 12, 4), billing.logs)
+    jobs.run_nightly(
+        dataclasses.replace(billing.settings, prices_dir=prices), date(2026, 12, 4), billing.logs, allow_empty=True
+    )
     assert billing.query(query) == before  # everything before the new version's instant is unchanged
     at = billing.rated("at")
     assert (at["price_version"], at["charge_total"]) == ("v2", D("60"))  # exactly at its effective_from

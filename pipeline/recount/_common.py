@@ -10,8 +10,10 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import BillingError
 
-class RecountError(ValueError):
+
+class RecountError(BillingError, ValueError):
     """A row cannot be recounted because its input is malformed.
 
     The message names the offending field (``messages[2].content``) but never quotes the text:
@@ -24,8 +26,10 @@ class RecountError(ValueError):
         super().__init__(message if row is None else f"row {row}: {message}")
 
 
-class VocabularyIntegrityError(RuntimeError):
+class VocabularyIntegrityError(BillingError, RuntimeError):
     """A shipped tokenizer file does not match its pinned sha256; counting must not proceed."""
+
+    default_hint = "reinstall the package (pip install --force-reinstall infergate-billing); nothing was billed"
 
 
 @dataclass(frozen=True)

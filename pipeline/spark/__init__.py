@@ -12,9 +12,13 @@ Only :mod:`pipeline.spark.sqlgen` imports sqlglot and only :mod:`pipeline.spark.
 
 from __future__ import annotations
 
+from core.errors import BillingError
 
-class SparkEngineError(Exception):
+
+class SparkEngineError(BillingError):
     """The Spark engine cannot run or refused its input (a one-line message for the CLI)."""
+
+    default_hint = "run with --engine duckdb (the default: the same rules, embedded), or see docs/spark.md"
 
 
 def require_pyspark() -> None:
