@@ -25,7 +25,7 @@ import duckdb
 from core.errors import BillingError
 from pipeline import jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
-from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, connect
+from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.spark import require_pyspark
@@ -230,6 +230,13 @@ def out_option(help: str) -> Callable[[F], F]:
     )
 
 
+def require_database(settings: Settings) -> None:
+    """For commands that work on billed data (rate, statements): a missing --db is a typo, not
+    a new empty database in which nothing is rated or due."""
+    if not Path(settings.db_path).is_file():
+        raise DatabaseMissing.at(settings.db_path)
+
+
 @contextmanager
 def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The database opened read-only for a listing or an export."""
@@ -350,6 +357,7 @@ def rate(
     """
     if period and (start or end):
         raise click.UsageError("give --period or --from/--to, not both")
+    require_database(ctx.obj)
     if period:
         start, end = _period_bounds(period)
     else:
@@ -496,6 +504,7 @@ def statements_command(
     _period_bounds(period)
     if finalize and account_id:
         raise click.UsageError("--finalize issues the whole period; drop --account")
+    require_database(ctx.obj)
     result = jobs.run_statements(
         _settings(ctx),
         period,
