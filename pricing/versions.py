@@ -125,7 +125,10 @@ class PriceBook:
             if loaded.version_id == version_id:
                 return loaded
         known = ", ".join(v.version_id for v in self.versions)
-        raise PriceTableError(f"no price version {version_id!r} (known: {known})")
+        raise PriceTableError(
+            f"no price version {version_id!r} (known: {known})",
+            hint="give a version id from `infergate-billing prices list`, or the path of a price file (*.toml)",
+        )
 
     def price(self, model: str, instant: datetime) -> ModelPrice | None:
         loaded = self.in_force_at(instant)

@@ -230,6 +230,12 @@ def test_replay_verify_without_the_stored_reference_data_is_an_error_not_a_trace
     assert_clean(result, {1}, "is not stored in reference_files", "Hint: ", "backup")
 
 
+def test_replay_with_an_unknown_price_version_names_the_known_ones(home: Billing, tmp_path: Path) -> None:
+    result = invoke(tmp_path, "replay", home.settings.db_path, home.settings.accounts_file, PRICES, home.logs,
+                    ["--period", "2026-11", "--prices", "no-such.toml"])  # fmt: skip
+    assert_clean(result, {1}, "no price version 'no-such.toml' (known: 2026-11-01)", "prices list")
+
+
 # -- the error type itself -------------------------------------------------------------------
 
 
@@ -285,3 +291,14 @@ def test_a_billing_error_keeps_message_and_hint_through_pickling() -> None:
         "publish one",
     )
     assert isinstance(again, FileNotFoundError) and again.strerror is None
+
+
+def test_core_is_the_bottom_layer() -> None:
+    """core/ imports no package of the project, so every package may import it (issue 18)."""
+    import ast
+
+    for path in (Path(__file__).resolve().parent.parent / "core").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {name.split(".")[0] for name in imported} & {"pipeline", "pricing", "reports"}, path
