@@ -104,7 +104,7 @@ class IngestError(BillingError, ValueError):
 
 
 class InputMissing(IngestError, MissingInput):
-    """A log file or logs directory named on the command line does not exist: a usage error."""
+    """The logs directory named on the command line does not exist: a usage error."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,9 @@ def discover(patterns: Sequence[str]) -> list[Path]:
             continue
         path = Path(pattern)
         if not path.is_file():
-            raise InputMissing(f"{pattern}: no such file", hint="check the path; quote globs so the shell leaves them")
+            # exit 1, not 2: like a day without files for the nightly, a log that is not there is
+            # missing input, not a mistyped command line
+            raise IngestError(f"{pattern}: no such file", hint="check the path; quote globs so the shell leaves them")
         if not file_kind(path):
             raise IngestError(
                 f"{pattern}: not a log file (expected {', '.join(SUPPORTED_SUFFIXES)})",

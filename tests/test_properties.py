@@ -10,11 +10,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import jobs
 from pipeline.db import connect
+from pipeline.jobs import NoInputForDay
 from pipeline.money import D, Decimal, to_cents
 from tests.conftest import Billing, record, usage
 
@@ -164,7 +166,9 @@ def test_session_time_zone_is_utc(tmp_path: Path) -> None:
     )
 
 
-def test_nightly_for_a_day_without_files_succeeds(tmp_path: Path) -> None:
+def test_nightly_for_a_day_without_files_succeeds_only_when_allowed(tmp_path: Path) -> None:
     billing = fresh(tmp_path)
-    report = jobs.run_nightly(billing.settings, date(2026, 11, 20), billing.logs)
+    with pytest.raises(NoInputForDay):  # a missing log shipment is not a quiet day (issue 20 item 4)
+        jobs.run_nightly(billing.settings, date(2026, 11, 20), billing.logs)
+    report = jobs.run_nightly(billing.settings, date(2026, 11, 20), billing.logs, allow_empty=True)
     assert report.files == [] and report.rated is not None
