@@ -719,7 +719,9 @@ def runs_show(settings: Settings, run_id: int) -> None:
         cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
         row = cursor.fetchone()
         if row is None:
-            raise click.ClickException(f"no run {run_id}")
+            raise BillingError(
+                f"no run {run_id} in {settings.db_path}", hint="`infergate-billing runs list` lists the runs"
+            )
         names = [d[0] for d in cursor.description]
         files = con.execute(
             "SELECT kind, path, sha256, lines_read, accepted, duplicates, quarantined, skipped "
