@@ -403,3 +403,112 @@ def test_schema_doc_command_prints_docs_schema_md(analyst: Billing) -> None:
     result = _invoke(analyst, "schema-doc")
     assert result.exit_code == 0
     assert result.output == (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
+
+
+# --- issue 20 item 7: issued totals, totals as rated now, and the adjustments between them ---
+#
+# List prices 2026-11-01: gpt-5.5 in 7.5 / out 45 per 1M; acct_discount 12.5 % off: 6.5625 / 39.375.
+# November, issued 2026-12-01:
+#   p1  acct_plain     100,000 in, 1,000,000 out: 0.75 + 45.00                       usage 45.75
+#   d1  acct_discount   10,000 in,    20,000 out: 0.065625 -> 0.07, 0.7875 -> 0.79   usage 0.86
+#   numbers in account order: IG-2026-11-000001 acct_discount, IG-2026-11-000002 acct_plain
+# 2026-12-02: late1 acct_plain 2026-11-30T23:00Z, 10,000 out: November output line now
+#   1,010,000 x 45 = 45.45, November as rated now 0.75 + 45.45 = 46.20 (late 0.45);
+#   dec1 acct_plain 2026-12-02, 20,000 out = 0.90.
+# December, issued 2027-01-01: IG-2026-12-000003 acct_plain usage 0.90 + adjustment 0.45 = 1.35.
+# 2026-12-03: late2 acct_discount 2026-11-29T10:00Z, 10,000 in / 20,000 out: November lines now
+#   20,000 x 6.5625 = 0.13125 -> 0.13 and 40,000 x 39.375 = 1.575 -> 1.58 = 1.71 (late 0.85,
+#   not on any statement yet: December is issued, January is open).
+
+RECONCILIATION_ANSWERS = {
+    "2026-11": [
+        ("acct_discount", "IG-2026-11-000001", D("0.86"), D("0.00"), D("0.85"), D("1.71")),
+        ("acct_plain", "IG-2026-11-000002", D("45.75"), D("0.45"), D("0.00"), D("46.20")),
+    ],
+    "2026-12": [("acct_plain", "IG-2026-12-000003", D("0.90"), D("0.00"), D("0.00"), D("0.90"))],
+}
+
+
+@pytest.fixture(scope="module")
+def reconciled(tmp_path_factory: pytest.TempPathFactory) -> Billing:
+    from datetime import date
+
+    from pipeline import jobs
+
+    billing = Billing(tmp_path_factory.mktemp("reconciled"))
+    out = billing.root / "out"
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id="p1", account_id="acct_plain", usage=usage(100_000, 1_000_000)),
+        record(event_id="d1", account_id="acct_discount", usage=usage(10_000, 20_000)),
+    ])  # fmt: skip
+    billing.nightly("2026-11-20")
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log("requests-2026-12-02.jsonl", [
+        record(event_id="late1", account_id="acct_plain", ts="2026-11-30T23:00:00Z", usage=usage(0, 10_000)),
+        record(event_id="dec1", account_id="acct_plain", ts="2026-12-02T08:00:00Z", usage=usage(0, 20_000)),
+    ])  # fmt: skip
+    billing.nightly("2026-12-02")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    billing.log("requests-2026-12-03.jsonl", [
+        record(event_id="late2", account_id="acct_discount", ts="2026-11-29T10:00:00Z", usage=usage(10_000, 20_000)),
+    ])  # fmt: skip
+    billing.nightly("2026-12-03")
+    return billing
+
+
+def reconciliation_query() -> str:
+    text = (ROOT / "docs" / "analysts.md").read_text(encoding="utf-8")
+    section = text.split("## Issued totals and totals as rated now", 1)[1].split("\n## ", 1)[0]
+    (query,) = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+    return str(query)
+
+
+@pytest.mark.parametrize("period", ["2026-11", "2026-12"])
+def test_documented_reconciliation_query_gives_the_hand_computed_answer(reconciled: Billing, period: str) -> None:
+    query = reconciliation_query()
+    assert "WHERE period = '2026-11'" in query
+    assert reconciled.query(query.replace("'2026-11'", f"'{period}'")) == RECONCILIATION_ANSWERS[period]
+
+
+@pytest.mark.parametrize("period", ["2026-11", "2026-12"])
+def test_issued_columns_are_the_finance_summary_and_rated_now_is_account_period_totals(
+    reconciled: Billing, period: str, tmp_path: Path
+) -> None:
+    import csv
+
+    result = _invoke(reconciled, "export", "--period", period, "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    with (tmp_path / f"finance-summary-{period}.csv").open(newline="", encoding="utf-8") as handle:
+        finance = [
+            (r["account_id"], r["statement_number"], D(r["usage_usd"]), D(r["adjustments_usd"]), D(r["total_usd"]))
+            for r in csv.DictReader(handle)
+        ]
+    view = reconciled.query(
+        "SELECT account_id, statement_number, issued_usage_usd, issued_adjustments_usd, issued_total_usd "
+        "FROM statement_reconciliation WHERE period = ? AND period_status = 'issued' ORDER BY account_id",
+        [period],
+    )
+    assert view == finance
+    # November: issued 0.86 + 45.75; December: 0.90 plus the 0.45 adjustment for November = 1.35
+    expected_totals = {"2026-11": [D("0.86"), D("45.75")], "2026-12": [D("1.35")]}[period]
+    assert [row[4] for row in finance] == expected_totals
+    # as rated now: the older views, unchanged (their "statement" columns are the period as rated now)
+    assert reconciled.query(
+        "SELECT account_id, rated_now_usage_usd FROM statement_reconciliation WHERE period = ? ORDER BY 1", [period]
+    ) == reconciled.query(
+        "SELECT account_id, CAST(usage_usd AS DECIMAL(18,2)) FROM account_period_totals WHERE period = ? ORDER BY 1",
+        [period],
+    )
+
+
+def test_an_open_period_has_no_issued_figures(reconciled: Billing) -> None:
+    reconciled.log("requests-2026-12-04.jsonl", [
+        record(event_id="jan1", account_id="acct_plain", ts="2027-01-02T08:00:00Z", usage=usage(0, 20_000)),
+    ])  # fmt: skip
+    reconciled.nightly("2026-12-04")
+    row = reconciled.one(
+        "SELECT period_status, statement_number, issued_usage_usd, issued_total_usd, rated_now_usage_usd, "
+        "late_usage_usd, late_pending_usd FROM statement_reconciliation WHERE period = '2027-01'"
+    )
+    assert row == ("open", None, None, None, D("0.90"), None, None)
+
