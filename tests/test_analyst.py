@@ -512,3 +512,98 @@ def test_an_open_period_has_no_issued_figures(reconciled: Billing) -> None:
     )
     assert row == ("open", None, None, None, D("0.90"), None, None)
 
+
+# --- issue 20 item 8: the analyst commands of README.md and docs/analysts.md, run as written ---
+
+
+def _blocks(path: Path, languages: tuple[str, ...]) -> list[tuple[str, str]]:
+    text = path.read_text(encoding="utf-8")
+    return [(lang, body) for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S) if lang in languages]
+
+
+def analyst_command_blocks() -> list[tuple[str, str, str]]:
+    """(document, language, text): README's blocks that query the analyst snapshot, and every
+    shell and Python block of docs/analysts.md (its SQL blocks are the example queries above)."""
+    readme = [("README.md", lang, body) for lang, body in _blocks(ROOT / "README.md", ("sh",)) if "analyst" in body]
+    docs = [("docs/analysts.md", lang, body) for lang, body in _blocks(ROOT / "docs" / "analysts.md", ("sh", "python"))]
+    return readme + docs
+
+
+def test_readme_and_analyst_docs_have_the_analyst_commands() -> None:
+    blocks = analyst_command_blocks()
+    readme = [body for doc, _, body in blocks if doc == "README.md"]
+    assert len(readme) == 1 and "duckdb -readonly" in readme[0] and " sql " in readme[0]
+    assert len(blocks) >= 6
+    # every `duckdb` command opens a snapshot: DuckDB 1.5 cannot read the pipeline's own files
+    for _, lang, body in blocks:
+        for line in body.splitlines():
+            if lang == "sh" and re.match(r"^(\S*/)?duckdb ", line):
+                assert ".analyst.duckdb" in line, line
+
+
+@pytest.fixture(scope="module")
+def project_dir(sample_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project directory as a user has it after `make setup` and `make demo` (and a nightly)."""
+    import os
+    import shutil
+    import sys
+
+    from pipeline import snapshot
+
+    root = tmp_path_factory.mktemp("project")
+    venv = Path(sys.executable).parent.parent
+    (root / ".venv").symlink_to(venv, target_is_directory=True)
+    (root / "data").mkdir()
+    (root / "out").mkdir()
+    shutil.copy(ROOT / "data" / "accounts.toml", root / "data" / "accounts.toml")
+    for db in (root / "data" / "infergate.duckdb", root / "out" / "demo.duckdb"):
+        shutil.copy(sample_db, db)
+        snapshot.publish_now(db)
+    # the docs' own client venv, as `python3 -m venv duckdb-cli-venv && ... pip install` leaves it
+    (root / "duckdb-cli-venv" / "bin").mkdir(parents=True)
+    os.symlink(venv / "bin" / "duckdb", root / "duckdb-cli-venv" / "bin" / "duckdb")
+    return root
+
+
+ANALYST_BLOCKS = analyst_command_blocks()
+
+
+@pytest.mark.parametrize(
+    ("document", "language", "block"), ANALYST_BLOCKS, ids=[f"{d}-{i}" for i, (d, _, _) in enumerate(ANALYST_BLOCKS)]
+)
+def test_documented_analyst_commands_run_as_written(
+    project_dir: Path, document: str, language: str, block: str
+) -> None:
+    import importlib.metadata
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("duckdb", path=str(Path(sys.executable).parent)) is None:
+        pytest.fail("the venv has no duckdb command: duckdb-cli is a dev dependency (make setup installs it)")
+    script = block
+    for pin in re.findall(r"pip install '?duckdb-cli==([\d.]+)'?", block):
+        # the one line that downloads: check it pins the client the project installs instead
+        assert pin == importlib.metadata.version("duckdb-cli")
+        script = re.sub(r"^python3 -m venv duckdb-cli-venv && .*pip install .*$", "", script, flags=re.M)
+    env = {k: v for k, v in os.environ.items() if k not in ("INFERGATE_DB", "VIRTUAL_ENV")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # as after `. .venv/bin/activate`
+    command = ["bash", "-e", "-c", script] if language == "sh" else [sys.executable, "-c", script]
+    result = subprocess.run(
+        command,
+        cwd=project_dir,
+        env=env,
+        input="SELECT count(*) AS rows_of_daily_usage FROM daily_usage;\n",  # an interactive `duckdb` session
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"{document}:\n{block}\n{result.stdout}\n{result.stderr}"
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.strip() or language == "python", block
+    if "duckdb -readonly" in block and "SELECT" not in block:
+        assert "rows_of_daily_usage" in result.stdout  # the session ran the query typed into it
+    if "acct_acme" in block:
+        # acme on gpt-5.5-pro in the sample logs: 55 requests on 11-29, 42 on 11-30, 60 on 12-01
+        assert re.search(r"2026-11-29\D+55\D", result.stdout) and re.search(r"2026-12-01\D+60\D", result.stdout)
