@@ -146,7 +146,20 @@ def discover(patterns: Sequence[str]) -> list[Path]:
             )
         found[str(path.resolve())] = path
     # R1 "first" within a batch: files in name order
-    return sorted(found.values(), key=lambda p: (p.name, str(p)))
+    # (ties between equal names by absolute path, so the order never depends on the spelling)
+    return sorted(found.values(), key=lambda p: (p.name, str(p.resolve())))
+
+
+def source_name(path: Path) -> str:
+    """The name stored with every record of a file (``attempts``/``quarantine.source_file``).
+
+    The file name only, never the path as spelled: ``data/sample_logs/x.jsonl.gz``,
+    ``./data/sample_logs/x.jsonl.gz`` and ``/srv/.../x.jsonl.gz`` are one input, which the
+    stored ``source_sha256`` identifies. A stored path would make the rows depend on the
+    directory a run was started from, and ``replay --verify`` (which re-reads the inputs by
+    their recorded absolute paths) would report an untouched database as changed.
+    """
+    return path.resolve().name
 
 
 def file_sha256(path: Path) -> str:
@@ -180,7 +193,7 @@ def _stage_with_duckdb(con: duckdb.DuckDBPyConnection, path: Path, order: int, s
         source = f"SELECT ordinality AS line_no, line FROM {reader} WITH ORDINALITY"
     con.execute(
         f"INSERT INTO staged_lines SELECT ?, ?, ?, line_no, line, NULL FROM ({source})",
-        [order, str(path), sha, str(path)],
+        [order, source_name(path), sha, str(path)],
     )
 
 
@@ -302,7 +315,7 @@ class _FallbackBatch:
         table = pa.table(
             {
                 "file_order": pa.array([self.order] * n, pa.int32()),
-                "source_file": pa.array([str(self.path)] * n, pa.string()),
+                "source_file": pa.array([source_name(self.path)] * n, pa.string()),
                 "source_sha256": pa.array([self.sha] * n, pa.string()),
                 "line_no": pa.array(self.line_nos, pa.int64()),
                 "line": pa.array(self.lines, pa.string()),

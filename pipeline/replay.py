@@ -259,7 +259,8 @@ class VerifyReport:
     run_id: int
     status: str  # MATCH | MISMATCH
     steps: list[str] = field(default_factory=list)
-    first_difference: str | None = None
+    first_difference: str | None = None  # one line naming everything that differs (printed last)
+    differences: list[str] = field(default_factory=list)  # every difference, one line each
 
 
 def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
@@ -287,13 +288,19 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
                 )
                 report.steps.append(f"run {live_run} ({command}): {problem or 'MATCH'}")
                 if problem:
+                    # later runs built on this one: re-executing them would only repeat the difference
                     report.status, report.first_difference = "MISMATCH", f"run {live_run} ({command}): {problem}"
+                    report.differences.append(report.first_difference)
                     return report
             if latest and latest[0] == run_id:
-                problem = _compare_live_state(settings.db_path, scratch.db_path)
-                report.steps.append(f"live database vs re-execution: {problem or 'MATCH'}")
-                if problem:
-                    report.status, report.first_difference = "MISMATCH", problem
+                tables = _compare_live_state(settings.db_path, scratch.db_path)
+                report.steps.append(f"live database vs re-execution: {'MISMATCH' if tables else 'MATCH'}")
+                report.steps.extend(f"  {problem}" for problem in tables.values())
+                if tables:
+                    report.status, report.differences = "MISMATCH", list(tables.values())
+                    report.first_difference = (
+                        f"{len(tables)} live table(s) differ from the re-execution: {', '.join(tables)}"
+                    )
         return report
     finally:
         live.close()
@@ -354,10 +361,12 @@ def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run
         again = dict(con.execute("SELECT name, digest FROM run_outputs WHERE run_id = ?", [new_run]).fetchall())
     finally:
         con.close()
-    for name in sorted(set(recorded) | set(again)):
-        if recorded.get(name) != again.get(name):
-            return f"output {name} differs (recorded digest {recorded.get(name)}, re-executed {again.get(name)})"
-    return None
+    differing = [
+        f"output {name} differs (recorded digest {recorded.get(name)}, re-executed {again.get(name)})"
+        for name in sorted(set(recorded) | set(again))
+        if recorded.get(name) != again.get(name)
+    ]
+    return "; ".join(differing) or None
 
 
 def _compare_outputs(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int) -> str | None:
@@ -377,15 +386,22 @@ def _compare_outputs(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run
         }
     finally:
         con.close()
-    for name in sorted(set(recorded) | set(again)):
-        if recorded.get(name) != again.get(name):
-            return f"output file {name} differs"
-    return None
+    differing = sorted(name for name in set(recorded) | set(again) if recorded.get(name) != again.get(name))
+    return f"output file(s) differ: {', '.join(differing)}" if differing else None
 
 
+# The live tables compared with the re-execution, without the columns that record when or
+# by which run a row was written. Where a row came from is compared by file name and sha256,
+# never by the path as spelled: databases written before ingest stored the file name only
+# (see ingest.source_name) hold the path a run was given (``data/sample_logs/x.jsonl.gz``), in
+# source_file and in the "(first at FILE:LINE)" of duplicate_conflict messages; both sides
+# are reduced to the file name, so such a database verifies without being rewritten.
+_NAME = "regexp_extract(source_file, '[^/]*$')"
+_MESSAGE = r"regexp_replace(message, '\(first at [^()]*/([^/()]*:[0-9]+)\)', '(first at \1)')"
 LIVE_STATE = {
-    "attempts": "SELECT * EXCLUDE (run_id) FROM {db}.attempts",
-    "quarantine": "SELECT * EXCLUDE (run_id, quarantined_at, resolved_run_id) FROM {db}.quarantine",
+    "attempts": f"SELECT * EXCLUDE (run_id) REPLACE ({_NAME} AS source_file) FROM {{db}}.attempts",
+    "quarantine": "SELECT * EXCLUDE (run_id, quarantined_at, resolved_run_id) "
+    f"REPLACE ({_NAME} AS source_file, {_MESSAGE} AS message) FROM {{db}}.quarantine",
     "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM {db}.rated_attempts",
     "statement_lines": "SELECT * FROM {db}.statement_lines",
     "statements": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.statements",
@@ -393,20 +409,85 @@ LIVE_STATE = {
     "statement_files": "SELECT statement_number, kind, sha256 FROM {db}.statement_files",
 }
 
+# What names a row of each table in a report: a few of these are shown per differing table.
+LIVE_KEYS = {
+    "attempts": ("event_id",),
+    "quarantine": ("source_file", "source_line"),
+    "rated_attempts": ("event_id",),
+    "statement_lines": ("account_id", "period", "model", "token_class", "price_version", "unit_price_per_1m"),
+    "statements": ("statement_number",),
+    "statement_issued_lines": ("statement_number", "line_no"),
+    "statement_files": ("statement_number", "kind"),
+}
+EXAMPLE_KEYS = 3
 
-def _compare_live_state(live_db: Path, scratch_db: Path) -> str | None:
-    """The whole live database against the re-execution: the first table that differs."""
+
+def _compare_live_state(live_db: Path, scratch_db: Path) -> dict[str, str]:
+    """The whole live database against the re-execution: one line per table that differs.
+
+    Every table is compared (not only up to the first difference), and each line gives the
+    rows found only in the live database and only in the re-execution, a few example keys and,
+    for an example present on both sides, the columns whose values differ.
+    """
     con = duckdb.connect(":memory:")
+    found: dict[str, str] = {}
     try:
-        con.execute(f"ATTACH '{live_db}' AS live (READ_ONLY)")
-        con.execute(f"ATTACH '{scratch_db}' AS again (READ_ONLY)")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"ATTACH '{_quoted(live_db)}' AS live (READ_ONLY)")
+        con.execute(f"ATTACH '{_quoted(scratch_db)}' AS again (READ_ONLY)")
         for table, query in LIVE_STATE.items():
-            differ = con.execute(
-                f"SELECT count(*) FROM (({query.format(db='live')}) EXCEPT ALL ({query.format(db='again')})"
-                f" UNION ALL (({query.format(db='again')}) EXCEPT ALL ({query.format(db='live')})))"
-            ).fetchone()
-            if differ and differ[0]:
-                return f"live table {table} differs from the re-execution in {differ[0]} row(s)"
+            live, again = query.format(db="live"), query.format(db="again")
+            only_live = f"(({live}) EXCEPT ALL ({again}))"
+            only_again = f"(({again}) EXCEPT ALL ({live}))"
+            counts = con.execute(f"SELECT (SELECT count(*) FROM {only_live}), (SELECT count(*) FROM {only_again})")
+            row = counts.fetchone()
+            assert row is not None
+            if row[0] or row[1]:
+                found[table] = _describe(con, table, live, again, only_live, only_again, int(row[0]), int(row[1]))
     finally:
         con.close()
-    return None
+    return found
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _describe(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    live: str,
+    again: str,
+    only_live: str,
+    only_again: str,
+    in_live: int,
+    in_again: int,
+) -> str:
+    """``live table T differs ...: counts; e.g. key (columns that differ), ...``."""
+    keys = LIVE_KEYS[table]
+    columns = ", ".join(keys)
+    examples = con.execute(
+        f"SELECT DISTINCT {columns} FROM (SELECT {columns} FROM {only_live} UNION ALL "
+        f"SELECT {columns} FROM {only_again}) ORDER BY ALL LIMIT {EXAMPLE_KEYS}"
+    ).fetchall()
+    shown = []
+    for example in examples:
+        where = " AND ".join(f"{k} IS NOT DISTINCT FROM $key{i}" for i, k in enumerate(keys))
+        params = {f"key{i}": v for i, v in enumerate(example)}
+        label = " ".join(f"{k}={v}" for k, v in zip(keys, example, strict=True))
+        sides = []
+        for query in (live, again):
+            cur = con.execute(f"SELECT * FROM ({query}) WHERE {where}", params)
+            sides.append([dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()])
+        if len(sides[0]) == 1 and len(sides[1]) == 1:
+            changed = [c for c in sides[0][0] if sides[0][0][c] != sides[1][0].get(c)]
+            label += f" (differs in {', '.join(changed)})" if changed else ""
+        elif not sides[1]:
+            label += " (only in live)"
+        elif not sides[0]:
+            label += " (only in the re-execution)"
+        shown.append(label)
+    return (
+        f"live table {table} differs from the re-execution in {in_live + in_again} row(s) "
+        f"({in_live} only in live, {in_again} only in the re-execution); e.g. {'; '.join(shown)}"
+    )

@@ -403,3 +403,207 @@ def test_schema_doc_command_prints_docs_schema_md(analyst: Billing) -> None:
     result = _invoke(analyst, "schema-doc")
     assert result.exit_code == 0
     assert result.output == (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
+
+
+# --- issue 20 item 7: issued totals, totals as rated now, and the adjustments between them ---
+#
+# List prices 2026-11-01: gpt-5.5 in 7.5 / out 45 per 1M; acct_discount 12.5 % off: 6.5625 / 39.375.
+# November, issued 2026-12-01:
+#   p1  acct_plain     100,000 in, 1,000,000 out: 0.75 + 45.00                       usage 45.75
+#   d1  acct_discount   10,000 in,    20,000 out: 0.065625 -> 0.07, 0.7875 -> 0.79   usage 0.86
+#   numbers in account order: IG-2026-11-000001 acct_discount, IG-2026-11-000002 acct_plain
+# 2026-12-02: late1 acct_plain 2026-11-30T23:00Z, 10,000 out: November output line now
+#   1,010,000 x 45 = 45.45, November as rated now 0.75 + 45.45 = 46.20 (late 0.45);
+#   dec1 acct_plain 2026-12-02, 20,000 out = 0.90.
+# December, issued 2027-01-01: IG-2026-12-000003 acct_plain usage 0.90 + adjustment 0.45 = 1.35.
+# 2026-12-03: late2 acct_discount 2026-11-29T10:00Z, 10,000 in / 20,000 out: November lines now
+#   20,000 x 6.5625 = 0.13125 -> 0.13 and 40,000 x 39.375 = 1.575 -> 1.58 = 1.71 (late 0.85,
+#   not on any statement yet: December is issued, January is open).
+
+RECONCILIATION_ANSWERS = {
+    "2026-11": [
+        ("acct_discount", "IG-2026-11-000001", D("0.86"), D("0.00"), D("0.85"), D("1.71")),
+        ("acct_plain", "IG-2026-11-000002", D("45.75"), D("0.45"), D("0.00"), D("46.20")),
+    ],
+    "2026-12": [("acct_plain", "IG-2026-12-000003", D("0.90"), D("0.00"), D("0.00"), D("0.90"))],
+}
+
+
+@pytest.fixture(scope="module")
+def reconciled(tmp_path_factory: pytest.TempPathFactory) -> Billing:
+    from datetime import date
+
+    from pipeline import jobs
+
+    billing = Billing(tmp_path_factory.mktemp("reconciled"))
+    out = billing.root / "out"
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id="p1", account_id="acct_plain", usage=usage(100_000, 1_000_000)),
+        record(event_id="d1", account_id="acct_discount", usage=usage(10_000, 20_000)),
+    ])  # fmt: skip
+    billing.nightly("2026-11-20")
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log("requests-2026-12-02.jsonl", [
+        record(event_id="late1", account_id="acct_plain", ts="2026-11-30T23:00:00Z", usage=usage(0, 10_000)),
+        record(event_id="dec1", account_id="acct_plain", ts="2026-12-02T08:00:00Z", usage=usage(0, 20_000)),
+    ])  # fmt: skip
+    billing.nightly("2026-12-02")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    billing.log("requests-2026-12-03.jsonl", [
+        record(event_id="late2", account_id="acct_discount", ts="2026-11-29T10:00:00Z", usage=usage(10_000, 20_000)),
+    ])  # fmt: skip
+    billing.nightly("2026-12-03")
+    return billing
+
+
+def reconciliation_query() -> str:
+    text = (ROOT / "docs" / "analysts.md").read_text(encoding="utf-8")
+    section = text.split("## Issued totals and totals as rated now", 1)[1].split("\n## ", 1)[0]
+    (query,) = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+    return str(query)
+
+
+@pytest.mark.parametrize("period", ["2026-11", "2026-12"])
+def test_documented_reconciliation_query_gives_the_hand_computed_answer(reconciled: Billing, period: str) -> None:
+    query = reconciliation_query()
+    assert "WHERE period = '2026-11'" in query
+    assert reconciled.query(query.replace("'2026-11'", f"'{period}'")) == RECONCILIATION_ANSWERS[period]
+
+
+@pytest.mark.parametrize("period", ["2026-11", "2026-12"])
+def test_issued_columns_are_the_finance_summary_and_rated_now_is_account_period_totals(
+    reconciled: Billing, period: str, tmp_path: Path
+) -> None:
+    import csv
+
+    result = _invoke(reconciled, "export", "--period", period, "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    with (tmp_path / f"finance-summary-{period}.csv").open(newline="", encoding="utf-8") as handle:
+        finance = [
+            (r["account_id"], r["statement_number"], D(r["usage_usd"]), D(r["adjustments_usd"]), D(r["total_usd"]))
+            for r in csv.DictReader(handle)
+        ]
+    view = reconciled.query(
+        "SELECT account_id, statement_number, issued_usage_usd, issued_adjustments_usd, issued_total_usd "
+        "FROM statement_reconciliation WHERE period = ? AND period_status = 'issued' ORDER BY account_id",
+        [period],
+    )
+    assert view == finance
+    # November: issued 0.86 + 45.75; December: 0.90 plus the 0.45 adjustment for November = 1.35
+    expected_totals = {"2026-11": [D("0.86"), D("45.75")], "2026-12": [D("1.35")]}[period]
+    assert [row[4] for row in finance] == expected_totals
+    # as rated now: the older views, unchanged (their "statement" columns are the period as rated now)
+    assert reconciled.query(
+        "SELECT account_id, rated_now_usage_usd FROM statement_reconciliation WHERE period = ? ORDER BY 1", [period]
+    ) == reconciled.query(
+        "SELECT account_id, CAST(usage_usd AS DECIMAL(18,2)) FROM account_period_totals WHERE period = ? ORDER BY 1",
+        [period],
+    )
+
+
+def test_an_open_period_has_no_issued_figures(reconciled: Billing) -> None:
+    reconciled.log("requests-2026-12-04.jsonl", [
+        record(event_id="jan1", account_id="acct_plain", ts="2027-01-02T08:00:00Z", usage=usage(0, 20_000)),
+    ])  # fmt: skip
+    reconciled.nightly("2026-12-04")
+    row = reconciled.one(
+        "SELECT period_status, statement_number, issued_usage_usd, issued_total_usd, rated_now_usage_usd, "
+        "late_usage_usd, late_pending_usd FROM statement_reconciliation WHERE period = '2027-01'"
+    )
+    assert row == ("open", None, None, None, D("0.90"), None, None)
+
+
+# --- issue 20 item 8: the analyst commands of README.md and docs/analysts.md, run as written ---
+
+
+def _blocks(path: Path, languages: tuple[str, ...]) -> list[tuple[str, str]]:
+    text = path.read_text(encoding="utf-8")
+    return [(lang, body) for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S) if lang in languages]
+
+
+def analyst_command_blocks() -> list[tuple[str, str, str]]:
+    """(document, language, text): README's blocks that query the analyst snapshot, and every
+    shell and Python block of docs/analysts.md (its SQL blocks are the example queries above)."""
+    readme = [("README.md", lang, body) for lang, body in _blocks(ROOT / "README.md", ("sh",)) if "analyst" in body]
+    docs = [("docs/analysts.md", lang, body) for lang, body in _blocks(ROOT / "docs" / "analysts.md", ("sh", "python"))]
+    return readme + docs
+
+
+def test_readme_and_analyst_docs_have_the_analyst_commands() -> None:
+    blocks = analyst_command_blocks()
+    readme = [body for doc, _, body in blocks if doc == "README.md"]
+    assert len(readme) == 1 and "duckdb -readonly" in readme[0] and " sql " in readme[0]
+    assert len(blocks) >= 6
+    # every `duckdb` command opens a snapshot: DuckDB 1.5 cannot read the pipeline's own files
+    for _, lang, body in blocks:
+        for line in body.splitlines():
+            if lang == "sh" and re.match(r"^(\S*/)?duckdb ", line):
+                assert ".analyst.duckdb" in line, line
+
+
+@pytest.fixture(scope="module")
+def project_dir(sample_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project directory as a user has it after `make setup` and `make demo` (and a nightly)."""
+    import os
+    import shutil
+    import sys
+
+    from pipeline import snapshot
+
+    root = tmp_path_factory.mktemp("project")
+    venv = Path(sys.executable).parent.parent
+    (root / ".venv").symlink_to(venv, target_is_directory=True)
+    (root / "data").mkdir()
+    (root / "out").mkdir()
+    shutil.copy(ROOT / "data" / "accounts.toml", root / "data" / "accounts.toml")
+    for db in (root / "data" / "infergate.duckdb", root / "out" / "demo.duckdb"):
+        shutil.copy(sample_db, db)
+        snapshot.publish_now(db)
+    # the docs' own client venv, as `python3 -m venv duckdb-cli-venv && ... pip install` leaves it
+    (root / "duckdb-cli-venv" / "bin").mkdir(parents=True)
+    os.symlink(venv / "bin" / "duckdb", root / "duckdb-cli-venv" / "bin" / "duckdb")
+    return root
+
+
+ANALYST_BLOCKS = analyst_command_blocks()
+
+
+@pytest.mark.parametrize(
+    ("document", "language", "block"), ANALYST_BLOCKS, ids=[f"{d}-{i}" for i, (d, _, _) in enumerate(ANALYST_BLOCKS)]
+)
+def test_documented_analyst_commands_run_as_written(
+    project_dir: Path, document: str, language: str, block: str
+) -> None:
+    import importlib.metadata
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("duckdb", path=str(Path(sys.executable).parent)) is None:
+        pytest.fail("the venv has no duckdb command: duckdb-cli is a dev dependency (make setup installs it)")
+    script = block
+    for pin in re.findall(r"pip install '?duckdb-cli==([\d.]+)'?", block):
+        # the one line that downloads: check it pins the client the project installs instead
+        assert pin == importlib.metadata.version("duckdb-cli")
+        script = re.sub(r"^python3 -m venv duckdb-cli-venv && .*pip install .*$", "", script, flags=re.M)
+    env = {k: v for k, v in os.environ.items() if k not in ("INFERGATE_DB", "VIRTUAL_ENV")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # as after `. .venv/bin/activate`
+    command = ["bash", "-e", "-c", script] if language == "sh" else [sys.executable, "-c", script]
+    result = subprocess.run(
+        command,
+        cwd=project_dir,
+        env=env,
+        input="SELECT count(*) AS rows_of_daily_usage FROM daily_usage;\n",  # an interactive `duckdb` session
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"{document}:\n{block}\n{result.stdout}\n{result.stderr}"
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.strip() or language == "python", block
+    if "duckdb -readonly" in block and "SELECT" not in block:
+        assert "rows_of_daily_usage" in result.stdout  # the session ran the query typed into it
+    if "acct_acme" in block:
+        # acme on gpt-5.5-pro in the sample logs: 55 requests on 11-29, 42 on 11-30, 60 on 12-01
+        assert re.search(r"2026-11-29\D+55\D", result.stdout) and re.search(r"2026-12-01\D+60\D", result.stdout)

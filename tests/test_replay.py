@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -134,3 +136,110 @@ def test_verify_names_a_changed_input_file(issued) -> None:
     (billing.logs / "requests-2026-11-20.jsonl").write_text("{}\n")
     result = replay.verify_run(billing.settings, 1)
     assert result.status == "MISMATCH" and "changed since the run" in (result.first_difference or "")
+
+
+# --- issue 20 item 3: verify after the README's demo, whatever the spelling of --logs ---
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("infergate-billing"))
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The steps of `make demo`, with --logs spelled three ways from two directories.
+
+    2026-11-29 relative to the project (the Makefile's spelling), 2026-11-30 absolute, and
+    2026-12-01 relative to another working directory (``./sample_logs/`` from ``data/``).
+    """
+    out = tmp_path_factory.mktemp("demo")
+    db = str(out / "demo.duckdb")
+    logs = ROOT / "data" / "sample_logs"
+    accounts = str(ROOT / "data" / "accounts.toml")  # its default, data/accounts.toml, is relative
+    steps = [
+        (ROOT, ("nightly", "--date", "2026-11-29", "--logs", "data/sample_logs")),
+        (ROOT, ("nightly", "--date", "2026-11-30", "--logs", str(logs))),
+        (ROOT, ("statements", "--period", "2026-11", "--out", str(out))),
+        (ROOT, ("statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out))),
+        (ROOT / "data", ("nightly", "--date", "2026-12-01", "--logs", "./sample_logs/")),
+        (ROOT, ("statements", "--period", "2026-12", "--finalize", "--issue-date", "2027-01-01", "--out", str(out))),
+    ]
+    for cwd, step in steps:
+        result = _cli("--db", db, "--accounts", accounts, "--no-snapshot", *step, cwd=cwd)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return Path(db)
+
+
+def test_verify_of_the_demo_matches_from_another_directory(demo_db: Path, tmp_path: Path) -> None:
+    con = duckdb.connect(str(demo_db), read_only=True)
+    try:
+        names = con.execute("SELECT source_file FROM attempts UNION SELECT source_file FROM quarantine").fetchall()
+        last = con.execute("SELECT max(run_id) FROM runs").fetchone()
+    finally:
+        con.close()
+    # whatever the spelling, every record names its file the same way: the file name
+    assert {n for (n,) in names} == {p.name for p in (ROOT / "data" / "sample_logs").iterdir()}
+    assert last == (6,)
+    result = _cli("--db", str(demo_db), "replay", "--verify", "6", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-2:] == ["live database vs re-execution: MATCH", "MATCH"]
+
+
+TAMPERING = {
+    "attempts": "UPDATE attempts SET prompt_tokens = prompt_tokens + 1 WHERE event_id = $event",
+    "quarantine": "UPDATE quarantine SET field = 'status' WHERE quarantine_id = 1",
+    "rated_attempts": "UPDATE rated_attempts SET charge_total = charge_total + 0.01 WHERE event_id = $event",
+    "statement_lines": "UPDATE statement_lines SET amount = amount + 0.01 WHERE account_id = 'acct_acme' "
+    "AND period = '2026-12' AND token_class = 'output' AND model = 'openai/gpt-5.5'",
+    "statements": "UPDATE statements SET total_usd = total_usd + 1 WHERE statement_number = 'IG-2026-11-000001'",
+    "statement_issued_lines": "UPDATE statement_issued_lines SET quantity_tokens = quantity_tokens + 1 "
+    "WHERE statement_number = 'IG-2026-11-000002' AND line_no = 1",
+    "statement_files": "UPDATE statement_files SET sha256 = repeat('0', 64) "
+    "WHERE statement_number = 'IG-2026-12-000006' AND kind = 'detail_csv'",
+}
+
+
+def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_db: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "tampered.duckdb"
+    shutil.copy(demo_db, tampered)
+    con = duckdb.connect(str(tampered))
+    try:
+        event = con.execute(
+            "SELECT min(event_id) FROM rated_attempts WHERE outcome = 'billed' AND period = '2026-12'"
+        ).fetchone()
+        assert event is not None
+        for table, statement in TAMPERING.items():
+            changed = con.execute(statement, {"event": event[0]} if "$event" in statement else None).fetchone()
+            assert changed == (1,), table  # exactly one row edited per table
+        # how databases written before source_name stored the file: the path as given. Not a difference.
+        con.execute("UPDATE attempts SET source_file = 'data/sample_logs/' || source_file")
+        con.execute(
+            "UPDATE quarantine SET source_file = '/srv/logs/' || source_file, "
+            "message = replace(message, '(first at ', '(first at ./data/sample_logs/')"
+        )
+        old = con.execute("SELECT count(*) FROM quarantine WHERE message LIKE '%(first at ./data/sample_logs/%'")
+        assert old.fetchone() != (0,)  # the sample logs have a duplicate_conflict
+    finally:
+        con.close()
+    result = _cli("--db", str(tampered), "replay", "--verify", "6", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "MISMATCH: 7 live table(s) differ from the re-execution: " + ", ".join(TAMPERING)
+    details = {line.split()[2]: line for line in lines if line.startswith("  live table ")}
+    assert set(details) == set(TAMPERING)
+    one_row = "in 2 row(s) (1 only in live, 1 only in the re-execution); e.g. "
+    assert details["attempts"].endswith(f"{one_row}event_id={event[0]} (differs in prompt_tokens)")
+    assert details["rated_attempts"].endswith(f"{one_row}event_id={event[0]} (differs in charge_total)")
+    assert details["quarantine"].endswith("(differs in field)") and one_row in details["quarantine"]
+    assert details["statements"].endswith(f"{one_row}statement_number=IG-2026-11-000001 (differs in total_usd)")
+    assert details["statement_issued_lines"].endswith(
+        f"{one_row}statement_number=IG-2026-11-000002 line_no=1 (differs in quantity_tokens)"
+    )
+    assert details["statement_files"].endswith(
+        f"{one_row}statement_number=IG-2026-12-000006 kind=detail_csv (differs in sha256)"
+    )
+    assert "account_id=acct_acme period=2026-12 model=openai/gpt-5.5 token_class=output" in details["statement_lines"]
+    assert details["statement_lines"].endswith("(differs in amount)")
