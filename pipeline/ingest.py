@@ -23,7 +23,8 @@ Hostile input, decided (see ``docs/hostile-input.md``): a line with lone UTF-16 
 escapes (``"\\ud800"``) only inside ``messages``/``output_text`` is accepted, the lone halves
 counted as U+FFFD (the texts are only counted, never stored); anywhere else it is a
 ``parse_error``. An id field (event_id, request_id, account_id, model) that carries an API
-key is an ``invalid_record``; other text fields are stored with the key masked.
+key is an ``invalid_record``; other text fields are stored with the key masked. A symbolic
+link, a FIFO, a device or a directory named like a log file is never read (:func:`refusal`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import glob
 import gzip
 import hashlib
 import json
+import os
+import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -119,21 +122,58 @@ def file_kind(path: Path) -> str | None:
     return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
 
 
-def discover(patterns: Sequence[str]) -> list[Path]:
-    """Expand files and globs; a named file of an unknown kind is an error, not a skip."""
+def refusal(path: Path) -> str | None:
+    """Why ``path`` is not read as a log file, or None for a regular file.
+
+    A log file is read only as what it is: a symbolic link (``requests-X.jsonl ->
+    /etc/passwd``) would put another file's content into the quarantine copies, and a FIFO or
+    a device would block or never end. Looked at with ``lstat``, so a link is never followed.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return f"{path}: is a symbolic link; refused, log files are read only as regular files"
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        return f"{path}: is {kind}; refused, log files are read only as regular files"
+    return None
+
+
+def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[Path]:
+    """Expand files and globs; a named file of an unknown kind is an error, not a skip.
+
+    A link or anything but a regular file (:func:`refusal`) is never read: with ``refused``
+    given, its one-line reason is appended there and the other files go on (the caller
+    reports it and fails the run's exit code); without, it is an :class:`IngestError`.
+    """
     found: dict[str, Path] = {}
+
+    def refuse(reason: str) -> None:
+        if refused is None:
+            raise IngestError(reason)
+        refused.append(reason)
+
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             for match in glob.glob(pattern, recursive=True):
                 path = Path(match)
-                if path.is_file() and file_kind(path):
-                    found[str(path.resolve())] = path
+                if not file_kind(path):
+                    continue
+                if reason := refusal(path):
+                    refuse(reason)
+                    continue
+                found[str(path.resolve())] = path
             continue
         path = Path(pattern)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise IngestError(f"{pattern}: no such file")
         if not file_kind(path):
             raise IngestError(f"{pattern}: not a log file (expected {', '.join(SUPPORTED_SUFFIXES)})")
+        if reason := refusal(path):
+            refuse(reason)
+            continue
         found[str(path.resolve())] = path
     # R1 "first" within a batch: files in name order
     return sorted(found.values(), key=lambda p: (p.name, str(p)))

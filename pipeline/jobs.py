@@ -62,6 +62,7 @@ class RunReport:
     outputs: list[tuple[str, str, int]] = field(default_factory=list)  # (path, sha256, size)
     snapshot: Path | None = None  # the analyst snapshot published after the commit
     snapshot_error: str | None = None  # why it could not be published (the run itself committed)
+    refused: list[str] = field(default_factory=list)  # inputs not read: links, FIFOs, ... (one line each)
 
     @property
     def lines_read(self) -> int:
@@ -300,8 +301,11 @@ def _ingest_and_rate(
 
 def run_ingest(settings: Settings, patterns: Sequence[str], recounter: Recounter | None = None) -> RunReport:
     """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them)."""
-    paths = ingest.discover(patterns)
-    return _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+    refused: list[str] = []
+    paths = ingest.discover(patterns, refused)
+    report = _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+    report.refused = refused
+    return report
 
 
 def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -> RunReport:
@@ -314,19 +318,24 @@ def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -
     return _ingest_and_rate(settings, "rate", args, [], scope)
 
 
-def files_for_day(logs_dir: Path, day: date) -> list[Path]:
-    """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz)."""
+def files_for_day(logs_dir: Path, day: date, refused: list[str] | None = None) -> list[Path]:
+    """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz);
+    links and non-regular files among them go to ``refused`` (see ``ingest.discover``)."""
     if not logs_dir.is_dir():
         raise ingest.IngestError(f"{logs_dir}: logs directory does not exist")
     stamp = day.isoformat()
-    return ingest.discover([str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)])
+    names = [str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)]
+    return ingest.discover(names, refused)
 
 
 def run_nightly(settings: Settings, day: date, logs_dir: Path, recounter: Recounter | None = None) -> RunReport:
     """Ingest the day's files, rate what they touch (plus anything held), refresh aggregates."""
-    paths = files_for_day(logs_dir, day)
+    refused: list[str] = []
+    paths = files_for_day(logs_dir, day, refused)
     args = {"date": day.isoformat(), "logs": str(logs_dir), "files": [str(p) for p in paths]}
-    return _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
+    report = _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
+    report.refused = refused
+    return report
 
 
 def yesterday_utc() -> date:

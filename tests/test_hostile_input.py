@@ -105,6 +105,90 @@ def test_key_in_an_id_field_is_quarantined(billing: Billing, field: str) -> None
     assert "abcdefghijklmnop0123" not in message + kept
 
 
+OTHER_KEY_FORMATS = {
+    "stripe": "sk_live_aB3dE5gH7jK9mN1pQ3sT5vW7",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "github": "ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1eF3hJ5",
+    "bearer": "BEARER aB3dE5gH7jK9mN1pQ3sT5vW7",
+    "slack": "xoxb-123456789012-1234567890123-aB3dE5gH7jK9",
+    "google": "AIzaSyA-aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1e",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+    "anthropic": "sk-ant-api03-aB3dE5gH7jK9mN1pQ3sT5vW7",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OTHER_KEY_FORMATS))
+def test_key_formats_other_than_sk_are_masked_and_refused_as_ids(billing: Billing, kind: str) -> None:
+    # issue 20 item 15: sk_live_, AKIA..., ghp_..., BEARER in capitals were stored unmasked
+    key = OTHER_KEY_FORMATS[kind]
+    body = key.split()[-1]
+    one_file(billing, [
+        json_line(record(event_id="k", api_key_id=key, error_code=f"bad {key}", provider=key, extra={"t": key})),
+        json_line(record(event_id="id", request_id=f"r-{key}")),
+    ])  # fmt: skip
+    stored = repr(billing.query("SELECT * FROM attempts")) + repr(billing.query("SELECT * FROM quarantine"))
+    assert body not in stored and "[REDACTED]" in stored
+    assert billing.rated("k")["outcome"] == "billed"
+    [(_, reason, field, message, _)] = quarantine(billing)
+    assert (reason, field) == ("invalid_record", "request_id") and "contains an API key" in message
+
+
+def _plant_non_regular_logs(logs: Path, tmp_path: Path) -> list[str]:
+    """Next to a good log: a link to a secret file, a FIFO and a directory, all named like logs."""
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:SECRETROOT:/root:/bin/bash\n")
+    (logs / f"requests-{DAY}-link.jsonl").symlink_to(secret)
+    os.mkfifo(logs / f"requests-{DAY}-fifo.jsonl")
+    (logs / f"requests-{DAY}-dir.jsonl").mkdir()
+    return [f"requests-{DAY}-{n}.jsonl" for n in ("dir", "fifo", "link")]
+
+
+def test_links_fifos_and_directories_in_the_logs_are_refused_by_name(billing: Billing, tmp_path: Path) -> None:
+    # issue 20 item 15: a symlink was followed and /etc/passwd content ended up in quarantine.record
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="good")])
+    names = _plant_non_regular_logs(billing.logs, tmp_path)
+    report = billing.nightly(DAY)  # returns: a FIFO would have blocked the read for ever
+    assert [Path(f.path).name for f in report.files] == [f"requests-{DAY}.jsonl"]
+    assert billing.rated("good")["outcome"] == "billed"
+    assert [r.split(": ")[0].rsplit("/", 1)[1] for r in report.refused] == names
+    assert "is a directory" in report.refused[0] and "is a FIFO" in report.refused[1]
+    assert "is a symbolic link" in report.refused[2]
+    assert "SECRETROOT" not in repr(billing.query("SELECT * FROM quarantine"))
+
+
+def test_ingest_glob_refuses_links_and_a_named_link_too(billing: Billing, tmp_path: Path) -> None:
+    from pipeline import jobs
+
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="good")])
+    _plant_non_regular_logs(billing.logs, tmp_path)
+    report = jobs.run_ingest(billing.settings, [str(billing.logs / "*.jsonl")])
+    assert len(report.files) == 1 and len(report.refused) == 3
+    report = jobs.run_ingest(billing.settings, [str(billing.logs / f"requests-{DAY}-link.jsonl")])
+    assert report.files == [] and len(report.refused) == 1
+    assert report.refused[0].endswith("is a symbolic link; refused, log files are read only as regular files")
+    assert "SECRETROOT" not in repr(billing.query("SELECT * FROM quarantine"))
+
+
+def test_nightly_cli_with_a_link_in_the_logs_bills_the_rest_and_exits_1(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import write_log
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_log(logs / f"requests-{DAY}.jsonl", [record(event_id="good", account_id="acct_acme")])
+    _plant_non_regular_logs(logs, tmp_path)
+    cli = str(Path(sys.executable).with_name("infergate-billing"))
+    db = tmp_path / "billing.duckdb"
+    command = [cli, "--db", str(db), "nightly", "--date", DAY, "--logs", str(logs)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3 and f"requests-{DAY}-link.jsonl: is a symbolic link" in errors[2]
+    assert "succeeded" in done.stdout and "SECRETROOT" not in done.stdout + done.stderr
+
+
 # --- the lone-surrogate decision (docs/hostile-input.md) --------------------------------------
 
 
