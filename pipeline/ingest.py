@@ -86,10 +86,19 @@ replace(regexp_replace(
 # nullstr='\n' (under which any delimiter is an error; it cannot read lines itself, as it
 # skips empty lines and so breaks the numbering): a file with the bytes goes to the fallback.
 # What the quarantine keeps of a JSON object record: re-serialized (so a key written with \u
-# escapes is decoded and then masked), without messages/output_text, keys masked.
-REDACTED_RECORD_MACRO = """
+# escapes is decoded and then masked), without messages/output_text, keys masked, and at most
+# QUARANTINE_RECORD_CHARS of it (a record with a 20 MB id is kept as an excerpt; the source
+# file stays the original). bounded_excerpt(s, n): s, or its first n characters and a note of
+# the full length, which is longer than n, so a cut id never equals a real (bounded) one.
+QUARANTINE_RECORD_CHARS = 4096
+BOUNDED_EXCERPT_MACRO = """
+CREATE OR REPLACE TEMP MACRO bounded_excerpt(s, n) AS
+CASE WHEN length(s) > n THEN left(s, n) || ' ...[cut: ' || length(s) || ' characters]' ELSE s END
+"""
+REDACTED_RECORD_MACRO = f"""
 CREATE OR REPLACE TEMP MACRO redacted_json_record(line) AS
-mask_secrets(CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR))
+bounded_excerpt(mask_secrets(CAST(json_merge_patch(line, '{{"messages": null, "output_text": null}}') AS VARCHAR)),
+                {QUARANTINE_RECORD_CHARS})
 """
 READ_CSV_LINES = (
     "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
@@ -512,6 +521,7 @@ def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_
     statement refused for memory can be retried on a smaller slice instead of aborting the run.
     """
     con.execute(REPAIR_SURROGATES_MACRO)
+    con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
     parse = sql_text("parse.sql")
     con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")

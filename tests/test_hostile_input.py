@@ -189,6 +189,44 @@ def test_nightly_cli_with_a_link_in_the_logs_bills_the_rest_and_exits_1(tmp_path
     assert "succeeded" in done.stdout and "SECRETROOT" not in done.stdout + done.stderr
 
 
+BOUNDED_FIELDS = {
+    "event_id": 256, "request_id": 256, "account_id": 256, "api_key_id": 256, "model": 256, "group": 256,
+    "endpoint": 1024, "provider": 256, "error_code": 256, "finish_reason": 256,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("field", sorted(BOUNDED_FIELDS))
+def test_identifiers_over_their_bound_are_quarantined_naming_the_field(billing: Billing, field: str) -> None:
+    # issue 20 item 15: a 20 MB request_id was stored and written whole into a detail CSV
+    bound = BOUNDED_FIELDS[field]
+    at_bound, over = "x" * bound, "y" * (bound + 1)
+    extra = {"account_id": "acct_plain"} if field != "account_id" else {}
+    f = one_file(billing, [
+        json_line(record(**{"event_id": "at", **extra, field: at_bound})),
+        json_line(record(**{"event_id": "over", **extra, field: over})),
+    ])  # fmt: skip
+    assert (f.lines_read, f.accepted, f.quarantined) == (2, 1, 1)
+    [(_, reason, got_field, message, _)] = quarantine(billing)
+    assert (reason, got_field) == ("invalid_record", field)
+    assert message == f"field {field}: {bound + 1} characters, over the bound of {bound}"
+
+
+def test_a_huge_id_is_quarantined_and_the_quarantine_keeps_an_excerpt(billing: Billing) -> None:
+    huge = "r" * (2 << 20)
+    one_file(billing, [json_line(record(event_id="big", request_id=huge)), json_line(record(event_id=huge))])
+    rows = billing.query("SELECT event_id, field, length(record) FROM quarantine ORDER BY source_line")
+    assert [(e[:3], f) for e, f, _ in rows] == [("big", "request_id"), ("rrr", "event_id")]
+    assert all(n <= 4096 + 40 for _, _, n in rows)  # an excerpt and a note of the full length
+    assert rows[1][0].endswith(f" ...[cut: {2 << 20} characters]") and len(rows[1][0]) < 300
+    assert billing.query("SELECT count(*) FROM attempts") == [(0,)]
+
+
+def test_a_huge_usage_object_is_quarantined(billing: Billing) -> None:
+    one_file(billing, [json_line(record(event_id="u", usage=usage(10, 1) | {"note": "n" * 5000}))])
+    [(_, reason, field, message, _)] = quarantine(billing)
+    assert (reason, field) == ("invalid_record", "usage") and "over the bound of 4096" in message
+
+
 # --- the lone-surrogate decision (docs/hostile-input.md) --------------------------------------
 
 
