@@ -34,6 +34,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -138,15 +139,16 @@ def refusal(path: Path) -> str | None:
     /etc/passwd``) would put another file's content into the quarantine copies, and a FIFO or
     a device would block or never end. Looked at with ``lstat``, so a link is never followed.
     """
+    name = re.sub(r"[\x00-\x1f\x7f]", "?", str(path))  # the message stays one line
     try:
         mode = os.lstat(path).st_mode
     except OSError as exc:
-        return f"{path}: cannot be read ({exc.strerror})"
+        return f"{name}: cannot be read ({exc.strerror})"
     if stat.S_ISLNK(mode):
-        return f"{path}: is a symbolic link; refused, log files are read only as regular files"
+        return f"{name}: is a symbolic link; refused, log files are read only as regular files"
     if not stat.S_ISREG(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
-        return f"{path}: is {kind}; refused, log files are read only as regular files"
+        return f"{name}: is {kind}; refused, log files are read only as regular files"
     return None
 
 
