@@ -300,6 +300,8 @@ def _print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a
             "retry with `infergate-billing snapshot`",
             err=True,
         )
+    for reason in report.refused:  # the other files were ingested; exit 1 so that cron notices
+        click.echo(f"error: {reason}", err=True)
     if report.quarantine_rate() > max_rate:
         click.echo(
             f"error: {report.quarantined} of {report.lines_read} lines quarantined "
@@ -307,7 +309,7 @@ def _print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a
             err=True,
         )
         sys.exit(1)
-    if report.snapshot_error:
+    if report.snapshot_error or report.refused:
         sys.exit(1)
 
 

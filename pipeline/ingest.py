@@ -23,7 +23,8 @@ Hostile input, decided (see ``docs/hostile-input.md``): a line with lone UTF-16 
 escapes (``"\\ud800"``) only inside ``messages``/``output_text`` is accepted, the lone halves
 counted as U+FFFD (the texts are only counted, never stored); anywhere else it is a
 ``parse_error``. An id field (event_id, request_id, account_id, model) that carries an API
-key is an ``invalid_record``; other text fields are stored with the key masked.
+key is an ``invalid_record``; other text fields are stored with the key masked. A symbolic
+link, a FIFO, a device or a directory named like a log file is never read (:func:`refusal`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ import glob
 import gzip
 import hashlib
 import json
+import os
+import re
+import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -84,10 +88,19 @@ replace(regexp_replace(
 # nullstr='\n' (under which any delimiter is an error; it cannot read lines itself, as it
 # skips empty lines and so breaks the numbering): a file with the bytes goes to the fallback.
 # What the quarantine keeps of a JSON object record: re-serialized (so a key written with \u
-# escapes is decoded and then masked), without messages/output_text, keys masked.
-REDACTED_RECORD_MACRO = """
+# escapes is decoded and then masked), without messages/output_text, keys masked, and at most
+# QUARANTINE_RECORD_CHARS of it (a record with a 20 MB id is kept as an excerpt; the source
+# file stays the original). bounded_excerpt(s, n): s, or its first n characters and a note of
+# the full length, which is longer than n, so a cut id never equals a real (bounded) one.
+QUARANTINE_RECORD_CHARS = 4096
+BOUNDED_EXCERPT_MACRO = """
+CREATE OR REPLACE TEMP MACRO bounded_excerpt(s, n) AS
+CASE WHEN length(s) > n THEN left(s, n) || ' ...[cut: ' || length(s) || ' characters]' ELSE s END
+"""
+REDACTED_RECORD_MACRO = f"""
 CREATE OR REPLACE TEMP MACRO redacted_json_record(line) AS
-mask_secrets(CAST(json_merge_patch(line, '{"messages": null, "output_text": null}') AS VARCHAR))
+bounded_excerpt(mask_secrets(CAST(json_merge_patch(line, '{{"messages": null, "output_text": null}}') AS VARCHAR)),
+                {QUARANTINE_RECORD_CHARS})
 """
 READ_CSV_LINES = (
     "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
@@ -124,18 +137,53 @@ def file_kind(path: Path) -> str | None:
     return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
 
 
-def discover(patterns: Sequence[str]) -> list[Path]:
-    """Expand files and globs; a named file of an unknown kind is an error, not a skip."""
+def refusal(path: Path) -> str | None:
+    """Why ``path`` is not read as a log file, or None for a regular file.
+
+    A log file is read only as what it is: a symbolic link (``requests-X.jsonl ->
+    /etc/passwd``) would put another file's content into the quarantine copies, and a FIFO or
+    a device would block or never end. Looked at with ``lstat``, so a link is never followed.
+    """
+    name = re.sub(r"[\x00-\x1f\x7f]", "?", str(path))  # the message stays one line
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        return f"{name}: cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return f"{name}: is a symbolic link; refused, log files are read only as regular files"
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        return f"{name}: is {kind}; refused, log files are read only as regular files"
+    return None
+
+
+def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[Path]:
+    """Expand files and globs; a named file of an unknown kind is an error, not a skip.
+
+    A link or anything but a regular file (:func:`refusal`) is never read: with ``refused``
+    given, its one-line reason is appended there and the other files go on (the caller
+    reports it and fails the run's exit code); without, it is an :class:`IngestError`.
+    """
     found: dict[str, Path] = {}
+
+    def refuse(reason: str) -> None:
+        if refused is None:
+            raise IngestError(reason)
+        refused.append(reason)
+
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             for match in glob.glob(pattern, recursive=True):
                 path = Path(match)
-                if path.is_file() and file_kind(path):
-                    found[str(path.resolve())] = path
+                if not file_kind(path):
+                    continue
+                if reason := refusal(path):
+                    refuse(reason)
+                    continue
+                found[str(path.resolve())] = path
             continue
         path = Path(pattern)
-        if not path.is_file():
+        if not os.path.lexists(path):
             # exit 1, not 2: like a day without files for the nightly, a log that is not there is
             # missing input, not a mistyped command line
             raise IngestError(f"{pattern}: no such file", hint="check the path; quote globs so the shell leaves them")
@@ -144,6 +192,9 @@ def discover(patterns: Sequence[str]) -> list[Path]:
                 f"{pattern}: not a log file (expected {', '.join(SUPPORTED_SUFFIXES)})",
                 hint="rename it with its format's suffix, or leave it out",
             )
+        if reason := refusal(path):
+            refuse(reason)
+            continue
         found[str(path.resolve())] = path
     # R1 "first" within a batch: files in name order
     # (ties between equal names by absolute path, so the order never depends on the spelling)
@@ -495,6 +546,7 @@ def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_
     statement refused for memory can be retried on a smaller slice instead of aborting the run.
     """
     con.execute(REPAIR_SURROGATES_MACRO)
+    con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
     parse = sql_text("parse.sql")
     con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")

@@ -63,6 +63,7 @@ class RunReport:
     outputs: list[tuple[str, str, int]] = field(default_factory=list)  # (path, sha256, size)
     snapshot: Path | None = None  # the analyst snapshot published after the commit
     snapshot_error: str | None = None  # why it could not be published (the run itself committed)
+    refused: list[str] = field(default_factory=list)  # inputs not read: links, FIFOs, ... (one line each)
 
     @property
     def lines_read(self) -> int:
@@ -309,8 +310,11 @@ def _ingest_and_rate(
 
 def run_ingest(settings: Settings, patterns: Sequence[str], recounter: Recounter | None = None) -> RunReport:
     """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them)."""
-    paths = ingest.discover(patterns)
-    return _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+    refused: list[str] = []
+    paths = ingest.discover(patterns, refused)
+    report = _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+    report.refused = refused
+    return report
 
 
 def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -> RunReport:
@@ -332,15 +336,17 @@ def day_pattern(day: date) -> str:
     return f"*{day.isoformat()}*{{{','.join(ingest.SUPPORTED_SUFFIXES)}}}"
 
 
-def files_for_day(logs_dir: Path, day: date) -> list[Path]:
-    """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz)."""
+def files_for_day(logs_dir: Path, day: date, refused: list[str] | None = None) -> list[Path]:
+    """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz);
+    links and non-regular files among them go to ``refused`` (see ``ingest.discover``)."""
     if not logs_dir.is_dir():
         raise ingest.InputMissing(
             f"{logs_dir}: logs directory does not exist",
             hint="give the directory the gateway ships its logs to with --logs",
         )
     stamp = day.isoformat()
-    return ingest.discover([str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)])
+    names = [str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)]
+    return ingest.discover(names, refused)
 
 
 def run_nightly(
@@ -356,17 +362,21 @@ def run_nightly(
     No file for the day is an error (:class:`NoInputForDay`), before anything is written:
     for a cron job a missing shipment and a quiet day look the same otherwise. With
     ``allow_empty`` the run goes ahead and re-rates what is held or affected by new
-    reference data.
+    reference data. Links and non-regular files are refused and reported (exit 1), the
+    day's other files are still billed.
     """
-    paths = files_for_day(logs_dir, day)
-    if not paths and not allow_empty:
+    refused: list[str] = []
+    paths = files_for_day(logs_dir, day, refused)
+    if not paths and not refused and not allow_empty:
         load_reference(settings)  # bad reference data is the bigger problem: report it first
         raise NoInputForDay(
             f"no log file for {day.isoformat()} in {logs_dir} (looked for {day_pattern(day)})",
             hint="check the log shipment for that day; if the gateway really had no traffic, re-run with --allow-empty",
         )
     args = {"date": day.isoformat(), "logs": str(logs_dir), "files": [str(p) for p in paths]}
-    return _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
+    report = _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
+    report.refused = refused
+    return report
 
 
 def yesterday_utc() -> date:

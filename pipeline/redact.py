@@ -1,9 +1,22 @@
-"""Secrets never leave the pipeline: one pattern, used by Python and by the SQL.
+"""Secrets never leave the pipeline: one set of patterns, used by Python and by the SQL.
 
-Raw API keys (``sk-...``) and bearer tokens that show up in logs are replaced wherever text is
-stored or printed: quarantine copies, error messages, CLI output. Text is masked *before* it is
-cut to length: a key cut in the middle can fall below the pattern's minimum length and slip
-through the mask.
+API keys, tokens and credentials that show up in logs are replaced wherever text is stored or
+printed: quarantine copies, error messages, CLI output. Text is masked *before* it is cut to
+length: a key cut in the middle can fall below a pattern's minimum length and slip through.
+
+The patterns (``SECRET_PATTERNS``) are derived from the regex plugins of Yelp's detect-secrets
+1.5.0 (``detect_secrets/plugins/*.py``, named per pattern below), plus provider key formats an
+LLM gateway sees that detect-secrets has no plugin for. detect-secrets itself is not a runtime
+dependency: it scans source lines with plugin objects (several need the surrounding line,
+entropy or keyword context), its regexes use Python-only syntax (look-arounds) that DuckDB's
+RE2 refuses, and the same mask has to run inside SQL over millions of rows. So each pattern
+here is written in the syntax both Python ``re`` and RE2 read the same way (no look-arounds,
+no ``\\s``/``\\d``/inline flags, whose Unicode meaning differs between the two), widened to
+take the whole token, and ``tests/test_secrets.py`` checks with detect-secrets (a dev
+dependency) that everything it finds in the example table is masked here too. Plugins left out
+on purpose match plain ids a gateway logs (Twilio ``AC``+32, Mailchimp ``…-us1``, Artifactory
+``AKC…``, Telegram ``digits:…``) or need context (keyword, high entropy, IBM, SoftLayer,
+Cloudant); a masked id would merge records, so a false alarm there quarantines a good record.
 """
 
 from __future__ import annotations
@@ -12,8 +25,61 @@ import re
 
 import duckdb
 
-# RE2 (DuckDB) and Python ``re`` both accept this pattern.
-SECRET_PATTERN = r"(sk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}|[Bb]earer\s+[A-Za-z0-9._~+/\-]{8,}=*)"
+# (name, pattern, where it comes from). Order matters only for overlapping matches.
+SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
+    (
+        "private key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\t\r\n ]|\\[nrt])*",
+        "private_key.py, widened to the key body",
+    ),
+    (
+        "OpenAI / Anthropic / DeepSeek style key",
+        r"sk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
+        "openai.py, widened to any sk- key (sk-ant-, sk-proj-)",
+    ),
+    ("bearer token", r"[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+[A-Za-z0-9._~+/\-]{8,}=*", "RFC 6750 token68, any letter case"),
+    ("Stripe key", r"[rs]k_(?:live|test)_[0-9A-Za-z]{16,}", "stripe.py"),
+    ("AWS access key id", r"(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[0-9A-Z]{16}", "aws.py"),
+    (
+        "AWS secret in a key=value",
+        r"[Aa][Ww][Ss][A-Za-z_\-]{0,20}[Ss][Ee][Cc][Rr][Ee][Tt][A-Za-z_\-]{0,20}"
+        r"[\"']?[ \t]*[:=][ \t]*[\"']?[0-9A-Za-z/+]{40}",
+        "aws.py (secret access key)",
+    ),
+    (
+        "GitHub token",
+        r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9_]{36,}|github_pat_[A-Za-z0-9_]{22,}",
+        "github_token.py, plus fine-grained tokens",
+    ),
+    (
+        "GitLab token",
+        r"(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas)-[A-Za-z0-9_\-]{20,}"
+        r"|GR1348941[A-Za-z0-9_\-]{20,}",
+        "gitlab_token.py",
+    ),
+    (
+        "Slack token",
+        r"[Xx][Oo][Xx][AaBbOoPpRrSs]-(?:[0-9]+-)+[A-Za-z0-9]+"
+        r"|https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+",
+        "slack.py",
+    ),
+    ("JSON Web Token", r"eyJ[A-Za-z0-9_=\-]+\.[A-Za-z0-9_=\-]+\.?[A-Za-z0-9_.+/=\-]*", "jwt.py, signature included"),
+    ("Google API key", r"AIza[0-9A-Za-z_\-]{35}", "Google API key format (no detect-secrets plugin)"),
+    ("Azure storage key", r"AccountKey=[A-Za-z0-9+/=]{88}", "azure_storage_key.py"),
+    ("SendGrid key", r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}", "sendgrid.py"),
+    ("Square secret", r"sq0(?:csp|atp)-[0-9A-Za-z_\-]{22,}", "square_oauth.py"),
+    ("Discord bot token", r"[MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27}", "discord.py"),
+    ("PyPI token", r"pypi-AgE[A-Za-z0-9_\-]{70,}", "pypi_token.py"),
+    ("npm token", r"npm_[A-Za-z0-9]{36}", "npm.py (token format)"),
+    ("password in a URL", r"://[^{}\t\r\n /:@\"]+:[^{}\t\r\n /@\"]+@", "basic_auth.py"),
+    (
+        "LLM provider key",
+        r"hf_[A-Za-z]{34}|gsk_[A-Za-z0-9]{40,}|xai-[A-Za-z0-9]{40,}|r8_[A-Za-z0-9]{30,}|pplx-[A-Za-z0-9]{40,}",
+        "Hugging Face, Groq, xAI, Replicate, Perplexity key formats",
+    ),
+)
+# RE2 (DuckDB) and Python ``re`` both accept this pattern and match the same text with it.
+SECRET_PATTERN = "(" + "|".join(pattern for _, pattern, _ in SECRET_PATTERNS) + ")"
 REDACTED = "[REDACTED]"
 _SECRET = re.compile(SECRET_PATTERN)
 
@@ -24,7 +90,7 @@ _QUOTED_DATA = re.compile(r"\s*(Input:|Original Line:|LINE \d+:).*$", re.DOTALL)
 
 
 def mask_secrets(text: str) -> str:
-    """Replace every API key or bearer token in ``text``."""
+    """Replace every key, token or credential of ``SECRET_PATTERNS`` in ``text``."""
     return _SECRET.sub(REDACTED, text)
 
 

@@ -31,6 +31,7 @@ import duckdb
 from core.errors import BillingError
 from pipeline import jobs, rate, reference, statements
 from pipeline.db import DatabaseMissing, connect
+from pipeline.filenames import checked_file_name, name_part
 from pipeline.ingest import file_sha256
 from pipeline.money import ZERO, Decimal
 from pipeline.redact import install_sql_macro
@@ -196,7 +197,7 @@ def _compare(
     row = con.execute(
         "SELECT file_name, content FROM live.statement_files WHERE statement_number = ? AND kind = ?", [number, kind]
     ).fetchone()
-    name = row[0] if row else f"{number}-{kind}"
+    name = checked_file_name(row[0], ReplayError) if row else f"{name_part(number)}-{kind}"
     path = target / name
     write_atomic(path, data)
     report.written.append(path)

@@ -23,6 +23,7 @@ import duckdb
 
 from core.errors import BillingError
 from pipeline.db import sql_text
+from pipeline.filenames import checked_file_name, name_part
 from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
 from reports.atomic import write_atomic
@@ -370,7 +371,9 @@ def _renderer(count: int) -> Iterator[Callable[[Sequence[StatementDocument]], It
 
 
 def file_stem(doc: StatementDocument) -> str:
-    return doc.statement_number or f"draft-{doc.account_id}-{doc.period}"
+    """The name shared by a statement's files: its number, or for a draft the account id made
+    a safe name part (``pipeline.filenames``: an id such as ``../x`` never becomes a path)."""
+    return doc.statement_number or f"draft-{name_part(doc.account_id)}-{doc.period}"
 
 
 def prepare(
@@ -493,7 +496,7 @@ def materialize_issued(con: duckdb.DuckDBPyConnection, period: str, out_dir: Pat
         [period],
     ).fetchall()
     for name, sha, content in rows:
-        path = out_dir / name
+        path = out_dir / checked_file_name(name, StatementError)
         if path.exists():
             if hashlib.sha256(path.read_bytes()).hexdigest() != sha:
                 raise StatementError(

@@ -2,15 +2,20 @@
 
 A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run
 as a formula by Excel, LibreOffice or Google Sheets; it is written with a leading ``'`` so it
-stays text. Numbers are passed as ``int`` or ``Decimal`` and written exactly, so a negative
-amount stays the number ``-1.23``. An amount that arrives as a string is text and gets
-neutralized like any other string: pass numbers as numbers.
+stays text. The same holds after every line break inside a cell (``\r`` or ``\n`` followed by
+one of ``= + - @ \t`` gets a ``'`` in between): a reader that splits lines itself, or a
+spreadsheet import that treats CR as a row end, would otherwise start a row with a live formula.
+Every cell holding a CR, an LF, the delimiter or the quote character is quoted (Python's
+``csv`` module with ``lineterminator="\n"`` leaves a lone CR unquoted, so the quoting is ours).
+
+Numbers are passed as ``int`` or ``Decimal`` and written exactly, so a negative amount stays
+the number ``-1.23``. An amount that arrives as a string is text and gets neutralized like any
+other string: pass numbers as numbers.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
@@ -22,6 +27,12 @@ from .atomic import write_atomic
 __all__ = ["FORMULA_PREFIXES", "csv_bytes", "neutralize", "sql_csv_line", "write_csv"]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# a formula start right after a line break inside a cell (CR and LF are not in the class: a
+# match never overlaps the next one, so Python's re and DuckDB's RE2 give the same text)
+AFTER_BREAK_PATTERN = r"([\r\n])([=+\-@\t])"
+_AFTER_BREAK = re.compile(AFTER_BREAK_PATTERN)
+# a cell holding any of these is quoted (the delimiter, the quote character, CR, LF)
+QUOTE_TRIGGERS = (",", '"', "\r", "\n")
 
 
 def neutralize(cell: object) -> str:
@@ -33,7 +44,8 @@ def neutralize(cell: object) -> str:
     if cell is None:
         return ""
     if isinstance(cell, str):
-        return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+        text = "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+        return _AFTER_BREAK.sub(r"\1'\2", text) if "\r" in text or "\n" in text else text
     if isinstance(cell, bool):
         raise TypeError("a bool is not a CSV cell; write 'true'/'false' or 1/0 explicitly")
     if isinstance(cell, int):
@@ -46,16 +58,28 @@ def neutralize(cell: object) -> str:
     raise TypeError(f"{type(cell).__name__} is not a CSV cell (floats never are: use Decimal)")
 
 
+def quote(text: str) -> str:
+    """One neutralized cell as written: in double quotes (doubled inside) when it holds a
+    delimiter, a quote, CR or LF; otherwise as is (``csv.QUOTE_MINIMAL`` plus CR)."""
+    if any(ch in text for ch in QUOTE_TRIGGERS):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _line(cells: Sequence[str]) -> str:
+    if len(cells) == 1 and cells[0] == "":
+        return '""\n'  # a row of one empty cell is not a blank line (as the csv module writes it)
+    return ",".join(quote(cell) for cell in cells) + "\n"
+
+
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """A UTF-8 CSV with '\\n' line endings, every cell through :func:`neutralize`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-    writer.writerow([neutralize(name) for name in header])
+    """A UTF-8 CSV with '\\n' line endings, every cell through :func:`neutralize` and :func:`quote`."""
+    lines = [_line([neutralize(name) for name in header])]
     for number, row in enumerate(rows, start=1):
         if len(row) != len(header):
             raise ValueError(f"row {number} has {len(row)} cells, header has {len(header)}")
-        writer.writerow([neutralize(cell) for cell in row])
-    return buffer.getvalue().encode("utf-8")
+        lines.append(_line([neutralize(cell) for cell in row]))
+    return "".join(lines).encode("utf-8")
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -78,9 +102,11 @@ def _sql_cell(expr: str, kind: str) -> str:
     if kind != "text":
         raise ValueError(f"unknown cell kind {kind!r}")
     prefixes = ", ".join(f"chr({ord(p)})" for p in FORMULA_PREFIXES)
-    cell = f"CASE WHEN left({expr}, 1) IN ({prefixes}) THEN chr(39) || {expr} ELSE coalesce({expr}, '') END"
-    # csv.QUOTE_MINIMAL with lineterminator "\n" quotes a cell holding ',', '"' or a newline
-    special = f"contains({cell}, ',') OR contains({cell}, '\"') OR contains({cell}, chr(10))"
+    first = f"CASE WHEN left({expr}, 1) IN ({prefixes}) THEN chr(39) || {expr} ELSE coalesce({expr}, '') END"
+    breaks = f"contains({expr}, chr(10)) OR contains({expr}, chr(13))"
+    cell = f"CASE WHEN {breaks} THEN regexp_replace({first}, '{AFTER_BREAK_PATTERN}', '\\1''\\2', 'g') ELSE {first} END"
+    # quote(): a cell holding ',', '"', CR or LF is quoted
+    special = f"contains({cell}, ',') OR contains({cell}, '\"') OR {breaks}"
     return f"CASE WHEN {special} THEN '\"' || replace({cell}, '\"', '\"\"') || '\"' ELSE {cell} END"
 
 

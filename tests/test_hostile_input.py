@@ -105,6 +105,128 @@ def test_key_in_an_id_field_is_quarantined(billing: Billing, field: str) -> None
     assert "abcdefghijklmnop0123" not in message + kept
 
 
+OTHER_KEY_FORMATS = {
+    "stripe": "sk_live_aB3dE5gH7jK9mN1pQ3sT5vW7",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "github": "ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1eF3hJ5",
+    "bearer": "BEARER aB3dE5gH7jK9mN1pQ3sT5vW7",
+    "slack": "xoxb-123456789012-1234567890123-aB3dE5gH7jK9",
+    "google": "AIzaSyA-aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1e",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+    "anthropic": "sk-ant-api03-aB3dE5gH7jK9mN1pQ3sT5vW7",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OTHER_KEY_FORMATS))
+def test_key_formats_other_than_sk_are_masked_and_refused_as_ids(billing: Billing, kind: str) -> None:
+    # issue 20 item 15: sk_live_, AKIA..., ghp_..., BEARER in capitals were stored unmasked
+    key = OTHER_KEY_FORMATS[kind]
+    body = key.split()[-1]
+    one_file(billing, [
+        json_line(record(event_id="k", api_key_id=key, error_code=f"bad {key}", provider=key, extra={"t": key})),
+        json_line(record(event_id="id", request_id=f"r-{key}")),
+    ])  # fmt: skip
+    stored = repr(billing.query("SELECT * FROM attempts")) + repr(billing.query("SELECT * FROM quarantine"))
+    assert body not in stored and "[REDACTED]" in stored
+    assert billing.rated("k")["outcome"] == "billed"
+    [(_, reason, field, message, _)] = quarantine(billing)
+    assert (reason, field) == ("invalid_record", "request_id") and "contains an API key" in message
+
+
+def _plant_non_regular_logs(logs: Path, tmp_path: Path) -> list[str]:
+    """Next to a good log: a link to a secret file, a FIFO and a directory, all named like logs."""
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:SECRETROOT:/root:/bin/bash\n")
+    (logs / f"requests-{DAY}-link.jsonl").symlink_to(secret)
+    os.mkfifo(logs / f"requests-{DAY}-fifo.jsonl")
+    (logs / f"requests-{DAY}-dir.jsonl").mkdir()
+    return [f"requests-{DAY}-{n}.jsonl" for n in ("dir", "fifo", "link")]
+
+
+def test_links_fifos_and_directories_in_the_logs_are_refused_by_name(billing: Billing, tmp_path: Path) -> None:
+    # issue 20 item 15: a symlink was followed and /etc/passwd content ended up in quarantine.record
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="good")])
+    names = _plant_non_regular_logs(billing.logs, tmp_path)
+    report = billing.nightly(DAY)  # returns: a FIFO would have blocked the read for ever
+    assert [Path(f.path).name for f in report.files] == [f"requests-{DAY}.jsonl"]
+    assert billing.rated("good")["outcome"] == "billed"
+    assert [r.split(": ")[0].rsplit("/", 1)[1] for r in report.refused] == names
+    assert "is a directory" in report.refused[0] and "is a FIFO" in report.refused[1]
+    assert "is a symbolic link" in report.refused[2]
+    assert "SECRETROOT" not in repr(billing.query("SELECT * FROM quarantine"))
+
+
+def test_ingest_glob_refuses_links_and_a_named_link_too(billing: Billing, tmp_path: Path) -> None:
+    from pipeline import jobs
+
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="good")])
+    _plant_non_regular_logs(billing.logs, tmp_path)
+    report = jobs.run_ingest(billing.settings, [str(billing.logs / "*.jsonl")])
+    assert len(report.files) == 1 and len(report.refused) == 3
+    report = jobs.run_ingest(billing.settings, [str(billing.logs / f"requests-{DAY}-link.jsonl")])
+    assert report.files == [] and len(report.refused) == 1
+    assert report.refused[0].endswith("is a symbolic link; refused, log files are read only as regular files")
+    assert "SECRETROOT" not in repr(billing.query("SELECT * FROM quarantine"))
+
+
+def test_nightly_cli_with_a_link_in_the_logs_bills_the_rest_and_exits_1(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import write_log
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_log(logs / f"requests-{DAY}.jsonl", [record(event_id="good", account_id="acct_acme")])
+    _plant_non_regular_logs(logs, tmp_path)
+    cli = str(Path(sys.executable).with_name("infergate-billing"))
+    db = tmp_path / "billing.duckdb"
+    command = [cli, "--db", str(db), "nightly", "--date", DAY, "--logs", str(logs)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3 and f"requests-{DAY}-link.jsonl: is a symbolic link" in errors[2]
+    assert "succeeded" in done.stdout and "SECRETROOT" not in done.stdout + done.stderr
+
+
+BOUNDED_FIELDS = {
+    "event_id": 256, "request_id": 256, "account_id": 256, "api_key_id": 256, "model": 256, "group": 256,
+    "endpoint": 1024, "provider": 256, "error_code": 256, "finish_reason": 256,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("field", sorted(BOUNDED_FIELDS))
+def test_identifiers_over_their_bound_are_quarantined_naming_the_field(billing: Billing, field: str) -> None:
+    # issue 20 item 15: a 20 MB request_id was stored and written whole into a detail CSV
+    bound = BOUNDED_FIELDS[field]
+    at_bound, over = "x" * bound, "y" * (bound + 1)
+    extra = {"account_id": "acct_plain"} if field != "account_id" else {}
+    f = one_file(billing, [
+        json_line(record(**{"event_id": "at", **extra, field: at_bound})),
+        json_line(record(**{"event_id": "over", **extra, field: over})),
+    ])  # fmt: skip
+    assert (f.lines_read, f.accepted, f.quarantined) == (2, 1, 1)
+    [(_, reason, got_field, message, _)] = quarantine(billing)
+    assert (reason, got_field) == ("invalid_record", field)
+    assert message == f"field {field}: {bound + 1} characters, over the bound of {bound}"
+
+
+def test_a_huge_id_is_quarantined_and_the_quarantine_keeps_an_excerpt(billing: Billing) -> None:
+    huge = "r" * (2 << 20)
+    one_file(billing, [json_line(record(event_id="big", request_id=huge)), json_line(record(event_id=huge))])
+    rows = billing.query("SELECT event_id, field, length(record) FROM quarantine ORDER BY source_line")
+    assert [(e[:3], f) for e, f, _ in rows] == [("big", "request_id"), ("rrr", "event_id")]
+    assert all(n <= 4096 + 40 for _, _, n in rows)  # an excerpt and a note of the full length
+    assert rows[1][0].endswith(f" ...[cut: {2 << 20} characters]") and len(rows[1][0]) < 300
+    assert billing.query("SELECT count(*) FROM attempts") == [(0,)]
+
+
+def test_a_huge_usage_object_is_quarantined(billing: Billing) -> None:
+    one_file(billing, [json_line(record(event_id="u", usage=usage(10, 1) | {"note": "n" * 5000}))])
+    [(_, reason, field, message, _)] = quarantine(billing)
+    assert (reason, field) == ("invalid_record", "usage") and "over the bound of 4096" in message
+
+
 # --- the lone-surrogate decision (docs/hostile-input.md) --------------------------------------
 
 

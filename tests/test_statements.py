@@ -211,3 +211,78 @@ def test_finalize_killed_anywhere_converges(november, point: str) -> None:
     assert len(stored) == 6 and stored == [(name, sha(folder / name)) for name, _ in stored]
     assert [n for (n,) in billing.query("SELECT statement_number FROM statements ORDER BY 1")] == [
         "IG-2026-11-000001", "IG-2026-11-000002"]
+
+
+HOSTILE_ACCOUNT_IDS = ("../../etc/x", "a/b", "..", "acct_" + "x" * 200, "caf\u00e9-\u65e5\u672c", ".hidden", "-rf")
+
+
+def test_draft_names_from_hostile_account_ids_stay_inside_out(billing: Billing, tmp_path: Path) -> None:
+    # issue 20 item 12: draft-{account_id}-{period} with "../" wrote outside --out
+    entries = "".join(
+        f'\n[[accounts]]\nid = "{a}"\nlegal_name = "Hostile {n}"\n' for n, a in enumerate(HOSTILE_ACCOUNT_IDS)
+    )
+    billing.settings.accounts_file.write_text(billing.settings.accounts_file.read_text() + entries)
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id=f"h{n}", account_id=a, usage=usage(1000, 100)) for n, a in enumerate(HOSTILE_ACCOUNT_IDS)
+    ] + [record(event_id="plain", account_id="acct_plain", usage=usage(1000, 100))])
+    billing.nightly()
+    out = tmp_path / "deep" / "out"
+    jobs.run_statements(billing.settings, "2026-11", out)
+    drafts = out / "statements" / "2026-11" / "drafts"
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p.name != "billing.duckdb")
+    # everything written is a plain file directly in the drafts folder, nothing elsewhere
+    assert all(p.parent == drafts.relative_to(tmp_path) for p in written if p.suffix in (".pdf", ".csv")), written
+    assert not (tmp_path / "etc").exists() and not (out / "statements" / "2026-11" / "x").exists()
+    names = {p.name for p in drafts.iterdir()}
+    assert len(names) == 3 * (len(HOSTILE_ACCOUNT_IDS) + 1)  # a PDF and two CSVs each
+    # a safe id keeps its name (so do issued names); others are slug + '+' + 12 hex of sha256
+    assert "draft-acct_plain-2026-11.pdf" in names
+    digest = hashlib.sha256(b"../../etc/x").hexdigest()[:12]
+    assert f"draft-etc_x+{digest}-2026-11.pdf" in names
+    assert all(len(n) < 120 for n in names)
+    # the detail CSV of the hostile account is its own usage
+    detail = list(csv.DictReader(io.StringIO((drafts / f"draft-etc_x+{digest}-2026-11-detail.csv").read_text())))
+    assert [d["event_id"] for d in detail] == ["h0"]
+
+
+def test_a_stored_issued_file_name_that_is_a_path_is_refused(november) -> None:
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    from pipeline.db import connect
+
+    con = connect(billing.settings.db_path)
+    con.execute("UPDATE statement_files SET file_name = '../../escaped.pdf' WHERE file_name = 'IG-2026-11-000001.pdf'")
+    con.close()
+    (out / "statements" / "2026-11" / "IG-2026-11-000001.pdf").unlink()
+    from pipeline.statements import StatementError
+
+    with pytest.raises(StatementError, match="not a plain file name"):
+        jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    assert not (out / "escaped.pdf").exists() and not (out / "statements" / "escaped.pdf").exists()
+
+
+def test_detail_csv_with_line_breaks_in_ids_starts_no_row_with_a_formula(billing: Billing, tmp_path: Path) -> None:
+    # issue 20 item 11: a CR inside request_id was written unquoted; a reader started a row at =1+1
+    hostile = {"cr": "r\r=1+1", "lf": "r\n+2", "crlf": "r\r\n-3", "tab": "r\r\t=4", "at": 'r,"x"\r@SUM(A1)'}
+    billing.log("requests-2026-11-20.jsonl", [
+        record(event_id=f"e-{k}", request_id=v, account_id="acct_plain", usage=usage(1000, 100))
+        for k, v in hostile.items()
+    ])
+    billing.nightly()
+    out = tmp_path / "out"
+    finalize(billing, "2026-11", out, "2026-12-01")
+    data = (out / "statements" / "2026-11" / "IG-2026-11-000001-detail.csv").read_bytes()
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    assert len(rows) == 1 + len(hostile)
+    assert all(len(r) == len(rows[0]) for r in rows)
+    cells = [c for r in rows for c in r]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    # after any line break inside a cell, the next character is never a live formula start
+    for cell in cells:
+        for piece in cell.replace("\r\n", "\n").replace("\r", "\n").split("\n")[1:]:
+            assert piece[:1] not in ("=", "+", "-", "@", "\t"), cell
+    by_event = {r[1]: r[0] for r in rows[1:]}
+    assert by_event["e-cr"] == "r\r'=1+1" and by_event["e-crlf"] == "r\r\n'-3"
+    # a reader that splits physical lines itself sees no formula either
+    for line in data.decode().replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        assert line[:1] not in ("=", "+", "-", "@", "\t")

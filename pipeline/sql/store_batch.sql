@@ -22,7 +22,7 @@ WHERE d.verdict = 'new';
 INSERT INTO quarantine
 SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)
            + row_number() OVER (ORDER BY q.file_order, q.line_no),
-       $run_id, q.source_file, q.source_sha256, q.line_no, mask_secrets(q.event_id),
+       $run_id, q.source_file, q.source_sha256, q.line_no, mask_secrets(bounded_excerpt(mask_secrets(q.event_id), 256)),
        q.reason, q.field, mask_secrets(q.message), q.redacted_record, now(), NULL
 FROM (
     SELECT file_order, line_no, source_file, source_sha256, event_id,

@@ -1,4 +1,5 @@
 import csv
+import io
 from datetime import date
 
 import pytest
@@ -18,7 +19,13 @@ from reports.csvsafe import csv_bytes, neutralize, sql_csv_line, write_csv
         ("-2+3", "'-2+3"),
         ("+41 44 000 00 00", "'+41 44 000 00 00"),
         ("\t=1", "'\t=1"),
-        ("\r=1", "'\r=1"),
+        ("\r=1", "'\r'=1"),
+        ("a\r=1+1", "a\r'=1+1"),
+        ("a\n+1", "a\n'+1"),
+        ("a\r\n-1", "a\r\n'-1"),
+        ("a\n\r@x", "a\n\r'@x"),
+        ("a\n\t=1", "a\n'\t=1"),
+        ("a\nb=1", "a\nb=1"),
         ("Northwind Analytics GmbH", "Northwind Analytics GmbH"),
         ("a=b", "a=b"),
         ("", ""),
@@ -96,7 +103,8 @@ def _python_bytes(rows):
 @pytest.mark.parametrize(
     "text",
     ["plain", "=1+1", "-2", "+1", "@x", "\t=1", "\r=1", "a,b", 'say "hi"', "two\nlines", "cr\rinside", "",
-     "=\u0301accent", "é,\"", "'quoted", " lead", "a\x00b"],
+     "=\u0301accent", "é,\"", "'quoted", " lead", "a\x00b", "a\r=1+1", "a\n+2", "a\r\n-3", "a\r\t=4",
+     'a,"b"\r@SUM(A1)', "\r\r=1", "\n"],
 )  # fmt: skip
 def test_sql_csv_line_matches_csv_bytes(text):
     rows = [(text, -7, D("2.50000000000000"), D("0E-20")), (None, None, None, None), (text, 0, D("100"), D("1.5"))]
@@ -117,3 +125,44 @@ def test_sql_csv_line_matches_csv_bytes(text):
 )
 def test_sql_csv_line_matches_csv_bytes_for_any_row(rows):
     assert _sql_lines(rows) == _python_bytes(rows)
+
+
+LIVE = ("=", "+", "-", "@", "\t", "\r")
+BREAKS = ("\r", "\n", "\r\n", "\n\r", "\r\r")
+WRAPS = ("{}", ",{}", '"{}"', 'x,"y"{}', "{},")
+
+
+@pytest.mark.parametrize("brk", BREAKS)
+@pytest.mark.parametrize("start", ("=", "+", "-", "@", "\t"))
+@pytest.mark.parametrize("wrap", WRAPS)
+def test_no_cell_or_physical_line_starts_with_a_live_formula(brk, start, wrap):
+    # issue 20 item 11: a CR inside a cell was written unquoted and a reader started a new row
+    hostile = wrap.format(f"id{brk}{start}1+1")
+    rows = [["evt_1", hostile, D("1.50")], [hostile, "plain", D("-2")], [f"{start}x", hostile, 3]]
+    data = csv_bytes(["a", "b", "amount"], rows)
+    read = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    assert len(read) == 1 + len(rows) and all(len(r) == 3 for r in read)
+    assert read[1][2] == "1.50" and read[2][2] == "-2"  # numbers stay numbers
+    for row in read:
+        for cell in row:
+            assert cell[:1] not in LIVE or cell in ("-2",), cell
+            for piece in cell.replace("\r", "\n").split("\n")[1:]:
+                assert piece[:1] not in LIVE[:5], cell
+    # the text survives, with a ' before each formula start
+    assert read[1][1] == "'" * hostile.startswith(tuple(LIVE)) + hostile.replace(f"{brk}{start}", f"{brk}'{start}")
+    # a reader that splits physical lines itself sees no live formula at a line start either
+    for line in data.decode("utf-8").replace("\r", "\n").split("\n"):
+        assert line[:1] not in LIVE[:5] or line.startswith("-2"), line
+    # and DuckDB writes the same bytes (statement detail CSVs)
+    assert _sql_lines([(hostile, 1, D("1"), D("2"))]) == _python_bytes([(hostile, 1, D("1"), D("2"))])
+
+
+def test_normal_cells_are_written_as_the_csv_module_writes_them():
+    # the golden CSVs stay byte-identical: for data without CR the quoting is csv.QUOTE_MINIMAL's
+    rows = [["acct_1", 'Caf\u00e9, "Z"', "two\nlines", "", None, 7, D("-1.20")], ["", "", "", "", "", "", ""]]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([[neutralize(c) for c in r] for r in [list("abcdefg"), *rows]])
+    assert csv_bytes(list("abcdefg"), rows) == buffer.getvalue().encode()
+    single = io.StringIO()
+    csv.writer(single, lineterminator="\n").writerows([["h"], [""]])
+    assert csv_bytes(["h"], [[None]]) == single.getvalue().encode() == b'h\n""\n'
