@@ -658,7 +658,7 @@ def repeated_key_problem(found: tuple[str, str] | None) -> tuple[str | None, str
     if found is None:  # parse.sql saw fewer keys after reading than written; not located
         return None, "line is not a record: an object repeats a key"
     path, key = found
-    top = path.split(".")[0].split("[")[0] if path else key
+    top = path.split(".")[0].split("[")[0]
     if top in ("messages", "output_text"):
         return top, f"line is not a record: an object inside {top} repeats a key (not shown: it is prompt text)"
     shown = mask_secrets(json.dumps(key, ensure_ascii=False))[:80]
