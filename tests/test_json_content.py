@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import ingest
+from pipeline.db import connect
 from tests.conftest import Billing, record, usage
 from tests.hostile import DAY, write_lines
 
@@ -357,3 +358,20 @@ def test_a_parquet_record_and_its_json_copy_are_one_record(billing: Billing, tmp
     ).fetchall()
     files = nightly(billing, {f"requests-{DAY}-b.jsonl": [dump(json.loads(as_json), reverse=True, space=" ")]})
     assert [(f.accepted, f.duplicates, f.quarantined) for f in files] == [(1, 0, 0), (0, 1, 0)]
+
+
+def test_attempts_stored_before_canonical_content_still_match_their_resent_line(billing: Billing) -> None:
+    # attempts ingested by an older version carry the sha256 of their minified line
+    rec = rich("old", ts="2026-11-20T23:00:00Z")
+    nightly(billing, {f"requests-{DAY}.jsonl": [json.dumps(rec)]})
+    [(minified,)] = duckdb.execute("SELECT sha256(CAST(json(?) AS VARCHAR))", [json.dumps(rec)]).fetchall()
+    con = connect(billing.settings.db_path)
+    try:
+        con.execute("UPDATE attempts SET content_sha256 = ? WHERE event_id = 'old'", [minified])
+    finally:
+        con.close()
+    [f] = nightly(billing, {"requests-2026-11-21.jsonl": [dump(rec, space=" ")]}, day="2026-11-21")
+    assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 0)
+    changed = dict(rec, status=503)
+    [f] = nightly(billing, {"requests-2026-11-22.jsonl": [json.dumps(changed)]}, day="2026-11-22")
+    assert (f.accepted, f.duplicates, f.quarantined) == (0, 0, 1)
