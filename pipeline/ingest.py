@@ -23,7 +23,10 @@ Hostile input, decided (see ``docs/hostile-input.md``): a line with lone UTF-16 
 escapes (``"\\ud800"``) only inside ``messages``/``output_text`` is accepted, the lone halves
 counted as U+FFFD (the texts are only counted, never stored); anywhere else it is a
 ``parse_error``. An id field (event_id, request_id, account_id, model) that carries an API
-key is an ``invalid_record``; other text fields are stored with the key masked.
+key is an ``invalid_record``; other text fields are stored with the key masked. An object
+that repeats a key (any depth) is a ``parse_error``: parse.sql finds it set-based,
+:func:`first_repeated_key` names it and checks the lines parse.sql cannot (over 1 MiB, or
+deeply nested). R1 compares canonical content (parse.sql), not bytes.
 """
 
 from __future__ import annotations
@@ -716,7 +719,10 @@ def _check_repeated_keys(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose repeated keys keep their first value, as DuckDB's JSON paths do."""
+    """A JSON object whose repeated keys keep their first value, as DuckDB's JSON paths do.
+
+    Only a safeguard: a line that repeats a key is a parse_error and never recounted.
+    """
     result: dict[str, Any] = {}
     for key, value in pairs:
         result.setdefault(key, value)
