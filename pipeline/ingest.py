@@ -25,6 +25,9 @@ counted as U+FFFD (the texts are only counted, never stored); anywhere else it i
 ``parse_error``. An id field (event_id, request_id, account_id, model) that carries an API
 key is an ``invalid_record``; other text fields are stored with the key masked. A symbolic
 link, a FIFO, a device or a directory named like a log file is never read (:func:`refusal`).
+An object that repeats a key (any depth) is a ``parse_error``: parse.sql finds it set-based,
+:func:`first_repeated_key` names it and checks the lines parse.sql cannot (over 1 MiB, or
+deeply nested). R1 compares canonical content (parse.sql), not bytes.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import zstandard
 from core.errors import BillingError, MissingInput
 from pipeline.db import insert_many, run_script, sql_text
 from pipeline.faults import fault_point
-from pipeline.redact import safe_error_message
+from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.timing import step
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
@@ -102,6 +105,19 @@ CREATE OR REPLACE TEMP MACRO redacted_json_record(line) AS
 bounded_excerpt(mask_secrets(CAST(json_merge_patch(line, '{{"messages": null, "output_text": null}}') AS VARCHAR)),
                 {QUARANTINE_RECORD_CHARS})
 """
+# The number of object keys in a *minified* JSON text (json() or a VARIANT written as JSON):
+# after dropping escaped backslashes, then escaped quotes (left to right, so a run of
+# backslashes pairs up as the JSON grammar reads it), every `"` left delimits a string, and
+# a string followed by `:` is a key. Cheap (replace, not a regex), and exact for valid JSON.
+JSON_KEY_COUNT_MACRO = r"""
+CREATE OR REPLACE TEMP MACRO json_key_count(m) AS
+(strlen(replace(replace(m, '\\', ''), '\"', ''))
+ - strlen(replace(replace(replace(m, '\\', ''), '\"', ''), '":', ''))) // 2
+"""
+# Strings (group 1; group 2 is the colon that makes one a key) and brackets of a JSON text.
+# Scanned left to right over valid JSON, the string pattern always starts at a real string
+# (outside strings JSON has no quote character), so what it calls a key is one.
+_JSON_TOKEN = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")\s*(:)?|[{}\[\]]')
 READ_CSV_LINES = (
     "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
     "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, "
@@ -548,11 +564,13 @@ def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_
     con.execute(REPAIR_SURROGATES_MACRO)
     con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
+    con.execute(JSON_KEY_COUNT_MACRO)
     parse = sql_text("parse.sql")
     con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")
     con.execute("CREATE OR REPLACE TEMP TABLE parsed AS " + parse + "\nLIMIT 0")
     for piece in _line_slices(con, slice_bytes):
         _parse_slice(con, piece, parse)
+    _check_repeated_keys(con)
 
 
 def stage_files(
@@ -637,8 +655,10 @@ def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) 
         insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
 
 
-def _recount_fetches(con: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int) -> list[Slice]:
-    """Runs of one file's wanted lines (TEMP table ``recount_wanted``) to read together.
+def _recount_fetches(
+    con: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int, table: str = "recount_wanted"
+) -> list[Slice]:
+    """Runs of one file's wanted lines (TEMP ``table``: file_order, line_no, bytes) to read together.
 
     A run holds at most ``max_rows`` lines, and lines that start within one ``max_bytes``
     stretch of the wanted text: at most ``max_bytes`` plus its last line (a longer line is
@@ -646,13 +666,13 @@ def _recount_fetches(con: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: i
     lines in Python.
     """
     rows = con.execute(
-        """
+        f"""
         WITH numbered AS (
             SELECT file_order, line_no,
                    (row_number() OVER w - 1) // $max_rows AS row_run,
                    coalesce(sum(bytes) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                        // $max_bytes AS byte_run
-            FROM recount_wanted
+            FROM {table}
             WINDOW w AS (PARTITION BY file_order ORDER BY line_no)
         )
         SELECT file_order, min(line_no) AS lo, max(line_no) AS hi
@@ -665,8 +685,118 @@ def _recount_fetches(con: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: i
     return [(int(f), int(lo), int(hi)) for f, lo, hi in rows]
 
 
+def first_repeated_key(line: str) -> tuple[str, str] | None:
+    """(path of the object, key) of the first key that an object of ``line`` repeats, or None.
+
+    ``line`` must be valid JSON (parse.sql decided that). Keys are compared decoded, so
+    ``"a"`` and ``"\\u0061"`` are the same key. Iterative, one pass over the text, memory
+    bounded by the line: used for the lines parse.sql cannot check (over 1 MiB or deeply
+    nested) and to name the key parse.sql found repeated. The path names objects by their
+    keys and array elements by ``[]`` (e.g. ``messages[]``; ``""`` is the top level).
+    """
+    stack: list[tuple[set[str] | None, str]] = []  # (keys seen; None for an array, path)
+    pending = ""  # the last key read in the innermost object: the name of a container value
+    for token in _JSON_TOKEN.finditer(line):
+        text, colon = token.group(1), token.group(2)
+        if text is not None:
+            if colon is None or not stack or stack[-1][0] is None:
+                continue
+            try:
+                key = json.loads(text, strict=False)
+            except ValueError:
+                key = text
+            keys, path = stack[-1]
+            assert keys is not None
+            if key in keys:
+                return path, key
+            keys.add(key)
+            pending = key
+            continue
+        bracket = token.group(0)
+        if bracket in "{[":
+            if not stack:
+                path = ""
+            elif stack[-1][0] is None:
+                path = stack[-1][1] + "[]"
+            else:
+                path = f"{stack[-1][1]}.{pending}" if stack[-1][1] else pending
+            stack.append((set() if bracket == "{" else None, path))
+        elif stack:
+            stack.pop()
+    return None
+
+
+def repeated_key_problem(found: tuple[str, str] | None) -> tuple[str | None, str]:
+    """(field, message) of the parse_error for a line whose object repeats a key.
+
+    Keys under ``messages``/``output_text`` are prompt or output text a client chose: only
+    the field is named. Elsewhere the key and its path, escaped to one line, masked, cut.
+    """
+    if found is None:  # parse.sql saw fewer keys after reading than written; not located
+        return None, "line is not a record: an object repeats a key"
+    path, key = found
+    top = path.split(".")[0].split("[")[0]
+    if top in ("messages", "output_text"):
+        return top, f"line is not a record: an object inside {top} repeats a key (not shown: it is prompt text)"
+    shown = mask_secrets(json.dumps(key, ensure_ascii=False))[:80]
+    where = f" in {mask_secrets(path)[:80]}" if path else ""
+    field = mask_secrets(f"{path}.{key}" if path else key)[:120]
+    return field, f"line is not a record: repeated key {shown}{where} (JSON readers differ on which value counts)"
+
+
+def _check_repeated_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Name the repeated key of lines parse.sql found one in; check the lines it could not.
+
+    Lines are read in fetches of bounded size (as for the recount), one staged line at a time
+    in Python; a found repeat turns the line into a parse_error whatever else it had.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE key_suspects AS
+        SELECT p.file_order, p.line_no, strlen(coalesce(s.line, '')) + 1 AS bytes
+        FROM parsed p JOIN staged_lines s USING (file_order, line_no)
+        WHERE p.key_check IS NOT NULL
+        """
+    )
+    findings: list[tuple[int, int, str | None, str]] = []
+    for f, lo, hi in _recount_fetches(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES, "key_suspects"):
+        rows = con.execute(
+            """
+            SELECT p.line_no, p.key_check, s.line
+            FROM parsed p JOIN staged_lines s USING (file_order, line_no)
+            WHERE p.file_order = $f AND p.line_no BETWEEN $lo AND $hi AND p.key_check IS NOT NULL
+              AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
+            """,
+            {"f": f, "lo": lo, "hi": hi},
+        ).fetchall()
+        for line_no, check, line in rows:
+            found = first_repeated_key(line)
+            if found is not None or check == "repeated":
+                findings.append((f, int(line_no), *repeated_key_problem(found)))
+        del rows
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE key_findings "
+        "(file_order INTEGER, line_no BIGINT, field VARCHAR, message VARCHAR)"
+    )
+    insert_many(con, "INSERT INTO key_findings VALUES (?, ?, ?, ?)", findings)
+    con.execute(
+        """
+        UPDATE parsed SET
+            problem = {'reason': 'parse_error', 'field': k.field, 'message': k.message},
+            redacted_record = redacted_json_record(CASE WHEN parsed.surrogates_replaced
+                THEN repair_lone_surrogates(s.line, '\\\\ufffd') ELSE s.line END)
+        FROM key_findings k, staged_lines s
+        WHERE parsed.file_order = k.file_order AND parsed.line_no = k.line_no
+          AND s.file_order = k.file_order AND s.line_no = k.line_no
+        """
+    )
+
+
 def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose repeated keys keep their first value, as DuckDB's JSON paths do."""
+    """A JSON object whose repeated keys keep their first value, as DuckDB's JSON paths do.
+
+    Only a safeguard: a line that repeats a key is a parse_error and never recounted.
+    """
     result: dict[str, Any] = {}
     for key, value in pairs:
         result.setdefault(key, value)

@@ -3,7 +3,11 @@
 -- Input : parsed (this batch, from parse.sql), attempts (everything ingested before).
 -- Output: every valid record of the batch with a verdict, and its lookup keys:
 --   new                 first time this event_id is seen: it is accepted
---   duplicate           the same record again (same content hash): changes nothing
+--   duplicate           the same record again (same content hash): changes nothing. The
+--                       hash is of the canonical content (parse.sql): key order, whitespace
+--                       and string escapes do not count. Attempts stored before that (their
+--                       hash is of the minified line, key order counting) also match a
+--                       record whose minified line hashes the same: equal text, equal content.
 --   duplicate_conflict  same event_id, different content: quarantined; the first one stands
 -- "First" is: ingested in an earlier run; within this batch, files in name order
 -- (file_order), then lines in file order. (file_order, line_no) is unique within a batch, so
@@ -47,12 +51,22 @@ stored AS (
     SELECT a.event_id, a.content_sha256, a.source_file, a.source_line
     FROM attempts a
     WHERE a.event_key IN (SELECT event_key FROM stored_keys)
+),
+-- the minified-line hash, only of records whose stored twin has another hash (rare)
+legacy AS (
+    SELECT p.file_order, p.line_no,
+           sha256(CASE WHEN strlen(l.line) <= 1048576 THEN CAST(json(CASE WHEN p.surrogates_replaced
+               THEN repair_lone_surrogates(l.line, '\\ufffd') ELSE l.line END) AS VARCHAR) ELSE l.line END) AS legacy_sha256
+    FROM parsed p
+    JOIN stored s ON s.event_id = p.event_id
+    JOIN staged_lines l ON l.file_order = p.file_order AND l.line_no = p.line_no
+    WHERE p.problem IS NULL AND s.content_sha256 <> p.content_sha256
 )
 SELECT p.*,
        hash(p.event_id) AS event_key,
        hash(p.account_id, p.request_id) AS request_key,
        CASE
-           WHEN s.event_id IS NOT NULL AND s.content_sha256 = p.content_sha256 THEN 'duplicate'
+           WHEN s.event_id IS NOT NULL AND s.content_sha256 IN (p.content_sha256, g.legacy_sha256) THEN 'duplicate'
            WHEN s.event_id IS NOT NULL THEN 'duplicate_conflict'
            WHEN f.event_id IS NULL THEN 'new'  -- not special: seen once, nowhere stored
            WHEN f.first_key = {'file_order': p.file_order, 'line_no': p.line_no} THEN 'new'
@@ -64,4 +78,5 @@ SELECT p.*,
 FROM parsed p
 LEFT JOIN firsts f ON f.event_id = p.event_id
 LEFT JOIN stored s ON s.event_id = p.event_id
+LEFT JOIN legacy g ON g.file_order = p.file_order AND g.line_no = p.line_no
 WHERE p.problem IS NULL

@@ -10,7 +10,7 @@
 --         written below. Types are checked explicitly (SPEC E5): "100", 12.5 and true are not
 --         counts, and nothing relies on a reader's implicit casts.
 -- Needs the macros mask_secrets, describe_json, describe_json_type (pipeline/redact.py),
--- repair_lone_surrogates and redacted_json_record (pipeline/ingest.py).
+-- repair_lone_surrogates, redacted_json_record and json_key_count (pipeline/ingest.py).
 --
 -- Nothing here may quote prompt or output text, or an unmasked API key: messages name the
 -- field and the JSON type, values are masked before they are cut to length (a cut key
@@ -74,6 +74,34 @@ kinds AS (
            t[1] = 'OBJECT' AND t[2] = 'ARRAY' AND t[4] IS NOT NULL AS has_first_message
     FROM types
 ),
+-- Canonical form (SPEC section 1 and R1): the record as a DuckDB VARIANT written back as
+-- JSON. The VARIANT sorts every object's keys, decodes string escapes and keeps one member
+-- per key, so it is the parsed content: key order, whitespace and \u escapes vanish, types
+-- stay (1, 1.0 and "1" differ). Comparing its number of keys with the minified line's
+-- finds an object that repeats a key, at any depth (a repeat is the only thing that makes
+-- the VARIANT lose a member). Only for lines up to 1 MiB with at most 10,000 brackets: the
+-- VARIANT cast recurses per nesting level (100,000 levels crash DuckDB) and takes ~10x a
+-- line's size; other object lines are checked for repeated keys by ingest.py in Python
+-- (key_check 'unchecked') and keep the old content identity (docs/hostile-input.md).
+forms AS (
+    SELECT *,
+           CASE WHEN is_object AND strlen(line) <= 1048576
+                     AND strlen(line) - strlen(replace(replace(line, '{', ''), '[', '')) <= 10000
+                THEN [CAST(json(line) AS VARCHAR), CAST(CAST(CAST(CAST(line AS JSON) AS VARIANT) AS JSON) AS VARCHAR)]
+           END AS forms
+    FROM kinds
+),
+canonical AS (
+    SELECT * EXCLUDE (forms),
+           CASE WHEN is_object AND forms IS NULL THEN 'unchecked'
+                WHEN json_key_count(forms[1]) <> json_key_count(forms[2]) THEN 'repeated' END AS key_check,
+           -- R1 content identity. Without a canonical form (see above): the minified line up
+           -- to 1 MiB (key order counts), the line's own bytes beyond (re-serializing a 50 MB
+           -- document takes DuckDB over 512 MiB); a giant record re-written differently is then
+           -- a duplicate_conflict: the first stands, nothing is billed twice.
+           sha256(coalesce(forms[2], CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256
+    FROM forms
+),
 obj AS (
     SELECT *,
            CASE WHEN is_object THEN json_transform(line, '{
@@ -82,7 +110,7 @@ obj AS (
                "group": "JSON", "endpoint": "JSON", "model": "JSON", "provider": "JSON",
                "status": "JSON", "error_code": "JSON", "stream": "JSON",
                "finish_reason": "JSON", "usage": "JSON", "upstream_cost_usd": "JSON"}') END AS j
-    FROM kinds
+    FROM canonical
 ),
 -- The usage object, field by field, still as JSON (shapes: OpenAI and DeepSeek).
 usage_obj AS (
@@ -155,6 +183,10 @@ checked AS (
                  'message': coalesce(stage_problem, 'line is not valid JSON')} END,
             CASE WHEN j IS NULL THEN {'reason': 'invalid_record', 'field': NULL,
                  'message': 'line is JSON but not an object'} END,
+            -- SPEC section 1: an object that repeats a key (at any depth) is not a record;
+            -- ingest.py names the key in the message
+            CASE WHEN key_check = 'repeated' THEN {'reason': 'parse_error', 'field': NULL,
+                 'message': 'line is not a record: an object repeats a key'} END,
             -- required fields (SPEC section 1), in the order of the spec's table
             CASE WHEN event_id IS NULL OR event_id = '' THEN {'reason': 'invalid_record', 'field': 'event_id',
                  'message': 'field event_id: required non-empty string, ' || describe_json(j.event_id)} END,
@@ -293,12 +325,7 @@ SELECT
     output_text_chars,
     TRY_CAST(upstream_cost_text AS DECIMAL(38,20)) AS upstream_cost_usd,
     surrogates_replaced,
-    -- R1 content identity: the minified record, so whitespace and line endings do not make a
-    -- conflict. Over 1 MiB the line's own bytes: re-serializing a document takes DuckDB
-    -- about ten times its size in memory (a 50 MB line would need over 512 MiB for this
-    -- alone), and a giant record re-written with other whitespace is then a conflict, which
-    -- quarantines it: the first one stands, nothing is billed twice.
-    sha256(CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END) AS content_sha256,
+    content_sha256, key_check,
     -- what the quarantine keeps of a failing line (valid lines need none; store_batch.sql
     -- builds it for the rare duplicate_conflict): the record without prompt/output text
     -- (redacted_json_record), or an excerpt of an unparseable line cut before any text field
