@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from pipeline.cli import cli
 from pipeline.importers import litellm, openrouter
-from pipeline.importers._common import Rejected, cost_text, model_id
+from pipeline.importers._common import Rejected, cost_text, count, model_id, timestamp
 from pipeline.money import D
 from pipeline.redact import SECRET_PATTERN
 from tests.conftest import Billing
@@ -244,3 +244,57 @@ def test_costs_become_plain_decimal_strings(value: Any, expected: str | None) ->
 def test_bad_costs_are_rejected(value: str) -> None:
     with pytest.raises(Rejected):
         cost_text(value, "spend")
+
+
+@pytest.mark.parametrize("value", ["12.5", "-1", True, D("12.0"), D("12.5"), "1e3", 10**12])
+def test_token_counts_must_be_integers(value: Any) -> None:
+    with pytest.raises(Rejected) as info:
+        count(value, "prompt_tokens")
+    assert (info.value.field, info.value.reason) == ("prompt_tokens", "invalid_record")
+
+
+def test_csv_digits_and_json_integers_are_counts() -> None:
+    assert (count("1200", "prompt_tokens"), count(1200, "prompt_tokens")) == (1200, 1200)
+
+
+@pytest.mark.parametrize(
+    ("value", "naive_is_utc", "expected"),
+    [
+        ("2026-11-20 09:15:02.431", True, "2026-11-20T09:15:02.431000+00:00"),  # Prisma: UTC, no offset
+        ("2026-11-30T23:30:00-08:00", False, "2026-11-30T23:30:00-08:00"),  # the offset is kept (E2)
+        ("2026-11-20T10:00:00Z", False, "2026-11-20T10:00:00+00:00"),
+    ],
+)
+def test_timestamps_carry_an_offset(value: str, naive_is_utc: bool, expected: str) -> None:
+    assert timestamp(value, "ts", naive_is_utc=naive_is_utc) == expected
+
+
+def litellm_row(**fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "request_id": "r1",
+        "call_type": "acompletion",
+        "api_key": "",
+        "model": "gpt-5.5",
+        "startTime": "2026-11-20 10:00:00",
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+    }
+    row.update(fields)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("error_code", "status", "code"),
+    [("429", 429, "rate_limit_exceeded"), (503, 503, "upstream_error"), ("400", 400, "invalid_request")],
+)
+def test_litellm_failures_take_their_http_status(error_code: Any, status: int, code: str) -> None:
+    metadata = {"status": "failure", "error_information": {"error_code": error_code}}
+    record = litellm.convert(litellm_row(status="failure", metadata=metadata), "acct_plain")
+    assert (record["status"], record["error_code"]) == (status, code)
+
+
+def test_litellm_rows_without_status_are_successes_and_bad_counts_are_rejected() -> None:
+    assert litellm.convert(litellm_row(), "acct_plain")["status"] == 200
+    with pytest.raises(Rejected) as info:
+        litellm.convert(litellm_row(completion_tokens="5.5"), "acct_plain")
+    assert info.value.field == "completion_tokens"

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.money import D, Decimal, MoneyError
+from pipeline.money import D, MoneyError
 from pipeline.redact import mask_secrets
 
 __all__ = [
@@ -76,23 +76,23 @@ def text(row: Mapping[str, Any], field: str, *, required: bool = True) -> str | 
     return value
 
 
-def count(row: Mapping[str, Any], field: str) -> int:
-    """A token count: a JSON integer or a CSV cell of digits, 0 <= n < 10^12."""
-    value = optional_count(row, field)
-    if value is None:
+def count(value: Any, field: str) -> int:
+    """A required token count (see :func:`optional_count`)."""
+    result = optional_count(value, field)
+    if result is None:
         raise Rejected(field, "invalid_record", f"field {field}: required token count is missing")
-    return value
+    return result
 
 
-def optional_count(row: Mapping[str, Any], field: str, value: Any = None) -> int | None:
-    """Like :func:`count`, absent or empty is ``None``; ``value`` overrides the row lookup."""
-    value = row.get(field) if value is None else value
+def optional_count(value: Any, field: str) -> int | None:
+    """A token count: a JSON integer or a CSV cell of digits, 0 <= n < 10^12; absent is ``None``.
+
+    As in the pipeline's own input, ``12.5``, ``12.0``, ``-1`` or ``true`` are not counts.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        value = int(value)  # 12.0 as written by some exporters; 12.5 stays refused below
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_COUNT:
         raise Rejected(
             field, "invalid_record", f"field {field}: expected an integer count >= 0, got {str(value)[:40]!r}"

@@ -201,7 +201,7 @@ def _duration_ms(row: dict[str, Any]) -> int | None:
     """``request_duration_ms``, else endTime - startTime; not read by the rules, so best effort."""
     explicit = row.get("request_duration_ms")
     if explicit not in (None, ""):
-        return optional_count(row, "request_duration_ms")
+        return optional_count(explicit, "request_duration_ms")
     try:
         start = datetime.fromisoformat(str(row.get("startTime")).strip())
         end = datetime.fromisoformat(str(row.get("endTime")).strip())
@@ -215,8 +215,9 @@ def _duration_ms(row: dict[str, Any]) -> int | None:
 
 def _usage(row: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage shape from the token columns plus ``metadata.usage_object``'s details."""
-    prompt, completion = count(row, "prompt_tokens"), count(row, "completion_tokens")
-    total = optional_count(row, "total_tokens")
+    prompt = count(row.get("prompt_tokens"), "prompt_tokens")
+    completion = count(row.get("completion_tokens"), "completion_tokens")
+    total = optional_count(row.get("total_tokens"), "total_tokens")
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -229,17 +230,17 @@ def _usage(row: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     completion_details = detail.get("completion_tokens_details")
     completion_details = completion_details if isinstance(completion_details, dict) else {}
     where = "metadata.usage_object."
-    cached = optional_count(detail, where + "prompt_tokens_details.cached_tokens", prompt_details.get("cached_tokens"))
+    cached = optional_count(prompt_details.get("cached_tokens"), where + "prompt_tokens_details.cached_tokens")
     if cached is None:  # DeepSeek's own field, then Anthropic-style naming LiteLLM also passes through
         for name in ("prompt_cache_hit_tokens", "cache_read_input_tokens"):
-            cached = optional_count(detail, where + name, detail.get(name))
+            cached = optional_count(detail.get(name), where + name)
             if cached is not None:
                 break
     if cached is not None:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     details = {}
     for name in ("reasoning_tokens", "image_tokens"):
-        value = optional_count(detail, f"{where}completion_tokens_details.{name}", completion_details.get(name))
+        value = optional_count(completion_details.get(name), f"{where}completion_tokens_details.{name}")
         if value is not None:
             details[name] = value
     if details:

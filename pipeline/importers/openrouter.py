@@ -105,13 +105,16 @@ def _usage(row: dict[str, Any]) -> dict[str, Any]:
     for field in ("native_tokens_prompt", "native_tokens_completion"):
         if row.get(field) is None:
             raise Rejected(field, "usage_missing", f"field {field}: the provider's token count is missing")
-    prompt, completion = count(row, "native_tokens_prompt"), count(row, "native_tokens_completion")
+    prompt, completion = (
+        count(row["native_tokens_prompt"], "native_tokens_prompt"),
+        count(row["native_tokens_completion"], "native_tokens_completion"),
+    )
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
-    cached = optional_count(row, "native_tokens_cached")
+    cached = optional_count(row.get("native_tokens_cached"), "native_tokens_cached")
     if cached is not None:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     details = {}
@@ -119,7 +122,7 @@ def _usage(row: dict[str, Any]) -> dict[str, Any]:
         ("native_tokens_reasoning", "reasoning_tokens"),
         ("native_tokens_completion_images", "image_tokens"),
     ):
-        value = optional_count(row, field)
+        value = optional_count(row.get(field), field)
         if value is not None:
             details[name] = value
     if details:
