@@ -298,3 +298,18 @@ def test_litellm_rows_without_status_are_successes_and_bad_counts_are_rejected()
     with pytest.raises(Rejected) as info:
         litellm.convert(litellm_row(completion_tokens="5.5"), "acct_plain")
     assert info.value.field == "completion_tokens"
+
+
+def test_empty_exports_have_no_rows_and_a_bom_is_not_data(tmp_path: Path) -> None:
+    (tmp_path / "empty.json").write_text("")
+    assert list(litellm.read_rows(tmp_path / "empty.json")) == []
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + LITELLM_FILES[0].read_bytes())
+    rows = [row for _, row in litellm.read_rows(bom)]
+    assert isinstance(rows[0], dict) and rows[0]["request_id"] == "chatcmpl-CxR8a1Lq0v9GkE2sWm5nTq7Y"
+
+
+def test_a_date_alone_is_not_a_timestamp() -> None:
+    with pytest.raises(Rejected) as info:
+        timestamp("2026-11-20", "startTime", naive_is_utc=True)
+    assert info.value.reason == "bad_timestamp"

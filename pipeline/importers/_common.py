@@ -109,6 +109,8 @@ def timestamp(value: Any, field: str, *, naive_is_utc: bool) -> str:
     if not isinstance(value, str) or not value.strip():
         raise Rejected(field, "bad_timestamp", f"field {field}: expected a timestamp string, got {str(value)[:40]!r}")
     try:
+        if len(value.strip()) <= 10:  # a date alone is not an instant
+            raise ValueError(value)
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise Rejected(field, "bad_timestamp", f"field {field}: {value[:40]!r} is not an ISO 8601 timestamp") from None
@@ -150,7 +152,7 @@ def model_id(name: str | None, field: str) -> str:
     raise Rejected(field, "unmapped_model", f"field {field}: {name[:60]!r} is not an InferGate model ({known})")
 
 
-def key_id(prefix: str, value: str | None) -> str:
+def key_id(prefix: str, value: Any) -> str:
     """An ``api_key_id`` that is never a key: a raw key is replaced by its sha256 hex digest.
 
     LiteLLM stores keys hashed (sha256 hex of the key), so hashing a raw key that slipped into
@@ -158,6 +160,8 @@ def key_id(prefix: str, value: str | None) -> str:
     """
     if not value:
         return f"{prefix}:unknown"
+    if not isinstance(value, str):
+        raise Rejected("api_key", "invalid_record", f"field api_key: expected a string, got {type(value).__name__}")
     if mask_secrets(value) != value:
         value = hashlib.sha256(value.encode()).hexdigest()
     return f"{prefix}:{value}"

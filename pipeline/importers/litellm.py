@@ -57,7 +57,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:  # -sig: a BOM is not data
         reader = csv.DictReader(handle)
         for number, row in enumerate(reader, start=1):
             if None in row or None in row.values():
@@ -77,7 +77,9 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
 
 def json_list(path: Path) -> Iterator[tuple[int, dict[str, Any] | Rejected]]:
     """A JSON array of objects (row = 1-based position), or one object."""
-    raw = path.read_text(encoding="utf-8", errors="replace")
+    raw = path.read_text(encoding="utf-8-sig", errors="replace")
+    if not raw.strip():
+        return  # an empty export has no rows
     try:
         value = load_json(raw)
     except ValueError as exc:
@@ -201,7 +203,10 @@ def _duration_ms(row: dict[str, Any]) -> int | None:
     """``request_duration_ms``, else endTime - startTime; not read by the rules, so best effort."""
     explicit = row.get("request_duration_ms")
     if explicit not in (None, ""):
-        return optional_count(explicit, "request_duration_ms")
+        try:
+            return optional_count(explicit, "request_duration_ms")
+        except Rejected:
+            return None
     try:
         start = datetime.fromisoformat(str(row.get("startTime")).strip())
         end = datetime.fromisoformat(str(row.get("endTime")).strip())
