@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.importers import litellm, openrouter
 from pipeline.importers._common import Rejected
@@ -108,25 +109,21 @@ def _convert_file(
     gateway: str, path: Path, stem: str, out_dir: Path, read_rows: Reader, convert: Converter, account_id: str
 ) -> FileResult:
     result = FileResult(path)
-    days: dict[str, list[str]] = {}
     rejects: list[str] = []
-    for row_number, row in read_rows(path):
-        result.rows_read += 1
-        try:
-            if isinstance(row, Rejected):
-                raise row
-            record = convert(row, account_id)
-        except Rejected as rejected:
-            rejects.append(_reject_line(path, row_number, rejected))
-            continue
-        day = datetime.fromisoformat(record["ts"]).astimezone(UTC).date().isoformat()
-        days.setdefault(day, []).append(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
-        result.converted += 1
+    with _DayFiles(out_dir, f"{gateway}-{stem}") as days:
+        for row_number, row in read_rows(path):
+            result.rows_read += 1
+            try:
+                if isinstance(row, Rejected):
+                    raise row
+                record = convert(row, account_id)
+            except Rejected as rejected:
+                rejects.append(_reject_line(path, row_number, rejected))
+                continue
+            days.write(record)
+            result.converted += 1
+    result.outputs = days.paths
     result.rejected = len(rejects)
-    for day_name, lines in sorted(days.items()):
-        target = out_dir / f"{gateway}-{stem}-{day_name}.jsonl.gz"
-        write_atomic(target, gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
-        result.outputs.append(target)
     rejects_path = out_dir / "rejected" / f"{gateway}-{stem}.jsonl"
     if rejects:
         write_atomic(rejects_path, ("\n".join(rejects) + "\n").encode())
@@ -134,6 +131,48 @@ def _convert_file(
     else:
         rejects_path.unlink(missing_ok=True)  # a stale list from an earlier run would mislead
     return result
+
+
+class _DayFiles:
+    """One gzip stream per UTC day, written to a temporary name and renamed when all succeeded.
+
+    Streaming keeps memory flat for months of logs; the renames at the end mean a failed run
+    leaves no half-written output that a nightly could ingest. ``mtime=0`` and no file name in
+    the gzip header: the same input gives the same bytes.
+    """
+
+    def __init__(self, out_dir: Path, prefix: str) -> None:
+        self.out_dir, self.prefix = out_dir, prefix
+        self.streams: dict[str, tuple[Path, Path, BinaryIO, gzip.GzipFile]] = {}
+        self.paths: list[Path] = []
+
+    def __enter__(self) -> _DayFiles:
+        return self
+
+    def write(self, record: dict[str, Any]) -> None:
+        day = datetime.fromisoformat(record["ts"]).astimezone(UTC).date().isoformat()
+        if day not in self.streams:
+            final = self.out_dir / f"{self.prefix}-{day}.jsonl.gz"
+            tmp = final.with_name(f".{final.name}.tmp")
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            raw = open(tmp, "wb")  # closed in __exit__
+            self.streams[day] = (final, tmp, raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0))
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+        self.streams[day][3].write(line.encode())
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        for _final, tmp, raw, stream in self.streams.values():
+            stream.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+            raw.close()
+            if exc_type is not None:
+                tmp.unlink(missing_ok=True)
+        if exc_type is None:
+            for day in sorted(self.streams):
+                final, tmp, _raw, _stream = self.streams[day]
+                os.replace(tmp, final)
+                self.paths.append(final)
 
 
 def _reject_line(path: Path, row: int, rejected: Rejected) -> str:
