@@ -2,22 +2,35 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/infergate-billing
-STAMP  := $(VENV)/.installed
+# Two install levels: the runtime package alone (what `make demo` and an operator need: no
+# pyspark, no Java), and the runtime plus the dev and spark extras (what `make test` needs:
+# the engines-agree suite runs the rating SQL on Spark too).
+RUNTIME := $(VENV)/.installed-runtime
+STAMP   := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup demo test lint typecheck bench bench-smoke soak clean samples schema-doc spark-sql
+.PHONY: setup setup-runtime demo test lint typecheck bench bench-smoke soak clean samples schema-doc spark-sql
 
-$(STAMP): pyproject.toml scripts/check_system.sh
+$(RUNTIME): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
+	./scripts/check_system.sh --spark
 	$(VENV)/bin/pip install -q -e '.[dev,spark]'
 	touch $(STAMP)
 
+## setup: the development install (runtime + dev + spark extras), what `make test` uses
 setup: $(STAMP)
 
-## demo: install, run the nightly job over the sample logs, issue statements, write everything into out/
-demo: $(STAMP)
+## setup-runtime: the runtime package alone (no pyspark, no Java), what `make demo` uses
+setup-runtime: $(RUNTIME)
+
+## demo: install the runtime package only, run the nightly job over the sample logs, issue statements, write everything into out/
+demo: $(RUNTIME)
 	rm -rf out/statements $(DEMO_DB) $(DEMO_DB).wal
 	mkdir -p out
 	$(CLI) --db $(DEMO_DB) nightly --date 2026-11-29 --logs data/sample_logs
@@ -47,7 +60,7 @@ bench-smoke: $(STAMP)
 	BENCH_N=2000 BENCH_ACCOUNTS=12 BENCH_HISTORY_DAYS=3 BENCH_RECOUNT_N=200 $(PY) bench/bench.py
 
 ## schema-doc: regenerate docs/schema.md from the COMMENTs in pipeline/migrations (a test fails when stale)
-schema-doc: $(STAMP)
+schema-doc: $(RUNTIME)
 	$(CLI) schema-doc > docs/schema.md.tmp && mv docs/schema.md.tmp docs/schema.md
 
 ## spark-sql: regenerate pipeline/sql/rate.spark.sql from rate.sql (pinned sqlglot; a test fails while stale)
@@ -60,7 +73,7 @@ soak: $(STAMP)
 	$(PY) -m tests.soak.soak
 
 ## samples: regenerate data/sample_logs deterministically
-samples: $(STAMP)
+samples: $(RUNTIME)
 	$(CLI) sample-logs --out data/sample_logs
 
 clean:

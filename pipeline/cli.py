@@ -23,7 +23,7 @@ import click
 import duckdb
 
 from core.errors import BillingError
-from pipeline import jobs, sample_logs, snapshot
+from pipeline import importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
@@ -907,6 +907,65 @@ def sql(settings: Settings, query: str, live: bool, max_rows: int) -> None:
     click.echo(render_table(header, [[cell_text(v) for v in row] for row in rows[:max_rows]]))
     if len(rows) > max_rows:
         click.echo(f"(only the first {max_rows} rows are shown)")
+
+
+# --- import: other gateways' logs (docs/imports.md) ---------------------------------------
+
+
+@cli.command("import")
+@click.option(
+    "--from",
+    "gateway",
+    type=click.Choice(sorted(importers.GATEWAYS)),
+    required=True,
+    help="The gateway whose logs FILES are.",
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory for the request-log files (one .jsonl.gz per UTC day) and rejected/.",
+)
+@click.option("--account", "account_id", required=True, help="The InferGate account id the requests belong to.")
+@max_quarantine_option
+@fail_cleanly
+def import_command(
+    gateway: str,
+    files: tuple[Path, ...],
+    out_dir: Path,
+    account_id: str,
+    max_quarantine_rate: float,  # allow-float: a share of rows, not money
+) -> None:
+    """Convert LiteLLM spend logs or OpenRouter generations into InferGate request logs.
+
+    LiteLLM: rows of its LiteLLM_SpendLogs table as CSV (psql \\copy ... CSV HEADER), a
+    JSON list (/spend/logs) or JSON Lines. OpenRouter: /api/v1/generation objects as JSON
+    Lines or a JSON list. Writes OUT/<gateway>-<file>-<YYYY-MM-DD>.jsonl.gz, which
+    `nightly --date D --logs OUT` ingests; rows that cannot be mapped go to
+    OUT/rejected/<gateway>-<file>.jsonl with file, row, field and reason. Exits 1 when more
+    than --max-quarantine-rate of the rows were rejected. The mapping: docs/imports.md.
+
+    \b
+    Example:
+      infergate-billing import --from litellm data/imports/litellm_spendlogs.csv \\
+          --account acct_acme --out out/imported
+      infergate-billing nightly --date 2026-11-20 --logs out/imported
+    """
+    report = importers.run_import(gateway, files, out_dir, account_id)
+    for result in report.files:
+        click.echo(
+            f"{result.path.name}: read {result.rows_read} = converted {result.converted} + rejected {result.rejected}"
+        )
+        for path in result.outputs:
+            click.echo(f"  wrote {path}")
+        if result.rejects_file is not None:
+            click.echo(f"  rejected rows: {result.rejects_file}")
+    if report.rows_read and report.rejected > max_quarantine_rate * report.rows_read:
+        raise click.ClickException(
+            f"{report.rejected} of {report.rows_read} rows rejected, above --max-quarantine-rate {max_quarantine_rate}"
+        )
 
 
 def main() -> None:

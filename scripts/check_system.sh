@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Checks (and, as root with apt, installs) the system libraries the project needs:
 # WeasyPrint renders PDFs with Pango; poppler-utils (pdftoppm) is only for looking at PDFs.
+# `--spark` also checks for the Java runtime PySpark needs: only the development/test install
+# (`make setup`, `make test`) asks for it; the runtime install (`make demo`) needs no Java.
 set -euo pipefail
+spark=0
+[ "${1:-}" = "--spark" ] && spark=1
 python3 - <<'PY' || { echo "error: Python 3.11 or newer is required (found $(python3 --version 2>&1))" >&2; exit 1; }
 import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)
@@ -25,6 +29,7 @@ if need_pango; then
   fi
 fi
 # PySpark (the spark extra, `--engine spark` and tests/spark) runs on a Java 17+ runtime.
+[ "$spark" = 1 ] || exit 0
 if ! command -v java >/dev/null && [ -z "${JAVA_HOME:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing a Java runtime for PySpark (apt-get install default-jre-headless)"
