@@ -263,7 +263,7 @@ def _ingest_and_rate(
     ref = load_reference(settings) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         with step("stage"):
-            batch = ingest.stage_files(con, paths, settings.on_file)
+            batch = ingest.stage_files(con, paths, settings.on_file, _ts_latest(args))
         fault_point("after_stage")
         with transaction(con):
             with step("ingest"):
@@ -298,10 +298,26 @@ def _ingest_and_rate(
         return report
 
 
+def _ts_latest(args: dict[str, Any]) -> datetime | None:
+    """The future bound of a run's timestamps, from its recorded arguments only.
+
+    ``as_of`` is the UTC day the run started, recorded in ``runs.args`` (``date`` is a
+    nightly's ``--date``): ``replay --verify`` passes the recorded arguments back, so the
+    re-execution judges every ``ts`` against the same bound. A run recorded before the bound
+    existed has no ``as_of`` and none (its original verdicts are re-executed).
+    """
+    as_of = date.fromisoformat(args["as_of"]) if args.get("as_of") else None
+    if as_of is None:
+        return None
+    run_day = date.fromisoformat(args["date"]) if args.get("date") else None
+    return ingest.latest_plausible_ts(run_day, as_of)
+
+
 def run_ingest(settings: Settings, patterns: Sequence[str], recounter: Recounter | None = None) -> RunReport:
     """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them)."""
     paths = ingest.discover(patterns)
-    return _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+    args = {"files": [str(p) for p in paths], "as_of": datetime.now(UTC).date().isoformat()}
+    return _ingest_and_rate(settings, "ingest", args, paths, None, recounter)
 
 
 def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -> RunReport:
@@ -325,7 +341,12 @@ def files_for_day(logs_dir: Path, day: date) -> list[Path]:
 def run_nightly(settings: Settings, day: date, logs_dir: Path, recounter: Recounter | None = None) -> RunReport:
     """Ingest the day's files, rate what they touch (plus anything held), refresh aggregates."""
     paths = files_for_day(logs_dir, day)
-    args = {"date": day.isoformat(), "logs": str(logs_dir), "files": [str(p) for p in paths]}
+    args = {
+        "date": day.isoformat(),
+        "logs": str(logs_dir),
+        "files": [str(p) for p in paths],
+        "as_of": datetime.now(UTC).date().isoformat(),
+    }
     return _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
 
 
