@@ -42,6 +42,7 @@ import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -555,12 +556,21 @@ def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str) -> No
     con.execute("INSERT INTO parsed " + parse)
 
 
-def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES) -> None:
+def parse_staged(
+    con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES, ts_latest: datetime | None = None
+) -> None:
     """Validate and type every staged line (parse.sql) into the TEMP table ``parsed``.
 
     Runs outside the run's transaction, like staging (it only writes TEMP tables), so that a
     statement refused for memory can be retried on a smaller slice instead of aborting the run.
+    ``ts_latest``: a ``ts`` at or after this instant is in the future (``bad_timestamp``);
+    it comes from the run's recorded inputs (:func:`latest_plausible_ts`), never from the
+    clock at parse time, so a replay re-executes the same verdicts. None: no upper bound.
     """
+    latest = "CAST(NULL AS TIMESTAMPTZ)"
+    if ts_latest is not None:
+        latest = f"TIMESTAMPTZ '{ts_latest.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}+00'"
+    con.execute(f"CREATE OR REPLACE TEMP MACRO ts_latest() AS {latest}")
     con.execute(REPAIR_SURROGATES_MACRO)
     con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
@@ -573,8 +583,21 @@ def parse_staged(con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_
     _check_repeated_keys(con)
 
 
+def latest_plausible_ts(run_day: date | None, started: date | None) -> datetime | None:
+    """The first instant a record of this run can no longer carry: 00:00Z two days after the
+    later of the run's ``--date`` and the UTC day it started (README: a day of clock skew and
+    of offsets past the day's end; anything later is in the future). None when neither is known."""
+    days = [d for d in (run_day, started) if d is not None]
+    if not days:
+        return None
+    return datetime.combine(max(days) + timedelta(days=2), time(0, 0), tzinfo=UTC)
+
+
 def stage_files(
-    con: duckdb.DuckDBPyConnection, paths: Sequence[Path], on_file: Callable[[Path], None] | None = None
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    on_file: Callable[[Path], None] | None = None,
+    ts_latest: datetime | None = None,
 ) -> StagedBatch:
     """Hash every file, skip those already ingested (same bytes), stage and parse the rest.
 
@@ -603,7 +626,7 @@ def stage_files(
             on_file(path)
     with step("parse"):
         if staged:
-            parse_staged(con)
+            parse_staged(con, ts_latest=ts_latest)
     fault_point("after_parse")
     return StagedBatch(tuple(staged), tuple(skipped))
 

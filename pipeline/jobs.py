@@ -273,7 +273,7 @@ def _ingest_and_rate(
     ref = load_reference(settings) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         with step("stage"):
-            batch = ingest.stage_files(con, paths, settings.on_file)
+            batch = ingest.stage_files(con, paths, settings.on_file, _ts_latest(args))
         fault_point("after_stage")
         with transaction(con):
             with step("ingest"):
@@ -308,11 +308,27 @@ def _ingest_and_rate(
         return report
 
 
+def _ts_latest(args: dict[str, Any]) -> datetime | None:
+    """The future bound of a run's timestamps, from its recorded arguments only.
+
+    ``as_of`` is the UTC day the run started, recorded in ``runs.args`` (``date`` is a
+    nightly's ``--date``): ``replay --verify`` passes the recorded arguments back, so the
+    re-execution judges every ``ts`` against the same bound. A run recorded before the bound
+    existed has no ``as_of`` and none (its original verdicts are re-executed).
+    """
+    as_of = date.fromisoformat(args["as_of"]) if args.get("as_of") else None
+    if as_of is None:
+        return None
+    run_day = date.fromisoformat(args["date"]) if args.get("date") else None
+    return ingest.latest_plausible_ts(run_day, as_of)
+
+
 def run_ingest(settings: Settings, patterns: Sequence[str], recounter: Recounter | None = None) -> RunReport:
     """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them)."""
     refused: list[str] = []
     paths = ingest.discover(patterns, refused)
-    report = _ingest_and_rate(settings, "ingest", {"files": [str(p) for p in paths]}, paths, None, recounter)
+    args = {"files": [str(p) for p in paths], "as_of": datetime.now(UTC).date().isoformat()}
+    report = _ingest_and_rate(settings, "ingest", args, paths, None, recounter)
     report.refused = refused
     return report
 
@@ -373,7 +389,12 @@ def run_nightly(
             f"no log file for {day.isoformat()} in {logs_dir} (looked for {day_pattern(day)})",
             hint="check the log shipment for that day; if the gateway really had no traffic, re-run with --allow-empty",
         )
-    args = {"date": day.isoformat(), "logs": str(logs_dir), "files": [str(p) for p in paths]}
+    args = {
+        "date": day.isoformat(),
+        "logs": str(logs_dir),
+        "files": [str(p) for p in paths],
+        "as_of": datetime.now(UTC).date().isoformat(),
+    }
     report = _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
     report.refused = refused
     return report

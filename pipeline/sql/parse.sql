@@ -151,15 +151,16 @@ typed AS (
            CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
            CASE WHEN text_types[2] = 'VARCHAR' THEN length(json_extract_string(line, '$.output_text')) END AS output_text_chars,
            CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
-           -- token counts: JSON integers 0 <= n < 10^12 (DECIMAL(12,0)); anything else is not a count
-           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
-           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.completion_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
-           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.total_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
-           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_cached AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
-           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
-           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
-           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_reasoning AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
-           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_image AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
+           -- token counts: JSON integers 0 <= n < 10^9 per attempt (README: a bound far above any
+           -- context window that keeps every charge product exact); anything else is not a count
+           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
+           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.completion_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
+           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.total_tokens AS BIGINT) BETWEEN 0 AND 1999999998 THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
+           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_cached AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
+           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
+           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
+           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_reasoning AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
+           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_image AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
            -- RFC 3339 instant: fractional seconds beyond microseconds are truncated (never
            -- rounded, which could carry 23:59:59.9999999Z into the next month)
            CASE WHEN json_type(j.ts) = 'VARCHAR' THEN TRY_CAST(
@@ -173,7 +174,13 @@ flags AS (
            regexp_full_match(coalesce(ts_text, ''),
                '[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})') AS ts_has_offset,
            regexp_full_match(coalesce(ts_text, ''),
-               '[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?') AS ts_is_naive
+               '[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?') AS ts_is_naive,
+           -- the numeric fields of an instant, checked against RFC 3339's ranges below (DuckDB's
+           -- cast rolls T24:00 into the next day and reads any +hh:mm offset)
+           CAST(regexp_extract(coalesce(ts_text, ''),
+               '^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?(?:[Zz]|[+-]([0-9]{2}):([0-9]{2}))$',
+               ['hour', 'minute', 'second', 'fraction', 'offset_hour', 'offset_minute']) AS
+               STRUCT(hour VARCHAR, minute VARCHAR, second VARCHAR, fraction VARCHAR, offset_hour VARCHAR, offset_minute VARCHAR)) AS ts_part
     FROM typed
 ),
 checked AS (
@@ -259,21 +266,34 @@ checked AS (
                  'message': 'field messages: expected array or null, ' || describe_json_type(text_types[1])} END,
             CASE WHEN text_types[2] NOT IN ('VARCHAR', 'NULL') THEN {'reason': 'invalid_record', 'field': 'output_text',
                  'message': 'field output_text: expected string or null, ' || describe_json_type(text_types[2])} END,
-            CASE WHEN j.upstream_cost_usd IS NOT NULL AND NOT regexp_full_match(coalesce(upstream_cost_text, ''), '[0-9]{1,18}(\.[0-9]{1,20})?')
+            CASE WHEN j.upstream_cost_usd IS NOT NULL AND NOT regexp_full_match(coalesce(upstream_cost_text, ''), '[0-9]{1,9}(\.[0-9]{1,20})?')
                  THEN {'reason': 'invalid_record', 'field': 'upstream_cost_usd',
-                 'message': 'field upstream_cost_usd: expected a non-negative decimal string such as "0.0123"'} END,
+                 'message': 'field upstream_cost_usd: expected a non-negative decimal string below 1000000000 with at most 20 decimals, such as "0.0123"'} END,
             -- R8: an instant needs an offset
             CASE WHEN NOT ts_has_offset AND ts_is_naive THEN {'reason': 'bad_timestamp', 'field': 'ts',
                  'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' has no UTC offset (write Z or +hh:mm)'} END,
+            -- RFC 3339 ranges (docs/hostile-input.md): hours 00-23, minutes 00-59, seconds 00-59
+            -- (a leap second :60 is refused, see README), offsets within -23:59..+23:59
+            CASE WHEN ts_has_offset AND (ts_part.hour > '23' OR ts_part.minute > '59' OR ts_part.second > '59') THEN {'reason': 'bad_timestamp', 'field': 'ts',
+                 'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' is not an RFC 3339 instant (time of day out of range 00:00:00-23:59:59)'} END,
+            CASE WHEN ts_has_offset AND (ts_part.offset_hour > '23' OR ts_part.offset_minute > '59') THEN {'reason': 'bad_timestamp', 'field': 'ts',
+                 'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' is not an RFC 3339 instant (UTC offset out of range -23:59..+23:59)'} END,
             CASE WHEN NOT ts_has_offset OR ts_parsed IS NULL THEN {'reason': 'bad_timestamp', 'field': 'ts',
                  'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' is not an RFC 3339 instant'} END,
+            -- plausibility window (README): not before 2000, not after the run's latest instant
+            -- (ts_latest(), derived from the run's recorded date; NULL = no upper bound)
+            CASE WHEN ts_parsed < TIMESTAMPTZ '2000-01-01 00:00:00+00' THEN {'reason': 'bad_timestamp', 'field': 'ts',
+                 'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' is before 2000-01-01T00:00:00Z (implausible for a gateway log)'} END,
+            CASE WHEN ts_parsed >= ts_latest() THEN {'reason': 'bad_timestamp', 'field': 'ts',
+                 'message': 'field ts: ' || left(mask_secrets(ts_text), 40) || ' is in the future: on or after '
+                            || strftime(ts_latest(), '%Y-%m-%dT%H:%M:%SZ') || ', more than a day after the run date'} END,
             -- R4: usage must not contradict itself
             CASE WHEN u IS NOT NULL AND prompt_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens',
-                 'message': 'field usage.prompt_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_tokens)} END,
+                 'message': 'field usage.prompt_tokens: expected an integer count 0-999999999, ' || describe_json(u.prompt_tokens)} END,
             CASE WHEN u IS NOT NULL AND completion_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens',
-                 'message': 'field usage.completion_tokens: expected an integer count >= 0, ' || describe_json(u.completion_tokens)} END,
+                 'message': 'field usage.completion_tokens: expected an integer count 0-999999999, ' || describe_json(u.completion_tokens)} END,
             CASE WHEN u.total_tokens IS NOT NULL AND total_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.total_tokens',
-                 'message': 'field usage.total_tokens: expected an integer count >= 0, ' || describe_json(u.total_tokens)} END,
+                 'message': 'field usage.total_tokens: expected an integer count 0-1999999998 (prompt + completion), ' || describe_json(u.total_tokens)} END,
             CASE WHEN total_tokens IS NOT NULL AND total_tokens <> prompt_tokens + completion_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.total_tokens',
                  'message': 'field usage.total_tokens: ' || total_tokens || ' <> prompt_tokens ' || prompt_tokens || ' + completion_tokens ' || completion_tokens} END,
             CASE WHEN u.prompt_tokens_details IS NOT NULL AND json_type(u.prompt_tokens_details) <> 'OBJECT' THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens_details',
@@ -281,13 +301,13 @@ checked AS (
             CASE WHEN u.completion_tokens_details IS NOT NULL AND json_type(u.completion_tokens_details) <> 'OBJECT' THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details',
                  'message': 'field usage.completion_tokens_details: expected object, ' || describe_json(u.completion_tokens_details)} END,
             CASE WHEN u_cached IS NOT NULL AND json_type(u_cached) <> 'NULL' AND openai_cached IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens_details.cached_tokens',
-                 'message': 'field usage.prompt_tokens_details.cached_tokens: expected an integer count >= 0, ' || describe_json(u_cached)} END,
+                 'message': 'field usage.prompt_tokens_details.cached_tokens: expected an integer count 0-999999999, ' || describe_json(u_cached)} END,
             CASE WHEN openai_cached > prompt_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_tokens_details.cached_tokens',
                  'message': 'field usage.prompt_tokens_details.cached_tokens: ' || openai_cached || ' > prompt_tokens ' || prompt_tokens} END,
             CASE WHEN u.prompt_cache_hit_tokens IS NOT NULL AND cache_hit IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
-                 'message': 'field usage.prompt_cache_hit_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_cache_hit_tokens)} END,
+                 'message': 'field usage.prompt_cache_hit_tokens: expected an integer count 0-999999999, ' || describe_json(u.prompt_cache_hit_tokens)} END,
             CASE WHEN u.prompt_cache_miss_tokens IS NOT NULL AND cache_miss IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_miss_tokens',
-                 'message': 'field usage.prompt_cache_miss_tokens: expected an integer count >= 0, ' || describe_json(u.prompt_cache_miss_tokens)} END,
+                 'message': 'field usage.prompt_cache_miss_tokens: expected an integer count 0-999999999, ' || describe_json(u.prompt_cache_miss_tokens)} END,
             CASE WHEN cache_hit IS NOT NULL AND cache_miss IS NOT NULL AND cache_hit + cache_miss <> prompt_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
                  'message': 'field usage.prompt_cache_hit_tokens: hit ' || cache_hit || ' + miss ' || cache_miss || ' <> prompt_tokens ' || prompt_tokens} END,
             CASE WHEN cache_hit > prompt_tokens OR cache_miss > prompt_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
@@ -295,11 +315,11 @@ checked AS (
             CASE WHEN openai_cached IS NOT NULL AND cache_hit IS NOT NULL AND openai_cached <> cache_hit THEN {'reason': 'usage_inconsistent', 'field': 'usage.prompt_cache_hit_tokens',
                  'message': 'field usage.prompt_cache_hit_tokens: ' || cache_hit || ' <> prompt_tokens_details.cached_tokens ' || openai_cached} END,
             CASE WHEN u_reasoning IS NOT NULL AND json_type(u_reasoning) <> 'NULL' AND reasoning_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.reasoning_tokens',
-                 'message': 'field usage.completion_tokens_details.reasoning_tokens: expected an integer count >= 0, ' || describe_json(u_reasoning)} END,
+                 'message': 'field usage.completion_tokens_details.reasoning_tokens: expected an integer count 0-999999999, ' || describe_json(u_reasoning)} END,
             CASE WHEN reasoning_tokens > completion_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.reasoning_tokens',
                  'message': 'field usage.completion_tokens_details.reasoning_tokens: ' || reasoning_tokens || ' > completion_tokens ' || completion_tokens || ' (reasoning is included in completion)'} END,
             CASE WHEN u_image IS NOT NULL AND json_type(u_image) <> 'NULL' AND image_tokens IS NULL THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.image_tokens',
-                 'message': 'field usage.completion_tokens_details.image_tokens: expected an integer count >= 0, ' || describe_json(u_image)} END,
+                 'message': 'field usage.completion_tokens_details.image_tokens: expected an integer count 0-999999999, ' || describe_json(u_image)} END,
             CASE WHEN image_tokens > completion_tokens THEN {'reason': 'usage_inconsistent', 'field': 'usage.completion_tokens_details.image_tokens',
                  'message': 'field usage.completion_tokens_details.image_tokens: ' || image_tokens || ' > completion_tokens ' || completion_tokens || ' (image tokens are included in completion)'} END
         ) AS problem

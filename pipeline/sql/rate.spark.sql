@@ -106,17 +106,17 @@ WITH tokens AS (
     CAST(CASE
       WHEN price_basis = 'override'
       THEN o_input
-      ELSE list_input_per_1m * price_factor
+      ELSE CAST(list_input_per_1m AS DECIMAL(24, 14)) * price_factor
     END AS DECIMAL(24, 14)) AS unit_price_input_uncached,
     CAST(CASE
       WHEN price_basis = 'override'
       THEN o_cached
-      ELSE list_cached_input_per_1m * price_factor
+      ELSE CAST(list_cached_input_per_1m AS DECIMAL(24, 14)) * price_factor
     END AS DECIMAL(24, 14)) AS unit_price_input_cached,
     CAST(CASE
       WHEN price_basis = 'override'
       THEN o_output
-      ELSE list_output_per_1m * price_factor
+      ELSE CAST(list_output_per_1m AS DECIMAL(24, 14)) * price_factor
     END AS DECIMAL(24, 14)) AS unit_price_output
   FROM priced AS p
 ), decided AS (
@@ -154,7 +154,7 @@ WITH tokens AS (
       ELSE CAST(0 AS DECIMAL(38, 20))
     END AS charge_output,
     CAST((
-      CAST(COALESCE(t_input_uncached, 0) AS DECIMAL(12, 0)) * upstream_input_per_1m + CAST(COALESCE(t_input_cached, 0) AS DECIMAL(12, 0)) * upstream_cached_input_per_1m + CAST(COALESCE(t_output, 0) AS DECIMAL(12, 0)) * upstream_output_per_1m
+      CAST(COALESCE(t_input_uncached, 0) AS DECIMAL(12, 0)) * CAST(upstream_input_per_1m AS DECIMAL(24, 14)) + CAST(COALESCE(t_input_cached, 0) AS DECIMAL(12, 0)) * CAST(upstream_cached_input_per_1m AS DECIMAL(24, 14)) + CAST(COALESCE(t_output, 0) AS DECIMAL(12, 0)) * CAST(upstream_output_per_1m AS DECIMAL(24, 14))
     ) * CAST(0.000001 AS DECIMAL(7, 6)) AS DECIMAL(38, 20)) AS upstream_ref_cost
   FROM decided AS d
 )

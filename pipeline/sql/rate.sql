@@ -11,7 +11,10 @@
 -- Engine rules (SPEC section 7): money is never divided (E1); ts is TIMESTAMPTZ and periods
 -- are taken in the UTC session time zone (E2); every DECIMAL step has an explicit size (E3):
 -- tokens DECIMAL(12,0), unit prices DECIMAL(24,14), charges DECIMAL(38,20); every window
--- ORDER BY ends in a unique key (E4).
+-- ORDER BY ends in a unique key (E4). Every product has an operand of more than 18 digits
+-- (DuckDB keeps DECIMAL(<=18) x DECIMAL(<=18) at 18 digits and overflows). With token counts
+-- < 10^9 (parse.sql) and unit prices < 10^10, a class charge is < 10^13 USD: exact in
+-- DECIMAL(36,14) before the 10^-6 and in DECIMAL(38,20) (18 integer digits) after.
 WITH
 -- R4/R5 Token classes. Provider usage when the log had it (cached tokens are a part of the
 -- prompt, reasoning and image tokens a part of the completion: never added on top);
@@ -89,11 +92,11 @@ priced AS (
 unit_prices AS (
     SELECT p.*,
            CAST(CASE WHEN price_basis = 'override' THEN o_input
-                     ELSE list_input_per_1m * price_factor END AS DECIMAL(24,14))        AS unit_price_input_uncached,
+                     ELSE CAST(list_input_per_1m AS DECIMAL(24,14)) * price_factor END AS DECIMAL(24,14))        AS unit_price_input_uncached,
            CAST(CASE WHEN price_basis = 'override' THEN o_cached
-                     ELSE list_cached_input_per_1m * price_factor END AS DECIMAL(24,14)) AS unit_price_input_cached,
+                     ELSE CAST(list_cached_input_per_1m AS DECIMAL(24,14)) * price_factor END AS DECIMAL(24,14)) AS unit_price_input_cached,
            CAST(CASE WHEN price_basis = 'override' THEN o_output
-                     ELSE list_output_per_1m * price_factor END AS DECIMAL(24,14))       AS unit_price_output
+                     ELSE CAST(list_output_per_1m AS DECIMAL(24,14)) * price_factor END AS DECIMAL(24,14))       AS unit_price_output
     FROM priced p
 ),
 -- The verdict for each attempt: billed (no reason), not billed (R2/R3 reason), or held until
@@ -120,10 +123,12 @@ charged AS (
                 * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)) ELSE CAST(0 AS DECIMAL(38,20)) END AS charge_input_cached,
            CASE WHEN reason IS NULL THEN CAST(CAST(CAST(t_output AS DECIMAL(12,0)) * unit_price_output AS DECIMAL(36,14))
                 * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)) ELSE CAST(0 AS DECIMAL(38,20)) END AS charge_output,
-           -- what the attempt cost InferGate at the upstream reference price (margin report)
-           CAST((CAST(coalesce(t_input_uncached, 0) AS DECIMAL(12,0)) * upstream_input_per_1m
-               + CAST(coalesce(t_input_cached, 0) AS DECIMAL(12,0)) * upstream_cached_input_per_1m
-               + CAST(coalesce(t_output, 0) AS DECIMAL(12,0)) * upstream_output_per_1m)
+           -- what the attempt cost InferGate at the upstream reference price (margin report).
+           -- Prices are widened to DECIMAL(24,14) before the product: DuckDB keeps a product of
+           -- two DECIMALs of <= 18 digits at 18 digits, which overflowed at ~5.6e9 tokens
+           CAST((CAST(coalesce(t_input_uncached, 0) AS DECIMAL(12,0)) * CAST(upstream_input_per_1m AS DECIMAL(24,14))
+               + CAST(coalesce(t_input_cached, 0) AS DECIMAL(12,0)) * CAST(upstream_cached_input_per_1m AS DECIMAL(24,14))
+               + CAST(coalesce(t_output, 0) AS DECIMAL(12,0)) * CAST(upstream_output_per_1m AS DECIMAL(24,14)))
                * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)) AS upstream_ref_cost
     FROM decided d
 )
