@@ -502,10 +502,11 @@ def test_issued_columns_are_the_finance_summary_and_rated_now_is_account_period_
 
 
 def test_an_open_period_has_no_issued_figures(reconciled: Billing) -> None:
-    reconciled.log("requests-2026-12-04.jsonl", [
+    # the nightly of the record's own day: a ts two days past the run's --date is implausible
+    reconciled.log("requests-2027-01-02.jsonl", [
         record(event_id="jan1", account_id="acct_plain", ts="2027-01-02T08:00:00Z", usage=usage(0, 20_000)),
     ])  # fmt: skip
-    reconciled.nightly("2026-12-04")
+    reconciled.nightly("2027-01-02")
     row = reconciled.one(
         "SELECT period_status, statement_number, issued_usage_usd, issued_total_usd, rated_now_usage_usd, "
         "late_usage_usd, late_pending_usd FROM statement_reconciliation WHERE period = '2027-01'"
