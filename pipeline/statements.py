@@ -594,14 +594,20 @@ def publish_staged(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
     A crash between the commit and the last rename leaves staged files behind and some
     issued names missing: the next ``statements --finalize`` of the period restores them
     from the bytes stored with the statements (and removes the staged leftovers)."""
-    for staged, final in pairs:
-        os.replace(staged, final)
-    for folder in {final.parent for _, final in pairs}:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    try:
+        for staged, final in pairs:
+            os.replace(staged, final)
+        for folder in {final.parent for _, final in pairs}:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise StatementError(
+            f"{exc.filename}: {exc.strerror}; the statements ARE issued (their files are stored "
+            "in the database): run the same `statements --finalize` again to restore the files"
+        ) from exc
     return [final for _, final in pairs]
 
 

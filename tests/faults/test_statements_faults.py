@@ -291,3 +291,23 @@ def test_finalize_on_a_disk_that_fills_up_half_way_issues_nothing(
     _nothing_issued(november)
     monkeypatch.undo()
     _issues_the_same_numbers(november, out)
+
+
+def test_files_that_cannot_be_renamed_after_the_commit_are_restored_by_a_rerun(
+    november: Billing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one window left: committed, then the rename fails (or the run dies there). The
+    statements are issued; the error says so, and the same command restores the files."""
+
+    def refuse(src: object, dst: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dst))
+
+    monkeypatch.setattr(statements.os, "replace", refuse)
+    out = tmp_path / "out"
+    with pytest.raises(statements.StatementError, match="the statements ARE issued") as failed:
+        jobs.run_statements(november.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    assert "Read-only file system" in str(failed.value)
+    monkeypatch.undo()
+    assert november.one("SELECT count(*) FROM statements") == 2
+    assert all(p.name.endswith(statements.STAGING_SUFFIX) for p in (out / "statements" / "2026-11").iterdir())
+    _issues_the_same_numbers(november, out)
