@@ -55,8 +55,14 @@ PAUSE_LIMIT_SECONDS = 300
 
 
 # The statements job's own points (it also passes the shared after_lock, after_ledger_row,
-# ledger:after_runs_update and after_close): after rendering, inside and after its transaction.
-STATEMENT_POINTS = ("statements:after_render", "statements:before_commit", "statements:after_commit")
+# ledger:after_runs_update and after_close): after rendering, around and after its transaction.
+STATEMENT_POINTS = (
+    "statements:after_render",
+    "statements:after_stage",  # finalize: every file written under its staging name
+    "statements:before_commit",
+    "statements:after_commit",
+    "statements:after_publish",  # finalize: staged files renamed to their issued names
+)
 
 
 def fault_point(name: str) -> None:

@@ -430,6 +430,7 @@ def run_statements(
     with recorded_run(settings, "statements", args, None) as (con, report):
         if statements.is_finalized(con, period):
             result.already_finalized = True
+            statements.clear_staging(target)
             result.restored, _ = statements.materialize_issued(con, period, target)
             with transaction(con):
                 _close_succeeded(con, report)
@@ -443,14 +444,26 @@ def run_statements(
         folder = target if finalize else target / "drafts"
         outputs = [(folder / name, data) for st in result.statements for name, data in st.files.values()]
         report.outputs = [(str(p), hashlib.sha256(d).hexdigest(), len(d)) for p, d in outputs]
-        with transaction(con):
-            if finalize:
-                statements.store_issued(con, period, when, report.run_id, result.statements, due)
-            _close_succeeded(con, report)
-            fault_point("statements:before_commit")
+        # issued means the files exist: written (staged) before the commit, renamed after it
+        staged = statements.stage_issued(target, result.statements) if finalize else []
+        if finalize:
+            fault_point("statements:after_stage")
+        try:
+            with transaction(con):
+                if finalize:
+                    statements.store_issued(con, period, when, report.run_id, result.statements, due)
+                _close_succeeded(con, report)
+                fault_point("statements:before_commit")
+        except BaseException:
+            statements.clear_staging(target)  # rolled back: nothing was issued
+            raise
         fault_point("statements:after_commit")
         if finalize:
-            result.written, _ = statements.materialize_issued(con, period, target)
+            published = statements.publish_staged(staged)
+            fault_point("statements:after_publish")
+            # verifies every issued file against its stored sha256 (restores any missing)
+            restored, _ = statements.materialize_issued(con, period, target)
+            result.written = published + restored
         else:
             for path, data in outputs:
                 if not path.name.endswith(".html"):

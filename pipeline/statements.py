@@ -10,8 +10,12 @@ only re-materializes missing files from the stored bytes and verifies existing o
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +28,7 @@ import duckdb
 from core.errors import BillingError
 from pipeline.db import sql_text
 from pipeline.filenames import checked_file_name, name_part
+from pipeline.lock import release_inherited
 from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
 from reports.atomic import write_atomic
@@ -359,6 +364,26 @@ def _render(doc: StatementDocument) -> tuple[bytes, bytes]:
     return html.encode("utf-8"), pdf_bytes(html)
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Start of a render worker (forked from the run): let go of the run lock and die with
+    the run. A worker forked while the run holds its flock shares the lock; if the run is
+    killed, a worker that lived on would keep the database locked for every later run. So
+    the worker closes its copy of the lock descriptor, asks Linux to SIGKILL it when its
+    parent dies, and exits at once if the parent is already gone (died before the request)."""
+    release_inherited()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the closed lock descriptor is what matters
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 @contextmanager
 def _renderer(count: int) -> Iterator[Callable[[Sequence[StatementDocument]], Iterator[tuple[bytes, bytes]]]]:
     """Render many statements: on every core, in worker processes, when there are enough to pay
@@ -366,7 +391,12 @@ def _renderer(count: int) -> Iterator[Callable[[Sequence[StatementDocument]], It
     if count < PARALLEL_FROM:
         yield lambda docs: iter([_render(doc) for doc in docs])
         return
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 1,
+        mp_context=multiprocessing.get_context("fork"),  # cheap: the renderer is imported already
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    ) as pool:
         yield lambda docs: pool.map(_render, docs, chunksize=4)
 
 
@@ -508,6 +538,89 @@ def materialize_issued(con: duckdb.DuckDBPyConnection, period: str, out_dir: Pat
         write_atomic(path, bytes(content))
         restored.append(path)
     return restored, present
+
+
+STAGING_SUFFIX = ".issuing"  # a finalize run's file, written before its commit
+
+
+def staging_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{STAGING_SUFFIX}")
+
+
+def clear_staging(out_dir: Path) -> None:
+    """Remove files staged by a finalize run that died or failed before renaming them."""
+    if out_dir.is_dir():
+        for stale in out_dir.glob(f".*{STAGING_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+
+
+def stage_issued(out_dir: Path, statements: Sequence[StatementFiles]) -> list[tuple[Path, Path]]:
+    """Before the commit: write every file a finalize will issue under a staging name, synced.
+
+    Issued means the files exist, so the files are written first: a directory that cannot
+    take them (read-only, full, not a directory) fails the run before anything is numbered.
+    An existing file of the same name with other bytes is refused here too (it would refuse
+    the restore later). Returns (staged, final) pairs; on failure nothing staged is left.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        clear_staging(out_dir)
+        for st in statements:
+            for kind, (name, data) in st.files.items():
+                if kind == "html":
+                    continue  # stored in the database only, like materialize_issued
+                final = out_dir / name
+                if final.exists() and final.read_bytes() != data:
+                    raise StatementError(
+                        f"{final}: a different file already has this issued statement's name; "
+                        "move it away and run again"
+                    )
+                staged = staging_path(final)
+                pairs.append((staged, final))
+                with open(staged, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+    except OSError as exc:
+        _remove(pair[0] for pair in pairs)
+        where = pairs[-1][1] if pairs else out_dir
+        raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(where)) from exc
+    except BaseException:
+        _remove(pair[0] for pair in pairs)
+        raise
+    return pairs
+
+
+def publish_staged(pairs: Sequence[tuple[Path, Path]]) -> list[Path]:
+    """After the commit: rename the staged files to their issued names, then sync the folder.
+
+    A crash between the commit and the last rename leaves staged files behind and some
+    issued names missing: the next ``statements --finalize`` of the period restores them
+    from the bytes stored with the statements (and removes the staged leftovers)."""
+    try:
+        for staged, final in pairs:
+            os.replace(staged, final)
+        for folder in {final.parent for _, final in pairs}:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise StatementError(
+            f"{exc.filename}: {exc.strerror}; the statements ARE issued (their files are stored "
+            "in the database): run the same `statements --finalize` again to restore the files"
+        ) from exc
+    return [final for _, final in pairs]
+
+
+def _remove(paths: Iterator[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def is_finalized(con: duckdb.DuckDBPyConnection, period: str) -> bool:

@@ -163,12 +163,14 @@ FINALIZE_POINTS = (
     "after_lock",
     "after_ledger_row",
     "statements:after_render",
+    "statements:after_stage",
     "ledger:after_runs_update",
     "statements:before_commit",
     "statements:after_commit",
+    "statements:after_publish",
     "after_close",
 )
-FINALIZE_COMMITTED = ("statements:after_commit", "after_close")
+FINALIZE_COMMITTED = ("statements:after_commit", "statements:after_publish", "after_close")
 
 
 def _finalize_command(billing, out: Path) -> list[str]:
@@ -209,6 +211,7 @@ def test_finalize_killed_anywhere_converges(november, point: str) -> None:
     folder = out / "statements" / "2026-11"
     stored = billing.query("SELECT file_name, sha256 FROM statement_files WHERE kind <> 'html' ORDER BY 1")
     assert len(stored) == 6 and stored == [(name, sha(folder / name)) for name, _ in stored]
+    assert sorted(p.name for p in folder.iterdir()) == [name for name, _ in stored]  # no staged leftovers
     assert [n for (n,) in billing.query("SELECT statement_number FROM statements ORDER BY 1")] == [
         "IG-2026-11-000001", "IG-2026-11-000002"]
 
