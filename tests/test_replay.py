@@ -84,8 +84,9 @@ def test_editing_a_used_price_version_is_refused_unless_forced(issued, tmp_path:
     with pytest.raises(PriceEditError, match="2026-11-01 was edited after it priced attempts"):
         jobs.run_nightly(edited, date(2026, 12, 3), billing.logs, allow_empty=True)
     forced = dataclasses.replace(edited, force_price_edit=True)
-    billing.log("requests-2026-12-03.jsonl", [record(event_id="jan", ts="2027-01-05T00:00:00Z")])
-    jobs.run_nightly(forced, date(2026, 12, 3), billing.logs)
+    # a record may not be dated after the run date (README): the nightly is the one of 2027-01-05
+    billing.log("requests-2027-01-05.jsonl", [record(event_id="jan", ts="2027-01-05T00:00:00Z")])
+    jobs.run_nightly(forced, date(2027, 1, 5), billing.logs)
     # issued periods are never re-priced by an edit; the open one is
     assert billing.rated("a")["unit_price_input_uncached"] == D("7.5")
     assert billing.rated("dec")["unit_price_input_uncached"] == D("7.5")
@@ -94,11 +95,11 @@ def test_editing_a_used_price_version_is_refused_unless_forced(issued, tmp_path:
 
 def test_a_new_version_never_changes_requests_before_it(issued, tmp_path: Path) -> None:
     billing, _ = issued
-    billing.log("requests-2026-12-03.jsonl", [
+    billing.log("requests-2027-01-05.jsonl", [
         record(event_id="before", ts="2027-01-04T23:59:59.999999Z", usage=usage(0, 1_000_000)),
         record(event_id="at", ts="2027-01-05T00:00:00Z", usage=usage(0, 1_000_000)),
     ])
-    jobs.run_nightly(billing.settings, date(2026, 12, 3), billing.logs)
+    jobs.run_nightly(billing.settings, date(2027, 1, 5), billing.logs)  # not before the records' dates
     prices = tmp_path / "prices"
     prices.mkdir()
     shutil.copy(PRICES, prices / "2026-11-01.toml")
