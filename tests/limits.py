@@ -2,15 +2,19 @@
 ``make soak`` (full sizes): one very long line, many identical lines, many accounts.
 
 Each runs the real CLI in a subprocess under ``--memory-limit`` and reports the peak resident
-memory of that process (``wait4``), which the callers bound by the limit plus the fixed cost
-of the interpreter, DuckDB and the tokenizers.
+memory of that process (its own ``VmHWM``), which the callers bound by the limit plus the fixed
+cost of the interpreter, DuckDB and the tokenizers.
+
+Why not ``ru_maxrss`` from ``wait4``: Linux carries the parent's high-water mark into a child
+across fork and exec, so a child of a pytest process that once grew to 10 GB reports 10 GB
+whatever it used itself (seen on CI). ``VmHWM`` belongs to the address space the exec created.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,18 +40,31 @@ class Measured:
 
 def run_measured(db: Path, logs: Path, memory_limit: str, accounts: Path = ACCOUNTS) -> Measured:
     """The nightly for DAY, with its peak RSS (ru_maxrss of exactly this child, via wait4)."""
-    command = [CLI, "--db", str(db), "--accounts", str(accounts), "--memory-limit", memory_limit]
-    command += ["nightly", "--date", DAY, "--logs", str(logs), "--max-quarantine-rate", "1"]
-    out, err = db.parent / "stdout.txt", db.parent / "stderr.txt"
+    arguments = ["--db", str(db), "--accounts", str(accounts), "--memory-limit", memory_limit]
+    arguments += ["nightly", "--date", DAY, "--logs", str(logs), "--max-quarantine-rate", "1"]
+    out, err, peak = db.parent / "stdout.txt", db.parent / "stderr.txt", db.parent / "peak_rss.txt"
     db.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=ROOT)
-        _, status, usage_ = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(
-        proc.returncode, out.read_text(), err.read_text(), usage_.ru_maxrss * 1024, time.monotonic() - started
-    )
+        command = [sys.executable, "-c", _REPORT_PEAK_RSS, str(peak), CLI, *arguments]
+        returncode = subprocess.run(command, stdout=stdout, stderr=stderr, cwd=ROOT, check=False).returncode
+    return Measured(returncode, out.read_text(), err.read_text(), int(peak.read_text()), time.monotonic() - started)
+
+
+# Runs the CLI's entry point in this process and, on the way out, writes its VmHWM in bytes.
+_REPORT_PEAK_RSS = """
+import atexit, sys
+peak_file = sys.argv[1]
+def report():
+    with open('/proc/self/status') as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith('VmHWM:'))
+    with open(peak_file, 'w') as out:
+        out.write(str(kib * 1024))
+atexit.register(report)
+sys.argv = sys.argv[2:]
+from pipeline.cli import main
+main()
+"""
 
 
 def bytes_of(limit: str) -> int:
