@@ -391,9 +391,11 @@ def _renderer(count: int) -> Iterator[Callable[[Sequence[StatementDocument]], It
     if count < PARALLEL_FROM:
         yield lambda docs: iter([_render(doc) for doc in docs])
         return
+    import reports.pdf  # noqa: F401  WeasyPrint loads once here, not in every forked worker
+
     with ProcessPoolExecutor(
         max_workers=os.cpu_count() or 1,
-        mp_context=multiprocessing.get_context("fork"),  # cheap: the renderer is imported already
+        mp_context=multiprocessing.get_context("fork"),  # cheap: the renderer was imported just above
         initializer=_worker_init,
         initargs=(os.getpid(),),
     ) as pool:

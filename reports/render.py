@@ -20,17 +20,11 @@ compare statements across machines by their text, not their bytes.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
-from weasyprint import HTML
-from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
 from core.errors import BillingError
 
@@ -38,6 +32,9 @@ from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
 from .statement_model import StatementDocument
+
+if TYPE_CHECKING:
+    from reports.pdf import RefusingURLFetcher
 
 __all__ = [
     "TEMPLATES_DIR",
@@ -56,23 +53,6 @@ class UnsafeResourceError(BillingError, RuntimeError):
     """The statement HTML asked for an external resource (a file or URL); nothing was read."""
 
     default_hint = "nothing was fetched; look for HTML or URLs in the account names and addresses of the accounts file"
-
-
-class RefusingURLFetcher(URLFetcher):
-    """A WeasyPrint URL fetcher that serves ``data:`` URIs and refuses everything else.
-
-    ``requested`` lists every URL WeasyPrint asked for, in order, for tests and error messages.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(fail_on_errors=True)
-        self.requested: list[str] = []
-
-    def fetch(self, url: str, headers: object = None) -> URLFetcherResponse:
-        self.requested.append(url)
-        if url[:5].lower() != "data:":
-            raise ValueError(f"statement rendering refuses to fetch {url[:80]!r}")
-        return super().fetch(url, headers)
 
 
 def _environment() -> Environment:
@@ -107,40 +87,29 @@ def render_html(doc: StatementDocument) -> str:
     )
 
 
-_FONT_TIMESTAMP_LOCK = threading.Lock()
-
-
-@contextmanager
-def _fixed_font_timestamps() -> Iterator[None]:
-    """Pin the 'modified' stamp fontTools writes into embedded fonts (reproducible builds)."""
-    with _FONT_TIMESTAMP_LOCK:
-        if "SOURCE_DATE_EPOCH" in os.environ:
-            yield
-            return
-        os.environ["SOURCE_DATE_EPOCH"] = "0"
-        try:
-            yield
-        finally:
-            os.environ.pop("SOURCE_DATE_EPOCH", None)
-
-
 def write_pdf(html: str, path: Path, *, fetcher: RefusingURLFetcher | None = None) -> None:
     """Render statement HTML to a PDF file; refuses to load any file or URL it references."""
     write_atomic(path, pdf_bytes(html, fetcher=fetcher))
 
 
 def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
-    """Render statement HTML to PDF bytes; refuses to load any file or URL it references."""
-    fetcher = fetcher if fetcher is not None else RefusingURLFetcher()
-    identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
-    try:
-        with _fixed_font_timestamps():
-            pdf = HTML(string=html, url_fetcher=fetcher).write_pdf(pdf_identifier=identifier)
-    except FatalURLFetchingError as error:
-        raise UnsafeResourceError(
-            f"statement HTML references an external resource; refused: {fetcher.requested}"
-        ) from error
-    return bytes(pdf)
+    """Render statement HTML to PDF bytes; refuses to load any file or URL it references.
+
+    WeasyPrint (~1-3 s to import, most of the CLI's start) is imported here, on first use, so
+    commands that render nothing start fast (issue 14); see :mod:`reports.pdf`.
+    """
+    from reports import pdf
+
+    return pdf.pdf_bytes(html, fetcher=fetcher)
+
+
+def __getattr__(name: str) -> object:
+    """``RefusingURLFetcher`` lives in :mod:`reports.pdf`; imported from here on first access."""
+    if name == "RefusingURLFetcher":
+        from reports.pdf import RefusingURLFetcher
+
+        return RefusingURLFetcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def render_statement(doc: StatementDocument, pdf_path: Path) -> str:
