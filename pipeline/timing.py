@@ -4,7 +4,8 @@
 environment lookup. The lines read ``timing STEP SECONDS`` (seconds of wall time).
 
 Under ``--log-format json`` the CLI's console sets :data:`listener`, which receives every
-step's time as well (a ``step`` event per step, see ``pipeline.console``).
+step's time instead of these lines (a ``step`` event per step, see ``pipeline.console``), so
+that stderr stays one JSON object per line even with ``INFERGATE_TIMINGS`` set.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ listener: Callable[[str, float], None] | None = None  # allow-float: wall time, 
 def started(name: str) -> Callable[[], None]:
     """Start timing ``name``; calling the result prints the time since (for spans that do
     not fit a ``with`` block, such as the COMMIT at the end of a transaction block)."""
-    printing = bool(os.environ.get("INFERGATE_TIMINGS"))
     notify = listener
+    printing = notify is None and bool(os.environ.get("INFERGATE_TIMINGS"))  # JSON logs: events only
     if not printing and notify is None:
         return lambda: None
     start = time.perf_counter()

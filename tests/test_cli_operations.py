@@ -165,7 +165,15 @@ def test_a_cron_line_prints_nothing_and_exits_0(billing: Billing) -> None:
 # --- --log-format json ---------------------------------------------------------------------------
 
 
-def test_json_log_parses_line_by_line_with_run_id_steps_counts_and_outcome(billing: Billing) -> None:
+@pytest.mark.parametrize("timings", [None, "1"])
+def test_json_log_parses_line_by_line_with_run_id_steps_counts_and_outcome(
+    billing: Billing, timings: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with INFERGATE_TIMINGS set (make bench): its text lines must not enter the JSON log."""
+    if timings:
+        monkeypatch.setenv("INFERGATE_TIMINGS", timings)
+    else:
+        monkeypatch.delenv("INFERGATE_TIMINGS", raising=False)
     good_day(billing)
     result = nightly(billing, "--log-format", "json")
     assert result.exit_code == 0
