@@ -113,7 +113,13 @@ class Console:
         print(json.dumps(record, default=str, separators=(",", ":")), file=sys.stderr, flush=True)
 
     def run_opened(self, run_id: int, command: str) -> None:
-        """Called by the jobs when a run's ledger row exists: later events carry its id."""
+        """Called by the jobs when a run's ledger row exists: later events carry its id.
+
+        A run of another command is a scratch re-execution (``replay --verify`` re-running a
+        nightly on a copy): its id is not this invocation's and is not adopted.
+        """
+        if self.command is not None and command != self.command:
+            return
         self.run_id = run_id
         self.event("run_opened", step="start")
 
