@@ -272,6 +272,10 @@ def test_a_terminal_gets_a_progress_bar_and_quiet_or_json_do_not(billing: Billin
     base = ["--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file)]
     code, seen = _run_on_a_pty([*base, "ingest", str(billing.logs / "*.jsonl")])
     assert code == 0 and "ingest files" in seen
+    code, seen = _run_on_a_pty([*base, "rate"])
+    assert code == 0
+    code, seen = _run_on_a_pty([*base, "statements", "--period", "2026-11", "--out", str(billing.root / "out")])
+    assert code == 0 and "render statements" in seen
     for option in (["--quiet"], ["--log-format", "json"]):
         billing.log(f"requests-{DAY}-{option[-1].strip('-')}.jsonl", [record(usage=usage(10, 1))])
         code, seen = _run_on_a_pty([*base, *option, "ingest", str(billing.logs / "*.jsonl")])
