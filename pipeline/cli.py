@@ -5,7 +5,8 @@ Commands parse options, call one library function, and print. Expected failures 
 ``Error: <message>. Hint: <what to do next>``, never a traceback. Exit codes: 0 success;
 1 quarantine above threshold, a failed check or run, bad reference data, no input for the
 day, nothing billed in the period; 2 usage error (bad options, or a file or directory named
-on the command line that does not exist).
+on the command line that does not exist). The table of exit codes, ``--quiet`` and
+``--log-format json``: docs/operations.md; every message goes through ``pipeline.console``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import click
 import duckdb
 
 from core.errors import BillingError
-from pipeline import importers, jobs, sample_logs, snapshot
+from pipeline import console, importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.spark import require_pyspark
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
+from reports import query_output
 from reports.finance import PERIOD_PATTERN, write_finance_summary
 from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
 from reports.parquet_export import write_parquet
@@ -41,7 +43,6 @@ from reports.spend_limits import (
     rejections,
     write_spend_limit_csvs,
 )
-from reports.texttable import cell_text, render_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Every expected failure is a BillingError; DuckDB and the OS raise their own types, which are
@@ -124,16 +125,43 @@ def _settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | 
     elif spark_attempts:
         raise click.UsageError("--spark-attempts needs --engine spark")
     settings: Settings = dataclasses.replace(ctx.obj, engine=engine, spark_attempts=spark_attempts)
-    if sys.stderr.isatty():
-
-        def show(path: Path) -> None:
-            click.echo(f"  staged {path.name}", err=True)
-
-        return dataclasses.replace(settings, on_file=show)
-    return settings
+    return settings  # progress on a terminal: pipeline.console's bars, not on_file
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class ConsoleFailure(click.ClickException):
+    """A Click failure shown through the console: one ``Error:`` line when quiet (no usage
+    text), a ``finished`` event under --log-format json."""
+
+    def __init__(self, original: click.ClickException) -> None:
+        super().__init__(original.format_message())
+        self.exit_code = original.exit_code  # type: ignore[misc]  # Click reads it per instance
+        self.console = console.current()  # shown after the invocation reset the console
+
+    def show(self, file: Any = None) -> None:
+        self.console.failure(self.format_message(), self.exit_code)
+
+
+class BillingGroup(click.Group):
+    """The command group: ends every subcommand with the console's outcome (JSON: a
+    ``finished`` event), and routes its failures through the console when quiet or JSON."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                result = super().invoke(ctx)  # runs cli() first, which configures the console
+            except click.exceptions.Exit:
+                raise
+            except click.ClickException as exc:
+                if console.current().quiet or console.current().is_json:
+                    raise ConsoleFailure(exc) from None
+                raise
+            console.current().finished("succeeded", 0)
+            return result
+        finally:
+            console.reset()  # the options hold for this invocation only (CliRunner reuses the process)
+
+
+@click.group(cls=BillingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--db",
     "db_path",
@@ -183,6 +211,21 @@ def _settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | 
     help="Read-only analyst copy of the database, republished after every run.",
 )
 @click.option("--no-snapshot", is_flag=True, help="Do not publish the analyst snapshot after runs.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    envvar="INFERGATE_QUIET",
+    help="For cron: print nothing on success, one summary line on failure (exit codes unchanged).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(console.LOG_FORMATS),
+    envvar="INFERGATE_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="json: one JSON object per event on stderr (run id, step, counts, timings, outcome).",
+)
 @click.version_option(package_name="infergate-billing")
 @click.pass_context
 def cli(
@@ -194,14 +237,17 @@ def cli(
     force_price_edit: bool,
     snapshot_path: Path | None,
     no_snapshot: bool,
+    quiet: bool,
+    log_format: str,
 ) -> None:
     """InferGate usage-metering and billing pipeline.
 
     \b
     Example (the nightly cron job for yesterday, then the finance CSV):
-      infergate-billing --db data/infergate.duckdb nightly --logs /var/log/infergate
+      infergate-billing --db data/infergate.duckdb --quiet nightly --logs /var/log/infergate
       infergate-billing export --period 2026-11 --out out/
     """
+    console.configure(quiet=quiet, log_format=log_format, command=ctx.invoked_subcommand)
     snapshot_path = None if no_snapshot else (snapshot_path or snapshot.default_snapshot_path(db_path))
     if snapshot_path is not None and snapshot_path.resolve() == db_path.resolve():
         raise click.BadParameter("the snapshot must be another file than the database", param_hint="--snapshot")
@@ -270,47 +316,86 @@ def allow_empty_option(help: str) -> Callable[[F], F]:
 
 
 def _print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
+    out = console.current()
     for f in report.files:
         name = Path(f.path).name
+        out.event(
+            "file",
+            step="ingest",
+            file=name,
+            sha256=f.sha256,
+            skipped=f.skipped,
+            lines_read=f.lines_read,
+            accepted=f.accepted,
+            duplicates=f.duplicates,
+            quarantined=f.quarantined,
+        )
+        if out.is_json:
+            continue
         if f.skipped:
-            click.echo(f"{name}: already ingested (sha256 {f.sha256[:12]}), skipped")
+            out.info(f"{name}: already ingested (sha256 {f.sha256[:12]}), skipped")
         else:
-            click.echo(
+            out.info(
                 f"{name}: read {f.lines_read} = accepted {f.accepted} + duplicates "
                 f"{f.duplicates} + quarantined {f.quarantined}"
             )
     for f in report.empty_files():
         what = "empty file (0 bytes)" if f.size_bytes == 0 else f"no records in {f.size_bytes} bytes"
-        click.echo(f"warning: {f.path}: {what}", err=True)
+        out.warning(f"{f.path}: {what}")
     if report.rated:
         r = report.rated
-        click.echo(
-            f"rated {r.attempts} attempts of {r.requests} requests: {r.billed} billed, "
-            f"{r.held} held; {r.periods} account-periods refreshed"
-        )
-    if report.held_by_reason:
+        if not out.is_json:
+            out.info(
+                f"rated {r.attempts} attempts of {r.requests} requests: {r.billed} billed, "
+                f"{r.held} held; {r.periods} account-periods refreshed"
+            )
+    if report.held_by_reason and not out.is_json:
         held = ", ".join(f"{reason} {count}" for reason, count in report.held_by_reason.items())
-        click.echo(f"held (not billed until resolved): {held}")
-    if report.snapshot:
-        click.echo(f"analyst snapshot published: {report.snapshot}")
-    click.echo(f"run {report.run_id} succeeded")
+        out.info(f"held (not billed until resolved): {held}")
+    if report.snapshot and not out.is_json:
+        out.info(f"analyst snapshot published: {report.snapshot}")
+    out.event("summary", step="report", counts=_report_counts(report), held_by_reason=report.held_by_reason,
+              snapshot=report.snapshot)
+    if not out.is_json:
+        out.info(f"run {report.run_id} succeeded")
     if report.snapshot_error:
-        click.echo(
-            f"error: the run committed, but the analyst snapshot was not published ({report.snapshot_error}); "
-            "retry with `infergate-billing snapshot`",
-            err=True,
+        out.problem(
+            f"the run committed, but the analyst snapshot was not published ({report.snapshot_error}); "
+            "retry with `infergate-billing snapshot`"
         )
     for reason in report.refused:  # the other files were ingested; exit 1 so that cron notices
-        click.echo(f"error: {reason}", err=True)
+        out.problem(reason)
     if report.quarantine_rate() > max_rate:
-        click.echo(
-            f"error: {report.quarantined} of {report.lines_read} lines quarantined "
-            f"({report.quarantine_rate():.1%} > {max_rate:.1%}); see `infergate-billing quarantine`",
-            err=True,
+        out.problem(
+            f"{report.quarantined} of {report.lines_read} lines quarantined "
+            f"({report.quarantine_rate():.1%} > {max_rate:.1%}); see `infergate-billing quarantine`"
         )
-        sys.exit(1)
-    if report.snapshot_error or report.refused:
-        sys.exit(1)
+    if out.problems:
+        _exit_failed()
+
+
+def _report_counts(report: RunReport) -> dict[str, int]:
+    """The run's counts for the JSON ``summary`` event (the same as ``runs show``)."""
+    fresh = [f for f in report.files if not f.skipped]
+    counts = {
+        "files_read": len(fresh),
+        "files_skipped": len(report.files) - len(fresh),
+        "lines_read": report.lines_read,
+        "accepted": sum(f.accepted for f in fresh),
+        "duplicates": sum(f.duplicates for f in fresh),
+        "quarantined": report.quarantined,
+    }
+    if report.rated:
+        r = report.rated
+        counts |= {"attempts": r.attempts, "requests": r.requests, "billed": r.billed, "held": r.held,
+                   "periods": r.periods}
+    return counts
+
+
+def _exit_failed(exit_code: int = 1) -> None:
+    """End a command whose reasons were given with ``console.problem`` (one line when quiet)."""
+    console.current().summarize_failure(exit_code)
+    sys.exit(exit_code)
 
 
 @cli.command()
@@ -465,9 +550,9 @@ def export(settings: Settings, period: str, out_dir: Path, file_format: str, all
             paths = [write_finance_summary(con, period, out_dir, allow_empty=allow_empty)]
             empty = paths[0].read_bytes().count(b"\n") <= 1  # the header line only
     for path in paths:
-        click.echo(f"wrote {path}")
+        console.current().info(f"wrote {path}")
     if empty:
-        click.echo(f"warning: no billed usage in {period}: the file(s) written hold no rows", err=True)
+        console.current().warning(f"no billed usage in {period}: the file(s) written hold no rows")
 
 
 @cli.command("statements")
@@ -518,18 +603,19 @@ def statements_command(
     )
     target = out_dir / "statements" / period
     if result.already_finalized:
-        click.echo(f"{period} is finalized: its issued statements are not re-rendered ({target})")
+        console.current().info(f"{period} is finalized: its issued statements are not re-rendered ({target})")
         for path in result.restored:
-            click.echo(f"restored {path} from the stored issued copy")
+            console.current().info(f"restored {path} from the stored issued copy")
         return
     kind = "issued" if finalize else "draft"
     for st in result.statements:
         doc = st.document
-        click.echo(
+        console.current().info(
             f"{st.number or 'DRAFT':<20} {st.account_id:<20} total {doc.total_due:>12}  "
             f"(usage {doc.usage_total}, adjustments {doc.adjustments_total})"
         )
-    click.echo(f"{len(result.statements)} {kind} statement(s) in {target if finalize else target / 'drafts'}")
+    folder = target if finalize else target / "drafts"
+    console.current().info(f"{len(result.statements)} {kind} statement(s) in {folder}")
 
 
 @cli.command()
@@ -561,13 +647,16 @@ def replay(
       infergate-billing replay --period 2026-11 --prices new-prices.toml
       infergate-billing replay --verify 42
     """
+    out = console.current()
     if verify_run_id is not None:
         result = replay_mod.verify_run(settings, verify_run_id)
         for step in result.steps:
-            click.echo(step)
-        click.echo(f"{result.status}" + (f": {result.first_difference}" if result.first_difference else ""))
+            out.info(step)
+        verdict = f"{result.status}" + (f": {result.first_difference}" if result.first_difference else "")
+        out.info(verdict)
         if result.status != "MATCH":
-            sys.exit(1)
+            out.problems.append(f"replay --verify {verify_run_id}: {verdict}")  # already printed above
+            _exit_failed()
         return
     if not period:
         raise click.UsageError("give --period (or --verify RUN_ID)")
@@ -575,17 +664,20 @@ def replay(
     report = replay_mod.replay_period(settings, period, out_dir, prices=prices, account=account_id)
     if prices is None:
         for check in report.checks:
-            click.echo(f"{check.status:<8} {check.statement_number:<20} {check.kind:<10} {check.path}")
-        click.echo(f"{'MATCH' if report.matches else 'MISMATCH'}: {len(report.checks)} file(s) compared")
+            out.info(f"{check.status:<8} {check.statement_number:<20} {check.kind:<10} {check.path}")
+        verdict = f"{'MATCH' if report.matches else 'MISMATCH'}: {len(report.checks)} file(s) compared"
+        out.info(verdict)
         if not report.matches:
-            sys.exit(1)
+            mismatched = sum(c.status != "MATCH" for c in report.checks)
+            out.problems.append(f"replay {period}: {verdict}, {mismatched} differ")  # already printed above
+            _exit_failed()
         return
-    click.echo(f"{'account':<20} {'model':<26} {'old':>12} {'new':>12} {'difference':>12}")
+    out.info(f"{'account':<20} {'model':<26} {'old':>12} {'new':>12} {'difference':>12}")
     for d in report.diffs:
-        click.echo(f"{d.account_id:<20} {d.model:<26} {d.old_amount:>12} {d.new_amount:>12} {d.difference:>12}")
+        out.info(f"{d.account_id:<20} {d.model:<26} {d.old_amount:>12} {d.new_amount:>12} {d.difference:>12}")
     for account, (old, new) in replay_mod.diff_totals(report).items():
-        click.echo(f"{account:<20} {'TOTAL':<26} {old:>12} {new:>12} {new - old:>12}")
-    click.echo(f"wrote {report.written[-1]}")
+        out.info(f"{account:<20} {'TOTAL':<26} {old:>12} {new:>12} {new - old:>12}")
+    out.info(f"wrote {report.written[-1]}")
 
 
 @cli.command()
@@ -670,7 +762,7 @@ def prices_validate(settings: Settings, files: tuple[Path, ...]) -> None:
       infergate-billing prices validate new-version.toml
     """
     book = load_price_book(settings.prices_dir, files)
-    click.echo(f"ok: {len(book.versions)} price version(s) valid")
+    console.current().info(f"ok: {len(book.versions)} price version(s) valid")
 
 
 @cli.group()
@@ -764,7 +856,7 @@ def sample_logs_command(out_dir: Path, seed: int) -> None:
       infergate-billing sample-logs --out data/sample_logs
     """
     for path in sample_logs.write_sample_logs(out_dir, seed):
-        click.echo(f"wrote {path}")
+        console.current().info(f"wrote {path}")
 
 
 @cli.command("schema-doc")
@@ -813,7 +905,7 @@ def margin(settings: Settings, period: str, out_dir: Path) -> None:
         con.close()
     click.echo(f"margin {period} (USD, upstream reference prices of the same price version)")
     click.echo(text)
-    click.echo(f"wrote {path}")
+    console.current().info(f"wrote {path}")
 
 
 @cli.command("spend-limits")
@@ -856,7 +948,7 @@ def spend_limits(settings: Settings, period: str, min_rejections: int, out_dir: 
         con.close()
     click.echo(text)
     for path in paths:
-        click.echo(f"wrote {path}")
+        console.current().info(f"wrote {path}")
 
 
 @cli.command("snapshot")
@@ -875,38 +967,58 @@ def snapshot_command(settings: Settings) -> None:
       duckdb -readonly data/infergate.analyst.duckdb
     """
     path = snapshot.publish_now(settings.db_path, settings.snapshot_path, settings.memory_limit)
-    click.echo(f"analyst snapshot published: {path}")
+    console.current().info(f"analyst snapshot published: {path}")
 
 
 @cli.command()
 @click.argument("query")
 @click.option("--live", is_flag=True, help="Query the live database read-only instead of the snapshot.")
-@click.option("--max-rows", default=200, show_default=True, help="Rows to print at most.")
+@click.option("--max-rows", default=200, show_default=True, help="Rows to print at most (table format only).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(query_output.FORMATS),
+    default="table",
+    show_default=True,
+    help="table: padded text; csv: spreadsheet-safe CSV; json: JSON Lines, DECIMAL as strings; "
+    "parquet: DuckDB's Parquet with exact DECIMALs (needs --out). csv/json/parquet hold every row.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the result to this file (default: stdout); an existing file is refused.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.pass_obj
 @fail_cleanly
-def sql(settings: Settings, query: str, live: bool, max_rows: int) -> None:
-    """Run one read-only SQL query on the analyst snapshot and print the result.
+def sql(
+    settings: Settings, query: str, live: bool, max_rows: int, fmt: str, out_file: Path | None, overwrite: bool
+) -> None:
+    """Run one read-only SQL query on the analyst snapshot and print or write the result.
 
     The snapshot can be read while a nightly run holds the database. --live reads the
     database itself (read-only): refused while a job writes it, and while it is open a job
-    cannot start, so keep live queries short.
+    cannot start, so keep live queries short. Money (DECIMAL) stays exact in every format.
 
     \b
     Example:
       infergate-billing sql "SELECT * FROM monthly_totals ORDER BY period"
+      infergate-billing sql --format csv --out totals.csv "SELECT * FROM monthly_totals"
+      infergate-billing sql --format json "SELECT * FROM monthly_totals" | jq .total_usd
+      infergate-billing sql --format parquet --out lines.parquet "SELECT * FROM statement_lines"
     """
+    if fmt == "parquet" and out_file is None:
+        raise click.UsageError("--format parquet writes a file: give --out FILE.parquet")
     con = snapshot.open_for_query(settings.db_path, settings.snapshot_path, live)
     try:
-        cursor = con.execute(query)
-        if cursor.description is None:
-            return
-        header = [d[0] for d in cursor.description]
-        rows = cursor.fetchmany(max_rows + 1)
+        written = query_output.write_query_result(
+            con, query, fmt, out_file, max_rows=max_rows, overwrite=overwrite, echo=click.echo
+        )
     finally:
         con.close()
-    click.echo(render_table(header, [[cell_text(v) for v in row] for row in rows[:max_rows]]))
-    if len(rows) > max_rows:
-        click.echo(f"(only the first {max_rows} rows are shown)")
+    if out_file is not None and written is not None:
+        console.current().info(f"wrote {written} row(s) to {out_file}")
 
 
 # --- import: other gateways' logs (docs/imports.md) ---------------------------------------
@@ -955,13 +1067,13 @@ def import_command(
     """
     report = importers.run_import(gateway, files, out_dir, account_id)
     for result in report.files:
-        click.echo(
+        console.current().info(
             f"{result.path.name}: read {result.rows_read} = converted {result.converted} + rejected {result.rejected}"
         )
         for path in result.outputs:
-            click.echo(f"  wrote {path}")
+            console.current().info(f"  wrote {path}")
         if result.rejects_file is not None:
-            click.echo(f"  rejected rows: {result.rejects_file}")
+            console.current().info(f"  rejected rows: {result.rejects_file}")
     if report.rows_read and report.rejected > max_quarantine_rate * report.rows_read:
         raise click.ClickException(
             f"{report.rejected} of {report.rows_read} rows rejected, above --max-quarantine-rate {max_quarantine_rate}"

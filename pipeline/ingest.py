@@ -51,6 +51,7 @@ import pyarrow as pa
 import zstandard
 
 from core.errors import BillingError, MissingInput
+from pipeline import console
 from pipeline.db import insert_many, run_script, sql_text
 from pipeline.faults import fault_point
 from pipeline.redact import mask_secrets, safe_error_message
@@ -607,23 +608,26 @@ def stage_files(
     staged: list[tuple[int, Path, str, int]] = []
     skipped: list[FileResult] = []
     seen: set[str] = set()
-    for order, path in enumerate(paths, start=1):
-        sha = file_sha256(path)
-        size = path.stat().st_size
-        known = con.execute(
-            "SELECT lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE sha256 = ?",
-            [sha],
-        ).fetchone()
-        if known or sha in seen:
-            read, accepted, duplicates, quarantined = known or (0, 0, 0, 0)
-            skipped.append(FileResult(str(path), sha, size, read, accepted, duplicates, quarantined, skipped=True))
-            continue
-        seen.add(sha)
-        stage_file(con, path, order, sha)
-        fault_point("staged_file")
-        staged.append((order, path, sha, size))
-        if on_file:
-            on_file(path)
+    with console.current().progress("ingest files", len(paths)) as advance:
+        for order, path in enumerate(paths, start=1):
+            sha = file_sha256(path)
+            size = path.stat().st_size
+            known = con.execute(
+                "SELECT lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE sha256 = ?",
+                [sha],
+            ).fetchone()
+            if known or sha in seen:
+                read, accepted, duplicates, quarantined = known or (0, 0, 0, 0)
+                skipped.append(FileResult(str(path), sha, size, read, accepted, duplicates, quarantined, skipped=True))
+                advance(1)
+                continue
+            seen.add(sha)
+            stage_file(con, path, order, sha)
+            fault_point("staged_file")
+            staged.append((order, path, sha, size))
+            if on_file:
+                on_file(path)
+            advance(1)
     with step("parse"):
         if staged:
             parse_staged(con, ts_latest=ts_latest)
@@ -655,27 +659,35 @@ def _recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) 
           AND (d.has_messages OR d.output_text_chars IS NOT NULL)
         """
     )
-    for f, lo, hi in _recount_fetches(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES):
-        rows = con.execute(
-            """
-            SELECT w.event_id, w.model, s.line
-            FROM recount_wanted w JOIN staged_lines s USING (file_order, line_no)
-            WHERE w.file_order = $f AND w.line_no BETWEEN $lo AND $hi
-              AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
-            ORDER BY w.event_id
-            """,
-            {"f": f, "lo": lo, "hi": hi},
-        ).fetchall()
-        results: list[tuple[str, int, int, str]] = []
-        for start in range(0, len(rows), RECOUNT_CHUNK_ROWS):
-            chunk = rows[start : start + RECOUNT_CHUNK_ROWS]
-            readable = [(e, model, texts) for e, model, line in chunk if (texts := _texts(line)) is not None]
-            if not readable:
-                continue
-            counts = recounter([(model, *texts) for _, model, texts in readable])
-            results += [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(readable, counts, strict=True) if c]
-        del rows
-        insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
+    fetches = _recount_fetches(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES)
+    with console.current().progress("recount tokens", len(fetches)) as advance:
+        for f, lo, hi in fetches:
+            _recount_fetch(con, recounter, f, lo, hi)
+            advance(1)
+
+
+def _recount_fetch(con: duckdb.DuckDBPyConnection, recounter: Recounter, f: int, lo: int, hi: int) -> None:
+    """Count the tokens of one fetch of wanted lines (file ``f``, lines ``lo``..``hi``)."""
+    rows = con.execute(
+        """
+        SELECT w.event_id, w.model, s.line
+        FROM recount_wanted w JOIN staged_lines s USING (file_order, line_no)
+        WHERE w.file_order = $f AND w.line_no BETWEEN $lo AND $hi
+          AND s.file_order = $f AND s.line_no BETWEEN $lo AND $hi
+        ORDER BY w.event_id
+        """,
+        {"f": f, "lo": lo, "hi": hi},
+    ).fetchall()
+    results: list[tuple[str, int, int, str]] = []
+    for start in range(0, len(rows), RECOUNT_CHUNK_ROWS):
+        chunk = rows[start : start + RECOUNT_CHUNK_ROWS]
+        readable = [(e, model, texts) for e, model, line in chunk if (texts := _texts(line)) is not None]
+        if not readable:
+            continue
+        counts = recounter([(model, *texts) for _, model, texts in readable])
+        results += [(event_id, c[0], c[1], c[2]) for (event_id, *_), c in zip(readable, counts, strict=True) if c]
+    del rows
+    insert_many(con, "INSERT INTO recounts VALUES (?, ?, ?, ?)", results)
 
 
 def _recount_fetches(

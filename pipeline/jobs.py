@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from core.errors import BillingError, EmptyPeriod, UsageProblem
-from pipeline import ingest, rate, reference, snapshot, statements
+from pipeline import console, ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
@@ -154,6 +154,7 @@ def recorded_run(
             run_id = _open_ledger_row(con, command, args, ref)
             fault_point("after_ledger_row")
             record_run_id(lock, run_id)
+            console.current().run_opened(run_id, command)
             report = RunReport(run_id, command)
             try:
                 yield con, report

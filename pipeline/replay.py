@@ -29,7 +29,7 @@ from typing import Any
 import duckdb
 
 from core.errors import BillingError
-from pipeline import jobs, rate, reference, statements
+from pipeline import console, jobs, rate, reference, statements
 from pipeline.db import DatabaseMissing, connect
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.ingest import file_sha256
@@ -177,15 +177,17 @@ def _reproduce(
         raise ReplayError(f"{period} has no issued statements to reproduce; finalize it first")
     due = statements.due_lines(con, period, account)
     names = dict(con.execute("SELECT model, display_name FROM model_prices").fetchall())
-    for account_id, number, issue_date in issued:
-        doc = statements.build_document(con, account_id, period, due.get(account_id, []), number, issue_date)
-        produced = {
-            "lines_csv": statements.lines_csv(doc, due.get(account_id, []), names),
-            "detail_csv": statements.detail_csv(con, account_id, period),
-            "html": render_html(doc).encode("utf-8"),
-        }
-        for kind, data in produced.items():
-            report.checks.append(_compare(con, number, kind, data, target, report))
+    with console.current().progress("replay statements", len(issued)) as advance:
+        for account_id, number, issue_date in issued:
+            doc = statements.build_document(con, account_id, period, due.get(account_id, []), number, issue_date)
+            produced = {
+                "lines_csv": statements.lines_csv(doc, due.get(account_id, []), names),
+                "detail_csv": statements.detail_csv(con, account_id, period),
+                "html": render_html(doc).encode("utf-8"),
+            }
+            for kind, data in produced.items():
+                report.checks.append(_compare(con, number, kind, data, target, report))
+            advance(1)
     extra = sorted(set(due) - {a for a, _, _ in issued})
     for account_id in extra:
         report.checks.append(FileCheck("(none)", "statement", "DIFFERS", f"replay bills {account_id}, not issued"))

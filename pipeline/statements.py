@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from core.errors import BillingError
+from pipeline import console
 from pipeline.db import sql_text
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.lock import release_inherited
@@ -431,8 +432,11 @@ def prepare(
         with step("csv"):
             details = detail_csvs(con, period, only) if docs else {}
             csvs = [(lines_csv(doc, due[doc.account_id], ctx.names), details.get(doc.account_id)) for doc in docs]
-        with step("render_wait"):
-            pages = list(rendered)
+        with step("render_wait"), console.current().progress("render statements", len(docs)) as advance:
+            pages = []
+            for page in rendered:
+                pages.append(page)
+                advance(1)
     result = []
     for doc, (html, pdf), (lines_data, detail_data) in zip(docs, pages, csvs, strict=True):
         stem = file_stem(doc)

@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 
 from core.errors import EmptyPeriod
+from pipeline import console
 from reports.finance import PERIOD_PATTERN
 
 __all__ = ["EXPORTED_TABLES", "write_parquet"]
@@ -53,19 +54,26 @@ def write_parquet(
             raise EmptyPeriod.of(period, "no rated attempts, nothing written")
     out_dir = Path(out_dir)
     written = []
-    for table, order in EXPORTED_TABLES.items():
-        partition = f"period={period}"
-        staging = out_dir / f".staging-{table}-{partition}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        path = staging / "data_0.parquet"
-        con.execute(
-            f"COPY (SELECT * EXCLUDE (period) FROM {table} WHERE period = $period ORDER BY {order}) "
-            "TO $path (FORMAT parquet)",
-            {"period": period, "path": str(path)},
-        )
-        written.append(_swap_in(staging, out_dir / table / partition) / path.name)
+    with console.current().progress("export tables", len(EXPORTED_TABLES)) as advance:
+        for table, order in EXPORTED_TABLES.items():
+            written.append(_export_table(con, table, order, period, out_dir))
+            advance(1)
     return written
+
+
+def _export_table(con: duckdb.DuckDBPyConnection, table: str, order: str, period: str, out_dir: Path) -> Path:
+    """Write one table's partition to a staging folder, then swap it in; the file's path."""
+    partition = f"period={period}"
+    staging = out_dir / f".staging-{table}-{partition}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    path = staging / "data_0.parquet"
+    con.execute(
+        f"COPY (SELECT * EXCLUDE (period) FROM {table} WHERE period = $period ORDER BY {order}) "
+        "TO $path (FORMAT parquet)",
+        {"period": period, "path": str(path)},
+    )
+    return _swap_in(staging, out_dir / table / partition) / path.name
 
 
 def _swap_in(staging: Path, final: Path) -> Path:
