@@ -41,3 +41,27 @@ COMMENT ON TABLE statement_credits IS 'The prepaid credit block printed on each 
 
 ALTER TABLE runs ADD COLUMN credits_sha256 VARCHAR;
 COMMENT ON COLUMN runs.credits_sha256 IS 'sha256 of the credit grants file the run used (content in reference_files); NULL: none.';
+
+COMMENT ON COLUMN credit_grants.grant_id IS 'Unique id of the entry in the grants file (a grant or a reversal).';
+COMMENT ON COLUMN credit_grants.account_id IS 'The account the credit belongs to.';
+COMMENT ON COLUMN credit_grants.amount IS 'USD credit granted; for a reversal, the amount it takes back (positive).';
+COMMENT ON COLUMN credit_grants.currency IS 'Currency of the credit (USD, the billing currency).';
+COMMENT ON COLUMN credit_grants.granted_at IS 'When the credit becomes usable; for a reversal, when it takes effect.';
+COMMENT ON COLUMN credit_grants.expires_at IS 'When what is left of the grant expires; NULL: never.';
+COMMENT ON COLUMN credit_grants.kind IS 'purchased, promotional or goodwill (a reversal repeats its grant''s kind).';
+COMMENT ON COLUMN credit_grants.external_ref IS 'Reference in the system the credit came from (invoice, ticket, campaign).';
+COMMENT ON COLUMN credit_grants.reverses IS 'For a reversal, the grant_id it takes back; NULL for a grant.';
+COMMENT ON COLUMN credit_grants.source_line IS 'Line of the entry in the grants file.';
+COMMENT ON COLUMN credit_ledger.account_id IS 'The account.';
+COMMENT ON COLUMN credit_ledger.period IS 'The finalized billing period the movement belongs to.';
+COMMENT ON COLUMN credit_ledger.entry_no IS 'Order of the movement within the account and period.';
+COMMENT ON COLUMN credit_ledger.grant_id IS 'The grant moved (for reversed: the reversal entry).';
+COMMENT ON COLUMN credit_ledger.entry_kind IS 'granted, reversed, applied (drawn by billed usage) or expired.';
+COMMENT ON COLUMN credit_ledger.effective_at IS 'When the movement took effect (applied: the end of the usage segment drawn).';
+COMMENT ON COLUMN credit_ledger.amount IS 'USD moved, positive; the sign is in entry_kind.';
+COMMENT ON COLUMN statement_credits.statement_number IS 'The issued statement.';
+COMMENT ON COLUMN statement_credits.opening_usd IS 'Credit balance at the start of the period.';
+COMMENT ON COLUMN statement_credits.granted_usd IS 'Credit granted in the period, less reversals.';
+COMMENT ON COLUMN statement_credits.applied_usd IS 'Credit drawn by the statement''s charges (credits_applied).';
+COMMENT ON COLUMN statement_credits.expired_usd IS 'Credit that expired in the period.';
+COMMENT ON COLUMN statement_credits.closing_usd IS 'opening + granted - applied - expired.';
