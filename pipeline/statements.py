@@ -475,6 +475,10 @@ def store_issued(
     due: dict[str, list[DueLine]],
 ) -> None:
     """Record issued statements, their lines and file bytes (inside the run's transaction)."""
+    # credit first: the drawdown reads the period's adjustments, which the rows below settle
+    credit_ledger.store_period(
+        con, credit_ledger.load_state(con), period, {st.account_id: st.number for st in statements if st.number}
+    )
     for st in statements:
         doc, number = st.document, st.number
         assert number is not None
@@ -524,9 +528,6 @@ def store_issued(
             "INSERT INTO statement_files VALUES (?, ?, ?, ?, ?)",
             [(number, kind, name, hashlib.sha256(data).hexdigest(), data) for kind, (name, data) in st.files.items()],
         )
-    credit_ledger.store_period(
-        con, credit_ledger.load_state(con), period, {st.account_id: st.number for st in statements if st.number}
-    )
     # the reference data the period's rated data was computed with, for replays
     con.execute(
         "INSERT INTO finalized_periods SELECT ?, ?, ?, ?, now(), "
