@@ -158,9 +158,8 @@ def test_an_issued_balance_is_never_rewritten_and_late_usage_draws_in_the_next_p
     )
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO((out / "finance-summary-2026-12.csv").read_text())))
-    assert [(r["total_usd"], r["credit_opening_usd"], r["credits_applied_usd"], r["credit_closing_usd"]) for r in rows] == [
-        ("1.50", "3.50", "1.50", "2.00")
-    ]  # fmt: skip
+    credit_columns = ("total_usd", "credit_opening_usd", "credits_applied_usd", "credit_closing_usd")
+    assert [tuple(r[c] for c in credit_columns) for r in rows] == [("1.50", "3.50", "1.50", "2.00")]
     # replay reproduces both issued periods byte for byte
     for period in ("2026-11", "2026-12"):
         report = replay.replay_period(billing.settings, period, tmp_path / "replay")
