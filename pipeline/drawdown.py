@@ -154,6 +154,10 @@ def draw(
     for s in segments:
         events.append((s.period, s.end, 2, (s.start,), s))
     events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
+    by_account: dict[str, list[Grant]] = {}
+    for g in sorted(grants, key=Grant.priority):
+        if g.reverses is None:
+            by_account.setdefault(g.account_id, []).append(g)
     moves: list[Movement] = []
     for period, at, _, _, item in events:
         if isinstance(item, Grant) and item.reverses is None:
@@ -164,7 +168,7 @@ def draw(
             remaining[item.reverses or ""] = remaining.get(item.reverses or "", ZERO) - taken
             moves.append(Movement(item.account_id, period, item.grant_id, "reversed", at, taken))
         elif isinstance(item, Segment):
-            moves.extend(_draw_segment(item, grants, remaining, floor))
+            moves.extend(_draw_segment(item, by_account.get(item.account_id, []), remaining, floor))
         else:
             g = item[1]  # type: ignore[index]
             left = remaining.get(g.grant_id, ZERO)
@@ -174,22 +178,18 @@ def draw(
 
 
 def _draw_segment(
-    segment: Segment, grants: Sequence[Grant], remaining: dict[str, Decimal], floor: datetime | None
+    segment: Segment, ordered: Sequence[Grant], remaining: dict[str, Decimal], floor: datetime | None
 ) -> list[Movement]:
+    """Draw one segment from the account's grants (``ordered`` by priority) in force over it."""
     need = segment.amount
     moves = []
-    eligible = sorted(
-        (
-            g
-            for g in grants
-            if g.account_id == segment.account_id
-            and g.reverses is None
-            and (max(g.granted_at, floor) if floor else g.granted_at) <= segment.start
-            and (g.expires_at is None or g.expires_at >= segment.end)
-            and remaining.get(g.grant_id, ZERO) > 0
-        ),
-        key=Grant.priority,
-    )
+    eligible = [
+        g
+        for g in ordered
+        if (max(g.granted_at, floor) if floor else g.granted_at) <= segment.start
+        and (g.expires_at is None or g.expires_at >= segment.end)
+        and remaining.get(g.grant_id, ZERO) > 0
+    ]
     for g in eligible:
         if need <= 0:
             break
