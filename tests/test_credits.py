@@ -20,6 +20,7 @@ from pipeline import jobs, replay
 from pipeline.cli import cli
 from pipeline.credits import CreditsError, parse_credits
 from pipeline.money import D
+from reports.credit_model import CreditSummary
 from tests.conftest import Billing, record, usage
 
 HEADER = "grant_id,account_id,amount,currency,granted_at,expires_at,kind,external_ref,reverses\n"
@@ -256,3 +257,35 @@ def test_grants_are_append_only_across_runs(billing: Billing) -> None:
     )
     billing.nightly("2026-11-20")  # appending is fine
     assert billing.one("SELECT count(*) FROM credit_grants") == 2
+
+
+def credit_doc(applied: str, block: CreditSummary | None, total: str):
+    from tests.reports import fixtures
+
+    return dataclasses.replace(fixtures.statement(), credits_applied=D(applied), credits=block, total_due=D(total))
+
+
+def test_the_statement_model_refuses_credit_that_does_not_add_up() -> None:
+    # charges 1,783.19; 500.00 of credit applied leaves 1,283.19 due
+    block = CreditSummary(D("100.00"), D("450.00"), D("500.00"), D("25.00"), D("25.00"))
+    doc = credit_doc("500.00", block, "1283.19")
+    assert doc.net_amount == D("1283.19")
+    with pytest.raises(ValueError, match="total_due"):
+        credit_doc("500.00", block, "1783.19")
+    with pytest.raises(ValueError, match="credit block applied"):
+        credit_doc("400.00", block, "1383.19")
+    with pytest.raises(ValueError, match="within"):
+        credit_doc("1783.20", None, "-0.01")
+    with pytest.raises(ValueError, match="!= closing"):
+        CreditSummary(D("100.00"), D("450.00"), D("500.00"), D("25.00"), D("26.00"))
+
+
+def test_the_credit_block_is_printed_only_for_accounts_with_credit() -> None:
+    from reports.render import render_html
+    from tests.reports import fixtures
+
+    block = CreditSummary(D("100.00"), D("450.00"), D("500.00"), D("25.00"), D("25.00"))
+    html = render_html(credit_doc("500.00", block, "1283.19"))
+    assert "Prepaid credit" in html and "Closing balance" in html and "&minus;$500.00" in html
+    assert "$1,283.19" in html
+    assert "Prepaid credit" not in render_html(fixtures.statement())
