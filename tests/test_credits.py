@@ -289,3 +289,16 @@ def test_the_credit_block_is_printed_only_for_accounts_with_credit() -> None:
     assert "Prepaid credit" in html and "Closing balance" in html and "&minus;$500.00" in html
     assert "$1,283.19" in html
     assert "Prepaid credit" not in render_html(fixtures.statement())
+
+
+def test_verify_re_executes_runs_with_the_recorded_grants(billing: Billing, tmp_path: Path) -> None:
+    path = with_credits(billing, "g,acct_plain,1.00,USD,2026-11-01T00:00:00Z,,purchased,INV-6,\n")
+    billing.log("requests-2026-11-20.jsonl", [input_tokens("v1", "2026-11-20T09:00:00Z", 2)])  # 1.50
+    billing.nightly("2026-11-20")
+    statement(billing, "2026-11", tmp_path / "out", finalize=True)
+    path.unlink()  # the recorded bytes are what counts, not the file
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    report = replay.verify_run(billing.settings, last)
+    assert report.status == "MATCH", report.steps
+    assert billing.one("SELECT total_usd FROM statements") == D("1.50")
+    assert billing.one("SELECT applied_usd FROM statement_credits") == D("1.00")
