@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 
@@ -65,8 +66,9 @@ def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tup
     return charges
 
 
-def load_state(con: duckdb.DuckDBPyConnection) -> CreditState:
-    """Every account's credit movements: issued ones as stored, open ones computed now."""
+def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> CreditState:
+    """Every account's credit movements: issued ones as stored, open ones computed now (with
+    usage also cut at ``as_of``, for a balance at that instant)."""
     grants = tuple(
         Grant(gid, account, Decimal(amount), granted, expires, kind, reverses)
         for gid, account, amount, granted, expires, kind, reverses in con.execute(
@@ -85,7 +87,7 @@ def load_state(con: duckdb.DuckDBPyConnection) -> CreditState:
         return CreditState((), issued)
     first_open = _first_open(con)
     segments = drawdown.cents_segments(
-        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in con.execute(sql_text("credit_usage.sql")).fetchall()),
+        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()),
         _charges(con, first_open),
     )
     fresh = drawdown.draw(grants, segments, issued, first_open)

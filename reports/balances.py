@@ -2,9 +2,8 @@
 
 A balance is exact from the ledger: grants less reversals, credit applied and expired that
 took effect by the instant (issued periods as stored, open periods as drawn now; see
-``pipeline/drawdown.py``). Usage drawn per day segment counts at the segment's end, so a
-balance is exact at day boundaries and grant instants; usage of a day still running counts
-once the nightly has billed the day.
+``pipeline/drawdown.py``). The usage segments are also cut at the instant asked for, so the
+balance counts exactly the usage billed before it (as far as the nightly has billed it).
 
 Alerts: an account is listed when its balance is below ``threshold``, or when at its recent
 daily usage (billed charges over the last ``window_days`` days before the instant) it would
@@ -51,7 +50,7 @@ def balances(
     window_days: int = 7,
 ) -> list[Balance]:
     """Every account with credit grants, its balance at ``as_of`` and its alerts."""
-    state = load_state(con)
+    state = load_state(con, as_of)
     usage = dict(
         con.execute(
             "SELECT account_id, sum(charge_total) FROM rated_attempts WHERE outcome = 'billed' "

@@ -189,6 +189,8 @@ def test_balances_command_exact_balance_and_alerts(billing: Billing, tmp_path: P
     try:
         rows = balances(con, datetime(2026, 11, 21, tzinfo=UTC), threshold=D("2"), days=5, window_days=7)
         later = balances(con, datetime(2026, 11, 17, tzinfo=UTC), threshold=D("0"), days=5, window_days=7)
+        # mid-day: the 14th..18th drew 7.50 and the 19th's 09:00 usage (1.50) is before 10:00
+        mid_day = balances(con, datetime(2026, 11, 19, 10, tzinfo=UTC))
     finally:
         con.close()
     # as of the 21st: 0.00 (below 2.00), and 10.50 of usage in the 7-day window: runs out
@@ -202,6 +204,7 @@ def test_balances_command_exact_balance_and_alerts(billing: Billing, tmp_path: P
         ("acct_discount", D("1.00"), ""),
         ("acct_plain", D("5.50"), ""),
     ]
+    assert [b.balance for b in mid_day] == [D("1.00"), D("1.00")]
     out = tmp_path / "balances.csv"
     res = CliRunner().invoke(
         cli,

@@ -13,6 +13,9 @@
 -- period's segments to cents so that they add up to the statement's charges (R7), and draws
 -- each segment from the eligible grants, expiring soonest first, then oldest.
 --
+-- $as_of (NULL for statements): the `balances` command also cuts at its instant, so a balance
+-- counts exactly the usage billed before it.
+--
 -- Cost: one pass over the open periods' billed attempts of accounts with grants (a nightly
 -- statement or balances run reads at most one month and a day of them); accounts without
 -- grants are not read at all.
@@ -20,6 +23,8 @@ WITH cuts AS (                     -- instants at which an account's available c
     SELECT account_id, granted_at AS cut_at FROM credit_grants
     UNION
     SELECT account_id, expires_at FROM credit_grants WHERE expires_at IS NOT NULL
+    UNION
+    SELECT account_id, CAST($as_of AS TIMESTAMPTZ) FROM credit_grants WHERE $as_of IS NOT NULL
 ),
 billed AS (
     SELECT r.account_id, r.period, r.ts, r.charge_total,
