@@ -86,10 +86,8 @@ def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) ->
     if not grants:
         return CreditState((), issued)
     first_open = _first_open(con)
-    segments = drawdown.cents_segments(
-        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()),
-        _charges(con, first_open),
-    )
+    usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
+    segments = drawdown.cents_segments(((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), _charges(con, first_open))
     fresh = drawdown.draw(grants, segments, issued, first_open)
     return CreditState(grants, issued + tuple(fresh))
 
