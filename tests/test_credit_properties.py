@@ -86,3 +86,20 @@ def test_every_block_adds_up_and_applied_stays_within_usage_and_credit(
             (m.amount for m in moves if m.period == period and m.kind == "granted"), ZERO
         )
         previous_closing = block.closing
+
+
+@settings(max_examples=200, deadline=None)
+@given(grants(), usage())
+def test_finalizing_a_period_and_drawing_on_from_its_ledger_changes_no_later_movement(
+    all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]]
+) -> None:
+    """What month-end does: November's movements are stored, December on is drawn from them."""
+    charges: dict[tuple[str, str], Decimal] = {}
+    for account, period, _, _, exact in rows:
+        charges[(account, period)] = charges.get((account, period), ZERO) + exact
+    charges = {k: v.quantize(D("0.01")) for k, v in charges.items()}
+    segments = cents_segments(rows, charges)
+    at_once = draw(all_grants, segments, [], None)
+    issued = [m for m in at_once if m.period == "2026-11"]
+    later = draw(all_grants, [s for s in segments if s.period > "2026-11"], issued, "2026-12")
+    assert later == [m for m in at_once if m.period > "2026-11"]
