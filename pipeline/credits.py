@@ -218,6 +218,13 @@ def load_credits(path: Path | None) -> CreditsFile | None:
     return parse_credits(data, path)
 
 
+def check_accounts(credits: CreditsFile, known: set[str], where: str) -> None:
+    """Refuse credit for an account the accounts file does not have (a typo would hide it)."""
+    for e in credits.entries:
+        if e.account_id not in known:
+            raise CreditsError(f"{where}:{e.line}: field account_id: {e.account_id!r} is not in the accounts file")
+
+
 def check_append_only(recorded: list[tuple[object, ...]], current: CreditsFile | None, where: str) -> None:
     """Refuse a grants file that dropped or changed an entry an earlier run recorded."""
     now = {e.grant_id: e.key() for e in (current.entries if current else ())}

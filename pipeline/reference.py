@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
-from pipeline.credits import CreditsError, CreditsFile, check_append_only, parse_credits
+from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
 from pipeline.db import insert_many
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
@@ -142,6 +142,7 @@ def _insert_credits(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     con.execute("DELETE FROM credit_grants")
     if ref.credits is None:
         return
+    check_accounts(ref.credits, {a.id for a in ref.accounts.accounts}, ref.credits.name)
     insert_many(
         con,
         "INSERT INTO credit_grants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -305,3 +305,15 @@ def test_verify_re_executes_runs_with_the_recorded_grants(billing: Billing, tmp_
     assert report.status == "MATCH", report.steps
     assert billing.one("SELECT total_usd FROM statements") == D("1.50")
     assert billing.one("SELECT applied_usd FROM statement_credits") == D("1.00")
+
+
+def test_credit_for_an_unknown_account_and_a_missing_file_are_clear_cli_errors(billing: Billing) -> None:
+    path = with_credits(billing, "g,acct_typo,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-7,\n")
+    billing.log("requests-2026-11-20.jsonl", [input_tokens("e1", "2026-11-20T09:00:00Z", 1)])
+    base = ["--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file)]
+    nightly = ["nightly", "--date", "2026-11-20", "--logs", str(billing.logs)]
+    res = CliRunner().invoke(cli, [*base, "--credits", str(path), *nightly])
+    assert res.exit_code == 1
+    assert "credits.csv:2: field account_id: 'acct_typo' is not in the accounts file" in res.output
+    res = CliRunner().invoke(cli, [*base, "--credits", str(path.with_name("nope.csv")), *nightly])
+    assert res.exit_code == 2 and "no such credit grants file" in res.output
