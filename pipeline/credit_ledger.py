@@ -14,6 +14,7 @@ from datetime import datetime
 
 import duckdb
 
+from core.errors import BillingError
 from pipeline import drawdown
 from pipeline.db import sql_text
 from pipeline.drawdown import Grant, Movement, PeriodCredit
@@ -90,6 +91,26 @@ def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) ->
     segments = drawdown.cents_segments(((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), _charges(con, first_open))
     fresh = drawdown.draw(grants, segments, issued, first_open)
     return CreditState(grants, issued + tuple(fresh))
+
+
+class CreditOrderError(BillingError):
+    """A period would be finalized before an earlier one that draws on the same credit."""
+
+
+def check_finalize_order(con: duckdb.DuckDBPyConnection, period: str) -> None:
+    """Refuse to issue ``period`` while an earlier period of an account with grants is open:
+    its balance would be issued on top of draws that can still change."""
+    row = con.execute(
+        "SELECT min(period) FROM statement_lines WHERE period < $p "
+        "AND period NOT IN (SELECT period FROM finalized_periods) "
+        "AND account_id IN (SELECT account_id FROM credit_grants)",
+        {"p": period},
+    ).fetchone()
+    if row is not None and row[0] is not None:
+        raise CreditOrderError(
+            f"cannot finalize {period}: {row[0]} is not finalized and accounts with prepaid credit billed in it",
+            hint=f"finalize {row[0]} first (`infergate-billing statements --period {row[0]} --finalize`)",
+        )
 
 
 def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str, numbers: dict[str, str]) -> None:

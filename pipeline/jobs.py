@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from core.errors import BillingError, EmptyPeriod, UsageProblem
-from pipeline import ingest, rate, reference, snapshot, statements
+from pipeline import credit_ledger, ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.credits import load_credits
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
@@ -443,6 +443,8 @@ def run_statements(
         due = statements.due_lines(con, period, account_id)
         if not due and not allow_empty:
             raise EmptyPeriod.of(period, "no statement written", account_id)
+        if finalize:
+            credit_ledger.check_finalize_order(con, period)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when)
         fault_point("statements:after_render")

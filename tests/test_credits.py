@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.errors import BillingError
 from pipeline import jobs, replay
 from pipeline.cli import cli
 from pipeline.credits import CreditsError, parse_credits
@@ -317,3 +318,19 @@ def test_credit_for_an_unknown_account_and_a_missing_file_are_clear_cli_errors(b
     assert "credits.csv:2: field account_id: 'acct_typo' is not in the accounts file" in res.output
     res = CliRunner().invoke(cli, [*base, "--credits", str(path.with_name("nope.csv")), *nightly])
     assert res.exit_code == 2 and "no such credit grants file" in res.output
+
+
+def test_a_later_period_is_not_issued_before_an_earlier_one_that_draws_on_the_same_credit(
+    billing: Billing, tmp_path: Path
+) -> None:
+    with_credits(billing, "g,acct_plain,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-8,\n")
+    billing.log(
+        "requests-2026-12-02.jsonl",
+        [input_tokens("o1", "2026-11-30T09:00:00Z", 1), input_tokens("o2", "2026-12-02T09:00:00Z", 1)],
+    )
+    billing.nightly("2026-12-02")
+    with pytest.raises(BillingError, match="cannot finalize 2026-12: 2026-11 is not finalized"):
+        statement(billing, "2026-12", tmp_path / "out", finalize=True)
+    statement(billing, "2026-11", tmp_path / "out", finalize=True)
+    dec = statement(billing, "2026-12", tmp_path / "out", finalize=True)["acct_plain"]
+    assert dec.credits is not None and (dec.credits.opening, dec.credits.closing) == (D("4.25"), D("3.50"))
