@@ -28,6 +28,7 @@ from pipeline import console, importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
+from pipeline.money import D, MoneyError
 from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.spark import require_pyspark
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
@@ -43,6 +44,7 @@ from reports.spend_limits import (
     rejections,
     write_spend_limit_csvs,
 )
+from reports.texttable import cell_text, render_table
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Every expected failure is a BillingError; DuckDB and the OS raise their own types, which are
@@ -190,6 +192,15 @@ class BillingGroup(click.Group):
     help="Accounts reference file.",
 )
 @click.option(
+    "--credits",
+    "credits_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="INFERGATE_CREDITS",
+    default=None,
+    show_default="data/credits.csv if it exists",
+    help="Prepaid credit grants file (append-only CSV, docs/credits.md).",
+)
+@click.option(
     "--memory-limit",
     envvar="INFERGATE_MEMORY_LIMIT",
     default=DEFAULT_MEMORY_LIMIT,
@@ -233,6 +244,7 @@ def cli(
     db_path: Path,
     prices_dir: Path,
     accounts_file: Path,
+    credits_file: Path | None,
     memory_limit: str | None,
     force_price_edit: bool,
     snapshot_path: Path | None,
@@ -255,6 +267,7 @@ def cli(
         db_path=db_path,
         prices_dir=prices_dir,
         accounts_file=accounts_file,
+        credits_file=credits_file,
         memory_limit=memory_limit,
         force_price_edit=force_price_edit,
         snapshot_path=snapshot_path,
@@ -949,6 +962,77 @@ def spend_limits(settings: Settings, period: str, min_rejections: int, out_dir: 
     click.echo(text)
     for path in paths:
         console.current().info(f"wrote {path}")
+
+
+@cli.command("balances")
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+    help="Instant (UTC unless an offset is given; a date means its 00:00 UTC). Default: now.",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet"]), default="table", show_default=True)
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="File for csv/parquet.")
+@click.option("--threshold", default="0", show_default=True, help="Alert when a balance is below this (USD).")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Alert when projected to run out within DAYS.",
+)
+@click.option(
+    "--window-days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Days of recent usage to project with.",
+)
+@click.option("--alerts-only", is_flag=True, help="List only accounts with an alert.")
+@click.pass_obj
+@fail_cleanly
+def balances_command(
+    settings: Settings,
+    as_of: datetime | None,
+    fmt: str,
+    out_path: Path | None,
+    threshold: str,
+    days: int,
+    window_days: int,
+    alerts_only: bool,
+) -> None:
+    """Prepaid credit balance of every account with grants, as of an instant, and alerts.
+
+    The balance is exact from the credit ledger (docs/credits.md). An account is flagged
+    below_threshold, or runs_out_soon when at its usage of the last --window-days days it
+    would run out within --days. CSV/Parquet are what the gateway loads to enforce its
+    balance limit.
+
+    \b
+    Example:
+      infergate-billing balances --as-of 2026-12-01 --threshold 50 --days 5
+      infergate-billing balances --format csv --out out/balances.csv
+    """
+    from reports.balances import BALANCE_COLUMNS, balances, write_balances
+
+    if fmt != "table" and out_path is None:
+        raise click.BadParameter("--format csv/parquet needs --out FILE", param_hint="--out")
+    when = (as_of or datetime.now(UTC)).replace(tzinfo=(as_of.tzinfo if as_of else None) or UTC).astimezone(UTC)
+    try:
+        limit = D(threshold)
+    except MoneyError:
+        raise click.BadParameter(f"{threshold!r} is not an amount", param_hint="--threshold") from None
+    con = connect(settings.db_path, read_only=True)
+    try:
+        rows = balances(con, when, threshold=limit, days=days, window_days=window_days)
+    finally:
+        con.close()
+    if alerts_only:
+        rows = [r for r in rows if r.alert]
+    if out_path is not None:
+        write_balances(rows, out_path, "csv" if fmt == "table" else fmt)
+        console.current().info(f"wrote {out_path}")
+        return
+    click.echo(render_table(BALANCE_COLUMNS, [[cell_text(c) for c in r.row()] for r in rows]))
 
 
 @cli.command("snapshot")

@@ -21,8 +21,9 @@ from typing import Any
 import duckdb
 
 from core.errors import BillingError, EmptyPeriod, UsageProblem
-from pipeline import console, ingest, rate, reference, snapshot, statements
+from pipeline import console, credit_ledger, ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
+from pipeline.credits import load_credits
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
@@ -42,6 +43,7 @@ class Settings:
     db_path: Path = DEFAULT_DB
     prices_dir: Path = DEFAULT_TABLES_DIR
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
+    credits_file: Path | None = None  # credit grants; None: data/credits.csv if it exists, else none
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     engine: str = "duckdb"  # where rate.sql runs: duckdb, or spark (the same rules, transpiled)
     spark_attempts: str | None = None  # engine spark: read attempts from this Parquet path/URI
@@ -88,7 +90,9 @@ class RunReport:
 def load_reference(settings: Settings) -> reference.Reference:
     if settings.reference is not None:
         return settings.reference
-    return reference.Reference(load_price_book(settings.prices_dir), load_accounts(settings.accounts_file))
+    return reference.Reference(
+        load_price_book(settings.prices_dir), load_accounts(settings.accounts_file), load_credits(settings.credits_file)
+    )
 
 
 # Digests of what a run wrote: order-independent, over the rows without run ids.
@@ -188,7 +192,7 @@ def _open_ledger_row(
     run_id = int(row[0])
     con.execute(
         "INSERT INTO runs (run_id, command, args, started_at, status, code_version, pid, "
-        "price_versions, accounts_sha256) VALUES (?, ?, ?, now(), 'running', ?, ?, ?, ?)",
+        "price_versions, accounts_sha256, credits_sha256) VALUES (?, ?, ?, now(), 'running', ?, ?, ?, ?, ?)",
         [
             run_id,
             command,
@@ -197,6 +201,7 @@ def _open_ledger_row(
             os.getpid(),
             json.dumps(ref.prices.hashes(), sort_keys=True) if ref else None,
             ref.accounts.sha256 if ref else None,
+            ref.credits.sha256 if ref and ref.credits else None,
         ],
     )
     return run_id
@@ -439,6 +444,8 @@ def run_statements(
         due = statements.due_lines(con, period, account_id)
         if not due and not allow_empty:
             raise EmptyPeriod.of(period, "no statement written", account_id)
+        if finalize:
+            credit_ledger.check_finalize_order(con, period)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when)
         fault_point("statements:after_render")

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
+from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
 from pipeline.db import insert_many
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
@@ -28,10 +29,16 @@ from pricing.versions import PriceBook, PriceTableError, build_price_book, canon
 class Reference:
     prices: PriceBook
     accounts: AccountsFile
+    credits: CreditsFile | None = None  # prepaid credit grants (issue 17); None: no grants file
 
     def hashes(self) -> dict[str, object]:
-        """What identifies this reference data: each price version's hash and the accounts file's."""
-        return {"prices": self.prices.hashes(), "accounts": self.accounts.sha256}
+        """What identifies this reference data: each price version's hash, the accounts file's
+        and (only when there is one, so databases without credits keep their fingerprint) the
+        credit grants file's."""
+        hashes: dict[str, object] = {"prices": self.prices.hashes(), "accounts": self.accounts.sha256}
+        if self.credits is not None:
+            hashes["credits"] = self.credits.sha256
+        return hashes
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.hashes(), sort_keys=True).encode()).hexdigest()
@@ -80,6 +87,7 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     if "default" not in groups:
         con.execute("INSERT INTO account_groups VALUES ('default', 1)")
     _insert_accounts(con, ref)
+    _insert_credits(con, ref)
     insert_many(
         con,
         "INSERT INTO price_overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -123,6 +131,39 @@ def _insert_accounts(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
         con.unregister("accounts_arrow")
 
 
+def _insert_credits(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
+    """Replace credit_grants, refusing a grants file that edited or dropped a recorded entry."""
+    recorded = con.execute(
+        "SELECT grant_id, account_id, amount, currency, granted_at, expires_at, kind, external_ref, reverses "
+        "FROM credit_grants ORDER BY source_line"
+    ).fetchall()
+    where = f"credit grants file {ref.credits.name}" if ref.credits else "no credit grants file given"
+    check_append_only([tuple(r) for r in recorded], ref.credits, where)
+    con.execute("DELETE FROM credit_grants")
+    if ref.credits is None:
+        return
+    check_accounts(ref.credits, {a.id for a in ref.accounts.accounts}, ref.credits.name)
+    insert_many(
+        con,
+        "INSERT INTO credit_grants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.grant_id,
+                e.account_id,
+                e.amount,
+                e.currency,
+                e.granted_at,
+                e.expires_at,
+                e.kind,
+                e.external_ref,
+                e.reverses,
+                e.line,
+            )
+            for e in ref.credits.entries
+        ],
+    )
+
+
 class PriceEditError(BillingError, ValueError):
     """A price version that already priced attempts was edited."""
 
@@ -163,6 +204,8 @@ def remember_files(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) 
         for loaded in ref.prices.versions
     ]
     items.append((ref.accounts.sha256, "accounts", "accounts.toml", ref.accounts.source_bytes))
+    if ref.credits is not None:
+        items.append((ref.credits.sha256, "credits", "credits.csv", ref.credits.source_bytes))
     for sha, kind, name, content in items:
         con.execute(
             "INSERT INTO reference_files SELECT ?, ?, ?, ?, ? WHERE ? NOT IN (SELECT sha256 FROM reference_files)",
@@ -201,8 +244,19 @@ def from_stored(con: duckdb.DuckDBPyConnection, hashes: dict[str, Any]) -> Refer
     row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [hashes["accounts"]]).fetchone()
     if row is None:
         raise StoredReferenceError(f"accounts file sha256 {hashes['accounts'][:12]} is not stored in reference_files")
+    credits = None
+    if "credits" in hashes:
+        stored = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [hashes["credits"]]).fetchone()
+        if stored is None:
+            raise StoredReferenceError(f"credit grants file sha256 {hashes['credits'][:12]} is not stored")
+        try:
+            credits = parse_credits(bytes(stored[0]), Path("stored:credits.csv"))
+        except CreditsError as exc:
+            raise StoredReferenceError(f"stored credit grants cannot be used: {exc.message}") from None
     try:
-        return Reference(build_price_book(versions), parse_accounts(bytes(row[0]), Path("stored:accounts.toml")))
+        return Reference(
+            build_price_book(versions), parse_accounts(bytes(row[0]), Path("stored:accounts.toml")), credits
+        )
     except (PriceTableError, AccountsError) as exc:
         raise StoredReferenceError(f"stored reference data cannot be used: {exc.message}") from None
 

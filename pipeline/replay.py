@@ -121,6 +121,10 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         "AND ($account IS NULL OR account_id = $account)",
         "INSERT INTO statement_issued_lines SELECT * FROM live.statement_issued_lines "
         "WHERE statement_number IN (SELECT statement_number FROM statements)",
+        "INSERT INTO credit_ledger SELECT * FROM live.credit_ledger WHERE period < $period "
+        "AND ($account IS NULL OR account_id = $account)",
+        "INSERT INTO statement_credits SELECT * FROM live.statement_credits "
+        "WHERE statement_number IN (SELECT statement_number FROM statements)",
     ):
         con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement} or None)
 
@@ -156,7 +160,7 @@ def replay_period(
         _copy_history(con, period, cutoff, account)
         ref = reference.from_stored(con, hashes)
         if prices is not None:
-            ref = reference.Reference(_override_book(settings, prices), ref.accounts)
+            ref = reference.Reference(_override_book(settings, prices), ref.accounts, ref.credits)
         _rate_everything(con, ref)
         if prices is None:
             _reproduce(con, period, account, target, report)
@@ -271,7 +275,7 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
     live = connect(settings.db_path, read_only=True)
     try:
         runs = live.execute(
-            "SELECT run_id, command, args, price_versions, accounts_sha256 FROM runs "
+            "SELECT run_id, command, args, price_versions, accounts_sha256, credits_sha256 FROM runs "
             "WHERE status = 'succeeded' AND run_id <= ? ORDER BY run_id",
             [run_id],
         ).fetchall()
@@ -285,9 +289,9 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
                 prices_dir=settings.prices_dir,
                 accounts_file=settings.accounts_file,
             )
-            for live_run, command, args, prices, accounts in runs:
+            for live_run, command, args, prices, accounts, credits in runs:
                 problem = _reexecute(
-                    live, scratch, Path(tmp), live_run, command, json.loads(args or "{}"), prices, accounts
+                    live, scratch, Path(tmp), live_run, command, json.loads(args or "{}"), prices, accounts, credits
                 )
                 report.steps.append(f"run {live_run} ({command}): {problem or 'MATCH'}")
                 if problem:
@@ -318,6 +322,7 @@ def _reexecute(
     args: dict[str, Any],
     prices: str | None,
     accounts: str | None,
+    credits: str | None = None,
 ) -> str | None:
     """Re-run one recorded run on the scratch database; None if it wrote what the ledger says."""
     inputs = live.execute(
@@ -330,7 +335,10 @@ def _reexecute(
             return f"input {path} changed since the run (sha256 was {sha[:12]})"
     settings = scratch
     if prices is not None and accounts is not None:
-        stored = reference.from_stored(live, {"prices": json.loads(prices), "accounts": accounts})
+        hashes: dict[str, Any] = {"prices": json.loads(prices), "accounts": accounts}
+        if credits is not None:
+            hashes["credits"] = credits
+        stored = reference.from_stored(live, hashes)
         settings = jobs.Settings(db_path=scratch.db_path, reference=stored, force_price_edit=True)
     paths = [Path(p) for p, _ in inputs]
     if command == "nightly":
@@ -410,6 +418,8 @@ LIVE_STATE = {
     "statements": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.statements",
     "statement_issued_lines": "SELECT * FROM {db}.statement_issued_lines",
     "statement_files": "SELECT statement_number, kind, sha256 FROM {db}.statement_files",
+    "credit_ledger": "SELECT * FROM {db}.credit_ledger",
+    "statement_credits": "SELECT * FROM {db}.statement_credits",
 }
 
 # What names a row of each table in a report: a few of these are shown per differing table.
@@ -421,6 +431,8 @@ LIVE_KEYS = {
     "statements": ("statement_number",),
     "statement_issued_lines": ("statement_number", "line_no"),
     "statement_files": ("statement_number", "kind"),
+    "credit_ledger": ("account_id", "period", "entry_no"),
+    "statement_credits": ("statement_number",),
 }
 EXAMPLE_KEYS = 3
 

@@ -26,13 +26,15 @@ from pathlib import Path
 import duckdb
 
 from core.errors import BillingError
-from pipeline import console
+from pipeline import console, credit_ledger
 from pipeline.db import sql_text
+from pipeline.drawdown import PeriodCredit
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.lock import release_inherited
 from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
 from reports.atomic import write_atomic
+from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.render import pdf_bytes, render_html
 from reports.statement_model import (
@@ -157,6 +159,7 @@ class PeriodContext:
     parties: dict[str, Party]
     price_refs: dict[str, PriceVersionRef]
     facts: dict[str, dict[str, object]]
+    credits: dict[str, PeriodCredit] = field(default_factory=dict)  # accounts with prepaid credit
 
     def facts_of(self, account_id: str) -> dict[str, object]:
         return self.facts.get(account_id) or _facts(0, 0, 0, [], [])
@@ -217,7 +220,9 @@ def period_context(con: duckdb.DuckDBPyConnection, period: str, account_id: str 
             "SELECT version_id, strftime(effective_from, '%Y-%m-%dT%H:%M:%SZ'), sha256 FROM price_versions"
         ).fetchall()
     }
-    return PeriodContext(_model_names(con), parties, refs, facts)
+    state = credit_ledger.load_state(con)
+    credits = credit_ledger.period_blocks(state, period, sorted(state.accounts & (parties.keys())))
+    return PeriodContext(_model_names(con), parties, refs, facts, credits)
 
 
 def _adjustment_text(line: DueLine, names: dict[str, str]) -> str:
@@ -262,6 +267,13 @@ def build_document(
     usage_total = sum((ln.amount for ln in usage), ZERO)
     adjustments_total = sum((ln.amount for ln in adjustments), ZERO)
     start, end = period_bounds(period)
+    block = ctx.credits.get(account_id)
+    credits = (
+        None
+        if block is None
+        else CreditSummary(block.opening, block.granted, block.applied, block.expired, block.closing)
+    )
+    applied = credits.applied if credits else ZERO
     return StatementDocument(
         statement_number=number,
         account_id=account_id,
@@ -276,8 +288,10 @@ def build_document(
         adjustments=adjustments,
         usage_total=usage_total,
         adjustments_total=adjustments_total,
-        total_due=usage_total + adjustments_total,
+        total_due=usage_total + adjustments_total - applied,
         price_versions=ctx.refs_of([ln.price_version for ln in lines]),
+        credits_applied=applied,
+        credits=credits,
         **ctx.facts_of(account_id),  # type: ignore[arg-type]
     )
 
@@ -466,6 +480,10 @@ def store_issued(
     due: dict[str, list[DueLine]],
 ) -> None:
     """Record issued statements, their lines and file bytes (inside the run's transaction)."""
+    # credit first: the drawdown reads the period's adjustments, which the rows below settle
+    credit_ledger.store_period(
+        con, credit_ledger.load_state(con), period, {st.account_id: st.number for st in statements if st.number}
+    )
     for st in statements:
         doc, number = st.document, st.number
         assert number is not None
@@ -488,7 +506,7 @@ def store_issued(
                 tokens["output"],
                 doc.usage_total,
                 doc.adjustments_total,
-                doc.total_due,
+                doc.usage_total + doc.adjustments_total,  # charges; credit is in statement_credits
                 ";".join(r.version_id for r in doc.price_versions),
                 run_id,
             ],

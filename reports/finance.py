@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from core.errors import EmptyPeriod
+from pipeline import credit_ledger
 from pipeline.db import sql_text
 from reports.csvsafe import write_csv
 
@@ -24,6 +25,11 @@ FINANCE_COLUMNS = (
     "adjustments_usd",
     "total_usd",
     "price_versions",
+    "credit_opening_usd",
+    "credits_granted_usd",
+    "credits_applied_usd",
+    "credits_expired_usd",
+    "credit_closing_usd",
 )
 PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -32,7 +38,23 @@ def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[o
     if not PERIOD_PATTERN.match(period):
         raise ValueError(f"period {period!r} is not YYYY-MM")
     con.execute("CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), {"period": period})
+    _open_credits(con, period)
     return [tuple(row) for row in con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()]
+
+
+def _open_credits(con: duckdb.DuckDBPyConnection, period: str) -> None:
+    """The credit block of every account with grants for an open ``period`` (temp table)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE open_credits (account_id VARCHAR, opening_usd DECIMAL(18,2), "
+        "granted_usd DECIMAL(18,2), applied_usd DECIMAL(18,2), expired_usd DECIMAL(18,2), closing_usd DECIMAL(18,2))"
+    )
+    state = credit_ledger.load_state(con)
+    blocks = credit_ledger.period_blocks(state, period, sorted(state.accounts))
+    if blocks:
+        con.executemany(
+            "INSERT INTO open_credits VALUES (?, ?, ?, ?, ?, ?)",
+            [(a, b.opening, b.granted, b.applied, b.expired, b.closing) for a, b in blocks.items()],
+        )
 
 
 def write_finance_summary(

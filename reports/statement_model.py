@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from pipeline.money import EXACT, ZERO, D, Decimal, to_cents
+from reports.credit_model import CreditSummary
 
 __all__ = [
     "DEFAULT_BILLING_NOTES",
@@ -280,7 +281,10 @@ class StatementDocument:
     price_versions: tuple[PriceVersionRef, ...]
     estimated_attempts: int
     estimated_tokens: int
+    credits_applied: Decimal = Decimal("0")  # prepaid credit drawn for this statement (issue 17)
+    tax_amount: Decimal = Decimal("0")  # tax on net_amount (issue 16)
     billing_notes: tuple[str, ...] = field(default=DEFAULT_BILLING_NOTES)
+    credits: CreditSummary | None = None
 
     def __post_init__(self) -> None:
         number = self.statement_number
@@ -337,14 +341,32 @@ class StatementDocument:
                 self,
                 f"adjustments_total {self.adjustments_total} != sum of adjustments {adjustments_sum}",
             )
-        expected = EXACT.add(self.usage_total, self.adjustments_total)
+        for name in ("credits_applied", "tax_amount"):
+            _amount(self, name, getattr(self, name))
+        charges = EXACT.add(self.usage_total, self.adjustments_total)
+        if self.credits_applied < 0 or (charges > 0 and self.credits_applied > charges):
+            raise _fail(self, f"credits_applied {self.credits_applied} is not within [0, charges {charges}]")
+        if self.credits is not None:
+            if not isinstance(self.credits, CreditSummary):
+                raise TypeError("StatementDocument.credits must be a CreditSummary")
+            if self.credits.applied != self.credits_applied:
+                raise _fail(
+                    self, f"credits_applied {self.credits_applied} != credit block applied {self.credits.applied}"
+                )
+        expected = EXACT.add(self.net_amount, self.tax_amount)
         if self.total_due != expected:
             raise _fail(
                 self,
                 f"total_due {self.total_due} != usage_total {self.usage_total} + "
-                f"adjustments_total {self.adjustments_total}",
+                f"adjustments_total {self.adjustments_total} - credits_applied {self.credits_applied} + "
+                f"tax_amount {self.tax_amount}",
             )
 
     @property
     def is_draft(self) -> bool:
         return self.statement_number is None
+
+    @property
+    def net_amount(self) -> Decimal:
+        """Charges less prepaid credit applied: the amount tax is computed on."""
+        return self.usage_total + self.adjustments_total - self.credits_applied

@@ -2,7 +2,10 @@
 -- A finalized period reports exactly what was issued (table statements); an open period
 -- reports the draft: usage lines of the period plus pending prior-period adjustments, from
 -- due_lines (sql/statement_lines_due.sql). usage_usd is the sum of rounded lines (R7), so it
--- equals the printed statement; total_usd = usage_usd + adjustments_usd.
+-- equals the printed statement; total_usd = usage_usd + adjustments_usd (the charges).
+-- Prepaid credit (issue 17), appended last: issued statements report statement_credits; open
+-- ones the temp table open_credits (pipeline/credit_ledger.py, the drawdown as of now).
+-- Accounts without credit grants report 0.00 in all five.
 WITH draft AS (
     SELECT d.account_id,
            sum(CASE WHEN kind = 'usage' AND token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,
@@ -24,16 +27,20 @@ open_period AS (
     SELECT d.account_id, CAST(NULL AS VARCHAR) AS statement_number,
            coalesce(b.billed_requests, 0) AS billed_requests,
            d.input_uncached_tokens, d.input_cached_tokens, d.output_tokens,
-           d.usage_usd, d.adjustments_usd, d.usage_usd + d.adjustments_usd AS total_usd, d.price_versions
+           d.usage_usd, d.adjustments_usd, d.usage_usd + d.adjustments_usd AS total_usd, d.price_versions,
+           c.opening_usd, c.granted_usd, c.applied_usd, c.expired_usd, c.closing_usd
     FROM draft d
     LEFT JOIN billed b USING (account_id)
+    LEFT JOIN open_credits c USING (account_id)
     WHERE $period NOT IN (SELECT period FROM finalized_periods)
 ),
 issued AS (
-    SELECT account_id, statement_number, billed_requests, input_uncached_tokens, input_cached_tokens,
-           output_tokens, usage_usd, adjustments_usd, total_usd, price_versions
-    FROM statements
-    WHERE period = $period
+    SELECT s.account_id, s.statement_number, s.billed_requests, s.input_uncached_tokens, s.input_cached_tokens,
+           s.output_tokens, s.usage_usd, s.adjustments_usd, s.total_usd, s.price_versions,
+           c.opening_usd, c.granted_usd, c.applied_usd, c.expired_usd, c.closing_usd
+    FROM statements s
+    LEFT JOIN statement_credits c USING (statement_number)
+    WHERE s.period = $period
 )
 SELECT r.account_id,
        a.legal_name                                       AS account_name,
@@ -46,7 +53,12 @@ SELECT r.account_id,
        CAST(r.usage_usd AS DECIMAL(18,2))                 AS usage_usd,
        CAST(r.adjustments_usd AS DECIMAL(18,2))           AS adjustments_usd,
        CAST(r.total_usd AS DECIMAL(18,2))                 AS total_usd,
-       coalesce(r.price_versions, '')                     AS price_versions
+       coalesce(r.price_versions, '')                     AS price_versions,
+       CAST(coalesce(r.opening_usd, 0) AS DECIMAL(18,2))  AS credit_opening_usd,
+       CAST(coalesce(r.granted_usd, 0) AS DECIMAL(18,2))  AS credits_granted_usd,
+       CAST(coalesce(r.applied_usd, 0) AS DECIMAL(18,2))  AS credits_applied_usd,
+       CAST(coalesce(r.expired_usd, 0) AS DECIMAL(18,2))  AS credits_expired_usd,
+       CAST(coalesce(r.closing_usd, 0) AS DECIMAL(18,2))  AS credit_closing_usd
 FROM (SELECT * FROM open_period UNION ALL SELECT * FROM issued) r
 JOIN accounts a USING (account_id)
 ORDER BY r.account_id

@@ -17,7 +17,7 @@ from pipeline.spark.sqlgen import SQL_DIR
 sqlglot = pytest.importorskip("sqlglot", reason="sqlglot is not installed (pip install -e '.[spark]')")
 exp = sqlglot.exp
 
-MONEY_FILES = ("rate.sql", "aggregate.sql", "finance_summary.sql", "statement_lines_due.sql")
+MONEY_FILES = ("rate.sql", "aggregate.sql", "finance_summary.sql", "statement_lines_due.sql", "credit_usage.sql")
 DUCKDB_FILES = sorted(p.name for p in SQL_DIR.glob("*.sql") if not p.name.endswith(".spark.sql"))
 NAIVE = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ)
 CHARGE_SCALING = "* CAST(0.000001 AS DECIMAL(7,6))"

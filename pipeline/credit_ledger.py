@@ -1,0 +1,137 @@
+"""The credit state of the billing database: grants, issued movements, open-period drawdown.
+
+Reads ``credit_grants`` (the grants file as loaded by the last rating run), ``credit_ledger``
+(what finalized periods drew: never recomputed) and the open periods' usage
+(``sql/credit_usage.sql``), and applies the rule of :mod:`pipeline.drawdown`. Finalizing a
+period stores its movements with the statements (:func:`store_period`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from core.errors import BillingError
+from pipeline import drawdown
+from pipeline.db import sql_text
+from pipeline.drawdown import Grant, Movement, PeriodCredit
+from pipeline.money import ZERO, Decimal
+
+
+@dataclass(frozen=True)
+class CreditState:
+    grants: tuple[Grant, ...]
+    movements: tuple[Movement, ...]  # issued and open, in order
+
+    @property
+    def accounts(self) -> set[str]:
+        return {g.account_id for g in self.grants}
+
+    def summary(self, account_id: str, period: str) -> PeriodCredit | None:
+        """The account's credit block for ``period``; None for an account without credit then."""
+        if not any(g.account_id == account_id and drawdown.period_of(g.granted_at) <= period for g in self.grants):
+            return None
+        return drawdown.summarize(self.movements, account_id, period)
+
+
+def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
+    row = con.execute("SELECT max(period) FROM finalized_periods").fetchone()
+    if row is None or row[0] is None:
+        return None
+    year, month = int(row[0][:4]), int(row[0][5:7])
+    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tuple[str, str], Decimal]:
+    """What each open statement of an account with grants charges: rounded lines (+ adjustments)."""
+    charges: dict[tuple[str, str], Decimal] = {
+        (a, p): Decimal(total)
+        for a, p, total in con.execute(
+            "SELECT account_id, period, sum(amount) FROM statement_lines "
+            "WHERE account_id IN (SELECT account_id FROM credit_grants) "
+            "AND period NOT IN (SELECT period FROM finalized_periods) GROUP BY ALL"
+        ).fetchall()
+    }
+    if first_open is not None:
+        rows = con.execute(
+            "SELECT account_id, sum(amount) FROM (" + sql_text("statement_lines_due.sql") + ") "
+            "WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
+            {"period": first_open},
+        ).fetchall()
+        for account, amount in rows:
+            key = (account, first_open)
+            charges[key] = charges.get(key, ZERO) + Decimal(amount)
+    return charges
+
+
+def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> CreditState:
+    """Every account's credit movements: issued ones as stored, open ones computed now (with
+    usage also cut at ``as_of``, for a balance at that instant)."""
+    grants = tuple(
+        Grant(gid, account, Decimal(amount), granted, expires, kind, reverses)
+        for gid, account, amount, granted, expires, kind, reverses in con.execute(
+            "SELECT grant_id, account_id, amount, granted_at, expires_at, kind, reverses FROM credit_grants "
+            "ORDER BY source_line"
+        ).fetchall()
+    )
+    issued = tuple(
+        Movement(account, period, gid, kind, at, Decimal(amount))
+        for account, period, gid, kind, at, amount in con.execute(
+            "SELECT account_id, period, grant_id, entry_kind, effective_at, amount FROM credit_ledger "
+            "ORDER BY account_id, period, entry_no"
+        ).fetchall()
+    )
+    if not grants:
+        return CreditState((), issued)
+    first_open = _first_open(con)
+    usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
+    segments = drawdown.cents_segments(((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), _charges(con, first_open))
+    fresh = drawdown.draw(grants, segments, issued, first_open)
+    return CreditState(grants, issued + tuple(fresh))
+
+
+class CreditOrderError(BillingError):
+    """A period would be finalized before an earlier one that draws on the same credit."""
+
+
+def check_finalize_order(con: duckdb.DuckDBPyConnection, period: str) -> None:
+    """Refuse to issue ``period`` while an earlier period of an account with grants is open:
+    its balance would be issued on top of draws that can still change."""
+    row = con.execute(
+        "SELECT min(period) FROM statement_lines WHERE period < $p "
+        "AND period NOT IN (SELECT period FROM finalized_periods) "
+        "AND account_id IN (SELECT account_id FROM credit_grants)",
+        {"p": period},
+    ).fetchone()
+    if row is not None and row[0] is not None:
+        raise CreditOrderError(
+            f"cannot finalize {period}: {row[0]} is not finalized and accounts with prepaid credit billed in it",
+            hint=f"finalize {row[0]} first (`infergate-billing statements --period {row[0]} --finalize`)",
+        )
+
+
+def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str, numbers: dict[str, str]) -> None:
+    """Finalizing ``period``: keep its movements and each statement's credit block (in the transaction)."""
+    entries: dict[str, int] = {}
+    rows = []
+    for m in state.movements:
+        if m.period != period:
+            continue
+        entries[m.account_id] = entries.get(m.account_id, 0) + 1
+        rows.append((m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount))
+    if rows:
+        con.executemany("INSERT INTO credit_ledger VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    for account, number in sorted(numbers.items()):
+        block = state.summary(account, period)
+        if block is not None:
+            con.execute(
+                "INSERT INTO statement_credits VALUES (?, ?, ?, ?, ?, ?)",
+                [number, block.opening, block.granted, block.applied, block.expired, block.closing],
+            )
+
+
+def period_blocks(state: CreditState, period: str, accounts: Sequence[str]) -> dict[str, PeriodCredit]:
+    return {a: b for a in accounts if (b := state.summary(a, period)) is not None}

@@ -1,0 +1,235 @@
+"""Prepaid credit drawdown, step 2 of 2: who pays each cent of usage (issue 17).
+
+Step 1 (``sql/credit_usage.sql``) lists each account's usage segments (a UTC day, cut at
+grant instants) with their exact charges. This module applies the rule, in time order:
+
+* **Cents (R7).** A period's segments are rounded to cents cumulatively (segment *i* draws
+  round(running total to *i*) - round(running total to *i-1*)), and the difference between
+  that and the statement's charges (its rounded lines, plus the prior-period adjustments on
+  the first open statement) is drawn with the period's last segment (a negative difference
+  is taken back from the last segments). So a period draws exactly what its statement
+  charges, never a cent more, and every balance is in cents.
+* **Which grant.** A segment ``[start, end)`` may draw from a grant in force over all of it
+  (granted at or before ``start``, expiring at or after ``end``, not used up), expiring
+  soonest first (never-expiring last), then the oldest, then promotional and goodwill before
+  purchased (the customer's own money is kept longest), then by grant id.
+* **Beyond the balance** the segment's rest is not covered: it stays due on the statement.
+* **Expiry.** At ``expires_at`` what is left of a grant is recorded as expired.
+* **Reversal.** At its ``granted_at`` a reversal takes back up to its amount of what is
+  left of the grant it reverses (credit already used stays used); it counts as negative
+  "granted" on the statement.
+
+Events are ordered by (billing period, instant, grants, reversals, usage, expiries): a
+segment ending exactly when a grant expires still draws from it. Finalized periods are never
+recomputed: their movements (``credit_ledger``) are the starting state, and a grant added to
+the file later with a ``granted_at`` inside an issued period takes effect at the start of the
+first open period. Periods must be finalized in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.money import ZERO, Decimal, to_cents
+
+KIND_ORDER = {"promotional": 0, "goodwill": 1, "purchased": 2}
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Grant:
+    grant_id: str
+    account_id: str
+    amount: Decimal
+    granted_at: datetime
+    expires_at: datetime | None
+    kind: str
+    reverses: str | None = None
+
+    def priority(self) -> tuple[object, ...]:
+        return (self.expires_at or FAR_FUTURE, self.granted_at, KIND_ORDER.get(self.kind, 9), self.grant_id)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Usage of one account drawn at once: ``[start, end)`` of ``period``, in cents."""
+
+    account_id: str
+    period: str
+    start: datetime
+    end: datetime
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One credit movement: granted, reversed, applied or expired (amount positive, cents)."""
+
+    account_id: str
+    period: str
+    grant_id: str
+    kind: str
+    at: datetime
+    amount: Decimal
+
+    @property
+    def signed(self) -> Decimal:
+        return self.amount if self.kind == "granted" else -self.amount
+
+
+def period_of(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m")
+
+
+def period_start(period: str) -> datetime:
+    return datetime(int(period[:4]), int(period[5:7]), 1, tzinfo=UTC)
+
+
+def cents_segments(
+    rows: Iterable[tuple[str, str, datetime, datetime, Decimal]], charges: dict[tuple[str, str], Decimal]
+) -> list[Segment]:
+    """Round each (account, period)'s exact segments to cents adding up to its charges."""
+    by_key: dict[tuple[str, str], list[tuple[datetime, datetime, Decimal]]] = {}
+    for account, period, start, end, exact in rows:
+        by_key.setdefault((account, period), []).append((start, end, exact))
+    for key in charges:
+        by_key.setdefault(key, [])
+    result: list[Segment] = []
+    for (account, period), segs in sorted(by_key.items()):
+        segs.sort()
+        amounts, running, drawn = [], ZERO, ZERO
+        for _, _, exact in segs:
+            running += exact
+            amounts.append(to_cents(running) - drawn)
+            drawn = to_cents(running)
+        if not segs:
+            begin = period_start(period)
+            segs, amounts = [(begin, begin, ZERO)], [ZERO]
+        difference = charges.get((account, period), drawn) - drawn
+        if difference >= 0:
+            amounts[-1] += difference
+        else:
+            for i in reversed(range(len(amounts))):
+                taken = min(amounts[i], -difference)
+                amounts[i] -= taken
+                difference += taken
+        result.extend(
+            Segment(account, period, start, end, amount)
+            for (start, end, _), amount in zip(segs, amounts, strict=True)
+            if amount > 0
+        )
+    return result
+
+
+def draw(
+    grants: Sequence[Grant],
+    segments: Sequence[Segment],
+    issued: Sequence[Movement],
+    first_open: str | None,
+) -> list[Movement]:
+    """The movements of the open periods, starting from the ``issued`` ones (see module doc)."""
+    remaining: dict[str, Decimal] = {}
+    done: set[tuple[str, str]] = set()
+    by_id = {g.grant_id: g for g in grants}
+    for m in issued:
+        target = by_id[m.grant_id].reverses if m.grant_id in by_id and m.kind == "reversed" else m.grant_id
+        remaining[target or m.grant_id] = remaining.get(target or m.grant_id, ZERO) + m.signed
+        done.add((m.grant_id, m.kind))
+    floor = period_start(first_open) if first_open else None
+
+    def effective(at: datetime) -> datetime:
+        return max(at, floor) if floor else at
+
+    events: list[tuple[str, datetime, int, tuple[object, ...], object]] = []
+    for g in grants:
+        kind = "reversed" if g.reverses else "granted"
+        at = effective(g.granted_at)
+        if (g.grant_id, kind) not in done:
+            events.append((period_of(at), at, 1 if g.reverses else 0, g.priority(), g))
+        if g.expires_at is not None and not g.reverses and (g.grant_id, "expired") not in done:
+            expiry = max(effective(g.expires_at), at)
+            events.append((period_of(expiry), expiry, 3, g.priority(), ("expire", g)))
+    for s in segments:
+        events.append((s.period, s.end, 2, (s.start,), s))
+    events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
+    by_account: dict[str, list[Grant]] = {}
+    for g in sorted(grants, key=Grant.priority):
+        if g.reverses is None:
+            by_account.setdefault(g.account_id, []).append(g)
+    moves: list[Movement] = []
+    for period, at, _, _, item in events:
+        if isinstance(item, Grant) and item.reverses is None:
+            remaining[item.grant_id] = remaining.get(item.grant_id, ZERO) + item.amount
+            moves.append(Movement(item.account_id, period, item.grant_id, "granted", at, item.amount))
+        elif isinstance(item, Grant):
+            taken = min(item.amount, remaining.get(item.reverses or "", ZERO))
+            remaining[item.reverses or ""] = remaining.get(item.reverses or "", ZERO) - taken
+            moves.append(Movement(item.account_id, period, item.grant_id, "reversed", at, taken))
+        elif isinstance(item, Segment):
+            moves.extend(_draw_segment(item, by_account.get(item.account_id, []), remaining, floor))
+        else:
+            g = item[1]  # type: ignore[index]
+            left = remaining.get(g.grant_id, ZERO)
+            remaining[g.grant_id] = ZERO
+            moves.append(Movement(g.account_id, period, g.grant_id, "expired", at, left))
+    return [m for m in moves if m.amount != 0 or m.kind == "granted"]
+
+
+def _draw_segment(
+    segment: Segment, ordered: Sequence[Grant], remaining: dict[str, Decimal], floor: datetime | None
+) -> list[Movement]:
+    """Draw one segment from the account's grants (``ordered`` by priority) in force over it."""
+    need = segment.amount
+    moves = []
+    eligible = [
+        g
+        for g in ordered
+        if (max(g.granted_at, floor) if floor else g.granted_at) <= segment.start
+        and (g.expires_at is None or g.expires_at >= segment.end)
+        and remaining.get(g.grant_id, ZERO) > 0
+    ]
+    for g in eligible:
+        if need <= 0:
+            break
+        taken = min(need, remaining[g.grant_id])
+        remaining[g.grant_id] -= taken
+        need -= taken
+        moves.append(Movement(segment.account_id, segment.period, g.grant_id, "applied", segment.end, taken))
+    return moves
+
+
+@dataclass(frozen=True)
+class PeriodCredit:
+    """The credit block of one account and period (all amounts in cents)."""
+
+    opening: Decimal
+    granted: Decimal
+    applied: Decimal
+    expired: Decimal
+
+    @property
+    def closing(self) -> Decimal:
+        return self.opening + self.granted - self.applied - self.expired
+
+
+def summarize(movements: Iterable[Movement], account_id: str, period: str) -> PeriodCredit:
+    opening = granted = applied = expired = ZERO
+    for m in movements:
+        if m.account_id != account_id or m.period > period:
+            continue
+        if m.period < period:
+            opening += m.signed
+        elif m.kind in ("granted", "reversed"):
+            granted += m.signed
+        elif m.kind == "applied":
+            applied += m.amount
+        else:
+            expired += m.amount
+    return PeriodCredit(opening, granted, applied, expired)
+
+
+def balance_at(movements: Iterable[Movement], account_id: str, at: datetime) -> Decimal:
+    """What the account has left at instant ``at`` (movements that took effect by then)."""
+    return sum((m.signed for m in movements if m.account_id == account_id and m.at <= at), ZERO)

@@ -1,0 +1,105 @@
+"""Properties of the credit drawdown (issue 17), for any grants, reversals and usage.
+
+* every period's block adds up: opening + granted - applied - expired = closing, and a
+  period's closing is the next period's opening;
+* applied never exceeds the usage charged, nor the credit available (no grant ever goes
+  below zero, so no balance does);
+* the cents of a period's segments add up to its charges exactly (R7).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.drawdown import Grant, cents_segments, draw, period_of, summarize
+from pipeline.money import ZERO, D, Decimal
+
+START = datetime(2026, 11, 1, tzinfo=UTC)
+HOURS = 24 * 75  # November, December and half of January
+
+cents = st.integers(min_value=1, max_value=5_000).map(lambda n: D(n) * D("0.01"))
+hour = st.integers(min_value=0, max_value=HOURS)
+
+
+@st.composite
+def grants(draw_: st.DrawFn) -> list[Grant]:
+    result: list[Grant] = []
+    for i in range(draw_(st.integers(min_value=0, max_value=5))):
+        at = START + timedelta(hours=draw_(hour))
+        life = draw_(st.one_of(st.none(), st.integers(min_value=1, max_value=HOURS)))
+        kind = draw_(st.sampled_from(["purchased", "promotional", "goodwill"]))
+        amount = draw_(cents)
+        grant = Grant(f"g{i}", "acct", amount, at, None if life is None else at + timedelta(hours=life), kind)
+        result.append(grant)
+        if draw_(st.booleans()):
+            back = draw_(st.integers(min_value=1, max_value=int(amount * 100))) * D("0.01")
+            later = at + timedelta(hours=draw_(st.integers(min_value=0, max_value=HOURS)))
+            result.append(Grant(f"r{i}", "acct", back, later, None, kind, reverses=grant.grant_id))
+    return result
+
+
+@st.composite
+def usage(draw_: st.DrawFn) -> list[tuple[str, str, datetime, datetime, Decimal]]:
+    rows = []
+    for h in sorted(set(draw_(st.lists(hour, max_size=12)))):
+        start = START + timedelta(hours=h)
+        exact = D(draw_(st.integers(min_value=1, max_value=400_000))) * D("0.00001")
+        rows.append(("acct", period_of(start), start, start + timedelta(hours=1), exact))
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(grants(), usage(), st.integers(min_value=-3, max_value=3))
+def test_every_block_adds_up_and_applied_stays_within_usage_and_credit(
+    all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]], rounding: int
+) -> None:
+    # the statement's charges: the segments' exact sum rounded, off by a few cents of line rounding
+    charges: dict[tuple[str, str], Decimal] = {}
+    for account, period, _, _, exact in rows:
+        charges[(account, period)] = charges.get((account, period), ZERO) + exact
+    charges = {k: max(ZERO, v.quantize(D("0.01")) + rounding * D("0.01")) for k, v in charges.items()}
+    segments = cents_segments(rows, charges)
+    for key, total in charges.items():
+        assert sum((s.amount for s in segments if (s.account_id, s.period) == key), ZERO) == total
+    moves = draw(all_grants, segments, [], None)
+
+    by_id = {g.grant_id: g for g in all_grants}
+    left: dict[str, Decimal] = {}
+    for m in moves:
+        target = by_id[m.grant_id].reverses if m.kind == "reversed" else m.grant_id
+        assert target is not None
+        left[target] = left.get(target, ZERO) + m.signed
+        assert m.amount >= 0 and left[target] >= 0, (m, left)
+
+    periods = sorted({m.period for m in moves} | {p for _, p in charges})
+    previous_closing = ZERO
+    for period in periods:
+        block = summarize(moves, "acct", period)
+        assert block.opening == previous_closing
+        assert block.opening + block.granted - block.applied - block.expired == block.closing
+        assert block.closing >= 0
+        assert block.applied <= charges.get(("acct", period), ZERO)
+        assert block.applied <= block.opening + sum(
+            (m.amount for m in moves if m.period == period and m.kind == "granted"), ZERO
+        )
+        previous_closing = block.closing
+
+
+@settings(max_examples=200, deadline=None)
+@given(grants(), usage())
+def test_finalizing_a_period_and_drawing_on_from_its_ledger_changes_no_later_movement(
+    all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]]
+) -> None:
+    """What month-end does: November's movements are stored, December on is drawn from them."""
+    charges: dict[tuple[str, str], Decimal] = {}
+    for account, period, _, _, exact in rows:
+        charges[(account, period)] = charges.get((account, period), ZERO) + exact
+    charges = {k: v.quantize(D("0.01")) for k, v in charges.items()}
+    segments = cents_segments(rows, charges)
+    at_once = draw(all_grants, segments, [], None)
+    issued = [m for m in at_once if m.period == "2026-11"]
+    later = draw(all_grants, [s for s in segments if s.period > "2026-11"], issued, "2026-12")
+    assert later == [m for m in at_once if m.period > "2026-11"]
