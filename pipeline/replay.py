@@ -156,7 +156,7 @@ def replay_period(
         _copy_history(con, period, cutoff, account)
         ref = reference.from_stored(con, hashes)
         if prices is not None:
-            ref = reference.Reference(_override_book(settings, prices), ref.accounts)
+            ref = reference.Reference(_override_book(settings, prices), ref.accounts, ref.issuer)
         _rate_everything(con, ref)
         if prices is None:
             _reproduce(con, period, account, target, report)
@@ -269,7 +269,7 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
     live = connect(settings.db_path, read_only=True)
     try:
         runs = live.execute(
-            "SELECT run_id, command, args, price_versions, accounts_sha256 FROM runs "
+            "SELECT run_id, command, args, price_versions, accounts_sha256, issuer_sha256 FROM runs "
             "WHERE status = 'succeeded' AND run_id <= ? ORDER BY run_id",
             [run_id],
         ).fetchall()
@@ -282,10 +282,11 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
                 db_path=Path(tmp) / "replay.duckdb",
                 prices_dir=settings.prices_dir,
                 accounts_file=settings.accounts_file,
+                issuer_file=settings.issuer_file,
             )
-            for live_run, command, args, prices, accounts in runs:
+            for live_run, command, args, prices, accounts, issuer in runs:
                 problem = _reexecute(
-                    live, scratch, Path(tmp), live_run, command, json.loads(args or "{}"), prices, accounts
+                    live, scratch, Path(tmp), live_run, command, json.loads(args or "{}"), prices, accounts, issuer
                 )
                 report.steps.append(f"run {live_run} ({command}): {problem or 'MATCH'}")
                 if problem:
@@ -316,6 +317,7 @@ def _reexecute(
     args: dict[str, Any],
     prices: str | None,
     accounts: str | None,
+    issuer: str | None = None,
 ) -> str | None:
     """Re-run one recorded run on the scratch database; None if it wrote what the ledger says."""
     inputs = live.execute(
@@ -328,7 +330,8 @@ def _reexecute(
             return f"input {path} changed since the run (sha256 was {sha[:12]})"
     settings = scratch
     if prices is not None and accounts is not None:
-        stored = reference.from_stored(live, {"prices": json.loads(prices), "accounts": accounts})
+        recorded = {"prices": json.loads(prices), "accounts": accounts, "issuer": issuer}
+        stored = reference.from_stored(live, recorded)
         settings = jobs.Settings(db_path=scratch.db_path, reference=stored, force_price_edit=True)
     paths = [Path(p) for p, _ in inputs]
     if command == "nightly":
