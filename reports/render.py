@@ -25,6 +25,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -33,11 +34,12 @@ from weasyprint import HTML
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
 from core.errors import BillingError
+from pipeline.money import Decimal
 
 from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
-from .statement_model import StatementDocument
+from .statement_model import StatementDocument, StatementLine
 
 __all__ = [
     "TEMPLATES_DIR",
@@ -96,11 +98,56 @@ def _environment() -> Environment:
 _ENV = _environment()
 
 
+@dataclass(frozen=True)
+class PrintedLines:
+    """The usage lines as printed: lines worth a cent or more, and the rest summed in one row.
+
+    ``at_input_price`` holds the cached-input lines billed at their model's input price: they
+    say so instead of repeating the same price, which reads like a mistake.
+    """
+
+    shown: tuple[StatementLine, ...]
+    zero: tuple[StatementLine, ...]
+    at_input_price: tuple[StatementLine, ...]
+
+    @property
+    def zero_amount(self) -> Decimal:
+        return sum((line.amount for line in self.zero), Decimal(0))
+
+    @property
+    def zero_tokens(self) -> int:
+        return sum(line.quantity for line in self.zero)
+
+    @property
+    def zero_models(self) -> str:
+        return ", ".join(dict.fromkeys(f"{line.model_name} {line.token_class_label.lower()}" for line in self.zero))
+
+
+def printed_lines(doc: StatementDocument) -> PrintedLines:
+    input_prices = {
+        (line.model, line.price_version): line.unit_price_per_1m
+        for line in doc.lines
+        if line.token_class == "input_uncached"
+    }
+    at_input = tuple(
+        line
+        for line in doc.lines
+        if line.token_class == "input_cached"
+        and input_prices.get((line.model, line.price_version)) == line.unit_price_per_1m
+    )
+    return PrintedLines(
+        shown=tuple(line for line in doc.lines if line.amount != 0),
+        zero=tuple(line for line in doc.lines if line.amount == 0),
+        at_input_price=at_input,
+    )
+
+
 def render_html(doc: StatementDocument) -> str:
     """The statement as one self-contained, deterministic HTML page (CSS and chart inline)."""
     chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage)
     return _ENV.get_template("statement.html.j2").render(
         doc=doc,
+        lines=printed_lines(doc),
         chart=Markup(chart),  # built from dates and amounts only, never from user text
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
@@ -124,6 +171,44 @@ def _fixed_font_timestamps() -> Iterator[None]:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
 
 
+#: A statement whose last page is filled less than this (of the page height) is laid out again
+#: with tighter spacing, kept if that saves the page: "a third page can hold four lines".
+NEAR_EMPTY_FILL = 0.2
+
+#: Tighter spacing for that second layout (the HTML stored with the statement is unchanged: the
+#: choice is a pure function of the HTML, so the same HTML still gives the same PDF).
+_TIGHT_CSS = (
+    "<style>html{line-height:1.25}h2{margin:9pt 0 3pt}table.lines td{padding:1.5pt 5pt}"
+    ".totals,.parties{margin-top:8pt}.masthead{padding-bottom:6pt}</style>"
+)
+
+
+def _tightened(html: str) -> str:
+    return html.replace("</head>", _TIGHT_CSS + "</head>", 1)
+
+
+def near_empty_last_page(document: object) -> bool:
+    """Whether a laid-out WeasyPrint document ends on a page that is filled < NEAR_EMPTY_FILL.
+
+    Reads the layout boxes of the last page (WeasyPrint internals: if they change, it answers
+    False and the first layout stands)."""
+    try:
+        pages = document.pages  # type: ignore[attr-defined]
+        if len(pages) < 2:
+            return False
+        page = pages[-1]
+        bottom = 0.0
+        stack = [c for c in page._page_box.children if type(c).__name__ != "MarginBox"]
+        while stack:
+            box = stack.pop()
+            if getattr(box, "position_y", None) is not None and getattr(box, "height", None) is not None:
+                bottom = max(bottom, box.position_y + box.margin_height())
+            stack.extend(getattr(box, "children", ()))
+        return bool(bottom / page.height < NEAR_EMPTY_FILL)
+    except (AttributeError, TypeError):
+        return False
+
+
 def write_pdf(html: str, path: Path, *, fetcher: RefusingURLFetcher | None = None) -> None:
     """Render statement HTML to a PDF file; refuses to load any file or URL it references."""
     write_atomic(path, pdf_bytes(html, fetcher=fetcher))
@@ -135,7 +220,12 @@ def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
     identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
     try:
         with _fixed_font_timestamps():
-            pdf = HTML(string=html, url_fetcher=fetcher).write_pdf(pdf_identifier=identifier)
+            document = HTML(string=html, url_fetcher=fetcher).render()
+            if near_empty_last_page(document):
+                tighter = HTML(string=_tightened(html), url_fetcher=fetcher).render()
+                if len(tighter.pages) < len(document.pages):
+                    document = tighter
+            pdf = document.write_pdf(pdf_identifier=identifier)
     except FatalURLFetchingError as error:
         raise UnsafeResourceError(
             f"statement HTML references an external resource; refused: {fetcher.requested}"
