@@ -2,7 +2,12 @@
 -- A finalized period reports exactly what was issued (table statements); an open period
 -- reports the draft: usage lines of the period plus pending prior-period adjustments, from
 -- due_lines (sql/statement_lines_due.sql). usage_usd is the sum of rounded lines (R7), so it
--- equals the printed statement; total_usd = usage_usd + adjustments_usd.
+-- equals the printed statement; total_usd = usage_usd + adjustments_usd (the charges).
+-- Issue 16: net_usd (the charges less prepaid credit applied: what tax is computed on),
+-- tax_usd and total_due_usd = net_usd + tax_usd. An issued statement reports what it printed
+-- (statement_invoicing; none before migration 016: no tax). For an open period tax_usd is NULL
+-- here and tax_rate_pct is the account's rate now: reports/finance.py computes the tax with
+-- pipeline.money.tax_on, the one rounding rule, and drops tax_rate_pct.
 WITH draft AS (
     SELECT d.account_id,
            sum(CASE WHEN kind = 'usage' AND token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,
@@ -46,7 +51,16 @@ SELECT r.account_id,
        CAST(r.usage_usd AS DECIMAL(18,2))                 AS usage_usd,
        CAST(r.adjustments_usd AS DECIMAL(18,2))           AS adjustments_usd,
        CAST(r.total_usd AS DECIMAL(18,2))                 AS total_usd,
-       coalesce(r.price_versions, '')                     AS price_versions
+       coalesce(r.price_versions, '')                     AS price_versions,
+       CAST(coalesce(si.net_usd, r.total_usd) AS DECIMAL(18,2))      AS net_usd,
+       CAST(CASE WHEN r.statement_number IS NULL THEN NULL
+                 ELSE coalesce(si.tax_usd, 0) END AS DECIMAL(18,2))    AS tax_usd,
+       CAST(CASE WHEN r.statement_number IS NULL THEN NULL
+                 ELSE coalesce(si.total_due_usd, r.total_usd) END AS DECIMAL(18,2)) AS total_due_usd,
+       CASE WHEN ai.tax_treatment = 'domestic' THEN (SELECT max(domestic_tax_rate_pct) FROM issuer)
+            ELSE CAST(0 AS DECIMAL(5,2)) END                             AS tax_rate_pct
 FROM (SELECT * FROM open_period UNION ALL SELECT * FROM issued) r
 JOIN accounts a USING (account_id)
+LEFT JOIN statement_invoicing si ON si.statement_number = r.statement_number
+LEFT JOIN account_invoicing ai ON ai.account_id = r.account_id
 ORDER BY r.account_id
