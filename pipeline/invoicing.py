@@ -17,7 +17,7 @@ from pipeline.issuer import BUILT_IN
 from pipeline.money import EXACT, ZERO, D, Decimal, tax_on
 from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, PaymentTerms, TaxSummary
 
-__all__ = ["AccountInvoicing", "InvoicingContext", "read_invoicing"]
+__all__ = ["AccountInvoicing", "InvoicingContext", "number_prefix", "read_invoicing"]
 
 _CLASS_COLUMN = {"input_uncached": 0, "input_cached": 1, "output": 2}
 _HUNDRED = D(100)
@@ -109,6 +109,12 @@ def _issuer(con: duckdb.DuckDBPyConnection) -> tuple[IssuerParty, str, str, str,
         logo_png_base64=logo,
     )
     return party, sha, prefix, label, rate, days
+
+
+def number_prefix(con: duckdb.DuckDBPyConnection) -> str:
+    """The issuer's statement-number prefix (the built-in issuer's before anything was rated)."""
+    row = con.execute("SELECT max(statement_number_prefix) FROM issuer").fetchone()
+    return str(row[0]) if row and row[0] else BUILT_IN.statement_number_prefix
 
 
 def read_invoicing(con: duckdb.DuckDBPyConnection, account_id: str | None = None) -> InvoicingContext:

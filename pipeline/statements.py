@@ -28,7 +28,7 @@ import duckdb
 from core.errors import BillingError
 from pipeline.db import sql_text
 from pipeline.filenames import checked_file_name, name_part
-from pipeline.invoicing import InvoicingContext, read_invoicing
+from pipeline.invoicing import InvoicingContext, number_prefix, read_invoicing
 from pipeline.issuer import BUILT_IN
 from pipeline.lock import release_inherited
 from pipeline.money import ZERO, Decimal, to_cents
@@ -466,7 +466,7 @@ def assign_numbers(con: duckdb.DuckDBPyConnection, period: str, accounts: Sequen
     """Next numbers of the global gap-free sequence, in account order, with the issuer's prefix."""
     row = con.execute("SELECT coalesce(max(sequence_no), 0) FROM statements").fetchone()
     start = int(row[0]) if row else 0
-    prefix = read_invoicing(con, "").number_prefix
+    prefix = number_prefix(con)
     return {a: f"{prefix}-{period}-{start + i:06d}" for i, a in enumerate(sorted(accounts), start=1)}
 
 

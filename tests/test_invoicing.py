@@ -246,7 +246,9 @@ def test_a_discount_line_shows_list_price_discount_and_net_price(invoiced) -> No
     rows = {(r["model"], r["token_class"]): r for r in _lines(folder, number)}
     gpt_input = rows[("openai/gpt-5.5", "input_uncached")]
     assert (gpt_input["list_price_per_1m"], gpt_input["price_basis"], gpt_input["unit_price_per_1m"]) == (
-        "7.5", "\u221212.5%", "6.5625"
+        "7.5",
+        "\u221212.5%",
+        "6.5625",
     )
     assert gpt_input["amount_usd"] == "6.56"
     assert all(r["kind"] != "tax" for r in rows.values())  # no tax treatment: no tax row
@@ -330,3 +332,32 @@ def test_a_nearly_empty_last_page_is_pulled_back_by_a_tighter_layout() -> None:
     first_layout = HTML(string=html).render()
     assert len(first_layout.pages) == 3 and near_empty_last_page(first_layout)
     assert len(PdfReader(io.BytesIO(pdf_bytes(html))).pages) == 2
+
+
+def _png_1x1() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_logo_is_read_when_loaded_and_embedded_so_the_renderer_fetches_nothing(tmp_path: Path) -> None:
+    (tmp_path / "logo.png").write_bytes(_png_1x1())
+    (tmp_path / "issuer.toml").write_text('legal_name = "I"\nlogo = "logo.png"\n', encoding="utf-8")
+    issuer = load_issuer(tmp_path / "issuer.toml")
+    assert issuer.logo_png_base64 and issuer.sha256 != load_issuer(None).sha256
+    from reports.invoice_model import IssuerParty
+
+    party = IssuerParty(name="I", address_lines=(), logo_png_base64=issuer.logo_png_base64)
+    html = render_html(dataclasses.replace(fixtures.statement(), issuer=party))
+    assert 'src="data:image/png;base64,' in html
+    assert PdfReader(io.BytesIO(pdf_bytes(html))).pages  # rendered with the refusing fetcher
+    (tmp_path / "logo.png").write_bytes(b"GIF89a not a png")
+    with pytest.raises(IssuerError, match="field logo: .* is not a PNG"):
+        load_issuer(tmp_path / "issuer.toml")
