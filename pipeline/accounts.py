@@ -12,12 +12,13 @@ import tomllib
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import BillingError, MissingInput
 from pipeline.money import D, Decimal, max_scale
+from pipeline.taxids import check_vat_id
 from pricing.model import Price
 
 DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")
@@ -70,6 +71,11 @@ class PriceOverride(BaseModel):
         return value
 
 
+#: How an account's statements are taxed: at the issuer's domestic rate, EU reverse charge
+#: (no tax, the customer accounts for it; both VAT IDs printed), exempt, or out of scope.
+TaxTreatment = Literal["domestic", "eu_reverse_charge", "exempt", "out_of_scope"]
+
+
 class Account(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -81,6 +87,17 @@ class Account(BaseModel):
     discount_pct: Percent = D(0)
     spend_limit_usd: Money | None = None
     overrides: tuple[PriceOverride, ...] = ()
+    # invoicing (issue 16): how the account is taxed, its VAT ID, payment terms, PO reference
+    tax_treatment: TaxTreatment | None = None  # None: no tax shown (as before)
+    vat_id: str | None = None
+    tax_note: str | None = Field(default=None, min_length=1, max_length=300)  # why exempt / out of scope
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365)  # None: the issuer's default
+    po_reference: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("vat_id")
+    @classmethod
+    def _vat(cls, value: str | None) -> str | None:
+        return None if value is None else check_vat_id(value)
 
 
 class Group(BaseModel):

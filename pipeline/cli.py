@@ -27,6 +27,7 @@ from core.errors import BillingError
 from pipeline import console, importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
+from pipeline.issuer import DEFAULT_ISSUER_FILE
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.money import D, MoneyError
 from pipeline.redact import mask_secrets, safe_error_message
@@ -201,6 +202,15 @@ class BillingGroup(click.Group):
     help="Prepaid credit grants file (append-only CSV, docs/credits.md).",
 )
 @click.option(
+    "--issuer",
+    "issuer_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="INFERGATE_ISSUER",
+    default=None,
+    show_default="data/issuer.toml if it exists, else the built-in issuer",
+    help="Issuer reference file: legal name, address, tax IDs, remittance, terms, tax rate.",
+)
+@click.option(
     "--memory-limit",
     envvar="INFERGATE_MEMORY_LIMIT",
     default=DEFAULT_MEMORY_LIMIT,
@@ -245,6 +255,7 @@ def cli(
     prices_dir: Path,
     accounts_file: Path,
     credits_file: Path | None,
+    issuer_file: Path | None,
     memory_limit: str | None,
     force_price_edit: bool,
     snapshot_path: Path | None,
@@ -268,10 +279,16 @@ def cli(
         prices_dir=prices_dir,
         accounts_file=accounts_file,
         credits_file=credits_file,
+        issuer_file=issuer_file if issuer_file is not None else default_issuer_file(),
         memory_limit=memory_limit,
         force_price_edit=force_price_edit,
         snapshot_path=snapshot_path,
     )
+
+
+def default_issuer_file() -> Path | None:
+    """data/issuer.toml when it exists (run from the repository), else None (the built-in issuer)."""
+    return DEFAULT_ISSUER_FILE if DEFAULT_ISSUER_FILE.is_file() else None
 
 
 def period_option(required: bool = True, help: str = "UTC month, YYYY-MM.") -> Callable[[F], F]:
@@ -625,7 +642,8 @@ def statements_command(
         doc = st.document
         console.current().info(
             f"{st.number or 'DRAFT':<20} {st.account_id:<20} total {doc.total_due:>12}  "
-            f"(usage {doc.usage_total}, adjustments {doc.adjustments_total})"
+            f"(usage {doc.usage_total}, adjustments {doc.adjustments_total}"
+            + (f", {doc.tax.heading} {doc.tax_amount})" if doc.tax is not None else ")")
         )
     folder = target if finalize else target / "drafts"
     console.current().info(f"{len(result.statements)} {kind} statement(s) in {folder}")

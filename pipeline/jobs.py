@@ -27,6 +27,7 @@ from pipeline.credits import load_credits
 from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
+from pipeline.issuer import check_accounts, load_issuer
 from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import install_sql_macro, safe_error_message
 from pipeline.timing import started, step
@@ -44,6 +45,7 @@ class Settings:
     prices_dir: Path = DEFAULT_TABLES_DIR
     accounts_file: Path = DEFAULT_ACCOUNTS_FILE
     credits_file: Path | None = None  # credit grants; None: data/credits.csv if it exists, else none
+    issuer_file: Path | None = None  # None: the built-in issuer (pipeline.issuer.BUILT_IN)
     memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     engine: str = "duckdb"  # where rate.sql runs: duckdb, or spark (the same rules, transpiled)
     spark_attempts: str | None = None  # engine spark: read attempts from this Parquet path/URI
@@ -90,8 +92,11 @@ class RunReport:
 def load_reference(settings: Settings) -> reference.Reference:
     if settings.reference is not None:
         return settings.reference
+    accounts = load_accounts(settings.accounts_file)
+    issuer = load_issuer(settings.issuer_file)
+    check_accounts(issuer, accounts, settings.accounts_file)
     return reference.Reference(
-        load_price_book(settings.prices_dir), load_accounts(settings.accounts_file), load_credits(settings.credits_file)
+        load_price_book(settings.prices_dir), accounts, load_credits(settings.credits_file), issuer
     )
 
 
@@ -192,7 +197,8 @@ def _open_ledger_row(
     run_id = int(row[0])
     con.execute(
         "INSERT INTO runs (run_id, command, args, started_at, status, code_version, pid, "
-        "price_versions, accounts_sha256, credits_sha256) VALUES (?, ?, ?, now(), 'running', ?, ?, ?, ?, ?)",
+        "price_versions, accounts_sha256, credits_sha256, issuer_sha256) "
+        "VALUES (?, ?, ?, now(), 'running', ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             command,
@@ -202,6 +208,7 @@ def _open_ledger_row(
             json.dumps(ref.prices.hashes(), sort_keys=True) if ref else None,
             ref.accounts.sha256 if ref else None,
             ref.credits.sha256 if ref and ref.credits else None,
+            ref.issuer.sha256 if ref else None,
         ],
     )
     return run_id

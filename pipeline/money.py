@@ -22,6 +22,7 @@ __all__ = [
     "MoneyError",
     "format_usd",
     "max_scale",
+    "tax_on",
     "to_cents",
 ]
 
@@ -80,3 +81,22 @@ def to_cents(amount: Decimal) -> Decimal:
 def format_usd(amount: Decimal) -> str:
     """Render a cent amount the way every CSV and statement prints it: '1234.50'."""
     return f"{to_cents(amount):.2f}"
+
+
+_HUNDRED = Decimal(100)
+
+
+def tax_on(net_amount: Decimal, rate_pct: Decimal) -> Decimal:
+    """Tax on a statement's net amount: exact ``net x rate / 100``, then half-up to the cent.
+
+    Computed once per statement on its net (never per line, so the printed tax is the tax on
+    the printed net, whatever the number of lines), with the same rounding as every other
+    amount (R7). The rate is a percentage with at most 2 decimals, so the exact product needs
+    no more than 4 decimals before rounding: ``tax_on(D("10.05"), D("19"))`` is 1.9095 -> 1.91.
+    """
+    if not net_amount.is_finite() or not rate_pct.is_finite():
+        raise MoneyError(f"tax on {net_amount} at {rate_pct}% is not a finite amount")
+    if rate_pct < 0 or rate_pct > _HUNDRED:
+        raise MoneyError(f"tax rate {rate_pct}% is outside [0, 100]")
+    exact = EXACT.divide(EXACT.multiply(net_amount, rate_pct), _HUNDRED)
+    return to_cents(exact)

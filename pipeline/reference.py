@@ -1,4 +1,4 @@
-"""Load the reference data (price versions, accounts) into the run's database tables.
+"""Load the reference data (price versions, accounts, issuer) into the run's database tables.
 
 The files are the source of truth; the tables are a snapshot replaced by every run, so the
 rating SQL can join them and analysts can read them. The fingerprint (content hashes) tells
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
 from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
 from pipeline.db import insert_many
+from pipeline.issuer import BUILT_IN, Issuer, IssuerError, parse_stored
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
 
@@ -30,12 +31,18 @@ class Reference:
     prices: PriceBook
     accounts: AccountsFile
     credits: CreditsFile | None = None  # prepaid credit grants (issue 17); None: no grants file
+    issuer: Issuer = field(default=BUILT_IN)
 
     def hashes(self) -> dict[str, object]:
-        """What identifies this reference data: each price version's hash, the accounts file's
-        and (only when there is one, so databases without credits keep their fingerprint) the
-        credit grants file's."""
-        hashes: dict[str, object] = {"prices": self.prices.hashes(), "accounts": self.accounts.sha256}
+        """What identifies this reference data: each price version's hash, the accounts file's,
+        the issuer's (a statement replays with the issuer in force when it was issued) and (only
+        when there is one, so databases without credits keep their fingerprint) the credit
+        grants file's."""
+        hashes: dict[str, object] = {
+            "prices": self.prices.hashes(),
+            "accounts": self.accounts.sha256,
+            "issuer": self.issuer.sha256,
+        }
         if self.credits is not None:
             hashes["credits"] = self.credits.sha256
         return hashes
@@ -46,7 +53,15 @@ class Reference:
 
 def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     """Replace the reference tables with ``ref``. Call inside the run's transaction."""
-    for table in ("price_versions", "model_prices", "accounts", "account_groups", "price_overrides"):
+    for table in (
+        "price_versions",
+        "model_prices",
+        "accounts",
+        "account_groups",
+        "price_overrides",
+        "issuer",
+        "account_invoicing",
+    ):
         con.execute(f"DELETE FROM {table}")
     for loaded in ref.prices.versions:
         v = loaded.version
@@ -88,6 +103,7 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
         con.execute("INSERT INTO account_groups VALUES ('default', 1)")
     _insert_accounts(con, ref)
     _insert_credits(con, ref)
+    _insert_invoicing(con, ref)
     insert_many(
         con,
         "INSERT INTO price_overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -164,6 +180,37 @@ def _insert_credits(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     )
 
 
+def _insert_invoicing(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
+    """The issuer row and the accounts' invoicing fields (only accounts that set one)."""
+    i = ref.issuer
+    con.execute(
+        "INSERT INTO issuer VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            i.sha256,
+            i.legal_name,
+            list(i.address),
+            i.email,
+            i.tax_id,
+            i.vat_id,
+            i.registration,
+            list(i.remittance),
+            i.logo_png_base64,
+            i.statement_number_prefix,
+            i.country,
+            i.domestic_tax_rate_pct,
+            i.tax_label,
+            i.default_payment_terms_days,
+        ],
+    )
+    rows = [
+        (a.id, a.tax_treatment, a.vat_id, a.tax_note, a.payment_terms_days, a.po_reference)
+        for a in ref.accounts.accounts
+        if (a.tax_treatment, a.vat_id, a.tax_note, a.payment_terms_days, a.po_reference) != (None,) * 5
+    ]
+    if rows:
+        insert_many(con, "INSERT INTO account_invoicing VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
 class PriceEditError(BillingError, ValueError):
     """A price version that already priced attempts was edited."""
 
@@ -206,6 +253,7 @@ def remember_files(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) 
     items.append((ref.accounts.sha256, "accounts", "accounts.toml", ref.accounts.source_bytes))
     if ref.credits is not None:
         items.append((ref.credits.sha256, "credits", "credits.csv", ref.credits.source_bytes))
+    items.append((ref.issuer.sha256, "issuer", "issuer.json", ref.issuer.canonical_json().encode()))
     for sha, kind, name, content in items:
         con.execute(
             "INSERT INTO reference_files SELECT ?, ?, ?, ?, ? WHERE ? NOT IN (SELECT sha256 FROM reference_files)",
@@ -255,10 +303,23 @@ def from_stored(con: duckdb.DuckDBPyConnection, hashes: dict[str, Any]) -> Refer
             raise StoredReferenceError(f"stored credit grants cannot be used: {exc.message}") from None
     try:
         return Reference(
-            build_price_book(versions), parse_accounts(bytes(row[0]), Path("stored:accounts.toml")), credits
+            build_price_book(versions),
+            parse_accounts(bytes(row[0]), Path("stored:accounts.toml")),
+            credits,
+            _stored_issuer(con, hashes.get("issuer")),
         )
-    except (PriceTableError, AccountsError) as exc:
+    except (PriceTableError, AccountsError, IssuerError) as exc:
         raise StoredReferenceError(f"stored reference data cannot be used: {exc.message}") from None
+
+
+def _stored_issuer(con: duckdb.DuckDBPyConnection, sha: str | None) -> Issuer:
+    """The issuer a run used; runs recorded before the issuer was reference data used BUILT_IN."""
+    if sha is None:
+        return BUILT_IN
+    row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [sha]).fetchone()
+    if row is None:
+        raise StoredReferenceError(f"issuer sha256 {sha[:12]} is not stored in reference_files")
+    return parse_stored(bytes(row[0]), "stored:issuer.json")
 
 
 def stored_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:

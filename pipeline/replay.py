@@ -160,7 +160,7 @@ def replay_period(
         _copy_history(con, period, cutoff, account)
         ref = reference.from_stored(con, hashes)
         if prices is not None:
-            ref = reference.Reference(_override_book(settings, prices), ref.accounts, ref.credits)
+            ref = reference.Reference(_override_book(settings, prices), ref.accounts, ref.credits, ref.issuer)
         _rate_everything(con, ref)
         if prices is None:
             _reproduce(con, period, account, target, report)
@@ -275,7 +275,7 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
     live = connect(settings.db_path, read_only=True)
     try:
         runs = live.execute(
-            "SELECT run_id, command, args, price_versions, accounts_sha256, credits_sha256 FROM runs "
+            "SELECT run_id, command, args, price_versions, accounts_sha256, credits_sha256, issuer_sha256 FROM runs "
             "WHERE status = 'succeeded' AND run_id <= ? ORDER BY run_id",
             [run_id],
         ).fetchall()
@@ -288,10 +288,20 @@ def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
                 db_path=Path(tmp) / "replay.duckdb",
                 prices_dir=settings.prices_dir,
                 accounts_file=settings.accounts_file,
+                issuer_file=settings.issuer_file,
             )
-            for live_run, command, args, prices, accounts, credits in runs:
+            for live_run, command, args, prices, accounts, credits, issuer in runs:
                 problem = _reexecute(
-                    live, scratch, Path(tmp), live_run, command, json.loads(args or "{}"), prices, accounts, credits
+                    live,
+                    scratch,
+                    Path(tmp),
+                    live_run,
+                    command,
+                    json.loads(args or "{}"),
+                    prices,
+                    accounts,
+                    credits,
+                    issuer,
                 )
                 report.steps.append(f"run {live_run} ({command}): {problem or 'MATCH'}")
                 if problem:
@@ -323,6 +333,7 @@ def _reexecute(
     prices: str | None,
     accounts: str | None,
     credits: str | None = None,
+    issuer: str | None = None,
 ) -> str | None:
     """Re-run one recorded run on the scratch database; None if it wrote what the ledger says."""
     inputs = live.execute(
@@ -335,7 +346,7 @@ def _reexecute(
             return f"input {path} changed since the run (sha256 was {sha[:12]})"
     settings = scratch
     if prices is not None and accounts is not None:
-        hashes: dict[str, Any] = {"prices": json.loads(prices), "accounts": accounts}
+        hashes: dict[str, Any] = {"prices": json.loads(prices), "accounts": accounts, "issuer": issuer}
         if credits is not None:
             hashes["credits"] = credits
         stored = reference.from_stored(live, hashes)

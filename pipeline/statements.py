@@ -30,6 +30,8 @@ from pipeline import console, credit_ledger
 from pipeline.db import sql_text
 from pipeline.drawdown import PeriodCredit
 from pipeline.filenames import checked_file_name, name_part
+from pipeline.invoicing import InvoicingContext, number_prefix, read_invoicing
+from pipeline.issuer import BUILT_IN
 from pipeline.lock import release_inherited
 from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
@@ -38,7 +40,6 @@ from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.render import pdf_bytes, render_html
 from reports.statement_model import (
-    INFERGATE_ISSUER,
     AdjustmentLine,
     DailyUsage,
     NonBilledCount,
@@ -48,7 +49,6 @@ from reports.statement_model import (
     StatementLine,
 )
 
-NUMBER_PREFIX = "IG"
 LINES_HEADER = (
     "statement_number",
     "account_id",
@@ -62,6 +62,9 @@ LINES_HEADER = (
     "unit_price_per_1m",
     "quantity_tokens",
     "amount_usd",
+    # issue 16: where the unit price comes from (a tax row has kind 'tax' and only amount_usd)
+    "list_price_per_1m",
+    "price_basis",
 )
 DETAIL_HEADER = (
     "request_id",
@@ -159,6 +162,7 @@ class PeriodContext:
     parties: dict[str, Party]
     price_refs: dict[str, PriceVersionRef]
     facts: dict[str, dict[str, object]]
+    invoicing: InvoicingContext
     credits: dict[str, PeriodCredit] = field(default_factory=dict)  # accounts with prepaid credit
 
     def facts_of(self, account_id: str) -> dict[str, object]:
@@ -222,7 +226,7 @@ def period_context(con: duckdb.DuckDBPyConnection, period: str, account_id: str 
     }
     state = credit_ledger.load_state(con)
     credits = credit_ledger.period_blocks(state, period, sorted(state.accounts & (parties.keys())))
-    return PeriodContext(_model_names(con), parties, refs, facts, credits)
+    return PeriodContext(_model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
 
 
 def _adjustment_text(line: DueLine, names: dict[str, str]) -> str:
@@ -245,7 +249,7 @@ def build_document(
 ) -> StatementDocument:
     """Assemble everything printed on one statement (``context``: read for many at once)."""
     ctx = context or period_context(con, period, account_id)
-    names = ctx.names
+    names, inv = ctx.names, ctx.invoicing
     usage = tuple(
         StatementLine(
             ln.model,
@@ -255,6 +259,8 @@ def build_document(
             ln.unit_price_per_1m,
             ln.price_version,
             ln.amount,
+            list_price := inv.list_price(ln.price_version, ln.model, ln.token_class),
+            inv.price_basis(account_id, ln.unit_price_per_1m, list_price),
         )
         for ln in lines
         if ln.kind == "usage"
@@ -274,11 +280,12 @@ def build_document(
         else CreditSummary(block.opening, block.granted, block.applied, block.expired, block.closing)
     )
     applied = credits.applied if credits else ZERO
+    tax, tax_amount = inv.tax_of(account_id, usage_total + adjustments_total - applied)
     return StatementDocument(
         statement_number=number,
         account_id=account_id,
         account=ctx.parties[account_id],
-        issuer=INFERGATE_ISSUER,
+        issuer=inv.issuer,
         period=period,
         period_start=start,
         period_end=end,
@@ -288,16 +295,22 @@ def build_document(
         adjustments=adjustments,
         usage_total=usage_total,
         adjustments_total=adjustments_total,
-        total_due=usage_total + adjustments_total - applied,
+        total_due=usage_total + adjustments_total - applied + tax_amount,
         price_versions=ctx.refs_of([ln.price_version for ln in lines]),
         credits_applied=applied,
         credits=credits,
+        tax_amount=tax_amount,
+        tax=tax,
+        terms=inv.terms_of(account_id, issue_date),
         **ctx.facts_of(account_id),  # type: ignore[arg-type]
     )
 
 
 def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str, str]) -> bytes:
-    rows = [
+    """The statement's lines as printed (list price and basis for usage lines), then its tax row."""
+    usage = iter(doc.lines)
+    printed = [next(usage) if ln.kind == "usage" else None for ln in lines]
+    rows: list[tuple[object, ...]] = [
         (
             doc.statement_number,
             doc.account_id,
@@ -311,9 +324,14 @@ def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str,
             ln.unit_price_per_1m.normalize(),
             ln.quantity_tokens,
             ln.amount,
+            p.list_price_per_1m.normalize() if p is not None and p.list_price_per_1m is not None else None,
+            p.price_basis if p is not None else None,
         )
-        for ln in lines
+        for ln, p in zip(lines, printed, strict=True)
     ]
+    if doc.tax is not None:
+        rows.append((doc.statement_number, doc.account_id, doc.period, "tax", doc.period)
+                    + (None, doc.tax.heading) + (None,) * 4 + (doc.tax_amount, None, None))  # fmt: skip
     return csv_bytes(LINES_HEADER, rows)
 
 
@@ -465,10 +483,11 @@ def prepare(
 
 
 def assign_numbers(con: duckdb.DuckDBPyConnection, period: str, accounts: Sequence[str]) -> dict[str, str]:
-    """Next numbers of the global gap-free sequence, in account order."""
+    """Next numbers of the global gap-free sequence, in account order, with the issuer's prefix."""
     row = con.execute("SELECT coalesce(max(sequence_no), 0) FROM statements").fetchone()
     start = int(row[0]) if row else 0
-    return {a: f"{NUMBER_PREFIX}-{period}-{start + i:06d}" for i, a in enumerate(sorted(accounts), start=1)}
+    prefix = number_prefix(con)
+    return {a: f"{prefix}-{period}-{start + i:06d}" for i, a in enumerate(sorted(accounts), start=1)}
 
 
 def store_issued(
@@ -506,7 +525,7 @@ def store_issued(
                 tokens["output"],
                 doc.usage_total,
                 doc.adjustments_total,
-                doc.usage_total + doc.adjustments_total,  # charges; credit is in statement_credits
+                doc.usage_total + doc.adjustments_total,  # the charges; credit and tax are stored beside
                 ";".join(r.version_id for r in doc.price_versions),
                 run_id,
             ],
@@ -529,6 +548,7 @@ def store_issued(
                 for i, ln in enumerate(lines, start=1)
             ],
         )
+        _store_invoicing(con, doc, number)
         con.executemany(
             "INSERT INTO statement_files VALUES (?, ?, ?, ?, ?)",
             [(number, kind, name, hashlib.sha256(data).hexdigest(), data) for kind, (name, data) in st.files.items()],
@@ -538,6 +558,26 @@ def store_issued(
         "INSERT INTO finalized_periods SELECT ?, ?, ?, ?, now(), "
         "(SELECT value FROM rating_state WHERE key = 'reference')",
         [period, run_id, issue_date, len(statements)],
+    )
+
+
+def _store_invoicing(con: duckdb.DuckDBPyConnection, doc: StatementDocument, number: str) -> None:
+    """What the statement printed for tax, amount due and terms, and which issuer it was from."""
+    issuer_sha = con.execute("SELECT coalesce(max(sha256), ?) FROM issuer", [BUILT_IN.sha256]).fetchone()
+    terms = doc.terms
+    con.execute(
+        "INSERT INTO statement_invoicing VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            number,
+            issuer_sha[0] if issuer_sha else BUILT_IN.sha256,
+            doc.tax.treatment if doc.tax else None,
+            doc.tax.rate_pct if doc.tax else None,
+            doc.net_amount,
+            doc.tax_amount,
+            doc.total_due,
+            terms.due_date if terms else None,
+            terms.po_reference if terms else None,
+        ],
     )
 
 

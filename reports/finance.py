@@ -10,6 +10,7 @@ import duckdb
 from core.errors import EmptyPeriod
 from pipeline import credit_ledger
 from pipeline.db import sql_text
+from pipeline.money import D, tax_on
 from reports.csvsafe import write_csv
 
 FINANCE_COLUMNS = (
@@ -30,6 +31,10 @@ FINANCE_COLUMNS = (
     "credits_applied_usd",
     "credits_expired_usd",
     "credit_closing_usd",
+    # issue 16: net = total_usd less prepaid credit applied; total_due = net + tax
+    "net_usd",
+    "tax_usd",
+    "total_due_usd",
 )
 PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
@@ -39,7 +44,18 @@ def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[o
         raise ValueError(f"period {period!r} is not YYYY-MM")
     con.execute("CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), {"period": period})
     _open_credits(con, period)
-    return [tuple(row) for row in con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()]
+    rows = con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()
+    return [_with_tax(tuple(row)) for row in rows]
+
+
+def _with_tax(row: tuple[object, ...]) -> tuple[object, ...]:
+    """An open period's row gets its tax here, by the one rule (``money.tax_on``, per statement
+    on the net); an issued row keeps what its statement printed. Drops the helper rate column."""
+    *columns, net, tax, total_due, rate = row
+    if tax is None:
+        tax = tax_on(D(net), D(rate) if rate is not None else D(0))
+        total_due = D(net) + tax
+    return (*columns, net, tax, total_due)
 
 
 def _open_credits(con: duckdb.DuckDBPyConnection, period: str) -> None:

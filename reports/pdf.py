@@ -53,13 +53,56 @@ def _fixed_font_timestamps() -> Iterator[None]:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
 
 
+#: A statement whose last page is filled less than this (of the page height) is laid out again
+#: with tighter spacing, kept if that saves the page: "a third page can hold four lines".
+NEAR_EMPTY_FILL = 0.2
+
+#: Tighter spacing for that second layout (the HTML stored with the statement is unchanged: the
+#: choice is a pure function of the HTML, so the same HTML still gives the same PDF).
+_TIGHT_CSS = (
+    "<style>html{line-height:1.25}h2{margin:9pt 0 3pt}table.lines td{padding:1.5pt 5pt}"
+    ".totals,.parties{margin-top:8pt}.masthead{padding-bottom:6pt}</style>"
+)
+
+
+def _tightened(html: str) -> str:
+    return html.replace("</head>", _TIGHT_CSS + "</head>", 1)
+
+
+def near_empty_last_page(document: object) -> bool:
+    """Whether a laid-out WeasyPrint document ends on a page that is filled < NEAR_EMPTY_FILL.
+
+    Reads the layout boxes of the last page (WeasyPrint internals: if they change, it answers
+    False and the first layout stands)."""
+    try:
+        pages = document.pages  # type: ignore[attr-defined]
+        if len(pages) < 2:
+            return False
+        page = pages[-1]
+        bottom = 0.0
+        stack = [c for c in page._page_box.children if type(c).__name__ != "MarginBox"]
+        while stack:
+            box = stack.pop()
+            if getattr(box, "position_y", None) is not None and getattr(box, "height", None) is not None:
+                bottom = max(bottom, box.position_y + box.margin_height())
+            stack.extend(getattr(box, "children", ()))
+        return bool(bottom / page.height < NEAR_EMPTY_FILL)
+    except (AttributeError, TypeError):
+        return False
+
+
 def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
     """Render statement HTML to PDF bytes; refuses to load any file or URL it references."""
     fetcher = fetcher if fetcher is not None else RefusingURLFetcher()
     identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
     try:
         with _fixed_font_timestamps():
-            pdf = HTML(string=html, url_fetcher=fetcher).write_pdf(pdf_identifier=identifier)
+            document = HTML(string=html, url_fetcher=fetcher).render()
+            if near_empty_last_page(document):
+                tighter = HTML(string=_tightened(html), url_fetcher=fetcher).render()
+                if len(tighter.pages) < len(document.pages):
+                    document = tighter
+            pdf = document.write_pdf(pdf_identifier=identifier)
     except FatalURLFetchingError as error:
         raise UnsafeResourceError(
             f"statement HTML references an external resource; refused: {fetcher.requested}"

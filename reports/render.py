@@ -20,6 +20,7 @@ compare statements across machines by their text, not their bytes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +28,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from core.errors import BillingError
+from pipeline.money import Decimal
 
 from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
-from .statement_model import StatementDocument
+from .statement_model import StatementDocument, StatementLine
 
 if TYPE_CHECKING:
     from reports.pdf import RefusingURLFetcher
@@ -76,11 +78,56 @@ def _environment() -> Environment:
 _ENV = _environment()
 
 
+@dataclass(frozen=True)
+class PrintedLines:
+    """The usage lines as printed: lines worth a cent or more, and the rest summed in one row.
+
+    ``at_input_price`` holds the cached-input lines billed at their model's input price: they
+    say so instead of repeating the same price, which reads like a mistake.
+    """
+
+    shown: tuple[StatementLine, ...]
+    zero: tuple[StatementLine, ...]
+    at_input_price: tuple[StatementLine, ...]
+
+    @property
+    def zero_amount(self) -> Decimal:
+        return sum((line.amount for line in self.zero), Decimal(0))
+
+    @property
+    def zero_tokens(self) -> int:
+        return sum(line.quantity for line in self.zero)
+
+    @property
+    def zero_models(self) -> str:
+        return ", ".join(dict.fromkeys(f"{line.model_name} {line.token_class_label.lower()}" for line in self.zero))
+
+
+def printed_lines(doc: StatementDocument) -> PrintedLines:
+    input_prices = {
+        (line.model, line.price_version): line.unit_price_per_1m
+        for line in doc.lines
+        if line.token_class == "input_uncached"
+    }
+    at_input = tuple(
+        line
+        for line in doc.lines
+        if line.token_class == "input_cached"
+        and input_prices.get((line.model, line.price_version)) == line.unit_price_per_1m
+    )
+    return PrintedLines(
+        shown=tuple(line for line in doc.lines if line.amount != 0),
+        zero=tuple(line for line in doc.lines if line.amount == 0),
+        at_input_price=at_input,
+    )
+
+
 def render_html(doc: StatementDocument) -> str:
     """The statement as one self-contained, deterministic HTML page (CSS and chart inline)."""
     chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage)
     return _ENV.get_template("statement.html.j2").render(
         doc=doc,
+        lines=printed_lines(doc),
         chart=Markup(chart),  # built from dates and amounts only, never from user text
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
@@ -104,11 +151,12 @@ def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
 
 
 def __getattr__(name: str) -> object:
-    """``RefusingURLFetcher`` lives in :mod:`reports.pdf`; imported from here on first access."""
-    if name == "RefusingURLFetcher":
-        from reports.pdf import RefusingURLFetcher
+    """``RefusingURLFetcher`` and ``near_empty_last_page`` live in :mod:`reports.pdf` (WeasyPrint);
+    imported from here on first access."""
+    if name in ("RefusingURLFetcher", "near_empty_last_page"):
+        from reports import pdf
 
-        return RefusingURLFetcher
+        return getattr(pdf, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -12,13 +12,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-from pipeline.money import EXACT, ZERO, D, Decimal, to_cents
+from pipeline.money import EXACT, ZERO, D, Decimal, tax_on, to_cents
 from reports.credit_model import CreditSummary
+
+if TYPE_CHECKING:
+    from reports.invoice_model import PaymentTerms, TaxSummary
 
 __all__ = [
     "DEFAULT_BILLING_NOTES",
-    "INFERGATE_ISSUER",
     "NON_BILLED_REASONS",
     "TOKEN_CLASSES",
     "AdjustmentLine",
@@ -141,15 +144,6 @@ class Party:
             _text(self, "email", self.email)
 
 
-#: The issuer block of every statement. The postal address is a placeholder until finance
-#: confirms the registered one.
-INFERGATE_ISSUER = Party(
-    name="InferGate",
-    address_lines=("340 Pine Street, Suite 800", "San Francisco, CA 94104", "United States"),
-    email="billing@useinfergate.com",
-)
-
-
 @dataclass(frozen=True)
 class StatementLine:
     """Usage of one model and token class at one price version, for the whole period."""
@@ -161,8 +155,13 @@ class StatementLine:
     unit_price_per_1m: Decimal
     price_version: str
     amount: Decimal
+    list_price_per_1m: Decimal | None = None  # before group multiplier and discount (issue 16)
+    price_basis: str = ""  # how unit price follows from list price: "12.5% discount", "negotiated price"
 
     def __post_init__(self) -> None:
+        if self.list_price_per_1m is not None:
+            _amount(self, "list_price_per_1m", self.list_price_per_1m, cents=False)
+        _text(self, "price_basis", self.price_basis, empty_ok=True)
         _text(self, "model", self.model)
         _text(self, "model_name", self.model_name)
         if self.token_class not in TOKEN_CLASSES:
@@ -285,6 +284,8 @@ class StatementDocument:
     tax_amount: Decimal = Decimal("0")  # tax on net_amount (issue 16)
     billing_notes: tuple[str, ...] = field(default=DEFAULT_BILLING_NOTES)
     credits: CreditSummary | None = None
+    tax: TaxSummary | None = None  # how the statement is taxed (None: no tax shown, issue 16)
+    terms: PaymentTerms | None = None  # payment terms, due date, PO reference (issue 16)
 
     def __post_init__(self) -> None:
         number = self.statement_number
@@ -353,14 +354,25 @@ class StatementDocument:
                 raise _fail(
                     self, f"credits_applied {self.credits_applied} != credit block applied {self.credits.applied}"
                 )
+        self._check_tax()
         expected = EXACT.add(self.net_amount, self.tax_amount)
         if self.total_due != expected:
             raise _fail(
                 self,
-                f"total_due {self.total_due} != usage_total {self.usage_total} + "
-                f"adjustments_total {self.adjustments_total} - credits_applied {self.credits_applied} + "
-                f"tax_amount {self.tax_amount}",
+                f"total_due {self.total_due} != net_amount {self.net_amount} + tax_amount {self.tax_amount}",
             )
+
+    def _check_tax(self) -> None:
+        """The tax printed is the tax on the net at the statement's rate (none without a rate)."""
+        from reports.invoice_model import PaymentTerms, TaxSummary
+
+        if self.tax is not None and not isinstance(self.tax, TaxSummary):
+            raise TypeError("StatementDocument.tax must be a TaxSummary")
+        if self.terms is not None and not isinstance(self.terms, PaymentTerms):
+            raise TypeError("StatementDocument.terms must be PaymentTerms")
+        expected = tax_on(self.net_amount, self.tax.rate_pct) if self.tax is not None else ZERO
+        if self.tax_amount != expected:
+            raise _fail(self, f"tax_amount {self.tax_amount} is not the tax on net {self.net_amount} ({expected})")
 
     @property
     def is_draft(self) -> bool:

@@ -6,6 +6,11 @@
 -- Prepaid credit (issue 17), appended last: issued statements report statement_credits; open
 -- ones the temp table open_credits (pipeline/credit_ledger.py, the drawdown as of now).
 -- Accounts without credit grants report 0.00 in all five.
+-- Issue 16: net_usd (the charges less prepaid credit applied: what tax is computed on),
+-- tax_usd and total_due_usd = net_usd + tax_usd. An issued statement reports what it printed
+-- (statement_invoicing; none before migration 016: no tax). For an open period tax_usd is NULL
+-- here and tax_rate_pct is the account's rate now: reports/finance.py computes the tax with
+-- pipeline.money.tax_on, the one rounding rule, and drops tax_rate_pct.
 WITH draft AS (
     SELECT d.account_id,
            sum(CASE WHEN kind = 'usage' AND token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,
@@ -58,7 +63,17 @@ SELECT r.account_id,
        CAST(coalesce(r.granted_usd, 0) AS DECIMAL(18,2))  AS credits_granted_usd,
        CAST(coalesce(r.applied_usd, 0) AS DECIMAL(18,2))  AS credits_applied_usd,
        CAST(coalesce(r.expired_usd, 0) AS DECIMAL(18,2))  AS credits_expired_usd,
-       CAST(coalesce(r.closing_usd, 0) AS DECIMAL(18,2))  AS credit_closing_usd
+       CAST(coalesce(r.closing_usd, 0) AS DECIMAL(18,2))  AS credit_closing_usd,
+       CAST(coalesce(si.net_usd, r.total_usd - coalesce(r.applied_usd, 0)) AS DECIMAL(18,2)) AS net_usd,
+       CAST(CASE WHEN r.statement_number IS NULL THEN NULL
+                 ELSE coalesce(si.tax_usd, 0) END AS DECIMAL(18,2))    AS tax_usd,
+       CAST(CASE WHEN r.statement_number IS NULL THEN NULL
+                 ELSE coalesce(si.total_due_usd, r.total_usd - coalesce(r.applied_usd, 0)) END
+            AS DECIMAL(18,2))                                            AS total_due_usd,
+       CASE WHEN ai.tax_treatment = 'domestic' THEN (SELECT max(domestic_tax_rate_pct) FROM issuer)
+            ELSE CAST(0 AS DECIMAL(5,2)) END                             AS tax_rate_pct
 FROM (SELECT * FROM open_period UNION ALL SELECT * FROM issued) r
 JOIN accounts a USING (account_id)
+LEFT JOIN statement_invoicing si ON si.statement_number = r.statement_number
+LEFT JOIN account_invoicing ai ON ai.account_id = r.account_id
 ORDER BY r.account_id

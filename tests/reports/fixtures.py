@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
+from pipeline.issuer import BUILT_IN
 from pipeline.money import EXACT, D, Decimal, to_cents
+from reports.invoice_model import IssuerParty
 from reports.statement_model import (
-    INFERGATE_ISSUER,
     AdjustmentLine,
     DailyUsage,
     NonBilledCount,
@@ -22,6 +23,9 @@ PRICE_VERSION = PriceVersionRef(
     effective_from="2026-11-01T00:00:00Z",
     sha256="d1a5d52b35d8aed0e35787309cc2cc973a2951b915674b45538e475baf9d5dfa",
 )
+
+#: The issuer statements printed before it was reference data (pipeline.issuer.BUILT_IN).
+ISSUER = IssuerParty(name=BUILT_IN.legal_name, address_lines=BUILT_IN.address, email=BUILT_IN.email)
 
 ACCOUNT = Party(
     name="Northwind Analytics GmbH",
@@ -39,6 +43,8 @@ def _line(model: str, name: str, token_class: str, quantity: int, price: str, am
         unit_price_per_1m=D(price),
         price_version="2026-11-01",
         amount=D(amount),
+        list_price_per_1m=D(price),  # no group multiplier or discount on this account
+        price_basis="list price",
     )
 
 
@@ -74,7 +80,7 @@ def statement() -> StatementDocument:
         statement_number="IG-2026-11-000042",
         account_id="acct_7Hq2N4",
         account=ACCOUNT,
-        issuer=INFERGATE_ISSUER,
+        issuer=ISSUER,
         period="2026-11",
         period_start=date(2026, 11, 1),
         period_end=date(2026, 12, 1),

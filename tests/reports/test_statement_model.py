@@ -3,10 +3,10 @@ from datetime import date, datetime
 
 import pytest
 
+from pipeline.issuer import BUILT_IN
 from pipeline.money import D
 from reports.statement_model import (
     DEFAULT_BILLING_NOTES,
-    INFERGATE_ISSUER,
     AdjustmentLine,
     DailyUsage,
     NonBilledCount,
@@ -85,7 +85,7 @@ def test_values_are_immutable():
 
 
 def test_issuer_and_notes_carry_the_public_pricing_text():
-    assert INFERGATE_ISSUER.email == "billing@useinfergate.com"
+    assert BUILT_IN.email == "billing@useinfergate.com"
     notes = " ".join(DEFAULT_BILLING_NOTES)
     assert "per 1M tokens" in notes and "1.5\u00d7" in notes
     assert (
