@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import BillingError, MissingInput
-from pipeline.money import D, Decimal, max_scale
+from core.money import D, Decimal, max_scale
 from pricing.model import Price
 
 DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")

@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import click
 import duckdb
 
+from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from core.errors import BillingError
 from pipeline import importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
-from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
 from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.spark import require_pyspark

@@ -50,9 +50,9 @@ import duckdb
 import pyarrow as pa
 import zstandard
 
+from core.db import insert_many, run_script, sql_text
 from core.errors import BillingError, MissingInput
-from pipeline.db import insert_many, run_script, sql_text
-from pipeline.faults import fault_point
+from core.faults import fault_point
 from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.timing import step
 

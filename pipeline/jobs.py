@@ -20,11 +20,11 @@ from typing import Any
 
 import duckdb
 
+from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from core.errors import BillingError, EmptyPeriod, UsageProblem
+from core.faults import fault_point
 from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
-from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
-from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import install_sql_macro, safe_error_message

@@ -17,9 +17,9 @@ import duckdb
 import pyarrow as pa
 from pydantic import ValidationError
 
+from core.db import insert_many
 from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
-from pipeline.db import insert_many
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import duckdb
 
+from core.db import sql_text
 from core.errors import BillingError
-from pipeline.db import sql_text
+from core.money import ZERO, Decimal, to_cents
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.lock import release_inherited
-from pipeline.money import ZERO, Decimal, to_cents
 from pipeline.timing import step
 from reports.atomic import write_atomic
 from reports.csvsafe import csv_bytes, sql_csv_line

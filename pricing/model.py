@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from pipeline.money import D, Decimal, max_scale
+from core.money import D, Decimal, max_scale
 
 # A price is written with at most this many decimals, so that every unit price derived from
 # it (x group multiplier x discount factor) stays exact in DECIMAL(24,14) (SPEC E3).

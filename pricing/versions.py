@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from core.errors import BillingError, MissingInput
-from pipeline.money import EXACT, Decimal
+from core.money import EXACT, Decimal
 from pricing.model import ModelPrice, PriceVersion
 
 DEFAULT_TABLES_DIR = Path(__file__).parent / "tables"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from core.db import sql_text
 from core.errors import EmptyPeriod
-from pipeline.db import sql_text
 from reports.csvsafe import write_csv
 
 FINANCE_COLUMNS = (

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from pipeline.money import EXACT, ZERO, D, Decimal, to_cents
+from core.money import EXACT, ZERO, D, Decimal, to_cents
 
 __all__ = [
     "DEFAULT_BILLING_NOTES",

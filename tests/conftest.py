@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from core.db import connect
 from pipeline import jobs
-from pipeline.db import connect
 from pipeline.jobs import RunReport, Settings
 
 ACCOUNTS_TOML = textwrap.dedent(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
-from pipeline.money import EXACT, D, Decimal, to_cents
+from core.money import EXACT, D, Decimal, to_cents
 from reports.statement_model import (
     INFERGATE_ISSUER,
     AdjustmentLine,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.db import connect, insert_many
-from pipeline.money import EXACT, D, Decimal
+from core.db import connect, insert_many
+from core.money import EXACT, D, Decimal
 from reports.csvsafe import csv_bytes, neutralize, sql_csv_line, write_csv
 
 

@@ -3,7 +3,7 @@ from datetime import date, datetime
 
 import pytest
 
-from pipeline.money import D
+from core.money import D
 from reports.statement_model import (
     DEFAULT_BILLING_NOTES,
     INFERGATE_ISSUER,
