@@ -281,6 +281,23 @@ def test_a_file_that_is_not_toml(tmp_path: Path) -> None:
     assert message.startswith(f"{path}: cannot read price table: ")
 
 
+def test_a_currency_other_than_usd(tmp_path: Path) -> None:
+    """Statements and every finance column are in US dollars; a EUR table was loaded (and billed
+    as dollars) until this test: the loader only refused a mix of currencies."""
+    path = write(tmp_path, "v1.toml", table().replace('currency = "USD"', 'currency = "EUR"'))
+    assert refused(tmp_path) == (
+        f"{path}: field currency: Value error, currency 'EUR' is not USD, "
+        "the only currency statements and exports are in"
+    )
+
+
+def test_a_price_directory_without_tables(tmp_path: Path) -> None:
+    """An empty --prices directory named no directory until this test ("no price table versions found")."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "2026-11-01.toml.orig").write_text(table(), encoding="utf-8")  # not a *.toml
+    assert refused(tmp_path / "empty") == f"{tmp_path / 'empty'}: no price table versions (*.toml) in this directory"
+
+
 def test_a_price_directory_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(PriceTablesMissing) as caught:
         load_price_book(tmp_path / "nowhere")
