@@ -83,6 +83,7 @@ SLOW_MODULES = frozenset(
         # many nightly runs each (a one-record nightly costs about 1.4 s, 0.6 s of it parse.sql):
         "test_analyst.py",  # the sample nights, the documented commands through duckdb-cli
         "test_bounds.py",  # every edge value through a nightly; every single bad line of a run
+        "test_empty_input.py",  # empty days and periods through nightly, statements and export
         "test_hostile_input.py",  # fuzz, nested and hostile lines, each through a nightly
         "test_incremental.py",  # nights in every split against one night of everything
         "test_jobs.py",  # exit codes through the CLI, a second run at once
@@ -91,6 +92,7 @@ SLOW_MODULES = frozenset(
         "test_replay.py",  # the demo flow through the CLI, then replays of it
         "test_snapshot.py",  # snapshots while a CLI run holds the database
         "test_statements.py",  # a finalize killed at every point, in a subprocess
+        "reports/test_parquet_export.py",  # nightly runs, then Parquet read back through polars
         "faults/test_concurrency.py",  # two real nightly processes
         "faults/test_crash.py",  # SIGKILLs a real nightly at every fault point
         "faults/test_io_errors.py",  # full and read-only disks under the CLI
