@@ -102,40 +102,18 @@ SLOW_MODULES = frozenset(
     }
 )
 
-# `make test` runs on two xdist workers with `--dist loadgroup`: a test goes to whichever worker
-# is free, except that the tests of a module built on one expensive module- or session-scoped
-# fixture stay on one worker (the fixture is then built once, not once per worker), and all of
-# tests/spark shares one JVM.
-SHARED_FIXTURE_GROUPS = {
-    "test_cli.py": "test_cli.py",  # sample_run: the demo flow through the CLI
-    "test_analyst.py": "test_analyst.py",
-    "test_cli_errors.py": "test_cli_errors.py",
-    "test_replay.py": "test_replay.py",
-    "test_hostile_input.py": "test_hostile_input.py",
-    "reports/test_render.py": "reports/test_render.py",
-    "faults/test_statements_faults.py": "faults/test_statements_faults.py",
-    "spark/test_engines_agree.py": "spark",
-    "spark/test_spark_session.py": "spark",
-    "spark/test_sql_lint.py": "spark",
-    "spark/test_sqlgen.py": "spark",
-}
-
-
 def _listed_modules_exist() -> None:
-    missing = sorted(m for m in SLOW_MODULES | set(SHARED_FIXTURE_GROUPS) if not (TESTS_DIR / m).is_file())
+    missing = sorted(m for m in SLOW_MODULES if not (TESTS_DIR / m).is_file())
     if missing:
         raise pytest.UsageError(f"tests/conftest.py lists test modules that do not exist: {', '.join(missing)}")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _listed_modules_exist()
     for item in items:
         module = item.path.relative_to(TESTS_DIR).as_posix()
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
-        if module in SHARED_FIXTURE_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS[module]))
 
 
 _counter = iter(range(1, 10**9))
