@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 STAMP   := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup setup-runtime demo test lint typecheck bench bench-smoke soak clean samples schema-doc spark-sql
+.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak clean samples schema-doc spark-sql
 
 $(RUNTIME): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
@@ -45,11 +45,22 @@ demo: $(RUNTIME)
 	$(CLI) --db $(DEMO_DB) quarantine --limit 10
 	@echo "demo done: statements in out/statements/, finance CSVs in out/, database $(DEMO_DB)"
 
-## test: install and run the whole test suite (what CI runs)
+# pytest-xdist workers for `make test` and `make test-fast` (CI has 2 cores). A module's tests
+# stay on one worker (loadfile), so a module-scoped fixture (the demo flow of test_cli.py) is
+# built once. Not loadgroup: with pytest 9 its xdist_group marks do not group (seen with 3.8).
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
+## test: install and run lint, type checks and the whole test suite on TEST_WORKERS processes (what CI runs)
 test: $(STAMP)
 	$(VENV)/bin/ruff check core pipeline pricing reports tests bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
+
+## test-fast: lint and the unit and SQL tests only (not the `slow` ones: CLI processes, JVM, kills), while you work
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check core pipeline pricing reports tests bench
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 ## bench: the nightly benchmark, 1M attempts (BENCH_N=10000000 for a busy day); see docs/performance.md
 bench: $(STAMP)

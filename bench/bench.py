@@ -291,7 +291,7 @@ def build_history(db: Path, days: int) -> None:
     """
     import duckdb
 
-    from pipeline.db import run_script
+    from core.db import run_script
 
     con = duckdb.connect(str(db), config={"memory_limit": "4GB"})
     con.execute("SET TimeZone = 'UTC'")
@@ -323,7 +323,7 @@ def build_history(db: Path, days: int) -> None:
 
 def history_db(cfg: Config, empty_db: Path) -> tuple[Path, float]:
     """A copy of the one-day database grown to ``history_days`` days (cached per code version)."""
-    from pipeline.db import rules_hash
+    from core.db import rules_hash
 
     template = cfg.fixture / f"history-{cfg.history_days}d-{rules_hash()[:12]}.duckdb"
     started = time.perf_counter()

@@ -31,8 +31,8 @@ from typing import Any
 
 import duckdb
 
+from core.db import connect, sql_text
 from pipeline import jobs, reference
-from pipeline.db import connect, sql_text
 from pipeline.jobs import Settings
 from pipeline.sample_logs import generate_day
 from pipeline.spark import bridge, rating

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import BillingError, MissingInput
-from pipeline.money import D, Decimal, max_scale
+from core.money import D, Decimal, max_scale
 from pipeline.taxids import check_vat_id
 from pricing.model import Price
 

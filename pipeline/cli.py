@@ -6,7 +6,7 @@ Commands parse options, call one library function, and print. Expected failures 
 1 quarantine above threshold, a failed check or run, bad reference data, no input for the
 day, nothing billed in the period; 2 usage error (bad options, or a file or directory named
 on the command line that does not exist). The table of exit codes, ``--quiet`` and
-``--log-format json``: docs/operations.md; every message goes through ``pipeline.console``.
+``--log-format json``: docs/operations.md; every message goes through ``core.console``.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from typing import Any, TypeVar
 import click
 import duckdb
 
+from core import console
+from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from core.errors import BillingError
-from pipeline import console, importers, jobs, sample_logs, snapshot
+from core.money import D, MoneyError
+from pipeline import importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
-from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from pipeline.issuer import DEFAULT_ISSUER_FILE
 from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
-from pipeline.money import D, MoneyError
 from pipeline.redact import mask_secrets, safe_error_message
 from pipeline.spark import require_pyspark
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
@@ -128,7 +129,7 @@ def _settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | 
     elif spark_attempts:
         raise click.UsageError("--spark-attempts needs --engine spark")
     settings: Settings = dataclasses.replace(ctx.obj, engine=engine, spark_attempts=spark_attempts)
-    return settings  # progress on a terminal: pipeline.console's bars, not on_file
+    return settings  # progress on a terminal: core.console's bars, not on_file
 
 
 class ConsoleFailure(click.ClickException):

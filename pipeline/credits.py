@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.errors import BillingError, MissingInput
-from pipeline.money import D, Decimal, MoneyError, max_scale
+from core.money import D, Decimal, MoneyError, max_scale
 
 DEFAULT_CREDITS_FILE = Path("data/credits.csv")
 COLUMNS = (

@@ -50,12 +50,12 @@ import duckdb
 import pyarrow as pa
 import zstandard
 
+from core import console
+from core.db import insert_many, run_script, sql_text
 from core.errors import BillingError, MissingInput
-from pipeline import console
-from pipeline.db import insert_many, run_script, sql_text
-from pipeline.faults import fault_point
+from core.faults import fault_point
+from core.timing import step
 from pipeline.redact import mask_secrets, safe_error_message
-from pipeline.timing import step
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 # The fallback reader's bounds: DuckDB's own line limit, and how much it buffers per insert.

@@ -13,8 +13,8 @@ from datetime import date
 
 import duckdb
 
+from core.money import EXACT, ZERO, D, Decimal, tax_on
 from pipeline.issuer import BUILT_IN
-from pipeline.money import EXACT, ZERO, D, Decimal, tax_on
 from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, PaymentTerms, TaxSummary
 
 __all__ = ["AccountInvoicing", "InvoicingContext", "number_prefix", "read_invoicing"]

@@ -20,17 +20,18 @@ from typing import Any
 
 import duckdb
 
+from core import console, credit_ledger
+from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from core.errors import BillingError, EmptyPeriod, UsageProblem
-from pipeline import console, credit_ledger, ingest, rate, reference, snapshot, statements
+from core.faults import fault_point
+from core.timing import started, step
+from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.credits import load_credits
-from pipeline.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
-from pipeline.faults import fault_point
 from pipeline.ingest import FileResult, Recounter
 from pipeline.issuer import check_accounts, load_issuer
 from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import install_sql_macro, safe_error_message
-from pipeline.timing import started, step
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 from reports.atomic import write_atomic
 

@@ -20,9 +20,9 @@ from datetime import datetime
 
 import duckdb
 
-from pipeline.db import run_script, sql_text
-from pipeline.faults import fault_point
-from pipeline.timing import step
+from core.db import run_script, sql_text
+from core.faults import fault_point
+from core.timing import step
 
 _EXTEND = "INSERT INTO rating_scope SELECT DISTINCT account_id, request_id FROM "
 

@@ -17,10 +17,10 @@ import duckdb
 import pyarrow as pa
 from pydantic import ValidationError
 
+from core.db import insert_many
 from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
 from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
-from pipeline.db import insert_many
 from pipeline.issuer import BUILT_IN, Issuer, IssuerError, parse_stored
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json

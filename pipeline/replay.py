@@ -28,12 +28,13 @@ from typing import Any
 
 import duckdb
 
+from core import console
+from core.db import DatabaseMissing, connect
 from core.errors import BillingError
-from pipeline import console, jobs, rate, reference, statements
-from pipeline.db import DatabaseMissing, connect
+from core.money import ZERO, Decimal
+from pipeline import jobs, rate, reference, statements
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.ingest import file_sha256
-from pipeline.money import ZERO, Decimal
 from pipeline.redact import install_sql_macro
 from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
 from reports.atomic import write_atomic

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import duckdb
 
+from core.db import DatabaseMissing, connect
 from core.errors import BillingError
-from pipeline.db import DatabaseMissing, connect
 from pipeline.lock import exclusive_run
 
 __all__ = [

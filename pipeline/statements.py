@@ -25,16 +25,16 @@ from pathlib import Path
 
 import duckdb
 
+from core import console, credit_ledger
+from core.db import sql_text
+from core.drawdown import PeriodCredit
 from core.errors import BillingError
-from pipeline import console, credit_ledger
-from pipeline.db import sql_text
-from pipeline.drawdown import PeriodCredit
+from core.money import ZERO, Decimal, to_cents
+from core.timing import step
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.invoicing import InvoicingContext, number_prefix, read_invoicing
 from pipeline.issuer import BUILT_IN
 from pipeline.lock import release_inherited
-from pipeline.money import ZERO, Decimal, to_cents
-from pipeline.timing import step
 from reports.atomic import write_atomic
 from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line

@@ -2,7 +2,8 @@
 
 A price table is data reviewed in git like code. Loading is loud: a list price that is not
 exactly upstream x markup, a negative price, a float written where a decimal string belongs,
-or a missing field stops the load with a message naming the file and the field.
+a currency other than USD, or a missing field stops the load with a message naming the file
+and the field (``tests/pricing/`` has one test per refusal).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from pipeline.money import D, Decimal, max_scale
+from core.money import D, Decimal, max_scale
 
 # A price is written with at most this many decimals, so that every unit price derived from
 # it (x group multiplier x discount factor) stays exact in DECIMAL(24,14) (SPEC E3).
@@ -65,7 +66,7 @@ class PriceVersion(BaseModel):
 
     version: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     effective_from: datetime
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    currency: str
     markup: ExactDecimal
     source: str = ""
     models: tuple[ModelPrice, ...] = Field(min_length=1)
@@ -77,6 +78,15 @@ class PriceVersion(BaseModel):
             raise ValueError("effective_from must be an instant with an offset, e.g. 2026-11-01T00:00:00Z")
         if value.utcoffset().total_seconds() != 0:  # type: ignore[union-attr]
             raise ValueError("effective_from must be written in UTC (Z)")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _must_be_usd(cls, value: str) -> str:
+        # Statements print USD and every finance column is *_usd (SPEC section 2: "a currency
+        # (USD)"); a table in another currency would bill its numbers as dollars.
+        if value != "USD":
+            raise ValueError(f"currency {value!r} is not USD, the only currency statements and exports are in")
         return value
 
     @field_validator("markup")

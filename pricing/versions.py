@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from core.errors import BillingError, MissingInput
-from pipeline.money import EXACT, Decimal
+from core.money import EXACT, Decimal
 from pricing.model import ModelPrice, PriceVersion
 
 DEFAULT_TABLES_DIR = Path(__file__).parent / "tables"
@@ -156,9 +156,6 @@ def build_price_book(parsed: Iterable[tuple[str, PriceVersion]]) -> PriceBook:
                 f"{src_b}: effective_from {b.effective_from.isoformat()} is the same as {src_a}; "
                 "two versions in force at once are ambiguous"
             )
-    currencies = {v.currency for _, v in items}
-    if len(currencies) > 1:
-        raise PriceTableError(f"price versions mix currencies: {sorted(currencies)}")
     loaded = []
     for index, (source, version) in enumerate(items):
         until = items[index + 1][1].effective_from if index + 1 < len(items) else None
@@ -174,4 +171,6 @@ def load_price_book(directory: Path = DEFAULT_TABLES_DIR, extra_files: Iterable[
             hint="give the directory of price versions (*.toml) with --prices (or INFERGATE_PRICES)",
         )
     files = sorted(directory.glob("*.toml")) + list(extra_files)
+    if not files:
+        raise PriceTableError(f"{directory}: no price table versions (*.toml) in this directory")
     return build_price_book((str(path), parse_version_file(path)) for path in files)

@@ -2,7 +2,7 @@
 
 A balance is exact from the ledger: grants less reversals, credit applied and expired that
 took effect by the instant (issued periods as stored, open periods as drawn now; see
-``pipeline/drawdown.py``). The usage segments are also cut at the instant asked for, so the
+``core/drawdown.py``). The usage segments are also cut at the instant asked for, so the
 balance counts exactly the usage billed before it (as far as the nightly has billed it).
 
 Alerts: an account is listed when its balance is below ``threshold``, or when at its recent
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.credit_ledger import load_state
-from pipeline.drawdown import balance_at
-from pipeline.money import ZERO, Decimal, to_cents
+from core.credit_ledger import load_state
+from core.drawdown import balance_at
+from core.money import ZERO, Decimal, to_cents
 from reports.atomic import write_atomic
 from reports.csvsafe import csv_bytes
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from html import escape
 
-from pipeline.money import CENT, ZERO, Decimal
+from core.money import CENT, ZERO, Decimal
 
 from .formatting import long_date, money
 from .statement_model import DailyUsage

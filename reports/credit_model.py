@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.money import Decimal, to_cents
+from core.money import Decimal, to_cents
 
 __all__ = ["CreditSummary"]
 

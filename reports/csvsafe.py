@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 
-from pipeline.money import D, Decimal
+from core.money import D, Decimal
 
 from .atomic import write_atomic
 

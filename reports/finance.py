@@ -7,10 +7,10 @@ from pathlib import Path
 
 import duckdb
 
+from core import credit_ledger
+from core.db import sql_text
 from core.errors import EmptyPeriod
-from pipeline import credit_ledger
-from pipeline.db import sql_text
-from pipeline.money import D, tax_on
+from core.money import D, tax_on
 from reports.csvsafe import write_csv
 
 FINANCE_COLUMNS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from pipeline.money import Decimal, max_scale, to_cents
+from core.money import Decimal, max_scale, to_cents
 
 __all__ = ["day_range", "long_date", "money", "period_label", "tokens", "unit_price"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from pipeline.money import Decimal
+from core.money import Decimal
 from reports.statement_model import Party
 
 __all__ = [

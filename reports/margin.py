@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.money import format_usd
+from core.money import format_usd
 from reports.csvsafe import write_csv
 from reports.finance import PERIOD_PATTERN
 from reports.texttable import render_table

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import duckdb
 
+from core import console
 from core.errors import EmptyPeriod
-from pipeline import console
 from reports.finance import PERIOD_PATTERN
 
 __all__ = ["EXPORTED_TABLES", "write_parquet"]

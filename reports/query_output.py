@@ -31,7 +31,7 @@ from typing import IO, Any
 import duckdb
 
 from core.errors import UsageProblem
-from pipeline.money import Decimal
+from core.money import Decimal
 from reports.csvsafe import csv_bytes
 from reports.texttable import cell_text, render_table
 

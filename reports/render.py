@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from core.errors import BillingError
-from pipeline.money import Decimal
+from core.money import Decimal
 
 from . import formatting
 from .atomic import write_atomic

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipeline.db import connect
+from core.db import connect
 
 __all__ = ["current_schema_markdown", "schema_markdown"]
 

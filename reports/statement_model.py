@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from pipeline.money import EXACT, ZERO, D, Decimal, tax_on, to_cents
+from core.money import EXACT, ZERO, D, Decimal, tax_on, to_cents
 from reports.credit_model import CreditSummary
 
 if TYPE_CHECKING:

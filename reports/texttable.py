@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from pipeline.money import Decimal
+from core.money import Decimal
 
 __all__ = ["cell_text", "render_table"]
 

@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from core.db import connect
 from pipeline import jobs
-from pipeline.db import connect
 from pipeline.jobs import RunReport, Settings
 
 ACCOUNTS_TOML = textwrap.dedent(
@@ -65,6 +65,62 @@ ACCOUNTS_TOML = textwrap.dedent(
     output_per_1m = "36"
     """
 )
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+# --- test tiers and parallel runs (README, "Tests") ---------------------------------------------
+# `make test-fast` runs `pytest -m "not slow"`: the unit and SQL tests, in process, what you run
+# while working. A module is slow when its tests start processes (the CLI, a JVM, the benchmark),
+# kill runs, or load inputs sized to stress memory. Listed here by path, not marked in each file,
+# so the tiers read in one place; a single slow test in a fast module is marked where it is.
+SLOW_MODULES = frozenset(
+    {
+        "test_bench.py",  # the benchmark on a tiny day, in a subprocess
+        "test_cli.py",  # the installed CLI end to end: a process per command
+        "test_input_limits.py",  # 5 MB lines, 200K lines, 10K accounts under a memory limit
+        "test_lean_install.py",  # imports every module and every --help in a subprocess
+        "test_secrets.py",  # planted secrets through the CLI, a killed run's spill files
+        # many nightly runs each (a one-record nightly costs about 1.4 s, 0.6 s of it parse.sql):
+        "test_analyst.py",  # the sample nights, the documented commands through duckdb-cli
+        "test_bounds.py",  # every edge value through a nightly; every single bad line of a run
+        "test_empty_input.py",  # empty days and periods through nightly, statements and export
+        "test_hostile_input.py",  # fuzz, nested and hostile lines, each through a nightly
+        "test_incremental.py",  # nights in every split against one night of everything
+        "test_jobs.py",  # exit codes through the CLI, a second run at once
+        "test_json_content.py",  # repeated keys and respelled records, field by field
+        "test_properties.py",  # hypothesis over whole runs
+        "test_replay.py",  # the demo flow through the CLI, then replays of it
+        "test_snapshot.py",  # snapshots while a CLI run holds the database
+        "test_credits.py",  # grants through nightlies, statements and replays
+        "test_credit_properties.py",  # hypothesis over drawdowns and finalized periods
+        "test_credits_and_tax.py",  # a nightly and an issued statement with credit and tax
+        "test_invoicing.py",  # issued statements rendered to PDF, replays
+        "test_cli_operations.py",  # the installed CLI under cron, a pseudo-terminal
+        "test_cli_sql_formats.py",  # the sample nights, then sql in every format
+        "test_statements.py",  # a finalize killed at every point, in a subprocess
+        "reports/test_parquet_export.py",  # nightly runs, then Parquet read back through polars
+        "faults/test_concurrency.py",  # two real nightly processes
+        "faults/test_crash.py",  # SIGKILLs a real nightly at every fault point
+        "faults/test_io_errors.py",  # full and read-only disks under the CLI
+        "faults/test_statements_faults.py",  # killed render workers
+        "spark/test_engines_agree.py",  # the rating SQL on a local Spark (a JVM)
+        "spark/test_spark_session.py",  # starts JVMs
+    }
+)
+
+def _listed_modules_exist() -> None:
+    missing = sorted(m for m in SLOW_MODULES if not (TESTS_DIR / m).is_file())
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py lists test modules that do not exist: {', '.join(missing)}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _listed_modules_exist()
+    for item in items:
+        module = item.path.relative_to(TESTS_DIR).as_posix()
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 _counter = iter(range(1, 10**9))
 

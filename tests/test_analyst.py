@@ -40,9 +40,9 @@ from typing import Any
 
 import pytest
 
+from core.db import connect
+from core.money import EXACT, ZERO, D
 from pipeline.accounts import load_accounts
-from pipeline.db import connect
-from pipeline.money import EXACT, ZERO, D
 from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
 from reports.spend_limits import format_spend_limits, limit_breaches, rejections
 from tests.conftest import Billing, record, usage

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.db import connect
+from core.money import D
 from pipeline import replay
-from pipeline.db import connect
-from pipeline.money import D
 from reports.margin import margin_totals
 from tests.conftest import Billing, record, usage
 

@@ -240,10 +240,10 @@ def test_replay_with_an_unknown_price_version_names_the_known_ones(home: Billing
 
 
 def test_every_expected_error_class_is_a_billing_error_and_keeps_its_old_base() -> None:
+    from core.money import MoneyError
     from pipeline.accounts import AccountsError
     from pipeline.ingest import IngestError
     from pipeline.lock import ConcurrentRunError
-    from pipeline.money import MoneyError
     from pipeline.recount import RecountError
     from pipeline.recount._common import VocabularyIntegrityError
     from pipeline.reference import PriceEditError, StoredReferenceError

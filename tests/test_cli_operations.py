@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline import console, timing
+from core import console, timing
 from pipeline.cli import cli
 from tests.conftest import Billing, record, usage
 

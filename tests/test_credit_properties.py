@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.drawdown import Grant, cents_segments, draw, period_of, summarize
-from pipeline.money import ZERO, D, Decimal
+from core.drawdown import Grant, cents_segments, draw, period_of, summarize
+from core.money import ZERO, D, Decimal
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 HOURS = 24 * 75  # November, December and half of January

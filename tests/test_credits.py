@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 
 from core.errors import BillingError
+from core.money import D
 from pipeline import jobs, replay
 from pipeline.cli import cli
 from pipeline.credits import CreditsError, parse_credits
-from pipeline.money import D
 from reports.credit_model import CreditSummary
 from tests.conftest import Billing, record, usage
 
@@ -183,7 +183,7 @@ def test_balances_command_exact_balance_and_alerts(billing: Billing, tmp_path: P
         [input_tokens(f"u{d}", f"2026-11-{d}T09:00:00Z", 2) for d in (14, 15, 16, 17, 18, 19, 20)],
     )
     billing.nightly("2026-11-20")
-    from pipeline.db import connect
+    from core.db import connect
     from reports.balances import balances
 
     con = connect(billing.settings.db_path, read_only=True)

@@ -12,8 +12,8 @@ import dataclasses
 from datetime import date
 from pathlib import Path
 
+from core.money import D
 from pipeline import jobs
-from pipeline.money import D
 from reports.finance import FINANCE_COLUMNS, finance_summary
 from tests.conftest import Billing, record, usage
 from tests.test_credits import with_credits

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.db import BULK_ROWS, connect, insert_many
-from pipeline.money import D
+from core.db import BULK_ROWS, connect, insert_many
+from core.money import D
 
 
 def test_bulk_insert_many_is_exact_and_equals_executemany() -> None:

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from core.money import D
 from pipeline.cli import cli
 from pipeline.importers import litellm, openrouter
 from pipeline.importers._common import Rejected, cost_text, count, model_id, timestamp
-from pipeline.money import D
 from pipeline.redact import SECRET_PATTERN
 from tests.conftest import Billing
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from core.money import D, MoneyError, tax_on
 from pipeline import jobs, replay
 from pipeline.accounts import AccountsError, parse_accounts
 from pipeline.issuer import BUILT_IN, IssuerError, check_accounts, load_issuer, parse_issuer
-from pipeline.money import D, MoneyError, tax_on
 from reports.finance import FINANCE_COLUMNS, finance_summary
 from reports.invoice_model import REVERSE_CHARGE_NOTE, TaxSummary
 from reports.pdf import near_empty_last_page

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.db import connect
 from pipeline import ingest
-from pipeline.db import connect
 from tests.conftest import Billing, record, usage
 from tests.hostile import DAY, write_lines
 

@@ -19,7 +19,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_PACKAGES = ("pipeline", "pricing", "reports")
+RUNTIME_PACKAGES = ("core", "pipeline", "pricing", "reports")
 # top-level modules of the extras (spark, dev, analysts) that the runtime must not import
 BLOCKED = ("pyspark", "py4j", "sqlglot", "polars", "pytest", "hypothesis", "pypdf")
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.db import connect
+from core.money import D, Decimal, to_cents
 from pipeline import jobs
-from pipeline.db import connect
 from pipeline.jobs import NoInputForDay
-from pipeline.money import D, Decimal, to_cents
 from tests.conftest import Billing, record, usage
 
 MODELS = ("openai/gpt-5.5", "openai/gpt-5.5-pro", "deepseek-v4-flash", "deepseek-v4-pro", "openai/gpt-4.1-mini")

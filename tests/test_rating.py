@@ -6,7 +6,7 @@ openai/gpt-5.5 in 7.5 / out 45; deepseek-v4-flash in 0.14745 / out 0.2949.
 
 from __future__ import annotations
 
-from pipeline.money import D
+from core.money import D
 from tests.conftest import Billing, record, usage
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from core.money import D
 from pipeline import jobs, replay
-from pipeline.money import D
 from pipeline.reference import PriceEditError
 from tests.conftest import Billing, record, usage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.db import connect
+from core.db import connect
 from reports.schema_doc import current_schema_markdown
 
 SCHEMA_MD = Path(__file__).resolve().parent.parent / "docs" / "schema.md"

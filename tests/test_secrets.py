@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from pipeline.db import connect
+from core.db import connect
 from tests.conftest import record, usage
 from tests.faults.harness import ACCOUNTS, CLI, ROOT
 

@@ -13,10 +13,10 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from core.money import D
 from pipeline import snapshot
 from pipeline.cli import cli
 from pipeline.lock import exclusive_run
-from pipeline.money import D
 from tests.conftest import Billing, record, usage
 
 CLI = str(Path(sys.executable).with_name("infergate-billing"))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from core.money import D
 from pipeline import jobs
-from pipeline.money import D
 from tests.conftest import Billing, record, usage
 
 
@@ -88,7 +88,7 @@ def test_late_records_become_an_adjustment_on_the_next_statement(november) -> No
     text = pdf_text(out / "statements" / "2026-12" / "IG-2026-12-000003.pdf")
     assert "Late usage for 2026-11" in text and "$2.70" in text
     # the finance summary keeps November as issued and shows the adjustment in December
-    from pipeline.db import connect
+    from core.db import connect
     from reports.finance import finance_summary
 
     con = connect(billing.settings.db_path, read_only=True)
@@ -150,7 +150,7 @@ def test_hostile_account_names_render_and_export_harmlessly(billing: Billing, tm
     pdfs = sorted((out / "statements" / "2026-11").glob("*.pdf"))
     assert any('<img src="file:///etc/passwd"> Plain' in pdf_text(p) for p in pdfs)
     assert all("root:" not in pdf_text(p) for p in pdfs)
-    from pipeline.db import connect
+    from core.db import connect
     from reports.finance import write_finance_summary
 
     path = write_finance_summary(connect(billing.settings.db_path, read_only=True), "2026-11", out)
@@ -185,7 +185,7 @@ def test_every_point_a_finalize_passes_is_tested(november, tmp_path: Path) -> No
     import os
     import subprocess
 
-    from pipeline.faults import STATEMENT_POINTS
+    from core.faults import STATEMENT_POINTS
 
     billing, out = november
     trace = tmp_path / "finalize.trace"
@@ -251,7 +251,7 @@ def test_draft_names_from_hostile_account_ids_stay_inside_out(billing: Billing, 
 def test_a_stored_issued_file_name_that_is_a_path_is_refused(november) -> None:
     billing, out = november
     finalize(billing, "2026-11", out, "2026-12-01")
-    from pipeline.db import connect
+    from core.db import connect
 
     con = connect(billing.settings.db_path)
     con.execute("UPDATE statement_files SET file_name = '../../escaped.pdf' WHERE file_name = 'IG-2026-11-000001.pdf'")

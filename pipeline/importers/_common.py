@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.money import D, MoneyError
+from core.money import D, MoneyError
 from pipeline.redact import mask_secrets
 
 __all__ = [

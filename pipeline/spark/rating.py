@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.db import sql_text
+from core.db import sql_text
 from pipeline.spark import SparkEngineError
 from pipeline.spark.sqlgen import TARGET
 

@@ -17,7 +17,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from pipeline.db import sql_text
+from core.db import sql_text
 from pipeline.spark import SparkEngineError
 
 SQLGLOT_PIN = "30.30.0"  # keep equal to the pin of the spark extra in pyproject.toml

@@ -9,7 +9,7 @@
 -- stored in credit_ledger and later periods start from there (late records for them are
 -- billed, and drawn, as adjustments on the next statement).
 --
--- Step 2 (pipeline/drawdown.py, rule documented there and in docs/credits.md) rounds each
+-- Step 2 (core/drawdown.py, rule documented there and in docs/credits.md) rounds each
 -- period's segments to cents so that they add up to the statement's charges (R7), and draws
 -- each segment from the eligible grants, expiring soonest first, then oldest.
 --

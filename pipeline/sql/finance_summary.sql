@@ -4,13 +4,13 @@
 -- due_lines (sql/statement_lines_due.sql). usage_usd is the sum of rounded lines (R7), so it
 -- equals the printed statement; total_usd = usage_usd + adjustments_usd (the charges).
 -- Prepaid credit (issue 17), appended last: issued statements report statement_credits; open
--- ones the temp table open_credits (pipeline/credit_ledger.py, the drawdown as of now).
+-- ones the temp table open_credits (core/credit_ledger.py, the drawdown as of now).
 -- Accounts without credit grants report 0.00 in all five.
 -- Issue 16: net_usd (the charges less prepaid credit applied: what tax is computed on),
 -- tax_usd and total_due_usd = net_usd + tax_usd. An issued statement reports what it printed
 -- (statement_invoicing; none before migration 016: no tax). For an open period tax_usd is NULL
 -- here and tax_rate_pct is the account's rate now: reports/finance.py computes the tax with
--- pipeline.money.tax_on, the one rounding rule, and drops tax_rate_pct.
+-- core.money.tax_on, the one rounding rule, and drops tax_rate_pct.
 WITH draft AS (
     SELECT d.account_id,
            sum(CASE WHEN kind = 'usage' AND token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,

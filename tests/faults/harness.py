@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from core.db import connect
 from pipeline import jobs
-from pipeline.db import connect
 from reports.finance import write_finance_summary
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """A nightly run SIGKILLed anywhere leaves the database as before or as after, never half, and
 a re-run converges to the tables and finance CSV bytes of an uninterrupted run.
 
-Kills at every named fault point (``pipeline/faults.py``) and at seeded random instants; the
+Kills at every named fault point (``core/faults.py``) and at seeded random instants; the
 seed is printed (``INFERGATE_FAULT_SEED`` replays it, ``INFERGATE_RANDOM_KILLS`` sets how many).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.faults import POINTS
+from core.faults import POINTS
 from tests.faults.harness import (
     DAYS,
     FRESH_POINTS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
+from core.money import EXACT, D, Decimal, to_cents
 from pipeline.issuer import BUILT_IN
-from pipeline.money import EXACT, D, Decimal, to_cents
 from reports.invoice_model import IssuerParty
 from reports.statement_model import (
     AdjustmentLine,

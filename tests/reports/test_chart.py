@@ -3,7 +3,7 @@ from datetime import date
 
 import pytest
 
-from pipeline.money import D
+from core.money import D
 from reports.chart import axis_scale, daily_usage_svg
 from reports.statement_model import DailyUsage
 

@@ -1,6 +1,6 @@
 from datetime import date
 
-from pipeline.money import D
+from core.money import D
 from reports.formatting import day_range, long_date, money, period_label, tokens, unit_price
 
 

@@ -8,8 +8,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from pipeline.db import connect
-from pipeline.money import D
+from core.db import connect
+from core.money import D
 from reports.parquet_export import write_parquet
 from tests.conftest import Billing, record, usage
 

@@ -84,6 +84,7 @@ def test_draft_is_marked_on_every_page(tmp_path):
     assert all("InferGate statement DRAFT" in page for page in pages)
 
 
+@pytest.mark.slow  # a 400-line PDF
 def test_four_hundred_lines_paginate_with_headers_on_every_page(tmp_path):
     path = tmp_path / "long.pdf"
     doc = fixtures.long_statement(400)

@@ -3,8 +3,8 @@ from datetime import date, datetime
 
 import pytest
 
+from core.money import D
 from pipeline.issuer import BUILT_IN
-from pipeline.money import D
 from reports.statement_model import (
     DEFAULT_BILLING_NOTES,
     AdjustmentLine,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from core.db import connect, sql_text
 from pipeline.cli import cli
-from pipeline.db import connect, sql_text
 from reports.finance import write_finance_summary
 from tests.conftest import Billing, record, usage
 from tests.spark.conftest import SKIP_REASON

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.db import sql_text
+from core.db import sql_text
 from pipeline.spark.sqlgen import SQL_DIR
 
 sqlglot = pytest.importorskip("sqlglot", reason="sqlglot is not installed (pip install -e '.[spark]')")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.db import sql_text
+from core.db import sql_text
 from pipeline.spark import SparkEngineError, sqlgen
 
 sqlglot = pytest.importorskip("sqlglot", reason="sqlglot is not installed (pip install -e '.[spark]')")

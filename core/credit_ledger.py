@@ -2,7 +2,7 @@
 
 Reads ``credit_grants`` (the grants file as loaded by the last rating run), ``credit_ledger``
 (what finalized periods drew: never recomputed) and the open periods' usage
-(``sql/credit_usage.sql``), and applies the rule of :mod:`pipeline.drawdown`. Finalizing a
+(``sql/credit_usage.sql``), and applies the rule of :mod:`core.drawdown`. Finalizing a
 period stores its movements with the statements (:func:`store_period`).
 """
 
@@ -14,11 +14,11 @@ from datetime import datetime
 
 import duckdb
 
+from core import drawdown
+from core.db import sql_text
+from core.drawdown import Grant, Movement, PeriodCredit
 from core.errors import BillingError
-from pipeline import drawdown
-from pipeline.db import sql_text
-from pipeline.drawdown import Grant, Movement, PeriodCredit
-from pipeline.money import ZERO, Decimal
+from core.money import ZERO, Decimal
 
 
 @dataclass(frozen=True)

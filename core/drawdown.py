@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pipeline.money import ZERO, Decimal, to_cents
+from core.money import ZERO, Decimal, to_cents
 
 KIND_ORDER = {"promotional": 0, "goodwill": 1, "purchased": 2}
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)

@@ -4,7 +4,7 @@
 environment lookup. The lines read ``timing STEP SECONDS`` (seconds of wall time).
 
 Under ``--log-format json`` the CLI's console sets :data:`listener`, which receives every
-step's time instead of these lines (a ``step`` event per step, see ``pipeline.console``), so
+step's time instead of these lines (a ``step`` event per step, see ``core.console``), so
 that stderr stays one JSON object per line even with ``INFERGATE_TIMINGS`` set.
 """
 
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-# called with (step, seconds) after every timed step; set by pipeline.console for JSON logs
+# called with (step, seconds) after every timed step; set by core.console for JSON logs
 listener: Callable[[str, float], None] | None = None  # allow-float: wall time, not money
 
 

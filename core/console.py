@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import timing
+from core import timing
 
 LOG_FORMATS = ("text", "json")
 
