@@ -55,7 +55,7 @@ PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP)
 	$(VENV)/bin/ruff check core pipeline pricing reports tests bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --durations=30
 
 ## test-fast: lint and the unit and SQL tests only (not the `slow` ones: CLI processes, JVM, kills), while you work
 test-fast: $(STAMP)
