@@ -19,6 +19,7 @@ that catch those still work.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 __all__ = ["BillingError", "EmptyPeriod", "MissingInput", "UsageProblem"]
@@ -71,3 +72,16 @@ class EmptyPeriod(BillingError):
             hint="check --period, and that the month's logs were ingested (`infergate-billing runs list`); "
             "if the period really has nothing to bill, re-run with --allow-empty",
         )
+
+
+def read_reference_file(
+    path: Path, what: str, *, missing: type[BillingError], unreadable: type[BillingError], hint: str
+) -> bytes:
+    """The bytes of a reference file (accounts, issuer, credit grants); a missing or unreadable
+    one is a ``missing`` / ``unreadable`` error naming the file and what it should have been."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise missing(f"{path}: no such {what}", hint=hint) from None
+    except OSError as exc:
+        raise unreadable(f"{path}: cannot read {what}: {exc.strerror or exc}") from None

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import BillingError, MissingInput
+from core.errors import BillingError, MissingInput, read_reference_file
 from core.money import D, Decimal, max_scale
 from pipeline.taxids import check_vat_id
 from pricing.model import Price
@@ -148,15 +148,8 @@ def _check_consistency(path: Path, ref: AccountsFile) -> None:
 
 def load_accounts(path: Path = DEFAULT_ACCOUNTS_FILE) -> AccountsFile:
     """Load and validate the accounts file; a bad file stops the run with file and field."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise AccountsFileMissing(
-            f"{path}: no such accounts file",
-            hint="give the accounts reference file with --accounts (or INFERGATE_ACCOUNTS); default data/accounts.toml",
-        ) from None
-    except OSError as exc:
-        raise AccountsError(f"{path}: cannot read accounts file: {exc.strerror or exc}") from None
+    hint = "give the accounts reference file with --accounts (or INFERGATE_ACCOUNTS); default data/accounts.toml"
+    data = read_reference_file(path, "accounts file", missing=AccountsFileMissing, unreadable=AccountsError, hint=hint)
     return parse_accounts(data, path)
 
 

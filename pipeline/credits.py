@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from core.errors import BillingError, MissingInput
+from core.errors import BillingError, MissingInput, read_reference_file
 from core.money import D, Decimal, MoneyError, max_scale
 
 DEFAULT_CREDITS_FILE = Path("data/credits.csv")
@@ -207,14 +207,10 @@ def load_credits(path: Path | None) -> CreditsFile | None:
         if not DEFAULT_CREDITS_FILE.is_file():
             return None
         path = DEFAULT_CREDITS_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CreditsFileMissing(
-            f"{path}: no such credit grants file", hint="give the credit grants file with --credits"
-        ) from None
-    except OSError as exc:
-        raise CreditsError(f"{path}: cannot read credit grants file: {exc.strerror or exc}") from None
+    hint = "give the credit grants file with --credits"
+    data = read_reference_file(
+        path, "credit grants file", missing=CreditsFileMissing, unreadable=CreditsError, hint=hint
+    )
     return parse_credits(data, path)
 
 

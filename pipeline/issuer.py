@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.errors import BillingError, MissingInput
+from core.errors import BillingError, MissingInput, read_reference_file
 from pipeline.accounts import AccountsFile, Percent
 from pipeline.taxids import check_vat_id, is_eu_vat_id
 
@@ -142,15 +142,8 @@ def load_issuer(path: Path | None) -> Issuer:
     """The issuer file at ``path``, or the built-in issuer when ``path`` is None."""
     if path is None:
         return BUILT_IN
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise IssuerFileMissing(
-            f"{path}: no such issuer file",
-            hint="give the issuer reference file with --issuer (or INFERGATE_ISSUER); default data/issuer.toml",
-        ) from None
-    except OSError as exc:
-        raise IssuerError(f"{path}: cannot read issuer file: {exc.strerror or exc}") from None
+    hint = "give the issuer reference file with --issuer (or INFERGATE_ISSUER); default data/issuer.toml"
+    data = read_reference_file(path, "issuer file", missing=IssuerFileMissing, unreadable=IssuerError, hint=hint)
     return parse_issuer(data, path)
 
 
