@@ -19,6 +19,7 @@ from core.db import sql_text
 from core.drawdown import Grant, Movement, PeriodCredit
 from core.errors import BillingError
 from core.money import ZERO, Decimal
+from core.period import Period
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
     row = con.execute("SELECT max(period) FROM finalized_periods").fetchone()
     if row is None or row[0] is None:
         return None
-    year, month = int(row[0][:4]), int(row[0][5:7])
-    return f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+    return str(Period.parse(row[0]).next())
 
 
 def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tuple[str, str], Decimal]:

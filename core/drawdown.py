@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.money import ZERO, Decimal, to_cents
+from core.period import Period
 
 KIND_ORDER = {"promotional": 0, "goodwill": 1, "purchased": 2}
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -80,11 +81,11 @@ class Movement:
 
 
 def period_of(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m")
+    return str(Period.of(at))
 
 
 def period_start(period: str) -> datetime:
-    return datetime(int(period[:4]), int(period[5:7]), 1, tzinfo=UTC)
+    return Period.parse(period).start
 
 
 def cents_segments(

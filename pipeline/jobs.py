@@ -414,6 +414,18 @@ def run_nightly(
     return report
 
 
+def check_day_had_records(report: RunReport, day: date, logs_dir: Path, *, allow_empty: bool = False) -> None:
+    """After a nightly that found files for its day: :class:`NoInputForDay` when every one of
+    them held no record (the run is recorded; the day is still a broken shipment), unless
+    ``allow_empty``."""
+    if report.files and len(report.empty_files()) == len(report.files) and not allow_empty:
+        raise NoInputForDay(
+            f"no records for {day.isoformat()}: every file for the day in {logs_dir} is empty "
+            f"(run {report.run_id} recorded them)",
+            hint="check the log shipment for that day; if the gateway really had no traffic, pass --allow-empty",
+        )
+
+
 def yesterday_utc() -> date:
     return (datetime.now(UTC) - timedelta(days=1)).date()
 

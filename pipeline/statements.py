@@ -30,6 +30,7 @@ from core.db import sql_text
 from core.drawdown import PeriodCredit
 from core.errors import BillingError
 from core.money import ZERO, Decimal, to_cents
+from core.period import Period
 from core.timing import step
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.invoicing import InvoicingContext, number_prefix, read_invoicing
@@ -124,11 +125,6 @@ class StatementsReport:
     statements: list[StatementFiles] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     restored: list[Path] = field(default_factory=list)
-
-
-def period_bounds(period: str) -> tuple[date, date]:
-    year, month = int(period[:4]), int(period[5:7])
-    return date(year, month, 1), date(year + month // 12, month % 12 + 1, 1)
 
 
 def due_lines(con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None) -> dict[str, list[DueLine]]:
@@ -272,7 +268,8 @@ def build_document(
     )
     usage_total = sum((ln.amount for ln in usage), ZERO)
     adjustments_total = sum((ln.amount for ln in adjustments), ZERO)
-    start, end = period_bounds(period)
+    month = Period.parse(period)
+    start, end = month.first_day, month.end_day
     block = ctx.credits.get(account_id)
     credits = (
         None

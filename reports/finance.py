@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import duckdb
@@ -11,6 +10,7 @@ from core import credit_ledger
 from core.db import sql_text
 from core.errors import EmptyPeriod
 from core.money import D, tax_on
+from core.period import Period
 from reports.csvsafe import write_csv
 
 FINANCE_COLUMNS = (
@@ -36,12 +36,10 @@ FINANCE_COLUMNS = (
     "tax_usd",
     "total_due_usd",
 )
-PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[object, ...]]:
-    if not PERIOD_PATTERN.match(period):
-        raise ValueError(f"period {period!r} is not YYYY-MM")
+    Period.check(period)
     con.execute("CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), {"period": period})
     _open_credits(con, period)
     rows = con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()

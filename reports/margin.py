@@ -16,8 +16,8 @@ from pathlib import Path
 import duckdb
 
 from core.money import format_usd
+from core.period import Period
 from reports.csvsafe import write_csv
-from reports.finance import PERIOD_PATTERN
 from reports.texttable import render_table
 
 __all__ = ["MARGIN_COLUMNS", "format_margin", "margin_rows", "margin_totals", "write_margin_csv"]
@@ -44,8 +44,7 @@ _SUMMED = MARGIN_COLUMNS[2:]
 
 
 def _check(period: str) -> None:
-    if not PERIOD_PATTERN.match(period):
-        raise ValueError(f"period {period!r} is not YYYY-MM")
+    Period.check(period)
 
 
 def margin_rows(con: duckdb.DuckDBPyConnection, period: str) -> list[dict[str, object]]:
@@ -106,3 +105,10 @@ def format_margin(rows: list[dict[str, object]], totals: dict[str, object]) -> s
             f"{_usd(totals['ref_cost_of_reported_usd'])}"
         )
     return "\n".join(text + notes)
+
+
+def margin_report(con: duckdb.DuckDBPyConnection, period: str, out_dir: Path) -> tuple[Path, str]:
+    """What ``margin`` does: write ``margin-YYYY-MM.csv`` and return it with the terminal text."""
+    path = write_margin_csv(con, period, out_dir)
+    text = format_margin(margin_rows(con, period), margin_totals(con, period))
+    return path, f"margin {period} (USD, upstream reference prices of the same price version)\n{text}"

@@ -27,7 +27,7 @@ import duckdb
 
 from core import console
 from core.errors import EmptyPeriod
-from reports.finance import PERIOD_PATTERN
+from core.period import Period
 
 __all__ = ["EXPORTED_TABLES", "write_parquet"]
 
@@ -46,8 +46,7 @@ def write_parquet(
     Without ``allow_empty`` a period without any rated attempt raises :class:`EmptyPeriod`
     and writes (and replaces) nothing.
     """
-    if not PERIOD_PATTERN.match(period):
-        raise ValueError(f"period {period!r} is not YYYY-MM")
+    Period.check(period)
     if not allow_empty:
         row = con.execute("SELECT count(*) FROM rated_attempts WHERE period = $period", {"period": period}).fetchone()
         if not row or not row[0]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 
 from core.money import format_usd
+from core.period import Period
 from reports.csvsafe import write_csv
-from reports.finance import PERIOD_PATTERN
 
 __all__ = [
     "BREACH_COLUMNS",
@@ -53,8 +53,7 @@ REJECTION_COLUMNS = (
 
 
 def _check(period: str) -> None:
-    if not PERIOD_PATTERN.match(period):
-        raise ValueError(f"period {period!r} is not YYYY-MM")
+    Period.check(period)
 
 
 def limit_breaches(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[object, ...]]:
@@ -125,3 +124,14 @@ def format_spend_limits(
             f"(429: {r429}, 403: {r403}) on {days} day(s)"
         )
     return "\n".join(lines)
+
+
+def spend_limit_report(
+    con: duckdb.DuckDBPyConnection, period: str, out_dir: Path, min_rejections: int = DEFAULT_MIN_REJECTIONS
+) -> tuple[list[Path], str]:
+    """What ``spend-limits`` does: write both CSVs and return them with the terminal text."""
+    paths = write_spend_limit_csvs(con, period, out_dir, min_rejections)
+    text = format_spend_limits(
+        period, limit_breaches(con, period), rejections(con, period, min_rejections), min_rejections
+    )
+    return paths, text

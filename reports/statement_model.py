@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from core.money import EXACT, ZERO, D, Decimal, tax_on, to_cents
+from core.period import Period
 from reports.credit_model import CreditSummary
 
 if TYPE_CHECKING:
@@ -122,7 +123,6 @@ def _exact_sum(values: Iterable[Decimal]) -> Decimal:
     return total
 
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _STATEMENT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -194,7 +194,7 @@ class AdjustmentLine:
     amount: Decimal
 
     def __post_init__(self) -> None:
-        if not isinstance(self.original_period, str) or not _PERIOD.match(self.original_period):
+        if not Period.is_valid(self.original_period):
             raise _fail(self, f"original_period {self.original_period!r} is not 'YYYY-MM'")
         _text(self, "description", self.description)
         _amount(self, "amount", self.amount)
@@ -252,10 +252,6 @@ class PriceVersionRef:
         return self.sha256[:12]
 
 
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 @dataclass(frozen=True)
 class StatementDocument:
     """Everything printed on one account's statement for one period."""
@@ -309,16 +305,16 @@ class StatementDocument:
         self._check_totals()
 
     def _check_period(self) -> None:
-        match = _PERIOD.match(self.period) if isinstance(self.period, str) else None
-        if match is None:
+        if not Period.is_valid(self.period):
             raise _fail(self, f"period {self.period!r} is not 'YYYY-MM'")
         for name in ("period_start", "period_end", "issue_date"):
             _day(self, name, getattr(self, name))
-        start = date(int(match[1]), int(match[2]), 1)
-        if (self.period_start, self.period_end) != (start, _next_month(start)):
+        period = Period.parse(self.period)
+        start, end = period.first_day, period.end_day
+        if (self.period_start, self.period_end) != (start, end):
             raise _fail(
                 self,
-                f"period {self.period} is [{start}, {_next_month(start)}), "
+                f"period {self.period} is [{start}, {end}), "
                 f"not [{self.period_start}, {self.period_end})",
             )
 

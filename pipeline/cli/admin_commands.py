@@ -1,0 +1,142 @@
+"""Commands about the reference data and the tools around the pipeline: prices, import,
+sample-logs, schema-doc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core import console
+from pipeline import importers, sample_logs
+from pipeline.cli.base import cli, fail_cleanly, max_quarantine_option, out_option
+from pipeline.jobs import Settings
+from pricing.versions import load_price_book
+from reports.schema_doc import current_schema_markdown
+
+
+@cli.group()
+def prices() -> None:
+    """List and validate the versioned price tables."""
+
+
+@prices.command("list")
+@click.pass_obj
+@fail_cleanly
+def prices_list(settings: Settings) -> None:
+    """List every price version with its period in force, hash and model prices.
+
+    \b
+    Example:
+      infergate-billing prices list
+    """
+    book = load_price_book(settings.prices_dir)
+    for loaded in book.versions:
+        v = loaded.version
+        until = loaded.effective_until.isoformat() if loaded.effective_until else "open"
+        click.echo(
+            f"{v.version}  {v.effective_from.isoformat()} .. {until}  markup {v.markup}  "
+            f"sha256 {loaded.sha256[:16]}  ({loaded.source_file})"
+        )
+        for m in v.models:
+            click.echo(
+                f"  {m.model:<26} in {m.list_input_per_1m:>10}  cached {m.cached_input_price():>10}  "
+                f"out {m.list_output_per_1m:>10}  per 1M {v.currency}"
+            )
+
+
+@prices.command("validate")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.pass_obj
+@fail_cleanly
+def prices_validate(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Validate the price tables (plus any extra version FILES); exit 1 on the first problem.
+
+    \b
+    Example:
+      infergate-billing prices validate
+      infergate-billing prices validate new-version.toml
+    """
+    book = load_price_book(settings.prices_dir, files)
+    console.current().info(f"ok: {len(book.versions)} price version(s) valid")
+
+
+@cli.command("sample-logs")
+@out_option(None, default=Path("data/sample_logs"))
+@click.option("--seed", default=20261129, show_default=True, help="Random seed (same seed, same bytes).")
+@fail_cleanly
+def sample_logs_command(out_dir: Path, seed: int) -> None:
+    """Write deterministic, realistic sample logs that exercise every rating rule.
+
+    \b
+    Example:
+      infergate-billing sample-logs --out data/sample_logs
+    """
+    for path in sample_logs.write_sample_logs(out_dir, seed):
+        console.current().info(f"wrote {path}")
+
+
+@cli.command("schema-doc")
+@fail_cleanly
+def schema_doc() -> None:
+    """Print the database schema as Markdown, from its COMMENTs (this is docs/schema.md).
+
+    Describes every table, view and column of a database with all migrations applied.
+
+    \b
+    Example:
+      infergate-billing schema-doc > docs/schema.md
+    """
+    click.echo(current_schema_markdown(), nl=False)
+
+
+@cli.command("import")
+@click.option(
+    "--from",
+    "gateway",
+    type=click.Choice(sorted(importers.GATEWAYS)),
+    required=True,
+    help="The gateway whose logs FILES are.",
+)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@out_option(
+    "Directory for the request-log files (one .jsonl.gz per UTC day) and rejected/.", default=None, required=True
+)
+@click.option("--account", "account_id", required=True, help="The InferGate account id the requests belong to.")
+@max_quarantine_option
+@fail_cleanly
+def import_command(
+    gateway: str,
+    files: tuple[Path, ...],
+    out_dir: Path,
+    account_id: str,
+    max_quarantine_rate: float,  # allow-float: a share of rows, not money
+) -> None:
+    """Convert LiteLLM spend logs or OpenRouter generations into InferGate request logs.
+
+    LiteLLM: rows of its LiteLLM_SpendLogs table as CSV (psql \\copy ... CSV HEADER), a
+    JSON list (/spend/logs) or JSON Lines. OpenRouter: /api/v1/generation objects as JSON
+    Lines or a JSON list. Writes OUT/<gateway>-<file>-<YYYY-MM-DD>.jsonl.gz, which
+    `nightly --date D --logs OUT` ingests; rows that cannot be mapped go to
+    OUT/rejected/<gateway>-<file>.jsonl with file, row, field and reason. Exits 1 when more
+    than --max-quarantine-rate of the rows were rejected. The mapping: docs/imports.md.
+
+    \b
+    Example:
+      infergate-billing import --from litellm data/imports/litellm_spendlogs.csv \\
+          --account acct_acme --out out/imported
+      infergate-billing nightly --date 2026-11-20 --logs out/imported
+    """
+    report = importers.run_import(gateway, files, out_dir, account_id)
+    for result in report.files:
+        console.current().info(
+            f"{result.path.name}: read {result.rows_read} = converted {result.converted} + rejected {result.rejected}"
+        )
+        for path in result.outputs:
+            console.current().info(f"  wrote {path}")
+        if result.rejects_file is not None:
+            console.current().info(f"  rejected rows: {result.rejects_file}")
+    if report.rows_read and report.rejected > max_quarantine_rate * report.rows_read:
+        raise click.ClickException(
+            f"{report.rejected} of {report.rows_read} rows rejected, above --max-quarantine-rate {max_quarantine_rate}"
+        )

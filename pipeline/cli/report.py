@@ -1,0 +1,145 @@
+"""What a run did, as the operator reads it: one line per file, the rating, held attempts,
+the snapshot, and a ``summary`` event (JSON); exit 1 when the run reports a problem
+(refused inputs, quarantine above the threshold)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core import console
+from pipeline.cli.base import exit_failed
+from pipeline.jobs import RunReport
+from pipeline.replay import ReplayReport, VerifyReport, diff_totals
+from pipeline.statements import StatementsReport
+
+
+def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
+    out = console.current()
+    for f in report.files:
+        name = Path(f.path).name
+        out.event(
+            "file",
+            step="ingest",
+            file=name,
+            sha256=f.sha256,
+            skipped=f.skipped,
+            lines_read=f.lines_read,
+            accepted=f.accepted,
+            duplicates=f.duplicates,
+            quarantined=f.quarantined,
+        )
+        if out.is_json:
+            continue
+        if f.skipped:
+            out.info(f"{name}: already ingested (sha256 {f.sha256[:12]}), skipped")
+        else:
+            out.info(
+                f"{name}: read {f.lines_read} = accepted {f.accepted} + duplicates "
+                f"{f.duplicates} + quarantined {f.quarantined}"
+            )
+    for f in report.empty_files():
+        what = "empty file (0 bytes)" if f.size_bytes == 0 else f"no records in {f.size_bytes} bytes"
+        out.warning(f"{f.path}: {what}")
+    if report.rated:
+        r = report.rated
+        if not out.is_json:
+            out.info(
+                f"rated {r.attempts} attempts of {r.requests} requests: {r.billed} billed, "
+                f"{r.held} held; {r.periods} account-periods refreshed"
+            )
+    if report.held_by_reason and not out.is_json:
+        held = ", ".join(f"{reason} {count}" for reason, count in report.held_by_reason.items())
+        out.info(f"held (not billed until resolved): {held}")
+    if report.snapshot and not out.is_json:
+        out.info(f"analyst snapshot published: {report.snapshot}")
+    out.event("summary", step="report", counts=report_counts(report), held_by_reason=report.held_by_reason,
+              snapshot=report.snapshot)
+    if not out.is_json:
+        out.info(f"run {report.run_id} succeeded")
+    if report.snapshot_error:
+        out.problem(
+            f"the run committed, but the analyst snapshot was not published ({report.snapshot_error}); "
+            "retry with `infergate-billing snapshot`"
+        )
+    for reason in report.refused:  # the other files were ingested; exit 1 so that cron notices
+        out.problem(reason)
+    if report.quarantine_rate() > max_rate:
+        out.problem(
+            f"{report.quarantined} of {report.lines_read} lines quarantined "
+            f"({report.quarantine_rate():.1%} > {max_rate:.1%}); see `infergate-billing quarantine`"
+        )
+    if out.problems:
+        exit_failed()
+
+
+def report_counts(report: RunReport) -> dict[str, int]:
+    """The run's counts for the JSON ``summary`` event (the same as ``runs show``)."""
+    fresh = [f for f in report.files if not f.skipped]
+    counts = {
+        "files_read": len(fresh),
+        "files_skipped": len(report.files) - len(fresh),
+        "lines_read": report.lines_read,
+        "accepted": sum(f.accepted for f in fresh),
+        "duplicates": sum(f.duplicates for f in fresh),
+        "quarantined": report.quarantined,
+    }
+    if report.rated:
+        r = report.rated
+        counts |= {"attempts": r.attempts, "requests": r.requests, "billed": r.billed, "held": r.held,
+                   "periods": r.periods}
+    return counts
+
+
+def print_statements(result: StatementsReport, out_dir: Path) -> None:
+    """One line per statement rendered (number, account, totals), then where they went."""
+    period, finalize = result.period, result.finalized
+    target = out_dir / "statements" / period
+    out = console.current()
+    if result.already_finalized:
+        out.info(f"{period} is finalized: its issued statements are not re-rendered ({target})")
+        for path in result.restored:
+            out.info(f"restored {path} from the stored issued copy")
+        return
+    kind = "issued" if finalize else "draft"
+    for st in result.statements:
+        doc = st.document
+        out.info(
+            f"{st.number or 'DRAFT':<20} {st.account_id:<20} total {doc.total_due:>12}  "
+            f"(usage {doc.usage_total}, adjustments {doc.adjustments_total}"
+            + (f", {doc.tax.heading} {doc.tax_amount})" if doc.tax is not None else ")")
+        )
+    folder = target if finalize else target / "drafts"
+    out.info(f"{len(result.statements)} {kind} statement(s) in {folder}")
+
+
+def print_verify(result: VerifyReport, run_id: int) -> None:
+    """``replay --verify``: the steps, then MATCH or the first difference (exit 1 if not MATCH)."""
+    out = console.current()
+    for line in result.steps:
+        out.info(line)
+    verdict = f"{result.status}" + (f": {result.first_difference}" if result.first_difference else "")
+    out.info(verdict)
+    if result.status != "MATCH":
+        out.problems.append(f"replay --verify {run_id}: {verdict}")  # already printed above
+        exit_failed()
+
+
+def print_replay(report: ReplayReport, period: str, repriced: bool) -> None:
+    """``replay --period``: each issued file compared (exit 1 on a mismatch), or old vs new amounts."""
+    out = console.current()
+    if not repriced:
+        for check in report.checks:
+            out.info(f"{check.status:<8} {check.statement_number:<20} {check.kind:<10} {check.path}")
+        verdict = f"{'MATCH' if report.matches else 'MISMATCH'}: {len(report.checks)} file(s) compared"
+        out.info(verdict)
+        if not report.matches:
+            mismatched = sum(c.status != "MATCH" for c in report.checks)
+            out.problems.append(f"replay {period}: {verdict}, {mismatched} differ")  # already printed above
+            exit_failed()
+        return
+    out.info(f"{'account':<20} {'model':<26} {'old':>12} {'new':>12} {'difference':>12}")
+    for d in report.diffs:
+        out.info(f"{d.account_id:<20} {d.model:<26} {d.old_amount:>12} {d.new_amount:>12} {d.difference:>12}")
+    for account, (old, new) in diff_totals(report).items():
+        out.info(f"{account:<20} {'TOTAL':<26} {old:>12} {new:>12} {new - old:>12}")
+    out.info(f"wrote {report.written[-1]}")
