@@ -1,4 +1,7 @@
-"""The installed CLI end to end on the committed sample logs, against golden files."""
+"""The installed CLI end to end on the committed sample logs, against golden files.
+
+The demo flow runs the installed command in a process per step (the entry point itself is
+under test); help, prices and sample-logs run in this process through Click's CliRunner."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 
@@ -18,6 +22,17 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def invoke(*args: str) -> Result:
+    """The command in this process; relative defaults (pricing/tables, data/) resolve from ROOT."""
+    runner = CliRunner(env={"INFERGATE_DB": None, "INFERGATE_QUIET": None, "INFERGATE_LOG_FORMAT": None})
+    cwd = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        return runner.invoke(cli, list(args), prog_name="infergate-billing", catch_exceptions=False)
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +99,7 @@ def test_sample_logs_exercise_every_reason_code(sample_run: Path) -> None:
 
 
 def test_sample_logs_are_deterministic(tmp_path: Path) -> None:
-    assert run("sample-logs", "--out", str(tmp_path)).returncode == 0
+    assert invoke("sample-logs", "--out", str(tmp_path)).exit_code == 0
     for path in sorted((ROOT / "data" / "sample_logs").iterdir()):
         assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
 
@@ -99,14 +114,14 @@ def _commands(group=cli, prefix=()):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("command", list(_commands()), ids=" ".join)
 def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
-    result = run(*command, "--help")
-    assert result.returncode == 0
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
     assert "Example" in result.stdout and "infergate-billing" in result.stdout
 
 
 def test_prices_validate_and_list() -> None:
-    assert run("prices", "validate").stdout.startswith("ok: 1 price version")
-    listing = run("prices", "list").stdout
+    assert invoke("prices", "validate").stdout.startswith("ok: 1 price version")
+    listing = invoke("prices", "list").stdout
     assert "openai/gpt-5.5 " in listing and "0.14745" in listing
 
 

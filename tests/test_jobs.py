@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from pipeline import jobs, rate
+from pipeline.cli import cli as cli_group
 from pipeline.lock import ConcurrentRunError, exclusive_run
 from tests.conftest import Billing, record, usage
 from tests.faults.harness import SNAPSHOT  # the billing content of a database
@@ -21,11 +23,17 @@ def snapshot(billing: Billing) -> list[list[tuple[object, ...]]]:
     return [billing.query(f"{query} ORDER BY ALL") for query in SNAPSHOT]
 
 
-def cli(billing: Billing, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(billing: Billing, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command in its own process (for the lock, which is held per process)."""
     base = [CLI, "--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file)]
-    return subprocess.run(
-        [*base, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300
-    )
+    return subprocess.run([*base, *args], capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+
+def invoke(billing: Billing, *args: str) -> Result:
+    """The command in this process (Click's CliRunner): output and exit code as from the shell."""
+    runner = CliRunner(env={"INFERGATE_DB": None, "INFERGATE_QUIET": None, "INFERGATE_LOG_FORMAT": None})
+    base = ["--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file)]
+    return runner.invoke(cli_group, [*base, *args], catch_exceptions=False)
 
 
 def test_failure_inside_the_run_leaves_the_database_as_before(billing: Billing, monkeypatch) -> None:
@@ -63,23 +71,23 @@ def test_second_run_at_once_is_refused_naming_the_holder(billing: Billing) -> No
 
 def test_quarantine_above_threshold_exits_1(billing: Billing) -> None:
     billing.log("requests-2026-11-20.jsonl", [record(), "garbage", "more garbage"])
-    result = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
-    assert result.returncode == 1
+    result = invoke(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
+    assert result.exit_code == 1
     assert "2 of 3 lines quarantined" in result.stderr
-    ok = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs), "--max-quarantine-rate", "1")
-    assert ok.returncode == 0
+    ok = invoke(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs), "--max-quarantine-rate", "1")
+    assert ok.exit_code == 0
 
 
 def test_usage_errors_exit_2(billing: Billing) -> None:
-    assert cli(billing, "nightly", "--date", "not-a-date").returncode == 2
-    assert cli(billing, "export").returncode == 2
-    assert cli(billing, "rate", "--period", "2026-13").returncode == 2
+    assert invoke(billing, "nightly", "--date", "not-a-date").exit_code == 2
+    assert invoke(billing, "export").exit_code == 2
+    assert invoke(billing, "rate", "--period", "2026-13").exit_code == 2
 
 
 def test_bad_reference_data_is_a_clear_error_not_a_traceback(billing: Billing) -> None:
     billing.settings.accounts_file.write_text('[[accounts]]\nid = "a"\nlegal_name = "A"\ndiscount_pct = 12.5\n')
-    result = cli(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
-    assert result.returncode == 1
+    result = invoke(billing, "nightly", "--date", "2026-11-20", "--logs", str(billing.logs))
+    assert result.exit_code == 1
     assert "accounts.toml: field accounts.[a].discount_pct" in result.stderr and "float" in result.stderr
     assert "Traceback" not in result.stderr
 
