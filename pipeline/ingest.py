@@ -55,7 +55,7 @@ from core.db import insert_many, run_script, sql_text
 from core.errors import BillingError, MissingInput
 from core.faults import fault_point
 from core.timing import step
-from pipeline.redact import mask_secrets, safe_error_message
+from pipeline.redact import install_sql_macro, mask_secrets, safe_error_message
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 # The fallback reader's bounds: DuckDB's own line limit, and how much it buffers per insert.
@@ -571,6 +571,7 @@ def parse_staged(
     latest = "CAST(NULL AS TIMESTAMPTZ)"
     if ts_latest is not None:
         latest = f"TIMESTAMPTZ '{ts_latest.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}+00'"
+    install_sql_macro(con)  # mask_secrets, describe_json: ingest needs no prepared connection
     con.execute(f"CREATE OR REPLACE TEMP MACRO ts_latest() AS {latest}")
     con.execute(REPAIR_SURROGATES_MACRO)
     con.execute(BOUNDED_EXCERPT_MACRO)

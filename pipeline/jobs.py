@@ -31,7 +31,7 @@ from pipeline.credits import load_credits
 from pipeline.ingest import FileResult, Recounter
 from pipeline.issuer import check_accounts, load_issuer
 from pipeline.lock import exclusive_run, record_run_id
-from pipeline.redact import install_sql_macro, safe_error_message
+from pipeline.redact import safe_error_message
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 from reports.atomic import write_atomic
 
@@ -105,13 +105,15 @@ def load_reference(settings: Settings) -> reference.Reference:
 OUTPUT_DIGESTS = {
     "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts WHERE rated_run_id = $run_id",
     "statement_lines": "SELECT * FROM statement_lines WHERE (account_id, period) IN "
-    "(SELECT account_id, period FROM affected_periods)",
+    "(SELECT account_id, period FROM {periods_table})",
 }
 
 
-def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
-    """Store a digest of the rows this run wrote (``replay --verify`` recomputes them)."""
-    for name, query in OUTPUT_DIGESTS.items():
+def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: rate.RateResult) -> None:
+    """Store a digest of the rows this run wrote (``replay --verify`` recomputes them): its
+    rated attempts, and the statement lines of the periods its rating changed (``rated``)."""
+    for name, template in OUTPUT_DIGESTS.items():
+        query = template.format(periods_table=rated.periods_table)
         con.execute(
             f"INSERT INTO run_outputs SELECT $run_id, '{name}', count(*), "
             f"CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM ({query}) r",
@@ -154,7 +156,6 @@ def recorded_run(
     with exclusive_run(settings.db_path, command) as lock:
         con = connect(settings.db_path, memory_limit=settings.memory_limit)
         try:
-            install_sql_macro(con)
             con.execute(
                 "UPDATE runs SET status = 'crashed', finished_at = now(), "
                 "message = 'process ended without finishing; its changes were rolled back' "
@@ -306,12 +307,13 @@ def _ingest_and_rate(
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
                 scope(con, report.run_id)
                 fault_point("after_scope")
-                report.rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
+                rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
+                report.rated = rated
                 fault_point("after_rate")
                 with step("digests"):
-                    reference.record_used_versions(con, ref, report.run_id)
+                    reference.record_used_versions(con, ref, report.run_id, rated)
                     reference.store_fingerprint(con, ref)
-                    record_output_digests(con, report.run_id)
+                    record_output_digests(con, report.run_id, rated)
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
                 _close_succeeded(con, report)
@@ -454,6 +456,7 @@ def run_statements(
     args = {"period": period, "account": account_id, "finalize": finalize, "issue_date": when.isoformat()}
     result = statements.StatementsReport(period, finalize)
     with recorded_run(settings, "statements", args, None) as (con, report):
+        result.run_id = report.run_id
         if statements.is_finalized(con, period):
             result.already_finalized = True
             statements.clear_staging(target)
@@ -498,3 +501,61 @@ def run_statements(
                     write_atomic(path, data)
                     result.written.append(path)
     return result
+
+
+# --- re-executing a recorded run (``replay --verify``) ------------------------------------
+
+
+@dataclass(frozen=True)
+class Reexecution:
+    """A recorded run executed again: the new run's id, and whether what it wrote is files
+    (statements: compared file by file) rather than rows (compared by their digests)."""
+
+    run_id: int
+    wrote_files: bool = False
+
+
+def _rerun_ingest(settings: Settings, args: dict[str, Any], inputs: Sequence[Path], out_dir: Path) -> Reexecution:
+    return Reexecution(_ingest_and_rate(settings, "ingest", args, inputs, None).run_id)
+
+
+def _rerun_nightly(settings: Settings, args: dict[str, Any], inputs: Sequence[Path], out_dir: Path) -> Reexecution:
+    return Reexecution(_ingest_and_rate(settings, "nightly", args, inputs, rate.scope_new_and_open).run_id)
+
+
+def _rerun_rate(settings: Settings, args: dict[str, Any], inputs: Sequence[Path], out_dir: Path) -> Reexecution:
+    start = datetime.fromisoformat(args["from"]) if args.get("from") else None
+    end = datetime.fromisoformat(args["to"]) if args.get("to") else None
+    return Reexecution(run_rate(settings, start, end).run_id)
+
+
+def _rerun_statements(settings: Settings, args: dict[str, Any], inputs: Sequence[Path], out_dir: Path) -> Reexecution:
+    result = run_statements(
+        settings,
+        args["period"],
+        out_dir,
+        account_id=args.get("account"),
+        finalize=bool(args.get("finalize")),
+        issue_date=date.fromisoformat(args["issue_date"]),
+        allow_empty=True,  # re-execute what the run did, even a run that wrote nothing
+    )
+    return Reexecution(result.run_id, wrote_files=True)
+
+
+# the ledger's ``runs.command`` -> how that job re-runs from its recorded ``args`` and inputs
+_REEXECUTE: dict[str, Callable[[Settings, dict[str, Any], Sequence[Path], Path], Reexecution]] = {
+    "ingest": _rerun_ingest,
+    "nightly": _rerun_nightly,
+    "rate": _rerun_rate,
+    "statements": _rerun_statements,
+}
+
+
+def reexecute(
+    settings: Settings, command: str, args: dict[str, Any], inputs: Sequence[Path], out_dir: Path
+) -> Reexecution | None:
+    """Run a recorded run again, from its ledger row's ``command`` and ``args`` and its input
+    files, on the database of ``settings``; files it writes go under ``out_dir``. None for a
+    command that writes no billing data (nothing to re-execute)."""
+    rerun = _REEXECUTE.get(command)
+    return rerun(settings, args, inputs, out_dir) if rerun is not None else None

@@ -25,6 +25,8 @@ from core.faults import fault_point
 from core.timing import step
 
 _EXTEND = "INSERT INTO rating_scope SELECT DISTINCT account_id, request_id FROM "
+NEW_RATED = "new_rated"  # the rows a rating wrote; sql/aggregate.sql and the Spark bridge use this name
+AFFECTED_PERIODS = "affected_periods"
 
 
 def _ensure_scope(con: duckdb.DuckDBPyConnection) -> None:
@@ -50,11 +52,21 @@ def scope_open_periods(con: duckdb.DuckDBPyConnection) -> None:
 
 @dataclass(frozen=True)
 class RateResult:
+    """What a rating produced: its counts, and the names of the temp tables that hold its rows.
+
+    The next stages read those tables through this object (``reference.record_used_versions``
+    the price versions in ``rows_table``, ``jobs.record_output_digests`` the statement lines
+    of ``periods_table``), not by names they would have to know; the tables live as long as
+    the connection, until the next rating replaces them.
+    """
+
     requests: int
     attempts: int
     billed: int
     held: int
     periods: int
+    rows_table: str = NEW_RATED  # the rated rows this rating wrote (as in rated_attempts, less rated_run_id)
+    periods_table: str = AFFECTED_PERIODS  # (account_id, period) whose statement lines it changed
 
 
 def scope_new_and_open(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
@@ -157,16 +169,16 @@ def rate_scope(
             )
             rate_on_spark(con, spark_attempts)
         else:
-            con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS " + sql_text("rate.sql"))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
     fault_point("rate:after_new_rated")
     with step("replace_rated"):
         _remove_replaced(con, run_id)
         fault_point("rate:after_delete")
-        con.execute("INSERT INTO rated_attempts SELECT *, $run_id FROM new_rated", {"run_id": run_id})
+        con.execute(f"INSERT INTO rated_attempts SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
         fault_point("rate:after_insert")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE affected_periods AS "
-        "SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM new_rated"
+        f"CREATE OR REPLACE TEMP TABLE {AFFECTED_PERIODS} AS "
+        f"SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM {NEW_RATED}"
     )
     fault_point("rate:after_affected_periods")
     with step("aggregate"):
@@ -175,7 +187,7 @@ def rate_scope(
     row = con.execute(
         "SELECT (SELECT count(*) FROM scope_requests), count(*), "
         "count(*) FILTER (WHERE outcome = 'billed'), count(*) FILTER (WHERE outcome = 'held'), "
-        "(SELECT count(*) FROM affected_periods) FROM new_rated"
+        f"(SELECT count(*) FROM {AFFECTED_PERIODS}) FROM {NEW_RATED}"
     ).fetchone()
     assert row is not None
     return RateResult(*row)

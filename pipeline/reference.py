@@ -22,6 +22,7 @@ from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
 from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
 from pipeline.issuer import BUILT_IN, Issuer, IssuerError, parse_stored
+from pipeline.rate import RateResult
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
 
@@ -234,11 +235,11 @@ def check_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, force: b
             con.execute("UPDATE price_versions_used SET sha256 = ? WHERE version_id = ?", [sha, version_id])
 
 
-def record_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) -> None:
+def record_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int, rated: RateResult) -> None:
     """Remember the versions the just-rated attempts were priced with (inside the transaction)."""
     hashes = ref.prices.hashes()
     for (version_id,) in con.execute(
-        "SELECT DISTINCT price_version FROM new_rated WHERE price_version IS NOT NULL "
+        f"SELECT DISTINCT price_version FROM {rated.rows_table} WHERE price_version IS NOT NULL "
         "AND price_version NOT IN (SELECT version_id FROM price_versions_used)"
     ).fetchall():
         con.execute("INSERT INTO price_versions_used VALUES (?, ?, ?)", [version_id, hashes[version_id], run_id])

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from core.money import ZERO, Decimal
 from pipeline import jobs, rate, reference, statements
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.ingest import file_sha256
-from pipeline.redact import install_sql_macro
 from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
 from reports.atomic import write_atomic
 from reports.csvsafe import csv_bytes
@@ -85,7 +84,6 @@ def scratch_with(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     if not db_path.exists():
         raise DatabaseMissing.at(db_path)
     con = connect(":memory:")
-    install_sql_macro(con)
     con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS live (READ_ONLY)")
     try:
         yield con
@@ -352,28 +350,11 @@ def _reexecute(
             hashes["credits"] = credits
         stored = reference.from_stored(live, hashes)
         settings = jobs.Settings(db_path=scratch.db_path, reference=stored, force_price_edit=True)
-    paths = [Path(p) for p, _ in inputs]
-    if command == "nightly":
-        replayed = jobs._ingest_and_rate(settings, command, args, paths, rate.scope_new_and_open)
-    elif command == "ingest":
-        replayed = jobs._ingest_and_rate(settings, command, args, paths, None)
-    elif command == "rate":
-        start = datetime.fromisoformat(args["from"]) if args.get("from") else None
-        end = datetime.fromisoformat(args["to"]) if args.get("to") else None
-        replayed = jobs.run_rate(settings, start, end)
-    elif command == "statements":
-        jobs.run_statements(
-            settings,
-            args["period"],
-            tmp / "out",
-            account_id=args.get("account"),
-            finalize=bool(args.get("finalize")),
-            issue_date=date.fromisoformat(args["issue_date"]),
-            allow_empty=True,  # re-execute what the run did, even a run that wrote nothing
-        )
-        return _compare_outputs(live, scratch.db_path, live_run)
-    else:
+    replayed = jobs.reexecute(settings, command, args, [Path(p) for p, _ in inputs], tmp / "out")
+    if replayed is None:
         return None
+    if replayed.wrote_files:
+        return _compare_outputs(live, scratch.db_path, live_run)
     return _compare_digests(live, scratch.db_path, live_run, replayed.run_id)
 
 

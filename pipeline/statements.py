@@ -122,6 +122,7 @@ class StatementsReport:
     period: str
     finalized: bool
     already_finalized: bool = False
+    run_id: int = 0  # the ledger's run that rendered them
     statements: list[StatementFiles] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     restored: list[Path] = field(default_factory=list)
