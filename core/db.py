@@ -19,6 +19,7 @@ import duckdb
 
 from core.errors import MissingInput
 from core.faults import fault_point
+from core.timing import started
 
 DEFAULT_DB = Path("data/infergate.duckdb")
 DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's buffer memory for a run; it spills to disk beyond it
@@ -172,15 +173,33 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """All or nothing: a crash or error inside leaves the database as it was before."""
+def transaction(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    before_commit: str | None = None,
+    after_commit: str | None = None,
+    timed: str | None = None,
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: a crash or error inside leaves the database as it was before.
+
+    ``before_commit`` / ``after_commit`` name the fault injection points passed once the block
+    has ended without an error, just before and just after the COMMIT (``core.faults``);
+    ``timed`` names the step the COMMIT is timed as (``core.timing``).
+    """
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
+        if before_commit is not None:
+            fault_point(before_commit)
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    committed = started(timed) if timed is not None else None
     con.execute("COMMIT")
+    if committed is not None:
+        committed()
+    if after_commit is not None:
+        fault_point(after_commit)
 
 
 def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object] | None = None) -> None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from core.faults import fault_point
+
 # called with (step, seconds) after every timed step; set by core.console for JSON logs
 listener: Callable[[str, float], None] | None = None  # allow-float: wall time, not money
 
@@ -40,10 +42,13 @@ def started(name: str) -> Callable[[], None]:
 
 
 @contextmanager
-def step(name: str) -> Iterator[None]:
-    """Time the block as one named step of the run."""
+def step(name: str, after: str | None = None) -> Iterator[None]:
+    """Time the block as one named step of the run; then, when it ended without an error, pass
+    the fault injection point ``after`` (``core.faults``: a test can kill the run there)."""
     stop = started(name)
     try:
         yield
     finally:
         stop()
+    if after is not None:
+        fault_point(after)

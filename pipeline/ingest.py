@@ -629,10 +629,9 @@ def stage_files(
             if on_file:
                 on_file(path)
             advance(1)
-    with step("parse"):
+    with step("parse", after="after_parse"):
         if staged:
             parse_staged(con, ts_latest=ts_latest)
-    fault_point("after_parse")
     return StagedBatch(tuple(staged), tuple(skipped))
 
 
@@ -866,12 +865,10 @@ def apply_staged(
     """Dedup and store the staged, parsed batch. Call inside the run's transaction."""
     if not batch.staged:
         return list(batch.skipped)
-    with step("dedup"):
+    with step("dedup", after="after_dedup"):
         con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
-    fault_point("after_dedup")
-    with step("recount"):
+    with step("recount", after="after_recount"):
         _recount_new_attempts(con, recounter)
-    fault_point("after_recount")
     with step("store"):
         run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)

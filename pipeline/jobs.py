@@ -24,7 +24,7 @@ from core import console, credit_ledger
 from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from core.errors import BillingError, EmptyPeriod, UsageProblem
 from core.faults import fault_point
-from core.timing import started, step
+from core.timing import step
 from pipeline import ingest, rate, reference, snapshot, statements
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.credits import load_credits
@@ -287,22 +287,19 @@ def _ingest_and_rate(
 ) -> RunReport:
     ref = load_reference(settings) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
-        with step("stage"):
+        with step("stage", after="after_stage"):
             batch = ingest.stage_files(con, paths, settings.on_file, _ts_latest(args))
-        fault_point("after_stage")
-        with transaction(con):
-            with step("ingest"):
+        with transaction(con, before_commit="before_commit", timed="commit", after_commit="after_commit"):
+            with step("ingest", after="after_ingest"):
                 report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
-            fault_point("after_ingest")
             if scope is None:
                 rate.mark_unrated(con, report.run_id)
             if scope is not None and ref is not None:
-                with step("reference"):
+                with step("reference", after="after_reference"):
                     rate.reset_scope(con)
                     reference.check_used_versions(con, ref, settings.force_price_edit)
                     reference.load_into(con, ref)
                     reference.remember_files(con, ref, report.run_id)
-                fault_point("after_reference")
                 if reference.stored_fingerprint(con) != ref.fingerprint():
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
                 scope(con, report.run_id)
@@ -317,10 +314,6 @@ def _ingest_and_rate(
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
                 _close_succeeded(con, report)
-            fault_point("before_commit")
-            committed = started("commit")
-        committed()
-        fault_point("after_commit")
         return report
 
 
@@ -480,15 +473,13 @@ def run_statements(
         if finalize:
             fault_point("statements:after_stage")
         try:
-            with transaction(con):
+            with transaction(con, before_commit="statements:before_commit", after_commit="statements:after_commit"):
                 if finalize:
                     statements.store_issued(con, period, when, report.run_id, result.statements, due)
                 _close_succeeded(con, report)
-                fault_point("statements:before_commit")
         except BaseException:
             statements.clear_staging(target)  # rolled back: nothing was issued
             raise
-        fault_point("statements:after_commit")
         if finalize:
             published = statements.publish_staged(staged)
             fault_point("statements:after_publish")

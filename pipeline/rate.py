@@ -159,7 +159,7 @@ def rate_scope(
     _ensure_scope(con)
     with step("scope_attempts"):
         _bind_scoped_attempts(con, run_id)
-    with step("rate"):
+    with step("rate", after="rate:after_new_rated"):
         if engine == "spark":
             from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
 
@@ -170,12 +170,10 @@ def rate_scope(
             rate_on_spark(con, spark_attempts)
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
-    fault_point("rate:after_new_rated")
-    with step("replace_rated"):
+    with step("replace_rated", after="rate:after_insert"):
         _remove_replaced(con, run_id)
         fault_point("rate:after_delete")
         con.execute(f"INSERT INTO rated_attempts SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
-        fault_point("rate:after_insert")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED_PERIODS} AS "
         f"SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM {NEW_RATED}"
