@@ -22,6 +22,7 @@ import duckdb
 from core import console
 from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from core.errors import BillingError
+from core.money import D, Decimal, MoneyError
 from core.period import Period, PeriodError
 from pipeline import snapshot
 from pipeline.issuer import DEFAULT_ISSUER_FILE
@@ -112,6 +113,21 @@ class PeriodType(click.ParamType):
             raise click.BadParameter(f"{value!r} is not YYYY-MM", ctx, param, param_hint=hint) from None
 
 
+class AmountType(click.ParamType):
+    """An amount in USD, given to the command as an exact Decimal (``core.money.D``)."""
+
+    name = "text"  # the metavar stays TEXT
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            return D(value)
+        except MoneyError:
+            hint = "/".join(param.opts) if param is not None else None
+            raise click.BadParameter(f"{value!r} is not an amount", ctx, param, param_hint=hint) from None
+
+
 class OutDir(click.Path):
     """``--out``: a directory to write into (created when missing; a file there is refused)."""
 
@@ -120,6 +136,7 @@ class OutDir(click.Path):
 
 
 PERIOD = PeriodType()
+AMOUNT = AmountType()
 
 
 def job_settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | None = None) -> Settings:

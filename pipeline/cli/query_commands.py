@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 
 from core import console
-from core.money import D, MoneyError
+from core.money import Decimal
 from core.period import Period
 from pipeline import ledger, snapshot
-from pipeline.cli.base import allow_empty_option, cli, fail_cleanly, out_option, period_option, read_only
+from pipeline.cli.base import AMOUNT, allow_empty_option, cli, fail_cleanly, out_option, period_option, read_only
 from pipeline.jobs import Settings
 from reports import query_output
 from reports.exports import export_period
@@ -119,7 +119,9 @@ def spend_limits(settings: Settings, period: Period, min_rejections: int, out_di
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet"]), default="table", show_default=True)
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), help="File for csv/parquet.")
-@click.option("--threshold", default="0", show_default=True, help="Alert when a balance is below this (USD).")
+@click.option(
+    "--threshold", type=AMOUNT, default="0", show_default=True, help="Alert when a balance is below this (USD)."
+)
 @click.option(
     "--days",
     type=click.IntRange(min=1),
@@ -142,7 +144,7 @@ def balances_command(
     as_of: datetime | None,
     fmt: str,
     out_path: Path | None,
-    threshold: str,
+    threshold: Decimal,
     days: int,
     window_days: int,
     alerts_only: bool,
@@ -164,12 +166,8 @@ def balances_command(
     if fmt != "table" and out_path is None:
         raise click.BadParameter("--format csv/parquet needs --out FILE", param_hint="--out")
     when = (as_of or datetime.now(UTC)).replace(tzinfo=(as_of.tzinfo if as_of else None) or UTC).astimezone(UTC)
-    try:
-        limit = D(threshold)
-    except MoneyError:
-        raise click.BadParameter(f"{threshold!r} is not an amount", param_hint="--threshold") from None
     with read_only(settings) as con:
-        rows = balances(con, when, threshold=limit, days=days, window_days=window_days)
+        rows = balances(con, when, threshold=threshold, days=days, window_days=window_days)
     if alerts_only:
         rows = [r for r in rows if r.alert]
     if out_path is not None:
