@@ -116,9 +116,6 @@ class AccountsFile(BaseModel):
     sha256: str = ""
     source_bytes: bytes = b""
 
-    def group_of(self, account: Account) -> Group:
-        return self.groups.get(account.group, Group())
-
 
 def _check_consistency(path: Path, ref: AccountsFile) -> None:
     # a Counter, not ids.count(i) per id: that was quadratic (7 minutes for 100K accounts)

@@ -323,11 +323,6 @@ def _stored_issuer(con: duckdb.DuckDBPyConnection, sha: str | None) -> Issuer:
     return parse_stored(bytes(row[0]), "stored:issuer.json")
 
 
-def stored_hashes(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    row = con.execute("SELECT value FROM rating_state WHERE key = 'reference'").fetchone()
-    return json.loads(row[0]) if row else None
-
-
 def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     row = con.execute("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'").fetchone()
     return row[0] if row else None
