@@ -67,25 +67,28 @@ LINES_HEADER = (
     "list_price_per_1m",
     "price_basis",
 )
-DETAIL_HEADER = (
-    "request_id",
-    "event_id",
-    "attempt",
-    "ts",
-    "model",
-    "status",
-    "usage_source",
-    "input_uncached_tokens",
-    "input_cached_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "image_tokens",
-    "price_version",
-    "unit_price_input_uncached",
-    "unit_price_input_cached",
-    "unit_price_output",
-    "charge_usd",
+# the per-request detail CSV: its header, and each cell as DuckDB formats it exactly as
+# csv_bytes writes it (tested), listed once
+_DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("request_id", "request_id", "text"),
+    ("event_id", "event_id", "text"),
+    ("attempt", "attempt", "integer"),
+    ("ts", "strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')", "text"),
+    ("model", "model", "text"),
+    ("status", "status", "integer"),
+    ("usage_source", "usage_source", "text"),
+    ("input_uncached_tokens", "input_uncached_tokens", "integer"),
+    ("input_cached_tokens", "input_cached_tokens", "integer"),
+    ("output_tokens", "output_tokens", "integer"),
+    ("reasoning_tokens", "reasoning_tokens", "integer"),
+    ("image_tokens", "image_tokens", "integer"),
+    ("price_version", "price_version", "text"),
+    ("unit_price_input_uncached", "unit_price_input_uncached", "decimal"),
+    ("unit_price_input_cached", "unit_price_input_cached", "decimal"),
+    ("unit_price_output", "unit_price_output", "decimal"),
+    ("charge_usd", "charge_total", "decimal"),
 )
+DETAIL_HEADER = tuple(header for header, _, _ in _DETAIL_COLUMNS)
 PARALLEL_FROM = 8  # render in a process pool from this many statements on
 
 
@@ -333,26 +336,7 @@ def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str,
     return csv_bytes(LINES_HEADER, rows)
 
 
-# the detail CSV's cells, formatted by DuckDB exactly as csv_bytes writes them (tested)
-_DETAIL_CELLS = (
-    ("request_id", "text"),
-    ("event_id", "text"),
-    ("attempt", "integer"),
-    ("strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')", "text"),
-    ("model", "text"),
-    ("status", "integer"),
-    ("usage_source", "text"),
-    ("input_uncached_tokens", "integer"),
-    ("input_cached_tokens", "integer"),
-    ("output_tokens", "integer"),
-    ("reasoning_tokens", "integer"),
-    ("image_tokens", "integer"),
-    ("price_version", "text"),
-    ("unit_price_input_uncached", "decimal"),
-    ("unit_price_input_cached", "decimal"),
-    ("unit_price_output", "decimal"),
-    ("charge_total", "decimal"),
-)
+_DETAIL_CELLS = tuple((cell, kind) for _, cell, kind in _DETAIL_COLUMNS)
 _DETAIL_QUERY = (
     f"SELECT account_id, {sql_csv_line(_DETAIL_CELLS)} FROM rated_attempts "
     f"WHERE {_ACCOUNT} AND outcome = 'billed' ORDER BY account_id, ts, request_id, event_id"
