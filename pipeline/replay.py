@@ -179,7 +179,7 @@ def _reproduce(
     if not issued:
         raise ReplayError(f"{period} has no issued statements to reproduce; finalize it first")
     due = statements.due_lines(con, period, account)
-    names = dict(con.execute("SELECT model, display_name FROM model_prices").fetchall())
+    names = statements.model_names(con)  # the lookup the statements were rendered with
     with console.current().progress("replay statements", len(issued)) as advance:
         for account_id, number, issue_date in issued:
             doc = statements.build_document(con, account_id, period, due.get(account_id, []), number, issue_date)

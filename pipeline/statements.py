@@ -142,7 +142,8 @@ def due_lines(con: duckdb.DuckDBPyConnection, period: str, account_id: str | Non
     return {a: lines for a, lines in sorted(result.items()) if a in known}
 
 
-def _model_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+def model_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Each model's printed name; where price versions name it differently, the latest one's."""
     rows = con.execute(
         "SELECT model, display_name FROM model_prices JOIN price_versions USING (version_id) ORDER BY effective_from"
     ).fetchall()
@@ -226,7 +227,7 @@ def period_context(con: duckdb.DuckDBPyConnection, period: str, account_id: str 
     }
     state = credit_ledger.load_state(con)
     credits = credit_ledger.period_blocks(state, period, sorted(state.accounts & (parties.keys())))
-    return PeriodContext(_model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
+    return PeriodContext(model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
 
 
 def _adjustment_text(line: DueLine, names: dict[str, str]) -> str:
