@@ -14,6 +14,13 @@ from pipeline.statements import StatementsReport
 
 
 def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
+    """The run's files, rating and outcome; exit 1 after them if it reports a problem."""
+    _print_files(report)
+    _print_outcome(report)
+    _exit_on_problems(report, max_rate)
+
+
+def _print_files(report: RunReport) -> None:
     out = console.current()
     for f in report.files:
         name = Path(f.path).name
@@ -40,6 +47,10 @@ def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a 
     for f in report.empty_files():
         what = "empty file (0 bytes)" if f.size_bytes == 0 else f"no records in {f.size_bytes} bytes"
         out.warning(f"{f.path}: {what}")
+
+
+def _print_outcome(report: RunReport) -> None:
+    out = console.current()
     if report.rated:
         r = report.rated
         if not out.is_json:
@@ -56,6 +67,10 @@ def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a 
               snapshot=report.snapshot)
     if not out.is_json:
         out.info(f"run {report.run_id} succeeded")
+
+
+def _exit_on_problems(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
+    out = console.current()
     if report.snapshot_error:
         out.problem(
             f"the run committed, but the analyst snapshot was not published ({report.snapshot_error}); "
