@@ -305,3 +305,38 @@ def test_an_e_invoice_the_issuer_cannot_issue_is_refused(issuer: str, message: s
     accounts = parse_accounts(f'{account}e_invoice = "factur-x"\ntax_treatment = "domestic"\n'.encode(), Path("a.toml"))
     with pytest.raises(IssuerError, match=rf"a\.toml: field accounts\.\[acct_x\]\.e_invoice: .*{message}"):
         check_accounts(parse_issuer(issuer.encode(), Path("i.toml")), accounts, Path("a.toml"))
+
+
+def test_adjustment_lines_are_invoice_lines_and_a_negative_one_has_quantity_minus_one() -> None:
+    from core.money import tax_on
+    from reports.invoice_model import IssuerParty, PaymentTerms, TaxSummary
+    from reports.statement_model import AdjustmentLine
+    from tests.reports import fixtures
+
+    base = fixtures.statement()  # ten usage lines 1764.77, one adjustment 18.42
+    issuer = IssuerParty(name="InferGate Europe GmbH", address_lines=("Torstrasse 49", "10119 Berlin"),
+                         country="DE", vat_id="DE123456788")  # fmt: skip
+    adjustments = (*base.adjustments, AdjustmentLine("2026-09", "Usage billed twice in September", D("-3.10")))
+    # charges 1764.77 + 18.42 - 3.10 = 1780.09; VAT 1780.09 x 19% = 338.2171 -> 338.22; due 2118.31
+    assert tax_on(D("1780.09"), D("19")) == D("338.22")
+    doc = dataclasses.replace(
+        base, issuer=issuer, account=dataclasses.replace(base.account, country="DE"), adjustments=adjustments,
+        adjustments_total=D("15.32"), tax=TaxSummary("domestic", "VAT", D("19"), "DE123456788", "DE812345673"),
+        tax_amount=D("338.22"), total_due=D("2118.31"), terms=PaymentTerms.from_issue(base.issue_date, 14, None),
+        e_invoice="factur-x",
+    )  # fmt: skip
+    xml = einvoice.build_xml(doc)
+    xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    root = ET.fromstring(xml)
+    assert len(root.findall(f".//{RAM}IncludedSupplyChainTradeLineItem")) == 12  # 10 usage + 2 adjustments
+    assert _totals(root) == {
+        "sum_of_lines": D("1780.09"),
+        "LineTotalAmount": D("1780.09"),
+        "TaxBasisTotalAmount": D("1780.09"),
+        "TaxTotalAmount": D("338.22"),
+        "GrandTotalAmount": D("2118.31"),
+        "DuePayableAmount": D("2118.31"),
+    }
+    assert b'<ram:BilledQuantity unitCode="C62">-1</ram:BilledQuantity>' in xml  # price 3.10, never negative (BR-27)
+    assert b"<ram:ChargeAmount>3.1</ram:ChargeAmount>" in xml and b"<ram:LineTotalAmount>-3.10<" in xml
+    assert b"BuyerOrderReferencedDocument" not in xml  # no PO reference: no BT-13
