@@ -15,7 +15,9 @@ which stamps every embedded font with the current time unless ``SOURCE_DATE_EPOC
 :func:`write_pdf` sets it (to 0, for the duration of the render) when the caller has not. So
 the same HTML gives byte-identical PDFs on one machine. A different WeasyPrint version changes
 at least the ``/Producer`` field, and different fonts or shaping libraries can move glyphs:
-compare statements across machines by their text, not their bytes.
+compare statements across machines by their text, not their bytes. E-invoices (PDF/A-3 with
+Factur-X XML, :func:`statement_pdf`) carry the issue date as creation and modification date,
+never the clock (:func:`reports.pdf.factur_x`).
 """
 
 from __future__ import annotations
