@@ -75,6 +75,9 @@ class PriceOverride(BaseModel):
 #: (no tax, the customer accounts for it; both VAT IDs printed), exempt, or out of scope.
 TaxTreatment = Literal["domestic", "eu_reverse_charge", "exempt", "out_of_scope"]
 
+#: E-invoice formats a statement can carry: Factur-X / ZUGFeRD, profile EN 16931 (CII syntax).
+EInvoice = Literal["factur-x"]
+
 
 class Account(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -93,6 +96,9 @@ class Account(BaseModel):
     tax_note: str | None = Field(default=None, min_length=1, max_length=300)  # why exempt / out of scope
     payment_terms_days: int | None = Field(default=None, ge=0, le=365)  # None: the issuer's default
     po_reference: str | None = Field(default=None, min_length=1, max_length=100)
+    # e-invoice (issue 16 item 5): a PDF/A-3 with an embedded EN 16931 XML, and what it needs
+    e_invoice: EInvoice | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")  # ISO 3166-1 alpha-2 (EN 16931 BT-55)
 
     @field_validator("vat_id")
     @classmethod
@@ -125,6 +131,7 @@ def _check_consistency(path: Path, ref: AccountsFile) -> None:
     for account in ref.accounts:
         if account.group != "default" and account.group not in ref.groups:
             raise AccountsError(f"{path}: account {account.id}: group {account.group!r} is not defined")
+        _check_e_invoice(path, account)
         by_model: dict[str, list[PriceOverride]] = {}
         for override in account.overrides:
             if override.effective_until is not None and override.effective_until <= override.effective_from:
@@ -141,6 +148,25 @@ def _check_consistency(path: Path, ref: AccountsFile) -> None:
                         f"{path}: account {account.id}: overrides for {model} overlap at "
                         f"{later.effective_from.isoformat()}"
                     )
+
+
+def _check_e_invoice(path: Path, account: Account) -> None:
+    """An account marked for e-invoices has what EN 16931 requires of a buyer and a tax category."""
+    if account.e_invoice is None:
+        return
+    where = f"{path}: field accounts.[{account.id}]"
+    if account.country is None:
+        raise AccountsError(f"{where}.country: e_invoice needs the buyer's ISO 3166 country code (EN 16931 BT-55)")
+    if not any(line.strip() for line in account.address):
+        raise AccountsError(f"{where}.address: e_invoice needs the buyer's postal address (EN 16931 BG-8)")
+    if account.tax_treatment is None:
+        raise AccountsError(
+            f"{where}.tax_treatment: e_invoice needs a tax treatment (EN 16931 gives every invoice a VAT category)"
+        )
+    if account.tax_treatment in ("exempt", "out_of_scope") and account.tax_note is None:
+        raise AccountsError(
+            f"{where}.tax_note: e_invoice needs the exemption reason for {account.tax_treatment} (EN 16931 BT-120)"
+        )
 
 
 def load_accounts(path: Path = DEFAULT_ACCOUNTS_FILE) -> AccountsFile:

@@ -30,6 +30,8 @@ class AccountInvoicing:
     tax_note: str | None = None
     payment_terms_days: int | None = None
     po_reference: str | None = None
+    e_invoice: str | None = None  # "factur-x": PDF/A-3 with an EN 16931 XML (issue 16 item 5)
+    country: str | None = None  # the customer's ISO 3166 code (EN 16931 BT-55)
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,14 @@ class InvoicingContext:
 def _issuer(con: duckdb.DuckDBPyConnection) -> tuple[IssuerParty, str, str, str, Decimal | None, int | None]:
     row = con.execute(
         "SELECT legal_name, address, email, tax_id, vat_id, registration, remittance, logo_png_base64, "
-        "sha256, statement_number_prefix, tax_label, domestic_tax_rate_pct, default_payment_terms_days FROM issuer"
+        "sha256, statement_number_prefix, tax_label, domestic_tax_rate_pct, default_payment_terms_days, country "
+        "FROM issuer"
     ).fetchone()
     if row is None:  # nothing rated since the issuer became reference data
         i = BUILT_IN
         row = (i.legal_name, i.address, i.email, None, None, None, [], None, i.sha256,
-               i.statement_number_prefix, i.tax_label, None, None)  # fmt: skip
-    name, address, email, tax_id, vat_id, registration, remittance, logo, sha, prefix, label, rate, days = row
+               i.statement_number_prefix, i.tax_label, None, None, i.country)  # fmt: skip
+    name, address, email, tax_id, vat_id, registration, remittance, logo, sha, prefix, label, rate, days, country = row
     party = IssuerParty(
         name=name,
         address_lines=tuple(address),
@@ -107,6 +110,7 @@ def _issuer(con: duckdb.DuckDBPyConnection) -> tuple[IssuerParty, str, str, str,
         registration=registration,
         remittance_lines=tuple(remittance),
         logo_png_base64=logo,
+        country=country,
     )
     return party, sha, prefix, label, rate, days
 
@@ -123,7 +127,7 @@ def read_invoicing(con: duckdb.DuckDBPyConnection, account_id: str | None = None
     accounts = {
         row[0]: AccountInvoicing(*row[1:])
         for row in con.execute(
-            "SELECT account_id, tax_treatment, vat_id, tax_note, payment_terms_days, po_reference "
+            "SELECT account_id, tax_treatment, vat_id, tax_note, payment_terms_days, po_reference, e_invoice, country "
             "FROM account_invoicing WHERE $a IS NULL OR account_id = $a",
             {"a": account_id},
         ).fetchall()

@@ -22,7 +22,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import BillingError, MissingInput, read_reference_file
-from pipeline.accounts import AccountsFile, Percent
+from pipeline.accounts import Account, AccountsFile, Percent
 from pipeline.taxids import check_vat_id, is_eu_vat_id
 
 __all__ = [
@@ -92,6 +92,7 @@ BUILT_IN = Issuer(
     legal_name="InferGate",
     address=("340 Pine Street, Suite 800", "San Francisco, CA 94104", "United States"),
     email="billing@useinfergate.com",
+    country="US",  # not printed; the seller country an e-invoice needs (EN 16931 BT-40)
 )
 
 
@@ -147,6 +148,20 @@ def load_issuer(path: Path | None) -> Issuer:
     return parse_issuer(data, path)
 
 
+def _check_e_invoice_issuer(issuer: Issuer, account: Account, accounts_path: Path) -> None:
+    """What an e-invoice needs from the issuer for this account (EN 16931 BT-40, BR-S/E-02, BR-CO-25)."""
+    where = f"{accounts_path}: field accounts.[{account.id}].e_invoice"
+    if issuer.country is None:
+        raise IssuerError(f"{where}: an e-invoice needs the issuer's country (EN 16931 BT-40) in the issuer file")
+    if account.tax_treatment in ("domestic", "exempt") and issuer.vat_id is None and issuer.tax_id is None:
+        raise IssuerError(f"{where}: a {account.tax_treatment} e-invoice needs the issuer's vat_id or tax_id")
+    if account.payment_terms_days is None and issuer.default_payment_terms_days is None:
+        raise IssuerError(
+            f"{where}: an e-invoice needs a due date (EN 16931 BR-CO-25): set payment_terms_days "
+            "or the issuer's default_payment_terms_days"
+        )
+
+
 def check_accounts(issuer: Issuer, accounts: AccountsFile, accounts_path: Path) -> None:
     """Refuse account tax treatments the issuer cannot invoice under (names account and field)."""
     for account in accounts.accounts:
@@ -155,6 +170,8 @@ def check_accounts(issuer: Issuer, accounts: AccountsFile, accounts_path: Path) 
             raise IssuerError(
                 f"{where}: 'domestic' needs the issuer's domestic_tax_rate_pct, which the issuer file does not set"
             )
+        if account.e_invoice is not None:
+            _check_e_invoice_issuer(issuer, account, accounts_path)
         if account.tax_treatment == "eu_reverse_charge":
             if issuer.vat_id is None or not is_eu_vat_id(issuer.vat_id):
                 raise IssuerError(f"{where}: 'eu_reverse_charge' needs the issuer's EU vat_id in the issuer file")

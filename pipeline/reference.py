@@ -204,12 +204,13 @@ def _insert_invoicing(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
         ],
     )
     rows = [
-        (a.id, a.tax_treatment, a.vat_id, a.tax_note, a.payment_terms_days, a.po_reference)
+        (a.id, a.tax_treatment, a.vat_id, a.tax_note, a.payment_terms_days, a.po_reference, a.e_invoice, a.country)
         for a in ref.accounts.accounts
-        if (a.tax_treatment, a.vat_id, a.tax_note, a.payment_terms_days, a.po_reference) != (None,) * 5
+        if (a.tax_treatment, a.vat_id, a.tax_note, a.payment_terms_days, a.po_reference, a.e_invoice, a.country)
+        != (None,) * 7
     ]
     if rows:
-        insert_many(con, "INSERT INTO account_invoicing VALUES (?, ?, ?, ?, ?, ?)", rows)
+        insert_many(con, "INSERT INTO account_invoicing VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 class PriceEditError(BillingError, ValueError):

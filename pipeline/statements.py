@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from pipeline.lock import release_inherited
 from reports.atomic import write_atomic
 from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
-from reports.render import pdf_bytes, render_html
+from reports.render import render_html, statement_pdf
 from reports.statement_model import (
     AdjustmentLine,
     DailyUsage,
@@ -283,10 +283,14 @@ def build_document(
     )
     applied = credits.applied if credits else ZERO
     tax, tax_amount = inv.tax_of(account_id, usage_total + adjustments_total - applied)
+    marked = inv.of(account_id)
+    party = ctx.parties[account_id]
+    if marked.country is not None:
+        party = replace(party, country=marked.country)
     return StatementDocument(
         statement_number=number,
         account_id=account_id,
-        account=ctx.parties[account_id],
+        account=party,
         issuer=inv.issuer,
         period=period,
         period_start=start,
@@ -304,6 +308,7 @@ def build_document(
         tax_amount=tax_amount,
         tax=tax,
         terms=inv.terms_of(account_id, issue_date),
+        e_invoice=marked.e_invoice,
         **ctx.facts_of(account_id),  # type: ignore[arg-type]
     )
 
@@ -377,7 +382,7 @@ def detail_csv(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> 
 def _render(doc: StatementDocument) -> tuple[bytes, bytes]:
     """HTML and PDF bytes of one statement (a top-level function: runs in worker processes)."""
     html = render_html(doc)
-    return html.encode("utf-8"), pdf_bytes(html)
+    return html.encode("utf-8"), statement_pdf(doc, html)
 
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h

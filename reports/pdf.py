@@ -8,10 +8,12 @@ of the render workers imports it once before forking (``pipeline/statements.py``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 
 from weasyprint import HTML
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
@@ -91,8 +93,10 @@ def near_empty_last_page(document: object) -> bool:
         return False
 
 
-def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
-    """Render statement HTML to PDF bytes; refuses to load any file or URL it references."""
+def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None, pdf_variant: str | None = None) -> bytes:
+    """Render statement HTML to PDF bytes; refuses to load any file or URL it references.
+
+    ``pdf_variant``: WeasyPrint's, e.g. ``"pdf/a-3b"`` for e-invoices (:func:`factur_x`)."""
     fetcher = fetcher if fetcher is not None else RefusingURLFetcher()
     identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
     try:
@@ -102,9 +106,52 @@ def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
                 tighter = HTML(string=_tightened(html), url_fetcher=fetcher).render()
                 if len(tighter.pages) < len(document.pages):
                     document = tighter
-            pdf = document.write_pdf(pdf_identifier=identifier)
+            pdf = document.write_pdf(pdf_identifier=identifier, **({"pdf_variant": pdf_variant} if pdf_variant else {}))
     except FatalURLFetchingError as error:
         raise UnsafeResourceError(
             f"statement HTML references an external resource; refused: {fetcher.requested}"
         ) from error
     return bytes(pdf)
+
+
+#: Guards factur-x's clock while it is pinned (render workers are processes; threads share it).
+_FACTURX_CLOCK_LOCK = threading.Lock()
+
+
+def factur_x(pdf: bytes, xml: bytes, issued: date, *, title: str) -> bytes:
+    """A PDF/A-3 statement (rendered with ``pdf_variant="pdf/a-3b"``) with ``xml`` embedded as
+    its Factur-X invoice, profile EN 16931, checked against the Factur-X XSD on the way.
+
+    factur-x stamps the PDF's /CreationDate and /ModDate, the XMP CreateDate/ModifyDate and the
+    attachment's /ModDate with the current time; issued statements are replayed byte for byte,
+    so its two clock functions are pinned to ``issued`` at 00:00 UTC for the call. pypdf keeps
+    the file identifier WeasyPrint derived from the HTML. So the same statement gives the same
+    bytes (tested by rendering twice)."""
+    import facturx.facturx as fx  # lxml + pypdf: loaded only when an e-invoice is written
+
+    stamp = datetime(issued.year, issued.month, issued.day, tzinfo=UTC)
+
+    def pdf_timestamp(date: object = None) -> str:
+        return stamp.strftime("D:%Y%m%d%H%M%S+00'00'")
+
+    def xmp_timestamp() -> str:
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+    pinned = {"_get_pdf_timestamp": pdf_timestamp, "_get_metadata_timestamp": xmp_timestamp}
+    metadata = {"author": "", "keywords": "Factur-X, Invoice", "title": title, "subject": title}
+    quiet = logging.getLogger("pypdf")  # "Object count ... exceeds defined trailer size": harmless, noisy
+    with _FACTURX_CLOCK_LOCK:
+        saved = {name: getattr(fx, name) for name in pinned}  # AttributeError: factur-x changed, see above
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            for name, function in pinned.items():
+                setattr(fx, name, function)
+            result = fx.generate_from_binary(
+                pdf, xml, flavor="factur-x", level="en16931", check_xsd=True, pdf_metadata=metadata, lang="en-US"
+            )
+        finally:
+            quiet.setLevel(level)
+            for name, function in saved.items():
+                setattr(fx, name, function)
+    return bytes(result)

@@ -15,7 +15,9 @@ which stamps every embedded font with the current time unless ``SOURCE_DATE_EPOC
 :func:`write_pdf` sets it (to 0, for the duration of the render) when the caller has not. So
 the same HTML gives byte-identical PDFs on one machine. A different WeasyPrint version changes
 at least the ``/Producer`` field, and different fonts or shaping libraries can move glyphs:
-compare statements across machines by their text, not their bytes.
+compare statements across machines by their text, not their bytes. E-invoices (PDF/A-3 with
+Factur-X XML, :func:`statement_pdf`) carry the issue date as creation and modification date,
+never the clock (:func:`reports.pdf.factur_x`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "render_html",
     "pdf_bytes",
     "render_statement",
+    "statement_pdf",
     "write_pdf",
 ]
 
@@ -150,6 +153,21 @@ def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None) -> bytes:
     return pdf.pdf_bytes(html, fetcher=fetcher)
 
 
+def statement_pdf(doc: StatementDocument, html: str) -> bytes:
+    """The PDF of a statement rendered from ``html`` (its :func:`render_html`).
+
+    An issued statement of an account marked for e-invoices (``doc.e_invoice``) is PDF/A-3b
+    with its EN 16931 XML (:mod:`reports.einvoice`) embedded as Factur-X; every other
+    statement, and every draft, is the plain PDF it always was."""
+    if doc.e_invoice is None or doc.is_draft:
+        return pdf_bytes(html)
+    from reports import einvoice, pdf
+
+    xml = einvoice.build_xml(doc, "380")
+    title = f"{doc.issuer.name}: statement {doc.statement_number}"
+    return pdf.factur_x(pdf.pdf_bytes(html, pdf_variant="pdf/a-3b"), xml, doc.issue_date, title=title)
+
+
 def __getattr__(name: str) -> object:
     """``RefusingURLFetcher`` and ``near_empty_last_page`` live in :mod:`reports.pdf` (WeasyPrint);
     imported from here on first access."""
@@ -163,5 +181,5 @@ def __getattr__(name: str) -> object:
 def render_statement(doc: StatementDocument, pdf_path: Path) -> str:
     """Write the statement PDF to ``pdf_path`` and return the HTML it was rendered from."""
     html = render_html(doc)
-    write_pdf(html, pdf_path)
+    write_atomic(pdf_path, statement_pdf(doc, html))
     return html

@@ -126,6 +126,7 @@ def _exact_sum(values: Iterable[Decimal]) -> Decimal:
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _STATEMENT_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _PER_TOKEN = Decimal("0.000001")
 
 
@@ -136,12 +137,15 @@ class Party:
     name: str
     address_lines: tuple[str, ...]
     email: str | None = None
+    country: str | None = None  # ISO 3166-1 alpha-2; not printed (the address says it), e-invoices need it
 
     def __post_init__(self) -> None:
         _text(self, "name", self.name)
         _tuple_of(self, "address_lines", self.address_lines, str)
         if self.email is not None:
             _text(self, "email", self.email)
+        if self.country is not None and not (isinstance(self.country, str) and _COUNTRY.match(self.country)):
+            raise _fail(self, f"country {self.country!r} is not an ISO 3166 alpha-2 code")
 
 
 @dataclass(frozen=True)
@@ -282,6 +286,7 @@ class StatementDocument:
     credits: CreditSummary | None = None
     tax: TaxSummary | None = None  # how the statement is taxed (None: no tax shown, issue 16)
     terms: PaymentTerms | None = None  # payment terms, due date, PO reference (issue 16)
+    e_invoice: str | None = None  # "factur-x": the PDF is PDF/A-3 with an EN 16931 XML (issue 16 item 5)
 
     def __post_init__(self) -> None:
         number = self.statement_number
@@ -303,6 +308,8 @@ class StatementDocument:
             _count(self, name, getattr(self, name))
         self._check_daily_usage()
         self._check_totals()
+        if self.e_invoice not in (None, "factur-x"):
+            raise _fail(self, f"e_invoice {self.e_invoice!r} is not 'factur-x'")
 
     def _check_period(self) -> None:
         if not Period.is_valid(self.period):

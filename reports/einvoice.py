@@ -1,0 +1,229 @@
+"""A statement as an EN 16931 e-invoice: Factur-X / ZUGFeRD XML, profile EN 16931, CII syntax.
+
+Pure: a :class:`StatementDocument` in, XML bytes out (no clock, no randomness, no I/O), so the
+same statement always gives the same XML. Every amount is one the statement prints, to the
+cent (the mapping to the EN 16931 business terms is the table in ``docs/invoicing.md``):
+
+* one invoice line per statement line (usage lines, then prior-period adjustments), line net
+  amount = the printed amount; the sum is the printed charges (BT-106);
+* prepaid credit applied is a document-level allowance (BT-92), so the tax basis (BT-109,
+  BT-116) is the printed net amount, and the tax (BT-110, BT-117) the printed tax;
+* grand total (BT-112) and amount due for payment (BT-115) are the printed total due.
+
+The invoice type code is a parameter: 380 (commercial invoice) for statements, 381 (credit
+note) for credit notes.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import date, timedelta
+
+from core.money import Decimal
+
+from .invoice_model import TaxSummary
+from .statement_model import Party, StatementDocument
+
+__all__ = ["CATEGORY", "EN16931_GUIDELINE", "build_xml", "vat_category"]
+
+_NS = {
+    "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
+    "qdt": "urn:un:unece:uncefact:data:standard:QualifiedDataType:100",
+    "ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100",
+    "udt": "urn:un:unece:uncefact:data:standard:UnqualifiedDataType:100",
+}
+for _prefix, _uri in _NS.items():
+    ET.register_namespace(_prefix, _uri)
+
+#: BT-24, the specification identifier of Factur-X profile EN 16931 (COMFORT).
+EN16931_GUIDELINE = "urn:cen.eu:en16931:2017"
+
+#: Our tax treatments -> the EN 16931 VAT category code (UNTDID 5305 subset).
+CATEGORY = {"domestic": "S", "eu_reverse_charge": "AE", "exempt": "E", "out_of_scope": "O"}
+
+_TYPE_CODES = ("380", "381", "384")  # invoice, credit note, corrected invoice
+_PER_MILLION = "1000000"  # prices are per 1M tokens: BT-149 item price base quantity
+_UNIT = "C62"  # UN/ECE Recommendation 20 "one": a token, or an adjustment
+
+
+def vat_category(tax: TaxSummary | None) -> str:
+    """The EN 16931 VAT category code of a statement's tax treatment."""
+    if tax is None:
+        raise ValueError("an e-invoice needs a tax treatment: EN 16931 gives every invoice a VAT category")
+    return CATEGORY[tax.treatment]
+
+
+def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    prefix, name = tag.split(":")
+    element = ET.SubElement(parent, f"{{{_NS[prefix]}}}{name}", attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _amount(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def _number(value: Decimal) -> str:
+    text = f"{value.normalize():f}"
+    return text
+
+
+def _date(parent: ET.Element, tag: str, day: date) -> None:
+    _el(_el(parent, tag), "udt:DateTimeString", day.strftime("%Y%m%d"), format="102")
+
+
+def _vat_id(value: str) -> str:
+    return "".join(ch for ch in value if ch.isalnum()).upper()
+
+
+def _party(parent: ET.Element, tag: str, party: Party, vat_ids: bool, *, description: str | None = None,
+           vat_id: str | None = None, tax_id: str | None = None) -> None:  # fmt: skip
+    if party.country is None:
+        raise ValueError(f"an e-invoice needs the country of {party.name!r} (EN 16931 BT-40 / BT-55)")
+    element = _el(parent, tag)
+    _el(element, "ram:Name", party.name)
+    if description:
+        _el(element, "ram:Description", description)
+    address = _el(element, "ram:PostalTradeAddress")
+    lines = [line for line in party.address_lines if line.strip()]
+    lines = lines[:2] + ([", ".join(lines[2:])] if len(lines) > 2 else [])
+    for name, line in zip(("ram:LineOne", "ram:LineTwo", "ram:LineThree"), lines, strict=False):
+        _el(address, name, line)
+    _el(address, "ram:CountryID", party.country)
+    if party.email:
+        _el(_el(element, "ram:URIUniversalCommunication"), "ram:URIID", party.email, schemeID="EM")
+    if vat_ids and vat_id:
+        _el(_el(element, "ram:SpecifiedTaxRegistration"), "ram:ID", _vat_id(vat_id), schemeID="VA")
+    if tax_id:
+        _el(_el(element, "ram:SpecifiedTaxRegistration"), "ram:ID", tax_id, schemeID="FC")
+
+
+def _category(parent: ET.Element, tag: str, tax: TaxSummary) -> ET.Element:
+    element = _el(parent, tag)
+    _el(element, "ram:TypeCode", "VAT")
+    _el(element, "ram:CategoryCode", CATEGORY[tax.treatment])
+    if tax.treatment != "out_of_scope":  # BR-O-05/-10: no rate for 'not subject to VAT'
+        _el(element, "ram:RateApplicablePercent", _number(tax.rate_pct))
+    return element
+
+
+def _exemption_reason(tax: TaxSummary) -> tuple[str | None, str | None]:
+    """BT-120 (text) and BT-121 (VATEX code) of the tax breakdown."""
+    if tax.treatment == "eu_reverse_charge":
+        return "Reverse charge", "VATEX-EU-AE"
+    if tax.treatment in ("exempt", "out_of_scope"):
+        return tax.note or tax.heading, None
+    return None, None
+
+
+def _line(parent: ET.Element, number: int, tax: TaxSummary, *, name: str, description: str | None,
+          seller_id: str | None, price: Decimal, base: str | None, quantity: str, amount: Decimal) -> None:  # fmt: skip
+    item = _el(parent, "ram:IncludedSupplyChainTradeLineItem")
+    _el(_el(item, "ram:AssociatedDocumentLineDocument"), "ram:LineID", str(number))
+    product = _el(item, "ram:SpecifiedTradeProduct")
+    if seller_id:
+        _el(product, "ram:SellerAssignedID", seller_id)
+    _el(product, "ram:Name", name)
+    if description:
+        _el(product, "ram:Description", description)
+    net = _el(_el(item, "ram:SpecifiedLineTradeAgreement"), "ram:NetPriceProductTradePrice")
+    _el(net, "ram:ChargeAmount", _number(price) if price else "0")
+    if base is not None:
+        _el(net, "ram:BasisQuantity", base, unitCode=_UNIT)
+    _el(_el(item, "ram:SpecifiedLineTradeDelivery"), "ram:BilledQuantity", quantity, unitCode=_UNIT)
+    settlement = _el(item, "ram:SpecifiedLineTradeSettlement")
+    _category(settlement, "ram:ApplicableTradeTax", tax)
+    summation = _el(settlement, "ram:SpecifiedTradeSettlementLineMonetarySummation")
+    _el(summation, "ram:LineTotalAmount", _amount(amount))
+
+
+def build_xml(doc: StatementDocument, type_code: str = "380") -> bytes:
+    """The Factur-X EN 16931 (CII) XML of an issued statement, UTF-8, amounts as printed.
+
+    ``type_code`` is BT-3: 380 for a statement, 381 for a credit note. Refuses a draft (no
+    number), a statement without a tax treatment, and parties without a country code."""
+    if type_code not in _TYPE_CODES:
+        raise ValueError(f"invoice type code {type_code!r} is not one of {_TYPE_CODES}")
+    if doc.statement_number is None:
+        raise ValueError("a draft statement has no number: only issued statements are e-invoices")
+    tax = doc.tax
+    vat_category(tax)
+    assert tax is not None
+    if not doc.lines and not doc.adjustments:
+        raise ValueError("an e-invoice has at least one line (EN 16931 BG-25)")
+    issuer = doc.issuer
+    # BR-O-02: an invoice 'not subject to VAT' carries neither the seller's nor the buyer's VAT ID
+    vat_ids = tax.treatment != "out_of_scope"
+
+    root = ET.Element(f"{{{_NS['rsm']}}}CrossIndustryInvoice")
+    context = _el(root, "rsm:ExchangedDocumentContext")
+    _el(_el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", EN16931_GUIDELINE)
+    header = _el(root, "rsm:ExchangedDocument")
+    _el(header, "ram:ID", doc.statement_number)
+    _el(header, "ram:TypeCode", type_code)
+    _date(header, "ram:IssueDateTime", doc.issue_date)
+    if tax.note:
+        _el(_el(header, "ram:IncludedNote"), "ram:Content", tax.note)
+
+    transaction = _el(root, "rsm:SupplyChainTradeTransaction")
+    number = 0
+    for line in doc.lines:
+        number += 1
+        _line(transaction, number, tax, name=f"{line.model_name} {line.token_class_label.lower()} tokens",
+              description=f"prices {line.price_version}" + (f", {line.price_basis}" if line.price_basis else ""),
+              seller_id=line.model, price=line.unit_price_per_1m, base=_PER_MILLION, quantity=str(line.quantity),
+              amount=line.amount)  # fmt: skip
+    for adjustment in doc.adjustments:
+        number += 1
+        _line(transaction, number, tax, name=f"Adjustment for {adjustment.original_period}",
+              description=adjustment.description, seller_id=None, price=abs(adjustment.amount), base=None,
+              quantity="-1" if adjustment.amount < 0 else "1", amount=adjustment.amount)  # fmt: skip
+
+    agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
+    issuer_vat = getattr(issuer, "vat_id", None)
+    _party(agreement, "ram:SellerTradeParty", issuer, vat_ids, description=getattr(issuer, "registration", None),
+           vat_id=issuer_vat, tax_id=getattr(issuer, "tax_id", None))  # fmt: skip
+    _party(agreement, "ram:BuyerTradeParty", doc.account, vat_ids, vat_id=tax.customer_vat_id)
+    if doc.terms is not None and doc.terms.po_reference:
+        _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", doc.terms.po_reference)
+    _el(transaction, "ram:ApplicableHeaderTradeDelivery")
+
+    settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
+    _el(settlement, "ram:InvoiceCurrencyCode", doc.currency)
+    breakdown = _el(settlement, "ram:ApplicableTradeTax")
+    reason, reason_code = _exemption_reason(tax)
+    _el(breakdown, "ram:CalculatedAmount", _amount(doc.tax_amount))
+    _el(breakdown, "ram:TypeCode", "VAT")
+    if reason:
+        _el(breakdown, "ram:ExemptionReason", reason)
+    _el(breakdown, "ram:BasisAmount", _amount(doc.net_amount))
+    _el(breakdown, "ram:CategoryCode", CATEGORY[tax.treatment])
+    if reason_code:
+        _el(breakdown, "ram:ExemptionReasonCode", reason_code)
+    if tax.treatment != "out_of_scope":
+        _el(breakdown, "ram:RateApplicablePercent", _number(tax.rate_pct))
+    period = _el(settlement, "ram:BillingSpecifiedPeriod")
+    _date(period, "ram:StartDateTime", doc.period_start)
+    _date(period, "ram:EndDateTime", doc.period_end - timedelta(days=1))
+    if doc.credits_applied:
+        allowance = _el(settlement, "ram:SpecifiedTradeAllowanceCharge")
+        _el(_el(allowance, "ram:ChargeIndicator"), "udt:Indicator", "false")
+        _el(allowance, "ram:ActualAmount", _amount(doc.credits_applied))
+        _el(allowance, "ram:Reason", "Prepaid credit applied")
+        _category(allowance, "ram:CategoryTradeTax", tax)
+    if doc.terms is not None and doc.terms.due_date is not None:
+        terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
+        _el(terms, "ram:Description", doc.terms.label)
+        _date(terms, "ram:DueDateDateTime", doc.terms.due_date)
+    totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
+    _el(totals, "ram:LineTotalAmount", _amount(doc.usage_total + doc.adjustments_total))
+    if doc.credits_applied:
+        _el(totals, "ram:AllowanceTotalAmount", _amount(doc.credits_applied))
+    _el(totals, "ram:TaxBasisTotalAmount", _amount(doc.net_amount))
+    _el(totals, "ram:TaxTotalAmount", _amount(doc.tax_amount), currencyID=doc.currency)
+    _el(totals, "ram:GrandTotalAmount", _amount(doc.total_due))
+    _el(totals, "ram:DuePayableAmount", _amount(doc.total_due))
+    ET.indent(root)
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
