@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 STAMP   := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak clean samples schema-doc spark-sql
+.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak fuzz clean samples schema-doc spark-sql
 
 $(RUNTIME): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
@@ -82,6 +82,13 @@ spark-sql: $(STAMP)
 ## of disk): kills, fuzz, planted secrets, 50 MB line / 10M lines / 100K accounts; prints counts
 soak: $(STAMP)
 	$(PY) -m tests.soak.soak
+
+## fuzz: the whole-run properties and random kills at full depth (INFERGATE_TEST_DEPTH=full: the
+## examples `make test` runs a third of), about 15 minutes on 2 cores
+FUZZ_MODULES := tests/test_properties.py tests/test_incremental.py tests/test_json_content.py \
+	tests/test_bounds.py tests/test_hostile_input.py tests/faults/test_crash.py
+fuzz: $(STAMP)
+	INFERGATE_TEST_DEPTH=full $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(FUZZ_MODULES)
 
 ## samples: regenerate data/sample_logs deterministically
 samples: $(RUNTIME)

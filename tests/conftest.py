@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import textwrap
 from collections.abc import Iterable
 from datetime import date
@@ -108,6 +109,20 @@ SLOW_MODULES = frozenset(
         "spark/test_spark_session.py",  # starts JVMs
     }
 )
+
+# --- test depth ----------------------------------------------------------------------------------
+# Whole-run properties (each example is one or more nightlies) run at a smoke depth in `make test`
+# and at full depth in `make fuzz` (INFERGATE_TEST_DEPTH=full), like the soak: the same strategies
+# and assertions, fewer examples. Pure properties (a function or one query per example) keep
+# their counts everywhere: they are cheap.
+FULL_DEPTH = os.environ.get("INFERGATE_TEST_DEPTH", "") == "full"
+
+
+def examples(full: int) -> int:
+    """Hypothesis examples for a property whose examples are whole runs: ``full`` under
+    ``make fuzz``, a third of it (at least 3) in ``make test``."""
+    return full if FULL_DEPTH else max(3, full // 3)
+
 
 def _listed_modules_exist() -> None:
     missing = sorted(m for m in SLOW_MODULES if not (TESTS_DIR / m).is_file())

@@ -24,7 +24,7 @@ from core.db import connect
 from core.money import D
 from pipeline import replay
 from reports.margin import margin_totals
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, examples, record, usage
 
 GOOD_CHARGE = D("0.012")  # the default record: 1000 x 7.5 / 1M + 100 x 45 / 1M
 
@@ -184,7 +184,7 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     top=st.dictionaries(st.sampled_from(NUMERIC_FIELDS), values, max_size=3),
     counts=st.dictionaries(st.sampled_from(USAGE_FIELDS), values, max_size=3),

@@ -19,7 +19,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, examples, record, usage
 from tests.hostile import (
     DAY,
     HostileLine,
@@ -33,7 +33,7 @@ from tests.hostile import (
 VALID = valid_records()
 VALID_IDS = tuple(r["event_id"] for r in VALID)
 RATED = "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts WHERE event_id IN ? ORDER BY event_id"
-FUZZ_EXAMPLES = int(os.environ.get("INFERGATE_FUZZ_EXAMPLES", "20"))
+FUZZ_EXAMPLES = int(os.environ.get("INFERGATE_FUZZ_EXAMPLES", examples(20)))
 
 
 def quarantine(billing: Billing) -> list[tuple[Any, ...]]:

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from core.db import connect
 from pipeline import jobs
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, examples, record, usage
 
-SLOW = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # statement lines summed from all of rated_attempts: what the incremental update must equal
 FULL_LINES = """

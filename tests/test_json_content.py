@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 
 from core.db import connect
 from pipeline import ingest
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, examples, record, usage
 from tests.hostile import DAY, write_lines
 
 Path_ = tuple[str | int, ...]  # keys and array indexes from the record's root to an object
-SLOW = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def dump(

@@ -20,11 +20,11 @@ from core.db import connect
 from core.money import D, Decimal, to_cents
 from pipeline import jobs
 from pipeline.jobs import NoInputForDay
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, examples, record, usage
 
 MODELS = ("openai/gpt-5.5", "openai/gpt-5.5-pro", "deepseek-v4-flash", "deepseek-v4-pro", "openai/gpt-4.1-mini")
 ACCOUNTS = ("acct_plain", "acct_discount", "acct_enterprise", "acct_partner", "acct_override", "acct_ghost")
-SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SLOW = settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @st.composite

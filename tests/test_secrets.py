@@ -13,6 +13,7 @@ column is searched in SQL as well (in case a page were compressed).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import secrets
@@ -304,11 +305,19 @@ NOT_SECRETS = [
 ]  # fmt: skip
 
 
-def _sql_mask(texts: list[str]) -> list[str]:
+@functools.cache
+def _masking_connection() -> duckdb.DuckDBPyConnection:
+    """One in-memory connection with the macro installed: the property runs 200 examples, and
+    installing the macro (one regex per secret format) per example was most of its time."""
     from pipeline.redact import install_sql_macro
 
     con = duckdb.connect()
     install_sql_macro(con)
+    return con
+
+
+def _sql_mask(texts: list[str]) -> list[str]:
+    con = _masking_connection()
     return [con.execute("SELECT mask_secrets(?)", [t]).fetchone()[0] for t in texts]  # type: ignore[index]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.faults import POINTS
+from tests.conftest import examples
 from tests.faults.harness import (
     DAYS,
     FRESH_POINTS,
@@ -24,7 +25,7 @@ from tests.faults.harness import (
     seed_from_env,
 )
 
-RANDOM_KILLS = int(os.environ.get("INFERGATE_RANDOM_KILLS", "5"))
+RANDOM_KILLS = int(os.environ.get("INFERGATE_RANDOM_KILLS", examples(5)))
 COMMITTED = ("after_commit#1", "after_close#1")
 
 
