@@ -650,6 +650,60 @@ def statements_command(
     console.current().info(f"{len(result.statements)} {kind} statement(s) in {folder}")
 
 
+@cli.command("credit-note")
+@click.option("--statement", "statement_number", required=True, help="The issued statement to credit.")
+@click.option("--reason", required=True, help="Why it is credited (printed on the credit note).")
+@click.option("--line", "line_nos", type=click.IntRange(min=1), multiple=True,
+              help="Credit line N: the Nth row of the statement's lines CSV (repeat for more).")  # fmt: skip
+@click.option("--all", "all_lines", is_flag=True, help="Credit every line not yet credited.")
+@click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
+@out_option("The credit note goes to OUT/credit_notes/PERIOD/ (the statement's period).")
+@click.pass_context
+@fail_cleanly
+def credit_note_command(
+    ctx: click.Context,
+    statement_number: str,
+    reason: str,
+    line_nos: tuple[int, ...],
+    all_lines: bool,
+    issue_date: datetime | None,
+    out_dir: Path,
+) -> None:
+    """Issue a credit note against an issued statement: some of its lines, or all of them.
+
+    Numbered in its own gap-free sequence (CN-YYYY-NNNNNN), immutable, stored with its PDF
+    and lines CSV; each statement line can be credited once. Tax follows the statement's
+    treatment (docs/invoicing.md, Credit notes).
+
+    \b
+    Example:
+      infergate-billing credit-note --statement IG-2026-11-000042 --line 2 --line 3 \\
+          --reason "Outage on 12 November: output tokens not delivered" --out out/
+      infergate-billing credit-note --statement IG-2026-11-000042 --all --reason "Billed twice"
+    """
+    from pipeline.credit_notes import issue_credit_note
+
+    if bool(line_nos) == all_lines:
+        raise click.UsageError("give the lines to credit (--line N, repeatable) or --all")
+    require_database(ctx.obj)
+    result = issue_credit_note(
+        _settings(ctx),
+        statement_number,
+        reason,
+        out_dir,
+        line_nos=list(line_nos) if line_nos else None,
+        issue_date=issue_date.date() if issue_date else None,
+    )
+    doc = result.document
+    console.current().info(
+        f"{result.number:<20} for {doc.statement_number}: {len(doc.lines)} line(s) {doc.lines_total}, "
+        f"net {doc.net_amount}" + (f", {doc.tax.heading} {doc.tax_amount}" if doc.tax else "")
+        + f", total credited {doc.total_credited}"
+    )  # fmt: skip
+    for path in result.written:
+        console.current().info(f"wrote {path}")
+
+
 @cli.command()
 @period_option(required=False, help="UTC month to replay, YYYY-MM.")
 @click.option("--prices", help="Reprice with this version id (from the price tables) or price file (*.toml).")
