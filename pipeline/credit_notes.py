@@ -146,7 +146,10 @@ def _lines(con: duckdb.DuckDBPyConnection, number: str) -> list[_Line]:
         "WHERE l.statement_number = $n GROUP BY ALL ORDER BY l.line_no",
         {"n": number},
     ).fetchall()
-    return [_Line(int(r[0]), *r[1:6], D(r[6]), int(r[7]), D(r[8]), D(r[9]), r[10]) for r in rows]
+    return [
+        _Line(int(n), kind, original, model, klass, version, D(unit), int(qty), D(amount), D(credited), by)
+        for n, kind, original, model, klass, version, unit, qty, amount, credited, by in rows
+    ]
 
 
 def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequence[int] | None) -> Plan:
@@ -361,8 +364,9 @@ def lines_csv(doc: CreditNoteDocument) -> bytes:
     for c in doc.lines:
         ln = c.line
         if isinstance(ln, StatementLine):
+            unit = ln.unit_price_per_1m.normalize()
             rows.append(head + (c.line_no, "usage", doc.period, ln.model, ln.model_name, ln.token_class,
-                                ln.price_version, ln.unit_price_per_1m.normalize(), ln.quantity, ln.amount))  # fmt: skip
+                                ln.price_version, unit, ln.quantity, ln.amount))  # fmt: skip
         else:
             rows.append(head + (c.line_no, "adjustment", ln.original_period, None, ln.description)
                         + (None,) * 4 + (ln.amount,))  # fmt: skip
@@ -424,9 +428,8 @@ def issue_credit_note(
                     "INSERT INTO credit_note_files VALUES (?, ?, ?, ?, ?)",
                     [(number, k, n, hashlib.sha256(d).hexdigest(), d) for k, (n, d) in files.items()],
                 )
-                report.outputs = [
-                    (str(target / n), hashlib.sha256(d).hexdigest(), len(d)) for k, (n, d) in files.items() if k != "html"
-                ]
+                published = [(n, d) for k, (n, d) in files.items() if k != "html"]  # the HTML: stored only
+                report.outputs = [(str(target / n), hashlib.sha256(d).hexdigest(), len(d)) for n, d in published]
                 jobs._close_succeeded(con, report)
         except BaseException:
             statements.clear_staging(target)  # rolled back: nothing was issued

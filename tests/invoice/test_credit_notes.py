@@ -166,3 +166,31 @@ def test_replay_reproduces_credit_notes_byte_for_byte(issued, tmp_path: Path) ->
     notes = [c for c in report.checks if c.statement_number == "CN-2026-000001"]
     assert sorted(c.kind for c in notes) == ["html", "lines_csv", "pdf"]
     assert report.matches, report.checks
+
+
+def test_prepaid_credit_applied_on_the_statement_is_not_credited_in_money(billing: Billing, tmp_path: Path) -> None:
+    from tests.test_credits import with_credits
+
+    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    with_credits(billing, "paid,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-7,\n")
+    # 7.50 input + 2.55 output = 10.05; 5.00 prepaid applied; net 5.05; VAT 0.9595 -> 0.96; due 6.01
+    billing.log("requests-2026-11-20.jsonl", [record(account_id="acct_de", usage=usage(1_000_000, 56_667))])
+    billing.nightly("2026-11-20")
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=ISSUED)
+    number = _statement(billing, "acct_de")
+    line = _line_no(billing, number, "input_uncached")
+    doc = issue_credit_note(billing.settings, number, "Wrong model", out, line_nos=[line], issue_date=CREDITED).document
+    # the 7.50 line credits at most the statement's net 5.05; 7.50 - 5.05 = 2.45 was prepaid credit
+    # (stays used); VAT on 5.05 = 0.96, the statement's whole VAT; credited 6.01 = what it asked to pay
+    assert (doc.lines_total, doc.prepaid_retained, doc.net_amount, doc.tax_amount, doc.total_credited) == (
+        D("7.50"), D("2.45"), D("5.05"), D("0.96"), D("6.01"))  # fmt: skip
+    text = _text(out / "credit_notes" / "2026-11" / "CN-2026-000001.pdf")
+    assert "Paid with prepaid credit, not credited −$2.45" in text and "Total credited (USD) $6.01" in text
+    rows = _csv(out / "credit_notes" / "2026-11" / "CN-2026-000001-lines.csv")
+    assert [(r["kind"], r["amount_usd"]) for r in rows] == [("usage", "7.50"), ("prepaid_retained", "-2.45"),
+                                                             ("tax", "0.96")]  # fmt: skip
+    with pytest.raises(CreditNoteError, match="net amount of .* is already credited in full"):
+        issue_credit_note(billing.settings, number, "Output too", out, issue_date=CREDITED)
