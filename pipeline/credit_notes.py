@@ -434,7 +434,14 @@ def issue_credit_note(
         except BaseException:
             statements.clear_staging(target)  # rolled back: nothing was issued
             raise
-        written = statements.publish_staged(staged)
+        try:
+            written = statements.publish_staged(staged)
+        except statements.StatementError as exc:
+            raise CreditNoteError(
+                f"{number} IS issued, but its files could not be renamed into place: {exc.message}",
+                hint=f"its exact bytes are stored: `infergate-billing sql \"SELECT file_name, content FROM "
+                f"credit_note_files WHERE credit_note_number = '{number}'\"`",
+            ) from exc
     return CreditNoteReport(number, doc, written)
 
 
