@@ -25,7 +25,7 @@ import duckdb
 
 from core import console
 from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
-from core.errors import BillingError
+from core.errors import BillingError, UsageProblem
 from core.money import D, MoneyError
 from pipeline import importers, jobs, sample_logs, snapshot
 from pipeline import replay as replay_mod
@@ -683,9 +683,12 @@ def credit_note_command(
     """
     from pipeline.credit_notes import issue_credit_note
 
-    if bool(line_nos) == all_lines:
-        raise click.UsageError("give the lines to credit (--line N, repeatable) or --all")
     require_database(ctx.obj)
+    if bool(line_nos) == all_lines:
+        raise UsageProblem(
+            "give the lines to credit, or --all, not both nor neither",
+            hint="--line N (repeatable; N = row N of the statement's lines CSV) or --all",
+        )
     result = issue_credit_note(
         _settings(ctx),
         statement_number,
