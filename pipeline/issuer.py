@@ -27,6 +27,7 @@ from pipeline.taxids import check_vat_id, is_eu_vat_id
 
 __all__ = [
     "BUILT_IN",
+    "DEFAULT_CREDIT_NOTE_PREFIX",
     "DEFAULT_ISSUER_FILE",
     "Issuer",
     "IssuerError",
@@ -53,6 +54,9 @@ class IssuerFileMissing(IssuerError, MissingInput):
     """The issuer file named by --issuer does not exist: a usage error."""
 
 
+DEFAULT_CREDIT_NOTE_PREFIX = "CN"
+
+
 class Issuer(BaseModel):
     """The issuer as printed on statements, plus the rules it bills under."""
 
@@ -71,6 +75,8 @@ class Issuer(BaseModel):
     domestic_tax_rate_pct: Percent | None = None  # for accounts taxed as domestic
     tax_label: Line = "VAT"
     default_payment_terms_days: int | None = Field(default=None, ge=0, le=365)
+    # credit notes (issue 16 item 4): CN-2026-000001; None prints the default "CN"
+    credit_note_number_prefix: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9]{0,9}$")
 
     @field_validator("vat_id")
     @classmethod
@@ -79,7 +85,11 @@ class Issuer(BaseModel):
 
     def canonical_json(self) -> str:
         """Key-sorted JSON of the parsed issuer, decimals as strings: the hashed and stored form."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        data = self.model_dump(mode="json")
+        if data.get("credit_note_number_prefix") is None:
+            # added after issuers were hashed: left out when unset, so every recorded hash stays valid
+            data.pop("credit_note_number_prefix", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     @property
     def sha256(self) -> str:

@@ -533,12 +533,27 @@ def _rerun_statements(settings: Settings, args: dict[str, Any], inputs: Sequence
     return Reexecution(result.run_id, wrote_files=True)
 
 
+def _rerun_credit_note(settings: Settings, args: dict[str, Any], inputs: Sequence[Path], out_dir: Path) -> Reexecution:
+    from pipeline import credit_notes  # it builds on this module: imported where a note is re-run
+
+    result = credit_notes.issue_credit_note(
+        settings,
+        args["statement"],
+        args["reason"],
+        out_dir,
+        line_nos=args.get("lines"),
+        issue_date=date.fromisoformat(args["issue_date"]),
+    )
+    return Reexecution(result.run_id, wrote_files=True)
+
+
 # the ledger's ``runs.command`` -> how that job re-runs from its recorded ``args`` and inputs
 _REEXECUTE: dict[str, Callable[[Settings, dict[str, Any], Sequence[Path], Path], Reexecution]] = {
     "ingest": _rerun_ingest,
     "nightly": _rerun_nightly,
     "rate": _rerun_rate,
     "statements": _rerun_statements,
+    "credit-note": _rerun_credit_note,
 }
 
 

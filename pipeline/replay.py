@@ -6,7 +6,9 @@ READ_ONLY), so a replay can never change issued statements or rated data.
 * ``replay_period`` without prices re-rates the period from the stored attempts with the
   exact reference data the period was rated with when it was finalized (``reference_files``,
   by sha256), using only the attempts ingested up to the finalizing run, and re-renders each
-  issued statement's CSVs and HTML: they must be byte-identical to the stored ones.
+  issued statement's CSVs and HTML: they must be byte-identical to the stored ones. Credit
+  notes against the period's statements are rebuilt from their stored rows and their PDF,
+  lines CSV and HTML compared with the stored bytes too.
 * ``replay_period`` with prices reprices every request of the period with one price version
   (from ``pricing/`` or a file not yet committed) and reports the difference per account and
   model against what was issued (or, for an open period, what is drafted).
@@ -32,7 +34,7 @@ from core import console
 from core.db import DatabaseMissing, connect
 from core.errors import BillingError
 from core.money import ZERO, Decimal
-from pipeline import jobs, rate, reference, statements
+from pipeline import credit_notes, jobs, rate, reference, statements
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.ingest import file_sha256
 from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
@@ -191,6 +193,8 @@ def _reproduce(
             for kind, data in produced.items():
                 report.checks.append(_compare(con, number, kind, data, target, report))
             advance(1)
+    for number, kind, same in credit_notes.reproduce(con, period) if account is None else []:
+        report.checks.append(FileCheck(number, kind, "MATCH" if same else "DIFFERS", f"credit note {number} {kind}"))
     extra = sorted(set(due) - {a for a, _, _ in issued})
     for account_id in extra:
         report.checks.append(FileCheck("(none)", "statement", "DIFFERS", f"replay bills {account_id}, not issued"))
@@ -413,6 +417,9 @@ LIVE_STATE = {
     "statement_files": "SELECT statement_number, kind, sha256 FROM {db}.statement_files",
     "credit_ledger": "SELECT * FROM {db}.credit_ledger",
     "statement_credits": "SELECT * FROM {db}.statement_credits",
+    "credit_notes": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.credit_notes",
+    "credit_note_lines": "SELECT * FROM {db}.credit_note_lines",
+    "credit_note_files": "SELECT credit_note_number, kind, sha256 FROM {db}.credit_note_files",
 }
 
 # What names a row of each table in a report: a few of these are shown per differing table.
@@ -426,6 +433,9 @@ LIVE_KEYS = {
     "statement_files": ("statement_number", "kind"),
     "credit_ledger": ("account_id", "period", "entry_no"),
     "statement_credits": ("statement_number",),
+    "credit_notes": ("credit_note_number",),
+    "credit_note_lines": ("credit_note_number", "line_no"),
+    "credit_note_files": ("credit_note_number", "kind"),
 }
 EXAMPLE_KEYS = 3
 

@@ -35,6 +35,12 @@ FINANCE_COLUMNS = (
     "net_usd",
     "tax_usd",
     "total_due_usd",
+    # issue 16 item 4: credit notes issued against the row's statement so far (net, tax, total
+    # credited) and what the statement leaves to pay after them: total_due_usd - credit_notes_usd
+    "credit_notes_net_usd",
+    "credit_notes_tax_usd",
+    "credit_notes_usd",
+    "total_due_after_credit_notes_usd",
 )
 
 
@@ -48,12 +54,13 @@ def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[o
 
 def _with_tax(row: tuple[object, ...]) -> tuple[object, ...]:
     """An open period's row gets its tax here, by the one rule (``money.tax_on``, per statement
-    on the net); an issued row keeps what its statement printed. Drops the helper rate column."""
-    *columns, net, tax, total_due, rate = row
+    on the net); an issued row keeps what its statement printed. Drops the helper rate column and
+    appends what is left to pay after credit notes."""
+    *columns, net, tax, total_due, rate, cn_net, cn_tax, cn_total = row
     if tax is None:
         tax = tax_on(D(net), D(rate) if rate is not None else D(0))
         total_due = D(net) + tax
-    return (*columns, net, tax, total_due)
+    return (*columns, net, tax, total_due, cn_net, cn_tax, cn_total, D(total_due) - D(cn_total))
 
 
 def _open_credits(con: duckdb.DuckDBPyConnection, period: str) -> None:

@@ -32,6 +32,7 @@ DAY = "2026-11-20"
 NEEDS_DATABASE = {
     "rate",
     "statements",
+    "credit-note",
     "export",
     "quarantine",
     "runs list",

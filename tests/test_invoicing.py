@@ -265,11 +265,12 @@ def test_a_discount_line_shows_list_price_discount_and_net_price(invoiced) -> No
 
 def test_the_finance_summary_appends_net_tax_and_total_due(invoiced) -> None:
     billing, _ = invoiced
-    assert FINANCE_COLUMNS[-4:] == ("credit_closing_usd", "net_usd", "tax_usd", "total_due_usd")
+    # credit notes (issue 16 item 4) append their columns after these: positions, not the end
+    assert FINANCE_COLUMNS[16:20] == ("credit_closing_usd", "net_usd", "tax_usd", "total_due_usd")
     assert FINANCE_COLUMNS.index("price_versions") == 11  # the columns finance had are kept in place
     con = jobs.connect(billing.settings.db_path, read_only=True)
     try:
-        rows = {r[0]: (r[10], *r[-3:]) for r in finance_summary(con, "2026-11")}  # total_usd, net, tax, due
+        rows = {r[0]: (r[10], *r[17:20]) for r in finance_summary(con, "2026-11")}  # total_usd, net, tax, due
     finally:
         con.close()
     assert rows["acct_de"] == (D("10.05"), D("10.05"), D("1.91"), D("11.96"))
@@ -287,7 +288,7 @@ def test_an_open_period_summary_computes_the_tax_by_the_same_rule(billing: Billi
         (row,) = finance_summary(con, "2026-11")
     finally:
         con.close()
-    assert row[3] is None and row[-3:] == (D("10.05"), D("1.91"), D("11.96"))
+    assert row[3] is None and row[17:20] == (D("10.05"), D("1.91"), D("11.96"))
 
 
 def test_replay_prints_the_issuer_in_force_when_the_statement_was_issued(invoiced, tmp_path: Path) -> None:

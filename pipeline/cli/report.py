@@ -5,12 +5,16 @@ the snapshot, and a ``summary`` event (JSON); exit 1 when the run reports a prob
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import console
 from pipeline.cli.base import exit_failed
 from pipeline.jobs import RunReport
 from pipeline.replay import ReplayReport, VerifyReport, diff_totals
 from pipeline.statements import StatementsReport
+
+if TYPE_CHECKING:
+    from pipeline.credit_notes import CreditNoteReport
 
 
 def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
@@ -158,3 +162,15 @@ def print_replay(report: ReplayReport, period: str, repriced: bool) -> None:
     for account, (old, new) in diff_totals(report).items():
         out.info(f"{account:<20} {'TOTAL':<26} {old:>12} {new:>12} {new - old:>12}")
     out.info(f"wrote {report.written[-1]}")
+
+
+def print_credit_note(result: CreditNoteReport) -> None:
+    """The note's number, what it credits, and where its files went."""
+    doc, out = result.document, console.current()
+    out.info(
+        f"{result.number:<20} for {doc.statement_number}: {len(doc.lines)} line(s) {doc.lines_total}, "
+        f"net {doc.net_amount}" + (f", {doc.tax.heading} {doc.tax_amount}" if doc.tax else "")
+        + f", total credited {doc.total_credited}"
+    )  # fmt: skip
+    for path in result.written:
+        out.info(f"wrote {path}")

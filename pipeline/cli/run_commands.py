@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from core.errors import UsageProblem
 from core.period import Period
 from pipeline import jobs
 from pipeline import replay as replay_mod
@@ -23,7 +24,7 @@ from pipeline.cli.base import (
     period_option,
     require_database,
 )
-from pipeline.cli.report import print_replay, print_report, print_statements, print_verify
+from pipeline.cli.report import print_credit_note, print_replay, print_report, print_statements, print_verify
 from pipeline.jobs import Settings
 
 
@@ -177,6 +178,56 @@ def statements_command(
         allow_empty=allow_empty,
     )
     print_statements(result, out_dir)
+
+
+@cli.command("credit-note")
+@click.option("--statement", "statement_number", required=True, help="The issued statement to credit.")
+@click.option("--reason", required=True, help="Why it is credited (printed on the credit note).")
+@click.option("--line", "line_nos", type=click.IntRange(min=1), multiple=True,
+              help="Credit line N: the Nth row of the statement's lines CSV (repeat for more).")  # fmt: skip
+@click.option("--all", "all_lines", is_flag=True, help="Credit every line not yet credited.")
+@click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
+@out_option("The credit note goes to OUT/credit_notes/PERIOD/ (the statement's period).")
+@click.pass_context
+@fail_cleanly
+def credit_note_command(
+    ctx: click.Context,
+    statement_number: str,
+    reason: str,
+    line_nos: tuple[int, ...],
+    all_lines: bool,
+    issue_date: datetime | None,
+    out_dir: Path,
+) -> None:
+    """Issue a credit note against an issued statement: some of its lines, or all of them.
+
+    Numbered in its own gap-free sequence (CN-YYYY-NNNNNN), immutable, stored with its PDF
+    and lines CSV; each statement line can be credited once. Tax follows the statement's
+    treatment (docs/invoicing.md, Credit notes).
+
+    \b
+    Example:
+      infergate-billing credit-note --statement IG-2026-11-000042 --line 2 --line 3 \\
+          --reason "Outage on 12 November: output tokens not delivered" --out out/
+      infergate-billing credit-note --statement IG-2026-11-000042 --all --reason "Billed twice"
+    """
+    from pipeline.credit_notes import issue_credit_note  # the renderer: imported when a note is issued
+
+    require_database(ctx.obj)
+    if bool(line_nos) == all_lines:
+        raise UsageProblem(
+            "give the lines to credit, or --all, not both nor neither",
+            hint="--line N (repeatable; N = row N of the statement's lines CSV) or --all",
+        )
+    result = issue_credit_note(
+        job_settings(ctx),
+        statement_number,
+        reason,
+        out_dir,
+        line_nos=list(line_nos) if line_nos else None,
+        issue_date=issue_date.date() if issue_date else None,
+    )
+    print_credit_note(result)
 
 
 @cli.command()

@@ -11,6 +11,9 @@
 -- (statement_invoicing; none before migration 016: no tax). For an open period tax_usd is NULL
 -- here and tax_rate_pct is the account's rate now: reports/finance.py computes the tax with
 -- core.money.tax_on, the one rounding rule, and drops tax_rate_pct.
+-- Issue 16 item 4, appended last: the credit notes issued so far against the row's statement
+-- (net, tax, total credited); reports/finance.py appends total_due_usd - credit_notes_usd.
+-- An open period's row has no statement, hence no credit note: 0.00.
 WITH draft AS (
     SELECT d.account_id,
            sum(CASE WHEN kind = 'usage' AND token_class = 'input_uncached' THEN quantity_tokens ELSE 0 END) AS input_uncached_tokens,
@@ -71,9 +74,15 @@ SELECT r.account_id,
                  ELSE coalesce(si.total_due_usd, r.total_usd - coalesce(r.applied_usd, 0)) END
             AS DECIMAL(18,2))                                            AS total_due_usd,
        CASE WHEN ai.tax_treatment = 'domestic' THEN (SELECT max(domestic_tax_rate_pct) FROM issuer)
-            ELSE CAST(0 AS DECIMAL(5,2)) END                             AS tax_rate_pct
+            ELSE CAST(0 AS DECIMAL(5,2)) END                             AS tax_rate_pct,
+       CAST(coalesce(cn.net_usd, 0) AS DECIMAL(18,2))                    AS credit_notes_net_usd,
+       CAST(coalesce(cn.tax_usd, 0) AS DECIMAL(18,2))                    AS credit_notes_tax_usd,
+       CAST(coalesce(cn.total_usd, 0) AS DECIMAL(18,2))                  AS credit_notes_usd
 FROM (SELECT * FROM open_period UNION ALL SELECT * FROM issued) r
 JOIN accounts a USING (account_id)
 LEFT JOIN statement_invoicing si ON si.statement_number = r.statement_number
+LEFT JOIN (SELECT statement_number, sum(net_usd) AS net_usd, sum(tax_usd) AS tax_usd,
+                  sum(total_credited_usd) AS total_usd
+           FROM credit_notes GROUP BY statement_number) cn ON cn.statement_number = r.statement_number
 LEFT JOIN account_invoicing ai ON ai.account_id = r.account_id
 ORDER BY r.account_id

@@ -1,0 +1,465 @@
+"""Credit notes against issued statements (issue 16 item 4): plan, number, store, render, publish.
+
+``issue_credit_note`` is the whole job, one recorded run (command ``credit-note``) under the
+run lock, like ``statements --finalize``:
+
+1. **Plan** (:func:`plan`): the statement must be issued; the lines are its stored lines
+   (``statement_issued_lines.line_no``: row N of the statement's lines CSV), each credited in
+   full and at most once (the amounts credited per line never exceed the line's amount). The
+   net credited is capped by what is left of the statement's net (the part of the lines the
+   statement covered with prepaid credit is not credited, see docs/invoicing.md); tax follows
+   the statement's treatment and rate, by ``core.money.tax_on`` on the note's net, the last
+   note of a statement taking the remainder of its tax.
+2. **Number** from the credit notes' own gap-free sequence: ``CN-2026-000001`` (the issuer's
+   ``credit_note_number_prefix``, default ``CN``; the issue year; one global sequence).
+3. **Store** the row (with the bill-to, tax and issuer hash it prints) and its lines, then
+   build the document **from those rows** (:func:`document_from_stored`), which is also how a
+   replay rebuilds it, render PDF + lines CSV, stage the files, store their bytes, commit,
+   publish (rename) them to ``OUT/credit_notes/PERIOD/``.
+
+Nothing is ever updated: a mistake in a credit note is corrected by another document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from core.db import transaction
+from core.errors import BillingError, UsageProblem
+from core.money import ZERO, D, Decimal, tax_on
+from pipeline import jobs, statements
+from pipeline.filenames import checked_file_name
+from pipeline.issuer import BUILT_IN, DEFAULT_CREDIT_NOTE_PREFIX, Issuer, parse_stored
+from reports.credit_note_model import CreditedLine, CreditNoteDocument
+from reports.credit_note_render import render_credit_note_html
+from reports.csvsafe import csv_bytes
+from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, TaxSummary
+from reports.render import pdf_bytes
+from reports.statement_model import AdjustmentLine, Party, StatementLine
+
+__all__ = [
+    "LINES_HEADER",
+    "CreditNoteError",
+    "CreditNoteReport",
+    "document_from_stored",
+    "issue_credit_note",
+    "plan",
+    "render_files",
+]
+
+COMMAND = "credit-note"
+LINES_HEADER = (
+    "credit_note_number",
+    "statement_number",
+    "account_id",
+    "period",
+    "line_no",
+    "kind",
+    "original_period",
+    "model",
+    "model_name",
+    "token_class",
+    "price_version",
+    "unit_price_per_1m",
+    "quantity_tokens",
+    "amount_usd",
+)
+
+
+class CreditNoteError(BillingError, RuntimeError):
+    """A credit note that must not be issued (draft statement, line already credited...)."""
+
+    default_hint = "nothing was issued; see docs/invoicing.md (Credit notes)"
+
+
+@dataclass(frozen=True)
+class _Line:
+    line_no: int
+    kind: str
+    original_period: str
+    model: str
+    token_class: str
+    price_version: str
+    unit_price_per_1m: Decimal
+    quantity_tokens: int
+    amount: Decimal
+    credited: Decimal  # by earlier credit notes
+    credited_by: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a credit note will credit, before it is numbered."""
+
+    statement_number: str
+    account_id: str
+    period: str
+    line_nos: tuple[int, ...]
+    descriptions: tuple[str, ...]
+    lines_total: Decimal
+    prepaid_retained: Decimal
+    net: Decimal
+    tax_treatment: str | None
+    tax_rate_pct: Decimal | None
+    tax_rule: str
+    tax: Decimal
+
+
+@dataclass
+class CreditNoteReport:
+    number: str
+    document: CreditNoteDocument
+    written: list[Path] = field(default_factory=list)
+    run_id: int = 0  # the recorded run that issued it
+
+
+def _statement(con: duckdb.DuckDBPyConnection, number: str) -> tuple:
+    row = con.execute(
+        "SELECT s.account_id, s.period, s.issue_date, s.total_usd - coalesce(c.applied_usd, 0), "
+        "coalesce(i.net_usd, s.total_usd - coalesce(c.applied_usd, 0)), coalesce(i.tax_usd, 0), "
+        "i.tax_treatment, i.tax_rate_pct FROM statements s "
+        "LEFT JOIN statement_credits c USING (statement_number) "
+        "LEFT JOIN statement_invoicing i USING (statement_number) WHERE s.statement_number = ?",
+        [number],
+    ).fetchone()
+    if row is None:
+        raise CreditNoteError(
+            f"{number} is not an issued statement; only issued (finalized) statements can be credited",
+            hint="a draft is corrected by re-rating and re-drafting it; list issued statements with "
+            "`infergate-billing sql \"SELECT statement_number FROM statements\"`",
+        )
+    return row
+
+
+def _lines(con: duckdb.DuckDBPyConnection, number: str) -> list[_Line]:
+    rows = con.execute(
+        "SELECT l.line_no, l.kind, l.original_period, l.model, l.token_class, l.price_version, "
+        "l.unit_price_per_1m, l.quantity_tokens, l.amount, coalesce(sum(c.amount_usd), 0), "
+        "min(c.credit_note_number) FROM statement_issued_lines l "
+        "LEFT JOIN (SELECT cl.* FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number) "
+        "           WHERE n.statement_number = $n) c USING (line_no) "
+        "WHERE l.statement_number = $n GROUP BY ALL ORDER BY l.line_no",
+        {"n": number},
+    ).fetchall()
+    return [
+        _Line(int(n), kind, original, model, klass, version, D(unit), int(qty), D(amount), D(credited), by)
+        for n, kind, original, model, klass, version, unit, qty, amount, credited, by in rows
+    ]
+
+
+def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequence[int] | None) -> Plan:
+    """The credit note of ``line_nos`` (None: every line not yet credited) of a statement."""
+    account, period, _, _, net, tax, treatment, rate = _statement(con, statement_number)
+    lines = _lines(con, statement_number)
+    by_no = {ln.line_no: ln for ln in lines}
+    if line_nos is None:
+        chosen = [ln for ln in lines if ln.credited == 0]
+        if not chosen:
+            raise CreditNoteError(
+                f"every line of {statement_number} is already credited",
+                hint="see `SELECT * FROM credit_notes WHERE statement_number = '...'`; nothing is left to credit",
+            )
+    else:
+        unknown = sorted(set(line_nos) - by_no.keys())
+        if unknown:
+            raise UsageProblem(
+                f"{statement_number} has lines 1 to {len(lines)}, not {', '.join(map(str, unknown))}",
+                hint="line N is the Nth row of the statement's lines CSV (its tax row is not a line)",
+            )
+        chosen = [by_no[n] for n in sorted(set(line_nos))]
+        for ln in chosen:
+            if ln.credited_by is not None:  # whole lines: a second credit would exceed the line's amount
+                raise CreditNoteError(
+                    f"line {ln.line_no} of {statement_number} ({ln.model} {ln.token_class}, {ln.amount}) "
+                    f"is already credited by {ln.credited_by}",
+                    hint="a line is credited once, in full; leave it out (or use --all for the lines not yet credited)",
+                )
+    lines_total = sum((ln.amount for ln in chosen), ZERO)
+    done_net, done_tax = (D(v) for v in con.execute(
+        "SELECT coalesce(sum(net_usd), 0), coalesce(sum(tax_usd), 0) FROM credit_notes WHERE statement_number = ?",
+        [statement_number],
+    ).fetchone() or (0, 0))  # fmt: skip
+    left_net, left_tax = D(net) - done_net, D(tax) - done_tax
+    if lines_total <= 0:
+        raise CreditNoteError(
+            f"lines {', '.join(str(ln.line_no) for ln in chosen)} of {statement_number} amount to {lines_total}: "
+            "nothing to credit",
+            hint="credit lines with an amount (lines under half a cent are 0.00)",
+        )
+    if left_net <= 0:
+        raise CreditNoteError(
+            f"the net amount of {statement_number} ({net}) is already credited in full; "
+            "the rest of its lines was paid with prepaid credit, which a credit note does not refund",
+            hint="give the customer prepaid credit back with a goodwill grant in the credits file (docs/credits.md)",
+        )
+    credited_net = min(lines_total, left_net)
+    rule, tax_amount = "on_net", ZERO
+    if treatment is not None:
+        tax_amount = tax_on(credited_net, D(rate))
+        if (credited_net == left_net and tax_amount != left_tax) or tax_amount > left_tax:
+            rule, tax_amount = "remainder", left_tax  # the statement's tax, to the cent, never more
+    descriptions = tuple(_description(con, ln) for ln in chosen)
+    return Plan(
+        statement_number, account, period, tuple(ln.line_no for ln in chosen), descriptions, lines_total,
+        lines_total - credited_net, credited_net, treatment, None if rate is None else D(rate), rule, tax_amount,
+    )  # fmt: skip
+
+
+def _description(con: duckdb.DuckDBPyConnection, ln: _Line) -> str:
+    names = statements.model_names(con)
+    if ln.kind == "usage":
+        return names.get(ln.model, ln.model)
+    due = statements.DueLine(ln.kind, ln.original_period, ln.model, ln.token_class, ln.price_version,
+                             ln.unit_price_per_1m, ln.quantity_tokens, ln.amount)  # fmt: skip
+    return statements._adjustment_text(due, names)
+
+
+def next_number(con: duckdb.DuckDBPyConnection, issue_date: date) -> tuple[str, int]:
+    """The next number of the one gap-free credit-note sequence, with the issuer's prefix."""
+    row = con.execute("SELECT coalesce(max(sequence_no), 0) + 1 FROM credit_notes").fetchone()
+    sequence = int(row[0]) if row else 1
+    prefix = _current_issuer(con)[1].credit_note_number_prefix or DEFAULT_CREDIT_NOTE_PREFIX
+    return f"{prefix}-{issue_date.year}-{sequence:06d}", sequence
+
+
+def _current_issuer(con: duckdb.DuckDBPyConnection) -> tuple[str, Issuer]:
+    """The issuer loaded by the last rating run (the built-in one before any)."""
+    row = con.execute("SELECT max(sha256) FROM issuer").fetchone()
+    sha = row[0] if row and row[0] else BUILT_IN.sha256
+    return sha, _issuer_by_sha(con, sha, "")
+
+
+def _issuer_by_sha(con: duckdb.DuckDBPyConnection, sha: str, db: str) -> Issuer:
+    if sha == BUILT_IN.sha256:
+        return BUILT_IN
+    row = con.execute(f"SELECT content FROM {db}reference_files WHERE sha256 = ?", [sha]).fetchone()
+    if row is None:
+        raise CreditNoteError(f"issuer sha256 {sha[:12]} is not stored in reference_files")
+    return parse_stored(bytes(row[0]), "stored:issuer.json")
+
+
+def store(
+    con: duckdb.DuckDBPyConnection, p: Plan, number: str, sequence: int, issue_date: date, reason: str, run_id: int
+) -> None:
+    """Record the credit note and the lines it credits (inside the run's transaction)."""
+    sha, issuer = _current_issuer(con)
+    name, address, email = con.execute(
+        "SELECT legal_name, address, email FROM accounts WHERE account_id = ?", [p.account_id]
+    ).fetchone() or (p.account_id, [], None)  # fmt: skip
+    vat_id, note = con.execute(
+        "SELECT vat_id, tax_note FROM account_invoicing WHERE account_id = ?", [p.account_id]
+    ).fetchone() or (None, None)  # fmt: skip
+    if p.tax_treatment == "eu_reverse_charge":
+        note = REVERSE_CHARGE_NOTE
+    con.execute(
+        "INSERT INTO credit_notes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+        [
+            number, sequence, p.statement_number, p.account_id, p.period, issue_date, reason, p.lines_total,
+            p.prepaid_retained, p.net, p.tax_treatment, p.tax_rate_pct,
+            issuer.tax_label if p.tax_treatment else None, p.tax_rule, p.tax, p.net + p.tax,
+            name, list(address), email, vat_id if p.tax_treatment else None,
+            note if p.tax_treatment else None, sha, run_id,
+        ],
+    )  # fmt: skip
+    amounts = dict(
+        con.execute(
+            "SELECT line_no, amount FROM statement_issued_lines WHERE statement_number = ?", [p.statement_number]
+        ).fetchall()
+    )
+    con.executemany(
+        "INSERT INTO credit_note_lines VALUES (?, ?, (SELECT kind FROM statement_issued_lines "
+        "WHERE statement_number = ? AND line_no = ?), ?, ?)",
+        [
+            (number, n, p.statement_number, n, text, amounts[n])
+            for n, text in zip(p.line_nos, p.descriptions, strict=True)
+        ],
+    )
+    over = con.execute(
+        "SELECT l.line_no FROM statement_issued_lines l JOIN credit_note_lines c USING (line_no) "
+        "JOIN credit_notes n USING (credit_note_number) WHERE l.statement_number = $s AND n.statement_number = $s "
+        "GROUP BY l.line_no, l.amount HAVING abs(sum(c.amount_usd)) > abs(l.amount)",
+        {"s": p.statement_number},
+    ).fetchall()
+    if over:  # the invariant, checked on the stored rows (plan refuses this before)
+        raise CreditNoteError(f"lines {over} of {p.statement_number} would be credited more than their amount")
+
+
+def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = "") -> CreditNoteDocument:
+    """The credit note as issued, from its stored rows only (``db``: ``live.`` in a replay)."""
+    row = con.execute(
+        "SELECT n.statement_number, s.issue_date, n.account_id, n.period, n.issue_date, n.reason, n.lines_usd, "
+        "n.prepaid_retained_usd, n.tax_treatment, n.tax_rate_pct, n.tax_label, n.tax_rule, n.tax_usd, "
+        "n.total_credited_usd, n.account_name, n.account_address, n.account_email, n.customer_vat_id, "
+        f"n.tax_note, n.issuer_sha256 FROM {db}credit_notes n JOIN {db}statements s USING (statement_number) "
+        "WHERE n.credit_note_number = ?",
+        [number],
+    ).fetchone()
+    if row is None:
+        raise CreditNoteError(f"{number} is not an issued credit note")
+    (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
+     rule, tax, total, name, address, email, vat_id, note, sha) = row  # fmt: skip
+    issuer = _issuer_by_sha(con, sha, db)
+    lines = con.execute(
+        "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
+        f"l.unit_price_per_1m, l.quantity_tokens, l.amount FROM {db}credit_note_lines c "
+        f"JOIN {db}statement_issued_lines l ON l.statement_number = ? AND l.line_no = c.line_no "
+        "WHERE c.credit_note_number = ? ORDER BY c.line_no",
+        [statement, number],
+    ).fetchall()
+    credited = tuple(
+        CreditedLine(
+            int(n),
+            StatementLine(model, text, klass, int(qty), D(unit), version, D(amount))
+            if kind == "usage"
+            else AdjustmentLine(original, text, D(amount)),
+        )
+        for n, kind, text, original, model, klass, version, unit, qty, amount in lines
+    )
+    summary = None
+    if treatment is not None:
+        summary = TaxSummary(treatment, label, D(rate), issuer.vat_id, vat_id, note)
+    return CreditNoteDocument(
+        credit_note_number=number,
+        statement_number=statement,
+        statement_issue_date=st_date,
+        account_id=account,
+        account=Party(name=name, address_lines=tuple(address), email=email),
+        issuer=_party(issuer),
+        period=period,
+        issue_date=issue_date,
+        currency="USD",
+        reason=reason,
+        lines=credited,
+        lines_total=D(lines_total),
+        prepaid_retained=D(retained),
+        tax_amount=D(tax),
+        total_credited=D(total),
+        tax=summary,
+        tax_rule=rule,
+    )
+
+
+def _party(i: Issuer) -> IssuerParty:
+    return IssuerParty(
+        name=i.legal_name,
+        address_lines=tuple(i.address),
+        email=i.email,
+        tax_id=i.tax_id,
+        vat_id=i.vat_id,
+        registration=i.registration,
+        remittance_lines=tuple(i.remittance),
+        logo_png_base64=i.logo_png_base64,
+    )
+
+
+def lines_csv(doc: CreditNoteDocument) -> bytes:
+    """The credited lines (amounts credited, positive), then a prepaid row and a tax row if any."""
+    head = (doc.credit_note_number, doc.statement_number, doc.account_id, doc.period)
+    rows: list[tuple[object, ...]] = []
+    for c in doc.lines:
+        ln = c.line
+        if isinstance(ln, StatementLine):
+            unit = ln.unit_price_per_1m.normalize()
+            rows.append(head + (c.line_no, "usage", doc.period, ln.model, ln.model_name, ln.token_class,
+                                ln.price_version, unit, ln.quantity, ln.amount))  # fmt: skip
+        else:
+            rows.append(head + (c.line_no, "adjustment", ln.original_period, None, ln.description)
+                        + (None,) * 4 + (ln.amount,))  # fmt: skip
+    if doc.prepaid_retained:
+        rows.append(head + (None, "prepaid_retained", doc.period, None, "Paid with prepaid credit, not credited")
+                    + (None,) * 4 + (-doc.prepaid_retained,))  # fmt: skip
+    if doc.tax is not None:
+        rows.append(head + (None, "tax", doc.period, None, doc.tax.heading) + (None,) * 4 + (doc.tax_amount,))
+    return csv_bytes(LINES_HEADER, rows)
+
+
+def render_files(doc: CreditNoteDocument) -> dict[str, tuple[str, bytes]]:
+    """kind -> (file name, bytes): the PDF, the lines CSV and the HTML (stored only)."""
+    html = render_credit_note_html(doc)
+    stem = doc.credit_note_number
+    return {
+        "pdf": (f"{stem}.pdf", pdf_bytes(html)),
+        "html": (f"{stem}.html", html.encode("utf-8")),
+        "lines_csv": (f"{stem}-lines.csv", lines_csv(doc)),
+    }
+
+
+def issue_credit_note(
+    settings: jobs.Settings,
+    statement_number: str,
+    reason: str,
+    out_dir: Path,
+    *,
+    line_nos: Sequence[int] | None = None,
+    issue_date: date | None = None,
+) -> CreditNoteReport:
+    """Issue one credit note (``line_nos`` None: every line not yet credited); one recorded run."""
+    if not reason.strip():
+        raise UsageProblem("a credit note needs a reason", hint='give --reason "why the lines are credited"')
+    when = issue_date or statements.today_utc()
+    args = {
+        "statement": statement_number,
+        "lines": None if line_nos is None else sorted(set(line_nos)),
+        "reason": reason,
+        "issue_date": when.isoformat(),
+    }
+    with jobs.recorded_run(settings, COMMAND, args, None) as (con, report):
+        p = plan(con, statement_number, line_nos)
+        st_date = _statement(con, statement_number)[2]
+        if when < st_date:
+            raise UsageProblem(f"issue date {when} is before {statement_number} was issued ({st_date})")
+        target = out_dir / "credit_notes" / p.period
+        staged: list[tuple[Path, Path]] = []
+        try:
+            with transaction(con):
+                number, sequence = next_number(con, when)
+                store(con, p, number, sequence, when, reason.strip(), report.run_id)
+                doc = document_from_stored(con, number)
+                files = render_files(doc)
+                staged = statements.stage_issued(
+                    target, [statements.StatementFiles(doc.account_id, number, None, files)]  # type: ignore[arg-type]
+                )
+                con.executemany(
+                    "INSERT INTO credit_note_files VALUES (?, ?, ?, ?, ?)",
+                    [(number, k, n, hashlib.sha256(d).hexdigest(), d) for k, (n, d) in files.items()],
+                )
+                published = [(n, d) for k, (n, d) in files.items() if k != "html"]  # the HTML: stored only
+                report.outputs = [(str(target / n), hashlib.sha256(d).hexdigest(), len(d)) for n, d in published]
+                jobs._close_succeeded(con, report)
+        except BaseException:
+            statements.clear_staging(target)  # rolled back: nothing was issued
+            raise
+        try:
+            written = statements.publish_staged(staged)
+        except statements.StatementError as exc:
+            raise CreditNoteError(
+                f"{number} IS issued, but its files could not be renamed into place: {exc.message}",
+                hint=f"its exact bytes are stored: `infergate-billing sql \"SELECT file_name, content FROM "
+                f"credit_note_files WHERE credit_note_number = '{number}'\"`",
+            ) from exc
+    return CreditNoteReport(number, doc, written, report.run_id)
+
+
+def reproduce(con: duckdb.DuckDBPyConnection, period: str, db: str = "live.") -> list[tuple[str, str, bool]]:
+    """Rebuild every credit note of ``period``'s statements from its stored rows and compare
+    the PDF, lines CSV and HTML with the stored bytes: (number, kind, identical)."""
+    result = []
+    numbers = con.execute(
+        f"SELECT credit_note_number FROM {db}credit_notes WHERE period = ? ORDER BY sequence_no", [period]
+    ).fetchall()
+    for (number,) in numbers:
+        stored = {
+            kind: (checked_file_name(name, CreditNoteError), bytes(content))
+            for kind, name, content in con.execute(
+                f"SELECT kind, file_name, content FROM {db}credit_note_files WHERE credit_note_number = ?", [number]
+            ).fetchall()
+        }
+        for kind, (_, data) in render_files(document_from_stored(con, number, db)).items():
+            result.append((number, kind, stored.get(kind, ("", b""))[1] == data))
+    return result

@@ -1,0 +1,159 @@
+"""What a credit note says (issue 16 item 4): plain, immutable data handed to the renderer.
+
+A credit note credits whole lines of an issued statement, with a reason. It reuses the
+statement's types (:class:`~reports.statement_model.StatementLine` and
+:class:`~reports.statement_model.AdjustmentLine` for the lines, :class:`Party` /
+:class:`~reports.invoice_model.IssuerParty` for the parties, :class:`TaxSummary` for the tax)
+so that an e-invoice (EN 16931 type code 381, credit note, with the statement as the
+preceding invoice reference) can be generated from it like from a statement.
+
+Amounts are positive: what is credited. The rule (docs/invoicing.md, "Credit notes"):
+
+* ``lines_total`` = the credited lines' amounts; ``prepaid_retained`` = the part of them the
+  statement covered with prepaid credit (not credited in money);
+  ``net_amount = lines_total - prepaid_retained`` (> 0).
+* ``tax_rule`` ``on_net``: ``tax_amount = tax_on(net_amount, rate)``, per note, half-up;
+  ``remainder``: the statement's tax less the tax already credited (the note that completes
+  the statement's net, or one the cap reached), so a statement is never credited more tax
+  than it charged and a fully credited statement is credited its tax to the cent.
+* ``total_credited = net_amount + tax_amount``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from core.money import EXACT, ZERO, Decimal, tax_on
+from reports.invoice_model import TaxSummary
+from reports.statement_model import (
+    AdjustmentLine,
+    Party,
+    StatementLine,
+    _amount,
+    _day,
+    _exact_sum,
+    _fail,
+    _text,
+)
+
+__all__ = ["TAX_RULES", "CreditNoteDocument", "CreditedLine"]
+
+#: How a credit note's tax was computed (see the module docstring).
+TAX_RULES = ("on_net", "remainder")
+
+_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+@dataclass(frozen=True)
+class CreditedLine:
+    """One statement line credited in full: its number on the statement (row N of the
+    statement's lines CSV) and the line as the statement billed it."""
+
+    line_no: int
+    line: StatementLine | AdjustmentLine
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.line_no, int) or isinstance(self.line_no, bool) or self.line_no < 1:
+            raise _fail(self, f"line_no {self.line_no!r} is not a statement line number")
+        if not isinstance(self.line, StatementLine | AdjustmentLine):
+            raise TypeError("CreditedLine.line must be a StatementLine or an AdjustmentLine")
+
+    @property
+    def amount(self) -> Decimal:
+        return self.line.amount
+
+    @property
+    def kind(self) -> str:
+        return "usage" if isinstance(self.line, StatementLine) else "adjustment"
+
+    @property
+    def description(self) -> str:
+        if isinstance(self.line, StatementLine):
+            return f"{self.line.model_name}, {self.line.token_class_label.lower()}"
+        return self.line.description
+
+
+@dataclass(frozen=True)
+class CreditNoteDocument:
+    """Everything printed on one credit note."""
+
+    credit_note_number: str
+    statement_number: str
+    statement_issue_date: date
+    account_id: str
+    account: Party
+    issuer: Party
+    period: str  # the statement's period, 'YYYY-MM'
+    issue_date: date
+    currency: str
+    reason: str
+    lines: tuple[CreditedLine, ...]
+    lines_total: Decimal
+    prepaid_retained: Decimal
+    tax_amount: Decimal
+    total_credited: Decimal
+    tax: TaxSummary | None = None
+    tax_rule: str = "on_net"
+
+    #: EN 16931 / UNTDID 1001 document type code of a credit note (for an e-invoice).
+    type_code = "381"
+
+    def __post_init__(self) -> None:
+        for name in ("credit_note_number", "statement_number"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _NUMBER.match(value):
+                raise _fail(self, f"{name} {value!r} is not a plain identifier")
+        _text(self, "account_id", self.account_id)
+        _text(self, "reason", self.reason)
+        if not isinstance(self.account, Party) or not isinstance(self.issuer, Party):
+            raise TypeError("CreditNoteDocument.account and .issuer must be Party")
+        if not isinstance(self.period, str) or not _PERIOD.match(self.period):
+            raise _fail(self, f"period {self.period!r} is not 'YYYY-MM'")
+        _day(self, "issue_date", self.issue_date)
+        _day(self, "statement_issue_date", self.statement_issue_date)
+        if self.issue_date < self.statement_issue_date:
+            raise _fail(self, f"issue date {self.issue_date} is before the statement's ({self.statement_issue_date})")
+        if not isinstance(self.lines, tuple) or not all(isinstance(x, CreditedLine) for x in self.lines):
+            raise TypeError("CreditNoteDocument.lines must be a tuple of CreditedLine")
+        if not self.lines:
+            raise _fail(self, "credits no line")
+        numbers = [x.line_no for x in self.lines]
+        if numbers != sorted(set(numbers)):
+            raise _fail(self, "lines are not in statement order, or a line is credited twice")
+        self._check_amounts()
+
+    def _check_amounts(self) -> None:
+        for name in ("lines_total", "prepaid_retained", "tax_amount", "total_credited"):
+            _amount(self, name, getattr(self, name))
+        lines_sum = _exact_sum(x.amount for x in self.lines)
+        if self.lines_total != lines_sum:
+            raise _fail(self, f"lines_total {self.lines_total} != sum of lines {lines_sum}")
+        if not ZERO <= self.prepaid_retained < self.lines_total:
+            raise _fail(self, f"prepaid_retained {self.prepaid_retained} is not within [0, {self.lines_total})")
+        if self.tax is not None and not isinstance(self.tax, TaxSummary):
+            raise TypeError("CreditNoteDocument.tax must be a TaxSummary")
+        if self.tax_rule not in TAX_RULES:
+            raise _fail(self, f"tax_rule {self.tax_rule!r} is not one of {TAX_RULES}")
+        if self.tax is None and self.tax_amount != 0:
+            raise _fail(self, f"tax_amount {self.tax_amount} without a tax treatment")
+        if self.tax is not None and self.tax_rule == "on_net":
+            expected = tax_on(self.net_amount, self.tax.rate_pct)
+            if self.tax_amount != expected:
+                raise _fail(self, f"tax_amount {self.tax_amount} is not the tax on net {self.net_amount} ({expected})")
+        if self.tax_amount < 0:
+            raise _fail(self, f"tax_amount {self.tax_amount} is negative")
+        if self.total_credited != EXACT.add(self.net_amount, self.tax_amount):
+            raise _fail(self, f"total_credited {self.total_credited} != net {self.net_amount} + tax {self.tax_amount}")
+
+    @property
+    def net_amount(self) -> Decimal:
+        """The credited lines less the part paid with prepaid credit: what tax is computed on."""
+        return self.lines_total - self.prepaid_retained
+
+    @property
+    def terms(self) -> None:
+        """A credit note has no payment terms (the shared template partials ask)."""
+        return None
