@@ -13,45 +13,47 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import duckdb
 
 from core import console
-from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from core.errors import BillingError
-from core.money import D, MoneyError
-from pipeline import importers, jobs, sample_logs, snapshot
-from pipeline import replay as replay_mod
-from pipeline.issuer import DEFAULT_ISSUER_FILE
-from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, RunReport, Settings
-from pipeline.redact import mask_secrets, safe_error_message
-from pipeline.spark import require_pyspark
-from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
-from reports import query_output
-from reports.finance import PERIOD_PATTERN, write_finance_summary
-from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
-from reports.parquet_export import write_parquet
-from reports.schema_doc import current_schema_markdown
-from reports.spend_limits import (
-    DEFAULT_MIN_REJECTIONS,
-    format_spend_limits,
-    limit_breaches,
-    rejections,
-    write_spend_limit_csvs,
-)
-from reports.texttable import cell_text, render_table
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from pipeline.jobs import RunReport, Settings
+
+# Issue 14: `--help` and a nightly start without the heavy modules (duckdb for --help; polars,
+# pydantic for --help, weasyprint, jinja2, pyarrow, rich, stdnum): every module of ours that
+# pulls one in is imported inside the command that uses it, and these defaults, shown in the
+# help, are copies of the constants of their modules (tests/test_cli_start.py checks equality).
+DEFAULT_DB = Path("data/infergate.duckdb")  # core.db.DEFAULT_DB
+DEFAULT_MEMORY_LIMIT = "2GB"  # core.db.DEFAULT_MEMORY_LIMIT
+DEFAULT_TABLES_DIR = Path(__file__).parent.parent / "pricing" / "tables"  # pricing.versions
+DEFAULT_ISSUER_FILE = Path("data/issuer.toml")  # pipeline.issuer.DEFAULT_ISSUER_FILE
+DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio; pipeline.jobs.DEFAULT_MAX_QUARANTINE_RATE
+DEFAULT_MIN_REJECTIONS = 10  # reports.spend_limits.DEFAULT_MIN_REJECTIONS
+PERIOD_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")  # reports.finance.PERIOD_PATTERN
+QUERY_FORMATS = ("table", "csv", "json", "parquet")  # reports.query_output.FORMATS
+IMPORT_GATEWAYS = ("litellm", "openrouter")  # sorted(pipeline.importers.GATEWAYS)
 
 F = TypeVar("F", bound=Callable[..., Any])
-# Every expected failure is a BillingError; DuckDB and the OS raise their own types, which are
-# translated here (a disk that is full or read-only, a database another process holds).
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BillingError, duckdb.Error, OSError)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Every expected failure is a BillingError; DuckDB and the OS raise their own types, which
+    are translated here (a disk that is full or read-only, a database another process holds).
+    ``duckdb.Error`` only once DuckDB is loaded: before that no DuckDB error can have happened."""
+    duckdb = sys.modules.get("duckdb")
+    return (BillingError, OSError) if duckdb is None else (BillingError, duckdb.Error, OSError)
 
 
 class CommandFailed(click.ClickException):
@@ -72,7 +74,8 @@ class CommandMisused(CommandFailed):
 
 def _os_hint(exc: BaseException) -> str:
     """What to do about a DuckDB or OS error (no hint where the reason says it all)."""
-    if isinstance(exc, duckdb.Error):
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.Error):
         if "lock" in str(exc).lower():
             return (
                 "another process has the database open (a run, or a live query); retry when it has "
@@ -92,6 +95,8 @@ def describe_failure(exc: BaseException) -> CommandFailed:
     The message is :func:`safe_error_message`: one line, keys masked, and cut before any log
     data DuckDB quotes in its errors (which could be prompt text); the hint is masked too.
     """
+    from pipeline.redact import mask_secrets, safe_error_message
+
     if isinstance(exc, BillingError):
         hint, code = exc.hint, exc.exit_code
     else:
@@ -106,7 +111,9 @@ def fail_cleanly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except EXPECTED_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, expected_errors()):
+                raise
             raise describe_failure(exc) from None
 
     wrapper.__name__ = func.__name__
@@ -124,6 +131,8 @@ def _period_bounds(period: str) -> tuple[datetime, datetime]:
 
 
 def _settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | None = None) -> Settings:
+    from pipeline.spark import require_pyspark
+
     if engine == "spark":
         require_pyspark()
     elif spark_attempts:
@@ -271,6 +280,9 @@ def cli(
       infergate-billing --db data/infergate.duckdb --quiet nightly --logs /var/log/infergate
       infergate-billing export --period 2026-11 --out out/
     """
+    from pipeline import snapshot
+    from pipeline.jobs import Settings
+
     console.configure(quiet=quiet, log_format=log_format, command=ctx.invoked_subcommand)
     snapshot_path = None if no_snapshot else (snapshot_path or snapshot.default_snapshot_path(db_path))
     if snapshot_path is not None and snapshot_path.resolve() == db_path.resolve():
@@ -310,6 +322,8 @@ def out_option(help: str) -> Callable[[F], F]:
 def require_database(settings: Settings) -> None:
     """For commands that work on billed data (rate, statements): a missing --db is a typo, not
     a new empty database in which nothing is rated or due."""
+    from core.db import DatabaseMissing
+
     if not Path(settings.db_path).is_file():
         raise DatabaseMissing.at(settings.db_path)
 
@@ -317,6 +331,8 @@ def require_database(settings: Settings) -> None:
 @contextmanager
 def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The database opened read-only for a listing or an export."""
+    from core.db import connect
+
     con = connect(settings.db_path, read_only=True)
     try:
         yield con
@@ -443,6 +459,8 @@ def ingest(ctx: click.Context, files: tuple[str, ...], max_quarantine_rate: floa
     Example:
       infergate-billing ingest 'logs/requests-2026-11-*.jsonl.gz'
     """
+    from pipeline import jobs
+
     report = jobs.run_ingest(_settings(ctx), files)
     _print_report(report, max_quarantine_rate)
 
@@ -473,6 +491,8 @@ def rate(
       infergate-billing rate --from 2026-11-01 --to 2026-11-15
       infergate-billing rate --period 2026-11 --engine spark
     """
+    from pipeline import jobs
+
     if period and (start or end):
         raise click.UsageError("give --period or --from/--to, not both")
     require_database(ctx.obj)
@@ -528,6 +548,8 @@ def nightly(
       infergate-billing --db /srv/billing/infergate.duckdb nightly --logs /var/log/infergate
       infergate-billing nightly --date 2026-11-29 --logs data/sample_logs
     """
+    from pipeline import jobs
+
     when: date = day.date() if day else jobs.yesterday_utc()
     report = jobs.run_nightly(_settings(ctx, engine), when, logs_dir, allow_empty=allow_empty)
     _print_report(report, max_quarantine_rate)
@@ -569,6 +591,9 @@ def export(settings: Settings, period: str, out_dir: Path, file_format: str, all
       infergate-billing export --period 2026-11 --out out/
       infergate-billing export --period 2026-11 --format parquet --out out/parquet
     """
+    from reports.finance import write_finance_summary
+    from reports.parquet_export import write_parquet
+
     _period_bounds(period)
     with read_only(settings) as con:
         if file_format == "parquet":
@@ -619,6 +644,8 @@ def statements_command(
       infergate-billing statements --period 2026-11            # drafts to review
       infergate-billing statements --period 2026-11 --finalize # issue them
     """
+    from pipeline import jobs
+
     _period_bounds(period)
     if finalize and account_id:
         raise click.UsageError("--finalize issues the whole period; drop --account")
@@ -679,6 +706,8 @@ def replay(
       infergate-billing replay --period 2026-11 --prices new-prices.toml
       infergate-billing replay --verify 42
     """
+    from pipeline import replay as replay_mod
+
     out = console.current()
     if verify_run_id is not None:
         result = replay_mod.verify_run(settings, verify_run_id)
@@ -766,6 +795,8 @@ def prices_list(settings: Settings) -> None:
     Example:
       infergate-billing prices list
     """
+    from pricing.versions import load_price_book
+
     book = load_price_book(settings.prices_dir)
     for loaded in book.versions:
         v = loaded.version
@@ -793,6 +824,8 @@ def prices_validate(settings: Settings, files: tuple[Path, ...]) -> None:
       infergate-billing prices validate
       infergate-billing prices validate new-version.toml
     """
+    from pricing.versions import load_price_book
+
     book = load_price_book(settings.prices_dir, files)
     console.current().info(f"ok: {len(book.versions)} price version(s) valid")
 
@@ -887,6 +920,8 @@ def sample_logs_command(out_dir: Path, seed: int) -> None:
     Example:
       infergate-billing sample-logs --out data/sample_logs
     """
+    from pipeline import sample_logs
+
     for path in sample_logs.write_sample_logs(out_dir, seed):
         console.current().info(f"wrote {path}")
 
@@ -902,6 +937,8 @@ def schema_doc() -> None:
     Example:
       infergate-billing schema-doc > docs/schema.md
     """
+    from reports.schema_doc import current_schema_markdown
+
     click.echo(current_schema_markdown(), nl=False)
 
 
@@ -928,6 +965,9 @@ def margin(settings: Settings, period: str, out_dir: Path) -> None:
     Example:
       infergate-billing margin --period 2026-11 --out out/
     """
+    from core.db import connect
+    from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
+
     _period_bounds(period)
     con = connect(settings.db_path, read_only=True)
     try:
@@ -969,6 +1009,9 @@ def spend_limits(settings: Settings, period: str, min_rejections: int, out_dir: 
     Example:
       infergate-billing spend-limits --period 2026-11 --min-rejections 10
     """
+    from core.db import connect
+    from reports.spend_limits import format_spend_limits, limit_breaches, rejections, write_spend_limit_csvs
+
     _period_bounds(period)
     con = connect(settings.db_path, read_only=True)
     try:
@@ -1031,7 +1074,10 @@ def balances_command(
       infergate-billing balances --as-of 2026-12-01 --threshold 50 --days 5
       infergate-billing balances --format csv --out out/balances.csv
     """
+    from core.db import connect
+    from core.money import D, MoneyError
     from reports.balances import BALANCE_COLUMNS, balances, write_balances
+    from reports.texttable import cell_text, render_table
 
     if fmt != "table" and out_path is None:
         raise click.BadParameter("--format csv/parquet needs --out FILE", param_hint="--out")
@@ -1069,6 +1115,8 @@ def snapshot_command(settings: Settings) -> None:
       infergate-billing --db data/infergate.duckdb snapshot
       duckdb -readonly data/infergate.analyst.duckdb
     """
+    from pipeline import snapshot
+
     path = snapshot.publish_now(settings.db_path, settings.snapshot_path, settings.memory_limit)
     console.current().info(f"analyst snapshot published: {path}")
 
@@ -1080,7 +1128,7 @@ def snapshot_command(settings: Settings) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(query_output.FORMATS),
+    type=click.Choice(QUERY_FORMATS),
     default="table",
     show_default=True,
     help="table: padded text; csv: spreadsheet-safe CSV; json: JSON Lines, DECIMAL as strings; "
@@ -1111,6 +1159,9 @@ def sql(
       infergate-billing sql --format json "SELECT * FROM monthly_totals" | jq .total_usd
       infergate-billing sql --format parquet --out lines.parquet "SELECT * FROM statement_lines"
     """
+    from pipeline import snapshot
+    from reports import query_output
+
     if fmt == "parquet" and out_file is None:
         raise click.UsageError("--format parquet writes a file: give --out FILE.parquet")
     con = snapshot.open_for_query(settings.db_path, settings.snapshot_path, live)
@@ -1131,7 +1182,7 @@ def sql(
 @click.option(
     "--from",
     "gateway",
-    type=click.Choice(sorted(importers.GATEWAYS)),
+    type=click.Choice(IMPORT_GATEWAYS),
     required=True,
     help="The gateway whose logs FILES are.",
 )
@@ -1168,6 +1219,8 @@ def import_command(
           --account acct_acme --out out/imported
       infergate-billing nightly --date 2026-11-20 --logs out/imported
     """
+    from pipeline import importers
+
     report = importers.run_import(gateway, files, out_dir, account_id)
     for result in report.files:
         console.current().info(

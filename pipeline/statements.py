@@ -38,7 +38,6 @@ from pipeline.lock import release_inherited
 from reports.atomic import write_atomic
 from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
-from reports.render import pdf_bytes, render_html
 from reports.statement_model import (
     AdjustmentLine,
     DailyUsage,
@@ -393,6 +392,8 @@ def detail_csv(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> 
 
 def _render(doc: StatementDocument) -> tuple[bytes, bytes]:
     """HTML and PDF bytes of one statement (a top-level function: runs in worker processes)."""
+    from reports.render import pdf_bytes, render_html  # jinja2: not on a nightly's start (issue 14)
+
     html = render_html(doc)
     return html.encode("utf-8"), pdf_bytes(html)
 
