@@ -25,7 +25,8 @@ largest single process) are printed, with the ratios the performance targets are
 (1000), BENCH_HISTORY_DAYS (30), BENCH_MEMORY_LIMIT (2GB), BENCH_RECOUNT_N (synthetic
 requests for bench/recount_bench.py, 4000), BENCH_RECOUNT_ATTEMPTS (see above), BENCH_DIR (scratch,
 default $TMPDIR/infergate-bench), BENCH_KEEP=1 keeps the databases,
-BENCH_SKIP=history,statements,recount skips those stages.
+BENCH_SKIP=history,statements,recount skips those stages. The statements alone (1,000 drafts
+from a smaller day, no history or recount stages): ``BENCH_N=100000 BENCH_SKIP=history,recount``.
 """
 
 from __future__ import annotations
@@ -365,6 +366,35 @@ def recount_summary(db: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def import_seconds(stderr: str) -> float:  # allow-float: seconds
+    """Total import time of a ``python -X importtime`` run: the sum of its top-level imports."""
+    total = 0
+    for line in stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and line.startswith("import time:") and parts[1].strip().isdigit():
+            if parts[2].startswith(" ") and not parts[2].startswith("  "):
+                total += int(parts[1])
+    return total / 1e6
+
+
+def cli_start(db: Path, accounts: Path, empty_logs: Path) -> list[tuple[str, Stage, float]]:  # allow-float
+    """Issue 14, item 5: ``--help`` and a nightly of an empty day, each with its import time."""
+    importing = [sys.executable, "-X", "importtime", *CLI[1:]]
+    runs = {
+        "--help": [*importing, "--help"],
+        "nightly, empty day": [
+            *importing, "--db", str(db), "--accounts", str(accounts), "--no-snapshot",
+            "nightly", "--date", DAY.isoformat(), "--logs", str(empty_logs), "--allow-empty",
+        ],
+    }  # fmt: skip
+    empty_logs.mkdir(parents=True, exist_ok=True)
+    found = []
+    for name, argv in runs.items():
+        stage = measure(f"cli start: {name}", argv, 0)
+        found.append((name, stage, import_seconds(stage.stderr)))
+    return found
+
+
 def timings(stage: Stage) -> dict[str, float]:  # allow-float: seconds
     """The ``timing STEP SECONDS`` lines a run prints when INFERGATE_TIMINGS is set."""
     found: dict[str, float] = {}  # allow-float: seconds
@@ -397,6 +427,7 @@ def main() -> None:
 
     stages: dict[str, Stage] = {}
     try:
+        starts = cli_start(work / "start.duckdb", accounts, work / "empty-logs")
         stages["count"] = measure("scan count(*)", [*me, "--scan", scan_sql(log, False), cfg.memory_limit], lines)
         stages["scan"] = measure("scan all columns", [*me, "--scan", scan_sql(log, True), cfg.memory_limit], lines)
         empty_db = work / "empty.duckdb"
@@ -442,6 +473,11 @@ def main() -> None:
         recounted, tokens = recount_summary(empty_db)
         synthetic = measure("recount bench", [sys.executable, str(RECOUNT_BENCH), "--n", str(cfg.recount_n)], 0)
         print_report(cfg, stages, files, (recounted, tokens), recount_day, synthetic)
+        for name, stage, imports in starts:
+            print(
+                f"cli start: {name}: {imports:.2f}s of imports (target <= 0.3s), "
+                f"{stage.seconds:.2f}s wall, {stage.cpu_seconds:.2f}s cpu"
+            )
     finally:
         if not cfg.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -491,7 +527,10 @@ def print_report(
         print(f"recount bench: {' '.join(line.split())}")
     if "statements" in stages:
         drafts = stages["statements"]
-        print(f"statements: {files} files for {cfg.accounts} accounts in {drafts.seconds:.1f}s (target <= 60s)")
+        print(
+            f"statements: {files} files for {cfg.accounts} accounts in {drafts.seconds:.1f}s (target <= 60s "
+            f"for 1000), {drafts.cpu_seconds / max(cfg.accounts, 1) * 1000:.0f} ms cpu per statement"
+        )
     print()
     # wall time is the target's measure; CPU time is steadier on a machine shared with other work
     print(

@@ -37,10 +37,8 @@ from pipeline import jobs, statements
 from pipeline.filenames import checked_file_name
 from pipeline.issuer import BUILT_IN, DEFAULT_CREDIT_NOTE_PREFIX, Issuer, parse_stored
 from reports.credit_note_model import CreditedLine, CreditNoteDocument
-from reports.credit_note_render import render_credit_note_html
 from reports.csvsafe import csv_bytes
 from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, TaxSummary
-from reports.render import pdf_bytes
 from reports.statement_model import AdjustmentLine, Party, StatementLine
 
 __all__ = [
@@ -381,6 +379,9 @@ def lines_csv(doc: CreditNoteDocument) -> bytes:
 
 def render_files(doc: CreditNoteDocument) -> dict[str, tuple[str, bytes]]:
     """kind -> (file name, bytes): the PDF, the lines CSV and the HTML (stored only)."""
+    from reports.credit_note_render import render_credit_note_html  # jinja2: only where a note is rendered
+    from reports.render import pdf_bytes
+
     html = render_credit_note_html(doc)
     stem = doc.credit_note_number
     return {

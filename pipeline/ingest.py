@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
-import pyarrow as pa
 import zstandard
 
 from core import console
@@ -380,6 +379,8 @@ class _FallbackBatch:
     def flush(self) -> None:
         if not self.lines:
             return
+        import pyarrow as pa  # not on every CLI start (issue 14)
+
         n = len(self.lines)
         table = pa.table(
             {

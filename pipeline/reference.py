@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 from pydantic import ValidationError
 
 from core.db import insert_many
@@ -129,6 +128,8 @@ def _insert_accounts(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
 
     Decimals travel as Arrow decimal128 of the columns' own precision and scale: exact.
     """
+    import pyarrow as pa  # not on every CLI start (issue 14)
+
     accounts = ref.accounts.accounts
     table = pa.table(
         {

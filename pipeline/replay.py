@@ -40,7 +40,6 @@ from pipeline.ingest import file_sha256
 from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
 from reports.atomic import write_atomic
 from reports.csvsafe import csv_bytes
-from reports.render import render_html
 
 
 class ReplayError(BillingError, RuntimeError):
@@ -188,7 +187,7 @@ def _reproduce(
             produced = {
                 "lines_csv": statements.lines_csv(doc, due.get(account_id, []), names),
                 "detail_csv": statements.detail_csv(con, account_id, period),
-                "html": render_html(doc).encode("utf-8"),
+                "html": _render_html(doc).encode("utf-8"),
             }
             for kind, data in produced.items():
                 report.checks.append(_compare(con, number, kind, data, target, report))
@@ -509,3 +508,10 @@ def _describe(
         f"live table {table} differs from the re-execution in {in_live + in_again} row(s) "
         f"({in_live} only in live, {in_again} only in the re-execution); e.g. {'; '.join(shown)}"
     )
+
+
+def _render_html(doc: Any) -> str:
+    """The statement's HTML (jinja2 imported here: a replay module loaded by the CLI costs nothing)."""
+    from reports.render import render_html
+
+    return render_html(doc)

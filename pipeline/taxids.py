@@ -9,14 +9,24 @@ states (with Greece's ``EL``) go through ``stdnum.eu.vat``; other countries (``G
 
 from __future__ import annotations
 
-from stdnum import get_cc_module
-from stdnum.eu import vat as eu_vat
-from stdnum.exceptions import ValidationError
+from functools import cache
+from types import ModuleType
 
-__all__ = ["EU_PREFIXES", "VatIdError", "check_vat_id", "is_eu_vat_id"]
+__all__ = ["VatIdError", "check_vat_id", "eu_prefixes", "is_eu_vat_id"]
 
-#: VAT prefixes of the EU member states (Greece uses EL, Northern Ireland's XI is EU VAT for goods).
-EU_PREFIXES = frozenset(eu_vat.MEMBER_STATES) | {"el"}
+
+@cache
+def _eu_vat() -> ModuleType:
+    """python-stdnum's EU VAT module, imported on first use (issue 14: not on every CLI start)."""
+    from stdnum.eu import vat
+
+    return vat
+
+
+@cache
+def eu_prefixes() -> frozenset[str]:
+    """VAT prefixes of the EU member states (Greece uses EL, Northern Ireland's XI is EU VAT for goods)."""
+    return frozenset(_eu_vat().MEMBER_STATES) | {"el"}
 
 
 class VatIdError(ValueError):
@@ -29,7 +39,10 @@ def check_vat_id(value: str) -> str:
     prefix = text[:2].lower()
     if len(text) < 4 or not prefix.isalpha():
         raise VatIdError(f"{value!r} does not start with a two-letter country prefix (e.g. DE136695976)")
-    module = eu_vat if prefix in EU_PREFIXES else get_cc_module(prefix, "vat")
+    from stdnum import get_cc_module
+    from stdnum.exceptions import ValidationError
+
+    module = _eu_vat() if prefix in eu_prefixes() else get_cc_module(prefix, "vat")
     if module is None:
         raise VatIdError(f"{value!r}: no VAT number format is known for country prefix {prefix.upper()}")
     try:
@@ -41,4 +54,4 @@ def check_vat_id(value: str) -> str:
 
 def is_eu_vat_id(value: str) -> bool:
     """Whether a (checked) VAT ID belongs to an EU member state."""
-    return value[:2].lower() in EU_PREFIXES
+    return value[:2].lower() in eu_prefixes()

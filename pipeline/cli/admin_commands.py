@@ -4,15 +4,17 @@ sample-logs, schema-doc."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from core import console
-from pipeline import importers, sample_logs
 from pipeline.cli.base import cli, fail_cleanly, max_quarantine_option, out_option
-from pipeline.jobs import Settings
-from pricing.versions import load_price_book
-from reports.schema_doc import current_schema_markdown
+
+if TYPE_CHECKING:
+    from pipeline.jobs import Settings
+
+IMPORT_GATEWAYS = ("litellm", "openrouter")  # sorted(pipeline.importers.GATEWAYS), which imports duckdb
 
 
 @cli.group()
@@ -30,6 +32,8 @@ def prices_list(settings: Settings) -> None:
     Example:
       infergate-billing prices list
     """
+    from pricing.versions import load_price_book
+
     book = load_price_book(settings.prices_dir)
     for loaded in book.versions:
         v = loaded.version
@@ -57,6 +61,8 @@ def prices_validate(settings: Settings, files: tuple[Path, ...]) -> None:
       infergate-billing prices validate
       infergate-billing prices validate new-version.toml
     """
+    from pricing.versions import load_price_book
+
     book = load_price_book(settings.prices_dir, files)
     console.current().info(f"ok: {len(book.versions)} price version(s) valid")
 
@@ -72,6 +78,8 @@ def sample_logs_command(out_dir: Path, seed: int) -> None:
     Example:
       infergate-billing sample-logs --out data/sample_logs
     """
+    from pipeline import sample_logs
+
     for path in sample_logs.write_sample_logs(out_dir, seed):
         console.current().info(f"wrote {path}")
 
@@ -87,6 +95,8 @@ def schema_doc() -> None:
     Example:
       infergate-billing schema-doc > docs/schema.md
     """
+    from reports.schema_doc import current_schema_markdown
+
     click.echo(current_schema_markdown(), nl=False)
 
 
@@ -94,7 +104,7 @@ def schema_doc() -> None:
 @click.option(
     "--from",
     "gateway",
-    type=click.Choice(sorted(importers.GATEWAYS)),
+    type=click.Choice(IMPORT_GATEWAYS),
     required=True,
     help="The gateway whose logs FILES are.",
 )
@@ -127,6 +137,8 @@ def import_command(
           --account acct_acme --out out/imported
       infergate-billing nightly --date 2026-11-20 --logs out/imported
     """
+    from pipeline import importers
+
     report = importers.run_import(gateway, files, out_dir, account_id)
     for result in report.files:
         console.current().info(

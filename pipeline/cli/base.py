@@ -14,27 +14,39 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import duckdb
 
 from core import console
-from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, DatabaseMissing, connect
 from core.errors import BillingError
 from core.money import D, Decimal, MoneyError
 from core.period import Period, PeriodError
-from pipeline import snapshot
-from pipeline.issuer import DEFAULT_ISSUER_FILE
-from pipeline.jobs import DEFAULT_MAX_QUARANTINE_RATE, Settings
-from pipeline.redact import mask_secrets, safe_error_message
-from pipeline.spark import require_pyspark
-from pricing.versions import DEFAULT_TABLES_DIR
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from pipeline.jobs import Settings
+
+# Issue 14: `--help` and a nightly start without the heavy modules (duckdb for --help; polars,
+# pydantic, weasyprint, jinja2, pyarrow, rich, stdnum): every module of ours that pulls one in
+# is imported inside the function that uses it, and these defaults, shown in the help, are
+# copies of the constants of their modules (tests/test_cli_start.py checks they are equal).
+DEFAULT_DB = Path("data/infergate.duckdb")  # core.db.DEFAULT_DB
+DEFAULT_MEMORY_LIMIT = "2GB"  # core.db.DEFAULT_MEMORY_LIMIT
+DEFAULT_TABLES_DIR = Path(__file__).parent.parent.parent / "pricing" / "tables"  # pricing.versions
+DEFAULT_ISSUER_FILE = Path("data/issuer.toml")  # pipeline.issuer.DEFAULT_ISSUER_FILE
+DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio; pipeline.jobs.DEFAULT_MAX_QUARANTINE_RATE
 
 F = TypeVar("F", bound=Callable[..., Any])
-# Every expected failure is a BillingError; DuckDB and the OS raise their own types, which are
-# translated here (a disk that is full or read-only, a database another process holds).
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (BillingError, duckdb.Error, OSError)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Every expected failure is a BillingError; DuckDB and the OS raise their own types, which
+    are translated here (a disk that is full or read-only, a database another process holds).
+    ``duckdb.Error`` only once DuckDB is loaded: before that no DuckDB error can have happened."""
+    duckdb = sys.modules.get("duckdb")
+    return (BillingError, OSError) if duckdb is None else (BillingError, duckdb.Error, OSError)
 
 
 class CommandFailed(click.ClickException):
@@ -55,7 +67,8 @@ class CommandMisused(CommandFailed):
 
 def _os_hint(exc: BaseException) -> str:
     """What to do about a DuckDB or OS error (no hint where the reason says it all)."""
-    if isinstance(exc, duckdb.Error):
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(exc, duckdb.Error):
         if "lock" in str(exc).lower():
             return (
                 "another process has the database open (a run, or a live query); retry when it has "
@@ -75,6 +88,8 @@ def describe_failure(exc: BaseException) -> CommandFailed:
     The message is :func:`safe_error_message`: one line, keys masked, and cut before any log
     data DuckDB quotes in its errors (which could be prompt text); the hint is masked too.
     """
+    from pipeline.redact import mask_secrets, safe_error_message
+
     if isinstance(exc, BillingError):
         hint, code = exc.hint, exc.exit_code
     else:
@@ -89,7 +104,9 @@ def fail_cleanly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except EXPECTED_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, expected_errors()):
+                raise
             raise describe_failure(exc) from None
 
     wrapper.__name__ = func.__name__
@@ -140,6 +157,8 @@ AMOUNT = AmountType()
 
 
 def job_settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | None = None) -> Settings:
+    from pipeline.spark import require_pyspark
+
     if engine == "spark":
         require_pyspark()
     elif spark_attempts:
@@ -287,6 +306,9 @@ def cli(
       infergate-billing --db data/infergate.duckdb --quiet nightly --logs /var/log/infergate
       infergate-billing export --period 2026-11 --out out/
     """
+    from pipeline import snapshot
+    from pipeline.jobs import Settings
+
     console.configure(quiet=quiet, log_format=log_format, command=ctx.invoked_subcommand)
     snapshot_path = None if no_snapshot else (snapshot_path or snapshot.default_snapshot_path(db_path))
     if snapshot_path is not None and snapshot_path.resolve() == db_path.resolve():
@@ -327,6 +349,8 @@ def out_option(help: str | None, default: Path | None = Path("out"), required: b
 def require_database(settings: Settings) -> None:
     """For commands that work on billed data (rate, statements): a missing --db is a typo, not
     a new empty database in which nothing is rated or due."""
+    from core.db import DatabaseMissing
+
     if not Path(settings.db_path).is_file():
         raise DatabaseMissing.at(settings.db_path)
 
@@ -334,6 +358,8 @@ def require_database(settings: Settings) -> None:
 @contextmanager
 def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The database opened read-only for a listing or an export."""
+    from core.db import connect
+
     con = connect(settings.db_path, read_only=True)
     try:
         yield con

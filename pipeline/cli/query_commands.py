@@ -6,20 +6,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from core import console
 from core.money import Decimal
 from core.period import Period
-from pipeline import ledger, snapshot
 from pipeline.cli.base import AMOUNT, allow_empty_option, cli, fail_cleanly, out_option, period_option, read_only
-from pipeline.jobs import Settings
-from reports import query_output
-from reports.exports import export_period
-from reports.margin import margin_report
-from reports.spend_limits import DEFAULT_MIN_REJECTIONS, spend_limit_report
 from reports.texttable import cell_text, render_table
+
+if TYPE_CHECKING:
+    from pipeline.jobs import Settings
+
+# Shown in --help: copies of their modules' constants, which import duckdb (tests/test_cli_start.py).
+DEFAULT_MIN_REJECTIONS = 10  # reports.spend_limits.DEFAULT_MIN_REJECTIONS
+QUERY_FORMATS = ("table", "csv", "json", "parquet")  # reports.query_output.FORMATS
 
 
 @cli.command()
@@ -52,6 +54,8 @@ def export(settings: Settings, period: Period, out_dir: Path, file_format: str, 
       infergate-billing export --period 2026-11 --out out/
       infergate-billing export --period 2026-11 --format parquet --out out/parquet
     """
+    from reports.exports import export_period
+
     with read_only(settings) as con:
         paths, empty = export_period(con, str(period), out_dir, file_format, allow_empty=allow_empty)
     for path in paths:
@@ -76,6 +80,8 @@ def margin(settings: Settings, period: Period, out_dir: Path) -> None:
     Example:
       infergate-billing margin --period 2026-11 --out out/
     """
+    from reports.margin import margin_report
+
     with read_only(settings) as con:
         path, text = margin_report(con, str(period), out_dir)
     click.echo(text)
@@ -104,6 +110,8 @@ def spend_limits(settings: Settings, period: Period, min_rejections: int, out_di
     Example:
       infergate-billing spend-limits --period 2026-11 --min-rejections 10
     """
+    from reports.spend_limits import spend_limit_report
+
     with read_only(settings) as con:
         paths, text = spend_limit_report(con, str(period), out_dir, min_rejections)
     click.echo(text)
@@ -189,6 +197,8 @@ def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
     Example:
       infergate-billing quarantine --reason bad_timestamp
     """
+    from pipeline import ledger
+
     with read_only(settings) as con:
         summary = ledger.quarantine_summary(con, reason, limit)
     click.echo("quarantined (open / all):")
@@ -217,6 +227,8 @@ def runs_list(settings: Settings, limit: int) -> None:
     Example:
       infergate-billing runs list --limit 5
     """
+    from pipeline import ledger
+
     with read_only(settings) as con:
         rows = ledger.recent_runs(con, limit)
     click.echo(
@@ -241,6 +253,8 @@ def runs_show(settings: Settings, run_id: int) -> None:
     Example:
       infergate-billing runs show 42
     """
+    from pipeline import ledger
+
     with read_only(settings) as con:
         run = ledger.run_detail(con, run_id, settings.db_path)
     for name, value in run.fields:
@@ -271,6 +285,8 @@ def snapshot_command(settings: Settings) -> None:
       infergate-billing --db data/infergate.duckdb snapshot
       duckdb -readonly data/infergate.analyst.duckdb
     """
+    from pipeline import snapshot
+
     path = snapshot.publish_now(settings.db_path, settings.snapshot_path, settings.memory_limit)
     console.current().info(f"analyst snapshot published: {path}")
 
@@ -282,7 +298,7 @@ def snapshot_command(settings: Settings) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(query_output.FORMATS),
+    type=click.Choice(QUERY_FORMATS),
     default="table",
     show_default=True,
     help="table: padded text; csv: spreadsheet-safe CSV; json: JSON Lines, DECIMAL as strings; "
@@ -315,6 +331,9 @@ def sql(
     """
     if fmt == "parquet" and out_file is None:
         raise click.UsageError("--format parquet writes a file: give --out FILE.parquet")
+    from pipeline import snapshot
+    from reports import query_output
+
     con = snapshot.open_for_query(settings.db_path, settings.snapshot_path, live)
     try:
         written = query_output.write_query_result(

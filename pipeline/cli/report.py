@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from core import console
 from pipeline.cli.base import exit_failed
-from pipeline.jobs import RunReport
-from pipeline.replay import ReplayReport, VerifyReport, diff_totals
-from pipeline.statements import StatementsReport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the jobs' modules import duckdb: this module is loaded on --help (issue 14)
     from pipeline.credit_notes import CreditNoteReport
+    from pipeline.jobs import RunReport
+    from pipeline.replay import ReplayReport, VerifyReport
+    from pipeline.statements import StatementsReport
 
 
 def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
@@ -159,6 +159,8 @@ def print_replay(report: ReplayReport, period: str, repriced: bool) -> None:
     out.info(f"{'account':<20} {'model':<26} {'old':>12} {'new':>12} {'difference':>12}")
     for d in report.diffs:
         out.info(f"{d.account_id:<20} {d.model:<26} {d.old_amount:>12} {d.new_amount:>12} {d.difference:>12}")
+    from pipeline.replay import diff_totals
+
     for account, (old, new) in diff_totals(report).items():
         out.info(f"{account:<20} {'TOTAL':<26} {old:>12} {new:>12} {new - old:>12}")
     out.info(f"wrote {report.written[-1]}")

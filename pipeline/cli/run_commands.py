@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from core.errors import UsageProblem
 from core.period import Period
-from pipeline import jobs
-from pipeline import replay as replay_mod
 from pipeline.cli.base import (
     allow_empty_option,
     cli,
@@ -24,8 +23,11 @@ from pipeline.cli.base import (
     period_option,
     require_database,
 )
+
+if TYPE_CHECKING:
+    from pipeline.jobs import Settings
+
 from pipeline.cli.report import print_credit_note, print_replay, print_report, print_statements, print_verify
-from pipeline.jobs import Settings
 
 
 @cli.command()
@@ -42,6 +44,8 @@ def ingest(ctx: click.Context, files: tuple[str, ...], max_quarantine_rate: floa
     Example:
       infergate-billing ingest 'logs/requests-2026-11-*.jsonl.gz'
     """
+    from pipeline import jobs
+
     print_report(jobs.run_ingest(job_settings(ctx), files), max_quarantine_rate)
 
 
@@ -79,6 +83,8 @@ def rate(
     else:
         start = start.replace(tzinfo=UTC) if start else None
         end = end.replace(tzinfo=UTC) if end else None
+    from pipeline import jobs
+
     print_report(jobs.run_rate(job_settings(ctx, engine, spark_attempts), start, end), 1.0)
 
 
@@ -126,6 +132,8 @@ def nightly(
       infergate-billing --db /srv/billing/infergate.duckdb nightly --logs /var/log/infergate
       infergate-billing nightly --date 2026-11-29 --logs data/sample_logs
     """
+    from pipeline import jobs
+
     when: date = day.date() if day else jobs.yesterday_utc()
     report = jobs.run_nightly(job_settings(ctx, engine), when, logs_dir, allow_empty=allow_empty)
     print_report(report, max_quarantine_rate)
@@ -168,6 +176,8 @@ def statements_command(
     if finalize and account_id:
         raise click.UsageError("--finalize issues the whole period; drop --account")
     require_database(ctx.obj)
+    from pipeline import jobs
+
     result = jobs.run_statements(
         job_settings(ctx),
         str(period),
@@ -259,6 +269,8 @@ def replay(
       infergate-billing replay --period 2026-11 --prices new-prices.toml
       infergate-billing replay --verify 42
     """
+    from pipeline import replay as replay_mod
+
     if verify_run_id is not None:
         print_verify(replay_mod.verify_run(settings, verify_run_id), verify_run_id)
         return

@@ -76,6 +76,20 @@ def test_pdf_bytes_are_stable_and_undated(statement_pdf, tmp_path):
     )
 
 
+def test_shared_font_configuration_gives_the_same_bytes(statement_pdf, monkeypatch):
+    """Issue 14: a process reuses one font configuration for every statement it renders. After
+    rendering another statement (other text, other glyphs), the bytes equal those of a fresh
+    configuration, as every statement was rendered before."""
+    from reports import pdf
+
+    html, path = statement_pdf
+    pdf.pdf_bytes(render_html(fixtures.draft()))  # warm the shared configuration with other text
+    warm = pdf.pdf_bytes(html)
+    monkeypatch.setattr(pdf._LOCAL, "pid", None)  # the next render starts a fresh configuration
+    fresh = pdf.pdf_bytes(html)
+    assert warm == fresh == path.read_bytes()
+
+
 def test_draft_is_marked_on_every_page(tmp_path):
     path = tmp_path / "draft.pdf"
     render_statement(fixtures.draft(), path)
