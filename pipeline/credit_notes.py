@@ -250,19 +250,25 @@ def store(
     name, address, email = con.execute(
         "SELECT legal_name, address, email FROM accounts WHERE account_id = ?", [p.account_id]
     ).fetchone() or (p.account_id, [], None)  # fmt: skip
-    vat_id, note = con.execute(
-        "SELECT vat_id, tax_note FROM account_invoicing WHERE account_id = ?", [p.account_id]
-    ).fetchone() or (None, None)  # fmt: skip
+    vat_id, note, e_invoice, country = con.execute(
+        "SELECT vat_id, tax_note, e_invoice, country FROM account_invoicing WHERE account_id = ?", [p.account_id]
+    ).fetchone() or (None, None, None, None)  # fmt: skip
     if p.tax_treatment == "eu_reverse_charge":
         note = REVERSE_CHARGE_NOTE
+    if p.tax_treatment is None:  # a statement issued before tax existed: no VAT category, no e-invoice
+        e_invoice = None
     con.execute(
-        "INSERT INTO credit_notes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+        "INSERT INTO credit_notes (credit_note_number, sequence_no, statement_number, account_id, period, "
+        "issue_date, reason, lines_usd, prepaid_retained_usd, net_usd, tax_treatment, tax_rate_pct, tax_label, "
+        "tax_rule, tax_usd, total_credited_usd, account_name, account_address, account_email, customer_vat_id, "
+        "tax_note, issuer_sha256, run_id, issued_at, e_invoice, account_country) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)",
         [
             number, sequence, p.statement_number, p.account_id, p.period, issue_date, reason, p.lines_total,
             p.prepaid_retained, p.net, p.tax_treatment, p.tax_rate_pct,
             issuer.tax_label if p.tax_treatment else None, p.tax_rule, p.tax, p.net + p.tax,
             name, list(address), email, vat_id if p.tax_treatment else None,
-            note if p.tax_treatment else None, sha, run_id,
+            note if p.tax_treatment else None, sha, run_id, e_invoice, country if e_invoice else None,
         ],
     )  # fmt: skip
     amounts = dict(
@@ -294,14 +300,15 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         "SELECT n.statement_number, s.issue_date, n.account_id, n.period, n.issue_date, n.reason, n.lines_usd, "
         "n.prepaid_retained_usd, n.tax_treatment, n.tax_rate_pct, n.tax_label, n.tax_rule, n.tax_usd, "
         "n.total_credited_usd, n.account_name, n.account_address, n.account_email, n.customer_vat_id, "
-        f"n.tax_note, n.issuer_sha256 FROM {db}credit_notes n JOIN {db}statements s USING (statement_number) "
+        "n.tax_note, n.issuer_sha256, n.e_invoice, n.account_country "
+        f"FROM {db}credit_notes n JOIN {db}statements s USING (statement_number) "
         "WHERE n.credit_note_number = ?",
         [number],
     ).fetchone()
     if row is None:
         raise CreditNoteError(f"{number} is not an issued credit note")
     (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
-     rule, tax, total, name, address, email, vat_id, note, sha) = row  # fmt: skip
+     rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country) = row  # fmt: skip
     issuer = _issuer_by_sha(con, sha, db)
     lines = con.execute(
         "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
@@ -327,7 +334,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         statement_number=statement,
         statement_issue_date=st_date,
         account_id=account,
-        account=Party(name=name, address_lines=tuple(address), email=email),
+        account=Party(name=name, address_lines=tuple(address), email=email, country=country),
         issuer=_party(issuer),
         period=period,
         issue_date=issue_date,
@@ -340,6 +347,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         total_credited=D(total),
         tax=summary,
         tax_rule=rule,
+        e_invoice=e_invoice,
     )
 
 
@@ -353,6 +361,7 @@ def _party(i: Issuer) -> IssuerParty:
         registration=i.registration,
         remittance_lines=tuple(i.remittance),
         logo_png_base64=i.logo_png_base64,
+        country=i.country,  # not printed; the seller's country of an e-invoice (BT-40)
     )
 
 
@@ -378,14 +387,15 @@ def lines_csv(doc: CreditNoteDocument) -> bytes:
 
 
 def render_files(doc: CreditNoteDocument) -> dict[str, tuple[str, bytes]]:
-    """kind -> (file name, bytes): the PDF, the lines CSV and the HTML (stored only)."""
-    from reports.credit_note_render import render_credit_note_html  # jinja2: only where a note is rendered
-    from reports.render import pdf_bytes
+    """kind -> (file name, bytes): the PDF (PDF/A-3 with Factur-X XML for an e-invoice note), the
+    lines CSV and the HTML (stored only)."""
+    # jinja2 (and WeasyPrint, factur-x): only where a note is rendered
+    from reports.credit_note_render import credit_note_pdf, render_credit_note_html
 
     html = render_credit_note_html(doc)
     stem = doc.credit_note_number
     return {
-        "pdf": (f"{stem}.pdf", pdf_bytes(html)),
+        "pdf": (f"{stem}.pdf", credit_note_pdf(doc, html)),
         "html": (f"{stem}.html", html.encode("utf-8")),
         "lines_csv": (f"{stem}-lines.csv", lines_csv(doc)),
     }

@@ -5,7 +5,8 @@ statement's types (:class:`~reports.statement_model.StatementLine` and
 :class:`~reports.statement_model.AdjustmentLine` for the lines, :class:`Party` /
 :class:`~reports.invoice_model.IssuerParty` for the parties, :class:`TaxSummary` for the tax)
 so that an e-invoice (EN 16931 type code 381, credit note, with the statement as the
-preceding invoice reference) can be generated from it like from a statement.
+preceding invoice reference) is generated from it like from a statement
+(:func:`reports.einvoice.build_xml`, when ``e_invoice`` is set).
 
 Amounts are positive: what is credited. The rule (docs/invoicing.md, "Credit notes"):
 
@@ -97,6 +98,9 @@ class CreditNoteDocument:
     total_credited: Decimal
     tax: TaxSummary | None = None
     tax_rule: str = "on_net"
+    #: "factur-x": the PDF is PDF/A-3 with the note as an EN 16931 credit note (type code 381)
+    #: embedded (``reports.einvoice``); None: a plain PDF, as before.
+    e_invoice: str | None = None
 
     #: EN 16931 / UNTDID 1001 document type code of a credit note (for an e-invoice).
     type_code = "381"
@@ -124,6 +128,10 @@ class CreditNoteDocument:
         if numbers != sorted(set(numbers)):
             raise _fail(self, "lines are not in statement order, or a line is credited twice")
         self._check_amounts()
+        if self.e_invoice not in (None, "factur-x"):
+            raise _fail(self, f"e_invoice {self.e_invoice!r} is not 'factur-x'")
+        if self.e_invoice is not None and self.tax is None:
+            raise _fail(self, "an e-invoice credit note needs the statement's tax treatment (a VAT category)")
 
     def _check_amounts(self) -> None:
         for name in ("lines_total", "prepaid_retained", "tax_amount", "total_credited"):

@@ -11,20 +11,29 @@ cent (the mapping to the EN 16931 business terms is the table in ``docs/invoicin
 * grand total (BT-112) and amount due for payment (BT-115) are the printed total due.
 
 The invoice type code is a parameter: 380 (commercial invoice) for statements, 381 (credit
-note) for credit notes.
+note) for credit notes. A :class:`~reports.credit_note_model.CreditNoteDocument` is an EN 16931
+credit note (381) the same way, amounts positive (the credit note convention: the type code,
+not the sign, says money goes back): the credited lines, the part paid with prepaid credit as
+a document-level allowance (so the tax basis is the printed net credited), the printed tax,
+the total credited as grand total and amount due, and the statement as the preceding invoice
+(BT-25, BT-26). Both documents are first read into one neutral :class:`_Invoice`.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from core.money import Decimal
+from core.period import Period
 
-from .invoice_model import TaxSummary
-from .statement_model import Party, StatementDocument
+from .credit_note_model import CreditNoteDocument
+from .invoice_model import PaymentTerms, TaxSummary
+from .statement_model import AdjustmentLine, Party, StatementDocument, StatementLine
 
-__all__ = ["CATEGORY", "EN16931_GUIDELINE", "build_xml", "vat_category"]
+__all__ = ["CATEGORY", "CREDIT_NOTE_TERMS", "EN16931_GUIDELINE", "build_xml", "vat_category"]
 
 _NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -44,6 +53,71 @@ CATEGORY = {"domestic": "S", "eu_reverse_charge": "AE", "exempt": "E", "out_of_s
 _TYPE_CODES = ("380", "381", "384")  # invoice, credit note, corrected invoice
 _PER_MILLION = "1000000"  # prices are per 1M tokens: BT-149 item price base quantity
 _UNIT = "C62"  # UN/ECE Recommendation 20 "one": a token, or an adjustment
+
+#: BT-20 of a credit note (it has no due date). BR-CO-25 ("amount due positive: a due date or
+#: payment terms") was meant for invoices only (CEN eInvoicing-EN16931 issues #84, #232, #477)
+#: but older CII Schematrons still apply it to credit notes; a sentence satisfies both.
+CREDIT_NOTE_TERMS = (
+    "Credit note: nothing to pay; where the statement was paid, the amount is refunded or set against the next one"
+)
+
+
+@dataclass(frozen=True)
+class _Invoice:
+    """What the builder writes, read from a statement or a credit note (amounts as printed)."""
+
+    number: str
+    type_code: str
+    issue_date: date
+    issuer: Party
+    account: Party
+    tax: TaxSummary
+    currency: str
+    notes: tuple[str, ...]
+    lines: tuple[tuple[int, StatementLine | AdjustmentLine], ...]  # (BT-126 line id, line)
+    terms: PaymentTerms | None
+    terms_text: str | None  # BT-20 without a due date (a credit note)
+    period_start: date
+    period_end: date  # exclusive
+    line_total: Decimal  # BT-106
+    allowance: Decimal  # BT-92 / BT-107, 0: none
+    allowance_reason: str
+    basis: Decimal  # BT-109, BT-116
+    tax_amount: Decimal  # BT-110, BT-117
+    grand_total: Decimal  # BT-112, BT-115
+    preceding: tuple[str, date] | None  # BT-25, BT-26
+
+
+def _from_statement(doc: StatementDocument, type_code: str) -> _Invoice:
+    if doc.statement_number is None:
+        raise ValueError("a draft statement has no number: only issued statements are e-invoices")
+    vat_category(doc.tax)
+    assert doc.tax is not None
+    lines: Sequence[StatementLine | AdjustmentLine] = (*doc.lines, *doc.adjustments)
+    return _Invoice(
+        number=doc.statement_number, type_code=type_code, issue_date=doc.issue_date, issuer=doc.issuer,
+        account=doc.account, tax=doc.tax, currency=doc.currency, notes=(doc.tax.note,) if doc.tax.note else (),
+        lines=tuple(enumerate(lines, start=1)), terms=doc.terms, terms_text=None, period_start=doc.period_start,
+        period_end=doc.period_end, line_total=doc.usage_total + doc.adjustments_total,
+        allowance=doc.credits_applied, allowance_reason="Prepaid credit applied", basis=doc.net_amount,
+        tax_amount=doc.tax_amount, grand_total=doc.total_due, preceding=None,
+    )  # fmt: skip
+
+
+def _from_credit_note(doc: CreditNoteDocument, type_code: str) -> _Invoice:
+    vat_category(doc.tax)
+    assert doc.tax is not None
+    notes = (f"Reason: {doc.reason}",) + ((doc.tax.note,) if doc.tax.note else ())
+    period = Period.parse(doc.period)  # the statement's invoicing period (BG-14)
+    return _Invoice(
+        number=doc.credit_note_number, type_code=type_code, issue_date=doc.issue_date, issuer=doc.issuer,
+        account=doc.account, tax=doc.tax, currency=doc.currency, notes=notes,
+        lines=tuple((c.line_no, c.line) for c in doc.lines), terms=None, terms_text=CREDIT_NOTE_TERMS,
+        period_start=period.first_day, period_end=period.end_day, line_total=doc.lines_total,
+        allowance=doc.prepaid_retained, allowance_reason="Paid with prepaid credit, not credited", basis=doc.net_amount,
+        tax_amount=doc.tax_amount, grand_total=doc.total_credited,
+        preceding=(doc.statement_number, doc.statement_issue_date),
+    )  # fmt: skip
 
 
 def vat_category(tax: TaxSummary | None) -> str:
@@ -139,21 +213,27 @@ def _line(parent: ET.Element, number: int, tax: TaxSummary, *, name: str, descri
     _el(summation, "ram:LineTotalAmount", _amount(amount))
 
 
-def build_xml(doc: StatementDocument, type_code: str = "380") -> bytes:
-    """The Factur-X EN 16931 (CII) XML of an issued statement, UTF-8, amounts as printed.
+def build_xml(doc: StatementDocument | CreditNoteDocument, type_code: str | None = None) -> bytes:
+    """The Factur-X EN 16931 (CII) XML of an issued statement or a credit note, UTF-8, amounts
+    as printed.
 
-    ``type_code`` is BT-3: 380 for a statement, 381 for a credit note. Refuses a draft (no
-    number), a statement without a tax treatment, and parties without a country code."""
+    ``type_code`` is BT-3, by default the document's: 380 for a statement, 381 for a credit
+    note. Refuses a draft (no number), a document without a tax treatment, and parties without
+    a country code."""
+    if type_code is None:
+        type_code = CreditNoteDocument.type_code if isinstance(doc, CreditNoteDocument) else "380"
     if type_code not in _TYPE_CODES:
         raise ValueError(f"invoice type code {type_code!r} is not one of {_TYPE_CODES}")
-    if doc.statement_number is None:
-        raise ValueError("a draft statement has no number: only issued statements are e-invoices")
-    tax = doc.tax
-    vat_category(tax)
-    assert tax is not None
-    if not doc.lines and not doc.adjustments:
+    if isinstance(doc, CreditNoteDocument):
+        return _build(_from_credit_note(doc, type_code))
+    return _build(_from_statement(doc, type_code))
+
+
+def _build(inv: _Invoice) -> bytes:
+    tax = inv.tax
+    if not inv.lines:
         raise ValueError("an e-invoice has at least one line (EN 16931 BG-25)")
-    issuer = doc.issuer
+    issuer = inv.issuer
     # BR-O-02: an invoice 'not subject to VAT' carries neither the seller's nor the buyer's VAT ID
     vat_ids = tax.treatment != "out_of_scope"
 
@@ -161,69 +241,74 @@ def build_xml(doc: StatementDocument, type_code: str = "380") -> bytes:
     context = _el(root, "rsm:ExchangedDocumentContext")
     _el(_el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", EN16931_GUIDELINE)
     header = _el(root, "rsm:ExchangedDocument")
-    _el(header, "ram:ID", doc.statement_number)
-    _el(header, "ram:TypeCode", type_code)
-    _date(header, "ram:IssueDateTime", doc.issue_date)
-    if tax.note:
-        _el(_el(header, "ram:IncludedNote"), "ram:Content", tax.note)
+    _el(header, "ram:ID", inv.number)
+    _el(header, "ram:TypeCode", inv.type_code)
+    _date(header, "ram:IssueDateTime", inv.issue_date)
+    for note in inv.notes:
+        _el(_el(header, "ram:IncludedNote"), "ram:Content", note)
 
     transaction = _el(root, "rsm:SupplyChainTradeTransaction")
-    number = 0
-    for line in doc.lines:
-        number += 1
-        _line(transaction, number, tax, name=f"{line.model_name} {line.token_class_label.lower()} tokens",
-              description=f"prices {line.price_version}" + (f", {line.price_basis}" if line.price_basis else ""),
-              seller_id=line.model, price=line.unit_price_per_1m, base=_PER_MILLION, quantity=str(line.quantity),
-              amount=line.amount)  # fmt: skip
-    for adjustment in doc.adjustments:
-        number += 1
-        _line(transaction, number, tax, name=f"Adjustment for {adjustment.original_period}",
-              description=adjustment.description, seller_id=None, price=abs(adjustment.amount), base=None,
-              quantity="-1" if adjustment.amount < 0 else "1", amount=adjustment.amount)  # fmt: skip
+    for number, line in inv.lines:
+        if isinstance(line, StatementLine):
+            _line(transaction, number, tax, name=f"{line.model_name} {line.token_class_label.lower()} tokens",
+                  description=f"prices {line.price_version}" + (f", {line.price_basis}" if line.price_basis else ""),
+                  seller_id=line.model, price=line.unit_price_per_1m, base=_PER_MILLION, quantity=str(line.quantity),
+                  amount=line.amount)  # fmt: skip
+        else:
+            _line(transaction, number, tax, name=f"Adjustment for {line.original_period}",
+                  description=line.description, seller_id=None, price=abs(line.amount), base=None,
+                  quantity="-1" if line.amount < 0 else "1", amount=line.amount)  # fmt: skip
 
     agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
     issuer_vat = getattr(issuer, "vat_id", None)
     _party(agreement, "ram:SellerTradeParty", issuer, vat_ids, description=getattr(issuer, "registration", None),
            vat_id=issuer_vat, tax_id=getattr(issuer, "tax_id", None))  # fmt: skip
-    _party(agreement, "ram:BuyerTradeParty", doc.account, vat_ids, vat_id=tax.customer_vat_id)
-    if doc.terms is not None and doc.terms.po_reference:
-        _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", doc.terms.po_reference)
+    _party(agreement, "ram:BuyerTradeParty", inv.account, vat_ids, vat_id=tax.customer_vat_id)
+    if inv.terms is not None and inv.terms.po_reference:
+        _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", inv.terms.po_reference)
     _el(transaction, "ram:ApplicableHeaderTradeDelivery")
 
     settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
-    _el(settlement, "ram:InvoiceCurrencyCode", doc.currency)
+    _el(settlement, "ram:InvoiceCurrencyCode", inv.currency)
     breakdown = _el(settlement, "ram:ApplicableTradeTax")
     reason, reason_code = _exemption_reason(tax)
-    _el(breakdown, "ram:CalculatedAmount", _amount(doc.tax_amount))
+    _el(breakdown, "ram:CalculatedAmount", _amount(inv.tax_amount))
     _el(breakdown, "ram:TypeCode", "VAT")
     if reason:
         _el(breakdown, "ram:ExemptionReason", reason)
-    _el(breakdown, "ram:BasisAmount", _amount(doc.net_amount))
+    _el(breakdown, "ram:BasisAmount", _amount(inv.basis))
     _el(breakdown, "ram:CategoryCode", CATEGORY[tax.treatment])
     if reason_code:
         _el(breakdown, "ram:ExemptionReasonCode", reason_code)
     if tax.treatment != "out_of_scope":
         _el(breakdown, "ram:RateApplicablePercent", _number(tax.rate_pct))
     period = _el(settlement, "ram:BillingSpecifiedPeriod")
-    _date(period, "ram:StartDateTime", doc.period_start)
-    _date(period, "ram:EndDateTime", doc.period_end - timedelta(days=1))
-    if doc.credits_applied:
+    _date(period, "ram:StartDateTime", inv.period_start)
+    _date(period, "ram:EndDateTime", inv.period_end - timedelta(days=1))
+    if inv.allowance:
         allowance = _el(settlement, "ram:SpecifiedTradeAllowanceCharge")
         _el(_el(allowance, "ram:ChargeIndicator"), "udt:Indicator", "false")
-        _el(allowance, "ram:ActualAmount", _amount(doc.credits_applied))
-        _el(allowance, "ram:Reason", "Prepaid credit applied")
+        _el(allowance, "ram:ActualAmount", _amount(inv.allowance))
+        _el(allowance, "ram:Reason", inv.allowance_reason)
         _category(allowance, "ram:CategoryTradeTax", tax)
-    if doc.terms is not None and doc.terms.due_date is not None:
+    if inv.terms is not None and inv.terms.due_date is not None:
         terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
-        _el(terms, "ram:Description", doc.terms.label)
-        _date(terms, "ram:DueDateDateTime", doc.terms.due_date)
+        _el(terms, "ram:Description", inv.terms.label)
+        _date(terms, "ram:DueDateDateTime", inv.terms.due_date)
+    elif inv.terms_text:
+        _el(_el(settlement, "ram:SpecifiedTradePaymentTerms"), "ram:Description", inv.terms_text)
     totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
-    _el(totals, "ram:LineTotalAmount", _amount(doc.usage_total + doc.adjustments_total))
-    if doc.credits_applied:
-        _el(totals, "ram:AllowanceTotalAmount", _amount(doc.credits_applied))
-    _el(totals, "ram:TaxBasisTotalAmount", _amount(doc.net_amount))
-    _el(totals, "ram:TaxTotalAmount", _amount(doc.tax_amount), currencyID=doc.currency)
-    _el(totals, "ram:GrandTotalAmount", _amount(doc.total_due))
-    _el(totals, "ram:DuePayableAmount", _amount(doc.total_due))
+    _el(totals, "ram:LineTotalAmount", _amount(inv.line_total))
+    if inv.allowance:
+        _el(totals, "ram:AllowanceTotalAmount", _amount(inv.allowance))
+    _el(totals, "ram:TaxBasisTotalAmount", _amount(inv.basis))
+    _el(totals, "ram:TaxTotalAmount", _amount(inv.tax_amount), currencyID=inv.currency)
+    _el(totals, "ram:GrandTotalAmount", _amount(inv.grand_total))
+    _el(totals, "ram:DuePayableAmount", _amount(inv.grand_total))
+    if inv.preceding is not None:
+        referenced = _el(settlement, "ram:InvoiceReferencedDocument")
+        _el(referenced, "ram:IssuerAssignedID", inv.preceding[0])
+        _el(_el(referenced, "ram:FormattedIssueDateTime"), "qdt:DateTimeString", inv.preceding[1].strftime("%Y%m%d"),
+            format="102")  # fmt: skip
     ET.indent(root)
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True)

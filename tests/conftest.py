@@ -98,6 +98,7 @@ SLOW_MODULES = frozenset(
         "test_invoicing.py",  # issued statements rendered to PDF, replays
         "invoice/test_einvoice.py",  # issued e-invoices rendered to PDF/A-3, replays and a verify
         "invoice/test_credit_notes.py",  # issued statements, credit notes rendered to PDF, replays
+        "invoice/test_credit_note_einvoice.py",  # a finalized month, four credit notes, PDF/A-3, replays
         "test_cli_operations.py",  # the installed CLI under cron, a pseudo-terminal
         "test_cli_sql_formats.py",  # the sample nights, then sql in every format
         "test_statements.py",  # a finalize killed at every point, in a subprocess
