@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.credit_ledger import load_state
+from core.credit_ledger import load_state, usage_inside
 from core.drawdown import balance_at
 from core.money import ZERO, Decimal, to_cents
 from reports.atomic import write_atomic
@@ -51,6 +51,7 @@ def balances(
 ) -> list[Balance]:
     """Every account with credit grants, its balance at ``as_of`` and its alerts."""
     state = load_state(con, as_of)
+    inside = usage_inside(con, state, as_of)
     usage = dict(
         con.execute(
             "SELECT account_id, sum(charge_total) FROM rated_attempts WHERE outcome = 'billed' "
@@ -60,7 +61,7 @@ def balances(
     )
     result = []
     for account in sorted(state.accounts):
-        left = balance_at(state.movements, account, as_of)
+        left = balance_at(state.movements, account, as_of, inside)
         recent = Decimal(usage.get(account, ZERO))
         alerts = []
         if left < threshold:
