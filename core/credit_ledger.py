@@ -121,7 +121,9 @@ def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str
         if m.period != period:
             continue
         entries[m.account_id] = entries.get(m.account_id, 0) + 1
-        rows.append((m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount, m.start, m.before))
+        rows.append(
+            (m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount, m.start, m.before)
+        )
     if rows:
         con.executemany(
             "INSERT INTO credit_ledger (account_id, period, entry_no, grant_id, entry_kind, effective_at, amount, "

@@ -207,12 +207,8 @@ def _draw_segment(
         taken = min(need, remaining[g.grant_id])
         remaining[g.grant_id] -= taken
         need -= taken
-        moves.append(
-            Movement(
-                segment.account_id, segment.period, g.grant_id, "applied", segment.end, taken,
-                segment.start, segment.before,
-            )
-        )
+        at, start, before = segment.end, segment.start, segment.before
+        moves.append(Movement(segment.account_id, segment.period, g.grant_id, "applied", at, taken, start, before))
     return moves
 
 
@@ -267,7 +263,9 @@ def drawn_by(applied: Decimal, before: Decimal, until: Decimal, rest: Decimal) -
 InstantUsage = Mapping[tuple[str, str, datetime], tuple[Decimal, Decimal]]
 
 
-def balance_at(movements: Iterable[Movement], account_id: str, at: datetime, inside: InstantUsage | None = None) -> Decimal:
+def balance_at(
+    movements: Iterable[Movement], account_id: str, at: datetime, inside: InstantUsage | None = None
+) -> Decimal:
     """What the account has left at instant ``at``: movements that took effect by then, less
     the part drawn by ``at`` of a segment that contains it (``[start, end)`` with start < at <
     end: only issued periods have one, open ones are cut at ``at``). ``inside`` gives such a
