@@ -158,15 +158,18 @@ def usage_inside(con: duckdb.DuckDBPyConnection, state: CreditState, at: datetim
     by_account: dict[str, list[tuple[str, datetime, datetime]]] = {}
     for account, period, start, end in segments:
         by_account.setdefault(account, []).append((period, start, end))
-    found: dict[tuple[str, str, datetime], tuple[Decimal, Decimal]] = {}
+    found: dict[tuple[str, str, datetime], tuple[Decimal | None, Decimal | None]] = {}
     for account, period, start, _ in segments:
-        found[(account, period, start)] = (ZERO, ZERO)
+        found[(account, period, start)] = (None, None)
     for account, period, ts, charge in rows:
         for seg_period, start, end in by_account.get(account, ()):
             if seg_period == period and start <= ts < end:
                 until, rest = found[(account, period, start)]
                 exact = Decimal(charge)
-                found[(account, period, start)] = (until + exact, rest) if ts < at else (until, rest + exact)
+                if ts < at:
+                    found[(account, period, start)] = ((until or ZERO) + exact, rest)
+                else:
+                    found[(account, period, start)] = (until, (rest or ZERO) + exact)
     return found
 
 

@@ -242,25 +242,26 @@ def summarize(movements: Iterable[Movement], account_id: str, period: str) -> Pe
     return PeriodCredit(opening, granted, applied, expired)
 
 
-def drawn_by(applied: Decimal, before: Decimal, until: Decimal, rest: Decimal) -> Decimal:
+def drawn_by(applied: Decimal, before: Decimal, until: Decimal | None, rest: Decimal | None) -> Decimal:
     """Of the credit ``applied`` to one segment, the cents drawn by an instant inside it.
 
     ``before``: the period's exact usage before the segment; ``until`` / ``rest``: the
-    segment's exact usage before the instant / from it on. The part before the instant is
-    rounded like any segment cut there (R7, cumulatively: round(before + until) -
-    round(before)) and draws first, in the order the whole segment drew: so it is what the
-    open-period computation, which cuts segments at the instant, draws. With nothing used
-    from the instant on, the whole segment is drawn (as a cut segment that is the period's
-    last takes the period's rounding difference).
+    segment's exact usage before the instant / from it on (None: nothing billed then). The
+    part before the instant is rounded like any segment cut there (R7, cumulatively:
+    round(before + until) - round(before)) and draws first, in the order the whole segment
+    drew: so it is what the open-period computation, which cuts segments at the instant,
+    draws. With nothing billed from the instant on, the whole segment is drawn (as a cut
+    segment that is the period's last takes the period's rounding difference); with nothing
+    billed before it, none.
     """
-    if until <= 0:
+    if until is None:
         return ZERO
-    if rest <= 0:
+    if rest is None:
         return applied
     return min(applied, max(ZERO, to_cents(before + until) - to_cents(before)))
 
 
-InstantUsage = Mapping[tuple[str, str, datetime], tuple[Decimal, Decimal]]
+InstantUsage = Mapping[tuple[str, str, datetime], tuple[Decimal | None, Decimal | None]]
 
 
 def balance_at(
@@ -269,7 +270,8 @@ def balance_at(
     """What the account has left at instant ``at``: movements that took effect by then, less
     the part drawn by ``at`` of a segment that contains it (``[start, end)`` with start < at <
     end: only issued periods have one, open ones are cut at ``at``). ``inside`` gives such a
-    segment's exact usage before ``at`` and from it on, keyed (account, period, start);
+    segment's exact usage before ``at`` and from it on (see :func:`drawn_by`), keyed
+    (account, period, start);
     without it (or for movements stored before migration 019) the segment counts at its end.
     """
     left = ZERO

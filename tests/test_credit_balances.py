@@ -178,8 +178,10 @@ def test_drawn_by_cuts_a_segment_like_the_open_computation() -> None:
     # 1.003 before the instant: round(4.007) - round(3.004) = 4.01 - 3.00 = 1.01
     assert drawn_by(D("4.00"), D("3.004"), D("1.003"), D("2.99")) == D("1.01")
     assert drawn_by(D("0.50"), D("3.004"), D("1.003"), D("2.99")) == D("0.50")  # only 0.50 of credit
-    assert drawn_by(D("4.00"), D("3.004"), ZERO, D("4.00")) == ZERO  # nothing before the instant
-    assert drawn_by(D("4.00"), D("3.004"), D("4.00"), ZERO) == D("4.00")  # nothing after: all of it
+    assert drawn_by(D("4.00"), D("3.004"), None, D("4.00")) == ZERO  # nothing billed before the instant
+    assert drawn_by(D("4.00"), D("3.004"), D("3.99"), None) == D("4.00")  # nothing after: all of it
+    # a free attempt after the instant: the part before is still only its rounded cents
+    assert drawn_by(D("4.00"), D("3.004"), D("0.004"), ZERO) == ZERO  # round(3.008) - round(3.004) = 0
 
 
 # --- property: any instant, inside and outside the finalized month --------------------------
