@@ -181,7 +181,7 @@ def test_drawn_by_cuts_a_segment_like_the_open_computation() -> None:
     assert drawn_by(D("4.00"), D("3.004"), None, D("4.00")) == ZERO  # nothing billed before the instant
     assert drawn_by(D("4.00"), D("3.004"), D("3.99"), None) == D("4.00")  # nothing after: all of it
     # a free attempt after the instant: the part before is still only its rounded cents
-    assert drawn_by(D("4.00"), D("3.004"), D("0.004"), ZERO) == ZERO  # round(3.008) - round(3.004) = 0
+    assert drawn_by(D("4.00"), D("3.001"), D("0.003"), ZERO) == ZERO  # round(3.004) - round(3.001) = 0
 
 
 # --- property: any instant, inside and outside the finalized month --------------------------
