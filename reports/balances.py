@@ -2,8 +2,10 @@
 
 A balance is exact from the ledger: grants less reversals, credit applied and expired that
 took effect by the instant (issued periods as stored, open periods as drawn now; see
-``core/drawdown.py``). The usage segments are also cut at the instant asked for, so the
-balance counts exactly the usage billed before it (as far as the nightly has billed it).
+``core/drawdown.py``). Open periods' usage segments are also cut at the instant asked for,
+and an issued segment that contains it is cut there by :func:`core.drawdown.drawn_by`, so
+the balance counts exactly the usage billed before it (as far as the nightly has billed it;
+docs/credits.md, "balances").
 
 Alerts: an account is listed when its balance is below ``threshold``, or when at its recent
 daily usage (billed charges over the last ``window_days`` days before the instant) it would
