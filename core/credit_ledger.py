@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -147,11 +147,12 @@ def usage_inside(con: duckdb.DuckDBPyConnection, state: CreditState, at: datetim
     segments = drawdown.straddling_segments(state.movements, at)
     if not segments:
         return {}
-    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = con.execute(
         "SELECT r.account_id, r.period, r.ts, r.charge_total FROM rated_attempts r "
         "JOIN attempts a USING (event_id) JOIN finalized_periods f ON f.period = r.period "
         "WHERE r.outcome = 'billed' AND a.run_id < f.run_id AND r.ts >= $day AND r.ts < $day + INTERVAL 1 DAY "
+        "AND a.ts >= $day AND a.ts < $day + INTERVAL 1 DAY "
         "AND r.account_id IN (SELECT account_id FROM credit_grants)",
         {"day": day},
     ).fetchall()
