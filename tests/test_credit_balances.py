@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +19,8 @@ from core.db import connect
 from core.drawdown import KIND_ORDER, drawn_by
 from core.money import ZERO, D, Decimal
 from pipeline import replay
-from reports.balances import balances, write_balances
+from pipeline.cli import cli
+from reports.balances import balances
 from tests.conftest import Billing, record, usage
 from tests.test_credits import input_tokens, statement, with_credits
 
@@ -156,21 +159,25 @@ def test_balances_output_is_byte_identical_when_written_again(billing: Billing, 
     billing.log("requests-2026-11-30.jsonl", [input_tokens("a", "2026-11-10T09:00:00Z", 4)])  # 3.00
     billing.nightly("2026-11-30")
     statement(billing, "2026-11", tmp_path / "out", finalize=True)
-    when = utc("2026-11-10T12:00:00Z")
+    db = ["--db", str(billing.settings.db_path)]
     for fmt in ("csv", "parquet"):
         written = []
         for i in (1, 2):
-            con = connect(billing.settings.db_path, read_only=True)
-            try:
-                rows = balances(con, when)
-            finally:
-                con.close()
             path = tmp_path / f"{i}.{fmt}"
-            write_balances(rows, path, fmt)
+            # 13:00 at +01:00 is 12:00 UTC, inside the issued month
+            args = [*db, "balances", "--as-of", "2026-11-10T13:00:00+0100", "--format", fmt, "--out", str(path)]
+            res = CliRunner().invoke(cli, args)
+            assert res.exit_code == 0, res.output
             written.append(path.read_bytes())
         assert written[0] == written[1], fmt
-    # 10.00 - 3.00 drawn at 09:00 inside the issued month
+    # 10.00 - 3.00 billed at 09:00, inside the issued month; 3.00 of usage in the 7-day window
     assert (tmp_path / "1.csv").read_text().splitlines()[1] == "acct_plain,2026-11-10T12:00:00Z,7.00,3.00,7,"
+    con = duckdb.connect()
+    try:
+        row = con.execute(f"SELECT CAST(balance_usd AS VARCHAR) FROM '{tmp_path / '1.parquet'}'").fetchall()
+    finally:
+        con.close()
+    assert row == [("7.00",)]
 
 
 def test_drawn_by_cuts_a_segment_like_the_open_computation() -> None:
