@@ -91,8 +91,8 @@ def test_a_balance_inside_a_finalized_month_is_cut_exactly_at_the_instant(billin
     billing.nightly("2026-12-02")
     assert balance(billing, DAY_1_NOON) == D("8.50")
     assert balance(billing, END_OF_DAY_2) == D("3.00")
-    # December has no usage of its own: the adjustment (0.75) is its only segment, drawn at
-    # the end of the statement's (empty) period start segment: 3.00 - 0.75 = 2.25
+    # December has no usage of its own: its statement charges the adjustment (0.75), drawn
+    # at December's start (a period without usage draws its charges there): 3.00 - 0.75 = 2.25
     assert balance(billing, "2026-12-05T00:00:00Z") == D("2.25")
 
 
