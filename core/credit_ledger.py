@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -78,10 +78,10 @@ def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) ->
         ).fetchall()
     )
     issued = tuple(
-        Movement(account, period, gid, kind, at, Decimal(amount))
-        for account, period, gid, kind, at, amount in con.execute(
-            "SELECT account_id, period, grant_id, entry_kind, effective_at, amount FROM credit_ledger "
-            "ORDER BY account_id, period, entry_no"
+        Movement(account, period, gid, kind, at, Decimal(amount), start, None if before is None else Decimal(before))
+        for account, period, gid, kind, at, amount, start, before in con.execute(
+            "SELECT account_id, period, grant_id, entry_kind, effective_at, amount, segment_start, "
+            "usage_before_exact FROM credit_ledger ORDER BY account_id, period, entry_no"
         ).fetchall()
     )
     if not grants:
@@ -121,9 +121,15 @@ def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str
         if m.period != period:
             continue
         entries[m.account_id] = entries.get(m.account_id, 0) + 1
-        rows.append((m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount))
+        rows.append(
+            (m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount, m.start, m.before)
+        )
     if rows:
-        con.executemany("INSERT INTO credit_ledger VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany(
+            "INSERT INTO credit_ledger (account_id, period, entry_no, grant_id, entry_kind, effective_at, amount, "
+            "segment_start, usage_before_exact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     for account, number in sorted(numbers.items()):
         block = state.summary(account, period)
         if block is not None:
@@ -131,6 +137,41 @@ def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str
                 "INSERT INTO statement_credits VALUES (?, ?, ?, ?, ?, ?)",
                 [number, block.opening, block.granted, block.applied, block.expired, block.closing],
             )
+
+
+def usage_inside(con: duckdb.DuckDBPyConnection, state: CreditState, at: datetime) -> drawdown.InstantUsage:
+    """For each issued segment that contains ``at``: its exact billed usage before ``at`` and
+    from ``at`` on, counting only the attempts its period was finalized with (ingested before
+    the finalizing run; later ones were drawn as adjustments of a later period). A segment
+    lies inside one UTC day, so this reads at most the day of ``at``."""
+    segments = drawdown.straddling_segments(state.movements, at)
+    if not segments:
+        return {}
+    day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = con.execute(
+        "SELECT r.account_id, r.period, r.ts, r.charge_total FROM rated_attempts r "
+        "JOIN attempts a USING (event_id) JOIN finalized_periods f ON f.period = r.period "
+        "WHERE r.outcome = 'billed' AND a.run_id < f.run_id AND r.ts >= $day AND r.ts < $day + INTERVAL 1 DAY "
+        "AND a.ts >= $day AND a.ts < $day + INTERVAL 1 DAY "
+        "AND r.account_id IN (SELECT account_id FROM credit_grants)",
+        {"day": day},
+    ).fetchall()
+    by_account: dict[str, list[tuple[str, datetime, datetime]]] = {}
+    for account, period, start, end in segments:
+        by_account.setdefault(account, []).append((period, start, end))
+    found: dict[tuple[str, str, datetime], tuple[Decimal | None, Decimal | None]] = {}
+    for account, period, start, _ in segments:
+        found[(account, period, start)] = (None, None)
+    for account, period, ts, charge in rows:
+        for seg_period, start, end in by_account.get(account, ()):
+            if seg_period == period and start <= ts < end:
+                until, rest = found[(account, period, start)]
+                exact = Decimal(charge)
+                if ts < at:
+                    found[(account, period, start)] = ((until or ZERO) + exact, rest)
+                else:
+                    found[(account, period, start)] = (until, (rest or ZERO) + exact)
+    return found
 
 
 def period_blocks(state: CreditState, period: str, accounts: Sequence[str]) -> dict[str, PeriodCredit]:

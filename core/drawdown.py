@@ -28,7 +28,7 @@ first open period. Periods must be finalized in order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -55,18 +55,25 @@ class Grant:
 
 @dataclass(frozen=True)
 class Segment:
-    """Usage of one account drawn at once: ``[start, end)`` of ``period``, in cents."""
+    """Usage of one account drawn at once: ``[start, end)`` of ``period``, in cents.
+
+    ``before``: the exact usage of the account's period before ``start`` (the base of the
+    cumulative rounding, kept so a balance can be cut exactly inside the segment later)."""
 
     account_id: str
     period: str
     start: datetime
     end: datetime
     amount: Decimal
+    before: Decimal = ZERO
 
 
 @dataclass(frozen=True)
 class Movement:
-    """One credit movement: granted, reversed, applied or expired (amount positive, cents)."""
+    """One credit movement: granted, reversed, applied or expired (amount positive, cents).
+
+    An applied movement also says which segment it drew for: ``[start, at)``, with the
+    period's exact usage ``before`` it (None: stored before migration 019)."""
 
     account_id: str
     period: str
@@ -74,6 +81,8 @@ class Movement:
     kind: str
     at: datetime
     amount: Decimal
+    start: datetime | None = None
+    before: Decimal | None = None
 
     @property
     def signed(self) -> Decimal:
@@ -100,14 +109,15 @@ def cents_segments(
     result: list[Segment] = []
     for (account, period), segs in sorted(by_key.items()):
         segs.sort()
-        amounts, running, drawn = [], ZERO, ZERO
+        amounts, befores, running, drawn = [], [], ZERO, ZERO
         for _, _, exact in segs:
+            befores.append(running)
             running += exact
             amounts.append(to_cents(running) - drawn)
             drawn = to_cents(running)
         if not segs:
             begin = period_start(period)
-            segs, amounts = [(begin, begin, ZERO)], [ZERO]
+            segs, amounts, befores = [(begin, begin, ZERO)], [ZERO], [ZERO]
         difference = charges.get((account, period), drawn) - drawn
         if difference >= 0:
             amounts[-1] += difference
@@ -117,8 +127,8 @@ def cents_segments(
                 amounts[i] -= taken
                 difference += taken
         result.extend(
-            Segment(account, period, start, end, amount)
-            for (start, end, _), amount in zip(segs, amounts, strict=True)
+            Segment(account, period, start, end, amount, before)
+            for (start, end, _), amount, before in zip(segs, amounts, befores, strict=True)
             if amount > 0
         )
     return result
@@ -197,7 +207,8 @@ def _draw_segment(
         taken = min(need, remaining[g.grant_id])
         remaining[g.grant_id] -= taken
         need -= taken
-        moves.append(Movement(segment.account_id, segment.period, g.grant_id, "applied", segment.end, taken))
+        at, start, before = segment.end, segment.start, segment.before
+        moves.append(Movement(segment.account_id, segment.period, g.grant_id, "applied", at, taken, start, before))
     return moves
 
 
@@ -231,6 +242,59 @@ def summarize(movements: Iterable[Movement], account_id: str, period: str) -> Pe
     return PeriodCredit(opening, granted, applied, expired)
 
 
-def balance_at(movements: Iterable[Movement], account_id: str, at: datetime) -> Decimal:
-    """What the account has left at instant ``at`` (movements that took effect by then)."""
-    return sum((m.signed for m in movements if m.account_id == account_id and m.at <= at), ZERO)
+def drawn_by(applied: Decimal, before: Decimal, until: Decimal | None, rest: Decimal | None) -> Decimal:
+    """Of the credit ``applied`` to one segment, the cents drawn by an instant inside it.
+
+    ``before``: the period's exact usage before the segment; ``until`` / ``rest``: the
+    segment's exact usage before the instant / from it on (None: nothing billed then). The
+    part before the instant is rounded like any segment cut there (R7, cumulatively:
+    round(before + until) - round(before)) and draws first, in the order the whole segment
+    drew: so it is what the open-period computation, which cuts segments at the instant,
+    draws. With nothing billed from the instant on, the whole segment is drawn (as a cut
+    segment that is the period's last takes the period's rounding difference); with nothing
+    billed before it, none.
+    """
+    if until is None:
+        return ZERO
+    if rest is None:
+        return applied
+    return min(applied, max(ZERO, to_cents(before + until) - to_cents(before)))
+
+
+InstantUsage = Mapping[tuple[str, str, datetime], tuple[Decimal | None, Decimal | None]]
+
+
+def balance_at(
+    movements: Iterable[Movement], account_id: str, at: datetime, inside: InstantUsage | None = None
+) -> Decimal:
+    """What the account has left at instant ``at``: movements that took effect by then, less
+    the part drawn by ``at`` of a segment that contains it (``[start, end)`` with start < at <
+    end: only issued periods have one, open ones are cut at ``at``). ``inside`` gives such a
+    segment's exact usage before ``at`` and from it on (see :func:`drawn_by`), keyed
+    (account, period, start);
+    without it (or for movements stored before migration 019) the segment counts at its end.
+    """
+    left = ZERO
+    straddling: dict[tuple[str, str, datetime], tuple[Decimal, Decimal]] = {}
+    for m in movements:
+        if m.account_id != account_id:
+            continue
+        if m.at <= at:
+            left += m.signed
+        elif m.kind == "applied" and m.start is not None and m.before is not None and m.start < at:
+            key = (m.account_id, m.period, m.start)
+            applied, _ = straddling.get(key, (ZERO, m.before))
+            straddling[key] = (applied + m.amount, m.before)
+    for key, (applied, before) in straddling.items():
+        if inside is not None and key in inside:
+            left -= drawn_by(applied, before, *inside[key])
+    return left
+
+
+def straddling_segments(movements: Iterable[Movement], at: datetime) -> set[tuple[str, str, datetime, datetime]]:
+    """(account, period, start, end) of the segments with a stored start that contain ``at``."""
+    return {
+        (m.account_id, m.period, m.start, m.at)
+        for m in movements
+        if m.kind == "applied" and m.start is not None and m.before is not None and m.start < at < m.at
+    }

@@ -414,7 +414,12 @@ LIVE_STATE = {
     "statements": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.statements",
     "statement_issued_lines": "SELECT * FROM {db}.statement_issued_lines",
     "statement_files": "SELECT statement_number, kind, sha256 FROM {db}.statement_files",
-    "credit_ledger": "SELECT * FROM {db}.credit_ledger",
+    "credit_ledger": "SELECT * EXCLUDE (segment_start, usage_before_exact) FROM {db}.credit_ledger",
+    # where applied credit sits in time (migration 019), for the periods the live database
+    # stored it for: a period finalized before 019 has none, and re-executing it would add it
+    "credit_ledger_segments": "SELECT account_id, period, entry_no, segment_start, usage_before_exact "
+    "FROM {db}.credit_ledger WHERE period NOT IN "
+    "(SELECT period FROM live.credit_ledger WHERE entry_kind = 'applied' AND segment_start IS NULL)",
     "statement_credits": "SELECT * FROM {db}.statement_credits",
     "credit_notes": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.credit_notes",
     "credit_note_lines": "SELECT * FROM {db}.credit_note_lines",
@@ -431,6 +436,7 @@ LIVE_KEYS = {
     "statement_issued_lines": ("statement_number", "line_no"),
     "statement_files": ("statement_number", "kind"),
     "credit_ledger": ("account_id", "period", "entry_no"),
+    "credit_ledger_segments": ("account_id", "period", "entry_no"),
     "statement_credits": ("statement_number",),
     "credit_notes": ("credit_note_number",),
     "credit_note_lines": ("credit_note_number", "line_no"),

@@ -2,8 +2,10 @@
 
 A balance is exact from the ledger: grants less reversals, credit applied and expired that
 took effect by the instant (issued periods as stored, open periods as drawn now; see
-``core/drawdown.py``). The usage segments are also cut at the instant asked for, so the
-balance counts exactly the usage billed before it (as far as the nightly has billed it).
+``core/drawdown.py``). Open periods' usage segments are also cut at the instant asked for,
+and an issued segment that contains it is cut there by :func:`core.drawdown.drawn_by`, so
+the balance counts exactly the usage billed before it (as far as the nightly has billed it;
+docs/credits.md, "balances").
 
 Alerts: an account is listed when its balance is below ``threshold``, or when at its recent
 daily usage (billed charges over the last ``window_days`` days before the instant) it would
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.credit_ledger import load_state
+from core.credit_ledger import load_state, usage_inside
 from core.drawdown import balance_at
 from core.money import ZERO, Decimal, to_cents
 from reports.atomic import write_atomic
@@ -51,6 +53,7 @@ def balances(
 ) -> list[Balance]:
     """Every account with credit grants, its balance at ``as_of`` and its alerts."""
     state = load_state(con, as_of)
+    inside = usage_inside(con, state, as_of)
     usage = dict(
         con.execute(
             "SELECT account_id, sum(charge_total) FROM rated_attempts WHERE outcome = 'billed' "
@@ -60,7 +63,7 @@ def balances(
     )
     result = []
     for account in sorted(state.accounts):
-        left = balance_at(state.movements, account, as_of)
+        left = balance_at(state.movements, account, as_of, inside)
         recent = Decimal(usage.get(account, ZERO))
         alerts = []
         if left < threshold:

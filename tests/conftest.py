@@ -94,6 +94,7 @@ SLOW_MODULES = frozenset(
         "test_snapshot.py",  # snapshots while a CLI run holds the database
         "test_credits.py",  # grants through nightlies, statements and replays
         "test_credit_properties.py",  # hypothesis over drawdowns and finalized periods
+        "test_credit_balances.py",  # balances at many instants of a finalized and an open month
         "test_credits_and_tax.py",  # a nightly and an issued statement with credit and tax
         "test_invoicing.py",  # issued statements rendered to PDF, replays
         "invoice/test_einvoice.py",  # issued e-invoices rendered to PDF/A-3, replays and a verify

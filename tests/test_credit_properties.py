@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.drawdown import Grant, cents_segments, draw, period_of, summarize
+from core.drawdown import Grant, balance_at, cents_segments, draw, period_of, straddling_segments, summarize
 from core.money import ZERO, D, Decimal
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -103,3 +103,50 @@ def test_finalizing_a_period_and_drawing_on_from_its_ledger_changes_no_later_mov
     issued = [m for m in at_once if m.period == "2026-11"]
     later = draw(all_grants, [s for s in segments if s.period > "2026-11"], issued, "2026-12")
     assert later == [m for m in at_once if m.period > "2026-11"]
+
+
+def day_segments(
+    attempts: list[tuple[datetime, Decimal]], cuts: set[datetime]
+) -> list[tuple[str, str, datetime, datetime, Decimal]]:
+    """Step 1 (credit_usage.sql) done simply: each attempt's UTC day, cut at ``cuts``."""
+    sums: dict[tuple[str, datetime, datetime], Decimal] = {}
+    for ts, exact in attempts:
+        day = ts.replace(hour=0, minute=0)
+        start = max([day, *(c for c in cuts if c <= ts)])
+        end = min([day + timedelta(days=1), *(c for c in cuts if c > ts)])
+        key = (period_of(ts), start, end)
+        sums[key] = sums.get(key, ZERO) + exact
+    return [("acct", p, s, e, x) for (p, s, e), x in sorted(sums.items())]
+
+
+@st.composite
+def november_attempts(draw_: st.DrawFn) -> list[tuple[datetime, Decimal]]:
+    """A few busy days of November: several attempts a day, at any minute."""
+    days = draw_(st.lists(st.integers(min_value=0, max_value=29), min_size=1, max_size=4))
+    in_day = st.integers(min_value=0, max_value=24 * 60 - 1)
+    minutes = sorted({d * 24 * 60 + m for d in days for m in draw_(st.lists(in_day, min_size=1, max_size=6))})
+    return [(START + timedelta(minutes=m), D(draw_(st.integers(0, 300_000))) * D("0.00001")) for m in minutes]
+
+
+@settings(max_examples=300, deadline=None)
+@given(grants(), november_attempts(), st.integers(min_value=0), st.integers(-12 * 60, 12 * 60), st.integers(-3, 3))
+def test_a_balance_cut_inside_an_issued_segment_is_what_the_open_month_cut_there_draws(
+    all_grants: list[Grant], attempts: list[tuple[datetime, Decimal]], which: int, offset: int, rounding: int
+) -> None:
+    """``balances --as-of T`` for T inside a finalized November (its stored movements, the
+    segment that contains T cut by :func:`drawn_by`) equals the balance the still-open month
+    gives with its segments cut at T; and it is never negative."""
+    at = attempts[which % len(attempts)][0] + timedelta(minutes=offset)  # near usage: often inside a segment
+    cuts = {g.granted_at for g in all_grants} | {g.expires_at for g in all_grants if g.expires_at is not None}
+    total = sum((x for _, x in attempts), ZERO)
+    charges = {("acct", "2026-11"): max(ZERO, total.quantize(D("0.01")) + rounding * D("0.01"))} if attempts else {}
+    issued = draw(all_grants, cents_segments(day_segments(attempts, cuts), charges), [], None)
+    open_cut = draw(all_grants, cents_segments(day_segments(attempts, cuts | {at}), charges), [], None)
+    inside: dict[tuple[str, str, datetime], tuple[Decimal | None, Decimal | None]] = {}
+    for account, period, start, end in straddling_segments(issued, at):
+        before = [x for ts, x in attempts if start <= ts < at]
+        after = [x for ts, x in attempts if at <= ts < end]
+        inside[(account, period, start)] = (sum(before, ZERO) if before else None, sum(after, ZERO) if after else None)
+    exact = balance_at(issued, "acct", at, inside)
+    assert exact == balance_at(open_cut, "acct", at)
+    assert exact >= 0
