@@ -4,23 +4,20 @@
 -- Free-text fields are stored with API keys masked (ids that carry one never get here:
 -- parse.sql quarantines them, because a masked id would merge distinct records).
 
--- (the six free-text fields are masked by one mask_secrets over a list: each call site of
--- its regex costs DuckDB milliseconds to compile whenever the statement is planned)
 INSERT INTO attempts
 SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
-       d.account_id, d.masked[1], d.masked[2], d.masked[3],
-       d.model, d.masked[4],
-       d.status, d.masked[5], d.stream, d.masked[6],
+       d.account_id, mask_secrets(d.api_key_id), mask_secrets(d.group_name), mask_secrets(d.endpoint),
+       d.model, mask_secrets(d.provider),
+       d.status, mask_secrets(d.error_code), d.stream, mask_secrets(d.finish_reason),
        d.has_usage, d.usage_json, d.prompt_tokens, d.completion_tokens,
        d.cached_tokens, d.reasoning_tokens, d.image_tokens,
        d.has_messages, d.output_text_chars,
        r.est_input_tokens, r.est_output_tokens, r.est_tokenizer,
        d.upstream_cost_usd, d.content_sha256,
        d.source_file, d.source_sha256, d.line_no, $run_id, d.event_key, d.request_key
-FROM (SELECT *, list_transform([api_key_id, group_name, endpoint, provider, error_code, finish_reason],
-                               lambda x: mask_secrets(x)) AS masked
-      FROM deduped WHERE verdict = 'new') d
-LEFT JOIN recounts r USING (event_id);
+FROM deduped d
+LEFT JOIN recounts r USING (event_id)
+WHERE d.verdict = 'new';
 
 INSERT INTO quarantine
 SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)
