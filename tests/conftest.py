@@ -81,7 +81,7 @@ SLOW_MODULES = frozenset(
         "test_input_limits.py",  # 5 MB lines, 200K lines, 10K accounts under a memory limit
         "test_lean_install.py",  # imports every module and every --help in a subprocess
         "test_secrets.py",  # planted secrets through the CLI, a killed run's spill files
-        # many nightly runs each (a one-record nightly costs about 1.4 s, 0.6 s of it parse.sql):
+        # many nightly runs each (a one-record nightly costs about 0.6-1.0 CPU-s, docs/performance.md):
         "test_analyst.py",  # the sample nights, the documented commands through duckdb-cli
         "test_bounds.py",  # every edge value through a nightly; every single bad line of a run
         "test_empty_input.py",  # empty days and periods through nightly, statements and export
