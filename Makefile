@@ -31,12 +31,15 @@ setup-runtime: $(RUNTIME)
 
 ## demo: install the runtime package only, run the nightly job over the sample logs, issue statements, write everything into out/
 demo: $(RUNTIME)
-	rm -rf out/statements $(DEMO_DB) $(DEMO_DB).wal
+	rm -rf out/statements out/credit_notes $(DEMO_DB) $(DEMO_DB).wal
 	mkdir -p out
 	$(CLI) --db $(DEMO_DB) nightly --date 2026-11-29 --logs data/sample_logs
 	$(CLI) --db $(DEMO_DB) nightly --date 2026-11-30 --logs data/sample_logs
 	$(CLI) --db $(DEMO_DB) statements --period 2026-11 --out out
 	$(CLI) --db $(DEMO_DB) statements --period 2026-11 --finalize --issue-date 2026-12-01 --out out
+	@echo "--- finance credits line 1 of an issued statement: a credit note in its own sequence"
+	$(CLI) --db $(DEMO_DB) credit-note --statement IG-2026-11-000001 --line 1 --issue-date 2026-12-03 \
+		--reason "Service credit: degraded latency on 2026-11-29" --out out
 	@echo "--- December's file carries late November records: they become adjustments on December's statements"
 	$(CLI) --db $(DEMO_DB) nightly --date 2026-12-01 --logs data/sample_logs
 	$(CLI) --db $(DEMO_DB) statements --period 2026-12 --finalize --issue-date 2027-01-01 --out out
