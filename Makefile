@@ -37,9 +37,9 @@ demo: $(RUNTIME)
 	$(CLI) --db $(DEMO_DB) nightly --date 2026-11-30 --logs data/sample_logs
 	$(CLI) --db $(DEMO_DB) statements --period 2026-11 --out out
 	$(CLI) --db $(DEMO_DB) statements --period 2026-11 --finalize --issue-date 2026-12-01 --out out
-	@echo "--- finance credits line 1 of an issued statement: a credit note in its own sequence"
-	$(CLI) --db $(DEMO_DB) credit-note --statement IG-2026-11-000001 --line 1 --issue-date 2026-12-03 \
-		--reason "Service credit: degraded latency on 2026-11-29" --out out
+	@echo "--- finance credits a line of an issued statement: a credit note in its own sequence"
+	$(CLI) --db $(DEMO_DB) credit-note --statement IG-2026-11-000001 --line 15 --issue-date 2026-12-03 \
+		--reason "Service credit: GPT-5.5 Pro output degraded on 2026-11-29" --out out
 	@echo "--- December's file carries late November records: they become adjustments on December's statements"
 	$(CLI) --db $(DEMO_DB) nightly --date 2026-12-01 --logs data/sample_logs
 	$(CLI) --db $(DEMO_DB) statements --period 2026-12 --finalize --issue-date 2027-01-01 --out out
