@@ -33,9 +33,9 @@ import duckdb
 from core.db import transaction
 from core.errors import BillingError, UsageProblem
 from core.money import ZERO, D, Decimal, tax_on
-from pipeline import jobs, statements
+from pipeline import jobs, reference, statements
 from pipeline.filenames import checked_file_name
-from pipeline.issuer import BUILT_IN, DEFAULT_CREDIT_NOTE_PREFIX, Issuer, parse_stored
+from pipeline.issuer import BUILT_IN, DEFAULT_CREDIT_NOTE_PREFIX, Issuer
 from reports.credit_note_model import CreditedLine, CreditNoteDocument
 from reports.csvsafe import csv_bytes
 from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, TaxSummary
@@ -52,21 +52,12 @@ __all__ = [
 ]
 
 COMMAND = "credit-note"
+# a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
-    "statement_number",
-    "account_id",
-    "period",
+    *statements.LINES_HEADER[:3],  # statement_number, account_id, period
     "line_no",
-    "kind",
-    "original_period",
-    "model",
-    "model_name",
-    "token_class",
-    "price_version",
-    "unit_price_per_1m",
-    "quantity_tokens",
-    "amount_usd",
+    *statements.LINES_HEADER[3 : statements.LINES_HEADER.index("amount_usd") + 1],
 )
 
 
@@ -202,15 +193,15 @@ def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequen
         tax_amount = tax_on(credited_net, D(rate))
         if (credited_net == left_net and tax_amount != left_tax) or tax_amount > left_tax:
             rule, tax_amount = "remainder", left_tax  # the statement's tax, to the cent, never more
-    descriptions = tuple(_description(con, ln) for ln in chosen)
+    names = statements.model_names(con)
+    descriptions = tuple(_description(ln, names) for ln in chosen)
     return Plan(
         statement_number, account, period, tuple(ln.line_no for ln in chosen), descriptions, lines_total,
         lines_total - credited_net, credited_net, treatment, None if rate is None else D(rate), rule, tax_amount,
     )  # fmt: skip
 
 
-def _description(con: duckdb.DuckDBPyConnection, ln: _Line) -> str:
-    names = statements.model_names(con)
+def _description(ln: _Line, names: dict[str, str]) -> str:
     if ln.kind == "usage":
         return names.get(ln.model, ln.model)
     due = statements.DueLine(ln.kind, ln.original_period, ln.model, ln.token_class, ln.price_version,
@@ -230,16 +221,7 @@ def _current_issuer(con: duckdb.DuckDBPyConnection) -> tuple[str, Issuer]:
     """The issuer loaded by the last rating run (the built-in one before any)."""
     row = con.execute("SELECT max(sha256) FROM issuer").fetchone()
     sha = row[0] if row and row[0] else BUILT_IN.sha256
-    return sha, _issuer_by_sha(con, sha, "")
-
-
-def _issuer_by_sha(con: duckdb.DuckDBPyConnection, sha: str, db: str) -> Issuer:
-    if sha == BUILT_IN.sha256:
-        return BUILT_IN
-    row = con.execute(f"SELECT content FROM {db}reference_files WHERE sha256 = ?", [sha]).fetchone()
-    if row is None:
-        raise CreditNoteError(f"issuer sha256 {sha[:12]} is not stored in reference_files")
-    return parse_stored(bytes(row[0]), "stored:issuer.json")
+    return sha, reference.stored_issuer(con, sha)
 
 
 def store(
@@ -309,7 +291,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         raise CreditNoteError(f"{number} is not an issued credit note")
     (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
      rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country) = row  # fmt: skip
-    issuer = _issuer_by_sha(con, sha, db)
+    issuer = reference.stored_issuer(con, sha, db)
     lines = con.execute(
         "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
         f"l.unit_price_per_1m, l.quantity_tokens, l.amount FROM {db}credit_note_lines c "

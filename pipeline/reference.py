@@ -309,17 +309,18 @@ def from_stored(con: duckdb.DuckDBPyConnection, hashes: dict[str, Any]) -> Refer
             build_price_book(versions),
             parse_accounts(bytes(row[0]), Path("stored:accounts.toml")),
             credits,
-            _stored_issuer(con, hashes.get("issuer")),
+            stored_issuer(con, hashes.get("issuer")),
         )
     except (PriceTableError, AccountsError, IssuerError) as exc:
         raise StoredReferenceError(f"stored reference data cannot be used: {exc.message}") from None
 
 
-def _stored_issuer(con: duckdb.DuckDBPyConnection, sha: str | None) -> Issuer:
-    """The issuer a run used; runs recorded before the issuer was reference data used BUILT_IN."""
-    if sha is None:
+def stored_issuer(con: duckdb.DuckDBPyConnection, sha: str | None, db: str = "") -> Issuer:
+    """The issuer a run or an issued document used, by its sha256 (``db``: ``live.`` in a
+    replay); runs recorded before the issuer was reference data used BUILT_IN."""
+    if sha is None or sha == BUILT_IN.sha256:
         return BUILT_IN
-    row = con.execute("SELECT content FROM reference_files WHERE sha256 = ?", [sha]).fetchone()
+    row = con.execute(f"SELECT content FROM {db}reference_files WHERE sha256 = ?", [sha]).fetchone()
     if row is None:
         raise StoredReferenceError(f"issuer sha256 {sha[:12]} is not stored in reference_files")
     return parse_stored(bytes(row[0]), "stored:issuer.json")
