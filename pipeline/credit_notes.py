@@ -206,7 +206,7 @@ def _description(ln: _Line, names: dict[str, str]) -> str:
         return names.get(ln.model, ln.model)
     due = statements.DueLine(ln.kind, ln.original_period, ln.model, ln.token_class, ln.price_version,
                              ln.unit_price_per_1m, ln.quantity_tokens, ln.amount)  # fmt: skip
-    return statements._adjustment_text(due, names)
+    return statements.adjustment_text(due, names)
 
 
 def next_number(con: duckdb.DuckDBPyConnection, issue_date: date) -> tuple[str, int]:
@@ -424,7 +424,7 @@ def issue_credit_note(
                 )
                 published = [(n, d) for k, (n, d) in files.items() if k != "html"]  # the HTML: stored only
                 report.outputs = [(str(target / n), hashlib.sha256(d).hexdigest(), len(d)) for n, d in published]
-                jobs._close_succeeded(con, report)
+                jobs.close_succeeded(con, report)
         except BaseException:
             statements.clear_staging(target)  # rolled back: nothing was issued
             raise

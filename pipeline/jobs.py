@@ -226,7 +226,7 @@ def _close_failed(con: duckdb.DuckDBPyConnection, run_id: int, exc: BaseExceptio
         pass  # the database itself is failing; the row stays 'running' and is marked crashed later
 
 
-def _close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
+def close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
     """Record counts and per-file lines in the ledger (inside the run's transaction)."""
     fresh = [f for f in report.files if not f.skipped]
     con.execute(
@@ -313,7 +313,7 @@ def _ingest_and_rate(
                     record_output_digests(con, report.run_id, rated)
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
-                _close_succeeded(con, report)
+                close_succeeded(con, report)
         return report
 
 
@@ -455,7 +455,7 @@ def run_statements(
             statements.clear_staging(target)
             result.restored, _ = statements.materialize_issued(con, period, target)
             with transaction(con):
-                _close_succeeded(con, report)
+                close_succeeded(con, report)
             return result
         due = statements.due_lines(con, period, account_id)
         if not due and not allow_empty:
@@ -476,7 +476,7 @@ def run_statements(
             with transaction(con, before_commit="statements:before_commit", after_commit="statements:after_commit"):
                 if finalize:
                     statements.store_issued(con, period, when, report.run_id, result.statements, due)
-                _close_succeeded(con, report)
+                close_succeeded(con, report)
         except BaseException:
             statements.clear_staging(target)  # rolled back: nothing was issued
             raise

@@ -235,7 +235,7 @@ def period_context(con: duckdb.DuckDBPyConnection, period: str, account_id: str 
     return PeriodContext(model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
 
 
-def _adjustment_text(line: DueLine, names: dict[str, str]) -> str:
+def adjustment_text(line: DueLine, names: dict[str, str]) -> str:
     klass = line.token_class.replace("_", " ")
     unit = f"{line.unit_price_per_1m.normalize():f}"
     return (
@@ -272,7 +272,7 @@ def build_document(
         if ln.kind == "usage"
     )
     adjustments = tuple(
-        AdjustmentLine(ln.original_period, _adjustment_text(ln, names), ln.amount)
+        AdjustmentLine(ln.original_period, adjustment_text(ln, names), ln.amount)
         for ln in lines
         if ln.kind == "adjustment"
     )
