@@ -19,8 +19,10 @@ grant instants) with their exact charges. This module applies the rule, in time 
   left of the grant it reverses (credit already used stays used); it counts as negative
   "granted" on the statement.
 
-Events are ordered by (billing period, instant, grants, reversals, usage, expiries): a
-segment ending exactly when a grant expires still draws from it. Finalized periods are never
+Events are ordered by (billing period, instant, grants, usage, reversals, expiries): a
+segment ``[start, end)`` was used before ``end``, so it draws before a reversal or an expiry
+at ``end`` takes what is left (and a segment ending exactly when a grant expires still draws
+from it). Cutting a segment at any instant therefore never changes who pays it. Finalized periods are never
 recomputed: their movements (``credit_ledger``) are the starting state, and a grant added to
 the file later with a ``granted_at`` inside an issued period takes effect at the start of the
 first open period. Periods must be finalized in order.
@@ -158,12 +160,12 @@ def draw(
         kind = "reversed" if g.reverses else "granted"
         at = effective(g.granted_at)
         if (g.grant_id, kind) not in done:
-            events.append((period_of(at), at, 1 if g.reverses else 0, g.priority(), g))
+            events.append((period_of(at), at, 2 if g.reverses else 0, g.priority(), g))
         if g.expires_at is not None and not g.reverses and (g.grant_id, "expired") not in done:
             expiry = max(effective(g.expires_at), at)
             events.append((period_of(expiry), expiry, 3, g.priority(), ("expire", g)))
     for s in segments:
-        events.append((s.period, s.end, 2, (s.start,), s))
+        events.append((s.period, s.end, 1, (s.start,), s))
     events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
     by_account: dict[str, list[Grant]] = {}
     for g in sorted(grants, key=Grant.priority):

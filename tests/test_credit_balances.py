@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.db import connect
-from core.drawdown import KIND_ORDER, drawn_by
+from core.drawdown import KIND_ORDER, Grant, Segment, draw, drawn_by
 from core.money import ZERO, D, Decimal
 from pipeline import replay
 from pipeline.cli import cli
@@ -282,3 +282,19 @@ def test_any_instant_matches_a_simple_ledger_walk_and_never_goes_below_zero(bill
             assert got_late <= got_early
 
     check()
+
+
+def test_usage_ending_when_a_grant_is_reversed_draws_before_the_reversal_takes_what_is_left() -> None:
+    """4.00 granted, 1.50 used in [10:00, 11:00), the grant reversed (4.00) at 11:00: the hour's
+    usage happened before the reversal, so it is covered (1.50 applied) and the reversal takes
+    back the 2.50 left, not all 4.00 leaving the hour due."""
+    nov = datetime(2026, 11, 3, tzinfo=UTC)
+    grant = Grant("g", "acct", D("4.00"), nov, None, "purchased")
+    back = Grant("r", "acct", D("4.00"), nov + timedelta(hours=11), None, "purchased", reverses="g")
+    hour = Segment("acct", "2026-11", nov + timedelta(hours=10), nov + timedelta(hours=11), D("1.50"))
+    moves = draw([grant, back], [hour], [], None)
+    assert [(m.kind, m.amount) for m in moves] == [
+        ("granted", D("4.00")),
+        ("applied", D("1.50")),
+        ("reversed", D("2.50")),
+    ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from core.drawdown import Grant, balance_at, cents_segments, draw, period_of, straddling_segments, summarize
@@ -128,6 +128,18 @@ def november_attempts(draw_: st.DrawFn) -> list[tuple[datetime, Decimal]]:
     return [(START + timedelta(minutes=m), D(draw_(st.integers(0, 300_000))) * D("0.00001")) for m in minutes]
 
 
+# found by CI on 2026-12-04: a reversal at the very end of the segment that contains T took the
+# credit before that segment (used before the reversal) could draw it; usage now draws first
+@example(
+    [
+        Grant("g0", "acct", D("0.01"), datetime(2026, 11, 15, 5, tzinfo=UTC), None, "purchased"),
+        Grant("r0", "acct", D("0.01"), datetime(2026, 11, 26, 1, tzinfo=UTC), None, "purchased", reverses="g0"),
+    ],
+    [(datetime(2026, 11, 26, tzinfo=UTC), D("0.00000"))],
+    0,
+    1,
+    1,
+)
 @settings(max_examples=300, deadline=None)
 @given(grants(), november_attempts(), st.integers(min_value=0), st.integers(-12 * 60, 12 * 60), st.integers(-3, 3))
 def test_a_balance_cut_inside_an_issued_segment_is_what_the_open_month_cut_there_draws(
