@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -25,7 +25,7 @@ from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, ins
 from core.errors import BillingError, EmptyPeriod, UsageProblem
 from core.faults import fault_point
 from core.timing import step
-from pipeline import ingest, rate, reference, snapshot, statements
+from pipeline import ingest, rate, reference, snapshot
 from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
 from pipeline.credits import load_credits
 from pipeline.ingest import FileResult, Recounter
@@ -34,6 +34,9 @@ from pipeline.lock import exclusive_run, record_run_id
 from pipeline.redact import safe_error_message
 from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
 from reports.atomic import write_atomic
+
+if TYPE_CHECKING:  # rendering (a process pool, the invoice model) is imported by the job that renders
+    from pipeline import statements
 
 DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio threshold, not money
 
@@ -127,12 +130,13 @@ def default_recounter() -> Recounter:
     A row whose messages cannot be read, or whose model has no tokenizer mapped, gets None:
     its usage cannot be established and the attempt is held as ``usage_missing``.
     """
-    from pipeline.recount import RecountError, count_many
 
     def as_tuple(count: Any) -> tuple[int, int, str] | None:
         return None if count is None else (count.input_tokens, count.output_tokens, count.tokenizer)
 
     def recount(rows: list[ingest.RecountRow]) -> list[tuple[int, int, str] | None]:
+        from pipeline.recount import RecountError, count_many  # the tokenizers: only when a line needs them
+
         with step("tokenize"):
             try:
                 return [as_tuple(c) for c in count_many(rows)]
@@ -442,6 +446,8 @@ def run_statements(
     recorded as failed, nothing is written or finalized) unless ``allow_empty``: zero
     statements look like a finished month-end otherwise.
     """
+    from pipeline import statements  # not on a nightly's start (issue 14: import time)
+
     if finalize and account_id:
         raise UsageProblem("a period is finalized for all accounts at once; drop --account")
     when = issue_date or statements.today_utc()
