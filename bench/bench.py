@@ -471,6 +471,7 @@ def main() -> None:
             )
             recount_day = recount_summary(recount_db)
         recounted, tokens = recount_summary(empty_db)
+        print(storage_line(empty_db, log, lines), flush=True)
         synthetic = measure("recount bench", [sys.executable, str(RECOUNT_BENCH), "--n", str(cfg.recount_n)], 0)
         print_report(cfg, stages, files, (recounted, tokens), recount_day, synthetic)
         for name, stage, imports in starts:
@@ -481,6 +482,31 @@ def main() -> None:
     finally:
         if not cfg.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def storage_line(db: Path, log: Path, lines: int) -> str:
+    """Issue 14 item 3: stored bytes per accepted attempt against the gzipped log line.
+
+    The database file after the nightly (checkpointed: DuckDB leaves no WAL at close), plus
+    any files stored beside it (``<db stem>.lake/``), over the attempts it keeps.
+    """
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute("SELECT count(*) FROM attempts").fetchone()
+        stored_attempts = int(row[0]) if row else 0
+    finally:
+        con.close()
+    lake = db.with_name(f"{db.stem}.lake")
+    lake_bytes = sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) if lake.is_dir() else 0
+    total = db.stat().st_size + lake_bytes
+    return (
+        f"storage: {total / 1e6:,.0f} MB for {stored_attempts:,} attempts = {total / max(stored_attempts, 1):,.0f} "
+        f"B/attempt "
+        f"(database {db.stat().st_size / 1e6:,.0f} MB, lake {lake_bytes / 1e6:,.0f} MB; gzipped log "
+        f"{log.stat().st_size / max(lines, 1):,.0f} B/line; target <= the gzipped line)"
+    )
 
 
 def _recount_line(stage: Stage, recounted: int, tokens: int) -> str:
@@ -534,7 +560,7 @@ def print_report(
     print()
     # wall time is the target's measure; CPU time is steadier on a machine shared with other work
     print(
-        f"ratio nightly/scan = {empty.seconds / scan.seconds:.2f} (target <= 3.0; "
+        f"ratio nightly/scan = {empty.seconds / scan.seconds:.2f} (target <= 5.0, 3.0 in the end; "
         f"cpu {empty.cpu_seconds / scan.cpu_seconds:.2f})"
     )
     peak = empty.peak_rss_mb

@@ -33,6 +33,7 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
         "recount (R5) in the nightly: ",
         "statements: 36 files for 12 accounts",
         "recount (R5) on a day without usage: 2,000 attempts, ",  # every attempt of that day
+        "for 2,000 attempts = ",  # storage per attempt (issue 14 item 3)
     ):
         assert line in out, out
     assert "generated 2,000 attempts" in out
