@@ -119,21 +119,6 @@ CASE WHEN contains(m, '\\')
            - strlen(replace(replace(replace(m, '\\', ''), '\"', ''), '":', ''))) // 2
      ELSE (strlen(m) - strlen(replace(m, '":', ''))) // 2 END
 """
-# Typed reads of one JSON value as json_transform writes it (minified by yyjson: a string
-# starts with `"` and, without a backslash, holds its text verbatim; an integer is digits
-# with an optional `-`). The same answers as json_type() = 'VARCHAR' then ->> '$', and
-# json_type() IN ('BIGINT', 'UBIGINT') then TRY_CAST AS BIGINT (a number with `.`, `e` or
-# `E` is a JSON real; an integer beyond BIGINT fails the cast either way), without a JSON
-# parse per field: parse.sql reads ~25 fields a line this way.
-JSON_VALUE_MACROS = (
-    "CREATE OR REPLACE TEMP MACRO json_string(x) AS "
-    "CASE WHEN ascii(x) = 34 THEN CASE WHEN contains(x, '\\') THEN x ->> '$' "
-    "ELSE CAST(x AS VARCHAR)[2:-2] END END",
-    "CREATE OR REPLACE TEMP MACRO json_integer(x) AS "
-    "CASE WHEN (ascii(x) BETWEEN 48 AND 57 OR ascii(x) = 45) "
-    "AND NOT (contains(x, '.') OR contains(x, 'e') OR contains(x, 'E')) "
-    "THEN TRY_CAST(CAST(x AS VARCHAR) AS BIGINT) END",
-)
 # A failing check of parse.sql, as a struct that parse.sql's `worded` step turns into the
 # {reason, field, message} of the quarantine: the message as written (finding), followed by
 # describe_json(value) (finding_described), or by the line's ts, masked and cut, and a tail
@@ -628,7 +613,7 @@ def parse_staged(
     con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
     con.execute(JSON_KEY_COUNT_MACRO)
-    for macro in (*JSON_VALUE_MACROS, *FINDING_MACROS):
+    for macro in FINDING_MACROS:
         con.execute(macro)
     parse = sql_text("parse.sql")
     # The first slice creates ``parsed`` (planning parse.sql is most of a small run's parse

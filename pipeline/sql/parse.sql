@@ -139,41 +139,39 @@ usage_details AS (
     FROM usage_obj
 ),
 -- Typed values: NULL where the JSON value is absent, null, or of another type.
--- Typed values: NULL where the JSON value is absent, null, or of another type. json_string
--- and json_integer (pipeline/ingest.py) read the type off the value's text, which
--- json_transform has already written minified: no JSON parse per field (docs/performance.md).
 typed AS (
     SELECT *,
-           json_string(j.event_id) AS event_id,
-           json_string(j.request_id) AS request_id,
-           json_integer(j.attempt) AS attempt,
-           json_string(j.ts) AS ts_text,
-           json_integer(j.duration_ms) AS duration_ms,
-           json_string(j.account_id) AS account_id,
-           json_string(j.api_key_id) AS api_key_id,
-           json_string(j."group") AS group_value,
-           json_string(j.endpoint) AS endpoint_value,
-           json_string(j.model) AS model,
-           json_string(j.provider) AS provider,
-           TRY_CAST(json_integer(j.status) AS INTEGER) AS status,
-           json_string(j.error_code) AS error_code,
+           CASE WHEN json_type(j.event_id) = 'VARCHAR' THEN j.event_id ->> '$' END AS event_id,
+           CASE WHEN json_type(j.request_id) = 'VARCHAR' THEN j.request_id ->> '$' END AS request_id,
+           CASE WHEN json_type(j.attempt) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(j.attempt AS BIGINT) END AS attempt,
+           CASE WHEN json_type(j.ts) = 'VARCHAR' THEN j.ts ->> '$' END AS ts_text,
+           CASE WHEN json_type(j.duration_ms) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(j.duration_ms AS BIGINT) END AS duration_ms,
+           CASE WHEN json_type(j.account_id) = 'VARCHAR' THEN j.account_id ->> '$' END AS account_id,
+           CASE WHEN json_type(j.api_key_id) = 'VARCHAR' THEN j.api_key_id ->> '$' END AS api_key_id,
+           CASE WHEN json_type(j."group") = 'VARCHAR' THEN j."group" ->> '$' END AS group_value,
+           CASE WHEN json_type(j.endpoint) = 'VARCHAR' THEN j.endpoint ->> '$' END AS endpoint_value,
+           CASE WHEN json_type(j.model) = 'VARCHAR' THEN j.model ->> '$' END AS model,
+           CASE WHEN json_type(j.provider) = 'VARCHAR' THEN j.provider ->> '$' END AS provider,
+           CASE WHEN json_type(j.status) IN ('BIGINT', 'UBIGINT') THEN TRY_CAST(j.status AS INTEGER) END AS status,
+           CASE WHEN json_type(j.error_code) = 'VARCHAR' THEN j.error_code ->> '$' END AS error_code,
            CASE WHEN json_type(j.stream) = 'BOOLEAN' THEN CAST(j.stream AS BOOLEAN) END AS stream_value,
-           json_string(j.finish_reason) AS finish_reason,
+           CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
            CASE WHEN text_types[2] = 'VARCHAR' THEN length(json_extract_string(line, '$.output_text')) END AS output_text_chars,
-           json_string(j.upstream_cost_usd) AS upstream_cost_text,
+           CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
            -- token counts: JSON integers 0 <= n < 10^9 per attempt (README: a bound far above any
            -- context window that keeps every charge product exact); anything else is not a count
-           CASE WHEN json_integer(u.prompt_tokens) BETWEEN 0 AND 999999999 THEN json_integer(u.prompt_tokens) END AS prompt_tokens,
-           CASE WHEN json_integer(u.completion_tokens) BETWEEN 0 AND 999999999 THEN json_integer(u.completion_tokens) END AS completion_tokens,
-           CASE WHEN json_integer(u.total_tokens) BETWEEN 0 AND 1999999998 THEN json_integer(u.total_tokens) END AS total_tokens,
-           CASE WHEN json_integer(u_cached) BETWEEN 0 AND 999999999 THEN json_integer(u_cached) END AS openai_cached,
-           CASE WHEN json_integer(u.prompt_cache_hit_tokens) BETWEEN 0 AND 999999999 THEN json_integer(u.prompt_cache_hit_tokens) END AS cache_hit,
-           CASE WHEN json_integer(u.prompt_cache_miss_tokens) BETWEEN 0 AND 999999999 THEN json_integer(u.prompt_cache_miss_tokens) END AS cache_miss,
-           CASE WHEN json_integer(u_reasoning) BETWEEN 0 AND 999999999 THEN json_integer(u_reasoning) END AS reasoning_tokens,
-           CASE WHEN json_integer(u_image) BETWEEN 0 AND 999999999 THEN json_integer(u_image) END AS image_tokens,
+           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
+           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.completion_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
+           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.total_tokens AS BIGINT) BETWEEN 0 AND 1999999998 THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
+           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_cached AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
+           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
+           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
+           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_reasoning AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
+           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_image AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
            -- RFC 3339 instant: fractional seconds beyond microseconds are truncated (never
            -- rounded, which could carry 23:59:59.9999999Z into the next month)
-           TRY_CAST(regexp_replace(upper(json_string(j.ts)), '(\.[0-9]{6})[0-9]+', '\1') AS TIMESTAMPTZ) AS ts_parsed
+           CASE WHEN json_type(j.ts) = 'VARCHAR' THEN TRY_CAST(
+               regexp_replace(upper(j.ts ->> '$'), '(\.[0-9]{6})[0-9]+', '\1') AS TIMESTAMPTZ) END AS ts_parsed
     FROM usage_details
 ),
 -- Helpers for the checks below.
