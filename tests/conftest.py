@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from click.testing import Result
 
 from core.db import connect
 from pipeline import jobs
@@ -282,6 +283,28 @@ class Billing:
             return dict(zip([d[0] for d in cur.description], row, strict=True))
         finally:
             con.close()
+
+
+def cli_in_process(*args: str, cwd: Path) -> Result:
+    """The CLI in this process from working directory ``cwd``, stdout and stderr apart.
+
+    For flows whose subject is what the commands do, not the process: the run is the same
+    code path as the installed command (the entry point calls the same Click group), and the
+    tokenizers, imports and migrations a fresh process pays for again (about 2 CPU-s a
+    recounting command) are loaded once per test process. Kills, cross-process locks and
+    start-up checks keep real processes.
+    """
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    runner = CliRunner(env={"INFERGATE_DB": None, "INFERGATE_QUIET": None, "INFERGATE_LOG_FORMAT": None})
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return runner.invoke(cli, list(args), prog_name="infergate-billing", catch_exceptions=False)
+    finally:
+        os.chdir(before)
 
 
 @pytest.fixture
