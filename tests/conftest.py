@@ -7,9 +7,12 @@ amounts asserted were computed by hand in the test.
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import json
 import os
+import shutil
+import tempfile
 import textwrap
 from collections.abc import Iterable
 from datetime import date
@@ -18,6 +21,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from click.testing import Result
 
 from core.db import connect
 from pipeline import jobs
@@ -141,6 +145,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+# --- parallel runs: one JVM ---------------------------------------------------------------------
+# `--dist loadfile` keeps a module on one worker, but the two modules that use the session-scoped
+# Spark fixture (tests/spark/conftest.py) could land on both workers and start a JVM each (its
+# start is most of that fixture's ~48 s). Under loadfile the tests/spark/ folder is one unit.
+_ONE_WORKER_FOLDERS = ("tests/spark/",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None  # xdist's own scheduler
+    from xdist.scheduler import LoadFileScheduling
+
+    class FolderAwareLoadFile(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            folder = next((f for f in _ONE_WORKER_FOLDERS if nodeid.startswith(f)), None)
+            return folder or super()._split_scope(nodeid)
+
+    return FolderAwareLoadFile(config, log)
+
+
 _counter = iter(range(1, 10**9))
 
 
@@ -191,16 +215,46 @@ def write_log(path: Path, items: Iterable[dict[str, Any] | str]) -> Path:
     return path
 
 
-class Billing:
-    """A scratch billing database with inline reference data, driven through the real jobs."""
+_template: Path | None = None
 
-    def __init__(self, root: Path) -> None:
+
+def migrated_database(path: Path) -> Path:
+    """Put an empty, fully migrated billing database at ``path``: a file copy of one that this
+    test process migrated once through :func:`core.db.connect`.
+
+    A fresh database runs every migration (about 0.3-0.46 CPU-s, most of it the ~470 ``COMMENT
+    ON`` statements, each a DuckDB statement of its own); a copy costs a few milliseconds and
+    opens as the same catalog with nothing pending (tests/test_db.py checks both). Tests of
+    migrating itself (test_db.py, the fault points of the first run) create theirs the real way.
+    """
+    global _template
+    if _template is None:
+        folder = Path(tempfile.mkdtemp(prefix="infergate-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        candidate = folder / "migrated.duckdb"
+        connect(candidate).close()  # closing checkpoints: the whole database is in this one file
+        _template = candidate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_template, path)
+    return path
+
+
+class Billing:
+    """A scratch billing database with inline reference data, driven through the real jobs.
+
+    The database starts as a copy of a migrated one (:func:`migrated_database`) unless
+    ``migrated=False``: then the first job creates and migrates it, as in production.
+    """
+
+    def __init__(self, root: Path, migrated: bool = True) -> None:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         accounts = root / "accounts.toml"
         accounts.write_text(ACCOUNTS_TOML, encoding="utf-8")
         self.settings = Settings(db_path=root / "billing.duckdb", accounts_file=accounts)
+        if migrated:
+            migrated_database(self.settings.db_path)
 
     def log(self, name: str, items: Iterable[dict[str, Any] | str]) -> Path:
         return write_log(self.logs / name, items)
@@ -229,6 +283,28 @@ class Billing:
             return dict(zip([d[0] for d in cur.description], row, strict=True))
         finally:
             con.close()
+
+
+def cli_in_process(*args: str, cwd: Path) -> Result:
+    """The CLI in this process from working directory ``cwd``, stdout and stderr apart.
+
+    For flows whose subject is what the commands do, not the process: the run is the same
+    code path as the installed command (the entry point calls the same Click group), and the
+    tokenizers, imports and migrations a fresh process pays for again (about 2 CPU-s a
+    recounting command) are loaded once per test process. Kills, cross-process locks and
+    start-up checks keep real processes.
+    """
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    runner = CliRunner(env={"INFERGATE_DB": None, "INFERGATE_QUIET": None, "INFERGATE_LOG_FORMAT": None})
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return runner.invoke(cli, list(args), prog_name="infergate-billing", catch_exceptions=False)
+    finally:
+        os.chdir(before)
 
 
 @pytest.fixture

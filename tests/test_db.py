@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from core.db import BULK_ROWS, connect, insert_many
+from pathlib import Path
+
+from core.db import BULK_ROWS, _migrations, connect, insert_many, migrate
 from core.money import D
+from tests.conftest import migrated_database
 
 
 def test_bulk_insert_many_is_exact_and_equals_executemany() -> None:
@@ -25,3 +28,40 @@ def test_bulk_insert_many_is_exact_and_equals_executemany() -> None:
     )
     assert con.execute("SELECT count(*) FROM t WHERE f = 'constant' AND b IS NULL").fetchone() == (BULK_ROWS,)
     assert con.execute("SELECT sum(c) FROM t WHERE a LIKE 'y%'").fetchone() == (D("4.5"),)
+
+
+_CATALOG = {
+    "tables": "SELECT table_name, comment, sql FROM duckdb_tables() WHERE NOT internal ORDER BY ALL",
+    "columns": "SELECT table_name, column_name, column_index, data_type, column_default, is_nullable, comment"
+    " FROM duckdb_columns() WHERE NOT internal ORDER BY ALL",
+    "views": "SELECT view_name, comment, sql FROM duckdb_views() WHERE NOT internal ORDER BY ALL",
+    "indexes": "SELECT index_name, table_name, is_unique, sql FROM duckdb_indexes() ORDER BY ALL",
+    "constraints": "SELECT table_name, constraint_type, constraint_text FROM duckdb_constraints() ORDER BY ALL",
+    "sequences": "SELECT sequence_name, start_value, comment FROM duckdb_sequences() ORDER BY ALL",
+    "macros": "SELECT function_name, function_type, comment FROM duckdb_functions() WHERE NOT internal ORDER BY ALL",
+    "migrations": "SELECT name FROM schema_migrations ORDER BY name",
+    "state": "SELECT key, value FROM rating_state ORDER BY key",
+}
+
+
+def _catalog(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    con = connect(path, read_only=True)
+    try:
+        return {name: con.execute(sql).fetchall() for name, sql in _CATALOG.items()}
+    finally:
+        con.close()
+
+
+def test_the_tests_copied_database_is_the_migrated_catalog(tmp_path: Path) -> None:
+    """Billing starts from a copy of a migrated database (tests/conftest.py): it must be exactly
+    what migrating a new file builds (tables, columns, views, comments, migrations applied), and
+    opening it read-write must find no migration pending."""
+    connect(tmp_path / "migrated.duckdb").close()
+    copied = migrated_database(tmp_path / "copied" / "billing.duckdb")
+    assert _catalog(copied) == _catalog(tmp_path / "migrated.duckdb")
+    assert len(_catalog(copied)["migrations"]) == len(_migrations()) > 10
+    con = connect(copied)
+    try:
+        assert migrate(con) == []
+    finally:
+        con.close()

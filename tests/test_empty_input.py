@@ -41,7 +41,8 @@ def warnings(result: Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
 
 
-def test_a_day_without_log_files_fails_naming_directory_and_pattern(billing: Billing) -> None:
+def test_a_day_without_log_files_fails_naming_directory_and_pattern(tmp_path: Path) -> None:
+    billing = Billing(tmp_path, migrated=False)  # no database yet: the refusal must not create one
     billing.log("requests-2026-11-19.jsonl", [record(ts="2026-11-19T10:00:00Z")])  # another day's file
     result = nightly(billing)
     assert result.exit_code == 1, result.output

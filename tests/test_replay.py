@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import Result
 
 from core.money import D
 from pipeline import jobs, replay
 from pipeline.reference import PriceEditError
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, cli_in_process, record, usage
 
 PRICES = Path(__file__).resolve().parent.parent / "pricing" / "tables" / "2026-11-01.toml"
 
@@ -142,11 +141,12 @@ def test_verify_names_a_changed_input_file(issued) -> None:
 # --- issue 20 item 3: verify after the README's demo, whatever the spelling of --logs ---
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = str(Path(sys.executable).with_name("infergate-billing"))
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+def _cli(*args: str, cwd: Path) -> Result:
+    """The command run from ``cwd``, in this process: a relative ``--logs`` resolves against
+    ``cwd`` as in a shell there (tests/conftest.py, ``cli_in_process``)."""
+    return cli_in_process(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     for cwd, step in steps:
         result = _cli("--db", db, "--accounts", accounts, "--no-snapshot", *step, cwd=cwd)
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.exit_code == 0, result.stdout + result.stderr
     return Path(db)
 
 
@@ -185,7 +185,7 @@ def test_verify_of_the_demo_matches_from_another_directory(demo_db: Path, tmp_pa
     assert {n for (n,) in names} == {p.name for p in (ROOT / "data" / "sample_logs").iterdir()}
     assert last == (6,)
     result = _cli("--db", str(demo_db), "replay", "--verify", "6", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.exit_code == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-2:] == ["live database vs re-execution: MATCH", "MATCH"]
 
 
@@ -226,7 +226,7 @@ def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_d
     finally:
         con.close()
     result = _cli("--db", str(tampered), "replay", "--verify", "6", cwd=tmp_path)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.exit_code == 1, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "MISMATCH: 7 live table(s) differ from the re-execution: " + ", ".join(TAMPERING)
     details = {line.split()[2]: line for line in lines if line.startswith("  live table ")}
