@@ -106,13 +106,15 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     lake.mkdir(parents=True, exist_ok=True)
     listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
     _remove_unlisted(lake, listed)
-    through = _one(con, "SELECT coalesce(max(through_run_id), 0) FROM lake_exports")
-    last = _one(con, "SELECT coalesce(max(run_id), 0) FROM runs")
+    # no export yet (a new database, or one older than the lake): every stored row is pending
+    through = _optional(con, "SELECT max(through_run_id) FROM lake_exports")
+    last = _optional(con, "SELECT max(run_id) FROM runs") or 0
     # (table, run, rows, query): zone maps on the run column skip every older row group
     pending: list[tuple[str, int, int, str]] = []
     for table, column in LAKE_TABLES.items():
         for run_id, rows in con.execute(
-            f"SELECT {column}, count(*) FROM {table} WHERE {column} > $through GROUP BY 1 ORDER BY 1",
+            f"SELECT {column}, count(*) FROM {table} WHERE $through IS NULL OR {column} > $through "
+            "GROUP BY 1 ORDER BY 1",
             {"through": through},
         ).fetchall():
             pending.append((table, run_id, rows, f"SELECT * FROM {table} WHERE {column} = {int(run_id)}"))
@@ -121,7 +123,7 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     ).fetchall():
         query = f"SELECT event_id, rated_run_id FROM {TOMBSTONES} WHERE replaced_by_run = {int(run_id)}"
         pending.append((TOMBSTONES, run_id, rows, query))
-    if not pending and last <= through:
+    if not pending and through is not None and last <= through:
         return []
     manifest = []
     for table, run_id, rows, query in pending:
@@ -137,10 +139,9 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     return [lake / relative for _, _, relative, _, _ in manifest]
 
 
-def _one(con: duckdb.DuckDBPyConnection, query: str) -> int:
+def _optional(con: duckdb.DuckDBPyConnection, query: str) -> int | None:
     row = con.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
+    return None if row is None or row[0] is None else int(row[0])
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) 
         return f"SELECT {select} WHERE false"
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_parquet(files)}").fetchall()}
     select = ", ".join(
-        f'CAST({f"r.{_ident(c)}" if c in present else "NULL"} AS {t}) AS {_ident(c)}' for c, t in columns
+        f"CAST({f'r.{_ident(c)}' if c in present else 'NULL'} AS {t}) AS {_ident(c)}" for c, t in columns
     )
     sql = f"SELECT {select} FROM {_parquet(files)} AS r"
     tombstones = lake_files.files.get(TOMBSTONES, [])

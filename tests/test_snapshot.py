@@ -35,8 +35,12 @@ CONTENT = (
     "SELECT table_name, comment FROM duckdb_tables() WHERE table_name NOT IN ('attempts', 'rated_attempts') "
     "ORDER BY ALL",
 )
-LAKE_VIEWS = "SELECT view_name, comment FROM duckdb_views() WHERE view_name IN ('attempts', 'rated_attempts') ORDER BY 1"
-LAKE_TABLES = "SELECT table_name, comment FROM duckdb_tables() WHERE table_name IN ('attempts', 'rated_attempts') ORDER BY 1"
+LAKE_VIEWS = (
+    "SELECT view_name, comment FROM duckdb_views() WHERE view_name IN ('attempts', 'rated_attempts') ORDER BY 1"
+)
+LAKE_TABLES = (
+    "SELECT table_name, comment FROM duckdb_tables() WHERE table_name IN ('attempts', 'rated_attempts') ORDER BY 1"
+)
 
 
 def base_args(billing: Billing) -> list[str]:
