@@ -26,8 +26,10 @@ export loses nothing. The export moves them to a file and empties the table in t
 manifest's transaction.
 
 Every nightly thus reads and writes only what the run stored; history is read again only by
-the one-time export of an old database. If a later migration ever rewrites stored rows of
-these tables, the lake must be rebuilt (delete the directory and the manifest rows).
+the one-time export of an old database, or when a listed file is missing (a database copied
+or restored without its lake directory): then the lake is rebuilt from the database. If a
+later migration ever rewrites stored rows of these tables, it must rebuild the lake too
+(delete the lake_files and lake_exports rows: the next publication exports everything).
 """
 
 from __future__ import annotations
@@ -105,6 +107,13 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     """
     lake.mkdir(parents=True, exist_ok=True)
     listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
+    if any(not (lake / p).is_file() for p in listed):
+        # the database was copied or restored without its lake: rebuild it from the database
+        # (the one-time export again; the current rated rows need no tombstones)
+        with transaction(con):
+            con.execute("DELETE FROM lake_files")
+            con.execute("DELETE FROM lake_exports")
+        listed = set()
     _remove_unlisted(lake, listed)
     # no export yet (a new database, or one older than the lake): every stored row is pending
     through = _optional(con, "SELECT max(through_run_id) FROM lake_exports")

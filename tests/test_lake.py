@@ -177,3 +177,25 @@ def billing_amount(text: str) -> object:
     from core.money import D
 
     return D(text)
+
+
+def test_a_database_copied_without_its_lake_gets_the_lake_rebuilt(billing: Billing, tmp_path: Path) -> None:
+    with_snapshot(billing)
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")
+    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
+    billing.log("requests-2026-11-21.jsonl", [late])
+    billing.nightly("2026-11-21")
+    assert len(manifest(billing)) == 5  # run 1: attempts, rated; run 2: attempts, rated, tombstone
+    elsewhere = tmp_path / "restored"
+    elsewhere.mkdir()
+    (elsewhere / "billing.duckdb").write_bytes(billing.settings.db_path.read_bytes())  # no .lake beside it
+    billing.settings = dataclasses.replace(billing.settings, db_path=elsewhere / "billing.duckdb")
+    target = snapshot.publish_now(billing.settings.db_path)
+    assert [row[:4] for row in manifest(billing)] == [
+        (1, "attempts", "attempts/run-000001.parquet", 1),
+        (2, "attempts", "attempts/run-000002.parquet", 1),
+        (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
+    ]  # the current rows, as an old database's first export: nothing replaced, no tombstone
+    assert list(files_on_disk(billing)) == [str(row[2]) for row in manifest(billing)]
+    assert_snapshot_equals_live(billing, target)
