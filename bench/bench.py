@@ -345,7 +345,12 @@ def history_db(cfg: Config, empty_db: Path) -> tuple[Path, float]:
     shutil.copyfile(template, target)
     # the one-time export of the history to the lake (a database older than the lake gets the
     # same), so that the measured publication after the nightly is the O(day) one
-    measure("history lake", [*CLI, "--db", str(target), "--memory-limit", cfg.memory_limit, "snapshot"], 0)
+    export = measure("history lake", [*CLI, "--db", str(target), "--memory-limit", cfg.memory_limit, "snapshot"], 0)
+    print(
+        f"(one-time lake export of the {cfg.history_days}-day history and publication: {export.seconds:.1f}s, "
+        f"peak RSS {export.peak_rss_mb:,} MB)",
+        flush=True,
+    )
     # flush the copy's gigabytes of dirty pages now: written back during the nightly, they
     # would compete with its spill files and be measured as the cost of the history. Then
     # drop both files from the page cache: a copy just made fills it, and the nightly would
