@@ -144,6 +144,13 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
         "AND event_id IN (SELECT event_id FROM rerated)"
     )
     con.execute(f"INSERT INTO rated_removed SELECT * FROM rated_attempts WHERE {where}")
+    # the analysts' lake (pipeline/lake.py) holds the earlier runs' rows: record which ones
+    # are gone, in this transaction, for the next publication's tombstone file
+    con.execute(
+        "INSERT INTO rated_replaced SELECT event_id, rated_run_id, $run_id FROM rated_removed "
+        "WHERE rated_run_id <> $run_id",
+        {"run_id": run_id},
+    )
     con.execute(f"DELETE FROM rated_attempts WHERE {where}")
 
 

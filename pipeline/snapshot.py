@@ -1,16 +1,25 @@
-"""The analyst snapshot: a read-only copy of the database, published after every run.
+"""The analyst snapshot: a read-only database file for analysts, published after every run.
 
-Why a copy. DuckDB locks a database file for the process that writes it: while a nightly run
-holds it, no other process can open it, not even read-only; and a reader that keeps it open
-(an analyst's ``duckdb -readonly`` session) makes the next nightly run fail to open it. So
-analysts never open the live file. After each run commits, the run (still holding the run
-lock) copies the committed database into ``<db>.analyst.duckdb`` beside it:
+Why a separate file. DuckDB locks a database file for the process that writes it: while a
+nightly run holds it, no other process can open it, not even read-only; and a reader that
+keeps it open (an analyst's ``duckdb -readonly`` session) makes the next nightly run fail to
+open it. So analysts never open the live file. After each run commits, the run (still
+holding the run lock) publishes ``<db>.analyst.duckdb`` beside it, in time proportional to
+what the run stored, not to history (issue 14 item 2):
 
-1. ``ATTACH`` a fresh temporary file with ``STORAGE_VERSION 'v1.5.0'`` and
-   ``COPY FROM DATABASE`` into it (tables, views, comments, constraints);
-2. ``DETACH`` it (a checkpoint: no WAL is left), fsync, mark it read-only (0444);
-3. rename it over the previous snapshot. Readers that have the old snapshot open keep reading
-   the old file; new readers get the new one; a crash leaves the previous snapshot intact.
+1. the Parquet lake (``pipeline.lake``) gets the files of the runs not in it yet (normally
+   the run just committed);
+2. a fresh temporary file is ``ATTACH``-ed with ``STORAGE_VERSION 'v1.5.0'``; ``COPY FROM
+   DATABASE ... (SCHEMA)`` creates every table, view and comment in it; every table but
+   ``attempts`` and ``rated_attempts`` gets its rows (they are small); those two become
+   views over the lake's Parquet files (absolute paths), with the same columns, types and
+   comments;
+3. ``DETACH`` (a checkpoint: no WAL is left), fsync, mark it read-only (0444), rename it
+   over the previous snapshot. Readers that have the old snapshot open keep reading the old
+   file; new readers get the new one; a crash leaves the previous snapshot intact.
+
+The views name the lake files by absolute path: a database directory moved elsewhere needs
+``infergate-billing snapshot`` to re-point them.
 
 The v1.5.0 storage format is what the newest DuckDB command-line client on PyPI
 (``duckdb-cli`` 1.5.x) reads; a file written in DuckDB 2.0's own format (storage version 69)
@@ -26,6 +35,7 @@ import duckdb
 
 from core.db import DatabaseMissing, connect
 from core.errors import BillingError
+from pipeline import lake
 from pipeline.lock import exclusive_run
 
 __all__ = [
@@ -65,20 +75,26 @@ def _remove(path: Path) -> None:
 
 
 def publish(con: duckdb.DuckDBPyConnection, target: Path) -> Path:
-    """Copy the committed content of ``con``'s database to ``target``, atomically.
+    """Publish the committed content of ``con``'s database at ``target``, atomically.
 
     Call with no transaction open, while holding the run lock (so nothing changes meanwhile).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    lake_path = lake.lake_dir(lake.database_path(con))
+    lake.export_pending(con, lake_path)
+    files = lake.LakeFiles.listed(con, lake_path)
     tmp = target.with_name(f".{target.name}.tmp")
     _remove(tmp)
     row = con.execute("SELECT current_database()").fetchone()
     assert row is not None
-    source = str(row[0]).replace('"', '""')
+    source = str(row[0])
     con.execute(f"ATTACH ? AS {_ALIAS} (STORAGE_VERSION '{STORAGE_VERSION}')", [str(tmp)])
     try:
-        con.execute(f'COPY FROM DATABASE "{source}" TO {_ALIAS}')
+        con.execute(f"COPY FROM DATABASE {_ident(source)} TO {_ALIAS} (SCHEMA)")
+        con.execute("BEGIN TRANSACTION")
+        _fill(con, source, files)
+        con.execute("COMMIT")
     finally:
         con.execute(f"DETACH {_ALIAS}")
     try:
@@ -90,6 +106,37 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path) -> Path:
         if tmp.exists():
             _remove(tmp)
     return target
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _fill(con: duckdb.DuckDBPyConnection, source: str, files: lake.LakeFiles) -> None:
+    """Rows of the small tables; the lake tables replaced by views over their files."""
+    tables = con.execute(
+        "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE database_name = ? ORDER BY ALL", [source]
+    ).fetchall()
+    for schema, table, comment in tables:
+        name = f"{_ident(schema)}.{_ident(table)}"
+        if schema == "main" and table in lake.LAKE_TABLES:
+            view = f"{_ALIAS}.{name}"
+            con.execute(f"DROP TABLE {view}")
+            con.execute(f"CREATE VIEW {view} AS {lake.view_sql(con, table, files)}")
+            if comment:
+                con.execute(f"COMMENT ON VIEW {view} IS {_literal(comment)}")
+            for column, text in con.execute(
+                "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+                "AND table_name = ? AND comment IS NOT NULL ORDER BY column_index",
+                [source, schema, table],
+            ).fetchall():
+                con.execute(f"COMMENT ON COLUMN {view}.{_ident(column)} IS {_literal(text)}")
+        else:
+            con.execute(f"INSERT INTO {_ALIAS}.{name} SELECT * FROM {_ident(source)}.{name}")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:

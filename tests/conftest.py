@@ -96,6 +96,7 @@ SLOW_MODULES = frozenset(
         "test_properties.py",  # hypothesis over whole runs
         "test_replay.py",  # the demo flow through the CLI, then replays of it
         "test_snapshot.py",  # snapshots while a CLI run holds the database
+        "test_lake.py",  # several nightlies per test, each publishing the lake and the snapshot
         "test_credits.py",  # grants through nightlies, statements and replays
         "test_credit_properties.py",  # hypothesis over drawdowns and finalized periods
         "test_credit_balances.py",  # balances at many instants of a finalized and an open month

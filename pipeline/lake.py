@@ -1,0 +1,210 @@
+"""The Parquet lake of the per-attempt tables: what the analyst snapshot reads them from.
+
+Why. The analyst snapshot used to be a copy of the whole database, published after every
+run: a cost that grew with history (72 s for 31 days at 1M attempts a day). The two tables
+that grow by the day, ``attempts`` and ``rated_attempts``, are insert-only but for one case
+(a run replaces the rated rows of earlier runs' attempts: a late retry, a re-rate), so each
+run's rows can be written once, as immutable Parquet files beside the database, and the
+snapshot can read them through views instead of copying them (``pipeline.snapshot``).
+
+Layout: ``<db stem>.lake/`` holds ``attempts/run-NNNNNN.parquet`` (the attempts the run
+stored), ``rated_attempts/run-NNNNNN.parquet`` (the rated rows it wrote) and
+``rated_replaced/run-NNNNNN.parquet`` (tombstones: event_id and rated_run_id of the earlier
+rated rows it replaced). A rated row is identified by (event_id, rated_run_id): run ids are
+never reused, so a tombstone hides exactly the row version it names.
+
+Guarantees. The manifest ``lake_files`` (migration 020) lists every file; readers follow it
+only. :func:`export_pending` runs after a run's commit, under the run lock: it removes files
+the manifest does not list (a publication killed half-way), writes the files of every run
+after the last export (normally the one run just committed; after a crash before the
+export, or on a database older than the lake, the runs since -- on an old database a
+one-time export of its history), each to a temporary name, fsynced and renamed, then lists
+them in one transaction. Tombstones are recorded durably inside the replacing run's own
+transaction (table ``rated_replaced``, filled by ``pipeline.rate``), not written to a file
+there: the run's transaction stays free of file I/O, and a crash between its commit and the
+export loses nothing. The export moves them to a file and empties the table in the
+manifest's transaction.
+
+Every nightly thus reads and writes only what the run stored; history is read again only by
+the one-time export of an old database, or when a listed file is missing (a database copied
+or restored without its lake directory): then the lake is rebuilt from the database. If a
+later migration ever rewrites stored rows of these tables, it must rebuild the lake too
+(delete the lake_files and lake_exports rows: the next publication exports everything).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from core.db import transaction
+
+__all__ = ["LAKE_TABLES", "TOMBSTONES", "LakeFiles", "database_path", "export_pending", "lake_dir", "view_sql"]
+
+# the lake's tables and the column naming the run that stored each row
+LAKE_TABLES = {"attempts": "run_id", "rated_attempts": "rated_run_id"}
+TOMBSTONES = "rated_replaced"
+
+
+def lake_dir(db_path: Path) -> Path:
+    """``data/infergate.duckdb`` -> ``data/infergate.lake``."""
+    db_path = Path(db_path)
+    return db_path.with_name(f"{db_path.stem}.lake")
+
+
+def database_path(con: duckdb.DuckDBPyConnection) -> Path:
+    """The file of ``con``'s current database (the lake lives beside it)."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    if row is None or not row[0]:
+        raise ValueError("the lake needs a database file (not an in-memory database)")
+    return Path(str(row[0])).resolve()
+
+
+def _relative(table: str, run_id: int) -> str:
+    return f"{table}/run-{run_id:06d}.parquet"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_unlisted(lake: Path, listed: set[str]) -> list[Path]:
+    """Files under the lake the manifest does not list: leftovers of a killed publication."""
+    removed = []
+    for path in sorted(lake.rglob("*")):
+        if path.is_file() and path.relative_to(lake).as_posix() not in listed:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _write(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
+    """``query``'s rows as a Parquet file at ``target``: temporary name, fsync, rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    con.execute(f"COPY ({query}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    return target.stat().st_size
+
+
+def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
+    """Bring the lake up to date with the committed database; the files written.
+
+    Call with no transaction open, while holding the run lock (nothing writes meanwhile).
+    """
+    lake.mkdir(parents=True, exist_ok=True)
+    listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
+    if any(not (lake / p).is_file() for p in listed):
+        # the database was copied or restored without its lake: rebuild it from the database
+        # (the one-time export again; the current rated rows need no tombstones)
+        with transaction(con):
+            con.execute("DELETE FROM lake_files")
+            con.execute("DELETE FROM lake_exports")
+        listed = set()
+    _remove_unlisted(lake, listed)
+    # no export yet (a new database, or one older than the lake): every stored row is pending
+    through = _optional(con, "SELECT max(through_run_id) FROM lake_exports")
+    last = _optional(con, "SELECT max(run_id) FROM runs") or 0
+    # (table, run, rows, query): a constant bound lets the zone maps on the run column skip
+    # every older row group (a parameter or an OR would not be pushed into the scan)
+    pending: list[tuple[str, int, int, str]] = []
+    for table, column in LAKE_TABLES.items():
+        after = "" if through is None else f"WHERE {column} > {int(through)}"
+        for run_id, rows in con.execute(
+            f"SELECT {column}, count(*) FROM {table} {after} GROUP BY 1 ORDER BY 1"
+        ).fetchall():
+            pending.append((table, run_id, rows, f"SELECT * FROM {table} WHERE {column} = {int(run_id)}"))
+    for run_id, rows in con.execute(
+        f"SELECT replaced_by_run, count(*) FROM {TOMBSTONES} GROUP BY 1 ORDER BY 1"
+    ).fetchall():
+        query = f"SELECT event_id, rated_run_id FROM {TOMBSTONES} WHERE replaced_by_run = {int(run_id)}"
+        pending.append((TOMBSTONES, run_id, rows, query))
+    if not pending and through is not None and last <= through:
+        return []
+    manifest = []
+    for table, run_id, rows, query in pending:
+        relative = _relative(table, run_id)
+        manifest.append((run_id, table, relative, rows, _write(con, query, lake / relative)))
+    for folder in {lake / table for table, *_ in pending} | {lake}:
+        _fsync_dir(folder)
+    with transaction(con):
+        for row in manifest:
+            con.execute("INSERT INTO lake_files VALUES (?, ?, ?, ?, ?, now())", list(row))
+        con.execute(f"DELETE FROM {TOMBSTONES} WHERE replaced_by_run <= $last", {"last": last})
+        con.execute("INSERT INTO lake_exports VALUES ($last, $files, now())", {"last": last, "files": len(manifest)})
+    return [lake / relative for _, _, relative, _, _ in manifest]
+
+
+def _optional(con: duckdb.DuckDBPyConnection, query: str) -> int | None:
+    row = con.execute(query).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class LakeFiles:
+    """The listed files of one database, by table, as absolute paths (checked to exist)."""
+
+    files: dict[str, list[Path]]
+
+    @classmethod
+    def listed(cls, con: duckdb.DuckDBPyConnection, lake: Path) -> LakeFiles:
+        files: dict[str, list[Path]] = {t: [] for t in (*LAKE_TABLES, TOMBSTONES)}
+        rows = con.execute("SELECT table_name, path FROM lake_files ORDER BY run_id, table_name").fetchall()
+        for table, relative in rows:
+            path = (lake / relative).resolve()
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"lake file {path} is listed in lake_files but missing; restore the lake directory "
+                    "with the database, or rebuild it (delete the directory and the lake_files, "
+                    "lake_exports rows)"
+                )
+            files.setdefault(table, []).append(path)
+        return cls(files)
+
+
+def _parquet(paths: list[Path]) -> str:
+    return "read_parquet([" + ", ".join(_literal(str(p)) for p in paths) + "], union_by_name = true)"
+
+
+def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) -> str:
+    """The SELECT of the analyst view standing for ``table``: its listed files, with the live
+    table's columns in order and types (a column no file has yet reads as NULL), rated rows
+    minus the tombstoned ones. With no file yet: no rows, the same columns."""
+    columns = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
+        [table],
+    ).fetchall()
+    files = lake_files.files.get(table, [])
+    if not files:
+        select = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns)
+        return f"SELECT {select} WHERE false"
+    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_parquet(files)}").fetchall()}
+    select = ", ".join(
+        f"CAST({f'r.{_ident(c)}' if c in present else 'NULL'} AS {t}) AS {_ident(c)}" for c, t in columns
+    )
+    sql = f"SELECT {select} FROM {_parquet(files)} AS r"
+    tombstones = lake_files.files.get(TOMBSTONES, [])
+    if table == "rated_attempts" and tombstones:
+        sql += (
+            f" WHERE NOT EXISTS (SELECT 1 FROM {_parquet(tombstones)} AS t "
+            "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
+        )
+    return sql
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
