@@ -243,8 +243,9 @@ def migrated_database(path: Path) -> Path:
 class Billing:
     """A scratch billing database with inline reference data, driven through the real jobs.
 
-    The database starts as a copy of a migrated one (:func:`migrated_database`) unless
-    ``migrated=False``: then the first job creates and migrates it, as in production.
+    A new database starts as a copy of a migrated one (:func:`migrated_database`) unless
+    ``migrated=False``: then the first job creates and migrates it, as in production. An
+    existing one (a root copied from another test's) is kept as it is.
     """
 
     def __init__(self, root: Path, migrated: bool = True) -> None:
@@ -254,7 +255,7 @@ class Billing:
         accounts = root / "accounts.toml"
         accounts.write_text(ACCOUNTS_TOML, encoding="utf-8")
         self.settings = Settings(db_path=root / "billing.duckdb", accounts_file=accounts)
-        if migrated:
+        if migrated and not self.settings.db_path.exists():  # a root copied with its database keeps it
             migrated_database(self.settings.db_path)
 
     def log(self, name: str, items: Iterable[dict[str, Any] | str]) -> Path:
