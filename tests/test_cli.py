@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from pipeline.cli import cli
+from tests.conftest import cli_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
@@ -26,13 +27,7 @@ def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 def invoke(*args: str) -> Result:
     """The command in this process; relative defaults (pricing/tables, data/) resolve from ROOT."""
-    runner = CliRunner(env={"INFERGATE_DB": None, "INFERGATE_QUIET": None, "INFERGATE_LOG_FORMAT": None})
-    cwd = Path.cwd()
-    os.chdir(ROOT)
-    try:
-        return runner.invoke(cli, list(args), prog_name="infergate-billing", catch_exceptions=False)
-    finally:
-        os.chdir(cwd)
+    return cli_in_process(*args, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -332,9 +332,9 @@ def test_cut_stream_keeps_the_lines_before_the_cut_and_flags_the_rest(billing: B
 
 
 def test_a_line_over_the_limit_is_quarantined_without_being_held_in_memory(billing: Billing, monkeypatch) -> None:
-    from pipeline import ingest
+    from pipeline.ingest import files
 
-    monkeypatch.setattr(ingest, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(files, "MAX_LINE_BYTES", 1000)
     long_line = json_line(record(event_id="long", output_text="x" * 5000))
     # invalid UTF-8 elsewhere sends the file to the fallback reader, whose limit is patched
     f = one_file(billing, [json_line(record(event_id="ok")), long_line, b"\xff", json_line(record(event_id="ok2"))])

@@ -58,15 +58,14 @@ def test_ten_thousand_accounts_in_one_day(tmp_path: Path) -> None:
 
 def test_parse_slices_cover_every_line_once_and_bound_the_text_of_a_vector() -> None:
     """Short lines are parsed in big statements (every core), long ones in byte-bounded slices."""
-    from pipeline import ingest
+    from pipeline.ingest import staging as ingest
 
     con = duckdb.connect()
     ingest._create_staging(con)
     sizes = {1: [100] * 10_000, 2: [100] * 3000 + [40_000] * 300 + [100] * 5000}  # file 2: a heavy stretch
     for f, lengths in sizes.items():
         con.execute(
-            "INSERT INTO staged_lines SELECT ?, 'f', 's', i + 1, repeat('x', (?)[i + 1]), NULL "
-            "FROM range(?) t(i)",
+            "INSERT INTO staged_lines SELECT ?, 'f', 's', i + 1, repeat('x', (?)[i + 1]), NULL FROM range(?) t(i)",
             [f, lengths, len(lengths)],
         )
     max_bytes = 1 << 20
@@ -90,7 +89,7 @@ def test_parse_slices_cover_every_line_once_and_bound_the_text_of_a_vector() -> 
 
 def test_recount_fetches_are_bounded_by_rows_and_bytes() -> None:
     """Wanted lines (file, line, bytes) are read in runs of one file, within both bounds."""
-    from pipeline.ingest import _recount_fetches
+    from pipeline.ingest.recounting import fetch_runs as _recount_fetches
 
     con = duckdb.connect()
     con.execute("CREATE TEMP TABLE recount_wanted (file_order INTEGER, line_no BIGINT, bytes BIGINT)")
@@ -109,14 +108,14 @@ def test_a_day_without_any_usage_is_recounted_the_same_in_small_fetches(tmp_path
     import json
     from datetime import date
 
-    from pipeline import ingest
+    from pipeline.ingest import recounting as ingest
     from pipeline.sample_logs import generate_recount_day
     from tests.conftest import Billing
 
     lines = [json.dumps(r) for r in generate_recount_day(date(2026, 11, 20), 300, seed=7)]
     counts = {}
     fetches: list[int] = []
-    real_fetches = ingest._recount_fetches
+    real_fetches = ingest.fetch_runs
     for name, rows, size in (("default", ingest.RECOUNT_FETCH_ROWS, ingest.RECOUNT_FETCH_BYTES), ("small", 7, 4096)):
         monkeypatch.setattr(ingest, "RECOUNT_FETCH_ROWS", rows)
         monkeypatch.setattr(ingest, "RECOUNT_FETCH_BYTES", size)
@@ -127,7 +126,7 @@ def test_a_day_without_any_usage_is_recounted_the_same_in_small_fetches(tmp_path
                 fetches.append(len(found))
             return found
 
-        monkeypatch.setattr(ingest, "_recount_fetches", counted)
+        monkeypatch.setattr(ingest, "fetch_runs", counted)
         billing = Billing(tmp_path / name)
         billing.log("requests-2026-11-20.jsonl", lines)
         billing.nightly()

@@ -1,7 +1,7 @@
 -- Parse and validate raw gateway log lines (SPEC section 1; R4 counts; R8 timestamps; R9).
 --
 -- Input : parse_input(file_order, source_file, source_sha256, line_no, line, stage_problem),
---         a slice of the TEMP table staged_lines (pipeline/ingest.py runs this file over
+--         a slice of the TEMP table staged_lines (pipeline/ingest/staging.py runs it over
 --         slices of a few MiB of text, as DuckDB's JSON functions hold a vector's worth of
 --         parse trees in memory): one row per physical line (line is NULL when empty;
 --         stage_problem says why a line could not even be read, e.g. invalid UTF-8).
@@ -11,7 +11,7 @@
 --         counts, and nothing relies on a reader's implicit casts.
 -- Needs the macros mask_secrets, describe_json, describe_json_type (pipeline/redact.py),
 -- repair_lone_surrogates, redacted_json_record, json_key_count, finding, finding_described
--- and finding_ts (pipeline/ingest.py).
+-- and finding_ts (pipeline/ingest/macros.py).
 --
 -- Nothing here may quote prompt or output text, or an unmasked API key: messages name the
 -- field and the JSON type, values are masked before they are cut to length (a cut key
@@ -88,7 +88,7 @@ kinds AS (
 -- finds an object that repeats a key, at any depth (a repeat is the only thing that makes
 -- the VARIANT lose a member). Only for lines up to 1 MiB with at most 10,000 brackets: the
 -- VARIANT cast recurses per nesting level (100,000 levels crash DuckDB) and takes ~10x a
--- line's size; other object lines are checked for repeated keys by ingest.py in Python
+-- line's size; other object lines are checked for repeated keys by ingest/repeated_keys.py
 -- (key_check 'unchecked') and keep the old content identity (docs/hostile-input.md).
 forms AS (
     SELECT *,
@@ -198,7 +198,7 @@ checked AS (
             CASE WHEN j IS NULL THEN finding('invalid_record', NULL,
                  'line is JSON but not an object') END,
             -- SPEC section 1: an object that repeats a key (at any depth) is not a record;
-            -- ingest.py names the key in the message
+            -- ingest/repeated_keys.py names the key in the message
             CASE WHEN key_check = 'repeated' THEN finding('parse_error', NULL,
                  'line is not a record: an object repeats a key') END,
             -- required fields (SPEC section 1), in the order of the spec's table
@@ -335,7 +335,7 @@ checked AS (
 -- The first failing check's finding, worded. finding(reason, field, message) is the message
 -- as written; finding_described(..., message, value) appends describe_json(value), and
 -- finding_ts(..., message, tail) the line's ts (masked, then cut to 40 characters) and the
--- tail (the macros: pipeline/ingest.py). The values are masked here, once for every check,
+-- tail (the macros: pipeline/ingest/macros.py). The values are masked here, once for every check,
 -- because each call site of mask_secrets costs DuckDB milliseconds to compile its regex
 -- whenever this statement is planned, i.e. on every run (docs/performance.md, "Small runs").
 -- (The four id checks above keep their own calls: they run on every line, and one

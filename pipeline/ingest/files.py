@@ -1,0 +1,228 @@
+"""Finding and reading log files: kinds, refusals, discovery, hashes, and the raw line reader
+of the fallback path (gzip, zstd, plain), which frames lines itself so one bad byte never
+stops the good lines of a file.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import zstandard
+
+from core.errors import BillingError, MissingInput
+from pipeline.ingest.macros import EXCERPT_BYTES
+
+SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
+# The longest line read: DuckDB's own line limit (the fallback reader refuses longer ones).
+MAX_LINE_BYTES = 64 << 20
+
+
+class IngestError(BillingError, ValueError):
+    """An input that cannot be ingested at all (unknown kind, missing file)."""
+
+
+class InputMissing(IngestError, MissingInput):
+    """The logs directory named on the command line does not exist: a usage error."""
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    sha256: str
+    size_bytes: int
+    lines_read: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    skipped: bool = False
+
+
+def file_kind(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
+
+
+def refusal(path: Path) -> str | None:
+    """Why ``path`` is not read as a log file, or None for a regular file.
+
+    A log file is read only as what it is: a symbolic link (``requests-X.jsonl ->
+    /etc/passwd``) would put another file's content into the quarantine copies, and a FIFO or
+    a device would block or never end. Looked at with ``lstat``, so a link is never followed.
+    """
+    name = re.sub(r"[\x00-\x1f\x7f]", "?", str(path))  # the message stays one line
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        return f"{name}: cannot be read ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return f"{name}: is a symbolic link; refused, log files are read only as regular files"
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        return f"{name}: is {kind}; refused, log files are read only as regular files"
+    return None
+
+
+def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[Path]:
+    """Expand files and globs; a named file of an unknown kind is an error, not a skip.
+
+    A link or anything but a regular file (:func:`refusal`) is never read: with ``refused``
+    given, its one-line reason is appended there and the other files go on (the caller
+    reports it and fails the run's exit code); without, it is an :class:`IngestError`.
+    """
+    found: dict[str, Path] = {}
+
+    def refuse(reason: str) -> None:
+        if refused is None:
+            raise IngestError(reason)
+        refused.append(reason)
+
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            for match in glob.glob(pattern, recursive=True):
+                path = Path(match)
+                if not file_kind(path):
+                    continue
+                if reason := refusal(path):
+                    refuse(reason)
+                    continue
+                found[str(path.resolve())] = path
+            continue
+        path = Path(pattern)
+        if not os.path.lexists(path):
+            # exit 1, not 2: like a day without files for the nightly, a log that is not there is
+            # missing input, not a mistyped command line
+            raise IngestError(f"{pattern}: no such file", hint="check the path; quote globs so the shell leaves them")
+        if not file_kind(path):
+            raise IngestError(
+                f"{pattern}: not a log file (expected {', '.join(SUPPORTED_SUFFIXES)})",
+                hint="rename it with its format's suffix, or leave it out",
+            )
+        if reason := refusal(path):
+            refuse(reason)
+            continue
+        found[str(path.resolve())] = path
+    # R1 "first" within a batch: files in name order
+    # (ties between equal names by absolute path, so the order never depends on the spelling)
+    return sorted(found.values(), key=lambda p: (p.name, str(p.resolve())))
+
+
+def source_name(path: Path) -> str:
+    """The name stored with every record of a file (``attempts``/``quarantine.source_file``).
+
+    The file name only, never the path as spelled: ``data/sample_logs/x.jsonl.gz``,
+    ``./data/sample_logs/x.jsonl.gz`` and ``/srv/.../x.jsonl.gz`` are one input, which the
+    stored ``source_sha256`` identifies. A stored path would make the rows depend on the
+    directory a run was started from, and ``replay --verify`` (which re-reads the inputs by
+    their recorded absolute paths) would report an untouched database as changed.
+    """
+    return path.resolve().name
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def zstd_problem(path: Path) -> str | None:
+    """Why a .zst file is not a complete zstd stream, or None when it is.
+
+    Neither DuckDB nor python-zstandard reports a stream cut off inside a frame: both return
+    what decoded (often nothing) and stop, so a truncated file would ingest as fewer lines
+    than it had, with no trace. Walking the frame and block headers (RFC 8878) finds a cut
+    or trailing junk without decompressing anything.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        while (pos := f.tell()) < size:
+            magic = f.read(4)
+            if len(magic) < 4:
+                return f"zstd stream is truncated (frame header at byte {pos})"
+            number = int.from_bytes(magic, "little")
+            if 0x184D2A50 <= number <= 0x184D2A5F:  # skippable frame
+                length = f.read(4)
+                if len(length) < 4 or f.tell() + int.from_bytes(length, "little") > size:
+                    return f"zstd stream is truncated (skippable frame at byte {pos})"
+                f.seek(int.from_bytes(length, "little"), 1)
+                continue
+            if number != 0xFD2FB528:
+                return f"not a zstd frame at byte {pos}"
+            descriptor = f.read(1)
+            if not descriptor:
+                return f"zstd stream is truncated (frame header at byte {pos})"
+            d = descriptor[0]
+            single_segment = bool(d & 0x20)
+            fcs = (1 if single_segment else 0, 2, 4, 8)[d >> 6]
+            header = (0 if single_segment else 1) + (0, 1, 2, 4)[d & 3] + fcs
+            f.seek(header, 1)
+            while True:
+                block = f.read(3)
+                if len(block) < 3:
+                    return f"zstd stream is truncated (block header at byte {f.tell() - len(block)})"
+                value = int.from_bytes(block, "little")
+                block_type, block_size = (value >> 1) & 3, value >> 3
+                if block_type == 3:
+                    return f"corrupt zstd block at byte {f.tell() - 3}"
+                f.seek(1 if block_type == 1 else block_size, 1)  # RLE blocks hold one byte
+                if value & 1:
+                    break
+            if d & 0x04:
+                f.seek(4, 1)  # content checksum
+            if f.tell() > size:
+                return f"zstd stream is truncated (frame at byte {pos} ends past the end of the file)"
+    return None
+
+
+def _open_stream(raw: IO[bytes], kind: str | None) -> IO[bytes] | gzip.GzipFile:
+    if kind == ".jsonl.gz":
+        return gzip.GzipFile(fileobj=raw)
+    if kind == ".jsonl.zst":
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return raw
+
+
+def raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """Physical lines, split on LF only, as ``(line, too_long)``.
+
+    Never holds more than one line: a line over MAX_LINE_BYTES is yielded as its first
+    EXCERPT_BYTES with ``too_long`` set, the rest skipped as it streams by. Only the new chunk
+    is searched for LF, so a 50 MB line costs O(size), not O(size^2).
+    """
+    with path.open("rb") as raw:
+        stream = _open_stream(raw, file_kind(path))
+        # read1 hands over what has been decompressed so far, so the lines before a
+        # truncation point are kept (read(n) would raise and lose them)
+        read = getattr(stream, "read1", stream.read)
+        parts: list[bytes] = []
+        size = 0
+        too_long = False
+        while chunk := read(1 << 16):
+            start = 0
+            while True:
+                end = chunk.find(b"\n", start)
+                piece = chunk[start:] if end < 0 else chunk[start:end]
+                if not too_long:
+                    if size + len(piece) > MAX_LINE_BYTES:
+                        too_long = True
+                        parts = [(b"".join(parts) + piece[:EXCERPT_BYTES])[:EXCERPT_BYTES]]
+                    elif piece:
+                        parts.append(piece)
+                        size += len(piece)
+                if end < 0:
+                    break
+                yield b"".join(parts), too_long
+                parts, size, too_long = [], 0, False
+                start = end + 1
+        if parts or too_long:
+            yield b"".join(parts), too_long

@@ -1,0 +1,381 @@
+"""Staging a batch of files into TEMP tables and parsing them (sql/parse.sql) in bounded
+slices, before the run's transaction: DuckDB's read_csv/read_parquet first, a streaming
+Python reader for the files DuckDB refuses.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import duckdb
+import zstandard
+
+from core import console
+from core.db import sql_text
+from core.faults import fault_point
+from core.timing import step
+from pipeline.ingest import files  # MAX_LINE_BYTES read at call time (tests lower it)
+from pipeline.ingest.files import (
+    FileResult,
+    file_kind,
+    file_sha256,
+    raw_lines,
+    source_name,
+    zstd_problem,
+)
+from pipeline.ingest.macros import (
+    BOUNDED_EXCERPT_MACRO,
+    EXCERPT_BYTES,
+    FINDING_MACROS,
+    JSON_KEY_COUNT_MACRO,
+    REDACTED_RECORD_MACRO,
+    REPAIR_SURROGATES_MACRO,
+)
+from pipeline.ingest.repeated_keys import check_repeated_keys
+from pipeline.redact import install_sql_macro, safe_error_message
+
+# The fallback reader buffers at most this many lines, or bytes of them, per insert.
+FALLBACK_BATCH_LINES = 50_000
+FALLBACK_BATCH_BYTES = 32 << 20
+# parse.sql runs over slices of about this much text: DuckDB's JSON functions keep a whole
+# vector's parse trees in memory per function, so bytes per statement bound memory.
+PARSE_SLICE_BYTES = 8 << 20
+VECTOR_LINES = 2048  # DuckDB's vector length: the lines whose parse trees are alive together
+# Runs of short lines are parsed this many lines per statement: many row groups (122,880
+# rows each), so the scan runs on every core; a refused statement is halved and retried.
+LIGHT_SLICE_LINES = 2_000_000
+READ_CSV_LINES = (
+    "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
+    "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, "
+    "compression='{compression}'{extra})"
+)
+
+
+def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE staged_lines (file_order INTEGER, source_file VARCHAR, "
+        "source_sha256 VARCHAR, line_no BIGINT, line VARCHAR, stage_problem VARCHAR)"
+    )
+
+
+def _stage_with_duckdb(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str) -> None:
+    kind = file_kind(path)
+    if kind == ".parquet":
+        source = (
+            "SELECT file_row_number + 1 AS line_no, CAST(json_merge_patch(to_json(p), "
+            "'{\"file_row_number\": null}') AS VARCHAR) AS line "
+            "FROM read_parquet(?, file_row_number=true) p"
+        )
+    else:
+        compression = {".jsonl.gz": "gzip", ".jsonl.zst": "zstd"}.get(kind or "", "none")
+        check = READ_CSV_LINES.format(compression=compression, extra=", nullstr='\n'")
+        con.execute(f"SELECT count(*) FROM {check}", [str(path)])  # raises if a delimiter is there
+        reader = READ_CSV_LINES.format(compression=compression, extra="")
+        source = f"SELECT ordinality AS line_no, line FROM {reader} WITH ORDINALITY"
+    con.execute(
+        f"INSERT INTO staged_lines SELECT ?, ?, ?, line_no, line, NULL FROM ({source})",
+        [order, source_name(path), sha, str(path)],
+    )
+
+
+class _FallbackBatch:
+    """Lines of one file on their way into ``staged_lines``, inserted a batch at a time."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str) -> None:
+        self.con, self.path, self.order, self.sha = con, path, order, sha
+        self.line_nos: list[int] = []
+        self.lines: list[str | None] = []
+        self.problems: list[str | None] = []
+        self.size = 0
+
+    def add(self, line_no: int, line: str | None, problem: str | None) -> None:
+        self.line_nos.append(line_no)
+        self.lines.append(line)
+        self.problems.append(problem)
+        self.size += len(line or "")
+        if len(self.lines) >= FALLBACK_BATCH_LINES or self.size >= FALLBACK_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.lines:
+            return
+        import pyarrow as pa  # not on every CLI start (issue 14)
+
+        n = len(self.lines)
+        table = pa.table(
+            {
+                "file_order": pa.array([self.order] * n, pa.int32()),
+                "source_file": pa.array([source_name(self.path)] * n, pa.string()),
+                "source_sha256": pa.array([self.sha] * n, pa.string()),
+                "line_no": pa.array(self.line_nos, pa.int64()),
+                "line": pa.array(self.lines, pa.string()),
+                "stage_problem": pa.array(self.problems, pa.string()),
+            }
+        )
+        self.con.register("fallback_lines", table)
+        try:
+            self.con.execute("INSERT INTO staged_lines SELECT * FROM fallback_lines")
+        finally:
+            self.con.unregister("fallback_lines")
+        self.line_nos, self.lines, self.problems, self.size = [], [], [], 0
+
+
+def _stage_with_python(
+    con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str, why: str, broken_end: str | None = None
+) -> None:
+    """Line-by-line reader for files DuckDB refuses: each bad line becomes a parse_error.
+
+    Lines keep their text (blank-line detection is parse.sql's, the same for both readers);
+    a line that is not UTF-8 or is too long keeps only an excerpt, for the quarantine copy.
+    ``broken_end``: the stream is known to stop early (a cut zstd frame); after the lines
+    that could be read, the unreadable rest is one more entry.
+    """
+    batch = _FallbackBatch(con, path, order, sha)
+    number = 0
+    try:
+        if file_kind(path) == ".parquet":
+            raise ValueError(f"not a readable Parquet file ({why})")
+        for number, (raw, too_long) in enumerate(raw_lines(path), start=1):
+            if raw.endswith(b"\r"):
+                raw = raw.rstrip(b"\r")
+            problem = None
+            if too_long:
+                problem = f"line is longer than {files.MAX_LINE_BYTES >> 20} MiB"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                text = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+                problem = problem or f"line is not valid UTF-8 (byte {exc.start})"
+            batch.add(number, text or None, problem)
+        if broken_end:
+            raise ValueError(broken_end)
+    except (OSError, EOFError, zstandard.ZstdError, zlib.error, ValueError) as exc:
+        batch.add(number + 1, None, f"file unreadable after line {number}: {safe_error_message(exc, 200)}")
+    batch.flush()
+
+
+def stage_file(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str) -> None:
+    """Stage one file's lines; fall back to the Python reader if DuckDB refuses the file.
+
+    Runs outside the run's transaction (staging only touches TEMP tables): a DuckDB error
+    aborts the enclosing transaction, and the fallback must be able to run after one.
+    A zero-byte file of any kind is an empty log (0 lines), not an unreadable one: a zero-byte
+    Parquet file is what a writer leaves when it dies before writing anything, and all
+    zero-byte files share one sha256, so the kinds could not be told apart later anyway.
+    """
+    if path.stat().st_size == 0:
+        return
+    if file_kind(path) == ".jsonl.zst" and (problem := zstd_problem(path)):
+        _stage_with_python(con, path, order, sha, problem, broken_end=problem)
+        return
+    try:
+        _stage_with_duckdb(con, path, order, sha)  # autocommit: a failure inserts nothing
+    except duckdb.Error as exc:
+        _stage_with_python(con, path, order, sha, str(exc))
+
+
+Slice = tuple[int, int, int]  # (file_order, first line_no, last line_no) of a run of staged lines
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """Files of one batch: new ones staged in order (their lines parsed into the TEMP table
+    ``parsed``), already-ingested ones skipped."""
+
+    staged: tuple[tuple[int, Path, str, int], ...]  # (file_order, path, sha256, size)
+    skipped: tuple[FileResult, ...]
+
+
+def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Slice]:
+    """Runs of consecutive lines of one file, each parsed by one statement.
+
+    What must be bounded is the text of one vector (DuckDB's JSON functions hold a whole
+    vector's parse trees outside the memory limit), not of one statement. Lines are taken in
+    blocks of a vector's length (``VECTOR_LINES``): a *light* block holds at most half of
+    ``max_bytes`` of text, so any vector of the scan (which may straddle two blocks) holds at
+    most ``max_bytes``; runs of light blocks are parsed together, in statements large enough
+    for DuckDB to scan their row groups on every core. A *heavy* block (long lines) is cut
+    into slices of about ``max_bytes`` of text each, each parsed on its own.
+    """
+    blocks = con.execute(
+        f"""
+        SELECT file_order, line_no // {VECTOR_LINES} AS block, min(line_no), max(line_no),
+               sum(strlen(coalesce(line, '')) + 1) AS bytes
+        FROM staged_lines
+        GROUP BY ALL
+        ORDER BY 1, 2
+        """
+    ).fetchall()
+    slices: list[Slice] = []
+    run: list[int] | None = None  # [file_order, lo, hi, lines] of the light run being extended
+    for f, block, lo, hi, size in blocks:
+        if size <= max_bytes // 2:
+            if run is not None and run[0] == f and run[3] + (hi - lo + 1) <= LIGHT_SLICE_LINES:
+                run[2], run[3] = int(hi), run[3] + int(hi - lo + 1)
+                continue
+            if run is not None:
+                slices.append((run[0], run[1], run[2]))
+            run = [int(f), int(lo), int(hi), int(hi - lo + 1)]
+            continue
+        if run is not None:
+            slices.append((run[0], run[1], run[2]))
+            run = None
+        slices += _heavy_block_slices(con, int(f), int(block), max_bytes)
+    if run is not None:
+        slices.append((run[0], run[1], run[2]))
+    return slices
+
+
+def _heavy_block_slices(con: duckdb.DuckDBPyConnection, f: int, block: int, max_bytes: int) -> list[Slice]:
+    """One block of long lines cut into runs of about ``max_bytes`` of text (at least one line each)."""
+    sizes = con.execute(
+        f"SELECT line_no, strlen(coalesce(line, '')) + 1 FROM staged_lines "
+        f"WHERE file_order = {f} AND line_no // {VECTOR_LINES} = {block} ORDER BY line_no"
+    ).fetchall()
+    slices: list[Slice] = []
+    lo, hi, total = -1, -1, 0  # the slice being filled (lo < 0: none yet)
+    for line_no, size in sizes:
+        if lo >= 0 and total + size > max_bytes:
+            slices.append((f, lo, hi))
+            lo, total = -1, 0
+        if lo < 0:
+            lo = int(line_no)
+        hi, total = int(line_no), total + int(size)
+    if lo >= 0:
+        slices.append((f, lo, hi))
+    return slices
+
+
+def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str) -> None:
+    """parse.sql over one slice; halve it when it does not fit the memory limit.
+
+    DuckDB's JSON functions hold the parse trees of a whole vector (2048 lines) at once, per
+    function, outside the spillable buffer pool, so what bounds memory is the bytes of text
+    per statement, not the number of lines. A single line that alone does not fit is
+    quarantined as a parse_error naming the limit, instead of failing the run.
+    """
+    f, lo, hi = piece
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines "
+        f"WHERE file_order = {f} AND line_no BETWEEN {lo} AND {hi}"
+    )
+    try:
+        _insert_parsed(con, parse)  # autocommit: a failure inserts nothing
+        return
+    except duckdb.OutOfMemoryException:
+        pass
+    if lo < hi:
+        middle = (lo + hi) // 2
+        _parse_slice(con, (f, lo, middle), parse)
+        _parse_slice(con, (f, middle + 1, hi), parse)
+        return
+    size = con.execute("SELECT strlen(line) FROM parse_input").fetchone()
+    megabytes = (size[0] if size and size[0] else 0) / (1 << 20)
+    con.execute(
+        "UPDATE staged_lines SET stage_problem = ? WHERE file_order = ? AND line_no = ?",
+        [f"line of {megabytes:.1f} MiB does not fit the memory limit to be validated (raise --memory-limit)", f, lo],
+    )
+    _insert_parsed(con, parse)
+
+
+def _parsed_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND schema_name = 'main' AND table_name = 'parsed'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _insert_parsed(con: duckdb.DuckDBPyConnection, parse: str) -> None:
+    """parse.sql over ``parse_input`` into ``parsed``; the first slice creates the table."""
+    if _parsed_exists(con):
+        con.execute("INSERT INTO parsed " + parse)
+    else:
+        con.execute("CREATE TEMP TABLE parsed AS " + parse)
+
+
+def parse_staged(
+    con: duckdb.DuckDBPyConnection, slice_bytes: int = PARSE_SLICE_BYTES, ts_latest: datetime | None = None
+) -> None:
+    """Validate and type every staged line (parse.sql) into the TEMP table ``parsed``.
+
+    Runs outside the run's transaction, like staging (it only writes TEMP tables), so that a
+    statement refused for memory can be retried on a smaller slice instead of aborting the run.
+    ``ts_latest``: a ``ts`` at or after this instant is in the future (``bad_timestamp``);
+    it comes from the run's recorded inputs (:func:`latest_plausible_ts`), never from the
+    clock at parse time, so a replay re-executes the same verdicts. None: no upper bound.
+    """
+    latest = "CAST(NULL AS TIMESTAMPTZ)"
+    if ts_latest is not None:
+        latest = f"TIMESTAMPTZ '{ts_latest.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}+00'"
+    install_sql_macro(con)  # mask_secrets, describe_json: ingest needs no prepared connection
+    con.execute(f"CREATE OR REPLACE TEMP MACRO ts_latest() AS {latest}")
+    con.execute(REPAIR_SURROGATES_MACRO)
+    con.execute(BOUNDED_EXCERPT_MACRO)
+    con.execute(REDACTED_RECORD_MACRO)
+    con.execute(JSON_KEY_COUNT_MACRO)
+    for macro in FINDING_MACROS:
+        con.execute(macro)
+    parse = sql_text("parse.sql")
+    # The first slice creates ``parsed`` (planning parse.sql is most of a small run's parse
+    # step: it is planned once per slice, not once more for an empty table up front).
+    con.execute("DROP TABLE IF EXISTS temp.parsed")
+    for piece in _line_slices(con, slice_bytes):
+        _parse_slice(con, piece, parse)
+    if not _parsed_exists(con):  # no line staged (zero-byte files): the empty table
+        con.execute("CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE false")
+        con.execute("CREATE TEMP TABLE parsed AS " + parse + "\nLIMIT 0")
+    check_repeated_keys(con)
+
+
+def latest_plausible_ts(run_day: date | None, started: date | None) -> datetime | None:
+    """The first instant a record of this run can no longer carry: 00:00Z two days after the
+    later of the run's ``--date`` and the UTC day it started (README: a day of clock skew and
+    of offsets past the day's end; anything later is in the future). None when neither is known."""
+    days = [d for d in (run_day, started) if d is not None]
+    if not days:
+        return None
+    return datetime.combine(max(days) + timedelta(days=2), time(0, 0), tzinfo=UTC)
+
+
+def stage_files(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    on_file: Callable[[Path], None] | None = None,
+    ts_latest: datetime | None = None,
+) -> StagedBatch:
+    """Hash every file, skip those already ingested (same bytes), stage and parse the rest.
+
+    Everything here writes TEMP tables only and runs outside the run's transaction.
+    """
+    _create_staging(con)
+    staged: list[tuple[int, Path, str, int]] = []
+    skipped: list[FileResult] = []
+    seen: set[str] = set()
+    with console.current().progress("ingest files", len(paths)) as advance:
+        for order, path in enumerate(paths, start=1):
+            sha = file_sha256(path)
+            size = path.stat().st_size
+            known = con.execute(
+                "SELECT lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE sha256 = ?",
+                [sha],
+            ).fetchone()
+            if known or sha in seen:
+                read, accepted, duplicates, quarantined = known or (0, 0, 0, 0)
+                skipped.append(FileResult(str(path), sha, size, read, accepted, duplicates, quarantined, skipped=True))
+                advance(1)
+                continue
+            seen.add(sha)
+            stage_file(con, path, order, sha)
+            fault_point("staged_file")
+            staged.append((order, path, sha, size))
+            if on_file:
+                on_file(path)
+            advance(1)
+    with step("parse", after="after_parse"):
+        if staged:
+            parse_staged(con, ts_latest=ts_latest)
+    return StagedBatch(tuple(staged), tuple(skipped))
