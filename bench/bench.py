@@ -511,13 +511,15 @@ def storage_line(db: Path, log: Path, lines: int) -> str:
     """
     import duckdb
 
+    from pipeline.lake import lake_dir
+
     con = duckdb.connect(str(db), read_only=True)
     try:
         row = con.execute("SELECT count(*) FROM attempts").fetchone()
         stored_attempts = int(row[0]) if row else 0
     finally:
         con.close()
-    lake = db.with_name(f"{db.stem}.lake")
+    lake = lake_dir(db)
     lake_bytes = sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) if lake.is_dir() else 0
     total = db.stat().st_size + lake_bytes
     return (

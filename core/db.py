@@ -227,6 +227,17 @@ def _statements(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def sql_literal(text: str) -> str:
+    """``text`` as a SQL string literal, for statements that take no parameters (COPY ... TO,
+    COMMENT ON, a view's body)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def insert_many(con: duckdb.DuckDBPyConnection, statement: str, rows: Sequence[Sequence[object]]) -> None:
     """``executemany`` for ``INSERT INTO t [(columns)] VALUES (?, ...)``; accepts no rows.
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.db import transaction
+from core.db import sql_identifier, sql_literal, transaction
 
 __all__ = ["LAKE_TABLES", "TOMBSTONES", "LakeFiles", "database_path", "export_pending", "lake_dir", "view_sql"]
 
@@ -67,10 +67,6 @@ def _relative(table: str, run_id: int) -> str:
     return f"{table}/run-{run_id:06d}.parquet"
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -93,7 +89,7 @@ def _write(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
     """``query``'s rows as a Parquet file at ``target``: temporary name, fsync, rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    con.execute(f"COPY ({query}) TO {_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, target)
@@ -155,7 +151,10 @@ def _optional(con: duckdb.DuckDBPyConnection, query: str) -> int | None:
 
 @dataclass(frozen=True)
 class LakeFiles:
-    """The listed files of one database, by table, as absolute paths (checked to exist)."""
+    """The listed files of one database, by table, as absolute paths.
+
+    Read right after :func:`export_pending`, which has checked that every listed file exists
+    (or rebuilt the lake), under the same run lock: not checked again here."""
 
     files: dict[str, list[Path]]
 
@@ -164,19 +163,12 @@ class LakeFiles:
         files: dict[str, list[Path]] = {t: [] for t in (*LAKE_TABLES, TOMBSTONES)}
         rows = con.execute("SELECT table_name, path FROM lake_files ORDER BY run_id, table_name").fetchall()
         for table, relative in rows:
-            path = (lake / relative).resolve()
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"lake file {path} is listed in lake_files but missing; restore the lake directory "
-                    "with the database, or rebuild it (delete the directory and the lake_files, "
-                    "lake_exports rows)"
-                )
-            files.setdefault(table, []).append(path)
+            files.setdefault(table, []).append((lake / relative).resolve())
         return cls(files)
 
 
 def _parquet(paths: list[Path]) -> str:
-    return "read_parquet([" + ", ".join(_literal(str(p)) for p in paths) + "], union_by_name = true)"
+    return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in paths) + "], union_by_name = true)"
 
 
 def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) -> str:
@@ -194,7 +186,8 @@ def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) 
         return f"SELECT {select} WHERE false"
     present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_parquet(files)}").fetchall()}
     select = ", ".join(
-        f"CAST({f'r.{_ident(c)}' if c in present else 'NULL'} AS {t}) AS {_ident(c)}" for c, t in columns
+        f"CAST({'r.' + sql_identifier(c) if c in present else 'NULL'} AS {t}) AS {sql_identifier(c)}"
+        for c, t in columns
     )
     sql = f"SELECT {select} FROM {_parquet(files)} AS r"
     tombstones = lake_files.files.get(TOMBSTONES, [])
@@ -204,7 +197,3 @@ def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) 
             "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
         )
     return sql
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.db import DatabaseMissing, connect
+from core.db import DatabaseMissing, connect, sql_identifier, sql_literal
 from core.errors import BillingError
 from pipeline import lake
 from pipeline.lock import exclusive_run
@@ -91,7 +91,7 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path) -> Path:
     source = str(row[0])
     con.execute(f"ATTACH ? AS {_ALIAS} (STORAGE_VERSION '{STORAGE_VERSION}')", [str(tmp)])
     try:
-        con.execute(f"COPY FROM DATABASE {_ident(source)} TO {_ALIAS} (SCHEMA)")
+        con.execute(f"COPY FROM DATABASE {sql_identifier(source)} TO {_ALIAS} (SCHEMA)")
         con.execute("BEGIN TRANSACTION")
         _fill(con, source, files)
         con.execute("COMMIT")
@@ -108,35 +108,27 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path) -> Path:
     return target
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _fill(con: duckdb.DuckDBPyConnection, source: str, files: lake.LakeFiles) -> None:
     """Rows of the small tables; the lake tables replaced by views over their files."""
     tables = con.execute(
         "SELECT schema_name, table_name, comment FROM duckdb_tables() WHERE database_name = ? ORDER BY ALL", [source]
     ).fetchall()
     for schema, table, comment in tables:
-        name = f"{_ident(schema)}.{_ident(table)}"
+        name = f"{sql_identifier(schema)}.{sql_identifier(table)}"
         if schema == "main" and table in lake.LAKE_TABLES:
             view = f"{_ALIAS}.{name}"
             con.execute(f"DROP TABLE {view}")
             con.execute(f"CREATE VIEW {view} AS {lake.view_sql(con, table, files)}")
             if comment:
-                con.execute(f"COMMENT ON VIEW {view} IS {_literal(comment)}")
+                con.execute(f"COMMENT ON VIEW {view} IS {sql_literal(comment)}")
             for column, text in con.execute(
                 "SELECT column_name, comment FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
                 "AND table_name = ? AND comment IS NOT NULL ORDER BY column_index",
                 [source, schema, table],
             ).fetchall():
-                con.execute(f"COMMENT ON COLUMN {view}.{_ident(column)} IS {_literal(text)}")
+                con.execute(f"COMMENT ON COLUMN {view}.{sql_identifier(column)} IS {sql_literal(text)}")
         else:
-            con.execute(f"INSERT INTO {_ALIAS}.{name} SELECT * FROM {_ident(source)}.{name}")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+            con.execute(f"INSERT INTO {_ALIAS}.{name} SELECT * FROM {sql_identifier(source)}.{name}")
 
 
 def open_snapshot(path: Path) -> duckdb.DuckDBPyConnection:
