@@ -14,6 +14,7 @@ from pypdf import PdfReader
 from core.money import D
 from pipeline import jobs
 from tests.conftest import Billing, record, usage
+from tests.forked_cli import run_cli
 
 
 def finalize(billing: Billing, period: str, out: Path, issued: str, allow_empty: bool = False) -> list[str]:
@@ -174,23 +175,17 @@ FINALIZE_COMMITTED = ("statements:after_commit", "statements:after_publish", "af
 
 
 def _finalize_command(billing, out: Path) -> list[str]:
-    import sys
-
-    cli = str(Path(sys.executable).with_name("infergate-billing"))
-    return [cli, "--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file),
+    """The finalize's arguments, for a CLI process forked from the warm server (tests/forked_cli.py)."""
+    return ["--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file),
             "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)]
 
 
 def test_every_point_a_finalize_passes_is_tested(november, tmp_path: Path) -> None:
-    import os
-    import subprocess
-
     from core.faults import STATEMENT_POINTS
 
     billing, out = november
     trace = tmp_path / "finalize.trace"
-    done = subprocess.run(_finalize_command(billing, out), env={**os.environ, "INFERGATE_FAULT_TRACE": str(trace)},
-                          capture_output=True, timeout=120)
+    done = run_cli(_finalize_command(billing, out), env={"INFERGATE_FAULT_TRACE": str(trace)}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert [p.split("#")[0] for p in trace.read_text().split()] == list(FINALIZE_POINTS)
     assert set(STATEMENT_POINTS) <= set(FINALIZE_POINTS)
@@ -198,16 +193,13 @@ def test_every_point_a_finalize_passes_is_tested(november, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("point", FINALIZE_POINTS)
 def test_finalize_killed_anywhere_converges(november, point: str) -> None:
-    import os
-    import subprocess
-
     billing, out = november
     args = _finalize_command(billing, out)
-    killed = subprocess.run(args, env={**os.environ, "INFERGATE_FAULT": point}, capture_output=True, timeout=120)
+    killed = run_cli(args, env={"INFERGATE_FAULT": point}, timeout=120)
     assert killed.returncode == -9
     issued = billing.one("SELECT count(*) FROM statements")
     assert issued == (2 if point in FINALIZE_COMMITTED else 0)  # before or after, never one of two
-    assert subprocess.run(args, capture_output=True, timeout=120).returncode == 0
+    assert run_cli(args, timeout=120).returncode == 0
     folder = out / "statements" / "2026-11"
     stored = billing.query("SELECT file_name, sha256 FROM statement_files WHERE kind <> 'html' ORDER BY 1")
     assert len(stored) == 6 and stored == [(name, sha(folder / name)) for name, _ in stored]

@@ -23,6 +23,7 @@ from pathlib import Path
 from core.db import connect
 from pipeline import jobs
 from reports.finance import write_finance_summary
+from tests.forked_cli import ForkedCLI, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
@@ -81,11 +82,9 @@ FRESH_POINTS = ("migration:before_commit#1", "after_lock#1", "sql:store_batch.sq
 def cli(
     db: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """The installed CLI on ``db`` with the sample accounts."""
-    command = [CLI, "--db", str(db), "--accounts", str(ACCOUNTS), *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout, cwd=ROOT
-    )
+    """The CLI on ``db`` with the sample accounts, a process forked from a warm server
+    (tests/forked_cli.py: the same entry point, without a fresh interpreter's start)."""
+    return run_cli(["--db", str(db), "--accounts", str(ACCOUNTS), *args], env=env, timeout=timeout)
 
 
 def nightly_args(day: str) -> list[str]:
@@ -140,7 +139,7 @@ class Scenario:
     after_csv: dict[str, bytes]
     first_day: Snapshot  # an empty database after the 2026-11-29 nightly
     run_seconds: float  # the uninterrupted 2026-12-01 run, start to exit
-    startup_seconds: float  # the CLI printing its version: interpreter and imports
+    startup_seconds: float  # the CLI printing its version: a fork of the warm server
 
     @classmethod
     def build(cls, root: Path) -> Scenario:
@@ -186,22 +185,13 @@ class Scenario:
         if not fresh:
             shutil.copy(self.base_db, db)
         env = {"INFERGATE_FAULT": point} if point else {}
-        command = [CLI, "--db", str(db), "--accounts", str(ACCOUNTS), *nightly_args(day)]
-        proc = subprocess.Popen(
-            command,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-        )
+        proc = ForkedCLI(["--db", str(db), "--accounts", str(ACCOUNTS), *nightly_args(day)], env=env)
         try:
             proc.wait(timeout=delay if delay is not None else 300)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        stderr = proc.stderr.read().decode() if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+        stderr = proc.output()[1].decode()
         if point:
             assert proc.returncode == -signal.SIGKILL, f"{point}: not killed (rc {proc.returncode}): {stderr}"
         assert proc.returncode in (0, -signal.SIGKILL), f"rc {proc.returncode}: {stderr}"
