@@ -27,7 +27,7 @@ from core.faults import fault_point
 from core.timing import step
 from pipeline import ingest, rate, reference_state, snapshot
 from pipeline.ingest import FileResult, Recounter
-from pipeline.lock import exclusive_run, record_run_id
+from pipeline.lock import ConcurrentRunError, exclusive_run, record_run_id
 from pipeline.redact import safe_error_message
 from pipeline.reference_state import Unchanged
 from reports.atomic import write_atomic
@@ -121,13 +121,25 @@ def load_reference(settings: Settings) -> reference.Reference:
     return reference.Reference(prices, accounts, credits, issuer, sources)
 
 
-def reference_for_run(settings: Settings) -> reference.Reference | Unchanged:
+def reference_for_run(settings: Settings, command: str) -> reference.Reference | Unchanged:
     """What a rating run uses: :class:`Unchanged` when the database was last loaded from
-    exactly these files (no parsing: issue 14, item 5), else :func:`load_reference`."""
+    exactly these files (no parsing: issue 14, item 5), else :func:`load_reference`.
+
+    The database is peeked at under the run lock, taken for that moment only: a run that holds
+    the lock opens the file read-write and must never find it held by a reader. When another
+    run holds it the files are validated, as before (bad reference data is still reported
+    before the lock refuses this run).
+    """
     if settings.reference is None:
-        unchanged = reference_state.peek(settings.db_path, _sources_digest(settings))
-        if unchanged is not None:
-            return unchanged
+        digest = _sources_digest(settings)
+        if digest is not None and settings.db_path.is_file():
+            try:
+                with exclusive_run(settings.db_path, command):
+                    unchanged = reference_state.peek(settings.db_path, digest)
+            except ConcurrentRunError:
+                unchanged = None
+            if unchanged is not None:
+                return unchanged
     return load_reference(settings)
 
 
@@ -340,7 +352,7 @@ def _ingest_and_rate(
     scope: Callable[[duckdb.DuckDBPyConnection, int], None] | None,
     recounter: Recounter | None = None,
 ) -> RunReport:
-    ref = reference_for_run(settings) if scope is not None else None
+    ref = reference_for_run(settings, command) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         with step("stage", after="after_stage"):
             batch = ingest.stage_files(con, paths, settings.on_file, _ts_latest(args))
@@ -452,7 +464,7 @@ def run_nightly(
     refused: list[str] = []
     paths = files_for_day(logs_dir, day, refused)
     if not paths and not refused and not allow_empty:
-        reference_for_run(settings)  # bad reference data is the bigger problem: report it first
+        reference_for_run(settings, "nightly")  # bad reference data is the bigger problem: report it first
         raise NoInputForDay(
             f"no log file for {day.isoformat()} in {logs_dir} (looked for {day_pattern(day)})",
             hint="check the log shipment for that day; if the gateway really had no traffic, re-run with --allow-empty",

@@ -141,8 +141,9 @@ def stored(con: duckdb.DuckDBPyConnection, digest: str) -> Unchanged | None:
 
 
 def peek(db_path: Path, digest: str | None) -> Unchanged | None:
-    """:func:`stored` on the database file, read-only, before the run takes its lock (so a bad
-    file is still reported before anything is locked or written); None when it cannot tell."""
+    """:func:`stored` on the database file, read-only, before the run opens it (so a bad file
+    is still reported before anything is written); None when it cannot tell. The caller holds
+    the run lock (``jobs.reference_for_run``)."""
     if digest is None or not db_path.is_file():
         return None
     try:

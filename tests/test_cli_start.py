@@ -21,6 +21,7 @@ import pytest
 
 from pipeline import jobs, reference_state
 from pipeline.accounts import AccountsError
+from pipeline.lock import ConcurrentRunError, exclusive_run
 from pricing import versions
 from tests.conftest import ACCOUNTS_TOML, Billing, record
 
@@ -96,7 +97,7 @@ def test_unchanged_reference_files_are_not_parsed_again(billing: Billing):
     first = billing.nightly()
     state = billing.query("SELECT key, value FROM rating_state WHERE key LIKE 'reference%' ORDER BY key")
     tables = _accounts_rows(billing), billing.query("SELECT * FROM model_prices ORDER BY ALL")
-    assert isinstance(jobs.reference_for_run(billing.settings), reference_state.Unchanged)
+    assert isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
     again = billing.nightly("2026-11-21", allow_empty=True)
     assert billing.query("SELECT key, value FROM rating_state WHERE key LIKE 'reference%' ORDER BY key") == state
     assert (_accounts_rows(billing), billing.query("SELECT * FROM model_prices ORDER BY ALL")) == tables
@@ -126,20 +127,20 @@ def test_a_changed_accounts_file_is_loaded(billing: Billing):
     before = billing.one("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'")
     accounts = billing.settings.accounts_file
     accounts.write_text(accounts.read_text().replace('"Plain Ltd"', '"Plain Limited"'))
-    assert not isinstance(jobs.reference_for_run(billing.settings), reference_state.Unchanged)
+    assert not isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
     run = billing.nightly("2026-11-21", allow_empty=True)
     assert billing.one("SELECT legal_name FROM accounts WHERE account_id = 'acct_plain'") == "Plain Limited"
     assert billing.one("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'") != before
     sha = hashlib.sha256(accounts.read_bytes()).hexdigest()
     assert billing.one("SELECT accounts_sha256 FROM runs WHERE run_id = ?", [run.run_id]) == sha
-    assert isinstance(jobs.reference_for_run(billing.settings), reference_state.Unchanged)
+    assert isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
 
 
 def test_reference_loaded_by_another_run_since_the_peek_is_loaded_again(billing: Billing, monkeypatch):
     """Between the read-only peek and the run lock another run may load other files: the run
     checks again under the lock and loads its own files (and records their hashes)."""
     billing.nightly(allow_empty=True)
-    peeked = jobs.reference_for_run(billing.settings)
+    peeked = jobs.reference_for_run(billing.settings, "nightly")
     assert isinstance(peeked, reference_state.Unchanged)
     other = billing.settings.accounts_file.with_name("other.toml")
     other.write_text(billing.settings.accounts_file.read_text().replace('"Plain Ltd"', '"Other Name"'))
@@ -147,7 +148,7 @@ def test_reference_loaded_by_another_run_since_the_peek_is_loaded_again(billing:
         dataclasses.replace(billing.settings, accounts_file=other), date(2026, 11, 21), billing.logs, allow_empty=True
     )
     assert billing.one("SELECT legal_name FROM accounts WHERE account_id = 'acct_plain'") == "Other Name"
-    monkeypatch.setattr(jobs, "reference_for_run", lambda settings: peeked)
+    monkeypatch.setattr(jobs, "reference_for_run", lambda settings, command: peeked)
     run = billing.nightly("2026-11-22", allow_empty=True)
     assert billing.one("SELECT legal_name FROM accounts WHERE account_id = 'acct_plain'") == "Plain Ltd"
     sha = hashlib.sha256(billing.settings.accounts_file.read_bytes()).hexdigest()
@@ -161,7 +162,7 @@ def test_a_replayed_or_given_reference_is_never_taken_as_the_files(billing: Bill
     jobs.run_nightly(dataclasses.replace(billing.settings, reference=given), date(2026, 11, 21), billing.logs,
                      allow_empty=True)  # fmt: skip
     assert billing.query("SELECT value FROM rating_state WHERE key = 'reference_sources'") == []
-    assert not isinstance(jobs.reference_for_run(billing.settings), reference_state.Unchanged)
+    assert not isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
 
 
 def test_the_sources_digest_covers_every_input(tmp_path: Path):
@@ -223,3 +224,18 @@ def test_help_defaults_are_the_modules_own():
     assert query_commands.DEFAULT_MIN_REJECTIONS == spend_limits.DEFAULT_MIN_REJECTIONS
     assert query_commands.QUERY_FORMATS == query_output.FORMATS
     assert admin_commands.IMPORT_GATEWAYS == tuple(sorted(importers.GATEWAYS))
+
+
+def test_while_another_run_holds_the_database_the_files_are_validated(billing: Billing):
+    """The peek takes the run lock for a moment (a run opening the file read-write must not find
+    it held); held by another run, the files are validated instead, so a bad file is still the
+    error reported first, and a good one leaves the lock's refusal."""
+    billing.nightly(allow_empty=True)
+    with exclusive_run(billing.settings.db_path, "statements"):
+        assert not isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
+        with pytest.raises(ConcurrentRunError):
+            billing.nightly("2026-11-21", allow_empty=True)
+        accounts = billing.settings.accounts_file
+        accounts.write_text(accounts.read_text().replace('"Plain Ltd"', '""'))
+        with pytest.raises(AccountsError, match=r"accounts\.\[acct_plain\]\.legal_name"):
+            billing.nightly("2026-11-21", allow_empty=True)
