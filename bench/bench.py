@@ -392,7 +392,8 @@ def import_seconds(stderr: str) -> float:  # allow-float: seconds
 
 
 def cli_start(db: Path, accounts: Path, empty_logs: Path) -> list[tuple[str, Stage, float]]:  # allow-float
-    """Issue 14, item 5: ``--help`` and a nightly of an empty day, each with its import time."""
+    """Issue 14, item 5: ``--help`` and a nightly of an empty day on an existing database
+    (reference files unchanged), each with its import time."""
     importing = [sys.executable, "-X", "importtime", *CLI[1:]]
     runs = {
         "--help": [*importing, "--help"],
@@ -402,6 +403,10 @@ def cli_start(db: Path, accounts: Path, empty_logs: Path) -> list[tuple[str, Sta
         ],
     }  # fmt: skip
     empty_logs.mkdir(parents=True, exist_ok=True)
+    # a nightly starts on an existing database (cron): the first nightly ever also migrates it
+    # and validates the reference files into it, once; that run is not the one measured
+    nightly = runs["nightly, empty day"]
+    measure("cli start: first nightly", [*CLI, *nightly[len(importing) :]], 0)
     found = []
     for name, argv in runs.items():
         stage = measure(f"cli start: {name}", argv, 0)

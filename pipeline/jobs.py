@@ -20,24 +20,25 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from core import console, credit_ledger
+from core import console
 from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
 from core.errors import BillingError, EmptyPeriod, UsageProblem
 from core.faults import fault_point
 from core.timing import step
-from pipeline import ingest, rate, reference, snapshot
-from pipeline.accounts import DEFAULT_ACCOUNTS_FILE, load_accounts
-from pipeline.credits import load_credits
+from pipeline import ingest, rate, reference_state, snapshot
 from pipeline.ingest import FileResult, Recounter
-from pipeline.issuer import check_accounts, load_issuer
-from pipeline.lock import exclusive_run, record_run_id
+from pipeline.lock import ConcurrentRunError, exclusive_run, record_run_id
 from pipeline.redact import safe_error_message
-from pricing.versions import DEFAULT_TABLES_DIR, load_price_book
+from pipeline.reference_state import Unchanged
 from reports.atomic import write_atomic
 
 if TYPE_CHECKING:  # rendering (a process pool, the invoice model) is imported by the job that renders
-    from pipeline import statements
+    from pipeline import reference, statements  # reference: pydantic, only when files must be validated
 
+# copies of pricing.versions.DEFAULT_TABLES_DIR and pipeline.accounts.DEFAULT_ACCOUNTS_FILE:
+# importing those modules loads pydantic (tests/test_cli_start.py checks they are equal)
+DEFAULT_TABLES_DIR = Path(__file__).parent.parent / "pricing" / "tables"
+DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")
 DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio threshold, not money
 
 
@@ -93,15 +94,53 @@ class RunReport:
         return [f for f in self.files if not f.lines_read and f.sha256 not in full]
 
 
+def _sources_digest(settings: Settings) -> str | None:
+    return reference_state.sources_digest(
+        settings.prices_dir, settings.accounts_file, settings.credits_file, settings.issuer_file
+    )
+
+
 def load_reference(settings: Settings) -> reference.Reference:
+    """The reference files, parsed and validated (or ``settings.reference``)."""
     if settings.reference is not None:
         return settings.reference
+    from pipeline import reference
+    from pipeline.accounts import load_accounts
+    from pipeline.credits import load_credits
+    from pipeline.issuer import check_accounts, load_issuer
+    from pricing.versions import load_price_book
+
+    before = _sources_digest(settings)
     accounts = load_accounts(settings.accounts_file)
     issuer = load_issuer(settings.issuer_file)
     check_accounts(issuer, accounts, settings.accounts_file)
-    return reference.Reference(
-        load_price_book(settings.prices_dir), accounts, load_credits(settings.credits_file), issuer
-    )
+    prices = load_price_book(settings.prices_dir)
+    credits = load_credits(settings.credits_file)
+    # the digest names what was validated only if no file changed while it was read
+    sources = before if before is not None and before == _sources_digest(settings) else None
+    return reference.Reference(prices, accounts, credits, issuer, sources)
+
+
+def reference_for_run(settings: Settings, command: str) -> reference.Reference | Unchanged:
+    """What a rating run uses: :class:`Unchanged` when the database was last loaded from
+    exactly these files (no parsing: issue 14, item 5), else :func:`load_reference`.
+
+    The database is peeked at under the run lock, taken for that moment only: a run that holds
+    the lock opens the file read-write and must never find it held by a reader. When another
+    run holds it the files are validated, as before (bad reference data is still reported
+    before the lock refuses this run).
+    """
+    if settings.reference is None:
+        digest = _sources_digest(settings)
+        if digest is not None and settings.db_path.is_file():
+            try:
+                with exclusive_run(settings.db_path, command):
+                    unchanged = reference_state.peek(settings.db_path, digest)
+            except ConcurrentRunError:
+                unchanged = None
+            if unchanged is not None:
+                return unchanged
+    return load_reference(settings)
 
 
 # Digests of what a run wrote: order-independent, over the rows without run ids.
@@ -154,7 +193,7 @@ def default_recounter() -> Recounter:
 
 @contextmanager
 def recorded_run(
-    settings: Settings, command: str, args: dict[str, Any], ref: reference.Reference | None
+    settings: Settings, command: str, args: dict[str, Any], ref: reference_state.Identified | None
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, RunReport]]:
     """Lock, open, open a ledger row, yield; the caller's work + ledger commit together."""
     with exclusive_run(settings.db_path, command) as lock:
@@ -196,7 +235,7 @@ def _publish_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, report
 
 
 def _open_ledger_row(
-    con: duckdb.DuckDBPyConnection, command: str, args: dict[str, Any], ref: reference.Reference | None
+    con: duckdb.DuckDBPyConnection, command: str, args: dict[str, Any], ref: reference_state.Identified | None
 ) -> int:
     row = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
     assert row is not None
@@ -211,13 +250,37 @@ def _open_ledger_row(
             json.dumps(args, sort_keys=True, default=str),
             code_version(),
             os.getpid(),
-            json.dumps(ref.prices.hashes(), sort_keys=True) if ref else None,
-            ref.accounts.sha256 if ref else None,
-            ref.credits.sha256 if ref and ref.credits else None,
-            ref.issuer.sha256 if ref else None,
+            *(_ledger_hashes(ref) if ref else (None,) * 4),
         ],
     )
     return run_id
+
+
+def _ledger_hashes(ref: reference_state.Identified) -> tuple[str, str, str | None, str]:
+    """The ledger row's price_versions, accounts_sha256, credits_sha256 and issuer_sha256."""
+    hashes = ref.hashes()
+    return (
+        json.dumps(hashes["prices"], sort_keys=True),
+        hashes["accounts"],
+        hashes.get("credits"),
+        hashes["issuer"],
+    )
+
+
+def _reference_in_force(
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: int, ref: reference.Reference | Unchanged
+) -> reference.Reference | Unchanged:
+    """``ref``, unless it is :class:`Unchanged` and another run loaded other reference data
+    since it was peeked at: then the files, validated (and the ledger row's hashes with them)."""
+    if not isinstance(ref, Unchanged) or ref.held_by(con):
+        return ref
+    loaded = load_reference(settings)
+    con.execute(
+        "UPDATE runs SET price_versions = ?, accounts_sha256 = ?, credits_sha256 = ?, issuer_sha256 = ? "
+        "WHERE run_id = ?",
+        [*_ledger_hashes(loaded), run_id],
+    )
+    return loaded
 
 
 def _close_failed(con: duckdb.DuckDBPyConnection, run_id: int, exc: BaseException) -> None:
@@ -289,7 +352,7 @@ def _ingest_and_rate(
     scope: Callable[[duckdb.DuckDBPyConnection, int], None] | None,
     recounter: Recounter | None = None,
 ) -> RunReport:
-    ref = load_reference(settings) if scope is not None else None
+    ref = reference_for_run(settings, command) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         with step("stage", after="after_stage"):
             batch = ingest.stage_files(con, paths, settings.on_file, _ts_latest(args))
@@ -301,10 +364,14 @@ def _ingest_and_rate(
             if scope is not None and ref is not None:
                 with step("reference", after="after_reference"):
                     rate.reset_scope(con)
-                    reference.check_used_versions(con, ref, settings.force_price_edit)
-                    reference.load_into(con, ref)
-                    reference.remember_files(con, ref, report.run_id)
-                if reference.stored_fingerprint(con) != ref.fingerprint():
+                    ref = _reference_in_force(con, settings, report.run_id, ref)
+                    reference_state.check_used_versions(con, ref, settings.force_price_edit)
+                    if not isinstance(ref, Unchanged):  # Unchanged: the tables and files hold it already
+                        from pipeline import reference
+
+                        reference.load_into(con, ref)
+                        reference.remember_files(con, ref, report.run_id)
+                if reference_state.stored_fingerprint(con) != ref.fingerprint():
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
                 scope(con, report.run_id)
                 fault_point("after_scope")
@@ -312,8 +379,8 @@ def _ingest_and_rate(
                 report.rated = rated
                 fault_point("after_rate")
                 with step("digests"):
-                    reference.record_used_versions(con, ref, report.run_id, rated)
-                    reference.store_fingerprint(con, ref)
+                    reference_state.record_used_versions(con, ref, report.run_id, rated)
+                    reference_state.store_fingerprint(con, ref)
                     record_output_digests(con, report.run_id, rated)
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
@@ -397,7 +464,7 @@ def run_nightly(
     refused: list[str] = []
     paths = files_for_day(logs_dir, day, refused)
     if not paths and not refused and not allow_empty:
-        load_reference(settings)  # bad reference data is the bigger problem: report it first
+        reference_for_run(settings, "nightly")  # bad reference data is the bigger problem: report it first
         raise NoInputForDay(
             f"no log file for {day.isoformat()} in {logs_dir} (looked for {day_pattern(day)})",
             hint="check the log shipment for that day; if the gateway really had no traffic, re-run with --allow-empty",
@@ -467,6 +534,8 @@ def run_statements(
         if not due and not allow_empty:
             raise EmptyPeriod.of(period, "no statement written", account_id)
         if finalize:
+            from core import credit_ledger  # only a finalize needs it
+
             credit_ledger.check_finalize_order(con, period)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when)

@@ -7,8 +7,6 @@ whether rated data was computed with the reference data now in force.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +14,17 @@ from typing import Any
 import duckdb
 from pydantic import ValidationError
 
-from core.db import insert_many
+from core.db import BULK_ROWS, insert_many
 from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
 from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
 from pipeline.issuer import BUILT_IN, Issuer, IssuerError, parse_stored
-from pipeline.rate import RateResult
+from pipeline.reference_state import PriceEditError as PriceEditError  # the hash-level steps: see that module
+from pipeline.reference_state import check_used_versions as check_used_versions
+from pipeline.reference_state import fingerprint_of, forget_sources
+from pipeline.reference_state import record_used_versions as record_used_versions
+from pipeline.reference_state import store_fingerprint as store_fingerprint
+from pipeline.reference_state import stored_fingerprint as stored_fingerprint
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
 
@@ -32,6 +35,8 @@ class Reference:
     accounts: AccountsFile
     credits: CreditsFile | None = None  # prepaid credit grants (issue 17); None: no grants file
     issuer: Issuer = field(default=BUILT_IN)
+    # digest of the files it was validated from (pipeline.reference_state); None: not from files
+    sources: str | None = None
 
     def hashes(self) -> dict[str, object]:
         """What identifies this reference data: each price version's hash, the accounts file's,
@@ -48,11 +53,12 @@ class Reference:
         return hashes
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.hashes(), sort_keys=True).encode()).hexdigest()
+        return fingerprint_of(self.hashes())
 
 
 def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
     """Replace the reference tables with ``ref``. Call inside the run's transaction."""
+    forget_sources(con)
     for table in (
         "price_versions",
         "model_prices",
@@ -124,13 +130,24 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
 
 
 def _insert_accounts(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
-    """All accounts in one Arrow insert: one statement per account took 45 s for 100K.
+    """A few accounts row by row; many in one Arrow insert (one statement per account took 45 s
+    for 100K), so pyarrow is imported only for a file that needs it (issue 14: CLI start).
 
     Decimals travel as Arrow decimal128 of the columns' own precision and scale: exact.
     """
-    import pyarrow as pa  # not on every CLI start (issue 14)
-
     accounts = ref.accounts.accounts
+    if len(accounts) < BULK_ROWS:
+        insert_many(
+            con,
+            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.id, a.legal_name, list(a.address), a.email, a.group, a.discount_pct, a.spend_limit_usd)
+                for a in accounts
+            ],
+        )
+        return
+    import pyarrow as pa
+
     table = pa.table(
         {
             "account_id": pa.array([a.id for a in accounts], pa.string()),
@@ -214,39 +231,6 @@ def _insert_invoicing(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
         insert_many(con, "INSERT INTO account_invoicing VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-class PriceEditError(BillingError, ValueError):
-    """A price version that already priced attempts was edited."""
-
-
-def check_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, force: bool) -> None:
-    """Refuse an edited price version that has already priced attempts (unless forced).
-
-    Editing a used version would silently change what past requests cost; a price change is
-    a new version with a later effective_from.
-    """
-    used = dict(con.execute("SELECT version_id, sha256 FROM price_versions_used").fetchall())
-    for version_id, sha in ref.prices.hashes().items():
-        if version_id in used and used[version_id] != sha and not force:
-            raise PriceEditError(
-                f"price version {version_id} was edited after it priced attempts (sha256 was "
-                f"{used[version_id][:12]}, is now {sha[:12]}); add a new version with a later effective_from "
-                "instead, or re-run with --force-price-edit to re-rate with the edited prices"
-            )
-    if force:
-        for version_id, sha in ref.prices.hashes().items():
-            con.execute("UPDATE price_versions_used SET sha256 = ? WHERE version_id = ?", [sha, version_id])
-
-
-def record_used_versions(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int, rated: RateResult) -> None:
-    """Remember the versions the just-rated attempts were priced with (inside the transaction)."""
-    hashes = ref.prices.hashes()
-    for (version_id,) in con.execute(
-        f"SELECT DISTINCT price_version FROM {rated.rows_table} WHERE price_version IS NOT NULL "
-        "AND price_version NOT IN (SELECT version_id FROM price_versions_used)"
-    ).fetchall():
-        con.execute("INSERT INTO price_versions_used VALUES (?, ?, ?)", [version_id, hashes[version_id], run_id])
-
-
 def remember_files(con: duckdb.DuckDBPyConnection, ref: Reference, run_id: int) -> None:
     """Keep the exact reference data of this run (content-addressed) for later replays."""
     items: list[tuple[str, str, str, bytes]] = [
@@ -324,15 +308,3 @@ def stored_issuer(con: duckdb.DuckDBPyConnection, sha: str | None, db: str = "")
     if row is None:
         raise StoredReferenceError(f"issuer sha256 {sha[:12]} is not stored in reference_files")
     return parse_stored(bytes(row[0]), "stored:issuer.json")
-
-
-def stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
-    row = con.execute("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'").fetchone()
-    return row[0] if row else None
-
-
-def store_fingerprint(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
-    con.execute("INSERT OR REPLACE INTO rating_state VALUES ('reference_fingerprint', ?)", [ref.fingerprint()])
-    con.execute(
-        "INSERT OR REPLACE INTO rating_state VALUES ('reference', ?)", [json.dumps(ref.hashes(), sort_keys=True)]
-    )

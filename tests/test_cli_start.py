@@ -8,10 +8,22 @@ imported by other tests.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
+
+import pytest
+
+from pipeline import jobs, reference_state
+from pipeline.accounts import AccountsError
+from pipeline.lock import ConcurrentRunError, exclusive_run
+from pricing import versions
+from tests.conftest import ACCOUNTS_TOML, Billing, record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,13 +71,140 @@ LAZY = ("multiprocessing", "concurrent.futures", "pipeline.statements", "pipelin
 
 
 def test_nightly_of_an_empty_day_loads_no_renderer(tmp_path):
-    """A nightly needs DuckDB, pydantic (the accounts file) and pyarrow (loading the accounts);
-    never the statement renderer (weasyprint, jinja2, its process pool), the tokenizers (no
-    line to recount), polars, rich (no terminal) or stdnum (no VAT ID in the accounts file)."""
+    """A first nightly (a new database) needs DuckDB and pydantic (validating the reference
+    files); not pyarrow (five accounts go in row by row), never the statement renderer
+    (weasyprint, jinja2, its process pool), the tokenizers (no line to recount), polars, rich
+    (no terminal) or stdnum (no VAT ID in the accounts file). The next nightly, on the same
+    unchanged files, parses none of them: no pydantic either (issue 14, item 5)."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    loaded = _loaded_after(_NIGHTLY, str(tmp_path / "billing.duckdb"), str(logs), str(ROOT / "data" / "accounts.toml"))
-    assert not {"weasyprint", "jinja2", "polars", "rich", "stdnum", *LAZY} & set(loaded), loaded
+    argv = (str(tmp_path / "billing.duckdb"), str(logs), str(ROOT / "data" / "accounts.toml"))
+    first = _loaded_after(_NIGHTLY, *argv)
+    assert "pydantic" in first, first
+    assert not {"weasyprint", "jinja2", "polars", "rich", "stdnum", "pyarrow", *LAZY} & set(first), first
+    again = _loaded_after(_NIGHTLY, *argv)
+    assert again == ["duckdb"], again
+
+
+def _accounts_rows(billing: Billing) -> list[tuple[object, ...]]:
+    return billing.query("SELECT * FROM accounts ORDER BY account_id")
+
+
+def test_unchanged_reference_files_are_not_parsed_again(billing: Billing):
+    """The second nightly on the same files uses what the database holds (no parsing), and
+    leaves exactly what a full load leaves: the tables, the fingerprint, the ledger's hashes."""
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", account_id="acct_discount")])
+    first = billing.nightly()
+    state = billing.query("SELECT key, value FROM rating_state WHERE key LIKE 'reference%' ORDER BY key")
+    tables = _accounts_rows(billing), billing.query("SELECT * FROM model_prices ORDER BY ALL")
+    assert isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
+    again = billing.nightly("2026-11-21", allow_empty=True)
+    assert billing.query("SELECT key, value FROM rating_state WHERE key LIKE 'reference%' ORDER BY key") == state
+    assert (_accounts_rows(billing), billing.query("SELECT * FROM model_prices ORDER BY ALL")) == tables
+    ledger = "SELECT price_versions, accounts_sha256, credits_sha256, issuer_sha256 FROM runs WHERE run_id = ?"
+    assert billing.one(ledger, [again.run_id]) == billing.one(ledger, [first.run_id])
+    expected = jobs.load_reference(billing.settings)  # the full load, for comparison
+    assert billing.one(ledger, [again.run_id])[1] == expected.accounts.sha256
+    assert billing.one("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'") == expected.fingerprint()
+
+
+def test_a_changed_accounts_file_is_validated_with_its_error(billing: Billing):
+    billing.nightly(allow_empty=True)
+    accounts = billing.settings.accounts_file
+    accounts.write_text(accounts.read_text().replace('discount_pct = "12.5"', 'discount_pct = "150"'))
+    with pytest.raises(AccountsError) as refused:
+        billing.nightly("2026-11-21", allow_empty=True)
+    assert refused.value.message == (
+        f"{accounts}: field accounts.[acct_discount].discount_pct: Value error, '150' is outside [0, 100]"
+    )
+    assert billing.one("SELECT count(*) FROM runs") == 1  # refused before anything was recorded
+    with pytest.raises(AccountsError, match="is outside"):  # and again: the bad file was never recorded
+        billing.nightly("2026-11-21", allow_empty=True)
+
+
+def test_a_changed_accounts_file_is_loaded(billing: Billing):
+    billing.nightly(allow_empty=True)
+    before = billing.one("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'")
+    accounts = billing.settings.accounts_file
+    accounts.write_text(accounts.read_text().replace('"Plain Ltd"', '"Plain Limited"'))
+    assert not isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
+    run = billing.nightly("2026-11-21", allow_empty=True)
+    assert billing.one("SELECT legal_name FROM accounts WHERE account_id = 'acct_plain'") == "Plain Limited"
+    assert billing.one("SELECT value FROM rating_state WHERE key = 'reference_fingerprint'") != before
+    sha = hashlib.sha256(accounts.read_bytes()).hexdigest()
+    assert billing.one("SELECT accounts_sha256 FROM runs WHERE run_id = ?", [run.run_id]) == sha
+    assert isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
+
+
+def test_reference_loaded_by_another_run_since_the_peek_is_loaded_again(billing: Billing, monkeypatch):
+    """Between the read-only peek and the run lock another run may load other files: the run
+    checks again under the lock and loads its own files (and records their hashes)."""
+    billing.nightly(allow_empty=True)
+    peeked = jobs.reference_for_run(billing.settings, "nightly")
+    assert isinstance(peeked, reference_state.Unchanged)
+    other = billing.settings.accounts_file.with_name("other.toml")
+    other.write_text(billing.settings.accounts_file.read_text().replace('"Plain Ltd"', '"Other Name"'))
+    jobs.run_nightly(
+        dataclasses.replace(billing.settings, accounts_file=other), date(2026, 11, 21), billing.logs, allow_empty=True
+    )
+    assert billing.one("SELECT legal_name FROM accounts WHERE account_id = 'acct_plain'") == "Other Name"
+    monkeypatch.setattr(jobs, "reference_for_run", lambda settings, command: peeked)
+    run = billing.nightly("2026-11-22", allow_empty=True)
+    assert billing.one("SELECT legal_name FROM accounts WHERE account_id = 'acct_plain'") == "Plain Ltd"
+    sha = hashlib.sha256(billing.settings.accounts_file.read_bytes()).hexdigest()
+    assert billing.one("SELECT accounts_sha256 FROM runs WHERE run_id = ?", [run.run_id]) == sha
+
+
+def test_a_replayed_or_given_reference_is_never_taken_as_the_files(billing: Billing):
+    """Reference data given in the settings (replays) clears the recorded sources."""
+    billing.nightly(allow_empty=True)
+    given = dataclasses.replace(jobs.load_reference(billing.settings), sources=None)
+    jobs.run_nightly(dataclasses.replace(billing.settings, reference=given), date(2026, 11, 21), billing.logs,
+                     allow_empty=True)  # fmt: skip
+    assert billing.query("SELECT value FROM rating_state WHERE key = 'reference_sources'") == []
+    assert not isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
+
+
+def test_the_sources_digest_covers_every_input(tmp_path: Path):
+    """Every file the reference data is built from changes the digest: a price file added or
+    edited, the accounts, credits and issuer files, the logo the issuer file names."""
+    prices = tmp_path / "prices"
+    shutil.copytree(versions.DEFAULT_TABLES_DIR, prices)
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(ACCOUNTS_TOML)
+    credits_file = tmp_path / "credits.csv"
+    credits_file.write_text("grant_id,account_id,amount,currency,granted_at,expires_at,kind,external_ref,reverses\n")
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n one")
+    issuer_file = tmp_path / "issuer.toml"
+    issuer_file.write_text('legal_name = "X"\nlogo = "logo.png"\n')
+
+    def digest() -> str | None:
+        return reference_state.sources_digest(prices, accounts, credits_file, issuer_file)
+
+    seen = {digest()}
+    for change in (
+        lambda: accounts.write_text(ACCOUNTS_TOML + "\n"),
+        lambda: credits_file.write_text(credits_file.read_text() + "\n"),
+        lambda: issuer_file.write_text(issuer_file.read_text() + "\n"),
+        lambda: (tmp_path / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n two"),
+        lambda: (prices / "2099-01-01.toml").write_text("version = 'x'\n"),
+        lambda: next(prices.glob("2026*.toml")).write_text("edited"),
+    ):
+        change()
+        seen.add(digest())
+    assert len(seen) == 7 and None not in seen
+    accounts.unlink()
+    assert digest() is None  # unreadable: the full load reports it
+
+
+def test_the_jobs_copies_of_defaults_are_the_modules_own():
+    """pipeline.jobs keeps copies of the reference files' defaults (importing their modules
+    would load pydantic on every run): they must equal the originals."""
+    from pipeline import accounts, credits
+
+    assert jobs.DEFAULT_TABLES_DIR == versions.DEFAULT_TABLES_DIR
+    assert jobs.DEFAULT_ACCOUNTS_FILE == accounts.DEFAULT_ACCOUNTS_FILE
+    assert reference_state.DEFAULT_CREDITS_FILE == credits.DEFAULT_CREDITS_FILE
 
 
 def test_help_defaults_are_the_modules_own():
@@ -85,3 +224,18 @@ def test_help_defaults_are_the_modules_own():
     assert query_commands.DEFAULT_MIN_REJECTIONS == spend_limits.DEFAULT_MIN_REJECTIONS
     assert query_commands.QUERY_FORMATS == query_output.FORMATS
     assert admin_commands.IMPORT_GATEWAYS == tuple(sorted(importers.GATEWAYS))
+
+
+def test_while_another_run_holds_the_database_the_files_are_validated(billing: Billing):
+    """The peek takes the run lock for a moment (a run opening the file read-write must not find
+    it held); held by another run, the files are validated instead, so a bad file is still the
+    error reported first, and a good one leaves the lock's refusal."""
+    billing.nightly(allow_empty=True)
+    with exclusive_run(billing.settings.db_path, "statements"):
+        assert not isinstance(jobs.reference_for_run(billing.settings, "nightly"), reference_state.Unchanged)
+        with pytest.raises(ConcurrentRunError):
+            billing.nightly("2026-11-21", allow_empty=True)
+        accounts = billing.settings.accounts_file
+        accounts.write_text(accounts.read_text().replace('"Plain Ltd"', '""'))
+        with pytest.raises(AccountsError, match=r"accounts\.\[acct_plain\]\.legal_name"):
+            billing.nightly("2026-11-21", allow_empty=True)
