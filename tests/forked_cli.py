@@ -40,6 +40,7 @@ def _warm() -> None:
     """Import what a run imports and build what every recounting run builds, once."""
     import pipeline.cli  # noqa: F401
     import pipeline.jobs  # noqa: F401
+    import pipeline.reference  # noqa: F401  (pydantic: a run whose reference files changed)
     import pipeline.statements  # noqa: F401
     import reports.pdf  # noqa: F401  (WeasyPrint)
     from pipeline import recount
