@@ -20,9 +20,29 @@ from tests.conftest import Billing, cli_in_process, record, usage
 PRICES = Path(__file__).resolve().parent.parent / "pricing" / "tables" / "2026-11-01.toml"
 
 
+@pytest.fixture(scope="module")
+def _issued_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """:func:`issued` built once per module: the working directory and a copy of it.
+
+    The runs record absolute paths (input files, outputs), so every test works in the same
+    directory, restored from the copy; the module's tests run one after another."""
+    work = tmp_path_factory.mktemp("issued")
+    _build_issued(Billing(work / "billing"), work)
+    template = tmp_path_factory.mktemp("issued-template") / "copy"
+    shutil.copytree(work, template)
+    return work, template
+
+
 @pytest.fixture
-def issued(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+def issued(_issued_once: tuple[Path, Path]) -> tuple[Billing, Path]:
     """November issued (with a late record arriving afterwards), December issued with it."""
+    work, template = _issued_once
+    shutil.rmtree(work)
+    shutil.copytree(template, work)
+    return Billing(work / "billing"), work / "out"
+
+
+def _build_issued(billing: Billing, tmp_path: Path) -> None:
     billing.log("requests-2026-11-20.jsonl", [
         record(event_id="a", account_id="acct_plain", usage=usage(100_000, 1_000_000)),
         record(event_id="b", account_id="acct_discount", usage=usage(10_000, 20_000, cached=5_000)),
@@ -37,7 +57,6 @@ def issued(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
     ])
     billing.nightly("2026-12-02")
     jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
-    return billing, out
 
 
 @pytest.mark.parametrize("period", ["2026-11", "2026-12"])
