@@ -7,7 +7,9 @@ required arguments get plausible values from :func:`arguments_for`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -126,7 +128,8 @@ def invoke(
 ) -> Result:
     runner = CliRunner(env={"INFERGATE_DB": None, "INFERGATE_PRICES": None, "INFERGATE_ACCOUNTS": None})
     args = ["--db", str(db), "--accounts", str(accounts), "--prices", str(prices)]
-    with runner.isolated_filesystem(temp_dir=tmp_path):  # relative defaults land in a scratch directory
+    scratch = Path(tempfile.mkdtemp(dir=tmp_path))
+    with contextlib.chdir(scratch):  # relative defaults land in a scratch directory
         return runner.invoke(
             cli, [*args, *name.split(), *(extra or arguments_for(name, logs, tmp_path / "out"))], catch_exceptions=True
         )
