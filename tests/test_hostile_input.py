@@ -51,8 +51,9 @@ def one_file(billing: Billing, lines: list[bytes], name: str = f"requests-{DAY}.
 
 
 def test_deeply_nested_messages_are_held_not_a_crash(billing: Billing) -> None:
-    # RecursionError from json.loads in the R5 recount used to kill the whole run
-    deep = json.dumps(record(event_id="deep", usage=None, messages="X")).replace('"X"', "[" * 100_000 + "]" * 100_000)
+    # RecursionError from json.loads in the R5 recount used to kill the whole run (20,000 levels
+    # raise it as surely as 100,000, which spent 10 s of kernel time growing the stack)
+    deep = json.dumps(record(event_id="deep", usage=None, messages="X")).replace('"X"', "[" * 20_000 + "]" * 20_000)
     f = one_file(billing, [json_line(record(event_id="ok")), deep.encode()])
     assert (f.lines_read, f.accepted) == (2, 2)
     assert billing.rated("deep")["reason"] == "usage_missing"
