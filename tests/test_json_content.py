@@ -257,6 +257,12 @@ def test_first_repeated_key_reads_json_as_json() -> None:
     assert ingest.first_repeated_key('{"s": "{\\"a\\":1,\\"a\\":2}", "t": "\\\\"}') is None
     assert ingest.first_repeated_key('{"a": [[{"x": 0, "y": {}, "x": 1}]]}') == ("a[][]", "x")
     assert ingest.first_repeated_key('{"a\\\\": 1, "a\\u005c": 2}') == ("", "a\\")
+    # the path is named the same way through empty keys and deep arrays
+    assert ingest.first_repeated_key('{"": {"": {"k": 1, "k": 2}}}') == ("", "k")
+    assert ingest.first_repeated_key('{"a": {"": {"k": 1, "k": 2}}}') == ("a.", "k")
+    assert ingest.first_repeated_key('{"": [{"k": 1, "k": 2}]}') == ("[]", "k")
+    deep = '{"m": ' + "[" * 100_000 + '{"k": 1, "k": 2}' + "]" * 100_000 + "}"
+    assert ingest.first_repeated_key(deep) == ("m" + "[]" * 100_000, "k")  # one pass, not a path per level
 
 
 # --- R1: the same content, spelled differently ----------------------------------------------

@@ -28,7 +28,10 @@ def first_repeated_key(line: str) -> tuple[str, str] | None:
     nested) and to name the key parse.sql found repeated. The path names objects by their
     keys and array elements by ``[]`` (e.g. ``messages[]``; ``""`` is the top level).
     """
-    stack: list[tuple[set[str] | None, str]] = []  # (keys seen; None for an array, path)
+    # Each level keeps only its own part of the path (and whether the path so far is empty):
+    # the path is joined when a repeat is found. Building it per level copied the path once a
+    # level, quadratic in the depth (100,000 nested arrays took 5 s).
+    stack: list[tuple[set[str] | None, str, bool]] = []  # (keys seen; None for an array, part, path empty)
     pending = ""  # the last key read in the innermost object: the name of a container value
     for token in _JSON_TOKEN.finditer(line):
         text, colon = token.group(1), token.group(2)
@@ -39,22 +42,22 @@ def first_repeated_key(line: str) -> tuple[str, str] | None:
                 key = json.loads(text, strict=False)
             except ValueError:
                 key = text
-            keys, path = stack[-1]
-            assert keys is not None
+            keys = stack[-1][0]
             if key in keys:
-                return path, key
+                return "".join(part for _, part, _ in stack), key
             keys.add(key)
             pending = key
             continue
         bracket = token.group(0)
         if bracket in "{[":
             if not stack:
-                path = ""
+                part, empty = "", True
             elif stack[-1][0] is None:
-                path = stack[-1][1] + "[]"
+                part, empty = "[]", False
             else:
-                path = f"{stack[-1][1]}.{pending}" if stack[-1][1] else pending
-            stack.append((set() if bracket == "{" else None, path))
+                part = pending if stack[-1][2] else f".{pending}"
+                empty = stack[-1][2] and not pending
+            stack.append((set() if bracket == "{" else None, part, empty))
         elif stack:
             stack.pop()
     return None
