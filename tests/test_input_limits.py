@@ -61,7 +61,7 @@ def test_parse_slices_cover_every_line_once_and_bound_the_text_of_a_vector() -> 
     from pipeline.ingest import staging as ingest
 
     con = duckdb.connect()
-    ingest._create_staging(con)
+    ingest.create_staging(con)
     sizes = {1: [100] * 10_000, 2: [100] * 3000 + [40_000] * 300 + [100] * 5000}  # file 2: a heavy stretch
     for f, lengths in sizes.items():
         con.execute(

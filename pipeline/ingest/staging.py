@@ -55,7 +55,8 @@ READ_CSV_LINES = (
 )
 
 
-def _create_staging(con: duckdb.DuckDBPyConnection) -> None:
+def create_staging(con: duckdb.DuckDBPyConnection) -> None:
+    """The empty TEMP table ``staged_lines`` that :func:`stage_file` fills (one batch's lines)."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE staged_lines (file_order INTEGER, source_file VARCHAR, "
         "source_sha256 VARCHAR, line_no BIGINT, line VARCHAR, stage_problem VARCHAR)"
@@ -351,7 +352,7 @@ def stage_files(
 
     Everything here writes TEMP tables only and runs outside the run's transaction.
     """
-    _create_staging(con)
+    create_staging(con)
     staged: list[tuple[int, Path, str, int]] = []
     skipped: list[FileResult] = []
     seen: set[str] = set()

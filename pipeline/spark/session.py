@@ -29,6 +29,7 @@ Spark's default of 200. Under ``spark-submit`` the cluster's own static settings
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,6 +84,10 @@ def get_session(master: str | None = None, extra: Mapping[str, str] | None = Non
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
                 for key, value in LOCAL_CONF.items():
                     builder = builder.config(key, value)
+                # Python tasks (parsing on executors) import this package: in local mode they run
+                # the driver's interpreter (its venv), not whatever `python3` is first on PATH
+                # (read by the JVM at start, like SPARK_LOCAL_IP)
+                os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         for key, value in {**SQL_CONF, **(extra or {})}.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()

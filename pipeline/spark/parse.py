@@ -1,0 +1,262 @@
+"""Validation on Spark executors: the DuckDB path's own staging and ``parse.sql``, run per file.
+
+Issue 15, first step of item 1. Each input file becomes one Spark task (a ``.jsonl.gz`` is not
+splittable, and a file is the unit the ledger accounts for); the task opens an in-memory DuckDB,
+stages the file with :func:`pipeline.ingest.staging.stage_file` and validates it with
+:func:`pipeline.ingest.staging.parse_staged`, i.e. the same readers, fallback, macros,
+``parse.sql`` and repeated-key check as ``nightly --engine duckdb``. Reason codes and messages
+are therefore identical by construction, not by a port that could drift.
+
+The result is one DataFrame shaped like the DuckDB path's TEMP table ``parsed``: one row per
+non-blank line, ``problem`` NULL for a good line and ``{reason, field, message}`` for a
+quarantined one. Its Spark schema is derived from the Arrow schema of ``parsed`` itself (see
+:func:`parsed_layout`), so a column added to ``parse.sql`` appears here without an edit.
+
+Not done here (docs/spark.md, "Parsing on executors: status"): skipping files already ingested
+or repeated within the batch (the driver decides that from ``source_sha256``), dedup against
+history, recount, rating, writing partitions and publishing with the ledger row. Only local
+paths and ``file://`` URIs are read so far.
+
+Executors need this package (and duckdb, pyarrow, zstandard) installed; pyspark is imported
+lazily, as in the other spark modules, so the DuckDB path never needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import duckdb
+
+from pipeline.ingest.files import file_sha256, refusal
+from pipeline.ingest.staging import create_staging, parse_staged, stage_file
+from pipeline.spark import SparkEngineError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# Rows per Arrow batch a task hands to Spark: a quarantine copy is at most ~4 KB and the usage
+# JSON at most 4 KB, so a batch stays in the tens of MiB even for the widest rows.
+BATCH_ROWS = 8192
+# DuckDB's buffer memory inside one task (the DuckDB path's default for a whole run): parse.sql
+# halves a slice that does not fit, so this bounds the task's memory, not what it can parse.
+TASK_MEMORY_LIMIT = "2GB"
+
+
+def local_path(uri: str) -> Path:
+    """The local path of ``uri``: a plain path or a ``file://`` URI (s3a/hdfs are not read yet)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+            raise SparkEngineError(f"{uri}: file:// URIs must name a local path (no host)")
+        return Path(unquote(parsed.path) if parsed.scheme else uri)
+    if len(parsed.scheme) == 1:  # a Windows drive letter, never a scheme
+        return Path(uri)
+    raise SparkEngineError(
+        f"{uri}: only local paths and file:// URIs are parsed on executors so far (see docs/spark.md)"
+    )
+
+
+def task_connection(memory_limit: str | None = TASK_MEMORY_LIMIT, threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the session settings of :func:`core.db.connect` that parsing reads.
+
+    ``TimeZone = 'UTC'`` matters to the messages (the "in the future" message prints an
+    instant); extensions are never installed or downloaded. No migrations: staging and parsing
+    only write TEMP tables (core.db.connect would spend ~0.4 CPU-s per task migrating).
+    """
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "threads": threads,
+    }
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+@dataclass(frozen=True)
+class ParsedLayout:
+    """How ``parsed`` travels to Spark: the DuckDB select list, its Arrow schema, the Spark DDL."""
+
+    select: str
+    arrow_schema: pa.Schema
+    spark_ddl: str
+
+
+def _spark_type(arrow_type: pa.DataType) -> str | None:
+    """The Spark SQL type holding ``arrow_type`` exactly, or None (then the column goes as text)."""
+    import pyarrow as pa
+
+    simple = {
+        pa.string(): "string",
+        pa.large_string(): "string",
+        pa.bool_(): "boolean",
+        pa.int8(): "tinyint",
+        pa.int16(): "smallint",
+        pa.int32(): "int",
+        pa.int64(): "bigint",
+        pa.float32(): "float",
+        pa.float64(): "double",
+        pa.date32(): "date",
+    }
+    if arrow_type in simple:
+        return simple[arrow_type]
+    if pa.types.is_decimal(arrow_type) and arrow_type.precision <= 38:
+        return f"decimal({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None:
+        return "timestamp"  # an instant (TIMESTAMP_LTZ); naive timestamps are not instants (E2)
+    if pa.types.is_struct(arrow_type):
+        fields = []
+        for child in arrow_type:
+            inner = _spark_type(child.type)
+            if inner is None:
+                return None
+            fields.append(f"`{child.name}`:{inner}")
+        return f"struct<{','.join(fields)}>"
+    return None  # unsigned or huge integers, JSON, UUID, maps, lists, naive times: Spark lacks them
+
+
+def _arrow_type(spark_type: str, arrow_type: pa.DataType) -> pa.DataType:
+    """The Arrow type Spark expects for a column it reads as ``spark_type``."""
+    import pyarrow as pa
+
+    if spark_type == "string":
+        return pa.string()
+    if spark_type == "timestamp":
+        return pa.timestamp("us", tz="UTC")
+    return arrow_type
+
+
+@functools.cache
+def parsed_layout() -> ParsedLayout:
+    """The columns of ``parsed``, read from the DuckDB path itself (an empty parse on the driver).
+
+    Every column keeps its type where Spark has it (DECIMAL with the same precision and scale,
+    TIMESTAMPTZ as a UTC instant, the ``problem`` struct); a type Spark lacks would be sent as
+    its DuckDB text (``CAST(... AS VARCHAR)``). Today no column of parse.sql needs that.
+    """
+    import pyarrow as pa
+
+    con = task_connection(memory_limit=None)
+    try:
+        create_staging(con)
+        parse_staged(con)  # nothing staged: creates the empty ``parsed``, typed
+        schema = con.sql("SELECT * FROM parsed").to_arrow_table().schema
+    finally:
+        con.close()
+    select, fields, ddl = [], [], []
+    for field in schema:
+        quoted = '"' + field.name.replace('"', '""') + '"'
+        spark_type = _spark_type(field.type)
+        if spark_type is None:
+            select.append(f"CAST({quoted} AS VARCHAR) AS {quoted}")
+            spark_type = "string"
+        else:
+            select.append(quoted)
+        fields.append(pa.field(field.name, _arrow_type(spark_type, field.type)))
+        ddl.append(f"`{field.name}` {spark_type}")
+    return ParsedLayout(", ".join(select), pa.schema(fields), ", ".join(ddl))
+
+
+def parse_file(
+    order: int, uri: str, layout: ParsedLayout, ts_latest: datetime | None = None, memory_limit: str | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Stage and parse one file in a fresh in-memory DuckDB; its ``parsed`` rows as Arrow batches.
+
+    Runs on an executor (also callable directly: the test's engines agree through it). The file
+    is read as the DuckDB path reads it (:func:`stage_file`: DuckDB's readers, the Python
+    fallback for files they refuse), hashed for ``source_sha256``, and never followed if it is a
+    link (:func:`refusal`; discovery on the driver refuses those already, this is the backstop).
+    """
+    path = local_path(uri)
+    if reason := refusal(path):
+        raise SparkEngineError(reason)
+    con = task_connection(memory_limit or TASK_MEMORY_LIMIT)
+    try:
+        create_staging(con)
+        stage_file(con, path, order, file_sha256(path))
+        parse_staged(con, ts_latest=ts_latest)
+        reader = con.sql(f"SELECT {layout.select} FROM parsed ORDER BY line_no").to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            yield batch.cast(layout.arrow_schema)
+    finally:
+        con.close()
+
+
+SOURCE_NAME = "infergate_parse"
+
+
+@functools.cache
+def _source_class() -> type:
+    """The Python data source that parses files on executors (built lazily: pyspark is optional).
+
+    A Python data source (Spark 4) rather than ``mapInArrow``: its ``read`` may yield Arrow
+    batches without pandas (``mapInArrow`` requires pandas, which the spark extra does not
+    install), and ``partitions`` makes exactly one task per file. Options are strings:
+    ``uris`` (a JSON list, in the batch's order), ``ts_latest`` (ISO 8601 or empty) and
+    ``memory_limit`` (DuckDB's, per task; empty: :data:`TASK_MEMORY_LIMIT`).
+    """
+    from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+
+    class FilesReader(DataSourceReader):  # type: ignore[misc]
+        def __init__(self, options: Mapping[str, str]) -> None:
+            self.uris: list[str] = json.loads(options["uris"])
+            self.ts_latest = datetime.fromisoformat(options["ts_latest"]) if options.get("ts_latest") else None
+            self.memory_limit = options.get("memory_limit") or None
+
+        def partitions(self) -> list[Any]:
+            return [InputPartition((order, uri)) for order, uri in enumerate(self.uris, start=1)]
+
+        def read(self, partition: Any) -> Iterator[pa.RecordBatch]:
+            order, uri = partition.value
+            yield from parse_file(order, uri, parsed_layout(), self.ts_latest, self.memory_limit)
+
+    class ParseSource(DataSource):  # type: ignore[misc]
+        @classmethod
+        def name(cls) -> str:
+            return SOURCE_NAME
+
+        def schema(self) -> str:
+            return parsed_layout().spark_ddl
+
+        def reader(self, schema: Any) -> FilesReader:
+            return FilesReader(self.options)
+
+    return ParseSource
+
+
+def parse_on_spark(
+    spark: Any, uris: list[str], ts_latest: datetime | None = None, memory_limit: str | None = None
+) -> Any:
+    """Validate every line of ``uris`` on the executors; a DataFrame shaped like ``parsed``.
+
+    ``uris`` in the batch's order (as :func:`pipeline.ingest.files.discover` sorts them): the
+    n-th file gets ``file_order`` n (1-based), as in :func:`pipeline.ingest.staging.stage_files`.
+    Every file is parsed, also one whose bytes repeat an earlier file or were ingested before:
+    dropping those is the driver's decision (it keeps the ledger), by ``source_sha256``.
+    ``ts_latest``: as for :func:`parse_staged` (from the run's recorded date, never the clock).
+    Lazy, like any DataFrame: nothing runs until an action. The Python workers must run an
+    interpreter with this package installed (``spark.pyspark.python``/``PYSPARK_PYTHON``).
+    """
+    for uri in uris:
+        local_path(uri)  # an unsupported scheme fails here, on the driver, not in a task
+    layout = parsed_layout()
+    if not uris:
+        return spark.createDataFrame([], layout.spark_ddl)
+    spark.dataSource.register(_source_class())
+    return (
+        spark.read.format(SOURCE_NAME)
+        .schema(layout.spark_ddl)
+        .option("uris", json.dumps(uris))
+        .option("ts_latest", ts_latest.isoformat() if ts_latest else "")
+        .option("memory_limit", memory_limit or "")
+        .load()
+    )

@@ -1,0 +1,177 @@
+"""Engines agree on validation: every line parsed on Spark executors equals the DuckDB path's.
+
+Issue 15's first step: ``pipeline.spark.parse`` runs the DuckDB path's own staging and
+parse.sql inside each Spark task (one file per task). These tests hold it to that: the same
+files are parsed by ``stage_files`` on one DuckDB connection and by ``parse_on_spark`` on the
+session's executors, and every column of every line (the verdict ``problem`` with its reason,
+field and message, the typed fields, the digests, the redacted record) must be equal, compared
+as text so that a lost decimal digit or a shifted instant shows. The inputs are the committed
+sample logs and a day of hostile files: arbitrary JSON values in every field, byte injuries,
+deep nesting, repeated keys, API keys in ids, lone surrogates, a cut gzip stream, an unreadable
+Parquet file, zero-byte files, a timestamp in the future.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from core.db import connect
+from pipeline.ingest import discover, stage_files
+from tests.conftest import record, usage
+from tests.hostile import DAY, KEY, HostileLine, hostile_lines, json_line, valid_records, write_lines
+from tests.spark.conftest import SKIP_REASON
+
+pytest.importorskip("pyspark", reason=SKIP_REASON)
+
+from pipeline.spark import SparkEngineError  # noqa: E402
+from pipeline.spark.parse import local_path, parse_on_spark  # noqa: E402
+
+SAMPLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "sample_logs"
+# the runs' recorded bounds (latest_plausible_ts of --date): a later ts is in the future
+TS_LATEST = datetime(2026, 11, 22, tzinfo=UTC)  # the hostile day, DAY
+SAMPLE_TS_LATEST = datetime(2026, 12, 3, tzinfo=UTC)  # the last sample day, 2026-12-01
+
+
+def as_text(value: Any) -> Any:
+    """A value both engines must agree on digit for digit: Decimals and instants as text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        assert value.utcoffset() is not None, "an instant came back without its zone"
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        return {k: as_text(v) for k, v in value.items()}
+    return value
+
+
+def rows_as_text(table: Any) -> list[dict[str, Any]]:
+    rows = [{k: as_text(v) for k, v in row.items()} for row in table.to_pylist()]
+    for row in rows:  # Arrow gives a NULL struct as a dict of NULLs; a verdict always has a reason
+        if row["problem"] is not None and row["problem"]["reason"] is None:
+            assert set(row["problem"].values()) == {None}
+            row["problem"] = None
+    return rows
+
+
+def parsed_by_duckdb(paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
+    con = connect(":memory:")
+    try:
+        stage_files(con, paths, ts_latest=ts_latest)
+        return rows_as_text(con.sql("SELECT * FROM parsed ORDER BY file_order, line_no").to_arrow_table())
+    finally:
+        con.close()
+
+
+def parsed_by_spark(spark: Any, paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
+    frame = parse_on_spark(spark, [str(p) for p in paths], ts_latest=ts_latest)
+    rows = rows_as_text(frame.toArrow())
+    return sorted(rows, key=lambda r: (r["file_order"], r["line_no"]))
+
+
+def assert_engines_agree(spark: Any, paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
+    expected = parsed_by_duckdb(paths, ts_latest)
+    got = parsed_by_spark(spark, paths, ts_latest)
+    assert [(r["file_order"], r["line_no"]) for r in got] == [(r["file_order"], r["line_no"]) for r in expected]
+    for want, have in zip(expected, got, strict=True):
+        assert have == want, f"{want['source_file']}:{want['line_no']} differs"
+    return expected
+
+
+def test_sample_logs_parse_identically_on_executors(spark: Any) -> None:
+    paths = discover([str(SAMPLE_LOGS / "*")])
+    rows = assert_engines_agree(spark, paths, SAMPLE_TS_LATEST)
+    # the sample logs exercise every kind of file and some quarantine (see data/sample_logs)
+    assert {Path(r["source_file"]).suffix for r in rows} == {".gz", ".zst", ".parquet"}
+    assert len(rows) == 1902 and sum(r["problem"] is not None for r in rows) == 18
+
+
+def _hostile_files(logs: Path, drawn: list[HostileLine]) -> list[Path]:
+    """A day of hostile files in every kind, the drawn lines among the valid records."""
+    valid = [json_line(r) for r in valid_records()]
+    fixed = [
+        json_line(record(event_id="future", ts="2026-11-23T00:00:00Z")),  # past TS_LATEST
+        json_line(record(event_id=KEY, request_id="r-key")),  # an API key as an id
+        b'{"event_id": "twice", "event_id": "again", "request_id": "r"}',  # a repeated key
+        json_line(record(event_id="deep", messages=[{"role": "user", "content": "x"}])).replace(
+            b'"x"', b"[" * 3000 + b"]" * 3000
+        ),
+        json_line(record(event_id="surrogate", output_text="cut \ud83d")),  # a lone half, escaped
+        json_line(record(event_id="usage", usage=usage(10, 5, cached=2, reasoning=1))),
+        b"\xef\xbb\xbf" + json_line(record(event_id="bom")),
+        json_line(record(event_id="crlf")) + b"\r",
+        b"not json",
+        b" \t\r",  # blank: not a record
+        json_line(record(event_id="big", output_text="y" * (1 << 20 | 7))),  # over 1 MiB
+    ]
+    hostile = [line.to_bytes() for line in drawn]
+    write_lines(logs / f"requests-{DAY}-a.jsonl", valid[:4] + hostile[::2] + fixed)
+    write_lines(logs / f"requests-{DAY}-b.jsonl.gz", hostile[1::2] + valid[4:])
+    write_lines(logs / f"requests-{DAY}-c.jsonl.zst", [json_line(record(event_id=f"z{i}")) for i in range(20)])
+    whole = gzip.compress(b"".join(json_line(record(event_id=f"g{i}")) + b"\n" for i in range(40)), mtime=0)
+    (logs / f"requests-{DAY}-d.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])  # a cut stream
+    (logs / f"requests-{DAY}-e.parquet").write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")  # unreadable
+    (logs / f"requests-{DAY}-f.jsonl.zst").write_bytes(b"")
+    good = logs / f"requests-{DAY}-g.parquet"
+    source = _jsonl(logs / "parquet-source.json", [record(event_id=f"p{i}") for i in range(5)])
+    duckdb.sql(f"COPY (SELECT * FROM read_json('{source}', format='newline_delimited')) TO '{good}' (FORMAT parquet)")
+    paths = discover([str(logs / "requests-*")])
+    assert len(paths) == 7
+    return paths
+
+
+def _jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@settings(
+    max_examples=2,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.generate],  # each example is a Spark job: no shrinking, the failure names the line
+    suppress_health_check=list(HealthCheck),
+)
+@given(drawn=st.lists(hostile_lines(), min_size=40, max_size=40))
+def test_a_hostile_day_parses_identically_on_executors(spark: Any, tmp_path_factory: Any, drawn: list[Any]) -> None:
+    logs = tmp_path_factory.mktemp("hostile")
+    rows = assert_engines_agree(spark, _hostile_files(logs, drawn), TS_LATEST)
+    reasons = {r["problem"]["reason"] for r in rows if r["problem"] is not None}
+    # the day really is hostile: the fixed lines alone give these verdicts on both engines
+    assert {"parse_error", "bad_timestamp", "invalid_record"} <= reasons
+    unreadable = [r for r in rows if r["problem"] and r["problem"]["message"].startswith("file unreadable")]
+    assert {Path(r["source_file"]).name for r in unreadable} == {
+        f"requests-{DAY}-d.jsonl.gz",
+        f"requests-{DAY}-e.parquet",
+    }
+
+
+def test_no_files_is_an_empty_frame_of_the_same_columns(spark: Any) -> None:
+    frame = parse_on_spark(spark, [])
+    assert frame.count() == 0
+    # the layout comes from parse.sql itself (an empty parse on the driver)
+    con = connect(":memory:")
+    try:
+        stage_files(con, discover([str(SAMPLE_LOGS / "*")])[:1])
+        assert frame.columns == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()]
+    finally:
+        con.close()
+
+
+def test_only_local_paths_and_file_uris_are_read_so_far(tmp_path: Path) -> None:
+    assert local_path("file:///srv/logs/a.jsonl") == Path("/srv/logs/a.jsonl")
+    assert local_path("file:///srv/logs/a%20b.jsonl") == Path("/srv/logs/a b.jsonl")
+    assert local_path(str(tmp_path)) == tmp_path
+    with pytest.raises(SparkEngineError, match="only local paths and file:// URIs"):
+        local_path("s3a://bucket/logs/a.jsonl")
+    with pytest.raises(SparkEngineError, match="must name a local path"):
+        local_path("file://otherhost/logs/a.jsonl")
