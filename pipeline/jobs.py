@@ -355,7 +355,7 @@ def _ingest_and_rate(
     ref = reference_for_run(settings, command) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         with step("stage", after="after_stage"):
-            batch = ingest.stage_files(con, paths, settings.on_file, _ts_latest(args))
+            batch = _stage_files(settings)(con, paths, settings.on_file, _ts_latest(args))
         with transaction(con, before_commit="before_commit", timed="commit", after_commit="after_commit"):
             with step("ingest", after="after_ingest"):
                 report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())
@@ -386,6 +386,15 @@ def _ingest_and_rate(
                 report.held_by_reason = _held_counts(con)
                 close_succeeded(con, report)
         return report
+
+
+def _stage_files(settings: Settings) -> Callable[..., ingest.StagedBatch]:
+    """Staging and validation: in DuckDB, or (``--engine spark``) on Spark's executors."""
+    if settings.engine == "spark":
+        from pipeline.spark.staging import stage_files_on_spark  # pyspark only when asked for
+
+        return stage_files_on_spark
+    return ingest.stage_files
 
 
 def _ts_latest(args: dict[str, Any]) -> datetime | None:

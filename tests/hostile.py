@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import zstandard
 from hypothesis import strategies as st
 
+from pipeline.ingest import discover
 from tests.conftest import record, usage
 
 DAY = "2026-11-20"
@@ -202,3 +204,45 @@ def json_line(value: dict[str, Any], crlf: bool = False) -> bytes:
 
 def finite(value: Any) -> bool:
     return not (isinstance(value, float) and (math.isnan(value) or math.isinf(value)))
+
+
+def write_hostile_day(logs: Path, drawn: list[HostileLine]) -> list[Path]:
+    """Seven files of a hostile day, in every kind, the drawn lines among the valid records and
+    fixed hostile lines (a future ts, an API key as an id, a repeated key, deep nesting, a lone
+    surrogate, a BOM, CRLF, a line over 1 MiB), a cut gzip stream, an unreadable Parquet file,
+    a zero-byte file; returned in the batch's order."""
+    valid = [json_line(r) for r in valid_records()]
+    fixed = [
+        json_line(record(event_id="future", ts="2026-11-23T00:00:00Z")),  # past TS_LATEST
+        json_line(record(event_id=KEY, request_id="r-key")),  # an API key as an id
+        b'{"event_id": "twice", "event_id": "again", "request_id": "r"}',  # a repeated key
+        json_line(record(event_id="deep", messages=[{"role": "user", "content": "x"}])).replace(
+            b'"x"', b"[" * 3000 + b"]" * 3000
+        ),
+        json_line(record(event_id="surrogate", output_text="cut \ud83d")),  # a lone half, escaped
+        json_line(record(event_id="usage", usage=usage(10, 5, cached=2, reasoning=1))),
+        b"\xef\xbb\xbf" + json_line(record(event_id="bom")),
+        json_line(record(event_id="crlf")) + b"\r",
+        b"not json",
+        b" \t\r",  # blank: not a record
+        json_line(record(event_id="big", output_text="y" * (1 << 20 | 7))),  # over 1 MiB
+    ]
+    hostile = [line.to_bytes() for line in drawn]
+    write_lines(logs / f"requests-{DAY}-a.jsonl", valid[:4] + hostile[::2] + fixed)
+    write_lines(logs / f"requests-{DAY}-b.jsonl.gz", hostile[1::2] + valid[4:])
+    write_lines(logs / f"requests-{DAY}-c.jsonl.zst", [json_line(record(event_id=f"z{i}")) for i in range(20)])
+    whole = gzip.compress(b"".join(json_line(record(event_id=f"g{i}")) + b"\n" for i in range(40)), mtime=0)
+    (logs / f"requests-{DAY}-d.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])  # a cut stream
+    (logs / f"requests-{DAY}-e.parquet").write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")  # unreadable
+    (logs / f"requests-{DAY}-f.jsonl.zst").write_bytes(b"")
+    good = logs / f"requests-{DAY}-g.parquet"
+    source = _write_jsonl(logs / "parquet-source.json", [record(event_id=f"p{i}") for i in range(5)])
+    duckdb.sql(f"COPY (SELECT * FROM read_json('{source}', format='newline_delimited')) TO '{good}' (FORMAT parquet)")
+    paths = discover([str(logs / "requests-*")])
+    assert len(paths) == 7
+    return paths
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path

@@ -372,8 +372,8 @@ engine_option = click.option(
     type=click.Choice(["duckdb", "spark"]),
     default="duckdb",
     show_default=True,
-    help="Where the rating rules run: embedded DuckDB, or Spark (same rules; needs the spark extra, "
-    "see docs/spark.md).",
+    help="Where the rating rules run (and, for nightly, where each line is validated): embedded DuckDB, "
+    "or Spark (same rules and messages; needs the spark extra, see docs/spark.md).",
 )
 
 max_quarantine_option = click.option(

@@ -22,6 +22,12 @@ RECOUNT_CHUNK_ROWS = 2048  # rows per call of the recounter
 # bytes of text: a night on which no upstream reported usage is recounted in bounded memory.
 RECOUNT_FETCH_ROWS = 50_000
 RECOUNT_FETCH_BYTES = 32 << 20
+# R5's candidates among valid records (columns of parse.sql's output): no usage, would be
+# billable, some text to count. Ingest recounts those whose dedup verdict is ``new``; the
+# Spark executors ship these records' lines to the driver (pipeline.spark.parse).
+RECOUNT_CANDIDATE = (
+    "NOT has_usage AND (status BETWEEN 200 AND 299 OR status = 499) AND (has_messages OR output_text_chars IS NOT NULL)"
+)
 # (model, messages JSON text, output_text) of one attempt -> (input, output, tokenizer) or None
 RecountRow = tuple[str, str | None, str | None]
 Recounter = Callable[[list[RecountRow]], list[tuple[int, int, str] | None]]
@@ -47,9 +53,8 @@ def recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -
         CREATE OR REPLACE TEMP TABLE recount_wanted AS
         SELECT d.file_order, d.line_no, d.event_id, d.model, strlen(coalesce(s.line, '')) + 1 AS bytes
         FROM deduped d JOIN staged_lines s USING (file_order, line_no)
-        WHERE d.verdict = 'new' AND NOT d.has_usage AND (d.status BETWEEN 200 AND 299 OR d.status = 499)
-          AND (d.has_messages OR d.output_text_chars IS NOT NULL)
-        """
+        WHERE d.verdict = 'new' AND """
+        + RECOUNT_CANDIDATE
     )
     fetches = fetch_runs(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES)
     with console.current().progress("recount tokens", len(fetches)) as advance:

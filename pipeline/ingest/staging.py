@@ -342,6 +342,34 @@ def latest_plausible_ts(run_day: date | None, started: date | None) -> datetime 
     return datetime.combine(max(days) + timedelta(days=2), time(0, 0), tzinfo=UTC)
 
 
+def select_new_files(
+    con: duckdb.DuckDBPyConnection, paths: Sequence[Path]
+) -> tuple[list[tuple[int, Path, str, int]], list[FileResult]]:
+    """Hash every file: ``(file_order, path, sha256, size)`` of those to stage, and results for
+    the skipped ones (ingested before with the same bytes, or repeated within the batch).
+
+    ``file_order`` is the file's place in ``paths`` (1-based), skipped files included, whichever
+    engine then stages the rest.
+    """
+    staged: list[tuple[int, Path, str, int]] = []
+    skipped: list[FileResult] = []
+    seen: set[str] = set()
+    for order, path in enumerate(paths, start=1):
+        sha = file_sha256(path)
+        size = path.stat().st_size
+        known = con.execute(
+            "SELECT lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE sha256 = ?",
+            [sha],
+        ).fetchone()
+        if known or sha in seen:
+            read, accepted, duplicates, quarantined = known or (0, 0, 0, 0)
+            skipped.append(FileResult(str(path), sha, size, read, accepted, duplicates, quarantined, skipped=True))
+            continue
+        seen.add(sha)
+        staged.append((order, path, sha, size))
+    return staged, skipped
+
+
 def stage_files(
     con: duckdb.DuckDBPyConnection,
     paths: Sequence[Path],
@@ -353,26 +381,11 @@ def stage_files(
     Everything here writes TEMP tables only and runs outside the run's transaction.
     """
     create_staging(con)
-    staged: list[tuple[int, Path, str, int]] = []
-    skipped: list[FileResult] = []
-    seen: set[str] = set()
-    with console.current().progress("ingest files", len(paths)) as advance:
-        for order, path in enumerate(paths, start=1):
-            sha = file_sha256(path)
-            size = path.stat().st_size
-            known = con.execute(
-                "SELECT lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE sha256 = ?",
-                [sha],
-            ).fetchone()
-            if known or sha in seen:
-                read, accepted, duplicates, quarantined = known or (0, 0, 0, 0)
-                skipped.append(FileResult(str(path), sha, size, read, accepted, duplicates, quarantined, skipped=True))
-                advance(1)
-                continue
-            seen.add(sha)
+    staged, skipped = select_new_files(con, paths)
+    with console.current().progress("ingest files", len(staged)) as advance:
+        for order, path, sha, _size in staged:
             stage_file(con, path, order, sha)
             fault_point("staged_file")
-            staged.append((order, path, sha, size))
             if on_file:
                 on_file(path)
             advance(1)

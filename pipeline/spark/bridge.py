@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -60,18 +62,31 @@ def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     con.execute(f"INSERT INTO new_rated BY NAME SELECT * FROM {source}")
 
 
-def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None) -> None:
-    """Rate ``rating_scope`` with Spark; attempts from DuckDB, or from ``attempts_uri`` (Parquet)."""
+@contextmanager
+def exchange_directory() -> Iterator[Path]:
+    """A fresh directory for one step's Parquet exchange, removed afterwards (see the module doc)."""
     parent = os.environ.get(WORKDIR_ENV) or None
     with tempfile.TemporaryDirectory(prefix="infergate-spark-", dir=parent) as tmp:
-        work = Path(tmp)
+        yield Path(tmp)
+
+
+@contextmanager
+def spark_failures(what: str) -> Iterator[None]:
+    """Any error of Spark's (no JVM, py4j, a failed task) as one line for the CLI, the cause kept."""
+    try:
+        yield
+    except SparkEngineError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparkEngineError(f"Spark {what} failed: {first}") from exc
+
+
+def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None) -> None:
+    """Rate ``rating_scope`` with Spark; attempts from DuckDB, or from ``attempts_uri`` (Parquet)."""
+    with exchange_directory() as work:
         inputs = export_inputs(con, work, attempts_uri)
-        try:
+        with spark_failures("rating"):
             spark = get_session()
             write_rated(rate(spark, inputs), str(work / "rated"))
-        except SparkEngineError:
-            raise
-        except Exception as exc:  # no JVM, py4j/pyspark errors: one line for the CLI, the cause kept
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SparkEngineError(f"Spark rating failed: {first}") from exc
         load_rated(con, work / "rated")

@@ -9,13 +9,14 @@ are therefore identical by construction, not by a port that could drift.
 
 The result is one DataFrame shaped like the DuckDB path's TEMP table ``parsed``: one row per
 non-blank line, ``problem`` NULL for a good line and ``{reason, field, message}`` for a
-quarantined one. Its Spark schema is derived from the Arrow schema of ``parsed`` itself (see
-:func:`parsed_layout`), so a column added to ``parse.sql`` appears here without an edit.
+quarantined one, plus :data:`RECOUNT_LINE` (the raw line of an R5 candidate, which the
+driver's recount reads). Its Spark schema is derived from the Arrow schema of ``parsed``
+itself (see :func:`parsed_layout`), so a column added to ``parse.sql`` appears here without
+an edit. ``nightly --engine spark`` runs it through :mod:`pipeline.spark.staging`.
 
-Not done here (docs/spark.md, "Parsing on executors: status"): skipping files already ingested
-or repeated within the batch (the driver decides that from ``source_sha256``), dedup against
-history, recount, rating, writing partitions and publishing with the ledger row. Only local
-paths and ``file://`` URIs are read so far.
+Not done here (docs/spark.md, "Validation on executors"): dedup against history, recount,
+rating and writing partitions on the executors. Only local paths and ``file://`` URIs are
+read so far.
 
 Executors need this package (and duckdb, pyarrow, zstandard) installed; pyspark is imported
 lazily, as in the other spark modules, so the DuckDB path never needs it.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,12 +36,15 @@ from urllib.parse import unquote, urlparse
 import duckdb
 
 from pipeline.ingest.files import file_sha256, refusal
+from pipeline.ingest.recounting import RECOUNT_CANDIDATE
 from pipeline.ingest.staging import create_staging, parse_staged, stage_file
 from pipeline.spark import SparkEngineError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# The column beside parse.sql's: the raw line of an R5 candidate, NULL for every other line.
+RECOUNT_LINE = "recount_line"
 # Rows per Arrow batch a task hands to Spark: a quarantine copy is at most ~4 KB and the usage
 # JSON at most 4 KB, so a batch stays in the tens of MiB even for the widest rows.
 BATCH_ROWS = 8192
@@ -157,17 +161,26 @@ def parsed_layout() -> ParsedLayout:
         quoted = '"' + field.name.replace('"', '""') + '"'
         spark_type = _spark_type(field.type)
         if spark_type is None:
-            select.append(f"CAST({quoted} AS VARCHAR) AS {quoted}")
+            select.append(f"CAST(p.{quoted} AS VARCHAR) AS {quoted}")
             spark_type = "string"
         else:
-            select.append(quoted)
+            select.append(f"p.{quoted}")
         fields.append(pa.field(field.name, _arrow_type(spark_type, field.type)))
         ddl.append(f"`{field.name}` {spark_type}")
+    # the raw line of each R5 candidate: the driver's recount reads it (nothing else travels)
+    select.append(f"CASE WHEN p.problem IS NULL AND {RECOUNT_CANDIDATE} THEN s.line END AS {RECOUNT_LINE}")
+    fields.append(pa.field(RECOUNT_LINE, pa.string()))
+    ddl.append(f"`{RECOUNT_LINE}` string")
     return ParsedLayout(", ".join(select), pa.schema(fields), ", ".join(ddl))
 
 
 def parse_file(
-    order: int, uri: str, layout: ParsedLayout, ts_latest: datetime | None = None, memory_limit: str | None = None
+    order: int,
+    uri: str,
+    layout: ParsedLayout,
+    ts_latest: datetime | None = None,
+    memory_limit: str | None = None,
+    sha256: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stage and parse one file in a fresh in-memory DuckDB; its ``parsed`` rows as Arrow batches.
 
@@ -182,9 +195,11 @@ def parse_file(
     con = task_connection(memory_limit or TASK_MEMORY_LIMIT)
     try:
         create_staging(con)
-        stage_file(con, path, order, file_sha256(path))
+        stage_file(con, path, order, sha256 or file_sha256(path))
         parse_staged(con, ts_latest=ts_latest)
-        reader = con.sql(f"SELECT {layout.select} FROM parsed ORDER BY line_no").to_arrow_reader(BATCH_ROWS)
+        joined = "parsed p LEFT JOIN staged_lines s USING (file_order, line_no)"
+        query = f"SELECT {layout.select} FROM {joined} ORDER BY line_no"
+        reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
             yield batch.cast(layout.arrow_schema)
     finally:
@@ -201,23 +216,23 @@ def _source_class() -> type:
     A Python data source (Spark 4) rather than ``mapInArrow``: its ``read`` may yield Arrow
     batches without pandas (``mapInArrow`` requires pandas, which the spark extra does not
     install), and ``partitions`` makes exactly one task per file. Options are strings:
-    ``uris`` (a JSON list, in the batch's order), ``ts_latest`` (ISO 8601 or empty) and
+    ``files`` (a JSON list of ``[file_order, uri, sha256 or null]``), ``ts_latest`` (ISO 8601 or empty) and
     ``memory_limit`` (DuckDB's, per task; empty: :data:`TASK_MEMORY_LIMIT`).
     """
     from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
     class FilesReader(DataSourceReader):  # type: ignore[misc]
         def __init__(self, options: Mapping[str, str]) -> None:
-            self.uris: list[str] = json.loads(options["uris"])
+            self.files: list[tuple[int, str, str | None]] = [tuple(f) for f in json.loads(options["files"])]
             self.ts_latest = datetime.fromisoformat(options["ts_latest"]) if options.get("ts_latest") else None
             self.memory_limit = options.get("memory_limit") or None
 
         def partitions(self) -> list[Any]:
-            return [InputPartition((order, uri)) for order, uri in enumerate(self.uris, start=1)]
+            return [InputPartition(f) for f in self.files]
 
         def read(self, partition: Any) -> Iterator[pa.RecordBatch]:
-            order, uri = partition.value
-            yield from parse_file(order, uri, parsed_layout(), self.ts_latest, self.memory_limit)
+            order, uri, sha = partition.value
+            yield from parse_file(order, uri, parsed_layout(), self.ts_latest, self.memory_limit, sha)
 
     class ParseSource(DataSource):  # type: ignore[misc]
         @classmethod
@@ -234,28 +249,32 @@ def _source_class() -> type:
 
 
 def parse_on_spark(
-    spark: Any, uris: list[str], ts_latest: datetime | None = None, memory_limit: str | None = None
+    spark: Any,
+    files: Sequence[tuple[int, str, str | None]],
+    ts_latest: datetime | None = None,
+    memory_limit: str | None = None,
 ) -> Any:
-    """Validate every line of ``uris`` on the executors; a DataFrame shaped like ``parsed``.
+    """Validate every line of ``files`` on the executors; a DataFrame shaped like ``parsed``.
 
-    ``uris`` in the batch's order (as :func:`pipeline.ingest.files.discover` sorts them): the
-    n-th file gets ``file_order`` n (1-based), as in :func:`pipeline.ingest.staging.stage_files`.
-    Every file is parsed, also one whose bytes repeat an earlier file or were ingested before:
-    dropping those is the driver's decision (it keeps the ledger), by ``source_sha256``.
+    ``files``: ``(file_order, uri, sha256)``, the order and digest as
+    :func:`pipeline.ingest.staging.select_new_files` gives them (a None digest is computed by
+    the task). Every file given is parsed: skipping files ingested before or repeated within
+    the batch is the driver's decision (it keeps the ledger). One column more than ``parsed``:
+    :data:`RECOUNT_LINE`.
     ``ts_latest``: as for :func:`parse_staged` (from the run's recorded date, never the clock).
     Lazy, like any DataFrame: nothing runs until an action. The Python workers must run an
     interpreter with this package installed (``spark.pyspark.python``/``PYSPARK_PYTHON``).
     """
-    for uri in uris:
+    for _, uri, _ in files:
         local_path(uri)  # an unsupported scheme fails here, on the driver, not in a task
     layout = parsed_layout()
-    if not uris:
+    if not files:
         return spark.createDataFrame([], layout.spark_ddl)
     spark.dataSource.register(_source_class())
     return (
         spark.read.format(SOURCE_NAME)
         .schema(layout.spark_ddl)
-        .option("uris", json.dumps(uris))
+        .option("files", json.dumps([list(f) for f in files]))
         .option("ts_latest", ts_latest.isoformat() if ts_latest else "")
         .option("memory_limit", memory_limit or "")
         .load()

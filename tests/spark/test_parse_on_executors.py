@@ -13,22 +13,19 @@ Parquet file, zero-byte files, a timestamp in the future.
 
 from __future__ import annotations
 
-import gzip
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from core.db import connect
 from pipeline.ingest import discover, stage_files
-from tests.conftest import record, usage
-from tests.hostile import DAY, KEY, HostileLine, hostile_lines, json_line, valid_records, write_lines
+from pipeline.ingest.recounting import RECOUNT_CANDIDATE
+from tests.hostile import DAY, hostile_lines, write_hostile_day
 from tests.spark.conftest import SKIP_REASON
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
@@ -67,13 +64,19 @@ def parsed_by_duckdb(paths: list[Path], ts_latest: datetime) -> list[dict[str, A
     con = connect(":memory:")
     try:
         stage_files(con, paths, ts_latest=ts_latest)
-        return rows_as_text(con.sql("SELECT * FROM parsed ORDER BY file_order, line_no").to_arrow_table())
+        # the one column more that the executors send: the raw line of each R5 candidate
+        query = f"""
+            SELECT p.*, CASE WHEN p.problem IS NULL AND {RECOUNT_CANDIDATE} THEN s.line END AS recount_line
+            FROM parsed p LEFT JOIN staged_lines s USING (file_order, line_no)
+            ORDER BY file_order, line_no"""
+        return rows_as_text(con.sql(query).to_arrow_table())
     finally:
         con.close()
 
 
 def parsed_by_spark(spark: Any, paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
-    frame = parse_on_spark(spark, [str(p) for p in paths], ts_latest=ts_latest)
+    files = [(order, str(path), None) for order, path in enumerate(paths, start=1)]
+    frame = parse_on_spark(spark, files, ts_latest=ts_latest)
     rows = rows_as_text(frame.toArrow())
     return sorted(rows, key=lambda r: (r["file_order"], r["line_no"]))
 
@@ -93,45 +96,7 @@ def test_sample_logs_parse_identically_on_executors(spark: Any) -> None:
     # the sample logs exercise every kind of file and some quarantine (see data/sample_logs)
     assert {Path(r["source_file"]).suffix for r in rows} == {".gz", ".zst", ".parquet"}
     assert len(rows) == 1902 and sum(r["problem"] is not None for r in rows) == 18
-
-
-def _hostile_files(logs: Path, drawn: list[HostileLine]) -> list[Path]:
-    """A day of hostile files in every kind, the drawn lines among the valid records."""
-    valid = [json_line(r) for r in valid_records()]
-    fixed = [
-        json_line(record(event_id="future", ts="2026-11-23T00:00:00Z")),  # past TS_LATEST
-        json_line(record(event_id=KEY, request_id="r-key")),  # an API key as an id
-        b'{"event_id": "twice", "event_id": "again", "request_id": "r"}',  # a repeated key
-        json_line(record(event_id="deep", messages=[{"role": "user", "content": "x"}])).replace(
-            b'"x"', b"[" * 3000 + b"]" * 3000
-        ),
-        json_line(record(event_id="surrogate", output_text="cut \ud83d")),  # a lone half, escaped
-        json_line(record(event_id="usage", usage=usage(10, 5, cached=2, reasoning=1))),
-        b"\xef\xbb\xbf" + json_line(record(event_id="bom")),
-        json_line(record(event_id="crlf")) + b"\r",
-        b"not json",
-        b" \t\r",  # blank: not a record
-        json_line(record(event_id="big", output_text="y" * (1 << 20 | 7))),  # over 1 MiB
-    ]
-    hostile = [line.to_bytes() for line in drawn]
-    write_lines(logs / f"requests-{DAY}-a.jsonl", valid[:4] + hostile[::2] + fixed)
-    write_lines(logs / f"requests-{DAY}-b.jsonl.gz", hostile[1::2] + valid[4:])
-    write_lines(logs / f"requests-{DAY}-c.jsonl.zst", [json_line(record(event_id=f"z{i}")) for i in range(20)])
-    whole = gzip.compress(b"".join(json_line(record(event_id=f"g{i}")) + b"\n" for i in range(40)), mtime=0)
-    (logs / f"requests-{DAY}-d.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])  # a cut stream
-    (logs / f"requests-{DAY}-e.parquet").write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1")  # unreadable
-    (logs / f"requests-{DAY}-f.jsonl.zst").write_bytes(b"")
-    good = logs / f"requests-{DAY}-g.parquet"
-    source = _jsonl(logs / "parquet-source.json", [record(event_id=f"p{i}") for i in range(5)])
-    duckdb.sql(f"COPY (SELECT * FROM read_json('{source}', format='newline_delimited')) TO '{good}' (FORMAT parquet)")
-    paths = discover([str(logs / "requests-*")])
-    assert len(paths) == 7
-    return paths
-
-
-def _jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return path
+    assert sum(r["recount_line"] is not None for r in rows) > 0  # the samples hold R5 records
 
 
 @settings(
@@ -144,7 +109,7 @@ def _jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 @given(drawn=st.lists(hostile_lines(), min_size=40, max_size=40))
 def test_a_hostile_day_parses_identically_on_executors(spark: Any, tmp_path_factory: Any, drawn: list[Any]) -> None:
     logs = tmp_path_factory.mktemp("hostile")
-    rows = assert_engines_agree(spark, _hostile_files(logs, drawn), TS_LATEST)
+    rows = assert_engines_agree(spark, write_hostile_day(logs, drawn), TS_LATEST)
     reasons = {r["problem"]["reason"] for r in rows if r["problem"] is not None}
     # the day really is hostile: the fixed lines alone give these verdicts on both engines
     assert {"parse_error", "bad_timestamp", "invalid_record"} <= reasons
@@ -162,7 +127,7 @@ def test_no_files_is_an_empty_frame_of_the_same_columns(spark: Any) -> None:
     con = connect(":memory:")
     try:
         stage_files(con, discover([str(SAMPLE_LOGS / "*")])[:1])
-        assert frame.columns == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()]
+        assert frame.columns == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + ["recount_line"]
     finally:
         con.close()
 

@@ -1,0 +1,103 @@
+"""Staging a batch with validation on the executors: what ``--engine spark`` runs for ingest.
+
+The driver hashes the files and skips those ingested before, as the DuckDB path does
+(:func:`pipeline.ingest.staging.select_new_files`). Spark parses the rest on its executors
+(:mod:`pipeline.spark.parse`: each file a task running the DuckDB path's own staging and
+parse.sql) and writes the result as Parquet into the exchange directory; DuckDB loads it as
+the TEMP table ``parsed``. From there the run is the DuckDB path's code: dedup, recount,
+storing and the per-file accounting read ``parsed`` and ``staged_lines``.
+
+``staged_lines`` holds only what the driver still reads from raw lines:
+- the lines of R5 candidates (usage-less billable records), shipped by the executors beside
+  their parsed rows, for the recount;
+- every line of a file holding a record whose event_id repeats with other content, in the
+  batch or in the history: a ``duplicate_conflict`` is quarantined with its redacted record,
+  and an attempt stored before the canonical content hash is compared by its minified line.
+  Such files are rare (a resent file with edited records) and are staged again on the driver.
+So the driver no longer reads, frames and validates every line; it still receives every
+parsed row (issue 15 moves dedup, recount and rating to the executors next).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from core.timing import step
+from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
+from pipeline.spark.bridge import exchange_directory, spark_failures
+from pipeline.spark.parse import RECOUNT_LINE, parse_on_spark
+from pipeline.spark.session import get_session
+
+
+def stage_files_on_spark(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    on_file: Callable[[Path], None] | None = None,
+    ts_latest: datetime | None = None,
+) -> StagedBatch:
+    """:func:`pipeline.ingest.stage_files` with the parsing done by Spark's executors.
+
+    Leaves the same TEMP tables behind (``parsed`` row for row as the DuckDB path's, tested by
+    tests/spark/test_parse_on_executors.py; ``staged_lines`` with the lines the driver reads).
+    No Spark session is started when every file was ingested before.
+    """
+    create_staging(con)
+    staged, skipped = select_new_files(con, paths)
+    with step("parse", after="after_parse"):
+        parse_staged(con)  # nothing staged on the driver: the empty, typed ``parsed``, and the macros
+        if staged:
+            # the path as given, as the DuckDB path reads it: a reader's error quoted in a
+            # quarantine message names the file so (on a cluster, give --logs as an absolute path)
+            files = [(order, str(path), sha) for order, path, sha, _ in staged]
+            with exchange_directory() as work:
+                with spark_failures("parsing"):
+                    frame = parse_on_spark(get_session(), files, ts_latest=ts_latest)
+                    frame.write.parquet(str(work / "parsed"))
+                _load_parsed(con, work / "parsed")
+            if on_file:
+                for _, path, _, _ in staged:
+                    on_file(path)
+    _stage_files_with_conflicts(con, {order: (path, sha) for order, path, sha, _ in staged})
+    return StagedBatch(tuple(staged), tuple(skipped))
+
+
+def _load_parsed(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """``parsed`` and the candidates' ``staged_lines`` from the executors' Parquet, by name."""
+    if not any(out.glob("*.parquet")):
+        return  # no line in any file: Spark may write no part file at all
+    source = "read_parquet('" + str(out).replace("'", "''") + "/*.parquet')"
+    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({RECOUNT_LINE}) FROM {source}")
+    con.execute(
+        f"INSERT INTO staged_lines SELECT file_order, source_file, source_sha256, line_no, {RECOUNT_LINE}, NULL "
+        f"FROM {source} WHERE {RECOUNT_LINE} IS NOT NULL"
+    )
+
+
+# files holding a valid record whose event_id is also, with other content, in the batch or stored
+FILES_WITH_CONFLICTS = """
+WITH valid AS (
+    SELECT file_order, event_id, content_sha256, hash(event_id) AS event_key FROM parsed WHERE problem IS NULL
+),
+repeated AS (SELECT event_key FROM valid GROUP BY event_key HAVING count(DISTINCT content_sha256) > 1),
+twins AS (
+    SELECT event_key, event_id, content_sha256 FROM valid WHERE event_key IN (SELECT event_key FROM repeated)
+    UNION ALL
+    SELECT event_key, event_id, content_sha256 FROM attempts WHERE event_key IN (SELECT event_key FROM valid)
+)
+SELECT DISTINCT v.file_order
+FROM valid v JOIN twins t ON t.event_key = v.event_key AND t.event_id = v.event_id
+WHERE t.content_sha256 <> v.content_sha256
+ORDER BY 1
+"""
+
+
+def _stage_files_with_conflicts(con: duckdb.DuckDBPyConnection, staged: dict[int, tuple[Path, str]]) -> None:
+    """Stage every line of the files dedup will need whole (see the module doc) on the driver."""
+    for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall():
+        path, sha = staged[order]
+        con.execute("DELETE FROM staged_lines WHERE file_order = ?", [order])
+        stage_file(con, path, order, sha)

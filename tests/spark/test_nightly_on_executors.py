@@ -1,0 +1,131 @@
+"""``nightly --engine spark`` validates on the executors, and stores what the DuckDB path stores.
+
+Two nights of hostile files go through the real nightly job on four databases: both nights on
+DuckDB, both on Spark, and the engines alternating (Spark then DuckDB, DuckDB then Spark).
+Quarantine (file, line, event, reason, field, message and the redacted record), stored attempts,
+the per-file accounting, rated attempts and statement lines must be identical on all four,
+every value compared by its text. The nights hold R5 records (recounted from lines the
+executors ship), conflicts within a batch and with history (quarantined with their redacted
+records from files the driver stages again), identical resends, and every file injury.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Billing, record, usage
+from tests.hostile import DAY, hostile_lines, json_line, valid_records, write_hostile_day, write_lines
+from tests.spark.conftest import SKIP_REASON
+
+pytest.importorskip("pyspark", reason=SKIP_REASON)
+
+from tests.spark.test_engines_agree import LINES, RATED, texts  # noqa: E402
+
+NEXT_DAY = "2026-11-21"
+PLANS = {
+    "duckdb": ("duckdb", "duckdb"),
+    "spark": ("spark", "spark"),
+    "spark-then-duckdb": ("spark", "duckdb"),
+    "duckdb-then-spark": ("duckdb", "spark"),
+}
+STORED = {
+    "quarantine": (
+        "SELECT source_file, source_sha256, source_line, event_id, reason, field, message, record, run_id,"
+        " resolved_run_id FROM quarantine ORDER BY source_file, source_line, reason"
+    ),
+    "attempts": "SELECT * FROM attempts ORDER BY event_id",
+    "ingested_files": (
+        "SELECT sha256, file_name, run_id, lines_read, accepted, duplicates, quarantined FROM ingested_files"
+        " ORDER BY run_id, file_name"
+    ),
+    "rated_attempts": RATED,
+    "statement_lines": LINES,
+}
+
+
+def r5(event_id: str, ts: str, text: str) -> dict[str, Any]:
+    """A billable attempt without usage: R5 counts its texts."""
+    return record(
+        event_id=event_id,
+        request_id=f"req-{event_id}",
+        ts=ts,
+        usage=None,
+        messages=[{"role": "user", "content": text}],
+        output_text=f"answer to {text}",
+    )
+
+
+def first_night(logs: Path, drawn: list[Any]) -> None:
+    write_hostile_day(logs, drawn)
+    twin = record(event_id="twin", request_id="req-twin", ts=f"{DAY}T07:00:00Z", usage=usage(40, 4))
+    edited = dict(twin, usage=usage(41, 4))  # same event_id, other content: a conflict in the batch
+    write_lines(
+        logs / f"requests-{DAY}-h.jsonl",
+        [json_line(twin), json_line(r5("r5-a", f"{DAY}T08:00:00Z", "count these words")), json_line(edited)],
+    )
+    write_lines(logs / f"requests-{DAY}-i.jsonl.gz", [json_line(twin), json_line(edited)])
+
+
+def second_night(logs: Path) -> None:
+    v1 = valid_records()[0]
+    write_lines(
+        logs / f"requests-{NEXT_DAY}.jsonl",
+        [
+            json_line(dict(v1, usage=usage(1, 1))),  # conflicts with the stored v-1: the first stands
+            json_line(record(event_id="new-next", request_id="req-new-next", ts=f"{NEXT_DAY}T01:00:00Z")),
+            json_line(r5("r5-b", f"{NEXT_DAY}T02:00:00Z", "und noch ein paar Wörter")),
+            b'{"event_id": 1}',
+        ],
+    )
+    # yesterday's file h again under another name, with one line more: its lines are duplicates
+    again = (logs / f"requests-{DAY}-h.jsonl").read_bytes()
+    one_more = json_line(r5("r5-c", f"{NEXT_DAY}T03:00:00Z", "x")) + b"\n"
+    (logs / f"requests-{NEXT_DAY}-h.jsonl").write_bytes(again + one_more)
+
+
+def run_plan(root: Path, engines: tuple[str, str], logs: Path) -> Billing:
+    billing = Billing(root)
+    billing.logs = logs  # the same files for every plan (an unreadable file's message names its path)
+    for day, engine in zip((DAY, NEXT_DAY), engines, strict=True):
+        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing.nightly(day)
+    return billing
+
+
+@settings(
+    max_examples=1,
+    derandomize=True,
+    deadline=None,
+    phases=[Phase.generate],  # eight nightlies per example, four on Spark: no shrinking
+    suppress_health_check=list(HealthCheck),
+)
+@given(drawn=st.lists(hostile_lines(), min_size=30, max_size=30))
+def test_nights_store_the_same_whichever_engine_ran_each(
+    spark: Any, tmp_path_factory: pytest.TempPathFactory, drawn: list[Any]
+) -> None:
+    logs = tmp_path_factory.mktemp("logs")
+    first_night(logs, drawn)
+    second_night(logs)
+    dbs = {name: run_plan(tmp_path_factory.mktemp(name), plan, logs) for name, plan in PLANS.items()}
+    for table, query in STORED.items():
+        expected = texts(dbs["duckdb"].query(query))
+        assert expected, table
+        for name in PLANS:
+            assert texts(dbs[name].query(query)) == expected, f"{table} differs on {name}"
+    # the nights hold what they claim to (on every engine, since the tables are equal)
+    reference = dbs["duckdb"]
+    reasons = {r for (r,) in reference.query("SELECT DISTINCT reason FROM quarantine")}
+    assert {"parse_error", "invalid_record", "duplicate_conflict"} <= reasons
+    conflicts = reference.query(
+        "SELECT event_id, record FROM quarantine WHERE reason = 'duplicate_conflict' ORDER BY event_id"
+    )
+    # the edited twin in files h and i (night 1), in h resent (night 2), and v-1 edited (night 2)
+    assert [e for e, _ in conflicts] == ["twin", "twin", "twin", "v-1"] and all(rec for _, rec in conflicts)
+    recounted = reference.query("SELECT event_id FROM attempts WHERE est_tokenizer IS NOT NULL ORDER BY 1")
+    assert [e for (e,) in recounted] == ["r5-a", "r5-b", "r5-c", "v-5"]
