@@ -57,12 +57,14 @@ PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 ## test: install and run lint, type checks and the whole test suite on TEST_WORKERS processes (what CI runs)
 test: $(STAMP)
 	$(VENV)/bin/ruff check core pipeline pricing reports tests bench
+	$(VENV)/bin/ruff format --check core pipeline pricing reports tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --durations=30
 
 ## test-fast: lint and the unit and SQL tests only (not the `slow` ones: CLI processes, JVM, kills), while you work
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check core pipeline pricing reports tests bench
+	$(VENV)/bin/ruff format --check core pipeline pricing reports tests bench
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 ## bench: the nightly benchmark, 1M attempts (BENCH_N=10000000 for a busy day); see docs/performance.md

@@ -121,7 +121,7 @@ def _statement(con: duckdb.DuckDBPyConnection, number: str) -> tuple:
         raise CreditNoteError(
             f"{number} is not an issued statement; only issued (finalized) statements can be credited",
             hint="a draft is corrected by re-rating and re-drafting it; list issued statements with "
-            "`infergate-billing sql \"SELECT statement_number FROM statements\"`",
+            '`infergate-billing sql "SELECT statement_number FROM statements"`',
         )
     return row
 
@@ -416,7 +416,8 @@ def issue_credit_note(
                 doc = document_from_stored(con, number)
                 files = render_files(doc)
                 staged = statements.stage_issued(
-                    target, [statements.StatementFiles(doc.account_id, number, None, files)]  # type: ignore[arg-type]
+                    target,
+                    [statements.StatementFiles(doc.account_id, number, None, files)],  # type: ignore[arg-type]
                 )
                 con.executemany(
                     "INSERT INTO credit_note_files VALUES (?, ?, ?, ?, ?)",
@@ -433,7 +434,7 @@ def issue_credit_note(
         except statements.StatementError as exc:
             raise CreditNoteError(
                 f"{number} IS issued, but its files could not be renamed into place: {exc.message}",
-                hint=f"its exact bytes are stored: `infergate-billing sql \"SELECT file_name, content FROM "
+                hint=f'its exact bytes are stored: `infergate-billing sql "SELECT file_name, content FROM '
                 f"credit_note_files WHERE credit_note_number = '{number}'\"`",
             ) from exc
     return CreditNoteReport(number, doc, written, report.run_id)

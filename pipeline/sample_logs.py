@@ -220,9 +220,7 @@ def _request(g: Gen, instant: datetime, accounts: Sequence[str] = ACCOUNTS) -> l
     return [_attempt(g, rid, account, model, 1, instant)]
 
 
-def generate_day(
-    day: date, requests: int, seed: int, accounts: Sequence[str] = ACCOUNTS
-) -> Iterator[dict[str, Any]]:
+def generate_day(day: date, requests: int, seed: int, accounts: Sequence[str] = ACCOUNTS) -> Iterator[dict[str, Any]]:
     """Realistic attempts for one UTC day, in time order (no deliberate defects).
 
     ``accounts``: the account ids requests are spread over (the benchmark passes 1,000); the

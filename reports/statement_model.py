@@ -321,8 +321,7 @@ class StatementDocument:
         if (self.period_start, self.period_end) != (start, end):
             raise _fail(
                 self,
-                f"period {self.period} is [{start}, {end}), "
-                f"not [{self.period_start}, {self.period_end})",
+                f"period {self.period} is [{start}, {end}), not [{self.period_start}, {self.period_end})",
             )
 
     def _check_daily_usage(self) -> None:

@@ -114,6 +114,8 @@ SLOW_MODULES = frozenset(
         "faults/test_io_errors.py",  # full and read-only disks under the CLI
         "faults/test_statements_faults.py",  # killed render workers
         "spark/test_engines_agree.py",  # the rating SQL on a local Spark (a JVM)
+        "spark/test_nightly_on_executors.py",  # nightlies validating on a local Spark
+        "spark/test_parse_on_executors.py",  # parsing on a local Spark
         "spark/test_spark_session.py",  # starts JVMs
     }
 )

@@ -289,9 +289,7 @@ def _modules_after(args: list[str]) -> set[str]:
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('MODULES', ' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.__stderr__)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("MODULES ")]
     return set(line.split()[1:])
 

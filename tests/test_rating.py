@@ -300,12 +300,22 @@ def test_price_version_change_at_its_exact_instant(billing: Billing, tmp_path) -
 
 def test_499_without_usage_is_billed_from_recounted_text(billing: Billing) -> None:
     hello = [{"role": "user", "content": "Hello from InferGate."}]
-    billing.log("requests-2026-11-20.jsonl", [
-        record(event_id="est", status=499, finish_reason=None, stream=True, usage=None,
-               messages=hello, output_text="Hello from InferGate."),
-        record(event_id="ds", model="deepseek-v4-flash", usage=None, messages=hello, output_text=""),
-        record(event_id="nomap", model="openai-compatible/unknown", usage=None, messages=hello),
-    ])
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(
+                event_id="est",
+                status=499,
+                finish_reason=None,
+                stream=True,
+                usage=None,
+                messages=hello,
+                output_text="Hello from InferGate.",
+            ),
+            record(event_id="ds", model="deepseek-v4-flash", usage=None, messages=hello, output_text=""),
+            record(event_id="nomap", model="openai-compatible/unknown", usage=None, messages=hello),
+        ],
+    )
     billing.nightly()
     r = billing.rated("est")
     # o200k_base: "Hello from InferGate." is 5 tokens; chat prompt = 3 per message + 1 ("user")

@@ -43,18 +43,24 @@ def issued(_issued_once: tuple[Path, Path]) -> tuple[Billing, Path]:
 
 
 def _build_issued(billing: Billing, tmp_path: Path) -> None:
-    billing.log("requests-2026-11-20.jsonl", [
-        record(event_id="a", account_id="acct_plain", usage=usage(100_000, 1_000_000)),
-        record(event_id="b", account_id="acct_discount", usage=usage(10_000, 20_000, cached=5_000)),
-        record(event_id="c", account_id="acct_plain", model="deepseek-v4-flash", usage=usage(1000, 1000)),
-    ])
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="a", account_id="acct_plain", usage=usage(100_000, 1_000_000)),
+            record(event_id="b", account_id="acct_discount", usage=usage(10_000, 20_000, cached=5_000)),
+            record(event_id="c", account_id="acct_plain", model="deepseek-v4-flash", usage=usage(1000, 1000)),
+        ],
+    )
     billing.nightly("2026-11-20")
     out = tmp_path / "out"
     jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
-    billing.log("requests-2026-12-02.jsonl", [
-        record(event_id="late", account_id="acct_plain", ts="2026-11-30T23:00:00Z", usage=usage(0, 10_000)),
-        record(event_id="dec", account_id="acct_plain", ts="2026-12-02T08:00:00Z", usage=usage(0, 20_000)),
-    ])
+    billing.log(
+        "requests-2026-12-02.jsonl",
+        [
+            record(event_id="late", account_id="acct_plain", ts="2026-11-30T23:00:00Z", usage=usage(0, 10_000)),
+            record(event_id="dec", account_id="acct_plain", ts="2026-12-02T08:00:00Z", usage=usage(0, 20_000)),
+        ],
+    )
     billing.nightly("2026-12-02")
     jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
 
@@ -76,9 +82,12 @@ def test_replay_reproduces_issued_statements_byte_for_byte(issued, period: str) 
 def test_replay_with_a_changed_output_price_reports_the_exact_difference(issued, tmp_path: Path) -> None:
     billing, out = issued
     changed = tmp_path / "gpt55-output-60.toml"
-    changed.write_text(PRICES.read_text().replace('version = "2026-11-01"', 'version = "proposal"')
-                       .replace('upstream_output_per_1m = "30"', 'upstream_output_per_1m = "40"')
-                       .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"'))
+    changed.write_text(
+        PRICES.read_text()
+        .replace('version = "2026-11-01"', 'version = "proposal"')
+        .replace('upstream_output_per_1m = "30"', 'upstream_output_per_1m = "40"')
+        .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"')
+    )
     report = replay.replay_period(billing.settings, "2026-11", out, prices=str(changed))
     diffs = {(d.account_id, d.model): d for d in report.diffs}
     # acct_plain: 1,000,000 output tokens x (60 - 45)/1M = 15.00 more; input and DeepSeek unchanged
@@ -95,9 +104,11 @@ def test_editing_a_used_price_version_is_refused_unless_forced(issued, tmp_path:
     billing, _ = issued
     prices = tmp_path / "prices"
     prices.mkdir()
-    (prices / "2026-11-01.toml").write_text(PRICES.read_text().replace(
-        'upstream_input_per_1m = "5"', 'upstream_input_per_1m = "6"').replace(
-        'list_input_per_1m = "7.5"', 'list_input_per_1m = "9"'))
+    (prices / "2026-11-01.toml").write_text(
+        PRICES.read_text()
+        .replace('upstream_input_per_1m = "5"', 'upstream_input_per_1m = "6"')
+        .replace('list_input_per_1m = "7.5"', 'list_input_per_1m = "9"')
+    )
     edited = dataclasses.replace(billing.settings, prices_dir=prices)
     with pytest.raises(PriceEditError, match="2026-11-01 was edited after it priced attempts"):
         jobs.run_nightly(edited, date(2026, 12, 3), billing.logs, allow_empty=True)
@@ -113,18 +124,24 @@ def test_editing_a_used_price_version_is_refused_unless_forced(issued, tmp_path:
 
 def test_a_new_version_never_changes_requests_before_it(issued, tmp_path: Path) -> None:
     billing, _ = issued
-    billing.log("requests-2027-01-05.jsonl", [
-        record(event_id="before", ts="2027-01-04T23:59:59.999999Z", usage=usage(0, 1_000_000)),
-        record(event_id="at", ts="2027-01-05T00:00:00Z", usage=usage(0, 1_000_000)),
-    ])
+    billing.log(
+        "requests-2027-01-05.jsonl",
+        [
+            record(event_id="before", ts="2027-01-04T23:59:59.999999Z", usage=usage(0, 1_000_000)),
+            record(event_id="at", ts="2027-01-05T00:00:00Z", usage=usage(0, 1_000_000)),
+        ],
+    )
     jobs.run_nightly(billing.settings, date(2027, 1, 5), billing.logs)  # not before the records' dates
     prices = tmp_path / "prices"
     prices.mkdir()
     shutil.copy(PRICES, prices / "2026-11-01.toml")
-    (prices / "2027-01-05.toml").write_text(PRICES.read_text().replace('version = "2026-11-01"', 'version = "v2"')
+    (prices / "2027-01-05.toml").write_text(
+        PRICES.read_text()
+        .replace('version = "2026-11-01"', 'version = "v2"')
         .replace("effective_from = 2026-11-01T00:00:00Z", "effective_from = 2027-01-05T00:00:00Z")
         .replace('upstream_output_per_1m = "30"', 'upstream_output_per_1m = "40"')
-        .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"'))
+        .replace('list_output_per_1m = "45"', 'list_output_per_1m = "60"')
+    )
     query = "SELECT event_id, price_version, charge_total FROM rated_attempts WHERE event_id <> 'at' ORDER BY 1"
     before = billing.query(query)
     jobs.run_nightly(

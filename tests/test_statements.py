@@ -35,10 +35,13 @@ def sha(path: Path) -> str:
 def november(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
     # acct_plain: 100k input x 7.5/1M = 0.75 ; 10k output x 45/1M = 0.45 ; total 1.20
     # acct_discount (12.5%): 100k x 6.5625/1M = 0.65625 -> 0.66 ; 10k x 39.375/1M = 0.39375 -> 0.39
-    billing.log("requests-2026-11-20.jsonl", [
-        record(event_id="n1", account_id="acct_plain", usage=usage(100_000, 10_000)),
-        record(event_id="n2", account_id="acct_discount", usage=usage(100_000, 10_000)),
-    ])
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="n1", account_id="acct_plain", usage=usage(100_000, 10_000)),
+            record(event_id="n2", account_id="acct_discount", usage=usage(100_000, 10_000)),
+        ],
+    )
     billing.nightly("2026-11-20")
     return billing, tmp_path / "out"
 
@@ -48,7 +51,9 @@ def test_finalize_issues_numbered_statements_whose_totals_agree_everywhere(novem
     assert finalize(billing, "2026-11", out, "2026-12-01") == ["IG-2026-11-000001", "IG-2026-11-000002"]
     folder = out / "statements" / "2026-11"
     assert billing.query("SELECT statement_number, total_usd FROM statements ORDER BY 1") == [
-        ("IG-2026-11-000001", D("1.05")), ("IG-2026-11-000002", D("1.20"))]
+        ("IG-2026-11-000001", D("1.05")),
+        ("IG-2026-11-000002", D("1.20")),
+    ]
     # the PDF prints the same total as the lines CSV and the database
     text = pdf_text(folder / "IG-2026-11-000002.pdf")
     assert "IG-2026-11-000002" in text and "Plain Ltd" in text and "$1.20" in text
@@ -66,11 +71,14 @@ def test_late_records_become_an_adjustment_on_the_next_statement(november) -> No
     finalize(billing, "2026-11", out, "2026-12-01")
     issued_pdf = out / "statements" / "2026-11" / "IG-2026-11-000002.pdf"
     before = sha(issued_pdf)
-    billing.log("requests-2026-12-01.jsonl", [
-        # late for November: 200k input x 7.5/1M = 1.50
-        record(event_id="late", account_id="acct_plain", ts="2026-11-30T10:00:00Z", usage=usage(200_000, 0)),
-        record(event_id="d1", account_id="acct_plain", ts="2026-12-01T10:00:00Z", usage=usage(100_000, 10_000)),
-    ])
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [
+            # late for November: 200k input x 7.5/1M = 1.50
+            record(event_id="late", account_id="acct_plain", ts="2026-11-30T10:00:00Z", usage=usage(200_000, 0)),
+            record(event_id="d1", account_id="acct_plain", ts="2026-12-01T10:00:00Z", usage=usage(100_000, 10_000)),
+        ],
+    )
     billing.nightly("2026-12-01")
     billing.nightly("2026-12-01")
     again = jobs.run_statements(billing.settings, "2026-11", out, finalize=True)
@@ -80,11 +88,13 @@ def test_late_records_become_an_adjustment_on_the_next_statement(november) -> No
     numbers = finalize(billing, "2026-12", out, "2027-01-01")
     assert numbers == ["IG-2026-12-000003"]  # global, gap-free; acct_discount has nothing in December
     total, adjustments = billing.one(
-        "SELECT total_usd, adjustments_usd FROM statements WHERE statement_number = 'IG-2026-12-000003'")
+        "SELECT total_usd, adjustments_usd FROM statements WHERE statement_number = 'IG-2026-12-000003'"
+    )
     assert (total, adjustments) == (D("2.70"), D("1.50"))
     lines = billing.query(
         "SELECT kind, original_period, token_class, quantity_tokens, amount FROM statement_issued_lines "
-        "WHERE statement_number = 'IG-2026-12-000003' AND kind = 'adjustment'")
+        "WHERE statement_number = 'IG-2026-12-000003' AND kind = 'adjustment'"
+    )
     assert lines == [("adjustment", "2026-11", "input_uncached", 200_000, D("1.50"))]
     text = pdf_text(out / "statements" / "2026-12" / "IG-2026-12-000003.pdf")
     assert "Late usage for 2026-11" in text and "$2.70" in text
@@ -96,16 +106,21 @@ def test_late_records_become_an_adjustment_on_the_next_statement(november) -> No
     nov = finance_summary(con, "2026-11")
     dec = finance_summary(con, "2026-12")
     assert [(r[0], r[3], r[10]) for r in nov] == [
-        ("acct_discount", "IG-2026-11-000001", D("1.05")), ("acct_plain", "IG-2026-11-000002", D("1.20"))]
+        ("acct_discount", "IG-2026-11-000001", D("1.05")),
+        ("acct_plain", "IG-2026-11-000002", D("1.20")),
+    ]
     assert [(r[0], r[3], r[8], r[9], r[10]) for r in dec] == [
-        ("acct_plain", "IG-2026-12-000003", D("1.20"), D("1.50"), D("2.70"))]
+        ("acct_plain", "IG-2026-12-000003", D("1.20"), D("1.50"), D("2.70"))
+    ]
 
 
 def test_adjustment_is_issued_once(november) -> None:
     billing, out = november
     finalize(billing, "2026-11", out, "2026-12-01")
-    billing.log("requests-2026-12-01.jsonl", [
-        record(event_id="late", account_id="acct_discount", ts="2026-11-30T10:00:00Z", usage=usage(0, 100_000))])
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="late", account_id="acct_discount", ts="2026-11-30T10:00:00Z", usage=usage(0, 100_000))],
+    )
     billing.nightly("2026-12-01")
     finalize(billing, "2026-12", out, "2027-01-01")
     # 100k x 39.375/1M = 3.9375 -> November output line becomes 0.39375 + 3.9375 = 4.33125 -> 4.33;
@@ -141,10 +156,9 @@ def test_missing_issued_file_is_restored_and_a_changed_one_refused(november) -> 
 def test_hostile_account_names_render_and_export_harmlessly(billing: Billing, tmp_path: Path) -> None:
     text = billing.settings.accounts_file.read_text()
     text = text.replace('legal_name = "Plain Ltd"', "legal_name = '<img src=\"file:///etc/passwd\"> Plain'")
-    text = text.replace('legal_name = "Discount GmbH"', "legal_name = '=HYPERLINK(\"http://evil.example\",\"x\")'")
+    text = text.replace('legal_name = "Discount GmbH"', 'legal_name = \'=HYPERLINK("http://evil.example","x")\'')
     billing.settings.accounts_file.write_text(text)
-    billing.log("requests-2026-11-20.jsonl", [
-        record(account_id="acct_plain"), record(account_id="acct_discount")])
+    billing.log("requests-2026-11-20.jsonl", [record(account_id="acct_plain"), record(account_id="acct_discount")])
     billing.nightly()
     out = tmp_path / "out"
     finalize(billing, "2026-11", out, "2026-12-01")
@@ -156,7 +170,7 @@ def test_hostile_account_names_render_and_export_harmlessly(billing: Billing, tm
 
     path = write_finance_summary(connect(billing.settings.db_path, read_only=True), "2026-11", out)
     names = [row["account_name"] for row in csv.DictReader(io.StringIO(path.read_text()))]
-    assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in names
+    assert '\'=HYPERLINK("http://evil.example","x")' in names
 
 
 # Every point a finalize run passes, in order (the trace test below checks the list).
@@ -176,8 +190,20 @@ FINALIZE_COMMITTED = ("statements:after_commit", "statements:after_publish", "af
 
 def _finalize_command(billing, out: Path) -> list[str]:
     """The finalize's arguments, for a CLI process forked from the warm server (tests/forked_cli.py)."""
-    return ["--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file),
-            "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)]
+    return [
+        "--db",
+        str(billing.settings.db_path),
+        "--accounts",
+        str(billing.settings.accounts_file),
+        "statements",
+        "--period",
+        "2026-11",
+        "--finalize",
+        "--issue-date",
+        "2026-12-01",
+        "--out",
+        str(out),
+    ]
 
 
 def test_every_point_a_finalize_passes_is_tested(november, tmp_path: Path) -> None:
@@ -205,7 +231,9 @@ def test_finalize_killed_anywhere_converges(november, point: str) -> None:
     assert len(stored) == 6 and stored == [(name, sha(folder / name)) for name, _ in stored]
     assert sorted(p.name for p in folder.iterdir()) == [name for name, _ in stored]  # no staged leftovers
     assert [n for (n,) in billing.query("SELECT statement_number FROM statements ORDER BY 1")] == [
-        "IG-2026-11-000001", "IG-2026-11-000002"]
+        "IG-2026-11-000001",
+        "IG-2026-11-000002",
+    ]
 
 
 HOSTILE_ACCOUNT_IDS = ("../../etc/x", "a/b", "..", "acct_" + "x" * 200, "caf\u00e9-\u65e5\u672c", ".hidden", "-rf")
@@ -217,9 +245,11 @@ def test_draft_names_from_hostile_account_ids_stay_inside_out(billing: Billing, 
         f'\n[[accounts]]\nid = "{a}"\nlegal_name = "Hostile {n}"\n' for n, a in enumerate(HOSTILE_ACCOUNT_IDS)
     )
     billing.settings.accounts_file.write_text(billing.settings.accounts_file.read_text() + entries)
-    billing.log("requests-2026-11-20.jsonl", [
-        record(event_id=f"h{n}", account_id=a, usage=usage(1000, 100)) for n, a in enumerate(HOSTILE_ACCOUNT_IDS)
-    ] + [record(event_id="plain", account_id="acct_plain", usage=usage(1000, 100))])
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [record(event_id=f"h{n}", account_id=a, usage=usage(1000, 100)) for n, a in enumerate(HOSTILE_ACCOUNT_IDS)]
+        + [record(event_id="plain", account_id="acct_plain", usage=usage(1000, 100))],
+    )
     billing.nightly()
     out = tmp_path / "deep" / "out"
     jobs.run_statements(billing.settings, "2026-11", out)
@@ -259,10 +289,13 @@ def test_a_stored_issued_file_name_that_is_a_path_is_refused(november) -> None:
 def test_detail_csv_with_line_breaks_in_ids_starts_no_row_with_a_formula(billing: Billing, tmp_path: Path) -> None:
     # issue 20 item 11: a CR inside request_id was written unquoted; a reader started a row at =1+1
     hostile = {"cr": "r\r=1+1", "lf": "r\n+2", "crlf": "r\r\n-3", "tab": "r\r\t=4", "at": 'r,"x"\r@SUM(A1)'}
-    billing.log("requests-2026-11-20.jsonl", [
-        record(event_id=f"e-{k}", request_id=v, account_id="acct_plain", usage=usage(1000, 100))
-        for k, v in hostile.items()
-    ])
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id=f"e-{k}", request_id=v, account_id="acct_plain", usage=usage(1000, 100))
+            for k, v in hostile.items()
+        ],
+    )
     billing.nightly()
     out = tmp_path / "out"
     finalize(billing, "2026-11", out, "2026-12-01")

@@ -393,5 +393,3 @@ def exit_failed(exit_code: int = 1) -> None:
     """End a command whose reasons were given with ``console.problem`` (one line when quiet)."""
     console.current().summarize_failure(exit_code)
     sys.exit(exit_code)
-
-

@@ -67,8 +67,13 @@ def _print_outcome(report: RunReport) -> None:
         out.info(f"held (not billed until resolved): {held}")
     if report.snapshot and not out.is_json:
         out.info(f"analyst snapshot published: {report.snapshot}")
-    out.event("summary", step="report", counts=report_counts(report), held_by_reason=report.held_by_reason,
-              snapshot=report.snapshot)
+    out.event(
+        "summary",
+        step="report",
+        counts=report_counts(report),
+        held_by_reason=report.held_by_reason,
+        snapshot=report.snapshot,
+    )
     if not out.is_json:
         out.info(f"run {report.run_id} succeeded")
 
@@ -104,8 +109,13 @@ def report_counts(report: RunReport) -> dict[str, int]:
     }
     if report.rated:
         r = report.rated
-        counts |= {"attempts": r.attempts, "requests": r.requests, "billed": r.billed, "held": r.held,
-                   "periods": r.periods}
+        counts |= {
+            "attempts": r.attempts,
+            "requests": r.requests,
+            "billed": r.billed,
+            "held": r.held,
+            "periods": r.periods,
+        }
     return counts
 
 

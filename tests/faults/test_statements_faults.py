@@ -74,8 +74,9 @@ def _run(billing: Billing, *args: str) -> list[str]:
 
 
 def _finalize(billing: Billing, out: Path) -> list[str]:
-    return _run(billing, "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01",
-                "--out", str(out))
+    return _run(
+        billing, "statements", "--period", "2026-11", "--finalize", "--issue-date", "2026-12-01", "--out", str(out)
+    )
 
 
 def _children(pid: int) -> list[int]:
@@ -134,8 +135,9 @@ def _kill_and_recover(base: Path, work: Path, sig: signal.Signals, delay: float 
     proc = subprocess.Popen(_finalize(billing, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: list[int] = []
     if delay is None:
-        _wait_until(lambda: len(_workers(proc.pid)) >= (os.cpu_count() or 1) or proc.poll() is not None,
-                    "the render workers")
+        _wait_until(
+            lambda: len(_workers(proc.pid)) >= (os.cpu_count() or 1) or proc.poll() is not None, "the render workers"
+        )
         time.sleep(0.2)  # let them start rendering
         workers = _workers(proc.pid)
         assert workers, "the finalize ended before its workers started"
@@ -151,8 +153,12 @@ def _kill_and_recover(base: Path, work: Path, sig: signal.Signals, delay: float 
     _wait_until(lambda: not lock.holders_of(lock.lock_path(billing.settings.db_path)), "the lock to be free")
     issued = billing.one("SELECT count(*) FROM statements")
     assert issued in (0, 10), f"{issued} of 10 statements issued after a kill"
-    nightly = subprocess.run(_run(billing, "nightly", "--date", "2026-11-21", "--logs", str(billing.logs)),
-                             capture_output=True, text=True, timeout=WAIT_LIMIT * 2)
+    nightly = subprocess.run(
+        _run(billing, "nightly", "--date", "2026-11-21", "--logs", str(billing.logs)),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_LIMIT * 2,
+    )
     assert nightly.returncode == 0, nightly.stderr
     runs = billing.query("SELECT command, status FROM runs ORDER BY run_id")
     if proc.returncode == 0:
@@ -200,9 +206,15 @@ def test_a_lock_held_by_an_orphan_of_a_dead_run_is_named_with_the_cure(tmp_path:
     dead.wait()
     path.write_text(f'{{"pid": {dead.pid}, "command": "statements", "since": "2026-12-01T00:00:00Z"}}')
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
-         "print('held', flush=True); time.sleep(60)", str(path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('held', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
@@ -226,10 +238,13 @@ def test_a_lock_held_by_an_orphan_of_a_dead_run_is_named_with_the_cure(tmp_path:
 
 @pytest.fixture
 def november(billing: Billing) -> Billing:
-    billing.log("requests-2026-11-20.jsonl", [
-        record(event_id="n1", account_id="acct_plain", usage=usage(100_000, 10_000)),
-        record(event_id="n2", account_id="acct_discount", usage=usage(100_000, 10_000)),
-    ])
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="n1", account_id="acct_plain", usage=usage(100_000, 10_000)),
+            record(event_id="n2", account_id="acct_discount", usage=usage(100_000, 10_000)),
+        ],
+    )
     billing.nightly("2026-11-20")
     return billing
 
@@ -257,8 +272,9 @@ def _issues_the_same_numbers(billing: Billing, out: Path) -> None:
 def test_finalize_into_an_unwritable_out_issues_nothing(november: Billing, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")  # stops root too, unlike a read-only mode
-    failed = subprocess.run(_finalize(november, blocker / "out"), capture_output=True, text=True,
-                            timeout=WAIT_LIMIT * 2)
+    failed = subprocess.run(
+        _finalize(november, blocker / "out"), capture_output=True, text=True, timeout=WAIT_LIMIT * 2
+    )
     assert failed.returncode == 1, failed.stderr
     assert failed.stderr.startswith("Error: ") and failed.stderr.count("\n") == 1, failed.stderr
     assert "Traceback" not in failed.stderr and "Not a directory" in failed.stderr, failed.stderr

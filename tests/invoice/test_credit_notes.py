@@ -84,7 +84,9 @@ def test_part_of_a_domestic_statement_then_the_rest(issued) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["CN-2026-000001-lines.csv", "CN-2026-000001.pdf"]
     rows = _csv(folder / "CN-2026-000001-lines.csv")
     assert [(r["line_no"], r["kind"], r["amount_usd"]) for r in rows] == [
-        *sorted([(str(cached), "usage", "1.50"), (str(output), "usage", "2.55")]), ("", "tax", "0.77")]
+        *sorted([(str(cached), "usage", "1.50"), (str(output), "usage", "2.55")]),
+        ("", "tax", "0.77"),
+    ]
     assert all(r["statement_number"] == number for r in rows)
     text = _text(folder / "CN-2026-000001.pdf")
     for printed in (f"Credit note CN-2026-000001 for statement {number}", "Reason: Outage on 20 November",

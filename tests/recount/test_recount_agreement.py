@@ -47,9 +47,7 @@ def test_corpus_ids_agree(o200k: O200kCounter, text: str) -> None:
     assert o200k.encoding.encode_ordinary(text) == backend.encode(text)
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text())
 def test_any_text_counts_agree(o200k: O200kCounter, text: str) -> None:
     assert o200k.count_one(text) == o200k.fallback_count(text)
@@ -58,9 +56,7 @@ def test_any_text_counts_agree(o200k: O200kCounter, text: str) -> None:
 WHITESPACE_HEAVY = st.text(alphabet=" \t\n\r\u00a0\u3000a.'1é", max_size=400)
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(WHITESPACE_HEAVY)
 def test_whitespace_heavy_counts_agree(o200k: O200kCounter, text: str) -> None:
     assert o200k.count_one(text) == o200k.fallback_count(text)
@@ -95,9 +91,7 @@ def test_fallback_is_taken_on_panic(
     assert "17-char text" in caplog.text and "secret" not in caplog.text
 
 
-def test_other_base_exceptions_propagate(
-    o200k: O200kCounter, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_other_base_exceptions_propagate(o200k: O200kCounter, monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupt(text: str) -> list[int]:
         raise KeyboardInterrupt
 

@@ -151,9 +151,7 @@ def test_surrogate_pair_joins_like_tiktoken(o200k: O200kCounter) -> None:
 def _rows() -> list[tuple[str, str | None, str | None]]:
     rows: list[tuple[str, str | None, str | None]] = []
     for i in range(150):
-        messages = json.dumps(
-            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Q{i}?"}]
-        )
+        messages = json.dumps([{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Q{i}?"}])
         model = (GPT, DSV4, "mistral/large")[i % 3]
         rows.append((model, messages if i % 5 else None, f"Answer {i}." if i % 7 else None))
     return rows

@@ -56,9 +56,7 @@ LINES = (
     _line("openai/gpt-5.5", "OpenAI GPT-5.5", "input_uncached", 48_213_907, "7.5", "361.60"),
     _line("openai/gpt-5.5", "OpenAI GPT-5.5", "input_cached", 12_500_000, "0.75", "9.38"),
     _line("openai/gpt-5.5", "OpenAI GPT-5.5", "output", 26_104_332, "45", "1174.69"),
-    _line(
-        "deepseek-v4-flash", "DeepSeek V4 Flash", "input_uncached", 310_455_120, "0.14745", "45.78"
-    ),
+    _line("deepseek-v4-flash", "DeepSeek V4 Flash", "input_uncached", 310_455_120, "0.14745", "45.78"),
     _line("deepseek-v4-flash", "DeepSeek V4 Flash", "input_cached", 95_000_000, "0.014745", "1.40"),
     _line("deepseek-v4-flash", "DeepSeek V4 Flash", "output", 41_876_503, "0.2949", "12.35"),
     _line("deepseek-v4-pro", "DeepSeek V4 Pro", "input_uncached", 22_040_000, "0.6525", "14.38"),
@@ -98,9 +96,7 @@ def statement() -> StatementDocument:
         adjustments_total=D("18.42"),
         total_due=D("1783.19"),
         billed_requests=4759,
-        daily_usage=tuple(
-            DailyUsage(date(2026, 11, day), D(amount), requests) for day, amount, requests in DAILY
-        ),
+        daily_usage=tuple(DailyUsage(date(2026, 11, day), D(amount), requests) for day, amount, requests in DAILY),
         non_billed=(
             NonBilledCount("superseded_attempt", 214),
             NonBilledCount("client_error", 37),

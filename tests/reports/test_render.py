@@ -70,10 +70,7 @@ def test_pdf_bytes_are_stable_and_undated(statement_pdf, tmp_path):
     assert again.read_bytes() == path.read_bytes()
     info = PdfReader(path).metadata
     assert info is not None and "/CreationDate" not in info and "/ModDate" not in info
-    assert (
-        info["/Title"]
-        == "InferGate statement IG-2026-11-000042 - Northwind Analytics GmbH - 2026-11"
-    )
+    assert info["/Title"] == "InferGate statement IG-2026-11-000042 - Northwind Analytics GmbH - 2026-11"
 
 
 def test_shared_font_configuration_gives_the_same_bytes(statement_pdf, monkeypatch):

@@ -70,9 +70,7 @@ def test_refuses_bad_codes_and_periods():
     with pytest.raises(TypeError, match="date"):
         dataclasses.replace(fixtures.statement(), issue_date=datetime(2026, 12, 2))
     with pytest.raises(ValueError, match="outside period"):
-        dataclasses.replace(
-            fixtures.statement(), daily_usage=(DailyUsage(date(2026, 12, 1), D("1"), 1),)
-        )
+        dataclasses.replace(fixtures.statement(), daily_usage=(DailyUsage(date(2026, 12, 1), D("1"), 1),))
     with pytest.raises(ValueError, match="statement_number"):
         dataclasses.replace(fixtures.statement(), statement_number='IG-1"; content: "x')
 
