@@ -5,13 +5,16 @@ Called by :func:`pipeline.rate.rate_scope` inside the run's transaction, in plac
 ``rated_attempts``, refreshing statement lines and the ledger are the DuckDB code, unchanged.
 
 The exchange is Parquet in a fresh work directory (under ``$INFERGATE_SPARK_WORKDIR`` if set,
-else the system temp dir), removed afterwards. On a cluster that directory must be a path that
+else the system temp dir), removed afterwards, and by the next run on the database if a kill
+left it (:func:`exchange_directory`). On a cluster that directory must be a path that
 the driver (where DuckDB runs) and every executor see alike, e.g. a shared mount.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.lake import database_path
 from pipeline.spark import SparkEngineError
 from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
 from pipeline.spark.session import get_session
@@ -63,10 +67,23 @@ def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
 
 
 @contextmanager
-def exchange_directory() -> Iterator[Path]:
-    """A fresh directory for one step's Parquet exchange, removed afterwards (see the module doc)."""
-    parent = os.environ.get(WORKDIR_ENV) or None
-    with tempfile.TemporaryDirectory(prefix="infergate-spark-", dir=parent) as tmp:
+def exchange_directory(con: duckdb.DuckDBPyConnection) -> Iterator[Path]:
+    """A fresh directory for one step's Parquet exchange, removed afterwards (see the module doc).
+
+    Named after the run's database, so that the next run on it removes what a killed run left:
+    a SIGKILL skips the removal, and the parse exchange holds the raw lines of R5 candidates
+    (prompt text). Runs on one database never overlap (the run lock), so any directory of the
+    same database found here is a leftover; other databases may share the parent directory.
+    """
+    parent = Path(os.environ.get(WORKDIR_ENV) or tempfile.gettempdir())
+    try:
+        tag = hashlib.sha256(str(database_path(con).resolve()).encode()).hexdigest()[:16]
+    except ValueError:  # an in-memory database: nothing outlives its process to resume
+        tag = f"memory{os.getpid()}"
+    prefix = f"infergate-spark-{tag}-"
+    for leftover in parent.glob(prefix + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=parent) as tmp:
         yield Path(tmp)
 
 
@@ -84,7 +101,7 @@ def spark_failures(what: str) -> Iterator[None]:
 
 def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None) -> None:
     """Rate ``rating_scope`` with Spark; attempts from DuckDB, or from ``attempts_uri`` (Parquet)."""
-    with exchange_directory() as work:
+    with exchange_directory(con) as work:
         inputs = export_inputs(con, work, attempts_uri)
         with spark_failures("rating"):
             spark = get_session()

@@ -53,7 +53,7 @@ def stage_files_on_spark(
             # the path as given, as the DuckDB path reads it: a reader's error quoted in a
             # quarantine message names the file so (on a cluster, give --logs as an absolute path)
             files = [(order, str(path), sha) for order, path, sha, _ in staged]
-            with exchange_directory() as work:
+            with exchange_directory(con) as work:
                 with spark_failures("parsing"):
                     frame = parse_on_spark(get_session(), files, ts_latest=ts_latest)
                     frame.write.parquet(str(work / "parsed"))

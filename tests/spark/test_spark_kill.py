@@ -1,0 +1,77 @@
+"""A nightly killed while Spark writes leaves the database as before; the next run converges.
+
+The scenario of tests/faults (the sample days, the 2026-12-01 run under test), with
+``--engine spark``: the run is SIGKILLed as soon as the executors start writing the parsed
+rows into the exchange directory. The database must be exactly as before; the exchange
+directory the kill left (it holds the raw lines of R5 candidates, i.e. prompt text) must be
+removed by the next run on that database, which must then reach the state and the finance CSV
+bytes of an uninterrupted run on DuckDB.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import ACCOUNTS, DAYS, Scenario, exports, ledger, nightly_args, snapshot
+from tests.forked_cli import ForkedCLI, run_cli
+from tests.spark.conftest import JVM_FLAGS, SKIP_REASON
+
+pytest.importorskip("pyspark", reason=SKIP_REASON)
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids of the processes whose environment holds ``text`` (here: the killed run's JVM)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if text.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(tmp_path: Path) -> None:
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime for PySpark")
+    scenario = Scenario.build(tmp_path / "scenario")
+    db = tmp_path / "kill" / "billing.duckdb"
+    db.parent.mkdir()
+    shutil.copy(scenario.base_db, db)
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    env = {
+        "INFERGATE_SPARK_WORKDIR": str(exchange),
+        "INFERGATE_SPARK_MASTER": "local[1]",
+        "JAVA_TOOL_OPTIONS": JVM_FLAGS,
+    }
+    argv = ["--db", str(db), "--accounts", str(ACCOUNTS), *nightly_args(DAYS[2]), "--engine", "spark"]
+
+    proc = ForkedCLI(argv, env=env)
+    deadline = time.monotonic() + 240
+    while not any(exchange.glob("infergate-spark-*/parsed/*")):  # Spark has begun writing
+        assert proc.poll() is None, f"the run ended before Spark wrote: {proc.output()}"
+        assert time.monotonic() < deadline, "Spark never started writing"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    assert snapshot(db) == scenario.before
+    assert ledger(db)[-1][1] == "running"  # the killed run's row, closed as crashed by the next
+    assert [p.name for p in exchange.iterdir()], "the kill should have left the exchange directory"
+    while processes_with(f"INFERGATE_SPARK_WORKDIR={exchange}"):  # the orphaned JVM exits on EOF
+        assert time.monotonic() < deadline, "the killed run's JVM did not exit"
+        time.sleep(0.1)
+
+    done = run_cli(argv, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert snapshot(db) == scenario.after
+    assert exports(db, tmp_path / "csv") == scenario.after_csv
+    assert [status for _, status in ledger(db)][-2:] == ["crashed", "succeeded"]
+    assert list(exchange.iterdir()) == []  # the leftover removed, the run's own too
