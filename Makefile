@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 STAMP   := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak fuzz clean samples schema-doc spark-sql
+.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak fuzz clean samples schema-doc spark-sql spark-bench
 
 $(RUNTIME): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
@@ -78,6 +78,11 @@ bench-smoke: $(STAMP)
 ## schema-doc: regenerate docs/schema.md from the COMMENTs in pipeline/migrations (a test fails when stale)
 schema-doc: $(RUNTIME)
 	$(CLI) schema-doc > docs/schema.md.tmp && mv docs/schema.md.tmp docs/schema.md
+
+## spark-bench: whole nightlies of one generated day on DuckDB and on Spark local[1] and local[2] (SPARK_BENCH_N requests); see docs/scale.md
+SPARK_BENCH_N ?= 200000
+spark-bench: $(STAMP)
+	$(PY) bench/spark_bench.py --nightly --n $(SPARK_BENCH_N)
 
 ## spark-sql: regenerate pipeline/sql/rate.spark.sql from rate.sql (pinned sqlglot; a test fails while stale)
 spark-sql: $(STAMP)

@@ -13,6 +13,13 @@ ingests them once with the real ingest job, then rates the whole day on each eng
 
 Spark runs ``local[2]`` on this machine's cores: the figures show the overhead of the engine
 and the exchange at one machine's scale, not what a cluster gains on logs that outgrow one.
+
+``--nightly`` (what ``make spark-bench`` runs) compares whole nightlies instead: the same
+generated day through ``nightly`` on DuckDB and with ``--engine spark`` on ``local[1]`` and
+``local[2]`` (validation on the executors, rating on Spark), each on a fresh database, and
+prints wall time, attempts per second and per core, the run's steps, and whether the stored
+attempts, quarantine and rated rows are identical. docs/scale.md turns the figures into a
+plan for 100M and 1B attempts a day.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import dataclasses
 import gzip
 import json
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -53,13 +61,24 @@ def timed(label: str, figures: dict[str, float]) -> Iterator[None]:
     print(f"  {label:<46} {figures[label]:8.2f} s", flush=True)
 
 
-def write_day(path: Path, day: date, requests: int, seed: int) -> int:
-    """The generated day as one .jsonl.gz log file; returns the number of attempts."""
+def write_day(path: Path, day: date, requests: int, seed: int, files: int = 1) -> int:
+    """The generated day as ``files`` .jsonl.gz log files (``path``, or ``path`` with ``-<k>``
+    before the suffix when several: a gateway writes one file per instance or hour), the lines
+    dealt round-robin; returns the number of attempts."""
+    names = (
+        [path]
+        if files == 1
+        else [path.with_name(path.name.replace(".jsonl.gz", f"-{k:02d}.jsonl.gz")) for k in range(files)]
+    )
+    outs = [gzip.open(name, "wt", encoding="utf-8", compresslevel=1) for name in names]
     count = 0
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as out:
+    try:
         for record in generate_day(day, requests, seed):
-            out.write(json.dumps(record) + "\n")
+            outs[count % files].write(json.dumps(record) + "\n")
             count += 1
+    finally:
+        for out in outs:
+            out.close()
     return count
 
 
@@ -139,6 +158,83 @@ def compare_rating_steps(settings: Settings, spark: Any, root: Path, figures: di
         con.close()
 
 
+NIGHTLY_TABLES = {
+    "attempts": "SELECT * EXCLUDE (run_id) FROM {db}.attempts",
+    "quarantine": "SELECT * EXCLUDE (quarantine_id, run_id, quarantined_at) FROM {db}.quarantine",
+    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM {db}.rated_attempts",
+}
+
+
+def _tag(engine: str, master: str | None) -> str:
+    return engine if master is None else f"{engine}-{master.replace('[', '').replace(']', '')}"
+
+
+def nightly_on(engine: str, master: str | None, logs: Path, day: date, root: Path) -> tuple[float, dict[str, float]]:
+    """One nightly on a fresh database; its wall time and its steps' times."""
+    from core import timing
+
+    steps: dict[str, float] = {}
+    timing.listener = lambda name, seconds: steps.__setitem__(name, steps.get(name, 0.0) + seconds)
+    tag = _tag(engine, master)
+    settings = Settings(db_path=root / f"{tag}.duckdb", accounts_file=Path("data/accounts.toml"), engine=engine)
+    try:
+        start = time.perf_counter()
+        jobs.run_nightly(settings, day, logs)
+        return time.perf_counter() - start, steps
+    finally:
+        timing.listener = None
+
+
+def compare_nightlies(args: argparse.Namespace, root: Path) -> None:
+    day = date.fromisoformat(args.day)
+    logs = root / "logs"
+    logs.mkdir()
+    print(f"spark bench, nightlies: {args.n:,} requests on {day}, seed {args.seed}")
+    start = time.perf_counter()
+    attempts = write_day(logs / f"requests-{day}.jsonl.gz", day, args.n, args.seed, args.files)
+    size = sum(p.stat().st_size for p in logs.iterdir())
+    print(
+        f"  generated {attempts:,} attempts in {args.files} files ({size / 1e6:.1f} MB gz)"
+        f" in {time.perf_counter() - start:.1f} s"
+    )
+    cores = os.cpu_count() or 1
+    spark_runs = [("spark", m, int(m.removeprefix("local[").removesuffix("]"))) for m in args.masters]
+    runs = [("duckdb", None, cores), *spark_runs]
+    print(f"  {'engine':<16} {'wall s':>8} {'attempts/s':>12} {'per core':>10}   steps (s)")
+    results = []
+    for engine, master, used in runs:
+        if master is not None:
+            from pyspark.sql import SparkSession
+
+            active = SparkSession.getActiveSession()
+            if active is not None and active.sparkContext.master != master:
+                active.stop()  # one session per process: the next master needs a new one
+            started = time.perf_counter()
+            session = get_session(master, {"spark.driver.memory": args.driver_memory})
+            assert session.sparkContext.master == master, session.sparkContext.master
+            print(f"  ({master}: session started in {time.perf_counter() - started:.1f} s, not counted)")
+        wall, steps = nightly_on(engine, master, logs, day, root)
+        name = engine if master is None else f"spark {master}"
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in steps.items() if v >= 0.05)
+        print(f"  {name:<16} {wall:8.1f} {attempts / wall:12,.0f} {attempts / wall / used:10,.0f}   {shown}")
+        results.append(name)
+    con = duckdb.connect()
+    try:
+        for i, (engine, master, _) in enumerate(runs):
+            tag = _tag(engine, master)
+            con.execute(f"ATTACH '{root / f'{tag}.duckdb'}' AS db{i} (READ_ONLY)")
+        for table, query in NIGHTLY_TABLES.items():
+            for i in range(1, len(runs)):
+                a, b = query.format(db="db0"), query.format(db=f"db{i}")
+                row = con.execute(
+                    f"SELECT (SELECT count(*) FROM ({a} EXCEPT ALL {b})) + (SELECT count(*) FROM ({b} EXCEPT ALL {a}))"
+                ).fetchone()
+                assert row is not None
+                print(f"  {table}: rows that differ, duckdb vs {results[i]}: {row[0]}")
+    finally:
+        con.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=20_000, help="requests to generate (default 20,000)")
@@ -146,9 +242,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--driver-memory", default="4g")
+    parser.add_argument("--nightly", action="store_true", help="compare whole nightlies (make spark-bench)")
+    parser.add_argument("--masters", nargs="+", default=["local[1]", "local[2]"], help="with --nightly")
+    parser.add_argument("--files", type=int, default=8, help="with --nightly: log files the day is split into")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="spark-bench-") as tmp:
-        run(args, Path(tmp))
+        if args.nightly:
+            compare_nightlies(args, Path(tmp))
+        else:
+            run(args, Path(tmp))
 
 
 if __name__ == "__main__":
