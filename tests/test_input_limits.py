@@ -6,6 +6,8 @@ sizes (50 MB, 10M lines, 100K accounts).
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 import duckdb
@@ -57,34 +59,72 @@ def test_ten_thousand_accounts_in_one_day(tmp_path: Path) -> None:
 
 
 def test_parse_slices_cover_every_line_once_and_bound_the_text_of_a_vector() -> None:
-    """Short lines are parsed in big statements (every core), long ones in byte-bounded slices."""
+    """Short lines are parsed in big statements across files (every core, one plan), long ones
+    in byte-bounded slices; a vector's worth of consecutive lines is bounded across file ends."""
     from pipeline.ingest import staging as ingest
 
     con = duckdb.connect()
     ingest.create_staging(con)
-    sizes = {1: [100] * 10_000, 2: [100] * 3000 + [40_000] * 300 + [100] * 5000}  # file 2: a heavy stretch
+    sizes = {
+        1: [100] * 10_000,
+        2: [100] * 3000 + [40_000] * 300 + [100] * 5000,  # a heavy stretch
+        3: [100] * 7,  # tiny files: a vector straddles several
+        4: [600_000] * 2,  # two lines, each over half of max_bytes: one slice each
+        5: [100] * 3,
+        6: [100] * 4000,
+    }
     for f, lengths in sizes.items():
         con.execute(
             "INSERT INTO staged_lines SELECT ?, 'f', 's', i + 1, repeat('x', (?)[i + 1]), NULL FROM range(?) t(i)",
             [f, lengths, len(lengths)],
         )
+    batch = [(f, n) for f, lengths in sizes.items() for n in range(1, len(lengths) + 1)]  # the scan's order
+    place = {line: i for i, line in enumerate(batch)}
     max_bytes = 1 << 20
     slices = ingest._line_slices(con, max_bytes)
-    covered = [(f, n) for f, lo, hi in slices for n in range(lo, hi + 1)]
-    assert covered == [(f, n) for f, lengths in sizes.items() for n in range(1, len(lengths) + 1)]
-    assert slices[0] == (1, 1, 10_000)  # one file of short lines: one statement
-    for f, lo, hi in slices:
-        text = sum(length + 1 for length in sizes[f][lo - 1 : hi])
-        # a light run never has more than max_bytes/2 per vector-length block; a heavy slice
-        # holds at most max_bytes, unless it is a single line
-        if text > max_bytes:
-            blocks = {n // ingest.VECTOR_LINES for n in range(lo, hi + 1)}
-            for b in blocks:
-                in_block = [sizes[f][n - 1] + 1 for n in range(lo, hi + 1) if n // ingest.VECTOR_LINES == b]
-                assert sum(in_block) <= max_bytes // 2
-    heavy = [s for s in slices if s[0] == 2 and s[1] > 2048 and s[2] < 3300]
+
+    def lines_of(span: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+        return batch[place[(span[0], span[1])] : place[(span[2], span[3])] + 1]
+
+    assert [line for span in slices for line in lines_of(span)] == batch  # every line once, in order
+    # file 1 and the light start of file 2 in one statement, up to the batch's block (of 2048
+    # lines, counted from the first line of file 1) that holds the heavy stretch
+    assert slices[0] == (1, 1, 2, 6 * 2048 - 10_000)
+    for span in slices:
+        lines = lines_of(span)
+        text = [sizes[f][n - 1] + 1 for f, n in lines]
+        if sum(text) > max_bytes:  # a light run: every vector's worth of lines holds <= max_bytes
+            assert len(lines) > 1
+            sums = list(itertools.accumulate(text, initial=0))
+            window = ingest.VECTOR_LINES
+            assert max(sums[min(i + window, len(text))] - sums[i] for i in range(len(text))) <= max_bytes, span
+    heavy = [s for s in slices if s[0] == s[2] == 2 and s[1] > 2048 and s[3] < 3300]
     assert len(heavy) > 1
-    assert all(sum(sizes[2][n - 1] + 1 for n in range(lo, hi + 1)) <= max_bytes for _, lo, hi in heavy)
+    assert all(sum(sizes[2][n - 1] + 1 for n in range(lo, hi + 1)) <= max_bytes for _, lo, _, hi in heavy)
+    assert (4, 1, 4, 1) in slices and (4, 2, 4, 2) in slices  # together over max_bytes
+
+
+def test_parse_over_spans_across_files_gives_what_a_statement_per_line_gives(tmp_path: Path) -> None:
+    """Slicing is only about memory: parsing the batch in one span, in spans across file ends,
+    or one line at a time gives the same rows."""
+    from core.db import connect
+    from pipeline.ingest import staging
+    from tests.conftest import record
+
+    for f in range(1, 4):
+        lines = [json.dumps(record(event_id=f"e{f}-{i}")) for i in range(f * 2)] + ['{"event_id": 1}', " "]
+        (tmp_path / f"requests-2026-11-20-{f}.jsonl").write_text("\n".join(lines) + "\n")
+    paths = sorted(tmp_path.glob("*.jsonl"))
+    results = []
+    for slice_bytes in (64 << 20, 3000, 1):
+        con = connect(":memory:")
+        staging.create_staging(con)
+        for order, path in enumerate(paths, start=1):
+            staging.stage_file(con, path, order, "sha")
+        staging.parse_staged(con, slice_bytes=slice_bytes)
+        results.append(con.execute("SELECT * FROM parsed ORDER BY file_order, line_no").fetchall())
+        con.close()
+    assert len(results[0]) == 3 + 2 + 4 + 6 and results[0] == results[1] == results[2]
 
 
 def test_recount_fetches_are_bounded_by_rows_and_bytes() -> None:

@@ -191,94 +191,132 @@ class StagedBatch:
     skipped: tuple[FileResult, ...]
 
 
-def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Slice]:
-    """Runs of consecutive lines of one file, each parsed by one statement.
+Span = tuple[int, int, int, int]  # (first file_order, its first line_no, last file_order, its last line_no)
+
+
+def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Span]:
+    """Runs of consecutive staged lines, in file order, each parsed by one statement.
 
     What must be bounded is the text of one vector (DuckDB's JSON functions hold a whole
     vector's parse trees outside the memory limit), not of one statement. Lines are taken in
-    blocks of a vector's length (``VECTOR_LINES``): a *light* block holds at most half of
-    ``max_bytes`` of text, so any vector of the scan (which may straddle two blocks) holds at
-    most ``max_bytes``; runs of light blocks are parsed together, in statements large enough
-    for DuckDB to scan their row groups on every core. A *heavy* block (long lines) is cut
-    into slices of about ``max_bytes`` of text each, each parsed on its own.
+    blocks of a vector's length (``VECTOR_LINES``) along the whole batch, across file ends: a
+    line's place in the batch is its number plus the last line numbers of the files before it
+    (files number their lines 1..n; a gap would only make a block smaller). A *light* block
+    holds at most half of ``max_bytes`` of text, so any vector of the scan (which may straddle
+    two blocks) holds at most ``max_bytes``. Runs of light blocks are parsed together, in
+    statements large enough for DuckDB to scan their row groups on every core, and a run goes
+    on into the next file: planning parse.sql costs ~0.5 s a statement, which one statement
+    per file paid again for every file of a day split into many. A *heavy* block (long lines)
+    is cut into slices of about ``max_bytes`` of text, each within one file, parsed on its own.
     """
     blocks = con.execute(
         f"""
-        SELECT file_order, line_no // {VECTOR_LINES} AS block, min(line_no), max(line_no),
-               sum(strlen(coalesce(line, '')) + 1) AS bytes
-        FROM staged_lines
+        WITH files AS (SELECT file_order, max(line_no) AS lines FROM staged_lines GROUP BY file_order),
+        offsets AS (
+            SELECT file_order, coalesce(sum(lines) OVER (ORDER BY file_order ROWS BETWEEN UNBOUNDED PRECEDING
+                                                         AND 1 PRECEDING), 0) AS offset_lines
+            FROM files
+        )
+        SELECT (o.offset_lines + s.line_no - 1) // {VECTOR_LINES} AS block, s.file_order, min(s.line_no),
+               max(s.line_no), sum(strlen(coalesce(s.line, '')) + 1) AS bytes
+        FROM staged_lines s JOIN offsets o USING (file_order)
         GROUP BY ALL
         ORDER BY 1, 2
         """
     ).fetchall()
-    slices: list[Slice] = []
-    run: list[int] | None = None  # [file_order, lo, hi, lines] of the light run being extended
-    for f, block, lo, hi, size in blocks:
-        if size <= max_bytes // 2:
-            if run is not None and run[0] == f and run[3] + (hi - lo + 1) <= LIGHT_SLICE_LINES:
-                run[2], run[3] = int(hi), run[3] + int(hi - lo + 1)
+    by_block: dict[int, list[tuple[int, int, int, int]]] = {}
+    for block, f, lo, hi, size in blocks:
+        by_block.setdefault(int(block), []).append((int(f), int(lo), int(hi), int(size)))
+    slices: list[Span] = []
+    run: list[int] | None = None  # [first file, first line, last file, last line, lines] of the light run
+    for pieces in by_block.values():
+        lines = sum(hi - lo + 1 for _, lo, hi, _ in pieces)
+        if sum(size for *_, size in pieces) <= max_bytes // 2:
+            first, last = pieces[0], pieces[-1]
+            if run is not None and run[4] + lines <= LIGHT_SLICE_LINES:
+                run[2], run[3], run[4] = last[0], last[2], run[4] + lines
                 continue
             if run is not None:
-                slices.append((run[0], run[1], run[2]))
-            run = [int(f), int(lo), int(hi), int(hi - lo + 1)]
+                slices.append((run[0], run[1], run[2], run[3]))
+            run = [first[0], first[1], last[0], last[2], lines]
             continue
         if run is not None:
-            slices.append((run[0], run[1], run[2]))
+            slices.append((run[0], run[1], run[2], run[3]))
             run = None
-        slices += _heavy_block_slices(con, int(f), int(block), max_bytes)
+        for f, lo, hi, _ in pieces:
+            slices += _heavy_slices(con, f, lo, hi, max_bytes)
     if run is not None:
-        slices.append((run[0], run[1], run[2]))
+        slices.append((run[0], run[1], run[2], run[3]))
     return slices
 
 
-def _heavy_block_slices(con: duckdb.DuckDBPyConnection, f: int, block: int, max_bytes: int) -> list[Slice]:
-    """One block of long lines cut into runs of about ``max_bytes`` of text (at least one line each)."""
+def _heavy_slices(con: duckdb.DuckDBPyConnection, f: int, first: int, last: int, max_bytes: int) -> list[Span]:
+    """Lines ``first``..``last`` of file ``f`` cut into runs of about ``max_bytes`` of text (at least one line each)."""
     sizes = con.execute(
         f"SELECT line_no, strlen(coalesce(line, '')) + 1 FROM staged_lines "
-        f"WHERE file_order = {f} AND line_no // {VECTOR_LINES} = {block} ORDER BY line_no"
+        f"WHERE file_order = {f} AND line_no BETWEEN {first} AND {last} ORDER BY line_no"
     ).fetchall()
-    slices: list[Slice] = []
+    slices: list[Span] = []
     lo, hi, total = -1, -1, 0  # the slice being filled (lo < 0: none yet)
     for line_no, size in sizes:
         if lo >= 0 and total + size > max_bytes:
-            slices.append((f, lo, hi))
+            slices.append((f, lo, f, hi))
             lo, total = -1, 0
         if lo < 0:
             lo = int(line_no)
         hi, total = int(line_no), total + int(size)
     if lo >= 0:
-        slices.append((f, lo, hi))
+        slices.append((f, lo, f, hi))
     return slices
 
 
-def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Slice, parse: str) -> None:
+def _span_filter(piece: Span) -> str:
+    """The staged lines of ``piece``: a range of files, the first and last one cut at a line."""
+    f_lo, lo, f_hi, hi = piece
+    if f_lo == f_hi:
+        return f"file_order = {f_lo} AND line_no BETWEEN {lo} AND {hi}"
+    return (
+        f"file_order BETWEEN {f_lo} AND {f_hi} AND (file_order > {f_lo} OR line_no >= {lo}) "
+        f"AND (file_order < {f_hi} OR line_no <= {hi})"
+    )
+
+
+def _parse_slice(con: duckdb.DuckDBPyConnection, piece: Span, parse: str) -> None:
     """parse.sql over one slice; halve it when it does not fit the memory limit.
 
     DuckDB's JSON functions hold the parse trees of a whole vector (2048 lines) at once, per
     function, outside the spillable buffer pool, so what bounds memory is the bytes of text
-    per statement, not the number of lines. A single line that alone does not fit is
-    quarantined as a parse_error naming the limit, instead of failing the run.
+    per statement, not the number of lines. A slice over several files is split at the file
+    ends first. A single line that alone does not fit is quarantined as a parse_error naming
+    the limit, instead of failing the run.
     """
-    f, lo, hi = piece
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines "
-        f"WHERE file_order = {f} AND line_no BETWEEN {lo} AND {hi}"
-    )
+    f_lo, lo, f_hi, hi = piece
+    con.execute(f"CREATE OR REPLACE TEMP VIEW parse_input AS SELECT * FROM staged_lines WHERE {_span_filter(piece)}")
     try:
         _insert_parsed(con, parse)  # autocommit: a failure inserts nothing
         return
     except duckdb.OutOfMemoryException:
         pass
+    if f_lo != f_hi:
+        ends = dict(
+            con.execute(
+                "SELECT file_order, max(line_no) FROM staged_lines WHERE file_order BETWEEN ? AND ? GROUP BY 1",
+                [f_lo, f_hi],
+            ).fetchall()
+        )
+        for f in sorted(ends):
+            _parse_slice(con, (f, lo if f == f_lo else 1, f, hi if f == f_hi else int(ends[f])), parse)
+        return
     if lo < hi:
         middle = (lo + hi) // 2
-        _parse_slice(con, (f, lo, middle), parse)
-        _parse_slice(con, (f, middle + 1, hi), parse)
+        _parse_slice(con, (f_lo, lo, f_lo, middle), parse)
+        _parse_slice(con, (f_lo, middle + 1, f_lo, hi), parse)
         return
     size = con.execute("SELECT strlen(line) FROM parse_input").fetchone()
     megabytes = (size[0] if size and size[0] else 0) / (1 << 20)
     con.execute(
         "UPDATE staged_lines SET stage_problem = ? WHERE file_order = ? AND line_no = ?",
-        [f"line of {megabytes:.1f} MiB does not fit the memory limit to be validated (raise --memory-limit)", f, lo],
+        [f"line of {megabytes:.1f} MiB does not fit the memory limit to be validated (raise --memory-limit)", f_lo, lo],
     )
     _insert_parsed(con, parse)
 
