@@ -356,3 +356,18 @@ def test_attempts_with_wrong_types_are_refused_not_cast(fixture_dbs: dict[str, B
         assert result.exit_code == 1
         assert message in result.output
     assert clone.query(RATED) == before  # the failed run changed nothing
+
+
+def test_replay_verify_re_executes_spark_run_nights_on_duckdb_to_the_same_digests(
+    sample_dbs: dict[str, Billing],
+) -> None:
+    """An auditor re-executes history with the embedded engine: the nights run with
+    ``--engine spark`` (validation on the executors, rating on Spark) must reproduce, run by
+    run, the digests and the live tables they recorded."""
+    from pipeline.replay import verify_run
+
+    billing = sample_dbs["spark"]
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    report = verify_run(billing.settings, last)
+    assert report.status == "MATCH", report.differences
+    assert len([s for s in report.steps if s.startswith("run ")]) == len(SAMPLE_DAYS)
