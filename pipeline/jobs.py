@@ -8,6 +8,7 @@ visible afterwards (the next run marks it ``crashed``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from pipeline.ingest import FileResult, Recounter
 from pipeline.lock import ConcurrentRunError, exclusive_run, record_run_id
 from pipeline.redact import safe_error_message
 from pipeline.reference_state import Unchanged
+from pipeline.spark.exchange import remove_leftovers as remove_exchange_leftovers
 from reports.atomic import write_atomic
 
 if TYPE_CHECKING:  # rendering (a process pool, the invoice model) is imported by the job that renders
@@ -205,6 +207,7 @@ def recorded_run(
                 "WHERE status = 'running'"
             )
             fault_point("after_lock")
+            remove_exchange_leftovers(settings.db_path)  # a killed Spark run's exchange, whatever engine runs now
             run_id = _open_ledger_row(con, command, args, ref)
             fault_point("after_ledger_row")
             record_run_id(lock, run_id)
@@ -393,7 +396,7 @@ def _stage_files(settings: Settings) -> Callable[..., ingest.StagedBatch]:
     if settings.engine == "spark":
         from pipeline.spark.staging import stage_files_on_spark  # pyspark only when asked for
 
-        return stage_files_on_spark
+        return functools.partial(stage_files_on_spark, memory_limit=settings.memory_limit)
     return ingest.stage_files
 
 

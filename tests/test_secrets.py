@@ -18,6 +18,7 @@ import gzip
 import json
 import secrets
 import subprocess
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +237,32 @@ def plant_and_search(tmp_path: Path) -> Plants:
     )
     assert_nothing_leaks(p, blobs)
     return p
+
+
+def test_a_killed_spark_runs_exchange_is_removed_by_the_next_run_on_any_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed ``--engine spark`` run leaves its exchange directory (parsed rows with text
+    before masking, R5 candidates' prompts): the next run on that database removes it even on
+    DuckDB, and leaves other databases' exchanges alone (tests/spark/test_spark_kill.py kills
+    a real Spark run)."""
+    from pipeline.jobs import Settings, run_nightly
+    from pipeline.spark.exchange import _prefix
+
+    work = tmp_path / "exchange"
+    work.mkdir()
+    monkeypatch.setenv("INFERGATE_SPARK_WORKDIR", str(work))
+    db = tmp_path / "db" / "billing.duckdb"
+    mine = work / (_prefix(db) + "killed")
+    (mine / "parsed").mkdir(parents=True)
+    (mine / "parsed" / "part-0.parquet").write_bytes(b"sk-proj-LEFTBEHIND0123456789abcdefgh prompt text")
+    other = work / (_prefix(tmp_path / "other.duckdb") + "running")
+    other.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / f"requests-{DAY}.jsonl").write_text(json.dumps(record(account_id=ACCOUNT)) + "\n")
+    run_nightly(Settings(db_path=db, accounts_file=ACCOUNTS), date.fromisoformat(DAY), logs)
+    assert not mine.exists() and other.is_dir()
 
 
 def test_spill_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path: Path) -> None:

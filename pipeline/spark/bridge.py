@@ -12,10 +12,6 @@ the driver (where DuckDB runs) and every executor see alike, e.g. a shared mount
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,11 +19,9 @@ from pathlib import Path
 import duckdb
 
 from pipeline.lake import database_path
-from pipeline.spark import SparkEngineError
+from pipeline.spark import SparkEngineError, exchange
 from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
 from pipeline.spark.session import get_session
-
-WORKDIR_ENV = "INFERGATE_SPARK_WORKDIR"
 
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
@@ -68,23 +62,13 @@ def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
 
 @contextmanager
 def exchange_directory(con: duckdb.DuckDBPyConnection) -> Iterator[Path]:
-    """A fresh directory for one step's Parquet exchange, removed afterwards (see the module doc).
-
-    Named after the run's database, so that the next run on it removes what a killed run left:
-    a SIGKILL skips the removal, and the parse exchange holds the raw lines of R5 candidates
-    (prompt text). Runs on one database never overlap (the run lock), so any directory of the
-    same database found here is a leftover; other databases may share the parent directory.
-    """
-    parent = Path(os.environ.get(WORKDIR_ENV) or tempfile.gettempdir())
+    """A fresh exchange directory for ``con``'s database (:mod:`pipeline.spark.exchange`)."""
     try:
-        tag = hashlib.sha256(str(database_path(con).resolve()).encode()).hexdigest()[:16]
-    except ValueError:  # an in-memory database: nothing outlives its process to resume
-        tag = f"memory{os.getpid()}"
-    prefix = f"infergate-spark-{tag}-"
-    for leftover in parent.glob(prefix + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=parent) as tmp:
-        yield Path(tmp)
+        db_path: Path | None = database_path(con)
+    except ValueError:  # an in-memory database
+        db_path = None
+    with exchange.exchange_directory(db_path) as work:
+        yield work
 
 
 @contextmanager

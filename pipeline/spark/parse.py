@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +38,7 @@ from urllib.parse import unquote, urlparse
 import duckdb
 
 from pipeline.ingest.files import file_sha256, refusal
-from pipeline.ingest.recounting import RECOUNT_CANDIDATE
+from pipeline.ingest.recounting import RECOUNT_CANDIDATE, fetch_runs
 from pipeline.ingest.staging import create_staging, parse_staged, stage_file
 from pipeline.spark import SparkEngineError
 
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
 
 # The column beside parse.sql's: the raw line of an R5 candidate, NULL for every other line.
 RECOUNT_LINE = "recount_line"
+# Bytes of the rows of one Arrow batch (the candidates' lines; every row counts ROW_BYTES for
+# its other columns: the quarantine excerpt and the usage JSON are at most ~4 KB each).
+BATCH_BYTES = 32 << 20
+ROW_BYTES = 512
 # Rows per Arrow batch a task hands to Spark: a quarantine copy is at most ~4 KB and the usage
 # JSON at most 4 KB, so a batch stays in the tens of MiB even for the widest rows.
 BATCH_ROWS = 8192
@@ -55,6 +61,8 @@ TASK_MEMORY_LIMIT = "2GB"
 
 def local_path(uri: str) -> Path:
     """The local path of ``uri``: a plain path or a ``file://`` URI (s3a/hdfs are not read yet)."""
+    if "://" not in uri:  # a plain path, as given (a name may hold a colon: never a scheme here)
+        return Path(uri)
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
@@ -67,7 +75,9 @@ def local_path(uri: str) -> Path:
     )
 
 
-def task_connection(memory_limit: str | None = TASK_MEMORY_LIMIT, threads: int = 1) -> duckdb.DuckDBPyConnection:
+def task_connection(
+    memory_limit: str | None = TASK_MEMORY_LIMIT, threads: int = 1, temp_directory: Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the session settings of :func:`core.db.connect` that parsing reads.
 
     ``TimeZone = 'UTC'`` matters to the messages (the "in the future" message prints an
@@ -81,6 +91,8 @@ def task_connection(memory_limit: str | None = TASK_MEMORY_LIMIT, threads: int =
     }
     if memory_limit:
         config["memory_limit"] = memory_limit
+    if temp_directory is not None:  # else DuckDB's default: ./.tmp of whatever the worker's cwd is
+        config["temp_directory"] = str(temp_directory)
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -181,6 +193,7 @@ def parse_file(
     ts_latest: datetime | None = None,
     memory_limit: str | None = None,
     sha256: str | None = None,
+    spill_parent: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stage and parse one file in a fresh in-memory DuckDB; its ``parsed`` rows as Arrow batches.
 
@@ -188,22 +201,33 @@ def parse_file(
     is read as the DuckDB path reads it (:func:`stage_file`: DuckDB's readers, the Python
     fallback for files they refuse), hashed for ``source_sha256``, and never followed if it is a
     link (:func:`refusal`; discovery on the driver refuses those already, this is the backstop).
+    DuckDB spills (raw lines: prompts, keys) into a fresh directory under ``spill_parent`` (the
+    run's exchange directory, removed with it; else the system temp dir), removed at the end.
     """
     path = local_path(uri)
     if reason := refusal(path):
         raise SparkEngineError(reason)
-    con = task_connection(memory_limit or TASK_MEMORY_LIMIT)
+    spill = Path(tempfile.mkdtemp(prefix="infergate-task-", dir=spill_parent or None))
+    con = task_connection(memory_limit or TASK_MEMORY_LIMIT, temp_directory=spill)
     try:
         create_staging(con)
         stage_file(con, path, order, sha256 or file_sha256(path))
         parse_staged(con, ts_latest=ts_latest)
         joined = "parsed p LEFT JOIN staged_lines s USING (file_order, line_no)"
-        query = f"SELECT {layout.select} FROM {joined} ORDER BY line_no"
-        reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
-            yield batch.cast(layout.arrow_schema)
+        # Runs of rows bounded by bytes as well as rows: an R5 candidate's line may be 64 MiB,
+        # and one Arrow string buffer holds at most 2 GiB (the recount's fetches, the same way)
+        con.execute(
+            f"CREATE TEMP TABLE export_sizes AS SELECT p.file_order, p.line_no, "
+            f"{ROW_BYTES} + CASE WHEN p.problem IS NULL AND {RECOUNT_CANDIDATE} THEN strlen(s.line) ELSE 0 END "
+            f"AS bytes FROM {joined}"
+        )
+        for _, lo, hi in fetch_runs(con, BATCH_ROWS, BATCH_BYTES, table="export_sizes"):
+            query = f"SELECT {layout.select} FROM {joined} WHERE p.line_no BETWEEN {lo} AND {hi} ORDER BY p.line_no"
+            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
+                yield batch.cast(layout.arrow_schema)
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 SOURCE_NAME = "infergate_parse"
@@ -217,7 +241,8 @@ def _source_class() -> type:
     batches without pandas (``mapInArrow`` requires pandas, which the spark extra does not
     install), and ``partitions`` makes exactly one task per file. Options are strings:
     ``files`` (a JSON list of ``[file_order, uri, sha256 or null]``), ``ts_latest`` (ISO 8601 or empty) and
-    ``memory_limit`` (DuckDB's, per task; empty: :data:`TASK_MEMORY_LIMIT`).
+    ``memory_limit`` (DuckDB's, per task; empty: :data:`TASK_MEMORY_LIMIT`) and
+    ``spill_parent`` (where a task's DuckDB spills; empty: the system temp dir).
     """
     from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
@@ -226,13 +251,15 @@ def _source_class() -> type:
             self.files: list[tuple[int, str, str | None]] = [tuple(f) for f in json.loads(options["files"])]
             self.ts_latest = datetime.fromisoformat(options["ts_latest"]) if options.get("ts_latest") else None
             self.memory_limit = options.get("memory_limit") or None
+            self.spill_parent = options.get("spill_parent") or None
 
         def partitions(self) -> list[Any]:
             return [InputPartition(f) for f in self.files]
 
         def read(self, partition: Any) -> Iterator[pa.RecordBatch]:
             order, uri, sha = partition.value
-            yield from parse_file(order, uri, parsed_layout(), self.ts_latest, self.memory_limit, sha)
+            layout = parsed_layout()
+            yield from parse_file(order, uri, layout, self.ts_latest, self.memory_limit, sha, self.spill_parent)
 
     class ParseSource(DataSource):  # type: ignore[misc]
         @classmethod
@@ -253,6 +280,7 @@ def parse_on_spark(
     files: Sequence[tuple[int, str, str | None]],
     ts_latest: datetime | None = None,
     memory_limit: str | None = None,
+    spill_parent: str | None = None,
 ) -> Any:
     """Validate every line of ``files`` on the executors; a DataFrame shaped like ``parsed``.
 
@@ -277,5 +305,6 @@ def parse_on_spark(
         .option("files", json.dumps([list(f) for f in files]))
         .option("ts_latest", ts_latest.isoformat() if ts_latest else "")
         .option("memory_limit", memory_limit or "")
+        .option("spill_parent", spill_parent or "")
         .load()
     )

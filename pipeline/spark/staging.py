@@ -28,6 +28,7 @@ import duckdb
 
 from core.timing import step
 from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
+from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
 from pipeline.spark.parse import RECOUNT_LINE, parse_on_spark
 from pipeline.spark.session import get_session
@@ -38,12 +39,15 @@ def stage_files_on_spark(
     paths: Sequence[Path],
     on_file: Callable[[Path], None] | None = None,
     ts_latest: datetime | None = None,
+    memory_limit: str | None = None,
 ) -> StagedBatch:
     """:func:`pipeline.ingest.stage_files` with the parsing done by Spark's executors.
 
     Leaves the same TEMP tables behind (``parsed`` row for row as the DuckDB path's, tested by
     tests/spark/test_parse_on_executors.py; ``staged_lines`` with the lines the driver reads).
-    No Spark session is started when every file was ingested before.
+    No Spark session is started when every file was ingested before. ``memory_limit``: the
+    run's ``--memory-limit``, given to each task's DuckDB (a line that fits it on one engine
+    fits it on the other; None: the tasks' default, 2GB).
     """
     create_staging(con)
     staged, skipped = select_new_files(con, paths)
@@ -54,9 +58,12 @@ def stage_files_on_spark(
             # quarantine message names the file so (on a cluster, give --logs as an absolute path)
             files = [(order, str(path), sha) for order, path, sha, _ in staged]
             with exchange_directory(con) as work:
+                spill = work / "spill"  # the tasks' DuckDB spills: raw lines, removed with the exchange
+                spill.mkdir()
                 with spark_failures("parsing"):
-                    frame = parse_on_spark(get_session(), files, ts_latest=ts_latest)
-                    frame.write.parquet(str(work / "parsed"))
+                    frame = parse_on_spark(get_session(), files, ts_latest, memory_limit, str(spill))
+                    # a URI, not a path: under a cluster's fs.defaultFS a bare path is not this directory
+                    frame.write.parquet((work / "parsed").as_uri())
                 _load_parsed(con, work / "parsed")
             if on_file:
                 for _, path, _, _ in staged:
@@ -67,6 +74,8 @@ def stage_files_on_spark(
 
 def _load_parsed(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """``parsed`` and the candidates' ``staged_lines`` from the executors' Parquet, by name."""
+    if not (out / "_SUCCESS").is_file():
+        raise SparkEngineError(f"Spark parsing wrote no committed output in {out}")
     if not any(out.glob("*.parquet")):
         return  # no line in any file: Spark may write no part file at all
     source = "read_parquet('" + str(out).replace("'", "''") + "/*.parquet')"

@@ -13,6 +13,7 @@ Parquet file, zero-byte files, a timestamp in the future.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from core.db import connect
 from pipeline.ingest import discover, stage_files
 from pipeline.ingest.recounting import RECOUNT_CANDIDATE
+from tests.conftest import record
 from tests.hostile import DAY, hostile_lines, write_hostile_day
 from tests.spark.conftest import SKIP_REASON
 
@@ -140,3 +142,31 @@ def test_only_local_paths_and_file_uris_are_read_so_far(tmp_path: Path) -> None:
         local_path("s3a://bucket/logs/a.jsonl")
     with pytest.raises(SparkEngineError, match="must name a local path"):
         local_path("file://otherhost/logs/a.jsonl")
+
+
+def test_a_task_hands_over_long_candidate_lines_in_byte_bounded_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R5 candidates' raw lines travel beside their rows; one Arrow string buffer holds at most
+    2 GiB, so a task's batches are bounded by bytes, not only rows (a file of long usage-less
+    prompts failed the whole nightly when batches were 8,192 rows)."""
+    from pipeline.spark import parse
+
+    monkeypatch.setattr(parse, "BATCH_BYTES", 100_000)
+    prompt = "word " * 8_000  # ~40 KB a line
+    lines = [
+        json.dumps(record(event_id=f"long-{i}", usage=None, messages=[{"role": "user", "content": prompt}]))
+        for i in range(30)
+    ]
+    (tmp_path / "requests-2026-11-20.jsonl").write_text("\n".join(lines) + "\n")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    batches = list(
+        parse.parse_file(1, str(tmp_path / "requests-2026-11-20.jsonl"), parse.parsed_layout(), spill_parent=str(spill))
+    )
+    rows = [row for batch in batches for row in batch.to_pylist()]
+    assert [r["line_no"] for r in rows] == list(range(1, 31))
+    assert all(r["recount_line"] == lines[r["line_no"] - 1] for r in rows)
+    assert len(batches) >= 10  # ~40 KB lines in batches of ~100 KB: a few lines each
+    assert all(sum(len(r["recount_line"]) for r in b.to_pylist()) <= 100_000 + 41_000 for b in batches)
+    assert list(spill.iterdir()) == []  # the task's spill directory is gone
