@@ -201,7 +201,8 @@ def _line_slices(con: duckdb.DuckDBPyConnection, max_bytes: int) -> list[Span]:
     vector's parse trees outside the memory limit), not of one statement. Lines are taken in
     blocks of a vector's length (``VECTOR_LINES``) along the whole batch, across file ends: a
     line's place in the batch is its number plus the last line numbers of the files before it
-    (files number their lines 1..n; a gap would only make a block smaller). A *light* block
+    (every reader numbers a file's lines 1..n without gaps, which the bound relies on: with
+    gaps a vector could straddle more than two blocks). A *light* block
     holds at most half of ``max_bytes`` of text, so any vector of the scan (which may straddle
     two blocks) holds at most ``max_bytes``. Runs of light blocks are parsed together, in
     statements large enough for DuckDB to scan their row groups on every core, and a run goes
