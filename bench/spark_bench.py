@@ -102,7 +102,7 @@ def rating_step_spark(
     with timed(f"spark {tag}: export scope, attempts, reference", figures):
         inputs = bridge.export_inputs(con, work, None)
     with timed(f"spark {tag}: rate.spark.sql -> Parquet", figures):
-        rating.write_rated(rating.rate(spark, inputs), str(work / "rated"))
+        rating.write_rated(rating.rate(spark, inputs), (work / "rated").as_uri())
     with timed(f"spark {tag}: load Parquet into DuckDB", figures):
         bridge.load_rated(con, work / "rated")
     total = sum(v for k, v in figures.items() if k.startswith(f"spark {tag}:"))

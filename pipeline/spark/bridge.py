@@ -38,18 +38,24 @@ def export_inputs(con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str 
     _copy(con, "SELECT account_id, request_id FROM rating_scope", work / "scope.parquet")
     if attempts_uri is None:
         _copy(con, f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM scoped_attempts", work / "attempts.parquet")
-        attempts_uri = str(work / "attempts.parquet")
+        attempts_uri = (work / "attempts.parquet").as_uri()
     reference = work / "reference"
     reference.mkdir()
     for table in REFERENCE_TABLES:
         _copy(con, f"SELECT * FROM {table}", reference / f"{table}.parquet")
-    return RatingInputs(attempts=attempts_uri, scope=str(work / "scope.parquet"), reference_dir=str(reference))
+    # file:// URIs, not bare paths: under a cluster's fs.defaultFS (hdfs://...) a bare path names
+    # another file system than the exchange directory DuckDB wrote to and reads back from
+    return RatingInputs(
+        attempts=attempts_uri, scope=(work / "scope.parquet").as_uri(), reference_dir=reference.as_uri()
+    )
 
 
 def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """``new_rated`` from Spark's Parquet, typed as ``rated_attempts`` (less rated_run_id)."""
     con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS SELECT * EXCLUDE (rated_run_id) FROM rated_attempts LIMIT 0")
     expected = [row[0] for row in con.execute("DESCRIBE new_rated").fetchall()]
+    if not (out / "_SUCCESS").is_file():  # never read a missing output as "nothing rated"
+        raise SparkEngineError(f"Spark rating wrote no committed output in {out}")
     files = sorted(out.glob("*.parquet"))
     if not files:
         return  # an empty scope: Spark may write no part file at all
@@ -89,5 +95,5 @@ def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = Non
         inputs = export_inputs(con, work, attempts_uri)
         with spark_failures("rating"):
             spark = get_session()
-            write_rated(rate(spark, inputs), str(work / "rated"))
+            write_rated(rate(spark, inputs), (work / "rated").as_uri())
         load_rated(con, work / "rated")

@@ -28,7 +28,7 @@ from tests.spark.conftest import SKIP_REASON
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
 
-from pipeline.spark import bridge, rating  # noqa: E402
+from pipeline.spark import SparkEngineError, bridge, rating  # noqa: E402
 
 SAMPLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "sample_logs"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -371,3 +371,18 @@ def test_replay_verify_re_executes_spark_run_nights_on_duckdb_to_the_same_digest
     report = verify_run(billing.settings, last)
     assert report.status == "MATCH", report.differences
     assert len([s for s in report.steps if s.startswith("run ")]) == len(SAMPLE_DAYS)
+
+
+def test_a_missing_spark_output_is_an_error_not_an_empty_rating(tmp_path: Path) -> None:
+    """Spark's rated rows are read back only when Spark committed them (``_SUCCESS``): an output
+    written elsewhere (a cluster's default file system) must fail the run, not rate nothing."""
+    con = connect(tmp_path / "billing.duckdb")
+    try:
+        (tmp_path / "rated").mkdir()
+        with pytest.raises(SparkEngineError, match="no committed output"):
+            bridge.load_rated(con, tmp_path / "rated")
+        (tmp_path / "rated" / "_SUCCESS").write_bytes(b"")
+        bridge.load_rated(con, tmp_path / "rated")  # committed, no part file: an empty scope
+        assert con.execute("SELECT count(*) FROM new_rated").fetchone() == (0,)
+    finally:
+        con.close()
