@@ -28,6 +28,7 @@ from core.faults import fault_point
 from core.timing import step
 from pipeline import ingest, rate, reference_state, snapshot
 from pipeline.ingest import FileResult, Recounter
+from pipeline.ingest.recounting import default_recounter
 from pipeline.lock import ConcurrentRunError, exclusive_run, record_run_id
 from pipeline.redact import safe_error_message
 from pipeline.reference_state import Unchanged
@@ -163,34 +164,6 @@ def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: ra
             f"CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM ({query}) r",
             {"run_id": run_id},
         )
-
-
-def default_recounter() -> Recounter:
-    """The R5 recounter: the offline tokenizers, row by row where a batch has a bad row.
-
-    A row whose messages cannot be read, or whose model has no tokenizer mapped, gets None:
-    its usage cannot be established and the attempt is held as ``usage_missing``.
-    """
-
-    def as_tuple(count: Any) -> tuple[int, int, str] | None:
-        return None if count is None else (count.input_tokens, count.output_tokens, count.tokenizer)
-
-    def recount(rows: list[ingest.RecountRow]) -> list[tuple[int, int, str] | None]:
-        from pipeline.recount import RecountError, count_many  # the tokenizers: only when a line needs them
-
-        with step("tokenize"):
-            try:
-                return [as_tuple(c) for c in count_many(rows)]
-            except RecountError:
-                results: list[tuple[int, int, str] | None] = []
-                for row in rows:
-                    try:
-                        results.append(as_tuple(count_many([row])[0]))
-                    except RecountError:
-                        results.append(None)
-                return results
-
-    return recount
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import duckdb
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
 from pipeline.ingest.files import FileResult
-from pipeline.ingest.recounting import Recounter, no_recount, recount_new_attempts
+from pipeline.ingest.recounting import Recounter, no_recount, recount_from_staged, recount_new_attempts
 from pipeline.ingest.staging import StagedBatch
 
 
@@ -25,7 +25,10 @@ def apply_staged(
     with step("dedup", after="after_dedup"):
         con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
     with step("recount", after="after_recount"):
-        recount_new_attempts(con, recounter)
+        if batch.recounted:
+            recount_from_staged(con)
+        else:
+            recount_new_attempts(con, recounter)
     with step("store"):
         run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)

@@ -13,6 +13,7 @@ import duckdb
 
 from core import console
 from core.db import insert_many
+from core.timing import step
 
 if TYPE_CHECKING:  # a type only: staging imports this module's neighbours at run time
     from pipeline.ingest.staging import Slice
@@ -24,13 +25,20 @@ RECOUNT_FETCH_ROWS = 50_000
 RECOUNT_FETCH_BYTES = 32 << 20
 # R5's candidates among valid records (columns of parse.sql's output): no usage, would be
 # billable, some text to count. Ingest recounts those whose dedup verdict is ``new``; the
-# Spark executors ship these records' lines to the driver (pipeline.spark.parse).
+# Spark executors count every candidate before dedup and ship the counts, not the texts
+# (:func:`recount_candidates_by_line`, :func:`recount_from_staged`).
 RECOUNT_CANDIDATE = (
     "NOT has_usage AND (status BETWEEN 200 AND 299 OR status = 499) AND (has_messages OR output_text_chars IS NOT NULL)"
 )
 # (model, messages JSON text, output_text) of one attempt -> (input, output, tokenizer) or None
 RecountRow = tuple[str, str | None, str | None]
 Recounter = Callable[[list[RecountRow]], list[tuple[int, int, str] | None]]
+
+
+RECOUNTS_TABLE = (
+    "CREATE OR REPLACE TEMP TABLE recounts (event_id VARCHAR, est_input_tokens BIGINT, "
+    "est_output_tokens BIGINT, est_tokenizer VARCHAR)"
+)
 
 
 def recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
@@ -43,10 +51,7 @@ def recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -
     re-serializing a 50 MB messages array asks for over 512 MiB at once, inside the run's
     transaction. The counts are kept, the texts are dropped.
     """
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE recounts (event_id VARCHAR, est_input_tokens BIGINT, "
-        "est_output_tokens BIGINT, est_tokenizer VARCHAR)"
-    )
+    con.execute(RECOUNTS_TABLE)
     # the attempts to count: new, would be billable, without usage, with some text
     con.execute(
         """
@@ -56,6 +61,42 @@ def recount_new_attempts(con: duckdb.DuckDBPyConnection, recounter: Recounter) -
         WHERE d.verdict = 'new' AND """
         + RECOUNT_CANDIDATE
     )
+    _count_wanted(con, recounter)
+
+
+def recount_candidates_by_line(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
+    """R5 before dedup, as a Spark task runs it over one file: every candidate of ``parsed``
+    counted, in the same bounded fetches and by the same code, into ``recounts`` keyed by its
+    line number as text (one file: a line is unique; an event_id may repeat)."""
+    con.execute(RECOUNTS_TABLE)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE recount_wanted AS
+        SELECT p.file_order, p.line_no, CAST(p.line_no AS VARCHAR) AS event_id, p.model,
+               strlen(coalesce(s.line, '')) + 1 AS bytes
+        FROM parsed p JOIN staged_lines s USING (file_order, line_no)
+        WHERE p.problem IS NULL AND {RECOUNT_CANDIDATE}
+        """
+    )
+    _count_wanted(con, recounter)
+
+
+def recount_from_staged(con: duckdb.DuckDBPyConnection) -> None:
+    """R5 with counts made before dedup (TEMP ``staged_recounts``: file_order, line_no and the
+    counts, from the Spark executors): those of the attempts dedup found new, as
+    :func:`recount_new_attempts` would have counted them."""
+    con.execute(RECOUNTS_TABLE)
+    con.execute(
+        """
+        INSERT INTO recounts
+        SELECT d.event_id, r.est_input_tokens, r.est_output_tokens, r.est_tokenizer
+        FROM deduped d JOIN staged_recounts r USING (file_order, line_no)
+        WHERE d.verdict = 'new'
+        """
+    )
+
+
+def _count_wanted(con: duckdb.DuckDBPyConnection, recounter: Recounter) -> None:
     fetches = fetch_runs(con, RECOUNT_FETCH_ROWS, RECOUNT_FETCH_BYTES)
     with console.current().progress("recount tokens", len(fetches)) as advance:
         for f, lo, hi in fetches:
@@ -142,6 +183,34 @@ def _texts(line: str) -> tuple[str | None, str | None] | None:
         return (None if messages is None else json.dumps(messages), output if isinstance(output, str) else None)
     except (ValueError, RecursionError, AttributeError):
         return None
+
+
+def default_recounter() -> Recounter:
+    """The R5 recounter: the offline tokenizers, row by row where a batch has a bad row.
+
+    A row whose messages cannot be read, or whose model has no tokenizer mapped, gets None:
+    its usage cannot be established and the attempt is held as ``usage_missing``.
+    """
+
+    def as_tuple(count: Any) -> tuple[int, int, str] | None:
+        return None if count is None else (count.input_tokens, count.output_tokens, count.tokenizer)
+
+    def recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
+        from pipeline.recount import RecountError, count_many  # the tokenizers: only when a line needs them
+
+        with step("tokenize"):
+            try:
+                return [as_tuple(c) for c in count_many(rows)]
+            except RecountError:
+                results: list[tuple[int, int, str] | None] = []
+                for row in rows:
+                    try:
+                        results.append(as_tuple(count_many([row])[0]))
+                    except RecountError:
+                        results.append(None)
+                return results
+
+    return recount
 
 
 def no_recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:

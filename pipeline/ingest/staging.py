@@ -189,6 +189,9 @@ class StagedBatch:
 
     staged: tuple[tuple[int, Path, str, int], ...]  # (file_order, path, sha256, size)
     skipped: tuple[FileResult, ...]
+    # R5 counted while staging (the Spark executors): TEMP ``staged_recounts`` holds the counts,
+    # and staged_lines only the lines dedup may quote
+    recounted: bool = False
 
 
 Span = tuple[int, int, int, int]  # (first file_order, its first line_no, last file_order, its last line_no)

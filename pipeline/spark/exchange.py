@@ -4,8 +4,8 @@ A step that hands data between DuckDB and Spark (the parsed rows of a nightly, t
 scope and its rated rows) gets a fresh directory under ``$INFERGATE_SPARK_WORKDIR`` (else the
 system temp dir), removed when the step ends. A SIGKILL skips that removal, and the directory
 may hold what must not stay on disk: the parsed rows carry text fields before
-``mask_secrets`` (keys in them are masked only when stored), the R5 candidates' raw lines
-(prompts), and the tasks' DuckDB spills (raw lines). So directories are named after their
+``mask_secrets`` (keys in them are masked only when stored), and the tasks' DuckDB spills
+(raw lines: prompts and keys). So directories are named after their
 database, and every run on a database, whichever engine, removes the ones left before it:
 runs on one database never overlap (the run lock), so any found at a run's start is a
 leftover. Other databases may share the parent directory. No pyspark here: every run imports

@@ -9,16 +9,18 @@ are therefore identical by construction, not by a port that could drift.
 
 The result is one DataFrame shaped like the DuckDB path's TEMP table ``parsed``: one row per
 non-blank line, ``problem`` NULL for a good line and ``{reason, field, message}`` for a
-quarantined one, plus :data:`RECOUNT_LINE` (the raw line of an R5 candidate, which the
-driver's recount reads). Its Spark schema is derived from the Arrow schema of ``parsed``
+quarantined one, plus :data:`RECOUNT_COLUMNS`: the R5 counts of each usage-less billable
+record, made in the task by the same code and tokenizers as on DuckDB, before dedup (the
+driver keeps those of the records dedup finds new), so no prompt text leaves the executor.
+Its Spark schema is derived from the Arrow schema of ``parsed``
 itself (see :func:`parsed_layout`), so a column added to ``parse.sql`` appears here without
 an edit. ``nightly --engine spark`` runs it through :mod:`pipeline.spark.staging`.
 
-Not done here (docs/spark.md, "Validation on executors"): dedup against history, recount,
-rating and writing partitions on the executors. Only local paths and ``file://`` URIs are
-read so far.
+Not done here (docs/spark.md, "Validation on executors"): dedup against history and writing
+partitions on the executors (rating runs on Spark from :mod:`pipeline.spark.bridge`). Only
+local paths and ``file://`` URIs are read so far.
 
-Executors need this package (and duckdb, pyarrow, zstandard) installed; pyspark is imported
+Executors need this package (and duckdb, pyarrow, zstandard, the tokenizers it ships) installed; pyspark is imported
 lazily, as in the other spark modules, so the DuckDB path never needs it.
 """
 
@@ -28,7 +30,7 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,25 +40,32 @@ from urllib.parse import unquote, urlparse
 import duckdb
 
 from pipeline.ingest.files import file_sha256, refusal
-from pipeline.ingest.recounting import RECOUNT_CANDIDATE, fetch_runs
+from pipeline.ingest.recounting import default_recounter, recount_candidates_by_line
 from pipeline.ingest.staging import create_staging, parse_staged, stage_file
 from pipeline.spark import SparkEngineError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# The column beside parse.sql's: the raw line of an R5 candidate, NULL for every other line.
-RECOUNT_LINE = "recount_line"
-# Bytes of the rows of one Arrow batch (the candidates' lines; every row counts ROW_BYTES for
-# its other columns: the quarantine excerpt and the usage JSON are at most ~4 KB each).
-BATCH_BYTES = 32 << 20
-ROW_BYTES = 512
+# The columns beside parse.sql's: the R5 counts of a candidate (NULL for every other line,
+# and for a candidate whose usage cannot be established: it is held, as on DuckDB).
+RECOUNT_COLUMNS: tuple[tuple[str, Callable[[], pa.DataType], str], ...] = (
+    ("est_input_tokens", lambda: _pa().int64(), "bigint"),
+    ("est_output_tokens", lambda: _pa().int64(), "bigint"),
+    ("est_tokenizer", lambda: _pa().string(), "string"),
+)
 # Rows per Arrow batch a task hands to Spark: a quarantine copy is at most ~4 KB and the usage
 # JSON at most 4 KB, so a batch stays in the tens of MiB even for the widest rows.
 BATCH_ROWS = 8192
 # DuckDB's buffer memory inside one task (the DuckDB path's default for a whole run): parse.sql
 # halves a slice that does not fit, so this bounds the task's memory, not what it can parse.
 TASK_MEMORY_LIMIT = "2GB"
+
+
+def _pa() -> Any:
+    import pyarrow as pa  # imported where used, as everywhere on the CLI's path
+
+    return pa
 
 
 def local_path(uri: str) -> Path:
@@ -179,10 +188,11 @@ def parsed_layout() -> ParsedLayout:
             select.append(f"p.{quoted}")
         fields.append(pa.field(field.name, _arrow_type(spark_type, field.type)))
         ddl.append(f"`{field.name}` {spark_type}")
-    # the raw line of each R5 candidate: the driver's recount reads it (nothing else travels)
-    select.append(f"CASE WHEN p.problem IS NULL AND {RECOUNT_CANDIDATE} THEN s.line END AS {RECOUNT_LINE}")
-    fields.append(pa.field(RECOUNT_LINE, pa.string()))
-    ddl.append(f"`{RECOUNT_LINE}` string")
+    # R5 counts of each candidate, made in the task: the texts never leave the executor
+    for name, arrow_type, spark_type in RECOUNT_COLUMNS:
+        select.append(f"r.{name}")
+        fields.append(pa.field(name, arrow_type()))
+        ddl.append(f"`{name}` {spark_type}")
     return ParsedLayout(", ".join(select), pa.schema(fields), ", ".join(ddl))
 
 
@@ -213,18 +223,10 @@ def parse_file(
         create_staging(con)
         stage_file(con, path, order, sha256 or file_sha256(path))
         parse_staged(con, ts_latest=ts_latest)
-        joined = "parsed p LEFT JOIN staged_lines s USING (file_order, line_no)"
-        # Runs of rows bounded by bytes as well as rows: an R5 candidate's line may be 64 MiB,
-        # and one Arrow string buffer holds at most 2 GiB (the recount's fetches, the same way)
-        con.execute(
-            f"CREATE TEMP TABLE export_sizes AS SELECT p.file_order, p.line_no, "
-            f"{ROW_BYTES} + CASE WHEN p.problem IS NULL AND {RECOUNT_CANDIDATE} THEN strlen(s.line) ELSE 0 END "
-            f"AS bytes FROM {joined}"
-        )
-        for _, lo, hi in fetch_runs(con, BATCH_ROWS, BATCH_BYTES, table="export_sizes"):
-            query = f"SELECT {layout.select} FROM {joined} WHERE p.line_no BETWEEN {lo} AND {hi} ORDER BY p.line_no"
-            for batch in con.sql(query).to_arrow_reader(BATCH_ROWS):
-                yield batch.cast(layout.arrow_schema)
+        recount_candidates_by_line(con, default_recounter())  # R5 here: counts travel, texts do not
+        joined = "parsed p LEFT JOIN recounts r ON r.event_id = CAST(p.line_no AS VARCHAR)"
+        for batch in con.sql(f"SELECT {layout.select} FROM {joined} ORDER BY p.line_no").to_arrow_reader(BATCH_ROWS):
+            yield batch.cast(layout.arrow_schema)
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -287,8 +289,8 @@ def parse_on_spark(
     ``files``: ``(file_order, uri, sha256)``, the order and digest as
     :func:`pipeline.ingest.staging.select_new_files` gives them (a None digest is computed by
     the task). Every file given is parsed: skipping files ingested before or repeated within
-    the batch is the driver's decision (it keeps the ledger). One column more than ``parsed``:
-    :data:`RECOUNT_LINE`.
+    the batch is the driver's decision (it keeps the ledger). Columns beyond ``parsed``'s:
+    :data:`RECOUNT_COLUMNS`.
     ``ts_latest``: as for :func:`parse_staged` (from the run's recorded date, never the clock).
     Lazy, like any DataFrame: nothing runs until an action. The Python workers must run an
     interpreter with this package installed (``spark.pyspark.python``/``PYSPARK_PYTHON``).

@@ -4,18 +4,18 @@ The driver hashes the files and skips those ingested before, as the DuckDB path 
 (:func:`pipeline.ingest.staging.select_new_files`). Spark parses the rest on its executors
 (:mod:`pipeline.spark.parse`: each file a task running the DuckDB path's own staging and
 parse.sql) and writes the result as Parquet into the exchange directory; DuckDB loads it as
-the TEMP table ``parsed``. From there the run is the DuckDB path's code: dedup, recount,
-storing and the per-file accounting read ``parsed`` and ``staged_lines``.
+the TEMP table ``parsed``, and the R5 counts the tasks made (every usage-less billable
+record, counted before dedup by the same code and tokenizers) as ``staged_recounts``. From
+there the run is the DuckDB path's code: dedup, storing and the per-file accounting read
+``parsed``; the recount keeps the counts of the records dedup found new.
 
-``staged_lines`` holds only what the driver still reads from raw lines:
-- the lines of R5 candidates (usage-less billable records), shipped by the executors beside
-  their parsed rows, for the recount;
-- every line of a file holding a record whose event_id repeats with other content, in the
-  batch or in the history: a ``duplicate_conflict`` is quarantined with its redacted record,
-  and an attempt stored before the canonical content hash is compared by its minified line.
-  Such files are rare (a resent file with edited records) and are staged again on the driver.
-So the driver no longer reads, frames and validates every line; it still receives every
-parsed row (issue 15 moves dedup, recount and rating to the executors next).
+``staged_lines`` holds only the lines dedup may quote: every line of a file holding a record
+whose event_id repeats with other content, in the batch or in the history (a
+``duplicate_conflict`` is quarantined with its redacted record, and an attempt stored before
+the canonical content hash is compared by its minified line). Such files are rare (a resent
+file with edited records) and are staged again on the driver. No prompt text travels
+otherwise. So the driver no longer reads, frames, validates or recounts lines; it still
+receives every parsed row (dedup and storage on the executors are issue 15's next steps).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from core.timing import step
 from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
-from pipeline.spark.parse import RECOUNT_LINE, parse_on_spark
+from pipeline.spark.parse import RECOUNT_COLUMNS, parse_on_spark
 from pipeline.spark.session import get_session
 
 
@@ -69,20 +69,25 @@ def stage_files_on_spark(
                 for _, path, _, _ in staged:
                     on_file(path)
     _stage_files_with_conflicts(con, {order: (path, sha) for order, path, sha, _ in staged})
-    return StagedBatch(tuple(staged), tuple(skipped))
+    return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
 
 
 def _load_parsed(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """``parsed`` and the candidates' ``staged_lines`` from the executors' Parquet, by name."""
+    """``parsed`` and ``staged_recounts`` (the executors' R5 counts) from their Parquet, by name."""
     if not (out / "_SUCCESS").is_file():
         raise SparkEngineError(f"Spark parsing wrote no committed output in {out}")
+    counts = ", ".join(name for name, *_ in RECOUNT_COLUMNS)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE staged_recounts (file_order INTEGER, line_no BIGINT, "
+        "est_input_tokens BIGINT, est_output_tokens BIGINT, est_tokenizer VARCHAR)"
+    )
     if not any(out.glob("*.parquet")):
         return  # no line in any file: Spark may write no part file at all
     source = "read_parquet('" + str(out).replace("'", "''") + "/*.parquet')"
-    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({RECOUNT_LINE}) FROM {source}")
+    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}) FROM {source}")
     con.execute(
-        f"INSERT INTO staged_lines SELECT file_order, source_file, source_sha256, line_no, {RECOUNT_LINE}, NULL "
-        f"FROM {source} WHERE {RECOUNT_LINE} IS NOT NULL"
+        f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM {source} "
+        "WHERE est_tokenizer IS NOT NULL"
     )
 
 

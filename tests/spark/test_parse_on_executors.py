@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 
 from core.db import connect
 from pipeline.ingest import discover, stage_files
-from pipeline.ingest.recounting import RECOUNT_CANDIDATE
+from pipeline.ingest.files import file_sha256
+from pipeline.ingest.recounting import default_recounter, recount_candidates_by_line
+from pipeline.ingest.staging import create_staging, parse_staged, stage_file
 from tests.conftest import record
 from tests.hostile import DAY, hostile_lines, write_hostile_day
 from tests.spark.conftest import SKIP_REASON
@@ -63,17 +65,32 @@ def rows_as_text(table: Any) -> list[dict[str, Any]]:
 
 
 def parsed_by_duckdb(paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
+    """``parsed`` of the whole batch as the DuckDB path stages it, with the R5 counts the
+    executors add, made file by file on a plain connection (counting needs no Spark)."""
     con = connect(":memory:")
     try:
         stage_files(con, paths, ts_latest=ts_latest)
-        # the one column more that the executors send: the raw line of each R5 candidate
-        query = f"""
-            SELECT p.*, CASE WHEN p.problem IS NULL AND {RECOUNT_CANDIDATE} THEN s.line END AS recount_line
-            FROM parsed p LEFT JOIN staged_lines s USING (file_order, line_no)
-            ORDER BY file_order, line_no"""
-        return rows_as_text(con.sql(query).to_arrow_table())
+        rows = rows_as_text(con.sql("SELECT * FROM parsed ORDER BY file_order, line_no").to_arrow_table())
     finally:
         con.close()
+    counts: dict[tuple[int, int], tuple[Any, ...]] = {}
+    for order, path in enumerate(paths, start=1):
+        con = connect(":memory:")
+        try:
+            create_staging(con)
+            stage_file(con, path, order, file_sha256(path))
+            parse_staged(con, ts_latest=ts_latest)
+            recount_candidates_by_line(con, default_recounter())
+            for line_no, *est in con.execute(
+                "SELECT CAST(event_id AS BIGINT), est_input_tokens, est_output_tokens, est_tokenizer FROM recounts"
+            ).fetchall():
+                counts[(order, line_no)] = tuple(est)
+        finally:
+            con.close()
+    for row in rows:
+        est = counts.get((row["file_order"], row["line_no"]), (None, None, None))
+        row.update(zip(("est_input_tokens", "est_output_tokens", "est_tokenizer"), est, strict=True))
+    return rows
 
 
 def parsed_by_spark(spark: Any, paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
@@ -98,7 +115,7 @@ def test_sample_logs_parse_identically_on_executors(spark: Any) -> None:
     # the sample logs exercise every kind of file and some quarantine (see data/sample_logs)
     assert {Path(r["source_file"]).suffix for r in rows} == {".gz", ".zst", ".parquet"}
     assert len(rows) == 1902 and sum(r["problem"] is not None for r in rows) == 18
-    assert sum(r["recount_line"] is not None for r in rows) > 0  # the samples hold R5 records
+    assert sum(r["est_tokenizer"] is not None for r in rows) == 48  # the R5 records of all four files, counted
 
 
 @settings(
@@ -129,7 +146,8 @@ def test_no_files_is_an_empty_frame_of_the_same_columns(spark: Any) -> None:
     con = connect(":memory:")
     try:
         stage_files(con, discover([str(SAMPLE_LOGS / "*")])[:1])
-        assert frame.columns == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + ["recount_line"]
+        counts = ["est_input_tokens", "est_output_tokens", "est_tokenizer"]
+        assert frame.columns == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + counts
     finally:
         con.close()
 
@@ -144,16 +162,12 @@ def test_only_local_paths_and_file_uris_are_read_so_far(tmp_path: Path) -> None:
         local_path("file://otherhost/logs/a.jsonl")
 
 
-def test_a_task_hands_over_long_candidate_lines_in_byte_bounded_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """R5 candidates' raw lines travel beside their rows; one Arrow string buffer holds at most
-    2 GiB, so a task's batches are bounded by bytes, not only rows (a file of long usage-less
-    prompts failed the whole nightly when batches were 8,192 rows)."""
+def test_a_task_counts_long_prompts_itself_and_ships_counts_not_text(tmp_path: Path) -> None:
+    """R5 runs in the task: a file of long usage-less prompts comes back as counts, and no
+    column of any row carries the prompt's text."""
     from pipeline.spark import parse
 
-    monkeypatch.setattr(parse, "BATCH_BYTES", 100_000)
-    prompt = "word " * 8_000  # ~40 KB a line
+    prompt = "word " * 8_000  # 8,000 tokens of input
     lines = [
         json.dumps(record(event_id=f"long-{i}", usage=None, messages=[{"role": "user", "content": prompt}]))
         for i in range(30)
@@ -166,7 +180,6 @@ def test_a_task_hands_over_long_candidate_lines_in_byte_bounded_batches(
     )
     rows = [row for batch in batches for row in batch.to_pylist()]
     assert [r["line_no"] for r in rows] == list(range(1, 31))
-    assert all(r["recount_line"] == lines[r["line_no"] - 1] for r in rows)
-    assert len(batches) >= 10  # ~40 KB lines in batches of ~100 KB: a few lines each
-    assert all(sum(len(r["recount_line"]) for r in b.to_pylist()) <= 100_000 + 41_000 for b in batches)
+    assert all(r["est_tokenizer"] and 8_000 <= r["est_input_tokens"] <= 8_010 for r in rows)
+    assert not any("word word" in str(value) for r in rows for value in r.values())
     assert list(spill.iterdir()) == []  # the task's spill directory is gone
