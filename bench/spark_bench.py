@@ -44,6 +44,7 @@ from pipeline import jobs, reference
 from pipeline.jobs import Settings
 from pipeline.sample_logs import generate_day
 from pipeline.spark import bridge, rating
+from pipeline.spark.exchange import spark_uri
 from pipeline.spark.session import get_session
 
 WHOLE_DAY = "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT DISTINCT account_id, request_id FROM attempts"
@@ -102,7 +103,7 @@ def rating_step_spark(
     with timed(f"spark {tag}: export scope, attempts, reference", figures):
         inputs = bridge.export_inputs(con, work, None)
     with timed(f"spark {tag}: rate.spark.sql -> Parquet", figures):
-        rating.write_rated(rating.rate(spark, inputs), (work / "rated").as_uri())
+        rating.write_rated(rating.rate(spark, inputs), spark_uri(work / "rated"))
     with timed(f"spark {tag}: load Parquet into DuckDB", figures):
         bridge.load_rated(con, work / "rated")
     total = sum(v for k, v in figures.items() if k.startswith(f"spark {tag}:"))

@@ -328,6 +328,9 @@ def _ingest_and_rate(
     scope: Callable[[duckdb.DuckDBPyConnection, int], None] | None,
     recounter: Recounter | None = None,
 ) -> RunReport:
+    if recounter is not None and settings.engine == "spark":
+        # the executors recount with the offline tokenizers; a recounter given here would be ignored
+        raise ValueError("a custom recounter works with the DuckDB engine only")
     ref = reference_for_run(settings, command) if scope is not None else None
     with recorded_run(settings, command, args, ref) as (con, report):
         with step("stage", after="after_stage"):

@@ -178,3 +178,22 @@ def test_a_day_without_any_usage_is_recounted_the_same_in_small_fetches(tmp_path
     tokenizers = {"o200k_base", "deepseek_v4"}
     assert all(tokenizer in tokenizers and i > 0 and o > 0 for _, i, o, tokenizer in counts["default"])
     assert counts["small"] == counts["default"]
+
+
+def test_a_record_nested_past_the_bound_is_unreadable_for_the_recount_at_any_stack_depth() -> None:
+    """Whether Python's json refuses deep nesting depends on the caller's stack depth (the CLI,
+    replay and a Spark task differ); the recount's own fixed bound decides instead."""
+    from pipeline.ingest.recounting import MAX_TEXT_NESTING, _texts
+
+    def line(depth: int) -> str:
+        return '{"messages": [{"role": "user", "content": ' + "[" * depth + "]" * depth + '}], "output_text": "x"}'
+
+    def at_depth(frames: int, text: str) -> object:
+        return _texts(text) if frames == 0 else at_depth(frames - 1, text)
+
+    inside, outside = line(MAX_TEXT_NESTING - 3), line(MAX_TEXT_NESTING - 2)  # the record adds 3 levels
+    for frames in (0, 200):
+        assert at_depth(frames, inside) is not None
+        assert at_depth(frames, outside) is None
+    text = "[[[[ not nesting: inside a string ]]]]"
+    assert _texts('{"output_text": "' + text + '"}') == (None, text)

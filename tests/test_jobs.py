@@ -103,3 +103,15 @@ def test_ingest_then_rate_equals_nightly(billing: Billing, tmp_path: Path) -> No
     assert other.query("SELECT * FROM statement_lines ORDER BY ALL") == billing.query(
         "SELECT * FROM statement_lines ORDER BY ALL"
     )
+
+
+def test_a_custom_recounter_is_refused_with_the_spark_engine(billing: Billing) -> None:
+    """On Spark the executors recount with the offline tokenizers: a recounter handed to the job
+    would be ignored silently, so it is refused before anything runs."""
+    import dataclasses
+
+    billing.log("requests-2026-11-20.jsonl", [record()])
+    settings = dataclasses.replace(billing.settings, engine="spark")
+    with pytest.raises(ValueError, match="DuckDB engine only"):
+        jobs.run_ingest(settings, [str(billing.logs / "*.jsonl")], recounter=lambda rows: [None] * len(rows))
+    assert not billing.settings.db_path.exists() or billing.one("SELECT count(*) FROM runs") == 0

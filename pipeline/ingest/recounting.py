@@ -5,7 +5,9 @@ never stored.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +171,26 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# Deeper than this, a record's texts are unreadable for the recount (the attempt is held as
+# usage_missing). A fixed bound: whether Python's json gives up (RecursionError) depends on how
+# deep the caller's stack already is, which differs between the CLI, replay and a Spark task.
+MAX_TEXT_NESTING = 512
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _nesting(line: str) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _STRING_OR_BRACKET.finditer(line):
+        bracket = token.group(0)
+        if bracket in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
 def _texts(line: str) -> tuple[str | None, str | None] | None:
     """(messages as JSON text, output_text) of a staged line, or None if Python cannot read it.
 
@@ -176,6 +198,8 @@ def _texts(line: str) -> tuple[str | None, str | None] | None:
     repairs them) and NaN; hostile nesting or a 5000-digit number make it give up, and the
     attempt is then held as usage_missing like any other unreadable messages.
     """
+    if _nesting(line) > MAX_TEXT_NESTING:
+        return None
     try:
         record = json.loads(line, object_pairs_hook=_first_wins)
         messages = record.get("messages")
@@ -185,7 +209,7 @@ def _texts(line: str) -> tuple[str | None, str | None] | None:
         return None
 
 
-def default_recounter() -> Recounter:
+def default_recounter(timed: bool = True) -> Recounter:
     """The R5 recounter: the offline tokenizers, row by row where a batch has a bad row.
 
     A row whose messages cannot be read, or whose model has no tokenizer mapped, gets None:
@@ -198,7 +222,7 @@ def default_recounter() -> Recounter:
     def recount(rows: list[RecountRow]) -> list[tuple[int, int, str] | None]:
         from pipeline.recount import RecountError, count_many  # the tokenizers: only when a line needs them
 
-        with step("tokenize"):
+        with step("tokenize") if timed else contextlib.nullcontext():
             try:
                 return [as_tuple(c) for c in count_many(rows)]
             except RecountError:

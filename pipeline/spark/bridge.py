@@ -38,7 +38,7 @@ def export_inputs(con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str 
     _copy(con, "SELECT account_id, request_id FROM rating_scope", work / "scope.parquet")
     if attempts_uri is None:
         _copy(con, f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM scoped_attempts", work / "attempts.parquet")
-        attempts_uri = (work / "attempts.parquet").as_uri()
+        attempts_uri = exchange.spark_uri(work / "attempts.parquet")
     reference = work / "reference"
     reference.mkdir()
     for table in REFERENCE_TABLES:
@@ -46,7 +46,9 @@ def export_inputs(con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str 
     # file:// URIs, not bare paths: under a cluster's fs.defaultFS (hdfs://...) a bare path names
     # another file system than the exchange directory DuckDB wrote to and reads back from
     return RatingInputs(
-        attempts=attempts_uri, scope=(work / "scope.parquet").as_uri(), reference_dir=reference.as_uri()
+        attempts=attempts_uri,
+        scope=exchange.spark_uri(work / "scope.parquet"),
+        reference_dir=exchange.spark_uri(reference),
     )
 
 
@@ -95,5 +97,5 @@ def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = Non
         inputs = export_inputs(con, work, attempts_uri)
         with spark_failures("rating"):
             spark = get_session()
-            write_rated(rate(spark, inputs), (work / "rated").as_uri())
+            write_rated(rate(spark, inputs), exchange.spark_uri(work / "rated"))
         load_rated(con, work / "rated")

@@ -26,7 +26,14 @@ WORKDIR_ENV = "INFERGATE_SPARK_WORKDIR"
 
 
 def _parent() -> Path:
-    return Path(os.environ.get(WORKDIR_ENV) or tempfile.gettempdir())
+    return Path(os.environ.get(WORKDIR_ENV) or tempfile.gettempdir()).resolve()
+
+
+def spark_uri(path: Path) -> str:
+    """``path`` as a ``file:`` URI for Spark: a bare path would be read on the cluster's
+    ``fs.defaultFS`` (hdfs://...), not where DuckDB wrote it. Not percent-encoded, unlike
+    ``Path.as_uri()``: Hadoop takes ``%20`` literally and would write beside the directory."""
+    return "file://" + ("" if path.resolve().as_posix().startswith("/") else "/") + path.resolve().as_posix()
 
 
 def _prefix(db_path: Path | None) -> str:

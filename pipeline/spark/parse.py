@@ -223,7 +223,8 @@ def parse_file(
         create_staging(con)
         stage_file(con, path, order, sha256 or file_sha256(path))
         parse_staged(con, ts_latest=ts_latest)
-        recount_candidates_by_line(con, default_recounter())  # R5 here: counts travel, texts do not
+        # R5 here: counts travel, texts do not (untimed: a task's stderr is not the run's log)
+        recount_candidates_by_line(con, default_recounter(timed=False))
         joined = "parsed p LEFT JOIN recounts r ON r.event_id = CAST(p.line_no AS VARCHAR)"
         for batch in con.sql(f"SELECT {layout.select} FROM {joined} ORDER BY p.line_no").to_arrow_reader(BATCH_ROWS):
             yield batch.cast(layout.arrow_schema)

@@ -30,6 +30,7 @@ from core.timing import step
 from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
+from pipeline.spark.exchange import spark_uri
 from pipeline.spark.parse import RECOUNT_COLUMNS, parse_on_spark
 from pipeline.spark.session import get_session
 
@@ -63,7 +64,7 @@ def stage_files_on_spark(
                 with spark_failures("parsing"):
                     frame = parse_on_spark(get_session(), files, ts_latest, memory_limit, str(spill))
                     # a URI, not a path: under a cluster's fs.defaultFS a bare path is not this directory
-                    frame.write.parquet((work / "parsed").as_uri())
+                    frame.write.parquet(spark_uri(work / "parsed"))
                 _load_parsed(con, work / "parsed")
             if on_file:
                 for _, path, _, _ in staged:

@@ -386,3 +386,21 @@ def test_a_missing_spark_output_is_an_error_not_an_empty_rating(tmp_path: Path) 
         assert con.execute("SELECT count(*) FROM new_rated").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_exchange_uris_reach_a_directory_with_a_space_and_a_relative_workdir(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark writes where DuckDB reads: ``Path.as_uri()`` percent-encodes a space, which Hadoop
+    takes literally (it wrote beside the directory); a relative INFERGATE_SPARK_WORKDIR is made
+    absolute before it becomes a URI."""
+    from pipeline.spark.exchange import exchange_directory, spark_uri
+
+    target = tmp_path / "with space é" / "rated"
+    spark.range(3).write.parquet(spark_uri(target))
+    assert (target / "_SUCCESS").is_file() and list(target.glob("*.parquet"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INFERGATE_SPARK_WORKDIR", "relative exchange")
+    (tmp_path / "relative exchange").mkdir()
+    with exchange_directory(tmp_path / "billing.duckdb") as work:
+        assert work.is_absolute() and spark_uri(work).startswith("file:///")
