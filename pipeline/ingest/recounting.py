@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import duckdb
 from core import console
 from core.db import insert_many
 from core.timing import step
+from pipeline.ingest.repeated_keys import nesting_depth
 
 if TYPE_CHECKING:  # a type only: staging imports this module's neighbours at run time
     from pipeline.ingest.staging import Slice
@@ -175,20 +175,6 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # usage_missing). A fixed bound: whether Python's json gives up (RecursionError) depends on how
 # deep the caller's stack already is, which differs between the CLI, replay and a Spark task.
 MAX_TEXT_NESTING = 512
-_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-
-
-def _nesting(line: str) -> int:
-    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count)."""
-    depth = deepest = 0
-    for token in _STRING_OR_BRACKET.finditer(line):
-        bracket = token.group(0)
-        if bracket in ("[", "{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif bracket in ("]", "}"):
-            depth -= 1
-    return deepest
 
 
 def _texts(line: str) -> tuple[str | None, str | None] | None:
@@ -198,7 +184,7 @@ def _texts(line: str) -> tuple[str | None, str | None] | None:
     repairs them) and NaN; hostile nesting or a 5000-digit number make it give up, and the
     attempt is then held as usage_missing like any other unreadable messages.
     """
-    if _nesting(line) > MAX_TEXT_NESTING:
+    if nesting_depth(line) > MAX_TEXT_NESTING:
         return None
     try:
         record = json.loads(line, object_pairs_hook=_first_wins)

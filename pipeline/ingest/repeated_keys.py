@@ -19,6 +19,19 @@ from pipeline.redact import mask_secrets
 _JSON_TOKEN = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")\s*(:)?|[{}\[\]]')
 
 
+def nesting_depth(line: str) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.finditer(line):
+        bracket = token.group(0)
+        if bracket in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
 def first_repeated_key(line: str) -> tuple[str, str] | None:
     """(path of the object, key) of the first key that an object of ``line`` repeats, or None.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.db import sql_literal
 from pipeline.lake import database_path
 from pipeline.spark import SparkEngineError, exchange
 from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
@@ -26,11 +27,7 @@ from pipeline.spark.session import get_session
 
 def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     """``COPY (query) TO path`` as Parquet (DuckDB writes TIMESTAMPTZ as a UTC instant)."""
-    con.execute(f"COPY ({query}) TO '{_quoted(path)}' (FORMAT parquet)")
-
-
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
+    con.execute(f"COPY ({query}) TO {sql_literal(str(path))} (FORMAT parquet)")
 
 
 def export_inputs(con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str | None) -> RatingInputs:
@@ -61,7 +58,7 @@ def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     files = sorted(out.glob("*.parquet"))
     if not files:
         return  # an empty scope: Spark may write no part file at all
-    source = f"read_parquet('{_quoted(out)}/*.parquet')"
+    source = f"read_parquet({sql_literal(str(out / '*.parquet'))})"
     found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     if sorted(found) != sorted(expected):
         raise SparkEngineError(f"Spark output columns {found} differ from rated_attempts {expected}")

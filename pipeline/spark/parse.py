@@ -30,7 +30,7 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlparse
 
 import duckdb
 
+from core.db import sql_identifier
 from pipeline.ingest.files import file_sha256, refusal
 from pipeline.ingest.recounting import default_recounter, recount_candidates_by_line
 from pipeline.ingest.staging import create_staging, parse_staged, stage_file
@@ -49,11 +50,7 @@ if TYPE_CHECKING:
 
 # The columns beside parse.sql's: the R5 counts of a candidate (NULL for every other line,
 # and for a candidate whose usage cannot be established: it is held, as on DuckDB).
-RECOUNT_COLUMNS: tuple[tuple[str, Callable[[], pa.DataType], str], ...] = (
-    ("est_input_tokens", lambda: _pa().int64(), "bigint"),
-    ("est_output_tokens", lambda: _pa().int64(), "bigint"),
-    ("est_tokenizer", lambda: _pa().string(), "string"),
-)
+RECOUNT_COLUMNS = {"est_input_tokens": "bigint", "est_output_tokens": "bigint", "est_tokenizer": "string"}
 # Rows per Arrow batch a task hands to Spark: a quarantine copy is at most ~4 KB and the usage
 # JSON at most 4 KB, so a batch stays in the tens of MiB even for the widest rows.
 BATCH_ROWS = 8192
@@ -62,30 +59,22 @@ BATCH_ROWS = 8192
 TASK_MEMORY_LIMIT = "2GB"
 
 
-def _pa() -> Any:
-    import pyarrow as pa  # imported where used, as everywhere on the CLI's path
-
-    return pa
-
-
 def local_path(uri: str) -> Path:
     """The local path of ``uri``: a plain path or a ``file://`` URI (s3a/hdfs are not read yet)."""
     if "://" not in uri:  # a plain path, as given (a name may hold a colon: never a scheme here)
         return Path(uri)
     parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
-            raise SparkEngineError(f"{uri}: file:// URIs must name a local path (no host)")
-        return Path(unquote(parsed.path) if parsed.scheme else uri)
-    if len(parsed.scheme) == 1:  # a Windows drive letter, never a scheme
-        return Path(uri)
-    raise SparkEngineError(
-        f"{uri}: only local paths and file:// URIs are parsed on executors so far (see docs/spark.md)"
-    )
+    if parsed.scheme != "file":
+        raise SparkEngineError(
+            f"{uri}: only local paths and file:// URIs are parsed on executors so far (see docs/spark.md)"
+        )
+    if parsed.netloc not in ("", "localhost"):
+        raise SparkEngineError(f"{uri}: file:// URIs must name a local path (no host)")
+    return Path(unquote(parsed.path))
 
 
 def task_connection(
-    memory_limit: str | None = TASK_MEMORY_LIMIT, threads: int = 1, temp_directory: Path | None = None
+    memory_limit: str | None = TASK_MEMORY_LIMIT, temp_directory: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the session settings of :func:`core.db.connect` that parsing reads.
 
@@ -96,7 +85,7 @@ def task_connection(
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-        "threads": threads,
+        "threads": 1,  # a task is one core: Spark runs as many tasks as it has cores
     }
     if memory_limit:
         config["memory_limit"] = memory_limit
@@ -179,7 +168,7 @@ def parsed_layout() -> ParsedLayout:
         con.close()
     select, fields, ddl = [], [], []
     for field in schema:
-        quoted = '"' + field.name.replace('"', '""') + '"'
+        quoted = sql_identifier(field.name)
         spark_type = _spark_type(field.type)
         if spark_type is None:
             select.append(f"CAST(p.{quoted} AS VARCHAR) AS {quoted}")
@@ -189,9 +178,9 @@ def parsed_layout() -> ParsedLayout:
         fields.append(pa.field(field.name, _arrow_type(spark_type, field.type)))
         ddl.append(f"`{field.name}` {spark_type}")
     # R5 counts of each candidate, made in the task: the texts never leave the executor
-    for name, arrow_type, spark_type in RECOUNT_COLUMNS:
+    for name, spark_type in RECOUNT_COLUMNS.items():
         select.append(f"r.{name}")
-        fields.append(pa.field(name, arrow_type()))
+        fields.append(pa.field(name, pa.int64() if spark_type == "bigint" else pa.string()))
         ddl.append(f"`{name}` {spark_type}")
     return ParsedLayout(", ".join(select), pa.schema(fields), ", ".join(ddl))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.db import sql_literal
 from core.timing import step
 from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
 from pipeline.spark import SparkEngineError
@@ -77,14 +78,14 @@ def _load_parsed(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     """``parsed`` and ``staged_recounts`` (the executors' R5 counts) from their Parquet, by name."""
     if not (out / "_SUCCESS").is_file():
         raise SparkEngineError(f"Spark parsing wrote no committed output in {out}")
-    counts = ", ".join(name for name, *_ in RECOUNT_COLUMNS)
+    counts = ", ".join(RECOUNT_COLUMNS)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE staged_recounts (file_order INTEGER, line_no BIGINT, "
         "est_input_tokens BIGINT, est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
     if not any(out.glob("*.parquet")):
         return  # no line in any file: Spark may write no part file at all
-    source = "read_parquet('" + str(out).replace("'", "''") + "/*.parquet')"
+    source = f"read_parquet({sql_literal(str(out / '*.parquet'))})"
     con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}) FROM {source}")
     con.execute(
         f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM {source} "
@@ -111,8 +112,8 @@ ORDER BY 1
 
 
 def _stage_files_with_conflicts(con: duckdb.DuckDBPyConnection, staged: dict[int, tuple[Path, str]]) -> None:
-    """Stage every line of the files dedup will need whole (see the module doc) on the driver."""
+    """Stage every line of the files dedup will need whole (see the module doc) on the driver
+    (``staged_lines`` is empty before: the executors send no lines)."""
     for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall():
         path, sha = staged[order]
-        con.execute("DELETE FROM staged_lines WHERE file_order = ?", [order])
         stage_file(con, path, order, sha)
