@@ -54,7 +54,7 @@ def scope_open_periods(con: duckdb.DuckDBPyConnection) -> None:
 class RateResult:
     """What a rating produced: its counts, and the names of the temp tables that hold its rows.
 
-    The next stages read those tables through this object (``reference.record_used_versions``
+    The next stages read those tables through this object (``reference_state.record_used_versions``
     the price versions in ``rows_table``, ``jobs.record_output_digests`` the statement lines
     of ``periods_table``), not by names they would have to know; the tables live as long as
     the connection, until the next rating replaces them.

@@ -14,17 +14,13 @@ from typing import Any
 import duckdb
 from pydantic import ValidationError
 
-from core.db import BULK_ROWS, insert_many
+from core.db import insert_many
 from core.errors import BillingError
 from pipeline.accounts import AccountsError, AccountsFile, parse_accounts
 from pipeline.credits import CreditsError, CreditsFile, check_accounts, check_append_only, parse_credits
 from pipeline.issuer import BUILT_IN, Issuer, IssuerError, parse_stored
 from pipeline.reference_state import PriceEditError as PriceEditError  # the hash-level steps: see that module
-from pipeline.reference_state import check_used_versions as check_used_versions
 from pipeline.reference_state import fingerprint_of, forget_sources
-from pipeline.reference_state import record_used_versions as record_used_versions
-from pipeline.reference_state import store_fingerprint as store_fingerprint
-from pipeline.reference_state import stored_fingerprint as stored_fingerprint
 from pricing.model import PriceVersion
 from pricing.versions import PriceBook, PriceTableError, build_price_book, canonical_json
 
@@ -130,40 +126,16 @@ def load_into(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
 
 
 def _insert_accounts(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
-    """A few accounts row by row; many in one Arrow insert (one statement per account took 45 s
-    for 100K), so pyarrow is imported only for a file that needs it (issue 14: CLI start).
-
-    Decimals travel as Arrow decimal128 of the columns' own precision and scale: exact.
-    """
-    accounts = ref.accounts.accounts
-    if len(accounts) < BULK_ROWS:
-        insert_many(
-            con,
-            "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (a.id, a.legal_name, list(a.address), a.email, a.group, a.discount_pct, a.spend_limit_usd)
-                for a in accounts
-            ],
-        )
-        return
-    import pyarrow as pa
-
-    table = pa.table(
-        {
-            "account_id": pa.array([a.id for a in accounts], pa.string()),
-            "legal_name": pa.array([a.legal_name for a in accounts], pa.string()),
-            "address": pa.array([list(a.address) for a in accounts], pa.list_(pa.string())),
-            "email": pa.array([a.email for a in accounts], pa.string()),
-            "group_name": pa.array([a.group for a in accounts], pa.string()),
-            "discount_pct": pa.array([a.discount_pct for a in accounts], pa.decimal128(5, 2)),
-            "spend_limit_usd": pa.array([a.spend_limit_usd for a in accounts], pa.decimal128(18, 2)),
-        }
+    """All accounts in one :func:`insert_many` (row by row for a few; one Arrow insert for many,
+    so pyarrow is imported only for a file that needs it: issue 14, CLI start)."""
+    insert_many(
+        con,
+        "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (a.id, a.legal_name, list(a.address), a.email, a.group, a.discount_pct, a.spend_limit_usd)
+            for a in ref.accounts.accounts
+        ],
     )
-    con.register("accounts_arrow", table)
-    try:
-        con.execute("INSERT INTO accounts SELECT * FROM accounts_arrow")
-    finally:
-        con.unregister("accounts_arrow")
 
 
 def _insert_credits(con: duckdb.DuckDBPyConnection, ref: Reference) -> None:
