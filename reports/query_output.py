@@ -2,7 +2,8 @@
 
 Money stays exact in every format: a DECIMAL is written with all its digits (``36.23`` in
 CSV, the string ``"36.23"`` in JSON, a Parquet DECIMAL of the same precision and scale),
-never through a float. A DOUBLE the query itself computes stays a number.
+never through a float. A DOUBLE the query itself computes stays a number (allow-float: the
+analyst's own arithmetic, not money this pipeline computes).
 
 - ``table``: today's padded text table, at most ``max_rows`` rows (a screenful, for people).
 - ``csv``: every row, through the spreadsheet-safe writer of :mod:`reports.csvsafe` (a text
