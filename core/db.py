@@ -21,8 +21,6 @@ from core.errors import MissingInput
 from core.faults import fault_point
 from core.timing import started
 
-DEFAULT_DB = Path("data/infergate.duckdb")
-DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's buffer memory for a run; it spills to disk beyond it
 # The SQL files and migrations stay where they always were, as data of the ``pipeline`` package
 # (package-data in pyproject.toml; rules_hash() covers them by name and bytes). Reading them
 # imports only the empty ``pipeline/__init__.py``, never pipeline's modules, so this module

@@ -16,12 +16,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from core.defaults import DEFAULT_ACCOUNTS_FILE
 from core.errors import BillingError, MissingInput, read_reference_file
 from core.money import D, Decimal, max_scale
 from pipeline.taxids import check_vat_id
 from pricing.model import Price
-
-DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")
 
 
 class AccountsError(BillingError, ValueError):

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from core.defaults import DEFAULT_CREDITS_FILE
 from core.errors import BillingError, MissingInput, read_reference_file
 from core.money import D, Decimal, MoneyError, max_scale
 
-DEFAULT_CREDITS_FILE = Path("data/credits.csv")
 COLUMNS = (
     "grant_id",
     "account_id",

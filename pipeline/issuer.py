@@ -21,6 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.defaults import DEFAULT_ISSUER_FILE
 from core.errors import BillingError, MissingInput, read_reference_file
 from pipeline.accounts import Account, AccountsFile, Percent
 from pipeline.taxids import check_vat_id, is_eu_vat_id
@@ -37,7 +38,6 @@ __all__ = [
     "parse_stored",
 ]
 
-DEFAULT_ISSUER_FILE = Path("data/issuer.toml")
 MAX_LOGO_BYTES = 256 * 1024
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

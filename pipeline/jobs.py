@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
-from core.db import DEFAULT_DB, DEFAULT_MEMORY_LIMIT, code_version, connect, insert_many, transaction
+from core.db import code_version, connect, insert_many, transaction
+from core.defaults import (
+    DEFAULT_ACCOUNTS_FILE,
+    DEFAULT_DB,
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TABLES_DIR,
+)
 from core.errors import BillingError, EmptyPeriod, UsageProblem
 from core.faults import fault_point
 from core.timing import step
@@ -37,12 +43,6 @@ from reports.atomic import write_atomic
 
 if TYPE_CHECKING:  # rendering (a process pool, the invoice model) is imported by the job that renders
     from pipeline import reference, statements  # reference: pydantic, only when files must be validated
-
-# copies of pricing.versions.DEFAULT_TABLES_DIR and pipeline.accounts.DEFAULT_ACCOUNTS_FILE:
-# importing those modules loads pydantic (tests/test_cli_start.py checks they are equal)
-DEFAULT_TABLES_DIR = Path(__file__).parent.parent / "pricing" / "tables"
-DEFAULT_ACCOUNTS_FILE = Path("data/accounts.toml")
-DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio threshold, not money
 
 
 @dataclass(frozen=True)

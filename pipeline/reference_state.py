@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 
 from core.db import code_version
+from core.defaults import DEFAULT_CREDITS_FILE
 from core.errors import BillingError
 
 if TYPE_CHECKING:
     from pipeline.rate import RateResult
 
 SOURCES_KEY = "reference_sources"  # rating_state: {"digest": ..., "fingerprint": ...}
-DEFAULT_CREDITS_FILE = Path("data/credits.csv")  # pipeline.credits.DEFAULT_CREDITS_FILE (tests check)
 
 _ROOT = Path(__file__).parent.parent
 # the modules whose rules decide whether reference files are valid: an edit re-validates

@@ -18,11 +18,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from core.defaults import DEFAULT_TABLES_DIR
 from core.errors import BillingError, MissingInput
 from core.money import EXACT, Decimal
 from pricing.model import ModelPrice, PriceVersion
-
-DEFAULT_TABLES_DIR = Path(__file__).parent / "tables"
 
 
 class PriceTableError(BillingError, ValueError):

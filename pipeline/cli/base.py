@@ -19,6 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from core import console
+from core.defaults import (
+    DEFAULT_ACCOUNTS_FILE,
+    DEFAULT_DB,
+    DEFAULT_ISSUER_FILE,
+    DEFAULT_MAX_QUARANTINE_RATE,
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TABLES_DIR,
+)
 from core.errors import BillingError
 from core.money import D, Decimal, MoneyError
 from core.period import Period, PeriodError
@@ -31,12 +39,7 @@ if TYPE_CHECKING:
 # Issue 14: `--help` and a nightly start without the heavy modules (duckdb for --help; polars,
 # pydantic, weasyprint, jinja2, pyarrow, rich, stdnum): every module of ours that pulls one in
 # is imported inside the function that uses it, and these defaults, shown in the help, are
-# copies of the constants of their modules (tests/test_cli_start.py checks they are equal).
-DEFAULT_DB = Path("data/infergate.duckdb")  # core.db.DEFAULT_DB
-DEFAULT_MEMORY_LIMIT = "2GB"  # core.db.DEFAULT_MEMORY_LIMIT
-DEFAULT_TABLES_DIR = Path(__file__).parent.parent.parent / "pricing" / "tables"  # pricing.versions
-DEFAULT_ISSUER_FILE = Path("data/issuer.toml")  # pipeline.issuer.DEFAULT_ISSUER_FILE
-DEFAULT_MAX_QUARANTINE_RATE = 0.02  # allow-float: a ratio; pipeline.jobs.DEFAULT_MAX_QUARANTINE_RATE
+# the light core.defaults module (tests/test_cli_start.py checks that no module keeps a copy).
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -224,7 +227,7 @@ class BillingGroup(click.Group):
     "accounts_file",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="INFERGATE_ACCOUNTS",
-    default=Path("data/accounts.toml"),
+    default=DEFAULT_ACCOUNTS_FILE,
     show_default=True,
     help="Accounts reference file.",
 )
