@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's pipeline package, whatever is installed
+sys.path.insert(0, str(ROOT / "bench"))
+import floors  # noqa: E402  (found through the path above)
+
 DAY = date(2026, 12, 31)  # the history days before it fall in the same period, 2026-12
 PERIOD = "2026-12"
 SEED = 20261231
@@ -453,6 +456,8 @@ def main() -> None:
         stages["empty"] = measure(
             "nightly, empty db", cli(empty_db, accounts, cfg.memory_limit, *nightly_args(logs)), lines, timed
         )
+        floor_run = measure("floors", [*me, "--floors", str(log), str(empty_db), cfg.memory_limit], 0)
+        floor_seconds = json.loads(floor_run.stdout.strip().splitlines()[-1])
         stages["snapshot_empty"] = measure(
             "analyst snapshot, 1d",
             [*CLI, "--db", str(empty_db), "--memory-limit", cfg.memory_limit, "snapshot"],
@@ -498,6 +503,8 @@ def main() -> None:
         print(storage_line(empty_db, log, lines), flush=True)
         synthetic = measure("recount bench", [sys.executable, str(RECOUNT_BENCH), "--n", str(cfg.recount_n)], 0)
         print_report(cfg, stages, files, (recounted, tokens), recount_day, synthetic)
+        print()
+        print("\n".join(floors.report_lines(timings(stages["empty"]), floor_seconds, log)))
         for name, stage, imports in starts:
             print(
                 f"cli start: {name}: {imports:.2f}s of imports (target <= 0.3s), "
@@ -611,6 +618,8 @@ def print_report(
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--scan":
         run_scan(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--floors":
+        floors.main(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
     elif len(sys.argv) == 4 and sys.argv[1] == "--history":
         build_history(Path(sys.argv[2]), int(sys.argv[3]))
     else:

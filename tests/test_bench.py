@@ -43,5 +43,12 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
     ):
         assert line in out, out
     assert "generated 2,000 attempts" in out
+    # issue 14 item 1: every step beside its floor, with figures
+    assert "steps beside their floors" in out, out
+    table = out.split("steps beside their floors", 1)[1].splitlines()[2:]
+    shown = {row.split()[0]: row.split() for row in table if row.startswith("  ") and len(row.split()) > 5}
+    for step in ("parse", "dedup", "store", "rate", "replace_rated", "aggregate", "digests"):
+        step_s, floor_s, gap_s = float(shown[step][1]), float(shown[step][2]), float(shown[step][4])
+        assert step_s >= 0 and floor_s >= 0 and abs(step_s - floor_s - gap_s) < 0.002, shown[step]
     assert list((tmp_path / "n2000-a3" / "logs").glob("requests-*.jsonl.gz"))
     assert not list(tmp_path.glob("n2000-a3/run-*")), "the run's databases are removed"
