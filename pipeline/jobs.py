@@ -76,6 +76,10 @@ class RunReport:
     snapshot: Path | None = None  # the analyst snapshot published after the commit
     snapshot_error: str | None = None  # why it could not be published (the run itself committed)
     refused: list[str] = field(default_factory=list)  # inputs not read: links, FIFOs, ... (one line each)
+    # why the run exits 1 although its data committed (refused inputs, too many lines quarantined),
+    # and a nightly's day whose files held no record: recorded in the ledger row with exit code 1
+    problems: list[str] = field(default_factory=list)
+    empty_day: NoInputForDay | None = None
 
     @property
     def lines_read(self) -> int:
@@ -270,13 +274,19 @@ def _close_failed(con: duckdb.DuckDBPyConnection, run_id: int, exc: BaseExceptio
 
 
 def close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
-    """Record counts and per-file lines in the ledger (inside the run's transaction)."""
+    """Record counts and per-file lines in the ledger (inside the run's transaction).
+
+    ``status`` says the run's data committed; ``exit_code`` and ``message`` what cron saw: 1 and
+    the reasons when the run reported problems (:attr:`RunReport.problems`, an empty day)."""
     fresh = [f for f in report.files if not f.skipped]
+    problems = [*report.problems, *([str(report.empty_day)] if report.empty_day else [])]
     con.execute(
-        "UPDATE runs SET status = 'succeeded', finished_at = now(), exit_code = 0, "
+        "UPDATE runs SET status = 'succeeded', finished_at = now(), exit_code = ?, message = ?, "
         "files_read = ?, files_skipped = ?, lines_read = ?, accepted = ?, duplicates = ?, "
         "quarantined = ?, rated = ? WHERE run_id = ?",
         [
+            1 if problems else 0,
+            "; ".join(problems) or None,
             len(fresh),
             len(report.files) - len(fresh),
             report.lines_read,
@@ -327,7 +337,10 @@ def _ingest_and_rate(
     paths: Sequence[Path],
     scope: Callable[[duckdb.DuckDBPyConnection, int], None] | None,
     recounter: Recounter | None = None,
+    checks: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
+    """Stage, ingest, rate (``scope``) and record one run; ``checks`` sets the report's problems
+    before the ledger row is closed, so that the row says what the exit code will be."""
     if recounter is not None and settings.engine == "spark":
         # the executors recount with the offline tokenizers; a recounter given here would be ignored
         raise ValueError("a custom recounter works with the DuckDB engine only")
@@ -363,6 +376,8 @@ def _ingest_and_rate(
                     record_output_digests(con, report.run_id, rated)
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
+                if checks is not None:
+                    checks(report)
                 close_succeeded(con, report)
         return report
 
@@ -391,14 +406,42 @@ def _ts_latest(args: dict[str, Any]) -> datetime | None:
     return ingest.latest_plausible_ts(run_day, as_of)
 
 
-def run_ingest(settings: Settings, patterns: Sequence[str], recounter: Recounter | None = None) -> RunReport:
-    """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them)."""
+def quarantine_problem(report: RunReport, max_rate: float | None) -> str | None:  # allow-float: a share
+    """The run's problem when more of its lines were quarantined than ``max_rate`` (None: no bound)."""
+    if max_rate is None or report.quarantine_rate() <= max_rate:
+        return None
+    return (
+        f"{report.quarantined} of {report.lines_read} lines quarantined "
+        f"({report.quarantine_rate():.1%} > {max_rate:.1%}); see `infergate-billing quarantine`"
+    )
+
+
+def _problem_checks(refused: list[str], max_rate: float | None) -> Callable[[RunReport], None]:  # allow-float
+    """The checks of an ingesting run: files refused, and the quarantine rate against ``max_rate``."""
+
+    def checks(report: RunReport) -> None:
+        report.refused = refused  # the other files were ingested; exit 1 so that cron notices
+        too_many = quarantine_problem(report, max_rate)
+        report.problems = [*refused, *([too_many] if too_many else [])]
+
+    return checks
+
+
+def run_ingest(
+    settings: Settings,
+    patterns: Sequence[str],
+    recounter: Recounter | None = None,
+    *,
+    max_quarantine_rate: float | None = None,  # allow-float: a share of lines, not money
+) -> RunReport:
+    """Ingest files into attempts/quarantine without rating (``rate`` or ``nightly`` rate them).
+
+    ``max_quarantine_rate``: above it the run is a problem (exit 1, recorded); None: no bound."""
     refused: list[str] = []
     paths = ingest.discover(patterns, refused)
     args = {"files": [str(p) for p in paths], "as_of": datetime.now(UTC).date().isoformat()}
-    report = _ingest_and_rate(settings, "ingest", args, paths, None, recounter)
-    report.refused = refused
-    return report
+    checks = _problem_checks(refused, max_quarantine_rate)
+    return _ingest_and_rate(settings, "ingest", args, paths, None, recounter, checks)
 
 
 def run_rate(settings: Settings, start: datetime | None, end: datetime | None) -> RunReport:
@@ -440,6 +483,7 @@ def run_nightly(
     recounter: Recounter | None = None,
     *,
     allow_empty: bool = False,
+    max_quarantine_rate: float | None = None,  # allow-float: a share of lines, not money
 ) -> RunReport:
     """Ingest the day's files, rate what they touch (plus anything held), refresh aggregates.
 
@@ -447,7 +491,9 @@ def run_nightly(
     for a cron job a missing shipment and a quiet day look the same otherwise. With
     ``allow_empty`` the run goes ahead and re-rates what is held or affected by new
     reference data. Links and non-regular files are refused and reported (exit 1), the
-    day's other files are still billed.
+    day's other files are still billed. Files that hold no record at all, or more lines
+    quarantined than ``max_quarantine_rate``, are problems too: the run commits, its ledger
+    row says exit code 1 and why (:attr:`RunReport.problems`, :attr:`RunReport.empty_day`).
     """
     refused: list[str] = []
     paths = files_for_day(logs_dir, day, refused)
@@ -463,21 +509,28 @@ def run_nightly(
         "files": [str(p) for p in paths],
         "as_of": datetime.now(UTC).date().isoformat(),
     }
-    report = _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter)
-    report.refused = refused
-    return report
+    ingest_checks = _problem_checks(refused, max_quarantine_rate)
+
+    def checks(report: RunReport) -> None:
+        ingest_checks(report)
+        report.empty_day = empty_day_problem(report, day, logs_dir, allow_empty=allow_empty)
+
+    return _ingest_and_rate(settings, "nightly", args, paths, rate.scope_new_and_open, recounter, checks)
 
 
-def check_day_had_records(report: RunReport, day: date, logs_dir: Path, *, allow_empty: bool = False) -> None:
+def empty_day_problem(
+    report: RunReport, day: date, logs_dir: Path, *, allow_empty: bool = False
+) -> NoInputForDay | None:
     """After a nightly that found files for its day: :class:`NoInputForDay` when every one of
     them held no record (the run is recorded; the day is still a broken shipment), unless
     ``allow_empty``."""
     if report.files and len(report.empty_files()) == len(report.files) and not allow_empty:
-        raise NoInputForDay(
+        return NoInputForDay(
             f"no records for {day.isoformat()}: every file for the day in {logs_dir} is empty "
             f"(run {report.run_id} recorded them)",
             hint="check the log shipment for that day; if the gateway really had no traffic, pass --allow-empty",
         )
+    return None
 
 
 def yesterday_utc() -> date:

@@ -64,11 +64,26 @@ def test_default_text_output_is_unchanged(billing: Billing) -> None:
     assert result.stdout.splitlines() == [
         f"requests-{DAY}.jsonl: read 2 = accepted 1 + duplicates 0 + quarantined 1",
         "rated 1 attempts of 1 requests: 1 billed, 0 held; 1 account-periods refreshed",
-        "run 1 succeeded",
+        "run 1 committed, with 1 problem (exit 1):",
     ]
     assert result.stderr.splitlines() == [
         "error: 1 of 2 lines quarantined (50.0% > 2.0%); see `infergate-billing quarantine`"
     ]
+
+
+def test_the_ledger_row_says_what_cron_saw(billing: Billing) -> None:
+    """A run whose data committed but that exits 1 (too many lines quarantined, a refused
+    link) records exit code 1 and the reasons; its status stays succeeded (its data stands)."""
+    half_broken_day(billing)
+    (billing.logs / f"link-{DAY}.jsonl").symlink_to(billing.logs / f"requests-{DAY}.jsonl")
+    assert nightly(billing, "--no-snapshot").exit_code == 1
+    status, exit_code, message = billing.one("SELECT status, exit_code, message FROM runs")
+    assert (status, exit_code) == ("succeeded", 1)
+    assert message.endswith("; 1 of 2 lines quarantined (50.0% > 2.0%); see `infergate-billing quarantine`"), message
+    assert f"link-{DAY}.jsonl" in message.split("; ")[0]
+    good_day_run = invoke(billing, "nightly", "--date", DAY, "--logs", str(billing.logs), "--max-quarantine-rate", "1")
+    assert good_day_run.exit_code == 1  # the link is still refused: still recorded
+    assert billing.one("SELECT exit_code FROM runs WHERE run_id = 2") == 1
 
 
 # --- --quiet ----------------------------------------------------------------------------------

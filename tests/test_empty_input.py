@@ -94,6 +94,10 @@ def test_a_day_of_only_empty_files_fails_after_naming_each(billing: Billing) -> 
     assert again.exit_code == 1 and "already ingested" in again.output and len(error_lines(again)) == 1
     accepted = nightly(billing, "--allow-empty")
     assert accepted.exit_code == 0 and warnings(accepted) == [f"warning: {zero}: empty file (0 bytes)"]
+    # the ledger says what cron saw: the two failed nights exit 1 with the reason, the third 0
+    rows = billing.query("SELECT run_id, status, exit_code, message FROM runs ORDER BY run_id")
+    assert [(r[1], r[2]) for r in rows] == [("succeeded", 1), ("succeeded", 1), ("succeeded", 0)]
+    assert rows[0][3].startswith(f"no records for {DAY}: every file for the day") and rows[2][3] is None
 
 
 @pytest.fixture

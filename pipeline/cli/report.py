@@ -17,11 +17,13 @@ if TYPE_CHECKING:  # the jobs' modules import duckdb: this module is loaded on -
     from pipeline.statements import StatementsReport
 
 
-def print_report(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
-    """The run's files, rating and outcome; exit 1 after them if it reports a problem."""
+def print_report(report: RunReport) -> None:
+    """The run's files, rating and outcome; exit 1 after them if it reports a problem (the
+    problems the job found and recorded in the run's ledger row, or an unpublished snapshot).
+    A nightly's empty day is raised as the :class:`NoInputForDay` it is, with its hint."""
     _print_files(report)
     _print_outcome(report)
-    _exit_on_problems(report, max_rate)
+    _exit_on_problems(report)
 
 
 def _print_files(report: RunReport) -> None:
@@ -75,23 +77,24 @@ def _print_outcome(report: RunReport) -> None:
         snapshot=report.snapshot,
     )
     if not out.is_json:
-        out.info(f"run {report.run_id} succeeded")
+        problems = len(report.problems) + (report.empty_day is not None)
+        if problems:  # the data stands; the ledger row records exit code 1 and the reasons
+            out.info(f"run {report.run_id} committed, with {problems} problem{'s' if problems > 1 else ''} (exit 1):")
+        else:
+            out.info(f"run {report.run_id} succeeded")
 
 
-def _exit_on_problems(report: RunReport, max_rate: float) -> None:  # allow-float: a share of lines
+def _exit_on_problems(report: RunReport) -> None:
     out = console.current()
     if report.snapshot_error:
         out.problem(
             f"the run committed, but the analyst snapshot was not published ({report.snapshot_error}); "
             "retry with `infergate-billing snapshot`"
         )
-    for reason in report.refused:  # the other files were ingested; exit 1 so that cron notices
-        out.problem(reason)
-    if report.quarantine_rate() > max_rate:
-        out.problem(
-            f"{report.quarantined} of {report.lines_read} lines quarantined "
-            f"({report.quarantine_rate():.1%} > {max_rate:.1%}); see `infergate-billing quarantine`"
-        )
+    for problem in report.problems:  # refused inputs, the quarantine rate: the run's ledger row says them
+        out.problem(problem)
+    if report.empty_day is not None:
+        raise report.empty_day
     if out.problems:
         exit_failed()
 
