@@ -86,10 +86,11 @@ def write_balances(rows: list[Balance], path: Path, fmt: str) -> None:
             "CREATE TABLE b (account_id VARCHAR, as_of TIMESTAMPTZ, balance_usd DECIMAL(18,2), "
             "recent_usage_usd DECIMAL(18,2), window_days INTEGER, alert VARCHAR)"
         )
-        con.executemany(
-            "INSERT INTO b VALUES (?, ?, ?, ?, ?, ?)",
-            [(b.account_id, b.as_of, b.balance, to_cents(b.recent_usage), b.window_days, b.alert) for b in rows],
-        )
+        if rows:  # none (no account holds a grant): the file has the columns and no row
+            con.executemany(
+                "INSERT INTO b VALUES (?, ?, ?, ?, ?, ?)",
+                [(b.account_id, b.as_of, b.balance, to_cents(b.recent_usage), b.window_days, b.alert) for b in rows],
+            )
         tmp = path.with_name(f".{path.name}.tmp")
         con.execute(f"COPY b TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
         tmp.replace(path)

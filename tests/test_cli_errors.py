@@ -116,6 +116,18 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Billing:
     return billing
 
 
+def test_ingest_of_a_glob_matching_no_log_file_is_missing_input(home: Billing, tmp_path: Path) -> None:
+    """A glob that matches nothing (or nothing of a log kind) fails like a named file that is not
+    there (exit 1, recorded nowhere), instead of a run that "succeeds" having read nothing."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "notes.txt").write_text("not a log")
+    pattern = str(logs / "*.txt")
+    result = invoke(tmp_path, "ingest", home.settings.db_path, home.settings.accounts_file, tmp_path, logs, [pattern])
+    assert_clean(result, {1}, f"{pattern}: no log file matches", "Hint: ")
+    assert not home.settings.db_path.exists() or home.one("SELECT count(*) FROM runs WHERE command = 'ingest'") == 0
+
+
 @pytest.fixture
 def home(base: Billing, tmp_path: Path) -> Billing:
     """A copy of the base database (commands may write to it), its logs and accounts."""

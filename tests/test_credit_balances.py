@@ -180,6 +180,30 @@ def test_balances_output_is_byte_identical_when_written_again(billing: Billing, 
     assert row == [("7.00",)]
 
 
+def test_balances_without_any_grant_write_an_empty_file_of_every_format(billing: Billing, tmp_path: Path) -> None:
+    """No account holds a grant (no credits file): CSV and Parquet hold the columns and no row
+    (the Parquet writer used to fail on an empty insert); an --as-of without offset is UTC."""
+    billing.log("requests-2026-11-30.jsonl", [input_tokens("a", "2026-11-10T09:00:00Z", 4)])
+    billing.nightly("2026-11-30")
+    db = ["--db", str(billing.settings.db_path)]
+    for fmt in ("csv", "parquet"):
+        path = tmp_path / f"none.{fmt}"
+        res = CliRunner().invoke(
+            cli, [*db, "balances", "--as-of", "2026-11-10T13:00:00", "--format", fmt, "--out", str(path)]
+        )
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "none.csv").read_text().splitlines() == [
+        "account_id,as_of,balance_usd,recent_usage_usd,window_days,alert"
+    ]
+    con = duckdb.connect()
+    try:
+        types = con.execute(f"DESCRIBE SELECT * FROM '{tmp_path / 'none.parquet'}'").fetchall()
+        count = con.execute(f"SELECT count(*) FROM '{tmp_path / 'none.parquet'}'").fetchone()
+    finally:
+        con.close()
+    assert count == (0,) and ("balance_usd", "DECIMAL(18,2)") in [(t[0], t[1]) for t in types]
+
+
 def test_drawn_by_cuts_a_segment_like_the_open_computation() -> None:
     # a segment drawing 4.00 of credit, 3.004 used before it in the period:
     # 1.003 before the instant: round(4.007) - round(3.004) = 4.01 - 3.00 = 1.01

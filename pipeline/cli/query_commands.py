@@ -122,7 +122,7 @@ def spend_limits(settings: Settings, period: Period, min_rejections: int, out_di
 @cli.command("balances")
 @click.option(
     "--as-of",
-    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]),
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
     help="Instant (UTC unless an offset is given; a date means its 00:00 UTC). Default: now.",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet"]), default="table", show_default=True)
@@ -326,11 +326,13 @@ def sql(
     Example:
       infergate-billing sql "SELECT * FROM monthly_totals ORDER BY period"
       infergate-billing sql --format csv --out totals.csv "SELECT * FROM monthly_totals"
-      infergate-billing sql --format json "SELECT * FROM monthly_totals" | jq .total_usd
+      infergate-billing sql --format json "SELECT * FROM monthly_totals" | jq .statement_total_usd
       infergate-billing sql --format parquet --out lines.parquet "SELECT * FROM statement_lines"
     """
     if fmt == "parquet" and out_file is None:
         raise click.UsageError("--format parquet writes a file: give --out FILE.parquet")
+    if not query.strip():
+        raise click.UsageError('the query is empty: give one SQL query, e.g. "SELECT * FROM monthly_totals"')
     from pipeline import snapshot
     from reports import query_output
 

@@ -87,14 +87,21 @@ def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[
 
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
+            matched = False
             for match in glob.glob(pattern, recursive=True):
                 path = Path(match)
                 if not file_kind(path):
                     continue
+                matched = True
                 if reason := refusal(path):
                     refuse(reason)
                     continue
                 found[str(path.resolve())] = path
+            if not matched:  # missing input, as a named file that is not there: not a quiet success
+                raise IngestError(
+                    f"{pattern}: no log file matches (expected {', '.join(SUPPORTED_SUFFIXES)})",
+                    hint="check the pattern; quote globs so the shell leaves them",
+                )
             continue
         path = Path(pattern)
         if not os.path.lexists(path):
