@@ -564,6 +564,14 @@ def run_statements(
     result = statements.StatementsReport(period, finalize)
     with recorded_run(settings, "statements", args, None) as (con, report):
         result.run_id = report.run_id
+        if account_id is not None and not con.execute(
+            "SELECT count(*) FROM accounts WHERE account_id = ?", [account_id]
+        ).fetchone()[0]:  # type: ignore[index]
+            raise UsageProblem(
+                f"--account {account_id}: no such account in the database",
+                hint="account ids are those of the accounts reference file (infergate-billing sql "
+                '"SELECT account_id, name FROM accounts")',
+            )
         if statements.is_finalized(con, period):
             result.already_finalized = True
             statements.clear_staging(target)

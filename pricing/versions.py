@@ -99,7 +99,7 @@ def _check_markup(path: Path, version: PriceVersion) -> None:
             if listed != expected:
                 raise PriceTableError(
                     f"{path}: model {price.model}: list_{klass}_per_1m is {listed}, but "
-                    f"upstream {upstream} x markup {version.markup} = {expected.normalize()}"
+                    f"upstream {upstream} x markup {version.markup} = {expected.normalize():f}"
                 )
     models = [p.model for p in version.models]
     duplicated = sorted({m for m in models if models.count(m) > 1})

@@ -318,3 +318,30 @@ def test_core_is_the_bottom_layer() -> None:
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not {name.split(".")[0] for name in imported} & {"pipeline", "pricing", "reports"}, path
+
+
+def test_a_date_that_is_not_in_the_calendar_says_so(tmp_path: Path) -> None:
+    """2026-11-31 has the right format: the error names the date, not the format."""
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "x.duckdb"), "nightly", "--date", "2026-11-31"])
+    assert result.exit_code == 2
+    assert "'2026-11-31' is not a calendar date (YYYY-MM-DD)" in result.output
+    assert "does not match" not in result.output
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None:
+    """`infergate-billing sql ... | head -1`: no "Error: Broken pipe" line after head is done."""
+    import subprocess
+    import sys
+
+    from tests.conftest import migrated_database
+
+    db = migrated_database(tmp_path / "x.duckdb")
+    command = [sys.executable, "-c", "from pipeline.cli import main; main()", "--db", str(db)]
+    query = ["sql", "--live", "--format", "csv", "SELECT * FROM range(2000000)"]
+    proc = subprocess.Popen([*command, *query], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == b"range\n"
+    proc.stdout.close()  # the reader is gone
+    stderr = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Error" not in stderr and "Traceback" not in stderr, stderr

@@ -230,6 +230,10 @@ def test_help_defaults_are_the_modules_own():
     assert query_commands.DEFAULT_MIN_REJECTIONS == spend_limits.DEFAULT_MIN_REJECTIONS
     assert query_commands.QUERY_FORMATS == query_output.FORMATS
     assert admin_commands.IMPORT_GATEWAYS == tuple(sorted(importers.GATEWAYS))
+    from reports.statement_model import NON_BILLED_REASONS
+
+    held_or_quarantined = [code for code, text in NON_BILLED_REASONS.items() if text.startswith("Held")]
+    assert sorted(query_commands.HELD_OR_QUARANTINED) == sorted(held_or_quarantined)
 
 
 def test_while_another_run_holds_the_database_the_files_are_validated(billing: Billing):

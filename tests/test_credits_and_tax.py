@@ -12,6 +12,8 @@ import dataclasses
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from core.money import D
 from pipeline import jobs
 from reports.finance import FINANCE_COLUMNS, finance_summary
@@ -29,7 +31,9 @@ def _summary(billing: Billing, period: str) -> dict[str, object]:
     return next(r for r in rows if r["account_id"] == "acct_de")
 
 
-def test_tax_is_computed_on_the_charges_less_the_credit_applied(billing: Billing, tmp_path: Path) -> None:
+def test_tax_is_computed_on_the_charges_less_the_credit_applied(
+    billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
     billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
     billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
@@ -62,3 +66,10 @@ def test_tax_is_computed_on_the_charges_less_the_credit_applied(billing: Billing
     text = _pdf_text(out / "statements" / "2026-11", str(doc.statement_number))
     for printed in ("Prepaid credit applied", "VAT 19% on $5.05", "$0.96", "$6.01"):
         assert printed in text, printed
+    # the command's summary line adds up on screen: usage - credit + tax = total
+    from pipeline.cli.report import print_statements
+
+    capsys.readouterr()
+    print_statements(result, out)
+    line = next(text for text in capsys.readouterr().out.splitlines() if "acct_de" in text)
+    assert "total         6.01  (usage 10.05, adjustments 0, prepaid credit applied -5.00, VAT" in line, line

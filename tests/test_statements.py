@@ -314,3 +314,18 @@ def test_detail_csv_with_line_breaks_in_ids_starts_no_row_with_a_formula(billing
     # a reader that splits physical lines itself sees no formula either
     for line in data.decode().replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         assert line[:1] not in ("=", "+", "-", "@", "\t")
+
+
+def test_a_draft_for_an_account_that_does_not_exist_is_refused(billing: Billing, tmp_path: Path) -> None:
+    """--account with a typo names the problem instead of "nothing due" or, on a finalized
+    period, a silent success; the refusal is recorded as a failed run, nothing is written."""
+    from core.errors import UsageProblem
+
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="n1", account_id="acct_plain", usage=usage(1000, 10))])
+    billing.nightly()
+    with pytest.raises(UsageProblem, match="--account acct_plian: no such account"):
+        jobs.run_statements(billing.settings, "2026-11", tmp_path / "out", account_id="acct_plian")
+    assert not (tmp_path / "out").exists()
+    assert billing.one("SELECT status FROM runs WHERE command = 'statements'") == "failed"
+    drafts = jobs.run_statements(billing.settings, "2026-11", tmp_path / "out", account_id="acct_plain")
+    assert [st.account_id for st in drafts.statements] == ["acct_plain"]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,7 +110,8 @@ def fail_cleanly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            if not isinstance(exc, expected_errors()):
+            # a reader that went away (`runs list | head`): Click ends quietly on EPIPE itself
+            if not isinstance(exc, expected_errors()) or isinstance(exc, BrokenPipeError):
                 raise
             raise describe_failure(exc) from None
 
@@ -155,8 +158,25 @@ class OutDir(click.Path):
         super().__init__(path_type=Path, file_okay=False)
 
 
+class DayType(click.DateTime):
+    """A UTC day ``YYYY-MM-DD`` (click's DateTime, same help), whose error for a well-formed
+    string that is no day of the calendar (2026-11-31) says so instead of "does not match"."""
+
+    def __init__(self) -> None:
+        super().__init__(["%Y-%m-%d"])
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            try:
+                datetime.strptime(value, "%Y-%m-%d")
+            except ValueError:
+                self.fail(f"{value!r} is not a calendar date (YYYY-MM-DD)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 PERIOD = PeriodType()
 AMOUNT = AmountType()
+DAY = DayType()
 
 
 def job_settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | None = None) -> Settings:

@@ -66,7 +66,7 @@ def _print_outcome(report: RunReport) -> None:
             )
     if report.held_by_reason and not out.is_json:
         held = ", ".join(f"{reason} {count}" for reason, count in report.held_by_reason.items())
-        out.info(f"held (not billed until resolved): {held}")
+        out.info(f"held in the database, all periods (billed once resolved): {held}")
     if report.snapshot and not out.is_json:
         out.info(f"analyst snapshot published: {report.snapshot}")
     out.event(
@@ -138,6 +138,7 @@ def print_statements(result: StatementsReport, out_dir: Path) -> None:
         out.info(
             f"{st.number or 'DRAFT':<20} {st.account_id:<20} total {doc.total_due:>12}  "
             f"(usage {doc.usage_total}, adjustments {doc.adjustments_total}"
+            + (f", prepaid credit applied -{doc.credits_applied}" if doc.credits else "")
             + (f", {doc.tax.heading} {doc.tax_amount})" if doc.tax is not None else ")")
         )
     folder = target if finalize else target / "drafts"

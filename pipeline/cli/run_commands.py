@@ -13,6 +13,7 @@ import click
 from core.errors import UsageProblem
 from core.period import Period
 from pipeline.cli.base import (
+    DAY,
     allow_empty_option,
     cli,
     engine_option,
@@ -51,8 +52,8 @@ def ingest(ctx: click.Context, files: tuple[str, ...], max_quarantine_rate: floa
 
 @cli.command()
 @period_option(required=False, help="Re-rate one UTC month, YYYY-MM.")
-@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First UTC day (inclusive).")
-@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last UTC day (exclusive).")
+@click.option("--from", "start", type=DAY, help="First UTC day (inclusive).")
+@click.option("--to", "end", type=DAY, help="Last UTC day (exclusive).")
 @engine_option
 @click.option("--spark-attempts", metavar="URI", help="With --engine spark: read attempts from this Parquet path/URI.")
 @click.pass_context
@@ -94,7 +95,7 @@ def rate(
 @click.option(
     "--date",
     "day",
-    type=click.DateTime(["%Y-%m-%d"]),
+    type=DAY,
     default=None,
     help="The UTC day whose files to ingest (default: yesterday).",
 )
@@ -147,7 +148,7 @@ def nightly(
 @period_option()
 @click.option("--account", "account_id", help="Only this account (drafts only).")
 @click.option("--finalize", is_flag=True, help="Issue numbered, immutable statements for every account.")
-@click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
+@click.option("--issue-date", type=DAY, help="Date printed as issued (default: today, UTC).")
 @out_option("Statements go to OUT/statements/PERIOD/.")
 @allow_empty_option(
     "Succeed for a period (or --account) with nothing due: no statement, and with --finalize the "
@@ -199,7 +200,7 @@ def statements_command(
 @click.option("--line", "line_nos", type=click.IntRange(min=1), multiple=True,
               help="Credit line N: the Nth row of the statement's lines CSV (repeat for more).")  # fmt: skip
 @click.option("--all", "all_lines", is_flag=True, help="Credit every line not yet credited.")
-@click.option("--issue-date", type=click.DateTime(["%Y-%m-%d"]), help="Date printed as issued (default: today, UTC).")
+@click.option("--issue-date", type=DAY, help="Date printed as issued (default: today, UTC).")
 @out_option("The credit note goes to OUT/credit_notes/PERIOD/ (the statement's period).")
 @click.pass_context
 @fail_cleanly

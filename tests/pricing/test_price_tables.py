@@ -105,6 +105,15 @@ def test_a_list_price_that_is_not_upstream_times_markup(tmp_path: Path, line: st
     assert refused(tmp_path) == f"{path}: model acme/m1: {message}"
 
 
+def test_the_expected_list_price_is_written_plainly(tmp_path: Path) -> None:
+    """180 x 1.5 = 270 normalizes to 2.7E+2 as a Decimal: the message prints 270."""
+    text = table().replace('upstream_output_per_1m = "8"', 'upstream_output_per_1m = "180"')
+    path = write(tmp_path, "v1.toml", text.replace('list_output_per_1m = "12"', 'list_output_per_1m = "271"'))
+    assert refused(tmp_path) == (
+        f"{path}: model acme/m1: list_output_per_1m is 271, but upstream 180 x markup 1.5 = 270"
+    )
+
+
 def test_a_markup_that_does_not_match_the_list_prices(tmp_path: Path) -> None:
     """The markup is the field that is wrong here: 2 x 1.6 = 3.2, not the listed 3."""
     path = write(tmp_path, "v1.toml", table().replace('markup = "1.5"', 'markup = "1.6"'))
