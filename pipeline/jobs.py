@@ -564,9 +564,8 @@ def run_statements(
     result = statements.StatementsReport(period, finalize)
     with recorded_run(settings, "statements", args, None) as (con, report):
         result.run_id = report.run_id
-        if account_id is not None and not con.execute(
-            "SELECT count(*) FROM accounts WHERE account_id = ?", [account_id]
-        ).fetchone()[0]:  # type: ignore[index]
+        known = con.execute("SELECT count(*) FROM accounts WHERE account_id = ?", [account_id]).fetchall()
+        if account_id is not None and known[0][0] == 0:
             raise UsageProblem(
                 f"--account {account_id}: no such account in the database",
                 hint="account ids are those of the accounts reference file (infergate-billing sql "
