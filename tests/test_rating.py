@@ -119,6 +119,33 @@ def test_attempt_ties_break_on_later_ts_then_larger_event_id(billing: Billing) -
     assert billing.rated("x")["reason"] == "superseded_attempt"
 
 
+def test_a_ts_tie_goes_on_in_the_digits_past_the_microsecond(billing: Billing) -> None:
+    """R2 "ties: later ts": ts is stored to the microsecond, the log may carry nanoseconds
+    (Go's RFC3339Nano). 10:00:00.0000002Z is later than 10:00:00.0000001Z, so "t-a" is billed
+    although "t-b" is the larger event_id; the same instant written with another offset
+    compares by the same digits. (Conformance review finding.)"""
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="t-a", request_id="r1", ts="2026-11-20T10:00:00.0000002Z", usage=usage(1, 1)),
+            record(event_id="t-b", request_id="r1", ts="2026-11-20T10:00:00.0000001Z", usage=usage(2, 2)),
+            record(event_id="o-a", request_id="r2", ts="2026-11-20T11:00:00.00000000031+01:00", usage=usage(1, 1)),
+            record(event_id="o-b", request_id="r2", ts="2026-11-20T10:00:00.0000000003Z", usage=usage(2, 2)),
+            record(event_id="same-a", request_id="r3", ts="2026-11-20T10:00:00.1234567Z"),
+            record(event_id="same-b", request_id="r3", ts="2026-11-20T10:00:00.12345670Z"),
+        ],
+    )
+    billing.nightly()
+    assert billing.rated("t-a")["outcome"] == "billed"
+    assert billing.rated("t-a")["charge_total"] == D("0.0000525")  # 1 x 7.5/1M + 1 x 45/1M
+    assert billing.rated("t-b")["reason"] == "superseded_attempt"
+    assert billing.rated("o-a")["outcome"] == "billed"  # ...0000000031 past the second > ...0000000030
+    assert billing.rated("o-b")["reason"] == "superseded_attempt"
+    # equal to the last digit (a trailing zero is no later): the larger event_id
+    assert billing.rated("same-b")["outcome"] == "billed"
+    assert billing.rated("same-a")["reason"] == "superseded_attempt"
+
+
 def test_all_attempts_failed_bills_nothing(billing: Billing) -> None:
     billing.log(
         "requests-2026-11-20.jsonl",
@@ -246,6 +273,37 @@ def test_held_unknown_account_is_billed_once_the_account_exists(billing: Billing
     assert billing.rated("a")["charge_total"] == D("0.012")
 
 
+def test_a_cut_off_attempt_without_usage_is_no_output_only_when_its_text_says_so(billing: Billing) -> None:
+    """R3 zero-output insurance needs to know that nothing was produced: without usage, an empty
+    output_text, or messages kept without output_text, says so (no_output). With neither text
+    kept, nothing says so: the attempt is billable and held as usage_missing (R5), and as the
+    request's highest billable attempt it supersedes the earlier one. (Conformance review.)"""
+    cut = {"finish_reason": None, "usage": None}
+    said = [{"role": "user", "content": "hi"}]
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="bare499", status=499, **cut),
+            record(event_id="bare200", status=200, **cut),
+            record(event_id="empty", status=499, output_text="", **cut),
+            record(event_id="asked", status=499, messages=said, **cut),
+            record(event_id="first", request_id="rr", attempt=1),
+            record(event_id="second", request_id="rr", attempt=2, status=499, **cut),
+        ],
+    )
+    billing.nightly()
+    outcome = {e: (billing.rated(e)["outcome"], billing.rated(e)["reason"]) for e in
+               ("bare499", "bare200", "empty", "asked", "first", "second")}  # fmt: skip
+    assert outcome == {
+        "bare499": ("held", "usage_missing"),
+        "bare200": ("held", "usage_missing"),
+        "empty": ("not_billed", "no_output"),
+        "asked": ("not_billed", "no_output"),
+        "first": ("not_billed", "superseded_attempt"),
+        "second": ("held", "usage_missing"),
+    }
+
+
 def test_usage_missing_without_text_is_held(billing: Billing) -> None:
     billing.log("requests-2026-11-20.jsonl", [record(event_id="u", usage=None)])
     billing.nightly()
@@ -328,3 +386,23 @@ def test_499_without_usage_is_billed_from_recounted_text(billing: Billing) -> No
     assert billing.rated("nomap")["reason"] == "unpriced_model"
     # text is counted, never stored
     assert "Hello from" not in str(billing.query("SELECT * FROM attempts"))
+
+
+def test_offsets_other_than_rfc_3339s_are_bad_timestamps(billing: Billing) -> None:
+    """RFC 3339 writes an offset as Z or +hh:mm; +hhmm and +hh (ISO 8601's other forms) are
+    quarantined as bad_timestamp, as the README says, and -00:00 and a lowercase z are instants."""
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="hhmm", ts="2026-11-20T12:00:00+0100"),
+            record(event_id="hh", ts="2026-11-20T12:00:00+01"),
+            record(event_id="minus-zero", ts="2026-11-20T12:00:00-00:00"),
+            record(event_id="small-z", ts="2026-11-20t12:00:00z"),
+        ],
+    )
+    billing.nightly()
+    assert billing.query("SELECT event_id, reason FROM quarantine ORDER BY event_id") == [
+        ("hh", "bad_timestamp"),
+        ("hhmm", "bad_timestamp"),
+    ]
+    assert billing.rated("minus-zero")["outcome"] == billing.rated("small-z")["outcome"] == "billed"

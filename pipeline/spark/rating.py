@@ -23,6 +23,7 @@ ATTEMPT_COLUMNS: dict[str, str] = {
     "account_id": "string",
     "attempt": "bigint",
     "ts": "timestamp",  # an instant (TIMESTAMP_LTZ); timestamp_ntz would be a naive time (E2)
+    "ts_text": "string",  # R2's tie on ts goes on in the digits past the microsecond
     "model": "string",
     "status": "int",
     "finish_reason": "string",
@@ -33,6 +34,7 @@ ATTEMPT_COLUMNS: dict[str, str] = {
     "reasoning_tokens": "bigint",
     "image_tokens": "bigint",
     "output_text_chars": "bigint",
+    "has_messages": "boolean",
     "est_input_tokens": "bigint",
     "est_output_tokens": "bigint",
     "upstream_cost_usd": "decimal(38,20)",

@@ -31,7 +31,11 @@ WITH tokens AS (
             t.has_usage AND t.completion_tokens = 0
           )
           OR (
-            NOT t.has_usage AND COALESCE(t.output_text_chars, 0) = 0
+            NOT t.has_usage
+            AND COALESCE(t.output_text_chars, 0) = 0
+            AND (
+              t.has_messages OR NOT t.output_text_chars IS NULL
+            )
           )
         )
         THEN 'no_output'
@@ -48,7 +52,7 @@ WITH tokens AS (
     s.*,
     ROW_NUMBER() OVER (
       PARTITION BY s.account_id, s.request_id
-      ORDER BY CASE WHEN s.status_reason IS NULL THEN 0 ELSE 1 END NULLS LAST, s.attempt DESC, s.ts DESC, s.event_id DESC
+      ORDER BY CASE WHEN s.status_reason IS NULL THEN 0 ELSE 1 END NULLS LAST, s.attempt DESC, s.ts DESC, RPAD(REGEXP_EXTRACT(s.ts_text, '[.][0-9]{6}([0-9]*)'), 12, '0') DESC, s.event_id DESC
     ) AS billing_rank
   FROM status_rule AS s
 ), in_force AS (

@@ -34,14 +34,18 @@ tokens AS (
 ),
 -- R3 Status. 2xx and 499 (client closed: bill what was generated) may be billed; any other
 -- status is not, even when the upstream reported usage. Zero-output insurance: a cut-off
--- attempt (finish_reason null) that produced no output tokens is not billed.
+-- attempt (finish_reason null) that produced no output tokens is not billed. Without usage,
+-- "no output" is known from the text the gateway kept: an empty output_text, or messages
+-- kept without any output_text. An attempt without usage and without either text is not
+-- known to have produced nothing: it stays billable and is held as usage_missing (R5).
 status_rule AS (
     SELECT t.*,
            CASE
                WHEN t.status BETWEEN 200 AND 299 OR t.status = 499 THEN
                    CASE WHEN t.finish_reason IS NULL
                          AND ((t.has_usage AND t.completion_tokens = 0)
-                              OR (NOT t.has_usage AND coalesce(t.output_text_chars, 0) = 0))
+                              OR (NOT t.has_usage AND coalesce(t.output_text_chars, 0) = 0
+                                  AND (t.has_messages OR t.output_text_chars IS NOT NULL)))
                         THEN 'no_output' END
                WHEN t.status BETWEEN 400 AND 499 THEN 'client_error'
                WHEN t.status BETWEEN 500 AND 599 THEN 'upstream_error'
@@ -50,13 +54,19 @@ status_rule AS (
     FROM tokens t
 ),
 -- R2 One bill per request. Within (account_id, request_id) the billable attempt with the
--- highest attempt number is the one billed; ties: later ts, then larger event_id.
+-- highest attempt number is the one billed; ties: later ts, then larger event_id. ts is
+-- stored to the microsecond (TIMESTAMPTZ), so "later" goes on in the fraction digits past the
+-- sixth as written in the log (ts_text; offsets are whole minutes, so those digits compare
+-- the same whatever the offset), right-padded to 12 digits: 10:00:00.0000002Z is later than
+-- 10:00:00.0000001Z. The pattern avoids backslashes, which Spark's literals would unescape.
 ranked AS (
     SELECT s.*,
            row_number() OVER (
                PARTITION BY s.account_id, s.request_id
                ORDER BY CASE WHEN s.status_reason IS NULL THEN 0 ELSE 1 END,
-                        s.attempt DESC, s.ts DESC, s.event_id DESC
+                        s.attempt DESC, s.ts DESC,
+                        rpad(regexp_extract(s.ts_text, '[.][0-9]{6}([0-9]*)', 1), 12, '0') DESC,
+                        s.event_id DESC
            ) AS billing_rank
     FROM status_rule s
 ),

@@ -115,11 +115,17 @@ def fixture_records() -> list[dict[str, Any]]:
         record(event_id="retry-2", request_id="retry", attempt=2, usage=usage(900, 95)),
         record(event_id="tie-a", request_id="tie", usage=usage(10, 1)),
         record(event_id="tie-b", request_id="tie", usage=usage(10, 2)),
+        # the same microsecond: the later nanosecond wins over the larger event_id
+        record(event_id="nano-a", request_id="nano", ts="2026-11-20T10:00:00.0000002Z", usage=usage(10, 1)),
+        record(event_id="nano-b", request_id="nano", ts="2026-11-20T10:00:00.0000001Z", usage=usage(10, 2)),
         # R3: partial stream, client error with usage, redirect, zero-output cut-off
         record(event_id="partial-499", status=499, finish_reason=None, stream=True, usage=usage(500, 20)),
         record(event_id="client-429", status=429, error_code="rate_limit_exceeded", usage=usage(10, 0)),
         record(event_id="redirect", status=302, usage=None),
         record(event_id="cut-off", finish_reason=None, usage=usage(800, 0)),
+        # cut off without usage: no output only where a kept text says so, else held
+        record(event_id="cut-off-asked", status=499, finish_reason=None, usage=None, messages=HELLO),
+        record(event_id="cut-off-bare", status=499, finish_reason=None, usage=None),
         # R5 and the held reasons
         record(event_id="estimated", usage=None, messages=HELLO, output_text="Hello from InferGate."),
         record(event_id="no-usage", usage=None),
@@ -208,6 +214,18 @@ def test_fixture_covers_every_outcome_and_reason(fixture_dbs: dict[str, Billing]
         "unpriced_model",
         "usage_missing",
     }
+
+
+def test_the_nanosecond_tie_and_the_bare_cut_off_are_rated_by_the_rules(fixture_dbs: dict[str, Billing]) -> None:
+    """The two edges the conformance review found, as the rules say (and, below, alike on both)."""
+    for billing in fixture_dbs.values():
+        assert billing.rated("nano-a")["outcome"] == "billed"
+        assert billing.rated("nano-b")["reason"] == "superseded_attempt"
+        assert billing.rated("cut-off-asked")["reason"] == "no_output"
+        assert (billing.rated("cut-off-bare")["outcome"], billing.rated("cut-off-bare")["reason"]) == (
+            "held",
+            "usage_missing",
+        )
 
 
 @pytest.mark.parametrize("query", [RATED, LINES], ids=["rated_attempts", "statement_lines"])
@@ -306,7 +324,7 @@ def test_cli_rate_engine_spark_rerates_to_the_same_rows(fixture_dbs: dict[str, B
     before = [clone.query(RATED), clone.query(LINES)]
     result = CliRunner().invoke(cli, [*options, "rate", "--engine", "spark"])
     assert result.exit_code == 0, result.output
-    assert "rated 27 attempts" in result.output
+    assert "rated 31 attempts" in result.output  # every fixture record
     assert texts(clone.query(RATED)) == texts(before[0])
     assert texts(clone.query(LINES)) == texts(before[1])
     empty = CliRunner().invoke(cli, [*options, "rate", "--engine", "spark", "--period", "2027-01"])
