@@ -546,21 +546,32 @@ def run_statements(
     finalize: bool = False,
     issue_date: date | None = None,
     allow_empty: bool = False,
+    layout_version: int | None = None,
 ) -> statements.StatementsReport:
     """Render a period's statements: drafts, or (``finalize``) issue numbered, immutable ones.
 
     A finalized period is never re-rendered: missing files are restored from the stored bytes.
     A period (or ``account_id``) with nothing due raises :class:`EmptyPeriod` (the run is
     recorded as failed, nothing is written or finalized) unless ``allow_empty``: zero
-    statements look like a finished month-end otherwise.
+    statements look like a finished month-end otherwise. ``layout_version``: the statement
+    layout (None: the current one), recorded in the run's arguments so that ``replay
+    --verify`` re-renders the run's statements with the layout they were printed with.
     """
     from pipeline import statements  # not on a nightly's start (issue 14: import time)
+    from reports.statement_model import LAYOUT_VERSION
 
     if finalize and account_id:
         raise UsageProblem("a period is finalized for all accounts at once; drop --account")
     when = issue_date or statements.today_utc()
     target = out_dir / "statements" / period
-    args = {"period": period, "account": account_id, "finalize": finalize, "issue_date": when.isoformat()}
+    layout = LAYOUT_VERSION if layout_version is None else layout_version
+    args = {
+        "period": period,
+        "account": account_id,
+        "finalize": finalize,
+        "issue_date": when.isoformat(),
+        "layout": layout,
+    }
     result = statements.StatementsReport(period, finalize)
     with recorded_run(settings, "statements", args, None) as (con, report):
         result.run_id = report.run_id
@@ -586,7 +597,7 @@ def run_statements(
 
             credit_ledger.check_finalize_order(con, period)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
-        result.statements = statements.prepare(con, period, due, numbers, when)
+        result.statements = statements.prepare(con, period, due, numbers, when, layout)
         fault_point("statements:after_render")
         folder = target if finalize else target / "drafts"
         outputs = [(folder / name, data) for st in result.statements for name, data in st.files.values()]
@@ -652,6 +663,7 @@ def _rerun_statements(settings: Settings, args: dict[str, Any], inputs: Sequence
         finalize=bool(args.get("finalize")),
         issue_date=date.fromisoformat(args["issue_date"]),
         allow_empty=True,  # re-execute what the run did, even a run that wrote nothing
+        layout_version=args.get("layout", 1),  # a run recorded before layouts printed the first
     )
     return Reexecution(result.run_id, wrote_files=True)
 

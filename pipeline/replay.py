@@ -109,6 +109,15 @@ def _period_state(con: duckdb.DuckDBPyConnection, period: str) -> tuple[int, dic
     return int(last[0]) if last else 0, json.loads(state[0])
 
 
+def _live_has(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether the attached live database's ``table`` has ``column`` (it may predate a migration)."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'live' AND table_name = ? AND column_name = ?",
+        [table, column],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, account: str | None) -> None:
     """Attempts known at the cutoff, and statements issued for earlier periods."""
     params = {"cutoff": cutoff, "period": period, "account": account}
@@ -117,7 +126,8 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         "AND ($account IS NULL OR account_id = $account)",
         "INSERT INTO reference_files SELECT * FROM live.reference_files",
         "INSERT INTO finalized_periods SELECT * FROM live.finalized_periods WHERE period < $period",
-        "INSERT INTO statements SELECT * FROM live.statements WHERE period < $period "
+        # by name: a database not yet migrated to statements.layout_version (024) replays too
+        "INSERT INTO statements BY NAME SELECT * FROM live.statements WHERE period < $period "
         "AND ($account IS NULL OR account_id = $account)",
         "INSERT INTO statement_issued_lines SELECT * FROM live.statement_issued_lines "
         "WHERE statement_number IN (SELECT statement_number FROM statements)",
@@ -172,9 +182,11 @@ def replay_period(
 def _reproduce(
     con: duckdb.DuckDBPyConnection, period: str, account: str | None, target: Path, report: ReplayReport
 ) -> None:
+    # the layout each was printed with (a database not yet migrated to 024 holds only layout 1)
+    layout = "coalesce(layout_version, 1)" if _live_has(con, "statements", "layout_version") else "1"
     issued = con.execute(
-        "SELECT account_id, statement_number, issue_date FROM live.statements WHERE period = $p "
-        "AND ($a IS NULL OR account_id = $a) ORDER BY statement_number",
+        f"SELECT account_id, statement_number, issue_date, {layout} FROM live.statements "
+        "WHERE period = $p AND ($a IS NULL OR account_id = $a) ORDER BY statement_number",
         {"p": period, "a": account},
     ).fetchall()
     if not issued:
@@ -182,8 +194,9 @@ def _reproduce(
     due = statements.due_lines(con, period, account)
     names = statements.model_names(con)  # the lookup the statements were rendered with
     with console.current().progress("replay statements", len(issued)) as advance:
-        for account_id, number, issue_date in issued:
-            doc = statements.build_document(con, account_id, period, due.get(account_id, []), number, issue_date)
+        for account_id, number, issue_date, layout in issued:
+            lines = due.get(account_id, [])
+            doc = statements.build_document(con, account_id, period, lines, number, issue_date, layout_version=layout)
             produced = {
                 "lines_csv": statements.lines_csv(doc, due.get(account_id, []), names),
                 "detail_csv": statements.detail_csv(con, account_id, period),
@@ -194,7 +207,7 @@ def _reproduce(
             advance(1)
     for number, kind, same in credit_notes.reproduce(con, period) if account is None else []:
         report.checks.append(FileCheck(number, kind, "MATCH" if same else "DIFFERS", f"credit note {number} {kind}"))
-    extra = sorted(set(due) - {a for a, _, _ in issued})
+    extra = sorted(set(due) - {a for a, _, _, _ in issued})
     for account_id in extra:
         report.checks.append(FileCheck("(none)", "statement", "DIFFERS", f"replay bills {account_id}, not issued"))
 

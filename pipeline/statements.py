@@ -41,6 +41,7 @@ from reports.atomic import write_atomic
 from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.statement_model import (
+    LAYOUT_VERSION,
     AdjustmentLine,
     DailyUsage,
     NonBilledCount,
@@ -252,8 +253,10 @@ def build_document(
     number: str | None,
     issue_date: date,
     context: PeriodContext | None = None,
+    layout_version: int = LAYOUT_VERSION,
 ) -> StatementDocument:
-    """Assemble everything printed on one statement (``context``: read for many at once)."""
+    """Assemble everything printed on one statement (``context``: read for many at once;
+    ``layout_version``: the layout to print it with, an issued statement's own in a replay)."""
     ctx = context or period_context(con, period, account_id)
     names, inv = ctx.names, ctx.invoicing
     usage = tuple(
@@ -314,6 +317,7 @@ def build_document(
         tax=tax,
         terms=inv.terms_of(account_id, issue_date),
         e_invoice=marked.e_invoice,
+        layout_version=layout_version,
         **ctx.facts_of(account_id),  # type: ignore[arg-type]
     )
 
@@ -447,6 +451,7 @@ def prepare(
     due: dict[str, list[DueLine]],
     numbers: dict[str, str] | None,
     issue_date: date,
+    layout_version: int = LAYOUT_VERSION,
 ) -> list[StatementFiles]:
     """Build, render and serialize the statements of a period (nothing is written yet).
 
@@ -456,7 +461,7 @@ def prepare(
     with step("context"):
         ctx = period_context(con, period, only)
         docs = [
-            build_document(con, account, period, lines, (numbers or {}).get(account), issue_date, ctx)
+            build_document(con, account, period, lines, (numbers or {}).get(account), issue_date, ctx, layout_version)
             for account, lines in due.items()
         ]
     with _renderer(len(docs)) as render:
@@ -512,7 +517,7 @@ def store_issued(
             for k in ("input_uncached", "input_cached", "output")
         }
         con.execute(
-            "INSERT INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+            "INSERT INTO statements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
             [
                 number,
                 int(number.rsplit("-", 1)[1]),
@@ -528,6 +533,7 @@ def store_issued(
                 doc.usage_total + doc.adjustments_total,  # the charges; credit and tax are stored beside
                 ";".join(r.version_id for r in doc.price_versions),
                 run_id,
+                doc.layout_version,
             ],
         )
         con.executemany(

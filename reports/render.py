@@ -92,6 +92,10 @@ class PrintedLines:
     shown: tuple[StatementLine, ...]
     zero: tuple[StatementLine, ...]
     at_input_price: tuple[StatementLine, ...]
+    # each line's number (its row of the lines CSV, the number a credit note names), in the
+    # order of ``shown`` and of ``zero``: printed from layout 2 on
+    shown_numbers: tuple[int, ...] = ()
+    zero_numbers: tuple[int, ...] = ()
 
     @property
     def zero_amount(self) -> Decimal:
@@ -118,10 +122,13 @@ def printed_lines(doc: StatementDocument) -> PrintedLines:
         if line.token_class == "input_cached"
         and input_prices.get((line.model, line.price_version)) == line.unit_price_per_1m
     )
+    numbered = list(enumerate(doc.lines, start=1))  # usage lines come first in the lines CSV
     return PrintedLines(
         shown=tuple(line for line in doc.lines if line.amount != 0),
         zero=tuple(line for line in doc.lines if line.amount == 0),
         at_input_price=at_input,
+        shown_numbers=tuple(n for n, line in numbered if line.amount != 0),
+        zero_numbers=tuple(n for n, line in numbered if line.amount == 0),
     )
 
 

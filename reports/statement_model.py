@@ -62,6 +62,14 @@ NON_BILLED_REASONS: dict[str, str] = {
     "unpriced_model": "Held: no price was in force for the model at the time of the request.",
 }
 
+#: The statement layout new statements are printed with. Issued statements keep the layout
+#: they were issued with (``statements.layout_version``): replay re-renders each with its own.
+#: 1: the first layout; 2: every usage and adjustment row carries its line number, the number
+#: a credit note names (row N of the lines CSV), and the row summing the lines under half a
+#: cent lists theirs.
+LAYOUT_VERSION = 2
+LAYOUT_VERSIONS = (1, 2)
+
 #: The billing notes printed on every statement: the public API docs (section 5) and how
 #: retried and failed requests are treated (SPEC R2, R3, R7, R8).
 DEFAULT_BILLING_NOTES: tuple[str, ...] = (
@@ -287,8 +295,11 @@ class StatementDocument:
     tax: TaxSummary | None = None  # how the statement is taxed (None: no tax shown, issue 16)
     terms: PaymentTerms | None = None  # payment terms, due date, PO reference (issue 16)
     e_invoice: str | None = None  # "factur-x": the PDF is PDF/A-3 with an EN 16931 XML (issue 16 item 5)
+    layout_version: int = LAYOUT_VERSION  # the template's layout (LAYOUT_VERSIONS): issued ones keep theirs
 
     def __post_init__(self) -> None:
+        if self.layout_version not in LAYOUT_VERSIONS:
+            raise _fail(self, f"layout_version {self.layout_version!r} is not one of {LAYOUT_VERSIONS}")
         number = self.statement_number
         if number is not None and (not isinstance(number, str) or not _STATEMENT_NUMBER.match(number)):
             raise _fail(self, f"statement_number {number!r} is not a plain identifier")

@@ -53,7 +53,17 @@ def _build_issued(billing: Billing, tmp_path: Path) -> None:
     )
     billing.nightly("2026-11-20")
     out = tmp_path / "out"
-    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    # November is issued as before statement layouts were versioned: the first layout (which
+    # migration 024 records for such statements), no "layout" in the run's arguments (replay
+    # and verify must re-render it so)
+    november = jobs.run_statements(
+        billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=1
+    )
+    con = duckdb.connect(str(billing.settings.db_path))
+    con.execute(
+        "UPDATE runs SET args = json_merge_patch(args, '{\"layout\": null}') WHERE run_id = ?", [november.run_id]
+    )
+    con.close()
     billing.log(
         "requests-2026-12-02.jsonl",
         [
@@ -77,6 +87,34 @@ def test_replay_reproduces_issued_statements_byte_for_byte(issued, period: str) 
         if check.kind != "html":
             assert Path(check.path).read_bytes() == (issued_csv / Path(check.path).name).read_bytes()
     assert billing.query("SELECT * FROM rated_attempts ORDER BY ALL") == before  # the database is only read
+
+
+def test_each_issued_statement_keeps_the_layout_it_was_printed_with(issued) -> None:
+    """November was issued in the first layout (no line numbers), December in the current one;
+    replay reproduced both byte for byte (above), and verify re-executes both finalizing runs."""
+    billing, out = issued
+    layouts = billing.query("SELECT period, layout_version FROM statements ORDER BY period, statement_number")
+    assert {period for period, _ in layouts} == {"2026-11", "2026-12"}
+    assert all(layout == 1 for period, layout in layouts if period == "2026-11")
+    assert all(layout == 2 for period, layout in layouts if period == "2026-12")
+    for period, numbered in (("2026-11", False), ("2026-12", True)):
+        for html in (out / "statements" / period).glob("*.html"):
+            assert ('class="num col-no"' in html.read_text()) is numbered, html
+    for (run_id,) in billing.query("SELECT run_id FROM runs WHERE command = 'statements' ORDER BY run_id"):
+        assert replay.verify_run(billing.settings, run_id).status == "MATCH", run_id
+
+
+def test_a_database_not_yet_migrated_to_layouts_replays(issued) -> None:
+    """A database written before migration 024 (no statements.layout_version), replayed by an
+    auditor with the new package before any run migrated it: its statements are layout 1."""
+    billing, out = issued
+    con = duckdb.connect(str(billing.settings.db_path))
+    con.execute("DELETE FROM statements WHERE period = '2026-12'")  # it was issued after 024
+    con.execute("ALTER TABLE statements DROP COLUMN layout_version")
+    con.execute("DELETE FROM schema_migrations WHERE name LIKE '024_%'")
+    con.close()
+    report = replay.replay_period(billing.settings, "2026-11", out)
+    assert report.checks and report.matches, report.checks
 
 
 def test_replay_with_a_changed_output_price_reports_the_exact_difference(issued, tmp_path: Path) -> None:
