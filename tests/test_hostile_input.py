@@ -174,6 +174,8 @@ def test_nightly_cli_with_a_link_in_the_logs_bills_the_rest_and_exits_1(tmp_path
     import subprocess
     import sys
 
+    import duckdb
+
     from tests.conftest import write_log
 
     logs = tmp_path / "logs"
@@ -187,7 +189,16 @@ def test_nightly_cli_with_a_link_in_the_logs_bills_the_rest_and_exits_1(tmp_path
     assert done.returncode == 1, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3 and f"requests-{DAY}-link.jsonl: is a symbolic link" in errors[2]
-    assert "succeeded" in done.stdout and "SECRETROOT" not in done.stdout + done.stderr
+    # the day is billed and recorded; the ledger says what cron saw (exit 1 and the reasons)
+    assert "run 1 committed, with 3 problems (exit 1):" in done.stdout
+    assert "SECRETROOT" not in done.stdout + done.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        status, exit_code, message = con.execute("SELECT status, exit_code, message FROM runs").fetchone()
+    finally:
+        con.close()
+    assert (status, exit_code) == ("succeeded", 1) and "SECRETROOT" not in message
+    assert message == "; ".join(line.removeprefix("error: ") for line in errors)
 
 
 BOUNDED_FIELDS = {
