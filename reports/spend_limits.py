@@ -112,6 +112,8 @@ def format_spend_limits(
 ) -> str:
     """The report for the terminal; amounts rounded half-up to cents for display."""
     lines = [f"accounts above their spend limit in {period}: {len(breaches)}"]
+    if breaches:  # a statement sums its rounded lines, so its total can differ by cents
+        lines.append("  (spent: the exact usage of the period, rounded once; the statement sums rounded lines)")
     for _, account, name, limit, spend, over, day, at in breaches:
         lines.append(
             f"  {account:<16} {str(name or ''):<28} limit {format_usd(limit):>10}  spent {format_usd(spend):>10}  "  # type: ignore[arg-type]

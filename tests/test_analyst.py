@@ -378,6 +378,8 @@ def test_spend_limits_command(analyst: Billing, tmp_path: Path) -> None:
     result = _invoke(analyst, "spend-limits", "--period", "2026-11", "--min-rejections", "4", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "accounts above their spend limit in 2026-11: 1" in result.output
+    assert "spent: the exact usage of the period, rounded once; the statement sums rounded lines" in result.output
+    assert "limit       5.00  spent       5.20  over by       0.20" in result.output  # 5.196 exact, shown to the cent
     assert "crossed on 2026-11-21 (at 2026-11-21T00:30:00.000000Z)" in result.output
     breaches = (tmp_path / "spend-limits-2026-11.csv").read_text().splitlines()
     assert breaches[1] == (
