@@ -9,6 +9,7 @@ visible afterwards (the next run marks it ``crashed``).
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -472,7 +473,8 @@ def files_for_day(logs_dir: Path, day: date, refused: list[str] | None = None) -
             hint="give the directory the gateway ships its logs to with --logs",
         )
     stamp = day.isoformat()
-    names = [str(p) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)]
+    # escaped: a directory or file name holding [, * or ? is a name here, never a pattern
+    names = [glob.escape(str(p)) for p in sorted(logs_dir.iterdir()) if stamp in p.name and ingest.file_kind(p)]
     return ingest.discover(names, refused)
 
 

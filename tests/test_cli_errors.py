@@ -23,7 +23,7 @@ from core.errors import BillingError, EmptyPeriod, MissingInput, UsageProblem
 from pipeline import jobs
 from pipeline.cli import cli
 from pipeline.jobs import NoInputForDay
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, record, usage, write_log
 
 PRICES = Path(__file__).resolve().parent.parent / "pricing" / "tables"
 DAY = "2026-11-20"
@@ -126,6 +126,28 @@ def test_ingest_of_a_glob_matching_no_log_file_is_missing_input(home: Billing, t
     result = invoke(tmp_path, "ingest", home.settings.db_path, home.settings.accounts_file, tmp_path, logs, [pattern])
     assert_clean(result, {1}, f"{pattern}: no log file matches", "Hint: ")
     assert not home.settings.db_path.exists() or home.one("SELECT count(*) FROM runs WHERE command = 'ingest'") == 0
+
+
+def test_a_glob_matching_nothing_beside_one_that_matches_is_fine(home: Billing, tmp_path: Path) -> None:
+    """`ingest 'logs/*.jsonl' 'logs/*.jsonl.gz'` with only .jsonl files ingests them (exit 0)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    write_log(logs / "requests-2026-11-20.jsonl", [record(event_id="one", usage=usage(10, 1))])
+    patterns = [str(logs / "*.jsonl"), str(logs / "*.jsonl.gz")]
+    result = invoke(tmp_path, "ingest", home.settings.db_path, home.settings.accounts_file, tmp_path, logs, patterns)
+    assert result.exit_code == 0, result.output
+    assert home.one("SELECT count(*) FROM attempts WHERE event_id = 'one'") == 1
+
+
+def test_a_nightly_reads_a_logs_directory_whose_name_looks_like_a_glob(home: Billing, tmp_path: Path) -> None:
+    """logs[eu]/ holds the day's file: its name is a name, not a pattern that cannot match itself."""
+    logs = tmp_path / "logs[eu]*"
+    logs.mkdir()
+    write_log(logs / "requests-2026-11-20.jsonl", [record(event_id="eu", usage=usage(10, 1))])
+    args = ["--date", "2026-11-20", "--logs", str(logs)]
+    result = invoke(tmp_path, "nightly", home.settings.db_path, home.settings.accounts_file, PRICES, logs, args)
+    assert result.exit_code == 0, result.output
+    assert home.one("SELECT count(*) FROM attempts WHERE event_id = 'eu'") == 1
 
 
 @pytest.fixture

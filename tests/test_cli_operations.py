@@ -116,6 +116,19 @@ def test_quiet_several_problems_still_make_one_line(billing: Billing, tmp_path: 
     assert line.startswith("error: run 1 (nightly): ") and "; " in line and "quarantined" in line
 
 
+def test_quiet_empty_day_with_a_refused_link_names_both(billing: Billing) -> None:
+    """A day whose only file is empty, and a link beside it: the one --quiet line names both
+    reasons, as the run's ledger row does (the empty day alone keeps its `Error:` line)."""
+    (billing.logs / f"requests-{DAY}.jsonl").write_bytes(b"")
+    (billing.logs / f"link-{DAY}.jsonl").symlink_to(billing.logs / f"requests-{DAY}.jsonl")
+    result = nightly(billing, "--quiet")
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: run 1 (nightly): ") and "symbolic link" in line and "no records for" in line
+    message = billing.one("SELECT message FROM runs")
+    assert "symbolic link" in message and "no records for" in message
+
+
 @pytest.mark.parametrize(
     ("logs", "code", "needle"),
     [

@@ -94,7 +94,9 @@ def _exit_on_problems(report: RunReport) -> None:
     for problem in report.problems:  # refused inputs, the quarantine rate: the run's ledger row says them
         out.problem(problem)
     if report.empty_day is not None:
-        raise report.empty_day
+        if not out.problems:
+            raise report.empty_day  # alone: its usual `Error: ... Hint: ...` line
+        out.problem(str(report.empty_day))  # with others: one of the reasons, as in the ledger row
     if out.problems:
         exit_failed()
 

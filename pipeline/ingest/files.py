@@ -74,7 +74,9 @@ def refusal(path: Path) -> str | None:
 def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[Path]:
     """Expand files and globs; a named file of an unknown kind is an error, not a skip.
 
-    A link or anything but a regular file (:func:`refusal`) is never read: with ``refused``
+    A glob that matches no log file is fine beside patterns that do (``*.jsonl *.jsonl.gz``);
+    when nothing matches at all it is missing input (:class:`IngestError`), like a named file
+    that is not there. A link or anything but a regular file (:func:`refusal`) is never read: with ``refused``
     given, its one-line reason is appended there and the other files go on (the caller
     reports it and fails the run's exit code); without, it is an :class:`IngestError`.
     """
@@ -85,6 +87,8 @@ def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[
             raise IngestError(reason)
         refused.append(reason)
 
+    unmatched: list[str] = []  # globs that matched no log file
+    matched_any = False
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             matched = False
@@ -92,17 +96,15 @@ def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[
                 path = Path(match)
                 if not file_kind(path):
                     continue
-                matched = True
+                matched = matched_any = True
                 if reason := refusal(path):
                     refuse(reason)
                     continue
                 found[str(path.resolve())] = path
-            if not matched:  # missing input, as a named file that is not there: not a quiet success
-                raise IngestError(
-                    f"{pattern}: no log file matches (expected {', '.join(SUPPORTED_SUFFIXES)})",
-                    hint="check the pattern; quote globs so the shell leaves them",
-                )
+            if not matched:
+                unmatched.append(pattern)
             continue
+        matched_any = True
         path = Path(pattern)
         if not os.path.lexists(path):
             # exit 1, not 2: like a day without files for the nightly, a log that is not there is
@@ -117,6 +119,11 @@ def discover(patterns: Sequence[str], refused: list[str] | None = None) -> list[
             refuse(reason)
             continue
         found[str(path.resolve())] = path
+    if unmatched and not matched_any:  # nothing to read at all: missing input, not a quiet success
+        raise IngestError(
+            f"{unmatched[0]}: no log file matches (expected {', '.join(SUPPORTED_SUFFIXES)})",
+            hint="check the pattern; quote globs so the shell leaves them",
+        )
     # R1 "first" within a batch: files in name order
     # (ties between equal names by absolute path, so the order never depends on the spelling)
     return sorted(found.values(), key=lambda p: (p.name, str(p.resolve())))
