@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.db import sql_literal
+
 # the top-level fields of a log line (SPEC section 1) and the usage fields parse.sql reads
 LINE_PATHS = [
     "$.event_id",
@@ -56,16 +58,15 @@ class Floor:
 
 
 def line_reader(log: Path) -> str:
-    """The reader staging uses for a ``.jsonl.gz`` file (pipeline.ingest.staging.READ_CSV_LINES)."""
-    return (
-        f"read_csv('{log}', columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
-        "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, compression='gzip')"
-    )
+    """The reader staging uses for a ``.jsonl.gz`` file: its own ``READ_CSV_LINES``, on ``log``."""
+    from pipeline.ingest.staging import READ_CSV_LINES
+
+    return READ_CSV_LINES.format(compression="gzip", extra="").replace("?", sql_literal(str(log)), 1)
 
 
 def floors(log: Path) -> list[Floor]:
     """The floors, in the order of the nightly's steps (``log``: the day's gzipped file)."""
-    paths = ", ".join(f"'{p}'" for p in LINE_PATHS)
+    paths = ", ".join(sql_literal(p) for p in LINE_PATHS)
     return [
         Floor(
             "stage - parse",
@@ -123,8 +124,8 @@ def measure_floors(log: Path, db: Path, memory_limit: str) -> dict[str, float]: 
     con = duckdb.connect(config={"memory_limit": memory_limit})
     found: dict[str, float] = {}  # allow-float: seconds
     with tempfile.TemporaryDirectory(prefix="floors-") as scratch:
-        con.execute(f"ATTACH '{db}' AS nightly (READ_ONLY)")
-        con.execute(f"ATTACH '{Path(scratch) / 'floor.duckdb'}' AS floor_db")
+        con.execute(f"ATTACH {sql_literal(str(db))} AS nightly (READ_ONLY)")
+        con.execute(f"ATTACH {sql_literal(str(Path(scratch) / 'floor.duckdb'))} AS floor_db")
         # what the steps get in memory, put there untimed
         con.execute(f"CREATE TEMP TABLE day_lines AS SELECT line FROM {line_reader(log)}")
         con.execute("CREATE TEMP TABLE day AS SELECT * FROM nightly.attempts")
