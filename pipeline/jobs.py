@@ -90,6 +90,11 @@ class RunReport:
     def quarantined(self) -> int:
         return sum(f.quarantined for f in self.files if not f.skipped)
 
+    @property
+    def reasons(self) -> list[str]:
+        """Why the run exits 1 although it committed: its problems and an empty day (the ledger's message)."""
+        return [*self.problems, *([str(self.empty_day)] if self.empty_day else [])]
+
     def quarantine_rate(self) -> float:  # allow-float: a ratio for the threshold, not money
         return self.quarantined / self.lines_read if self.lines_read else 0.0
 
@@ -278,9 +283,9 @@ def close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
     """Record counts and per-file lines in the ledger (inside the run's transaction).
 
     ``status`` says the run's data committed; ``exit_code`` and ``message`` what cron saw: 1 and
-    the reasons when the run reported problems (:attr:`RunReport.problems`, an empty day)."""
+    the reasons when the run reported problems (:attr:`RunReport.reasons`)."""
     fresh = [f for f in report.files if not f.skipped]
-    problems = [*report.problems, *([str(report.empty_day)] if report.empty_day else [])]
+    problems = report.reasons
     con.execute(
         "UPDATE runs SET status = 'succeeded', finished_at = now(), exit_code = ?, message = ?, "
         "files_read = ?, files_skipped = ?, lines_read = ?, accepted = ?, duplicates = ?, "

@@ -77,7 +77,7 @@ def _print_outcome(report: RunReport) -> None:
         snapshot=report.snapshot,
     )
     if not out.is_json:
-        problems = len(report.problems) + (report.empty_day is not None)
+        problems = len(report.reasons)
         if problems:  # the data stands; the ledger row records exit code 1 and the reasons
             out.info(f"run {report.run_id} committed, with {problems} problem{'s' if problems > 1 else ''} (exit 1):")
         else:
