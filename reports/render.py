@@ -35,7 +35,7 @@ from core.money import Decimal
 from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
-from .statement_model import StatementDocument, StatementLine
+from .statement_model import NUMBERED_FROM, StatementDocument, StatementLine
 
 if TYPE_CHECKING:
     from reports.pdf import RefusingURLFetcher
@@ -139,6 +139,7 @@ def render_html(doc: StatementDocument) -> str:
         doc=doc,
         lines=printed_lines(doc),
         chart=Markup(chart),  # built from dates and amounts only, never from user text
+        numbered=doc.layout_version >= NUMBERED_FROM,
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
     )

@@ -68,7 +68,8 @@ NON_BILLED_REASONS: dict[str, str] = {
 #: a credit note names (row N of the lines CSV), and the row summing the lines under half a
 #: cent lists theirs.
 LAYOUT_VERSION = 2
-LAYOUT_VERSIONS = (1, 2)
+LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
+NUMBERED_FROM = 2  # the first layout that prints line numbers
 
 #: The billing notes printed on every statement: the public API docs (section 5) and how
 #: retried and failed requests are treated (SPEC R2, R3, R7, R8).
