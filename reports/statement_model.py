@@ -62,6 +62,12 @@ NON_BILLED_REASONS: dict[str, str] = {
     "unpriced_model": "Held: no price was in force for the model at the time of the request.",
 }
 
+#: The codes of held or quarantined records (SPEC section 3): those whose explanation says
+#: "Held" (the quarantine command's --reason choices).
+HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
+    code for code, text in NON_BILLED_REASONS.items() if text.startswith("Held:")
+)
+
 #: The statement layout new statements are printed with. Issued statements keep the layout
 #: they were issued with (``statements.layout_version``): replay re-renders each with its own.
 #: 1: the first layout; 2: every usage and adjustment row carries its line number, the number

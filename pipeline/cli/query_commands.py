@@ -14,6 +14,7 @@ from core import console
 from core.money import Decimal
 from core.period import Period
 from pipeline.cli.base import AMOUNT, allow_empty_option, cli, fail_cleanly, out_option, period_option, read_only
+from reports.statement_model import HELD_OR_QUARANTINED
 from reports.texttable import cell_text, render_table
 
 if TYPE_CHECKING:
@@ -22,20 +23,6 @@ if TYPE_CHECKING:
 # Shown in --help: copies of their modules' constants, which import duckdb (tests/test_cli_start.py).
 DEFAULT_MIN_REJECTIONS = 10  # reports.spend_limits.DEFAULT_MIN_REJECTIONS
 QUERY_FORMATS = ("table", "csv", "json", "parquet")  # reports.query_output.FORMATS
-
-
-#: SPEC section 3's reason codes of held and quarantined records (the quarantine command's
-#: --reason; tests/test_cli_start.py checks them against the statement's explanations).
-HELD_OR_QUARANTINED = (
-    "parse_error",
-    "invalid_record",
-    "bad_timestamp",
-    "duplicate_conflict",
-    "usage_inconsistent",
-    "usage_missing",
-    "unknown_account",
-    "unpriced_model",
-)
 
 
 @cli.command()
