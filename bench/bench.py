@@ -10,15 +10,17 @@ subprocess of its own and prints one table:
 - ``nightly`` into an empty database;
 - the same ``nightly`` into a database that already holds ``BENCH_HISTORY_DAYS`` (30) days of
   history (copies of the day's rows with shifted ts and ids, written straight into the
-  tables, not through JSON);
+  tables and, for the attempts, into one lake file per day as a nightly writes them, not
+  through JSON);
 - ``statements`` (drafts, PDF + CSVs) for every account of the empty-database run;
 - the analyst snapshot the CLI publishes after a run by default (the nightly stages run
   with ``--no-snapshot``; the publication is measured on its own, after the empty-database
   nightly and after the history nightly): it writes the run's rows to the Parquet lake and
   builds the analyst file with views over it (issue 14 item 2: O(day), target (nightly +
   publication with history) / (nightly + publication on the empty database) <= 1.2). The
-  history database is built straight in SQL, so its runs have no lake files: it is published
-  once after it is built (not measured), and the measured publication is the steady-state one;
+  history's rated rows are built straight in SQL, so they have no lake files: the history is
+  published once after it is built (not measured), and the measured publication is the
+  steady-state one;
 - the R5 recount: what the nightly spent counting tokens of attempts without usage; a
   ``nightly`` over a day of ``BENCH_RECOUNT_ATTEMPTS`` attempts (default N, at most 1M) none
   of which came with usage, so every one is recounted from its text (``generate_recount_day``,
@@ -298,27 +300,37 @@ def build_history(db: Path, days: int) -> None:
     ids suffixed (one run id per day), the day itself is removed (and its file forgotten, so
     it can be ingested again), and each day's rows are added to the statement lines.
     """
-    import duckdb
+    from core.attempt_store import (
+        attempts_of_runs,
+        attempts_table,
+        lake_dir,
+        prepare_run_attempts,
+        store_run_attempts,
+    )
+    from core.db import connect, run_script
 
-    from core.db import run_script
-
-    con = duckdb.connect(str(db), config={"memory_limit": "4GB"})
-    con.execute("SET TimeZone = 'UTC'")
-    run = con.execute("SELECT max(run_id) FROM attempts").fetchone()
+    con = connect(db, memory_limit="4GB")
+    run = con.execute("SELECT max(run_id) FROM runs").fetchone()
     assert run is not None
-    for table in ("attempts", "rated_attempts"):
-        run_column = "run_id" if table == "attempts" else "rated_run_id"
-        con.execute(f"CREATE TEMP TABLE day_{table} AS SELECT * FROM {table} WHERE {run_column} = ?", [run[0]])
-        con.execute(f"DELETE FROM {table}")
+    con.execute(f"CREATE TEMP TABLE day_attempts AS {attempts_of_runs(con, [run[0]])}")
+    con.execute("CREATE TEMP TABLE day_rated_attempts AS SELECT * FROM rated_attempts WHERE rated_run_id = ?", run)
+    con.execute(f"DELETE FROM {attempts_table(con)}")
     tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     # the lake's manifest lists the day's files beside the one-day database: this one has none
-    for stale in ("ingested_files", "statement_lines", "unrated_runs", "lake_files", "lake_exports", "rated_replaced"):
+    for stale in ("rated_attempts", "attempt_keys", "ingested_files", "statement_lines", "unrated_runs",
+                  "lake_files", "lake_exports", "rated_replaced"):  # fmt: skip
         if stale in tables:  # unrated_runs, lake_*: not in the schema of older checkouts
             con.execute(f"DELETE FROM {stale}")
+    shutil.rmtree(lake_dir(db), ignore_errors=True)
+    # history runs have ids -days..-1: each day's attempts are in its lake file, as a nightly writes them
+    con.execute("UPDATE rating_state SET value = ? WHERE key = 'attempts_in_lake_from_run'", [str(-days)])
     con.execute("CREATE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
+    prepare_run_attempts(con)
     for k in range(days, 0, -1):  # oldest first, one day at a time, as nightly runs write them
         con.execute("BEGIN TRANSACTION")
-        con.execute(f"INSERT INTO attempts SELECT {shift_columns(con, 'day_attempts', k)} FROM day_attempts")
+        con.execute(f"INSERT INTO run_attempts SELECT {shift_columns(con, 'day_attempts', k)} FROM day_attempts")
+        con.execute("INSERT INTO attempt_keys SELECT event_key, request_key, run_id FROM run_attempts")
+        store_run_attempts(con, -k)
         rated = shift_columns(con, "day_rated_attempts", k)
         con.execute(f"CREATE OR REPLACE TEMP TABLE new_rated AS SELECT {rated} FROM day_rated_attempts")
         con.execute("INSERT INTO rated_attempts SELECT * FROM new_rated")
@@ -333,19 +345,19 @@ def build_history(db: Path, days: int) -> None:
 
 def history_db(cfg: Config, empty_db: Path) -> tuple[Path, float]:
     """A copy of the one-day database grown to ``history_days`` days (cached per code version)."""
+    from core.attempt_store import copy_database, lake_dir
     from core.db import rules_hash
 
     template = cfg.fixture / f"history-{cfg.history_days}d-{rules_hash()[:12]}.duckdb"
     started = time.perf_counter()
     if not template.exists():
-        for stale in cfg.fixture.glob("history-*.duckdb*"):
-            stale.unlink()
-        work = template.with_name(template.name + ".partial")
-        shutil.copyfile(empty_db, work)
+        for stale in cfg.fixture.glob("history-*"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        work = copy_database(empty_db, template.with_name("partial-" + template.name))
         measure("history", [sys.executable, __file__, "--history", str(work), str(cfg.history_days)], 0)
+        lake_dir(work).rename(lake_dir(template))  # the lake first: the database names a complete template
         work.rename(template)
-    target = empty_db.with_name("history.duckdb")
-    shutil.copyfile(template, target)
+    target = copy_database(template, empty_db.with_name("history.duckdb"))
     # the one-time export of the history to the lake (a database older than the lake gets the
     # same), so that the measured publication after the nightly is the O(day) one
     export = measure("history lake", [*CLI, "--db", str(target), "--memory-limit", cfg.memory_limit, "snapshot"], 0)
@@ -371,9 +383,9 @@ def history_db(cfg: Config, empty_db: Path) -> tuple[Path, float]:
 
 def recount_summary(db: Path) -> tuple[int, int]:
     """(attempts recounted, tokens counted) in the day's run."""
-    import duckdb
+    from core.db import connect
 
-    con = duckdb.connect(str(db), read_only=True)
+    con = connect(db, read_only=True)
     row = con.execute(
         "SELECT count(*), coalesce(sum(est_input_tokens + est_output_tokens), 0) FROM attempts "
         "WHERE est_tokenizer IS NOT NULL"
@@ -521,11 +533,10 @@ def storage_line(db: Path, log: Path, lines: int) -> str:
     The database file after the nightly (checkpointed: DuckDB leaves no WAL at close), plus
     any files stored beside it (``<db stem>.lake/``), over the attempts it keeps.
     """
-    import duckdb
+    from core.attempt_store import lake_dir
+    from core.db import connect
 
-    from pipeline.lake import lake_dir
-
-    con = duckdb.connect(str(db), read_only=True)
+    con = connect(db, read_only=True)
     try:
         row = con.execute("SELECT count(*) FROM attempts").fetchone()
         stored_attempts = int(row[0]) if row else 0

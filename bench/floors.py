@@ -64,9 +64,11 @@ def line_reader(log: Path) -> str:
     return READ_CSV_LINES.format(compression="gzip", extra="").replace("?", sql_literal(str(log)), 1)
 
 
-def floors(log: Path) -> list[Floor]:
-    """The floors, in the order of the nightly's steps (``log``: the day's gzipped file)."""
+def floors(log: Path, scratch: Path | None = None) -> list[Floor]:
+    """The floors, in the order of the nightly's steps (``log``: the day's gzipped file;
+    ``scratch``: where a floor may write a file)."""
     paths = ", ".join(sql_literal(p) for p in LINE_PATHS)
+    scratch = scratch or Path(tempfile.gettempdir())
     return [
         Floor(
             "stage - parse",
@@ -85,8 +87,8 @@ def floors(log: Path) -> list[Floor]:
         ),
         Floor(
             "store",
-            "insert the stored attempts into a table of a database file (not checkpointed, as the step)",
-            ("CREATE TABLE floor_db.attempts AS SELECT * FROM day",),
+            "insert the stored attempts into a TEMP table (as the step: the run's file is written at its end)",
+            ("CREATE TEMP TABLE floor_attempts AS SELECT * FROM day",),
         ),
         Floor(
             "rate",
@@ -110,6 +112,14 @@ def floors(log: Path) -> list[Floor]:
             ("SELECT count(*) FROM (SELECT account_id, period, model, sum(charge_total) FROM rated GROUP BY ALL)",),
         ),
         Floor(
+            "lake",
+            "copy the stored attempts to a zstd Parquet file",
+            (
+                f"COPY (SELECT * FROM day) TO {sql_literal(str(Path(scratch) / 'floor.parquet'))} (FORMAT parquet, "
+                "COMPRESSION zstd)",
+            ),
+        ),
+        Floor(
             "digests",
             "DuckDB's hash() per rated row, XOR-ed (not stable across versions, which a kept digest must be)",
             ("SELECT bit_xor(hash(r)) FROM (SELECT * FROM rated) r",),
@@ -121,6 +131,8 @@ def measure_floors(log: Path, db: Path, memory_limit: str) -> dict[str, float]: 
     """Seconds of each floor (child side of ``bench.py --floors``)."""
     import duckdb
 
+    from core.attempt_store import attempts_of_runs
+
     con = duckdb.connect(config={"memory_limit": memory_limit})
     found: dict[str, float] = {}  # allow-float: seconds
     with tempfile.TemporaryDirectory(prefix="floors-") as scratch:
@@ -128,9 +140,10 @@ def measure_floors(log: Path, db: Path, memory_limit: str) -> dict[str, float]: 
         con.execute(f"ATTACH {sql_literal(str(Path(scratch) / 'floor.duckdb'))} AS floor_db")
         # what the steps get in memory, put there untimed
         con.execute(f"CREATE TEMP TABLE day_lines AS SELECT line FROM {line_reader(log)}")
-        con.execute("CREATE TEMP TABLE day AS SELECT * FROM nightly.attempts")
+        # the attempts: the run's lake file (core/attempt_store.py), not the table
+        con.execute(f"CREATE TEMP TABLE day AS {attempts_of_runs(con, database='nightly')}")
         con.execute("CREATE TEMP TABLE rated AS SELECT * FROM nightly.rated_attempts")
-        for floor in floors(log):
+        for floor in floors(log, Path(scratch)):
             started = time.perf_counter()
             for statement in floor.sql:
                 con.execute(statement).fetchall()

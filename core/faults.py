@@ -42,6 +42,7 @@ POINTS = (
     "rate:after_affected_periods",
     "sql:aggregate.sql",  # after each statement of the script
     "after_rate",
+    "after_lake",  # the run's attempts file written, renamed and listed (not yet committed)
     "ledger:after_runs_update",
     "before_commit",
     "after_commit",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
+from core.attempt_store import refresh_attempts_view, remove_unlisted_attempt_files, store_run_attempts
 from core.db import code_version, connect, insert_many, transaction
 from core.defaults import (
     DEFAULT_ACCOUNTS_FILE,
@@ -191,6 +192,7 @@ def recorded_run(
             )
             fault_point("after_lock")
             remove_exchange_leftovers(settings.db_path)  # a killed Spark run's exchange, whatever engine runs now
+            remove_unlisted_attempt_files(con)  # a failed or killed run's attempts file
             run_id = _open_ledger_row(con, command, args, ref)
             fault_point("after_ledger_row")
             record_run_id(lock, run_id)
@@ -199,6 +201,7 @@ def recorded_run(
             try:
                 yield con, report
             except BaseException as exc:
+                refresh_attempts_view(con)  # the rolled-back run's file is not listed
                 _close_failed(con, run_id, exc)
                 raise
             _publish_snapshot(con, settings, report)
@@ -380,6 +383,9 @@ def _ingest_and_rate(
                     reference_state.record_used_versions(con, ref, report.run_id, rated)
                     reference_state.store_fingerprint(con, ref)
                     record_output_digests(con, report.run_id, rated)
+            with step("lake", after="after_lake"):
+                # the run's attempts into their lake file, listed by this transaction
+                store_run_attempts(con, report.run_id)
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
                 if checks is not None:

@@ -7,6 +7,10 @@ that grow by the day, ``attempts`` and ``rated_attempts``, are insert-only but f
 run's rows can be written once, as immutable Parquet files beside the database, and the
 snapshot can read them through views instead of copying them (``pipeline.snapshot``).
 
+Since migration 025 the attempts are not exported here: a run writes its attempts file
+itself, inside its transaction, as their only copy (``core.attempt_store``); this module
+exports the rated rows, the tombstones and the attempts still in the table (stored before 025).
+
 Layout: ``<db stem>.lake/`` holds ``attempts/run-NNNNNN.parquet`` (the attempts the run
 stored), ``rated_attempts/run-NNNNNN.parquet`` (the rated rows it wrote) and
 ``rated_replaced/run-NNNNNN.parquet`` (tombstones: event_id and rated_run_id of the earlier
@@ -40,6 +44,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.attempt_store import AttemptFileMissing, database_file, lake_dir
 from core.db import sql_identifier, sql_literal, transaction
 
 __all__ = ["LAKE_TABLES", "TOMBSTONES", "LakeFiles", "database_path", "export_pending", "lake_dir", "view_sql"]
@@ -49,18 +54,19 @@ LAKE_TABLES = {"attempts": "run_id", "rated_attempts": "rated_run_id"}
 TOMBSTONES = "rated_replaced"
 
 
-def lake_dir(db_path: Path) -> Path:
-    """``data/infergate.duckdb`` -> ``data/infergate.lake``."""
-    db_path = Path(db_path)
-    return db_path.with_name(f"{db_path.stem}.lake")
-
-
 def database_path(con: duckdb.DuckDBPyConnection) -> Path:
     """The file of ``con``'s current database (the lake lives beside it)."""
-    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
-    if row is None or not row[0]:
+    path = database_file(con)
+    if path is None:
         raise ValueError("the lake needs a database file (not an in-memory database)")
-    return Path(str(row[0])).resolve()
+    return path
+
+
+# manifest rows of the files that hold the only copy of their rows (core/attempt_store.py)
+_PRIMARY = (
+    "table_name = 'attempts' AND run_id >= (SELECT CAST(value AS BIGINT) FROM rating_state "
+    "WHERE key = 'attempts_in_lake_from_run')"
+)
 
 
 def _relative(table: str, run_id: int) -> str:
@@ -103,13 +109,20 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     """
     lake.mkdir(parents=True, exist_ok=True)
     listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
+    primary = {p for (p,) in con.execute(f"SELECT path FROM lake_files WHERE {_PRIMARY}").fetchall()}
+    missing = sorted(p for p in primary if not (lake / p).is_file())
+    if missing:
+        raise AttemptFileMissing(
+            f"{len(missing)} attempts file(s) of the lake are missing, first {lake / missing[0]}: restore "
+            f"{lake} from the backup of the database (since migration 025 it holds the only copy of the attempts)"
+        )
     if any(not (lake / p).is_file() for p in listed):
-        # the database was copied or restored without its lake: rebuild it from the database
-        # (the one-time export again; the current rated rows need no tombstones)
+        # the database was copied or restored without the copies the lake keeps of its tables:
+        # export them again (the one-time export; the current rated rows need no tombstones)
         with transaction(con):
-            con.execute("DELETE FROM lake_files")
+            con.execute(f"DELETE FROM lake_files WHERE NOT ({_PRIMARY})")
             con.execute("DELETE FROM lake_exports")
-        listed = set()
+        listed = primary
     _remove_unlisted(lake, listed)
     # no export yet (a new database, or one older than the lake): every stored row is pending
     through = _optional(con, "SELECT max(through_run_id) FROM lake_exports")
@@ -117,12 +130,16 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     # (table, run, rows, query): a constant bound lets the zone maps on the run column skip
     # every older row group (a parameter or an OR would not be pushed into the scan)
     pending: list[tuple[str, int, int, str]] = []
+    database = str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
     for table, column in LAKE_TABLES.items():
         after = "" if through is None else f"WHERE {column} > {int(through)}"
+        # the table's own rows (attempts since migration 025 are written by their run; a plain
+        # "attempts" would name the connection's view over them)
+        qualified = f"{sql_identifier(database)}.main.{table}"
         for run_id, rows in con.execute(
-            f"SELECT {column}, count(*) FROM {table} {after} GROUP BY 1 ORDER BY 1"
+            f"SELECT {column}, count(*) FROM {qualified} {after} GROUP BY 1 ORDER BY 1"
         ).fetchall():
-            pending.append((table, run_id, rows, f"SELECT * FROM {table} WHERE {column} = {int(run_id)}"))
+            pending.append((table, run_id, rows, f"SELECT * FROM {qualified} WHERE {column} = {int(run_id)}"))
     for run_id, rows in con.execute(
         f"SELECT replaced_by_run, count(*) FROM {TOMBSTONES} GROUP BY 1 ORDER BY 1"
     ).fetchall():

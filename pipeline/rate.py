@@ -20,6 +20,7 @@ from datetime import datetime
 
 import duckdb
 
+from core.attempt_store import attempts_of_runs
 from core.db import run_script, sql_text
 from core.faults import fault_point
 from core.timing import step
@@ -82,7 +83,7 @@ def scope_new_and_open(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
 def mark_unrated(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """An ingest-only run: the next nightly rates its attempts."""
     con.execute(
-        "INSERT INTO unrated_runs SELECT $run_id WHERE EXISTS (SELECT 1 FROM attempts WHERE run_id = $run_id)",
+        "INSERT INTO unrated_runs SELECT $run_id WHERE EXISTS (SELECT 1 FROM attempt_keys WHERE run_id = $run_id)",
         {"run_id": run_id},
     )
 
@@ -107,21 +108,22 @@ def _bind_scoped_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     runs = [r for (r,) in con.execute("SELECT DISTINCT run_id FROM scope_runs ORDER BY 1").fetchall()]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE scope_requests AS "
-        "SELECT DISTINCT account_id, request_id, request_key FROM ("
-        f"  SELECT account_id, request_id, request_key FROM attempts WHERE run_id IN ({_id_list(runs)})"
-        "   UNION ALL"
-        "   SELECT account_id, request_id, hash(account_id, request_id) FROM rating_scope"
+        "SELECT account_id, request_id, hash(account_id, request_id) AS request_key FROM ("
+        f"  SELECT account_id, request_id FROM ({attempts_of_runs(con, runs)})"
+        "   UNION"
+        "   SELECT account_id, request_id FROM rating_scope"
         ")"
     )
     # the runs holding attempts of these requests: the scope's own runs, plus (rarely) the
     # runs of earlier attempts of the same requests, found by their keys
     holders = con.execute(
-        "SELECT DISTINCT run_id FROM attempts WHERE request_key IN (SELECT request_key FROM scope_requests) ORDER BY 1"
+        "SELECT DISTINCT run_id FROM attempt_keys WHERE request_key IN (SELECT request_key FROM scope_requests) "
+        "ORDER BY 1"
     ).fetchall()
     con.execute(
         "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
-        f"SELECT a.* FROM attempts a WHERE a.run_id IN ({_id_list([r for (r,) in holders])}) "
-        "AND (a.account_id, a.request_id) IN (SELECT account_id, request_id FROM scope_requests)"
+        f"SELECT a.* FROM ({attempts_of_runs(con, [r for (r,) in holders])}) a "
+        "WHERE (a.account_id, a.request_id) IN (SELECT account_id, request_id FROM scope_requests)"
     )
 
 

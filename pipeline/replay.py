@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from core import console
+from core.attempt_store import attempts_of_runs, attempts_table
 from core.db import DatabaseMissing, connect
 from core.errors import BillingError
 from core.money import ZERO, Decimal
@@ -122,8 +123,12 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
     """Attempts known at the cutoff, and statements issued for earlier periods."""
     params = {"cutoff": cutoff, "period": period, "account": account}
     for statement in (
-        "INSERT INTO attempts SELECT * FROM live.attempts WHERE run_id <= $cutoff "
-        "AND ($account IS NULL OR account_id = $account)",
+        # the live attempts: its table and its lake files (core/attempt_store.py)
+        f"INSERT INTO {attempts_table(con)} SELECT * FROM ({attempts_of_runs(con, database='live')}) "
+        "WHERE run_id <= $cutoff AND ($account IS NULL OR account_id = $account)",
+        # and their lookup keys (the lake's rows carry none; this DuckDB's hash() in any case)
+        f"UPDATE {attempts_table(con)} SET event_key = hash(event_id), request_key = hash(account_id, request_id)",
+        f"INSERT INTO attempt_keys SELECT event_key, request_key, run_id FROM {attempts_table(con)}",
         "INSERT INTO reference_files SELECT * FROM live.reference_files",
         "INSERT INTO finalized_periods SELECT * FROM live.finalized_periods WHERE period < $period",
         # by name: a database not yet migrated to statements.layout_version (024) replays too
@@ -419,7 +424,9 @@ def _compare_outputs(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run
 _NAME = "regexp_extract(source_file, '[^/]*$')"
 _MESSAGE = r"regexp_replace(message, '\(first at [^()]*/([^/()]*:[0-9]+)\)', '(first at \1)')"
 LIVE_STATE = {
-    "attempts": f"SELECT * EXCLUDE (run_id) REPLACE ({_NAME} AS source_file) FROM {{db}}.attempts",
+    # the table and the lake files ({attempts}); the lookup keys are derived from the ids
+    "attempts": f"SELECT * EXCLUDE (run_id, event_key, request_key) REPLACE ({_NAME} AS source_file) "
+    "FROM ({attempts})",
     "quarantine": "SELECT * EXCLUDE (run_id, quarantined_at, resolved_run_id) "
     f"REPLACE ({_NAME} AS source_file, {_MESSAGE} AS message) FROM {{db}}.quarantine",
     "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM {db}.rated_attempts",
@@ -473,8 +480,10 @@ def _compare_live_state(live_db: Path, scratch_db: Path) -> dict[str, str]:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"ATTACH '{_quoted(live_db)}' AS live (READ_ONLY)")
         con.execute(f"ATTACH '{_quoted(scratch_db)}' AS again (READ_ONLY)")
+        stored = {db: attempts_of_runs(con, database=db) for db in ("live", "again")}
         for table, query in LIVE_STATE.items():
-            live, again = query.format(db="live"), query.format(db="again")
+            live = query.format(db="live", attempts=stored["live"])
+            again = query.format(db="again", attempts=stored["again"])
             only_live = f"(({live}) EXCEPT ALL ({again}))"
             only_again = f"(({again}) EXCEPT ALL ({live}))"
             counts = con.execute(f"SELECT (SELECT count(*) FROM {only_live}), (SELECT count(*) FROM {only_again})")

@@ -61,6 +61,11 @@ class LiveDatabaseBusyError(BillingError, RuntimeError):
     """The live database is held by a running job (DuckDB's file lock)."""
 
 
+# tables analysts do not get: lookup keys as large as the history (copying them would make
+# every publication O(history)), whose hash values mean nothing outside this DuckDB build
+INTERNAL_TABLES = ("attempt_keys",)
+
+
 def default_snapshot_path(db_path: Path) -> Path:
     """``data/infergate.duckdb`` -> ``data/infergate.analyst.duckdb``."""
     db_path = Path(db_path)
@@ -127,6 +132,8 @@ def _fill(con: duckdb.DuckDBPyConnection, source: str, files: lake.LakeFiles) ->
                 [source, schema, table],
             ).fetchall():
                 con.execute(f"COMMENT ON COLUMN {view}.{sql_identifier(column)} IS {sql_literal(text)}")
+        elif schema == "main" and table in INTERNAL_TABLES:
+            con.execute(f"DROP TABLE {_ALIAS}.{name}")
         else:
             con.execute(f"INSERT INTO {_ALIAS}.{name} SELECT * FROM {sql_identifier(source)}.{name}")
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from core.attempt_store import copy_database
 from core.db import connect
 from core.money import EXACT, ZERO, D
 from pipeline.accounts import load_accounts
@@ -560,7 +561,7 @@ def project_dir(sample_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     (root / "out").mkdir()
     shutil.copy(ROOT / "data" / "accounts.toml", root / "data" / "accounts.toml")
     for db in (root / "data" / "infergate.duckdb", root / "out" / "demo.duckdb"):
-        shutil.copy(sample_db, db)
+        copy_database(sample_db, db)
         snapshot.publish_now(db)
     # the docs' own client venv, as `python3 -m venv duckdb-cli-venv && ... pip install` leaves it
     (root / "duckdb-cli-venv" / "bin").mkdir(parents=True)

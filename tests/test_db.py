@@ -30,11 +30,13 @@ def test_bulk_insert_many_is_exact_and_equals_executemany() -> None:
     assert con.execute("SELECT sum(c) FROM t WHERE a LIKE 'y%'").fetchone() == (D("4.5"),)
 
 
+# the catalog the database file holds (not a connection's TEMP objects, such as the view
+# attempts over the lake files, core/attempt_store.py)
 _CATALOG = {
-    "tables": "SELECT table_name, comment, sql FROM duckdb_tables() WHERE NOT internal ORDER BY ALL",
+    "tables": "SELECT table_name, comment, sql FROM duckdb_tables() WHERE NOT internal AND NOT temporary ORDER BY ALL",
     "columns": "SELECT table_name, column_name, column_index, data_type, column_default, is_nullable, comment"
-    " FROM duckdb_columns() WHERE NOT internal ORDER BY ALL",
-    "views": "SELECT view_name, comment, sql FROM duckdb_views() WHERE NOT internal ORDER BY ALL",
+    " FROM duckdb_columns() WHERE NOT internal AND database_name <> 'temp' ORDER BY ALL",
+    "views": "SELECT view_name, comment, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary ORDER BY ALL",
     "indexes": "SELECT index_name, table_name, is_unique, sql FROM duckdb_indexes() ORDER BY ALL",
     "constraints": "SELECT table_name, constraint_type, constraint_text FROM duckdb_constraints() ORDER BY ALL",
     "sequences": "SELECT sequence_name, start_value, comment FROM duckdb_sequences() ORDER BY ALL",

@@ -97,11 +97,11 @@ def test_lookup_keys_are_recomputed_when_duckdb_hashes_differently(billing: Bill
     billing.log("requests-2026-11-20.jsonl", [stored])
     billing.nightly("2026-11-20")
     con = connect(billing.settings.db_path)
-    con.execute("UPDATE attempts SET event_key = 0, request_key = 0")  # as if hashed by another build
+    con.execute("UPDATE attempt_keys SET event_key = 0, request_key = 0")  # as if hashed by another build
     con.execute("UPDATE rating_state SET value = 'another hash' WHERE key = 'lookup_key_hash'")
     con.close()
     connect(billing.settings.db_path).close()  # opening for writing recomputes them
-    assert billing.one("SELECT count(*) FROM attempts WHERE event_key = hash(event_id)") == 1
+    assert billing.one("SELECT count(*) FROM attempt_keys WHERE event_key = hash('k')") == 1
     billing.log("requests-2026-11-21.jsonl", [record(), stored])
     report = billing.nightly("2026-11-21")
     assert (report.files[0].accepted, report.files[0].duplicates) == (1, 1)

@@ -25,9 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.db import connect
 from pipeline import ingest
-from tests.conftest import Billing, examples, record, usage
+from tests.conftest import Billing, edit_stored_attempts, examples, record, usage
 from tests.hostile import DAY, write_lines
 
 Path_ = tuple[str | int, ...]  # keys and array indexes from the record's root to an object
@@ -371,11 +370,10 @@ def test_attempts_stored_before_canonical_content_still_match_their_resent_line(
     rec = rich("old", ts="2026-11-20T23:00:00Z")
     nightly(billing, {f"requests-{DAY}.jsonl": [json.dumps(rec)]})
     [(minified,)] = duckdb.execute("SELECT sha256(CAST(json(?) AS VARCHAR))", [json.dumps(rec)]).fetchall()
-    con = connect(billing.settings.db_path)
-    try:
-        con.execute("UPDATE attempts SET content_sha256 = ? WHERE event_id = 'old'", [minified])
-    finally:
-        con.close()
+    changed = edit_stored_attempts(
+        billing.settings.db_path, "content_sha256 = $sha", "event_id = 'old'", {"sha": minified}
+    )
+    assert changed == 1
     [f] = nightly(billing, {"requests-2026-11-21.jsonl": [dump(rec, space=" ")]}, day="2026-11-21")
     assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 0)
     changed = dict(rec, status=503)

@@ -4,11 +4,13 @@ listed in lake_files, caught up after a crash, and read back equal to the live t
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from core.attempt_store import AttemptFileMissing, copy_database
 from core.db import connect
 from pipeline import lake, snapshot
 from tests.conftest import Billing, record, usage
@@ -37,7 +39,7 @@ def files_on_disk(billing: Billing) -> dict[str, int]:
 
 
 def assert_snapshot_equals_live(billing: Billing, target: Path) -> None:
-    live, copy = duckdb.connect(str(billing.settings.db_path), read_only=True), snapshot.open_snapshot(target)
+    live, copy = connect(billing.settings.db_path, read_only=True), snapshot.open_snapshot(target)
     try:
         for table in TABLES:
             query = f"SELECT * FROM {table} ORDER BY ALL"
@@ -71,7 +73,8 @@ def test_a_run_writes_its_rows_once_and_a_rerun_writes_nothing(billing: Billing)
     # the same file again: run 2 stores nothing, so no file is written or rewritten
     billing.nightly()
     assert manifest(billing) == listed and files_on_disk(billing) == on_disk
-    assert billing.query("SELECT through_run_id, files FROM lake_exports ORDER BY 1") == [(1, 2), (2, 0)]
+    # the publication writes the rated rows' file; the run wrote its attempts' file itself
+    assert billing.query("SELECT through_run_id, files FROM lake_exports ORDER BY 1") == [(1, 1), (2, 0)]
     assert_snapshot_equals_live(billing, target)
 
 
@@ -98,7 +101,9 @@ def test_a_late_retry_tombstones_the_replaced_rated_row(billing: Billing) -> Non
 def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billing: Billing, monkeypatch) -> None:
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")  # committed, never published (as if killed right after the commit)
-    assert not lake_of(billing).exists()
+    # the run itself wrote and listed its attempts (the only copy of them); nothing else yet
+    assert [row[:4] for row in manifest(billing)] == [(1, "attempts", "attempts/run-000001.parquet", 1)]
+    assert list(files_on_disk(billing)) == ["attempts/run-000001.parquet"]
     target = with_snapshot(billing)
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
     billing.log("requests-2026-11-21.jsonl", [late])
@@ -109,7 +114,13 @@ def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billi
     monkeypatch.setattr(lake, "transaction", killed)
     report = billing.nightly("2026-11-21")
     assert report.snapshot_error == "OSError: killed before the manifest commit"
-    assert manifest(billing) == [] and len(files_on_disk(billing)) == 4  # written, not listed
+    # the runs' attempts listed; the publication's two files (run 2's rated rows and its
+    # tombstone: run 1's rated row was replaced before it reached the lake) written, not listed
+    assert [row[1:3] for row in manifest(billing)] == [
+        ("attempts", "attempts/run-000001.parquet"),
+        ("attempts", "attempts/run-000002.parquet"),
+    ]
+    assert len(files_on_disk(billing)) == 4
     assert billing.query("SELECT * FROM rated_replaced") == [("a1", 1, 2)]  # kept until listed
     monkeypatch.undo()
     stray = lake_of(billing) / "attempts" / "run-000099.parquet"
@@ -179,7 +190,9 @@ def billing_amount(text: str) -> object:
     return D(text)
 
 
-def test_a_database_copied_without_its_lake_gets_the_lake_rebuilt(billing: Billing, tmp_path: Path) -> None:
+def test_a_database_copied_without_its_lake_is_refused_and_its_exports_are_rebuilt(
+    billing: Billing, tmp_path: Path
+) -> None:
     with_snapshot(billing)
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")
@@ -187,9 +200,16 @@ def test_a_database_copied_without_its_lake_gets_the_lake_rebuilt(billing: Billi
     billing.log("requests-2026-11-21.jsonl", [late])
     billing.nightly("2026-11-21")
     assert len(manifest(billing)) == 5  # run 1: attempts, rated; run 2: attempts, rated, tombstone
+    # without its lake, the database has lost its attempts: refused, naming what to restore
     elsewhere = tmp_path / "restored"
     elsewhere.mkdir()
     (elsewhere / "billing.duckdb").write_bytes(billing.settings.db_path.read_bytes())  # no .lake beside it
+    with pytest.raises(AttemptFileMissing, match=r"2 attempts file\(s\) .* missing, first .*restored/billing.lake/"):
+        connect(elsewhere / "billing.duckdb")
+    # with the attempts files but without the copies of the rated rows: those are exported again
+    copy_database(billing.settings.db_path, elsewhere / "billing.duckdb")
+    for folder in ("rated_attempts", "rated_replaced"):
+        shutil.rmtree(elsewhere / "billing.lake" / folder)
     billing.settings = dataclasses.replace(billing.settings, db_path=elsewhere / "billing.duckdb")
     target = snapshot.publish_now(billing.settings.db_path)
     assert [row[:4] for row in manifest(billing)] == [

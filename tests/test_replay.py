@@ -12,10 +12,12 @@ import duckdb
 import pytest
 from click.testing import Result
 
+from core.attempt_store import copy_database
+from core.db import connect
 from core.money import D
 from pipeline import jobs, replay
 from pipeline.reference import PriceEditError
-from tests.conftest import Billing, cli_in_process, record, usage
+from tests.conftest import Billing, cli_in_process, edit_stored_attempts, record, usage
 
 PRICES = Path(__file__).resolve().parent.parent / "pricing" / "tables" / "2026-11-01.toml"
 
@@ -252,7 +254,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_verify_of_the_demo_matches_from_another_directory(demo_db: Path, tmp_path: Path) -> None:
-    con = duckdb.connect(str(demo_db), read_only=True)
+    con = connect(demo_db, read_only=True)  # the attempts view: the lake files too
     try:
         names = con.execute("SELECT source_file FROM attempts UNION SELECT source_file FROM quarantine").fetchall()
         last = con.execute("SELECT max(run_id) FROM runs").fetchone()
@@ -267,6 +269,7 @@ def test_verify_of_the_demo_matches_from_another_directory(demo_db: Path, tmp_pa
 
 
 TAMPERING = {
+    # (in the lake file that holds the attempt: edit_stored_attempts)
     "attempts": "UPDATE attempts SET prompt_tokens = prompt_tokens + 1 WHERE event_id = $event",
     "quarantine": "UPDATE quarantine SET field = 'status' WHERE quarantine_id = 1",
     "rated_attempts": "UPDATE rated_attempts SET charge_total = charge_total + 0.01 WHERE event_id = $event",
@@ -282,18 +285,26 @@ TAMPERING = {
 
 def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_db: Path, tmp_path: Path) -> None:
     tampered = tmp_path / "tampered.duckdb"
-    shutil.copy(demo_db, tampered)
+    copy_database(demo_db, tampered)
+    con = duckdb.connect(str(tampered))
+    event = con.execute(
+        "SELECT min(event_id) FROM rated_attempts WHERE outcome = 'billed' AND period = '2026-12'"
+    ).fetchone()
+    assert event is not None
+    con.close()
+    assert (
+        edit_stored_attempts(tampered, "prompt_tokens = prompt_tokens + 1", "event_id = $event", {"event": event[0]})
+        == 1
+    )
+    # how databases written before source_name stored the file: the path as given. Not a difference.
+    assert edit_stored_attempts(tampered, "source_file = 'data/sample_logs/' || source_file", "true") > 0
     con = duckdb.connect(str(tampered))
     try:
-        event = con.execute(
-            "SELECT min(event_id) FROM rated_attempts WHERE outcome = 'billed' AND period = '2026-12'"
-        ).fetchone()
-        assert event is not None
         for table, statement in TAMPERING.items():
+            if table == "attempts":
+                continue
             changed = con.execute(statement, {"event": event[0]} if "$event" in statement else None).fetchone()
             assert changed == (1,), table  # exactly one row edited per table
-        # how databases written before source_name stored the file: the path as given. Not a difference.
-        con.execute("UPDATE attempts SET source_file = 'data/sample_logs/' || source_file")
         con.execute(
             "UPDATE quarantine SET source_file = '/srv/logs/' || source_file, "
             "message = replace(message, '(first at ', '(first at ./data/sample_logs/')"

@@ -15,12 +15,13 @@ def test_every_table_view_and_column_has_a_comment() -> None:
     try:
         missing = con.execute(
             """
-            SELECT table_name FROM duckdb_tables() WHERE coalesce(trim(comment), '') = ''
+            SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND coalesce(trim(comment), '') = ''
             UNION ALL
-            SELECT view_name FROM duckdb_views() WHERE NOT internal AND coalesce(trim(comment), '') = ''
+            SELECT view_name FROM duckdb_views() WHERE NOT internal AND NOT temporary
+                AND coalesce(trim(comment), '') = ''
             UNION ALL
             SELECT table_name || '.' || column_name FROM duckdb_columns()
-            WHERE NOT internal AND coalesce(trim(comment), '') = ''
+            WHERE NOT internal AND database_name <> 'temp' AND coalesce(trim(comment), '') = ''
             ORDER BY 1
             """
         ).fetchall()

@@ -177,6 +177,13 @@ def assert_no_stored_text_holds(con: duckdb.DuckDBPyConnection, needles: list[st
                 assert not found, (table, column, found)
 
 
+def parquet_text(path: Path) -> bytes:
+    """Every value of a Parquet file, as text."""
+    with duckdb.connect() as con:
+        rows = con.execute(f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM read_parquet('{path}')").fetchall()
+    return "\n".join("\t".join(str(v) for v in row) for row in rows).encode()
+
+
 def files_under(*roots: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for root in roots for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -219,12 +226,16 @@ def plant_and_search(tmp_path: Path) -> Plants:
     con = connect(db)  # read-write: CHECKPOINT folds the WAL into the file
     con.execute("CHECKPOINT")
     con.close()
-    with duckdb.connect(str(db), read_only=True) as ro:
+    # connect(): the attempts view reads the lake files too (core/attempt_store.py)
+    with connect(db, read_only=True) as ro:
         # billed, escaped, recount, surrogate, and one of dup/dup-b (same request: one is superseded)
         assert ro.execute("SELECT count(*) FROM rated_attempts WHERE outcome = 'billed'").fetchone() == (5,)
         assert ro.execute("SELECT count(*) FROM quarantine").fetchone()[0] >= 30  # type: ignore[index]
         assert_no_stored_text_holds(ro, [needle.decode() for needle in p.needles()])
     blobs = files_under(home, out)
+    # Parquet pages are compressed: search the lake's rows as text too (its raw bytes, above,
+    # hold the footers' statistics uncompressed)
+    blobs |= {f"{path} (rows)": parquet_text(path) for path in sorted(home.rglob("*.parquet"))}
     pdfs = sorted(out.rglob("*.pdf"))
     assert pdfs, "the statements job wrote no PDF: the PDF search would prove nothing"
     # PDF streams are compressed: search the text a reader extracts, not the file bytes
@@ -232,7 +243,8 @@ def plant_and_search(tmp_path: Path) -> Plants:
     blobs |= {f"stdout {i}": r.stdout for i, r in enumerate(results)} | {
         f"stderr {i}": r.stderr for i, r in enumerate(results)
     }
-    assert any(p.canary.encode() in blob for name, blob in blobs.items() if name.endswith(".duckdb")), (
+    stores = (".duckdb", ".parquet (rows)")
+    assert any(p.canary.encode() in blob for name, blob in blobs.items() if name.endswith(stores)), (
         "the byte search cannot see stored text (compressed pages?): it would prove nothing"
     )
     assert_nothing_leaks(p, blobs)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.attempt_store import attempts_of_runs, prepare_run_attempts
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
 from pipeline.ingest.files import FileResult
@@ -22,7 +23,9 @@ def apply_staged(
     """Dedup and store the staged, parsed batch. Call inside the run's transaction."""
     if not batch.staged:
         return list(batch.skipped)
+    prepare_run_attempts(con)
     with step("dedup", after="after_dedup"):
+        bind_stored_twins(con)
         con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
     with step("recount", after="after_recount"):
         if batch.recounted:
@@ -42,6 +45,24 @@ def apply_staged(
         ],
     )
     return results + list(batch.skipped)
+
+
+def bind_stored_twins(con: duckdb.DuckDBPyConnection) -> None:
+    """``stored_keys`` (the stored attempts' keys that valid records of ``parsed`` share, with
+    their runs) and ``stored_twins`` (those attempts' ids, content hashes and lines), for
+    dedup.sql: the probe reads 8 bytes a stored attempt, and only the runs holding a matching
+    key are opened (nearly always none)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stored_keys AS SELECT DISTINCT event_key, run_id FROM attempt_keys "
+        "WHERE event_key IN (SELECT hash(event_id) FROM parsed WHERE problem IS NULL)"
+    )
+    runs = [int(r) for (r,) in con.execute("SELECT DISTINCT run_id FROM stored_keys ORDER BY 1").fetchall()]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stored_twins AS "
+        "SELECT event_id, content_sha256, source_file, source_line FROM ("
+        + attempts_of_runs(con, runs)
+        + ") WHERE hash(event_id) IN (SELECT event_key FROM stored_keys)"
+    )
 
 
 def _file_results(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> list[FileResult]:

@@ -28,6 +28,7 @@ import duckdb
 
 from core.db import sql_literal
 from core.timing import step
+from pipeline.ingest.apply import bind_stored_twins
 from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
@@ -102,7 +103,7 @@ repeated AS (SELECT event_key FROM valid GROUP BY event_key HAVING count(DISTINC
 twins AS (
     SELECT event_key, event_id, content_sha256 FROM valid WHERE event_key IN (SELECT event_key FROM repeated)
     UNION ALL
-    SELECT event_key, event_id, content_sha256 FROM attempts WHERE event_key IN (SELECT event_key FROM valid)
+    SELECT hash(event_id), event_id, content_sha256 FROM stored_twins
 )
 SELECT DISTINCT v.file_order
 FROM valid v JOIN twins t ON t.event_key = v.event_key AND t.event_id = v.event_id
@@ -114,6 +115,7 @@ ORDER BY 1
 def _stage_files_with_conflicts(con: duckdb.DuckDBPyConnection, staged: dict[int, tuple[Path, str]]) -> None:
     """Stage every line of the files dedup will need whole (see the module doc) on the driver
     (``staged_lines`` is empty before: the executors send no lines)."""
+    bind_stored_twins(con)
     for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall():
         path, sha = staged[order]
         stage_file(con, path, order, sha)

@@ -1,6 +1,7 @@
 -- R1 Dedup: records with the same event_id are one record.
 --
--- Input : parsed (this batch, from parse.sql), attempts (everything ingested before).
+-- Input : parsed (this batch, from parse.sql), stored_keys and stored_twins (what was
+--         ingested before with the same keys, see below).
 -- Output: every valid record of the batch with a verdict, and its lookup keys:
 --   new                 first time this event_id is seen: it is accepted
 --   duplicate           the same record again (same content hash): changes nothing. The
@@ -15,9 +16,11 @@
 --
 -- Cost (docs/performance.md): nearly every record is new, so only the few that are not are
 -- looked at closely. `special` = records whose event_id repeats within the batch or is
--- already stored; the history is searched by attempts.event_key (8 bytes a row, migration
--- 006), and stored rows are read only for matching keys and compared by event_id, so a hash
--- collision never changes a verdict. Everything else is `new` without a sort or a wide join.
+-- already stored; the history is searched by attempt_keys.event_key (8 bytes a row,
+-- migrations 006 and 025): pipeline/ingest/apply.py fills stored_keys (the matching keys and
+-- their runs) and stored_twins (those runs' attempts with a matching key, read from their
+-- lake files) before this runs, and they are compared by event_id, so a hash collision
+-- never changes a verdict. Everything else is `new` without a sort or a wide join.
 --
 -- The first record of each special event_id is found by aggregation (arg_min over the
 -- (file_order, line_no) key), not by a window over the records: a file of ten million copies
@@ -32,7 +35,7 @@ repeated AS MATERIALIZED (
     SELECT event_key FROM valid GROUP BY event_key HAVING count(*) > 1
 ),
 stored_keys AS MATERIALIZED (
-    SELECT DISTINCT event_key FROM attempts WHERE event_key IN (SELECT event_key FROM valid)
+    SELECT DISTINCT event_key FROM stored_keys
 ),
 special AS (
     SELECT event_id, file_order, line_no, content_sha256, source_file
@@ -48,9 +51,7 @@ firsts AS (
     GROUP BY event_id
 ),
 stored AS (
-    SELECT a.event_id, a.content_sha256, a.source_file, a.source_line
-    FROM attempts a
-    WHERE a.event_key IN (SELECT event_key FROM stored_keys)
+    SELECT event_id, content_sha256, source_file, source_line FROM stored_twins
 ),
 -- the minified-line hash, only of records whose stored twin has another hash (rare)
 legacy AS (

@@ -1,10 +1,12 @@
 -- Store one validated, deduplicated batch (parse.sql -> dedup.sql -> recount).
 -- $run_id: the run writing it. Every line ends in exactly one place: attempts (new),
--- nowhere new (an identical duplicate of a stored record), or quarantine.
+-- nowhere new (an identical duplicate of a stored record), or quarantine. New attempts go
+-- to the TEMP table run_attempts, which the run writes to its lake file before it commits
+-- (core/attempt_store.py), and their lookup keys to attempt_keys.
 -- Free-text fields are stored with API keys masked (ids that carry one never get here:
 -- parse.sql quarantines them, because a masked id would merge distinct records).
 
-INSERT INTO attempts
+INSERT INTO run_attempts
 SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
        d.account_id, mask_secrets(d.api_key_id), mask_secrets(d.group_name), mask_secrets(d.endpoint),
        d.model, mask_secrets(d.provider),
@@ -18,6 +20,9 @@ SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
 FROM deduped d
 LEFT JOIN recounts r USING (event_id)
 WHERE d.verdict = 'new';
+
+INSERT INTO attempt_keys
+SELECT event_key, request_key, $run_id FROM deduped WHERE verdict = 'new';
 
 INSERT INTO quarantine
 SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from core.attempt_store import copy_database
 from core.db import connect
 from pipeline import jobs
 from reports.finance import write_finance_summary
@@ -37,7 +37,8 @@ DAYS = ("2026-11-29", "2026-11-30", "2026-12-01")
 
 # The billing content of a database; which run wrote a row, and when, may differ.
 SNAPSHOT = (
-    "SELECT * EXCLUDE (run_id) FROM attempts",
+    "SELECT * EXCLUDE (run_id) FROM attempts",  # the view: the table and the listed lake files
+    "SELECT * EXCLUDE (run_id) FROM attempt_keys",
     "SELECT * EXCLUDE (run_id, quarantined_at) FROM quarantine",
     "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts",
     "SELECT * FROM statement_lines",
@@ -58,6 +59,7 @@ RUN_POINTS = (
     "sql:store_batch.sql#1",
     "sql:store_batch.sql#2",
     "sql:store_batch.sql#3",
+    "sql:store_batch.sql#4",
     "after_ingest#1",
     "after_reference#1",
     "after_scope#1",
@@ -70,6 +72,7 @@ RUN_POINTS = (
     "sql:aggregate.sql#3",
     "sql:aggregate.sql#4",
     "after_rate#1",
+    "after_lake#1",
     "ledger:after_runs_update#1",
     "before_commit#1",
     "after_commit#1",
@@ -152,7 +155,7 @@ class Scenario:
                 first_day = snapshot(base)
         full = root / "full" / "billing.duckdb"
         full.parent.mkdir()
-        shutil.copy(base, full)
+        copy_database(base, full)
         started = time.monotonic()
         done = cli(full, *nightly_args(DAYS[2]))
         run_seconds = time.monotonic() - started
@@ -183,7 +186,7 @@ class Scenario:
         db = work / "billing.duckdb"
         day = DAYS[0] if fresh else DAYS[2]
         if not fresh:
-            shutil.copy(self.base_db, db)
+            copy_database(self.base_db, db)
         env = {"INFERGATE_FAULT": point} if point else {}
         proc = ForkedCLI(["--db", str(db), "--accounts", str(ACCOUNTS), *nightly_args(day)], env=env)
         try:

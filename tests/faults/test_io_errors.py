@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.attempt_store import copy_database
 from pipeline.cli import cli as cli_group
 from tests.faults.harness import DAYS, Scenario, cli, exports, nightly_args, rerun, snapshot
 
@@ -49,8 +50,8 @@ def read_only(path: Path) -> Iterator[None]:
     """Make the directory ``path`` read-only: a read-only remount as root, else permissions."""
     if os.geteuid() == 0:
         with tmpfs(path.with_name(path.name + ".mnt"), 64 * 1024) as mnt:
-            for item in path.iterdir():
-                shutil.copy(item, mnt / item.name)
+            for item in path.iterdir():  # the database and its lake
+                shutil.copytree(item, mnt / item.name) if item.is_dir() else shutil.copy(item, mnt / item.name)
             assert _mount("-o", "remount,ro", str(mnt)).returncode == 0
             path.rename(path.with_name(path.name + ".orig"))
             path.symlink_to(mnt)
@@ -87,7 +88,7 @@ def test_export_into_a_read_only_directory(scenario: Scenario, tmp_path: Path) -
 def test_nightly_with_the_database_in_a_read_only_directory(scenario: Scenario, tmp_path: Path) -> None:
     home = tmp_path / "db"
     home.mkdir()
-    shutil.copy(scenario.base_db, home / "billing.duckdb")
+    copy_database(scenario.base_db, home / "billing.duckdb")
     with read_only(home):
         result = cli(home / "billing.duckdb", *nightly_args(DAYS[2]))
         # reading still works: finance can export from a read-only copy of the database
@@ -103,7 +104,7 @@ def test_disk_full_during_the_nightly_leaves_the_database_as_before(scenario: Sc
     size_kib = scenario.base_db.stat().st_size // 1024 + 512  # room for the ledger row, not the day
     with tmpfs(tmp_path / "disk", size_kib) as disk:
         db = disk / "billing.duckdb"
-        shutil.copy(scenario.base_db, db)
+        copy_database(scenario.base_db, db)
         result = cli(db, *nightly_args(DAYS[2]))
         one_clean_line(result, "No space left on device")
         assert snapshot(db) == scenario.before

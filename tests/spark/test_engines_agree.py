@@ -10,7 +10,6 @@ multipliers and discounts, two price versions, retries and every reason code.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from core.attempt_store import copy_database
 from core.db import connect, sql_text
 from pipeline.cli import cli
 from reports.finance import write_finance_summary
@@ -305,7 +305,7 @@ def cli_db(fixture_dbs: dict[str, Billing], tmp_path: Path) -> tuple[Billing, li
     """A copy of the DuckDB-rated fixture database and the CLI's global options for it."""
     billing = fixture_dbs["duckdb"]
     copy = tmp_path / "copy.duckdb"
-    shutil.copy(billing.settings.db_path, copy)
+    copy_database(billing.settings.db_path, copy)
     clone = Billing(tmp_path / "clone")
     clone.settings = dataclasses.replace(billing.settings, db_path=copy)
     options = [

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from core.attempt_store import copy_database
 from tests.faults.harness import ACCOUNTS, DAYS, Scenario, exports, ledger, nightly_args, snapshot
 from tests.forked_cli import ForkedCLI, run_cli
 from tests.spark.conftest import JVM_FLAGS, SKIP_REASON
@@ -42,7 +43,7 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(tmp_p
     scenario = Scenario.build(tmp_path / "scenario")
     db = tmp_path / "kill" / "billing.duckdb"
     db.parent.mkdir()
-    shutil.copy(scenario.base_db, db)
+    copy_database(scenario.base_db, db)
     exchange = tmp_path / "exchange"
     exchange.mkdir()
     env = {

@@ -1,0 +1,273 @@
+"""Where stored attempts live: one Parquet file per run in the lake, read through a view.
+
+Why (issue 14 item 3). Every accepted attempt used to be stored twice: in the database's
+``attempts`` table and, after the run, in the lake file the analyst snapshot reads. The
+table was the larger copy (DuckDB stores a day of attempts in ~1.7x the bytes of its zstd
+Parquet file). Attempts are written once and never updated, so the lake file is enough:
+since migration 025 a run writes its accepted attempts as ``<db stem>.lake/attempts/
+run-NNNNNN.parquet`` inside its own transaction and lists the file in ``lake_files`` in that
+transaction, so the file becomes part of the database exactly when the run commits
+(``store_run_attempts``). A run that fails or is killed leaves an unlisted file, which no
+reader follows and the next run removes.
+
+How it is read. Each connection (``core.db.connect``) gets a TEMP view ``attempts`` that
+shadows the table of that name: the rows still in the table (stored before migration 025,
+or in a database without a file, such as replay's scratch database), the attempts the
+current run has stored so far (the TEMP table ``run_attempts``), and the listed files. The
+view keeps the table's columns and types; ``event_key`` and ``request_key`` (DuckDB
+``hash()`` values, which a DuckDB upgrade changes) are not written to the files: the
+``attempt_keys`` table holds them for every stored attempt, and the view reads NULL for
+them in lake rows.
+
+Queries that need only a few runs' attempts (dedup's stored twins, the rating scope) read
+:func:`attempts_of_runs`, which opens only those runs' files.
+
+Back up the lake directory with the database: the attempts of runs since migration 025 are
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from core.db import sql_identifier, sql_literal
+from core.errors import BillingError
+
+__all__ = [
+    "RUN_ATTEMPTS",
+    "AttemptFileMissing",
+    "attempts_of_runs",
+    "attempts_table",
+    "database_file",
+    "lake_dir",
+    "prepare_run_attempts",
+    "refresh_attempts_view",
+    "remove_unlisted_attempt_files",
+    "store_run_attempts",
+]
+
+RUN_ATTEMPTS = "run_attempts"  # TEMP table: the attempts the current run has stored so far
+ATTEMPTS_DIR = "attempts"
+# columns of the attempts table that the files do not carry (attempt_keys holds them)
+KEY_COLUMNS = ("event_key", "request_key")
+
+
+class AttemptFileMissing(BillingError, RuntimeError):
+    """A listed attempts file is not on disk: the database was copied without its lake."""
+
+    default_hint = "copy or restore the database together with its .lake directory (docs/operations.md)"
+
+
+def lake_dir(db_path: Path) -> Path:
+    """``data/infergate.duckdb`` -> ``data/infergate.lake``."""
+    db_path = Path(db_path)
+    return db_path.with_name(f"{db_path.stem}.lake")
+
+
+def database_file(con: duckdb.DuckDBPyConnection, database: str | None = None) -> Path | None:
+    """The file of ``database`` (default: the current one); None for an in-memory database."""
+    if database is None:
+        row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    else:
+        row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [database]).fetchone()
+    if row is None or not row[0]:
+        return None
+    return Path(str(row[0])).resolve()
+
+
+def _current(con: duckdb.DuckDBPyConnection) -> str:
+    return str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
+
+
+def attempts_table(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
+    """The attempts *table* of ``database`` (default: the current one), qualified: a plain
+    ``attempts`` or ``main.attempts`` names this connection's view (the temp catalog's
+    ``main`` schema comes first)."""
+    return f"{sql_identifier(database or _current(con))}.main.attempts"
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str]]:
+    """The attempts table's columns; none when ``database`` has no such *table* (a view of
+    that name, as in the analyst snapshot, is not one)."""
+    if not con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = 'attempts'",
+        [database],
+    ).fetchone():
+        return []
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
+        "AND schema_name = 'main' AND table_name = 'attempts' ORDER BY column_index",
+        [database],
+    ).fetchall()
+    return [(str(c), str(t)) for c, t in rows]
+
+
+def _listed_files(con: duckdb.DuckDBPyConnection, database: str, runs: Iterable[int] | None) -> list[Path]:
+    """Attempts files listed in ``database``'s manifest that hold the only copy (migration 025
+    on), optionally only those of ``runs``."""
+    path = database_file(con, database)
+    if path is None or not _has_marker(con, database):
+        return []
+    where = ""
+    if runs is not None:
+        where = f" AND f.run_id IN ({', '.join(str(int(r)) for r in runs) or 'NULL'})"
+    rows = con.execute(
+        f"SELECT f.path FROM {sql_identifier(database)}.main.lake_files f, "
+        f"{sql_identifier(database)}.main.rating_state s "
+        "WHERE f.table_name = 'attempts' AND s.key = 'attempts_in_lake_from_run' "
+        f"AND f.run_id >= CAST(s.value AS BIGINT){where} ORDER BY f.run_id"
+    ).fetchall()
+    lake = lake_dir(path)
+    return [lake / str(p) for (p,) in rows]
+
+
+def _has_marker(con: duckdb.DuckDBPyConnection, database: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+        "AND table_name IN ('lake_files', 'rating_state', 'attempt_keys')",
+        [database],
+    ).fetchone()
+    return bool(row and row[0] == 3)
+
+
+def attempts_of_runs(
+    con: duckdb.DuckDBPyConnection, runs: Iterable[int] | None = None, database: str | None = None
+) -> str:
+    """A SELECT of the stored attempts (of ``runs`` only, when given), with the table's
+    columns: the table's rows, the current run's (when ``database`` is the current one) and
+    the listed files. Build it again after a run lists a new file."""
+    current = _current(con)
+    database = database or current
+    run_list = None if runs is None else sorted({int(r) for r in runs})
+    in_runs = "" if run_list is None else f" WHERE run_id IN ({', '.join(map(str, run_list)) or 'NULL'})"
+    columns = _table_columns(con, database)
+    names = ", ".join(f'"{c}"' for c, _ in columns)
+    parts = [f"SELECT {names} FROM {attempts_table(con, database)}{in_runs}"]
+    if database == current and _has_run_table(con):
+        parts.append(f"SELECT {names} FROM temp.main.{RUN_ATTEMPTS}{in_runs}")
+    files = _listed_files(con, database, run_list)
+    if files:
+        missing = [p for p in files if not p.is_file()]
+        if missing:
+            raise AttemptFileMissing(
+                f"{len(missing)} attempts file(s) listed in the database are missing, first {missing[0]}: "
+                "the database was copied or restored without its lake directory; restore "
+                f"{lake_dir(missing[0].parent.parent)} beside it (it holds the only copy of those attempts)"
+            )
+        paths = ", ".join(sql_literal(str(p)) for p in files)
+        cast = ", ".join(
+            f'CAST(NULL AS {t}) AS "{c}"' if c in KEY_COLUMNS else f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns
+        )
+        parts.append(f"SELECT {cast} FROM read_parquet([{paths}]){in_runs}")
+    return " UNION ALL ".join(parts)
+
+
+def _has_run_table(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?", [RUN_ATTEMPTS]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def refresh_attempts_view(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create this connection's TEMP view ``attempts`` over every stored attempt.
+
+    Call after a run lists its file or rolls back, and when a connection opens."""
+    if not _table_columns(con, _current(con)):
+        return  # not a billing database (yet)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW attempts AS {attempts_of_runs(con)}")
+
+
+def prepare_run_attempts(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the TEMP table ``run_attempts`` a run stores its attempts in (see the module doc)."""
+    if not _has_run_table(con):
+        con.execute(f"CREATE TEMP TABLE {RUN_ATTEMPTS} AS SELECT * FROM {attempts_table(con)} LIMIT 0")
+        refresh_attempts_view(con)
+
+
+def _relative(run_id: int) -> str:
+    return f"{ATTEMPTS_DIR}/run-{run_id:06d}.parquet"
+
+
+def store_run_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> Path | None:
+    """Move the run's attempts from ``run_attempts`` into their lake file, listed in the
+    manifest. Call inside the run's transaction, as its last write before the ledger row.
+
+    Without a database file (an in-memory database) they go into the attempts table."""
+    if not _has_run_table(con):
+        return None
+    row = con.execute(f"SELECT count(*) FROM {RUN_ATTEMPTS}").fetchone()
+    rows = int(row[0]) if row else 0
+    if rows == 0:
+        return None
+    path = database_file(con)
+    if path is None:
+        con.execute(f"INSERT INTO {attempts_table(con)} SELECT * FROM {RUN_ATTEMPTS}")
+        con.execute(f"DELETE FROM {RUN_ATTEMPTS}")
+        refresh_attempts_view(con)
+        return None
+    target = lake_dir(path) / _relative(run_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    # in the order stored (the files' line order, about ts order): measured on a 200k day,
+    # 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
+    con.execute(
+        f"COPY (SELECT * EXCLUDE ({', '.join(KEY_COLUMNS)}) FROM {RUN_ATTEMPTS}) "
+        f"TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+    )
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    con.execute(
+        "INSERT INTO lake_files VALUES ($run, 'attempts', $path, $rows, $bytes, now())",
+        {"run": run_id, "path": _relative(run_id), "rows": rows, "bytes": target.stat().st_size},
+    )
+    con.execute(f"DELETE FROM {RUN_ATTEMPTS}")
+    refresh_attempts_view(con)
+    return target
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_unlisted_attempt_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """Attempts files no committed manifest row lists: left by a run that failed or was
+    killed after writing its file. Call under the run lock, before the run writes."""
+    path = database_file(con)
+    if path is None:
+        return []
+    folder = lake_dir(path) / ATTEMPTS_DIR
+    if not folder.is_dir():
+        return []
+    listed = {str(p) for (p,) in con.execute("SELECT path FROM lake_files WHERE table_name = 'attempts'").fetchall()}
+    removed = []
+    for item in folder.iterdir():
+        if item.is_file() and f"{ATTEMPTS_DIR}/{item.name}" not in listed:
+            item.unlink()
+            removed.append(item)
+    return removed
+
+
+def copy_database(source: Path, target: Path) -> Path:
+    """Copy a closed database file together with its lake (which holds its attempts since
+    migration 025): what a backup or a scratch copy must take. Returns ``target``."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    if lake_dir(target).exists():
+        shutil.rmtree(lake_dir(target))
+    if lake_dir(source).is_dir():
+        shutil.copytree(lake_dir(source), lake_dir(target))
+    return target

@@ -1,0 +1,124 @@
+"""Attempts stored once, in the run's lake file (migration 025, core/attempt_store.py): written
+inside the run, listed by its commit, read back through the view, and a database from before
+the migration keeps its attempts in the table and dedups and rates against them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from core.attempt_store import AttemptFileMissing, attempts_table, lake_dir
+from core.db import connect
+from pipeline import replay
+from tests.conftest import Billing, record, usage
+
+
+def lake_files(billing: Billing) -> list[tuple[int, str, int]]:
+    return billing.query("SELECT run_id, path, row_count FROM lake_files WHERE table_name = 'attempts' ORDER BY 1")
+
+
+def test_a_run_stores_its_attempts_only_in_its_lake_file(billing: Billing) -> None:
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [record(event_id="a", usage=usage(1000, 100)), record(event_id="b", usage=usage(2000, 20))],
+    )
+    billing.nightly()
+    assert lake_files(billing) == [(1, "attempts/run-000001.parquet", 2)]
+    file = lake_dir(billing.settings.db_path) / "attempts" / "run-000001.parquet"
+    con = duckdb.connect()
+    names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{file}')").fetchall()]
+    assert "event_key" not in names and "request_key" not in names  # this DuckDB's hash() stays in the database
+    assert con.execute(f"SELECT event_id, prompt_tokens FROM read_parquet('{file}') ORDER BY 1").fetchall() == [
+        ("a", 1000),
+        ("b", 2000),
+    ]
+    with connect(billing.settings.db_path, read_only=True) as live:
+        assert live.execute(f"SELECT count(*) FROM {attempts_table(live)}").fetchone() == (0,)  # not in the table
+        # the view: every column of the table; the keys in attempt_keys
+        assert live.execute("SELECT event_id, prompt_tokens, event_key FROM attempts ORDER BY 1").fetchall() == [
+            ("a", 1000, None),
+            ("b", 2000, None),
+        ]
+        keys = live.execute("SELECT count(*) FROM attempt_keys WHERE event_key IN (hash('a'), hash('b'))")
+        assert keys.fetchone() == (2,)
+
+
+def test_a_failed_run_lists_nothing_and_its_file_is_removed(billing: Billing, monkeypatch) -> None:
+    from pipeline import jobs
+
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("the ledger row could not be written")
+
+    monkeypatch.setattr(jobs, "close_succeeded", fail)
+    with pytest.raises(RuntimeError):
+        billing.nightly()
+    monkeypatch.undo()
+    leftover = lake_dir(billing.settings.db_path) / "attempts" / "run-000001.parquet"
+    assert leftover.is_file() and lake_files(billing) == []  # written, never listed: not part of the database
+    assert billing.one("SELECT count(*) FROM attempts") == 0
+    assert billing.one("SELECT count(*) FROM attempt_keys") == 0
+    report = billing.nightly()  # run 2 removes the leftover and stores the day
+    assert not leftover.exists() and lake_files(billing) == [(2, "attempts/run-000002.parquet", 1)]
+    assert report.files[0].accepted == 1 and billing.one("SELECT count(*) FROM attempts") == 1
+
+
+def test_a_database_without_its_lake_is_refused_with_what_to_restore(billing: Billing, tmp_path: Path) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+    moved = tmp_path / "elsewhere" / "billing.duckdb"
+    moved.parent.mkdir()
+    moved.write_bytes(billing.settings.db_path.read_bytes())
+    with pytest.raises(AttemptFileMissing) as raised:
+        connect(moved, read_only=True)
+    assert str(lake_dir(moved)) in raised.value.message and ".lake" in raised.value.hint
+
+
+def _as_before_migration_025(db: Path) -> None:
+    """Turn a database into what main wrote before migration 025: the attempts (with their
+    lookup keys) in the table, no attempt_keys, no attempts in the lake."""
+    with connect(db) as con:
+        con.execute(
+            f"INSERT INTO {attempts_table(con)} SELECT * REPLACE (hash(event_id) AS event_key, "
+            "hash(account_id, request_id) AS request_key) FROM attempts"
+        )
+    lake = lake_dir(db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM lake_files WHERE table_name = 'attempts'")
+        con.execute("DROP TABLE attempt_keys")
+        con.execute("DELETE FROM rating_state WHERE key = 'attempts_in_lake_from_run'")
+        con.execute("DELETE FROM schema_migrations WHERE name LIKE '025%'")
+    for file in (lake / "attempts").iterdir():
+        file.unlink()
+
+
+def test_a_database_from_before_the_migration_keeps_its_attempts_and_dedups_against_them(billing: Billing) -> None:
+    first = record(event_id="old", request_id="r", account_id="acct_plain", usage=usage(1000, 100))
+    billing.log("requests-2026-11-20.jsonl", [first])
+    billing.nightly("2026-11-20")
+    _as_before_migration_025(billing.settings.db_path)
+    # the next day re-sends the stored record, once identical and once changed, and retries its request
+    retry = record(event_id="new", request_id="r", account_id="acct_plain", attempt=2, ts="2026-11-20T12:00:05Z",
+                   usage=usage(3000, 300))  # fmt: skip
+    billing.log("requests-2026-11-21.jsonl", [first, dict(first, status=500), retry])
+    report = billing.nightly("2026-11-21")
+    [f] = [f for f in report.files if f.path.endswith("2026-11-21.jsonl")]
+    assert (f.accepted, f.duplicates, f.quarantined) == (1, 1, 1)
+    assert billing.one("SELECT reason FROM quarantine") == "duplicate_conflict"
+    with connect(billing.settings.db_path, read_only=True) as live:
+        # the old attempt stays in the table, the new one is in run 2's file; the view has both once
+        table = live.execute(f"SELECT event_id FROM {attempts_table(live)}").fetchall()
+        assert table == [("old",)]
+        assert live.execute("SELECT event_id, run_id FROM attempts ORDER BY 1").fetchall() == [("new", 2), ("old", 1)]
+        assert live.execute("SELECT run_id, count(*) FROM attempt_keys GROUP BY 1 ORDER BY 1").fetchall() == [
+            (1, 1),
+            (2, 1),
+        ]
+    assert lake_files(billing) == [(2, "attempts/run-000002.parquet", 1)]
+    # R2 across the two stores: the retry is billed, the stored attempt superseded
+    assert billing.rated("old")["reason"] == "superseded_attempt"
+    assert billing.rated("new")["outcome"] == "billed"
+    assert replay.verify_run(billing.settings, 2).status == "MATCH"
