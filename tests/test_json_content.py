@@ -379,3 +379,20 @@ def test_attempts_stored_before_canonical_content_still_match_their_resent_line(
     changed = dict(rec, status=503)
     [f] = nightly(billing, {"requests-2026-11-22.jsonl": [json.dumps(changed)]}, day="2026-11-22")
     assert (f.accepted, f.duplicates, f.quarantined) == (0, 0, 1)
+
+
+def test_attempts_keep_128_bits_of_the_digest_and_still_match_rows_that_kept_all_256(billing: Billing) -> None:
+    rec = rich("kept", ts="2026-11-20T23:00:00Z")
+    nightly(billing, {f"requests-{DAY}.jsonl": [json.dumps(rec)]})
+    canonical = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    [(full,)] = duckdb.execute("SELECT sha256(?)", [canonical]).fetchall()
+    # migration 026: the first 32 hex digits of the canonical content's sha256
+    assert billing.one("SELECT content_sha256 FROM attempts WHERE event_id = 'kept'") == full[:32]
+    # a row stored before 026 holds all 64 digits: the same record re-sent is still a duplicate
+    db = billing.settings.db_path
+    assert edit_stored_attempts(db, "content_sha256 = $sha", "event_id = 'kept'", {"sha": full}) == 1
+    [f] = nightly(billing, {"requests-2026-11-21.jsonl": [dump(rec, space=" ")]}, day="2026-11-21")
+    assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 0)
+    # and other content under its event_id a conflict
+    [f] = nightly(billing, {"requests-2026-11-22.jsonl": [json.dumps(dict(rec, status=503))]}, day="2026-11-22")
+    assert (f.accepted, f.duplicates, f.quarantined) == (0, 0, 1)

@@ -15,7 +15,7 @@ SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
        d.cached_tokens, d.reasoning_tokens, d.image_tokens,
        d.has_messages, d.output_text_chars,
        r.est_input_tokens, r.est_output_tokens, r.est_tokenizer,
-       d.upstream_cost_usd, d.content_sha256,
+       d.upstream_cost_usd, left(d.content_sha256, 32),  -- 128 bits of it (migration 026)
        d.source_file, d.source_sha256, d.line_no, $run_id, d.event_key, d.request_key
 FROM deduped d
 LEFT JOIN recounts r USING (event_id)
