@@ -38,7 +38,9 @@ from core.db import sql_identifier, sql_literal
 from core.errors import BillingError
 
 __all__ = [
+    "ATTEMPTS_COMMENT",
     "RUN_ATTEMPTS",
+    "STORED_TABLE",
     "AttemptFileMissing",
     "attempts_of_runs",
     "attempts_table",
@@ -83,25 +85,47 @@ def _current(con: duckdb.DuckDBPyConnection) -> str:
     return str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
 
 
+# what the view attempts is (the analyst snapshot's view carries it as its comment)
+ATTEMPTS_COMMENT = (
+    "Accepted upstream attempts, one row per event_id (R1), validated and typed. Prompt and output text are "
+    "never stored; only whether they were present and the recounted token numbers."
+)
+# the table holding the attempts stored before migration 025 (it renamed the table
+# ``attempts``, so that older code fails on the database instead of writing to it)
+STORED_TABLE = "attempts_before_lake"
+
+
+def _stored_name(con: duckdb.DuckDBPyConnection, database: str) -> str | None:
+    """The attempts table's name in ``database``: ``attempts_before_lake``, or ``attempts`` in a
+    database not migrated yet (opened read-only); None without a table (a view named
+    ``attempts``, as in the analyst snapshot, is not one)."""
+    names = {
+        str(n)
+        for (n,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
+            "AND table_name IN (?, 'attempts')",
+            [database, STORED_TABLE],
+        ).fetchall()
+    }
+    return STORED_TABLE if STORED_TABLE in names else ("attempts" if names else None)
+
+
 def attempts_table(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
-    """The attempts *table* of ``database`` (default: the current one), qualified: a plain
-    ``attempts`` or ``main.attempts`` names this connection's view (the temp catalog's
-    ``main`` schema comes first)."""
-    return f"{sql_identifier(database or _current(con))}.main.attempts"
+    """The attempts *table* of ``database`` (default: the current one), qualified. Queries
+    read the view ``attempts`` instead; this is for the few that write the table."""
+    database = database or _current(con)
+    return f"{sql_identifier(database)}.main.{_stored_name(con, database) or STORED_TABLE}"
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str]]:
-    """The attempts table's columns; none when ``database`` has no such *table* (a view of
-    that name, as in the analyst snapshot, is not one)."""
-    if not con.execute(
-        "SELECT 1 FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = 'attempts'",
-        [database],
-    ).fetchone():
+    """The attempts table's columns; none when ``database`` has no such table."""
+    name = _stored_name(con, database)
+    if name is None:
         return []
     rows = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
-        "AND schema_name = 'main' AND table_name = 'attempts' ORDER BY column_index",
-        [database],
+        "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
+        [database, name],
     ).fetchall()
     return [(str(c), str(t)) for c, t in rows]
 
@@ -176,10 +200,25 @@ def _has_run_table(con: duckdb.DuckDBPyConnection) -> bool:
 def refresh_attempts_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create this connection's TEMP view ``attempts`` over every stored attempt.
 
-    Call after a run lists its file or rolls back, and when a connection opens."""
-    if not _table_columns(con, _current(con)):
+    Called when a connection opens and when a run lists its file; a rollback restores the
+    view the transaction started with. The file list is fixed in the view: if another
+    connection lists a file meanwhile, reading the view fails (``stale attempts view``)
+    instead of leaving that run's attempts out; call this again to see them."""
+    current = _current(con)
+    if not _table_columns(con, current):
         return  # not a billing database (yet)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW attempts AS {attempts_of_runs(con)}")
+    select = attempts_of_runs(con)
+    if _has_marker(con, current):
+        listed = f"(SELECT count(*) FROM {sql_identifier(current)}.main.lake_files WHERE table_name = 'attempts')"
+        row = con.execute(f"SELECT {listed}").fetchone()
+        count = int(row[0]) if row else 0
+        guard = (
+            f"CASE WHEN {listed} = {count} THEN TRUE ELSE error('stale attempts view: a run listed new "
+            "attempts files after this connection read the manifest; call "
+            "core.attempt_store.refresh_attempts_view(con) or reconnect') END"
+        )
+        select = f"SELECT * FROM ({select}) WHERE {guard}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW attempts AS {select}")
 
 
 def prepare_run_attempts(con: duckdb.DuckDBPyConnection) -> None:

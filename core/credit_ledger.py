@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from core import drawdown
+from core.attempt_store import attempts_of_runs
 from core.db import sql_text
 from core.drawdown import Grant, Movement, PeriodCredit
 from core.errors import BillingError
@@ -148,12 +149,24 @@ def usage_inside(con: duckdb.DuckDBPyConnection, state: CreditState, at: datetim
     if not segments:
         return {}
     day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    billed = (
+        "SELECT r.account_id, r.period, r.ts, r.charge_total, r.event_id FROM rated_attempts r "
+        "JOIN finalized_periods f ON f.period = r.period "
+        "WHERE r.outcome = 'billed' AND r.ts >= $day AND r.ts < $day + INTERVAL 1 DAY "
+        "AND r.account_id IN (SELECT account_id FROM credit_grants)"
+    )
+    # the runs that stored those attempts, by their keys: only their lake files are read
+    runs = [
+        int(r)
+        for (r,) in con.execute(
+            f"SELECT DISTINCT run_id FROM attempt_keys WHERE event_key IN (SELECT hash(event_id) FROM ({billed}))",
+            {"day": day},
+        ).fetchall()
+    ]
     rows = con.execute(
-        "SELECT r.account_id, r.period, r.ts, r.charge_total FROM rated_attempts r "
-        "JOIN attempts a USING (event_id) JOIN finalized_periods f ON f.period = r.period "
-        "WHERE r.outcome = 'billed' AND a.run_id < f.run_id AND r.ts >= $day AND r.ts < $day + INTERVAL 1 DAY "
-        "AND a.ts >= $day AND a.ts < $day + INTERVAL 1 DAY "
-        "AND r.account_id IN (SELECT account_id FROM credit_grants)",
+        f"SELECT b.account_id, b.period, b.ts, b.charge_total FROM ({billed}) b "
+        f"JOIN ({attempts_of_runs(con, runs)}) a USING (event_id) JOIN finalized_periods f ON f.period = b.period "
+        "WHERE a.run_id < f.run_id",
         {"day": day},
     ).fetchall()
     by_account: dict[str, list[tuple[str, datetime, datetime]]] = {}

@@ -101,7 +101,11 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
         check_lookup_keys(con)
     from core.attempt_store import refresh_attempts_view  # imports this module
 
-    refresh_attempts_view(con)
+    try:
+        refresh_attempts_view(con)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
-from core.attempt_store import refresh_attempts_view, remove_unlisted_attempt_files, store_run_attempts
+from core.attempt_store import remove_unlisted_attempt_files, store_run_attempts
 from core.db import code_version, connect, insert_many, transaction
 from core.defaults import (
     DEFAULT_ACCOUNTS_FILE,
@@ -201,7 +201,6 @@ def recorded_run(
             try:
                 yield con, report
             except BaseException as exc:
-                refresh_attempts_view(con)  # the rolled-back run's file is not listed
                 _close_failed(con, run_id, exc)
                 raise
             _publish_snapshot(con, settings, report)

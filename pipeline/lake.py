@@ -44,10 +44,19 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import AttemptFileMissing, database_file, lake_dir
+from core.attempt_store import STORED_TABLE, AttemptFileMissing, database_file, lake_dir
 from core.db import sql_identifier, sql_literal, transaction
 
-__all__ = ["LAKE_TABLES", "TOMBSTONES", "LakeFiles", "database_path", "export_pending", "lake_dir", "view_sql"]
+__all__ = [
+    "LAKE_TABLES",
+    "TOMBSTONES",
+    "LakeFiles",
+    "database_path",
+    "export_pending",
+    "lake_dir",
+    "stored_table",
+    "view_sql",
+]
 
 # the lake's tables and the column naming the run that stored each row
 LAKE_TABLES = {"attempts": "run_id", "rated_attempts": "rated_run_id"}
@@ -135,7 +144,7 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
         after = "" if through is None else f"WHERE {column} > {int(through)}"
         # the table's own rows (attempts since migration 025 are written by their run; a plain
         # "attempts" would name the connection's view over them)
-        qualified = f"{sql_identifier(database)}.main.{table}"
+        qualified = f"{sql_identifier(database)}.main.{stored_table(table)}"
         for run_id, rows in con.execute(
             f"SELECT {column}, count(*) FROM {qualified} {after} GROUP BY 1 ORDER BY 1"
         ).fetchall():
@@ -188,6 +197,12 @@ def _parquet(paths: list[Path]) -> str:
     return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in paths) + "], union_by_name = true)"
 
 
+def stored_table(table: str) -> str:
+    """The database table behind a lake table: ``attempts`` lives in ``attempts_before_lake``
+    (and in the files) since migration 025."""
+    return STORED_TABLE if table == "attempts" else table
+
+
 def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) -> str:
     """The SELECT of the analyst view standing for ``table``: its listed files, with the live
     table's columns in order and types (a column no file has yet reads as NULL), rated rows
@@ -195,7 +210,7 @@ def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) 
     columns = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
         "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
-        [table],
+        [stored_table(table)],
     ).fetchall()
     files = lake_files.files.get(table, [])
     if not files:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.attempt_store import ATTEMPTS_COMMENT, STORED_TABLE
 from core.db import DatabaseMissing, connect, sql_identifier, sql_literal
 from core.errors import BillingError
 from pipeline import lake
@@ -61,6 +62,9 @@ class LiveDatabaseBusyError(BillingError, RuntimeError):
     """The live database is held by a running job (DuckDB's file lock)."""
 
 
+# the database table behind a lake view (migration 025 renamed attempts), and the view's comment
+VIEW_OF = {STORED_TABLE: "attempts"}
+VIEW_COMMENTS = {"attempts": ATTEMPTS_COMMENT}
 # tables analysts do not get: lookup keys as large as the history (copying them would make
 # every publication O(history)), whose hash values mean nothing outside this DuckDB build
 INTERNAL_TABLES = ("attempt_keys",)
@@ -120,10 +124,12 @@ def _fill(con: duckdb.DuckDBPyConnection, source: str, files: lake.LakeFiles) ->
     ).fetchall()
     for schema, table, comment in tables:
         name = f"{sql_identifier(schema)}.{sql_identifier(table)}"
-        if schema == "main" and table in lake.LAKE_TABLES:
-            view = f"{_ALIAS}.{name}"
-            con.execute(f"DROP TABLE {view}")
-            con.execute(f"CREATE VIEW {view} AS {lake.view_sql(con, table, files)}")
+        lake_table = VIEW_OF.get(table, table)
+        if schema == "main" and lake_table in lake.LAKE_TABLES:
+            con.execute(f"DROP TABLE {_ALIAS}.{name}")
+            view = f"{_ALIAS}.{sql_identifier(schema)}.{sql_identifier(lake_table)}"
+            con.execute(f"CREATE VIEW {view} AS {lake.view_sql(con, lake_table, files)}")
+            comment = VIEW_COMMENTS.get(lake_table, comment)
             if comment:
                 con.execute(f"COMMENT ON VIEW {view} IS {sql_literal(comment)}")
             for column, text in con.execute(

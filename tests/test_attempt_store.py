@@ -90,7 +90,8 @@ def _as_before_migration_025(db: Path) -> None:
         con.execute("DELETE FROM lake_files WHERE table_name = 'attempts'")
         con.execute("DROP TABLE attempt_keys")
         con.execute("DELETE FROM rating_state WHERE key = 'attempts_in_lake_from_run'")
-        con.execute("DELETE FROM schema_migrations WHERE name LIKE '025%'")
+        con.execute("ALTER TABLE attempts_before_lake RENAME TO attempts")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '025'")
     for file in (lake / "attempts").iterdir():
         file.unlink()
 
@@ -122,3 +123,39 @@ def test_a_database_from_before_the_migration_keeps_its_attempts_and_dedups_agai
     assert billing.rated("old")["reason"] == "superseded_attempt"
     assert billing.rated("new")["outcome"] == "billed"
     assert replay.verify_run(billing.settings, 2).status == "MATCH"
+
+
+def test_a_plain_client_or_an_older_version_cannot_take_the_table_for_all_attempts(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+    # migration 025 renamed the table: code that inserts into (or reads) `attempts` without the
+    # view fails loudly, instead of writing rows the lake does not know or reading a part
+    with duckdb.connect(str(billing.settings.db_path), read_only=True) as plain:
+        with pytest.raises(duckdb.CatalogException, match="attempts does not exist"):
+            plain.execute("SELECT count(*) FROM attempts")
+        assert plain.execute("SELECT count(*) FROM attempts_before_lake").fetchone() == (0,)
+
+
+def test_a_connection_that_missed_a_run_fails_instead_of_reading_part_of_the_attempts(billing: Billing) -> None:
+    from core.attempt_store import refresh_attempts_view
+
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly("2026-11-20")
+    con = connect(billing.settings.db_path)
+    try:
+        assert con.execute("SELECT count(*) FROM attempts").fetchone() == (1,)
+        con.close()  # the run needs the file; a reader keeps its view in a new connection
+        con = connect(billing.settings.db_path, read_only=True)
+        view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'attempts'").fetchone()
+        con.close()
+        billing.log("requests-2026-11-21.jsonl", [record(event_id="b", ts="2026-11-21T08:00:00Z")])
+        billing.nightly("2026-11-21")
+        con = connect(billing.settings.db_path)
+        assert view is not None
+        con.execute("CREATE OR REPLACE TEMP VIEW attempts AS " + view[0].split(" AS ", 1)[1])  # the view it had
+        with pytest.raises(duckdb.InvalidInputException, match="stale attempts view"):
+            con.execute("SELECT count(*) FROM attempts").fetchone()
+        refresh_attempts_view(con)
+        assert con.execute("SELECT count(*) FROM attempts").fetchone() == (2,)
+    finally:
+        con.close()

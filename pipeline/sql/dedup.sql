@@ -34,13 +34,13 @@ WITH valid AS (
 repeated AS MATERIALIZED (
     SELECT event_key FROM valid GROUP BY event_key HAVING count(*) > 1
 ),
-stored_keys AS MATERIALIZED (
+stored_key_set AS MATERIALIZED (
     SELECT DISTINCT event_key FROM stored_keys
 ),
 special AS (
     SELECT event_id, file_order, line_no, content_sha256, source_file
     FROM valid
-    WHERE event_key IN (SELECT event_key FROM repeated) OR event_key IN (SELECT event_key FROM stored_keys)
+    WHERE event_key IN (SELECT event_key FROM repeated) OR event_key IN (SELECT event_key FROM stored_key_set)
 ),
 firsts AS (
     SELECT event_id,

@@ -100,7 +100,7 @@ def snapshot(db: Path) -> Snapshot | None:
         return None
     con = connect(db, read_only=True)
     try:
-        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'attempts'").fetchone()[0]:  # type: ignore[index]
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'").fetchone()[0]:  # type: ignore[index]
             return None
         return [[tuple(row) for row in con.execute(f"{q} ORDER BY ALL").fetchall()] for q in SNAPSHOT]
     finally:
