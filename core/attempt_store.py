@@ -45,11 +45,13 @@ __all__ = [
     "attempts_of_runs",
     "attempts_table",
     "database_file",
+    "fsync_dir",
     "lake_dir",
     "prepare_run_attempts",
     "refresh_attempts_view",
     "remove_unlisted_attempt_files",
     "store_run_attempts",
+    "write_parquet",
 ]
 
 RUN_ATTEMPTS = "run_attempts"  # TEMP table: the attempts the current run has stored so far
@@ -250,28 +252,33 @@ def store_run_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> Path | No
         refresh_attempts_view(con)
         return None
     target = lake_dir(path) / _relative(run_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     # in the order stored (the files' line order, about ts order): measured on a 200k day,
     # 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
-    con.execute(
-        f"COPY (SELECT * EXCLUDE ({', '.join(KEY_COLUMNS)}) FROM {RUN_ATTEMPTS}) "
-        f"TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
-    )
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    size = write_parquet(con, f"SELECT * EXCLUDE ({', '.join(KEY_COLUMNS)}) FROM {RUN_ATTEMPTS}", target)
+    fsync_dir(target.parent)
     con.execute(
         "INSERT INTO lake_files VALUES ($run, 'attempts', $path, $rows, $bytes, now())",
-        {"run": run_id, "path": _relative(run_id), "rows": rows, "bytes": target.stat().st_size},
+        {"run": run_id, "path": _relative(run_id), "rows": rows, "bytes": size},
     )
     con.execute(f"DELETE FROM {RUN_ATTEMPTS}")
     refresh_attempts_view(con)
     return target
 
 
-def _fsync_dir(path: Path) -> None:
+def write_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
+    """``query``'s rows as a zstd Parquet file at ``target`` (its size): written under a
+    temporary name, fsynced, renamed, so that ``target`` is never a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    return target.stat().st_size
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names written in directory ``path`` durable (after renames into it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

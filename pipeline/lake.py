@@ -38,13 +38,12 @@ later migration ever rewrites stored rows of these tables, it must rebuild the l
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import STORED_TABLE, AttemptFileMissing, database_file, lake_dir
+from core.attempt_store import STORED_TABLE, AttemptFileMissing, database_file, fsync_dir, lake_dir, write_parquet
 from core.db import sql_identifier, sql_literal, transaction
 
 __all__ = [
@@ -82,14 +81,6 @@ def _relative(table: str, run_id: int) -> str:
     return f"{table}/run-{run_id:06d}.parquet"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_unlisted(lake: Path, listed: set[str]) -> list[Path]:
     """Files under the lake the manifest does not list: leftovers of a killed publication."""
     removed = []
@@ -98,17 +89,6 @@ def _remove_unlisted(lake: Path, listed: set[str]) -> list[Path]:
             path.unlink()
             removed.append(path)
     return removed
-
-
-def _write(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
-    """``query``'s rows as a Parquet file at ``target``: temporary name, fsync, rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
-    return target.stat().st_size
 
 
 def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
@@ -159,9 +139,9 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     manifest = []
     for table, run_id, rows, query in pending:
         relative = _relative(table, run_id)
-        manifest.append((run_id, table, relative, rows, _write(con, query, lake / relative)))
+        manifest.append((run_id, table, relative, rows, write_parquet(con, query, lake / relative)))
     for folder in {lake / table for table, *_ in pending} | {lake}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     with transaction(con):
         for row in manifest:
             con.execute("INSERT INTO lake_files VALUES (?, ?, ?, ?, ?, now())", list(row))
