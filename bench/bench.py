@@ -540,16 +540,36 @@ def storage_line(db: Path, log: Path, lines: int) -> str:
     try:
         row = con.execute("SELECT count(*) FROM attempts").fetchone()
         stored_attempts = int(row[0]) if row else 0
+        # the database's largest tables by the blocks their columns use (DuckDB may share a
+        # partly filled block between tables: an estimate)
+        tables = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1"
+        ).fetchall()
+        blocks = {
+            str(t): int(con.execute(
+                "SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) WHERE persistent", [f"main.{t}"]
+            ).fetchone()[0])  # type: ignore[index]
+            for (t,) in tables
+        }  # fmt: skip
+        block_size = int(con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0])  # type: ignore[index]
     finally:
         con.close()
     lake = lake_dir(db)
     lake_bytes = sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) if lake.is_dir() else 0
     total = db.stat().st_size + lake_bytes
+    per = max(stored_attempts, 1)
+    parts = {
+        f"lake {folder.name}/": sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        for folder in (sorted(lake.iterdir()) if lake.is_dir() else [])
+        if folder.is_dir()
+    } | {f"db {t} (~)": n * block_size for t, n in sorted(blocks.items(), key=lambda kv: -kv[1])[:3] if n}
+    detail = ", ".join(f"{name} {size / per:,.0f}" for name, size in parts.items())
     return (
-        f"storage: {total / 1e6:,.0f} MB for {stored_attempts:,} attempts = {total / max(stored_attempts, 1):,.0f} "
+        f"storage: {total / 1e6:,.0f} MB for {stored_attempts:,} attempts = {total / per:,.0f} "
         f"B/attempt "
         f"(database {db.stat().st_size / 1e6:,.0f} MB, lake {lake_bytes / 1e6:,.0f} MB; gzipped log "
-        f"{log.stat().st_size / max(lines, 1):,.0f} B/line; target <= the gzipped line)"
+        f"{log.stat().st_size / max(lines, 1):,.0f} B/line; target <= the gzipped line)\n"
+        f"storage by part, B/attempt: {detail}"
     )
 
 

@@ -40,6 +40,7 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
         "statements: 9 files for 3 accounts",
         "recount (R5) on a day without usage: 500 attempts, ",  # every attempt of that day
         "for 2,000 attempts = ",  # storage per attempt (issue 14 item 3)
+        "storage by part, B/attempt: lake attempts/ ",  # and where the bytes are
     ):
         assert line in out, out
     assert "generated 2,000 attempts" in out
@@ -47,7 +48,7 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
     assert "steps beside their floors" in out, out
     table = out.split("steps beside their floors", 1)[1].splitlines()[2:]
     shown = {row.split()[0]: row.split() for row in table if row.startswith("  ") and len(row.split()) > 5}
-    for step in ("parse", "dedup", "store", "rate", "replace_rated", "aggregate", "digests"):
+    for step in ("parse", "dedup", "store", "rate", "replace_rated", "aggregate", "lake", "digests"):
         step_s, floor_s, gap_s = float(shown[step][1]), float(shown[step][2]), float(shown[step][4])
         assert step_s >= 0 and floor_s >= 0 and abs(step_s - floor_s - gap_s) < 0.002, shown[step]
     assert list((tmp_path / "n2000-a3" / "logs").glob("requests-*.jsonl.gz"))
