@@ -134,7 +134,9 @@ def _table_columns(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[
 
 def _listed_files(con: duckdb.DuckDBPyConnection, database: str, runs: Iterable[int] | None) -> list[Path]:
     """Attempts files listed in ``database``'s manifest that hold the only copy (migration 025
-    on), optionally only those of ``runs``."""
+    on), optionally only those of ``runs``; each checked to exist with the size the manifest
+    recorded (a file restored from another run, or cut short by a partial copy, is refused
+    here instead of being read as attempts)."""
     path = database_file(con, database)
     if path is None or not _has_marker(con, database):
         return []
@@ -142,13 +144,29 @@ def _listed_files(con: duckdb.DuckDBPyConnection, database: str, runs: Iterable[
     if runs is not None:
         where = f" AND f.run_id IN ({', '.join(str(int(r)) for r in runs) or 'NULL'})"
     rows = con.execute(
-        f"SELECT f.path FROM {sql_identifier(database)}.main.lake_files f, "
+        f"SELECT f.path, f.bytes FROM {sql_identifier(database)}.main.lake_files f, "
         f"{sql_identifier(database)}.main.rating_state s "
         "WHERE f.table_name = 'attempts' AND s.key = 'attempts_in_lake_from_run' "
         f"AND f.run_id >= CAST(s.value AS BIGINT){where} ORDER BY f.run_id"
     ).fetchall()
     lake = lake_dir(path)
-    return [lake / str(p) for (p,) in rows]
+    files = [(lake / str(p), int(size)) for p, size in rows]
+    missing = [p for p, _ in files if not p.is_file()]
+    if missing:
+        raise AttemptFileMissing(
+            f"{len(missing)} attempts file(s) listed in the database are missing, first {missing[0]}: "
+            f"the database was copied or restored without its lake directory; restore {lake} beside it "
+            "(it holds the only copy of those attempts)"
+        )
+    damaged = [(p, size) for p, size in files if p.stat().st_size != size]
+    if damaged:
+        first, size = damaged[0]
+        raise AttemptFileMissing(
+            f"{len(damaged)} attempts file(s) differ from what the database listed, first {first} "
+            f"({first.stat().st_size:,} bytes, listed with {size:,}): restore {lake} from the backup "
+            "taken with this database (it holds the only copy of those attempts)"
+        )
+    return [p for p, _ in files]
 
 
 def _has_marker(con: duckdb.DuckDBPyConnection, database: str) -> bool:
@@ -177,13 +195,6 @@ def attempts_of_runs(
         parts.append(f"SELECT {names} FROM temp.main.{RUN_ATTEMPTS}{in_runs}")
     files = _listed_files(con, database, run_list)
     if files:
-        missing = [p for p in files if not p.is_file()]
-        if missing:
-            raise AttemptFileMissing(
-                f"{len(missing)} attempts file(s) listed in the database are missing, first {missing[0]}: "
-                "the database was copied or restored without its lake directory; restore "
-                f"{lake_dir(missing[0].parent.parent)} beside it (it holds the only copy of those attempts)"
-            )
         paths = ", ".join(sql_literal(str(p)) for p in files)
         cast = ", ".join(
             f'CAST(NULL AS {t}) AS "{c}"' if c in KEY_COLUMNS else f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns

@@ -342,6 +342,8 @@ def edit_stored_attempts(db: Path, assignments: str, where: str, params: dict[st
             if row and row[0]:
                 changed += int(row[0])
                 con.execute(f"COPY edited TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+                # and the manifest's size, which the database checks on opening
+                con.execute("UPDATE lake_files SET bytes = ? WHERE path = ?", [path.stat().st_size, relative])
     finally:
         con.close()
     return changed

@@ -4,6 +4,7 @@ the migration keeps its attempts in the table and dedups and rates against them.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -159,3 +160,41 @@ def test_a_connection_that_missed_a_run_fails_instead_of_reading_part_of_the_att
         assert con.execute("SELECT count(*) FROM attempts").fetchone() == (2,)
     finally:
         con.close()
+
+
+def test_a_lake_file_not_the_one_listed_is_refused(billing: Billing, tmp_path: Path) -> None:
+    for day in ("2026-11-20", "2026-11-21"):
+        billing.log(f"requests-{day}.jsonl", [record(event_id=f"e-{day}", ts=f"{day}T08:00:00Z")])
+        billing.nightly(day)
+    attempts = lake_dir(billing.settings.db_path) / "attempts"
+    # run 1's file restored in place of run 2's (another size): refused, naming both sizes
+    second = (attempts / "run-000002.parquet").stat().st_size
+    restored = (attempts / "run-000001.parquet").read_bytes()
+    (attempts / "run-000002.parquet").write_bytes(restored + b"\0" * (second + 1))  # never run 2's size
+    with pytest.raises(AttemptFileMissing, match=r"1 attempts file\(s\) differ .*run-000002.parquet .*listed with"):
+        connect(billing.settings.db_path, read_only=True)
+    # cut short by a partial copy
+    (attempts / "run-000002.parquet").write_bytes(b"PAR1" * 3)
+    with pytest.raises(AttemptFileMissing, match=f"listed with {second:,}"):
+        connect(billing.settings.db_path, read_only=True)
+
+
+def test_a_snapshot_left_pointing_at_a_moved_lake_says_to_publish_it_again(billing: Billing, tmp_path: Path) -> None:
+    from core.attempt_store import copy_database
+    from pipeline import snapshot
+    from tests.conftest import cli_in_process
+
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+    snapshot.publish_now(billing.settings.db_path)
+    moved = copy_database(billing.settings.db_path, tmp_path / "moved" / "billing.duckdb")
+    published = snapshot.default_snapshot_path(billing.settings.db_path)
+    (moved.parent / published.name).write_bytes(published.read_bytes())  # views still name the old lake
+    shutil.rmtree(lake_dir(billing.settings.db_path))
+    result = cli_in_process("--db", str(moved), "sql", "SELECT count(*) FROM attempts", cwd=tmp_path)
+    assert result.exit_code == 1 and "not where it was published" in result.stderr, result.stderr
+    assert "run `infergate-billing snapshot`" in result.stderr
+    assert cli_in_process("--db", str(moved), "snapshot", cwd=tmp_path).exit_code == 0
+    result = cli_in_process("--db", str(moved), "sql", "--format", "csv", "SELECT count(*) AS n FROM attempts",
+                            cwd=tmp_path)  # fmt: skip
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["n", "1"], result.stdout + result.stderr
