@@ -102,7 +102,11 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path) -> Path:
     try:
         con.execute(f"COPY FROM DATABASE {sql_identifier(source)} TO {_ALIAS} (SCHEMA)")
         con.execute("BEGIN TRANSACTION")
-        _fill(con, source, files)
+        try:
+            _fill(con, source, files)
+        except BaseException:
+            con.execute("ROLLBACK")  # else DETACH fails on the aborted transaction and hides why
+            raise
         con.execute("COMMIT")
     finally:
         con.execute(f"DETACH {_ALIAS}")

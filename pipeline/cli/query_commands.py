@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from core import console
+from core.errors import BillingError
 from core.money import Decimal
 from core.period import Period
 from pipeline.cli.base import AMOUNT, allow_empty_option, cli, fail_cleanly, out_option, period_option, read_only
@@ -334,6 +335,8 @@ def sql(
         raise click.UsageError("--format parquet writes a file: give --out FILE.parquet")
     if not query.strip():
         raise click.UsageError('the query is empty: give one SQL query, e.g. "SELECT * FROM monthly_totals"')
+    import duckdb
+
     from pipeline import snapshot
     from reports import query_output
 
@@ -342,6 +345,14 @@ def sql(
         written = query_output.write_query_result(
             con, query, fmt, out_file, max_rows=max_rows, overwrite=overwrite, echo=click.echo
         )
+    except duckdb.IOException as exc:
+        if live or "No files found that match the pattern" not in str(exc):
+            raise
+        # the snapshot's views name the lake files by absolute path: the database was moved
+        raise BillingError(
+            f"the analyst snapshot reads lake files that are not where it was published: {exc}",
+            hint="after moving or restoring the database and its .lake directory, run `infergate-billing snapshot`",
+        ) from exc
     finally:
         con.close()
     if out_file is not None and written is not None:
