@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
+from core.attempt_store import ATTEMPTS_COMMENT, STORED_TABLE
 from core.db import connect
 
 __all__ = ["current_schema_markdown", "schema_markdown"]
@@ -25,6 +26,12 @@ each of its columns. Money columns are exact `DECIMAL`s (never floats); instants
 `TIMESTAMP WITH TIME ZONE` in UTC; `period` is the UTC month `YYYY-MM`. How to query it, with
 examples: [analysts.md](analysts.md).
 """
+
+
+ATTEMPTS_VIEW_NOTE = (
+    "A view each connection of the CLI and the analyst snapshot have (not stored in the database file): the "
+    "rows of attempts_before_lake and the lake files listed in lake_files, one per run since migration 025."
+)
 
 
 def _cell(text: str | None) -> str:
@@ -43,6 +50,10 @@ def schema_markdown(con: duckdb.DuckDBPyConnection) -> str:
         ORDER BY kind, name
         """
     ).fetchall()
+    # the view every connection gets over the stored attempts (core/attempt_store.py): the
+    # columns of the table attempts_before_lake, whose comments describe them
+    if any(name == STORED_TABLE for _, name, _ in objects):
+        objects = sorted([*objects, ("view", "attempts", f"{ATTEMPTS_COMMENT} {ATTEMPTS_VIEW_NOTE}")])
     columns: dict[str, list[tuple[str, str, bool, str | None]]] = {}
     for table, column, data_type, nullable, comment in con.execute(
         """
@@ -52,6 +63,8 @@ def schema_markdown(con: duckdb.DuckDBPyConnection) -> str:
         """
     ).fetchall():
         columns.setdefault(table, []).append((column, data_type, nullable, comment))
+    if STORED_TABLE in columns:
+        columns["attempts"] = columns[STORED_TABLE]
 
     out = [_HEADER, "## Contents\n", "| kind | name | what it holds |", "|---|---|---|"]
     out += [f"| {kind} | [`{name}`](#{name}) | {_cell(comment)} |" for kind, name, comment in objects]
