@@ -29,6 +29,7 @@ nowhere else.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -47,9 +48,12 @@ __all__ = [
     "database_file",
     "fsync_dir",
     "lake_dir",
+    "lake_path",
+    "listed_attempt_files",
     "prepare_run_attempts",
     "refresh_attempts_view",
-    "remove_unlisted_attempt_files",
+    "remove_unlisted",
+    "remove_unlisted_lake_files",
     "store_run_attempts",
     "write_parquet",
 ]
@@ -132,11 +136,14 @@ def _table_columns(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[
     return [(str(c), str(t)) for c, t in rows]
 
 
-def _listed_files(con: duckdb.DuckDBPyConnection, database: str, runs: Iterable[int] | None) -> list[Path]:
+def listed_attempt_files(
+    con: duckdb.DuckDBPyConnection, database: str | None = None, runs: Iterable[int] | None = None
+) -> list[Path]:
     """Attempts files listed in ``database``'s manifest that hold the only copy (migration 025
     on), optionally only those of ``runs``; each checked to exist with the size the manifest
     recorded (a file restored from another run, or cut short by a partial copy, is refused
     here instead of being read as attempts)."""
+    database = database or _current(con)
     path = database_file(con, database)
     if path is None or not _has_marker(con, database):
         return []
@@ -193,7 +200,7 @@ def attempts_of_runs(
     parts = [f"SELECT {names} FROM {attempts_table(con, database)}{in_runs}"]
     if database == current and _has_run_table(con):
         parts.append(f"SELECT {names} FROM temp.main.{RUN_ATTEMPTS}{in_runs}")
-    files = _listed_files(con, database, run_list)
+    files = listed_attempt_files(con, database, run_list)
     if files:
         paths = ", ".join(sql_literal(str(p)) for p in files)
         cast = ", ".join(
@@ -241,8 +248,9 @@ def prepare_run_attempts(con: duckdb.DuckDBPyConnection) -> None:
         refresh_attempts_view(con)
 
 
-def _relative(run_id: int) -> str:
-    return f"{ATTEMPTS_DIR}/run-{run_id:06d}.parquet"
+def lake_path(table: str, run_id: int) -> str:
+    """Where a run's file of a lake table lives, relative to the lake: ``attempts/run-000042.parquet``."""
+    return f"{table}/run-{run_id:06d}.parquet"
 
 
 def store_run_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> Path | None:
@@ -259,17 +267,17 @@ def store_run_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> Path | No
     path = database_file(con)
     if path is None:
         con.execute(f"INSERT INTO {attempts_table(con)} SELECT * FROM {RUN_ATTEMPTS}")
-        con.execute(f"DELETE FROM {RUN_ATTEMPTS}")
-        refresh_attempts_view(con)
+        con.execute(f"DELETE FROM {RUN_ATTEMPTS}")  # the view reads both: nothing to refresh
         return None
-    target = lake_dir(path) / _relative(run_id)
+    relative = lake_path(ATTEMPTS_DIR, run_id)
+    target = lake_dir(path) / relative
     # in the order stored (the files' line order, about ts order): measured on a 200k day,
     # 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
     size = write_parquet(con, f"SELECT * EXCLUDE ({', '.join(KEY_COLUMNS)}) FROM {RUN_ATTEMPTS}", target)
     fsync_dir(target.parent)
     con.execute(
         "INSERT INTO lake_files VALUES ($run, 'attempts', $path, $rows, $bytes, now())",
-        {"run": run_id, "path": _relative(run_id), "rows": rows, "bytes": size},
+        {"run": run_id, "path": relative, "rows": rows, "bytes": size},
     )
     con.execute(f"DELETE FROM {RUN_ATTEMPTS}")
     refresh_attempts_view(con)
@@ -297,29 +305,29 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def remove_unlisted_attempt_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
-    """Attempts files no committed manifest row lists: left by a run that failed or was
-    killed after writing its file. Call under the run lock, before the run writes."""
+def remove_unlisted(lake: Path, listed: set[str]) -> list[Path]:
+    """Delete the files under ``lake`` that ``listed`` (manifest paths) does not name: left by
+    a run or a publication that failed or was killed after writing them."""
+    removed = []
+    for path in sorted(lake.rglob("*")) if lake.is_dir() else []:
+        if path.is_file() and path.relative_to(lake).as_posix() not in listed:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def remove_unlisted_lake_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """:func:`remove_unlisted` against the committed manifest. Call under the run lock,
+    before the run writes."""
     path = database_file(con)
     if path is None:
         return []
-    folder = lake_dir(path) / ATTEMPTS_DIR
-    if not folder.is_dir():
-        return []
-    listed = {str(p) for (p,) in con.execute("SELECT path FROM lake_files WHERE table_name = 'attempts'").fetchall()}
-    removed = []
-    for item in folder.iterdir():
-        if item.is_file() and f"{ATTEMPTS_DIR}/{item.name}" not in listed:
-            item.unlink()
-            removed.append(item)
-    return removed
+    return remove_unlisted(lake_dir(path), {str(p) for (p,) in con.execute("SELECT path FROM lake_files").fetchall()})
 
 
 def copy_database(source: Path, target: Path) -> Path:
     """Copy a closed database file together with its lake (which holds its attempts since
     migration 025): what a backup or a scratch copy must take. Returns ``target``."""
-    import shutil
-
     source, target = Path(source), Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)

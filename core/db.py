@@ -146,21 +146,18 @@ def check_lookup_keys(con: duckdb.DuckDBPyConnection) -> None:
         return
     with transaction(con):
         if stored is not None:
-            from core.attempt_store import attempts_of_runs, attempts_table, refresh_attempts_view  # imports this
+            from core.attempt_store import attempts_of_runs, attempts_table  # imports this module
 
             con.execute(
                 f"UPDATE {attempts_table(con)} "
                 "SET event_key = hash(event_id), request_key = hash(account_id, request_id)"
             )
             # the attempts stored in the lake (migration 025): their keys live only in attempt_keys
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE rekeyed AS SELECT hash(event_id) AS event_key, "
-                f"hash(account_id, request_id) AS request_key, run_id FROM ({attempts_of_runs(con)})"
-            )
             con.execute("DELETE FROM attempt_keys")
-            con.execute("INSERT INTO attempt_keys SELECT * FROM rekeyed")
-            con.execute("DROP TABLE rekeyed")
-            refresh_attempts_view(con)
+            con.execute(
+                "INSERT INTO attempt_keys SELECT hash(event_id), hash(account_id, request_id), run_id "
+                f"FROM ({attempts_of_runs(con)})"
+            )
         con.execute("INSERT OR REPLACE INTO rating_state VALUES ('lookup_key_hash', ?)", [probe])
 
 

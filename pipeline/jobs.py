@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
-from core.attempt_store import remove_unlisted_attempt_files, store_run_attempts
+from core.attempt_store import remove_unlisted_lake_files, store_run_attempts
 from core.db import code_version, connect, insert_many, transaction
 from core.defaults import (
     DEFAULT_ACCOUNTS_FILE,
@@ -192,7 +192,7 @@ def recorded_run(
             )
             fault_point("after_lock")
             remove_exchange_leftovers(settings.db_path)  # a killed Spark run's exchange, whatever engine runs now
-            remove_unlisted_attempt_files(con)  # a failed or killed run's attempts file
+            remove_unlisted_lake_files(con)  # files a failed or killed run or publication wrote
             run_id = _open_ledger_row(con, command, args, ref)
             fault_point("after_ledger_row")
             record_run_id(lock, run_id)

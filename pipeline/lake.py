@@ -43,7 +43,16 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import STORED_TABLE, AttemptFileMissing, database_file, fsync_dir, lake_dir, write_parquet
+from core.attempt_store import (
+    STORED_TABLE,
+    database_file,
+    fsync_dir,
+    lake_dir,
+    lake_path,
+    listed_attempt_files,
+    remove_unlisted,
+    write_parquet,
+)
 from core.db import sql_identifier, sql_literal, transaction
 
 __all__ = [
@@ -70,27 +79,6 @@ def database_path(con: duckdb.DuckDBPyConnection) -> Path:
     return path
 
 
-# manifest rows of the files that hold the only copy of their rows (core/attempt_store.py)
-_PRIMARY = (
-    "table_name = 'attempts' AND run_id >= (SELECT CAST(value AS BIGINT) FROM rating_state "
-    "WHERE key = 'attempts_in_lake_from_run')"
-)
-
-
-def _relative(table: str, run_id: int) -> str:
-    return f"{table}/run-{run_id:06d}.parquet"
-
-
-def _remove_unlisted(lake: Path, listed: set[str]) -> list[Path]:
-    """Files under the lake the manifest does not list: leftovers of a killed publication."""
-    removed = []
-    for path in sorted(lake.rglob("*")):
-        if path.is_file() and path.relative_to(lake).as_posix() not in listed:
-            path.unlink()
-            removed.append(path)
-    return removed
-
-
 def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     """Bring the lake up to date with the committed database; the files written.
 
@@ -98,21 +86,16 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     """
     lake.mkdir(parents=True, exist_ok=True)
     listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
-    primary = {p for (p,) in con.execute(f"SELECT path FROM lake_files WHERE {_PRIMARY}").fetchall()}
-    missing = sorted(p for p in primary if not (lake / p).is_file())
-    if missing:
-        raise AttemptFileMissing(
-            f"{len(missing)} attempts file(s) of the lake are missing, first {lake / missing[0]}: restore "
-            f"{lake} from the backup of the database (since migration 025 it holds the only copy of the attempts)"
-        )
+    # the files holding the only copy of attempts (checked, or AttemptFileMissing)
+    primary = {p.relative_to(lake).as_posix() for p in listed_attempt_files(con)}
     if any(not (lake / p).is_file() for p in listed):
         # the database was copied or restored without the copies the lake keeps of its tables:
         # export them again (the one-time export; the current rated rows need no tombstones)
         with transaction(con):
-            con.execute(f"DELETE FROM lake_files WHERE NOT ({_PRIMARY})")
+            con.execute("DELETE FROM lake_files WHERE NOT list_contains($primary, path)", {"primary": sorted(primary)})
             con.execute("DELETE FROM lake_exports")
         listed = primary
-    _remove_unlisted(lake, listed)
+    remove_unlisted(lake, listed)
     # no export yet (a new database, or one older than the lake): every stored row is pending
     through = _optional(con, "SELECT max(through_run_id) FROM lake_exports")
     last = _optional(con, "SELECT max(run_id) FROM runs") or 0
@@ -138,7 +121,7 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
         return []
     manifest = []
     for table, run_id, rows, query in pending:
-        relative = _relative(table, run_id)
+        relative = lake_path(table, run_id)
         manifest.append((run_id, table, relative, rows, write_parquet(con, query, lake / relative)))
     for folder in {lake / table for table, *_ in pending} | {lake}:
         fsync_dir(folder)

@@ -127,8 +127,8 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         f"INSERT INTO {attempts_table(con)} SELECT * FROM ({attempts_of_runs(con, database='live')}) "
         "WHERE run_id <= $cutoff AND ($account IS NULL OR account_id = $account)",
         # and their lookup keys (the lake's rows carry none; this DuckDB's hash() in any case)
-        f"UPDATE {attempts_table(con)} SET event_key = hash(event_id), request_key = hash(account_id, request_id)",
-        f"INSERT INTO attempt_keys SELECT event_key, request_key, run_id FROM {attempts_table(con)}",
+        "INSERT INTO attempt_keys SELECT hash(event_id), hash(account_id, request_id), run_id "
+        f"FROM {attempts_table(con)}",
         "INSERT INTO reference_files SELECT * FROM live.reference_files",
         "INSERT INTO finalized_periods SELECT * FROM live.finalized_periods WHERE period < $period",
         # by name: a database not yet migrated to statements.layout_version (024) replays too
