@@ -301,11 +301,15 @@ def build_history(db: Path, days: int) -> None:
     it can be ingested again), and each day's rows are added to the statement lines.
     """
     from core.attempt_store import (
+        ATTEMPTS,
+        RATED,
         attempts_of_runs,
         attempts_table,
         lake_dir,
-        prepare_run_attempts,
-        store_run_attempts,
+        prepare_run_rows,
+        refresh_lake_views,
+        store_run_rows,
+        stored_table,
     )
     from core.db import connect, run_script
 
@@ -315,25 +319,32 @@ def build_history(db: Path, days: int) -> None:
     con.execute(f"CREATE TEMP TABLE day_attempts AS {attempts_of_runs(con, [run[0]])}")
     con.execute("CREATE TEMP TABLE day_rated_attempts AS SELECT * FROM rated_attempts WHERE rated_run_id = ?", run)
     con.execute(f"DELETE FROM {attempts_table(con)}")
+    con.execute(f"DELETE FROM {stored_table(con, RATED)}")
     tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     # the lake's manifest lists the day's files beside the one-day database: this one has none
-    for stale in ("rated_attempts", "attempt_keys", "ingested_files", "statement_lines", "unrated_runs",
+    for stale in ("attempt_keys", "held_changes", "ingested_files", "statement_lines", "unrated_runs",
                   "lake_files", "lake_exports", "rated_replaced"):  # fmt: skip
         if stale in tables:  # unrated_runs, lake_*: not in the schema of older checkouts
             con.execute(f"DELETE FROM {stale}")
     shutil.rmtree(lake_dir(db), ignore_errors=True)
-    # history runs have ids -days..-1: each day's attempts are in its lake file, as a nightly writes them
-    con.execute("UPDATE rating_state SET value = ? WHERE key = 'attempts_in_lake_from_run'", [str(-days)])
+    refresh_lake_views(con)  # the views named the day's files
+    # history runs have ids -days..-1: each day's rows are in its lake files, as a nightly writes them
+    for spec in (ATTEMPTS, RATED):
+        con.execute("UPDATE rating_state SET value = ? WHERE key = ?", [str(-days), spec.marker])
     con.execute("CREATE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
-    prepare_run_attempts(con)
+    run_attempts, run_rated = prepare_run_rows(con, ATTEMPTS), prepare_run_rows(con, RATED)
     for k in range(days, 0, -1):  # oldest first, one day at a time, as nightly runs write them
         con.execute("BEGIN TRANSACTION")
-        con.execute(f"INSERT INTO run_attempts SELECT {shift_columns(con, 'day_attempts', k)} FROM day_attempts")
-        con.execute("INSERT INTO attempt_keys SELECT event_key, request_key, run_id FROM run_attempts")
-        store_run_attempts(con, -k)
+        con.execute(f"INSERT INTO {run_attempts} SELECT {shift_columns(con, 'day_attempts', k)} FROM day_attempts")
+        con.execute(f"INSERT INTO attempt_keys SELECT event_key, request_key, run_id FROM {run_attempts}")
         rated = shift_columns(con, "day_rated_attempts", k)
         con.execute(f"CREATE OR REPLACE TEMP TABLE new_rated AS SELECT {rated} FROM day_rated_attempts")
-        con.execute("INSERT INTO rated_attempts SELECT * FROM new_rated")
+        con.execute(f"INSERT INTO {run_rated} SELECT * FROM new_rated")
+        con.execute(
+            f"INSERT INTO held_changes SELECT -{k}, reason, count(*) FROM new_rated WHERE outcome = 'held' GROUP BY ALL"
+        )
+        for spec in (ATTEMPTS, RATED):
+            store_run_rows(con, spec, -k)
         # older checkouts' aggregate.sql re-sums the affected periods instead of adding new_rated
         periods = "SELECT DISTINCT account_id, period FROM new_rated"
         con.execute(f"CREATE OR REPLACE TEMP TABLE affected_periods AS {periods}")

@@ -131,7 +131,7 @@ def measure_floors(log: Path, db: Path, memory_limit: str) -> dict[str, float]: 
     """Seconds of each floor (child side of ``bench.py --floors``)."""
     import duckdb
 
-    from core.attempt_store import attempts_of_runs
+    from core.attempt_store import attempts_of_runs, rated_rows
 
     con = duckdb.connect(config={"memory_limit": memory_limit})
     found: dict[str, float] = {}  # allow-float: seconds
@@ -140,9 +140,9 @@ def measure_floors(log: Path, db: Path, memory_limit: str) -> dict[str, float]: 
         con.execute(f"ATTACH {sql_literal(str(Path(scratch) / 'floor.duckdb'))} AS floor_db")
         # what the steps get in memory, put there untimed
         con.execute(f"CREATE TEMP TABLE day_lines AS SELECT line FROM {line_reader(log)}")
-        # the attempts: the run's lake file (core/attempt_store.py), not the table
+        # the attempts and rated rows: the run's lake files (core/attempt_store.py), not the tables
         con.execute(f"CREATE TEMP TABLE day AS {attempts_of_runs(con, database='nightly')}")
-        con.execute("CREATE TEMP TABLE rated AS SELECT * FROM nightly.rated_attempts")
+        con.execute(f"CREATE TEMP TABLE rated AS {rated_rows(con, 'nightly')}")
         for floor in floors(log, Path(scratch)):
             started = time.perf_counter()
             for statement in floor.sql:

@@ -39,7 +39,7 @@ from typing import Any
 
 import duckdb
 
-from core.attempt_store import attempts_of_runs
+from core.attempt_store import attempts_of_runs, rated_rows
 from core.db import connect, sql_text
 from pipeline import jobs, reference
 from pipeline.jobs import Settings
@@ -161,10 +161,10 @@ def compare_rating_steps(settings: Settings, spark: Any, root: Path, figures: di
 
 
 NIGHTLY_TABLES = {
-    # the table and the run's lake file (core/attempt_store.py); keys are derived from the ids
+    # the tables and the run's lake files (core/attempt_store.py); keys are derived from the ids
     "attempts": "SELECT * EXCLUDE (run_id, event_key, request_key) FROM ({attempts})",
     "quarantine": "SELECT * EXCLUDE (quarantine_id, run_id, quarantined_at) FROM {db}.quarantine",
-    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM {db}.rated_attempts",
+    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM ({rated})",
 }
 
 
@@ -228,8 +228,10 @@ def compare_nightlies(args: argparse.Namespace, root: Path) -> None:
             con.execute(f"ATTACH '{root / f'{tag}.duckdb'}' AS db{i} (READ_ONLY)")
         for table, query in NIGHTLY_TABLES.items():
             for i in range(1, len(runs)):
-                a = query.format(db="db0", attempts=attempts_of_runs(con, database="db0"))
-                b = query.format(db=f"db{i}", attempts=attempts_of_runs(con, database=f"db{i}"))
+                a, b = (
+                    query.format(db=db, attempts=attempts_of_runs(con, database=db), rated=rated_rows(con, db))
+                    for db in ("db0", f"db{i}")
+                )
                 row = con.execute(
                     f"SELECT (SELECT count(*) FROM ({a} EXCEPT ALL {b})) + (SELECT count(*) FROM ({b} EXCEPT ALL {a}))"
                 ).fetchone()

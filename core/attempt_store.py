@@ -1,29 +1,35 @@
-"""Where stored attempts live: one Parquet file per run in the lake, read through a view.
+"""Where stored attempts and their rated rows live: one Parquet file per run in the lake, read
+through views.
 
-Why (issue 14 item 3). Every accepted attempt used to be stored twice: in the database's
-``attempts`` table and, after the run, in the lake file the analyst snapshot reads. The
+Why (issue 14 item 3). Every accepted attempt, and every rated row, used to be stored twice:
+in the database's table and, after the run, in the lake file the analyst snapshot reads. The
 table was the larger copy (DuckDB stores a day of attempts in ~1.7x the bytes of its zstd
-Parquet file). Attempts are written once and never updated, so the lake file is enough:
-since migration 025 a run writes its accepted attempts as ``<db stem>.lake/attempts/
-run-NNNNNN.parquet`` inside its own transaction and lists the file in ``lake_files`` in that
-transaction, so the file becomes part of the database exactly when the run commits
-(``store_run_attempts``). A run that fails or is killed leaves an unlisted file, which no
-reader follows and the next run removes.
+Parquet file, and rated rows in ~2.2x). Both are written once per run, so the lake file is
+enough: a run writes its accepted attempts (since migration 025) and its rated rows with their
+tombstones (since migration 027) as ``<db stem>.lake/<table>/run-NNNNNN.parquet`` inside its
+own transaction and lists each file in ``lake_files`` in that transaction, so the files become
+part of the database exactly when the run commits (``store_run_rows``). A run that fails or is
+killed leaves unlisted files, which no reader follows and the next run removes.
 
-How it is read. Each connection (``core.db.connect``) gets a TEMP view ``attempts`` that
-shadows the table of that name: the rows still in the table (stored before migration 025,
-or in a database without a file, such as replay's scratch database), the attempts the
-current run has stored so far (the TEMP table ``run_attempts``), and the listed files. The
-view keeps the table's columns and types; ``event_key`` and ``request_key`` (DuckDB
-``hash()`` values, which a DuckDB upgrade changes) are not written to the files: the
-``attempt_keys`` table holds them for every stored attempt, and the view reads NULL for
-them in lake rows.
+How it is read. Each connection (``core.db.connect``) gets TEMP views ``attempts`` and
+``rated_attempts`` that stand for the tables of those names (renamed by the migrations): the
+rows still in the table (stored before the migration, or in a database without a file, such
+as replay's scratch database), the current run's rows so far (a TEMP table), and the listed
+files. The views keep the table's columns and types.
 
-Queries that need only a few runs' attempts (dedup's stored twins, the rating scope) read
-:func:`attempts_of_runs`, which opens only those runs' files.
+- ``attempts``: ``event_key`` and ``request_key`` (DuckDB ``hash()`` values, which a DuckDB
+  upgrade changes) are not written to the files: ``attempt_keys`` holds them for every stored
+  attempt, and the view reads NULL for them in lake rows. Queries that need only a few runs'
+  attempts (dedup's stored twins, the rating scope) read :func:`attempts_of_runs`.
+- ``rated_attempts``: a rating replaces the rated rows of earlier runs (a late retry, a
+  re-rate). Files are immutable, so a replaced row is hidden by a *tombstone* (its event_id
+  and rated_run_id; run ids are never reused, so it names exactly one row version): the run
+  records them in ``rated_replaced`` and writes them as ``rated_replaced/run-NNNNNN.parquet``
+  with its rated rows. The view is the rows minus the tombstones (those in the files and those
+  the current run has recorded so far).
 
-Back up the lake directory with the database: the attempts of runs since migration 025 are
-nowhere else.
+Back up the lake directory with the database: the attempts and rated rows of runs since the
+migrations are nowhere else.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -39,10 +46,16 @@ from core.db import sql_identifier, sql_literal
 from core.errors import BillingError
 
 __all__ = [
+    "ATTEMPTS",
     "ATTEMPTS_COMMENT",
+    "LAKE_VIEWS",
+    "RATED",
+    "RATED_COMMENT",
     "RUN_ATTEMPTS",
     "STORED_TABLE",
+    "TOMBSTONES",
     "AttemptFileMissing",
+    "LakeTable",
     "attempts_of_runs",
     "attempts_table",
     "database_file",
@@ -50,22 +63,70 @@ __all__ = [
     "lake_dir",
     "lake_path",
     "listed_attempt_files",
-    "prepare_run_attempts",
-    "refresh_attempts_view",
+    "listed_files",
+    "prepare_run_rows",
+    "rated_rows",
+    "refresh_lake_views",
     "remove_unlisted",
     "remove_unlisted_lake_files",
-    "store_run_attempts",
+    "store_run_rows",
+    "stored_table",
     "write_parquet",
 ]
 
-RUN_ATTEMPTS = "run_attempts"  # TEMP table: the attempts the current run has stored so far
-ATTEMPTS_DIR = "attempts"
-# columns of the attempts table that the files do not carry (attempt_keys holds them)
-KEY_COLUMNS = ("event_key", "request_key")
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One table whose rows a run writes once, as its own lake file."""
+
+    view: str  # what queries read: the TEMP view of each connection (and the snapshot's view)
+    table: str  # the database table behind it: rows stored before the migration, and the columns
+    former: str  # the table's name before the migration renamed it (a database not migrated yet)
+    run_table: str  # TEMP table: the rows the current run has stored so far
+    run_column: str  # the column naming the run that stored a row
+    marker: str  # rating_state key: the first run whose rows are in files only
+    key_columns: tuple[str, ...] = ()  # table columns the files do not carry (NULL in the view)
+    tombstones: str | None = None  # lake table of the rows later runs replaced
+
+
+ATTEMPTS = LakeTable(
+    "attempts",
+    "attempts_before_lake",
+    "attempts",
+    "run_attempts",
+    "run_id",
+    "attempts_in_lake_from_run",
+    key_columns=("event_key", "request_key"),
+)
+TOMBSTONES = "rated_replaced"  # both the table of the current run's tombstones and their lake folder
+RATED = LakeTable(
+    "rated_attempts",
+    "rated_before_lake",
+    "rated_attempts",
+    "run_rated",
+    "rated_run_id",
+    "rated_in_lake_from_run",
+    tombstones=TOMBSTONES,
+)
+LAKE_VIEWS = (ATTEMPTS, RATED)
+RUN_ATTEMPTS = ATTEMPTS.run_table
+# the table holding the attempts stored before migration 025 (it renamed the table
+# ``attempts``, so that older code fails on the database instead of writing to it)
+STORED_TABLE = ATTEMPTS.table
+
+# what the views are (the analyst snapshot's views carry it as their comment)
+ATTEMPTS_COMMENT = (
+    "Accepted upstream attempts, one row per event_id (R1), validated and typed. Prompt and output text are "
+    "never stored; only whether they were present and the recounted token numbers."
+)
+RATED_COMMENT = (
+    "Every attempt after the rating rules: billed (one per request), not_billed with its reason, or held "
+    "(unknown_account, unpriced_model, usage_missing). Charges are exact, never rounded."
+)
 
 
 class AttemptFileMissing(BillingError, RuntimeError):
-    """A listed attempts file is not on disk: the database was copied without its lake."""
+    """A listed lake file is not on disk: the database was copied without its lake."""
 
     default_hint = "copy or restore the database together with its .lake directory (docs/operations.md)"
 
@@ -91,41 +152,36 @@ def _current(con: duckdb.DuckDBPyConnection) -> str:
     return str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
 
 
-# what the view attempts is (the analyst snapshot's view carries it as its comment)
-ATTEMPTS_COMMENT = (
-    "Accepted upstream attempts, one row per event_id (R1), validated and typed. Prompt and output text are "
-    "never stored; only whether they were present and the recounted token numbers."
-)
-# the table holding the attempts stored before migration 025 (it renamed the table
-# ``attempts``, so that older code fails on the database instead of writing to it)
-STORED_TABLE = "attempts_before_lake"
-
-
-def _stored_name(con: duckdb.DuckDBPyConnection, database: str) -> str | None:
-    """The attempts table's name in ``database``: ``attempts_before_lake``, or ``attempts`` in a
-    database not migrated yet (opened read-only); None without a table (a view named
-    ``attempts``, as in the analyst snapshot, is not one)."""
+def _stored_name(con: duckdb.DuckDBPyConnection, database: str, spec: LakeTable) -> str | None:
+    """``spec``'s table in ``database``: its renamed table, or the former name in a database
+    not migrated yet (opened read-only); None without a table (a view of that name, as in the
+    analyst snapshot, is not one)."""
     names = {
         str(n)
         for (n,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
-            "AND table_name IN (?, 'attempts')",
-            [database, STORED_TABLE],
+            "AND table_name IN (?, ?)",
+            [database, spec.table, spec.former],
         ).fetchall()
     }
-    return STORED_TABLE if STORED_TABLE in names else ("attempts" if names else None)
+    return spec.table if spec.table in names else (spec.former if names else None)
+
+
+def stored_table(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None) -> str:
+    """``spec``'s *table* in ``database`` (default: the current one), qualified. Queries read
+    the view instead; this is for the few that write the table."""
+    database = database or _current(con)
+    return f"{sql_identifier(database)}.main.{_stored_name(con, database, spec) or spec.table}"
 
 
 def attempts_table(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
-    """The attempts *table* of ``database`` (default: the current one), qualified. Queries
-    read the view ``attempts`` instead; this is for the few that write the table."""
-    database = database or _current(con)
-    return f"{sql_identifier(database)}.main.{_stored_name(con, database) or STORED_TABLE}"
+    """The attempts *table* of ``database``, qualified (:func:`stored_table` of ``ATTEMPTS``)."""
+    return stored_table(con, ATTEMPTS, database)
 
 
-def _table_columns(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[str, str]]:
-    """The attempts table's columns; none when ``database`` has no such table."""
-    name = _stored_name(con, database)
+def _table_columns(con: duckdb.DuckDBPyConnection, database: str, spec: LakeTable) -> list[tuple[str, str]]:
+    """The columns of ``spec``'s table; none when ``database`` has no such table."""
+    name = _stored_name(con, database, spec)
     if name is None:
         return []
     rows = con.execute(
@@ -136,16 +192,21 @@ def _table_columns(con: duckdb.DuckDBPyConnection, database: str) -> list[tuple[
     return [(str(c), str(t)) for c, t in rows]
 
 
-def listed_attempt_files(
-    con: duckdb.DuckDBPyConnection, database: str | None = None, runs: Iterable[int] | None = None
+def listed_files(
+    con: duckdb.DuckDBPyConnection,
+    spec: LakeTable,
+    folder: str | None = None,
+    database: str | None = None,
+    runs: Iterable[int] | None = None,
 ) -> list[Path]:
-    """Attempts files listed in ``database``'s manifest that hold the only copy (migration 025
-    on), optionally only those of ``runs``; each checked to exist with the size the manifest
-    recorded (a file restored from another run, or cut short by a partial copy, is refused
-    here instead of being read as attempts)."""
-    database = database or _current(con)
+    """Files of ``folder`` (default ``spec.view``; ``spec.tombstones`` for its tombstones)
+    listed in ``database``'s manifest that hold the only copy of their rows (runs from
+    ``spec.marker`` on), optionally only those of ``runs``; each checked to exist with the size
+    the manifest recorded (a file restored from another run, or cut short by a partial copy, is
+    refused here instead of being read)."""
+    database, folder = database or _current(con), folder or spec.view
     path = database_file(con, database)
-    if path is None or not _has_marker(con, database):
+    if path is None or not _has_lake(con, database):
         return []
     where = ""
     if runs is not None:
@@ -153,30 +214,48 @@ def listed_attempt_files(
     rows = con.execute(
         f"SELECT f.path, f.bytes FROM {sql_identifier(database)}.main.lake_files f, "
         f"{sql_identifier(database)}.main.rating_state s "
-        "WHERE f.table_name = 'attempts' AND s.key = 'attempts_in_lake_from_run' "
-        f"AND f.run_id >= CAST(s.value AS BIGINT){where} ORDER BY f.run_id"
+        f"WHERE f.table_name = $folder AND s.key = $marker AND f.run_id >= CAST(s.value AS BIGINT){where} "
+        "ORDER BY f.run_id",
+        {"folder": folder, "marker": spec.marker},
     ).fetchall()
     lake = lake_dir(path)
     files = [(lake / str(p), int(size)) for p, size in rows]
     missing = [p for p, _ in files if not p.is_file()]
     if missing:
         raise AttemptFileMissing(
-            f"{len(missing)} attempts file(s) listed in the database are missing, first {missing[0]}: "
+            f"{len(missing)} {folder} file(s) listed in the database are missing, first {missing[0]}: "
             f"the database was copied or restored without its lake directory; restore {lake} beside it "
-            "(it holds the only copy of those attempts)"
+            "(it holds the only copy of those rows)"
         )
     damaged = [(p, size) for p, size in files if p.stat().st_size != size]
     if damaged:
         first, size = damaged[0]
         raise AttemptFileMissing(
-            f"{len(damaged)} attempts file(s) differ from what the database listed, first {first} "
+            f"{len(damaged)} {folder} file(s) differ from what the database listed, first {first} "
             f"({first.stat().st_size:,} bytes, listed with {size:,}): restore {lake} from the backup "
-            "taken with this database (it holds the only copy of those attempts)"
+            "taken with this database (it holds the only copy of those rows)"
         )
     return [p for p, _ in files]
 
 
-def _has_marker(con: duckdb.DuckDBPyConnection, database: str) -> bool:
+def listed_attempt_files(
+    con: duckdb.DuckDBPyConnection, database: str | None = None, runs: Iterable[int] | None = None
+) -> list[Path]:
+    """:func:`listed_files` of the attempts."""
+    return listed_files(con, ATTEMPTS, database=database, runs=runs)
+
+
+def primary_files(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[Path]:
+    """Every listed file holding the only copy of its rows (checked as :func:`listed_files`)."""
+    found = []
+    for spec in LAKE_VIEWS:
+        found += listed_files(con, spec, database=database)
+        if spec.tombstones:
+            found += listed_files(con, spec, spec.tombstones, database=database)
+    return found
+
+
+def _has_lake(con: duckdb.DuckDBPyConnection, database: str) -> bool:
     row = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
         "AND table_name IN ('lake_files', 'rating_state', 'attempt_keys')",
@@ -185,67 +264,107 @@ def _has_marker(con: duckdb.DuckDBPyConnection, database: str) -> bool:
     return bool(row and row[0] == 3)
 
 
-def attempts_of_runs(
-    con: duckdb.DuckDBPyConnection, runs: Iterable[int] | None = None, database: str | None = None
-) -> str:
-    """A SELECT of the stored attempts (of ``runs`` only, when given), with the table's
+def _parquet(files: list[Path]) -> str:
+    return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in files) + "])"
+
+
+def _rows_of(con: duckdb.DuckDBPyConnection, spec: LakeTable, runs: Iterable[int] | None, database: str | None) -> str:
+    """A SELECT of ``spec``'s stored rows (of ``runs`` only, when given), with the table's
     columns: the table's rows, the current run's (when ``database`` is the current one) and
-    the listed files. Build it again after a run lists a new file."""
+    the listed files, less the tombstoned rows. Build it again after a run lists a new file."""
     current = _current(con)
     database = database or current
     run_list = None if runs is None else sorted({int(r) for r in runs})
-    in_runs = "" if run_list is None else f" WHERE run_id IN ({', '.join(map(str, run_list)) or 'NULL'})"
-    columns = _table_columns(con, database)
+    # a constant IN list is checked against each row group's min/max of the run column
+    in_list = "" if run_list is None else f"{spec.run_column} IN ({', '.join(map(str, run_list)) or 'NULL'})"
+    in_runs = f" WHERE {in_list}" if in_list else ""
+    columns = _table_columns(con, database, spec)
     names = ", ".join(f'"{c}"' for c, _ in columns)
-    parts = [f"SELECT {names} FROM {attempts_table(con, database)}{in_runs}"]
-    if database == current and _has_run_table(con):
-        parts.append(f"SELECT {names} FROM temp.main.{RUN_ATTEMPTS}{in_runs}")
-    files = listed_attempt_files(con, database, run_list)
+    parts = [f"SELECT {names} FROM {stored_table(con, spec, database)}{in_runs}"]
+    if database == current and _has_run_table(con, spec):
+        parts.append(f"SELECT {names} FROM temp.main.{spec.run_table}{in_runs}")
+    files = listed_files(con, spec, database=database, runs=run_list)
     if files:
-        paths = ", ".join(sql_literal(str(p)) for p in files)
         cast = ", ".join(
-            f'CAST(NULL AS {t}) AS "{c}"' if c in KEY_COLUMNS else f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns
+            f'CAST(NULL AS {t}) AS "{c}"' if c in spec.key_columns else f'CAST(r."{c}" AS {t}) AS "{c}"'
+            for c, t in columns
         )
-        parts.append(f"SELECT {cast} FROM read_parquet([{paths}]){in_runs}")
+        where = [f"r.{in_list}"] if in_list else []
+        if spec.tombstones:
+            where.append(
+                f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database)}) AS t "
+                "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
+            )
+        parts.append(f"SELECT {cast} FROM {_parquet(files)} AS r" + (f" WHERE {' AND '.join(where)}" if where else ""))
     return " UNION ALL ".join(parts)
 
 
-def _has_run_table(con: duckdb.DuckDBPyConnection) -> bool:
+def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str) -> str:
+    """(event_id, rated_run_id) of the rows of ``spec``'s files that later runs replaced: the
+    listed tombstone files, and the ones recorded and not yet written (the current run's)."""
+    assert spec.tombstones is not None
+    parts = [f"SELECT event_id, rated_run_id FROM {sql_identifier(database)}.main.{spec.tombstones}"]
+    files = listed_files(con, spec, spec.tombstones, database=database)
+    if files:
+        parts.append(f"SELECT event_id, rated_run_id FROM {_parquet(files)}")
+    return " UNION ALL ".join(parts)
+
+
+def attempts_of_runs(
+    con: duckdb.DuckDBPyConnection, runs: Iterable[int] | None = None, database: str | None = None
+) -> str:
+    """A SELECT of the stored attempts (of ``runs`` only, when given): see :func:`_rows_of`."""
+    return _rows_of(con, ATTEMPTS, runs, database)
+
+
+def rated_rows(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
+    """A SELECT of the current rated rows of ``database`` (what its view ``rated_attempts`` is)."""
+    return _rows_of(con, RATED, None, database)
+
+
+def _has_run_table(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> bool:
     row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?", [RUN_ATTEMPTS]
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?", [spec.run_table]
     ).fetchone()
     return bool(row and row[0])
 
 
-def refresh_attempts_view(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create this connection's TEMP view ``attempts`` over every stored attempt.
+def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create this connection's TEMP views ``attempts`` and ``rated_attempts``.
 
-    Called when a connection opens and when a run lists its file; a rollback restores the
-    view the transaction started with. The file list is fixed in the view: if another
-    connection lists a file meanwhile, reading the view fails (``stale attempts view``)
-    instead of leaving that run's attempts out; call this again to see them."""
+    Called when a connection opens and when a run lists its files; a rollback restores the
+    views the transaction started with. The file list is fixed in a view: if another
+    connection lists a file meanwhile, reading the view fails (``stale ... view``) instead of
+    leaving that run's rows out; call this again to see them."""
     current = _current(con)
-    if not _table_columns(con, current):
-        return  # not a billing database (yet)
-    select = attempts_of_runs(con)
-    if _has_marker(con, current):
-        listed = f"(SELECT count(*) FROM {sql_identifier(current)}.main.lake_files WHERE table_name = 'attempts')"
-        row = con.execute(f"SELECT {listed}").fetchone()
-        count = int(row[0]) if row else 0
-        guard = (
-            f"CASE WHEN {listed} = {count} THEN TRUE ELSE error('stale attempts view: a run listed new "
-            "attempts files after this connection read the manifest; call "
-            "core.attempt_store.refresh_attempts_view(con) or reconnect') END"
-        )
-        select = f"SELECT * FROM ({select}) WHERE {guard}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW attempts AS {select}")
+    for spec in LAKE_VIEWS:
+        if not _table_columns(con, current, spec):
+            continue  # not a billing database (yet), or not migrated this far
+        select = _rows_of(con, spec, None, None)
+        if _has_lake(con, current):
+            folders = ", ".join(sql_literal(f) for f in (spec.view, spec.tombstones) if f)
+            listed = (
+                f"(SELECT count(*) FROM {sql_identifier(current)}.main.lake_files WHERE table_name IN ({folders}) "
+                f"AND run_id >= (SELECT CAST(value AS BIGINT) FROM {sql_identifier(current)}.main.rating_state "
+                f"WHERE key = {sql_literal(spec.marker)}))"
+            )
+            row = con.execute(f"SELECT {listed}").fetchone()
+            count = int(row[0]) if row else 0
+            guard = (
+                f"CASE WHEN {listed} = {count} THEN TRUE ELSE error('stale {spec.view} view: a run listed new "
+                "lake files after this connection read the manifest; call "
+                "core.attempt_store.refresh_lake_views(con) or reconnect') END"
+            )
+            select = f"SELECT * FROM ({select}) WHERE {guard}"
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {spec.view} AS {select}")
 
 
-def prepare_run_attempts(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the TEMP table ``run_attempts`` a run stores its attempts in (see the module doc)."""
-    if not _has_run_table(con):
-        con.execute(f"CREATE TEMP TABLE {RUN_ATTEMPTS} AS SELECT * FROM {attempts_table(con)} LIMIT 0")
-        refresh_attempts_view(con)
+def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
+    """Create the TEMP table a run stores ``spec``'s rows in (see the module doc); its name."""
+    if not _has_run_table(con, spec):
+        con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored_table(con, spec)} LIMIT 0")
+        refresh_lake_views(con)
+    return f"temp.main.{spec.run_table}"
 
 
 def lake_path(table: str, run_id: int) -> str:
@@ -253,34 +372,51 @@ def lake_path(table: str, run_id: int) -> str:
     return f"{table}/run-{run_id:06d}.parquet"
 
 
-def store_run_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> Path | None:
-    """Move the run's attempts from ``run_attempts`` into their lake file, listed in the
-    manifest. Call inside the run's transaction, as its last write before the ledger row.
+def store_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int) -> list[Path]:
+    """Move the run's rows of ``spec`` from its TEMP table (and its tombstones from their
+    table) into their lake files, listed in the manifest; the files written. Call inside the
+    run's transaction, after its last write of those rows and before the ledger row.
 
-    Without a database file (an in-memory database) they go into the attempts table."""
-    if not _has_run_table(con):
-        return None
-    row = con.execute(f"SELECT count(*) FROM {RUN_ATTEMPTS}").fetchone()
+    Without a database file (an in-memory database) the rows go into the table."""
+    if not _has_run_table(con, spec):
+        return []
+    path = database_file(con)
+    if path is None:
+        con.execute(f"INSERT INTO {stored_table(con, spec)} SELECT * FROM {spec.run_table}")
+        con.execute(f"DELETE FROM {spec.run_table}")  # the view reads both: nothing to refresh
+        return []
+    # in the order stored (for attempts the files' line order, about ts order): measured on a
+    # 200k day, 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
+    keys = f" EXCLUDE ({', '.join(spec.key_columns)})" if spec.key_columns else ""
+    written = [_write_listed(con, spec.view, run_id, f"SELECT *{keys} FROM {spec.run_table}")]
+    con.execute(f"DELETE FROM {spec.run_table}")
+    if spec.tombstones:
+        tombstones = (
+            f"SELECT event_id, rated_run_id FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)} "
+            "ORDER BY rated_run_id, event_id"
+        )
+        written.append(_write_listed(con, spec.tombstones, run_id, tombstones))
+        con.execute(f"DELETE FROM {spec.tombstones} WHERE replaced_by_run = $run", {"run": run_id})
+    refresh_lake_views(con)
+    return [p for p in written if p is not None]
+
+
+def _write_listed(con: duckdb.DuckDBPyConnection, folder: str, run_id: int, query: str) -> Path | None:
+    """``query``'s rows as the run's file of ``folder``, listed in the manifest (none if no rows)."""
+    row = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
     rows = int(row[0]) if row else 0
     if rows == 0:
         return None
     path = database_file(con)
-    if path is None:
-        con.execute(f"INSERT INTO {attempts_table(con)} SELECT * FROM {RUN_ATTEMPTS}")
-        con.execute(f"DELETE FROM {RUN_ATTEMPTS}")  # the view reads both: nothing to refresh
-        return None
-    relative = lake_path(ATTEMPTS_DIR, run_id)
+    assert path is not None
+    relative = lake_path(folder, run_id)
     target = lake_dir(path) / relative
-    # in the order stored (the files' line order, about ts order): measured on a 200k day,
-    # 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
-    size = write_parquet(con, f"SELECT * EXCLUDE ({', '.join(KEY_COLUMNS)}) FROM {RUN_ATTEMPTS}", target)
+    size = write_parquet(con, query, target)
     fsync_dir(target.parent)
     con.execute(
-        "INSERT INTO lake_files VALUES ($run, 'attempts', $path, $rows, $bytes, now())",
-        {"run": run_id, "path": relative, "rows": rows, "bytes": size},
+        "INSERT INTO lake_files VALUES ($run, $folder, $path, $rows, $bytes, now())",
+        {"run": run_id, "folder": folder, "path": relative, "rows": rows, "bytes": size},
     )
-    con.execute(f"DELETE FROM {RUN_ATTEMPTS}")
-    refresh_attempts_view(con)
     return target
 
 

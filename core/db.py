@@ -99,10 +99,10 @@ def connect(path: Path | str, read_only: bool = False, memory_limit: str | None 
         remove_stale_temp_files(con)
         migrate(con)
         check_lookup_keys(con)
-    from core.attempt_store import refresh_attempts_view  # imports this module
+    from core.attempt_store import refresh_lake_views  # imports this module
 
     try:
-        refresh_attempts_view(con)
+        refresh_lake_views(con)
     except BaseException:
         con.close()
         raise

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
-from core.attempt_store import remove_unlisted_lake_files, store_run_attempts
+from core.attempt_store import LAKE_VIEWS, remove_unlisted_lake_files, store_run_rows
 from core.db import code_version, connect, insert_many, transaction
 from core.defaults import (
     DEFAULT_ACCOUNTS_FILE,
@@ -332,8 +332,9 @@ def close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
 
 
 def _held_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Held attempts per reason: the sum of what every rating changed (``rate.rate_scope``)."""
     rows = con.execute(
-        "SELECT reason, count(*) FROM rated_attempts WHERE outcome = 'held' GROUP BY reason ORDER BY reason"
+        "SELECT reason, sum(change) FROM held_changes GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason"
     ).fetchall()
     return {reason: count for reason, count in rows}
 
@@ -383,8 +384,9 @@ def _ingest_and_rate(
                     reference_state.store_fingerprint(con, ref)
                     record_output_digests(con, report.run_id, rated)
             with step("lake", after="after_lake"):
-                # the run's attempts into their lake file, listed by this transaction
-                store_run_attempts(con, report.run_id)
+                # the run's attempts and rated rows into their lake files, listed by this transaction
+                for table in LAKE_VIEWS:
+                    store_run_rows(con, table, report.run_id)
             with step("ledger"):
                 report.held_by_reason = _held_counts(con)
                 if checks is not None:

@@ -7,9 +7,10 @@ that grow by the day, ``attempts`` and ``rated_attempts``, are insert-only but f
 run's rows can be written once, as immutable Parquet files beside the database, and the
 snapshot can read them through views instead of copying them (``pipeline.snapshot``).
 
-Since migration 025 the attempts are not exported here: a run writes its attempts file
-itself, inside its transaction, as their only copy (``core.attempt_store``); this module
-exports the rated rows, the tombstones and the attempts still in the table (stored before 025).
+Since migrations 025 (attempts) and 027 (rated rows and tombstones) a run writes its own
+files, inside its transaction, as the only copy of those rows (``core.attempt_store``); this
+module exports only what is still in the tables: the rows stored before those migrations, and
+tombstones recorded before 027.
 
 Layout: ``<db stem>.lake/`` holds ``attempts/run-NNNNNN.parquet`` (the attempts the run
 stored), ``rated_attempts/run-NNNNNN.parquet`` (the rated rows it wrote) and
@@ -44,12 +45,13 @@ from pathlib import Path
 import duckdb
 
 from core.attempt_store import (
-    STORED_TABLE,
+    LAKE_VIEWS,
+    TOMBSTONES,
     database_file,
     fsync_dir,
     lake_dir,
     lake_path,
-    listed_attempt_files,
+    primary_files,
     remove_unlisted,
     write_parquet,
 )
@@ -67,8 +69,7 @@ __all__ = [
 ]
 
 # the lake's tables and the column naming the run that stored each row
-LAKE_TABLES = {"attempts": "run_id", "rated_attempts": "rated_run_id"}
-TOMBSTONES = "rated_replaced"
+LAKE_TABLES = {spec.view: spec.run_column for spec in LAKE_VIEWS}
 
 
 def database_path(con: duckdb.DuckDBPyConnection) -> Path:
@@ -86,8 +87,8 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     """
     lake.mkdir(parents=True, exist_ok=True)
     listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
-    # the files holding the only copy of attempts (checked, or AttemptFileMissing)
-    primary = {p.relative_to(lake).as_posix() for p in listed_attempt_files(con)}
+    # the files holding the only copy of their rows (checked, or AttemptFileMissing)
+    primary = {p.relative_to(lake).as_posix() for p in primary_files(con)}
     if any(not (lake / p).is_file() for p in listed):
         # the database was copied or restored without the copies the lake keeps of its tables:
         # export them again (the one-time export; the current rated rows need no tombstones)
@@ -105,8 +106,8 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     database = str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
     for table, column in LAKE_TABLES.items():
         after = "" if through is None else f"WHERE {column} > {int(through)}"
-        # the table's own rows (attempts since migration 025 are written by their run; a plain
-        # "attempts" would name the connection's view over them)
+        # the table's own rows (since migrations 025 and 027 a run writes its rows itself; a
+        # plain "attempts" would name the connection's view over them)
         qualified = f"{sql_identifier(database)}.main.{stored_table(table)}"
         for run_id, rows in con.execute(
             f"SELECT {column}, count(*) FROM {qualified} {after} GROUP BY 1 ORDER BY 1"
@@ -161,9 +162,9 @@ def _parquet(paths: list[Path]) -> str:
 
 
 def stored_table(table: str) -> str:
-    """The database table behind a lake table: ``attempts`` lives in ``attempts_before_lake``
-    (and in the files) since migration 025."""
-    return STORED_TABLE if table == "attempts" else table
+    """The database table behind a lake table: ``attempts_before_lake`` and ``rated_before_lake``
+    (and the files) since migrations 025 and 027."""
+    return next((spec.table for spec in LAKE_VIEWS if spec.view == table), table)
 
 
 def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) -> str:

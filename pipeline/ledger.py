@@ -1,6 +1,6 @@
 """Reading the run ledger and the quarantine: what ``runs list``, ``runs show`` and
 ``quarantine`` print, as queries beside the tables they read (``runs``, ``run_files``,
-``run_outputs``, ``quarantine``, held ``rated_attempts``).
+``run_outputs``, ``quarantine``, ``held_changes``).
 
 Each function takes an open connection (read-only is enough) and returns rows; the
 command line only formats them.
@@ -92,8 +92,8 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection, reason: str | None, limit
         {"r": reason},
     ).fetchall()
     held = con.execute(
-        "SELECT reason, count(*) FROM rated_attempts WHERE outcome = 'held' AND ($r IS NULL OR reason = $r) "
-        "GROUP BY reason ORDER BY reason",
+        "SELECT reason, sum(change) FROM held_changes WHERE $r IS NULL OR reason = $r "
+        "GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason",
         {"r": reason},
     ).fetchall()
     records = con.execute(

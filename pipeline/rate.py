@@ -20,7 +20,7 @@ from datetime import datetime
 
 import duckdb
 
-from core.attempt_store import attempts_of_runs
+from core.attempt_store import RATED, attempts_of_runs, prepare_run_rows, stored_table
 from core.db import run_script, sql_text
 from core.faults import fault_point
 from core.timing import step
@@ -131,7 +131,13 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Move the rated rows that this rating replaces into ``rated_removed``.
 
     Only attempts stored before this run can have rated rows. They are looked up by event_id
-    within their ts range, which lets the scan skip the row groups of other days.
+    within their ts range, which lets the scan skip the row groups of other days (and the
+    lake files of other days: their footers' min/max of ts).
+
+    A replaced row is removed from where it is: from the table (rows rated before migration
+    027) and from the run's own rows; a row in an earlier run's lake file (immutable) gets a
+    tombstone in ``rated_replaced``, which the view ``rated_attempts`` reads at once, and the
+    run writes with its rated rows (``core.attempt_store``).
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
@@ -146,14 +152,15 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
         "AND event_id IN (SELECT event_id FROM rerated)"
     )
     con.execute(f"INSERT INTO rated_removed SELECT * FROM rated_attempts WHERE {where}")
-    # the analysts' lake (pipeline/lake.py) holds the earlier runs' rows: record which ones
-    # are gone, in this transaction, for the next publication's tombstone file
+    # tombstones for every earlier run's row: the lake's files hold them (and the analysts'
+    # copies of the table's rows, pipeline/lake.py)
     con.execute(
         "INSERT INTO rated_replaced SELECT event_id, rated_run_id, $run_id FROM rated_removed "
         "WHERE rated_run_id <> $run_id",
         {"run_id": run_id},
     )
-    con.execute(f"DELETE FROM rated_attempts WHERE {where}")
+    for table in (stored_table(con, RATED), f"temp.main.{RATED.run_table}"):
+        con.execute(f"DELETE FROM {table} WHERE {where}")
 
 
 def rate_scope(
@@ -166,6 +173,7 @@ def rate_scope(
     ``new_rated`` is this function's DuckDB code for both engines.
     """
     _ensure_scope(con)
+    run_rated = prepare_run_rows(con, RATED)  # stored as the run's lake file before it commits
     with step("scope_attempts"):
         _bind_scoped_attempts(con, run_id)
     with step("rate", after="rate:after_new_rated"):
@@ -182,10 +190,18 @@ def rate_scope(
     with step("replace_rated", after="rate:after_insert"):
         _remove_replaced(con, run_id)
         fault_point("rate:after_delete")
-        con.execute(f"INSERT INTO rated_attempts SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
+        con.execute(f"INSERT INTO {run_rated} SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED_PERIODS} AS "
         f"SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM {NEW_RATED}"
+    )
+    # the held attempts per reason, kept by difference (the ledger reads them every night)
+    con.execute(
+        "INSERT INTO held_changes SELECT $run_id, reason, sum(change) FROM ("
+        f" SELECT reason, 1 AS change FROM {NEW_RATED} WHERE outcome = 'held'"
+        " UNION ALL SELECT reason, -1 FROM rated_removed WHERE outcome = 'held'"
+        ") GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason",
+        {"run_id": run_id},
     )
     fault_point("rate:after_affected_periods")
     with step("aggregate"):

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 
 from core import console
-from core.attempt_store import attempts_of_runs, attempts_table
+from core.attempt_store import attempts_of_runs, attempts_table, rated_rows
 from core.db import DatabaseMissing, connect
 from core.errors import BillingError
 from core.money import ZERO, Decimal
@@ -429,7 +429,7 @@ LIVE_STATE = {
     "FROM ({attempts})",
     "quarantine": "SELECT * EXCLUDE (run_id, quarantined_at, resolved_run_id) "
     f"REPLACE ({_NAME} AS source_file, {_MESSAGE} AS message) FROM {{db}}.quarantine",
-    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM {db}.rated_attempts",
+    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM ({rated})",
     "statement_lines": "SELECT * FROM {db}.statement_lines",
     # layout_version (migration 024) is left out: a database not yet migrated has no such column,
     # and the layout a statement was printed with is compared anyway, in its files' sha256
@@ -480,10 +480,14 @@ def _compare_live_state(live_db: Path, scratch_db: Path) -> dict[str, str]:
         con.execute("SET TimeZone = 'UTC'")
         con.execute(f"ATTACH '{_quoted(live_db)}' AS live (READ_ONLY)")
         con.execute(f"ATTACH '{_quoted(scratch_db)}' AS again (READ_ONLY)")
-        stored = {db: attempts_of_runs(con, database=db) for db in ("live", "again")}
+        # the lake tables: the table and the lake files of each (core/attempt_store.py)
+        stored = {
+            db: {"attempts": attempts_of_runs(con, database=db), "rated": rated_rows(con, db)}
+            for db in ("live", "again")
+        }
         for table, query in LIVE_STATE.items():
-            live = query.format(db="live", attempts=stored["live"])
-            again = query.format(db="again", attempts=stored["again"])
+            live = query.format(db="live", **stored["live"])
+            again = query.format(db="again", **stored["again"])
             only_live = f"(({live}) EXCEPT ALL ({again}))"
             only_again = f"(({again}) EXCEPT ALL ({live}))"
             counts = con.execute(f"SELECT (SELECT count(*) FROM {only_live}), (SELECT count(*) FROM {only_again})")

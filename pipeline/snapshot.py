@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import ATTEMPTS_COMMENT, STORED_TABLE
+from core.attempt_store import ATTEMPTS, ATTEMPTS_COMMENT, RATED, RATED_COMMENT
 from core.db import DatabaseMissing, connect, sql_identifier, sql_literal
 from core.errors import BillingError
 from pipeline import lake
@@ -62,9 +62,9 @@ class LiveDatabaseBusyError(BillingError, RuntimeError):
     """The live database is held by a running job (DuckDB's file lock)."""
 
 
-# the database table behind a lake view (migration 025 renamed attempts), and the view's comment
-VIEW_OF = {STORED_TABLE: "attempts"}
-VIEW_COMMENTS = {"attempts": ATTEMPTS_COMMENT}
+# the database table behind a lake view (migrations 025 and 027 renamed them), and the view's comment
+VIEW_OF = {ATTEMPTS.table: ATTEMPTS.view, RATED.table: RATED.view}
+VIEW_COMMENTS = {ATTEMPTS.view: ATTEMPTS_COMMENT, RATED.view: RATED_COMMENT}
 # tables analysts do not get: lookup keys as large as the history (copying them would make
 # every publication O(history)), whose hash values mean nothing outside this DuckDB build
 INTERNAL_TABLES = ("attempt_keys",)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import duckdb
 
-from core.attempt_store import ATTEMPTS_COMMENT, STORED_TABLE
+from core.attempt_store import ATTEMPTS, ATTEMPTS_COMMENT, RATED, RATED_COMMENT
 from core.db import connect
 
 __all__ = ["current_schema_markdown", "schema_markdown"]
@@ -28,10 +28,21 @@ examples: [analysts.md](analysts.md).
 """
 
 
-ATTEMPTS_VIEW_NOTE = (
-    "A view each connection of the CLI and the analyst snapshot have (not stored in the database file): the "
-    "rows of attempts_before_lake and the lake files listed in lake_files, one per run since migration 025."
-)
+# the views every connection gets over a lake table (core/attempt_store.py): what they say
+LAKE_VIEW_NOTES = {
+    ATTEMPTS.view: (
+        ATTEMPTS,
+        f"{ATTEMPTS_COMMENT} A view each connection of the CLI and the analyst snapshot have (not stored in the "
+        "database file): the rows of attempts_before_lake and the lake files listed in lake_files, one per run "
+        "since migration 025.",
+    ),
+    RATED.view: (
+        RATED,
+        f"{RATED_COMMENT} A view each connection of the CLI and the analyst snapshot have (not stored in the "
+        "database file): the rows of rated_before_lake and the lake files listed in lake_files, one per run "
+        "since migration 027, less the rows later runs replaced (tombstones in rated_replaced).",
+    ),
+}
 
 
 def _cell(text: str | None) -> str:
@@ -50,10 +61,11 @@ def schema_markdown(con: duckdb.DuckDBPyConnection) -> str:
         ORDER BY kind, name
         """
     ).fetchall()
-    # the view every connection gets over the stored attempts (core/attempt_store.py): the
-    # columns of the table attempts_before_lake, whose comments describe them
-    if any(name == STORED_TABLE for _, name, _ in objects):
-        objects = sorted([*objects, ("view", "attempts", f"{ATTEMPTS_COMMENT} {ATTEMPTS_VIEW_NOTE}")])
+    # the views every connection gets over the lake tables: the columns of the tables behind
+    # them (attempts_before_lake, rated_before_lake), whose comments describe them
+    names = {name for _, name, _ in objects}
+    views = [("view", view, note) for view, (spec, note) in LAKE_VIEW_NOTES.items() if spec.table in names]
+    objects = sorted([*objects, *views])
     columns: dict[str, list[tuple[str, str, bool, str | None]]] = {}
     for table, column, data_type, nullable, comment in con.execute(
         """
@@ -63,8 +75,9 @@ def schema_markdown(con: duckdb.DuckDBPyConnection) -> str:
         """
     ).fetchall():
         columns.setdefault(table, []).append((column, data_type, nullable, comment))
-    if STORED_TABLE in columns:
-        columns["attempts"] = columns[STORED_TABLE]
+    for view, (spec, _) in LAKE_VIEW_NOTES.items():
+        if spec.table in columns:
+            columns[view] = columns[spec.table]
 
     out = [_HEADER, "## Contents\n", "| kind | name | what it holds |", "|---|---|---|"]
     out += [f"| {kind} | [`{name}`](#{name}) | {_cell(comment)} |" for kind, name, comment in objects]

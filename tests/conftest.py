@@ -323,19 +323,23 @@ def memory_db() -> duckdb.DuckDBPyConnection:
     return connect(":memory:")
 
 
-def edit_stored_attempts(db: Path, assignments: str, where: str, params: dict[str, Any] | None = None) -> int:
-    """``UPDATE attempts SET <assignments> WHERE <where>`` on the stored attempts of a closed
-    database, in its table and in its lake files (core/attempt_store.py), as a tamperer or an
-    older version would have left them; the number of rows changed."""
-    from core.attempt_store import attempts_table, database_file, lake_dir
+def edit_stored_attempts(
+    db: Path, assignments: str, where: str, params: dict[str, Any] | None = None, table: str = "attempts"
+) -> int:
+    """``UPDATE <table> SET <assignments> WHERE <where>`` on the stored rows of a lake table
+    (``attempts`` or ``rated_attempts``) of a closed database, in its table and in its lake
+    files (core/attempt_store.py), as a tamperer or an older version would have left them; the
+    number of rows changed."""
+    from core.attempt_store import LAKE_VIEWS, database_file, lake_dir, stored_table
 
+    [spec] = [spec for spec in LAKE_VIEWS if spec.view == table]
     con = duckdb.connect(str(db))
     try:
         con.execute("SET TimeZone = 'UTC'")
-        row = con.execute(f"UPDATE {attempts_table(con)} SET {assignments} WHERE {where}", params).fetchone()
+        row = con.execute(f"UPDATE {stored_table(con, spec)} SET {assignments} WHERE {where}", params).fetchone()
         changed = int(row[0]) if row else 0
         lake = lake_dir(database_file(con) or db)
-        for (relative,) in con.execute("SELECT path FROM lake_files WHERE table_name = 'attempts'").fetchall():
+        for (relative,) in con.execute("SELECT path FROM lake_files WHERE table_name = ?", [table]).fetchall():
             path = lake / str(relative)
             con.execute(f"CREATE OR REPLACE TEMP TABLE edited AS SELECT * FROM read_parquet('{path}')")
             row = con.execute(f"UPDATE edited SET {assignments} WHERE {where}", params).fetchone()

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from core.attempt_store import AttemptFileMissing, attempts_table, lake_dir
+from core.attempt_store import RATED, AttemptFileMissing, attempts_table, lake_dir, stored_table
 from core.db import connect
 from pipeline import replay
 from tests.conftest import Billing, record, usage
@@ -80,21 +80,24 @@ def test_a_database_without_its_lake_is_refused_with_what_to_restore(billing: Bi
 
 def _as_before_migration_025(db: Path) -> None:
     """Turn a database into what main wrote before migration 025: the attempts (with their
-    lookup keys) in the table, no attempt_keys, no attempts in the lake."""
+    lookup keys) and the rated rows in their tables, no attempt_keys, nothing in the lake (the
+    analysts' copies of the rated rows are left out too: the next publication writes them)."""
     with connect(db) as con:
         con.execute(
             f"INSERT INTO {attempts_table(con)} SELECT * REPLACE (hash(event_id) AS event_key, "
             "hash(account_id, request_id) AS request_key) FROM attempts"
         )
-    lake = lake_dir(db)
+        con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
     with duckdb.connect(str(db)) as con:
-        con.execute("DELETE FROM lake_files WHERE table_name = 'attempts'")
+        con.execute("DELETE FROM lake_files")
+        con.execute("DELETE FROM lake_exports")
         con.execute("DROP TABLE attempt_keys")
-        con.execute("DELETE FROM rating_state WHERE key = 'attempts_in_lake_from_run'")
+        con.execute("DELETE FROM rating_state WHERE key IN ('attempts_in_lake_from_run', 'rated_in_lake_from_run')")
         con.execute("ALTER TABLE attempts_before_lake RENAME TO attempts")
+        con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
+        con.execute("DROP TABLE held_changes")
         con.execute("DELETE FROM schema_migrations WHERE name >= '025'")
-    for file in (lake / "attempts").iterdir():
-        file.unlink()
+    shutil.rmtree(lake_dir(db))
 
 
 def test_a_database_from_before_the_migration_keeps_its_attempts_and_dedups_against_them(billing: Billing) -> None:
@@ -138,7 +141,7 @@ def test_a_plain_client_or_an_older_version_cannot_take_the_table_for_all_attemp
 
 
 def test_a_connection_that_missed_a_run_fails_instead_of_reading_part_of_the_attempts(billing: Billing) -> None:
-    from core.attempt_store import refresh_attempts_view
+    from core.attempt_store import refresh_lake_views
 
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
     billing.nightly("2026-11-20")
@@ -156,7 +159,7 @@ def test_a_connection_that_missed_a_run_fails_instead_of_reading_part_of_the_att
         con.execute("CREATE OR REPLACE TEMP VIEW attempts AS " + view[0].split(" AS ", 1)[1])  # the view it had
         with pytest.raises(duckdb.InvalidInputException, match="stale attempts view"):
             con.execute("SELECT count(*) FROM attempts").fetchone()
-        refresh_attempts_view(con)
+        refresh_lake_views(con)
         assert con.execute("SELECT count(*) FROM attempts").fetchone() == (2,)
     finally:
         con.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from core.db import connect
 from pipeline.cli import cli
 from tests.conftest import cli_in_process
 
@@ -71,9 +72,7 @@ def test_rerunning_the_nightly_changes_nothing(sample_run: Path) -> None:
 
 
 def test_sample_logs_exercise_every_reason_code(sample_run: Path) -> None:
-    import duckdb
-
-    con = duckdb.connect(str(sample_run / "sample.duckdb"), read_only=True)
+    con = connect(sample_run / "sample.duckdb", read_only=True)  # the views over the lake files
     quarantined = {r for (r,) in con.execute("SELECT DISTINCT reason FROM quarantine").fetchall()}
     rated = {
         r for (r,) in con.execute("SELECT DISTINCT reason FROM rated_attempts WHERE reason IS NOT NULL").fetchall()

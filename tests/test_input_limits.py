@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.db import connect
 from tests.limits import (
     FIXED_OVERHEAD_BYTES,
     Measured,
@@ -31,7 +32,7 @@ def completed_within_bounds(result: Measured, limit: str = LIMIT) -> None:
 
 
 def query(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with duckdb.connect(str(db), read_only=True) as con:
+    with connect(db, read_only=True) as con:  # the views over the lake files
         return con.execute(sql).fetchall()
 
 

@@ -73,8 +73,8 @@ def test_a_run_writes_its_rows_once_and_a_rerun_writes_nothing(billing: Billing)
     # the same file again: run 2 stores nothing, so no file is written or rewritten
     billing.nightly()
     assert manifest(billing) == listed and files_on_disk(billing) == on_disk
-    # the publication writes the rated rows' file; the run wrote its attempts' file itself
-    assert billing.query("SELECT through_run_id, files FROM lake_exports ORDER BY 1") == [(1, 1), (2, 0)]
+    # the run wrote its files itself: the publication has nothing to export
+    assert billing.query("SELECT through_run_id, files FROM lake_exports ORDER BY 1") == [(1, 0), (2, 0)]
     assert_snapshot_equals_live(billing, target)
 
 
@@ -101,9 +101,13 @@ def test_a_late_retry_tombstones_the_replaced_rated_row(billing: Billing) -> Non
 def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billing: Billing, monkeypatch) -> None:
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")  # committed, never published (as if killed right after the commit)
-    # the run itself wrote and listed its attempts (the only copy of them); nothing else yet
-    assert [row[:4] for row in manifest(billing)] == [(1, "attempts", "attempts/run-000001.parquet", 1)]
-    assert list(files_on_disk(billing)) == ["attempts/run-000001.parquet"]
+    # the run itself wrote and listed its attempts and rated rows (the only copy of them)
+    assert [row[:4] for row in manifest(billing)] == [
+        (1, "attempts", "attempts/run-000001.parquet", 1),
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+    ]
+    assert list(files_on_disk(billing)) == ["attempts/run-000001.parquet", "rated_attempts/run-000001.parquet"]
+    assert billing.query("SELECT * FROM lake_exports") == []
     target = with_snapshot(billing)
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
     billing.log("requests-2026-11-21.jsonl", [late])
@@ -114,25 +118,22 @@ def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billi
     monkeypatch.setattr(lake, "transaction", killed)
     report = billing.nightly("2026-11-21")
     assert report.snapshot_error == "OSError: killed before the manifest commit"
-    # the runs' attempts listed; the publication's two files (run 2's rated rows and its
-    # tombstone: run 1's rated row was replaced before it reached the lake) written, not listed
-    assert [row[1:3] for row in manifest(billing)] == [
-        ("attempts", "attempts/run-000001.parquet"),
-        ("attempts", "attempts/run-000002.parquet"),
+    # the runs' files are listed by their own commits; the publication's export was not recorded
+    listed = [
+        (1, "attempts", "attempts/run-000001.parquet", 1),
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+        (2, "attempts", "attempts/run-000002.parquet", 1),
+        (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
+        (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1),
     ]
-    assert len(files_on_disk(billing)) == 4
-    assert billing.query("SELECT * FROM rated_replaced") == [("a1", 1, 2)]  # kept until listed
+    assert [row[:4] for row in manifest(billing)] == listed
+    assert billing.query("SELECT * FROM lake_exports") == [] and billing.query("SELECT * FROM rated_replaced") == []
     monkeypatch.undo()
     stray = lake_of(billing) / "attempts" / "run-000099.parquet"
     stray.write_bytes(b"not listed")
     (lake_of(billing) / "attempts" / ".run-000003.parquet.tmp").write_bytes(b"half a file")
     snapshot.publish_now(billing.settings.db_path)
-    assert [row[:4] for row in manifest(billing)] == [
-        (1, "attempts", "attempts/run-000001.parquet", 1),
-        (2, "attempts", "attempts/run-000002.parquet", 1),
-        (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
-        (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1),
-    ]  # run 1's rated row was replaced before run 1 reached the lake: no file; its tombstone hides nothing
+    assert [row[:4] for row in manifest(billing)] == listed  # the strays removed, nothing written again
     assert list(files_on_disk(billing)) == sorted(str(row[2]) for row in manifest(billing))
     assert_snapshot_equals_live(billing, target)
 
@@ -169,7 +170,7 @@ def test_the_snapshot_reads_while_another_connection_writes_the_database(billing
     writer = duckdb.connect(str(billing.settings.db_path))  # holds the file, as a nightly does
     try:
         writer.execute("BEGIN TRANSACTION")
-        writer.execute("DELETE FROM rated_attempts")
+        writer.execute("DELETE FROM statement_lines")
         copy = snapshot.open_snapshot(target)
         try:
             assert copy.execute("SELECT count(*) FROM attempts").fetchone() == (1,)
@@ -190,9 +191,7 @@ def billing_amount(text: str) -> object:
     return D(text)
 
 
-def test_a_database_copied_without_its_lake_is_refused_and_its_exports_are_rebuilt(
-    billing: Billing, tmp_path: Path
-) -> None:
+def test_a_database_copied_without_any_part_of_its_lake_is_refused(billing: Billing, tmp_path: Path) -> None:
     with_snapshot(billing)
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")
@@ -206,16 +205,16 @@ def test_a_database_copied_without_its_lake_is_refused_and_its_exports_are_rebui
     (elsewhere / "billing.duckdb").write_bytes(billing.settings.db_path.read_bytes())  # no .lake beside it
     with pytest.raises(AttemptFileMissing, match=r"2 attempts file\(s\) .* missing, first .*restored/billing.lake/"):
         connect(elsewhere / "billing.duckdb")
-    # with the attempts files but without the copies of the rated rows: those are exported again
-    copy_database(billing.settings.db_path, elsewhere / "billing.duckdb")
-    for folder in ("rated_attempts", "rated_replaced"):
+    # the rated rows and their tombstones (migration 027) are in the lake only too
+    for folder, count in (("rated_attempts", 2), ("rated_replaced", 1)):
+        copy_database(billing.settings.db_path, elsewhere / "billing.duckdb")
         shutil.rmtree(elsewhere / "billing.lake" / folder)
+        with pytest.raises(AttemptFileMissing, match=rf"{count} {folder} file\(s\) .* missing"):
+            connect(elsewhere / "billing.duckdb")
+    # restored whole, it opens and publishes as before
+    copy_database(billing.settings.db_path, elsewhere / "billing.duckdb")
     billing.settings = dataclasses.replace(billing.settings, db_path=elsewhere / "billing.duckdb")
     target = snapshot.publish_now(billing.settings.db_path)
-    assert [row[:4] for row in manifest(billing)] == [
-        (1, "attempts", "attempts/run-000001.parquet", 1),
-        (2, "attempts", "attempts/run-000002.parquet", 1),
-        (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
-    ]  # the current rows, as an old database's first export: nothing replaced, no tombstone
-    assert list(files_on_disk(billing)) == [str(row[2]) for row in manifest(billing)]
+    assert len(manifest(billing)) == 5
+    assert list(files_on_disk(billing)) == sorted(str(row[2]) for row in manifest(billing))
     assert_snapshot_equals_live(billing, target)

@@ -202,9 +202,10 @@ def test_verify_matches_an_untouched_database_and_catches_tampering(issued) -> N
     result = replay.verify_run(billing.settings, last)
     assert result.status == "MATCH", result.steps
     assert replay.verify_run(billing.settings, 1).status == "MATCH"
-    con = duckdb.connect(str(billing.settings.db_path))
-    con.execute("UPDATE rated_attempts SET charge_total = charge_total + 0.01 WHERE event_id = 'dec'")
-    con.close()
+    changed = edit_stored_attempts(
+        billing.settings.db_path, "charge_total = charge_total + 0.01", "event_id = 'dec'", table="rated_attempts"
+    )
+    assert changed == 1
     tampered = replay.verify_run(billing.settings, last)
     assert tampered.status == "MISMATCH"
     assert "rated_attempts" in (tampered.first_difference or "")
@@ -269,7 +270,7 @@ def test_verify_of_the_demo_matches_from_another_directory(demo_db: Path, tmp_pa
 
 
 TAMPERING = {
-    # (in the lake file that holds the attempt: edit_stored_attempts)
+    # (in the lake file that holds the row: edit_stored_attempts)
     "attempts": "UPDATE attempts SET prompt_tokens = prompt_tokens + 1 WHERE event_id = $event",
     "quarantine": "UPDATE quarantine SET field = 'status' WHERE quarantine_id = 1",
     "rated_attempts": "UPDATE rated_attempts SET charge_total = charge_total + 0.01 WHERE event_id = $event",
@@ -286,22 +287,27 @@ TAMPERING = {
 def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_db: Path, tmp_path: Path) -> None:
     tampered = tmp_path / "tampered.duckdb"
     copy_database(demo_db, tampered)
-    con = duckdb.connect(str(tampered))
-    event = con.execute(
-        "SELECT min(event_id) FROM rated_attempts WHERE outcome = 'billed' AND period = '2026-12'"
-    ).fetchone()
+    with connect(tampered, read_only=True) as con:
+        event = con.execute(
+            "SELECT min(event_id) FROM rated_attempts WHERE outcome = 'billed' AND period = '2026-12'"
+        ).fetchone()
     assert event is not None
-    con.close()
     assert (
         edit_stored_attempts(tampered, "prompt_tokens = prompt_tokens + 1", "event_id = $event", {"event": event[0]})
         == 1
     )
     # how databases written before source_name stored the file: the path as given. Not a difference.
     assert edit_stored_attempts(tampered, "source_file = 'data/sample_logs/' || source_file", "true") > 0
+    assert (
+        edit_stored_attempts(
+            tampered, "charge_total = charge_total + 0.01", "event_id = $event", {"event": event[0]}, "rated_attempts"
+        )
+        == 1
+    )
     con = duckdb.connect(str(tampered))
     try:
         for table, statement in TAMPERING.items():
-            if table == "attempts":
+            if table in ("attempts", "rated_attempts"):
                 continue
             changed = con.execute(statement, {"event": event[0]} if "$event" in statement else None).fetchone()
             assert changed == (1,), table  # exactly one row edited per table

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from core.attempt_store import ATTEMPTS_COMMENT
+from core.attempt_store import ATTEMPTS_COMMENT, RATED_COMMENT
 from core.db import connect
 from core.money import D
 from pipeline import snapshot
@@ -32,24 +32,24 @@ CONTENT = (
     "SELECT * FROM margin_by_model ORDER BY ALL",
     # the file's catalog (not the live connection's TEMP view over the lake), less the internal
     # lookup keys the snapshot leaves out (snapshot.INTERNAL_TABLES)
-    # (the live table attempts_before_lake is the snapshot's view attempts, migration 025)
-    "SELECT replace(table_name, 'attempts_before_lake', 'attempts'), column_name, data_type, comment "
+    # (the live tables attempts_before_lake and rated_before_lake are the snapshot's views
+    # attempts and rated_attempts, migrations 025 and 027)
+    "SELECT replace(replace(table_name, 'attempts_before_lake', 'attempts'), 'rated_before_lake', 'rated_attempts'), "
+    "column_name, data_type, comment "
     "FROM duckdb_columns() WHERE NOT internal "
     "AND database_name <> 'temp' AND table_name <> 'attempt_keys' ORDER BY ALL",
     # attempts and rated_attempts are views over the Parquet lake in the snapshot (issue 14 item 2)
     "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal AND NOT temporary "
     "AND view_name NOT IN ('attempts', 'rated_attempts') ORDER BY ALL",
     "SELECT table_name, comment FROM duckdb_tables() WHERE table_name NOT IN ('attempts', 'rated_attempts') "
-    "AND NOT temporary AND table_name NOT IN ('attempt_keys', 'attempts_before_lake') ORDER BY ALL",
+    "AND NOT temporary AND table_name NOT IN ('attempt_keys', 'attempts_before_lake', 'rated_before_lake') "
+    "ORDER BY ALL",
 )
 LAKE_VIEWS = (
     "SELECT view_name, comment FROM duckdb_views() WHERE view_name IN ('attempts', 'rated_attempts') ORDER BY 1"
 )
-# the views' comments: the live rated_attempts table's, and what the view attempts is
-LAKE_TABLES = (
-    "SELECT table_name, comment FROM duckdb_tables() WHERE table_name = 'rated_attempts' "
-    "UNION ALL SELECT 'attempts', $attempts ORDER BY 1"
-)
+# the views' comments: what the views attempts and rated_attempts are
+LAKE_TABLES = "SELECT 'attempts', $attempts UNION ALL SELECT 'rated_attempts', $rated ORDER BY 1"
 
 
 def base_args(billing: Billing) -> list[str]:
@@ -75,7 +75,7 @@ def test_a_run_publishes_a_read_only_copy_equal_to_the_database(billing: Billing
     try:
         for query in CONTENT:
             assert copy.execute(query).fetchall() == live.execute(query).fetchall(), query
-        expected = live.execute(LAKE_TABLES, {"attempts": ATTEMPTS_COMMENT}).fetchall()
+        expected = live.execute(LAKE_TABLES, {"attempts": ATTEMPTS_COMMENT, "rated": RATED_COMMENT}).fetchall()
         assert copy.execute(LAKE_VIEWS).fetchall() == expected != []
         assert copy.execute("SELECT status FROM runs").fetchall() == [("succeeded",)]
     finally:

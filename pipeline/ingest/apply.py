@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import attempts_of_runs, prepare_run_attempts
+from core.attempt_store import ATTEMPTS, attempts_of_runs, prepare_run_rows
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
 from pipeline.ingest.files import FileResult
@@ -23,7 +23,7 @@ def apply_staged(
     """Dedup and store the staged, parsed batch. Call inside the run's transaction."""
     if not batch.staged:
         return list(batch.skipped)
-    prepare_run_attempts(con)
+    prepare_run_rows(con, ATTEMPTS)
     with step("dedup", after="after_dedup"):
         bind_stored_twins(con)
         con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))

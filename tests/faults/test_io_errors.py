@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from core.attempt_store import copy_database
+from core.attempt_store import copy_database, lake_dir
 from pipeline.cli import cli as cli_group
 from tests.faults.harness import DAYS, Scenario, cli, exports, nightly_args, rerun, snapshot
 
@@ -101,7 +101,9 @@ def test_nightly_with_the_database_in_a_read_only_directory(scenario: Scenario, 
 
 
 def test_disk_full_during_the_nightly_leaves_the_database_as_before(scenario: Scenario, tmp_path: Path) -> None:
-    size_kib = scenario.base_db.stat().st_size // 1024 + 512  # room for the ledger row, not the day
+    # room for the database and its lake as they are, and the ledger row, not the day's writes
+    lake = sum(p.stat().st_size for p in lake_dir(scenario.base_db).rglob("*") if p.is_file())
+    size_kib = (scenario.base_db.stat().st_size + lake) // 1024 + 64
     with tmpfs(tmp_path / "disk", size_kib) as disk:
         db = disk / "billing.duckdb"
         copy_database(scenario.base_db, db)

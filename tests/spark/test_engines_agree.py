@@ -344,11 +344,13 @@ def test_cli_rate_reads_attempts_from_a_parquet_uri(fixture_dbs: dict[str, Billi
             ("b", "ts >= TIMESTAMPTZ '2026-11-25 00:00:00Z'"),
         ):
             con.execute(f"COPY (SELECT * FROM attempts WHERE {where}) TO '{lake}/part-{part}.parquet'")
-        con.execute("DELETE FROM rated_attempts")
     finally:
         con.close()
     result = CliRunner().invoke(cli, [*options, "rate", "--engine", "spark", "--spark-attempts", str(lake)])
     assert result.exit_code == 0, result.output
+    # every row was rated again, by this run, from the lake's attempts
+    last = clone.one("SELECT max(run_id) FROM runs")
+    assert clone.query("SELECT DISTINCT rated_run_id FROM rated_attempts") == [(last,)]
     assert texts(clone.query(RATED)) == texts(before)
 
 

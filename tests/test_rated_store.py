@@ -1,0 +1,185 @@
+"""Rated rows stored once, in the run's lake file (migration 027, core/attempt_store.py): written
+inside the run with the tombstones of the earlier rows it replaced, listed by its commit, read
+back through the view ``rated_attempts`` (rows less tombstones); a database from before the
+migration keeps its rated rows in the table and re-rates them there.
+
+Prices (acct_plain, list, openai/gpt-5.5): input 7.5 USD and output 45 USD per 1M tokens, so
+1,000 + 100 tokens cost 0.0075 + 0.0045 = 0.012 USD and 3,000 + 300 tokens 0.036 USD.
+"""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from core.attempt_store import RATED, AttemptFileMissing, lake_dir, stored_table
+from core.db import connect
+from pipeline import replay, snapshot
+from tests.conftest import Billing, record, usage
+
+
+def rated_files(billing: Billing) -> list[tuple[int, str, str, int]]:
+    return billing.query(
+        "SELECT run_id, table_name, path, row_count FROM lake_files "
+        "WHERE table_name IN ('rated_attempts', 'rated_replaced') ORDER BY 1, 2"
+    )
+
+
+def late_retry(billing: Billing) -> None:
+    """Run 1 bills attempt a1 (0.012); run 2 brings its retry a2 (0.036), which R2 bills instead."""
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")
+    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
+    billing.log("requests-2026-11-21.jsonl", [late])
+    billing.nightly("2026-11-21")
+
+
+def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
+    billing.nightly()
+    assert rated_files(billing) == [(1, "rated_attempts", "rated_attempts/run-000001.parquet", 1)]
+    assert billing.one(f"SELECT count(*) FROM {RATED.table}") == 0  # no second copy in the database
+    row = billing.rated("a")
+    assert (row["outcome"], row["charge_total"], row["rated_run_id"]) == ("billed", Decimal("0.012"), 1)
+    # the file itself holds the exact DECIMAL, not a float
+    path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+    with duckdb.connect() as plain:
+        assert plain.execute(f"SELECT typeof(charge_total), charge_total FROM '{path}'").fetchone() == (
+            "DECIMAL(38,20)",
+            Decimal("0.012"),
+        )
+
+
+def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")
+    first_file = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+    before = first_file.read_bytes()
+    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
+    billing.log("requests-2026-11-21.jsonl", [late])
+    billing.nightly("2026-11-21")
+    assert first_file.read_bytes() == before
+    # run 2 re-rated the whole request: a1's new row and a2's, and a tombstone for a1's row of run 1
+    assert rated_files(billing) == [
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+        (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
+        (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1),
+    ]
+    tombstones = lake_dir(billing.settings.db_path) / "rated_replaced" / "run-000002.parquet"
+    with duckdb.connect() as plain:
+        assert plain.execute(f"SELECT * FROM '{tombstones}'").fetchall() == [("a1", 1)]
+    assert billing.one("SELECT count(*) FROM rated_replaced") == 0  # written to the file, not kept twice
+    assert billing.query(
+        "SELECT event_id, outcome, reason, charge_total, rated_run_id FROM rated_attempts ORDER BY 1"
+    ) == [("a1", "not_billed", "superseded_attempt", Decimal("0E-20"), 2), ("a2", "billed", None, Decimal("0.036"), 2)]
+    assert billing.one("SELECT sum(amount_exact) FROM statement_lines") == Decimal("0.036")
+
+
+def test_the_analyst_snapshot_reads_the_same_rated_rows(billing: Billing) -> None:
+    late_retry(billing)
+    live = billing.query("SELECT * FROM rated_attempts ORDER BY event_id")
+    with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
+        assert con.execute("SELECT * FROM rated_attempts ORDER BY event_id").fetchall() == live
+        assert con.execute("SELECT sum(spend_exact_usd) FROM daily_usage").fetchone() == (Decimal("0.036"),)
+
+
+def test_replay_verifies_runs_whose_rows_are_in_the_lake(billing: Billing) -> None:
+    late_retry(billing)
+    assert replay.verify_run(billing.settings, 1).status == "MATCH"
+    assert replay.verify_run(billing.settings, 2).status == "MATCH"
+
+
+def test_an_older_version_cannot_write_rated_rows_the_lake_would_shadow(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+    with duckdb.connect(str(billing.settings.db_path), read_only=True) as plain:
+        with pytest.raises(duckdb.CatalogException, match="rated_attempts does not exist"):
+            plain.execute("SELECT count(*) FROM rated_attempts")
+
+
+def test_a_missing_rated_file_is_refused_naming_the_lake(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+    (lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet").unlink()
+    with pytest.raises(AttemptFileMissing, match=r"1 rated_attempts file\(s\) listed in the database are missing"):
+        connect(billing.settings.db_path, read_only=True)
+
+
+def _as_before_migration_027(db: Path) -> None:
+    """Turn a database into what main wrote before migration 027: its rated rows in the table
+    ``rated_attempts``, none in the lake but the analysts' copies (left out here: the next
+    publication writes them again)."""
+    with connect(db) as con:
+        con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM lake_files WHERE table_name IN ('rated_attempts', 'rated_replaced')")
+        con.execute("DELETE FROM lake_exports")
+        con.execute("DELETE FROM rating_state WHERE key = 'rated_in_lake_from_run'")
+        con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
+        con.execute("DROP TABLE held_changes")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '027'")
+    for folder in ("rated_attempts", "rated_replaced"):
+        shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
+
+
+def test_a_database_from_before_the_migration_re_rates_its_table_rows(billing: Billing) -> None:
+    first = record(event_id="a1", request_id="r", usage=usage(1000, 100))
+    billing.log("requests-2026-11-20.jsonl", [first, record(event_id="h", account_id="acct_nobody")])
+    billing.nightly("2026-11-20")
+    _as_before_migration_027(billing.settings.db_path)
+    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
+    billing.log("requests-2026-11-21.jsonl", [late])
+    report = billing.nightly("2026-11-21")
+    # the migration counted the held row of the table
+    assert report.held_by_reason == {"unknown_account": 1}
+    assert billing.query("SELECT * FROM held_changes") == [(1, "unknown_account", 1)]
+    # a1's old row was in the table: removed there (and tombstoned for the analysts' copy)
+    assert billing.query(f"SELECT event_id FROM {RATED.table}") == [("h",)]
+    assert billing.query("SELECT event_id, outcome, rated_run_id FROM rated_attempts ORDER BY 1") == [
+        ("a1", "not_billed", 2),
+        ("a2", "billed", 2),
+        ("h", "held", 1),
+    ]
+    assert billing.one("SELECT sum(amount_exact) FROM statement_lines") == Decimal("0.036")
+    with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
+        assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts ORDER BY 1").fetchall() == [
+            ("a1", 2),
+            ("a2", 2),
+            ("h", 1),
+        ]
+    assert replay.verify_run(billing.settings, 2).status == "MATCH"
+    # the analysts' copy of the table's rows (not the only copy) is exported again when it is lost
+    legacy = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+    legacy.unlink()
+    with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
+        assert con.execute("SELECT event_id FROM rated_attempts ORDER BY 1").fetchall() == [("a1",), ("a2",), ("h",)]
+    assert billing.query(f"SELECT * FROM read_parquet('{legacy}')") == billing.query(f"SELECT * FROM {RATED.table}")
+
+
+def test_held_counts_follow_the_rated_rows_without_reading_them(billing: Billing) -> None:
+    """The ledger's held counts are kept by difference (held_changes): a release subtracts."""
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [record(event_id="n1", account_id="acct_new"), record(event_id="n2", account_id="acct_new"),
+         record(event_id="m", model="openai/gpt-4.1-mini"), record(event_id="ok")],
+    )  # fmt: skip
+    first = billing.nightly()
+    assert first.held_by_reason == {"unknown_account": 2, "unpriced_model": 1}
+    text = billing.settings.accounts_file.read_text() + '\n[[accounts]]\nid = "acct_new"\nlegal_name = "New Co"\n'
+    billing.settings.accounts_file.write_text(text)
+    second = billing.nightly("2026-11-21", allow_empty=True)  # the new account releases n1 and n2
+    assert second.held_by_reason == {"unpriced_model": 1}
+    assert billing.query("SELECT run_id, reason, change FROM held_changes ORDER BY ALL") == [
+        (1, "unknown_account", 2),
+        (1, "unpriced_model", 1),
+        (2, "unknown_account", -2),
+    ]
+    assert billing.query("SELECT reason, count(*) FROM rated_attempts WHERE outcome = 'held' GROUP BY 1") == [
+        ("unpriced_model", 1)
+    ]
+    # n1 and n2 billed at 0.012 each, ok at 0.012
+    assert billing.one("SELECT sum(charge_total) FROM rated_attempts WHERE outcome = 'billed'") == Decimal("0.036")
