@@ -103,8 +103,8 @@ def floors(log: Path, scratch: Path | None = None) -> list[Floor]:
         ),
         Floor(
             "replace_rated",
-            "insert the rated rows into a table of a database file (not checkpointed)",
-            ("CREATE TABLE floor_db.rated AS SELECT * FROM rated",),
+            "insert the rated rows into a TEMP table (as the step: the run's file is written at its end)",
+            ("CREATE TEMP TABLE floor_rated AS SELECT * FROM rated",),
         ),
         Floor(
             "aggregate",
@@ -113,10 +113,11 @@ def floors(log: Path, scratch: Path | None = None) -> list[Floor]:
         ),
         Floor(
             "lake",
-            "copy the stored attempts to a zstd Parquet file",
-            (
-                f"COPY (SELECT * FROM day) TO {sql_literal(str(Path(scratch) / 'floor.parquet'))} (FORMAT parquet, "
-                "COMPRESSION zstd)",
+            "copy the stored attempts and the rated rows to zstd Parquet files",
+            tuple(
+                f"COPY (SELECT * FROM {table}) TO {sql_literal(str(Path(scratch) / f'floor-{table}.parquet'))} "
+                "(FORMAT parquet, COMPRESSION zstd)"
+                for table in ("day", "rated")
             ),
         ),
         Floor(
@@ -137,7 +138,6 @@ def measure_floors(log: Path, db: Path, memory_limit: str) -> dict[str, float]: 
     found: dict[str, float] = {}  # allow-float: seconds
     with tempfile.TemporaryDirectory(prefix="floors-") as scratch:
         con.execute(f"ATTACH {sql_literal(str(db))} AS nightly (READ_ONLY)")
-        con.execute(f"ATTACH {sql_literal(str(Path(scratch) / 'floor.duckdb'))} AS floor_db")
         # what the steps get in memory, put there untimed
         con.execute(f"CREATE TEMP TABLE day_lines AS SELECT line FROM {line_reader(log)}")
         # the attempts and rated rows: the run's lake files (core/attempt_store.py), not the tables
