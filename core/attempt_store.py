@@ -87,6 +87,7 @@ class LakeTable:
     marker: str  # rating_state key: the first run whose rows are in files only
     key_columns: tuple[str, ...] = ()  # table columns the files do not carry (NULL in the view)
     tombstones: str | None = None  # lake table of the rows later runs replaced
+    hidden: str | None = None  # table counting, per file, the rows later runs replaced (retires files)
 
 
 ATTEMPTS = LakeTable(
@@ -107,6 +108,7 @@ RATED = LakeTable(
     "rated_run_id",
     "rated_in_lake_from_run",
     tombstones=TOMBSTONES,
+    hidden="rated_hidden",
 )
 LAKE_VIEWS = (ATTEMPTS, RATED)
 RUN_ATTEMPTS = ATTEMPTS.run_table
@@ -211,6 +213,8 @@ def listed_files(
     where = ""
     if runs is not None:
         where = f" AND f.run_id IN ({', '.join(str(int(r)) for r in runs) or 'NULL'})"
+    if folder == spec.view and spec.hidden and _exists(con, database, spec.hidden):
+        where += f" AND NOT {retired(spec, 'f', sql_identifier(database))}"
     rows = con.execute(
         f"SELECT f.path, f.bytes FROM {sql_identifier(database)}.main.lake_files f, "
         f"{sql_identifier(database)}.main.rating_state s "
@@ -238,6 +242,17 @@ def listed_files(
     return [p for p, _ in files]
 
 
+def retired(spec: LakeTable, alias: str, database: str | None = None) -> str:
+    """SQL: whether the file ``alias`` (a row of lake_files) of ``spec``'s folder is retired,
+    every one of its rows replaced by later runs (counted in ``spec.hidden``)."""
+    assert spec.hidden is not None
+    table = f"{database}.main.{spec.hidden}" if database else spec.hidden
+    return (
+        f"({alias}.table_name = {sql_literal(spec.view)} AND {alias}.row_count <= "
+        f"coalesce((SELECT sum(h.hidden_rows) FROM {table} h WHERE h.rated_run_id = {alias}.run_id), 0))"
+    )
+
+
 def listed_attempt_files(
     con: duckdb.DuckDBPyConnection, database: str | None = None, runs: Iterable[int] | None = None
 ) -> list[Path]:
@@ -253,6 +268,14 @@ def primary_files(con: duckdb.DuckDBPyConnection, database: str | None = None) -
         if spec.tombstones:
             found += listed_files(con, spec, spec.tombstones, database=database)
     return found
+
+
+def _exists(con: duckdb.DuckDBPyConnection, database: str, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
+        [database, table],
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _has_lake(con: duckdb.DuckDBPyConnection, database: str) -> bool:
@@ -348,6 +371,8 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
                 f"AND run_id >= (SELECT CAST(value AS BIGINT) FROM {sql_identifier(current)}.main.rating_state "
                 f"WHERE key = {sql_literal(spec.marker)}))"
             )
+            if spec.hidden and _exists(con, current, spec.hidden):  # retiring a file keeps the number
+                listed = f"({listed} + (SELECT count(*) FROM {sql_identifier(current)}.main.{spec.hidden}))"
             row = con.execute(f"SELECT {listed}").fetchone()
             count = int(row[0]) if row else 0
             guard = (
@@ -423,7 +448,10 @@ def _write_listed(con: duckdb.DuckDBPyConnection, folder: str, run_id: int, quer
 def write_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
     """``query``'s rows as a zstd Parquet file at ``target`` (its size): written under a
     temporary name, fsynced, renamed, so that ``target`` is never a half-written file."""
+    missing = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    for folder in reversed(missing):  # a new folder's name is durable once its parent is fsynced
+        fsync_dir(folder.parent)
     tmp = target.with_name(f".{target.name}.tmp")
     con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
     with open(tmp, "rb") as handle:

@@ -34,7 +34,7 @@ from core.defaults import (
 from core.errors import BillingError, EmptyPeriod, UsageProblem
 from core.faults import fault_point
 from core.timing import step
-from pipeline import ingest, rate, reference_state, snapshot
+from pipeline import ingest, ledger, rate, reference_state, snapshot
 from pipeline.ingest import FileResult, Recounter
 from pipeline.ingest.recounting import default_recounter
 from pipeline.lock import ConcurrentRunError, exclusive_run, record_run_id
@@ -157,9 +157,11 @@ def reference_for_run(settings: Settings, command: str) -> reference.Reference |
     return load_reference(settings)
 
 
-# Digests of what a run wrote: order-independent, over the rows without run ids.
+# Digests of what a run wrote: order-independent, over the rows without run ids. The rated rows
+# are the ones the rating wrote (``rows_table``: rated_attempts' rows of this run, less
+# rated_run_id), read before they go to the run's lake file, so no other run's file is opened.
 OUTPUT_DIGESTS = {
-    "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts WHERE rated_run_id = $run_id",
+    "rated_attempts": "SELECT * FROM {rows_table}",
     "statement_lines": "SELECT * FROM statement_lines WHERE (account_id, period) IN "
     "(SELECT account_id, period FROM {periods_table})",
 }
@@ -169,7 +171,7 @@ def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: ra
     """Store a digest of the rows this run wrote (``replay --verify`` recomputes them): its
     rated attempts, and the statement lines of the periods its rating changed (``rated``)."""
     for name, template in OUTPUT_DIGESTS.items():
-        query = template.format(periods_table=rated.periods_table)
+        query = template.format(periods_table=rated.periods_table, rows_table=rated.rows_table)
         con.execute(
             f"INSERT INTO run_outputs SELECT $run_id, '{name}', count(*), "
             f"CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM ({query}) r",
@@ -331,14 +333,6 @@ def close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
     )
 
 
-def _held_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Held attempts per reason: the sum of what every rating changed (``rate.rate_scope``)."""
-    rows = con.execute(
-        "SELECT reason, sum(change) FROM held_changes GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason"
-    ).fetchall()
-    return {reason: count for reason, count in rows}
-
-
 def _ingest_and_rate(
     settings: Settings,
     command: str,
@@ -388,7 +382,7 @@ def _ingest_and_rate(
                 for table in LAKE_VIEWS:
                     store_run_rows(con, table, report.run_id)
             with step("ledger"):
-                report.held_by_reason = _held_counts(con)
+                report.held_by_reason = dict(ledger.held_by_reason(con))
                 if checks is not None:
                     checks(report)
                 close_succeeded(con, report)

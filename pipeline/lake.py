@@ -24,17 +24,17 @@ the manifest does not list (a publication killed half-way), writes the files of 
 after the last export (normally the one run just committed; after a crash before the
 export, or on a database older than the lake, the runs since -- on an old database a
 one-time export of its history), each to a temporary name, fsynced and renamed, then lists
-them in one transaction. Tombstones are recorded durably inside the replacing run's own
-transaction (table ``rated_replaced``, filled by ``pipeline.rate``), not written to a file
-there: the run's transaction stays free of file I/O, and a crash between its commit and the
-export loses nothing. The export moves them to a file and empties the table in the
-manifest's transaction.
+them in one transaction. Since migration 027 a run writes its own tombstones file with its
+rated rows, inside its transaction; tombstones recorded before (table ``rated_replaced``)
+are moved to a file by the export, which empties the table in the manifest's transaction.
+A rated file all of whose rows later runs replaced is *retired* (``rated_hidden``): it stays
+listed and on disk (snapshots published before still read it) but the views leave it out.
 
-Every nightly thus reads and writes only what the run stored; history is read again only by
-the one-time export of an old database, or when a listed file is missing (a database copied
-or restored without its lake directory): then the lake is rebuilt from the database. If a
-later migration ever rewrites stored rows of these tables, it must rebuild the lake too
-(delete the lake_files and lake_exports rows: the next publication exports everything).
+The publication thus writes only what is still in the tables (nothing, on a database
+migrated before its first run); history is read again only by the one-time export of an old
+database, or when a listed copy is missing (a database restored without those copies): then
+the copies are rebuilt from the database. If a later migration ever rewrites stored rows of
+these tables, it must rebuild the lake too.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import duckdb
 
 from core.attempt_store import (
     LAKE_VIEWS,
+    RATED,
     TOMBSTONES,
     database_file,
     fsync_dir,
@@ -53,6 +54,7 @@ from core.attempt_store import (
     lake_path,
     primary_files,
     remove_unlisted,
+    retired,
     write_parquet,
 )
 from core.db import sql_identifier, sql_literal, transaction
@@ -151,7 +153,10 @@ class LakeFiles:
     @classmethod
     def listed(cls, con: duckdb.DuckDBPyConnection, lake: Path) -> LakeFiles:
         files: dict[str, list[Path]] = {t: [] for t in (*LAKE_TABLES, TOMBSTONES)}
-        rows = con.execute("SELECT table_name, path FROM lake_files ORDER BY run_id, table_name").fetchall()
+        # less the rated files retired whole by a later re-rate (core/attempt_store.py)
+        rows = con.execute(
+            f"SELECT table_name, path FROM lake_files f WHERE NOT {retired(RATED, 'f')} ORDER BY run_id, table_name"
+        ).fetchall()
         for table, relative in rows:
             files.setdefault(table, []).append((lake / relative).resolve())
         return cls(files)

@@ -83,6 +83,26 @@ def run_detail(con: duckdb.DuckDBPyConnection, run_id: int, where: object) -> Ru
     return RunDetail(list(zip(names, row, strict=True)), files, outputs)
 
 
+def held_by_reason(con: duckdb.DuckDBPyConnection, reason: str | None = None) -> list[tuple[str, int]]:
+    """Held attempts per reason (only ``reason`` when given): the sum of what every rating
+    changed (``held_changes``, migration 027), not a scan of every rated row. A database not
+    migrated that far (opened read-only by this version) is counted from its rated rows."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = 'held_changes'"
+    ).fetchone()
+    if row and row[0]:
+        query = (
+            "SELECT reason, sum(change) FROM held_changes WHERE $r IS NULL OR reason = $r "
+            "GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason"
+        )
+    else:
+        query = (
+            "SELECT reason, count(*) FROM rated_attempts WHERE outcome = 'held' AND ($r IS NULL OR reason = $r) "
+            "GROUP BY reason ORDER BY reason"
+        )
+    return [(str(r), int(n)) for r, n in con.execute(query, {"r": reason}).fetchall()]
+
+
 def quarantine_summary(con: duckdb.DuckDBPyConnection, reason: str | None, limit: int) -> QuarantineSummary:
     """Quarantined records (open / all) and held attempts per reason, and the first ``limit``
     open records (all of them for one ``reason`` when given)."""
@@ -91,11 +111,7 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection, reason: str | None, limit
         "WHERE $r IS NULL OR reason = $r GROUP BY reason ORDER BY reason",
         {"r": reason},
     ).fetchall()
-    held = con.execute(
-        "SELECT reason, sum(change) FROM held_changes WHERE $r IS NULL OR reason = $r "
-        "GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason",
-        {"r": reason},
-    ).fetchall()
+    held = held_by_reason(con, reason)
     records = con.execute(
         "SELECT source_file, source_line, reason, message FROM quarantine "
         "WHERE resolved_run_id IS NULL AND ($r IS NULL OR reason = $r) "

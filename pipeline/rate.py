@@ -7,10 +7,13 @@ those groups are replaced, and the statement lines they contribute to are update
 difference (``sql/aggregate.sql``).
 
 What a nightly reads is what its day can affect (docs/performance.md): its own run's
-attempts (zone maps on ``run_id`` skip the rest of the table), the narrow ``request_key``
-column to find older attempts of the same requests (rare: a retry after midnight, a late
-file), and only those older rows themselves. Listed scopes (a re-rate of a period, a changed
-price table) read what they list.
+attempts (its lake file), the narrow ``request_key`` column of ``attempt_keys`` to find older
+attempts of the same requests (rare: a retry after midnight, a late file), and only the runs
+holding those older rows; their rated rows are looked up within their ts range (the footers
+of other days' rated files skip them) less the tombstones, which every read of
+``rated_attempts`` consults (a share of the rows that only late retries add to: a re-rate
+retires whole files instead). Listed scopes (a re-rate of a period, a changed price table)
+read what they list.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import datetime
 
 import duckdb
 
-from core.attempt_store import RATED, attempts_of_runs, prepare_run_rows, stored_table
+from core.attempt_store import RATED, attempts_of_runs, prepare_run_rows, refresh_lake_views, retired, stored_table
 from core.db import run_script, sql_text
 from core.faults import fault_point
 from core.timing import step
@@ -135,9 +138,12 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     lake files of other days: their footers' min/max of ts).
 
     A replaced row is removed from where it is: from the table (rows rated before migration
-    027) and from the run's own rows; a row in an earlier run's lake file (immutable) gets a
-    tombstone in ``rated_replaced``, which the view ``rated_attempts`` reads at once, and the
-    run writes with its rated rows (``core.attempt_store``).
+    027) and from the run's own rows. Rows of earlier runs' lake files (immutable) are counted
+    per file in ``rated_hidden``: a file all of whose rows are now replaced (a re-rate of its
+    period) is retired whole, and the views stop reading it; a row of a file still read gets a
+    tombstone in ``rated_replaced``, which the view ``rated_attempts`` reads at once and the
+    run writes with its rated rows (``core.attempt_store``). So tombstones pile up only for
+    the few rows a late retry moves, not for every row a re-rate replaces.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
@@ -152,15 +158,25 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
         "AND event_id IN (SELECT event_id FROM rerated)"
     )
     con.execute(f"INSERT INTO rated_removed SELECT * FROM rated_attempts WHERE {where}")
-    # tombstones for every earlier run's row: the lake's files hold them (and the analysts'
-    # copies of the table's rows, pipeline/lake.py)
+    params = {"run_id": run_id, "marker": RATED.marker}
+    con.execute(
+        "INSERT INTO rated_hidden SELECT rated_run_id, count(*), $run_id FROM rated_removed "
+        "WHERE rated_run_id IN (SELECT run_id FROM lake_files WHERE table_name = 'rated_attempts' "
+        " AND run_id >= (SELECT CAST(value AS BIGINT) FROM rating_state WHERE key = $marker)) "
+        "GROUP BY 1 ORDER BY 1",
+        params,
+    )
+    # a tombstone for every other earlier row: in a file still read, or a copy the analysts'
+    # lake keeps of a row of the table (pipeline/lake.py)
     con.execute(
         "INSERT INTO rated_replaced SELECT event_id, rated_run_id, $run_id FROM rated_removed "
-        "WHERE rated_run_id <> $run_id",
+        "WHERE rated_run_id <> $run_id AND rated_run_id NOT IN ("
+        f" SELECT f.run_id FROM lake_files f WHERE {retired(RATED, 'f')})",
         {"run_id": run_id},
     )
     for table in (stored_table(con, RATED), f"temp.main.{RATED.run_table}"):
         con.execute(f"DELETE FROM {table} WHERE {where}")
+    refresh_lake_views(con)  # the files it retired
 
 
 def rate_scope(

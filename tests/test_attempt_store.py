@@ -96,6 +96,7 @@ def _as_before_migration_025(db: Path) -> None:
         con.execute("ALTER TABLE attempts_before_lake RENAME TO attempts")
         con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
         con.execute("DROP TABLE held_changes")
+        con.execute("DROP TABLE rated_hidden")
         con.execute("DELETE FROM schema_migrations WHERE name >= '025'")
     shutil.rmtree(lake_dir(db))
 

@@ -80,7 +80,10 @@ def test_a_run_writes_its_rows_once_and_a_rerun_writes_nothing(billing: Billing)
 
 def test_a_late_retry_tombstones_the_replaced_rated_row(billing: Billing) -> None:
     target = with_snapshot(billing)
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    billing.log(  # x keeps run 1's rated file read when a1's row is replaced: a tombstone, not a retirement
+        "requests-2026-11-20.jsonl",
+        [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
+    )
     billing.nightly("2026-11-20")
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
     billing.log("requests-2026-11-21.jsonl", [late])
@@ -89,6 +92,7 @@ def test_a_late_retry_tombstones_the_replaced_rated_row(billing: Billing) -> Non
     assert billing.query("SELECT event_id, rated_run_id, reason FROM rated_attempts ORDER BY 1") == [
         ("a1", 2, "superseded_attempt"),
         ("a2", 2, None),
+        ("x", 1, None),
     ]
     assert (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1) in [row[:4] for row in manifest(billing)]
     tombstone = lake_of(billing) / "rated_replaced" / "run-000002.parquet"
@@ -99,12 +103,15 @@ def test_a_late_retry_tombstones_the_replaced_rated_row(billing: Billing) -> Non
 
 
 def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billing: Billing, monkeypatch) -> None:
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    billing.log(  # x keeps run 1's rated file read when a1's row is replaced: a tombstone, not a retirement
+        "requests-2026-11-20.jsonl",
+        [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
+    )
     billing.nightly("2026-11-20")  # committed, never published (as if killed right after the commit)
     # the run itself wrote and listed its attempts and rated rows (the only copy of them)
     assert [row[:4] for row in manifest(billing)] == [
-        (1, "attempts", "attempts/run-000001.parquet", 1),
-        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+        (1, "attempts", "attempts/run-000001.parquet", 2),
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 2),
     ]
     assert list(files_on_disk(billing)) == ["attempts/run-000001.parquet", "rated_attempts/run-000001.parquet"]
     assert billing.query("SELECT * FROM lake_exports") == []
@@ -120,8 +127,8 @@ def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billi
     assert report.snapshot_error == "OSError: killed before the manifest commit"
     # the runs' files are listed by their own commits; the publication's export was not recorded
     listed = [
-        (1, "attempts", "attempts/run-000001.parquet", 1),
-        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+        (1, "attempts", "attempts/run-000001.parquet", 2),
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 2),
         (2, "attempts", "attempts/run-000002.parquet", 1),
         (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
         (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1),
@@ -193,7 +200,10 @@ def billing_amount(text: str) -> object:
 
 def test_a_database_copied_without_any_part_of_its_lake_is_refused(billing: Billing, tmp_path: Path) -> None:
     with_snapshot(billing)
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    billing.log(  # x keeps run 1's rated file read when a1's row is replaced: a tombstone, not a retirement
+        "requests-2026-11-20.jsonl",
+        [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
+    )
     billing.nightly("2026-11-20")
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
     billing.log("requests-2026-11-21.jsonl", [late])

@@ -18,7 +18,7 @@ import pytest
 
 from core.attempt_store import RATED, AttemptFileMissing, lake_dir, stored_table
 from core.db import connect
-from pipeline import replay, snapshot
+from pipeline import jobs, replay, snapshot
 from tests.conftest import Billing, record, usage
 
 
@@ -55,7 +55,8 @@ def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> 
 
 
 def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(billing: Billing) -> None:
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r", usage=usage(1000, 100))])
+    first = record(event_id="a1", request_id="r", usage=usage(1000, 100))
+    billing.log("requests-2026-11-20.jsonl", [first, record(event_id="x", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")
     first_file = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
     before = first_file.read_bytes()
@@ -63,9 +64,10 @@ def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(
     billing.log("requests-2026-11-21.jsonl", [late])
     billing.nightly("2026-11-21")
     assert first_file.read_bytes() == before
-    # run 2 re-rated the whole request: a1's new row and a2's, and a tombstone for a1's row of run 1
+    # run 2 re-rated the whole request: a1's new row and a2's, and a tombstone for a1's row of
+    # run 1 (whose file, holding x too, is still read)
     assert rated_files(billing) == [
-        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet", 2),
         (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
         (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1),
     ]
@@ -75,8 +77,13 @@ def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(
     assert billing.one("SELECT count(*) FROM rated_replaced") == 0  # written to the file, not kept twice
     assert billing.query(
         "SELECT event_id, outcome, reason, charge_total, rated_run_id FROM rated_attempts ORDER BY 1"
-    ) == [("a1", "not_billed", "superseded_attempt", Decimal("0E-20"), 2), ("a2", "billed", None, Decimal("0.036"), 2)]
-    assert billing.one("SELECT sum(amount_exact) FROM statement_lines") == Decimal("0.036")
+    ) == [
+        ("a1", "not_billed", "superseded_attempt", Decimal("0E-20"), 2),
+        ("a2", "billed", None, Decimal("0.036"), 2),
+        ("x", "billed", None, Decimal("0.012"), 1),
+    ]
+    assert billing.query("SELECT * FROM rated_hidden") == [(1, 1, 2)]  # 1 of its 2 rows: not retired
+    assert billing.one("SELECT sum(amount_exact) FROM statement_lines") == Decimal("0.048")
 
 
 def test_the_analyst_snapshot_reads_the_same_rated_rows(billing: Billing) -> None:
@@ -121,6 +128,7 @@ def _as_before_migration_027(db: Path) -> None:
         con.execute("DELETE FROM rating_state WHERE key = 'rated_in_lake_from_run'")
         con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
         con.execute("DROP TABLE held_changes")
+        con.execute("DROP TABLE rated_hidden")
         con.execute("DELETE FROM schema_migrations WHERE name >= '027'")
     for folder in ("rated_attempts", "rated_replaced"):
         shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
@@ -183,3 +191,72 @@ def test_held_counts_follow_the_rated_rows_without_reading_them(billing: Billing
     ]
     # n1 and n2 billed at 0.012 each, ok at 0.012
     assert billing.one("SELECT sum(charge_total) FROM rated_attempts WHERE outcome = 'billed'") == Decimal("0.036")
+
+
+def test_a_re_rate_retires_whole_files_instead_of_writing_a_tombstone_per_row(billing: Billing) -> None:
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")
+    billing.log(
+        "requests-2026-11-21.jsonl",
+        [record(event_id="b", ts="2026-11-21T08:00:00Z", usage=usage(3000, 300)),
+         record(event_id="c1", request_id="late", ts="2026-11-21T09:00:00Z", usage=usage(1000, 100))],
+    )  # fmt: skip
+    billing.nightly("2026-11-21")
+    # day 3 brings a retry of request "late": one of run 2's two rows is tombstoned, run 2's file still read
+    retry = record(event_id="c2", request_id="late", attempt=2, ts="2026-11-21T09:00:05Z", usage=usage(1000, 100))
+    billing.log("requests-2026-11-22.jsonl", [retry])
+    billing.nightly("2026-11-22")
+    assert billing.query("SELECT * FROM rated_hidden ORDER BY ALL") == [(2, 1, 3)]
+    assert billing.query("SELECT event_id, rated_run_id FROM rated_replaced") == []  # in run 3's tombstone file
+    # a re-rate of everything (`rate`): every row of runs 1-3 replaced, their files retired whole
+    lines = billing.query("SELECT * FROM statement_lines ORDER BY ALL")
+    report = jobs.run_rate(billing.settings, None, None)
+    assert report.run_id == 4
+    assert billing.query("SELECT * FROM rated_hidden ORDER BY ALL") == [(1, 1, 4), (2, 1, 3), (2, 1, 4), (3, 2, 4)]
+    assert [row[:3] for row in rated_files(billing)] == [
+        (1, "rated_attempts", "rated_attempts/run-000001.parquet"),
+        (2, "rated_attempts", "rated_attempts/run-000002.parquet"),
+        (3, "rated_attempts", "rated_attempts/run-000003.parquet"),
+        (3, "rated_replaced", "rated_replaced/run-000003.parquet"),
+        (4, "rated_attempts", "rated_attempts/run-000004.parquet"),
+    ]  # run 4 wrote no tombstone: every row it replaced was in a file it retired
+    with connect(billing.settings.db_path, read_only=True) as con:
+        view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'rated_attempts'").fetchone()
+        assert view is not None and "run-000004.parquet" in view[0] and "run-000001.parquet" not in view[0]
+    # the same rows and cents: a, b, c2 billed (0.012 + 0.036 + 0.012), c1 superseded
+    assert billing.query("SELECT event_id, outcome, rated_run_id FROM rated_attempts ORDER BY 1") == [
+        ("a", "billed", 4),
+        ("b", "billed", 4),
+        ("c1", "not_billed", 4),
+        ("c2", "billed", 4),
+    ]
+    assert billing.one("SELECT sum(charge_total) FROM rated_attempts") == Decimal("0.060")
+    assert billing.query("SELECT * FROM statement_lines ORDER BY ALL") == lines
+    with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
+        assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts ORDER BY 1").fetchall() == [
+            ("a", 4),
+            ("b", 4),
+            ("c1", 4),
+            ("c2", 4),
+        ]
+    for run in (3, 4):
+        assert replay.verify_run(billing.settings, run).status == "MATCH"
+
+
+def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_the_view(billing: Billing) -> None:
+    late_retry(billing)
+    digest = "CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR)"
+    for run in (1, 2):
+        recomputed = billing.one(
+            f"SELECT count(*), {digest} FROM (SELECT * EXCLUDE (rated_run_id) FROM rated_attempts "
+            f"WHERE rated_run_id = {run}) r"
+        )
+        if run == 1:  # run 1's row was replaced by run 2: recompute it from run 1's file
+            path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+            recomputed = billing.one(
+                f"SELECT count(*), {digest} FROM (SELECT * EXCLUDE (rated_run_id) FROM '{path}') r"
+            )
+        recorded = billing.one(
+            "SELECT rows, digest FROM run_outputs WHERE run_id = ? AND name = 'rated_attempts'", [run]
+        )
+        assert recorded == recomputed and recorded[0] > 0

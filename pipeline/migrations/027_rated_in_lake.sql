@@ -26,3 +26,18 @@ COMMENT ON TABLE held_changes IS 'How each rating changed the number of held att
 COMMENT ON COLUMN held_changes.run_id IS 'The run whose rating made the change.';
 COMMENT ON COLUMN held_changes.reason IS 'unknown_account, unpriced_model or usage_missing.';
 COMMENT ON COLUMN held_changes.change IS 'Held attempts added (positive) or released (negative) by that run.';
+-- A rating that replaces every row of an earlier run's rated file (a re-rate of a period, a
+-- change of reference data) retires the file instead of writing a tombstone per row: the
+-- views leave it out (it stays on disk for snapshots published before). rated_hidden counts,
+-- per file, the rows later runs replaced; a file whose count reaches its row_count is retired.
+-- Tombstones are left only for files partly replaced (a late retry), so the tombstones every
+-- read of rated_attempts consults stay a small share of the rows.
+CREATE TABLE rated_hidden (
+    rated_run_id    BIGINT NOT NULL,
+    hidden_rows     BIGINT NOT NULL,
+    hidden_by_run   BIGINT NOT NULL
+);
+COMMENT ON TABLE rated_hidden IS 'Rows of a run''s rated_attempts lake file that a later run replaced, per replacing run. A file whose hidden rows add up to its row_count in lake_files is retired: the view rated_attempts no longer reads it. Rows hidden in a file still read are named by tombstones (rated_replaced).';
+COMMENT ON COLUMN rated_hidden.rated_run_id IS 'The run whose rated_attempts file held the rows (lake_files.run_id).';
+COMMENT ON COLUMN rated_hidden.hidden_rows IS 'How many of its rows the later run replaced.';
+COMMENT ON COLUMN rated_hidden.hidden_by_run IS 'The run that replaced them.';

@@ -41,6 +41,7 @@ SNAPSHOT = (
     "SELECT * EXCLUDE (run_id) FROM attempt_keys",
     "SELECT * EXCLUDE (run_id, quarantined_at) FROM quarantine",
     "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts",
+    "SELECT reason, sum(change) FROM held_changes GROUP BY reason",  # the held counts, kept by difference
     "SELECT * FROM statement_lines",
     "SELECT * EXCLUDE (run_id, ingested_at) FROM ingested_files",
 )
