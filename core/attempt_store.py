@@ -38,6 +38,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -99,6 +100,7 @@ ATTEMPTS = LakeTable(
     "attempts_in_lake_from_run",
     key_columns=("event_key", "request_key"),
 )
+BOUNDS = "lake_file_bounds"  # what each rated file and tombstone file covers (migration 028)
 TOMBSTONES = "rated_replaced"  # both the table of the current run's tombstones and their lake folder
 RATED = LakeTable(
     "rated_attempts",
@@ -200,12 +202,13 @@ def listed_files(
     folder: str | None = None,
     database: str | None = None,
     runs: Iterable[int] | None = None,
+    with_runs: list[int] | None = None,
 ) -> list[Path]:
     """Files of ``folder`` (default ``spec.view``; ``spec.tombstones`` for its tombstones)
     listed in ``database``'s manifest that hold the only copy of their rows (runs from
     ``spec.marker`` on), optionally only those of ``runs``; each checked to exist with the size
     the manifest recorded (a file restored from another run, or cut short by a partial copy, is
-    refused here instead of being read)."""
+    refused here instead of being read). ``with_runs`` gets the files' run ids, in order."""
     database, folder = database or _current(con), folder or spec.view
     path = database_file(con, database)
     if path is None or not _has_lake(con, database):
@@ -216,18 +219,24 @@ def listed_files(
     if folder == spec.view and spec.hidden and _exists(con, database, spec.hidden):
         where += f" AND NOT {retired(spec, 'f', sql_identifier(database))}"
     rows = con.execute(
-        f"SELECT f.path, f.bytes FROM {sql_identifier(database)}.main.lake_files f, "
+        f"SELECT f.path, f.bytes, f.run_id FROM {sql_identifier(database)}.main.lake_files f, "
         f"{sql_identifier(database)}.main.rating_state s "
         f"WHERE f.table_name = $folder AND s.key = $marker AND f.run_id >= CAST(s.value AS BIGINT){where} "
         "ORDER BY f.run_id",
         {"folder": folder, "marker": spec.marker},
     ).fetchall()
     lake = lake_dir(path)
-    files = [(lake / str(p), int(size)) for p, size in rows]
+    files = [(lake / str(p), int(size)) for p, size, _ in rows]
     missing = [p for p, _ in files if not p.is_file()]
     if missing:
+        listed = con.execute(
+            f"SELECT path FROM {sql_identifier(database)}.main.lake_files f WHERE NOT "
+            + (retired(RATED, "f", sql_identifier(database)) if _exists(con, database, str(RATED.hidden)) else "false")
+        ).fetchall()
+        total = sum(not (lake / str(p)).is_file() for (p,) in listed)
+        also = f" ({total} lake files in all)" if total > len(missing) else ""
         raise AttemptFileMissing(
-            f"{len(missing)} {folder} file(s) listed in the database are missing, first {missing[0]}: "
+            f"{len(missing)} {folder} file(s) listed in the database are missing{also}, first {missing[0]}: "
             f"the database was copied or restored without its lake directory; restore {lake} beside it "
             "(it holds the only copy of those rows)"
         )
@@ -239,6 +248,8 @@ def listed_files(
             f"({first.stat().st_size:,} bytes, listed with {size:,}): restore {lake} from the backup "
             "taken with this database (it holds the only copy of those rows)"
         )
+    if with_runs is not None:
+        with_runs.extend(int(run) for _, _, run in rows)
     return [p for p, _ in files]
 
 
@@ -291,22 +302,47 @@ def _parquet(files: list[Path]) -> str:
     return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in files) + "])"
 
 
-def _rows_of(con: duckdb.DuckDBPyConnection, spec: LakeTable, runs: Iterable[int] | None, database: str | None) -> str:
-    """A SELECT of ``spec``'s stored rows (of ``runs`` only, when given), with the table's
-    columns: the table's rows, the current run's (when ``database`` is the current one) and
-    the listed files, less the tombstoned rows. Build it again after a run lists a new file."""
+def _rows_of(
+    con: duckdb.DuckDBPyConnection,
+    spec: LakeTable,
+    runs: Iterable[int] | None,
+    database: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> str:
+    """A SELECT of ``spec``'s stored rows (of ``runs`` only, when given; with ``since <= ts <
+    until`` only, when either is given), with the table's columns: the table's rows, the
+    current run's (when ``database`` is the current one) and the listed files, less the
+    tombstoned rows. Build it again after a run lists a new file.
+
+    With a time range, only the files that can hold it are opened (``lake_file_bounds``,
+    migration 028), and only the tombstone files naming their runs."""
     current = _current(con)
     database = database or current
     run_list = None if runs is None else sorted({int(r) for r in runs})
     # a constant IN list is checked against each row group's min/max of the run column
     in_list = "" if run_list is None else f"{spec.run_column} IN ({', '.join(map(str, run_list)) or 'NULL'})"
+    if since is not None or until is not None:
+        in_time = " AND ".join(
+            f"ts {op} TIMESTAMPTZ {sql_literal(bound.isoformat())}"
+            for op, bound in ((">=", since), ("<", until))
+            if bound is not None
+        )
+        in_list = f"{in_list} AND {in_time}" if in_list else in_time
     in_runs = f" WHERE {in_list}" if in_list else ""
     columns = _table_columns(con, database, spec)
     names = ", ".join(f'"{c}"' for c, _ in columns)
     parts = [f"SELECT {names} FROM {stored_table(con, spec, database)}{in_runs}"]
     if database == current and _has_run_table(con, spec):
         parts.append(f"SELECT {names} FROM temp.main.{spec.run_table}{in_runs}")
-    files = listed_files(con, spec, database=database, runs=run_list)
+    file_runs: list[int] = []
+    files = listed_files(con, spec, database=database, runs=run_list, with_runs=file_runs)
+    if since is not None or until is not None:
+        outside = _outside(con, database, spec.view, since, until)
+        files, file_runs = (
+            [p for p, r in zip(files, file_runs, strict=True) if r not in outside],
+            [r for r in file_runs if r not in outside],
+        )
     if files:
         cast = ", ".join(
             f'CAST(NULL AS {t}) AS "{c}"' if c in spec.key_columns else f'CAST(r."{c}" AS {t}) AS "{c}"'
@@ -315,22 +351,56 @@ def _rows_of(con: duckdb.DuckDBPyConnection, spec: LakeTable, runs: Iterable[int
         where = [f"r.{in_list}"] if in_list else []
         if spec.tombstones:
             where.append(
-                f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database)}) AS t "
+                f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database, file_runs)}) AS t "
                 "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
             )
         parts.append(f"SELECT {cast} FROM {_parquet(files)} AS r" + (f" WHERE {' AND '.join(where)}" if where else ""))
     return " UNION ALL ".join(parts)
 
 
-def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str) -> str:
+def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str, read: list[int]) -> str:
     """(event_id, rated_run_id) of the rows of ``spec``'s files that later runs replaced: the
-    listed tombstone files, and the ones recorded and not yet written (the current run's)."""
+    listed tombstone files (those that can name a run of ``read``, the files being read), and
+    the ones recorded and not yet written (the current run's)."""
     assert spec.tombstones is not None
     parts = [f"SELECT event_id, rated_run_id FROM {sql_identifier(database)}.main.{spec.tombstones}"]
-    files = listed_files(con, spec, spec.tombstones, database=database)
+    runs: list[int] = []
+    files = listed_files(con, spec, spec.tombstones, database=database, with_runs=runs)
+    ranges = _run_ranges(con, database, spec.tombstones)
+    files = [
+        p
+        for p, run in zip(files, runs, strict=True)
+        if run not in ranges or any(ranges[run][0] <= r <= ranges[run][1] for r in read)
+    ]
     if files:
         parts.append(f"SELECT event_id, rated_run_id FROM {_parquet(files)}")
     return " UNION ALL ".join(parts)
+
+
+def _outside(
+    con: duckdb.DuckDBPyConnection, database: str, folder: str, since: datetime | None, until: datetime | None
+) -> set[int]:
+    """Runs whose file of ``folder`` is known to hold no row with ``since <= ts < until``."""
+    if not _exists(con, database, BOUNDS):
+        return set()
+    rows = con.execute(
+        f"SELECT run_id FROM {sql_identifier(database)}.main.{BOUNDS} WHERE table_name = $folder "
+        "AND (($until IS NOT NULL AND ts_min >= $until) OR ($since IS NOT NULL AND ts_max < $since))",
+        {"folder": folder, "since": since, "until": until},
+    ).fetchall()
+    return {int(r) for (r,) in rows}
+
+
+def _run_ranges(con: duckdb.DuckDBPyConnection, database: str, folder: str) -> dict[int, tuple[int, int]]:
+    """For each file of ``folder`` with known bounds: the range of rated runs it names."""
+    if not _exists(con, database, BOUNDS):
+        return {}
+    rows = con.execute(
+        f"SELECT run_id, rated_run_min, rated_run_max FROM {sql_identifier(database)}.main.{BOUNDS} "
+        "WHERE table_name = ? AND rated_run_min IS NOT NULL",
+        [folder],
+    ).fetchall()
+    return {int(run): (int(low), int(high)) for run, low, high in rows}
 
 
 def attempts_of_runs(
@@ -340,9 +410,17 @@ def attempts_of_runs(
     return _rows_of(con, ATTEMPTS, runs, database)
 
 
-def rated_rows(con: duckdb.DuckDBPyConnection, database: str | None = None) -> str:
-    """A SELECT of the current rated rows of ``database`` (what its view ``rated_attempts`` is)."""
-    return _rows_of(con, RATED, None, database)
+def rated_rows(
+    con: duckdb.DuckDBPyConnection,
+    database: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> str:
+    """A SELECT of the current rated rows of ``database`` (what its view ``rated_attempts`` is),
+    only those with ``since <= ts < until`` when either is given: then only the files that can
+    hold them are opened, which a nightly's reads of its days need (O(day), not a footer per
+    file of history)."""
+    return _rows_of(con, RATED, None, database, since, until)
 
 
 def _has_run_table(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> bool:
@@ -414,14 +492,25 @@ def store_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int)
     # 200k day, 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
     keys = f" EXCLUDE ({', '.join(spec.key_columns)})" if spec.key_columns else ""
     written = [_write_listed(con, spec.view, run_id, f"SELECT *{keys} FROM {spec.run_table}")]
+    bounds = _exists(con, _current(con), BOUNDS)
+    if spec.tombstones and bounds and written[0] is not None:
+        con.execute(
+            f"INSERT INTO {BOUNDS} (table_name, run_id, ts_min, ts_max) "
+            f"SELECT $folder, $run, min(ts), max(ts) FROM {spec.run_table}",
+            {"folder": spec.view, "run": run_id},
+        )
     con.execute(f"DELETE FROM {spec.run_table}")
     if spec.tombstones:
-        tombstones = (
-            f"SELECT event_id, rated_run_id FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)} "
-            "ORDER BY rated_run_id, event_id"
-        )
+        mine = f"FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)}"
+        tombstones = f"SELECT event_id, rated_run_id {mine} ORDER BY rated_run_id, event_id"
         written.append(_write_listed(con, spec.tombstones, run_id, tombstones))
-        con.execute(f"DELETE FROM {spec.tombstones} WHERE replaced_by_run = $run", {"run": run_id})
+        if bounds and written[-1] is not None:
+            con.execute(
+                f"INSERT INTO {BOUNDS} (table_name, run_id, rated_run_min, rated_run_max) "
+                f"SELECT $folder, $run, min(rated_run_id), max(rated_run_id) {mine}",
+                {"folder": spec.tombstones, "run": run_id},
+            )
+        con.execute(f"DELETE {mine}")
     refresh_lake_views(con)
     return [p for p in written if p is not None]
 

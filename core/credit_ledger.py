@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
 from core import drawdown
-from core.attempt_store import attempts_of_runs
+from core.attempt_store import attempts_of_runs, rated_rows
 from core.db import sql_text
 from core.drawdown import Grant, Movement, PeriodCredit
 from core.errors import BillingError
@@ -150,24 +150,22 @@ def usage_inside(con: duckdb.DuckDBPyConnection, state: CreditState, at: datetim
         return {}
     day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     billed = (
-        "SELECT r.account_id, r.period, r.ts, r.charge_total, r.event_id FROM rated_attempts r "
+        "SELECT r.account_id, r.period, r.ts, r.charge_total, r.event_id "
+        f"FROM ({rated_rows(con, since=day, until=day + timedelta(days=1))}) r "
         "JOIN finalized_periods f ON f.period = r.period "
-        "WHERE r.outcome = 'billed' AND r.ts >= $day AND r.ts < $day + INTERVAL 1 DAY "
-        "AND r.account_id IN (SELECT account_id FROM credit_grants)"
+        "WHERE r.outcome = 'billed' AND r.account_id IN (SELECT account_id FROM credit_grants)"
     )
     # the runs that stored those attempts, by their keys: only their lake files are read
     runs = [
         int(r)
         for (r,) in con.execute(
-            f"SELECT DISTINCT run_id FROM attempt_keys WHERE event_key IN (SELECT hash(event_id) FROM ({billed}))",
-            {"day": day},
+            f"SELECT DISTINCT run_id FROM attempt_keys WHERE event_key IN (SELECT hash(event_id) FROM ({billed}))"
         ).fetchall()
     ]
     rows = con.execute(
         f"SELECT b.account_id, b.period, b.ts, b.charge_total FROM ({billed}) b "
         f"JOIN ({attempts_of_runs(con, runs)}) a USING (event_id) JOIN finalized_periods f ON f.period = b.period "
-        "WHERE a.run_id < f.run_id",
-        {"day": day},
+        "WHERE a.run_id < f.run_id"
     ).fetchall()
     by_account: dict[str, list[tuple[str, datetime, datetime]]] = {}
     for account, period, start, end in segments:

@@ -19,11 +19,19 @@ read what they list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
-from core.attempt_store import RATED, attempts_of_runs, prepare_run_rows, refresh_lake_views, retired, stored_table
+from core.attempt_store import (
+    RATED,
+    attempts_of_runs,
+    prepare_run_rows,
+    rated_rows,
+    refresh_lake_views,
+    retired,
+    stored_table,
+)
 from core.db import run_script, sql_text
 from core.faults import fault_point
 from core.timing import step
@@ -157,7 +165,9 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
         f"ts >= TIMESTAMPTZ '{low.isoformat()}' AND ts <= TIMESTAMPTZ '{high.isoformat()}' "
         "AND event_id IN (SELECT event_id FROM rerated)"
     )
-    con.execute(f"INSERT INTO rated_removed SELECT * FROM rated_attempts WHERE {where}")
+    # only the rated files that can hold that range are opened (and the tombstones naming them)
+    candidates = rated_rows(con, since=low, until=high + timedelta(microseconds=1))
+    con.execute(f"INSERT INTO rated_removed SELECT * FROM ({candidates}) WHERE {where}")
     params = {"run_id": run_id, "marker": RATED.marker}
     con.execute(
         "INSERT INTO rated_hidden SELECT rated_run_id, count(*), $run_id FROM rated_removed "

@@ -31,7 +31,7 @@ from typing import Any
 import duckdb
 
 from core import console
-from core.attempt_store import attempts_of_runs, attempts_table, rated_rows
+from core.attempt_store import attempts_of_runs, attempts_table, primary_files, rated_rows
 from core.db import DatabaseMissing, connect
 from core.errors import BillingError
 from core.money import ZERO, Decimal
@@ -86,8 +86,11 @@ def scratch_with(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     if not db_path.exists():
         raise DatabaseMissing.at(db_path)
     con = connect(":memory:")
-    con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS live (READ_ONLY)")
     try:
+        con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS live (READ_ONLY)")
+        # a database without some of its lake files is refused, as every other command does,
+        # even when what a replay reads (the attempts) is whole: an audit never passes it
+        primary_files(con, "live")
         yield con
     finally:
         con.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from core.attempt_store import rated_rows
 from core.credit_ledger import load_state, usage_inside
 from core.drawdown import balance_at
 from core.money import ZERO, Decimal, to_cents
@@ -54,11 +55,12 @@ def balances(
     """Every account with credit grants, its balance at ``as_of`` and its alerts."""
     state = load_state(con, as_of)
     inside = usage_inside(con, state, as_of)
+    since = as_of - timedelta(days=window_days)
+    # the window's rated rows only: the lake files of other days are not opened
     usage = dict(
         con.execute(
-            "SELECT account_id, sum(charge_total) FROM rated_attempts WHERE outcome = 'billed' "
-            "AND ts >= $since AND ts < $until GROUP BY account_id",
-            {"since": as_of - timedelta(days=window_days), "until": as_of},
+            f"SELECT account_id, sum(charge_total) FROM ({rated_rows(con, since=since, until=as_of)}) "
+            "WHERE outcome = 'billed' GROUP BY account_id"
         ).fetchall()
     )
     result = []

@@ -97,6 +97,7 @@ def _as_before_migration_025(db: Path) -> None:
         con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
         con.execute("DROP TABLE held_changes")
         con.execute("DROP TABLE rated_hidden")
+        con.execute("DROP TABLE lake_file_bounds")
         con.execute("DELETE FROM schema_migrations WHERE name >= '025'")
     shutil.rmtree(lake_dir(db))
 

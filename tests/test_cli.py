@@ -115,6 +115,9 @@ def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> Non
 
 def test_prices_validate_and_list() -> None:
     assert invoke("prices", "validate").stdout.startswith("ok: 1 price version")
+    # one of the tables named as FILE is checked with the others, not refused as its own duplicate
+    shipped = invoke("prices", "validate", str(ROOT / "pricing" / "tables" / "2026-11-01.toml"))
+    assert shipped.exit_code == 0 and shipped.stdout.startswith("ok: 1 price version"), shipped.output
     listing = invoke("prices", "list").stdout
     assert "openai/gpt-5.5 " in listing and "0.14745" in listing
 

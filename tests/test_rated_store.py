@@ -129,6 +129,7 @@ def _as_before_migration_027(db: Path) -> None:
         con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
         con.execute("DROP TABLE held_changes")
         con.execute("DROP TABLE rated_hidden")
+        con.execute("DROP TABLE lake_file_bounds")
         con.execute("DELETE FROM schema_migrations WHERE name >= '027'")
     for folder in ("rated_attempts", "rated_replaced"):
         shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
@@ -260,3 +261,64 @@ def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_t
             "SELECT rows, digest FROM run_outputs WHERE run_id = ? AND name = 'rated_attempts'", [run]
         )
         assert recorded == recomputed and recorded[0] > 0
+
+
+def test_replay_refuses_a_database_missing_a_rated_file(billing: Billing) -> None:
+    """replay reads the attempts, not the rated rows; a damaged lake still fails the audit."""
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a"), record(event_id="b", account_id="acct_nobody")])
+    billing.nightly()
+    missing = lake_dir(billing.settings.db_path) / "attempts" / "run-000001.parquet"
+    rated = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+    rated.unlink()
+    with pytest.raises(AttemptFileMissing, match=r"1 rated_attempts file\(s\) listed in the database are missing"):
+        replay.replay_period(billing.settings, "2026-11", billing.root / "replay")
+    # with the attempts gone too, the message counts every missing lake file
+    missing.unlink()
+    with pytest.raises(AttemptFileMissing, match=r"1 attempts file\(s\) .* missing \(2 lake files in all\)"):
+        connect(billing.settings.db_path, read_only=True)
+
+
+def test_a_time_bounded_read_opens_only_the_files_that_can_hold_it(billing: Billing) -> None:
+    """Migration 028: balances, credit drawdown and the replaced rows read their days only."""
+    from datetime import UTC, datetime
+
+    from core.attempt_store import rated_rows
+
+    for day in ("2026-11-20", "2026-11-21", "2026-11-22"):
+        rows = [record(event_id=f"a-{day}", ts=f"{day}T08:00:00Z"), record(event_id=f"b-{day}", ts=f"{day}T09:00:00Z")]
+        billing.log(f"requests-{day}.jsonl", rows)
+        billing.nightly(day)
+    # run 4 retries day 1's request of b: a tombstone naming run 1's file
+    request = billing.one("SELECT request_id FROM attempts WHERE event_id = 'b-2026-11-20'")
+    retry = record(event_id="b2", request_id=request, ts="2026-11-20T09:00:05Z", attempt=2)
+    billing.log("requests-2026-11-23.jsonl", [retry])
+    billing.nightly("2026-11-23")
+    assert billing.query("SELECT table_name, run_id FROM lake_file_bounds ORDER BY ALL") == [
+        ("rated_attempts", 1),
+        ("rated_attempts", 2),
+        ("rated_attempts", 3),
+        ("rated_attempts", 4),
+        ("rated_replaced", 4),
+    ]
+    day2 = datetime(2026, 11, 21, tzinfo=UTC), datetime(2026, 11, 22, tzinfo=UTC)
+    day1 = datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)
+    with connect(billing.settings.db_path, read_only=True) as con:
+        sql = rated_rows(con, since=day2[0], until=day2[1])
+        assert "rated_attempts/run-000002.parquet" in sql
+        assert "run-000001" not in sql and "run-000003" not in sql and "rated_replaced/run-000004" not in sql
+        bounded = sorted(con.execute(f"SELECT event_id, rated_run_id FROM ({sql})").fetchall())
+        assert bounded == [("a-2026-11-21", 2), ("b-2026-11-21", 2)]
+        # day 1: run 1's file with the tombstone file that names it, and run 4's rows of day 1
+        sql = rated_rows(con, since=day1[0], until=day1[1])
+        assert "rated_attempts/run-000001.parquet" in sql and "rated_replaced/run-000004.parquet" in sql
+        bounded = sorted(con.execute(f"SELECT event_id, rated_run_id, outcome FROM ({sql})").fetchall())
+        assert bounded == [
+            ("a-2026-11-20", 1, "billed"),
+            ("b-2026-11-20", 4, "not_billed"),
+            ("b2", 4, "billed"),
+        ]
+        view = con.execute(
+            "SELECT event_id, rated_run_id, outcome FROM rated_attempts WHERE ts >= $s AND ts < $u ORDER BY ALL",
+            {"s": day1[0], "u": day1[1]},
+        ).fetchall()
+        assert view == bounded

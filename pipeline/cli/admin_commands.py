@@ -63,7 +63,9 @@ def prices_validate(settings: Settings, files: tuple[Path, ...]) -> None:
     """
     from pricing.versions import load_price_book
 
-    book = load_price_book(settings.prices_dir, files)
+    # a FILE that is one of the tables themselves is validated with them, not as a second copy
+    tables = Path(settings.prices_dir).resolve()
+    book = load_price_book(settings.prices_dir, tuple(f for f in files if f.resolve().parent != tables))
     console.current().info(f"ok: {len(book.versions)} price version(s) valid")
 
 

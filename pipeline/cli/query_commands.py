@@ -348,10 +348,12 @@ def sql(
     except duckdb.IOException as exc:
         if live or "No files found that match the pattern" not in str(exc):
             raise
-        # the snapshot's views name the lake files by absolute path: the database was moved
+        # the snapshot's views name the lake files by absolute path: the database was moved,
+        # or a file was lost (publishing again says which, or re-points the views)
         raise BillingError(
-            f"the analyst snapshot reads lake files that are not where it was published: {exc}",
-            hint="after moving or restoring the database and its .lake directory, run `infergate-billing snapshot`",
+            f"the analyst snapshot reads lake files that are missing or not where it was published: {exc}",
+            hint="run `infergate-billing snapshot`: it re-points the views after the database and its .lake "
+            "directory were moved or restored, or names the lake files that are missing",
         ) from exc
     finally:
         con.close()
