@@ -43,7 +43,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.db import sql_identifier, sql_literal
+from core.db import sql_identifier, sql_literal, table_exists
 from core.errors import BillingError
 
 __all__ = [
@@ -202,21 +202,26 @@ def listed_files(
     folder: str | None = None,
     database: str | None = None,
     runs: Iterable[int] | None = None,
-    with_runs: list[int] | None = None,
 ) -> list[Path]:
     """Files of ``folder`` (default ``spec.view``; ``spec.tombstones`` for its tombstones)
     listed in ``database``'s manifest that hold the only copy of their rows (runs from
     ``spec.marker`` on), optionally only those of ``runs``; each checked to exist with the size
     the manifest recorded (a file restored from another run, or cut short by a partial copy, is
-    refused here instead of being read). ``with_runs`` gets the files' run ids, in order."""
-    database, folder = database or _current(con), folder or spec.view
+    refused here instead of being read)."""
+    return [path for _, path in _listed(con, spec, folder or spec.view, database or _current(con), runs)]
+
+
+def _listed(
+    con: duckdb.DuckDBPyConnection, spec: LakeTable, folder: str, database: str, runs: Iterable[int] | None
+) -> list[tuple[int, Path]]:
+    """:func:`listed_files` with the run of each file: (run_id, path), in run order."""
     path = database_file(con, database)
     if path is None or not _has_lake(con, database):
         return []
     where = ""
     if runs is not None:
         where = f" AND f.run_id IN ({', '.join(str(int(r)) for r in runs) or 'NULL'})"
-    if folder == spec.view and spec.hidden and _exists(con, database, spec.hidden):
+    if folder == spec.view and spec.hidden and table_exists(con, spec.hidden, database):
         where += f" AND NOT {retired(spec, 'f', sql_identifier(database))}"
     rows = con.execute(
         f"SELECT f.path, f.bytes, f.run_id FROM {sql_identifier(database)}.main.lake_files f, "
@@ -226,12 +231,16 @@ def listed_files(
         {"folder": folder, "marker": spec.marker},
     ).fetchall()
     lake = lake_dir(path)
-    files = [(lake / str(p), int(size)) for p, size, _ in rows]
-    missing = [p for p, _ in files if not p.is_file()]
+    files = [(int(run), lake / str(p), int(size)) for p, size, run in rows]
+    missing = [p for _, p, _ in files if not p.is_file()]
     if missing:
         listed = con.execute(
             f"SELECT path FROM {sql_identifier(database)}.main.lake_files f WHERE NOT "
-            + (retired(RATED, "f", sql_identifier(database)) if _exists(con, database, str(RATED.hidden)) else "false")
+            + (
+                retired(RATED, "f", sql_identifier(database))
+                if table_exists(con, str(RATED.hidden), database)
+                else "false"
+            )
         ).fetchall()
         total = sum(not (lake / str(p)).is_file() for (p,) in listed)
         also = f" ({total} lake files in all)" if total > len(missing) else ""
@@ -240,7 +249,7 @@ def listed_files(
             f"the database was copied or restored without its lake directory; restore {lake} beside it "
             "(it holds the only copy of those rows)"
         )
-    damaged = [(p, size) for p, size in files if p.stat().st_size != size]
+    damaged = [(p, size) for _, p, size in files if p.stat().st_size != size]
     if damaged:
         first, size = damaged[0]
         raise AttemptFileMissing(
@@ -248,9 +257,7 @@ def listed_files(
             f"({first.stat().st_size:,} bytes, listed with {size:,}): restore {lake} from the backup "
             "taken with this database (it holds the only copy of those rows)"
         )
-    if with_runs is not None:
-        with_runs.extend(int(run) for _, _, run in rows)
-    return [p for p, _ in files]
+    return [(run, p) for run, p, _ in files]
 
 
 def retired(spec: LakeTable, alias: str, database: str | None = None) -> str:
@@ -279,14 +286,6 @@ def primary_files(con: duckdb.DuckDBPyConnection, database: str | None = None) -
         if spec.tombstones:
             found += listed_files(con, spec, spec.tombstones, database=database)
     return found
-
-
-def _exists(con: duckdb.DuckDBPyConnection, database: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' AND table_name = ?",
-        [database, table],
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def _has_lake(con: duckdb.DuckDBPyConnection, database: str) -> bool:
@@ -333,17 +332,13 @@ def _rows_of(
     columns = _table_columns(con, database, spec)
     names = ", ".join(f'"{c}"' for c, _ in columns)
     parts = [f"SELECT {names} FROM {stored_table(con, spec, database)}{in_runs}"]
-    if database == current and _has_run_table(con, spec):
+    if database == current and table_exists(con, spec.run_table, "temp"):
         parts.append(f"SELECT {names} FROM temp.main.{spec.run_table}{in_runs}")
-    file_runs: list[int] = []
-    files = listed_files(con, spec, database=database, runs=run_list, with_runs=file_runs)
+    listed = _listed(con, spec, spec.view, database, run_list)
     if since is not None or until is not None:
         outside = _outside(con, database, spec.view, since, until)
-        files, file_runs = (
-            [p for p, r in zip(files, file_runs, strict=True) if r not in outside],
-            [r for r in file_runs if r not in outside],
-        )
-    if files:
+        listed = [(run, path) for run, path in listed if run not in outside]
+    if listed:
         cast = ", ".join(
             f'CAST(NULL AS {t}) AS "{c}"' if c in spec.key_columns else f'CAST(r."{c}" AS {t}) AS "{c}"'
             for c, t in columns
@@ -351,10 +346,11 @@ def _rows_of(
         where = [f"r.{in_list}"] if in_list else []
         if spec.tombstones:
             where.append(
-                f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database, file_runs)}) AS t "
+                f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database, [run for run, _ in listed])}) AS t "
                 "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
             )
-        parts.append(f"SELECT {cast} FROM {_parquet(files)} AS r" + (f" WHERE {' AND '.join(where)}" if where else ""))
+        files = _parquet([path for _, path in listed])
+        parts.append(f"SELECT {cast} FROM {files} AS r" + (f" WHERE {' AND '.join(where)}" if where else ""))
     return " UNION ALL ".join(parts)
 
 
@@ -364,12 +360,10 @@ def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str, 
     the ones recorded and not yet written (the current run's)."""
     assert spec.tombstones is not None
     parts = [f"SELECT event_id, rated_run_id FROM {sql_identifier(database)}.main.{spec.tombstones}"]
-    runs: list[int] = []
-    files = listed_files(con, spec, spec.tombstones, database=database, with_runs=runs)
     ranges = _run_ranges(con, database, spec.tombstones)
     files = [
-        p
-        for p, run in zip(files, runs, strict=True)
+        path
+        for run, path in _listed(con, spec, spec.tombstones, database, None)
         if run not in ranges or any(ranges[run][0] <= r <= ranges[run][1] for r in read)
     ]
     if files:
@@ -381,7 +375,7 @@ def _outside(
     con: duckdb.DuckDBPyConnection, database: str, folder: str, since: datetime | None, until: datetime | None
 ) -> set[int]:
     """Runs whose file of ``folder`` is known to hold no row with ``since <= ts < until``."""
-    if not _exists(con, database, BOUNDS):
+    if not table_exists(con, BOUNDS, database):
         return set()
     rows = con.execute(
         f"SELECT run_id FROM {sql_identifier(database)}.main.{BOUNDS} WHERE table_name = $folder "
@@ -393,7 +387,7 @@ def _outside(
 
 def _run_ranges(con: duckdb.DuckDBPyConnection, database: str, folder: str) -> dict[int, tuple[int, int]]:
     """For each file of ``folder`` with known bounds: the range of rated runs it names."""
-    if not _exists(con, database, BOUNDS):
+    if not table_exists(con, BOUNDS, database):
         return {}
     rows = con.execute(
         f"SELECT run_id, rated_run_min, rated_run_max FROM {sql_identifier(database)}.main.{BOUNDS} "
@@ -423,13 +417,6 @@ def rated_rows(
     return _rows_of(con, RATED, None, database, since, until)
 
 
-def _has_run_table(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'temp' AND table_name = ?", [spec.run_table]
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create this connection's TEMP views ``attempts`` and ``rated_attempts``.
 
@@ -449,7 +436,7 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
                 f"AND run_id >= (SELECT CAST(value AS BIGINT) FROM {sql_identifier(current)}.main.rating_state "
                 f"WHERE key = {sql_literal(spec.marker)}))"
             )
-            if spec.hidden and _exists(con, current, spec.hidden):  # retiring a file keeps the number
+            if spec.hidden and table_exists(con, spec.hidden, current):  # retiring a file keeps the number
                 listed = f"({listed} + (SELECT count(*) FROM {sql_identifier(current)}.main.{spec.hidden}))"
             row = con.execute(f"SELECT {listed}").fetchone()
             count = int(row[0]) if row else 0
@@ -464,7 +451,7 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
 
 def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
     """Create the TEMP table a run stores ``spec``'s rows in (see the module doc); its name."""
-    if not _has_run_table(con, spec):
+    if not table_exists(con, spec.run_table, "temp"):
         con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored_table(con, spec)} LIMIT 0")
         refresh_lake_views(con)
     return f"temp.main.{spec.run_table}"
@@ -481,7 +468,7 @@ def store_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int)
     run's transaction, after its last write of those rows and before the ledger row.
 
     Without a database file (an in-memory database) the rows go into the table."""
-    if not _has_run_table(con, spec):
+    if not table_exists(con, spec.run_table, "temp"):
         return []
     path = database_file(con)
     if path is None:
@@ -492,7 +479,7 @@ def store_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int)
     # 200k day, 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
     keys = f" EXCLUDE ({', '.join(spec.key_columns)})" if spec.key_columns else ""
     written = [_write_listed(con, spec.view, run_id, f"SELECT *{keys} FROM {spec.run_table}")]
-    bounds = _exists(con, _current(con), BOUNDS)
+    bounds = table_exists(con, BOUNDS)
     if spec.tombstones and bounds and written[0] is not None:
         con.execute(
             f"INSERT INTO {BOUNDS} (table_name, run_id, ts_min, ts_max) "

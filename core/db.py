@@ -243,6 +243,17 @@ def _statements(text: str) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: str, database: str | None = None) -> bool:
+    """Whether ``database`` (default: the current one; ``temp`` for TEMP tables) has the table
+    ``main.<table>``: code that also opens databases not migrated that far asks first."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = coalesce(?, current_database()) "
+        "AND schema_name = 'main' AND table_name = ?",
+        [database, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def sql_literal(text: str) -> str:
     """``text`` as a SQL string literal, for statements that take no parameters (COPY ... TO,
     COMMENT ON, a view's body)."""

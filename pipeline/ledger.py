@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from core.db import table_exists
 from core.errors import BillingError
 
 
@@ -87,10 +88,7 @@ def held_by_reason(con: duckdb.DuckDBPyConnection, reason: str | None = None) ->
     """Held attempts per reason (only ``reason`` when given): the sum of what every rating
     changed (``held_changes``, migration 027), not a scan of every rated row. A database not
     migrated that far (opened read-only by this version) is counted from its rated rows."""
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = 'held_changes'"
-    ).fetchone()
-    if row and row[0]:
+    if table_exists(con, "held_changes"):
         query = (
             "SELECT reason, sum(change) FROM held_changes WHERE $r IS NULL OR reason = $r "
             "GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason"

@@ -169,13 +169,13 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     candidates = rated_rows(con, since=low, until=high + timedelta(microseconds=1))
     con.execute(f"INSERT INTO rated_removed SELECT * FROM ({candidates}) WHERE {where}")
     params = {"run_id": run_id, "marker": RATED.marker}
-    con.execute(
+    hidden = con.execute(
         "INSERT INTO rated_hidden SELECT rated_run_id, count(*), $run_id FROM rated_removed "
         "WHERE rated_run_id IN (SELECT run_id FROM lake_files WHERE table_name = 'rated_attempts' "
         " AND run_id >= (SELECT CAST(value AS BIGINT) FROM rating_state WHERE key = $marker)) "
         "GROUP BY 1 ORDER BY 1",
         params,
-    )
+    ).fetchone()
     # a tombstone for every other earlier row: in a file still read, or a copy the analysts'
     # lake keeps of a row of the table (pipeline/lake.py)
     con.execute(
@@ -186,7 +186,8 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     )
     for table in (stored_table(con, RATED), f"temp.main.{RATED.run_table}"):
         con.execute(f"DELETE FROM {table} WHERE {where}")
-    refresh_lake_views(con)  # the files it retired
+    if hidden and hidden[0]:
+        refresh_lake_views(con)  # the views' file lists (and their guard) count rated_hidden
 
 
 def rate_scope(

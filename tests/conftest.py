@@ -323,6 +323,27 @@ def memory_db() -> duckdb.DuckDBPyConnection:
     return connect(":memory:")
 
 
+def as_before_migration_027(db: Path) -> None:
+    """Turn a closed database into what main wrote before migration 027: its rated rows in the
+    table ``rated_attempts``, none in the lake but the analysts' copies (left out here: the next
+    publication writes them again)."""
+    from core.attempt_store import RATED, lake_dir, stored_table
+
+    with connect(db) as con:
+        con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM lake_files WHERE table_name IN ('rated_attempts', 'rated_replaced')")
+        con.execute("DELETE FROM lake_exports")
+        con.execute("DELETE FROM rating_state WHERE key = 'rated_in_lake_from_run'")
+        con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
+        con.execute("DROP TABLE held_changes")
+        con.execute("DROP TABLE rated_hidden")
+        con.execute("DROP TABLE lake_file_bounds")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '027'")
+    for folder in ("rated_attempts", "rated_replaced"):
+        shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
+
+
 def edit_stored_attempts(
     db: Path, assignments: str, where: str, params: dict[str, Any] | None = None, table: str = "attempts"
 ) -> int:

@@ -10,10 +10,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from core.attempt_store import RATED, AttemptFileMissing, attempts_table, lake_dir, stored_table
+from core.attempt_store import AttemptFileMissing, attempts_table, lake_dir
 from core.db import connect
 from pipeline import replay
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, as_before_migration_027, record, usage
 
 
 def lake_files(billing: Billing) -> list[tuple[int, str, int]]:
@@ -87,17 +87,12 @@ def _as_before_migration_025(db: Path) -> None:
             f"INSERT INTO {attempts_table(con)} SELECT * REPLACE (hash(event_id) AS event_key, "
             "hash(account_id, request_id) AS request_key) FROM attempts"
         )
-        con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
+    as_before_migration_027(db)  # the rated rows back in their table first
     with duckdb.connect(str(db)) as con:
         con.execute("DELETE FROM lake_files")
-        con.execute("DELETE FROM lake_exports")
         con.execute("DROP TABLE attempt_keys")
-        con.execute("DELETE FROM rating_state WHERE key IN ('attempts_in_lake_from_run', 'rated_in_lake_from_run')")
+        con.execute("DELETE FROM rating_state WHERE key = 'attempts_in_lake_from_run'")
         con.execute("ALTER TABLE attempts_before_lake RENAME TO attempts")
-        con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
-        con.execute("DROP TABLE held_changes")
-        con.execute("DROP TABLE rated_hidden")
-        con.execute("DROP TABLE lake_file_bounds")
         con.execute("DELETE FROM schema_migrations WHERE name >= '025'")
     shutil.rmtree(lake_dir(db))
 

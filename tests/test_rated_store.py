@@ -9,17 +9,15 @@ Prices (acct_plain, list, openai/gpt-5.5): input 7.5 USD and output 45 USD per 1
 
 from __future__ import annotations
 
-import shutil
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from core.attempt_store import RATED, AttemptFileMissing, lake_dir, stored_table
+from core.attempt_store import RATED, AttemptFileMissing, lake_dir
 from core.db import connect
 from pipeline import jobs, replay, snapshot
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, as_before_migration_027, record, usage
 
 
 def rated_files(billing: Billing) -> list[tuple[int, str, str, int]]:
@@ -116,30 +114,11 @@ def test_a_missing_rated_file_is_refused_naming_the_lake(billing: Billing) -> No
         connect(billing.settings.db_path, read_only=True)
 
 
-def _as_before_migration_027(db: Path) -> None:
-    """Turn a database into what main wrote before migration 027: its rated rows in the table
-    ``rated_attempts``, none in the lake but the analysts' copies (left out here: the next
-    publication writes them again)."""
-    with connect(db) as con:
-        con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
-    with duckdb.connect(str(db)) as con:
-        con.execute("DELETE FROM lake_files WHERE table_name IN ('rated_attempts', 'rated_replaced')")
-        con.execute("DELETE FROM lake_exports")
-        con.execute("DELETE FROM rating_state WHERE key = 'rated_in_lake_from_run'")
-        con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
-        con.execute("DROP TABLE held_changes")
-        con.execute("DROP TABLE rated_hidden")
-        con.execute("DROP TABLE lake_file_bounds")
-        con.execute("DELETE FROM schema_migrations WHERE name >= '027'")
-    for folder in ("rated_attempts", "rated_replaced"):
-        shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
-
-
 def test_a_database_from_before_the_migration_re_rates_its_table_rows(billing: Billing) -> None:
     first = record(event_id="a1", request_id="r", usage=usage(1000, 100))
     billing.log("requests-2026-11-20.jsonl", [first, record(event_id="h", account_id="acct_nobody")])
     billing.nightly("2026-11-20")
-    _as_before_migration_027(billing.settings.db_path)
+    as_before_migration_027(billing.settings.db_path)
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
     billing.log("requests-2026-11-21.jsonl", [late])
     report = billing.nightly("2026-11-21")
