@@ -71,6 +71,7 @@ __all__ = [
     "remove_unlisted",
     "remove_unlisted_lake_files",
     "store_run_rows",
+    "stored_columns",
     "stored_table",
     "write_parquet",
 ]
@@ -183,8 +184,12 @@ def attempts_table(con: duckdb.DuckDBPyConnection, database: str | None = None) 
     return stored_table(con, ATTEMPTS, database)
 
 
-def _table_columns(con: duckdb.DuckDBPyConnection, database: str, spec: LakeTable) -> list[tuple[str, str]]:
-    """The columns of ``spec``'s table; none when ``database`` has no such table."""
+def stored_columns(
+    con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None
+) -> list[tuple[str, str]]:
+    """(name, type) of the columns of ``spec``'s table, in order; none when ``database``
+    (default: the current one) has no such table."""
+    database = database or _current(con)
     name = _stored_name(con, database, spec)
     if name is None:
         return []
@@ -329,7 +334,7 @@ def _rows_of(
         )
         in_list = f"{in_list} AND {in_time}" if in_list else in_time
     in_runs = f" WHERE {in_list}" if in_list else ""
-    columns = _table_columns(con, database, spec)
+    columns = stored_columns(con, spec, database)
     names = ", ".join(f'"{c}"' for c, _ in columns)
     parts = [f"SELECT {names} FROM {stored_table(con, spec, database)}{in_runs}"]
     if database == current and table_exists(con, spec.run_table, "temp"):
@@ -426,7 +431,7 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
     leaving that run's rows out; call this again to see them."""
     current = _current(con)
     for spec in LAKE_VIEWS:
-        if not _table_columns(con, current, spec):
+        if not stored_columns(con, spec, current):
             continue  # not a billing database (yet), or not migrated this far
         select = _rows_of(con, spec, None, None)
         if _has_lake(con, current):

@@ -55,6 +55,8 @@ from core.attempt_store import (
     primary_files,
     remove_unlisted,
     retired,
+    stored_columns,
+    stored_table,
     write_parquet,
 )
 from core.db import sql_identifier, sql_literal, transaction
@@ -66,7 +68,6 @@ __all__ = [
     "database_path",
     "export_pending",
     "lake_dir",
-    "stored_table",
     "view_sql",
 ]
 
@@ -106,15 +107,16 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     # every older row group (a parameter or an OR would not be pushed into the scan)
     pending: list[tuple[str, int, int, str]] = []
     database = str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
-    for table, column in LAKE_TABLES.items():
+    for spec in LAKE_VIEWS:
+        column = spec.run_column
         after = "" if through is None else f"WHERE {column} > {int(through)}"
         # the table's own rows (since migrations 025 and 027 a run writes its rows itself; a
         # plain "attempts" would name the connection's view over them)
-        qualified = f"{sql_identifier(database)}.main.{stored_table(table)}"
+        qualified = stored_table(con, spec, database)
         for run_id, rows in con.execute(
             f"SELECT {column}, count(*) FROM {qualified} {after} GROUP BY 1 ORDER BY 1"
         ).fetchall():
-            pending.append((table, run_id, rows, f"SELECT * FROM {qualified} WHERE {column} = {int(run_id)}"))
+            pending.append((spec.view, run_id, rows, f"SELECT * FROM {qualified} WHERE {column} = {int(run_id)}"))
     for run_id, rows in con.execute(
         f"SELECT replaced_by_run, count(*) FROM {TOMBSTONES} GROUP BY 1 ORDER BY 1"
     ).fetchall():
@@ -166,21 +168,11 @@ def _parquet(paths: list[Path]) -> str:
     return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in paths) + "], union_by_name = true)"
 
 
-def stored_table(table: str) -> str:
-    """The database table behind a lake table: ``attempts_before_lake`` and ``rated_before_lake``
-    (and the files) since migrations 025 and 027."""
-    return next((spec.table for spec in LAKE_VIEWS if spec.view == table), table)
-
-
 def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) -> str:
     """The SELECT of the analyst view standing for ``table``: its listed files, with the live
     table's columns in order and types (a column no file has yet reads as NULL), rated rows
     minus the tombstoned ones. With no file yet: no rows, the same columns."""
-    columns = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
-        [stored_table(table)],
-    ).fetchall()
+    columns = stored_columns(con, next(spec for spec in LAKE_VIEWS if spec.view == table))
     files = lake_files.files.get(table, [])
     if not files:
         select = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns)
