@@ -314,7 +314,7 @@ def close_succeeded(con: duckdb.DuckDBPyConnection, report: RunReport) -> None:
         [
             (
                 report.run_id,
-                str(Path(f.path).resolve()),
+                ingest.recorded_input(f.path),
                 f.sha256,
                 f.size_bytes,
                 f.lines_read,
@@ -337,7 +337,7 @@ def _ingest_and_rate(
     settings: Settings,
     command: str,
     args: dict[str, Any],
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     scope: Callable[[duckdb.DuckDBPyConnection, int], None] | None,
     recounter: Recounter | None = None,
     checks: Callable[[RunReport], None] | None = None,
@@ -470,6 +470,19 @@ def day_pattern(day: date) -> str:
     return f"*{day.isoformat()}*{{{','.join(ingest.SUPPORTED_SUFFIXES)}}}"
 
 
+def _uri_files_for_day(settings: Settings, logs_uri: str, day: date, refused: list[str]) -> list[str]:
+    """The day's files under a ``--logs`` URI, listed by the cluster's file system (Spark only)."""
+    if settings.engine != "spark":
+        raise UsageProblem(
+            f"--logs {logs_uri}: a URI is read by Spark's file system connectors",
+            hint="add --engine spark, or give a local directory",
+        )
+    from pipeline.spark import remote
+    from pipeline.spark.session import get_session
+
+    return remote.files_for_day(get_session(), logs_uri, day.isoformat(), refused)
+
+
 def files_for_day(logs_dir: Path, day: date, refused: list[str] | None = None) -> list[Path]:
     """The log files named for ``day`` in ``logs_dir`` (e.g. requests-2026-11-25.jsonl.gz);
     links and non-regular files among them go to ``refused`` (see ``ingest.discover``)."""
@@ -487,7 +500,7 @@ def files_for_day(logs_dir: Path, day: date, refused: list[str] | None = None) -
 def run_nightly(
     settings: Settings,
     day: date,
-    logs_dir: Path,
+    logs_dir: Path | str,
     recounter: Recounter | None = None,
     *,
     allow_empty: bool = False,
@@ -504,7 +517,11 @@ def run_nightly(
     row says exit code 1 and why (:attr:`RunReport.problems`, :attr:`RunReport.empty_day`).
     """
     refused: list[str] = []
-    paths = files_for_day(logs_dir, day, refused)
+    paths: Sequence[Path | str]
+    if isinstance(logs_dir, str):  # a URI (``s3a://...``): listed and read by the cluster
+        paths = _uri_files_for_day(settings, logs_dir, day, refused)
+    else:
+        paths = files_for_day(logs_dir, day, refused)
     if not paths and not refused and not allow_empty:
         reference_for_run(settings, "nightly")  # bad reference data is the bigger problem: report it first
         raise NoInputForDay(
@@ -527,7 +544,7 @@ def run_nightly(
 
 
 def empty_day_problem(
-    report: RunReport, day: date, logs_dir: Path, *, allow_empty: bool = False
+    report: RunReport, day: date, logs_dir: Path | str, *, allow_empty: bool = False
 ) -> NoInputForDay | None:
     """After a nightly that found files for its day: :class:`NoInputForDay` when every one of
     them held no record (the run is recorded; the day is still a broken shipment), unless

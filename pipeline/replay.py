@@ -19,6 +19,7 @@ READ_ONLY), so a replay can never change issued statements or rated data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from core.errors import BillingError
 from core.money import ZERO, Decimal
 from pipeline import credit_notes, jobs, rate, reference, statements
 from pipeline.filenames import checked_file_name, name_part
-from pipeline.ingest import file_sha256
+from pipeline.ingest import file_sha256, is_uri
 from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
 from reports.atomic import write_atomic
 from reports.csvsafe import csv_bytes
@@ -362,7 +363,12 @@ def _reexecute(
     inputs = live.execute(
         "SELECT path, sha256 FROM run_files WHERE run_id = ? AND kind = 'input' ORDER BY path", [live_run]
     ).fetchall()
+    remote = _remote_digests([path for path, _ in inputs if is_uri(path)])
     for path, sha in inputs:
+        if path in remote:
+            if remote[path] != sha:
+                return f"input {path} changed since the run (sha256 was {sha[:12]})"
+            continue
         if not Path(path).is_file():
             return f"input {path} is missing"
         if file_sha256(Path(path)) != sha:
@@ -374,12 +380,29 @@ def _reexecute(
             hashes["credits"] = credits
         stored = reference.from_stored(live, hashes)
         settings = jobs.Settings(db_path=scratch.db_path, reference=stored, force_price_edit=True)
-    replayed = jobs.reexecute(settings, command, args, [Path(p) for p, _ in inputs], tmp / "out")
+    if remote:  # a URI is read by Spark's executors only (the engines give the same rows)
+        settings = dataclasses.replace(settings, engine="spark")
+    paths = [p if p in remote else Path(p) for p, _ in inputs]
+    replayed = jobs.reexecute(settings, command, args, paths, tmp / "out")
     if replayed is None:
         return None
     if replayed.wrote_files:
         return _compare_outputs(live, scratch.db_path, live_run)
     return _compare_digests(live, scratch.db_path, live_run, replayed.run_id)
+
+
+def _remote_digests(uris: list[str]) -> dict[str, str]:
+    """The sha256 of inputs recorded as URIs (``nightly --engine spark --logs s3a://...``),
+    hashed by Spark's executors as the run hashed them; a missing one is missing input."""
+    if not uris:
+        return {}
+    from pipeline.spark import require_pyspark
+
+    require_pyspark()
+    from pipeline.spark.remote import hash_files
+    from pipeline.spark.session import get_session
+
+    return {uri: sha for uri, (sha, _) in hash_files(get_session(), uris).items()}
 
 
 def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int, new_run: int) -> str | None:

@@ -116,6 +116,7 @@ SLOW_MODULES = frozenset(
         "spark/test_engines_agree.py",  # the rating SQL on a local Spark (a JVM)
         "spark/test_nightly_on_executors.py",  # nightlies validating on a local Spark
         "spark/test_parse_on_executors.py",  # parsing on a local Spark
+        "spark/test_remote_logs.py",  # nightlies reading --logs as a URI on a local Spark
         "spark/test_spark_kill.py",  # kills a nightly while Spark writes
         "spark/test_spark_bench.py",  # the spark-bench smoke on a local Spark
         "spark/test_spark_session.py",  # starts JVMs

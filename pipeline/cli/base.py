@@ -174,9 +174,25 @@ class DayType(click.DateTime):
         return super().convert(value, param, ctx)
 
 
+class LogsLocationType(click.Path):
+    """``--logs``: a local directory (a ``Path``, as click.Path gives it), or a URI such as
+    ``s3a://bucket/logs`` kept as text for the cluster's file system (``--engine spark``)."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, file_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from pipeline.ingest.files import is_uri
+
+        if is_uri(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 PERIOD = PeriodType()
 AMOUNT = AmountType()
 DAY = DayType()
+LOGS_LOCATION = LogsLocationType()
 
 
 def job_settings(ctx: click.Context, engine: str = "duckdb", spark_attempts: str | None = None) -> Settings:

@@ -27,9 +27,11 @@ def print_report(report: RunReport) -> None:
 
 
 def _print_files(report: RunReport) -> None:
+    from pipeline.ingest.files import input_name  # after a run: ingest is imported already
+
     out = console.current()
     for f in report.files:
-        name = Path(f.path).name
+        name = input_name(f.path)
         out.event(
             "file",
             step="ingest",

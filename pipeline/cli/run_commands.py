@@ -14,6 +14,7 @@ from core.errors import UsageProblem
 from core.period import Period
 from pipeline.cli.base import (
     DAY,
+    LOGS_LOCATION,
     allow_empty_option,
     cli,
     engine_option,
@@ -102,10 +103,11 @@ def rate(
 @click.option(
     "--logs",
     "logs_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=LOGS_LOCATION,
     default=Path("data/logs"),
     show_default=True,
-    help="Directory holding the day's files (names contain YYYY-MM-DD).",
+    help="Directory holding the day's files (names contain YYYY-MM-DD); with --engine spark also a URI "
+    "the cluster reads (s3a://, hdfs://, file://).",
 )
 @engine_option
 @max_quarantine_option
@@ -118,7 +120,7 @@ def rate(
 def nightly(
     ctx: click.Context,
     day: datetime | None,
-    logs_dir: Path,
+    logs_dir: Path | str,
     engine: str,
     max_quarantine_rate: float,  # allow-float: a share of lines, not money
     allow_empty: bool,
@@ -134,6 +136,7 @@ def nightly(
     Example (cron, 02:00 UTC):
       infergate-billing --db /srv/billing/infergate.duckdb nightly --logs /var/log/infergate
       infergate-billing nightly --date 2026-11-29 --logs data/sample_logs
+      infergate-billing nightly --engine spark --logs s3a://gateway-logs/infergate/
     """
     from pipeline import jobs
 

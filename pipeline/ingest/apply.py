@@ -5,14 +5,12 @@ accounting (lines read = accepted + duplicates + quarantined).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 
 from core.attempt_store import ATTEMPTS, attempts_of_runs, prepare_run_rows
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
-from pipeline.ingest.files import FileResult
+from pipeline.ingest.files import FileResult, input_name
 from pipeline.ingest.recounting import Recounter, no_recount, recount_from_staged, recount_new_attempts
 from pipeline.ingest.staging import StagedBatch
 
@@ -39,7 +37,7 @@ def apply_staged(
         con,
         "INSERT INTO ingested_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, now())",
         [
-            (r.sha256, Path(r.path).name, r.path, run_id, r.lines_read, r.accepted, r.duplicates, r.quarantined)
+            (r.sha256, input_name(r.path), r.path, run_id, r.lines_read, r.accepted, r.duplicates, r.quarantined)
             for r in results
             if not r.skipped
         ],

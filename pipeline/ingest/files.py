@@ -141,6 +141,33 @@ def source_name(path: Path) -> str:
     return path.resolve().name
 
 
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(text: object) -> bool:
+    """Whether ``text`` is a location for the cluster's file system (``s3a://...``, a string),
+    read by Spark's executors (pipeline/spark/remote.py), rather than a local path."""
+    return isinstance(text, str) and bool(_URI_SCHEME.match(text))
+
+
+def uri_file_name(uri: str) -> str:
+    """The file name of ``uri``, stored with its records as :func:`source_name` stores a local
+    file's. Taken literally, as Hadoop's file systems take a path (``%41`` is three characters
+    of a name, never an ``A``), so the name is the one the gateway wrote."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def input_name(path: str | Path) -> str:
+    """The file name of an input given as a local path or as a URI."""
+    return uri_file_name(path) if isinstance(path, str) and is_uri(path) else Path(path).name
+
+
+def recorded_input(path: str | Path) -> str:
+    """An input as the ledger records it (``run_files.path``): a local file by its absolute
+    path (replay re-reads it there), a URI as the cluster's file system named it."""
+    return path if isinstance(path, str) and is_uri(path) else str(Path(path).resolve())
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

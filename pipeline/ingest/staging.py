@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import zstandard
@@ -187,7 +188,7 @@ class StagedBatch:
     """Files of one batch: new ones staged in order (their lines parsed into the TEMP table
     ``parsed``), already-ingested ones skipped."""
 
-    staged: tuple[tuple[int, Path, str, int], ...]  # (file_order, path, sha256, size)
+    staged: tuple[tuple[int, Path | str, str, int], ...]  # (file_order, path or URI, sha256, size)
     skipped: tuple[FileResult, ...]
     # R5 counted while staging (the Spark executors): TEMP ``staged_recounts`` holds the counts,
     # and staged_lines only the lines dedup may quote
@@ -384,6 +385,9 @@ def latest_plausible_ts(run_day: date | None, started: date | None) -> datetime 
     return datetime.combine(max(days) + timedelta(days=2), time(0, 0), tzinfo=UTC)
 
 
+P = TypeVar("P", Path, str)  # a local path, or a URI the Spark executors read
+
+
 def select_new_files(
     con: duckdb.DuckDBPyConnection, paths: Sequence[Path]
 ) -> tuple[list[tuple[int, Path, str, int]], list[FileResult]]:
@@ -393,12 +397,18 @@ def select_new_files(
     ``file_order`` is the file's place in ``paths`` (1-based), skipped files included, whichever
     engine then stages the rest.
     """
-    staged: list[tuple[int, Path, str, int]] = []
+    return select_new(con, [(path, file_sha256(path), path.stat().st_size) for path in paths])
+
+
+def select_new(
+    con: duckdb.DuckDBPyConnection, hashed: Sequence[tuple[P, str, int]]
+) -> tuple[list[tuple[int, P, str, int]], list[FileResult]]:
+    """:func:`select_new_files` for files hashed elsewhere (``(path or URI, sha256, size)``, in
+    batch order): the Spark executors hash the files of a ``--logs`` URI."""
+    staged: list[tuple[int, P, str, int]] = []
     skipped: list[FileResult] = []
     seen: set[str] = set()
-    for order, path in enumerate(paths, start=1):
-        sha = file_sha256(path)
-        size = path.stat().st_size
+    for order, (path, sha, size) in enumerate(hashed, start=1):
         known = con.execute(
             "SELECT lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE sha256 = ?",
             [sha],

@@ -17,8 +17,10 @@ itself (see :func:`parsed_layout`), so a column added to ``parse.sql`` appears h
 an edit. ``nightly --engine spark`` runs it through :mod:`pipeline.spark.staging`.
 
 Not done here (docs/spark.md, "Validation on executors"): dedup against history and writing
-partitions on the executors (rating runs on Spark from :mod:`pipeline.spark.bridge`). Only
-local paths and ``file://`` URIs are read so far.
+partitions on the executors (rating runs on Spark from :mod:`pipeline.spark.bridge`). The
+files are read here from local paths (and ``file://`` URIs); a ``--logs`` URI on any of the
+cluster's file systems is read by Spark and handed to :func:`parse_file` as a task's local copy
+(:mod:`pipeline.spark.remote`).
 
 Executors need this package (and duckdb, pyarrow, zstandard, the tokenizers it ships) installed; pyspark is imported
 lazily, as in the other spark modules, so the DuckDB path never needs it.
@@ -60,13 +62,14 @@ TASK_MEMORY_LIMIT = "2GB"
 
 
 def local_path(uri: str) -> Path:
-    """The local path of ``uri``: a plain path or a ``file://`` URI (s3a/hdfs are not read yet)."""
+    """The local path of ``uri``: a plain path or a ``file://`` URI (other schemes are read by
+    Spark, :mod:`pipeline.spark.remote`, and reach :func:`parse_file` as local copies)."""
     if "://" not in uri:  # a plain path, as given (a name may hold a colon: never a scheme here)
         return Path(uri)
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise SparkEngineError(
-            f"{uri}: only local paths and file:// URIs are parsed on executors so far (see docs/spark.md)"
+            f"{uri}: this reader opens local files; a --logs URI is read through Spark (see docs/spark.md)"
         )
     if parsed.netloc not in ("", "localhost"):
         raise SparkEngineError(f"{uri}: file:// URIs must name a local path (no host)")
@@ -193,6 +196,7 @@ def parse_file(
     memory_limit: str | None = None,
     sha256: str | None = None,
     spill_parent: str | None = None,
+    shown_as: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stage and parse one file in a fresh in-memory DuckDB; its ``parsed`` rows as Arrow batches.
 
@@ -202,6 +206,8 @@ def parse_file(
     link (:func:`refusal`; discovery on the driver refuses those already, this is the backstop).
     DuckDB spills (raw lines: prompts, keys) into a fresh directory under ``spill_parent`` (the
     run's exchange directory, removed with it; else the system temp dir), removed at the end.
+    ``shown_as``: the name messages give the file when ``uri`` is a task's local copy of it
+    (:mod:`pipeline.spark.remote`: a reader's error then names the URI the run was given).
     """
     path = local_path(uri)
     if reason := refusal(path):
@@ -214,6 +220,12 @@ def parse_file(
         parse_staged(con, ts_latest=ts_latest)
         # R5 here: counts travel, texts do not (untimed: a task's stderr is not the run's log)
         recount_candidates_by_line(con, default_recounter(timed=False))
+        if shown_as is not None:
+            con.execute(
+                "UPDATE parsed SET problem = struct_update(problem, message := replace(problem.message, ?, ?)) "
+                "WHERE contains(problem.message, ?)",
+                [str(path), shown_as, str(path)],
+            )
         joined = "parsed p LEFT JOIN recounts r ON r.event_id = CAST(p.line_no AS VARCHAR)"
         for batch in con.sql(f"SELECT {layout.select} FROM {joined} ORDER BY p.line_no").to_arrow_reader(BATCH_ROWS):
             yield batch.cast(layout.arrow_schema)

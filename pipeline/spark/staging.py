@@ -29,7 +29,14 @@ import duckdb
 from core.db import sql_literal
 from core.timing import step
 from pipeline.ingest.apply import bind_stored_twins
-from pipeline.ingest.staging import StagedBatch, create_staging, parse_staged, select_new_files, stage_file
+from pipeline.ingest.staging import (
+    StagedBatch,
+    create_staging,
+    parse_staged,
+    select_new,
+    select_new_files,
+    stage_file,
+)
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
 from pipeline.spark.exchange import spark_uri
@@ -39,7 +46,7 @@ from pipeline.spark.session import get_session
 
 def stage_files_on_spark(
     con: duckdb.DuckDBPyConnection,
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     on_file: Callable[[Path], None] | None = None,
     ts_latest: datetime | None = None,
     memory_limit: str | None = None,
@@ -50,10 +57,18 @@ def stage_files_on_spark(
     tests/spark/test_parse_on_executors.py; ``staged_lines`` with the lines the driver reads).
     No Spark session is started when every file was ingested before. ``memory_limit``: the
     run's ``--memory-limit``, given to each task's DuckDB (a line that fits it on one engine
-    fits it on the other; None: the tasks' default, 2GB).
+    fits it on the other; None: the tasks' default, 2GB). ``paths``: local paths, or URIs
+    (``s3a://...``, from :func:`pipeline.spark.remote.files_for_day`) that only the cluster
+    reads: those are hashed on the executors too (:mod:`pipeline.spark.remote`).
     """
     create_staging(con)
-    staged, skipped = select_new_files(con, paths)
+    uris = [p for p in paths if isinstance(p, str)]
+    if uris and len(uris) != len(paths):
+        raise SparkEngineError("a batch is either local paths or URIs, not both")
+    if uris:
+        return _stage_uris(con, uris, ts_latest, memory_limit)
+    local = [Path(p) for p in paths]
+    staged, skipped = select_new_files(con, local)
     with step("parse", after="after_parse"):
         parse_staged(con)  # nothing staged on the driver: the empty, typed ``parsed``, and the macros
         if staged:
@@ -67,26 +82,62 @@ def stage_files_on_spark(
                     frame = parse_on_spark(get_session(), files, ts_latest, memory_limit, str(spill))
                     # a URI, not a path: under a cluster's fs.defaultFS a bare path is not this directory
                     frame.write.parquet(spark_uri(work / "parsed"))
-                _load_parsed(con, work / "parsed")
+                if not (work / "parsed" / "_SUCCESS").is_file():
+                    raise SparkEngineError(f"Spark parsing wrote no committed output in {work / 'parsed'}")
+                _load_parsed(con, list((work / "parsed").glob("*.parquet")))
             if on_file:
                 for _, path, _, _ in staged:
-                    on_file(path)
-    _stage_files_with_conflicts(con, {order: (path, sha) for order, path, sha, _ in staged})
+                    on_file(Path(path))
+    _stage_files_with_conflicts(con, {order: (Path(path), sha) for order, path, sha, _ in staged})
     return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
 
 
-def _load_parsed(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+def _stage_uris(
+    con: duckdb.DuckDBPyConnection, uris: Sequence[str], ts_latest: datetime | None, memory_limit: str | None
+) -> StagedBatch:
+    """The batch of a ``--logs`` URI: hashed, validated and (where dedup needs them) staged on
+    the executors; the driver reads no byte of the files (:mod:`pipeline.spark.remote`)."""
+    from pipeline.spark import remote
+
+    spark = get_session()
+    with step("hash"):
+        hashed = remote.hash_files(spark, uris)
+    staged, skipped = select_new(con, [(uri, *hashed[uri]) for uri in uris])
+    files = [(order, str(uri), sha) for order, uri, sha, _ in staged]
+    with step("parse", after="after_parse"):
+        parse_staged(con)  # the empty, typed ``parsed``, and the macros
+        if files:
+            with exchange_directory(con) as work:
+                (work / "parsed").mkdir()
+                (work / "spill").mkdir()
+                parts = remote.parse_files(spark, files, work / "parsed", ts_latest, memory_limit, work / "spill")
+                _load_parsed(con, parts)
+    bind_stored_twins(con)
+    conflicts = {order for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall()}
+    if conflicts:
+        with exchange_directory(con) as work:
+            (work / "lines").mkdir()
+            (work / "spill").mkdir()
+            wanted = [f for f in files if f[0] in conflicts]
+            parts = remote.stage_lines(spark, wanted, work / "lines", memory_limit, work / "spill")
+            con.execute(f"INSERT INTO staged_lines SELECT * FROM read_parquet({_list_literal(parts)})")
+    return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
+
+
+def _list_literal(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
+
+
+def _load_parsed(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     """``parsed`` and ``staged_recounts`` (the executors' R5 counts) from their Parquet, by name."""
-    if not (out / "_SUCCESS").is_file():
-        raise SparkEngineError(f"Spark parsing wrote no committed output in {out}")
     counts = ", ".join(RECOUNT_COLUMNS)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE staged_recounts (file_order INTEGER, line_no BIGINT, "
         "est_input_tokens BIGINT, est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
-    if not any(out.glob("*.parquet")):
+    if not parts:
         return  # no line in any file: Spark may write no part file at all
-    source = f"read_parquet({sql_literal(str(out / '*.parquet'))})"
+    source = f"read_parquet({_list_literal(parts)})"
     con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}) FROM {source}")
     con.execute(
         f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM {source} "

@@ -152,11 +152,12 @@ def test_no_files_is_an_empty_frame_of_the_same_columns(spark: Any) -> None:
         con.close()
 
 
-def test_only_local_paths_and_file_uris_are_read_so_far(tmp_path: Path) -> None:
+def test_the_local_reader_opens_local_paths_and_file_uris_only(tmp_path: Path) -> None:
+    """Other schemes go through Spark's reader (pipeline/spark/remote.py, test_remote_logs.py)."""
     assert local_path("file:///srv/logs/a.jsonl") == Path("/srv/logs/a.jsonl")
     assert local_path("file:///srv/logs/a%20b.jsonl") == Path("/srv/logs/a b.jsonl")
     assert local_path(str(tmp_path)) == tmp_path
-    with pytest.raises(SparkEngineError, match="only local paths and file:// URIs"):
+    with pytest.raises(SparkEngineError, match="this reader opens local files; a --logs URI is read through Spark"):
         local_path("s3a://bucket/logs/a.jsonl")
     with pytest.raises(SparkEngineError, match="must name a local path"):
         local_path("file://otherhost/logs/a.jsonl")

@@ -1,0 +1,107 @@
+"""``nightly --engine spark --logs URI``: the day's files listed, hashed and read by the cluster.
+
+A ``file://`` URI goes the way an ``s3a://`` or ``hdfs://`` one goes (Hadoop's FileSystem on the
+driver for the listing, Spark's ``binaryFile`` reader on the executors for the bytes), so these
+tests run that path on the local file system; tests/spark/test_nightly_on_executors.py checks
+that its rows equal the DuckDB path's on two nights of hostile files. Amounts are hand-computed
+as in tests/test_rating.py: openai/gpt-5.5 at $7.50 / $45 per million input / output tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.errors import UsageProblem
+from pipeline import jobs, replay
+from pipeline.ingest.files import InputMissing
+from pipeline.spark import SparkEngineError
+from tests.conftest import Billing, record, usage, write_log
+from tests.spark.conftest import SKIP_REASON
+
+pytest.importorskip("pyspark", reason=SKIP_REASON)
+
+DAY = date(2026, 11, 20)
+
+
+def spark_billing(root: Path) -> Billing:
+    billing = Billing(root)
+    billing.settings = dataclasses.replace(billing.settings, engine="spark")
+    return billing
+
+
+def nightly(billing: Billing, uri: str) -> jobs.RunReport:
+    return jobs.run_nightly(billing.settings, DAY, uri)
+
+
+def test_a_uri_is_read_by_spark_only(tmp_path: Path) -> None:
+    billing = Billing(tmp_path)  # the DuckDB engine
+    with pytest.raises(UsageProblem, match="a URI is read by Spark's file system connectors"):
+        nightly(billing, f"file://{billing.logs}")
+
+
+def test_the_day_is_read_through_the_cluster_file_system(spark: Any, tmp_path: Path) -> None:
+    """Names kept literally, a link refused, a zero-byte file an empty log, a re-run a no-op."""
+    billing = spark_billing(tmp_path)
+    # a space and "%41" in the name: Hadoop takes a path literally, and so is it stored
+    write_log(
+        billing.logs / "requests-2026-11-20 %41.jsonl",
+        [
+            record(event_id="a", request_id="r-a", ts="2026-11-20T01:00:00Z", usage=usage(1000, 200)),
+            record(event_id="b", request_id="r-b", ts="2026-11-20T02:00:00Z", usage=usage(2000, 0)),
+        ],
+    )
+    (billing.logs / "requests-2026-11-20-empty.jsonl.gz").write_bytes(b"")
+    elsewhere = write_log(tmp_path / "elsewhere.jsonl", [record(event_id="x", request_id="r-x")])
+    os.symlink(elsewhere, billing.logs / "requests-2026-11-20-link.jsonl")
+    write_log(billing.logs / "requests-2026-11-21.jsonl", [record(event_id="next", request_id="r-next")])
+
+    first = nightly(billing, f"file://{billing.logs}")
+
+    assert any("requests-2026-11-20-link.jsonl: is a symbolic link; refused" in p for p in first.problems)
+    assert sorted(Path(f.path).name for f in first.files) == [
+        "requests-2026-11-20 %41.jsonl",
+        "requests-2026-11-20-empty.jsonl.gz",
+    ]
+    assert [(f.lines_read, f.accepted) for f in sorted(first.files, key=lambda f: f.path)] == [(2, 2), (0, 0)]
+    assert billing.query("SELECT DISTINCT source_file FROM attempts") == [("requests-2026-11-20 %41.jsonl",)]
+    assert billing.query("SELECT path FROM run_files WHERE kind = 'input' ORDER BY 1") == [
+        (f"file://{billing.logs}/requests-2026-11-20 %41.jsonl",),
+        (f"file://{billing.logs}/requests-2026-11-20-empty.jsonl.gz",),
+    ]
+    # a: 1000 x 7.5/1M + 200 x 45/1M = 0.0075 + 0.009; b: 2000 x 7.5/1M = 0.015
+    charges = billing.query("SELECT event_id, charge_total FROM rated_attempts ORDER BY 1")
+    assert charges == [("a", Decimal("0.0165")), ("b", Decimal("0.015"))]
+
+    again = nightly(billing, f"file://{billing.logs}")  # hashed on the executors: both files known
+    assert all(f.skipped for f in again.files) and len(again.files) == 2
+    assert billing.one("SELECT count(*) FROM attempts") == 2
+
+
+def test_replay_verifies_a_run_that_read_a_uri(spark: Any, tmp_path: Path) -> None:
+    billing = spark_billing(tmp_path)
+    log = write_log(
+        billing.logs / "requests-2026-11-20.jsonl",
+        [record(event_id="a", request_id="r-a", ts="2026-11-20T01:00:00Z", usage=usage(10, 10))],
+    )
+    nightly(billing, f"file://{billing.logs}")
+    assert replay.verify_run(billing.settings, 1).status == "MATCH"
+    log.write_text("{}\n")
+    changed = replay.verify_run(billing.settings, 1)
+    assert changed.status == "MISMATCH" and "changed since the run" in (changed.first_difference or "")
+
+
+def test_listing_errors_name_the_uri(spark: Any, tmp_path: Path) -> None:
+    billing = spark_billing(tmp_path)
+    with pytest.raises(InputMissing, match="file:///nowhere/logs: logs directory does not exist"):
+        nightly(billing, "file:///nowhere/logs")
+    # no S3 connector on this classpath: one line naming the URI, the hint says what is missing
+    with pytest.raises(SparkEngineError, match=r"cannot list s3a://bucket/logs: .*S3AFileSystem") as caught:
+        nightly(billing, "s3a://bucket/logs")
+    assert "hadoop-aws" in (caught.value.hint or "")
