@@ -8,13 +8,19 @@ command line only formats them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
 from core.db import table_exists
 from core.errors import BillingError
+
+#: The reasons rate.sql holds an attempt with (outcome ``held``, billed once resolved); the
+#: other reason codes are quarantined lines or final verdicts.
+HELD_REASONS = ("unknown_account", "unpriced_model", "usage_missing")
 
 
 class RunNotFound(BillingError):
@@ -53,6 +59,8 @@ class QuarantineSummary:
     counts: list[tuple[str, int, int]]  # reason, open, all
     held: list[tuple[str, int]]  # reason, held attempts
     records: list[tuple[str, int, str, str]]  # source_file, source_line, reason, message
+    # held attempts, oldest first: source_file, source_line, reason, event_id, account_id, model, ts
+    held_records: list[tuple[str, int, str, str, str, str, datetime]] = dataclasses.field(default_factory=list)
 
 
 def recent_runs(con: duckdb.DuckDBPyConnection, limit: int) -> list[RunSummary]:
@@ -116,4 +124,24 @@ def quarantine_summary(con: duckdb.DuckDBPyConnection, reason: str | None, limit
         "ORDER BY quarantine_id LIMIT $n",
         {"r": reason, "n": limit},
     ).fetchall()
-    return QuarantineSummary(counts, held, records)
+    return QuarantineSummary(counts, held, records, held_attempts(con, reason, limit - len(records)))
+
+
+def held_attempts(
+    con: duckdb.DuckDBPyConnection, reason: str | None, limit: int
+) -> list[tuple[str, int, str, str, str, str, datetime]]:
+    """The first ``limit`` held attempts (``reason``'s only, when given), oldest first, with the
+    file and line each came from: what an operator fixes (an account to add, a price, a usage).
+
+    Reads the rated rows of every period (a held attempt stays held until resolved), which is a
+    query an operator asks for, never part of a nightly."""
+    if limit <= 0 or (reason is not None and reason not in HELD_REASONS):
+        return []
+    rows = con.execute(
+        "SELECT a.source_file, a.source_line, r.reason, r.event_id, r.account_id, r.model, r.ts "
+        "FROM rated_attempts r JOIN attempts a USING (event_id) "
+        "WHERE r.outcome = 'held' AND ($r IS NULL OR r.reason = $r) "
+        "ORDER BY r.ts, r.event_id LIMIT $n",
+        {"r": reason, "n": limit},
+    ).fetchall()
+    return [(str(f), int(n), str(c), str(e), str(a), str(m), ts) for f, n, c, e, a, m, ts in rows]

@@ -328,3 +328,34 @@ def test_rich_is_imported_only_for_a_bar(billing: Billing) -> None:
     good_day(billing)
     base = ["--db", str(billing.settings.db_path), "--accounts", str(billing.settings.accounts_file)]
     assert "rich" not in _modules_after([*base, "nightly", "--date", DAY, "--logs", str(billing.logs)])
+
+
+def test_quarantine_lists_held_attempts_with_their_file_and_line(billing: Billing) -> None:
+    """``quarantine --reason unknown_account`` names each held attempt (the operator's to-do
+    list: which account to add), not only their count; quarantined lines come first."""
+    billing.log(
+        f"requests-{DAY}.jsonl",
+        [
+            record(event_id="ok", request_id="r-ok", usage=usage(10, 10)),
+            record(event_id="stranger-2", request_id="r-s2", account_id="acct_nobody", ts=f"{DAY}T09:00:00Z"),
+            record(event_id="stranger-1", request_id="r-s1", account_id="acct_nobody", ts=f"{DAY}T08:00:00Z"),
+            "{not json",
+        ],
+    )
+    assert nightly(billing, rate="1").exit_code == 0
+    held = invoke(billing, "quarantine", "--reason", "unknown_account")
+    assert held.exit_code == 0
+    listed = [line for line in held.stdout.splitlines() if "(held)" in line]
+    assert listed == [
+        f"requests-{DAY}.jsonl:3: unknown_account (held): event stranger-1, account acct_nobody, "
+        f"model openai/gpt-5.5, {DAY}T08:00:00Z; billed once resolved",
+        f"requests-{DAY}.jsonl:2: unknown_account (held): event stranger-2, account acct_nobody, "
+        f"model openai/gpt-5.5, {DAY}T09:00:00Z; billed once resolved",
+    ]
+    everything = invoke(billing, "quarantine", "--limit", "2").stdout.splitlines()
+    assert everything[-2:] == [f"requests-{DAY}.jsonl:4: parse_error: line is not valid JSON", listed[0]]
+    assert not [
+        line
+        for line in invoke(billing, "quarantine", "--reason", "parse_error").stdout.splitlines()
+        if "(held)" in line
+    ]

@@ -195,9 +195,13 @@ def balances_command(
 def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
     """List quarantined records and held attempts, with counts per reason.
 
+    Open quarantined records come first, then held attempts (rated, waiting for an account,
+    a price or a usage), oldest first, up to --limit lines in all.
+
     \b
     Example:
       infergate-billing quarantine --reason bad_timestamp
+      infergate-billing quarantine --reason unknown_account --limit 100
     """
     from pipeline import ledger
 
@@ -211,6 +215,11 @@ def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
         click.echo(f"  {code:<20} {total:>6}")
     for source, line, code, message in summary.records:
         click.echo(f"{Path(source).name}:{line}: {code}: {message}")
+    for source, line, code, event_id, account_id, model, ts in summary.held_records:
+        click.echo(
+            f"{Path(source).name}:{line}: {code} (held): event {event_id}, account {account_id}, model {model}, "
+            f"{ts.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}; billed once resolved"
+        )
 
 
 @cli.group()
