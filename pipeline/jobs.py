@@ -478,9 +478,11 @@ def _uri_files_for_day(settings: Settings, logs_uri: str, day: date, refused: li
             hint="add --engine spark, or give a local directory",
         )
     from pipeline.spark import remote
+    from pipeline.spark.bridge import spark_failures
     from pipeline.spark.session import get_session
 
-    return remote.files_for_day(get_session(), logs_uri, day.isoformat(), refused)
+    with spark_failures("listing the logs"):
+        return remote.files_for_day(get_session(), logs_uri, day.isoformat(), refused)
 
 
 def files_for_day(logs_dir: Path, day: date, refused: list[str] | None = None) -> list[Path]:
@@ -518,10 +520,10 @@ def run_nightly(
     """
     refused: list[str] = []
     paths: Sequence[Path | str]
-    if isinstance(logs_dir, str):  # a URI (``s3a://...``): listed and read by the cluster
+    if isinstance(logs_dir, str) and ingest.is_uri(logs_dir):  # ``s3a://...``: listed and read by the cluster
         paths = _uri_files_for_day(settings, logs_dir, day, refused)
     else:
-        paths = files_for_day(logs_dir, day, refused)
+        paths = files_for_day(Path(logs_dir), day, refused)
     if not paths and not refused and not allow_empty:
         reference_for_run(settings, "nightly")  # bad reference data is the bigger problem: report it first
         raise NoInputForDay(

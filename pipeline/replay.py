@@ -366,6 +366,8 @@ def _reexecute(
     remote = _remote_digests([path for path, _ in inputs if is_uri(path)])
     for path, sha in inputs:
         if path in remote:
+            if not remote[path]:
+                return f"input {path} is missing"
             if remote[path] != sha:
                 return f"input {path} changed since the run (sha256 was {sha[:12]})"
             continue
@@ -393,16 +395,21 @@ def _reexecute(
 
 def _remote_digests(uris: list[str]) -> dict[str, str]:
     """The sha256 of inputs recorded as URIs (``nightly --engine spark --logs s3a://...``),
-    hashed by Spark's executors as the run hashed them; a missing one is missing input."""
+    hashed by Spark's executors as the run hashed them; "" for one that is not there any more."""
     if not uris:
         return {}
     from pipeline.spark import require_pyspark
 
     require_pyspark()
-    from pipeline.spark.remote import hash_files
+    from pipeline.spark.bridge import spark_failures
+    from pipeline.spark.remote import hash_files, missing
     from pipeline.spark.session import get_session
 
-    return {uri: sha for uri, (sha, _) in hash_files(get_session(), uris).items()}
+    with spark_failures("hashing the inputs"):
+        spark = get_session()
+        gone = set(missing(spark, uris))
+        digests = hash_files(spark, [uri for uri in uris if uri not in gone])
+    return {uri: digests[uri][0] if uri in digests else "" for uri in uris}
 
 
 def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int, new_run: int) -> str | None:

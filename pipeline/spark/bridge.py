@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from core.db import sql_literal
+from core.errors import BillingError
 from pipeline.lake import database_path
 from pipeline.spark import SparkEngineError, exchange
 from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
@@ -81,11 +82,12 @@ def spark_failures(what: str) -> Iterator[None]:
     """Any error of Spark's (no JVM, py4j, a failed task) as one line for the CLI, the cause kept."""
     try:
         yield
-    except SparkEngineError:
+    except BillingError:  # ours already: one line (missing input, a refused file, ...)
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SparkEngineError(f"Spark {what} failed: {first}") from exc
+        from pipeline.spark.remote import spark_error_line
+
+        raise SparkEngineError(f"Spark {what} failed: {spark_error_line(exc)}") from exc
 
 
 def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None) -> None:

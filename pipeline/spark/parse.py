@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import duckdb
 
@@ -63,7 +63,9 @@ TASK_MEMORY_LIMIT = "2GB"
 
 def local_path(uri: str) -> Path:
     """The local path of ``uri``: a plain path or a ``file://`` URI (other schemes are read by
-    Spark, :mod:`pipeline.spark.remote`, and reach :func:`parse_file` as local copies)."""
+    Spark, :mod:`pipeline.spark.remote`, and reach :func:`parse_file` as local copies). Taken
+    literally, as Hadoop takes a path: ``file:///a%20b`` names a file called ``a%20b``, here as
+    under ``--logs``."""
     if "://" not in uri:  # a plain path, as given (a name may hold a colon: never a scheme here)
         return Path(uri)
     parsed = urlparse(uri)
@@ -73,7 +75,7 @@ def local_path(uri: str) -> Path:
         )
     if parsed.netloc not in ("", "localhost"):
         raise SparkEngineError(f"{uri}: file:// URIs must name a local path (no host)")
-    return Path(unquote(parsed.path))
+    return Path(uri[len(f"file://{parsed.netloc}") :])
 
 
 def task_connection(

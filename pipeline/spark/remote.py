@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,11 +51,42 @@ from pipeline.ingest.files import InputMissing, file_kind, refusal
 from pipeline.ingest.files import uri_file_name as file_name
 from pipeline.spark import SparkEngineError
 
+_TASK_COPY = re.compile(r"\S*infergate-remote-[^/\s]*/")
 
-def _java_error(exc: Exception) -> str:
-    """The first line of a Java exception's message, for a one-line error."""
-    text = str(getattr(exc, "java_exception", None) or exc)
-    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:300]
+
+def spark_error_line(exc: BaseException) -> str:
+    """One line saying why Spark failed, without the task's local copy of a file in it.
+
+    py4j errors carry the Java exception (its first line says it); pyspark's own exceptions
+    (``AnalysisException``, ``PythonException``) carry a message whose last ``Type: message``
+    line is the cause, a Python task's traceback above it (which may name the task's copy under
+    ``infergate-remote-*``: written as the bare file name here).
+    """
+    java = getattr(exc, "java_exception", None)
+    text = str(java) if java is not None else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if java is None and lines:
+        causes = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*: ", line)]
+        line = causes[-1] if causes else lines[0]
+    else:
+        line = lines[0] if lines else type(exc).__name__
+    return _TASK_COPY.sub("", line)[:300]
+
+
+def _file_system(spark: Any, uri: str) -> tuple[Any, Any]:
+    """Hadoop's ``(Path, FileSystem)`` for ``uri``, as Spark's readers resolve it."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(uri)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
+def missing(spark: Any, uris: Sequence[str]) -> list[str]:
+    """The ``uris`` that are not files (any more): replay's "input ... is missing"."""
+    gone = []
+    for uri in uris:
+        path, fs = _file_system(spark, uri)
+        if not fs.isFile(path):
+            gone.append(uri)
+    return gone
 
 
 def files_for_day(spark: Any, logs_uri: str, stamp: str, refused: list[str]) -> list[str]:
@@ -65,24 +97,21 @@ def files_for_day(spark: Any, logs_uri: str, stamp: str, refused: list[str]) -> 
     not a regular file goes to ``refused`` (one line each); a ``file://`` entry is also looked
     at with ``lstat``, so a symbolic link on a local mount is refused as it is locally.
     """
-    from py4j.protocol import Py4JJavaError
-
-    jvm = spark.sparkContext._jvm
     try:
-        directory = jvm.org.apache.hadoop.fs.Path(logs_uri)
-        fs = directory.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        if not fs.exists(directory) or not fs.getFileStatus(directory).isDirectory():
-            raise InputMissing(
-                f"{logs_uri}: logs directory does not exist",
-                hint="give the directory the gateway ships its logs to with --logs",
-            )
-        statuses = fs.listStatus(directory)
-    except Py4JJavaError as exc:
+        directory, fs = _file_system(spark, logs_uri)
+        exists = fs.exists(directory) and fs.getFileStatus(directory).isDirectory()
+        statuses = fs.listStatus(directory) if exists else []
+    except Exception as exc:  # py4j's and pyspark's errors alike: one line naming the URI
         raise SparkEngineError(
-            f"cannot list {logs_uri}: {_java_error(exc)}",
+            f"cannot list {logs_uri}: {spark_error_line(exc)}",
             hint="a URI in --logs is read by the cluster's Hadoop file system: check its connector "
             "(for s3a://, hadoop-aws on the classpath) and credentials; see docs/spark.md",
         ) from None
+    if not exists:
+        raise InputMissing(
+            f"{logs_uri}: logs directory does not exist",
+            hint="give the directory the gateway ships its logs to with --logs",
+        )
     found: list[str] = []
     for status in statuses:
         uri = _normal(str(status.getPath().toString()))
@@ -93,6 +122,9 @@ def files_for_day(spark: Any, logs_uri: str, stamp: str, refused: list[str]) -> 
         reason = refusal(local) if local is not None else None
         if reason is None and (status.isSymlink() or not status.isFile()):
             reason = f"{uri}: is not a regular file; refused, log files are read only as regular files"
+        if reason is None and ":" in name:
+            # Hadoop's Path takes "a:b" for a scheme; its readers cannot open such a name
+            reason = f"{uri}: a ':' in a file name cannot be read through Hadoop's file system; rename the file"
         if reason:
             refused.append(reason)
             continue
@@ -122,6 +154,12 @@ def _local(uri: str) -> Path | None:
     return Path(uri[len("file://") :]) if uri.startswith("file:///") else None  # literal, as Hadoop reads it
 
 
+def _literal(uri: str) -> str:
+    """``uri`` for Spark's ``load``, which takes every path for a glob: ``[eu]``, ``{x}``, ``*``,
+    ``?`` and ``\\`` in a file name are escaped, so a name is only ever itself."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", uri)
+
+
 def _contents(spark: Any, uris: Sequence[str]) -> Any:
     """An RDD of ``(path, content)`` rows, one file per partition.
 
@@ -135,7 +173,7 @@ def _contents(spark: Any, uris: Sequence[str]) -> Any:
     before = spark.conf.get(key, None)
     spark.conf.set(key, "1")
     try:
-        frame = spark.read.format("binaryFile").load(list(uris)).select("path", "content")
+        frame = spark.read.format("binaryFile").load([_literal(uri) for uri in uris]).select("path", "content")
         rdd = frame.rdd
         rdd.getNumPartitions()  # plans the scan while the setting holds
     finally:
@@ -148,37 +186,34 @@ def _contents(spark: Any, uris: Sequence[str]) -> Any:
 
 def _run_tasks(spark: Any, uris: Sequence[str], task: Callable[[Iterable[Any]], Iterator[Any]], what: str) -> list[Any]:
     """``task`` over the ``(path, content)`` rows of ``uris``, one file per task; what the tasks yield."""
-    from py4j.protocol import Py4JJavaError
-
     try:
         return list(_contents(spark, uris).mapPartitions(task).collect())
-    except Py4JJavaError as exc:
-        raise SparkEngineError(f"Spark {what} failed: {_java_error(exc)}") from None
-
-
-def _hash_partition(rows: Iterable[Any]) -> Iterator[tuple[str, str, int]]:
-    for row in rows:
-        content = bytes(row.content)
-        yield _normal(row.path), hashlib.sha256(content).hexdigest(), len(content)
+    except SparkEngineError:
+        raise
+    except Exception as exc:  # py4j's and pyspark's errors alike (a task's own error included)
+        raise SparkEngineError(f"Spark {what} failed: {spark_error_line(exc)}") from None
 
 
 def hash_files(spark: Any, uris: Sequence[str]) -> dict[str, tuple[str, int]]:
-    """``{uri: (sha256, size)}`` of every file, computed on the executors."""
+    """``{uri: (sha256, size)}`` of every file, computed on the executors, in the JVM (the bytes
+    never reach a Python worker)."""
     if not uris:
         return {}
-    hashed = {uri: (sha, size) for uri, sha, size in _run_tasks(spark, uris, _hash_partition, "hashing")}
+    from pyspark.sql import functions as F  # noqa: N812
+
+    try:
+        frame = spark.read.format("binaryFile").load([_literal(uri) for uri in uris])
+        rows = frame.select("path", F.sha2("content", 256), "length").collect()
+    except Exception as exc:
+        raise SparkEngineError(f"Spark hashing failed: {spark_error_line(exc)}") from None
+    hashed = {_normal(path): (str(sha), int(size)) for path, sha, size in rows}
     for uri in uris:
         if uri not in hashed:
-            if _length(spark, uri) != 0:
+            path, fs = _file_system(spark, uri)
+            if fs.getFileStatus(path).getLen() != 0:
                 raise SparkEngineError(f"Spark did not read {uri} (read {len(hashed)} of {len(uris)} files)")
             hashed[uri] = (EMPTY_SHA256, 0)  # Spark's file readers leave zero-byte files out
     return hashed
-
-
-def _length(spark: Any, uri: str) -> int:
-    """The size of ``uri`` as the cluster's file system reports it."""
-    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(uri)
-    return int(path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).getFileStatus(path).getLen())
 
 
 @dataclass(frozen=True)
@@ -192,13 +227,28 @@ class _Task:
     memory_limit: str | None = None
 
 
-def _local_copy(uri: str, content: bytes, spill_parent: str | None) -> tuple[Path, Path]:
+def _local_copy(uri: str, content: bytes, sha: str, spill_parent: str | None) -> tuple[Path, Path]:
     """A fresh directory holding ``content`` under the file's own name (the name is stored with
-    every record, and its suffix says how to read it); ``(directory, file)``."""
+    every record, and its suffix says how to read it); ``(directory, file)``.
+
+    The bytes must be those the run hashed (``sha``): the file is read again for each step, and
+    an object overwritten or a file still being written in between would give records that do
+    not come from the bytes the ledger names."""
+    if hashlib.sha256(content).hexdigest() != sha:
+        raise SparkEngineError(f"{uri} changed while the run read it (sha256 was {sha[:12]}); run the day again")
     directory = Path(tempfile.mkdtemp(prefix="infergate-remote-", dir=spill_parent or None))
     local = directory / file_name(uri)
     local.write_bytes(content)
     return directory, local
+
+
+def _attempt_name(part: Path) -> str:
+    """Where a task attempt writes ``part`` before renaming it into place: its own name, so two
+    attempts of one task (a retry, speculation) never write one file."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return f"{part}.{context.taskAttemptId() if context is not None else os.getpid()}.tmp"
 
 
 def _parse_partition(task: _Task, rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
@@ -211,18 +261,19 @@ def _parse_partition(task: _Task, rows: Iterable[Any]) -> Iterator[tuple[int, in
     for row in rows:
         uri = _normal(row.path)
         order, sha = task.files[uri]
-        directory, local = _local_copy(uri, bytes(row.content), task.spill_parent)
+        directory, local = _local_copy(uri, bytes(row.content), sha, task.spill_parent)
         part = Path(task.out_dir) / f"part-{order:06d}.parquet"
+        partial = _attempt_name(part)
         written = 0
         try:
-            with pq.ParquetWriter(str(part) + ".tmp", layout.arrow_schema, compression="zstd") as writer:
+            with pq.ParquetWriter(partial, layout.arrow_schema, compression="zstd") as writer:
                 batches = parse_file(
                     order, str(local), layout, ts_latest, task.memory_limit, sha, str(directory), shown_as=uri
                 )
                 for batch in batches:
                     writer.write_batch(batch)
                     written += batch.num_rows
-            os.replace(str(part) + ".tmp", part)  # the driver reads only complete parts
+            os.replace(partial, part)  # the driver reads only complete parts
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         yield order, written
@@ -266,27 +317,28 @@ def _parts(out_dir: Path, orders: Sequence[int], done: dict[int, int]) -> list[P
 
 def _lines_partition(task: _Task, rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
     from pipeline.ingest.staging import create_staging, stage_file
-    from pipeline.spark.parse import task_connection
+    from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
 
     for row in rows:
         uri = _normal(row.path)
         order, sha = task.files[uri]
-        directory, local = _local_copy(uri, bytes(row.content), task.spill_parent)
+        directory, local = _local_copy(uri, bytes(row.content), sha, task.spill_parent)
         part = Path(task.out_dir) / f"part-{order:06d}.parquet"
+        partial = _attempt_name(part)
         try:
-            con = task_connection(task.memory_limit, temp_directory=directory)
+            con = task_connection(task.memory_limit or TASK_MEMORY_LIMIT, temp_directory=directory)
             try:
                 create_staging(con)
                 stage_file(con, local, order, sha)
                 shown = f"replace(stage_problem, {sql_literal(str(local))}, {sql_literal(uri)})"
                 con.execute(
                     f"COPY (SELECT * REPLACE ({shown} AS stage_problem) FROM staged_lines ORDER BY line_no) "
-                    f"TO {sql_literal(str(part) + '.tmp')} (FORMAT parquet, COMPRESSION zstd)"
+                    f"TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)"
                 )
                 count = con.execute("SELECT count(*) FROM staged_lines").fetchone()
             finally:
                 con.close()
-            os.replace(str(part) + ".tmp", part)
+            os.replace(partial, part)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         yield order, int(count[0]) if count else 0

@@ -29,6 +29,7 @@ import duckdb
 from core.db import sql_literal
 from core.timing import step
 from pipeline.ingest.apply import bind_stored_twins
+from pipeline.ingest.files import is_uri
 from pipeline.ingest.staging import (
     StagedBatch,
     create_staging,
@@ -62,11 +63,12 @@ def stage_files_on_spark(
     reads: those are hashed on the executors too (:mod:`pipeline.spark.remote`).
     """
     create_staging(con)
-    uris = [p for p in paths if isinstance(p, str)]
+    uris = [p for p in paths if isinstance(p, str) and is_uri(p)]
     if uris and len(uris) != len(paths):
         raise SparkEngineError("a batch is either local paths or URIs, not both")
     if uris:
-        return _stage_uris(con, uris, ts_latest, memory_limit)
+        with spark_failures("reading the logs"):
+            return _stage_uris(con, uris, ts_latest, memory_limit)
     local = [Path(p) for p in paths]
     staged, skipped = select_new_files(con, local)
     with step("parse", after="after_parse"):

@@ -155,7 +155,8 @@ def test_no_files_is_an_empty_frame_of_the_same_columns(spark: Any) -> None:
 def test_the_local_reader_opens_local_paths_and_file_uris_only(tmp_path: Path) -> None:
     """Other schemes go through Spark's reader (pipeline/spark/remote.py, test_remote_logs.py)."""
     assert local_path("file:///srv/logs/a.jsonl") == Path("/srv/logs/a.jsonl")
-    assert local_path("file:///srv/logs/a%20b.jsonl") == Path("/srv/logs/a b.jsonl")
+    assert local_path("file:///srv/logs/a%20b.jsonl") == Path("/srv/logs/a%20b.jsonl")  # literal, as Hadoop
+    assert local_path("file://localhost/srv/logs/a.jsonl") == Path("/srv/logs/a.jsonl")
     assert local_path(str(tmp_path)) == tmp_path
     with pytest.raises(SparkEngineError, match="this reader opens local files; a --logs URI is read through Spark"):
         local_path("s3a://bucket/logs/a.jsonl")

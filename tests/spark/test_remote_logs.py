@@ -105,3 +105,57 @@ def test_listing_errors_name_the_uri(spark: Any, tmp_path: Path) -> None:
     with pytest.raises(SparkEngineError, match=r"cannot list s3a://bucket/logs: .*S3AFileSystem") as caught:
         nightly(billing, "s3a://bucket/logs")
     assert "hadoop-aws" in (caught.value.hint or "")
+
+
+def test_names_with_glob_characters_are_only_themselves(spark: Any, tmp_path: Path) -> None:
+    """Spark's load takes a path for a glob: ``[eu]`` must not match ``e`` or ``u``, ``{x}``
+    not fail, ``*`` not match its neighbours; a ':' (no Hadoop reader opens it) is refused."""
+    billing = spark_billing(tmp_path)
+    names = ["requests-2026-11-20[eu].jsonl", "requests-2026-11-20e.jsonl", "requests-2026-11-20{x}*?.jsonl"]
+    for n, name in enumerate(names):
+        write_log(billing.logs / name, [record(event_id=f"g{n}", request_id=f"r-g{n}", usage=usage(1, 1))])
+    write_log(billing.logs / "requests-2026-11-20T00:00.jsonl", [record(event_id="colon", request_id="r-c")])
+    report = nightly(billing, f"file://{billing.logs}")
+    assert sorted((Path(f.path).name, f.accepted) for f in report.files) == sorted((n, 1) for n in names)
+    assert any("requests-2026-11-20T00:00.jsonl: a ':' in a file name" in p for p in report.problems)
+    assert billing.query("SELECT source_file FROM attempts ORDER BY event_id") == [(n,) for n in names]
+
+
+def test_a_file_that_changes_between_reads_fails_the_run_naming_it(spark: Any, tmp_path: Path) -> None:
+    """The executors read a file again to validate it: bytes other than those hashed (an object
+    overwritten meanwhile) fail the run, which then writes nothing; the message names the URI,
+    never a task's local copy."""
+    from pipeline.spark import remote
+
+    billing = spark_billing(tmp_path)
+    log = write_log(billing.logs / "requests-2026-11-20.jsonl", [record(event_id="a", request_id="r-a")])
+    uri = f"file://{log}"
+    hashed = remote.hash_files(spark, [uri])
+    log.write_text(log.read_text() + "\n")
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SparkEngineError) as caught:
+        remote.parse_files(spark, [(1, uri, hashed[uri][0])], tmp_path / "out", None, None, tmp_path)
+    message = str(caught.value)
+    assert f"{uri} changed while the run read it" in message and "infergate-remote-" not in message
+    assert list((tmp_path / "out").iterdir()) == []  # no part, not even a partial one
+
+
+def test_replay_names_a_uri_input_that_is_gone(spark: Any, tmp_path: Path) -> None:
+    billing = spark_billing(tmp_path)
+    log = write_log(billing.logs / "requests-2026-11-20.jsonl", [record(event_id="a", request_id="r-a")])
+    nightly(billing, f"file://{billing.logs}")
+    log.unlink()
+    result = replay.verify_run(billing.settings, 1)
+    assert result.status == "MISMATCH" and result.first_difference == f"run 1 (nightly): input file://{log} is missing"
+
+
+def test_the_command_line_refuses_a_uri_without_spark(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["--db", str(tmp_path / "x.duckdb"), "nightly", "--date", "2026-11-20", "--logs", "s3a://bucket/logs"]
+    )
+    assert result.exit_code == 2 and "a URI is read by Spark's file system connectors" in result.output
+    assert not (tmp_path / "x.duckdb").exists()
