@@ -1,5 +1,5 @@
 """Commands about the reference data and the tools around the pipeline: prices, import,
-sample-logs, schema-doc."""
+sample-logs, schema-doc, lake."""
 
 from __future__ import annotations
 
@@ -154,3 +154,77 @@ def import_command(
         raise click.ClickException(
             f"{report.rejected} of {report.rows_read} rows rejected, above --max-quarantine-rate {max_quarantine_rate}"
         )
+
+
+@cli.group()
+def lake() -> None:
+    """The Parquet lake beside the database (<db>.lake/): what it holds, and deleting what no
+    view reads any more."""
+
+
+@lake.command("status")
+@click.pass_obj
+@fail_cleanly
+def lake_status_command(settings: Settings) -> None:
+    """Files and bytes per lake folder, and the retired rated files a vacuum can delete.
+
+    \b
+    Example:
+      infergate-billing lake status
+    """
+    from pipeline.cli.base import read_only
+    from pipeline.vacuum import lake_status
+
+    with read_only(settings) as con:
+        rows = lake_status(con)
+    click.echo(f"{'folder':<16} {'files':>7} {'MB':>10}   retired (deletable: files, MB; deleted)")
+    for row in rows:
+        retired = (
+            f"   {row.retired_on_disk}, {row.retired_size / 1e6:,.1f} MB; {row.retired_deleted} deleted"
+            if row.folder == "rated_attempts"
+            else ""
+        )
+        click.echo(f"{row.folder:<16} {row.files:>7} {row.size / 1e6:>10,.1f}{retired}")
+
+
+@lake.command("vacuum")
+@click.option(
+    "--older-than",
+    "older_than_hours",
+    type=click.FloatRange(min=0),
+    default=24,
+    show_default=True,
+    help="Hours since the run that retired a file finished (an older snapshot may still be open).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.pass_obj
+@fail_cleanly
+def lake_vacuum_command(settings: Settings, older_than_hours: float, dry_run: bool) -> None:  # allow-float: hours
+    """Delete the retired rated files: every row of them was re-rated by a later run.
+
+    A re-rate (new reference data, a price edit, `rate`) retires the rated files of its days;
+    they stay on disk for the analyst snapshot published before it. This deletes those that the
+    published snapshot does not name, retired at least --older-than hours ago. The database is
+    not changed (its manifest keeps which run wrote and which replaced each file); it holds the
+    run lock, so run it from cron after the nightly, not beside it.
+
+    \b
+    Example:
+      infergate-billing lake vacuum --dry-run
+      infergate-billing --quiet lake vacuum --older-than 48
+    """
+    from datetime import timedelta
+
+    from pipeline import snapshot
+    from pipeline.vacuum import vacuum
+
+    published = settings.snapshot_path or snapshot.default_snapshot_path(settings.db_path)
+    report = vacuum(settings.db_path, published, timedelta(hours=older_than_hours), dry_run=dry_run)
+    out = console.current()
+    verb = "would delete" if dry_run else "deleted"
+    for file in report.deleted:
+        out.info(f"{verb} {file.path} (run {file.run_id}, retired by run {file.retired_by}, {file.size:,} bytes)")
+    out.info(
+        f"{verb} {len(report.deleted)} retired file(s), {report.freed / 1e6:,.1f} MB; kept {len(report.kept_recent)} "
+        f"retired less than {older_than_hours:g} h ago and {len(report.kept_for_snapshot)} the published snapshot reads"
+    )

@@ -1,0 +1,173 @@
+"""Deleting the rated files no view reads any more, once no published snapshot can either.
+
+A re-rate replaces every rated row of the files of its days: reference data changed (a new
+account in accounts.toml re-rates every open period), a price edit, ``rate --period``. Those
+files are then *retired* (core/attempt_store.py: every row replaced, the views skip them) but
+kept on disk, because the analyst snapshot published before the re-rate names them and an
+analyst may have it open. So each re-rate of an open month leaves a whole copy of the month's
+rated rows behind, and the lake grows with the number of reference changes, not with traffic.
+
+``lake vacuum`` deletes a retired file when
+
+- the run that retired it finished at least ``older_than`` ago (default 24 hours: a session
+  opened on an older snapshot is taken to be closed by then), and
+- the published analyst snapshot does not name it (it was published after the retirement;
+  or there is none).
+
+It holds the run lock, so no run retires, lists or reads files meanwhile. The manifest rows
+stay: ``lake_files`` still says which run wrote how many rows, and ``rated_hidden`` which run
+replaced them (the audit trail); a retired file is never read again, so its absence is no
+damage (the lake checks of core/attempt_store.py look at the files views read). Nothing is
+written to the database: a crash between two deletions leaves files that a later vacuum
+deletes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from core.attempt_store import RATED, database_file, fsync_dir, lake_dir, retired
+from core.db import connect, table_exists
+from pipeline.lock import exclusive_run
+
+DEFAULT_OLDER_THAN = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class RetiredFile:
+    """A rated file every row of which later runs replaced."""
+
+    run_id: int  # the run that wrote it
+    path: Path
+    size: int  # bytes, as listed
+    retired_by: int  # the run that replaced its last rows
+    retired_at: datetime  # when that run finished
+    on_disk: bool
+
+
+@dataclass(frozen=True)
+class VacuumReport:
+    deleted: list[RetiredFile]
+    kept_recent: list[RetiredFile]  # retired less than older_than ago
+    kept_for_snapshot: list[RetiredFile]  # named by the published snapshot
+
+    @property
+    def freed(self) -> int:
+        return sum(f.size for f in self.deleted)
+
+
+def retired_files(con: duckdb.DuckDBPyConnection) -> list[RetiredFile]:
+    """Every retired rated file of ``con``'s database, oldest first, deleted ones included."""
+    path = database_file(con)
+    if path is None or not table_exists(con, str(RATED.hidden)):
+        return []
+    lake = lake_dir(path)
+    rows = con.execute(
+        f"""
+        SELECT f.run_id, f.path, f.bytes, max(h.hidden_by_run), max(r.finished_at)
+        FROM lake_files f
+        JOIN {RATED.hidden} h ON h.rated_run_id = f.run_id
+        JOIN runs r ON r.run_id = h.hidden_by_run
+        WHERE {retired(RATED, "f")}
+        GROUP BY f.run_id, f.path, f.bytes
+        ORDER BY f.run_id
+        """
+    ).fetchall()
+    return [
+        RetiredFile(int(run), lake / str(p), int(size), int(by), at, (lake / str(p)).is_file())
+        for run, p, size, by, at in rows
+    ]
+
+
+def snapshot_names(snapshot_path: Path | None) -> str:
+    """The SQL of the published snapshot's views (the lake files they read, by absolute path);
+    empty when there is no snapshot."""
+    if snapshot_path is None or not snapshot_path.is_file():
+        return ""
+    con = duckdb.connect(str(snapshot_path), read_only=True)
+    try:
+        return "\n".join(
+            str(sql) for (sql,) in con.execute("SELECT sql FROM duckdb_views() WHERE NOT internal").fetchall()
+        )
+    finally:
+        con.close()
+
+
+def vacuum(
+    db_path: Path,
+    snapshot_path: Path | None,
+    older_than: timedelta = DEFAULT_OLDER_THAN,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> VacuumReport:
+    """Delete the retired rated files no view or published snapshot reads (see the module doc),
+    under the database's run lock (a run going on is refused, as two runs are)."""
+    with exclusive_run(db_path, "lake vacuum"):
+        con = connect(db_path, read_only=True)
+        try:
+            candidates = [f for f in retired_files(con) if f.on_disk]
+        finally:
+            con.close()
+        cutoff = (now or datetime.now(UTC)) - older_than
+        named = snapshot_names(snapshot_path)
+        deleted, recent, in_snapshot = [], [], []
+        for file in candidates:
+            if file.retired_at > cutoff:
+                recent.append(file)
+            elif str(file.path) in named:
+                in_snapshot.append(file)
+            else:
+                deleted.append(file)
+        if not dry_run:
+            for file in deleted:
+                file.path.unlink()
+            for folder in {f.path.parent for f in deleted}:
+                fsync_dir(folder)
+    return VacuumReport(deleted, recent, in_snapshot)
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """One lake folder: the files views read, and (rated rows) the retired ones."""
+
+    folder: str
+    files: int
+    size: int
+    retired_on_disk: int = 0
+    retired_size: int = 0
+    retired_deleted: int = 0
+
+
+def lake_status(con: duckdb.DuckDBPyConnection) -> list[FolderStatus]:
+    """What the lake holds, per folder (``lake status``)."""
+    if not table_exists(con, "lake_files"):
+        return []
+    gone = {f.path for f in retired_files(con)}
+    path = database_file(con)
+    lake = lake_dir(path) if path is not None else Path()
+    totals: dict[str, list[int]] = {}
+    for folder, relative, size in con.execute(
+        "SELECT table_name, path, bytes FROM lake_files ORDER BY 1, 2"
+    ).fetchall():
+        entry = totals.setdefault(str(folder), [0, 0])
+        if lake / str(relative) not in gone:
+            entry[0] += 1
+            entry[1] += int(size)
+    retired_list = retired_files(con)
+    status = []
+    for folder, (files, size) in totals.items():
+        if folder == RATED.view:
+            on_disk = [f for f in retired_list if f.on_disk]
+            status.append(
+                FolderStatus(
+                    folder, files, size, len(on_disk), sum(f.size for f in on_disk), len(retired_list) - len(on_disk)
+                )
+            )
+        else:
+            status.append(FolderStatus(folder, files, size))
+    return status
