@@ -172,7 +172,9 @@ def _tag(engine: str, master: str | None) -> str:
     return engine if master is None else f"{engine}-{master.replace('[', '').replace(']', '')}"
 
 
-def nightly_on(engine: str, master: str | None, logs: Path, day: date, root: Path) -> tuple[float, dict[str, float]]:
+def nightly_on(
+    engine: str, master: str | None, logs: Path | str, day: date, root: Path
+) -> tuple[float, dict[str, float]]:
     """One nightly on a fresh database; its wall time and its steps' times."""
     from core import timing
 
@@ -216,7 +218,9 @@ def compare_nightlies(args: argparse.Namespace, root: Path) -> None:
             session = get_session(master, {"spark.driver.memory": args.driver_memory})
             assert session.sparkContext.master == master, session.sparkContext.master
             print(f"  ({master}: session started in {time.perf_counter() - started:.1f} s, not counted)")
-        wall, steps = nightly_on(engine, master, logs, day, root)
+        # --uri: the Spark runs read the day as a URI, through Hadoop and the executors' hashing
+        source: Path | str = f"file://{logs.resolve()}" if args.uri and master is not None else logs
+        wall, steps = nightly_on(engine, master, source, day, root)
         name = engine if master is None else f"spark {master}"
         shown = ", ".join(f"{k} {v:.1f}" for k, v in steps.items() if v >= 0.05)
         print(f"  {name:<16} {wall:8.1f} {attempts / wall:12,.0f} {attempts / wall / used:10,.0f}   {shown}")
@@ -251,6 +255,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nightly", action="store_true", help="compare whole nightlies (make spark-bench)")
     parser.add_argument("--masters", nargs="+", default=["local[1]", "local[2]"], help="with --nightly")
     parser.add_argument("--files", type=int, default=8, help="with --nightly: log files the day is split into")
+    parser.add_argument(
+        "--uri",
+        action="store_true",
+        help="with --nightly: Spark reads the day as a file:// URI (listed by Hadoop, hashed and read on executors)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="spark-bench-") as tmp:
         if args.nightly:
