@@ -21,7 +21,10 @@ from pipeline.lock import ConcurrentRunError, exclusive_run
 from pipeline.vacuum import lake_status, retired_files, vacuum
 from tests.conftest import Billing, record, usage
 
-NOW_PLUS_A_DAY = datetime.now(UTC) + timedelta(days=1, minutes=1)
+
+def a_day_later() -> datetime:
+    """A vacuum's clock a day after the runs (the default --older-than is 24 hours)."""
+    return datetime.now(UTC) + timedelta(days=1, minutes=1)
 
 
 def two_days_then_a_re_rate(billing: Billing) -> None:
@@ -47,11 +50,11 @@ def test_retired_files_are_deleted_and_nothing_billed_changes(billing: Billing) 
     lines = billing.query("SELECT * FROM statement_lines ORDER BY ALL")
     assert rated_folder(billing) == ["run-000001.parquet", "run-000002.parquet", "run-000003.parquet"]
 
-    dry = vacuum(billing.settings.db_path, None, dry_run=True, now=NOW_PLUS_A_DAY)
+    dry = vacuum(billing.settings.db_path, None, dry_run=True, now=a_day_later())
     assert [(f.run_id, f.retired_by) for f in dry.deleted] == [(1, 3), (2, 3)]
     assert len(rated_folder(billing)) == 3  # a dry run deletes nothing
 
-    report = vacuum(billing.settings.db_path, None, now=NOW_PLUS_A_DAY)
+    report = vacuum(billing.settings.db_path, None, now=a_day_later())
     assert [f.path.name for f in report.deleted] == ["run-000001.parquet", "run-000002.parquet"]
     assert report.freed == sum(f.size for f in dry.deleted) > 0
     assert rated_folder(billing) == ["run-000003.parquet"]
@@ -70,7 +73,7 @@ def test_retired_files_are_deleted_and_nothing_billed_changes(billing: Billing) 
     billing.log("requests-2026-11-22.jsonl", [record(event_id="c", ts="2026-11-22T08:00:00Z", usage=usage(1000, 100))])
     billing.nightly("2026-11-22")
     assert billing.one("SELECT sum(charge_total) FROM rated_attempts") == Decimal("0.060")
-    assert vacuum(billing.settings.db_path, None, now=NOW_PLUS_A_DAY).deleted == []
+    assert vacuum(billing.settings.db_path, None, now=a_day_later()).deleted == []
 
 
 def test_recently_retired_files_are_kept(billing: Billing) -> None:
@@ -86,12 +89,12 @@ def test_files_the_published_snapshot_reads_are_kept_until_it_is_republished(bil
     billing.nightly("2026-11-20")  # publishes a snapshot reading run 1's file
     billing.settings = dataclasses.replace(billing.settings, snapshot_path=None)  # --no-snapshot
     jobs.run_rate(billing.settings, None, None)  # run 2 retires run 1's file; nothing republished
-    kept = vacuum(billing.settings.db_path, published(billing), now=NOW_PLUS_A_DAY)
+    kept = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
     assert kept.deleted == [] and [f.run_id for f in kept.kept_for_snapshot] == [1]
     with snapshot.open_snapshot(published(billing)) as con:  # the old snapshot still reads
         assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts").fetchall() == [("a", 1)]
     snapshot.publish_now(billing.settings.db_path, published(billing))
-    done = vacuum(billing.settings.db_path, published(billing), now=NOW_PLUS_A_DAY)
+    done = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
     assert [f.run_id for f in done.deleted] == [1]
     with snapshot.open_snapshot(published(billing)) as con:
         assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts").fetchall() == [("a", 2)]
@@ -100,5 +103,5 @@ def test_files_the_published_snapshot_reads_are_kept_until_it_is_republished(bil
 def test_a_vacuum_is_refused_while_a_run_holds_the_lock(billing: Billing) -> None:
     two_days_then_a_re_rate(billing)
     with exclusive_run(billing.settings.db_path, "nightly"), pytest.raises(ConcurrentRunError):
-        vacuum(billing.settings.db_path, None, now=NOW_PLUS_A_DAY)
+        vacuum(billing.settings.db_path, None, now=a_day_later())
     assert len(rated_folder(billing)) == 3
