@@ -251,32 +251,40 @@ def _attempt_name(part: Path) -> str:
     return f"{part}.{context.taskAttemptId() if context is not None else os.getpid()}.tmp"
 
 
-def _parse_partition(task: _Task, rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
-    import pyarrow.parquet as pq
-
-    from pipeline.spark.parse import parse_file, parsed_layout
-
-    layout = parsed_layout()
-    ts_latest = datetime.fromisoformat(task.ts_latest) if task.ts_latest else None
+def _per_file(task: _Task, write: Callable[..., int], rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
+    """A task's loop: each file's bytes (checked against the run's digest) as a local copy under
+    its own name, ``write(task, order, uri, sha, local, directory, partial)`` writes the file's
+    part to ``partial`` and says how many rows, the part is renamed into place (the driver
+    reads only complete parts) and the copy removed; ``(file_order, rows)`` per file."""
     for row in rows:
         uri = _normal(row.path)
         order, sha = task.files[uri]
         directory, local = _local_copy(uri, bytes(row.content), sha, task.spill_parent)
         part = Path(task.out_dir) / f"part-{order:06d}.parquet"
         partial = _attempt_name(part)
-        written = 0
         try:
-            with pq.ParquetWriter(partial, layout.arrow_schema, compression="zstd") as writer:
-                batches = parse_file(
-                    order, str(local), layout, ts_latest, task.memory_limit, sha, str(directory), shown_as=uri
-                )
-                for batch in batches:
-                    writer.write_batch(batch)
-                    written += batch.num_rows
-            os.replace(partial, part)  # the driver reads only complete parts
+            count = write(task, order, uri, sha, local, directory, partial)
+            os.replace(partial, part)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-        yield order, written
+        yield order, count
+
+
+def _write_parsed(task: _Task, order: int, uri: str, sha: str, local: Path, directory: Path, partial: str) -> int:
+    """The file's ``parsed`` rows (and R5 counts), as :func:`pipeline.spark.parse.parse_file` makes them."""
+    import pyarrow.parquet as pq
+
+    from pipeline.spark.parse import parse_file, parsed_layout
+
+    layout = parsed_layout()
+    ts_latest = datetime.fromisoformat(task.ts_latest) if task.ts_latest else None
+    written = 0
+    with pq.ParquetWriter(partial, layout.arrow_schema, compression="zstd") as writer:
+        batches = parse_file(order, str(local), layout, ts_latest, task.memory_limit, sha, str(directory), shown_as=uri)
+        for batch in batches:
+            writer.write_batch(batch)
+            written += batch.num_rows
+    return written
 
 
 def parse_files(
@@ -299,7 +307,8 @@ def parse_files(
         ts_latest.isoformat() if ts_latest else None,
         memory_limit,
     )
-    done = dict(_run_tasks(spark, [uri for _, uri, _ in files], functools.partial(_parse_partition, task), "parsing"))
+    parse = functools.partial(_per_file, task, _write_parsed)
+    done = dict(_run_tasks(spark, [uri for _, uri, _ in files], parse, "parsing"))
     return _parts(out_dir, [order for order, _, _ in files], done)
 
 
@@ -315,33 +324,24 @@ def _parts(out_dir: Path, orders: Sequence[int], done: dict[int, int]) -> list[P
     return parts
 
 
-def _lines_partition(task: _Task, rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
+def _write_lines(task: _Task, order: int, uri: str, sha: str, local: Path, directory: Path, partial: str) -> int:
+    """The file's ``staged_lines`` rows, as the driver would stage them."""
     from pipeline.ingest.staging import create_staging, stage_file
     from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
 
-    for row in rows:
-        uri = _normal(row.path)
-        order, sha = task.files[uri]
-        directory, local = _local_copy(uri, bytes(row.content), sha, task.spill_parent)
-        part = Path(task.out_dir) / f"part-{order:06d}.parquet"
-        partial = _attempt_name(part)
-        try:
-            con = task_connection(task.memory_limit or TASK_MEMORY_LIMIT, temp_directory=directory)
-            try:
-                create_staging(con)
-                stage_file(con, local, order, sha)
-                shown = f"replace(stage_problem, {sql_literal(str(local))}, {sql_literal(uri)})"
-                con.execute(
-                    f"COPY (SELECT * REPLACE ({shown} AS stage_problem) FROM staged_lines ORDER BY line_no) "
-                    f"TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)"
-                )
-                count = con.execute("SELECT count(*) FROM staged_lines").fetchone()
-            finally:
-                con.close()
-            os.replace(partial, part)
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        yield order, int(count[0]) if count else 0
+    con = task_connection(task.memory_limit or TASK_MEMORY_LIMIT, temp_directory=directory)
+    try:
+        create_staging(con)
+        stage_file(con, local, order, sha)
+        shown = f"replace(stage_problem, {sql_literal(str(local))}, {sql_literal(uri)})"
+        con.execute(
+            f"COPY (SELECT * REPLACE ({shown} AS stage_problem) FROM staged_lines ORDER BY line_no) "
+            f"TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        count = con.execute("SELECT count(*) FROM staged_lines").fetchone()
+    finally:
+        con.close()
+    return int(count[0]) if count else 0
 
 
 def stage_lines(
@@ -353,6 +353,6 @@ def stage_lines(
     if not files:
         return []
     task = _Task({uri: (order, sha) for order, uri, sha in files}, str(out_dir), str(spill_parent), None, memory_limit)
-    lines = functools.partial(_lines_partition, task)
+    lines = functools.partial(_per_file, task, _write_lines)
     done = dict(_run_tasks(spark, [uri for _, uri, _ in files], lines, "staging lines"))
     return _parts(out_dir, [order for order, _, _ in files], done)
