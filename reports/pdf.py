@@ -19,7 +19,7 @@ from weasyprint import HTML
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import FatalURLFetchingError, URLFetcher, URLFetcherResponse
 
-from reports.render import UnsafeResourceError
+from reports.render import TIGHT_CSS_RULES, UnsafeResourceError
 
 
 class RefusingURLFetcher(URLFetcher):
@@ -61,11 +61,9 @@ def _fixed_font_timestamps() -> Iterator[None]:
 NEAR_EMPTY_FILL = 0.2
 
 #: Tighter spacing for that second layout (the HTML stored with the statement is unchanged: the
-#: choice is a pure function of the HTML, so the same HTML still gives the same PDF).
-_TIGHT_CSS = (
-    "<style>html{line-height:1.25}h2{margin:9pt 0 3pt}table.lines td{padding:1.5pt 5pt}"
-    ".totals,.parties{margin-top:8pt}.masthead{padding-bottom:6pt}</style>"
-)
+#: choice is a pure function of the HTML, so the same HTML still gives the same PDF). A statement
+#: of layout 3 on has these rules in its own stylesheet and is laid out once.
+_TIGHT_CSS = "<style>" + TIGHT_CSS_RULES + "</style>"
 
 
 def _tightened(html: str) -> str:
@@ -120,7 +118,7 @@ def pdf_bytes(html: str, *, fetcher: RefusingURLFetcher | None = None, pdf_varia
     try:
         with _fixed_font_timestamps():
             document = HTML(string=html, url_fetcher=fetcher).render(font_config=font_config)
-            if near_empty_last_page(document):
+            if TIGHT_CSS_RULES not in html and near_empty_last_page(document):
                 tighter = HTML(string=_tightened(html), url_fetcher=fetcher).render(font_config=font_config)
                 if len(tighter.pages) < len(document.pages):
                     document = tighter

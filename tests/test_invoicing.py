@@ -327,14 +327,37 @@ def test_verify_re_executes_runs_with_their_recorded_issuer(invoiced) -> None:
 
 
 def test_a_nearly_empty_last_page_is_pulled_back_by_a_tighter_layout() -> None:
+    """Layouts 1 and 2 (statements issued before layout 3, whose PDFs a replay of their run
+    renders again): a second layout with the tighter spacing when the last page is nearly empty."""
     from weasyprint import HTML
 
     base = fixtures.statement()
     notes = base.billing_notes + tuple(f"Additional note {i}: terms of service apply." for i in range(12))
-    html = render_html(dataclasses.replace(base, billing_notes=notes))
+    html = render_html(dataclasses.replace(base, billing_notes=notes, layout_version=2))
     first_layout = HTML(string=html).render()
     assert len(first_layout.pages) == 3 and near_empty_last_page(first_layout)
     assert len(PdfReader(io.BytesIO(pdf_bytes(html))).pages) == 2
+
+
+def test_layout_3_has_the_tighter_spacing_from_the_start_and_is_laid_out_once(monkeypatch) -> None:
+    """The same statement in layout 3 is two pages from its first layout; the PDF is made from
+    one layout (the near-empty check, which a draft's watermark defeated, is not asked)."""
+    from weasyprint import HTML
+
+    from reports import pdf
+
+    base = fixtures.statement()
+    notes = base.billing_notes + tuple(f"Additional note {i}: terms of service apply." for i in range(12))
+    asked: list[object] = []
+    monkeypatch.setattr(pdf, "near_empty_last_page", lambda document: asked.append(document) or False)
+    for draft in (False, True):
+        doc = dataclasses.replace(base, billing_notes=notes, layout_version=3)
+        if draft:
+            doc = dataclasses.replace(doc, statement_number=None)
+        html = render_html(doc)
+        assert ('class="watermark"' in html) is draft and html.count(pdf.TIGHT_CSS_RULES) == 1
+        assert len(HTML(string=html).render().pages) == 2
+        assert len(PdfReader(io.BytesIO(pdf_bytes(html))).pages) == 2 and asked == []
 
 
 def _png_1x1() -> bytes:

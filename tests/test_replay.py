@@ -17,6 +17,7 @@ from core.db import connect
 from core.money import D
 from pipeline import jobs, replay
 from pipeline.reference import PriceEditError
+from reports.statement_model import LAYOUT_VERSION
 from tests.conftest import Billing, cli_in_process, edit_stored_attempts, record, usage
 
 PRICES = Path(__file__).resolve().parent.parent / "pricing" / "tables" / "2026-11-01.toml"
@@ -98,7 +99,7 @@ def test_each_issued_statement_keeps_the_layout_it_was_printed_with(issued) -> N
     layouts = billing.query("SELECT period, layout_version FROM statements ORDER BY period, statement_number")
     assert {period for period, _ in layouts} == {"2026-11", "2026-12"}
     assert all(layout == 1 for period, layout in layouts if period == "2026-11")
-    assert all(layout == 2 for period, layout in layouts if period == "2026-12")
+    assert all(layout == LAYOUT_VERSION for period, layout in layouts if period == "2026-12")
     for period, numbered in (("2026-11", False), ("2026-12", True)):
         for html in (out / "statements" / period).glob("*.html"):
             assert ('class="num col-no"' in html.read_text()) is numbered, html
