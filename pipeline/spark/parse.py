@@ -7,20 +7,19 @@ stages the file with :func:`pipeline.ingest.staging.stage_file` and validates it
 ``parse.sql`` and repeated-key check as ``nightly --engine duckdb``. Reason codes and messages
 are therefore identical by construction, not by a port that could drift.
 
-The result is one DataFrame shaped like the DuckDB path's TEMP table ``parsed``: one row per
-non-blank line, ``problem`` NULL for a good line and ``{reason, field, message}`` for a
+A file's rows (:func:`parse_file`) are shaped like the DuckDB path's TEMP table ``parsed``: one
+row per non-blank line, ``problem`` NULL for a good line and ``{reason, field, message}`` for a
 quarantined one, plus :data:`RECOUNT_COLUMNS`: the R5 counts of each usage-less billable
 record, made in the task by the same code and tokenizers as on DuckDB, before dedup (the
 driver keeps those of the records dedup finds new), so no prompt text leaves the executor.
-Its Spark schema is derived from the Arrow schema of ``parsed``
-itself (see :func:`parsed_layout`), so a column added to ``parse.sql`` appears here without
-an edit. ``nightly --engine spark`` runs it through :mod:`pipeline.spark.staging`.
+Their Arrow schema is derived from ``parsed`` itself (see :func:`parsed_layout`), in types
+Spark has, so a column added to ``parse.sql`` appears here without an edit. The task writes
+them as one Parquet file into the exchange directory (:mod:`pipeline.spark.remote`, which
+runs the tasks: a local path read in place, a ``--logs`` URI from the bytes Spark reads);
+``nightly --engine spark`` loads them (:mod:`pipeline.spark.staging`).
 
 Not done here (docs/spark.md, "Validation on executors"): dedup against history and writing
-partitions on the executors (rating runs on Spark from :mod:`pipeline.spark.bridge`). The
-files are read here from local paths (and ``file://`` URIs); a ``--logs`` URI on any of the
-cluster's file systems is read by Spark and handed to :func:`parse_file` as a task's local copy
-(:mod:`pipeline.spark.remote`).
+partitions on the executors (rating runs on Spark from :mod:`pipeline.spark.bridge`).
 
 Executors need this package (and duckdb, pyarrow, zstandard, the tokenizers it ships) installed; pyspark is imported
 lazily, as in the other spark modules, so the DuckDB path never needs it.
@@ -29,14 +28,13 @@ lazily, as in the other spark modules, so the DuckDB path never needs it.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import duckdb
@@ -103,11 +101,10 @@ def task_connection(
 
 @dataclass(frozen=True)
 class ParsedLayout:
-    """How ``parsed`` travels to Spark: the DuckDB select list, its Arrow schema, the Spark DDL."""
+    """How a task writes ``parsed``: the DuckDB select list and its Arrow schema."""
 
     select: str
     arrow_schema: pa.Schema
-    spark_ddl: str
 
 
 def _spark_type(arrow_type: pa.DataType) -> str | None:
@@ -159,8 +156,9 @@ def parsed_layout() -> ParsedLayout:
     """The columns of ``parsed``, read from the DuckDB path itself (an empty parse on the driver).
 
     Every column keeps its type where Spark has it (DECIMAL with the same precision and scale,
-    TIMESTAMPTZ as a UTC instant, the ``problem`` struct); a type Spark lacks would be sent as
-    its DuckDB text (``CAST(... AS VARCHAR)``). Today no column of parse.sql needs that.
+    TIMESTAMPTZ as a UTC instant, the ``problem`` struct), so Spark can read the parts too; a
+    type Spark lacks would be written as its DuckDB text (``CAST(... AS VARCHAR)``). Today no
+    column of parse.sql needs that.
     """
     import pyarrow as pa
 
@@ -171,7 +169,7 @@ def parsed_layout() -> ParsedLayout:
         schema = con.sql("SELECT * FROM parsed").to_arrow_table().schema
     finally:
         con.close()
-    select, fields, ddl = [], [], []
+    select, fields = [], []
     for field in schema:
         quoted = sql_identifier(field.name)
         spark_type = _spark_type(field.type)
@@ -181,13 +179,11 @@ def parsed_layout() -> ParsedLayout:
         else:
             select.append(f"p.{quoted}")
         fields.append(pa.field(field.name, _arrow_type(spark_type, field.type)))
-        ddl.append(f"`{field.name}` {spark_type}")
     # R5 counts of each candidate, made in the task: the texts never leave the executor
     for name, spark_type in RECOUNT_COLUMNS.items():
         select.append(f"r.{name}")
         fields.append(pa.field(name, pa.int64() if spark_type == "bigint" else pa.string()))
-        ddl.append(f"`{name}` {spark_type}")
-    return ParsedLayout(", ".join(select), pa.schema(fields), ", ".join(ddl))
+    return ParsedLayout(", ".join(select), pa.schema(fields))
 
 
 def parse_file(
@@ -234,83 +230,3 @@ def parse_file(
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-
-
-SOURCE_NAME = "infergate_parse"
-
-
-@functools.cache
-def _source_class() -> type:
-    """The Python data source that parses files on executors (built lazily: pyspark is optional).
-
-    A Python data source (Spark 4) rather than ``mapInArrow``: its ``read`` may yield Arrow
-    batches without pandas (``mapInArrow`` requires pandas, which the spark extra does not
-    install), and ``partitions`` makes exactly one task per file. Options are strings:
-    ``files`` (a JSON list of ``[file_order, uri, sha256 or null]``), ``ts_latest`` (ISO 8601 or empty) and
-    ``memory_limit`` (DuckDB's, per task; empty: :data:`TASK_MEMORY_LIMIT`) and
-    ``spill_parent`` (where a task's DuckDB spills; empty: the system temp dir).
-    """
-    from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
-
-    class FilesReader(DataSourceReader):  # type: ignore[misc]
-        def __init__(self, options: Mapping[str, str]) -> None:
-            self.files: list[tuple[int, str, str | None]] = [tuple(f) for f in json.loads(options["files"])]
-            self.ts_latest = datetime.fromisoformat(options["ts_latest"]) if options.get("ts_latest") else None
-            self.memory_limit = options.get("memory_limit") or None
-            self.spill_parent = options.get("spill_parent") or None
-
-        def partitions(self) -> list[Any]:
-            return [InputPartition(f) for f in self.files]
-
-        def read(self, partition: Any) -> Iterator[pa.RecordBatch]:
-            order, uri, sha = partition.value
-            layout = parsed_layout()
-            yield from parse_file(order, uri, layout, self.ts_latest, self.memory_limit, sha, self.spill_parent)
-
-    class ParseSource(DataSource):  # type: ignore[misc]
-        @classmethod
-        def name(cls) -> str:
-            return SOURCE_NAME
-
-        def schema(self) -> str:
-            return parsed_layout().spark_ddl
-
-        def reader(self, schema: Any) -> FilesReader:
-            return FilesReader(self.options)
-
-    return ParseSource
-
-
-def parse_on_spark(
-    spark: Any,
-    files: Sequence[tuple[int, str, str | None]],
-    ts_latest: datetime | None = None,
-    memory_limit: str | None = None,
-    spill_parent: str | None = None,
-) -> Any:
-    """Validate every line of ``files`` on the executors; a DataFrame shaped like ``parsed``.
-
-    ``files``: ``(file_order, uri, sha256)``, the order and digest as
-    :func:`pipeline.ingest.staging.select_new_files` gives them (a None digest is computed by
-    the task). Every file given is parsed: skipping files ingested before or repeated within
-    the batch is the driver's decision (it keeps the ledger). Columns beyond ``parsed``'s:
-    :data:`RECOUNT_COLUMNS`.
-    ``ts_latest``: as for :func:`parse_staged` (from the run's recorded date, never the clock).
-    Lazy, like any DataFrame: nothing runs until an action. The Python workers must run an
-    interpreter with this package installed (``spark.pyspark.python``/``PYSPARK_PYTHON``).
-    """
-    for _, uri, _ in files:
-        local_path(uri)  # an unsupported scheme fails here, on the driver, not in a task
-    layout = parsed_layout()
-    if not files:
-        return spark.createDataFrame([], layout.spark_ddl)
-    spark.dataSource.register(_source_class())
-    return (
-        spark.read.format(SOURCE_NAME)
-        .schema(layout.spark_ddl)
-        .option("files", json.dumps([list(f) for f in files]))
-        .option("ts_latest", ts_latest.isoformat() if ts_latest else "")
-        .option("memory_limit", memory_limit or "")
-        .option("spill_parent", spill_parent or "")
-        .load()
-    )

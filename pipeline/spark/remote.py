@@ -1,12 +1,13 @@
-"""Log files the cluster reads (``nightly --engine spark --logs s3a://...``): listed, hashed and
+"""Log files validated by Spark tasks, each writing its file's rows as one Parquet part; and log
+files only the cluster reads (``nightly --engine spark --logs s3a://...``): listed, hashed and
 validated without the driver reading a byte of them.
 
 Issue 15 item 1. A ``--logs`` given as a URI (``s3a://``, ``hdfs://``, ``abfs://``, and
 ``file://`` for a shared mount) is read through Hadoop's FileSystem, which is what Spark
 reads with: whatever connector the cluster is configured with (for S3, hadoop-aws on the
 classpath and its ``spark.hadoop.fs.s3a.*`` settings) works here, and nothing else is
-needed on the driver. A plain path is still read by the driver's and executors' local
-file system (:mod:`pipeline.spark.staging`), as before.
+needed on the driver. A plain path is read by the driver's and executors' local file
+system: the driver hashes it, a task reads it in place (:func:`parse_files` takes both).
 
 - **Listing** (:func:`files_for_day`): the driver asks Hadoop's FileSystem for the logs
   directory's entries (metadata only): the day's files are those whose name holds the date
@@ -16,12 +17,12 @@ file system (:mod:`pipeline.spark.staging`), as before.
   executors, from the bytes Spark's ``binaryFile`` reader hands them; the driver receives
   three values a file and skips the files ingested before, as on a local path
   (:func:`pipeline.ingest.staging.select_new`).
-- **Validation** (:func:`parse_files`): each new file is one task, which writes the bytes
-  to a fresh local directory under its own name and runs the same
-  :func:`pipeline.spark.parse.parse_file` as for a local path (DuckDB's readers, the
-  Python fallback, parse.sql, the R5 recount), then writes the rows as one Parquet file into
-  the exchange directory. A reader's error quoted in a message names the file by its URI,
-  never by the task's copy.
+- **Validation** (:func:`parse_files`): each new file is one task (an RDD of the files, one
+  partition each), which runs :func:`pipeline.spark.parse.parse_file` (DuckDB's readers, the
+  Python fallback, parse.sql, the R5 recount) and writes the rows as one Parquet part into the
+  exchange directory itself: no row passes through the JVM. A URI's bytes are first checked
+  against the run's digest and written to a fresh local directory under the file's own name;
+  a reader's error quoted in a message names the file by its URI, never by the task's copy.
 - **Lines for dedup** (:func:`stage_lines`): the rare files whose records conflict with
   others (see :mod:`pipeline.spark.staging`) are staged by tasks too, their lines sent to
   the driver through the exchange directory.
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from core.db import sql_literal
-from pipeline.ingest.files import InputMissing, file_kind, refusal
+from pipeline.ingest.files import InputMissing, file_kind, is_uri, refusal
 from pipeline.ingest.files import uri_file_name as file_name
 from pipeline.spark import SparkEngineError
 
@@ -184,10 +185,20 @@ def _contents(spark: Any, uris: Sequence[str]) -> Any:
     return rdd
 
 
-def _run_tasks(spark: Any, uris: Sequence[str], task: Callable[[Iterable[Any]], Iterator[Any]], what: str) -> list[Any]:
-    """``task`` over the ``(path, content)`` rows of ``uris``, one file per task; what the tasks yield."""
+def _run_tasks(spark: Any, task: _Task, write: Callable[..., int], what: str) -> dict[int, int]:
+    """``write`` for every file of ``task``, one file per Spark task; ``{file_order: rows}``.
+
+    Files named by URI reach the task as bytes from Spark's ``binaryFile`` reader (the cluster's
+    file systems); local paths (a mount every executor sees alike) are read by the task in place."""
+    locations = list(task.files)
     try:
-        return list(_contents(spark, uris).mapPartitions(task).collect())
+        if all(is_uri(location) for location in locations):
+            loop = functools.partial(_per_file, task, write)
+            rdd = _contents(spark, locations).mapPartitions(loop)
+        else:
+            loop = functools.partial(_per_local_file, task, write)
+            rdd = spark.sparkContext.parallelize(locations, len(locations)).mapPartitions(loop)
+        return dict(rdd.collect())
     except SparkEngineError:
         raise
     except Exception as exc:  # py4j's and pyspark's errors alike (a task's own error included)
@@ -252,25 +263,46 @@ def _attempt_name(part: Path) -> str:
 
 
 def _per_file(task: _Task, write: Callable[..., int], rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
-    """A task's loop: each file's bytes (checked against the run's digest) as a local copy under
-    its own name, ``write(task, order, uri, sha, local, directory, partial)`` writes the file's
-    part to ``partial`` and says how many rows, the part is renamed into place (the driver
-    reads only complete parts) and the copy removed; ``(file_order, rows)`` per file."""
+    """A task's loop over files read by Spark: each file's bytes (checked against the run's
+    digest) as a local copy under its own name, written out by ``write`` (:func:`_write_part`)."""
     for row in rows:
         uri = _normal(row.path)
         order, sha = task.files[uri]
         directory, local = _local_copy(uri, bytes(row.content), sha, task.spill_parent)
-        part = Path(task.out_dir) / f"part-{order:06d}.parquet"
-        partial = _attempt_name(part)
         try:
-            count = write(task, order, uri, sha, local, directory, partial)
-            os.replace(partial, part)
+            yield order, _write_part(task, write, order, uri, sha, local, directory)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-        yield order, count
 
 
-def _write_parsed(task: _Task, order: int, uri: str, sha: str, local: Path, directory: Path, partial: str) -> int:
+def _per_local_file(task: _Task, write: Callable[..., int], paths: Iterable[str]) -> Iterator[tuple[int, int]]:
+    """A task's loop over local files: each read in place (named in messages as the run was
+    given it, as on DuckDB), the task's DuckDB spilling into a fresh directory."""
+    for path in paths:
+        order, sha = task.files[path]
+        directory = Path(tempfile.mkdtemp(prefix="infergate-task-", dir=task.spill_parent or None))
+        try:
+            yield order, _write_part(task, write, order, None, sha, Path(path), directory)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _write_part(
+    task: _Task, write: Callable[..., int], order: int, shown_as: str | None, sha: str, local: Path, directory: Path
+) -> int:
+    """``write(task, order, shown_as, sha, local, directory, partial)`` writes the file's part to
+    ``partial`` and says how many rows; the part is renamed into place (the driver reads only
+    complete parts). ``shown_as``: the URI messages name instead of the task's copy."""
+    part = Path(task.out_dir) / f"part-{order:06d}.parquet"
+    partial = _attempt_name(part)
+    count = write(task, order, shown_as, sha, local, directory, partial)
+    os.replace(partial, part)
+    return count
+
+
+def _write_parsed(
+    task: _Task, order: int, shown_as: str | None, sha: str, local: Path, directory: Path, partial: str
+) -> int:
     """The file's ``parsed`` rows (and R5 counts), as :func:`pipeline.spark.parse.parse_file` makes them."""
     import pyarrow.parquet as pq
 
@@ -280,7 +312,7 @@ def _write_parsed(task: _Task, order: int, uri: str, sha: str, local: Path, dire
     ts_latest = datetime.fromisoformat(task.ts_latest) if task.ts_latest else None
     written = 0
     with pq.ParquetWriter(partial, layout.arrow_schema, compression="zstd") as writer:
-        batches = parse_file(order, str(local), layout, ts_latest, task.memory_limit, sha, str(directory), shown_as=uri)
+        batches = parse_file(order, str(local), layout, ts_latest, task.memory_limit, sha, str(directory), shown_as)
         for batch in batches:
             writer.write_batch(batch)
             written += batch.num_rows
@@ -295,20 +327,19 @@ def parse_files(
     memory_limit: str | None,
     spill_parent: Path,
 ) -> list[Path]:
-    """Validate ``files`` (``(file_order, uri, sha256)``) on the executors; the Parquet parts,
-    one per file with bytes, shaped like :func:`pipeline.spark.parse.parse_on_spark`'s rows."""
+    """Validate ``files`` (``(file_order, path or URI, sha256)``) on the executors; the Parquet
+    parts, one per file with bytes, each holding the file's ``parsed`` rows and R5 counts."""
     files = _nonempty(files)
     if not files:
         return []
     task = _Task(
-        {uri: (order, sha) for order, uri, sha in files},
+        {location: (order, sha) for order, location, sha in files},
         str(out_dir),
         str(spill_parent),
         ts_latest.isoformat() if ts_latest else None,
         memory_limit,
     )
-    parse = functools.partial(_per_file, task, _write_parsed)
-    done = dict(_run_tasks(spark, [uri for _, uri, _ in files], parse, "parsing"))
+    done = _run_tasks(spark, task, _write_parsed, "parsing")
     return _parts(out_dir, [order for order, _, _ in files], done)
 
 
@@ -324,7 +355,9 @@ def _parts(out_dir: Path, orders: Sequence[int], done: dict[int, int]) -> list[P
     return parts
 
 
-def _write_lines(task: _Task, order: int, uri: str, sha: str, local: Path, directory: Path, partial: str) -> int:
+def _write_lines(
+    task: _Task, order: int, shown_as: str | None, sha: str, local: Path, directory: Path, partial: str
+) -> int:
     """The file's ``staged_lines`` rows, as the driver would stage them."""
     from pipeline.ingest.staging import create_staging, stage_file
     from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
@@ -333,7 +366,9 @@ def _write_lines(task: _Task, order: int, uri: str, sha: str, local: Path, direc
     try:
         create_staging(con)
         stage_file(con, local, order, sha)
-        shown = f"replace(stage_problem, {sql_literal(str(local))}, {sql_literal(uri)})"
+        shown = "stage_problem"
+        if shown_as is not None:
+            shown = f"replace(stage_problem, {sql_literal(str(local))}, {sql_literal(shown_as)})"
         con.execute(
             f"COPY (SELECT * REPLACE ({shown} AS stage_problem) FROM staged_lines ORDER BY line_no) "
             f"TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)"
@@ -353,6 +388,5 @@ def stage_lines(
     if not files:
         return []
     task = _Task({uri: (order, sha) for order, uri, sha in files}, str(out_dir), str(spill_parent), None, memory_limit)
-    lines = functools.partial(_per_file, task, _write_lines)
-    done = dict(_run_tasks(spark, [uri for _, uri, _ in files], lines, "staging lines"))
+    done = _run_tasks(spark, task, _write_lines, "staging lines")
     return _parts(out_dir, [order for order, _, _ in files], done)

@@ -40,8 +40,7 @@ from pipeline.ingest.staging import (
 )
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
-from pipeline.spark.exchange import spark_uri
-from pipeline.spark.parse import RECOUNT_COLUMNS, parse_on_spark
+from pipeline.spark.parse import RECOUNT_COLUMNS
 from pipeline.spark.session import get_session
 
 
@@ -72,24 +71,12 @@ def stage_files_on_spark(
     local = [Path(p) for p in paths]
     staged, skipped = select_new_files(con, local)
     with step("parse", after="after_parse"):
-        parse_staged(con)  # nothing staged on the driver: the empty, typed ``parsed``, and the macros
-        if staged:
-            # the path as given, as the DuckDB path reads it: a reader's error quoted in a
-            # quarantine message names the file so (on a cluster, give --logs as an absolute path)
-            files = [(order, str(path), sha) for order, path, sha, _ in staged]
-            with exchange_directory(con) as work:
-                spill = work / "spill"  # the tasks' DuckDB spills: raw lines, removed with the exchange
-                spill.mkdir()
-                with spark_failures("parsing"):
-                    frame = parse_on_spark(get_session(), files, ts_latest, memory_limit, str(spill))
-                    # a URI, not a path: under a cluster's fs.defaultFS a bare path is not this directory
-                    frame.write.parquet(spark_uri(work / "parsed"))
-                if not (work / "parsed" / "_SUCCESS").is_file():
-                    raise SparkEngineError(f"Spark parsing wrote no committed output in {work / 'parsed'}")
-                _load_parsed(con, list((work / "parsed").glob("*.parquet")))
-            if on_file:
-                for _, path, _, _ in staged:
-                    on_file(Path(path))
+        # the path as given, as the DuckDB path reads it: a reader's error quoted in a
+        # quarantine message names the file so (on a cluster, give --logs as an absolute path)
+        _parse_on_executors(con, [(order, str(path), sha) for order, path, sha, _ in staged], ts_latest, memory_limit)
+        if on_file:
+            for _, path, _, _ in staged:
+                on_file(Path(path))
     _stage_files_with_conflicts(con, {order: (Path(path), sha) for order, path, sha, _ in staged})
     return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
 
@@ -107,13 +94,7 @@ def _stage_uris(
     staged, skipped = select_new(con, [(uri, *hashed[uri]) for uri in uris])
     files = [(order, str(uri), sha) for order, uri, sha, _ in staged]
     with step("parse", after="after_parse"):
-        parse_staged(con)  # the empty, typed ``parsed``, and the macros
-        if files:
-            with exchange_directory(con) as work:
-                (work / "parsed").mkdir()
-                (work / "spill").mkdir()
-                parts = remote.parse_files(spark, files, work / "parsed", ts_latest, memory_limit, work / "spill")
-                _load_parsed(con, parts)
+        _parse_on_executors(con, files, ts_latest, memory_limit)
     bind_stored_twins(con)
     conflicts = {order for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall()}
     if conflicts:
@@ -124,6 +105,29 @@ def _stage_uris(
             parts = remote.stage_lines(spark, wanted, work / "lines", memory_limit, work / "spill")
             con.execute(f"INSERT INTO staged_lines SELECT * FROM read_parquet({_list_literal(parts)})")
     return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
+
+
+def _parse_on_executors(
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[tuple[int, str, str]],
+    ts_latest: datetime | None,
+    memory_limit: str | None,
+) -> None:
+    """``parsed`` and ``staged_recounts`` of ``files`` (``(file_order, path or URI, sha256)``),
+    validated by the executors, each file a task writing its rows as one Parquet part into the
+    exchange directory (no row passes through the JVM), loaded here. Nothing is parsed on the
+    driver: ``parse_staged`` of nothing creates the typed, empty ``parsed`` and the macros."""
+    from pipeline.spark import remote
+
+    parse_staged(con)
+    if not files:
+        return
+    with exchange_directory(con) as work:
+        (work / "parsed").mkdir()
+        (work / "spill").mkdir()  # the tasks' copies and DuckDB spills: raw lines, removed with the exchange
+        with spark_failures("parsing"):
+            parts = remote.parse_files(get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill")
+        _load_parsed(con, parts)
 
 
 def _list_literal(paths: Sequence[Path]) -> str:

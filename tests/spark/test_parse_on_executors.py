@@ -2,10 +2,11 @@
 
 Issue 15's first step: ``pipeline.spark.parse`` runs the DuckDB path's own staging and
 parse.sql inside each Spark task (one file per task). These tests hold it to that: the same
-files are parsed by ``stage_files`` on one DuckDB connection and by ``parse_on_spark`` on the
-session's executors, and every column of every line (the verdict ``problem`` with its reason,
-field and message, the typed fields, the digests, the redacted record) must be equal, compared
-as text so that a lost decimal digit or a shifted instant shows. The inputs are the committed
+files are parsed by ``stage_files`` on one DuckDB connection and by ``remote.parse_files`` on
+the session's executors (each file a task writing its rows as a Parquet part), and every
+column of every line (the verdict ``problem`` with its reason, field and message, the typed
+fields, the digests, the redacted record) must be equal, compared as text so that a lost
+decimal digit or a shifted instant shows. The inputs are the committed
 sample logs and a day of hostile files: arbitrary JSON values in every field, byte injuries,
 deep nesting, repeated keys, API keys in ids, lone surrogates, a cut gzip stream, an unreadable
 Parquet file, zero-byte files, a timestamp in the future.
@@ -34,8 +35,8 @@ from tests.spark.conftest import SKIP_REASON
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
 
-from pipeline.spark import SparkEngineError  # noqa: E402
-from pipeline.spark.parse import local_path, parse_on_spark  # noqa: E402
+from pipeline.spark import SparkEngineError, remote  # noqa: E402
+from pipeline.spark.parse import local_path, parsed_layout  # noqa: E402
 
 SAMPLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "sample_logs"
 # the runs' recorded bounds (latest_plausible_ts of --date): a later ts is in the future
@@ -93,25 +94,30 @@ def parsed_by_duckdb(paths: list[Path], ts_latest: datetime) -> list[dict[str, A
     return rows
 
 
-def parsed_by_spark(spark: Any, paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
-    files = [(order, str(path), None) for order, path in enumerate(paths, start=1)]
-    frame = parse_on_spark(spark, files, ts_latest=ts_latest)
-    rows = rows_as_text(frame.toArrow())
+def parsed_by_spark(spark: Any, paths: list[Path], ts_latest: datetime, work: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    files = [(order, str(path), file_sha256(path)) for order, path in enumerate(paths, start=1)]
+    (work / "parsed").mkdir()
+    (work / "spill").mkdir()
+    parts = remote.parse_files(spark, files, work / "parsed", ts_latest, None, work / "spill")
+    rows = [row for part in parts for row in rows_as_text(pq.read_table(part))]
+    assert list((work / "spill").iterdir()) == []  # the tasks' spill directories are removed
     return sorted(rows, key=lambda r: (r["file_order"], r["line_no"]))
 
 
-def assert_engines_agree(spark: Any, paths: list[Path], ts_latest: datetime) -> list[dict[str, Any]]:
+def assert_engines_agree(spark: Any, paths: list[Path], ts_latest: datetime, work: Path) -> list[dict[str, Any]]:
     expected = parsed_by_duckdb(paths, ts_latest)
-    got = parsed_by_spark(spark, paths, ts_latest)
+    got = parsed_by_spark(spark, paths, ts_latest, work)
     assert [(r["file_order"], r["line_no"]) for r in got] == [(r["file_order"], r["line_no"]) for r in expected]
     for want, have in zip(expected, got, strict=True):
         assert have == want, f"{want['source_file']}:{want['line_no']} differs"
     return expected
 
 
-def test_sample_logs_parse_identically_on_executors(spark: Any) -> None:
+def test_sample_logs_parse_identically_on_executors(spark: Any, tmp_path: Path) -> None:
     paths = discover([str(SAMPLE_LOGS / "*")])
-    rows = assert_engines_agree(spark, paths, SAMPLE_TS_LATEST)
+    rows = assert_engines_agree(spark, paths, SAMPLE_TS_LATEST, tmp_path)
     # the sample logs exercise every kind of file and some quarantine (see data/sample_logs)
     assert {Path(r["source_file"]).suffix for r in rows} == {".gz", ".zst", ".parquet"}
     assert len(rows) == 1902 and sum(r["problem"] is not None for r in rows) == 18
@@ -128,7 +134,7 @@ def test_sample_logs_parse_identically_on_executors(spark: Any) -> None:
 @given(drawn=st.lists(hostile_lines(), min_size=40, max_size=40))
 def test_a_hostile_day_parses_identically_on_executors(spark: Any, tmp_path_factory: Any, drawn: list[Any]) -> None:
     logs = tmp_path_factory.mktemp("hostile")
-    rows = assert_engines_agree(spark, write_hostile_day(logs, drawn), TS_LATEST)
+    rows = assert_engines_agree(spark, write_hostile_day(logs, drawn), TS_LATEST, tmp_path_factory.mktemp("work"))
     reasons = {r["problem"]["reason"] for r in rows if r["problem"] is not None}
     # the day really is hostile: the fixed lines alone give these verdicts on both engines
     assert {"parse_error", "bad_timestamp", "invalid_record"} <= reasons
@@ -139,15 +145,14 @@ def test_a_hostile_day_parses_identically_on_executors(spark: Any, tmp_path_fact
     }
 
 
-def test_no_files_is_an_empty_frame_of_the_same_columns(spark: Any) -> None:
-    frame = parse_on_spark(spark, [])
-    assert frame.count() == 0
+def test_no_files_write_no_part_and_the_parts_have_the_columns_of_parsed(spark: Any, tmp_path: Path) -> None:
+    assert remote.parse_files(spark, [], tmp_path, None, None, tmp_path) == []
     # the layout comes from parse.sql itself (an empty parse on the driver)
     con = connect(":memory:")
     try:
         stage_files(con, discover([str(SAMPLE_LOGS / "*")])[:1])
         counts = ["est_input_tokens", "est_output_tokens", "est_tokenizer"]
-        assert frame.columns == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + counts
+        assert parsed_layout().arrow_schema.names == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + counts
     finally:
         con.close()
 
