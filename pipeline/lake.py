@@ -59,7 +59,7 @@ from core.attempt_store import (
     stored_table,
     write_parquet,
 )
-from core.db import sql_identifier, sql_literal, transaction
+from core.db import sql_identifier, sql_literal, table_exists, transaction
 
 __all__ = [
     "LAKE_TABLES",
@@ -89,17 +89,24 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     Call with no transaction open, while holding the run lock (nothing writes meanwhile).
     """
     lake.mkdir(parents=True, exist_ok=True)
-    listed = {p for (p,) in con.execute("SELECT path FROM lake_files").fetchall()}
+    # retired rated files (every row re-rated later): no view reads them, `lake vacuum` may have
+    # deleted them (pipeline/vacuum.py); they are never missing, and never re-exported
+    is_retired = retired(RATED, "f") if table_exists(con, str(RATED.hidden)) else "false"
+    listed = {p for (p,) in con.execute(f"SELECT path FROM lake_files f WHERE NOT {is_retired}").fetchall()}
+    kept = {p for (p,) in con.execute(f"SELECT path FROM lake_files f WHERE {is_retired}").fetchall()}
     # the files holding the only copy of their rows (checked, or AttemptFileMissing)
     primary = {p.relative_to(lake).as_posix() for p in primary_files(con)}
     if any(not (lake / p).is_file() for p in listed):
         # the database was copied or restored without the copies the lake keeps of its tables:
         # export them again (the one-time export; the current rated rows need no tombstones)
         with transaction(con):
-            con.execute("DELETE FROM lake_files WHERE NOT list_contains($primary, path)", {"primary": sorted(primary)})
+            con.execute(
+                f"DELETE FROM lake_files f WHERE NOT list_contains($primary, path) AND NOT {is_retired}",
+                {"primary": sorted(primary)},
+            )
             con.execute("DELETE FROM lake_exports")
         listed = primary
-    remove_unlisted(lake, listed)
+    remove_unlisted(lake, listed | kept)
     # no export yet (a new database, or one older than the lake): every stored row is pending
     through = _optional(con, "SELECT max(through_run_id) FROM lake_exports")
     last = _optional(con, "SELECT max(run_id) FROM runs") or 0

@@ -9,10 +9,12 @@ rated rows behind, and the lake grows with the number of reference changes, not 
 
 ``lake vacuum`` deletes a retired file when
 
-- the run that retired it finished at least ``older_than`` ago (default 24 hours: a session
-  opened on an older snapshot is taken to be closed by then), and
-- the published analyst snapshot does not name it (it was published after the retirement;
-  or there is none).
+- a publication of the analyst snapshot after the retiring run (``lake_exports``: every
+  publication records when it committed and the last run it holds) is at least
+  ``older_than`` old (default 24 hours): the snapshot that named the file was replaced then,
+  and a session opened on it before is taken to be closed by now. Without such a publication
+  (a run with ``--no-snapshot``, a publication that failed) the file is kept; and
+- the published snapshot (``--snapshot``, else ``<db>.analyst.duckdb``) does not name it.
 
 It holds the run lock, so no run retires, lists or reads files meanwhile. The manifest rows
 stay: ``lake_files`` still says which run wrote how many rows, and ``rated_hidden`` which run
@@ -31,7 +33,7 @@ from pathlib import Path
 import duckdb
 
 from core.attempt_store import RATED, database_file, fsync_dir, lake_dir, retired
-from core.db import connect, table_exists
+from core.db import connect, sql_literal, table_exists
 from pipeline.lock import exclusive_run
 
 DEFAULT_OLDER_THAN = timedelta(hours=24)
@@ -45,14 +47,15 @@ class RetiredFile:
     path: Path
     size: int  # bytes, as listed
     retired_by: int  # the run that replaced its last rows
-    retired_at: datetime  # when that run finished
+    retired_at: datetime  # when that run finished (its ledger row's finished_at)
     on_disk: bool
+    unnamed_since: datetime | None = None  # the first publication after it: no newer snapshot names it
 
 
 @dataclass(frozen=True)
 class VacuumReport:
     deleted: list[RetiredFile]
-    kept_recent: list[RetiredFile]  # retired less than older_than ago
+    kept_recent: list[RetiredFile]  # not yet older_than past the publication that dropped it
     kept_for_snapshot: list[RetiredFile]  # named by the published snapshot
 
     @property
@@ -68,18 +71,23 @@ def retired_files(con: duckdb.DuckDBPyConnection) -> list[RetiredFile]:
     lake = lake_dir(path)
     rows = con.execute(
         f"""
-        SELECT f.run_id, f.path, f.bytes, max(h.hidden_by_run), max(r.finished_at)
-        FROM lake_files f
-        JOIN {RATED.hidden} h ON h.rated_run_id = f.run_id
-        JOIN runs r ON r.run_id = h.hidden_by_run
-        WHERE {retired(RATED, "f")}
-        GROUP BY f.run_id, f.path, f.bytes
-        ORDER BY f.run_id
+        WITH retired_files AS (
+            SELECT f.run_id, f.path, f.bytes, max(h.hidden_by_run) AS retired_by, max(r.finished_at) AS retired_at
+            FROM lake_files f
+            JOIN {RATED.hidden} h ON h.rated_run_id = f.run_id
+            JOIN runs r ON r.run_id = h.hidden_by_run
+            WHERE {retired(RATED, "f")}
+            GROUP BY f.run_id, f.path, f.bytes
+        )
+        SELECT run_id, path, bytes, retired_by, retired_at,
+               (SELECT min(e.exported_at) FROM lake_exports e WHERE e.through_run_id >= retired_by)
+        FROM retired_files
+        ORDER BY run_id
         """
     ).fetchall()
     return [
-        RetiredFile(int(run), lake / str(p), int(size), int(by), at, (lake / str(p)).is_file())
-        for run, p, size, by, at in rows
+        RetiredFile(int(run), lake / str(p), int(size), int(by), at, (lake / str(p)).is_file(), published)
+        for run, p, size, by, at, published in rows
     ]
 
 
@@ -117,9 +125,9 @@ def vacuum(
         named = snapshot_names(snapshot_path)
         deleted, recent, in_snapshot = [], [], []
         for file in candidates:
-            if file.retired_at > cutoff:
+            if file.unnamed_since is None or file.unnamed_since > cutoff:
                 recent.append(file)
-            elif str(file.path) in named:
+            elif sql_literal(str(file.path)) in named:  # as the views name it (a quote doubled)
                 in_snapshot.append(file)
             else:
                 deleted.append(file)

@@ -133,7 +133,9 @@ def printed_lines(doc: StatementDocument) -> PrintedLines:
 
 
 #: The tighter spacing: a statement of layout 3 on has it in its stylesheet; reports/pdf.py lays
-#: a statement without it out again with it when its last page is nearly empty.
+#: a statement without it out again with it when its last page is nearly empty. Frozen: layouts
+#: 1-2's PDFs and layout 3's HTML (replayed byte for byte) depend on this exact text, and
+#: pdf.py tells layout 3 by it; other spacing is a new layout with rules of its own.
 TIGHT_CSS_RULES = (
     "html{line-height:1.25}h2{margin:9pt 0 3pt}table.lines td{padding:1.5pt 5pt}"
     ".totals,.parties{margin-top:8pt}.masthead{padding-bottom:6pt}"

@@ -28,7 +28,9 @@ def a_day_later() -> datetime:
 
 
 def two_days_then_a_re_rate(billing: Billing) -> None:
-    """Runs 1 and 2 rate a day each; run 3 (`rate`, everything) retires both runs' files."""
+    """Runs 1 and 2 rate a day each; run 3 (`rate`, everything) retires both runs' files. Every
+    run publishes the analyst snapshot, as the CLI's runs do by default."""
+    billing.settings = dataclasses.replace(billing.settings, snapshot_path=published(billing))
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")
     billing.log("requests-2026-11-21.jsonl", [record(event_id="b", ts="2026-11-21T08:00:00Z", usage=usage(3000, 300))])
@@ -50,11 +52,11 @@ def test_retired_files_are_deleted_and_nothing_billed_changes(billing: Billing) 
     lines = billing.query("SELECT * FROM statement_lines ORDER BY ALL")
     assert rated_folder(billing) == ["run-000001.parquet", "run-000002.parquet", "run-000003.parquet"]
 
-    dry = vacuum(billing.settings.db_path, None, dry_run=True, now=a_day_later())
+    dry = vacuum(billing.settings.db_path, published(billing), dry_run=True, now=a_day_later())
     assert [(f.run_id, f.retired_by) for f in dry.deleted] == [(1, 3), (2, 3)]
     assert len(rated_folder(billing)) == 3  # a dry run deletes nothing
 
-    report = vacuum(billing.settings.db_path, None, now=a_day_later())
+    report = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
     assert [f.path.name for f in report.deleted] == ["run-000001.parquet", "run-000002.parquet"]
     assert report.freed == sum(f.size for f in dry.deleted) > 0
     assert rated_folder(billing) == ["run-000003.parquet"]
@@ -67,37 +69,61 @@ def test_retired_files_are_deleted_and_nothing_billed_changes(billing: Billing) 
         assert [(f.run_id, f.on_disk) for f in retired_files(con)] == [(1, False), (2, False)]
         rated = next(s for s in lake_status(con) if s.folder == "rated_attempts")
         assert (rated.files, rated.retired_on_disk, rated.retired_deleted) == (1, 0, 2)
-    # every run still verifies, later runs go on, a second vacuum finds nothing
+    # every run still verifies, later runs go on (and publish: the deleted files are not taken
+    # for a lake restored without its files, the manifest keeps them), a second vacuum finds nothing
     for run in (1, 2, 3):
         assert replay.verify_run(billing.settings, run).status == "MATCH"
+    manifest = billing.query("SELECT run_id, table_name, path FROM lake_files ORDER BY ALL")
+    exports = billing.query("SELECT through_run_id FROM lake_exports ORDER BY 1")
     billing.log("requests-2026-11-22.jsonl", [record(event_id="c", ts="2026-11-22T08:00:00Z", usage=usage(1000, 100))])
-    billing.nightly("2026-11-22")
+    report_4 = billing.nightly("2026-11-22")
+    assert report_4.snapshot is not None and report_4.snapshot_error is None
     assert billing.one("SELECT sum(charge_total) FROM rated_attempts") == Decimal("0.060")
-    assert vacuum(billing.settings.db_path, None, now=a_day_later()).deleted == []
+    assert billing.query("SELECT run_id, table_name, path FROM lake_files WHERE run_id < 4 ORDER BY ALL") == manifest
+    assert billing.query("SELECT through_run_id FROM lake_exports ORDER BY 1") == [*exports, (4,)]
+    assert vacuum(billing.settings.db_path, published(billing), now=a_day_later()).deleted == []
 
 
 def test_recently_retired_files_are_kept(billing: Billing) -> None:
     two_days_then_a_re_rate(billing)
-    report = vacuum(billing.settings.db_path, None)  # default: 24 hours; run 3 finished just now
+    report = vacuum(billing.settings.db_path, published(billing))  # default: 24 hours; run 3 published just now
     assert report.deleted == [] and [f.run_id for f in report.kept_recent] == [1, 2]
     assert len(rated_folder(billing)) == 3
 
 
-def test_files_the_published_snapshot_reads_are_kept_until_it_is_republished(billing: Billing) -> None:
+def test_files_are_kept_until_a_snapshot_without_them_is_a_day_old(billing: Billing) -> None:
+    """The grace counts from the first publication after the re-rate, not from the re-rate: a
+    re-rate run with --no-snapshot leaves the old snapshot (which reads the file) published."""
     billing.settings = dataclasses.replace(billing.settings, snapshot_path=published(billing))
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
     billing.nightly("2026-11-20")  # publishes a snapshot reading run 1's file
     billing.settings = dataclasses.replace(billing.settings, snapshot_path=None)  # --no-snapshot
     jobs.run_rate(billing.settings, None, None)  # run 2 retires run 1's file; nothing republished
     kept = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
-    assert kept.deleted == [] and [f.run_id for f in kept.kept_for_snapshot] == [1]
+    assert kept.deleted == [] and [f.run_id for f in kept.kept_recent] == [1]
     with snapshot.open_snapshot(published(billing)) as con:  # the old snapshot still reads
         assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts").fetchall() == [("a", 1)]
     snapshot.publish_now(billing.settings.db_path, published(billing))
+    assert vacuum(billing.settings.db_path, published(billing)).deleted == []  # published just now
     done = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
     assert [f.run_id for f in done.deleted] == [1]
     with snapshot.open_snapshot(published(billing)) as con:
         assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts").fetchall() == [("a", 2)]
+
+
+def test_a_file_the_snapshot_given_still_names_is_kept(billing: Billing, tmp_path: Path) -> None:
+    """Publications went elsewhere (a --snapshot the vacuum was not given): the snapshot at the
+    path it checks, older, still reads the file, which is kept."""
+    billing.settings = dataclasses.replace(billing.settings, snapshot_path=published(billing))
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")
+    billing.settings = dataclasses.replace(billing.settings, snapshot_path=tmp_path / "elsewhere.duckdb")
+    jobs.run_rate(billing.settings, None, None)  # publishes, to the other path
+    report = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
+    assert report.deleted == [] and [f.run_id for f in report.kept_for_snapshot] == [1]
+    assert [
+        f.run_id for f in vacuum(billing.settings.db_path, tmp_path / "elsewhere.duckdb", now=a_day_later()).deleted
+    ] == [1]
 
 
 def test_a_vacuum_is_refused_while_a_run_holds_the_lock(billing: Billing) -> None:

@@ -194,7 +194,7 @@ def lake_status_command(settings: Settings) -> None:
     type=click.FloatRange(min=0),
     default=24,
     show_default=True,
-    help="Hours since the run that retired a file finished (an older snapshot may still be open).",
+    help="Hours since the first snapshot published without a file (an older one may still be open).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.pass_obj
@@ -203,10 +203,11 @@ def lake_vacuum_command(settings: Settings, older_than_hours: float, dry_run: bo
     """Delete the retired rated files: every row of them was re-rated by a later run.
 
     A re-rate (new reference data, a price edit, `rate`) retires the rated files of its days;
-    they stay on disk for the analyst snapshot published before it. This deletes those that the
-    published snapshot does not name, retired at least --older-than hours ago. The database is
-    not changed (its manifest keeps which run wrote and which replaced each file); it holds the
-    run lock, so run it from cron after the nightly, not beside it.
+    they stay on disk for the analyst snapshot published before it. This deletes those that no
+    snapshot has named for --older-than hours (the first publication after the re-rate dropped
+    them) and the published snapshot does not name. Give it the nightly's --snapshot if that is
+    not the default. The database is not changed (its manifest keeps which run wrote and which
+    replaced each file); it holds the run lock, so run it from cron after the nightly.
 
     \b
     Example:
@@ -226,5 +227,6 @@ def lake_vacuum_command(settings: Settings, older_than_hours: float, dry_run: bo
         out.info(f"{verb} {file.path} (run {file.run_id}, retired by run {file.retired_by}, {file.size:,} bytes)")
     out.info(
         f"{verb} {len(report.deleted)} retired file(s), {report.freed / 1e6:,.1f} MB; kept {len(report.kept_recent)} "
-        f"retired less than {older_than_hours:g} h ago and {len(report.kept_for_snapshot)} the published snapshot reads"
+        f"a snapshot named less than {older_than_hours:g} h ago and {len(report.kept_for_snapshot)} the published "
+        "snapshot reads"
     )
