@@ -23,7 +23,8 @@ def apply_staged(
         return list(batch.skipped)
     prepare_run_rows(con, ATTEMPTS)
     with step("dedup", after="after_dedup"):
-        bind_stored_twins(con)
+        if not batch.twins_bound:  # under the run lock since staging: no run stored keys meanwhile
+            bind_stored_twins(con)
         con.execute("CREATE OR REPLACE TEMP TABLE deduped AS " + sql_text("dedup.sql"))
     with step("recount", after="after_recount"):
         if batch.recounted:

@@ -193,6 +193,9 @@ class StagedBatch:
     # R5 counted while staging (the Spark executors): TEMP ``staged_recounts`` holds the counts,
     # and staged_lines only the lines dedup may quote
     recounted: bool = False
+    # ``stored_keys``/``stored_twins`` already bound for this batch's ``parsed`` (the Spark path
+    # binds them to find the files dedup must quote): the probe of every stored key is not repeated
+    twins_bound: bool = False
 
 
 Span = tuple[int, int, int, int]  # (first file_order, its first line_no, last file_order, its last line_no)

@@ -78,7 +78,7 @@ def stage_files_on_spark(
             for _, path, _, _ in staged:
                 on_file(Path(path))
     _stage_files_with_conflicts(con, {order: (Path(path), sha) for order, path, sha, _ in staged})
-    return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
+    return StagedBatch(tuple(staged), tuple(skipped), recounted=True, twins_bound=True)
 
 
 def _stage_uris(
@@ -104,7 +104,7 @@ def _stage_uris(
             wanted = [f for f in files if f[0] in conflicts]
             parts = remote.stage_lines(spark, wanted, work / "lines", memory_limit, work / "spill")
             con.execute(f"INSERT INTO staged_lines SELECT * FROM read_parquet({_list_literal(parts)})")
-    return StagedBatch(tuple(staged), tuple(skipped), recounted=True)
+    return StagedBatch(tuple(staged), tuple(skipped), recounted=True, twins_bound=True)
 
 
 def _parse_on_executors(
