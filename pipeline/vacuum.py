@@ -26,6 +26,7 @@ deletes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from pathlib import Path
 import duckdb
 
 from core.attempt_store import RATED, database_file, fsync_dir, lake_dir, retired
-from core.db import connect, sql_literal, table_exists
+from core.db import DatabaseMissing, connect, sql_literal, table_exists
 from pipeline.lock import exclusive_run
 
 DEFAULT_OLDER_THAN = timedelta(hours=24)
@@ -57,6 +58,7 @@ class VacuumReport:
     deleted: list[RetiredFile]
     kept_recent: list[RetiredFile]  # not yet older_than past the publication that dropped it
     kept_for_snapshot: list[RetiredFile]  # named by the published snapshot
+    kept_unpublished: list[RetiredFile] = dataclasses.field(default_factory=list)  # no publication since
 
     @property
     def freed(self) -> int:
@@ -115,6 +117,8 @@ def vacuum(
 ) -> VacuumReport:
     """Delete the retired rated files no view or published snapshot reads (see the module doc),
     under the database's run lock (a run going on is refused, as two runs are)."""
+    if not Path(db_path).is_file():  # before the lock, which would create its directory
+        raise DatabaseMissing.at(Path(db_path))
     with exclusive_run(db_path, "lake vacuum"):
         con = connect(db_path, read_only=True)
         try:
@@ -123,9 +127,11 @@ def vacuum(
             con.close()
         cutoff = (now or datetime.now(UTC)) - older_than
         named = snapshot_names(snapshot_path)
-        deleted, recent, in_snapshot = [], [], []
+        deleted, recent, in_snapshot, unpublished = [], [], [], []
         for file in candidates:
-            if file.unnamed_since is None or file.unnamed_since > cutoff:
+            if file.unnamed_since is None:
+                unpublished.append(file)
+            elif file.unnamed_since > cutoff:
                 recent.append(file)
             elif sql_literal(str(file.path)) in named:  # as the views name it (a quote doubled)
                 in_snapshot.append(file)
@@ -136,7 +142,7 @@ def vacuum(
                 file.path.unlink()
             for folder in {f.path.parent for f in deleted}:
                 fsync_dir(folder)
-    return VacuumReport(deleted, recent, in_snapshot)
+    return VacuumReport(deleted, recent, in_snapshot, unpublished)
 
 
 @dataclass(frozen=True)

@@ -353,7 +353,12 @@ def test_quarantine_lists_held_attempts_with_their_file_and_line(billing: Billin
         f"model openai/gpt-5.5, {DAY}T09:00:00Z; billed once resolved",
     ]
     everything = invoke(billing, "quarantine", "--limit", "2").stdout.splitlines()
-    assert everything[-2:] == [f"requests-{DAY}.jsonl:4: parse_error: line is not valid JSON", listed[0]]
+    assert everything[-3:] == [
+        f"requests-{DAY}.jsonl:4: parse_error: line is not valid JSON",
+        listed[0],
+        "(1 more; raise --limit to list them)",
+    ]
+    assert invoke(billing, "quarantine", "--limit", "-1").exit_code == 2  # a usage error, not DuckDB's
     assert not [
         line
         for line in invoke(billing, "quarantine", "--reason", "parse_error").stdout.splitlines()

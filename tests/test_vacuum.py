@@ -100,7 +100,7 @@ def test_files_are_kept_until_a_snapshot_without_them_is_a_day_old(billing: Bill
     billing.settings = dataclasses.replace(billing.settings, snapshot_path=None)  # --no-snapshot
     jobs.run_rate(billing.settings, None, None)  # run 2 retires run 1's file; nothing republished
     kept = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
-    assert kept.deleted == [] and [f.run_id for f in kept.kept_recent] == [1]
+    assert kept.deleted == [] and [f.run_id for f in kept.kept_unpublished] == [1] and kept.kept_recent == []
     with snapshot.open_snapshot(published(billing)) as con:  # the old snapshot still reads
         assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts").fetchall() == [("a", 1)]
     snapshot.publish_now(billing.settings.db_path, published(billing))
@@ -131,3 +131,17 @@ def test_a_vacuum_is_refused_while_a_run_holds_the_lock(billing: Billing) -> Non
     with exclusive_run(billing.settings.db_path, "nightly"), pytest.raises(ConcurrentRunError):
         vacuum(billing.settings.db_path, None, now=a_day_later())
     assert len(rated_folder(billing)) == 3
+
+
+def test_the_command_line_refuses_bad_hours_and_a_missing_database_without_side_effects(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    missing = tmp_path / "nodir" / "x.duckdb"
+    for hours in ("inf", "nan", "1e12", "-1"):
+        result = CliRunner().invoke(cli, ["--db", str(missing), "lake", "vacuum", "--older-than", hours])
+        assert result.exit_code == 2 and "--older-than" in result.output, (hours, result.output)
+    result = CliRunner().invoke(cli, ["--db", str(missing), "lake", "vacuum"])
+    assert result.exit_code == 2 and "no such database" in result.output
+    assert not (tmp_path / "nodir").exists()  # neither the directory nor a lock file was made

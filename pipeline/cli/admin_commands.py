@@ -177,21 +177,22 @@ def lake_status_command(settings: Settings) -> None:
 
     with read_only(settings) as con:
         rows = lake_status(con)
-    click.echo(f"{'folder':<16} {'files':>7} {'MB':>10}   retired (deletable: files, MB; deleted)")
+    click.echo(f"{'folder':<16} {'files read':>10} {'MB':>10}   retired by a re-rate (on disk: files, MB; deleted)")
     for row in rows:
         retired = (
-            f"   {row.retired_on_disk}, {row.retired_size / 1e6:,.1f} MB; {row.retired_deleted} deleted"
+            f"   {row.retired_on_disk}, {row.retired_size / 1e6:,.2f} MB; {row.retired_deleted} deleted"
             if row.folder == "rated_attempts"
             else ""
         )
-        click.echo(f"{row.folder:<16} {row.files:>7} {row.size / 1e6:>10,.1f}{retired}")
+        click.echo(f"{row.folder:<16} {row.files:>10} {row.size / 1e6:>10,.2f}{retired}")
+    click.echo("(`lake vacuum --dry-run` lists the retired files it can delete now)")
 
 
 @lake.command("vacuum")
 @click.option(
     "--older-than",
     "older_than_hours",
-    type=click.FloatRange(min=0),
+    type=click.IntRange(min=0, max=24 * 366 * 10),
     default=24,
     show_default=True,
     help="Hours since the first snapshot published without a file (an older one may still be open).",
@@ -199,7 +200,7 @@ def lake_status_command(settings: Settings) -> None:
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.pass_obj
 @fail_cleanly
-def lake_vacuum_command(settings: Settings, older_than_hours: float, dry_run: bool) -> None:  # allow-float: hours
+def lake_vacuum_command(settings: Settings, older_than_hours: int, dry_run: bool) -> None:
     """Delete the retired rated files: every row of them was re-rated by a later run.
 
     A re-rate (new reference data, a price edit, `rate`) retires the rated files of its days;
@@ -225,8 +226,13 @@ def lake_vacuum_command(settings: Settings, older_than_hours: float, dry_run: bo
     verb = "would delete" if dry_run else "deleted"
     for file in report.deleted:
         out.info(f"{verb} {file.path} (run {file.run_id}, retired by run {file.retired_by}, {file.size:,} bytes)")
-    out.info(
-        f"{verb} {len(report.deleted)} retired file(s), {report.freed / 1e6:,.1f} MB; kept {len(report.kept_recent)} "
-        f"a snapshot named less than {older_than_hours:g} h ago and {len(report.kept_for_snapshot)} the published "
-        "snapshot reads"
-    )
+    out.info(f"{verb} {len(report.deleted)} retired file(s), {report.freed / 1e6:,.2f} MB")
+    if report.kept_unpublished:
+        out.info(
+            f"kept {len(report.kept_unpublished)}: no snapshot has been published since they were retired "
+            "(publish one: infergate-billing snapshot)"
+        )
+    if report.kept_recent:
+        out.info(f"kept {len(report.kept_recent)}: the snapshot that dropped them is under {older_than_hours} h old")
+    if report.kept_for_snapshot:
+        out.info(f"kept {len(report.kept_for_snapshot)}: the published snapshot ({published}) still reads them")

@@ -189,7 +189,9 @@ def balances_command(
 
 @cli.command()
 @click.option("--reason", type=click.Choice(HELD_OR_QUARANTINED), help="Only this reason code.")
-@click.option("--limit", default=50, show_default=True, help="Records to list (0: only counts).")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Records to list (0: only counts)."
+)
 @click.pass_obj
 @fail_cleanly
 def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
@@ -207,12 +209,16 @@ def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
 
     with read_only(settings) as con:
         summary = ledger.quarantine_summary(con, reason, limit)
-    click.echo("quarantined (open / all):")
+    click.echo("quarantined (open: not yet resolved by a corrected record / all):")
     for code, open_count, total in summary.counts:
         click.echo(f"  {code:<20} {open_count:>6} / {total}")
-    click.echo("held attempts:")
+    if not summary.counts:
+        click.echo("  none")
+    click.echo("held attempts (billed once resolved):")
     for code, total in summary.held:
         click.echo(f"  {code:<20} {total:>6}")
+    if not summary.held:
+        click.echo("  none")
     for source, line, code, message in summary.records:
         click.echo(f"{Path(source).name}:{line}: {code}: {message}")
     for source, line, code, event_id, account_id, model, ts in summary.held_records:
@@ -220,6 +226,10 @@ def quarantine(settings: Settings, reason: str | None, limit: int) -> None:
             f"{Path(source).name}:{line}: {code} (held): event {event_id}, account {account_id}, model {model}, "
             f"{ts.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}; billed once resolved"
         )
+    listed = len(summary.records) + len(summary.held_records)
+    total = sum(open_count for _, open_count, _ in summary.counts) + sum(n for _, n in summary.held)
+    if limit and total > listed:
+        click.echo(f"({total - listed} more; raise --limit to list them)")
 
 
 @cli.group()

@@ -128,7 +128,8 @@ def nightly(
     """The nightly job: ingest one day's files, rate what they touch, refresh aggregates.
 
     Safe to re-run: a second run for the same day changes nothing. Attempts held for an
-    unknown account or missing price are re-tried every night. No file for the day, or only
+    unknown account or missing price are rated again by the first nightly after the reference
+    data changes (add the account or the price; `quarantine` lists them). No file for the day, or only
     files without records, is exit 1 (a broken log shipment must not pass as a quiet day)
     unless --allow-empty; each file without records is named in a warning.
 
