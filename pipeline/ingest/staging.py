@@ -194,7 +194,9 @@ class StagedBatch:
     # and staged_lines only the lines dedup may quote
     recounted: bool = False
     # ``stored_keys``/``stored_twins`` already bound for this batch's ``parsed`` (the Spark path
-    # binds them to find the files dedup must quote): the probe of every stored key is not repeated
+    # binds them to find the files dedup must quote): the probe of every stored key is not
+    # repeated. Valid only on the same connection, under the same run lock, with ``parsed``
+    # unchanged since: what pipeline/jobs.py's run does between staging and applying
     twins_bound: bool = False
 
 

@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,9 +58,35 @@ def remove_leftovers(db_path: Path | None) -> list[Path]:
     return removed
 
 
+#: How long removing an exchange directory is retried: a task Spark cancelled (another task
+#: failed, or a speculative copy lost) may still be writing into it until its Python worker is
+#: killed (``spark.python.task.killTimeout``, 2 s by default).
+SETTLE_SECONDS = 10.0
+
+
 @contextmanager
 def exchange_directory(db_path: Path | None) -> Iterator[Path]:
     """A fresh directory for one step's exchange, removed afterwards (see the module doc)."""
     remove_leftovers(db_path)
-    with tempfile.TemporaryDirectory(prefix=_prefix(db_path), dir=_parent()) as tmp:
-        yield Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix=_prefix(db_path), dir=_parent()))
+    try:
+        yield work
+    finally:
+        remove_settled(work)
+
+
+def remove_settled(path: Path, wait: float = SETTLE_SECONDS) -> None:  # allow-float: seconds
+    """``rmtree(path)``, retried while files still appear in it (see :data:`SETTLE_SECONDS`).
+    Once the directory is gone a late task cannot recreate it: its writes fail instead. A
+    directory that cannot be removed in time is an error, as in :func:`remove_leftovers`."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            shutil.rmtree(path)
+            return
+        except OSError:  # a file appeared (directory not empty) or vanished (renamed) meanwhile
+            if not os.path.lexists(path):
+                return
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

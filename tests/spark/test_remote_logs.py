@@ -159,3 +159,35 @@ def test_the_command_line_refuses_a_uri_without_spark(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2 and "a URI is read by Spark's file system connectors" in result.output
     assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_an_exchange_directory_is_removed_although_a_late_task_still_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task Spark cancelled may write into the exchange directory after the driver left it, so
+    that removing it fails with "directory not empty": the removal is retried until the
+    directory is gone (it may hold parsed rows and spills), and gives up with the error after
+    its wait."""
+    import shutil
+
+    from pipeline.spark import exchange
+
+    work = tmp_path / "exchange"
+    (work / "parsed").mkdir(parents=True)
+    real_rmtree = shutil.rmtree
+    failures = iter([OSError(39, "Directory not empty"), OSError(39, "Directory not empty")])
+
+    def rmtree_while_a_task_writes(path: Path) -> None:
+        for error in failures:
+            (work / "parsed" / "part-000001.parquet.7.tmp").write_bytes(b"rows")  # the late task
+            raise error
+        real_rmtree(path)
+
+    monkeypatch.setattr(exchange.shutil, "rmtree", rmtree_while_a_task_writes)
+    exchange.remove_settled(work, wait=5)
+    assert not work.exists()
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()
+    monkeypatch.setattr(exchange.shutil, "rmtree", lambda path: (_ for _ in ()).throw(OSError(39, "not empty")))
+    with pytest.raises(OSError):
+        exchange.remove_settled(stuck, wait=0.3)
