@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -302,7 +302,8 @@ def _has_lake(con: duckdb.DuckDBPyConnection, database: str) -> bool:
     return bool(row and row[0] == 3)
 
 
-def _parquet(files: list[Path]) -> str:
+def parquet_source(files: Sequence[Path]) -> str:
+    """``read_parquet([...])`` of exactly ``files`` (a list, never a glob: a name is only itself)."""
     return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in files) + "])"
 
 
@@ -354,7 +355,7 @@ def _rows_of(
                 f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database, [run for run, _ in listed])}) AS t "
                 "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
             )
-        files = _parquet([path for _, path in listed])
+        files = parquet_source([path for _, path in listed])
         parts.append(f"SELECT {cast} FROM {files} AS r" + (f" WHERE {' AND '.join(where)}" if where else ""))
     return " UNION ALL ".join(parts)
 
@@ -372,7 +373,7 @@ def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str, 
         if run not in ranges or any(ranges[run][0] <= r <= ranges[run][1] for r in read)
     ]
     if files:
-        parts.append(f"SELECT event_id, rated_run_id FROM {_parquet(files)}")
+        parts.append(f"SELECT event_id, rated_run_id FROM {parquet_source(files)}")
     return " UNION ALL ".join(parts)
 
 

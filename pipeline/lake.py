@@ -92,8 +92,9 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     # retired rated files (every row re-rated later): no view reads them, `lake vacuum` may have
     # deleted them (pipeline/vacuum.py); they are never missing, and never re-exported
     is_retired = retired(RATED, "f") if table_exists(con, str(RATED.hidden)) else "false"
-    listed = {p for (p,) in con.execute(f"SELECT path FROM lake_files f WHERE NOT {is_retired}").fetchall()}
-    kept = {p for (p,) in con.execute(f"SELECT path FROM lake_files f WHERE {is_retired}").fetchall()}
+    files = con.execute(f"SELECT path, {is_retired} FROM lake_files f").fetchall()
+    listed = {p for p, gone in files if not gone}
+    kept = {p for p, gone in files if gone}
     # the files holding the only copy of their rows (checked, or AttemptFileMissing)
     primary = {p.relative_to(lake).as_posix() for p in primary_files(con)}
     if any(not (lake / p).is_file() for p in listed):

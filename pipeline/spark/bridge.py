@@ -21,7 +21,7 @@ import duckdb
 from core.db import sql_literal
 from core.errors import BillingError
 from pipeline.lake import database_path
-from pipeline.spark import SparkEngineError, exchange
+from pipeline.spark import SparkEngineError, exchange, spark_error_line
 from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
 from pipeline.spark.session import get_session
 
@@ -85,8 +85,6 @@ def spark_failures(what: str) -> Iterator[None]:
     except BillingError:  # ours already: one line (missing input, a refused file, ...)
         raise
     except Exception as exc:
-        from pipeline.spark.remote import spark_error_line
-
         raise SparkEngineError(f"Spark {what} failed: {spark_error_line(exc)}") from exc
 
 

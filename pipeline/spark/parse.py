@@ -186,6 +186,16 @@ def parsed_layout() -> ParsedLayout:
     return ParsedLayout(", ".join(select), pa.schema(fields))
 
 
+def show_file_as(con: duckdb.DuckDBPyConnection, path: Path, shown_as: str) -> None:
+    """Name the file ``shown_as`` (its URI) in what staging wrote about a task's local copy at
+    ``path``: a reader's error quoted in ``stage_problem``, where every message naming the file
+    comes from (parse.sql's own messages name fields, never files)."""
+    con.execute(
+        "UPDATE staged_lines SET stage_problem = replace(stage_problem, ?, ?) WHERE contains(stage_problem, ?)",
+        [str(path), shown_as, str(path)],
+    )
+
+
 def parse_file(
     order: int,
     uri: str,
@@ -215,15 +225,11 @@ def parse_file(
     try:
         create_staging(con)
         stage_file(con, path, order, sha256 or file_sha256(path))
+        if shown_as is not None:
+            show_file_as(con, path, shown_as)
         parse_staged(con, ts_latest=ts_latest)
         # R5 here: counts travel, texts do not (untimed: a task's stderr is not the run's log)
         recount_candidates_by_line(con, default_recounter(timed=False))
-        if shown_as is not None:
-            con.execute(
-                "UPDATE parsed SET problem = struct_update(problem, message := replace(problem.message, ?, ?)) "
-                "WHERE contains(problem.message, ?)",
-                [str(path), shown_as, str(path)],
-            )
         joined = "parsed p LEFT JOIN recounts r ON r.event_id = CAST(p.line_no AS VARCHAR)"
         for batch in con.sql(f"SELECT {layout.select} FROM {joined} ORDER BY p.line_no").to_arrow_reader(BATCH_ROWS):
             yield batch.cast(layout.arrow_schema)

@@ -50,28 +50,7 @@ from typing import Any
 from core.db import sql_literal
 from pipeline.ingest.files import InputMissing, file_kind, is_uri, refusal
 from pipeline.ingest.files import uri_file_name as file_name
-from pipeline.spark import SparkEngineError
-
-_TASK_COPY = re.compile(r"\S*infergate-remote-[^/\s]*/")
-
-
-def spark_error_line(exc: BaseException) -> str:
-    """One line saying why Spark failed, without the task's local copy of a file in it.
-
-    py4j errors carry the Java exception (its first line says it); pyspark's own exceptions
-    (``AnalysisException``, ``PythonException``) carry a message whose last ``Type: message``
-    line is the cause, a Python task's traceback above it (which may name the task's copy under
-    ``infergate-remote-*``: written as the bare file name here).
-    """
-    java = getattr(exc, "java_exception", None)
-    text = str(java) if java is not None else str(exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if java is None and lines:
-        causes = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*: ", line)]
-        line = causes[-1] if causes else lines[0]
-    else:
-        line = lines[0] if lines else type(exc).__name__
-    return _TASK_COPY.sub("", line)[:300]
+from pipeline.spark import SparkEngineError, spark_error_line
 
 
 def _file_system(spark: Any, uri: str) -> tuple[Any, Any]:
@@ -360,19 +339,16 @@ def _write_lines(
 ) -> int:
     """The file's ``staged_lines`` rows, as the driver would stage them."""
     from pipeline.ingest.staging import create_staging, stage_file
-    from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
+    from pipeline.spark.parse import TASK_MEMORY_LIMIT, show_file_as, task_connection
 
     con = task_connection(task.memory_limit or TASK_MEMORY_LIMIT, temp_directory=directory)
     try:
         create_staging(con)
         stage_file(con, local, order, sha)
-        shown = "stage_problem"
         if shown_as is not None:
-            shown = f"replace(stage_problem, {sql_literal(str(local))}, {sql_literal(shown_as)})"
-        con.execute(
-            f"COPY (SELECT * REPLACE ({shown} AS stage_problem) FROM staged_lines ORDER BY line_no) "
-            f"TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)"
-        )
+            show_file_as(con, local, shown_as)
+        lines = "SELECT * FROM staged_lines ORDER BY line_no"
+        con.execute(f"COPY ({lines}) TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)")
         count = con.execute("SELECT count(*) FROM staged_lines").fetchone()
     finally:
         con.close()

@@ -1,9 +1,9 @@
 """Staging a batch with validation on the executors: what ``--engine spark`` runs for ingest.
 
-The driver hashes the files and skips those ingested before, as the DuckDB path does
-(:func:`pipeline.ingest.staging.select_new_files`). Spark parses the rest on its executors
-(:mod:`pipeline.spark.parse`: each file a task running the DuckDB path's own staging and
-parse.sql) and writes the result as Parquet into the exchange directory; DuckDB loads it as
+The driver hashes the files (the executors do, for a ``--logs`` URI) and skips those ingested
+before, as the DuckDB path does (:func:`pipeline.ingest.staging.select_new`). Spark parses the
+rest on its executors (:mod:`pipeline.spark.remote`: each file a task running the DuckDB
+path's own staging and parse.sql, writing its rows as Parquet into the exchange directory); DuckDB loads it as
 the TEMP table ``parsed``, and the R5 counts the tasks made (every usage-less billable
 record, counted before dedup by the same code and tokenizers) as ``staged_recounts``. From
 there the run is the DuckDB path's code: dedup, storing and the per-file accounting read
@@ -13,7 +13,7 @@ there the run is the DuckDB path's code: dedup, storing and the per-file account
 whose event_id repeats with other content, in the batch or in the history (a
 ``duplicate_conflict`` is quarantined with its redacted record, and an attempt stored before
 the canonical content hash is compared by its minified line). Such files are rare (a resent
-file with edited records) and are staged again on the driver. No prompt text travels
+file with edited records) and are staged again, by tasks. No prompt text travels
 otherwise. So the driver no longer reads, frames, validates or recounts lines; it still
 receives every parsed row (dedup and storage on the executors are issue 15's next steps).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.db import sql_literal
+from core.attempt_store import parquet_source
 from core.timing import step
 from pipeline.ingest.apply import bind_stored_twins
 from pipeline.ingest.files import is_uri
@@ -36,7 +36,6 @@ from pipeline.ingest.staging import (
     parse_staged,
     select_new,
     select_new_files,
-    stage_file,
 )
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
@@ -65,45 +64,24 @@ def stage_files_on_spark(
     uris = [p for p in paths if isinstance(p, str) and is_uri(p)]
     if uris and len(uris) != len(paths):
         raise SparkEngineError("a batch is either local paths or URIs, not both")
+    staged: Sequence[tuple[int, Path | str, str, int]]
     if uris:
-        with spark_failures("reading the logs"):
-            return _stage_uris(con, uris, ts_latest, memory_limit)
-    local = [Path(p) for p in paths]
-    staged, skipped = select_new_files(con, local)
-    with step("parse", after="after_parse"):
-        # the path as given, as the DuckDB path reads it: a reader's error quoted in a
-        # quarantine message names the file so (on a cluster, give --logs as an absolute path)
-        _parse_on_executors(con, [(order, str(path), sha) for order, path, sha, _ in staged], ts_latest, memory_limit)
-        if on_file:
-            for _, path, _, _ in staged:
-                on_file(Path(path))
-    _stage_files_with_conflicts(con, {order: (Path(path), sha) for order, path, sha, _ in staged})
-    return StagedBatch(tuple(staged), tuple(skipped), recounted=True, twins_bound=True)
+        from pipeline.spark import remote
 
-
-def _stage_uris(
-    con: duckdb.DuckDBPyConnection, uris: Sequence[str], ts_latest: datetime | None, memory_limit: str | None
-) -> StagedBatch:
-    """The batch of a ``--logs`` URI: hashed, validated and (where dedup needs them) staged on
-    the executors; the driver reads no byte of the files (:mod:`pipeline.spark.remote`)."""
-    from pipeline.spark import remote
-
-    spark = get_session()
-    with step("hash"):
-        hashed = remote.hash_files(spark, uris)
-    staged, skipped = select_new(con, [(uri, *hashed[uri]) for uri in uris])
-    files = [(order, str(uri), sha) for order, uri, sha, _ in staged]
+        with step("hash"), spark_failures("hashing the logs"):
+            hashed = remote.hash_files(get_session(), uris)
+        staged, skipped = select_new(con, [(uri, *hashed[uri]) for uri in uris])
+    else:
+        staged, skipped = select_new_files(con, [Path(p) for p in paths])
+    # the path as given, as the DuckDB path reads it: a reader's error quoted in a quarantine
+    # message names the file so (on a cluster, give --logs as an absolute path, or a URI)
+    files = [(order, str(path), sha) for order, path, sha, _ in staged]
     with step("parse", after="after_parse"):
         _parse_on_executors(con, files, ts_latest, memory_limit)
-    bind_stored_twins(con)
-    conflicts = {order for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall()}
-    if conflicts:
-        with exchange_directory(con) as work:
-            (work / "lines").mkdir()
-            (work / "spill").mkdir()
-            wanted = [f for f in files if f[0] in conflicts]
-            parts = remote.stage_lines(spark, wanted, work / "lines", memory_limit, work / "spill")
-            con.execute(f"INSERT INTO staged_lines SELECT * FROM read_parquet({_list_literal(parts)})")
+        if on_file and not uris:
+            for _, path, _, _ in staged:
+                on_file(Path(path))
+    _stage_files_with_conflicts(con, files, memory_limit)
     return StagedBatch(tuple(staged), tuple(skipped), recounted=True, twins_bound=True)
 
 
@@ -130,10 +108,6 @@ def _parse_on_executors(
         _load_parsed(con, parts)
 
 
-def _list_literal(paths: Sequence[Path]) -> str:
-    return "[" + ", ".join(sql_literal(str(p)) for p in paths) + "]"
-
-
 def _load_parsed(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     """``parsed`` and ``staged_recounts`` (the executors' R5 counts) from their Parquet, by name."""
     counts = ", ".join(RECOUNT_COLUMNS)
@@ -143,7 +117,7 @@ def _load_parsed(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     )
     if not parts:
         return  # no line in any file: Spark may write no part file at all
-    source = f"read_parquet({_list_literal(parts)})"
+    source = parquet_source(parts)
     con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}) FROM {source}")
     con.execute(
         f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM {source} "
@@ -169,10 +143,22 @@ ORDER BY 1
 """
 
 
-def _stage_files_with_conflicts(con: duckdb.DuckDBPyConnection, staged: dict[int, tuple[Path, str]]) -> None:
-    """Stage every line of the files dedup will need whole (see the module doc) on the driver
-    (``staged_lines`` is empty before: the executors send no lines)."""
+def _stage_files_with_conflicts(
+    con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, str, str]], memory_limit: str | None
+) -> None:
+    """Stage every line of the files dedup will need whole (see the module doc), by tasks
+    (``staged_lines`` is empty before: the executors send no lines). Binds ``stored_twins``,
+    which dedup then reuses (``StagedBatch.twins_bound``)."""
     bind_stored_twins(con)
-    for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall():
-        path, sha = staged[order]
-        stage_file(con, path, order, sha)
+    conflicts = {order for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall()}
+    if not conflicts:
+        return
+    from pipeline.spark import remote
+
+    with exchange_directory(con) as work:
+        (work / "lines").mkdir()
+        (work / "spill").mkdir()
+        wanted = [f for f in files if f[0] in conflicts]
+        with spark_failures("staging lines"):
+            parts = remote.stage_lines(get_session(), wanted, work / "lines", memory_limit, work / "spill")
+        con.execute(f"INSERT INTO staged_lines SELECT * FROM {parquet_source(parts)}")
