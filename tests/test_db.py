@@ -67,3 +67,30 @@ def test_the_tests_copied_database_is_the_migrated_catalog(tmp_path: Path) -> No
         assert migrate(con) == []
     finally:
         con.close()
+
+
+def test_migration_030_merges_lines_that_differ_only_in_price_basis(tmp_path: Path) -> None:
+    """A database from before 030 holds a 'list' and an 'override' line at one unit price (each
+    rounded on its own, 0.045 -> 0.05 twice): the migration makes them the one line a statement
+    prints, 0.09 exact rounded once, with the override's requests counted."""
+    db = migrated_database(tmp_path / "billing.duckdb")
+    con = connect(db)
+    con.execute("DELETE FROM schema_migrations WHERE name LIKE '030_%'")
+    con.execute("ALTER TABLE statement_lines DROP COLUMN override_requests")
+    line = "('acct', '2026-11', 'openai/gpt-5.5', 'output', '2026-11-01', ?, 45, 1000, ?, 0.045, 0.05)"
+    con.execute(f"INSERT INTO statement_lines VALUES {line}, {line}", ["list", 1, "override", 2])
+    con.execute(
+        "INSERT INTO statement_lines VALUES ('acct', '2026-11', 'openai/gpt-5.5', 'input_uncached', "
+        "'2026-11-01', 'override', 6, 1000, 3, 0.006, 0.01)"
+    )
+    con.close()
+    con = connect(db)  # applies 030
+    rows = con.execute(
+        "SELECT token_class, price_basis, quantity_tokens, billed_requests, override_requests, amount_exact, amount "
+        "FROM statement_lines ORDER BY token_class"
+    ).fetchall()
+    con.close()
+    assert rows == [
+        ("input_uncached", "override", 1000, 3, 3, D("0.006"), D("0.01")),
+        ("output", "list+override", 2000, 3, 2, D("0.09"), D("0.09")),
+    ]

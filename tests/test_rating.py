@@ -406,3 +406,61 @@ def test_offsets_other_than_rfc_3339s_are_bad_timestamps(billing: Billing) -> No
         ("hhmm", "bad_timestamp"),
     ]
     assert billing.rated("minus-zero")["outcome"] == billing.rated("small-z")["outcome"] == "billed"
+
+
+# acct_override's output override from 2026-11-15 is 45/1M: the list price of openai/gpt-5.5
+OVR = "acct_override"
+EQUAL_OVERRIDE_TOML = """
+[[accounts]]
+id = "acct_override"
+legal_name = "Override Ltd"
+
+[[accounts.overrides]]
+model = "openai/gpt-5.5"
+effective_from = 2026-11-15T00:00:00Z
+input_per_1m = "6"
+output_per_1m = "45"
+"""
+
+
+def test_an_override_equal_to_the_list_price_shares_the_line(billing: Billing) -> None:
+    """A statement line is one (model, class, version, unit price), whatever priced it (R7:
+    summed exactly, rounded once). Output 1000 x 45/1M = 0.045 before the override and 0.045
+    after: one line of 0.09 (two lines rounded apart would print 0.05 + 0.05)."""
+    billing.settings.accounts_file.write_text(EQUAL_OVERRIDE_TOML, encoding="utf-8")
+    u = usage(1000, 1000)
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="list", request_id="r-list", account_id=OVR, ts="2026-11-10T12:00:00Z", usage=u),
+            record(event_id="ovr", request_id="r-ovr", account_id=OVR, ts="2026-11-16T12:00:00Z", usage=u),
+        ],
+    )
+    billing.nightly()
+    assert billing.rated("list")["price_basis"] == "list" and billing.rated("ovr")["price_basis"] == "override"
+    lines = billing.query(
+        "SELECT token_class, unit_price_per_1m, price_basis, quantity_tokens, billed_requests, "
+        "override_requests, amount_exact, amount FROM statement_lines ORDER BY token_class, unit_price_per_1m"
+    )
+    assert lines == [
+        # input: 1000 x 6/1M = 0.006 -> 0.01 and 1000 x 7.5/1M = 0.0075 -> 0.01 (two prices, two lines)
+        ("input_uncached", D("6"), "override", 1000, 1, 1, D("0.006"), D("0.01")),
+        ("input_uncached", D("7.5"), "list", 1000, 1, 0, D("0.0075"), D("0.01")),
+        ("output", D("45"), "list+override", 2000, 2, 1, D("0.09"), D("0.09")),
+    ]
+    assert billing.one("SELECT usage_usd FROM account_period_totals") == D("0.11")
+
+    # attempt 2 of r-ovr, started before the override: it is billed instead, at the list price,
+    # and the line's basis follows its requests exactly (kept by difference)
+    billing.log(
+        "requests-2026-11-21.jsonl",
+        [record(event_id="ovr-2", request_id="r-ovr", attempt=2, account_id=OVR, ts="2026-11-14T12:00:00Z", usage=u)],
+    )
+    billing.nightly("2026-11-21")
+    assert billing.query(
+        "SELECT token_class, unit_price_per_1m, price_basis, billed_requests, override_requests, amount "
+        "FROM statement_lines ORDER BY token_class, unit_price_per_1m"
+    ) == [
+        ("input_uncached", D("7.5"), "list", 2, 0, D("0.02")),  # 2 x 0.0075 = 0.015 -> 0.02
+        ("output", D("45"), "list", 2, 0, D("0.09")),
+    ]

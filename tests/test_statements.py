@@ -129,6 +129,50 @@ def test_adjustment_is_issued_once(november) -> None:
     assert finalize(billing, "2027-01", out, "2027-02-01", allow_empty=True) == []  # nothing due in January
 
 
+def test_an_override_equal_to_the_list_price_prints_one_line_and_no_phantom_adjustment(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """The auditor's case: acct_override's output override (45/1M from 2026-11-15) equals the
+    list price. November prints one output line, 2 x 1000 x 45/1M = 0.09 (not 0.05 + 0.05);
+    December, with no late record, has no adjustment (it printed -0.10 before migration 030:
+    the issued line paired with each of two current ones)."""
+    from tests.test_rating import EQUAL_OVERRIDE_TOML
+
+    billing.settings.accounts_file.write_text(EQUAL_OVERRIDE_TOML, encoding="utf-8")
+    u = usage(1000, 1000)
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="a", account_id="acct_override", ts="2026-11-10T12:00:00Z", usage=u),
+            record(event_id="b", account_id="acct_override", ts="2026-11-16T12:00:00Z", usage=u),
+        ],
+    )
+    billing.nightly()
+    out = tmp_path / "out"
+    assert finalize(billing, "2026-11", out, "2026-12-01") == ["IG-2026-11-000001"]
+    # input 0.006 -> 0.01 (override 6) and 0.0075 -> 0.01 (list 7.5); output 0.09
+    assert billing.query(
+        "SELECT token_class, unit_price_per_1m, quantity_tokens, amount FROM statement_issued_lines "
+        "WHERE statement_number = 'IG-2026-11-000001' ORDER BY line_no"
+    ) == [
+        ("input_uncached", D("6"), 1000, D("0.01")),
+        ("input_uncached", D("7.5"), 1000, D("0.01")),
+        ("output", D("45"), 2000, D("0.09")),
+    ]
+    assert billing.one("SELECT total_usd FROM statements WHERE statement_number = 'IG-2026-11-000001'") == D("0.11")
+
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="c", account_id="acct_override", ts="2026-12-01T12:00:00Z", usage=u)],
+    )
+    billing.nightly("2026-12-01")
+    assert finalize(billing, "2026-12", out, "2027-01-01") == ["IG-2026-12-000002"]
+    # 0.006 -> 0.01 and 0.045 -> 0.05
+    assert billing.one(
+        "SELECT usage_usd, adjustments_usd, total_usd FROM statements WHERE statement_number = 'IG-2026-12-000002'"
+    ) == (D("0.06"), D("0.00"), D("0.06"))
+
+
 def test_drafts_change_freely_and_do_not_number(november) -> None:
     billing, out = november
     result = jobs.run_statements(billing.settings, "2026-11", out)

@@ -1,8 +1,10 @@
 -- Aggregates: keep the draft statement lines current, by difference.
 -- Input: new_rated (the rows a rating just wrote), rated_removed (the rows they replaced).
 -- A statement line is a sum over the billed attempts of one (account, period, model, token
--- class, price version, price basis, unit price): quantity, billed requests and the exact
--- amount. So the line after a rating is the line before, plus what new_rated adds, minus what
+-- class, price version, unit price), what a statement prints: quantity, billed requests, the
+-- exact amount, and how many of the requests were priced by the account's override (an
+-- override equal to the list-derived price shares the line: price_basis 'list+override',
+-- migration 030). So the line after a rating is the line before, plus what new_rated adds, minus what
 -- rated_removed took away; every term is exact (BIGINT counts, DECIMAL(38,20) amounts), so
 -- the result is the same as summing the period again from rated_attempts, which a nightly
 -- then never has to read (docs/performance.md). A line whose last attempt went away is
@@ -12,14 +14,14 @@
 
 CREATE OR REPLACE TEMP TABLE line_changes AS
 WITH changed AS (
-    SELECT 1 AS sign, account_id, period, model, price_version, price_basis,
+    SELECT 1 AS sign, account_id, period, model, price_version, price_basis = 'override' AS by_override,
            unit_price_input_uncached, unit_price_input_cached, unit_price_output,
            input_uncached_tokens, input_cached_tokens, output_tokens,
            charge_input_uncached, charge_input_cached, charge_output
     FROM new_rated
     WHERE outcome = 'billed'
     UNION ALL
-    SELECT -1, account_id, period, model, price_version, price_basis,
+    SELECT -1, account_id, period, model, price_version, price_basis = 'override',
            unit_price_input_uncached, unit_price_input_cached, unit_price_output,
            input_uncached_tokens, input_cached_tokens, output_tokens,
            charge_input_uncached, charge_input_cached, charge_output
@@ -27,48 +29,53 @@ WITH changed AS (
     WHERE outcome = 'billed'
 ),
 classes AS (
-    SELECT sign, account_id, period, model, price_version, price_basis,
+    SELECT sign, account_id, period, model, price_version, by_override,
            'input_uncached' AS token_class, unit_price_input_uncached AS unit_price_per_1m,
            input_uncached_tokens AS quantity, charge_input_uncached AS amount
     FROM changed
     UNION ALL
-    SELECT sign, account_id, period, model, price_version, price_basis,
+    SELECT sign, account_id, period, model, price_version, by_override,
            'input_cached', unit_price_input_cached, input_cached_tokens, charge_input_cached
     FROM changed
     UNION ALL
-    SELECT sign, account_id, period, model, price_version, price_basis,
+    SELECT sign, account_id, period, model, price_version, by_override,
            'output', unit_price_output, output_tokens, charge_output
     FROM changed
 )
 SELECT account_id, period, model, token_class,
-       coalesce(price_version, 'none') AS price_version, price_basis, unit_price_per_1m,
+       coalesce(price_version, 'none') AS price_version, unit_price_per_1m,
        CAST(sum(CASE WHEN sign = 1 THEN quantity ELSE -quantity END) AS BIGINT)          AS quantity_tokens,
        CAST(sum(sign) AS BIGINT)                                                        AS billed_requests,
+       CAST(sum(sign) FILTER (WHERE by_override) AS BIGINT)                             AS override_requests,
        CAST(sum(CASE WHEN sign = 1 THEN amount ELSE -amount END) AS DECIMAL(38,20))     AS amount_exact
 FROM classes
 WHERE quantity > 0
-GROUP BY account_id, period, model, token_class, price_version, price_basis, unit_price_per_1m;
+GROUP BY account_id, period, model, token_class, price_version, unit_price_per_1m;
 
 CREATE OR REPLACE TEMP TABLE lines_after AS
-SELECT c.account_id, c.period, c.model, c.token_class, c.price_version, c.price_basis, c.unit_price_per_1m,
+SELECT c.account_id, c.period, c.model, c.token_class, c.price_version, c.unit_price_per_1m,
        CAST(coalesce(l.quantity_tokens, 0) + c.quantity_tokens AS BIGINT)                 AS quantity_tokens,
        CAST(coalesce(l.billed_requests, 0) + c.billed_requests AS BIGINT)                 AS billed_requests,
+       CAST(coalesce(l.override_requests, 0) + coalesce(c.override_requests, 0) AS BIGINT) AS override_requests,
        CAST(coalesce(l.amount_exact, 0) + c.amount_exact AS DECIMAL(38,20))               AS amount_exact
 FROM line_changes c
 LEFT JOIN statement_lines l
   ON l.account_id = c.account_id AND l.period = c.period AND l.model = c.model
  AND l.token_class = c.token_class AND l.price_version = c.price_version
- AND l.price_basis = c.price_basis AND l.unit_price_per_1m = c.unit_price_per_1m;
+ AND l.unit_price_per_1m = c.unit_price_per_1m;
 
 DELETE FROM statement_lines
-WHERE (account_id, period, model, token_class, price_version, price_basis, unit_price_per_1m) IN (
-    SELECT account_id, period, model, token_class, price_version, price_basis, unit_price_per_1m
+WHERE (account_id, period, model, token_class, price_version, unit_price_per_1m) IN (
+    SELECT account_id, period, model, token_class, price_version, unit_price_per_1m
     FROM line_changes
 );
 
-INSERT INTO statement_lines
-SELECT account_id, period, model, token_class, price_version, price_basis, unit_price_per_1m,
-       quantity_tokens, billed_requests, amount_exact,
-       CAST(round(amount_exact, 2) AS DECIMAL(18,2)) AS amount
+INSERT INTO statement_lines BY NAME
+SELECT account_id, period, model, token_class, price_version,
+       CASE WHEN override_requests = 0 THEN 'list'
+            WHEN override_requests = billed_requests THEN 'override'
+            ELSE 'list+override' END AS price_basis,
+       unit_price_per_1m, quantity_tokens, billed_requests, amount_exact,
+       CAST(round(amount_exact, 2) AS DECIMAL(18,2)) AS amount, override_requests
 FROM lines_after
 WHERE billed_requests > 0;
