@@ -296,7 +296,13 @@ def test_crlf_and_mixed_line_endings_bill_the_same_as_lf(billing: Billing, tmp_p
         (b'{"event_id": "\xff\xfe"}', "line is not valid UTF-8 (byte 14)"),
         (b"\x00", "line is not valid JSON"),
         (b"\xef\xbb\xbf" + json_line(record()), "line is not valid JSON"),  # BOM
-        (json_line(record(attempt=float("nan"))), "field attempt: required integer >= 1, got number NaN"),
+        # RFC 8259, which DuckDB's reader stretches: NaN/Infinity (anywhere) and trailing commas
+        (json_line(record(attempt=float("nan"))), "line is not valid JSON: NaN or Infinity is not a JSON number"),
+        (json_line(record(extra=[1, float("-inf")])), "line is not valid JSON: NaN or Infinity is not a JSON number"),
+        (json_line(record())[:-1] + b', "x": nan}', "line is not valid JSON: NaN or Infinity is not a JSON number"),
+        (json_line(record())[:-1] + b" ,\t}", "line is not valid JSON: a comma before a closing bracket"),
+        (json_line(record(usage=usage(1, 1))).replace(b"}}", b", }}"), "line is not valid JSON: a comma before"),
+        (b"[1, 2,]", "line is not valid JSON: a comma before a closing bracket"),
         (json_line(record(status=2**70)), "field status: required HTTP status integer 100-599, got number 1180591620"),
         (json_line(record(usage={"prompt_tokens": 10**400, "completion_tokens": 1})), "field usage.prompt_tokens"),
         (json_line(record(usage={"prompt_tokens": 2**64, "completion_tokens": 1})), "field usage.prompt_tokens"),
@@ -308,6 +314,35 @@ def test_bad_line_is_one_quarantined_line_and_the_rest_is_billed(billing: Billin
     assert (f.lines_read, f.accepted, f.quarantined) == (3, 2, 1)
     [(line, _, _, got, _)] = quarantine(billing)
     assert line == 2 and got.startswith(message)
+
+
+def test_standard_json_that_merely_looks_nonstandard_is_billed(billing: Billing) -> None:
+    """The cheap flags of parse.sql (a comma then a bracket, NaN, Infinity) inside strings, and
+    a number too large for a double (1e400 reads as infinity), are standard JSON: billed."""
+    lines = [
+        json_line(record(event_id="s1", extra="a, ] NaN, Infinity, }")),
+        json_line(record(event_id="s2", extra={"k": '" ,}'})),
+        json_line(record(event_id="s3"))[:-1] + b', "x": 1e400}',
+    ]
+    f = one_file(billing, lines)
+    assert (f.lines_read, f.accepted, f.quarantined) == (3, 3, 0)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
+def test_a_byte_order_mark_is_a_parse_error_whichever_reader_reads_the_file(billing: Billing, suffix: str) -> None:
+    """U+FEFF is not JSON whitespace (RFC 8259): the first line of a file that starts with a
+    BOM is a parse_error, as it is further down, and as the fallback reader (a file with an
+    invalid UTF-8 line) said before; DuckDB's reader used to drop it at the start of a file."""
+    clean = [b"\xef\xbb\xbf" + json_line(record(event_id="a")), json_line(record(event_id="b"))]
+    write_lines(billing.logs / f"requests-{DAY}-1{suffix}", clean)
+    write_lines(billing.logs / f"requests-{DAY}-2{suffix}", [clean[0].replace(b'"a"', b'"c"'), b"\xff"])
+    billing.nightly(DAY)
+    assert [(q[0], q[3]) for q in quarantine(billing)] == [
+        (1, "line is not valid JSON: it starts with a byte-order mark (U+FEFF)"),
+        (1, "line is not valid JSON: it starts with a byte-order mark (U+FEFF)"),
+        (2, "line is not valid UTF-8 (byte 0)"),
+    ]
+    assert billing.query("SELECT event_id FROM attempts") == [("b",)]
 
 
 def test_empty_and_zero_byte_files_are_zero_lines(billing: Billing) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import stat
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,28 @@ def _open_stream(raw: IO[bytes], kind: str | None) -> IO[bytes] | gzip.GzipFile:
     if kind == ".jsonl.zst":
         return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
     return raw
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def starts_with_bom(path: Path) -> bool:
+    """Whether the file's (decompressed) bytes start with a UTF-8 byte-order mark.
+
+    DuckDB's line reader drops one there, the Python reader keeps it: such a file is read by
+    the latter, so its first line is what it is anywhere else, not JSON (RFC 8259 has no BOM
+    in a JSON text; docs/hostile-input.md). An unreadable start is left to the readers.
+    """
+    try:
+        with path.open("rb") as raw:
+            stream = _open_stream(raw, file_kind(path))
+            read = getattr(stream, "read1", stream.read)
+            head = b""
+            while len(head) < len(BOM) and (chunk := read(len(BOM) - len(head))):
+                head += chunk
+    except (OSError, EOFError, zstandard.ZstdError, zlib.error):
+        return False
+    return head == BOM
 
 
 def raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:

@@ -51,6 +51,24 @@ CASE WHEN contains(m, '\\')
            - strlen(replace(replace(replace(m, '\\', ''), '\"', ''), '":', ''))) // 2
      ELSE (strlen(m) - strlen(replace(m, '":', ''))) // 2 END
 """
+# What DuckDB's JSON reader accepts beyond RFC 8259 (JSON Lines are RFC 8259 texts): a comma
+# before a closing bracket, and NaN/Infinity (any case, signed) as numbers. NULL for a
+# standard text, else what is wrong with it. Exact for a line json_valid() accepts: with every
+# string blanked (the texts are valid, so each string is one match), a standard text keeps
+# only brackets, commas, colons, whitespace, numbers (letters e/E) and true/false/null.
+# parse.sql asks it only of lines a cheap test flags (docs/hostile-input.md).
+JSON_EXTENSION_MACROS = (
+    r"""
+CREATE OR REPLACE TEMP MACRO json_extension_of_bare(bare) AS
+CASE WHEN regexp_matches(bare, ',[ \t\r\n]*[\]}]') THEN 'a comma before a closing bracket'
+     WHEN regexp_matches(regexp_replace(bare, 'true|false|null', '', 'g'), '[a-df-zA-DF-Z]')
+          THEN 'NaN or Infinity is not a JSON number' END
+""",
+    r"""
+CREATE OR REPLACE TEMP MACRO json_extension(line) AS
+json_extension_of_bare(regexp_replace(line, '"(?:[^"\\]|\\.)*"', '""', 'g'))
+""",
+)
 # A failing check of parse.sql, as a struct that parse.sql's `worded` step turns into the
 # {reason, field, message} of the quarantine: the message as written (finding), followed by
 # describe_json(value) (finding_described), or by the line's ts, masked and cut, and a tail

@@ -26,12 +26,14 @@ from pipeline.ingest.files import (
     file_sha256,
     raw_lines,
     source_name,
+    starts_with_bom,
     zstd_problem,
 )
 from pipeline.ingest.macros import (
     BOUNDED_EXCERPT_MACRO,
     EXCERPT_BYTES,
     FINDING_MACROS,
+    JSON_EXTENSION_MACROS,
     JSON_KEY_COUNT_MACRO,
     REDACTED_RECORD_MACRO,
     REPAIR_SURROGATES_MACRO,
@@ -173,6 +175,9 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, order: int, sha: str)
         return
     if file_kind(path) == ".jsonl.zst" and (problem := zstd_problem(path)):
         _stage_with_python(con, path, order, sha, problem, broken_end=problem)
+        return
+    if file_kind(path) != ".parquet" and starts_with_bom(path):
+        _stage_with_python(con, path, order, sha, "starts with a byte-order mark")
         return
     try:
         _stage_with_duckdb(con, path, order, sha)  # autocommit: a failure inserts nothing
@@ -366,7 +371,7 @@ def parse_staged(
     con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
     con.execute(JSON_KEY_COUNT_MACRO)
-    for macro in FINDING_MACROS:
+    for macro in (*JSON_EXTENSION_MACROS, *FINDING_MACROS):
         con.execute(macro)
     parse = sql_text("parse.sql")
     # The first slice creates ``parsed`` (planning parse.sql is most of a small run's parse

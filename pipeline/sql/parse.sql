@@ -106,7 +106,15 @@ canonical AS (
            -- to 1 MiB (key order counts), the line's own bytes beyond (re-serializing a 50 MB
            -- document takes DuckDB over 512 MiB); a giant record re-written differently is then
            -- a duplicate_conflict: the first stands, nothing is billed twice.
-           sha256(coalesce(forms[2], CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256
+           sha256(coalesce(forms[2], CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256,
+           -- RFC 8259 (SPEC section 1: JSON Lines): DuckDB's reader also takes a comma before
+           -- a closing bracket and NaN/Infinity; such a line is a parse_error, not a record.
+           -- Exact test (macro json_extension) only of a flagged line: the canonical form
+           -- spells every NaN and infinity `NaN`/`Infinity`, and a trailing comma needs a
+           -- comma, blanks, then a bracket (~0.5 us a line; the exact test ~2 us on every line).
+           CASE WHEN is_json AND (forms IS NULL OR contains(forms[2], 'NaN') OR contains(forms[2], 'Infinity')
+                                  OR regexp_matches(line, ',[ \t\r\n]*[\]}]'))
+                THEN json_extension(line) END AS json_extension
     FROM forms
 ),
 obj AS (
@@ -194,7 +202,11 @@ checked AS (
     SELECT *,
         coalesce(
             CASE WHEN NOT is_json THEN finding('parse_error', NULL,
-                 coalesce(stage_problem, 'line is not valid JSON')) END,
+                 coalesce(stage_problem, CASE WHEN starts_with(line, chr(65279))
+                     THEN 'line is not valid JSON: it starts with a byte-order mark (U+FEFF)'
+                     ELSE 'line is not valid JSON' END)) END,
+            CASE WHEN json_extension IS NOT NULL THEN finding('parse_error', NULL,
+                 'line is not valid JSON: ' || json_extension) END,
             CASE WHEN j IS NULL THEN finding('invalid_record', NULL,
                  'line is JSON but not an object') END,
             -- SPEC section 1: an object that repeats a key (at any depth) is not a record;
