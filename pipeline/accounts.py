@@ -46,7 +46,10 @@ def _bounded(scale: int, low: Decimal, high: Decimal | None) -> Any:
 
 
 Percent = Annotated[Decimal, _bounded(2, D(0), D(100))]
-Multiplier = Annotated[Decimal, _bounded(4, D("0.0001"), None)]
+# at most 1000x the list price: a larger multiplier is a typo, and rate.sql's price factor is a
+# DECIMAL(12,8) (a factor of 10,000 failed the whole nightly instead of this file)
+MAX_MULTIPLIER = D(1000)
+Multiplier = Annotated[Decimal, _bounded(4, D("0.0001"), MAX_MULTIPLIER)]
 Money = Annotated[Decimal, _bounded(2, D(0), None)]
 
 

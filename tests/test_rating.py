@@ -464,3 +464,19 @@ def test_an_override_equal_to_the_list_price_shares_the_line(billing: Billing) -
         ("input_uncached", D("7.5"), "list", 2, 0, D("0.02")),  # 2 x 0.0075 = 0.015 -> 0.02
         ("output", D("45"), "list", 2, 0, D("0.09")),
     ]
+
+
+def test_a_group_multiplier_over_a_thousand_is_refused_on_load(tmp_path) -> None:
+    """The audit's case: multiplier 10000 loaded, then failed the nightly of every account in
+    rate.sql's DECIMAL(12,8) price factor; now the accounts file is refused, naming the field."""
+    import pytest
+
+    from pipeline.accounts import AccountsError, load_accounts
+
+    path = tmp_path / "accounts.toml"
+    text = '[groups.huge]\nmultiplier = "{}"\n[[accounts]]\nid = "a"\nlegal_name = "A"\ngroup = "huge"\n'
+    path.write_text(text.format("1000"), encoding="utf-8")
+    assert load_accounts(path).groups["huge"].multiplier == D("1000")
+    path.write_text(text.format("1000.0001"), encoding="utf-8")
+    with pytest.raises(AccountsError, match=r"groups.*huge.*multiplier.*outside \[0.0001, 1000\]"):
+        load_accounts(path)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pipeline.spark import SparkEngineError, require_pyspark
@@ -51,11 +52,19 @@ LOCAL_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "4",
-    "spark.log.level": "ERROR",  # a CLI run prints the run's report, not Spark's start-up log
 }
 
 DEFAULT_MASTER = "local[*]"
 MASTER_ENV = "INFERGATE_SPARK_MASTER"
+
+
+def _quiet_logging_option() -> str:
+    """The driver JVM option pointing Log4j 2 at the bundled errors-only configuration (its
+    start-up notices are not for a cron job's mail; docs/spark.md)."""
+    from importlib import resources
+
+    config = resources.files("pipeline.spark").joinpath("log4j2.properties")
+    return f"-Dlog4j2.configurationFile={Path(str(config)).as_uri()}"
 
 
 def _under_spark_submit() -> bool:
@@ -84,6 +93,12 @@ def get_session(master: str | None = None, extra: Mapping[str, str] | None = Non
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
                 for key, value in LOCAL_CONF.items():
                     builder = builder.config(key, value)
+                # a CLI run prints the run's report, not Spark's start-up log (the caller's own
+                # JVM options win; Spark then still prints a few start-up lines)
+                if os.environ.get("PYSPARK_SUBMIT_ARGS"):
+                    builder = builder.config("spark.log.level", "ERROR")
+                else:
+                    builder = builder.config("spark.driver.extraJavaOptions", _quiet_logging_option())
                 # Python tasks (parsing on executors) import this package: in local mode they run
                 # the driver's interpreter (its venv), not whatever `python3` is first on PATH
                 # (read by the JVM at start, like SPARK_LOCAL_IP)
