@@ -60,7 +60,9 @@ def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tup
         rows = con.execute(
             "SELECT account_id, sum(amount) FROM (" + sql_text("statement_lines_due.sql") + ") "
             "WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
-            {"period": first_open},
+            # adjustments as a statement issued now prices them: by their own tokens (layout 4 on,
+            # reports.statement_model.ADJUSTMENTS_BY_TOKENS_FROM; core does not import reports)
+            {"period": first_open, "by_tokens": True},
         ).fetchall()
         for account, amount in rows:
             key = (account, first_open)

@@ -622,7 +622,7 @@ def run_statements(
             with transaction(con):
                 close_succeeded(con, report)
             return result
-        due = statements.due_lines(con, period, account_id)
+        due = statements.due_lines(con, period, account_id, layout)
         if not due and not allow_empty:
             raise EmptyPeriod.of(period, "no statement written", account_id)
         if finalize:

@@ -200,10 +200,13 @@ def _reproduce(
     ).fetchall()
     if not issued:
         raise ReplayError(f"{period} has no issued statements to reproduce; finalize it first")
-    due = statements.due_lines(con, period, account)
+    due_by_layout: dict[int, dict[str, list[statements.DueLine]]] = {}  # each layout's adjustment rule
     names = statements.model_names(con)  # the lookup the statements were rendered with
     with console.current().progress("replay statements", len(issued)) as advance:
         for account_id, number, issue_date, layout in issued:
+            if layout not in due_by_layout:
+                due_by_layout[layout] = statements.due_lines(con, period, account, layout)
+            due = due_by_layout[layout]
             lines = due.get(account_id, [])
             doc = statements.build_document(con, account_id, period, lines, number, issue_date, layout_version=layout)
             produced = {

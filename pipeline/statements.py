@@ -49,6 +49,7 @@ from reports.statement_model import (
     PriceVersionRef,
     StatementDocument,
     StatementLine,
+    due_parameters,
 )
 
 LINES_HEADER = (
@@ -137,9 +138,12 @@ class StatementsReport:
     restored: list[Path] = field(default_factory=list)
 
 
-def due_lines(con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None) -> dict[str, list[DueLine]]:
-    """Lines due per account for ``period`` (accounts with usage or adjustments only)."""
-    rows = con.execute(sql_text("statement_lines_due.sql"), {"period": period}).fetchall()
+def due_lines(
+    con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None, layout_version: int = LAYOUT_VERSION
+) -> dict[str, list[DueLine]]:
+    """Lines due per account for ``period`` (accounts with usage or adjustments only), with the
+    adjustment rule of ``layout_version`` (an issued statement's own in a replay)."""
+    rows = con.execute(sql_text("statement_lines_due.sql"), due_parameters(period, layout_version)).fetchall()
     result: dict[str, list[DueLine]] = {}
     for account, *values in rows:
         if account_id is None or account == account_id:

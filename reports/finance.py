@@ -12,6 +12,7 @@ from core.errors import EmptyPeriod
 from core.money import D, tax_on
 from core.period import Period
 from reports.csvsafe import write_csv
+from reports.statement_model import due_parameters
 
 FINANCE_COLUMNS = (
     "account_id",
@@ -46,7 +47,10 @@ FINANCE_COLUMNS = (
 
 def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[object, ...]]:
     Period.check(period)
-    con.execute("CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), {"period": period})
+    # an open period: its lines as a statement issued now would print them
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), due_parameters(period)
+    )
     _open_credits(con, period)
     rows = con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()
     return [_with_tax(tuple(row)) for row in rows]

@@ -77,10 +77,21 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: (reports/pdf.py), which most month-end statements were: a third page for two notes, and
 #: twice the renderer's work. Layout 3 is laid out once, and a draft has the pages its issued
 #: statement will have (a draft's watermark hid the near-empty page from that check).
-LAYOUT_VERSION = 3
+#: 4: printed as 3; a prior-period adjustment line's amount is its own tokens x unit price,
+#: rounded half-up (R7), so the printed line adds up (sql/statement_lines_due.sql). Layouts 1-3
+#: printed the period's rounded line now minus the cents already issued for it.
+LAYOUT_VERSION = 4
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
+ADJUSTMENTS_BY_TOKENS_FROM = 4  # the first whose adjustment lines are their tokens x unit price
+
+
+def due_parameters(period: str, layout_version: int = LAYOUT_VERSION) -> dict[str, object]:
+    """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``layout_version``
+    (its adjustment rule, above)."""
+    return {"period": period, "by_tokens": layout_version >= ADJUSTMENTS_BY_TOKENS_FROM}
+
 
 #: The billing notes printed on every statement: the public API docs (section 5) and how
 #: retried and failed requests are treated (SPEC R2, R3, R7, R8).

@@ -23,9 +23,12 @@ SLOW = settings(max_examples=examples(10), deadline=None, suppress_health_check=
 
 # statement lines summed from all of rated_attempts: what the incremental update must equal
 FULL_LINES = """
-SELECT account_id, period, model, token_class, coalesce(price_version, 'none'), price_basis, unit_price_per_1m,
-       CAST(sum(quantity) AS BIGINT), count(*), CAST(sum(amount) AS DECIMAL(38,20)),
-       CAST(round(sum(amount), 2) AS DECIMAL(18,2))
+SELECT account_id, period, model, token_class, coalesce(price_version, 'none'),
+       CASE WHEN count(*) FILTER (WHERE price_basis = 'override') = 0 THEN 'list'
+            WHEN count(*) FILTER (WHERE price_basis = 'override') = count(*) THEN 'override'
+            ELSE 'list+override' END,
+       unit_price_per_1m, CAST(sum(quantity) AS BIGINT), count(*), CAST(sum(amount) AS DECIMAL(38,20)),
+       CAST(round(sum(amount), 2) AS DECIMAL(18,2)), count(*) FILTER (WHERE price_basis = 'override')
 FROM (
     SELECT account_id, period, model, price_version, price_basis, 'input_uncached' AS token_class,
            unit_price_input_uncached AS unit_price_per_1m, input_uncached_tokens AS quantity,
@@ -41,7 +44,8 @@ FROM (
     FROM rated_attempts WHERE outcome = 'billed'
 ) c
 WHERE quantity > 0
-GROUP BY ALL ORDER BY ALL
+GROUP BY account_id, period, model, token_class, coalesce(price_version, 'none'), unit_price_per_1m
+ORDER BY ALL
 """
 
 

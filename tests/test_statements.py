@@ -129,6 +129,42 @@ def test_adjustment_is_issued_once(november) -> None:
     assert finalize(billing, "2027-01", out, "2027-02-01", allow_empty=True) == []  # nothing due in January
 
 
+def test_an_adjustment_line_is_its_own_tokens_at_its_unit_price_rounded(november) -> None:
+    """The audit's case (R7): acct_discount's November input line was issued as 100k x
+    6.5625/1M = 0.65625 -> 0.66; 100k more arrive late. The adjustment is 0.65625 -> 0.66, what
+    the printed line says (layouts 1-3 printed 0.65: the period's 1.3125 -> 1.31 less the 0.66
+    issued). Then 600 late tokens at 7.5/1M = 0.0045 -> 0.00, not 0.01."""
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [
+            record(event_id="late", account_id="acct_discount", ts="2026-11-30T10:00:00Z", usage=usage(100_000, 0)),
+            record(event_id="late2", account_id="acct_plain", ts="2026-11-30T11:00:00Z", usage=usage(600, 0)),
+            record(event_id="d1", account_id="acct_plain", ts="2026-12-01T10:00:00Z", usage=usage(100_000, 10_000)),
+        ],
+    )
+    billing.nightly("2026-12-01")
+    assert finalize(billing, "2026-12", out, "2027-01-01") == ["IG-2026-12-000003", "IG-2026-12-000004"]
+    adjustments = billing.query(
+        "SELECT s.account_id, l.quantity_tokens, l.unit_price_per_1m, l.amount FROM statement_issued_lines l "
+        "JOIN statements s USING (statement_number) WHERE l.kind = 'adjustment' ORDER BY 1"
+    )
+    assert adjustments == [
+        ("acct_discount", 100_000, D("6.5625"), D("0.66")),
+        ("acct_plain", 600, D("7.5"), D("0.00")),
+    ]
+    # acct_plain: usage 1.20 (as in November) and no adjustment; acct_discount: 0.66 of adjustment
+    assert billing.query(
+        "SELECT account_id, usage_usd, adjustments_usd, total_usd FROM statements WHERE period = '2026-12' ORDER BY 1"
+    ) == [
+        ("acct_discount", D("0.00"), D("0.66"), D("0.66")),
+        ("acct_plain", D("1.20"), D("0.00"), D("1.20")),
+    ]
+    text = pdf_text(out / "statements" / "2026-12" / "IG-2026-12-000003.pdf")
+    assert "$0.66" in text
+
+
 def test_an_override_equal_to_the_list_price_prints_one_line_and_no_phantom_adjustment(
     billing: Billing, tmp_path: Path
 ) -> None:

@@ -6,18 +6,25 @@
 -- of them, printing phantom prior-period adjustments. The lines that differ only in basis are
 -- merged here (exact sum, rounded once); override_requests counts the override-priced
 -- requests of a line, so its basis stays exact when a later rating removes some of them.
-ALTER TABLE statement_lines ADD COLUMN override_requests BIGINT DEFAULT 0;
+ALTER TABLE statement_lines ADD COLUMN IF NOT EXISTS override_requests BIGINT DEFAULT 0;
 CREATE TABLE statement_lines_merged AS
-SELECT account_id, period, model, token_class, price_version,
-       CASE WHEN count(DISTINCT price_basis) > 1 THEN 'list+override' ELSE min(price_basis) END AS price_basis,
-       unit_price_per_1m,
-       CAST(sum(quantity_tokens) AS BIGINT) AS quantity_tokens,
-       CAST(sum(billed_requests) AS BIGINT) AS billed_requests,
-       CAST(sum(amount_exact) AS DECIMAL(38,20)) AS amount_exact,
-       CAST(round(sum(amount_exact), 2) AS DECIMAL(18,2)) AS amount,
-       CAST(coalesce(sum(billed_requests) FILTER (WHERE price_basis = 'override'), 0) AS BIGINT) AS override_requests
-FROM statement_lines
-GROUP BY account_id, period, model, token_class, price_version, unit_price_per_1m;
+WITH counted AS (  -- a line from before 030 counts its requests by its basis (re-applied: as kept)
+    SELECT *, CASE WHEN price_basis = 'override' THEN billed_requests ELSE coalesce(override_requests, 0) END AS by_override
+    FROM statement_lines
+),
+merged AS (
+    SELECT account_id, period, model, token_class, price_version, unit_price_per_1m,
+           CAST(sum(quantity_tokens) AS BIGINT) AS quantity_tokens,
+           CAST(sum(billed_requests) AS BIGINT) AS billed_requests,
+           CAST(sum(amount_exact) AS DECIMAL(38,20)) AS amount_exact,
+           CAST(round(sum(amount_exact), 2) AS DECIMAL(18,2)) AS amount,
+           CAST(sum(by_override) AS BIGINT) AS override_requests
+    FROM counted
+    GROUP BY account_id, period, model, token_class, price_version, unit_price_per_1m
+)
+SELECT *, CASE WHEN override_requests = 0 THEN 'list' WHEN override_requests = billed_requests THEN 'override'
+               ELSE 'list+override' END AS price_basis
+FROM merged;
 DELETE FROM statement_lines;
 INSERT INTO statement_lines BY NAME SELECT * FROM statement_lines_merged;
 DROP TABLE statement_lines_merged;

@@ -1,10 +1,15 @@
 -- The lines due on one account's statement for period $period, before numbering:
 --   usage lines      the current statement lines of $period (R7: exact sum, rounded);
---   adjustment lines for every earlier FINALIZED period: what that period's lines amount to
---                    now (late records rated since, R10) minus everything already issued for
+--   adjustment lines for every earlier FINALIZED period: the tokens that period's lines hold
+--                    now (late records rated since, R10) minus every token already issued for
 --                    it (its own statement plus adjustments on later statements).
 -- Keyed by (model, token class, price version, unit price), so an adjustment says exactly
--- which usage arrived late. Amounts are cents; differences of cents are exact.
+-- which usage arrived late. Its amount ($by_tokens, statement layouts 4 on) is its own tokens
+-- x unit price, exact, rounded half-up to the cent like any line (R7): a line's exact amount
+-- is its tokens x its unit price (every attempt on it has that price), so this is the late
+-- records' own charge, and the printed line adds up (+100,000 tokens at $6.5625/1M is $0.66).
+-- Statements issued before layout 4 subtracted rounded amounts instead (now's rounded line
+-- minus the cents issued: $0.65 there); replay re-issues each with the rule it was issued by.
 WITH current_lines AS (
     SELECT account_id, period AS original_period, model, token_class, price_version,
            unit_price_per_1m, quantity_tokens, amount
@@ -25,7 +30,11 @@ adjustments AS (
            coalesce(c.price_version, i.price_version)         AS price_version,
            coalesce(c.unit_price_per_1m, i.unit_price_per_1m) AS unit_price_per_1m,
            CAST(coalesce(c.quantity_tokens, 0) - coalesce(i.quantity_tokens, 0) AS BIGINT) AS quantity_tokens,
-           CAST(coalesce(c.amount, 0) - coalesce(i.amount, 0) AS DECIMAL(18,2))            AS amount
+           CASE WHEN $by_tokens THEN CAST(round(CAST(CAST(
+                    CAST(coalesce(c.quantity_tokens, 0) - coalesce(i.quantity_tokens, 0) AS DECIMAL(18,0))
+                    * coalesce(c.unit_price_per_1m, i.unit_price_per_1m) AS DECIMAL(38,14))
+                    * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)), 2) AS DECIMAL(18,2))
+                ELSE CAST(coalesce(c.amount, 0) - coalesce(i.amount, 0) AS DECIMAL(18,2)) END AS amount
     FROM current_lines c
     FULL OUTER JOIN issued i
       ON i.account_id = c.account_id AND i.original_period = c.original_period AND i.model = c.model
