@@ -570,6 +570,39 @@ def yesterday_utc() -> date:
     return (datetime.now(UTC) - timedelta(days=1)).date()
 
 
+class ReferenceChanged(BillingError):
+    """A statement would print reference data other than what the database was rated with."""
+
+    default_hint = (
+        "run `infergate-billing rate` (or the nightly) with these files first: it re-rates what "
+        "they change, and statements then print what was billed"
+    )
+
+
+def check_reference_is_rated(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Refuse statements when the accounts or issuer file now differs from the one the
+    database was last rated with: they print names, addresses, tax treatment, remittance and
+    terms from the database, so an edited file (new bank details, a renamed customer) would be
+    silently ignored, and issued so for good. Compared by the hashes the rating recorded."""
+    row = con.execute("SELECT value FROM rating_state WHERE key = 'reference'").fetchone()
+    if row is None:
+        return  # nothing rated yet: nothing is due either
+    stored = json.loads(row[0])
+    files: list[tuple[str, Path, Callable[[], str]]] = []
+    if settings.accounts_file.is_file():
+        accounts = settings.accounts_file
+        files.append(("--accounts", accounts, lambda: hashlib.sha256(accounts.read_bytes()).hexdigest()))
+    if settings.issuer_file is not None and settings.issuer_file.is_file():
+        from pipeline.issuer import load_issuer
+
+        issuer = settings.issuer_file
+        files.append(("--issuer", issuer, lambda: load_issuer(issuer).sha256))
+    for option, path, current in files:
+        key = option.removeprefix("--")
+        if key in stored and stored[key] != current():
+            raise ReferenceChanged(f"{path} ({option}) differs from the {key} file the database was last rated with")
+
+
 def run_statements(
     settings: Settings,
     period: str,
@@ -613,7 +646,7 @@ def run_statements(
             raise UsageProblem(
                 f"--account {account_id}: no such account in the database",
                 hint="account ids are those of the accounts reference file (infergate-billing sql "
-                '"SELECT account_id, name FROM accounts")',
+                '"SELECT account_id, legal_name FROM accounts")',
             )
         if statements.is_finalized(con, period):
             result.already_finalized = True
@@ -622,6 +655,7 @@ def run_statements(
             with transaction(con):
                 close_succeeded(con, report)
             return result
+        check_reference_is_rated(con, settings)
         due = statements.due_lines(con, period, account_id, layout)
         if not due and not allow_empty:
             raise EmptyPeriod.of(period, "no statement written", account_id)
@@ -629,6 +663,7 @@ def run_statements(
             from core import credit_ledger  # only a finalize needs it
 
             credit_ledger.check_finalize_order(con, period)
+            statements.check_issue_date(con, period, when)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when, layout)
         fault_point("statements:after_render")

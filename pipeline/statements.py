@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -29,7 +29,7 @@ import duckdb
 from core import console, credit_ledger
 from core.db import sql_text
 from core.drawdown import PeriodCredit
-from core.errors import BillingError
+from core.errors import BillingError, UsageProblem
 from core.money import ZERO, Decimal, to_cents
 from core.period import Period
 from core.timing import step
@@ -489,6 +489,27 @@ def prepare(
         }
         result.append(StatementFiles(doc.account_id, doc.statement_number, doc, files))
     return result
+
+
+def check_issue_date(con: duckdb.DuckDBPyConnection, period: str, issue_date: date) -> None:
+    """Refuse to issue ``period`` on ``issue_date`` before the period has ended (an issued
+    statement never changes: the rest of the month would become next month's adjustments, on
+    a statement that says it covers the whole month), or before the last statement already
+    issued (numbers are gap-free and must follow their dates, as credit notes' do)."""
+    end = Period.parse(period).end_day  # the first day after the period
+    if issue_date < end:
+        raise UsageProblem(
+            f"{period} has not ended on the issue date {issue_date}: it ends on {end - timedelta(days=1)}",
+            hint=f"finalize once the month is over, with --issue-date {end} or later (the default is today, UTC)",
+        )
+    row = con.execute(
+        "SELECT issue_date, statement_number FROM statements ORDER BY issue_date DESC, sequence_no DESC LIMIT 1"
+    ).fetchone()
+    if row is not None and row[0] is not None and issue_date < row[0]:
+        raise UsageProblem(
+            f"issue date {issue_date} is before {row[1]} was issued ({row[0]})",
+            hint="statement numbers follow their issue dates: give --issue-date on or after it",
+        )
 
 
 def assign_numbers(con: duckdb.DuckDBPyConnection, period: str, accounts: Sequence[str]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import io
 import textwrap
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from core.errors import BillingError
 from core.money import D
+from core.period import Period
 from pipeline import jobs, replay
 from pipeline.cli import cli
 from pipeline.credits import CreditsError, parse_credits
@@ -41,8 +42,8 @@ def input_tokens(event_id: str, ts: str, hundred_k: int) -> dict:
 
 def statement(billing: Billing, period: str, out: Path, finalize: bool = False):
     result = jobs.run_statements(
-        billing.settings, period, out, finalize=finalize, issue_date=date.fromisoformat(f"{period}-28")
-    )
+        billing.settings, period, out, finalize=finalize, issue_date=Period.parse(period).end_day
+    )  # the first day after the period: a period is issued once it has ended
     return {st.account_id: st.document for st in result.statements}
 
 

@@ -409,3 +409,41 @@ def test_a_draft_for_an_account_that_does_not_exist_is_refused(billing: Billing,
     assert billing.one("SELECT status FROM runs WHERE command = 'statements'") == "failed"
     drafts = jobs.run_statements(billing.settings, "2026-11", tmp_path / "out", account_id="acct_plain")
     assert [st.account_id for st in drafts.statements] == ["acct_plain"]
+
+
+def test_a_period_is_issued_only_once_it_has_ended_and_in_date_order(november) -> None:
+    """The walkthrough's case: `statements --period 2026-12 --finalize` on 5 December issued
+    final statements for the whole month (the rest of it would have become January's
+    adjustments); and an issue date before an issued statement's broke the date order."""
+    from core.errors import UsageProblem
+
+    billing, out = november
+    with pytest.raises(UsageProblem, match="2026-11 has not ended on the issue date 2026-11-30"):
+        finalize(billing, "2026-11", out, "2026-11-30")
+    assert billing.one("SELECT count(*) FROM statements") == 0
+    # issued late (5 January): December, over by then, cannot be issued before that date
+    assert finalize(billing, "2026-11", out, "2027-01-05") == ["IG-2026-11-000001", "IG-2026-11-000002"]
+    billing.log("requests-2026-12-01.jsonl", [record(event_id="d1", ts="2026-12-01T10:00:00Z")])
+    billing.nightly("2026-12-01")
+    with pytest.raises(
+        UsageProblem, match=r"issue date 2027-01-01 is before IG-2026-11-000002 was issued \(2027-01-05\)"
+    ):
+        finalize(billing, "2026-12", out, "2027-01-01")
+    assert finalize(billing, "2026-12", out, "2027-01-05") == ["IG-2026-12-000003"]
+
+
+def test_statements_refuse_an_accounts_file_other_than_the_one_rated(billing: Billing, tmp_path: Path) -> None:
+    """The walkthrough's case: finance renames a customer in the accounts file and issues
+    statements without rating: they printed the old name, for good. Now the run is refused
+    until a rating has loaded the file."""
+    from pipeline.jobs import ReferenceChanged
+
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+    accounts = billing.settings.accounts_file
+    accounts.write_text(accounts.read_text().replace("Plain Ltd", "Plain Holdings Ltd"), encoding="utf-8")
+    with pytest.raises(ReferenceChanged, match="differs from the accounts file the database was last rated with"):
+        jobs.run_statements(billing.settings, "2026-11", tmp_path / "out")
+    billing.nightly()  # the rating loads the edited file
+    result = jobs.run_statements(billing.settings, "2026-11", tmp_path / "out")
+    assert [st.document.account.name for st in result.statements] == ["Plain Holdings Ltd"]

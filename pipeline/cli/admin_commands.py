@@ -134,9 +134,10 @@ def import_command(
     than --max-quarantine-rate of the rows were rejected. The mapping: docs/imports.md.
 
     \b
-    Example:
+    Example (the shipped sample holds 2 rows that cannot be mapped, on purpose: they are
+    written to out/imported/rejected/, and accepted here with --max-quarantine-rate 0.5):
       infergate-billing import --from litellm data/imports/litellm_spendlogs.csv \\
-          --account acct_acme --out out/imported
+          --account acct_acme --out out/imported --max-quarantine-rate 0.5
       infergate-billing nightly --date 2026-11-20 --logs out/imported
     """
     from pipeline import importers
@@ -152,7 +153,9 @@ def import_command(
             console.current().info(f"  rejected rows: {result.rejects_file}")
     if report.rows_read and report.rejected > max_quarantine_rate * report.rows_read:
         raise click.ClickException(
-            f"{report.rejected} of {report.rows_read} rows rejected, above --max-quarantine-rate {max_quarantine_rate}"
+            f"{report.rejected} of {report.rows_read} rows rejected, above --max-quarantine-rate "
+            f"{max_quarantine_rate}; the converted files are written, the rejected rows (file, row, field, reason) "
+            f"are in {out_dir / 'rejected'}"
         )
 
 

@@ -29,7 +29,7 @@ from core.defaults import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TABLES_DIR,
 )
-from core.errors import BillingError
+from core.errors import BillingError, UsageProblem
 from core.money import D, Decimal, MoneyError
 from core.period import Period, PeriodError
 
@@ -349,6 +349,7 @@ def cli(
     from pipeline.jobs import Settings
 
     console.configure(quiet=quiet, log_format=log_format, command=ctx.invoked_subcommand)
+    _refuse_missing_reference_paths(ctx)
     snapshot_path = None if no_snapshot else (snapshot_path or snapshot.default_snapshot_path(db_path))
     if snapshot_path is not None and snapshot_path.resolve() == db_path.resolve():
         raise click.BadParameter("the snapshot must be another file than the database", param_hint="--snapshot")
@@ -362,6 +363,33 @@ def cli(
         force_price_edit=force_price_edit,
         snapshot_path=snapshot_path,
     )
+
+
+# Commands that load reference files themselves and name a missing one in their own words.
+LOADS_REFERENCE_FILES = frozenset({"nightly", "rate", "ingest", "import", "prices"})
+_REFERENCE_OPTIONS = (
+    ("prices_dir", "--prices"),
+    ("accounts_file", "--accounts"),
+    ("credits_file", "--credits"),
+    ("issuer_file", "--issuer"),
+)
+
+
+def _refuse_missing_reference_paths(ctx: click.Context) -> None:
+    """A reference path given on the command line (or in its environment variable) that does
+    not exist is a usage error for every command (exit 2), not silently ignored by those that
+    read the database's copy: `statements --issuer /nope.toml` printed the stored issuer."""
+    if ctx.invoked_subcommand in LOADS_REFERENCE_FILES:
+        return
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    for name, flag in _REFERENCE_OPTIONS:
+        value = ctx.params.get(name)
+        if value is not None and ctx.get_parameter_source(name) in given and not Path(value).exists():
+            problem = UsageProblem(
+                f"{value}: no such file or directory ({flag})",
+                hint=f"give an existing path with {flag}, or leave it out to use the default",
+            )
+            raise describe_failure(problem)
 
 
 def default_issuer_file() -> Path | None:
