@@ -613,6 +613,7 @@ def run_statements(
     issue_date: date | None = None,
     allow_empty: bool = False,
     layout_version: int | None = None,
+    reexecution: bool = False,
 ) -> statements.StatementsReport:
     """Render a period's statements: drafts, or (``finalize``) issue numbered, immutable ones.
 
@@ -622,6 +623,8 @@ def run_statements(
     statements look like a finished month-end otherwise. ``layout_version``: the statement
     layout (None: the current one), recorded in the run's arguments so that ``replay
     --verify`` re-renders the run's statements with the layout they were printed with.
+    ``reexecution``: replay re-executing a recorded run: it does what the run did, so the checks
+    that guard new statements (the issue date, the reference files rated) are not asked again.
     """
     from pipeline import statements  # not on a nightly's start (issue 14: import time)
     from reports.statement_model import LAYOUT_VERSION
@@ -655,7 +658,8 @@ def run_statements(
             with transaction(con):
                 close_succeeded(con, report)
             return result
-        check_reference_is_rated(con, settings)
+        if not reexecution:
+            check_reference_is_rated(con, settings)
         due = statements.due_lines(con, period, account_id, layout)
         if not due and not allow_empty:
             raise EmptyPeriod.of(period, "no statement written", account_id)
@@ -663,7 +667,8 @@ def run_statements(
             from core import credit_ledger  # only a finalize needs it
 
             credit_ledger.check_finalize_order(con, period)
-            statements.check_issue_date(con, period, when)
+            if not reexecution:
+                statements.check_issue_date(con, period, when)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when, layout)
         fault_point("statements:after_render")
@@ -732,6 +737,7 @@ def _rerun_statements(settings: Settings, args: dict[str, Any], inputs: Sequence
         issue_date=date.fromisoformat(args["issue_date"]),
         allow_empty=True,  # re-execute what the run did, even a run that wrote nothing
         layout_version=args.get("layout", 1),  # a run recorded before layouts printed the first
+        reexecution=True,
     )
     return Reexecution(result.run_id, wrote_files=True)
 

@@ -447,3 +447,16 @@ def test_statements_refuse_an_accounts_file_other_than_the_one_rated(billing: Bi
     billing.nightly()  # the rating loads the edited file
     result = jobs.run_statements(billing.settings, "2026-11", tmp_path / "out")
     assert [st.document.account.name for st in result.statements] == ["Plain Holdings Ltd"]
+
+
+def test_a_run_issued_before_the_date_rule_still_verifies(november) -> None:
+    """Replay re-executes what a recorded run did: a period issued on its own last day (allowed
+    before 2026-12-05) is re-issued so, and verifies."""
+    from pipeline import replay
+
+    billing, out = november
+    jobs.run_statements(
+        billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 11, 30), reexecution=True
+    )
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
