@@ -35,7 +35,7 @@ from core.money import Decimal
 from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
-from .statement_model import NUMBERED_FROM, TIGHT_FROM, StatementDocument, StatementLine
+from .statement_model import NOTHING_DUE_FROM, NUMBERED_FROM, TIGHT_FROM, StatementDocument, StatementLine
 
 if TYPE_CHECKING:
     from reports.pdf import RefusingURLFetcher
@@ -151,6 +151,7 @@ def render_html(doc: StatementDocument) -> str:
         chart=Markup(chart),  # built from dates and amounts only, never from user text
         numbered=doc.layout_version >= NUMBERED_FROM,
         tight_css=Markup(TIGHT_CSS_RULES) if doc.layout_version >= TIGHT_FROM else None,
+        nothing_due_note=doc.layout_version >= NOTHING_DUE_FROM,
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
     )

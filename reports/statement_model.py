@@ -77,14 +77,17 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: (reports/pdf.py), which most month-end statements were: a third page for two notes, and
 #: twice the renderer's work. Layout 3 is laid out once, and a draft has the pages its issued
 #: statement will have (a draft's watermark hid the near-empty page from that check).
-#: 4: printed as 3; a prior-period adjustment line's amount is its own tokens x unit price,
-#: rounded half-up (R7), so the printed line adds up (sql/statement_lines_due.sql). Layouts 1-3
-#: printed the period's rounded line now minus the cents already issued for it.
+#: 4: printed as 3, except that a statement with 0.00 due says "Nothing to pay" (prepaid
+#: credit covering it all) instead of "Payable by"; and a prior-period adjustment line's amount
+#: is its own tokens x unit price, rounded half-up (R7), so the printed line adds up
+#: (sql/statement_lines_due.sql). Layouts 1-3 printed the period's rounded line now minus the
+#: cents already issued for it.
 LAYOUT_VERSION = 4
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
 ADJUSTMENTS_BY_TOKENS_FROM = 4  # the first whose adjustment lines are their tokens x unit price
+NOTHING_DUE_FROM = 4  # the first that says "Nothing to pay" instead of a due date when 0.00 is due
 
 
 def due_parameters(period: str, layout_version: int = LAYOUT_VERSION) -> dict[str, object]:

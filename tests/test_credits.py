@@ -335,3 +335,25 @@ def test_a_later_period_is_not_issued_before_an_earlier_one_that_draws_on_the_sa
     statement(billing, "2026-11", tmp_path / "out", finalize=True)
     dec = statement(billing, "2026-12", tmp_path / "out", finalize=True)["acct_plain"]
     assert dec.credits is not None and (dec.credits.opening, dec.credits.closing) == (D("4.25"), D("3.50"))
+
+
+def test_a_statement_with_nothing_to_pay_says_so_instead_of_a_due_date(billing: Billing, tmp_path: Path) -> None:
+    """The walkthrough's case: prepaid credit covering the whole 1.50 (2 x 100k x 0.75) left
+    0.00 due, and the statement said "Payable by 31 December 2026". Layout 4 says there is
+    nothing to pay; layout 3 (replayed statements) keeps its words."""
+    from reports.render import render_html
+
+    accounts = billing.settings.accounts_file
+    text = accounts.read_text().replace(
+        'email = "ap@plain.example"', 'email = "ap@plain.example"\npayment_terms_days = 30'
+    )
+    accounts.write_text(text, encoding="utf-8")
+    with_credits(billing, "g,acct_plain,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-8,\n")
+    billing.log("requests-2026-11-20.jsonl", [input_tokens("n1", "2026-11-20T09:00:00Z", 2)])
+    billing.nightly("2026-11-20")
+    doc = statement(billing, "2026-11", tmp_path / "out")["acct_plain"]
+    assert (doc.total_due, doc.credits_applied) == (D("0.00"), D("1.50"))
+    html = render_html(doc)
+    assert '<p class="due-note">Nothing to pay: the charges are covered by prepaid credit.</p>' in html
+    assert "Payable by" not in html
+    assert "Payable by 31 December 2026" in render_html(dataclasses.replace(doc, layout_version=3))
