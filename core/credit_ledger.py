@@ -46,7 +46,9 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(Period.parse(row[0]).next())
 
 
-def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tuple[str, str], Decimal]:
+def _charges(
+    con: duckdb.DuckDBPyConnection, first_open: str | None, adjustments_by_tokens: bool
+) -> dict[tuple[str, str], Decimal]:
     """What each open statement of an account with grants charges: rounded lines (+ adjustments)."""
     charges: dict[tuple[str, str], Decimal] = {
         (a, p): Decimal(total)
@@ -60,9 +62,9 @@ def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tup
         rows = con.execute(
             "SELECT account_id, sum(amount) FROM (" + sql_text("statement_lines_due.sql") + ") "
             "WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
-            # adjustments as a statement issued now prices them: by their own tokens (layout 4 on,
-            # reports.statement_model.ADJUSTMENTS_BY_TOKENS_FROM; core does not import reports)
-            {"period": first_open, "by_tokens": True},
+            # adjustments as the statement prices them (reports.statement_model.due_parameters:
+            # by their own tokens from layout 4 on; core does not import reports)
+            {"period": first_open, "by_tokens": adjustments_by_tokens},
         ).fetchall()
         for account, amount in rows:
             key = (account, first_open)
@@ -70,9 +72,13 @@ def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None) -> dict[tup
     return charges
 
 
-def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) -> CreditState:
+def load_state(
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, adjustments_by_tokens: bool = True
+) -> CreditState:
     """Every account's credit movements: issued ones as stored, open ones computed now (with
-    usage also cut at ``as_of``, for a balance at that instant)."""
+    usage also cut at ``as_of``, for a balance at that instant). ``adjustments_by_tokens``: the
+    adjustment rule of the statement the open period's credit is drawn for (its layout's; True:
+    the current layout's, reports.statement_model.ADJUSTMENTS_BY_TOKENS_FROM)."""
     grants = tuple(
         Grant(gid, account, Decimal(amount), granted, expires, kind, reverses)
         for gid, account, amount, granted, expires, kind, reverses in con.execute(
@@ -91,7 +97,9 @@ def load_state(con: duckdb.DuckDBPyConnection, as_of: datetime | None = None) ->
         return CreditState((), issued)
     first_open = _first_open(con)
     usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
-    segments = drawdown.cents_segments(((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), _charges(con, first_open))
+    segments = drawdown.cents_segments(
+        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), _charges(con, first_open, adjustments_by_tokens)
+    )
     fresh = drawdown.draw(grants, segments, issued, first_open)
     return CreditState(grants, issued + tuple(fresh))
 

@@ -63,6 +63,9 @@ class Settings:
     force_price_edit: bool = False  # accept an edited price version that already priced attempts
     reference: reference.Reference | None = None  # use this instead of the files (replays)
     snapshot_path: Path | None = None  # analyst snapshot published after each run (None: none)
+    # the reference options the command line gave (not defaults): statements refuse such a file
+    # when it is not the one rated, and only warn about a default that differs
+    explicit_reference: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -580,10 +583,11 @@ class ReferenceChanged(BillingError):
 
 
 def check_reference_is_rated(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Refuse statements when the accounts or issuer file now differs from the one the
-    database was last rated with: they print names, addresses, tax treatment, remittance and
-    terms from the database, so an edited file (new bank details, a renamed customer) would be
-    silently ignored, and issued so for good. Compared by the hashes the rating recorded."""
+    """Refuse statements when an accounts or issuer file given on the command line differs from
+    the one the database was last rated with (warn when it is the default file): they print
+    names, addresses, tax treatment, remittance and terms from the database, so an edited file
+    (new bank details, a renamed customer) would be silently ignored, and issued so for good.
+    Compared by the hashes the rating recorded."""
     row = con.execute("SELECT value FROM rating_state WHERE key = 'reference'").fetchone()
     if row is None:
         return  # nothing rated yet: nothing is due either
@@ -600,7 +604,13 @@ def check_reference_is_rated(con: duckdb.DuckDBPyConnection, settings: Settings)
     for option, path, current in files:
         key = option.removeprefix("--")
         if key in stored and stored[key] != current():
-            raise ReferenceChanged(f"{path} ({option}) differs from the {key} file the database was last rated with")
+            message = f"{path} ({option}) differs from the {key} file the database was last rated with"
+            if option in settings.explicit_reference:
+                raise ReferenceChanged(message)
+            # a default file: the database may have been rated with another one on purpose
+            console.current().warning(
+                f"{message}; statements print the rated one (run `infergate-billing rate` to load the file)"
+            )
 
 
 def run_statements(

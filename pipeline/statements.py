@@ -49,6 +49,7 @@ from reports.statement_model import (
     PriceVersionRef,
     StatementDocument,
     StatementLine,
+    adjustments_by_tokens,
     due_parameters,
 )
 
@@ -194,7 +195,9 @@ def _facts(billed: int, est_attempts: int, est_tokens: int, daily: list[tuple], 
     }
 
 
-def period_context(con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None) -> PeriodContext:
+def period_context(
+    con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None, layout_version: int = LAYOUT_VERSION
+) -> PeriodContext:
     """The context of ``period``'s statements: every account's, or only ``account_id``'s."""
     params = {"p": period, "a": account_id}
     daily: dict[str, list[tuple]] = {}
@@ -235,7 +238,7 @@ def period_context(con: duckdb.DuckDBPyConnection, period: str, account_id: str 
             "SELECT version_id, strftime(effective_from, '%Y-%m-%dT%H:%M:%SZ'), sha256 FROM price_versions"
         ).fetchall()
     }
-    state = credit_ledger.load_state(con)
+    state = credit_ledger.load_state(con, adjustments_by_tokens=adjustments_by_tokens(layout_version))
     credits = credit_ledger.period_blocks(state, period, sorted(state.accounts & (parties.keys())))
     return PeriodContext(model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
 
@@ -261,7 +264,7 @@ def build_document(
 ) -> StatementDocument:
     """Assemble everything printed on one statement (``context``: read for many at once;
     ``layout_version``: the layout to print it with, an issued statement's own in a replay)."""
-    ctx = context or period_context(con, period, account_id)
+    ctx = context or period_context(con, period, account_id, layout_version)
     names, inv = ctx.names, ctx.invoicing
     usage = tuple(
         StatementLine(
@@ -463,7 +466,7 @@ def prepare(
     """
     only = next(iter(due)) if len(due) == 1 else None
     with step("context"):
-        ctx = period_context(con, period, only)
+        ctx = period_context(con, period, only, layout_version)
         docs = [
             build_document(con, account, period, lines, (numbers or {}).get(account), issue_date, ctx, layout_version)
             for account, lines in due.items()
@@ -530,8 +533,13 @@ def store_issued(
 ) -> None:
     """Record issued statements, their lines and file bytes (inside the run's transaction)."""
     # credit first: the drawdown reads the period's adjustments, which the rows below settle
+    layouts = {st.document.layout_version for st in statements}  # one finalize: one layout
+    by_tokens = all(adjustments_by_tokens(layout) for layout in layouts)
     credit_ledger.store_period(
-        con, credit_ledger.load_state(con), period, {st.account_id: st.number for st in statements if st.number}
+        con,
+        credit_ledger.load_state(con, adjustments_by_tokens=by_tokens),
+        period,
+        {st.account_id: st.number for st in statements if st.number},
     )
     for st in statements:
         doc, number = st.document, st.number

@@ -90,10 +90,15 @@ ADJUSTMENTS_BY_TOKENS_FROM = 4  # the first whose adjustment lines are their tok
 NOTHING_DUE_FROM = 4  # the first that says "Nothing to pay" instead of a due date when 0.00 is due
 
 
+def adjustments_by_tokens(layout_version: int = LAYOUT_VERSION) -> bool:
+    """Whether a statement of ``layout_version`` prices its adjustment lines by their tokens."""
+    return layout_version >= ADJUSTMENTS_BY_TOKENS_FROM
+
+
 def due_parameters(period: str, layout_version: int = LAYOUT_VERSION) -> dict[str, object]:
     """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``layout_version``
     (its adjustment rule, above)."""
-    return {"period": period, "by_tokens": layout_version >= ADJUSTMENTS_BY_TOKENS_FROM}
+    return {"period": period, "by_tokens": adjustments_by_tokens(layout_version)}
 
 
 #: The billing notes printed on every statement: the public API docs (section 5) and how

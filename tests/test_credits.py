@@ -357,3 +357,30 @@ def test_a_statement_with_nothing_to_pay_says_so_instead_of_a_due_date(billing: 
     assert '<p class="due-note">Nothing to pay: the charges are covered by prepaid credit.</p>' in html
     assert "Payable by" not in html
     assert "Payable by 31 December 2026" in render_html(dataclasses.replace(doc, layout_version=3))
+
+
+def test_a_statement_of_an_earlier_layout_draws_credit_for_its_own_adjustments(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """The review's case: layout 3 prints a late 100k x 6.5625/1M as 0.65 (the period's
+    1.3125 -> 1.31 less the 0.66 issued), layout 4 as 0.66; the credit drawn must be the
+    statement's own figure, or the statement is refused (credits above its charges) and its
+    replay fails."""
+    from datetime import date
+
+    with_credits(billing, "g,acct_discount,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-9,\n")
+    hundred_k = usage(100_000, 0)
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="n1", account_id="acct_discount", usage=hundred_k)])
+    billing.nightly("2026-11-20")
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=3)
+    late = record(event_id="late", account_id="acct_discount", ts="2026-11-30T10:00:00Z", usage=hundred_k)
+    billing.log("requests-2026-12-01.jsonl", [late])
+    billing.nightly("2026-12-01")
+    result = jobs.run_statements(
+        billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=3
+    )
+    [doc] = [st.document for st in result.statements]
+    assert (doc.adjustments_total, doc.credits_applied, doc.total_due) == (D("0.65"), D("0.65"), D("0.00"))
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"

@@ -432,20 +432,30 @@ def test_a_period_is_issued_only_once_it_has_ended_and_in_date_order(november) -
     assert finalize(billing, "2026-12", out, "2027-01-05") == ["IG-2026-12-000003"]
 
 
-def test_statements_refuse_an_accounts_file_other_than_the_one_rated(billing: Billing, tmp_path: Path) -> None:
+def test_statements_refuse_an_accounts_file_other_than_the_one_rated(
+    billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The walkthrough's case: finance renames a customer in the accounts file and issues
-    statements without rating: they printed the old name, for good. Now the run is refused
-    until a rating has loaded the file."""
+    statements without rating: they printed the old name, for good. Given on the command line,
+    the file is refused until a rating has loaded it; as the default file (the database may
+    have been rated with another on purpose, the review's case) it is a warning."""
+    import dataclasses
+
     from pipeline.jobs import ReferenceChanged
 
     billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
     billing.nightly()
     accounts = billing.settings.accounts_file
     accounts.write_text(accounts.read_text().replace("Plain Ltd", "Plain Holdings Ltd"), encoding="utf-8")
+    given = dataclasses.replace(billing.settings, explicit_reference=frozenset({"--accounts"}))
     with pytest.raises(ReferenceChanged, match="differs from the accounts file the database was last rated with"):
-        jobs.run_statements(billing.settings, "2026-11", tmp_path / "out")
+        jobs.run_statements(given, "2026-11", tmp_path / "out")
+    capsys.readouterr()
+    drafts = jobs.run_statements(billing.settings, "2026-11", tmp_path / "out")  # the default file: warned
+    assert [st.document.account.name for st in drafts.statements] == ["Plain Ltd"]
+    assert "differs from the accounts file the database was last rated with" in capsys.readouterr().err
     billing.nightly()  # the rating loads the edited file
-    result = jobs.run_statements(billing.settings, "2026-11", tmp_path / "out")
+    result = jobs.run_statements(given, "2026-11", tmp_path / "out")
     assert [st.document.account.name for st in result.statements] == ["Plain Holdings Ltd"]
 
 

@@ -362,6 +362,12 @@ def cli(
         memory_limit=memory_limit,
         force_price_edit=force_price_edit,
         snapshot_path=snapshot_path,
+        explicit_reference=frozenset(
+            flag
+            for name, flag in _REFERENCE_OPTIONS
+            if ctx.get_parameter_source(name)
+            in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        ),
     )
 
 

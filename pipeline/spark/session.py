@@ -93,12 +93,14 @@ def get_session(master: str | None = None, extra: Mapping[str, str] | None = Non
                 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
                 for key, value in LOCAL_CONF.items():
                     builder = builder.config(key, value)
-                # a CLI run prints the run's report, not Spark's start-up log (the caller's own
-                # JVM options win; Spark then still prints a few start-up lines)
-                if os.environ.get("PYSPARK_SUBMIT_ARGS"):
-                    builder = builder.config("spark.log.level", "ERROR")
-                else:
-                    builder = builder.config("spark.driver.extraJavaOptions", _quiet_logging_option())
+                # a CLI run prints the run's report, not Spark's start-up log: the driver JVM
+                # (spark-submit's, in client mode) reads SPARK_SUBMIT_OPTS, so the options a
+                # user keeps in spark.driver.extraJavaOptions stay as they are; a
+                # log4j2.configurationFile of their own there wins
+                submit_opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+                if "-Dlog4j2.configurationFile=" not in submit_opts:  # the user's own wins
+                    os.environ["SPARK_SUBMIT_OPTS"] = f"{submit_opts} {_quiet_logging_option()}".strip()
+                builder = builder.config("spark.log.level", "ERROR")
                 # Python tasks (parsing on executors) import this package: in local mode they run
                 # the driver's interpreter (its venv), not whatever `python3` is first on PATH
                 # (read by the JVM at start, like SPARK_LOCAL_IP)
