@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import duckdb
 
+from core.db import sql_identifier
 from core.errors import UsageProblem
 from core.money import Decimal
 from reports.csvsafe import csv_bytes
@@ -39,6 +40,7 @@ from reports.texttable import cell_text, render_table
 __all__ = ["FORMATS", "OutputExists", "write_query_result"]
 
 FORMATS = ("table", "csv", "json", "parquet")
+WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")  # beyond what JSON numbers and Parquet integers hold
 FETCH_ROWS = 10_000  # rows per fetch when writing every row (CSV, JSON)
 JS_SAFE_INT = 2**53 - 1  # integers beyond this lose digits in JavaScript: written as strings
 
@@ -165,9 +167,19 @@ def write_query_result(
                 handle.write(csv_bytes(header, [[csv_cell(v) for v in row] for row in batch])[len(head) :])
                 written += len(batch)
         elif fmt == "json":
+            # a HUGEINT column (e.g. a sum of BIGINTs) is strings in every row, not only in the
+            # rows past 2^53: a reader gets one type per key
+            wide = [str(d[1]).upper() in WIDE_INTEGERS for d in cursor.description]
             for batch in _batches(cursor):
                 lines = (
-                    json.dumps(dict(zip(header, map(json_value, row), strict=True)), ensure_ascii=False) + "\n"
+                    json.dumps(
+                        {
+                            name: (str(value) if is_wide and value is not None else json_value(value))
+                            for name, value, is_wide in zip(header, row, wide, strict=True)
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
                     for row in batch
                 )
                 handle.write("".join(lines).encode("utf-8"))
@@ -184,6 +196,13 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, query: str, out: Path | None,
     tmp = _claim(out, overwrite)
     body = query.strip().rstrip(";").strip()
     try:
+        # DuckDB writes a HUGEINT column (a sum of BIGINTs) to Parquet as a DOUBLE: as
+        # DECIMAL(38,0) it stays exact, and every reader takes it (SPEC E3)
+        columns = con.execute(f"DESCRIBE ({body})").fetchall()
+        wide = [str(name) for name, kind, *_ in columns if str(kind).upper() in WIDE_INTEGERS]
+        if wide:
+            casts = ", ".join(f"CAST({sql_identifier(n)} AS DECIMAL(38,0)) AS {sql_identifier(n)}" for n in wide)
+            body = f"SELECT * REPLACE ({casts}) FROM ({body})"
         row = con.execute(f"COPY ({body}) TO $path (FORMAT parquet)", {"path": str(tmp)}).fetchone()
         os.replace(tmp, out)
     finally:

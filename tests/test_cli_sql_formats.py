@@ -100,6 +100,20 @@ def test_parquet_keeps_the_decimal_type(billed: Billing, tmp_path: Path) -> None
     assert str(total) == "36.23"
 
 
+def test_a_sum_of_counts_stays_exact_in_parquet_and_one_type_in_json(billed: Billing, tmp_path: Path) -> None:
+    """The audit's case: monthly_usage sums BIGINT counts into HUGEINTs, which DuckDB writes to
+    Parquet as DOUBLE (SPEC E3) and which JSON gave as a number or a string by size. Now
+    DECIMAL(38,0) in Parquet, and strings in every JSON row."""
+    query = "SELECT sum(i) AS total, CAST(1 AS HUGEINT) AS one FROM range(3) t(i)"
+    out = tmp_path / "sums.parquet"
+    assert sql(billed, "--format", "parquet", "--out", str(out), query).exit_code == 0
+    con = duckdb.connect()
+    kinds = con.execute("SELECT typeof(total), typeof(one), total FROM read_parquet(?)", [str(out)]).fetchone()
+    assert kinds == ("DECIMAL(38,0)", "DECIMAL(38,0)", Decimal(3))
+    result = sql(billed, "--format", "json", "SELECT sum(i) AS total FROM range(3) t(i)")
+    assert json.loads(result.stdout) == {"total": "3"}
+
+
 def test_parquet_needs_out(billed: Billing) -> None:
     result = sql(billed, "--format", "parquet", QUERY)
     assert result.exit_code == 2 and "give --out" in result.stderr
