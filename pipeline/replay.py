@@ -75,6 +75,9 @@ class ReplayReport:
     checks: list[FileCheck] = field(default_factory=list)
     diffs: list[AmountDiff] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    # a reprice: the version applied, where it was read, its content hash, and the hash the
+    # period was issued with under the same id (None: no version of that id priced the period)
+    priced_with: tuple[str, str, str, str | None] | None = None
 
     @property
     def matches(self) -> bool:
@@ -179,7 +182,16 @@ def replay_period(
         _copy_history(con, period, cutoff, account)
         ref = reference.from_stored(con, hashes)
         if prices is not None:
-            ref = reference.Reference(_override_book(settings, prices), ref.accounts, ref.credits, ref.issuer)
+            book = _override_book(settings, prices)
+            [applied] = book.versions
+            issued = hashes.get("prices", {}) if isinstance(hashes.get("prices"), dict) else {}
+            report.priced_with = (
+                applied.version.version,
+                str(applied.source_file),
+                applied.sha256,
+                issued.get(applied.version.version),
+            )
+            ref = reference.Reference(book, ref.accounts, ref.credits, ref.issuer)
         _rate_everything(con, ref)
         if prices is None:
             _reproduce(con, period, account, target, report)

@@ -384,3 +384,31 @@ def test_a_statement_of_an_earlier_layout_draws_credit_for_its_own_adjustments(
     assert (doc.adjustments_total, doc.credits_applied, doc.total_due) == (D("0.65"), D("0.65"), D("0.00"))
     last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
     assert replay.verify_run(billing.settings, last).status == "MATCH"
+
+
+def test_a_reprice_says_which_version_content_it_applied(billing: Billing, tmp_path: Path) -> None:
+    """The audit's case: `replay --prices 2026-11-01` with an edited copy of that version gave
+    a diff with no word that the version's content was not the one issued."""
+    import dataclasses as dc
+
+    billing.log("requests-2026-11-20.jsonl", [input_tokens("r1", "2026-11-20T09:00:00Z", 2)])  # 200k x 7.5 = 1.50
+    billing.nightly("2026-11-20")
+    statement(billing, "2026-11", tmp_path / "out", finalize=True)
+    shipped = billing.settings.prices_dir / "2026-11-01.toml"
+    same = replay.replay_period(billing.settings, "2026-11", tmp_path / "r1", prices="2026-11-01")
+    issued_sha = same.priced_with[3] if same.priced_with else None
+    assert same.priced_with is not None and same.priced_with[2] == issued_sha
+    edited = tmp_path / "prices"
+    edited.mkdir()
+    text = shipped.read_text().replace('list_input_per_1m = "7.5"', 'list_input_per_1m = "9"', 1)
+    (edited / "2026-11-01.toml").write_text(
+        text.replace('upstream_input_per_1m = "5"', 'upstream_input_per_1m = "6"', 1)
+    )
+    report = replay.replay_period(
+        dc.replace(billing.settings, prices_dir=edited), "2026-11", tmp_path / "r2", prices="2026-11-01"
+    )
+    assert report.priced_with is not None
+    version, source, sha, then = report.priced_with
+    assert (version, source, then) == ("2026-11-01", str(edited / "2026-11-01.toml"), issued_sha) and sha != then
+    # 200k x 9/1M = 1.80 against the 1.50 issued
+    assert [(d.old_amount, d.new_amount) for d in report.diffs] == [(D("1.50"), D("1.80"))]

@@ -174,6 +174,14 @@ def print_replay(report: ReplayReport, period: str, repriced: bool) -> None:
             out.problems.append(f"replay {period}: {verdict}, {mismatched} differ")  # already printed above
             exit_failed()
         return
+    if report.priced_with is not None:
+        version, source, sha, issued_sha = report.priced_with
+        out.info(f"repriced with version {version} from {source} (sha256 {sha[:12]})")
+        if issued_sha is not None and issued_sha != sha:
+            out.warning(
+                f"version {version} in {source} is not the one {period} was issued with "
+                f"(sha256 {issued_sha[:12]} then, {sha[:12]} now): the differences below are its edits"
+            )
     out.info(f"{'account':<20} {'model':<26} {'old':>12} {'new':>12} {'difference':>12}")
     for d in report.diffs:
         out.info(f"{d.account_id:<20} {d.model:<26} {d.old_amount:>12} {d.new_amount:>12} {d.difference:>12}")
