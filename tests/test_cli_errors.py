@@ -367,3 +367,14 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None
     stderr = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Error" not in stderr and "Traceback" not in stderr, stderr
+
+
+@pytest.mark.parametrize("name", ["export", "statements", "replay", "balances"])
+def test_a_missing_reference_path_is_a_usage_error_where_the_database_copy_is_read(
+    name: str, home: Billing, tmp_path: Path
+) -> None:
+    """The walkthrough's case: these commands read the database's reference data and ignored a
+    --accounts that does not exist (exit 0); a path given and missing is a typo: exit 2."""
+    missing = tmp_path / "nope.toml"
+    result = invoke(tmp_path, name, home.settings.db_path, missing, PRICES, home.logs)
+    assert_clean(result, {2}, f"{missing}: no such file or directory (--accounts)", "Hint: ")
