@@ -96,7 +96,8 @@ soak: $(STAMP)
 ## fuzz: the whole-run properties and random kills at full depth (INFERGATE_TEST_DEPTH=full: the
 ## examples `make test` runs a third of), about 15 minutes on 2 cores
 FUZZ_MODULES := tests/test_properties.py tests/test_incremental.py tests/test_json_content.py \
-	tests/test_bounds.py tests/test_hostile_input.py tests/faults/test_crash.py tests/spark/test_spark_kill.py
+	tests/test_bounds.py tests/test_hostile_input.py tests/faults/test_crash.py tests/spark/test_spark_kill.py \
+	tests/test_credit_balances.py
 fuzz: $(STAMP)
 	INFERGATE_TEST_DEPTH=full $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(FUZZ_MODULES)
 

@@ -21,7 +21,7 @@ from core.money import ZERO, D, Decimal
 from pipeline import replay
 from pipeline.cli import cli
 from reports.balances import balances
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, examples, record, usage
 from tests.test_credits import input_tokens, statement, with_credits
 
 
@@ -295,7 +295,7 @@ def test_any_instant_matches_a_simple_ledger_walk_and_never_goes_below_zero(bill
     grant_instants = [utc(line.split(",")[4]) for line in GRANTS.strip().splitlines()]
     span = int((LAST - FIRST).total_seconds() // 60)
 
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=examples(40), deadline=None)  # a third in make test, all 40 in make fuzz
     @given(st.integers(min_value=0, max_value=span), st.integers(min_value=0, max_value=span))
     def check(a: int, b: int) -> None:
         early, late = sorted((FIRST + timedelta(minutes=a), FIRST + timedelta(minutes=b)))
