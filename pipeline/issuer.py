@@ -165,14 +165,6 @@ def _check_e_invoice_issuer(issuer: Issuer, account: Account, accounts_path: Pat
         raise IssuerError(f"{where}: an e-invoice needs the issuer's country (EN 16931 BT-40) in the issuer file")
     if account.tax_treatment in ("domestic", "exempt") and issuer.vat_id is None and issuer.tax_id is None:
         raise IssuerError(f"{where}: a {account.tax_treatment} e-invoice needs the issuer's vat_id or tax_id")
-    # BR-CO-26: the buyer identifies the seller by its VAT ID (BT-31, not written when out of
-    # scope of VAT: BR-O-02) or its legal registration (BT-30, the issuer's registration)
-    if issuer.registration is None and (issuer.vat_id is None or account.tax_treatment == "out_of_scope"):
-        raise IssuerError(
-            f"{where}: an e-invoice needs an identifier of the issuer (EN 16931 BR-CO-26): set registration "
-            "(the company register and number) in the issuer file"
-            + ("" if account.tax_treatment == "out_of_scope" else ", or its vat_id")
-        )
     if account.payment_terms_days is None and issuer.default_payment_terms_days is None:
         raise IssuerError(
             f"{where}: an e-invoice needs a due date (EN 16931 BR-CO-25): set payment_terms_days "
