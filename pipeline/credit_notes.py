@@ -278,11 +278,18 @@ def store(
 
 def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = "") -> CreditNoteDocument:
     """The credit note as issued, from its stored rows only (``db``: ``live.`` in a replay)."""
+    # the credited statement's layout (a database not yet migrated to 024, replayed, has none: 1)
+    has_layout = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = coalesce(nullif(rtrim(?, '.'), ''), "
+        "current_database()) AND table_name = 'statements' AND column_name = 'layout_version'",
+        [db],
+    ).fetchone()
+    layout = "coalesce(s.layout_version, 1)" if has_layout and has_layout[0] else "1"
     row = con.execute(
         "SELECT n.statement_number, s.issue_date, n.account_id, n.period, n.issue_date, n.reason, n.lines_usd, "
         "n.prepaid_retained_usd, n.tax_treatment, n.tax_rate_pct, n.tax_label, n.tax_rule, n.tax_usd, "
         "n.total_credited_usd, n.account_name, n.account_address, n.account_email, n.customer_vat_id, "
-        "n.tax_note, n.issuer_sha256, n.e_invoice, n.account_country "
+        f"n.tax_note, n.issuer_sha256, n.e_invoice, n.account_country, {layout} "
         f"FROM {db}credit_notes n JOIN {db}statements s USING (statement_number) "
         "WHERE n.credit_note_number = ?",
         [number],
@@ -290,7 +297,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
     if row is None:
         raise CreditNoteError(f"{number} is not an issued credit note")
     (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
-     rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country) = row  # fmt: skip
+     rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country, st_layout) = row  # fmt: skip
     issuer = reference.stored_issuer(con, sha, db)
     lines = con.execute(
         "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
@@ -330,6 +337,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         tax=summary,
         tax_rule=rule,
         e_invoice=e_invoice,
+        statement_layout_version=int(st_layout),
     )
 
 

@@ -101,6 +101,9 @@ class CreditNoteDocument:
     #: "factur-x": the PDF is PDF/A-3 with the note as an EN 16931 credit note (type code 381)
     #: embedded (``reports.einvoice``); None: a plain PDF, as before.
     e_invoice: str | None = None
+    #: the layout the credited statement was printed with: its e-invoice rules hold for the
+    #: note's e-invoice too (reports.statement_model.SELLER_LEGAL_ID_FROM); 1 when unknown
+    statement_layout_version: int = 1
 
     #: EN 16931 / UNTDID 1001 document type code of a credit note (for an e-invoice).
     type_code = "381"

@@ -31,7 +31,7 @@ from core.period import Period
 
 from .credit_note_model import CreditNoteDocument
 from .invoice_model import PaymentTerms, TaxSummary
-from .statement_model import AdjustmentLine, Party, StatementDocument, StatementLine
+from .statement_model import SELLER_LEGAL_ID_FROM, AdjustmentLine, Party, StatementDocument, StatementLine
 
 __all__ = ["CATEGORY", "CREDIT_NOTE_TERMS", "EN16931_GUIDELINE", "build_xml", "vat_category"]
 
@@ -82,6 +82,7 @@ class _Invoice:
     line_total: Decimal  # BT-106
     allowance: Decimal  # BT-92 / BT-107, 0: none
     allowance_reason: str
+    seller_legal_id: bool  # the issuer's registration as BT-30 too (statement layout 4 on; BR-CO-26)
     basis: Decimal  # BT-109, BT-116
     tax_amount: Decimal  # BT-110, BT-117
     grand_total: Decimal  # BT-112, BT-115
@@ -101,6 +102,7 @@ def _from_statement(doc: StatementDocument, type_code: str) -> _Invoice:
         period_end=doc.period_end, line_total=doc.usage_total + doc.adjustments_total,
         allowance=doc.credits_applied, allowance_reason="Prepaid credit applied", basis=doc.net_amount,
         tax_amount=doc.tax_amount, grand_total=doc.total_due, preceding=None,
+        seller_legal_id=doc.layout_version >= SELLER_LEGAL_ID_FROM,
     )  # fmt: skip
 
 
@@ -117,6 +119,7 @@ def _from_credit_note(doc: CreditNoteDocument, type_code: str) -> _Invoice:
         allowance=doc.prepaid_retained, allowance_reason="Paid with prepaid credit, not credited", basis=doc.net_amount,
         tax_amount=doc.tax_amount, grand_total=doc.total_credited,
         preceding=(doc.statement_number, doc.statement_issue_date),
+        seller_legal_id=doc.statement_layout_version >= SELLER_LEGAL_ID_FROM,
     )  # fmt: skip
 
 
@@ -153,13 +156,15 @@ def _vat_id(value: str) -> str:
 
 
 def _party(parent: ET.Element, tag: str, party: Party, vat_ids: bool, *, description: str | None = None,
-           vat_id: str | None = None, tax_id: str | None = None) -> None:  # fmt: skip
+           vat_id: str | None = None, tax_id: str | None = None, legal_id: str | None = None) -> None:  # fmt: skip
     if party.country is None:
         raise ValueError(f"an e-invoice needs the country of {party.name!r} (EN 16931 BT-40 / BT-55)")
     element = _el(parent, tag)
     _el(element, "ram:Name", party.name)
     if description:
         _el(element, "ram:Description", description)
+    if legal_id:  # BT-30: what identifies a seller without a VAT ID to the buyer (BR-CO-26)
+        _el(_el(element, "ram:SpecifiedLegalOrganization"), "ram:ID", legal_id)
     address = _el(element, "ram:PostalTradeAddress")
     lines = [line for line in party.address_lines if line.strip()]
     lines = lines[:2] + ([", ".join(lines[2:])] if len(lines) > 2 else [])
@@ -261,8 +266,10 @@ def _build(inv: _Invoice) -> bytes:
 
     agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
     issuer_vat = getattr(issuer, "vat_id", None)
-    _party(agreement, "ram:SellerTradeParty", issuer, vat_ids, description=getattr(issuer, "registration", None),
-           vat_id=issuer_vat, tax_id=getattr(issuer, "tax_id", None))  # fmt: skip
+    registration = getattr(issuer, "registration", None)
+    _party(agreement, "ram:SellerTradeParty", issuer, vat_ids, description=registration,
+           vat_id=issuer_vat, tax_id=getattr(issuer, "tax_id", None),
+           legal_id=registration if inv.seller_legal_id else None)  # fmt: skip
     _party(agreement, "ram:BuyerTradeParty", inv.account, vat_ids, vat_id=tax.customer_vat_id)
     if inv.terms is not None and inv.terms.po_reference:
         _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", inv.terms.po_reference)

@@ -88,6 +88,9 @@ NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
 ADJUSTMENTS_BY_TOKENS_FROM = 4  # the first whose adjustment lines are their tokens x unit price
 NOTHING_DUE_FROM = 4  # the first that says "Nothing to pay" instead of a due date when 0.00 is due
+# the first whose e-invoice (and the e-invoices of credit notes against it) carries the issuer's
+# registration as BT-30 (EN 16931 BR-CO-26: a seller identifier; out-of-scope invoices carry no VAT ID)
+SELLER_LEGAL_ID_FROM = 4
 
 
 def adjustments_by_tokens(layout_version: int = LAYOUT_VERSION) -> bool:

@@ -274,6 +274,25 @@ def test_the_builder_takes_the_invoice_type_code(issued) -> None:
         einvoice.build_xml(dataclasses.replace(doc, statement_number=None))
 
 
+def test_the_seller_is_identified_by_its_registration_from_layout_4(issued) -> None:
+    """EN 16931 BR-CO-26 (the CEN Schematron's one failure on the demo's e-invoices, found by an
+    audit): a seller without a VAT ID in the XML (out of scope: BR-O-02) had no identifier.
+    From layout 4 the issuer's registration is BT-30 as well; layout 3 keeps its bytes."""
+    billing, _ = issued
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        lines = statements.due_lines(con, "2026-11", "acct_nl")["acct_nl"]
+        doc = statements.build_document(con, "acct_nl", "2026-11", lines, "IGE-X-1", date(2026, 12, 1))
+    finally:
+        con.close()
+    ns = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
+    seller = ".//ram:SellerTradeParty/ram:SpecifiedLegalOrganization/ram:ID"
+    legal = ET.fromstring(einvoice.build_xml(doc)).find(seller, ns)
+    assert legal is not None and legal.text == "Amtsgericht Charlottenburg, HRB 123456 B"
+    xml_check_xsd(einvoice.build_xml(doc), flavor="factur-x", level="en16931")
+    assert ET.fromstring(einvoice.build_xml(dataclasses.replace(doc, layout_version=3))).find(seller, ns) is None
+
+
 # --- refused when loaded ----------------------------------------------------------------------
 
 
