@@ -254,6 +254,17 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str, database: str | Non
     return bool(row and row[0])
 
 
+def column_exists(con: duckdb.DuckDBPyConnection, table: str, column: str, database: str | None = None) -> bool:
+    """Whether ``database`` (default: the current one) has ``main.<table>.<column>``: a database
+    read without migrating it (replay's ``live``) may predate the migration that added it."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = coalesce(?, current_database()) "
+        "AND schema_name = 'main' AND table_name = ? AND column_name = ?",
+        [database, table, column],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def sql_literal(text: str) -> str:
     """``text`` as a SQL string literal, for statements that take no parameters (COPY ... TO,
     COMMENT ON, a view's body)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.db import transaction
+from core.db import column_exists, transaction
 from core.errors import BillingError, UsageProblem
 from core.money import ZERO, D, Decimal, tax_on
 from pipeline import jobs, reference, statements
@@ -279,12 +279,8 @@ def store(
 def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = "") -> CreditNoteDocument:
     """The credit note as issued, from its stored rows only (``db``: ``live.`` in a replay)."""
     # the credited statement's layout (a database not yet migrated to 024, replayed, has none: 1)
-    has_layout = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE database_name = coalesce(nullif(rtrim(?, '.'), ''), "
-        "current_database()) AND table_name = 'statements' AND column_name = 'layout_version'",
-        [db],
-    ).fetchone()
-    layout = "coalesce(s.layout_version, 1)" if has_layout and has_layout[0] else "1"
+    has_layout = column_exists(con, "statements", "layout_version", db.rstrip(".") or None)
+    layout = "coalesce(s.layout_version, 1)" if has_layout else "1"
     row = con.execute(
         "SELECT n.statement_number, s.issue_date, n.account_id, n.period, n.issue_date, n.reason, n.lines_usd, "
         "n.prepaid_retained_usd, n.tax_treatment, n.tax_rate_pct, n.tax_label, n.tax_rule, n.tax_usd, "

@@ -592,18 +592,16 @@ def check_reference_is_rated(con: duckdb.DuckDBPyConnection, settings: Settings)
     if row is None:
         return  # nothing rated yet: nothing is due either
     stored = json.loads(row[0])
-    files: list[tuple[str, Path, Callable[[], str]]] = []
-    if settings.accounts_file.is_file():
-        accounts = settings.accounts_file
-        files.append(("--accounts", accounts, lambda: hashlib.sha256(accounts.read_bytes()).hexdigest()))
-    if settings.issuer_file is not None and settings.issuer_file.is_file():
+    current: dict[str, tuple[Path, str]] = {}  # key in the stored hashes -> (file, its hash now)
+    if "accounts" in stored and settings.accounts_file.is_file():
+        current["accounts"] = (settings.accounts_file, hashlib.sha256(settings.accounts_file.read_bytes()).hexdigest())
+    if "issuer" in stored and settings.issuer_file is not None and settings.issuer_file.is_file():
         from pipeline.issuer import load_issuer
 
-        issuer = settings.issuer_file
-        files.append(("--issuer", issuer, lambda: load_issuer(issuer).sha256))
-    for option, path, current in files:
-        key = option.removeprefix("--")
-        if key in stored and stored[key] != current():
+        current["issuer"] = (settings.issuer_file, load_issuer(settings.issuer_file).sha256)
+    for key, (path, sha) in current.items():
+        option = f"--{key}"
+        if stored[key] != sha:
             message = f"{path} ({option}) differs from the {key} file the database was last rated with"
             if option in settings.explicit_reference:
                 raise ReferenceChanged(message)

@@ -33,7 +33,7 @@ import duckdb
 
 from core import console
 from core.attempt_store import attempts_of_runs, attempts_table, primary_files, rated_rows
-from core.db import DatabaseMissing, connect
+from core.db import DatabaseMissing, column_exists, connect
 from core.errors import BillingError
 from core.money import ZERO, Decimal
 from pipeline import credit_notes, jobs, rate, reference, statements
@@ -119,11 +119,7 @@ def _period_state(con: duckdb.DuckDBPyConnection, period: str) -> tuple[int, dic
 
 def _live_has(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
     """Whether the attached live database's ``table`` has ``column`` (it may predate a migration)."""
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE database_name = 'live' AND table_name = ? AND column_name = ?",
-        [table, column],
-    ).fetchone()
-    return bool(row and row[0])
+    return column_exists(con, table, column, "live")
 
 
 def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, account: str | None) -> None:

@@ -197,7 +197,8 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, query: str, out: Path | None,
     body = query.strip().rstrip(";").strip()
     try:
         # DuckDB writes a HUGEINT column (a sum of BIGINTs) to Parquet as a DOUBLE: as
-        # DECIMAL(38,0) it stays exact, and every reader takes it (SPEC E3)
+        # DECIMAL(38,0) it stays exact, and every reader takes it (SPEC E3; allow-float: names
+        # the float this avoids)
         columns = con.execute(f"DESCRIBE ({body})").fetchall()
         wide = [str(name) for name, kind, *_ in columns if str(kind).upper() in WIDE_INTEGERS]
         if wide:

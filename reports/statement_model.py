@@ -81,7 +81,7 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: credit covering it all) instead of "Payable by"; and a prior-period adjustment line's amount
 #: is its own tokens x unit price, rounded half-up (R7), so the printed line adds up
 #: (sql/statement_lines_due.sql). Layouts 1-3 printed the period's rounded line now minus the
-#: cents already issued for it.
+#: cents already issued for it. Its e-invoice names the seller by its registration (BT-30).
 LAYOUT_VERSION = 4
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers

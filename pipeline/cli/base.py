@@ -362,12 +362,7 @@ def cli(
         memory_limit=memory_limit,
         force_price_edit=force_price_edit,
         snapshot_path=snapshot_path,
-        explicit_reference=frozenset(
-            flag
-            for name, flag in _REFERENCE_OPTIONS
-            if ctx.get_parameter_source(name)
-            in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
-        ),
+        explicit_reference=frozenset(flag for name, flag in _REFERENCE_OPTIONS if _given(ctx, name)),
     )
 
 
@@ -381,16 +376,22 @@ _REFERENCE_OPTIONS = (
 )
 
 
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was given on the command line or in its environment variable
+    (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+
+
 def _refuse_missing_reference_paths(ctx: click.Context) -> None:
     """A reference path given on the command line (or in its environment variable) that does
     not exist is a usage error for every command (exit 2), not silently ignored by those that
     read the database's copy: `statements --issuer /nope.toml` printed the stored issuer."""
     if ctx.invoked_subcommand in LOADS_REFERENCE_FILES:
         return
-    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     for name, flag in _REFERENCE_OPTIONS:
         value = ctx.params.get(name)
-        if value is not None and ctx.get_parameter_source(name) in given and not Path(value).exists():
+        if value is not None and _given(ctx, name) and not Path(value).exists():
             problem = UsageProblem(
                 f"{value}: no such file or directory ({flag})",
                 hint=f"give an existing path with {flag}, or leave it out to use the default",

@@ -5,6 +5,7 @@ stops the good lines of a file.
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import hashlib
@@ -234,9 +235,6 @@ def _open_stream(raw: IO[bytes], kind: str | None) -> IO[bytes] | gzip.GzipFile:
     return raw
 
 
-BOM = b"\xef\xbb\xbf"
-
-
 def starts_with_bom(path: Path) -> bool:
     """Whether the file's (decompressed) bytes start with a UTF-8 byte-order mark.
 
@@ -249,11 +247,11 @@ def starts_with_bom(path: Path) -> bool:
             stream = _open_stream(raw, file_kind(path))
             read = getattr(stream, "read1", stream.read)
             head = b""
-            while len(head) < len(BOM) and (chunk := read(len(BOM) - len(head))):
+            while len(head) < len(codecs.BOM_UTF8) and (chunk := read(len(codecs.BOM_UTF8) - len(head))):
                 head += chunk
     except (OSError, EOFError, zstandard.ZstdError, zlib.error):
         return False
-    return head == BOM
+    return head == codecs.BOM_UTF8
 
 
 def raw_lines(path: Path) -> Iterator[tuple[bytes, bool]]:

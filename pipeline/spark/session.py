@@ -95,8 +95,7 @@ def get_session(master: str | None = None, extra: Mapping[str, str] | None = Non
                     builder = builder.config(key, value)
                 # a CLI run prints the run's report, not Spark's start-up log: the driver JVM
                 # (spark-submit's, in client mode) reads SPARK_SUBMIT_OPTS, so the options a
-                # user keeps in spark.driver.extraJavaOptions stay as they are; a
-                # log4j2.configurationFile of their own there wins
+                # user keeps in spark.driver.extraJavaOptions stay as they are
                 submit_opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
                 if "-Dlog4j2.configurationFile=" not in submit_opts:  # the user's own wins
                     os.environ["SPARK_SUBMIT_OPTS"] = f"{submit_opts} {_quiet_logging_option()}".strip()
