@@ -677,6 +677,7 @@ def run_statements(
             credit_ledger.check_finalize_order(con, period)
             if not reexecution:
                 statements.check_issue_date(con, period, when)
+                statements.check_e_invoice_seller(con, list(due), layout)
         numbers = statements.assign_numbers(con, period, list(due)) if finalize else None
         result.statements = statements.prepare(con, period, due, numbers, when, layout)
         fault_point("statements:after_render")

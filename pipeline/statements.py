@@ -42,6 +42,7 @@ from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.statement_model import (
     LAYOUT_VERSION,
+    SELLER_LEGAL_ID_FROM,
     AdjustmentLine,
     DailyUsage,
     NonBilledCount,
@@ -492,6 +493,31 @@ def prepare(
         }
         result.append(StatementFiles(doc.account_id, doc.statement_number, doc, files))
     return result
+
+
+def check_e_invoice_seller(con: duckdb.DuckDBPyConnection, accounts: Sequence[str], layout_version: int) -> None:
+    """Refuse to issue an e-invoice that does not identify the seller (EN 16931 BR-CO-26: the
+    seller identifier, legal registration identifier or VAT identifier must be present).
+
+    A buyer's system checks that rule and rejects the e-invoice; the statement would be issued,
+    numbered and immutable all the same. From statement layout 4 the issuer's ``registration``
+    is its BT-30; its ``vat_id`` is BT-31 except on invoices 'not subject to VAT' (BR-O-02)."""
+    inv = read_invoicing(con)
+    issuer = inv.issuer
+    for account_id in accounts:
+        marked = inv.of(account_id)
+        if marked.e_invoice is None:
+            continue
+        has_registration = issuer.registration is not None and layout_version >= SELLER_LEGAL_ID_FROM
+        has_vat_id = issuer.vat_id is not None and marked.tax_treatment != "out_of_scope"
+        if not (has_registration or has_vat_id):
+            raise UsageProblem(
+                f"{account_id} receives an EN 16931 e-invoice, which must identify the seller (BR-CO-26), "
+                f"and the rated issuer {issuer.name!r} has no registration"
+                + ("" if marked.tax_treatment == "out_of_scope" else " nor vat_id"),
+                hint="set registration (the company register and number) in the issuer file, run "
+                "`infergate-billing rate --period <this period>` with it, then finalize again",
+            )
 
 
 def check_issue_date(con: duckdb.DuckDBPyConnection, period: str, issue_date: date) -> None:

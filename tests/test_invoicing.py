@@ -156,9 +156,11 @@ def test_a_treatment_the_issuer_cannot_invoice_under_is_refused(issuer: str, acc
         check_accounts(parse_issuer(issuer.encode(), Path("i.toml")), accounts, Path("a.toml"))
 
 
-def test_the_committed_issuer_file_is_the_issuer_statements_always_printed() -> None:
+def test_the_committed_issuer_file_is_the_built_in_issuer_with_a_registration() -> None:
+    """What statements always printed, plus the registration e-invoices need (BR-CO-26)."""
     committed = load_issuer(Path(__file__).resolve().parent.parent / "data" / "issuer.toml")
-    assert committed == BUILT_IN and committed.sha256 == BUILT_IN.sha256
+    assert committed.registration == "Delaware corporation, file no. 0000000"
+    assert committed.model_copy(update={"registration": None}) == BUILT_IN
 
 
 # --- end to end ------------------------------------------------------------------------------

@@ -241,6 +241,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = str(out / "demo.duckdb")
     logs = ROOT / "data" / "sample_logs"
     accounts = str(ROOT / "data" / "accounts.toml")  # its default, data/accounts.toml, is relative
+    issuer = str(ROOT / "data" / "issuer.toml")  # so is the issuer's: from data/ it would be the built-in one
     steps = [
         (ROOT, ("nightly", "--date", "2026-11-29", "--logs", "data/sample_logs")),
         (ROOT, ("nightly", "--date", "2026-11-30", "--logs", str(logs))),
@@ -250,7 +251,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (ROOT, ("statements", "--period", "2026-12", "--finalize", "--issue-date", "2027-01-01", "--out", str(out))),
     ]
     for cwd, step in steps:
-        result = _cli("--db", db, "--accounts", accounts, "--no-snapshot", *step, cwd=cwd)
+        result = _cli("--db", db, "--accounts", accounts, "--issuer", issuer, "--no-snapshot", *step, cwd=cwd)
         assert result.exit_code == 0, result.stdout + result.stderr
     return Path(db)
 

@@ -272,8 +272,8 @@ def _issues_the_same_numbers(billing: Billing, out: Path) -> None:
 def test_finalize_into_an_unwritable_out_issues_nothing(november: Billing, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")  # stops root too, unlike a read-only mode
-    failed = subprocess.run(
-        _finalize(november, blocker / "out"), capture_output=True, text=True, timeout=WAIT_LIMIT * 2
+    failed = subprocess.run(  # cwd: no data/issuer.toml there to differ from the built-in issuer rated
+        _finalize(november, blocker / "out"), capture_output=True, text=True, timeout=WAIT_LIMIT * 2, cwd=tmp_path
     )
     assert failed.returncode == 1, failed.stderr
     assert failed.stderr.startswith("Error: ") and failed.stderr.count("\n") == 1, failed.stderr

@@ -18,6 +18,7 @@ import pytest
 from facturx import get_xml_from_pdf, xml_check_xsd
 from pypdf import PdfReader
 
+from core.errors import UsageProblem
 from core.money import D
 from pipeline import jobs, replay, statements
 from pipeline.accounts import AccountsError, parse_accounts
@@ -359,3 +360,36 @@ def test_adjustment_lines_are_invoice_lines_and_a_negative_one_has_quantity_minu
     assert b'<ram:BilledQuantity unitCode="C62">-1</ram:BilledQuantity>' in xml  # price 3.10, never negative (BR-27)
     assert b"<ram:ChargeAmount>3.1</ram:ChargeAmount>" in xml and b"<ram:LineTotalAmount>-3.10<" in xml
     assert b"BuyerOrderReferencedDocument" not in xml  # no PO reference: no BT-13
+
+
+def test_an_e_invoice_that_would_not_identify_the_seller_is_not_issued(tmp_path: Path) -> None:
+    """BR-CO-26: a US issuer without registration invoicing a German buyer 'out of scope' has
+    no seller identifier the XML may carry (BR-O-02 forbids its VAT ID there). The finalize is
+    refused before anything is numbered or written; with a registration, rated again, it issues."""
+    billing = Billing(tmp_path)
+    issuer = ISSUER_TOML.replace('vat_id = "DE 123 456 788"\n', "").replace('country = "DE"\n', 'country = "US"\n')
+    (tmp_path / "issuer.toml").write_text(
+        issuer.replace('registration = "Amtsgericht Charlottenburg, HRB 123456 B"\n', "")
+    )
+    billing.settings.accounts_file.write_text(
+        '[[accounts]]\nid = "acct_de"\nlegal_name = "Berlin Buyer GmbH"\naddress = ["Friedrichstrasse 68"]\n'
+        'country = "DE"\ne_invoice = "factur-x"\ntax_treatment = "out_of_scope"\ntax_note = "Not subject to VAT"\n',
+        encoding="utf-8",
+    )
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    billing.log("requests-2026-11-20.jsonl", [record(account_id="acct_de", usage=usage(1_000_000, 0))])
+    billing.nightly("2026-11-20")
+    out = tmp_path / "out"
+    with pytest.raises(UsageProblem, match=r"acct_de receives an EN 16931 e-invoice, .*BR-CO-26.* no registration$"):
+        jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    assert billing.one("SELECT count(*) FROM statements") == 0
+    assert not list((out / "statements" / "2026-11").glob("*.pdf"))
+
+    (tmp_path / "issuer.toml").write_text(issuer)  # with the registration
+    jobs.run_rate(billing.settings, None, None)
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    number = _number(billing, "acct_de")
+    seller = _xml(_pdf(out / "statements" / "2026-11", number)).find(f".//{RAM}SellerTradeParty")
+    assert seller is not None and seller.findtext(f"{RAM}SpecifiedLegalOrganization/{RAM}ID") == (
+        "Amtsgericht Charlottenburg, HRB 123456 B"
+    )
