@@ -21,6 +21,10 @@ from core.drawdown import Grant, Movement, PeriodCredit
 from core.errors import BillingError
 from core.money import ZERO, Decimal
 from core.period import Period
+from core.statement_rules import DueRules
+
+#: the current statement layout's rules (reports.statement_model.due_rules())
+CURRENT_RULES = DueRules()
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,7 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(Period.parse(row[0]).next())
 
 
-def _charges(
-    con: duckdb.DuckDBPyConnection, first_open: str | None, adjustments_by_tokens: bool
-) -> dict[tuple[str, str], Decimal]:
+def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueRules) -> dict[tuple[str, str], Decimal]:
     """What each open statement of an account with grants charges: rounded lines (+ adjustments)."""
     charges: dict[tuple[str, str], Decimal] = {
         (a, p): Decimal(total)
@@ -62,9 +64,8 @@ def _charges(
         rows = con.execute(
             "SELECT account_id, sum(amount) FROM (" + sql_text("statement_lines_due.sql") + ") "
             "WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
-            # adjustments as the statement prices them (reports.statement_model.due_parameters:
-            # by their own tokens from layout 4 on; core does not import reports)
-            {"period": first_open, "by_tokens": adjustments_by_tokens},
+            # adjustments as the statement prices them (its layout's rules)
+            rules.sql_parameters(first_open),
         ).fetchall()
         for account, amount in rows:
             key = (account, first_open)
@@ -73,12 +74,12 @@ def _charges(
 
 
 def load_state(
-    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, adjustments_by_tokens: bool = True
+    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, rules: DueRules = CURRENT_RULES
 ) -> CreditState:
     """Every account's credit movements: issued ones as stored, open ones computed now (with
-    usage also cut at ``as_of``, for a balance at that instant). ``adjustments_by_tokens``: the
-    adjustment rule of the statement the open period's credit is drawn for (its layout's; True:
-    the current layout's, reports.statement_model.ADJUSTMENTS_BY_TOKENS_FROM)."""
+    usage also cut at ``as_of``, for a balance at that instant). ``rules``: those of the
+    statement the open period's credit is drawn for (its layout's; by default the current
+    layout's, reports.statement_model.due_rules)."""
     grants = tuple(
         Grant(gid, account, Decimal(amount), granted, expires, kind, reverses)
         for gid, account, amount, granted, expires, kind, reverses in con.execute(
@@ -98,7 +99,9 @@ def load_state(
     first_open = _first_open(con)
     usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
     segments = drawdown.cents_segments(
-        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), _charges(con, first_open, adjustments_by_tokens)
+        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage),
+        _charges(con, first_open, rules),
+        idle_at_end=rules.idle_period_draws_at_end,
     )
     fresh = drawdown.draw(grants, segments, issued, first_open)
     return CreditState(grants, issued + tuple(fresh))

@@ -100,9 +100,17 @@ def period_start(period: str) -> datetime:
 
 
 def cents_segments(
-    rows: Iterable[tuple[str, str, datetime, datetime, Decimal]], charges: dict[tuple[str, str], Decimal]
+    rows: Iterable[tuple[str, str, datetime, datetime, Decimal]],
+    charges: dict[tuple[str, str], Decimal],
+    *,
+    idle_at_end: bool = True,
 ) -> list[Segment]:
-    """Round each (account, period)'s exact segments to cents adding up to its charges."""
+    """Round each (account, period)'s exact segments to cents adding up to its charges.
+
+    A period with charges but no usage (only prior-period adjustments) draws them in one
+    empty segment: at the period's end (``idle_at_end``, statement layout 5 on), so a grant
+    made during the period pays them as it would pay the period's usage; at its start before
+    (a grant made in the middle of the month left a late record's adjustment unpaid)."""
     by_key: dict[tuple[str, str], list[tuple[datetime, datetime, Decimal]]] = {}
     for account, period, start, end, exact in rows:
         by_key.setdefault((account, period), []).append((start, end, exact))
@@ -118,8 +126,8 @@ def cents_segments(
             amounts.append(to_cents(running) - drawn)
             drawn = to_cents(running)
         if not segs:
-            begin = period_start(period)
-            segs, amounts, befores = [(begin, begin, ZERO)], [ZERO], [ZERO]
+            at = Period.parse(period).end if idle_at_end else period_start(period)
+            segs, amounts, befores = [(at, at, ZERO)], [ZERO], [ZERO]
         difference = charges.get((account, period), drawn) - drawn
         if difference >= 0:
             amounts[-1] += difference

@@ -182,10 +182,18 @@ def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequen
             hint="credit lines with an amount (lines under half a cent are 0.00)",
         )
     if left_net <= 0:
+        applied = con.execute(
+            "SELECT coalesce(max(applied_usd), 0) FROM statement_credits WHERE statement_number = ?",
+            [statement_number],
+        ).fetchone()
+        prepaid = applied is not None and D(applied[0]) > 0
         raise CreditNoteError(
-            f"the net amount of {statement_number} ({net}) is already credited in full; "
-            "the rest of its lines was paid with prepaid credit, which a credit note does not refund",
-            hint="give the customer prepaid credit back with a goodwill grant in the credits file (docs/credits.md)",
+            f"the net amount of {statement_number} ({net}) is already credited in full; the rest of its lines was "
+            + ("paid with prepaid credit" if prepaid else "offset by its negative lines (prior-period adjustments)")
+            + ", which a credit note does not refund",
+            hint="give the customer prepaid credit back with a goodwill grant in the credits file (docs/credits.md)"
+            if prepaid
+            else "nothing the customer paid is left to credit on this statement",
         )
     credited_net = min(lines_total, left_net)
     rule, tax_amount = "on_net", ZERO
@@ -295,6 +303,9 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
     (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
      rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country, st_layout) = row  # fmt: skip
     issuer = reference.stored_issuer(con, sha, db)
+    applied = con.execute(
+        f"SELECT coalesce(max(applied_usd), 0) FROM {db}statement_credits WHERE statement_number = ?", [statement]
+    ).fetchone()[0]  # type: ignore[index]
     lines = con.execute(
         "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
         f"l.unit_price_per_1m, l.quantity_tokens, l.amount FROM {db}credit_note_lines c "
@@ -334,6 +345,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         tax_rule=rule,
         e_invoice=e_invoice,
         statement_layout_version=int(st_layout),
+        statement_credits_applied=D(applied),
     )
 
 
@@ -365,7 +377,7 @@ def lines_csv(doc: CreditNoteDocument) -> bytes:
             rows.append(head + (c.line_no, "adjustment", ln.original_period, None, ln.description)
                         + (None,) * 4 + (ln.amount,))  # fmt: skip
     if doc.prepaid_retained:
-        rows.append(head + (None, "prepaid_retained", doc.period, None, "Paid with prepaid credit, not credited")
+        rows.append(head + (None, "prepaid_retained", doc.period, None, f"{doc.retained_label}, not credited")
                     + (None,) * 4 + (-doc.prepaid_retained,))  # fmt: skip
     if doc.tax is not None:
         rows.append(head + (None, "tax", doc.period, None, doc.tax.heading) + (None,) * 4 + (doc.tax_amount,))

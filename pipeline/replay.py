@@ -33,7 +33,7 @@ import duckdb
 
 from core import console
 from core.attempt_store import attempts_of_runs, attempts_table, primary_files, rated_rows
-from core.db import DatabaseMissing, column_exists, connect
+from core.db import DatabaseMissing, column_exists, connect, table_exists
 from core.errors import BillingError
 from core.money import ZERO, Decimal
 from pipeline import credit_notes, jobs, rate, reference, statements
@@ -145,6 +145,16 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         "WHERE statement_number IN (SELECT statement_number FROM statements)",
     ):
         con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement} or None)
+    if table_exists(con, "credit_notes", "live"):  # 017 on: what they credited bounds adjustments (layout 5)
+        con.execute(
+            "INSERT INTO credit_notes BY NAME SELECT * FROM live.credit_notes WHERE run_id <= $cutoff "
+            "AND statement_number IN (SELECT statement_number FROM statements)",
+            {"cutoff": cutoff},
+        )
+        con.execute(
+            "INSERT INTO credit_note_lines SELECT * FROM live.credit_note_lines "
+            "WHERE credit_note_number IN (SELECT credit_note_number FROM credit_notes)"
+        )
 
 
 def _override_book(settings: jobs.Settings, prices: str) -> PriceBook:

@@ -42,6 +42,7 @@ from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.statement_model import (
     LAYOUT_VERSION,
+    PREPAID_ROW_FROM,
     SELLER_LEGAL_ID_FROM,
     AdjustmentLine,
     DailyUsage,
@@ -50,8 +51,8 @@ from reports.statement_model import (
     PriceVersionRef,
     StatementDocument,
     StatementLine,
-    adjustments_by_tokens,
     due_parameters,
+    due_rules,
 )
 
 LINES_HEADER = (
@@ -117,6 +118,9 @@ class DueLine:
     unit_price_per_1m: Decimal
     quantity_tokens: int
     amount: Decimal
+    # of a negative adjustment (layout 5 on): the part not given back because credit notes
+    # already credited the line (the amount is the tokens' charge plus this)
+    credited_offset: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,7 @@ def period_context(
             "SELECT version_id, strftime(effective_from, '%Y-%m-%dT%H:%M:%SZ'), sha256 FROM price_versions"
         ).fetchall()
     }
-    state = credit_ledger.load_state(con, adjustments_by_tokens=adjustments_by_tokens(layout_version))
+    state = credit_ledger.load_state(con, rules=due_rules(layout_version))
     credits = credit_ledger.period_blocks(state, period, sorted(state.accounts & (parties.keys())))
     return PeriodContext(model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
 
@@ -247,10 +251,13 @@ def period_context(
 def adjustment_text(line: DueLine, names: dict[str, str]) -> str:
     klass = line.token_class.replace("_", " ")
     unit = f"{line.unit_price_per_1m.normalize():f}"
-    return (
+    text = (
         f"Late usage for {line.original_period}: {names.get(line.model, line.model)}, {klass}, "
         f"{line.quantity_tokens:+,} tokens at ${unit}/1M (prices {line.price_version})"
     )
+    if line.credited_offset:
+        text += f"; ${line.credited_offset} of it already credited by credit note, not refunded again"
+    return text
 
 
 def build_document(
@@ -331,7 +338,9 @@ def build_document(
 
 
 def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str, str]) -> bytes:
-    """The statement's lines as printed (list price and basis for usage lines), then its tax row."""
+    """The statement's lines as printed (list price and basis for usage lines), then (layout 5
+    on) the prepaid credit it applied as a negative row, then its tax row: so the rows add up to
+    the amount due, as the PDF does."""
     usage = iter(doc.lines)
     printed = [next(usage) if ln.kind == "usage" else None for ln in lines]
     rows: list[tuple[object, ...]] = [
@@ -353,6 +362,9 @@ def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str,
         )
         for ln, p in zip(lines, printed, strict=True)
     ]
+    if doc.credits_applied and doc.layout_version >= PREPAID_ROW_FROM:
+        rows.append((doc.statement_number, doc.account_id, doc.period, "prepaid_credit", doc.period)
+                    + (None, "Prepaid credit applied") + (None,) * 4 + (-doc.credits_applied, None, None))  # fmt: skip
     if doc.tax is not None:
         rows.append((doc.statement_number, doc.account_id, doc.period, "tax", doc.period)
                     + (None, doc.tax.heading) + (None,) * 4 + (doc.tax_amount, None, None))  # fmt: skip
@@ -560,10 +572,10 @@ def store_issued(
     """Record issued statements, their lines and file bytes (inside the run's transaction)."""
     # credit first: the drawdown reads the period's adjustments, which the rows below settle
     layouts = {st.document.layout_version for st in statements}  # one finalize: one layout
-    by_tokens = all(adjustments_by_tokens(layout) for layout in layouts)
+    assert len(layouts) <= 1, layouts
     credit_ledger.store_period(
         con,
-        credit_ledger.load_state(con, adjustments_by_tokens=by_tokens),
+        credit_ledger.load_state(con, rules=due_rules(min(layouts, default=LAYOUT_VERSION))),
         period,
         {st.account_id: st.number for st in statements if st.number},
     )

@@ -29,6 +29,7 @@ from datetime import date
 from core.money import EXACT, ZERO, Decimal, tax_on
 from reports.invoice_model import TaxSummary
 from reports.statement_model import (
+    RETAINED_CAUSE_FROM,
     AdjustmentLine,
     Party,
     StatementLine,
@@ -104,9 +105,36 @@ class CreditNoteDocument:
     #: the layout the credited statement was printed with: its e-invoice rules hold for the
     #: note's e-invoice too (reports.statement_model.SELLER_LEGAL_ID_FROM); 1 when unknown
     statement_layout_version: int = 1
+    #: the prepaid credit the credited statement drew (statement_credits.applied_usd; 0 for a
+    #: statement of an account without grants): says why part of the lines is not credited
+    statement_credits_applied: Decimal = ZERO
 
     #: EN 16931 / UNTDID 1001 document type code of a credit note (for an e-invoice).
     type_code = "381"
+
+    @property
+    def retained_cause(self) -> str:
+        """Why ``prepaid_retained`` is not credited: "prepaid", "offset" or "both".
+
+        The part of the credited lines beyond the statement's net was paid with prepaid credit,
+        or offset by the statement's negative lines (prior-period adjustments), or both. Notes
+        against statements of layouts 1-4 always said prepaid credit (replayed as issued); from
+        layout 5 (reports.statement_model.RETAINED_CAUSE_FROM) they say which."""
+        if (
+            self.statement_layout_version < RETAINED_CAUSE_FROM
+            or self.prepaid_retained <= self.statement_credits_applied
+        ):
+            return "prepaid"
+        return "offset" if self.statement_credits_applied == 0 else "both"
+
+    @property
+    def retained_label(self) -> str:
+        """The retained row's words on the note and in its lines CSV."""
+        return {
+            "prepaid": "Paid with prepaid credit",
+            "offset": "Offset by the statement's negative lines",
+            "both": "Paid with prepaid credit or offset by negative lines",
+        }[self.retained_cause]
 
     def __post_init__(self) -> None:
         for name in ("credit_note_number", "statement_number"):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from core.money import EXACT, ZERO, D, Decimal, tax_on, to_cents
 from core.period import Period
+from core.statement_rules import DueRules
 from reports.credit_model import CreditSummary
 
 if TYPE_CHECKING:
@@ -82,7 +83,12 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: is its own tokens x unit price, rounded half-up (R7), so the printed line adds up
 #: (sql/statement_lines_due.sql). Layouts 1-3 printed the period's rounded line now minus the
 #: cents already issued for it. Its e-invoice names the seller by its registration (BT-30).
-LAYOUT_VERSION = 4
+#: 5: printed as 4; a negative adjustment never refunds more than the customer paid for the
+#: line (issued less credited by credit notes: a credited line is not refunded twice, and the
+#: line says what was credited), and a period without usage of its own draws prepaid credit for
+#: its adjustments at its end (core.statement_rules); its lines CSV has a row for the prepaid
+#: credit applied, and credit notes against it say why a part is not credited.
+LAYOUT_VERSION = 5
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -91,17 +97,27 @@ NOTHING_DUE_FROM = 4  # the first that says "Nothing to pay" instead of a due da
 # the first whose e-invoice (and the e-invoices of credit notes against it) carries the issuer's
 # registration as BT-30 (EN 16931 BR-CO-26: a seller identifier; out-of-scope invoices carry no VAT ID)
 SELLER_LEGAL_ID_FROM = 4
+NET_OF_CREDIT_NOTES_FROM = 5  # the first whose negative adjustments stop at what was paid for the line
+IDLE_PERIOD_DRAWS_AT_END_FROM = 5  # the first whose usage-less period draws credit at its end
+# the first whose credit notes say whether the part not credited was prepaid credit or offset by
+# the statement's negative lines (before: always "paid with prepaid credit")
+RETAINED_CAUSE_FROM = 5
+PREPAID_ROW_FROM = 5  # the first whose lines CSV has a row for the prepaid credit applied
 
 
-def adjustments_by_tokens(layout_version: int = LAYOUT_VERSION) -> bool:
-    """Whether a statement of ``layout_version`` prices its adjustment lines by their tokens."""
-    return layout_version >= ADJUSTMENTS_BY_TOKENS_FROM
+def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
+    """The adjustment and credit rules of a statement of ``layout_version`` (above)."""
+    return DueRules(
+        adjustments_by_tokens=layout_version >= ADJUSTMENTS_BY_TOKENS_FROM,
+        adjustments_net_of_credit_notes=layout_version >= NET_OF_CREDIT_NOTES_FROM,
+        idle_period_draws_at_end=layout_version >= IDLE_PERIOD_DRAWS_AT_END_FROM,
+    )
 
 
 def due_parameters(period: str, layout_version: int = LAYOUT_VERSION) -> dict[str, object]:
     """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``layout_version``
-    (its adjustment rule, above)."""
-    return {"period": period, "by_tokens": adjustments_by_tokens(layout_version)}
+    (its adjustment rules, above)."""
+    return due_rules(layout_version).sql_parameters(period)
 
 
 #: The billing notes printed on every statement: the public API docs (section 5) and how

@@ -412,3 +412,32 @@ def test_a_reprice_says_which_version_content_it_applied(billing: Billing, tmp_p
     assert (version, source, then) == ("2026-11-01", str(edited / "2026-11-01.toml"), issued_sha) and sha != then
     # 200k x 9/1M = 1.80 against the 1.50 issued
     assert [(d.old_amount, d.new_amount) for d in report.diffs] == [(D("1.50"), D("1.80"))]
+
+
+def test_a_late_record_in_a_month_without_usage_is_paid_by_credit_granted_during_that_month(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Found by an audit: December had no usage of its own, so its one adjustment was drawn at
+    December's start, before the grant of 15 December, and asked 2.25 in money while 10.00 of
+    prepaid credit stood unused. From layout 5 such a period draws at its end."""
+    out = tmp_path / "out"
+    with_credits(billing, "g,acct_plain,10.00,USD,2026-12-15T00:00:00Z,,purchased,INV-9,\n")
+    billing.log("requests-2026-11-07.jsonl", [input_tokens("n1", "2026-11-07T09:00:00Z", 10)])  # 7.50
+    billing.nightly("2026-11-07")
+    statement(billing, "2026-11", out, finalize=True)  # no credit yet: 7.50 due
+    billing.log("requests-2026-12-20.jsonl", [input_tokens("late", "2026-11-07T10:00:00Z", 3)])  # 2.25
+    billing.nightly("2026-12-20")
+    dec = statement(billing, "2026-12", out, finalize=True)["acct_plain"]
+    # adjustment +300,000 tokens x 7.50/1M = 2.25, paid by the grant: 10.00 - 2.25 = 7.75 left
+    assert (dec.usage_total, dec.adjustments_total, dec.credits_applied, dec.total_due) == (
+        D("0.00"), D("2.25"), D("2.25"), D("0.00"))  # fmt: skip
+    assert dec.credits is not None and (dec.credits.granted, dec.credits.closing) == (D("10.00"), D("7.75"))
+    assert credit_rows(billing) == [
+        ("g", "granted", "12-15 00:00", D("10.00")), ("g", "applied", "01-01 00:00", D("2.25"))]  # fmt: skip
+    # the lines CSV (layout 5) has the credit as a row, so its rows add up to the 0.00 due
+    lines = list(
+        csv.DictReader(io.StringIO((out / "statements" / "2026-12" / "IG-2026-12-000002-lines.csv").read_text()))
+    )
+    assert [(r["kind"], r["amount_usd"]) for r in lines] == [("adjustment", "2.25"), ("prepaid_credit", "-2.25")]
+    report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks

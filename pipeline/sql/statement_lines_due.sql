@@ -10,6 +10,10 @@
 -- records' own charge, and the printed line adds up (+100,000 tokens at $6.5625/1M is $0.66).
 -- Statements issued before layout 4 subtracted rounded amounts instead (now's rounded line
 -- minus the cents issued: $0.65 there); replay re-issues each with the rule it was issued by.
+-- From layout 5 ($net_of_credit_notes) a negative adjustment never gives back more than the
+-- customer paid for the line: what was issued for it less what credit notes credited of it.
+-- A line credited in full and then found smaller (a late retry superseding it) was already
+-- given back once; `credited_offset` is the part not given back again (the line says so).
 WITH current_lines AS (
     SELECT account_id, period AS original_period, model, token_class, price_version,
            unit_price_per_1m, quantity_tokens, amount
@@ -22,7 +26,15 @@ issued AS (
     JOIN statements s USING (statement_number)
     GROUP BY ALL
 ),
-adjustments AS (
+credited AS (
+    SELECT n.account_id, l.original_period, l.model, l.token_class, l.price_version, l.unit_price_per_1m,
+           sum(c.amount_usd) AS amount
+    FROM credit_note_lines c
+    JOIN credit_notes n USING (credit_note_number)
+    JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = c.line_no
+    GROUP BY ALL
+),
+raw_adjustments AS (
     SELECT coalesce(c.account_id, i.account_id)               AS account_id,
            coalesce(c.original_period, i.original_period)     AS original_period,
            coalesce(c.model, i.model)                         AS model,
@@ -34,7 +46,8 @@ adjustments AS (
                     CAST(coalesce(c.quantity_tokens, 0) - coalesce(i.quantity_tokens, 0) AS DECIMAL(18,0))
                     * coalesce(c.unit_price_per_1m, i.unit_price_per_1m) AS DECIMAL(38,14))
                     * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)), 2) AS DECIMAL(18,2))
-                ELSE CAST(coalesce(c.amount, 0) - coalesce(i.amount, 0) AS DECIMAL(18,2)) END AS amount
+                ELSE CAST(coalesce(c.amount, 0) - coalesce(i.amount, 0) AS DECIMAL(18,2)) END AS raw_amount,
+           CAST(coalesce(i.amount, 0) AS DECIMAL(18,2)) AS issued_amount
     FROM current_lines c
     FULL OUTER JOIN issued i
       ON i.account_id = c.account_id AND i.original_period = c.original_period AND i.model = c.model
@@ -42,14 +55,27 @@ adjustments AS (
      AND i.unit_price_per_1m = c.unit_price_per_1m
     WHERE coalesce(c.original_period, i.original_period) IN (SELECT period FROM finalized_periods)
       AND coalesce(c.original_period, i.original_period) < $period
+),
+adjustments AS (
+    SELECT a.account_id, a.original_period, a.model, a.token_class, a.price_version, a.unit_price_per_1m,
+           a.quantity_tokens,
+           CASE WHEN $net_of_credit_notes AND a.raw_amount < 0 AND k.amount IS NOT NULL
+                THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount - a.issued_amount AS DECIMAL(18,2))))
+                ELSE a.raw_amount END AS amount,
+           a.raw_amount
+    FROM raw_adjustments a
+    LEFT JOIN credited k
+      ON k.account_id = a.account_id AND k.original_period = a.original_period AND k.model = a.model
+     AND k.token_class = a.token_class AND k.price_version = a.price_version
+     AND k.unit_price_per_1m = a.unit_price_per_1m
 )
 SELECT account_id, 'usage' AS kind, original_period, model, token_class, price_version,
-       unit_price_per_1m, quantity_tokens, amount
+       unit_price_per_1m, quantity_tokens, amount, CAST(0 AS DECIMAL(18,2)) AS credited_offset
 FROM current_lines
 WHERE original_period = $period
 UNION ALL
 SELECT account_id, 'adjustment', original_period, model, token_class, price_version,
-       unit_price_per_1m, quantity_tokens, amount
+       unit_price_per_1m, quantity_tokens, amount, CAST(amount - raw_amount AS DECIMAL(18,2))
 FROM adjustments
 WHERE amount <> 0 OR quantity_tokens <> 0
 ORDER BY account_id, kind DESC, original_period, model,

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from pypdf import PdfReader
 
 from core.money import D
-from pipeline import jobs, replay
+from pipeline import credit_notes, jobs, replay
 from pipeline.cli import cli
 from pipeline.credit_notes import CreditNoteError, issue_credit_note
 from reports.finance import FINANCE_COLUMNS, finance_summary
@@ -196,3 +196,86 @@ def test_prepaid_credit_applied_on_the_statement_is_not_credited_in_money(billin
                                                              ("tax", "0.96")]  # fmt: skip
     with pytest.raises(CreditNoteError, match="net amount of .* is already credited in full"):
         issue_credit_note(billing.settings, number, "Output too", out, issue_date=CREDITED)
+
+
+def test_a_line_credited_in_full_is_not_refunded_again_when_a_late_retry_makes_it_smaller(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Found by an audit: November's input line (1,200,000 tokens, 9.00) was credited in full
+    by a credit note; a late attempt 2 of one request then billed 500,000 tokens instead of
+    1,000,000, and December gave back -3.75 more: 9.00 + 3.75 back for usage now worth 5.25.
+    From layout 5 a negative adjustment stops at what was paid for the line (issued less
+    credited): here 9.00 - 9.00 = 0.00, and the line says why."""
+    out = tmp_path / "out"
+    first = record(request_id="r-1", attempt=1, ts="2026-11-10T12:00:00Z", usage=usage(1_000_000, 0))  # 7.50
+    other = record(request_id="r-2", ts="2026-11-11T12:00:00Z", usage=usage(200_000, 0))  # 1.50
+    billing.log("requests-2026-11-10.jsonl", [first, other])
+    billing.nightly("2026-11-10")
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=ISSUED)
+    number = _statement(billing, "acct_plain")
+    assert billing.one("SELECT total_usd FROM statements WHERE statement_number = ?", [number]) == D("9.00")
+    line = _line_no(billing, number, "input_uncached")
+    note = issue_credit_note(billing.settings, number, "Disputed", out, line_nos=[line], issue_date=CREDITED)
+    assert note.document.total_credited == D("9.00")  # the line's one row holds both requests: 1.2M tokens
+    retry = record(request_id="r-1", attempt=2, ts="2026-11-10T12:00:05Z", usage=usage(500_000, 0))
+    billing.log("requests-2026-12-02.jsonl", [retry, record(ts="2026-12-02T09:00:00Z", usage=usage(100_000, 0))])
+    billing.nightly("2026-12-02")
+    dec = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    doc = dec.statements[0].document
+    # -500,000 tokens x 7.50/1M = -3.75, but the whole 9.00 of the line was credited: paid 0.00,
+    # so nothing is given back again. December: its own 100,000 tokens = 0.75, due 0.75
+    assert [(a.amount, a.description.endswith("$3.75 of it already credited by credit note, not refunded again"))
+            for a in doc.adjustments] == [(D("0.00"), True)]  # fmt: skip
+    assert (doc.usage_total, doc.adjustments_total, doc.total_due) == (D("0.75"), D("0.00"), D("0.75"))
+    report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
+
+
+def test_a_negative_adjustment_of_a_line_not_credited_is_given_back_in_full(billing: Billing, tmp_path: Path) -> None:
+    """The rule only holds back what credit notes already gave back: without a credit note the
+    late retry's -3.75 is an adjustment of -3.75 (7.50 issued, 3.75 now)."""
+    out = tmp_path / "out"
+    first = record(request_id="r-1", attempt=1, ts="2026-11-10T12:00:00Z", usage=usage(1_000_000, 0))
+    billing.log("requests-2026-11-10.jsonl", [first])
+    billing.nightly("2026-11-10")
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=ISSUED)
+    retry = record(request_id="r-1", attempt=2, ts="2026-11-10T12:00:05Z", usage=usage(500_000, 0))
+    billing.log("requests-2026-12-02.jsonl", [retry])
+    billing.nightly("2026-12-02")
+    dec = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    assert [a.amount for a in dec.statements[0].document.adjustments] == [D("-3.75")]
+
+
+def test_a_note_says_a_negative_line_not_prepaid_credit_left_part_of_a_line_uncredited(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Found by an audit: on an account without prepaid credit the note printed "Paid with
+    prepaid credit, not credited" for the part of a line that the statement's negative
+    adjustment had offset. From layout 5 it names the cause."""
+    out = tmp_path / "out"
+    first = record(request_id="r-1", attempt=1, ts="2026-11-10T12:00:00Z", usage=usage(400_000, 0))  # 3.00
+    billing.log("requests-2026-11-10.jsonl", [first])
+    billing.nightly("2026-11-10")
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=ISSUED)
+    retry = record(request_id="r-1", attempt=2, ts="2026-11-10T12:00:05Z", usage=usage(100_000, 0))  # 0.75
+    december = record(ts="2026-12-02T09:00:00Z", usage=usage(1_000_000, 0))  # 7.50
+    billing.log("requests-2026-12-02.jsonl", [retry, december])
+    billing.nightly("2026-12-02")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    number = billing.one("SELECT statement_number FROM statements WHERE period = '2026-12'")
+    # 7.50 usage - 2.25 adjustment (-300,000 tokens x 7.50/1M) = 5.25 asked; crediting the 7.50
+    # line gives back the 5.25, and 2.25 was never asked for: offset, not prepaid credit
+    doc = issue_credit_note(billing.settings, number, "Wrong model", out, line_nos=[1], issue_date=date(2027, 1, 2))
+    assert (doc.document.lines_total, doc.document.prepaid_retained, doc.document.total_credited) == (
+        D("7.50"), D("2.25"), D("5.25"))  # fmt: skip
+    text = _text(out / "credit_notes" / "2026-12" / "CN-2027-000001.pdf")
+    assert "Offset by the statement's negative lines, not credited −$2.25" in text
+    assert "prepaid" not in text.lower()
+    rows = _csv(out / "credit_notes" / "2026-12" / "CN-2027-000001-lines.csv")
+    assert [(r["kind"], r["model_name"], r["amount_usd"]) for r in rows][1:] == [
+        ("prepaid_retained", "Offset by the statement's negative lines, not credited", "-2.25")]  # fmt: skip
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:  # rebuilt from its stored rows, the note gives its stored bytes
+        assert all(same for _, _, same in credit_notes.reproduce(con, "2026-12", db=""))
+    finally:
+        con.close()

@@ -1,0 +1,41 @@
+"""The money rules of a statement that its layout version decides, as the core applies them.
+
+An issued statement never changes, and replay re-issues it with the rules it was issued by
+(``statements.layout_version``): so a correction to how adjustments are priced, or when
+prepaid credit pays them, starts at a new layout (``reports.statement_model``) and older
+statements keep theirs. ``core`` does not import ``reports``: the layout maps to these flags
+there (``reports.statement_model.due_rules``), and the SQL and the credit drawdown read them here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DueRules"]
+
+
+@dataclass(frozen=True)
+class DueRules:
+    """How a statement prices its prior-period adjustments and draws prepaid credit for them.
+
+    ``adjustments_by_tokens`` (layout 4 on): an adjustment line is its own tokens x unit price,
+    rounded half-up, instead of the period's rounded line now less the cents issued.
+    ``adjustments_net_of_credit_notes`` (layout 5 on): a negative adjustment never gives back
+    more than the customer paid for the line, i.e. what was issued for it less what credit
+    notes already credited (a credited line is not refunded a second time).
+    ``idle_period_draws_at_end`` (layout 5 on): a period without usage of its own draws prepaid
+    credit for its adjustments at its end (a grant made during the period pays them), not at
+    its start.
+    """
+
+    adjustments_by_tokens: bool = True
+    adjustments_net_of_credit_notes: bool = True
+    idle_period_draws_at_end: bool = True
+
+    def sql_parameters(self, period: str) -> dict[str, object]:
+        """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
+        return {
+            "period": period,
+            "by_tokens": self.adjustments_by_tokens,
+            "net_of_credit_notes": self.adjustments_net_of_credit_notes,
+        }
