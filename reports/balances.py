@@ -65,7 +65,7 @@ def balances(
     )
     result = []
     for account in sorted(state.accounts):
-        left = balance_at(state.movements, account, as_of, inside)
+        left = to_cents(balance_at(state.movements, account, as_of, inside))  # 0.00, never 0, before a grant
         recent = Decimal(usage.get(account, ZERO))
         alerts = []
         if left < threshold:

@@ -324,3 +324,21 @@ def test_usage_ending_when_a_grant_is_reversed_draws_before_the_reversal_takes_w
         ("applied", D("1.50")),
         ("reversed", D("2.50")),
     ]
+
+
+def test_a_balance_before_the_first_grant_is_written_in_cents(billing: Billing, tmp_path: Path) -> None:
+    """The gateway loads the CSV: "0.00" like every other balance, not "0" (found by an audit)."""
+    from reports.balances import write_balances
+    from tests.test_credits import with_credits as grants
+
+    grants(billing, "g,acct_plain,5.00,USD,2026-11-20T00:00:00Z,,purchased,INV-1,\n")
+    billing.log("requests-2026-11-10.jsonl", [tokens("a", "2026-11-10T09:00:00Z", 100_000)])  # 0.75
+    billing.nightly("2026-11-10")
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        rows = balances(con, utc("2026-11-15T00:00:00Z"))
+    finally:
+        con.close()
+    write_balances(rows, tmp_path / "b.csv", "csv")
+    assert (tmp_path / "b.csv").read_text().splitlines()[1].split(",")[:3] == [
+        "acct_plain", "2026-11-15T00:00:00Z", "0.00"]  # fmt: skip

@@ -142,7 +142,7 @@ def print_statements(result: StatementsReport, out_dir: Path) -> None:
         out.info(
             f"{st.number or 'DRAFT':<20} {st.account_id:<20} total {doc.total_due:>12}  "
             f"(usage {doc.usage_total}, adjustments {doc.adjustments_total}"
-            + (f", prepaid credit applied -{doc.credits_applied}" if doc.credits else "")
+            + (f", prepaid credit applied -{doc.credits_applied:.2f}" if doc.credits else "")
             + (f", {doc.tax.heading} {doc.tax_amount})" if doc.tax is not None else ")")
         )
     folder = target if finalize else target / "drafts"
