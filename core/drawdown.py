@@ -68,6 +68,9 @@ class Segment:
     end: datetime
     amount: Decimal
     before: Decimal = ZERO
+    #: draws, beyond ``amount``, what the period's earlier segments could not (a period without
+    #: usage: its adjustments are drawn at its start, and what no grant then paid at its end)
+    carry: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,12 @@ def cents_segments(
 ) -> list[Segment]:
     """Round each (account, period)'s exact segments to cents adding up to its charges.
 
-    A period with charges but no usage (only prior-period adjustments) draws them in one
-    empty segment: at the period's end (``idle_at_end``, statement layout 5 on), so a grant
-    made during the period pays them as it would pay the period's usage; at its start before
-    (a grant made in the middle of the month left a late record's adjustment unpaid)."""
+    A period with charges but no usage (only prior-period adjustments) draws them in an empty
+    segment at its start, from the grants in force then; with ``idle_at_end`` (statement
+    layout 5 on) what those did not pay is drawn at the period's end (a ``carry`` segment), so
+    a grant made during the month pays it as it would pay the month's usage, and a grant
+    expiring during the month still pays first. Before, a late record's adjustment stayed
+    unpaid beside a grant of the 15th."""
     by_key: dict[tuple[str, str], list[tuple[datetime, datetime, Decimal]]] = {}
     for account, period, start, end, exact in rows:
         by_key.setdefault((account, period), []).append((start, end, exact))
@@ -125,9 +130,10 @@ def cents_segments(
             running += exact
             amounts.append(to_cents(running) - drawn)
             drawn = to_cents(running)
-        if not segs:
-            at = Period.parse(period).end if idle_at_end else period_start(period)
-            segs, amounts, befores = [(at, at, ZERO)], [ZERO], [ZERO]
+        idle = not segs
+        if idle:
+            begin = period_start(period)
+            segs, amounts, befores = [(begin, begin, ZERO)], [ZERO], [ZERO]
         difference = charges.get((account, period), drawn) - drawn
         if difference >= 0:
             amounts[-1] += difference
@@ -141,6 +147,9 @@ def cents_segments(
             for (start, end, _), amount, before in zip(segs, amounts, befores, strict=True)
             if amount > 0
         )
+        if idle and idle_at_end and amounts[0] > 0:
+            end = Period.parse(period).end
+            result.append(Segment(account, period, end, end, ZERO, ZERO, carry=True))
     return result
 
 
@@ -180,6 +189,7 @@ def draw(
         if g.reverses is None:
             by_account.setdefault(g.account_id, []).append(g)
     moves: list[Movement] = []
+    undrawn: dict[tuple[str, str], Decimal] = {}  # what an account's period's segments left unpaid
     for period, at, _, _, item in events:
         if isinstance(item, Grant) and item.reverses is None:
             remaining[item.grant_id] = remaining.get(item.grant_id, ZERO) + item.amount
@@ -189,7 +199,11 @@ def draw(
             remaining[item.reverses or ""] = remaining.get(item.reverses or "", ZERO) - taken
             moves.append(Movement(item.account_id, period, item.grant_id, "reversed", at, taken))
         elif isinstance(item, Segment):
-            moves.extend(_draw_segment(item, by_account.get(item.account_id, []), remaining, floor))
+            key = (item.account_id, item.period)
+            need = item.amount + (undrawn.pop(key, ZERO) if item.carry else ZERO)
+            drawn = _draw_segment(item, need, by_account.get(item.account_id, []), remaining, floor)
+            moves.extend(drawn)
+            undrawn[key] = undrawn.get(key, ZERO) + need - sum((m.amount for m in drawn), ZERO)
         else:
             g = item[1]  # type: ignore[index]
             left = remaining.get(g.grant_id, ZERO)
@@ -199,10 +213,9 @@ def draw(
 
 
 def _draw_segment(
-    segment: Segment, ordered: Sequence[Grant], remaining: dict[str, Decimal], floor: datetime | None
+    segment: Segment, need: Decimal, ordered: Sequence[Grant], remaining: dict[str, Decimal], floor: datetime | None
 ) -> list[Movement]:
-    """Draw one segment from the account's grants (``ordered`` by priority) in force over it."""
-    need = segment.amount
+    """Draw ``need`` for one segment from the account's grants (``ordered`` by priority) in force over it."""
     moves = []
     eligible = [
         g

@@ -159,7 +159,7 @@ def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequen
         if unknown:
             raise UsageProblem(
                 f"{statement_number} has lines 1 to {len(lines)}, not {', '.join(map(str, unknown))}",
-                hint="line N is the Nth row of the statement's lines CSV (its tax row is not a line)",
+                hint="line N is the Nth row of the statement's lines CSV (its credit and tax rows are not lines)",
             )
         chosen = [by_no[n] for n in sorted(set(line_nos))]
         for ln in chosen:

@@ -118,8 +118,9 @@ class DueLine:
     unit_price_per_1m: Decimal
     quantity_tokens: int
     amount: Decimal
-    # of a negative adjustment (layout 5 on): the part not given back because credit notes
-    # already credited the line (the amount is the tokens' charge plus this)
+    # layout 5 on: the amount less the tokens' charge. Positive: the part of a negative
+    # adjustment not given back because credit notes already credited the line; negative: the
+    # part of a positive one not billed because an earlier line held it back so
     credited_offset: Decimal = ZERO
 
 
@@ -255,8 +256,10 @@ def adjustment_text(line: DueLine, names: dict[str, str]) -> str:
         f"Late usage for {line.original_period}: {names.get(line.model, line.model)}, {klass}, "
         f"{line.quantity_tokens:+,} tokens at ${unit}/1M (prices {line.price_version})"
     )
-    if line.credited_offset:
+    if line.credited_offset > 0:
         text += f"; ${line.credited_offset} of it already credited by credit note, not refunded again"
+    elif line.credited_offset < 0:
+        text += f"; ${-line.credited_offset} of it held back before, as already credited, not billed again"
     return text
 
 
@@ -572,7 +575,8 @@ def store_issued(
     """Record issued statements, their lines and file bytes (inside the run's transaction)."""
     # credit first: the drawdown reads the period's adjustments, which the rows below settle
     layouts = {st.document.layout_version for st in statements}  # one finalize: one layout
-    assert len(layouts) <= 1, layouts
+    if len(layouts) > 1:
+        raise ValueError(f"one finalize issues one layout, not {sorted(layouts)}")
     credit_ledger.store_period(
         con,
         credit_ledger.load_state(con, rules=due_rules(min(layouts, default=LAYOUT_VERSION))),

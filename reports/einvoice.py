@@ -267,9 +267,6 @@ def _build(inv: _Invoice) -> bytes:
     agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
     issuer_vat = getattr(issuer, "vat_id", None)
     registration = getattr(issuer, "registration", None)
-    if inv.seller_legal_id and not registration and not (vat_ids and issuer_vat):
-        # BR-CO-26; the statements job refuses such a finalize with a hint before this
-        raise ValueError(f"an e-invoice identifies the seller (EN 16931 BR-CO-26): {issuer.name!r} has no registration")
     _party(agreement, "ram:SellerTradeParty", issuer, vat_ids, description=registration,
            vat_id=issuer_vat, tax_id=getattr(issuer, "tax_id", None),
            legal_id=registration if inv.seller_legal_id else None)  # fmt: skip

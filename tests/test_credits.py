@@ -441,3 +441,26 @@ def test_a_late_record_in_a_month_without_usage_is_paid_by_credit_granted_during
     assert [(r["kind"], r["amount_usd"]) for r in lines] == [("adjustment", "2.25"), ("prepaid_credit", "-2.25")]
     report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
+
+
+def test_a_late_record_in_a_month_without_usage_draws_first_from_credit_expiring_that_month(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """The other side of drawing such a month's adjustments at its end (found by the change's
+    review): a grant expiring on 15 December pays them at December's start, as before layout 5,
+    and only what no grant then could pay waits for the month's end."""
+    out = tmp_path / "out"
+    with_credits(billing, "g,acct_plain,10.00,USD,2026-11-01T00:00:00Z,2026-12-15T00:00:00Z,promotional,P-1,\n")
+    billing.log("requests-2026-11-07.jsonl", [input_tokens("n1", "2026-11-07T09:00:00Z", 10)])  # 7.50
+    billing.nightly("2026-11-07")
+    statement(billing, "2026-11", out, finalize=True)  # 7.50 drawn, 2.50 left
+    billing.log("requests-2026-12-20.jsonl", [input_tokens("late", "2026-11-07T10:00:00Z", 3)])  # 2.25
+    billing.nightly("2026-12-20")
+    dec = statement(billing, "2026-12", out, finalize=True)["acct_plain"]
+    # 2.25 drawn on 1 December from the 2.50 left; the other 0.25 expires on the 15th
+    assert (dec.adjustments_total, dec.credits_applied, dec.total_due) == (D("2.25"), D("2.25"), D("0.00"))
+    assert dec.credits is not None and (dec.credits.expired, dec.credits.closing) == (D("0.25"), D("0.00"))
+    assert credit_rows(billing)[-2:] == [
+        ("g", "applied", "12-01 00:00", D("2.25")),
+        ("g", "expired", "12-15 00:00", D("0.25")),
+    ]

@@ -13,7 +13,11 @@
 -- From layout 5 ($net_of_credit_notes) a negative adjustment never gives back more than the
 -- customer paid for the line: what was issued for it less what credit notes credited of it.
 -- A line credited in full and then found smaller (a late retry superseding it) was already
--- given back once; `credited_offset` is the part not given back again (the line says so).
+-- given back once; `credited_offset` is the part not given back again (the line says so). What
+-- such lines held back is taken back first when tokens return (a third attempt), so a line
+-- credited in full is never billed again for the tokens it held when it was credited. A line
+-- counts as credited in full (its whole amount), also when prepaid credit paid part of it and
+-- the note kept that part (docs/invoicing.md): prepaid credit used stays used.
 WITH current_lines AS (
     SELECT account_id, period AS original_period, model, token_class, price_version,
            unit_price_per_1m, quantity_tokens, amount
@@ -21,7 +25,15 @@ WITH current_lines AS (
 ),
 issued AS (
     SELECT s.account_id, l.original_period, l.model, l.token_class, l.price_version, l.unit_price_per_1m,
-           sum(l.quantity_tokens) AS quantity_tokens, sum(l.amount) AS amount
+           sum(l.quantity_tokens) AS quantity_tokens, sum(l.amount) AS amount,
+           -- held back so far (layout 5 on): what adjustment lines printed beyond their tokens'
+           -- charge; a negative line stopped at what was paid holds back, a later positive one
+           -- that takes it back again releases (layout 4 lines print exactly their tokens' charge)
+           sum(CASE WHEN l.kind = 'adjustment' AND coalesce(s.layout_version, 1) >= 5
+                    THEN l.amount - CAST(round(CAST(CAST(CAST(l.quantity_tokens AS DECIMAL(18,0))
+                         * l.unit_price_per_1m AS DECIMAL(38,14)) * CAST(0.000001 AS DECIMAL(7,6))
+                         AS DECIMAL(38,20)), 2) AS DECIMAL(18,2))
+                    ELSE 0 END) AS held_back
     FROM statement_issued_lines l
     JOIN statements s USING (statement_number)
     GROUP BY ALL
@@ -47,7 +59,8 @@ raw_adjustments AS (
                     * coalesce(c.unit_price_per_1m, i.unit_price_per_1m) AS DECIMAL(38,14))
                     * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)), 2) AS DECIMAL(18,2))
                 ELSE CAST(coalesce(c.amount, 0) - coalesce(i.amount, 0) AS DECIMAL(18,2)) END AS raw_amount,
-           CAST(coalesce(i.amount, 0) AS DECIMAL(18,2)) AS issued_amount
+           CAST(coalesce(i.amount, 0) AS DECIMAL(18,2)) AS issued_amount,
+           CAST(coalesce(i.held_back, 0) AS DECIMAL(18,2)) AS held_back
     FROM current_lines c
     FULL OUTER JOIN issued i
       ON i.account_id = c.account_id AND i.original_period = c.original_period AND i.model = c.model
@@ -59,9 +72,13 @@ raw_adjustments AS (
 adjustments AS (
     SELECT a.account_id, a.original_period, a.model, a.token_class, a.price_version, a.unit_price_per_1m,
            a.quantity_tokens,
-           CASE WHEN $net_of_credit_notes AND a.raw_amount < 0 AND k.amount IS NOT NULL
+           CASE WHEN NOT $net_of_credit_notes OR k.amount IS NULL THEN a.raw_amount
+                -- never give back more than was paid for the line: issued less credited
+                WHEN a.raw_amount < 0
                 THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount - a.issued_amount AS DECIMAL(18,2))))
-                ELSE a.raw_amount END AS amount,
+                -- tokens coming back first take back what an earlier line held back
+                ELSE a.raw_amount - least(a.raw_amount, greatest(CAST(0 AS DECIMAL(18,2)), a.held_back))
+           END AS amount,
            a.raw_amount
     FROM raw_adjustments a
     LEFT JOIN credited k

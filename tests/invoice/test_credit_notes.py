@@ -229,6 +229,18 @@ def test_a_line_credited_in_full_is_not_refunded_again_when_a_late_retry_makes_i
     assert (doc.usage_total, doc.adjustments_total, doc.total_due) == (D("0.75"), D("0.00"), D("0.75"))
     report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
+    # January: attempt 3 brings r-1 back to 1,000,000 tokens: +500,000 tokens = +3.75, all of it
+    # the 3.75 held back in December, so 0.00 again: the line credited in full holds what it held
+    # when it was credited, and the customer pays nothing for it (found by the change's review)
+    third = record(request_id="r-1", attempt=3, ts="2026-11-10T12:00:09Z", usage=usage(1_000_000, 0))
+    billing.log("requests-2027-01-02.jsonl", [third])
+    billing.nightly("2027-01-02")
+    jan = jobs.run_statements(billing.settings, "2027-01", out, finalize=True, issue_date=date(2027, 2, 1))
+    [adjustment] = jan.statements[0].document.adjustments
+    assert adjustment.amount == D("0.00")
+    assert adjustment.description.endswith("$3.75 of it held back before, as already credited, not billed again")
+    report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
 
 
 def test_a_negative_adjustment_of_a_line_not_credited_is_given_back_in_full(billing: Billing, tmp_path: Path) -> None:

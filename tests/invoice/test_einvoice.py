@@ -393,3 +393,19 @@ def test_an_e_invoice_that_would_not_identify_the_seller_is_not_issued(tmp_path:
     assert seller is not None and seller.findtext(f"{RAM}SpecifiedLegalOrganization/{RAM}ID") == (
         "Amtsgericht Charlottenburg, HRB 123456 B"
     )
+
+
+def test_a_stored_e_invoice_is_rebuilt_whatever_the_issuer_lacks(issued) -> None:
+    """Only a new finalize refuses an e-invoice without a seller identifier: a statement or a
+    credit note issued before that check (the sample issuer had no registration until
+    2026-12-05) is rebuilt by replay and by credit notes as it was (found by the change's review)."""
+    billing, _ = issued
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        lines = statements.due_lines(con, "2026-11", "acct_nl")["acct_nl"]
+        doc = statements.build_document(con, "acct_nl", "2026-11", lines, "IGE-X-1", date(2026, 12, 1))
+    finally:
+        con.close()
+    bare = dataclasses.replace(doc, issuer=dataclasses.replace(doc.issuer, registration=None, vat_id=None))
+    root = ET.fromstring(einvoice.build_xml(bare))
+    assert root.find(f".//{RAM}SellerTradeParty/{RAM}SpecifiedLegalOrganization") is None
