@@ -221,3 +221,19 @@ def test_named_file_of_unknown_kind_is_an_error(billing: Billing, tmp_path: Path
     odd.write_text("a,b\n")
     with pytest.raises(IngestError, match="requests.csv: not a log file"):
         jobs.run_ingest(billing.settings, [str(odd)])
+
+
+def test_an_open_exchange_directory_is_no_leftover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nightly keeps its parsed parts from staging to the end of its transaction while later
+    steps open (and clear leftovers for) directories of their own; a closed one is a leftover."""
+    from pipeline.spark.exchange import exchange_directory, remove_leftovers
+
+    monkeypatch.setenv("INFERGATE_SPARK_WORKDIR", str(tmp_path))
+    db = tmp_path / "billing.duckdb"
+    with exchange_directory(db) as kept:
+        with exchange_directory(db) as other:
+            assert kept.is_dir() and other.is_dir()
+        assert kept.is_dir() and not other.exists()
+    assert not kept.exists()
+    (tmp_path / kept.name).mkdir()  # as a killed run leaves it
+    assert remove_leftovers(db) == [kept]

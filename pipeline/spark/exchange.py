@@ -43,6 +43,13 @@ def _prefix(db_path: Path | None) -> str:
     return f"infergate-spark-{hashlib.sha256(str(Path(db_path).resolve()).encode()).hexdigest()[:16]}-"
 
 
+#: The exchange directories this process has open: not leftovers. A nightly keeps the parsed
+#: parts of its batch from staging until its transaction ends (pipeline/spark/staging.py),
+#: while later steps of the same run open directories of their own. A killed run's
+#: directories are not in it (the set dies with the process), so the next run removes them.
+_live: set[Path] = set()
+
+
 def remove_leftovers(db_path: Path | None) -> list[Path]:
     """Remove the exchange directories of ``db_path``'s earlier runs; call under its run lock.
 
@@ -53,6 +60,8 @@ def remove_leftovers(db_path: Path | None) -> list[Path]:
         return []
     removed = []
     for leftover in parent.glob(_prefix(db_path) + "*"):
+        if leftover in _live:
+            continue
         shutil.rmtree(leftover)
         removed.append(leftover)
     return removed
@@ -69,10 +78,14 @@ def exchange_directory(db_path: Path | None) -> Iterator[Path]:
     """A fresh directory for one step's exchange, removed afterwards (see the module doc)."""
     remove_leftovers(db_path)
     work = Path(tempfile.mkdtemp(prefix=_prefix(db_path), dir=_parent()))
+    _live.add(work)
     try:
         yield work
     finally:
-        remove_settled(work)
+        try:
+            remove_settled(work)
+        finally:
+            _live.discard(work)
 
 
 def remove_settled(path: Path, wait: float = SETTLE_SECONDS) -> None:  # allow-float: seconds
