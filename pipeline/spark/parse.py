@@ -51,6 +51,17 @@ if TYPE_CHECKING:
 # The columns beside parse.sql's: the R5 counts of a candidate (NULL for every other line,
 # and for a candidate whose usage cannot be established: it is held, as on DuckDB).
 RECOUNT_COLUMNS = {"est_input_tokens": "bigint", "est_output_tokens": "bigint", "est_tokenizer": "string"}
+# And the lookup keys of each valid record, as dedup.sql computes them (NULL on a quarantined
+# line): the driver decides from them alone which rows it must load (pipeline/spark/staging.py).
+# DuckDB's hash() has no seed, but may differ between versions: every part carries the task's
+# :func:`key_probe`, which the driver compares with its own before it uses a key.
+KEY_COLUMNS = {
+    "event_key": "CASE WHEN p.problem IS NULL THEN hash(p.event_id) END",
+    "request_key": "CASE WHEN p.problem IS NULL THEN hash(p.account_id, p.request_id) END",
+}
+# Parquet key-value metadata of a part: the task's key probe and DuckDB version
+PROBE_KEY = "infergate.key_probe"
+VERSION_KEY = "infergate.duckdb_version"
 # Rows per Arrow batch a task hands to Spark: a quarantine copy is at most ~4 KB and the usage
 # JSON at most 4 KB, so a batch stays in the tens of MiB even for the widest rows.
 BATCH_ROWS = 8192
@@ -183,7 +194,28 @@ def parsed_layout() -> ParsedLayout:
     for name, spark_type in RECOUNT_COLUMNS.items():
         select.append(f"r.{name}")
         fields.append(pa.field(name, pa.int64() if spark_type == "bigint" else pa.string()))
+    # UBIGINT, which Spark lacks (it would read UINT_64 as decimal(20,0)): not through _spark_type,
+    # which would write it as text
+    for name, expression in KEY_COLUMNS.items():
+        select.append(f"{expression} AS {name}")
+        fields.append(pa.field(name, pa.uint64()))
     return ParsedLayout(", ".join(select), pa.schema(fields))
+
+
+@functools.cache
+def key_probe() -> str:
+    """What this process's DuckDB makes of two lookup keys, in the one- and two-argument forms
+    of ``hash()`` that :data:`KEY_COLUMNS` use (the first is :data:`core.db._KEY_PROBE`'s)."""
+    con = duckdb.connect(":memory:")
+    try:
+        row = con.execute(
+            "SELECT CAST(hash('infergate lookup key') AS VARCHAR) || '/' "
+            "|| CAST(hash('infergate', 'lookup key') AS VARCHAR)"
+        ).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return str(row[0])
 
 
 def show_file_as(con: duckdb.DuckDBPyConnection, path: Path, shown_as: str) -> None:

@@ -282,15 +282,19 @@ def _write_part(
 def _write_parsed(
     task: _Task, order: int, shown_as: str | None, sha: str, local: Path, directory: Path, partial: str
 ) -> int:
-    """The file's ``parsed`` rows (and R5 counts), as :func:`pipeline.spark.parse.parse_file` makes them."""
+    """The file's ``parsed`` rows (and R5 counts, lookup keys), as
+    :func:`pipeline.spark.parse.parse_file` makes them; the part's metadata says how this
+    task's DuckDB hashes lookup keys, and which DuckDB it is."""
+    import duckdb
     import pyarrow.parquet as pq
 
-    from pipeline.spark.parse import parse_file, parsed_layout
+    from pipeline.spark.parse import PROBE_KEY, VERSION_KEY, key_probe, parse_file, parsed_layout
 
     layout = parsed_layout()
     ts_latest = datetime.fromisoformat(task.ts_latest) if task.ts_latest else None
     written = 0
-    with pq.ParquetWriter(partial, layout.arrow_schema, compression="zstd") as writer:
+    schema = layout.arrow_schema.with_metadata({PROBE_KEY: key_probe(), VERSION_KEY: duckdb.__version__})
+    with pq.ParquetWriter(partial, schema, compression="zstd") as writer:
         batches = parse_file(order, str(local), layout, ts_latest, task.memory_limit, sha, str(directory), shown_as)
         for batch in batches:
             writer.write_batch(batch)
@@ -305,12 +309,13 @@ def parse_files(
     ts_latest: datetime | None,
     memory_limit: str | None,
     spill_parent: Path,
-) -> list[Path]:
+) -> tuple[list[Path], dict[int, int]]:
     """Validate ``files`` (``(file_order, path or URI, sha256)``) on the executors; the Parquet
-    parts, one per file with bytes, each holding the file's ``parsed`` rows and R5 counts."""
+    parts, one per file with bytes, each holding the file's ``parsed`` rows, R5 counts and
+    lookup keys, and ``{file_order: rows}`` (a file without bytes has no part and no rows)."""
     files = _nonempty(files)
     if not files:
-        return []
+        return [], {}
     task = _Task(
         {location: (order, sha) for order, location, sha in files},
         str(out_dir),
@@ -319,7 +324,7 @@ def parse_files(
         memory_limit,
     )
     done = _run_tasks(spark, task, _write_parsed, "parsing")
-    return _parts(out_dir, [order for order, _, _ in files], done)
+    return _parts(out_dir, [order for order, _, _ in files], done), done
 
 
 def _parts(out_dir: Path, orders: Sequence[int], done: dict[int, int]) -> list[Path]:

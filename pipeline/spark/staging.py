@@ -39,7 +39,7 @@ from pipeline.ingest.staging import (
 )
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
-from pipeline.spark.parse import RECOUNT_COLUMNS
+from pipeline.spark.parse import KEY_COLUMNS, RECOUNT_COLUMNS
 from pipeline.spark.session import get_session
 
 
@@ -104,7 +104,9 @@ def _parse_on_executors(
         (work / "parsed").mkdir()
         (work / "spill").mkdir()  # the tasks' copies and DuckDB spills: raw lines, removed with the exchange
         with spark_failures("parsing"):
-            parts = remote.parse_files(get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill")
+            parts, _ = remote.parse_files(
+                get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill"
+            )
         _load_parsed(con, parts)
 
 
@@ -118,7 +120,8 @@ def _load_parsed(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     if not parts:
         return  # no line in any file: Spark may write no part file at all
     source = parquet_source(parts)
-    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}) FROM {source}")
+    keys = ", ".join(KEY_COLUMNS)
+    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM {source}")
     con.execute(
         f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM {source} "
         "WHERE est_tokenizer IS NOT NULL"

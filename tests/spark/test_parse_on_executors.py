@@ -36,7 +36,7 @@ from tests.spark.conftest import SKIP_REASON
 pytest.importorskip("pyspark", reason=SKIP_REASON)
 
 from pipeline.spark import SparkEngineError, remote  # noqa: E402
-from pipeline.spark.parse import local_path, parsed_layout  # noqa: E402
+from pipeline.spark.parse import KEY_COLUMNS, local_path, parsed_layout  # noqa: E402
 
 SAMPLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "sample_logs"
 # the runs' recorded bounds (latest_plausible_ts of --date): a later ts is in the future
@@ -71,7 +71,13 @@ def parsed_by_duckdb(paths: list[Path], ts_latest: datetime) -> list[dict[str, A
     con = connect(":memory:")
     try:
         stage_files(con, paths, ts_latest=ts_latest)
-        rows = rows_as_text(con.sql("SELECT * FROM parsed ORDER BY file_order, line_no").to_arrow_table())
+        # the lookup keys as dedup.sql computes them: the executors' must be equal, value for value
+        keys = (
+            "CASE WHEN problem IS NULL THEN hash(event_id) END AS event_key, "
+            "CASE WHEN problem IS NULL THEN hash(account_id, request_id) END AS request_key"
+        )
+        query = f"SELECT *, {keys} FROM parsed ORDER BY file_order, line_no"
+        rows = rows_as_text(con.sql(query).to_arrow_table())
     finally:
         con.close()
     counts: dict[tuple[int, int], tuple[Any, ...]] = {}
@@ -91,6 +97,7 @@ def parsed_by_duckdb(paths: list[Path], ts_latest: datetime) -> list[dict[str, A
     for row in rows:
         est = counts.get((row["file_order"], row["line_no"]), (None, None, None))
         row.update(zip(("est_input_tokens", "est_output_tokens", "est_tokenizer"), est, strict=True))
+    assert any(row["event_key"] is not None for row in rows)
     return rows
 
 
@@ -100,9 +107,10 @@ def parsed_by_spark(spark: Any, paths: list[Path], ts_latest: datetime, work: Pa
     files = [(order, str(path), file_sha256(path)) for order, path in enumerate(paths, start=1)]
     (work / "parsed").mkdir()
     (work / "spill").mkdir()
-    parts = remote.parse_files(spark, files, work / "parsed", ts_latest, None, work / "spill")
+    parts, lines = remote.parse_files(spark, files, work / "parsed", ts_latest, None, work / "spill")
     rows = [row for part in parts for row in rows_as_text(pq.read_table(part))]
     assert list((work / "spill").iterdir()) == []  # the tasks' spill directories are removed
+    assert sum(lines.values()) == len(rows)  # the tasks' counts, which the ledger then uses
     return sorted(rows, key=lambda r: (r["file_order"], r["line_no"]))
 
 
@@ -146,13 +154,14 @@ def test_a_hostile_day_parses_identically_on_executors(spark: Any, tmp_path_fact
 
 
 def test_no_files_write_no_part_and_the_parts_have_the_columns_of_parsed(spark: Any, tmp_path: Path) -> None:
-    assert remote.parse_files(spark, [], tmp_path, None, None, tmp_path) == []
+    assert remote.parse_files(spark, [], tmp_path, None, None, tmp_path) == ([], {})
     # the layout comes from parse.sql itself (an empty parse on the driver)
     con = connect(":memory:")
     try:
         stage_files(con, discover([str(SAMPLE_LOGS / "*")])[:1])
         counts = ["est_input_tokens", "est_output_tokens", "est_tokenizer"]
-        assert parsed_layout().arrow_schema.names == [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + counts
+        expected = [c[0] for c in con.sql("DESCRIBE parsed").fetchall()] + counts + list(KEY_COLUMNS)
+        assert parsed_layout().arrow_schema.names == expected
     finally:
         con.close()
 
