@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -357,9 +357,10 @@ def _ingest_and_rate(
         # the executors recount with the offline tokenizers; a recounter given here would be ignored
         raise ValueError("a custom recounter works with the DuckDB engine only")
     ref = reference_for_run(settings, command) if scope is not None else None
-    with recorded_run(settings, command, args, ref) as (con, report):
+    with recorded_run(settings, command, args, ref) as (con, report), ExitStack() as staged:
         with step("stage", after="after_stage"):
             batch = _stage_files(settings)(con, paths, settings.on_file, _ts_latest(args))
+            staged.callback(batch.close)  # the Spark path's parts: removed once the transaction ended
         with transaction(con, before_commit="before_commit", timed="commit", after_commit="after_commit"):
             with step("ingest", after="after_ingest"):
                 report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())

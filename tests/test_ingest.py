@@ -223,6 +223,31 @@ def test_named_file_of_unknown_kind_is_an_error(billing: Billing, tmp_path: Path
         jobs.run_ingest(billing.settings, [str(odd)])
 
 
+def test_a_part_hashed_by_another_duckdb_is_refused(tmp_path: Path) -> None:
+    """The executors' lookup keys are used only if their DuckDB hashes as the driver's does: a
+    part from another hash() would miss every stored twin and store duplicates silently."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.spark import SparkEngineError
+    from pipeline.spark.parse import PROBE_KEY, VERSION_KEY, key_probe
+    from pipeline.spark.staging import check_key_probes
+
+    table = pa.table({"event_key": pa.array([1], pa.uint64())})
+    good, bad = tmp_path / "part-000001.parquet", tmp_path / "part-000002.parquet"
+    pq.write_table(table.replace_schema_metadata({PROBE_KEY: key_probe(), VERSION_KEY: duckdb.__version__}), good)
+    pq.write_table(table.replace_schema_metadata({PROBE_KEY: "1/2", VERSION_KEY: "0.9.0"}), bad)
+    check_key_probes([good])
+    with pytest.raises(SparkEngineError) as caught:
+        check_key_probes([good, bad])
+    message = str(caught.value)
+    assert (
+        f"the executors' DuckDB 0.9.0 hashes lookup keys differently from the driver's {duckdb.__version__}" in message
+    )
+    assert f"install duckdb=={duckdb.__version__} on the executors" in message and bad.name in message
+
+
 def test_an_open_exchange_directory_is_no_leftover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A nightly keeps its parsed parts from staging to the end of its transaction while later
     steps open (and clear leftovers for) directories of their own; a closed one is a leftover."""

@@ -1,13 +1,15 @@
 """Applying a staged batch inside the run's transaction: R1 dedup (sql/dedup.sql), the R5
 recount, storing attempts and quarantine (sql/store_batch.sql), and the per-file
-accounting (lines read = accepted + duplicates + quarantined).
+accounting (lines read = accepted + duplicates + quarantined). On the Spark path ``parsed``
+holds only the rows dedup must look at (pipeline/spark/staging.py); the other valid rows are
+stored from the executors' parts, and each file's lines are the tasks' counts.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from core.attempt_store import ATTEMPTS, attempts_of_runs, prepare_run_rows
+from core.attempt_store import ATTEMPTS, attempts_of_runs, parquet_source, prepare_run_rows
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
 from pipeline.ingest.files import FileResult, input_name
@@ -32,6 +34,7 @@ def apply_staged(
         else:
             recount_new_attempts(con, recounter)
     with step("store"):
+        bind_new_attempts(con, batch)
         run_script(con, "store_batch.sql", {"run_id": run_id})
     results = _file_results(con, batch)
     insert_many(
@@ -46,14 +49,16 @@ def apply_staged(
     return results + list(batch.skipped)
 
 
-def bind_stored_twins(con: duckdb.DuckDBPyConnection) -> None:
-    """``stored_keys`` (the stored attempts' keys that valid records of ``parsed`` share, with
+def bind_stored_twins(con: duckdb.DuckDBPyConnection, keys: str | None = None) -> None:
+    """``stored_keys`` (the stored attempts' keys that valid records of the batch share, with
     their runs) and ``stored_twins`` (those attempts' ids, content hashes and lines), for
     dedup.sql: the probe reads 8 bytes a stored attempt, and only the runs holding a matching
-    key are opened (nearly always none)."""
+    key are opened (nearly always none). ``keys``: a table of the batch's ``event_key`` (the
+    Spark path, whose ``parsed`` holds only some rows); else computed from ``parsed``."""
+    source = f"SELECT event_key FROM {keys}" if keys else "SELECT hash(event_id) FROM parsed WHERE problem IS NULL"
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stored_keys AS SELECT DISTINCT event_key, run_id FROM attempt_keys "
-        "WHERE event_key IN (SELECT hash(event_id) FROM parsed WHERE problem IS NULL)"
+        f"WHERE event_key IN ({source})"
     )
     runs = [int(r) for (r,) in con.execute("SELECT DISTINCT run_id FROM stored_keys ORDER BY 1").fetchall()]
     con.execute(
@@ -62,6 +67,32 @@ def bind_stored_twins(con: duckdb.DuckDBPyConnection) -> None:
         + attempts_of_runs(con, runs)
         + ") WHERE hash(event_id) IN (SELECT event_key FROM stored_keys)"
     )
+
+
+_RECOUNTED = ", ".join(
+    f"CASE WHEN est_tokenizer IS NOT NULL THEN {c} END AS {c}" for c in ("est_input_tokens", "est_output_tokens")
+)
+
+
+def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> None:
+    """TEMP VIEW ``new_attempts``, what store_batch.sql stores: the records dedup found new,
+    with their R5 counts and lookup keys. With the Spark path's parts (``batch.parts``), also
+    the valid rows of the parts that ``parsed`` does not hold (not in ``loaded_keys``, see
+    pipeline/spark/staging.py): new by dedup.sql's own rule (neither repeated nor stored),
+    with the counts and keys their task made (a count without a tokenizer is kept by neither
+    path)."""
+    driver = (
+        "SELECT d.* EXCLUDE (verdict, first_file, first_line), r.est_input_tokens, r.est_output_tokens, "
+        "r.est_tokenizer FROM deduped d LEFT JOIN recounts r USING (event_id) WHERE d.verdict = 'new'"
+    )
+    if batch.parts:
+        executors = (
+            f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} "
+            f"FROM {parquet_source(batch.parts)} "
+            "WHERE problem IS NULL AND event_key NOT IN (SELECT event_key FROM loaded_keys)"
+        )
+        driver = f"{driver} UNION ALL BY NAME {executors}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW new_attempts AS {driver}")
 
 
 def _file_results(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> list[FileResult]:
@@ -83,5 +114,8 @@ def _file_results(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> list[Fi
     results = []
     for order, path, sha, size in batch.staged:
         lines, accepted, duplicates, quarantined = counts.get(order, (0, 0, 0, 0))
+        if batch.lines is not None:  # parsed holds some rows: every other one was accepted
+            lines = batch.lines.get(order, 0)
+            accepted = lines - duplicates - quarantined
         results.append(FileResult(str(path), sha, size, lines, accepted, duplicates, quarantined))
     return results

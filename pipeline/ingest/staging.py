@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -203,6 +203,14 @@ class StagedBatch:
     # repeated. Valid only on the same connection, under the same run lock, with ``parsed``
     # unchanged since: what pipeline/jobs.py's run does between staging and applying
     twins_bound: bool = False
+    # The Spark path's parsed parts (pipeline/spark/staging.py): ``parsed`` then holds only the
+    # rows dedup must look at (quarantined lines and records whose event_id repeats, is stored,
+    # or resolves a quarantine entry); every other valid row of the parts is new, and is stored
+    # from them (pipeline/ingest/apply.py). ``lines``: each file's parsed rows, as the tasks
+    # counted them. ``close`` removes the parts: call it once the run's transaction has ended.
+    parts: tuple[Path, ...] = ()
+    lines: dict[int, int] | None = None
+    close: Callable[[], None] = field(default=lambda: None, compare=False)
 
 
 Span = tuple[int, int, int, int]  # (first file_order, its first line_no, last file_order, its last line_no)

@@ -18,7 +18,10 @@ them as one Parquet file into the exchange directory (:mod:`pipeline.spark.remot
 runs the tasks: a local path read in place, a ``--logs`` URI from the bytes Spark reads);
 ``nightly --engine spark`` loads them (:mod:`pipeline.spark.staging`).
 
-Not done here (docs/spark.md, "Validation on executors"): dedup against history and writing
+Each valid row also carries its lookup keys (:data:`KEY_COLUMNS`, dedup.sql's expressions),
+from which the driver decides which rows it must load (:mod:`pipeline.spark.staging`).
+
+Not done here (docs/spark.md, "Validation on executors"): dedup verdicts and writing
 partitions on the executors (rating runs on Spark from :mod:`pipeline.spark.bridge`).
 
 Executors need this package (and duckdb, pyarrow, zstandard, the tokenizers it ships) installed; pyspark is imported

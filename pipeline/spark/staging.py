@@ -3,24 +3,35 @@
 The driver hashes the files (the executors do, for a ``--logs`` URI) and skips those ingested
 before, as the DuckDB path does (:func:`pipeline.ingest.staging.select_new`). Spark parses the
 rest on its executors (:mod:`pipeline.spark.remote`: each file a task running the DuckDB
-path's own staging and parse.sql, writing its rows as Parquet into the exchange directory); DuckDB loads it as
-the TEMP table ``parsed``, and the R5 counts the tasks made (every usage-less billable
-record, counted before dedup by the same code and tokenizers) as ``staged_recounts``. From
-there the run is the DuckDB path's code: dedup, storing and the per-file accounting read
-``parsed``; the recount keeps the counts of the records dedup found new.
+path's own staging and parse.sql, writing its rows as Parquet into the exchange directory,
+with the R5 counts of every usage-less billable record and the lookup keys of every valid
+one, both made in the task by the DuckDB path's code).
+
+The driver does not load every row. It reads the day's ``event_key`` column (8 bytes a valid
+record), after checking that the tasks' DuckDB hashes as its own (:func:`check_key_probes`),
+probes the stored keys with it, and loads into the TEMP table ``parsed`` only the rows dedup
+and store_batch.sql must see (:func:`load_special`): the quarantined ones, and the records
+whose event_id repeats in the batch, is stored, or is that of an unresolved quarantine entry.
+dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
+other valid row is new by dedup's own rule, and is stored from the parts in the run's
+transaction (:func:`pipeline.ingest.apply.bind_new_attempts`), so the exchange directory
+lives until then (``StagedBatch.close``).
 
 ``staged_lines`` holds only the lines dedup may quote: every line of a file holding a record
 whose event_id repeats with other content, in the batch or in the history (a
 ``duplicate_conflict`` is quarantined with its redacted record, and an attempt stored before
 the canonical content hash is compared by its minified line). Such files are rare (a resent
 file with edited records) and are staged again, by tasks. No prompt text travels
-otherwise. So the driver no longer reads, frames, validates or recounts lines; it still
-receives every parsed row (dedup and storage on the executors are issue 15's next steps).
+otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line;
+it still copies every new attempt once from the parts into its TEMP ``run_attempts`` (masking
+secrets there) and writes the run's lake file, and ``attempt_keys`` still grows in its DuckDB
+file (docs/spark.md, "What is left of issue 15").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -39,7 +50,7 @@ from pipeline.ingest.staging import (
 )
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
-from pipeline.spark.parse import KEY_COLUMNS, RECOUNT_COLUMNS
+from pipeline.spark.parse import KEY_COLUMNS, PROBE_KEY, RECOUNT_COLUMNS, VERSION_KEY, key_probe
 from pipeline.spark.session import get_session
 
 
@@ -52,13 +63,16 @@ def stage_files_on_spark(
 ) -> StagedBatch:
     """:func:`pipeline.ingest.stage_files` with the parsing done by Spark's executors.
 
-    Leaves the same TEMP tables behind (``parsed`` row for row as the DuckDB path's, tested by
-    tests/spark/test_parse_on_executors.py; ``staged_lines`` with the lines the driver reads).
-    No Spark session is started when every file was ingested before. ``memory_limit``: the
-    run's ``--memory-limit``, given to each task's DuckDB (a line that fits it on one engine
-    fits it on the other; None: the tasks' default, 2GB). ``paths``: local paths, or URIs
-    (``s3a://...``, from :func:`pipeline.spark.remote.files_for_day`) that only the cluster
-    reads: those are hashed on the executors too (:mod:`pipeline.spark.remote`).
+    Leaves the TEMP tables dedup reads behind, for the rows it must look at (see the module
+    doc): ``parsed`` holds the quarantined and the special rows, row for row as the DuckDB
+    path's (tested by tests/spark/test_parse_on_executors.py), ``staged_lines`` the lines the
+    driver reads; the batch names the parts holding every row (the exchange directory stays
+    until ``StagedBatch.close``). No Spark session is started when every file was ingested
+    before. ``memory_limit``: the run's ``--memory-limit``, given to each task's DuckDB (a
+    line that fits it on one engine fits it on the other; None: the tasks' default, 2GB).
+    ``paths``: local paths, or URIs (``s3a://...``, from
+    :func:`pipeline.spark.remote.files_for_day`) that only the cluster reads: those are hashed
+    on the executors too (:mod:`pipeline.spark.remote`).
     """
     create_staging(con)
     uris = [p for p in paths if isinstance(p, str) and is_uri(p)]
@@ -76,13 +90,23 @@ def stage_files_on_spark(
     # the path as given, as the DuckDB path reads it: a reader's error quoted in a quarantine
     # message names the file so (on a cluster, give --logs as an absolute path, or a URI)
     files = [(order, str(path), sha) for order, path, sha, _ in staged]
-    with step("parse", after="after_parse"):
-        _parse_on_executors(con, files, ts_latest, memory_limit)
-        if on_file and not uris:
-            for _, path, _, _ in staged:
-                on_file(Path(path))
-    _stage_files_with_conflicts(con, files, memory_limit)
-    return StagedBatch(tuple(staged), tuple(skipped), recounted=True, twins_bound=True)
+    with ExitStack() as kept:
+        with step("parse", after="after_parse"):
+            parts, lines = _parse_on_executors(con, files, ts_latest, memory_limit, kept)
+            if on_file and not uris:
+                for _, path, _, _ in staged:
+                    on_file(Path(path))
+        _stage_files_with_conflicts(con, files, memory_limit)
+        close = kept.pop_all().close  # the parts outlive staging: apply_staged stores from them
+    return StagedBatch(
+        tuple(staged),
+        tuple(skipped),
+        recounted=True,
+        twins_bound=True,
+        parts=tuple(parts),
+        lines=lines,
+        close=close,
+    )
 
 
 def _parse_on_executors(
@@ -90,40 +114,94 @@ def _parse_on_executors(
     files: Sequence[tuple[int, str, str]],
     ts_latest: datetime | None,
     memory_limit: str | None,
-) -> None:
-    """``parsed`` and ``staged_recounts`` of ``files`` (``(file_order, path or URI, sha256)``),
-    validated by the executors, each file a task writing its rows as one Parquet part into the
-    exchange directory (no row passes through the JVM), loaded here. Nothing is parsed on the
-    driver: ``parse_staged`` of nothing creates the typed, empty ``parsed`` and the macros."""
+    kept: ExitStack,
+) -> tuple[list[Path], dict[int, int]]:
+    """Validate ``files`` (``(file_order, path or URI, sha256)``) on the executors, each file a
+    task writing its rows as one Parquet part into an exchange directory that ``kept`` removes
+    (no row passes through the JVM); load the rows dedup needs (:func:`load_special`). Nothing
+    is parsed on the driver: ``parse_staged`` of nothing creates the typed, empty ``parsed``
+    and the macros. The parts, and each file's rows as the tasks counted them."""
     from pipeline.spark import remote
 
     parse_staged(con)
-    if not files:
-        return
-    with exchange_directory(con) as work:
+    parts: list[Path] = []
+    lines: dict[int, int] = {}
+    if files:
+        work = kept.enter_context(exchange_directory(con))
         (work / "parsed").mkdir()
         (work / "spill").mkdir()  # the tasks' copies and DuckDB spills: raw lines, removed with the exchange
         with spark_failures("parsing"):
-            parts, _ = remote.parse_files(
+            parts, lines = remote.parse_files(
                 get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill"
             )
-        _load_parsed(con, parts)
+    load_special(con, parts)
+    return parts, lines
 
 
-def _load_parsed(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
-    """``parsed`` and ``staged_recounts`` (the executors' R5 counts) from their Parquet, by name."""
+def check_key_probes(parts: Sequence[Path]) -> None:
+    """Refuse parts whose task's DuckDB hashes lookup keys otherwise than this one: its keys
+    would miss the stored twins, and duplicates would be stored without a word."""
+    import pyarrow.parquet as pq
+
+    probe = key_probe()
+    for part in parts:
+        metadata = pq.read_schema(part).metadata or {}
+        theirs = metadata.get(PROBE_KEY.encode(), b"").decode()
+        if theirs != probe:
+            version = metadata.get(VERSION_KEY.encode(), b"an unknown version").decode()
+            raise SparkEngineError(
+                f"the executors' DuckDB {version} hashes lookup keys differently from the driver's "
+                f"{duckdb.__version__}: install duckdb=={duckdb.__version__} on the executors ({part.name})"
+            )
+
+
+def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
+    """Of the parts' rows, load into ``parsed`` (and their R5 counts into ``staged_recounts``)
+    only those dedup and store_batch.sql must see; bind ``stored_twins`` for dedup.
+
+    The driver reads the day's lookup keys (8 bytes a valid record) into ``day_keys``, probes
+    the stored keys with them (:func:`bind_stored_twins`), and keeps in ``loaded_keys`` the
+    special ones: (a) repeated in the batch, (b) stored before, (c) the event_id of an
+    unresolved quarantine entry (store_batch.sql resolves it when the record is now new, and
+    reads the new records from ``deduped``). ``parsed`` gets every quarantined row and every
+    row with a special key; every other valid row is new by dedup.sql's own rule, and is
+    stored from the parts (pipeline/ingest/apply.py). A hash collision only loads a row more:
+    dedup compares event_ids.
+    """
     counts = ", ".join(RECOUNT_COLUMNS)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE staged_recounts (file_order INTEGER, line_no BIGINT, "
         "est_input_tokens BIGINT, est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
+    con.execute("CREATE OR REPLACE TEMP TABLE day_keys (event_key UBIGINT)")
+    check_key_probes(parts)
+    if parts:
+        con.execute(f"INSERT INTO day_keys SELECT event_key FROM {parquet_source(parts)} WHERE event_key IS NOT NULL")
+    bind_stored_twins(con, keys="day_keys")
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE loaded_keys AS
+        SELECT event_key FROM day_keys GROUP BY event_key HAVING count(*) > 1
+        UNION
+        SELECT event_key FROM stored_keys
+        UNION (
+            SELECT hash(event_id) FROM quarantine
+            WHERE resolved_run_id IS NULL AND reason <> 'duplicate_conflict' AND event_id IS NOT NULL
+            INTERSECT
+            SELECT event_key FROM day_keys
+        )
+        """
+    )
     if not parts:
         return  # no line in any file: Spark may write no part file at all
-    source = parquet_source(parts)
     keys = ", ".join(KEY_COLUMNS)
-    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM {source}")
+    loaded = (
+        f"SELECT * FROM {parquet_source(parts)} "
+        "WHERE problem IS NOT NULL OR event_key IN (SELECT event_key FROM loaded_keys)"
+    )
+    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM ({loaded})")
     con.execute(
-        f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM {source} "
+        f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM ({loaded}) "
         "WHERE est_tokenizer IS NOT NULL"
     )
 
@@ -150,9 +228,10 @@ def _stage_files_with_conflicts(
     con: duckdb.DuckDBPyConnection, files: Sequence[tuple[int, str, str]], memory_limit: str | None
 ) -> None:
     """Stage every line of the files dedup will need whole (see the module doc), by tasks
-    (``staged_lines`` is empty before: the executors send no lines). Binds ``stored_twins``,
-    which dedup then reuses (``StagedBatch.twins_bound``)."""
-    bind_stored_twins(con)
+    (``staged_lines`` is empty before: the executors send no lines). Reads ``stored_twins``,
+    bound by :func:`load_special` (dedup reuses them: ``StagedBatch.twins_bound``); ``parsed``
+    holds every row sharing a key with a conflicting one, so the query finds what it would
+    over all rows."""
     conflicts = {order for (order,) in con.execute(FILES_WITH_CONFLICTS).fetchall()}
     if not conflicts:
         return

@@ -2,7 +2,10 @@
 -- $run_id: the run writing it. Every line ends in exactly one place: attempts (new),
 -- nowhere new (an identical duplicate of a stored record), or quarantine. New attempts go
 -- to the TEMP table run_attempts, which the run writes to its lake file before it commits
--- (core/attempt_store.py), and their lookup keys to attempt_keys.
+-- (core/attempt_store.py), and their lookup keys to attempt_keys. new_attempts, a TEMP VIEW
+-- (pipeline/ingest/apply.py): the records dedup found new, with their R5 counts; on the
+-- Spark path also the valid rows of the executors' parts the driver did not load (new by
+-- dedup's own rule: neither repeated in the batch nor stored).
 -- Free-text fields are stored with API keys masked (ids that carry one never get here:
 -- parse.sql quarantines them, because a masked id would merge distinct records).
 
@@ -14,15 +17,13 @@ SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
        d.has_usage, d.usage_json, d.prompt_tokens, d.completion_tokens,
        d.cached_tokens, d.reasoning_tokens, d.image_tokens,
        d.has_messages, d.output_text_chars,
-       r.est_input_tokens, r.est_output_tokens, r.est_tokenizer,
+       d.est_input_tokens, d.est_output_tokens, d.est_tokenizer,
        d.upstream_cost_usd, left(d.content_sha256, 32),  -- 128 bits of it (migration 026)
        d.source_file, d.source_sha256, d.line_no, $run_id, d.event_key, d.request_key
-FROM deduped d
-LEFT JOIN recounts r USING (event_id)
-WHERE d.verdict = 'new';
+FROM new_attempts d;
 
 INSERT INTO attempt_keys
-SELECT event_key, request_key, $run_id FROM deduped WHERE verdict = 'new';
+SELECT event_key, request_key, $run_id FROM new_attempts;
 
 INSERT INTO quarantine
 SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)

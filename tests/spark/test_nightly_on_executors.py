@@ -45,6 +45,8 @@ STORED = {
         " resolved_run_id FROM quarantine ORDER BY source_file, source_line, reason"
     ),
     "attempts": "SELECT * FROM attempts ORDER BY event_id",
+    # the executors' lookup keys (stored for the rows the driver did not load) are the driver's
+    "attempt_keys": "SELECT event_key, request_key FROM attempt_keys ORDER BY event_key, request_key",
     "ingested_files": (
         "SELECT sha256, file_name, run_id, lines_read, accepted, duplicates, quarantined FROM ingested_files"
         " ORDER BY run_id, file_name"
@@ -70,9 +72,15 @@ def first_night(logs: Path, drawn: list[Any]) -> None:
     write_hostile_day(logs, drawn)
     twin = record(event_id="twin", request_id="req-twin", ts=f"{DAY}T07:00:00Z", usage=usage(40, 4))
     edited = dict(twin, usage=usage(41, 4))  # same event_id, other content: a conflict in the batch
+    broken = record(event_id="fix-me", request_id="req-fix-me", ts=f"{DAY}T09:00:00Z", status="200")
     write_lines(
         logs / f"requests-{DAY}-h.jsonl",
-        [json_line(twin), json_line(r5("r5-a", f"{DAY}T08:00:00Z", "count these words")), json_line(edited)],
+        [
+            json_line(twin),
+            json_line(r5("r5-a", f"{DAY}T08:00:00Z", "count these words")),
+            json_line(edited),
+            json_line(broken),  # invalid_record, fixed the next night
+        ],
     )
     write_lines(logs / f"requests-{DAY}-i.jsonl.gz", [json_line(twin), json_line(edited)])
 
@@ -86,6 +94,9 @@ def second_night(logs: Path) -> None:
             json_line(record(event_id="new-next", request_id="req-new-next", ts=f"{NEXT_DAY}T01:00:00Z")),
             json_line(r5("r5-b", f"{NEXT_DAY}T02:00:00Z", "und noch ein paar Wörter")),
             b'{"event_id": 1}',
+            # yesterday's broken fix-me, fixed: new, it resolves the quarantine entries it replaces
+            # (on Spark only if the driver loads it: its event_id is neither repeated nor stored)
+            json_line(record(event_id="fix-me", request_id="req-fix-me", ts=f"{DAY}T09:00:00Z")),
         ],
     )
     # yesterday's file h again under another name, with one line more: its lines are duplicates
@@ -150,5 +161,48 @@ def test_nights_store_the_same_whichever_engine_ran_each(
     )
     # the edited twin in files h and i (night 1), in h resent (night 2), and v-1 edited (night 2)
     assert [e for e, _ in conflicts] == ["twin", "twin", "twin", "v-1"] and all(rec for _, rec in conflicts)
+    fixed = reference.query("SELECT run_id, resolved_run_id FROM quarantine WHERE event_id = 'fix-me' ORDER BY 1")
+    assert fixed == [(1, 2), (2, 2)]  # night 1's entry, and the resent file h's of night 2
     recounted = reference.query("SELECT event_id FROM attempts WHERE est_tokenizer IS NOT NULL ORDER BY 1")
     assert [e for (e,) in recounted] == ["r5-a", "r5-b", "r5-c", "v-5"]
+
+
+def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_parts(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The executors' parts live from staging to the end of the run's transaction (rows the
+    driver did not load are stored from them): a run failing in between stores nothing, and
+    its parts are removed all the same; the next run stores the day as if nothing happened."""
+    from pipeline import rate
+
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    monkeypatch.setenv("INFERGATE_SPARK_WORKDIR", str(exchange))
+    billing = Billing(tmp_path / "billing")
+    billing.settings = dataclasses.replace(billing.settings, engine="spark")
+    twin = record(event_id="twin", request_id="req-twin")
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="a", request_id="r-a"), twin, twin, "{not json"])
+    tables = ("attempt_keys", "attempts", "quarantine", "ingested_files")
+    before = {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables}
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        assert list(exchange.glob("infergate-spark-*/parsed/part-*.parquet")), "the parts should be there"
+        raise RuntimeError("rating failed")
+
+    left: list[list[Path]] = []
+    close_failed = jobs._close_failed
+
+    def closing(*args: Any) -> None:  # the run's frame still holds the batch: removed by the run, not by GC
+        left.append(list(exchange.iterdir()))
+        close_failed(*args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rate, "rate_scope", fail)
+        patched.setattr(jobs, "_close_failed", closing)
+        with pytest.raises(RuntimeError, match="rating failed"):
+            billing.nightly(DAY)
+    assert left == [[]]
+    assert {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables} == before
+    [f] = billing.nightly(DAY).files
+    assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (4, 2, 1, 1)
+    assert billing.one("SELECT count(*) FROM attempt_keys") == 2 and list(exchange.iterdir()) == []

@@ -37,6 +37,7 @@ pytest.importorskip("pyspark", reason=SKIP_REASON)
 
 from pipeline.spark import SparkEngineError, remote  # noqa: E402
 from pipeline.spark.parse import KEY_COLUMNS, local_path, parsed_layout  # noqa: E402
+from pipeline.spark.staging import load_special  # noqa: E402
 
 SAMPLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "sample_logs"
 # the runs' recorded bounds (latest_plausible_ts of --date): a later ts is in the future
@@ -123,6 +124,13 @@ def assert_engines_agree(spark: Any, paths: list[Path], ts_latest: datetime, wor
     return expected
 
 
+def special_rows(rows: list[dict[str, Any]]) -> int:
+    """The rows the driver must load of a batch with no history: quarantined, or sharing their
+    event_id with another valid row."""
+    valid = [r["event_id"] for r in rows if r["problem"] is None]
+    return sum(r["problem"] is not None or valid.count(r["event_id"]) > 1 for r in rows)
+
+
 def test_sample_logs_parse_identically_on_executors(spark: Any, tmp_path: Path) -> None:
     paths = discover([str(SAMPLE_LOGS / "*")])
     rows = assert_engines_agree(spark, paths, SAMPLE_TS_LATEST, tmp_path)
@@ -130,6 +138,16 @@ def test_sample_logs_parse_identically_on_executors(spark: Any, tmp_path: Path) 
     assert {Path(r["source_file"]).suffix for r in rows} == {".gz", ".zst", ".parquet"}
     assert len(rows) == 1902 and sum(r["problem"] is not None for r in rows) == 18
     assert sum(r["est_tokenizer"] is not None for r in rows) == 48  # the R5 records of all four files, counted
+    # the driver loads the quarantined and the special rows only, not all 1,902 (nothing stored yet)
+    con = connect(":memory:")
+    try:
+        create_staging(con)
+        parse_staged(con)
+        load_special(con, sorted((tmp_path / "parsed").glob("part-*.parquet")))
+        loaded = con.execute("SELECT count(*), count(*) FILTER (WHERE problem IS NOT NULL) FROM parsed").fetchone()
+    finally:
+        con.close()
+    assert loaded == (special_rows(rows), 18) and special_rows(rows) < 100
 
 
 @settings(
