@@ -36,31 +36,34 @@ def quarantined(billing: Billing) -> dict[str, tuple[str, str | None, str]]:
     }
 
 
-def test_five_billion_output_tokens_are_quarantined_not_billed(billing: Billing) -> None:
-    huge = 5_555_555_555  # billed $249,999.99997500 at $45/1M before: no check at all
+def test_five_trillion_output_tokens_are_quarantined_not_billed(billing: Billing) -> None:
+    huge = 5_555_555_555_555  # beyond rate.sql's DECIMAL(12,0) tokens: not a count (5,555,555,555 is billed)
     billing.log(
         "requests-2026-11-20.jsonl",
         [
             record(event_id="good"),
             record(event_id="huge", usage=usage(1000, huge)),
             record(event_id="huge-500", status=500, usage=usage(huge, 10)),  # failed the run before
-            record(event_id="max", usage=usage(0, 999_999_999)),
-            record(event_id="max-500", status=500, usage=usage(999_999_999, 999_999_999)),
+            record(event_id="max", usage=usage(0, 999_999_999_999)),
+            record(event_id="max-500", status=500, usage=usage(999_999_999_999, 999_999_999_999)),
+            record(event_id="2^31", usage=usage(2**31, 0)),
         ],
     )
     report = billing.nightly()
-    assert (report.lines_read, report.quarantined) == (5, 2)
+    assert (report.lines_read, report.quarantined) == (6, 2)
     q = quarantined(billing)
     assert q["huge"][:2] == ("usage_inconsistent", "usage.completion_tokens")
-    assert "usage.completion_tokens" in q["huge"][2] and "0-999999999" in q["huge"][2]
+    assert "usage.completion_tokens" in q["huge"][2] and "0-999999999999" in q["huge"][2]
     assert q["huge-500"][:2] == ("usage_inconsistent", "usage.prompt_tokens")
     assert billing.rated("good")["charge_total"] == GOOD_CHARGE
-    # the largest count accepted: 999,999,999 x 45 / 1M, exact
-    assert billing.rated("max")["charge_total"] == D("44999.999955")
-    # a 500 is not billed; its upstream reference cost is 999,999,999 x (5 + 30) / 1M
+    # the largest count accepted: 999,999,999,999 x 45 / 1M, exact
+    assert billing.rated("max")["charge_total"] == D("44999999.999955")
+    # a 500 is not billed; its upstream reference cost is 999,999,999,999 x (5 + 30) / 1M
     failed = billing.rated("max-500")
     assert (failed["outcome"], failed["charge_total"]) == ("not_billed", D("0"))
-    assert failed["upstream_ref_cost"] == D("34999.999965")
+    assert failed["upstream_ref_cost"] == D("34999999.999965")
+    # an int32 overflow is no concern: 2,147,483,648 x 7.50 / 1M
+    assert billing.rated("2^31")["charge_total"] == D("16106.12736")
 
 
 def test_a_huge_upstream_cost_is_quarantined_and_the_largest_accepted_sums_in_margin(billing: Billing) -> None:

@@ -166,16 +166,16 @@ typed AS (
            CASE WHEN json_type(j.finish_reason) = 'VARCHAR' THEN j.finish_reason ->> '$' END AS finish_reason,
            CASE WHEN text_types[2] = 'VARCHAR' THEN length(json_extract_string(line, '$.output_text')) END AS output_text_chars,
            CASE WHEN json_type(j.upstream_cost_usd) = 'VARCHAR' THEN j.upstream_cost_usd ->> '$' END AS upstream_cost_text,
-           -- token counts: JSON integers 0 <= n < 10^9 per attempt (README: a bound far above any
-           -- context window that keeps every charge product exact); anything else is not a count
-           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
-           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.completion_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
-           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.total_tokens AS BIGINT) BETWEEN 0 AND 1999999998 THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
-           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_cached AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
-           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
-           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
-           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_reasoning AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
-           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_image AS BIGINT) BETWEEN 0 AND 999999999 THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
+           -- token counts: JSON integers 0 <= n < 10^12 per attempt (README: the bound of rate.sql's
+           -- DECIMAL(12,0) tokens, which keeps every charge product exact); anything else is not a count
+           CASE WHEN json_type(u.prompt_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_tokens AS BIGINT) END AS prompt_tokens,
+           CASE WHEN json_type(u.completion_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.completion_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.completion_tokens AS BIGINT) END AS completion_tokens,
+           CASE WHEN json_type(u.total_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.total_tokens AS BIGINT) BETWEEN 0 AND 1999999999998 THEN TRY_CAST(u.total_tokens AS BIGINT) END AS total_tokens,
+           CASE WHEN json_type(u_cached) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_cached AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_cached AS BIGINT) END AS openai_cached,
+           CASE WHEN json_type(u.prompt_cache_hit_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_cache_hit_tokens AS BIGINT) END AS cache_hit,
+           CASE WHEN json_type(u.prompt_cache_miss_tokens) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u.prompt_cache_miss_tokens AS BIGINT) END AS cache_miss,
+           CASE WHEN json_type(u_reasoning) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_reasoning AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_reasoning AS BIGINT) END AS reasoning_tokens,
+           CASE WHEN json_type(u_image) IN ('BIGINT', 'UBIGINT') AND TRY_CAST(u_image AS BIGINT) BETWEEN 0 AND 999999999999 THEN TRY_CAST(u_image AS BIGINT) END AS image_tokens,
            -- RFC 3339 instant: fractional seconds beyond microseconds are truncated (never
            -- rounded, which could carry 23:59:59.9999999Z into the next month)
            CASE WHEN json_type(j.ts) = 'VARCHAR' THEN TRY_CAST(
@@ -308,11 +308,11 @@ checked AS (
                             || strftime(ts_latest(), '%Y-%m-%dT%H:%M:%SZ') || ', more than a day after the run date') END,
             -- R4: usage must not contradict itself
             CASE WHEN u IS NOT NULL AND prompt_tokens IS NULL THEN finding_described('usage_inconsistent', 'usage.prompt_tokens',
-                 'field usage.prompt_tokens: expected an integer count 0-999999999, ', u.prompt_tokens) END,
+                 'field usage.prompt_tokens: expected an integer count 0-999999999999, ', u.prompt_tokens) END,
             CASE WHEN u IS NOT NULL AND completion_tokens IS NULL THEN finding_described('usage_inconsistent', 'usage.completion_tokens',
-                 'field usage.completion_tokens: expected an integer count 0-999999999, ', u.completion_tokens) END,
+                 'field usage.completion_tokens: expected an integer count 0-999999999999, ', u.completion_tokens) END,
             CASE WHEN u.total_tokens IS NOT NULL AND total_tokens IS NULL THEN finding_described('usage_inconsistent', 'usage.total_tokens',
-                 'field usage.total_tokens: expected an integer count 0-1999999998 (prompt + completion), ', u.total_tokens) END,
+                 'field usage.total_tokens: expected an integer count 0-1999999999998 (prompt + completion), ', u.total_tokens) END,
             CASE WHEN total_tokens IS NOT NULL AND total_tokens <> prompt_tokens + completion_tokens THEN finding('usage_inconsistent', 'usage.total_tokens',
                  'field usage.total_tokens: ' || total_tokens || ' <> prompt_tokens ' || prompt_tokens || ' + completion_tokens ' || completion_tokens) END,
             CASE WHEN u.prompt_tokens_details IS NOT NULL AND json_type(u.prompt_tokens_details) <> 'OBJECT' THEN finding_described('usage_inconsistent', 'usage.prompt_tokens_details',
@@ -320,13 +320,13 @@ checked AS (
             CASE WHEN u.completion_tokens_details IS NOT NULL AND json_type(u.completion_tokens_details) <> 'OBJECT' THEN finding_described('usage_inconsistent', 'usage.completion_tokens_details',
                  'field usage.completion_tokens_details: expected object, ', u.completion_tokens_details) END,
             CASE WHEN u_cached IS NOT NULL AND json_type(u_cached) <> 'NULL' AND openai_cached IS NULL THEN finding_described('usage_inconsistent', 'usage.prompt_tokens_details.cached_tokens',
-                 'field usage.prompt_tokens_details.cached_tokens: expected an integer count 0-999999999, ', u_cached) END,
+                 'field usage.prompt_tokens_details.cached_tokens: expected an integer count 0-999999999999, ', u_cached) END,
             CASE WHEN openai_cached > prompt_tokens THEN finding('usage_inconsistent', 'usage.prompt_tokens_details.cached_tokens',
                  'field usage.prompt_tokens_details.cached_tokens: ' || openai_cached || ' > prompt_tokens ' || prompt_tokens) END,
             CASE WHEN u.prompt_cache_hit_tokens IS NOT NULL AND cache_hit IS NULL THEN finding_described('usage_inconsistent', 'usage.prompt_cache_hit_tokens',
-                 'field usage.prompt_cache_hit_tokens: expected an integer count 0-999999999, ', u.prompt_cache_hit_tokens) END,
+                 'field usage.prompt_cache_hit_tokens: expected an integer count 0-999999999999, ', u.prompt_cache_hit_tokens) END,
             CASE WHEN u.prompt_cache_miss_tokens IS NOT NULL AND cache_miss IS NULL THEN finding_described('usage_inconsistent', 'usage.prompt_cache_miss_tokens',
-                 'field usage.prompt_cache_miss_tokens: expected an integer count 0-999999999, ', u.prompt_cache_miss_tokens) END,
+                 'field usage.prompt_cache_miss_tokens: expected an integer count 0-999999999999, ', u.prompt_cache_miss_tokens) END,
             CASE WHEN cache_hit IS NOT NULL AND cache_miss IS NOT NULL AND cache_hit + cache_miss <> prompt_tokens THEN finding('usage_inconsistent', 'usage.prompt_cache_hit_tokens',
                  'field usage.prompt_cache_hit_tokens: hit ' || cache_hit || ' + miss ' || cache_miss || ' <> prompt_tokens ' || prompt_tokens) END,
             CASE WHEN cache_hit > prompt_tokens OR cache_miss > prompt_tokens THEN finding('usage_inconsistent', 'usage.prompt_cache_hit_tokens',
@@ -334,11 +334,11 @@ checked AS (
             CASE WHEN openai_cached IS NOT NULL AND cache_hit IS NOT NULL AND openai_cached <> cache_hit THEN finding('usage_inconsistent', 'usage.prompt_cache_hit_tokens',
                  'field usage.prompt_cache_hit_tokens: ' || cache_hit || ' <> prompt_tokens_details.cached_tokens ' || openai_cached) END,
             CASE WHEN u_reasoning IS NOT NULL AND json_type(u_reasoning) <> 'NULL' AND reasoning_tokens IS NULL THEN finding_described('usage_inconsistent', 'usage.completion_tokens_details.reasoning_tokens',
-                 'field usage.completion_tokens_details.reasoning_tokens: expected an integer count 0-999999999, ', u_reasoning) END,
+                 'field usage.completion_tokens_details.reasoning_tokens: expected an integer count 0-999999999999, ', u_reasoning) END,
             CASE WHEN reasoning_tokens > completion_tokens THEN finding('usage_inconsistent', 'usage.completion_tokens_details.reasoning_tokens',
                  'field usage.completion_tokens_details.reasoning_tokens: ' || reasoning_tokens || ' > completion_tokens ' || completion_tokens || ' (reasoning is included in completion)') END,
             CASE WHEN u_image IS NOT NULL AND json_type(u_image) <> 'NULL' AND image_tokens IS NULL THEN finding_described('usage_inconsistent', 'usage.completion_tokens_details.image_tokens',
-                 'field usage.completion_tokens_details.image_tokens: expected an integer count 0-999999999, ', u_image) END,
+                 'field usage.completion_tokens_details.image_tokens: expected an integer count 0-999999999999, ', u_image) END,
             CASE WHEN image_tokens > completion_tokens THEN finding('usage_inconsistent', 'usage.completion_tokens_details.image_tokens',
                  'field usage.completion_tokens_details.image_tokens: ' || image_tokens || ' > completion_tokens ' || completion_tokens || ' (image tokens are included in completion)') END
         ) AS finding
