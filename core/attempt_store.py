@@ -468,23 +468,37 @@ def lake_path(table: str, run_id: int) -> str:
     return f"{table}/run-{run_id:06d}.parquet"
 
 
-def store_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int) -> list[Path]:
+def store_run_rows(
+    con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, extra: str | None = None
+) -> list[Path]:
     """Move the run's rows of ``spec`` from its TEMP table (and its tombstones from their
     table) into their lake files, listed in the manifest; the files written. Call inside the
     run's transaction, after its last write of those rows and before the ledger row.
+    ``extra``: a query of more of the run's rows, written first into the same file without
+    passing through the TEMP table (the table's columns by name, ``run_id`` left out: it is
+    ``run_id``); a run passes it once, before any other call for ``spec`` (one file a run).
 
     Without a database file (an in-memory database) the rows go into the table."""
     if not table_exists(con, spec.run_table, "temp"):
         return []
     path = database_file(con)
     if path is None:
+        assert extra is None, "rows outside the TEMP table need a database file"
         con.execute(f"INSERT INTO {stored_table(con, spec)} SELECT * FROM {spec.run_table}")
         con.execute(f"DELETE FROM {spec.run_table}")  # the view reads both: nothing to refresh
         return []
     # in the order stored (for attempts the files' line order, about ts order): measured on a
     # 200k day, 77 B an attempt, where sorting by account and request gave 82 B and cost a sort
     keys = f" EXCLUDE ({', '.join(spec.key_columns)})" if spec.key_columns else ""
-    written = [_write_listed(con, spec.view, run_id, f"SELECT *{keys} FROM {spec.run_table}")]
+    query = f"SELECT *{keys} FROM {spec.run_table}"
+    if extra is not None:  # in the table's columns and types, as the TEMP table's rows are
+        typed = ", ".join(
+            f"CAST({int(run_id) if c == spec.run_column else f'e.{sql_identifier(c)}'} AS {t}) AS {sql_identifier(c)}"
+            for c, t in stored_columns(con, spec)
+            if c not in spec.key_columns
+        )
+        query = f"SELECT {typed} FROM ({extra}) AS e UNION ALL {query}"
+    written = [_write_listed(con, spec.view, run_id, query)]
     bounds = table_exists(con, BOUNDS)
     if spec.tombstones and bounds and written[0] is not None:
         con.execute(

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import duckdb
 
-from core.attempt_store import ATTEMPTS, attempts_of_runs, parquet_source, prepare_run_rows
+from core.attempt_store import (
+    ATTEMPTS,
+    attempts_of_runs,
+    database_file,
+    parquet_source,
+    prepare_run_rows,
+    store_run_rows,
+)
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
 from pipeline.ingest.files import FileResult, input_name
@@ -36,6 +43,8 @@ def apply_staged(
     with step("store"):
         bind_new_attempts(con, batch)
         run_script(con, "store_batch.sql", {"run_id": run_id})
+        if batch.parts:
+            store_executor_attempts(con, batch, run_id)
     results = _file_results(con, batch)
     insert_many(
         con,
@@ -75,24 +84,43 @@ _RECOUNTED = ", ".join(
 
 
 def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> None:
-    """TEMP VIEW ``new_attempts``, what store_batch.sql stores: the records dedup found new,
-    with their R5 counts and lookup keys. With the Spark path's parts (``batch.parts``), also
-    the valid rows of the parts that ``parsed`` does not hold (not in ``loaded_keys``, see
-    pipeline/spark/staging.py): new by dedup.sql's own rule (neither repeated nor stored),
-    with the counts and keys their task made (a count without a tokenizer is kept by neither
-    path)."""
-    driver = (
+    """TEMP VIEWs ``new_attempts``, the records dedup found new, with their R5 counts and
+    lookup keys, and ``stored_new_attempts``, their stored columns (stored_attempts.sql), which
+    store_batch.sql stores. With the Spark path's parts (``batch.parts``), also
+    ``executor_attempts``: the valid rows of the parts that ``parsed`` does not hold (not in
+    ``loaded_keys``, see pipeline/spark/staging.py), new by dedup.sql's own rule (neither
+    repeated nor stored), with the counts and keys their task made (a count without a
+    tokenizer is kept by neither path); :func:`store_executor_attempts` stores them."""
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW new_attempts AS "
         "SELECT d.* EXCLUDE (verdict, first_file, first_line), r.est_input_tokens, r.est_output_tokens, "
         "r.est_tokenizer FROM deduped d LEFT JOIN recounts r USING (event_id) WHERE d.verdict = 'new'"
     )
+    con.execute("CREATE OR REPLACE TEMP VIEW stored_new_attempts AS " + sql_text("stored_attempts.sql"))
     if batch.parts:
-        executors = (
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW executor_attempts AS "
             f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} "
             f"FROM {parquet_source(batch.parts)} "
             "WHERE problem IS NULL AND event_key NOT IN (SELECT event_key FROM loaded_keys)"
         )
-        driver = f"{driver} UNION ALL BY NAME {executors}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW new_attempts AS {driver}")
+
+
+def store_executor_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch, run_id: int) -> None:
+    """Store the parts' rows of ``executor_attempts`` without copying them into the driver's
+    DuckDB: their keys into ``attempt_keys``, and the rows themselves, with the projection
+    and masking of stored_attempts.sql, in the one COPY that writes the run's attempts lake
+    file together with the driver's own new rows (``run_attempts``, then emptied), listed in
+    this transaction (:func:`core.attempt_store.store_run_rows`). Rating reads them from that
+    file like any stored run's; a run that fails from here on leaves the file unlisted, and
+    the next run removes it. Without a database file (in memory) the rows go into
+    ``run_attempts`` like the driver's."""
+    con.execute("INSERT INTO attempt_keys SELECT event_key, request_key, $run FROM executor_attempts", {"run": run_id})
+    stored = "WITH new_attempts AS (SELECT * FROM executor_attempts)\n" + sql_text("stored_attempts.sql")
+    if database_file(con) is None:
+        con.execute(f"INSERT INTO run_attempts BY NAME SELECT *, $run AS run_id FROM ({stored})", {"run": run_id})
+        return
+    store_run_rows(con, ATTEMPTS, run_id, extra=stored)
 
 
 def _file_results(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> list[FileResult]:

@@ -13,19 +13,20 @@ probes the stored keys with it, and loads into the TEMP table ``parsed`` only th
 and store_batch.sql must see (:func:`load_special`): the quarantined ones, and the records
 whose event_id repeats in the batch, is stored, or is that of an unresolved quarantine entry.
 dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
-other valid row is new by dedup's own rule, and is stored from the parts in the run's
-transaction (:func:`pipeline.ingest.apply.bind_new_attempts`), so the exchange directory
-lives until then (``StagedBatch.close``).
+other valid row is new by dedup's own rule, and is written from the parts straight into the
+run's attempts lake file in the run's transaction
+(:func:`pipeline.ingest.apply.store_executor_attempts`), so the exchange directory lives until
+then (``StagedBatch.close``).
 
 ``staged_lines`` holds only the lines dedup may quote: every line of a file holding a record
 whose event_id repeats with other content, in the batch or in the history (a
 ``duplicate_conflict`` is quarantined with its redacted record, and an attempt stored before
 the canonical content hash is compared by its minified line). Such files are rare (a resent
 file with edited records) and are staged again, by tasks. No prompt text travels
-otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line;
-it still copies every new attempt once from the parts into its TEMP ``run_attempts`` (masking
-secrets there) and writes the run's lake file, and ``attempt_keys`` still grows in its DuckDB
-file (docs/spark.md, "What is left of issue 15").
+otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line,
+nor copies the new attempts into a table; its DuckDB still reads the parts once more to
+write the run's lake file (masking secrets on the way), and ``attempt_keys`` still grows in
+its DuckDB file (docs/spark.md, "What is left of issue 15").
 """
 
 from __future__ import annotations

@@ -3,24 +3,13 @@
 -- nowhere new (an identical duplicate of a stored record), or quarantine. New attempts go
 -- to the TEMP table run_attempts, which the run writes to its lake file before it commits
 -- (core/attempt_store.py), and their lookup keys to attempt_keys. new_attempts, a TEMP VIEW
--- (pipeline/ingest/apply.py): the records dedup found new, with their R5 counts; on the
--- Spark path also the valid rows of the executors' parts the driver did not load (new by
--- dedup's own rule: neither repeated in the batch nor stored).
--- Free-text fields are stored with API keys masked (ids that carry one never get here:
--- parse.sql quarantines them, because a masked id would merge distinct records).
-
-INSERT INTO run_attempts
-SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
-       d.account_id, mask_secrets(d.api_key_id), mask_secrets(d.group_name), mask_secrets(d.endpoint),
-       d.model, mask_secrets(d.provider),
-       d.status, mask_secrets(d.error_code), d.stream, mask_secrets(d.finish_reason),
-       d.has_usage, d.usage_json, d.prompt_tokens, d.completion_tokens,
-       d.cached_tokens, d.reasoning_tokens, d.image_tokens,
-       d.has_messages, d.output_text_chars,
-       d.est_input_tokens, d.est_output_tokens, d.est_tokenizer,
-       d.upstream_cost_usd, left(d.content_sha256, 32),  -- 128 bits of it (migration 026)
-       d.source_file, d.source_sha256, d.line_no, $run_id, d.event_key, d.request_key
-FROM new_attempts d;
+-- (pipeline/ingest/apply.py): the records dedup found new, with their R5 counts;
+-- stored_new_attempts: their stored columns (stored_attempts.sql). On the Spark path the
+-- valid rows of the executors' parts the driver did not load (new by dedup's own rule:
+-- neither repeated in the batch nor stored) are not here: apply.py writes them straight
+-- from the parts into the run's lake file, with the same stored_attempts.sql.
+INSERT INTO run_attempts BY NAME
+SELECT *, $run_id AS run_id FROM stored_new_attempts;
 
 INSERT INTO attempt_keys
 SELECT event_key, request_key, $run_id FROM new_attempts;

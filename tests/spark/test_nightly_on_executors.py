@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from core.attempt_store import attempts_of_runs
 from pipeline import jobs
 from tests.conftest import Billing, record, usage
 from tests.hostile import DAY, hostile_lines, json_line, valid_records, write_hostile_day, write_lines
@@ -53,7 +54,21 @@ STORED = {
     ),
     "rated_attempts": RATED,
     "statement_lines": LINES,
+    # one attempts file a run, of the same rows (a Spark run writes it from the parts)
+    "lake_files": "SELECT table_name, run_id, path, row_count FROM lake_files ORDER BY ALL",
 }
+
+
+def attempt_file_columns(billing: Billing) -> list[tuple[str, ...]]:
+    """Each attempts lake file's columns and their types as DuckDB reads them (the view
+    ``attempts`` casts, so a file written in other types would not show there)."""
+    files = billing.query("SELECT path FROM lake_files WHERE table_name = 'attempts' ORDER BY run_id")
+    assert files
+    lake = billing.settings.db_path.with_suffix(".lake")
+    return [
+        tuple(f"{name} {kind}" for name, kind, *_ in billing.query(f"DESCRIBE SELECT * FROM '{lake / path}'"))
+        for (path,) in files
+    ]
 
 
 def r5(event_id: str, ts: str, text: str) -> dict[str, Any]:
@@ -150,6 +165,8 @@ def test_nights_store_the_same_whichever_engine_ran_each(
             if name == "spark-uri":
                 found = shown_as_path(found, logs)
             assert found == expected, f"{table} differs on {name}"
+    for name in PLANS:
+        assert attempt_file_columns(dbs[name]) == attempt_file_columns(dbs["duckdb"]), name
     uri_inputs = dbs["spark-uri"].query("SELECT DISTINCT path FROM run_files WHERE kind = 'input' ORDER BY 1")
     assert uri_inputs and all(p.startswith(f"file://{logs}/") for (p,) in uri_inputs)
     # the nights hold what they claim to (on every engine, since the tables are equal)
@@ -185,8 +202,18 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
     tables = ("attempt_keys", "attempts", "quarantine", "ingested_files")
     before = {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables}
 
-    def fail(*args: Any, **kwargs: Any) -> None:
+    lake = billing.settings.db_path.with_suffix(".lake")
+    written: list[Path] = []
+
+    def fail(con: Any, run_id: int, *args: Any) -> None:
         assert list(exchange.glob("infergate-spark-*/parsed/part-*.parquet")), "the parts should be there"
+        # the run's attempts file is written and listed before rating, straight from the parts
+        # (a and twin: one row the driver did not load, one it dedup'ed); rating reads it
+        assert con.execute("SELECT count(*) FROM run_attempts").fetchone() == (0,)
+        assert con.execute("SELECT row_count FROM lake_files WHERE run_id = ?", [run_id]).fetchall() == [(2,)]
+        scoped = con.execute(f"SELECT event_id FROM ({attempts_of_runs(con, [run_id])}) ORDER BY 1").fetchall()
+        assert scoped == [("a",), ("twin",)]
+        written.extend(lake.rglob("*.parquet"))
         raise RuntimeError("rating failed")
 
     left: list[list[Path]] = []
@@ -203,6 +230,10 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
             billing.nightly(DAY)
     assert left == [[]]
     assert {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables} == before
+    assert [p.name for p in written] == ["run-000001.parquet"] and written[0].exists()  # unlisted
     [f] = billing.nightly(DAY).files
     assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (4, 2, 1, 1)
     assert billing.one("SELECT count(*) FROM attempt_keys") == 2 and list(exchange.iterdir()) == []
+    listed = {lake / p for (p,) in billing.query("SELECT path FROM lake_files")}
+    assert not written[0].exists() and set(lake.rglob("*.parquet")) == listed  # the next run removed it
+    assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("twin",)]
