@@ -58,11 +58,20 @@ def ledger_inputs(db: Path) -> list[tuple[str]]:
         return con.execute(f"SELECT path FROM run_files WHERE kind = 'input' AND run_id = {last}").fetchall()
 
 
-# the URI variant (~30 s, a second JVM) at full depth: `make fuzz`; `make test` kills the path one
-@pytest.mark.parametrize("logs_as", ["path", "uri"] if FULL_DEPTH else ["path"])
-def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(tmp_path: Path, logs_as: str) -> None:
+# the URI and lake-file variants (~30 s each, a JVM each) at full depth: `make fuzz`; `make
+# test` kills the path one as Spark writes
+KILLS = [("path", "parts"), ("uri", "parts"), ("path", "after_ingest")] if FULL_DEPTH else [("path", "parts")]
+
+
+@pytest.mark.parametrize(("logs_as", "kill_at"), KILLS)
+def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
+    tmp_path: Path, logs_as: str, kill_at: str
+) -> None:
     """``logs_as="uri"``: ``--logs file://...``, the executors read the bytes through Spark and
-    write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin."""
+    write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin.
+    ``kill_at="after_ingest"``: killed at that fault point instead, when the run's attempts
+    lake file has been written from the parts and listed, uncommitted: the file is left
+    unlisted, and the next run removes it."""
     if shutil.which("java") is None:
         pytest.skip("no Java runtime for PySpark")
     scenario = Scenario.build(tmp_path / "scenario")
@@ -81,17 +90,25 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(tmp_p
         args[args.index("--logs") + 1] = "file://" + args[args.index("--logs") + 1]
     argv = ["--db", str(db), "--accounts", str(ACCOUNTS), *args, "--engine", "spark"]
 
-    proc = ForkedCLI(argv, env=env)
+    lake = db.with_suffix(".lake")
+    listed_before = set(lake.rglob("*.parquet"))
     deadline = time.monotonic() + 240
-    while not any(exchange.glob("infergate-spark-*/parsed/*")):  # Spark has begun writing
-        assert proc.poll() is None, f"the run ended before Spark wrote: {proc.output()}"
-        assert time.monotonic() < deadline, "Spark never started writing"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
+    if kill_at == "parts":
+        proc = ForkedCLI(argv, env=env)
+        while not any(exchange.glob("infergate-spark-*/parsed/*")):  # Spark has begun writing
+            assert proc.poll() is None, f"the run ended before Spark wrote: {proc.output()}"
+            assert time.monotonic() < deadline, "Spark never started writing"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    else:
+        proc = ForkedCLI(argv, env={**env, "INFERGATE_FAULT": kill_at})
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
     assert snapshot(db) == scenario.before
+    left = set(lake.rglob("*.parquet")) - listed_before
+    if kill_at == "after_ingest":  # the run's attempts file, written from the parts, unlisted
+        assert [p.parent.name for p in left] == ["attempts"], left
     assert ledger(db)[-1][1] == "running"  # the killed run's row, closed as crashed by the next
     assert [p.name for p in exchange.iterdir()], "the kill should have left the exchange directory"
     while processes_with(f"INFERGATE_SPARK_WORKDIR={exchange}"):  # the orphaned JVM exits on EOF
@@ -107,5 +124,6 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(tmp_p
     assert exports(db, tmp_path / "csv") == scenario.after_csv
     assert [status for _, status in ledger(db)][-2:] == ["crashed", "succeeded"]
     assert list(exchange.iterdir()) == []  # the leftover removed, the run's own too
+    assert not any(p.exists() for p in left)  # an unlisted lake file removed by the next run
     inputs = {path for (path,) in ledger_inputs(db)}
     assert inputs and all(p.startswith("file://") == (logs_as == "uri") for p in inputs)
