@@ -44,7 +44,7 @@ def apply_staged(
         bind_new_attempts(con, batch)
         run_script(con, "store_batch.sql", {"run_id": run_id})
         if batch.parts:
-            store_executor_attempts(con, batch, run_id)
+            store_executor_attempts(con, run_id)
     results = _file_results(con, batch)
     insert_many(
         con,
@@ -106,7 +106,7 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
         )
 
 
-def store_executor_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch, run_id: int) -> None:
+def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     """Store the parts' rows of ``executor_attempts`` without copying them into the driver's
     DuckDB: their keys into ``attempt_keys``, and the rows themselves, with the projection
     and masking of stored_attempts.sql, in the one COPY that writes the run's attempts lake
