@@ -220,6 +220,21 @@ def recorded_run(
         fault_point("after_close")  # closed (and checkpointed), lock still held
 
 
+def _remove_staged(batch: ingest.StagedBatch) -> None:
+    """Remove what staging kept for the run's transaction (the Spark path's exchange directory).
+
+    Called once the transaction has committed or rolled back: a failure here must neither mark
+    a committed run failed nor hide the error of one that failed, so it is a warning; the next
+    run on the database removes the leftover (pipeline/spark/exchange.py)."""
+    try:
+        batch.close()
+    except OSError as exc:
+        console.current().warning(
+            f"could not remove the Spark exchange directory ({type(exc).__name__}: {safe_error_message(exc)}); "
+            "the next run on this database removes it"
+        )
+
+
 def _publish_snapshot(con: duckdb.DuckDBPyConnection, settings: Settings, report: RunReport) -> None:
     """After the commit, still under the run lock: refresh the analysts' read-only copy.
 
@@ -360,7 +375,7 @@ def _ingest_and_rate(
     with recorded_run(settings, command, args, ref) as (con, report), ExitStack() as staged:
         with step("stage", after="after_stage"):
             batch = _stage_files(settings)(con, paths, settings.on_file, _ts_latest(args))
-            staged.callback(batch.close)  # the Spark path's parts: removed once the transaction ended
+            staged.callback(_remove_staged, batch)  # the Spark path's parts: removed once the transaction ended
         with transaction(con, before_commit="before_commit", timed="commit", after_commit="after_commit"):
             with step("ingest", after="after_ingest"):
                 report.files = ingest.apply_staged(con, batch, report.run_id, recounter or default_recounter())

@@ -115,3 +115,30 @@ def test_a_custom_recounter_is_refused_with_the_spark_engine(billing: Billing) -
     with pytest.raises(ValueError, match="DuckDB engine only"):
         jobs.run_ingest(settings, [str(billing.logs / "*.jsonl")], recounter=lambda rows: [None] * len(rows))
     assert not billing.settings.db_path.exists() or billing.one("SELECT count(*) FROM runs") == 0
+
+
+def test_staging_that_cannot_be_removed_after_the_commit_is_a_warning_not_a_failed_run(
+    billing: Billing, monkeypatch, capsys
+) -> None:
+    """The Spark path keeps its exchange directory until the transaction ends; removing it can
+    fail (an NFS .nfs file, a late task). The run is committed by then: it must stay succeeded,
+    with a warning (found by review: it was recorded failed, exit 1, its data committed)."""
+    import dataclasses
+
+    staging = jobs._stage_files
+
+    def stage(settings: jobs.Settings):
+        def staged(*args, **kwargs):
+            def refuse() -> None:
+                raise OSError(16, "Device or resource busy")
+
+            return dataclasses.replace(staging(settings)(*args, **kwargs), close=refuse)
+
+        return staged
+
+    monkeypatch.setattr(jobs, "_stage_files", stage)
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")
+    assert billing.one("SELECT count(*) FROM attempts") == 1
+    assert billing.query("SELECT command, status FROM runs") == [("nightly", "succeeded")]
+    assert "could not remove the Spark exchange directory (OSError" in capsys.readouterr().err

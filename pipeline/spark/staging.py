@@ -163,8 +163,9 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     The driver reads the day's lookup keys (8 bytes a valid record) into ``day_keys``, probes
     the stored keys with them (:func:`bind_stored_twins`), and keeps in ``loaded_keys`` the
     special ones: (a) repeated in the batch, (b) stored before, (c) the event_id of an
-    unresolved quarantine entry (store_batch.sql resolves it when the record is now new, and
-    reads the new records from ``deduped``). ``parsed`` gets every quarantined row and every
+    unresolved quarantine entry or (d) of a quarantined line of this batch (store_batch.sql
+    resolves such an entry when the record is now new, and reads the new records from
+    ``deduped``). ``parsed`` gets every quarantined row and every
     row with a special key; every other valid row is new by dedup.sql's own rule, and is
     stored from the parts (pipeline/ingest/apply.py). A hash collision only loads a row more:
     dedup compares event_ids.
@@ -179,18 +180,29 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     if parts:
         con.execute(f"INSERT INTO day_keys SELECT event_key FROM {parquet_source(parts)} WHERE event_key IS NOT NULL")
     bind_stored_twins(con, keys="day_keys")
+    # (d) the event_id of a line of this batch that is quarantined: store_batch.sql resolves
+    # its entry at once when a valid record of the batch has the same id (found by review)
+    batch_quarantined = (
+        f"UNION SELECT hash(event_id) FROM {parquet_source(parts)} WHERE problem IS NOT NULL AND event_id IS NOT NULL"
+        if parts
+        else ""
+    )
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE loaded_keys AS
-        SELECT event_key FROM day_keys GROUP BY event_key HAVING count(*) > 1
-        UNION
-        SELECT event_key FROM stored_keys
-        UNION (
-            SELECT hash(event_id) FROM quarantine
-            WHERE resolved_run_id IS NULL AND reason <> 'duplicate_conflict' AND event_id IS NOT NULL
-            INTERSECT
-            SELECT event_key FROM day_keys
+        SELECT event_key FROM (
+            SELECT event_key FROM day_keys GROUP BY event_key HAVING count(*) > 1
+            UNION
+            SELECT event_key FROM stored_keys
+            UNION (
+                (SELECT hash(event_id) FROM quarantine
+                 WHERE resolved_run_id IS NULL AND reason <> 'duplicate_conflict' AND event_id IS NOT NULL
+                 {batch_quarantined})
+                INTERSECT
+                SELECT event_key FROM day_keys
+            )
         )
+        WHERE event_key IS NOT NULL  -- rows are stored from the parts by NOT IN over these keys
         """
     )
     if not parts:

@@ -112,6 +112,10 @@ def second_night(logs: Path) -> None:
             # yesterday's broken fix-me, fixed: new, it resolves the quarantine entries it replaces
             # (on Spark only if the driver loads it: its event_id is neither repeated nor stored)
             json_line(record(event_id="fix-me", request_id="req-fix-me", ts=f"{DAY}T09:00:00Z")),
+            # broken and fixed in the same batch: its entry is resolved by this run (on Spark only
+            # if the driver loads the valid line too: found by review)
+            json_line(record(event_id="fix-now", request_id="req-fix-now", ts=f"{NEXT_DAY}T04:00:00Z", status="200")),
+            json_line(record(event_id="fix-now", request_id="req-fix-now", ts=f"{NEXT_DAY}T04:00:00Z")),
         ],
     )
     # yesterday's file h again under another name, with one line more: its lines are duplicates
@@ -180,6 +184,7 @@ def test_nights_store_the_same_whichever_engine_ran_each(
     assert [e for e, _ in conflicts] == ["twin", "twin", "twin", "v-1"] and all(rec for _, rec in conflicts)
     fixed = reference.query("SELECT run_id, resolved_run_id FROM quarantine WHERE event_id = 'fix-me' ORDER BY 1")
     assert fixed == [(1, 2), (2, 2)]  # night 1's entry, and the resent file h's of night 2
+    assert reference.query("SELECT run_id, resolved_run_id FROM quarantine WHERE event_id = 'fix-now'") == [(2, 2)]
     recounted = reference.query("SELECT event_id FROM attempts WHERE est_tokenizer IS NOT NULL ORDER BY 1")
     assert [e for (e,) in recounted] == ["r5-a", "r5-b", "r5-c", "v-5"]
 
