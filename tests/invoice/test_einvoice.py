@@ -115,6 +115,16 @@ def _number(billing: Billing, account: str) -> str:
     return billing.one("SELECT statement_number FROM statements WHERE account_id = ?", [account])
 
 
+def _nl_statement(billing: Billing, number: str):
+    """The reverse-charge account's November statement as issued under ``number``."""
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        lines = statements.due_lines(con, "2026-11", "acct_nl")["acct_nl"]
+        return statements.build_document(con, "acct_nl", "2026-11", lines, number, date(2026, 12, 1))
+    finally:
+        con.close()
+
+
 def _pdf(folder: Path, number: str) -> bytes:
     return (folder / f"{number}.pdf").read_bytes()
 
@@ -259,12 +269,7 @@ def test_replay_and_verify_reproduce_an_e_invoice_period(issued, tmp_path: Path)
 
 def test_the_builder_takes_the_invoice_type_code(issued) -> None:
     billing, _ = issued
-    con = jobs.connect(billing.settings.db_path, read_only=True)
-    try:
-        lines = statements.due_lines(con, "2026-11", "acct_nl")["acct_nl"]
-        doc = statements.build_document(con, "acct_nl", "2026-11", lines, "IGE-CN-1", date(2026, 12, 1))
-    finally:
-        con.close()
+    doc = _nl_statement(billing, "IGE-CN-1")
     xml = einvoice.build_xml(doc, "381")
     xml_check_xsd(xml, flavor="factur-x", level="en16931")
     assert b"<ram:TypeCode>381</ram:TypeCode>" in xml
@@ -280,12 +285,7 @@ def test_the_seller_is_identified_by_its_registration_from_layout_4(issued) -> N
     audit): a seller without a VAT ID in the XML (out of scope: BR-O-02) had no identifier.
     From layout 4 the issuer's registration is BT-30 as well; layout 3 keeps its bytes."""
     billing, _ = issued
-    con = jobs.connect(billing.settings.db_path, read_only=True)
-    try:
-        lines = statements.due_lines(con, "2026-11", "acct_nl")["acct_nl"]
-        doc = statements.build_document(con, "acct_nl", "2026-11", lines, "IGE-X-1", date(2026, 12, 1))
-    finally:
-        con.close()
+    doc = _nl_statement(billing, "IGE-X-1")
     ns = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
     seller = ".//ram:SellerTradeParty/ram:SpecifiedLegalOrganization/ram:ID"
     legal = ET.fromstring(einvoice.build_xml(doc)).find(seller, ns)
@@ -400,12 +400,7 @@ def test_a_stored_e_invoice_is_rebuilt_whatever_the_issuer_lacks(issued) -> None
     credit note issued before that check (the sample issuer had no registration until
     2026-12-05) is rebuilt by replay and by credit notes as it was (found by the change's review)."""
     billing, _ = issued
-    con = jobs.connect(billing.settings.db_path, read_only=True)
-    try:
-        lines = statements.due_lines(con, "2026-11", "acct_nl")["acct_nl"]
-        doc = statements.build_document(con, "acct_nl", "2026-11", lines, "IGE-X-1", date(2026, 12, 1))
-    finally:
-        con.close()
+    doc = _nl_statement(billing, "IGE-X-1")
     bare = dataclasses.replace(doc, issuer=dataclasses.replace(doc.issuer, registration=None, vat_id=None))
     root = ET.fromstring(einvoice.build_xml(bare))
     assert root.find(f".//{RAM}SellerTradeParty/{RAM}SpecifiedLegalOrganization") is None
