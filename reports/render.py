@@ -35,7 +35,14 @@ from core.money import Decimal
 from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
-from .statement_model import NOTHING_DUE_FROM, NUMBERED_FROM, TIGHT_FROM, StatementDocument, StatementLine
+from .statement_model import (
+    NOTHING_DUE_FROM,
+    NUMBERED_FROM,
+    TIGHT_FROM,
+    ZERO_ROW_TOKENS_FROM,
+    StatementDocument,
+    StatementLine,
+)
 
 if TYPE_CHECKING:
     from reports.pdf import RefusingURLFetcher
@@ -142,6 +149,15 @@ TIGHT_CSS_RULES = (
 )
 
 
+def _zero_tokens_summed(doc: StatementDocument) -> bool:
+    """Whether the row of lines under half a cent prints their tokens' sum: always before
+    layout 5; from it only when they are one model's one token class (a sum of tokens of
+    different models or classes counts nothing a customer can check)."""
+    if doc.layout_version < ZERO_ROW_TOKENS_FROM:
+        return True
+    return len({(line.model, line.token_class) for line in doc.lines if line.amount == 0}) <= 1
+
+
 def render_html(doc: StatementDocument) -> str:
     """The statement as one self-contained, deterministic HTML page (CSS and chart inline)."""
     chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage)
@@ -152,6 +168,7 @@ def render_html(doc: StatementDocument) -> str:
         numbered=doc.layout_version >= NUMBERED_FROM,
         tight_css=Markup(TIGHT_CSS_RULES) if doc.layout_version >= TIGHT_FROM else None,
         nothing_due_note=doc.layout_version >= NOTHING_DUE_FROM,
+        zero_tokens_summed=_zero_tokens_summed(doc),
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
     )

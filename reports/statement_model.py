@@ -103,6 +103,8 @@ IDLE_PERIOD_DRAWS_AT_END_FROM = 5  # the first whose usage-less period draws cre
 # the statement's negative lines (before: always "paid with prepaid credit")
 RETAINED_CAUSE_FROM = 5
 PREPAID_ROW_FROM = 5  # the first whose lines CSV has a row for the prepaid credit applied
+# the first whose row of lines under half a cent sums their tokens only within one model and class
+ZERO_ROW_TOKENS_FROM = 5
 
 
 def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:

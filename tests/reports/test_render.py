@@ -216,3 +216,25 @@ def test_empty_period_renders(tmp_path):
 def test_singular_estimate_wording():
     html = render_html(dataclasses.replace(fixtures.statement(), estimated_attempts=1))
     assert "For 1 billed attempt the provider reported no usage." in html
+
+
+def test_the_row_of_lines_under_half_a_cent_sums_tokens_only_within_one_model_and_class():
+    """Layout 5 on (found by an audit): 100 input tokens of one model and 100 output tokens of
+    another are not "200 tokens" of anything; layout 4 printed that sum and keeps it."""
+    from tests.reports.fixtures import _line
+
+    base = fixtures.statement()
+    tiny = (
+        _line("deepseek/deepseek-v4-flash", "DeepSeek V4 Flash", "input_uncached", 100, "0.14745", "0.00"),
+        _line("openai/gpt-5.5", "OpenAI GPT-5.5", "output", 100, "45", "0.00"),  # 0.0045 rounds to 0.00
+    )
+
+    def zero_row(doc) -> str:
+        html = render_html(doc)
+        return html[html.index('class="group-start zero-lines"') :].split("</tr>", 1)[0]
+
+    mixed = dataclasses.replace(base, lines=base.lines + tiny)
+    assert '<td class="num"></td>' in zero_row(mixed)
+    assert '<td class="num">200</td>' in zero_row(dataclasses.replace(mixed, layout_version=4))
+    one_class = dataclasses.replace(base, lines=base.lines + (tiny[0], dataclasses.replace(tiny[0], quantity=50)))
+    assert '<td class="num">150</td>' in zero_row(one_class)
