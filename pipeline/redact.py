@@ -37,13 +37,18 @@ SECRET_PATTERNS: tuple[tuple[str, str, str], ...] = (
         r"sk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}",
         "openai.py, widened to any sk- key (sk-ant-, sk-proj-)",
     ),
-    ("bearer token", r"[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+[A-Za-z0-9._~+/\-]{8,}=*", "RFC 6750 token68, any letter case"),
+    (
+        "bearer token",
+        # the separator also as JSON escapes it (\t): quarantine masks a record's JSON text
+        r"[Bb][Ee][Aa][Rr][Ee][Rr](?:[ \t]|\\t)+[A-Za-z0-9._~+/\-]{8,}=*",
+        "RFC 6750 token68, any letter case",
+    ),
     ("Stripe key", r"[rs]k_(?:live|test)_[0-9A-Za-z]{16,}", "stripe.py"),
     ("AWS access key id", r"(?:A3T[A-Z0-9]|ABIA|ACCA|AKIA|ASIA)[0-9A-Z]{16}", "aws.py"),
     (
         "AWS secret in a key=value",
         r"[Aa][Ww][Ss][A-Za-z_\-]{0,20}[Ss][Ee][Cc][Rr][Ee][Tt][A-Za-z_\-]{0,20}"
-        r"[\"']?[ \t]*[:=][ \t]*[\"']?[0-9A-Za-z/+]{40}",
+        r"(?:\\?[\"'])?(?:[ \t]|\\t)*[:=](?:[ \t]|\\t)*(?:\\?[\"'])?[0-9A-Za-z/+]{40}",
         "aws.py (secret access key)",
     ),
     (

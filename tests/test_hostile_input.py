@@ -157,6 +157,21 @@ def test_links_fifos_and_directories_in_the_logs_are_refused_by_name(billing: Bi
     assert "SECRETROOT" not in repr(billing.query("SELECT * FROM quarantine"))
 
 
+def test_a_log_file_whose_name_holds_a_key_is_refused_with_the_name_masked(billing: Billing) -> None:
+    """Found by an audit: the name is stored with every record (source_file), in the ledger and
+    the lake, and printed; masking it would break replay, so the file is refused: rename it."""
+    key = "sk-proj-" + "Zq7" * 8
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="good")])
+    billing.log(f"requests-{DAY}-{key}.jsonl", [record(event_id="named")])
+    report = billing.nightly(DAY)
+    assert [Path(f.path).name for f in report.files] == [f"requests-{DAY}.jsonl"]
+    [reason] = report.refused
+    assert reason.endswith(f"requests-{DAY}-[REDACTED].jsonl: the file name holds what looks like a secret; "
+                           "refused (names are stored and printed): rename it")  # fmt: skip
+    stored = repr(billing.query("SELECT * FROM ingested_files")) + repr(billing.query("SELECT * FROM runs"))
+    assert key not in stored and key not in reason and billing.one("SELECT count(*) FROM attempts") == 1
+
+
 def test_ingest_glob_refuses_links_and_a_named_link_too(billing: Billing, tmp_path: Path) -> None:
     from pipeline import jobs
 

@@ -55,6 +55,18 @@ class Plants:
         self.keys.append(token)
         return f"Bearer {token}"
 
+    def tab_bearer(self, where: str) -> str:
+        """A bearer token after a tab: JSON writes it ``Bearer\\t...``, which quarantine masks."""
+        token = f"{where.replace('_', '')}{secrets.token_hex(10)}"
+        self.keys.append(token)
+        return f"Bearer\t{token}"
+
+    def aws_secret(self, where: str) -> str:
+        """An AWS secret in quotes: JSON writes ``key=\\"...\\"``, which quarantine masks."""
+        body = (where.replace("_", "") + secrets.token_hex(20))[:40]
+        self.keys.append(body)
+        return f'aws_secret_access_key="{body}"'
+
     def text(self, where: str) -> str:
         marker = f"MARKER{where.replace('_', '')}{secrets.token_hex(6)}"
         self.markers.append(marker)
@@ -129,6 +141,10 @@ def planted_lines(p: Plants) -> list[bytes]:
             else record(**{**base, "event_id": f"bad-{field}", field: value})
         )
     lines.append(record(**base, event_id="badusage", usage={"prompt_tokens": p.key("tokens"), "completion_tokens": 1}))
+    # separators JSON escapes (a tab, quotes) in a quarantined record and in its message (found by an audit)
+    lines.append(
+        record(**{**base, "event_id": "badtab", "status": p.tab_bearer("tabstatus")}, group=p.aws_secret("aws"))
+    )
     # the same event twice with different content: duplicate_conflict
     first = record(**base, event_id="dup", request_id="r-dup", **texts(p, "dup1"))
     lines += [first, {**first, "error_code": p.key("dupconflict"), **texts(p, "dup2")}]
@@ -318,6 +334,8 @@ SECRET_EXAMPLES: list[tuple[str, str]] = [
     ("Bearer " + _A36, "[REDACTED]"),
     ("BEARER " + _A36, "[REDACTED]"),
     ("authorization: bearer\t" + _A36 + "==", "authorization: [REDACTED]"),
+    ('{"k":"Bearer\\t' + _A36 + '"}', '{"k":"[REDACTED]"}'),  # as JSON writes a tab: quarantine masks JSON text
+    ('{"k":"aws_secret_access_key=\\"' + (_A36 * 2)[:40] + '\\""}', '{"k":"[REDACTED]\\""}'),
     ("sk_live_" + _A36, "[REDACTED]"),
     ("rk_test_" + _A36[:24], "[REDACTED]"),
     ("AKIAIOSFODNN7EXAMPLE", "[REDACTED]"),

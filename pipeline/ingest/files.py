@@ -22,6 +22,7 @@ import zstandard
 
 from core.errors import BillingError, MissingInput
 from pipeline.ingest.macros import EXCERPT_BYTES
+from pipeline.redact import mask_secrets
 
 SUPPORTED_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet")
 # The longest line read: DuckDB's own line limit (the fallback reader refuses longer ones).
@@ -53,13 +54,30 @@ def file_kind(path: Path) -> str | None:
     return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
 
 
+def secret_in_name(path: str) -> str | None:
+    """Why a file whose name holds what looks like an API key or token is not read, or None.
+
+    A log file's name is stored with every record it holds (``source_file``), in the ledger and
+    the lake, and printed in messages; masking it would break replay, which finds the file by
+    its name. So such a file is refused and reported with the name masked (found by an audit):
+    rename it."""
+    name = re.sub(r"[\x00-\x1f\x7f]", "?", path)
+    masked = mask_secrets(name)
+    if masked == name:
+        return None
+    return f"{masked}: the file name holds what looks like a secret; refused (names are stored and printed): rename it"
+
+
 def refusal(path: Path) -> str | None:
     """Why ``path`` is not read as a log file, or None for a regular file.
 
     A log file is read only as what it is: a symbolic link (``requests-X.jsonl ->
     /etc/passwd``) would put another file's content into the quarantine copies, and a FIFO or
     a device would block or never end. Looked at with ``lstat``, so a link is never followed.
+    A name holding a secret is refused too (:func:`secret_in_name`).
     """
+    if reason := secret_in_name(str(path)):
+        return reason
     name = re.sub(r"[\x00-\x1f\x7f]", "?", str(path))  # the message stays one line
     try:
         mode = os.lstat(path).st_mode

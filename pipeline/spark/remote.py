@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from core.db import sql_literal
-from pipeline.ingest.files import InputMissing, file_kind, is_uri, refusal
+from pipeline.ingest.files import InputMissing, file_kind, is_uri, refusal, secret_in_name
 from pipeline.ingest.files import uri_file_name as file_name
 from pipeline.spark import SparkEngineError, spark_error_line
 
@@ -99,7 +99,7 @@ def files_for_day(spark: Any, logs_uri: str, stamp: str, refused: list[str]) -> 
         if stamp not in name or not file_kind(Path(name)):
             continue
         local = _local(uri)
-        reason = refusal(local) if local is not None else None
+        reason = refusal(local) if local is not None else secret_in_name(uri)
         if reason is None and (status.isSymlink() or not status.isFile()):
             reason = f"{uri}: is not a regular file; refused, log files are read only as regular files"
         if reason is None and ":" in name:
