@@ -43,7 +43,6 @@ from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.statement_model import (
     LAYOUT_VERSION,
     PREPAID_ROW_FROM,
-    SELLER_LEGAL_ID_FROM,
     AdjustmentLine,
     DailyUsage,
     NonBilledCount,
@@ -517,15 +516,16 @@ def check_e_invoice_seller(con: duckdb.DuckDBPyConnection, accounts: Sequence[st
     A buyer's system checks that rule and rejects the e-invoice; the statement would be issued,
     numbered and immutable all the same. From statement layout 4 the issuer's ``registration``
     is its BT-30; its ``vat_id`` is BT-31 except on invoices 'not subject to VAT' (BR-O-02)."""
+    from reports.einvoice import identifies_seller  # only a finalize of an e-invoice account needs it
+
     inv = read_invoicing(con)
     issuer = inv.issuer
     for account_id in accounts:
         marked = inv.of(account_id)
         if marked.e_invoice is None:
             continue
-        has_registration = issuer.registration is not None and layout_version >= SELLER_LEGAL_ID_FROM
-        has_vat_id = issuer.vat_id is not None and marked.tax_treatment != "out_of_scope"
-        if not (has_registration or has_vat_id):
+        treatment = marked.tax_treatment or ""  # an e-invoice account has one (pipeline/accounts.py)
+        if not identifies_seller(issuer.registration, issuer.vat_id, treatment, layout_version):
             raise UsageProblem(
                 f"{account_id} receives an EN 16931 e-invoice, which must identify the seller (BR-CO-26), "
                 f"and the rated issuer {issuer.name!r} has no registration"

@@ -33,7 +33,15 @@ from .credit_note_model import CreditNoteDocument
 from .invoice_model import PaymentTerms, TaxSummary
 from .statement_model import SELLER_LEGAL_ID_FROM, AdjustmentLine, Party, StatementDocument, StatementLine
 
-__all__ = ["CATEGORY", "CREDIT_NOTE_TERMS", "EN16931_GUIDELINE", "build_xml", "vat_category"]
+__all__ = [
+    "CATEGORY",
+    "CREDIT_NOTE_TERMS",
+    "EN16931_GUIDELINE",
+    "build_xml",
+    "carries_vat_ids",
+    "identifies_seller",
+    "vat_category",
+]
 
 _NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -234,13 +242,25 @@ def build_xml(doc: StatementDocument | CreditNoteDocument, type_code: str | None
     return _build(_from_statement(doc, type_code))
 
 
+def carries_vat_ids(treatment: str) -> bool:
+    """BR-O-02: an invoice 'not subject to VAT' carries neither the seller's nor the buyer's VAT ID."""
+    return treatment != "out_of_scope"
+
+
+def identifies_seller(registration: str | None, vat_id: str | None, treatment: str, layout_version: int) -> bool:
+    """Whether the e-invoice of a statement of ``layout_version`` names the seller as BR-CO-26
+    wants: its registration as BT-30 (layout 4 on), or its VAT ID as BT-31 where VAT IDs are
+    carried. What :func:`build_xml` writes; the statements job refuses to issue one that does not."""
+    legal_id = registration is not None and layout_version >= SELLER_LEGAL_ID_FROM
+    return legal_id or (vat_id is not None and carries_vat_ids(treatment))
+
+
 def _build(inv: _Invoice) -> bytes:
     tax = inv.tax
     if not inv.lines:
         raise ValueError("an e-invoice has at least one line (EN 16931 BG-25)")
     issuer = inv.issuer
-    # BR-O-02: an invoice 'not subject to VAT' carries neither the seller's nor the buyer's VAT ID
-    vat_ids = tax.treatment != "out_of_scope"
+    vat_ids = carries_vat_ids(tax.treatment)
 
     root = ET.Element(f"{{{_NS['rsm']}}}CrossIndustryInvoice")
     context = _el(root, "rsm:ExchangedDocumentContext")
