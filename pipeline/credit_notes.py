@@ -182,11 +182,7 @@ def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequen
             hint="credit lines with an amount (lines under half a cent are 0.00)",
         )
     if left_net <= 0:
-        applied = con.execute(
-            "SELECT coalesce(max(applied_usd), 0) FROM statement_credits WHERE statement_number = ?",
-            [statement_number],
-        ).fetchone()
-        prepaid = applied is not None and D(applied[0]) > 0
+        prepaid = _credits_applied(con, statement_number) > 0
         raise CreditNoteError(
             f"the net amount of {statement_number} ({net}) is already credited in full; the rest of its lines was "
             + ("paid with prepaid credit" if prepaid else "offset by its negative lines (prior-period adjustments)")
@@ -284,6 +280,15 @@ def store(
         raise CreditNoteError(f"lines {over} of {p.statement_number} would be credited more than their amount")
 
 
+def _credits_applied(con: duckdb.DuckDBPyConnection, statement_number: str, db: str = "") -> Decimal:
+    """The prepaid credit an issued statement drew (0 for an account without grants)."""
+    row = con.execute(
+        f"SELECT coalesce(max(applied_usd), 0) FROM {db}statement_credits WHERE statement_number = ?",
+        [statement_number],
+    ).fetchone()
+    return D(row[0]) if row else ZERO
+
+
 def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = "") -> CreditNoteDocument:
     """The credit note as issued, from its stored rows only (``db``: ``live.`` in a replay)."""
     # the credited statement's layout (a database not yet migrated to 024, replayed, has none: 1)
@@ -303,9 +308,6 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
     (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
      rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country, st_layout) = row  # fmt: skip
     issuer = reference.stored_issuer(con, sha, db)
-    applied = con.execute(
-        f"SELECT coalesce(max(applied_usd), 0) FROM {db}statement_credits WHERE statement_number = ?", [statement]
-    ).fetchone()[0]  # type: ignore[index]
     lines = con.execute(
         "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
         f"l.unit_price_per_1m, l.quantity_tokens, l.amount FROM {db}credit_note_lines c "
@@ -345,7 +347,7 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         tax_rule=rule,
         e_invoice=e_invoice,
         statement_layout_version=int(st_layout),
-        statement_credits_applied=D(applied),
+        statement_credits_applied=_credits_applied(con, statement, db),
     )
 
 

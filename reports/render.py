@@ -22,6 +22,7 @@ never the clock (:func:`reports.pdf.factur_x`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,26 +150,27 @@ TIGHT_CSS_RULES = (
 )
 
 
-def _zero_tokens_summed(doc: StatementDocument) -> bool:
-    """Whether the row of lines under half a cent prints their tokens' sum: always before
-    layout 5; from it only when they are one model's one token class (a sum of tokens of
-    different models or classes counts nothing a customer can check)."""
+def _zero_tokens_summed(doc: StatementDocument, zero: Sequence[StatementLine]) -> bool:
+    """Whether the row of the lines under half a cent (``zero``) prints their tokens' sum:
+    always before layout 5; from it only when they are one model's one token class (a sum of
+    tokens of different models or classes counts nothing a customer can check)."""
     if doc.layout_version < ZERO_ROW_TOKENS_FROM:
         return True
-    return len({(line.model, line.token_class) for line in doc.lines if line.amount == 0}) <= 1
+    return len({(line.model, line.token_class) for line in zero}) <= 1
 
 
 def render_html(doc: StatementDocument) -> str:
     """The statement as one self-contained, deterministic HTML page (CSS and chart inline)."""
     chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage)
+    lines = printed_lines(doc)
     return _ENV.get_template("statement.html.j2").render(
         doc=doc,
-        lines=printed_lines(doc),
+        lines=lines,
         chart=Markup(chart),  # built from dates and amounts only, never from user text
         numbered=doc.layout_version >= NUMBERED_FROM,
         tight_css=Markup(TIGHT_CSS_RULES) if doc.layout_version >= TIGHT_FROM else None,
         nothing_due_note=doc.layout_version >= NOTHING_DUE_FROM,
-        zero_tokens_summed=_zero_tokens_summed(doc),
+        zero_tokens_summed=_zero_tokens_summed(doc, lines.zero),
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
     )
