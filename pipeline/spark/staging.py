@@ -208,15 +208,17 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     if not parts:
         return  # no line in any file: Spark may write no part file at all
     keys = ", ".join(KEY_COLUMNS)
-    loaded = (
-        f"SELECT * FROM {parquet_source(parts)} "
+    # one scan of the parts for the few rows loaded (parsed and their counts both come from them)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(parts)} "
         "WHERE problem IS NOT NULL OR event_key IN (SELECT event_key FROM loaded_keys)"
     )
-    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM ({loaded})")
+    con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM loaded_rows")
     con.execute(
-        f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM ({loaded}) "
+        f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM loaded_rows "
         "WHERE est_tokenizer IS NOT NULL"
     )
+    con.execute("DROP TABLE loaded_rows")
 
 
 # files holding a valid record whose event_id is also, with other content, in the batch or stored
