@@ -196,9 +196,8 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, query: str, out: Path | None,
     tmp = _claim(out, overwrite)
     body = query.strip().rstrip(";").strip()
     try:
-        # DuckDB writes a HUGEINT column (a sum of BIGINTs) to Parquet as a DOUBLE: as
-        # DECIMAL(38,0) it stays exact, and every reader takes it (SPEC E3; allow-float: names
-        # the float this avoids)
+        # DuckDB writes a HUGEINT column (a sum of BIGINTs) to Parquet as a DOUBLE: allow-float
+        # (names the float this avoids): as DECIMAL(38,0) it stays exact, and every reader takes it (SPEC E3)
         columns = con.execute(f"DESCRIBE ({body})").fetchall()
         wide = [str(name) for name, kind, *_ in columns if str(kind).upper() in WIDE_INTEGERS]
         if wide:
