@@ -55,9 +55,17 @@ def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueR
     charges: dict[tuple[str, str], Decimal] = {
         (a, p): Decimal(total)
         for a, p, total in con.execute(
-            "SELECT account_id, period, sum(amount) FROM statement_lines "
-            "WHERE account_id IN (SELECT account_id FROM credit_grants) "
-            "AND period NOT IN (SELECT period FROM finalized_periods) GROUP BY ALL"
+            # the usage lines as the statement prints them (its layout's rules): from layout 6
+            # one per unit price across price versions, rounded once
+            "SELECT account_id, period, sum(amount) FROM ("
+            " SELECT account_id, period, CASE WHEN $by_unit_price THEN round(sum(amount_exact), 2)"
+            " ELSE sum(amount) END AS amount FROM statement_lines"
+            " WHERE account_id IN (SELECT account_id FROM credit_grants)"
+            " AND period NOT IN (SELECT period FROM finalized_periods)"
+            " GROUP BY account_id, period, model, token_class, unit_price_per_1m,"
+            " CASE WHEN $by_unit_price THEN '' ELSE price_version END"
+            ") GROUP BY ALL",
+            {"by_unit_price": rules.lines_by_unit_price},
         ).fetchall()
     }
     if first_open is not None:

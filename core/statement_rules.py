@@ -26,11 +26,17 @@ class DueRules:
     ``idle_period_draws_at_end`` (layout 5 on): a period without usage of its own draws prepaid
     credit for its adjustments at its end (a grant made during the period pays them), not at
     its start.
+    ``lines_by_unit_price`` (layout 6 on): a statement line is one (model, token class, unit
+    price), summed over the price versions that priced its tokens at that price and rounded
+    once (SPEC R7: lines are summed at full precision, then rounded), instead of one line per
+    price version, each rounded on its own (up to a cent apart per pair from the merged line
+    when a price version starts inside the period).
     """
 
     adjustments_by_tokens: bool = True
     adjustments_net_of_credit_notes: bool = True
     idle_period_draws_at_end: bool = True
+    lines_by_unit_price: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -38,4 +44,5 @@ class DueRules:
             "period": period,
             "by_tokens": self.adjustments_by_tokens,
             "net_of_credit_notes": self.adjustments_net_of_credit_notes,
+            "by_unit_price": self.lines_by_unit_price,
         }

@@ -16,6 +16,7 @@ import duckdb
 from core.money import EXACT, ZERO, D, Decimal, tax_on
 from pipeline.issuer import BUILT_IN
 from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, PaymentTerms, TaxSummary
+from reports.statement_model import price_versions_of
 
 __all__ = ["AccountInvoicing", "InvoicingContext", "number_prefix", "read_invoicing"]
 
@@ -52,8 +53,13 @@ class InvoicingContext:
         return self.accounts.get(account_id) or AccountInvoicing()
 
     def list_price(self, version: str, model: str, token_class: str) -> Decimal | None:
-        prices = self.list_prices.get((version, model))
-        return None if prices is None else prices[_CLASS_COLUMN[token_class]]
+        """The list price of a line priced by ``version`` (from layout 6 a line at one unit
+        price may list several versions, ';'): None when they list different prices."""
+        found = set()
+        for one in price_versions_of(version):
+            prices = self.list_prices.get((one, model))
+            found.add(None if prices is None else prices[_CLASS_COLUMN[token_class]])
+        return found.pop() if len(found) == 1 else None
 
     def price_basis(self, account_id: str, unit_price: Decimal, list_price: Decimal | None) -> str:
         """How the unit price follows from the list price, in words finance can check."""

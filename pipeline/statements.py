@@ -52,6 +52,8 @@ from reports.statement_model import (
     StatementLine,
     due_parameters,
     due_rules,
+    price_versions_of,
+    versions_text,
 )
 
 LINES_HEADER = (
@@ -186,7 +188,8 @@ class PeriodContext:
         return self.facts.get(account_id) or _facts(0, 0, 0, [], [])
 
     def refs_of(self, versions: Sequence[str]) -> tuple[PriceVersionRef, ...]:
-        return tuple(self.price_refs[v] for v in sorted(set(versions)) if v in self.price_refs)
+        named = {v for field in versions for v in price_versions_of(field)}
+        return tuple(self.price_refs[v] for v in sorted(named) if v in self.price_refs)
 
 
 def _facts(billed: int, est_attempts: int, est_tokens: int, daily: list[tuple], non_billed: list[tuple]) -> dict:
@@ -253,7 +256,7 @@ def adjustment_text(line: DueLine, names: dict[str, str]) -> str:
     unit = f"{line.unit_price_per_1m.normalize():f}"
     text = (
         f"Late usage for {line.original_period}: {names.get(line.model, line.model)}, {klass}, "
-        f"{line.quantity_tokens:+,} tokens at ${unit}/1M (prices {line.price_version})"
+        f"{line.quantity_tokens:+,} tokens at ${unit}/1M (prices {versions_text(line.price_version)})"
     )
     if line.credited_offset > 0:
         text += f"; ${line.credited_offset} of it already credited by credit note, not refunded again"

@@ -31,7 +31,14 @@ from core.period import Period
 
 from .credit_note_model import CreditNoteDocument
 from .invoice_model import PaymentTerms, TaxSummary
-from .statement_model import SELLER_LEGAL_ID_FROM, AdjustmentLine, Party, StatementDocument, StatementLine
+from .statement_model import (
+    SELLER_LEGAL_ID_FROM,
+    AdjustmentLine,
+    Party,
+    StatementDocument,
+    StatementLine,
+    versions_text,
+)
 
 __all__ = [
     "CATEGORY",
@@ -275,8 +282,9 @@ def _build(inv: _Invoice) -> bytes:
     transaction = _el(root, "rsm:SupplyChainTradeTransaction")
     for number, line in inv.lines:
         if isinstance(line, StatementLine):
+            basis = f", {line.price_basis}" if line.price_basis else ""
             _line(transaction, number, tax, name=f"{line.model_name} {line.token_class_label.lower()} tokens",
-                  description=f"prices {line.price_version}" + (f", {line.price_basis}" if line.price_basis else ""),
+                  description=f"prices {versions_text(line.price_version)}{basis}",
                   seller_id=line.model, price=line.unit_price_per_1m, base=_PER_MILLION, quantity=str(line.quantity),
                   amount=line.amount)  # fmt: skip
         else:

@@ -43,6 +43,7 @@ from .statement_model import (
     ZERO_ROW_TOKENS_FROM,
     StatementDocument,
     StatementLine,
+    versions_text,
 )
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ def _environment() -> Environment:
         unit_price=formatting.unit_price,
         tokens=formatting.tokens,
         long_date=formatting.long_date,
+        versions=versions_text,
     )
     return env
 

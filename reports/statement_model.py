@@ -88,7 +88,7 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: line says what was credited), and a period without usage of its own draws prepaid credit for
 #: its adjustments at its end (core.statement_rules); its lines CSV has a row for the prepaid
 #: credit applied, and credit notes against it say why a part is not credited.
-LAYOUT_VERSION = 5
+LAYOUT_VERSION = 6
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -105,6 +105,20 @@ RETAINED_CAUSE_FROM = 5
 PREPAID_ROW_FROM = 5  # the first whose lines CSV has a row for the prepaid credit applied
 # the first whose row of lines under half a cent sums their tokens only within one model and class
 ZERO_ROW_TOKENS_FROM = 5
+# the first whose lines are one per (model, token class, unit price), summed over the price
+# versions that priced them and rounded once (before: one line per price version, each rounded)
+LINES_BY_UNIT_PRICE_FROM = 6
+VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
+
+
+def price_versions_of(field: str) -> list[str]:
+    """The price versions a line's ``price_version`` names (one before layout 6)."""
+    return field.split(VERSION_SEPARATOR)
+
+
+def versions_text(field: str) -> str:
+    """A line's price versions as printed: "2026-11-01, 2026-11-15"."""
+    return ", ".join(price_versions_of(field))
 
 
 def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
@@ -113,6 +127,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         adjustments_by_tokens=layout_version >= ADJUSTMENTS_BY_TOKENS_FROM,
         adjustments_net_of_credit_notes=layout_version >= NET_OF_CREDIT_NOTES_FROM,
         idle_period_draws_at_end=layout_version >= IDLE_PERIOD_DRAWS_AT_END_FROM,
+        lines_by_unit_price=layout_version >= LINES_BY_UNIT_PRICE_FROM,
     )
 
 
@@ -210,7 +225,11 @@ class Party:
 
 @dataclass(frozen=True)
 class StatementLine:
-    """Usage of one model and token class at one price version, for the whole period."""
+    """Usage of one model and token class at one unit price, for the whole period.
+
+    ``price_version``: the version that priced it; from layout 6 the versions, joined by
+    ``;`` (VERSION_SEPARATOR), when the same unit price held across a new version.
+    """
 
     model: str
     model_name: str

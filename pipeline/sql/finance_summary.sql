@@ -21,7 +21,8 @@ WITH draft AS (
            sum(CASE WHEN kind = 'usage' AND token_class = 'output' THEN quantity_tokens ELSE 0 END)         AS output_tokens,
            coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0)                                            AS usage_usd,
            coalesce(sum(amount) FILTER (WHERE kind = 'adjustment'), 0)                                       AS adjustments_usd,
-           string_agg(DISTINCT price_version, ';' ORDER BY price_version)                                    AS price_versions
+           -- a line of layout 6 on lists the versions that priced it (';')
+           array_to_string(list_sort(list_distinct(flatten(list(string_split(price_version, ';'))))), ';')  AS price_versions
     FROM due_lines d
     GROUP BY d.account_id
 ),

@@ -3,8 +3,9 @@
 --   adjustment lines for every earlier FINALIZED period: the tokens that period's lines hold
 --                    now (late records rated since, R10) minus every token already issued for
 --                    it (its own statement plus adjustments on later statements).
--- Keyed by (model, token class, price version, unit price), so an adjustment says exactly
--- which usage arrived late. Its amount ($by_tokens, statement layouts 4 on) is its own tokens
+-- Keyed by (model, token class, unit price), and before layout 6 also by price version, so an
+-- adjustment says exactly which usage arrived late (its price_version: the versions that
+-- price the period's line now). Its amount ($by_tokens, statement layouts 4 on) is its own tokens
 -- x unit price, exact, rounded half-up to the cent like any line (R7): a line's exact amount
 -- is its tokens x its unit price (every attempt on it has that price), so this is the late
 -- records' own charge, and the printed line adds up (+100,000 tokens at $6.5625/1M is $0.66).
@@ -19,12 +20,24 @@
 -- counts as credited in full (its whole amount), also when prepaid credit paid part of it and
 -- the note kept that part (docs/invoicing.md): prepaid credit used stays used.
 WITH current_lines AS (
-    SELECT account_id, period AS original_period, model, token_class, price_version,
-           unit_price_per_1m, quantity_tokens, amount
+    -- layout 6 on ($by_unit_price): one line per (model, token class, unit price), summed over
+    -- the price versions that priced its tokens and rounded once (R7); price_version lists
+    -- them (';'). Before: one line per price version, each rounded on its own.
+    SELECT account_id, period AS original_period, model, token_class,
+           array_to_string(list_sort(list_distinct(list(price_version))), ';') AS price_version,
+           CASE WHEN $by_unit_price THEN '' ELSE any_value(price_version) END AS version_key,
+           unit_price_per_1m,
+           CAST(sum(quantity_tokens) AS BIGINT) AS quantity_tokens,
+           CAST(CASE WHEN $by_unit_price THEN round(sum(amount_exact), 2) ELSE sum(amount) END AS DECIMAL(18,2)) AS amount
     FROM statement_lines
+    GROUP BY account_id, period, model, token_class, unit_price_per_1m,
+             CASE WHEN $by_unit_price THEN '' ELSE price_version END
 ),
 issued AS (
-    SELECT s.account_id, l.original_period, l.model, l.token_class, l.price_version, l.unit_price_per_1m,
+    SELECT s.account_id, l.original_period, l.model, l.token_class,
+           array_to_string(list_sort(list_distinct(flatten(list(string_split(l.price_version, ';'))))), ';') AS price_version,
+           CASE WHEN $by_unit_price THEN '' ELSE any_value(l.price_version) END AS version_key,
+           l.unit_price_per_1m,
            sum(l.quantity_tokens) AS quantity_tokens, sum(l.amount) AS amount,
            -- held back so far (layout 5 on): what adjustment lines printed beyond their tokens'
            -- charge; a negative line stopped at what was paid holds back, a later positive one
@@ -36,10 +49,12 @@ issued AS (
                     ELSE 0 END) AS held_back
     FROM statement_issued_lines l
     JOIN statements s USING (statement_number)
-    GROUP BY ALL
+    GROUP BY s.account_id, l.original_period, l.model, l.token_class, l.unit_price_per_1m,
+             CASE WHEN $by_unit_price THEN '' ELSE l.price_version END
 ),
 credited AS (
-    SELECT n.account_id, l.original_period, l.model, l.token_class, l.price_version, l.unit_price_per_1m,
+    SELECT n.account_id, l.original_period, l.model, l.token_class,
+           CASE WHEN $by_unit_price THEN '' ELSE l.price_version END AS version_key, l.unit_price_per_1m,
            sum(c.amount_usd) AS amount
     FROM credit_note_lines c
     JOIN credit_notes n USING (credit_note_number)
@@ -52,6 +67,7 @@ raw_adjustments AS (
            coalesce(c.model, i.model)                         AS model,
            coalesce(c.token_class, i.token_class)             AS token_class,
            coalesce(c.price_version, i.price_version)         AS price_version,
+           coalesce(c.version_key, i.version_key)             AS version_key,
            coalesce(c.unit_price_per_1m, i.unit_price_per_1m) AS unit_price_per_1m,
            CAST(coalesce(c.quantity_tokens, 0) - coalesce(i.quantity_tokens, 0) AS BIGINT) AS quantity_tokens,
            CASE WHEN $by_tokens THEN CAST(round(CAST(CAST(
@@ -64,7 +80,7 @@ raw_adjustments AS (
     FROM current_lines c
     FULL OUTER JOIN issued i
       ON i.account_id = c.account_id AND i.original_period = c.original_period AND i.model = c.model
-     AND i.token_class = c.token_class AND i.price_version = c.price_version
+     AND i.token_class = c.token_class AND i.version_key = c.version_key
      AND i.unit_price_per_1m = c.unit_price_per_1m
     WHERE coalesce(c.original_period, i.original_period) IN (SELECT period FROM finalized_periods)
       AND coalesce(c.original_period, i.original_period) < $period
@@ -83,7 +99,7 @@ adjustments AS (
     FROM raw_adjustments a
     LEFT JOIN credited k
       ON k.account_id = a.account_id AND k.original_period = a.original_period AND k.model = a.model
-     AND k.token_class = a.token_class AND k.price_version = a.price_version
+     AND k.token_class = a.token_class AND k.version_key = a.version_key
      AND k.unit_price_per_1m = a.unit_price_per_1m
 )
 SELECT account_id, 'usage' AS kind, original_period, model, token_class, price_version,
