@@ -53,13 +53,19 @@ class InvoicingContext:
         return self.accounts.get(account_id) or AccountInvoicing()
 
     def list_price(self, version: str, model: str, token_class: str) -> Decimal | None:
-        """The list price of a line priced by ``version`` (from layout 6 a line at one unit
-        price may list several versions, ';'): None when they list different prices."""
-        found = set()
-        for one in price_versions_of(version):
-            prices = self.list_prices.get((one, model))
-            found.add(None if prices is None else prices[_CLASS_COLUMN[token_class]])
-        return found.pop() if len(found) == 1 else None
+        prices = self.list_prices.get((version, model))
+        return None if prices is None else prices[_CLASS_COLUMN[token_class]]
+
+    def line_pricing(
+        self, account_id: str, versions: str, model: str, token_class: str, unit_price: Decimal
+    ) -> tuple[Decimal | None, str]:
+        """A line's list price and price basis. From layout 6 a line at one unit price may name
+        several price versions (';'): its list price is printed when they agree on it, its
+        basis when it reads the same against each ("negotiated price" for an override that
+        two list prices both differ from)."""
+        found = [self.list_price(v, model, token_class) for v in price_versions_of(versions)]
+        bases = {self.price_basis(account_id, unit_price, p) for p in found}
+        return (found[0] if len(set(found)) == 1 else None), (bases.pop() if len(bases) == 1 else "")
 
     def price_basis(self, account_id: str, unit_price: Decimal, list_price: Decimal | None) -> str:
         """How the unit price follows from the list price, in words finance can check."""

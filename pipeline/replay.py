@@ -263,8 +263,10 @@ DIFF_HEADER = ("period", "account_id", "model", "old_amount_usd", "new_amount_us
 def _reprice(
     con: duckdb.DuckDBPyConnection, period: str, account: str | None, target: Path, report: ReplayReport
 ) -> None:
-    """Old (issued, or drafted if the period is open) vs new amounts per account and model, in
-    printed lines (printed_statement_lines: from layout 6 rounded per unit price, not per version)."""
+    """Old (issued, or drafted if the period is open) vs new amounts per account and model; a
+    draft's lines as a statement of the current layout prints them (one per unit price across
+    price versions, rounded once), computed here from the exact lines: the live database is
+    attached read-only and may predate migration 033's view."""
     rows = con.execute(
         """
         WITH old AS (
@@ -272,11 +274,17 @@ def _reprice(
             FROM live.statement_issued_lines l JOIN live.statements s USING (statement_number)
             WHERE s.period = $p AND l.kind = 'usage' GROUP BY ALL
             UNION ALL
-            SELECT account_id, model, sum(amount) FROM live.printed_statement_lines
-            WHERE period = $p AND $p NOT IN (SELECT period FROM live.finalized_periods) GROUP BY ALL
+            SELECT account_id, model, sum(amount) FROM (
+                SELECT account_id, model, round(sum(amount_exact), 2) AS amount FROM live.statement_lines
+                WHERE period = $p AND $p NOT IN (SELECT period FROM live.finalized_periods)
+                GROUP BY account_id, model, token_class, unit_price_per_1m
+            ) GROUP BY ALL
         ),
         new AS (
-            SELECT account_id, model, sum(amount) AS amount FROM printed_statement_lines WHERE period = $p GROUP BY ALL
+            SELECT account_id, model, sum(amount) AS amount FROM (
+                SELECT account_id, model, round(sum(amount_exact), 2) AS amount FROM statement_lines
+                WHERE period = $p GROUP BY account_id, model, token_class, unit_price_per_1m
+            ) GROUP BY ALL
         )
         SELECT coalesce(o.account_id, n.account_id), coalesce(o.model, n.model),
                coalesce(o.amount, 0), coalesce(n.amount, 0)

@@ -288,8 +288,7 @@ def build_document(
             ln.unit_price_per_1m,
             ln.price_version,
             ln.amount,
-            list_price := inv.list_price(ln.price_version, ln.model, ln.token_class),
-            inv.price_basis(account_id, ln.unit_price_per_1m, list_price),
+            *inv.line_pricing(account_id, ln.price_version, ln.model, ln.token_class, ln.unit_price_per_1m),
         )
         for ln in lines
         if ln.kind == "usage"

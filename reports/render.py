@@ -43,6 +43,7 @@ from .statement_model import (
     ZERO_ROW_TOKENS_FROM,
     StatementDocument,
     StatementLine,
+    price_versions_of,
     versions_text,
 )
 
@@ -121,16 +122,21 @@ class PrintedLines:
 
 
 def printed_lines(doc: StatementDocument) -> PrintedLines:
+    # per model and price version (a line of layout 6 on may name several: any one shared)
     input_prices = {
-        (line.model, line.price_version): line.unit_price_per_1m
+        (line.model, version): line.unit_price_per_1m
         for line in doc.lines
         if line.token_class == "input_uncached"
+        for version in price_versions_of(line.price_version)
     }
     at_input = tuple(
         line
         for line in doc.lines
         if line.token_class == "input_cached"
-        and input_prices.get((line.model, line.price_version)) == line.unit_price_per_1m
+        and any(
+            input_prices.get((line.model, version)) == line.unit_price_per_1m
+            for version in price_versions_of(line.price_version)
+        )
     )
     numbered = list(enumerate(doc.lines, start=1))  # usage lines come first in the lines CSV
     return PrintedLines(

@@ -88,6 +88,10 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: line says what was credited), and a period without usage of its own draws prepaid credit for
 #: its adjustments at its end (core.statement_rules); its lines CSV has a row for the prepaid
 #: credit applied, and credit notes against it say why a part is not credited.
+#: 6: printed as 5; a line is one model, token class and unit price, summed over the price
+#: versions that priced it and rounded once (its price_version lists them, ';'), where 1-5
+#: printed one line per version, each rounded; a period whose lines were issued per version
+#: keeps that key for its adjustments (sql/statement_lines_due.sql).
 LAYOUT_VERSION = 6
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers

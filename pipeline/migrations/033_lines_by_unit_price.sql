@@ -7,15 +7,21 @@
 -- keeps one row per price version (exact, maintained by difference each night, what an auditor
 -- replaying a version reads); printed_statement_lines is what statements print, and the views
 -- that sum statement lines in statement terms read it, so they equal the statements: merged for
--- a period not issued yet or issued with layout 6 on, per version for a period issued before
--- (as it was printed). Statements issued before keep their lines (replay re-issues each with
+-- an account's period not issued yet or issued with layout 6 on, per version for one whose
+-- lines were issued with an earlier layout (its own statement, or adjustments on a later one). Statements issued before keep their lines (replay re-issues each with
 -- its own layout's rules). The views are re-created unchanged but for the table they read, with
 -- their comments (CREATE OR REPLACE drops them).
-CREATE VIEW printed_statement_lines AS
-WITH keyed AS (
-    SELECT l.*, coalesce(s.layout_version, 6) >= 6 AS by_unit_price
+CREATE OR REPLACE VIEW printed_statement_lines AS
+WITH per_version AS (  -- lines issued per version (layouts 1-5) for the account's period
+    SELECT s.account_id, l.original_period, bool_or(coalesce(s.layout_version, 1) < 6) AS split
+    FROM statement_issued_lines l
+    JOIN statements s ON s.statement_number = l.statement_number
+    GROUP BY s.account_id, l.original_period
+),
+keyed AS (
+    SELECT l.*, NOT coalesce(v.split, FALSE) AS by_unit_price
     FROM statement_lines l
-    LEFT JOIN statements s ON s.account_id = l.account_id AND s.period = l.period
+    LEFT JOIN per_version v ON v.account_id = l.account_id AND v.original_period = l.period
 )
 SELECT account_id, period, model, token_class,
        array_to_string(list_sort(list_distinct(list(price_version))), ';')  AS price_versions,
@@ -28,7 +34,7 @@ SELECT account_id, period, model, token_class,
 FROM keyed
 GROUP BY account_id, period, model, token_class, unit_price_per_1m,
          CASE WHEN by_unit_price THEN '' ELSE price_version END;
-COMMENT ON VIEW printed_statement_lines IS 'Statement lines as statements print them: from layout 6 one per account, period, model, token class and unit price, summed over the price versions that priced it and rounded half-up to cents once; a period issued with an earlier layout keeps one line per price version, as printed. statement_lines has the exact rows per price version.';
+COMMENT ON VIEW printed_statement_lines IS 'Statement lines as statements print them: from layout 6 one per account, period, model, token class and unit price, summed over the price versions that priced it and rounded half-up to cents once; an account''s period whose lines were issued with an earlier layout (on its own statement or as adjustments on a later one) keeps one line per price version, as printed. statement_lines has the exact rows per price version.';
 COMMENT ON COLUMN printed_statement_lines.account_id IS 'The account.';
 COMMENT ON COLUMN printed_statement_lines.period IS 'Billing period YYYY-MM.';
 COMMENT ON COLUMN printed_statement_lines.model IS 'Model id.';
@@ -38,10 +44,10 @@ COMMENT ON COLUMN printed_statement_lines.unit_price_per_1m IS 'Unit price in US
 COMMENT ON COLUMN printed_statement_lines.quantity_tokens IS 'Billed tokens of the class.';
 COMMENT ON COLUMN printed_statement_lines.billed_requests IS 'Billed requests on the line.';
 COMMENT ON COLUMN printed_statement_lines.amount_exact IS 'Exact sum of the charges, before rounding.';
-COMMENT ON COLUMN printed_statement_lines.amount IS 'The printed amount: amount_exact rounded half-up to cents (R7); for a period issued before layout 6, the sum of the per-version rounded lines it printed.';
+COMMENT ON COLUMN printed_statement_lines.amount IS 'The printed amount: amount_exact rounded half-up to cents (R7); for a period whose lines were issued before layout 6, the sum of its per-version rounded lines.';
 -- rated_attempts is each connection's TEMP view over the lake (core/attempt_store.py), made
 -- after migrating: a stand-in with its columns lets the views that read it bind here.
-CREATE TEMP VIEW rated_attempts AS SELECT * FROM rated_before_lake;
+CREATE OR REPLACE TEMP VIEW rated_attempts AS SELECT * FROM rated_before_lake;
 
 CREATE OR REPLACE VIEW account_period_totals AS
 SELECT account_id, period,
@@ -227,7 +233,8 @@ COMMENT ON COLUMN statement_reconciliation.late_usage_usd IS 'rated_now_usage_us
 COMMENT ON COLUMN statement_reconciliation.late_adjusted_usd IS 'The part of late_usage_usd already billed: adjustment lines for this period on later issued statements.';
 COMMENT ON COLUMN statement_reconciliation.late_pending_usd IS 'The part of late_usage_usd not billed yet: it appears as adjustment lines on the account''s next finalized statement.';
 
-DROP VIEW temp.rated_attempts;
+DROP VIEW IF EXISTS temp.rated_attempts;
 
 COMMENT ON COLUMN statements.layout_version IS 'The statement layout it was printed with (reports.statement_model.LAYOUT_VERSION): 1 for statements issued before layouts were versioned (and every one the first layout printed), 2 prints each line''s number (the row of the lines CSV a credit note names), 3 has the tighter spacing from the start (layouts 1 and 2 got it in a second layout when their last page was nearly empty), 4 prices each prior-period adjustment line as its own tokens x unit price, rounded (layouts 1-3: the period''s rounded line now minus the cents issued), 5 stops a negative adjustment at what was paid for the line (issued less credited by credit notes) and draws prepaid credit for the adjustments of a period without usage at its end, 6 prints one line per model, token class and unit price, summed over the price versions that priced it and rounded once (layouts 1-5: one line per price version, each rounded).';
 COMMENT ON TABLE statement_lines IS 'Exact statement lines, one per account, period, model, token class, price version and unit price: exact sum, and amount rounded half-up to cents. Statements from layout 6 print the lines at one unit price merged across price versions and rounded once: view printed_statement_lines.';
+COMMENT ON COLUMN statement_issued_lines.price_version IS 'Price version of the unit price; from layout 6 the versions that priced the line at that unit price, sorted and joined by '';'' (also in the lines CSV).';

@@ -19,46 +19,61 @@
 -- credited in full is never billed again for the tokens it held when it was credited. A line
 -- counts as credited in full (its whole amount), also when prepaid credit paid part of it and
 -- the note kept that part (docs/invoicing.md): prepaid credit used stays used.
-WITH current_lines AS (
-    -- layout 6 on ($by_unit_price): one line per (model, token class, unit price), summed over
-    -- the price versions that priced its tokens and rounded once (R7); price_version lists
-    -- them (';'). Before: one line per price version, each rounded on its own.
-    SELECT account_id, period AS original_period, model, token_class,
+WITH per_version AS (
+    -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
+    -- the price versions that priced its tokens and rounded once (R7); price_version lists them
+    -- (';'). Before: one line per price version, each rounded on its own. A period whose lines
+    -- were issued per version (on a statement of layout 1-5: its own, or one adjusting it) keeps
+    -- that key for its adjustments, so each credit note and hold-back stays with its version.
+    SELECT s.account_id, l.original_period, bool_or(coalesce(s.layout_version, 1) < 6) AS split
+    FROM statement_issued_lines l
+    JOIN statements s USING (statement_number)
+    GROUP BY ALL
+),
+current_lines AS (
+    SELECT account_id, original_period, model, token_class,
            array_to_string(list_sort(list_distinct(list(price_version))), ';') AS price_version,
-           CASE WHEN $by_unit_price THEN '' ELSE any_value(price_version) END AS version_key,
-           unit_price_per_1m,
+           version_key, unit_price_per_1m,
            CAST(sum(quantity_tokens) AS BIGINT) AS quantity_tokens,
-           CAST(CASE WHEN $by_unit_price THEN round(sum(amount_exact), 2) ELSE sum(amount) END AS DECIMAL(18,2)) AS amount
-    FROM statement_lines
-    GROUP BY account_id, period, model, token_class, unit_price_per_1m,
-             CASE WHEN $by_unit_price THEN '' ELSE price_version END
+           CAST(CASE WHEN version_key = '' THEN round(sum(amount_exact), 2) ELSE sum(amount) END AS DECIMAL(18,2)) AS amount
+    FROM (
+        SELECT l.*, l.period AS original_period,
+               CASE WHEN $by_unit_price AND NOT coalesce(v.split, FALSE) THEN '' ELSE l.price_version END AS version_key
+        FROM statement_lines l
+        LEFT JOIN per_version v ON v.account_id = l.account_id AND v.original_period = l.period
+    )
+    GROUP BY account_id, original_period, model, token_class, unit_price_per_1m, version_key
 ),
 issued AS (
-    SELECT s.account_id, l.original_period, l.model, l.token_class,
-           array_to_string(list_sort(list_distinct(flatten(list(string_split(l.price_version, ';'))))), ';') AS price_version,
-           CASE WHEN $by_unit_price THEN '' ELSE any_value(l.price_version) END AS version_key,
-           l.unit_price_per_1m,
-           sum(l.quantity_tokens) AS quantity_tokens, sum(l.amount) AS amount,
+    SELECT account_id, original_period, model, token_class,
+           array_to_string(list_sort(list_distinct(flatten(list(string_split(price_version, ';'))))), ';') AS price_version,
+           version_key, unit_price_per_1m,
+           sum(quantity_tokens) AS quantity_tokens, sum(amount) AS amount,
            -- held back so far (layout 5 on): what adjustment lines printed beyond their tokens'
            -- charge; a negative line stopped at what was paid holds back, a later positive one
            -- that takes it back again releases (layout 4 lines print exactly their tokens' charge)
-           sum(CASE WHEN l.kind = 'adjustment' AND coalesce(s.layout_version, 1) >= 5
-                    THEN l.amount - CAST(round(CAST(CAST(CAST(l.quantity_tokens AS DECIMAL(18,0))
-                         * l.unit_price_per_1m AS DECIMAL(38,14)) * CAST(0.000001 AS DECIMAL(7,6))
+           sum(CASE WHEN kind = 'adjustment' AND layout >= 5
+                    THEN amount - CAST(round(CAST(CAST(CAST(quantity_tokens AS DECIMAL(18,0))
+                         * unit_price_per_1m AS DECIMAL(38,14)) * CAST(0.000001 AS DECIMAL(7,6))
                          AS DECIMAL(38,20)), 2) AS DECIMAL(18,2))
                     ELSE 0 END) AS held_back
-    FROM statement_issued_lines l
-    JOIN statements s USING (statement_number)
-    GROUP BY s.account_id, l.original_period, l.model, l.token_class, l.unit_price_per_1m,
-             CASE WHEN $by_unit_price THEN '' ELSE l.price_version END
+    FROM (
+        SELECT l.*, s.account_id, coalesce(s.layout_version, 1) AS layout,
+               CASE WHEN $by_unit_price AND NOT v.split THEN '' ELSE l.price_version END AS version_key
+        FROM statement_issued_lines l
+        JOIN statements s USING (statement_number)
+        JOIN per_version v ON v.account_id = s.account_id AND v.original_period = l.original_period
+    )
+    GROUP BY account_id, original_period, model, token_class, unit_price_per_1m, version_key
 ),
 credited AS (
     SELECT n.account_id, l.original_period, l.model, l.token_class,
-           CASE WHEN $by_unit_price THEN '' ELSE l.price_version END AS version_key, l.unit_price_per_1m,
-           sum(c.amount_usd) AS amount
+           CASE WHEN $by_unit_price AND NOT v.split THEN '' ELSE l.price_version END AS version_key,
+           l.unit_price_per_1m, sum(c.amount_usd) AS amount
     FROM credit_note_lines c
     JOIN credit_notes n USING (credit_note_number)
     JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = c.line_no
+    JOIN per_version v ON v.account_id = n.account_id AND v.original_period = l.original_period
     GROUP BY ALL
 ),
 raw_adjustments AS (
