@@ -20,19 +20,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 
 from core.attempt_store import (
     RATED,
+    RUN_ATTEMPTS,
     attempts_of_runs,
+    listed_attempt_files,
     prepare_run_rows,
     rated_rows,
     refresh_lake_views,
     retired,
     stored_table,
 )
-from core.db import run_script, sql_text
+from core.db import run_script, sql_text, table_exists
 from core.faults import fault_point
 from core.timing import step
 
@@ -114,8 +117,9 @@ def _id_list(values: list[int]) -> str:
     return ", ".join(str(int(v)) for v in values) or "NULL"
 
 
-def _bind_scoped_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
-    """``scope_requests`` and the view ``scoped_attempts``: every attempt of every request in scope."""
+def _bind_scoped_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> list[int]:
+    """``scope_requests`` and the view ``scoped_attempts``: every attempt of every request in
+    scope; the runs holding those attempts."""
     runs = [r for (r,) in con.execute("SELECT DISTINCT run_id FROM scope_runs ORDER BY 1").fetchall()]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE scope_requests AS "
@@ -136,6 +140,26 @@ def _bind_scoped_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
         f"SELECT a.* FROM ({attempts_of_runs(con, [r for (r,) in holders])}) a "
         "WHERE (a.account_id, a.request_id) IN (SELECT account_id, request_id FROM scope_requests)"
     )
+    return [int(r) for (r,) in holders]
+
+
+def own_attempt_files(con: duckdb.DuckDBPyConnection, run_id: int, holders: list[int]) -> list[Path]:
+    """The run's listed attempts lake files when they hold every attempt in scope, else none.
+
+    That is when the only run holding attempts of the scope's requests is this one (a nightly
+    whose requests all began today: no ingest-only run to catch up, no reference change
+    re-rating other runs' requests, no retry of an earlier day's request) and none of its
+    attempts is still in the TEMP table (the Spark nightly writes its file before rating,
+    ``pipeline/ingest/apply.py`` ``store_executor_attempts``). ``holders`` comes from
+    ``attempt_keys``, which holds every stored attempt's request key: a hash collision only
+    adds a run, which sends the rating back to the export of ``scoped_attempts``."""
+    if holders != [run_id]:
+        return []
+    if table_exists(con, RUN_ATTEMPTS, "temp"):
+        row = con.execute(f"SELECT count(*) FROM temp.main.{RUN_ATTEMPTS}").fetchone()
+        if row is None or row[0]:
+            return []
+    return listed_attempt_files(con, runs=[run_id])
 
 
 def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
@@ -202,7 +226,7 @@ def rate_scope(
     _ensure_scope(con)
     run_rated = prepare_run_rows(con, RATED)  # stored as the run's lake file before it commits
     with step("scope_attempts"):
-        _bind_scoped_attempts(con, run_id)
+        holders = _bind_scoped_attempts(con, run_id)
     with step("rate", after="rate:after_new_rated"):
         if engine == "spark":
             from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
@@ -211,7 +235,10 @@ def rate_scope(
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT account_id, request_id FROM scope_requests"
             )
-            rate_on_spark(con, spark_attempts)
+            # the run's own lake file(s) when they are the scope (a nightly's usual case), else an
+            # export of scoped_attempts; a --spark-attempts dataset wins over both
+            files = own_attempt_files(con, run_id, holders) if spark_attempts is None else []
+            rate_on_spark(con, spark_attempts, attempt_files=files)
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
     with step("replace_rated", after="rate:after_insert"):

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from core.attempt_store import ATTEMPTS, listed_attempt_files, prepare_run_rows
+from core.db import connect
 from pipeline import jobs, rate
 from pipeline.cli import cli as cli_group
 from pipeline.lock import ConcurrentRunError, exclusive_run
@@ -53,6 +55,25 @@ def test_failure_inside_the_run_leaves_the_database_as_before(billing: Billing, 
         "failed",
         "RuntimeError: disk on fire",
     )
+
+
+def test_a_run_is_rated_from_its_own_attempts_files_only_when_they_hold_its_whole_scope(billing: Billing) -> None:
+    """``rate.own_attempt_files``, what ``--engine spark`` gives Spark instead of an export of
+    ``scoped_attempts``: the run's listed files when the run is the only one holding attempts
+    of the scope and none of its attempts is still in the TEMP table; else none (the export)."""
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly("2026-11-20")
+    con = connect(billing.settings.db_path)
+    try:
+        own = listed_attempt_files(con, runs=[1])
+        assert len(own) == 1 and rate.own_attempt_files(con, 1, [1]) == own
+        assert rate.own_attempt_files(con, 1, [0, 1]) == []  # an earlier run holds attempts in scope
+        assert rate.own_attempt_files(con, 2, [2]) == []  # no file listed for the run
+        prepare_run_rows(con, ATTEMPTS)
+        con.execute("INSERT INTO run_attempts SELECT * FROM attempts")
+        assert rate.own_attempt_files(con, 1, [1]) == []  # attempts not in the files yet
+    finally:
+        con.close()
 
 
 # The crash tests (SIGKILL at every fault point and at random instants) are in tests/faults/.

@@ -4,6 +4,13 @@ Called by :func:`pipeline.rate.rate_scope` inside the run's transaction, in plac
 ``rate.sql`` in DuckDB: it leaves the same temp table ``new_rated`` behind, so replacing
 ``rated_attempts``, refreshing statement lines and the ledger are the DuckDB code, unchanged.
 
+The attempts Spark rates come from the first of: a Parquet dataset the caller names
+(``--spark-attempts``); the run's own attempts lake files, when they hold the whole scope (a
+nightly whose requests all began in its own run: :func:`pipeline.rate.own_attempt_files`),
+hard-linked (else copied) into the exchange directory as they are; an export of DuckDB's
+``scoped_attempts`` (a re-rate, an ingest-only run to catch up, a retry of an earlier day's
+request: scopes reaching other runs' attempts).
+
 The exchange is Parquet in a fresh work directory (under ``$INFERGATE_SPARK_WORKDIR`` if set,
 else the system temp dir), removed afterwards, and by the next run on the database if a kill
 left it (:func:`exchange_directory`). On a cluster that directory must be a path that
@@ -12,7 +19,9 @@ the driver (where DuckDB runs) and every executor see alike, e.g. a shared mount
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +40,30 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     con.execute(f"COPY ({query}) TO {sql_literal(str(path))} (FORMAT parquet)")
 
 
-def export_inputs(con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str | None) -> RatingInputs:
-    """Write the scope, the scoped attempts (unless ``attempts_uri`` is given) and the reference data."""
+def share_files(files: Sequence[Path], folder: Path) -> Path:
+    """``files`` in the exchange directory ``folder`` (made here), where the executors read:
+    hard links when the lake and the exchange are on one file system (no byte is copied), else
+    copies. Only the names in ``folder`` go when the exchange directory is removed."""
+    folder.mkdir()
+    for i, source in enumerate(files):
+        target = folder / f"{i:06d}-{source.name}"  # the run's files, whatever their names
+        try:
+            os.link(source, target)
+        except OSError:  # another file system (a shared mount for the exchange), or no links
+            shutil.copyfile(source, target)
+    return folder
+
+
+def export_inputs(
+    con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str | None, attempt_files: Sequence[Path] = ()
+) -> RatingInputs:
+    """Write the scope, the scoped attempts and the reference data. The attempts are not
+    exported when ``attempts_uri`` is given (Spark reads it) or ``attempt_files``, Parquet
+    files holding every attempt of the scope in the table's types (a nightly's own attempts
+    lake files: :func:`pipeline.rate.own_attempt_files`), which are shared into ``work``."""
     _copy(con, "SELECT account_id, request_id FROM rating_scope", work / "scope.parquet")
+    if attempts_uri is None and attempt_files:
+        attempts_uri = exchange.spark_uri(share_files(attempt_files, work / "attempts"))
     if attempts_uri is None:
         _copy(con, f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM scoped_attempts", work / "attempts.parquet")
         attempts_uri = exchange.spark_uri(work / "attempts.parquet")
@@ -88,10 +118,13 @@ def spark_failures(what: str) -> Iterator[None]:
         raise SparkEngineError(f"Spark {what} failed: {spark_error_line(exc)}") from exc
 
 
-def rate_on_spark(con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None) -> None:
-    """Rate ``rating_scope`` with Spark; attempts from DuckDB, or from ``attempts_uri`` (Parquet)."""
+def rate_on_spark(
+    con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None, attempt_files: Sequence[Path] = ()
+) -> None:
+    """Rate ``rating_scope`` with Spark; attempts from ``attempts_uri`` (Parquet), else from
+    ``attempt_files`` (the run's lake files, when they are the scope), else exported from DuckDB."""
     with exchange_directory(con) as work:
-        inputs = export_inputs(con, work, attempts_uri)
+        inputs = export_inputs(con, work, attempts_uri, attempt_files)
         with spark_failures("rating"):
             spark = get_session()
             write_rated(rate(spark, inputs), exchange.spark_uri(work / "rated"))

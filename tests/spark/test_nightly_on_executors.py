@@ -242,3 +242,63 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
     listed = {lake / p for (p,) in billing.query("SELECT path FROM lake_files")}
     assert not written[0].exists() and set(lake.rglob("*.parquet")) == listed  # the next run removed it
     assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("twin",)]
+
+
+def test_a_spark_nightly_rates_its_own_attempts_file_and_exports_only_a_wider_scope(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark rates a nightly's attempts from the run's lake file, shared into the exchange
+    directory as it is, not exported from DuckDB, when the run's attempts are the whole scope;
+    a scope that reaches an earlier run (a retry of yesterday's request) is exported from
+    ``scoped_attempts``, and R2 chooses among both days' attempts."""
+    from pipeline.spark import bridge
+
+    billing = Billing(tmp_path / "billing")
+    billing.settings = dataclasses.replace(billing.settings, engine="spark")
+    lake = billing.settings.db_path.with_suffix(".lake")
+    read: list[dict[str, bytes]] = []
+    rate = bridge.rate
+
+    def reading(session: Any, inputs: Any) -> Any:  # the attempts Spark reads, as files
+        source = Path(inputs.attempts.removeprefix("file://"))
+        files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
+        read.append({f.name: f.read_bytes() for f in files})
+        return rate(session, inputs)
+
+    monkeypatch.setattr(bridge, "rate", reading)
+    failed = record(event_id="first", request_id="late", status=502, error_code="upstream_error", ts=f"{DAY}T23:59:59Z")
+    billing.log(
+        f"requests-{DAY}.jsonl", [failed, record(event_id="other", request_id="r-other", ts=f"{DAY}T08:00:00Z")]
+    )
+    billing.nightly(DAY)
+    [(own,)] = billing.query("SELECT path FROM lake_files WHERE table_name = 'attempts'")
+    assert read == [{"000000-run-000001.parquet": (lake / own).read_bytes()}]
+    assert (billing.rated("first")["reason"], billing.rated("other")["outcome"]) == ("upstream_error", "billed")
+
+    retry = record(event_id="second", request_id="late", attempt=2, ts=f"{NEXT_DAY}T00:00:01Z")
+    billing.log(f"requests-{NEXT_DAY}.jsonl", [retry])
+    billing.nightly(NEXT_DAY)
+    assert (billing.rated("first")["reason"], billing.rated("second")["outcome"]) == ("upstream_error", "billed")
+    assert list(read[1]) == ["attempts.parquet"]  # exported: the scope holds run 1's attempt too
+
+
+def test_shared_attempt_files_are_copied_where_they_cannot_be_linked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exchange directory is often another file system than the lake (a shared mount):
+    a file that cannot be hard-linked there is copied."""
+    from pipeline.spark import bridge
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "run-000001.parquet").write_bytes(b"one")
+    (tmp_path / "work").mkdir()
+    linked = bridge.share_files([lake / "run-000001.parquet"], tmp_path / "work" / "linked")
+    assert (linked / "000000-run-000001.parquet").stat().st_ino == (lake / "run-000001.parquet").stat().st_ino
+
+    def cross_device(source: Any, target: Any) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(bridge.os, "link", cross_device)
+    copied = bridge.share_files([lake / "run-000001.parquet"], tmp_path / "work" / "copied")
+    assert (copied / "000000-run-000001.parquet").read_bytes() == b"one"
