@@ -63,6 +63,7 @@ __all__ = [
     "fsync_dir",
     "lake_dir",
     "lake_path",
+    "list_run_parts",
     "listed_attempt_files",
     "listed_files",
     "prepare_run_rows",
@@ -73,6 +74,7 @@ __all__ = [
     "store_run_rows",
     "stored_columns",
     "stored_table",
+    "typed_rows",
     "write_parquet",
 ]
 
@@ -232,7 +234,7 @@ def _listed(
         f"SELECT f.path, f.bytes, f.run_id FROM {sql_identifier(database)}.main.lake_files f, "
         f"{sql_identifier(database)}.main.rating_state s "
         f"WHERE f.table_name = $folder AND s.key = $marker AND f.run_id >= CAST(s.value AS BIGINT){where} "
-        "ORDER BY f.run_id",
+        "ORDER BY f.run_id, f.path",
         {"folder": folder, "marker": spec.marker},
     ).fetchall()
     lake = lake_dir(path)
@@ -463,9 +465,11 @@ def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
     return f"temp.main.{spec.run_table}"
 
 
-def lake_path(table: str, run_id: int) -> str:
-    """Where a run's file of a lake table lives, relative to the lake: ``attempts/run-000042.parquet``."""
-    return f"{table}/run-{run_id:06d}.parquet"
+def lake_path(table: str, run_id: int, part: int = 0) -> str:
+    """Where a run's file of a lake table lives, relative to the lake: ``attempts/run-000042.parquet``
+    (part 0, the file the run's driver writes), ``attempts/run-000042-part-000003.parquet``
+    (a file a Spark task wrote, migration 033)."""
+    return f"{table}/run-{run_id:06d}" + (f"-part-{part:06d}" if part else "") + ".parquet"
 
 
 def store_run_rows(
@@ -492,12 +496,7 @@ def store_run_rows(
     keys = f" EXCLUDE ({', '.join(spec.key_columns)})" if spec.key_columns else ""
     query = f"SELECT *{keys} FROM {spec.run_table}"
     if extra is not None:  # in the table's columns and types, as the TEMP table's rows are
-        typed = ", ".join(
-            f"CAST({int(run_id) if c == spec.run_column else f'e.{sql_identifier(c)}'} AS {t}) AS {sql_identifier(c)}"
-            for c, t in stored_columns(con, spec)
-            if c not in spec.key_columns
-        )
-        query = f"SELECT {typed} FROM ({extra}) AS e UNION ALL {query}"
+        query = f"{typed_rows(con, spec, run_id, extra)} UNION ALL {query}"
     written = [_write_listed(con, spec.view, run_id, query)]
     bounds = table_exists(con, BOUNDS)
     if spec.tombstones and bounds and written[0] is not None:
@@ -522,6 +521,17 @@ def store_run_rows(
     return [p for p in written if p is not None]
 
 
+def typed_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, query: str) -> str:
+    """A SELECT of ``query``'s rows as ``spec``'s files hold them: the table's columns by name,
+    in order, each cast to its type, the keys left out, the run column ``run_id``."""
+    typed = ", ".join(
+        f"CAST({int(run_id) if c == spec.run_column else f'e.{sql_identifier(c)}'} AS {t}) AS {sql_identifier(c)}"
+        for c, t in stored_columns(con, spec)
+        if c not in spec.key_columns
+    )
+    return f"SELECT {typed} FROM ({query}) AS e"
+
+
 def _write_listed(con: duckdb.DuckDBPyConnection, folder: str, run_id: int, query: str) -> Path | None:
     """``query``'s rows as the run's file of ``folder``, listed in the manifest (none if no rows)."""
     row = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
@@ -534,11 +544,57 @@ def _write_listed(con: duckdb.DuckDBPyConnection, folder: str, run_id: int, quer
     target = lake_dir(path) / relative
     size = write_parquet(con, query, target)
     fsync_dir(target.parent)
-    con.execute(
-        "INSERT INTO lake_files VALUES ($run, $folder, $path, $rows, $bytes, now())",
-        {"run": run_id, "folder": folder, "path": relative, "rows": rows, "bytes": size},
-    )
+    _list(con, folder, run_id, 0, relative, rows, size)
     return target
+
+
+def _list(
+    con: duckdb.DuckDBPyConnection, folder: str, run_id: int, part: int, relative: str, rows: int, size: int
+) -> None:
+    """A row of the manifest (part 0 without naming the column: a database before migration 033)."""
+    columns, values = (
+        "run_id, table_name, path, row_count, bytes, written_at",
+        "$run, $folder, $path, $rows, $bytes, now()",
+    )
+    params: dict[str, object] = {"run": run_id, "folder": folder, "path": relative, "rows": rows, "bytes": size}
+    if part:
+        columns, values, params = f"{columns}, part", f"{values}, $part", {**params, "part": part}
+    con.execute(f"INSERT INTO lake_files ({columns}) VALUES ({values})", params)
+
+
+def list_run_parts(
+    con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, parts: Sequence[tuple[Path, int]]
+) -> list[Path]:
+    """Move complete Parquet files (``(path, rows)``: written elsewhere, e.g. by Spark tasks into
+    the exchange directory, in the table's columns and types) into the lake as the run's parts
+    1.. of ``spec`` and list them in the manifest; the files listed. Call inside the run's
+    transaction: a run that fails or is killed leaves them unlisted, and the next run removes
+    them (:func:`remove_unlisted_lake_files`). A file without rows is left where it is.
+
+    A rename when the file is on the lake's file system; else a copy under a temporary name,
+    fsynced and renamed (the target is never a half-written file)."""
+    path = database_file(con)
+    assert path is not None, "parts are files of a database's lake"
+    lake = lake_dir(path)
+    listed = []
+    for part, (source, rows) in enumerate([p for p in parts if p[1]], start=1):
+        relative = lake_path(spec.view, run_id, part)
+        target = lake / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except OSError:  # another file system
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        with open(target, "rb") as handle:  # the task's writes durable before the commit lists them
+            os.fsync(handle.fileno())
+        _list(con, spec.view, run_id, part, relative, rows, target.stat().st_size)
+        listed.append(target)
+    if listed:
+        fsync_dir(listed[0].parent)
+        refresh_lake_views(con)
+    return listed
 
 
 def write_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:

@@ -140,7 +140,11 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
         fsync_dir(folder)
     with transaction(con):
         for row in manifest:
-            con.execute("INSERT INTO lake_files VALUES (?, ?, ?, ?, ?, now())", list(row))
+            con.execute(
+                "INSERT INTO lake_files (run_id, table_name, path, row_count, bytes, written_at) "
+                "VALUES (?, ?, ?, ?, ?, now())",
+                list(row),
+            )
         con.execute(f"DELETE FROM {TOMBSTONES} WHERE replaced_by_run <= $last", {"last": last})
         con.execute("INSERT INTO lake_exports VALUES ($last, $files, now())", {"last": last, "files": len(manifest)})
     return [lake / relative for _, _, relative, _, _ in manifest]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+import pytest
+
 from core.db import BULK_ROWS, _migrations, connect, insert_many, migrate
 from core.money import D
 from tests.conftest import migrated_database
@@ -94,3 +97,42 @@ def test_migration_030_merges_lines_that_differ_only_in_price_basis(tmp_path: Pa
         ("input_uncached", "override", 1000, 3, 3, D("0.006"), D("0.01")),
         ("output", "list+override", 2000, 3, 2, D("0.09"), D("0.09")),
     ]
+
+
+def test_migration_033_keeps_the_listed_files_as_part_0_and_lists_several_parts_a_run(tmp_path: Path) -> None:
+    """lake_files before 033 is keyed by (table_name, run_id): one file a run. The migration
+    rebuilds it keyed by (table_name, run_id, part), every listed file part 0, so a Spark run's
+    tasks can each list the attempts file they wrote; one part of a run is still listed once."""
+    db = migrated_database(tmp_path / "billing.duckdb")
+    con = connect(db)
+    listed = db.with_suffix(".lake") / "attempts" / "run-000007.parquet"
+    listed.parent.mkdir(parents=True)
+    con.execute(f"COPY (SELECT * EXCLUDE (event_key, request_key) FROM attempts LIMIT 0) TO '{listed}'")
+    row = (7, "attempts", "attempts/run-000007.parquet", 0, listed.stat().st_size)
+    con.execute(
+        "INSERT INTO lake_files (run_id, table_name, path, row_count, bytes, written_at) VALUES (?, ?, ?, ?, ?, now())",
+        list(row),
+    )
+    # the table as 020 made it
+    con.execute("CREATE TABLE old_lake_files AS SELECT * EXCLUDE (part) FROM lake_files")
+    con.execute("DROP TABLE lake_files")
+    con.execute(
+        "CREATE TABLE lake_files (run_id BIGINT NOT NULL, table_name VARCHAR NOT NULL, path VARCHAR NOT NULL, "
+        "row_count BIGINT NOT NULL, bytes BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL, "
+        "PRIMARY KEY (table_name, run_id))"
+    )
+    con.execute("INSERT INTO lake_files SELECT * FROM old_lake_files")
+    con.execute("DROP TABLE old_lake_files")
+    con.execute("DELETE FROM schema_migrations WHERE name LIKE '033_%'")
+    con.close()
+    con = connect(db)  # applies 033
+    try:
+        assert con.execute("SELECT run_id, table_name, path, row_count, bytes, part FROM lake_files").fetchall() == [
+            (*row, 0)
+        ]
+        part = "INSERT INTO lake_files VALUES (7, 'attempts', ?, 1, 10, now(), ?)"
+        con.execute(part, ["attempts/run-000007-part-000001.parquet", 1])
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute(part, ["attempts/run-000007-part-000001.parquet", 1])
+    finally:
+        con.close()
