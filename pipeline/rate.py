@@ -149,7 +149,7 @@ def own_attempt_files(con: duckdb.DuckDBPyConnection, run_id: int, holders: list
     That is when the only run holding attempts of the scope's requests is this one (a nightly
     whose requests all began today: no ingest-only run to catch up, no reference change
     re-rating other runs' requests, no retry of an earlier day's request) and none of its
-    attempts is still in the TEMP table (the Spark nightly writes its file before rating,
+    attempts is still in the TEMP table (the Spark nightly lists its files before rating,
     ``pipeline/ingest/apply.py`` ``store_executor_attempts``). ``holders`` comes from
     ``attempt_keys``, which holds every stored attempt's request key: a hash collision only
     adds a run, which sends the rating back to the export of ``scoped_attempts``."""

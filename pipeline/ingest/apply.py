@@ -7,15 +7,20 @@ stored from the executors' parts, and each file's lines are the tasks' counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import duckdb
 
 from core.attempt_store import (
     ATTEMPTS,
     attempts_of_runs,
     database_file,
+    list_run_parts,
     parquet_source,
     prepare_run_rows,
     store_run_rows,
+    typed_rows,
 )
 from core.db import insert_many, run_script, sql_text
 from core.timing import step
@@ -44,7 +49,7 @@ def apply_staged(
         bind_new_attempts(con, batch)
         run_script(con, "store_batch.sql", {"run_id": run_id})
         if batch.parts:
-            store_executor_attempts(con, run_id)
+            store_executor_attempts(con, run_id, batch.store)
     results = _file_results(con, batch)
     insert_many(
         con,
@@ -106,21 +111,43 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
         )
 
 
-def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: StoreParts | None = None) -> None:
     """Store the parts' rows of ``executor_attempts`` without copying them into the driver's
     DuckDB: their keys into ``attempt_keys``, and the rows themselves, with the projection
-    and masking of stored_attempts.sql, in the one COPY that writes the run's attempts lake
-    file together with the driver's own new rows (``run_attempts``, then emptied), listed in
-    this transaction (:func:`core.attempt_store.store_run_rows`). Rating reads them from that
-    file like any stored run's; a run that fails from here on leaves the file unlisted, and
-    the next run removes it. Without a database file (in memory) the rows go into
-    ``run_attempts`` like the driver's."""
+    and masking of stored_attempts.sql, into the run's attempts lake files, listed in this
+    transaction. Rating reads them from those files like any stored run's; a run that fails
+    from here on leaves the files unlisted, and the next run removes them.
+
+    With ``store`` (the Spark path: :func:`pipeline.spark.staging.store_on_executors`), each
+    part's rows are written by a task, as :data:`EXECUTOR_STORED` with the part's path and
+    the file of ``loaded_keys`` filled in, and the files are listed as the run's parts 1..
+    (:func:`core.attempt_store.list_run_parts`): no attempt row passes through the driver; the
+    driver's own new rows (``run_attempts``) are part 0. Without it, one COPY writes both into
+    the run's one file. Without a database file (in memory) the rows go into ``run_attempts``
+    like the driver's."""
     con.execute("INSERT INTO attempt_keys SELECT event_key, request_key, $run FROM executor_attempts", {"run": run_id})
     stored = "WITH new_attempts AS (SELECT * FROM executor_attempts)\n" + sql_text("stored_attempts.sql")
     if database_file(con) is None:
         con.execute(f"INSERT INTO run_attempts BY NAME SELECT *, $run AS run_id FROM ({stored})", {"run": run_id})
         return
-    store_run_rows(con, ATTEMPTS, run_id, extra=stored)
+    if store is None:
+        store_run_rows(con, ATTEMPTS, run_id, extra=stored)
+        return
+    store_run_rows(con, ATTEMPTS, run_id)  # part 0: the few rows dedup found new on the driver
+    per_part = f"WITH new_attempts AS ({EXECUTOR_STORED})\n" + sql_text("stored_attempts.sql")
+    list_run_parts(con, ATTEMPTS, run_id, store(typed_rows(con, ATTEMPTS, run_id, per_part)))
+
+
+#: The rows of one part (``$part``) that a task stores: valid, and not among the keys the driver
+#: loaded (``$loaded_keys``, a Parquet file of ``loaded_keys``): ``executor_attempts`` of one part.
+EXECUTOR_STORED = (
+    f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} FROM read_parquet($part) "
+    "WHERE problem IS NULL AND event_key NOT IN (SELECT event_key FROM read_parquet($loaded_keys))"
+)
+
+#: Writes each part's stored attempts by the given query (see :data:`EXECUTOR_STORED`); the
+#: files written, complete, with their rows.
+StoreParts = Callable[[str], list[tuple[Path, int]]]
 
 
 def _file_results(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> list[FileResult]:

@@ -211,6 +211,9 @@ class StagedBatch:
     parts: tuple[Path, ...] = ()
     lines: dict[int, int] | None = None
     close: Callable[[], None] = field(default=lambda: None, compare=False)
+    # Spark tasks writing the stored attempts of each part by a query (pipeline/ingest/apply.py
+    # ``store_executor_attempts``): the files, complete, with their rows
+    store: Callable[[str], list[tuple[Path, int]]] | None = field(default=None, compare=False)
 
 
 Span = tuple[int, int, int, int]  # (first file_order, its first line_no, last file_order, its last line_no)

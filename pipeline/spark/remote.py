@@ -215,6 +215,7 @@ class _Task:
     spill_parent: str | None
     ts_latest: str | None = None
     memory_limit: str | None = None
+    query: str | None = None  # store_parts: the SELECT of a part's stored attempts ($part: the part)
 
 
 def _local_copy(uri: str, content: bytes, sha: str, spill_parent: str | None) -> tuple[Path, Path]:
@@ -371,3 +372,36 @@ def stage_lines(
     task = _Task({uri: (order, sha) for order, uri, sha in files}, str(out_dir), str(spill_parent), None, memory_limit)
     done = _run_tasks(spark, task, _write_lines, "staging lines")
     return _parts(out_dir, [order for order, _, _ in files], done)
+
+
+def _write_stored(
+    task: _Task, order: int, shown_as: str | None, sha: str, local: Path, directory: Path, partial: str
+) -> int:
+    """The stored attempts of the part ``local``, by ``task.query`` (its masking macros made
+    here, as parsing makes them): what the driver lists as one of the run's attempts files."""
+    from pipeline.redact import install_sql_macro
+    from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
+
+    assert task.query is not None
+    con = task_connection(task.memory_limit or TASK_MEMORY_LIMIT, temp_directory=directory)
+    try:
+        install_sql_macro(con)
+        query = task.query.replace("$part", sql_literal(str(local)))
+        row = con.execute(f"COPY ({query}) TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)").fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def store_parts(
+    spark: Any, parts: Sequence[Path], out_dir: Path, query: str, memory_limit: str | None, spill_parent: Path
+) -> list[tuple[Path, int]]:
+    """Write each part's stored attempts (``query``, with ``$part`` its path) on the executors,
+    one task a part, as one Parquet file each in ``out_dir``; ``(file, rows)`` in the parts' order."""
+    if not parts:
+        return []
+    files = {str(part): (order, "") for order, part in enumerate(parts)}
+    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query)
+    done = _run_tasks(spark, task, _write_stored, "storing attempts")
+    written = _parts(out_dir, list(range(len(parts))), done)
+    return [(path, done[order]) for order, path in enumerate(written)]

@@ -13,10 +13,12 @@ probes the stored keys with it, and loads into the TEMP table ``parsed`` only th
 and store_batch.sql must see (:func:`load_special`): the quarantined ones, and the records
 whose event_id repeats in the batch, is stored, or is that of an unresolved quarantine entry.
 dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
-other valid row is new by dedup's own rule, and is written from the parts straight into the
-run's attempts lake file in the run's transaction
-(:func:`pipeline.ingest.apply.store_executor_attempts`), so the exchange directory lives until
-then (``StagedBatch.close``).
+other valid row is new by dedup's own rule, and is stored by the task of its part: in the run's
+transaction the driver writes ``loaded_keys`` into the exchange directory, each task writes its
+part's other valid rows with stored_attempts.sql's projection and masking as one Parquet file
+(:func:`store_on_executors`), and the driver renames those files into the lake and lists them
+as the run's attempts parts (:func:`pipeline.ingest.apply.store_executor_attempts`), so the
+exchange directory lives until then (``StagedBatch.close``).
 
 ``staged_lines`` holds only the lines dedup may quote: every line of a file holding a record
 whose event_id repeats with other content, in the batch or in the history (a
@@ -24,13 +26,14 @@ whose event_id repeats with other content, in the batch or in the history (a
 the canonical content hash is compared by its minified line). Such files are rare (a resent
 file with edited records) and are staged again, by tasks. No prompt text travels
 otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line,
-nor copies the new attempts into a table; its DuckDB still reads the parts once more to
-write the run's lake file (masking secrets on the way), and ``attempt_keys`` still grows in
-its DuckDB file (docs/spark.md, "What is left of issue 15").
+nor copies or writes the new attempts: no attempt row passes through it. Its DuckDB still
+reads the parts' key columns (``attempt_keys`` grows in its DuckDB file) and writes the few
+rows dedup found new as the run's part 0 (docs/spark.md, "What is left of issue 15").
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import datetime
@@ -39,6 +42,7 @@ from pathlib import Path
 import duckdb
 
 from core.attempt_store import parquet_source
+from core.db import sql_literal
 from core.timing import step
 from pipeline.ingest.apply import bind_stored_twins
 from pipeline.ingest.files import is_uri
@@ -99,6 +103,7 @@ def stage_files_on_spark(
                     on_file(Path(path))
         _stage_files_with_conflicts(con, files, memory_limit)
         close = kept.pop_all().close  # the parts outlive staging: apply_staged stores from them
+    store = functools.partial(store_on_executors, con, parts, memory_limit) if parts else None
     return StagedBatch(
         tuple(staged),
         tuple(skipped),
@@ -107,7 +112,26 @@ def stage_files_on_spark(
         parts=tuple(parts),
         lines=lines,
         close=close,
+        store=store,
     )
+
+
+def store_on_executors(
+    con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_limit: str | None, query: str
+) -> list[tuple[Path, int]]:
+    """Have a task write each part's stored attempts (``query``: $part, $loaded_keys; see
+    :data:`pipeline.ingest.apply.EXECUTOR_STORED`) into the parts' exchange directory, which
+    lives until the run's transaction ends; ``(file, rows)`` for the driver to list. The
+    driver writes only ``loaded_keys`` there (8 bytes a special record)."""
+    from pipeline.spark import remote
+
+    work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
+    keys = work / "loaded_keys.parquet"
+    con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys))} (FORMAT parquet)")
+    (work / "stored").mkdir()
+    query = query.replace("$loaded_keys", sql_literal(str(keys)))
+    with spark_failures("storing attempts"):
+        return remote.store_parts(get_session(), parts, work / "stored", query, memory_limit, work / "spill")
 
 
 def _parse_on_executors(

@@ -54,21 +54,22 @@ STORED = {
     ),
     "rated_attempts": RATED,
     "statement_lines": LINES,
-    # one attempts file a run, of the same rows (a Spark run writes it from the parts)
-    "lake_files": "SELECT table_name, run_id, path, row_count FROM lake_files ORDER BY ALL",
+    # the same rows a run and table in the lake files (a Spark run's attempts in several: the
+    # driver's part 0 and one a log file, written by its task; migration 033)
+    "lake_files": "SELECT table_name, run_id, sum(row_count) FROM lake_files GROUP BY ALL ORDER BY ALL",
 }
 
 
-def attempt_file_columns(billing: Billing) -> list[tuple[str, ...]]:
-    """Each attempts lake file's columns and their types as DuckDB reads them (the view
-    ``attempts`` casts, so a file written in other types would not show there)."""
+def attempt_file_columns(billing: Billing) -> set[tuple[str, ...]]:
+    """The attempts lake files' columns and their types as DuckDB reads them, each layout once
+    (the view ``attempts`` casts, so a file written in other types would not show there)."""
     files = billing.query("SELECT path FROM lake_files WHERE table_name = 'attempts' ORDER BY run_id")
     assert files
     lake = billing.settings.db_path.with_suffix(".lake")
-    return [
+    return {
         tuple(f"{name} {kind}" for name, kind, *_ in billing.query(f"DESCRIBE SELECT * FROM '{lake / path}'"))
         for (path,) in files
-    ]
+    }
 
 
 def r5(event_id: str, ts: str, text: str) -> dict[str, Any]:
@@ -212,13 +213,17 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
 
     def fail(con: Any, run_id: int, *args: Any) -> None:
         assert list(exchange.glob("infergate-spark-*/parsed/part-*.parquet")), "the parts should be there"
-        # the run's attempts file is written and listed before rating, straight from the parts
-        # (a and twin: one row the driver did not load, one it dedup'ed); rating reads it
+        # the run's attempts files are written and listed before rating: a, which the driver did
+        # not load, by the file's task (part 1), and twin, which it dedup'ed, by the driver (part 0)
         assert con.execute("SELECT count(*) FROM run_attempts").fetchone() == (0,)
-        assert con.execute("SELECT row_count FROM lake_files WHERE run_id = ?", [run_id]).fetchall() == [(2,)]
+        listed = "SELECT part, row_count FROM lake_files WHERE run_id = ? ORDER BY part"
+        assert con.execute(listed, [run_id]).fetchall() == [(0, 1), (1, 1)]
+        # part 1 is the file the task wrote into the exchange directory, renamed into the lake
+        [stored] = exchange.glob("infergate-spark-*/stored")
+        assert not list(stored.glob("*.parquet")), "the tasks' files should have moved into the lake"
         scoped = con.execute(f"SELECT event_id FROM ({attempts_of_runs(con, [run_id])}) ORDER BY 1").fetchall()
         assert scoped == [("a",), ("twin",)]
-        written.extend(lake.rglob("*.parquet"))
+        written.extend(sorted(lake.rglob("*.parquet")))
         raise RuntimeError("rating failed")
 
     left: list[list[Path]] = []
@@ -235,12 +240,13 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
             billing.nightly(DAY)
     assert left == [[]]
     assert {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables} == before
-    assert [p.name for p in written] == ["run-000001.parquet"] and written[0].exists()  # unlisted
+    assert [p.name for p in written] == ["run-000001-part-000001.parquet", "run-000001.parquet"]
+    assert all(p.exists() for p in written)  # unlisted
     [f] = billing.nightly(DAY).files
     assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (4, 2, 1, 1)
     assert billing.one("SELECT count(*) FROM attempt_keys") == 2 and list(exchange.iterdir()) == []
     listed = {lake / p for (p,) in billing.query("SELECT path FROM lake_files")}
-    assert not written[0].exists() and set(lake.rglob("*.parquet")) == listed  # the next run removed it
+    assert not any(p.exists() for p in written) and set(lake.rglob("*.parquet")) == listed  # the next run removed them
     assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("twin",)]
 
 
@@ -271,8 +277,8 @@ def test_a_spark_nightly_rates_its_own_attempts_file_and_exports_only_a_wider_sc
         f"requests-{DAY}.jsonl", [failed, record(event_id="other", request_id="r-other", ts=f"{DAY}T08:00:00Z")]
     )
     billing.nightly(DAY)
-    [(own,)] = billing.query("SELECT path FROM lake_files WHERE table_name = 'attempts'")
-    assert read == [{"000000-run-000001.parquet": (lake / own).read_bytes()}]
+    own = billing.query("SELECT path FROM lake_files WHERE table_name = 'attempts' ORDER BY path")
+    assert own and read == [{f"{i:06d}-{Path(p).name}": (lake / p).read_bytes() for i, (p,) in enumerate(own)}]
     assert (billing.rated("first")["reason"], billing.rated("other")["outcome"]) == ("upstream_error", "billed")
 
     retry = record(event_id="second", request_id="late", attempt=2, ts=f"{NEXT_DAY}T00:00:01Z")

@@ -70,8 +70,8 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     """``logs_as="uri"``: ``--logs file://...``, the executors read the bytes through Spark and
     write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin.
     ``kill_at="after_ingest"``: killed at that fault point instead, when the run's attempts
-    lake file has been written from the parts and listed, uncommitted: the file is left
-    unlisted, and the next run removes it."""
+    lake files have been written (the parts' rows by their tasks, migration 033) and listed,
+    uncommitted: the files are left unlisted, and the next run removes them."""
     if shutil.which("java") is None:
         pytest.skip("no Java runtime for PySpark")
     scenario = Scenario.build(tmp_path / "scenario")
@@ -107,8 +107,8 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
 
     assert snapshot(db) == scenario.before
     left = set(lake.rglob("*.parquet")) - listed_before
-    if kill_at == "after_ingest":  # the run's attempts file, written from the parts, unlisted
-        assert [p.parent.name for p in left] == ["attempts"], left
+    if kill_at == "after_ingest":  # the run's attempts files, the tasks' parts among them, unlisted
+        assert {p.parent.name for p in left} == {"attempts"} and any("-part-" in p.name for p in left), left
     assert ledger(db)[-1][1] == "running"  # the killed run's row, closed as crashed by the next
     assert [p.name for p in exchange.iterdir()], "the kill should have left the exchange directory"
     while processes_with(f"INFERGATE_SPARK_WORKDIR={exchange}"):  # the orphaned JVM exits on EOF
