@@ -198,3 +198,46 @@ def test_a_snapshot_left_pointing_at_a_moved_lake_says_to_publish_it_again(billi
     result = cli_in_process("--db", str(moved), "sql", "--format", "csv", "SELECT count(*) AS n FROM attempts",
                             cwd=tmp_path)  # fmt: skip
     assert result.exit_code == 0 and result.stdout.splitlines() == ["n", "1"], result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("same_file_system", [True, False], ids=["renamed", "copied"])
+def test_a_runs_parts_are_moved_into_the_lake_and_listed_beside_its_file(
+    billing: Billing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_file_system: bool
+) -> None:
+    """``list_run_parts`` (the Spark tasks' attempts files, migration 033): each file with rows
+    becomes the run's next part, moved into the lake (copied when the exchange directory is on
+    another file system) and listed beside part 0; the view reads them all; an empty file stays."""
+    from core import attempt_store
+    from core.attempt_store import ATTEMPTS, list_run_parts, typed_rows
+
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", request_id="r-a")])
+    billing.nightly()
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    lake = lake_dir(billing.settings.db_path)
+    if not same_file_system:
+        replace = attempt_store.os.replace
+
+        def across(source: object, target: object) -> None:
+            if not Path(str(source)).is_relative_to(lake):
+                raise OSError(18, "Invalid cross-device link")
+            replace(source, target)
+
+        monkeypatch.setattr(attempt_store.os, "replace", across)
+    con = connect(billing.settings.db_path)
+    try:
+        files = []
+        for name, where in (("empty", "false"), ("b", "true")):
+            rows = typed_rows(con, ATTEMPTS, 1, f"SELECT * REPLACE ('{name}' AS event_id) FROM attempts WHERE {where}")
+            con.execute(f"COPY ({rows}) TO '{exchange / name}.parquet'")
+            files.append((exchange / f"{name}.parquet", 1 if name == "b" else 0))
+        listed = list_run_parts(con, ATTEMPTS, 1, files)
+        assert [p.name for p in listed] == ["run-000001-part-000001.parquet"]
+        assert (exchange / "b.parquet").exists() == (not same_file_system) and (exchange / "empty.parquet").exists()
+        assert con.execute("SELECT event_id FROM attempts ORDER BY 1").fetchall() == [("a",), ("b",)]
+    finally:
+        con.close()
+    assert billing.query("SELECT part, path, row_count FROM lake_files WHERE table_name = 'attempts' ORDER BY 1") == [
+        (0, "attempts/run-000001.parquet", 1),
+        (1, "attempts/run-000001-part-000001.parquet", 1),
+    ]
