@@ -468,7 +468,7 @@ def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
 def lake_path(table: str, run_id: int, part: int = 0) -> str:
     """Where a run's file of a lake table lives, relative to the lake: ``attempts/run-000042.parquet``
     (part 0, the file the run's driver writes), ``attempts/run-000042-part-000003.parquet``
-    (a file a Spark task wrote, migration 033)."""
+    (a file a Spark task wrote, migration 034)."""
     return f"{table}/run-{run_id:06d}" + (f"-part-{part:06d}" if part else "") + ".parquet"
 
 
@@ -551,7 +551,7 @@ def _write_listed(con: duckdb.DuckDBPyConnection, folder: str, run_id: int, quer
 def _list(
     con: duckdb.DuckDBPyConnection, folder: str, run_id: int, part: int, relative: str, rows: int, size: int
 ) -> None:
-    """A row of the manifest (part 0 without naming the column: a database before migration 033)."""
+    """A row of the manifest (part 0 without naming the column: a database before migration 034)."""
     columns, values = (
         "run_id, table_name, path, row_count, bytes, written_at",
         "$run, $folder, $path, $rows, $bytes, now()",

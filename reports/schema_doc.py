@@ -34,7 +34,7 @@ LAKE_VIEW_NOTES = {
         ATTEMPTS,
         f"{ATTEMPTS_COMMENT} A view each connection of the CLI and the analyst snapshot have (not stored in the "
         "database file): the rows of attempts_before_lake and the lake files listed in lake_files, one per run "
-        "since migration 025 (several for a Spark nightly since 033: the driver's and one a log file).",
+        "since migration 025 (several for a Spark nightly since 034: the driver's and one a log file).",
     ),
     RATED.view: (
         RATED,

@@ -204,7 +204,7 @@ def test_a_snapshot_left_pointing_at_a_moved_lake_says_to_publish_it_again(billi
 def test_a_runs_parts_are_moved_into_the_lake_and_listed_beside_its_file(
     billing: Billing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, same_file_system: bool
 ) -> None:
-    """``list_run_parts`` (the Spark tasks' attempts files, migration 033): each file with rows
+    """``list_run_parts`` (the Spark tasks' attempts files, migration 034): each file with rows
     becomes the run's next part, moved into the lake (copied when the exchange directory is on
     another file system) and listed beside part 0; the view reads them all; an empty file stays."""
     from core import attempt_store

@@ -99,8 +99,8 @@ def test_migration_030_merges_lines_that_differ_only_in_price_basis(tmp_path: Pa
     ]
 
 
-def test_migration_033_keeps_the_listed_files_as_part_0_and_lists_several_parts_a_run(tmp_path: Path) -> None:
-    """lake_files before 033 is keyed by (table_name, run_id): one file a run. The migration
+def test_migration_034_keeps_the_listed_files_as_part_0_and_lists_several_parts_a_run(tmp_path: Path) -> None:
+    """lake_files before 034 is keyed by (table_name, run_id): one file a run. The migration
     rebuilds it keyed by (table_name, run_id, part), every listed file part 0, so a Spark run's
     tasks can each list the attempts file they wrote; one part of a run is still listed once."""
     db = migrated_database(tmp_path / "billing.duckdb")
@@ -123,9 +123,9 @@ def test_migration_033_keeps_the_listed_files_as_part_0_and_lists_several_parts_
     )
     con.execute("INSERT INTO lake_files SELECT * FROM old_lake_files")
     con.execute("DROP TABLE old_lake_files")
-    con.execute("DELETE FROM schema_migrations WHERE name LIKE '033_%'")
+    con.execute("DELETE FROM schema_migrations WHERE name LIKE '034_%'")
     con.close()
-    con = connect(db)  # applies 033
+    con = connect(db)  # applies 034
     try:
         assert con.execute("SELECT run_id, table_name, path, row_count, bytes, part FROM lake_files").fetchall() == [
             (*row, 0)

@@ -55,7 +55,7 @@ STORED = {
     "rated_attempts": RATED,
     "statement_lines": LINES,
     # the same rows a run and table in the lake files (a Spark run's attempts in several: the
-    # driver's part 0 and one a log file, written by its task; migration 033)
+    # driver's part 0 and one a log file, written by its task; migration 034)
     "lake_files": "SELECT table_name, run_id, sum(row_count) FROM lake_files GROUP BY ALL ORDER BY ALL",
 }
 

@@ -70,7 +70,7 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     """``logs_as="uri"``: ``--logs file://...``, the executors read the bytes through Spark and
     write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin.
     ``kill_at="after_ingest"``: killed at that fault point instead, when the run's attempts
-    lake files have been written (the parts' rows by their tasks, migration 033) and listed,
+    lake files have been written (the parts' rows by their tasks, migration 034) and listed,
     uncommitted: the files are left unlisted, and the next run removes them."""
     if shutil.which("java") is None:
         pytest.skip("no Java runtime for PySpark")

@@ -1,4 +1,4 @@
--- 033: several attempts files a run (issue 15). A Spark nightly's tasks write the stored
+-- 034: several attempts files a run (issue 15). A Spark nightly's tasks write the stored
 -- attempts of their own log file, and the run lists each of those files: lake_files is keyed
 -- by (table_name, run_id, part). Part 0 is the file a run's driver writes (every file listed
 -- before this migration, named <table>/run-NNNNNN.parquet); parts 1.. are the tasks' files
@@ -24,4 +24,4 @@ COMMENT ON COLUMN lake_files.path IS 'Path of the Parquet file relative to the l
 COMMENT ON COLUMN lake_files.row_count IS 'Rows in the file.';
 COMMENT ON COLUMN lake_files.bytes IS 'Size of the file in bytes.';
 COMMENT ON COLUMN lake_files.written_at IS 'When the file was written and listed.';
-COMMENT ON COLUMN lake_files.part IS 'Which of the run''s files of the table it is: 0 for the file the driver writes (every file listed before migration 033), 1.. for the attempts files the Spark tasks of a nightly wrote, one per log file with new attempts (since 033).';
+COMMENT ON COLUMN lake_files.part IS 'Which of the run''s files of the table it is: 0 for the file the driver writes (every file listed before migration 034), 1.. for the attempts files the Spark tasks of a nightly wrote, one per log file with new attempts (since 034).';
