@@ -231,7 +231,7 @@ COMMENT ON COLUMN statement_reconciliation.issued_total_usd IS 'Total due of the
 COMMENT ON COLUMN statement_reconciliation.rated_now_usage_usd IS 'The period''s usage as rated now: the sum of its rounded statement lines, late records included (account_period_totals.usage_usd, top_accounts.statement_total_usd).';
 COMMENT ON COLUMN statement_reconciliation.late_usage_usd IS 'rated_now_usage_usd - issued_usage_usd: usage of the period rated after it was issued (late records).';
 COMMENT ON COLUMN statement_reconciliation.late_adjusted_usd IS 'The part of late_usage_usd already billed: adjustment lines for this period on later issued statements.';
-COMMENT ON COLUMN statement_reconciliation.late_pending_usd IS 'The part of late_usage_usd not billed yet: it appears as adjustment lines on the account''s next finalized statement.';
+COMMENT ON COLUMN statement_reconciliation.late_pending_usd IS 'The part of late_usage_usd not billed yet: late tokens not adjusted yet appear as adjustment lines on the account''s next finalized statement. Since layout 4 an adjustment line is its own tokens x unit price, rounded, so a line issued, then adjusted, can differ by a cent of rounding from the whole line rounded now: such cents stay here and are never billed (each printed line adds up instead).';
 
 DROP VIEW IF EXISTS temp.rated_attempts;
 
