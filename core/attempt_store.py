@@ -580,7 +580,7 @@ def list_run_parts(
     for part, (source, rows) in enumerate([p for p in parts if p[1]], start=1):
         relative = lake_path(spec.view, run_id, part)
         target = lake / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_durable_dirs(target.parent)
         try:
             os.replace(source, target)
         except OSError:  # another file system
@@ -600,16 +600,22 @@ def list_run_parts(
 def write_parquet(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> int:
     """``query``'s rows as a zstd Parquet file at ``target`` (its size): written under a
     temporary name, fsynced, renamed, so that ``target`` is never a half-written file."""
-    missing = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for folder in reversed(missing):  # a new folder's name is durable once its parent is fsynced
-        fsync_dir(folder.parent)
+    make_durable_dirs(target.parent)
     tmp = target.with_name(f".{target.name}.tmp")
     con.execute(f"COPY ({query}) TO {sql_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, target)
     return target.stat().st_size
+
+
+def make_durable_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, each new name made durable (its parent
+    fsynced): a lake folder that a power loss could drop would take the listed files with it."""
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):  # a new folder's name is durable once its parent is fsynced
+        fsync_dir(created.parent)
 
 
 def fsync_dir(path: Path) -> None:

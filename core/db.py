@@ -161,6 +161,11 @@ def check_lookup_keys(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("INSERT OR REPLACE INTO rating_state VALUES ('lookup_key_hash', ?)", [probe])
 
 
+#: Migrations renamed after a database may have applied them under the old name: applied once.
+#: 034 was 033_lake_file_parts.sql on main for a few commits (layout 6's 033 was written beside it).
+RENAMED_MIGRATIONS = {"034_lake_file_parts.sql": "033_lake_file_parts.sql"}
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Apply the named migrations not yet recorded, all of them in one transaction.
 
@@ -172,6 +177,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    done |= {new for new, old in RENAMED_MIGRATIONS.items() if old in done}
     pending = [(name, text) for name, text in _migrations() if name not in done]
     if not pending:
         return []

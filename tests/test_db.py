@@ -136,3 +136,37 @@ def test_migration_034_keeps_the_listed_files_as_part_0_and_lists_several_parts_
             con.execute(part, ["attempts/run-000007-part-000001.parquet", 1])
     finally:
         con.close()
+
+
+def test_a_database_that_applied_the_lake_parts_migration_as_033_opens(tmp_path: Path) -> None:
+    """Migration 034 was 033_lake_file_parts.sql on main for a few commits: a database that
+    applied it under that name (and listed a Spark task's part 1 since) must not run its table
+    rebuild again (every part set back to 0: a duplicate key, and no command could open it)."""
+    import duckdb
+
+    from core.attempt_store import lake_dir
+    from tests.conftest import Billing, record
+
+    billing = Billing(tmp_path)
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", request_id="r-a")])
+    billing.nightly()
+    db = billing.settings.db_path
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE schema_migrations SET name = '033_lake_file_parts.sql' WHERE name = '034_lake_file_parts.sql'")
+    ((first,),) = con.execute("SELECT path FROM lake_files WHERE table_name = 'attempts'").fetchall()
+    lake = lake_dir(db)
+    (lake / "attempts/run-000001-part-000001.parquet").write_bytes((lake / first).read_bytes())
+    con.execute(
+        "INSERT INTO lake_files (run_id, table_name, path, row_count, bytes, written_at, part) "
+        "SELECT run_id, table_name, 'attempts/run-000001-part-000001.parquet', row_count, bytes, now(), 1 "
+        "FROM lake_files WHERE table_name = 'attempts' AND part = 0"
+    )
+    con.close()
+    con = connect(db)
+    try:
+        assert con.execute("SELECT part FROM lake_files WHERE table_name = 'attempts' ORDER BY 1").fetchall() == [
+            (0,),
+            (1,),
+        ]
+    finally:
+        con.close()

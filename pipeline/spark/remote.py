@@ -216,6 +216,7 @@ class _Task:
     ts_latest: str | None = None
     memory_limit: str | None = None
     query: str | None = None  # store_parts: the SELECT of a part's stored attempts ($part: the part)
+    loaded_keys: str | None = None  # store_parts: the file $loaded_keys names
 
 
 def _local_copy(uri: str, content: bytes, sha: str, spill_parent: str | None) -> tuple[Path, Path]:
@@ -386,7 +387,9 @@ def _write_stored(
     con = task_connection(task.memory_limit or TASK_MEMORY_LIMIT, temp_directory=directory)
     try:
         install_sql_macro(con)
-        query = task.query.replace("$part", sql_literal(str(local)))
+        # one pass over the query as written: a path holding "$part" is not substituted again
+        values = {"$part": sql_literal(str(local)), "$loaded_keys": sql_literal(task.loaded_keys or "")}
+        query = re.sub(r"\$(?:part|loaded_keys)\b", lambda m: values[m.group(0)], task.query)
         row = con.execute(f"COPY ({query}) TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)").fetchone()
     finally:
         con.close()
@@ -394,14 +397,21 @@ def _write_stored(
 
 
 def store_parts(
-    spark: Any, parts: Sequence[Path], out_dir: Path, query: str, memory_limit: str | None, spill_parent: Path
+    spark: Any,
+    parts: Sequence[Path],
+    out_dir: Path,
+    query: str,
+    memory_limit: str | None,
+    spill_parent: Path,
+    loaded_keys: Path,
 ) -> list[tuple[Path, int]]:
-    """Write each part's stored attempts (``query``, with ``$part`` its path) on the executors,
-    one task a part, as one Parquet file each in ``out_dir``; ``(file, rows)`` in the parts' order."""
+    """Write each part's stored attempts (``query``, with ``$part`` its path and ``$loaded_keys``
+    the file ``loaded_keys``) on the executors, one task a part, as one Parquet file each in
+    ``out_dir``; ``(file, rows)`` in the parts' order."""
     if not parts:
         return []
     files = {str(part): (order, "") for order, part in enumerate(parts)}
-    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query)
+    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query, str(loaded_keys))
     done = _run_tasks(spark, task, _write_stored, "storing attempts")
     written = _parts(out_dir, list(range(len(parts))), done)
     return [(path, done[order]) for order, path in enumerate(written)]

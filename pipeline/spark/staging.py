@@ -129,9 +129,8 @@ def store_on_executors(
     keys = work / "loaded_keys.parquet"
     con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys))} (FORMAT parquet)")
     (work / "stored").mkdir()
-    query = query.replace("$loaded_keys", sql_literal(str(keys)))
     with spark_failures("storing attempts"):
-        return remote.store_parts(get_session(), parts, work / "stored", query, memory_limit, work / "spill")
+        return remote.store_parts(get_session(), parts, work / "stored", query, memory_limit, work / "spill", keys)
 
 
 def _parse_on_executors(

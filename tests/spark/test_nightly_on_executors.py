@@ -308,3 +308,29 @@ def test_shared_attempt_files_are_copied_where_they_cannot_be_linked(
     monkeypatch.setattr(bridge.os, "link", cross_device)
     copied = bridge.share_files([lake / "run-000001.parquet"], tmp_path / "work" / "copied")
     assert (copied / "000000-run-000001.parquet").read_bytes() == b"one"
+
+
+def test_a_first_spark_night_makes_its_lake_folders_durable_and_takes_any_exchange_path(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review findings on the tasks' attempts files (issue 15 slice B). The first night creates
+    the lake: each new folder's name must be fsynced in its parent, the database's own directory
+    included (it was not on Spark: a power loss after the commit could drop the folder holding
+    the day's only copy of its attempts). And the exchange directory may be any path, also one
+    holding "$part" (each task substituted that placeholder in the whole query, the loaded keys'
+    path included: a parser error)."""
+    from core import attempt_store
+
+    synced: list[Path] = []
+    real = attempt_store.fsync_dir
+    monkeypatch.setattr(attempt_store, "fsync_dir", lambda p: (synced.append(Path(p)), real(p)))
+    work = tmp_path / "spark$parts"
+    work.mkdir()
+    monkeypatch.setenv("INFERGATE_SPARK_WORKDIR", str(work))
+    billing = Billing(tmp_path / "billing")
+    billing.settings = dataclasses.replace(billing.settings, engine="spark")
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="a"), record(event_id="b")])
+    billing.nightly(DAY)
+    assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("b",)]
+    assert billing.query("SELECT part FROM lake_files WHERE table_name = 'attempts' ORDER BY 1") == [(1,)]
+    assert billing.settings.db_path.parent in synced
