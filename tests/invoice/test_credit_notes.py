@@ -170,6 +170,26 @@ def test_replay_reproduces_credit_notes_byte_for_byte(issued, tmp_path: Path) ->
     assert report.matches, report.checks
 
 
+def test_credit_notes_rendered_before_the_preparsed_stylesheets_replay_byte_for_byte(
+    issued, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: WeasyPrint gets the inline stylesheets parsed once per process. A credit note
+    issued before (WeasyPrint parsing its <style> itself) still replays to the same PDF bytes."""
+    from reports import pdf
+
+    billing, out = issued
+    with monkeypatch.context() as before:
+        before.setattr(pdf, "_stylesheets", lambda document, fetcher: [])  # the inline path
+        issue_credit_note(billing.settings, _statement(billing, "acct_de"), "Outage", out, line_nos=[1, 2],
+                          issue_date=CREDITED)  # fmt: skip
+        issue_credit_note(billing.settings, _statement(billing, "acct_nl"), "Outage", out, line_nos=[1],
+                          issue_date=CREDITED)  # fmt: skip
+    report = replay.replay_period(billing.settings, "2026-11", tmp_path / "replay")
+    notes = [c for c in report.checks if c.statement_number.startswith("CN-")]
+    assert sorted(c.kind for c in notes) == ["html", "html", "lines_csv", "lines_csv", "pdf", "pdf"]
+    assert report.matches, report.checks
+
+
 def test_prepaid_credit_applied_on_the_statement_is_not_credited_in_money(billing: Billing, tmp_path: Path) -> None:
     from tests.test_credits import with_credits
 

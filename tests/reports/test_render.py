@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from core.money import D
+from reports.credit_model import CreditSummary
 from reports.formatting import money
 from reports.render import (
     RefusingURLFetcher,
@@ -120,6 +122,52 @@ def test_shared_font_configuration_gives_the_same_bytes(statement_pdf, monkeypat
     monkeypatch.setattr(pdf._LOCAL, "pid", None)  # the next render starts a fresh configuration
     fresh = pdf.pdf_bytes(html)
     assert warm == fresh == path.read_bytes()
+
+
+def _statement_variants() -> list:
+    doc = fixtures.statement()
+    credit = CreditSummary(D("50.00"), D("100.00"), D("120.00"), D("0.00"), D("30.00"))
+    return [
+        *(dataclasses.replace(doc, layout_version=layout) for layout in range(1, LAYOUT_VERSION + 1)),
+        fixtures.draft(),
+        fixtures.empty_period(),
+        fixtures.with_account_name("<style>p{color:red}</style> Ltd"),
+        # prepaid credit: a second <style>, in the body
+        dataclasses.replace(
+            doc, credits=credit, credits_applied=credit.applied, total_due=doc.total_due - credit.applied
+        ),
+    ]
+
+
+def test_preparsed_stylesheets_give_the_bytes_of_the_inline_path(monkeypatch):
+    """Issue 14: the <style> sheets are handed to WeasyPrint parsed once per process (user
+    origin) instead of being parsed in every document (author origin). Same PDF bytes, for every
+    layout (1-2 laid out twice on a near-empty last page), a draft, an empty period, and after
+    other statements warmed the cache; PDF/A (e-invoices) too."""
+    from reports import pdf
+
+    docs = _statement_variants()
+    htmls = [render_html(doc) for doc in docs]
+    for html in htmls:  # warm: every sheet is cached once before the comparison
+        pdf.pdf_bytes(html)
+    fast = [pdf.pdf_bytes(html) for html in htmls] + [pdf.pdf_bytes(htmls[0], pdf_variant="pdf/a-3b")]
+    monkeypatch.setattr(pdf, "_stylesheets", lambda document, fetcher: [])  # WeasyPrint parses them
+    inline = [pdf.pdf_bytes(html) for html in htmls] + [pdf.pdf_bytes(htmls[0], pdf_variant="pdf/a-3b")]
+    assert fast == inline
+
+
+def test_templates_leave_the_cascade_to_their_stylesheets():
+    """What makes the pre-parsed sheets' user origin the same cascade as the author one: the
+    templates write no style attribute and no !important (account text is escaped, so it
+    cannot add either)."""
+    for doc in _statement_variants():
+        html = render_html(doc)
+        assert not re.search(r"<[^>]*\sstyle\s*=", html, re.IGNORECASE)
+        assert "!important" not in html.replace(" ", "").lower()
+    for template in (Path(__file__).parents[2] / "reports" / "templates").iterdir():
+        text = template.read_text(encoding="utf-8")
+        assert not re.search(r"\sstyle\s*=", text, re.IGNORECASE), template.name
+        assert "important" not in text.lower(), template.name
 
 
 def test_draft_is_marked_on_every_page(tmp_path):
