@@ -139,21 +139,39 @@ def _statement_variants() -> list:
     ]
 
 
-def test_preparsed_stylesheets_give_the_bytes_of_the_inline_path(monkeypatch):
-    """Issue 14: the <style> sheets are handed to WeasyPrint parsed once per process (user
-    origin) instead of being parsed in every document (author origin). Same PDF bytes, for every
-    layout (1-2 laid out twice on a near-empty last page), a draft, an empty period, and after
-    other statements warmed the cache; PDF/A (e-invoices) too."""
+def test_what_weasyprint_is_given_gives_the_bytes_of_the_statement_html(monkeypatch):
+    """Issue 14: WeasyPrint gets the <style> sheets parsed once per process (user origin)
+    instead of parsing them in every document (author origin), and the SVG chart as an <img> of
+    a data: URI of the same SVG instead of inline. Same PDF bytes as WeasyPrint given the
+    statement HTML as it is, for every layout (1-2 laid out twice on a near-empty last page), a
+    draft, an empty period, the prepaid-credit block, after other statements warmed the cache,
+    and PDF/A (e-invoices)."""
     from reports import pdf
 
     docs = _statement_variants()
     htmls = [render_html(doc) for doc in docs]
+    fetcher = RefusingURLFetcher()
+    assert all(pdf._chart_as_image(html, fetcher) != html for html in htmls)  # every one has the chart
     for html in htmls:  # warm: every sheet is cached once before the comparison
         pdf.pdf_bytes(html)
-    fast = [pdf.pdf_bytes(html) for html in htmls] + [pdf.pdf_bytes(htmls[0], pdf_variant="pdf/a-3b")]
+    given = [pdf.pdf_bytes(html) for html in htmls] + [pdf.pdf_bytes(htmls[0], pdf_variant="pdf/a-3b")]
     monkeypatch.setattr(pdf, "_stylesheets", lambda document, fetcher: [])  # WeasyPrint parses them
-    inline = [pdf.pdf_bytes(html) for html in htmls] + [pdf.pdf_bytes(htmls[0], pdf_variant="pdf/a-3b")]
-    assert fast == inline
+    monkeypatch.setattr(pdf, "_chart_as_image", lambda html, fetcher: html)  # the chart inline
+    as_is = [pdf.pdf_bytes(html) for html in htmls] + [pdf.pdf_bytes(htmls[0], pdf_variant="pdf/a-3b")]
+    assert given == as_is
+
+
+def test_a_chart_that_is_not_reports_charts_stays_inline():
+    from reports import pdf
+
+    html = render_html(fixtures.statement())
+    fetcher = RefusingURLFetcher()
+    broken = html.replace("</svg>", "<g></svg>", 1)  # not well-formed XML
+    assert pdf._chart_as_image(broken, fetcher) == broken
+    twice = html.replace("</figure>", '<svg xmlns="http://www.w3.org/2000/svg"></svg></figure>', 1)
+    assert pdf._chart_as_image(twice, fetcher) == twice
+    assert pdf._chart_as_image("<p>no chart</p>", fetcher) == "<p>no chart</p>"
+    assert not fetcher.own
 
 
 def test_templates_leave_the_cascade_to_their_stylesheets():
