@@ -65,13 +65,16 @@ def split(billing: Billing, tmp_path: Path) -> Billing:
     return billing
 
 
-def _due(billing: Billing, layout: int) -> list[tuple[object, ...]]:
+def _due(billing: Billing, period: str, layout: int = LAYOUT_VERSION) -> list[tuple[object, ...]]:
+    """acct_plain's lines due for ``period`` on a statement of ``layout``."""
     con = jobs.connect(billing.settings.db_path, read_only=True)
     try:
-        lines = statements.due_lines(con, "2026-11", "acct_plain", layout)["acct_plain"]
+        lines = statements.due_lines(con, period, "acct_plain", layout).get("acct_plain", [])
     finally:
         con.close()
-    return [(ln.kind, ln.token_class, ln.price_version, ln.quantity_tokens, ln.amount) for ln in lines]
+    return [
+        (ln.kind, ln.token_class, ln.price_version, ln.quantity_tokens, ln.amount, ln.credited_offset) for ln in lines
+    ]
 
 
 def test_one_line_per_unit_price_across_versions_rounded_once(split: Billing) -> None:
@@ -85,16 +88,16 @@ def test_one_line_per_unit_price_across_versions_rounded_once(split: Billing) ->
         ("2026-11-15", "input_uncached", 600, D("0.0045"), D("0.00")),
         ("2026-11-15", "output", 100, D("0.0045"), D("0.00")),
     ]
-    assert _due(split, 6) == [
-        ("usage", "input_uncached", BOTH, 1200, D("0.01")),
-        ("usage", "output", BOTH, 200, D("0.01")),
+    assert _due(split, "2026-11", 6) == [
+        ("usage", "input_uncached", BOTH, 1200, D("0.01"), D("0.00")),
+        ("usage", "output", BOTH, 200, D("0.01"), D("0.00")),
     ]
     # a statement of layout 5 (a replay of one issued before) keeps one line per version
-    assert _due(split, 5) == [
-        ("usage", "input_uncached", "2026-11-01", 600, D("0.00")),
-        ("usage", "input_uncached", "2026-11-15", 600, D("0.00")),
-        ("usage", "output", "2026-11-01", 100, D("0.00")),
-        ("usage", "output", "2026-11-15", 100, D("0.00")),
+    assert _due(split, "2026-11", 5) == [
+        ("usage", "input_uncached", "2026-11-01", 600, D("0.00"), D("0.00")),
+        ("usage", "input_uncached", "2026-11-15", 600, D("0.00"), D("0.00")),
+        ("usage", "output", "2026-11-01", 100, D("0.00"), D("0.00")),
+        ("usage", "output", "2026-11-15", 100, D("0.00"), D("0.00")),
     ]
     # the analyst views add up as the statement does
     assert split.query("SELECT usage_usd, usage_exact FROM account_period_totals") == [(D("0.02"), D("0.009") * 2)]
@@ -151,30 +154,9 @@ def test_late_usage_is_one_adjustment_per_unit_price(split: Billing, tmp_path: P
         [record(event_id="late", ts="2026-11-25T10:00:00Z", usage=usage(2000, 100))],
     )
     split.nightly("2026-12-01")
-    assert _due_december(split) == [
-        ("adjustment", "input_uncached", BOTH, 2000, D("0.02")),
-        ("adjustment", "output", BOTH, 100, D("0.00")),
-    ]
-
-
-def _due_december(billing: Billing) -> list[tuple[object, ...]]:
-    con = jobs.connect(billing.settings.db_path, read_only=True)
-    try:
-        lines = statements.due_lines(con, "2026-12", "acct_plain")["acct_plain"]
-    finally:
-        con.close()
-    return [(ln.kind, ln.token_class, ln.price_version, ln.quantity_tokens, ln.amount) for ln in lines]
-
-
-def _due_of(billing: Billing, period: str, account: str = "acct_plain", layout: int | None = None):  # type: ignore[no-untyped-def]
-    con = jobs.connect(billing.settings.db_path, read_only=True)
-    try:
-        kw = {} if layout is None else {"layout_version": layout}
-        lines = statements.due_lines(con, period, account, **kw).get(account, [])  # type: ignore[arg-type]
-    finally:
-        con.close()
-    return [
-        (ln.kind, ln.token_class, ln.price_version, ln.quantity_tokens, ln.amount, ln.credited_offset) for ln in lines
+    assert _due(split, "2026-12") == [
+        ("adjustment", "input_uncached", BOTH, 2000, D("0.02"), D("0.00")),
+        ("adjustment", "output", BOTH, 100, D("0.00"), D("0.00")),
     ]
 
 
@@ -256,7 +238,7 @@ def test_a_credited_line_of_a_layout_5_period_is_not_refunded_again_on_a_layout_
     issued5.nightly("2026-12-03")
     # layout 5 (the rule the period was issued and credited under): the 90,000 tokens removed
     # belong to the credited line, already given back: nothing refunded again
-    assert _due_of(issued5, "2026-12", layout=5) == [
+    assert _due(issued5, "2026-12", layout=5) == [
         ("adjustment", "input_uncached", "2026-11-01", -90_000, D("0.00"), D("0.68")),
     ]
     # layout 6 (what December is issued with) keys the period as it was issued, per version: the
@@ -284,14 +266,14 @@ def test_late_usage_of_an_uncredited_version_of_a_layout_5_period_is_billed_on_l
         ],
     )
     issued5.nightly("2026-12-03")
-    five = _due_of(issued5, "2026-12", layout=5)
+    five = _due(issued5, "2026-12", layout=5)
     assert five == [
         ("adjustment", "input_uncached", "2026-11-01", -90_000, D("0.00"), D("0.68")),
         ("adjustment", "input_uncached", "2026-11-15", 90_000, D("0.68"), D("0.00")),
     ]
     # layout 6: the late 2026-11-15 usage (+$0.68, on a line nobody credited) is billed as layout 5
     # bills it, not netted against the tokens removed from the credited line
-    assert sum(ln[4] for ln in _due_of(issued5, "2026-12")) == D("0.68")
+    assert sum(ln[4] for ln in _due(issued5, "2026-12")) == D("0.68")
 
 
 def test_a_period_adjusted_per_version_stays_per_version_in_the_views(billing: Billing, tmp_path: Path) -> None:
@@ -326,7 +308,7 @@ def test_a_period_adjusted_per_version_stays_per_version_in_the_views(billing: B
         ("2026-11-15", "input_uncached", 600, D("0.00")),
         ("2026-11-15", "output", 100, D("0.00")),
     ]
-    assert [ln for ln in _due_of(billing, "2027-01") if ln[0] == "adjustment"] == []  # nothing left to bill
+    assert [ln for ln in _due(billing, "2027-01") if ln[0] == "adjustment"] == []  # nothing left to bill
     assert billing.query(
         "SELECT rated_now_usage_usd, late_adjusted_usd, late_pending_usd FROM statement_reconciliation "
         "WHERE account_id = 'acct_plain' AND period = '2026-11'"
@@ -456,9 +438,9 @@ def test_a_hold_back_of_a_layout_5_version_line_does_not_swallow_usage_of_the_ot
     )
     issued5.nightly("2027-01-02")
     # layout 5 bills the new 2026-11-15 tokens: +90,000 x 7.5/1M = 0.675 -> +0.68
-    assert [ln[4] for ln in _due_of(issued5, "2027-01", layout=5) if ln[0] == "adjustment"] == [D("0.68")]
+    assert [ln[4] for ln in _due(issued5, "2027-01", layout=5) if ln[0] == "adjustment"] == [D("0.68")]
     # layout 6: the same +0.68 (what was held back belongs to the other version's line)
-    assert [ln[4] for ln in _due_of(issued5, "2027-01") if ln[0] == "adjustment"] == [D("0.68")]
+    assert [ln[4] for ln in _due(issued5, "2027-01") if ln[0] == "adjustment"] == [D("0.68")]
 
 
 def test_a_merged_line_credited_then_found_smaller_is_not_refunded_twice(billing: Billing, tmp_path: Path) -> None:
@@ -490,4 +472,4 @@ def test_a_merged_line_credited_then_found_smaller_is_not_refunded_twice(billing
         ],
     )
     billing.nightly("2026-12-03")
-    assert _due_of(billing, "2026-12") == [("adjustment", "input_uncached", BOTH, -90_000, D("0.00"), D("0.68"))]
+    assert _due(billing, "2026-12") == [("adjustment", "input_uncached", BOTH, -90_000, D("0.00"), D("0.68"))]
