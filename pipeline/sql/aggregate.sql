@@ -1,7 +1,8 @@
 -- Aggregates: keep the draft statement lines current, by difference.
 -- Input: new_rated (the rows a rating just wrote), rated_removed (the rows they replaced).
 -- A statement line is a sum over the billed attempts of one (account, period, model, token
--- class, price version, unit price), what a statement prints: quantity, billed requests, the
+-- class, price version, unit price), what a statement prints (from layout 6 summed over the
+-- price versions of one unit price: view printed_statement_lines): quantity, billed requests, the
 -- exact amount, and how many of the requests were priced by the account's override (an
 -- override equal to the list-derived price shares the line: price_basis 'list+override',
 -- migration 030). So the line after a rating is the line before, plus what new_rated adds, minus what
