@@ -52,20 +52,16 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueRules) -> dict[tuple[str, str], Decimal]:
     """What each open statement of an account with grants charges: rounded lines (+ adjustments)."""
+    lines = "printed_statement_lines" if rules.lines_by_unit_price else "statement_lines"
     charges: dict[tuple[str, str], Decimal] = {
         (a, p): Decimal(total)
         for a, p, total in con.execute(
             # the usage lines as the statement prints them (its layout's rules): from layout 6
-            # one per unit price across price versions, rounded once
-            "SELECT account_id, period, sum(amount) FROM ("
-            " SELECT account_id, period, CASE WHEN $by_unit_price THEN round(sum(amount_exact), 2)"
-            " ELSE sum(amount) END AS amount FROM statement_lines"
-            " WHERE account_id IN (SELECT account_id FROM credit_grants)"
-            " AND period NOT IN (SELECT period FROM finalized_periods)"
-            " GROUP BY account_id, period, model, token_class, unit_price_per_1m,"
-            " CASE WHEN $by_unit_price THEN '' ELSE price_version END"
-            ") GROUP BY ALL",
-            {"by_unit_price": rules.lines_by_unit_price},
+            # one per unit price across price versions, rounded once (the view; an open period
+            # has no line issued per version), before that one per version
+            f"SELECT account_id, period, sum(amount) FROM {lines} "
+            "WHERE account_id IN (SELECT account_id FROM credit_grants) "
+            "AND period NOT IN (SELECT period FROM finalized_periods) GROUP BY ALL"
         ).fetchall()
     }
     if first_open is not None:
