@@ -43,6 +43,7 @@ from core.attempt_store import attempts_of_runs, rated_rows
 from core.db import connect, sql_text
 from pipeline import jobs, reference
 from pipeline.jobs import Settings
+from pipeline.rate import ensure_issued_prices
 from pipeline.sample_logs import generate_day
 from pipeline.spark import bridge, rating
 from pipeline.spark.exchange import spark_uri
@@ -92,6 +93,7 @@ def no_recount(rows: list[Any]) -> list[tuple[int, int, str] | None]:
 def rating_step_duckdb(con: duckdb.DuckDBPyConnection, tag: str, figures: dict[str, float]) -> float:
     con.execute(WHOLE_DAY)
     con.execute(SCOPE_VIEW)
+    ensure_issued_prices(con)
     with timed(f"duckdb {tag}: rate.sql -> duck_rated", figures):
         con.execute("CREATE OR REPLACE TEMP TABLE duck_rated AS " + sql_text("rate.sql"))
     return figures[f"duckdb {tag}: rate.sql -> duck_rated"]

@@ -162,12 +162,59 @@ def own_attempt_files(con: duckdb.DuckDBPyConnection, run_id: int, holders: list
     return listed_attempt_files(con, runs=[run_id])
 
 
-def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
-    """Move the rated rows that this rating replaces into ``rated_removed``.
+ISSUED_PRICES = "issued_prices"  # a logical input of rate.sql (R10: billed prices of issued periods)
+_ISSUED_PRICE_COLUMNS = "event_id, price_basis, unit_price_input_uncached, unit_price_input_cached, unit_price_output"
+
+
+def ensure_issued_prices(con: duckdb.DuckDBPyConnection) -> None:
+    """An empty ``issued_prices`` unless a rating bound one: rate.sql reads it (a caller that
+    runs rate.sql on attempts of its own, such as the engines-agree suite, prices them all
+    from the reference data)."""
+    con.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {ISSUED_PRICES} AS SELECT {_ISSUED_PRICE_COLUMNS} FROM rated_attempts LIMIT 0"
+    )
+
+
+def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str | None = None) -> None:
+    """The rated rows that this rating replaces, into ``rated_removed``; and ``issued_prices``:
+    of those (or of the rows ``issued_from`` selects: replay's scratch database has no rated
+    rows of its own, and reads the live database's), the attempts billed in a finalized
+    period, with the prices they were billed at, which rate.sql keeps (R10: a late retry or a
+    re-rate never reprices an issued statement).
 
     Only attempts stored before this run can have rated rows. They are looked up by event_id
     within their ts range, which lets the scan skip the row groups of other days (and the
     lake files of other days: their footers' min/max of ts).
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
+        {"run_id": run_id},
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
+    low, high = con.execute("SELECT min(ts), max(ts) FROM rerated").fetchone() or (None, None)
+    if low is not None:
+        # only the rated files that can hold that range are opened (and the tombstones naming them)
+        candidates = rated_rows(con, since=low, until=high + timedelta(microseconds=1))
+        con.execute(f"INSERT INTO rated_removed SELECT * FROM ({candidates}) WHERE {_rerated_rows(low, high)}")
+    source = (
+        "rated_removed" if issued_from is None else f"({issued_from}) WHERE event_id IN (SELECT event_id FROM rerated)"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ISSUED_PRICES} AS SELECT {_ISSUED_PRICE_COLUMNS} FROM (SELECT * FROM {source}) "
+        "WHERE outcome = 'billed' AND period IN (SELECT period FROM finalized_periods)"
+    )
+
+
+def _rerated_rows(low: datetime, high: datetime) -> str:
+    return (
+        f"ts >= TIMESTAMPTZ '{low.isoformat()}' AND ts <= TIMESTAMPTZ '{high.isoformat()}' "
+        "AND event_id IN (SELECT event_id FROM rerated)"
+    )
+
+
+def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """Remove the rated rows in ``rated_removed`` (:func:`_find_replaced`), which this rating
+    replaces.
 
     A replaced row is removed from where it is: from the table (rows rated before migration
     027) and from the run's own rows. Rows of earlier runs' lake files (immutable) are counted
@@ -177,21 +224,10 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     run writes with its rated rows (``core.attempt_store``). So tombstones pile up only for
     the few rows a late retry moves, not for every row a re-rate replaces.
     """
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
-        {"run_id": run_id},
-    )
-    con.execute("CREATE OR REPLACE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
     low, high = con.execute("SELECT min(ts), max(ts) FROM rerated").fetchone() or (None, None)
     if low is None:
         return
-    where = (
-        f"ts >= TIMESTAMPTZ '{low.isoformat()}' AND ts <= TIMESTAMPTZ '{high.isoformat()}' "
-        "AND event_id IN (SELECT event_id FROM rerated)"
-    )
-    # only the rated files that can hold that range are opened (and the tombstones naming them)
-    candidates = rated_rows(con, since=low, until=high + timedelta(microseconds=1))
-    con.execute(f"INSERT INTO rated_removed SELECT * FROM ({candidates}) WHERE {where}")
+    where = _rerated_rows(low, high)
     params = {"run_id": run_id, "marker": RATED.marker}
     hidden = con.execute(
         "INSERT INTO rated_hidden SELECT rated_run_id, count(*), $run_id FROM rated_removed "
@@ -215,18 +251,25 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
 
 
 def rate_scope(
-    con: duckdb.DuckDBPyConnection, run_id: int, engine: str = "duckdb", spark_attempts: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    run_id: int,
+    engine: str = "duckdb",
+    spark_attempts: str | None = None,
+    issued_from: str | None = None,
 ) -> RateResult:
     """Re-rate every request in scope and update the statement lines by the difference.
 
     ``engine="spark"`` runs the same rules (the Spark SQL generated from rate.sql) on Spark,
     reading the attempts from DuckDB or from the Parquet ``spark_attempts``; everything after
-    ``new_rated`` is this function's DuckDB code for both engines.
+    ``new_rated`` is this function's DuckDB code for both engines. ``issued_from``: a SELECT
+    of rated rows whose prices billed in finalized periods are kept (:func:`_find_replaced`),
+    instead of the rows this rating replaces.
     """
     _ensure_scope(con)
     run_rated = prepare_run_rows(con, RATED)  # stored as the run's lake file before it commits
     with step("scope_attempts"):
         holders = _bind_scoped_attempts(con, run_id)
+        _find_replaced(con, run_id, issued_from)
     with step("rate", after="rate:after_new_rated"):
         if engine == "spark":
             from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for

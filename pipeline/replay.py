@@ -171,10 +171,13 @@ def _override_book(settings: jobs.Settings, prices: str) -> PriceBook:
 
 
 def _rate_everything(con: duckdb.DuckDBPyConnection, ref: reference.Reference) -> None:
+    """Rate every copied attempt with ``ref``; an attempt billed in a period finalized before
+    keeps the price it was billed at (R10, ``rate.sql``), which the live database's rated rows
+    hold (from the moment its period is finalized, that price never changes again)."""
     reference.load_into(con, ref)
     rate.reset_scope(con)
     rate.scope_time_range(con, None, None)
-    rate.rate_scope(con, 0)
+    rate.rate_scope(con, 0, issued_from=rated_rows(con, database="live"))
 
 
 def replay_period(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
 
 from core.money import D
-from pipeline import jobs
+from pipeline import jobs, replay
 from tests.conftest import Billing, record, usage
 from tests.forked_cli import run_cli
 
@@ -163,6 +163,55 @@ def test_an_adjustment_line_is_its_own_tokens_at_its_unit_price_rounded(november
     ]
     text = pdf_text(out / "statements" / "2026-12" / "IG-2026-12-000003.pdf")
     assert "$0.66" in text
+
+
+def test_an_issued_attempt_keeps_its_price_when_its_request_is_rated_again(november) -> None:
+    """R10, found by an independent implementation of SPEC.md: acct_plain's November was
+    issued at list price (n1: 100k input x 7.5/1M = 0.75, 10k output x 45/1M = 0.45); then
+    its accounts entry gets a 50% discount, and a failed retry of n1's request arrives late.
+    Rating the request again must not reprice n1 (it printed a -0.75 -0.45 +1.13 +0.23
+    adjustment: 0.16 where nothing changed). A new late request for November is priced with
+    the accounts data of now, like any late record: 200k x 3.75/1M = 0.75. December: 100k x
+    3.75/1M = 0.375 -> 0.38 and 10k x 22.5/1M = 0.225 -> 0.23: 0.61 of usage, total 1.36."""
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    request = billing.rated("n1")["request_id"]
+    accounts = billing.settings.accounts_file
+    accounts.write_text(
+        accounts.read_text().replace('email = "ap@plain.example"', 'email = "ap@plain.example"\ndiscount_pct = "50"')
+    )
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [
+            record(event_id="n1-retry", request_id=request, attempt=2, account_id="acct_plain",
+                   ts="2026-11-20T12:00:05Z", status=500, finish_reason=None, usage=None),
+            record(event_id="late", account_id="acct_plain", ts="2026-11-30T10:00:00Z", usage=usage(200_000, 0)),
+            record(event_id="d1", account_id="acct_plain", ts="2026-12-01T10:00:00Z", usage=usage(100_000, 10_000)),
+        ],
+    )  # fmt: skip
+    billing.nightly("2026-12-01")
+    n1 = billing.rated("n1")
+    assert (n1["outcome"], n1["unit_price_input_uncached"], n1["unit_price_output"]) == ("billed", D("7.5"), D("45"))
+    assert n1["charge_total"] == D("1.2")
+    assert billing.rated("n1-retry")["reason"] == "upstream_error"
+    # a re-rate of the issued month changes nothing either
+    jobs.run_rate(billing.settings, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    assert billing.rated("n1")["unit_price_input_uncached"] == D("7.5")
+    assert billing.rated("late")["unit_price_input_uncached"] == D("3.75")
+
+    assert finalize(billing, "2026-12", out, "2027-01-01") == ["IG-2026-12-000003"]
+    assert billing.query(
+        "SELECT token_class, quantity_tokens, unit_price_per_1m, amount FROM statement_issued_lines "
+        "WHERE statement_number = 'IG-2026-12-000003' AND kind = 'adjustment'"
+    ) == [("input_uncached", 200_000, D("3.75"), D("0.75"))]
+    assert billing.one(
+        "SELECT (usage_usd, adjustments_usd, total_usd) FROM statements WHERE statement_number = 'IG-2026-12-000003'"
+    ) == (D("0.61"), D("0.75"), D("1.36"))
+    # an auditor's replay reproduces both months byte for byte, and every run re-executes
+    for period in ("2026-11", "2026-12"):
+        report = replay.replay_period(billing.settings, period, out / "replay")
+        assert report.checks and report.matches, (period, report.checks)
+    assert replay.verify_run(billing.settings, billing.one("SELECT max(run_id) FROM runs")).status == "MATCH"
 
 
 def test_an_override_equal_to_the_list_price_prints_one_line_and_no_phantom_adjustment(

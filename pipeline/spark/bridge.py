@@ -30,8 +30,9 @@ import duckdb
 from core.db import sql_literal
 from core.errors import BillingError
 from pipeline.lake import database_path
+from pipeline.rate import ensure_issued_prices
 from pipeline.spark import SparkEngineError, exchange, spark_error_line
-from pipeline.spark.rating import ATTEMPT_COLUMNS, REFERENCE_TABLES, RatingInputs, rate, write_rated
+from pipeline.spark.rating import ATTEMPT_COLUMNS, INPUT_TABLES, RatingInputs, rate, write_rated
 from pipeline.spark.session import get_session
 
 
@@ -69,7 +70,8 @@ def export_inputs(
         attempts_uri = exchange.spark_uri(work / "attempts.parquet")
     reference = work / "reference"
     reference.mkdir()
-    for table in REFERENCE_TABLES:
+    ensure_issued_prices(con)
+    for table in INPUT_TABLES:
         _copy(con, f"SELECT * FROM {table}", reference / f"{table}.parquet")
     # file:// URIs, not bare paths: under a cluster's fs.defaultFS (hdfs://...) a bare path names
     # another file system than the exchange directory DuckDB wrote to and reads back from

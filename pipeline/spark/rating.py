@@ -41,6 +41,9 @@ ATTEMPT_COLUMNS: dict[str, str] = {
 }
 
 REFERENCE_TABLES = ("price_versions", "model_prices", "accounts", "account_groups", "price_overrides")
+# the logical tables rate.sql reads beside the attempts, written to ``reference_dir``: the
+# reference data, and the prices billed on issued statements that a re-rate keeps (R10)
+INPUT_TABLES = (*REFERENCE_TABLES, "issued_prices")
 
 # Output columns that carry money, with the exact type rated_attempts stores.
 MONEY_COLUMNS: dict[str, str] = {
@@ -62,7 +65,7 @@ class RatingInputs:
 
     ``scope`` holds (account_id, request_id) pairs: whole request groups, because R2 chooses
     among a request's attempts. ``reference_dir`` holds ``<table>.parquet`` for each of
-    :data:`REFERENCE_TABLES`.
+    :data:`INPUT_TABLES`.
     """
 
     attempts: str
@@ -87,7 +90,7 @@ def bind_inputs(spark: Any, inputs: RatingInputs) -> None:
     scope = spark.read.parquet(inputs.scope).select("account_id", "request_id")
     scoped = attempts.select(*ATTEMPT_COLUMNS).join(scope, ["account_id", "request_id"], "left_semi")
     scoped.createOrReplaceTempView("scoped_attempts")
-    for table in REFERENCE_TABLES:
+    for table in INPUT_TABLES:
         spark.read.parquet(f"{inputs.reference_dir.rstrip('/')}/{table}.parquet").createOrReplaceTempView(table)
 
 

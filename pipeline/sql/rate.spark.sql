@@ -70,7 +70,13 @@ WITH tokens AS (
     r.*,
     f.version_id AS price_version,
     NOT acc.account_id IS NULL AS account_known,
+    NOT ip.event_id IS NULL AS price_issued,
+    ip.unit_price_input_uncached AS i_input,
+    ip.unit_price_input_cached AS i_cached,
+    ip.unit_price_output AS i_output,
     CASE
+      WHEN NOT ip.event_id IS NULL AND NOT acc.account_id IS NULL
+      THEN ip.price_basis
       WHEN NOT o.account_id IS NULL AND NOT acc.account_id IS NULL
       THEN 'override'
       WHEN NOT mp.model IS NULL
@@ -104,20 +110,28 @@ WITH tokens AS (
     AND (
       o.effective_until IS NULL OR r.ts < o.effective_until
     )
+  LEFT JOIN issued_prices AS ip
+    ON ip.event_id = r.event_id
 ), unit_prices AS (
   SELECT
     p.*,
     CAST(CASE
+      WHEN price_issued AND account_known
+      THEN i_input
       WHEN price_basis = 'override'
       THEN o_input
       ELSE CAST(list_input_per_1m AS DECIMAL(24, 14)) * price_factor
     END AS DECIMAL(24, 14)) AS unit_price_input_uncached,
     CAST(CASE
+      WHEN price_issued AND account_known
+      THEN i_cached
       WHEN price_basis = 'override'
       THEN o_cached
       ELSE CAST(list_cached_input_per_1m AS DECIMAL(24, 14)) * price_factor
     END AS DECIMAL(24, 14)) AS unit_price_input_cached,
     CAST(CASE
+      WHEN price_issued AND account_known
+      THEN i_output
       WHEN price_basis = 'override'
       THEN o_output
       ELSE CAST(list_output_per_1m AS DECIMAL(24, 14)) * price_factor

@@ -6,6 +6,8 @@
 --   price_versions   version_id, effective_from, effective_until (NULL = open-ended)
 --   model_prices     per version and model: list_* and upstream_* prices per 1M tokens
 --   accounts, account_groups, price_overrides   accounts reference data
+--   issued_prices    event_id, price_basis and unit prices of the attempts billed on an
+--                    issued statement (a finalized period), as they were billed (R10)
 -- Output: one row per attempt, the columns of table rated_attempts (less rated_run_id).
 --
 -- Engine rules (SPEC section 7): money is never divided (E1); ts is TIMESTAMPTZ and periods
@@ -79,11 +81,19 @@ in_force AS (
 ),
 -- ... then the account's override for the model in force at ts (a final price), else the
 -- list price x the multiplier of the account's group x (1 - discount_pct / 100).
+-- R10 Issued statements never change: an attempt already billed in a finalized period keeps
+-- the price basis and unit prices it was billed with when its request is rated again (a late
+-- retry, a re-rate of the period), whatever the accounts data says now. Price versions never
+-- change for past requests (an edit is refused), so only the accounts data could reprice it.
 priced AS (
     SELECT r.*,
            f.version_id                                              AS price_version,
            acc.account_id IS NOT NULL                                AS account_known,
-           CASE WHEN o.account_id IS NOT NULL AND acc.account_id IS NOT NULL THEN 'override'
+           ip.event_id IS NOT NULL                                   AS price_issued,
+           ip.unit_price_input_uncached AS i_input, ip.unit_price_input_cached AS i_cached,
+           ip.unit_price_output AS i_output,
+           CASE WHEN ip.event_id IS NOT NULL AND acc.account_id IS NOT NULL THEN ip.price_basis
+                WHEN o.account_id IS NOT NULL AND acc.account_id IS NOT NULL THEN 'override'
                 WHEN mp.model IS NOT NULL THEN 'list' END             AS price_basis,
            CAST(coalesce(g.multiplier, 1)
                 * (1 - acc.discount_pct * CAST(0.01 AS DECIMAL(3,2))) AS DECIMAL(12,8)) AS price_factor,
@@ -98,14 +108,18 @@ priced AS (
     LEFT JOIN price_overrides o
       ON o.account_id = r.account_id AND o.model = r.model
      AND r.ts >= o.effective_from AND (o.effective_until IS NULL OR r.ts < o.effective_until)
+    LEFT JOIN issued_prices ip ON ip.event_id = r.event_id
 ),
 unit_prices AS (
     SELECT p.*,
-           CAST(CASE WHEN price_basis = 'override' THEN o_input
+           CAST(CASE WHEN price_issued AND account_known THEN i_input
+                     WHEN price_basis = 'override' THEN o_input
                      ELSE CAST(list_input_per_1m AS DECIMAL(24,14)) * price_factor END AS DECIMAL(24,14))        AS unit_price_input_uncached,
-           CAST(CASE WHEN price_basis = 'override' THEN o_cached
+           CAST(CASE WHEN price_issued AND account_known THEN i_cached
+                     WHEN price_basis = 'override' THEN o_cached
                      ELSE CAST(list_cached_input_per_1m AS DECIMAL(24,14)) * price_factor END AS DECIMAL(24,14)) AS unit_price_input_cached,
-           CAST(CASE WHEN price_basis = 'override' THEN o_output
+           CAST(CASE WHEN price_issued AND account_known THEN i_output
+                     WHEN price_basis = 'override' THEN o_output
                      ELSE CAST(list_output_per_1m AS DECIMAL(24,14)) * price_factor END AS DECIMAL(24,14))       AS unit_price_output
     FROM priced p
 ),

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from core.attempt_store import copy_database
 from core.db import connect, sql_text
 from pipeline.cli import cli
+from pipeline.rate import ensure_issued_prices
 from reports.finance import write_finance_summary
 from tests.conftest import Billing, record, usage
 from tests.spark.conftest import SKIP_REASON
@@ -272,6 +273,7 @@ def test_raw_outputs_agree_digit_for_digit_before_loading(
             "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
             "SELECT a.* FROM attempts a JOIN rating_scope s USING (account_id, request_id)"
         )
+        ensure_issued_prices(con)  # nothing issued: every attempt priced from the reference data
         cursor = con.execute(f"SELECT * FROM ({sql_text('rate.sql')}) ORDER BY event_id")
         duck_rows = cursor.fetchall()
         names = [d[0] for d in cursor.description]

@@ -13,7 +13,15 @@ from pipeline.spark import SparkEngineError, sqlgen
 sqlglot = pytest.importorskip("sqlglot", reason="sqlglot is not installed (pip install -e '.[spark]')")
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
-LOGICAL_TABLES = {"scoped_attempts", "price_versions", "model_prices", "accounts", "account_groups", "price_overrides"}
+LOGICAL_TABLES = {
+    "scoped_attempts",
+    "price_versions",
+    "model_prices",
+    "accounts",
+    "account_groups",
+    "price_overrides",
+    "issued_prices",
+}
 
 
 def test_committed_spark_sql_is_fresh() -> None:
