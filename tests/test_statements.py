@@ -214,6 +214,31 @@ def test_an_issued_attempt_keeps_its_price_when_its_request_is_rated_again(novem
     assert replay.verify_run(billing.settings, billing.one("SELECT max(run_id) FROM runs")).status == "MATCH"
 
 
+def test_replay_reproduces_a_statement_after_an_accounts_change(november) -> None:
+    """A discount given after November was issued does not reprice November in the live
+    database (nothing re-rates it); replay --period 2026-12 rates everything again with
+    December's accounts data and printed November's lines at the discount as adjustments
+    (-0.75 -0.45 +0.38 +0.23), a DIFFERS, until it kept the issued prices as the live run does."""
+    billing, out = november
+    finalize(billing, "2026-11", out, "2026-12-01")
+    accounts = billing.settings.accounts_file
+    accounts.write_text(
+        accounts.read_text().replace('email = "ap@plain.example"', 'email = "ap@plain.example"\ndiscount_pct = "50"')
+    )
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="d1", account_id="acct_plain", ts="2026-12-01T10:00:00Z", usage=usage(100_000, 10_000))],
+    )
+    billing.nightly("2026-12-01")
+    assert finalize(billing, "2026-12", out, "2027-01-01") == ["IG-2026-12-000003"]
+    assert billing.one("SELECT (adjustments_usd, total_usd) FROM statements WHERE period = '2026-12'") == (
+        D("0.00"),
+        D("0.61"),
+    )
+    report = replay.replay_period(billing.settings, "2026-12", out / "replay")
+    assert report.checks and report.matches, report.checks
+
+
 def test_an_override_equal_to_the_list_price_prints_one_line_and_no_phantom_adjustment(
     billing: Billing, tmp_path: Path
 ) -> None:
