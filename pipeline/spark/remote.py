@@ -47,6 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.attempt_store import PARQUET_OPTIONS
 from core.db import sql_literal
 from pipeline.ingest.files import InputMissing, file_kind, is_uri, refusal, secret_in_name
 from pipeline.ingest.files import uri_file_name as file_name
@@ -390,7 +391,7 @@ def _write_stored(
         # one pass over the query as written: a path holding "$part" is not substituted again
         values = {"$part": sql_literal(str(local)), "$loaded_keys": sql_literal(task.loaded_keys or "")}
         query = re.sub(r"\$(?:part|loaded_keys)\b", lambda m: values[m.group(0)], task.query)
-        row = con.execute(f"COPY ({query}) TO {sql_literal(partial)} (FORMAT parquet, COMPRESSION zstd)").fetchone()
+        row = con.execute(f"COPY ({query}) TO {sql_literal(partial)} ({PARQUET_OPTIONS})").fetchone()
     finally:
         con.close()
     return int(row[0]) if row else 0
