@@ -15,8 +15,9 @@
 -- tokens DECIMAL(12,0), unit prices DECIMAL(24,14), charges DECIMAL(38,20); every window
 -- ORDER BY ends in a unique key (E4). Every product has an operand of more than 18 digits
 -- (DuckDB keeps DECIMAL(<=18) x DECIMAL(<=18) at 18 digits and overflows). With token counts
--- < 10^9 (parse.sql) and unit prices < 10^10, a class charge is < 10^13 USD: exact in
--- DECIMAL(36,14) before the 10^-6 and in DECIMAL(38,20) (18 integer digits) after.
+-- < 10^12 (parse.sql) and unit prices < 10^10, tokens x price is < 10^22: exact in
+-- DECIMAL(36,14) (22 integer digits) before the 10^-6, and a class charge (< 10^16 USD) in
+-- DECIMAL(38,20) (18 integer digits) after.
 WITH
 -- R4/R5 Token classes. Provider usage when the log had it (cached tokens are a part of the
 -- prompt, reasoning and image tokens a part of the completion: never added on top);
