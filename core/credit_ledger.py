@@ -50,8 +50,12 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(Period.parse(row[0]).next())
 
 
-def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueRules) -> dict[tuple[str, str], Decimal]:
-    """What each open statement of an account with grants charges: rounded lines (+ adjustments)."""
+def _charges(
+    con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueRules
+) -> tuple[dict[tuple[str, str], Decimal], dict[tuple[str, str], Decimal]]:
+    """What each open statement of an account with grants charges: rounded lines (+ adjustments,
+    less what they give back as prepaid credit); and what the first open statement restores to
+    prepaid credit per (account, adjusted period) (layout 7 on, else nothing)."""
     lines = "printed_statement_lines" if rules.lines_by_unit_price else "statement_lines"
     charges: dict[tuple[str, str], Decimal] = {
         (a, p): Decimal(total)
@@ -64,17 +68,22 @@ def _charges(con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueR
             "AND period NOT IN (SELECT period FROM finalized_periods) GROUP BY ALL"
         ).fetchall()
     }
+    restorations: dict[tuple[str, str], Decimal] = {}
     if first_open is not None:
         rows = con.execute(
-            "SELECT account_id, sum(amount) FROM (" + sql_text("statement_lines_due.sql") + ") "
-            "WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
+            "SELECT account_id, original_period, sum(amount), sum(restored) FROM ("
+            + sql_text("statement_lines_due.sql")
+            + ") WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
             # adjustments as the statement prices them (its layout's rules)
             rules.sql_parameters(first_open),
         ).fetchall()
-        for account, amount in rows:
+        for account, origin, amount, restored in rows:
             key = (account, first_open)
-            charges[key] = charges.get(key, ZERO) + Decimal(amount)
-    return charges
+            # the part restored to prepaid credit is not money given back: credit pays the rest
+            charges[key] = charges.get(key, ZERO) + Decimal(amount) + Decimal(restored)
+            if restored:
+                restorations[(account, origin)] = Decimal(restored)
+    return charges, restorations
 
 
 def load_state(
@@ -92,22 +101,23 @@ def load_state(
         ).fetchall()
     )
     issued = tuple(
-        Movement(account, period, gid, kind, at, Decimal(amount), start, None if before is None else Decimal(before))
-        for account, period, gid, kind, at, amount, start, before in con.execute(
+        Movement(
+            account, period, gid, kind, at, Decimal(amount), start, None if before is None else Decimal(before), origin
+        )
+        for account, period, gid, kind, at, amount, start, before, origin in con.execute(
             "SELECT account_id, period, grant_id, entry_kind, effective_at, amount, segment_start, "
-            "usage_before_exact FROM credit_ledger ORDER BY account_id, period, entry_no"
+            "usage_before_exact, restored_for FROM credit_ledger ORDER BY account_id, period, entry_no"
         ).fetchall()
     )
     if not grants:
         return CreditState((), issued)
     first_open = _first_open(con)
     usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
+    charges, restorations = _charges(con, first_open, rules)
     segments = drawdown.cents_segments(
-        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage),
-        _charges(con, first_open, rules),
-        idle_at_end=rules.idle_period_draws_at_end,
+        ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), charges, idle_at_end=rules.idle_period_draws_at_end
     )
-    fresh = drawdown.draw(grants, segments, issued, first_open)
+    fresh = drawdown.draw(grants, segments, issued, first_open, restorations)
     return CreditState(grants, issued + tuple(fresh))
 
 
@@ -141,19 +151,21 @@ def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str
         entries[m.account_id] = entries.get(m.account_id, 0) + 1
         rows.append(
             (m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount, m.start, m.before)
+            + (m.origin,)
         )
     if rows:
         con.executemany(
             "INSERT INTO credit_ledger (account_id, period, entry_no, grant_id, entry_kind, effective_at, amount, "
-            "segment_start, usage_before_exact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "segment_start, usage_before_exact, restored_for) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
     for account, number in sorted(numbers.items()):
         block = state.summary(account, period)
         if block is not None:
             con.execute(
-                "INSERT INTO statement_credits VALUES (?, ?, ?, ?, ?, ?)",
-                [number, block.opening, block.granted, block.applied, block.expired, block.closing],
+                "INSERT INTO statement_credits (statement_number, opening_usd, granted_usd, applied_usd, "
+                "expired_usd, closing_usd, restored_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [number, block.opening, block.granted, block.applied, block.expired, block.closing, block.restored],
             )
 
 

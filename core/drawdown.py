@@ -18,8 +18,17 @@ grant instants) with their exact charges. This module applies the rule, in time 
 * **Reversal.** At its ``granted_at`` a reversal takes back up to its amount of what is
   left of the grant it reverses (credit already used stays used); it counts as negative
   "granted" on the statement.
+* **Restoration** (statement layout 7 on). The part of a negative prior-period adjustment that
+  prepaid credit had paid (``sql/statement_lines_due.sql``: money first, then credit) goes back
+  at the start of the first open period to the grants that paid the adjusted period, latest
+  expiring first (never-expiring first, then the newest, purchased before promotional and
+  goodwill: the reverse of the drawing order), each at most what it paid for that period less
+  what was restored to it for that period before. A grant whose expiry is already recorded
+  gets its part back and loses it again at once (a 'restored' and an 'expired' movement at the
+  same instant: had the usage never been billed, that credit would have expired unused).
 
-Events are ordered by (billing period, instant, grants, usage, reversals, expiries): a
+Events are ordered by (billing period, instant, grants, restorations, usage, reversals,
+expiries): a
 segment ``[start, end)`` was used before ``end``, so it draws before a reversal or an expiry
 at ``end`` takes what is left (and a segment ending exactly when a grant expires still draws
 from it). Cutting a segment at any instant therefore never changes who pays it. Finalized periods are never
@@ -88,10 +97,12 @@ class Movement:
     amount: Decimal
     start: datetime | None = None
     before: Decimal | None = None
+    #: a restored movement: the issued period whose usage it gives back (credit_ledger.restored_for)
+    origin: str | None = None
 
     @property
     def signed(self) -> Decimal:
-        return self.amount if self.kind == "granted" else -self.amount
+        return self.amount if self.kind in ("granted", "restored") else -self.amount
 
 
 def period_of(at: datetime) -> str:
@@ -158,8 +169,12 @@ def draw(
     segments: Sequence[Segment],
     issued: Sequence[Movement],
     first_open: str | None,
+    restorations: Mapping[tuple[str, str], Decimal] | None = None,
 ) -> list[Movement]:
-    """The movements of the open periods, starting from the ``issued`` ones (see module doc)."""
+    """The movements of the open periods, starting from the ``issued`` ones (see module doc).
+
+    ``restorations``: (account, adjusted period) -> the prepaid credit the first open
+    statement restores for it (layout 7 on; see "Restoration" above)."""
     remaining: dict[str, Decimal] = {}
     done: set[tuple[str, str]] = set()
     by_id = {g.grant_id: g for g in grants}
@@ -177,12 +192,17 @@ def draw(
         kind = "reversed" if g.reverses else "granted"
         at = effective(g.granted_at)
         if (g.grant_id, kind) not in done:
-            events.append((period_of(at), at, 2 if g.reverses else 0, g.priority(), g))
+            events.append((period_of(at), at, 3 if g.reverses else 0, g.priority(), g))
         if g.expires_at is not None and not g.reverses and (g.grant_id, "expired") not in done:
             expiry = max(effective(g.expires_at), at)
-            events.append((period_of(expiry), expiry, 3, g.priority(), ("expire", g)))
+            events.append((period_of(expiry), expiry, 4, g.priority(), ("expire", g)))
     for s in segments:
-        events.append((s.period, s.end, 1, (s.start,), s))
+        events.append((s.period, s.end, 2, (s.start,), s))
+    if restorations and floor is not None and first_open is not None:
+        # after the grants of that instant, before any usage, reversal or expiry
+        for (account, origin), amount in sorted(restorations.items()):
+            if amount > 0:
+                events.append((first_open, floor, 1, (account, origin), ("restore", account, origin, amount)))
     events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
     by_account: dict[str, list[Grant]] = {}
     for g in sorted(grants, key=Grant.priority):
@@ -204,12 +224,51 @@ def draw(
             drawn = _draw_segment(item, need, by_account.get(item.account_id, []), remaining, floor)
             moves.extend(drawn)
             undrawn[key] = undrawn.get(key, ZERO) + need - sum((m.amount for m in drawn), ZERO)
+        elif isinstance(item, tuple) and item[0] == "restore":
+            _, account, origin, amount = item
+            moves.extend(_restore(account, origin, amount, at, issued, by_id, done, remaining))
         else:
             g = item[1]  # type: ignore[index]
             left = remaining.get(g.grant_id, ZERO)
             remaining[g.grant_id] = ZERO
             moves.append(Movement(g.account_id, period, g.grant_id, "expired", at, left))
     return [m for m in moves if m.amount != 0 or m.kind == "granted"]
+
+
+def _restore(
+    account: str,
+    origin: str,
+    amount: Decimal,
+    at: datetime,
+    issued: Sequence[Movement],
+    by_id: Mapping[str, Grant],
+    done: set[tuple[str, str]],
+    remaining: dict[str, Decimal],
+) -> list[Movement]:
+    """Give ``amount`` of prepaid credit back to the grants that paid ``origin`` (module doc)."""
+    paid: dict[str, Decimal] = {}
+    for m in issued:
+        if m.account_id == account and m.period == origin and m.kind == "applied":
+            paid[m.grant_id] = paid.get(m.grant_id, ZERO) + m.amount
+        elif m.account_id == account and m.origin == origin and m.kind == "restored":
+            paid[m.grant_id] = paid.get(m.grant_id, ZERO) - m.amount
+    ordered = sorted((by_id[g] for g in paid if g in by_id), key=Grant.priority, reverse=True)
+    moves = []
+    for g in ordered:
+        if amount <= 0:
+            break
+        taken = min(amount, paid[g.grant_id])
+        if taken <= 0:
+            continue
+        amount -= taken
+        moves.append(Movement(account, period_of(at), g.grant_id, "restored", at, taken, origin=origin))
+        if (g.grant_id, "expired") in done:
+            moves.append(Movement(account, period_of(at), g.grant_id, "expired", at, taken))
+        else:
+            remaining[g.grant_id] = remaining.get(g.grant_id, ZERO) + taken
+    if amount > 0:
+        raise ValueError(f"{account}: {amount} to restore for {origin} is more than its grants paid for it")
+    return moves
 
 
 def _draw_segment(
@@ -243,14 +302,15 @@ class PeriodCredit:
     granted: Decimal
     applied: Decimal
     expired: Decimal
+    restored: Decimal = ZERO  # statement layout 7 on: negative adjustments given back as credit
 
     @property
     def closing(self) -> Decimal:
-        return self.opening + self.granted - self.applied - self.expired
+        return self.opening + self.granted + self.restored - self.applied - self.expired
 
 
 def summarize(movements: Iterable[Movement], account_id: str, period: str) -> PeriodCredit:
-    opening = granted = applied = expired = ZERO
+    opening = granted = applied = expired = restored = ZERO
     for m in movements:
         if m.account_id != account_id or m.period > period:
             continue
@@ -260,9 +320,11 @@ def summarize(movements: Iterable[Movement], account_id: str, period: str) -> Pe
             granted += m.signed
         elif m.kind == "applied":
             applied += m.amount
+        elif m.kind == "restored":
+            restored += m.amount
         else:
             expired += m.amount
-    return PeriodCredit(opening, granted, applied, expired)
+    return PeriodCredit(opening, granted, applied, expired, restored)
 
 
 def drawn_by(applied: Decimal, before: Decimal, until: Decimal | None, rest: Decimal | None) -> Decimal:

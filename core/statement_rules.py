@@ -31,12 +31,17 @@ class DueRules:
     once (SPEC R7: lines are summed at full precision, then rounded), instead of one line per
     price version, each rounded on its own (up to a cent apart per pair from the merged line
     when a price version starts inside the period).
+    ``restores_prepaid_credit`` (layout 7 on): of a negative adjustment, the part the customer
+    paid in money for the adjusted period is refunded in money (money first), and the part
+    prepaid credit paid is restored to the grants that paid it (a 'restored' credit movement),
+    not netted from the money due nor taxed (before: all of it reduced the money due).
     """
 
     adjustments_by_tokens: bool = True
     adjustments_net_of_credit_notes: bool = True
     idle_period_draws_at_end: bool = True
     lines_by_unit_price: bool = True
+    restores_prepaid_credit: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -45,4 +50,5 @@ class DueRules:
             "by_tokens": self.adjustments_by_tokens,
             "net_of_credit_notes": self.adjustments_net_of_credit_notes,
             "by_unit_price": self.lines_by_unit_price,
+            "restore_credit": self.restores_prepaid_credit,
         }

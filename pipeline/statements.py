@@ -123,6 +123,9 @@ class DueLine:
     # adjustment not given back because credit notes already credited the line; negative: the
     # part of a positive one not billed because an earlier line held it back so
     credited_offset: Decimal = ZERO
+    # layout 7 on: of a negative adjustment, the part prepaid credit had paid, given back as
+    # prepaid credit (positive; not netted from the money due)
+    restored: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,8 @@ def adjustment_text(line: DueLine, names: dict[str, str]) -> str:
         text += f"; ${line.credited_offset} of it already credited by credit note, not refunded again"
     elif line.credited_offset < 0:
         text += f"; ${-line.credited_offset} of it held back before, as already credited, not billed again"
+    if line.restored > 0:
+        text += f"; ${line.restored} of it restored to prepaid credit"
     return text
 
 
@@ -306,10 +311,11 @@ def build_document(
     credits = (
         None
         if block is None
-        else CreditSummary(block.opening, block.granted, block.applied, block.expired, block.closing)
+        else CreditSummary(block.opening, block.granted, block.applied, block.expired, block.closing, block.restored)
     )
     applied = credits.applied if credits else ZERO
-    tax, tax_amount = inv.tax_of(account_id, usage_total + adjustments_total - applied)
+    restored = sum((ln.restored for ln in lines if ln.kind == "adjustment"), ZERO)
+    tax, tax_amount = inv.tax_of(account_id, usage_total + adjustments_total + restored - applied)
     marked = inv.of(account_id)
     party = ctx.parties[account_id]
     if marked.country is not None:
@@ -328,9 +334,10 @@ def build_document(
         adjustments=adjustments,
         usage_total=usage_total,
         adjustments_total=adjustments_total,
-        total_due=usage_total + adjustments_total - applied + tax_amount,
+        total_due=usage_total + adjustments_total + restored - applied + tax_amount,
         price_versions=ctx.refs_of([ln.price_version for ln in lines]),
         credits_applied=applied,
+        credits_restored=restored,
         credits=credits,
         tax_amount=tax_amount,
         tax=tax,
@@ -366,6 +373,9 @@ def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str,
         )
         for ln, p in zip(lines, printed, strict=True)
     ]
+    if doc.credits_restored:  # layout 7 on: the part of negative adjustments given back as credit
+        head = (doc.statement_number, doc.account_id, doc.period, "prepaid_credit_restored", doc.period)
+        rows.append(head + (None, "Restored to prepaid credit") + (None,) * 4 + (doc.credits_restored, None, None))
     if doc.credits_applied and doc.layout_version >= PREPAID_ROW_FROM:
         rows.append((doc.statement_number, doc.account_id, doc.period, "prepaid_credit", doc.period)
                     + (None, "Prepaid credit applied") + (None,) * 4 + (-doc.credits_applied, None, None))  # fmt: skip

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from core.money import Decimal
+from core.money import ZERO, Decimal
 from core.period import Period
 
 from .credit_note_model import CreditNoteDocument
@@ -97,6 +97,10 @@ class _Invoice:
     line_total: Decimal  # BT-106
     allowance: Decimal  # BT-92 / BT-107, 0: none
     allowance_reason: str
+    #: BT-99 / BT-108, 0: none. A statement of layout 7 on: the part of its negative adjustments
+    #: restored to prepaid credit, a document-level charge so that the basis is the printed net
+    #: (BR-CO-13: lines - allowances + charges)
+    charge: Decimal
     seller_legal_id: bool  # the issuer's registration as BT-30 too (statement layout 4 on; BR-CO-26)
     basis: Decimal  # BT-109, BT-116
     tax_amount: Decimal  # BT-110, BT-117
@@ -116,7 +120,7 @@ def _from_statement(doc: StatementDocument, type_code: str) -> _Invoice:
         lines=tuple(enumerate(lines, start=1)), terms=doc.terms, terms_text=None, period_start=doc.period_start,
         period_end=doc.period_end, line_total=doc.usage_total + doc.adjustments_total,
         allowance=doc.credits_applied, allowance_reason="Prepaid credit applied", basis=doc.net_amount,
-        tax_amount=doc.tax_amount, grand_total=doc.total_due, preceding=None,
+        charge=doc.credits_restored, tax_amount=doc.tax_amount, grand_total=doc.total_due, preceding=None,
         seller_legal_id=doc.layout_version >= SELLER_LEGAL_ID_FROM,
     )  # fmt: skip
 
@@ -132,7 +136,7 @@ def _from_credit_note(doc: CreditNoteDocument, type_code: str) -> _Invoice:
         lines=tuple((c.line_no, c.line) for c in doc.lines), terms=None, terms_text=CREDIT_NOTE_TERMS,
         period_start=period.first_day, period_end=period.end_day, line_total=doc.lines_total,
         allowance=doc.prepaid_retained, allowance_reason="Paid with prepaid credit, not credited", basis=doc.net_amount,
-        tax_amount=doc.tax_amount, grand_total=doc.total_credited,
+        charge=ZERO, tax_amount=doc.tax_amount, grand_total=doc.total_credited,
         preceding=(doc.statement_number, doc.statement_issue_date),
         seller_legal_id=doc.statement_layout_version >= SELLER_LEGAL_ID_FROM,
     )  # fmt: skip
@@ -326,6 +330,12 @@ def _build(inv: _Invoice) -> bytes:
         _el(allowance, "ram:ActualAmount", _amount(inv.allowance))
         _el(allowance, "ram:Reason", inv.allowance_reason)
         _category(allowance, "ram:CategoryTradeTax", tax)
+    if inv.charge:
+        charge = _el(settlement, "ram:SpecifiedTradeAllowanceCharge")
+        _el(_el(charge, "ram:ChargeIndicator"), "udt:Indicator", "true")
+        _el(charge, "ram:ActualAmount", _amount(inv.charge))
+        _el(charge, "ram:Reason", "Restored to prepaid credit, not refunded")
+        _category(charge, "ram:CategoryTradeTax", tax)
     if inv.terms is not None and inv.terms.due_date is not None:
         terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
         _el(terms, "ram:Description", inv.terms.label)
@@ -334,6 +344,8 @@ def _build(inv: _Invoice) -> bytes:
         _el(_el(settlement, "ram:SpecifiedTradePaymentTerms"), "ram:Description", inv.terms_text)
     totals = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
     _el(totals, "ram:LineTotalAmount", _amount(inv.line_total))
+    if inv.charge:
+        _el(totals, "ram:ChargeTotalAmount", _amount(inv.charge))
     if inv.allowance:
         _el(totals, "ram:AllowanceTotalAmount", _amount(inv.allowance))
     _el(totals, "ram:TaxBasisTotalAmount", _amount(inv.basis))

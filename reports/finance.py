@@ -71,14 +71,15 @@ def _open_credits(con: duckdb.DuckDBPyConnection, period: str) -> None:
     """The credit block of every account with grants for an open ``period`` (temp table)."""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE open_credits (account_id VARCHAR, opening_usd DECIMAL(18,2), "
-        "granted_usd DECIMAL(18,2), applied_usd DECIMAL(18,2), expired_usd DECIMAL(18,2), closing_usd DECIMAL(18,2))"
+        "granted_usd DECIMAL(18,2), applied_usd DECIMAL(18,2), expired_usd DECIMAL(18,2), closing_usd DECIMAL(18,2), "
+        "restored_usd DECIMAL(18,2))"
     )
     state = credit_ledger.load_state(con)
     blocks = credit_ledger.period_blocks(state, period, sorted(state.accounts))
     if blocks:
         con.executemany(
-            "INSERT INTO open_credits VALUES (?, ?, ?, ?, ?, ?)",
-            [(a, b.opening, b.granted, b.applied, b.expired, b.closing) for a, b in blocks.items()],
+            "INSERT INTO open_credits VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(a, b.opening, b.granted, b.applied, b.expired, b.closing, b.restored) for a, b in blocks.items()],
         )
 
 

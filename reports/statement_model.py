@@ -92,7 +92,11 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: versions that priced it and rounded once (its price_version lists them, ';'), where 1-5
 #: printed one line per version, each rounded; a period whose lines were issued per version
 #: keeps that key for its adjustments (sql/statement_lines_due.sql).
-LAYOUT_VERSION = 6
+#: 7: printed as 6; of a negative adjustment, what the customer paid in money for the adjusted
+#: period is refunded in money and what prepaid credit paid is restored to prepaid credit (the
+#: line says "$X of it restored to prepaid credit", the totals and the lines CSV have a row for
+#: it, and it carries no tax), where 1-6 gave all of it back in money and tax.
+LAYOUT_VERSION = 7
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -112,6 +116,8 @@ ZERO_ROW_TOKENS_FROM = 5
 # the first whose lines are one per (model, token class, unit price), summed over the price
 # versions that priced them and rounded once (before: one line per price version, each rounded)
 LINES_BY_UNIT_PRICE_FROM = 6
+# the first whose negative adjustments restore to prepaid credit the part prepaid credit paid
+RESTORES_PREPAID_CREDIT_FROM = 7
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -132,6 +138,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         adjustments_net_of_credit_notes=layout_version >= NET_OF_CREDIT_NOTES_FROM,
         idle_period_draws_at_end=layout_version >= IDLE_PERIOD_DRAWS_AT_END_FROM,
         lines_by_unit_price=layout_version >= LINES_BY_UNIT_PRICE_FROM,
+        restores_prepaid_credit=layout_version >= RESTORES_PREPAID_CREDIT_FROM,
     )
 
 
@@ -364,6 +371,9 @@ class StatementDocument:
     estimated_attempts: int
     estimated_tokens: int
     credits_applied: Decimal = Decimal("0")  # prepaid credit drawn for this statement (issue 17)
+    # layout 7 on: the part of negative adjustments that prepaid credit had paid, given back as
+    # credit (so not netted from the money due, nor taxed)
+    credits_restored: Decimal = Decimal("0")
     tax_amount: Decimal = Decimal("0")  # tax on net_amount (issue 16)
     billing_notes: tuple[str, ...] = field(default=DEFAULT_BILLING_NOTES)
     credits: CreditSummary | None = None
@@ -430,9 +440,10 @@ class StatementDocument:
                 self,
                 f"adjustments_total {self.adjustments_total} != sum of adjustments {adjustments_sum}",
             )
-        for name in ("credits_applied", "tax_amount"):
+        for name in ("credits_applied", "tax_amount", "credits_restored"):
             _amount(self, name, getattr(self, name))
-        charges = EXACT.add(self.usage_total, self.adjustments_total)
+        self._check_restored()
+        charges = EXACT.add(EXACT.add(self.usage_total, self.adjustments_total), self.credits_restored)
         if self.credits_applied < 0 or (charges > 0 and self.credits_applied > charges):
             raise _fail(self, f"credits_applied {self.credits_applied} is not within [0, charges {charges}]")
         if self.credits is not None:
@@ -442,12 +453,30 @@ class StatementDocument:
                 raise _fail(
                     self, f"credits_applied {self.credits_applied} != credit block applied {self.credits.applied}"
                 )
+            if self.credits.restored != self.credits_restored:
+                raise _fail(
+                    self, f"credits_restored {self.credits_restored} != credit block restored {self.credits.restored}"
+                )
         self._check_tax()
         expected = EXACT.add(self.net_amount, self.tax_amount)
         if self.total_due != expected:
             raise _fail(
                 self,
                 f"total_due {self.total_due} != net_amount {self.net_amount} + tax_amount {self.tax_amount}",
+            )
+
+    def _check_restored(self) -> None:
+        """Only layout 7 on restores credit, never more than its negative adjustments give back."""
+        if self.credits_restored == 0:
+            return
+        if self.layout_version < RESTORES_PREPAID_CREDIT_FROM:
+            raise _fail(self, f"layout {self.layout_version} restores no prepaid credit ({self.credits_restored})")
+        given_back = -_exact_sum(adj.amount for adj in self.adjustments if adj.amount < 0)
+        if not 0 < self.credits_restored <= given_back or self.credits is None:
+            raise _fail(
+                self,
+                f"credits_restored {self.credits_restored} is not within (0, negative adjustments {given_back}]"
+                " with a credit block",
             )
 
     def _check_tax(self) -> None:
@@ -468,5 +497,6 @@ class StatementDocument:
 
     @property
     def net_amount(self) -> Decimal:
-        """Charges less prepaid credit applied: the amount tax is computed on."""
-        return self.usage_total + self.adjustments_total - self.credits_applied
+        """Charges plus the credit restored (layout 7 on: not given back in money) less prepaid
+        credit applied: the amount tax is computed on."""
+        return self.usage_total + self.adjustments_total + self.credits_restored - self.credits_applied

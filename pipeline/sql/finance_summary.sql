@@ -5,7 +5,9 @@
 -- equals the printed statement; total_usd = usage_usd + adjustments_usd (the charges).
 -- Prepaid credit (issue 17), appended last: issued statements report statement_credits; open
 -- ones the temp table open_credits (core/credit_ledger.py, the drawdown as of now).
--- Accounts without credit grants report 0.00 in all five.
+-- Accounts without credit grants report 0.00 in all five. From layout 7 the net also adds the
+-- credit restored (negative adjustments of usage prepaid credit paid, given back as credit; not
+-- a column of its own here, so closing = opening + granted - applied - expired + restored).
 -- Issue 16: net_usd (the charges less prepaid credit applied: what tax is computed on),
 -- tax_usd and total_due_usd = net_usd + tax_usd. An issued statement reports what it printed
 -- (statement_invoicing; none before migration 016: no tax). For an open period tax_usd is NULL
@@ -37,7 +39,7 @@ open_period AS (
            coalesce(b.billed_requests, 0) AS billed_requests,
            d.input_uncached_tokens, d.input_cached_tokens, d.output_tokens,
            d.usage_usd, d.adjustments_usd, d.usage_usd + d.adjustments_usd AS total_usd, d.price_versions,
-           c.opening_usd, c.granted_usd, c.applied_usd, c.expired_usd, c.closing_usd
+           c.opening_usd, c.granted_usd, c.applied_usd, c.expired_usd, c.closing_usd, c.restored_usd
     FROM draft d
     LEFT JOIN billed b USING (account_id)
     LEFT JOIN open_credits c USING (account_id)
@@ -46,7 +48,7 @@ open_period AS (
 issued AS (
     SELECT s.account_id, s.statement_number, s.billed_requests, s.input_uncached_tokens, s.input_cached_tokens,
            s.output_tokens, s.usage_usd, s.adjustments_usd, s.total_usd, s.price_versions,
-           c.opening_usd, c.granted_usd, c.applied_usd, c.expired_usd, c.closing_usd
+           c.opening_usd, c.granted_usd, c.applied_usd, c.expired_usd, c.closing_usd, c.restored_usd
     FROM statements s
     LEFT JOIN statement_credits c USING (statement_number)
     WHERE s.period = $period
@@ -68,7 +70,8 @@ SELECT r.account_id,
        CAST(coalesce(r.applied_usd, 0) AS DECIMAL(18,2))  AS credits_applied_usd,
        CAST(coalesce(r.expired_usd, 0) AS DECIMAL(18,2))  AS credits_expired_usd,
        CAST(coalesce(r.closing_usd, 0) AS DECIMAL(18,2))  AS credit_closing_usd,
-       CAST(coalesce(si.net_usd, r.total_usd - coalesce(r.applied_usd, 0)) AS DECIMAL(18,2)) AS net_usd,
+       CAST(coalesce(si.net_usd, r.total_usd + coalesce(r.restored_usd, 0) - coalesce(r.applied_usd, 0))
+            AS DECIMAL(18,2))                                            AS net_usd,
        CAST(CASE WHEN r.statement_number IS NULL THEN NULL
                  ELSE coalesce(si.tax_usd, 0) END AS DECIMAL(18,2))    AS tax_usd,
        CAST(CASE WHEN r.statement_number IS NULL THEN NULL

@@ -19,6 +19,11 @@
 -- credited in full is never billed again for the tokens it held when it was credited. A line
 -- counts as credited in full (its whole amount), also when prepaid credit paid part of it and
 -- the note kept that part (docs/invoicing.md): prepaid credit used stays used.
+-- From layout 7 ($restore_credit) a negative adjustment gives back in money only what the
+-- customer paid in money for the adjusted period, and restores to prepaid credit what prepaid
+-- credit paid (`restored`, not netted from the money due nor taxed; core.drawdown puts it back
+-- on the grants): money first, then credit, per adjusted period, over its negative lines in
+-- the statement's order (docs/credits.md "Restoring credit"). Before, all of it was money.
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -101,8 +106,8 @@ raw_adjustments AS (
       AND coalesce(c.original_period, i.original_period) < $period
 ),
 adjustments AS (
-    SELECT a.account_id, a.original_period, a.model, a.token_class, a.price_version, a.unit_price_per_1m,
-           a.quantity_tokens,
+    SELECT a.account_id, a.original_period, a.model, a.token_class, a.price_version, a.version_key,
+           a.unit_price_per_1m, a.quantity_tokens,
            CASE WHEN NOT $net_of_credit_notes OR k.amount IS NULL THEN a.raw_amount
                 -- never give back more than was paid for the line: issued less credited
                 WHEN a.raw_amount < 0
@@ -116,15 +121,58 @@ adjustments AS (
       ON k.account_id = a.account_id AND k.original_period = a.original_period AND k.model = a.model
      AND k.token_class = a.token_class AND k.version_key = a.version_key
      AND k.unit_price_per_1m = a.unit_price_per_1m
+),
+paid AS (
+    -- layout 7 on: of what an issued period's own statement asked, what is left to give back in
+    -- money (its net less credit notes' net less the money part of negative adjustments of it
+    -- issued since) and in prepaid credit (what it drew less what credit notes kept as prepaid
+    -- less what was restored for it since, credit_ledger.restored_for)
+    SELECT s.account_id, s.period AS original_period,
+           CAST(greatest(0, coalesce(inv.net_usd, s.total_usd - coalesce(c.applied_usd, 0))
+                - coalesce(n.net, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
+           CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) - coalesce(r.restored, 0))
+                AS DECIMAL(18,2)) AS credit_left
+    FROM statements s
+    LEFT JOIN statement_invoicing inv USING (statement_number)
+    LEFT JOIN statement_credits c USING (statement_number)
+    LEFT JOIN (SELECT statement_number, sum(net_usd) AS net, sum(prepaid_retained_usd) AS retained
+               FROM credit_notes GROUP BY statement_number) n USING (statement_number)
+    LEFT JOIN (SELECT s2.account_id, l.original_period, sum(-l.amount) AS refunded
+               FROM statement_issued_lines l JOIN statements s2 USING (statement_number)
+               WHERE l.kind = 'adjustment' AND l.amount < 0 GROUP BY s2.account_id, l.original_period) g
+      ON g.account_id = s.account_id AND g.original_period = s.period
+    LEFT JOIN (SELECT account_id, restored_for, sum(amount) AS restored FROM credit_ledger
+               WHERE entry_kind = 'restored' GROUP BY account_id, restored_for) r
+      ON r.account_id = s.account_id AND r.restored_for = s.period
+    WHERE $restore_credit
+),
+given_back AS (
+    SELECT a.*, coalesce(p.money_left, 0) AS money_left, coalesce(p.credit_left, 0) AS credit_left,
+           CAST(CASE WHEN $restore_credit AND a.amount < 0 THEN -a.amount ELSE 0 END AS DECIMAL(18,2)) AS refund,
+           CAST(sum(CASE WHEN $restore_credit AND a.amount < 0 THEN -a.amount ELSE 0 END) OVER (
+                PARTITION BY a.account_id, a.original_period
+                ORDER BY a.model, CASE a.token_class WHEN 'input_uncached' THEN 1 WHEN 'input_cached' THEN 2 ELSE 3 END,
+                         a.price_version, a.unit_price_per_1m, a.version_key
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS DECIMAL(18,2)) AS refunded_to_here
+    FROM adjustments a
+    LEFT JOIN paid p ON p.account_id = a.account_id AND p.original_period = a.original_period
+),
+restoring AS (
+    -- money first, then prepaid credit: the credit part of the refunds up to this line, less
+    -- that of the refunds before it
+    SELECT *, CAST(least(greatest(refunded_to_here - money_left, 0), credit_left)
+                   - least(greatest(refunded_to_here - refund - money_left, 0), credit_left) AS DECIMAL(18,2)) AS restored
+    FROM given_back
 )
 SELECT account_id, 'usage' AS kind, original_period, model, token_class, price_version,
-       unit_price_per_1m, quantity_tokens, amount, CAST(0 AS DECIMAL(18,2)) AS credited_offset
+       unit_price_per_1m, quantity_tokens, amount, CAST(0 AS DECIMAL(18,2)) AS credited_offset,
+       CAST(0 AS DECIMAL(18,2)) AS restored
 FROM current_lines
 WHERE original_period = $period
 UNION ALL
 SELECT account_id, 'adjustment', original_period, model, token_class, price_version,
-       unit_price_per_1m, quantity_tokens, amount, CAST(amount - raw_amount AS DECIMAL(18,2))
-FROM adjustments
+       unit_price_per_1m, quantity_tokens, amount, CAST(amount - raw_amount AS DECIMAL(18,2)), restored
+FROM restoring
 WHERE amount <> 0 OR quantity_tokens <> 0
 ORDER BY account_id, kind DESC, original_period, model,
          CASE token_class WHEN 'input_uncached' THEN 1 WHEN 'input_cached' THEN 2 ELSE 3 END,

@@ -1,0 +1,201 @@
+"""Statement layout 7: a negative prior-period adjustment of usage that prepaid credit paid is
+restored to prepaid credit, not given back in money and tax (docs/credits.md "Restoring credit").
+
+acct_de (domestic, VAT 19%) uses openai/gpt-5.5, input $7.50 per 1M tokens. In November request
+r1's attempt 1 bills 1,000,000 input tokens = 7.50. In December a late retry of r1 (attempt 2,
+500,000 input tokens = 3.75) supersedes it (R2): November's line now holds 500,000 tokens, so
+December's statement carries an adjustment of -500,000 tokens x 7.50/1M = -3.75. The rule: of
+what November's statement asked, the money part is given back in money first, the prepaid part
+is restored to the grants that paid it; the restored part is neither netted from the money due
+nor taxed. Every figure below is worked out by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from core.db import connect
+from core.money import D
+from pipeline import jobs, replay
+from reports.balances import balances
+from tests.conftest import Billing, record, usage
+from tests.test_credits import with_credits
+from tests.test_invoicing import ACCOUNTS_TOML, ISSUER_TOML, _pdf_text
+
+
+def _november_then_a_late_retry(billing: Billing, tmp_path: Path, grants: str, layout: int | None = None):
+    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    with_credits(billing, grants)
+    billing.log(
+        "requests-2026-11-07.jsonl",
+        [record(event_id="a1", request_id="r1", account_id="acct_de", ts="2026-11-07T09:00:00Z",
+                usage=usage(1_000_000, 0))],
+    )  # fmt: skip
+    billing.nightly("2026-11-07")
+    out = tmp_path / "out"
+    nov = jobs.run_statements(
+        billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=layout
+    )
+    # the late retry: attempt 2 of r1, 500,000 tokens, supersedes attempt 1
+    billing.log(
+        "requests-2026-12-10.jsonl",
+        [record(event_id="a2", request_id="r1", attempt=2, account_id="acct_de", ts="2026-11-07T09:05:00Z",
+                usage=usage(500_000, 0))],
+    )  # fmt: skip
+    billing.nightly("2026-12-10")
+    dec = jobs.run_statements(
+        billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=layout
+    )
+    docs = [next(st.document for st in r.statements if st.account_id == "acct_de") for r in (nov, dec)]
+    return docs[0], docs[1], out
+
+
+def _lines_csv(out: Path, number: str) -> list[tuple[str, str]]:
+    path = out / "statements" / "2026-12" / f"{number}-lines.csv"
+    return [(r["kind"], r["amount_usd"]) for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))]
+
+
+def _balance(billing: Billing, at: datetime) -> object:
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        return next(b.balance for b in balances(con, at) if b.account_id == "acct_de")
+    finally:
+        con.close()
+
+
+def _ledger(billing: Billing, period: str) -> list[tuple[object, ...]]:
+    return billing.query(
+        "SELECT grant_id, entry_kind, strftime(effective_at, '%m-%d %H:%M'), amount, restored_for "
+        "FROM credit_ledger WHERE period = ? ORDER BY entry_no",
+        [period],
+    )
+
+
+def test_usage_paid_with_credit_and_found_smaller_is_restored_to_credit_not_refunded_in_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    nov, dec, out = _november_then_a_late_retry(
+        billing, tmp_path, "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+    )
+    # November: 7.50 charged, 7.50 drawn from the 10.00 grant, nothing paid in money, no tax
+    assert (nov.usage_total, nov.credits_applied, nov.net_amount, nov.tax_amount, nov.total_due) == (
+        D("7.50"), D("7.50"), D("0.00"), D("0.00"), D("0.00"))  # fmt: skip
+    # December: -3.75 (-500,000 x 7.50/1M), all of it paid with credit in November: restored,
+    # so net = -3.75 + 3.75 restored - 0 applied = 0.00, VAT 0.00, total due 0.00
+    # (layout 6 gave back 3.75 in money and 0.71 of VAT never charged: total due -4.46)
+    assert (dec.adjustments_total, dec.credits_restored, dec.credits_applied) == (D("-3.75"), D("3.75"), D("0"))
+    assert (dec.net_amount, dec.tax_amount, dec.total_due) == (D("0.00"), D("0.00"), D("0.00"))
+    assert dec.adjustments[0].description.endswith("; $3.75 of it restored to prepaid credit")
+    # the credit block: opening 2.50 (10.00 - 7.50) + restored 3.75 = closing 6.25
+    assert dec.credits is not None
+    assert (dec.credits.opening, dec.credits.restored, dec.credits.applied, dec.credits.closing) == (
+        D("2.50"), D("3.75"), D("0.00"), D("6.25"))  # fmt: skip
+    assert _ledger(billing, "2026-12") == [("g", "restored", "12-01 00:00", D("3.75"), "2026-11")]
+    assert billing.query(
+        "SELECT restored_usd, closing_usd, net_usd FROM statement_credit_totals WHERE period = '2026-12'"
+    ) == [(D("3.75"), D("6.25"), D("0.00"))]
+    # the lines CSV adds up to the 0.00 due: -3.75 + 3.75 + 0.00
+    number = str(dec.statement_number)
+    assert _lines_csv(out, number) == [("adjustment", "-3.75"), ("prepaid_credit_restored", "3.75"), ("tax", "0.00")]
+    text = _pdf_text(out / "statements" / "2026-12", number)
+    for printed in ("$3.75 of it restored to prepaid credit", "Credit restored", "$6.25"):
+        assert printed in text, printed
+    # what the account has left, for the gateway: 6.25 during December (2.50 without the fix)
+    assert _balance(billing, datetime(2026, 12, 15, tzinfo=UTC)) == D("6.25")
+    report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
+
+
+def test_the_part_paid_in_money_is_refunded_in_money_first_and_the_prepaid_part_restored(
+    billing: Billing, tmp_path: Path
+) -> None:
+    nov, dec, out = _november_then_a_late_retry(
+        billing, tmp_path, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+    )
+    # November: 7.50 charged, 5.00 prepaid, 2.50 paid in money + VAT 19% of 2.50 = 0.475 -> 0.48
+    assert (nov.credits_applied, nov.net_amount, nov.tax_amount, nov.total_due) == (
+        D("5.00"), D("2.50"), D("0.48"), D("2.98"))  # fmt: skip
+    # December: of the -3.75, the 2.50 paid in money is refunded (money first), the other 1.25
+    # restored: net -3.75 + 1.25 = -2.50, VAT -0.475 -> -0.48, total -2.98, exactly the money
+    # November asked (layout 6: net -3.75, VAT -0.71, total -4.46)
+    assert (dec.adjustments_total, dec.credits_restored, dec.credits_applied) == (D("-3.75"), D("1.25"), D("0"))
+    assert (dec.net_amount, dec.tax_amount, dec.total_due) == (D("-2.50"), D("-0.48"), D("-2.98"))
+    assert dec.adjustments[0].description.endswith("; $1.25 of it restored to prepaid credit")
+    assert dec.credits is not None and (dec.credits.opening, dec.credits.restored, dec.credits.closing) == (
+        D("0.00"), D("1.25"), D("1.25"))  # fmt: skip
+    assert _lines_csv(out, str(dec.statement_number)) == [
+        ("adjustment", "-3.75"), ("prepaid_credit_restored", "1.25"), ("tax", "-0.48")]  # fmt: skip
+    assert _balance(billing, datetime(2026, 12, 15, tzinfo=UTC)) == D("1.25")
+    # January: attempt 3 of r1 bills 250,000 tokens: -250,000 x 7.50/1M = -1.875 -> -1.88; the
+    # money November asked is all given back (2.50), so all of it is restored (5.00 - 1.25
+    # restored before = 3.75 still to restore at most): net 0.00
+    billing.log(
+        "requests-2027-01-05.jsonl",
+        [record(event_id="a3", request_id="r1", attempt=3, account_id="acct_de", ts="2026-11-07T09:10:00Z",
+                usage=usage(250_000, 0))],
+    )  # fmt: skip
+    billing.nightly("2027-01-05")
+    jan = jobs.run_statements(billing.settings, "2027-01", out, finalize=True, issue_date=date(2027, 2, 1))
+    doc = next(st.document for st in jan.statements if st.account_id == "acct_de")
+    assert (doc.adjustments_total, doc.credits_restored, doc.net_amount, doc.total_due) == (
+        D("-1.88"), D("1.88"), D("0.00"), D("0.00"))  # fmt: skip
+    assert doc.credits is not None and doc.credits.closing == D("3.13")  # 1.25 + 1.88
+    report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
+
+
+def test_credit_restored_to_an_expired_grant_expires_again_at_once(billing: Billing, tmp_path: Path) -> None:
+    nov, dec, _ = _november_then_a_late_retry(
+        billing, tmp_path, "p,acct_de,10.00,USD,2026-11-01T00:00:00Z,2026-11-20T00:00:00Z,promotional,P-1,\n"
+    )
+    # November draws 7.50, the other 2.50 expire on the 20th; December restores 3.75 to the
+    # promotional grant, which had expired: it expires again at the same instant (had the usage
+    # never been billed, that credit would have expired unused). No money, no tax.
+    assert (dec.credits_restored, dec.net_amount, dec.total_due) == (D("3.75"), D("0.00"), D("0.00"))
+    assert dec.credits is not None and (dec.credits.restored, dec.credits.expired, dec.credits.closing) == (
+        D("3.75"), D("3.75"), D("0.00"))  # fmt: skip
+    assert _ledger(billing, "2026-12") == [
+        ("p", "restored", "12-01 00:00", D("3.75"), "2026-11"),
+        ("p", "expired", "12-01 00:00", D("3.75"), None),
+    ]
+
+
+def test_restored_credit_goes_to_the_grant_expiring_latest_and_pays_the_month_usage(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Two grants paid November: the promotional one expiring in January first (5.00), then the
+    purchased one (2.50 of 10.00). The 3.75 go back to the purchased one (never expires: latest
+    expiring first, at most the 2.50 it paid), then 1.25 to the promotional one."""
+    nov, dec, _ = _november_then_a_late_retry(
+        billing,
+        tmp_path,
+        "p,acct_de,5.00,USD,2026-11-01T00:00:00Z,2027-01-15T00:00:00Z,promotional,P-1,\n"
+        "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n",
+    )
+    assert nov.credits_applied == D("7.50")
+    assert _ledger(billing, "2026-12") == [
+        ("g", "restored", "12-01 00:00", D("2.50"), "2026-11"),
+        ("p", "restored", "12-01 00:00", D("1.25"), "2026-11"),
+    ]
+    # opening 7.50 (0.00 + 7.50 left of g) + 3.75 = 11.25
+    assert dec.credits is not None and dec.credits.closing == D("11.25")
+
+
+def test_layout_6_keeps_giving_the_adjustment_back_in_money(billing: Billing, tmp_path: Path) -> None:
+    """Statements issued with layout 6 re-issue exactly (replay): their rule is unchanged."""
+    _, dec, _ = _november_then_a_late_retry(
+        billing, tmp_path, "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n", layout=6
+    )
+    assert (dec.credits_restored, dec.net_amount, dec.tax_amount, dec.total_due) == (
+        D("0"), D("-3.75"), D("-0.71"), D("-4.46"))  # fmt: skip
+    assert "restored" not in dec.adjustments[0].description
+    assert dec.credits is not None and dec.credits.closing == D("2.50")
+    assert _ledger(billing, "2026-12") == []
+    report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
