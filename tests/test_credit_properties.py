@@ -4,7 +4,11 @@
   period's closing is the next period's opening;
 * applied never exceeds the usage charged, nor the credit available (no grant ever goes
   below zero, so no balance does);
-* the cents of a period's segments add up to its charges exactly (R7).
+* the cents of a period's segments add up to its charges exactly (R7);
+* (statement layout 7) credit restored for an issued period goes back whole, to the grants
+  that paid that period and never more than each paid, the blocks still add up with it, and
+  what the account has left from the restoring period's start is that much more, but for what
+  goes back to grants that had expired by then.
 """
 
 from __future__ import annotations
@@ -103,6 +107,53 @@ def test_finalizing_a_period_and_drawing_on_from_its_ledger_changes_no_later_mov
     issued = [m for m in at_once if m.period == "2026-11"]
     later = draw(all_grants, [s for s in segments if s.period > "2026-11"], issued, "2026-12")
     assert later == [m for m in at_once if m.period > "2026-11"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(grants(), usage(), st.integers(min_value=0, max_value=100))
+def test_credit_restored_for_an_issued_period_goes_back_to_the_grants_that_paid_it(
+    all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]], percent: int
+) -> None:
+    charges: dict[tuple[str, str], Decimal] = {}
+    for account, period, _, _, exact in rows:
+        charges[(account, period)] = charges.get((account, period), ZERO) + exact
+    charges = {k: v.quantize(D("0.01")) for k, v in charges.items()}
+    segments = cents_segments(rows, charges)
+    issued = [m for m in draw(all_grants, segments, [], None) if m.period == "2026-11"]
+    paid: dict[str, Decimal] = {}
+    for m in issued:
+        if m.kind == "applied":
+            paid[m.grant_id] = paid.get(m.grant_id, ZERO) + m.amount
+    restore = (sum(paid.values(), ZERO) * percent / 100).quantize(D("0.01"), rounding="ROUND_DOWN")
+    open_segments = [s for s in segments if s.period > "2026-11"]
+    without = draw(all_grants, open_segments, issued, "2026-12")
+    later = draw(all_grants, open_segments, issued, "2026-12", {("acct", "2026-11"): restore})
+    december = datetime(2026, 12, 1, tzinfo=UTC)
+
+    restored = [m for m in later if m.kind == "restored"]
+    assert sum((m.amount for m in restored), ZERO) == restore
+    assert all((m.period, m.at, m.origin) == ("2026-12", december, "2026-11") for m in restored)
+    for m in restored:
+        assert 0 < m.amount <= paid[m.grant_id]
+    by_id = {g.grant_id: g for g in all_grants}
+    left: dict[str, Decimal] = {}
+    moves = issued + later
+    for m in moves:
+        target = by_id[m.grant_id].reverses if m.kind == "reversed" else m.grant_id
+        assert target is not None
+        left[target] = left.get(target, ZERO) + m.signed
+        assert m.amount >= 0 and left[target] >= 0, (m, left)
+    previous_closing = ZERO
+    for period in sorted({m.period for m in moves} | {"2026-11", "2026-12"}):
+        block = summarize(moves, "acct", period)
+        assert block.opening == previous_closing
+        assert block.opening + block.granted + block.restored - block.applied - block.expired == block.closing
+        assert block.closing >= 0
+        previous_closing = block.closing
+    # from December's start the account has the restored credit more, but for what went back to
+    # grants that had expired by then (restored and expired again at once)
+    lost = sum((m.amount for m in restored if (e := by_id[m.grant_id].expires_at) is not None and e <= december), ZERO)
+    assert balance_at(moves, "acct", december) == balance_at(issued + without, "acct", december) + restore - lost
 
 
 def day_segments(
