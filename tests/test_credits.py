@@ -143,7 +143,8 @@ def test_an_issued_balance_is_never_rewritten_and_late_usage_draws_in_the_next_p
     billing.nightly("2026-11-20")
     statement(billing, "2026-11", out, finalize=True)
     issued = billing.query("SELECT * FROM statement_credits")
-    assert issued == [("IG-2026-11-000001", D("0.00"), D("5.00"), D("1.50"), D("0.00"), D("3.50"))]
+    # (the last column, restored_usd: statement layout 7's credit restored for negative adjustments)
+    assert issued == [("IG-2026-11-000001", D("0.00"), D("5.00"), D("1.50"), D("0.00"), D("3.50"), D("0.00"))]
     billing.log(
         "requests-2026-12-02.jsonl",
         [input_tokens("late", "2026-11-30T09:00:00Z", 1), input_tokens("d1", "2026-12-02T09:00:00Z", 1)],

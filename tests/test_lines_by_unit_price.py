@@ -243,7 +243,9 @@ def test_a_credited_line_of_a_layout_5_period_is_not_refunded_again_on_a_layout_
     ]
     # layout 6 (what December is issued with) keys the period as it was issued, per version: the
     # same 0.00 (offset 0.68), not -0.68 refunded a second time
-    jobs.run_statements(issued5.settings, "2026-12", tmp_path / "out", finalize=True, issue_date=date(2027, 1, 1))
+    jobs.run_statements(
+        issued5.settings, "2026-12", tmp_path / "out", finalize=True, issue_date=date(2027, 1, 1), layout_version=6
+    )
     assert issued5.query(
         "SELECT layout_version, adjustments_usd, total_usd FROM statements WHERE period = '2026-12'"
     ) == [(6, D("0.00"), D("0.00"))]
