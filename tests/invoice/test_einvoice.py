@@ -404,3 +404,45 @@ def test_a_stored_e_invoice_is_rebuilt_whatever_the_issuer_lacks(issued) -> None
     bare = dataclasses.replace(doc, issuer=dataclasses.replace(doc.issuer, registration=None, vat_id=None))
     root = ET.fromstring(einvoice.build_xml(bare))
     assert root.find(f".//{RAM}SellerTradeParty/{RAM}SpecifiedLegalOrganization") is None
+
+
+def test_credit_restored_by_a_layout_7_statement_is_a_document_charge_so_the_basis_is_the_net() -> None:
+    """A negative adjustment of usage prepaid credit paid (layout 7): the restored part is not
+    money given back, so the e-invoice adds it back as a document-level charge (BT-99) and the
+    tax basis is the printed net (BR-CO-13: lines - allowances + charges)."""
+    from core.money import tax_on
+    from reports.credit_model import CreditSummary
+    from reports.invoice_model import IssuerParty, PaymentTerms, TaxSummary
+    from reports.statement_model import AdjustmentLine
+    from tests.reports import fixtures
+
+    base = fixtures.statement()  # ten usage lines 1764.77, one adjustment 18.42
+    issuer = IssuerParty(name="InferGate Europe GmbH", address_lines=("Torstrasse 49", "10119 Berlin"),
+                         country="DE", vat_id="DE123456788")  # fmt: skip
+    restored = AdjustmentLine("2026-09", "Late usage for 2026-09; $3.10 of it restored to prepaid credit", D("-3.10"))
+    # lines 1764.77 + 18.42 - 3.10 = 1780.09; + 3.10 restored = net 1783.19; VAT 338.8061 -> 338.81
+    assert tax_on(D("1783.19"), D("19")) == D("338.81")
+    doc = dataclasses.replace(
+        base, issuer=issuer, account=dataclasses.replace(base.account, country="DE"),
+        adjustments=(*base.adjustments, restored), adjustments_total=D("15.32"), credits_restored=D("3.10"),
+        credits=CreditSummary(D("0"), D("0"), D("0"), D("0"), D("3.10"), D("3.10")),
+        tax=TaxSummary("domestic", "VAT", D("19"), "DE123456788", "DE812345673"), tax_amount=D("338.81"),
+        total_due=D("2122.00"), terms=PaymentTerms.from_issue(base.issue_date, 14, None), e_invoice="factur-x",
+    )  # fmt: skip
+    assert doc.net_amount == D("1783.19")
+    xml = einvoice.build_xml(doc)
+    xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    root = ET.fromstring(xml)
+    assert {k: v for k, v in _totals(root).items() if k != "sum_of_lines"} == {
+        "LineTotalAmount": D("1780.09"),
+        "ChargeTotalAmount": D("3.10"),
+        "TaxBasisTotalAmount": D("1783.19"),
+        "TaxTotalAmount": D("338.81"),
+        "GrandTotalAmount": D("2122.00"),
+        "DuePayableAmount": D("2122.00"),
+    }
+    assert _breakdown(root)["BasisAmount"] == "1783.19"
+    assert b"<ram:Reason>Restored to prepaid credit, not refunded</ram:Reason>" in xml
+    # an earlier layout cannot carry restored credit
+    with pytest.raises(ValueError, match="layout 6 restores no prepaid credit"):
+        dataclasses.replace(doc, layout_version=6)
