@@ -110,6 +110,10 @@ def test_usage_paid_with_credit_and_found_smaller_is_restored_to_credit_not_refu
     assert _balance(billing, datetime(2026, 12, 15, tzinfo=UTC)) == D("6.25")
     report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
+    # re-executing every run from its recorded inputs gives the same ledger and statements
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    verified = replay.verify_run(billing.settings, last)
+    assert verified.status == "MATCH", verified.steps
 
 
 def test_the_part_paid_in_money_is_refunded_in_money_first_and_the_prepaid_part_restored(
