@@ -139,9 +139,11 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         "AND ($account IS NULL OR account_id = $account)",
         "INSERT INTO statement_issued_lines SELECT * FROM live.statement_issued_lines "
         "WHERE statement_number IN (SELECT statement_number FROM statements)",
-        "INSERT INTO credit_ledger SELECT * FROM live.credit_ledger WHERE period < $period "
+        # by name: a database not yet migrated to credit_ledger.restored_for and
+        # statement_credits.restored_usd (035) replays too (NULL, 0.00: it restored nothing)
+        "INSERT INTO credit_ledger BY NAME SELECT * FROM live.credit_ledger WHERE period < $period "
         "AND ($account IS NULL OR account_id = $account)",
-        "INSERT INTO statement_credits SELECT * FROM live.statement_credits "
+        "INSERT INTO statement_credits BY NAME SELECT * FROM live.statement_credits "
         "WHERE statement_number IN (SELECT statement_number FROM statements)",
     ):
         con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement} or None)

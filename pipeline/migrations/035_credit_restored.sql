@@ -6,13 +6,14 @@
 -- ('restored', positive) at the start of the statement's period on the grants that paid the
 -- adjusted period, latest-expiring first; restored_for names that period, so a later
 -- adjustment of it never restores more than its statement drew. Statements of layouts 1-6 keep
--- their rules (their rows have NULL / 0.00 here).
-ALTER TABLE credit_ledger ADD COLUMN restored_for VARCHAR;
+-- their rules (their rows have NULL / 0.00 here). Re-runnable (IF NOT EXISTS, OR REPLACE), as the
+-- tests that rebuild a database from before an earlier migration re-apply every later one.
+ALTER TABLE credit_ledger ADD COLUMN IF NOT EXISTS restored_for VARCHAR;
 COMMENT ON COLUMN credit_ledger.restored_for IS 'For a restored movement (statement layout 7 on): the issued period whose usage, paid with this grant and since found smaller, is given back as credit; NULL for every other movement.';
 COMMENT ON COLUMN credit_ledger.entry_kind IS 'granted, reversed, applied (drawn by billed usage), expired, or restored (statement layout 7 on: a negative prior-period adjustment of usage this grant paid, given back as credit; restored_for names the period).';
 COMMENT ON COLUMN credit_ledger.amount IS 'USD moved, positive; the sign is in entry_kind (granted and restored add, the others take).';
 
-ALTER TABLE statement_credits ADD COLUMN restored_usd DECIMAL(18,2) NOT NULL DEFAULT 0;
+ALTER TABLE statement_credits ADD COLUMN IF NOT EXISTS restored_usd DECIMAL(18,2) DEFAULT 0;
 COMMENT ON COLUMN statement_credits.restored_usd IS 'Credit restored in the period (statement layout 7 on): the part of negative prior-period adjustments that prepaid credit had paid, not refunded in money. 0.00 before layout 7.';
 COMMENT ON COLUMN statement_credits.closing_usd IS 'opening + granted + restored - applied - expired.';
 
