@@ -51,6 +51,20 @@ CASE WHEN contains(m, '\\')
            - strlen(replace(replace(replace(m, '\\', ''), '\"', ''), '":', ''))) // 2
      ELSE (strlen(m) - strlen(replace(m, '":', ''))) // 2 END
 """
+# The canonical form's fast path (parse.sql, `recon`): the member `"k":value` of a value x
+# read by json_transform as JSON, whose JSON type `ty` json_type gave (NULL: absent), spelled
+# as the VARIANT written back as JSON spells it, for the values whose spelling is known: a
+# string (parse.sql takes this path only for lines without a backslash, so the string is its
+# bytes between quotes, as the VARIANT writes it), true/false, null, and an integer that fits
+# BIGINT (digits, `-` if negative; `-0` reads as 0). Anything else (a float, a bigger integer,
+# an array, an object) gives NULL: the member is left out, so the reconstruction has fewer
+# keys than the line, and the line takes the VARIANT path. NULL also for an absent value.
+CANONICAL_MEMBER_MACRO = r"""
+CREATE OR REPLACE TEMP MACRO canonical_member(k, ty, x) AS
+'"' || k || '":' || CASE WHEN ty IN ('VARCHAR', 'BOOLEAN') THEN CAST(x AS VARCHAR)
+                         WHEN ty = 'NULL' THEN 'null'
+                         WHEN ty IN ('BIGINT', 'UBIGINT') THEN CAST(TRY_CAST(x AS BIGINT) AS VARCHAR) END
+"""
 # What DuckDB's JSON reader accepts beyond RFC 8259 (JSON Lines are RFC 8259 texts): a comma
 # before a closing bracket, and NaN/Infinity (any case, signed) as numbers. NULL for a
 # standard text, else what is wrong with it. Exact for a line json_valid() accepts: with every

@@ -31,6 +31,7 @@ from pipeline.ingest.files import (
 )
 from pipeline.ingest.macros import (
     BOUNDED_EXCERPT_MACRO,
+    CANONICAL_MEMBER_MACRO,
     EXCERPT_BYTES,
     FINDING_MACROS,
     JSON_EXTENSION_MACROS,
@@ -51,6 +52,10 @@ VECTOR_LINES = 2048  # DuckDB's vector length: the lines whose parse trees are a
 # Runs of short lines are parsed this many lines per statement: many row groups (122,880
 # rows each), so the scan runs on every core; a refused statement is halved and retried.
 LIGHT_SLICE_LINES = 2_000_000
+# parse.sql builds the canonical form of a common line from its extracted fields instead of
+# the JSON-to-VARIANT cast (same bytes, docs/performance.md); read at call time, so the
+# differential test (tests/test_canonical_fast_path.py) can run parse.sql without it.
+CANONICAL_FAST_PATH = True
 READ_CSV_LINES = (
     "read_csv(?, columns={{'line': 'VARCHAR'}}, header=false, delim='\x1e\x1f', quote='', "
     "escape='', auto_detect=false, max_line_size=67108864, buffer_size=134217728, "
@@ -382,6 +387,8 @@ def parse_staged(
     con.execute(BOUNDED_EXCERPT_MACRO)
     con.execute(REDACTED_RECORD_MACRO)
     con.execute(JSON_KEY_COUNT_MACRO)
+    con.execute(CANONICAL_MEMBER_MACRO)
+    con.execute(f"CREATE OR REPLACE TEMP MACRO canonical_fast_path() AS {str(CANONICAL_FAST_PATH).upper()}")
     for macro in (*JSON_EXTENSION_MACROS, *FINDING_MACROS):
         con.execute(macro)
     parse = sql_text("parse.sql")

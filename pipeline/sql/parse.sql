@@ -71,51 +71,27 @@ raw AS (
 -- DuckDB hoists a subexpression used twice out of its CASE guards, which would run it on
 -- lines that are not JSON and fail the statement. And every JSON function call holds its
 -- own parse of the line in memory, so a 50 MB line costs per call.)
+-- The same parse also gives the JSON type of every field the canonical form's fast path
+-- writes (t[5] on, see `recon` below): json_transform reads null and absent both as NULL.
 types AS (
-    SELECT *, CASE WHEN is_json THEN json_type(line, ['$', '$.messages', '$.output_text', '$.messages[0]']) END AS t
+    SELECT *, CASE WHEN is_json THEN json_type(line, ['$', '$.messages', '$.output_text', '$.messages[0]',
+               '$.account_id', '$.api_key_id', '$.attempt', '$.duration_ms', '$.endpoint',
+               '$.error_code', '$.event_id', '$.finish_reason', '$.group', '$.model', '$.provider',
+               '$.request_id', '$.status', '$.stream', '$.ts', '$.upstream_cost_usd', '$.usage',
+               '$.usage.completion_tokens', '$.usage.completion_tokens_details',
+               '$.usage.completion_tokens_details.image_tokens',
+               '$.usage.completion_tokens_details.reasoning_tokens',
+               '$.usage.prompt_cache_hit_tokens', '$.usage.prompt_cache_miss_tokens',
+               '$.usage.prompt_tokens', '$.usage.prompt_tokens_details',
+               '$.usage.prompt_tokens_details.cached_tokens', '$.usage.total_tokens']) END AS t
     FROM raw
 ),
 kinds AS (
     SELECT * EXCLUDE (t), coalesce(t[1] = 'OBJECT', FALSE) AS is_object,
            CASE WHEN t[1] = 'OBJECT' THEN [t[2], t[3]] END AS text_types,
-           t[1] = 'OBJECT' AND t[2] = 'ARRAY' AND t[4] IS NOT NULL AS has_first_message
+           t[1] = 'OBJECT' AND t[2] = 'ARRAY' AND t[4] IS NOT NULL AS has_first_message,
+           CASE WHEN t[1] = 'OBJECT' THEN t END AS field_types
     FROM types
-),
--- Canonical form (SPEC section 1 and R1): the record as a DuckDB VARIANT written back as
--- JSON. The VARIANT sorts every object's keys, decodes string escapes and keeps one member
--- per key, so it is the parsed content: key order, whitespace and \u escapes vanish, types
--- stay (1, 1.0 and "1" differ). Comparing its number of keys with the minified line's
--- finds an object that repeats a key, at any depth (a repeat is the only thing that makes
--- the VARIANT lose a member). Only for lines up to 1 MiB with at most 10,000 brackets: the
--- VARIANT cast recurses per nesting level (100,000 levels crash DuckDB) and takes ~10x a
--- line's size; other object lines are checked for repeated keys by ingest/repeated_keys.py
--- (key_check 'unchecked') and keep the old content identity (docs/hostile-input.md).
-forms AS (
-    SELECT *,
-           CASE WHEN is_object AND strlen(line) <= 1048576
-                     AND strlen(line) - strlen(replace(replace(line, '{', ''), '[', '')) <= 10000
-                THEN [CAST(json(line) AS VARCHAR), CAST(CAST(CAST(CAST(line AS JSON) AS VARIANT) AS JSON) AS VARCHAR)]
-           END AS forms
-    FROM kinds
-),
-canonical AS (
-    SELECT * EXCLUDE (forms),
-           CASE WHEN is_object AND forms IS NULL THEN 'unchecked'
-                WHEN json_key_count(forms[1]) <> json_key_count(forms[2]) THEN 'repeated' END AS key_check,
-           -- R1 content identity. Without a canonical form (see above): the minified line up
-           -- to 1 MiB (key order counts), the line's own bytes beyond (re-serializing a 50 MB
-           -- document takes DuckDB over 512 MiB); a giant record re-written differently is then
-           -- a duplicate_conflict: the first stands, nothing is billed twice.
-           sha256(coalesce(forms[2], CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256,
-           -- RFC 8259 (SPEC section 1: JSON Lines): DuckDB's reader also takes a comma before
-           -- a closing bracket and NaN/Infinity; such a line is a parse_error, not a record.
-           -- Exact test (macro json_extension) only of a flagged line: the canonical form
-           -- spells every NaN and infinity `NaN`/`Infinity`, and a trailing comma needs a
-           -- comma, blanks, then a bracket (~0.5 us a line; the exact test ~2 us on every line).
-           CASE WHEN is_json AND (forms IS NULL OR contains(forms[2], 'NaN') OR contains(forms[2], 'Infinity')
-                                  OR regexp_matches(line, ',[ \t\r\n]*[\]}]'))
-                THEN json_extension(line) END AS json_extension
-    FROM forms
 ),
 obj AS (
     SELECT *,
@@ -125,7 +101,7 @@ obj AS (
                "group": "JSON", "endpoint": "JSON", "model": "JSON", "provider": "JSON",
                "status": "JSON", "error_code": "JSON", "stream": "JSON",
                "finish_reason": "JSON", "usage": "JSON", "upstream_cost_usd": "JSON"}') END AS j
-    FROM canonical
+    FROM kinds
 ),
 -- The usage object, field by field, still as JSON (shapes: OpenAI and DeepSeek).
 usage_obj AS (
@@ -145,6 +121,98 @@ usage_details AS (
            CASE WHEN json_type(u.completion_tokens_details) = 'OBJECT'
                 THEN json_extract(u.completion_tokens_details, '$.image_tokens') END AS u_image
     FROM usage_obj
+),
+-- Canonical form (SPEC section 1 and R1): the record as a DuckDB VARIANT written back as
+-- JSON. The VARIANT sorts every object's keys, decodes string escapes and keeps one member
+-- per key, so it is the parsed content: key order, whitespace and \u escapes vanish, types
+-- stay (1, 1.0 and "1" differ). Comparing its number of keys with the minified line's
+-- finds an object that repeats a key, at any depth (a repeat is the only thing that makes
+-- the VARIANT lose a member). Only for lines up to 1 MiB with at most 10,000 brackets: the
+-- VARIANT cast recurses per nesting level (100,000 levels crash DuckDB) and takes ~10x a
+-- line's size; other object lines are checked for repeated keys by ingest/repeated_keys.py
+-- (key_check 'unchecked') and keep the old content identity (docs/hostile-input.md).
+--
+-- Fast path (issue 14 item 1: the cast was ~45% of this statement's CPU): a line without a
+-- backslash gets its canonical form written from the fields json_transform already read
+-- (`recon`, keys in the VARIANT's order, i.e. sorted by bytes), each member spelled as the
+-- VARIANT spells it (macro canonical_member: strings, true/false/null, BIGINT integers;
+-- messages/output_text only when null; usage and its two details objects member by member).
+-- A member it cannot spell is left out, as is any key it does not know, so `recon` is
+-- taken only when it has as many keys as the minified line: then every key of the line
+-- (each counted at every depth, repeats included) is one of `recon`'s, and `recon` is the
+-- VARIANT's text. Every other line takes the cast. tests/test_canonical_fast_path.py
+-- compares both paths on generated and hostile lines.
+formable AS (
+    SELECT *,
+           is_object AND strlen(line) <= 1048576
+               AND strlen(line) - strlen(replace(replace(line, '{', ''), '[', '')) <= 10000 AS formable
+    FROM usage_details
+),
+recon AS (
+    SELECT *,
+           CASE WHEN formable THEN CAST(json(line) AS VARCHAR) END AS minified,
+           CASE WHEN formable AND canonical_fast_path() AND NOT contains(line, '\') THEN '{' || concat_ws(',',
+               canonical_member('account_id', field_types[5], j.account_id),
+               canonical_member('api_key_id', field_types[6], j.api_key_id),
+               canonical_member('attempt', field_types[7], j.attempt),
+               canonical_member('duration_ms', field_types[8], j.duration_ms),
+               canonical_member('endpoint', field_types[9], j.endpoint),
+               canonical_member('error_code', field_types[10], j.error_code),
+               canonical_member('event_id', field_types[11], j.event_id),
+               canonical_member('finish_reason', field_types[12], j.finish_reason),
+               canonical_member('group', field_types[13], j."group"),
+               CASE WHEN text_types[1] = 'NULL' THEN '"messages":null' END,
+               canonical_member('model', field_types[14], j.model),
+               CASE WHEN text_types[2] = 'NULL' THEN '"output_text":null' END,
+               canonical_member('provider', field_types[15], j.provider),
+               canonical_member('request_id', field_types[16], j.request_id),
+               canonical_member('status', field_types[17], j.status),
+               canonical_member('stream', field_types[18], j.stream),
+               canonical_member('ts', field_types[19], j.ts),
+               canonical_member('upstream_cost_usd', field_types[20], j.upstream_cost_usd),
+               CASE WHEN field_types[21] = 'OBJECT' THEN '"usage":{' || concat_ws(',',
+                        canonical_member('completion_tokens', field_types[22], u.completion_tokens),
+                        CASE WHEN field_types[23] = 'OBJECT' THEN '"completion_tokens_details":{' || concat_ws(',',
+                                 canonical_member('image_tokens', field_types[24], u_image),
+                                 canonical_member('reasoning_tokens', field_types[25], u_reasoning)) || '}'
+                             ELSE canonical_member('completion_tokens_details', field_types[23], u.completion_tokens_details) END,
+                        canonical_member('prompt_cache_hit_tokens', field_types[26], u.prompt_cache_hit_tokens),
+                        canonical_member('prompt_cache_miss_tokens', field_types[27], u.prompt_cache_miss_tokens),
+                        canonical_member('prompt_tokens', field_types[28], u.prompt_tokens),
+                        CASE WHEN field_types[29] = 'OBJECT' THEN '"prompt_tokens_details":{' || concat_ws(',',
+                                 canonical_member('cached_tokens', field_types[30], u_cached)) || '}'
+                             ELSE canonical_member('prompt_tokens_details', field_types[29], u.prompt_tokens_details) END,
+                        canonical_member('total_tokens', field_types[31], u.total_tokens)) || '}'
+                    ELSE canonical_member('usage', field_types[21], j.usage) END) || '}'
+           END AS recon
+    FROM formable
+),
+forms AS (
+    SELECT * EXCLUDE (field_types, formable, minified, recon),
+           CASE WHEN formable THEN [minified,
+               CASE WHEN json_key_count(recon) = json_key_count(minified) THEN recon
+                    ELSE CAST(CAST(CAST(CAST(line AS JSON) AS VARIANT) AS JSON) AS VARCHAR) END]
+           END AS forms
+    FROM recon
+),
+canonical AS (
+    SELECT * EXCLUDE (forms),
+           CASE WHEN is_object AND forms IS NULL THEN 'unchecked'
+                WHEN json_key_count(forms[1]) <> json_key_count(forms[2]) THEN 'repeated' END AS key_check,
+           -- R1 content identity. Without a canonical form (see above): the minified line up
+           -- to 1 MiB (key order counts), the line's own bytes beyond (re-serializing a 50 MB
+           -- document takes DuckDB over 512 MiB); a giant record re-written differently is then
+           -- a duplicate_conflict: the first stands, nothing is billed twice.
+           sha256(coalesce(forms[2], CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256,
+           -- RFC 8259 (SPEC section 1: JSON Lines): DuckDB's reader also takes a comma before
+           -- a closing bracket and NaN/Infinity; such a line is a parse_error, not a record.
+           -- Exact test (macro json_extension) only of a flagged line: the canonical form
+           -- spells every NaN and infinity `NaN`/`Infinity`, and a trailing comma needs a
+           -- comma, blanks, then a bracket (~0.5 us a line; the exact test ~2 us on every line).
+           CASE WHEN is_json AND (forms IS NULL OR contains(forms[2], 'NaN') OR contains(forms[2], 'Infinity')
+                                  OR regexp_matches(line, ',[ \t\r\n]*[\]}]'))
+                THEN json_extension(line) END AS json_extension
+    FROM forms
 ),
 -- Typed values: NULL where the JSON value is absent, null, or of another type.
 typed AS (
@@ -180,7 +248,7 @@ typed AS (
            -- rounded, which could carry 23:59:59.9999999Z into the next month)
            CASE WHEN json_type(j.ts) = 'VARCHAR' THEN TRY_CAST(
                regexp_replace(upper(j.ts ->> '$'), '(\.[0-9]{6})[0-9]+', '\1') AS TIMESTAMPTZ) END AS ts_parsed
-    FROM usage_details
+    FROM canonical
 ),
 -- Helpers for the checks below.
 flags AS (
