@@ -248,15 +248,33 @@ def line_text(draw: st.DrawFn) -> str:
 
 # --------------------------------------------------------------------------- the tests
 
+EDGES = [  # spellings named in the fast path's reasoning (parse.sql, `recon`), each once
+    "{}",
+    '{"usage":{}}',
+    '{"usage":{"prompt_tokens_details":{},"completion_tokens_details":{}}}',
+    '{"usage":{"prompt_tokens_details":[],"completion_tokens_details":null}}',
+    '{"attempt":-0,"status":200.0,"duration_ms":1e3}',
+    '{"attempt":9223372036854775807,"status":9223372036854775808,"duration_ms":-9223372036854775808}',
+    '{"attempt":18446744073709551615,"status":-9223372036854775809}',
+    r'{"model":"a/b\u007f \u00e9 \u2028 \ud83d\ude00","provider":"\/"}',  # JSON escapes
+    '{"model":"a/b\x7f \u00e9 \u2028 \U0001f600"}',  # the same characters, raw
+    '{"messages":null,"output_text":null,"usage":null,"error_code":null}',
+    '{"messages":[],"output_text":""}',
+    '{"finish_reason":null,"usage":{"finish_reason":"stop"}}',
+    '{"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":1}}',
+    '{"Event_ID":"x","event_id":"x"}',
+    '{"event_id" : "x" , "attempt" :1}',
+]
+
 
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(line_text(), min_size=20, max_size=60))
 def test_fast_path_gives_the_variants_bytes(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Drawn spellings: both paths, the same rows and canonical text for every line."""
     plain = [json.dumps(r) for r in itertools.islice(generate_day(date(2026, 11, 20), 20, 7), 20)]
-    con = stage_lines(plain + lines)
+    con = stage_lines(plain + EDGES + lines)
     total, fast = assert_same(con, monkeypatch)
-    assert total == len(plain) + len(lines)
+    assert total == len(plain) + len(EDGES) + len(lines)
     assert fast >= sum(1 for line in plain if '"messages"' not in line)  # the test exercises the fast path
 
 
