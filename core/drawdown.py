@@ -27,7 +27,7 @@ grant instants) with their exact charges. This module applies the rule, in time 
   gets its part back and loses it again at once (a 'restored' and an 'expired' movement at the
   same instant: had the usage never been billed, that credit would have expired unused).
 
-Events are ordered by (billing period, instant, grants, restorations, usage, reversals,
+Events are ordered by (billing period, instant, grants, usage, reversals, restorations,
 expiries): a
 segment ``[start, end)`` was used before ``end``, so it draws before a reversal or an expiry
 at ``end`` takes what is left (and a segment ending exactly when a grant expires still draws
@@ -195,14 +195,17 @@ def draw(
             events.append((period_of(at), at, 3 if g.reverses else 0, g.priority(), g))
         if g.expires_at is not None and not g.reverses and (g.grant_id, "expired") not in done:
             expiry = max(effective(g.expires_at), at)
-            events.append((period_of(expiry), expiry, 4, g.priority(), ("expire", g)))
+            events.append((period_of(expiry), expiry, 5, g.priority(), ("expire", g)))
     for s in segments:
         events.append((s.period, s.end, 2, (s.start,), s))
     if restorations and floor is not None and first_open is not None:
-        # after the grants of that instant, before any usage, reversal or expiry
+        # after the grants and reversals of that instant, before any expiry (no usage of an open
+        # period ends at its start). Reversals first: a reversal that took nothing when its
+        # issued period was finalized left no movement, so it is applied again at the floor,
+        # where it must find the grant as it was, not take back what is restored to it
         for (account, origin), amount in sorted(restorations.items()):
             if amount > 0:
-                events.append((first_open, floor, 1, (account, origin), ("restore", account, origin, amount)))
+                events.append((first_open, floor, 4, (account, origin), ("restore", account, origin, amount)))
     events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
     by_account: dict[str, list[Grant]] = {}
     for g in sorted(grants, key=Grant.priority):
