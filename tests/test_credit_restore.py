@@ -203,3 +203,40 @@ def test_layout_6_keeps_giving_the_adjustment_back_in_money(billing: Billing, tm
     assert _ledger(billing, "2026-12") == []
     report = replay.replay_period(billing.settings, "2026-12", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
+
+
+
+def test_replay_of_a_statement_adjusting_a_period_whose_statement_restored_credit(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """November: 7.50, 5.00 prepaid, 2.50 money. December: r1 found smaller (-3.75: 2.50 money,
+    1.25 restored) and 7.50 of December usage, which draws the 1.25 again: December asks
+    7.50 - 3.75 + 1.25 - 1.25 = 3.75 in money (its charges less credit applied would be 2.50).
+    January: r2 found smaller, -3.75 of December: all of it money (3.75 asked), nothing restored.
+    Replay copies no statement_invoicing; it must read December's net the same way."""
+    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    with_credits(billing, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    out = tmp_path / "out"
+
+    def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
+        billing.log(f"requests-{day}-{event}.jsonl", [record(
+            event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))])
+        billing.nightly(day)
+
+    def issue(period: str, on: date):  # type: ignore[no-untyped-def]
+        run = jobs.run_statements(billing.settings, period, out, finalize=True, issue_date=on)
+        return next(st.document for st in run.statements if st.account_id == "acct_de")
+
+    attempt("2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    issue("2026-11", date(2026, 12, 1))
+    attempt("2026-12-05", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+    attempt("2026-12-06", "b1", "r2", 1, "2026-12-06T09:00:00Z", 1_000_000)
+    dec = issue("2026-12", date(2027, 1, 1))
+    assert (dec.credits_restored, dec.credits_applied, dec.net_amount) == (D("1.25"), D("1.25"), D("3.75"))
+    attempt("2027-01-05", "b2", "r2", 2, "2026-12-06T09:05:00Z", 500_000)
+    jan = issue("2027-01", date(2027, 2, 1))
+    assert (jan.adjustments_total, jan.credits_restored, jan.net_amount) == (D("-3.75"), D("0.00"), D("-3.75"))
+    report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks

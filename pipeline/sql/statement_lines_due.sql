@@ -125,10 +125,11 @@ adjustments AS (
 paid AS (
     -- layout 7 on: of what an issued period's own statement asked, what is left to give back in
     -- money (its net less credit notes' net less the money part of negative adjustments of it
-    -- issued since) and in prepaid credit (what it drew less what credit notes kept as prepaid
+    -- issued since; replay copies no statement_invoicing, so the fallback is the same net:
+    -- charges + restored - applied) and in prepaid credit (what it drew less what credit notes kept as prepaid
     -- less what was restored for it since, credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
-           CAST(greatest(0, coalesce(inv.net_usd, s.total_usd - coalesce(c.applied_usd, 0))
+           CAST(greatest(0, coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
                 - coalesce(n.net, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
            CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) - coalesce(r.restored, 0))
                 AS DECIMAL(18,2)) AS credit_left
