@@ -205,7 +205,6 @@ def test_layout_6_keeps_giving_the_adjustment_back_in_money(billing: Billing, tm
     assert report.checks and report.matches, report.checks
 
 
-
 def test_replay_of_a_statement_adjusting_a_period_whose_statement_restored_credit(
     billing: Billing, tmp_path: Path
 ) -> None:
@@ -221,8 +220,14 @@ def test_replay_of_a_statement_adjusting_a_period_whose_statement_restored_credi
     out = tmp_path / "out"
 
     def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
-        billing.log(f"requests-{day}-{event}.jsonl", [record(
-            event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))])
+        billing.log(
+            f"requests-{day}-{event}.jsonl",
+            [
+                record(
+                    event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0)
+                )
+            ],
+        )
         billing.nightly(day)
 
     def issue(period: str, on: date):  # type: ignore[no-untyped-def]
