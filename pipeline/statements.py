@@ -126,6 +126,9 @@ class DueLine:
     # layout 7 on: of a negative adjustment, the part prepaid credit had paid, given back as
     # prepaid credit (positive; not netted from the money due)
     restored: Decimal = ZERO
+    # layout 7 on, a draft of a month after an earlier open one: what the earlier month's
+    # statement (which carries the adjustment first) restores of it; this draft restores none
+    deferred: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,8 @@ def adjustment_text(line: DueLine, names: dict[str, str]) -> str:
         text += f"; ${-line.credited_offset} of it held back before, as already credited, not billed again"
     if line.restored > 0:
         text += f"; ${line.restored} of it restored to prepaid credit"
+    if line.deferred > 0:
+        text += f"; ${line.deferred} of it to be restored to prepaid credit by the earlier open month's statement"
     return text
 
 

@@ -245,3 +245,51 @@ def test_replay_of_a_statement_adjusting_a_period_whose_statement_restored_credi
     assert (jan.adjustments_total, jan.credits_restored, jan.net_amount) == (D("-3.75"), D("0.00"), D("-3.75"))
     report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
+
+
+def test_a_draft_of_a_month_after_an_open_one_restores_nothing_the_open_month_restores(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Grant 10.00. November: r1 7.50, all prepaid (2.50 left). December (left open): 100,000
+    tokens = 0.75. In January r1 is found smaller: -3.75 of November, which asked 0.00 in money
+    and drew 7.50, so 3.75 goes back to credit - on December's statement, the first open one,
+    which carries the adjustment first and is where the drawdown draws it.
+    December draft: 0.75 - 3.75 + 3.75 restored - 0.75 applied = 0.00; block 2.50 + 3.75 - 0.75
+    = 5.50. January draft (December open): the same adjustment, no credit drawn for it (as for
+    any adjustment on a later draft) and none restored: -3.75 in money, VAT -0.71, due -4.46;
+    block 5.50 -> 5.50, restored 0; the line says what December restores. (It crashed:
+    credits_restored 3.75 != credit block restored 0.)"""
+    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    with_credits(billing, "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    out = tmp_path / "out"
+
+    def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
+        billing.log(f"requests-{day}-{event}.jsonl", [record(
+            event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))])
+        billing.nightly(day)
+
+    def draft(period: str):  # type: ignore[no-untyped-def]
+        run = jobs.run_statements(billing.settings, period, out)
+        return next(st.document for st in run.statements if st.account_id == "acct_de")
+
+    attempt("2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    attempt("2026-12-05", "b1", "r2", 1, "2026-12-06T09:00:00Z", 100_000)
+    attempt("2027-01-05", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+    dec = draft("2026-12")
+    assert (dec.usage_total, dec.adjustments_total, dec.credits_restored, dec.credits_applied) == (
+        D("0.75"), D("-3.75"), D("3.75"), D("0.75"))  # fmt: skip
+    assert (dec.net_amount, dec.tax_amount, dec.total_due) == (D("0.00"), D("0.00"), D("0.00"))
+    assert dec.credits is not None and (dec.credits.opening, dec.credits.restored, dec.credits.closing) == (
+        D("2.50"), D("3.75"), D("5.50"))  # fmt: skip
+    jan = draft("2027-01")
+    assert (jan.usage_total, jan.adjustments_total, jan.credits_restored, jan.credits_applied) == (
+        D("0"), D("-3.75"), D("0"), D("0"))  # fmt: skip
+    assert (jan.net_amount, jan.tax_amount, jan.total_due) == (D("-3.75"), D("-0.71"), D("-4.46"))
+    assert jan.credits is not None and (jan.credits.opening, jan.credits.restored, jan.credits.closing) == (
+        D("5.50"), D("0.00"), D("5.50"))  # fmt: skip
+    (line,) = jan.adjustments
+    assert "$3.75 of it to be restored to prepaid credit by the earlier open month's statement" in line.description
+    assert "$3.75 of it restored to prepaid credit" in dec.adjustments[0].description

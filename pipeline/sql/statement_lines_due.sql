@@ -24,6 +24,8 @@
 -- credit paid (`restored`, not netted from the money due nor taxed; core.drawdown puts it back
 -- on the grants): money first, then credit, per adjusted period, over its negative lines in
 -- the statement's order (docs/credits.md "Restoring credit"). Before, all of it was money.
+-- Only the first open period's statement restores; a draft of a later month (while an earlier
+-- one is open) restores nothing and reports in `deferred` what that statement would restore.
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -162,18 +164,29 @@ restoring AS (
     -- money first, then prepaid credit: the credit part of the refunds up to this line, less
     -- that of the refunds before it
     SELECT *, CAST(least(greatest(refunded_to_here - money_left, 0), credit_left)
-                   - least(greatest(refunded_to_here - refund - money_left, 0), credit_left) AS DECIMAL(18,2)) AS restored
+                   - least(greatest(refunded_to_here - refund - money_left, 0), credit_left) AS DECIMAL(18,2)) AS credit_part
     FROM given_back
+),
+first_open AS (
+    -- only the first open period's statement restores (core.credit_ledger draws the adjustments
+    -- there and nowhere else): a draft of a later month, while an earlier one is open, shows the
+    -- adjustments that statement carries first, draws no credit for them and restores none;
+    -- `deferred` is what the first open statement restores of the line
+    SELECT strftime(CAST(max(period) || '-01' AS DATE) + INTERVAL 1 MONTH, '%Y-%m') AS period
+    FROM finalized_periods
 )
+
 SELECT account_id, 'usage' AS kind, original_period, model, token_class, price_version,
        unit_price_per_1m, quantity_tokens, amount, CAST(0 AS DECIMAL(18,2)) AS credited_offset,
-       CAST(0 AS DECIMAL(18,2)) AS restored
+       CAST(0 AS DECIMAL(18,2)) AS restored, CAST(0 AS DECIMAL(18,2)) AS deferred
 FROM current_lines
 WHERE original_period = $period
 UNION ALL
 SELECT account_id, 'adjustment', original_period, model, token_class, price_version,
-       unit_price_per_1m, quantity_tokens, amount, CAST(amount - raw_amount AS DECIMAL(18,2)), restored
-FROM restoring
+       unit_price_per_1m, quantity_tokens, amount, CAST(amount - raw_amount AS DECIMAL(18,2)),
+       CAST(CASE WHEN $period <= coalesce(f.period, $period) THEN credit_part ELSE 0 END AS DECIMAL(18,2)),
+       CAST(CASE WHEN $period <= coalesce(f.period, $period) THEN 0 ELSE credit_part END AS DECIMAL(18,2))
+FROM restoring, first_open f
 WHERE amount <> 0 OR quantity_tokens <> 0
 ORDER BY account_id, kind DESC, original_period, model,
          CASE token_class WHEN 'input_uncached' THEN 1 WHEN 'input_cached' THEN 2 ELSE 3 END,
