@@ -32,7 +32,8 @@ FINANCE_COLUMNS = (
     "credits_applied_usd",
     "credits_expired_usd",
     "credit_closing_usd",
-    # issue 16: net = total_usd less prepaid credit applied; total_due = net + tax
+    # issue 16: net = total_usd + credits_restored_usd - credits_applied_usd (what tax is on);
+    # total_due = net + tax
     "net_usd",
     "tax_usd",
     "total_due_usd",
@@ -42,6 +43,12 @@ FINANCE_COLUMNS = (
     "credit_notes_tax_usd",
     "credit_notes_usd",
     "total_due_after_credit_notes_usd",
+    # statement layout 7 on: prepaid credit restored (negative prior-period adjustments of usage
+    # prepaid credit had paid, given back as credit, not money); appended last so that no column
+    # moves. Every row adds up: credit_opening + credits_granted + credits_restored -
+    # credits_applied - credits_expired = credit_closing; total + credits_restored -
+    # credits_applied = net; net + tax = total_due; total_due - credit_notes = total_due_after_...
+    "credits_restored_usd",
 )
 
 
@@ -59,12 +66,12 @@ def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[o
 def _with_tax(row: tuple[object, ...]) -> tuple[object, ...]:
     """An open period's row gets its tax here, by the one rule (``money.tax_on``, per statement
     on the net); an issued row keeps what its statement printed. Drops the helper rate column and
-    appends what is left to pay after credit notes."""
-    *columns, net, tax, total_due, rate, cn_net, cn_tax, cn_total = row
+    appends what is left to pay after credit notes, before credits_restored_usd (the last column)."""
+    *columns, net, tax, total_due, rate, cn_net, cn_tax, cn_total, restored = row
     if tax is None:
         tax = tax_on(D(net), D(rate) if rate is not None else D(0))
         total_due = D(net) + tax
-    return (*columns, net, tax, total_due, cn_net, cn_tax, cn_total, D(total_due) - D(cn_total))
+    return (*columns, net, tax, total_due, cn_net, cn_tax, cn_total, D(total_due) - D(cn_total), restored)
 
 
 def _open_credits(con: duckdb.DuckDBPyConnection, period: str) -> None:

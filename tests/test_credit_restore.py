@@ -22,6 +22,7 @@ from core.db import connect
 from core.money import D
 from pipeline import jobs, replay
 from reports.balances import balances
+from reports.finance import FINANCE_COLUMNS, finance_summary
 from tests.conftest import Billing, record, usage
 from tests.test_credits import with_credits
 from tests.test_invoicing import ACCOUNTS_TOML, ISSUER_TOML, _pdf_text
@@ -266,8 +267,14 @@ def test_a_draft_of_a_month_after_an_open_one_restores_nothing_the_open_month_re
     out = tmp_path / "out"
 
     def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
-        billing.log(f"requests-{day}-{event}.jsonl", [record(
-            event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))])
+        billing.log(
+            f"requests-{day}-{event}.jsonl",
+            [
+                record(
+                    event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0)
+                )
+            ],
+        )
         billing.nightly(day)
 
     def draft(period: str):  # type: ignore[no-untyped-def]
@@ -293,3 +300,81 @@ def test_a_draft_of_a_month_after_an_open_one_restores_nothing_the_open_month_re
     (line,) = jan.adjustments
     assert "$3.75 of it to be restored to prepaid credit by the earlier open month's statement" in line.description
     assert "$3.75 of it restored to prepaid credit" in dec.adjustments[0].description
+
+
+def _finance_rows(billing: Billing, period: str) -> list[dict[str, object]]:
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        return [dict(zip(FINANCE_COLUMNS, row, strict=True)) for row in finance_summary(con, period)]
+    finally:
+        con.close()
+
+
+def _adds_up(row: dict[str, object]) -> bool:
+    """The identities of every finance-summary row (layout 7 on, restored credit included)."""
+    r = {k: D(str(v)) for k, v in row.items() if k.endswith("_usd")}
+    return (
+        r["credit_opening_usd"] + r["credits_granted_usd"] + r["credits_restored_usd"]
+        - r["credits_applied_usd"] - r["credits_expired_usd"] == r["credit_closing_usd"]
+        and r["total_usd"] == r["usage_usd"] + r["adjustments_usd"]
+        and r["total_usd"] + r["credits_restored_usd"] - r["credits_applied_usd"] == r["net_usd"]
+        and r["net_usd"] + r["tax_usd"] == r["total_due_usd"]
+        and r["total_due_usd"] - r["credit_notes_usd"] == r["total_due_after_credit_notes_usd"]
+    )  # fmt: skip
+
+
+def test_every_finance_summary_row_adds_up_with_the_credit_restored(billing: Billing, tmp_path: Path) -> None:
+    """Grant 5.00. November: 7.50, 5.00 applied, net 2.50, VAT 0.48, due 2.98. December: r1 found
+    smaller, -3.75: November asked 2.50 in money, refunded first; 1.25 restored. December's row,
+    drafted and issued alike: total -3.75, opening 0.00 + granted 0.00 + restored 1.25 - applied
+    0.00 - expired 0.00 = closing 1.25; net = total -3.75 + restored 1.25 - applied 0.00 = -2.50,
+    VAT -0.48, due -2.98. Without the column the row read 0.00 + 0.00 - 0.00 - 0.00 != 1.25 and
+    -3.75 - 0.00 != -2.50."""
+    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    with_credits(billing, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    billing.log(
+        "requests-2026-11-07.jsonl",
+        [
+            record(
+                event_id="a1",
+                request_id="r1",
+                account_id="acct_de",
+                ts="2026-11-07T09:00:00Z",
+                usage=usage(1_000_000, 0),
+            )
+        ],
+    )
+    billing.nightly("2026-11-07")
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log(
+        "requests-2026-12-10.jsonl",
+        [
+            record(
+                event_id="a2",
+                request_id="r1",
+                attempt=2,
+                account_id="acct_de",
+                ts="2026-11-07T09:05:00Z",
+                usage=usage(500_000, 0),
+            )
+        ],
+    )
+    billing.nightly("2026-12-10")
+    keys = ("total_usd", "credit_opening_usd", "credits_granted_usd", "credits_restored_usd", "credits_applied_usd",
+            "credits_expired_usd", "credit_closing_usd", "net_usd", "tax_usd", "total_due_usd")  # fmt: skip
+    november = (D("7.50"), D("0.00"), D("5.00"), D("0.00"), D("5.00"), D("0.00"), D("0.00"), D("2.50"), D("0.48"),
+                D("2.98"))  # fmt: skip
+    december = (D("-3.75"), D("0.00"), D("0.00"), D("1.25"), D("0.00"), D("0.00"), D("1.25"), D("-2.50"),
+                D("-0.48"), D("-2.98"))  # fmt: skip
+    for issued in (False, True):
+        if issued:
+            jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+        rows = {p: _finance_rows(billing, p) for p in ("2026-11", "2026-12")}
+        de = {p: next(r for r in rows[p] if r["account_id"] == "acct_de") for p in rows}
+        assert tuple(D(str(de["2026-11"][k])) for k in keys) == november
+        assert tuple(D(str(de["2026-12"][k])) for k in keys) == december, issued
+        assert all(_adds_up(r) for p in rows for r in rows[p])
+        assert FINANCE_COLUMNS[-1] == "credits_restored_usd"

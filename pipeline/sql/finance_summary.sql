@@ -6,8 +6,11 @@
 -- Prepaid credit (issue 17), appended last: issued statements report statement_credits; open
 -- ones the temp table open_credits (core/credit_ledger.py, the drawdown as of now).
 -- Accounts without credit grants report 0.00 in all five. From layout 7 the net also adds the
--- credit restored (negative adjustments of usage prepaid credit paid, given back as credit; not
--- a column of its own here, so closing = opening + granted - applied - expired + restored).
+-- credit restored (negative adjustments of usage prepaid credit paid, given back as credit):
+-- credits_restored_usd, appended last (after the credit notes' columns, so that no existing
+-- column moves), so that every row adds up:
+--   credit_opening + credits_granted + credits_restored - credits_applied - credits_expired
+--     = credit_closing, and total + credits_restored - credits_applied = net.
 -- Issue 16: net_usd (the charges less prepaid credit applied: what tax is computed on),
 -- tax_usd and total_due_usd = net_usd + tax_usd. An issued statement reports what it printed
 -- (statement_invoicing; none before migration 016: no tax). For an open period tax_usd is NULL
@@ -75,13 +78,14 @@ SELECT r.account_id,
        CAST(CASE WHEN r.statement_number IS NULL THEN NULL
                  ELSE coalesce(si.tax_usd, 0) END AS DECIMAL(18,2))    AS tax_usd,
        CAST(CASE WHEN r.statement_number IS NULL THEN NULL
-                 ELSE coalesce(si.total_due_usd, r.total_usd - coalesce(r.applied_usd, 0)) END
-            AS DECIMAL(18,2))                                            AS total_due_usd,
+                 ELSE coalesce(si.total_due_usd, r.total_usd + coalesce(r.restored_usd, 0) - coalesce(r.applied_usd, 0))
+            END AS DECIMAL(18,2))                                        AS total_due_usd,
        CASE WHEN ai.tax_treatment = 'domestic' THEN (SELECT max(domestic_tax_rate_pct) FROM issuer)
             ELSE CAST(0 AS DECIMAL(5,2)) END                             AS tax_rate_pct,
        CAST(coalesce(cn.net_usd, 0) AS DECIMAL(18,2))                    AS credit_notes_net_usd,
        CAST(coalesce(cn.tax_usd, 0) AS DECIMAL(18,2))                    AS credit_notes_tax_usd,
-       CAST(coalesce(cn.total_usd, 0) AS DECIMAL(18,2))                  AS credit_notes_usd
+       CAST(coalesce(cn.total_usd, 0) AS DECIMAL(18,2))                  AS credit_notes_usd,
+       CAST(coalesce(r.restored_usd, 0) AS DECIMAL(18,2))                AS credits_restored_usd
 FROM (SELECT * FROM open_period UNION ALL SELECT * FROM issued) r
 JOIN accounts a USING (account_id)
 LEFT JOIN statement_invoicing si ON si.statement_number = r.statement_number
