@@ -106,8 +106,9 @@ def test_part_of_a_domestic_statement_then_the_rest(issued) -> None:
 
     # the finance summary appends the credit notes; the columns before are unchanged
     assert FINANCE_COLUMNS[17:20] == ("net_usd", "tax_usd", "total_due_usd")
-    assert FINANCE_COLUMNS[20:] == ("credit_notes_net_usd", "credit_notes_tax_usd", "credit_notes_usd",
-                                    "total_due_after_credit_notes_usd")  # fmt: skip
+    assert FINANCE_COLUMNS[20:24] == ("credit_notes_net_usd", "credit_notes_tax_usd", "credit_notes_usd",
+                                      "total_due_after_credit_notes_usd")  # fmt: skip
+    assert FINANCE_COLUMNS[24:] == ("credits_restored_usd",)  # layout 7, appended after them
     con = jobs.connect(billing.settings.db_path, read_only=True)
     try:
         rows_by_account = {r[0]: r[17:] for r in finance_summary(con, "2026-11")}
@@ -115,8 +116,8 @@ def test_part_of_a_domestic_statement_then_the_rest(issued) -> None:
         con.close()
     # net 11.55, tax 2.19, due 13.74; credited 4.05 + 7.50 = 11.55 net, 0.77 + 1.42 = 2.19 tax
     assert rows_by_account["acct_de"] == (D("11.55"), D("2.19"), D("13.74"), D("11.55"), D("2.19"), D("13.74"),
-                                          D("0.00"))  # fmt: skip
-    assert rows_by_account["acct_nl"][-4:] == (D("0.00"), D("0.00"), D("0.00"), D("10.05"))
+                                          D("0.00"), D("0.00"))  # fmt: skip
+    assert rows_by_account["acct_nl"][-5:-1] == (D("0.00"), D("0.00"), D("0.00"), D("10.05"))
 
 
 def test_a_whole_statement_credit_note(issued) -> None:
