@@ -378,3 +378,69 @@ def test_every_finance_summary_row_adds_up_with_the_credit_restored(billing: Bil
         assert tuple(D(str(de["2026-12"][k])) for k in keys) == december, issued
         assert all(_adds_up(r) for p in rows for r in rows[p])
         assert FINANCE_COLUMNS[-1] == "credits_restored_usd"
+
+
+def _adjusted_twice(billing: Billing, tmp_path: Path, grants: str):  # type: ignore[no-untyped-def]
+    """November: r1 7.50. December: a late November record r5, 500,000 tokens = +3.75 of
+    November. January: r5's attempt 2 holds 100,000 tokens: -400,000 tokens = -3.00 of November."""
+    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    with_credits(billing, grants)
+    out = tmp_path / "out"
+
+    def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
+        one = record(event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))
+        billing.log(f"requests-{day}-{event}.jsonl", [one])
+        billing.nightly(day)
+
+    def issue(period: str, on: date):  # type: ignore[no-untyped-def]
+        run = jobs.run_statements(billing.settings, period, out, finalize=True, issue_date=on)
+        return next(st.document for st in run.statements if st.account_id == "acct_de")
+
+    attempt("2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = issue("2026-11", date(2026, 12, 1))
+    attempt("2026-12-05", "l1", "r5", 1, "2026-11-20T09:00:00Z", 500_000)
+    dec = issue("2026-12", date(2027, 1, 1))
+    attempt("2027-01-05", "l2", "r5", 2, "2026-11-20T09:05:00Z", 100_000)
+    jan = issue("2027-01", date(2027, 2, 1))
+    report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
+    return nov, dec, jan
+
+
+def test_money_asked_for_a_period_by_a_later_positive_adjustment_is_refunded_in_money_first(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Grant 7.50, all of it used by November (net 0.00). December: +3.75 of November, no credit
+    left: 3.75 in money, VAT 0.71, due 4.46. January: -3.00 of November. What was asked for
+    November in money is its statement's 0.00 plus December's 3.75 for its adjustment line, so
+    the 3.00 is refunded in money with its VAT: net -3.00, VAT -0.57, due -3.57, nothing restored
+    (before: 3.00 restored to credit, due 0.00, though the customer paid the 3.75 in money)."""
+    nov, dec, jan = _adjusted_twice(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
+    assert (dec.adjustments_total, dec.credits_applied, dec.net_amount, dec.tax_amount, dec.total_due) == (
+        D("3.75"), D("0"), D("3.75"), D("0.71"), D("4.46"))  # fmt: skip
+    assert (jan.adjustments_total, jan.credits_restored, jan.net_amount, jan.tax_amount, jan.total_due) == (
+        D("-3.00"), D("0.00"), D("-3.00"), D("-0.57"), D("-3.57"))  # fmt: skip
+    assert _ledger(billing, "2027-01") == []
+
+
+def test_credit_a_later_statement_applied_to_a_positive_adjustment_is_not_money_asked(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """As above, with a second grant h of 1.00 on 2026-12-01: December's +3.75 of November (no
+    December usage) draws h's 1.00, so December asked 2.75 in money for it (net 2.75, VAT 0.52).
+    January's -3.00 of November: 2.75 money first (VAT -0.52, due -3.27), the 0.25 beyond it is
+    restored to g, the grant that paid November (its statement drew 7.50)."""
+    nov, dec, jan = _adjusted_twice(
+        billing,
+        tmp_path,
+        "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+        "h,acct_de,1.00,USD,2026-12-01T00:00:00Z,,purchased,INV-2,\n",
+    )
+    assert (dec.credits_applied, dec.net_amount, dec.tax_amount) == (D("1.00"), D("2.75"), D("0.52"))
+    assert (jan.adjustments_total, jan.credits_restored, jan.net_amount, jan.tax_amount, jan.total_due) == (
+        D("-3.00"), D("0.25"), D("-2.75"), D("-0.52"), D("-3.27"))  # fmt: skip
+    assert jan.credits is not None and (jan.credits.opening, jan.credits.closing) == (D("0.00"), D("0.25"))
+    assert _ledger(billing, "2027-01") == [("g", "restored", "01-01 00:00", D("0.25"), "2026-11")]

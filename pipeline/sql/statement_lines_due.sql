@@ -124,14 +124,39 @@ adjustments AS (
      AND k.token_class = a.token_class AND k.version_key = a.version_key
      AND k.unit_price_per_1m = a.unit_price_per_1m
 ),
+adjustment_money AS (
+    -- layout 7 on: the money later statements asked for positive adjustment lines of a period:
+    -- a line's amount less the prepaid credit its statement applied to it. The drawdown draws a
+    -- statement's adjustments after its usage (with its last segment, or for a period without
+    -- usage at its start or end), so a statement's credit goes to its usage lines first and
+    -- what it applied beyond them to its positive adjustment lines, in printed order (line_no)
+    SELECT account_id, original_period,
+           CAST(sum(amount - least(amount, greatest(0, beyond_usage - before))) AS DECIMAL(18,2)) AS money
+    FROM (
+        SELECT s.account_id, l.original_period, l.amount,
+               greatest(0, coalesce(c.applied_usd, 0) - u.usage) AS beyond_usage,
+               coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+        FROM statement_issued_lines l
+        JOIN statements s USING (statement_number)
+        LEFT JOIN statement_credits c USING (statement_number)
+        JOIN (SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage
+              FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number)
+        WHERE l.kind = 'adjustment' AND l.amount > 0 AND $restore_credit
+    )
+    GROUP BY account_id, original_period
+),
 paid AS (
-    -- layout 7 on: of what an issued period's own statement asked, what is left to give back in
-    -- money (its net less credit notes' net less the money part of negative adjustments of it
-    -- issued since; replay copies no statement_invoicing, so the fallback is the same net:
-    -- charges + restored - applied) and in prepaid credit (what it drew less what credit notes kept as prepaid
-    -- less what was restored for it since, credit_ledger.restored_for)
+    -- layout 7 on: of what was asked for an issued period, what is left to give back in money
+    -- (its own statement's net, plus the money later statements asked for positive adjustments
+    -- of it (adjustment_money), less credit notes' net against its statement, less the money
+    -- part of negative adjustments of it issued since; replay copies no statement_invoicing, so
+    -- the fallback is the same net: charges + restored - applied) and in prepaid credit (what
+    -- its statement drew less what credit notes kept as prepaid less what was restored for it
+    -- since, credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
            CAST(greatest(0, coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
+                + coalesce(am.money, 0)
                 - coalesce(n.net, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
            CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) - coalesce(r.restored, 0))
                 AS DECIMAL(18,2)) AS credit_left
@@ -147,6 +172,7 @@ paid AS (
     LEFT JOIN (SELECT account_id, restored_for, sum(amount) AS restored FROM credit_ledger
                WHERE entry_kind = 'restored' GROUP BY account_id, restored_for) r
       ON r.account_id = s.account_id AND r.restored_for = s.period
+    LEFT JOIN adjustment_money am ON am.account_id = s.account_id AND am.original_period = s.period
     WHERE $restore_credit
 ),
 given_back AS (
