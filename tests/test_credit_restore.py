@@ -28,18 +28,37 @@ from tests.test_credits import with_credits
 from tests.test_invoicing import ACCOUNTS_TOML, ISSUER_TOML, _pdf_text
 
 
-def _november_then_a_late_retry(billing: Billing, tmp_path: Path, grants: str, layout: int | None = None):
+def _german_account_with(billing: Billing, tmp_path: Path, grants: str) -> Path:
+    """acct_de (19% VAT; the invoicing tests' accounts and issuer) with the prepaid ``grants``;
+    the folder statements are written to."""
     (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
     billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
     billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
     with_credits(billing, grants)
+    return tmp_path / "out"
+
+
+def _attempt(billing: Billing, day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
+    """A nightly of ``day`` whose one log file holds attempt ``n`` of ``request`` for acct_de."""
+    one = record(event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))
+    billing.log(f"requests-{day}-{event}.jsonl", [one])
+    billing.nightly(day)
+
+
+def _statement(billing: Billing, out: Path, period: str, on: date | None = None):  # type: ignore[no-untyped-def]
+    """acct_de's statement of ``period``: issued on ``on``, or a draft."""
+    run = jobs.run_statements(billing.settings, period, out, finalize=on is not None, issue_date=on)
+    return next(st.document for st in run.statements if st.account_id == "acct_de")
+
+
+def _november_then_a_late_retry(billing: Billing, tmp_path: Path, grants: str, layout: int | None = None):
+    out = _german_account_with(billing, tmp_path, grants)
     billing.log(
         "requests-2026-11-07.jsonl",
         [record(event_id="a1", request_id="r1", account_id="acct_de", ts="2026-11-07T09:00:00Z",
                 usage=usage(1_000_000, 0))],
     )  # fmt: skip
     billing.nightly("2026-11-07")
-    out = tmp_path / "out"
     nov = jobs.run_statements(
         billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=layout
     )
@@ -214,35 +233,16 @@ def test_replay_of_a_statement_adjusting_a_period_whose_statement_restored_credi
     7.50 - 3.75 + 1.25 - 1.25 = 3.75 in money (its charges less credit applied would be 2.50).
     January: r2 found smaller, -3.75 of December: all of it money (3.75 asked), nothing restored.
     Replay copies no statement_invoicing; it must read December's net the same way."""
-    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
-    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
-    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
-    with_credits(billing, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    out = tmp_path / "out"
+    out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
 
-    def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
-        billing.log(
-            f"requests-{day}-{event}.jsonl",
-            [
-                record(
-                    event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0)
-                )
-            ],
-        )
-        billing.nightly(day)
-
-    def issue(period: str, on: date):  # type: ignore[no-untyped-def]
-        run = jobs.run_statements(billing.settings, period, out, finalize=True, issue_date=on)
-        return next(st.document for st in run.statements if st.account_id == "acct_de")
-
-    attempt("2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    issue("2026-11", date(2026, 12, 1))
-    attempt("2026-12-05", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
-    attempt("2026-12-06", "b1", "r2", 1, "2026-12-06T09:00:00Z", 1_000_000)
-    dec = issue("2026-12", date(2027, 1, 1))
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-05", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+    _attempt(billing, "2026-12-06", "b1", "r2", 1, "2026-12-06T09:00:00Z", 1_000_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
     assert (dec.credits_restored, dec.credits_applied, dec.net_amount) == (D("1.25"), D("1.25"), D("3.75"))
-    attempt("2027-01-05", "b2", "r2", 2, "2026-12-06T09:05:00Z", 500_000)
-    jan = issue("2027-01", date(2027, 2, 1))
+    _attempt(billing, "2027-01-05", "b2", "r2", 2, "2026-12-06T09:05:00Z", 500_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     assert (jan.adjustments_total, jan.credits_restored, jan.net_amount) == (D("-3.75"), D("0.00"), D("-3.75"))
     report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
@@ -260,38 +260,19 @@ def test_a_draft_of_a_month_after_an_open_one_restores_nothing_the_open_month_re
     any adjustment on a later draft) and none restored: -3.75 in money, VAT -0.71, due -4.46;
     block 5.50 -> 5.50, restored 0; the line says what December restores. (It crashed:
     credits_restored 3.75 != credit block restored 0.)"""
-    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
-    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
-    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
-    with_credits(billing, "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    out = tmp_path / "out"
+    out = _german_account_with(billing, tmp_path, "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
 
-    def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
-        billing.log(
-            f"requests-{day}-{event}.jsonl",
-            [
-                record(
-                    event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0)
-                )
-            ],
-        )
-        billing.nightly(day)
-
-    def draft(period: str):  # type: ignore[no-untyped-def]
-        run = jobs.run_statements(billing.settings, period, out)
-        return next(st.document for st in run.statements if st.account_id == "acct_de")
-
-    attempt("2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
     jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
-    attempt("2026-12-05", "b1", "r2", 1, "2026-12-06T09:00:00Z", 100_000)
-    attempt("2027-01-05", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
-    dec = draft("2026-12")
+    _attempt(billing, "2026-12-05", "b1", "r2", 1, "2026-12-06T09:00:00Z", 100_000)
+    _attempt(billing, "2027-01-05", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+    dec = _statement(billing, out, "2026-12")
     assert (dec.usage_total, dec.adjustments_total, dec.credits_restored, dec.credits_applied) == (
         D("0.75"), D("-3.75"), D("3.75"), D("0.75"))  # fmt: skip
     assert (dec.net_amount, dec.tax_amount, dec.total_due) == (D("0.00"), D("0.00"), D("0.00"))
     assert dec.credits is not None and (dec.credits.opening, dec.credits.restored, dec.credits.closing) == (
         D("2.50"), D("3.75"), D("5.50"))  # fmt: skip
-    jan = draft("2027-01")
+    jan = _statement(billing, out, "2027-01")
     assert (jan.usage_total, jan.adjustments_total, jan.credits_restored, jan.credits_applied) == (
         D("0"), D("-3.75"), D("0"), D("0"))  # fmt: skip
     assert (jan.net_amount, jan.tax_amount, jan.total_due) == (D("-3.75"), D("-0.71"), D("-4.46"))
@@ -330,10 +311,7 @@ def test_every_finance_summary_row_adds_up_with_the_credit_restored(billing: Bil
     0.00 - expired 0.00 = closing 1.25; net = total -3.75 + restored 1.25 - applied 0.00 = -2.50,
     VAT -0.48, due -2.98. Without the column the row read 0.00 + 0.00 - 0.00 - 0.00 != 1.25 and
     -3.75 - 0.00 != -2.50."""
-    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
-    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
-    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
-    with_credits(billing, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
     billing.log(
         "requests-2026-11-07.jsonl",
         [
@@ -347,7 +325,6 @@ def test_every_finance_summary_row_adds_up_with_the_credit_restored(billing: Bil
         ],
     )
     billing.nightly("2026-11-07")
-    out = tmp_path / "out"
     jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
     billing.log(
         "requests-2026-12-10.jsonl",
@@ -383,27 +360,14 @@ def test_every_finance_summary_row_adds_up_with_the_credit_restored(billing: Bil
 def _adjusted_twice(billing: Billing, tmp_path: Path, grants: str):  # type: ignore[no-untyped-def]
     """November: r1 7.50. December: a late November record r5, 500,000 tokens = +3.75 of
     November. January: r5's attempt 2 holds 100,000 tokens: -400,000 tokens = -3.00 of November."""
-    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
-    billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
-    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
-    with_credits(billing, grants)
-    out = tmp_path / "out"
+    out = _german_account_with(billing, tmp_path, grants)
 
-    def attempt(day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
-        one = record(event_id=event, request_id=request, attempt=n, account_id="acct_de", ts=ts, usage=usage(tokens, 0))
-        billing.log(f"requests-{day}-{event}.jsonl", [one])
-        billing.nightly(day)
-
-    def issue(period: str, on: date):  # type: ignore[no-untyped-def]
-        run = jobs.run_statements(billing.settings, period, out, finalize=True, issue_date=on)
-        return next(st.document for st in run.statements if st.account_id == "acct_de")
-
-    attempt("2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = issue("2026-11", date(2026, 12, 1))
-    attempt("2026-12-05", "l1", "r5", 1, "2026-11-20T09:00:00Z", 500_000)
-    dec = issue("2026-12", date(2027, 1, 1))
-    attempt("2027-01-05", "l2", "r5", 2, "2026-11-20T09:05:00Z", 100_000)
-    jan = issue("2027-01", date(2027, 2, 1))
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-05", "l1", "r5", 1, "2026-11-20T09:00:00Z", 500_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-05", "l2", "r5", 2, "2026-11-20T09:05:00Z", 100_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
     assert report.checks and report.matches, report.checks
     return nov, dec, jan
