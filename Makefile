@@ -9,7 +9,7 @@ RUNTIME := $(VENV)/.installed-runtime
 STAMP   := $(VENV)/.installed
 DEMO_DB ?= out/demo.duckdb
 
-.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak fuzz clean samples schema-doc spark-sql spark-bench
+.PHONY: setup setup-runtime demo test test-fast lint typecheck bench bench-smoke soak fuzz clean samples schema-doc spark-sql spark-bench spec-oracle
 
 $(RUNTIME): pyproject.toml scripts/check_system.sh
 	./scripts/check_system.sh
@@ -83,6 +83,10 @@ schema-doc: $(RUNTIME)
 SPARK_BENCH_N ?= 200000
 spark-bench: $(STAMP)
 	$(PY) bench/spark_bench.py --nightly --n $(SPARK_BENCH_N)
+
+## spec-oracle: an independent implementation of SPEC.md (tools/spec_oracle, written without reading rate.sql) against this checkout, on generated days and hand-made scenarios; prints what agrees and every difference (~3 min)
+spec-oracle: $(STAMP)
+	tools/spec_oracle/run_diff.sh .
 
 ## spark-sql: regenerate pipeline/sql/rate.spark.sql from rate.sql (pinned sqlglot; a test fails while stale)
 spark-sql: $(STAMP)
