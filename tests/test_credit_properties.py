@@ -55,16 +55,23 @@ def usage(draw_: st.DrawFn) -> list[tuple[str, str, datetime, datetime, Decimal]
     return rows
 
 
+def statement_charges(
+    rows: list[tuple[str, str, datetime, datetime, Decimal]], rounding: int = 0
+) -> dict[tuple[str, str], Decimal]:
+    """Each account's period's charges: its segments' exact sum rounded to the cent, off by
+    ``rounding`` cents of line rounding (never below zero)."""
+    charges: dict[tuple[str, str], Decimal] = {}
+    for account, period, _, _, exact in rows:
+        charges[(account, period)] = charges.get((account, period), ZERO) + exact
+    return {k: max(ZERO, v.quantize(D("0.01")) + rounding * D("0.01")) for k, v in charges.items()}
+
+
 @settings(max_examples=300, deadline=None)
 @given(grants(), usage(), st.integers(min_value=-3, max_value=3))
 def test_every_block_adds_up_and_applied_stays_within_usage_and_credit(
     all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]], rounding: int
 ) -> None:
-    # the statement's charges: the segments' exact sum rounded, off by a few cents of line rounding
-    charges: dict[tuple[str, str], Decimal] = {}
-    for account, period, _, _, exact in rows:
-        charges[(account, period)] = charges.get((account, period), ZERO) + exact
-    charges = {k: max(ZERO, v.quantize(D("0.01")) + rounding * D("0.01")) for k, v in charges.items()}
+    charges = statement_charges(rows, rounding)
     segments = cents_segments(rows, charges)
     for key, total in charges.items():
         assert sum((s.amount for s in segments if (s.account_id, s.period) == key), ZERO) == total
@@ -98,10 +105,7 @@ def test_finalizing_a_period_and_drawing_on_from_its_ledger_changes_no_later_mov
     all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]]
 ) -> None:
     """What month-end does: November's movements are stored, December on is drawn from them."""
-    charges: dict[tuple[str, str], Decimal] = {}
-    for account, period, _, _, exact in rows:
-        charges[(account, period)] = charges.get((account, period), ZERO) + exact
-    charges = {k: v.quantize(D("0.01")) for k, v in charges.items()}
+    charges = statement_charges(rows)
     segments = cents_segments(rows, charges)
     at_once = draw(all_grants, segments, [], None)
     issued = [m for m in at_once if m.period == "2026-11"]
@@ -130,10 +134,7 @@ _NOV1 = datetime(2026, 11, 1, tzinfo=UTC)
 def test_credit_restored_for_an_issued_period_goes_back_to_the_grants_that_paid_it(
     all_grants: list[Grant], rows: list[tuple[str, str, datetime, datetime, Decimal]], percent: int
 ) -> None:
-    charges: dict[tuple[str, str], Decimal] = {}
-    for account, period, _, _, exact in rows:
-        charges[(account, period)] = charges.get((account, period), ZERO) + exact
-    charges = {k: v.quantize(D("0.01")) for k, v in charges.items()}
+    charges = statement_charges(rows)
     segments = cents_segments(rows, charges)
     issued = [m for m in draw(all_grants, segments, [], None) if m.period == "2026-11"]
     paid: dict[str, Decimal] = {}
