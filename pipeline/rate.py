@@ -175,7 +175,7 @@ def ensure_issued_prices(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str | None = None) -> None:
+def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str | None = None) -> str | None:
     """The rated rows that this rating replaces, into ``rated_removed``; and ``issued_prices``:
     of those (or of the rows ``issued_from`` selects: replay's scratch database has no rated
     rows of its own, and reads the live database's), the attempts billed in a finalized
@@ -184,7 +184,9 @@ def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str
 
     Only attempts stored before this run can have rated rows. They are looked up by event_id
     within their ts range, which lets the scan skip the row groups of other days (and the
-    lake files of other days: their footers' min/max of ts).
+    lake files of other days: their footers' min/max of ts). Returns that condition on rated
+    rows (None: no attempt stored before this run is in scope), which
+    :func:`_remove_replaced` deletes by.
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
@@ -192,10 +194,11 @@ def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str
     )
     con.execute("CREATE OR REPLACE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
     low, high = con.execute("SELECT min(ts), max(ts) FROM rerated").fetchone() or (None, None)
-    if low is not None:
+    where = None if low is None else _rerated_rows(low, high)
+    if where is not None:
         # only the rated files that can hold that range are opened (and the tombstones naming them)
         candidates = rated_rows(con, since=low, until=high + timedelta(microseconds=1))
-        con.execute(f"INSERT INTO rated_removed SELECT * FROM ({candidates}) WHERE {_rerated_rows(low, high)}")
+        con.execute(f"INSERT INTO rated_removed SELECT * FROM ({candidates}) WHERE {where}")
     source = (
         "rated_removed" if issued_from is None else f"({issued_from}) WHERE event_id IN (SELECT event_id FROM rerated)"
     )
@@ -203,6 +206,7 @@ def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str
         f"CREATE OR REPLACE TEMP TABLE {ISSUED_PRICES} AS SELECT {_ISSUED_PRICE_COLUMNS} FROM (SELECT * FROM {source}) "
         "WHERE outcome = 'billed' AND period IN (SELECT period FROM finalized_periods)"
     )
+    return where
 
 
 def _rerated_rows(low: datetime, high: datetime) -> str:
@@ -212,7 +216,7 @@ def _rerated_rows(low: datetime, high: datetime) -> str:
     )
 
 
-def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int, where: str | None) -> None:
     """Remove the rated rows in ``rated_removed`` (:func:`_find_replaced`), which this rating
     replaces.
 
@@ -224,10 +228,8 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     run writes with its rated rows (``core.attempt_store``). So tombstones pile up only for
     the few rows a late retry moves, not for every row a re-rate replaces.
     """
-    low, high = con.execute("SELECT min(ts), max(ts) FROM rerated").fetchone() or (None, None)
-    if low is None:
+    if where is None:  # nothing stored before this run is rated again
         return
-    where = _rerated_rows(low, high)
     params = {"run_id": run_id, "marker": RATED.marker}
     hidden = con.execute(
         "INSERT INTO rated_hidden SELECT rated_run_id, count(*), $run_id FROM rated_removed "
@@ -269,7 +271,7 @@ def rate_scope(
     run_rated = prepare_run_rows(con, RATED)  # stored as the run's lake file before it commits
     with step("scope_attempts"):
         holders = _bind_scoped_attempts(con, run_id)
-        _find_replaced(con, run_id, issued_from)
+        replaced = _find_replaced(con, run_id, issued_from)
     with step("rate", after="rate:after_new_rated"):
         if engine == "spark":
             from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
@@ -285,7 +287,7 @@ def rate_scope(
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
     with step("replace_rated", after="rate:after_insert"):
-        _remove_replaced(con, run_id)
+        _remove_replaced(con, run_id, replaced)
         fault_point("rate:after_delete")
         con.execute(f"INSERT INTO {run_rated} SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
     con.execute(
