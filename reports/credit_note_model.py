@@ -11,8 +11,10 @@ preceding invoice reference) is generated from it like from a statement
 Amounts are positive: what is credited. The rule (docs/invoicing.md, "Credit notes"):
 
 * ``lines_total`` = the credited lines' amounts; ``prepaid_retained`` = the part of them the
-  statement covered with prepaid credit (not credited in money);
-  ``net_amount = lines_total - prepaid_retained`` (> 0).
+  statement covered with prepaid credit (not credited in money); ``refunded`` (credit note
+  rule 2) = the part later statements already refunded in money through negative
+  prior-period adjustments of the period (``refunded_on`` names them);
+  ``net_amount = lines_total - prepaid_retained - refunded`` (> 0).
 * ``tax_rule`` ``on_net``: ``tax_amount = tax_on(net_amount, rate)``, per note, half-up;
   ``remainder``: the statement's tax less the tax already credited (the note that completes
   the statement's net, or one the cap reached), so a statement is never credited more tax
@@ -108,6 +110,11 @@ class CreditNoteDocument:
     #: the prepaid credit the credited statement drew (statement_credits.applied_usd; 0 for a
     #: statement of an account without grants): says why part of the lines is not credited
     statement_credits_applied: Decimal = ZERO
+    #: credit note rule 2 (pipeline.credit_notes.MONEY_RULE): the part of the lines not
+    #: credited because later statements already refunded it in money (0 for rule 1 notes)
+    refunded: Decimal = ZERO
+    #: the statements that refunded it, as printed ("IG-2026-12-000001"); None when none
+    refunded_on: str | None = None
 
     #: EN 16931 / UNTDID 1001 document type code of a credit note (for an e-invoice).
     type_code = "381"
@@ -126,6 +133,12 @@ class CreditNoteDocument:
         ):
             return "prepaid"
         return "offset" if self.statement_credits_applied == 0 else "both"
+
+    @property
+    def refunded_label(self) -> str:
+        """The refunded row's words on the note and in its lines CSV (rule 2)."""
+        several = self.refunded_on is not None and "," in self.refunded_on
+        return f"Already refunded on statement{'s' if several else ''} {self.refunded_on}"
 
     @property
     def retained_label(self) -> str:
@@ -165,13 +178,17 @@ class CreditNoteDocument:
             raise _fail(self, "an e-invoice credit note needs the statement's tax treatment (a VAT category)")
 
     def _check_amounts(self) -> None:
-        for name in ("lines_total", "prepaid_retained", "tax_amount", "total_credited"):
+        for name in ("lines_total", "prepaid_retained", "refunded", "tax_amount", "total_credited"):
             _amount(self, name, getattr(self, name))
         lines_sum = _exact_sum(x.amount for x in self.lines)
         if self.lines_total != lines_sum:
             raise _fail(self, f"lines_total {self.lines_total} != sum of lines {lines_sum}")
         if not ZERO <= self.prepaid_retained < self.lines_total:
             raise _fail(self, f"prepaid_retained {self.prepaid_retained} is not within [0, {self.lines_total})")
+        if self.refunded < 0 or self.net_amount <= 0:
+            raise _fail(self, f"refunded {self.refunded} is negative or leaves nothing to credit")
+        if (self.refunded > 0) != (self.refunded_on is not None):
+            raise _fail(self, "refunded_on names the statements that refunded, exactly when refunded > 0")
         if self.tax is not None and not isinstance(self.tax, TaxSummary):
             raise TypeError("CreditNoteDocument.tax must be a TaxSummary")
         if self.tax_rule not in TAX_RULES:
@@ -189,8 +206,9 @@ class CreditNoteDocument:
 
     @property
     def net_amount(self) -> Decimal:
-        """The credited lines less the part paid with prepaid credit: what tax is computed on."""
-        return self.lines_total - self.prepaid_retained
+        """The credited lines less the part paid with prepaid credit and (rule 2) the part later
+        statements already refunded: what tax is computed on."""
+        return self.lines_total - self.prepaid_retained - self.refunded
 
     @property
     def terms(self) -> None:

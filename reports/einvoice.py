@@ -135,11 +135,21 @@ def _from_credit_note(doc: CreditNoteDocument, type_code: str) -> _Invoice:
         account=doc.account, tax=doc.tax, currency=doc.currency, notes=notes,
         lines=tuple((c.line_no, c.line) for c in doc.lines), terms=None, terms_text=CREDIT_NOTE_TERMS,
         period_start=period.first_day, period_end=period.end_day, line_total=doc.lines_total,
-        allowance=doc.prepaid_retained, allowance_reason="Paid with prepaid credit, not credited", basis=doc.net_amount,
+        allowance=doc.prepaid_retained + doc.refunded, allowance_reason=_not_credited(doc), basis=doc.net_amount,
         charge=ZERO, tax_amount=doc.tax_amount, grand_total=doc.total_credited,
         preceding=(doc.statement_number, doc.statement_issue_date),
         seller_legal_id=doc.statement_layout_version >= SELLER_LEGAL_ID_FROM,
     )  # fmt: skip
+
+
+def _not_credited(doc: CreditNoteDocument) -> str:
+    """The allowance's reason: the part of the lines a credit note does not credit (one
+    allowance; a rule-2 note's already refunded part is added to the prepaid part, if any)."""
+    if not doc.refunded:
+        return "Paid with prepaid credit, not credited"
+    if not doc.prepaid_retained:
+        return f"{doc.refunded_label}, not credited"
+    return f"Paid with prepaid credit or {doc.refunded_label[0].lower()}{doc.refunded_label[1:]}, not credited"
 
 
 def vat_category(tax: TaxSummary | None) -> str:
