@@ -52,6 +52,12 @@ __all__ = [
 ]
 
 COMMAND = "credit-note"
+#: How much money a new credit note may credit (``credit_notes.money_rule``, migration 036):
+#: 1, the statement's net less earlier credit notes (notes issued before rule 2 have NULL, and
+#: their runs re-execute with it); 2, also less the money later statements refunded for the
+#: period through negative prior-period adjustments, plus the money they asked for positive
+#: adjustments of it that no credit note credited (docs/invoicing.md "Credit notes").
+MONEY_RULE = 2
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
@@ -98,6 +104,9 @@ class Plan:
     tax_rate_pct: Decimal | None
     tax_rule: str
     tax: Decimal
+    money_rule: int = 1
+    refunded: Decimal = ZERO  # rule 2: the part of the lines later statements already refunded
+    refunded_on: str | None = None  # the statements that refunded it, ", "-joined
 
 
 @dataclass
@@ -142,8 +151,14 @@ def _lines(con: duckdb.DuckDBPyConnection, number: str) -> list[_Line]:
     ]
 
 
-def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequence[int] | None) -> Plan:
-    """The credit note of ``line_nos`` (None: every line not yet credited) of a statement."""
+def plan(
+    con: duckdb.DuckDBPyConnection,
+    statement_number: str,
+    line_nos: Sequence[int] | None,
+    money_rule: int = MONEY_RULE,
+) -> Plan:
+    """The credit note of ``line_nos`` (None: every line not yet credited) of a statement, under
+    ``money_rule`` (:data:`MONEY_RULE`; 1 when a run recorded before rule 2 re-executes)."""
     account, period, _, _, net, tax, treatment, rate = _statement(con, statement_number)
     lines = _lines(con, statement_number)
     by_no = {ln.line_no: ln for ln in lines}
@@ -191,18 +206,80 @@ def plan(con: duckdb.DuckDBPyConnection, statement_number: str, line_nos: Sequen
             if prepaid
             else "nothing the customer paid is left to credit on this statement",
         )
-    credited_net = min(lines_total, left_net)
+    # rule 2: less the money later statements already gave back for the period (and its tax)
+    taken, refunders = (ZERO, ()) if money_rule < 2 else _refunded_for(con, account, period, left_net)
+    if taken > 0 and treatment is not None:
+        left_tax = max(ZERO, left_tax - tax_on(taken, D(rate)))
+    cap = left_net - taken
+    if cap <= 0:
+        raise CreditNoteError(
+            f"the money {statement_number} asked for {period} ({net}) is already given back: "
+            f"{taken} of it refunded on statement{'s' if len(refunders) > 1 else ''} {', '.join(refunders)} "
+            f"(negative prior-period adjustments of {period})"
+            + (f", the rest by earlier credit notes ({done_net})" if done_net else ""),
+            hint="nothing the customer paid in money for the period is left to credit; the part prepaid credit "
+            "paid was restored to prepaid credit by the refunding statement (statement layout 7) or stays used",
+        )
+    credited_net = min(lines_total, cap)
+    refunded = min(lines_total, left_net) - credited_net  # what rule 1 would have credited again
     rule, tax_amount = "on_net", ZERO
     if treatment is not None:
         tax_amount = tax_on(credited_net, D(rate))
-        if (credited_net == left_net and tax_amount != left_tax) or tax_amount > left_tax:
+        if (credited_net == cap and tax_amount != left_tax) or tax_amount > left_tax:
             rule, tax_amount = "remainder", left_tax  # the statement's tax, to the cent, never more
     names = statements.model_names(con)
     descriptions = tuple(_description(ln, names) for ln in chosen)
     return Plan(
         statement_number, account, period, tuple(ln.line_no for ln in chosen), descriptions, lines_total,
-        lines_total - credited_net, credited_net, treatment, None if rate is None else D(rate), rule, tax_amount,
+        lines_total - credited_net - refunded, credited_net, treatment, None if rate is None else D(rate), rule,
+        tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
     )  # fmt: skip
+
+
+def _refunded_for(
+    con: duckdb.DuckDBPyConnection, account: str, period: str, left_net: Decimal
+) -> tuple[Decimal, tuple[str, ...]]:
+    """Rule 2: of what is left of a statement's net (``left_net``), the part later statements
+    already gave back in money for its period, and the statements that refunded money for it.
+
+    Refunded: later statements' negative adjustment lines of the period, less what each
+    restored to prepaid credit for it (``credit_ledger.restored_for``, statement layout 7 on).
+    Asked: the money later statements asked for positive adjustment lines of the period (a
+    line's amount less the prepaid credit its statement applied to it, usage lines first, then
+    positive adjustment lines in printed order: ``adjustment_money`` of
+    pipeline/sql/statement_lines_due.sql), except lines a credit note credited (given back
+    there). The refunds take the money asked later first, then the statement's own net."""
+    rows = con.execute(
+        "SELECT s.statement_number, CAST(sum(-l.amount) - coalesce(max(r.restored), 0) AS DECIMAL(18,2)) "
+        "FROM statement_issued_lines l JOIN statements s USING (statement_number) "
+        "LEFT JOIN (SELECT period, sum(amount) AS restored FROM credit_ledger WHERE entry_kind = 'restored' "
+        "           AND account_id = $a AND restored_for = $p GROUP BY period) r ON r.period = s.period "
+        "WHERE s.account_id = $a AND l.kind = 'adjustment' AND l.original_period = $p AND l.amount < 0 "
+        "GROUP BY s.statement_number, s.period ORDER BY s.period, s.statement_number",
+        {"a": account, "p": period},
+    ).fetchall()
+    refunds = [(str(number), D(money)) for number, money in rows if D(money) > 0]
+    if not refunds:
+        return ZERO, ()
+    row = con.execute(
+        "SELECT coalesce(sum(amount - least(amount, greatest(0, beyond_usage - before))), 0) FROM ("
+        "  SELECT l.statement_number, l.line_no, s.account_id, l.original_period, l.amount,"
+        "         greatest(0, coalesce(c.applied_usd, 0) - u.usage) AS beyond_usage,"
+        "         coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no"
+        "                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before"
+        "  FROM statement_issued_lines l JOIN statements s USING (statement_number)"
+        "  LEFT JOIN statement_credits c USING (statement_number)"
+        "  JOIN (SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage"
+        "        FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number)"
+        "  WHERE l.kind = 'adjustment' AND l.amount > 0 AND s.account_id = $a"
+        ") a WHERE original_period = $p AND NOT EXISTS ("
+        "  SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)"
+        "  WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no)",
+        {"a": account, "p": period},
+    ).fetchone()
+    asked = D(row[0]) if row else ZERO
+    taken = min(max(ZERO, sum((m for _, m in refunds), ZERO) - asked), max(ZERO, left_net))
+    return taken, tuple(number for number, _ in refunds)
 
 
 def _description(ln: _Line, names: dict[str, str]) -> str:
@@ -247,14 +324,17 @@ def store(
         "INSERT INTO credit_notes (credit_note_number, sequence_no, statement_number, account_id, period, "
         "issue_date, reason, lines_usd, prepaid_retained_usd, net_usd, tax_treatment, tax_rate_pct, tax_label, "
         "tax_rule, tax_usd, total_credited_usd, account_name, account_address, account_email, customer_vat_id, "
-        "tax_note, issuer_sha256, run_id, issued_at, e_invoice, account_country) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)",
+        "tax_note, issuer_sha256, run_id, issued_at, e_invoice, account_country, money_rule, refunded_usd, "
+        "refunded_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), "
+        "?, ?, ?, ?, ?)",
         [
             number, sequence, p.statement_number, p.account_id, p.period, issue_date, reason, p.lines_total,
             p.prepaid_retained, p.net, p.tax_treatment, p.tax_rate_pct,
             issuer.tax_label if p.tax_treatment else None, p.tax_rule, p.tax, p.net + p.tax,
             name, list(address), email, vat_id if p.tax_treatment else None,
             note if p.tax_treatment else None, sha, run_id, e_invoice, country if e_invoice else None,
+            # rule 1 (a run recorded before rule 2, re-executed): NULL, as such notes were stored
+            *((None, None, None) if p.money_rule < 2 else (p.money_rule, p.refunded, p.refunded_on)),
         ],
     )  # fmt: skip
     amounts = dict(
@@ -294,11 +374,14 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
     # the credited statement's layout (a database not yet migrated to 024, replayed, has none: 1)
     has_layout = column_exists(con, "statements", "layout_version", db.rstrip(".") or None)
     layout = "coalesce(s.layout_version, 1)" if has_layout else "1"
+    # credit note rule 2 (migration 036): what later statements had refunded; 0 before
+    has_refunded = column_exists(con, "credit_notes", "refunded_usd", db.rstrip(".") or None)
+    refunded = "coalesce(n.refunded_usd, 0), n.refunded_on" if has_refunded else "0, NULL"
     row = con.execute(
         "SELECT n.statement_number, s.issue_date, n.account_id, n.period, n.issue_date, n.reason, n.lines_usd, "
         "n.prepaid_retained_usd, n.tax_treatment, n.tax_rate_pct, n.tax_label, n.tax_rule, n.tax_usd, "
         "n.total_credited_usd, n.account_name, n.account_address, n.account_email, n.customer_vat_id, "
-        f"n.tax_note, n.issuer_sha256, n.e_invoice, n.account_country, {layout} "
+        f"n.tax_note, n.issuer_sha256, n.e_invoice, n.account_country, {layout}, {refunded} "
         f"FROM {db}credit_notes n JOIN {db}statements s USING (statement_number) "
         "WHERE n.credit_note_number = ?",
         [number],
@@ -306,7 +389,8 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
     if row is None:
         raise CreditNoteError(f"{number} is not an issued credit note")
     (statement, st_date, account, period, issue_date, reason, lines_total, retained, treatment, rate, label,
-     rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country, st_layout) = row  # fmt: skip
+     rule, tax, total, name, address, email, vat_id, note, sha, e_invoice, country, st_layout, refunded_usd,
+     refunded_on) = row  # fmt: skip
     issuer = reference.stored_issuer(con, sha, db)
     lines = con.execute(
         "SELECT c.line_no, c.kind, c.description, l.original_period, l.model, l.token_class, l.price_version, "
@@ -348,6 +432,8 @@ def document_from_stored(con: duckdb.DuckDBPyConnection, number: str, db: str = 
         e_invoice=e_invoice,
         statement_layout_version=int(st_layout),
         statement_credits_applied=_credits_applied(con, statement, db),
+        refunded=D(refunded_usd),
+        refunded_on=refunded_on,
     )
 
 
@@ -381,6 +467,9 @@ def lines_csv(doc: CreditNoteDocument) -> bytes:
     if doc.prepaid_retained:
         rows.append(head + (None, "prepaid_retained", doc.period, None, f"{doc.retained_label}, not credited")
                     + (None,) * 4 + (-doc.prepaid_retained,))  # fmt: skip
+    if doc.refunded:  # credit note rule 2: money a later statement already refunded
+        rows.append(head + (None, "refunded", doc.period, None, f"{doc.refunded_label}, not credited")
+                    + (None,) * 4 + (-doc.refunded,))  # fmt: skip
     if doc.tax is not None:
         rows.append(head + (None, "tax", doc.period, None, doc.tax.heading) + (None,) * 4 + (doc.tax_amount,))
     return csv_bytes(LINES_HEADER, rows)
@@ -409,8 +498,11 @@ def issue_credit_note(
     *,
     line_nos: Sequence[int] | None = None,
     issue_date: date | None = None,
+    money_rule: int = MONEY_RULE,
 ) -> CreditNoteReport:
-    """Issue one credit note (``line_nos`` None: every line not yet credited); one recorded run."""
+    """Issue one credit note (``line_nos`` None: every line not yet credited); one recorded run.
+    ``money_rule``: :data:`MONEY_RULE`, recorded in the run's arguments so that ``replay
+    --verify`` re-executes a note with the rule it was issued by (1 for runs without it)."""
     if not reason.strip():
         raise UsageProblem("a credit note needs a reason", hint='give --reason "why the lines are credited"')
     when = issue_date or statements.today_utc()
@@ -419,9 +511,10 @@ def issue_credit_note(
         "lines": None if line_nos is None else sorted(set(line_nos)),
         "reason": reason,
         "issue_date": when.isoformat(),
+        **({"rule": money_rule} if money_rule >= 2 else {}),
     }
     with jobs.recorded_run(settings, COMMAND, args, None) as (con, report):
-        p = plan(con, statement_number, line_nos)
+        p = plan(con, statement_number, line_nos, money_rule)
         st_date = _statement(con, statement_number)[2]
         if when < st_date:
             raise UsageProblem(f"issue date {when} is before {statement_number} was issued ({st_date})")

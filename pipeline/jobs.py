@@ -777,6 +777,7 @@ def _rerun_credit_note(settings: Settings, args: dict[str, Any], inputs: Sequenc
         out_dir,
         line_nos=args.get("lines"),
         issue_date=date.fromisoformat(args["issue_date"]),
+        money_rule=args.get("rule", 1),  # a run recorded before credit note rule 2 credited by rule 1
     )
     return Reexecution(result.run_id, wrote_files=True)
 
