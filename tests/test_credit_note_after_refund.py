@@ -24,6 +24,7 @@ from facturx import get_xml_from_pdf, xml_check_xsd
 from core.db import connect
 from core.money import D
 from pipeline import credit_notes, replay
+from pipeline.cli.report import print_credit_note
 from tests.conftest import Billing
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 from tests.test_invoicing import _pdf_text
@@ -112,7 +113,7 @@ def test_a_credit_note_after_december_refunded_novembers_money_credits_nothing_a
 
 
 def test_a_credit_note_after_a_partial_refund_credits_exactly_the_rest_with_the_remaining_tax(
-    billing: Billing, tmp_path: Path
+    billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # December: -100,000 x 7.50/1M = -0.75 of November, all of it within the 2.50 asked in
     # money: refunded in money, nothing restored; VAT 19% of -0.75 = -0.1425 -> -0.14
@@ -123,7 +124,8 @@ def test_a_credit_note_after_a_partial_refund_credits_exactly_the_rest_with_the_
     # so it credits 2.50 - 0.75 = 1.75. Tax: it completes what is left, so it takes the rest
     # of November's VAT, 0.48 - 0.14 (the VAT on December's 0.75) = 0.34 (0.3325 -> 0.33 on
     # its own): total 2.09; with December's 0.89, 2.98 = exactly what November asked
-    doc = _note(billing, nov, out).document
+    issued = _note(billing, nov, out)
+    doc = issued.document
     assert (doc.lines_total, doc.prepaid_retained, doc.refunded, doc.net_amount) == (
         D("7.50"), D("5.00"), D("0.75"), D("1.75"))  # fmt: skip
     assert (doc.tax_rule, doc.tax_amount, doc.total_credited) == ("remainder", D("0.34"), D("2.09"))
@@ -131,6 +133,12 @@ def test_a_credit_note_after_a_partial_refund_credits_exactly_the_rest_with_the_
     assert billing.query("SELECT money_rule, refunded_usd, refunded_on, net_usd, tax_usd FROM credit_notes") == [
         (2, D("0.75"), dec.statement_number, D("1.75"), D("0.34"))
     ]
+    capsys.readouterr()
+    print_credit_note(issued)  # what the credit-note command prints
+    assert (
+        f"1 line(s) 7.50, net 1.75 (0.75 already refunded on statement {dec.statement_number}, not credited), "
+        "VAT 19% 0.34, total credited 2.09" in capsys.readouterr().out
+    )
     number = doc.credit_note_number
     assert _note_csv(out, number) == [
         ("usage", "OpenAI GPT-5.5", "7.50"),

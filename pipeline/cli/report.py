@@ -197,7 +197,9 @@ def print_credit_note(result: CreditNoteReport) -> None:
     doc, out = result.document, console.current()
     out.info(
         f"{result.number:<20} for {doc.statement_number}: {len(doc.lines)} line(s) {doc.lines_total}, "
-        f"net {doc.net_amount}" + (f", {doc.tax.heading} {doc.tax_amount}" if doc.tax else "")
+        f"net {doc.net_amount}" + (f" ({doc.refunded} {doc.refunded_label[0].lower()}{doc.refunded_label[1:]}, "
+                                   "not credited)" if doc.refunded else "")
+        + (f", {doc.tax.heading} {doc.tax_amount}" if doc.tax else "")
         + f", total credited {doc.total_credited}"
     )  # fmt: skip
     for path in result.written:
