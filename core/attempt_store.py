@@ -273,11 +273,18 @@ def _listed(
 
 def retired(spec: LakeTable, alias: str, database: str | None = None) -> str:
     """SQL: whether the file ``alias`` (a row of lake_files) of ``spec``'s folder is retired,
-    every one of its rows replaced by later runs (counted in ``spec.hidden``)."""
+    every one of its run's rows replaced by later runs (counted per run in ``spec.hidden``).
+
+    The count is the run's, so it is compared with the rows of all the run's files of the folder
+    (a Spark nightly writes its rated rows as several parts): the files of a run retire together,
+    never one part because the run's hidden rows outnumber that part's."""
     assert spec.hidden is not None
     table = f"{database}.main.{spec.hidden}" if database else spec.hidden
+    files = f"{database}.main.lake_files" if database else "lake_files"
     return (
-        f"({alias}.table_name = {sql_literal(spec.view)} AND {alias}.row_count <= "
+        f"({alias}.table_name = {sql_literal(spec.view)} AND "
+        f"(SELECT sum(g.row_count) FROM {files} g WHERE g.table_name = {alias}.table_name "
+        f"AND g.run_id = {alias}.run_id) <= "
         f"coalesce((SELECT sum(h.hidden_rows) FROM {table} h WHERE h.rated_run_id = {alias}.run_id), 0))"
     )
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from core.attempt_store import RATED, AttemptFileMissing, lake_dir
+from core.attempt_store import RATED, AttemptFileMissing, lake_dir, lake_path, write_parquet
 from core.db import connect
 from pipeline import jobs, replay, snapshot
 from tests.conftest import Billing, as_before_migration_027, record, usage
@@ -301,3 +301,50 @@ def test_a_time_bounded_read_opens_only_the_files_that_can_hold_it(billing: Bill
             {"s": day1[0], "u": day1[1]},
         ).fetchall()
         assert view == bounded
+
+
+def test_a_run_with_several_rated_parts_retires_them_together(billing: Billing) -> None:
+    """A Spark nightly lists its rated rows as several parts (``rated_attempts/run-N-part-M``,
+    written by its tasks). A later run hides rows by run (``rated_hidden``): a part is retired
+    only when every row of the run is, never because the run's hidden rows outnumber one part's
+    (a late retry hiding a1 would retire the part holding only y, and y's row would vanish)."""
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="a1", request_id="r", usage=usage(1000, 100)),
+            record(event_id="x", request_id="rx", usage=usage(1000, 100)),
+            record(event_id="y", request_id="ry", usage=usage(1000, 100)),
+        ],
+    )
+    billing.nightly("2026-11-20")
+    lake = lake_dir(billing.settings.db_path)
+    whole = lake / "rated_attempts" / "run-000001.parquet"
+    with connect(billing.settings.db_path) as con:  # run 1's rated rows as a Spark nightly lists them
+        for part, where in ((1, "event_id <> 'y'"), (2, "event_id = 'y'")):
+            target = lake / lake_path("rated_attempts", 1, part)
+            size = write_parquet(con, f"SELECT * FROM '{whole}' WHERE {where} ORDER BY ts, event_id", target)
+            con.execute(
+                "INSERT INTO lake_files (run_id, table_name, path, row_count, bytes, written_at, part) "
+                "VALUES (1, 'rated_attempts', ?, ?, ?, now(), ?)",
+                [lake_path("rated_attempts", 1, part), 3 - part, size, part],
+            )
+        con.execute("DELETE FROM lake_files WHERE path = 'rated_attempts/run-000001.parquet'")
+    whole.unlink()
+    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
+    billing.log("requests-2026-11-21.jsonl", [late])
+    billing.nightly("2026-11-21")
+    assert billing.query("SELECT * FROM rated_hidden") == [(1, 1, 2)]
+    assert billing.query("SELECT event_id, rated_run_id FROM rated_attempts ORDER BY 1") == [
+        ("a1", 2),
+        ("a2", 2),
+        ("x", 1),
+        ("y", 1),
+    ]
+    assert billing.one("SELECT sum(amount_exact) FROM statement_lines") == Decimal("0.060")
+    with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
+        assert con.execute("SELECT event_id FROM rated_attempts ORDER BY 1").fetchall() == [
+            ("a1",),
+            ("a2",),
+            ("x",),
+            ("y",),
+        ]
