@@ -395,7 +395,10 @@ def _ingest_and_rate(
                     rate.scope_open_periods(con)  # reference data changed: re-rate what is not issued
                 scope(con, report.run_id)
                 fault_point("after_scope")
-                rated = rate.rate_scope(con, report.run_id, settings.engine, settings.spark_attempts)
+                # (no issued_from: the live prices; the memory limit of the tasks writing rated rows)
+                rated = rate.rate_scope(
+                    con, report.run_id, settings.engine, settings.spark_attempts, None, settings.memory_limit
+                )
                 report.rated = rated
                 fault_point("after_rate")
                 with step("digests"):

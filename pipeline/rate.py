@@ -44,6 +44,16 @@ NEW_RATED = "new_rated"  # the rows a rating wrote; sql/aggregate.sql and the Sp
 AFFECTED_PERIODS = "affected_periods"
 
 
+def drop_temp(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the TEMP table or view ``name`` if there is one (``new_rated`` is a table, or a
+    view over the lake files a Spark rating published: DuckDB drops each only by its kind)."""
+    row = con.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_catalog = 'temp' AND table_name = ?", [name]
+    ).fetchone()
+    if row is not None:
+        con.execute(f"DROP {'VIEW' if row[0] == 'VIEW' else 'TABLE'} temp.main.{name}")
+
+
 def _ensure_scope(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TEMP TABLE IF NOT EXISTS rating_scope (account_id VARCHAR, request_id VARCHAR)")
     con.execute("CREATE TEMP TABLE IF NOT EXISTS scope_runs (run_id BIGINT)")
@@ -258,6 +268,7 @@ def rate_scope(
     engine: str = "duckdb",
     spark_attempts: str | None = None,
     issued_from: str | None = None,
+    memory_limit: str | None = None,
 ) -> RateResult:
     """Re-rate every request in scope and update the statement lines by the difference.
 
@@ -265,7 +276,8 @@ def rate_scope(
     reading the attempts from DuckDB or from the Parquet ``spark_attempts``; everything after
     ``new_rated`` is this function's DuckDB code for both engines. ``issued_from``: a SELECT
     of rated rows whose prices billed in finalized periods are kept (:func:`_find_replaced`),
-    instead of the rows this rating replaces.
+    instead of the rows this rating replaces. ``memory_limit``: each Spark task's DuckDB's
+    when the executors write the rated rows (None: 2GB).
     """
     _ensure_scope(con)
     run_rated = prepare_run_rows(con, RATED)  # stored as the run's lake file before it commits
@@ -283,13 +295,18 @@ def rate_scope(
             # the run's own lake file(s) when they are the scope (a nightly's usual case), else an
             # export of scoped_attempts; a --spark-attempts dataset wins over both
             files = own_attempt_files(con, run_id, holders) if spark_attempts is None else []
-            rate_on_spark(con, spark_attempts, attempt_files=files)
+            # the executors write the run's rated rows as its lake files, listed by this
+            # transaction, and new_rated is a view over them (a database file; else loaded)
+            published = rate_on_spark(con, spark_attempts, files, run_id, memory_limit)
         else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
+            drop_temp(con, NEW_RATED)
+            con.execute(f"CREATE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
+            published = False
     with step("replace_rated", after="rate:after_insert"):
         _remove_replaced(con, run_id, replaced)
         fault_point("rate:after_delete")
-        con.execute(f"INSERT INTO {run_rated} SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
+        if not published:  # else the rows are in the run's listed files already
+            con.execute(f"INSERT INTO {run_rated} SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED_PERIODS} AS "
         f"SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM {NEW_RATED}"

@@ -1,8 +1,11 @@
 """DuckDB side of ``--engine spark``: hand the rating scope to Spark, take the rated rows back.
 
 Called by :func:`pipeline.rate.rate_scope` inside the run's transaction, in place of running
-``rate.sql`` in DuckDB: it leaves the same temp table ``new_rated`` behind, so replacing
-``rated_attempts``, refreshing statement lines and the ledger are the DuckDB code, unchanged.
+``rate.sql`` in DuckDB. For a run on a database file, the executors write the rated rows as
+the run's lake files in the stored layout, which the driver lists (:func:`publish_rated`), and
+``new_rated`` is a view over those files; else (a database in memory) Spark's output is loaded
+into the temp table ``new_rated``. Either way replacing ``rated_attempts``, refreshing
+statement lines and the ledger are the DuckDB code, unchanged.
 
 The attempts Spark rates come from the first of: a Parquet dataset the caller names
 (``--spark-attempts``); the run's own attempts lake files, when they hold the whole scope (a
@@ -27,10 +30,11 @@ from pathlib import Path
 
 import duckdb
 
-from core.db import sql_literal
+from core.attempt_store import BOUNDS, RATED, database_file, list_run_parts, parquet_source, typed_rows
+from core.db import sql_literal, table_exists
 from core.errors import BillingError
 from pipeline.lake import database_path
-from pipeline.rate import ensure_issued_prices
+from pipeline.rate import NEW_RATED, drop_temp, ensure_issued_prices
 from pipeline.spark import SparkEngineError, exchange, spark_error_line
 from pipeline.spark.rating import ATTEMPT_COLUMNS, INPUT_TABLES, RatingInputs, rate, write_rated
 from pipeline.spark.session import get_session
@@ -82,20 +86,79 @@ def export_inputs(
     )
 
 
-def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """``new_rated`` from Spark's Parquet, typed as ``rated_attempts`` (less rated_run_id)."""
-    con.execute("CREATE OR REPLACE TEMP TABLE new_rated AS SELECT * EXCLUDE (rated_run_id) FROM rated_attempts LIMIT 0")
-    expected = [row[0] for row in con.execute("DESCRIBE new_rated").fetchall()]
+def _empty_new_rated(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """An empty TEMP table ``new_rated`` typed as ``rated_attempts`` (less rated_run_id); its columns."""
+    drop_temp(con, NEW_RATED)
+    con.execute(f"CREATE TEMP TABLE {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM rated_attempts LIMIT 0")
+    return [row[0] for row in con.execute(f"DESCRIBE {NEW_RATED}").fetchall()]
+
+
+def rated_output(con: duckdb.DuckDBPyConnection, out: Path) -> list[Path]:
+    """The Parquet files of Spark's committed rating output ``out`` (none: an empty scope),
+    checked to hold the columns of ``rated_attempts`` (less rated_run_id) by their footers."""
+    expected = [
+        row[0] for row in con.execute("DESCRIBE SELECT * EXCLUDE (rated_run_id) FROM rated_attempts").fetchall()
+    ]
     if not (out / "_SUCCESS").is_file():  # never read a missing output as "nothing rated"
         raise SparkEngineError(f"Spark rating wrote no committed output in {out}")
     files = sorted(out.glob("*.parquet"))
     if not files:
-        return  # an empty scope: Spark may write no part file at all
-    source = f"read_parquet({sql_literal(str(out / '*.parquet'))})"
-    found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+        return []  # an empty scope: Spark may write no part file at all
+    found = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {parquet_source(files)}").fetchall()]
     if sorted(found) != sorted(expected):
         raise SparkEngineError(f"Spark output columns {found} differ from rated_attempts {expected}")
-    con.execute(f"INSERT INTO new_rated BY NAME SELECT * FROM {source}")
+    return files
+
+
+def load_rated(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """``new_rated`` from Spark's Parquet, typed as ``rated_attempts`` (less rated_run_id): the
+    rated rows through the driver's DuckDB (a database without a file, which has no lake)."""
+    _empty_new_rated(con)
+    files = rated_output(con, out)
+    if files:
+        con.execute(f"INSERT INTO {NEW_RATED} BY NAME SELECT * FROM {parquet_source(files)}")
+
+
+def publish_rated(
+    con: duckdb.DuckDBPyConnection, run_id: int, work: Path, memory_limit: str | None = None
+) -> list[Path]:
+    """The run's rated rows as lake files written by the executors (issue 15): one task a file
+    of Spark's rating output (``work/rated``) writes its rows with an in-task DuckDB, as the
+    driver's DuckDB writes a run's rated file (the table's columns in order and types, cast,
+    ``rated_run_id`` the run's, ordered by ``RATED.order``, ``PARQUET_OPTIONS``), under a
+    name of its task attempt renamed into place when complete; the driver renames the files
+    into the lake as the run's parts 1.. and lists them in this transaction
+    (:func:`core.attempt_store.list_run_parts`), with the run's bounds (``lake_file_bounds``:
+    min and max ts, read from the files). ``new_rated`` becomes a TEMP VIEW over the listed
+    files: aggregation, the held counts, the used price versions and the digests read them
+    where they are, and no rated row is copied into the driver's tables.
+
+    A run that fails or is killed from here on leaves the files unlisted (in the exchange
+    directory, or in the lake), and the next run removes them. The files listed."""
+    from pipeline.spark import remote
+
+    files = rated_output(con, work / "rated")
+    query = f"{typed_rows(con, RATED, run_id, 'SELECT * FROM read_parquet($part)')} ORDER BY {RATED.order}"
+    (work / "published").mkdir()
+    (work / "spill").mkdir(exist_ok=True)
+    with spark_failures("writing rated rows"):
+        written = remote.store_parts(
+            get_session(), files, work / "published", query, memory_limit, work / "spill", what="writing rated rows"
+        )
+    listed = list_run_parts(con, RATED, run_id, written)
+    if not listed:
+        _empty_new_rated(con)
+        return []
+    source = parquet_source(listed)
+    if table_exists(con, BOUNDS):  # one row a run: its parts' range of ts, as for one file
+        con.execute(
+            f"INSERT INTO {BOUNDS} (table_name, run_id, ts_min, ts_max) "
+            f"SELECT $folder, $run, min(ts), max(ts) FROM {source}",
+            {"folder": RATED.view, "run": run_id},
+        )
+    drop_temp(con, NEW_RATED)
+    con.execute(f"CREATE TEMP VIEW {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM {source}")
+    return listed
 
 
 @contextmanager
@@ -121,13 +184,25 @@ def spark_failures(what: str) -> Iterator[None]:
 
 
 def rate_on_spark(
-    con: duckdb.DuckDBPyConnection, attempts_uri: str | None = None, attempt_files: Sequence[Path] = ()
-) -> None:
+    con: duckdb.DuckDBPyConnection,
+    attempts_uri: str | None = None,
+    attempt_files: Sequence[Path] = (),
+    run_id: int | None = None,
+    memory_limit: str | None = None,
+) -> bool:
     """Rate ``rating_scope`` with Spark; attempts from ``attempts_uri`` (Parquet), else from
-    ``attempt_files`` (the run's lake files, when they are the scope), else exported from DuckDB."""
+    ``attempt_files`` (the run's lake files, when they are the scope), else exported from DuckDB.
+
+    With ``run_id`` and a database file, the executors write the rated rows as the run's lake
+    files (:func:`publish_rated`; True); else they are loaded into ``new_rated`` (False), which
+    the caller stores."""
     with exchange_directory(con) as work:
         inputs = export_inputs(con, work, attempts_uri, attempt_files)
         with spark_failures("rating"):
             spark = get_session()
             write_rated(rate(spark, inputs), exchange.spark_uri(work / "rated"))
+        if run_id is not None and database_file(con) is not None:
+            publish_rated(con, run_id, work, memory_limit)
+            return True
         load_rated(con, work / "rated")
+        return False

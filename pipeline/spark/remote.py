@@ -216,8 +216,8 @@ class _Task:
     spill_parent: str | None
     ts_latest: str | None = None
     memory_limit: str | None = None
-    query: str | None = None  # store_parts: the SELECT of a part's stored attempts ($part: the part)
-    loaded_keys: str | None = None  # store_parts: the file $loaded_keys names
+    query: str | None = None  # store_parts: the SELECT of a part's rows to write ($part: the part)
+    loaded_keys: str | None = None  # store_parts: the file $loaded_keys names (None: the query names none)
 
 
 def _local_copy(uri: str, content: bytes, sha: str, spill_parent: str | None) -> tuple[Path, Path]:
@@ -379,8 +379,9 @@ def stage_lines(
 def _write_stored(
     task: _Task, order: int, shown_as: str | None, sha: str, local: Path, directory: Path, partial: str
 ) -> int:
-    """The stored attempts of the part ``local``, by ``task.query`` (its masking macros made
-    here, as parsing makes them): what the driver lists as one of the run's attempts files."""
+    """The rows of the part ``local`` by ``task.query`` (its masking macros made here, as parsing
+    makes them), in the lake's Parquet options: what the driver lists as one of the run's lake
+    files (stored attempts, or rated rows)."""
     from pipeline.redact import install_sql_macro
     from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
 
@@ -404,15 +405,19 @@ def store_parts(
     query: str,
     memory_limit: str | None,
     spill_parent: Path,
-    loaded_keys: Path,
+    loaded_keys: Path | None = None,
+    what: str = "storing attempts",
 ) -> list[tuple[Path, int]]:
-    """Write each part's stored attempts (``query``, with ``$part`` its path and ``$loaded_keys``
-    the file ``loaded_keys``) on the executors, one task a part, as one Parquet file each in
-    ``out_dir``; ``(file, rows)`` in the parts' order."""
+    """Write each part's rows by ``query`` (``$part`` its path and ``$loaded_keys`` the file
+    ``loaded_keys``: the stored attempts of a part of parsed rows, or the rated rows of a part
+    of Spark's rating output) on the executors, one task a part, as one Parquet file each in
+    ``out_dir`` in the lake's options (``PARQUET_OPTIONS``), each written under a name of its
+    own task attempt and renamed into place when complete; ``(file, rows)`` in the parts' order."""
     if not parts:
         return []
     files = {str(part): (order, "") for order, part in enumerate(parts)}
-    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query, str(loaded_keys))
-    done = _run_tasks(spark, task, _write_stored, "storing attempts")
+    keys = None if loaded_keys is None else str(loaded_keys)
+    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query, keys)
+    done = _run_tasks(spark, task, _write_stored, what)
     written = _parts(out_dir, list(range(len(parts))), done)
     return [(path, done[order]) for order, path in enumerate(written)]

@@ -336,3 +336,104 @@ def test_a_first_spark_night_makes_its_lake_folders_durable_and_takes_any_exchan
     assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("b",)]
     assert billing.query("SELECT part FROM lake_files WHERE table_name = 'attempts' ORDER BY 1") == [(1,)]
     assert billing.settings.db_path.parent in synced
+
+
+def lake_layout(path: Path) -> tuple[Any, ...]:
+    """A lake file's layout: its columns and types as DuckDB and pyarrow read them, each
+    column's Parquet type and compression, and whether Parquet 2's encodings are in use (which
+    encoding a column gets depends on its values, not compared)."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    with duckdb.connect() as con:
+        described = con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()
+        chunks = con.execute(
+            f"SELECT DISTINCT path_in_schema, type, compression FROM parquet_metadata('{path}') ORDER BY ALL"
+        ).fetchall()
+        v2 = con.execute(f"SELECT bool_or(encodings LIKE '%DELTA%') FROM parquet_metadata('{path}')").fetchone()
+    # (not whether a field is required: DuckDB's writer says so of a column without NULLs in the file)
+    arrow = [(field.name, str(field.type)) for field in pq.read_schema(path)]
+    return described, arrow, chunks, v2
+
+
+def test_a_spark_nightly_s_rated_rows_are_the_files_its_tasks_wrote(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the executors write a Spark nightly's rated rows as the run's lake files, in the
+    stored layout (the DuckDB path's columns, types, row order and Parquet options: its tasks
+    write them with DuckDB), listed by the run as its parts 1..; the driver's DuckDB writes no
+    rated file and copies no rated row into a table (``new_rated`` is a view over the parts,
+    which aggregation reads). The rows, the statement lines, the run's digests and ts bounds
+    equal the DuckDB engine's, and replay verifies the run."""
+    from core import attempt_store
+    from pipeline import rate, replay
+    from pipeline.spark import bridge
+
+    write_rated = bridge.write_rated
+    # Spark's rating output in three files, rows in no particular order: three parts, each
+    # ordered by its task as the DuckDB path orders a run's file
+    monkeypatch.setattr(bridge, "write_rated", lambda rated, out: write_rated(rated.repartition(3), out))
+    written: list[Path] = []
+    write_parquet = attempt_store.write_parquet
+
+    def writing(con: Any, query: str, target: Path) -> int:  # what the driver's DuckDB writes
+        written.append(Path(target))
+        return write_parquet(con, query, target)
+
+    monkeypatch.setattr(attempt_store, "write_parquet", writing)
+    driver: dict[str, Any] = {}
+    rate_scope = rate.rate_scope
+
+    def rating(con: Any, *args: Any) -> Any:
+        result = rate_scope(con, *args)
+        kind = "SELECT table_type FROM information_schema.tables WHERE table_catalog = 'temp' AND table_name = ?"
+        driver["new_rated"] = con.execute(kind, [result.rows_table]).fetchone()
+        driver["run_rated"] = con.execute(f"SELECT count(*) FROM {attempt_store.RATED.run_table}").fetchone()
+        return result
+
+    monkeypatch.setattr(rate, "rate_scope", rating)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    items = [
+        record(event_id=f"e{i}", request_id=f"r{i % 7}", attempt=i // 7 + 1, ts=f"{DAY}T{i % 24:02d}:{i:02d}:00Z")
+        for i in range(20)
+    ]
+    items += [record(event_id="held", account_id="acct_nobody"), record(event_id="unpriced", model="no/such-model")]
+    write_lines(logs / f"requests-{DAY}.jsonl", [json_line(item) for item in items])
+    dbs = {}
+    for engine in ("duckdb", "spark"):
+        dbs[engine] = Billing(tmp_path / engine)
+        dbs[engine].logs = logs
+        dbs[engine].settings = dataclasses.replace(dbs[engine].settings, engine=engine)
+        dbs[engine].nightly(DAY)
+
+    assert driver == {"new_rated": ("VIEW",), "run_rated": (0,)}
+    spark_db, duck_db = dbs["spark"], dbs["duckdb"]
+    rated_files = "SELECT part, path, row_count FROM lake_files WHERE table_name = 'rated_attempts' ORDER BY part"
+    parts = spark_db.query(rated_files)
+    assert [part for part, _, _ in parts] == [1, 2, 3], parts
+    [(duck_part, duck_path, rows)] = duck_db.query(rated_files)
+    assert duck_part == 0  # the DuckDB path: one file, its driver's
+    assert sum(n for _, _, n in parts) == rows == len(items)
+    spark_lake, duck_lake = (db.settings.db_path.with_suffix(".lake") for db in (spark_db, duck_db))
+    # the driver's DuckDB wrote no rated file on Spark (the DuckDB path's driver wrote its one)
+    by_driver = {
+        name: [p.relative_to(lake.resolve()).as_posix() for p in written if lake.resolve() in p.parents]
+        for name, lake in (("spark", spark_lake), ("duckdb", duck_lake))
+    }
+    assert "rated_attempts/run-000001.parquet" in by_driver["duckdb"]
+    assert not [p for p in by_driver["spark"] if p.startswith("rated_attempts/")], by_driver
+    for _, path, _ in parts:
+        assert "-part-" in path
+        assert lake_layout(spark_lake / path) == lake_layout(duck_lake / duck_path)
+        ordered = spark_db.query(f"SELECT ts, event_id FROM '{spark_lake / path}'")
+        assert ordered == sorted(ordered)
+    for table, query in {"rated_attempts": RATED, "statement_lines": LINES}.items():
+        assert texts(spark_db.query(query)) == texts(duck_db.query(query)), table
+    same = (
+        "SELECT name, rows, digest FROM run_outputs ORDER BY ALL",
+        "SELECT table_name, run_id, ts_min, ts_max FROM lake_file_bounds ORDER BY ALL",
+    )
+    for query in same:
+        assert spark_db.query(query) == duck_db.query(query), query
+    assert replay.verify_run(spark_db.settings, 1).status == "MATCH"

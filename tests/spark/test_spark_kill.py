@@ -60,7 +60,11 @@ def ledger_inputs(db: Path) -> list[tuple[str]]:
 
 # the URI and lake-file variants (~30 s each, a JVM each) at full depth: `make fuzz`; `make
 # test` kills the path one as Spark writes
-KILLS = [("path", "parts"), ("uri", "parts"), ("path", "after_ingest")] if FULL_DEPTH else [("path", "parts")]
+KILLS = (
+    [("path", "parts"), ("uri", "parts"), ("path", "after_ingest"), ("path", "rate:after_new_rated")]
+    if FULL_DEPTH
+    else [("path", "parts")]
+)
 
 
 @pytest.mark.parametrize(("logs_as", "kill_at"), KILLS)
@@ -71,7 +75,10 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin.
     ``kill_at="after_ingest"``: killed at that fault point instead, when the run's attempts
     lake files have been written (the parts' rows by their tasks, migration 034) and listed,
-    uncommitted: the files are left unlisted, and the next run removes them."""
+    uncommitted: the files are left unlisted, and the next run removes them.
+    ``kill_at="rate:after_new_rated"``: killed when the rating's tasks have written the run's
+    rated rows and the driver has renamed and listed them as its parts, uncommitted: those are
+    left unlisted too, beside the attempts files, and the next run removes them."""
     if shutil.which("java") is None:
         pytest.skip("no Java runtime for PySpark")
     scenario = Scenario.build(tmp_path / "scenario")
@@ -109,6 +116,9 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     left = set(lake.rglob("*.parquet")) - listed_before
     if kill_at == "after_ingest":  # the run's attempts files, the tasks' parts among them, unlisted
         assert {p.parent.name for p in left} == {"attempts"} and any("-part-" in p.name for p in left), left
+    if kill_at == "rate:after_new_rated":  # and the rated rows the rating's tasks wrote, as parts only
+        assert {p.parent.name for p in left} == {"attempts", "rated_attempts"}, left
+        assert all("-part-" in p.name for p in left if p.parent.name == "rated_attempts"), left
     assert ledger(db)[-1][1] == "running"  # the killed run's row, closed as crashed by the next
     assert [p.name for p in exchange.iterdir()], "the kill should have left the exchange directory"
     while processes_with(f"INFERGATE_SPARK_WORKDIR={exchange}"):  # the orphaned JVM exits on EOF
