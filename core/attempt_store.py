@@ -9,7 +9,10 @@ enough: a run writes its accepted attempts (since migration 025) and its rated r
 tombstones (since migration 027) as ``<db stem>.lake/<table>/run-NNNNNN.parquet`` inside its
 own transaction and lists each file in ``lake_files`` in that transaction, so the files become
 part of the database exactly when the run commits (``store_run_rows``). A run that fails or is
-killed leaves unlisted files, which no reader follows and the next run removes.
+killed leaves unlisted files, which no reader follows and the next run removes. On Spark a
+run's rows of a table may be in several files (``part`` 1.. in ``lake_files``, written by the
+executors' tasks: the attempts since migration 034, the rated rows since 036,
+:func:`list_run_parts`); readers take every listed file of a run alike.
 
 How it is read. Each connection (``core.db.connect``) gets TEMP views ``attempts`` and
 ``rated_attempts`` that stand for the tables of those names (renamed by the migrations): the
