@@ -11,7 +11,7 @@ own transaction and lists each file in ``lake_files`` in that transaction, so th
 part of the database exactly when the run commits (``store_run_rows``). A run that fails or is
 killed leaves unlisted files, which no reader follows and the next run removes. On Spark a
 run's rows of a table may be in several files (``part`` 1.. in ``lake_files``, written by the
-executors' tasks: the attempts since migration 034, the rated rows since 036,
+executors' tasks: the attempts since migration 034, the rated rows since 037,
 :func:`list_run_parts`); readers take every listed file of a run alike.
 
 How it is read. Each connection (``core.db.connect``) gets TEMP views ``attempts`` and

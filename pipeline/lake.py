@@ -15,7 +15,7 @@ tombstones recorded before 027.
 Layout: ``<db stem>.lake/`` holds ``attempts/run-NNNNNN.parquet`` (the attempts the run
 stored; a Spark nightly's tasks also write parts ``attempts/run-NNNNNN-part-NNNNNN.parquet``,
 migration 034), ``rated_attempts/run-NNNNNN.parquet`` (the rated rows it wrote; a Spark
-rating's tasks write them as parts ``-part-NNNNNN`` instead, migration 036) and
+rating's tasks write them as parts ``-part-NNNNNN`` instead, migration 037) and
 ``rated_replaced/run-NNNNNN.parquet`` (tombstones: event_id and rated_run_id of the earlier
 rated rows it replaced). A rated row is identified by (event_id, rated_run_id): run ids are
 never reused, so a tombstone hides exactly the row version it names.
