@@ -24,7 +24,7 @@ from core.money import D, Decimal
 
 from .atomic import write_atomic
 
-__all__ = ["FORMULA_PREFIXES", "csv_bytes", "neutralize", "sql_csv_line", "write_csv"]
+__all__ = ["FORMULA_PREFIXES", "csv_bytes", "neutralize", "sql_csv_line", "sql_neutralized", "write_csv"]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # a formula start right after a line break inside a cell (CR and LF are not in the class: a
@@ -91,6 +91,15 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]
     write_atomic(Path(path), data)
 
 
+def sql_neutralized(expr: str) -> str:
+    """DuckDB SQL for :func:`neutralize` of a text ``expr``: the cell before quoting, which is
+    what a CSV reader gives back (a reader matches a cell it read against it)."""
+    prefixes = ", ".join(f"chr({ord(p)})" for p in FORMULA_PREFIXES)
+    first = f"CASE WHEN left({expr}, 1) IN ({prefixes}) THEN chr(39) || {expr} ELSE coalesce({expr}, '') END"
+    breaks = f"contains({expr}, chr(10)) OR contains({expr}, chr(13))"
+    return f"CASE WHEN {breaks} THEN regexp_replace({first}, '{AFTER_BREAK_PATTERN}', '\\1''\\2', 'g') ELSE {first} END"
+
+
 def _sql_cell(expr: str, kind: str) -> str:
     """DuckDB SQL for one cell exactly as :func:`csv_bytes` writes it (``kind``: text,
     integer, or decimal: a DECIMAL with scale > 0, written like ``Decimal.normalize()``)."""
@@ -101,10 +110,8 @@ def _sql_cell(expr: str, kind: str) -> str:
         return f"coalesce(CASE WHEN contains({text}, '.') THEN rtrim(rtrim({text}, '0'), '.') ELSE {text} END, '')"
     if kind != "text":
         raise ValueError(f"unknown cell kind {kind!r}")
-    prefixes = ", ".join(f"chr({ord(p)})" for p in FORMULA_PREFIXES)
-    first = f"CASE WHEN left({expr}, 1) IN ({prefixes}) THEN chr(39) || {expr} ELSE coalesce({expr}, '') END"
+    cell = sql_neutralized(expr)
     breaks = f"contains({expr}, chr(10)) OR contains({expr}, chr(13))"
-    cell = f"CASE WHEN {breaks} THEN regexp_replace({first}, '{AFTER_BREAK_PATTERN}', '\\1''\\2', 'g') ELSE {first} END"
     # quote(): a cell holding ',', '"', CR or LF is quoted
     special = f"contains({cell}, ',') OR contains({cell}, '\"') OR {breaks}"
     return f"CASE WHEN {special} THEN '\"' || replace({cell}, '\"', '\"\"') || '\"' ELSE {cell} END"
