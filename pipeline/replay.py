@@ -145,6 +145,13 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         "AND ($account IS NULL OR account_id = $account)",
         "INSERT INTO statement_credits BY NAME SELECT * FROM live.statement_credits "
         "WHERE statement_number IN (SELECT statement_number FROM statements)",
+        # layout 8 on: the detail CSVs that say what was billed of a period adjusted since (its
+        # own statement's, and those of statements listing the requests behind its adjustments)
+        "INSERT INTO statement_files BY NAME SELECT f.* FROM live.statement_files f "
+        "JOIN statements s USING (statement_number) WHERE f.kind = 'detail_csv' AND (EXISTS ("
+        " SELECT 1 FROM live.statement_issued_lines l JOIN live.statements m USING (statement_number)"
+        " WHERE l.kind = 'adjustment' AND m.account_id = s.account_id AND l.original_period = s.period)"
+        " OR s.statement_number IN (SELECT statement_number FROM statement_issued_lines WHERE kind = 'adjustment'))",
     ):
         con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement} or None)
     if table_exists(con, "credit_notes", "live"):  # 017 on: what they credited bounds adjustments (layout 5)
@@ -234,7 +241,7 @@ def _reproduce(
             doc = statements.build_document(con, account_id, period, lines, number, issue_date, layout_version=layout)
             produced = {
                 "lines_csv": statements.lines_csv(doc, due.get(account_id, []), names),
-                "detail_csv": statements.detail_csv(con, account_id, period),
+                "detail_csv": statements.detail_csv(con, account_id, period, layout, lines),
                 "html": _render_html(doc).encode("utf-8"),
             }
             for kind, data in produced.items():

@@ -41,6 +41,7 @@ from reports.atomic import write_atomic
 from reports.credit_model import CreditSummary
 from reports.csvsafe import csv_bytes, sql_csv_line
 from reports.statement_model import (
+    ADJUSTMENT_DETAIL_FROM,
     LAYOUT_VERSION,
     PREPAID_ROW_FROM,
     AdjustmentLine,
@@ -95,6 +96,17 @@ _DETAIL_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("charge_usd", "charge_total", "decimal"),
 )
 DETAIL_HEADER = tuple(header for header, _, _ in _DETAIL_COLUMNS)
+# layout 8 on: every row says what it is: `usage` of the period, or `adjustment` of an issued
+# period (original_period), `change` added / removed / billed_before, and `billed_on` the
+# statement that billed what a removed or billed_before row takes back (docs/invoicing.md)
+_DETAIL_COLUMNS_8: tuple[tuple[str, str, str], ...] = (
+    ("kind", "kind", "text"),
+    ("original_period", "original_period", "text"),
+    ("change", "change", "text"),
+    *_DETAIL_COLUMNS,
+    ("billed_on", "billed_on", "text"),
+)
+DETAIL_HEADER_8 = tuple(header for header, _, _ in _DETAIL_COLUMNS_8)
 PARALLEL_FROM = 8  # render in a process pool from this many statements on
 #: The render workers' garbage-collector thresholds (issue 14): WeasyPrint allocates some 10^5
 #: objects per statement, and Python's default (700) ran a collection every few hundred of
@@ -395,18 +407,66 @@ _DETAIL_QUERY = (
     f"SELECT account_id, {sql_csv_line(_DETAIL_CELLS)} FROM rated_attempts "
     f"WHERE {_ACCOUNT} AND outcome = 'billed' ORDER BY account_id, ts, request_id, event_id"
 )
+_DETAIL_CELLS_8 = tuple((cell, kind) for _, cell, kind in _DETAIL_COLUMNS_8)
+_DETAIL_ROWS_8 = (
+    "SELECT account_id, 'usage' AS kind, period AS original_period, CAST(NULL AS VARCHAR) AS change, "
+    "CAST(NULL AS VARCHAR) AS billed_on, request_id, event_id, attempt, ts, model, status, usage_source, "
+    "input_uncached_tokens, input_cached_tokens, output_tokens, reasoning_tokens, image_tokens, price_version, "
+    "unit_price_input_uncached, unit_price_input_cached, unit_price_output, "
+    "CAST(charge_total AS DECIMAL(38,20)) AS charge_total, 0 AS part, 0 AS change_order, "
+    "CAST(NULL AS VARCHAR) AS token_class "
+    f"FROM rated_attempts WHERE {_ACCOUNT} AND outcome = 'billed'"
+)
+_DETAIL_ADJUSTMENT_ROWS_8 = (
+    "SELECT account_id, 'adjustment', original_period, change, billed_on, request_id, event_id, attempt, ts, model, "
+    "status, usage_source, input_uncached_tokens, input_cached_tokens, output_tokens, reasoning_tokens, "
+    "image_tokens, price_version, unit_price_input_uncached, unit_price_input_cached, unit_price_output, charge, 1, "
+    "CASE change WHEN 'removed' THEN 1 WHEN 'added' THEN 2 ELSE 3 END, token_class "
+    "FROM adjustment_detail_rows WHERE $a IS NULL OR account_id = $a"
+)
+_DETAIL_ORDER_8 = (
+    "ORDER BY account_id, part, original_period, change_order, ts, request_id, event_id, billed_on, model, "
+    "CASE token_class WHEN 'input_uncached' THEN 1 WHEN 'input_cached' THEN 2 ELSE 3 END, price_version"
+)
 DETAIL_CHUNK_ROWS = 65536
 
 
-def _detail_bytes(lines: Sequence[str]) -> bytes:
-    return csv_bytes(DETAIL_HEADER, []) + "".join(line + "\n" for line in lines).encode("utf-8")
+def _detail_bytes(lines: Sequence[str], layout_version: int = 1) -> bytes:
+    header = DETAIL_HEADER_8 if layout_version >= ADJUSTMENT_DETAIL_FROM else DETAIL_HEADER
+    return csv_bytes(header, []) + "".join(line + "\n" for line in lines).encode("utf-8")
 
 
-def detail_csvs(con: duckdb.DuckDBPyConnection, period: str, account_id: str | None = None) -> dict[str, bytes]:
+def detail_csvs(
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    account_id: str | None = None,
+    layout_version: int = LAYOUT_VERSION,
+    due: dict[str, list[DueLine]] | None = None,
+) -> dict[str, bytes]:
     """Per-request usage of the period's billed attempts, for customers to reconcile: one CSV
     per account (every account's, or only ``account_id``'s). DuckDB writes the lines (on
-    every core; 10M rows cell by cell in Python took 150 s), read a chunk at a time."""
-    cursor = con.execute(_DETAIL_QUERY, {"p": period, "a": account_id})
+    every core; 10M rows cell by cell in Python took 150 s), read a chunk at a time.
+
+    Layout 8 on, after them the rows behind each prior-period adjustment of ``due`` (the
+    statements' lines due), pipeline/adjustment_detail.py."""
+    if layout_version < ADJUSTMENT_DETAIL_FROM:
+        cursor = con.execute(_DETAIL_QUERY, {"p": period, "a": account_id})
+    else:
+        from pipeline import adjustment_detail
+
+        pairs = {
+            (a, ln.original_period)
+            for a, lines in (due or {}).items()
+            if account_id is None or a == account_id
+            for ln in lines
+            if ln.kind == "adjustment"
+        }
+        adjustment_detail.build(con, period, pairs)
+        cursor = con.execute(
+            f"SELECT account_id, {sql_csv_line(_DETAIL_CELLS_8)} FROM ({_DETAIL_ROWS_8} UNION ALL "
+            f"{_DETAIL_ADJUSTMENT_ROWS_8}) {_DETAIL_ORDER_8}",
+            {"p": period, "a": account_id},
+        )
     result: dict[str, bytes] = {}
     current: str | None = None
     lines: list[str] = []
@@ -414,17 +474,25 @@ def detail_csvs(con: duckdb.DuckDBPyConnection, period: str, account_id: str | N
         for account, line in chunk:
             if account != current:
                 if current is not None:
-                    result[current] = _detail_bytes(lines)
+                    result[current] = _detail_bytes(lines, layout_version)
                 current, lines = account, []
             lines.append(line)
     if current is not None:
-        result[current] = _detail_bytes(lines)
+        result[current] = _detail_bytes(lines, layout_version)
     return result
 
 
-def detail_csv(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> bytes:
-    """The per-request usage CSV of one account (header only when nothing was billed)."""
-    return detail_csvs(con, period, account_id).get(account_id) or _detail_bytes([])
+def detail_csv(
+    con: duckdb.DuckDBPyConnection,
+    account_id: str,
+    period: str,
+    layout_version: int = LAYOUT_VERSION,
+    lines: Sequence[DueLine] = (),
+) -> bytes:
+    """The per-request usage CSV of one account (header only when nothing was billed);
+    ``lines``: its statement's lines due (layout 8 on: the adjustments it lists the requests of)."""
+    found = detail_csvs(con, period, account_id, layout_version, {account_id: list(lines)})
+    return found.get(account_id) or _detail_bytes([], layout_version)
 
 
 def _render(doc: StatementDocument) -> tuple[bytes, bytes]:
@@ -506,7 +574,7 @@ def prepare(
     with _renderer(len(docs)) as render:
         rendered = render(docs)
         with step("csv"):
-            details = detail_csvs(con, period, only) if docs else {}
+            details = detail_csvs(con, period, only, layout_version, due) if docs else {}
             csvs = [(lines_csv(doc, due[doc.account_id], ctx.names), details.get(doc.account_id)) for doc in docs]
         with step("render_wait"), console.current().progress("render statements", len(docs)) as advance:
             pages = []
@@ -520,7 +588,7 @@ def prepare(
             "pdf": (f"{stem}.pdf", pdf),
             "html": (f"{stem}.html", html),
             "lines_csv": (f"{stem}-lines.csv", lines_data),
-            "detail_csv": (f"{stem}-detail.csv", detail_data or _detail_bytes([])),
+            "detail_csv": (f"{stem}-detail.csv", detail_data or _detail_bytes([], layout_version)),
         }
         result.append(StatementFiles(doc.account_id, doc.statement_number, doc, files))
     return result

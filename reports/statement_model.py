@@ -96,7 +96,10 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: period is refunded in money and what prepaid credit paid is restored to prepaid credit (the
 #: line says "$X of it restored to prepaid credit", the totals and the lines CSV have a row for
 #: it, and it carries no tax), where 1-6 gave all of it back in money and tax.
-LAYOUT_VERSION = 7
+#: 8: printed as 7; the detail CSV lists the requests behind each prior-period adjustment (rows
+#: of kind ``adjustment``: the attempts billed since the period was issued, those no longer
+#: billed, pipeline/adjustment_detail.py), so its rows add up to the adjustment lines.
+LAYOUT_VERSION = 8
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -118,6 +121,8 @@ ZERO_ROW_TOKENS_FROM = 5
 LINES_BY_UNIT_PRICE_FROM = 6
 # the first whose negative adjustments restore to prepaid credit the part prepaid credit paid
 RESTORES_PREPAID_CREDIT_FROM = 7
+# the first whose detail CSV lists the requests behind each adjustment
+ADJUSTMENT_DETAIL_FROM = 8
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 

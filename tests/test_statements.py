@@ -463,7 +463,8 @@ def test_detail_csv_with_line_breaks_in_ids_starts_no_row_with_a_formula(billing
     for cell in cells:
         for piece in cell.replace("\r\n", "\n").replace("\r", "\n").split("\n")[1:]:
             assert piece[:1] not in ("=", "+", "-", "@", "\t"), cell
-    by_event = {r[1]: r[0] for r in rows[1:]}
+    event, request = rows[0].index("event_id"), rows[0].index("request_id")
+    by_event = {r[event]: r[request] for r in rows[1:]}
     assert by_event["e-cr"] == "r\r'=1+1" and by_event["e-crlf"] == "r\r\n'-3"
     # a reader that splits physical lines itself sees no formula either
     for line in data.decode().replace("\r\n", "\n").replace("\r", "\n").split("\n"):

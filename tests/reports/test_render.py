@@ -47,8 +47,9 @@ def statement_pdf(tmp_path_factory):
         (5, GOLDEN.with_name("statement-layout-5.html")),  # printed as 4; adjustments net of credit notes
         (6, GOLDEN.with_name("statement-layout-6.html")),  # printed as 5; lines merged across versions
         (7, GOLDEN.with_name("statement-layout-7.html")),  # printed as 6; credit restored by adjustments
+        (8, GOLDEN.with_name("statement-layout-8.html")),  # printed as 7; adjustments' requests in the detail CSV
     ],
-    ids=["layout-1", "layout-2", "layout-3", "layout-4", "layout-5", "layout-6", "layout-7"],
+    ids=["layout-1", "layout-2", "layout-3", "layout-4", "layout-5", "layout-6", "layout-7", "layout-8"],
 )
 def test_html_matches_golden_file(layout: int, golden: Path):
     """Regenerate the current layout's file after an intended change: UPDATE_GOLDEN=1 pytest

@@ -1,0 +1,157 @@
+"""Statement layout 8: the requests behind each prior-period adjustment (SPEC section 4: the
+per-request detail CSV is for customers to reconcile; R10: late records become adjustments).
+
+An adjustment line is the tokens an issued period's line holds now less every token already
+issued for it (sql/statement_lines_due.sql). The attempts that make up that difference are
+found against what the issued files say was billed, the one record that never changes:
+
+* the **baseline** of (account, period): the attempts its own statement's detail CSV lists
+  (every layout wrote one), plus those later layout-8 statements listed as ``added`` to it,
+  less those they listed as ``removed``, statement by statement in issue order;
+* ``added``: attempts of the period billed now and not in the baseline (a late request, a
+  late retry that supersedes an attempt, a held attempt whose account now exists);
+* ``removed``: attempts in the baseline not billed now (superseded by a late retry): their
+  tokens and charge as billed (R10 kept their prices), negated;
+* ``billed_before``: an adjustment line of the period issued on a statement of layout 4-7,
+  which listed no requests: its tokens and their exact charge, negated, one row per line.
+
+So, per adjusted period, model, token class and unit price, the rows' tokens are the line's
+tokens and their exact charges sum to its tokens x unit price, which the line rounds half-up.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+
+from reports.csvsafe import sql_neutralized
+from reports.statement_model import ADJUSTMENT_DETAIL_FROM
+
+ROWS = "adjustment_detail_rows"  # temp table: one row per attempt (or earlier line) behind the adjustments
+_PAIRS = "adjustment_pairs"
+_BASELINE = "adjustment_baseline"
+CHANGES = ("removed", "added", "billed_before")  # the order rows are listed in, per adjusted period
+
+
+def _charge(tokens: str, price: str) -> str:
+    """One class's exact charge, as rate.sql computes it."""
+    return (
+        f"CAST(CAST(CAST({tokens} AS DECIMAL(12,0)) * coalesce({price}, 0) AS DECIMAL(36,14))"
+        " * CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20))"
+    )
+
+
+def _read_detail(con: duckdb.DuckDBPyConnection, content: bytes, folder: Path) -> str:
+    """A temp table of an issued detail CSV's cells (text, as written), from its stored bytes."""
+    path = folder / "detail.csv"
+    path.write_bytes(content)
+    name = "issued_detail"
+    header = content.split(b"\n", 1)[0].decode("utf-8").split(",")  # plain names, never quoted
+    columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in header) + "}"
+    source = str(path).replace("'", "''")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_csv('{source}', header = true, delim = ',', "
+        f"quote = '\"', escape = '\"', auto_detect = false, columns = {columns})"
+    )
+    return name
+
+
+def build(con: duckdb.DuckDBPyConnection, period: str, pairs: Iterable[tuple[str, str]]) -> None:
+    """Fill the temp table ``adjustment_detail_rows`` with the rows behind the adjustments of a
+    statement of ``period`` for each (account, adjusted period) of ``pairs``."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_PAIRS} (account_id VARCHAR, original_period VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_BASELINE} (account_id VARCHAR, original_period VARCHAR, "
+        "event_cell VARCHAR, billed_on VARCHAR)"
+    )
+    pairs = sorted(set(pairs))
+    if pairs:
+        con.executemany(f"INSERT INTO {_PAIRS} VALUES (?, ?)", pairs)
+    with tempfile.TemporaryDirectory(prefix="infergate-detail-") as tmp:
+        for account, origin in pairs:
+            _baseline(con, period, account, origin, Path(tmp))
+    tokens = ("input_uncached_tokens", "input_cached_tokens", "output_tokens", "reasoning_tokens", "image_tokens")
+    removed_charge = " + ".join(
+        _charge(f"r.{t}", f"r.unit_price_{c}")
+        for t, c in zip(tokens[:3], ("input_uncached", "input_cached", "output"), strict=True)
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {ROWS} AS
+        WITH now AS (
+            SELECT r.* FROM rated_attempts r
+            JOIN {_PAIRS} p ON p.account_id = r.account_id AND p.original_period = r.period
+            WHERE r.outcome = 'billed'
+        )
+        SELECT n.account_id, n.period AS original_period, 'added' AS change, CAST(NULL AS VARCHAR) AS billed_on,
+               n.request_id, n.event_id, n.attempt, n.ts, n.model, n.status, n.usage_source,
+               {", ".join(f"n.{t}" for t in tokens)}, n.price_version,
+               n.unit_price_input_uncached, n.unit_price_input_cached, n.unit_price_output,
+               CAST(n.charge_total AS DECIMAL(38,20)) AS charge, CAST(NULL AS VARCHAR) AS token_class
+        FROM now n
+        WHERE NOT EXISTS (SELECT 1 FROM {_BASELINE} b WHERE b.account_id = n.account_id
+                          AND b.original_period = n.period AND b.event_cell = {sql_neutralized("n.event_id")})
+        UNION ALL
+        SELECT r.account_id, r.period, 'removed', b.billed_on,
+               r.request_id, r.event_id, r.attempt, r.ts, r.model, r.status, r.usage_source,
+               {", ".join(f"-r.{t}" for t in tokens)}, r.price_version,
+               r.unit_price_input_uncached, r.unit_price_input_cached, r.unit_price_output,
+               CAST(-({removed_charge}) AS DECIMAL(38,20)), NULL
+        FROM {_BASELINE} b
+        JOIN rated_attempts r ON r.account_id = b.account_id AND r.period = b.original_period
+         AND {sql_neutralized("r.event_id")} = b.event_cell
+        WHERE r.outcome <> 'billed'
+        UNION ALL
+        SELECT s.account_id, l.original_period, 'billed_before', l.statement_number,
+               NULL, NULL, NULL, NULL, l.model, NULL, NULL,
+               CASE WHEN l.token_class = 'input_uncached' THEN -l.quantity_tokens ELSE 0 END,
+               CASE WHEN l.token_class = 'input_cached' THEN -l.quantity_tokens ELSE 0 END,
+               CASE WHEN l.token_class = 'output' THEN -l.quantity_tokens ELSE 0 END,
+               0, 0, l.price_version,
+               CASE WHEN l.token_class = 'input_uncached' THEN l.unit_price_per_1m END,
+               CASE WHEN l.token_class = 'input_cached' THEN l.unit_price_per_1m END,
+               CASE WHEN l.token_class = 'output' THEN l.unit_price_per_1m END,
+               CAST(-{_charge("l.quantity_tokens", "l.unit_price_per_1m")} AS DECIMAL(38,20)), l.token_class
+        FROM statement_issued_lines l
+        JOIN statements s USING (statement_number)
+        JOIN {_PAIRS} p ON p.account_id = s.account_id AND p.original_period = l.original_period
+        WHERE l.kind = 'adjustment' AND s.period < $period AND coalesce(s.layout_version, 1) < {ADJUSTMENT_DETAIL_FROM}
+        """,
+        {"period": period},
+    )
+
+
+def _baseline(con: duckdb.DuckDBPyConnection, period: str, account: str, origin: str, folder: Path) -> None:
+    """What the issued files say is billed of ``origin`` for ``account`` (module docstring)."""
+    issued = con.execute(
+        "SELECT s.statement_number, s.period, coalesce(s.layout_version, 1), f.content FROM statements s "
+        "JOIN statement_files f ON f.statement_number = s.statement_number AND f.kind = 'detail_csv' "
+        "WHERE s.account_id = $a AND s.period < $p AND (s.period = $o OR (s.period > $o "
+        f" AND coalesce(s.layout_version, 1) >= {ADJUSTMENT_DETAIL_FROM} AND s.statement_number IN ("
+        "  SELECT statement_number FROM statement_issued_lines WHERE kind = 'adjustment' AND original_period = $o)))"
+        " ORDER BY s.period, s.sequence_no",
+        {"a": account, "p": period, "o": origin},
+    ).fetchall()
+    params = {"a": account, "o": origin}
+    for number, statement_period, layout, content in issued:
+        table = _read_detail(con, bytes(content), folder)
+        event = "event_id"  # the cell as written (neutralized), matched against sql_neutralized(event_id)
+        if statement_period == origin:  # the period's own statement: every row is its usage
+            kind = "kind = 'usage'" if layout >= ADJUSTMENT_DETAIL_FROM else "TRUE"
+            con.execute(
+                f"INSERT INTO {_BASELINE} SELECT $a, $o, {event}, $n FROM {table} WHERE {kind}",
+                params | {"n": number},
+            )
+            continue
+        rows = f"FROM {table} WHERE kind = 'adjustment' AND original_period = $o"
+        con.execute(
+            f"INSERT INTO {_BASELINE} SELECT $a, $o, {event}, $n {rows} AND change = 'added'", params | {"n": number}
+        )
+        con.execute(
+            f"DELETE FROM {_BASELINE} WHERE account_id = $a AND original_period = $o AND event_cell IN "
+            f"(SELECT {event} {rows} AND change = 'removed')",
+            params,
+        )

@@ -1,0 +1,172 @@
+"""Statement layout 8: the detail CSV lists the requests behind each prior-period adjustment.
+
+acct_plain, openai/gpt-5.5 at its list price: input 7.5/1M, output 45/1M. November, issued
+on 2026-12-01 (IG-2026-11-000001):
+
+    r1 attempt 1 (a1)  400,000 input, 100,000 output   3.00 + 4.50 = 7.50
+    r2 attempt 1 (b1)    1,000 input,      10 output   0.0075 + 0.00045
+
+December's file brings two late November records: a retry of r1 (a2: 400,000 input, 60,000
+output), which supersedes a1, and a new request r3 (c1: 123,457 input, 3,333 output).
+December's adjustment lines for November:
+
+    input   +400,000 - 400,000 + 123,457 = +123,457 x 7.5/1M = 0.9259275 -> +0.93
+    output   +60,000 - 100,000 +   3,333 =  -36,667 x 45/1M  = -1.650015 -> -1.65
+
+and the detail CSV's adjustment rows: a1 removed (-400,000, -100,000, -7.5, billed on
+IG-2026-11-000001), a2 added (5.7 = 3.00 + 2.70), c1 added (0.9259275 + 0.149985 =
+1.0759125): their charges sum to -0.7240875, the two lines' tokens x unit price exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pipeline import jobs, replay, statements
+from reports.statement_model import LAYOUT_VERSION
+from tests.conftest import Billing, record, usage
+
+NOVEMBER = "IG-2026-11-000001"
+DECEMBER = "IG-2026-12-000002"
+
+
+def _detail(out: Path, period: str, number: str) -> list[dict[str, str]]:
+    text = (out / "statements" / period / f"{number}-detail.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _lines(out: Path, period: str, number: str) -> list[dict[str, str]]:
+    text = (out / "statements" / period / f"{number}-lines.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@pytest.fixture
+def late(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+    out = tmp_path / "out"
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="a1", request_id="r1", ts="2026-11-10T12:00:00Z", usage=usage(400_000, 100_000)),
+            record(event_id="b1", request_id="r2", ts="2026-11-12T12:00:00Z", usage=usage(1_000, 10)),
+        ],
+    )
+    billing.nightly()
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [
+            record(event_id="a2", request_id="r1", attempt=2, ts="2026-11-10T12:00:05Z", usage=usage(400_000, 60_000)),
+            record(event_id="c1", request_id="r3", ts="2026-11-28T09:30:00Z", usage=usage(123_457, 3_333)),
+            record(event_id="d1", request_id="r4", ts="2026-12-02T08:00:00Z", usage=usage(2_000, 200)),
+        ],
+    )
+    billing.nightly("2026-12-01")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    return billing, out
+
+
+def test_the_detail_csv_lists_the_requests_behind_an_adjustment_and_they_add_up(late: tuple[Billing, Path]) -> None:
+    billing, out = late
+    assert LAYOUT_VERSION >= 8
+    lines = [r for r in _lines(out, "2026-12", DECEMBER) if r["kind"] == "adjustment"]
+    assert [(r["original_period"], r["token_class"], r["quantity_tokens"], r["amount_usd"]) for r in lines] == [
+        ("2026-11", "input_uncached", "123457", "0.93"),
+        ("2026-11", "output", "-36667", "-1.65"),
+    ]
+    detail = _detail(out, "2026-12", DECEMBER)
+    # December's own request first, as before; then the adjustment's, removed before added
+    assert [(d["kind"], d["original_period"], d["change"], d["event_id"]) for d in detail] == [
+        ("usage", "2026-12", "", "d1"),
+        ("adjustment", "2026-11", "removed", "a1"),
+        ("adjustment", "2026-11", "added", "a2"),
+        ("adjustment", "2026-11", "added", "c1"),
+    ]
+    rows = [d for d in detail if d["kind"] == "adjustment"]
+    assert [
+        (d["request_id"], d["attempt"], d["input_uncached_tokens"], d["output_tokens"], d["charge_usd"], d["billed_on"])
+        for d in rows
+    ] == [
+        ("r1", "1", "-400000", "-100000", "-7.5", NOVEMBER),
+        ("r1", "2", "400000", "60000", "5.7", ""),
+        ("r3", "1", "123457", "3333", "1.0759125", ""),
+    ]
+    # the rows reconcile the lines: tokens per class, and their exact charge rounds to the line
+    assert sum(int(d["input_uncached_tokens"]) for d in rows) == 123_457
+    assert sum(int(d["output_tokens"]) for d in rows) == -36_667
+    exact = sum((Decimal(d["charge_usd"]) for d in rows), Decimal(0))
+    assert str(exact) == "-0.7240875"
+    assert exact.quantize(Decimal("0.01")) == sum((Decimal(r["amount_usd"]) for r in lines), Decimal(0))
+    # November's detail CSV (issued at this layout too) says what each row is
+    assert [(d["kind"], d["original_period"], d["event_id"]) for d in _detail(out, "2026-11", NOVEMBER)] == [
+        ("usage", "2026-11", "a1"),
+        ("usage", "2026-11", "b1"),
+    ]
+    # and replay re-issues both months byte for byte
+    for period in ("2026-11", "2026-12"):
+        report = replay.replay_period(billing.settings, period, out / "replay")
+        assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
+
+
+def test_a_later_adjustment_lists_only_what_changed_since_the_last_statement(late: tuple[Billing, Path]) -> None:
+    """January: one more late November request (e1, 10,000 input x 7.5/1M = 0.075 -> 0.08).
+    December listed a1, a2 and c1; January lists e1 alone and adds up to its own line."""
+    billing, out = late
+    billing.log(
+        "requests-2027-01-02.jsonl",
+        [record(event_id="e1", request_id="r5", ts="2026-11-29T10:00:00Z", usage=usage(10_000, 0))],
+    )
+    billing.nightly("2027-01-02")
+    result = jobs.run_statements(billing.settings, "2027-01", out, finalize=True, issue_date=date(2027, 2, 1))
+    (number,) = [st.number for st in result.statements]
+    assert number is not None
+    adjustments = [r for r in _lines(out, "2027-01", number) if r["kind"] == "adjustment"]
+    assert [(r["token_class"], r["quantity_tokens"], r["amount_usd"]) for r in adjustments] == [
+        ("input_uncached", "10000", "0.08")
+    ]
+    detail = _detail(out, "2027-01", number)
+    assert [(d["kind"], d["change"], d["event_id"], d["charge_usd"]) for d in detail] == [
+        ("adjustment", "added", "e1", "0.075")
+    ]
+    report = replay.replay_period(billing.settings, "2027-01", out / "replay")
+    assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
+
+
+def test_a_statement_of_layout_7_keeps_its_detail_csv(late: tuple[Billing, Path]) -> None:
+    """Replays re-issue a layout 7 statement's detail CSV as it was: the period's requests only."""
+    billing, _ = late
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        due = statements.due_lines(con, "2026-12", "acct_plain", 7)
+        data = statements.detail_csv(con, "acct_plain", "2026-12", 7, due["acct_plain"])
+    finally:
+        con.close()
+    assert data.decode("utf-8").splitlines()[0] == ",".join(statements.DETAIL_HEADER)
+    assert [r["event_id"] for r in csv.DictReader(io.StringIO(data.decode("utf-8")))] == ["d1"]
+
+
+def test_requests_with_formula_and_line_break_ids_are_recognised_as_issued(billing: Billing, tmp_path: Path) -> None:
+    """November's detail CSV wrote these ids neutralized and quoted ("'=1+1", a CR inside a
+    cell); read back, they are the attempts November billed, not late ones: December's
+    adjustment lists the late request alone (1,000 input x 7.5/1M + 100 output x 45/1M)."""
+    hostile = {"=e\r=1+1": "r\r=1+1", "+e\n+2": 'r,"x"\r@SUM(A1)', "-e\r\n-3": "r\r\n-3", "'=e": "plain"}
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [record(event_id=k, request_id=v, usage=usage(1000, 100)) for k, v in hostile.items()],
+    )
+    billing.nightly()
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log("requests-2026-12-01.jsonl", [record(event_id="late", ts="2026-11-28T00:00:00Z")])
+    billing.nightly("2026-12-01")
+    result = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    (st,) = result.statements
+    assert st.number is not None
+    assert [(d["change"], d["event_id"], d["charge_usd"]) for d in _detail(out, "2026-12", st.number)] == [
+        ("added", "late", "0.012")
+    ]
