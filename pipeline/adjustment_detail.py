@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from reports.csvsafe import sql_neutralized
-from reports.statement_model import ADJUSTMENT_DETAIL_FROM
+from reports.statement_model import ADJUSTMENT_DETAIL_FROM, LINES_BY_UNIT_PRICE_FROM, VERSION_SEPARATOR
 
 ROWS = "adjustment_detail_rows"  # temp table: one row per attempt (or earlier line) behind the adjustments
 _PAIRS = "adjustment_pairs"
@@ -155,3 +155,34 @@ def _baseline(con: duckdb.DuckDBPyConnection, period: str, account: str, origin:
             f"(SELECT {event} {rows} AND change = 'removed')",
             params,
         )
+
+
+def line_versions(con: duckdb.DuckDBPyConnection, account: str, origin: str) -> dict[tuple[str, str, object], set[str]]:
+    """Per (model, token class, unit price) of an adjusted period: the price versions whose
+    added and removed attempts' tokens of that class do not cancel out, i.e. the versions that
+    priced the tokens an adjustment line sums (``build`` first)."""
+    result: dict[tuple[str, str, object], set[str]] = {}
+    for klass in ("input_uncached", "input_cached", "output"):
+        for model, price, version in con.execute(
+            f"SELECT model, unit_price_{klass}, price_version FROM {ROWS} "
+            "WHERE account_id = $a AND original_period = $o AND change IN ('added', 'removed') "
+            f"GROUP BY ALL HAVING sum({klass}_tokens) <> 0",
+            {"a": account, "o": origin},
+        ).fetchall():
+            result.setdefault((model, klass, price), set()).add(version)
+    return result
+
+
+def split_periods(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
+    """(account, period) whose lines were issued per price version (a statement of layout 1-5
+    issued or adjusted them): their adjustment lines are one per version."""
+    return set(
+        con.execute(
+            "SELECT DISTINCT s.account_id, l.original_period FROM statement_issued_lines l JOIN statements s "
+            f"USING (statement_number) WHERE coalesce(s.layout_version, 1) < {LINES_BY_UNIT_PRICE_FROM}"
+        ).fetchall()
+    )
+
+
+def versions_field(versions: Iterable[str]) -> str:
+    return VERSION_SEPARATOR.join(sorted(set(versions)))

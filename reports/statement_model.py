@@ -98,7 +98,9 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: it, and it carries no tax), where 1-6 gave all of it back in money and tax.
 #: 8: printed as 7; the detail CSV lists the requests behind each prior-period adjustment (rows
 #: of kind ``adjustment``: the attempts billed since the period was issued, those no longer
-#: billed, pipeline/adjustment_detail.py), so its rows add up to the adjustment lines.
+#: billed, pipeline/adjustment_detail.py), so its rows add up to the adjustment lines, and an
+#: adjustment line's "(prices ...)" names the versions that priced its own tokens, where 6-7
+#: named every version of the period's line now (one that priced none of the late usage too).
 LAYOUT_VERSION = 8
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -121,7 +123,8 @@ ZERO_ROW_TOKENS_FROM = 5
 LINES_BY_UNIT_PRICE_FROM = 6
 # the first whose negative adjustments restore to prepaid credit the part prepaid credit paid
 RESTORES_PREPAID_CREDIT_FROM = 7
-# the first whose detail CSV lists the requests behind each adjustment
+# the first whose detail CSV lists the requests behind each adjustment, and whose adjustment
+# lines name only the price versions that priced their own tokens
 ADJUSTMENT_DETAIL_FROM = 8
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 

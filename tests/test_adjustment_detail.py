@@ -1,4 +1,5 @@
-"""Statement layout 8: the detail CSV lists the requests behind each prior-period adjustment.
+"""Statement layout 8: the detail CSV lists the requests behind each prior-period adjustment,
+and an adjustment line names the price versions that priced its own tokens.
 
 acct_plain, openai/gpt-5.5 at its list price: input 7.5/1M, output 45/1M. November, issued
 on 2026-12-01 (IG-2026-11-000001):
@@ -31,6 +32,7 @@ import pytest
 from pipeline import jobs, replay, statements
 from reports.statement_model import LAYOUT_VERSION
 from tests.conftest import Billing, record, usage
+from tests.test_lines_by_unit_price import _two_versions
 
 NOVEMBER = "IG-2026-11-000001"
 DECEMBER = "IG-2026-12-000002"
@@ -148,6 +150,71 @@ def test_a_statement_of_layout_7_keeps_its_detail_csv(late: tuple[Billing, Path]
         con.close()
     assert data.decode("utf-8").splitlines()[0] == ",".join(statements.DETAIL_HEADER)
     assert [r["event_id"] for r in csv.DictReader(io.StringIO(data.decode("utf-8")))] == ["d1"]
+
+
+def _due_versions(billing: Billing, layout: int) -> list[tuple[str, str, int]]:
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        lines = statements.due_lines(con, "2026-12", "acct_plain", layout).get("acct_plain", [])
+    finally:
+        con.close()
+    return [(ln.token_class, ln.price_version, ln.quantity_tokens) for ln in lines if ln.kind == "adjustment"]
+
+
+def test_an_adjustment_names_only_the_versions_that_priced_its_tokens(billing: Billing, tmp_path: Path) -> None:
+    """Version 2026-11-15 reprices only gpt-5.5-pro: gpt-5.5 costs 7.5/45 per 1M in both, so
+    November's lines are one per class, "prices 2026-11-01, 2026-11-15". A late request of the
+    25th (2026-11-15 only) is +2,000 input (0.015 -> 0.02) and +100 output (0.0045 -> 0.00):
+    layout 7 named both versions, though 2026-11-01 priced none of its tokens; layout 8 names
+    2026-11-15, and the statement lists only that version."""
+    _two_versions(billing, tmp_path)
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="v1", request_id="q1", ts="2026-11-10T12:00:00Z", usage=usage(600, 100)),
+            record(event_id="v2", request_id="q2", ts="2026-11-20T12:00:00Z", usage=usage(600, 100)),
+        ],
+    )
+    billing.nightly()
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="late", ts="2026-11-25T10:00:00Z", usage=usage(2000, 100))],
+    )
+    billing.nightly("2026-12-01")
+    both = "2026-11-01;2026-11-15"
+    assert _due_versions(billing, 7) == [("input_uncached", both, 2000), ("output", both, 100)]
+    assert _due_versions(billing, 8) == [("input_uncached", "2026-11-15", 2000), ("output", "2026-11-15", 100)]
+    result = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    (st,) = result.statements
+    texts = [adj.description for adj in st.document.adjustments]
+    assert texts == [
+        "Late usage for 2026-11: OpenAI GPT-5.5, input uncached, +2,000 tokens at $7.5/1M (prices 2026-11-15)",
+        "Late usage for 2026-11: OpenAI GPT-5.5, output, +100 tokens at $45/1M (prices 2026-11-15)",
+    ]
+    assert [r.version_id for r in st.document.price_versions] == ["2026-11-15"]
+
+
+def test_a_retry_across_versions_names_both(billing: Billing, tmp_path: Path) -> None:
+    """A request of the 14th (attempt 1, 2026-11-01: 600 input, 100 output) retried on the 15th
+    (attempt 2, 2026-11-15: 800 input, 100 output), the retry arriving late: the adjustment is
+    +200 input (-600 at 2026-11-01, +800 at 2026-11-15: both versions priced its tokens) and no
+    output line (-100 and +100 cancel out: no line at all)."""
+    _two_versions(billing, tmp_path)
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [record(event_id="w1", request_id="q1", ts="2026-11-14T23:59:59Z", usage=usage(600, 100))],
+    )
+    billing.nightly()
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="w2", request_id="q1", attempt=2, ts="2026-11-15T00:00:01Z", usage=usage(800, 100))],
+    )
+    billing.nightly("2026-12-01")
+    assert _due_versions(billing, 8) == [("input_uncached", "2026-11-01;2026-11-15", 200)]
 
 
 def test_requests_with_formula_and_line_break_ids_are_recognised_as_issued(billing: Billing, tmp_path: Path) -> None:

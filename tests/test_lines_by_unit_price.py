@@ -146,7 +146,9 @@ def test_the_draft_finance_summary_and_the_issued_statement_agree(split: Billing
 def test_late_usage_is_one_adjustment_per_unit_price(split: Billing, tmp_path: Path) -> None:
     """November issued as one line per class; 2,000 input and 100 output tokens arrive late on
     the 25th (version 2026-11-15). December's adjustment: +2,000 x 7.5/1M = 0.015 -> 0.02 and
-    +100 x 45/1M = 0.0045 -> 0.00, one line each (keyed by unit price, not split per version)."""
+    +100 x 45/1M = 0.0045 -> 0.00, one line each (keyed by unit price, not split per version).
+    Layouts 6-7 name the versions of the period's line; layout 8 those that priced the late
+    tokens (tests/test_adjustment_detail.py)."""
     out = tmp_path / "out"
     jobs.run_statements(split.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
     split.log(
@@ -154,9 +156,13 @@ def test_late_usage_is_one_adjustment_per_unit_price(split: Billing, tmp_path: P
         [record(event_id="late", ts="2026-11-25T10:00:00Z", usage=usage(2000, 100))],
     )
     split.nightly("2026-12-01")
-    assert _due(split, "2026-12") == [
+    assert _due(split, "2026-12", 7) == [
         ("adjustment", "input_uncached", BOTH, 2000, D("0.02"), D("0.00")),
         ("adjustment", "output", BOTH, 100, D("0.00"), D("0.00")),
+    ]
+    assert _due(split, "2026-12", 8) == [
+        ("adjustment", "input_uncached", "2026-11-15", 2000, D("0.02"), D("0.00")),
+        ("adjustment", "output", "2026-11-15", 100, D("0.00"), D("0.00")),
     ]
 
 
@@ -474,4 +480,8 @@ def test_a_merged_line_credited_then_found_smaller_is_not_refunded_twice(billing
         ],
     )
     billing.nightly("2026-12-03")
-    assert _due(billing, "2026-12") == [("adjustment", "input_uncached", BOTH, -90_000, D("0.00"), D("0.68"))]
+    assert _due(billing, "2026-12", 7) == [("adjustment", "input_uncached", BOTH, -90_000, D("0.00"), D("0.68"))]
+    # layout 8: the line names the version that priced the 90,000 tokens (both attempts: 2026-11-01)
+    assert _due(billing, "2026-12", 8) == [
+        ("adjustment", "input_uncached", "2026-11-01", -90_000, D("0.00"), D("0.68"))
+    ]
