@@ -185,28 +185,22 @@ def _own_versions(
     con: duckdb.DuckDBPyConnection, period: str, due: dict[str, list[DueLine]]
 ) -> dict[str, list[DueLine]]:
     """Layout 8 on: each adjustment line names the price versions that priced its own tokens
-    (the added and removed attempts behind it, pipeline/adjustment_detail.py), not every
-    version of the period's line now; a version whose tokens cancel out is not named. A line
-    of a period issued per version keeps its one version; a line no attempt explains (only
-    lines issued on a layout 4-7 statement behind it) keeps the versions of the period's line."""
-    from pipeline import adjustment_detail
+    (reports.adjustment_detail.own_versions), not every version of the period's line now."""
+    from reports import adjustment_detail
 
-    pairs = {(a, ln.original_period) for a, lines in due.items() for ln in lines if ln.kind == "adjustment"}
-    if not pairs:
+    keys = [
+        (a, ln.original_period, ln.model, ln.token_class, ln.unit_price_per_1m, ln.price_version)
+        for a, lines in due.items()
+        for ln in lines
+        if ln.kind == "adjustment"
+    ]
+    if not keys:
         return due
-    adjustment_detail.build(con, period, pairs)
-    split = adjustment_detail.split_periods(con)
-    versions = {pair: adjustment_detail.line_versions(con, *pair) for pair in sorted(pairs)}
-    result: dict[str, list[DueLine]] = {}
-    for account, lines in due.items():
-        result[account] = []
-        for ln in lines:
-            if ln.kind == "adjustment" and (account, ln.original_period) not in split:
-                own = versions[(account, ln.original_period)].get((ln.model, ln.token_class, ln.unit_price_per_1m))
-                if own:
-                    ln = replace(ln, price_version=adjustment_detail.versions_field(own))
-            result[account].append(ln)
-    return result
+    named = iter(adjustment_detail.own_versions(con, period, keys))
+    return {
+        a: [replace(ln, price_version=next(named)) if ln.kind == "adjustment" else ln for ln in lines]
+        for a, lines in due.items()
+    }
 
 
 def model_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -483,7 +477,7 @@ def detail_csvs(
     if layout_version < ADJUSTMENT_DETAIL_FROM:
         cursor = con.execute(_DETAIL_QUERY, {"p": period, "a": account_id})
     else:
-        from pipeline import adjustment_detail
+        from reports import adjustment_detail
 
         pairs = {
             (a, ln.original_period)

@@ -11,8 +11,9 @@ from core.db import sql_text
 from core.errors import EmptyPeriod
 from core.money import D, tax_on
 from core.period import Period
+from reports import adjustment_detail
 from reports.csvsafe import write_csv
-from reports.statement_model import due_parameters
+from reports.statement_model import ADJUSTMENT_DETAIL_FROM, LAYOUT_VERSION, due_parameters
 
 FINANCE_COLUMNS = (
     "account_id",
@@ -58,9 +59,31 @@ def finance_summary(con: duckdb.DuckDBPyConnection, period: str) -> list[tuple[o
     con.execute(
         "CREATE OR REPLACE TEMP TABLE due_lines AS " + sql_text("statement_lines_due.sql"), due_parameters(period)
     )
+    _own_versions(con, period)
     _open_credits(con, period)
     rows = con.execute(sql_text("finance_summary.sql"), {"period": period}).fetchall()
     return [_with_tax(tuple(row)) for row in rows]
+
+
+def _own_versions(con: duckdb.DuckDBPyConnection, period: str) -> None:
+    """Layout 8 on: an open period's adjustment lines name the versions that priced their own
+    tokens, as its draft statement does (reports.adjustment_detail.own_versions)."""
+    if LAYOUT_VERSION < ADJUSTMENT_DETAIL_FROM:
+        return
+    keys = con.execute(
+        "SELECT account_id, original_period, model, token_class, unit_price_per_1m, price_version FROM due_lines "
+        "WHERE kind = 'adjustment' ORDER BY ALL"
+    ).fetchall()
+    if not keys:
+        return
+    named = adjustment_detail.own_versions(con, period, keys)
+    changed = [(new, *key) for new, key in zip(named, keys, strict=True) if new != key[5]]
+    if changed:
+        con.executemany(
+            "UPDATE due_lines SET price_version = ? WHERE kind = 'adjustment' AND account_id = ? "
+            "AND original_period = ? AND model = ? AND token_class = ? AND unit_price_per_1m = ? AND price_version = ?",
+            changed,
+        )
 
 
 def _with_tax(row: tuple[object, ...]) -> tuple[object, ...]:

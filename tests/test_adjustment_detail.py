@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import jobs, replay, statements
+from reports.finance import finance_summary
 from reports.statement_model import LAYOUT_VERSION
 from tests.conftest import Billing, record, usage
 from tests.test_lines_by_unit_price import _two_versions
@@ -186,6 +187,12 @@ def test_an_adjustment_names_only_the_versions_that_priced_its_tokens(billing: B
     both = "2026-11-01;2026-11-15"
     assert _due_versions(billing, 7) == [("input_uncached", both, 2000), ("output", both, 100)]
     assert _due_versions(billing, 8) == [("input_uncached", "2026-11-15", 2000), ("output", "2026-11-15", 100)]
+    # the draft finance summary's price_versions agrees with the draft statement
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        assert [row[11] for row in finance_summary(con, "2026-12")] == ["2026-11-15"]
+    finally:
+        con.close()
     result = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
     (st,) = result.statements
     texts = [adj.description for adj in st.document.adjustments]
@@ -237,3 +244,64 @@ def test_requests_with_formula_and_line_break_ids_are_recognised_as_issued(billi
     assert [(d["change"], d["event_id"], d["charge_usd"]) for d in _detail(out, "2026-12", st.number)] == [
         ("added", "late", "0.012")
     ]
+
+
+def test_a_period_issued_with_layout_7_is_the_baseline_and_earlier_layout_7_lines_are_rows(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """The first layout 8 statements adjust periods issued before it. November issued with
+    layout 7 (a1, b1 as in the module docstring), December with layout 7 (a2 and c1 arrive:
+    +123,457 input 0.93, -36,667 output -1.65, no rows: layout 7 lists none), January with
+    layout 8 after e1 arrives (10,000 input, 0.075 -> 0.08). November's detail CSV (layout 7:
+    no kind column) is the baseline: a1 removed, a2, c1 and e1 added, and December's two lines
+    taken back as billed_before rows (-123,457 x 7.5/1M = -0.9259275, +36,667 x 45/1M =
+    1.650015), so the rows still add up to January's line: 10,000 tokens, 0.075."""
+    out = tmp_path / "out"
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="a1", request_id="r1", ts="2026-11-10T12:00:00Z", usage=usage(400_000, 100_000)),
+            record(event_id="b1", request_id="r2", ts="2026-11-12T12:00:00Z", usage=usage(1_000, 10)),
+        ],
+    )
+    billing.nightly()
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=7)
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [
+            record(event_id="a2", request_id="r1", attempt=2, ts="2026-11-10T12:00:05Z", usage=usage(400_000, 60_000)),
+            record(event_id="c1", request_id="r3", ts="2026-11-28T09:30:00Z", usage=usage(123_457, 3_333)),
+            record(event_id="d1", request_id="r4", ts="2026-12-02T08:00:00Z", usage=usage(2_000, 200)),
+        ],
+    )
+    billing.nightly("2026-12-01")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=7)
+    assert [d["event_id"] for d in _detail(out, "2026-12", DECEMBER)] == ["d1"]  # layout 7: its own requests
+    billing.log(
+        "requests-2027-01-02.jsonl",
+        [record(event_id="e1", request_id="r5", ts="2026-11-29T10:00:00Z", usage=usage(10_000, 0))],
+    )
+    billing.nightly("2027-01-02")
+    result = jobs.run_statements(billing.settings, "2027-01", out, finalize=True, issue_date=date(2027, 2, 1))
+    (st,) = result.statements
+    assert st.number is not None and st.document.layout_version == 8
+    assert [(a.amount, a.description.split("(")[-1]) for a in st.document.adjustments] == [
+        (Decimal("0.08"), "prices 2026-11-01)")
+    ]
+    rows = _detail(out, "2027-01", st.number)
+    assert [
+        (d["change"], d["event_id"], d["input_uncached_tokens"], d["output_tokens"], d["charge_usd"], d["billed_on"])
+        for d in rows
+    ] == [  # fmt: skip
+        ("removed", "a1", "-400000", "-100000", "-7.5", NOVEMBER),
+        ("added", "a2", "400000", "60000", "5.7", ""),
+        ("added", "c1", "123457", "3333", "1.0759125", ""),
+        ("added", "e1", "10000", "0", "0.075", ""),
+        ("billed_before", "", "-123457", "0", "-0.9259275", DECEMBER),
+        ("billed_before", "", "0", "36667", "1.650015", DECEMBER),
+    ]
+    assert sum(int(d["input_uncached_tokens"]) for d in rows) == 10_000
+    assert sum(int(d["output_tokens"]) for d in rows) == 0
+    assert str(sum((Decimal(d["charge_usd"]) for d in rows), Decimal(0))) == "0.0750000"
+    report = replay.replay_period(billing.settings, "2027-01", out / "replay")
+    assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]

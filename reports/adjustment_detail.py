@@ -22,7 +22,8 @@ tokens and their exact charges sum to its tokens x unit price, which the line ro
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -155,6 +156,28 @@ def _baseline(con: duckdb.DuckDBPyConnection, period: str, account: str, origin:
             f"(SELECT {event} {rows} AND change = 'removed')",
             params,
         )
+
+
+AdjustmentKey = tuple[str, str, str, str, Decimal, str]  # account, period, model, class, unit price, versions
+
+
+def own_versions(con: duckdb.DuckDBPyConnection, period: str, keys: Sequence[AdjustmentKey]) -> list[str]:
+    """The ``price_version`` of each adjustment line of a statement of ``period`` (layout 8 on),
+    given its (account, adjusted period, model, token class, unit price, price_version as
+    sql/statement_lines_due.sql gives it): the versions that priced its own tokens, those of
+    the added and removed attempts behind it whose tokens do not cancel out, not every version
+    of the period's line now (layouts 6-7). A line of a period issued per version keeps its one
+    version; a line no attempt explains (only lines of a layout 4-7 statement behind it) keeps
+    the versions of the period's line."""
+    pairs = sorted({(k[0], k[1]) for k in keys})
+    build(con, period, pairs)
+    split = split_periods(con)
+    versions = {pair: line_versions(con, *pair) for pair in pairs}
+    result = []
+    for account, origin, model, klass, price, field in keys:
+        own = None if (account, origin) in split else versions[(account, origin)].get((model, klass, price))
+        result.append(versions_field(own) if own else field)
+    return result
 
 
 def line_versions(con: duckdb.DuckDBPyConnection, account: str, origin: str) -> dict[tuple[str, str, object], set[str]]:
