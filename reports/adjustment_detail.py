@@ -172,27 +172,29 @@ def own_versions(con: duckdb.DuckDBPyConnection, period: str, keys: Sequence[Adj
     pairs = sorted({(k[0], k[1]) for k in keys})
     build(con, period, pairs)
     split = split_periods(con)
-    versions = {pair: line_versions(con, *pair) for pair in pairs}
+    versions = _versions_by_line(con)
     result = []
     for account, origin, model, klass, price, field in keys:
-        own = None if (account, origin) in split else versions[(account, origin)].get((model, klass, price))
+        own = None if (account, origin) in split else versions.get((account, origin, model, klass, price))
         result.append(versions_field(own) if own else field)
     return result
 
 
-def line_versions(con: duckdb.DuckDBPyConnection, account: str, origin: str) -> dict[tuple[str, str, object], set[str]]:
-    """Per (model, token class, unit price) of an adjusted period: the price versions whose
+def _versions_by_line(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str, object], set[str]]:
+    """Per (account, adjusted period, model, token class, unit price): the price versions whose
     added and removed attempts' tokens of that class do not cancel out, i.e. the versions that
     priced the tokens an adjustment line sums (``build`` first)."""
-    result: dict[tuple[str, str, object], set[str]] = {}
-    for klass in ("input_uncached", "input_cached", "output"):
-        for model, price, version in con.execute(
-            f"SELECT model, unit_price_{klass}, price_version FROM {ROWS} "
-            "WHERE account_id = $a AND original_period = $o AND change IN ('added', 'removed') "
-            f"GROUP BY ALL HAVING sum({klass}_tokens) <> 0",
-            {"a": account, "o": origin},
-        ).fetchall():
-            result.setdefault((model, klass, price), set()).add(version)
+    classes = " UNION ALL ".join(
+        f"SELECT account_id, original_period, model, '{k}' AS token_class, unit_price_{k} AS price, price_version, "
+        f"{k}_tokens AS tokens FROM {ROWS} WHERE change IN ('added', 'removed')"
+        for k in ("input_uncached", "input_cached", "output")
+    )
+    result: dict[tuple[str, str, str, str, object], set[str]] = {}
+    for *key, version in con.execute(
+        f"SELECT account_id, original_period, model, token_class, price, price_version FROM ({classes}) "
+        "GROUP BY ALL HAVING sum(tokens) <> 0"
+    ).fetchall():
+        result.setdefault(tuple(key), set()).add(version)
     return result
 
 

@@ -103,7 +103,9 @@ for sn, rows in byst.items():
     tot = sum(D(r["amount_usd"]) for r in rows if r["kind"] in ("usage", "adjustment"))
     if tot != D(e["total_usd"]): diffs["lines_csv_sum_vs_total"].append((sn, str(tot), e["total_usd"]))
 det = collections.defaultdict(dict)
-for r in A.get("detail_csv", []): det[r["_file"].replace("-detail.csv", "")][r["event_id"]] = r
+# layout 8 on: the rows behind prior-period adjustments (kind adjustment) are not the period's own requests
+for r in A.get("detail_csv", []):
+    if r.get("kind", "usage") == "usage": det[r["_file"].replace("-detail.csv", "")][r["event_id"]] = r
 for sn, rows in det.items():
     k = num.get(sn)
     if not k: continue
