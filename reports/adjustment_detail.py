@@ -13,7 +13,8 @@ found against what the issued files say was billed, the one record that never ch
 * ``removed``: attempts in the baseline not billed now (superseded by a late retry): their
   tokens and charge as billed (R10 kept their prices), negated;
 * ``billed_before``: an adjustment line of the period issued on a statement of layout 4-7,
-  which listed no requests: its tokens and their exact charge, negated, one row per line.
+  which listed no requests: its tokens and their exact charge, negated, one row per line,
+  until a layout-8 statement lists rows for the period (its rows then are in the baseline).
 
 So, per adjusted period, model, token class and unit price, the rows' tokens are the line's
 tokens and their exact charges sum to its tokens x unit price, which the line rounds half-up.
@@ -120,6 +121,13 @@ def build(con: duckdb.DuckDBPyConnection, period: str, pairs: Iterable[tuple[str
         JOIN statements s USING (statement_number)
         JOIN {_PAIRS} p ON p.account_id = s.account_id AND p.original_period = l.original_period
         WHERE l.kind = 'adjustment' AND s.period < $period AND coalesce(s.layout_version, 1) < {ADJUSTMENT_DETAIL_FROM}
+          -- a later layout-8 statement with rows for the period took it back already: its
+          -- added and removed rows are in the baseline since
+          AND NOT EXISTS (
+              SELECT 1 FROM statement_issued_lines l8 JOIN statements s8 USING (statement_number)
+              WHERE s8.account_id = s.account_id AND l8.kind = 'adjustment' AND l8.original_period = l.original_period
+                AND coalesce(s8.layout_version, 1) >= {ADJUSTMENT_DETAIL_FROM} AND s8.period > s.period
+                AND s8.period < $period)
         """,
         {"period": period},
     )

@@ -303,5 +303,19 @@ def test_a_period_issued_with_layout_7_is_the_baseline_and_earlier_layout_7_line
     assert sum(int(d["input_uncached_tokens"]) for d in rows) == 10_000
     assert sum(int(d["output_tokens"]) for d in rows) == 0
     assert str(sum((Decimal(d["charge_usd"]) for d in rows), Decimal(0))) == "0.0750000"
-    report = replay.replay_period(billing.settings, "2027-01", out / "replay")
-    assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
+    # February: f1 (20,000 input, 0.15) arrives; January's rows are the baseline now, December's
+    # lines are not taken back a second time
+    billing.log(
+        "requests-2027-02-02.jsonl",
+        [record(event_id="f1", request_id="r6", ts="2026-11-30T10:00:00Z", usage=usage(20_000, 0))],
+    )
+    billing.nightly("2027-02-02")
+    result = jobs.run_statements(billing.settings, "2027-02", out, finalize=True, issue_date=date(2027, 3, 1))
+    (feb,) = result.statements
+    assert feb.number is not None
+    assert [(d["change"], d["event_id"], d["charge_usd"]) for d in _detail(out, "2027-02", feb.number)] == [
+        ("added", "f1", "0.15")
+    ]
+    for period in ("2027-01", "2027-02"):
+        report = replay.replay_period(billing.settings, period, out / "replay")
+        assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
