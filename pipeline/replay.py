@@ -161,7 +161,7 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
             {"cutoff": cutoff},
         )
         con.execute(
-            "INSERT INTO credit_note_lines SELECT * FROM live.credit_note_lines "
+            "INSERT INTO credit_note_lines BY NAME SELECT * FROM live.credit_note_lines "
             "WHERE credit_note_number IN (SELECT credit_note_number FROM credit_notes)"
         )
 

@@ -16,3 +16,9 @@ COMMENT ON COLUMN credit_notes.money_rule IS 'How much money the note may credit
 COMMENT ON COLUMN credit_notes.refunded_usd IS 'Rule 2: part of the credited lines not credited because later statements already refunded it in money (printed as "Already refunded on statement ..., not credited"); 0.00 when none; NULL for rule 1.';
 COMMENT ON COLUMN credit_notes.refunded_on IS 'Rule 2, when refunded_usd > 0: the statements that refunded it, joined with ", " as printed; NULL otherwise.';
 COMMENT ON COLUMN credit_notes.net_usd IS 'lines_usd less prepaid_retained_usd less refunded_usd (rule 2): the net credited, on which tax is computed.';
+-- Per credited line, the part a rule-2 note did not credit because a later statement had
+-- already refunded it (keyed like the line: model, token class, unit price[, price version]).
+-- When tokens of the line come back later (a third attempt), statement_lines_due.sql takes
+-- this part back first, like a hold-back, so a line credited in full is never billed again.
+ALTER TABLE credit_note_lines ADD COLUMN IF NOT EXISTS refunded_usd DECIMAL(18,2);
+COMMENT ON COLUMN credit_note_lines.refunded_usd IS 'Rule 2: part of this line not credited because later statements already refunded it in money (the refunds of its key); 0.00 when none; NULL for rule 1. A later positive adjustment of the line takes it back first, like a hold-back.';

@@ -16,7 +16,9 @@
 -- A line credited in full and then found smaller (a late retry superseding it) was already
 -- given back once; `credited_offset` is the part not given back again (the line says so). What
 -- such lines held back is taken back first when tokens return (a third attempt), so a line
--- credited in full is never billed again for the tokens it held when it was credited. A line
+-- credited in full is never billed again for the tokens it held when it was credited (nor for
+-- those a later statement had refunded before a rule-2 note credited the rest: the note's
+-- credit_note_lines.refunded_usd counts as held back; no note of rule 1 has it). A line
 -- counts as credited in full (its whole amount), also when prepaid credit paid part of it and
 -- the note kept that part (docs/invoicing.md): prepaid credit used stays used.
 -- From layout 7 ($restore_credit) a negative adjustment gives back in money only what the
@@ -76,7 +78,10 @@ issued AS (
 credited AS (
     SELECT n.account_id, l.original_period, l.model, l.token_class,
            CASE WHEN $by_unit_price AND NOT v.split THEN '' ELSE l.price_version END AS version_key,
-           l.unit_price_per_1m, sum(c.amount_usd) AS amount
+           l.unit_price_per_1m, sum(c.amount_usd) AS amount,
+           -- credit note rule 2 (migration 036): the part of the line a note did not credit as
+           -- already refunded by a later statement, taken back like a hold-back below
+           sum(coalesce(c.refunded_usd, 0)) AS refunded
     FROM credit_note_lines c
     JOIN credit_notes n USING (credit_note_number)
     JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = c.line_no
@@ -114,8 +119,9 @@ adjustments AS (
                 -- never give back more than was paid for the line: issued less credited
                 WHEN a.raw_amount < 0
                 THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount - a.issued_amount AS DECIMAL(18,2))))
-                -- tokens coming back first take back what an earlier line held back
-                ELSE a.raw_amount - least(a.raw_amount, greatest(CAST(0 AS DECIMAL(18,2)), a.held_back))
+                -- tokens coming back first take back what an earlier line held back, and what a
+                -- rule-2 note left uncredited as already refunded (0 for every note before)
+                ELSE a.raw_amount - least(a.raw_amount, greatest(CAST(0 AS DECIMAL(18,2)), a.held_back + k.refunded))
            END AS amount,
            a.raw_amount
     FROM raw_adjustments a
