@@ -107,6 +107,7 @@ class Plan:
     money_rule: int = 1
     refunded: Decimal = ZERO  # rule 2: the part of the lines later statements already refunded
     refunded_on: str | None = None  # the statements that refunded it, ", "-joined
+    line_refunded: tuple[Decimal, ...] = ()  # rule 2: ``refunded`` per line of ``line_nos``
 
 
 @dataclass
@@ -206,22 +207,52 @@ def plan(
             if prepaid
             else "nothing the customer paid is left to credit on this statement",
         )
-    # rule 2: less the money later statements already gave back for the period (and its tax)
-    taken, refunders = (ZERO, ()) if money_rule < 2 else _refunded_for(con, account, period, left_net)
-    if taken > 0 and treatment is not None:
-        left_tax = max(ZERO, left_tax - tax_on(taken, D(rate)))
-    cap = left_net - taken
-    if cap <= 0:
+    # rule 2: less the money later statements already gave back for the period (and its tax),
+    # per line: a line gets back at most what is left of it (its amount less the refunds of its
+    # key), and all lines together at most the money left of the statement
+    refunded_by_line: dict[int, Decimal] = {}
+    refunders: tuple[str, ...] = ()
+    cap = left_net
+    if money_rule >= 2:
+        given = _given_back(con, account, period, None if treatment is None or rate is None else D(rate))
+        taken = min(left_net, given.money)
+        if treatment is not None:
+            left_tax = max(ZERO, left_tax - given.tax)
+        cap = left_net - taken
+        if cap <= 0:
+            beyond = given.refunded - taken
+            raise CreditNoteError(
+                f"the money {statement_number} asked for {period} ({net}) is already given back: {taken} of it "
+                f"refunded on statement{'s' if len(given.refunders) > 1 else ''} {', '.join(given.refunders)} "
+                f"(negative prior-period adjustments of {period})"
+                + (f", which refunded {given.refunded} in money in all: the other {beyond} beyond the money "
+                   "asked" if beyond > 0 else "")
+                + (f"; the rest by earlier credit notes ({done_net})" if done_net else ""),
+                hint="nothing the customer paid in money for the period is left to credit; the part prepaid "
+                "credit paid was restored to prepaid credit by the refunding statement (statement layout 7) or "
+                "stays used",
+            )  # fmt: skip
+        names_of: dict[str, None] = {}
+        for ln in chosen:
+            if ln.original_period != period:  # an adjustment line of an earlier period: not P's money
+                continue
+            key = _line_key(ln.model, ln.token_class, ln.unit_price_per_1m, ln.price_version, given.split)
+            part = max(ZERO, min(ln.amount, given.by_key.get(key, ZERO)))
+            if part > 0:
+                refunded_by_line[ln.line_no] = part
+                names_of.update(dict.fromkeys(given.key_refunders[key]))
+        refunders = tuple(names_of)
+    refunded = sum(refunded_by_line.values(), ZERO)
+    if lines_total - refunded <= 0:
+        several = len(chosen) > 1
         raise CreditNoteError(
-            f"the money {statement_number} asked for {period} ({net}) is already given back: "
-            f"{taken} of it refunded on statement{'s' if len(refunders) > 1 else ''} {', '.join(refunders)} "
-            f"(negative prior-period adjustments of {period})"
-            + (f", the rest by earlier credit notes ({done_net})" if done_net else ""),
-            hint="nothing the customer paid in money for the period is left to credit; the part prepaid credit "
-            "paid was restored to prepaid credit by the refunding statement (statement layout 7) or stays used",
+            f"line{'s' if several else ''} {', '.join(str(ln.line_no) for ln in chosen)} of {statement_number} "
+            f"({lines_total}) {'are' if several else 'is'} already given back: refunded on "
+            f"statement{'s' if len(refunders) > 1 else ''} {', '.join(refunders)} "
+            f"(negative prior-period adjustments of {period})",
+            hint="nothing is left to credit for these lines; credit the statement's other lines",
         )
-    credited_net = min(lines_total, cap)
-    refunded = min(lines_total, left_net) - credited_net  # what rule 1 would have credited again
+    credited_net = min(lines_total - refunded, cap)
     rule, tax_amount = "on_net", ZERO
     if treatment is not None:
         tax_amount = tax_on(credited_net, D(rate))
@@ -233,37 +264,92 @@ def plan(
         statement_number, account, period, tuple(ln.line_no for ln in chosen), descriptions, lines_total,
         lines_total - credited_net - refunded, credited_net, treatment, None if rate is None else D(rate), rule,
         tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
+        tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
     )  # fmt: skip
 
 
-def _refunded_for(
-    con: duckdb.DuckDBPyConnection, account: str, period: str, left_net: Decimal
-) -> tuple[Decimal, tuple[str, ...]]:
-    """Rule 2: of what is left of a statement's net (``left_net``), the part later statements
-    already gave back in money for its period, and the statements that refunded money for it.
+Key = tuple[str, str, Decimal, str]  # model, token class, unit price, price version ('' from layout 6)
+
+
+@dataclass(frozen=True)
+class _GivenBack:
+    """Rule 2: what later statements gave back in money for a period (refunds of negative
+    adjustment lines of it less the money asked for positive ones not credited by a note)."""
+
+    refunded: Decimal  # refunded in money for the period in all (before the asked money is netted)
+    money: Decimal  # refunded less asked, >= 0: the period's money they gave back
+    tax: Decimal  # the tax deemed given back with it: per statement, tax_on its own net of the period
+    refunders: tuple[str, ...]  # the statements whose refund stands (a later ask did not reverse it)
+    by_key: dict[Key, Decimal]  # the same per line key, >= 0
+    key_refunders: dict[Key, tuple[str, ...]]
+    split: bool  # the period's lines are keyed by price version too (see :func:`_line_key`)
+
+
+def _line_key(model: str, token_class: str, unit: Decimal, version: str, split: bool) -> Key:
+    """The key statement_lines_due.sql matches a period's lines and their adjustments by:
+    (model, token class, unit price), and the price version while the period is split (a
+    statement of layouts 1-5 issued lines of it)."""
+    return (model, token_class, D(unit), version if split else "")
+
+
+def _standing(events: list[tuple[str, Decimal]]) -> tuple[Decimal, tuple[str, ...]]:
+    """Statements' nets of a period in issue order (> 0 refunded, < 0 asked): what stands
+    refunded, and which statements' refunds stand. A later ask takes back the latest refund
+    first; a refund takes back money asked before it first (so a refund that only undid an
+    earlier ask, or one undone by a later ask, names no statement)."""
+    stack: list[list] = []  # [statement, refund standing]
+    asked = ZERO
+    for number, net in events:
+        if net > 0:
+            back = min(net, asked)
+            asked -= back
+            if net - back > 0:
+                stack.append([number, net - back])
+        else:
+            ask = -net
+            while ask > 0 and stack:
+                back = min(ask, stack[-1][1])
+                stack[-1][1] -= back
+                ask -= back
+                if stack[-1][1] == 0:
+                    stack.pop()
+            asked += ask
+    return sum((s[1] for s in stack), ZERO), tuple(dict.fromkeys(str(s[0]) for s in stack))
+
+
+def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate: Decimal | None) -> _GivenBack:
+    """Rule 2: what later statements gave back in money for ``period``, in all and per line key.
 
     Refunded: later statements' negative adjustment lines of the period, less what each
-    restored to prepaid credit for it (``credit_ledger.restored_for``, statement layout 7 on).
-    Asked: the money later statements asked for positive adjustment lines of the period (a
-    line's amount less the prepaid credit its statement applied to it, usage lines first, then
-    positive adjustment lines in printed order: ``adjustment_money`` of
-    pipeline/sql/statement_lines_due.sql), except lines a credit note credited (given back
-    there). The refunds take the money asked later first, then the statement's own net."""
-    rows = con.execute(
-        "SELECT s.statement_number, CAST(sum(-l.amount) - coalesce(max(r.restored), 0) AS DECIMAL(18,2)) "
+    restored to prepaid credit for it (``credit_ledger.restored_for``, statement layout 7 on;
+    money first, then credit, over its negative lines of the period in printed order, as
+    statement_lines_due.sql restores). Asked: the money later statements asked for positive
+    adjustment lines of the period (a line's amount less the prepaid credit its statement
+    applied to it, usage lines first, then positive adjustment lines in printed order:
+    ``adjustment_money`` of pipeline/sql/statement_lines_due.sql), except lines a credit note
+    credited (given back there). Tax: each statement taxes its own net, so the tax given back
+    for the period is, per statement, the tax on its refunds less its asks of the period."""
+    split_row = con.execute(
+        "SELECT coalesce(bool_or(coalesce(s.layout_version, 1) < 6), FALSE) FROM statement_issued_lines l "
+        "JOIN statements s USING (statement_number) WHERE s.account_id = $a AND l.original_period = $p",
+        {"a": account, "p": period},
+    ).fetchone()
+    split = bool(split_row[0]) if split_row else False
+    negatives = con.execute(
+        "SELECT s.period, s.statement_number, l.model, l.token_class, l.unit_price_per_1m, l.price_version, "
+        "-l.amount, coalesce(r.restored, 0) "
         "FROM statement_issued_lines l JOIN statements s USING (statement_number) "
         "LEFT JOIN (SELECT period, sum(amount) AS restored FROM credit_ledger WHERE entry_kind = 'restored' "
         "           AND account_id = $a AND restored_for = $p GROUP BY period) r ON r.period = s.period "
         "WHERE s.account_id = $a AND l.kind = 'adjustment' AND l.original_period = $p AND l.amount < 0 "
-        "GROUP BY s.statement_number, s.period ORDER BY s.period, s.statement_number",
+        "ORDER BY s.period, s.statement_number, l.line_no",
         {"a": account, "p": period},
     ).fetchall()
-    refunds = [(str(number), D(money)) for number, money in rows if D(money) > 0]
-    if not refunds:
-        return ZERO, ()
-    row = con.execute(
-        "SELECT coalesce(sum(amount - least(amount, greatest(0, beyond_usage - before))), 0) FROM ("
-        "  SELECT l.statement_number, l.line_no, s.account_id, l.original_period, l.amount,"
+    positives = con.execute(
+        "SELECT period, statement_number, model, token_class, unit_price_per_1m, price_version, "
+        "       amount - least(amount, greatest(0, beyond_usage - before)) FROM ("
+        "  SELECT s.period, l.statement_number, l.line_no, l.original_period, l.model, l.token_class,"
+        "         l.unit_price_per_1m, l.price_version, l.amount,"
         "         greatest(0, coalesce(c.applied_usd, 0) - u.usage) AS beyond_usage,"
         "         coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no"
         "                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before"
@@ -274,12 +360,42 @@ def _refunded_for(
         "  WHERE l.kind = 'adjustment' AND l.amount > 0 AND s.account_id = $a"
         ") a WHERE original_period = $p AND NOT EXISTS ("
         "  SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)"
-        "  WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no)",
+        "  WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no) "
+        "ORDER BY period, statement_number, line_no",
         {"a": account, "p": period},
-    ).fetchone()
-    asked = D(row[0]) if row else ZERO
-    taken = min(max(ZERO, sum((m for _, m in refunds), ZERO) - asked), max(ZERO, left_net))
-    return taken, tuple(number for number, _ in refunds)
+    ).fetchall()
+    # per statement (in issue order) and line key: its refunds (> 0) less its asks of the period
+    nets: dict[tuple[str, str], dict[Key, Decimal]] = {}
+    refunded, before = ZERO, ZERO
+    last = None
+    for st_period, number, model, klass, unit, version, refund, restored in negatives:
+        if (st_period, number) != last:  # money first: the credit part is the last lines' refunds
+            last, before = (st_period, number), ZERO
+            total = sum((D(r[6]) for r in negatives if r[1] == number), ZERO)
+            money_of_statement = max(ZERO, total - D(restored))
+        money = min(D(refund), max(ZERO, money_of_statement - before))
+        before += D(refund)
+        refunded += money
+        key = _line_key(model, klass, unit, version, split)
+        per = nets.setdefault((st_period, number), {})
+        per[key] = per.get(key, ZERO) + money
+    for st_period, number, model, klass, unit, version, money in positives:
+        key = _line_key(model, klass, unit, version, split)
+        per = nets.setdefault((st_period, number), {})
+        per[key] = per.get(key, ZERO) - D(money)
+    order = sorted(nets)
+    events = [(number, sum(nets[(p, number)].values(), ZERO)) for p, number in order]
+    money, refunders = _standing(events)
+    tax = ZERO
+    if rate is not None:
+        for _, net in events:
+            tax += tax_on(net, rate) if net >= 0 else -tax_on(-net, rate)
+    by_key: dict[Key, Decimal] = {}
+    key_refunders: dict[Key, tuple[str, ...]] = {}
+    for key in {k for per in nets.values() for k in per}:
+        standing, names = _standing([(number, nets[(p, number)].get(key, ZERO)) for p, number in order])
+        by_key[key], key_refunders[key] = standing, names
+    return _GivenBack(refunded, money, max(ZERO, tax), refunders, by_key, key_refunders, split)
 
 
 def _description(ln: _Line, names: dict[str, str]) -> str:
@@ -343,11 +459,16 @@ def store(
         ).fetchall()
     )
     con.executemany(
-        "INSERT INTO credit_note_lines VALUES (?, ?, (SELECT kind FROM statement_issued_lines "
-        "WHERE statement_number = ? AND line_no = ?), ?, ?)",
+        "INSERT INTO credit_note_lines (credit_note_number, line_no, kind, description, amount_usd, refunded_usd) "
+        "VALUES (?, ?, (SELECT kind FROM statement_issued_lines WHERE statement_number = ? AND line_no = ?), ?, ?, ?)",
         [
-            (number, n, p.statement_number, n, text, amounts[n])
-            for n, text in zip(p.line_nos, p.descriptions, strict=True)
+            # rule 2: the part of the line not credited as already refunded, which a later
+            # adjustment of the line that brings tokens back takes back like a hold-back
+            # (statement_lines_due.sql); rule 1: NULL, as such lines were stored
+            (number, n, p.statement_number, n, text, amounts[n], None if p.money_rule < 2 else refunded)
+            for n, text, refunded in zip(
+                p.line_nos, p.descriptions, p.line_refunded or (ZERO,) * len(p.line_nos), strict=True
+            )
         ],
     )
     over = con.execute(
