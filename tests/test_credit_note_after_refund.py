@@ -22,10 +22,10 @@ import pytest
 from facturx import get_xml_from_pdf, xml_check_xsd
 
 from core.db import connect
-from core.money import D
+from core.money import D, Decimal
 from pipeline import credit_notes, replay
 from pipeline.cli.report import print_credit_note
-from tests.conftest import Billing
+from tests.conftest import Billing, record, usage
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 from tests.test_invoicing import _pdf_text
 
@@ -59,11 +59,33 @@ def _november_then_december(  # type: ignore[no-untyped-def]
     return str(nov.statement_number), dec, out
 
 
-def _note(billing: Billing, number: str, out: Path, rule: int = credit_notes.MONEY_RULE):  # type: ignore[no-untyped-def]
+def _note(  # type: ignore[no-untyped-def]
+    billing: Billing, number: str, out: Path, rule: int = credit_notes.MONEY_RULE, lines: tuple[int, ...] = (1,),
+    issue_date: date = date(2027, 1, 10),
+):  # fmt: skip
     return credit_notes.issue_credit_note(
-        billing.settings, number, "Outage on 7 November", out, line_nos=[1], issue_date=date(2027, 1, 10),
+        billing.settings, number, "Outage on 7 November", out, line_nos=list(lines), issue_date=issue_date,
         money_rule=rule,
     )  # fmt: skip
+
+
+def _two_lines(billing: Billing, day: str, event: str, attempt: int, ts: str, prompt: int, completion: int) -> None:
+    """Request r1's attempt ``attempt`` for acct_de: ``prompt`` input tokens (line 1, 7.50/1M)
+    and ``completion`` output tokens (line 2, 45/1M), then the day's nightly."""
+    one = record(event_id=event, request_id="r1", attempt=attempt, account_id="acct_de", ts=ts,
+                 usage=usage(prompt, completion))  # fmt: skip
+    billing.log(f"requests-{day}-{event}.jsonl", [one])
+    billing.nightly(day)
+
+
+def _figures(st) -> tuple[Decimal, ...]:  # type: ignore[no-untyped-def]
+    return (st.adjustments_total, st.credits_restored, st.net_amount, st.tax_amount, st.total_due)
+
+
+def _money(doc) -> tuple:  # type: ignore[no-untyped-def]
+    """A note's figures: lines, prepaid kept, already refunded, net, tax rule, tax, total."""
+    return (doc.lines_total, doc.prepaid_retained, doc.refunded, doc.net_amount, doc.tax_rule, doc.tax_amount,
+            doc.total_credited)  # fmt: skip
 
 
 def _note_csv(out: Path, number: str) -> list[tuple[str, str, str]]:
@@ -72,10 +94,12 @@ def _note_csv(out: Path, number: str) -> list[tuple[str, str, str]]:
     return [(r["kind"], r["model_name"], r["amount_usd"]) for r in rows]
 
 
-def _replays_match(billing: Billing, tmp_path: Path, verify: bool = False) -> None:
-    """``replay --period`` of both months MATCHes (statements and credit notes, byte for byte);
+def _replays_match(
+    billing: Billing, tmp_path: Path, verify: bool = False, periods: tuple[str, ...] = ("2026-11", "2026-12")
+) -> None:
+    """``replay --period`` of each month MATCHes (statements and credit notes, byte for byte);
     ``verify``: ``replay --verify`` of the last run too (every run re-executed: slow)."""
-    for period in ("2026-11", "2026-12"):
+    for period in periods:
         report = replay.replay_period(billing.settings, period, tmp_path / f"replay-{period}")
         assert report.checks and report.matches, report.checks
     if not verify:
@@ -112,7 +136,7 @@ def test_a_credit_note_after_december_refunded_novembers_money_credits_nothing_a
     _replays_match(billing, tmp_path)
 
 
-def test_a_credit_note_after_a_partial_refund_credits_exactly_the_rest_with_the_remaining_tax(
+def test_a_note_after_a_partial_refund_credits_the_rest_and_the_tokens_coming_back_are_not_billed_again(
     billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # December: -100,000 x 7.50/1M = -0.75 of November, all of it within the 2.50 asked in
@@ -154,6 +178,20 @@ def test_a_credit_note_after_a_partial_refund_credits_exactly_the_rest_with_the_
     with pytest.raises(credit_notes.CreditNoteError):
         _note(billing, nov, out)
     _replays_match(billing, tmp_path, verify=True)
+    # January: a third attempt of r1 brings the 1,000,000 tokens back: +100,000 x 7.50/1M = +0.75
+    # of November's line 1. The line is credited in full (note: 1.75 + 5.00 prepaid kept + 0.75
+    # refunded by December), so January takes the 0.75 back like a hold-back and bills 0.00, as
+    # in the old order (note, December holds back, January releases). Before: +0.75 + VAT 0.14 =
+    # 0.89, so the customer paid 2.98 - 0.89 - 2.09 + 0.89 = 0.89 for a line credited in full
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("0.00"), D("0.00"), D("0.00"), D("0.00"), D("0.00"))
+    assert D("2.98") + dec.total_due - doc.total_credited + jan.total_due == 0
+    # line 1 was stored with the 0.75 it was not credited as already refunded
+    assert billing.query("SELECT line_no, amount_usd, refunded_usd FROM credit_note_lines") == [
+        (1, D("7.50"), D("0.75"))
+    ]
+    _replays_match(billing, tmp_path, periods=("2027-01",))
 
 
 def test_the_old_order_a_credit_note_then_the_adjustment_still_holds_back(billing: Billing, tmp_path: Path) -> None:
@@ -215,3 +253,93 @@ def test_an_e_invoice_note_adds_the_refunded_part_to_its_allowance(billing: Bill
         f"Paid with prepaid credit or already refunded on statement {dec.statement_number}, not credited"
     )
     _replays_match(billing, tmp_path)
+
+
+def test_a_note_on_a_line_gets_back_at_most_that_line_less_its_own_refund(billing: Billing, tmp_path: Path) -> None:
+    """Rule 2 is per line (keyed as statement_lines_due.sql keys lines), bounded by the
+    statement's money left: a refund of line 1 is not taken from line 2, nor line 1's from the
+    statement's net only (which let line 1 get back more than it was billed)."""
+    out = _german_account_with(billing, tmp_path, "")  # no grants: all money
+    # November: 800,000 input x 7.50/1M = 6.00 (line 1) + 100,000 output x 45/1M = 4.50 (line 2)
+    # = 10.50, VAT 19% 1.995 -> 2.00, total 12.50
+    _two_lines(billing, "2026-11-07", "a1", 1, "2026-11-07T09:00:00Z", 800_000, 100_000)
+    st = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    nov = str(st.statement_number)
+    assert (st.net_amount, st.tax_amount, st.total_due) == (D("10.50"), D("2.00"), D("12.50"))
+    # December: a retry with 600,000 input: -200,000 x 7.50/1M = -1.50 of line 1, refunded in
+    # money, VAT -0.285 -> -0.29, total -1.79
+    _two_lines(billing, "2026-12-10", "a2", 2, "2026-11-07T09:05:00Z", 600_000, 100_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
+    # a note on line 1: 6.00 billed, 1.50 of it refunded by December: 4.50, VAT on its own
+    # 0.855 -> 0.86 (9.00 of the money is left, so it completes nothing), total 5.36. Before:
+    # 6.00 + 1.14, 0.00 refunded: line 1 got 7.50 + VAT back
+    first = _note(billing, nov, out, lines=(1,)).document
+    assert _money(first) == (D("6.00"), D("0.00"), D("1.50"), D("4.50"), "on_net", D("0.86"), D("5.36"))
+    assert first.refunded_on == dec.statement_number
+    # a note on line 2: nothing of it refunded: 4.50, which completes the money left (10.50 -
+    # 4.50 - 1.50), so the rest of the VAT: 2.00 - 0.86 - 0.29 (December's) = 0.85, total 5.35
+    second = _note(billing, nov, out, lines=(2,)).document
+    assert _money(second) == (D("4.50"), D("0.00"), D("0.00"), D("4.50"), "remainder", D("0.85"), D("5.35"))
+    # given back in all 5.36 + 5.35 + 1.79 = 12.50, what November asked
+    assert first.total_credited + second.total_credited - dec.total_due == st.total_due == D("12.50")
+    _replays_match(billing, tmp_path)
+
+
+def test_a_note_on_a_line_december_did_not_refund_says_the_rest_was_prepaid(billing: Billing, tmp_path: Path) -> None:
+    out = _german_account_with(billing, tmp_path, GRANT)
+    # November: 1,000,000 input = 7.50 (line 1) + 100,000 output = 4.50 (line 2) = 12.00, 5.00
+    # prepaid, net 7.00, VAT 1.33, total 8.33
+    _two_lines(billing, "2026-11-07", "a1", 1, "2026-11-07T09:00:00Z", 1_000_000, 100_000)
+    st = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    nov = str(st.statement_number)
+    assert (st.net_amount, st.tax_amount, st.total_due) == (D("7.00"), D("1.33"), D("8.33"))
+    # December: 200,000 input: -800,000 x 7.50/1M = -6.00 of line 1, within the 7.00 asked in
+    # money: all refunded in money, VAT -1.14, total -7.14
+    _two_lines(billing, "2026-12-10", "a2", 2, "2026-11-07T09:05:00Z", 200_000, 100_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("-6.00"), D("0.00"), D("-6.00"), D("-1.14"), D("-7.14"))
+    # a note on line 2 (4.50): December refunded none of it; 7.00 - 6.00 = 1.00 of the money is
+    # left: it credits 1.00 + VAT 0.19 (= 1.33 - 1.14), and the other 3.50 was paid with
+    # prepaid credit, not "already refunded" (before: 3.50 "Already refunded on ...")
+    doc = _note(billing, nov, out, lines=(2,)).document
+    assert _money(doc) == (D("4.50"), D("3.50"), D("0.00"), D("1.00"), "on_net", D("0.19"), D("1.19"))
+    assert [kind for kind, _, _ in _note_csv(out, doc.credit_note_number)] == ["usage", "prepaid_retained", "tax"]
+    assert doc.total_credited - dec.total_due == st.total_due  # 1.19 + 7.14 = 8.33
+    # line 1 then: all the money is given back, refused
+    with pytest.raises(credit_notes.CreditNoteError) as refused:
+        _note(billing, nov, out, lines=(1,))
+    assert refused.value.message == (
+        f"the money {nov} asked for 2026-11 (7.00) is already given back: 6.00 of it refunded on statement "
+        f"{dec.statement_number} (negative prior-period adjustments of 2026-11); the rest by earlier credit "
+        "notes (1.00)"
+    )
+    _replays_match(billing, tmp_path)
+
+
+def test_a_refund_over_two_statements_deducts_the_tax_each_of_them_refunded(billing: Billing, tmp_path: Path) -> None:
+    # December: 996,000 tokens: -4,000 x 7.50/1M = -0.03, VAT 0.0057 -> -0.01, total -0.04;
+    # January: 992,000: another -0.03, VAT -0.01, total -0.04
+    nov, dec, out = _november_then_december(billing, tmp_path, 996_000)
+    assert _figures(dec) == (D("-0.03"), D("0.00"), D("-0.03"), D("-0.01"), D("-0.04"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 992_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-0.03"), D("0.00"), D("-0.03"), D("-0.01"), D("-0.04"))
+    # the note: 2.50 - 0.06 = 2.44; the VAT left is 0.48 - 0.01 - 0.01 = 0.46 (each statement's
+    # VAT on its refund; before: tax_on(0.06) = 0.01 once, so 0.47 and 2.99 given back in all)
+    doc = _note(billing, nov, out, issue_date=date(2027, 2, 10)).document
+    assert _money(doc) == (D("7.50"), D("5.00"), D("0.06"), D("2.44"), "on_net", D("0.46"), D("2.90"))
+    assert doc.refunded_on == f"{dec.statement_number}, {jan.statement_number}"
+    assert doc.total_credited - dec.total_due - jan.total_due == D("2.98")  # what November asked
+    _replays_match(billing, tmp_path, periods=("2026-11", "2026-12", "2027-01"))
+
+
+def test_the_refunds_named_are_those_no_later_positive_adjustment_reversed() -> None:
+    """The statements' nets of a period in issue order (> 0 refunded, < 0 asked in money)."""
+    standing = credit_notes._standing
+    # December refunds 0.75, January asks it again, February refunds 0.75: February's stands
+    assert standing([("DEC", D("0.75")), ("JAN", D("-0.75")), ("FEB", D("0.75"))]) == (D("0.75"), ("FEB",))
+    # December asks 0.50 more, January refunds 0.75: 0.25 of January's stands
+    assert standing([("DEC", D("-0.50")), ("JAN", D("0.75"))]) == (D("0.25"), ("JAN",))
+    # refunds 0.03 and 0.03, then an ask of 0.04: 0.02 of the first stands
+    assert standing([("DEC", D("0.03")), ("JAN", D("0.03")), ("FEB", D("-0.04"))]) == (D("0.02"), ("DEC",))
