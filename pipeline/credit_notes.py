@@ -56,7 +56,8 @@ COMMAND = "credit-note"
 #: 1, the statement's net less earlier credit notes (notes issued before rule 2 have NULL, and
 #: their runs re-execute with it); 2, also less the money later statements refunded for the
 #: period through negative prior-period adjustments, plus the money they asked for positive
-#: adjustments of it that no credit note credited (docs/invoicing.md "Credit notes").
+#: adjustments of it that no credit note credited, and per line at most its amount less the
+#: refunds of its key (docs/invoicing.md "Credit notes").
 MONEY_RULE = 2
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
