@@ -23,7 +23,7 @@ from facturx import get_xml_from_pdf, xml_check_xsd
 
 from core.db import connect
 from core.money import D, Decimal
-from pipeline import credit_notes, replay
+from pipeline import credit_notes, jobs, replay
 from pipeline.cli.report import print_credit_note
 from tests.conftest import Billing, record, usage
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
@@ -343,3 +343,25 @@ def test_the_refunds_named_are_those_no_later_positive_adjustment_reversed() -> 
     assert standing([("DEC", D("-0.50")), ("JAN", D("0.75"))]) == (D("0.25"), ("JAN",))
     # refunds 0.03 and 0.03, then an ask of 0.04: 0.02 of the first stands
     assert standing([("DEC", D("0.03")), ("JAN", D("0.03")), ("FEB", D("-0.04"))]) == (D("0.02"), ("DEC",))
+
+
+def test_a_refusal_after_a_layout_6_refund_says_what_was_refunded_beyond_the_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # December of layout 6 refunds all of -500,000 x 7.50/1M = -3.75 in money (no restoration),
+    # though November asked 2.50 in money: the refusal says both figures
+    out = _german_account_with(billing, tmp_path, GRANT)
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = str(_statement(billing, out, "2026-11", date(2026, 12, 1)).statement_number)
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+    run = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1),
+                              layout_version=6)  # fmt: skip
+    dec = next(st.document for st in run.statements if st.account_id == "acct_de")
+    assert _figures(dec) == (D("-3.75"), D("0.00"), D("-3.75"), D("-0.71"), D("-4.46"))
+    with pytest.raises(credit_notes.CreditNoteError) as refused:
+        _note(billing, nov, out)
+    assert refused.value.message == (
+        f"the money {nov} asked for 2026-11 (2.50) is already given back: 2.50 of it refunded on statement "
+        f"{dec.statement_number} (negative prior-period adjustments of 2026-11), which refunded 3.75 in money "
+        "in all: the other 1.25 beyond the money asked"
+    )
