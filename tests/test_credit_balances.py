@@ -296,7 +296,7 @@ def test_any_instant_matches_a_simple_ledger_walk_and_never_goes_below_zero(bill
     grant_instants = [utc(line.split(",")[4]) for line in GRANTS.strip().splitlines()]
     span = int((LAST - FIRST).total_seconds() // 60)
 
-    @settings(max_examples=examples(40), deadline=None)  # a third in make test, all 40 in make fuzz
+    @settings(max_examples=examples(40), deadline=None)  # a sixth in make test, all 40 in make fuzz
     @given(st.integers(min_value=0, max_value=span), st.integers(min_value=0, max_value=span))
     def check(a: int, b: int) -> None:
         early, late = sorted((FIRST + timedelta(minutes=a), FIRST + timedelta(minutes=b)))
