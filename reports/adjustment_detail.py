@@ -35,6 +35,16 @@ from reports.statement_model import ADJUSTMENT_DETAIL_FROM, LINES_BY_UNIT_PRICE_
 ROWS = "adjustment_detail_rows"  # temp table: one row per attempt (or earlier line) behind the adjustments
 _PAIRS = "adjustment_pairs"
 _BASELINE = "adjustment_baseline"
+# an attempt's cells in a detail CSV that say which attempt a row is: a text cell is written
+# neutralized, which is not one-to-one ("=e" and "'=e" both give "'=e"), so the request id and
+# attempt number are matched too, and each row at most once (docs/invoicing.md, Layout 8)
+_KEY_CELLS = (  # as read back
+    "coalesce(event_id, '') AS event_cell, coalesce(request_id, '') AS request_cell, "
+    "coalesce(attempt, '') AS attempt_cell"
+)
+_KEY_NOW = (
+    f"{sql_neutralized('r.event_id')}, {sql_neutralized('r.request_id')}, coalesce(CAST(r.attempt AS VARCHAR), '')"
+)
 CHANGES = ("removed", "added", "billed_before")  # the order rows are listed in, per adjusted period
 
 
@@ -67,7 +77,7 @@ def build(con: duckdb.DuckDBPyConnection, period: str, pairs: Iterable[tuple[str
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_PAIRS} (account_id VARCHAR, original_period VARCHAR)")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {_BASELINE} (account_id VARCHAR, original_period VARCHAR, "
-        "event_cell VARCHAR, billed_on VARCHAR)"
+        "event_cell VARCHAR, request_cell VARCHAR, attempt_cell VARCHAR, billed_on VARCHAR, seq BIGINT)"
     )
     pairs = sorted(set(pairs))
     if pairs:
@@ -84,28 +94,41 @@ def build(con: duckdb.DuckDBPyConnection, period: str, pairs: Iterable[tuple[str
         f"""
         CREATE OR REPLACE TEMP TABLE {ROWS} AS
         WITH now AS (
-            SELECT r.* FROM rated_attempts r
+            SELECT r.*, row_number() OVER (
+                PARTITION BY r.account_id, r.period, {_KEY_NOW}
+                -- cells that collide: a still-billed attempt first, then one whose id is its cell
+                ORDER BY r.outcome = 'billed' DESC, r.event_id = {sql_neutralized("r.event_id")} DESC,
+                         r.ts, r.event_id, r.request_id) AS nth
+            FROM rated_attempts r
             JOIN {_PAIRS} p ON p.account_id = r.account_id AND p.original_period = r.period
-            WHERE r.outcome = 'billed'
+        ),
+        base AS (
+            SELECT *, row_number() OVER (
+                PARTITION BY account_id, original_period, event_cell, request_cell, attempt_cell ORDER BY seq) AS nth
+            FROM {_BASELINE}
+        ),
+        -- each attempt against at most one baseline row of the same cells, and the other way round
+        matched AS (
+            SELECT n.*, b.billed_on AS baseline_billed_on, b.seq IS NOT NULL AS in_baseline
+            FROM now n LEFT JOIN base b ON b.account_id = n.account_id AND b.original_period = n.period
+             AND b.event_cell = {sql_neutralized("n.event_id")} AND b.request_cell = {sql_neutralized("n.request_id")}
+             AND b.attempt_cell = coalesce(CAST(n.attempt AS VARCHAR), '') AND b.nth = n.nth
         )
         SELECT n.account_id, n.period AS original_period, 'added' AS change, CAST(NULL AS VARCHAR) AS billed_on,
                n.request_id, n.event_id, n.attempt, n.ts, n.model, n.status, n.usage_source,
                {", ".join(f"n.{t}" for t in tokens)}, n.price_version,
                n.unit_price_input_uncached, n.unit_price_input_cached, n.unit_price_output,
                CAST(n.charge_total AS DECIMAL(38,20)) AS charge, CAST(NULL AS VARCHAR) AS token_class
-        FROM now n
-        WHERE NOT EXISTS (SELECT 1 FROM {_BASELINE} b WHERE b.account_id = n.account_id
-                          AND b.original_period = n.period AND b.event_cell = {sql_neutralized("n.event_id")})
+        FROM matched n
+        WHERE n.outcome = 'billed' AND NOT n.in_baseline
         UNION ALL
-        SELECT r.account_id, r.period, 'removed', b.billed_on,
+        SELECT r.account_id, r.period, 'removed', r.baseline_billed_on,
                r.request_id, r.event_id, r.attempt, r.ts, r.model, r.status, r.usage_source,
                {", ".join(f"-r.{t}" for t in tokens)}, r.price_version,
                r.unit_price_input_uncached, r.unit_price_input_cached, r.unit_price_output,
                CAST(-({removed_charge}) AS DECIMAL(38,20)), NULL
-        FROM {_BASELINE} b
-        JOIN rated_attempts r ON r.account_id = b.account_id AND r.period = b.original_period
-         AND {sql_neutralized("r.event_id")} = b.event_cell
-        WHERE r.outcome <> 'billed'
+        FROM matched r
+        WHERE r.outcome <> 'billed' AND r.in_baseline
         UNION ALL
         SELECT s.account_id, l.original_period, 'billed_before', l.statement_number,
                NULL, NULL, NULL, NULL, l.model, NULL, NULL,
@@ -147,21 +170,30 @@ def _baseline(con: duckdb.DuckDBPyConnection, period: str, account: str, origin:
     params = {"a": account, "o": origin}
     for number, statement_period, layout, content in issued:
         table = _read_detail(con, bytes(content), folder)
-        event = "event_id"  # the cell as written (neutralized), matched against sql_neutralized(event_id)
+        seq = f"(SELECT coalesce(max(seq), 0) FROM {_BASELINE}) + row_number() OVER ()"
         if statement_period == origin:  # the period's own statement: every row is its usage
             kind = "kind = 'usage'" if layout >= ADJUSTMENT_DETAIL_FROM else "TRUE"
             con.execute(
-                f"INSERT INTO {_BASELINE} SELECT $a, $o, {event}, $n FROM {table} WHERE {kind}",
+                f"INSERT INTO {_BASELINE} SELECT $a, $o, {_KEY_CELLS}, $n, {seq} FROM {table} WHERE {kind}",
                 params | {"n": number},
             )
             continue
         rows = f"FROM {table} WHERE kind = 'adjustment' AND original_period = $o"
         con.execute(
-            f"INSERT INTO {_BASELINE} SELECT $a, $o, {event}, $n {rows} AND change = 'added'", params | {"n": number}
+            f"INSERT INTO {_BASELINE} SELECT $a, $o, {_KEY_CELLS}, $n, {seq} {rows} AND change = 'added'",
+            params | {"n": number},
         )
+        # each removed row takes back one baseline row of the same cells (the earliest)
         con.execute(
-            f"DELETE FROM {_BASELINE} WHERE account_id = $a AND original_period = $o AND event_cell IN "
-            f"(SELECT {event} {rows} AND change = 'removed')",
+            f"""DELETE FROM {_BASELINE} WHERE seq IN (
+                SELECT b.seq FROM (
+                    SELECT seq, event_cell, request_cell, attempt_cell, row_number() OVER (
+                        PARTITION BY event_cell, request_cell, attempt_cell ORDER BY seq) AS nth
+                    FROM {_BASELINE} WHERE account_id = $a AND original_period = $o) b
+                JOIN (SELECT *, row_number() OVER (PARTITION BY event_cell, request_cell, attempt_cell) AS nth
+                      FROM (SELECT {_KEY_CELLS}
+                            {rows} AND change = 'removed')) r
+                  USING (event_cell, request_cell, attempt_cell, nth))""",
             params,
         )
 

@@ -319,3 +319,70 @@ def test_a_period_issued_with_layout_7_is_the_baseline_and_earlier_layout_7_line
     for period in ("2027-01", "2027-02"):
         report = replay.replay_period(billing.settings, period, out / "replay")
         assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
+
+
+def _issue(billing: Billing, out: Path, period: str, issue: str, layout: int | None = None) -> str:
+    options = {} if layout is None else {"layout_version": layout}
+    result = jobs.run_statements(
+        billing.settings, period, out, finalize=True, issue_date=date.fromisoformat(issue), **options
+    )
+    (st,) = result.statements
+    assert st.number is not None
+    return st.number
+
+
+def _adjustment_rows(out: Path, period: str, number: str) -> list[tuple[str, str, str, str, str]]:
+    return [
+        (d["change"], d["event_id"], d["request_id"], d["input_uncached_tokens"], d["charge_usd"])
+        for d in _detail(out, period, number)
+        if d["kind"] == "adjustment"
+    ]
+
+
+def test_a_late_request_whose_id_is_written_as_a_billed_ones_cell_is_added(billing: Billing, tmp_path: Path) -> None:
+    """Event ids "'=e" and "=e" are both written as the cell "'=e". November bills "'=e" (q1);
+    December's file brings a late November request "=e" (q2, 1,000 input x 7.5/1M = 0.0075 ->
+    a +0.01 line). The cell alone took it as billed: the line printed with no row behind it.
+    The request id tells them apart: "=e" is added."""
+    out = tmp_path / "out"
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="'=e", request_id="q1", usage=usage(2000, 0))])
+    billing.nightly()
+    _issue(billing, out, "2026-11", "2026-12-01")
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="=e", request_id="q2", ts="2026-11-28T00:00:00Z", usage=usage(1000, 0))],
+    )
+    billing.nightly("2026-12-01")
+    december = _issue(billing, out, "2026-12", "2027-01-01")
+    lines = [r for r in _lines(out, "2026-12", december) if r["kind"] == "adjustment"]
+    assert [(r["quantity_tokens"], r["amount_usd"]) for r in lines] == [("1000", "0.01")]
+    assert _adjustment_rows(out, "2026-12", december) == [("added", "'=e", "q2", "1000", "0.0075")]
+
+
+def test_a_superseded_attempt_whose_cell_collides_is_removed_once(billing: Billing, tmp_path: Path) -> None:
+    """November bills "=e" (q1, 2,000 input) and "'=e" (q2, 3,000 input): both cells "'=e".
+    December's file brings q1 attempt 2 (x2, 2,500 input), which supersedes "=e": a +500 input
+    line (0.00375 -> 0.00). Joined on the cell alone, "=e" was removed twice (-2,000 x 2); each
+    issued row is matched once, with its request id and attempt: removed -2,000, added +2,500."""
+    out = tmp_path / "out"
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="=e", request_id="q1", ts="2026-11-10T00:00:00Z", usage=usage(2000, 0)),
+            record(event_id="'=e", request_id="q2", ts="2026-11-11T00:00:00Z", usage=usage(3000, 0)),
+        ],
+    )
+    billing.nightly()
+    _issue(billing, out, "2026-11", "2026-12-01")
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="x2", request_id="q1", attempt=2, ts="2026-11-10T00:00:05Z", usage=usage(2500, 0))],
+    )
+    billing.nightly("2026-12-01")
+    december = _issue(billing, out, "2026-12", "2027-01-01")
+    assert _adjustment_rows(out, "2026-12", december) == [
+        ("removed", "'=e", "q1", "-2000", "-0.015"),
+        ("added", "x2", "q1", "2500", "0.01875"),
+    ]
+    report = replay.replay_period(billing.settings, "2026-12", out / "replay")
+    assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
