@@ -222,20 +222,46 @@ def own_versions(con: duckdb.DuckDBPyConnection, period: str, keys: Sequence[Adj
 
 def _versions_by_line(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, str, str, object], set[str]]:
     """Per (account, adjusted period, model, token class, unit price): the price versions whose
-    added and removed attempts' tokens of that class do not cancel out, i.e. the versions that
-    priced the tokens an adjustment line sums (``build`` first)."""
+    rows' tokens of that class do not cancel out, i.e. the versions that priced the tokens an
+    adjustment line sums (``build`` first).
+
+    An added or removed row counts for its attempt's version. A ``billed_before`` row takes back
+    a layout 4-7 line, which named every version of the period's line then, so its tokens cancel
+    those of the versions it names: first one whose tokens it cancels exactly, then the rest
+    from the latest version back; tokens none cancels name every version it named."""
     classes = " UNION ALL ".join(
         f"SELECT account_id, original_period, model, '{k}' AS token_class, unit_price_{k} AS price, price_version, "
-        f"{k}_tokens AS tokens FROM {ROWS} WHERE change IN ('added', 'removed')"
+        f"change = 'billed_before' AS before, {k}_tokens AS tokens FROM {ROWS} WHERE {k}_tokens <> 0"
         for k in ("input_uncached", "input_cached", "output")
     )
-    result: dict[tuple[str, str, str, str, object], set[str]] = {}
-    for *key, version in con.execute(
-        f"SELECT account_id, original_period, model, token_class, price, price_version FROM ({classes}) "
-        "GROUP BY ALL HAVING sum(tokens) <> 0"
+    nets: dict[tuple[str, str, str, str, object], dict[str, int]] = {}
+    taken_back: list[tuple[tuple[str, str, str, str, object], str, int]] = []
+    unexplained: dict[tuple[str, str, str, str, object], set[str]] = {}
+    for *key, version, before, tokens in con.execute(
+        f"SELECT account_id, original_period, model, token_class, price, price_version, before, sum(tokens) "
+        f"FROM ({classes}) GROUP BY ALL ORDER BY ALL"
     ).fetchall():
-        result.setdefault(tuple(key), set()).add(version)
-    return result
+        if before:
+            taken_back.append((tuple(key), version, int(tokens)))
+        else:
+            nets.setdefault(tuple(key), {})[version] = int(tokens)
+    for key, field, tokens in taken_back:
+        net = nets.setdefault(key, {})
+        named = sorted(set(field.split(VERSION_SEPARATOR)), reverse=True)
+        exact = [v for v in named if net.get(v, 0) == -tokens]
+        for version in exact[:1] or named:
+            if tokens == 0:
+                break
+            if net.get(version, 0) * tokens < 0:  # opposite signs: cancel what it can
+                cancel = min(abs(net[version]), abs(tokens)) * (1 if tokens > 0 else -1)
+                net[version] += cancel
+                tokens -= cancel
+        if tokens:  # tokens no attempt explains: every version the line named then
+            unexplained.setdefault(key, set()).update(named)
+    result = {key: {v for v, t in net.items() if t} for key, net in nets.items()}
+    for key, named_then in unexplained.items():
+        result.setdefault(key, set()).update(named_then)
+    return {key: versions for key, versions in result.items() if versions}
 
 
 def split_periods(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:

@@ -386,3 +386,35 @@ def test_a_superseded_attempt_whose_cell_collides_is_removed_once(billing: Billi
     ]
     report = replay.replay_period(billing.settings, "2026-12", out / "replay")
     assert report.checks and report.matches, [c for c in report.checks if c.status != "MATCH"]
+
+
+def test_the_first_layout_8_statement_names_no_version_a_layout_7_line_took_back(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """gpt-5.5 costs the same under 2026-11-01 and 2026-11-15. November (layout 7) bills v1
+    (the 10th); December (layout 7) adjusts late1 (the 20th, 2026-11-15: +2,000 input, a line
+    naming "2026-11-01;2026-11-15"). January (layout 8): late2 (the 5th, 2026-11-01, 3,000
+    input). Its rows: late1 and late2 added, December's line billed_before -2,000, which cancels
+    late1's 2026-11-15 tokens: January's +3,000 line names 2026-11-01 alone."""
+    _two_versions(billing, tmp_path)
+    out = tmp_path / "out"
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="v1", ts="2026-11-10T12:00:00Z", usage=usage(600, 0))])
+    billing.nightly()
+    _issue(billing, out, "2026-11", "2026-12-01", layout=7)
+    billing.log(
+        "requests-2026-12-01.jsonl", [record(event_id="late1", ts="2026-11-20T10:00:00Z", usage=usage(2000, 0))]
+    )
+    billing.nightly("2026-12-01")
+    _issue(billing, out, "2026-12", "2027-01-01", layout=7)
+    billing.log(
+        "requests-2027-01-02.jsonl", [record(event_id="late2", ts="2026-11-05T10:00:00Z", usage=usage(3000, 0))]
+    )
+    billing.nightly("2027-01-02")
+    january = _issue(billing, out, "2027-01", "2027-02-01")
+    assert [(r["change"], r["event_id"], r["input_uncached_tokens"]) for r in _detail(out, "2027-01", january)] == [
+        ("added", "late2", "3000"),
+        ("added", "late1", "2000"),
+        ("billed_before", "", "-2000"),
+    ]
+    lines = [r for r in _lines(out, "2027-01", january) if r["kind"] == "adjustment"]
+    assert [(r["quantity_tokens"], r["price_version"]) for r in lines] == [("3000", "2026-11-01")]
