@@ -237,14 +237,14 @@ def _versions_by_line(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, st
     nets: dict[tuple[str, str, str, str, object], dict[str, int]] = {}
     taken_back: list[tuple[tuple[str, str, str, str, object], str, int]] = []
     unexplained: dict[tuple[str, str, str, str, object], set[str]] = {}
-    for *key, version, before, tokens in con.execute(
+    for account, origin, model, klass, price, version, before, total in con.execute(
         f"SELECT account_id, original_period, model, token_class, price, price_version, before, sum(tokens) "
         f"FROM ({classes}) GROUP BY ALL ORDER BY ALL"
     ).fetchall():
         if before:
-            taken_back.append((tuple(key), version, int(tokens)))
+            taken_back.append(((account, origin, model, klass, price), version, int(total)))
         else:
-            nets.setdefault(tuple(key), {})[version] = int(tokens)
+            nets.setdefault((account, origin, model, klass, price), {})[version] = int(total)
     for key, field, tokens in taken_back:
         net = nets.setdefault(key, {})
         named = sorted(set(field.split(VERSION_SEPARATOR)), reverse=True)
