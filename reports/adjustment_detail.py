@@ -35,6 +35,7 @@ from reports.statement_model import ADJUSTMENT_DETAIL_FROM, LINES_BY_UNIT_PRICE_
 ROWS = "adjustment_detail_rows"  # temp table: one row per attempt (or earlier line) behind the adjustments
 _PAIRS = "adjustment_pairs"
 _BASELINE = "adjustment_baseline"
+_BASELINE_OF = "adjustment_baseline_of"  # per (account, period): the issued statements its baseline was read from
 # an attempt's cells in a detail CSV that say which attempt a row is: a text cell is written
 # neutralized, which is not one-to-one ("=e" and "'=e" both give "'=e"), so the request id and
 # attempt number are matched too, and each row at most once (docs/invoicing.md, Layout 8)
@@ -75,9 +76,15 @@ def build(con: duckdb.DuckDBPyConnection, period: str, pairs: Iterable[tuple[str
     """Fill the temp table ``adjustment_detail_rows`` with the rows behind the adjustments of a
     statement of ``period`` for each (account, adjusted period) of ``pairs``."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_PAIRS} (account_id VARCHAR, original_period VARCHAR)")
+    # kept for the connection: a statement run builds the rows twice (due_lines names the
+    # versions, detail_csvs writes them), and reads each issued CSV once (_baseline)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_BASELINE} (account_id VARCHAR, original_period VARCHAR, "
+        f"CREATE TEMP TABLE IF NOT EXISTS {_BASELINE} (account_id VARCHAR, original_period VARCHAR, "
         "event_cell VARCHAR, request_cell VARCHAR, attempt_cell VARCHAR, billed_on VARCHAR, seq BIGINT)"
+    )
+    con.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_BASELINE_OF} (account_id VARCHAR, original_period VARCHAR, "
+        "statements VARCHAR)"
     )
     pairs = sorted(set(pairs))
     if pairs:
@@ -159,7 +166,7 @@ def build(con: duckdb.DuckDBPyConnection, period: str, pairs: Iterable[tuple[str
 def _baseline(con: duckdb.DuckDBPyConnection, period: str, account: str, origin: str, folder: Path) -> None:
     """What the issued files say is billed of ``origin`` for ``account`` (module docstring)."""
     issued = con.execute(
-        "SELECT s.statement_number, s.period, coalesce(s.layout_version, 1), f.content FROM statements s "
+        "SELECT s.statement_number, s.period, coalesce(s.layout_version, 1) FROM statements s "
         "JOIN statement_files f ON f.statement_number = s.statement_number AND f.kind = 'detail_csv' "
         "WHERE s.account_id = $a AND s.period < $p AND (s.period = $o OR (s.period > $o "
         f" AND coalesce(s.layout_version, 1) >= {ADJUSTMENT_DETAIL_FROM} AND s.statement_number IN ("
@@ -167,8 +174,19 @@ def _baseline(con: duckdb.DuckDBPyConnection, period: str, account: str, origin:
         " ORDER BY s.period, s.sequence_no",
         {"a": account, "p": period, "o": origin},
     ).fetchall()
+    # issued files never change: the same statements give the same baseline, read once
+    statements = ",".join(number for number, _, _ in issued)
     params = {"a": account, "o": origin}
-    for number, statement_period, layout, content in issued:
+    where = "WHERE account_id = $a AND original_period = $o"
+    if con.execute(f"SELECT statements FROM {_BASELINE_OF} {where}", params).fetchall() == [(statements,)]:
+        return
+    con.execute(f"DELETE FROM {_BASELINE} {where}", params)
+    con.execute(f"DELETE FROM {_BASELINE_OF} {where}", params)
+    con.execute(f"INSERT INTO {_BASELINE_OF} VALUES ($a, $o, $s)", params | {"s": statements})
+    for number, statement_period, layout in issued:
+        (content,) = con.execute(  # one file at a time, not every one at once
+            "SELECT content FROM statement_files WHERE statement_number = ? AND kind = 'detail_csv'", [number]
+        ).fetchone() or (b"",)
         table = _read_detail(con, bytes(content), folder)
         seq = f"(SELECT coalesce(max(seq), 0) FROM {_BASELINE}) + row_number() OVER ()"
         if statement_period == origin:  # the period's own statement: every row is its usage

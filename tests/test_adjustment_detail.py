@@ -418,3 +418,27 @@ def test_the_first_layout_8_statement_names_no_version_a_layout_7_line_took_back
     ]
     lines = [r for r in _lines(out, "2027-01", january) if r["kind"] == "adjustment"]
     assert [(r["quantity_tokens"], r["price_version"]) for r in lines] == [("3000", "2026-11-01")]
+
+
+def test_a_statement_run_reads_each_issued_detail_csv_once(
+    billing: Billing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Naming the versions (due_lines) and writing the rows (detail_csvs) both need what
+    November's detail CSV says was billed: it is read once per run, not once for each."""
+    from reports import adjustment_detail
+
+    out = tmp_path / "out"
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a1", request_id="r1", usage=usage(2000, 0))])
+    billing.nightly()
+    _issue(billing, out, "2026-11", "2026-12-01")
+    billing.log(
+        "requests-2026-12-01.jsonl",
+        [record(event_id="b1", request_id="r2", ts="2026-11-28T00:00:00Z", usage=usage(1000, 0))],
+    )
+    billing.nightly("2026-12-01")
+    reads: list[int] = []
+    read = adjustment_detail._read_detail
+    monkeypatch.setattr(adjustment_detail, "_read_detail", lambda *a: reads.append(1) or read(*a))
+    december = _issue(billing, out, "2026-12", "2027-01-01")
+    assert len(reads) == 1
+    assert _adjustment_rows(out, "2026-12", december) == [("added", "b1", "r2", "1000", "0.0075")]
