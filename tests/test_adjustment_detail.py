@@ -49,9 +49,10 @@ def _lines(out: Path, period: str, number: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-@pytest.fixture
-def late(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
-    out = tmp_path / "out"
+def _issue_november_then_december(billing: Billing, out: Path, layout_version: int | None = None) -> None:
+    """November bills a1 and b1 and is issued; December's file brings a1's retry a2, a late
+    request c1 of November and December's own d1, and December is issued (both at
+    ``layout_version``, the current layout when None)."""
     billing.log(
         "requests-2026-11-20.jsonl",
         [
@@ -60,7 +61,9 @@ def late(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
         ],
     )
     billing.nightly()
-    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
+    jobs.run_statements(
+        billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=layout_version
+    )
     billing.log(
         "requests-2026-12-01.jsonl",
         [
@@ -70,7 +73,15 @@ def late(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
         ],
     )
     billing.nightly("2026-12-01")
-    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
+    jobs.run_statements(
+        billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=layout_version
+    )
+
+
+@pytest.fixture
+def late(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+    out = tmp_path / "out"
+    _issue_november_then_december(billing, out)
     return billing, out
 
 
@@ -257,25 +268,7 @@ def test_a_period_issued_with_layout_7_is_the_baseline_and_earlier_layout_7_line
     taken back as billed_before rows (-123,457 x 7.5/1M = -0.9259275, +36,667 x 45/1M =
     1.650015), so the rows still add up to January's line: 10,000 tokens, 0.075."""
     out = tmp_path / "out"
-    billing.log(
-        "requests-2026-11-20.jsonl",
-        [
-            record(event_id="a1", request_id="r1", ts="2026-11-10T12:00:00Z", usage=usage(400_000, 100_000)),
-            record(event_id="b1", request_id="r2", ts="2026-11-12T12:00:00Z", usage=usage(1_000, 10)),
-        ],
-    )
-    billing.nightly()
-    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=7)
-    billing.log(
-        "requests-2026-12-01.jsonl",
-        [
-            record(event_id="a2", request_id="r1", attempt=2, ts="2026-11-10T12:00:05Z", usage=usage(400_000, 60_000)),
-            record(event_id="c1", request_id="r3", ts="2026-11-28T09:30:00Z", usage=usage(123_457, 3_333)),
-            record(event_id="d1", request_id="r4", ts="2026-12-02T08:00:00Z", usage=usage(2_000, 200)),
-        ],
-    )
-    billing.nightly("2026-12-01")
-    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=7)
+    _issue_november_then_december(billing, out, layout_version=7)
     assert [d["event_id"] for d in _detail(out, "2026-12", DECEMBER)] == ["d1"]  # layout 7: its own requests
     billing.log(
         "requests-2027-01-02.jsonl",
