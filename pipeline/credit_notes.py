@@ -367,13 +367,15 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
     ).fetchall()
     # per statement (in issue order) and line key: its refunds (> 0) less its asks of the period
     nets: dict[tuple[str, str], dict[Key, Decimal]] = {}
+    refunds_of: dict[str, Decimal] = {}  # per statement: all its refunds of the period
+    for row in negatives:
+        refunds_of[row[1]] = refunds_of.get(row[1], ZERO) + D(row[6])
     refunded, before = ZERO, ZERO
     last = None
     for st_period, number, model, klass, unit, version, refund, restored in negatives:
         if (st_period, number) != last:  # money first: the credit part is the last lines' refunds
             last, before = (st_period, number), ZERO
-            total = sum((D(r[6]) for r in negatives if r[1] == number), ZERO)
-            money_of_statement = max(ZERO, total - D(restored))
+            money_of_statement = max(ZERO, refunds_of[number] - D(restored))
         money = min(D(refund), max(ZERO, money_of_statement - before))
         before += D(refund)
         refunded += money
