@@ -57,8 +57,11 @@ COMMAND = "credit-note"
 #: their runs re-execute with it); 2, also less the money later statements refunded for the
 #: period through negative prior-period adjustments, plus the money they asked for positive
 #: adjustments of it that no credit note credited, and per line at most its amount less the
-#: refunds of its key (docs/invoicing.md "Credit notes").
-MONEY_RULE = 2
+#: refunds of its key (docs/invoicing.md "Credit notes"); 3, also the adjustment lines of an
+#: earlier period Q on a later statement at most what is left of all the money asked for Q
+#: (:func:`_period_money_left`), so a note on a later statement's positive adjustment of Q does
+#: not credit money that Q's own credit notes and refunds already gave back.
+MONEY_RULE = 3
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
@@ -243,14 +246,25 @@ def plan(
                 refunded_by_line[ln.line_no] = part
                 names_of.update(dict.fromkeys(given.key_refunders[key]))
         refunders = tuple(names_of)
-    refunded = sum(refunded_by_line.values(), ZERO)
+    # rule 3: adjustment lines of earlier periods, the part not credited as already given back
+    # for their period (printed with rule 2's part; not stored per line: see the function)
+    given_back_of: dict[int, Decimal] = {}
+    if money_rule >= 3:
+        given_for = _earlier_periods_given_back(con, account, chosen, period, given_back_of)
+        if given_for:  # documents are named with their kind: they may be statements and notes
+            refunders = tuple(dict.fromkeys([*(f"statement {n}" for n in refunders), *given_for]))
+    refunded = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
     if lines_total - refunded <= 0:
         several = len(chosen) > 1
+        where = (
+            f"on {', '.join(refunders)} (the money asked for the periods these lines adjust is given back)"
+            if refunders and refunders[0].startswith(KINDED)
+            else f"refunded on statement{'s' if len(refunders) > 1 else ''} {', '.join(refunders)} "
+            f"(negative prior-period adjustments of {period})"
+        )
         raise CreditNoteError(
             f"line{'s' if several else ''} {', '.join(str(ln.line_no) for ln in chosen)} of {statement_number} "
-            f"({lines_total}) {'are' if several else 'is'} already given back: refunded on "
-            f"statement{'s' if len(refunders) > 1 else ''} {', '.join(refunders)} "
-            f"(negative prior-period adjustments of {period})",
+            f"({lines_total}) {'are' if several else 'is'} already given back: {where}",
             hint="nothing is left to credit for these lines; credit the statement's other lines",
         )
     credited_net = min(lines_total - refunded, cap)
@@ -269,6 +283,9 @@ def plan(
     )  # fmt: skip
 
 
+#: how rule 3 names the documents that gave money back (rule 2 named statements only, bare)
+KINDED = ("statement ", "credit note ")
+
 Key = tuple[str, str, Decimal, str]  # model, token class, unit price, price version ('' from layout 6)
 
 
@@ -284,6 +301,8 @@ class _GivenBack:
     by_key: dict[Key, Decimal]  # the same per line key, >= 0
     key_refunders: dict[Key, tuple[str, ...]]
     split: bool  # the period's lines are keyed by price version too (see :func:`_line_key`)
+    asked: Decimal = ZERO  # the money asked for positive adjustment lines no credit note credited
+    refund_statements: tuple[str, ...] = ()  # every statement that refunded money for the period
 
 
 def _line_key(model: str, token_class: str, unit: Decimal, version: str, split: bool) -> Key:
@@ -371,6 +390,7 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
     for row in negatives:
         refunds_of[row[1]] = refunds_of.get(row[1], ZERO) + D(row[6])
     refunded, before = ZERO, ZERO
+    money_by: dict[str, Decimal] = {}  # per statement: the money its negative lines refunded
     last = None
     for st_period, number, model, klass, unit, version, refund, restored in negatives:
         if (st_period, number) != last:  # money first: the credit part is the last lines' refunds
@@ -379,6 +399,7 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         money = min(D(refund), max(ZERO, money_of_statement - before))
         before += D(refund)
         refunded += money
+        money_by[number] = money_by.get(number, ZERO) + money
         key = _line_key(model, klass, unit, version, split)
         per = nets.setdefault((st_period, number), {})
         per[key] = per.get(key, ZERO) + money
@@ -398,7 +419,72 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
     for key in {k for per in nets.values() for k in per}:
         standing, names = _standing([(number, nets[(p, number)].get(key, ZERO)) for p, number in order])
         by_key[key], key_refunders[key] = standing, names
-    return _GivenBack(refunded, money, max(ZERO, tax), refunders, by_key, key_refunders, split)
+    asked = sum((D(row[6]) for row in positives), ZERO)
+    refund_statements = tuple(number for number, m in money_by.items() if m > 0)
+    return _GivenBack(
+        refunded, money, max(ZERO, tax), refunders, by_key, key_refunders, split, asked, refund_statements
+    )
+
+
+def _earlier_periods_given_back(
+    con: duckdb.DuckDBPyConnection,
+    account: str,
+    chosen: Sequence[_Line],
+    period: str,
+    given_back_of: dict[int, Decimal],
+) -> tuple[str, ...]:
+    """Rule 3: the chosen adjustment lines of each earlier period Q credit, together and in
+    line order, at most what is left of the money asked for Q (:func:`_period_money_left`);
+    the rest of each goes into ``given_back_of`` as already given back. The documents that
+    gave Q's money back, named with their kind, when a line was not credited in full.
+
+    That part is printed with rule 2's but not stored in ``credit_note_lines.refunded_usd``:
+    rule 2's part is tokens a later statement refunded, which statement_lines_due.sql takes
+    back like a hold-back when they return; this part is money Q's own notes and refunds gave
+    back, whose tokens no statement refunded, so tokens of Q arriving later are billed (the
+    line's credited amount already keeps a later negative adjustment from refunding it)."""
+    names: dict[str, None] = {}
+    for q in sorted({ln.original_period for ln in chosen if ln.original_period != period}):
+        left, givers = _period_money_left(con, account, q)
+        for ln in chosen:
+            if ln.original_period != q or ln.amount <= 0:
+                continue
+            credit = min(ln.amount, left)
+            left -= credit
+            if ln.amount - credit > 0:
+                given_back_of[ln.line_no] = ln.amount - credit
+                names.update(dict.fromkeys(givers))
+    return tuple(names)
+
+
+def _period_money_left(con: duckdb.DuckDBPyConnection, account: str, q: str) -> tuple[Decimal, tuple[str, ...]]:
+    """Rule 3: what is left to give back of the money asked for period ``q``: what its own
+    statement asked (its net) less its credit notes, plus the money later statements asked for
+    positive adjustments of ``q`` that no credit note credited, less the money later statements
+    refunded for it (:func:`_given_back`); never below 0. With the documents that gave some of
+    it back: ``q``'s credit notes and the statements whose negative adjustments refunded money.
+
+    The figures are rule 2's (a note on ``q``'s own statement gets back at most its net less
+    its notes, less what later statements refunded net of what they asked), seen from a later
+    statement: so whichever of the two notes comes first, together they give back at most what
+    was asked for ``q`` (the second is capped, or refused when nothing is left)."""
+    own = con.execute(
+        "SELECT statement_number FROM statements WHERE account_id = ? AND period = ? ORDER BY statement_number",
+        [account, q],
+    ).fetchall()
+    left, givers = ZERO, []
+    for (number,) in own:
+        net = D(_statement(con, number)[4])
+        notes = con.execute(
+            "SELECT credit_note_number, net_usd FROM credit_notes WHERE statement_number = ? AND net_usd > 0 "
+            "ORDER BY sequence_no",
+            [number],
+        ).fetchall()
+        left += net - sum((D(n) for _, n in notes), ZERO)
+        givers += [f"credit note {n}" for n, _ in notes]
+    given = _given_back(con, account, q, None)
+    givers += [f"statement {n}" for n in given.refund_statements]
+    return max(ZERO, left + given.asked - given.refunded), tuple(givers)
 
 
 def _description(ln: _Line, names: dict[str, str]) -> str:

@@ -113,7 +113,10 @@ class CreditNoteDocument:
     #: credit note rule 2 (pipeline.credit_notes.MONEY_RULE): the part of the lines not
     #: credited because later statements already refunded it in money (0 for rule 1 notes)
     refunded: Decimal = ZERO
-    #: the statements that refunded it, as printed ("IG-2026-12-000001"); None when none
+    #: the statements that refunded it, as printed ("IG-2026-12-000001"); from rule 3, when an
+    #: adjustment line of an earlier period is not credited in full, the documents that gave
+    #: that period's money back, with their kind ("statement IG-2026-12-000001, credit note
+    #: CN-2027-000001"); None when none
     refunded_on: str | None = None
 
     #: EN 16931 / UNTDID 1001 document type code of a credit note (for an e-invoice).
@@ -137,8 +140,17 @@ class CreditNoteDocument:
     @property
     def refunded_label(self) -> str:
         """The refunded row's words on the note and in its lines CSV (rule 2)."""
+        if self.given_back_elsewhere:
+            return f"Already given back on {self.refunded_on}"
         several = self.refunded_on is not None and "," in self.refunded_on
         return f"Already refunded on statement{'s' if several else ''} {self.refunded_on}"
+
+    @property
+    def given_back_elsewhere(self) -> bool:
+        """Rule 3: ``refunded_on`` names documents with their kind ("statement IG-...",
+        "credit note CN-..."): money asked for an earlier period was given back by its own
+        credit notes or by refunds, not only by later statements' refunds of this period."""
+        return self.refunded_on is not None and self.refunded_on.startswith(("statement ", "credit note "))
 
     @property
     def retained_label(self) -> str:

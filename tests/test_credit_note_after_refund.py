@@ -155,7 +155,7 @@ def test_a_note_after_a_partial_refund_credits_the_rest_and_the_tokens_coming_ba
     assert (doc.tax_rule, doc.tax_amount, doc.total_credited) == ("remainder", D("0.34"), D("2.09"))
     assert doc.refunded_on == dec.statement_number
     assert billing.query("SELECT money_rule, refunded_usd, refunded_on, net_usd, tax_usd FROM credit_notes") == [
-        (2, D("0.75"), dec.statement_number, D("1.75"), D("0.34"))
+        (3, D("0.75"), dec.statement_number, D("1.75"), D("0.34"))
     ]
     capsys.readouterr()
     print_credit_note(issued)  # what the credit-note command prints
@@ -204,7 +204,7 @@ def test_the_old_order_a_credit_note_then_the_adjustment_still_holds_back(billin
     ).document
     assert (doc.prepaid_retained, doc.refunded, doc.net_amount, doc.tax_amount, doc.total_credited) == (
         D("5.00"), D("0.00"), D("2.50"), D("0.48"), D("2.98"))  # fmt: skip
-    assert billing.query("SELECT money_rule, refunded_usd, refunded_on FROM credit_notes") == [(2, D("0.00"), None)]
+    assert billing.query("SELECT money_rule, refunded_usd, refunded_on FROM credit_notes") == [(3, D("0.00"), None)]
     # then the retry: -3.75 of a line credited in full holds back (layout 5): 0.00, nothing
     # refunded, nothing restored (the note kept the prepaid part)
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
@@ -365,3 +365,114 @@ def test_a_refusal_after_a_layout_6_refund_says_what_was_refunded_beyond_the_mon
         f"{dec.statement_number} (negative prior-period adjustments of 2026-11), which refunded 3.75 in money "
         "in all: the other 1.25 beyond the money asked"
     )
+
+
+def _refund_then_ask_again(billing: Billing, tmp_path: Path, january_tokens: int):  # type: ignore[no-untyped-def]
+    """No grants (all money), 19% VAT. November: 1,000,000 input x 7.50/1M = 7.50 + VAT 1.425
+    -> 1.43 = 8.93. December: a retry of 900,000 refunds -0.75 (VAT -0.14). January: a third
+    attempt of ``january_tokens`` asks the difference again as a positive adjustment of
+    November (January's line 1). Returns the three statements and the output folder."""
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.net_amount, nov.tax_amount, nov.total_due) == (D("7.50"), D("1.43"), D("8.93"))
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 900_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", january_tokens)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    return nov, dec, jan, out
+
+
+def _jan_note(billing: Billing, number: str, out: Path, rule: int = credit_notes.MONEY_RULE):  # type: ignore[no-untyped-def]
+    return credit_notes.issue_credit_note(
+        billing.settings, number, "Outage on 7 November", out, line_nos=[1], issue_date=date(2027, 2, 10),
+        money_rule=rule,
+    )  # fmt: skip
+
+
+def test_a_note_on_a_later_statements_ask_for_november_after_novembers_own_note_credits_nothing_again(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Credit note rule 3. November asks 7.50, December refunds 0.75, January asks the 0.75
+    again (+100,000 tokens): 8.25 asked for November in money. A note on November's line
+    credits 7.50 (December's refund and January's ask cancel out, rule 2), so with December's
+    0.75 all 8.25 is given back; a note on January's +0.75 then credited 0.75 + 0.14 a second
+    time (rule 2: capped by January's own net only)."""
+    nov, dec, jan, out = _refund_then_ask_again(billing, tmp_path, 1_000_000)
+    assert _figures(jan) == (D("0.75"), D("0.00"), D("0.75"), D("0.14"), D("0.89"))
+    jan_number = str(jan.statement_number)
+    # before November's note, January's line could be credited in full: 7.50 + 0.75 - 0.75
+    # (December's refund) = 7.50 of November's money is left, more than its 0.75
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        first = credit_notes.plan(con, jan_number, [1])
+    finally:
+        con.close()
+    assert (first.net, first.tax, first.refunded) == (D("0.75"), D("0.14"), D("0.00"))
+    nov_note = _note(billing, str(nov.statement_number), out).document
+    assert _money(nov_note) == (D("7.50"), D("0.00"), D("0.00"), D("7.50"), "on_net", D("1.43"), D("8.93"))
+    with pytest.raises(credit_notes.CreditNoteError) as refused:
+        _jan_note(billing, jan_number, out)
+    message = refused.value.message
+    assert f"line 1 of {jan_number} (0.75) is already given back: on credit note {nov_note.credit_note_number}, " \
+        f"statement {dec.statement_number}" in message, message  # fmt: skip
+    # rule 2 would have credited it: 8.93 + 0.89 asked, 0.89 + 8.93 + 0.89 given back
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        old = credit_notes.plan(con, jan_number, [1], money_rule=2)
+    finally:
+        con.close()
+    assert (old.net, old.tax) == (D("0.75"), D("0.14"))
+    assert nov.total_due + jan.total_due + dec.total_due - nov_note.total_credited == 0
+    _replays_match(billing, tmp_path, periods=("2026-11", "2026-12", "2027-01"))
+
+
+def test_a_note_on_a_later_ask_credits_what_is_left_of_the_periods_money(
+    billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """January asks 1.50 (+200,000 tokens) after December refunded 0.75: 9.00 asked for
+    November in money. November's note credits 7.50 (December's refund is taken back by
+    January's larger ask), so 0.75 of November's money is left: a note on January's 1.50 line
+    credits 0.75 + VAT 0.1425 -> 0.14, the other 0.75 already given back."""
+    nov, dec, jan, out = _refund_then_ask_again(billing, tmp_path, 1_100_000)
+    # +200,000 x 7.50/1M = 1.50, VAT 0.285 -> 0.29
+    assert _figures(jan) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    nov_note = _note(billing, str(nov.statement_number), out).document
+    assert _money(nov_note) == (D("7.50"), D("0.00"), D("0.00"), D("7.50"), "on_net", D("1.43"), D("8.93"))
+    issued = _jan_note(billing, str(jan.statement_number), out)
+    doc = issued.document
+    assert _money(doc) == (D("1.50"), D("0.00"), D("0.75"), D("0.75"), "on_net", D("0.14"), D("0.89"))
+    givers = f"credit note {nov_note.credit_note_number}, statement {dec.statement_number}"
+    assert doc.refunded_on == givers
+    # in money: 7.50 + 1.50 asked, 0.75 + 7.50 + 0.75 given back
+    assert D("7.50") + D("1.50") - D("0.75") - nov_note.net_amount - doc.net_amount == 0
+    assert billing.query(
+        "SELECT money_rule, refunded_usd, refunded_on FROM credit_notes WHERE statement_number = ?",
+        [jan.statement_number],
+    ) == [(3, D("0.75"), givers)]  # fmt: skip
+    assert billing.query(
+        "SELECT c.line_no, c.amount_usd, c.refunded_usd FROM credit_note_lines c JOIN credit_notes n "
+        "USING (credit_note_number) WHERE n.statement_number = ?",
+        [jan.statement_number],
+    ) == [(1, D("1.50"), D("0.00"))]  # fmt: skip (not rule 2's tokens refunded: no hold-back)
+    capsys.readouterr()
+    print_credit_note(issued)
+    assert f"net 0.75 (0.75 already given back on {givers}, not credited)" in capsys.readouterr().out
+    path = out / "credit_notes" / "2027-01" / f"{doc.credit_note_number}-lines.csv"
+    rows = [(r["kind"], r["model_name"], r["amount_usd"]) for r in csv.DictReader(io.StringIO(path.read_text("utf-8")))]
+    assert rows[1:] == [
+        ("refunded", f"Already given back on {givers}, not credited", "-0.75"),
+        ("tax", "VAT 19%", "0.14"),
+    ]
+    text = " ".join(_pdf_text(out / "credit_notes" / "2027-01", doc.credit_note_number).split())
+    for printed in (f"Already given back on {givers}, not credited", "$0.89", "nothing is refunded twice"):
+        assert printed in text, printed
+    # February: a fourth attempt with 1,200,000 tokens: +100,000 that no statement billed or
+    # refunded before and no note credited, so February bills them: +0.75, VAT 0.14 (the part
+    # of January's line not credited is not held back, unlike rule 2's refunded tokens)
+    _attempt(billing, "2027-02-12", "a4", "r1", 4, "2026-11-07T09:15:00Z", 1_200_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("0.75"), D("0.00"), D("0.75"), D("0.14"), D("0.89"))
+    # (a run of rule 3 re-executing under replay --verify: the partial-refund test's)
+    _replays_match(billing, tmp_path, periods=("2026-11", "2026-12", "2027-01", "2027-02"))

@@ -1,0 +1,10 @@
+-- 038: credit note rule 3 (pipeline/credit_notes.py, docs/invoicing.md "Money already given
+-- back for an earlier period"). A note on a later statement crediting its positive adjustment
+-- line of an earlier period Q was capped by that statement's net only, so after Q's own note
+-- had given back all of Q's money (December refunding, January asking the same again) it
+-- credited January's ask a second time. From rule 3 such lines credit at most what is left of
+-- all the money asked for Q; the rest prints as "Already given back on credit note ...,
+-- statement ..., not credited". No table changes: the comments say what rule 3 stores.
+COMMENT ON COLUMN credit_notes.money_rule IS 'How much money the note may credit: NULL or 1, the statement''s net less earlier credit notes (notes issued before migration 036); 2, also less the money later statements refunded for the period (negative prior-period adjustments, less what they restored to prepaid credit), plus the money they asked for positive adjustments of it not credited by a note; and per line at most its amount less the refunds of its key; 3 (migration 038), also the adjustment lines of an earlier period Q together at most what is left of the money asked for Q (its statement''s net less its credit notes, plus later asks not credited, less later refunds).';
+COMMENT ON COLUMN credit_notes.refunded_usd IS 'Rule 2: part of the credited lines not credited because later statements already refunded it in money (rule 3: or because the money asked for the earlier period an adjustment line adjusts was already given back) (printed as "Already refunded on statement ..., not credited", or "Already given back on ..."); 0.00 when none; NULL for rule 1. Rule 2''s part is also stored per line (credit_note_lines.refunded_usd), rule 3''s is not.';
+COMMENT ON COLUMN credit_notes.refunded_on IS 'When refunded_usd > 0: rule 2, the statements that refunded it, joined with ", " as printed; rule 3, when an adjustment line of an earlier period was not credited in full, the documents that gave that period''s money back, with their kind ("credit note CN-..., statement IG-..."); NULL otherwise.';
