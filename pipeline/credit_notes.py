@@ -215,6 +215,7 @@ def plan(
     # per line: a line gets back at most what is left of it (its amount less the refunds of its
     # key), and all lines together at most the money left of the statement
     refunded_by_line: dict[int, Decimal] = {}
+    stored_by_line: dict[int, Decimal] = {}  # credit_note_lines.refunded_usd
     refunders: tuple[str, ...] = ()
     cap = left_net
     if money_rule >= 2:
@@ -245,20 +246,34 @@ def plan(
             if part > 0:
                 refunded_by_line[ln.line_no] = part
                 names_of.update(dict.fromkeys(given.key_refunders[key]))
+                # stored as a hold-back: only refunded tokens that did not come back since (an
+                # ask a note credited brought them back); rule 2 stored the printed part
+                stored_by_line[ln.line_no] = (
+                    part if money_rule < 3 else min(part, max(ZERO, given.tokens_by_key.get(key, ZERO)))
+                )
         refunders = tuple(names_of)
     # rule 3: adjustment lines of earlier periods, the part not credited as already given back
     # for their period (printed with rule 2's part; not stored per line: see the function)
     given_back_of: dict[int, Decimal] = {}
+    given_periods: list[str] = []
+    completes_at = cap
     if money_rule >= 3:
-        given_for = _earlier_periods_given_back(con, account, chosen, period, given_back_of)
+        given_for, given_periods = _earlier_periods_given_back(
+            con, account, statement_number, chosen, period, given_back_of
+        )
         if given_for:  # documents are named with their kind: they may be statements and notes
             refunders = tuple(dict.fromkeys([*(f"statement {n}" for n in refunders), *given_for]))
+        # the part given back was money this statement asked: it is not credited again (and the
+        # note completes the statement's money, taking the rest of its tax, only as before: the
+        # tax of the part given back is not this statement's to give back)
+        completes_at, cap = cap, cap - sum(given_back_of.values(), ZERO)
     refunded = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
-    if lines_total - refunded <= 0:
+    if lines_total - refunded <= 0 or cap <= 0:
         several = len(chosen) > 1
         where = (
-            f"on {', '.join(refunders)} (the money asked for the periods these lines adjust is given back)"
-            if refunders and refunders[0].startswith(KINDED)
+            f"the money asked for {', '.join(given_periods)} is given back"
+            + (f" (on {', '.join(refunders)})" if refunders else "")
+            if given_periods
             else f"refunded on statement{'s' if len(refunders) > 1 else ''} {', '.join(refunders)} "
             f"(negative prior-period adjustments of {period})"
         )
@@ -271,7 +286,7 @@ def plan(
     rule, tax_amount = "on_net", ZERO
     if treatment is not None:
         tax_amount = tax_on(credited_net, D(rate))
-        if (credited_net == cap and tax_amount != left_tax) or tax_amount > left_tax:
+        if (credited_net == completes_at and tax_amount != left_tax) or tax_amount > left_tax:
             rule, tax_amount = "remainder", left_tax  # the statement's tax, to the cent, never more
     names = statements.model_names(con)
     descriptions = tuple(_description(ln, names) for ln in chosen)
@@ -279,7 +294,7 @@ def plan(
         statement_number, account, period, tuple(ln.line_no for ln in chosen), descriptions, lines_total,
         lines_total - credited_net - refunded, credited_net, treatment, None if rate is None else D(rate), rule,
         tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
-        tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
+        tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
     )  # fmt: skip
 
 
@@ -303,6 +318,8 @@ class _GivenBack:
     split: bool  # the period's lines are keyed by price version too (see :func:`_line_key`)
     asked: Decimal = ZERO  # the money asked for positive adjustment lines no credit note credited
     refund_statements: tuple[str, ...] = ()  # every statement that refunded money for the period
+    # per line key, refunds less every later ask, credited or not: what stands refunded in tokens
+    tokens_by_key: dict[Key, Decimal] = field(default_factory=dict)
 
 
 def _line_key(model: str, token_class: str, unit: Decimal, version: str, split: bool) -> Key:
@@ -366,21 +383,10 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         {"a": account, "p": period},
     ).fetchall()
     positives = con.execute(
-        "SELECT period, statement_number, model, token_class, unit_price_per_1m, price_version, "
-        "       amount - least(amount, greatest(0, beyond_usage - before)) FROM ("
-        "  SELECT s.period, l.statement_number, l.line_no, l.original_period, l.model, l.token_class,"
-        "         l.unit_price_per_1m, l.price_version, l.amount,"
-        "         greatest(0, coalesce(c.applied_usd, 0) - u.usage) AS beyond_usage,"
-        "         coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no"
-        "                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before"
-        "  FROM statement_issued_lines l JOIN statements s USING (statement_number)"
-        "  LEFT JOIN statement_credits c USING (statement_number)"
-        "  JOIN (SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage"
-        "        FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number)"
-        "  WHERE l.kind = 'adjustment' AND l.amount > 0 AND s.account_id = $a"
-        ") a WHERE original_period = $p AND NOT EXISTS ("
-        "  SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)"
-        "  WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no) "
+        "SELECT period, statement_number, model, token_class, unit_price_per_1m, price_version, money, "
+        "       EXISTS (SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)"
+        "               WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no) "
+        f"FROM ({_ADJUSTMENT_MONEY} AND s.account_id = $a) a WHERE original_period = $p "
         "ORDER BY period, statement_number, line_no",
         {"a": account, "p": period},
     ).fetchall()
@@ -403,8 +409,15 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         key = _line_key(model, klass, unit, version, split)
         per = nets.setdefault((st_period, number), {})
         per[key] = per.get(key, ZERO) + money
-    for st_period, number, model, klass, unit, version, money in positives:
+    # tokens: every ask counts, also one a credit note credited (the tokens came back there), so
+    # a refund whose tokens came back is no hold-back for a line credited now (rule 3 on)
+    token_nets = {k: dict(per) for k, per in nets.items()}
+    for st_period, number, model, klass, unit, version, money, credited in positives:
         key = _line_key(model, klass, unit, version, split)
+        per = token_nets.setdefault((st_period, number), {})
+        per[key] = per.get(key, ZERO) - D(money)
+        if credited:  # money: an ask a credit note credited was given back there
+            continue
         per = nets.setdefault((st_period, number), {})
         per[key] = per.get(key, ZERO) - D(money)
     order = sorted(nets)
@@ -419,69 +432,127 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
     for key in {k for per in nets.values() for k in per}:
         standing, names = _standing([(number, nets[(p, number)].get(key, ZERO)) for p, number in order])
         by_key[key], key_refunders[key] = standing, names
-    asked = sum((D(row[6]) for row in positives), ZERO)
+    tokens_by_key: dict[Key, Decimal] = {}
+    for key in {k for per in token_nets.values() for k in per}:
+        tokens_by_key[key] = _standing(
+            [(number, token_nets[(p, number)].get(key, ZERO)) for p, number in sorted(token_nets)]
+        )[0]
+    asked = sum((D(row[6]) for row in positives if not row[7]), ZERO)
     refund_statements = tuple(number for number, m in money_by.items() if m > 0)
     return _GivenBack(
-        refunded, money, max(ZERO, tax), refunders, by_key, key_refunders, split, asked, refund_statements
+        refunded,
+        money,
+        max(ZERO, tax),
+        refunders,
+        by_key,
+        key_refunders,
+        split,
+        asked,
+        refund_statements,
+        tokens_by_key,
     )
+
+
+# The money later statements asked for their positive adjustment lines: a line's amount less
+# the prepaid credit its statement applied to it (usage lines first, then positive adjustment
+# lines in printed order), as statement_lines_due.sql's `adjustment_money` attributes it (layout
+# 7). A WHERE clause to extend with AND.
+_ADJUSTMENT_MONEY = (
+    "SELECT s.period, l.statement_number, l.line_no, l.original_period, l.model, l.token_class, "
+    "       l.unit_price_per_1m, l.price_version, "
+    "       l.amount - least(l.amount, greatest(0, greatest(0, coalesce(c.applied_usd, 0) - u.usage)"
+    "           - coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no"
+    "                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS money "
+    "FROM statement_issued_lines l JOIN statements s USING (statement_number) "
+    "LEFT JOIN statement_credits c USING (statement_number) "
+    "JOIN (SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage "
+    "      FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number) "
+    "WHERE l.kind = 'adjustment' AND l.amount > 0"
+)
 
 
 def _earlier_periods_given_back(
     con: duckdb.DuckDBPyConnection,
     account: str,
+    statement_number: str,
     chosen: Sequence[_Line],
     period: str,
     given_back_of: dict[int, Decimal],
-) -> tuple[str, ...]:
-    """Rule 3: the chosen adjustment lines of each earlier period Q credit, together and in
-    line order, at most what is left of the money asked for Q (:func:`_period_money_left`);
-    the rest of each goes into ``given_back_of`` as already given back. The documents that
-    gave Q's money back, named with their kind, when a line was not credited in full.
+) -> tuple[tuple[str, ...], list[str]]:
+    """Rule 3: the money the chosen adjustment lines of each earlier period Q asked (a line's
+    amount less the prepaid credit the statement applied to it, :data:`_ADJUSTMENT_MONEY`)
+    credits, together and in line order, at most what is left of the money asked for Q
+    (:func:`_period_money_left`); the rest goes into ``given_back_of`` as already given back
+    (the prepaid part stays "paid with prepaid credit"). The documents that gave Q's money
+    back, named with their kind, and the periods Q, when a line was not credited in full.
 
     That part is printed with rule 2's but not stored in ``credit_note_lines.refunded_usd``:
     rule 2's part is tokens a later statement refunded, which statement_lines_due.sql takes
     back like a hold-back when they return; this part is money Q's own notes and refunds gave
     back, whose tokens no statement refunded, so tokens of Q arriving later are billed (the
     line's credited amount already keeps a later negative adjustment from refunding it)."""
+    money_of = dict(
+        con.execute(
+            f"SELECT line_no, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s)", {"s": statement_number}
+        ).fetchall()
+    )
     names: dict[str, None] = {}
+    periods: list[str] = []
     for q in sorted({ln.original_period for ln in chosen if ln.original_period != period}):
         left, givers = _period_money_left(con, account, q)
         for ln in chosen:
             if ln.original_period != q or ln.amount <= 0:
                 continue
-            credit = min(ln.amount, left)
+            money = D(money_of.get(ln.line_no, ln.amount))
+            credit = min(money, left)
             left -= credit
-            if ln.amount - credit > 0:
-                given_back_of[ln.line_no] = ln.amount - credit
+            if money - credit > 0:
+                given_back_of[ln.line_no] = money - credit
                 names.update(dict.fromkeys(givers))
-    return tuple(names)
+                if q not in periods:
+                    periods.append(q)
+    return tuple(names), periods
 
 
 def _period_money_left(con: duckdb.DuckDBPyConnection, account: str, q: str) -> tuple[Decimal, tuple[str, ...]]:
-    """Rule 3: what is left to give back of the money asked for period ``q``: what its own
-    statement asked (its net) less its credit notes, plus the money later statements asked for
-    positive adjustments of ``q`` that no credit note credited, less the money later statements
-    refunded for it (:func:`_given_back`); never below 0. With the documents that gave some of
-    it back: ``q``'s credit notes and the statements whose negative adjustments refunded money.
+    """Rule 3: what is left to give back of the money asked for period ``q``; never below 0:
 
-    The figures are rule 2's (a note on ``q``'s own statement gets back at most its net less
-    its notes, less what later statements refunded net of what they asked), seen from a later
-    statement: so whichever of the two notes comes first, together they give back at most what
-    was asked for ``q`` (the second is capped, or refused when nothing is left)."""
+    * what ``q``'s own statement asked in money for its usage lines (its usage less the prepaid
+      credit it applied, which goes to usage first; not its net, which also carries the
+      adjustments of earlier periods it printed),
+    * less what its credit notes credited of them (a note's net, at most the usage lines it
+      credited),
+    * plus the money later statements asked for positive adjustments of ``q`` that no credit
+      note credited, less the money later statements refunded for it (:func:`_given_back`).
+
+    With the documents that gave some of it back: ``q``'s credit notes and the statements whose
+    negative adjustments refunded money. Whichever of a note on ``q``'s statement (rule 2) and
+    a note on a later statement's adjustment of ``q`` comes first, together they give back at
+    most what was asked for ``q``: the second is capped, or refused when nothing is left."""
     own = con.execute(
-        "SELECT statement_number FROM statements WHERE account_id = ? AND period = ? ORDER BY statement_number",
+        "SELECT s.statement_number, coalesce(sum(l.amount) FILTER (WHERE l.kind = 'usage'), 0), "
+        "       coalesce(any_value(c.applied_usd), 0) "
+        "FROM statements s LEFT JOIN statement_issued_lines l USING (statement_number) "
+        "LEFT JOIN statement_credits c USING (statement_number) "
+        "WHERE s.account_id = ? AND s.period = ? GROUP BY s.statement_number ORDER BY s.statement_number",
         [account, q],
     ).fetchall()
     left, givers = ZERO, []
-    for (number,) in own:
-        net = D(_statement(con, number)[4])
+    for number, usage, applied in own:
+        left += max(ZERO, D(usage) - min(D(applied), D(usage)))
         notes = con.execute(
-            "SELECT credit_note_number, net_usd FROM credit_notes WHERE statement_number = ? AND net_usd > 0 "
-            "ORDER BY sequence_no",
+            "SELECT n.credit_note_number, n.net_usd, "
+            "       coalesce(sum(cl.amount_usd) FILTER (WHERE cl.kind = 'usage'), 0) "
+            "FROM credit_notes n JOIN credit_note_lines cl USING (credit_note_number) "
+            "WHERE n.statement_number = ? GROUP BY n.credit_note_number, n.net_usd, n.sequence_no "
+            "ORDER BY n.sequence_no",
             [number],
         ).fetchall()
-        left += net - sum((D(n) for _, n in notes), ZERO)
-        givers += [f"credit note {n}" for n, _ in notes]
+        for note, net, usage_credited in notes:
+            part = min(D(net), D(usage_credited))
+            if part > 0:
+                left -= part
+                givers.append(f"credit note {note}")
     given = _given_back(con, account, q, None)
     givers += [f"statement {n}" for n in given.refund_statements]
     return max(ZERO, left + given.asked - given.refunded), tuple(givers)
