@@ -313,6 +313,11 @@ def build_history(db: Path, days: int) -> None:
     )
     from core.db import connect, run_script
 
+    try:  # older checkouts' aggregate.sql reads new_rated itself
+        from pipeline import rated_summary as summaries
+    except ImportError:
+        summaries = None
+
     con = connect(db, memory_limit="4GB")
     run = con.execute("SELECT max(run_id) FROM runs").fetchone()
     assert run is not None
@@ -348,6 +353,9 @@ def build_history(db: Path, days: int) -> None:
         # older checkouts' aggregate.sql re-sums the affected periods instead of adding new_rated
         periods = "SELECT DISTINCT account_id, period FROM new_rated"
         con.execute(f"CREATE OR REPLACE TEMP TABLE affected_periods AS {periods}")
+        if summaries is not None:  # aggregate.sql adds line contributions (pipeline/rated_summary.py)
+            summaries.summarize_lines(con, "new_rated", summaries.LINES.table)
+            summaries.summarize_lines(con, "rated_removed", "removed_lines")
         run_script(con, "aggregate.sql")
         con.execute("COMMIT")
     con.execute("CHECKPOINT")

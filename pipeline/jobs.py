@@ -34,7 +34,7 @@ from core.defaults import (
 from core.errors import BillingError, EmptyPeriod, UsageProblem
 from core.faults import fault_point
 from core.timing import step
-from pipeline import ingest, ledger, rate, reference_state, snapshot
+from pipeline import ingest, ledger, rate, rated_summary, reference_state, snapshot
 from pipeline.ingest import FileResult, Recounter
 from pipeline.ingest.recounting import default_recounter
 from pipeline.lock import ConcurrentRunError, exclusive_run, record_run_id
@@ -161,16 +161,18 @@ def reference_for_run(settings: Settings, command: str) -> reference.Reference |
 
 
 # Digests of what a run wrote: order-independent, over the rows without run ids. The rated rows
-# are the ones the rating wrote (``rows_table``: rated_attempts' rows of this run, less
-# rated_run_id), read before they go to the run's lake file, so no other run's file is opened.
+# are the ones the rating wrote (rated_attempts' rows of this run, less rated_run_id), digested
+# where they were written (``pipeline/rated_summary.py``: by the rating's query over
+# ``new_rated``, or per part by the executors' tasks, XORs combined) and taken from the rating's
+# ``totals_table``, so no other run's file is opened and the driver reads no rated row here.
 # The statement lines' columns as digested since migration 004: a column added later
 # (override_requests, 030) is left out, so the digests recorded by earlier runs still verify.
 DIGESTED_LINE_COLUMNS = (
     "account_id, period, model, token_class, price_version, price_basis, unit_price_per_1m, "
     "quantity_tokens, billed_requests, amount_exact, amount"
 )
+DIGEST = f"CAST(coalesce(bit_xor({rated_summary.ROW_DIGEST}), 0) AS VARCHAR)"  # of the rows r of a SELECT
 OUTPUT_DIGESTS = {
-    "rated_attempts": "SELECT * FROM {rows_table}",
     "statement_lines": f"SELECT {DIGESTED_LINE_COLUMNS} FROM statement_lines WHERE (account_id, period) IN "
     "(SELECT account_id, period FROM {periods_table})",
 }
@@ -178,12 +180,18 @@ OUTPUT_DIGESTS = {
 
 def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: rate.RateResult) -> None:
     """Store a digest of the rows this run wrote (``replay --verify`` recomputes them): its
-    rated attempts, and the statement lines of the periods its rating changed (``rated``)."""
+    rated attempts (their count and XOR of row digests, from ``rated.totals_table``: the value
+    :data:`DIGEST` gives over the rows), and the statement lines of the periods its rating
+    changed (``rated``)."""
+    con.execute(
+        "INSERT INTO run_outputs SELECT $run_id, 'rated_attempts', attempts, "
+        f"CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated.totals_table}",
+        {"run_id": run_id},
+    )
     for name, template in OUTPUT_DIGESTS.items():
-        query = template.format(periods_table=rated.periods_table, rows_table=rated.rows_table)
+        query = template.format(periods_table=rated.periods_table)
         con.execute(
-            f"INSERT INTO run_outputs SELECT $run_id, '{name}', count(*), "
-            f"CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM ({query}) r",
+            f"INSERT INTO run_outputs SELECT $run_id, '{name}', count(*), {DIGEST} FROM ({query}) r",
             {"run_id": run_id},
         )
 

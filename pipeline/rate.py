@@ -38,9 +38,10 @@ from core.attempt_store import (
 from core.db import run_script, sql_text, table_exists
 from core.faults import fault_point
 from core.timing import step
+from pipeline import rated_summary
 
 _EXTEND = "INSERT INTO rating_scope SELECT DISTINCT account_id, request_id FROM "
-NEW_RATED = "new_rated"  # the rows a rating wrote; sql/aggregate.sql and the Spark bridge use this name
+NEW_RATED = "new_rated"  # the rows a rating wrote; rated_summary and the Spark bridge use this name
 AFFECTED_PERIODS = "affected_periods"
 
 
@@ -80,9 +81,12 @@ class RateResult:
     """What a rating produced: its counts, and the names of the temp tables that hold its rows.
 
     The next stages read those tables through this object (``reference_state.record_used_versions``
-    the price versions in ``rows_table``, ``jobs.record_output_digests`` the statement lines
-    of ``periods_table``), not by names they would have to know; the tables live as long as
-    the connection, until the next rating replaces them.
+    the price versions in ``versions_table``, ``jobs.record_output_digests`` the rated rows'
+    count and digest in ``totals_table`` and the statement lines of ``periods_table``), not by
+    names they would have to know; the tables live as long as the connection, until the next
+    rating replaces them. The stages after the rating read the small results of
+    :mod:`pipeline.rated_summary`, never ``rows_table`` itself (on the Spark path a view over
+    the files the executors wrote, whose tasks computed those results).
     """
 
     requests: int
@@ -92,6 +96,8 @@ class RateResult:
     periods: int
     rows_table: str = NEW_RATED  # the rated rows this rating wrote (as in rated_attempts, less rated_run_id)
     periods_table: str = AFFECTED_PERIODS  # (account_id, period) whose statement lines it changed
+    versions_table: str = rated_summary.VERSIONS.table  # the price versions of rows_table (distinct, not NULL)
+    totals_table: str = rated_summary.TOTALS.table  # rows_table's counts, digest and ts range (one row)
 
 
 def scope_new_and_open(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
@@ -297,36 +303,42 @@ def rate_scope(
             files = own_attempt_files(con, run_id, holders) if spark_attempts is None else []
             # the executors write the run's rated rows as its lake files, listed by this
             # transaction, and new_rated is a view over them (a database file; else loaded)
+            # (and their tasks computed the small results the driver needs of them: rated_summary)
             published = rate_on_spark(con, spark_attempts, files, run_id, memory_limit)
         else:
             drop_temp(con, NEW_RATED)
             con.execute(f"CREATE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
             published = False
+        if not published:  # the rows are the driver's: the same queries read them here
+            rated_summary.summarize(con, NEW_RATED)
     with step("replace_rated", after="rate:after_insert"):
         _remove_replaced(con, run_id, replaced)
         fault_point("rate:after_delete")
         if not published:  # else the rows are in the run's listed files already
             con.execute(f"INSERT INTO {run_rated} SELECT *, $run_id FROM {NEW_RATED}", {"run_id": run_id})
+    # from here on the rated rows are read through their summaries (rated_summary), the rows
+    # they replaced (rated_removed: read from stored rows) as they are
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {AFFECTED_PERIODS} AS "
-        f"SELECT account_id, period FROM rated_removed UNION SELECT account_id, period FROM {NEW_RATED}"
+        f"CREATE OR REPLACE TEMP TABLE {AFFECTED_PERIODS} AS SELECT account_id, period FROM rated_removed "
+        f"UNION SELECT account_id, period FROM {rated_summary.PERIODS.table}"
     )
     # the held attempts per reason, kept by difference (the ledger reads them every night)
     con.execute(
         "INSERT INTO held_changes SELECT $run_id, reason, sum(change) FROM ("
-        f" SELECT reason, 1 AS change FROM {NEW_RATED} WHERE outcome = 'held'"
+        f" SELECT reason, attempts AS change FROM {rated_summary.HELD.table}"
         " UNION ALL SELECT reason, -1 FROM rated_removed WHERE outcome = 'held'"
         ") GROUP BY reason HAVING sum(change) <> 0 ORDER BY reason",
         {"run_id": run_id},
     )
     fault_point("rate:after_affected_periods")
     with step("aggregate"):
+        # the replaced rows' contributions, by the query that gave new_rated's (new_rated_lines)
+        rated_summary.summarize_lines(con, "rated_removed", "removed_lines")
         run_script(con, "aggregate.sql")
     con.execute("DELETE FROM unrated_runs WHERE run_id IN (SELECT run_id FROM scope_runs)")
     row = con.execute(
-        "SELECT (SELECT count(*) FROM scope_requests), count(*), "
-        "count(*) FILTER (WHERE outcome = 'billed'), count(*) FILTER (WHERE outcome = 'held'), "
-        f"(SELECT count(*) FROM {AFFECTED_PERIODS}) FROM {NEW_RATED}"
+        "SELECT (SELECT count(*) FROM scope_requests), attempts, billed, held, "
+        f"(SELECT count(*) FROM {AFFECTED_PERIODS}) FROM {rated_summary.TOTALS.table}"
     ).fetchone()
     assert row is not None
     return RateResult(*row)

@@ -189,11 +189,12 @@ def check_used_versions(con: duckdb.DuckDBPyConnection, ref: Identified, force: 
 
 
 def record_used_versions(con: duckdb.DuckDBPyConnection, ref: Identified, run_id: int, rated: RateResult) -> None:
-    """Remember the versions the just-rated attempts were priced with (inside the transaction)."""
+    """Remember the versions the just-rated attempts were priced with (inside the transaction):
+    ``rated.versions_table``, the distinct versions of its rated rows (``pipeline/rated_summary.py``)."""
     hashes = ref.hashes()["prices"]
     for (version_id,) in con.execute(
-        f"SELECT DISTINCT price_version FROM {rated.rows_table} WHERE price_version IS NOT NULL "
-        "AND price_version NOT IN (SELECT version_id FROM price_versions_used)"
+        f"SELECT price_version FROM {rated.versions_table} "
+        "WHERE price_version NOT IN (SELECT version_id FROM price_versions_used) ORDER BY 1"
     ).fetchall():
         con.execute("INSERT INTO price_versions_used VALUES (?, ?, ?)", [version_id, hashes[version_id], run_id])
 

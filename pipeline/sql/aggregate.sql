@@ -1,5 +1,7 @@
 -- Aggregates: keep the draft statement lines current, by difference.
--- Input: new_rated (the rows a rating just wrote), rated_removed (the rows they replaced).
+-- Input: new_rated_lines and removed_lines, the line contributions (sql/line_contributions.sql)
+-- of new_rated (the rows a rating just wrote: summed per part by the executors' tasks on the
+-- Spark path, pipeline/rated_summary.py) and of rated_removed (the rows they replaced).
 -- A statement line is a sum over the billed attempts of one (account, period, model, token
 -- class, price version, unit price), what a statement prints (from layout 6 summed over the
 -- price versions of one unit price: view printed_statement_lines): quantity, billed requests, the
@@ -14,44 +16,18 @@
 -- statement total is the sum of its rounded lines (view account_period_totals).
 
 CREATE OR REPLACE TEMP TABLE line_changes AS
-WITH changed AS (
-    SELECT 1 AS sign, account_id, period, model, price_version, price_basis = 'override' AS by_override,
-           unit_price_input_uncached, unit_price_input_cached, unit_price_output,
-           input_uncached_tokens, input_cached_tokens, output_tokens,
-           charge_input_uncached, charge_input_cached, charge_output
-    FROM new_rated
-    WHERE outcome = 'billed'
-    UNION ALL
-    SELECT -1, account_id, period, model, price_version, price_basis = 'override',
-           unit_price_input_uncached, unit_price_input_cached, unit_price_output,
-           input_uncached_tokens, input_cached_tokens, output_tokens,
-           charge_input_uncached, charge_input_cached, charge_output
-    FROM rated_removed
-    WHERE outcome = 'billed'
-),
-classes AS (
-    SELECT sign, account_id, period, model, price_version, by_override,
-           'input_uncached' AS token_class, unit_price_input_uncached AS unit_price_per_1m,
-           input_uncached_tokens AS quantity, charge_input_uncached AS amount
-    FROM changed
-    UNION ALL
-    SELECT sign, account_id, period, model, price_version, by_override,
-           'input_cached', unit_price_input_cached, input_cached_tokens, charge_input_cached
-    FROM changed
-    UNION ALL
-    SELECT sign, account_id, period, model, price_version, by_override,
-           'output', unit_price_output, output_tokens, charge_output
-    FROM changed
-)
 SELECT account_id, period, model, token_class,
        coalesce(price_version, 'none') AS price_version, unit_price_per_1m,
-       CAST(sum(CASE WHEN sign = 1 THEN quantity ELSE -quantity END) AS BIGINT)          AS quantity_tokens,
-       CAST(sum(sign) AS BIGINT)                                                        AS billed_requests,
-       CAST(sum(sign) FILTER (WHERE by_override) AS BIGINT)                             AS override_requests,
-       CAST(sum(CASE WHEN sign = 1 THEN amount ELSE -amount END) AS DECIMAL(38,20))     AS amount_exact
-FROM classes
-WHERE quantity > 0
-GROUP BY account_id, period, model, token_class, price_version, unit_price_per_1m;
+       CAST(sum(sign * quantity_tokens) AS BIGINT)                                       AS quantity_tokens,
+       CAST(sum(sign * billed_requests) AS BIGINT)                                      AS billed_requests,
+       CAST(sum(sign * override_requests) AS BIGINT)                                    AS override_requests,
+       CAST(sum(CASE WHEN sign = 1 THEN amount_exact ELSE -amount_exact END) AS DECIMAL(38,20)) AS amount_exact
+FROM (
+    SELECT 1 AS sign, * FROM new_rated_lines
+    UNION ALL
+    SELECT -1 AS sign, * FROM removed_lines
+) contributions
+GROUP BY account_id, period, model, token_class, coalesce(price_version, 'none'), unit_price_per_1m;
 
 CREATE OR REPLACE TEMP TABLE lines_after AS
 SELECT c.account_id, c.period, c.model, c.token_class, c.price_version, c.unit_price_per_1m,

@@ -1,0 +1,128 @@
+"""What the driver keeps of a rating's rated rows: small results, computed where the rows are.
+
+After a rating the driver needs, of the rows it wrote (``new_rated``), their statement-line
+contributions (``sql/line_contributions.sql``, which ``sql/aggregate.sql`` adds to the lines),
+the (account, period)s they touch, the held attempts per reason, the price versions they used,
+their counts, their range of ``ts`` and their digest (``run_outputs``). Each is a query over
+``rated_rows`` (:data:`SUMMARIES`), whose result is small (accounts x models, not attempts).
+
+- On DuckDB (and a Spark rating loaded into the driver's DuckDB) the queries read
+  ``new_rated`` (:func:`summarize`).
+- When the executors write a Spark rating's rated rows (``pipeline/spark/bridge.py``
+  ``publish_rated``), each task runs the same queries over the part it wrote
+  (:func:`part_queries`) and returns their rows as text; the driver casts them back to the
+  queries' types and combines the parts' results by each summary's ``combine`` (sums, unions,
+  min/max and XOR: exact, whatever the number of parts) without reading the parts
+  (:func:`combine`). Decimals travel as text, which DuckDB casts back exactly.
+
+The digest is ``bit_xor`` of :data:`ROW_DIGEST` over the rows: the XOR of the parts' XORs is the
+XOR over all rows, so the combined digest is the one the driver's scan of the parts gives
+(``pipeline/jobs.py`` ``record_output_digests``; ``replay --verify`` compares them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from core.db import sql_text
+
+ROWS = "rated_rows"  # the name every summary query reads: the CTE this module binds
+ROW_DIGEST = "md5_number(CAST(r AS VARCHAR))"  # r: a row of the digested SELECT (jobs.record_output_digests)
+TextRow = tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One small result of the rated rows: ``query`` over ``rated_rows``, and ``combine``, a
+    SELECT over ``parts`` (the parts' results, typed as ``query``'s) giving the result of the
+    union of the parts. ``table``: the driver's TEMP table holding it after a rating."""
+
+    table: str
+    query: str
+    combine: str
+
+
+def _contributions() -> str:
+    return sql_text("line_contributions.sql").strip().rstrip(";")
+
+
+LINES = Summary(
+    "new_rated_lines",
+    _contributions(),
+    "SELECT account_id, period, model, token_class, price_version, unit_price_per_1m, sum(quantity_tokens), "
+    "sum(billed_requests), sum(override_requests), sum(amount_exact) FROM parts "
+    "GROUP BY account_id, period, model, token_class, price_version, unit_price_per_1m",
+)
+PERIODS = Summary(
+    "new_rated_periods",
+    f"SELECT DISTINCT account_id, period FROM {ROWS}",
+    "SELECT DISTINCT account_id, period FROM parts",
+)
+HELD = Summary(
+    "new_rated_held",
+    f"SELECT reason, count(*) AS attempts FROM {ROWS} WHERE outcome = 'held' GROUP BY reason",
+    "SELECT reason, sum(attempts) FROM parts GROUP BY reason",
+)
+VERSIONS = Summary(
+    "new_rated_versions",
+    f"SELECT DISTINCT price_version FROM {ROWS} WHERE price_version IS NOT NULL",
+    "SELECT DISTINCT price_version FROM parts",
+)
+TOTALS = Summary(  # one row
+    "new_rated_totals",
+    "SELECT count(*) AS attempts, count(*) FILTER (WHERE outcome = 'billed') AS billed, "
+    f"count(*) FILTER (WHERE outcome = 'held') AS held, bit_xor({ROW_DIGEST}) AS digest, "
+    f"min(ts) AS ts_min, max(ts) AS ts_max FROM {ROWS} r",
+    "SELECT coalesce(sum(attempts), 0), coalesce(sum(billed), 0), coalesce(sum(held), 0), bit_xor(digest), "
+    "min(ts_min), max(ts_max) FROM parts",
+)
+SUMMARIES = (LINES, PERIODS, HELD, VERSIONS, TOTALS)
+
+
+def _over(source: str, query: str) -> str:
+    """``query`` with ``rated_rows`` bound to the rows of ``source`` (a table, view or subquery)."""
+    return f"WITH {ROWS} AS (SELECT * FROM {source})\n{query}\n"
+
+
+def summarize(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Every summary's TEMP table from the rows of ``source`` (``new_rated``: one scan each)."""
+    for summary in SUMMARIES:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {summary.table} AS {_over(source, summary.query)}")
+
+
+def summarize_lines(con: duckdb.DuckDBPyConnection, source: str, table: str) -> None:
+    """The TEMP table ``table`` of the line contributions of the rows of ``source``
+    (``rated_removed``: the rows a rating replaced, which aggregate.sql subtracts)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_over(source, LINES.query)}")
+
+
+def part_queries(source: str) -> list[str]:
+    """The summary queries as an executor's task runs them over the rows of ``source`` (the part
+    it wrote), every column cast to text (exact: DuckDB casts decimals, HUGEINTs and
+    TIMESTAMPTZs in UTC back to the same values); in :data:`SUMMARIES`' order."""
+    return [f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({_over(source, s.query)})" for s in SUMMARIES]
+
+
+def combine(con: duckdb.DuckDBPyConnection, empty: str, parts: Sequence[Sequence[Sequence[TextRow]]]) -> None:
+    """Every summary's TEMP table from the parts' results (``parts[i][j]``: part i's rows of
+    ``SUMMARIES[j]``, as :func:`part_queries` gives them), typed as the query over ``empty`` (a
+    SELECT of no rows in ``new_rated``'s columns) types them. Reads no rated row."""
+    import pyarrow as pa  # the spark extra's (only the Spark path gives parts)
+
+    for j, summary in enumerate(SUMMARIES):
+        typed = f"SELECT * FROM ({_over(f'({empty})', summary.query)}) LIMIT 0"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {summary.table} AS {typed}")
+        columns = con.execute(f"DESCRIBE {summary.table}").fetchall()
+        rows = [row for part in parts for row in part[j]]
+        text = pa.table({f"c{i}": pa.array([row[i] for row in rows], pa.string()) for i in range(len(columns))})
+        cast = ", ".join(f'CAST(c{i} AS {c[1]}) AS "{c[0]}"' for i, c in enumerate(columns))
+        con.register("summary_text", text)
+        try:
+            con.execute(
+                f"INSERT INTO {summary.table} WITH parts AS (SELECT {cast} FROM summary_text) {summary.combine}"
+            )
+        finally:
+            con.unregister("summary_text")
