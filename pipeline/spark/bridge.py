@@ -30,9 +30,18 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import BOUNDS, RATED, database_file, list_run_parts, parquet_source, typed_rows
+from core.attempt_store import (
+    BOUNDS,
+    RATED,
+    database_file,
+    list_run_parts,
+    parquet_source,
+    stored_table,
+    typed_rows,
+)
 from core.db import sql_literal, table_exists
 from core.errors import BillingError
+from pipeline import rated_summary
 from pipeline.lake import database_path
 from pipeline.rate import NEW_RATED, drop_temp, ensure_issued_prices
 from pipeline.spark import SparkEngineError, exchange, spark_error_line
@@ -128,36 +137,51 @@ def publish_rated(
     ``rated_run_id`` the run's, ordered by ``RATED.order``, ``PARQUET_OPTIONS``), under a
     name of its task attempt renamed into place when complete; the driver renames the files
     into the lake as the run's parts 1.. and lists them in this transaction
-    (:func:`core.attempt_store.list_run_parts`), with the run's bounds (``lake_file_bounds``:
-    min and max ts, read from the files). ``new_rated`` becomes a TEMP VIEW over the listed
-    files: aggregation, the held counts, the used price versions and the digests read them
-    where they are, and no rated row is copied into the driver's tables.
+    (:func:`core.attempt_store.list_run_parts`).
+
+    Each task also computes, over the part it wrote, the small results the driver needs of the
+    rated rows (:mod:`pipeline.rated_summary`: statement-line contributions, periods, held per
+    reason, price versions, counts, digest, ts range) and returns them as text; the driver
+    combines the listed parts' results into the summaries' TEMP tables and records the run's
+    bounds (``lake_file_bounds``) from them, reading no rated row. ``new_rated`` becomes a TEMP
+    VIEW over the listed files (the rows, for whoever asks; the rating's next stages read the
+    summaries).
 
     A run that fails or is killed from here on leaves the files unlisted (in the exchange
     directory, or in the lake), and the next run removes them. The files listed."""
     from pipeline.spark import remote
 
     files = rated_output(con, work / "rated")
+    empty = f"SELECT * EXCLUDE (rated_run_id) FROM {stored_table(con, RATED)} LIMIT 0"  # new_rated's types
     query = f"{typed_rows(con, RATED, run_id, 'SELECT * FROM read_parquet($part)')} ORDER BY {RATED.order}"
+    summaries = rated_summary.part_queries("(SELECT * EXCLUDE (rated_run_id) FROM read_parquet($written))")
     (work / "published").mkdir()
     (work / "spill").mkdir(exist_ok=True)
     with spark_failures("writing rated rows"):
-        written = remote.store_parts(
-            get_session(), files, work / "published", query, memory_limit, work / "spill", what="writing rated rows"
+        written, results = remote.store_summarized_parts(
+            get_session(),
+            files,
+            work / "published",
+            query,
+            memory_limit,
+            work / "spill",
+            what="writing rated rows",
+            summaries=summaries,
         )
     listed = list_run_parts(con, RATED, run_id, written)
+    # the listed parts' results (a part without rows is not listed, and adds nothing)
+    rated_summary.combine(con, empty, [result for (_, rows), result in zip(written, results, strict=True) if rows])
+    if listed and table_exists(con, BOUNDS):  # one row a run: its parts' range of ts, as for one file
+        con.execute(
+            f"INSERT INTO {BOUNDS} (table_name, run_id, ts_min, ts_max) "
+            f"SELECT $folder, $run, ts_min, ts_max FROM {rated_summary.TOTALS.table}",
+            {"folder": RATED.view, "run": run_id},
+        )
     if not listed:
         _empty_new_rated(con)
         return []
-    source = parquet_source(listed)
-    if table_exists(con, BOUNDS):  # one row a run: its parts' range of ts, as for one file
-        con.execute(
-            f"INSERT INTO {BOUNDS} (table_name, run_id, ts_min, ts_max) "
-            f"SELECT $folder, $run, min(ts), max(ts) FROM {source}",
-            {"folder": RATED.view, "run": run_id},
-        )
     drop_temp(con, NEW_RATED)
-    con.execute(f"CREATE TEMP VIEW {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM {source}")
+    con.execute(f"CREATE TEMP VIEW {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM {parquet_source(listed)}")
     return listed
 
 

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.attempt_store import PARQUET_OPTIONS
 from core.db import sql_literal
@@ -165,8 +165,12 @@ def _contents(spark: Any, uris: Sequence[str]) -> Any:
     return rdd
 
 
-def _run_tasks(spark: Any, task: _Task, write: Callable[..., int], what: str) -> dict[int, int]:
-    """``write`` for every file of ``task``, one file per Spark task; ``{file_order: rows}``.
+_Done = TypeVar("_Done")
+
+
+def _run_tasks(spark: Any, task: _Task, write: Callable[..., _Done], what: str) -> dict[int, _Done]:
+    """``write`` for every file of ``task``, one file per Spark task; ``{file_order: what write
+    returned}`` (its rows; with the part's summaries for :func:`store_parts`).
 
     Files named by URI reach the task as bytes from Spark's ``binaryFile`` reader (the cluster's
     file systems); local paths (a mount every executor sees alike) are read by the task in place."""
@@ -218,6 +222,7 @@ class _Task:
     memory_limit: str | None = None
     query: str | None = None  # store_parts: the SELECT of a part's rows to write ($part: the part)
     loaded_keys: str | None = None  # store_parts: the file $loaded_keys names (None: the query names none)
+    summaries: tuple[str, ...] = ()  # store_parts: SELECTs over the part written ($written), returned as text
 
 
 def _local_copy(uri: str, content: bytes, sha: str, spill_parent: str | None) -> tuple[Path, Path]:
@@ -244,7 +249,7 @@ def _attempt_name(part: Path) -> str:
     return f"{part}.{context.taskAttemptId() if context is not None else os.getpid()}.tmp"
 
 
-def _per_file(task: _Task, write: Callable[..., int], rows: Iterable[Any]) -> Iterator[tuple[int, int]]:
+def _per_file(task: _Task, write: Callable[..., _Done], rows: Iterable[Any]) -> Iterator[tuple[int, _Done]]:
     """A task's loop over files read by Spark: each file's bytes (checked against the run's
     digest) as a local copy under its own name, written out by ``write`` (:func:`_write_part`)."""
     for row in rows:
@@ -257,7 +262,7 @@ def _per_file(task: _Task, write: Callable[..., int], rows: Iterable[Any]) -> It
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _per_local_file(task: _Task, write: Callable[..., int], paths: Iterable[str]) -> Iterator[tuple[int, int]]:
+def _per_local_file(task: _Task, write: Callable[..., _Done], paths: Iterable[str]) -> Iterator[tuple[int, _Done]]:
     """A task's loop over local files: each read in place (named in messages as the run was
     given it, as on DuckDB), the task's DuckDB spilling into a fresh directory."""
     for path in paths:
@@ -270,10 +275,10 @@ def _per_local_file(task: _Task, write: Callable[..., int], paths: Iterable[str]
 
 
 def _write_part(
-    task: _Task, write: Callable[..., int], order: int, shown_as: str | None, sha: str, local: Path, directory: Path
-) -> int:
+    task: _Task, write: Callable[..., _Done], order: int, shown_as: str | None, sha: str, local: Path, directory: Path
+) -> _Done:
     """``write(task, order, shown_as, sha, local, directory, partial)`` writes the file's part to
-    ``partial`` and says how many rows; the part is renamed into place (the driver reads only
+    ``partial`` and says how many rows (and what else it returns); the part is renamed into place (the driver reads only
     complete parts). ``shown_as``: the URI messages name instead of the task's copy."""
     part = Path(task.out_dir) / f"part-{order:06d}.parquet"
     partial = _attempt_name(part)
@@ -330,7 +335,7 @@ def parse_files(
     return _parts(out_dir, [order for order, _, _ in files], done), done
 
 
-def _parts(out_dir: Path, orders: Sequence[int], done: dict[int, int]) -> list[Path]:
+def _parts(out_dir: Path, orders: Sequence[int], done: dict[int, Any]) -> list[Path]:
     """The part of every file in ``orders``, checked: a file Spark did not hand to a task would
     otherwise pass as a file without lines."""
     parts = []
@@ -378,10 +383,11 @@ def stage_lines(
 
 def _write_stored(
     task: _Task, order: int, shown_as: str | None, sha: str, local: Path, directory: Path, partial: str
-) -> int:
+) -> tuple[int, list[list[tuple[str | None, ...]]]]:
     """The rows of the part ``local`` by ``task.query`` (its masking macros made here, as parsing
     makes them), in the lake's Parquet options: what the driver lists as one of the run's lake
-    files (stored attempts, or rated rows)."""
+    files (stored attempts, or rated rows); and the rows of each of ``task.summaries`` over the
+    file written (``$written``: its rows as stored, read back by this task's DuckDB), as text."""
     from pipeline.redact import install_sql_macro
     from pipeline.spark.parse import TASK_MEMORY_LIMIT, task_connection
 
@@ -390,12 +396,21 @@ def _write_stored(
     try:
         install_sql_macro(con)
         # one pass over the query as written: a path holding "$part" is not substituted again
-        values = {"$part": sql_literal(str(local)), "$loaded_keys": sql_literal(task.loaded_keys or "")}
-        query = re.sub(r"\$(?:part|loaded_keys)\b", lambda m: values[m.group(0)], task.query)
-        row = con.execute(f"COPY ({query}) TO {sql_literal(partial)} ({PARQUET_OPTIONS})").fetchone()
+        values = {
+            "$part": sql_literal(str(local)),
+            "$loaded_keys": sql_literal(task.loaded_keys or ""),
+            "$written": sql_literal(partial),
+        }
+        row = con.execute(f"COPY ({_substitute(task.query, values)}) TO {sql_literal(partial)} ({PARQUET_OPTIONS})")
+        written = row.fetchone()
+        summaries = [con.execute(_substitute(query, values)).fetchall() for query in task.summaries]
     finally:
         con.close()
-    return int(row[0]) if row else 0
+    return (int(written[0]) if written else 0), summaries
+
+
+def _substitute(query: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$(?:part|loaded_keys|written)\b", lambda m: values[m.group(0)], query)
 
 
 def store_parts(
@@ -413,11 +428,32 @@ def store_parts(
     of Spark's rating output) on the executors, one task a part, as one Parquet file each in
     ``out_dir`` in the lake's options (``PARQUET_OPTIONS``), each written under a name of its
     own task attempt and renamed into place when complete; ``(file, rows)`` in the parts' order."""
+    written, _ = store_summarized_parts(spark, parts, out_dir, query, memory_limit, spill_parent, loaded_keys, what)
+    return written
+
+
+def store_summarized_parts(
+    spark: Any,
+    parts: Sequence[Path],
+    out_dir: Path,
+    query: str,
+    memory_limit: str | None,
+    spill_parent: Path,
+    loaded_keys: Path | None = None,
+    what: str = "storing attempts",
+    summaries: Sequence[str] = (),
+) -> tuple[list[tuple[Path, int]], list[list[list[tuple[str | None, ...]]]]]:
+    """:func:`store_parts`, each task also running ``summaries`` (SELECTs whose ``$written`` is
+    the file it wrote, every column text) over the file it wrote; the files, and each part's
+    summaries' rows (``[part][summary]``), in the parts' order. Only these small results reach
+    the driver, through Spark's ``collect``."""
     if not parts:
-        return []
+        return [], []
     files = {str(part): (order, "") for order, part in enumerate(parts)}
     keys = None if loaded_keys is None else str(loaded_keys)
-    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query, keys)
+    task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query, keys, tuple(summaries))
     done = _run_tasks(spark, task, _write_stored, what)
     written = _parts(out_dir, list(range(len(parts))), done)
-    return [(path, done[order]) for order, path in enumerate(written)]
+    return [(path, done[order][0]) for order, path in enumerate(written)], [
+        done[order][1] for order in range(len(parts))
+    ]
