@@ -1,0 +1,120 @@
+"""``pipeline/rated_summary.py``: the small results of a rating's rated rows, per part and combined.
+
+A Spark rating's tasks run the summary queries over the parts they write, return the results as
+text, and the driver combines them without reading the parts (``pipeline/spark/bridge.py``
+``publish_rated``). Here (no Spark) a day's rated rows are split into parts as a split may fall,
+each part summarized by a DuckDB of its own as a task does, and the combination must equal the
+queries over the whole (the DuckDB path's ``summarize``), value for value as text, and the
+digest the driver computed over the rows before (count and XOR of each row's text).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from core.attempt_store import RATED, stored_table
+from core.db import connect, sql_literal
+from pipeline import rated_summary
+from pipeline.rated_summary import SUMMARIES, TextRow
+from pipeline.spark.parse import task_connection
+from tests.conftest import Billing, record, usage
+
+DAY = "2026-11-20"
+# what pipeline/jobs.py recorded as the rated rows' digest before the summaries (and still
+# computes for the statement lines), over the rows of new_rated
+DIGEST_BEFORE = (
+    "SELECT count(*), CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) "
+    "FROM (SELECT * FROM new_rated) r"
+)
+
+
+def rated_day(billing: Billing) -> None:
+    """A day rated on DuckDB with every kind of row: several accounts (one priced by its
+    override), models, cached tokens, retries (not billed), held (unknown account, unpriced
+    model), two periods (a late record of October)."""
+    items: list[dict[str, Any]] = []
+    accounts = ("acct_plain", "acct_discount", "acct_enterprise", "acct_partner", "acct_override")
+    for i in range(60):
+        items.append(
+            record(
+                event_id=f"e{i}",
+                request_id=f"r{i // 2}",
+                attempt=i % 2 + 1,
+                status=200 if i % 2 else 500,
+                account_id=accounts[i % 5],
+                model=("openai/gpt-5.5", "openai/gpt-5.5-mini")[i % 3 % 2] if i % 7 else "openai/gpt-5.5",
+                ts=f"{DAY}T{i % 24:02d}:{i:02d}:00Z",
+                usage=usage(1000 + 37 * i, 10 + i, cached=(i % 4) * 100),
+            )
+        )
+    items += [
+        record(event_id="held", account_id="acct_nobody"),
+        record(event_id="unpriced", model="no/such-model"),
+        record(event_id="october", request_id="late", ts="2026-10-31T23:59:59Z"),
+    ]
+    billing.log(f"requests-{DAY}.jsonl", items)
+    billing.nightly(DAY)
+
+
+def texts(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str | None, ...]]:
+    """The rows of ``table`` as text, sorted (a Decimal's trailing digits show)."""
+    rows = con.execute(f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM {table}").fetchall()
+    return sorted(rows, key=lambda row: tuple("" if v is None else v for v in row))
+
+
+def described(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    return [(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def part_results(path: Path, tmp_path: Path) -> list[list[TextRow]]:
+    """What a task returns for the part ``path``: the summary queries over the file it wrote,
+    run by a DuckDB of its own (the tasks' settings)."""
+    con = task_connection(temp_directory=tmp_path)
+    try:
+        queries = rated_summary.part_queries("(SELECT * EXCLUDE (rated_run_id) FROM read_parquet($written))")
+        return [con.execute(q.replace("$written", sql_literal(str(path)))).fetchall() for q in queries]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_the_parts_results_combine_to_the_queries_over_the_whole(billing: Billing, tmp_path: Path, parts: int) -> None:
+    rated_day(billing)
+    con = connect(billing.settings.db_path)
+    try:
+        con.execute("CREATE TEMP TABLE new_rated AS SELECT * EXCLUDE (rated_run_id) FROM rated_attempts")
+        assert con.execute("SELECT count(DISTINCT outcome), count(DISTINCT period) FROM new_rated").fetchone() == (
+            3,
+            2,
+        )
+        assert con.execute("SELECT count(*) FROM new_rated WHERE price_basis = 'override'").fetchone() != (0,)
+        rated_summary.summarize(con, "new_rated")  # the DuckDB path
+        whole = {s.table: texts(con, s.table) for s in SUMMARIES}
+        types = {s.table: described(con, s.table) for s in SUMMARIES}
+        assert whole[rated_summary.LINES.table] and whole[rated_summary.HELD.table]
+        (rows, digest) = con.execute(DIGEST_BEFORE).fetchone() or (None, None)
+        assert texts(con, rated_summary.TOTALS.table)[0][0] == str(rows)
+        assert con.execute(
+            f"SELECT CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated_summary.TOTALS.table}"
+        ).fetchone() == (digest,)
+        # the parts as the tasks write them (rated_run_id included; rows in no useful order,
+        # and with several parts one of them empty), each summarized on its own
+        results = []
+        for k in range(parts + (parts > 1)):
+            path = tmp_path / f"part-{k}.parquet"
+            con.execute(
+                f"COPY (SELECT * FROM rated_attempts WHERE hash(event_id) % {parts} = {k} ORDER BY ts DESC) "
+                f"TO {sql_literal(str(path))} (FORMAT parquet)"
+            )
+            results.append(part_results(path, tmp_path))
+        empty = f"SELECT * EXCLUDE (rated_run_id) FROM {stored_table(con, RATED)} LIMIT 0"  # as the bridge types them
+        rated_summary.combine(con, empty, results)
+        assert {s.table: texts(con, s.table) for s in SUMMARIES} == whole
+        # the same types whichever way the tables were made (aggregate.sql and the digest read them)
+        assert {s.table: described(con, s.table) for s in SUMMARIES} == types
+    finally:
+        con.close()
