@@ -440,3 +440,87 @@ def test_a_spark_nightly_s_rated_rows_are_the_files_its_tasks_wrote(
     for query in same:
         assert spark_db.query(query) == duck_db.query(query), query
     assert replay.verify_run(spark_db.settings, 1).status == "MATCH"
+
+
+def test_a_spark_nightly_s_driver_combines_its_tasks_summaries_and_reads_no_rated_part(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the tasks that write a Spark nightly's rated parts also run the summary queries
+    of ``pipeline/rated_summary.py`` over the part each wrote (statement-line contributions,
+    periods, held per reason, price versions, counts, digest, ts range) and return the results;
+    the driver combines them. With Spark's rating output in three parts, right after
+    ``publish_rated`` the combined results equal the driver's scan of the listed parts by the
+    same queries, value for value as text, and the digest the driver recorded before over the
+    rows. Then the parts are moved out of the lake until the run has recorded its digests: the
+    affected periods, held counts, statement lines, used versions, counts, bounds and digests
+    complete without them (the driver read no part), and equal a DuckDB nightly's."""
+    from pipeline import rate, rated_summary
+    from pipeline.spark import bridge
+
+    write_rated = bridge.write_rated
+    monkeypatch.setattr(bridge, "write_rated", lambda rated, out: write_rated(rated.repartition(3), out))
+    publish_rated, record_output_digests = bridge.publish_rated, jobs.record_output_digests
+    away: list[tuple[Path, Path]] = []
+    seen: dict[str, Any] = {}
+
+    def as_text(con: Any, query: str) -> list[tuple[str, ...]]:
+        return sorted(texts(con.execute(query).fetchall()), key=repr)
+
+    def publishing(con: Any, run_id: int, work: Path, memory_limit: str | None = None) -> list[Path]:
+        listed = publish_rated(con, run_id, work, memory_limit)
+        seen["parts"] = len(listed)
+        for summary in rated_summary.SUMMARIES:  # combined from the tasks' results vs the driver's scan
+            scan = f"WITH {rated_summary.ROWS} AS (SELECT * FROM {rate.NEW_RATED}) {summary.query}"
+            seen[summary.table] = as_text(con, f"SELECT * FROM {summary.table}")
+            assert seen[summary.table] == as_text(con, scan), summary.table
+        before = "SELECT count(*), CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM "
+        totals = f"SELECT attempts, CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated_summary.TOTALS.table}"
+        assert con.execute(totals).fetchall() == con.execute(f"{before} (SELECT * FROM {rate.NEW_RATED}) r").fetchall()
+        for path in listed:  # the driver must not read them until the digests are recorded
+            away.append((path, path.rename(path.with_name(f"{path.name}.away"))))
+        return listed
+
+    def recording(con: Any, *args: Any) -> None:
+        record_output_digests(con, *args)
+        seen["recorded without the parts"] = bool(away) and not any(path.exists() for path, _ in away)
+        for path, moved in away:
+            moved.rename(path)
+
+    monkeypatch.setattr(bridge, "publish_rated", publishing)
+    monkeypatch.setattr(jobs, "record_output_digests", recording)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    items = [
+        record(
+            event_id=f"e{i}",
+            request_id=f"r{i % 9}",
+            attempt=i // 9 + 1,
+            account_id=("acct_plain", "acct_override", "acct_partner")[i % 3],
+            ts=f"{DAY}T{i % 24:02d}:{i:02d}:00Z",
+            usage=usage(1000 + 13 * i, 20 + i, cached=100 * (i % 3)),
+        )
+        for i in range(27)
+    ]
+    items += [record(event_id="held", account_id="acct_nobody"), record(event_id="unpriced", model="no/such-model")]
+    write_lines(logs / f"requests-{DAY}.jsonl", [json_line(item) for item in items])
+    dbs = {}
+    for engine in ("duckdb", "spark"):
+        dbs[engine] = Billing(tmp_path / engine)
+        dbs[engine].logs = logs
+        dbs[engine].settings = dataclasses.replace(dbs[engine].settings, engine=engine)
+        dbs[engine].nightly(DAY)
+
+    assert seen["parts"] == 3 and seen["recorded without the parts"], seen
+    assert seen[rated_summary.LINES.table] and len(seen[rated_summary.HELD.table]) == 2
+    spark_db, duck_db = dbs["spark"], dbs["duckdb"]
+    same = {
+        "rated_attempts": RATED,
+        "statement_lines": LINES,
+        "outputs": "SELECT name, rows, digest FROM run_outputs ORDER BY ALL",
+        "bounds": "SELECT table_name, run_id, ts_min, ts_max FROM lake_file_bounds ORDER BY ALL",
+        "held": "SELECT reason, change FROM held_changes ORDER BY ALL",
+        "versions": "SELECT version_id, sha256, first_run_id FROM price_versions_used ORDER BY ALL",
+        "ledger": "SELECT run_id, status FROM runs ORDER BY ALL",
+    }
+    for name, query in same.items():
+        assert texts(spark_db.query(query)) == texts(duck_db.query(query)), name
