@@ -1,6 +1,6 @@
 """A lint on the SQL text, read as SQL (sqlglot's DuckDB parser), so comments never count.
 
-- E1: no division in the files that compute money (rate, aggregate, finance summary): in
+- E1: no division in the files that compute money (rate, aggregate and its line contributions, finance summary): in
   DuckDB ``DECIMAL / INTEGER`` is a DOUBLE; scale by multiplying with an exact DECIMAL literal.
 - E2: no cast to a naive ``TIMESTAMP`` in any DuckDB SQL file: it drops the offset.
 - E4: no ``QUALIFY`` over ``*``: Spark has no QUALIFY, and sqlglot can only rewrite it into a
@@ -17,7 +17,14 @@ from pipeline.spark.sqlgen import SQL_DIR
 sqlglot = pytest.importorskip("sqlglot", reason="sqlglot is not installed (pip install -e '.[spark]')")
 exp = sqlglot.exp
 
-MONEY_FILES = ("rate.sql", "aggregate.sql", "finance_summary.sql", "statement_lines_due.sql", "credit_usage.sql")
+MONEY_FILES = (
+    "rate.sql",
+    "aggregate.sql",
+    "line_contributions.sql",
+    "finance_summary.sql",
+    "statement_lines_due.sql",
+    "credit_usage.sql",
+)
 DUCKDB_FILES = sorted(p.name for p in SQL_DIR.glob("*.sql") if not p.name.endswith(".spark.sql"))
 NAIVE = (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ)
 CHARGE_SCALING = "* CAST(0.000001 AS DECIMAL(7,6))"
