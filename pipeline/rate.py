@@ -309,7 +309,8 @@ def rate_scope(
             drop_temp(con, NEW_RATED)
             con.execute(f"CREATE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
             published = False
-        if not published:  # the rows are the driver's: the same queries read them here
+    if not published:  # the rows are the driver's: the queries the tasks run per part read them here
+        with step("summaries"):
             rated_summary.summarize(con, NEW_RATED)
     with step("replace_rated", after="rate:after_insert"):
         _remove_replaced(con, run_id, replaced)
