@@ -110,7 +110,7 @@ def combine(con: duckdb.DuckDBPyConnection, empty: str, parts: Sequence[Sequence
     """Every summary's TEMP table from the parts' results (``parts[i][j]``: part i's rows of
     ``SUMMARIES[j]``, as :func:`part_queries` gives them), typed as the query over ``empty`` (a
     SELECT of no rows in ``new_rated``'s columns) types them. Reads no rated row."""
-    import pyarrow as pa  # the spark extra's (only the Spark path gives parts)
+    import pyarrow as pa  # only the Spark path has parts to combine
 
     for j, summary in enumerate(SUMMARIES):
         typed = f"SELECT * FROM ({_over(f'({empty})', summary.query)}) LIMIT 0"

@@ -278,8 +278,8 @@ def _write_part(
     task: _Task, write: Callable[..., _Done], order: int, shown_as: str | None, sha: str, local: Path, directory: Path
 ) -> _Done:
     """``write(task, order, shown_as, sha, local, directory, partial)`` writes the file's part to
-    ``partial`` and says how many rows (and what else it returns); the part is renamed into place (the driver reads only
-    complete parts). ``shown_as``: the URI messages name instead of the task's copy."""
+    ``partial`` and says how many rows (and what else it returns); the part is renamed into
+    place (the driver reads only complete parts). ``shown_as``: the URI messages name instead of the task's copy."""
     part = Path(task.out_dir) / f"part-{order:06d}.parquet"
     partial = _attempt_name(part)
     count = write(task, order, shown_as, sha, local, directory, partial)
