@@ -22,6 +22,9 @@ WIDTH, HEIGHT = 680, 180
 LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 BAR_SHARE = 0.62  # allow-float: drawing only, not money
+FONT_SIZE = 9
+#: DejaVu Sans's digit advance (1303/2048 em; its digits are all this wide), at FONT_SIZE
+DIGIT_ADVANCE = 1303 / 2048 * FONT_SIZE  # allow-float: drawing only, not money
 _STEP_MULTIPLES = (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10))
 
 
@@ -51,8 +54,28 @@ def _y(amount: Decimal, top: Decimal) -> float:  # allow-float: drawing only, no
     return TOP + PLOT_H - float(amount / top) * PLOT_H  # allow-float: drawing only, not money
 
 
-def daily_usage_svg(start: date, end_exclusive: date, usage: Iterable[DailyUsage]) -> str:
-    """The chart for the half-open period [start, end_exclusive) as a standalone SVG element."""
+def _day_labels(centres: list[tuple[float, int]], y: int) -> str:  # allow-float: drawing only
+    """The days' numbers as one ``<text>`` whose every digit has its own x (SVG's x list),
+    each number centred on its slot as ``text-anchor="middle"`` centres it: WeasyPrint lays out
+    one text instead of one per day (statement layout 9, issue 14: the 31 texts were ~5% of a
+    statement's work). The digits are DejaVu Sans's, all DIGIT_ADVANCE wide."""
+    xs: list[str] = []
+    digits = ""
+    for centre, day in centres:
+        number = str(day)
+        left = centre - len(number) * DIGIT_ADVANCE / 2
+        xs.extend(f"{left + i * DIGIT_ADVANCE:.1f}" for i in range(len(number)))
+        digits += number
+    return f'<text x="{" ".join(xs)}" y="{y}" fill="#333">{digits}</text>'
+
+
+def daily_usage_svg(
+    start: date, end_exclusive: date, usage: Iterable[DailyUsage], *, day_labels_as_one_text: bool = False
+) -> str:
+    """The chart for the half-open period [start, end_exclusive) as a standalone SVG element.
+
+    ``day_labels_as_one_text`` (statement layout 9 on): the days' numbers as one text
+    (:func:`_day_labels`), drawn at the same places; before, one text per day."""
     by_day = {u.day: u for u in usage}
     days = _days(start, end_exclusive)
     peak = max((u.amount for u in by_day.values()), default=ZERO)
@@ -65,7 +88,7 @@ def daily_usage_svg(start: date, end_exclusive: date, usage: Iterable[DailyUsage
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}" role="img" '
-        f'font-family="DejaVu Sans, sans-serif" font-size="9">',
+        f'font-family="DejaVu Sans, sans-serif" font-size="{FONT_SIZE}">',
         f"<title>Billed usage per day, {escape(long_date(start))} to "
         f"{escape(long_date(days[-1] if days else start))}</title>",
     ]
@@ -92,10 +115,13 @@ def daily_usage_svg(start: date, end_exclusive: date, usage: Iterable[DailyUsage
             f"<title>{escape(long_date(day))}: {escape(money(amount))}, "
             f"{day_usage.requests:,} requests</title></rect>"
         )
-        out.append(
-            f'<text x="{LEFT + slot * i + slot / 2:.1f}" y="{baseline + 13}" '
-            f'text-anchor="middle" fill="#333">{day.day}</text>'
-        )
+        if not day_labels_as_one_text:
+            out.append(
+                f'<text x="{LEFT + slot * i + slot / 2:.1f}" y="{baseline + 13}" '
+                f'text-anchor="middle" fill="#333">{day.day}</text>'
+            )
+    if day_labels_as_one_text and days:
+        out.append(_day_labels([(LEFT + slot * i + slot / 2, day.day) for i, day in enumerate(days)], baseline + 13))
     if peak <= 0:
         out.append(
             f'<text x="{LEFT + PLOT_W / 2:.1f}" y="{TOP + PLOT_H * 0.4:.1f}" '

@@ -62,3 +62,40 @@ def test_a_tiny_day_is_still_visible():
 )
 def test_axis_scale_uses_round_steps(peak, step, count):
     assert axis_scale(D(peak)) == (D(step), count)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (date(2026, 11, 1), date(2026, 12, 1)),
+        (date(2026, 2, 1), date(2026, 3, 1)),
+        (date(2026, 11, 1), date(2026, 11, 2)),
+    ],
+    ids=["30 days", "28 days", "1 day"],
+)
+def test_day_labels_as_one_text_centre_each_number_where_its_own_text_did(start, end):
+    """Statement layout 9 draws the days' numbers as one <text> with an x per digit (one text for
+    WeasyPrint to lay out instead of one per day): the same numbers, each centred on its slot as
+    text-anchor="middle" centred it, with DejaVu Sans's digits all DIGIT_ADVANCE wide; the rest
+    of the chart is the same."""
+    from reports.chart import DIGIT_ADVANCE
+
+    usage = [DailyUsage(start, D("3.50"), 7)]
+    apart = _parse(daily_usage_svg(start, end, usage))
+    together = _parse(daily_usage_svg(start, end, usage, day_labels_as_one_text=True))
+    days = [t for t in apart.iter(f"{SVG}text") if t.get("text-anchor") == "middle" and (t.text or "").isdigit()]
+    assert len(days) == (end - start).days
+    (one,) = [t for t in together.iter(f"{SVG}text") if t.get("text-anchor") is None]
+    assert one.text == "".join(t.text or "" for t in days)
+    xs = [float(x) for x in one.get("x", "").split()]
+    assert len(xs) == len(one.text or "") and one.get("y") == days[0].get("y")
+    at = 0
+    for label in days:
+        digits = len(label.text or "")
+        assert abs(xs[at] + digits * DIGIT_ADVANCE / 2 - float(label.get("x", "nan"))) < 0.1, label.text
+        at += digits
+
+    def drawn(root: ET.Element, leave_out: list[ET.Element]) -> list[tuple[str, dict[str, str], str | None]]:
+        return [(e.tag, dict(e.attrib), e.text) for e in root.iter() if e is not root and e not in leave_out]
+
+    assert drawn(apart, days) == drawn(together, [one])
