@@ -37,6 +37,7 @@ from . import formatting
 from .atomic import write_atomic
 from .chart import daily_usage_svg
 from .statement_model import (
+    LEAN_LAYOUT_FROM,
     NOTHING_DUE_FROM,
     NUMBERED_FROM,
     TIGHT_FROM,
@@ -167,9 +168,21 @@ def _zero_tokens_summed(doc: StatementDocument, zero: Sequence[StatementLine]) -
     return len({(line.model, line.token_class) for line in zero}) <= 1
 
 
+def notes_halves(notes: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The billing notes split in two for layout 9's two lists side by side: the first k notes
+    and the rest, k making the longer half (in characters, a note's end counted as a line's
+    worth) as short as it can be. Layouts 1-8 printed one list in two CSS columns, which
+    WeasyPrint balances by laying the list out again and again (issue 14)."""
+    sizes = [len(note) + 60 for note in notes]
+    total = sum(sizes)
+    best = min(range(len(notes) + 1), key=lambda k: (max(sum(sizes[:k]), total - sum(sizes[:k])), -k))
+    return tuple(notes[:best]), tuple(notes[best:])
+
+
 def render_html(doc: StatementDocument) -> str:
     """The statement as one self-contained, deterministic HTML page (CSS and chart inline)."""
-    chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage)
+    lean = doc.layout_version >= LEAN_LAYOUT_FROM
+    chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage, day_labels_as_one_text=lean)
     lines = printed_lines(doc)
     return _ENV.get_template("statement.html.j2").render(
         doc=doc,
@@ -178,6 +191,8 @@ def render_html(doc: StatementDocument) -> str:
         numbered=doc.layout_version >= NUMBERED_FROM,
         tight_css=Markup(TIGHT_CSS_RULES) if doc.layout_version >= TIGHT_FROM else None,
         nothing_due_note=doc.layout_version >= NOTHING_DUE_FROM,
+        lean=lean,
+        notes_halves=notes_halves(doc.billing_notes) if lean else None,
         zero_tokens_summed=_zero_tokens_summed(doc, lines.zero),
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),

@@ -1,5 +1,6 @@
 """Statement HTML (golden file) and PDF (text, pages, safety, determinism)."""
 
+import collections
 import dataclasses
 import io
 import os
@@ -10,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from core.money import D
+from reports import render as render_module
 from reports.credit_model import CreditSummary
 from reports.formatting import money
 from reports.render import (
@@ -49,8 +51,9 @@ def statement_pdf(tmp_path_factory):
         (6, GOLDEN.with_name("statement-layout-6.html")),  # printed as 5; lines merged across versions
         (7, GOLDEN.with_name("statement-layout-7.html")),  # printed as 6; credit restored by adjustments
         (8, GOLDEN.with_name("statement-layout-8.html")),  # printed as 7; adjustments' requests in the detail CSV
+        (9, GOLDEN.with_name("statement-layout-9.html")),  # 8's content, laid out with less work (statement-9.css)
     ],
-    ids=["layout-1", "layout-2", "layout-3", "layout-4", "layout-5", "layout-6", "layout-7", "layout-8"],
+    ids=["layout-1", "layout-2", "layout-3", "layout-4", "layout-5", "layout-6", "layout-7", "layout-8", "layout-9"],
 )
 def test_html_matches_golden_file(layout: int, golden: Path):
     """Regenerate the current layout's file after an intended change: UPDATE_GOLDEN=1 pytest
@@ -76,6 +79,53 @@ def test_layout_2_numbers_every_line_as_the_lines_csv_does():
     if zero:
         assert f"under half a cent (line{'s' if len(zero) > 1 else ''} {', '.join(map(str, zero))})" in html
     assert "col-no" not in render_html(dataclasses.replace(doc, layout_version=1))
+
+
+def _words(pdf: bytes) -> collections.Counter[str]:
+    """Every word of a PDF's text but the running page footer's "Page X of Y" (a word broken
+    after its hyphen at the end of a line is one word)."""
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    return collections.Counter(re.sub(r"-\n", "-", re.sub(r"Page [0-9]+ of [0-9]+", "", text)).split())
+
+
+@pytest.mark.parametrize(
+    "make", [fixtures.statement, fixtures.draft, fixtures.empty_period], ids=["issued", "draft", "empty"]
+)
+def test_layout_9_prints_every_word_layout_8_printed(make):
+    """Issue 14 item 4: layout 9 changes how the statement is laid out, not what it says. Every
+    word and number of layout 8's PDF text is in layout 9's, as often; layout 9 adds only the
+    sentence on the adjustments' requests (where adjustments are shown), the same pages, and
+    "Page X of Y" on each."""
+    from reports import pdf
+
+    doc = make()
+    eight = pdf.pdf_bytes(render_html(dataclasses.replace(doc, layout_version=8)))
+    nine = pdf.pdf_bytes(render_html(dataclasses.replace(doc, layout_version=9)))
+    assert not _words(eight) - _words(nine)
+    added = " ".join((_words(nine) - _words(eight)).elements())
+    sentence = "The detail CSV lists the requests behind each adjustment"
+    if doc.adjustments:
+        assert set(added.split()) == set(
+            (sentence + " (its rows of kind \u201cadjustment\u201d: removed, added, billed_before).").split()
+        )
+    else:
+        assert not added and sentence not in render_html(dataclasses.replace(doc, layout_version=9))
+    pages8, pages9 = PdfReader(io.BytesIO(eight)).pages, PdfReader(io.BytesIO(nine)).pages
+    assert len(pages9) <= len(pages8)
+    assert all(f"Page {n} of {len(pages9)}" in page.extract_text() for n, page in enumerate(pages9, 1))
+
+
+def test_layout_9_adds_its_stylesheet_after_the_shared_one():
+    """statement.css (credit notes print it too) is as layouts 1-8 had it; layout 9's rules
+    come after it, and only in layout 9."""
+    doc = fixtures.statement()
+    eight = render_html(dataclasses.replace(doc, layout_version=8))
+    nine = render_html(dataclasses.replace(doc, layout_version=9))
+    shared = (Path(render_module.__file__).parent / "templates" / "statement.css").read_text(encoding="utf-8")
+    own = (Path(render_module.__file__).parent / "templates" / "statement-9.css").read_text(encoding="utf-8")
+    assert shared in eight and shared in nine
+    assert own not in eight and nine.index(own) > nine.index(shared)
+    assert "float: left" in own and "columns: auto" in own
 
 
 def test_an_unknown_layout_is_refused():
