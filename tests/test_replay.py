@@ -123,6 +123,39 @@ def test_a_database_not_yet_migrated_to_layouts_replays(issued) -> None:
     assert replay.verify_run(billing.settings, last).status == "MATCH"
 
 
+def test_statements_issued_with_layout_8_replay_and_verify_as_issued(tmp_path: Path) -> None:
+    """Layout 9 (issue 14 item 4) changes how new statements are laid out: statements issued
+    with layout 8 (November, and December with an adjustment for a late November record) are
+    re-rendered by replay with layout 8's template byte for byte, without layout 9's stylesheet
+    or its sentence on the adjustments' requests, and their runs verify."""
+    billing = Billing(tmp_path / "billing")
+    billing.log(
+        "requests-2026-11-20.jsonl", [record(event_id="a", account_id="acct_plain", usage=usage(100_000, 1_000_000))]
+    )
+    billing.nightly("2026-11-20")
+    out = tmp_path / "out"
+    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1), layout_version=8)
+    billing.log(
+        "requests-2026-12-02.jsonl",
+        [
+            record(event_id="late", account_id="acct_plain", ts="2026-11-30T23:00:00Z", usage=usage(0, 10_000)),
+            record(event_id="dec", account_id="acct_plain", ts="2026-12-02T08:00:00Z", usage=usage(0, 20_000)),
+        ],
+    )
+    billing.nightly("2026-12-02")
+    jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=8)
+    assert {layout for (layout,) in billing.query("SELECT layout_version FROM statements")} == {8}
+    (december,) = (out / "statements" / "2026-12").glob("*.html")
+    html = december.read_text(encoding="utf-8")
+    assert "Prior-period adjustments" in html and '<td class="col-period">2026-11</td>' in html
+    assert "adjustment-requests" not in html and "Statement layout 9" not in html
+    for period in ("2026-11", "2026-12"):
+        report = replay.replay_period(billing.settings, period, out)
+        assert report.checks and report.matches, report.checks
+    for (run_id,) in billing.query("SELECT run_id FROM runs WHERE command = 'statements' ORDER BY run_id"):
+        assert replay.verify_run(billing.settings, run_id).status == "MATCH", run_id
+
+
 def test_replay_with_a_changed_output_price_reports_the_exact_difference(issued, tmp_path: Path) -> None:
     billing, out = issued
     changed = tmp_path / "gpt55-output-60.toml"
