@@ -145,8 +145,11 @@ def test_statements_issued_with_layout_8_replay_and_verify_as_issued(tmp_path: P
     billing.nightly("2026-12-02")
     jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=8)
     assert {layout for (layout,) in billing.query("SELECT layout_version FROM statements")} == {8}
-    (december,) = (out / "statements" / "2026-12").glob("*.html")
-    html = december.read_text(encoding="utf-8")
+    (content,) = billing.query(  # the HTML is stored in the database only
+        "SELECT f.content FROM statement_files f JOIN statements s USING (statement_number) "
+        "WHERE s.period = '2026-12' AND f.kind = 'html'"
+    )[0]
+    html = bytes(content).decode("utf-8")
     assert "Prior-period adjustments" in html and '<td class="col-period">2026-11</td>' in html
     assert "adjustment-requests" not in html and "Statement layout 9" not in html
     for period in ("2026-11", "2026-12"):
