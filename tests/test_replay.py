@@ -100,9 +100,15 @@ def test_each_issued_statement_keeps_the_layout_it_was_printed_with(issued) -> N
     assert {period for period, _ in layouts} == {"2026-11", "2026-12"}
     assert all(layout == 1 for period, layout in layouts if period == "2026-11")
     assert all(layout == LAYOUT_VERSION for period, layout in layouts if period == "2026-12")
-    for period, numbered in (("2026-11", False), ("2026-12", True)):
-        for html in (out / "statements" / period).glob("*.html"):
-            assert ('class="num col-no"' in html.read_text()) is numbered, html
+    # the issued HTML is kept in the database only (statement_files), never in the output folder
+    pages = billing.query(
+        "SELECT s.period, s.statement_number, f.content FROM statement_files f JOIN statements s "
+        "USING (statement_number) WHERE f.kind = 'html' ORDER BY s.period, s.statement_number"
+    )
+    assert {period for period, _, _ in pages} == {"2026-11", "2026-12"}
+    for period, number, content in pages:
+        numbered = period == "2026-12"
+        assert ('class="num col-no"' in bytes(content).decode("utf-8")) is numbered, number
     for (run_id,) in billing.query("SELECT run_id FROM runs WHERE command = 'statements' ORDER BY run_id"):
         assert replay.verify_run(billing.settings, run_id).status == "MATCH", run_id
 
