@@ -13,7 +13,7 @@ from pypdf import PdfReader
 
 from core.money import D
 from pipeline import jobs, replay
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.forked_cli import run_cli
 
 
@@ -31,8 +31,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def november(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+def _build_november(billing: Billing) -> None:
     # acct_plain: 100k input x 7.5/1M = 0.75 ; 10k output x 45/1M = 0.45 ; total 1.20
     # acct_discount (12.5%): 100k x 6.5625/1M = 0.65625 -> 0.66 ; 10k x 39.375/1M = 0.39375 -> 0.39
     billing.log(
@@ -43,7 +42,35 @@ def november(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
         ],
     )
     billing.nightly("2026-11-20")
-    return billing, tmp_path / "out"
+
+
+def _build_november_issued(billing: Billing) -> None:
+    _build_november(billing)
+    finalize(billing, "2026-11", billing.root / "out", "2026-12-01")
+
+
+@pytest.fixture(scope="module")
+def _november_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "november", _build_november)
+
+
+@pytest.fixture(scope="module")
+def _november_issued_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "november-issued", _build_november_issued)
+
+
+@pytest.fixture
+def november(_november_once: BuiltOnce) -> tuple[Billing, Path]:
+    """November rated (one nightly), nothing issued; built once per module, a fresh copy each test."""
+    billing = _november_once.restore()
+    return billing, billing.root / "out"
+
+
+@pytest.fixture
+def november_issued(_november_issued_once: BuiltOnce) -> tuple[Billing, Path]:
+    """``november`` with its statements issued on 2026-12-01 (``finalize`` into ``out``)."""
+    billing = _november_issued_once.restore()
+    return billing, billing.root / "out"
 
 
 def test_finalize_issues_numbered_statements_whose_totals_agree_everywhere(november) -> None:
@@ -66,9 +93,8 @@ def test_finalize_issues_numbered_statements_whose_totals_agree_everywhere(novem
     assert stored == [(p.name, sha(p)) for p in sorted(folder.glob("*.pdf"))]
 
 
-def test_late_records_become_an_adjustment_on_the_next_statement(november) -> None:
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+def test_late_records_become_an_adjustment_on_the_next_statement(november_issued) -> None:
+    billing, out = november_issued
     issued_pdf = out / "statements" / "2026-11" / "IG-2026-11-000002.pdf"
     before = sha(issued_pdf)
     billing.log(
@@ -114,9 +140,8 @@ def test_late_records_become_an_adjustment_on_the_next_statement(november) -> No
     ]
 
 
-def test_adjustment_is_issued_once(november) -> None:
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+def test_adjustment_is_issued_once(november_issued) -> None:
+    billing, out = november_issued
     billing.log(
         "requests-2026-12-01.jsonl",
         [record(event_id="late", account_id="acct_discount", ts="2026-11-30T10:00:00Z", usage=usage(0, 100_000))],
@@ -129,13 +154,12 @@ def test_adjustment_is_issued_once(november) -> None:
     assert finalize(billing, "2027-01", out, "2027-02-01", allow_empty=True) == []  # nothing due in January
 
 
-def test_an_adjustment_line_is_its_own_tokens_at_its_unit_price_rounded(november) -> None:
+def test_an_adjustment_line_is_its_own_tokens_at_its_unit_price_rounded(november_issued) -> None:
     """The audit's case (R7): acct_discount's November input line was issued as 100k x
     6.5625/1M = 0.65625 -> 0.66; 100k more arrive late. The adjustment is 0.65625 -> 0.66, what
     the printed line says (layouts 1-3 printed 0.65: the period's 1.3125 -> 1.31 less the 0.66
     issued). Then 600 late tokens at 7.5/1M = 0.0045 -> 0.00, not 0.01."""
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+    billing, out = november_issued
     billing.log(
         "requests-2026-12-01.jsonl",
         [
@@ -165,7 +189,7 @@ def test_an_adjustment_line_is_its_own_tokens_at_its_unit_price_rounded(november
     assert "$0.66" in text
 
 
-def test_an_issued_attempt_keeps_its_price_when_its_request_is_rated_again(november) -> None:
+def test_an_issued_attempt_keeps_its_price_when_its_request_is_rated_again(november_issued) -> None:
     """R10, found by an independent implementation of SPEC.md: acct_plain's November was
     issued at list price (n1: 100k input x 7.5/1M = 0.75, 10k output x 45/1M = 0.45); then
     its accounts entry gets a 50% discount, and a failed retry of n1's request arrives late.
@@ -173,8 +197,7 @@ def test_an_issued_attempt_keeps_its_price_when_its_request_is_rated_again(novem
     adjustment: 0.16 where nothing changed). A new late request for November is priced with
     the accounts data of now, like any late record: 200k x 3.75/1M = 0.75. December: 100k x
     3.75/1M = 0.375 -> 0.38 and 10k x 22.5/1M = 0.225 -> 0.23: 0.61 of usage, total 1.36."""
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+    billing, out = november_issued
     request = billing.rated("n1")["request_id"]
     accounts = billing.settings.accounts_file
     accounts.write_text(
@@ -214,13 +237,12 @@ def test_an_issued_attempt_keeps_its_price_when_its_request_is_rated_again(novem
     assert replay.verify_run(billing.settings, billing.one("SELECT max(run_id) FROM runs")).status == "MATCH"
 
 
-def test_replay_reproduces_a_statement_after_an_accounts_change(november) -> None:
+def test_replay_reproduces_a_statement_after_an_accounts_change(november_issued) -> None:
     """A discount given after November was issued does not reprice November in the live
     database (nothing re-rates it); replay --period 2026-12 rates everything again with
     December's accounts data and printed November's lines at the discount as adjustments
     (-0.75 -0.45 +0.38 +0.23), a DIFFERS, until it kept the issued prices as the live run does."""
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+    billing, out = november_issued
     accounts = billing.settings.accounts_file
     accounts.write_text(
         accounts.read_text().replace('email = "ap@plain.example"', 'email = "ap@plain.example"\ndiscount_pct = "50"')
@@ -292,9 +314,8 @@ def test_drafts_change_freely_and_do_not_number(november) -> None:
     assert billing.one("SELECT count(*) FROM statements") == 0
 
 
-def test_missing_issued_file_is_restored_and_a_changed_one_refused(november) -> None:
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+def test_missing_issued_file_is_restored_and_a_changed_one_refused(november_issued) -> None:
+    billing, out = november_issued
     pdf = out / "statements" / "2026-11" / "IG-2026-11-000001.pdf"
     original = pdf.read_bytes()
     pdf.unlink()
@@ -424,9 +445,8 @@ def test_draft_names_from_hostile_account_ids_stay_inside_out(billing: Billing, 
     assert [d["event_id"] for d in detail] == ["h0"]
 
 
-def test_a_stored_issued_file_name_that_is_a_path_is_refused(november) -> None:
-    billing, out = november
-    finalize(billing, "2026-11", out, "2026-12-01")
+def test_a_stored_issued_file_name_that_is_a_path_is_refused(november_issued) -> None:
+    billing, out = november_issued
     from core.db import connect
 
     con = connect(billing.settings.db_path)
