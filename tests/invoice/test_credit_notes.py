@@ -19,19 +19,18 @@ from pipeline import credit_notes, jobs, replay
 from pipeline.cli import cli
 from pipeline.credit_notes import CreditNoteError, issue_credit_note
 from reports.finance import FINANCE_COLUMNS, finance_summary
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.test_invoicing import ACCOUNTS_TOML, ISSUER_TOML
 
 ISSUED = date(2026, 12, 1)
 CREDITED = date(2026, 12, 10)
 
 
-@pytest.fixture
-def issued(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
-    """November issued by a German issuer (19% VAT) to a domestic and a reverse-charge account."""
-    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+def _build_issued(billing: Billing) -> None:
+    root = billing.root
+    (root / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
     billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
-    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=root / "issuer.toml")
     billing.log("requests-2026-11-20.jsonl", [
         # acct_de, GPT-5.5 (cached input at the input price 7.50):
         #   input   1,000,000 x 7.50/1M = 7.50
@@ -43,9 +42,21 @@ def issued(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
         record(account_id="acct_nl", usage=usage(1_000_000, 56_667)),
     ])  # fmt: skip
     billing.nightly("2026-11-20")
-    out = tmp_path / "out"
+    out = root / "out"
     jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=ISSUED)
-    return billing, out
+
+
+@pytest.fixture(scope="module")
+def _issued_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "issued", _build_issued)
+
+
+@pytest.fixture
+def issued(_issued_once: BuiltOnce) -> tuple[Billing, Path]:
+    """November issued by a German issuer (19% VAT) to a domestic and a reverse-charge account;
+    built once per module, a fresh copy for each test."""
+    billing = _issued_once.restore()
+    return billing, billing.root / "out"
 
 
 def _statement(billing: Billing, account: str) -> str:
