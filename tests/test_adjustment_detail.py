@@ -32,7 +32,7 @@ import pytest
 from pipeline import jobs, replay, statements
 from reports.finance import finance_summary
 from reports.statement_model import LAYOUT_VERSION
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.test_lines_by_unit_price import _two_versions
 
 NOVEMBER = "IG-2026-11-000001"
@@ -78,11 +78,19 @@ def _issue_november_then_december(billing: Billing, out: Path, layout_version: i
     )
 
 
+@pytest.fixture(scope="module")
+def _late_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(
+        tmp_path_factory, "late", lambda billing: _issue_november_then_december(billing, billing.root / "out")
+    )
+
+
 @pytest.fixture
-def late(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
-    out = tmp_path / "out"
-    _issue_november_then_december(billing, out)
-    return billing, out
+def late(_late_once: BuiltOnce) -> tuple[Billing, Path]:
+    """November and December issued (:func:`_issue_november_then_december`): built once per
+    module, a fresh copy for each test."""
+    billing = _late_once.restore()
+    return billing, billing.root / "out"
 
 
 def test_the_detail_csv_lists_the_requests_behind_an_adjustment_and_they_add_up(late: tuple[Billing, Path]) -> None:
