@@ -25,7 +25,7 @@ from core.db import connect
 from core.money import D, Decimal
 from pipeline import credit_notes, jobs, replay
 from pipeline.cli.report import print_credit_note
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 from tests.test_invoicing import _pdf_text
 
@@ -33,12 +33,10 @@ RAM = "{urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformation
 GRANT = "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
 
 
-def _november_then_december(  # type: ignore[no-untyped-def]
-    billing: Billing, tmp_path: Path, retry_tokens: int, e_invoice: bool = False
-):
-    """November issued (7.50, 5.00 prepaid, 2.50 + 0.48 in money), then December issued with
-    r1's late retry of ``retry_tokens`` (``e_invoice``: acct_de receives EN 16931 e-invoices)."""
-    out = _german_account_with(billing, tmp_path, GRANT)
+def _november(billing: Billing, e_invoice: bool = False) -> str:
+    """November issued (7.50, 5.00 prepaid, 2.50 + 0.48 in money), statements into
+    ``<root>/out`` (``e_invoice``: acct_de receives EN 16931 e-invoices): its statement number."""
+    out = _german_account_with(billing, billing.root, GRANT)
     if e_invoice:
         accounts = billing.settings.accounts_file
         accounts.write_text(
@@ -54,9 +52,47 @@ def _november_then_december(  # type: ignore[no-untyped-def]
     nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     assert (nov.usage_total, nov.credits_applied, nov.net_amount, nov.tax_amount, nov.total_due) == (
         D("7.50"), D("5.00"), D("2.50"), D("0.48"), D("2.98"))  # fmt: skip
+    return str(nov.statement_number)
+
+
+def _december(billing: Billing, retry_tokens: int):  # type: ignore[no-untyped-def]
+    """December issued with r1's late retry of ``retry_tokens``: its statement."""
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", retry_tokens)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
-    return str(nov.statement_number), dec, out
+    return _statement(billing, billing.root / "out", "2026-12", date(2027, 1, 1))
+
+
+def _november_then_december(billing: Billing, retry_tokens: int, e_invoice: bool = False):  # type: ignore[no-untyped-def]
+    """:func:`_november` then :func:`_december`: November's number, December's statement, the output folder."""
+    nov = _november(billing, e_invoice)
+    return nov, _december(billing, retry_tokens), billing.root / "out"
+
+
+@pytest.fixture(scope="module")
+def _november_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "november", _november)
+
+
+@pytest.fixture
+def november(_november_once: BuiltOnce) -> tuple[Billing, str, Path]:
+    """:func:`_november` built once per module, a fresh copy for each test: the billing, November's
+    statement number, the output folder."""
+    billing = _november_once.restore()
+    return billing, _november_once.value, billing.root / "out"
+
+
+@pytest.fixture(scope="module")
+def _refunded_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "refunded", lambda billing: _november_then_december(billing, 500_000)[:2])
+
+
+@pytest.fixture
+def refunded(_refunded_once: BuiltOnce):  # type: ignore[no-untyped-def]
+    """November, then December with a retry of 500,000 tokens (-3.75 of November: 2.50 refunded
+    in money, 1.25 restored), built once per module: billing, November's number, December's
+    statement, the output folder."""
+    billing = _refunded_once.restore()
+    nov, dec = _refunded_once.value
+    return billing, nov, dec, billing.root / "out"
 
 
 def _note(  # type: ignore[no-untyped-def]
@@ -110,12 +146,10 @@ def _replays_match(
     assert verified.status == "MATCH", verified.steps
 
 
-def test_a_credit_note_after_december_refunded_novembers_money_credits_nothing_again(
-    billing: Billing, tmp_path: Path
-) -> None:
+def test_a_credit_note_after_december_refunded_novembers_money_credits_nothing_again(refunded, tmp_path: Path) -> None:
     # December: -500,000 x 7.50/1M = -3.75 of November: the 2.50 asked in money refunded with
     # its VAT (-0.48), the other 1.25 restored to prepaid credit: total due -2.98
-    nov, dec, out = _november_then_december(billing, tmp_path, 500_000)
+    billing, nov, dec, out = refunded
     assert (dec.adjustments_total, dec.credits_restored, dec.net_amount, dec.tax_amount, dec.total_due) == (
         D("-3.75"), D("1.25"), D("-2.50"), D("-0.48"), D("-2.98"))  # fmt: skip
     # a credit note on November's line 1 would credit 2.50 + 0.48 a second time (rule 1): all
@@ -137,11 +171,12 @@ def test_a_credit_note_after_december_refunded_novembers_money_credits_nothing_a
 
 
 def test_a_note_after_a_partial_refund_credits_the_rest_and_the_tokens_coming_back_are_not_billed_again(
-    billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    november, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # December: -100,000 x 7.50/1M = -0.75 of November, all of it within the 2.50 asked in
     # money: refunded in money, nothing restored; VAT 19% of -0.75 = -0.1425 -> -0.14
-    nov, dec, out = _november_then_december(billing, tmp_path, 900_000)
+    billing, nov, out = november
+    dec = _december(billing, 900_000)
     assert (dec.adjustments_total, dec.credits_restored, dec.net_amount, dec.tax_amount, dec.total_due) == (
         D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))  # fmt: skip
     # the note of line 1 (7.50): 5.00 was prepaid (kept), 0.75 already refunded by December,
@@ -194,10 +229,8 @@ def test_a_note_after_a_partial_refund_credits_the_rest_and_the_tokens_coming_ba
     _replays_match(billing, tmp_path, periods=("2027-01",))
 
 
-def test_the_old_order_a_credit_note_then_the_adjustment_still_holds_back(billing: Billing, tmp_path: Path) -> None:
-    out = _german_account_with(billing, tmp_path, GRANT)
-    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = str(_statement(billing, out, "2026-11", date(2026, 12, 1)).statement_number)
+def test_the_old_order_a_credit_note_then_the_adjustment_still_holds_back(november, tmp_path: Path) -> None:
+    billing, nov, out = november
     # the note first: 7.50, 5.00 prepaid kept, 2.50 + 0.48 credited; nothing refunded yet
     doc = credit_notes.issue_credit_note(
         billing.settings, nov, "Outage on 7 November", out, line_nos=[1], issue_date=date(2026, 12, 5)
@@ -214,10 +247,10 @@ def test_the_old_order_a_credit_note_then_the_adjustment_still_holds_back(billin
     _replays_match(billing, tmp_path)
 
 
-def test_a_note_of_the_old_rule_keeps_its_figures_and_replays(billing: Billing, tmp_path: Path) -> None:
+def test_a_note_of_the_old_rule_keeps_its_figures_and_replays(refunded, tmp_path: Path) -> None:
     """A credit-note run recorded before rule 2 (re-executed by replay --verify with rule 1)
     credits as it did, and its stored row (NULL rule) rebuilds the same bytes."""
-    nov, dec, out = _november_then_december(billing, tmp_path, 500_000)
+    billing, nov, _, out = refunded
     doc = _note(billing, nov, out, rule=1).document
     assert (doc.refunded, doc.net_amount, doc.tax_amount, doc.total_credited) == (
         D("0.00"), D("2.50"), D("0.48"), D("2.98"))  # fmt: skip
@@ -230,7 +263,7 @@ def test_an_e_invoice_note_adds_the_refunded_part_to_its_allowance(billing: Bill
     """The same partial refund for an e-invoice account: the XML's one document allowance is
     what the note does not credit, 5.00 prepaid + 0.75 already refunded = 5.75, so its tax basis
     is the printed net 1.75 (BR-CO-13: 7.50 - 5.75) and its totals the printed ones."""
-    nov, dec, out = _november_then_december(billing, tmp_path, 900_000, e_invoice=True)
+    nov, dec, out = _november_then_december(billing, 900_000, e_invoice=True)
     doc = _note(billing, nov, out).document
     assert doc.e_invoice == "factur-x"
     name, xml = get_xml_from_pdf((out / "credit_notes" / "2026-11" / f"{doc.credit_note_number}.pdf").read_bytes())
@@ -317,10 +350,11 @@ def test_a_note_on_a_line_december_did_not_refund_says_the_rest_was_prepaid(bill
     _replays_match(billing, tmp_path)
 
 
-def test_a_refund_over_two_statements_deducts_the_tax_each_of_them_refunded(billing: Billing, tmp_path: Path) -> None:
+def test_a_refund_over_two_statements_deducts_the_tax_each_of_them_refunded(november, tmp_path: Path) -> None:
     # December: 996,000 tokens: -4,000 x 7.50/1M = -0.03, VAT 0.0057 -> -0.01, total -0.04;
     # January: 992,000: another -0.03, VAT -0.01, total -0.04
-    nov, dec, out = _november_then_december(billing, tmp_path, 996_000)
+    billing, nov, out = november
+    dec = _december(billing, 996_000)
     assert _figures(dec) == (D("-0.03"), D("0.00"), D("-0.03"), D("-0.01"), D("-0.04"))
     _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 992_000)
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
@@ -345,14 +379,10 @@ def test_the_refunds_named_are_those_no_later_positive_adjustment_reversed() -> 
     assert standing([("DEC", D("0.03")), ("JAN", D("0.03")), ("FEB", D("-0.04"))]) == (D("0.02"), ("DEC",))
 
 
-def test_a_refusal_after_a_layout_6_refund_says_what_was_refunded_beyond_the_money(
-    billing: Billing, tmp_path: Path
-) -> None:
+def test_a_refusal_after_a_layout_6_refund_says_what_was_refunded_beyond_the_money(november) -> None:
     # December of layout 6 refunds all of -500,000 x 7.50/1M = -3.75 in money (no restoration),
     # though November asked 2.50 in money: the refusal says both figures
-    out = _german_account_with(billing, tmp_path, GRANT)
-    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = str(_statement(billing, out, "2026-11", date(2026, 12, 1)).statement_number)
+    billing, nov, out = november
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
     run = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1),
                               layout_version=6)  # fmt: skip
