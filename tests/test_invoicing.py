@@ -21,7 +21,7 @@ from reports.finance import FINANCE_COLUMNS, finance_summary
 from reports.invoice_model import REVERSE_CHARGE_NOTE, TaxSummary
 from reports.pdf import near_empty_last_page
 from reports.render import pdf_bytes, render_html
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.reports import fixtures
 
 ISSUER_TOML = textwrap.dedent(
@@ -166,13 +166,11 @@ def test_the_committed_issuer_file_is_the_built_in_issuer_with_a_registration() 
 # --- end to end ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def invoiced(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
-    """November issued by a German issuer to a domestic, a reverse-charge, an exempt and a
-    discounted (no tax configured) account."""
-    (tmp_path / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
+def _build_invoiced(billing: Billing) -> None:
+    root = billing.root
+    (root / "issuer.toml").write_text(ISSUER_TOML, encoding="utf-8")
     billing.settings.accounts_file.write_text(ACCOUNTS_TOML, encoding="utf-8")
-    billing.settings = dataclasses.replace(billing.settings, issuer_file=tmp_path / "issuer.toml")
+    billing.settings = dataclasses.replace(billing.settings, issuer_file=root / "issuer.toml")
     billing.log("requests-2026-11-20.jsonl", [
         # 1,000,000 x 7.50/1M = 7.50; 56,667 x 45/1M = 2.550015 -> 2.55; net 10.05
         record(account_id="acct_de", usage=usage(1_000_000, 56_667)),
@@ -186,9 +184,21 @@ def invoiced(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
                usage=usage(20_000, 1_000, cached=10_000)),
     ])  # fmt: skip
     billing.nightly("2026-11-20")
-    out = tmp_path / "out"
-    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
-    return billing, out / "statements" / "2026-11"
+    jobs.run_statements(billing.settings, "2026-11", root / "out", finalize=True, issue_date=date(2026, 12, 1))
+
+
+@pytest.fixture(scope="module")
+def _invoiced_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "invoiced", _build_invoiced)
+
+
+@pytest.fixture
+def invoiced(_invoiced_once: BuiltOnce) -> tuple[Billing, Path]:
+    """November issued by a German issuer to a domestic, a reverse-charge, an exempt and a
+    discounted (no tax configured) account: built once per module, a fresh copy for each test;
+    the billing and the folder of November's statements (``<root>/out/statements/2026-11``)."""
+    billing = _invoiced_once.restore()
+    return billing, billing.root / "out" / "statements" / "2026-11"
 
 
 def _number(billing: Billing, account: str, period: str = "2026-11") -> str:
@@ -303,8 +313,8 @@ def test_replay_prints_the_issuer_in_force_when_the_statement_was_issued(invoice
         record(account_id="acct_de", ts="2026-12-02T08:00:00Z", usage=usage(1_000_000, 0)),
     ])  # fmt: skip
     billing.nightly("2026-12-02")
-    jobs.run_statements(billing.settings, "2026-12", tmp_path / "out", finalize=True, issue_date=date(2027, 1, 1))
-    december = tmp_path / "out" / "statements" / "2026-12"
+    jobs.run_statements(billing.settings, "2026-12", billing.root / "out", finalize=True, issue_date=date(2027, 1, 1))
+    december = billing.root / "out" / "statements" / "2026-12"
     shas = billing.query("SELECT DISTINCT issuer_sha256 FROM runs WHERE issuer_sha256 IS NOT NULL ORDER BY 1")
     assert len(shas) == 2 and (first,) in shas
     assert billing.one("SELECT count(*) FROM reference_files WHERE kind = 'issuer'") == 2

@@ -30,7 +30,7 @@ from core.money import D
 from pipeline import credit_notes, jobs, snapshot, statements
 from reports.finance import finance_summary
 from reports.statement_model import LAYOUT_VERSION
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 
 BOTH = "2026-11-01;2026-11-15"
 
@@ -51,9 +51,8 @@ def _two_versions(billing: Billing, tmp_path: Path) -> None:
     billing.settings = dataclasses.replace(billing.settings, prices_dir=prices)
 
 
-@pytest.fixture
-def split(billing: Billing, tmp_path: Path) -> Billing:
-    _two_versions(billing, tmp_path)
+def _build_split(billing: Billing) -> None:
+    _two_versions(billing, billing.root)
     billing.log(
         "requests-2026-11-20.jsonl",
         [
@@ -62,7 +61,18 @@ def split(billing: Billing, tmp_path: Path) -> Billing:
         ],
     )
     billing.nightly()
-    return billing
+
+
+@pytest.fixture(scope="module")
+def _split_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "split", _build_split)
+
+
+@pytest.fixture
+def split(_split_once: BuiltOnce) -> Billing:
+    """gpt-5.5 used under two price versions in November (v1 on the 10th, v2 on the 20th),
+    rated: built once per module, a fresh copy for each test."""
+    return _split_once.restore()
 
 
 def _due(billing: Billing, period: str, layout: int = LAYOUT_VERSION) -> list[tuple[object, ...]]:
@@ -193,12 +203,8 @@ def test_duckdb_cli_1_5_reads_the_new_views_on_the_analyst_snapshot(billing: Bil
         assert res.returncode == 0, (view, res.stderr)
 
 
-@pytest.fixture
-def issued5(billing: Billing, tmp_path: Path) -> Billing:
-    """November issued with layout 5: gpt-5.5 used under both price versions (same unit price),
-    100,000 input + 1,000 output tokens each: four lines (input v1 0.75, input v2 0.75,
-    output v1 0.05, output v2 0.05)."""
-    _two_versions(billing, tmp_path)
+def _build_issued5(billing: Billing) -> None:
+    _two_versions(billing, billing.root)
     billing.log(
         "requests-2026-11-20.jsonl",
         [
@@ -208,9 +214,21 @@ def issued5(billing: Billing, tmp_path: Path) -> Billing:
     )
     billing.nightly()
     jobs.run_statements(
-        billing.settings, "2026-11", tmp_path / "out", finalize=True, issue_date=date(2026, 12, 1), layout_version=5
+        billing.settings, "2026-11", billing.root / "out", finalize=True, issue_date=date(2026, 12, 1), layout_version=5
     )
-    return billing
+
+
+@pytest.fixture(scope="module")
+def _issued5_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "issued5", _build_issued5)
+
+
+@pytest.fixture
+def issued5(_issued5_once: BuiltOnce) -> Billing:
+    """November issued with layout 5 into ``<root>/out``: gpt-5.5 used under both price versions
+    (same unit price), 100,000 input + 1,000 output tokens each: four lines (input v1 0.75,
+    input v2 0.75, output v1 0.05, output v2 0.05). Built once per module, a fresh copy each test."""
+    return _issued5_once.restore()
 
 
 def _number(billing: Billing, period: str = "2026-11") -> str:
@@ -219,9 +237,7 @@ def _number(billing: Billing, period: str = "2026-11") -> str:
     )
 
 
-def test_a_credited_line_of_a_layout_5_period_is_not_refunded_again_on_a_layout_6_statement(
-    issued5: Billing, tmp_path: Path
-) -> None:
+def test_a_credited_line_of_a_layout_5_period_is_not_refunded_again_on_a_layout_6_statement(issued5: Billing) -> None:
     number = _number(issued5)
     assert issued5.query(
         f"SELECT line_no, token_class, price_version, quantity_tokens, amount FROM statement_issued_lines "
@@ -234,7 +250,7 @@ def test_a_credited_line_of_a_layout_5_period_is_not_refunded_again_on_a_layout_
     ]
     # finance credits line 1 (the 2026-11-01 input line) in full: $0.75 given back
     credit_notes.issue_credit_note(
-        issued5.settings, number, "disputed", tmp_path / "out", line_nos=[1], issue_date=date(2026, 12, 2)
+        issued5.settings, number, "disputed", issued5.root / "out", line_nos=[1], issue_date=date(2026, 12, 2)
     )
     # a late retry of request r1 (the credited line's request) supersedes it with 10,000 input tokens
     issued5.log(
@@ -250,21 +266,19 @@ def test_a_credited_line_of_a_layout_5_period_is_not_refunded_again_on_a_layout_
     # layout 6 (what December is issued with) keys the period as it was issued, per version: the
     # same 0.00 (offset 0.68), not -0.68 refunded a second time
     jobs.run_statements(
-        issued5.settings, "2026-12", tmp_path / "out", finalize=True, issue_date=date(2027, 1, 1), layout_version=6
+        issued5.settings, "2026-12", issued5.root / "out", finalize=True, issue_date=date(2027, 1, 1), layout_version=6
     )
     assert issued5.query(
         "SELECT layout_version, adjustments_usd, total_usd FROM statements WHERE period = '2026-12'"
     ) == [(6, D("0.00"), D("0.00"))]
 
 
-def test_late_usage_of_an_uncredited_version_of_a_layout_5_period_is_billed_on_layout_6(
-    issued5: Billing, tmp_path: Path
-) -> None:
+def test_late_usage_of_an_uncredited_version_of_a_layout_5_period_is_billed_on_layout_6(issued5: Billing) -> None:
     """Same start; in December request r1 (credited line, 2026-11-01) drops 90,000 input tokens
     and 90,000 input tokens of new November usage arrive on the 20th (2026-11-15, never credited)."""
     number = _number(issued5)
     credit_notes.issue_credit_note(
-        issued5.settings, number, "disputed", tmp_path / "out", line_nos=[1], issue_date=date(2026, 12, 2)
+        issued5.settings, number, "disputed", issued5.root / "out", line_nos=[1], issue_date=date(2026, 12, 2)
     )
     issued5.log(
         "requests-2026-12-03.jsonl",
@@ -413,14 +427,12 @@ def test_reprice_of_a_database_not_yet_migrated_to_033(billing: Billing, tmp_pat
     assert {d.difference for d in report.diffs} == {D("0")}
 
 
-def test_a_hold_back_of_a_layout_5_version_line_does_not_swallow_usage_of_the_other_version(
-    issued5: Billing, tmp_path: Path
-) -> None:
+def test_a_hold_back_of_a_layout_5_version_line_does_not_swallow_usage_of_the_other_version(issued5: Billing) -> None:
     """The upgrade path: November and December issued with layout 5. Line 1 (input, 2026-11-01)
     credited; r1's retry removes 90,000 of its tokens: December (layout 5) prints 0.00 for them
     and holds back 0.68. January is the first layout-6 statement: 90,000 new input tokens of
     November arrive on the 21st (2026-11-15 line, never credited, nothing held back on it)."""
-    out = tmp_path / "out"
+    out = issued5.root / "out"
     number = _number(issued5)
     credit_notes.issue_credit_note(
         issued5.settings, number, "disputed", out, line_nos=[1], issue_date=date(2026, 12, 2)
