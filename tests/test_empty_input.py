@@ -19,7 +19,7 @@ from core.errors import EmptyPeriod
 from pipeline import jobs
 from pipeline.cli import cli
 from pipeline.jobs import NoInputForDay
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 
 DAY = "2026-11-20"
 
@@ -100,12 +100,21 @@ def test_a_day_of_only_empty_files_fails_after_naming_each(billing: Billing) -> 
     assert rows[0][3].startswith(f"no records for {DAY}: every file for the day") and rows[2][3] is None
 
 
-@pytest.fixture
-def billed(billing: Billing) -> Billing:
-    """November has billed usage; every other month has none."""
+def _build_billed(billing: Billing) -> None:
     billing.log(f"requests-{DAY}.jsonl", [record(usage=usage(1000, 100))])
     billing.nightly(DAY)
-    return billing
+
+
+@pytest.fixture(scope="module")
+def _billed_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "billed", _build_billed)
+
+
+@pytest.fixture
+def billed(_billed_once: BuiltOnce) -> Billing:
+    """November has billed usage; every other month has none. Built once per module, a fresh
+    copy for each test."""
+    return _billed_once.restore()
 
 
 @pytest.mark.parametrize("file_format", ["csv", "parquet"])

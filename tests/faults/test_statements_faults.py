@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import jobs, lock, statements
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.faults.harness import seed_from_env
 
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
@@ -240,8 +240,7 @@ def test_a_lock_held_by_an_orphan_of_a_dead_run_is_named_with_the_cure(tmp_path:
 # --- item 14: issued means the files exist ----------------------------------------------------
 
 
-@pytest.fixture
-def november(billing: Billing) -> Billing:
+def _build_november(billing: Billing) -> None:
     billing.log(
         "requests-2026-11-20.jsonl",
         [
@@ -250,7 +249,17 @@ def november(billing: Billing) -> Billing:
         ],
     )
     billing.nightly("2026-11-20")
-    return billing
+
+
+@pytest.fixture(scope="module")
+def _november_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "november", _build_november)
+
+
+@pytest.fixture
+def november(_november_once: BuiltOnce) -> Billing:
+    """November rated, nothing issued: built once per module, a fresh copy for each test."""
+    return _november_once.restore()
 
 
 def _nothing_issued(billing: Billing) -> None:

@@ -11,11 +11,10 @@ import pytest
 from core.db import connect
 from core.money import D
 from reports.parquet_export import write_parquet
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 
 
-@pytest.fixture
-def exported(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
+def _build_exported(billing: Billing) -> None:
     billing.log(
         "requests-2026-11-20.jsonl",
         [
@@ -27,14 +26,25 @@ def exported(billing: Billing, tmp_path: Path) -> tuple[Billing, Path]:
         ],
     )
     billing.nightly()
-    out = tmp_path / "parquet"
     con = connect(billing.settings.db_path, read_only=True)
     try:
         for period in ("2026-11", "2026-12"):
-            write_parquet(con, period, out)
+            write_parquet(con, period, billing.root / "parquet")
     finally:
         con.close()
-    return billing, out
+
+
+@pytest.fixture(scope="module")
+def _exported_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "exported", _build_exported)
+
+
+@pytest.fixture
+def exported(_exported_once: BuiltOnce) -> tuple[Billing, Path]:
+    """November and December exported as Parquet into ``<root>/parquet``: built once per
+    module, a fresh copy for each test."""
+    billing = _exported_once.restore()
+    return billing, billing.root / "parquet"
 
 
 def test_layout_is_hive_partitioned_by_period(exported: tuple[Billing, Path]) -> None:
