@@ -55,14 +55,20 @@ __all__ = [
     "LAKE_VIEWS",
     "RATED",
     "RATED_COMMENT",
+    "RATED_COMPUTED",
     "RUN_ATTEMPTS",
     "STORED_TABLE",
     "TOMBSTONES",
     "AttemptFileMissing",
+    "ComputedColumnMismatch",
     "LakeTable",
     "attempts_of_runs",
     "attempts_table",
+    "check_computed",
+    "computed_from",
     "database_file",
+    "file_columns",
+    "file_select",
     "fsync_dir",
     "lake_dir",
     "lake_path",
@@ -96,6 +102,11 @@ class LakeTable:
     tombstones: str | None = None  # lake table of the rows later runs replaced
     hidden: str | None = None  # table counting, per file, the rows later runs replaced (retires files)
     order: str | None = None  # the order of a run's file's rows (None: as stored)
+    # table columns the files leave out because each is a function of the row's other columns,
+    # computed on read: (name, SQL over the file's row ``r``); files of runs from the
+    # rating_state key ``computed_marker`` on (older files carry them, and are read as stored)
+    computed: tuple[tuple[str, str], ...] = ()
+    computed_marker: str | None = None
 
 
 ATTEMPTS = LakeTable(
@@ -109,6 +120,35 @@ ATTEMPTS = LakeTable(
 )
 BOUNDS = "lake_file_bounds"  # what each rated file and tombstone file covers (migration 028)
 TOMBSTONES = "rated_replaced"  # both the table of the current run's tombstones and their lake folder
+
+
+def _class_charge(tokens: str, price: str) -> str:
+    """rate.sql's charge of one token class (R6: tokens x unit price x 10^-6, exact, scale 20;
+    0 for a row not billed), over a lake file's row ``r``."""
+    return (
+        f"CASE WHEN r.reason IS NULL THEN CAST(CAST(CAST(r.{tokens} AS DECIMAL(12,0)) * r.{price} AS DECIMAL(36,14)) "
+        "* CAST(0.000001 AS DECIMAL(7,6)) AS DECIMAL(38,20)) ELSE CAST(0 AS DECIMAL(38,20)) END"
+    )
+
+
+_CHARGES = (
+    ("charge_input_uncached", _class_charge("input_uncached_tokens", "unit_price_input_uncached")),
+    ("charge_input_cached", _class_charge("input_cached_tokens", "unit_price_input_cached")),
+    ("charge_output", _class_charge("output_tokens", "unit_price_output")),
+)
+# The charges of a rated row are, by rate.sql's definition, its tokens x its unit prices (R6:
+# no rounding per attempt), so since migration 038 the rated files leave them out and every
+# read computes them again, exactly (DECIMAL, the same casts as rate.sql): the four 16-byte
+# DECIMAL(38,20) columns were ~20 of the ~39 bytes of a rated row in its file (issue 14 item
+# 3). A run checks before writing its file that every row's stored charges equal these
+# (check_computed), so a change of rate.sql that broke the identity fails the run instead of
+# changing what the files read back as.
+RATED_COMPUTED = (
+    *_CHARGES,
+    ("charge_total", f"CAST({' + '.join(expr for _, expr in _CHARGES)} AS DECIMAL(38,20))"),
+)
+
+
 RATED = LakeTable(
     "rated_attempts",
     "rated_before_lake",
@@ -121,6 +161,8 @@ RATED = LakeTable(
     # by time, as the attempts file is (the rating writes them request by request): ids and ts
     # then compress as in the attempts file (200k: 39 B a row where the rating's order gave 43)
     order="ts, event_id",
+    computed=RATED_COMPUTED,
+    computed_marker="rated_charges_on_read_from_run",
 )
 LAKE_VIEWS = (ATTEMPTS, RATED)
 RUN_ATTEMPTS = ATTEMPTS.run_table
@@ -361,19 +403,82 @@ def _rows_of(
         outside = _outside(con, database, spec.view, since, until)
         listed = [(run, path) for run, path in listed if run not in outside]
     if listed:
-        cast = ", ".join(
-            f'CAST(NULL AS {t}) AS "{c}"' if c in spec.key_columns else f'CAST(r."{c}" AS {t}) AS "{c}"'
-            for c, t in columns
-        )
         where = [f"r.{in_list}"] if in_list else []
         if spec.tombstones:
             where.append(
                 f"NOT EXISTS (SELECT 1 FROM ({_tombstones(con, spec, database, [run for run, _ in listed])}) AS t "
                 "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
             )
-        files = parquet_source([path for _, path in listed])
-        parts.append(f"SELECT {cast} FROM {files} AS r" + (f" WHERE {' AND '.join(where)}" if where else ""))
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        # files of runs before the marker carry the computed columns; the later ones do not
+        first = computed_from(con, spec, database)
+        for layout_computed in (False, True):
+            files = [p for run, p in listed if (first is not None and run >= first) == layout_computed]
+            if files:
+                select = file_select(spec, columns, computed=layout_computed)
+                parts.append(f"SELECT {select} FROM {parquet_source(files)} AS r{condition}")
     return " UNION ALL ".join(parts)
+
+
+def computed_from(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None) -> int | None:
+    """The first run whose files of ``spec`` leave out ``spec.computed`` (they are computed on
+    read); None when no file does (no such columns, or a database before migration 038)."""
+    if not spec.computed or spec.computed_marker is None:
+        return None
+    database = database or _current(con)
+    if not table_exists(con, "rating_state", database):
+        return None
+    row = con.execute(
+        f"SELECT CAST(value AS BIGINT) FROM {sql_identifier(database)}.main.rating_state WHERE key = ?",
+        [spec.computed_marker],
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def file_columns(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None) -> list[tuple[str, str]]:
+    """(name, type) of the columns a run writes to its files of ``spec`` now, in order: the
+    table's, less the keys and (from migration 038 on) the columns computed on read."""
+    left_out = set(spec.key_columns)
+    if computed_from(con, spec, database) is not None:
+        left_out |= {c for c, _ in spec.computed}
+    return [(c, t) for c, t in stored_columns(con, spec, database) if c not in left_out]
+
+
+def file_select(spec: LakeTable, columns: Sequence[tuple[str, str]], computed: bool) -> str:
+    """The select list reading the table's ``columns`` (in order, cast to their types) from a
+    lake file's row ``r``: the keys NULL, and with ``computed`` (a file written without them)
+    the computed columns computed from the row."""
+    exprs = dict(spec.computed) if computed else {}
+    return ", ".join(
+        f"CAST(NULL AS {t}) AS {sql_identifier(c)}"
+        if c in spec.key_columns
+        else f"CAST({exprs[c]} AS {t}) AS {sql_identifier(c)}"
+        if c in exprs
+        else f"CAST(r.{sql_identifier(c)} AS {t}) AS {sql_identifier(c)}"
+        for c, t in columns
+    )
+
+
+class ComputedColumnMismatch(BillingError, RuntimeError):
+    """Rows whose stored value of a column computed on read differs from what a read computes."""
+
+    default_hint = "the rating rules and core/attempt_store.py's computed columns disagree: a bug to report"
+
+
+def check_computed(con: duckdb.DuckDBPyConnection, spec: LakeTable, query: str) -> None:
+    """Refuse to write ``query``'s rows (with the table's columns) into files that leave out
+    ``spec.computed`` unless every row's stored value of each equals what a read computes,
+    exactly (NULLs alike): the file then reads back as the rows were rated."""
+    if not spec.computed:
+        return
+    differ = " OR ".join(f"r.{sql_identifier(c)} IS DISTINCT FROM ({e})" for c, e in spec.computed)
+    row = con.execute(f"SELECT count(*), min(r.event_id) FROM ({query}) AS r WHERE {differ}").fetchone()
+    if row and row[0]:
+        raise ComputedColumnMismatch(
+            f"{row[0]} {spec.view} row(s) have stored {', '.join(c for c, _ in spec.computed)} other than "
+            f"their tokens x unit prices (first event_id {row[1]}): not written, the lake files would read "
+            "them back differently"
+        )
 
 
 def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str, read: list[int]) -> str:
@@ -508,7 +613,13 @@ def store_run_rows(
     # attempts in the order stored (the files' line order, about ts order; rated rows by ts,
     # spec.order): measured on a 200k day, 77 B an attempt, where sorting by account and
     # request gave 82 B and cost a sort
-    keys = f" EXCLUDE ({', '.join(spec.key_columns)})" if spec.key_columns else ""
+    left_out = list(spec.key_columns)
+    since = computed_from(con, spec)
+    if since is not None:
+        assert run_id >= since, f"run {run_id} writes a file of the layout of migration 038's runs from {since}"
+        check_computed(con, spec, f"SELECT * FROM {spec.run_table}")
+        left_out += [c for c, _ in spec.computed]
+    keys = f" EXCLUDE ({', '.join(left_out)})" if left_out else ""
     query = f"SELECT *{keys} FROM {spec.run_table}"
     if extra is not None:  # in the table's columns and types, as the TEMP table's rows are
         query = f"{typed_rows(con, spec, run_id, extra)} UNION ALL {query}"
@@ -540,11 +651,11 @@ def store_run_rows(
 
 def typed_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, query: str) -> str:
     """A SELECT of ``query``'s rows as ``spec``'s files hold them: the table's columns by name,
-    in order, each cast to its type, the keys left out, the run column ``run_id``."""
+    in order, each cast to its type, the keys and the columns computed on read left out
+    (:func:`file_columns`), the run column ``run_id``."""
     typed = ", ".join(
         f"CAST({int(run_id) if c == spec.run_column else f'e.{sql_identifier(c)}'} AS {t}) AS {sql_identifier(c)}"
-        for c, t in stored_columns(con, spec)
-        if c not in spec.key_columns
+        for c, t in file_columns(con, spec)
     )
     return f"SELECT {typed} FROM ({query}) AS e"
 

@@ -50,6 +50,8 @@ from core.attempt_store import (
     LAKE_VIEWS,
     RATED,
     TOMBSTONES,
+    LakeTable,
+    computed_from,
     database_file,
     fsync_dir,
     lake_dir,
@@ -165,42 +167,67 @@ class LakeFiles:
     (or rebuilt the lake), under the same run lock: not checked again here."""
 
     files: dict[str, list[Path]]
+    # the files written without their table's computed columns (rated rows since migration 038)
+    computed: frozenset[Path] = frozenset()
 
     @classmethod
     def listed(cls, con: duckdb.DuckDBPyConnection, lake: Path) -> LakeFiles:
         files: dict[str, list[Path]] = {t: [] for t in (*LAKE_TABLES, TOMBSTONES)}
+        computed = set()
+        since = {spec.view: computed_from(con, spec) for spec in LAKE_VIEWS}
         # less the rated files retired whole by a later re-rate (core/attempt_store.py)
         rows = con.execute(
-            f"SELECT table_name, path FROM lake_files f WHERE NOT {retired(RATED, 'f')} ORDER BY run_id, table_name"
+            f"SELECT table_name, path, run_id FROM lake_files f WHERE NOT {retired(RATED, 'f')} "
+            "ORDER BY run_id, table_name"
         ).fetchall()
-        for table, relative in rows:
-            files.setdefault(table, []).append((lake / relative).resolve())
-        return cls(files)
+        for table, relative, run_id in rows:
+            path = (lake / relative).resolve()
+            files.setdefault(table, []).append(path)
+            first = since.get(table)
+            if first is not None and run_id >= first:
+                computed.add(path)
+        return cls(files, frozenset(computed))
 
 
 def _parquet(paths: list[Path]) -> str:
     return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in paths) + "], union_by_name = true)"
 
 
+def _read(spec: LakeTable, column: str, present: set[str], computed: bool) -> str:
+    """How a view reads ``column`` from a file row ``r``: as stored, computed (a file of the
+    layout without it), or NULL (no file has it yet)."""
+    if computed and column in dict(spec.computed):
+        return dict(spec.computed)[column]
+    return f"r.{sql_identifier(column)}" if column in present else "NULL"
+
+
 def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) -> str:
     """The SELECT of the analyst view standing for ``table``: its listed files, with the live
     table's columns in order and types (a column no file has yet reads as NULL), rated rows
     minus the tombstoned ones. With no file yet: no rows, the same columns."""
-    columns = stored_columns(con, next(spec for spec in LAKE_VIEWS if spec.view == table))
+    spec = next(spec for spec in LAKE_VIEWS if spec.view == table)
+    columns = stored_columns(con, spec)
     files = lake_files.files.get(table, [])
     if not files:
         select = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns)
         return f"SELECT {select} WHERE false"
-    present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_parquet(files)}").fetchall()}
-    select = ", ".join(
-        f"CAST({'r.' + sql_identifier(c) if c in present else 'NULL'} AS {t}) AS {sql_identifier(c)}"
-        for c, t in columns
-    )
-    sql = f"SELECT {select} FROM {_parquet(files)} AS r"
     tombstones = lake_files.files.get(TOMBSTONES, [])
+    hidden = ""
     if table == "rated_attempts" and tombstones:
-        sql += (
+        hidden = (
             f" WHERE NOT EXISTS (SELECT 1 FROM {_parquet(tombstones)} AS t "
             "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
         )
-    return sql
+    # the files of each layout: with the columns computed on read (before migration 038, or a
+    # table without any) and without them (core/attempt_store.py, file_select)
+    parts = []
+    for computed in (False, True):
+        group = [f for f in files if (f in lake_files.computed) == computed]
+        if not group:
+            continue
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {_parquet(group)}").fetchall()}
+        select = ", ".join(
+            f"CAST({_read(spec, c, present, computed)} AS {t}) AS {sql_identifier(c)}" for c, t in columns
+        )
+        parts.append(f"SELECT {select} FROM {_parquet(group)} AS r{hidden}")
+    return " UNION ALL ".join(parts)

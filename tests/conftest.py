@@ -367,7 +367,9 @@ def as_before_migration_027(db: Path) -> None:
     with duckdb.connect(str(db)) as con:
         con.execute("DELETE FROM lake_files WHERE table_name IN ('rated_attempts', 'rated_replaced')")
         con.execute("DELETE FROM lake_exports")
-        con.execute("DELETE FROM rating_state WHERE key = 'rated_in_lake_from_run'")
+        con.execute(
+            "DELETE FROM rating_state WHERE key IN ('rated_in_lake_from_run', 'rated_charges_on_read_from_run')"
+        )
         con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
         con.execute("DROP TABLE held_changes")
         con.execute("DROP TABLE rated_hidden")
@@ -375,6 +377,26 @@ def as_before_migration_027(db: Path) -> None:
         con.execute("DELETE FROM schema_migrations WHERE name >= '027'")
     for folder in ("rated_attempts", "rated_replaced"):
         shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
+
+
+def as_before_migration_038(db: Path) -> None:
+    """Turn a closed database into what main wrote before migration 038: its rated files
+    carrying the four charge columns (written as the table's columns, in order), and no
+    marker of the layout without them."""
+    from core.attempt_store import RATED, file_select, lake_dir, stored_columns
+
+    with duckdb.connect(str(db)) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        columns = stored_columns(con, RATED)
+        select = file_select(RATED, columns, computed=True)
+        lake = lake_dir(db)
+        for (relative,) in con.execute("SELECT path FROM lake_files WHERE table_name = 'rated_attempts'").fetchall():
+            path = lake / str(relative)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE old_layout AS SELECT {select} FROM read_parquet('{path}') AS r")
+            con.execute(f"COPY old_layout TO '{path}' (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2)")
+            con.execute("UPDATE lake_files SET bytes = ? WHERE path = ?", [path.stat().st_size, relative])
+        con.execute("DELETE FROM rating_state WHERE key = 'rated_charges_on_read_from_run'")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '038'")
 
 
 def edit_stored_attempts(

@@ -14,7 +14,15 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from core.attempt_store import RATED, AttemptFileMissing, lake_dir, lake_path, write_parquet
+from core.attempt_store import (
+    RATED,
+    AttemptFileMissing,
+    file_select,
+    lake_dir,
+    lake_path,
+    stored_columns,
+    write_parquet,
+)
 from core.db import connect
 from pipeline import jobs, replay, snapshot
 from tests.conftest import Billing, as_before_migration_027, record, usage
@@ -43,13 +51,16 @@ def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> 
     assert billing.one(f"SELECT count(*) FROM {RATED.table}") == 0  # no second copy in the database
     row = billing.rated("a")
     assert (row["outcome"], row["charge_total"], row["rated_run_id"]) == ("billed", Decimal("0.012"), 1)
-    # the file itself holds the exact DECIMAL, not a float
+    # the file itself holds the exact DECIMAL unit prices, not floats, and no charges: the view
+    # computes them from tokens x unit price (migration 038), as exact DECIMAL(38,20)
     path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
     with duckdb.connect() as plain:
-        assert plain.execute(f"SELECT typeof(charge_total), charge_total FROM '{path}'").fetchone() == (
-            "DECIMAL(38,20)",
-            Decimal("0.012"),
-        )
+        assert plain.execute(
+            f"SELECT typeof(unit_price_output), unit_price_output, output_tokens FROM '{path}'"
+        ).fetchone() == ("DECIMAL(24,14)", Decimal("45"), 100)
+        columns = {c for (c, *_) in plain.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+    assert not columns & {"charge_input_uncached", "charge_input_cached", "charge_output", "charge_total"}
+    assert billing.one("SELECT typeof(charge_total) FROM rated_attempts") == "DECIMAL(38,20)"
 
 
 def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(billing: Billing) -> None:
@@ -231,10 +242,14 @@ def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_t
             f"SELECT count(*), {digest} FROM (SELECT * EXCLUDE (rated_run_id) FROM rated_attempts "
             f"WHERE rated_run_id = {run}) r"
         )
-        if run == 1:  # run 1's row was replaced by run 2: recompute it from run 1's file
+        if run == 1:  # run 1's row was replaced by run 2: recompute it from run 1's file (whose
+            # charges are computed on read, migration 038)
             path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+            with connect(billing.settings.db_path, read_only=True) as con:
+                select = file_select(RATED, stored_columns(con, RATED), computed=True)
             recomputed = billing.one(
-                f"SELECT count(*), {digest} FROM (SELECT * EXCLUDE (rated_run_id) FROM '{path}') r"
+                f"SELECT count(*), {digest} FROM (SELECT * EXCLUDE (rated_run_id) FROM "
+                f"(SELECT {select} FROM '{path}' AS r)) r"
             )
         recorded = billing.one(
             "SELECT rows, digest FROM run_outputs WHERE run_id = ? AND name = 'rated_attempts'", [run]
@@ -348,3 +363,111 @@ def test_a_run_with_several_rated_parts_retires_them_together(billing: Billing) 
             ("x",),
             ("y",),
         ]
+
+
+# --- migration 038: the charges of a rated row computed on read, not stored in its file ---
+
+CHARGES = ("charge_input_uncached", "charge_input_cached", "charge_output", "charge_total")
+
+
+def varied_day(billing: Billing, day: str = "2026-11-20", prefix: str = "v") -> None:
+    """Attempts of every account (list, discount, group multiplier, override prices), with
+    cached, reasoning and odd token counts, billed and not billed, held."""
+    accounts = ("acct_plain", "acct_discount", "acct_enterprise", "acct_partner", "acct_override", "acct_nobody")
+    rows = []
+    for i, account in enumerate(accounts):
+        for j, (prompt, completion, cached) in enumerate(((1000, 100, 0), (12345, 6789, 1111), (7, 3, 7), (1, 0, 0))):
+            rows.append(
+                record(
+                    event_id=f"{prefix}{i}-{j}",
+                    account_id=account,
+                    ts=f"{day}T1{j}:00:00Z",
+                    status=500 if j == 3 else 200,
+                    usage=usage(prompt, completion, cached, reasoning=completion // 2),
+                )
+            )
+    billing.log(f"requests-{day}.jsonl", rows)
+    billing.nightly(day)
+
+
+def test_charges_read_back_exactly_as_the_rating_computed_them(billing: Billing) -> None:
+    varied_day(billing)
+    path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+    with duckdb.connect() as plain:
+        columns = {c for (c, *_) in plain.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
+    assert not columns & set(CHARGES)
+    # the view's charges are tokens x unit price / 10^6 per class, exact (Python's Decimal)
+    rows = billing.query(
+        "SELECT outcome, input_uncached_tokens, input_cached_tokens, output_tokens, unit_price_input_uncached, "
+        f"unit_price_input_cached, unit_price_output, {', '.join(CHARGES)} FROM rated_attempts ORDER BY event_id"
+    )
+    assert len(rows) == 24 and {r[0] for r in rows} == {"billed", "not_billed", "held"}
+    for outcome, uncached, cached, output, p_uncached, p_cached, p_output, *charges in rows:
+        assert all(isinstance(c, Decimal) for c in charges)
+        if outcome == "billed":
+            expected = [
+                Decimal(t) * p / 1_000_000 for t, p in ((uncached, p_uncached), (cached, p_cached), (output, p_output))
+            ]
+        else:
+            expected = [Decimal(0)] * 3
+        assert charges == [*expected, sum(expected)]
+    assert billing.one("SELECT sum(charge_total) FROM rated_attempts WHERE outcome = 'billed'") > 0
+    # and they are what rate.sql computed: the run's recorded digest of its rated rows (made from
+    # the rows the rating wrote, charges included) matches the rows read back from the file
+    assert replay.verify_run(billing.settings, 1).status == "MATCH"
+
+
+def test_a_run_refuses_to_write_rows_whose_charges_would_read_back_differently(billing: Billing) -> None:
+    from core.attempt_store import ComputedColumnMismatch, check_computed
+
+    varied_day(billing)
+    with connect(billing.settings.db_path, read_only=True) as con:
+        check_computed(con, RATED, "SELECT * FROM rated_attempts")  # the stored rows pass
+        with pytest.raises(ComputedColumnMismatch, match="1 rated_attempts row"):
+            check_computed(
+                con,
+                RATED,
+                "SELECT * REPLACE (CASE WHEN event_id = 'v0-0' THEN charge_output + 0.000001 ELSE charge_output END "
+                "AS charge_output) FROM rated_attempts",
+            )
+
+
+def test_a_lake_written_before_migration_038_still_reads_and_later_runs_write_without_charges(
+    billing: Billing,
+) -> None:
+    from tests.conftest import as_before_migration_038
+
+    varied_day(billing)
+    query = "SELECT * FROM rated_attempts ORDER BY event_id, rated_run_id"
+    before = billing.query(query)
+    as_before_migration_038(billing.settings.db_path)
+    first = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
+    with duckdb.connect() as plain:  # the old layout: the charges stored in the file
+        assert plain.execute(f"SELECT sum(charge_total) FROM '{first}'").fetchone()[0] > 0  # type: ignore[index]
+    old_bytes = first.read_bytes()
+    assert billing.query(query) == before  # read-only: not migrated, every file read as stored
+    # opening for writing migrates (038: files from the next run on leave the charges out) and
+    # rewrites nothing
+    connect(billing.settings.db_path).close()
+    assert billing.one("SELECT value FROM rating_state WHERE key = 'rated_charges_on_read_from_run'") == "2"
+    assert billing.query(query) == before
+    assert first.read_bytes() == old_bytes
+    # a late retry re-rates a request of run 1 into run 2's file (new layout), a tombstone hides
+    # the old row in run 1's file (old layout); both layouts are read together
+    billing.log(
+        "requests-2026-11-21.jsonl",
+        [record(event_id="late", request_id="req-late", ts="2026-11-20T23:00:00Z", usage=usage(3000, 300))],
+    )
+    billing.nightly("2026-11-21")
+    second = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000002.parquet"
+    with duckdb.connect() as plain:
+        columns = {c for (c, *_) in plain.execute(f"DESCRIBE SELECT * FROM '{second}'").fetchall()}
+    assert not columns & set(CHARGES)
+    assert billing.rated("late")["charge_total"] == Decimal("0.036")
+    after = billing.query(query)
+    assert [r for r in after if r[0] != "late"] == before
+    for run in (1, 2):
+        assert replay.verify_run(billing.settings, run).status == "MATCH"
+    # the analyst snapshot's view reads both layouts alike
+    with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
+        assert con.execute(query).fetchall() == after

@@ -246,7 +246,11 @@ def test_verify_matches_an_untouched_database_and_catches_tampering(issued) -> N
     assert result.status == "MATCH", result.steps
     assert replay.verify_run(billing.settings, 1).status == "MATCH"
     changed = edit_stored_attempts(
-        billing.settings.db_path, "charge_total = charge_total + 0.01", "event_id = 'dec'", table="rated_attempts"
+        # the price, not the charge: the files leave the charges out and compute them (migration 038)
+        billing.settings.db_path,
+        "unit_price_output = unit_price_output + 1",
+        "event_id = 'dec'",
+        table="rated_attempts",
     )
     assert changed == 1
     tampered = replay.verify_run(billing.settings, last)
@@ -317,7 +321,8 @@ TAMPERING = {
     # (in the lake file that holds the row: edit_stored_attempts)
     "attempts": "UPDATE attempts SET prompt_tokens = prompt_tokens + 1 WHERE event_id = $event",
     "quarantine": "UPDATE quarantine SET field = 'status' WHERE quarantine_id = 1",
-    "rated_attempts": "UPDATE rated_attempts SET charge_total = charge_total + 0.01 WHERE event_id = $event",
+    # (not a charge: the lake files leave the charges out and compute them, migration 038)
+    "rated_attempts": "UPDATE rated_attempts SET reasoning_tokens = reasoning_tokens + 1 WHERE event_id = $event",
     "statement_lines": "UPDATE statement_lines SET amount = amount + 0.01 WHERE account_id = 'acct_acme' "
     "AND period = '2026-12' AND token_class = 'output' AND model = 'openai/gpt-5.5'",
     "statements": "UPDATE statements SET total_usd = total_usd + 1 WHERE statement_number = 'IG-2026-11-000001'",
@@ -344,7 +349,11 @@ def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_d
     assert edit_stored_attempts(tampered, "source_file = 'data/sample_logs/' || source_file", "true") > 0
     assert (
         edit_stored_attempts(
-            tampered, "charge_total = charge_total + 0.01", "event_id = $event", {"event": event[0]}, "rated_attempts"
+            tampered,
+            "reasoning_tokens = reasoning_tokens + 1",
+            "event_id = $event",
+            {"event": event[0]},
+            "rated_attempts",
         )
         == 1
     )
@@ -371,7 +380,7 @@ def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_d
     assert set(details) == set(TAMPERING)
     one_row = "in 2 row(s) (1 only in live, 1 only in the re-execution); e.g. "
     assert details["attempts"].endswith(f"{one_row}event_id={event[0]} (differs in prompt_tokens)")
-    assert details["rated_attempts"].endswith(f"{one_row}event_id={event[0]} (differs in charge_total)")
+    assert details["rated_attempts"].endswith(f"{one_row}event_id={event[0]} (differs in reasoning_tokens)")
     assert details["quarantine"].endswith("(differs in field)") and one_row in details["quarantine"]
     assert details["statements"].endswith(f"{one_row}statement_number=IG-2026-11-000001 (differs in total_usd)")
     assert details["statement_issued_lines"].endswith(

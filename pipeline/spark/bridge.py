@@ -33,9 +33,13 @@ import duckdb
 from core.attempt_store import (
     BOUNDS,
     RATED,
+    check_computed,
+    computed_from,
     database_file,
+    file_select,
     list_run_parts,
     parquet_source,
+    stored_columns,
     stored_table,
     typed_rows,
 )
@@ -153,8 +157,17 @@ def publish_rated(
 
     files = rated_output(con, work / "rated")
     empty = f"SELECT * EXCLUDE (rated_run_id) FROM {stored_table(con, RATED)} LIMIT 0"  # new_rated's types
+    computed = computed_from(con, RATED) is not None
+    if computed and files:  # the charges the files leave out must read back as Spark rated them
+        check_computed(con, RATED, f"SELECT * FROM {parquet_source(files)}")
     query = f"{typed_rows(con, RATED, run_id, 'SELECT * FROM read_parquet($part)')} ORDER BY {RATED.order}"
-    summaries = rated_summary.part_queries("(SELECT * EXCLUDE (rated_run_id) FROM read_parquet($written))")
+    # a part read back as the views read a lake file (file_select: the table's columns in order
+    # and types, the charges computed in a file without them), so the tasks' summaries, digest
+    # included, are those of new_rated's rows
+    typed = file_select(RATED, stored_columns(con, RATED), computed)
+    summaries = rated_summary.part_queries(
+        f"(SELECT * EXCLUDE (rated_run_id) FROM (SELECT {typed} FROM read_parquet($written) AS r))"
+    )
     (work / "published").mkdir()
     (work / "spill").mkdir(exist_ok=True)
     with spark_failures("writing rated rows"):
@@ -181,7 +194,8 @@ def publish_rated(
         _empty_new_rated(con)
         return []
     drop_temp(con, NEW_RATED)
-    con.execute(f"CREATE TEMP VIEW {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM {parquet_source(listed)}")
+    rows = f"SELECT {typed} FROM {parquet_source(listed)} AS r"
+    con.execute(f"CREATE TEMP VIEW {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM ({rows})")
     return listed
 
 

@@ -1,0 +1,12 @@
+-- 038: the charges of a rated row are computed on read, not stored in the lake (issue 14 item
+-- 3). By rate.sql's definition (R6, no rounding per attempt) each class charge is the row's
+-- tokens x its unit price x 10^-6 (0 for a row not billed) and charge_total their sum, all
+-- exact DECIMAL(38,20): four 16-byte columns that were ~20 of the ~39 bytes a rated row took
+-- in its file. From the first run after this migration on, the rated_attempts files leave out
+-- charge_input_uncached, charge_input_cached, charge_output and charge_total, and the views
+-- rated_attempts (each connection's, and the analyst snapshot's) compute them with the same
+-- casts as rate.sql (core/attempt_store.py, RATED_COMPUTED); a run refuses to write a file
+-- whose rows' charges differ from that. Files written before keep the columns and are read as
+-- they are: nothing is rewritten (the files are immutable; snapshots published before read
+-- them), the marker below says which layout a run's files have.
+INSERT INTO rating_state SELECT 'rated_charges_on_read_from_run', CAST(coalesce(max(run_id), 0) + 1 AS VARCHAR) FROM runs;
