@@ -51,16 +51,21 @@ def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> 
     assert billing.one(f"SELECT count(*) FROM {RATED.table}") == 0  # no second copy in the database
     row = billing.rated("a")
     assert (row["outcome"], row["charge_total"], row["rated_run_id"]) == ("billed", Decimal("0.012"), 1)
-    # the file itself holds the exact DECIMAL unit prices, not floats, and no charges: the view
-    # computes them from tokens x unit price (migration 038), as exact DECIMAL(38,20)
+    # the file itself holds the exact unit prices (as their decimal text, never a float) and no
+    # charges: the view computes them from tokens x unit price (migration 038), exact DECIMAL(38,20)
     path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
     with duckdb.connect() as plain:
-        assert plain.execute(
-            f"SELECT typeof(unit_price_output), unit_price_output, output_tokens FROM '{path}'"
-        ).fetchone() == ("DECIMAL(24,14)", Decimal("45"), 100)
+        assert plain.execute(f"SELECT unit_price_output, output_tokens FROM '{path}'").fetchone() == (
+            "45.00000000000000",
+            100,
+        )
         columns = {c for (c, *_) in plain.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
     assert not columns & {"charge_input_uncached", "charge_input_cached", "charge_output", "charge_total"}
-    assert billing.one("SELECT typeof(charge_total) FROM rated_attempts") == "DECIMAL(38,20)"
+    assert billing.one("SELECT typeof(charge_total), typeof(unit_price_output) FROM rated_attempts") == (
+        "DECIMAL(38,20)",
+        "DECIMAL(24,14)",
+    )
+    assert billing.one("SELECT unit_price_output FROM rated_attempts") == Decimal("45")
 
 
 def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(billing: Billing) -> None:
@@ -423,7 +428,7 @@ def test_a_run_refuses_to_write_rows_whose_charges_would_read_back_differently(b
     varied_day(billing)
     with connect(billing.settings.db_path, read_only=True) as con:
         check_computed(con, RATED, "SELECT * FROM rated_attempts")  # the stored rows pass
-        with pytest.raises(ComputedColumnMismatch, match="1 rated_attempts row"):
+        with pytest.raises(ComputedColumnMismatch, match="1 rated_attempts row.s. would read back"):
             check_computed(
                 con,
                 RATED,
