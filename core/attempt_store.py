@@ -67,6 +67,7 @@ __all__ = [
     "check_computed",
     "computed_from",
     "database_file",
+    "encode_columns",
     "file_columns",
     "file_select",
     "fsync_dir",
@@ -109,6 +110,49 @@ class LakeTable:
     computed_marker: str | None = None
     # table columns those files store as another type that casts back exactly: (name, type)
     stored_as: tuple[tuple[str, str], ...] = ()
+    # table columns those files store encoded as text, with the SQL encoding the row ``r``'s
+    # value and the SQL decoding it (``r.<column>`` the stored text): (name, encode, decode).
+    # A value whose decoding would differ is stored as it is (its text, which a decoding keeps)
+    encoded: tuple[tuple[str, str, str], ...] = ()
+
+
+# The usage object as the upstream sent it (usage_json, ~15 of an attempt's ~55 bytes in its
+# file at 200k) repeats the row's token counts: since migration 038 the attempts files store
+# it as a template, each count the row holds replaced by "?" after its key and the text
+# prefixed with "#" (a JSON object starts with "{", so an unencoded value is never mistaken
+# for one): '#{"prompt_tokens":?,"completion_tokens":?,"total_tokens":?}'. A file holds a
+# handful of distinct templates, which dictionary-encode to ~0.3 B. A value the template would
+# not give back byte for byte is stored as it is.
+_USAGE_COUNTS = (
+    ("prompt_tokens", "{r}prompt_tokens"),
+    ("completion_tokens", "{r}completion_tokens"),
+    ("total_tokens", "({r}prompt_tokens + {r}completion_tokens)"),
+    ("cached_tokens", "{r}cached_tokens"),
+    ("prompt_cache_hit_tokens", "{r}cached_tokens"),
+    ("prompt_cache_miss_tokens", "({r}prompt_tokens - {r}cached_tokens)"),
+    ("reasoning_tokens", "{r}reasoning_tokens"),
+    ("image_tokens", "{r}image_tokens"),
+)
+
+
+def _usage_template(r: str) -> str:
+    """SQL: the usage object of row ``r`` as its template ("#" + the text with every count of
+    the row's after its key replaced by "?"); NULL for no usage."""
+    text = f"CAST({r}usage_json AS VARCHAR)"
+    for key, value in _USAGE_COUNTS:
+        number = f"coalesce(CAST({value.format(r=r)} AS VARCHAR), '#')"
+        text = f"replace({text}, '\"{key}\":' || {number}, '\"{key}\":?')"
+    return f"'#' || {text}"
+
+
+def _usage_from_template(r: str) -> str:
+    """SQL: row ``r``'s stored usage_json text decoded (a template filled with the row's counts,
+    or the text as stored)."""
+    text = f"substr({r}usage_json, 2)"
+    for key, value in _USAGE_COUNTS:
+        number = f"coalesce(CAST({value.format(r=r)} AS VARCHAR), '#')"
+        text = f"replace({text}, '\"{key}\":?', '\"{key}\":' || {number})"
+    return f"CASE WHEN starts_with({r}usage_json, '#') THEN {text} ELSE {r}usage_json END"
 
 
 ATTEMPTS = LakeTable(
@@ -119,6 +163,8 @@ ATTEMPTS = LakeTable(
     "run_id",
     "attempts_in_lake_from_run",
     key_columns=("event_key", "request_key"),
+    computed_marker="lake_values_on_read_from_run",
+    encoded=(("usage_json", _usage_template("r."), _usage_from_template("r.")),),
 )
 BOUNDS = "lake_file_bounds"  # what each rated file and tombstone file covers (migration 028)
 TOMBSTONES = "rated_replaced"  # both the table of the current run's tombstones and their lake folder
@@ -165,7 +211,7 @@ RATED = LakeTable(
     # then compress as in the attempts file (200k: 39 B a row where the rating's order gave 43)
     order="ts, event_id",
     computed=RATED_COMPUTED,
-    computed_marker="rated_charges_on_read_from_run",
+    computed_marker="lake_values_on_read_from_run",
     # the unit prices as their exact decimal text: a file's few distinct prices then
     # dictionary-encode (DuckDB writes a DECIMAL(24,14) as 16 plain bytes; 200k: 4.2 -> 1.9 B)
     stored_as=tuple(
@@ -431,7 +477,7 @@ def _rows_of(
 def computed_from(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None) -> int | None:
     """The first run whose files of ``spec`` leave out ``spec.computed`` (they are computed on
     read); None when no file does (no such columns, or a database before migration 038)."""
-    if not spec.computed or spec.computed_marker is None:
+    if not (spec.computed or spec.stored_as or spec.encoded) or spec.computed_marker is None:
         return None
     database = database or _current(con)
     if not table_exists(con, "rating_state", database):
@@ -459,7 +505,7 @@ def file_select(spec: LakeTable, columns: Sequence[tuple[str, str]], computed: b
     """The select list reading the table's ``columns`` (in order, cast to their types) from a
     lake file's row ``r``: the keys NULL, and with ``computed`` (a file written without them)
     the computed columns computed from the row."""
-    exprs = dict(spec.computed) if computed else {}
+    exprs = {**dict(spec.computed), **{c: decode for c, _, decode in spec.encoded}} if computed else {}
     return ", ".join(
         f"CAST(NULL AS {t}) AS {sql_identifier(c)}"
         if c in spec.key_columns
@@ -467,6 +513,26 @@ def file_select(spec: LakeTable, columns: Sequence[tuple[str, str]], computed: b
         if c in exprs
         else f"CAST(r.{sql_identifier(c)} AS {t}) AS {sql_identifier(c)}"
         for c, t in columns
+    )
+
+
+def encode_columns(spec: LakeTable, query: str) -> str:
+    """``query``'s rows with ``spec.encoded``'s columns encoded as the files of migration 038's
+    layout store them: each value's encoding where decoding it gives the value back exactly,
+    else the value's text as it is."""
+    if not spec.encoded:
+        return query
+    originals = ", ".join(f"r.{c} AS __stored_{c}" for c, _, _ in spec.encoded)
+    encoded = ", ".join(f"{encode} AS {c}" for c, encode, _ in spec.encoded)
+    kept = ", ".join(
+        f"CASE WHEN ({decode}) IS NOT DISTINCT FROM CAST(r.__stored_{c} AS VARCHAR) THEN r.{c} "
+        f"ELSE CAST(r.__stored_{c} AS VARCHAR) END AS {c}"
+        for c, _, decode in spec.encoded
+    )
+    dropped = ", ".join(f"__stored_{c}" for c, _, _ in spec.encoded)
+    return (
+        f"SELECT r.* EXCLUDE ({dropped}) REPLACE ({kept}) FROM "
+        f"(SELECT r.* REPLACE ({encoded}), {originals} FROM ({query}) AS r) AS r"
     )
 
 
@@ -642,6 +708,8 @@ def store_run_rows(
     if since is not None and spec.stored_as:
         keys += " REPLACE (" + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in spec.stored_as) + ")"
     query = f"SELECT *{keys} FROM {spec.run_table}"
+    if since is not None:
+        query = encode_columns(spec, query)
     if extra is not None:  # in the table's columns and types, as the TEMP table's rows are
         query = f"{typed_rows(con, spec, run_id, extra)} UNION ALL {query}"
     if spec.order:
@@ -678,7 +746,8 @@ def typed_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, que
         f"CAST({int(run_id) if c == spec.run_column else f'e.{sql_identifier(c)}'} AS {t}) AS {sql_identifier(c)}"
         for c, t in file_columns(con, spec)
     )
-    return f"SELECT {typed} FROM ({query}) AS e"
+    typed_query = f"SELECT {typed} FROM ({query}) AS e"
+    return encode_columns(spec, typed_query) if computed_from(con, spec) is not None else typed_query
 
 
 def _write_listed(con: duckdb.DuckDBPyConnection, folder: str, run_id: int, query: str) -> Path | None:

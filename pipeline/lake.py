@@ -167,7 +167,7 @@ class LakeFiles:
     (or rebuilt the lake), under the same run lock: not checked again here."""
 
     files: dict[str, list[Path]]
-    # the files written without their table's computed columns (rated rows since migration 038)
+    # the files of migration 038's layout (computed columns left out, encoded ones encoded)
     computed: frozenset[Path] = frozenset()
 
     @classmethod
@@ -194,10 +194,11 @@ def _parquet(paths: list[Path]) -> str:
 
 
 def _read(spec: LakeTable, column: str, present: set[str], computed: bool) -> str:
-    """How a view reads ``column`` from a file row ``r``: as stored, computed (a file of the
-    layout without it), or NULL (no file has it yet)."""
-    if computed and column in dict(spec.computed):
-        return dict(spec.computed)[column]
+    """How a view reads ``column`` from a file row ``r``: as stored, computed or decoded (a file
+    of migration 038's layout), or NULL (no file has it yet)."""
+    on_read = {**dict(spec.computed), **{c: decode for c, _, decode in spec.encoded}}
+    if computed and column in on_read:
+        return on_read[column]
     return f"r.{sql_identifier(column)}" if column in present else "NULL"
 
 

@@ -364,12 +364,11 @@ def as_before_migration_027(db: Path) -> None:
 
     with connect(db) as con:
         con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
+    as_before_migration_038(db)  # the attempts files as main wrote them then
     with duckdb.connect(str(db)) as con:
         con.execute("DELETE FROM lake_files WHERE table_name IN ('rated_attempts', 'rated_replaced')")
         con.execute("DELETE FROM lake_exports")
-        con.execute(
-            "DELETE FROM rating_state WHERE key IN ('rated_in_lake_from_run', 'rated_charges_on_read_from_run')"
-        )
+        con.execute("DELETE FROM rating_state WHERE key IN ('rated_in_lake_from_run', 'lake_values_on_read_from_run')")
         con.execute("ALTER TABLE rated_before_lake RENAME TO rated_attempts")
         con.execute("DROP TABLE held_changes")
         con.execute("DROP TABLE rated_hidden")
@@ -381,21 +380,25 @@ def as_before_migration_027(db: Path) -> None:
 
 def as_before_migration_038(db: Path) -> None:
     """Turn a closed database into what main wrote before migration 038: its rated files
-    carrying the four charge columns (written as the table's columns, in order), and no
-    marker of the layout without them."""
-    from core.attempt_store import RATED, file_select, lake_dir, stored_columns
+    carrying the four charge columns and the unit prices as DECIMAL, its attempts files the
+    usage objects as they are (each file's columns those of its table, in order), and no marker
+    of the layout that computes or decodes them on read."""
+    from core.attempt_store import LAKE_VIEWS, file_select, lake_dir, stored_columns
 
     with duckdb.connect(str(db)) as con:
         con.execute("SET TimeZone = 'UTC'")
-        columns = stored_columns(con, RATED)
-        select = file_select(RATED, columns, computed=True)
         lake = lake_dir(db)
-        for (relative,) in con.execute("SELECT path FROM lake_files WHERE table_name = 'rated_attempts'").fetchall():
-            path = lake / str(relative)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE old_layout AS SELECT {select} FROM read_parquet('{path}') AS r")
-            con.execute(f"COPY old_layout TO '{path}' (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2)")
-            con.execute("UPDATE lake_files SET bytes = ? WHERE path = ?", [path.stat().st_size, relative])
-        con.execute("DELETE FROM rating_state WHERE key = 'rated_charges_on_read_from_run'")
+        for spec in LAKE_VIEWS:
+            columns = [(c, t) for c, t in stored_columns(con, spec) if c not in spec.key_columns]
+            select = file_select(spec, columns, computed=True)
+            for (relative,) in con.execute("SELECT path FROM lake_files WHERE table_name = ?", [spec.view]).fetchall():
+                path = lake / str(relative)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE old_layout AS SELECT {select} FROM read_parquet('{path}') AS r"
+                )
+                con.execute(f"COPY old_layout TO '{path}' (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2)")
+                con.execute("UPDATE lake_files SET bytes = ? WHERE path = ?", [path.stat().st_size, relative])
+        con.execute("DELETE FROM rating_state WHERE key = 'lake_values_on_read_from_run'")
         con.execute("DELETE FROM schema_migrations WHERE name >= '038'")
 
 

@@ -444,17 +444,23 @@ def test_a_lake_written_before_migration_038_still_reads_and_later_runs_write_wi
 
     varied_day(billing)
     query = "SELECT * FROM rated_attempts ORDER BY event_id, rated_run_id"
+    attempts = "SELECT * EXCLUDE (event_key, request_key) FROM attempts ORDER BY event_id"
     before = billing.query(query)
+    attempts_before = billing.query(attempts)
     as_before_migration_038(billing.settings.db_path)
+    old_attempts = lake_dir(billing.settings.db_path) / "attempts" / "run-000001.parquet"
+    with duckdb.connect() as plain:  # the usage objects as they are
+        assert plain.execute(f"SELECT count(*) FROM '{old_attempts}' WHERE usage_json LIKE '#%'").fetchone() == (0,)
     first = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
     with duckdb.connect() as plain:  # the old layout: the charges stored in the file
         assert plain.execute(f"SELECT sum(charge_total) FROM '{first}'").fetchone()[0] > 0  # type: ignore[index]
     old_bytes = first.read_bytes()
     assert billing.query(query) == before  # read-only: not migrated, every file read as stored
+    assert billing.query(attempts) == attempts_before
     # opening for writing migrates (038: files from the next run on leave the charges out) and
     # rewrites nothing
     connect(billing.settings.db_path).close()
-    assert billing.one("SELECT value FROM rating_state WHERE key = 'rated_charges_on_read_from_run'") == "2"
+    assert billing.one("SELECT value FROM rating_state WHERE key = 'lake_values_on_read_from_run'") == "2"
     assert billing.query(query) == before
     assert first.read_bytes() == old_bytes
     # a late retry re-rates a request of run 1 into run 2's file (new layout), a tombstone hides
@@ -471,8 +477,74 @@ def test_a_lake_written_before_migration_038_still_reads_and_later_runs_write_wi
     assert billing.rated("late")["charge_total"] == Decimal("0.036")
     after = billing.query(query)
     assert [r for r in after if r[0] != "late"] == before
+    attempts_after = billing.query(attempts)
+    assert [r for r in attempts_after if r[0] != "late"] == attempts_before
+    new_attempts = lake_dir(billing.settings.db_path) / "attempts" / "run-000002.parquet"
+    with duckdb.connect() as plain:  # run 2's usage object as a template
+        assert plain.execute(f"SELECT usage_json LIKE '#%' FROM '{new_attempts}'").fetchall() == [(True,)]
     for run in (1, 2):
         assert replay.verify_run(billing.settings, run).status == "MATCH"
     # the analyst snapshot's view reads both layouts alike
     with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
         assert con.execute(query).fetchall() == after
+        assert con.execute(attempts).fetchall() == attempts_after
+
+
+def test_usage_objects_read_back_byte_for_byte_from_their_templates(billing: Billing) -> None:
+    """The attempts files keep each usage object as a template of the row's counts (migration
+    038); the view gives back the object exactly as ingested, whatever its shape."""
+    import json
+
+    deepseek = {
+        "prompt_tokens": 5597,
+        "completion_tokens": 93,
+        "total_tokens": 5690,
+        "prompt_cache_hit_tokens": 2798,
+        "prompt_cache_miss_tokens": 2799,
+        "completion_tokens_details": {"reasoning_tokens": 74},
+    }
+    shapes = {
+        "openai": usage(3662, 1199, 3584, reasoning=12, image=3),
+        "deepseek": deepseek,
+        "extra": {**usage(10, 1000), "vendor_units": 1000, "note": 'a "prompt_tokens":10 inside a string'},
+        "prefix": usage(1, 10),  # prompt 1 is a prefix of 10: only whole key:value pairs are templated
+    }
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id=name, model="deepseek/deepseek-v4" if name == "deepseek" else "openai/gpt-5.5", usage=u)
+            for name, u in shapes.items()
+        ],
+    )
+    billing.nightly()
+    stored = dict(billing.query("SELECT event_id, CAST(usage_json AS VARCHAR) FROM attempts"))
+    assert stored == {name: json.dumps(u, separators=(",", ":")) for name, u in shapes.items()}
+    assert billing.one("SELECT typeof(usage_json) FROM attempts LIMIT 1") == "JSON"
+    path = lake_dir(billing.settings.db_path) / "attempts" / "run-000001.parquet"
+    with duckdb.connect() as plain:
+        in_file = dict(plain.execute(f"SELECT event_id, usage_json FROM '{path}'").fetchall())
+    assert in_file["openai"] == (
+        '#{"prompt_tokens":?,"completion_tokens":?,"total_tokens":?,"prompt_tokens_details":{"cached_tokens":?},'
+        '"completion_tokens_details":{"reasoning_tokens":?,"image_tokens":?}}'
+    )
+    assert all(in_file[name].startswith("#") for name in shapes)
+    # unknown fields and strings stay in the template as they were
+    assert '"vendor_units":1000,"note":"a \\"prompt_tokens\\":10 inside a string"}' in in_file["extra"]
+    assert replay.verify_run(billing.settings, 1).status == "MATCH"
+
+
+def test_a_value_its_template_would_not_give_back_is_stored_as_it_is() -> None:
+    from core.attempt_store import ATTEMPTS, encode_columns
+
+    rows = (
+        "SELECT * FROM (VALUES ('{\"prompt_tokens\":1}', 1), ('{\"prompt_tokens\":?}', 1), (NULL, NULL)) "
+        "AS t(usage_json, prompt_tokens)"
+    )
+    fields = "NULL::BIGINT AS completion_tokens, NULL::BIGINT AS cached_tokens, NULL::BIGINT AS reasoning_tokens"
+    query = f"SELECT *, {fields}, NULL::BIGINT AS image_tokens FROM ({rows})"
+    with duckdb.connect() as con:
+        assert con.execute(f"SELECT usage_json FROM ({encode_columns(ATTEMPTS, query)})").fetchall() == [
+            ('#{"prompt_tokens":?}',),
+            ('{"prompt_tokens":?}',),  # would decode to {"prompt_tokens":1}: kept as it was
+            (None,),
+        ]

@@ -1,0 +1,17 @@
+-- 038: values a lake row can rebuild exactly are rebuilt on read instead of stored (issue 14
+-- item 3). From the first run after this migration on (the marker below; files written
+-- before are read as they are, and nothing is rewritten: the files are immutable, and
+-- snapshots published before read them):
+-- * rated_attempts files leave out charge_input_uncached, charge_input_cached, charge_output
+--   and charge_total. By rate.sql's definition (R6, no rounding per attempt) each class charge
+--   is the row's tokens x its unit price x 10^-6 (0 for a row not billed) and charge_total
+--   their sum, exact DECIMAL(38,20); the views compute them with rate.sql's casts
+--   (core/attempt_store.py, RATED_COMPUTED), and a run refuses to write a row whose charges
+--   differ from that. They store the unit prices as their exact decimal text (dictionary-
+--   encoded; DECIMAL(24,14) was 16 plain bytes a row), cast back by the views.
+-- * attempts files store usage_json as a template of the row's counts ('#{"prompt_tokens":?,
+--   ...}'), filled in by the views; a value the template would not give back byte for byte is
+--   stored as it is.
+-- The views (each connection's attempts and rated_attempts, and the analyst snapshot's) keep
+-- their columns and types.
+INSERT INTO rating_state SELECT 'lake_values_on_read_from_run', CAST(coalesce(max(run_id), 0) + 1 AS VARCHAR) FROM runs;
