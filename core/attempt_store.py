@@ -31,6 +31,14 @@ files. The views keep the table's columns and types.
   with its rated rows. The view is the rows minus the tombstones (those in the files and those
   the current run has recorded so far).
 
+- Values a row rebuilds exactly (since migration 038, files of runs from the rating_state key
+  ``lake_values_on_read_from_run`` on; older files are read as they are): the rated files
+  leave out the charges (``RATED_COMPUTED``: tokens x unit price, computed on read with
+  rate.sql's casts) and hold the unit prices as decimal text (``stored_as``); the attempts
+  files hold ``usage_json`` as a template of the row's counts (``encoded``). The views cast
+  and decode back to the table's columns and types; :func:`check_computed` refuses a file
+  that would read back otherwise.
+
 Back up the lake directory with the database: the attempts and rated rows of runs since the
 migrations are nowhere else.
 """

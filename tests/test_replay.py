@@ -246,9 +246,9 @@ def test_verify_matches_an_untouched_database_and_catches_tampering(issued) -> N
     assert result.status == "MATCH", result.steps
     assert replay.verify_run(billing.settings, 1).status == "MATCH"
     changed = edit_stored_attempts(
-        # the price, not the charge: the files leave the charges out and compute them (migration 038)
+        # the tokens, not the charge: the files leave the charges out and compute them (migration 038)
         billing.settings.db_path,
-        "unit_price_output = unit_price_output + 1",
+        "output_tokens = output_tokens + 1",
         "event_id = 'dec'",
         table="rated_attempts",
     )
@@ -379,7 +379,9 @@ def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_d
     details = {line.split()[2]: line for line in lines if line.startswith("  live table ")}
     assert set(details) == set(TAMPERING)
     one_row = "in 2 row(s) (1 only in live, 1 only in the re-execution); e.g. "
-    assert details["attempts"].endswith(f"{one_row}event_id={event[0]} (differs in prompt_tokens)")
+    # the files keep the usage object as a template of the counts (migration 038): it reads back
+    # with the edited count too
+    assert details["attempts"].endswith(f"{one_row}event_id={event[0]} (differs in usage_json, prompt_tokens)")
     assert details["rated_attempts"].endswith(f"{one_row}event_id={event[0]} (differs in reasoning_tokens)")
     assert details["quarantine"].endswith("(differs in field)") and one_row in details["quarantine"]
     assert details["statements"].endswith(f"{one_row}statement_number=IG-2026-11-000001 (differs in total_usd)")
