@@ -120,7 +120,8 @@ class LakeTable:
     stored_as: tuple[tuple[str, str], ...] = ()
     # table columns those files store encoded as text, with the SQL encoding the row ``r``'s
     # value and the SQL decoding it (``r.<column>`` the stored text): (name, encode, decode).
-    # A value whose decoding would differ is stored as it is (its text, which a decoding keeps)
+    # The encoding stores a value its decoding would not give back exactly as it is (its text,
+    # which the decoding keeps)
     encoded: tuple[tuple[str, str, str], ...] = ()
 
 
@@ -145,12 +146,19 @@ _USAGE_COUNTS = (
 
 def _usage_template(r: str) -> str:
     """SQL: the usage object of row ``r`` as its template ("#" + the text with every count of
-    the row's after its key replaced by "?"); NULL for no usage."""
-    text = f"CAST({r}usage_json AS VARCHAR)"
+    the row's after its key replaced by "?"), or as it is when its text holds ":?"; NULL for
+    no usage.
+
+    Exact: decoding replaces each '"key":?' by '"key":<count>', the inverse of the encoding's
+    replacements (a replacement neither makes nor breaks another key's match: each starts at a
+    quote and ends in the count's digits, or "?"), so a template gives back its text unless
+    the text already held a '"key":?' of its own, which it cannot without holding ":?"."""
+    original = f"CAST({r}usage_json AS VARCHAR)"
+    text = original
     for key, value in _USAGE_COUNTS:
         number = f"coalesce(CAST({value.format(r=r)} AS VARCHAR), '#')"
         text = f"replace({text}, '\"{key}\":' || {number}, '\"{key}\":?')"
-    return f"'#' || {text}"
+    return f"CASE WHEN contains({original}, ':?') THEN {original} ELSE '#' || {text} END"
 
 
 def _usage_from_template(r: str) -> str:
@@ -526,22 +534,12 @@ def file_select(spec: LakeTable, columns: Sequence[tuple[str, str]], computed: b
 
 def encode_columns(spec: LakeTable, query: str) -> str:
     """``query``'s rows with ``spec.encoded``'s columns encoded as the files of migration 038's
-    layout store them: each value's encoding where decoding it gives the value back exactly,
-    else the value's text as it is."""
+    layout store them (each encoding gives back its value exactly when decoded, or keeps the
+    value's text as it is)."""
     if not spec.encoded:
         return query
-    originals = ", ".join(f"r.{c} AS __stored_{c}" for c, _, _ in spec.encoded)
     encoded = ", ".join(f"{encode} AS {c}" for c, encode, _ in spec.encoded)
-    kept = ", ".join(
-        f"CASE WHEN ({decode}) IS NOT DISTINCT FROM CAST(r.__stored_{c} AS VARCHAR) THEN r.{c} "
-        f"ELSE CAST(r.__stored_{c} AS VARCHAR) END AS {c}"
-        for c, _, decode in spec.encoded
-    )
-    dropped = ", ".join(f"__stored_{c}" for c, _, _ in spec.encoded)
-    return (
-        f"SELECT r.* EXCLUDE ({dropped}) REPLACE ({kept}) FROM "
-        f"(SELECT r.* REPLACE ({encoded}), {originals} FROM ({query}) AS r) AS r"
-    )
+    return f"SELECT r.* REPLACE ({encoded}) FROM ({query}) AS r"
 
 
 class ComputedColumnMismatch(BillingError, RuntimeError):
