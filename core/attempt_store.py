@@ -204,7 +204,7 @@ _CHARGES = (
 # The charges of a rated row are, by rate.sql's definition, its tokens x its unit prices (R6:
 # no rounding per attempt), so since migration 038 the rated files leave them out and every
 # read computes them again, exactly (DECIMAL, the same casts as rate.sql): the four 16-byte
-# DECIMAL(38,20) columns were ~20 of the ~39 bytes of a rated row in its file (issue 14 item
+# DECIMAL(38,20) columns were ~16 of the ~39 bytes of a rated row in its file (issue 14 item
 # 3). A run checks before writing its file that every row's stored charges equal these
 # (check_computed), so a change of rate.sql that broke the identity fails the run instead of
 # changing what the files read back as.
