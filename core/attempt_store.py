@@ -31,7 +31,7 @@ files. The views keep the table's columns and types.
   with its rated rows. The view is the rows minus the tombstones (those in the files and those
   the current run has recorded so far).
 
-- Values a row rebuilds exactly (since migration 038, files of runs from the rating_state key
+- Values a row rebuilds exactly (since migration 039, files of runs from the rating_state key
   ``lake_values_on_read_from_run`` on; older files are read as they are): the rated files
   leave out the charges (``RATED_COMPUTED``: tokens x unit price, computed on read with
   rate.sql's casts) and hold the unit prices as decimal text (``stored_as``); the attempts
@@ -126,7 +126,7 @@ class LakeTable:
 
 
 # The usage object as the upstream sent it (usage_json, ~15 of an attempt's ~55 bytes in its
-# file at 200k) repeats the row's token counts: since migration 038 the attempts files store
+# file at 200k) repeats the row's token counts: since migration 039 the attempts files store
 # it as a template, each count the row holds replaced by "?" after its key and the text
 # prefixed with "#" (a JSON object starts with "{", so an unencoded value is never mistaken
 # for one): '#{"prompt_tokens":?,"completion_tokens":?,"total_tokens":?}'. A file holds a
@@ -202,7 +202,7 @@ _CHARGES = (
     ("charge_output", _class_charge("output_tokens", "unit_price_output")),
 )
 # The charges of a rated row are, by rate.sql's definition, its tokens x its unit prices (R6:
-# no rounding per attempt), so since migration 038 the rated files leave them out and every
+# no rounding per attempt), so since migration 039 the rated files leave them out and every
 # read computes them again, exactly (DECIMAL, the same casts as rate.sql): the four 16-byte
 # DECIMAL(38,20) columns were ~16 of the ~39 bytes of a rated row in its file (issue 14 item
 # 3). A run checks before writing its file that every row's stored charges equal these
@@ -492,7 +492,7 @@ def _rows_of(
 
 def computed_from(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None) -> int | None:
     """The first run whose files of ``spec`` leave out ``spec.computed`` (they are computed on
-    read); None when no file does (no such columns, or a database before migration 038)."""
+    read); None when no file does (no such columns, or a database before migration 039)."""
     if not (spec.computed or spec.stored_as or spec.encoded) or spec.computed_marker is None:
         return None
     database = database or _current(con)
@@ -507,7 +507,7 @@ def computed_from(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str
 
 def file_columns(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str | None = None) -> list[tuple[str, str]]:
     """(name, type) of the columns a run writes to its files of ``spec`` now, in order: the
-    table's, less the keys and (from migration 038 on) the columns computed on read, and those
+    table's, less the keys and (from migration 039 on) the columns computed on read, and those
     of ``spec.stored_as`` in their file type."""
     left_out = set(spec.key_columns)
     stored_as: dict[str, str] = {}
@@ -533,7 +533,7 @@ def file_select(spec: LakeTable, columns: Sequence[tuple[str, str]], computed: b
 
 
 def encode_columns(spec: LakeTable, query: str) -> str:
-    """``query``'s rows with ``spec.encoded``'s columns encoded as the files of migration 038's
+    """``query``'s rows with ``spec.encoded``'s columns encoded as the files of migration 039's
     layout store them (each encoding gives back its value exactly when decoded, or keeps the
     value's text as it is)."""
     if not spec.encoded:
@@ -707,7 +707,7 @@ def store_run_rows(
     left_out = list(spec.key_columns)
     since = computed_from(con, spec)
     if since is not None:
-        assert run_id >= since, f"run {run_id} writes a file of the layout of migration 038's runs from {since}"
+        assert run_id >= since, f"run {run_id} writes a file of the layout of migration 039's runs from {since}"
         check_computed(con, spec, f"SELECT * FROM {spec.run_table}")
         left_out += [c for c, _ in spec.computed]
     keys = f" EXCLUDE ({', '.join(left_out)})" if left_out else ""

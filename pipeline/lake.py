@@ -167,7 +167,7 @@ class LakeFiles:
     (or rebuilt the lake), under the same run lock: not checked again here."""
 
     files: dict[str, list[Path]]
-    # the files of migration 038's layout (computed columns left out, encoded ones encoded)
+    # the files of migration 039's layout (computed columns left out, encoded ones encoded)
     computed: frozenset[Path] = frozenset()
 
     @classmethod
@@ -195,7 +195,7 @@ def _parquet(paths: list[Path]) -> str:
 
 def _read(spec: LakeTable, column: str, present: set[str], computed: bool) -> str:
     """How a view reads ``column`` from a file row ``r``: as stored, computed or decoded (a file
-    of migration 038's layout), or NULL (no file has it yet)."""
+    of migration 039's layout), or NULL (no file has it yet)."""
     on_read = {**dict(spec.computed), **{c: decode for c, _, decode in spec.encoded}}
     if computed and column in on_read:
         return on_read[column]
@@ -219,7 +219,7 @@ def view_sql(con: duckdb.DuckDBPyConnection, table: str, lake_files: LakeFiles) 
             f" WHERE NOT EXISTS (SELECT 1 FROM {_parquet(tombstones)} AS t "
             "WHERE t.event_id = r.event_id AND t.rated_run_id = r.rated_run_id)"
         )
-    # the files of each layout: with the columns computed on read (before migration 038, or a
+    # the files of each layout: with the columns computed on read (before migration 039, or a
     # table without any) and without them (core/attempt_store.py, file_select)
     parts = []
     for computed in (False, True):

@@ -364,7 +364,7 @@ def as_before_migration_027(db: Path) -> None:
 
     with connect(db) as con:
         con.execute(f"INSERT INTO {stored_table(con, RATED)} SELECT * FROM rated_attempts")
-    as_before_migration_038(db)  # the attempts files as main wrote them then
+    as_before_migration_039(db)  # the attempts files as main wrote them then
     with duckdb.connect(str(db)) as con:
         con.execute("DELETE FROM lake_files WHERE table_name IN ('rated_attempts', 'rated_replaced')")
         con.execute("DELETE FROM lake_exports")
@@ -378,8 +378,8 @@ def as_before_migration_027(db: Path) -> None:
         shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
 
 
-def as_before_migration_038(db: Path) -> None:
-    """Turn a closed database into what main wrote before migration 038: its rated files
+def as_before_migration_039(db: Path) -> None:
+    """Turn a closed database into what main wrote before migration 039: its rated files
     carrying the four charge columns and the unit prices as DECIMAL, its attempts files the
     usage objects as they are (each file's columns those of its table, in order), and no marker
     of the layout that computes or decodes them on read."""
@@ -399,7 +399,7 @@ def as_before_migration_038(db: Path) -> None:
                 con.execute(f"COPY old_layout TO '{path}' (FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2)")
                 con.execute("UPDATE lake_files SET bytes = ? WHERE path = ?", [path.stat().st_size, relative])
         con.execute("DELETE FROM rating_state WHERE key = 'lake_values_on_read_from_run'")
-        con.execute("DELETE FROM schema_migrations WHERE name >= '038'")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '039'")
 
 
 def edit_stored_attempts(

@@ -52,7 +52,7 @@ def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> 
     row = billing.rated("a")
     assert (row["outcome"], row["charge_total"], row["rated_run_id"]) == ("billed", Decimal("0.012"), 1)
     # the file itself holds the exact unit prices (as their decimal text, never a float) and no
-    # charges: the view computes them from tokens x unit price (migration 038), exact DECIMAL(38,20)
+    # charges: the view computes them from tokens x unit price (migration 039), exact DECIMAL(38,20)
     path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
     with duckdb.connect() as plain:
         assert plain.execute(f"SELECT unit_price_output, output_tokens FROM '{path}'").fetchone() == (
@@ -248,7 +248,7 @@ def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_t
             f"WHERE rated_run_id = {run}) r"
         )
         if run == 1:  # run 1's row was replaced by run 2: recompute it from run 1's file (whose
-            # charges are computed on read, migration 038)
+            # charges are computed on read, migration 039)
             path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
             with connect(billing.settings.db_path, read_only=True) as con:
                 select = file_select(RATED, stored_columns(con, RATED), computed=True)
@@ -370,7 +370,7 @@ def test_a_run_with_several_rated_parts_retires_them_together(billing: Billing) 
         ]
 
 
-# --- migration 038: the charges of a rated row computed on read, not stored in its file ---
+# --- migration 039: the charges of a rated row computed on read, not stored in its file ---
 
 CHARGES = ("charge_input_uncached", "charge_input_cached", "charge_output", "charge_total")
 
@@ -437,17 +437,17 @@ def test_a_run_refuses_to_write_rows_whose_charges_would_read_back_differently(b
             )
 
 
-def test_a_lake_written_before_migration_038_still_reads_and_later_runs_write_without_charges(
+def test_a_lake_written_before_migration_039_still_reads_and_later_runs_write_without_charges(
     billing: Billing,
 ) -> None:
-    from tests.conftest import as_before_migration_038
+    from tests.conftest import as_before_migration_039
 
     varied_day(billing)
     query = "SELECT * FROM rated_attempts ORDER BY event_id, rated_run_id"
     attempts = "SELECT * EXCLUDE (event_key, request_key) FROM attempts ORDER BY event_id"
     before = billing.query(query)
     attempts_before = billing.query(attempts)
-    as_before_migration_038(billing.settings.db_path)
+    as_before_migration_039(billing.settings.db_path)
     old_attempts = lake_dir(billing.settings.db_path) / "attempts" / "run-000001.parquet"
     with duckdb.connect() as plain:  # the usage objects as they are
         assert plain.execute(f"SELECT count(*) FROM '{old_attempts}' WHERE usage_json LIKE '#%'").fetchone() == (0,)
@@ -457,7 +457,7 @@ def test_a_lake_written_before_migration_038_still_reads_and_later_runs_write_wi
     old_bytes = first.read_bytes()
     assert billing.query(query) == before  # read-only: not migrated, every file read as stored
     assert billing.query(attempts) == attempts_before
-    # opening for writing migrates (038: files from the next run on leave the charges out) and
+    # opening for writing migrates (039: files from the next run on leave the charges out) and
     # rewrites nothing
     connect(billing.settings.db_path).close()
     assert billing.one("SELECT value FROM rating_state WHERE key = 'lake_values_on_read_from_run'") == "2"
@@ -492,7 +492,7 @@ def test_a_lake_written_before_migration_038_still_reads_and_later_runs_write_wi
 
 def test_usage_objects_read_back_byte_for_byte_from_their_templates(billing: Billing) -> None:
     """The attempts files keep each usage object as a template of the row's counts (migration
-    038); the view gives back the object exactly as ingested, whatever its shape."""
+    039); the view gives back the object exactly as ingested, whatever its shape."""
     import json
 
     deepseek = {

@@ -246,7 +246,7 @@ def test_verify_matches_an_untouched_database_and_catches_tampering(issued) -> N
     assert result.status == "MATCH", result.steps
     assert replay.verify_run(billing.settings, 1).status == "MATCH"
     changed = edit_stored_attempts(
-        # the tokens, not the charge: the files leave the charges out and compute them (migration 038)
+        # the tokens, not the charge: the files leave the charges out and compute them (migration 039)
         billing.settings.db_path,
         "output_tokens = output_tokens + 1",
         "event_id = 'dec'",
@@ -321,7 +321,7 @@ TAMPERING = {
     # (in the lake file that holds the row: edit_stored_attempts)
     "attempts": "UPDATE attempts SET prompt_tokens = prompt_tokens + 1 WHERE event_id = $event",
     "quarantine": "UPDATE quarantine SET field = 'status' WHERE quarantine_id = 1",
-    # (not a charge: the lake files leave the charges out and compute them, migration 038)
+    # (not a charge: the lake files leave the charges out and compute them, migration 039)
     "rated_attempts": "UPDATE rated_attempts SET reasoning_tokens = reasoning_tokens + 1 WHERE event_id = $event",
     "statement_lines": "UPDATE statement_lines SET amount = amount + 0.01 WHERE account_id = 'acct_acme' "
     "AND period = '2026-12' AND token_class = 'output' AND model = 'openai/gpt-5.5'",
@@ -379,7 +379,7 @@ def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_d
     details = {line.split()[2]: line for line in lines if line.startswith("  live table ")}
     assert set(details) == set(TAMPERING)
     one_row = "in 2 row(s) (1 only in live, 1 only in the re-execution); e.g. "
-    # the files keep the usage object as a template of the counts (migration 038): it reads back
+    # the files keep the usage object as a template of the counts (migration 039): it reads back
     # with the edited count too
     assert details["attempts"].endswith(f"{one_row}event_id={event[0]} (differs in usage_json, prompt_tokens)")
     assert details["rated_attempts"].endswith(f"{one_row}event_id={event[0]} (differs in reasoning_tokens)")

@@ -139,7 +139,7 @@ def publish_rated(
     of Spark's rating output (``work/rated``) writes its rows with an in-task DuckDB, as the
     driver's DuckDB writes a run's rated file (the table's columns in order and types, cast,
     ``rated_run_id`` the run's, ordered by ``RATED.order``, ``PARQUET_OPTIONS``; since
-    migration 038 without the charges, checked first to be tokens x unit price), under a
+    migration 039 without the charges, checked first to be tokens x unit price), under a
     name of its task attempt renamed into place when complete; the driver renames the files
     into the lake as the run's parts 1.. and lists them in this transaction
     (:func:`core.attempt_store.list_run_parts`).

@@ -1,4 +1,4 @@
--- 038: values a lake row can rebuild exactly are rebuilt on read instead of stored (issue 14
+-- 039: values a lake row can rebuild exactly are rebuilt on read instead of stored (issue 14
 -- item 3). From the first run after this migration on (the marker below; files written
 -- before are read as they are, and nothing is rewritten: the files are immutable, and
 -- snapshots published before read them):
