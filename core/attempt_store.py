@@ -74,6 +74,7 @@ __all__ = [
     "attempts_table",
     "check_computed",
     "computed_from",
+    "computed_mismatches",
     "database_file",
     "encode_columns",
     "file_columns",
@@ -87,6 +88,7 @@ __all__ = [
     "prepare_run_rows",
     "rated_rows",
     "refresh_lake_views",
+    "refuse_mismatches",
     "remove_unlisted",
     "remove_unlisted_lake_files",
     "store_run_rows",
@@ -548,13 +550,14 @@ class ComputedColumnMismatch(BillingError, RuntimeError):
     default_hint = "the rating rules and core/attempt_store.py's computed columns disagree: a bug to report"
 
 
-def check_computed(con: duckdb.DuckDBPyConnection, spec: LakeTable, query: str) -> None:
-    """Refuse to write ``query``'s rows (with the table's columns) into files that leave out
-    ``spec.computed`` unless every row's stored value of each equals what a read computes,
-    exactly (NULLs alike), and each value of ``spec.stored_as`` casts back to itself: the file
-    then reads back as the rows were rated."""
+def computed_mismatches(con: duckdb.DuckDBPyConnection, spec: LakeTable, query: str) -> str | None:
+    """The SELECT of ``(count, first event_id)`` of ``query``'s rows (with the table's columns)
+    that a file leaving out ``spec.computed`` would read back differently: a stored value of a
+    computed column other than what a read computes, exactly (NULLs alike), or a value of
+    ``spec.stored_as`` that does not cast back to itself. None when ``spec`` has neither. Plain
+    SQL over ``query``: a Spark task's DuckDB runs it over the part it is given."""
     if not spec.computed and not spec.stored_as:
-        return
+        return None
     types = dict(stored_columns(con, spec))
     differ = " OR ".join(
         [f"r.{sql_identifier(c)} IS DISTINCT FROM ({e})" for c, e in spec.computed]
@@ -563,13 +566,31 @@ def check_computed(con: duckdb.DuckDBPyConnection, spec: LakeTable, query: str) 
             for c, t in spec.stored_as
         ]
     )
-    row = con.execute(f"SELECT count(*), min(r.event_id) FROM ({query}) AS r WHERE {differ}").fetchone()
-    if row and row[0]:
+    return f"SELECT count(*), min(r.event_id) FROM ({query}) AS r WHERE {differ}"
+
+
+def refuse_mismatches(spec: LakeTable, count: int, first: str | None) -> None:
+    """Raise :class:`ComputedColumnMismatch` when ``count`` rows (the first ``first``) would read
+    back differently (:func:`computed_mismatches`)."""
+    if count:
         raise ComputedColumnMismatch(
-            f"{row[0]} {spec.view} row(s) would read back from a lake file differently (first event_id "
-            f"{row[1]}): {', '.join(c for c, _ in spec.computed)} other than their tokens x unit prices, or "
+            f"{count} {spec.view} row(s) would read back from a lake file differently (first event_id "
+            f"{first}): {', '.join(c for c, _ in spec.computed)} other than their tokens x unit prices, or "
             f"{', '.join(c for c, _ in spec.stored_as)} not exact as text; not written"
         )
+
+
+def check_computed(con: duckdb.DuckDBPyConnection, spec: LakeTable, query: str) -> None:
+    """Refuse to write ``query``'s rows (with the table's columns) into files that leave out
+    ``spec.computed`` unless every row's stored value of each equals what a read computes,
+    exactly (NULLs alike), and each value of ``spec.stored_as`` casts back to itself: the file
+    then reads back as the rows were rated."""
+    mismatches = computed_mismatches(con, spec, query)
+    if mismatches is None:
+        return
+    row = con.execute(mismatches).fetchone()
+    if row:
+        refuse_mismatches(spec, int(row[0]), row[1])
 
 
 def _tombstones(con: duckdb.DuckDBPyConnection, spec: LakeTable, database: str, read: list[int]) -> str:

@@ -9,11 +9,11 @@ their counts, their range of ``ts`` and their digest (``run_outputs``). Each is 
 - On DuckDB (and a Spark rating loaded into the driver's DuckDB) the queries read
   ``new_rated`` (:func:`summarize`).
 - When the executors write a Spark rating's rated rows (``pipeline/spark/bridge.py``
-  ``publish_rated``), each task runs the same queries over the part it wrote
-  (:func:`part_queries`) and returns their rows as text; the driver casts them back to the
-  queries' types and combines the parts' results by each summary's ``combine`` (sums, unions,
-  min/max and XOR: exact, whatever the number of parts) without reading the parts
-  (:func:`combine`). Decimals travel as text, which DuckDB casts back exactly.
+  ``publish_rated``), each task runs the same queries over the part it wrote, read back as
+  the views read a lake file (:func:`file_part_queries`), and returns their rows as text;
+  the driver casts them back to the queries' types and combines the parts' results by each
+  summary's ``combine`` (sums, unions, min/max and XOR: exact, whatever the number of parts)
+  without reading the parts (:func:`combine`). Decimals travel as text, which DuckDB casts back exactly.
 
 The digest is ``bit_xor`` of :data:`ROW_DIGEST` over the rows: the XOR of the parts' XORs is the
 XOR over all rows, so the combined digest is the one the driver's scan of the parts gives
@@ -104,6 +104,19 @@ def part_queries(source: str) -> list[str]:
     it wrote), every column cast to text (exact: DuckDB casts decimals, HUGEINTs and
     TIMESTAMPTZs in UTC back to the same values); in :data:`SUMMARIES`' order."""
     return [f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({_over(source, s.query)})" for s in SUMMARIES]
+
+
+def file_part_queries(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """:func:`part_queries` over the rated lake file a task wrote (``$written``: a run's file as
+    :func:`core.attempt_store.typed_rows` makes it), read back as the views read a file
+    (:func:`core.attempt_store.file_select`): the table's columns in order and types, with the
+    values the layout of migration 039 leaves out (the charges) or stores as text (the unit
+    prices) computed and cast back. The results, the digest included, are then those of the
+    same rows in ``new_rated``."""
+    from core.attempt_store import RATED, computed_from, file_select, stored_columns
+
+    typed = file_select(RATED, stored_columns(con, RATED), computed_from(con, RATED) is not None)
+    return part_queries(f"(SELECT * EXCLUDE (rated_run_id) FROM (SELECT {typed} FROM read_parquet($written) AS r))")
 
 
 def combine(con: duckdb.DuckDBPyConnection, empty: str, parts: Sequence[Sequence[Sequence[TextRow]]]) -> None:

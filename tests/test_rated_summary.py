@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from core.attempt_store import RATED, stored_table
+from core.attempt_store import RATED, stored_table, typed_rows
 from core.db import connect, sql_literal
 from pipeline import rated_summary
 from pipeline.rated_summary import SUMMARIES, TextRow
@@ -70,12 +70,12 @@ def described(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str
     return [(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
-def part_results(path: Path, tmp_path: Path) -> list[list[TextRow]]:
-    """What a task returns for the part ``path``: the summary queries over the file it wrote,
-    run by a DuckDB of its own (the tasks' settings)."""
+def part_results(queries: list[str], path: Path, tmp_path: Path) -> list[list[TextRow]]:
+    """What a task returns for the part ``path``: the summary queries (as the bridge makes them,
+    :func:`rated_summary.file_part_queries`) over the file it wrote, run by a DuckDB of its own
+    (the tasks' settings)."""
     con = task_connection(temp_directory=tmp_path)
     try:
-        queries = rated_summary.part_queries("(SELECT * EXCLUDE (rated_run_id) FROM read_parquet($written))")
         return [con.execute(q.replace("$written", sql_literal(str(path)))).fetchall() for q in queries]
     finally:
         con.close()
@@ -101,16 +101,18 @@ def test_the_parts_results_combine_to_the_queries_over_the_whole(billing: Billin
         assert con.execute(
             f"SELECT CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated_summary.TOTALS.table}"
         ).fetchone() == (digest,)
-        # the parts as the tasks write them (rated_run_id included; rows in no useful order,
-        # and with several parts one of them empty), each summarized on its own
+        # the parts as the tasks write them, in the lake files' layout (typed_rows: rated_run_id
+        # included, since migration 039 no charges and the unit prices as text; rows in no
+        # useful order, and with several parts one of them empty), each summarized on its own
+        queries = rated_summary.file_part_queries(con)
         results = []
         for k in range(parts + (parts > 1)):
             path = tmp_path / f"part-{k}.parquet"
-            con.execute(
-                f"COPY (SELECT * FROM rated_attempts WHERE hash(event_id) % {parts} = {k} ORDER BY ts DESC) "
-                f"TO {sql_literal(str(path))} (FORMAT parquet)"
-            )
-            results.append(part_results(path, tmp_path))
+            rows = typed_rows(con, RATED, 1, f"SELECT * FROM rated_attempts WHERE hash(event_id) % {parts} = {k}")
+            con.execute(f"COPY ({rows} ORDER BY ts DESC) TO {sql_literal(str(path))} (FORMAT parquet)")
+            results.append(part_results(queries, path, tmp_path))
+        in_file = dict(described(con, f"SELECT * FROM read_parquet({sql_literal(str(path))})"))
+        assert "charge_total" not in in_file and in_file["unit_price_output"] == "VARCHAR"
         empty = f"SELECT * EXCLUDE (rated_run_id) FROM {stored_table(con, RATED)} LIMIT 0"  # as the bridge types them
         rated_summary.combine(con, empty, results)
         assert {s.table: texts(con, s.table) for s in SUMMARIES} == whole

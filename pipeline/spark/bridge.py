@@ -33,12 +33,13 @@ import duckdb
 from core.attempt_store import (
     BOUNDS,
     RATED,
-    check_computed,
     computed_from,
+    computed_mismatches,
     database_file,
     file_select,
     list_run_parts,
     parquet_source,
+    refuse_mismatches,
     stored_columns,
     stored_table,
     typed_rows,
@@ -139,7 +140,8 @@ def publish_rated(
     of Spark's rating output (``work/rated``) writes its rows with an in-task DuckDB, as the
     driver's DuckDB writes a run's rated file (the table's columns in order and types, cast,
     ``rated_run_id`` the run's, ordered by ``RATED.order``, ``PARQUET_OPTIONS``; since
-    migration 039 without the charges, checked first to be tokens x unit price), under a
+    migration 039 without the charges and with the unit prices as text, each task checking
+    that its rows' charges are tokens x unit price: the driver lists none otherwise), under a
     name of its task attempt renamed into place when complete; the driver renames the files
     into the lake as the run's parts 1.. and lists them in this transaction
     (:func:`core.attempt_store.list_run_parts`).
@@ -159,16 +161,16 @@ def publish_rated(
     files = rated_output(con, work / "rated")
     empty = f"SELECT * EXCLUDE (rated_run_id) FROM {stored_table(con, RATED)} LIMIT 0"  # new_rated's types
     computed = computed_from(con, RATED) is not None
-    if computed and files:  # the charges the files leave out must read back as Spark rated them
-        check_computed(con, RATED, f"SELECT * FROM {parquet_source(files)}")
     query = f"{typed_rows(con, RATED, run_id, 'SELECT * FROM read_parquet($part)')} ORDER BY {RATED.order}"
-    # a part read back as the views read a lake file (file_select: the table's columns in order
-    # and types, the charges computed in a file without them), so the tasks' summaries, digest
-    # included, are those of new_rated's rows
-    typed = file_select(RATED, stored_columns(con, RATED), computed)
-    summaries = rated_summary.part_queries(
-        f"(SELECT * EXCLUDE (rated_run_id) FROM (SELECT {typed} FROM read_parquet($written) AS r))"
-    )
+    # each task summarizes its part read back as the views read a lake file (the charges
+    # computed, the prices cast back), so the results, digest included, are new_rated's
+    summaries = rated_summary.file_part_queries(con)
+    # and, in the layout without the charges, counts the rows of its part of Spark's output
+    # whose charges (or prices as text) would read back otherwise (check_computed's query, run
+    # where the rows are): the driver lists no part of a run that has any
+    check = computed_mismatches(con, RATED, "SELECT * FROM read_parquet($part)") if computed else None
+    if check is not None:
+        summaries.append(f"SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({check})")
     (work / "published").mkdir()
     (work / "spill").mkdir(exist_ok=True)
     with spark_failures("writing rated rows"):
@@ -181,6 +183,12 @@ def publish_rated(
             work / "spill",
             what="writing rated rows",
             summaries=summaries,
+        )
+    if check is not None:  # the last query's one row a part: (rows that would read back otherwise, first)
+        mismatched = [(int(str(result[-1][0][0])), result[-1][0][1]) for result in results]
+        results = [result[:-1] for result in results]
+        refuse_mismatches(
+            RATED, sum(n for n, _ in mismatched), min((first for n, first in mismatched if n and first), default=None)
         )
     listed = list_run_parts(con, RATED, run_id, written)
     # the listed parts' results (a part without rows is not listed, and adds nothing)
@@ -195,7 +203,7 @@ def publish_rated(
         _empty_new_rated(con)
         return []
     drop_temp(con, NEW_RATED)
-    rows = f"SELECT {typed} FROM {parquet_source(listed)} AS r"
+    rows = f"SELECT {file_select(RATED, stored_columns(con, RATED), computed)} FROM {parquet_source(listed)} AS r"
     con.execute(f"CREATE TEMP VIEW {NEW_RATED} AS SELECT * EXCLUDE (rated_run_id) FROM ({rows})")
     return listed
 
