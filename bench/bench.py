@@ -336,6 +336,10 @@ def build_history(db: Path, days: int) -> None:
     # history runs have ids -days..-1: each day's rows are in its lake files, as a nightly writes them
     for spec in (ATTEMPTS, RATED):
         con.execute("UPDATE rating_state SET value = ? WHERE key = ?", [str(-days), spec.marker])
+        # and the files' layout of migration 039 from the first history run (not in older checkouts)
+        layout_marker = getattr(spec, "computed_marker", None)
+        if layout_marker:
+            con.execute("UPDATE rating_state SET value = ? WHERE key = ?", [str(-days), layout_marker])
     con.execute("CREATE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
     run_attempts, run_rated = prepare_run_rows(con, ATTEMPTS), prepare_run_rows(con, RATED)
     for k in range(days, 0, -1):  # oldest first, one day at a time, as nightly runs write them
