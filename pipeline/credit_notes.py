@@ -298,9 +298,6 @@ def plan(
     )  # fmt: skip
 
 
-#: how rule 3 names the documents that gave money back (rule 2 named statements only, bare)
-KINDED = ("statement ", "credit note ")
-
 Key = tuple[str, str, Decimal, str]  # model, token class, unit price, price version ('' from layout 6)
 
 
