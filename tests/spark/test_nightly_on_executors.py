@@ -524,3 +524,51 @@ def test_a_spark_nightly_s_driver_combines_its_tasks_summaries_and_reads_no_rate
     }
     for name, query in same.items():
         assert texts(spark_db.query(query)) == texts(duck_db.query(query)), name
+
+
+def test_a_spark_rating_whose_charges_are_not_tokens_times_prices_is_refused_and_publishes_nothing(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rated files of migration 039 leave the charges out and the views compute them as
+    tokens x unit price, so each task counts the rows of its part of Spark's output whose
+    charges would read back otherwise, and the driver lists no part of a run that has any.
+    Here the rating SQL Spark runs adds 0.000001 to every input charge: the run is refused
+    with ComputedColumnMismatch, nothing of it is stored, and the next (right) run stores
+    the day."""
+    from core.attempt_store import ComputedColumnMismatch
+    from pipeline.spark import rating
+
+    billing = Billing(tmp_path / "billing")
+    billing.settings = dataclasses.replace(billing.settings, engine="spark")
+    billing.log(
+        f"requests-{DAY}.jsonl", [record(event_id="a", request_id="r-a"), record(event_id="b", request_id="r-b")]
+    )
+    right = rating.sql_text
+
+    def off_by_a_millionth(name: str) -> str:
+        text = right(name)
+        wrong = text.replace(
+            "END AS charge_input_uncached,",
+            "END + CAST(0.000001 AS DECIMAL(7, 6)) AS charge_input_uncached_raw,",
+            1,
+        )
+        assert wrong != text, "the rating SQL should name charge_input_uncached"
+        # keep the column's name and exact type (a type Spark widened is refused earlier, by name)
+        return wrong.replace(
+            "  charge_input_uncached,",
+            "  CAST(charge_input_uncached_raw AS DECIMAL(38, 20)) AS charge_input_uncached,",
+            1,
+        ).replace("CAST(charge_input_uncached + ", "CAST(CAST(charge_input_uncached_raw AS DECIMAL(38, 20)) + ", 1)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rating, "sql_text", off_by_a_millionth)
+        with pytest.raises(ComputedColumnMismatch, match="2 rated_attempts row"):
+            billing.nightly(DAY)
+    assert billing.one("SELECT count(*) FROM lake_files WHERE path LIKE 'rated_attempts/%'") == 0
+    assert billing.one("SELECT count(*) FROM statement_lines") == 0
+    assert billing.one("SELECT status FROM runs ORDER BY run_id DESC LIMIT 1") == "failed"
+    billing.nightly(DAY)
+    assert billing.query("SELECT event_id, outcome FROM rated_attempts ORDER BY 1") == [
+        ("a", "billed"),
+        ("b", "billed"),
+    ]
