@@ -172,28 +172,26 @@ DIGESTED_LINE_COLUMNS = (
     "quantity_tokens, billed_requests, amount_exact, amount"
 )
 DIGEST = f"CAST(coalesce(bit_xor({rated_summary.ROW_DIGEST}), 0) AS VARCHAR)"  # of the rows r of a SELECT
-OUTPUT_DIGESTS = {
-    "statement_lines": f"SELECT {DIGESTED_LINE_COLUMNS} FROM statement_lines WHERE (account_id, period) IN "
-    "(SELECT account_id, period FROM {periods_table})",
-}
 
 
 def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: rate.RateResult) -> None:
     """Store a digest of the rows this run wrote (``replay --verify`` recomputes them): its
     rated attempts (their count and XOR of row digests, from ``rated.totals_table``: the value
     :data:`DIGEST` gives over the rows), and the statement lines of the periods its rating
-    changed (``rated``)."""
+    changed (``rated.periods_table``)."""
     con.execute(
         "INSERT INTO run_outputs SELECT $run_id, 'rated_attempts', attempts, "
         f"CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated.totals_table}",
         {"run_id": run_id},
     )
-    for name, template in OUTPUT_DIGESTS.items():
-        query = template.format(periods_table=rated.periods_table)
-        con.execute(
-            f"INSERT INTO run_outputs SELECT $run_id, '{name}', count(*), {DIGEST} FROM ({query}) r",
-            {"run_id": run_id},
-        )
+    lines = (
+        f"SELECT {DIGESTED_LINE_COLUMNS} FROM statement_lines WHERE (account_id, period) IN "
+        f"(SELECT account_id, period FROM {rated.periods_table})"
+    )
+    con.execute(
+        f"INSERT INTO run_outputs SELECT $run_id, 'statement_lines', count(*), {DIGEST} FROM ({lines}) r",
+        {"run_id": run_id},
+    )
 
 
 @contextmanager
