@@ -45,17 +45,22 @@ migrations are nowhere else.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import duckdb
 
-from core.db import sql_identifier, sql_literal, table_exists
+from core.db import active_snapshot, catalog_snapshot, sql_identifier, sql_literal, table_exists
 from core.errors import BillingError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 __all__ = [
     "ATTEMPTS",
@@ -267,6 +272,10 @@ def lake_dir(db_path: Path) -> Path:
 
 def database_file(con: duckdb.DuckDBPyConnection, database: str | None = None) -> Path | None:
     """The file of ``database`` (default: the current one); None for an in-memory database."""
+    snapshot = active_snapshot(con)
+    if snapshot is not None:
+        found = snapshot.paths.get(database or snapshot.current, "")
+        return Path(found).resolve() if found else None
     if database is None:
         row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
     else:
@@ -277,6 +286,9 @@ def database_file(con: duckdb.DuckDBPyConnection, database: str | None = None) -
 
 
 def _current(con: duckdb.DuckDBPyConnection) -> str:
+    snapshot = active_snapshot(con)
+    if snapshot is not None:
+        return snapshot.current
     return str((con.execute("SELECT current_database()").fetchone() or ("",))[0])
 
 
@@ -284,6 +296,9 @@ def _stored_name(con: duckdb.DuckDBPyConnection, database: str, spec: LakeTable)
     """``spec``'s table in ``database``: its renamed table, or the former name in a database
     not migrated yet (opened read-only); None without a table (a view of that name, as in the
     analyst snapshot, is not one)."""
+    snapshot = active_snapshot(con)
+    if snapshot is not None:
+        return next((n for n in (spec.table, spec.former) if (database, n) in snapshot.tables), None)
     names = {
         str(n)
         for (n,) in con.execute(
@@ -316,12 +331,18 @@ def stored_columns(
     name = _stored_name(con, database, spec)
     if name is None:
         return []
+    snapshot = active_snapshot(con)
+    if snapshot is not None and (database, name) in snapshot.columns:
+        return list(snapshot.columns[(database, name)])
     rows = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
         "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
         [database, name],
     ).fetchall()
-    return [(str(c), str(t)) for c, t in rows]
+    columns = [(str(c), str(t)) for c, t in rows]
+    if snapshot is not None:
+        snapshot.columns[(database, name)] = columns
+    return list(columns)
 
 
 def listed_files(
@@ -424,6 +445,9 @@ def primary_files(con: duckdb.DuckDBPyConnection, database: str | None = None) -
 
 
 def _has_lake(con: duckdb.DuckDBPyConnection, database: str) -> bool:
+    snapshot = active_snapshot(con)
+    if snapshot is not None:
+        return all((database, t) in snapshot.tables for t in ("lake_files", "rating_state", "attempt_keys"))
     row = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
         "AND table_name IN ('lake_files', 'rating_state', 'attempt_keys')",
@@ -437,6 +461,21 @@ def parquet_source(files: Sequence[Path]) -> str:
     return "read_parquet([" + ", ".join(sql_literal(str(p)) for p in files) + "])"
 
 
+def _reads_catalog_once(function: Callable[P, R]) -> Callable[P, R]:
+    """Run ``function`` (whose first argument is the connection, and which creates no table)
+    inside a :func:`core.db.catalog_snapshot`: its catalog lookups cost one reading."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        con = args[0]
+        assert isinstance(con, duckdb.DuckDBPyConnection)
+        with catalog_snapshot(con):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@_reads_catalog_once
 def _rows_of(
     con: duckdb.DuckDBPyConnection,
     spec: LakeTable,
@@ -656,6 +695,7 @@ def rated_rows(
     return _rows_of(con, RATED, None, database, since, until)
 
 
+@_reads_catalog_once
 def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create this connection's TEMP views ``attempts`` and ``rated_attempts``.
 
