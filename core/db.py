@@ -232,15 +232,29 @@ def transaction(
         fault_point(after_commit)
 
 
-def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, object] | None = None) -> None:
+_WHEN = re.compile(r"^-- when (\w+)\b", re.M)
+
+
+def run_script(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    params: dict[str, object] | None = None,
+    when: dict[str, bool] | None = None,
+) -> None:
     """Run a multi-statement SQL file from ``pipeline/sql/``, statement by statement.
 
     Statements end with ``;`` at the end of a line; named ``$parameters`` are passed to the
-    statements that use them.
+    statements that use them. A statement with a line ``-- when NAME`` runs only when
+    ``when[NAME]`` is true: the caller knows it would change nothing (e.g. no line to
+    quarantine), and planning it can cost more than a small run's whole work (each
+    ``mask_secrets`` call site compiles its regex, ~10 ms). Its fault point is passed either
+    way, so the points keep their numbers.
     """
     for statement in _statements(sql_text(name)):
-        used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
-        con.execute(statement, used or None)
+        condition = _WHEN.search(statement)
+        if condition is None or (when or {})[condition.group(1)]:
+            used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
+            con.execute(statement, used or None)
         fault_point(f"sql:{name}")
 
 

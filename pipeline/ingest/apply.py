@@ -47,7 +47,7 @@ def apply_staged(
             recount_new_attempts(con, recounter)
     with step("store"):
         bind_new_attempts(con, batch)
-        run_script(con, "store_batch.sql", {"run_id": run_id})
+        run_script(con, "store_batch.sql", {"run_id": run_id}, when={"findings": _has_findings(con)})
         if batch.parts:
             store_executor_attempts(con, run_id, batch.store)
     results = _file_results(con, batch)
@@ -61,6 +61,16 @@ def apply_staged(
         ],
     )
     return results + list(batch.skipped)
+
+
+def _has_findings(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether store_batch.sql's quarantine insert has a row to insert: a line parse.sql found
+    a problem with, or a duplicate conflict dedup.sql found."""
+    row = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM parsed WHERE problem IS NOT NULL) "
+        "OR EXISTS (SELECT 1 FROM deduped WHERE verdict = 'duplicate_conflict')"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def bind_stored_twins(con: duckdb.DuckDBPyConnection, keys: str | None = None) -> None:

@@ -14,6 +14,7 @@ SELECT *, $run_id AS run_id FROM stored_new_attempts;
 INSERT INTO attempt_keys
 SELECT event_key, request_key, $run_id FROM new_attempts;
 
+-- when findings: only when the batch has a line to quarantine (apply.py asks first)
 INSERT INTO quarantine
 SELECT (SELECT coalesce(max(quarantine_id), 0) FROM quarantine)
            + row_number() OVER (ORDER BY q.file_order, q.line_no),
