@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.db import connect
 from tests.conftest import Billing, examples, record, usage
 from tests.hostile import (
     DAY,
@@ -45,6 +47,96 @@ def one_file(billing: Billing, lines: list[bytes], name: str = f"requests-{DAY}.
     [result] = [f for f in billing.nightly(DAY).files if Path(f.path).name == name]
     assert result.lines_read == result.accepted + result.duplicates + result.quarantined
     return result
+
+
+# --- one nightly for the cases that each hold a file of their own ---------------------------
+# A one-record nightly costs about 0.7 CPU-s, most of it fixed; the cases below each write a
+# file of their own, with event and request ids of their own, and assert only on what that
+# file's lines became (its counts, its quarantine entries, its attempts, its ids' rated rows).
+# Nothing they check depends on another file: dedup and the request rules go by ids no other
+# case uses, a file's reader and its file-level errors are its own. So one nightly reads them
+# all (the ``batch`` fixture). Cases whose verdict could depend on the rest of the run (a
+# limit, dedup, a second run, refused files) keep a nightly of their own.
+
+BATCH: dict[str, list[bytes] | bytes] = {}  # file name -> its lines, or its bytes as they are
+
+
+def batched(name: str, content: list[bytes] | bytes) -> str:
+    """Add a case's file to the batch (lines written by :func:`write_lines`, bytes as they are)."""
+    name = f"requests-{DAY}-{name}"
+    assert name not in BATCH, name
+    BATCH[name] = content
+    return name
+
+
+@dataclass(frozen=True)
+class Batch:
+    files: dict[str, Any]  # file name -> its FileResult
+    quarantined: list[tuple[str, tuple[Any, ...]]]  # (file name, the whole quarantine row), by line
+    quarantine_columns: list[str]
+    attempts_rows: list[tuple[str, tuple[Any, ...]]]  # (file name, the whole attempts row)
+    attempts_columns: list[str]
+    rated_rows: dict[str, dict[str, Any]]  # event_id -> its rated_attempts row
+
+    def file(self, name: str) -> Any:
+        result = self.files[name]
+        assert not result.skipped and result.lines_read == result.accepted + result.duplicates + result.quarantined
+        return result
+
+    def quarantine(self, *names: str) -> list[tuple[Any, ...]]:
+        """What :func:`quarantine` gives, for these files' lines only."""
+        picked = [self.quarantine_columns.index(c) for c in ("source_line", "reason", "field", "message", "record")]
+        return [tuple(row[i] for i in picked) for name, row in self.quarantined if name in names]
+
+    def quarantine_rows(self, name: str) -> list[tuple[Any, ...]]:
+        return [row for got, row in self.quarantined if got == name]
+
+    def attempts(self, name: str) -> list[tuple[Any, ...]]:
+        return [row for got, row in self.attempts_rows if got == name]
+
+    def attempt_ids(self, *names: str) -> list[tuple[str]]:
+        at = self.attempts_columns.index("event_id")
+        return [(row[at],) for got, row in self.attempts_rows if got in names]
+
+    def rated(self, event_id: str) -> dict[str, Any]:
+        assert event_id in self.rated_rows, f"{event_id} not rated"
+        return self.rated_rows[event_id]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
+    billing = Billing(tmp_path_factory.mktemp("batch"))
+    for name, content in BATCH.items():
+        if isinstance(content, bytes):
+            (billing.logs / name).write_bytes(content)
+        else:
+            write_lines(billing.logs / name, content)
+    report = billing.nightly(DAY)
+    files = {Path(f.path).name: f for f in report.files}
+    assert sorted(files) == sorted(BATCH) and not report.refused
+
+    def by_file(sql: str) -> tuple[list[str], list[tuple[str, tuple[Any, ...]]]]:
+        con = connect(billing.settings.db_path, read_only=True)
+        try:
+            cursor = con.execute(sql)
+            columns = [d[0] for d in cursor.description]
+            at = columns.index("source_file")
+            return columns, [(Path(row[at]).name, row) for row in cursor.fetchall()]
+        finally:
+            con.close()
+
+    quarantine_columns, quarantined = by_file("SELECT * FROM quarantine ORDER BY source_line, source_file")
+    attempts_columns, attempts_rows = by_file("SELECT * FROM attempts ORDER BY source_file, source_line")
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        cursor = con.execute("SELECT * FROM rated_attempts")
+        columns = [d[0] for d in cursor.description]
+        rated = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+    rated_rows = {r["event_id"]: r for r in rated}
+    assert len(rated_rows) == len(rated)
+    return Batch(files, quarantined, quarantine_columns, attempts_rows, attempts_columns, rated_rows)
 
 
 # --- regressions: each input below crashed the run, leaked text, or lost a line before ------
@@ -87,21 +179,39 @@ def test_messages_given_as_a_string_is_not_quoted_in_the_quarantine(billing: Bil
     assert "secret" not in kept
 
 
-@pytest.mark.parametrize("where", ["usage", "error_code", "provider", "endpoint", "group", "finish_reason"])
-def test_key_in_a_stored_text_field_is_masked(billing: Billing, where: str) -> None:
+TEXT_FIELD_KEY = "sk-live-abcdefghijklmnop0123"
+
+
+def _key_in_text_field(where: str) -> str:
+    value: Any = usage(10, 1) | {"note": TEXT_FIELD_KEY} if where == "usage" else f"see {TEXT_FIELD_KEY}"
+    return batched(f"text-{where}.jsonl", [json_line(record(event_id=f"k-{where}", **{where: value}))])
+
+
+KEY_IN_TEXT = {
+    w: _key_in_text_field(w) for w in ("usage", "error_code", "provider", "endpoint", "group", "finish_reason")
+}
+
+
+@pytest.mark.parametrize("where", list(KEY_IN_TEXT))
+def test_key_in_a_stored_text_field_is_masked(batch: Batch, where: str) -> None:
     # a key in an unknown usage field used to be stored as is in attempts.usage_json
-    key = "sk-live-abcdefghijklmnop0123"
-    value: Any = usage(10, 1) | {"note": key} if where == "usage" else f"see {key}"
-    one_file(billing, [json_line(record(event_id="k", **{where: value}))])
-    row = billing.query("SELECT * FROM attempts")
-    assert key not in repr(row) and "[REDACTED]" in repr(row)
-    assert billing.rated("k")["outcome"] == "billed"
+    batch.file(KEY_IN_TEXT[where])
+    row = batch.attempts(KEY_IN_TEXT[where])
+    assert len(row) == 1
+    assert TEXT_FIELD_KEY not in repr(row) and "[REDACTED]" in repr(row)
+    assert batch.rated(f"k-{where}")["outcome"] == "billed"
 
 
-@pytest.mark.parametrize("field", ["event_id", "request_id", "account_id", "model"])
-def test_key_in_an_id_field_is_quarantined(billing: Billing, field: str) -> None:
-    one_file(billing, [json_line(record(**{field: "id-sk-abcdefghijklmnop0123"}))])
-    [(_, reason, got_field, message, kept)] = quarantine(billing)
+KEY_IN_ID = {
+    field: batched(f"id-{field}.jsonl", [json_line(record(**{field: "id-sk-abcdefghijklmnop0123"}))])
+    for field in ("event_id", "request_id", "account_id", "model")
+}
+
+
+@pytest.mark.parametrize("field", list(KEY_IN_ID))
+def test_key_in_an_id_field_is_quarantined(batch: Batch, field: str) -> None:
+    batch.file(KEY_IN_ID[field])
+    [(_, reason, got_field, message, kept)] = batch.quarantine(KEY_IN_ID[field])
     assert (reason, got_field) == ("invalid_record", field) and "contains an API key" in message
     assert "abcdefghijklmnop0123" not in message + kept
 
@@ -118,19 +228,28 @@ OTHER_KEY_FORMATS = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(OTHER_KEY_FORMATS))
-def test_key_formats_other_than_sk_are_masked_and_refused_as_ids(billing: Billing, kind: str) -> None:
+def _other_key_format(kind: str) -> str:
+    key = OTHER_KEY_FORMATS[kind]
+    masked = record(event_id=f"k-{kind}", api_key_id=key, error_code=f"bad {key}", provider=key, extra={"t": key})
+    return batched(
+        f"format-{kind}.jsonl", [json_line(masked), json_line(record(event_id=f"id-{kind}", request_id=f"r-{key}"))]
+    )
+
+
+OTHER_KEYS = {kind: _other_key_format(kind) for kind in sorted(OTHER_KEY_FORMATS)}
+
+
+@pytest.mark.parametrize("kind", list(OTHER_KEYS))
+def test_key_formats_other_than_sk_are_masked_and_refused_as_ids(batch: Batch, kind: str) -> None:
     # issue 20 item 15: sk_live_, AKIA..., ghp_..., BEARER in capitals were stored unmasked
     key = OTHER_KEY_FORMATS[kind]
     body = key.split()[-1]
-    one_file(billing, [
-        json_line(record(event_id="k", api_key_id=key, error_code=f"bad {key}", provider=key, extra={"t": key})),
-        json_line(record(event_id="id", request_id=f"r-{key}")),
-    ])  # fmt: skip
-    stored = repr(billing.query("SELECT * FROM attempts")) + repr(billing.query("SELECT * FROM quarantine"))
+    name = OTHER_KEYS[kind]
+    batch.file(name)
+    stored = repr(batch.attempts(name)) + repr(batch.quarantine_rows(name))
     assert body not in stored and "[REDACTED]" in stored
-    assert billing.rated("k")["outcome"] == "billed"
-    [(_, reason, field, message, _)] = quarantine(billing)
+    assert batch.rated(f"k-{kind}")["outcome"] == "billed"
+    [(_, reason, field, message, _)] = batch.quarantine(name)
     assert (reason, field) == ("invalid_record", "request_id") and "contains an API key" in message
 
 
@@ -222,18 +341,26 @@ BOUNDED_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("field", sorted(BOUNDED_FIELDS))
-def test_identifiers_over_their_bound_are_quarantined_naming_the_field(billing: Billing, field: str) -> None:
-    # issue 20 item 15: a 20 MB request_id was stored and written whole into a detail CSV
+def _bounded(field: str) -> str:
     bound = BOUNDED_FIELDS[field]
     at_bound, over = "x" * bound, "y" * (bound + 1)
     extra = {"account_id": "acct_plain"} if field != "account_id" else {}
-    f = one_file(billing, [
-        json_line(record(**{"event_id": "at", **extra, field: at_bound})),
-        json_line(record(**{"event_id": "over", **extra, field: over})),
+    return batched(f"bound-{field}.jsonl", [
+        json_line(record(**{"event_id": f"at-{field}", **extra, field: at_bound})),
+        json_line(record(**{"event_id": f"over-{field}", **extra, field: over})),
     ])  # fmt: skip
+
+
+BOUNDED = {field: _bounded(field) for field in sorted(BOUNDED_FIELDS)}
+
+
+@pytest.mark.parametrize("field", list(BOUNDED))
+def test_identifiers_over_their_bound_are_quarantined_naming_the_field(batch: Batch, field: str) -> None:
+    # issue 20 item 15: a 20 MB request_id was stored and written whole into a detail CSV
+    bound = BOUNDED_FIELDS[field]
+    f = batch.file(BOUNDED[field])
     assert (f.lines_read, f.accepted, f.quarantined) == (2, 1, 1)
-    [(_, reason, got_field, message, _)] = quarantine(billing)
+    [(_, reason, got_field, message, _)] = batch.quarantine(BOUNDED[field])
     assert (reason, got_field) == ("invalid_record", field)
     assert message == f"field {field}: {bound + 1} characters, over the bound of {bound}"
 
@@ -269,14 +396,25 @@ def test_lone_surrogates_only_in_message_text_are_accepted_and_counted(billing: 
     assert estimated == same.rated("s")  # counted as U+FFFD
 
 
-@pytest.mark.parametrize(
-    "fields",
-    [{"event_id": "e\ud800"}, {"error_code": "\udfff"}, {"usage": usage(1, 1) | {"x\ud800": 1}}, {"\ud800": 1}],
-)
-def test_lone_surrogates_elsewhere_are_a_parse_error(billing: Billing, fields: dict[str, Any]) -> None:
+SURROGATES_ELSEWHERE = [
+    {"event_id": "e\ud800"}, {"error_code": "\udfff"}, {"usage": usage(1, 1) | {"x\ud800": 1}}, {"\ud800": 1}
+]  # fmt: skip
+
+
+def _surrogate_elsewhere(i: int, fields: dict[str, Any]) -> str:
     text = {"messages": [{"role": "user", "content": "also \ud800 here"}]}
-    one_file(billing, [json_line(record(**fields, **text)), json_line(record(event_id="ok"))])
-    [(line, reason, _, message, kept)] = quarantine(billing)
+    lines = [json_line(record(**fields, **text)), json_line(record(event_id=f"ok-surrogate-{i}"))]
+    return batched(f"surrogate-{i}.jsonl", lines)
+
+
+SURROGATE_FILES = [_surrogate_elsewhere(i, fields) for i, fields in enumerate(SURROGATES_ELSEWHERE)]
+
+
+@pytest.mark.parametrize("fields", SURROGATES_ELSEWHERE)
+def test_lone_surrogates_elsewhere_are_a_parse_error(batch: Batch, fields: dict[str, Any]) -> None:
+    name = SURROGATE_FILES[SURROGATES_ELSEWHERE.index(fields)]
+    batch.file(name)
+    [(line, reason, _, message, kept)] = batch.quarantine(name)
     assert (line, reason) == (1, "parse_error") and "lone UTF-16 surrogate" in message
     assert "also" not in kept
 
@@ -301,33 +439,40 @@ def test_crlf_and_mixed_line_endings_bill_the_same_as_lf(billing: Billing, tmp_p
     assert billing.query(RATED, [VALID_IDS]) == lf.query(RATED, [VALID_IDS])
 
 
-@pytest.mark.parametrize(
-    ("bad", "message"),
-    [
-        (b'{"a": 1}\x1e\x1f{"b": 2}', "line is not valid JSON"),  # our read_csv delimiter
-        (b'{"a": 1}\x1e\x1f', "line is not valid JSON"),
-        (b"\x1e\x1f", "line is not valid JSON"),
-        (b'{"a": "x\ry"}', "line is not valid JSON"),  # a lone CR is data, not a line break
-        (b'{"event_id": "\xff\xfe"}', "line is not valid UTF-8 (byte 14)"),
-        (b"\x00", "line is not valid JSON"),
-        (b"\xef\xbb\xbf" + json_line(record()), "line is not valid JSON"),  # BOM
-        # RFC 8259, which DuckDB's reader stretches: NaN/Infinity (anywhere) and trailing commas
-        (json_line(record(attempt=float("nan"))), "line is not valid JSON: NaN or Infinity is not a JSON number"),
-        (json_line(record(extra=[1, float("-inf")])), "line is not valid JSON: NaN or Infinity is not a JSON number"),
-        (json_line(record())[:-1] + b', "x": nan}', "line is not valid JSON: NaN or Infinity is not a JSON number"),
-        (json_line(record())[:-1] + b" ,\t}", "line is not valid JSON: a comma before a closing bracket"),
-        (json_line(record(usage=usage(1, 1))).replace(b"}}", b", }}"), "line is not valid JSON: a comma before"),
-        (b"[1, 2,]", "line is not valid JSON: a comma before a closing bracket"),
-        (json_line(record(status=2**70)), "field status: required HTTP status integer 100-599, got number 1180591620"),
-        (json_line(record(usage={"prompt_tokens": 10**400, "completion_tokens": 1})), "field usage.prompt_tokens"),
-        (json_line(record(usage={"prompt_tokens": 2**64, "completion_tokens": 1})), "field usage.prompt_tokens"),
-    ],
-)
-def test_bad_line_is_one_quarantined_line_and_the_rest_is_billed(billing: Billing, bad: bytes, message: str) -> None:
-    lines = [json_line(record(event_id="a")), bad, json_line(record(event_id="b")), b"\t", b" \r"]
-    f = one_file(billing, lines)
+BAD_LINES = [
+    (b'{"a": 1}\x1e\x1f{"b": 2}', "line is not valid JSON"),  # our read_csv delimiter
+    (b'{"a": 1}\x1e\x1f', "line is not valid JSON"),
+    (b"\x1e\x1f", "line is not valid JSON"),
+    (b'{"a": "x\ry"}', "line is not valid JSON"),  # a lone CR is data, not a line break
+    (b'{"event_id": "\xff\xfe"}', "line is not valid UTF-8 (byte 14)"),
+    (b"\x00", "line is not valid JSON"),
+    (b"\xef\xbb\xbf" + json_line(record()), "line is not valid JSON"),  # BOM
+    # RFC 8259, which DuckDB's reader stretches: NaN/Infinity (anywhere) and trailing commas
+    (json_line(record(attempt=float("nan"))), "line is not valid JSON: NaN or Infinity is not a JSON number"),
+    (json_line(record(extra=[1, float("-inf")])), "line is not valid JSON: NaN or Infinity is not a JSON number"),
+    (json_line(record())[:-1] + b', "x": nan}', "line is not valid JSON: NaN or Infinity is not a JSON number"),
+    (json_line(record())[:-1] + b" ,\t}", "line is not valid JSON: a comma before a closing bracket"),
+    (json_line(record(usage=usage(1, 1))).replace(b"}}", b", }}"), "line is not valid JSON: a comma before"),
+    (b"[1, 2,]", "line is not valid JSON: a comma before a closing bracket"),
+    (json_line(record(status=2**70)), "field status: required HTTP status integer 100-599, got number 1180591620"),
+    (json_line(record(usage={"prompt_tokens": 10**400, "completion_tokens": 1})), "field usage.prompt_tokens"),
+    (json_line(record(usage={"prompt_tokens": 2**64, "completion_tokens": 1})), "field usage.prompt_tokens"),
+]
+BAD_LINE_FILES = {
+    bad: batched(
+        f"bad-{i}.jsonl",
+        [json_line(record(event_id=f"a-bad-{i}")), bad, json_line(record(event_id=f"b-bad-{i}")), b"\t", b" \r"],
+    )
+    for i, (bad, _) in enumerate(BAD_LINES)
+}
+assert len(BAD_LINE_FILES) == len(BAD_LINES)
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_LINES)
+def test_bad_line_is_one_quarantined_line_and_the_rest_is_billed(batch: Batch, bad: bytes, message: str) -> None:
+    f = batch.file(BAD_LINE_FILES[bad])
     assert (f.lines_read, f.accepted, f.quarantined) == (3, 2, 1)
-    [(line, _, _, got, _)] = quarantine(billing)
+    [(line, _, _, got, _)] = batch.quarantine(BAD_LINE_FILES[bad])
     assert line == 2 and got.startswith(message)
 
 
@@ -343,21 +488,32 @@ def test_standard_json_that_merely_looks_nonstandard_is_billed(billing: Billing)
     assert (f.lines_read, f.accepted, f.quarantined) == (3, 3, 0)
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
-def test_a_byte_order_mark_is_a_parse_error_whichever_reader_reads_the_file(billing: Billing, suffix: str) -> None:
+def _byte_order_mark(suffix: str) -> tuple[str, str]:
+    a, c = f'"bom-a{suffix}"'.encode(), f'"bom-c{suffix}"'.encode()
+    clean = [
+        b"\xef\xbb\xbf" + json_line(record(event_id=f"bom-a{suffix}")),
+        json_line(record(event_id=f"bom-b{suffix}")),
+    ]
+    return batched(f"bom-1{suffix}", clean), batched(f"bom-2{suffix}", [clean[0].replace(a, c), b"\xff"])
+
+
+BYTE_ORDER_MARKS = {suffix: _byte_order_mark(suffix) for suffix in (".jsonl", ".jsonl.gz", ".jsonl.zst")}
+
+
+@pytest.mark.parametrize("suffix", list(BYTE_ORDER_MARKS))
+def test_a_byte_order_mark_is_a_parse_error_whichever_reader_reads_the_file(batch: Batch, suffix: str) -> None:
     """U+FEFF is not JSON whitespace (RFC 8259): the first line of a file that starts with a
     BOM is a parse_error, as it is further down, and as the fallback reader (a file with an
     invalid UTF-8 line) said before; DuckDB's reader used to drop it at the start of a file."""
-    clean = [b"\xef\xbb\xbf" + json_line(record(event_id="a")), json_line(record(event_id="b"))]
-    write_lines(billing.logs / f"requests-{DAY}-1{suffix}", clean)
-    write_lines(billing.logs / f"requests-{DAY}-2{suffix}", [clean[0].replace(b'"a"', b'"c"'), b"\xff"])
-    billing.nightly(DAY)
-    assert [(q[0], q[3]) for q in quarantine(billing)] == [
+    names = BYTE_ORDER_MARKS[suffix]
+    for name in names:
+        batch.file(name)
+    assert [(q[0], q[3]) for q in batch.quarantine(*names)] == [
         (1, "line is not valid JSON: it starts with a byte-order mark (U+FEFF)"),
         (1, "line is not valid JSON: it starts with a byte-order mark (U+FEFF)"),
         (2, "line is not valid UTF-8 (byte 0)"),
     ]
-    assert billing.query("SELECT event_id FROM attempts") == [("b",)]
+    assert batch.attempt_ids(*names) == [(f"bom-b{suffix}",)]
 
 
 def test_empty_and_zero_byte_files_are_zero_lines(billing: Billing) -> None:
@@ -369,28 +525,41 @@ def test_empty_and_zero_byte_files_are_zero_lines(billing: Billing) -> None:
     assert sum(f.lines_read for f in report.files) == 1 and billing.rated("ok")["outcome"] == "billed"
 
 
-@pytest.mark.parametrize("body", [b"PAR1" + b"\x00" * 64 + b"PAR1", b"not parquet at all", b"PAR1"])
-def test_unreadable_parquet_is_one_quarantine_entry(billing: Billing, body: bytes) -> None:
-    (billing.logs / f"requests-{DAY}.parquet").write_bytes(body)
-    [f] = billing.nightly(DAY).files
+UNREADABLE_PARQUET = {
+    body: batched(f"parquet-{i}.parquet", body)
+    for i, body in enumerate([b"PAR1" + b"\x00" * 64 + b"PAR1", b"not parquet at all", b"PAR1"])
+}
+
+
+@pytest.mark.parametrize("body", list(UNREADABLE_PARQUET))
+def test_unreadable_parquet_is_one_quarantine_entry(batch: Batch, body: bytes) -> None:
+    f = batch.file(UNREADABLE_PARQUET[body])
     assert (f.lines_read, f.quarantined) == (1, 1)
-    assert quarantine(billing)[0][3].startswith("file unreadable after line 0: not a readable Parquet file")
+    assert batch.quarantine(UNREADABLE_PARQUET[body])[0][3].startswith(
+        "file unreadable after line 0: not a readable Parquet file"
+    )
 
 
-@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
-def test_cut_stream_keeps_the_lines_before_the_cut_and_flags_the_rest(billing: Billing, suffix: str) -> None:
+def _cut_stream(suffix: str) -> str:
     # a writer appending one gzip member / zstd frame per flush, killed inside the last one;
     # a cut zstd frame used to ingest silently as 0 lines (neither DuckDB nor zstandard says)
     def compress(data: bytes) -> bytes:
         return gzip.compress(data, mtime=0) if suffix.endswith("gz") else zstandard.ZstdCompressor().compress(data)
 
-    first = b"".join(json_line(record(event_id=f"a{i}")) + b"\n" for i in range(50))
-    second = compress(b"".join(json_line(record(event_id=f"b{i}")) + b"\n" for i in range(50)))
-    (billing.logs / f"requests-{DAY}{suffix}").write_bytes(compress(first) + second[: len(second) // 2])
-    [f] = billing.nightly(DAY).files
+    first = b"".join(json_line(record(event_id=f"cut{suffix}-a{i}")) + b"\n" for i in range(50))
+    second = compress(b"".join(json_line(record(event_id=f"cut{suffix}-b{i}")) + b"\n" for i in range(50)))
+    return batched(f"cut{suffix}", compress(first) + second[: len(second) // 2])
+
+
+CUT_STREAMS = {suffix: _cut_stream(suffix) for suffix in (".jsonl.gz", ".jsonl.zst")}
+
+
+@pytest.mark.parametrize("suffix", list(CUT_STREAMS))
+def test_cut_stream_keeps_the_lines_before_the_cut_and_flags_the_rest(batch: Batch, suffix: str) -> None:
+    f = batch.file(CUT_STREAMS[suffix])
     # gzip decodes into the cut member (whole lines only), zstd up to the last whole block
     assert 50 <= f.accepted < 100 and f.quarantined == 1 and f.lines_read == f.accepted + 1
-    assert quarantine(billing)[0][3].startswith(f"file unreadable after line {f.accepted}")
+    assert batch.quarantine(CUT_STREAMS[suffix])[0][3].startswith(f"file unreadable after line {f.accepted}")
 
 
 def test_a_line_over_the_limit_is_quarantined_without_being_held_in_memory(billing: Billing, monkeypatch) -> None:
