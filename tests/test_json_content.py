@@ -15,6 +15,7 @@ string characters and repeat a key, so each line says exactly what is being test
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.db import connect
 from pipeline import ingest
 from tests.conftest import Billing, edit_stored_attempts, examples, record, usage
 from tests.hostile import DAY, write_lines
@@ -100,6 +102,77 @@ def nightly(billing: Billing, files: dict[str, list[str]], day: str = DAY) -> li
     return [f for f in report.files if not f.skipped]
 
 
+# --- two nightlies for the cases that each hold files of their own ----------------------------
+# A one-record nightly costs about 0.7 CPU-s, most of it fixed. The parametrized cases below
+# each write files of their own (a first night's, and for the later-run cases a second night's)
+# around an event_id no other case uses, and assert only on what their files' lines became
+# (counts, quarantine entries, attempts, their event's rated rows). R1 dedup goes by event_id,
+# so no case's verdict depends on another's lines: two nightlies (DAY, then DAY_2) read them
+# all, in the ``nights`` fixture.
+
+DAY_2 = "2026-11-21"
+NIGHT_1: dict[str, list[str]] = {}  # file name -> its lines, read by the nightly of DAY
+NIGHT_2: dict[str, list[str]] = {}  # and by the nightly of DAY_2, after it
+
+
+def batched(night: dict[str, list[str]], name: str, lines: list[str]) -> str:
+    name = f"requests-{DAY if night is NIGHT_1 else DAY_2}-{name}"
+    assert name not in NIGHT_1 and name not in NIGHT_2, name
+    night[name] = lines
+    return name
+
+
+@dataclass(frozen=True)
+class Nights:
+    files: dict[str, Any]  # file name -> its FileResult, of either night
+    quarantined: list[tuple[str, tuple[Any, ...]]]  # (file name, what quarantine() gives), in its order
+    attempts: list[tuple[str, str]]  # (file name, event_id)
+    rated_after_first: dict[str, list[dict[str, Any]]]  # event_id -> its rated rows but rated_run_id
+    rated_after_second: dict[str, list[dict[str, Any]]]
+
+    def file(self, name: str) -> Any:
+        assert name in self.files, name
+        return self.files[name]
+
+    def quarantine(self, *names: str) -> list[tuple[Any, ...]]:
+        """What :func:`quarantine` gives, for these files' lines only."""
+        return [row for name, row in self.quarantined if name in names]
+
+    def attempt_ids(self, *names: str) -> list[tuple[str]]:
+        return [(event_id,) for name, event_id in self.attempts if name in names]
+
+
+def _rated_by_event(billing: Billing) -> dict[str, list[dict[str, Any]]]:
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        cursor = con.execute("SELECT * EXCLUDE (rated_run_id) FROM rated_attempts")
+        columns = [d[0] for d in cursor.description]
+        rated = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for row in rated:
+        rows.setdefault(row["event_id"], []).append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def nights(tmp_path_factory: pytest.TempPathFactory) -> Nights:
+    billing = Billing(tmp_path_factory.mktemp("nights"))
+    files = {Path(f.path).name: f for f in nightly(billing, NIGHT_1)}
+    rated_after_first = _rated_by_event(billing)
+    files |= {Path(f.path).name: f for f in nightly(billing, NIGHT_2, day=DAY_2)}
+    assert sorted(files) == sorted([*NIGHT_1, *NIGHT_2])
+    quarantined = [
+        (Path(source_file).name, tuple(row))
+        for source_file, *row in billing.query(
+            "SELECT source_file, source_line, reason, field, message FROM quarantine ORDER BY source_file, source_line"
+        )
+    ]
+    attempts = [(Path(f).name, e) for f, e in billing.query("SELECT source_file, event_id FROM attempts")]
+    return Nights(files, quarantined, attempts, rated_after_first, _rated_by_event(billing))
+
+
 # --- repeated keys ----------------------------------------------------------------------------
 
 REPEATS = [
@@ -126,24 +199,34 @@ REPEATS = [
 ]
 
 
-@pytest.mark.parametrize(("path", "key", "value", "field", "says"), REPEATS)
-@pytest.mark.parametrize("same_value", [False, True])
-def test_a_repeated_key_at_any_depth_is_a_parse_error_naming_it(
-    billing: Billing, path: Path_, key: str, value: Any, field: str, says: str, same_value: bool
-) -> None:
-    original = rich("twice")
+def _repeated_key(i: int, same_value: bool) -> str:
+    path, key, value, _, _ = REPEATS[i]
+    original = rich(f"twice-{i}-{same_value}")
     if same_value:  # the same value again: still not a record (SPEC section 1)
         value = original
         for step in (*path, key):
             value = value[step]
     line = dump(original, repeat=(path, key, value, False))
-    [f] = nightly(billing, {f"requests-{DAY}.jsonl": [line, json.dumps(rich("fine"))]})
+    return batched(NIGHT_1, f"repeat-{i}-{same_value}.jsonl", [line, json.dumps(rich(f"fine-{i}-{same_value}"))])
+
+
+REPEATED_KEYS = {(i, same): _repeated_key(i, same) for i in range(len(REPEATS)) for same in (False, True)}
+
+
+@pytest.mark.parametrize(("path", "key", "value", "field", "says"), REPEATS)
+@pytest.mark.parametrize("same_value", [False, True])
+def test_a_repeated_key_at_any_depth_is_a_parse_error_naming_it(
+    nights: Nights, path: Path_, key: str, value: Any, field: str, says: str, same_value: bool
+) -> None:
+    i = REPEATS.index((path, key, value, field, says))
+    name = REPEATED_KEYS[(i, same_value)]
+    f = nights.file(name)
     assert (f.lines_read, f.accepted, f.quarantined) == (2, 1, 1)
-    [(source_line, reason, got_field, message)] = quarantine(billing)
+    [(source_line, reason, got_field, message)] = nights.quarantine(name)
     assert (source_line, reason, got_field) == (1, "parse_error", field)
     assert says in message and "\n" not in message
     assert "café" not in message and "be brief" not in message  # prompt text is never quoted
-    assert billing.query("SELECT event_id FROM attempts") == [("fine",)]
+    assert nights.attempt_ids(name) == [(f"fine-{i}-{same_value}",)]
 
 
 def test_a_key_repeated_under_another_spelling_is_a_repeat(billing: Billing) -> None:
@@ -274,34 +357,53 @@ SPELLINGS = {
 }
 
 
+def _respelled(n: int, spelling: str, respelled_first: bool, later_run: bool) -> tuple[str, str, str]:
+    """(event_id, the first file, the second file) of a record and its respelled copy."""
+    event_id = f"same-{n}"
+    rec = rich(event_id, ts="2026-11-20T23:00:00Z") if later_run else rich(event_id)
+    plain, other = json.dumps(rec), dump(rec, **SPELLINGS[spelling])
+    first, second = (other, plain) if respelled_first else (plain, other)
+    if later_run:
+        return event_id, batched(NIGHT_1, f"{n}.jsonl", [first]), batched(NIGHT_2, f"{n}.jsonl", [second])
+    return event_id, batched(NIGHT_1, f"{n}-a.jsonl", [first]), batched(NIGHT_1, f"{n}-b.jsonl", [second])
+
+
+RESPELLED = {
+    (later_run, spelling, respelled_first): _respelled(n, spelling, respelled_first, later_run)
+    for n, (later_run, spelling, respelled_first) in enumerate(
+        (later_run, spelling, respelled_first)
+        for later_run in (False, True)
+        for spelling in SPELLINGS
+        for respelled_first in (False, True)
+    )
+}
+
+
 @pytest.mark.parametrize("spelling", list(SPELLINGS))
 @pytest.mark.parametrize("respelled_first", [False, True])
 def test_the_same_record_respelled_in_one_batch_is_a_duplicate(
-    billing: Billing, spelling: str, respelled_first: bool
+    nights: Nights, spelling: str, respelled_first: bool
 ) -> None:
-    rec = rich("same")
-    plain, other = json.dumps(rec), dump(rec, **SPELLINGS[spelling])
-    first, second = (other, plain) if respelled_first else (plain, other)
-    files = nightly(billing, {f"requests-{DAY}-a.jsonl": [first], f"requests-{DAY}-b.jsonl": [second]})
+    event_id, a, b = RESPELLED[(False, spelling, respelled_first)]
+    files = [nights.file(a), nights.file(b)]
     assert [(f.accepted, f.duplicates, f.quarantined) for f in files] == [(1, 0, 0), (0, 1, 0)]
-    assert quarantine(billing) == []
-    assert billing.rated("same")["outcome"] == "billed"
+    assert nights.quarantine(a, b) == []
+    [rated] = nights.rated_after_first[event_id]
+    assert rated["outcome"] == "billed"
 
 
 @pytest.mark.parametrize("spelling", list(SPELLINGS))
 @pytest.mark.parametrize("respelled_first", [False, True])
 def test_the_same_record_respelled_in_a_later_run_is_a_duplicate(
-    billing: Billing, spelling: str, respelled_first: bool
+    nights: Nights, spelling: str, respelled_first: bool
 ) -> None:
-    rec = rich("same", ts="2026-11-20T23:00:00Z")
-    plain, other = json.dumps(rec), dump(rec, **SPELLINGS[spelling])
-    first, second = (other, plain) if respelled_first else (plain, other)
-    nightly(billing, {f"requests-{DAY}.jsonl": [first]})
-    before = billing.query("SELECT * EXCLUDE (rated_run_id) FROM rated_attempts")
-    [f] = nightly(billing, {"requests-2026-11-21.jsonl": [second]}, day="2026-11-21")
+    event_id, first, second = RESPELLED[(True, spelling, respelled_first)]
+    before = nights.rated_after_first[event_id]
+    assert before  # rated by the first night
+    f = nights.file(second)
     assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 0)
-    assert quarantine(billing) == []
-    assert billing.query("SELECT * EXCLUDE (rated_run_id) FROM rated_attempts") == before
+    assert nights.quarantine(first, second) == []
+    assert nights.rated_after_second[event_id] == before
 
 
 def _set(rec: dict[str, Any], path: Path_, value: Any) -> dict[str, Any]:
@@ -328,18 +430,30 @@ DIFFERENCES = {
 }
 
 
-@pytest.mark.parametrize("difference", list(DIFFERENCES))
-@pytest.mark.parametrize("later_run", [False, True])
-def test_a_real_difference_in_any_field_is_a_conflict(billing: Billing, difference: str, later_run: bool) -> None:
-    rec = rich("same", ts="2026-11-20T23:00:00Z")
+def _different(n: int, difference: str, later_run: bool) -> tuple[str, str]:
+    """The first and the second file of a record and a respelled copy with one real difference."""
+    rec = rich(f"differs-{n}", ts="2026-11-20T23:00:00Z")
     changed = dump(_set(rec, *DIFFERENCES[difference]), reverse=True)  # respelled, and different
     if later_run:
-        nightly(billing, {f"requests-{DAY}.jsonl": [json.dumps(rec)]})
-        [f] = nightly(billing, {"requests-2026-11-21.jsonl": [changed]}, day="2026-11-21")
+        return batched(NIGHT_1, f"d{n}.jsonl", [json.dumps(rec)]), batched(NIGHT_2, f"d{n}.jsonl", [changed])
+    return batched(NIGHT_1, f"d{n}-a.jsonl", [json.dumps(rec)]), batched(NIGHT_1, f"d{n}-b.jsonl", [changed])
+
+
+DIFFERENT = {
+    (difference, later_run): _different(n, difference, later_run)
+    for n, (difference, later_run) in enumerate((d, later) for d in DIFFERENCES for later in (False, True))
+}
+
+
+@pytest.mark.parametrize("difference", list(DIFFERENCES))
+@pytest.mark.parametrize("later_run", [False, True])
+def test_a_real_difference_in_any_field_is_a_conflict(nights: Nights, difference: str, later_run: bool) -> None:
+    first, second = DIFFERENT[(difference, later_run)]
+    nights.file(first)
+    f = nights.file(second)
+    if later_run:
         assert (f.accepted, f.duplicates, f.quarantined) == (0, 0, 1)
-    else:
-        nightly(billing, {f"requests-{DAY}-a.jsonl": [json.dumps(rec)], f"requests-{DAY}-b.jsonl": [changed]})
-    [(_, reason, field, _)] = quarantine(billing)
+    [(_, reason, field, _)] = nights.quarantine(first, second)
     assert (reason, field) == ("duplicate_conflict", "event_id")
 
 
