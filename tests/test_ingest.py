@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -23,74 +24,95 @@ def quarantine_rows(billing: Billing) -> list[tuple[str, int, str, str | None, s
     ]
 
 
-@pytest.mark.parametrize(
-    ("bad", "reason", "field"),
-    [
-        ('{"event_id": "e", ', "parse_error", None),
-        ("[1, 2, 3]", "invalid_record", None),
-        (record(event_id=None), "invalid_record", "event_id"),
-        (record(attempt="2"), "invalid_record", "attempt"),
-        (record(attempt=0), "invalid_record", "attempt"),
-        (record(attempt=1.0), "invalid_record", "attempt"),
-        (record(status="200"), "invalid_record", "status"),
-        (record(model=None), "invalid_record", "model"),
-        (record(stream="yes"), "invalid_record", "stream"),
-        (record(ts=1764633600), "invalid_record", "ts"),
-        (record(ts="2026-11-20T12:00:00"), "bad_timestamp", "ts"),
-        (record(ts="2026-11-20 12:00"), "bad_timestamp", "ts"),
-        (record(ts="2026-02-30T12:00:00Z"), "bad_timestamp", "ts"),
-        (record(ts="yesterday"), "bad_timestamp", "ts"),
-        (record(usage=usage(100, 10, cached=150)), "usage_inconsistent", "usage.prompt_tokens_details.cached_tokens"),
-        (
-            record(usage={"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 111}),
-            "usage_inconsistent",
-            "usage.total_tokens",
+BAD_RECORDS = [
+    ('{"event_id": "e", ', "parse_error", None),
+    ("[1, 2, 3]", "invalid_record", None),
+    (record(event_id=None), "invalid_record", "event_id"),
+    (record(attempt="2"), "invalid_record", "attempt"),
+    (record(attempt=0), "invalid_record", "attempt"),
+    (record(attempt=1.0), "invalid_record", "attempt"),
+    (record(status="200"), "invalid_record", "status"),
+    (record(model=None), "invalid_record", "model"),
+    (record(stream="yes"), "invalid_record", "stream"),
+    (record(ts=1764633600), "invalid_record", "ts"),
+    (record(ts="2026-11-20T12:00:00"), "bad_timestamp", "ts"),
+    (record(ts="2026-11-20 12:00"), "bad_timestamp", "ts"),
+    (record(ts="2026-02-30T12:00:00Z"), "bad_timestamp", "ts"),
+    (record(ts="yesterday"), "bad_timestamp", "ts"),
+    (record(usage=usage(100, 10, cached=150)), "usage_inconsistent", "usage.prompt_tokens_details.cached_tokens"),
+    (
+        record(usage={"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 111}),
+        "usage_inconsistent",
+        "usage.total_tokens",
+    ),
+    (record(usage={"prompt_tokens": "100", "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
+    (record(usage={"prompt_tokens": 12.5, "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
+    (
+        record(usage={"prompt_tokens": 100, "completion_tokens": True}),
+        "usage_inconsistent",
+        "usage.completion_tokens",
+    ),
+    (record(usage={"prompt_tokens": -1, "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
+    (
+        record(
+            usage={
+                "prompt_tokens": 100,
+                "completion_tokens": 10,
+                "prompt_cache_hit_tokens": 60,
+                "prompt_cache_miss_tokens": 50,
+            }
         ),
-        (record(usage={"prompt_tokens": "100", "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
-        (record(usage={"prompt_tokens": 12.5, "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
-        (
-            record(usage={"prompt_tokens": 100, "completion_tokens": True}),
-            "usage_inconsistent",
-            "usage.completion_tokens",
+        "usage_inconsistent",
+        "usage.prompt_cache_hit_tokens",
+    ),
+    (
+        record(
+            usage={
+                "prompt_tokens": 100,
+                "completion_tokens": 10,
+                "completion_tokens_details": {"reasoning_tokens": 11},
+            }
         ),
-        (record(usage={"prompt_tokens": -1, "completion_tokens": 10}), "usage_inconsistent", "usage.prompt_tokens"),
-        (
-            record(
-                usage={
-                    "prompt_tokens": 100,
-                    "completion_tokens": 10,
-                    "prompt_cache_hit_tokens": 60,
-                    "prompt_cache_miss_tokens": 50,
-                }
-            ),
-            "usage_inconsistent",
-            "usage.prompt_cache_hit_tokens",
-        ),
-        (
-            record(
-                usage={
-                    "prompt_tokens": 100,
-                    "completion_tokens": 10,
-                    "completion_tokens_details": {"reasoning_tokens": 11},
-                }
-            ),
-            "usage_inconsistent",
-            "usage.completion_tokens_details.reasoning_tokens",
-        ),
-        (record(usage="lots"), "invalid_record", "usage"),
-    ],
-)
-def test_bad_record_is_quarantined_with_reason_field_and_line(billing: Billing, bad, reason, field) -> None:
-    good = record(event_id="good")
-    billing.log("requests-2026-11-20.jsonl", [good, bad, record(event_id="good2")])
+        "usage_inconsistent",
+        "usage.completion_tokens_details.reasoning_tokens",
+    ),
+    (record(usage="lots"), "invalid_record", "usage"),
+]
+# Each bad record's file, all read by one nightly (the ``bad_records`` fixture): a nightly costs
+# about 0.7 CPU-s whatever it reads, and a case's verdict depends on its own line alone (the
+# good records around it have event ids of their own, so R1 dedup cannot join two cases).
+BAD_RECORD_FILES = [f"requests-2026-11-20-bad-{i:02d}.jsonl" for i in range(len(BAD_RECORDS))]
+
+
+@pytest.fixture(scope="module")
+def bad_records(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, Any], list[tuple[Any, ...]], dict[str, int]]:
+    """(each file's result, the quarantine rows, each file's billed attempts) of one nightly."""
+    billing = Billing(tmp_path_factory.mktemp("bad-records"))
+    for i, ((bad, _, _), name) in enumerate(zip(BAD_RECORDS, BAD_RECORD_FILES, strict=True)):
+        billing.log(name, [record(event_id=f"good-{i}"), bad, record(event_id=f"good2-{i}")])
     report = billing.nightly()
-    [(name, line, got_reason, got_field, message)] = quarantine_rows(billing)
-    assert (name, line, got_reason, got_field) == ("requests-2026-11-20.jsonl", 2, reason, field)
+    files = {Path(f.path).name: f for f in report.files}
+    assert sorted(files) == BAD_RECORD_FILES
+    billed = billing.query(
+        "SELECT a.source_file, count(*) FROM rated_attempts r JOIN attempts a USING (event_id) "
+        "WHERE r.outcome = 'billed' GROUP BY ALL"
+    )
+    return files, quarantine_rows(billing), {Path(f).name: n for f, n in billed}
+
+
+@pytest.mark.parametrize(("bad", "reason", "field"), BAD_RECORDS)
+def test_bad_record_is_quarantined_with_reason_field_and_line(bad_records, bad, reason, field) -> None:
+    files, quarantined, billed = bad_records
+    own = BAD_RECORD_FILES[BAD_RECORDS.index((bad, reason, field))]
+    [(name, line, got_reason, got_field, message)] = [row for row in quarantined if row[0] == own]
+    assert (name, line, got_reason, got_field) == (own, 2, reason, field)
     if field:
         assert message.startswith(f"field {field}")
-    [f] = report.files
+    f = files[own]
     assert (f.lines_read, f.accepted, f.quarantined) == (3, 2, 1)
-    assert billing.one("SELECT count(*) FROM rated_attempts WHERE outcome = 'billed'") == 2
+    assert billed[own] == 2
 
 
 def test_unknown_usage_fields_are_ignored(billing: Billing) -> None:
