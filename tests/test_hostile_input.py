@@ -142,22 +142,31 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
 # --- regressions: each input below crashed the run, leaked text, or lost a line before ------
 
 
-def test_deeply_nested_messages_are_held_not_a_crash(billing: Billing) -> None:
-    # RecursionError from json.loads in the R5 recount used to kill the whole run (20,000 levels
-    # raise it as surely as 100,000, which spent 10 s of kernel time growing the stack)
-    deep = json.dumps(record(event_id="deep", usage=None, messages="X")).replace('"X"', "[" * 20_000 + "]" * 20_000)
-    f = one_file(billing, [json_line(record(event_id="ok")), deep.encode()])
+# RecursionError from json.loads in the R5 recount used to kill the whole run (20,000 levels
+# raise it as surely as 100,000, which spent 10 s of kernel time growing the stack)
+DEEP_MESSAGES = batched("deep.jsonl", [
+    json_line(record(event_id="ok-deep")),
+    json.dumps(record(event_id="deep", usage=None, messages="X")).replace('"X"', "[" * 20_000 + "]" * 20_000).encode(),
+])  # fmt: skip
+
+
+def test_deeply_nested_messages_are_held_not_a_crash(batch: Batch) -> None:
+    f = batch.file(DEEP_MESSAGES)
     assert (f.lines_read, f.accepted) == (2, 2)
-    assert billing.rated("deep")["reason"] == "usage_missing"
-    assert billing.rated("ok")["outcome"] == "billed"
+    assert batch.rated("deep")["reason"] == "usage_missing"
+    assert batch.rated("ok-deep")["outcome"] == "billed"
 
 
-def test_integer_beyond_python_digit_limit_in_messages_is_held(billing: Billing) -> None:
-    # ValueError (int max str digits) from json.loads used to kill the whole run
-    msgs = '[{"role": "user", "content": "x", "n": ' + "9" * 5000 + "}]"
-    line = json.dumps(record(event_id="big", usage=None, messages="X", output_text="y")).replace('"X"', msgs)
-    one_file(billing, [line.encode()])
-    assert billing.rated("big")["reason"] == "usage_missing"
+# ValueError (int max str digits) from json.loads used to kill the whole run
+_MANY_DIGITS = '[{"role": "user", "content": "x", "n": ' + "9" * 5000 + "}]"
+MANY_DIGITS = batched("digits.jsonl", [
+    json.dumps(record(event_id="big", usage=None, messages="X", output_text="y")).replace('"X"', _MANY_DIGITS).encode()
+])  # fmt: skip
+
+
+def test_integer_beyond_python_digit_limit_in_messages_is_held(batch: Batch) -> None:
+    batch.file(MANY_DIGITS)
+    assert batch.rated("big")["reason"] == "usage_missing"
 
 
 def test_corrupt_gzip_body_is_quarantined_not_a_crash(billing: Billing) -> None:
@@ -170,10 +179,15 @@ def test_corrupt_gzip_body_is_quarantined_not_a_crash(billing: Billing) -> None:
     assert "file unreadable after line 0" in quarantine(billing)[0][3]
 
 
-def test_messages_given_as_a_string_is_not_quoted_in_the_quarantine(billing: Billing) -> None:
-    # "field messages: ... got string "my secret prompt..."" used to store prompt text
-    one_file(billing, [json_line(record(event_id="m", messages="my secret prompt text", output_text=7))])
-    [(_, reason, field, message, kept)] = quarantine(billing)
+# "field messages: ... got string "my secret prompt..."" used to store prompt text
+MESSAGES_STRING = batched(
+    "messages-string.jsonl", [json_line(record(event_id="m", messages="my secret prompt text", output_text=7))]
+)
+
+
+def test_messages_given_as_a_string_is_not_quoted_in_the_quarantine(batch: Batch) -> None:
+    batch.file(MESSAGES_STRING)
+    [(_, reason, field, message, kept)] = batch.quarantine(MESSAGES_STRING)
     assert (reason, field) == ("invalid_record", "messages")
     assert message == "field messages: expected array or null, got string"
     assert "secret" not in kept
@@ -375,9 +389,12 @@ def test_a_huge_id_is_quarantined_and_the_quarantine_keeps_an_excerpt(billing: B
     assert billing.query("SELECT count(*) FROM attempts") == [(0,)]
 
 
-def test_a_huge_usage_object_is_quarantined(billing: Billing) -> None:
-    one_file(billing, [json_line(record(event_id="u", usage=usage(10, 1) | {"note": "n" * 5000}))])
-    [(_, reason, field, message, _)] = quarantine(billing)
+HUGE_USAGE = batched("huge-usage.jsonl", [json_line(record(event_id="u", usage=usage(10, 1) | {"note": "n" * 5000}))])
+
+
+def test_a_huge_usage_object_is_quarantined(batch: Batch) -> None:
+    batch.file(HUGE_USAGE)
+    [(_, reason, field, message, _)] = batch.quarantine(HUGE_USAGE)
     assert (reason, field) == ("invalid_record", "usage") and "over the bound of 4096" in message
 
 
@@ -419,9 +436,12 @@ def test_lone_surrogates_elsewhere_are_a_parse_error(batch: Batch, fields: dict[
     assert "also" not in kept
 
 
-def test_escaped_backslash_before_u_is_not_a_surrogate(billing: Billing) -> None:
-    one_file(billing, [b'{"x": "\\\\ud800", ' + json_line(record(event_id="bs"))[1:]])
-    assert billing.rated("bs")["outcome"] == "billed"
+ESCAPED_BACKSLASH = batched("backslash.jsonl", [b'{"x": "\\\\ud800", ' + json_line(record(event_id="bs"))[1:]])
+
+
+def test_escaped_backslash_before_u_is_not_a_surrogate(batch: Batch) -> None:
+    batch.file(ESCAPED_BACKSLASH)
+    assert batch.rated("bs")["outcome"] == "billed"
 
 
 # --- lines and files -----------------------------------------------------------------------
@@ -476,15 +496,17 @@ def test_bad_line_is_one_quarantined_line_and_the_rest_is_billed(batch: Batch, b
     assert line == 2 and got.startswith(message)
 
 
-def test_standard_json_that_merely_looks_nonstandard_is_billed(billing: Billing) -> None:
+LOOKS_NONSTANDARD = batched("looks-nonstandard.jsonl", [
+    json_line(record(event_id="s1", extra="a, ] NaN, Infinity, }")),
+    json_line(record(event_id="s2", extra={"k": '" ,}'})),
+    json_line(record(event_id="s3"))[:-1] + b', "x": 1e400}',
+])  # fmt: skip
+
+
+def test_standard_json_that_merely_looks_nonstandard_is_billed(batch: Batch) -> None:
     """The cheap flags of parse.sql (a comma then a bracket, NaN, Infinity) inside strings, and
     a number too large for a double (1e400 reads as infinity), are standard JSON: billed."""
-    lines = [
-        json_line(record(event_id="s1", extra="a, ] NaN, Infinity, }")),
-        json_line(record(event_id="s2", extra={"k": '" ,}'})),
-        json_line(record(event_id="s3"))[:-1] + b', "x": 1e400}',
-    ]
-    f = one_file(billing, lines)
+    f = batch.file(LOOKS_NONSTANDARD)
     assert (f.lines_read, f.accepted, f.quarantined) == (3, 3, 0)
 
 
