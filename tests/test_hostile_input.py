@@ -319,22 +319,21 @@ def test_ingest_glob_refuses_links_and_a_named_link_too(billing: Billing, tmp_pa
 
 
 def test_nightly_cli_with_a_link_in_the_logs_bills_the_rest_and_exits_1(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     import duckdb
 
-    from tests.conftest import write_log
+    from tests.conftest import cli_in_process, write_log
 
     logs = tmp_path / "logs"
     logs.mkdir()
     write_log(logs / f"requests-{DAY}.jsonl", [record(event_id="good", account_id="acct_acme")])
     _plant_non_regular_logs(logs, tmp_path)
-    cli = str(Path(sys.executable).with_name("infergate-billing"))
     db = tmp_path / "billing.duckdb"
-    command = [cli, "--db", str(db), "nightly", "--date", DAY, "--logs", str(logs)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1, done.stdout + done.stderr
+    # the command's exit code and output, not the process's: the CLI in this process, from the
+    # repository's root as before (the default reference files)
+    done = cli_in_process(
+        "--db", str(db), "nightly", "--date", DAY, "--logs", str(logs), cwd=Path(__file__).resolve().parents[1]
+    )
+    assert done.exit_code == 1, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 3 and f"requests-{DAY}-link.jsonl: is a symbolic link" in errors[2]
     # the day is billed and recorded; the ledger says what cron saw (exit 1 and the reasons)
