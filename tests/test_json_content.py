@@ -229,20 +229,32 @@ def test_a_repeated_key_at_any_depth_is_a_parse_error_naming_it(
     assert nights.attempt_ids(name) == [(f"fine-{i}-{same_value}",)]
 
 
-def test_a_key_repeated_under_another_spelling_is_a_repeat(billing: Billing) -> None:
-    # "st\u0061tus" is "status": compared decoded, not as written
-    line = json.dumps(record(event_id="esc"))[:-1] + ', "st\\u0061tus": 503}'
-    nightly(billing, {f"requests-{DAY}.jsonl": [line]})
-    [(_, reason, field, message)] = quarantine(billing)
+# "st\u0061tus" is "status": compared decoded, not as written
+RESPELLED_KEY = batched(
+    NIGHT_1, "respelled-key.jsonl", [json.dumps(record(event_id="esc"))[:-1] + ', "st\\u0061tus": 503}']
+)
+
+
+def test_a_key_repeated_under_another_spelling_is_a_repeat(nights: Nights) -> None:
+    nights.file(RESPELLED_KEY)
+    [(_, reason, field, message)] = nights.quarantine(RESPELLED_KEY)
     assert (reason, field) == ("parse_error", "status") and 'repeated key "status"' in message
 
 
-def test_equal_keys_in_different_objects_are_not_a_repeat(billing: Billing) -> None:
+def _equal_keys_elsewhere() -> str:
     # "role" in every message, "n" at two depths, a key spelled like a repeat inside a string
     rec = rich("ok", n=1, note='{"status": 1, "status": 2}')
     rec["client"]["n"] = 2
-    nightly(billing, {f"requests-{DAY}.jsonl": [dump(rec, space=" ")]})
-    assert quarantine(billing) == [] and billing.rated("ok")["outcome"] == "billed"
+    return batched(NIGHT_1, "equal-keys.jsonl", [dump(rec, space=" ")])
+
+
+EQUAL_KEYS_ELSEWHERE = _equal_keys_elsewhere()
+
+
+def test_equal_keys_in_different_objects_are_not_a_repeat(nights: Nights) -> None:
+    nights.file(EQUAL_KEYS_ELSEWHERE)
+    [rated] = nights.rated_after_first["ok"]
+    assert nights.quarantine(EQUAL_KEYS_ELSEWHERE) == [] and rated["outcome"] == "billed"
 
 
 def test_repeats_in_long_and_deeply_nested_lines_are_found_without_sql(billing: Billing) -> None:
@@ -457,12 +469,18 @@ def test_a_real_difference_in_any_field_is_a_conflict(nights: Nights, difference
     assert (reason, field) == ("duplicate_conflict", "event_id")
 
 
-def test_numbers_compare_as_integers_or_as_doubles(billing: Billing) -> None:
-    # decided (README): an integer is not a number with a fraction (1 vs 1.0 above); numbers
-    # with a fraction or an exponent compare as IEEE doubles, so 1.0, 1.00 and 1e0 are equal
-    base = json.dumps(record(event_id="n", extra=1.5))
-    spelled = [base.replace('"extra": 1.5', f'"extra": {x}') for x in ("1.50", "15e-1", "0.15E+1")]
-    [f] = nightly(billing, {f"requests-{DAY}.jsonl": [base, *spelled]})
+# decided (README): an integer is not a number with a fraction (1 vs 1.0 above); numbers
+# with a fraction or an exponent compare as IEEE doubles, so 1.0, 1.00 and 1e0 are equal
+_BASE = json.dumps(record(event_id="n", extra=1.5))
+NUMBERS = batched(
+    NIGHT_1,
+    "numbers.jsonl",
+    [_BASE, *(_BASE.replace('"extra": 1.5', f'"extra": {x}') for x in ("1.50", "15e-1", "0.15E+1"))],
+)
+
+
+def test_numbers_compare_as_integers_or_as_doubles(nights: Nights) -> None:
+    f = nights.file(NUMBERS)
     assert (f.accepted, f.duplicates, f.quarantined) == (1, 3, 0)
 
 
