@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zstandard
 
+from core.db import connect
 from pipeline import jobs
 from pipeline.ingest import IngestError
 from tests.conftest import Billing, record, usage
@@ -82,56 +84,110 @@ BAD_RECORDS = [
 # about 0.7 CPU-s whatever it reads, and a case's verdict depends on its own line alone (the
 # good records around it have event ids of their own, so R1 dedup cannot join two cases).
 BAD_RECORD_FILES = [f"requests-2026-11-20-bad-{i:02d}.jsonl" for i in range(len(BAD_RECORDS))]
+# and other one-file cases of the same kind (a verdict on their own lines, their own ids)
+OTHER_FILES: dict[str, list[dict[str, Any] | str]] = {}
+
+
+def batched(name: str, items: list[dict[str, Any] | str]) -> str:
+    name = f"requests-2026-11-20-{name}.jsonl"
+    assert name not in OTHER_FILES and name not in BAD_RECORD_FILES
+    OTHER_FILES[name] = items
+    return name
+
+
+@dataclass(frozen=True)
+class OneNight:
+    files: dict[str, Any]  # file name -> its FileResult
+    quarantined: list[tuple[Any, ...]]  # quarantine_rows() of the night
+    billed: dict[str, int]  # file name -> its billed attempts
+    attempts: list[tuple[str, tuple[Any, ...]]]  # (file name, the whole attempts row)
+    attempts_columns: list[str]
+    rated: dict[str, dict[str, Any]]  # event_id -> its rated row
+    quarantine_records: list[tuple[str, str]]  # (file name, quarantine.record), by line
+
+    def quarantine_rows(self, name: str) -> list[tuple[Any, ...]]:
+        return [row for row in self.quarantined if row[0] == name]
+
+    def column(self, name: str, column: str) -> list[Any]:
+        at = self.attempts_columns.index(column)
+        return [row[at] for got, row in self.attempts if got == name]
 
 
 @pytest.fixture(scope="module")
-def bad_records(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[dict[str, Any], list[tuple[Any, ...]], dict[str, int]]:
-    """(each file's result, the quarantine rows, each file's billed attempts) of one nightly."""
+def bad_records(tmp_path_factory: pytest.TempPathFactory) -> OneNight:
+    """The bad-record cases' files and the other one-file cases', read by one nightly."""
     billing = Billing(tmp_path_factory.mktemp("bad-records"))
     for i, ((bad, _, _), name) in enumerate(zip(BAD_RECORDS, BAD_RECORD_FILES, strict=True)):
         billing.log(name, [record(event_id=f"good-{i}"), bad, record(event_id=f"good2-{i}")])
+    for name, items in OTHER_FILES.items():
+        billing.log(name, items)
     report = billing.nightly()
     files = {Path(f.path).name: f for f in report.files}
-    assert sorted(files) == BAD_RECORD_FILES
+    assert sorted(files) == sorted([*BAD_RECORD_FILES, *OTHER_FILES])
     billed = billing.query(
         "SELECT a.source_file, count(*) FROM rated_attempts r JOIN attempts a USING (event_id) "
         "WHERE r.outcome = 'billed' GROUP BY ALL"
     )
-    return files, quarantine_rows(billing), {Path(f).name: n for f, n in billed}
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        cursor = con.execute("SELECT * FROM attempts")
+        attempts_columns = [d[0] for d in cursor.description]
+        at = attempts_columns.index("source_file")
+        attempts = [(Path(row[at]).name, row) for row in cursor.fetchall()]
+        cursor = con.execute("SELECT * FROM rated_attempts")
+        columns = [d[0] for d in cursor.description]
+        rated = {row[columns.index("event_id")]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+    finally:
+        con.close()
+    records = billing.query("SELECT source_file, record FROM quarantine ORDER BY source_line")
+    return OneNight(
+        files,
+        quarantine_rows(billing),
+        {Path(f).name: n for f, n in billed},
+        attempts,
+        attempts_columns,
+        rated,
+        [(Path(f).name, r) for f, r in records],
+    )
 
 
 @pytest.mark.parametrize(("bad", "reason", "field"), BAD_RECORDS)
-def test_bad_record_is_quarantined_with_reason_field_and_line(bad_records, bad, reason, field) -> None:
-    files, quarantined, billed = bad_records
+def test_bad_record_is_quarantined_with_reason_field_and_line(bad_records: OneNight, bad, reason, field) -> None:
     own = BAD_RECORD_FILES[BAD_RECORDS.index((bad, reason, field))]
-    [(name, line, got_reason, got_field, message)] = [row for row in quarantined if row[0] == own]
+    [(name, line, got_reason, got_field, message)] = bad_records.quarantine_rows(own)
     assert (name, line, got_reason, got_field) == (own, 2, reason, field)
     if field:
         assert message.startswith(f"field {field}")
-    f = files[own]
+    f = bad_records.files[own]
     assert (f.lines_read, f.accepted, f.quarantined) == (3, 2, 1)
-    assert billed[own] == 2
+    assert bad_records.billed[own] == 2
 
 
-def test_unknown_usage_fields_are_ignored(billing: Billing) -> None:
-    u = usage(100, 10) | {"cost_in_usd_ticks": 17, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 3}}
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="e", usage=u, extra_field={"x": 1})])
-    billing.nightly()
-    assert billing.rated("e")["outcome"] == "billed"
+_UNKNOWN = usage(100, 10) | {"cost_in_usd_ticks": 17, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 3}}
+UNKNOWN_USAGE = batched("unknown-usage", [record(event_id="e-unknown-usage", usage=_UNKNOWN, extra_field={"x": 1})])
 
 
-def test_quarantine_keeps_a_redacted_record_without_text_or_keys(billing: Billing) -> None:
-    bad = record(
-        attempt="x",
-        api_key_id="sk-proj-abcdefghijklmnop1234",
-        messages=[{"role": "user", "content": "my secret prompt"}],
-        output_text="secret answer",
-    )
-    billing.log("requests-2026-11-20.jsonl", [bad, '{"api_key": "sk-live-0123456789abcdef", "messages": "x'])
-    billing.nightly()
-    records = [r for (r,) in billing.query("SELECT record FROM quarantine ORDER BY source_line")]
+def test_unknown_usage_fields_are_ignored(bad_records: OneNight) -> None:
+    assert bad_records.files[UNKNOWN_USAGE].accepted == 1
+    assert bad_records.rated["e-unknown-usage"]["outcome"] == "billed"
+
+
+REDACTED = batched(
+    "redacted",
+    [
+        record(
+            attempt="x",
+            api_key_id="sk-proj-abcdefghijklmnop1234",
+            messages=[{"role": "user", "content": "my secret prompt"}],
+            output_text="secret answer",
+        ),
+        '{"api_key": "sk-live-0123456789abcdef", "messages": "x',
+    ],
+)
+
+
+def test_quarantine_keeps_a_redacted_record_without_text_or_keys(bad_records: OneNight) -> None:
+    records = [r for name, r in bad_records.quarantine_records if name == REDACTED]
     assert len(records) == 2
     for text in records:
         assert "sk-proj-abcdefghijklmnop1234" not in text and "sk-live-0123456789abcdef" not in text
@@ -141,10 +197,11 @@ def test_quarantine_keeps_a_redacted_record_without_text_or_keys(billing: Billin
     assert "[REDACTED]" in records[1]
 
 
-def test_raw_api_key_in_a_valid_record_is_masked(billing: Billing) -> None:
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="e", api_key_id="sk-abcdefghijklmnopqrstu")])
-    billing.nightly()
-    assert billing.one("SELECT api_key_id FROM attempts") == "[REDACTED]"
+RAW_KEY = batched("raw-key", [record(event_id="e-raw-key", api_key_id="sk-abcdefghijklmnopqrstu")])
+
+
+def test_raw_api_key_in_a_valid_record_is_masked(bad_records: OneNight) -> None:
+    assert bad_records.column(RAW_KEY, "api_key_id") == ["[REDACTED]"]
 
 
 def test_same_event_twice_is_one_record_and_conflict_is_quarantined(billing: Billing) -> None:
@@ -232,9 +289,11 @@ def test_file_duckdb_cannot_read_is_read_line_by_line(billing: Billing) -> None:
     assert any("UTF-8" in m for m in messages) and any("unreadable" in m for m in messages)
 
 
-def test_blank_lines_are_not_records(billing: Billing) -> None:
-    billing.log("requests-2026-11-20.jsonl", [record(), "", "   ", record()])
-    [f] = billing.nightly().files
+BLANK_LINES = batched("blank-lines", [record(), "", "   ", record()])
+
+
+def test_blank_lines_are_not_records(bad_records: OneNight) -> None:
+    f = bad_records.files[BLANK_LINES]
     assert (f.lines_read, f.accepted, f.quarantined) == (2, 2, 0)
 
 
