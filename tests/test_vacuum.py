@@ -19,7 +19,7 @@ from core.db import connect
 from pipeline import jobs, replay, snapshot
 from pipeline.lock import ConcurrentRunError, exclusive_run
 from pipeline.vacuum import lake_status, retired_files, vacuum
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 
 
 def a_day_later() -> datetime:
@@ -38,6 +38,35 @@ def two_days_then_a_re_rate(billing: Billing) -> None:
     assert jobs.run_rate(billing.settings, None, None).run_id == 3
 
 
+def one_published_day(billing: Billing) -> None:
+    """Run 1 rates a day and publishes the analyst snapshot (reading run 1's file)."""
+    billing.settings = dataclasses.replace(billing.settings, snapshot_path=published(billing))
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
+    billing.nightly("2026-11-20")  # publishes a snapshot reading run 1's file
+
+
+@pytest.fixture(scope="module")
+def _re_rated_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "re-rated", two_days_then_a_re_rate)
+
+
+@pytest.fixture
+def re_rated(_re_rated_once: BuiltOnce) -> Billing:
+    """:func:`two_days_then_a_re_rate`, built once per module, a fresh copy for each test."""
+    return _re_rated_once.restore()
+
+
+@pytest.fixture(scope="module")
+def _one_day_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "one-day", one_published_day)
+
+
+@pytest.fixture
+def one_day(_one_day_once: BuiltOnce) -> Billing:
+    """:func:`one_published_day`, built once per module, a fresh copy for each test."""
+    return _one_day_once.restore()
+
+
 def rated_folder(billing: Billing) -> list[str]:
     return sorted(p.name for p in (lake_dir(billing.settings.db_path) / "rated_attempts").iterdir())
 
@@ -46,8 +75,8 @@ def published(billing: Billing) -> Path:
     return snapshot.default_snapshot_path(billing.settings.db_path)
 
 
-def test_retired_files_are_deleted_and_nothing_billed_changes(billing: Billing) -> None:
-    two_days_then_a_re_rate(billing)
+def test_retired_files_are_deleted_and_nothing_billed_changes(re_rated: Billing) -> None:
+    billing = re_rated
     before = billing.query("SELECT * FROM rated_attempts ORDER BY event_id")
     lines = billing.query("SELECT * FROM statement_lines ORDER BY ALL")
     assert rated_folder(billing) == ["run-000001.parquet", "run-000002.parquet", "run-000003.parquet"]
@@ -84,19 +113,17 @@ def test_retired_files_are_deleted_and_nothing_billed_changes(billing: Billing) 
     assert vacuum(billing.settings.db_path, published(billing), now=a_day_later()).deleted == []
 
 
-def test_recently_retired_files_are_kept(billing: Billing) -> None:
-    two_days_then_a_re_rate(billing)
+def test_recently_retired_files_are_kept(re_rated: Billing) -> None:
+    billing = re_rated
     report = vacuum(billing.settings.db_path, published(billing))  # default: 24 hours; run 3 published just now
     assert report.deleted == [] and [f.run_id for f in report.kept_recent] == [1, 2]
     assert len(rated_folder(billing)) == 3
 
 
-def test_files_are_kept_until_a_snapshot_without_them_is_a_day_old(billing: Billing) -> None:
+def test_files_are_kept_until_a_snapshot_without_them_is_a_day_old(one_day: Billing) -> None:
     """The grace counts from the first publication after the re-rate, not from the re-rate: a
     re-rate run with --no-snapshot leaves the old snapshot (which reads the file) published."""
-    billing.settings = dataclasses.replace(billing.settings, snapshot_path=published(billing))
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
-    billing.nightly("2026-11-20")  # publishes a snapshot reading run 1's file
+    billing = one_day  # run 1 published a snapshot reading its file
     billing.settings = dataclasses.replace(billing.settings, snapshot_path=None)  # --no-snapshot
     jobs.run_rate(billing.settings, None, None)  # run 2 retires run 1's file; nothing republished
     kept = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
@@ -111,12 +138,10 @@ def test_files_are_kept_until_a_snapshot_without_them_is_a_day_old(billing: Bill
         assert con.execute("SELECT event_id, rated_run_id FROM rated_attempts").fetchall() == [("a", 2)]
 
 
-def test_a_file_the_snapshot_given_still_names_is_kept(billing: Billing, tmp_path: Path) -> None:
+def test_a_file_the_snapshot_given_still_names_is_kept(one_day: Billing, tmp_path: Path) -> None:
     """Publications went elsewhere (a --snapshot the vacuum was not given): the snapshot at the
     path it checks, older, still reads the file, which is kept."""
-    billing.settings = dataclasses.replace(billing.settings, snapshot_path=published(billing))
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a", usage=usage(1000, 100))])
-    billing.nightly("2026-11-20")
+    billing = one_day  # run 1 published a snapshot reading its file
     billing.settings = dataclasses.replace(billing.settings, snapshot_path=tmp_path / "elsewhere.duckdb")
     jobs.run_rate(billing.settings, None, None)  # publishes, to the other path
     report = vacuum(billing.settings.db_path, published(billing), now=a_day_later())
@@ -126,8 +151,8 @@ def test_a_file_the_snapshot_given_still_names_is_kept(billing: Billing, tmp_pat
     ] == [1]
 
 
-def test_a_vacuum_is_refused_while_a_run_holds_the_lock(billing: Billing) -> None:
-    two_days_then_a_re_rate(billing)
+def test_a_vacuum_is_refused_while_a_run_holds_the_lock(re_rated: Billing) -> None:
+    billing = re_rated
     with exclusive_run(billing.settings.db_path, "nightly"), pytest.raises(ConcurrentRunError):
         vacuum(billing.settings.db_path, None, now=a_day_later())
     assert len(rated_folder(billing)) == 3
