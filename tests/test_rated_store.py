@@ -25,7 +25,7 @@ from core.attempt_store import (
 )
 from core.db import connect
 from pipeline import jobs, replay, snapshot
-from tests.conftest import Billing, as_before_migration_027, record, usage
+from tests.conftest import Billing, BuiltOnce, as_before_migration_027, record, usage
 
 
 def rated_files(billing: Billing) -> list[tuple[int, str, str, int]]:
@@ -42,6 +42,34 @@ def late_retry(billing: Billing) -> None:
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
     billing.log("requests-2026-11-21.jsonl", [late])
     billing.nightly("2026-11-21")
+
+
+@pytest.fixture(scope="module")
+def _retried_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "late-retry", late_retry)
+
+
+@pytest.fixture
+def retried(_retried_once: BuiltOnce) -> Billing:
+    """:func:`late_retry`, built once per module, a fresh copy for each test."""
+    return _retried_once.restore()
+
+
+def one_record(billing: Billing) -> None:
+    """Run 1 bills attempt a (the default record: 1,000 + 100 tokens)."""
+    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
+    billing.nightly()
+
+
+@pytest.fixture(scope="module")
+def _one_record_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "one-record", one_record)
+
+
+@pytest.fixture
+def one_billed(_one_record_once: BuiltOnce) -> Billing:
+    """:func:`one_record`, built once per module, a fresh copy for each test."""
+    return _one_record_once.restore()
 
 
 def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> None:
@@ -100,31 +128,29 @@ def test_a_replaced_row_is_hidden_by_a_tombstone_and_its_file_is_left_as_it_was(
     assert billing.one("SELECT sum(amount_exact) FROM statement_lines") == Decimal("0.048")
 
 
-def test_the_analyst_snapshot_reads_the_same_rated_rows(billing: Billing) -> None:
-    late_retry(billing)
+def test_the_analyst_snapshot_reads_the_same_rated_rows(retried: Billing) -> None:
+    billing = retried  # late_retry
     live = billing.query("SELECT * FROM rated_attempts ORDER BY event_id")
     with snapshot.open_snapshot(snapshot.publish_now(billing.settings.db_path)) as con:
         assert con.execute("SELECT * FROM rated_attempts ORDER BY event_id").fetchall() == live
         assert con.execute("SELECT sum(spend_exact_usd) FROM daily_usage").fetchone() == (Decimal("0.036"),)
 
 
-def test_replay_verifies_runs_whose_rows_are_in_the_lake(billing: Billing) -> None:
-    late_retry(billing)
+def test_replay_verifies_runs_whose_rows_are_in_the_lake(retried: Billing) -> None:
+    billing = retried  # late_retry
     assert replay.verify_run(billing.settings, 1).status == "MATCH"
     assert replay.verify_run(billing.settings, 2).status == "MATCH"
 
 
-def test_an_older_version_cannot_write_rated_rows_the_lake_would_shadow(billing: Billing) -> None:
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
-    billing.nightly()
+def test_an_older_version_cannot_write_rated_rows_the_lake_would_shadow(one_billed: Billing) -> None:
+    billing = one_billed  # one_record
     with duckdb.connect(str(billing.settings.db_path), read_only=True) as plain:
         with pytest.raises(duckdb.CatalogException, match="rated_attempts does not exist"):
             plain.execute("SELECT count(*) FROM rated_attempts")
 
 
-def test_a_missing_rated_file_is_refused_naming_the_lake(billing: Billing) -> None:
-    billing.log("requests-2026-11-20.jsonl", [record(event_id="a")])
-    billing.nightly()
+def test_a_missing_rated_file_is_refused_naming_the_lake(one_billed: Billing) -> None:
+    billing = one_billed  # one_record
     (lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet").unlink()
     with pytest.raises(AttemptFileMissing, match=r"1 rated_attempts file\(s\) listed in the database are missing"):
         connect(billing.settings.db_path, read_only=True)
@@ -239,8 +265,8 @@ def test_a_re_rate_retires_whole_files_instead_of_writing_a_tombstone_per_row(bi
         assert replay.verify_run(billing.settings, run).status == "MATCH"
 
 
-def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_the_view(billing: Billing) -> None:
-    late_retry(billing)
+def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_the_view(retried: Billing) -> None:
+    billing = retried  # late_retry
     digest = "CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR)"
     for run in (1, 2):
         recomputed = billing.one(
@@ -395,8 +421,19 @@ def varied_day(billing: Billing, day: str = "2026-11-20", prefix: str = "v") -> 
     billing.nightly(day)
 
 
-def test_charges_read_back_exactly_as_the_rating_computed_them(billing: Billing) -> None:
-    varied_day(billing)
+@pytest.fixture(scope="module")
+def _varied_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "varied", varied_day)
+
+
+@pytest.fixture
+def varied(_varied_once: BuiltOnce) -> Billing:
+    """:func:`varied_day`, built once per module, a fresh copy for each test."""
+    return _varied_once.restore()
+
+
+def test_charges_read_back_exactly_as_the_rating_computed_them(varied: Billing) -> None:
+    billing = varied  # varied_day
     path = lake_dir(billing.settings.db_path) / "rated_attempts" / "run-000001.parquet"
     with duckdb.connect() as plain:
         columns = {c for (c, *_) in plain.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()}
@@ -422,10 +459,10 @@ def test_charges_read_back_exactly_as_the_rating_computed_them(billing: Billing)
     assert replay.verify_run(billing.settings, 1).status == "MATCH"
 
 
-def test_a_run_refuses_to_write_rows_whose_charges_would_read_back_differently(billing: Billing) -> None:
+def test_a_run_refuses_to_write_rows_whose_charges_would_read_back_differently(varied: Billing) -> None:
     from core.attempt_store import ComputedColumnMismatch, check_computed
 
-    varied_day(billing)
+    billing = varied  # varied_day
     with connect(billing.settings.db_path, read_only=True) as con:
         check_computed(con, RATED, "SELECT * FROM rated_attempts")  # the stored rows pass
         with pytest.raises(ComputedColumnMismatch, match="1 rated_attempts row.s. would read back"):
@@ -438,11 +475,11 @@ def test_a_run_refuses_to_write_rows_whose_charges_would_read_back_differently(b
 
 
 def test_a_lake_written_before_migration_039_still_reads_and_later_runs_write_without_charges(
-    billing: Billing,
+    varied: Billing,
 ) -> None:
     from tests.conftest import as_before_migration_039
 
-    varied_day(billing)
+    billing = varied  # varied_day
     query = "SELECT * FROM rated_attempts ORDER BY event_id, rated_run_id"
     attempts = "SELECT * EXCLUDE (event_key, request_key) FROM attempts ORDER BY event_id"
     before = billing.query(query)
