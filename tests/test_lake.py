@@ -13,7 +13,7 @@ import pytest
 from core.attempt_store import AttemptFileMissing, copy_database
 from core.db import connect
 from pipeline import lake, snapshot
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 
 TABLES = ("attempts", "rated_attempts")
 
@@ -53,6 +53,32 @@ def assert_snapshot_equals_live(billing: Billing, target: Path) -> None:
         copy.close()
 
 
+def published_late_retry(billing: Billing) -> Path:
+    """With the snapshot published: run 1 bills a1 and x, run 2 brings a1's retry a2 (the
+    snapshot's path, for the tests)."""
+    target = with_snapshot(billing)
+    billing.log(  # x keeps run 1's rated file read when a1's row is replaced: a tombstone, not a retirement
+        "requests-2026-11-20.jsonl",
+        [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
+    )
+    billing.nightly("2026-11-20")
+    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
+    billing.log("requests-2026-11-21.jsonl", [late])
+    billing.nightly("2026-11-21")
+    return target
+
+
+@pytest.fixture(scope="module")
+def _late_retry_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "late-retry", published_late_retry)
+
+
+@pytest.fixture
+def late_retry(_late_retry_once: BuiltOnce) -> tuple[Billing, Path]:
+    """:func:`published_late_retry`, built once per module, a fresh copy for each test."""
+    return _late_retry_once.restore(), _late_retry_once.value
+
+
 def test_a_run_writes_its_rows_once_and_a_rerun_writes_nothing(billing: Billing) -> None:
     target = with_snapshot(billing)
     billing.log("requests-2026-11-20.jsonl", [record(usage=usage(1000, 100)), record(status=500, finish_reason=None)])
@@ -78,16 +104,8 @@ def test_a_run_writes_its_rows_once_and_a_rerun_writes_nothing(billing: Billing)
     assert_snapshot_equals_live(billing, target)
 
 
-def test_a_late_retry_tombstones_the_replaced_rated_row(billing: Billing) -> None:
-    target = with_snapshot(billing)
-    billing.log(  # x keeps run 1's rated file read when a1's row is replaced: a tombstone, not a retirement
-        "requests-2026-11-20.jsonl",
-        [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
-    )
-    billing.nightly("2026-11-20")
-    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
-    billing.log("requests-2026-11-21.jsonl", [late])
-    billing.nightly("2026-11-21")
+def test_a_late_retry_tombstones_the_replaced_rated_row(late_retry: tuple[Billing, Path]) -> None:
+    billing, target = late_retry  # published_late_retry
     # run 2 re-rated a1 (now superseded): its run-1 row is replaced, and the lake says so
     assert billing.query("SELECT event_id, rated_run_id, reason FROM rated_attempts ORDER BY 1") == [
         ("a1", 2, "superseded_attempt"),
@@ -198,16 +216,10 @@ def billing_amount(text: str) -> object:
     return D(text)
 
 
-def test_a_database_copied_without_any_part_of_its_lake_is_refused(billing: Billing, tmp_path: Path) -> None:
-    with_snapshot(billing)
-    billing.log(  # x keeps run 1's rated file read when a1's row is replaced: a tombstone, not a retirement
-        "requests-2026-11-20.jsonl",
-        [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
-    )
-    billing.nightly("2026-11-20")
-    late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
-    billing.log("requests-2026-11-21.jsonl", [late])
-    billing.nightly("2026-11-21")
+def test_a_database_copied_without_any_part_of_its_lake_is_refused(
+    late_retry: tuple[Billing, Path], tmp_path: Path
+) -> None:
+    billing, _ = late_retry  # published_late_retry
     assert len(manifest(billing)) == 5  # run 1: attempts, rated; run 2: attempts, rated, tombstone
     # without its lake, the database has lost its attempts: refused, naming what to restore
     elsewhere = tmp_path / "restored"
