@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -43,6 +44,30 @@ def issued(_issued_once: tuple[Path, Path]) -> tuple[Billing, Path]:
     shutil.rmtree(work)
     shutil.copytree(template, work)
     return Billing(work / "billing"), work / "out"
+
+
+@pytest.fixture(scope="module")
+def _verified_as_issued() -> dict[int, replay.VerifyReport]:
+    """:func:`issued`'s runs verified (``verify_run``), by run id, as built: for the module."""
+    return {}
+
+
+@pytest.fixture
+def verify_as_issued(
+    issued: tuple[Billing, Path], _verified_as_issued: dict[int, replay.VerifyReport]
+) -> Callable[[int], replay.VerifyReport]:
+    """``verify_run`` of a run of :func:`issued` before the test changed anything: computed once
+    per module, as the state is the same for every test (and a verify only reads it: it
+    re-executes the runs in a scratch database). A verify of the issued state re-executes all
+    its runs (two nightlies, two statement runs rendering PDFs): two tests verify the last."""
+    billing, _ = issued
+
+    def verify(run_id: int) -> replay.VerifyReport:
+        if run_id not in _verified_as_issued:
+            _verified_as_issued[run_id] = replay.verify_run(billing.settings, run_id)
+        return _verified_as_issued[run_id]
+
+    return verify
 
 
 def _build_issued(billing: Billing, tmp_path: Path) -> None:
@@ -92,7 +117,7 @@ def test_replay_reproduces_issued_statements_byte_for_byte(issued, period: str) 
     assert billing.query("SELECT * FROM rated_attempts ORDER BY ALL") == before  # the database is only read
 
 
-def test_each_issued_statement_keeps_the_layout_it_was_printed_with(issued) -> None:
+def test_each_issued_statement_keeps_the_layout_it_was_printed_with(issued, verify_as_issued) -> None:
     """November was issued in the first layout (no line numbers), December in the current one;
     replay reproduced both byte for byte (above), and verify re-executes both finalizing runs."""
     billing, out = issued
@@ -110,7 +135,7 @@ def test_each_issued_statement_keeps_the_layout_it_was_printed_with(issued) -> N
         numbered = period == "2026-12"
         assert ('class="num col-no"' in bytes(content).decode("utf-8")) is numbered, number
     for (run_id,) in billing.query("SELECT run_id FROM runs WHERE command = 'statements' ORDER BY run_id"):
-        assert replay.verify_run(billing.settings, run_id).status == "MATCH", run_id
+        assert verify_as_issued(run_id).status == "MATCH", run_id  # nothing changed: as issued
 
 
 def test_a_database_not_yet_migrated_to_layouts_replays(issued) -> None:
@@ -239,12 +264,12 @@ def test_a_new_version_never_changes_requests_before_it(issued, tmp_path: Path) 
     assert billing.rated("before")["charge_total"] == D("45")
 
 
-def test_verify_matches_an_untouched_database_and_catches_tampering(issued) -> None:
+def test_verify_matches_an_untouched_database_and_catches_tampering(issued, verify_as_issued) -> None:
     billing, _ = issued
     last = billing.one("SELECT max(run_id) FROM runs")
-    result = replay.verify_run(billing.settings, last)
+    result = verify_as_issued(last)  # untouched: as issued
     assert result.status == "MATCH", result.steps
-    assert replay.verify_run(billing.settings, 1).status == "MATCH"
+    assert verify_as_issued(1).status == "MATCH"
     changed = edit_stored_attempts(
         # the tokens, not the charge: the files leave the charges out and compute them (migration 039)
         billing.settings.db_path,
