@@ -430,3 +430,20 @@ def edit_stored_attempts(
     finally:
         con.close()
     return changed
+
+
+class BuiltOn(BuiltOnce):
+    """A state built on ``base``'s: ``build`` continues from a fresh copy of it, and what it
+    leaves is this state's pristine copy. The runs record absolute paths, so both states live in
+    the base's working directory (each restore replaces it; a module's tests run one after
+    another): the base's nightlies and statement runs are run once for the two."""
+
+    def __init__(
+        self, factory: pytest.TempPathFactory, name: str, base: BuiltOnce, build: Callable[[Billing], Any]
+    ) -> None:
+        self.work = base.work
+        billing = base.restore()
+        self.value = build(billing)
+        self.settings = billing.settings
+        self._pristine = factory.mktemp(f"{name}-pristine") / "work"
+        shutil.copytree(self.work, self._pristine, symlinks=True)

@@ -18,27 +18,59 @@ from core.db import connect
 from core.money import D
 from pipeline import credit_notes
 from pipeline.cli.report import print_credit_note
-from tests.conftest import Billing
+from tests.conftest import Billing, BuiltOn, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 from tests.test_invoicing import _pdf_text
 
 
-def _refund_then_ask_again(billing: Billing, tmp_path: Path, january_tokens: int):  # type: ignore[no-untyped-def]
+def _refund(billing: Billing):  # type: ignore[no-untyped-def]
     """No grants (all money), 19% VAT. November: 1,000,000 input x 7.50/1M = 7.50 + VAT 1.425
-    -> 1.43 = 8.93. December: a retry of 900,000 refunds -0.75 (VAT -0.14). January: a third
-    attempt of ``january_tokens`` asks the difference again as a positive adjustment of
-    November (January's line 1). Returns the three statements and the output folder."""
-    out = _german_account_with(billing, tmp_path, "")
+    -> 1.43 = 8.93. December: a retry of 900,000 refunds -0.75 (VAT -0.14). Statements into
+    ``<root>/out``. Returns November's and December's statements."""
+    out = _german_account_with(billing, billing.root, "")
     _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
     nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     assert (nov.net_amount, nov.tax_amount, nov.total_due) == (D("7.50"), D("1.43"), D("8.93"))
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 900_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
     assert _figures(dec) == (D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))
+    return nov, dec
+
+
+def _ask_again(billing: Billing, january_tokens: int):  # type: ignore[no-untyped-def]
+    """After :func:`_refund`, January: a third attempt of ``january_tokens`` asks the difference
+    again as a positive adjustment of November (January's line 1). Returns January's statement."""
     _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", january_tokens)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
-    return nov, dec, jan, out
+    return _statement(billing, billing.root / "out", "2027-01", date(2027, 2, 1))
+
+
+@pytest.fixture(scope="module")
+def _refunded_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "refunded", _refund)
+
+
+@pytest.fixture(scope="module")
+def _asked_again_once(tmp_path_factory: pytest.TempPathFactory, _refunded_once: BuiltOnce) -> BuiltOnce:
+    return BuiltOn(tmp_path_factory, "asked-again", _refunded_once, lambda billing: _ask_again(billing, 1_000_000))
+
+
+@pytest.fixture
+def refunded(_refunded_once: BuiltOnce):  # type: ignore[no-untyped-def]
+    """:func:`_refund` built once per module, a fresh copy for each test: the billing, November's
+    and December's statements, the output folder."""
+    billing = _refunded_once.restore()
+    nov, dec = _refunded_once.value
+    return billing, nov, dec, billing.root / "out"
+
+
+@pytest.fixture
+def asked_again(_refunded_once: BuiltOnce, _asked_again_once: BuiltOnce):  # type: ignore[no-untyped-def]
+    """``refunded`` then January's attempt of 1,000,000 tokens (+0.75 of November, asked again),
+    built once per module: the billing, the three statements, the output folder."""
+    billing = _asked_again_once.restore()
+    nov, dec = _refunded_once.value
+    return billing, nov, dec, _asked_again_once.value, billing.root / "out"
 
 
 def _jan_note(billing: Billing, number: str, out: Path, rule: int = credit_notes.MONEY_RULE):  # type: ignore[no-untyped-def]
@@ -49,14 +81,14 @@ def _jan_note(billing: Billing, number: str, out: Path, rule: int = credit_notes
 
 
 def test_a_note_on_a_later_statements_ask_for_november_after_novembers_own_note_credits_nothing_again(
-    billing: Billing, tmp_path: Path
+    asked_again, tmp_path: Path
 ) -> None:
     """Credit note rule 3. November asks 7.50, December refunds 0.75, January asks the 0.75
     again (+100,000 tokens): 8.25 asked for November in money. A note on November's line
     credits 7.50 (December's refund and January's ask cancel out, rule 2), so with December's
     0.75 all 8.25 is given back; a note on January's +0.75 then credited 0.75 + 0.14 a second
     time (rule 2: capped by January's own net only)."""
-    nov, dec, jan, out = _refund_then_ask_again(billing, tmp_path, 1_000_000)
+    billing, nov, dec, jan, out = asked_again
     assert _figures(jan) == (D("0.75"), D("0.00"), D("0.75"), D("0.14"), D("0.89"))
     jan_number = str(jan.statement_number)
     # before November's note, January's line could be credited in full: 7.50 + 0.75 - 0.75
@@ -88,13 +120,14 @@ def test_a_note_on_a_later_statements_ask_for_november_after_novembers_own_note_
 
 
 def test_a_note_on_a_later_ask_credits_what_is_left_of_the_periods_money(
-    billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    refunded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """January asks 1.50 (+200,000 tokens) after December refunded 0.75: 9.00 asked for
     November in money. November's note credits 7.50 (December's refund is taken back by
     January's larger ask), so 0.75 of November's money is left: a note on January's 1.50 line
     credits 0.75 + VAT 0.1425 -> 0.14, the other 0.75 already given back."""
-    nov, dec, jan, out = _refund_then_ask_again(billing, tmp_path, 1_100_000)
+    billing, nov, dec, out = refunded
+    jan = _ask_again(billing, 1_100_000)
     # +200,000 x 7.50/1M = 1.50, VAT 0.285 -> 0.29
     assert _figures(jan) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
     nov_note = _note(billing, str(nov.statement_number), out).document
@@ -172,15 +205,13 @@ def _november_december(billing: Billing, tmp_path: Path, nov_tokens: int, nov_re
     return nov, dec, out
 
 
-def test_januarys_note_first_then_novembers_then_february_bills_the_new_tokens(
-    billing: Billing, tmp_path: Path
-) -> None:
+def test_januarys_note_first_then_novembers_then_february_bills_the_new_tokens(asked_again) -> None:
     """The docs' example in the other order: Nov 7.50 (1.0M), Dec -0.75 (0.9M), Jan +0.75
     (1.0M). January's note first: 0.75 + 0.14; November's note: 6.75 + 1.29 (December's refund
     printed as already refunded). Feb: 1.1M tokens, 100,000 never billed nor credited: +0.75,
     as in the other order. Rule 2 stored November's 0.75 as refunded tokens to hold back, though
     January had brought them back and its note credited them: February billed 0.00."""
-    nov, dec, jan, out = _refund_then_ask_again(billing, tmp_path, 1_000_000)
+    billing, nov, dec, jan, out = asked_again
     jan_doc = _issue(billing, str(jan.statement_number), out, (1,), date(2027, 2, 10))
     assert _money(jan_doc) == (D("0.75"), D("0.00"), D("0.00"), D("0.75"), "on_net", D("0.14"), D("0.89"))
     nov_doc = _issue(billing, str(nov.statement_number), out, (1,), date(2027, 2, 10))
