@@ -25,7 +25,7 @@ from core.db import connect
 from core.money import D, Decimal
 from pipeline import credit_notes, jobs, replay
 from pipeline.cli.report import print_credit_note
-from tests.conftest import Billing, BuiltOnce, record, usage
+from tests.conftest import Billing, BuiltOn, BuiltOnce, record, usage
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 from tests.test_invoicing import _pdf_text
 
@@ -80,19 +80,43 @@ def november(_november_once: BuiltOnce) -> tuple[Billing, str, Path]:
     return billing, _november_once.value, billing.root / "out"
 
 
+def _retry(billing: Billing) -> None:
+    """After :func:`_november`, r1's late retry of 500,000 tokens rated (December's nightly):
+    :func:`_december` of 500,000 tokens before its statement run."""
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+
+
 @pytest.fixture(scope="module")
-def _refunded_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "refunded", lambda billing: _november_then_december(billing, 500_000)[:2])
+def _retried_once(tmp_path_factory: pytest.TempPathFactory, _november_once: BuiltOnce) -> BuiltOnce:
+    return BuiltOn(tmp_path_factory, "retried", _november_once, _retry)
 
 
 @pytest.fixture
-def refunded(_refunded_once: BuiltOnce):  # type: ignore[no-untyped-def]
+def retried(_november_once: BuiltOnce, _retried_once: BuiltOnce) -> tuple[Billing, str, Path]:
+    """``november`` then r1's retry of 500,000 tokens rated (:func:`_retry`), December not issued;
+    built once per module: the billing, November's statement number, the output folder."""
+    billing = _retried_once.restore()
+    return billing, _november_once.value, billing.root / "out"
+
+
+@pytest.fixture(scope="module")
+def _refunded_once(tmp_path_factory: pytest.TempPathFactory, _retried_once: BuiltOnce) -> BuiltOnce:
+    # :func:`_november_then_december` of 500,000 tokens: December's statement on the retry built once
+    return BuiltOn(
+        tmp_path_factory,
+        "refunded",
+        _retried_once,
+        lambda billing: _statement(billing, billing.root / "out", "2026-12", date(2027, 1, 1)),
+    )
+
+
+@pytest.fixture
+def refunded(_november_once: BuiltOnce, _refunded_once: BuiltOnce):  # type: ignore[no-untyped-def]
     """November, then December with a retry of 500,000 tokens (-3.75 of November: 2.50 refunded
     in money, 1.25 restored), built once per module: billing, November's number, December's
     statement, the output folder."""
     billing = _refunded_once.restore()
-    nov, dec = _refunded_once.value
-    return billing, nov, dec, billing.root / "out"
+    return billing, _november_once.value, _refunded_once.value, billing.root / "out"
 
 
 def _note(  # type: ignore[no-untyped-def]
@@ -379,11 +403,10 @@ def test_the_refunds_named_are_those_no_later_positive_adjustment_reversed() -> 
     assert standing([("DEC", D("0.03")), ("JAN", D("0.03")), ("FEB", D("-0.04"))]) == (D("0.02"), ("DEC",))
 
 
-def test_a_refusal_after_a_layout_6_refund_says_what_was_refunded_beyond_the_money(november) -> None:
+def test_a_refusal_after_a_layout_6_refund_says_what_was_refunded_beyond_the_money(retried) -> None:
     # December of layout 6 refunds all of -500,000 x 7.50/1M = -3.75 in money (no restoration),
     # though November asked 2.50 in money: the refusal says both figures
-    billing, nov, out = november
-    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)
+    billing, nov, out = retried  # the attempt of 500,000 tokens rated: :func:`_retry`
     run = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1),
                               layout_version=6)  # fmt: skip
     dec = next(st.document for st in run.statements if st.account_id == "acct_de")
