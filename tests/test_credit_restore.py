@@ -18,12 +18,14 @@ import io
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
 from core.db import connect
 from core.money import D
 from pipeline import jobs, replay
 from reports.balances import balances
 from reports.finance import FINANCE_COLUMNS, finance_summary
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, BuiltOnce, record, usage
 from tests.test_credits import with_credits
 from tests.test_invoicing import ACCOUNTS_TOML, ISSUER_TOML, _pdf_text
 
@@ -51,7 +53,9 @@ def _statement(billing: Billing, out: Path, period: str, on: date | None = None)
     return next(st.document for st in run.statements if st.account_id == "acct_de")
 
 
-def _november_then_a_late_retry(billing: Billing, tmp_path: Path, grants: str, layout: int | None = None):
+def _november_and_a_late_retry_rated(billing: Billing, tmp_path: Path, grants: str, layout: int | None = None):  # type: ignore[no-untyped-def]
+    """November rated and issued, then the nightly rating r1's late retry (December not issued):
+    November's statement run and the output folder."""
     out = _german_account_with(billing, tmp_path, grants)
     billing.log(
         "requests-2026-11-07.jsonl",
@@ -69,11 +73,40 @@ def _november_then_a_late_retry(billing: Billing, tmp_path: Path, grants: str, l
                 usage=usage(500_000, 0))],
     )  # fmt: skip
     billing.nightly("2026-12-10")
+    return nov, out
+
+
+def _december_issued(billing: Billing, nov, out: Path, layout: int | None = None):  # type: ignore[no-untyped-def]
+    """After :func:`_november_and_a_late_retry_rated`, December issued: acct_de's November and
+    December statements, the output folder."""
     dec = jobs.run_statements(
         billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1), layout_version=layout
     )
     docs = [next(st.document for st in r.statements if st.account_id == "acct_de") for r in (nov, dec)]
     return docs[0], docs[1], out
+
+
+def _november_then_a_late_retry(billing: Billing, tmp_path: Path, grants: str, layout: int | None = None):  # type: ignore[no-untyped-def]
+    nov, out = _november_and_a_late_retry_rated(billing, tmp_path, grants, layout)
+    return _december_issued(billing, nov, out, layout)
+
+
+GRANT_5 = "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+
+
+@pytest.fixture(scope="module")
+def _retried_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(
+        tmp_path_factory, "retried", lambda billing: _november_and_a_late_retry_rated(billing, billing.root, GRANT_5)[0]
+    )
+
+
+@pytest.fixture
+def retried(_retried_once: BuiltOnce):  # type: ignore[no-untyped-def]
+    """:func:`_november_and_a_late_retry_rated` with a grant of 5.00, built once per module, a
+    fresh copy for each test: the billing, November's statement run, the output folder."""
+    billing = _retried_once.restore()
+    return billing, _retried_once.value, billing.root / "out"
 
 
 def _lines_csv(out: Path, number: str) -> list[tuple[str, str]]:
@@ -137,11 +170,10 @@ def test_usage_paid_with_credit_and_found_smaller_is_restored_to_credit_not_refu
 
 
 def test_the_part_paid_in_money_is_refunded_in_money_first_and_the_prepaid_part_restored(
-    billing: Billing, tmp_path: Path
+    retried, tmp_path: Path
 ) -> None:
-    nov, dec, out = _november_then_a_late_retry(
-        billing, tmp_path, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
-    )
+    billing, nov_run, out = retried
+    nov, dec, _ = _december_issued(billing, nov_run, out)  # :func:`_november_then_a_late_retry`, grant 5.00
     # November: 7.50 charged, 5.00 prepaid, 2.50 paid in money + VAT 19% of 2.50 = 0.475 -> 0.48
     assert (nov.credits_applied, nov.net_amount, nov.tax_amount, nov.total_due) == (
         D("5.00"), D("2.50"), D("0.48"), D("2.98"))  # fmt: skip
@@ -304,42 +336,14 @@ def _adds_up(row: dict[str, object]) -> bool:
     )  # fmt: skip
 
 
-def test_every_finance_summary_row_adds_up_with_the_credit_restored(billing: Billing, tmp_path: Path) -> None:
+def test_every_finance_summary_row_adds_up_with_the_credit_restored(retried) -> None:
     """Grant 5.00. November: 7.50, 5.00 applied, net 2.50, VAT 0.48, due 2.98. December: r1 found
     smaller, -3.75: November asked 2.50 in money, refunded first; 1.25 restored. December's row,
     drafted and issued alike: total -3.75, opening 0.00 + granted 0.00 + restored 1.25 - applied
     0.00 - expired 0.00 = closing 1.25; net = total -3.75 + restored 1.25 - applied 0.00 = -2.50,
     VAT -0.48, due -2.98. Without the column the row read 0.00 + 0.00 - 0.00 - 0.00 != 1.25 and
     -3.75 - 0.00 != -2.50."""
-    out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    billing.log(
-        "requests-2026-11-07.jsonl",
-        [
-            record(
-                event_id="a1",
-                request_id="r1",
-                account_id="acct_de",
-                ts="2026-11-07T09:00:00Z",
-                usage=usage(1_000_000, 0),
-            )
-        ],
-    )
-    billing.nightly("2026-11-07")
-    jobs.run_statements(billing.settings, "2026-11", out, finalize=True, issue_date=date(2026, 12, 1))
-    billing.log(
-        "requests-2026-12-10.jsonl",
-        [
-            record(
-                event_id="a2",
-                request_id="r1",
-                attempt=2,
-                account_id="acct_de",
-                ts="2026-11-07T09:05:00Z",
-                usage=usage(500_000, 0),
-            )
-        ],
-    )
-    billing.nightly("2026-12-10")
+    billing, _, out = retried  # November issued, December's late retry rated (grant 5.00)
     keys = ("total_usd", "credit_opening_usd", "credits_granted_usd", "credits_restored_usd", "credits_applied_usd",
             "credits_expired_usd", "credit_closing_usd", "net_usd", "tax_usd", "total_due_usd")  # fmt: skip
     november = (D("7.50"), D("0.00"), D("5.00"), D("0.00"), D("5.00"), D("0.00"), D("0.00"), D("2.50"), D("0.48"),
