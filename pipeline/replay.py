@@ -89,7 +89,7 @@ def scratch_with(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory billing database with the live one attached read-only as ``live``."""
     if not db_path.exists():
         raise DatabaseMissing.at(db_path)
-    con = connect(":memory:")
+    con = connect(":memory:", documented=False)
     try:
         con.execute(f"ATTACH '{str(db_path).replace(chr(39), chr(39) * 2)}' AS live (READ_ONLY)")
         # a database without some of its lake files is refused, as every other command does,

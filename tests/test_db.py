@@ -170,3 +170,28 @@ def test_a_database_that_applied_the_lake_parts_migration_as_033_opens(tmp_path:
         ]
     finally:
         con.close()
+
+
+def test_a_scratch_database_migrated_without_comments_has_the_same_catalog() -> None:
+    """Replay's in-memory scratch skips the COMMENT ON statements (two thirds of a fresh
+    migration's time): the same tables, columns, types and views, the same migrations recorded,
+    and no comment; a database file is never migrated that way."""
+    catalog = (
+        "SELECT table_name, column_name, data_type, comment IS NOT NULL AND comment <> '' FROM duckdb_columns() "
+        "WHERE schema_name = 'main' ORDER BY ALL"
+    )
+    full, scratch = connect(":memory:"), connect(":memory:", documented=False)
+    try:
+        documented = full.execute(catalog).fetchall()
+        bare = scratch.execute(catalog).fetchall()
+        assert [row[:3] for row in bare] == [row[:3] for row in documented]
+        assert sum(row[3] for row in documented) > 400 and not any(row[3] for row in bare)
+        views = "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        assert scratch.execute(views).fetchall() == full.execute(views).fetchall()
+        names = "SELECT name FROM schema_migrations ORDER BY 1"
+        assert scratch.execute(names).fetchall() == full.execute(names).fetchall() == [(n,) for n, _ in _migrations()]
+    finally:
+        full.close()
+        scratch.close()
+    with pytest.raises(ValueError, match="only an in-memory scratch"):
+        connect(Path("never.duckdb"), documented=False)
