@@ -25,15 +25,13 @@ from pipeline.cli import cli
 from pipeline.rate import ensure_issued_prices
 from reports.finance import write_finance_summary
 from tests.conftest import Billing, record, usage
-from tests.spark.conftest import SKIP_REASON
+from tests.spark.conftest import SAMPLE_DAYS, SAMPLE_LOGS, SKIP_REASON, SampleNights
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
 
 from pipeline.spark import SparkEngineError, bridge, rating  # noqa: E402
 
-SAMPLE_LOGS = Path(__file__).resolve().parents[2] / "data" / "sample_logs"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-SAMPLE_DAYS = ("2026-11-29", "2026-11-30", "2026-12-01")
 RATED = "SELECT * EXCLUDE (rated_run_id) FROM rated_attempts ORDER BY event_id"
 LINES = "SELECT * FROM statement_lines ORDER BY ALL"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -186,18 +184,17 @@ def fixture_dbs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def sample_dbs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Billing]:
-    dbs = {}
-    for engine in ("duckdb", "spark"):
-        billing = Billing(tmp_path_factory.mktemp(f"sample-{engine}"))
-        billing.settings = dataclasses.replace(
-            billing.settings, engine=engine, accounts_file=SAMPLE_LOGS.parent / "accounts.toml"
-        )
-        for day in SAMPLE_DAYS:
-            billing.logs = SAMPLE_LOGS
-            billing.nightly(day)
-        dbs[engine] = billing
-    return dbs
+def sample_dbs(spark: Any, sample_nights: SampleNights, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Billing]:
+    """The sample days on each engine; the DuckDB side is the session's (tests/spark/conftest.py),
+    whose same three nightlies test_spark_kill.py's reference is built from."""
+    billing = Billing(tmp_path_factory.mktemp("sample-spark"))
+    billing.settings = dataclasses.replace(
+        billing.settings, engine="spark", accounts_file=SAMPLE_LOGS.parent / "accounts.toml"
+    )
+    billing.logs = SAMPLE_LOGS
+    for day in SAMPLE_DAYS:
+        billing.nightly(day)
+    return {"duckdb": sample_nights.duckdb, "spark": billing}
 
 
 def test_fixture_covers_every_outcome_and_reason(fixture_dbs: dict[str, Billing]) -> None:

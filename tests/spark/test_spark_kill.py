@@ -20,9 +20,9 @@ import pytest
 
 from core.attempt_store import copy_database
 from tests.conftest import FULL_DEPTH
-from tests.faults.harness import ACCOUNTS, DAYS, Scenario, exports, ledger, nightly_args, snapshot
+from tests.faults.harness import ACCOUNTS, DAYS, exports, ledger, nightly_args, snapshot
 from tests.forked_cli import ForkedCLI, run_cli
-from tests.spark.conftest import JVM_FLAGS, SKIP_REASON
+from tests.spark.conftest import JVM_FLAGS, SAMPLE_DAYS, SKIP_REASON, SampleNights
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
 
@@ -69,7 +69,7 @@ KILLS = (
 
 @pytest.mark.parametrize(("logs_as", "kill_at"), KILLS)
 def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
-    tmp_path: Path, logs_as: str, kill_at: str
+    sample_nights: SampleNights, tmp_path: Path, logs_as: str, kill_at: str
 ) -> None:
     """``logs_as="uri"``: ``--logs file://...``, the executors read the bytes through Spark and
     write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin.
@@ -81,10 +81,17 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     left unlisted too, beside the attempts files, and the next run removes them."""
     if shutil.which("java") is None:
         pytest.skip("no Java runtime for PySpark")
-    scenario = Scenario.build(tmp_path / "scenario")
+    # tests/faults' scenario (harness.Scenario): the database after the first two sample days,
+    # and the state and finance CSVs of the uninterrupted DuckDB run of the third; those three
+    # nightlies are the session's, which test_engines_agree.py compares Spark's with
+    assert (DAYS, ACCOUNTS) == (SAMPLE_DAYS, sample_nights.duckdb.settings.accounts_file)
+    before = snapshot(sample_nights.before_last)
+    after = snapshot(sample_nights.duckdb.settings.db_path)
+    after_csv = exports(sample_nights.duckdb.settings.db_path, tmp_path / "reference-csv")
+    assert before is not None and after is not None and before != after
     db = tmp_path / "kill" / "billing.duckdb"
     db.parent.mkdir()
-    copy_database(scenario.base_db, db)
+    copy_database(sample_nights.before_last, db)
     exchange = tmp_path / "exchange"
     exchange.mkdir()
     env = {
@@ -112,7 +119,7 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    assert snapshot(db) == scenario.before
+    assert snapshot(db) == before
     left = set(lake.rglob("*.parquet")) - listed_before
     if kill_at == "after_ingest":  # the run's attempts files, the tasks' parts among them, unlisted
         assert {p.parent.name for p in left} == {"attempts"} and any("-part-" in p.name for p in left), left
@@ -130,8 +137,8 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     # the bundled log4j2.properties: none of Spark's start-up notices reach a cron job's mail
     noise = ("log4j", "log level", "NativeCodeLoader", " WARN ", " INFO ")
     assert not [line for line in done.stderr.splitlines() if any(word in line for word in noise)], done.stderr
-    assert as_paths(snapshot(db)) == scenario.after
-    assert exports(db, tmp_path / "csv") == scenario.after_csv
+    assert as_paths(snapshot(db)) == after
+    assert exports(db, tmp_path / "csv") == after_csv
     assert [status for _, status in ledger(db)][-2:] == ["crashed", "succeeded"]
     assert list(exchange.iterdir()) == []  # the leftover removed, the run's own too
     assert not any(p.exists() for p in left)  # an unlisted lake file removed by the next run
