@@ -292,8 +292,8 @@ class CatalogSnapshot:
     """The tables (schema ``main`` of every attached database, ``temp`` included) and the
     databases' files, read once, and the columns of the tables looked up so far. A catalog
     query costs about 1 ms however little it asks, and building the lake views asked ~50 of
-    them (~40 of a refresh's ~70 ms, five refreshes a nightly; issue 14): inside
-    :func:`catalog_snapshot` they are answered from here."""
+    them (a refresh took ~41 ms, ~28 with the snapshot; five refreshes a nightly and one a
+    connection; issue 14): inside :func:`catalog_snapshot` they are answered from here."""
 
     current: str
     tables: frozenset[tuple[str, str]]  # (database, table)
