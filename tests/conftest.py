@@ -285,15 +285,20 @@ class Billing:
         assert len(rows) == 1, rows
         return rows[0][0] if len(rows[0]) == 1 else rows[0]
 
-    def rated(self, event_id: str) -> dict[str, Any]:
+    def records(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """The rows of ``sql`` as dicts by column name."""
         con = connect(self.settings.db_path, read_only=True)
         try:
-            cur = con.execute("SELECT * FROM rated_attempts WHERE event_id = ?", [event_id])
-            row = cur.fetchone()
-            assert row is not None, f"{event_id} not rated"
-            return dict(zip([d[0] for d in cur.description], row, strict=True))
+            cur = con.execute(sql, params)
+            columns = [d[0] for d in cur.description]
+            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
         finally:
             con.close()
+
+    def rated(self, event_id: str) -> dict[str, Any]:
+        rows = self.records("SELECT * FROM rated_attempts WHERE event_id = ?", [event_id])
+        assert rows, f"{event_id} not rated"
+        return rows[0]
 
 
 class BuiltOnce:

@@ -127,13 +127,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Batch:
 
     quarantine_columns, quarantined = by_file("SELECT * FROM quarantine ORDER BY source_line, source_file")
     attempts_columns, attempts_rows = by_file("SELECT * FROM attempts ORDER BY source_file, source_line")
-    con = connect(billing.settings.db_path, read_only=True)
-    try:
-        cursor = con.execute("SELECT * FROM rated_attempts")
-        columns = [d[0] for d in cursor.description]
-        rated = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        con.close()
+    rated = billing.records("SELECT * FROM rated_attempts")
     rated_rows = {r["event_id"]: r for r in rated}
     assert len(rated_rows) == len(rated)
     return Batch(files, quarantined, quarantine_columns, attempts_rows, attempts_columns, rated_rows)

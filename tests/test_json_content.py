@@ -26,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.db import connect
 from pipeline import ingest
 from tests.conftest import Billing, edit_stored_attempts, examples, record, usage
 from tests.hostile import DAY, write_lines
@@ -143,13 +142,7 @@ class Nights:
 
 
 def _rated_by_event(billing: Billing) -> dict[str, list[dict[str, Any]]]:
-    con = connect(billing.settings.db_path, read_only=True)
-    try:
-        cursor = con.execute("SELECT * EXCLUDE (rated_run_id) FROM rated_attempts")
-        columns = [d[0] for d in cursor.description]
-        rated = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        con.close()
+    rated = billing.records("SELECT * EXCLUDE (rated_run_id) FROM rated_attempts")
     rows: dict[str, list[dict[str, Any]]] = {}
     for row in rated:
         rows.setdefault(row["event_id"], []).append(row)
