@@ -39,7 +39,7 @@ from pipeline.issuer import BUILT_IN
 from pipeline.lock import release_inherited
 from reports.atomic import write_atomic
 from reports.credit_model import CreditSummary
-from reports.csvsafe import csv_bytes, sql_csv_line
+from reports.csvsafe import csv_bytes, sql_csv_lines
 from reports.statement_model import (
     ADJUSTMENT_DETAIL_FROM,
     LAYOUT_VERSION,
@@ -429,8 +429,13 @@ def lines_csv(doc: StatementDocument, lines: Sequence[DueLine], names: dict[str,
 
 _DETAIL_CELLS = tuple((cell, kind) for _, cell, kind in _DETAIL_COLUMNS)
 _DETAIL_QUERY = (
-    f"SELECT account_id, {sql_csv_line(_DETAIL_CELLS)} FROM rated_attempts "
-    f"WHERE {_ACCOUNT} AND outcome = 'billed' ORDER BY account_id, ts, request_id, event_id"
+    "SELECT account_id, line FROM ("
+    + sql_csv_lines(
+        _DETAIL_CELLS,
+        f"(SELECT * FROM rated_attempts WHERE {_ACCOUNT} AND outcome = 'billed')",
+        keep=("account_id", "ts", "request_id", "event_id"),
+    )
+    + ") ORDER BY account_id, ts, request_id, event_id"
 )
 _DETAIL_CELLS_8 = tuple((cell, kind) for _, cell, kind in _DETAIL_COLUMNS_8)
 _DETAIL_ROWS_8 = (
@@ -453,6 +458,16 @@ _DETAIL_ORDER_8 = (
     "ORDER BY account_id, part, original_period, change_order, ts, request_id, event_id, billed_on, model, "
     "CASE token_class WHEN 'input_uncached' THEN 1 WHEN 'input_cached' THEN 2 ELSE 3 END, price_version"
 )
+_DETAIL_QUERY_8 = (
+    "SELECT account_id, line FROM ("
+    + sql_csv_lines(
+        _DETAIL_CELLS_8,
+        f"({_DETAIL_ROWS_8} UNION ALL {_DETAIL_ADJUSTMENT_ROWS_8})",
+        keep=("account_id", "part", "original_period", "change_order", "ts", "request_id", "event_id", "billed_on",
+              "model", "token_class", "price_version"),
+    )
+    + f") {_DETAIL_ORDER_8}"
+)  # fmt: skip
 DETAIL_CHUNK_ROWS = 65536
 
 
@@ -487,11 +502,7 @@ def detail_csvs(
             if ln.kind == "adjustment"
         }
         adjustment_detail.build(con, period, pairs)
-        cursor = con.execute(
-            f"SELECT account_id, {sql_csv_line(_DETAIL_CELLS_8)} FROM ({_DETAIL_ROWS_8} UNION ALL "
-            f"{_DETAIL_ADJUSTMENT_ROWS_8}) {_DETAIL_ORDER_8}",
-            {"p": period, "a": account_id},
-        )
+        cursor = con.execute(_DETAIL_QUERY_8, {"p": period, "a": account_id})
     result: dict[str, bytes] = {}
     current: str | None = None
     lines: list[str] = []

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from core.db import insert_many
 from core.money import EXACT, D, Decimal
-from reports.csvsafe import csv_bytes, neutralize, sql_csv_line, write_csv
+from reports.csvsafe import csv_bytes, neutralize, sql_csv_lines, write_csv
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_write_csv_refuses_ragged_rows(tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
-# sql_csv_line: the same bytes as csv_bytes, written by DuckDB (the detail CSVs of millions of rows)
+# sql_csv_lines: the same bytes as csv_bytes, written by DuckDB (the detail CSVs of millions of rows)
 _SQL_KINDS = (("t", "text"), ("i", "integer"), ("d", "decimal"), ("e", "decimal"))
 
 
@@ -92,7 +92,7 @@ def _sql_lines(rows):
     con = duckdb.connect()
     con.execute("CREATE TABLE r (n INTEGER, t VARCHAR, i BIGINT, d DECIMAL(24,14), e DECIMAL(38,20))")
     insert_many(con, "INSERT INTO r VALUES (?, ?, ?, ?, ?)", [(n, *row) for n, row in enumerate(rows)])
-    lines = con.execute(f"SELECT {sql_csv_line(_SQL_KINDS)} FROM r ORDER BY n").fetchall()
+    lines = con.execute(f"SELECT line FROM ({sql_csv_lines(_SQL_KINDS, 'r', keep=('n',))}) ORDER BY n").fetchall()
     return b"".join((line + "\n").encode() for (line,) in lines)
 
 
@@ -109,7 +109,7 @@ def _python_bytes(rows):
      "=\u0301accent", "é,\"", "'quoted", " lead", "a\x00b", "a\r=1+1", "a\n+2", "a\r\n-3", "a\r\t=4",
      'a,"b"\r@SUM(A1)', "\r\r=1", "\n"],
 )  # fmt: skip
-def test_sql_csv_line_matches_csv_bytes(text):
+def test_sql_csv_lines_matches_csv_bytes(text):
     rows = [(text, -7, D("2.50000000000000"), D("0E-20")), (None, None, None, None), (text, 0, D("100"), D("1.5"))]
     assert _sql_lines(rows) == _python_bytes(rows)
 
@@ -127,7 +127,7 @@ def test_sql_csv_line_matches_csv_bytes(text):
         max_size=8,
     )
 )
-def test_sql_csv_line_matches_csv_bytes_for_any_row(rows):
+def test_sql_csv_lines_matches_csv_bytes_for_any_row(rows):
     assert _sql_lines(rows) == _python_bytes(rows)
 
 
