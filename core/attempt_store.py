@@ -696,15 +696,17 @@ def rated_rows(
 
 
 @_reads_catalog_once
-def refresh_lake_views(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create this connection's TEMP views ``attempts`` and ``rated_attempts``.
+def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable] = LAKE_VIEWS) -> None:
+    """(Re)create this connection's TEMP views ``attempts`` and ``rated_attempts`` (those of
+    ``views``: a run that changed one table's rows refreshes only its view, each view reads
+    its own table, run table and files).
 
     Called when a connection opens and when a run lists its files; a rollback restores the
     views the transaction started with. The file list is fixed in a view: if another
     connection lists a file meanwhile, reading the view fails (``stale ... view``) instead of
     leaving that run's rows out; call this again to see them."""
     current = _current(con)
-    for spec in LAKE_VIEWS:
+    for spec in views:
         if not stored_columns(con, spec, current):
             continue  # not a billing database (yet), or not migrated this far
         select = _rows_of(con, spec, None, None)
@@ -732,7 +734,7 @@ def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
     """Create the TEMP table a run stores ``spec``'s rows in (see the module doc); its name."""
     if not table_exists(con, spec.run_table, "temp"):
         con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored_table(con, spec)} LIMIT 0")
-        refresh_lake_views(con)
+        refresh_lake_views(con, [spec])
     return f"temp.main.{spec.run_table}"
 
 
@@ -801,7 +803,7 @@ def store_run_rows(
                 {"folder": spec.tombstones, "run": run_id},
             )
         con.execute(f"DELETE {mine}")
-    refresh_lake_views(con)
+    refresh_lake_views(con, [spec])
     return [p for p in written if p is not None]
 
 
@@ -878,7 +880,7 @@ def list_run_parts(
         listed.append(target)
     if listed:
         fsync_dir(listed[0].parent)
-        refresh_lake_views(con)
+        refresh_lake_views(con, [spec])
     return listed
 
 

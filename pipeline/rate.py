@@ -265,7 +265,7 @@ def _remove_replaced(con: duckdb.DuckDBPyConnection, run_id: int, where: str | N
     for table in (stored_table(con, RATED), f"temp.main.{RATED.run_table}"):
         con.execute(f"DELETE FROM {table} WHERE {where}")
     if hidden and hidden[0]:
-        refresh_lake_views(con)  # the views' file lists (and their guard) count rated_hidden
+        refresh_lake_views(con, [RATED])  # the view's file list (and its guard) count rated_hidden
 
 
 def rate_scope(
