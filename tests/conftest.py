@@ -100,6 +100,12 @@ SLOW_MODULES = frozenset(
         "test_credits.py",  # grants through nightlies, statements and replays
         "test_credit_properties.py",  # hypothesis over drawdowns and finalized periods
         "test_credit_balances.py",  # balances at many instants of a finalized and an open month
+        "test_credit_note_after_refund.py",  # issued months, refunds and credit notes, PDFs, replays
+        "test_credit_note_rule3.py",  # three issued months per scenario, credit notes, replays
+        "test_credit_restore.py",  # issued months with grants, late retries, replays
+        "test_adjustment_detail.py",  # issued statements of layouts 7 and 8, their detail CSVs, replays
+        "test_rated_store.py",  # re-rates and retired lake files across several nightlies
+        "test_lines_by_unit_price.py",  # issued statements of layouts 5 and 6, the CLI in a subprocess
         "test_credits_and_tax.py",  # a nightly and an issued statement with credit and tax
         "test_invoicing.py",  # issued statements rendered to PDF, replays
         "invoice/test_einvoice.py",  # issued e-invoices rendered to PDF/A-3, replays and a verify
