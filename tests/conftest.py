@@ -335,6 +335,22 @@ class BuiltOnce:
         return Billing(self.work, settings=self.settings)
 
 
+def built_once(name: str, build: Callable[[Billing], Any]) -> Any:
+    """A test fixture named ``name``: ``build``'s state (its docstring says what it is) as a
+    :class:`BuiltOnce`, built on its first use in a module, a fresh copy (a :class:`Billing`)
+    for each test. For the states the tests use as they are; a state whose build returns
+    values, or that another continues (:class:`BuiltOn`), keeps its own module-scoped fixture."""
+
+    def restored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Billing:
+        states: dict[str, BuiltOnce] = request.module.__dict__.setdefault("_built_once_states", {})
+        if name not in states:
+            states[name] = BuiltOnce(tmp_path_factory, name, build)
+        return states[name].restore()
+
+    restored.__doc__ = f":func:`{build.__name__}`, built once per module, a fresh copy for each test."
+    return pytest.fixture(restored, name=name)
+
+
 def cli_in_process(*args: str, cwd: Path) -> Result:
     """The CLI in this process from working directory ``cwd``, stdout and stderr apart.
 

@@ -24,13 +24,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import pytest
-
 from core.money import D
 from pipeline import credit_notes, jobs, snapshot, statements
 from reports.finance import finance_summary
 from reports.statement_model import LAYOUT_VERSION
-from tests.conftest import Billing, BuiltOnce, record, usage
+from tests.conftest import Billing, built_once, record, usage
 
 BOTH = "2026-11-01;2026-11-15"
 
@@ -52,6 +50,7 @@ def _two_versions(billing: Billing, tmp_path: Path) -> None:
 
 
 def _build_split(billing: Billing) -> None:
+    """gpt-5.5 used under two price versions in November (v1 on the 10th, v2 on the 20th), rated."""
     _two_versions(billing, billing.root)
     billing.log(
         "requests-2026-11-20.jsonl",
@@ -63,16 +62,7 @@ def _build_split(billing: Billing) -> None:
     billing.nightly()
 
 
-@pytest.fixture(scope="module")
-def _split_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "split", _build_split)
-
-
-@pytest.fixture
-def split(_split_once: BuiltOnce) -> Billing:
-    """gpt-5.5 used under two price versions in November (v1 on the 10th, v2 on the 20th),
-    rated: built once per module, a fresh copy for each test."""
-    return _split_once.restore()
+split = built_once("split", _build_split)
 
 
 def _due(billing: Billing, period: str, layout: int = LAYOUT_VERSION) -> list[tuple[object, ...]]:
@@ -204,6 +194,9 @@ def test_duckdb_cli_1_5_reads_the_new_views_on_the_analyst_snapshot(billing: Bil
 
 
 def _build_issued5(billing: Billing) -> None:
+    """November issued with layout 5 into ``<root>/out``: gpt-5.5 used under both price versions
+    (same unit price), 100,000 input + 1,000 output tokens each: four lines (input v1 0.75,
+    input v2 0.75, output v1 0.05, output v2 0.05)."""
     _two_versions(billing, billing.root)
     billing.log(
         "requests-2026-11-20.jsonl",
@@ -218,17 +211,7 @@ def _build_issued5(billing: Billing) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def _issued5_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "issued5", _build_issued5)
-
-
-@pytest.fixture
-def issued5(_issued5_once: BuiltOnce) -> Billing:
-    """November issued with layout 5 into ``<root>/out``: gpt-5.5 used under both price versions
-    (same unit price), 100,000 input + 1,000 output tokens each: four lines (input v1 0.75,
-    input v2 0.75, output v1 0.05, output v2 0.05). Built once per module, a fresh copy each test."""
-    return _issued5_once.restore()
+issued5 = built_once("issued5", _build_issued5)
 
 
 def _number(billing: Billing, period: str = "2026-11") -> str:

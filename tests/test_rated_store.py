@@ -25,7 +25,7 @@ from core.attempt_store import (
 )
 from core.db import connect
 from pipeline import jobs, replay, snapshot
-from tests.conftest import Billing, BuiltOnce, as_before_migration_027, record, usage
+from tests.conftest import Billing, as_before_migration_027, built_once, record, usage
 
 
 def rated_files(billing: Billing) -> list[tuple[int, str, str, int]]:
@@ -44,15 +44,7 @@ def late_retry(billing: Billing) -> None:
     billing.nightly("2026-11-21")
 
 
-@pytest.fixture(scope="module")
-def _retried_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "late-retry", late_retry)
-
-
-@pytest.fixture
-def retried(_retried_once: BuiltOnce) -> Billing:
-    """:func:`late_retry`, built once per module, a fresh copy for each test."""
-    return _retried_once.restore()
+retried = built_once("retried", late_retry)
 
 
 def one_record(billing: Billing) -> None:
@@ -61,15 +53,7 @@ def one_record(billing: Billing) -> None:
     billing.nightly()
 
 
-@pytest.fixture(scope="module")
-def _one_record_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "one-record", one_record)
-
-
-@pytest.fixture
-def one_billed(_one_record_once: BuiltOnce) -> Billing:
-    """:func:`one_record`, built once per module, a fresh copy for each test."""
-    return _one_record_once.restore()
+one_billed = built_once("one_billed", one_record)
 
 
 def test_a_run_stores_its_rated_rows_only_in_its_lake_file(billing: Billing) -> None:
@@ -421,15 +405,7 @@ def varied_day(billing: Billing, day: str = "2026-11-20", prefix: str = "v") -> 
     billing.nightly(day)
 
 
-@pytest.fixture(scope="module")
-def _varied_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "varied", varied_day)
-
-
-@pytest.fixture
-def varied(_varied_once: BuiltOnce) -> Billing:
-    """:func:`varied_day`, built once per module, a fresh copy for each test."""
-    return _varied_once.restore()
+varied = built_once("varied", varied_day)
 
 
 def test_charges_read_back_exactly_as_the_rating_computed_them(varied: Billing) -> None:

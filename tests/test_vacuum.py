@@ -19,7 +19,7 @@ from core.db import connect
 from pipeline import jobs, replay, snapshot
 from pipeline.lock import ConcurrentRunError, exclusive_run
 from pipeline.vacuum import lake_status, retired_files, vacuum
-from tests.conftest import Billing, BuiltOnce, record, usage
+from tests.conftest import Billing, built_once, record, usage
 
 
 def a_day_later() -> datetime:
@@ -45,26 +45,10 @@ def one_published_day(billing: Billing) -> None:
     billing.nightly("2026-11-20")  # publishes a snapshot reading run 1's file
 
 
-@pytest.fixture(scope="module")
-def _re_rated_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "re-rated", two_days_then_a_re_rate)
+re_rated = built_once("re_rated", two_days_then_a_re_rate)
 
 
-@pytest.fixture
-def re_rated(_re_rated_once: BuiltOnce) -> Billing:
-    """:func:`two_days_then_a_re_rate`, built once per module, a fresh copy for each test."""
-    return _re_rated_once.restore()
-
-
-@pytest.fixture(scope="module")
-def _one_day_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "one-day", one_published_day)
-
-
-@pytest.fixture
-def one_day(_one_day_once: BuiltOnce) -> Billing:
-    """:func:`one_published_day`, built once per module, a fresh copy for each test."""
-    return _one_day_once.restore()
+one_day = built_once("one_day", one_published_day)
 
 
 def rated_folder(billing: Billing) -> list[str]:

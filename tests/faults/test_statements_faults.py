@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import jobs, lock, statements
-from tests.conftest import Billing, BuiltOnce, record, usage
+from tests.conftest import Billing, built_once, record, usage
 from tests.faults.harness import seed_from_env
 
 CLI = str(Path(sys.executable).with_name("infergate-billing"))
@@ -241,6 +241,7 @@ def test_a_lock_held_by_an_orphan_of_a_dead_run_is_named_with_the_cure(tmp_path:
 
 
 def _build_november(billing: Billing) -> None:
+    """November rated, nothing issued."""
     billing.log(
         "requests-2026-11-20.jsonl",
         [
@@ -251,15 +252,7 @@ def _build_november(billing: Billing) -> None:
     billing.nightly("2026-11-20")
 
 
-@pytest.fixture(scope="module")
-def _november_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
-    return BuiltOnce(tmp_path_factory, "november", _build_november)
-
-
-@pytest.fixture
-def november(_november_once: BuiltOnce) -> Billing:
-    """November rated, nothing issued: built once per module, a fresh copy for each test."""
-    return _november_once.restore()
+november = built_once("november", _build_november)
 
 
 def _nothing_issued(billing: Billing) -> None:
