@@ -16,11 +16,11 @@ import pytest
 
 from core.db import connect
 from core.money import D
-from pipeline import credit_notes
+from pipeline import credit_notes, statements
 from pipeline.cli.report import print_credit_note
 from tests.conftest import Billing, BuiltOn, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
-from tests.test_credit_restore import _attempt, _german_account_with, _statement
+from tests.test_credit_restore import _attempt, _german_account_with, _ledger, _statement
 from tests.test_invoicing import _pdf_text
 
 
@@ -321,3 +321,42 @@ def test_the_prepaid_part_of_a_january_adjustment_stays_paid_with_prepaid_credit
     p = _plan(billing, str(jan.statement_number), (1,))
     assert p.net == D("0.25")
     assert (p.prepaid_retained, p.refunded) == (D("0.50"), D("0.75"))
+
+
+def test_a_refund_after_a_note_credited_the_later_ask_restores_credit_instead_of_refunding_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Statement layout 10 (docs/credits.md "Restoring credit"). Grant 7.50. November: 7.50
+    (1,000,000 x 7.50/1M), all of it paid with the grant: nothing asked in money. December: a
+    retry of 1,200,000 asks +1.50 of November in money (the grant is used up), VAT 0.285 ->
+    0.29, total 1.79; a credit note on that line gives the 1.79 back. January: a third attempt
+    of 1,000,000 gives -1.50 of November back. Of what was asked for November nothing is left
+    in money (0.00 + 1.50 asked - 1.50 credited), so the 1.50 goes back to the grant that paid
+    November: net -1.50 + 1.50 restored = 0.00, no tax. Layouts 7-9 still counted December's
+    credited ask as November's money and refunded 1.50 + 0.29 a second time."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount, nov.total_due) == (D("7.50"), D("0.00"), D("0.00"))
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    dec_note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 1, 10)).document
+    assert _money(dec_note) == (D("1.50"), D("0.00"), D("0.00"), D("1.50"), "on_net", D("0.29"), D("1.79"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
+    con = connect(billing.settings.db_path, read_only=True)
+    try:  # the rule of layouts 7-9: all of it refunded in money again
+        old = statements.due_lines(con, "2027-01", "acct_de", layout_version=9)["acct_de"]
+    finally:
+        con.close()
+    assert [(ln.kind, ln.amount, ln.restored) for ln in old] == [("adjustment", D("-1.50"), D("0.00"))]
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert jan.layout_version == 10
+    assert _figures(jan) == (D("-1.50"), D("1.50"), D("0.00"), D("0.00"), D("0.00"))
+    assert jan.adjustments[0].description.endswith("; $1.50 of it restored to prepaid credit")
+    assert jan.credits is not None
+    assert (jan.credits.opening, jan.credits.restored, jan.credits.closing) == (D("0.00"), D("1.50"), D("1.50"))
+    assert _ledger(billing, "2027-01") == [("g", "restored", "01-01 00:00", D("1.50"), "2026-11")]
+    # in money: 1.79 asked, 1.79 credited, nothing refunded again
+    assert nov.total_due + dec.total_due + jan.total_due - dec_note.total_credited == 0
+    _replays_match(billing, tmp_path, periods=("2026-11", "2026-12", "2027-01"))

@@ -28,6 +28,10 @@
 -- the statement's order (docs/credits.md "Restoring credit"). Before, all of it was money.
 -- Only the first open period's statement restores; a draft of a later month (while an earlier
 -- one is open) restores nothing and reports in `deferred` what that statement would restore.
+-- From layout 10 ($later_notes) the money asked for a period leaves out positive adjustment
+-- lines of it that a credit note on their (later) statement credited: that money was given
+-- back there, so a later negative adjustment restores the prepaid part instead of refunding
+-- the same money again (docs/credits.md "Restoring credit").
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -135,14 +139,18 @@ adjustment_money AS (
     -- a line's amount less the prepaid credit its statement applied to it. The drawdown draws a
     -- statement's adjustments after its usage (with its last segment, or for a period without
     -- usage at its start or end), so a statement's credit goes to its usage lines first and
-    -- what it applied beyond them to its positive adjustment lines, in printed order (line_no)
+    -- what it applied beyond them to its positive adjustment lines, in printed order (line_no).
+    -- Layout 10 on ($later_notes): a line a credit note on its statement credited asks nothing
+    -- any more (its money was given back there, as credit note rules 2 and 3 count it)
     SELECT account_id, original_period,
            CAST(sum(amount - least(amount, greatest(0, beyond_usage - before))) AS DECIMAL(18,2)) AS money
     FROM (
         SELECT s.account_id, l.original_period, l.amount,
                greatest(0, coalesce(c.applied_usd, 0) - u.usage) AS beyond_usage,
                coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before,
+               EXISTS (SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
+                       WHERE n.statement_number = l.statement_number AND cl.line_no = l.line_no) AS credited
         FROM statement_issued_lines l
         JOIN statements s USING (statement_number)
         LEFT JOIN statement_credits c USING (statement_number)
@@ -150,12 +158,13 @@ adjustment_money AS (
               FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number)
         WHERE l.kind = 'adjustment' AND l.amount > 0 AND $restore_credit
     )
+    WHERE NOT ($later_notes AND credited)
     GROUP BY account_id, original_period
 ),
 paid AS (
     -- layout 7 on: of what was asked for an issued period, what is left to give back in money
     -- (its own statement's net, plus the money later statements asked for positive adjustments
-    -- of it (adjustment_money), less credit notes' net against its statement, less the money
+    -- of it (adjustment_money; layout 10 on, lines no credit note credited), less credit notes' net against its statement, less the money
     -- part of negative adjustments of it issued since; replay copies no statement_invoicing, so
     -- the fallback is the same net: charges + restored - applied) and in prepaid credit (what
     -- its statement drew less what credit notes kept as prepaid less what was restored for it
