@@ -35,11 +35,14 @@ class DueRules:
     paid in money for the adjusted period is refunded in money (money first), and the part
     prepaid credit paid is restored to the grants that paid it (a 'restored' credit movement),
     not netted from the money due nor taxed (before: all of it reduced the money due).
-    ``later_credit_notes_give_back`` (layout 10 on): the money left to refund for a period
-    leaves out what later statements asked for positive adjustment lines of it that a credit
-    note credited (given back there), as credit note rules 2 and 3 count it (before: a later
-    negative adjustment refunded that money a second time, instead of restoring the prepaid
-    credit that paid the period).
+    ``period_money_given_back`` (layout 10 on): the money a negative adjustment of period P
+    refunds is at most what P's statement asked for its usage lines (usage less the prepaid
+    credit it applied: credit pays usage first) plus what later statements asked for positive
+    adjustments of P, less what credit notes gave back of those lines (a note's net goes to the
+    lines it credited, each up to the money it asked, then to its statement's other lines),
+    less the money refunded since. Before, P's net stood for its usage money (it also carries
+    P's adjustments of earlier periods) and only notes against P's statement were subtracted,
+    so a note on a later statement's ask of P was refunded a second time.
     """
 
     adjustments_by_tokens: bool = True
@@ -47,7 +50,7 @@ class DueRules:
     idle_period_draws_at_end: bool = True
     lines_by_unit_price: bool = True
     restores_prepaid_credit: bool = True
-    later_credit_notes_give_back: bool = True
+    period_money_given_back: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -57,5 +60,5 @@ class DueRules:
             "net_of_credit_notes": self.adjustments_net_of_credit_notes,
             "by_unit_price": self.lines_by_unit_price,
             "restore_credit": self.restores_prepaid_credit,
-            "later_notes": self.later_credit_notes_give_back,
+            "period_money": self.period_money_given_back,
         }

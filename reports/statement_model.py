@@ -108,10 +108,11 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: ``table-layout: fixed``, the chart's day numbers as one SVG text; and under the adjustments,
 #: a sentence saying that the detail CSV lists the requests behind each of them.
 #: 10: printed as 9; of a negative adjustment of period P, the money refunded is at most what
-#: is left of the money asked for P, where what later statements asked for positive adjustment
-#: lines of P no longer counts once a credit note on that later statement credited the line
-#: (the money was given back there); the rest is restored to the prepaid credit that paid P.
-#: Layouts 7-9 counted it, so a later negative adjustment refunded that money a second time.
+#: P's statement asked for its usage lines (layouts 7-9: its net, which also carries P's
+#: adjustments of earlier periods) plus what later statements asked for positive adjustments
+#: of P, less what credit notes gave back of those lines, on P's statement or a later one
+#: (layouts 7-9: only notes against P's statement, so a note on a later ask of P was refunded
+#: again); the rest is restored to the prepaid credit that paid P (docs/credits.md, point 6).
 LAYOUT_VERSION = 10
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -138,8 +139,9 @@ RESTORES_PREPAID_CREDIT_FROM = 7
 # lines name only the price versions that priced their own tokens
 ADJUSTMENT_DETAIL_FROM = 8
 LEAN_LAYOUT_FROM = 9  # the first laid out by statement-9.css (floats, notes side by side, fixed tables)
-# the first whose refunds leave out the money of positive adjustment lines a credit note credited
-LATER_CREDIT_NOTES_GIVE_BACK_FROM = 10
+# the first whose refunds count a period's money as its usage's and later asks' less what any
+# credit note gave back of them
+PERIOD_MONEY_GIVEN_BACK_FROM = 10
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -161,7 +163,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         idle_period_draws_at_end=layout_version >= IDLE_PERIOD_DRAWS_AT_END_FROM,
         lines_by_unit_price=layout_version >= LINES_BY_UNIT_PRICE_FROM,
         restores_prepaid_credit=layout_version >= RESTORES_PREPAID_CREDIT_FROM,
-        later_credit_notes_give_back=layout_version >= LATER_CREDIT_NOTES_GIVE_BACK_FROM,
+        period_money_given_back=layout_version >= PERIOD_MONEY_GIVEN_BACK_FROM,
     )
 
 

@@ -360,3 +360,131 @@ def test_a_refund_after_a_note_credited_the_later_ask_restores_credit_instead_of
     # in money: 1.79 asked, 1.79 credited, nothing refunded again
     assert nov.total_due + dec.total_due + jan.total_due - dec_note.total_credited == 0
     _replays_match(billing, tmp_path, periods=("2026-11", "2026-12", "2027-01"))
+
+
+# Statement layout 10's money left of a period, a review's scenarios: the first two failed on a
+# first version that left a credited line's whole money out instead of what its note gave back;
+# the last two fail on layouts 7-9 too (a note gives back its statement's money first, which
+# may be another line's)
+
+
+def test_a_note_that_credited_part_of_a_later_ask_leaves_a_new_ask_to_be_refunded_in_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Grant 7.50. Nov 1,000,000 = 7.50 all prepaid. Dec: retry 1,200,000 asks +1.50 of Nov in
+    money (1.79). Jan: retry 1,100,000 refunds -0.75 of Nov in money (-0.89). A note on Dec's
+    +1.50 line (rule 3): 0.75 left of Nov's money -> credits 0.75 + 0.14, 0.75 already given
+    back. Feb: retry 1,300,000 asks +1.50 of Nov in money (1.79), no note. Mar: retry 1,100,000
+    gives -1.50 of Nov back: that is exactly Feb's money ask, never given back -> 1.50 in money.
+    Money asked for Nov and not given back: 1.50 (Dec) + 1.50 (Feb) - 0.75 (Jan) - 0.75 (note) = 1.50."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_100_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))
+    dec_note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 2, 10)).document
+    assert (dec_note.net_amount, dec_note.refunded) == (D("0.75"), D("0.75"))
+    _attempt(billing, "2027-02-12", "a4", "r1", 4, "2026-11-07T09:15:00Z", 1_300_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    _attempt(billing, "2027-03-12", "a5", "r1", 5, "2026-11-07T09:20:00Z", 1_100_000)
+    mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
+    # Feb's 1.50 was asked in money and never given back: refunded in money
+    assert _figures(mar) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
+
+
+def test_a_note_capped_by_the_later_statements_net_leaves_part_of_the_ask_paid_in_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Grant 7.50 from 1 Dec. Nov: r0 1,000,000 = 7.50 in money. Dec: r1 1,000,000 = 7.50 all
+    prepaid. Jan (no usage): r0's retry 900,000 refunds -0.75 of Nov in money, r1's retry
+    1,200,000 asks +1.50 of Dec in money: net 0.75, VAT 0.14, due 0.89. A note on Jan's +1.50
+    line credits Jan's whole net, 0.75 + 0.14 (the other 0.75 offset by the Nov refund). Of the
+    1.50 asked for Dec, 0.75 stands paid in money. Feb: r1's third attempt 1,000,000 gives -1.50
+    of Dec back: 0.75 in money (+0.14 VAT) and 0.75 restored."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-07", "a1", "r0", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount) == (D("0.00"), D("7.50"))
+    _attempt(billing, "2026-12-07", "b1", "r1", 1, "2026-12-07T09:00:00Z", 1_000_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.credits_applied, dec.net_amount) == (D("7.50"), D("0.00"))
+    _attempt(billing, "2027-01-12", "a2", "r0", 2, "2026-11-07T09:05:00Z", 900_000)
+    _attempt(billing, "2027-01-13", "b2", "r1", 2, "2026-12-07T09:05:00Z", 1_200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("0.75"), D("0.00"), D("0.75"), D("0.14"), D("0.89"))
+    line = next(n for n, a in enumerate(jan.adjustments, 1) if a.amount == D("1.50"))
+    jan_note = _note(billing, str(jan.statement_number), out, lines=(line,), issue_date=date(2027, 2, 10)).document
+    assert (jan_note.net_amount, jan_note.prepaid_retained) == (D("0.75"), D("0.75"))
+    _attempt(billing, "2027-02-12", "b3", "r1", 3, "2026-12-07T09:10:00Z", 1_000_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("-1.50"), D("0.75"), D("-0.75"), D("-0.14"), D("-0.89"))
+
+
+def test_a_note_crediting_more_than_its_lines_money_gives_back_the_other_lines_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Grant g 15.00 from Nov pays Nov (r0 1,000,000 = 7.50) and Dec (r1 1,000,000 = 7.50). Grant
+    h 1.00 from 1 Jan. Jan (no usage): r0's retry 1,200,000 asks +1.50 of Nov (line 1), r1's
+    retry 1,200,000 +1.50 of Dec (line 2); h pays 1.00 (to line 1 by adjustment_money: Nov's
+    money share 0.50, Dec's 1.50); net 2.00, VAT 0.38. A note on line 1 credits 1.50 + 0.29 (the
+    statement's net first: nothing retained): 0.50 of line 1's money and 1.00 of line 2's. Feb:
+    r1's third attempt 1,000,000 gives -1.50 of Dec back: 0.50 of Dec's ask is still paid in
+    money, so 0.50 in money (VAT 0.095 -> 0.10) and 1.00 restored to g (layouts 7-9: 1.50 in
+    money, with the note 1.00 + 0.19 more than the customer paid)."""
+    out = _german_account_with(
+        billing,
+        tmp_path,
+        "g,acct_de,15.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+        "h,acct_de,1.00,USD,2027-01-01T00:00:00Z,,purchased,INV-2,\n",
+    )
+    _attempt(billing, "2026-11-07", "a1", "r0", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
+    _attempt(billing, "2026-12-07", "b1", "r1", 1, "2026-12-07T09:00:00Z", 1_000_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.credits_applied, dec.net_amount) == (D("7.50"), D("0.00"))
+    _attempt(billing, "2027-01-12", "a2", "r0", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    _attempt(billing, "2027-01-13", "b2", "r1", 2, "2026-12-07T09:05:00Z", 1_200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert (jan.credits_applied, jan.net_amount, jan.tax_amount) == (D("1.00"), D("2.00"), D("0.38"))
+    jan_note = _note(billing, str(jan.statement_number), out, lines=(1,), issue_date=date(2027, 2, 10)).document
+    assert (jan_note.prepaid_retained, jan_note.net_amount, jan_note.tax_amount) == (D("0.00"), D("1.50"), D("0.29"))
+    _attempt(billing, "2027-02-12", "b3", "r1", 3, "2026-12-07T09:10:00Z", 1_000_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("-1.50"), D("1.00"), D("-0.50"), D("-0.10"), D("-0.60"))
+
+
+def test_a_note_on_a_later_usage_line_gives_back_the_adjustments_money_its_net_held(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Grant g 7.50 from Nov pays Nov (1,000,000 = 7.50). Grant h 5.00 from 1 Dec. Dec: usage
+    r2 600,000 = 4.50 (line 1) and r1's retry 1,200,000 +1.50 of Nov (line 2); h applies 5.00:
+    4.50 to usage, 0.50 to the adjustment (its money share 1.00); net 1.00, VAT 0.19. A note on
+    Dec's usage line credits Dec's whole net 1.00 + 0.19 (net first; 3.50 kept as prepaid):
+    the adjustment's 1.00 of money, as h paid the usage. Jan: r1's third attempt 1,000,000
+    gives -1.50 of Nov back: nothing of Nov's money is left (0.00 + 1.00 asked - 1.00 given
+    back), so all 1.50 is restored to g (layouts 7-9: 1.00 + 0.19 in money a second time)."""
+    out = _german_account_with(
+        billing,
+        tmp_path,
+        "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+        "h,acct_de,5.00,USD,2026-12-01T00:00:00Z,,purchased,INV-2,\n",
+    )
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
+    _attempt(billing, "2026-12-07", "b1", "r2", 1, "2026-12-07T09:00:00Z", 600_000)
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.credits_applied, dec.net_amount, dec.tax_amount) == (D("5.00"), D("1.00"), D("0.19"))
+    dec_note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 1, 10)).document
+    assert (dec_note.net_amount, dec_note.prepaid_retained) == (D("1.00"), D("3.50"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-1.50"), D("1.50"), D("0.00"), D("0.00"), D("0.00"))

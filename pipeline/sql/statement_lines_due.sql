@@ -28,10 +28,11 @@
 -- the statement's order (docs/credits.md "Restoring credit"). Before, all of it was money.
 -- Only the first open period's statement restores; a draft of a later month (while an earlier
 -- one is open) restores nothing and reports in `deferred` what that statement would restore.
--- From layout 10 ($later_notes) the money asked for a period leaves out positive adjustment
--- lines of it that a credit note on their (later) statement credited: that money was given
--- back there, so a later negative adjustment restores the prepaid part instead of refunding
--- the same money again (docs/credits.md "Restoring credit").
+-- From layout 10 ($period_money) the money left to refund for a period is what its statement
+-- asked for its usage lines (not its net, which carries its adjustments of earlier periods)
+-- plus what later statements asked for positive adjustments of it, less what credit notes gave
+-- back of those lines (their net over the lines they credited), less the money refunded since
+-- (docs/credits.md "Restoring credit"): a note on a later statement's ask is not refunded again.
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -134,45 +135,102 @@ adjustments AS (
      AND k.token_class = a.token_class AND k.version_key = a.version_key
      AND k.unit_price_per_1m = a.unit_price_per_1m
 ),
-adjustment_money AS (
-    -- layout 7 on: the money later statements asked for positive adjustment lines of a period:
-    -- a line's amount less the prepaid credit its statement applied to it. The drawdown draws a
-    -- statement's adjustments after its usage (with its last segment, or for a period without
-    -- usage at its start or end), so a statement's credit goes to its usage lines first and
-    -- what it applied beyond them to its positive adjustment lines, in printed order (line_no).
-    -- Layout 10 on ($later_notes): a line a credit note on its statement credited asks nothing
-    -- any more (its money was given back there, as credit note rules 2 and 3 count it)
-    SELECT account_id, original_period,
-           CAST(sum(amount - least(amount, greatest(0, beyond_usage - before))) AS DECIMAL(18,2)) AS money
+adjustment_shares AS (
+    -- layout 7 on: the money a later statement asked for each positive adjustment line of an
+    -- earlier period: a line's amount less the prepaid credit its statement applied to it. The
+    -- drawdown draws a statement's adjustments after its usage (with its last segment, or for a
+    -- period without usage at its start or end), so a statement's credit goes to its usage
+    -- lines first and what it applied beyond them to its positive adjustment lines, in printed
+    -- order (line_no)
+    SELECT l.statement_number, l.line_no, account_id, original_period,
+           amount - least(amount, greatest(0, beyond_usage - before)) AS money
     FROM (
-        SELECT s.account_id, l.original_period, l.amount,
+        SELECT l.statement_number, l.line_no, s.account_id, l.original_period, l.amount,
                greatest(0, coalesce(c.applied_usd, 0) - u.usage) AS beyond_usage,
                coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before,
-               EXISTS (SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
-                       WHERE n.statement_number = l.statement_number AND cl.line_no = l.line_no) AS credited
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
         FROM statement_issued_lines l
         JOIN statements s USING (statement_number)
         LEFT JOIN statement_credits c USING (statement_number)
         JOIN (SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage
               FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number)
         WHERE l.kind = 'adjustment' AND l.amount > 0 AND $restore_credit
+    ) l
+),
+adjustment_money AS (
+    SELECT account_id, original_period, CAST(sum(money) AS DECIMAL(18,2)) AS money
+    FROM adjustment_shares
+    GROUP BY account_id, original_period
+),
+line_money AS (
+    -- layout 10 on ($period_money): the money each line of an issued statement asked, the part
+    -- of it credit notes gave back, and the period it belongs to. A line's money: a usage line
+    -- its amount less the prepaid credit its statement applied to it (credit pays usage first,
+    -- in printed order), a positive adjustment line as adjustment_shares, other lines none. A
+    -- note's net (the money it gave back) goes first to the lines it credited, in printed
+    -- order, each up to its money; what is left of the statement's notes' nets (a note credits
+    -- the statement's money first, whichever lines paid it) goes to the statement's lines'
+    -- money not yet given back, in printed order.
+    SELECT account_id, original_period, own + least(money - own, greatest(0, excess - left_before)) AS given_back
+    FROM (
+        SELECT *, sum(money - own) OVER (PARTITION BY statement_number ORDER BY line_no
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS left_before,
+               sum(net) OVER (PARTITION BY statement_number) - sum(own) OVER (PARTITION BY statement_number) AS excess
+        FROM (
+            SELECT *, CASE WHEN credit_note_number IS NULL THEN 0
+                           ELSE least(money, greatest(0, note_net - coalesce(sum(money) OVER (
+                                PARTITION BY credit_note_number ORDER BY line_no
+                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) END AS own,
+                   -- each note's net once, on its first line
+                   CASE WHEN credit_note_number IS NOT NULL
+                             AND line_no = min(line_no) OVER (PARTITION BY credit_note_number)
+                        THEN note_net ELSE 0 END AS net
+            FROM (
+                SELECT l.statement_number, l.line_no, s.account_id, l.original_period,
+                       cl.credit_note_number, n.net_usd AS note_net,
+                       CASE WHEN l.kind = 'usage'
+                            THEN l.amount - least(l.amount, greatest(0, coalesce(c.applied_usd, 0) - coalesce(sum(l.amount)
+                                 FILTER (WHERE l.kind = 'usage') OVER (PARTITION BY l.statement_number ORDER BY l.line_no
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)))
+                            ELSE coalesce(a.money, 0) END AS money
+                FROM statement_issued_lines l
+                JOIN statements s USING (statement_number)
+                LEFT JOIN statement_credits c USING (statement_number)
+                LEFT JOIN adjustment_shares a ON a.statement_number = l.statement_number AND a.line_no = l.line_no
+                LEFT JOIN credit_note_lines cl ON cl.line_no = l.line_no
+                     AND cl.credit_note_number IN (SELECT credit_note_number FROM credit_notes
+                                                   WHERE statement_number = l.statement_number)
+                LEFT JOIN credit_notes n ON n.credit_note_number = cl.credit_note_number
+                WHERE $period_money
+                  AND l.statement_number IN (SELECT statement_number FROM credit_notes)
+            )
+        )
     )
-    WHERE NOT ($later_notes AND credited)
+),
+note_money AS (
+    SELECT account_id, original_period, CAST(sum(given_back) AS DECIMAL(18,2)) AS money
+    FROM line_money
     GROUP BY account_id, original_period
 ),
 paid AS (
     -- layout 7 on: of what was asked for an issued period, what is left to give back in money
-    -- (its own statement's net, plus the money later statements asked for positive adjustments
-    -- of it (adjustment_money; layout 10 on, lines no credit note credited), less credit notes' net against its statement, less the money
-    -- part of negative adjustments of it issued since; replay copies no statement_invoicing, so
-    -- the fallback is the same net: charges + restored - applied) and in prepaid credit (what
-    -- its statement drew less what credit notes kept as prepaid less what was restored for it
-    -- since, credit_ledger.restored_for)
+    -- and in prepaid credit. Money, layouts 7-9: its own statement's net (replay copies no
+    -- statement_invoicing, so the fallback is the same net: charges + restored - applied),
+    -- plus the money later statements asked for positive adjustments of it (adjustment_money),
+    -- less credit notes' net against its statement, less the money part of negative
+    -- adjustments of it issued since. Layout 10 on ($period_money): what its statement asked
+    -- in money for its usage lines (usage less the credit it applied, which pays usage first;
+    -- not its net, which also carries its adjustments of earlier periods, theirs to give back),
+    -- plus the money later statements asked for positive adjustments of it, less what credit
+    -- notes gave back of both (note_money, on its statement or on the later ones), less the
+    -- money refunded since. Credit: what its statement drew less what credit notes kept as
+    -- prepaid less what was restored for it since (credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
-           CAST(greatest(0, coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
-                + coalesce(am.money, 0)
-                - coalesce(n.net, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
+           CAST(greatest(0, CASE WHEN $period_money
+                                 THEN greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.money, 0)
+                                 ELSE coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
+                                      - coalesce(n.net, 0) END
+                + coalesce(am.money, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
            CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) - coalesce(r.restored, 0))
                 AS DECIMAL(18,2)) AS credit_left
     FROM statements s
@@ -180,6 +238,8 @@ paid AS (
     LEFT JOIN statement_credits c USING (statement_number)
     LEFT JOIN (SELECT statement_number, sum(net_usd) AS net, sum(prepaid_retained_usd) AS retained
                FROM credit_notes GROUP BY statement_number) n USING (statement_number)
+    LEFT JOIN (SELECT statement_number, sum(amount) AS usage FROM statement_issued_lines
+               WHERE kind = 'usage' GROUP BY statement_number) u USING (statement_number)
     LEFT JOIN (SELECT s2.account_id, l.original_period, sum(-l.amount) AS refunded
                FROM statement_issued_lines l JOIN statements s2 USING (statement_number)
                WHERE l.kind = 'adjustment' AND l.amount < 0 GROUP BY s2.account_id, l.original_period) g
@@ -188,6 +248,7 @@ paid AS (
                WHERE entry_kind = 'restored' GROUP BY account_id, restored_for) r
       ON r.account_id = s.account_id AND r.restored_for = s.period
     LEFT JOIN adjustment_money am ON am.account_id = s.account_id AND am.original_period = s.period
+    LEFT JOIN note_money nm ON nm.account_id = s.account_id AND nm.original_period = s.period
     WHERE $restore_credit
 ),
 given_back AS (
