@@ -36,13 +36,12 @@ class DueRules:
     prepaid credit paid is restored to the grants that paid it (a 'restored' credit movement),
     not netted from the money due nor taxed (before: all of it reduced the money due).
     ``period_money_given_back`` (layout 10 on): the money a negative adjustment of period P
-    refunds is at most what P's statement asked for its usage lines (usage less the prepaid
-    credit it applied: credit pays usage first) plus what later statements asked for positive
-    adjustments of P, less what credit notes gave back of those lines (a note's net goes to the
-    lines it credited, each up to the money it asked, then to its statement's other lines),
-    less the money refunded since. Before, P's net stood for its usage money (it also carries
-    P's adjustments of earlier periods) and only notes against P's statement were subtracted,
-    so a note on a later statement's ask of P was refunded a second time.
+    refunds is at most P's statement's part (the lower of its net less its credit notes' nets
+    and what it asked for its usage lines less what notes gave back of them) plus what later
+    statements asked for positive adjustments of P less what credit notes gave back of those
+    (a note's net goes to the lines it credited, each up to the money it asked, then to its
+    statement's other lines), less the money refunded since. Before, only notes against P's
+    statement were subtracted, so a note on a later statement's ask of P was refunded again.
     """
 
     adjustments_by_tokens: bool = True

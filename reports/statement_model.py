@@ -107,12 +107,12 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: notes as two lists side by side instead of two balanced CSS columns, every table
 #: ``table-layout: fixed``, the chart's day numbers as one SVG text; and under the adjustments,
 #: a sentence saying that the detail CSV lists the requests behind each of them.
-#: 10: printed as 9; of a negative adjustment of period P, the money refunded is at most what
-#: P's statement asked for its usage lines (layouts 7-9: its net, which also carries P's
-#: adjustments of earlier periods) plus what later statements asked for positive adjustments
-#: of P, less what credit notes gave back of those lines, on P's statement or a later one
-#: (layouts 7-9: only notes against P's statement, so a note on a later ask of P was refunded
-#: again); the rest is restored to the prepaid credit that paid P (docs/credits.md, point 6).
+#: 10: printed as 9; of a negative adjustment of period P, the money refunded is at most P's
+#: statement's part (the lower of its net and what it asked for its usage, less its notes)
+#: plus what later statements asked for positive adjustments of P less what credit notes gave
+#: back of those asks (layouts 7-9 subtracted only notes against P's statement, so a note on
+#: a later ask of P was refunded again); the rest is restored to the prepaid credit that paid
+#: P (docs/credits.md "Restoring credit", point 6).
 LAYOUT_VERSION = 10
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -139,8 +139,7 @@ RESTORES_PREPAID_CREDIT_FROM = 7
 # lines name only the price versions that priced their own tokens
 ADJUSTMENT_DETAIL_FROM = 8
 LEAN_LAYOUT_FROM = 9  # the first laid out by statement-9.css (floats, notes side by side, fixed tables)
-# the first whose refunds count a period's money as its usage's and later asks' less what any
-# credit note gave back of them
+# the first whose refunds count what credit notes gave back of later asks of a period
 PERIOD_MONEY_GIVEN_BACK_FROM = 10
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 

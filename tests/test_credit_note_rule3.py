@@ -16,7 +16,7 @@ import pytest
 
 from core.db import connect
 from core.money import D
-from pipeline import credit_notes, statements
+from pipeline import credit_notes, jobs, statements
 from pipeline.cli.report import print_credit_note
 from tests.conftest import Billing, BuiltOn, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
@@ -488,3 +488,40 @@ def test_a_note_on_a_later_usage_line_gives_back_the_adjustments_money_its_net_h
     _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     assert _figures(jan) == (D("-1.50"), D("1.50"), D("0.00"), D("0.00"), D("0.00"))
+
+
+def test_a_statement_that_refunded_a_credited_ask_again_keeps_its_net_as_its_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Layout 10 counts a period's own money as the lower of its statement's net (less its notes)
+    and what it asked for its usage: a refund of an earlier period netted on that statement may
+    have given back more than that period's money, out of this statement's money. Grant g 7.50
+    from November, h 2.50 from January. November 7.50, all g. December +1.50 of November in
+    money (1.79), credited by a note. January, issued with layout 9: -1.50 of November refunded
+    in money again (layout 9's defect), usage 7.50, h applies 2.50: net 7.50 - 1.50 - 2.50 =
+    3.50. February: r2 down to 333,333 tokens, -666,667 x 7.50/1M = -5.0000025 -> -5.00 of
+    January: 3.50 in money (January's net, not its usage money 7.50 - 2.50 = 5.00: 1.50 of that
+    went to November's second refund) and 1.50 restored to h; VAT -0.665 -> -0.67, due -4.17.
+    Over the four months the money asked and given back is even: 1.79 - 1.79 + 4.17 - 4.17."""
+    grants = (
+        "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+        "h,acct_de,2.50,USD,2027-01-01T00:00:00Z,,purchased,INV-2,\n"
+    )
+    out = _german_account_with(billing, tmp_path, grants)
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    dec_note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 1, 10)).document
+    assert (dec.total_due, dec_note.total_credited) == (D("1.79"), D("1.79"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
+    _attempt(billing, "2027-01-13", "b1", "r2", 1, "2027-01-13T09:00:00Z", 1_000_000)
+    run = jobs.run_statements(
+        billing.settings, "2027-01", out, finalize=True, issue_date=date(2027, 2, 1), layout_version=9
+    )
+    jan = next(st.document for st in run.statements if st.account_id == "acct_de")
+    assert (jan.adjustments_total, jan.credits_restored, jan.credits_applied) == (D("-1.50"), D("0.00"), D("2.50"))
+    assert (jan.net_amount, jan.total_due) == (D("3.50"), D("4.17"))
+    _attempt(billing, "2027-02-05", "b2", "r2", 2, "2027-01-13T09:05:00Z", 333_333)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("-5.00"), D("1.50"), D("-3.50"), D("-0.67"), D("-4.17"))

@@ -28,11 +28,11 @@
 -- the statement's order (docs/credits.md "Restoring credit"). Before, all of it was money.
 -- Only the first open period's statement restores; a draft of a later month (while an earlier
 -- one is open) restores nothing and reports in `deferred` what that statement would restore.
--- From layout 10 ($period_money) the money left to refund for a period is what its statement
--- asked for its usage lines (not its net, which carries its adjustments of earlier periods)
--- plus what later statements asked for positive adjustments of it, less what credit notes gave
--- back of those lines (their net over the lines they credited), less the money refunded since
--- (docs/credits.md "Restoring credit"): a note on a later statement's ask is not refunded again.
+-- From layout 10 ($period_money) the money left to refund for a period counts what credit notes
+-- gave back of later statements' asks of it (a note's net over the lines it credited, then its
+-- statement's other lines), so a note on a later ask is not refunded again, and its own
+-- statement's money is at most what that statement asked for its usage lines (its net also
+-- carries its adjustments of earlier periods) (docs/credits.md "Restoring credit", point 6).
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -171,7 +171,7 @@ line_money AS (
     -- order, each up to its money; what is left of the statement's notes' nets (a note credits
     -- the statement's money first, whichever lines paid it) goes to the statement's lines'
     -- money not yet given back, in printed order.
-    SELECT account_id, original_period, own + least(money - own, greatest(0, excess - left_before)) AS given_back
+    SELECT account_id, original_period, kind, own + least(money - own, greatest(0, excess - left_before)) AS given_back
     FROM (
         SELECT *, sum(money - own) OVER (PARTITION BY statement_number ORDER BY line_no
                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS left_before,
@@ -186,7 +186,7 @@ line_money AS (
                              AND line_no = min(line_no) OVER (PARTITION BY credit_note_number)
                         THEN note_net ELSE 0 END AS net
             FROM (
-                SELECT l.statement_number, l.line_no, s.account_id, l.original_period,
+                SELECT l.statement_number, l.line_no, s.account_id, l.original_period, l.kind,
                        cl.credit_note_number, n.net_usd AS note_net,
                        CASE WHEN l.kind = 'usage'
                             THEN l.amount - least(l.amount, greatest(0, coalesce(c.applied_usd, 0) - coalesce(sum(l.amount)
@@ -208,7 +208,10 @@ line_money AS (
     )
 ),
 note_money AS (
-    SELECT account_id, original_period, CAST(sum(given_back) AS DECIMAL(18,2)) AS money
+    -- per period: what notes gave back of its statement's usage lines, and of later asks of it
+    SELECT account_id, original_period,
+           CAST(coalesce(sum(given_back) FILTER (WHERE kind = 'usage'), 0) AS DECIMAL(18,2)) AS usage,
+           CAST(coalesce(sum(given_back) FILTER (WHERE kind = 'adjustment'), 0) AS DECIMAL(18,2)) AS asks
     FROM line_money
     GROUP BY account_id, original_period
 ),
@@ -218,16 +221,22 @@ paid AS (
     -- statement_invoicing, so the fallback is the same net: charges + restored - applied),
     -- plus the money later statements asked for positive adjustments of it (adjustment_money),
     -- less credit notes' net against its statement, less the money part of negative
-    -- adjustments of it issued since. Layout 10 on ($period_money): what its statement asked
-    -- in money for its usage lines (usage less the credit it applied, which pays usage first;
-    -- not its net, which also carries its adjustments of earlier periods, theirs to give back),
-    -- plus the money later statements asked for positive adjustments of it, less what credit
-    -- notes gave back of both (note_money, on its statement or on the later ones), less the
+    -- adjustments of it issued since. Layout 10 on ($period_money), its own statement's part
+    -- is the lower of that net less its notes' nets and what it asked for its usage lines
+    -- (usage less the credit it applied, which pays usage first) less what notes gave back of
+    -- them: the net also carries its adjustments of earlier periods (theirs to give back), and
+    -- a refund of an earlier period netted there may have given back more than that period's
+    -- money (layouts 1-6 refunded prepaid usage in money, 7-9 a credited ask again), which
+    -- came out of this statement's money. Then the asks of later statements less what notes
+    -- gave back of them (note_money: a note on a later ask is not refunded again), less the
     -- money refunded since. Credit: what its statement drew less what credit notes kept as
     -- prepaid less what was restored for it since (credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
            CAST(greatest(0, CASE WHEN $period_money
-                                 THEN greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.money, 0)
+                                 THEN least(greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.usage, 0),
+                                            coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
+                                            - coalesce(n.net, 0))
+                                      - coalesce(nm.asks, 0)
                                  ELSE coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
                                       - coalesce(n.net, 0) END
                 + coalesce(am.money, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
