@@ -323,6 +323,14 @@ def test_the_prepaid_part_of_a_january_adjustment_stays_paid_with_prepaid_credit
     assert (p.prepaid_retained, p.refunded) == (D("0.50"), D("0.75"))
 
 
+def _november(billing: Billing, tmp_path: Path, grants: str, request: str = "r1"):  # type: ignore[no-untyped-def]
+    """acct_de with the prepaid ``grants``; November: ``request``'s attempt 1 of 1,000,000 input
+    tokens (7.50), issued on 1 December. The output folder and November's statement."""
+    out = _german_account_with(billing, tmp_path, grants)
+    _attempt(billing, "2026-11-07", "a1", request, 1, "2026-11-07T09:00:00Z", 1_000_000)
+    return out, _statement(billing, out, "2026-11", date(2026, 12, 1))
+
+
 def test_a_refund_after_a_note_credited_the_later_ask_restores_credit_instead_of_refunding_money(
     billing: Billing, tmp_path: Path
 ) -> None:
@@ -334,9 +342,7 @@ def test_a_refund_after_a_note_credited_the_later_ask_restores_credit_instead_of
     in money (0.00 + 1.50 asked - 1.50 credited), so the 1.50 goes back to the grant that paid
     November: net -1.50 + 1.50 restored = 0.00, no tax. Layouts 7-9 still counted December's
     credited ask as November's money and refunded 1.50 + 0.29 a second time."""
-    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    out, nov = _november(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
     assert (nov.credits_applied, nov.net_amount, nov.total_due) == (D("7.50"), D("0.00"), D("0.00"))
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
@@ -377,9 +383,7 @@ def test_a_note_that_credited_part_of_a_later_ask_leaves_a_new_ask_to_be_refunde
     back. Feb: retry 1,300,000 asks +1.50 of Nov in money (1.79), no note. Mar: retry 1,100,000
     gives -1.50 of Nov back: that is exactly Feb's money ask, never given back -> 1.50 in money.
     Money asked for Nov and not given back: 1.50 (Dec) + 1.50 (Feb) - 0.75 (Jan) - 0.75 (note) = 1.50."""
-    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    out, nov = _november(billing, tmp_path, "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
     assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
@@ -407,9 +411,7 @@ def test_a_note_capped_by_the_later_statements_net_leaves_part_of_the_ask_paid_i
     line credits Jan's whole net, 0.75 + 0.14 (the other 0.75 offset by the Nov refund). Of the
     1.50 asked for Dec, 0.75 stands paid in money. Feb: r1's third attempt 1,000,000 gives -1.50
     of Dec back: 0.75 in money (+0.14 VAT) and 0.75 restored."""
-    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
-    _attempt(billing, "2026-11-07", "a1", "r0", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    out, nov = _november(billing, tmp_path, "g,acct_de,7.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n", "r0")
     assert (nov.credits_applied, nov.net_amount) == (D("0.00"), D("7.50"))
     _attempt(billing, "2026-12-07", "b1", "r1", 1, "2026-12-07T09:00:00Z", 1_000_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
@@ -437,14 +439,13 @@ def test_a_note_crediting_more_than_its_lines_money_gives_back_the_other_lines_m
     r1's third attempt 1,000,000 gives -1.50 of Dec back: 0.50 of Dec's ask is still paid in
     money, so 0.50 in money (VAT 0.095 -> 0.10) and 1.00 restored to g (layouts 7-9: 1.50 in
     money, with the note 1.00 + 0.19 more than the customer paid)."""
-    out = _german_account_with(
+    out, nov = _november(
         billing,
         tmp_path,
         "g,acct_de,15.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
         "h,acct_de,1.00,USD,2027-01-01T00:00:00Z,,purchased,INV-2,\n",
+        "r0",
     )
-    _attempt(billing, "2026-11-07", "a1", "r0", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
     _attempt(billing, "2026-12-07", "b1", "r1", 1, "2026-12-07T09:00:00Z", 1_000_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
@@ -470,14 +471,12 @@ def test_a_note_on_a_later_usage_line_gives_back_the_adjustments_money_its_net_h
     the adjustment's 1.00 of money, as h paid the usage. Jan: r1's third attempt 1,000,000
     gives -1.50 of Nov back: nothing of Nov's money is left (0.00 + 1.00 asked - 1.00 given
     back), so all 1.50 is restored to g (layouts 7-9: 1.00 + 0.19 in money a second time)."""
-    out = _german_account_with(
+    out, nov = _november(
         billing,
         tmp_path,
         "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
         "h,acct_de,5.00,USD,2026-12-01T00:00:00Z,,purchased,INV-2,\n",
     )
-    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     assert (nov.credits_applied, nov.net_amount) == (D("7.50"), D("0.00"))
     _attempt(billing, "2026-12-07", "b1", "r2", 1, "2026-12-07T09:00:00Z", 600_000)
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
@@ -507,9 +506,7 @@ def test_a_statement_that_refunded_a_credited_ask_again_keeps_its_net_as_its_mon
         "g,acct_de,7.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
         "h,acct_de,2.50,USD,2027-01-01T00:00:00Z,,purchased,INV-2,\n"
     )
-    out = _german_account_with(billing, tmp_path, grants)
-    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
-    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    out, _ = _november(billing, tmp_path, grants)
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
     dec_note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 1, 10)).document
