@@ -86,6 +86,19 @@ def _charges(
     return charges, restorations
 
 
+def _later_payers(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
+    """(account, period) -> the issued periods whose statements asked positive adjustments of
+    it: from layout 10 their grants take what a restoration gives back beyond the credit the
+    period's own statement drew (statement_lines_due.sql counts it in `credit_left`)."""
+    result: dict[tuple[str, str], list[str]] = {}
+    for account, origin, period in con.execute(
+        "SELECT DISTINCT s.account_id, l.original_period, s.period FROM statement_issued_lines l "
+        "JOIN statements s USING (statement_number) WHERE l.kind = 'adjustment' AND l.amount > 0 ORDER BY ALL"
+    ).fetchall():
+        result.setdefault((account, origin), []).append(period)
+    return result
+
+
 def load_state(
     con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, rules: DueRules = CURRENT_RULES
 ) -> CreditState:
@@ -117,7 +130,8 @@ def load_state(
     segments = drawdown.cents_segments(
         ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), charges, idle_at_end=rules.idle_period_draws_at_end
     )
-    fresh = drawdown.draw(grants, segments, issued, first_open, restorations)
+    later = _later_payers(con) if rules.period_money_given_back and restorations else None
+    fresh = drawdown.draw(grants, segments, issued, first_open, restorations, later)
     return CreditState(grants, issued + tuple(fresh))
 
 

@@ -23,7 +23,10 @@ grant instants) with their exact charges. This module applies the rule, in time 
   at the start of the first open period to the grants that paid the adjusted period, latest
   expiring first (never-expiring first, then the newest, purchased before promotional and
   goodwill: the reverse of the drawing order), each at most what it paid for that period less
-  what was restored to it for that period before. A grant whose expiry is already recorded
+  what was restored to it for that period before; from layout 10, what is beyond that (credit
+  later statements applied to positive adjustments of the period, ``later_payers``) goes to
+  the grants that paid those later statements, in the same order, each at most what it paid
+  there. A grant whose expiry is already recorded
   gets its part back and loses it again at once (a 'restored' and an 'expired' movement at the
   same instant: had the usage never been billed, that credit would have expired unused).
 
@@ -170,11 +173,14 @@ def draw(
     issued: Sequence[Movement],
     first_open: str | None,
     restorations: Mapping[tuple[str, str], Decimal] | None = None,
+    later_payers: Mapping[tuple[str, str], Sequence[str]] | None = None,
 ) -> list[Movement]:
     """The movements of the open periods, starting from the ``issued`` ones (see module doc).
 
     ``restorations``: (account, adjusted period) -> the prepaid credit the first open
-    statement restores for it (layout 7 on; see "Restoration" above)."""
+    statement restores for it (layout 7 on; see "Restoration" above). ``later_payers``:
+    (account, adjusted period) -> the issued periods whose statements asked positive
+    adjustments of it (layout 10 on: their grants take what is restored beyond the period's own)."""
     remaining: dict[str, Decimal] = {}
     done: set[tuple[str, str]] = set()
     by_id = {g.grant_id: g for g in grants}
@@ -229,7 +235,8 @@ def draw(
             undrawn[key] = undrawn.get(key, ZERO) + need - sum((m.amount for m in drawn), ZERO)
         elif isinstance(item, tuple) and item[0] == "restore":
             _, account, origin, amount = item
-            moves.extend(_restore(account, origin, amount, at, issued, by_id, done, remaining))
+            later = (later_payers or {}).get((account, origin), ())
+            moves.extend(_restore(account, origin, amount, at, issued, by_id, done, remaining, later))
         else:
             g = item[1]  # type: ignore[index]
             left = remaining.get(g.grant_id, ZERO)
@@ -247,28 +254,39 @@ def _restore(
     by_id: Mapping[str, Grant],
     done: set[tuple[str, str]],
     remaining: dict[str, Decimal],
+    later: Sequence[str] = (),
 ) -> list[Movement]:
-    """Give ``amount`` of prepaid credit back to the grants that paid ``origin`` (module doc)."""
-    paid: dict[str, Decimal] = {}
+    """Give ``amount`` of prepaid credit back to the grants that paid ``origin``, then to those
+    that paid the ``later`` periods (whose statements asked positive adjustments of it) (module doc)."""
+    own: dict[str, Decimal] = {}
+    beyond: dict[str, Decimal] = {}
+    back: dict[str, Decimal] = {}
     for m in issued:
-        if m.account_id == account and m.period == origin and m.kind == "applied":
-            paid[m.grant_id] = paid.get(m.grant_id, ZERO) + m.amount
-        elif m.account_id == account and m.origin == origin and m.kind == "restored":
-            paid[m.grant_id] = paid.get(m.grant_id, ZERO) - m.amount
-    ordered = sorted((by_id[g] for g in paid if g in by_id), key=Grant.priority, reverse=True)
-    moves = []
-    for g in ordered:
-        if amount <= 0:
-            break
-        taken = min(amount, paid[g.grant_id])
-        if taken <= 0:
+        if m.account_id != account:
             continue
-        amount -= taken
-        moves.append(Movement(account, period_of(at), g.grant_id, "restored", at, taken, origin=origin))
-        if (g.grant_id, "expired") in done:
-            moves.append(Movement(account, period_of(at), g.grant_id, "expired", at, taken))
+        if m.kind == "applied" and m.period == origin:
+            own[m.grant_id] = own.get(m.grant_id, ZERO) + m.amount
+        elif m.kind == "applied" and m.period in later:
+            beyond[m.grant_id] = beyond.get(m.grant_id, ZERO) + m.amount
+        elif m.kind == "restored" and m.origin == origin:
+            back[m.grant_id] = back.get(m.grant_id, ZERO) + m.amount
+    # what was restored before for the period came out of its own grants' part first
+    open_own = {g: max(ZERO, paid - back.get(g, ZERO)) for g, paid in own.items()}
+    open_beyond = {g: paid - max(ZERO, back.get(g, ZERO) - own.get(g, ZERO)) for g, paid in beyond.items()}
+    taken: dict[str, Decimal] = {}  # per grant, in the order restored (one movement each)
+    for paid in (open_own, open_beyond):
+        for g in sorted((by_id[g] for g in paid if g in by_id), key=Grant.priority, reverse=True):
+            part = min(amount, paid[g.grant_id])
+            if part > 0:
+                amount -= part
+                taken[g.grant_id] = taken.get(g.grant_id, ZERO) + part
+    moves = []
+    for grant_id, part in taken.items():
+        moves.append(Movement(account, period_of(at), grant_id, "restored", at, part, origin=origin))
+        if (grant_id, "expired") in done:
+            moves.append(Movement(account, period_of(at), grant_id, "expired", at, part))
         else:
-            remaining[g.grant_id] = remaining.get(g.grant_id, ZERO) + taken
+            remaining[grant_id] = remaining.get(grant_id, ZERO) + part
     if amount > 0:
         raise ValueError(f"{account}: {amount} to restore for {origin} is more than its grants paid for it")
     return moves

@@ -42,6 +42,9 @@ class DueRules:
     (a note's net goes to the lines it credited, each up to the money it asked, then to its
     statement's other lines), less the money refunded since. Before, only notes against P's
     statement were subtracted, so a note on a later statement's ask of P was refunded again.
+    And the prepaid credit it restores is at most what P's statement drew plus what later
+    statements drew for asks of P that no credit note credited (before: P's draw only, and
+    the rest of the refund was money the customer had never paid).
     """
 
     adjustments_by_tokens: bool = True

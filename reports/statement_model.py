@@ -112,7 +112,8 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: plus what later statements asked for positive adjustments of P less what credit notes gave
 #: back of those asks (layouts 7-9 subtracted only notes against P's statement, so a note on
 #: a later ask of P was refunded again); the rest is restored to the prepaid credit that paid
-#: P (docs/credits.md "Restoring credit", point 6).
+#: P, including what later statements drew for asks of P (layouts 7-9 refunded that in money;
+#: docs/credits.md "Restoring credit", point 6).
 LAYOUT_VERSION = 10
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers

@@ -280,6 +280,34 @@ def test_replay_of_a_statement_adjusting_a_period_whose_statement_restored_credi
     assert report.checks and report.matches, report.checks
 
 
+def test_credit_a_later_statement_applied_to_an_ask_of_the_period_is_restored_not_refunded(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """Statement layout 10 (a review's scenario). Grant g 10.00. November: 200,000 tokens =
+    1.50, paid by g. December: a retry of 1,000,000 asks +800,000 x 7.50/1M = +6.00 of
+    November, paid by g too (nothing in money). January: a retry of 0 tokens gives -7.50 of
+    November back: the customer paid none of it in money, so all 7.50 goes back to g (1.50 of
+    November's own draw, 6.00 of December's): net 0.00. Layouts 7-9 restored only November's
+    own 1.50 and refunded the other 6.00 + 1.14 VAT in money."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 200_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount) == (D("1.50"), D("0.00"))
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_000_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.adjustments_total, dec.credits_applied, dec.net_amount) == (D("6.00"), D("6.00"), D("0.00"))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 0)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert (jan.adjustments_total, jan.credits_restored, jan.net_amount, jan.total_due) == (
+        D("-7.50"), D("7.50"), D("0.00"), D("0.00"))  # fmt: skip
+    assert jan.credits is not None
+    assert (jan.credits.opening, jan.credits.restored, jan.credits.closing) == (D("2.50"), D("7.50"), D("10.00"))
+    assert _ledger(billing, "2027-01") == [("g", "restored", "01-01 00:00", D("7.50"), "2026-11")]
+    assert _balance(billing, datetime(2027, 1, 15, tzinfo=UTC)) == D("10.00")
+    report = replay.replay_period(billing.settings, "2027-01", tmp_path / "replay")
+    assert report.checks and report.matches, report.checks
+
+
 def test_a_draft_of_a_month_after_an_open_one_restores_nothing_the_open_month_restores(
     billing: Billing, tmp_path: Path
 ) -> None:

@@ -32,7 +32,9 @@
 -- gave back of later statements' asks of it (a note's net over the lines it credited, then its
 -- statement's other lines), so a note on a later ask is not refunded again, and its own
 -- statement's money is at most what that statement asked for its usage lines (its net also
--- carries its adjustments of earlier periods) (docs/credits.md "Restoring credit", point 6).
+-- carries its adjustments of earlier periods); what it restores to prepaid credit may include
+-- the credit later statements drew for asks of it (before, that part was refunded in money)
+-- (docs/credits.md "Restoring credit", points 2 and 6).
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -142,7 +144,7 @@ adjustment_shares AS (
     -- period without usage at its start or end), so a statement's credit goes to its usage
     -- lines first and what it applied beyond them to its positive adjustment lines, in printed
     -- order (line_no)
-    SELECT l.statement_number, l.line_no, account_id, original_period,
+    SELECT l.statement_number, l.line_no, account_id, original_period, amount,
            amount - least(amount, greatest(0, beyond_usage - before)) AS money
     FROM (
         SELECT l.statement_number, l.line_no, s.account_id, l.original_period, l.amount,
@@ -158,8 +160,14 @@ adjustment_shares AS (
     ) l
 ),
 adjustment_money AS (
-    SELECT account_id, original_period, CAST(sum(money) AS DECIMAL(18,2)) AS money
-    FROM adjustment_shares
+    -- per period: the money later statements asked for positive adjustments of it, and (layout
+    -- 10 on) the prepaid credit they applied to those no credit note credited (a note keeps
+    -- the prepaid part of a line it credits: that credit stays used)
+    SELECT account_id, original_period, CAST(sum(money) AS DECIMAL(18,2)) AS money,
+           CAST(coalesce(sum(amount - money) FILTER (WHERE $period_money AND NOT EXISTS (
+                SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
+                WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no)), 0) AS DECIMAL(18,2)) AS credit
+    FROM adjustment_shares a
     GROUP BY account_id, original_period
 ),
 line_money AS (
@@ -230,7 +238,9 @@ paid AS (
     -- came out of this statement's money. Then the asks of later statements less what notes
     -- gave back of them (note_money: a note on a later ask is not refunded again), less the
     -- money refunded since. Credit: what its statement drew less what credit notes kept as
-    -- prepaid less what was restored for it since (credit_ledger.restored_for)
+    -- prepaid, plus (layout 10 on) what later statements drew for its asks no note credited
+    -- (layouts 7-9 refunded that in money), less what was restored for it since
+    -- (credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
            CAST(greatest(0, CASE WHEN $period_money
                                  THEN least(greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.usage, 0),
@@ -240,8 +250,8 @@ paid AS (
                                  ELSE coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
                                       - coalesce(n.net, 0) END
                 + coalesce(am.money, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
-           CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) - coalesce(r.restored, 0))
-                AS DECIMAL(18,2)) AS credit_left
+           CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) + coalesce(am.credit, 0)
+                            - coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS credit_left
     FROM statements s
     LEFT JOIN statement_invoicing inv USING (statement_number)
     LEFT JOIN statement_credits c USING (statement_number)
