@@ -26,7 +26,8 @@ grant instants) with their exact charges. This module applies the rule, in time 
   what was restored to it for that period before; from layout 10, what is beyond that (credit
   later statements applied to positive adjustments of the period, ``later_payers``) goes to
   the grants that paid those later statements, in the same order, each at most what it paid
-  there. A grant whose expiry is already recorded
+  there (every period's own grants first, and no grant more than it applied in all less what
+  was restored to it before). A grant whose expiry is already recorded
   gets its part back and loses it again at once (a 'restored' and an 'expired' movement at the
   same instant: had the usage never been billed, that credit would have expired unused).
 
@@ -184,6 +185,12 @@ def draw(
     remaining: dict[str, Decimal] = {}
     done: set[tuple[str, str]] = set()
     by_id = {g.grant_id: g for g in grants}
+    # per grant, what it may still get back in all: what it applied in the issued periods less
+    # what was restored to it (for any period), so no grant gets back more than it paid
+    returnable: dict[str, Decimal] = {}
+    for m in issued:
+        if m.kind in ("applied", "restored"):
+            returnable[m.grant_id] = returnable.get(m.grant_id, ZERO) + (m.amount if m.kind == "applied" else -m.amount)
     for m in issued:
         target = by_id[m.grant_id].reverses if m.grant_id in by_id and m.kind == "reversed" else m.grant_id
         remaining[target or m.grant_id] = remaining.get(target or m.grant_id, ZERO) + m.signed
@@ -209,9 +216,12 @@ def draw(
         # period ends at its start). Reversals first: a reversal that took nothing when its
         # issued period was finalized left no movement, so it is applied again at the floor,
         # where it must find the grant as it was, not take back what is restored to it
+        per_account: dict[str, list[tuple[str, Decimal]]] = {}
         for (account, origin), amount in sorted(restorations.items()):
             if amount > 0:
-                events.append((first_open, floor, 4, (account, origin), ("restore", account, origin, amount)))
+                per_account.setdefault(account, []).append((origin, amount))
+        for account, due in per_account.items():
+            events.append((first_open, floor, 4, (account,), ("restore", account, due)))
     events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
     by_account: dict[str, list[Grant]] = {}
     for g in sorted(grants, key=Grant.priority):
@@ -234,9 +244,9 @@ def draw(
             moves.extend(drawn)
             undrawn[key] = undrawn.get(key, ZERO) + need - sum((m.amount for m in drawn), ZERO)
         elif isinstance(item, tuple) and item[0] == "restore":
-            _, account, origin, amount = item
-            later = (later_payers or {}).get((account, origin), ())
-            moves.extend(_restore(account, origin, amount, at, issued, by_id, done, remaining, later))
+            _, account, due = item
+            later = {origin: (later_payers or {}).get((account, origin), ()) for origin, _ in due}
+            moves.extend(_restore(account, due, at, issued, by_id, done, remaining, returnable, later))
         else:
             g = item[1]  # type: ignore[index]
             left = remaining.get(g.grant_id, ZERO)
@@ -247,47 +257,59 @@ def draw(
 
 def _restore(
     account: str,
-    origin: str,
-    amount: Decimal,
+    due: Sequence[tuple[str, Decimal]],
     at: datetime,
     issued: Sequence[Movement],
     by_id: Mapping[str, Grant],
     done: set[tuple[str, str]],
     remaining: dict[str, Decimal],
-    later: Sequence[str] = (),
+    returnable: dict[str, Decimal],
+    later: Mapping[str, Sequence[str]],
 ) -> list[Movement]:
-    """Give ``amount`` of prepaid credit back to the grants that paid ``origin``, then to those
-    that paid the ``later`` periods (whose statements asked positive adjustments of it) (module doc)."""
-    own: dict[str, Decimal] = {}
-    beyond: dict[str, Decimal] = {}
-    back: dict[str, Decimal] = {}
+    """Give each ``(origin, amount)`` of ``due`` back in prepaid credit: first, for every origin,
+    to the grants that paid it, then what is left to those that paid its ``later`` periods
+    (whose statements asked positive adjustments of it) (module doc). No grant gets back more
+    than it may still get back in all (``returnable``, updated): a later statement's credit may
+    have paid the asks of several periods, and its own usage."""
+    own: dict[str, dict[str, Decimal]] = {origin: {} for origin, _ in due}
+    beyond: dict[str, dict[str, Decimal]] = {origin: {} for origin, _ in due}
+    back: dict[str, dict[str, Decimal]] = {origin: {} for origin, _ in due}
     for m in issued:
         if m.account_id != account:
             continue
-        if m.kind == "applied" and m.period == origin:
-            own[m.grant_id] = own.get(m.grant_id, ZERO) + m.amount
-        elif m.kind == "applied" and m.period in later:
-            beyond[m.grant_id] = beyond.get(m.grant_id, ZERO) + m.amount
-        elif m.kind == "restored" and m.origin == origin:
-            back[m.grant_id] = back.get(m.grant_id, ZERO) + m.amount
-    # what was restored before for the period came out of its own grants' part first
-    open_own = {g: max(ZERO, paid - back.get(g, ZERO)) for g, paid in own.items()}
-    open_beyond = {g: paid - max(ZERO, back.get(g, ZERO) - own.get(g, ZERO)) for g, paid in beyond.items()}
-    taken: dict[str, Decimal] = {}  # per grant, in the order restored (one movement each)
-    for paid in (open_own, open_beyond):
-        for g in sorted((by_id[g] for g in paid if g in by_id), key=Grant.priority, reverse=True):
-            part = min(amount, paid[g.grant_id])
-            if part > 0:
-                amount -= part
-                taken[g.grant_id] = taken.get(g.grant_id, ZERO) + part
+        for origin, _ in due:
+            if m.kind == "applied" and m.period == origin:
+                own[origin][m.grant_id] = own[origin].get(m.grant_id, ZERO) + m.amount
+            elif m.kind == "applied" and m.period in later[origin]:
+                beyond[origin][m.grant_id] = beyond[origin].get(m.grant_id, ZERO) + m.amount
+            elif m.kind == "restored" and m.origin == origin:
+                back[origin][m.grant_id] = back[origin].get(m.grant_id, ZERO) + m.amount
+    left = dict(due)
+    taken: dict[tuple[str, str], Decimal] = {}  # per (origin, grant), in the order restored
+    for part_of in ("own", "beyond"):  # every period's own grants before any later payer
+        for origin, _ in due:
+            was = back[origin]
+            if part_of == "own":  # what was restored before for the period came out of its own part first
+                open_part = {g: max(ZERO, paid - was.get(g, ZERO)) for g, paid in own[origin].items()}
+            else:
+                open_part = {g: paid - max(ZERO, was.get(g, ZERO) - own[origin].get(g, ZERO))
+                             for g, paid in beyond[origin].items()}  # fmt: skip
+            for g in sorted((by_id[g] for g in open_part if g in by_id), key=Grant.priority, reverse=True):
+                part = min(left[origin], open_part[g.grant_id], returnable.get(g.grant_id, ZERO))
+                if part > 0:
+                    left[origin] -= part
+                    taken[(origin, g.grant_id)] = taken.get((origin, g.grant_id), ZERO) + part
+                    returnable[g.grant_id] = returnable.get(g.grant_id, ZERO) - part
     moves = []
-    for grant_id, part in taken.items():
+    for (origin, grant_id), part in taken.items():
         moves.append(Movement(account, period_of(at), grant_id, "restored", at, part, origin=origin))
         if (grant_id, "expired") in done:
             moves.append(Movement(account, period_of(at), grant_id, "expired", at, part))
         else:
             remaining[grant_id] = remaining.get(grant_id, ZERO) + part
-    if amount > 0:
+    short = [(origin, amount) for origin, amount in left.items() if amount > 0]
+    if short:
+        origin, amount = short[0]
         raise ValueError(f"{account}: {amount} to restore for {origin} is more than its grants paid for it")
     return moves
 

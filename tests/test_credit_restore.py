@@ -308,6 +308,44 @@ def test_credit_a_later_statement_applied_to_an_ask_of_the_period_is_restored_no
     assert report.checks and report.matches, report.checks
 
 
+def test_two_periods_asked_on_one_later_statement_give_each_grant_back_at_most_what_it_paid(
+    billing: Billing, tmp_path: Path
+) -> None:
+    """A review's scenario. Grants h1 9.00 (expiring 2027-02-10) and h2 10.00 (never). November
+    and December: 200,000 tokens = 1.50 each, paid by h1 (expiring first). January: retries of
+    1,000,000 ask +6.00 of each; h1 pays its last 6.00, h2 the other 6.00. February: both back
+    to 0 tokens, -7.50 of each, all restored (15.00): each period's own 1.50 to h1, then the
+    later credit: November's 6.00 to h2 (never expiring, first back), December's 6.00 to h1, as
+    h2 paid only 6.00 in all. h1 gets back 9.00, which expires on the 10th; h2 ends at 10.00. The
+    first version gave each period all of January's credit to take from: h2 got 12.00 back (16.00
+    left of a 10.00 grant) and h1 3.00."""
+    grants = (
+        "h1,acct_de,9.00,USD,2026-11-01T00:00:00Z,2027-02-10T00:00:00Z,purchased,INV-1,\n"
+        "h2,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-2,\n"
+    )
+    out = _german_account_with(billing, tmp_path, grants)
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 200_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-07", "b1", "r2", 1, "2026-12-07T09:00:00Z", 200_000)
+    _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_000_000)
+    _attempt(billing, "2027-01-11", "b2", "r2", 2, "2026-12-07T09:05:00Z", 1_000_000)
+    _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert [(g, a) for g, kind, _, a, _ in _ledger(billing, "2027-01") if kind == "applied"] == [
+        ("h1", D("6.00")), ("h2", D("6.00"))]  # fmt: skip
+    _attempt(billing, "2027-02-02", "a3", "r1", 3, "2026-11-07T09:10:00Z", 0)
+    _attempt(billing, "2027-02-03", "b3", "r2", 3, "2026-12-07T09:10:00Z", 0)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert (feb.adjustments_total, feb.credits_restored, feb.net_amount) == (D("-15.00"), D("15.00"), D("0.00"))
+    assert [(g, kind, a, origin) for g, kind, _, a, origin in _ledger(billing, "2027-02")] == [
+        ("h1", "restored", D("1.50"), "2026-11"),
+        ("h1", "restored", D("7.50"), "2026-12"),  # its own 1.50 and 6.00 of January's (one movement)
+        ("h2", "restored", D("6.00"), "2026-11"),
+        ("h1", "expired", D("9.00"), None),
+    ]
+    assert _balance(billing, datetime(2027, 2, 15, tzinfo=UTC)) == D("10.00")
+
+
 def test_a_draft_of_a_month_after_an_open_one_restores_nothing_the_open_month_restores(
     billing: Billing, tmp_path: Path
 ) -> None:
