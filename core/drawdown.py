@@ -286,18 +286,25 @@ def _restore(
                 back[origin][m.grant_id] = back[origin].get(m.grant_id, ZERO) + m.amount
     left = dict(due)
     taken: dict[tuple[str, str], Decimal] = {}  # per (origin, grant), in the order restored
-    for part_of in ("own", "beyond"):  # every period's own grants before any later payer
+    open_parts: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for origin, _ in due:  # what was restored before for the period came out of its own part first
+        was = back[origin]
+        open_parts[(origin, "own")] = {g: max(ZERO, paid - was.get(g, ZERO)) for g, paid in own[origin].items()}
+        open_parts[(origin, "beyond")] = {
+            g: paid - max(ZERO, was.get(g, ZERO) - own[origin].get(g, ZERO)) for g, paid in beyond[origin].items()
+        }
+    # every period's own grants before any later payer, each grant within what it may still get
+    # back in all; then, only if a period is still short (the greedy order can leave one so when
+    # several periods share a later payer), its own and later payers without that bound
+    for part_of, bounded in (("own", True), ("beyond", True), ("own", False), ("beyond", False)):
         for origin, _ in due:
-            was = back[origin]
-            if part_of == "own":  # what was restored before for the period came out of its own part first
-                open_part = {g: max(ZERO, paid - was.get(g, ZERO)) for g, paid in own[origin].items()}
-            else:
-                open_part = {g: paid - max(ZERO, was.get(g, ZERO) - own[origin].get(g, ZERO))
-                             for g, paid in beyond[origin].items()}  # fmt: skip
+            open_part = open_parts[(origin, part_of)]
             for g in sorted((by_id[g] for g in open_part if g in by_id), key=Grant.priority, reverse=True):
-                part = min(left[origin], open_part[g.grant_id], returnable.get(g.grant_id, ZERO))
+                cap = returnable.get(g.grant_id, ZERO) if bounded else left[origin]
+                part = min(left[origin], open_part[g.grant_id], cap)
                 if part > 0:
                     left[origin] -= part
+                    open_part[g.grant_id] -= part
                     taken[(origin, g.grant_id)] = taken.get((origin, g.grant_id), ZERO) + part
                     returnable[g.grant_id] = returnable.get(g.grant_id, ZERO) - part
     moves = []
