@@ -189,12 +189,11 @@ def draw(
     # what was restored to it (for any period), so no grant gets back more than it paid
     returnable: dict[str, Decimal] = {}
     for m in issued:
-        if m.kind in ("applied", "restored"):
-            returnable[m.grant_id] = returnable.get(m.grant_id, ZERO) + (m.amount if m.kind == "applied" else -m.amount)
-    for m in issued:
         target = by_id[m.grant_id].reverses if m.grant_id in by_id and m.kind == "reversed" else m.grant_id
         remaining[target or m.grant_id] = remaining.get(target or m.grant_id, ZERO) + m.signed
         done.add((m.grant_id, m.kind))
+        if m.kind in ("applied", "restored"):
+            returnable[m.grant_id] = returnable.get(m.grant_id, ZERO) + (m.amount if m.kind == "applied" else -m.amount)
     floor = period_start(first_open) if first_open else None
 
     def effective(at: datetime) -> datetime:

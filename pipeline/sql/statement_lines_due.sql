@@ -137,6 +137,12 @@ adjustments AS (
      AND k.token_class = a.token_class AND k.version_key = a.version_key
      AND k.unit_price_per_1m = a.unit_price_per_1m
 ),
+statement_usage AS (
+    -- per issued statement: the sum of its usage lines (0.00 when it has none)
+    SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage
+    FROM statement_issued_lines
+    GROUP BY statement_number
+),
 adjustment_shares AS (
     -- layout 7 on: the money a later statement asked for each positive adjustment line of an
     -- earlier period: a line's amount less the prepaid credit its statement applied to it. The
@@ -154,8 +160,7 @@ adjustment_shares AS (
         FROM statement_issued_lines l
         JOIN statements s USING (statement_number)
         LEFT JOIN statement_credits c USING (statement_number)
-        JOIN (SELECT statement_number, coalesce(sum(amount) FILTER (WHERE kind = 'usage'), 0) AS usage
-              FROM statement_issued_lines GROUP BY statement_number) u USING (statement_number)
+        JOIN statement_usage u USING (statement_number)
         WHERE l.kind = 'adjustment' AND l.amount > 0 AND $restore_credit
     ) l
 ),
@@ -205,10 +210,8 @@ line_money AS (
                 JOIN statements s USING (statement_number)
                 LEFT JOIN statement_credits c USING (statement_number)
                 LEFT JOIN adjustment_shares a ON a.statement_number = l.statement_number AND a.line_no = l.line_no
-                LEFT JOIN credit_note_lines cl ON cl.line_no = l.line_no
-                     AND cl.credit_note_number IN (SELECT credit_note_number FROM credit_notes
-                                                   WHERE statement_number = l.statement_number)
-                LEFT JOIN credit_notes n ON n.credit_note_number = cl.credit_note_number
+                LEFT JOIN (credit_note_lines cl JOIN credit_notes n USING (credit_note_number))
+                       ON n.statement_number = l.statement_number AND cl.line_no = l.line_no
                 WHERE $period_money
                   AND l.statement_number IN (SELECT statement_number FROM credit_notes)
             )
@@ -257,8 +260,7 @@ paid AS (
     LEFT JOIN statement_credits c USING (statement_number)
     LEFT JOIN (SELECT statement_number, sum(net_usd) AS net, sum(prepaid_retained_usd) AS retained
                FROM credit_notes GROUP BY statement_number) n USING (statement_number)
-    LEFT JOIN (SELECT statement_number, sum(amount) AS usage FROM statement_issued_lines
-               WHERE kind = 'usage' GROUP BY statement_number) u USING (statement_number)
+    LEFT JOIN statement_usage u USING (statement_number)
     LEFT JOIN (SELECT s2.account_id, l.original_period, sum(-l.amount) AS refunded
                FROM statement_issued_lines l JOIN statements s2 USING (statement_number)
                WHERE l.kind = 'adjustment' AND l.amount < 0 GROUP BY s2.account_id, l.original_period) g
