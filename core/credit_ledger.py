@@ -30,7 +30,12 @@ CURRENT_RULES = DueRules()
 @dataclass(frozen=True)
 class CreditState:
     grants: tuple[Grant, ...]
-    movements: tuple[Movement, ...]  # issued and open, in order
+    issued: tuple[Movement, ...]  # stored (credit_ledger), in order
+    fresh: tuple[Movement, ...] = ()  # computed now: the open periods', in order
+
+    @property
+    def movements(self) -> tuple[Movement, ...]:
+        return self.issued + self.fresh
 
     @property
     def accounts(self) -> set[str]:
@@ -50,12 +55,33 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
     return str(Period.parse(row[0]).next())
 
 
+def _adjusting_month(
+    con: duckdb.DuckDBPyConnection, first_open: str | None, statement_period: str | None, rules: DueRules
+) -> str | None:
+    """The open month whose statement carries the prior-period adjustments (and draws and
+    restores prepaid credit for them): the first open one. From layout 11 the first open month
+    in which an account with grants was billed, or the statement's own (``statement_period``)
+    when none before it was: months without such usage get no statement of theirs that could
+    (pipeline/sql/statement_lines_due.sql's `first_open` is the same month)."""
+    if first_open is None or not rules.skipped_months_closed:
+        return first_open
+    row = con.execute(
+        "SELECT min(period) FROM statement_lines WHERE period >= $open "
+        "AND account_id IN (SELECT account_id FROM credit_grants)",
+        {"open": first_open},
+    ).fetchone()
+    billed = None if row is None else row[0]
+    candidates = [p for p in (billed, statement_period) if p is not None]
+    return min(candidates) if candidates else first_open
+
+
 def _charges(
     con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueRules
 ) -> tuple[dict[tuple[str, str], Decimal], dict[tuple[str, str], Decimal]]:
     """What each open statement of an account with grants charges: rounded lines (+ adjustments,
-    less what they give back as prepaid credit); and what the first open statement restores to
-    prepaid credit per (account, adjusted period) (layout 7 on, else nothing)."""
+    less what they give back as prepaid credit); and what the statement of ``first_open`` (the
+    adjusting month, :func:`_adjusting_month`) restores to prepaid credit per (account,
+    adjusted period) (layout 7 on, else nothing)."""
     lines = "printed_statement_lines" if rules.lines_by_unit_price else "statement_lines"
     charges: dict[tuple[str, str], Decimal] = {
         (a, p): Decimal(total)
@@ -100,12 +126,16 @@ def _later_payers(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[
 
 
 def load_state(
-    con: duckdb.DuckDBPyConnection, as_of: datetime | None = None, rules: DueRules = CURRENT_RULES
+    con: duckdb.DuckDBPyConnection,
+    as_of: datetime | None = None,
+    rules: DueRules = CURRENT_RULES,
+    statement_period: str | None = None,
 ) -> CreditState:
     """Every account's credit movements: issued ones as stored, open ones computed now (with
     usage also cut at ``as_of``, for a balance at that instant). ``rules``: those of the
     statement the open period's credit is drawn for (its layout's; by default the current
-    layout's, reports.statement_model.due_rules)."""
+    layout's, reports.statement_model.due_rules); ``statement_period``: that statement's period
+    (None: no statement, e.g. a balance)."""
     grants = tuple(
         Grant(gid, account, Decimal(amount), granted, expires, kind, reverses)
         for gid, account, amount, granted, expires, kind, reverses in con.execute(
@@ -126,13 +156,16 @@ def load_state(
         return CreditState((), issued)
     first_open = _first_open(con)
     usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
-    charges, restorations = _charges(con, first_open, rules)
+    adjusting = _adjusting_month(con, first_open, statement_period, rules)
+    charges, restorations = _charges(con, adjusting, rules)
     segments = drawdown.cents_segments(
         ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), charges, idle_at_end=rules.idle_period_draws_at_end
     )
     later = _later_payers(con) if rules.period_money_given_back and restorations else None
-    fresh = drawdown.draw(grants, segments, issued, first_open, restorations, later)
-    return CreditState(grants, issued + tuple(fresh))
+    fresh = drawdown.draw(
+        grants, segments, issued, first_open, restorations, later, adjusting, rules.skipped_months_closed
+    )
+    return CreditState(grants, issued, tuple(fresh))
 
 
 class CreditOrderError(BillingError):
@@ -155,17 +188,31 @@ def check_finalize_order(con: duckdb.DuckDBPyConnection, period: str) -> None:
         )
 
 
-def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str, numbers: dict[str, str]) -> None:
-    """Finalizing ``period``: keep its movements and each statement's credit block (in the transaction)."""
-    entries: dict[str, int] = {}
+def store_period(
+    con: duckdb.DuckDBPyConnection,
+    state: CreditState,
+    period: str,
+    numbers: dict[str, str],
+    *,
+    with_earlier_months: bool,
+) -> None:
+    """Finalizing ``period``: keep its movements and each statement's credit block (in the
+    transaction). ``with_earlier_months`` (statement layout 11 on): also the open movements of
+    the months before it, which no statement was issued for (grants, reversals and expiries
+    dated in them; check_finalize_order leaves them no usage of an account with grants), each
+    under its own month. Before, they were never stored: a later period's opening balance
+    lacked a grant the period drew from, and went negative."""
+    entries: dict[tuple[str, str], int] = {}  # entry_no goes on after what a month holds already
+    for m in state.issued:
+        entries[(m.account_id, m.period)] = entries.get((m.account_id, m.period), 0) + 1
     rows = []
-    for m in state.movements:
-        if m.period != period:
+    for m in state.fresh:
+        if m.period != period and not (with_earlier_months and m.period < period):
             continue
-        entries[m.account_id] = entries.get(m.account_id, 0) + 1
+        key = (m.account_id, m.period)
+        entries[key] = entries.get(key, 0) + 1
         rows.append(
-            (m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount, m.start, m.before)
-            + (m.origin,)
+            (m.account_id, m.period, entries[key], m.grant_id, m.kind, m.at, m.amount, m.start, m.before) + (m.origin,)
         )
     if rows:
         con.executemany(

@@ -20,7 +20,8 @@ grant instants) with their exact charges. This module applies the rule, in time 
   "granted" on the statement.
 * **Restoration** (statement layout 7 on). The part of a negative prior-period adjustment that
   prepaid credit had paid (``sql/statement_lines_due.sql``: money first, then credit) goes back
-  at the start of the first open period to the grants that paid the adjusted period, latest
+  at the start of the period of the statement that carries it (the first open one; from
+  layout 11 past months without statements) to the grants that paid the adjusted period, latest
   expiring first (never-expiring first, then the newest, purchased before promotional and
   goodwill: the reverse of the drawing order), each at most what it paid for that period less
   what was restored to it for that period before; from layout 10, what is beyond that (credit
@@ -38,7 +39,9 @@ at ``end`` takes what is left (and a segment ending exactly when a grant expires
 from it). Cutting a segment at any instant therefore never changes who pays it. Finalized periods are never
 recomputed: their movements (``credit_ledger``) are the starting state, and a grant added to
 the file later with a ``granted_at`` inside an issued period takes effect at the start of the
-first open period. Periods must be finalized in order.
+first open period (from layout 11, unless an issued period drew from it: a ledger of an
+earlier layout did not store grants dated in months without statements). Periods must be
+finalized in order.
 """
 
 from __future__ import annotations
@@ -175,13 +178,20 @@ def draw(
     first_open: str | None,
     restorations: Mapping[tuple[str, str], Decimal] | None = None,
     later_payers: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    restore_in: str | None = None,
+    granted_when_drawn: bool = False,
 ) -> list[Movement]:
     """The movements of the open periods, starting from the ``issued`` ones (see module doc).
 
     ``restorations``: (account, adjusted period) -> the prepaid credit the first open
-    statement restores for it (layout 7 on; see "Restoration" above). ``later_payers``:
+    statement restores for it (layout 7 on; see "Restoration" above), at the start of
+    ``restore_in`` (that statement's period; default ``first_open``). ``later_payers``:
     (account, adjusted period) -> the issued periods whose statements asked positive
-    adjustments of it (layout 10 on: their grants take what is restored beyond the period's own)."""
+    adjustments of it (layout 10 on: their grants take what is restored beyond the period's own).
+    ``granted_when_drawn`` (layout 11 on): a grant that issued periods drew from but whose
+    granting no issued period stored (a ledger written before layout 11 kept only the finalized
+    period's own movements, not those of earlier months without statements) is granted at its
+    own ``granted_at``, not at the start of the first open period: it was there when they drew it."""
     remaining: dict[str, Decimal] = {}
     done: set[tuple[str, str]] = set()
     by_id = {g.grant_id: g for g in grants}
@@ -195,6 +205,7 @@ def draw(
         if m.kind in ("applied", "restored"):
             returnable[m.grant_id] = returnable.get(m.grant_id, ZERO) + (m.amount if m.kind == "applied" else -m.amount)
     floor = period_start(first_open) if first_open else None
+    drawn_from = {m.grant_id for m in issued if m.kind != "granted"} if granted_when_drawn else set()
 
     def effective(at: datetime) -> datetime:
         return max(at, floor) if floor else at
@@ -202,7 +213,7 @@ def draw(
     events: list[tuple[str, datetime, int, tuple[object, ...], object]] = []
     for g in grants:
         kind = "reversed" if g.reverses else "granted"
-        at = effective(g.granted_at)
+        at = g.granted_at if kind == "granted" and g.grant_id in drawn_from else effective(g.granted_at)
         if (g.grant_id, kind) not in done:
             events.append((period_of(at), at, 3 if g.reverses else 0, g.priority(), g))
         if g.expires_at is not None and not g.reverses and (g.grant_id, "expired") not in done:
@@ -210,7 +221,8 @@ def draw(
             events.append((period_of(expiry), expiry, 5, g.priority(), ("expire", g)))
     for s in segments:
         events.append((s.period, s.end, 2, (s.start,), s))
-    if restorations and floor is not None and first_open is not None:
+    restore_in = restore_in or first_open
+    if restorations and restore_in is not None:
         # after the grants and reversals of that instant, before any expiry (no usage of an open
         # period ends at its start). Reversals first: a reversal that took nothing when its
         # issued period was finalized left no movement, so it is applied again at the floor,
@@ -220,7 +232,7 @@ def draw(
             if amount > 0:
                 per_account.setdefault(account, []).append((origin, amount))
         for account, due in per_account.items():
-            events.append((first_open, floor, 4, (account,), ("restore", account, due)))
+            events.append((restore_in, period_start(restore_in), 4, (account,), ("restore", account, due)))
     events.sort(key=lambda e: (e[0], e[1], e[2], e[3]))
     by_account: dict[str, list[Grant]] = {}
     for g in sorted(grants, key=Grant.priority):

@@ -45,6 +45,15 @@ class DueRules:
     And the prepaid credit it restores is at most what P's statement drew plus what later
     statements drew for asks of P that no credit note credited (before: P's draw only, and
     the rest of the refund was money the customer had never paid).
+    ``skipped_months_closed`` (layout 11 on): a month after the last issued period in which no
+    account with prepaid credit was billed gets no statement of its own, so the next statement
+    closes it: the credit movements dated in it (grants, reversals, expiries) are stored with
+    that statement, each under its own month; prior-period adjustments are drawn and restored by
+    the statement of the first open month with such usage, or the statement's own when there is
+    none before it; and a grant issued periods drew from whose granting was not stored (ledgers
+    before layout 11) counts from its own time. Before, those movements were never stored (the
+    next statement's opening balance lacked the grant, and went negative), and a statement
+    after such a month refunded in money what prepaid credit had paid.
     """
 
     adjustments_by_tokens: bool = True
@@ -53,6 +62,7 @@ class DueRules:
     lines_by_unit_price: bool = True
     restores_prepaid_credit: bool = True
     period_money_given_back: bool = True
+    skipped_months_closed: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -63,4 +73,5 @@ class DueRules:
             "by_unit_price": self.lines_by_unit_price,
             "restore_credit": self.restores_prepaid_credit,
             "period_money": self.period_money_given_back,
+            "skipped_months": self.skipped_months_closed,
         }

@@ -289,7 +289,7 @@ def period_context(
             "SELECT version_id, strftime(effective_from, '%Y-%m-%dT%H:%M:%SZ'), sha256 FROM price_versions"
         ).fetchall()
     }
-    state = credit_ledger.load_state(con, rules=due_rules(layout_version))
+    state = credit_ledger.load_state(con, rules=due_rules(layout_version), statement_period=period)
     credits = credit_ledger.period_blocks(state, period, sorted(state.accounts & (parties.keys())))
     return PeriodContext(model_names(con), parties, refs, facts, read_invoicing(con, account_id), credits)
 
@@ -698,11 +698,13 @@ def store_issued(
     layouts = {st.document.layout_version for st in statements}  # one finalize: one layout
     if len(layouts) > 1:
         raise ValueError(f"one finalize issues one layout, not {sorted(layouts)}")
+    rules = due_rules(min(layouts, default=LAYOUT_VERSION))
     credit_ledger.store_period(
         con,
-        credit_ledger.load_state(con, rules=due_rules(min(layouts, default=LAYOUT_VERSION))),
+        credit_ledger.load_state(con, rules=rules, statement_period=period),
         period,
         {st.account_id: st.number for st in statements if st.number},
+        with_earlier_months=rules.skipped_months_closed,
     )
     for st in statements:
         doc, number = st.document, st.number

@@ -114,7 +114,13 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: a later ask of P was refunded again); the rest is restored to the prepaid credit that paid
 #: P, including what later statements drew for asks of P (layouts 7-9 refunded that in money;
 #: docs/credits.md "Restoring credit", point 6).
-LAYOUT_VERSION = 10
+#: 11: printed as 10; a month after the last issued period in which no account with prepaid
+#: credit was billed is closed by the next statement: the credit movements dated in it (a grant
+#: bought the month before the first statement, or in a month without usage) are stored with
+#: that statement, and its prior-period adjustments draw and restore prepaid credit there
+#: (layouts 1-10 never stored those movements, so the statement after next failed on a
+#: negative opening balance, and refunded in money what credit had paid; docs/credits.md).
+LAYOUT_VERSION = 11
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -142,6 +148,9 @@ ADJUSTMENT_DETAIL_FROM = 8
 LEAN_LAYOUT_FROM = 9  # the first laid out by statement-9.css (floats, notes side by side, fixed tables)
 # the first whose refunds count what credit notes gave back of later asks of a period
 PERIOD_MONEY_GIVEN_BACK_FROM = 10
+# the first that stores the credit movements of months without statements before it, and draws
+# and restores credit for its adjustments even when such a month lies between it and the last issued
+SKIPPED_MONTHS_CLOSED_FROM = 11
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -164,6 +173,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         lines_by_unit_price=layout_version >= LINES_BY_UNIT_PRICE_FROM,
         restores_prepaid_credit=layout_version >= RESTORES_PREPAID_CREDIT_FROM,
         period_money_given_back=layout_version >= PERIOD_MONEY_GIVEN_BACK_FROM,
+        skipped_months_closed=layout_version >= SKIPPED_MONTHS_CLOSED_FROM,
     )
 
 

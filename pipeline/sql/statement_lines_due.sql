@@ -294,9 +294,16 @@ first_open AS (
     -- only the first open period's statement restores (core.credit_ledger draws the adjustments
     -- there and nowhere else): a draft of a later month, while an earlier one is open, shows the
     -- adjustments that statement carries first, draws no credit for them and restores none;
-    -- `deferred` is what the first open statement restores of the line
-    SELECT strftime(CAST(max(period) || '-01' AS DATE) + INTERVAL 1 MONTH, '%Y-%m') AS period
-    FROM finalized_periods
+    -- `deferred` is what the first open statement restores of the line. From layout 11
+    -- ($skipped_months) the first open month in which an account with prepaid credit was billed
+    -- (a month without such usage gets no statement that could restore; NULL: none yet, this
+    -- statement restores)
+    SELECT CASE WHEN $skipped_months THEN (
+               SELECT min(period) FROM statement_lines
+               WHERE period > (SELECT coalesce(max(period), '') FROM finalized_periods)
+                 AND account_id IN (SELECT account_id FROM credit_grants))
+           ELSE (SELECT strftime(CAST(max(period) || '-01' AS DATE) + INTERVAL 1 MONTH, '%Y-%m')
+                 FROM finalized_periods) END AS period
 )
 
 SELECT account_id, 'usage' AS kind, original_period, model, token_class, price_version,
