@@ -8,6 +8,7 @@ period stores its movements with the statements (:func:`store_period`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,21 +59,33 @@ def _first_open(con: duckdb.DuckDBPyConnection) -> str | None:
 def _adjusting_month(
     con: duckdb.DuckDBPyConnection, first_open: str | None, statement_period: str | None, rules: DueRules
 ) -> str | None:
-    """The open month whose statement carries the prior-period adjustments (and draws and
-    restores prepaid credit for them): the first open one. From layout 11 the first open month
-    in which an account with grants was billed, or the statement's own (``statement_period``)
-    when none before it was: months without such usage get no statement of theirs that could
+    """The open month whose statement comes next: it carries the prior-period adjustments
+    (draws and restores prepaid credit for them). Before layout 11 the first open month. From
+    layout 11 the first open month in which an account with grants was billed, or the
+    statement's own (``statement_period``) when none before it was: a month without such usage
+    gets no statement, so the next statement also covers its credit movements
     (pipeline/sql/statement_lines_due.sql's `first_open` is the same month)."""
-    if first_open is None or not rules.skipped_months_closed:
+    if not rules.skipped_months_closed:
         return first_open
     row = con.execute(
-        "SELECT min(period) FROM statement_lines WHERE period >= $open "
+        "SELECT min(period) FROM statement_lines WHERE period >= coalesce($open, '') "
         "AND account_id IN (SELECT account_id FROM credit_grants)",
         {"open": first_open},
     ).fetchone()
     billed = None if row is None else row[0]
     candidates = [p for p in (billed, statement_period) if p is not None]
     return min(candidates) if candidates else first_open
+
+
+def _into_next_statement(fresh: Sequence[Movement], first_open: str | None, month: str) -> list[Movement]:
+    """Layout 11: the movements of the open months before ``month`` (months without a
+    statement, in which no account with grants was billed: grants, reversals and expiries dated
+    in them, or before the first statement) belong to ``month``'s statement, at their own
+    instants. So every statement's credit block opens at the previous statement's closing, and
+    finalizing ``month`` stores them. (A grant :func:`core.drawdown.draw` grants at its own time
+    because an issued period drew it lies before ``first_open``: it stays there.)"""
+    skipped = (first_open or "", month)
+    return [dataclasses.replace(m, period=month) if skipped[0] <= m.period < month else m for m in fresh]
 
 
 def _charges(
@@ -157,7 +170,7 @@ def load_state(
     first_open = _first_open(con)
     usage = con.execute(sql_text("credit_usage.sql"), {"as_of": as_of}).fetchall()
     adjusting = _adjusting_month(con, first_open, statement_period, rules)
-    charges, restorations = _charges(con, adjusting, rules)
+    charges, restorations = _charges(con, adjusting if first_open else None, rules)
     segments = drawdown.cents_segments(
         ((a, p, s, e, Decimal(x)) for a, p, s, e, x in usage), charges, idle_at_end=rules.idle_period_draws_at_end
     )
@@ -165,6 +178,8 @@ def load_state(
     fresh = drawdown.draw(
         grants, segments, issued, first_open, restorations, later, adjusting, rules.skipped_months_closed
     )
+    if rules.skipped_months_closed and adjusting is not None:
+        fresh = _into_next_statement(fresh, first_open, adjusting)
     return CreditState(grants, issued, tuple(fresh))
 
 
@@ -188,31 +203,17 @@ def check_finalize_order(con: duckdb.DuckDBPyConnection, period: str) -> None:
         )
 
 
-def store_period(
-    con: duckdb.DuckDBPyConnection,
-    state: CreditState,
-    period: str,
-    numbers: dict[str, str],
-    *,
-    with_earlier_months: bool,
-) -> None:
-    """Finalizing ``period``: keep its movements and each statement's credit block (in the
-    transaction). ``with_earlier_months`` (statement layout 11 on): also the open movements of
-    the months before it, which no statement was issued for (grants, reversals and expiries
-    dated in them; check_finalize_order leaves them no usage of an account with grants), each
-    under its own month. Before, they were never stored: a later period's opening balance
-    lacked a grant the period drew from, and went negative."""
-    entries: dict[tuple[str, str], int] = {}  # entry_no goes on after what a month holds already
-    for m in state.issued:
-        entries[(m.account_id, m.period)] = entries.get((m.account_id, m.period), 0) + 1
+def store_period(con: duckdb.DuckDBPyConnection, state: CreditState, period: str, numbers: dict[str, str]) -> None:
+    """Finalizing ``period``: keep its movements and each statement's credit block (in the transaction)."""
+    entries: dict[str, int] = {}
     rows = []
     for m in state.fresh:
-        if m.period != period and not (with_earlier_months and m.period < period):
+        if m.period != period:
             continue
-        key = (m.account_id, m.period)
-        entries[key] = entries.get(key, 0) + 1
+        entries[m.account_id] = entries.get(m.account_id, 0) + 1
         rows.append(
-            (m.account_id, m.period, entries[key], m.grant_id, m.kind, m.at, m.amount, m.start, m.before) + (m.origin,)
+            (m.account_id, period, entries[m.account_id], m.grant_id, m.kind, m.at, m.amount, m.start, m.before)
+            + (m.origin,)
         )
     if rows:
         con.executemany(

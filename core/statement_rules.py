@@ -47,8 +47,8 @@ class DueRules:
     the rest of the refund was money the customer had never paid).
     ``skipped_months_closed`` (layout 11 on): a month after the last issued period in which no
     account with prepaid credit was billed gets no statement of its own, so the next statement
-    closes it: the credit movements dated in it (grants, reversals, expiries) are stored with
-    that statement, each under its own month; prior-period adjustments are drawn and restored by
+    closes it: its credit block covers the credit movements dated in it (grants, reversals,
+    expiries, at their own instants), which are stored with it; prior-period adjustments are drawn and restored by
     the statement of the first open month with such usage, or the statement's own when there is
     none before it; and a grant issued periods drew from whose granting was not stored (ledgers
     before layout 11) counts from its own time. Before, those movements were never stored (the

@@ -704,7 +704,6 @@ def store_issued(
         credit_ledger.load_state(con, rules=rules, statement_period=period),
         period,
         {st.account_id: st.number for st in statements if st.number},
-        with_earlier_months=rules.skipped_months_closed,
     )
     for st in statements:
         doc, number = st.document, st.number

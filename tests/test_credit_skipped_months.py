@@ -40,11 +40,14 @@ def test_a_grant_bought_the_month_before_the_first_statement_is_stored_with_it(b
     out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-10-15T00:00:00Z,,purchased,INV-1,\n")
     _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 100_000)
     nov = _issue(billing, out, "2026-11", date(2026, 12, 1))
-    assert nov.credits == _block("5.00", "0", "0.75", "4.25")  # 5.00 - 0.75
+    # the first statement's block shows the grant: granted 5.00 less 0.75 applied
+    assert nov.credits == _block("0", "5.00", "0.75", "4.25")
     assert (nov.credits_applied, nov.total_due) == (D("0.75"), D("0.00"))
-    # the grant is stored under its own month, with November's draw
-    assert _ledger(billing, "2026-10") == [("g", "granted", "10-15 00:00", D("5.00"), None)]
-    assert _ledger(billing, "2026-11") == [("g", "applied", "11-08 00:00", D("0.75"), None)]
+    # stored with November, at its own instant
+    assert _ledger(billing, "2026-11") == [
+        ("g", "granted", "10-15 00:00", D("5.00"), None),
+        ("g", "applied", "11-08 00:00", D("0.75"), None),
+    ]
     _attempt(billing, "2026-12-07", "a2", "r2", 1, "2026-12-07T09:00:00Z", 100_000)
     # layout 10 failed here: "CreditSummary: opening -0.75 is negative" (the draw without the grant)
     dec = _issue(billing, out, "2026-12", date(2027, 1, 1))
@@ -62,9 +65,13 @@ def test_a_grant_dated_in_a_month_without_usage_opens_the_next_statement(billing
     assert (nov.credits, nov.net_amount, nov.tax_amount, nov.total_due) == (None, D("0.75"), D("0.14"), D("0.89"))
     _attempt(billing, "2027-01-07", "j1", "rj", 1, "2027-01-07T09:00:00Z", 100_000)
     jan = _issue(billing, out, "2027-01", date(2027, 2, 1))
-    assert jan.credits == _block("5.00", "0", "0.75", "4.25")  # granted before January: its opening
+    # January's block covers December: November had none (no credit then), so it opens at 0
+    assert jan.credits == _block("0", "5.00", "0.75", "4.25")
     assert jan.total_due == D("0.00")
-    assert _ledger(billing, "2026-12") == [("g", "granted", "12-10 00:00", D("5.00"), None)]
+    assert _ledger(billing, "2027-01") == [
+        ("g", "granted", "12-10 00:00", D("5.00"), None),
+        ("g", "applied", "01-08 00:00", D("0.75"), None),
+    ]
     _attempt(billing, "2027-02-07", "f1", "rf", 1, "2027-02-07T09:00:00Z", 100_000)
     feb = _issue(billing, out, "2027-02", date(2027, 3, 1))  # layout 10: opening -0.75, failed
     assert feb.credits == _block("4.25", "0", "0.75", "3.50")
@@ -119,8 +126,10 @@ def test_a_ledger_written_before_layout_11_is_completed_by_the_next_statement(bi
     _attempt(billing, "2026-12-07", "a2", "r2", 1, "2026-12-07T09:00:00Z", 100_000)
     with pytest.raises(ValueError, match="opening -0.75 is negative"):  # layout 10, as it was
         _issue(billing, out, "2026-12", date(2027, 1, 1), layout=10)
-    # layout 11: the grant November drew counts from 15 October, and December stores it there
+    # layout 11: the grant November drew counts from 15 October (before November: in the
+    # opening), every time the ledger is read; no issued row is added or changed
     dec = _issue(billing, out, "2026-12", date(2027, 1, 1))
     assert dec.credits == _block("4.25", "0", "0.75", "3.50")
-    assert _ledger(billing, "2026-10") == [("g", "granted", "10-15 00:00", D("5.00"), None)]
+    assert _ledger(billing, "2026-10") == []
+    assert _ledger(billing, "2026-12") == [("g", "applied", "12-08 00:00", D("0.75"), None)]
     _replays_match(billing, tmp_path)
