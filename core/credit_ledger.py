@@ -73,7 +73,9 @@ def _adjusting_month(
         {"open": first_open},
     ).fetchone()
     billed = None if row is None else row[0]
-    candidates = [p for p in (billed, statement_period) if p is not None]
+    # never before the first open month: a month issued after a later one (late usage of a
+    # month without statements) carries no adjustments of accounts with grants
+    candidates = [p for p in (billed, statement_period) if p is not None and p >= (first_open or "")]
     return min(candidates) if candidates else first_open
 
 

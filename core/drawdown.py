@@ -188,10 +188,11 @@ def draw(
     ``restore_in`` (that statement's period; default ``first_open``). ``later_payers``:
     (account, adjusted period) -> the issued periods whose statements asked positive
     adjustments of it (layout 10 on: their grants take what is restored beyond the period's own).
-    ``granted_when_drawn`` (layout 11 on): a grant that issued periods drew from but whose
-    granting no issued period stored (a ledger written before layout 11 kept only the finalized
-    period's own movements, not those of earlier months without statements) is granted at its
-    own ``granted_at``, not at the start of the first open period: it was there when they drew it."""
+    ``granted_when_drawn`` (layout 11 on): a grant that issued periods drew from, expired,
+    restored to or reversed, but whose granting no issued period stored (a ledger written
+    before layout 11 kept only the finalized period's own movements, not those of earlier months
+    without statements), is granted at its own ``granted_at``, not at the start of the first
+    open period: it was there when they did."""
     remaining: dict[str, Decimal] = {}
     done: set[tuple[str, str]] = set()
     by_id = {g.grant_id: g for g in grants}
@@ -205,7 +206,12 @@ def draw(
         if m.kind in ("applied", "restored"):
             returnable[m.grant_id] = returnable.get(m.grant_id, ZERO) + (m.amount if m.kind == "applied" else -m.amount)
     floor = period_start(first_open) if first_open else None
-    drawn_from = {m.grant_id for m in issued if m.kind != "granted"} if granted_when_drawn else set()
+    # grants an issued period drew, expired, restored to or reversed (layout 11: see above)
+    drawn_from: set[str] = set()
+    for m in issued if granted_when_drawn else ():
+        if m.kind != "granted":
+            drawn_from.add(m.grant_id)
+            drawn_from.add(by_id[m.grant_id].reverses or m.grant_id if m.grant_id in by_id else m.grant_id)
 
     def effective(at: datetime) -> datetime:
         return max(at, floor) if floor else at
@@ -263,6 +269,9 @@ def draw(
             left = remaining.get(g.grant_id, ZERO)
             remaining[g.grant_id] = ZERO
             moves.append(Movement(g.account_id, period, g.grant_id, "expired", at, left))
+            # a restoration after it (layout 11: on a statement past a month without one, in
+            # which the grant expired) gives back credit that expires at once, as for an issued expiry
+            done.add((g.grant_id, "expired"))
     return [m for m in moves if m.amount != 0 or m.kind == "granted"]
 
 

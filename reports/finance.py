@@ -104,7 +104,7 @@ def _open_credits(con: duckdb.DuckDBPyConnection, period: str) -> None:
         "granted_usd DECIMAL(18,2), applied_usd DECIMAL(18,2), expired_usd DECIMAL(18,2), closing_usd DECIMAL(18,2), "
         "restored_usd DECIMAL(18,2))"
     )
-    state = credit_ledger.load_state(con)
+    state = credit_ledger.load_state(con, statement_period=period)  # as the period's draft statement
     blocks = credit_ledger.period_blocks(state, period, sorted(state.accounts))
     if blocks:
         con.executemany(

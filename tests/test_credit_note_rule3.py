@@ -357,7 +357,7 @@ def test_a_refund_after_a_note_credited_the_later_ask_restores_credit_instead_of
         con.close()
     assert [(ln.kind, ln.amount, ln.restored) for ln in old] == [("adjustment", D("-1.50"), D("0.00"))]
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
-    assert jan.layout_version == 10
+    assert jan.layout_version >= 10  # the current layout: layout 10's rule on
     assert _figures(jan) == (D("-1.50"), D("1.50"), D("0.00"), D("0.00"), D("0.00"))
     assert jan.adjustments[0].description.endswith("; $1.50 of it restored to prepaid credit")
     assert jan.credits is not None
@@ -365,7 +365,7 @@ def test_a_refund_after_a_note_credited_the_later_ask_restores_credit_instead_of
     assert _ledger(billing, "2027-01") == [("g", "restored", "01-01 00:00", D("1.50"), "2026-11")]
     # in money: 1.79 asked, 1.79 credited, nothing refunded again
     assert nov.total_due + dec.total_due + jan.total_due - dec_note.total_credited == 0
-    _replays_match(billing, tmp_path, periods=("2027-01",))  # layout 10's January, as issued
+    _replays_match(billing, tmp_path, periods=("2027-01",))  # January, as issued
 
 
 # Statement layout 10's money left of a period, a review's scenarios: the first two failed on a

@@ -12,7 +12,7 @@ restored in the skipped month, i.e. refunded in money. Every figure below is wor
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,17 @@ import pytest
 from core.money import D
 from pipeline import jobs
 from reports.credit_model import CreditSummary
-from tests.conftest import Billing
+from tests.conftest import Billing, record, usage
 from tests.test_credit_note_after_refund import _replays_match
-from tests.test_credit_restore import _attempt, _german_account_with, _ledger, _november_and_a_late_retry_rated
+from tests.test_credit_restore import (
+    _adds_up,
+    _attempt,
+    _balance,
+    _finance_rows,
+    _german_account_with,
+    _ledger,
+    _november_and_a_late_retry_rated,
+)
 
 
 def _issue(billing: Billing, out: Path, period: str, on: date, layout: int | None = None):  # type: ignore[no-untyped-def]
@@ -31,8 +39,10 @@ def _issue(billing: Billing, out: Path, period: str, on: date, layout: int | Non
     return next(st.document for st in run.statements if st.account_id == "acct_de")
 
 
-def _block(opening: str, granted: str, applied: str, closing: str, restored: str = "0") -> CreditSummary:
-    return CreditSummary(D(opening), D(granted), D(applied), D("0"), D(closing), D(restored))
+def _block(
+    opening: str, granted: str, applied: str, closing: str, restored: str = "0", expired: str = "0"
+) -> CreditSummary:
+    return CreditSummary(D(opening), D(granted), D(applied), D(expired), D(closing), D(restored))
 
 
 def test_a_grant_bought_the_month_before_the_first_statement_is_stored_with_it(billing: Billing, tmp_path: Path):
@@ -133,3 +143,99 @@ def test_a_ledger_written_before_layout_11_is_completed_by_the_next_statement(bi
     assert _ledger(billing, "2026-10") == []
     assert _ledger(billing, "2026-12") == [("g", "applied", "12-08 00:00", D("0.75"), None)]
     _replays_match(billing, tmp_path)
+
+
+def test_credit_restored_to_a_grant_that_expired_in_a_month_without_statements_expires_with_it(
+    billing: Billing, tmp_path: Path
+):
+    # grant 10.00 from 1 November, expiring 15 December; November 7.50 prepaid; the late retry
+    # makes it 3.75 (-3.75); December no usage, never issued: the 2.50 left expires on 15
+    # December; January 0.75 of its own (found by a review: the 3.75 restored on 1 January
+    # stayed on the expired grant, a balance no usage could ever draw)
+    grant = "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,2026-12-15T00:00:00Z,purchased,INV-1,\n"
+    _, out = _november_and_a_late_retry_rated(billing, tmp_path, grant)
+    _attempt(billing, "2027-01-07", "j1", "rj", 1, "2027-01-07T09:00:00Z", 100_000)
+    jan = _issue(billing, out, "2027-01", date(2027, 2, 1))
+    # January's block covers December's expiry (2.50); the 3.75 restored to g expires at once
+    # (as for a grant whose expiry an issued period recorded): 2.50 + 3.75 - 6.25 = 0.00, and
+    # January's 0.75 is paid in money, + 19% VAT 0.14
+    assert jan.credits == _block("2.50", "0", "0", "0.00", restored="3.75", expired="6.25")
+    assert (jan.credits_restored, jan.net_amount, jan.tax_amount, jan.total_due) == (
+        D("3.75"), D("0.75"), D("0.14"), D("0.89"))  # fmt: skip
+    assert _ledger(billing, "2027-01") == [
+        ("g", "expired", "12-15 00:00", D("2.50"), None),
+        ("g", "restored", "01-01 00:00", D("3.75"), "2026-11"),
+        ("g", "expired", "01-01 00:00", D("3.75"), None),
+    ]
+    assert _balance(billing, datetime(2027, 3, 1, tzinfo=UTC)) == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2026-11", "2027-01"))
+
+
+def test_a_layout_10_ledger_with_a_reversal_of_a_grant_it_never_stored(billing: Billing, tmp_path: Path):
+    # October: k 1.00 (expiring 31 December: drawn first) and g 5.00; r takes 4.00 back from g on
+    # 3 November. November issued with layout 10 stored r's reversal and k's draw, but neither
+    # granting (dated in October) (found by a review: g, only reversed, was granted again on 1
+    # December, and December failed on an opening of -3.75)
+    grants = (
+        "k,acct_de,1.00,USD,2026-10-01T00:00:00Z,2026-12-31T00:00:00Z,promotional,P-1,\n"
+        "g,acct_de,5.00,USD,2026-10-15T00:00:00Z,,purchased,INV-1,\n"
+        "r,acct_de,4.00,USD,2026-11-03T00:00:00Z,,purchased,INV-1R,g\n"
+    )
+    out = _german_account_with(billing, tmp_path, grants)
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 100_000)
+    nov = _issue(billing, out, "2026-11", date(2026, 12, 1), layout=10)
+    assert nov.credits == _block("6.00", "-4.00", "0.75", "1.25")  # 1.00 + 5.00 - 4.00 - 0.75
+    _attempt(billing, "2026-12-07", "a2", "r2", 1, "2026-12-07T09:00:00Z", 100_000)
+    dec = _issue(billing, out, "2026-12", date(2027, 1, 1))
+    # k's 0.25, then g's 0.50: 1.25 - 0.75
+    assert dec.credits == _block("1.25", "0", "0.75", "0.50")
+    _replays_match(billing, tmp_path)
+
+
+def test_the_finance_summary_of_an_open_month_restores_as_its_draft_does(billing: Billing, tmp_path: Path):
+    # December holds only the -3.75 of November (nothing issued after November), January has
+    # usage: the finance summary of December is its draft's (found by a review: it drew the
+    # restoration in January and showed a money refund of 3.75 + 0.71 VAT)
+    grant = "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+    _, out = _november_and_a_late_retry_rated(billing, tmp_path, grant)
+    _attempt(billing, "2027-01-07", "j1", "rj", 1, "2027-01-07T09:00:00Z", 100_000)
+    run = jobs.run_statements(billing.settings, "2026-12", out, finalize=False, issue_date=date(2027, 1, 1))
+    dec = next(st.document for st in run.statements if st.account_id == "acct_de")
+    assert dec.credits == _block("2.50", "0", "0", "6.25", restored="3.75")  # 2.50 + 3.75
+    row = next(r for r in _finance_rows(billing, "2026-12") if r["account_id"] == "acct_de")
+    assert (row["credits_restored_usd"], row["credit_closing_usd"], row["net_usd"]) == (
+        D("3.75"), D("6.25"), D("0.00"))  # fmt: skip
+    assert _adds_up(row), row
+
+
+def test_a_month_issued_after_a_later_one_leaves_the_adjustments_of_accounts_with_credit_to_the_next(
+    billing: Billing, tmp_path: Path
+):
+    # acct_nl (no grants) is billed in December only, so January (acct_de) may be issued first;
+    # a late retry of November is rated on 3 February, then December is issued (found by a
+    # review: acct_de's -3.75 went on December's statement and was restored on 1 December,
+    # before January's draws: January's balance changed after it was issued)
+    grant = "g,acct_de,10.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n"
+    out = _german_account_with(billing, tmp_path, grant)
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    _issue(billing, out, "2026-11", date(2026, 12, 1))
+    nl = record(
+        event_id="n1", request_id="n1", account_id="acct_nl", ts="2026-12-05T09:00:00Z", usage=usage(100_000, 0)
+    )
+    billing.log("requests-2026-12-05.jsonl", [nl])
+    billing.nightly("2026-12-05")
+    _attempt(billing, "2027-01-07", "j1", "rj", 1, "2027-01-07T09:00:00Z", 100_000)
+    jan = _issue(billing, out, "2027-01", date(2027, 2, 1))
+    assert jan.credits == _block("2.50", "0", "0.75", "1.75")
+    late = record(event_id="a2", request_id="r1", attempt=2, account_id="acct_de", ts="2026-11-07T09:05:00Z",
+                  usage=usage(500_000, 0))  # fmt: skip
+    billing.log("requests-2027-02-03.jsonl", [late])
+    billing.nightly("2027-02-03")
+    run = jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 2, 4))
+    assert [st.account_id for st in run.statements] == ["acct_nl"]
+    assert _balance(billing, datetime(2027, 1, 20, tzinfo=UTC)) == D("1.75")
+    _attempt(billing, "2027-02-07", "f1", "rf", 1, "2027-02-07T09:00:00Z", 100_000)
+    feb = _issue(billing, out, "2027-02", date(2027, 3, 1))
+    # February carries the -3.75: restored to g; 1.75 + 3.75 - 0.75 = 4.75, nothing to pay
+    assert (feb.adjustments_total, feb.credits_restored, feb.total_due) == (D("-3.75"), D("3.75"), D("0.00"))
+    assert feb.credits == _block("1.75", "0", "0.75", "4.75", restored="3.75")

@@ -118,6 +118,11 @@ raw_adjustments AS (
      AND i.unit_price_per_1m = c.unit_price_per_1m
     WHERE coalesce(c.original_period, i.original_period) IN (SELECT period FROM finalized_periods)
       AND coalesce(c.original_period, i.original_period) < $period
+      -- layout 11 ($skipped_months): a statement of a month before the last issued one (late
+      -- usage of a month without statements) carries no adjustments of an account with prepaid
+      -- credit: credit is drawn in period order, so they go on its next statement
+      AND (NOT $skipped_months OR $period > (SELECT coalesce(max(period), '') FROM finalized_periods)
+           OR coalesce(c.account_id, i.account_id) NOT IN (SELECT account_id FROM credit_grants))
 ),
 adjustments AS (
     SELECT a.account_id, a.original_period, a.model, a.token_class, a.price_version, a.version_key,
