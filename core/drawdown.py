@@ -210,8 +210,8 @@ def draw(
     drawn_from: set[str] = set()
     for m in issued if granted_when_drawn else ():
         if m.kind != "granted":
-            drawn_from.add(m.grant_id)
-            drawn_from.add(by_id[m.grant_id].reverses or m.grant_id if m.grant_id in by_id else m.grant_id)
+            reversal = by_id.get(m.grant_id)
+            drawn_from.add(reversal.reverses if reversal is not None and reversal.reverses else m.grant_id)
 
     def effective(at: datetime) -> datetime:
         return max(at, floor) if floor else at

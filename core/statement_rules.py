@@ -48,12 +48,13 @@ class DueRules:
     ``skipped_months_closed`` (layout 11 on): a month after the last issued period in which no
     account with prepaid credit was billed gets no statement of its own, so the next statement
     closes it: its credit block covers the credit movements dated in it (grants, reversals,
-    expiries, at their own instants), which are stored with it; prior-period adjustments are drawn and restored by
-    the statement of the first open month with such usage, or the statement's own when there is
-    none before it; and a grant issued periods drew from whose granting was not stored (ledgers
-    before layout 11) counts from its own time. Before, those movements were never stored (the
-    next statement's opening balance lacked the grant, and went negative), and a statement
-    after such a month refunded in money what prepaid credit had paid.
+    expiries, at their own instants), which are stored with it; prior-period adjustments are
+    drawn and restored by the statement of the first open month with such usage, or the
+    statement's own when there is none before it, and never by a month issued after a later
+    one; and a grant issued periods touched whose granting was not stored (ledgers before
+    layout 11) counts from its own time. Before, those movements were never stored (the next
+    statement's opening balance lacked the grant, and went negative), and a statement after
+    such a month refunded in money what prepaid credit had paid.
     """
 
     adjustments_by_tokens: bool = True
