@@ -60,8 +60,13 @@ COMMAND = "credit-note"
 #: refunds of its key (docs/invoicing.md "Credit notes"); 3, also the adjustment lines of an
 #: earlier period Q on a later statement at most what is left of all the money asked for Q
 #: (:func:`_period_money_left`), so a note on a later statement's positive adjustment of Q does
-#: not credit money that Q's own credit notes and refunds already gave back.
-MONEY_RULE = 3
+#: not credit money that Q's own credit notes and refunds already gave back; 4, also all lines
+#: together at most what is left of the statement's money line by line (:func:`_money_left_on`:
+#: its usage lines' money at most what is left of its period's, each positive adjustment line's
+#: at most what is left of its period's): rules 2-3 counted the statement's money as its net less
+#: refunds of its own period, so a note on its usage lines credited again the money it asked for
+#: an earlier period once a refund of that period had given it back.
+MONEY_RULE = 4
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
@@ -267,6 +272,21 @@ def plan(
         # note completes the statement's money, taking the rest of its tax, only as before: the
         # tax of the part given back is not this statement's to give back)
         completes_at, cap = cap, cap - sum(given_back_of.values(), ZERO)
+    if money_rule >= 4:
+        # all lines together: no more than is left of the statement's money line by line; what
+        # rules 2-3 would credit beyond it was given back (by refunds and notes of its periods)
+        left, givers, short = _money_left_on(con, account, statement_number, period, lines)
+        gone = cap - left
+        for ln in chosen if gone > 0 else ():
+            part = min(gone, max(ZERO, ln.amount - refunded_by_line.get(ln.line_no, ZERO)
+                                 - given_back_of.get(ln.line_no, ZERO)))  # fmt: skip
+            if part > 0:
+                given_back_of[ln.line_no] = given_back_of.get(ln.line_no, ZERO) + part
+                gone -= part
+        if left < cap:  # documents named with their kind, as rule 3's
+            refunders = tuple(dict.fromkeys([*(r if " " in r else f"statement {r}" for r in refunders), *givers]))
+            given_periods += [q for q in short if q not in given_periods]
+            cap = left
     refunded = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
     if lines_total - refunded <= 0 or cap <= 0:
         several = len(chosen) > 1
@@ -509,6 +529,38 @@ def _earlier_periods_given_back(
                 if q not in periods:
                     periods.append(q)
     return tuple(names), periods
+
+
+def _money_left_on(
+    con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str, lines: Sequence[_Line]
+) -> tuple[Decimal, tuple[str, ...], list[str]]:
+    """Rule 4: what is left to give back of the money a statement asked, whichever of its lines
+    a note names (a note gives back the statement's money first, as statement_lines_due.sql's
+    `line_money` attributes it): of what its usage lines asked in money (usage less the prepaid
+    credit it applied), at most what is left of its period's money; and of each positive
+    adjustment line's money, in printed order, at most what is left of its period Q's
+    (:func:`_period_money_left` for both). Rules 2-3 counted the statement's net less later
+    refunds of its period: the money it asked for Q stayed creditable after refunds of Q had
+    given it back. With the documents that gave back what is short (named with their kind)."""
+    usage = sum((ln.amount for ln in lines if ln.kind == "usage"), ZERO)
+    usage_money = usage - min(_credits_applied(con, statement_number), usage)
+    own, givers = _period_money_left(con, account, period)
+    left, names = min(usage_money, own), dict.fromkeys(givers if own < usage_money else ())
+    short = [period] if own < usage_money else []
+    left_of: dict[str, Decimal] = {}
+    for original, money in con.execute(
+        f"SELECT original_period, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s) ORDER BY line_no",
+        {"s": statement_number},
+    ).fetchall():
+        if original not in left_of:
+            left_of[original], q_givers = _period_money_left(con, account, original)
+            if left_of[original] < D(money):
+                names.update(dict.fromkeys(q_givers))
+                short.append(original)
+        part = min(D(money), left_of[original])
+        left_of[original] -= part
+        left += part
+    return max(ZERO, left), tuple(names), short
 
 
 def _period_money_left(con: duckdb.DuckDBPyConnection, account: str, q: str) -> tuple[Decimal, tuple[str, ...]]:

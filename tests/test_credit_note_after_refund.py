@@ -214,7 +214,7 @@ def test_a_note_after_a_partial_refund_credits_the_rest_and_the_tokens_coming_ba
     assert (doc.tax_rule, doc.tax_amount, doc.total_credited) == ("remainder", D("0.34"), D("2.09"))
     assert doc.refunded_on == dec.statement_number
     assert billing.query("SELECT money_rule, refunded_usd, refunded_on, net_usd, tax_usd FROM credit_notes") == [
-        (3, D("0.75"), dec.statement_number, D("1.75"), D("0.34"))
+        (credit_notes.MONEY_RULE, D("0.75"), dec.statement_number, D("1.75"), D("0.34"))
     ]
     capsys.readouterr()
     print_credit_note(issued)  # what the credit-note command prints
@@ -261,7 +261,8 @@ def test_the_old_order_a_credit_note_then_the_adjustment_still_holds_back(novemb
     ).document
     assert (doc.prepaid_retained, doc.refunded, doc.net_amount, doc.tax_amount, doc.total_credited) == (
         D("5.00"), D("0.00"), D("2.50"), D("0.48"), D("2.98"))  # fmt: skip
-    assert billing.query("SELECT money_rule, refunded_usd, refunded_on FROM credit_notes") == [(3, D("0.00"), None)]
+    rule = credit_notes.MONEY_RULE
+    assert billing.query("SELECT money_rule, refunded_usd, refunded_on FROM credit_notes") == [(rule, D("0.00"), None)]
     # then the retry: -3.75 of a line credited in full holds back (layout 5): 0.00, nothing
     # refunded, nothing restored (the note kept the prepaid part)
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 500_000)

@@ -142,7 +142,7 @@ def test_a_note_on_a_later_ask_credits_what_is_left_of_the_periods_money(
     assert billing.query(
         "SELECT money_rule, refunded_usd, refunded_on FROM credit_notes WHERE statement_number = ?",
         [jan.statement_number],
-    ) == [(3, D("0.75"), givers)]  # fmt: skip
+    ) == [(credit_notes.MONEY_RULE, D("0.75"), givers)]  # fmt: skip
     assert billing.query(
         "SELECT c.line_no, c.amount_usd, c.refunded_usd FROM credit_note_lines c JOIN credit_notes n "
         "USING (credit_note_number) WHERE n.statement_number = ?",
