@@ -276,17 +276,21 @@ def plan(
         # all lines together: no more than is left of the statement's money line by line; what
         # rules 2-3 would credit beyond it was given back (by refunds and notes of its periods)
         left, givers, short = _money_left_on(con, account, statement_number, period, lines)
-        gone = cap - left
-        for ln in chosen if gone > 0 else ():
-            part = min(gone, max(ZERO, ln.amount - refunded_by_line.get(ln.line_no, ZERO)
-                                 - given_back_of.get(ln.line_no, ZERO)))  # fmt: skip
-            if part > 0:
-                given_back_of[ln.line_no] = given_back_of.get(ln.line_no, ZERO) + part
-                gone -= part
-        if left < cap:  # documents named with their kind, as rule 3's
+        before = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
+        wanted = min(lines_total - before, cap)  # what rules 2-3 credit for the chosen lines
+        gone = wanted - min(wanted, left)  # of that, what is not left: none when they fit in it
+        if gone > 0:
+            rest = gone
+            for ln in chosen:  # printed as already given back, line by line
+                part = min(rest, max(ZERO, ln.amount - refunded_by_line.get(ln.line_no, ZERO)
+                                     - given_back_of.get(ln.line_no, ZERO)))  # fmt: skip
+                if part > 0:
+                    given_back_of[ln.line_no] = given_back_of.get(ln.line_no, ZERO) + part
+                    rest -= part
+            # the documents named with their kind, as rule 3's
             refunders = tuple(dict.fromkeys([*(r if " " in r else f"statement {r}" for r in refunders), *givers]))
             given_periods += [q for q in short if q not in given_periods]
-            cap = left
+            cap = min(cap, left)
     refunded = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
     if lines_total - refunded <= 0 or cap <= 0:
         several = len(chosen) > 1

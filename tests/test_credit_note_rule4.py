@@ -108,3 +108,39 @@ def test_a_note_on_a_usage_line_still_gives_back_the_statements_money_first(bill
     with pytest.raises(CreditNoteError, match="already credited in full"):
         _note(billing, str(dec.statement_number), out, lines=(2,), issue_date=date(2027, 1, 6))
     _replays_match(billing, tmp_path, periods=("2026-12",))
+
+
+def _asked_then_refunded(billing: Billing, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """No grants (all money). November: r0 100,000 = 0.75. December: r2 600,000 = 4.50 (line 1)
+    and r0's retry 300,000, +1.50 of November (line 2): net 6.00, VAT 1.14, 7.14. January: r0's
+    third attempt 100,000, -1.50 of November refunded in money (VAT -0.285 -> -0.29): it gives
+    back December's ask; December's usage money (4.50) is untouched."""
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", 100_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 600_000)
+    _attempt(billing, "2026-12-04", "e3", "r0", 2, "2026-11-02T10:00:00Z", 300_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.usage_total, dec.adjustments_total, dec.net_amount, dec.total_due) == (
+        D("4.50"), D("1.50"), D("6.00"), D("7.14"))  # fmt: skip
+    _attempt(billing, "2027-01-03", "e4", "r0", 3, "2026-11-02T11:00:00Z", 100_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
+    return nov, dec, jan, out
+
+
+def test_a_refund_of_the_other_periods_ask_leaves_the_usage_lines_money_whole(billing: Billing, tmp_path: Path):
+    # found by a review of the first rule 4, which cut the statement's whole shortfall (0.75,
+    # November's ask refunded) from a note naming only the usage line: 3.75 + 0.71
+    nov, dec, jan, out = _asked_then_refunded(billing, tmp_path)
+    number = str(dec.statement_number)
+    first = _note(billing, number, out, lines=(1,), issue_date=date(2027, 2, 5)).document
+    assert _money(first) == (D("4.50"), D("0.00"), D("0.00"), D("4.50"), "on_net", D("0.86"), D("5.36"))
+    # then the ask: 1.50 asked, 1.50 refunded by January; 0.75 of November's money is left
+    # (0.75 asked by November + 1.50 by December - 1.50 refunded)
+    second = _note(billing, number, out, lines=(2,), issue_date=date(2027, 2, 6)).document
+    assert _money(second) == (D("1.50"), D("0.00"), D("0.75"), D("0.75"), "on_net", D("0.14"), D("0.89"))
+    # net of VAT over the history: 0.75 + 6.00 - 1.50 - 4.50 - 0.75 = 0.00: every line of
+    # December credited, November's 100,000 tokens (0.75) given back by the second note
+    assert nov.net_amount + dec.net_amount + jan.net_amount - first.net_amount - second.net_amount == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2026-12", "2027-01"))
