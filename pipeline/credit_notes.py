@@ -267,7 +267,7 @@ def plan(
             con, account, statement_number, chosen, period, given_back_of
         )
         if given_for:  # documents are named with their kind: they may be statements and notes
-            refunders = tuple(dict.fromkeys([*(f"statement {n}" for n in refunders), *given_for]))
+            refunders = tuple(dict.fromkeys([*_with_kind(refunders), *given_for]))
         # the part given back was money this statement asked: it is not credited again (and the
         # note completes the statement's money, taking the rest of its tax, only as before: the
         # tax of the part given back is not this statement's to give back)
@@ -287,8 +287,7 @@ def plan(
                 if part > 0:
                     given_back_of[ln.line_no] = given_back_of.get(ln.line_no, ZERO) + part
                     rest -= part
-            # the documents named with their kind, as rule 3's
-            refunders = tuple(dict.fromkeys([*(r if " " in r else f"statement {r}" for r in refunders), *givers]))
+            refunders = tuple(dict.fromkeys([*_with_kind(refunders), *givers]))
             given_periods += [q for q in short if q not in given_periods]
             cap = min(cap, left)
     refunded = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
@@ -320,6 +319,12 @@ def plan(
         tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
         tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
     )  # fmt: skip
+
+
+def _with_kind(documents: Sequence[str]) -> list[str]:
+    """Rule 2 names the refunding statements by number; from rule 3 documents are named with
+    their kind ("statement ...", "credit note ..."), as they may be either."""
+    return [d if " " in d else f"statement {d}" for d in documents]
 
 
 Key = tuple[str, str, Decimal, str]  # model, token class, unit price, price version ('' from layout 6)
