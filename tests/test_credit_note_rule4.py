@@ -17,20 +17,18 @@ import pytest
 
 from core.money import D
 from pipeline.credit_notes import CreditNoteError
-from tests.conftest import Billing
+from tests.conftest import Billing, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
-def _december_refunded(billing: Billing, tmp_path: Path, february_tokens: int = 200_000):  # type: ignore[no-untyped-def]
+def _through_january(billing: Billing):  # type: ignore[no-untyped-def]
     """Grant 3.00. November: r0 200,000 = 1.50, prepaid. December: r2 600,000 = 4.50 and r0's
     retry 400,000 (+1.50 of November): 1.50 of credit left pays usage first, so the usage asked
     3.00 in money and the ask 1.50; net 4.50. January: r0's third attempt 200,000 (-1.50 of
     November, whose money is December's ask: a money refund) and r2's retry 1,200,000 (+4.50 of
-    December): net 3.00. February: r2's third attempt 200,000 (-7.50 of December), refunded in
-    money: December's usage money 3.00 and January's ask 4.50. Returns the statements and the
-    output folder."""
-    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    December): net 3.00. Statements into ``<root>/out``; returns the three."""
+    out = _german_account_with(billing, billing.root, "g,acct_de,3.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
     _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", 200_000)
     nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 600_000)
@@ -42,16 +40,31 @@ def _december_refunded(billing: Billing, tmp_path: Path, february_tokens: int = 
     _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 1_200_000)
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     assert _figures(jan) == (D("3.00"), D("0.00"), D("3.00"), D("0.57"), D("3.57"))
+    return nov, dec, jan
+
+
+@pytest.fixture(scope="module")
+def _january_once(tmp_path_factory: pytest.TempPathFactory) -> BuiltOnce:
+    return BuiltOnce(tmp_path_factory, "through-january", _through_january)
+
+
+def _december_refunded(built: BuiltOnce, february_tokens: int = 200_000):  # type: ignore[no-untyped-def]
+    """:func:`_through_january` (built once per module, a fresh copy), then February: r2's third
+    attempt (200,000: -7.50 of December, refunded in money: December's usage money 3.00 and
+    January's ask 4.50). Returns the billing, the four statements and the output folder."""
+    billing = built.restore()
+    nov, dec, jan = built.value
+    out = billing.root / "out"
     _attempt(billing, "2027-02-03", "e6", "r2", 3, "2026-12-02T11:00:00Z", february_tokens)
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
-    return nov, dec, jan, feb, out
+    return billing, nov, dec, jan, feb, out
 
 
 @pytest.mark.parametrize("rule", [3, 4])
 def test_a_note_on_usage_lines_after_their_money_was_refunded_credits_nothing_more(
-    billing: Billing, tmp_path: Path, rule: int
+    _january_once: BuiltOnce, tmp_path: Path, rule: int
 ) -> None:
-    nov, dec, jan, feb, out = _december_refunded(billing, tmp_path)
+    billing, nov, dec, jan, feb, out = _december_refunded(_january_once)
     assert _figures(feb) == (D("-7.50"), D("0.00"), D("-7.50"), D("-1.43"), D("-8.93"))
     # December's usage line (4.50: 1.50 prepaid, 3.00 money): its money came back in February;
     # the 1.50 left of December's usage now (r2's 200,000) was paid with credit
@@ -72,14 +85,14 @@ def test_a_note_on_usage_lines_after_their_money_was_refunded_credits_nothing_mo
 
 
 def test_a_note_after_a_partial_refund_credits_what_is_left_of_the_statements_money(
-    billing: Billing, tmp_path: Path
+    _january_once: BuiltOnce, tmp_path: Path
 ) -> None:
     # February's retry 400,000 (-6.00 of December, all money: December's 3.00 + January's ask
     # 4.50 = 7.50 of money): 1.50 of December's money is left, none of November's (its ask's
     # 1.50 came back in January). Rule 3 credited 3.00 (the net 4.50 less 6.00 refunded, plus
     # January's 4.50 asked); rule 4 credits 1.50 + 0.29 VAT: lines 4.50, 1.50 refunded on the
     # line's key and 1.50 given back for November, not credited
-    nov, dec, jan, feb, out = _december_refunded(billing, tmp_path, february_tokens=400_000)
+    billing, nov, dec, jan, feb, out = _december_refunded(_january_once, february_tokens=400_000)
     assert _figures(feb) == (D("-6.00"), D("0.00"), D("-6.00"), D("-1.14"), D("-7.14"))
     note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 3, 5)).document
     assert _money(note) == (D("4.50"), D("0.00"), D("3.00"), D("1.50"), "on_net", D("0.29"), D("1.79"))
