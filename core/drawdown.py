@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from core.money import ZERO, Decimal, to_cents
 from core.period import Period
@@ -373,6 +373,9 @@ class PeriodCredit:
     applied: Decimal
     expired: Decimal
     restored: Decimal = ZERO  # statement layout 7 on: negative adjustments given back as credit
+    #: statement layout 11 on: the first day the block covers when it also covers months before
+    #: its period that had no statement (their movements are its own); None: the period's start
+    since: date | None = None
 
     @property
     def closing(self) -> Decimal:
@@ -381,12 +384,17 @@ class PeriodCredit:
 
 def summarize(movements: Iterable[Movement], account_id: str, period: str) -> PeriodCredit:
     opening = granted = applied = expired = restored = ZERO
+    start = period_start(period)
+    since = start
     for m in movements:
         if m.account_id != account_id or m.period > period:
             continue
         if m.period < period:
             opening += m.signed
-        elif m.kind in ("granted", "reversed"):
+            continue
+        if m.at < since:  # a movement of a month without a statement, this block's (layout 11)
+            since = m.at.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if m.kind in ("granted", "reversed"):
             granted += m.signed
         elif m.kind == "applied":
             applied += m.amount
@@ -394,7 +402,7 @@ def summarize(movements: Iterable[Movement], account_id: str, period: str) -> Pe
             restored += m.amount
         else:
             expired += m.amount
-    return PeriodCredit(opening, granted, applied, expired, restored)
+    return PeriodCredit(opening, granted, applied, expired, restored, since.date() if since < start else None)
 
 
 def drawn_by(applied: Decimal, before: Decimal, until: Decimal | None, rest: Decimal | None) -> Decimal:

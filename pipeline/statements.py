@@ -353,7 +353,9 @@ def build_document(
     credits = (
         None
         if block is None
-        else CreditSummary(block.opening, block.granted, block.applied, block.expired, block.closing, block.restored)
+        else CreditSummary(
+            block.opening, block.granted, block.applied, block.expired, block.closing, block.restored, block.since
+        )
     )
     applied = credits.applied if credits else ZERO
     restored = sum((ln.restored for ln in lines if ln.kind == "adjustment"), ZERO)

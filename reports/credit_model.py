@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from core.money import Decimal, to_cents
 
@@ -24,6 +25,9 @@ class CreditSummary:
     expired: Decimal
     closing: Decimal
     restored: Decimal = Decimal("0")
+    #: statement layout 11 on: the first day the block covers when it also covers months without
+    #: a statement before its period (printed "Opening balance, <since>", "granted since <since>")
+    since: date | None = None
 
     def __post_init__(self) -> None:
         for name in ("opening", "granted", "applied", "expired", "closing", "restored"):

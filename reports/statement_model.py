@@ -117,8 +117,9 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: 11: printed as 10; a month after the last issued period in which no account with prepaid
 #: credit was billed is closed by the next statement: its credit block covers the movements
 #: dated in it (a grant bought the month before the first statement, or in a month without
-#: usage), they are stored with it, and its prior-period adjustments draw and restore prepaid
-#: credit there
+#: usage) and then names its first day ("Opening balance, 1 October 2026", "Credit granted
+#: since 1 October 2026"), they are stored with it, and its prior-period adjustments draw and
+#: restore prepaid credit there
 #: (layouts 1-10 never stored those movements, so the statement after next failed on a
 #: negative opening balance, and refunded in money what credit had paid; docs/credits.md).
 LAYOUT_VERSION = 11

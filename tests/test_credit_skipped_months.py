@@ -31,6 +31,7 @@ from tests.test_credit_restore import (
     _ledger,
     _november_and_a_late_retry_rated,
 )
+from tests.test_invoicing import _pdf_text
 
 
 def _issue(billing: Billing, out: Path, period: str, on: date, layout: int | None = None):  # type: ignore[no-untyped-def]
@@ -40,9 +41,15 @@ def _issue(billing: Billing, out: Path, period: str, on: date, layout: int | Non
 
 
 def _block(
-    opening: str, granted: str, applied: str, closing: str, restored: str = "0", expired: str = "0"
+    opening: str,
+    granted: str,
+    applied: str,
+    closing: str,
+    restored: str = "0",
+    expired: str = "0",
+    since: date | None = None,
 ) -> CreditSummary:
-    return CreditSummary(D(opening), D(granted), D(applied), D(expired), D(closing), D(restored))
+    return CreditSummary(D(opening), D(granted), D(applied), D(expired), D(closing), D(restored), since)
 
 
 def test_a_grant_bought_the_month_before_the_first_statement_is_stored_with_it(billing: Billing, tmp_path: Path):
@@ -50,8 +57,11 @@ def test_a_grant_bought_the_month_before_the_first_statement_is_stored_with_it(b
     out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-10-15T00:00:00Z,,purchased,INV-1,\n")
     _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 100_000)
     nov = _issue(billing, out, "2026-11", date(2026, 12, 1))
-    # the first statement's block shows the grant: granted 5.00 less 0.75 applied
-    assert nov.credits == _block("0", "5.00", "0.75", "4.25")
+    # the first statement's block covers October: "Opening balance, 1 October 2026 $0.00",
+    # "Credit granted since 1 October 2026 $5.00", 0.75 applied, closing 4.25
+    assert nov.credits == _block("0", "5.00", "0.75", "4.25", since=date(2026, 10, 1))
+    text = _pdf_text(out / "statements" / "2026-11", str(nov.statement_number))
+    assert "Opening balance, 1 October 2026" in text and "Credit granted since 1 October 2026" in text
     assert (nov.credits_applied, nov.total_due) == (D("0.75"), D("0.00"))
     # stored with November, at its own instant
     assert _ledger(billing, "2026-11") == [
@@ -76,7 +86,8 @@ def test_a_grant_dated_in_a_month_without_usage_opens_the_next_statement(billing
     _attempt(billing, "2027-01-07", "j1", "rj", 1, "2027-01-07T09:00:00Z", 100_000)
     jan = _issue(billing, out, "2027-01", date(2027, 2, 1))
     # January's block covers December: November had none (no credit then), so it opens at 0
-    assert jan.credits == _block("0", "5.00", "0.75", "4.25")
+    # on 1 December
+    assert jan.credits == _block("0", "5.00", "0.75", "4.25", since=date(2026, 12, 1))
     assert jan.total_due == D("0.00")
     assert _ledger(billing, "2027-01") == [
         ("g", "granted", "12-10 00:00", D("5.00"), None),
@@ -159,7 +170,7 @@ def test_credit_restored_to_a_grant_that_expired_in_a_month_without_statements_e
     # January's block covers December's expiry (2.50); the 3.75 restored to g expires at once
     # (as for a grant whose expiry an issued period recorded): 2.50 + 3.75 - 6.25 = 0.00, and
     # January's 0.75 is paid in money, + 19% VAT 0.14
-    assert jan.credits == _block("2.50", "0", "0", "0.00", restored="3.75", expired="6.25")
+    assert jan.credits == _block("2.50", "0", "0", "0.00", restored="3.75", expired="6.25", since=date(2026, 12, 1))
     assert (jan.credits_restored, jan.net_amount, jan.tax_amount, jan.total_due) == (
         D("3.75"), D("0.75"), D("0.14"), D("0.89"))  # fmt: skip
     assert _ledger(billing, "2027-01") == [
