@@ -22,6 +22,16 @@ from tests.test_credit_note_after_refund import _figures, _money, _note, _replay
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
+def _november_and_december(billing: Billing, out: Path, november_tokens: int, retry_tokens: int):  # type: ignore[no-untyped-def]
+    """November: r0 ``november_tokens``, issued. December: r2 600,000 = 4.50 (line 1) and r0's
+    retry of ``retry_tokens`` (a positive adjustment of November, line 2), issued."""
+    _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", november_tokens)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 600_000)
+    _attempt(billing, "2026-12-04", "e3", "r0", 2, "2026-11-02T10:00:00Z", retry_tokens)
+    return nov, _statement(billing, out, "2026-12", date(2027, 1, 1))
+
+
 def _through_january(billing: Billing):  # type: ignore[no-untyped-def]
     """Grant 3.00. November: r0 200,000 = 1.50, prepaid. December: r2 600,000 = 4.50 and r0's
     retry 400,000 (+1.50 of November): 1.50 of credit left pays usage first, so the usage asked
@@ -29,11 +39,7 @@ def _through_january(billing: Billing):  # type: ignore[no-untyped-def]
     November, whose money is December's ask: a money refund) and r2's retry 1,200,000 (+4.50 of
     December): net 3.00. Statements into ``<root>/out``; returns the three."""
     out = _german_account_with(billing, billing.root, "g,acct_de,3.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", 200_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 600_000)
-    _attempt(billing, "2026-12-04", "e3", "r0", 2, "2026-11-02T10:00:00Z", 400_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    nov, dec = _november_and_december(billing, out, 200_000, 400_000)
     assert (dec.usage_total, dec.adjustments_total, dec.credits_applied, dec.net_amount) == (
         D("4.50"), D("1.50"), D("1.50"), D("4.50"))  # fmt: skip
     _attempt(billing, "2027-01-03", "e4", "r0", 3, "2026-11-02T11:00:00Z", 200_000)
@@ -109,11 +115,7 @@ def test_a_note_on_a_usage_line_still_gives_back_the_statements_money_first(bill
     # first, whichever lines asked it, as rules 2-3 did: 4.50 + 0.86 (November's money is still
     # all there); a note on the ask then finds nothing left of the statement's net
     out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
-    _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", 200_000)
-    _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 600_000)
-    _attempt(billing, "2026-12-04", "e3", "r0", 2, "2026-11-02T10:00:00Z", 400_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _, dec = _november_and_december(billing, out, 200_000, 400_000)
     usage_note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 1, 5)).document
     # lines 4.50, prepaid 0.00, refunded 0, net 4.50, VAT 0.855 -> 0.86 (the statement's): 5.36
     assert _money(usage_note) == (D("4.50"), D("0.00"), D("0.00"), D("4.50"), "on_net", D("0.86"), D("5.36"))
@@ -129,11 +131,7 @@ def _asked_then_refunded(billing: Billing, tmp_path: Path):  # type: ignore[no-u
     third attempt 100,000, -1.50 of November refunded in money (VAT -0.285 -> -0.29): it gives
     back December's ask; December's usage money (4.50) is untouched."""
     out = _german_account_with(billing, tmp_path, "")
-    _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", 100_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 600_000)
-    _attempt(billing, "2026-12-04", "e3", "r0", 2, "2026-11-02T10:00:00Z", 300_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    nov, dec = _november_and_december(billing, out, 100_000, 300_000)
     assert (dec.usage_total, dec.adjustments_total, dec.net_amount, dec.total_due) == (
         D("4.50"), D("1.50"), D("6.00"), D("7.14"))  # fmt: skip
     _attempt(billing, "2027-01-03", "e4", "r0", 3, "2026-11-02T11:00:00Z", 100_000)
