@@ -86,16 +86,16 @@ def _into_next_statement(fresh: Sequence[Movement], first_open: str | None, mont
     instants. So every statement's credit block opens at the previous statement's closing, and
     finalizing ``month`` stores them. (A grant :func:`core.drawdown.draw` grants at its own time
     because an issued period drew it lies before ``first_open``: it stays there.)"""
-    skipped = (first_open or "", month)
-    return [dataclasses.replace(m, period=month) if skipped[0] <= m.period < month else m for m in fresh]
+    since = first_open or ""
+    return [dataclasses.replace(m, period=month) if since <= m.period < month else m for m in fresh]
 
 
 def _charges(
-    con: duckdb.DuckDBPyConnection, first_open: str | None, rules: DueRules
+    con: duckdb.DuckDBPyConnection, adjusting: str | None, rules: DueRules
 ) -> tuple[dict[tuple[str, str], Decimal], dict[tuple[str, str], Decimal]]:
     """What each open statement of an account with grants charges: rounded lines (+ adjustments,
-    less what they give back as prepaid credit); and what the statement of ``first_open`` (the
-    adjusting month, :func:`_adjusting_month`) restores to prepaid credit per (account,
+    less what they give back as prepaid credit); and what the statement of ``adjusting`` (the
+    month carrying the adjustments, :func:`_adjusting_month`; None: none yet) restores to prepaid credit per (account,
     adjusted period) (layout 7 on, else nothing)."""
     lines = "printed_statement_lines" if rules.lines_by_unit_price else "statement_lines"
     charges: dict[tuple[str, str], Decimal] = {
@@ -110,16 +110,16 @@ def _charges(
         ).fetchall()
     }
     restorations: dict[tuple[str, str], Decimal] = {}
-    if first_open is not None:
+    if adjusting is not None:
         rows = con.execute(
             "SELECT account_id, original_period, sum(amount), sum(restored) FROM ("
             + sql_text("statement_lines_due.sql")
             + ") WHERE kind = 'adjustment' AND account_id IN (SELECT account_id FROM credit_grants) GROUP BY ALL",
             # adjustments as the statement prices them (its layout's rules)
-            rules.sql_parameters(first_open),
+            rules.sql_parameters(adjusting),
         ).fetchall()
         for account, origin, amount, restored in rows:
-            key = (account, first_open)
+            key = (account, adjusting)
             # the part restored to prepaid credit is not money given back: credit pays the rest
             charges[key] = charges.get(key, ZERO) + Decimal(amount) + Decimal(restored)
             if restored:
