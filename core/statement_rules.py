@@ -55,6 +55,15 @@ class DueRules:
     layout 11) counts from its own time. Before, those movements were never stored (the next
     statement's opening balance lacked the grant, and went negative), and a statement after
     such a month refunded in money what prepaid credit had paid.
+    ``note_money_moves_credit`` (layout 12 on): a credit note gives back its statement's money
+    first, so when the lines it credits were paid in part with prepaid credit it gives back more
+    money than they asked, and ``line_money`` attributes the rest to the statement's other lines
+    in printed order: usage lines of its own period, then positive adjustments of earlier periods
+    (asks). An ask whose money was given back that way, but which no note credited, is now paid
+    with the statement's prepaid credit: that credit counts as the ask's period's (credit left to
+    restore when the period is refunded, to the grants the statement drew), no longer as the
+    noted statement's. Before, it stayed the noted period's, whose credited line is never refunded
+    again, and a refund of the ask's period gave that part back in money.
     """
 
     adjustments_by_tokens: bool = True
@@ -64,6 +73,7 @@ class DueRules:
     restores_prepaid_credit: bool = True
     period_money_given_back: bool = True
     skipped_months_closed: bool = True
+    note_money_moves_credit: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -75,4 +85,5 @@ class DueRules:
             "restore_credit": self.restores_prepaid_credit,
             "period_money": self.period_money_given_back,
             "skipped_months": self.skipped_months_closed,
+            "moved_credit": self.note_money_moves_credit,
         }

@@ -122,7 +122,14 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: restore prepaid credit there
 #: (layouts 1-10 never stored those movements, so the statement after next failed on a
 #: negative opening balance, and refunded in money what credit had paid; docs/credits.md).
-LAYOUT_VERSION = 11
+#: 12: printed as 11; when a credit note on a statement gave back more money than the lines it
+#: credited had asked (a note gives back the statement's money first, and credit paid those
+#: lines in part), the part that goes to a positive adjustment of an earlier period Q it did not
+#: credit moves the prepaid credit with it: that ask is now paid with the statement's credit, so
+#: a refund of Q restores it to prepaid credit (layouts 7-11 counted it as the noted period's,
+#: whose credited line is never refunded again, and refunded Q's part in money;
+#: docs/credits.md "A note's money moved to an ask").
+LAYOUT_VERSION = 12
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -153,6 +160,9 @@ PERIOD_MONEY_GIVEN_BACK_FROM = 10
 # the first that stores the credit movements of months without statements before it, and draws
 # and restores credit for its adjustments even when such a month lies between it and the last issued
 SKIPPED_MONTHS_CLOSED_FROM = 11
+# the first whose refunds count as prepaid credit an earlier period's ask whose money a credit
+# note on its statement gave back in place of the credited lines' own (the credit moved with it)
+NOTE_MONEY_MOVES_CREDIT_FROM = 12
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -176,6 +186,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         restores_prepaid_credit=layout_version >= RESTORES_PREPAID_CREDIT_FROM,
         period_money_given_back=layout_version >= PERIOD_MONEY_GIVEN_BACK_FROM,
         skipped_months_closed=layout_version >= SKIPPED_MONTHS_CLOSED_FROM,
+        note_money_moves_credit=layout_version >= NOTE_MONEY_MOVES_CREDIT_FROM,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from core.money import D
+from pipeline import jobs
 from pipeline.credit_notes import CreditNoteError
 from tests.conftest import Billing, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
@@ -157,11 +158,6 @@ def test_a_refund_of_the_other_periods_ask_leaves_the_usage_lines_money_whole(bi
     _replays_match(billing, tmp_path, periods=("2026-12", "2027-01"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open point (docs/credits.md, the first): a note's money moved to an ask leaves the credit "
-    "that paid it behind, and reverting the ask's period refunds it in money",
-)
 def test_a_note_on_a_partly_prepaid_usage_line_moves_the_credit_with_the_money_it_gives_back(
     billing: Billing, tmp_path: Path
 ) -> None:
@@ -171,7 +167,7 @@ def test_a_note_on_a_partly_prepaid_usage_line_moves_the_credit_with_the_money_i
     # 1.43, nothing kept as prepaid (1.50 of it is November's ask's money). January retries both
     # requests to 0: -9.00 of November (December's line is credited: 0.00). November's money is
     # 7.50 + 1.50 asked - 1.50 given back by the note = 7.50, so 1.50 goes back to the grant:
-    # net -7.50, VAT -1.43, due -8.93 (today: all 9.00 in money, VAT -1.71)
+    # net -7.50, VAT -1.43, due -8.93 (layouts 7-11: all 9.00 in money, VAT -1.71)
     out = _german_account_with(billing, tmp_path, "g,acct_de,1.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
     _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
     _statement(billing, out, "2026-11", date(2026, 12, 1))
@@ -183,5 +179,19 @@ def test_a_note_on_a_partly_prepaid_usage_line_moves_the_credit_with_the_money_i
     assert (note.net_amount, note.prepaid_retained) == (D("7.50"), D("0.00"))
     _attempt(billing, "2027-01-03", "e4", "r1", 3, "2026-11-02T11:00:00Z", 0)
     _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 0)
+    # layout 11, a draft: the 1.50 of credit stays December's, whose credited line is never
+    # refunded again, so November's refund gives all 9.00 back in money (9.00 x 19% = 1.71)
+    old = jobs.run_statements(billing.settings, "2027-01", tmp_path / "draft-11", layout_version=11)
+    assert _figures(next(st.document for st in old.statements)) == (
+        D("-9.00"), D("0.00"), D("-9.00"), D("-1.71"), D("-10.71"))  # fmt: skip
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert jan.layout_version == 12
     assert _figures(jan) == (D("-9.00"), D("1.50"), D("-7.50"), D("-1.43"), D("-8.93"))
+    # the grant gets its 1.50 back: December drew it (closing 0.00), January restores it
+    assert jan.credits is not None
+    assert (jan.credits.opening, jan.credits.restored, jan.credits.applied, jan.credits.closing) == (
+        D("0.00"), D("1.50"), D("0.00"), D("1.50"))  # fmt: skip
+    # even over the history: money asked 7.50 + 7.50, given back 7.50 (the note) + 7.50; credit
+    # drawn 1.50, restored 1.50
+    assert D("7.50") + dec.net_amount - note.net_amount + jan.net_amount == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2026-12", "2027-01"))

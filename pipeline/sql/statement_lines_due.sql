@@ -35,6 +35,11 @@
 -- carries its adjustments of earlier periods); what it restores to prepaid credit may include
 -- the credit later statements drew for asks of it (before, that part was refunded in money)
 -- (docs/credits.md "Restoring credit", points 2 and 6).
+-- From layout 12 ($moved_credit) a note that gave back more money than the lines it credited
+-- had asked (credit paid them in part) moves prepaid credit with the money it attributes to a
+-- positive adjustment of an earlier period Q that no note credited: that ask is now paid with
+-- the statement's credit, so Q's refunds restore it (before, it stayed the noted period's credit,
+-- whose credited line is never refunded again, and Q's refund gave it back in money).
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -189,7 +194,8 @@ line_money AS (
     -- order, each up to its money; what is left of the statement's notes' nets (a note credits
     -- the statement's money first, whichever lines paid it) goes to the statement's lines'
     -- money not yet given back, in printed order.
-    SELECT account_id, original_period, kind, own + least(money - own, greatest(0, excess - left_before)) AS given_back
+    SELECT account_id, original_period, statement_period, kind, credit_note_number IS NULL AS uncredited,
+           own + least(money - own, greatest(0, excess - left_before)) AS given_back
     FROM (
         SELECT *, sum(money - own) OVER (PARTITION BY statement_number ORDER BY line_no
                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS left_before,
@@ -204,8 +210,8 @@ line_money AS (
                              AND line_no = min(line_no) OVER (PARTITION BY credit_note_number)
                         THEN note_net ELSE 0 END AS net
             FROM (
-                SELECT l.statement_number, l.line_no, s.account_id, l.original_period, l.kind,
-                       cl.credit_note_number, n.net_usd AS note_net,
+                SELECT l.statement_number, l.line_no, s.account_id, l.original_period, s.period AS statement_period,
+                       l.kind, cl.credit_note_number, n.net_usd AS note_net,
                        CASE WHEN l.kind = 'usage'
                             THEN l.amount - least(l.amount, greatest(0, coalesce(c.applied_usd, 0) - coalesce(sum(l.amount)
                                  FILTER (WHERE l.kind = 'usage') OVER (PARTITION BY l.statement_number ORDER BY l.line_no
@@ -231,6 +237,20 @@ note_money AS (
     FROM line_money
     GROUP BY account_id, original_period
 ),
+moved_credit AS (
+    -- layout 12 on ($moved_credit): the money notes gave back of an ask of Q that no note
+    -- credited (beyond the lines they credited: the statement's money first) is now paid with
+    -- the statement's prepaid credit: into Q's credit left, out of the statement's period's
+    SELECT account_id, period, CAST(sum(amount) AS DECIMAL(18,2)) AS amount
+    FROM (
+        SELECT account_id, original_period AS period, given_back AS amount
+        FROM line_money WHERE $moved_credit AND kind = 'adjustment' AND uncredited AND given_back > 0
+        UNION ALL
+        SELECT account_id, statement_period, -given_back
+        FROM line_money WHERE $moved_credit AND kind = 'adjustment' AND uncredited AND given_back > 0
+    )
+    GROUP BY account_id, period
+),
 paid AS (
     -- layout 7 on: of what was asked for an issued period, what is left to give back in money
     -- and in prepaid credit. Money, layouts 7-9: its own statement's net (replay copies no
@@ -247,8 +267,8 @@ paid AS (
     -- gave back of them (note_money: a note on a later ask is not refunded again), less the
     -- money refunded since. Credit: what its statement drew less what credit notes kept as
     -- prepaid, plus (layout 10 on) what later statements drew for its asks no note credited
-    -- (layouts 7-9 refunded that in money), less what was restored for it since
-    -- (credit_ledger.restored_for)
+    -- (layouts 7-9 refunded that in money), plus (layout 12 on) the credit a note's money moved
+    -- to it (moved_credit), less what was restored for it since (credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
            CAST(greatest(0, CASE WHEN $period_money
                                  THEN least(greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.usage, 0),
@@ -259,7 +279,7 @@ paid AS (
                                       - coalesce(n.net, 0) END
                 + coalesce(am.money, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
            CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) + coalesce(am.credit, 0)
-                            - coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS credit_left
+                            + coalesce(mc.amount, 0) - coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS credit_left
     FROM statements s
     LEFT JOIN statement_invoicing inv USING (statement_number)
     LEFT JOIN statement_credits c USING (statement_number)
@@ -275,6 +295,7 @@ paid AS (
       ON r.account_id = s.account_id AND r.restored_for = s.period
     LEFT JOIN adjustment_money am ON am.account_id = s.account_id AND am.original_period = s.period
     LEFT JOIN note_money nm ON nm.account_id = s.account_id AND nm.original_period = s.period
+    LEFT JOIN moved_credit mc ON mc.account_id = s.account_id AND mc.period = s.period
     WHERE $restore_credit
 ),
 given_back AS (
