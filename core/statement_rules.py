@@ -64,6 +64,12 @@ class DueRules:
     restore when the period is refunded, to the grants the statement drew), no longer as the
     noted statement's. Before, it stayed the noted period's, whose credited line is never refunded
     again, and a refund of the ask's period gave that part back in money.
+    ``netted_refunds_paid`` (layout 12 on): the money a period P's statement asked for its usage
+    lines counts in full as P's money (less what notes gave back of it) when that statement is
+    of layout 10 on, even if its net is lower: a negative adjustment of an earlier period netted
+    on it was a genuine refund (from layout 10 no refund exceeds the refunded period's money).
+    Before, P's money was the lower of the two, so a later refund of P gave back in money that
+    much less than P's usage had asked (the rest restored as credit P never drew, or lost).
     """
 
     adjustments_by_tokens: bool = True
@@ -74,6 +80,7 @@ class DueRules:
     period_money_given_back: bool = True
     skipped_months_closed: bool = True
     note_money_moves_credit: bool = True
+    netted_refunds_paid: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -86,4 +93,5 @@ class DueRules:
             "period_money": self.period_money_given_back,
             "skipped_months": self.skipped_months_closed,
             "moved_credit": self.note_money_moves_credit,
+            "netted_refunds": self.netted_refunds_paid,
         }

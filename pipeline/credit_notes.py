@@ -65,8 +65,15 @@ COMMAND = "credit-note"
 #: its usage lines' money at most what is left of its period's, each positive adjustment line's
 #: at most what is left of its period's): rules 2-3 counted the statement's money as its net less
 #: refunds of its own period, so a note on its usage lines credited again the money it asked for
-#: an earlier period once a refund of that period had given it back.
-MONEY_RULE = 4
+#: an earlier period once a refund of that period had given it back; 5, counts what is left of
+#: a period's money exactly as statements count it (:func:`statements.period_money_left`: a
+#: note's money goes to the lines it credited, then to its statement's other lines, and a
+#: statement of layout 10 on that netted a refund keeps its usage money), and of a line what
+#: notes gave back of it; credits the chosen lines' money even beyond the statement's net when
+#: it netted a refund of an earlier period (with the tax of that money); and keeps as prepaid
+#: the part of the chosen lines prepaid credit paid when their money is short (rule 4 printed
+#: it as already given back, so credit used was never accounted for; docs/invoicing.md).
+MONEY_RULE = 5
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
@@ -200,13 +207,20 @@ def plan(
         [statement_number],
     ).fetchone() or (0, 0))  # fmt: skip
     left_net, left_tax = D(net) - done_net, D(tax) - done_tax
+    # rule 5: the statement's money left line by line (its net may be lower: a refund netted)
+    lines_left = _money_left_on(con, account, statement_number, period, lines, money_rule) if money_rule >= 5 else None
+    asked = sum(_line_money(con, statement_number, lines).values(), ZERO) if lines_left is not None else ZERO
+    if lines_left is not None and rate is not None:
+        # the tax of the money its lines asked: a refund netted on the statement took part of its
+        # tax back, which a note crediting the lines does not undo
+        left_tax = max(D(tax), tax_on(asked, D(rate))) - done_tax
     if lines_total <= 0:
         raise CreditNoteError(
             f"lines {', '.join(str(ln.line_no) for ln in chosen)} of {statement_number} amount to {lines_total}: "
             "nothing to credit",
             hint="credit lines with an amount (lines under half a cent are 0.00)",
         )
-    if left_net <= 0:
+    if left_net <= 0 and (lines_left is None or lines_left[0] <= 0):
         prepaid = _credits_applied(con, statement_number) > 0
         raise CreditNoteError(
             f"the net amount of {statement_number} ({net}) is already credited in full; the rest of its lines was "
@@ -229,7 +243,7 @@ def plan(
         if treatment is not None:
             left_tax = max(ZERO, left_tax - given.tax)
         cap = left_net - taken
-        if cap <= 0:
+        if cap <= 0 and (lines_left is None or lines_left[0] <= 0):
             beyond = given.refunded - taken
             raise CreditNoteError(
                 f"the money {statement_number} asked for {period} ({net}) is already given back: {taken} of it "
@@ -264,7 +278,7 @@ def plan(
     completes_at = cap
     if money_rule >= 3:
         given_for, given_periods = _earlier_periods_given_back(
-            con, account, statement_number, chosen, period, given_back_of
+            con, account, statement_number, chosen, period, given_back_of, money_rule
         )
         if given_for:  # documents are named with their kind: they may be statements and notes
             refunders = tuple(dict.fromkeys([*_with_kind(refunders), *given_for]))
@@ -275,10 +289,18 @@ def plan(
     if money_rule >= 4:
         # all lines together: no more than is left of the statement's money line by line; what
         # rules 2-3 would credit beyond it was given back (by refunds and notes of its periods)
-        left, givers, short = _money_left_on(con, account, statement_number, period, lines)
+        left, givers, short = lines_left or _money_left_on(con, account, statement_number, period, lines)
         before = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
-        wanted = min(lines_total - before, cap)  # what rules 2-3 credit for the chosen lines
+        # what rules 2-3 credit for the chosen lines (rule 5: their amount, not capped by the net)
+        wanted = lines_total - before if lines_left is not None else min(lines_total - before, cap)
         gone = wanted - min(wanted, left)  # of that, what is not left: none when they fit in it
+        if lines_left is not None:
+            # rule 5: what prepaid credit paid of the chosen lines stays used (kept as prepaid),
+            # only the rest was given back; the note credits at most the statement's money left
+            # (which may exceed its net: a refund netted on it); it completes the statement, and
+            # takes the rest of its tax, where rules 2-3 say so
+            gone -= min(gone, _credit_standing(con, account, statement_number, period))
+            cap = left
         if gone > 0:
             rest = gone
             for ln in chosen:  # printed as already given back, line by line
@@ -290,6 +312,13 @@ def plan(
             refunders = tuple(dict.fromkeys([*_with_kind(refunders), *givers]))
             given_periods += [q for q in short if q not in given_periods]
             cap = min(cap, left)
+    if lines_left is not None and cap <= 0 and not refunded_by_line and not given_back_of:
+        raise CreditNoteError(
+            f"line{'s' if len(chosen) > 1 else ''} {', '.join(str(ln.line_no) for ln in chosen)} of "
+            f"{statement_number} ({lines_total}) {'were' if len(chosen) > 1 else 'was'} paid with prepaid credit, "
+            "which a credit note does not refund",
+            hint="give the customer prepaid credit back with a goodwill grant in the credits file (docs/credits.md)",
+        )
     refunded = sum(refunded_by_line.values(), ZERO) + sum(given_back_of.values(), ZERO)
     if lines_total - refunded <= 0 or cap <= 0:
         several = len(chosen) > 1
@@ -504,6 +533,7 @@ def _earlier_periods_given_back(
     chosen: Sequence[_Line],
     period: str,
     given_back_of: dict[int, Decimal],
+    money_rule: int = 4,
 ) -> tuple[tuple[str, ...], list[str]]:
     """Rule 3: the money the chosen adjustment lines of each earlier period Q asked (a line's
     amount less the prepaid credit the statement applied to it, :data:`_ADJUSTMENT_MONEY`)
@@ -516,7 +546,9 @@ def _earlier_periods_given_back(
     rule 2's part is tokens a later statement refunded, which statement_lines_due.sql takes
     back like a hold-back when they return; this part is money Q's own notes and refunds gave
     back, whose tokens no statement refunded, so tokens of Q arriving later are billed (the
-    line's credited amount already keeps a later negative adjustment from refunding it)."""
+    line's credited amount already keeps a later negative adjustment from refunding it). Rule 5:
+    a line's money less what notes gave back of it (:func:`statements.money_given_back_by_line`)."""
+    noted = statements.money_given_back_by_line(con, statement_number) if money_rule >= 5 else {}
     money_of = dict(
         con.execute(
             f"SELECT line_no, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s)", {"s": statement_number}
@@ -525,11 +557,11 @@ def _earlier_periods_given_back(
     names: dict[str, None] = {}
     periods: list[str] = []
     for q in sorted({ln.original_period for ln in chosen if ln.original_period != period}):
-        left, givers = _period_money_left(con, account, q)
+        left, givers = _period_money_left(con, account, q, money_rule)
         for ln in chosen:
             if ln.original_period != q or ln.amount <= 0:
                 continue
-            money = D(money_of.get(ln.line_no, ln.amount))
+            money = D(money_of.get(ln.line_no, ln.amount)) - noted.get(ln.line_no, ZERO)
             credit = min(money, left)
             left -= credit
             if money - credit > 0:
@@ -541,7 +573,12 @@ def _earlier_periods_given_back(
 
 
 def _money_left_on(
-    con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str, lines: Sequence[_Line]
+    con: duckdb.DuckDBPyConnection,
+    account: str,
+    statement_number: str,
+    period: str,
+    lines: Sequence[_Line],
+    money_rule: int = 4,
 ) -> tuple[Decimal, tuple[str, ...], list[str]]:
     """Rule 4: what is left to give back of the money a statement asked, whichever of its lines
     a note names (a note gives back the statement's money first, as statement_lines_due.sql's
@@ -550,29 +587,37 @@ def _money_left_on(
     adjustment line's money, in printed order, at most what is left of its period Q's
     (:func:`_period_money_left` for both). Rules 2-3 counted the statement's net less later
     refunds of its period: the money it asked for Q stayed creditable after refunds of Q had
-    given it back. With the documents that gave back what is short (named with their kind)."""
+    given it back. With the documents that gave back what is short (named with their kind).
+    Rule 5: each line's money less what notes gave back of it (a note's money goes to the lines
+    it credited, then to the statement's other lines), and periods' money as statements count it."""
+    noted = statements.money_given_back_by_line(con, statement_number) if money_rule >= 5 else {}
     usage = sum((ln.amount for ln in lines if ln.kind == "usage"), ZERO)
     usage_money = usage - min(_credits_applied(con, statement_number), usage)
-    own, givers = _period_money_left(con, account, period)
+    usage_money -= sum((noted.get(ln.line_no, ZERO) for ln in lines if ln.kind == "usage"), ZERO)
+    own, givers = _period_money_left(con, account, period, money_rule)
     left, names = min(usage_money, own), dict.fromkeys(givers if own < usage_money else ())
     short = [period] if own < usage_money else []
     left_of: dict[str, Decimal] = {}
-    for original, money in con.execute(
-        f"SELECT original_period, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s) ORDER BY line_no",
+    for line_no, original, asked in con.execute(
+        f"SELECT line_no, original_period, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s) "
+        "ORDER BY line_no",
         {"s": statement_number},
     ).fetchall():
+        money = D(asked) - noted.get(line_no, ZERO)
         if original not in left_of:
-            left_of[original], q_givers = _period_money_left(con, account, original)
-            if left_of[original] < D(money):
+            left_of[original], q_givers = _period_money_left(con, account, original, money_rule)
+            if left_of[original] < money:
                 names.update(dict.fromkeys(q_givers))
                 short.append(original)
-        part = min(D(money), left_of[original])
+        part = min(money, left_of[original])
         left_of[original] -= part
         left += part
     return max(ZERO, left), tuple(names), short
 
 
-def _period_money_left(con: duckdb.DuckDBPyConnection, account: str, q: str) -> tuple[Decimal, tuple[str, ...]]:
+def _period_money_left(
+    con: duckdb.DuckDBPyConnection, account: str, q: str, money_rule: int = 4
+) -> tuple[Decimal, tuple[str, ...]]:
     """Rule 3: what is left to give back of the money asked for period ``q``; never below 0:
 
     * what ``q``'s own statement asked in money for its usage lines (its usage less the prepaid
@@ -586,7 +631,10 @@ def _period_money_left(con: duckdb.DuckDBPyConnection, account: str, q: str) -> 
     With the documents that gave some of it back: ``q``'s credit notes and the statements whose
     negative adjustments refunded money. Whichever of a note on ``q``'s statement (rule 2) and
     a note on a later statement's adjustment of ``q`` comes first, together they give back at
-    most what was asked for ``q``: the second is capped, or refused when nothing is left."""
+    most what was asked for ``q``: the second is capped, or refused when nothing is left.
+
+    Rule 5: the amount as statements count it (:func:`statements.period_money_left`), so a
+    note's money counts against the lines it went to, not against its statement's period only."""
     own = con.execute(
         "SELECT s.statement_number, coalesce(sum(l.amount) FILTER (WHERE l.kind = 'usage'), 0), "
         "       coalesce(any_value(c.applied_usd), 0) "
@@ -613,7 +661,44 @@ def _period_money_left(con: duckdb.DuckDBPyConnection, account: str, q: str) -> 
                 givers.append(f"credit note {note}")
     given = _given_back(con, account, q, None)
     givers += [f"statement {n}" for n in given.refund_statements]
+    if money_rule >= 5:
+        return statements.period_money_left(con, account, q), tuple(givers)
     return max(ZERO, left + given.asked - given.refunded), tuple(givers)
+
+
+def _line_money(con: duckdb.DuckDBPyConnection, statement_number: str, lines: Sequence[_Line]) -> dict[int, Decimal]:
+    """Line number -> the money each positive line of an issued statement asked: a usage line
+    its amount less the prepaid credit its statement applied to it (credit pays usage lines
+    first, in printed order), a positive adjustment line as :data:`_ADJUSTMENT_MONEY`."""
+    applied = _credits_applied(con, statement_number)
+    asks = dict(
+        con.execute(
+            f"SELECT line_no, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s)", {"s": statement_number}
+        ).fetchall()
+    )
+    money: dict[int, Decimal] = {}
+    for ln in lines:
+        if ln.kind == "usage":
+            paid = min(ln.amount, max(ZERO, applied))
+            applied -= paid
+            money[ln.line_no] = ln.amount - paid
+        elif ln.amount > 0:
+            money[ln.line_no] = D(asks.get(ln.line_no, ln.amount))
+    return money
+
+
+def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str) -> Decimal:
+    """Rule 5: the prepaid credit that still pays a statement's lines: what it applied, less
+    what its credit notes kept as prepaid (that credit went with the lines they credited) and
+    what refunds of its period restored to prepaid credit since."""
+    row = con.execute(
+        "SELECT coalesce((SELECT applied_usd FROM statement_credits WHERE statement_number = $s), 0) "
+        "     - coalesce((SELECT sum(prepaid_retained_usd) FROM credit_notes WHERE statement_number = $s), 0) "
+        "     - coalesce((SELECT sum(amount) FROM credit_ledger WHERE entry_kind = 'restored' "
+        "                 AND account_id = $a AND restored_for = $p), 0)",
+        {"s": statement_number, "a": account, "p": period},
+    ).fetchone()
+    return max(ZERO, D(row[0])) if row else ZERO
 
 
 def _description(ln: _Line, names: dict[str, str]) -> str:

@@ -128,7 +128,10 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: credit moves the prepaid credit with it: that ask is now paid with the statement's credit, so
 #: a refund of Q restores it to prepaid credit (layouts 7-11 counted it as the noted period's,
 #: whose credited line is never refunded again, and refunded Q's part in money;
-#: docs/credits.md "A note's money moved to an ask").
+#: docs/credits.md "A note's money moved to an ask"); and a period whose statement (layout 10
+#: on) netted a refund of an earlier period counts as its money all it asked for its usage, not
+#: at most its net (that refund was genuine), so a later refund of it gives back that much in
+#: money (layouts 10-11 gave back the netted refund less).
 LAYOUT_VERSION = 12
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -163,6 +166,9 @@ SKIPPED_MONTHS_CLOSED_FROM = 11
 # the first whose refunds count as prepaid credit an earlier period's ask whose money a credit
 # note on its statement gave back in place of the credited lines' own (the credit moved with it)
 NOTE_MONEY_MOVES_CREDIT_FROM = 12
+# the first whose refunds of a period count as its money all its statement asked for its usage
+# when that statement (layout 10 on) netted a refund of an earlier period (before: at most its net)
+NETTED_REFUNDS_PAID_FROM = 12
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -187,6 +193,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         period_money_given_back=layout_version >= PERIOD_MONEY_GIVEN_BACK_FROM,
         skipped_months_closed=layout_version >= SKIPPED_MONTHS_CLOSED_FROM,
         note_money_moves_credit=layout_version >= NOTE_MONEY_MOVES_CREDIT_FROM,
+        netted_refunds_paid=layout_version >= NETTED_REFUNDS_PAID_FROM,
     )
 
 

@@ -421,7 +421,9 @@ def test_a_note_capped_by_the_later_statements_net_leaves_part_of_the_ask_paid_i
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     assert _figures(jan) == (D("0.75"), D("0.00"), D("0.75"), D("0.14"), D("0.89"))
     line = next(n for n, a in enumerate(jan.adjustments, 1) if a.amount == D("1.50"))
-    jan_note = _note(billing, str(jan.statement_number), out, lines=(line,), issue_date=date(2027, 2, 10)).document
+    # rule 3 (rule 5 credits the line's 1.50 beyond Jan's net: tests/test_credit_note_rule5.py)
+    jan_note = _note(billing, str(jan.statement_number), out, lines=(line,), issue_date=date(2027, 2, 10), rule=3)
+    jan_note = jan_note.document
     assert (jan_note.net_amount, jan_note.prepaid_retained) == (D("0.75"), D("0.75"))
     _attempt(billing, "2027-02-12", "b3", "r1", 3, "2026-12-07T09:10:00Z", 1_000_000)
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from core.db import connect
 from core.money import D
-from pipeline import jobs
+from pipeline import credit_notes, jobs
 from pipeline.credit_notes import CreditNoteError
 from tests.conftest import Billing, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
@@ -67,7 +68,7 @@ def _december_refunded(built: BuiltOnce, february_tokens: int = 200_000):  # typ
     return billing, nov, dec, jan, feb, out
 
 
-@pytest.mark.parametrize("rule", [3, 4])
+@pytest.mark.parametrize("rule", [3, 4, 5])
 def test_a_note_on_usage_lines_after_their_money_was_refunded_credits_nothing_more(
     _january_once: BuiltOnce, tmp_path: Path, rule: int
 ) -> None:
@@ -83,8 +84,16 @@ def test_a_note_on_usage_lines_after_their_money_was_refunded_credits_nothing_mo
         money = nov.total_due + dec.total_due + jan.total_due + feb.total_due - note.total_credited
         assert money == D("-1.79")
     else:
-        with pytest.raises(CreditNoteError, match="already given back: the money asked for 2026-12, 2026-11 is"):
-            _note(billing, str(dec.statement_number), out, issue_date=date(2027, 3, 5))
+        # rule 4 names the periods whose money is given back; rule 5 counts December's money as
+        # statements do (nothing left: its usage money and the asks of it came back in February)
+        # and says so with rule 2's words, before counting line by line
+        given = (
+            "already given back: the money asked for 2026-12, 2026-11 is"
+            if rule == 4
+            else rf"already given back: 7.50 of it refunded on statement {feb.statement_number}"
+        )
+        with pytest.raises(CreditNoteError, match=given):
+            _note(billing, str(dec.statement_number), out, rule=rule, issue_date=date(2027, 3, 5))
         # money over the four months: 0.00 + 5.36 + 3.57 - 8.93 = 0.00; credit used 3.00 pays
         # what is billed now (November 1.50, December 1.50)
         assert nov.total_due + dec.total_due + jan.total_due + feb.total_due == D("0.00")
@@ -101,8 +110,17 @@ def test_a_note_after_a_partial_refund_credits_what_is_left_of_the_statements_mo
     # line's key and 1.50 given back for November, not credited
     billing, nov, dec, jan, feb, out = _december_refunded(_january_once, february_tokens=400_000)
     assert _figures(feb) == (D("-6.00"), D("0.00"), D("-6.00"), D("-1.14"), D("-7.14"))
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        four = credit_notes.plan(con, str(dec.statement_number), [1], money_rule=4)
+    finally:
+        con.close()
+    assert (four.lines_total, four.prepaid_retained, four.refunded, four.net) == (
+        D("4.50"), D("0.00"), D("3.00"), D("1.50"))  # fmt: skip
+    # rule 5 credits the same money, and says that the 1.50 of prepaid credit December applied
+    # to the line stays used (kept as prepaid), where rule 4 printed it as given back
     note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 3, 5)).document
-    assert _money(note) == (D("4.50"), D("0.00"), D("3.00"), D("1.50"), "on_net", D("0.29"), D("1.79"))
+    assert _money(note) == (D("4.50"), D("1.50"), D("1.50"), D("1.50"), "on_net", D("0.29"), D("1.79"))
     assert note.refunded_on is not None and str(feb.statement_number) in note.refunded_on
     # in money: 0.00 + 5.36 + 3.57 - 7.14 - 1.79 = 0.00 (what is billed now, 4.50, is the
     # grant's 3.00 and the 1.50 the note credited)

@@ -39,7 +39,11 @@
 -- had asked (credit paid them in part) moves prepaid credit with the money it attributes to a
 -- positive adjustment of an earlier period Q that no note credited: that ask is now paid with
 -- the statement's credit, so Q's refunds restore it (before, it stayed the noted period's credit,
--- whose credited line is never refunded again, and Q's refund gave it back in money).
+-- whose credited line is never refunded again, and Q's refund gave it back in money). And
+-- ($netted_refunds) a period whose statement is of layout 10 on counts as its own money what it
+-- asked for its usage, even when its net is lower: a refund of an earlier period netted there
+-- was genuine (layout 10 on never refunds more than a period's money), so that money was paid
+-- (before: the lower of the two, and a later refund of the period fell short by the netted refund).
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -194,7 +198,8 @@ line_money AS (
     -- order, each up to its money; what is left of the statement's notes' nets (a note credits
     -- the statement's money first, whichever lines paid it) goes to the statement's lines'
     -- money not yet given back, in printed order.
-    SELECT account_id, original_period, statement_period, kind, credit_note_number IS NULL AS uncredited,
+    SELECT statement_number, line_no, account_id, original_period, statement_period, kind,
+           credit_note_number IS NULL AS uncredited,
            own + least(money - own, greatest(0, excess - left_before)) AS given_back
     FROM (
         SELECT *, sum(money - own) OVER (PARTITION BY statement_number ORDER BY line_no
@@ -270,7 +275,13 @@ paid AS (
     -- (layouts 7-9 refunded that in money), plus (layout 12 on) the credit a note's money moved
     -- to it (moved_credit), less what was restored for it since (credit_ledger.restored_for)
     SELECT s.account_id, s.period AS original_period,
-           CAST(greatest(0, CASE WHEN $period_money
+           CAST(greatest(0, CASE WHEN $period_money AND $netted_refunds AND coalesce(s.layout_version, 1) >= 10
+                                 -- layout 12 on: a statement of layout 10 on never refunded more
+                                 -- than a period's money, so a net below its usage money is a
+                                 -- genuine refund netted there: its usage money stands
+                                 THEN greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.usage, 0)
+                                      - coalesce(nm.asks, 0)
+                                 WHEN $period_money
                                  THEN least(greatest(0, coalesce(u.usage, 0) - coalesce(c.applied_usd, 0)) - coalesce(nm.usage, 0),
                                             coalesce(inv.net_usd, s.total_usd + coalesce(c.restored_usd, 0) - coalesce(c.applied_usd, 0))
                                             - coalesce(n.net, 0))

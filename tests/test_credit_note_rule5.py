@@ -1,0 +1,212 @@
+"""Credit note rule 5 and statement layout 12's netted refunds: credit notes count a period's
+money exactly as statements count it (statement_lines_due.sql's `paid`, through
+``statements.period_money_left``), a note may credit a statement's lines beyond its net when a
+refund of an earlier period was netted on it, and what prepaid credit paid of the chosen lines
+stays used when their money is short (docs/invoicing.md, "Credit note rule 5").
+
+acct_de (19% VAT), openai/gpt-5.5 input at 7.50/1M; every figure worked out by hand. The
+first scenarios are the review's random driver's seeds 13 and 4 made small.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core.db import connect
+from core.money import D
+from pipeline import credit_notes, jobs
+from pipeline.credit_notes import CreditNoteError
+from tests.conftest import Billing
+from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
+from tests.test_credit_restore import _attempt, _german_account_with, _statement
+
+
+def _planned(billing: Billing, number: str, lines: list[int], rule: int) -> credit_notes.Plan:
+    """What a note on ``lines`` would be under ``rule``, without issuing it."""
+    con = connect(billing.settings.db_path, read_only=True)
+    try:
+        return credit_notes.plan(con, number, lines, money_rule=rule)
+    finally:
+        con.close()
+
+
+def test_a_note_on_a_statement_that_netted_a_refund_credits_its_usage_lines_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # no grants. November: r1 600,000 = 4.50 (VAT 0.855 -> 0.86, due 5.36). December: r2
+    # 1,000,000 = 7.50 (line 1) and r1's retry 400,000, -1.50 of November refunded in money
+    # (line 2): net 6.00, VAT 1.14, due 7.14
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 600_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 1_000_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T10:00:00Z", 400_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("-1.50"), D("0.00"), D("6.00"), D("1.14"), D("7.14"))
+    number = str(dec.statement_number)
+    # rule 4 stopped at December's net: 6.00 + 1.14, and printed the other 1.50 of the line as
+    # kept, on an account without prepaid credit; nothing ever gave it back
+    four = _planned(billing, number, [1], rule=4)
+    assert (four.net, four.tax, four.prepaid_retained, four.refunded) == (D("6.00"), D("1.14"), D("1.50"), D("0"))
+    # rule 5: the usage line asked 7.50 in money (the -1.50 was a genuine refund of November,
+    # paid out with December's statement): 7.50 + 1.425 -> 1.43, nothing kept
+    note = _note(billing, number, out, issue_date=date(2027, 1, 5)).document
+    assert _money(note) == (D("7.50"), D("0.00"), D("0.00"), D("7.50"), "on_net", D("1.43"), D("8.93"))
+    # January: both requests retried to 0 tokens: -3.00 of November (4.50 less the 1.50
+    # December refunded), December's credited line 0.00: net -3.00, VAT -0.57, due -3.57
+    _attempt(billing, "2027-01-03", "e4", "r1", 3, "2026-11-02T11:00:00Z", 0)
+    _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 0)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-3.00"), D("0.00"), D("-3.00"), D("-0.57"), D("-3.57"))
+    # even: money 4.50 + 6.00 - 7.50 - 3.00 = 0.00, VAT 0.86 + 1.14 - 1.43 - 0.57 = 0.00 (rule
+    # 4 kept 1.50 + 0.29 of the customer's money)
+    assert nov.net_amount + dec.net_amount - note.net_amount + jan.net_amount == D("0.00")
+    assert nov.total_due + dec.total_due - note.total_credited + jan.total_due == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2026-12", "2027-01"))
+
+
+def test_a_note_whose_lines_money_is_short_keeps_the_prepaid_part_it_did_not_give_back(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # grant 2.50. November: r1 200,000 = 1.50, prepaid. December: r2 400,000 = 3.00 (line 1)
+    # and r1's retry 1,200,000, +7.50 of November (line 2); the 1.00 of credit left pays usage
+    # first: net 9.50, VAT 1.805 -> 1.81
+    out = _german_account_with(billing, tmp_path, "g,acct_de,2.50,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 200_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.credits_applied, nov.net_amount) == (D("1.50"), D("0.00"))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 400_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T10:00:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.credits_applied, dec.net_amount, dec.tax_amount) == (D("1.00"), D("9.50"), D("1.81"))
+    # January: r1 retried to 0: -9.00 of November: 7.50 in money (December's ask), 1.50 restored
+    _attempt(billing, "2027-01-03", "e4", "r1", 3, "2026-11-02T11:00:00Z", 0)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-9.00"), D("1.50"), D("-7.50"), D("-1.43"), D("-8.93"))
+    number = str(dec.statement_number)
+    # a note on December's usage line (3.00: 1.00 prepaid, 2.00 money): 2.00 + 0.38 either way;
+    # rule 4 printed the 1.00 of credit as already given back (January gave back November's
+    # money, not this line's), so the credit December used was accounted for nowhere
+    four = _planned(billing, number, [1], rule=4)
+    assert (four.net, four.refunded, four.prepaid_retained) == (D("2.00"), D("1.00"), D("0.00"))
+    note = _note(billing, number, out, issue_date=date(2027, 2, 5)).document
+    assert _money(note) == (D("3.00"), D("1.00"), D("0.00"), D("2.00"), "on_net", D("0.38"), D("2.38"))
+    # even: credit drawn 1.50 + 1.00, restored 1.50, kept by the note 1.00; money 0.00 + 9.50
+    # - 7.50 - 2.00 = 0.00 (December's 3.00 credited, November's tokens all refunded)
+    assert nov.credits_applied + dec.credits_applied - jan.credits_restored == note.prepaid_retained
+    assert nov.net_amount + dec.net_amount + jan.net_amount - note.net_amount == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2026-12", "2027-01"))
+
+
+def _december_noted(billing: Billing, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Layout 12's scenario (tests/test_credit_note_rule4.py): grant 1.50 from 1 December;
+    November r1 1,000,000 = 7.50 in money; December r2 7.50 (line 1) and r1's retry 1,200,000,
+    +1.50 of November (line 2), the 1.50 of credit on usage: net 7.50; a note on line 1 gives
+    back 7.50 + 1.43: December's usage money 6.00 and, first, the 1.50 November's ask asked."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,1.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 1_000_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T10:00:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    note = _note(billing, str(dec.statement_number), out, issue_date=date(2027, 1, 5)).document
+    assert (note.net_amount, note.prepaid_retained, note.total_credited) == (D("7.50"), D("0.00"), D("8.93"))
+    return out, nov, dec, note
+
+
+def test_a_later_ask_of_a_noted_period_is_creditable_as_statements_count_its_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # January: r2's retry 1,200,000: +1.50 of December (the credited line held 1,000,000),
+    # asked in money (the grant is spent): net 1.50, VAT 0.285 -> 0.29
+    out, nov, dec, dec_note = _december_noted(billing, tmp_path)
+    _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 1_200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    number = str(jan.statement_number)
+    # rule 4 counted the December note's whole 7.50 against December's usage money (6.00), so
+    # January's ask of December looked given back: refused
+    with pytest.raises(CreditNoteError, match="already given back"):
+        _planned(billing, number, [1], rule=4)
+    # rule 5: the note gave back December's 6.00 and November's ask's 1.50; December's money
+    # left is January's ask, 1.50: credited with its VAT
+    note = _note(billing, number, out, issue_date=date(2027, 2, 5)).document
+    assert _money(note) == (D("1.50"), D("0.00"), D("0.00"), D("1.50"), "on_net", D("0.29"), D("1.79"))
+    _replays_match(billing, tmp_path, periods=("2027-01",))
+
+
+def test_a_noted_statements_ask_counts_as_given_back_for_its_period(billing: Billing, tmp_path: Path) -> None:
+    # January: r1 retried to 200,000: -7.50 of November. November's money left is 7.50 (7.50
+    # asked + 1.50 by December - 1.50 the note gave back): all refunded in money (VAT -1.43);
+    # the 1.50 of November still billed is paid with December's credit (layout 12)
+    out, nov, dec, dec_note = _december_noted(billing, tmp_path)
+    _attempt(billing, "2027-01-03", "e4", "r1", 3, "2026-11-02T11:00:00Z", 200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-7.50"), D("0.00"), D("-7.50"), D("-1.43"), D("-8.93"))
+    number = str(nov.statement_number)
+    # rule 4 counted November's money as 7.50 + December's ask 1.50 in full: a note on
+    # November's line credited 1.50 + 0.29 more than the customer paid
+    four = _planned(billing, number, [1], rule=4)
+    assert (four.net, four.tax) == (D("1.50"), D("0.29"))
+    # rule 5: nothing of November's money is left (money 7.50 + 7.50 - 7.50 - 7.50 = 0.00)
+    with pytest.raises(CreditNoteError, match="already given back"):
+        _note(billing, number, out, issue_date=date(2027, 2, 5))
+    assert nov.net_amount + dec.net_amount - dec_note.net_amount + jan.net_amount == D("0.00")
+
+
+def test_a_note_on_an_ask_credits_its_money_beyond_a_net_a_refund_lowered(billing: Billing, tmp_path: Path) -> None:
+    # grant 7.50 from 1 December. November: r0 1,000,000 = 7.50 in money. December: r1
+    # 1,000,000 = 7.50, prepaid. January (no usage): r0's retry 900,000, -0.75 of November in
+    # money; r1's retry 1,200,000, +1.50 of December in money: net 0.75, VAT 0.14, due 0.89
+    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-07", "a1", "r0", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-07", "b1", "r1", 1, "2026-12-07T09:00:00Z", 1_000_000)
+    _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-12", "a2", "r0", 2, "2026-11-07T09:05:00Z", 900_000)
+    _attempt(billing, "2027-01-13", "b2", "r1", 2, "2026-12-07T09:05:00Z", 1_200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("0.75"), D("0.00"), D("0.75"), D("0.14"), D("0.89"))
+    line = next(n for n, a in enumerate(jan.adjustments, 1) if a.amount == D("1.50"))
+    # rule 3 stopped at January's net (0.75 + 0.14, 0.75 kept); rule 5 credits the line's
+    # money, 1.50 + 0.285 -> 0.29: the -0.75 was November's genuine refund, paid out in January
+    assert (_planned(billing, str(jan.statement_number), [line], rule=3).net) == D("0.75")
+    note = _note(billing, str(jan.statement_number), out, lines=(line,), issue_date=date(2027, 2, 10)).document
+    assert _money(note) == (D("1.50"), D("0.00"), D("0.00"), D("1.50"), "on_net", D("0.29"), D("1.79"))
+    # money: 7.50 + 0.00 + 0.75 - 1.50 = 6.75, November's 900,000 tokens; December's 1,000,000
+    # stay prepaid (the credited 200,000 are the line's)
+    _replays_match(billing, tmp_path, periods=("2027-01",))
+
+
+def test_a_refund_of_a_period_whose_statement_netted_a_refund_gives_back_its_usage_money_first(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # grant 5.00. November: r1 1,000,000 = 7.50: 5.00 prepaid, 2.50 money. December: r1's
+    # retry 500,000, -3.75 of November (2.50 money, 1.25 restored), and r2 1,000,000 = 7.50
+    # with the 1.25 applied again: net 7.50 - 2.50 - 1.25 = 3.75. December's usage asked 6.25
+    # in money: 3.75 on its net and the 2.50 of November's refund it netted
+    out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-11-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 1_000_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T10:00:00Z", 500_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.adjustments_total, dec.credits_restored, dec.credits_applied, dec.net_amount) == (
+        D("-3.75"), D("1.25"), D("1.25"), D("3.75"))  # fmt: skip
+    # January: r2 retried to 200,000: -6.00 of December. Money first: 6.00 of the 6.25, VAT
+    # -1.14 (layout 11 counted December's money as its net, 3.75, and restored 1.25 of credit
+    # while 0.25 of money stayed paid for the 1.50 still billed)
+    _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 200_000)
+    old = jobs.run_statements(billing.settings, "2027-01", tmp_path / "draft-11", layout_version=11)
+    assert _figures(next(st.document for st in old.statements)) == (
+        D("-6.00"), D("1.25"), D("-4.75"), D("-0.90"), D("-5.65"))  # fmt: skip
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-6.00"), D("0.00"), D("-6.00"), D("-1.14"), D("-7.14"))
+    # February: r2 retried to 0: -1.50 of December: 0.25 of money left, 1.25 restored
+    _attempt(billing, "2027-02-04", "e6", "r2", 3, "2026-12-02T11:00:00Z", 0)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("-1.50"), D("1.25"), D("-0.25"), D("-0.05"), D("-0.30"))
+    _replays_match(billing, tmp_path, periods=("2027-01", "2027-02"))
