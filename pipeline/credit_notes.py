@@ -296,11 +296,12 @@ def plan(
         gone = wanted - min(wanted, left)  # of that, what is not left: none when they fit in it
         if lines_left is not None:
             # rule 5: what prepaid credit paid of the chosen lines stays used (kept as prepaid),
-            # only the rest was given back; the note credits at most the statement's money left
-            # (which may exceed its net: a refund netted on it); it completes the statement, and
-            # takes the rest of its tax, where rules 2-3 say so
+            # only the rest was given back; the note credits at most the statement's money left,
+            # and beyond its net only the money of refunds netted on it that it does not credit
+            # (paid out for their own periods); it completes the statement, and takes the rest of
+            # its tax, where rules 2-3 say so
             gone -= min(gone, _credit_standing(con, account, statement_number, period))
-            cap = left
+            cap = min(left, cap + _netted_refunds(con, statement_number, lines, chosen))
         if gone > 0:
             rest = gone
             for ln in chosen:  # printed as already given back, line by line
@@ -685,6 +686,21 @@ def _line_money(con: duckdb.DuckDBPyConnection, statement_number: str, lines: Se
         elif ln.amount > 0:
             money[ln.line_no] = D(asks.get(ln.line_no, ln.amount))
     return money
+
+
+def _netted_refunds(
+    con: duckdb.DuckDBPyConnection, statement_number: str, lines: Sequence[_Line], chosen: Sequence[_Line]
+) -> Decimal:
+    """Rule 5: the money a statement's negative lines refunded that a note on ``chosen`` does not
+    credit (their amounts less what the statement restored to prepaid credit instead): paid out
+    for earlier periods with the statement, so its usage money exceeds its net by as much. A
+    note that credits a negative line too gets no such room: that refund is then its own."""
+    names = {ln.line_no for ln in chosen}
+    refunds = sum((-ln.amount for ln in lines if ln.amount < 0 and ln.line_no not in names), ZERO)
+    row = con.execute(
+        "SELECT coalesce(max(restored_usd), 0) FROM statement_credits WHERE statement_number = ?", [statement_number]
+    ).fetchone()
+    return max(ZERO, refunds - (D(row[0]) if row else ZERO))
 
 
 def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str) -> Decimal:

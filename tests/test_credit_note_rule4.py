@@ -86,11 +86,12 @@ def test_a_note_on_usage_lines_after_their_money_was_refunded_credits_nothing_mo
     else:
         # rule 4 names the periods whose money is given back; rule 5 counts December's money as
         # statements do (nothing left: its usage money and the asks of it came back in February)
-        # and says so with rule 2's words, before counting line by line
+        # and names the refund of the line's own key
         given = (
             "already given back: the money asked for 2026-12, 2026-11 is"
             if rule == 4
-            else rf"already given back: 7.50 of it refunded on statement {feb.statement_number}"
+            else rf"line 1 of {dec.statement_number} \(4.50\) is already given back: refunded on statement "
+            rf"{feb.statement_number} \(negative prior-period adjustments of 2026-12\)"
         )
         with pytest.raises(CreditNoteError, match=given):
             _note(billing, str(dec.statement_number), out, rule=rule, issue_date=date(2027, 3, 5))

@@ -210,3 +210,34 @@ def test_a_refund_of_a_period_whose_statement_netted_a_refund_gives_back_its_usa
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert _figures(feb) == (D("-1.50"), D("1.25"), D("-0.25"), D("-0.05"), D("-0.30"))
     _replays_match(billing, tmp_path, periods=("2027-01", "2027-02"))
+
+
+def test_a_note_that_credits_a_netted_refund_gets_no_room_beyond_the_net(billing: Billing, tmp_path: Path) -> None:
+    # grant 7.50 from 1 January. November: r0 800,000 = 6.00 in money; December: r9 200,000 =
+    # 1.50 in money. January: r1 1,000,000 = 7.50, prepaid (line 1); r0 retried to 0, -6.00
+    # of November refunded in money (line 2); r9's retry 1,000,000, +6.00 of December in money
+    # (line 3): net 0.00, nothing taxed
+    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2027-01-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-03", "e1", "r0", 1, "2026-11-02T09:00:00Z", 800_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r9", 1, "2026-12-02T09:00:00Z", 200_000)
+    _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-03", "e3", "r1", 1, "2027-01-02T09:00:00Z", 1_000_000)
+    _attempt(billing, "2027-01-04", "e4", "r0", 2, "2026-11-02T10:00:00Z", 0)
+    _attempt(billing, "2027-01-05", "e5", "r9", 2, "2026-12-02T10:00:00Z", 1_000_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert [a.amount for a in jan.adjustments] == [D("-6.00"), D("6.00")]
+    assert (jan.credits_applied, jan.net_amount, jan.tax_amount) == (D("7.50"), D("0.00"), D("0.00"))
+    number = str(jan.statement_number)
+    # lines 1 and 2 (1.50): the usage was prepaid, and the note undoes the refund it names, so
+    # none of the statement's money is theirs: refused (December's ask's 6.00 is not given back)
+    with pytest.raises(CreditNoteError, match="paid with prepaid credit"):
+        _planned(billing, number, [1, 2], rule=5)
+    with pytest.raises(CreditNoteError, match="paid with prepaid credit"):
+        _planned(billing, number, [1, 2], rule=4)
+    # line 1 alone: November's refund stays paid out, so the statement's money, first, is the
+    # 6.00 its ask of December asked (rule 4: refused at the net, 0.00): 6.00 + 1.14, 1.50
+    # kept as prepaid; the ask is then paid with January's credit (layout 12 moves it)
+    note = _note(billing, number, out, issue_date=date(2027, 2, 5)).document
+    assert _money(note) == (D("7.50"), D("1.50"), D("0.00"), D("6.00"), "on_net", D("1.14"), D("7.14"))
+    _replays_match(billing, tmp_path, periods=("2027-01",))
