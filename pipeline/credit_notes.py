@@ -74,6 +74,9 @@ COMMAND = "credit-note"
 #: the part of the chosen lines prepaid credit paid when their money is short (rule 4 printed
 #: it as already given back, so credit used was never accounted for; docs/invoicing.md).
 MONEY_RULE = 5
+#: the statement layout whose counting of money rule 5 reads (statement_lines_due.sql's `paid`
+#: and `line_money`): fixed, so a note of rule 5 re-executes with its figures after later layouts
+RULE_5_STATEMENT_LAYOUT = 12
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
@@ -549,7 +552,7 @@ def _earlier_periods_given_back(
     back, whose tokens no statement refunded, so tokens of Q arriving later are billed (the
     line's credited amount already keeps a later negative adjustment from refunding it). Rule 5:
     a line's money less what notes gave back of it (:func:`statements.money_given_back_by_line`)."""
-    noted = statements.money_given_back_by_line(con, statement_number) if money_rule >= 5 else {}
+    noted = _noted_money(con, statement_number, money_rule)
     money_of = dict(
         con.execute(
             f"SELECT line_no, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s)", {"s": statement_number}
@@ -591,7 +594,7 @@ def _money_left_on(
     given it back. With the documents that gave back what is short (named with their kind).
     Rule 5: each line's money less what notes gave back of it (a note's money goes to the lines
     it credited, then to the statement's other lines), and periods' money as statements count it."""
-    noted = statements.money_given_back_by_line(con, statement_number) if money_rule >= 5 else {}
+    noted = _noted_money(con, statement_number, money_rule)
     usage = sum((ln.amount for ln in lines if ln.kind == "usage"), ZERO)
     usage_money = usage - min(_credits_applied(con, statement_number), usage)
     usage_money -= sum((noted.get(ln.line_no, ZERO) for ln in lines if ln.kind == "usage"), ZERO)
@@ -663,7 +666,7 @@ def _period_money_left(
     given = _given_back(con, account, q, None)
     givers += [f"statement {n}" for n in given.refund_statements]
     if money_rule >= 5:
-        return statements.period_money_left(con, account, q), tuple(givers)
+        return statements.period_money_left(con, account, q, RULE_5_STATEMENT_LAYOUT), tuple(givers)
     return max(ZERO, left + given.asked - given.refunded), tuple(givers)
 
 
@@ -701,6 +704,14 @@ def _netted_refunds(
         "SELECT coalesce(max(restored_usd), 0) FROM statement_credits WHERE statement_number = ?", [statement_number]
     ).fetchone()
     return max(ZERO, refunds - (D(row[0]) if row else ZERO))
+
+
+def _noted_money(con: duckdb.DuckDBPyConnection, statement_number: str, money_rule: int) -> dict[int, Decimal]:
+    """Rule 5: line number -> what credit notes gave back of the money the line asked, as
+    statements attribute it (:func:`statements.money_given_back_by_line`); none before rule 5."""
+    if money_rule < 5:
+        return {}
+    return statements.money_given_back_by_line(con, statement_number, RULE_5_STATEMENT_LAYOUT)
 
 
 def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str) -> Decimal:

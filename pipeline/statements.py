@@ -168,36 +168,42 @@ class StatementsReport:
 _LINES_DUE_SELECT = "\n\nSELECT account_id, 'usage' AS kind,"
 
 
-def _from_due_ctes(con: duckdb.DuckDBPyConnection, select: str, parameters: dict[str, object]) -> list[tuple]:
-    """``select`` over the CTEs of statement_lines_due.sql (the current layout's rules), so that
-    what credit notes count of a period's money is what statements count, never a second copy."""
+def _from_due_ctes(
+    con: duckdb.DuckDBPyConnection, select: str, parameters: dict[str, object], layout_version: int
+) -> list[tuple]:
+    """``select`` over the CTEs of statement_lines_due.sql (with ``layout_version``'s rules), so
+    that what credit notes count of a period's money is what statements count, never a copy."""
     text = sql_text("statement_lines_due.sql")
     if _LINES_DUE_SELECT not in text:
         raise RuntimeError("statement_lines_due.sql: its final SELECT moved; update _LINES_DUE_SELECT")
-    return con.execute(
-        f"{text[: text.index(_LINES_DUE_SELECT)]}\n{select}", {**due_parameters("0000-00"), **parameters}
-    ).fetchall()
+    ctes = text[: text.index(_LINES_DUE_SELECT)]
+    return con.execute(f"{ctes}\n{select}", {**due_parameters("0000-00", layout_version), **parameters}).fetchall()
 
 
-def period_money_left(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> Decimal:
+def period_money_left(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str, layout_version: int = LAYOUT_VERSION
+) -> Decimal:
     """What is left to give back in money of what was asked for the issued ``period``, counted
     exactly as the next statement's refunds count it (statement_lines_due.sql's `paid`): its
     statement's usage money less what credit notes gave back of it (``line_money``: a note's
     money to the lines it credited, then to the statement's other lines), plus later statements'
-    asks of it less what notes gave back of those, less the money refunded since."""
+    asks of it less what notes gave back of those, less the money refunded since, as a statement
+    of ``layout_version`` counts it."""
     rows = _from_due_ctes(
         con, "SELECT money_left FROM paid WHERE account_id = $account AND original_period = $of",
-        {"account": account_id, "of": period},
+        {"account": account_id, "of": period}, layout_version,
     )  # fmt: skip
     return D(rows[0][0]) if rows else ZERO
 
 
-def money_given_back_by_line(con: duckdb.DuckDBPyConnection, statement_number: str) -> dict[int, Decimal]:
+def money_given_back_by_line(
+    con: duckdb.DuckDBPyConnection, statement_number: str, layout_version: int = LAYOUT_VERSION
+) -> dict[int, Decimal]:
     """Line number -> the money credit notes gave back of what that line of an issued statement
     asked (statement_lines_due.sql's ``line_money``; lines no note touched: absent)."""
     rows = _from_due_ctes(
         con, "SELECT line_no, sum(given_back) FROM line_money WHERE statement_number = $number GROUP BY line_no",
-        {"number": statement_number},
+        {"number": statement_number}, layout_version,
     )  # fmt: skip
     return {int(n): D(v) for n, v in rows if v}
 
