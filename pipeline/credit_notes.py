@@ -39,7 +39,7 @@ from pipeline.issuer import BUILT_IN, DEFAULT_CREDIT_NOTE_PREFIX, Issuer
 from reports.credit_note_model import CreditedLine, CreditNoteDocument
 from reports.csvsafe import csv_bytes
 from reports.invoice_model import REVERSE_CHARGE_NOTE, IssuerParty, TaxSummary
-from reports.statement_model import AdjustmentLine, Party, StatementLine
+from reports.statement_model import PERIOD_MONEY_GIVEN_BACK_FROM, AdjustmentLine, Party, StatementLine
 
 __all__ = [
     "LINES_HEADER",
@@ -72,7 +72,9 @@ COMMAND = "credit-note"
 #: notes gave back of it; credits the chosen lines' money even beyond the statement's net when
 #: it netted a refund of an earlier period (with the tax of that money); and keeps as prepaid
 #: the part of the chosen lines prepaid credit paid when their money is short (rule 4 printed
-#: it as already given back, so credit used was never accounted for; docs/invoicing.md).
+#: it as already given back, so credit used was never accounted for; docs/invoicing.md); and
+#: credits charges only: a refund line (a negative adjustment) stands, as crediting it took the
+#: refund back while the period's tokens stayed removed.
 MONEY_RULE = 5
 #: the statement layout whose counting of money rule 5 reads (statement_lines_due.sql's `paid`
 #: and `line_money`): fixed, so a note of rule 5 re-executes with its figures after later layouts
@@ -183,7 +185,8 @@ def plan(
     lines = _lines(con, statement_number)
     by_no = {ln.line_no: ln for ln in lines}
     if line_nos is None:
-        chosen = [ln for ln in lines if ln.credited == 0]
+        # rule 5: charges only; a refund line of the statement stands (see below)
+        chosen = [ln for ln in lines if ln.credited == 0 and (money_rule < 5 or ln.amount >= 0)]
         if not chosen:
             raise CreditNoteError(
                 f"every line of {statement_number} is already credited",
@@ -204,6 +207,15 @@ def plan(
                     f"is already credited by {ln.credited_by}",
                     hint="a line is credited once, in full; leave it out (or use --all for the lines not yet credited)",
                 )
+            if money_rule >= 5 and ln.amount < 0:
+                # crediting a refund would take it back: the period's tokens stay removed, and
+                # nothing would refund them again (a history paid 9.75 for no tokens)
+                raise CreditNoteError(
+                    f"line {ln.line_no} of {statement_number} is a refund of {ln.original_period} ({ln.amount}), "
+                    "not a charge: a credit note credits charges, and the refund stands",
+                    hint="leave it out; the note may then give back more than the statement's net (the refund "
+                    "was paid out with it)",
+                )
     lines_total = sum((ln.amount for ln in chosen), ZERO)
     done_net, done_tax = (D(v) for v in con.execute(
         "SELECT coalesce(sum(net_usd), 0), coalesce(sum(tax_usd), 0) FROM credit_notes WHERE statement_number = ?",
@@ -213,9 +225,14 @@ def plan(
     # rule 5: the statement's money left line by line (its net may be lower: a refund netted)
     lines_left = _money_left_on(con, account, statement_number, period, lines, money_rule) if money_rule >= 5 else None
     asked = sum(_line_money(con, statement_number, lines).values(), ZERO) if lines_left is not None else ZERO
-    if lines_left is not None and rate is not None:
+    if (
+        lines_left is not None
+        and rate is not None
+        and _layout_of(con, statement_number) >= PERIOD_MONEY_GIVEN_BACK_FROM
+    ):
         # the tax of the money its lines asked: a refund netted on the statement took part of its
-        # tax back, which a note crediting the lines does not undo
+        # tax back, which a note crediting the lines does not undo (statements of layouts 1-9
+        # count their money at most their net, and so their tax)
         left_tax = max(D(tax), tax_on(asked, D(rate))) - done_tax
     if lines_total <= 0:
         raise CreditNoteError(
@@ -239,10 +256,10 @@ def plan(
     refunded_by_line: dict[int, Decimal] = {}
     stored_by_line: dict[int, Decimal] = {}  # credit_note_lines.refunded_usd
     refunders: tuple[str, ...] = ()
-    cap = left_net
+    cap, own_refunded = left_net, ZERO
     if money_rule >= 2:
         given = _given_back(con, account, period, None if treatment is None or rate is None else D(rate))
-        taken = min(left_net, given.money)
+        taken, own_refunded = min(left_net, given.money), given.money
         if treatment is not None:
             left_tax = max(ZERO, left_tax - given.tax)
         cap = left_net - taken
@@ -278,7 +295,7 @@ def plan(
     # for their period (printed with rule 2's part; not stored per line: see the function)
     given_back_of: dict[int, Decimal] = {}
     given_periods: list[str] = []
-    completes_at = cap
+    completes_at: Decimal | None = cap
     if money_rule >= 3:
         given_for, given_periods = _earlier_periods_given_back(
             con, account, statement_number, chosen, period, given_back_of, money_rule
@@ -300,11 +317,15 @@ def plan(
         if lines_left is not None:
             # rule 5: what prepaid credit paid of the chosen lines stays used (kept as prepaid),
             # only the rest was given back; the note credits at most the statement's money left,
-            # and beyond its net only the money of refunds netted on it that it does not credit
-            # (paid out for their own periods); it completes the statement, and takes the rest of
-            # its tax, where rules 2-3 say so
+            # and beyond its net only the money of the refunds netted on it (paid out for their
+            # own periods)
             gone -= min(gone, _credit_standing(con, account, statement_number, period))
             cap = min(left, cap + _netted_refunds(con, statement_number, lines, chosen))
+            # it completes the statement, taking the rest of its tax, when it credits all of that
+            # and only its own period's refunds (whose tax rule 2 deducts) gave any of it back (not
+            # when it reaches the net: a review's 6.00 + 1.48; nor when a refund of an ask's
+            # period gave part back, whose tax is not deducted: 2.00 + 1.81)
+            completes_at = cap if left == asked - done_net - own_refunded else None
         if gone > 0:
             rest = gone
             for ln in chosen:  # printed as already given back, line by line
@@ -712,6 +733,13 @@ def _noted_money(con: duckdb.DuckDBPyConnection, statement_number: str, money_ru
     if money_rule < 5:
         return {}
     return statements.money_given_back_by_line(con, statement_number, RULE_5_STATEMENT_LAYOUT)
+
+
+def _layout_of(con: duckdb.DuckDBPyConnection, statement_number: str) -> int:
+    row = con.execute(
+        "SELECT coalesce(layout_version, 1) FROM statements WHERE statement_number = ?", [statement_number]
+    ).fetchone()
+    return int(row[0]) if row else 1
 
 
 def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str) -> Decimal:

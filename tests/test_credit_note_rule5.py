@@ -19,13 +19,14 @@ from core.db import connect
 from core.money import D
 from pipeline import credit_notes, jobs
 from pipeline.credit_notes import CreditNoteError
-from tests.conftest import Billing
+from tests.conftest import Billing, record, usage
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
-def _planned(billing: Billing, number: str, lines: list[int], rule: int) -> credit_notes.Plan:
-    """What a note on ``lines`` would be under ``rule``, without issuing it."""
+def _planned(billing: Billing, number: str, lines: list[int] | None, rule: int) -> credit_notes.Plan:
+    """What a note on ``lines`` (None: every line not yet credited) would be under ``rule``,
+    without issuing it."""
     con = connect(billing.settings.db_path, read_only=True)
     try:
         return credit_notes.plan(con, number, lines, money_rule=rule)
@@ -51,6 +52,12 @@ def test_a_note_on_a_statement_that_netted_a_refund_credits_its_usage_lines_mone
     # kept, on an account without prepaid credit; nothing ever gave it back
     four = _planned(billing, number, [1], rule=4)
     assert (four.net, four.tax, four.prepaid_retained, four.refunded) == (D("6.00"), D("1.14"), D("1.50"), D("0"))
+    # a credit note credits charges: the refund line stands (crediting it took the refund back
+    # while November's tokens stayed removed), and --all leaves it out
+    with pytest.raises(CreditNoteError, match=r"line 2 of .* is a refund of 2026-11 \(-1.50\), not a charge"):
+        _planned(billing, number, [1, 2], rule=5)
+    everything = _planned(billing, number, None, rule=5)
+    assert (everything.line_nos, everything.net, everything.tax) == ((1,), D("7.50"), D("1.43"))
     # rule 5: the usage line asked 7.50 in money (the -1.50 was a genuine refund of November,
     # paid out with December's statement): 7.50 + 1.425 -> 1.43, nothing kept
     note = _note(billing, number, out, issue_date=date(2027, 1, 5)).document
@@ -212,7 +219,7 @@ def test_a_refund_of_a_period_whose_statement_netted_a_refund_gives_back_its_usa
     _replays_match(billing, tmp_path, periods=("2027-01", "2027-02"))
 
 
-def test_a_note_that_credits_a_netted_refund_gets_no_room_beyond_the_net(billing: Billing, tmp_path: Path) -> None:
+def test_a_note_gives_back_beyond_the_net_the_money_of_the_refund_netted(billing: Billing, tmp_path: Path) -> None:
     # grant 7.50 from 1 January. November: r0 800,000 = 6.00 in money; December: r9 200,000 =
     # 1.50 in money. January: r1 1,000,000 = 7.50, prepaid (line 1); r0 retried to 0, -6.00
     # of November refunded in money (line 2); r9's retry 1,000,000, +6.00 of December in money
@@ -229,15 +236,50 @@ def test_a_note_that_credits_a_netted_refund_gets_no_room_beyond_the_net(billing
     assert [a.amount for a in jan.adjustments] == [D("-6.00"), D("6.00")]
     assert (jan.credits_applied, jan.net_amount, jan.tax_amount) == (D("7.50"), D("0.00"), D("0.00"))
     number = str(jan.statement_number)
-    # lines 1 and 2 (1.50): the usage was prepaid, and the note undoes the refund it names, so
-    # none of the statement's money is theirs: refused (December's ask's 6.00 is not given back)
-    with pytest.raises(CreditNoteError, match="paid with prepaid credit"):
-        _planned(billing, number, [1, 2], rule=5)
+    # lines 1 and 2 (1.50): rule 4 refused at the net (the usage was prepaid); rule 5 refuses
+    # the refund line (crediting it would take November's refund back)
     with pytest.raises(CreditNoteError, match="paid with prepaid credit"):
         _planned(billing, number, [1, 2], rule=4)
+    with pytest.raises(CreditNoteError, match="line 2 of .* is a refund of 2026-11"):
+        _planned(billing, number, [1, 2], rule=5)
     # line 1 alone: November's refund stays paid out, so the statement's money, first, is the
     # 6.00 its ask of December asked (rule 4: refused at the net, 0.00): 6.00 + 1.14, 1.50
     # kept as prepaid; the ask is then paid with January's credit (layout 12 moves it)
     note = _note(billing, number, out, issue_date=date(2027, 2, 5)).document
     assert _money(note) == (D("7.50"), D("1.50"), D("0.00"), D("6.00"), "on_net", D("1.14"), D("7.14"))
     _replays_match(billing, tmp_path, periods=("2027-01",))
+
+
+def _prompt_and_completion(
+    billing: Billing, day: str, event: str, request: str, ts: str, prompt: int, out: int
+) -> None:
+    """Attempt 1 of ``request`` for acct_de: ``prompt`` input tokens (7.50/1M) and ``out``
+    output tokens (45/1M), then the day's nightly."""
+    billing.log(f"requests-{day}-{event}.jsonl", [record(event_id=event, request_id=request, account_id="acct_de",
+                                                          ts=ts, usage=usage(prompt, out))])  # fmt: skip
+    billing.nightly(day)
+
+
+def test_notes_on_a_netted_statement_take_the_rest_of_its_tax_only_when_they_complete_its_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # found by a review of the first rule 5, which gave the first note the statement's whole tax
+    # (1.02 + 0.39 here; 6.00 + 1.48 in its other case) as it reached the net. No grants.
+    # November: r1 600,000 = 4.50. December: r2 136,000 input = 1.02 (line 1) and 22,700 output
+    # x 45/1M = 1.0215 -> 1.02 (line 2); r1 retried to 400,000, -1.50 of November (line 3): net
+    # 0.54, VAT 0.1026 -> 0.10. Its usage asked 2.04 in money, whose VAT is 0.3876 -> 0.39
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 600_000)
+    _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _prompt_and_completion(billing, "2026-12-03", "e2", "r2", "2026-12-02T09:00:00Z", 136_000, 22_700)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T10:00:00Z", 400_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("-1.50"), D("0.00"), D("0.54"), D("0.10"), D("0.64"))
+    number = str(dec.statement_number)
+    # line 1: 1.02 x 19% = 0.1938 -> 0.19, on its net (it leaves line 2's money)
+    first = _note(billing, number, out, lines=(1,), issue_date=date(2027, 1, 5)).document
+    assert _money(first) == (D("1.02"), D("0.00"), D("0.00"), D("1.02"), "on_net", D("0.19"), D("1.21"))
+    # line 2 completes the 2.04: the rest of the tax, 0.39 - 0.19 = 0.20 (on its net: 0.19)
+    second = _note(billing, number, out, lines=(2,), issue_date=date(2027, 1, 6)).document
+    assert _money(second) == (D("1.02"), D("0.00"), D("0.00"), D("1.02"), "remainder", D("0.20"), D("1.22"))
+    _replays_match(billing, tmp_path, periods=("2026-12",))
