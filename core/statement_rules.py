@@ -70,6 +70,12 @@ class DueRules:
     on it was a genuine refund (from layout 10 no refund exceeds the refunded period's money).
     Before, P's money was the lower of the two, so a later refund of P gave back in money that
     much less than P's usage had asked (the rest restored as credit P never drew, or lost).
+    ``refunded_not_credited`` (layout 12 on): a negative adjustment gives back at most what was
+    issued for the line less what credit notes credited of it, where a rule-2 note's part that a
+    later statement had already refunded (``credit_note_lines.refunded_usd``, counted in the
+    issued amount as that refund) is not counted again as credited. Before, once tokens came
+    back and were billed again, their refund came out short by that part (a history paid 0.75
+    for no tokens).
     """
 
     adjustments_by_tokens: bool = True
@@ -81,6 +87,7 @@ class DueRules:
     skipped_months_closed: bool = True
     note_money_moves_credit: bool = True
     netted_refunds_paid: bool = True
+    refunded_not_credited: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -94,4 +101,5 @@ class DueRules:
             "skipped_months": self.skipped_months_closed,
             "moved_credit": self.note_money_moves_credit,
             "netted_refunds": self.netted_refunds_paid,
+            "refunded_not_credited": self.refunded_not_credited,
         }

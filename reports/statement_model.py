@@ -131,7 +131,10 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: docs/credits.md "A note's money moved to an ask"); and a period whose statement (layout 10
 #: on) netted a refund of an earlier period counts as its money all it asked for its usage, not
 #: at most its net (that refund was genuine), so a later refund of it gives back that much in
-#: money (layouts 10-11 gave back the netted refund less).
+#: money (layouts 10-11 gave back the netted refund less); and a negative adjustment of a line
+#: a rule-2 credit note credited gives back what was paid for it since, not counting twice the
+#: part a later statement had refunded before the note (layouts 5-11 kept 0.75 of a customer's
+#: money once tokens came back and went again).
 LAYOUT_VERSION = 12
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -194,6 +197,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         skipped_months_closed=layout_version >= SKIPPED_MONTHS_CLOSED_FROM,
         note_money_moves_credit=layout_version >= NOTE_MONEY_MOVES_CREDIT_FROM,
         netted_refunds_paid=layout_version >= NETTED_REFUNDS_PAID_FROM,
+        refunded_not_credited=layout_version >= NETTED_REFUNDS_PAID_FROM,
     )
 
 

@@ -124,14 +124,23 @@ def run_history(billing: Billing, root: Path, plan: dict[str, Any]) -> History:
             billing.log(f"requests-{day.isoformat()}-{events}.jsonl", records)
             billing.nightly(day.isoformat())
 
+    skipped: list[str] = []  # months that had nothing billed when their turn came
+
     def issue(period: str) -> None:
-        try:
-            st = _statement(billing, out, period, _next_month_first(period))
-        except EmptyPeriod:  # nothing billed in it (retried to 0): the next statement closes it
-            history.log.append(["no statement", period])
-            return
-        history.statements.append(st)
-        history.log.append(["statement", period, str(st.net_amount), str(st.credits_applied), str(st.credits_restored)])
+        # a skipped month billed since (a late retry of it) is issued first, as finance must
+        for earlier in [*skipped, period]:
+            try:
+                st = _statement(billing, out, earlier, _next_month_first(max(earlier, period)))
+            except EmptyPeriod:  # nothing billed in it (retried to 0): the next statement closes it
+                if earlier == period:
+                    skipped.append(period)
+                    history.log.append(["no statement", period])
+                continue
+            if earlier in skipped:
+                skipped.remove(earlier)
+            history.statements.append(st)
+            history.log.append(["statement", earlier, str(st.net_amount), str(st.credits_applied),
+                                str(st.credits_restored)])  # fmt: skip
 
     for month in plan["months"]:
         period = month["period"]
@@ -143,6 +152,7 @@ def run_history(billing: Billing, root: Path, plan: dict[str, Any]) -> History:
             )
         if month["grants"]:
             with_credits(billing, "".join(grants))
+            history.log.append(["grants", [g.split(",")[2:5:2] for g in grants]])
         nightly(date(year, mon, 10), [attempt(r, t, datetime(year, mon, d, 9)) for r, d, t in month["new"]])
         once: dict[str, int] = {}  # one attempt per request a night
         for request, tokens in month["retries"]:

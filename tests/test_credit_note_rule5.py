@@ -283,3 +283,36 @@ def test_notes_on_a_netted_statement_take_the_rest_of_its_tax_only_when_they_com
     second = _note(billing, number, out, lines=(2,), issue_date=date(2027, 1, 6)).document
     assert _money(second) == (D("1.02"), D("0.00"), D("0.00"), D("1.02"), "remainder", D("0.20"), D("1.22"))
     _replays_match(billing, tmp_path, periods=("2026-12",))
+
+
+def test_tokens_billed_again_after_a_note_are_refunded_in_full_when_they_go(billing: Billing, tmp_path: Path) -> None:
+    # the committed history driver's seeds 7, 9, 19 and 25 made small. No grants. November: r1
+    # 1,000,000 = 7.50. December: r1's retry 900,000, -0.75 of November refunded (VAT -0.1425
+    # -> -0.14). A note on November's line: 7.50, of which 0.75 already refunded, credits 6.75
+    # and completes November's money: the rest of its tax, 1.43 - 0.14 = 1.29
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r1", 2, "2026-11-02T10:00:00Z", 900_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))
+    note = _note(billing, str(nov.statement_number), out, issue_date=date(2027, 1, 5)).document
+    assert _money(note) == (D("7.50"), D("0.00"), D("0.75"), D("6.75"), "remainder", D("1.29"), D("8.04"))
+    # January: r1's third attempt 1,200,000: +300,000 tokens = 2.25, of which the 0.75 the note
+    # left as refunded is taken back (those tokens were given back twice): +1.50
+    _attempt(billing, "2027-01-03", "e3", "r1", 3, "2026-11-02T11:00:00Z", 1_200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    # February: r1 retried to 0. Issued for the key 7.50 - 0.75 + 1.50 = 8.25, credited 7.50
+    # of which 0.75 December had refunded: 1.50 was paid since the note, all refunded (layout
+    # 11 counted the 0.75 twice and gave back 0.75: the customer kept paying 0.75 for nothing)
+    _attempt(billing, "2027-02-03", "e4", "r1", 4, "2026-11-02T12:00:00Z", 0)
+    old = jobs.run_statements(billing.settings, "2027-02", tmp_path / "draft-11", layout_version=11)
+    assert _figures(next(st.document for st in old.statements)) == (
+        D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))  # fmt: skip
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
+    money = nov.net_amount + dec.net_amount - note.net_amount + jan.net_amount + feb.net_amount
+    assert money == D("0.00")  # 7.50 - 0.75 - 6.75 + 1.50 - 1.50
+    assert nov.total_due + dec.total_due - note.total_credited + jan.total_due + feb.total_due == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2027-01", "2027-02"))

@@ -138,8 +138,11 @@ adjustments AS (
            a.unit_price_per_1m, a.quantity_tokens,
            CASE WHEN NOT $net_of_credit_notes OR k.amount IS NULL THEN a.raw_amount
                 -- never give back more than was paid for the line: issued less credited
+                -- (layout 12 on, $refunded_not_credited: less the part of the credited amount a
+                -- later statement had refunded before a rule-2 note, which issued already counts)
                 WHEN a.raw_amount < 0
-                THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount - a.issued_amount AS DECIMAL(18,2))))
+                THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount
+                     - CASE WHEN $refunded_not_credited THEN k.refunded ELSE 0 END - a.issued_amount AS DECIMAL(18,2))))
                 -- tokens coming back first take back what an earlier line held back, and what a
                 -- rule-2 note left uncredited as already refunded (0 for every note before)
                 ELSE a.raw_amount - least(a.raw_amount, greatest(CAST(0 AS DECIMAL(18,2)), a.held_back + k.refunded))
