@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from core.credit_ledger import CreditOrderError
 from core.errors import EmptyPeriod
 from core.money import ZERO, D
 from pipeline.credit_notes import CreditNoteError
@@ -126,21 +127,21 @@ def run_history(billing: Billing, root: Path, plan: dict[str, Any]) -> History:
 
     skipped: list[str] = []  # months that had nothing billed when their turn came
 
-    def issue(period: str) -> None:
-        # a skipped month billed since (a late retry of it) is issued first, as finance must
-        for earlier in [*skipped, period]:
-            try:
-                st = _statement(billing, out, earlier, _next_month_first(max(earlier, period)))
-            except EmptyPeriod:  # nothing billed in it (retried to 0): the next statement closes it
-                if earlier == period:
-                    skipped.append(period)
-                    history.log.append(["no statement", period])
-                continue
-            if earlier in skipped:
+    def issue(period: str, when: date | None = None) -> None:
+        try:
+            st = _statement(billing, out, period, when or _next_month_first(period))
+        except EmptyPeriod:  # nothing billed in it (retried to 0): the next statement closes it
+            skipped.append(period)
+            history.log.append(["no statement", period])
+            return
+        except CreditOrderError:  # a skipped month billed since (a late retry): it goes first
+            for earlier in sorted(skipped):
                 skipped.remove(earlier)
-            history.statements.append(st)
-            history.log.append(["statement", earlier, str(st.net_amount), str(st.credits_applied),
-                                str(st.credits_restored)])  # fmt: skip
+                issue(earlier, _next_month_first(period))
+            st = _statement(billing, out, period, when or _next_month_first(period))
+        history.statements.append(st)
+        history.log.append(["statement", period, str(st.net_amount), str(st.credits_applied),
+                            str(st.credits_restored)])  # fmt: skip
 
     for month in plan["months"]:
         period = month["period"]
