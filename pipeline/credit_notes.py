@@ -187,6 +187,12 @@ def plan(
     if line_nos is None:
         # rule 5: charges only; a refund line of the statement stands (see below)
         chosen = [ln for ln in lines if ln.credited == 0 and (money_rule < 5 or ln.amount >= 0)]
+        if not chosen and any(ln.credited == 0 for ln in lines):
+            raise CreditNoteError(
+                f"the lines of {statement_number} not yet credited are refunds of earlier periods, not charges: "
+                "nothing to credit",
+                hint="a credit note credits charges; a refund on a statement stands",
+            )
         if not chosen:
             raise CreditNoteError(
                 f"every line of {statement_number} is already credited",

@@ -21,6 +21,7 @@ from pipeline import credit_notes, jobs
 from pipeline.credit_notes import CreditNoteError
 from tests.conftest import Billing, BuiltOnce
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
+from tests.test_credit_note_rule5 import _december_noted
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
@@ -187,15 +188,8 @@ def test_a_note_on_a_partly_prepaid_usage_line_moves_the_credit_with_the_money_i
     # requests to 0: -9.00 of November (December's line is credited: 0.00). November's money is
     # 7.50 + 1.50 asked - 1.50 given back by the note = 7.50, so 1.50 goes back to the grant:
     # net -7.50, VAT -1.43, due -8.93 (layouts 7-11: all 9.00 in money, VAT -1.71)
-    out = _german_account_with(billing, tmp_path, "g,acct_de,1.50,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
-    _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 1_000_000)
-    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T10:00:00Z", 1_200_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    out, _, dec, note = _december_noted(billing, tmp_path)
     assert (dec.adjustments_total, dec.credits_applied, dec.net_amount) == (D("1.50"), D("1.50"), D("7.50"))
-    note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 1, 5)).document
-    assert (note.net_amount, note.prepaid_retained) == (D("7.50"), D("0.00"))
     _attempt(billing, "2027-01-03", "e4", "r1", 3, "2026-11-02T11:00:00Z", 0)
     _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 0)
     # layout 11, a draft: the 1.50 of credit stays December's, whose credited line is never

@@ -62,6 +62,8 @@ def test_a_note_on_a_statement_that_netted_a_refund_credits_its_usage_lines_mone
     # paid out with December's statement): 7.50 + 1.425 -> 1.43, nothing kept
     note = _note(billing, number, out, issue_date=date(2027, 1, 5)).document
     assert _money(note) == (D("7.50"), D("0.00"), D("0.00"), D("7.50"), "on_net", D("1.43"), D("8.93"))
+    with pytest.raises(CreditNoteError, match="not yet credited are refunds of earlier periods, not charges"):
+        _planned(billing, number, None, rule=5)
     # January: both requests retried to 0 tokens: -3.00 of November (4.50 less the 1.50
     # December refunded), December's credited line 0.00: net -3.00, VAT -0.57, due -3.57
     _attempt(billing, "2027-01-03", "e4", "r1", 3, "2026-11-02T11:00:00Z", 0)
