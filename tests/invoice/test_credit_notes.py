@@ -307,9 +307,18 @@ def test_a_note_says_a_negative_line_not_prepaid_credit_left_part_of_a_line_uncr
     billing.nightly("2026-12-02")
     jobs.run_statements(billing.settings, "2026-12", out, finalize=True, issue_date=date(2027, 1, 1))
     number = billing.one("SELECT statement_number FROM statements WHERE period = '2026-12'")
-    # 7.50 usage - 2.25 adjustment (-300,000 tokens x 7.50/1M) = 5.25 asked; crediting the 7.50
-    # line gives back the 5.25, and 2.25 was never asked for: offset, not prepaid credit
-    doc = issue_credit_note(billing.settings, number, "Wrong model", out, line_nos=[1], issue_date=date(2027, 1, 2))
+    # 7.50 usage - 2.25 adjustment (-300,000 tokens x 7.50/1M) = 5.25 asked; rule 5 gives back
+    # the line's 7.50 (the -2.25 was November's genuine refund, paid out with December:
+    # tests/test_credit_note_rule5.py); up to rule 4 a note stopped at the net, 5.25, and 2.25
+    # was never asked for: offset, not prepaid credit (the label checked here)
+    con = jobs.connect(billing.settings.db_path, read_only=True)
+    try:
+        assert credit_notes.plan(con, number, [1]).net == D("7.50")
+    finally:
+        con.close()
+    doc = issue_credit_note(
+        billing.settings, number, "Wrong model", out, line_nos=[1], issue_date=date(2027, 1, 2), money_rule=4
+    )
     assert (doc.document.lines_total, doc.document.prepaid_retained, doc.document.total_credited) == (
         D("7.50"), D("2.25"), D("5.25"))  # fmt: skip
     text = _text(out / "credit_notes" / "2026-12" / "CN-2027-000001.pdf")
