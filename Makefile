@@ -107,7 +107,7 @@ soak: $(STAMP)
 ## crash matrix at all 29 named points of a nightly (`make test`: one point per step, 11), the
 ## Spark kill of a --logs URI nightly and at after_ingest, the executors' nights both on Spark
 ## from a path and a URI, the PDF byte-identity check in every statement layout (`make test`:
-## 1, 2 and the current one), forty random billing histories reverted in full (`make test`: two)
+## 1, 2 and the current one), forty random billing histories reverted in full (`make test`: one)
 ## (tests/conftest.py, examples and FULL_DEPTH); ~30 min on 2 cores
 FUZZ_MODULES := tests/test_properties.py tests/test_incremental.py tests/test_json_content.py \
 	tests/test_bounds.py tests/test_hostile_input.py tests/test_canonical_fast_path.py \
