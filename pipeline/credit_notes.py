@@ -326,7 +326,7 @@ def plan(
             # and beyond its net only the money of the refunds netted on it (paid out for their
             # own periods)
             gone -= min(gone, _credit_standing(con, account, statement_number, period))
-            cap = min(left, cap + _netted_refunds(con, statement_number, lines, chosen))
+            cap = min(left, cap + _netted_refunds(con, statement_number, lines))
             # it completes the statement, taking the rest of its tax, when it credits all of that
             # and only its own period's refunds (whose tax rule 2 deducts) gave any of it back (not
             # when it reaches the net: a review's 6.00 + 1.48; nor when a refund of an ask's
@@ -718,15 +718,12 @@ def _line_money(con: duckdb.DuckDBPyConnection, statement_number: str, lines: Se
     return money
 
 
-def _netted_refunds(
-    con: duckdb.DuckDBPyConnection, statement_number: str, lines: Sequence[_Line], chosen: Sequence[_Line]
-) -> Decimal:
-    """Rule 5: the money a statement's negative lines refunded that a note on ``chosen`` does not
-    credit (their amounts less what the statement restored to prepaid credit instead): paid out
-    for earlier periods with the statement, so its usage money exceeds its net by as much. A
-    note that credits a negative line too gets no such room: that refund is then its own."""
-    names = {ln.line_no for ln in chosen}
-    refunds = sum((-ln.amount for ln in lines if ln.amount < 0 and ln.line_no not in names), ZERO)
+def _netted_refunds(con: duckdb.DuckDBPyConnection, statement_number: str, lines: Sequence[_Line]) -> Decimal:
+    """Rule 5: the money a statement's negative lines refunded (their amounts less what the
+    statement restored to prepaid credit instead): paid out for earlier periods with the
+    statement, so its lines' money exceeds its net by as much (a note never credits those
+    lines: the refunds stand)."""
+    refunds = sum((-ln.amount for ln in lines if ln.amount < 0), ZERO)
     row = con.execute(
         "SELECT coalesce(max(restored_usd), 0) FROM statement_credits WHERE statement_number = ?", [statement_number]
     ).fetchone()
@@ -742,6 +739,7 @@ def _noted_money(con: duckdb.DuckDBPyConnection, statement_number: str, money_ru
 
 
 def _layout_of(con: duckdb.DuckDBPyConnection, statement_number: str) -> int:
+    """The layout an issued statement was printed with (1 before layouts were versioned)."""
     row = con.execute(
         "SELECT coalesce(layout_version, 1) FROM statements WHERE statement_number = ?", [statement_number]
     ).fetchone()

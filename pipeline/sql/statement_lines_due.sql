@@ -44,6 +44,9 @@
 -- asked for its usage, even when its net is lower: a refund of an earlier period netted there
 -- was genuine (layout 10 on never refunds more than a period's money), so that money was paid
 -- (before: the lower of the two, and a later refund of the period fell short by the netted refund).
+-- And ($refunded_not_credited) a negative adjustment of a line a rule-2 credit note credited is
+-- capped at issued less credited not counting as credited the part a later statement had already
+-- refunded (issued counts that refund), so tokens billed again after the note are refunded in full.
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
