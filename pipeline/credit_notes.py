@@ -622,19 +622,16 @@ def _money_left_on(
     Rule 5: each line's money less what notes gave back of it (a note's money goes to the lines
     it credited, then to the statement's other lines), and periods' money as statements count it."""
     noted = _noted_money(con, statement_number, money_rule)
-    usage = sum((ln.amount for ln in lines if ln.kind == "usage"), ZERO)
-    usage_money = usage - min(_credits_applied(con, statement_number), usage)
-    usage_money -= sum((noted.get(ln.line_no, ZERO) for ln in lines if ln.kind == "usage"), ZERO)
+    asked = _line_money(con, statement_number, lines)
+    usage_money = sum((asked[ln.line_no] - noted.get(ln.line_no, ZERO) for ln in lines if ln.kind == "usage"), ZERO)
     own, givers = _period_money_left(con, account, period, money_rule)
     left, names = min(usage_money, own), dict.fromkeys(givers if own < usage_money else ())
     short = [period] if own < usage_money else []
     left_of: dict[str, Decimal] = {}
-    for line_no, original, asked in con.execute(
-        f"SELECT line_no, original_period, money FROM ({_ADJUSTMENT_MONEY} AND l.statement_number = $s) "
-        "ORDER BY line_no",
-        {"s": statement_number},
-    ).fetchall():
-        money = D(asked) - noted.get(line_no, ZERO)
+    for ln in lines:  # the positive adjustment lines, in printed order
+        if ln.kind != "adjustment" or ln.amount <= 0:
+            continue
+        original, money = ln.original_period, asked[ln.line_no] - noted.get(ln.line_no, ZERO)
         if original not in left_of:
             left_of[original], q_givers = _period_money_left(con, account, original, money_rule)
             if left_of[original] < money:
