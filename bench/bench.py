@@ -300,6 +300,7 @@ def build_history(db: Path, days: int) -> None:
     ids suffixed (one run id per day), the day itself is removed (and its file forgotten, so
     it can be ingested again), and each day's rows are added to the statement lines.
     """
+    from core import attempt_store
     from core.attempt_store import (
         ATTEMPTS,
         RATED,
@@ -327,14 +328,15 @@ def build_history(db: Path, days: int) -> None:
     con.execute(f"DELETE FROM {stored_table(con, RATED)}")
     tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     # the lake's manifest lists the day's files beside the one-day database: this one has none
-    for stale in ("attempt_keys", "held_changes", "ingested_files", "statement_lines", "unrated_runs",
-                  "lake_files", "lake_exports", "rated_replaced"):  # fmt: skip
+    for stale in ("attempt_keys", "attempt_keys_before_lake", "held_changes", "ingested_files", "statement_lines",
+                  "unrated_runs", "lake_files", "lake_exports", "rated_replaced"):  # fmt: skip
         if stale in tables:  # unrated_runs, lake_*: not in the schema of older checkouts
             con.execute(f"DELETE FROM {stale}")
     shutil.rmtree(lake_dir(db), ignore_errors=True)
     refresh_lake_views(con)  # the views named the day's files
     # history runs have ids -days..-1: each day's rows are in its lake files, as a nightly writes them
-    for spec in (ATTEMPTS, RATED):
+    keys = getattr(attempt_store, "ATTEMPT_KEYS", None)  # keys in the lake: migration 045 (not in older checkouts)
+    for spec in (ATTEMPTS, RATED, *([keys] if keys else [])):
         con.execute("UPDATE rating_state SET value = ? WHERE key = ?", [str(-days), spec.marker])
         # and the files' layout of migration 039 from the first history run (not in older checkouts)
         layout_marker = getattr(spec, "computed_marker", None)
@@ -342,17 +344,18 @@ def build_history(db: Path, days: int) -> None:
             con.execute("UPDATE rating_state SET value = ? WHERE key = ?", [str(-days), layout_marker])
     con.execute("CREATE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
     run_attempts, run_rated = prepare_run_rows(con, ATTEMPTS), prepare_run_rows(con, RATED)
+    run_keys = prepare_run_rows(con, keys) if keys else "attempt_keys"
     for k in range(days, 0, -1):  # oldest first, one day at a time, as nightly runs write them
         con.execute("BEGIN TRANSACTION")
         con.execute(f"INSERT INTO {run_attempts} SELECT {shift_columns(con, 'day_attempts', k)} FROM day_attempts")
-        con.execute(f"INSERT INTO attempt_keys SELECT event_key, request_key, run_id FROM {run_attempts}")
+        con.execute(f"INSERT INTO {run_keys} SELECT event_key, request_key, run_id FROM {run_attempts}")
         rated = shift_columns(con, "day_rated_attempts", k)
         con.execute(f"CREATE OR REPLACE TEMP TABLE new_rated AS SELECT {rated} FROM day_rated_attempts")
         con.execute(f"INSERT INTO {run_rated} SELECT * FROM new_rated")
         con.execute(
             f"INSERT INTO held_changes SELECT -{k}, reason, count(*) FROM new_rated WHERE outcome = 'held' GROUP BY ALL"
         )
-        for spec in (ATTEMPTS, RATED):
+        for spec in (ATTEMPTS, RATED, *([keys] if keys else [])):
             store_run_rows(con, spec, -k)
         # older checkouts' aggregate.sql re-sums the affected periods instead of adding new_rated
         periods = "SELECT DISTINCT account_id, period FROM new_rated"

@@ -65,11 +65,13 @@ R = TypeVar("R")
 __all__ = [
     "ATTEMPTS",
     "ATTEMPTS_COMMENT",
+    "ATTEMPT_KEYS",
     "LAKE_VIEWS",
     "RATED",
     "RATED_COMMENT",
     "RATED_COMPUTED",
     "RUN_ATTEMPTS",
+    "RUN_LAKE_TABLES",
     "STORED_TABLE",
     "TOMBSTONES",
     "AttemptFileMissing",
@@ -84,6 +86,7 @@ __all__ = [
     "encode_columns",
     "file_columns",
     "file_select",
+    "fold_stored_keys",
     "fsync_dir",
     "lake_dir",
     "lake_path",
@@ -242,6 +245,22 @@ RATED = LakeTable(
     ),
 )
 LAKE_VIEWS = (ATTEMPTS, RATED)
+# The lookup keys of every stored attempt (DuckDB hash() of event_id, and of account_id and
+# request_id), with the run that stored it: what dedup and the rating scope probe before they
+# open any attempts file (8 bytes a row each way). Since migration 045 a run writes its keys as
+# its own files, as it writes its attempts: a Spark nightly's tasks write theirs (no key of a
+# new attempt passes through the driver), and Spark probes the history by reading the files
+# (pipeline/spark/history.py). Internal: the analyst snapshot leaves them out.
+ATTEMPT_KEYS = LakeTable(
+    "attempt_keys",
+    "attempt_keys_before_lake",
+    "attempt_keys",
+    "run_attempt_keys",
+    "run_id",
+    "attempt_keys_in_lake_from_run",
+)
+# every lake table a run writes: the analysts' views, and the keys
+RUN_LAKE_TABLES = (*LAKE_VIEWS, ATTEMPT_KEYS)
 RUN_ATTEMPTS = ATTEMPTS.run_table
 # the table holding the attempts stored before migration 025 (it renamed the table
 # ``attempts``, so that older code fails on the database instead of writing to it)
@@ -437,7 +456,7 @@ def listed_attempt_files(
 def primary_files(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[Path]:
     """Every listed file holding the only copy of its rows (checked as :func:`listed_files`)."""
     found = []
-    for spec in LAKE_VIEWS:
+    for spec in RUN_LAKE_TABLES:
         found += listed_files(con, spec, database=database)
         if spec.tombstones:
             found += listed_files(con, spec, spec.tombstones, database=database)
@@ -445,15 +464,20 @@ def primary_files(con: duckdb.DuckDBPyConnection, database: str | None = None) -
 
 
 def _has_lake(con: duckdb.DuckDBPyConnection, database: str) -> bool:
+    # a database of migration 025 on: its manifest, state and keys (renamed by migration 045)
+    keys = (ATTEMPT_KEYS.former, ATTEMPT_KEYS.table)
     snapshot = active_snapshot(con)
     if snapshot is not None:
-        return all((database, t) in snapshot.tables for t in ("lake_files", "rating_state", "attempt_keys"))
+        return all((database, t) in snapshot.tables for t in ("lake_files", "rating_state")) and any(
+            (database, t) in snapshot.tables for t in keys
+        )
     row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'main' "
-        "AND table_name IN ('lake_files', 'rating_state', 'attempt_keys')",
-        [database],
+        "SELECT count(*) FILTER (WHERE table_name IN ('lake_files', 'rating_state')), "
+        "count(*) FILTER (WHERE table_name IN (?, ?)) FROM duckdb_tables() "
+        "WHERE database_name = ? AND schema_name = 'main'",
+        [*keys, database],
     ).fetchone()
-    return bool(row and row[0] == 3)
+    return bool(row and row[0] == 2 and row[1] >= 1)
 
 
 def parquet_source(files: Sequence[Path]) -> str:
@@ -696,10 +720,10 @@ def rated_rows(
 
 
 @_reads_catalog_once
-def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable] = LAKE_VIEWS) -> None:
-    """(Re)create this connection's TEMP views ``attempts`` and ``rated_attempts`` (those of
-    ``views``: a run that changed one table's rows refreshes only its view, each view reads
-    its own table, run table and files).
+def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable] = RUN_LAKE_TABLES) -> None:
+    """(Re)create this connection's TEMP views ``attempts``, ``rated_attempts`` and
+    ``attempt_keys`` (those of ``views``: a run that changed one table's rows refreshes only
+    its view, each view reads its own table, run table and files).
 
     Called when a connection opens and when a run lists its files; a rollback restores the
     views the transaction started with. The file list is fixed in a view: if another
@@ -736,6 +760,24 @@ def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
         con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored_table(con, spec)} LIMIT 0")
         refresh_lake_views(con, [spec])
     return f"temp.main.{spec.run_table}"
+
+
+def fold_stored_keys(con: duckdb.DuckDBPyConnection) -> int:
+    """Move the keys still in the table (stored before migration 045, or recomputed after a
+    DuckDB upgrade changed ``hash()``) into the current run's keys, so that they are written
+    with its keys file (:func:`store_run_rows`) and the history is files only, which Spark
+    reads: once after the upgrade, O(history) that one time. Call inside the run's transaction,
+    after :func:`prepare_run_rows` of ``ATTEMPT_KEYS``; the rows moved (none without a database
+    file, whose keys stay in the table)."""
+    if database_file(con) is None:
+        return 0
+    table = stored_table(con, ATTEMPT_KEYS)
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    moved = int(row[0]) if row else 0
+    if moved:
+        con.execute(f"INSERT INTO {ATTEMPT_KEYS.run_table} SELECT * FROM {table}")
+        con.execute(f"DELETE FROM {table}")
+    return moved
 
 
 def lake_path(table: str, run_id: int, part: int = 0) -> str:

@@ -162,18 +162,29 @@ def check_lookup_keys(con: duckdb.DuckDBPyConnection) -> None:
         return
     with transaction(con):
         if stored is not None:
-            from core.attempt_store import attempts_of_runs, attempts_table  # imports this module
+            from core.attempt_store import (  # imports this module
+                ATTEMPT_KEYS,
+                attempts_of_runs,
+                attempts_table,
+                stored_table,
+            )
 
             con.execute(
                 f"UPDATE {attempts_table(con)} "
                 "SET event_key = hash(event_id), request_key = hash(account_id, request_id)"
             )
-            # the attempts stored in the lake (migration 025): their keys live only in attempt_keys
-            con.execute("DELETE FROM attempt_keys")
-            con.execute(
-                "INSERT INTO attempt_keys SELECT hash(event_id), hash(account_id, request_id), run_id "
-                f"FROM ({attempts_of_runs(con)})"
-            )
+            # the attempts stored in the lake (migration 025): their keys live only in attempt_keys,
+            # since migration 045 in its lake files, which are immutable: every key is computed
+            # again into the table, the files are no longer listed (the next run removes them),
+            # and the next run that stores attempts moves the table's keys into its own file
+            recomputed = f"SELECT hash(event_id), hash(account_id, request_id), run_id FROM ({attempts_of_runs(con)})"
+            keys = stored_table(con, ATTEMPT_KEYS)
+            con.execute(f"CREATE TEMP TABLE recomputed_keys AS {recomputed}")
+            con.execute(f"DELETE FROM {keys}")
+            con.execute(f"INSERT INTO {keys} SELECT * FROM recomputed_keys")
+            con.execute("DROP TABLE recomputed_keys")
+            if table_exists(con, "lake_files"):
+                con.execute("DELETE FROM lake_files WHERE table_name = ?", [ATTEMPT_KEYS.view])
         con.execute("INSERT OR REPLACE INTO rating_state VALUES ('lookup_key_hash', ?)", [probe])
 
 

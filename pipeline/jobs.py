@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
-from core.attempt_store import LAKE_VIEWS, remove_unlisted_lake_files, store_run_rows
+from core.attempt_store import RUN_LAKE_TABLES, remove_unlisted_lake_files, store_run_rows
 from core.db import code_version, connect, insert_many, transaction
 from core.defaults import (
     DEFAULT_ACCOUNTS_FILE,
@@ -412,8 +412,9 @@ def _ingest_and_rate(
                     reference_state.store_fingerprint(con, ref)
                     record_output_digests(con, report.run_id, rated)
             with step("lake", after="after_lake"):
-                # the run's attempts and rated rows into their lake files, listed by this transaction
-                for table in LAKE_VIEWS:
+                # the run's attempts, their keys and rated rows into their lake files, listed by
+                # this transaction
+                for table in RUN_LAKE_TABLES:
                     store_run_rows(con, table, report.run_id)
             with step("ledger"):
                 report.held_by_reason = dict(ledger.held_by_reason(con))

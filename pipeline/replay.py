@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 from core import console
-from core.attempt_store import attempts_of_runs, attempts_table, primary_files, rated_rows
+from core.attempt_store import ATTEMPT_KEYS, attempts_of_runs, attempts_table, primary_files, rated_rows, stored_table
 from core.db import DatabaseMissing, column_exists, connect, table_exists
 from core.errors import BillingError
 from core.money import ZERO, Decimal
@@ -130,7 +130,7 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
         f"INSERT INTO {attempts_table(con)} SELECT * FROM ({attempts_of_runs(con, database='live')}) "
         "WHERE run_id <= $cutoff AND ($account IS NULL OR account_id = $account)",
         # and their lookup keys (the lake's rows carry none; this DuckDB's hash() in any case)
-        "INSERT INTO attempt_keys SELECT hash(event_id), hash(account_id, request_id), run_id "
+        f"INSERT INTO {stored_table(con, ATTEMPT_KEYS)} SELECT hash(event_id), hash(account_id, request_id), run_id "
         f"FROM {attempts_table(con)}",
         "INSERT INTO reference_files SELECT * FROM live.reference_files",
         "INSERT INTO finalized_periods SELECT * FROM live.finalized_periods WHERE period < $period",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import ATTEMPTS, ATTEMPTS_COMMENT, RATED, RATED_COMMENT
+from core.attempt_store import ATTEMPT_KEYS, ATTEMPTS, ATTEMPTS_COMMENT, RATED, RATED_COMMENT
 from core.db import DatabaseMissing, connect, sql_identifier, sql_literal
 from core.errors import BillingError
 from pipeline import lake
@@ -67,7 +67,7 @@ VIEW_OF = {ATTEMPTS.table: ATTEMPTS.view, RATED.table: RATED.view}
 VIEW_COMMENTS = {ATTEMPTS.view: ATTEMPTS_COMMENT, RATED.view: RATED_COMMENT}
 # tables analysts do not get: lookup keys as large as the history (copying them would make
 # every publication O(history)), whose hash values mean nothing outside this DuckDB build
-INTERNAL_TABLES = ("attempt_keys",)
+INTERNAL_TABLES = (ATTEMPT_KEYS.former, ATTEMPT_KEYS.table)
 
 
 def default_snapshot_path(db_path: Path) -> Path:

@@ -409,6 +409,24 @@ def as_before_migration_027(db: Path) -> None:
         shutil.rmtree(lake_dir(db) / folder, ignore_errors=True)
 
 
+def as_before_migration_045(db: Path) -> None:
+    """Turn a closed database into what main wrote before migration 045: every stored
+    attempt's lookup keys in the table ``attempt_keys``, none in the lake."""
+    from core.attempt_store import ATTEMPT_KEYS, lake_dir, stored_table
+
+    with connect(db) as con:
+        con.execute("CREATE TEMP TABLE every_key AS SELECT * FROM attempt_keys")
+        table = stored_table(con, ATTEMPT_KEYS)
+        con.execute(f"DELETE FROM {table}")
+        con.execute(f"INSERT INTO {table} SELECT * FROM every_key ORDER BY run_id")
+    with duckdb.connect(str(db)) as con:
+        con.execute("DELETE FROM lake_files WHERE table_name = 'attempt_keys'")
+        con.execute("DELETE FROM rating_state WHERE key = 'attempt_keys_in_lake_from_run'")
+        con.execute("ALTER TABLE attempt_keys_before_lake RENAME TO attempt_keys")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '045'")
+    shutil.rmtree(lake_dir(db) / "attempt_keys", ignore_errors=True)
+
+
 def as_before_migration_039(db: Path) -> None:
     """Turn a closed database into what main wrote before migration 039: its rated files
     carrying the four charge columns and the unit prices as DECIMAL, its attempts files the
@@ -416,6 +434,7 @@ def as_before_migration_039(db: Path) -> None:
     of the layout that computes or decodes them on read."""
     from core.attempt_store import LAKE_VIEWS, file_select, lake_dir, stored_columns
 
+    as_before_migration_045(db)
     with duckdb.connect(str(db)) as con:
         con.execute("SET TimeZone = 'UTC'")
         lake = lake_dir(db)

@@ -8,6 +8,7 @@ runs, reference changes) and check every result against the rules applied from s
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.attempt_store import lake_dir
 from core.db import connect
 from pipeline import jobs
 from tests.conftest import Billing, examples, record, usage
@@ -100,15 +102,30 @@ def test_lookup_keys_are_recomputed_when_duckdb_hashes_differently(billing: Bill
     stored = record(event_id="k", usage=usage(1000, 100))
     billing.log("requests-2026-11-20.jsonl", [stored])
     billing.nightly("2026-11-20")
+    lake = lake_dir(billing.settings.db_path)
     con = connect(billing.settings.db_path)
-    con.execute("UPDATE attempt_keys SET event_key = 0, request_key = 0")  # as if hashed by another build
+    [(relative,)] = con.execute("SELECT path FROM lake_files WHERE table_name = 'attempt_keys'").fetchall()
+    old_file = lake / relative
+    # the run's keys file as if hashed by another build (migration 045: the keys are lake files)
+    con.execute(
+        f"COPY (SELECT 0::UBIGINT AS event_key, 0::UBIGINT AS request_key, run_id FROM read_parquet('{old_file}')) "
+        f"TO '{old_file}.new' (FORMAT parquet)"
+    )
+    os.replace(f"{old_file}.new", old_file)
+    con.execute("UPDATE lake_files SET bytes = ? WHERE path = ?", [old_file.stat().st_size, relative])
     con.execute("UPDATE rating_state SET value = 'another hash' WHERE key = 'lookup_key_hash'")
     con.close()
-    connect(billing.settings.db_path).close()  # opening for writing recomputes them
+    connect(billing.settings.db_path).close()  # opening for writing recomputes them, into the table
     assert billing.one("SELECT count(*) FROM attempt_keys WHERE event_key = hash('k')") == 1
+    assert billing.one("SELECT count(*) FROM attempt_keys") == 1  # the file with the old keys is no longer read
     billing.log("requests-2026-11-21.jsonl", [record(), stored])
     report = billing.nightly("2026-11-21")
     assert (report.files[0].accepted, report.files[0].duplicates) == (1, 1)
+    # the next run moved the recomputed key into its own file and removed the old one
+    assert not old_file.exists()
+    assert billing.one("SELECT count(*) FROM attempt_keys_before_lake") == 0
+    assert billing.one("SELECT list(run_id ORDER BY run_id) FROM attempt_keys") == [1, 2]
+    assert billing.one("SELECT list(run_id) FROM lake_files WHERE table_name = 'attempt_keys'") == [2]
 
 
 @st.composite

@@ -37,12 +37,13 @@ CONTENT = (
     "SELECT replace(replace(table_name, 'attempts_before_lake', 'attempts'), 'rated_before_lake', 'rated_attempts'), "
     "column_name, data_type, comment "
     "FROM duckdb_columns() WHERE NOT internal "
-    "AND database_name <> 'temp' AND table_name <> 'attempt_keys' ORDER BY ALL",
+    "AND database_name <> 'temp' AND table_name NOT IN ('attempt_keys', 'attempt_keys_before_lake') ORDER BY ALL",
     # attempts and rated_attempts are views over the Parquet lake in the snapshot (issue 14 item 2)
     "SELECT view_name, comment FROM duckdb_views() WHERE NOT internal AND NOT temporary "
     "AND view_name NOT IN ('attempts', 'rated_attempts') ORDER BY ALL",
     "SELECT table_name, comment FROM duckdb_tables() WHERE table_name NOT IN ('attempts', 'rated_attempts') "
-    "AND NOT temporary AND table_name NOT IN ('attempt_keys', 'attempts_before_lake', 'rated_before_lake') "
+    "AND NOT temporary "
+    "AND table_name NOT IN ('attempt_keys', 'attempt_keys_before_lake', 'attempts_before_lake', 'rated_before_lake') "
     "ORDER BY ALL",
 )
 LAKE_VIEWS = (

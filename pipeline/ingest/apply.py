@@ -13,9 +13,11 @@ from pathlib import Path
 import duckdb
 
 from core.attempt_store import (
+    ATTEMPT_KEYS,
     ATTEMPTS,
     attempts_of_runs,
     database_file,
+    fold_stored_keys,
     list_run_parts,
     parquet_source,
     prepare_run_rows,
@@ -36,6 +38,7 @@ def apply_staged(
     if not batch.staged:
         return list(batch.skipped)
     prepare_run_rows(con, ATTEMPTS)
+    prepare_run_rows(con, ATTEMPT_KEYS)
     with step("dedup", after="after_dedup"):
         if not batch.twins_bound:  # under the run lock since staging: no run stored keys meanwhile
             bind_stored_twins(con)
@@ -48,6 +51,7 @@ def apply_staged(
     with step("store"):
         bind_new_attempts(con, batch)
         run_script(con, "store_batch.sql", {"run_id": run_id}, when={"findings": _has_findings(con)})
+        fold_stored_keys(con)  # the keys stored before migration 045 (once), into this run's file
         if batch.parts:
             store_executor_attempts(con, run_id, batch.store)
     results = _file_results(con, batch)
@@ -73,17 +77,21 @@ def _has_findings(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(row and row[0])
 
 
-def bind_stored_twins(con: duckdb.DuckDBPyConnection, keys: str | None = None) -> None:
+def bind_stored_twins(con: duckdb.DuckDBPyConnection) -> None:
     """``stored_keys`` (the stored attempts' keys that valid records of the batch share, with
-    their runs) and ``stored_twins`` (those attempts' ids, content hashes and lines), for
-    dedup.sql: the probe reads 8 bytes a stored attempt, and only the runs holding a matching
-    key are opened (nearly always none). ``keys``: a table of the batch's ``event_key`` (the
-    Spark path, whose ``parsed`` holds only some rows); else computed from ``parsed``."""
-    source = f"SELECT event_key FROM {keys}" if keys else "SELECT hash(event_id) FROM parsed WHERE problem IS NULL"
+    their runs) and ``stored_twins`` (:func:`bind_twins_of_stored_keys`), for dedup.sql: the
+    probe reads 8 bytes a stored attempt, and only the runs holding a matching key are opened
+    (nearly always none). (The Spark path probes on Spark: pipeline/spark/history.py.)"""
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stored_keys AS SELECT DISTINCT event_key, run_id FROM attempt_keys "
-        f"WHERE event_key IN ({source})"
+        "WHERE event_key IN (SELECT hash(event_id) FROM parsed WHERE problem IS NULL)"
     )
+    bind_twins_of_stored_keys(con)
+
+
+def bind_twins_of_stored_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """``stored_twins``: the ids, content hashes and lines of the stored attempts whose key is
+    in ``stored_keys``, read from the files of their runs only."""
     runs = [int(r) for (r,) in con.execute("SELECT DISTINCT run_id FROM stored_keys ORDER BY 1").fetchall()]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE stored_twins AS "
@@ -123,29 +131,37 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
 
 def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: StoreParts | None = None) -> None:
     """Store the parts' rows of ``executor_attempts`` without copying them into the driver's
-    DuckDB: their keys into ``attempt_keys``, and the rows themselves, with the projection
-    and masking of stored_attempts.sql, into the run's attempts lake files, listed in this
+    DuckDB: the rows, with the projection and masking of stored_attempts.sql, into the run's
+    attempts lake files, and their keys into its attempt_keys files, listed in this
     transaction. Rating reads them from those files like any stored run's; a run that fails
     from here on leaves the files unlisted, and the next run removes them.
 
     With ``store`` (the Spark path: :func:`pipeline.spark.staging.store_on_executors`), each
     part's rows are written by a task, as :data:`EXECUTOR_STORED` with the part's path and
-    the file of ``loaded_keys`` filled in, and the files are listed as the run's parts 1..
-    (:func:`core.attempt_store.list_run_parts`): no attempt row passes through the driver; the
-    driver's own new rows (``run_attempts``) are part 0. Without it, one COPY writes both into
+    the file of ``loaded_keys`` filled in, and their keys by another (:data:`EXECUTOR_KEYS`);
+    the files are listed as the run's parts 1.. (:func:`core.attempt_store.list_run_parts`):
+    no attempt row and no key passes through the driver; the driver's own new rows
+    (``run_attempts``, ``run_attempt_keys``) are part 0. Without it, one COPY writes both into
     the run's one file. Without a database file (in memory) the rows go into ``run_attempts``
     like the driver's."""
-    con.execute("INSERT INTO attempt_keys SELECT event_key, request_key, $run FROM executor_attempts", {"run": run_id})
     stored = "WITH new_attempts AS (SELECT * FROM executor_attempts)\n" + sql_text("stored_attempts.sql")
+    if database_file(con) is None or store is None:
+        con.execute(
+            f"INSERT INTO {ATTEMPT_KEYS.run_table} SELECT event_key, request_key, $run FROM executor_attempts",
+            {"run": run_id},
+        )
     if database_file(con) is None:
         con.execute(f"INSERT INTO run_attempts BY NAME SELECT *, $run AS run_id FROM ({stored})", {"run": run_id})
         return
     if store is None:
         store_run_rows(con, ATTEMPTS, run_id, extra=stored)
         return
-    store_run_rows(con, ATTEMPTS, run_id)  # part 0: the few rows dedup found new on the driver
+    # part 0 of each: the few rows dedup found new on the driver, and their keys
+    store_run_rows(con, ATTEMPTS, run_id)
+    store_run_rows(con, ATTEMPT_KEYS, run_id)
     per_part = f"WITH new_attempts AS ({EXECUTOR_STORED})\n" + sql_text("stored_attempts.sql")
     list_run_parts(con, ATTEMPTS, run_id, store(typed_rows(con, ATTEMPTS, run_id, per_part)))
+    list_run_parts(con, ATTEMPT_KEYS, run_id, store(EXECUTOR_KEYS.replace("$run", str(int(run_id)))))
 
 
 #: The rows of one part (``$part``) that a task stores: valid, and not among the keys the driver
@@ -154,6 +170,10 @@ EXECUTOR_STORED = (
     f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} FROM read_parquet($part) "
     "WHERE problem IS NULL AND event_key NOT IN (SELECT event_key FROM read_parquet($loaded_keys))"
 )
+
+#: The lookup keys of the rows of one part that a task stores (:data:`EXECUTOR_STORED`), with the
+#: run (``$run``) that stores them: the part's file of the lake table ``attempt_keys``.
+EXECUTOR_KEYS = f"SELECT event_key, request_key, CAST($run AS BIGINT) AS run_id FROM ({EXECUTOR_STORED})"
 
 #: Writes each part's stored attempts by the given query (see :data:`EXECUTOR_STORED`); the
 #: files written, complete, with their rows.

@@ -41,10 +41,10 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import parquet_source
+from core.attempt_store import ATTEMPT_KEYS, listed_files, parquet_source, stored_table
 from core.db import sql_literal
 from core.timing import step
-from pipeline.ingest.apply import bind_stored_twins
+from pipeline.ingest.apply import bind_twins_of_stored_keys
 from pipeline.ingest.files import is_uri
 from pipeline.ingest.staging import (
     StagedBatch,
@@ -119,18 +119,19 @@ def stage_files_on_spark(
 def store_on_executors(
     con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_limit: str | None, query: str
 ) -> list[tuple[Path, int]]:
-    """Have a task write each part's stored attempts (``query``: $part, $loaded_keys; see
-    :data:`pipeline.ingest.apply.EXECUTOR_STORED`) into the parts' exchange directory, which
-    lives until the run's transaction ends; ``(file, rows)`` for the driver to list. The
-    driver writes only ``loaded_keys`` there (8 bytes a special record)."""
+    """Have a task write each part's rows by ``query`` ($part, $loaded_keys: the stored
+    attempts of :data:`pipeline.ingest.apply.EXECUTOR_STORED`, or their keys) into a fresh
+    folder of the parts' exchange directory, which lives until the run's transaction ends;
+    ``(file, rows)`` for the driver to list. ``loaded_keys`` is there since
+    :func:`load_special` (8 bytes a special record)."""
     from pipeline.spark import remote
 
     work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
-    keys = work / "loaded_keys.parquet"
-    con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys))} (FORMAT parquet)")
-    (work / "stored").mkdir()
+    keys = work / LOADED_KEYS_FILE
+    out = work / f"stored-{sum(1 for _ in work.glob('stored-*')) + 1}"
+    out.mkdir()
     with spark_failures("storing attempts"):
-        return remote.store_parts(get_session(), parts, work / "stored", query, memory_limit, work / "spill", keys)
+        return remote.store_parts(get_session(), parts, out, query, memory_limit, work / "spill", keys)
 
 
 def _parse_on_executors(
@@ -158,7 +159,7 @@ def _parse_on_executors(
             parts, lines = remote.parse_files(
                 get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill"
             )
-    load_special(con, parts)
+    load_special(con, parts, memory_limit)
     return parts, lines
 
 
@@ -179,69 +180,94 @@ def check_key_probes(parts: Sequence[Path]) -> None:
             )
 
 
-def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
+def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_limit: str | None = None) -> None:
     """Of the parts' rows, load into ``parsed`` (and their R5 counts into ``staged_recounts``)
     only those dedup and store_batch.sql must see; bind ``stored_twins`` for dedup.
 
-    The driver reads the day's lookup keys (8 bytes a valid record) into ``day_keys``, probes
-    the stored keys with them (:func:`bind_stored_twins`), and keeps in ``loaded_keys`` the
-    special ones: (a) repeated in the batch, (b) stored before, (c) the event_id of an
-    unresolved quarantine entry or (d) of a quarantined line of this batch (store_batch.sql
-    resolves such an entry when the record is now new, and reads the new records from
-    ``deduped``). ``parsed`` gets every quarantined row and every
-    row with a special key; every other valid row is new by dedup.sql's own rule, and is
-    stored from the parts (pipeline/ingest/apply.py). A hash collision only loads a row more:
-    dedup compares event_ids.
+    Spark finds the special keys (:func:`pipeline.spark.history.probe_history`): (a) repeated
+    in the batch, (b) stored before, (c) the event_id of an unresolved quarantine entry or (d)
+    of a quarantined line of this batch (store_batch.sql resolves such an entry when the
+    record is now new, and reads the new records from ``deduped``); the driver receives them
+    (``loaded_keys``) and the stored ones with their runs (``stored_keys``), never the day's
+    or the history's keys. Tasks then write each part's quarantined rows and rows with a
+    special key (:data:`LOADED_ROWS`), which the driver loads; every other valid row is new
+    by dedup.sql's own rule, and is stored from the parts (pipeline/ingest/apply.py). A hash
+    collision only loads a row more: dedup compares event_ids.
     """
     counts = ", ".join(RECOUNT_COLUMNS)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE staged_recounts (file_order INTEGER, line_no BIGINT, "
         "est_input_tokens BIGINT, est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE day_keys (event_key UBIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE stored_keys (event_key UBIGINT, run_id BIGINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE loaded_keys (event_key UBIGINT)")
     check_key_probes(parts)
-    if parts:
-        con.execute(f"INSERT INTO day_keys SELECT event_key FROM {parquet_source(parts)} WHERE event_key IS NOT NULL")
-    bind_stored_twins(con, keys="day_keys")
-    # (d) the event_id of a line of this batch that is quarantined: store_batch.sql resolves
-    # its entry at once when a valid record of the batch has the same id (found by review)
-    batch_quarantined = (
-        f"UNION SELECT hash(event_id) FROM {parquet_source(parts)} WHERE problem IS NOT NULL AND event_id IS NOT NULL"
-        if parts
-        else ""
-    )
+    if not parts:  # no line in any file: Spark may write no part file at all
+        bind_twins_of_stored_keys(con)
+        return
+    from pipeline.spark import history, remote
+
+    work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
+    quarantined = work / "quarantined_ids.parquet"
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE loaded_keys AS
-        SELECT event_key FROM (
-            SELECT event_key FROM day_keys GROUP BY event_key HAVING count(*) > 1
-            UNION
-            SELECT event_key FROM stored_keys
-            UNION (
-                (SELECT hash(event_id) FROM quarantine
-                 WHERE resolved_run_id IS NULL AND reason <> 'duplicate_conflict' AND event_id IS NOT NULL
-                 {batch_quarantined})
-                INTERSECT
-                SELECT event_key FROM day_keys
-            )
+        "COPY (SELECT event_id FROM quarantine WHERE resolved_run_id IS NULL "
+        "AND reason <> 'duplicate_conflict' AND event_id IS NOT NULL) "
+        f"TO {sql_literal(str(quarantined))} (FORMAT parquet)"
+    )
+    stored_files = listed_files(con, ATTEMPT_KEYS)
+    table = stored_table(con, ATTEMPT_KEYS)
+    if con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone() == (True,):
+        # keys not yet moved into a file (the first run after migration 045, or after a DuckDB
+        # upgrade changed hash()): the next run that stores attempts moves them (once)
+        unfolded = work / "stored_keys_in_table.parquet"
+        con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(unfolded))} (FORMAT parquet)")
+        stored_files.append(unfolded)
+    with step("probe"), spark_failures("probing the stored keys"):
+        stored_dir, special_dir = history.probe_history(get_session(), parts, stored_files, quarantined, work / "probe")
+    stored = history.output_files(stored_dir)
+    if stored:
+        con.execute(
+            "INSERT INTO stored_keys SELECT DISTINCT CAST(event_key AS UBIGINT), CAST(run_id AS BIGINT) "
+            f"FROM {parquet_source(stored)}"
         )
-        WHERE event_key IS NOT NULL  -- rows are stored from the parts by NOT IN over these keys
-        """
-    )
-    if not parts:
-        return  # no line in any file: Spark may write no part file at all
+    bind_twins_of_stored_keys(con)
+    special = history.output_files(special_dir)
+    if special:
+        con.execute(
+            f"INSERT INTO loaded_keys SELECT DISTINCT CAST(event_key AS UBIGINT) FROM {parquet_source(special)} "
+            "WHERE event_key IS NOT NULL"  # rows are stored from the parts by NOT IN over these keys
+        )
+    keys_file = work / LOADED_KEYS_FILE
+    con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys_file))} (FORMAT parquet)")
+    (work / "loaded").mkdir()
+    with spark_failures("loading the special rows"):
+        written = remote.store_parts(
+            get_session(), parts, work / "loaded", LOADED_ROWS, memory_limit, work / "spill", keys_file,
+            what="loading the special rows",
+        )  # fmt: skip
     keys = ", ".join(KEY_COLUMNS)
-    # one scan of the parts for the few rows loaded (parsed and their counts both come from them)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(parts)} "
-        "WHERE problem IS NOT NULL OR event_key IN (SELECT event_key FROM loaded_keys)"
-    )
+    loaded = [path for path, rows in written if rows]
+    if not loaded:
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(loaded)}")
     con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM loaded_rows")
     con.execute(
         f"INSERT INTO staged_recounts SELECT file_order, line_no, {counts} FROM loaded_rows "
         "WHERE est_tokenizer IS NOT NULL"
     )
     con.execute("DROP TABLE loaded_rows")
+
+
+#: The exchange directory's file of ``loaded_keys`` (8 bytes a special record), which the tasks
+#: read: to write the rows the driver loads, and to leave those rows out of what they store.
+LOADED_KEYS_FILE = "loaded_keys.parquet"
+
+#: The rows of one part (``$part``) the driver loads: the quarantined ones, and those whose key
+#: is special (``$loaded_keys``).
+LOADED_ROWS = (
+    "SELECT * FROM read_parquet($part) "
+    "WHERE problem IS NOT NULL OR event_key IN (SELECT event_key FROM read_parquet($loaded_keys))"
+)
 
 
 # files holding a valid record whose event_id is also, with other content, in the batch or stored

@@ -2,7 +2,8 @@
 -- $run_id: the run writing it. Every line ends in exactly one place: attempts (new),
 -- nowhere new (an identical duplicate of a stored record), or quarantine. New attempts go
 -- to the TEMP table run_attempts, which the run writes to its lake file before it commits
--- (core/attempt_store.py), and their lookup keys to attempt_keys. new_attempts, a TEMP VIEW
+-- (core/attempt_store.py), and their lookup keys to run_attempt_keys (written to the run's
+-- attempt_keys lake file with them, migration 045). new_attempts, a TEMP VIEW
 -- (pipeline/ingest/apply.py): the records dedup found new, with their R5 counts;
 -- stored_new_attempts: their stored columns (stored_attempts.sql). On the Spark path the
 -- valid rows of the executors' parts the driver did not load (new by dedup's own rule:
@@ -11,7 +12,7 @@
 INSERT INTO run_attempts BY NAME
 SELECT *, $run_id AS run_id FROM stored_new_attempts;
 
-INSERT INTO attempt_keys
+INSERT INTO run_attempt_keys
 SELECT event_key, request_key, $run_id FROM new_attempts;
 
 -- when findings: only when the batch has a line to quarantine (apply.py asks first)

@@ -218,14 +218,26 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
 
     def fail(con: Any, run_id: int, *args: Any) -> None:
         assert list(exchange.glob("infergate-spark-*/parsed/part-*.parquet")), "the parts should be there"
-        # the run's attempts files are written and listed before rating: a, which the driver did
-        # not load, by the file's task (part 1), and twin, which it dedup'ed, by the driver (part 0)
+        # the run's attempts files and their keys' are written and listed before rating: a, which
+        # the driver did not load, by the file's task (part 1), and twin, which it dedup'ed, by
+        # the driver (part 0)
         assert con.execute("SELECT count(*) FROM run_attempts").fetchone() == (0,)
-        listed = "SELECT part, row_count FROM lake_files WHERE run_id = ? ORDER BY part"
-        assert con.execute(listed, [run_id]).fetchall() == [(0, 1), (1, 1)]
-        # part 1 is the file the task wrote into the exchange directory, renamed into the lake
-        [stored] = exchange.glob("infergate-spark-*/stored")
-        assert not list(stored.glob("*.parquet")), "the tasks' files should have moved into the lake"
+        assert con.execute("SELECT count(*) FROM run_attempt_keys").fetchone() == (0,)
+        listed = "SELECT table_name, part, row_count FROM lake_files WHERE run_id = ? ORDER BY ALL"
+        assert con.execute(listed, [run_id]).fetchall() == [
+            ("attempt_keys", 0, 1),
+            ("attempt_keys", 1, 1),
+            ("attempts", 0, 1),
+            ("attempts", 1, 1),
+        ]
+        keys = "SELECT event_key, run_id FROM attempt_keys ORDER BY ALL"
+        assert (
+            con.execute(keys).fetchall()
+            == con.execute("SELECT hash(id), 1 FROM (VALUES ('a'), ('twin')) v(id) ORDER BY ALL").fetchall()
+        )
+        # part 1 of each is the file a task wrote into the exchange directory, renamed into the lake
+        stored = exchange.glob("infergate-spark-*/stored-*")
+        assert not [f for s in stored for f in s.glob("*.parquet")], "the tasks' files should have moved into the lake"
         scoped = con.execute(f"SELECT event_id FROM ({attempts_of_runs(con, [run_id])}) ORDER BY 1").fetchall()
         assert scoped == [("a",), ("twin",)]
         written.extend(sorted(lake.rglob("*.parquet")))
@@ -245,7 +257,12 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
             billing.nightly(DAY)
     assert left == [[]]
     assert {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables} == before
-    assert [p.name for p in written] == ["run-000001-part-000001.parquet", "run-000001.parquet"]
+    assert [p.relative_to(lake).as_posix() for p in written] == [
+        "attempt_keys/run-000001-part-000001.parquet",
+        "attempt_keys/run-000001.parquet",
+        "attempts/run-000001-part-000001.parquet",
+        "attempts/run-000001.parquet",
+    ]
     assert all(p.exists() for p in written)  # unlisted
     [f] = billing.nightly(DAY).files
     assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (4, 2, 1, 1)
