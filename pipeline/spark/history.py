@@ -70,6 +70,8 @@ def probe_history(
         special = special.union(stored.select("event_key"))
         stored.coalesce(1).write.parquet(str(stored_dir))
     special.distinct().coalesce(1).write.parquet(str(special_dir))
+    if history:
+        stored.unpersist()
     for folder in (stored_dir, special_dir) if history else (special_dir,):
         if not (folder / "_SUCCESS").is_file():
             raise SparkEngineError(f"Spark's probe of the stored keys wrote no complete output in {folder}")

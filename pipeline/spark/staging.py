@@ -7,11 +7,12 @@ path's own staging and parse.sql, writing its rows as Parquet into the exchange 
 with the R5 counts of every usage-less billable record and the lookup keys of every valid
 one, both made in the task by the DuckDB path's code).
 
-The driver does not load every row. It reads the day's ``event_key`` column (8 bytes a valid
-record), after checking that the tasks' DuckDB hashes as its own (:func:`check_key_probes`),
-probes the stored keys with it, and loads into the TEMP table ``parsed`` only the rows dedup
-and store_batch.sql must see (:func:`load_special`): the quarantined ones, and the records
-whose event_id repeats in the batch, is stored, or is that of an unresolved quarantine entry.
+The driver does not load every row, nor read the day's keys. After checking that the tasks'
+DuckDB hashes as its own (:func:`check_key_probes`), it has Spark probe the stored keys (lake
+files since migration 045) with the day's (:mod:`pipeline.spark.history`), and loads into the
+TEMP table ``parsed`` only the rows dedup and store_batch.sql must see, which tasks write
+(:func:`load_special`): the quarantined ones, and the records whose event_id repeats in the
+batch, is stored, or is that of an unresolved quarantine entry.
 dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
 other valid row is new by dedup's own rule, and is stored by the task of its part: in the run's
 transaction the driver writes ``loaded_keys`` into the exchange directory, each task writes its
@@ -26,9 +27,10 @@ whose event_id repeats with other content, in the batch or in the history (a
 the canonical content hash is compared by its minified line). Such files are rare (a resent
 file with edited records) and are staged again, by tasks. No prompt text travels
 otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line,
-nor copies or writes the new attempts: no attempt row passes through it. Its DuckDB still
-reads the parts' key columns (``attempt_keys`` grows in its DuckDB file) and writes the few
-rows dedup found new as the run's part 0 (docs/spark.md, "What is left of issue 15").
+nor copies or writes the new attempts or their keys (tasks write those as the run's
+``attempt_keys`` files): no attempt row and no key of one passes through it. Its DuckDB
+writes the few rows dedup found new, and their keys, as the run's part 0 (docs/spark.md,
+"What is left of issue 15").
 """
 
 from __future__ import annotations

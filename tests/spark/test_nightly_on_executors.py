@@ -589,3 +589,42 @@ def test_a_spark_rating_whose_charges_are_not_tokens_times_prices_is_refused_and
         ("a", "billed"),
         ("b", "billed"),
     ]
+
+
+def test_a_spark_nightly_probes_the_keys_left_in_the_table_and_moves_them_into_its_files(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 045 leaves the keys stored before it in the table until a run that stores
+    attempts moves them into its own file: Spark's probe must see them (handed over through the
+    exchange directory), or a resent record would be stored twice and a changed one not
+    quarantined. After the run the history is key files only, which the next night's probe reads."""
+    from tests.conftest import as_before_migration_045
+
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    monkeypatch.setenv("INFERGATE_SPARK_WORKDIR", str(exchange))
+    billing = Billing(tmp_path / "billing")
+    old = record(event_id="old", request_id="r-old")
+    billing.log(f"requests-{DAY}.jsonl", [old])
+    billing.nightly(DAY)  # DuckDB, then the database as main wrote it before migration 045
+    as_before_migration_045(billing.settings.db_path)
+    assert billing.one("SELECT count(*) FROM attempt_keys_before_lake") == 1
+    billing.settings = dataclasses.replace(billing.settings, engine="spark")
+    new = record(event_id="new", request_id="r-new", ts=f"{NEXT_DAY}T10:00:00Z")
+    billing.log(f"requests-{NEXT_DAY}.jsonl", [old, dict(old, status=500), new])
+    [f] = [f for f in billing.nightly(NEXT_DAY).files if NEXT_DAY in f.path]
+    assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (3, 1, 1, 1)
+    assert billing.query("SELECT event_id, reason FROM quarantine") == [("old", "duplicate_conflict")]
+    assert billing.one("SELECT count(*) FROM attempt_keys_before_lake") == 0
+    # run 2's keys files: the key moved from the table (part 0, with its run) and new's (part 1, a task's)
+    listed = "SELECT run_id, part, row_count FROM lake_files WHERE table_name = 'attempt_keys' ORDER BY ALL"
+    assert billing.query(listed) == [(2, 0, 1), (2, 1, 1)]
+    keys = billing.query("SELECT event_key = hash('new'), run_id FROM attempt_keys ORDER BY run_id")
+    assert keys == [(False, 1), (True, 2)]
+    # the third night resends both: the probe finds them in the key files, nothing is stored again
+    third = "2026-11-22"
+    billing.log(f"requests-{third}.jsonl", [new, old])
+    [f] = [f for f in billing.nightly(third).files if third in f.path]
+    assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (2, 0, 2, 0)
+    assert billing.one("SELECT count(*) FROM attempts") == 2
+    assert billing.one("SELECT count(*) FROM lake_files WHERE table_name = 'attempt_keys' AND run_id = 3") == 0
