@@ -608,7 +608,7 @@ def test_a_spark_nightly_probes_the_keys_left_in_the_table_and_moves_them_into_i
     billing.log(f"requests-{DAY}.jsonl", [old])
     billing.nightly(DAY)  # DuckDB, then the database as main wrote it before migration 045
     as_before_migration_045(billing.settings.db_path)
-    assert billing.one("SELECT count(*) FROM attempt_keys_before_lake") == 1
+    assert billing.one("SELECT count(*) FROM main.attempt_keys") == 1  # the table, not yet renamed
     billing.settings = dataclasses.replace(billing.settings, engine="spark")
     new = record(event_id="new", request_id="r-new", ts=f"{NEXT_DAY}T10:00:00Z")
     billing.log(f"requests-{NEXT_DAY}.jsonl", [old, dict(old, status=500), new])
