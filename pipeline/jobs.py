@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from core import console
-from core.attempt_store import RUN_LAKE_TABLES, remove_unlisted_lake_files, store_run_rows
+from core.attempt_store import RUN_LAKE_TABLES, merge_key_files, remove_unlisted_lake_files, store_run_rows
 from core.db import code_version, connect, insert_many, transaction
 from core.defaults import (
     DEFAULT_ACCOUNTS_FILE,
@@ -416,6 +416,7 @@ def _ingest_and_rate(
                 # this transaction
                 for table in RUN_LAKE_TABLES:
                     store_run_rows(con, table, report.run_id)
+                merge_key_files(con, report.run_id)  # the keys files stay few (size tiers)
             with step("ledger"):
                 report.held_by_reason = dict(ledger.held_by_reason(con))
                 if checks is not None:

@@ -241,3 +241,53 @@ def test_a_runs_parts_are_moved_into_the_lake_and_listed_beside_its_file(
         (0, "attempts/run-000001.parquet", 1),
         (1, "attempts/run-000001-part-000001.parquet", 1),
     ]
+
+
+def test_keys_files_are_merged_by_size_tier_and_a_failed_merge_changes_nothing(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run adds keys files (migration 045), and every probe opens all of them: a run merges
+    ``fanout`` files of one size tier into one, and never a file of ``merged_rows`` rows or more
+    (what a night rewrites stays bounded). Fanout 2 and 3 rows here, so four nights show it."""
+    import functools
+
+    from core import attempt_store
+    from pipeline import jobs
+
+    merge = functools.partial(attempt_store.merge_key_files, fanout=2, merged_rows=3)
+    monkeypatch.setattr(jobs, "merge_key_files", merge)
+    keys_files = "SELECT run_id, part, row_count FROM lake_files WHERE table_name = 'attempt_keys' ORDER BY ALL"
+    lake = lake_dir(billing.settings.db_path)
+    for day, event in (("2026-11-20", "a"), ("2026-11-21", "b"), ("2026-11-22", "c")):
+        billing.log(f"requests-{day}.jsonl", [record(event_id=event, request_id=f"r-{event}", ts=f"{day}T10:00:00Z")])
+        billing.nightly(day)
+    # night 1: one file of 1 row (tier 0); night 2: two of tier 0, merged into run 2's part 1
+    # (2 rows, tier 1); night 3 adds one of tier 0
+    assert billing.query(keys_files) == [(2, 1, 2), (3, 0, 1)]
+    assert not (lake / "attempt_keys" / "run-000001.parquet").exists()  # unlisted by run 2, removed by run 3
+    night_4 = record(event_id="d", request_id="r-d", ts="2026-11-23T10:00:00Z")
+    billing.log("requests-2026-11-23.jsonl", [night_4])
+
+    def fail(*args: object) -> None:
+        raise RuntimeError("the ledger row could not be written")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jobs, "close_succeeded", fail)
+        with pytest.raises(RuntimeError):
+            billing.nightly("2026-11-23")
+    assert billing.query(keys_files) == [(2, 1, 2), (3, 0, 1)]  # the failed run's merge is not listed
+    billing.nightly("2026-11-23")
+    # run 5 (run 4 failed): 1 row of tier 0 beside run 3's: merged into part 1 (2 rows), which
+    # makes two files of tier 1 with run 2's, merged into part 2 (4 rows: never merged again)
+    assert billing.query(keys_files) == [(5, 2, 4)]
+    expected = "SELECT hash(e), r FROM (VALUES ('a', 1), ('b', 2), ('c', 3), ('d', 5)) v(e, r) ORDER BY ALL"
+    assert billing.query("SELECT event_key, run_id FROM attempt_keys ORDER BY ALL") == billing.query(expected)
+    # the merged file is what dedup probes: a resend of a is a duplicate, e is new
+    resent = record(event_id="a", request_id="r-a", ts="2026-11-20T10:00:00Z")
+    new = record(event_id="e", request_id="r-e", ts="2026-11-24T10:00:00Z")
+    billing.log("requests-2026-11-24.jsonl", [resent, new])
+    [f] = [f for f in billing.nightly("2026-11-24").files if f.path.endswith("2026-11-24.jsonl")]
+    assert (f.accepted, f.duplicates) == (1, 1)
+    assert billing.query(keys_files) == [(5, 2, 4), (6, 0, 1)]
+    listed = {lake / p for (p,) in billing.query("SELECT path FROM lake_files WHERE table_name = 'attempt_keys'")}
+    assert set((lake / "attempt_keys").glob("*.parquet")) == listed  # run 6 removed what run 5 merged

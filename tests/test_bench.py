@@ -40,7 +40,8 @@ def test_bench_smoke_completes_and_prints_the_ratios(tmp_path: Path) -> None:
         "statements: 9 files for 3 accounts",
         "recount (R5) on a day without usage: 500 attempts, ",  # every attempt of that day
         "for 2,000 attempts = ",  # storage per attempt (issue 14 item 3)
-        "storage by part, B/attempt: lake attempts/ ",  # and where the bytes are
+        "storage by part, B/attempt: lake attempt_keys/ ",  # and where the bytes are (keys: migration 045)
+        "lake attempts/ ",
     ):
         assert line in out, out
     assert "generated 2,000 attempts" in out

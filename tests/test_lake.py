@@ -85,6 +85,7 @@ def test_a_run_writes_its_rows_once_and_a_rerun_writes_nothing(billing: Billing)
     billing.nightly()
     listed = manifest(billing)
     assert [row[:4] for row in listed] == [
+        (1, "attempt_keys", "attempt_keys/run-000001.parquet", 2),  # migration 045
         (1, "attempts", "attempts/run-000001.parquet", 2),
         (1, "rated_attempts", "rated_attempts/run-000001.parquet", 2),
     ]
@@ -126,12 +127,17 @@ def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billi
         [record(event_id="a1", request_id="r", usage=usage(1000, 100)), record(event_id="x", usage=usage(1000, 100))],
     )
     billing.nightly("2026-11-20")  # committed, never published (as if killed right after the commit)
-    # the run itself wrote and listed its attempts and rated rows (the only copy of them)
+    # the run itself wrote and listed its attempts, their keys and rated rows (the only copy of them)
     assert [row[:4] for row in manifest(billing)] == [
+        (1, "attempt_keys", "attempt_keys/run-000001.parquet", 2),
         (1, "attempts", "attempts/run-000001.parquet", 2),
         (1, "rated_attempts", "rated_attempts/run-000001.parquet", 2),
     ]
-    assert list(files_on_disk(billing)) == ["attempts/run-000001.parquet", "rated_attempts/run-000001.parquet"]
+    assert list(files_on_disk(billing)) == [
+        "attempt_keys/run-000001.parquet",
+        "attempts/run-000001.parquet",
+        "rated_attempts/run-000001.parquet",
+    ]
     assert billing.query("SELECT * FROM lake_exports") == []
     target = with_snapshot(billing)
     late = record(event_id="a2", request_id="r", attempt=2, ts="2026-11-20T12:00:05Z", usage=usage(3000, 300))
@@ -145,8 +151,10 @@ def test_a_publication_missed_or_killed_is_caught_up_and_leftovers_removed(billi
     assert report.snapshot_error == "OSError: killed before the manifest commit"
     # the runs' files are listed by their own commits; the publication's export was not recorded
     listed = [
+        (1, "attempt_keys", "attempt_keys/run-000001.parquet", 2),
         (1, "attempts", "attempts/run-000001.parquet", 2),
         (1, "rated_attempts", "rated_attempts/run-000001.parquet", 2),
+        (2, "attempt_keys", "attempt_keys/run-000002.parquet", 1),
         (2, "attempts", "attempts/run-000002.parquet", 1),
         (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
         (2, "rated_replaced", "rated_replaced/run-000002.parquet", 1),
@@ -170,15 +178,17 @@ def test_an_older_database_gets_its_history_exported_once(billing: Billing) -> N
     billing.nightly("2026-11-21")
     target = snapshot.publish_now(billing.settings.db_path)
     assert [row[:4] for row in manifest(billing)] == [
+        (1, "attempt_keys", "attempt_keys/run-000001.parquet", 1),
         (1, "attempts", "attempts/run-000001.parquet", 1),
         (1, "rated_attempts", "rated_attempts/run-000001.parquet", 1),
+        (2, "attempt_keys", "attempt_keys/run-000002.parquet", 2),
         (2, "attempts", "attempts/run-000002.parquet", 2),
         (2, "rated_attempts", "rated_attempts/run-000002.parquet", 2),
     ]
     assert_snapshot_equals_live(billing, target)
     before = files_on_disk(billing)
     snapshot.publish_now(billing.settings.db_path)
-    assert files_on_disk(billing) == before and len(manifest(billing)) == 4
+    assert files_on_disk(billing) == before and len(manifest(billing)) == 6
 
 
 def test_an_empty_database_publishes_views_with_the_columns(billing: Billing) -> None:
@@ -220,16 +230,16 @@ def test_a_database_copied_without_any_part_of_its_lake_is_refused(
     late_retry: tuple[Billing, Path], tmp_path: Path
 ) -> None:
     billing, _ = late_retry  # published_late_retry
-    assert len(manifest(billing)) == 5  # run 1: attempts, rated; run 2: attempts, rated, tombstone
+    assert len(manifest(billing)) == 7  # run 1: attempts, keys, rated; run 2: attempts, keys, rated, tombstone
     # without its lake, the database has lost its attempts: refused, naming what to restore
     elsewhere = tmp_path / "restored"
     elsewhere.mkdir()
     (elsewhere / "billing.duckdb").write_bytes(billing.settings.db_path.read_bytes())  # no .lake beside it
-    refused = r"2 attempts file\(s\) .* missing \(5 lake files in all\), first .*restored/billing.lake/"
+    refused = r"2 attempts file\(s\) .* missing \(7 lake files in all\), first .*restored/billing.lake/"
     with pytest.raises(AttemptFileMissing, match=refused):
         connect(elsewhere / "billing.duckdb")
-    # the rated rows and their tombstones (migration 027) are in the lake only too
-    for folder, count in (("rated_attempts", 2), ("rated_replaced", 1)):
+    # the rated rows and their tombstones (migration 027), and the keys (045) are in the lake only too
+    for folder, count in (("rated_attempts", 2), ("rated_replaced", 1), ("attempt_keys", 2)):
         copy_database(billing.settings.db_path, elsewhere / "billing.duckdb")
         shutil.rmtree(elsewhere / "billing.lake" / folder)
         with pytest.raises(AttemptFileMissing, match=rf"{count} {folder} file\(s\) .* missing"):
@@ -238,6 +248,6 @@ def test_a_database_copied_without_any_part_of_its_lake_is_refused(
     copy_database(billing.settings.db_path, elsewhere / "billing.duckdb")
     billing.settings = dataclasses.replace(billing.settings, db_path=elsewhere / "billing.duckdb")
     target = snapshot.publish_now(billing.settings.db_path)
-    assert len(manifest(billing)) == 5
+    assert len(manifest(billing)) == 7
     assert list(files_on_disk(billing)) == sorted(str(row[2]) for row in manifest(billing))
     assert_snapshot_equals_live(billing, target)

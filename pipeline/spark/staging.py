@@ -28,9 +28,9 @@ the canonical content hash is compared by its minified line). Such files are rar
 file with edited records) and are staged again, by tasks. No prompt text travels
 otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line,
 nor copies or writes the new attempts or their keys (tasks write those as the run's
-``attempt_keys`` files): no attempt row and no key of one passes through it. Its DuckDB
-writes the few rows dedup found new, and their keys, as the run's part 0 (docs/spark.md,
-"What is left of issue 15").
+``attempt_keys`` files): no attempt row and no key of one passes through it for ingest. Its
+DuckDB writes the few rows dedup found new, and their keys, as the run's part 0; the
+rating's scope is still picked on it (docs/spark.md, "What is left of issue 15").
 """
 
 from __future__ import annotations
