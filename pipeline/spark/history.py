@@ -39,19 +39,24 @@ from pipeline.spark import SparkEngineError
 
 def probe_history(
     spark: Any, parts: Sequence[Path], history: Sequence[Path], quarantined: Path, out_dir: Path
-) -> tuple[Path, Path]:
+) -> tuple[Path, Path, Path]:
     """Write into ``out_dir`` the folders ``stored`` (``event_key``, ``run_id``: the stored
-    keys that valid records of ``parts`` share, distinct) and ``special`` (``event_key``: the
+    keys that valid records of ``parts`` share, distinct), ``special`` (``event_key``: the
     keys of the valid records the driver must load: repeated in the parts, stored, or the
-    event_id of a quarantined line of the parts or of ``quarantined``'s ``event_id``s), each
-    as Spark's Parquet output; both folders. ``history``: the stored keys' files (none: a
+    event_id of a quarantined line of the parts or of ``quarantined``'s ``event_id``s) and
+    ``loaded`` (the rows of ``parts`` the driver loads: the quarantined ones and those with a
+    special key, every column as the part has it; the keys as Spark reads them), each as
+    Spark's Parquet output; the three folders. ``history``: the stored keys' files (none: a
     first run)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
     from pipeline.spark.remote import _literal
 
     def read(paths: Sequence[Path]) -> Any:
         return spark.read.parquet(*[_literal(str(p)) for p in paths])
 
-    rows = read(parts).selectExpr("event_key", "event_id", "problem IS NULL AS valid")
+    every_row = read(parts)
+    rows = every_row.selectExpr("event_key", "event_id", "problem IS NULL AS valid")
     day = rows.where("valid AND event_key IS NOT NULL").select("event_key", "event_id")
     keys = day.select("event_key")
     repeated = keys.groupBy("event_key").count().where("count > 1").select("event_key")
@@ -69,13 +74,20 @@ def probe_history(
         stored = stored.cache()  # written, and its keys are special
         special = special.union(stored.select("event_key"))
         stored.coalesce(1).write.parquet(str(stored_dir))
-    special.distinct().coalesce(1).write.parquet(str(special_dir))
+    special = special.distinct().cache()  # written, and the loaded rows are chosen by it
+    special.coalesce(1).write.parquet(str(special_dir))
+    loaded_dir = out_dir / "loaded"
+    marked = special.withColumn("special", F.lit(True))
+    loaded = every_row.join(F.broadcast(marked), "event_key", "left").where("problem IS NOT NULL OR special")
+    loaded.drop("special").coalesce(1).write.parquet(str(loaded_dir))
+    special.unpersist()
     if history:
         stored.unpersist()
-    for folder in (stored_dir, special_dir) if history else (special_dir,):
+    folders = (stored_dir, special_dir, loaded_dir) if history else (special_dir, loaded_dir)
+    for folder in folders:
         if not (folder / "_SUCCESS").is_file():
             raise SparkEngineError(f"Spark's probe of the stored keys wrote no complete output in {folder}")
-    return stored_dir, special_dir
+    return stored_dir, special_dir, loaded_dir
 
 
 def output_files(folder: Path) -> list[Path]:

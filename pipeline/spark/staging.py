@@ -10,8 +10,8 @@ one, both made in the task by the DuckDB path's code).
 The driver does not load every row, nor read the day's keys. After checking that the tasks'
 DuckDB hashes as its own (:func:`check_key_probes`), it has Spark probe the stored keys (lake
 files since migration 045) with the day's (:mod:`pipeline.spark.history`), and loads into the
-TEMP table ``parsed`` only the rows dedup and store_batch.sql must see, which tasks write
-(:func:`load_special`): the quarantined ones, and the records whose event_id repeats in the
+TEMP table ``parsed`` only the rows dedup and store_batch.sql must see, which that Spark job
+writes (:func:`load_special`): the quarantined ones, and the records whose event_id repeats in the
 batch, is stored, or is that of an unresolved quarantine entry.
 dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
 other valid row is new by dedup's own rule, and is stored by the task of its part: in the run's
@@ -161,7 +161,7 @@ def _parse_on_executors(
             parts, lines = remote.parse_files(
                 get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill"
             )
-    load_special(con, parts, memory_limit)
+    load_special(con, parts)
     return parts, lines
 
 
@@ -182,7 +182,7 @@ def check_key_probes(parts: Sequence[Path]) -> None:
             )
 
 
-def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_limit: str | None = None) -> None:
+def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     """Of the parts' rows, load into ``parsed`` (and their R5 counts into ``staged_recounts``)
     only those dedup and store_batch.sql must see; bind ``stored_twins`` for dedup.
 
@@ -191,8 +191,8 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_l
     of a quarantined line of this batch (store_batch.sql resolves such an entry when the
     record is now new, and reads the new records from ``deduped``); the driver receives them
     (``loaded_keys``) and the stored ones with their runs (``stored_keys``), never the day's
-    or the history's keys. Tasks then write each part's quarantined rows and rows with a
-    special key (:data:`LOADED_ROWS`), which the driver loads; every other valid row is new
+    or the history's keys. The same Spark job writes the parts' quarantined rows and rows with
+    a special key, which the driver loads; every other valid row is new
     by dedup.sql's own rule, and is stored from the parts (pipeline/ingest/apply.py). A hash
     collision only loads a row more: dedup compares event_ids.
     """
@@ -207,7 +207,7 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_l
     if not parts:  # no line in any file: Spark may write no part file at all
         bind_twins_of_stored_keys(con)
         return
-    from pipeline.spark import history, remote
+    from pipeline.spark import history
 
     work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
     quarantined = work / "quarantined_ids.parquet"
@@ -225,7 +225,9 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_l
         con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(unfolded))} (FORMAT parquet)")
         stored_files.append(unfolded)
     with step("probe"), spark_failures("probing the stored keys"):
-        stored_dir, special_dir = history.probe_history(get_session(), parts, stored_files, quarantined, work / "probe")
+        stored_dir, special_dir, loaded_dir = history.probe_history(
+            get_session(), parts, stored_files, quarantined, work / "probe"
+        )
     stored = history.output_files(stored_dir)
     if stored:
         con.execute(
@@ -239,16 +241,10 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_l
             f"INSERT INTO loaded_keys SELECT DISTINCT CAST(event_key AS UBIGINT) FROM {parquet_source(special)} "
             "WHERE event_key IS NOT NULL"  # rows are stored from the parts by NOT IN over these keys
         )
-    keys_file = work / LOADED_KEYS_FILE
+    keys_file = work / LOADED_KEYS_FILE  # the tasks that store the other rows leave these out
     con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys_file))} (FORMAT parquet)")
-    (work / "loaded").mkdir()
-    with spark_failures("loading the special rows"):
-        written = remote.store_parts(
-            get_session(), parts, work / "loaded", LOADED_ROWS, memory_limit, work / "spill", keys_file,
-            what="loading the special rows",
-        )  # fmt: skip
     keys = ", ".join(KEY_COLUMNS)
-    loaded = [path for path, rows in written if rows]
+    loaded = history.output_files(loaded_dir)
     if not loaded:
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(loaded)}")
@@ -261,15 +257,8 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_l
 
 
 #: The exchange directory's file of ``loaded_keys`` (8 bytes a special record), which the tasks
-#: read: to write the rows the driver loads, and to leave those rows out of what they store.
+#: that store the parts' other rows read, to leave those rows out.
 LOADED_KEYS_FILE = "loaded_keys.parquet"
-
-#: The rows of one part (``$part``) the driver loads: the quarantined ones, and those whose key
-#: is special (``$loaded_keys``).
-LOADED_ROWS = (
-    "SELECT * FROM read_parquet($part) "
-    "WHERE problem IS NOT NULL OR event_key IN (SELECT event_key FROM read_parquet($loaded_keys))"
-)
 
 
 # files holding a valid record whose event_id is also, with other content, in the batch or stored
