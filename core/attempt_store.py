@@ -67,6 +67,7 @@ __all__ = [
     "ATTEMPTS_COMMENT",
     "ATTEMPT_KEYS",
     "LAKE_VIEWS",
+    "MERGED_KEYS",
     "RATED",
     "RATED_COMMENT",
     "RATED_COMPUTED",
@@ -271,11 +272,15 @@ RUN_LAKE_TABLES = (*LAKE_VIEWS, ATTEMPT_KEYS)
 # every listed keys file, and each run adds one or more (a Spark nightly one per part), so
 # without merging the probes' per-file cost would grow with the number of runs (a review
 # measured 0.59 s a probe over 3,000 files of 300 keys, where one table took 0.004 s). A run
-# merges any KEY_FILES_FANOUT files of one size tier (rows within a factor of the fanout) into
-# one; files of KEY_FILE_MERGED_ROWS rows and more are never merged again, so what one night
-# rewrites stays bounded (at most fanout x max(a run's keys, that size)), never the history.
+# merges KEY_FILES_FANOUT files of one size tier (rows within a factor of the fanout) into one,
+# as often as a tier has that many; only files under KEY_FILE_MERGED_ROWS rows are merged, so
+# one merge rewrites at most fanout x that many keys on the driver (8M, 128 MB), and a day of
+# larger files (a 1M-attempt DuckDB nightly's, a large Spark night's parts) is never rewritten.
+# The merged files stay on disk, listed as MERGED_KEYS (no view reads them), until `lake
+# vacuum`: a backup that copies the database and then the lake finds every file it lists.
 KEY_FILES_FANOUT = 8
-KEY_FILE_MERGED_ROWS = 8_000_000
+KEY_FILE_MERGED_ROWS = 1_000_000
+MERGED_KEYS = "attempt_keys_merged"
 RUN_ATTEMPTS = ATTEMPTS.run_table
 # the table holding the attempts stored before migration 025 (it renamed the table
 # ``attempts``, so that older code fails on the database instead of writing to it)
@@ -418,7 +423,8 @@ def _listed(
     missing = [p for _, p, _ in files if not p.is_file()]
     if missing:
         listed = con.execute(
-            f"SELECT path FROM {sql_identifier(database)}.main.lake_files f WHERE NOT "
+            f"SELECT path FROM {sql_identifier(database)}.main.lake_files f WHERE f.table_name <> "
+            f"{sql_literal(MERGED_KEYS)} AND NOT "
             + (
                 retired(RATED, "f", sql_identifier(database))
                 if table_exists(con, str(RATED.hidden), database)
@@ -752,17 +758,20 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable
         select = _rows_of(con, spec, None, None)
         if _has_lake(con, current):
             folders = ", ".join(sql_literal(f) for f in (spec.view, spec.tombstones) if f)
+            # the files listed, by number and by a sum of their paths' hashes: a merge of keys
+            # files (merge_key_files) may leave their number as it was
             listed = (
-                f"(SELECT count(*) FROM {sql_identifier(current)}.main.lake_files WHERE table_name IN ({folders}) "
+                f"(SELECT count(*) || ':' || coalesce(sum(hash(path)), 0) "
+                f"FROM {sql_identifier(current)}.main.lake_files WHERE table_name IN ({folders}) "
                 f"AND run_id >= (SELECT CAST(value AS BIGINT) FROM {sql_identifier(current)}.main.rating_state "
                 f"WHERE key = {sql_literal(spec.marker)}))"
             )
             if spec.hidden and table_exists(con, spec.hidden, current):  # retiring a file keeps the number
-                listed = f"({listed} + (SELECT count(*) FROM {sql_identifier(current)}.main.{spec.hidden}))"
+                listed = f"({listed} || ':' || (SELECT count(*) FROM {sql_identifier(current)}.main.{spec.hidden}))"
             row = con.execute(f"SELECT {listed}").fetchone()
-            count = int(row[0]) if row else 0
+            fingerprint = sql_literal(str(row[0]) if row else "")
             guard = (
-                f"CASE WHEN {listed} = {count} THEN TRUE ELSE error('stale {spec.view} view: a run listed new "
+                f"CASE WHEN {listed} = {fingerprint} THEN TRUE ELSE error('stale {spec.view} view: a run listed new "
                 "lake files after this connection read the manifest; call "
                 "core.attempt_store.refresh_lake_views(con) or reconnect') END"
             )
@@ -810,11 +819,12 @@ def merge_key_files(
     fanout: int = KEY_FILES_FANOUT,
     merged_rows: int = KEY_FILE_MERGED_ROWS,
 ) -> list[Path]:
-    """Merge keys files of one size tier, ``fanout`` or more of them below ``merged_rows`` rows,
-    into one file listed as a part of this run (their rows keep their runs), until no tier has
-    that many; the files written. The merged files are no longer listed (the next run removes
-    them, as any unlisted file). Call inside the run's transaction, after its own keys files
-    are listed: a run that fails leaves the new file unlisted and the old ones listed."""
+    """Merge ``fanout`` keys files of one size tier, each below ``merged_rows`` rows, into one
+    file listed as a part of this run (their rows keep their runs), until no tier has that many;
+    the files written. The merged files are listed as ``MERGED_KEYS`` from then on: no view
+    reads them, and they stay on disk until ``lake vacuum``. Call inside the run's
+    transaction, after its own keys files are listed: a run that fails leaves the new file
+    unlisted and the old ones listed."""
     path = database_file(con)
     if path is None or not _has_lake(con, _current(con)):
         return []
@@ -832,7 +842,7 @@ def merge_key_files(
         full = [tier for tier in sorted(tiers) if len(tiers[tier]) >= fanout]
         if not full:
             break
-        group = tiers[full[0]]
+        group = tiers[full[0]][:fanout]  # the oldest: a merge's size stays bounded
         lake = lake_dir(path)
         part = con.execute(
             "SELECT coalesce(max(part), 0) + 1 FROM lake_files WHERE table_name = ? AND run_id = ?",
@@ -844,10 +854,13 @@ def merge_key_files(
         source = parquet_source([lake / p for p, _ in group])
         size = write_parquet(con, f"SELECT * FROM {source} ORDER BY run_id", target)
         fsync_dir(target.parent)
+        merged = "table_name = $folder AND list_contains($paths, path)"
+        names = {"folder": ATTEMPT_KEYS.view, "paths": [p for p, _ in group]}
         con.execute(
-            "DELETE FROM lake_files WHERE table_name = ? AND list_contains(?, path)",
-            [ATTEMPT_KEYS.view, [p for p, _ in group]],
+            f"INSERT INTO lake_files SELECT * REPLACE ('{MERGED_KEYS}' AS table_name) FROM lake_files WHERE {merged}",
+            names,
         )
+        con.execute(f"DELETE FROM lake_files WHERE {merged}", names)
         _list(con, ATTEMPT_KEYS.view, run_id, int(part[0]), relative, sum(n for _, n in group), size)
         written.append(target)
     if written:

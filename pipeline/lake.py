@@ -48,6 +48,7 @@ import duckdb
 
 from core.attempt_store import (
     LAKE_VIEWS,
+    MERGED_KEYS,
     RATED,
     TOMBSTONES,
     LakeTable,
@@ -96,6 +97,8 @@ def export_pending(con: duckdb.DuckDBPyConnection, lake: Path) -> list[Path]:
     # retired rated files (every row re-rated later): no view reads them, `lake vacuum` may have
     # deleted them (pipeline/vacuum.py); they are never missing, and never re-exported
     is_retired = retired(RATED, "f") if table_exists(con, str(RATED.hidden)) else "false"
+    # and keys files merged into another (migration 045): kept on disk until `lake vacuum`
+    is_retired = f"({is_retired} OR f.table_name = {sql_literal(MERGED_KEYS)})"
     files = con.execute(f"SELECT path, {is_retired} FROM lake_files f").fetchall()
     listed = {p for p, gone in files if not gone}
     kept = {p for p, gone in files if gone}
@@ -178,7 +181,7 @@ class LakeFiles:
         # less the rated files retired whole by a later re-rate (core/attempt_store.py)
         rows = con.execute(
             f"SELECT table_name, path, run_id FROM lake_files f WHERE NOT {retired(RATED, 'f')} "
-            "ORDER BY run_id, table_name"
+            f"AND table_name <> {sql_literal(MERGED_KEYS)} ORDER BY run_id, table_name"
         ).fetchall()
         for table, relative, run_id in rows:
             path = (lake / relative).resolve()

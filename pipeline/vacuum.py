@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import RATED, database_file, fsync_dir, lake_dir, retired
+from core.attempt_store import MERGED_KEYS, RATED, database_file, fsync_dir, lake_dir, retired
 from core.db import DatabaseMissing, connect, sql_literal, table_exists
 from pipeline.lock import exclusive_run
 
@@ -59,6 +59,8 @@ class VacuumReport:
     kept_recent: list[RetiredFile]  # not yet older_than past the publication that dropped it
     kept_for_snapshot: list[RetiredFile]  # named by the published snapshot
     kept_unpublished: list[RetiredFile] = dataclasses.field(default_factory=list)  # no publication since
+    # keys files a run merged into one of its own (migration 045): no view or snapshot reads them
+    merged_keys: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def freed(self) -> int:
@@ -123,6 +125,7 @@ def vacuum(
         con = connect(db_path, read_only=True)
         try:
             candidates = [f for f in retired_files(con) if f.on_disk]
+            merged_keys = [p for p in merged_key_files(con) if p.is_file()]
         finally:
             con.close()
         cutoff = (now or datetime.now(UTC)) - older_than
@@ -140,9 +143,24 @@ def vacuum(
         if not dry_run:
             for file in deleted:
                 file.path.unlink()
-            for folder in {f.path.parent for f in deleted}:
+            for merged in merged_keys:
+                merged.unlink()
+            for folder in {f.path.parent for f in deleted} | {p.parent for p in merged_keys}:
                 fsync_dir(folder)
-    return VacuumReport(deleted, recent, in_snapshot, unpublished)
+    return VacuumReport(deleted, recent, in_snapshot, unpublished, merged_keys)
+
+
+def merged_key_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The keys files runs merged into files of their own (core/attempt_store.py
+    ``merge_key_files``), deleted ones included: no view reads them, and the analyst snapshot
+    has no keys, so only a backup taken across the merge (the database copied before it, the
+    lake after) still needs them."""
+    path = database_file(con)
+    if path is None or not table_exists(con, "lake_files"):
+        return []
+    lake = lake_dir(path)
+    rows = con.execute("SELECT path FROM lake_files WHERE table_name = ? ORDER BY run_id, part", [MERGED_KEYS])
+    return [lake / str(p) for (p,) in rows.fetchall()]
 
 
 @dataclass(frozen=True)

@@ -252,19 +252,34 @@ def test_keys_files_are_merged_by_size_tier_and_a_failed_merge_changes_nothing(
     import functools
 
     from core import attempt_store
-    from pipeline import jobs
+    from pipeline import jobs, vacuum
 
     merge = functools.partial(attempt_store.merge_key_files, fanout=2, merged_rows=3)
     monkeypatch.setattr(jobs, "merge_key_files", merge)
     keys_files = "SELECT run_id, part, row_count FROM lake_files WHERE table_name = 'attempt_keys' ORDER BY ALL"
+    merged = "SELECT path FROM lake_files WHERE table_name = 'attempt_keys_merged' ORDER BY ALL"
     lake = lake_dir(billing.settings.db_path)
+    view = None
     for day, event in (("2026-11-20", "a"), ("2026-11-21", "b"), ("2026-11-22", "c")):
         billing.log(f"requests-{day}.jsonl", [record(event_id=event, request_id=f"r-{event}", ts=f"{day}T10:00:00Z")])
         billing.nightly(day)
+        if view is None:  # the keys view of a connection that read the manifest after night 1
+            with connect(billing.settings.db_path, read_only=True) as con:
+                view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'attempt_keys'").fetchone()
     # night 1: one file of 1 row (tier 0); night 2: two of tier 0, merged into run 2's part 1
     # (2 rows, tier 1); night 3 adds one of tier 0
     assert billing.query(keys_files) == [(2, 1, 2), (3, 0, 1)]
-    assert not (lake / "attempt_keys" / "run-000001.parquet").exists()  # unlisted by run 2, removed by run 3
+    # the merged files stay on disk, listed as merged, for a backup that copied the database
+    # before the merge and the lake after it (`lake vacuum` deletes them)
+    assert billing.query(merged) == [("attempt_keys/run-000001.parquet",), ("attempt_keys/run-000002.parquet",)]
+    assert (lake / "attempt_keys" / "run-000001.parquet").exists()
+    # night 2 listed one file and merged two: as many files listed as before, and yet a view
+    # made before night 2 is refused as stale, not read without run 2's key
+    with connect(billing.settings.db_path) as con:
+        assert view is not None
+        con.execute("CREATE OR REPLACE TEMP VIEW attempt_keys AS " + view[0].split(" AS ", 1)[1])
+        with pytest.raises(duckdb.InvalidInputException, match="stale attempt_keys view"):
+            con.execute("SELECT count(*) FROM attempt_keys").fetchone()
     night_4 = record(event_id="d", request_id="r-d", ts="2026-11-23T10:00:00Z")
     billing.log("requests-2026-11-23.jsonl", [night_4])
 
@@ -290,4 +305,10 @@ def test_keys_files_are_merged_by_size_tier_and_a_failed_merge_changes_nothing(
     assert (f.accepted, f.duplicates) == (1, 1)
     assert billing.query(keys_files) == [(5, 2, 4), (6, 0, 1)]
     listed = {lake / p for (p,) in billing.query("SELECT path FROM lake_files WHERE table_name = 'attempt_keys'")}
-    assert set((lake / "attempt_keys").glob("*.parquet")) == listed  # run 6 removed what run 5 merged
+    kept = {lake / p for (p,) in billing.query(merged)}
+    assert len(kept) == 6 and set((lake / "attempt_keys").glob("*.parquet")) == listed | kept
+    report = vacuum.vacuum(billing.settings.db_path, None)
+    assert sorted(report.merged_keys) == sorted(kept)
+    assert set((lake / "attempt_keys").glob("*.parquet")) == listed  # what views read stays
+    with connect(billing.settings.db_path, read_only=True) as con:  # and the database opens and reads
+        assert con.execute("SELECT count(*) FROM attempt_keys").fetchone() == (5,)

@@ -204,7 +204,8 @@ def lake_status_command(settings: Settings) -> None:
 @click.pass_obj
 @fail_cleanly
 def lake_vacuum_command(settings: Settings, older_than_hours: int, dry_run: bool) -> None:
-    """Delete the retired rated files: every row of them was re-rated by a later run.
+    """Delete the retired rated files (every row re-rated by a later run), and the keys files
+    runs merged into others.
 
     A re-rate (new reference data, a price edit, `rate`) retires the rated files of its days;
     they stay on disk for the analyst snapshot published before it. This deletes those that no
@@ -230,6 +231,12 @@ def lake_vacuum_command(settings: Settings, older_than_hours: int, dry_run: bool
     for file in report.deleted:
         out.info(f"{verb} {file.path} (run {file.run_id}, retired by run {file.retired_by}, {file.size:,} bytes)")
     out.info(f"{verb} {len(report.deleted)} retired file(s), {report.freed / 1e6:,.2f} MB")
+    if report.merged_keys:
+        size = sum(p.stat().st_size for p in report.merged_keys if p.exists())
+        out.info(
+            f"{verb} {len(report.merged_keys)} keys file(s) merged into others by later runs"
+            + (f", {size / 1e6:,.2f} MB" if dry_run else "")
+        )
     if report.kept_unpublished:
         out.info(
             f"kept {len(report.kept_unpublished)}: no snapshot has been published since they were retired "

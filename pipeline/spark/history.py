@@ -77,9 +77,10 @@ def probe_history(
     special = special.distinct().cache()  # written, and the loaded rows are chosen by it
     special.coalesce(1).write.parquet(str(special_dir))
     loaded_dir = out_dir / "loaded"
-    marked = special.withColumn("special", F.lit(True))
-    loaded = every_row.join(F.broadcast(marked), "event_key", "left").where("problem IS NOT NULL OR special")
-    loaded.drop("special").coalesce(1).write.parquet(str(loaded_dir))
+    marked = special.withColumn("special", F.lit(True))  # Spark broadcasts it when it is small
+    loaded = every_row.join(marked, "event_key", "left").where("problem IS NOT NULL OR special")
+    # one output file, the parts still scanned by a task each (coalesce would make the scan one task)
+    loaded.drop("special").repartition(1).write.parquet(str(loaded_dir))
     special.unpersist()
     if history:
         stored.unpersist()
