@@ -16,6 +16,11 @@ rated rows behind, and the lake grows with the number of reference changes, not 
   (a run with ``--no-snapshot``, a publication that failed) the file is kept; and
 - the published snapshot (``--snapshot``, else ``<db>.analyst.duckdb``) does not name it.
 
+It also deletes the keys files runs merged into files of their own (migration 045,
+``core.attempt_store.merge_key_files``, listed as ``attempt_keys_merged``): no view or snapshot
+reads them; they are kept until now only for a backup that copied the database before the
+merge and the lake after it.
+
 It holds the run lock, so no run retires, lists or reads files meanwhile. The manifest rows
 stay: ``lake_files`` still says which run wrote how many rows, and ``rated_hidden`` which run
 replaced them (the audit trail); a retired file is never read again, so its absence is no
