@@ -177,12 +177,12 @@ def check_lookup_keys(con: duckdb.DuckDBPyConnection) -> None:
             # since migration 045 in its lake files, which are immutable: every key is computed
             # again into the table, the files are no longer listed (the next run removes them),
             # and the next run that stores attempts moves the table's keys into its own file
-            recomputed = f"SELECT hash(event_id), hash(account_id, request_id), run_id FROM ({attempts_of_runs(con)})"
             keys = stored_table(con, ATTEMPT_KEYS)
-            con.execute(f"CREATE TEMP TABLE recomputed_keys AS {recomputed}")
             con.execute(f"DELETE FROM {keys}")
-            con.execute(f"INSERT INTO {keys} SELECT * FROM recomputed_keys")
-            con.execute("DROP TABLE recomputed_keys")
+            con.execute(
+                f"INSERT INTO {keys} SELECT hash(event_id), hash(account_id, request_id), run_id "
+                f"FROM ({attempts_of_runs(con)})"
+            )
             if table_exists(con, "lake_files"):
                 con.execute("DELETE FROM lake_files WHERE table_name = ?", [ATTEMPT_KEYS.view])
         con.execute("INSERT OR REPLACE INTO rating_state VALUES ('lookup_key_hash', ?)", [probe])

@@ -232,11 +232,8 @@ def lake_vacuum_command(settings: Settings, older_than_hours: int, dry_run: bool
         out.info(f"{verb} {file.path} (run {file.run_id}, retired by run {file.retired_by}, {file.size:,} bytes)")
     out.info(f"{verb} {len(report.deleted)} retired file(s), {report.freed / 1e6:,.2f} MB")
     if report.merged_keys:
-        size = sum(p.stat().st_size for p in report.merged_keys if p.exists())
-        out.info(
-            f"{verb} {len(report.merged_keys)} keys file(s) merged into others by later runs"
-            + (f", {size / 1e6:,.2f} MB" if dry_run else "")
-        )
+        size = f", {sum(p.stat().st_size for p in report.merged_keys) / 1e6:,.2f} MB" if dry_run else ""
+        out.info(f"{verb} {len(report.merged_keys)} keys file(s) merged into others by later runs{size}")
     if report.kept_unpublished:
         out.info(
             f"kept {len(report.kept_unpublished)}: no snapshot has been published since they were retired "

@@ -145,12 +145,13 @@ def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: 
     the run's one file. Without a database file (in memory) the rows go into ``run_attempts``
     like the driver's."""
     stored = "WITH new_attempts AS (SELECT * FROM executor_attempts)\n" + sql_text("stored_attempts.sql")
-    if database_file(con) is None or store is None:
+    in_memory = database_file(con) is None
+    if in_memory or store is None:  # the driver stores the rows, and so their keys
         con.execute(
             f"INSERT INTO {ATTEMPT_KEYS.run_table} SELECT event_key, request_key, $run FROM executor_attempts",
             {"run": run_id},
         )
-    if database_file(con) is None:
+    if in_memory:
         con.execute(f"INSERT INTO run_attempts BY NAME SELECT *, $run AS run_id FROM ({stored})", {"run": run_id})
         return
     if store is None:
