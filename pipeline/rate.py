@@ -13,7 +13,8 @@ holding those older rows; their rated rows are looked up within their ts range (
 of other days' rated files skip them) less the tombstones, which every read of
 ``rated_attempts`` consults (a share of the rows that only late retries add to: a re-rate
 retires whole files instead). Listed scopes (a re-rate of a period, a changed price table)
-read what they list.
+read what they list. A Spark nightly reads neither its requests nor the keys: its probe on
+the cluster named the requests with earlier attempts (:func:`note_probed_scope`).
 """
 
 from __future__ import annotations
@@ -159,6 +160,75 @@ def _bind_scoped_attempts(con: duckdb.DuckDBPyConnection, run_id: int) -> list[i
     return [int(r) for (r,) in holders]
 
 
+#: The TEMP table of the day's requests that earlier runs hold attempts of, filled by the Spark
+#: staging's probe (pipeline/spark/history.py ``ProbeOutput.earlier``): account_id, request_id,
+#: run_id (an earlier run), by_new (a record of the request that its task stores).
+PROBED_EARLIER = "probed_earlier"
+
+
+def earlier_requests_table(run_id: int) -> str:
+    """The TEMP table of run ``run_id``'s requests that earlier runs hold attempts of (account_id,
+    request_id, run_id), which :func:`note_probed_scope` made: named by the run, so that a
+    rating of another run on the connection never takes it for its own."""
+    return f"earlier_requests_of_run_{int(run_id)}"
+
+
+def note_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """After a Spark staging's probe (``probed_earlier``), while ``run_attempts`` holds the few
+    records the driver stored (the special ones dedup found new): the run's requests that
+    earlier runs hold attempts of. A request is the run's when a record of it is stored by a
+    task (``by_new``) or by the driver. :func:`rate_scope` then takes the run's scope from
+    this table and the run's own files, reading neither the day's requests nor the history's
+    keys on the driver (issue 15). Without a probe (``probed_earlier``) the rating makes its
+    scope table."""
+    if not table_exists(con, PROBED_EARLIER, "temp"):
+        return
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {earlier_requests_table(run_id)} AS "
+        f"SELECT DISTINCT account_id, request_id, run_id FROM {PROBED_EARLIER} "
+        "WHERE run_id <> $run AND (by_new OR (account_id, request_id) IN "
+        f" (SELECT account_id, request_id FROM {RUN_ATTEMPTS}))",
+        {"run": run_id},
+    )
+
+
+def _bind_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[list[Path], list[int]] | None:
+    """The run's scope without a scope table, when a Spark nightly's probe found it: the scope
+    is this run alone (no ingest-only run to catch up, no listed request: a reference change
+    lists the open periods' ones), its attempts are all in its listed lake files, and
+    :func:`note_probed_scope` named the run's requests that earlier runs hold attempts of.
+    Then every request of the run's files is in scope, and the only other attempts in scope
+    are those requests' earlier ones, which go into ``earlier_attempts`` (read from their runs
+    by the requests' text: a hash collision of the probe's finds nothing). Binds
+    ``scoped_attempts`` (the run's files and ``earlier_attempts``); the run's files and the
+    runs holding attempts in scope. None: not such a run (the scope table is made)."""
+    table = earlier_requests_table(run_id)
+    if not table_exists(con, table, "temp"):
+        return None
+    runs = con.execute("SELECT DISTINCT run_id FROM scope_runs").fetchall()
+    if runs != [(run_id,)] or con.execute("SELECT count(*) FROM rating_scope").fetchone() != (0,):
+        return None
+    if not table_exists(con, RUN_ATTEMPTS, "temp"):
+        return None
+    if con.execute(f"SELECT count(*) FROM temp.main.{RUN_ATTEMPTS}").fetchone() != (0,):
+        return None  # rows not in the files yet (an in-memory database keeps them in its table)
+    files = listed_attempt_files(con, runs=[run_id])
+    if not files:
+        return None
+    earlier = sorted(r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM {table}").fetchall())
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE earlier_attempts AS "
+        f"SELECT a.* FROM ({attempts_of_runs(con, earlier)}) a "
+        f"WHERE (a.account_id, a.request_id) IN (SELECT account_id, request_id FROM {table})"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
+        f"SELECT * FROM ({attempts_of_runs(con, [run_id])}) UNION ALL BY NAME SELECT * FROM earlier_attempts"
+    )
+    holders = [r for (r,) in con.execute("SELECT DISTINCT run_id FROM earlier_attempts").fetchall()]
+    return files, sorted({run_id, *holders})
+
+
 def own_attempt_files(con: duckdb.DuckDBPyConnection, run_id: int, holders: list[int]) -> list[Path]:
     """The run's listed attempts lake files when they hold every attempt in scope, else none.
 
@@ -191,21 +261,25 @@ def ensure_issued_prices(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _find_replaced(con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str | None = None) -> str | None:
+def _find_replaced(
+    con: duckdb.DuckDBPyConnection, run_id: int, issued_from: str | None = None, probed: bool = False
+) -> str | None:
     """The rated rows that this rating replaces, into ``rated_removed``; and ``issued_prices``:
     of those (or of the rows ``issued_from`` selects: replay's scratch database has no rated
     rows of its own, and reads the live database's), the attempts billed in a finalized
     period, with the prices they were billed at, which rate.sql keeps (R10: a late retry or a
     re-rate never reprices an issued statement).
 
-    Only attempts stored before this run can have rated rows. They are looked up by event_id
+    Only attempts stored before this run can have rated rows (``probed``: those are
+    ``earlier_attempts``, :func:`_bind_probed_scope`). They are looked up by event_id
     within their ts range, which lets the scan skip the row groups of other days (and the
     lake files of other days: their footers' min/max of ts). Returns that condition on rated
     rows (None: no attempt stored before this run is in scope), which
     :func:`_remove_replaced` deletes by.
     """
+    others = "earlier_attempts" if probed else "scoped_attempts"  # the probed scope's others are those
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM scoped_attempts WHERE run_id <> $run_id",
+        f"CREATE OR REPLACE TEMP TABLE rerated AS SELECT event_id, ts FROM {others} WHERE run_id <> $run_id",
         {"run_id": run_id},
     )
     con.execute("CREATE OR REPLACE TEMP TABLE rated_removed AS SELECT * FROM rated_attempts LIMIT 0")
@@ -287,24 +361,32 @@ def rate_scope(
     """
     _ensure_scope(con)
     run_rated = prepare_run_rows(con, RATED)  # stored as the run's lake file before it commits
+    requests: int | None = None  # counted by Spark for a probed scope, else scope_requests's rows
     with step("scope_attempts"):
-        holders = _bind_scoped_attempts(con, run_id)
-        replaced = _find_replaced(con, run_id, issued_from)
+        # a Spark nightly's usual scope, which its probe found (no scope table on the driver)
+        probed = _bind_probed_scope(con, run_id) if engine == "spark" and spark_attempts is None else None
+        holders = _bind_scoped_attempts(con, run_id) if probed is None else probed[1]
+        replaced = _find_replaced(con, run_id, issued_from, probed is not None)
     with step("rate", after="rate:after_new_rated"):
         if engine == "spark":
             from pipeline.spark.bridge import rate_on_spark  # the optional extra, imported only when asked for
 
-            # the bridge hands Spark the request groups of rating_scope: all of them, runs included
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT account_id, request_id FROM scope_requests"
-            )
-            # the run's own lake file(s) when they are the scope (a nightly's usual case), else an
-            # export of scoped_attempts; a --spark-attempts dataset wins over both
-            files = own_attempt_files(con, run_id, holders) if spark_attempts is None else []
-            # the executors write the run's rated rows as its lake files, listed by this
-            # transaction, and new_rated is a view over them (a database file; else loaded)
-            # (and their tasks computed the small results the driver needs of them: rated_summary)
-            published = rate_on_spark(con, spark_attempts, files, run_id, memory_limit)
+            if probed is None:
+                # the bridge hands Spark the request groups of rating_scope: all of them, runs included
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE rating_scope AS SELECT account_id, request_id FROM scope_requests"
+                )
+                # the run's own lake file(s) when they are the scope (a nightly's usual case), else an
+                # export of scoped_attempts; a --spark-attempts dataset wins over both
+                files = own_attempt_files(con, run_id, holders) if spark_attempts is None else []
+                # the executors write the run's rated rows as its lake files, listed by this
+                # transaction, and new_rated is a view over them (a database file; else loaded)
+                # (and their tasks computed the small results the driver needs of them: rated_summary)
+                published, _ = rate_on_spark(con, spark_attempts, files, run_id, memory_limit)
+            else:  # every request of the run's files is in scope, with earlier_attempts beside them
+                published, requests = rate_on_spark(
+                    con, None, probed[0], run_id, memory_limit, earlier="earlier_attempts"
+                )
         else:
             drop_temp(con, NEW_RATED)
             con.execute(f"CREATE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
@@ -337,8 +419,9 @@ def rate_scope(
         rated_summary.summarize_lines(con, "rated_removed", "removed_lines")
         run_script(con, "aggregate.sql")
     con.execute("DELETE FROM unrated_runs WHERE run_id IN (SELECT run_id FROM scope_runs)")
+    counted = "(SELECT count(*) FROM scope_requests)" if requests is None else str(int(requests))
     row = con.execute(
-        "SELECT (SELECT count(*) FROM scope_requests), attempts, billed, held, "
+        f"SELECT {counted}, attempts, billed, held, "
         f"(SELECT count(*) FROM {AFFECTED_PERIODS}) FROM {rated_summary.TOTALS.table}"
     ).fetchone()
     assert row is not None

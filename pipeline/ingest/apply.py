@@ -29,6 +29,7 @@ from core.timing import step
 from pipeline.ingest.files import FileResult, input_name
 from pipeline.ingest.recounting import Recounter, no_recount, recount_from_staged, recount_new_attempts
 from pipeline.ingest.staging import StagedBatch
+from pipeline.rate import note_probed_scope
 
 
 def apply_staged(
@@ -157,6 +158,9 @@ def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: 
     if store is None:
         store_run_rows(con, ATTEMPTS, run_id, extra=stored)
         return
+    # the run's requests that earlier runs hold attempts of, while run_attempts holds the
+    # driver's rows: the rating's scope, found by the staging's probe (pipeline/rate.py)
+    note_probed_scope(con, run_id)
     # part 0 of each: the few rows dedup found new on the driver, and their keys
     store_run_rows(con, ATTEMPTS, run_id)
     store_run_rows(con, ATTEMPT_KEYS, run_id)

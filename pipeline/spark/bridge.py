@@ -50,7 +50,7 @@ from pipeline import rated_summary
 from pipeline.lake import database_path
 from pipeline.rate import NEW_RATED, drop_temp, ensure_issued_prices
 from pipeline.spark import SparkEngineError, exchange, spark_error_line
-from pipeline.spark.rating import ATTEMPT_COLUMNS, INPUT_TABLES, RatingInputs, rate, write_rated
+from pipeline.spark.rating import ATTEMPT_COLUMNS, INPUT_TABLES, RatingInputs, count_requests, rate, write_rated
 from pipeline.spark.session import get_session
 
 
@@ -74,13 +74,30 @@ def share_files(files: Sequence[Path], folder: Path) -> Path:
 
 
 def export_inputs(
-    con: duckdb.DuckDBPyConnection, work: Path, attempts_uri: str | None, attempt_files: Sequence[Path] = ()
+    con: duckdb.DuckDBPyConnection,
+    work: Path,
+    attempts_uri: str | None,
+    attempt_files: Sequence[Path] = (),
+    earlier: str | None = None,
 ) -> RatingInputs:
     """Write the scope, the scoped attempts and the reference data. The attempts are not
     exported when ``attempts_uri`` is given (Spark reads it) or ``attempt_files``, Parquet
     files holding every attempt of the scope in the table's types (a nightly's own attempts
-    lake files: :func:`pipeline.rate.own_attempt_files`), which are shared into ``work``."""
-    _copy(con, "SELECT account_id, request_id FROM rating_scope", work / "scope.parquet")
+    lake files: :func:`pipeline.rate.own_attempt_files`), which are shared into ``work``.
+
+    ``earlier``: a table of the other attempts in scope (a Spark nightly's probed scope,
+    :func:`pipeline.rate._bind_probed_scope`), exported beside ``attempt_files`` (when it has
+    any: a nightly's requests rarely began in an earlier run); then every request of those
+    attempts is in scope, and no scope is written (nor read: the run's requests never pass
+    through the driver)."""
+    scope = None
+    if earlier is None:
+        _copy(con, "SELECT account_id, request_id FROM rating_scope", work / "scope.parquet")
+        scope = exchange.spark_uri(work / "scope.parquet")
+    extra = None
+    if earlier is not None and con.execute(f"SELECT EXISTS (SELECT 1 FROM {earlier})").fetchone() == (True,):
+        _copy(con, f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM {earlier}", work / "earlier.parquet")
+        extra = exchange.spark_uri(work / "earlier.parquet")
     if attempts_uri is None and attempt_files:
         attempts_uri = exchange.spark_uri(share_files(attempt_files, work / "attempts"))
     if attempts_uri is None:
@@ -93,11 +110,7 @@ def export_inputs(
         _copy(con, f"SELECT * FROM {table}", reference / f"{table}.parquet")
     # file:// URIs, not bare paths: under a cluster's fs.defaultFS (hdfs://...) a bare path names
     # another file system than the exchange directory DuckDB wrote to and reads back from
-    return RatingInputs(
-        attempts=attempts_uri,
-        scope=exchange.spark_uri(work / "scope.parquet"),
-        reference_dir=exchange.spark_uri(reference),
-    )
+    return RatingInputs(attempts=attempts_uri, scope=scope, reference_dir=exchange.spark_uri(reference), earlier=extra)
 
 
 def _empty_new_rated(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -236,20 +249,28 @@ def rate_on_spark(
     attempt_files: Sequence[Path] = (),
     run_id: int | None = None,
     memory_limit: str | None = None,
-) -> bool:
+    earlier: str | None = None,
+) -> tuple[bool, int | None]:
     """Rate ``rating_scope`` with Spark; attempts from ``attempts_uri`` (Parquet), else from
     ``attempt_files`` (the run's lake files, when they are the scope), else exported from DuckDB.
+    With ``earlier`` (a table of more attempts, beside ``attempt_files``), every request of
+    the attempts is in scope, and ``rating_scope`` is not read (:func:`export_inputs`).
 
     With ``run_id`` and a database file, the executors write the rated rows as the run's lake
     files (:func:`publish_rated`; True); else they are loaded into ``new_rated`` (False), which
-    the caller stores."""
+    the caller stores. And, with ``earlier``, the number of requests rated, which Spark counts
+    (else None: the caller's scope table has them)."""
     with exchange_directory(con) as work:
-        inputs = export_inputs(con, work, attempts_uri, attempt_files)
+        inputs = export_inputs(con, work, attempts_uri, attempt_files, earlier)
+        requests = None
         with spark_failures("rating"):
             spark = get_session()
             write_rated(rate(spark, inputs), exchange.spark_uri(work / "rated"))
+            if earlier is not None:  # (an empty scope: Spark may write no part file at all)
+                rated = any((work / "rated").glob("*.parquet"))
+                requests = count_requests(spark, exchange.spark_uri(work / "rated")) if rated else 0
         if run_id is not None and database_file(con) is not None:
             publish_rated(con, run_id, work, memory_limit)
-            return True
+            return True, requests
         load_rated(con, work / "rated")
-        return False
+        return False, requests

@@ -20,8 +20,12 @@ Spark reads, so the probe is a Spark job:
   and the parts' quarantined lines' ones.
 
 Only the results travel: ``stored`` (each stored key the day shares, with its run, which
-dedup opens) and ``special`` (every key the driver loads). A hash collision only loads a row
-more: dedup compares event_ids. The quarantined ids are compared as text, where the driver
+dedup opens), ``special`` (every key the driver loads) and ``earlier`` (each request of the
+day that has attempts stored by an earlier run, with that run: the rating's scope reaches
+those attempts, :func:`pipeline.rate.rate_scope`; a retry of an earlier day's request is
+rare, so this is small). A hash collision only loads a row more (dedup compares event_ids),
+or names a request of an earlier run that has none of its attempts (the driver reads that
+run's attempts of the request by its text, and finds none). The quarantined ids are compared as text, where the driver
 compared their hashes: the same rows up to a collision, which only loaded a row more.
 
 Spark reads DuckDB's ``UBIGINT`` keys as ``DECIMAL(20,0)`` (it has no unsigned type); the
@@ -31,23 +35,36 @@ driver casts the results back.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.spark import SparkEngineError
 
 
+@dataclass(frozen=True)
+class ProbeOutput:
+    """The folders :func:`probe_history` wrote (Spark's Parquet output each)."""
+
+    stored: Path  # event_key, run_id: the stored keys that the day's valid records share (absent: no history)
+    special: Path  # event_key: the keys of the valid records the driver loads
+    loaded: Path  # the rows of the parts the driver loads, every column as the part has it
+    # account_id, request_id, run_id, by_new: the day's requests that an earlier run holds
+    # attempts of (absent: no history); by_new: a valid record of the request is not special
+    # (its task stores it), else only the driver's decision on special records can store one
+    earlier: Path
+
+
 def probe_history(
     spark: Any, parts: Sequence[Path], history: Sequence[Path], quarantined: Path, out_dir: Path
-) -> tuple[Path, Path, Path]:
-    """Write into ``out_dir`` the folders ``stored`` (``event_key``, ``run_id``: the stored
-    keys that valid records of ``parts`` share, distinct), ``special`` (``event_key``: the
-    keys of the valid records the driver must load: repeated in the parts, stored, or the
-    event_id of a quarantined line of the parts or of ``quarantined``'s ``event_id``s) and
-    ``loaded`` (the rows of ``parts`` the driver loads: the quarantined ones and those with a
-    special key, every column as the part has it; the keys as Spark reads them), each as
-    Spark's Parquet output; the three folders. ``history``: the stored keys' files (none: a
-    first run)."""
+) -> ProbeOutput:
+    """Write into ``out_dir`` the folders of :class:`ProbeOutput`: ``stored`` (the stored keys
+    that valid records of ``parts`` share, distinct), ``special`` (the keys of the valid
+    records the driver must load: repeated in the parts, stored, or the event_id of a
+    quarantined line of the parts or of ``quarantined``'s ``event_id``s), ``loaded`` (the
+    rows of ``parts`` the driver loads: the quarantined ones and those with a special key; the
+    keys as Spark reads them) and ``earlier`` (the day's requests with a stored attempt, found
+    by ``request_key``). ``history``: the stored keys' files (none: a first run)."""
     from pyspark.sql import functions as F  # noqa: N812
 
     from pipeline.spark.remote import _literal
@@ -56,7 +73,7 @@ def probe_history(
         return spark.read.parquet(*[_literal(str(p)) for p in paths])
 
     every_row = read(parts)
-    rows = every_row.selectExpr("event_key", "event_id", "problem IS NULL AS valid")
+    rows = every_row.selectExpr("event_key", "request_key", "event_id", "problem IS NULL AS valid")
     day = rows.where("valid AND event_key IS NOT NULL").select("event_key", "event_id")
     keys = day.select("event_key")
     repeated = keys.groupBy("event_key").count().where("count > 1").select("event_key")
@@ -69,13 +86,17 @@ def probe_history(
     fixed = day.join(ids, "event_id", "left_semi").select("event_key")
     special = repeated.union(fixed)
     stored_dir, special_dir = out_dir / "stored", out_dir / "special"
+    earlier_dir = out_dir / "earlier"
     if history:
-        stored = read(history).select("event_key", "run_id").join(keys.distinct(), "event_key", "left_semi").distinct()
+        stored_keys = read(history)
+        stored = stored_keys.select("event_key", "run_id").join(keys.distinct(), "event_key", "left_semi").distinct()
         stored = stored.cache()  # written, and its keys are special
         special = special.union(stored.select("event_key"))
         stored.coalesce(1).write.parquet(str(stored_dir))
     special = special.distinct().cache()  # written, and the loaded rows are chosen by it
     special.coalesce(1).write.parquet(str(special_dir))
+    if history:
+        _earlier_requests(every_row, stored_keys, special).coalesce(1).write.parquet(str(earlier_dir))
     loaded_dir = out_dir / "loaded"
     marked = special.withColumn("special", F.lit(True))  # Spark broadcasts it when it is small
     loaded = every_row.join(marked, "event_key", "left").where("problem IS NOT NULL OR special")
@@ -84,11 +105,37 @@ def probe_history(
     special.unpersist()
     if history:
         stored.unpersist()
-    folders = (stored_dir, special_dir, loaded_dir) if history else (special_dir, loaded_dir)
+    folders = (stored_dir, special_dir, loaded_dir, earlier_dir) if history else (special_dir, loaded_dir)
     for folder in folders:
         if not (folder / "_SUCCESS").is_file():
             raise SparkEngineError(f"Spark's probe of the stored keys wrote no complete output in {folder}")
-    return stored_dir, special_dir, loaded_dir
+    return ProbeOutput(stored_dir, special_dir, loaded_dir, earlier_dir)
+
+
+def _earlier_requests(every_row: Any, stored_keys: Any, special: Any) -> Any:
+    """The day's requests (of valid records) that have stored attempts, with each run holding
+    some (``request_key`` matched: the stored keys are read once, for the day's distinct
+    request keys), and ``by_new``: some valid record of the request is not special, so its
+    task stores it and the request is in the run's rating scope for sure."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    valid = every_row.where("problem IS NULL AND request_key IS NOT NULL").select(
+        "event_key", "request_key", "account_id", "request_id"
+    )
+    holders = (
+        stored_keys.select("request_key", "run_id")
+        .join(valid.select("request_key").distinct(), "request_key", "left_semi")
+        .distinct()
+    )
+    marked = special.withColumn("special", F.lit(True))
+    requests = valid.join(holders.select("request_key").distinct(), "request_key", "left_semi").join(
+        marked, "event_key", "left"
+    )
+    return (
+        requests.join(holders, "request_key")
+        .groupBy("account_id", "request_id", "run_id")
+        .agg(F.max(F.col("special").isNull()).alias("by_new"))
+    )
 
 
 def output_files(folder: Path) -> list[Path]:

@@ -64,13 +64,16 @@ class RatingInputs:
     """Where the inputs are: attempts (any superset of the scope), the scope, the reference tables.
 
     ``scope`` holds (account_id, request_id) pairs: whole request groups, because R2 chooses
-    among a request's attempts. ``reference_dir`` holds ``<table>.parquet`` for each of
-    :data:`INPUT_TABLES`.
+    among a request's attempts (None: every request of the attempts is in scope). ``earlier``:
+    more attempts, read beside ``attempts`` (a nightly's probed scope: the earlier attempts of
+    its requests, beside its own files). ``reference_dir`` holds ``<table>.parquet`` for each
+    of :data:`INPUT_TABLES`.
     """
 
     attempts: str
-    scope: str
+    scope: str | None
     reference_dir: str
+    earlier: str | None = None
 
 
 def check_types(columns: dict[str, str], schema: Any, what: str) -> None:
@@ -85,13 +88,28 @@ def check_types(columns: dict[str, str], schema: Any, what: str) -> None:
 
 def bind_inputs(spark: Any, inputs: RatingInputs) -> None:
     """Register the logical tables of rate.sql as temp views of this session."""
-    attempts = spark.read.parquet(inputs.attempts)
-    check_types(ATTEMPT_COLUMNS, attempts.schema, f"attempts {inputs.attempts}")
-    scope = spark.read.parquet(inputs.scope).select("account_id", "request_id")
-    scoped = attempts.select(*ATTEMPT_COLUMNS).join(scope, ["account_id", "request_id"], "left_semi")
+    scoped = _attempts(spark, inputs.attempts)
+    if inputs.earlier is not None:
+        scoped = scoped.unionByName(_attempts(spark, inputs.earlier))
+    if inputs.scope is not None:
+        scope = spark.read.parquet(inputs.scope).select("account_id", "request_id")
+        scoped = scoped.join(scope, ["account_id", "request_id"], "left_semi")
     scoped.createOrReplaceTempView("scoped_attempts")
     for table in INPUT_TABLES:
         spark.read.parquet(f"{inputs.reference_dir.rstrip('/')}/{table}.parquet").createOrReplaceTempView(table)
+
+
+def _attempts(spark: Any, uri: str) -> Any:
+    """The columns of :data:`ATTEMPT_COLUMNS` of the attempts at ``uri``, their types checked."""
+    attempts = spark.read.parquet(uri)
+    check_types(ATTEMPT_COLUMNS, attempts.schema, f"attempts {uri}")
+    return attempts.select(*ATTEMPT_COLUMNS)
+
+
+def count_requests(spark: Any, rated_uri: str) -> int:
+    """The distinct requests of the rated rows at ``rated_uri`` (a rating whose scope was every
+    request of its attempts: the driver has no scope table to count)."""
+    return int(spark.read.parquet(rated_uri).select("account_id", "request_id").distinct().count())
 
 
 def rate(spark: Any, inputs: RatingInputs) -> Any:

@@ -29,8 +29,10 @@ file with edited records) and are staged again, by tasks. No prompt text travels
 otherwise. So the driver no longer reads, frames, validates, recounts or dedups every line,
 nor copies or writes the new attempts or their keys (tasks write those as the run's
 ``attempt_keys`` files): no attempt row and no key of one passes through it for ingest. Its
-DuckDB writes the few rows dedup found new, and their keys, as the run's part 0; the
-rating's scope is still picked on it (docs/spark.md, "What is left of issue 15").
+DuckDB writes the few rows dedup found new, and their keys, as the run's part 0. The same
+probe names the day's requests that earlier runs hold attempts of (``probed_earlier``), from
+which the rating takes its scope without reading the day's requests (pipeline/rate.py
+``note_probed_scope``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from pipeline.ingest.staging import (
     select_new,
     select_new_files,
 )
+from pipeline.rate import PROBED_EARLIER
 from pipeline.spark import SparkEngineError
 from pipeline.spark.bridge import exchange_directory, spark_failures
 from pipeline.spark.parse import KEY_COLUMNS, PROBE_KEY, RECOUNT_COLUMNS, VERSION_KEY, key_probe
@@ -203,6 +206,10 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     )
     con.execute("CREATE OR REPLACE TEMP TABLE stored_keys (event_key UBIGINT, run_id BIGINT)")
     con.execute("CREATE OR REPLACE TEMP TABLE loaded_keys (event_key UBIGINT)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {PROBED_EARLIER} "
+        "(account_id VARCHAR, request_id VARCHAR, run_id BIGINT, by_new BOOLEAN)"
+    )
     check_key_probes(parts)
     if not parts:  # no line in any file: Spark may write no part file at all
         bind_twins_of_stored_keys(con)
@@ -225,17 +232,21 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
         con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(unfolded))} (FORMAT parquet)")
         stored_files.append(unfolded)
     with step("probe"), spark_failures("probing the stored keys"):
-        stored_dir, special_dir, loaded_dir = history.probe_history(
-            get_session(), parts, stored_files, quarantined, work / "probe"
+        probed = history.probe_history(get_session(), parts, stored_files, quarantined, work / "probe")
+    earlier = history.output_files(probed.earlier)
+    if earlier:
+        con.execute(
+            f"INSERT INTO {PROBED_EARLIER} SELECT account_id, request_id, CAST(run_id AS BIGINT), by_new "
+            f"FROM {parquet_source(earlier)}"
         )
-    stored = history.output_files(stored_dir)
+    stored = history.output_files(probed.stored)
     if stored:
         con.execute(
             "INSERT INTO stored_keys SELECT DISTINCT CAST(event_key AS UBIGINT), CAST(run_id AS BIGINT) "
             f"FROM {parquet_source(stored)}"
         )
     bind_twins_of_stored_keys(con)
-    special = history.output_files(special_dir)
+    special = history.output_files(probed.special)
     if special:
         con.execute(
             f"INSERT INTO loaded_keys SELECT DISTINCT CAST(event_key AS UBIGINT) FROM {parquet_source(special)} "
@@ -244,7 +255,7 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     keys_file = work / LOADED_KEYS_FILE  # the tasks that store the other rows leave these out
     con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys_file))} (FORMAT parquet)")
     keys = ", ".join(KEY_COLUMNS)
-    loaded = history.output_files(loaded_dir)
+    loaded = history.output_files(probed.loaded)
     if not loaded:
         return
     con.execute(f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(loaded)}")

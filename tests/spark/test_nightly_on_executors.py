@@ -32,6 +32,7 @@ pytest.importorskip("pyspark", reason=SKIP_REASON)
 from tests.spark.test_engines_agree import LINES, RATED, texts  # noqa: E402
 
 NEXT_DAY = "2026-11-21"
+THIRD_DAY = "2026-11-22"
 PLANS = {
     "duckdb": ("duckdb", "duckdb"),
     "spark-then-duckdb": ("spark", "duckdb"),
@@ -272,42 +273,87 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
     assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("twin",)]
 
 
-def test_a_spark_nightly_rates_its_own_attempts_file_and_exports_only_a_wider_scope(
+def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempts_its_probe_found(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Spark rates a nightly's attempts from the run's lake file, shared into the exchange
-    directory as it is, not exported from DuckDB, when the run's attempts are the whole scope;
-    a scope that reaches an earlier run (a retry of yesterday's request) is exported from
-    ``scoped_attempts``, and R2 chooses among both days' attempts."""
+    """Spark rates a nightly's attempts from the run's lake files, shared into the exchange
+    directory as they are, not exported from DuckDB. The earlier attempts of the night's
+    requests (a retry of yesterday's request), which the Spark probe found by their request
+    keys, are exported beside them, and no scope is written: every request of the inputs is
+    in scope. A request whose only record of the night is a duplicate is not; one whose only
+    record the driver stored (yesterday's quarantined line, fixed) is. R2 chooses among both
+    days' attempts, and every rated row and count is the DuckDB nightly's."""
     from pipeline.spark import bridge
 
-    billing = Billing(tmp_path / "billing")
-    billing.settings = dataclasses.replace(billing.settings, engine="spark")
-    lake = billing.settings.db_path.with_suffix(".lake")
-    read: list[dict[str, bytes]] = []
+    read: list[dict[str, Any]] = []
     rate = bridge.rate
 
-    def reading(session: Any, inputs: Any) -> Any:  # the attempts Spark reads, as files
+    def reading(session: Any, inputs: Any) -> Any:  # what Spark reads, as files
         source = Path(inputs.attempts.removeprefix("file://"))
         files = sorted(source.glob("*.parquet")) if source.is_dir() else [source]
-        read.append({f.name: f.read_bytes() for f in files})
+        earlier = None
+        if inputs.earlier is not None:
+            earlier = session.read.parquet(inputs.earlier).select("event_id").collect()
+        read.append(
+            {
+                "attempts": {f.name: f.read_bytes() for f in files},
+                "scope": inputs.scope,
+                "earlier": None if earlier is None else sorted(row[0] for row in earlier),
+            }
+        )
         return rate(session, inputs)
 
     monkeypatch.setattr(bridge, "rate", reading)
-    failed = record(event_id="first", request_id="late", status=502, error_code="upstream_error", ts=f"{DAY}T23:59:59Z")
-    billing.log(
-        f"requests-{DAY}.jsonl", [failed, record(event_id="other", request_id="r-other", ts=f"{DAY}T08:00:00Z")]
-    )
-    billing.nightly(DAY)
-    own = billing.query("SELECT path FROM lake_files WHERE table_name = 'attempts' ORDER BY path")
-    assert own and read == [{f"{i:06d}-{Path(p).name}": (lake / p).read_bytes() for i, (p,) in enumerate(own)}]
-    assert (billing.rated("first")["reason"], billing.rated("other")["outcome"]) == ("upstream_error", "billed")
-
-    retry = record(event_id="second", request_id="late", attempt=2, ts=f"{NEXT_DAY}T00:00:01Z")
-    billing.log(f"requests-{NEXT_DAY}.jsonl", [retry])
-    billing.nightly(NEXT_DAY)
-    assert (billing.rated("first")["reason"], billing.rated("second")["outcome"]) == ("upstream_error", "billed")
-    assert list(read[1]) == ["attempts.parquet"]  # exported: the scope holds run 1's attempt too
+    upstream = {"status": 502, "error_code": "upstream_error"}
+    first_night = [
+        record(event_id="first", request_id="late", ts=f"{DAY}T23:59:59Z", **upstream),
+        record(event_id="other", request_id="r-other", ts=f"{DAY}T08:00:00Z"),
+        record(event_id="fixed-1", request_id="fixed", ts=f"{DAY}T21:00:00Z", **upstream),
+        # quarantined (a status as text), fixed the next night: the driver stores that record
+        record(event_id="fix-me", request_id="fixed", attempt=2, ts=f"{DAY}T22:00:00Z", status="200"),
+    ]
+    second_night = [
+        record(event_id="second", request_id="late", attempt=2, ts=f"{NEXT_DAY}T00:00:01Z"),
+        record(event_id="other", request_id="r-other", ts=f"{DAY}T08:00:00Z"),  # a duplicate: not in scope
+        record(event_id="fix-me", request_id="fixed", attempt=2, ts=f"{DAY}T22:00:00Z"),
+        record(event_id="new-next", request_id="r-new", ts=f"{NEXT_DAY}T01:00:00Z"),
+    ]
+    reports = {}
+    for engine in ("spark", "duckdb"):
+        billing = Billing(tmp_path / engine)
+        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing.log(f"requests-{DAY}.jsonl", first_night)
+        billing.log(f"requests-{NEXT_DAY}.jsonl", second_night)
+        # a third night of a new request, and the second night's retry again (a duplicate)
+        third = record(event_id="third", request_id="r-third", ts=f"{THIRD_DAY}T05:00:00Z")
+        billing.log(f"requests-{THIRD_DAY}.jsonl", [second_night[0], third])
+        reports[engine] = [billing.nightly(day) for day in (DAY, NEXT_DAY, THIRD_DAY)]
+        assert (billing.rated("first")["reason"], billing.rated("second")["outcome"]) == ("upstream_error", "billed")
+        assert (billing.rated("fixed-1")["outcome"], billing.rated("fix-me")["outcome"]) == ("not_billed", "billed")
+        assert len(billing.query("SELECT * FROM quarantine WHERE resolved_run_id = 2")) == 1
+        reports[engine].append(texts(billing.query(RATED)))
+        if engine == "spark":
+            lake = billing.settings.db_path.with_suffix(".lake")
+            own = [
+                billing.query(
+                    "SELECT path FROM lake_files WHERE table_name = 'attempts' AND run_id = ? ORDER BY path", [run]
+                )
+                for run in (1, 2, 3)
+            ]
+            assert len(own[1]) == 2  # the driver's part 0 (fix-me) and the task's part
+            for night, paths in zip(read, own, strict=True):
+                shared = {f"{i:06d}-{Path(p).name}": (lake / p).read_bytes() for i, (p,) in enumerate(paths)}
+                assert night["attempts"] == shared
+            # the first night loads the reference data, which re-rates what is not issued: a
+            # listed scope (rating_scope); the second rates its own files and their earlier attempts
+            assert read[0]["scope"] is not None and read[0]["earlier"] is None
+            assert (read[1]["scope"], read[1]["earlier"]) == (None, ["first", "fixed-1"])
+            assert (read[2]["scope"], read[2]["earlier"]) == (None, None)  # nothing earlier in scope
+    counts = {engine: [dataclasses.astuple(report.rated) for report in reports[engine][:3]] for engine in reports}
+    assert counts["spark"] == counts["duckdb"]
+    assert counts["spark"][1][:3] == (3, 5, 3)  # late, fixed, r-new: 5 attempts, 3 billed
+    assert counts["spark"][2][:3] == (1, 1, 1)
+    assert reports["spark"][3] == reports["duckdb"][3]
 
 
 def test_shared_attempt_files_are_copied_where_they_cannot_be_linked(
