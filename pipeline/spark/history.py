@@ -50,7 +50,7 @@ class ProbeOutput:
     special: Path  # event_key: the keys of the valid records the driver loads
     loaded: Path  # the rows of the parts the driver loads, every column as the part has it
     # account_id, request_id, run_id, by_new: the day's requests that an earlier run holds
-    # attempts of (absent: no history); by_new: a valid record of the request is not special
+    # attempts of (absent: none, or no history); by_new: a valid record of the request is not special
     # (its task stores it), else only the driver's decision on special records can store one
     earlier: Path
 
@@ -95,8 +95,9 @@ def probe_history(
         stored.coalesce(1).write.parquet(str(stored_dir))
     special = special.distinct().cache()  # written, and the loaded rows are chosen by it
     special.coalesce(1).write.parquet(str(special_dir))
-    if history:
-        _earlier_requests(every_row, stored_keys, special).coalesce(1).write.parquet(str(earlier_dir))
+    earlier = _earlier_requests(every_row, stored_keys, special) if history else None
+    if earlier is not None:
+        earlier.coalesce(1).write.parquet(str(earlier_dir))
     loaded_dir = out_dir / "loaded"
     marked = special.withColumn("special", F.lit(True))  # Spark broadcasts it when it is small
     loaded = every_row.join(marked, "event_key", "left").where("problem IS NOT NULL OR special")
@@ -105,34 +106,41 @@ def probe_history(
     special.unpersist()
     if history:
         stored.unpersist()
-    folders = (stored_dir, special_dir, loaded_dir, earlier_dir) if history else (special_dir, loaded_dir)
+    folders = [
+        special_dir,
+        loaded_dir,
+        *([stored_dir] if history else []),
+        *([earlier_dir] if earlier is not None else []),
+    ]
     for folder in folders:
         if not (folder / "_SUCCESS").is_file():
             raise SparkEngineError(f"Spark's probe of the stored keys wrote no complete output in {folder}")
     return ProbeOutput(stored_dir, special_dir, loaded_dir, earlier_dir)
 
 
-def _earlier_requests(every_row: Any, stored_keys: Any, special: Any) -> Any:
+def _earlier_requests(every_row: Any, stored_keys: Any, special: Any) -> Any | None:
     """The day's requests (of valid records) that have stored attempts, with each run holding
-    some (``request_key`` matched: the stored keys are read once, for the day's distinct
-    request keys), and ``by_new``: some valid record of the request is not special, so its
-    task stores it and the request is in the run's rating scope for sure."""
+    some (``request_key`` matched), and ``by_new``: some valid record of the request is not
+    special, so its task stores it and the request is in the run's rating scope for sure.
+    None when no stored key shares a request key with the day: the usual night, which costs
+    one job (the keys' join), not the requests' (their text, and the special marks)."""
     from pyspark.sql import functions as F  # noqa: N812
 
     valid = every_row.where("problem IS NULL AND request_key IS NOT NULL").select(
         "event_key", "request_key", "account_id", "request_id"
     )
     holders = (
-        stored_keys.select("request_key", "run_id")
-        .join(valid.select("request_key").distinct(), "request_key", "left_semi")
-        .distinct()
-    )
+        stored_keys.select("request_key", "run_id").join(valid.select("request_key"), "request_key", "left_semi")
+    ).cache()  # tested for rows, then joined: a retried request's keys, few
+    if holders.isEmpty():
+        holders.unpersist()
+        return None
     marked = special.withColumn("special", F.lit(True))
     requests = valid.join(holders.select("request_key").distinct(), "request_key", "left_semi").join(
         marked, "event_key", "left"
     )
     return (
-        requests.join(holders, "request_key")
+        requests.join(holders.distinct(), "request_key")
         .groupBy("account_id", "request_id", "run_id")
         .agg(F.max(F.col("special").isNull()).alias("by_new"))
     )

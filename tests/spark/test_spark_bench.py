@@ -25,8 +25,9 @@ def test_spark_bench_nightly_smoke_runs_both_engines_and_finds_no_difference(
     spec.loader.exec_module(spark_bench)
     monkeypatch.chdir(root)  # the bench reads data/accounts.toml
     # --uri: the Spark nightly reads the day through Hadoop (pipeline/spark/remote.py), as make spark-bench may
-    spark_bench.main(["--nightly", "--n", "300", "--masters", spark.sparkContext.master, "--uri"])
+    # two nights, as make spark-bench runs them: the second probes a history
+    spark_bench.main(["--nightly", "--nights", "2", "--n", "300", "--masters", spark.sparkContext.master, "--uri"])
     out = capsys.readouterr().out
-    assert "attempts/s" in out and "spark local[2]" in out
+    assert "attempts/s" in out and "spark local[2] n1" in out and "spark local[2] n2" in out
     differing = [line for line in out.splitlines() if "rows that differ" in line]
     assert len(differing) == 3 and all(line.endswith(": 0") for line in differing), out
