@@ -33,6 +33,7 @@ from tests.spark.test_engines_agree import LINES, RATED, texts  # noqa: E402
 
 NEXT_DAY = "2026-11-21"
 THIRD_DAY = "2026-11-22"
+UPSTREAM = {"status": 502, "error_code": "upstream_error"}
 PLANS = {
     "duckdb": ("duckdb", "duckdb"),
     "spark-then-duckdb": ("spark", "duckdb"),
@@ -101,6 +102,9 @@ def first_night(logs: Path, drawn: list[Any]) -> None:
             json_line(r5("r5-a", f"{DAY}T08:00:00Z", "count these words")),
             json_line(edited),
             json_line(broken),  # invalid_record, fixed the next night
+            # billed tonight, superseded by an attempt after midnight: the next night's rating
+            # reaches this run (else the request would be billed twice)
+            json_line(record(event_id="late-1", request_id="req-late", ts=f"{DAY}T23:59:58Z")),
         ],
     )
     write_lines(logs / f"requests-{DAY}-i.jsonl.gz", [json_line(twin), json_line(edited)])
@@ -122,6 +126,7 @@ def second_night(logs: Path) -> None:
             # if the driver loads the valid line too: found by review)
             json_line(record(event_id="fix-now", request_id="req-fix-now", ts=f"{NEXT_DAY}T04:00:00Z", status="200")),
             json_line(record(event_id="fix-now", request_id="req-fix-now", ts=f"{NEXT_DAY}T04:00:00Z")),
+            json_line(record(event_id="late-2", request_id="req-late", attempt=2, ts=f"{NEXT_DAY}T00:00:02Z")),
         ],
     )
     # yesterday's file h again under another name, with one line more: its lines are duplicates
@@ -192,6 +197,11 @@ def test_nights_store_the_same_whichever_engine_ran_each(
     fixed = reference.query("SELECT run_id, resolved_run_id FROM quarantine WHERE event_id = 'fix-me' ORDER BY 1")
     assert fixed == [(1, 2), (2, 2)]  # night 1's entry, and the resent file h's of night 2
     assert reference.query("SELECT run_id, resolved_run_id FROM quarantine WHERE event_id = 'fix-now'") == [(2, 2)]
+    # the retry across midnight: R2 bills the second night's attempt, no longer the first night's
+    late = reference.query(
+        "SELECT event_id, outcome, reason FROM rated_attempts WHERE request_id = 'req-late' ORDER BY 1"
+    )
+    assert late == [("late-1", "not_billed", "superseded_attempt"), ("late-2", "billed", None)]
     recounted = reference.query("SELECT event_id FROM attempts WHERE est_tokenizer IS NOT NULL ORDER BY 1")
     assert [e for (e,) in recounted] == ["r5-a", "r5-b", "r5-c", "v-5"]
 
@@ -304,11 +314,10 @@ def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempt
         return rate(session, inputs)
 
     monkeypatch.setattr(bridge, "rate", reading)
-    upstream = {"status": 502, "error_code": "upstream_error"}
     first_night = [
-        record(event_id="first", request_id="late", ts=f"{DAY}T23:59:59Z", **upstream),
+        record(event_id="first", request_id="late", ts=f"{DAY}T23:59:59Z", **UPSTREAM),
         record(event_id="other", request_id="r-other", ts=f"{DAY}T08:00:00Z"),
-        record(event_id="fixed-1", request_id="fixed", ts=f"{DAY}T21:00:00Z", **upstream),
+        record(event_id="fixed-1", request_id="fixed", ts=f"{DAY}T21:00:00Z", **UPSTREAM),
         # quarantined (a status as text), fixed the next night: the driver stores that record
         record(event_id="fix-me", request_id="fixed", attempt=2, ts=f"{DAY}T22:00:00Z", status="200"),
     ]
