@@ -95,9 +95,7 @@ def probe_history(
         stored.coalesce(1).write.parquet(str(stored_dir))
     special = special.distinct().cache()  # written, and the loaded rows are chosen by it
     special.coalesce(1).write.parquet(str(special_dir))
-    earlier = _earlier_requests(every_row, stored_keys, special) if history else None
-    if earlier is not None:
-        earlier.coalesce(1).write.parquet(str(earlier_dir))
+    earlier = bool(history) and _write_earlier_requests(every_row, stored_keys, special, earlier_dir)
     loaded_dir = out_dir / "loaded"
     marked = special.withColumn("special", F.lit(True))  # Spark broadcasts it when it is small
     loaded = every_row.join(marked, "event_key", "left").where("problem IS NOT NULL OR special")
@@ -110,7 +108,7 @@ def probe_history(
         special_dir,
         loaded_dir,
         *([stored_dir] if history else []),
-        *([earlier_dir] if earlier is not None else []),
+        *([earlier_dir] if earlier else []),
     ]
     for folder in folders:
         if not (folder / "_SUCCESS").is_file():
@@ -118,12 +116,13 @@ def probe_history(
     return ProbeOutput(stored_dir, special_dir, loaded_dir, earlier_dir)
 
 
-def _earlier_requests(every_row: Any, stored_keys: Any, special: Any) -> Any | None:
-    """The day's requests (of valid records) that have stored attempts, with each run holding
-    some (``request_key`` matched), and ``by_new``: some valid record of the request is not
-    special, so its task stores it and the request is in the run's rating scope for sure.
-    None when no stored key shares a request key with the day: the usual night, which costs
-    one job (the keys' join), not the requests' (their text, and the special marks)."""
+def _write_earlier_requests(every_row: Any, stored_keys: Any, special: Any, out: Path) -> bool:
+    """Write into ``out`` the day's requests (of valid records) that have stored attempts, with
+    each run holding some (``request_key`` matched), and ``by_new``: some valid record of the
+    request is not special, so its task stores it and the request is in the run's rating
+    scope for sure. Nothing (False) when no stored key shares a request key with the day: the
+    usual night, which costs one job (the keys' join), not the requests' (their text, and the
+    special marks)."""
     from pyspark.sql import functions as F  # noqa: N812
 
     valid = every_row.where("problem IS NULL AND request_key IS NOT NULL").select(
@@ -132,18 +131,22 @@ def _earlier_requests(every_row: Any, stored_keys: Any, special: Any) -> Any | N
     holders = (
         stored_keys.select("request_key", "run_id").join(valid.select("request_key"), "request_key", "left_semi")
     ).cache()  # tested for rows, then joined: a retried request's keys, few
-    if holders.isEmpty():
-        holders.unpersist()
-        return None
-    marked = special.withColumn("special", F.lit(True))
-    requests = valid.join(holders.select("request_key").distinct(), "request_key", "left_semi").join(
-        marked, "event_key", "left"
-    )
-    return (
-        requests.join(holders.distinct(), "request_key")
-        .groupBy("account_id", "request_id", "run_id")
-        .agg(F.max(F.col("special").isNull()).alias("by_new"))
-    )
+    try:
+        if holders.isEmpty():
+            return False
+        marked = special.withColumn("special", F.lit(True))
+        requests = valid.join(holders.select("request_key").distinct(), "request_key", "left_semi").join(
+            marked, "event_key", "left"
+        )
+        earlier = (
+            requests.join(holders.distinct(), "request_key")
+            .groupBy("account_id", "request_id", "run_id")
+            .agg(F.max(F.col("special").isNull()).alias("by_new"))
+        )
+        earlier.coalesce(1).write.parquet(str(out))
+        return True
+    finally:
+        holders.unpersist()  # the session outlives the run (a review)
 
 
 def output_files(folder: Path) -> list[Path]:
