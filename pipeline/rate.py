@@ -208,13 +208,13 @@ def _bind_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[lis
     runs = con.execute("SELECT DISTINCT run_id FROM scope_runs").fetchall()
     if runs != [(run_id,)] or con.execute("SELECT count(*) FROM rating_scope").fetchone() != (0,):
         return None
-    if not table_exists(con, RUN_ATTEMPTS, "temp"):
-        return None
-    if con.execute(f"SELECT count(*) FROM temp.main.{RUN_ATTEMPTS}").fetchone() != (0,):
+    if table_exists(con, RUN_ATTEMPTS, "temp") and con.execute(
+        f"SELECT count(*) FROM temp.main.{RUN_ATTEMPTS}"
+    ).fetchone() != (0,):
         return None  # rows not in the files yet (an in-memory database keeps them in its table)
+    # (none: a night whose records were all duplicates, whose scope is then empty: no task and
+    # not the driver stored a record, so no request is the run's)
     files = listed_attempt_files(con, runs=[run_id])
-    if not files:
-        return None
     earlier = sorted(r for (r,) in con.execute(f"SELECT DISTINCT run_id FROM {table}").fetchall())
     con.execute(
         "CREATE OR REPLACE TEMP TABLE earlier_attempts AS "
