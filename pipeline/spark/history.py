@@ -25,8 +25,9 @@ day that has attempts stored by an earlier run, with that run: the rating's scop
 those attempts, :func:`pipeline.rate.rate_scope`; a retry of an earlier day's request is
 rare, so this is small). A hash collision only loads a row more (dedup compares event_ids),
 or names a request of an earlier run that has none of its attempts (the driver reads that
-run's attempts of the request by its text, and finds none). The quarantined ids are compared as text, where the driver
-compared their hashes: the same rows up to a collision, which only loaded a row more.
+run's attempts of the request by its text, and finds none). The quarantined ids are
+compared as text, where the driver compared their hashes: the same rows up to a collision,
+which only loaded a row more.
 
 Spark reads DuckDB's ``UBIGINT`` keys as ``DECIMAL(20,0)`` (it has no unsigned type); the
 driver casts the results back.
@@ -50,8 +51,8 @@ class ProbeOutput:
     special: Path  # event_key: the keys of the valid records the driver loads
     loaded: Path  # the rows of the parts the driver loads, every column as the part has it
     # account_id, request_id, run_id, by_new: the day's requests that an earlier run holds
-    # attempts of (absent: none, or no history); by_new: a valid record of the request is not special
-    # (its task stores it), else only the driver's decision on special records can store one
+    # attempts of (absent: none, or no history); by_new: a valid record of the request is not
+    # special (its task stores it), else only the driver's decision on special records can
     earlier: Path
 
 
