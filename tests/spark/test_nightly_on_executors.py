@@ -33,7 +33,6 @@ from tests.spark.test_engines_agree import LINES, RATED, texts  # noqa: E402
 
 NEXT_DAY = "2026-11-21"
 THIRD_DAY = "2026-11-22"
-FOURTH_DAY = "2026-11-23"
 UPSTREAM = {"status": 502, "error_code": "upstream_error"}
 PLANS = {
     "duckdb": ("duckdb", "duckdb"),
@@ -335,12 +334,11 @@ def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempt
         billing.settings = dataclasses.replace(billing.settings, engine=engine)
         billing.log(f"requests-{DAY}.jsonl", first_night)
         billing.log(f"requests-{NEXT_DAY}.jsonl", second_night)
-        # a third night of a new request, and the second night's retry again (a duplicate)
-        third = record(event_id="third", request_id="r-third", ts=f"{THIRD_DAY}T05:00:00Z")
-        billing.log(f"requests-{THIRD_DAY}.jsonl", [second_night[0], third])
-        # a fourth night of duplicates only (a file of other bytes): nothing stored, nothing in scope
-        billing.log(f"requests-{FOURTH_DAY}.jsonl", [third])
-        reports[engine] = [billing.nightly(day) for day in (DAY, NEXT_DAY, THIRD_DAY, FOURTH_DAY)]
+        # a third night of duplicates only (the second night's retry and "other" again, in a
+        # file of other bytes): the probe names the earlier runs of their requests, the driver
+        # keeps none (no record of them stored), nothing is in scope
+        billing.log(f"requests-{THIRD_DAY}.jsonl", second_night[:2])
+        reports[engine] = [billing.nightly(day) for day in (DAY, NEXT_DAY, THIRD_DAY)]
         assert (billing.rated("first")["reason"], billing.rated("second")["outcome"]) == ("upstream_error", "billed")
         assert (billing.rated("fixed-1")["outcome"], billing.rated("fix-me")["outcome"]) == ("not_billed", "billed")
         assert len(billing.query("SELECT * FROM quarantine WHERE resolved_run_id = 2")) == 1
@@ -354,26 +352,22 @@ def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempt
                 for run in (1, 2, 3)
             ]
             assert len(own[1]) == 2  # the driver's part 0 (fix-me) and the task's part
-            for night, paths in zip(read[:3], own, strict=True):
+            for night, paths in zip(read[:2], own[:2], strict=True):
                 shared = {f"{i:06d}-{Path(p).name}": (lake / p).read_bytes() for i, (p,) in enumerate(paths)}
                 assert night["attempts"] == shared
             # the first night loads the reference data, which re-rates what is not issued: a
             # listed scope (rating_scope); the second rates its own files and their earlier attempts
             assert read[0]["scope"] is not None and read[0]["earlier"] is None
             assert (read[1]["scope"], read[1]["earlier"]) == (None, ["first", "fixed-1"])
-            assert (read[2]["scope"], read[2]["earlier"]) == (None, None)  # nothing earlier in scope
             # no file of its own: the (empty) scoped attempts exported, still no scope
-            assert (read[3]["scope"], read[3]["earlier"], list(read[3]["attempts"])) == (
-                None,
-                None,
-                ["attempts.parquet"],
-            )
-    counts = {engine: [dataclasses.astuple(report.rated) for report in reports[engine][:4]] for engine in reports}
+            assert own[2] == []
+            third = (read[2]["scope"], read[2]["earlier"], list(read[2]["attempts"]))
+            assert third == (None, None, ["attempts.parquet"])
+    counts = {engine: [dataclasses.astuple(report.rated) for report in reports[engine][:3]] for engine in reports}
     assert counts["spark"] == counts["duckdb"]
     assert counts["spark"][1][:3] == (3, 5, 3)  # late, fixed, r-new: 5 attempts, 3 billed
-    assert counts["spark"][2][:3] == (1, 1, 1)
-    assert counts["spark"][3][:5] == (0, 0, 0, 0, 0)
-    assert reports["spark"][4] == reports["duckdb"][4]
+    assert counts["spark"][2][:5] == (0, 0, 0, 0, 0)
+    assert reports["spark"][3] == reports["duckdb"][3]
 
 
 def test_shared_attempt_files_are_copied_where_they_cannot_be_linked(
