@@ -192,7 +192,7 @@ def note_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     )
 
 
-def _bind_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[list[Path], list[int]] | None:
+def _bind_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> list[Path] | None:
     """The run's scope without a scope table, when a Spark nightly's probe found it: the scope
     is this run alone (no ingest-only run to catch up, no listed request: a reference change
     lists the open periods' ones), its attempts are all in its listed lake files, and
@@ -200,8 +200,8 @@ def _bind_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[lis
     Then every request of the run's files is in scope, and the only other attempts in scope
     are those requests' earlier ones, which go into ``earlier_attempts`` (read from their runs
     by the requests' text: a hash collision of the probe's finds nothing). Binds
-    ``scoped_attempts`` (the run's files and ``earlier_attempts``); the run's files and the
-    runs holding attempts in scope. None: not such a run (the scope table is made)."""
+    ``scoped_attempts`` (the run's files and ``earlier_attempts``); the run's files. None:
+    not such a run (the scope table is made)."""
     table = earlier_requests_table(run_id)
     if not table_exists(con, table, "temp"):
         return None
@@ -225,8 +225,7 @@ def _bind_probed_scope(con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[lis
         "CREATE OR REPLACE TEMP VIEW scoped_attempts AS "
         f"SELECT * FROM ({attempts_of_runs(con, [run_id])}) UNION ALL BY NAME SELECT * FROM earlier_attempts"
     )
-    holders = [r for (r,) in con.execute("SELECT DISTINCT run_id FROM earlier_attempts").fetchall()]
-    return files, sorted({run_id, *holders})
+    return files
 
 
 def own_attempt_files(con: duckdb.DuckDBPyConnection, run_id: int, holders: list[int]) -> list[Path]:
@@ -365,7 +364,7 @@ def rate_scope(
     with step("scope_attempts"):
         # a Spark nightly's usual scope, which its probe found (no scope table on the driver)
         probed = _bind_probed_scope(con, run_id) if engine == "spark" and spark_attempts is None else None
-        holders = _bind_scoped_attempts(con, run_id) if probed is None else probed[1]
+        holders = _bind_scoped_attempts(con, run_id) if probed is None else []  # (read by the scope table's path)
         replaced = _find_replaced(con, run_id, issued_from, probed is not None)
     with step("rate", after="rate:after_new_rated"):
         if engine == "spark":
@@ -384,9 +383,7 @@ def rate_scope(
                 # (and their tasks computed the small results the driver needs of them: rated_summary)
                 published, _ = rate_on_spark(con, spark_attempts, files, run_id, memory_limit)
             else:  # every request of the run's files is in scope, with earlier_attempts beside them
-                published, requests = rate_on_spark(
-                    con, None, probed[0], run_id, memory_limit, earlier="earlier_attempts"
-                )
+                published, requests = rate_on_spark(con, None, probed, run_id, memory_limit, earlier="earlier_attempts")
         else:
             drop_temp(con, NEW_RATED)
             con.execute(f"CREATE TEMP TABLE {NEW_RATED} AS " + sql_text("rate.sql"))
