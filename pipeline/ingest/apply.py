@@ -24,7 +24,7 @@ from core.attempt_store import (
     store_run_rows,
     typed_rows,
 )
-from core.db import insert_many, run_script, sql_text
+from core.db import insert_many, run_script, sql_literal, sql_text
 from core.timing import step
 from pipeline.ingest.files import FileResult, input_name
 from pipeline.ingest.recounting import Recounter, no_recount, recount_from_staged, recount_new_attempts
@@ -122,11 +122,12 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
     )
     con.execute("CREATE OR REPLACE TEMP VIEW stored_new_attempts AS " + sql_text("stored_attempts.sql"))
     if batch.parts:
+        left_out = sql_literal(str(batch.parts[0].parent.parent / LOADED_KEYS_FILE))
         con.execute(
             "CREATE OR REPLACE TEMP VIEW executor_attempts AS "
             f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} "
             f"FROM {parquet_source(batch.parts)} "
-            "WHERE problem IS NULL AND event_key NOT IN (SELECT event_key FROM loaded_keys)"
+            f"WHERE problem IS NULL AND event_key NOT IN ({_LEFT_OUT.replace('$loaded_keys', left_out)})"
         )
 
 
@@ -169,11 +170,20 @@ def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: 
     list_run_parts(con, ATTEMPT_KEYS, run_id, store(EXECUTOR_KEYS.replace("$run", str(int(run_id)))))
 
 
-#: The rows of one part (``$part``) that a task stores: valid, and not among the keys the driver
-#: loaded (``$loaded_keys``, a Parquet file of ``loaded_keys``): ``executor_attempts`` of one part.
+#: The exchange directory's file of the keys whose rows no task stores (Spark's probe writes it,
+#: pipeline/spark/history.py ``left_out``): the records the driver loads (dedup decides them)
+#: and the plain duplicates of stored records (decided by the probe).
+LOADED_KEYS_FILE = "loaded_keys.parquet"
+
+#: Those keys (``$loaded_keys``: the file), as the parts type them (Spark writes UBIGINT keys as
+#: DECIMAL(20,0), which holds every one exactly)
+_LEFT_OUT = "SELECT CAST(event_key AS UBIGINT) FROM read_parquet($loaded_keys)"
+
+#: The rows of one part (``$part``) that a task stores: valid, and not among the keys left out
+#: (``$loaded_keys``, :data:`LOADED_KEYS_FILE`): ``executor_attempts`` of one part.
 EXECUTOR_STORED = (
     f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} FROM read_parquet($part) "
-    "WHERE problem IS NULL AND event_key NOT IN (SELECT event_key FROM read_parquet($loaded_keys))"
+    f"WHERE problem IS NULL AND event_key NOT IN ({_LEFT_OUT})"
 )
 
 #: The lookup keys of the rows of one part that a task stores (:data:`EXECUTOR_STORED`), with the
@@ -206,6 +216,7 @@ def _file_results(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> list[Fi
         lines, accepted, duplicates, quarantined = counts.get(order, (0, 0, 0, 0))
         if batch.lines is not None:  # parsed holds some rows: every other one was accepted
             lines = batch.lines.get(order, 0)
+            duplicates += (batch.duplicates or {}).get(order, 0)  # those the probe decided
             accepted = lines - duplicates - quarantined
         results.append(FileResult(str(path), sha, size, lines, accepted, duplicates, quarantined))
     return results

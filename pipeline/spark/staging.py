@@ -12,10 +12,12 @@ DuckDB hashes as its own (:func:`check_key_probes`), it has Spark probe the stor
 files since migration 045) with the day's (:mod:`pipeline.spark.history`), and loads into the
 TEMP table ``parsed`` only the rows dedup and store_batch.sql must see, which that Spark job
 writes (:func:`load_special`): the quarantined ones, and the records whose event_id repeats in the
-batch, is stored, or is that of an unresolved quarantine entry.
+batch, is that of an unresolved quarantine entry, or is stored with other content (a record
+stored with the same content is a plain duplicate, which the probe decides and counts: a
+resent day does not reach the driver).
 dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
 other valid row is new by dedup's own rule, and is stored by the task of its part: in the run's
-transaction the driver writes ``loaded_keys`` into the exchange directory, each task writes its
+transaction the probe's ``loaded_keys`` file is in the exchange directory, each task writes its
 part's other valid rows with stored_attempts.sql's projection and masking as one Parquet file
 (:func:`store_on_executors`), and the driver renames those files into the lake and lists them
 as the run's attempts parts (:func:`pipeline.ingest.apply.store_executor_attempts`), so the
@@ -45,10 +47,10 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import ATTEMPT_KEYS, listed_files, parquet_source, stored_table
+from core.attempt_store import ATTEMPT_KEYS, ATTEMPTS, listed_files, listed_files_of_runs, parquet_source, stored_table
 from core.db import sql_literal
 from core.timing import step
-from pipeline.ingest.apply import bind_twins_of_stored_keys
+from pipeline.ingest.apply import LOADED_KEYS_FILE, bind_twins_of_stored_keys
 from pipeline.ingest.files import is_uri
 from pipeline.ingest.staging import (
     StagedBatch,
@@ -102,7 +104,7 @@ def stage_files_on_spark(
     files = [(order, str(path), sha) for order, path, sha, _ in staged]
     with ExitStack() as kept:
         with step("parse", after="after_parse"):
-            parts, lines = _parse_on_executors(con, files, ts_latest, memory_limit, kept)
+            parts, lines, duplicates = _parse_on_executors(con, files, ts_latest, memory_limit, kept)
             if on_file and not uris:
                 for _, path, _, _ in staged:
                     on_file(Path(path))
@@ -116,6 +118,7 @@ def stage_files_on_spark(
         twins_bound=True,
         parts=tuple(parts),
         lines=lines,
+        duplicates=duplicates,
         close=close,
         store=store,
     )
@@ -128,7 +131,7 @@ def store_on_executors(
     attempts of :data:`pipeline.ingest.apply.EXECUTOR_STORED`, or their keys) into a fresh
     folder of the parts' exchange directory, which lives until the run's transaction ends;
     ``(file, rows)`` for the driver to list. ``loaded_keys`` is there since
-    :func:`load_special` (8 bytes a special record)."""
+    :func:`load_special` (8 bytes a special record or plain duplicate: Spark's probe wrote it)."""
     from pipeline.spark import remote
 
     work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
@@ -145,12 +148,13 @@ def _parse_on_executors(
     ts_latest: datetime | None,
     memory_limit: str | None,
     kept: ExitStack,
-) -> tuple[list[Path], dict[int, int]]:
+) -> tuple[list[Path], dict[int, int], dict[int, int]]:
     """Validate ``files`` (``(file_order, path or URI, sha256)``) on the executors, each file a
     task writing its rows as one Parquet part into an exchange directory that ``kept`` removes
     (no row passes through the JVM); load the rows dedup needs (:func:`load_special`). Nothing
     is parsed on the driver: ``parse_staged`` of nothing creates the typed, empty ``parsed``
-    and the macros. The parts, and each file's rows as the tasks counted them."""
+    and the macros. The parts, each file's rows as the tasks counted them, and each file's
+    plain duplicates as Spark's probe counted them."""
     from pipeline.spark import remote
 
     parse_staged(con)
@@ -164,8 +168,7 @@ def _parse_on_executors(
             parts, lines = remote.parse_files(
                 get_session(), files, work / "parsed", ts_latest, memory_limit, work / "spill"
             )
-    load_special(con, parts)
-    return parts, lines
+    return parts, lines, load_special(con, parts)
 
 
 def check_key_probes(parts: Sequence[Path]) -> None:
@@ -185,9 +188,13 @@ def check_key_probes(parts: Sequence[Path]) -> None:
             )
 
 
-def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
+def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[int, int]:
     """Of the parts' rows, load into ``parsed`` (and their R5 counts into ``staged_recounts``)
-    only those dedup and store_batch.sql must see; bind ``stored_twins`` for dedup.
+    only those dedup and store_batch.sql must see; bind ``stored_twins`` for dedup. Returns
+    each file's plain duplicates (``file_order``: count), which Spark's probe decided: records
+    whose event_id is stored with the same content and repeats nowhere in the batch, which
+    dedup would call ``duplicate`` (a resent day's records), so neither they nor their stored
+    twins reach the driver.
 
     Spark finds the special keys (:func:`pipeline.spark.history.probe_history`): (a) repeated
     in the batch, (b) stored before, (c) the event_id of an unresolved quarantine entry or (d)
@@ -205,7 +212,6 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
         "est_input_tokens BIGINT, est_output_tokens BIGINT, est_tokenizer VARCHAR)"
     )
     con.execute("CREATE OR REPLACE TEMP TABLE stored_keys (event_key UBIGINT, run_id BIGINT)")
-    con.execute("CREATE OR REPLACE TEMP TABLE loaded_keys (event_key UBIGINT)")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {PROBED_EARLIER} "
         "(account_id VARCHAR, request_id VARCHAR, run_id BIGINT, by_new BOOLEAN)"
@@ -213,7 +219,7 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
     check_key_probes(parts)
     if not parts:  # no line in any file: Spark may write no part file at all
         bind_twins_of_stored_keys(con)
-        return
+        return {}
     from pipeline.spark import history
 
     work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
@@ -232,7 +238,9 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
         con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(unfolded))} (FORMAT parquet)")
         stored_files.append(unfolded)
     with step("probe"), spark_failures("probing the stored keys"):
-        probed = history.probe_history(get_session(), parts, stored_files, quarantined, work / "probe")
+        probed = history.probe_history(
+            get_session(), parts, stored_files, quarantined, work / "probe", listed_files_of_runs(con, ATTEMPTS)
+        )
     earlier = history.output_files(probed.earlier)
     if earlier:
         con.execute(
@@ -246,18 +254,16 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
             f"FROM {parquet_source(stored)}"
         )
     bind_twins_of_stored_keys(con)
-    special = history.output_files(probed.special)
-    if special:
-        con.execute(
-            f"INSERT INTO loaded_keys SELECT DISTINCT CAST(event_key AS UBIGINT) FROM {parquet_source(special)} "
-            "WHERE event_key IS NOT NULL"  # rows are stored from the parts by NOT IN over these keys
-        )
-    keys_file = work / LOADED_KEYS_FILE  # the tasks that store the other rows leave these out
-    con.execute(f"COPY (SELECT event_key FROM loaded_keys) TO {sql_literal(str(keys_file))} (FORMAT parquet)")
+    _place_left_out_keys(con, history.output_files(probed.left_out), work / LOADED_KEYS_FILE)
+    duplicates = history.output_files(probed.duplicates)
+    plain: dict[int, int] = {}
+    if duplicates:
+        query = f"SELECT file_order, CAST(sum(duplicates) AS BIGINT) FROM {parquet_source(duplicates)} GROUP BY 1"
+        plain = {int(order): int(count) for order, count in con.execute(query).fetchall()}
     keys = ", ".join(KEY_COLUMNS)
     loaded = history.output_files(probed.loaded)
     if not loaded:
-        return
+        return plain
     con.execute(f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(loaded)}")
     con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM loaded_rows")
     con.execute(
@@ -265,11 +271,21 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> None:
         "WHERE est_tokenizer IS NOT NULL"
     )
     con.execute("DROP TABLE loaded_rows")
+    return plain
 
 
-#: The exchange directory's file of ``loaded_keys`` (8 bytes a special record), which the tasks
-#: that store the parts' other rows read, to leave those rows out.
-LOADED_KEYS_FILE = "loaded_keys.parquet"
+def _place_left_out_keys(con: duckdb.DuckDBPyConnection, written: Sequence[Path], target: Path) -> None:
+    """Make Spark's file of the keys the tasks leave out (``left_out``: one file) the exchange
+    directory's :data:`LOADED_KEYS_FILE`, by a rename: the plain duplicates' keys (a resent day
+    has one a record) pass through no driver. Several files or none (not what Spark writes for
+    one partition) are combined by a COPY instead."""
+    if len(written) == 1:
+        written[0].rename(target)
+        return
+    rows = "SELECT NULL::UBIGINT AS event_key LIMIT 0"
+    if written:
+        rows = f"SELECT event_key FROM {parquet_source(written)}"
+    con.execute(f"COPY ({rows}) TO {sql_literal(str(target))} (FORMAT parquet)")
 
 
 # files holding a valid record whose event_id is also, with other content, in the batch or stored

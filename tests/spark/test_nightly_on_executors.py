@@ -13,6 +13,7 @@ records from files the driver stages again), identical resends, and every file i
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,57 @@ def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempt
     assert counts["spark"][1][:3] == (3, 5, 3)  # late, fixed, r-new: 5 attempts, 3 billed
     assert counts["spark"][2][:5] == (0, 0, 0, 0, 0)
     assert reports["spark"][3] == reports["duckdb"][3]
+
+
+def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_reach_the_driver(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day resent under another name: each record whose event_id is stored with the same
+    content (one with its keys in another order: the same content) and repeats nowhere in the
+    batch is a duplicate that Spark's probe decides. The driver loads only the record that also
+    comes edited in another file (dedup must choose), reads only its stored twin, and counts
+    the probe's duplicates in the file's accounting; the tasks store none of them again.
+    Everything stored is the DuckDB nightlies'."""
+    from pipeline.spark import staging
+
+    seen: list[tuple[list[str], dict[int, int], int]] = []
+    load = staging.load_special
+
+    def loading(con: Any, parts: Any) -> dict[int, int]:
+        plain = load(con, parts)
+        ids = sorted(str(i) for (i,) in con.execute("SELECT event_id FROM parsed").fetchall())
+        (twins,) = con.execute("SELECT count(*) FROM stored_twins").fetchone()
+        seen.append((ids, plain, twins))
+        return plain
+
+    monkeypatch.setattr(staging, "load_special", loading)
+    day = [record(event_id=f"e-{i}", request_id=f"r-{i}", ts=f"{DAY}T0{i}:00:00Z") for i in range(1, 6)]
+    resent: list[dict[str, Any] | str] = [json.dumps(dict(reversed(day[0].items())))] + day[1:]
+    stored = {}
+    for engine in ("spark", "duckdb"):
+        billing = Billing(tmp_path / engine)
+        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing.log(f"requests-{DAY}.jsonl", day)
+        billing.nightly(DAY)
+        billing.log(f"requests-{NEXT_DAY}-a.jsonl", resent)
+        billing.log(f"requests-{NEXT_DAY}-b.jsonl", [dict(day[2], usage=usage(41, 4))])  # e-3 edited
+        billing.nightly(NEXT_DAY)
+        stored[engine] = {name: texts(billing.query(sql)) for name, sql in STORED.items()}
+        accounting = billing.query(
+            "SELECT file_name, lines_read, accepted, duplicates, quarantined FROM ingested_files WHERE run_id = 2"
+            " ORDER BY file_name"
+        )
+        assert accounting == [
+            (f"requests-{NEXT_DAY}-a.jsonl", 5, 0, 5, 0),  # four by the probe, e-3 by dedup
+            (f"requests-{NEXT_DAY}-b.jsonl", 1, 0, 0, 1),  # the edited e-3: a duplicate_conflict
+        ]
+        assert billing.query("SELECT event_id, reason FROM quarantine") == [("e-3", "duplicate_conflict")]
+        assert billing.query("SELECT count(*), count(DISTINCT event_id), max(run_id) FROM attempts") == [(5, 5, 1)]
+    # the first night stores every record (no history: nothing is a duplicate); the second
+    # loads e-3 twice (resent, and edited) and its one stored twin, and the probe counts the
+    # four others of file a (file_order 1)
+    assert seen == [([], {}, 0), (["e-3", "e-3"], {1: 4}, 1)]
+    assert stored["spark"] == stored["duckdb"]
 
 
 def test_shared_attempt_files_are_copied_where_they_cannot_be_linked(
