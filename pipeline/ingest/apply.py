@@ -127,7 +127,7 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
             "CREATE OR REPLACE TEMP VIEW executor_attempts AS "
             f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} "
             f"FROM {parquet_source(batch.parts)} "
-            f"WHERE problem IS NULL AND event_key NOT IN ({_LEFT_OUT.replace('$loaded_keys', left_out)})"
+            f"WHERE {_NOT_LEFT_OUT.replace('$loaded_keys', left_out)}"
         )
 
 
@@ -175,15 +175,21 @@ def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: 
 #: and the plain duplicates of stored records (decided by the probe).
 LOADED_KEYS_FILE = "loaded_keys.parquet"
 
-#: Those keys (``$loaded_keys``: the file), as the parts type them (Spark writes UBIGINT keys as
-#: DECIMAL(20,0), which holds every one exactly)
-_LEFT_OUT = "SELECT CAST(event_key AS UBIGINT) FROM read_parquet($loaded_keys)"
+#: A valid row of the parts that a task stores: neither its key nor itself left out (``$loaded_keys``:
+#: the file, keys with a NULL line_no, rows with a NULL key: a batch's repeats after their first).
+#: The keys as the parts type them (Spark writes UBIGINT keys as DECIMAL(20,0), which holds every
+#: one exactly).
+_NOT_LEFT_OUT = (
+    "problem IS NULL AND event_key NOT IN (SELECT CAST(event_key AS UBIGINT) FROM read_parquet($loaded_keys) "
+    "WHERE event_key IS NOT NULL) AND {'f': file_order, 'l': line_no} NOT IN (SELECT {'f': file_order, "
+    "'l': line_no} FROM read_parquet($loaded_keys) WHERE event_key IS NULL)"
+)
 
-#: The rows of one part (``$part``) that a task stores: valid, and not among the keys left out
-#: (``$loaded_keys``, :data:`LOADED_KEYS_FILE`): ``executor_attempts`` of one part.
+#: The rows of one part (``$part``) that a task stores: valid, and not left out (``$loaded_keys``,
+#: :data:`LOADED_KEYS_FILE`): ``executor_attempts`` of one part.
 EXECUTOR_STORED = (
     f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} FROM read_parquet($part) "
-    f"WHERE problem IS NULL AND event_key NOT IN ({_LEFT_OUT})"
+    f"WHERE {_NOT_LEFT_OUT}"
 )
 
 #: The lookup keys of the rows of one part that a task stores (:data:`EXECUTOR_STORED`), with the

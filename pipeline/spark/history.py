@@ -98,54 +98,58 @@ def probe_history(
     rows = every_row.selectExpr("event_key", "request_key", "event_id", "problem IS NULL AS valid")
     day = rows.where("valid AND event_key IS NOT NULL").select("event_key", "event_id")
     keys = day.select("event_key")
-    repeated = keys.groupBy("event_key").count().where("count > 1").select("event_key")
+    # the keys repeated in the batch (a shuffle of the day's keys, so computed once: the
+    # duplicates decided and the special keys both read it; nearly always none)
+    repeated = keys.groupBy("event_key").count().where("count > 1").select("event_key").cache()
     ids = (
         rows.where("NOT valid AND event_id IS NOT NULL")
         .select("event_id")
         .union(read([quarantined]).select("event_id"))
         .distinct()
     )
-    fixed = day.join(ids, "event_id", "left_semi").select("event_key")
-    special = repeated.union(fixed)
+    fixed = day.join(ids, "event_id", "left_semi").select("event_key").distinct().cache()  # read twice, small
     stored_dir, special_dir = out_dir / "stored", out_dir / "special"
     earlier_dir, left_out_dir, duplicates_dir = out_dir / "earlier", out_dir / "left_out", out_dir / "duplicates"
-    plain = None
+    stored = None
     if history:
         stored_keys = read(history)
         stored = stored_keys.select("event_key", "run_id").join(keys.distinct(), "event_key", "left_semi").distinct()
-        # read for the runs to open, joined, and (less the plain duplicates) written
-        stored = stored_all = stored.cache()
-        plain = _plain_duplicates(spark, every_row, stored, special.distinct(), attempts)
-        if plain is not None:
-            plain = plain.cache()  # counted, and its keys are left out
-            stored = stored.join(plain.select("event_key"), "event_key", "left_anti")
-            plain.groupBy("file_order").agg(F.count("*").alias("duplicates")).coalesce(1).write.parquet(
-                str(duplicates_dir)
-            )
-        special = special.union(stored.select("event_key"))
-        stored.coalesce(1).write.parquet(str(stored_dir))
+        stored = stored.cache()  # its runs opened, and (less the decided keys) written
+    decided = _decided_duplicates(spark, every_row, repeated, fixed, stored, attempts)
+    looked_at = repeated if stored is None else repeated.union(stored.select("event_key"))
+    not_special = decided.by_key.select("event_key").union(decided.batch_keys)
+    special = fixed.union(looked_at.join(not_special, "event_key", "left_anti"))
     special = special.distinct().cache()  # written, and the loaded rows are chosen by it
     special.coalesce(1).write.parquet(str(special_dir))
-    left_out = special if plain is None else special.union(plain.select("event_key"))
-    # one file (the tasks that store the parts' other rows each read it), never a NULL key (NOT IN)
-    left_out.where("event_key IS NOT NULL").coalesce(1).write.parquet(str(left_out_dir))
+    if stored is not None:  # the stored keys of the special records: dedup opens their runs
+        stored.join(special, "event_key", "left_semi").coalesce(1).write.parquet(str(stored_dir))
+    duplicates = decided.by_key.select("file_order").union(decided.by_row.select("file_order"))
+    duplicates.groupBy("file_order").agg(F.count("*").alias("duplicates")).coalesce(1).write.parquet(
+        str(duplicates_dir)
+    )
+    left_out = special.union(decided.by_key.select("event_key")).distinct()
+    # one file (the tasks that store the parts' other rows each read it): the keys (never NULL:
+    # NOT IN), then the rows left out one by one (the batch's repeats after their first)
+    left_out.selectExpr("event_key", "CAST(NULL AS INT) AS file_order", "CAST(NULL AS BIGINT) AS line_no").union(
+        decided.by_row.selectExpr("CAST(NULL AS DECIMAL(20,0)) AS event_key", "file_order", "line_no")
+    ).coalesce(1).write.parquet(str(left_out_dir))
     earlier = bool(history) and _write_earlier_requests(every_row, stored_keys, left_out, earlier_dir)
     loaded_dir = out_dir / "loaded"
     marked = special.withColumn("special", F.lit(True))  # Spark broadcasts it when it is small
     loaded = every_row.join(marked, "event_key", "left").where("problem IS NOT NULL OR special")
     # one output file, the parts still scanned by a task each (coalesce would make the scan one task)
     loaded.drop("special").repartition(1).write.parquet(str(loaded_dir))
-    special.unpersist()
-    if history:
-        stored_all.unpersist()
-    if plain is not None:
-        plain.unpersist()
+    for frame in (special, repeated, fixed):
+        frame.unpersist()
+    decided.unpersist()
+    if stored is not None:
+        stored.unpersist()
     folders = [
         special_dir,
         loaded_dir,
         left_out_dir,
+        duplicates_dir,
         *([stored_dir] if history else []),
-        *([duplicates_dir] if plain is not None else []),
         *([earlier_dir] if earlier else []),
     ]
     for folder in folders:
@@ -154,44 +158,87 @@ def probe_history(
     return ProbeOutput(stored_dir, special_dir, loaded_dir, left_out_dir, duplicates_dir, earlier_dir)
 
 
-def _plain_duplicates(
-    spark: Any, every_row: Any, stored: Any, special: Any, attempts: Sequence[tuple[int, Path]]
-) -> Any | None:
-    """The plain duplicates of the parts (``event_key``, ``file_order``): valid records whose
-    key is ``stored``, not ``special`` (so their event_id is in the batch once, and no
-    quarantined one), and whose event_id is stored with the same content digest, in the
-    attempts files of the runs holding their key. ``dedup.sql`` gives each of them the verdict
-    ``duplicate``: a stored twin with the same digest. A hash collision finds no twin of the
-    same event_id, and a twin stored with another digest (a conflict, or an attempt hashed
-    before the canonical content form) is not plain: both stay special, for the driver's dedup.
-    None when no stored key has its run's attempts in a file (the usual night: no stored key)."""
+@dataclass(frozen=True)
+class Decided:
+    """The duplicates the probe decides (DataFrames): ``by_key`` (``event_key``, ``file_order``:
+    every record of the key is a duplicate of a stored one), ``by_row`` (``file_order``,
+    ``line_no``: a repeat within the batch, after the first, which is new) and ``batch_keys``
+    (the keys of those repeats: no longer special, their first record is stored by its task)."""
+
+    by_key: Any
+    by_row: Any
+    batch_keys: Any
+    cached: tuple[Any, ...]
+
+    def unpersist(self) -> None:
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def _decided_duplicates(
+    spark: Any, every_row: Any, repeated: Any, fixed: Any, stored: Any | None, attempts: Sequence[tuple[int, Path]]
+) -> Decided:
+    """The duplicates ``dedup.sql`` would find among records whose key repeats in the batch or
+    is ``stored``, when their verdict needs no line and no other record: all valid records of
+    the key have one event_id and one content digest (the first 32 hex digits of
+    ``content_sha256``, as dedup compares them), and none is ``fixed`` (the event_id of a
+    quarantined line or entry, which store_batch.sql resolves). Then, if the key is stored and
+    that event_id's stored attempt (in the attempts files of the runs holding the key) has the
+    same digest, every record of the key is a ``duplicate`` (``by_key``); if the key is not
+    stored, the first record (by file, then line) is new and the others are ``duplicate``
+    (``by_row``). Everything else stays special, for the driver's dedup: a hash collision (two
+    event_ids, or no stored twin of the event_id), other content (a ``duplicate_conflict``), a
+    stored twin with another digest (a conflict, or an attempt hashed before the canonical
+    content form), or a run whose attempts are still in the database's table (no file)."""
     from pyspark.sql import functions as F  # noqa: N812
 
     from pipeline.spark.remote import _literal
 
-    runs = {int(row[0]) for row in stored.select("run_id").distinct().collect()}
-    files = [str(path) for run, path in attempts if run in runs]
-    if not files:
-        return None
-    candidates = (
+    looked_at = repeated if stored is None else repeated.union(stored.select("event_key"))
+    rows = (
         every_row.where("problem IS NULL AND event_key IS NOT NULL")
-        .select("event_key", "event_id", "file_order", F.substring("content_sha256", 1, 32).alias("digest"))
-        .join(stored.select("event_key").distinct(), "event_key", "left_semi")
-        .join(special, "event_key", "left_anti")
+        .select("event_key", "event_id", "file_order", "line_no", F.substring("content_sha256", 1, 32).alias("digest"))
+        .join(looked_at.distinct(), "event_key", "left_semi")
+        .join(fixed, "event_key", "left_anti")
+    ).cache()  # the records looked at: a repeat's or a stored key's (nearly always none)
+    groups = (
+        rows.groupBy("event_key")
+        .agg(
+            F.min("event_id").alias("event_id"),
+            F.max("event_id").alias("last_id"),
+            F.min("digest").alias("digest"),
+            F.max("digest").alias("last_digest"),
+            F.min(F.struct("file_order", "line_no")).alias("first"),
+        )
+        .where("event_id = last_id AND digest = last_digest")
+        .drop("last_id", "last_digest")
+    ).cache()  # the keys whose records are all one: joined with the twins, and with the rows
+    empty = rows.select("event_key", "file_order", "line_no").limit(0)
+    by_key = empty
+    runs = set() if stored is None else {int(row[0]) for row in stored.select("run_id").distinct().collect()}
+    files = [_literal(str(path)) for run, path in attempts if run in runs]
+    if files:
+        twins = (
+            spark.read.parquet(*files)
+            .select("event_id", F.substring("content_sha256", 1, 32).alias("twin_digest"))
+            .join(groups.select("event_id"), "event_id", "left_semi")
+        )
+        same = (
+            groups.join(stored.select("event_key"), "event_key", "left_semi")  # type: ignore[union-attr]
+            .join(twins, "event_id")
+            .groupBy("event_key")
+            .agg(F.min(F.col("twin_digest") == F.col("digest")).alias("same"))  # dedup stores one: one twin
+            .where("same")
+        )
+        by_key = rows.join(same, "event_key", "left_semi").select("event_key", "file_order", "line_no")
+    batch = groups if stored is None else groups.join(stored.select("event_key"), "event_key", "left_anti")
+    by_row = (
+        rows.join(batch.select("event_key", "first"), "event_key")
+        .where("file_order <> first.file_order OR line_no <> first.line_no")
+        .select("file_order", "line_no")
     )
-    twins = (
-        spark.read.parquet(*[_literal(f) for f in files])
-        .select("event_id", F.substring("content_sha256", 1, 32).alias("twin_digest"))
-        .join(candidates.select("event_id"), "event_id", "left_semi")
-    )
-    # every twin of the event_id equal (dedup stores one attempt an event_id: one twin)
-    return (
-        candidates.join(twins, "event_id")
-        .groupBy("event_key", "file_order", "digest")
-        .agg(F.min(F.col("twin_digest") == F.col("digest")).alias("same"))
-        .where("same")
-        .select("event_key", "file_order")
-    )
+    by_key, by_row = by_key.cache(), by_row.cache()  # counted, left out, and (by key) not special
+    return Decided(by_key, by_row, batch.select("event_key"), (rows, groups, by_key, by_row))
 
 
 def _write_earlier_requests(every_row: Any, stored_keys: Any, special: Any, out: Path) -> bool:

@@ -282,9 +282,9 @@ def _place_left_out_keys(con: duckdb.DuckDBPyConnection, written: Sequence[Path]
     if len(written) == 1:
         written[0].rename(target)
         return
-    rows = "SELECT NULL::UBIGINT AS event_key LIMIT 0"
+    rows = "SELECT NULL::UBIGINT AS event_key, NULL::INTEGER AS file_order, NULL::BIGINT AS line_no LIMIT 0"
     if written:
-        rows = f"SELECT event_key FROM {parquet_source(written)}"
+        rows = f"SELECT event_key, file_order, line_no FROM {parquet_source(written)}"
     con.execute(f"COPY ({rows}) TO {sql_literal(str(target))} (FORMAT parquet)")
 
 

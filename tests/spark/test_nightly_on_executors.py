@@ -221,7 +221,10 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
     billing = Billing(tmp_path / "billing")
     billing.settings = dataclasses.replace(billing.settings, engine="spark")
     twin = record(event_id="twin", request_id="req-twin")
-    billing.log(f"requests-{DAY}.jsonl", [record(event_id="a", request_id="r-a"), twin, twin, "{not json"])
+    # twin again with other content: the driver's dedup keeps the first (a copy with the same
+    # content would be decided by Spark's probe, and the task would store the first)
+    edited = dict(twin, usage=usage(41, 4))
+    billing.log(f"requests-{DAY}.jsonl", [record(event_id="a", request_id="r-a"), twin, edited, "{not json"])
     tables = ("attempt_keys", "attempts", "quarantine", "ingested_files")
     before = {t: billing.one(f"SELECT count(*) FROM {t}") for t in tables}
 
@@ -277,7 +280,7 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
     ]
     assert all(p.exists() for p in written)  # unlisted
     [f] = billing.nightly(DAY).files
-    assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (4, 2, 1, 1)
+    assert (f.lines_read, f.accepted, f.duplicates, f.quarantined) == (4, 2, 0, 2)
     assert billing.one("SELECT count(*) FROM attempt_keys") == 2 and list(exchange.iterdir()) == []
     listed = {lake / p for (p,) in billing.query("SELECT path FROM lake_files")}
     assert not any(p.exists() for p in written) and set(lake.rglob("*.parquet")) == listed  # the next run removed them
@@ -376,10 +379,12 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
 ) -> None:
     """A day resent under another name: each record whose event_id is stored with the same
     content (one with its keys in another order: the same content) and repeats nowhere in the
-    batch is a duplicate that Spark's probe decides. The driver loads only the record that also
-    comes edited in another file (dedup must choose), reads only its stored twin, and counts
-    the probe's duplicates in the file's accounting; the tasks store none of them again.
-    Everything stored is the DuckDB nightlies'."""
+    batch is a duplicate that Spark's probe decides; so are new records repeated within the
+    batch with the same content (a line twice in a file, a file delivered twice under two
+    names): the first is new and stored by its task, the others are duplicates. The driver
+    loads only the record that also comes edited in another file (dedup must choose), reads
+    only its stored twin, and counts the probe's duplicates in each file's accounting; the
+    tasks store none of them. Everything stored is the DuckDB nightlies'."""
     from pipeline.spark import staging
 
     seen: list[tuple[list[str], dict[int, int], int]] = []
@@ -395,6 +400,7 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
     monkeypatch.setattr(staging, "load_special", loading)
     day = [record(event_id=f"e-{i}", request_id=f"r-{i}", ts=f"{DAY}T0{i}:00:00Z") for i in range(1, 6)]
     resent: list[dict[str, Any] | str] = [json.dumps(dict(reversed(day[0].items())))] + day[1:]
+    new = [record(event_id=f"n-{i}", request_id=f"rn-{i}", ts=f"{NEXT_DAY}T0{i}:00:00Z") for i in (1, 2)]
     stored = {}
     for engine in ("spark", "duckdb"):
         billing = Billing(tmp_path / engine)
@@ -403,6 +409,8 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
         billing.nightly(DAY)
         billing.log(f"requests-{NEXT_DAY}-a.jsonl", resent)
         billing.log(f"requests-{NEXT_DAY}-b.jsonl", [dict(day[2], usage=usage(41, 4))])  # e-3 edited
+        billing.log(f"requests-{NEXT_DAY}-c.jsonl", [new[0], new[1], new[1]])  # n-2 twice
+        billing.log(f"requests-{NEXT_DAY}-d.jsonl", [json.dumps(dict(reversed(new[0].items()))), new[1]])
         billing.nightly(NEXT_DAY)
         stored[engine] = {name: texts(billing.query(sql)) for name, sql in STORED.items()}
         accounting = billing.query(
@@ -412,13 +420,19 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
         assert accounting == [
             (f"requests-{NEXT_DAY}-a.jsonl", 5, 0, 5, 0),  # four by the probe, e-3 by dedup
             (f"requests-{NEXT_DAY}-b.jsonl", 1, 0, 0, 1),  # the edited e-3: a duplicate_conflict
+            (f"requests-{NEXT_DAY}-c.jsonl", 3, 2, 1, 0),  # n-1 and n-2 new, n-2 again
+            (f"requests-{NEXT_DAY}-d.jsonl", 2, 0, 2, 0),  # file c's records again
         ]
         assert billing.query("SELECT event_id, reason FROM quarantine") == [("e-3", "duplicate_conflict")]
-        assert billing.query("SELECT count(*), count(DISTINCT event_id), max(run_id) FROM attempts") == [(5, 5, 1)]
+        assert billing.query("SELECT count(*), count(DISTINCT event_id), max(run_id) FROM attempts") == [(7, 7, 2)]
+        assert billing.query("SELECT source_file, source_line FROM attempts WHERE run_id = 2 ORDER BY 1, 2") == [
+            (f"requests-{NEXT_DAY}-c.jsonl", 1),
+            (f"requests-{NEXT_DAY}-c.jsonl", 2),
+        ]
     # the first night stores every record (no history: nothing is a duplicate); the second
     # loads e-3 twice (resent, and edited) and its one stored twin, and the probe counts the
-    # four others of file a (file_order 1)
-    assert seen == [([], {}, 0), (["e-3", "e-3"], {1: 4}, 1)]
+    # four others of file a (file_order 1), n-2's repeat in file c (3) and file d's two (4)
+    assert seen == [([], {}, 0), (["e-3", "e-3"], {1: 4, 3: 1, 4: 2}, 1)]
     assert stored["spark"] == stored["duckdb"]
 
 
