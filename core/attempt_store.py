@@ -399,11 +399,6 @@ def listed_files(
     return [path for _, path in _listed(con, spec, folder or spec.view, database or _current(con), runs)]
 
 
-def listed_files_of_runs(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> list[tuple[int, Path]]:
-    """:func:`listed_files` of ``spec`` with the run of each file: (run_id, path), in run order."""
-    return _listed(con, spec, spec.view, _current(con), None)
-
-
 def _listed(
     con: duckdb.DuckDBPyConnection, spec: LakeTable, folder: str, database: str, runs: Iterable[int] | None
 ) -> list[tuple[int, Path]]:

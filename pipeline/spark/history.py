@@ -45,11 +45,12 @@ driver casts the results back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.redact import REDACTED
 from pipeline.spark import SparkEngineError
 
 
@@ -74,7 +75,7 @@ def probe_history(
     history: Sequence[Path],
     quarantined: Path,
     out_dir: Path,
-    attempts: Sequence[tuple[int, Path]] = (),
+    attempts: Callable[[set[int]], Sequence[Path]] = lambda runs: (),
 ) -> ProbeOutput:
     """Write into ``out_dir`` the folders of :class:`ProbeOutput`: ``stored`` (the stored keys
     that special records of ``parts`` share, distinct), ``special`` (the keys of the valid
@@ -84,9 +85,9 @@ def probe_history(
     special key; the keys as Spark reads them), ``left_out`` (the special keys and those of
     the plain duplicates), ``duplicates`` (each file's plain duplicates) and ``earlier`` (the
     day's requests with a stored attempt, found by ``request_key``). ``history``: the stored
-    keys' files (none: a first run); ``attempts``: the listed attempts files, with their runs
-    (a run whose attempts are in none, i.e. still in the database's table, has no plain
-    duplicate: its keys stay special)."""
+    keys' files (none: a first run); ``attempts``: the listed attempts files of the given runs
+    (asked only for the runs holding a stored key the day shares; a run whose attempts are in
+    no file, i.e. still in the database's table, decides no duplicate: its keys stay special)."""
     from pyspark.sql import functions as F  # noqa: N812
 
     from pipeline.spark.remote import _literal
@@ -107,7 +108,11 @@ def probe_history(
         .union(read([quarantined]).select("event_id"))
         .distinct()
     )
-    fixed = day.join(ids, "event_id", "left_semi").select("event_key").distinct().cache()  # read twice, small
+    # store_batch.sql keeps a quarantined line's event_id masked (mask_secrets), and resolves the
+    # entry when a new record has that masked id: a valid id spelling the mask may be one
+    masked = day.where(F.col("event_id").contains(REDACTED)).select("event_key")
+    fixed = day.join(ids, "event_id", "left_semi").select("event_key").union(masked)
+    fixed = fixed.distinct().cache()  # read twice, small
     stored_dir, special_dir = out_dir / "stored", out_dir / "special"
     earlier_dir, left_out_dir, duplicates_dir = out_dir / "earlier", out_dir / "left_out", out_dir / "duplicates"
     stored = None
@@ -176,15 +181,21 @@ class Decided:
 
 
 def _decided_duplicates(
-    spark: Any, every_row: Any, repeated: Any, fixed: Any, stored: Any | None, attempts: Sequence[tuple[int, Path]]
+    spark: Any,
+    every_row: Any,
+    repeated: Any,
+    fixed: Any,
+    stored: Any | None,
+    attempts: Callable[[set[int]], Sequence[Path]],
 ) -> Decided:
     """The duplicates ``dedup.sql`` would find among records whose key repeats in the batch or
     is ``stored``, when their verdict needs no line and no other record: all valid records of
-    the key have one event_id and one content digest (the first 32 hex digits of
-    ``content_sha256``, as dedup compares them), and none is ``fixed`` (the event_id of a
-    quarantined line or entry, which store_batch.sql resolves). Then, if the key is stored and
-    that event_id's stored attempt (in the attempts files of the runs holding the key) has the
-    same digest, every record of the key is a ``duplicate`` (``by_key``); if the key is not
+    the key have one event_id and one ``content_sha256`` (all 64 hex digits, as dedup compares
+    two records of the batch), and none is ``fixed`` (the event_id of a quarantined line or
+    entry, which store_batch.sql resolves). Then, if the key is stored and that event_id's
+    stored attempt (in the attempts files of the runs holding the key) has the same digest
+    (the first 32 hex digits, as dedup compares a record with a stored one), every record of
+    the key is a ``duplicate`` (``by_key``); if the key is not
     stored, the first record (by file, then line) is new and the others are ``duplicate``
     (``by_row``). Everything else stays special, for the driver's dedup: a hash collision (two
     event_ids, or no stored twin of the event_id), other content (a ``duplicate_conflict``), a
@@ -197,7 +208,7 @@ def _decided_duplicates(
     looked_at = repeated if stored is None else repeated.union(stored.select("event_key"))
     rows = (
         every_row.where("problem IS NULL AND event_key IS NOT NULL")
-        .select("event_key", "event_id", "file_order", "line_no", F.substring("content_sha256", 1, 32).alias("digest"))
+        .select("event_key", "event_id", "file_order", "line_no", "content_sha256")
         .join(looked_at.distinct(), "event_key", "left_semi")
         .join(fixed, "event_key", "left_anti")
     ).cache()  # the records looked at: a repeat's or a stored key's (nearly always none)
@@ -206,17 +217,17 @@ def _decided_duplicates(
         .agg(
             F.min("event_id").alias("event_id"),
             F.max("event_id").alias("last_id"),
-            F.min("digest").alias("digest"),
-            F.max("digest").alias("last_digest"),
+            F.min("content_sha256").alias("content_sha256"),
+            F.max("content_sha256").alias("last_sha256"),
             F.min(F.struct("file_order", "line_no")).alias("first"),
         )
-        .where("event_id = last_id AND digest = last_digest")
-        .drop("last_id", "last_digest")
+        .where("event_id = last_id AND content_sha256 = last_sha256")
+        .select("event_key", "event_id", "first", F.substring("content_sha256", 1, 32).alias("digest"))
     ).cache()  # the keys whose records are all one: joined with the twins, and with the rows
     empty = rows.select("event_key", "file_order", "line_no").limit(0)
     by_key = empty
     runs = set() if stored is None else {int(row[0]) for row in stored.select("run_id").distinct().collect()}
-    files = [_literal(str(path)) for run, path in attempts if run in runs]
+    files = [_literal(str(path)) for path in attempts(runs)] if runs else []
     if files:
         twins = (
             spark.read.parquet(*files)

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import duckdb
 
-from core.attempt_store import ATTEMPT_KEYS, ATTEMPTS, listed_files, listed_files_of_runs, parquet_source, stored_table
+from core.attempt_store import ATTEMPT_KEYS, ATTEMPTS, listed_files, parquet_source, stored_table
 from core.db import sql_literal
 from core.timing import step
 from pipeline.ingest.apply import LOADED_KEYS_FILE, bind_twins_of_stored_keys
@@ -239,7 +239,12 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[
         stored_files.append(unfolded)
     with step("probe"), spark_failures("probing the stored keys"):
         probed = history.probe_history(
-            get_session(), parts, stored_files, quarantined, work / "probe", listed_files_of_runs(con, ATTEMPTS)
+            get_session(),
+            parts,
+            stored_files,
+            quarantined,
+            work / "probe",
+            lambda runs: listed_files(con, ATTEMPTS, runs=runs),  # only the runs holding a key the day shares
         )
     earlier = history.output_files(probed.earlier)
     if earlier:

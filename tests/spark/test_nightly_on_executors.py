@@ -436,6 +436,36 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
     assert stored["spark"] == stored["duckdb"]
 
 
+def test_a_valid_record_with_the_masked_id_of_a_quarantined_line_resolves_it_on_both_engines(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A line whose event_id holds an API key is quarantined with the id masked; a valid record
+    whose id is that masked text resolves the entry when it is stored new (store_batch.sql).
+    Spark's probe compares the quarantined lines' raw ids, so it loads every valid record whose
+    id spells the mask for the driver's dedup instead of deciding it (found by review: repeated
+    twice it was decided as a duplicate and stored by its task, once it was never loaded; the
+    entries stayed open on Spark)."""
+    secret = "sk-abcdefgh12345678"
+    lines: list[dict[str, Any] | str] = []
+    for name in ("m1", "m2"):
+        lines.append(json.dumps(record(event_id=f"{name}-{secret}", request_id=f"r-{name}", ts=f"{DAY}T01:00:00Z")))
+        lines.append(record(event_id=f"{name}-[REDACTED]", request_id=f"r-{name}", ts=f"{DAY}T01:00:00Z"))
+    lines.append(lines[1])  # m1's masked id twice
+    stored = {}
+    for engine in ("spark", "duckdb"):
+        billing = Billing(tmp_path / engine)
+        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing.log(f"requests-{DAY}.jsonl", lines)
+        billing.nightly(DAY)
+        assert billing.query("SELECT event_id, reason, resolved_run_id FROM quarantine ORDER BY 1") == [
+            ("m1-[REDACTED]", "invalid_record", 1),
+            ("m2-[REDACTED]", "invalid_record", 1),
+        ]
+        assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("m1-[REDACTED]",), ("m2-[REDACTED]",)]
+        stored[engine] = {name: texts(billing.query(sql)) for name, sql in STORED.items()}
+    assert stored["spark"] == stored["duckdb"]
+
+
 def test_shared_attempt_files_are_copied_where_they_cannot_be_linked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
