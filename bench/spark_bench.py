@@ -19,7 +19,11 @@ generated day through ``nightly`` on DuckDB and with ``--engine spark`` on ``loc
 ``local[2]`` (validation on the executors, rating on Spark), each on a fresh database, and
 prints wall time, attempts per second and per core, the run's steps, and whether the stored
 attempts, quarantine and rated rows are identical. docs/scale.md turns the figures into a
-plan for 100M and 1B attempts a day.
+plan for 100M and 1B attempts a day. ``--resend`` adds a night that resends the first night's
+records under the next day's name (other bytes): every record a duplicate of a stored one,
+which a Spark nightly decides on the cluster; the ``peak RSS`` column is the driver process's
+during each night (Linux: VmHWM, reset before the night), where a resend that reached the
+driver would show.
 """
 
 from __future__ import annotations
@@ -83,6 +87,30 @@ def write_day(path: Path, day: date, requests: int, seed: int, files: int = 1) -
         for out in outs:
             out.close()
     return count
+
+
+def resend_day(first: Path, target: Path) -> None:
+    """The first night's files again, re-gzipped (other bytes, the same records) under the name
+    of ``target`` (``requests-<day>``): a gateway's log shipper resending a day."""
+    for k, source in enumerate(sorted(first.parent.glob(f"{first.name}*.jsonl.gz"))):
+        copy = target.with_name(f"{target.name}-r{k:02d}.jsonl.gz")
+        with gzip.open(source, "rb") as src, gzip.open(copy, "wb") as out:
+            out.write(src.read())
+
+
+def peak_rss_mb(reset: bool = False) -> float | None:  # allow-float: megabytes
+    """This process's peak resident set since the last reset (Linux VmHWM; ``reset``: start
+    over, by writing 5 to /proc/self/clear_refs); None where the kernel does not say."""
+    try:
+        if reset:
+            Path("/proc/self/clear_refs").write_text("5")
+            return None
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def no_recount(rows: list[Any]) -> list[tuple[int, int, str] | None]:
@@ -208,10 +236,16 @@ def compare_nightlies(args: argparse.Namespace, root: Path) -> None:
             f"  generated {counts[-1]:,} attempts for {night} in {args.files} files ({size / 1e6:.1f} MB gz)"
             f" in {time.perf_counter() - start:.1f} s"
         )
+    if args.resend:  # one more night: the first night's records again, under the next day's name
+        night = nights[-1] + timedelta(days=1)
+        resend_day(logs / f"requests-{nights[0]}", logs / f"requests-{night}")
+        nights.append(night)
+        counts.append(counts[0])
+        print(f"  resent the {counts[0]:,} attempts of {nights[0]} as {night}")
     cores = os.cpu_count() or 1
     spark_runs = [("spark", m, int(m.removeprefix("local[").removesuffix("]"))) for m in args.masters]
     runs = [("duckdb", None, cores), *spark_runs]
-    print(f"  {'engine':<16} {'wall s':>8} {'attempts/s':>12} {'per core':>10}   steps (s)")
+    print(f"  {'engine':<16} {'wall s':>8} {'attempts/s':>12} {'per core':>10} {'peak RSS':>9}   steps (s)")
     results = []
     for engine, master, used in runs:
         if master is not None:
@@ -230,10 +264,17 @@ def compare_nightlies(args: argparse.Namespace, root: Path) -> None:
         for k, (night, attempts) in enumerate(zip(nights, counts, strict=True)):
             # the first night loads the reference data (a listed scope: the open periods); the
             # next ones are the usual night, with a history to probe
+            peak_rss_mb(reset=True)
             wall, steps = nightly_on(engine, master, source, night, root)
+            peak = peak_rss_mb()
+            rss = "n/a" if peak is None else f"{peak:,.0f} MB"
             shown = ", ".join(f"{key} {v:.1f}" for key, v in steps.items() if v >= 0.05)
             label = name if len(nights) == 1 else f"{name} n{k + 1}"
-            print(f"  {label:<16} {wall:8.1f} {attempts / wall:12,.0f} {attempts / wall / used:10,.0f}   {shown}")
+            if args.resend and k == len(nights) - 1:
+                label = f"{name} resend"
+            print(
+                f"  {label:<16} {wall:8.1f} {attempts / wall:12,.0f} {attempts / wall / used:10,.0f} {rss:>9}   {shown}"
+            )
         results.append(name)
     con = duckdb.connect()
     try:
@@ -270,6 +311,11 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=1,
         help="with --nightly: consecutive days, each engine's nights on one database (the first loads the reference)",
+    )
+    parser.add_argument(
+        "--resend",
+        action="store_true",
+        help="with --nightly: one more night resending the first night's records under the next day's name",
     )
     parser.add_argument(
         "--uri",

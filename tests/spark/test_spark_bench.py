@@ -26,8 +26,11 @@ def test_spark_bench_nightly_smoke_runs_both_engines_and_finds_no_difference(
     monkeypatch.chdir(root)  # the bench reads data/accounts.toml
     # --uri: the Spark nightly reads the day through Hadoop (pipeline/spark/remote.py), as make spark-bench may
     # two nights, as make spark-bench runs them: the second probes a history
-    spark_bench.main(["--nightly", "--nights", "2", "--n", "300", "--masters", spark.sparkContext.master, "--uri"])
+    # and a night resending the first night's records: all duplicates, on both engines
+    argv = ["--nightly", "--nights", "2", "--resend", "--n", "300", "--masters", spark.sparkContext.master, "--uri"]
+    spark_bench.main(argv)
     out = capsys.readouterr().out
     assert "attempts/s" in out and "spark local[2] n1" in out and "spark local[2] n2" in out
+    assert "duckdb resend" in out and "spark local[2] resend" in out and " MB " in out
     differing = [line for line in out.splitlines() if "rows that differ" in line]
     assert len(differing) == 3 and all(line.endswith(": 0") for line in differing), out
