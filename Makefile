@@ -84,7 +84,7 @@ bench-smoke: $(STAMP)
 schema-doc: $(RUNTIME)
 	$(CLI) schema-doc > docs/schema.md.tmp && mv docs/schema.md.tmp docs/schema.md
 
-## spark-bench: two nights of generated days (the second with a history), then the first resent, on DuckDB and on Spark local[1] and local[2] (SPARK_BENCH_N requests a day); see docs/scale.md
+## spark-bench: two nights of generated days (the second with a history), then the first resent, on DuckDB and on Spark local[1] and local[2] (SPARK_BENCH_N requests a day); see docs/scale.md and docs/spark.md
 SPARK_BENCH_N ?= 200000
 spark-bench: $(STAMP)
 	$(PY) bench/spark_bench.py --nightly --nights 2 --resend --n $(SPARK_BENCH_N)

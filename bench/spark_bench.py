@@ -21,9 +21,9 @@ prints wall time, attempts per second and per core, the run's steps, and whether
 attempts, quarantine and rated rows are identical. docs/scale.md turns the figures into a
 plan for 100M and 1B attempts a day. ``--resend`` adds a night that resends the first night's
 records under the next day's name (other bytes): every record a duplicate of a stored one,
-which a Spark nightly decides on the cluster; the ``peak RSS`` column is the driver process's
-during each night (Linux: VmHWM, reset before the night), where a resend that reached the
-driver would show.
+which a Spark nightly decides on the cluster; the ``peak RSS`` column is this Python process's
+during each night (Linux: VmHWM, reset before the night): the driver's DuckDB, where a resend
+that reached the driver would show (the Spark JVM is another process, not counted).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import dataclasses
 import gzip
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -95,16 +96,23 @@ def resend_day(first: Path, target: Path) -> None:
     for k, source in enumerate(sorted(first.parent.glob(f"{first.name}*.jsonl.gz"))):
         copy = target.with_name(f"{target.name}-r{k:02d}.jsonl.gz")
         with gzip.open(source, "rb") as src, gzip.open(copy, "wb") as out:
-            out.write(src.read())
+            shutil.copyfileobj(src, out)
 
 
-def peak_rss_mb(reset: bool = False) -> float | None:  # allow-float: megabytes
-    """This process's peak resident set since the last reset (Linux VmHWM; ``reset``: start
-    over, by writing 5 to /proc/self/clear_refs); None where the kernel does not say."""
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident set over (Linux: 5 written to /proc/self/clear_refs);
+    whether the kernel took it."""
     try:
-        if reset:
-            Path("/proc/self/clear_refs").write_text("5")
-            return None
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float | None:  # allow-float: megabytes
+    """This process's peak resident set since the last reset (Linux VmHWM); None where the
+    kernel does not say."""
+    try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
@@ -264,9 +272,9 @@ def compare_nightlies(args: argparse.Namespace, root: Path) -> None:
         for k, (night, attempts) in enumerate(zip(nights, counts, strict=True)):
             # the first night loads the reference data (a listed scope: the open periods); the
             # next ones are the usual night, with a history to probe
-            peak_rss_mb(reset=True)
+            was_reset = reset_peak_rss()
             wall, steps = nightly_on(engine, master, source, night, root)
-            peak = peak_rss_mb()
+            peak = peak_rss_mb() if was_reset else None  # else the process's peak so far, not the night's
             rss = "n/a" if peak is None else f"{peak:,.0f} MB"
             shown = ", ".join(f"{key} {v:.1f}" for key, v in steps.items() if v >= 0.05)
             label = name if len(nights) == 1 else f"{name} n{k + 1}"

@@ -111,10 +111,11 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
     """TEMP VIEWs ``new_attempts``, the records dedup found new, with their R5 counts and
     lookup keys, and ``stored_new_attempts``, their stored columns (stored_attempts.sql), which
     store_batch.sql stores. With the Spark path's parts (``batch.parts``), also
-    ``executor_attempts``: the valid rows of the parts that ``parsed`` does not hold (not in
-    ``loaded_keys``, see pipeline/spark/staging.py), new by dedup.sql's own rule (neither
-    repeated nor stored), with the counts and keys their task made (a count without a
-    tokenizer is kept by neither path); :func:`store_executor_attempts` stores them."""
+    ``executor_attempts``: the valid rows of the parts that ``parsed`` does not hold and
+    Spark's probe did not leave out (:data:`LEFT_OUT_FILE`, see pipeline/spark/history.py),
+    new by dedup.sql's own rule (neither repeated nor stored, or the first of a repeat the
+    probe decided), with the counts and keys their task made (a count without a tokenizer is
+    kept by neither path); :func:`store_executor_attempts` stores them."""
     con.execute(
         "CREATE OR REPLACE TEMP VIEW new_attempts AS "
         "SELECT d.* EXCLUDE (verdict, first_file, first_line), r.est_input_tokens, r.est_output_tokens, "
@@ -122,12 +123,12 @@ def bind_new_attempts(con: duckdb.DuckDBPyConnection, batch: StagedBatch) -> Non
     )
     con.execute("CREATE OR REPLACE TEMP VIEW stored_new_attempts AS " + sql_text("stored_attempts.sql"))
     if batch.parts:
-        left_out = sql_literal(str(batch.parts[0].parent.parent / LOADED_KEYS_FILE))
+        left_out_file = sql_literal(str(batch.parts[0].parent.parent / LEFT_OUT_FILE))
         con.execute(
             "CREATE OR REPLACE TEMP VIEW executor_attempts AS "
             f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} "
             f"FROM {parquet_source(batch.parts)} "
-            f"WHERE {_NOT_LEFT_OUT.replace('$loaded_keys', left_out)}"
+            f"WHERE {_NOT_LEFT_OUT.replace('$left_out', left_out_file)}"
         )
 
 
@@ -140,7 +141,7 @@ def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: 
 
     With ``store`` (the Spark path: :func:`pipeline.spark.staging.store_on_executors`), each
     part's rows are written by a task, as :data:`EXECUTOR_STORED` with the part's path and
-    the file of ``loaded_keys`` filled in, and their keys by another (:data:`EXECUTOR_KEYS`);
+    the file of ``left_out`` filled in, and their keys by another (:data:`EXECUTOR_KEYS`);
     the files are listed as the run's parts 1.. (:func:`core.attempt_store.list_run_parts`):
     no attempt row and no key passes through the driver; the driver's own new rows
     (``run_attempts``, ``run_attempt_keys``) are part 0. Without it, one COPY writes both into
@@ -170,23 +171,24 @@ def store_executor_attempts(con: duckdb.DuckDBPyConnection, run_id: int, store: 
     list_run_parts(con, ATTEMPT_KEYS, run_id, store(EXECUTOR_KEYS.replace("$run", str(int(run_id)))))
 
 
-#: The exchange directory's file of the keys whose rows no task stores (Spark's probe writes it,
-#: pipeline/spark/history.py ``left_out``): the records the driver loads (dedup decides them)
-#: and the plain duplicates of stored records (decided by the probe).
-LOADED_KEYS_FILE = "loaded_keys.parquet"
+#: The exchange directory's file of what no task stores (Spark's probe writes it,
+#: pipeline/spark/history.py ``left_out``): the keys of the records the driver loads (dedup
+#: decides them) and of the stored records' duplicates, and the batch's repeats after their
+#: first by file and line (the duplicates the probe decided).
+LEFT_OUT_FILE = "left_out.parquet"
 
-#: A valid row of the parts that a task stores: neither its key nor itself left out (``$loaded_keys``:
+#: A valid row of the parts that a task stores: neither its key nor itself left out (``$left_out``:
 #: the file, keys with a NULL line_no, rows with a NULL key: a batch's repeats after their first).
 #: The keys as the parts type them (Spark writes UBIGINT keys as DECIMAL(20,0), which holds every
 #: one exactly).
 _NOT_LEFT_OUT = (
-    "problem IS NULL AND event_key NOT IN (SELECT CAST(event_key AS UBIGINT) FROM read_parquet($loaded_keys) "
+    "problem IS NULL AND event_key NOT IN (SELECT CAST(event_key AS UBIGINT) FROM read_parquet($left_out) "
     "WHERE event_key IS NOT NULL) AND {'f': file_order, 'l': line_no} NOT IN (SELECT {'f': file_order, "
-    "'l': line_no} FROM read_parquet($loaded_keys) WHERE event_key IS NULL)"
+    "'l': line_no} FROM read_parquet($left_out) WHERE event_key IS NULL)"
 )
 
-#: The rows of one part (``$part``) that a task stores: valid, and not left out (``$loaded_keys``,
-#: :data:`LOADED_KEYS_FILE`): ``executor_attempts`` of one part.
+#: The rows of one part (``$part``) that a task stores: valid, and not left out (``$left_out``,
+#: :data:`LEFT_OUT_FILE`): ``executor_attempts`` of one part.
 EXECUTOR_STORED = (
     f"SELECT * EXCLUDE (est_input_tokens, est_output_tokens), {_RECOUNTED} FROM read_parquet($part) "
     f"WHERE {_NOT_LEFT_OUT}"

@@ -215,8 +215,9 @@ class StagedBatch:
     # counted them. ``close`` removes the parts: call it once the run's transaction has ended.
     parts: tuple[Path, ...] = ()
     lines: dict[int, int] | None = None
-    # each file's plain duplicates, which Spark's probe decided and the driver never loads
-    # (pipeline/spark/history.py): the ``duplicate`` verdicts ``parsed`` does not hold
+    # each file's duplicates that Spark's probe decided (of stored records, and a batch's
+    # repeats after their first; pipeline/spark/history.py), which the driver never loads: the
+    # ``duplicate`` verdicts ``parsed`` does not hold
     duplicates: dict[int, int] | None = None
     close: Callable[[], None] = field(default=lambda: None, compare=False)
     # Spark tasks writing the stored attempts of each part by a query (pipeline/ingest/apply.py

@@ -221,7 +221,7 @@ class _Task:
     ts_latest: str | None = None
     memory_limit: str | None = None
     query: str | None = None  # store_parts: the SELECT of a part's rows to write ($part: the part)
-    loaded_keys: str | None = None  # store_parts: the file $loaded_keys names (None: the query names none)
+    left_out: str | None = None  # store_parts: the file $left_out names (None: the query names none)
     summaries: tuple[str, ...] = ()  # store_parts: SELECTs over the part written ($written), returned as text
 
 
@@ -398,7 +398,7 @@ def _write_stored(
         # one pass over the query as written: a path holding "$part" is not substituted again
         values = {
             "$part": sql_literal(str(local)),
-            "$loaded_keys": sql_literal(task.loaded_keys or ""),
+            "$left_out": sql_literal(task.left_out or ""),
             "$written": sql_literal(partial),
         }
         row = con.execute(f"COPY ({_substitute(task.query, values)}) TO {sql_literal(partial)} ({PARQUET_OPTIONS})")
@@ -410,7 +410,7 @@ def _write_stored(
 
 
 def _substitute(query: str, values: dict[str, str]) -> str:
-    return re.sub(r"\$(?:part|loaded_keys|written)\b", lambda m: values[m.group(0)], query)
+    return re.sub(r"\$(?:part|left_out|written)\b", lambda m: values[m.group(0)], query)
 
 
 def store_parts(
@@ -420,15 +420,15 @@ def store_parts(
     query: str,
     memory_limit: str | None,
     spill_parent: Path,
-    loaded_keys: Path | None = None,
+    left_out: Path | None = None,
     what: str = "storing attempts",
 ) -> list[tuple[Path, int]]:
-    """Write each part's rows by ``query`` (``$part`` its path and ``$loaded_keys`` the file
-    ``loaded_keys``: the stored attempts of a part of parsed rows, or the rated rows of a part
+    """Write each part's rows by ``query`` (``$part`` its path and ``$left_out`` the file
+    ``left_out``: the stored attempts of a part of parsed rows, or the rated rows of a part
     of Spark's rating output) on the executors, one task a part, as one Parquet file each in
     ``out_dir`` in the lake's options (``PARQUET_OPTIONS``), each written under a name of its
     own task attempt and renamed into place when complete; ``(file, rows)`` in the parts' order."""
-    written, _ = store_summarized_parts(spark, parts, out_dir, query, memory_limit, spill_parent, loaded_keys, what)
+    written, _ = store_summarized_parts(spark, parts, out_dir, query, memory_limit, spill_parent, left_out, what)
     return written
 
 
@@ -439,7 +439,7 @@ def store_summarized_parts(
     query: str,
     memory_limit: str | None,
     spill_parent: Path,
-    loaded_keys: Path | None = None,
+    left_out: Path | None = None,
     what: str = "storing attempts",
     summaries: Sequence[str] = (),
 ) -> tuple[list[tuple[Path, int]], list[list[list[tuple[str | None, ...]]]]]:
@@ -450,7 +450,7 @@ def store_summarized_parts(
     if not parts:
         return [], []
     files = {str(part): (order, "") for order, part in enumerate(parts)}
-    keys = None if loaded_keys is None else str(loaded_keys)
+    keys = None if left_out is None else str(left_out)
     task = _Task(files, str(out_dir), str(spill_parent), None, memory_limit, query, keys, tuple(summaries))
     done = _run_tasks(spark, task, _write_stored, what)
     written = _parts(out_dir, list(range(len(parts))), done)

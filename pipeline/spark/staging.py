@@ -12,12 +12,12 @@ DuckDB hashes as its own (:func:`check_key_probes`), it has Spark probe the stor
 files since migration 045) with the day's (:mod:`pipeline.spark.history`), and loads into the
 TEMP table ``parsed`` only the rows dedup and store_batch.sql must see, which that Spark job
 writes (:func:`load_special`): the quarantined ones, and the records whose event_id repeats in the
-batch, is that of an unresolved quarantine entry, or is stored with other content (a record
-stored with the same content is a plain duplicate, which the probe decides and counts: a
-resent day does not reach the driver).
+batch or is stored, unless the probe decided them (the same content throughout: duplicates, a
+repeat's first new), or is that of a quarantine entry (masked or not). A resent day does not
+reach the driver, only each file's count of duplicates.
 dedup.sql, the recount (``staged_recounts``) and store_batch.sql run unchanged on those; every
-other valid row is new by dedup's own rule, and is stored by the task of its part: in the run's
-transaction the probe's ``loaded_keys`` file is in the exchange directory, each task writes its
+other valid row not left out is new by dedup's own rule, and is stored by the task of its part: in the run's
+transaction the probe's file of what no task stores is in the exchange directory, each task writes its
 part's other valid rows with stored_attempts.sql's projection and masking as one Parquet file
 (:func:`store_on_executors`), and the driver renames those files into the lake and lists them
 as the run's attempts parts (:func:`pipeline.ingest.apply.store_executor_attempts`), so the
@@ -50,7 +50,7 @@ import duckdb
 from core.attempt_store import ATTEMPT_KEYS, ATTEMPTS, listed_files, parquet_source, stored_table
 from core.db import sql_literal
 from core.timing import step
-from pipeline.ingest.apply import LOADED_KEYS_FILE, bind_twins_of_stored_keys
+from pipeline.ingest.apply import LEFT_OUT_FILE, bind_twins_of_stored_keys
 from pipeline.ingest.files import is_uri
 from pipeline.ingest.staging import (
     StagedBatch,
@@ -127,15 +127,16 @@ def stage_files_on_spark(
 def store_on_executors(
     con: duckdb.DuckDBPyConnection, parts: Sequence[Path], memory_limit: str | None, query: str
 ) -> list[tuple[Path, int]]:
-    """Have a task write each part's rows by ``query`` ($part, $loaded_keys: the stored
+    """Have a task write each part's rows by ``query`` ($part, $left_out: the stored
     attempts of :data:`pipeline.ingest.apply.EXECUTOR_STORED`, or their keys) into a fresh
     folder of the parts' exchange directory, which lives until the run's transaction ends;
-    ``(file, rows)`` for the driver to list. ``loaded_keys`` is there since
-    :func:`load_special` (8 bytes a special record or plain duplicate: Spark's probe wrote it)."""
+    ``(file, rows)`` for the driver to list. ``left_out`` is there since
+    :func:`load_special` (Spark's probe wrote it: 8 bytes a key left out, and a file and line a
+    repeat left out)."""
     from pipeline.spark import remote
 
     work = parts[0].parent.parent  # the exchange directory of the parts (parsed/ in it)
-    keys = work / LOADED_KEYS_FILE
+    keys = work / LEFT_OUT_FILE
     out = work / f"stored-{sum(1 for _ in work.glob('stored-*')) + 1}"
     out.mkdir()
     with spark_failures("storing attempts"):
@@ -191,20 +192,22 @@ def check_key_probes(parts: Sequence[Path]) -> None:
 def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[int, int]:
     """Of the parts' rows, load into ``parsed`` (and their R5 counts into ``staged_recounts``)
     only those dedup and store_batch.sql must see; bind ``stored_twins`` for dedup. Returns
-    each file's plain duplicates (``file_order``: count), which Spark's probe decided: records
-    whose event_id is stored with the same content and repeats nowhere in the batch, which
-    dedup would call ``duplicate`` (a resent day's records), so neither they nor their stored
-    twins reach the driver.
+    each file's duplicates that Spark's probe decided (``file_order``: count): records
+    ``dedup.sql`` would call ``duplicate`` without reading their lines (a stored record sent
+    again with the same content, a batch's repeats after their first), so neither they nor
+    their stored twins reach the driver.
 
     Spark finds the special keys (:func:`pipeline.spark.history.probe_history`): (a) repeated
-    in the batch, (b) stored before, (c) the event_id of an unresolved quarantine entry or (d)
-    of a quarantined line of this batch (store_batch.sql resolves such an entry when the
-    record is now new, and reads the new records from ``deduped``); the driver receives them
-    (``loaded_keys``) and the stored ones with their runs (``stored_keys``), never the day's
-    or the history's keys. The same Spark job writes the parts' quarantined rows and rows with
-    a special key, which the driver loads; every other valid row is new
-    by dedup.sql's own rule, and is stored from the parts (pipeline/ingest/apply.py). A hash
-    collision only loads a row more: dedup compares event_ids.
+    in the batch or (b) stored before, less the keys of the duplicates it decided; (c) the
+    event_id of an unresolved quarantine entry or (d) of a quarantined line of this batch, or
+    an id spelling the mask (store_batch.sql resolves such an entry when the record is now new,
+    and reads the new records from ``deduped``). The driver receives the stored keys of the
+    special records with their runs (``stored_keys``), never the day's or the history's keys.
+    The same Spark job writes the parts' quarantined rows and rows with a special key, which
+    the driver loads, and the file of what no task stores (:data:`LEFT_OUT_FILE`), which the
+    driver moves into place without reading it; every other valid row is new by dedup.sql's
+    own rule, and is stored from the parts (pipeline/ingest/apply.py). A hash collision only
+    loads a row more: dedup compares event_ids.
     """
     counts = ", ".join(RECOUNT_COLUMNS)
     con.execute(
@@ -259,7 +262,7 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[
             f"FROM {parquet_source(stored)}"
         )
     bind_twins_of_stored_keys(con)
-    _place_left_out_keys(con, history.output_files(probed.left_out), work / LOADED_KEYS_FILE)
+    _place_left_out(con, history.output_files(probed.left_out), work / LEFT_OUT_FILE)
     duplicates = history.output_files(probed.duplicates)
     plain: dict[int, int] = {}
     if duplicates:
@@ -279,11 +282,11 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[
     return plain
 
 
-def _place_left_out_keys(con: duckdb.DuckDBPyConnection, written: Sequence[Path], target: Path) -> None:
-    """Make Spark's file of the keys the tasks leave out (``left_out``: one file) the exchange
-    directory's :data:`LOADED_KEYS_FILE`, by a rename: the plain duplicates' keys (a resent day
-    has one a record) pass through no driver. Several files or none (not what Spark writes for
-    one partition) are combined by a COPY instead."""
+def _place_left_out(con: duckdb.DuckDBPyConnection, written: Sequence[Path], target: Path) -> None:
+    """Make Spark's file of what the tasks leave out (``left_out``: keys and rows, one file) the
+    exchange directory's :data:`LEFT_OUT_FILE`, by a rename: the decided duplicates' keys and
+    rows (one a record of a resent day) pass through no driver. Several files or none (not what
+    Spark writes for one partition) are combined by a COPY instead."""
     if len(written) == 1:
         written[0].rename(target)
         return

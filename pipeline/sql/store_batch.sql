@@ -7,8 +7,9 @@
 -- (pipeline/ingest/apply.py): the records dedup found new, with their R5 counts;
 -- stored_new_attempts: their stored columns (stored_attempts.sql). On the Spark path the
 -- valid rows of the executors' parts the driver did not load (new by dedup's own rule:
--- neither repeated in the batch nor stored) are not here: apply.py writes them straight
--- from the parts into the run's lake file, with the same stored_attempts.sql.
+-- neither repeated in the batch nor stored, or the first of a repeat that Spark's probe
+-- decided; the duplicates it decided are stored by nobody) are not here: apply.py writes
+-- them straight from the parts into the run's lake file, with the same stored_attempts.sql.
 INSERT INTO run_attempts BY NAME
 SELECT *, $run_id AS run_id FROM stored_new_attempts;
 
