@@ -138,7 +138,7 @@ usage_details AS (
 -- VARIANT spells it (macro canonical_member: strings, true/false/null, BIGINT integers;
 -- messages/output_text only when null; usage and its two details objects member by member).
 -- A member it cannot spell is left out, as is any key it does not know, so `recon` is
--- taken only when it has as many keys as the minified line: then every key of the line
+-- taken only when it has as many keys as the line (`key_counts`): then every key of the line
 -- (each counted at every depth, repeats included) is one of `recon`'s, and `recon` is the
 -- VARIANT's text. Every other line takes the cast. tests/test_canonical_fast_path.py
 -- compares both paths on generated and hostile lines.
@@ -150,7 +150,6 @@ formable AS (
 ),
 recon AS (
     SELECT *,
-           CASE WHEN formable THEN CAST(json(line) AS VARCHAR) END AS minified,
            CASE WHEN formable AND canonical_fast_path() AND NOT contains(line, '\') THEN '{' || concat_ws(',',
                canonical_member('account_id', field_types[5], j.account_id),
                canonical_member('api_key_id', field_types[6], j.api_key_id),
@@ -187,29 +186,39 @@ recon AS (
            END AS recon
     FROM formable
 ),
-forms AS (
-    SELECT * EXCLUDE (field_types, formable, minified, recon),
-           CASE WHEN formable THEN [minified,
-               CASE WHEN json_key_count(recon) = json_key_count(minified) THEN recon
-                    ELSE CAST(CAST(CAST(CAST(line AS JSON) AS VARIANT) AS JSON) AS VARCHAR) END]
-           END AS forms
+-- The fast path's form is taken when it has every key of the line: counted on the line itself
+-- (no backslash: a `"` only delimits a string, so each key ends `":` unless blanks come
+-- before its colon, which sends the line to the cast; a string value starting with `:` adds
+-- one to the line's count and to recon's alike, or to the line's only).
+key_counts AS (
+    SELECT *,
+           coalesce(recon IS NOT NULL AND NOT regexp_matches(line, '"[ \t\r\n]+:')
+                    AND json_key_count(recon) = (strlen(line) - strlen(replace(line, '":', ''))) // 2, FALSE) AS recon_taken
     FROM recon
 ),
+forms AS (
+    SELECT * EXCLUDE (field_types, formable, recon, recon_taken),
+           CASE WHEN recon_taken THEN recon
+                WHEN formable THEN CAST(CAST(CAST(CAST(line AS JSON) AS VARIANT) AS JSON) AS VARCHAR) END AS canonical_form,
+           -- the keys of the minified line, repeats counted (the cast keeps one member a key)
+           CASE WHEN formable AND NOT recon_taken THEN json_key_count(CAST(json(line) AS VARCHAR)) END AS line_keys
+    FROM key_counts
+),
 canonical AS (
-    SELECT * EXCLUDE (forms),
-           CASE WHEN is_object AND forms IS NULL THEN 'unchecked'
-                WHEN json_key_count(forms[1]) <> json_key_count(forms[2]) THEN 'repeated' END AS key_check,
+    SELECT * EXCLUDE (canonical_form, line_keys),
+           CASE WHEN is_object AND canonical_form IS NULL THEN 'unchecked'
+                WHEN line_keys <> json_key_count(canonical_form) THEN 'repeated' END AS key_check,
            -- R1 content identity. Without a canonical form (see above): the minified line up
            -- to 1 MiB (key order counts), the line's own bytes beyond (re-serializing a 50 MB
            -- document takes DuckDB over 512 MiB); a giant record re-written differently is then
            -- a duplicate_conflict: the first stands, nothing is billed twice.
-           sha256(coalesce(forms[2], CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256,
+           sha256(coalesce(canonical_form, CASE WHEN is_json AND strlen(line) <= 1048576 THEN CAST(json(line) AS VARCHAR) ELSE line END)) AS content_sha256,
            -- RFC 8259 (SPEC section 1: JSON Lines): DuckDB's reader also takes a comma before
            -- a closing bracket and NaN/Infinity; such a line is a parse_error, not a record.
            -- Exact test (macro json_extension) only of a flagged line: the canonical form
            -- spells every NaN and infinity `NaN`/`Infinity`, and a trailing comma needs a
            -- comma, blanks, then a bracket (~0.5 us a line; the exact test ~2 us on every line).
-           CASE WHEN is_json AND (forms IS NULL OR contains(forms[2], 'NaN') OR contains(forms[2], 'Infinity')
+           CASE WHEN is_json AND (canonical_form IS NULL OR contains(canonical_form, 'NaN') OR contains(canonical_form, 'Infinity')
                                   OR regexp_matches(line, ',[ \t\r\n]*[\]}]'))
                 THEN json_extension(line) END AS json_extension
     FROM forms
