@@ -155,7 +155,7 @@ def _parse_on_executors(
     (no row passes through the JVM); load the rows dedup needs (:func:`load_special`). Nothing
     is parsed on the driver: ``parse_staged`` of nothing creates the typed, empty ``parsed``
     and the macros. The parts, each file's rows as the tasks counted them, and each file's
-    plain duplicates as Spark's probe counted them."""
+    duplicates decided by Spark's probe."""
     from pipeline.spark import remote
 
     parse_staged(con)
