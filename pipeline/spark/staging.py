@@ -263,15 +263,15 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[
         )
     bind_twins_of_stored_keys(con)
     _place_left_out(con, history.output_files(probed.left_out), work / LEFT_OUT_FILE)
-    duplicates = history.output_files(probed.duplicates)
-    plain: dict[int, int] = {}
-    if duplicates:
-        query = f"SELECT file_order, CAST(sum(duplicates) AS BIGINT) FROM {parquet_source(duplicates)} GROUP BY 1"
-        plain = {int(order): int(count) for order, count in con.execute(query).fetchall()}
+    counted = history.output_files(probed.duplicates)
+    decided: dict[int, int] = {}  # each file's duplicates the probe decided
+    if counted:
+        query = f"SELECT file_order, CAST(sum(duplicates) AS BIGINT) FROM {parquet_source(counted)} GROUP BY 1"
+        decided = {int(order): int(count) for order, count in con.execute(query).fetchall()}
     keys = ", ".join(KEY_COLUMNS)
     loaded = history.output_files(probed.loaded)
     if not loaded:
-        return plain
+        return decided
     con.execute(f"CREATE OR REPLACE TEMP TABLE loaded_rows AS SELECT * FROM {parquet_source(loaded)}")
     con.execute(f"INSERT INTO parsed BY NAME SELECT * EXCLUDE ({counts}, {keys}) FROM loaded_rows")
     con.execute(
@@ -279,7 +279,7 @@ def load_special(con: duckdb.DuckDBPyConnection, parts: Sequence[Path]) -> dict[
         "WHERE est_tokenizer IS NOT NULL"
     )
     con.execute("DROP TABLE loaded_rows")
-    return plain
+    return decided
 
 
 def _place_left_out(con: duckdb.DuckDBPyConnection, written: Sequence[Path], target: Path) -> None:

@@ -67,6 +67,13 @@ STORED = {
 }
 
 
+def on_engine(root: Path, engine: str) -> Billing:
+    """A fresh billing setup under ``root`` whose nightlies run on ``engine``."""
+    billing = Billing(root)
+    billing.settings = dataclasses.replace(billing.settings, engine=engine)
+    return billing
+
+
 def attempt_file_columns(billing: Billing) -> set[tuple[str, ...]]:
     """The attempts lake files' columns and their types as DuckDB reads them, each layout once
     (the view ``attempts`` casts, so a file written in other types would not show there)."""
@@ -334,8 +341,7 @@ def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempt
     ]
     reports = {}
     for engine in ("spark", "duckdb"):
-        billing = Billing(tmp_path / engine)
-        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing = on_engine(tmp_path / engine, engine)
         billing.log(f"requests-{DAY}.jsonl", first_night)
         billing.log(f"requests-{NEXT_DAY}.jsonl", second_night)
         # a third night of duplicates only (the second night's retry and "other" again, in a
@@ -403,8 +409,7 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
     new = [record(event_id=f"n-{i}", request_id=f"rn-{i}", ts=f"{NEXT_DAY}T0{i}:00:00Z") for i in (1, 2)]
     stored = {}
     for engine in ("spark", "duckdb"):
-        billing = Billing(tmp_path / engine)
-        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing = on_engine(tmp_path / engine, engine)
         billing.log(f"requests-{DAY}.jsonl", day)
         billing.nightly(DAY)
         billing.log(f"requests-{NEXT_DAY}-a.jsonl", resent)
@@ -453,8 +458,7 @@ def test_a_valid_record_with_the_masked_id_of_a_quarantined_line_resolves_it_on_
     lines.append(lines[1])  # m1's masked id twice
     stored = {}
     for engine in ("spark", "duckdb"):
-        billing = Billing(tmp_path / engine)
-        billing.settings = dataclasses.replace(billing.settings, engine=engine)
+        billing = on_engine(tmp_path / engine, engine)
         billing.log(f"requests-{DAY}.jsonl", lines)
         billing.nightly(DAY)
         assert billing.query("SELECT event_id, reason, resolved_run_id FROM quarantine ORDER BY 1") == [
