@@ -171,7 +171,8 @@ DIGESTED_LINE_COLUMNS = (
     "account_id, period, model, token_class, price_version, price_basis, unit_price_per_1m, "
     "quantity_tokens, billed_requests, amount_exact, amount"
 )
-DIGEST = f"CAST(coalesce(bit_xor({rated_summary.ROW_DIGEST}), 0) AS VARCHAR)"  # of the rows r of a SELECT
+LINES_DIGEST_VERSION = 1  # the statement lines' (few rows a run: the cheaper version 2 is for rated rows)
+DIGEST = f"CAST(coalesce(bit_xor({rated_summary.ROW_DIGESTS[LINES_DIGEST_VERSION]}), 0) AS VARCHAR)"  # rows r
 
 
 def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: rate.RateResult) -> None:
@@ -180,17 +181,18 @@ def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: ra
     :data:`DIGEST` gives over the rows), and the statement lines of the periods its rating
     changed (``rated.periods_table``)."""
     con.execute(
-        "INSERT INTO run_outputs SELECT $run_id, 'rated_attempts', attempts, "
-        f"CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated.totals_table}",
-        {"run_id": run_id},
+        "INSERT INTO run_outputs (run_id, name, rows, digest, digest_version) SELECT $run_id, 'rated_attempts', "
+        f"attempts, CAST(coalesce(digest, 0) AS VARCHAR), $version FROM {rated.totals_table}",
+        {"run_id": run_id, "version": rated_summary.RATED_DIGEST_VERSION},
     )
     lines = (
         f"SELECT {DIGESTED_LINE_COLUMNS} FROM statement_lines WHERE (account_id, period) IN "
         f"(SELECT account_id, period FROM {rated.periods_table})"
     )
     con.execute(
-        f"INSERT INTO run_outputs SELECT $run_id, 'statement_lines', count(*), {DIGEST} FROM ({lines}) r",
-        {"run_id": run_id},
+        "INSERT INTO run_outputs (run_id, name, rows, digest, digest_version) "
+        f"SELECT $run_id, 'statement_lines', count(*), {DIGEST}, $version FROM ({lines}) r",
+        {"run_id": run_id, "version": LINES_DIGEST_VERSION},
     )
 
 

@@ -15,9 +15,10 @@ their counts, their range of ``ts`` and their digest (``run_outputs``). Each is 
   summary's ``combine`` (sums, unions, min/max and XOR: exact, whatever the number of parts)
   without reading the parts (:func:`combine`). Decimals travel as text, which DuckDB casts back exactly.
 
-The digest is ``bit_xor`` of :data:`ROW_DIGEST` over the rows: the XOR of the parts' XORs is the
-XOR over all rows, so the combined digest is the one the driver's scan of the parts gives
-(``pipeline/jobs.py`` ``record_output_digests``; ``replay --verify`` compares them).
+The digest is ``bit_xor`` of :data:`ROW_DIGESTS` (the current version's) over the rows: the XOR
+of the parts' XORs is the XOR over all rows, so the combined digest is the one the driver's scan
+of the parts gives (``pipeline/jobs.py`` ``record_output_digests``; ``replay --verify`` compares
+them).
 """
 
 from __future__ import annotations
@@ -30,7 +31,61 @@ import duckdb
 from core.db import sql_text
 
 ROWS = "rated_rows"  # the name every summary query reads: the CTE this module binds
-ROW_DIGEST = "md5_number(CAST(r AS VARCHAR))"  # r: a row of the digested SELECT (jobs.record_output_digests)
+
+#: The columns of a rated row that digest version 2 hashes, in this order: every column of
+#: ``rated_attempts`` but ``rated_run_id`` (as of migration 046; a column added later is left out,
+#: so a recorded digest keeps verifying, as jobs.DIGESTED_LINE_COLUMNS does for the lines).
+DIGESTED_RATED_COLUMNS = (
+    "event_id",
+    "request_id",
+    "account_id",
+    "attempt",
+    "ts",
+    "period",
+    "usage_date",
+    "model",
+    "status",
+    "outcome",
+    "billable",
+    "reason",
+    "usage_source",
+    "input_uncached_tokens",
+    "input_cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "image_tokens",
+    "price_version",
+    "price_basis",
+    "unit_price_input_uncached",
+    "unit_price_input_cached",
+    "unit_price_output",
+    "charge_input_uncached",
+    "charge_input_cached",
+    "charge_output",
+    "charge_total",
+    "upstream_ref_cost",
+    "upstream_cost_usd",
+)
+
+
+def _digested_text(column: str) -> str:
+    value = f"epoch_us({column})" if column == "ts" else column  # an instant, whatever the session's zone
+    return f"coalesce(CAST({value} AS VARCHAR), chr(0))"
+
+
+#: The digest of one row ``r`` of a SELECT of rated rows, by ``run_outputs.digest_version``;
+#: a run's digest is their ``bit_xor`` over its rows (order-independent). Version 1, recorded by
+#: runs before migration 046 and still by the statement lines' digest (jobs.DIGEST): md5 of the
+#: row's struct text (``{'event_id': evt_1, ...}``: every column's name and value, ~870 bytes a
+#: row of the bench day). Version 2: md5 of the values of :data:`DIGESTED_RATED_COLUMNS` as text,
+#: joined by U+001F, NULL spelled U+0000, ``ts`` as microseconds since the epoch (~340 bytes): the
+#: same values, exact (decimals keep their scale), half the time (issue 14: v1 was ~10% of a
+#: nightly's time at 1M attempts). ``replay --verify`` compares a run with the version it recorded.
+ROW_DIGESTS = {
+    1: "md5_number(CAST(r AS VARCHAR))",
+    2: "md5_number(concat_ws(chr(31), " + ", ".join(_digested_text(c) for c in DIGESTED_RATED_COLUMNS) + "))",
+}
+RATED_DIGEST_VERSION = 2  # what a rating records now
 TextRow = tuple[str | None, ...]
 
 
@@ -74,7 +129,7 @@ VERSIONS = Summary(
 TOTALS = Summary(  # one row
     "new_rated_totals",
     "SELECT count(*) AS attempts, count(*) FILTER (WHERE outcome = 'billed') AS billed, "
-    f"count(*) FILTER (WHERE outcome = 'held') AS held, bit_xor({ROW_DIGEST}) AS digest, "
+    f"count(*) FILTER (WHERE outcome = 'held') AS held, bit_xor({ROW_DIGESTS[RATED_DIGEST_VERSION]}) AS digest, "
     f"min(ts) AS ts_min, max(ts) AS ts_max FROM {ROWS} r",
     "SELECT coalesce(sum(attempts), 0), coalesce(sum(billed), 0), coalesce(sum(held), 0), bit_xor(digest), "
     "min(ts_min), max(ts_max) FROM parts",
@@ -85,6 +140,19 @@ SUMMARIES = (LINES, PERIODS, HELD, VERSIONS, TOTALS)
 def _over(source: str, query: str) -> str:
     """``query`` with ``rated_rows`` bound to the rows of ``source`` (a table, view or subquery)."""
     return f"WITH {ROWS} AS (SELECT * FROM {source})\n{query}\n"
+
+
+def rated_digest(con: duckdb.DuckDBPyConnection, run_id: int, version: int) -> str:
+    """The digest of version ``version`` of the rated rows run ``run_id`` wrote, read back from
+    ``rated_attempts`` (``replay --verify`` of a run that recorded another version than its
+    re-execution: the re-executed rows, digested as the run digested its own)."""
+    row = con.execute(
+        f"SELECT CAST(coalesce(bit_xor({ROW_DIGESTS[version]}), 0) AS VARCHAR) FROM "
+        "(SELECT * EXCLUDE (rated_run_id) FROM rated_attempts WHERE rated_run_id = $run) r",
+        {"run": run_id},
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def summarize(con: duckdb.DuckDBPyConnection, source: str) -> None:

@@ -36,7 +36,7 @@ from core.attempt_store import ATTEMPT_KEYS, attempts_of_runs, attempts_table, p
 from core.db import DatabaseMissing, column_exists, connect, table_exists
 from core.errors import BillingError
 from core.money import ZERO, Decimal
-from pipeline import credit_notes, jobs, rate, reference, statements
+from pipeline import credit_notes, jobs, rate, rated_summary, reference, statements
 from pipeline.filenames import checked_file_name, name_part
 from pipeline.ingest import file_sha256, is_uri
 from pricing.versions import LoadedVersion, PriceBook, content_hash, load_price_book, parse_version_file
@@ -456,11 +456,27 @@ def _remote_digests(uris: list[str]) -> dict[str, str]:
     return {uri: digests[uri][0] if uri in digests else "" for uri in uris}
 
 
+def _recorded_digests(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, tuple[str, int]]:
+    """Run ``run_id``'s output digests by name: (digest, digest_version); a database from before
+    migration 046 (opened read-only, not migrated) recorded version 1 only."""
+    version = "digest_version" if column_exists(con, "run_outputs", "digest_version") else "1"
+    rows = con.execute(f"SELECT name, digest, {version} FROM run_outputs WHERE run_id = ?", [run_id]).fetchall()
+    return {name: (digest, int(v)) for name, digest, v in rows}
+
+
 def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int, new_run: int) -> str | None:
-    recorded = dict(live.execute("SELECT name, digest FROM run_outputs WHERE run_id = ?", [live_run]).fetchall())
+    recorded_as = _recorded_digests(live, live_run)
+    recorded = {name: digest for name, (digest, _) in recorded_as.items()}
     con = connect(scratch_db, read_only=True)
     try:
-        again = dict(con.execute("SELECT name, digest FROM run_outputs WHERE run_id = ?", [new_run]).fetchall())
+        again_as = _recorded_digests(con, new_run)
+        again = {name: digest for name, (digest, _) in again_as.items()}
+        # a run that recorded another version of its rated rows' digest (an older one): the
+        # re-executed rows digested as the run digested its own
+        if "rated_attempts" in recorded_as and "rated_attempts" in again_as:
+            version = recorded_as["rated_attempts"][1]
+            if version != again_as["rated_attempts"][1]:
+                again["rated_attempts"] = rated_summary.rated_digest(con, new_run, version)
     finally:
         con.close()
     differing = [

@@ -24,7 +24,7 @@ from core.attempt_store import (
     write_parquet,
 )
 from core.db import connect
-from pipeline import jobs, replay, snapshot
+from pipeline import jobs, rated_summary, replay, snapshot
 from tests.conftest import Billing, as_before_migration_027, built_once, record, usage
 
 
@@ -251,7 +251,7 @@ def test_a_re_rate_retires_whole_files_instead_of_writing_a_tombstone_per_row(bi
 
 def test_the_recorded_digest_of_a_runs_rated_rows_is_the_digest_of_its_rows_in_the_view(retried: Billing) -> None:
     billing = retried  # late_retry
-    digest = "CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR)"
+    digest = f"CAST(coalesce(bit_xor({rated_summary.ROW_DIGESTS[rated_summary.RATED_DIGEST_VERSION]}), 0) AS VARCHAR)"
     for run in (1, 2):
         recomputed = billing.one(
             f"SELECT count(*), {digest} FROM (SELECT * EXCLUDE (rated_run_id) FROM rated_attempts "

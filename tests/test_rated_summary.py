@@ -5,11 +5,14 @@ text, and the driver combines them without reading the parts (``pipeline/spark/b
 ``publish_rated``). Here (no Spark) a day's rated rows are split into parts as a split may fall,
 each part summarized by a DuckDB of its own as a task does, and the combination must equal the
 queries over the whole (the DuckDB path's ``summarize``), value for value as text, and the
-digest the driver computed over the rows before (count and XOR of each row's text).
+digest of the rows (count and XOR of each row's md5) as written out here in Python.
 """
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +22,39 @@ import pytest
 from core.attempt_store import RATED, stored_table, typed_rows
 from core.db import connect, sql_literal
 from pipeline import rated_summary
-from pipeline.rated_summary import SUMMARIES, TextRow
+from pipeline.rated_summary import DIGESTED_RATED_COLUMNS, SUMMARIES, TextRow
 from pipeline.spark.parse import task_connection
 from tests.conftest import Billing, record, usage
 
 DAY = "2026-11-20"
-# what pipeline/jobs.py recorded as the rated rows' digest before the summaries (and still
-# computes for the statement lines), over the rows of new_rated
-DIGEST_BEFORE = (
-    "SELECT count(*), CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) "
-    "FROM (SELECT * FROM new_rated) r"
-)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _as_digested(value: object) -> str:
+    """A value as digest version 2 spells it (DuckDB's text of it; written here in Python)."""
+    if value is None:
+        return "\x00"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")  # all its scale's digits, never an exponent
+    if isinstance(value, datetime):
+        return str((value - EPOCH) // timedelta(microseconds=1))  # ts: microseconds since the epoch
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def digest_by_hand(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, str]:
+    """Count and digest (version 2, run_outputs.digest_version) of ``table``'s rows, computed
+    in Python: XOR over the rows of md5 (read as a little-endian 128-bit number, as DuckDB's
+    md5_number) of every column's value, in the table's order, joined by U+001F."""
+    rows = con.execute(f"SELECT * FROM {table}").fetchall()
+    digest = 0
+    for row in rows:
+        text = "\x1f".join(_as_digested(v) for v in row)
+        digest ^= int.from_bytes(hashlib.md5(text.encode()).digest(), "little")
+    return len(rows), str(digest)
 
 
 def rated_day(billing: Billing) -> None:
@@ -96,7 +121,9 @@ def test_the_parts_results_combine_to_the_queries_over_the_whole(billing: Billin
         whole = {s.table: texts(con, s.table) for s in SUMMARIES}
         types = {s.table: described(con, s.table) for s in SUMMARIES}
         assert whole[rated_summary.LINES.table] and whole[rated_summary.HELD.table]
-        (rows, digest) = con.execute(DIGEST_BEFORE).fetchone() or (None, None)
+        # the columns version 2 digests are the table's, in its order (but the run id)
+        assert tuple(c for (c, *_) in con.execute("DESCRIBE new_rated").fetchall()) == DIGESTED_RATED_COLUMNS
+        (rows, digest) = digest_by_hand(con, "new_rated")
         assert texts(con, rated_summary.TOTALS.table)[0][0] == str(rows)
         assert con.execute(
             f"SELECT CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated_summary.TOTALS.table}"

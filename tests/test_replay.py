@@ -418,3 +418,54 @@ def test_verify_names_every_edited_table_and_tolerates_old_path_spellings(demo_d
     )
     assert "account_id=acct_acme period=2026-12 model=openai/gpt-5.5 token_class=output" in details["statement_lines"]
     assert details["statement_lines"].endswith("(differs in amount)")
+
+
+# --- issue 14 item 1: the rated rows' digest, version 2 (migration 046) ---
+
+ROW_DIGEST_1 = "CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR)"  # as runs before 046 did
+
+
+def test_a_run_that_recorded_the_first_row_digest_still_verifies_by_it(billing: Billing) -> None:
+    """Runs before migration 046 recorded their rated rows' digest as version 1 (md5 of each
+    row's struct text). Such a database, as an auditor's new package finds it (the column and
+    the migration not there yet), verifies: the re-execution is digested by the version the run
+    recorded. A version-1 digest that does not match is still a MISMATCH, and so is the right
+    digest under the wrong version."""
+    billing.log(
+        "requests-2026-11-20.jsonl",
+        [
+            record(event_id="a", request_id="r1", usage=usage(1000, 200, cached=400)),
+            record(event_id="b", request_id="r2", attempt=1, status=503, usage=usage(10, 0)),
+            record(event_id="c", request_id="r2", attempt=2, usage=usage(300, 50), ts="2026-11-20T12:00:01+02:00"),
+            record(event_id="d", request_id="r3", account_id="acct_nobody", usage=usage(5, 5)),
+        ],
+    )
+    billing.nightly()
+    assert billing.query("SELECT name, digest_version FROM run_outputs ORDER BY name") == [
+        ("rated_attempts", 2),
+        ("statement_lines", 1),
+    ]
+    (rows, v1) = billing.query(
+        f"SELECT count(*), {ROW_DIGEST_1} FROM (SELECT * EXCLUDE (rated_run_id) FROM rated_attempts) r"
+    )[0]
+    assert rows == 4 and v1 != billing.one("SELECT digest FROM run_outputs WHERE name = 'rated_attempts'")
+
+    def recorded_as(digest: str, version: int) -> replay.VerifyReport:
+        con = duckdb.connect(str(billing.settings.db_path))
+        con.execute(
+            "UPDATE run_outputs SET digest = ?, digest_version = ? WHERE name = 'rated_attempts'", [digest, version]
+        )
+        con.close()
+        return replay.verify_run(billing.settings, 1)
+
+    assert recorded_as(v1, 1).status == "MATCH"
+    changed = str(int(v1) ^ 1)
+    assert recorded_as(changed, 1).status == "MISMATCH"
+    wrong_version = recorded_as(v1, 2)
+    assert wrong_version.status == "MISMATCH" and "rated_attempts" in (wrong_version.first_difference or "")
+    con = duckdb.connect(str(billing.settings.db_path))  # the database before migration 046
+    con.execute("UPDATE run_outputs SET digest = ? WHERE name = 'rated_attempts'", [v1])
+    con.execute("ALTER TABLE run_outputs DROP COLUMN digest_version")
+    con.execute("DELETE FROM schema_migrations WHERE name LIKE '046_%'")
+    con.close()
+    assert replay.verify_run(billing.settings, 1).status == "MATCH"

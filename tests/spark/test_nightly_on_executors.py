@@ -650,7 +650,8 @@ def test_a_spark_nightly_s_driver_combines_its_tasks_summaries_and_reads_no_rate
             scan = f"WITH {rated_summary.ROWS} AS (SELECT * FROM {rate.NEW_RATED}) {summary.query}"
             seen[summary.table] = as_text(con, f"SELECT * FROM {summary.table}")
             assert seen[summary.table] == as_text(con, scan), summary.table
-        before = "SELECT count(*), CAST(coalesce(bit_xor(md5_number(CAST(r AS VARCHAR))), 0) AS VARCHAR) FROM "
+        row_digest = rated_summary.ROW_DIGESTS[rated_summary.RATED_DIGEST_VERSION]
+        before = f"SELECT count(*), CAST(coalesce(bit_xor({row_digest}), 0) AS VARCHAR) FROM "
         totals = f"SELECT attempts, CAST(coalesce(digest, 0) AS VARCHAR) FROM {rated_summary.TOTALS.table}"
         assert con.execute(totals).fetchall() == con.execute(f"{before} (SELECT * FROM {rate.NEW_RATED}) r").fetchall()
         for path in listed:  # the driver must not read them until the digests are recorded
