@@ -518,8 +518,10 @@ _NAME = "regexp_extract(source_file, '[^/]*$')"
 _MESSAGE = r"regexp_replace(message, '\(first at [^()]*/([^/()]*:[0-9]+)\)', '(first at \1)')"
 LIVE_STATE = {
     # the table and the lake files ({attempts}); the lookup keys are derived from the ids
-    "attempts": f"SELECT * EXCLUDE (run_id, event_key, request_key) REPLACE ({_NAME} AS source_file) "
-    "FROM ({attempts})",
+    # the content digest by the 16 hex digits every row has kept since migration 047 (earlier
+    # rows hold 32 or 64, and dedup compares them by those 16 too)
+    "attempts": "SELECT * EXCLUDE (run_id, event_key, request_key) "
+    f"REPLACE ({_NAME} AS source_file, left(content_sha256, 16) AS content_sha256) FROM ({{attempts}})",
     "quarantine": "SELECT * EXCLUDE (run_id, quarantined_at, resolved_run_id) "
     f"REPLACE ({_NAME} AS source_file, {_MESSAGE} AS message) FROM {{db}}.quarantine",
     "rated_attempts": "SELECT * EXCLUDE (rated_run_id) FROM ({rated})",

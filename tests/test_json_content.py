@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import ingest
+from pipeline import ingest, replay
 from tests.conftest import Billing, edit_stored_attempts, examples, record, usage
 from tests.hostile import DAY, write_lines
 
@@ -506,18 +506,44 @@ def test_attempts_stored_before_canonical_content_still_match_their_resent_line(
     assert (f.accepted, f.duplicates, f.quarantined) == (0, 0, 1)
 
 
-def test_attempts_keep_128_bits_of_the_digest_and_still_match_rows_that_kept_all_256(billing: Billing) -> None:
+@pytest.mark.parametrize("kept_digits", [64, 32])
+def test_attempts_keep_64_bits_of_the_digest_and_still_match_rows_that_kept_more(
+    billing: Billing, kept_digits: int
+) -> None:
     rec = rich("kept", ts="2026-11-20T23:00:00Z")
     nightly(billing, {f"requests-{DAY}.jsonl": [json.dumps(rec)]})
     canonical = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     [(full,)] = duckdb.execute("SELECT sha256(?)", [canonical]).fetchall()
-    # migration 026: the first 32 hex digits of the canonical content's sha256
-    assert billing.one("SELECT content_sha256 FROM attempts WHERE event_id = 'kept'") == full[:32]
-    # a row stored before 026 holds all 64 digits: the same record re-sent is still a duplicate
+    # migration 047: the first 16 hex digits of the canonical content's sha256
+    assert billing.one("SELECT content_sha256 FROM attempts WHERE event_id = 'kept'") == full[:16]
+    # a row stored before 026 holds all 64 digits, one stored before 047 32: the same record
+    # re-sent is still a duplicate
     db = billing.settings.db_path
-    assert edit_stored_attempts(db, "content_sha256 = $sha", "event_id = 'kept'", {"sha": full}) == 1
+    digest = full[:kept_digits]
+    assert edit_stored_attempts(db, "content_sha256 = $sha", "event_id = 'kept'", {"sha": digest}) == 1
     [f] = nightly(billing, {"requests-2026-11-21.jsonl": [dump(rec, space=" ")]}, day="2026-11-21")
     assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 0)
     # and other content under its event_id a conflict
     [f] = nightly(billing, {"requests-2026-11-22.jsonl": [json.dumps(dict(rec, status=503))]}, day="2026-11-22")
     assert (f.accepted, f.duplicates, f.quarantined) == (0, 0, 1)
+    # verify compares the stored digests by the 16 digits both sides have (the re-execution
+    # stores 16)
+    assert billing.one("SELECT content_sha256 FROM attempts WHERE event_id = 'kept'") == digest
+    assert replay.verify_run(billing.settings, 3).status == "MATCH"
+
+
+def test_a_re_sent_record_whose_kept_digits_match_is_a_duplicate_and_the_first_stands(billing: Billing) -> None:
+    """The stored digest is 64 bits: a re-sent record is compared by those. Two contents whose
+    digests agree in them (a 2^-64 accident, made here by editing the stored digest) make the
+    later record a duplicate, not a conflict: the first stands either way, nothing is billed
+    twice or differently."""
+    rec = rich("near", ts="2026-11-20T23:00:00Z", usage=usage(100, 10))
+    nightly(billing, {f"requests-{DAY}.jsonl": [json.dumps(rec)]})
+    changed = dict(rec, usage=usage(900, 90))
+    canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    [(other,)] = duckdb.execute("SELECT sha256(?)", [canonical]).fetchall()
+    db = billing.settings.db_path
+    assert edit_stored_attempts(db, "content_sha256 = $sha", "event_id = 'near'", {"sha": other[:16]}) == 1
+    [f] = nightly(billing, {"requests-2026-11-21.jsonl": [json.dumps(changed)]}, day="2026-11-21")
+    assert (f.accepted, f.duplicates, f.quarantined) == (0, 1, 0)
+    assert billing.rated("near")["input_uncached_tokens"] == 100  # the first stands

@@ -191,7 +191,7 @@ def _decided_duplicates(
     compares two records of the batch), and none is ``fixed`` (a quarantined or masked id,
     which store_batch.sql may resolve). Then, if the key is stored and that event_id's stored
     attempt (in the attempts files of the runs holding the key) has the same digest (the first
-    32 hex digits, as dedup compares a record with a stored one), every record of the key is a
+    16 hex digits, as dedup compares a record with a stored one), every record of the key is a
     ``duplicate``; if the key is not stored, the first record (by file, then line) is new and
     the others are ``duplicate``. Everything else stays special, for the driver's dedup: a
     hash collision (two event_ids, or no stored twin of the event_id), other content (a
@@ -220,7 +220,7 @@ def _decided_duplicates(
             F.min(F.struct("file_order", "line_no")).alias("first"),
         )
         .where("event_id = last_id AND content_sha256 = last_sha256")
-        .select("event_key", "event_id", "first", F.substring("content_sha256", 1, 32).alias("digest"))
+        .select("event_key", "event_id", "first", F.substring("content_sha256", 1, 16).alias("digest"))
     )
     stored_duplicates = rows.select("event_key", "file_order", "line_no").limit(0)
     runs = set() if stored is None else {int(row[0]) for row in stored.select("run_id").distinct().collect()}
@@ -228,7 +228,7 @@ def _decided_duplicates(
     if stored is not None and files:
         twins = (
             spark.read.parquet(*files)
-            .select("event_id", F.substring("content_sha256", 1, 32).alias("twin_digest"))
+            .select("event_id", F.substring("content_sha256", 1, 16).alias("twin_digest"))
             .join(uniform.select("event_id"), "event_id", "left_semi")
         )
         same = (

@@ -309,7 +309,7 @@ twins AS (
 )
 SELECT DISTINCT v.file_order
 FROM valid v JOIN twins t ON t.event_key = v.event_key AND t.event_id = v.event_id
-WHERE left(t.content_sha256, 32) <> left(v.content_sha256, 32)  -- stored: 32 hex digits (migration 026)
+WHERE left(t.content_sha256, 16) <> left(v.content_sha256, 16)  -- stored: 16 hex digits (migration 047)
 ORDER BY 1
 """
 

@@ -50,10 +50,13 @@ firsts AS (
     FROM special
     GROUP BY event_id
 ),
--- Stored digests are compared by their first 32 hex digits (128 bits): what attempts store
--- since migration 026 (older rows hold all 64; a prefix of them compares the same way).
+-- Stored digests are compared by their first 16 hex digits (64 bits): what attempts store
+-- since migration 047 (rows stored before hold 32 or all 64; a prefix of them compares the
+-- same way). A match of two different contents under one event_id is a 2^-64 chance, and it
+-- would only make the later record a duplicate instead of a duplicate_conflict: either way
+-- the first stands, so nothing billed depends on the digest's length.
 stored AS (
-    SELECT event_id, left(content_sha256, 32) AS content_digest, source_file, source_line FROM stored_twins
+    SELECT event_id, left(content_sha256, 16) AS content_digest, source_file, source_line FROM stored_twins
 ),
 -- the minified-line hash, only of records whose stored twin has another hash (rare)
 legacy AS (
@@ -63,13 +66,13 @@ legacy AS (
     FROM parsed p
     JOIN stored s ON s.event_id = p.event_id
     JOIN staged_lines l ON l.file_order = p.file_order AND l.line_no = p.line_no
-    WHERE p.problem IS NULL AND s.content_digest <> left(p.content_sha256, 32)
+    WHERE p.problem IS NULL AND s.content_digest <> left(p.content_sha256, 16)
 )
 SELECT p.*,
        hash(p.event_id) AS event_key,
        hash(p.account_id, p.request_id) AS request_key,
        CASE
-           WHEN s.event_id IS NOT NULL AND s.content_digest IN (left(p.content_sha256, 32), left(g.legacy_sha256, 32))
+           WHEN s.event_id IS NOT NULL AND s.content_digest IN (left(p.content_sha256, 16), left(g.legacy_sha256, 16))
                THEN 'duplicate'
            WHEN s.event_id IS NOT NULL THEN 'duplicate_conflict'
            WHEN f.event_id IS NULL THEN 'new'  -- not special: seen once, nowhere stored

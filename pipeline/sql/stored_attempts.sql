@@ -13,6 +13,6 @@ SELECT d.event_id, d.request_id, d.attempt, d.ts, d.ts_text, d.duration_ms,
        d.cached_tokens, d.reasoning_tokens, d.image_tokens,
        d.has_messages, d.output_text_chars,
        d.est_input_tokens, d.est_output_tokens, d.est_tokenizer,
-       d.upstream_cost_usd, left(d.content_sha256, 32) AS content_sha256,  -- 128 bits of it (migration 026)
+       d.upstream_cost_usd, left(d.content_sha256, 16) AS content_sha256,  -- 64 bits of it (migration 047)
        d.source_file, d.source_sha256, d.line_no AS source_line, d.event_key, d.request_key
 FROM new_attempts d
