@@ -35,7 +35,8 @@ files. The views keep the table's columns and types.
   ``lake_values_on_read_from_run`` on; older files are read as they are): the rated files
   leave out the charges (``RATED_COMPUTED``: tokens x unit price, computed on read with
   rate.sql's casts) and hold the unit prices as decimal text (``stored_as``); the attempts
-  files hold ``usage_json`` as a template of the row's counts (``encoded``). The views cast
+  files hold ``usage_json`` as a template of the row's counts and ``ts_text`` as its form
+  when ts written in that form gives it back (``encoded``; the form since 2026-12-06). The views cast
   and decode back to the table's columns and types; :func:`check_computed` refuses a file
   that would read back otherwise.
 
@@ -135,6 +136,8 @@ class LakeTable:
     # The encoding stores a value its decoding would not give back exactly as it is (its text,
     # which the decoding keeps)
     encoded: tuple[tuple[str, str, str], ...] = ()
+    # columns the encodings read, computed once a row before them: (name, SQL over ``r``)
+    encoding_helpers: tuple[tuple[str, str], ...] = ()
 
 
 # The usage object as the upstream sent it (usage_json, ~15 of an attempt's ~55 bytes in its
@@ -183,6 +186,60 @@ def _usage_from_template(r: str) -> str:
     return f"CASE WHEN starts_with({r}usage_json, '#') THEN {text} ELSE {r}usage_json END"
 
 
+# ts_text, the instant as the log wrote it (~6 of a stored attempt's bytes at 200k), is ts
+# written in its own offset nearly always: since migration 048 the attempts files store such a
+# text as its form, "#" + the date/time separator + the number of fraction digits (0-6) + the
+# zone as written ("Z", "z" or "+hh:mm"/"-hh:mm"), e.g. "#T3Z" or "# 0+05:30", which a file
+# holds a handful of (~0.2 B a row dictionary-encoded), and the views write the text again from
+# ts and the form. A text the form would not give back byte for byte (more than six fraction
+# digits: ts keeps microseconds) is stored as it is; an RFC 3339 text never starts with "#".
+# (The Spark rating reads a run's attempts files as stored: R2's tie past the microsecond takes
+# the digits after a "." and six digits, which a form has none of, as a text it encodes has.)
+def _ts_from_form(r: str, form: str) -> str:
+    """SQL: row ``r``'s ts written in the form ``form`` (the SQL of a form's text): the local
+    date and time of its zone (from the instant's microseconds, whatever the session's zone),
+    the separator, the first fraction digits, the zone as written. One strftime a row; NULL
+    for a text that is not a form (the encoding's candidate of a text it then keeps)."""
+    zone = f"substr({form}, 4)"
+    minutes = (
+        f"CASE WHEN strlen({zone}) = 1 THEN 0 ELSE CASE WHEN left({zone}, 1) = '-' THEN -1 ELSE 1 END"
+        f" * (TRY_CAST(substr({zone}, 2, 2) AS BIGINT) * 60 + TRY_CAST(substr({zone}, 5, 2) AS BIGINT)) END"
+    )
+    local = f"strftime(make_timestamp(epoch_us({r}ts) + {minutes} * 60000000), '%Y-%m-%d %H:%M:%S.%f')"
+    digits = f"TRY_CAST(substr({form}, 3, 1) AS INTEGER)"
+    return (
+        f"left({local}, 10) || substr({form}, 2, 1) || substr({local}, 12, 8)"
+        f" || CASE WHEN {digits} > 0 THEN '.' || substr({local}, 21, {digits}) ELSE '' END || {zone}"
+    )
+
+
+TS_FORM = "ts_form_"  # the encoding's helper column: the form of the row's ts_text
+
+
+def _ts_text_form(r: str) -> str:
+    """SQL: the form of row ``r``'s ts_text, ``YYYY-MM-DD?HH:MM:SS[.digits]zone`` (parse.sql's
+    check: 19 characters, the fraction, a zone of 1 ("Z"/"z") or 6 characters); NULL with more
+    than six fraction digits (ts keeps microseconds)."""
+    text = f"{r}ts_text"
+    zone = f"CASE WHEN right({text}, 1) IN ('Z', 'z') THEN right({text}, 1) ELSE right({text}, 6) END"
+    digits = f"CASE WHEN substr({text}, 20, 1) = '.' THEN strlen({text}) - 20 - strlen({zone}) ELSE 0 END"
+    form = f"'#' || substr({text}, 11, 1) || CAST({digits} AS VARCHAR) || {zone}"
+    return f"CASE WHEN {digits} BETWEEN 0 AND 6 THEN {form} END"
+
+
+def _ts_form(r: str) -> str:
+    """SQL: row ``r``'s ts_text as its form (the helper column :data:`TS_FORM`) when ts
+    written in the form gives the text back exactly, else as it is."""
+    form = f"{r}{TS_FORM}"
+    return f"CASE WHEN {_ts_from_form(r, form)} = {r}ts_text THEN {form} ELSE {r}ts_text END"
+
+
+def _ts_text_from_form(r: str) -> str:
+    """SQL: row ``r``'s stored ts_text decoded (written from ts by its form, or as stored)."""
+    text = f"{r}ts_text"
+    return f"CASE WHEN starts_with({text}, '#') THEN {_ts_from_form(r, text)} ELSE {text} END"
+
+
 ATTEMPTS = LakeTable(
     "attempts",
     "attempts_before_lake",
@@ -192,7 +249,11 @@ ATTEMPTS = LakeTable(
     "attempts_in_lake_from_run",
     key_columns=("event_key", "request_key"),
     computed_marker="lake_values_on_read_from_run",
-    encoded=(("usage_json", _usage_template("r."), _usage_from_template("r.")),),
+    encoded=(
+        ("usage_json", _usage_template("r."), _usage_from_template("r.")),
+        ("ts_text", _ts_form("r."), _ts_text_from_form("r.")),
+    ),
+    encoding_helpers=((TS_FORM, _ts_text_form("r.")),),
 )
 BOUNDS = "lake_file_bounds"  # what each rated file and tombstone file covers (migration 028)
 TOMBSTONES = "rated_replaced"  # both the table of the current run's tombstones and their lake folder
@@ -626,7 +687,12 @@ def encode_columns(spec: LakeTable, query: str) -> str:
     if not spec.encoded:
         return query
     encoded = ", ".join(f"{encode} AS {c}" for c, encode, _ in spec.encoded)
-    return f"SELECT r.* REPLACE ({encoded}) FROM ({query}) AS r"
+    if not spec.encoding_helpers:
+        return f"SELECT r.* REPLACE ({encoded}) FROM ({query}) AS r"
+    helpers = ", ".join(f"{sql} AS {name}" for name, sql in spec.encoding_helpers)
+    names = ", ".join(name for name, _ in spec.encoding_helpers)
+    prepared = f"SELECT r.*, {helpers} FROM ({query}) AS r"
+    return f"SELECT r.* EXCLUDE ({names}) REPLACE ({encoded}) FROM ({prepared}) AS r"
 
 
 class ComputedColumnMismatch(BillingError, RuntimeError):

@@ -554,7 +554,7 @@ def test_a_value_its_template_would_not_give_back_is_stored_as_it_is() -> None:
         "AS t(usage_json, prompt_tokens)"
     )
     fields = "NULL::BIGINT AS completion_tokens, NULL::BIGINT AS cached_tokens, NULL::BIGINT AS reasoning_tokens"
-    query = f"SELECT *, {fields}, NULL::BIGINT AS image_tokens FROM ({rows})"
+    query = f"SELECT *, {fields}, NULL::BIGINT AS image_tokens, NULL AS ts_text, NULL::TIMESTAMPTZ AS ts FROM ({rows})"
     with duckdb.connect() as con:
         assert con.execute(f"SELECT usage_json FROM ({encode_columns(ATTEMPTS, query)})").fetchall() == [
             ('#{"prompt_tokens":?}',),
