@@ -198,3 +198,5 @@ def test_a_record_nested_past_the_bound_is_unreadable_for_the_recount_at_any_sta
         assert at_depth(frames, outside) is None
     text = "[[[[ not nesting: inside a string ]]]]"
     assert _texts('{"output_text": "' + text + '"}') == (None, text)
+    many = "{[" * MAX_TEXT_NESTING  # more brackets than the bound, all in a string: scanned, shallow
+    assert _texts('{"output_text": "' + many + '"}') == (None, many)
