@@ -187,12 +187,13 @@ def _usage_from_template(r: str) -> str:
 
 
 # ts_text, the instant as the log wrote it (~6 of a stored attempt's bytes at 200k), is ts
-# written in its own offset nearly always: since migration 048 the attempts files store such a
+# written in its own offset nearly always: since 2026-12-06 the attempts files store such a
 # text as its form, "#" + the date/time separator + the number of fraction digits (0-6) + the
 # zone as written ("Z", "z" or "+hh:mm"/"-hh:mm"), e.g. "#T3Z" or "# 0+05:30", which a file
 # holds a handful of (~0.2 B a row dictionary-encoded), and the views write the text again from
 # ts and the form. A text the form would not give back byte for byte (more than six fraction
-# digits: ts keeps microseconds) is stored as it is; an RFC 3339 text never starts with "#".
+# digits: ts keeps microseconds) is stored as it is. No migration: an RFC 3339 text never
+# starts with "#", so the texts of files written before read back as they are.
 # (The Spark rating reads a run's attempts files as stored: R2's tie past the microsecond takes
 # the digits after a "." and six digits, which a form has none of, as a text it encodes has.)
 def _ts_from_form(r: str, form: str) -> str:
