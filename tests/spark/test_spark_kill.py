@@ -74,8 +74,8 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     """``logs_as="uri"``: ``--logs file://...``, the executors read the bytes through Spark and
     write the parsed rows file by file (pipeline/spark/remote.py), killed as they begin.
     ``kill_at="after_ingest"``: killed at that fault point instead, when the run's attempts
-    lake files have been written (the parts' rows by their tasks, migration 034) and listed,
-    uncommitted: the files are left unlisted, and the next run removes them.
+    lake files have been written (the parts' rows by their tasks, migration 034, and their keys,
+    045) and listed, uncommitted: the files are left unlisted, and the next run removes them.
     ``kill_at="rate:after_new_rated"``: killed when the rating's tasks have written the run's
     rated rows and the driver has renamed and listed them as its parts, uncommitted: those are
     left unlisted too, beside the attempts files, and the next run removes them."""
@@ -121,10 +121,12 @@ def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
 
     assert snapshot(db) == before
     left = set(lake.rglob("*.parquet")) - listed_before
+    # (the run's keys files too: its tasks write them beside its attempts, migration 045)
     if kill_at == "after_ingest":  # the run's attempts files, the tasks' parts among them, unlisted
-        assert {p.parent.name for p in left} == {"attempts"} and any("-part-" in p.name for p in left), left
+        assert {p.parent.name for p in left} == {"attempts", "attempt_keys"}, left
+        assert any("-part-" in p.name for p in left if p.parent.name == "attempts"), left
     if kill_at == "rate:after_new_rated":  # and the rated rows the rating's tasks wrote, as parts only
-        assert {p.parent.name for p in left} == {"attempts", "rated_attempts"}, left
+        assert {p.parent.name for p in left} == {"attempts", "attempt_keys", "rated_attempts"}, left
         assert all("-part-" in p.name for p in left if p.parent.name == "rated_attempts"), left
     assert ledger(db)[-1][1] == "running"  # the killed run's row, closed as crashed by the next
     assert [p.name for p in exchange.iterdir()], "the kill should have left the exchange directory"
