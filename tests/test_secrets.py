@@ -443,3 +443,29 @@ def test_python_and_sql_mask_any_text_alike(parts: list[str]) -> None:
 
     text = " ".join(parts) + "".join(parts)
     assert _sql_mask([text]) == [mask_secrets(text)]
+
+
+def _sql_carries(texts: list[str]) -> list[bool]:
+    con = _masking_connection()
+    return [con.execute("SELECT carries_secret(?)", [t]).fetchone()[0] for t in texts]  # type: ignore[index]
+
+
+def test_carries_secret_is_exactly_whether_masking_changes_the_text() -> None:
+    """parse.sql quarantines an id by carries_secret(id) (a regex test) where it compared
+    mask_secrets(id) with id: the same verdict on every example, secret or not."""
+    texts = [t for t, _ in SECRET_EXAMPLES] + NOT_SECRETS + ["", "[REDACTED]", "id-[REDACTED]"]
+    assert _sql_carries(texts) == [m != t for t, m in zip(texts, _sql_mask(texts), strict=True)]
+    assert any(_sql_carries(texts)) and not all(_sql_carries(texts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([t for t, _ in SECRET_EXAMPLES] + NOT_SECRETS)
+        | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+        max_size=6,
+    )
+)
+def test_carries_secret_agrees_with_masking_on_any_text(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert _sql_carries([text]) == [_sql_mask([text])[0] != text]

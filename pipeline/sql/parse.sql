@@ -9,7 +9,7 @@
 --         carries `problem` = {reason, field, message}: the FIRST failing check in the order
 --         written below. Types are checked explicitly (SPEC E5): "100", 12.5 and true are not
 --         counts, and nothing relies on a reader's implicit casts.
--- Needs the macros mask_secrets, describe_json, describe_json_type (pipeline/redact.py),
+-- Needs the macros mask_secrets, carries_secret, describe_json, describe_json_type (pipeline/redact.py),
 -- repair_lone_surrogates, redacted_json_record, json_key_count, finding, finding_described
 -- and finding_ts (pipeline/ingest/macros.py).
 --
@@ -333,13 +333,13 @@ checked AS (
                  'field usage: ' || strlen(CAST(j.usage AS VARCHAR)) || ' bytes of JSON, over the bound of 4096') END,
             -- an id that carries an API key cannot be stored, and masking it would merge
             -- records, requests or accounts: quarantined (informational fields are masked)
-            CASE WHEN mask_secrets(event_id) <> event_id THEN finding('invalid_record', 'event_id',
+            CASE WHEN carries_secret(event_id) THEN finding('invalid_record', 'event_id',
                  'field event_id: contains an API key (masked in this copy); ids must not carry secrets') END,
-            CASE WHEN mask_secrets(request_id) <> request_id THEN finding('invalid_record', 'request_id',
+            CASE WHEN carries_secret(request_id) THEN finding('invalid_record', 'request_id',
                  'field request_id: contains an API key (masked in this copy); ids must not carry secrets') END,
-            CASE WHEN mask_secrets(account_id) <> account_id THEN finding('invalid_record', 'account_id',
+            CASE WHEN carries_secret(account_id) THEN finding('invalid_record', 'account_id',
                  'field account_id: contains an API key (masked in this copy); ids must not carry secrets') END,
-            CASE WHEN mask_secrets(model) <> model THEN finding('invalid_record', 'model',
+            CASE WHEN carries_secret(model) THEN finding('invalid_record', 'model',
                  'field model: contains an API key (masked in this copy); ids must not carry secrets') END,
             -- optional fields: absent or null is fine, another type is not
             CASE WHEN j.duration_ms IS NOT NULL AND (duration_ms IS NULL OR duration_ms < 0) THEN finding_described('invalid_record', 'duration_ms',
