@@ -430,14 +430,16 @@ def test_what_detect_secrets_finds_in_the_examples_is_masked() -> None:
     assert sorted(found) == sorted(names)  # the table exercises every plugin the patterns come from
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from([t for t, _ in SECRET_EXAMPLES] + NOT_SECRETS)
-        | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
-        max_size=6,
-    )
+# pieces of texts: the secret examples, the words that are not secrets, any characters
+TEXT_PARTS = st.lists(
+    st.sampled_from([t for t, _ in SECRET_EXAMPLES] + NOT_SECRETS)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+    max_size=6,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(TEXT_PARTS)
 def test_python_and_sql_mask_any_text_alike(parts: list[str]) -> None:
     from pipeline.redact import mask_secrets
 
@@ -459,13 +461,7 @@ def test_carries_secret_is_exactly_whether_masking_changes_the_text() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from([t for t, _ in SECRET_EXAMPLES] + NOT_SECRETS)
-        | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
-        max_size=6,
-    )
-)
+@given(TEXT_PARTS)
 def test_carries_secret_agrees_with_masking_on_any_text(parts: list[str]) -> None:
     text = "".join(parts)
     assert _sql_carries([text]) == [_sql_mask([text])[0] != text]
