@@ -2,9 +2,9 @@
 
 A module that imports ``FULL_DEPTH`` or ``examples`` from tests/conftest.py runs fewer examples,
 kill points or layouts in `make test` than its full depth; that depth runs only when the
-Makefile's ``FUZZ_MODULES`` lists the module (a module left out would keep its deep cases in
-no target at all, where they rot unseen, as the Spark kill's did until migration 045's keys
-files were found by `make fuzz`).
+Makefile's ``FUZZ_MODULES`` lists the module: one left out would keep its deep cases in no
+target at all. (Listed ones rot too when `make fuzz` is not run: the Spark kill's deep points
+still expected no keys files after migration 045 added them, README "Tests".)
 """
 
 from __future__ import annotations
