@@ -6,6 +6,7 @@ parse.sql accepts, whatever the session's time zone."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.attempt_store import TS_FORM, _ts_form, _ts_text_form, _ts_text_from_form, lake_dir
+from core.attempt_store import ATTEMPTS, encode_columns, lake_dir
 from pipeline import replay
 from tests.conftest import Billing, record
 
@@ -21,12 +22,17 @@ from tests.conftest import Billing, record
 PARSED_TS = "CAST(regexp_replace(upper(?), '(\\.[0-9]{6})[0-9]+', '\\1') AS TIMESTAMPTZ)"
 
 
+# the attempts files' encoding of ts_text alone (its helper column included), as a run writes it
+TS_TEXT_ONLY = dataclasses.replace(ATTEMPTS, encoded=tuple(e for e in ATTEMPTS.encoded if e[0] == "ts_text"))
+[(_, _, DECODED)] = TS_TEXT_ONLY.encoded
+
+
 def round_trip(con: duckdb.DuckDBPyConnection, text: str) -> tuple[str, str]:
     """(stored, read back) of ``text`` through the encoding and the decoding."""
-    row = f"(SELECT ?::VARCHAR AS ts_text, {PARSED_TS} AS ts) r"
-    prepared = f"(SELECT *, {_ts_text_form('r.')} AS {TS_FORM} FROM {row}) r"  # as encode_columns does
-    (stored,) = con.execute(f"SELECT {_ts_form('r.')} FROM {prepared}", [text, text]).fetchone() or ("",)
-    (back,) = con.execute(f"SELECT {_ts_text_from_form('r.')} FROM {row}", [stored, text]).fetchone() or ("",)
+    row = f"SELECT ?::VARCHAR AS ts_text, {PARSED_TS} AS ts"
+    encoded = encode_columns(TS_TEXT_ONLY, row)
+    (stored,) = con.execute(f"SELECT ts_text FROM ({encoded})", [text, text]).fetchone() or ("",)
+    (back,) = con.execute(f"SELECT {DECODED} FROM ({row}) r", [stored, text]).fetchone() or ("",)
     return stored, back
 
 
