@@ -76,6 +76,12 @@ class DueRules:
     issued amount as that refund) is not counted again as credited. Before, once tokens came
     back and were billed again, their refund came out short by that part (a history paid 0.75
     for no tokens).
+    ``printed_refunded_not_credited`` (layout 13 on): that part is all the note printed as
+    already refunded (``credit_note_lines.printed_refunded_usd``), not only what it still holds
+    back (``refunded_usd``: from credit note rule 3, refunded tokens that did not come back since,
+    e.g. through an ask a note credited). Before, once such tokens came back and went again,
+    the refund fell short by the rest of the printed part (1.50 + 0.29 VAT kept with us in
+    docs/credits.md "A credited ask, then a note, then tokens back and gone").
     """
 
     adjustments_by_tokens: bool = True
@@ -88,6 +94,7 @@ class DueRules:
     note_money_moves_credit: bool = True
     netted_refunds_paid: bool = True
     refunded_not_credited: bool = True
+    printed_refunded_not_credited: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -102,4 +109,5 @@ class DueRules:
             "moved_credit": self.note_money_moves_credit,
             "netted_refunds": self.netted_refunds_paid,
             "refunded_not_credited": self.refunded_not_credited,
+            "printed_refunded": self.printed_refunded_not_credited,
         }

@@ -128,7 +128,10 @@ class Plan:
     money_rule: int = 1
     refunded: Decimal = ZERO  # rule 2: the part of the lines later statements already refunded
     refunded_on: str | None = None  # the statements that refunded it, ", "-joined
-    line_refunded: tuple[Decimal, ...] = ()  # rule 2: ``refunded`` per line of ``line_nos``
+    line_refunded: tuple[Decimal, ...] = ()  # rule 2: what each line of ``line_nos`` holds back of it
+    # rule 2: the part of each line printed as already refunded (``line_refunded``: from rule 3
+    # only the refunded tokens that did not come back since)
+    line_printed_refunded: tuple[Decimal, ...] = ()
 
 
 @dataclass
@@ -378,6 +381,7 @@ def plan(
         lines_total - credited_net - refunded, credited_net, treatment, None if rate is None else D(rate), rule,
         tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
         tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
+        tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
     )  # fmt: skip
 
 
@@ -818,15 +822,21 @@ def store(
         ).fetchall()
     )
     con.executemany(
-        "INSERT INTO credit_note_lines (credit_note_number, line_no, kind, description, amount_usd, refunded_usd) "
-        "VALUES (?, ?, (SELECT kind FROM statement_issued_lines WHERE statement_number = ? AND line_no = ?), ?, ?, ?)",
+        "INSERT INTO credit_note_lines (credit_note_number, line_no, kind, description, amount_usd, refunded_usd, "
+        "printed_refunded_usd) "
+        "VALUES (?, ?, (SELECT kind FROM statement_issued_lines WHERE statement_number = ? AND line_no = ?), "
+        "?, ?, ?, ?)",
         [
-            # rule 2: the part of the line not credited as already refunded, which a later
-            # adjustment of the line that brings tokens back takes back like a hold-back
-            # (statement_lines_due.sql); rule 1: NULL, as such lines were stored
-            (number, n, p.statement_number, n, text, amounts[n], None if p.money_rule < 2 else refunded)
-            for n, text, refunded in zip(
-                p.line_nos, p.descriptions, p.line_refunded or (ZERO,) * len(p.line_nos), strict=True
+            # rule 2: the part of the line not credited as already refunded (printed), and of
+            # it what a later adjustment of the line that brings tokens back takes back like a
+            # hold-back (statement_lines_due.sql); rule 1: NULL, as such lines were stored
+            (number, n, p.statement_number, n, text, amounts[n], *((None, None) if p.money_rule < 2 else (held, shown)))
+            for n, text, held, shown in zip(
+                p.line_nos,
+                p.descriptions,
+                p.line_refunded or (ZERO,) * len(p.line_nos),
+                p.line_printed_refunded or (ZERO,) * len(p.line_nos),
+                strict=True,
             )
         ],
     )

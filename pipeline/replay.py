@@ -539,7 +539,12 @@ LIVE_STATE = {
     "(SELECT period FROM live.credit_ledger WHERE entry_kind = 'applied' AND segment_start IS NULL)",
     "statement_credits": "SELECT * FROM {db}.statement_credits",
     "credit_notes": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.credit_notes",
-    "credit_note_lines": "SELECT * FROM {db}.credit_note_lines",
+    # the part printed as refunded per line (migration 048), for the notes the live database
+    # stored it for: a note of rules 3-5 issued before has none, and re-issuing it would add it
+    "credit_note_lines": "SELECT * EXCLUDE (printed_refunded_usd) FROM {db}.credit_note_lines",
+    "credit_note_lines_printed": "SELECT credit_note_number, line_no, printed_refunded_usd FROM {db}.credit_note_lines "
+    "WHERE credit_note_number NOT IN (SELECT credit_note_number FROM live.credit_note_lines "
+    "WHERE printed_refunded_usd IS NULL AND refunded_usd IS NOT NULL)",
     "credit_note_files": "SELECT credit_note_number, kind, sha256 FROM {db}.credit_note_files",
 }
 
@@ -557,6 +562,7 @@ LIVE_KEYS = {
     "statement_credits": ("statement_number",),
     "credit_notes": ("credit_note_number",),
     "credit_note_lines": ("credit_note_number", "line_no"),
+    "credit_note_lines_printed": ("credit_note_number", "line_no"),
     "credit_note_files": ("credit_note_number", "kind"),
 }
 EXAMPLE_KEYS = 3

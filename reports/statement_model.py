@@ -135,7 +135,12 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: a rule-2 credit note credited gives back what was paid for it since, not counting twice the
 #: part a later statement had refunded before the note (layouts 5-11 kept 0.75 of a customer's
 #: money once tokens came back and went again).
-LAYOUT_VERSION = 12
+#: 13: printed as 12; that refund cap subtracts all a note printed as already refunded by a
+#: later statement, not only the part it still holds back (from credit note rule 3 a note holds
+#: back only refunded tokens that did not come back since, e.g. through an ask a note credited),
+#: so tokens billed again after such a note are refunded in full when they go (layout 12 kept
+#: 1.50 + 0.29 VAT; docs/credits.md "A credited ask, then a note, then tokens back and gone").
+LAYOUT_VERSION = 13
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -172,6 +177,9 @@ NOTE_MONEY_MOVES_CREDIT_FROM = 12
 # the first whose refunds of a period count as its money all its statement asked for its usage
 # when that statement (layout 10 on) netted a refund of an earlier period (before: at most its net)
 NETTED_REFUNDS_PAID_FROM = 12
+# the first whose refund of a credited line subtracts all a note printed as already refunded
+# (credit_note_lines.printed_refunded_usd), not only the part it still holds back
+PRINTED_REFUNDED_FROM = 13
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -198,6 +206,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         note_money_moves_credit=layout_version >= NOTE_MONEY_MOVES_CREDIT_FROM,
         netted_refunds_paid=layout_version >= NETTED_REFUNDS_PAID_FROM,
         refunded_not_credited=layout_version >= NETTED_REFUNDS_PAID_FROM,
+        printed_refunded_not_credited=layout_version >= PRINTED_REFUNDED_FROM,
     )
 
 

@@ -198,7 +198,7 @@ def test_a_note_on_a_partly_prepaid_usage_line_moves_the_credit_with_the_money_i
     assert _figures(next(st.document for st in old.statements)) == (
         D("-9.00"), D("0.00"), D("-9.00"), D("-1.71"), D("-10.71"))  # fmt: skip
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
-    assert jan.layout_version == 12
+    assert jan.layout_version >= 12  # the layout that moves the credit, or a later one
     assert _figures(jan) == (D("-9.00"), D("1.50"), D("-7.50"), D("-1.43"), D("-8.93"))
     # the grant gets its 1.50 back: December drew it (closing 0.00), January restores it
     assert jan.credits is not None

@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from core.db import connect
 from core.money import D
-from pipeline import credit_notes, jobs
+from pipeline import credit_notes, jobs, replay
 from pipeline.credit_notes import CreditNoteError
 from tests.conftest import Billing, record, usage
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
@@ -318,3 +319,87 @@ def test_tokens_billed_again_after_a_note_are_refunded_in_full_when_they_go(bill
     assert money == D("0.00")  # 7.50 - 0.75 - 6.75 + 1.50 - 1.50
     assert nov.total_due + dec.total_due - note.total_credited + jan.total_due + feb.total_due == D("0.00")
     _replays_match(billing, tmp_path, periods=("2027-01", "2027-02"))
+
+
+def test_tokens_back_and_gone_after_a_credited_ask_and_a_note_are_refunded_in_full(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # docs/credits.md "A credited ask, then a note, then tokens back and gone". No grants.
+    # November: r1 1,000,000 = 7.50 (VAT 1.425 -> 1.43, due 8.93)
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    # December: r1's retry 1,200,000 asks +1.50 of November (0.285 -> 0.29); a note credits it
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert _figures(dec) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    ask_note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 1, 10)).document
+    assert _money(ask_note) == (D("1.50"), D("0.00"), D("0.00"), D("1.50"), "on_net", D("0.29"), D("1.79"))
+    # January: back to 1,000,000: -1.50 of November refunded in money
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert _figures(jan) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
+    # a note on November's line: 7.50, of which 1.50 printed as refunded on January's, credits
+    # 6.00 (+ VAT 1.14). The ask's note brought those
+    # tokens back, so the note holds back nothing (refunded_usd 0.00), but it printed 1.50
+    nov_note = _note(billing, str(nov.statement_number), out, lines=(1,), issue_date=date(2027, 2, 10)).document
+    assert _money(nov_note) == (D("7.50"), D("0.00"), D("1.50"), D("6.00"), "on_net", D("1.14"), D("7.14"))
+    assert billing.query(
+        "SELECT refunded_usd, printed_refunded_usd FROM credit_note_lines WHERE credit_note_number = ?",
+        [nov_note.credit_note_number],
+    ) == [(D("0.00"), D("1.50"))]
+    # February: 1,200,000 again, +1.50 billed (nothing held back: r1 at 1,000,000 was paid 0.00
+    # net: 7.50 + 1.50 - 1.50 - 1.50 - 6.00)
+    _attempt(billing, "2027-02-12", "a4", "r1", 4, "2026-11-07T09:15:00Z", 1_200_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb) == (D("1.50"), D("0.00"), D("1.50"), D("0.29"), D("1.79"))
+    # March: back to 1,000,000. Issued for the key 7.50 + 1.50 - 1.50 + 1.50 = 9.00; credited
+    # 9.00, of which the 1.50 the note printed as refunded is January's refund (counted in
+    # issued): 1.50 was paid since, all refunded. Layout 12 subtracted only the hold-back (0.00)
+    # and refunded nothing: 1.50 + 0.29 stayed with us
+    _attempt(billing, "2027-03-12", "a5", "r1", 5, "2026-11-07T09:20:00Z", 1_000_000)
+    old = jobs.run_statements(billing.settings, "2027-03", tmp_path / "draft-12", layout_version=12)
+    assert _figures(next(st.document for st in old.statements)) == (
+        D("0.00"), D("0.00"), D("0.00"), D("0.00"), D("0.00"))  # fmt: skip
+    mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
+    assert _figures(mar) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
+    statements, notes = (nov, dec, jan, feb, mar), (ask_note, nov_note)
+    assert sum(s.net_amount for s in statements) - sum(n.net_amount for n in notes) == D("0.00")
+    assert sum(s.total_due for s in statements) - sum(n.total_credited for n in notes) == D("0.00")
+    _replays_match(billing, tmp_path, periods=("2027-02", "2027-03"))
+
+
+def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_the_part_printed(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # the scenario above to the note on November's line: it printed 1.50 as refunded and holds
+    # none of it back (refunded_usd 0.00, printed_refunded_usd 1.50)
+    out = _german_account_with(billing, tmp_path, "")
+    _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 1, 10))
+    _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
+    _statement(billing, out, "2027-01", date(2027, 2, 1))
+    number = _note(billing, str(nov.statement_number), out, lines=(1,), issue_date=date(2027, 2, 10)).number
+    printed = "SELECT refunded_usd, printed_refunded_usd FROM credit_note_lines WHERE credit_note_number = ?"
+    assert billing.query(printed, [number]) == [(D("0.00"), D("1.50"))]
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
+    # as main wrote it before migration 048: no part printed per line. Migrating again keeps a
+    # rule-5 note's NULL (the part printed was not stored: its cap counts the hold-back, as
+    # layout 12 did), and re-executing its run, which now stores 1.50, still verifies
+    with duckdb.connect(str(billing.settings.db_path)) as con:
+        con.execute("UPDATE credit_note_lines SET printed_refunded_usd = NULL")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
+    connect(billing.settings.db_path).close()  # the upgrade: migration 048 again
+    assert billing.query(printed, [number]) == [(D("0.00"), None)]
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
+    # a rule-2 note stored the part printed as its refunded_usd: the migration copies it
+    with duckdb.connect(str(billing.settings.db_path)) as con:
+        con.execute("UPDATE credit_note_lines SET refunded_usd = 1.50, printed_refunded_usd = NULL")
+        con.execute("UPDATE credit_notes SET money_rule = 2 WHERE credit_note_number = ?", [number])
+        con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
+    connect(billing.settings.db_path).close()
+    assert billing.query(printed, [number]) == [(D("1.50"), D("1.50"))]

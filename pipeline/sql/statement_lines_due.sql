@@ -47,6 +47,11 @@
 -- And ($refunded_not_credited) a negative adjustment of a line a rule-2 credit note credited is
 -- capped at issued less credited not counting as credited the part a later statement had already
 -- refunded (issued counts that refund), so tokens billed again after the note are refunded in full.
+-- From layout 13 ($printed_refunded) that part is the one the note printed as already refunded
+-- (credit_note_lines.printed_refunded_usd), not the part it still holds back (refunded_usd): from
+-- rule 3 a note stores as held back only refunded tokens that did not come back since (an ask a
+-- note credited brought them back), and layout 12 then counted the rest of the printed part as
+-- credited too, keeping it with us once the tokens came back and went (docs/credits.md).
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -100,7 +105,10 @@ credited AS (
            l.unit_price_per_1m, sum(c.amount_usd) AS amount,
            -- credit note rule 2 (migration 036): the part of the line a note did not credit as
            -- already refunded by a later statement, taken back like a hold-back below
-           sum(coalesce(c.refunded_usd, 0)) AS refunded
+           sum(coalesce(c.refunded_usd, 0)) AS refunded,
+           -- the part a note printed as already refunded (layout 13, $printed_refunded), held
+           -- back or not; notes of rules 3-5 issued before migration 048 did not store it
+           sum(coalesce(c.printed_refunded_usd, c.refunded_usd, 0)) AS printed_refunded
     FROM credit_note_lines c
     JOIN credit_notes n USING (credit_note_number)
     JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = c.line_no
@@ -142,10 +150,13 @@ adjustments AS (
            CASE WHEN NOT $net_of_credit_notes OR k.amount IS NULL THEN a.raw_amount
                 -- never give back more than was paid for the line: issued less credited
                 -- (layout 12 on, $refunded_not_credited: less the part of the credited amount a
-                -- later statement had refunded before a rule-2 note, which issued already counts)
+                -- later statement had refunded before a rule-2 note, which issued already counts;
+                -- layout 13 on, $printed_refunded: all the note printed as refunded, held back or not)
                 WHEN a.raw_amount < 0
                 THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount
-                     - CASE WHEN $refunded_not_credited THEN k.refunded ELSE 0 END - a.issued_amount AS DECIMAL(18,2))))
+                     - CASE WHEN $printed_refunded THEN k.printed_refunded
+                            WHEN $refunded_not_credited THEN k.refunded ELSE 0 END
+                     - a.issued_amount AS DECIMAL(18,2))))
                 -- tokens coming back first take back what an earlier line held back, and what a
                 -- rule-2 note left uncredited as already refunded (0 for every note before)
                 ELSE a.raw_amount - least(a.raw_amount, greatest(CAST(0 AS DECIMAL(18,2)), a.held_back + k.refunded))

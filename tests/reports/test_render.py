@@ -55,8 +55,9 @@ def statement_pdf(tmp_path_factory):
         (10, GOLDEN.with_name("statement-layout-10.html")),  # printed as 9; refunds net of later notes
         (11, GOLDEN.with_name("statement-layout-11.html")),  # printed as 10; months without statements closed
         (12, GOLDEN.with_name("statement-layout-12.html")),  # printed as 11; a note's money moves credit to asks
+        (13, GOLDEN.with_name("statement-layout-13.html")),  # printed as 12; refunds net of all a note printed
     ],
-    ids=[f"layout-{n}" for n in range(1, 13)],
+    ids=[f"layout-{n}" for n in range(1, 14)],
 )
 def test_html_matches_golden_file(layout: int, golden: Path):
     """Regenerate the current layout's file after an intended change: UPDATE_GOLDEN=1 pytest
