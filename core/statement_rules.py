@@ -82,6 +82,12 @@ class DueRules:
     e.g. through an ask a note credited). Before, once such tokens came back and went again,
     the refund fell short by the rest of the printed part (1.50 + 0.29 VAT kept with us in
     docs/credits.md "A credited ask, then a note, then tokens back and gone").
+    ``line_money_net_of_refunds`` (layout 13 on): of a line a note credited, the money the note
+    can have given back is its money less the part it printed as already refunded by later
+    statements (``line_money``), so the rest of the note's net goes to the statement's other
+    lines, an ask of an earlier period among them, and the prepaid credit moves with it. Before,
+    the note's net stayed on its line, so when a refund of the line's period had come first the
+    credit never moved to the ask, and a refund of the ask's period gave it back in money.
     """
 
     adjustments_by_tokens: bool = True
@@ -95,6 +101,7 @@ class DueRules:
     netted_refunds_paid: bool = True
     refunded_not_credited: bool = True
     printed_refunded_not_credited: bool = True
+    line_money_net_of_refunds: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -110,4 +117,5 @@ class DueRules:
             "netted_refunds": self.netted_refunds_paid,
             "refunded_not_credited": self.refunded_not_credited,
             "printed_refunded": self.printed_refunded_not_credited,
+            "line_money_net": self.line_money_net_of_refunds,
         }

@@ -139,7 +139,10 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: later statement, not only the part it still holds back (from credit note rule 3 a note holds
 #: back only refunded tokens that did not come back since, e.g. through an ask a note credited),
 #: so tokens billed again after such a note are refunded in full when they go (layout 12 kept
-#: 1.50 + 0.29 VAT; docs/credits.md "A credited ask, then a note, then tokens back and gone").
+#: 1.50 + 0.29 VAT; docs/credits.md "A credited ask, then a note, then tokens back and gone");
+#: and of a line a note credited, the money the note gave back is at most its money less that
+#: printed part, so the rest goes to the statement's other lines and the prepaid credit moves
+#: with it to an ask of an earlier period also when a refund came before the note.
 LAYOUT_VERSION = 13
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -207,6 +210,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         netted_refunds_paid=layout_version >= NETTED_REFUNDS_PAID_FROM,
         refunded_not_credited=layout_version >= NETTED_REFUNDS_PAID_FROM,
         printed_refunded_not_credited=layout_version >= PRINTED_REFUNDED_FROM,
+        line_money_net_of_refunds=layout_version >= PRINTED_REFUNDED_FROM,
     )
 
 

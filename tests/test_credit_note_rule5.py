@@ -403,3 +403,43 @@ def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_th
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     connect(billing.settings.db_path).close()
     assert billing.query(printed, [number]) == [(D("1.50"), D("1.50"))]
+
+
+def test_a_note_on_a_usage_line_a_refund_lowered_moves_the_credit_with_its_money(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # the random histories' seeds 68 and 114 made small (docs/credits.md, layout 13).
+    # November: r1 1,000,000 = 7.50 in money. Grant 3.00 from 1 December. December: r2
+    # 1,000,000 = 7.50 (line 1) and r1 1,200,000, +1.50 of November; the 3.00 of credit pays
+    # usage first: net 6.00 (usage money 4.50, the ask's 1.50)
+    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-12-01T00:00:00Z,,purchased,INV-1,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 1_000_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T09:05:00Z", 1_200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    # January: r2 800,000, -1.50 of December refunded in money (December's usage money 4.50)
+    _attempt(billing, "2027-01-03", "e4", "r2", 2, "2026-12-02T09:05:00Z", 800_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    # a note on December's usage line: 7.50, 1.50 already refunded, 1.50 kept as prepaid,
+    # credits 4.50 + 0.86: more than the 3.00 left of the line's money, so 1.50 of it is the
+    # ask's money, which the statement's credit now pays (layout 12's moved credit)
+    note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 2, 5)).document
+    assert _money(note)[:4] == (D("7.50"), D("1.50"), D("1.50"), D("4.50"))
+    # February: both requests to 0 tokens. November's -9.00: 7.50 of money is left to refund,
+    # and the ask's 1.50 is restored to the grant; December's -6.00 gives back nothing (its
+    # line was credited). Net -7.50, VAT -1.425 -> -1.43 (-9.00 in money and nothing
+    # restored with layout 12: line_money gave the note's whole net to the usage line,
+    # ignoring January's refund, so the credit never moved to the ask)
+    _attempt(billing, "2027-02-03", "e5", "r1", 3, "2026-11-02T09:10:00Z", 0)
+    _attempt(billing, "2027-02-04", "e6", "r2", 3, "2026-12-02T09:10:00Z", 0)
+    old = jobs.run_statements(billing.settings, "2027-02", tmp_path / "draft-12", layout_version=12)
+    assert _figures(next(st.document for st in old.statements))[1:] == (
+        D("0.00"), D("-9.00"), D("-1.71"), D("-10.71"))  # fmt: skip
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert _figures(feb)[1:] == (D("1.50"), D("-7.50"), D("-1.43"), D("-8.93"))
+    money = nov.net_amount + dec.net_amount + jan.net_amount + feb.net_amount - note.net_amount
+    assert money == D("0.00")  # 7.50 + 6.00 - 1.50 - 7.50 - 4.50
+    # credit used: 3.00 applied, 1.50 restored: the 1.50 the note kept as prepaid
+    assert dec.credits_applied - feb.credits_restored == note.prepaid_retained == D("1.50")
+    _replays_match(billing, tmp_path, periods=("2027-02",))

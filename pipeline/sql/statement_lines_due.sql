@@ -51,7 +51,10 @@
 -- (credit_note_lines.printed_refunded_usd), not the part it still holds back (refunded_usd): from
 -- rule 3 a note stores as held back only refunded tokens that did not come back since (an ask a
 -- note credited brought them back), and layout 12 then counted the rest of the printed part as
--- credited too, keeping it with us once the tokens came back and went (docs/credits.md).
+-- credited too, keeping it with us once the tokens came back and went (docs/credits.md). And
+-- ($line_money_net) `line_money` counts that part out of the credited line's money, so the
+-- rest of the note's net goes to the statement's other lines (and layout 12's moved credit
+-- with it) also when a refund of the line came before the note.
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -238,7 +241,15 @@ line_money AS (
                             THEN l.amount - least(l.amount, greatest(0, coalesce(c.applied_usd, 0) - coalesce(sum(l.amount)
                                  FILTER (WHERE l.kind = 'usage') OVER (PARTITION BY l.statement_number ORDER BY l.line_no
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)))
-                            ELSE coalesce(a.money, 0) END AS money
+                            ELSE coalesce(a.money, 0) END
+                       -- layout 13 on ($line_money_net): less what later statements had refunded of
+                       -- a credited line before its note (the part the note printed as refunded),
+                       -- which the note did not give back: the note's money beyond the rest is the
+                       -- statement's other lines' (before, it stayed on the line, and the credit
+                       -- that paid an ask of the statement never moved with it)
+                       - CASE WHEN $line_money_net AND cl.credit_note_number IS NOT NULL
+                              THEN least(l.amount, coalesce(cl.printed_refunded_usd, cl.refunded_usd, 0)) ELSE 0 END
+                       AS money
                 FROM statement_issued_lines l
                 JOIN statements s USING (statement_number)
                 LEFT JOIN statement_credits c USING (statement_number)
