@@ -237,19 +237,18 @@ line_money AS (
             FROM (
                 SELECT l.statement_number, l.line_no, s.account_id, l.original_period, s.period AS statement_period,
                        l.kind, cl.credit_note_number, n.net_usd AS note_net,
-                       CASE WHEN l.kind = 'usage'
-                            THEN l.amount - least(l.amount, greatest(0, coalesce(c.applied_usd, 0) - coalesce(sum(l.amount)
-                                 FILTER (WHERE l.kind = 'usage') OVER (PARTITION BY l.statement_number ORDER BY l.line_no
-                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)))
-                            ELSE coalesce(a.money, 0) END
                        -- layout 13 on ($line_money_net): less what later statements had refunded of
                        -- a credited line before its note (the part the note printed as refunded),
                        -- which the note did not give back: the note's money beyond the rest is the
                        -- statement's other lines' (before, it stayed on the line, and the credit
-                       -- that paid an ask of the statement never moved with it)
+                       -- that paid an ask of the statement never moved with it); never below 0
+                       greatest(0, CASE WHEN l.kind = 'usage'
+                            THEN l.amount - least(l.amount, greatest(0, coalesce(c.applied_usd, 0) - coalesce(sum(l.amount)
+                                 FILTER (WHERE l.kind = 'usage') OVER (PARTITION BY l.statement_number ORDER BY l.line_no
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)))
+                            ELSE coalesce(a.money, 0) END
                        - CASE WHEN $line_money_net AND cl.credit_note_number IS NOT NULL
-                              THEN least(l.amount, coalesce(cl.printed_refunded_usd, cl.refunded_usd, 0)) ELSE 0 END
-                       AS money
+                              THEN coalesce(cl.printed_refunded_usd, cl.refunded_usd, 0) ELSE 0 END) AS money
                 FROM statement_issued_lines l
                 JOIN statements s USING (statement_number)
                 LEFT JOIN statement_credits c USING (statement_number)
