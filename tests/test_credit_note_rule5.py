@@ -422,10 +422,10 @@ def test_a_note_on_a_usage_line_a_refund_lowered_moves_the_credit_with_its_money
     _attempt(billing, "2027-01-03", "e4", "r2", 2, "2026-12-02T09:05:00Z", 800_000)
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     # a note on December's usage line: 7.50, 1.50 already refunded, 1.50 kept as prepaid,
-    # credits 4.50 + 0.86: more than the 3.00 left of the line's money, so 1.50 of it is the
+    # credits 4.50 + 0.85 (the rest of its tax): more than the 3.00 left of the line's money, so 1.50 of it is the
     # ask's money, which the statement's credit now pays (layout 12's moved credit)
     note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 2, 5)).document
-    assert _money(note)[:4] == (D("7.50"), D("1.50"), D("1.50"), D("4.50"))
+    assert _money(note) == (D("7.50"), D("1.50"), D("1.50"), D("4.50"), "remainder", D("0.85"), D("5.35"))
     # February: both requests to 0 tokens. November's -9.00: 7.50 of money is left to refund,
     # and the ask's 1.50 is restored to the grant; December's -6.00 gives back nothing (its
     # line was credited). Net -7.50, VAT -1.425 -> -1.43 (-9.00 in money and nothing
