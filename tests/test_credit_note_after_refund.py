@@ -142,6 +142,13 @@ def _figures(st) -> tuple[Decimal, ...]:  # type: ignore[no-untyped-def]
     return (st.adjustments_total, st.credits_restored, st.net_amount, st.tax_amount, st.total_due)
 
 
+def _draft_figures(billing: Billing, tmp_path: Path, period: str, layout: int) -> tuple[Decimal, ...]:
+    """:func:`_figures` of the account's draft statement of ``period`` under an earlier
+    ``layout`` (nothing issued): what that layout's rules would have billed."""
+    drafts = jobs.run_statements(billing.settings, period, tmp_path / f"draft-{period}-{layout}", layout_version=layout)
+    return _figures(next(st.document for st in drafts.statements))
+
+
 def _money(doc) -> tuple:  # type: ignore[no-untyped-def]
     """A note's figures: lines, prepaid kept, already refunded, net, tax rule, tax, total."""
     return (doc.lines_total, doc.prepaid_retained, doc.refunded, doc.net_amount, doc.tax_rule, doc.tax_amount,

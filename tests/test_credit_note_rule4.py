@@ -17,10 +17,10 @@ import pytest
 
 from core.db import connect
 from core.money import D
-from pipeline import credit_notes, jobs
+from pipeline import credit_notes
 from pipeline.credit_notes import CreditNoteError
 from tests.conftest import Billing, BuiltOnce
-from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
+from tests.test_credit_note_after_refund import _draft_figures, _figures, _money, _note, _replays_match
 from tests.test_credit_note_rule5 import _december_noted
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
@@ -194,8 +194,7 @@ def test_a_note_on_a_partly_prepaid_usage_line_moves_the_credit_with_the_money_i
     _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 0)
     # layout 11, a draft: the 1.50 of credit stays December's, whose credited line is never
     # refunded again, so November's refund gives all 9.00 back in money (9.00 x 19% = 1.71)
-    old = jobs.run_statements(billing.settings, "2027-01", tmp_path / "draft-11", layout_version=11)
-    assert _figures(next(st.document for st in old.statements)) == (
+    assert _draft_figures(billing, tmp_path, "2027-01", 11) == (
         D("-9.00"), D("0.00"), D("-9.00"), D("-1.71"), D("-10.71"))  # fmt: skip
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     assert jan.layout_version >= 12  # the layout that moves the credit, or a later one

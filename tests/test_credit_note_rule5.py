@@ -18,10 +18,10 @@ import pytest
 
 from core.db import connect
 from core.money import D
-from pipeline import credit_notes, jobs, replay
+from pipeline import credit_notes, replay
 from pipeline.credit_notes import CreditNoteError
 from tests.conftest import Billing, record, usage
-from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
+from tests.test_credit_note_after_refund import _draft_figures, _figures, _money, _note, _replays_match
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
@@ -210,8 +210,7 @@ def test_a_refund_of_a_period_whose_statement_netted_a_refund_gives_back_its_usa
     # -1.14 (layout 11 counted December's money as its net, 3.75, and restored 1.25 of credit
     # while 0.25 of money stayed paid for the 1.50 still billed)
     _attempt(billing, "2027-01-04", "e5", "r2", 2, "2026-12-02T10:00:00Z", 200_000)
-    old = jobs.run_statements(billing.settings, "2027-01", tmp_path / "draft-11", layout_version=11)
-    assert _figures(next(st.document for st in old.statements)) == (
+    assert _draft_figures(billing, tmp_path, "2027-01", 11) == (
         D("-6.00"), D("1.25"), D("-4.75"), D("-0.90"), D("-5.65"))  # fmt: skip
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
     assert _figures(jan) == (D("-6.00"), D("0.00"), D("-6.00"), D("-1.14"), D("-7.14"))
@@ -310,8 +309,7 @@ def test_tokens_billed_again_after_a_note_are_refunded_in_full_when_they_go(bill
     # of which 0.75 December had refunded: 1.50 was paid since the note, all refunded (layout
     # 11 counted the 0.75 twice and gave back 0.75: the customer kept paying 0.75 for nothing)
     _attempt(billing, "2027-02-03", "e4", "r1", 4, "2026-11-02T12:00:00Z", 0)
-    old = jobs.run_statements(billing.settings, "2027-02", tmp_path / "draft-11", layout_version=11)
-    assert _figures(next(st.document for st in old.statements)) == (
+    assert _draft_figures(billing, tmp_path, "2027-02", 11) == (
         D("-0.75"), D("0.00"), D("-0.75"), D("-0.14"), D("-0.89"))  # fmt: skip
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert _figures(feb) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
@@ -358,8 +356,7 @@ def test_tokens_back_and_gone_after_a_credited_ask_and_a_note_are_refunded_in_fu
     # issued): 1.50 was paid since, all refunded. Layout 12 subtracted only the hold-back (0.00)
     # and refunded nothing: 1.50 + 0.29 stayed with us
     _attempt(billing, "2027-03-12", "a5", "r1", 5, "2026-11-07T09:20:00Z", 1_000_000)
-    old = jobs.run_statements(billing.settings, "2027-03", tmp_path / "draft-12", layout_version=12)
-    assert _figures(next(st.document for st in old.statements)) == (
+    assert _draft_figures(billing, tmp_path, "2027-03", 12) == (
         D("0.00"), D("0.00"), D("0.00"), D("0.00"), D("0.00"))  # fmt: skip
     mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
     assert _figures(mar) == (D("-1.50"), D("0.00"), D("-1.50"), D("-0.29"), D("-1.79"))
@@ -433,8 +430,7 @@ def test_a_note_on_a_usage_line_a_refund_lowered_moves_the_credit_with_its_money
     # ignoring January's refund, so the credit never moved to the ask)
     _attempt(billing, "2027-02-03", "e5", "r1", 3, "2026-11-02T09:10:00Z", 0)
     _attempt(billing, "2027-02-04", "e6", "r2", 3, "2026-12-02T09:10:00Z", 0)
-    old = jobs.run_statements(billing.settings, "2027-02", tmp_path / "draft-12", layout_version=12)
-    assert _figures(next(st.document for st in old.statements))[1:] == (
+    assert _draft_figures(billing, tmp_path, "2027-02", 12)[1:] == (
         D("0.00"), D("-9.00"), D("-1.71"), D("-10.71"))  # fmt: skip
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert _figures(feb)[1:] == (D("1.50"), D("-7.50"), D("-1.43"), D("-8.93"))
