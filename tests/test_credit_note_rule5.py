@@ -384,13 +384,15 @@ def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_th
     assert billing.query(printed, [number]) == [(D("0.00"), D("1.50"))]
     last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
     assert replay.verify_run(billing.settings, last).status == "MATCH"
-    # as main wrote it before migration 048: no part printed per line. Migrating again keeps a
-    # rule-5 note's NULL (the part printed was not stored: its cap counts the hold-back, as
-    # layout 12 did), and re-executing its run, which now stores 1.50, still verifies
+    # as main wrote it before migration 048: no part printed per line. Verify reads it as it
+    # is (read only, not migrated); migrating keeps a rule-5 note's NULL (the part printed was
+    # not stored: its cap counts the hold-back, as layout 12 did), and re-executing its run,
+    # which now stores 1.50, still verifies
     with duckdb.connect(str(billing.settings.db_path)) as con:
-        con.execute("UPDATE credit_note_lines SET printed_refunded_usd = NULL")
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
-    connect(billing.settings.db_path).close()  # the upgrade: migration 048 again
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
+    connect(billing.settings.db_path).close()  # the upgrade: migration 048
     assert billing.query(printed, [number]) == [(D("0.00"), None)]
     assert replay.verify_run(billing.settings, last).status == "MATCH"
     # a rule-2 note stored the part printed as its refunded_usd: the migration copies it
