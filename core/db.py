@@ -196,6 +196,21 @@ RENAMED_MIGRATIONS = {"034_lake_file_parts.sql": "033_lake_file_parts.sql"}
 _COMMENT_ON = re.compile(r"(?:\s*--[^\n]*\n)*\s*COMMENT\s+ON\b", re.I)  # after any comment lines
 
 
+def _pending(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """The shipped migrations (name, text) that ``con``'s database has not recorded."""
+    done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    done |= {new for new, old in RENAMED_MIGRATIONS.items() if old in done}
+    return [(name, text) for name, text in _migrations() if name not in done]
+
+
+def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The names of the migrations a database opened read-only still lacks (all of them before
+    its first run): a read-write open applies them, a reader sees the schema as it is."""
+    if not table_exists(con, "schema_migrations"):
+        return [name for name, _ in _migrations()]
+    return [name for name, _ in _pending(con)]
+
+
 def migrate(con: duckdb.DuckDBPyConnection, documented: bool = True) -> list[str]:
     """Apply the named migrations not yet recorded, all of them in one transaction.
 
@@ -207,9 +222,7 @@ def migrate(con: duckdb.DuckDBPyConnection, documented: bool = True) -> list[str
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
-    done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
-    done |= {new for new, old in RENAMED_MIGRATIONS.items() if old in done}
-    pending = [(name, text) for name, text in _migrations() if name not in done]
+    pending = _pending(con)
     if not pending:
         return []
     con.execute("BEGIN TRANSACTION")

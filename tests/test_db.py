@@ -195,3 +195,27 @@ def test_a_scratch_database_migrated_without_comments_has_the_same_catalog() -> 
         scratch.close()
     with pytest.raises(ValueError, match="only an in-memory scratch"):
         connect(Path("never.duckdb"), documented=False)
+
+
+def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp_path: Path) -> None:
+    """A reader never migrates: after an upgrade, before the first run, export (any listing)
+    names the migrations missing and the command that applies them, instead of failing on a
+    column the queries expect (credit_note_lines.printed_refunded_usd, migration 048)."""
+    from tests.conftest import cli_in_process
+
+    db = migrated_database(tmp_path / "billing.duckdb")
+    with duckdb.connect(str(db)) as con:  # as main wrote it before migration 048
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
+    export = ("--db", str(db), "export", "--period", "2026-11", "--out", str(tmp_path / "out"), "--allow-empty")
+    refused = cli_in_process(*export, cwd=tmp_path)
+    assert refused.exit_code == 1
+    assert "1 schema migration(s) not applied yet (048_statement_layout_13.sql)" in refused.stderr
+    assert f"infergate-billing --db {db} migrate" in refused.stderr
+    assert not (tmp_path / "out").exists()
+    applied = cli_in_process("--db", str(db), "migrate", cwd=tmp_path)
+    assert applied.exit_code == 0 and "applied 1 migration(s): 048_statement_layout_13.sql" in applied.stdout
+    again = cli_in_process("--db", str(db), "migrate", cwd=tmp_path)
+    assert again.exit_code == 0 and "no migration pending" in again.stdout
+    after = cli_in_process(*export, cwd=tmp_path)
+    assert after.exit_code == 0, after.stderr

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from core import console
-from pipeline.cli.base import cli, fail_cleanly, max_quarantine_option, out_option
+from pipeline.cli.base import cli, fail_cleanly, max_quarantine_option, out_option, require_database
 
 if TYPE_CHECKING:
     from pipeline.jobs import Settings
@@ -84,6 +84,37 @@ def sample_logs_command(out_dir: Path, seed: int) -> None:
 
     for path in sample_logs.write_sample_logs(out_dir, seed):
         console.current().info(f"wrote {path}")
+
+
+@cli.command("migrate")
+@click.pass_obj
+@fail_cleanly
+def migrate_command(settings: Settings) -> None:
+    """Apply the schema migrations an upgrade brought, now (every run does it first anyway).
+
+    Listings and exports read the database without changing it, so after an upgrade they
+    refuse a database an earlier version wrote until it is migrated: by this command, or by
+    the next nightly. All pending migrations apply in one transaction; none pending, nothing
+    changes. Take the run lock: refused while a run is writing.
+
+    \b
+    Example:
+      infergate-billing --db data/infergate.duckdb migrate
+    """
+    from core.db import connect, pending_migrations
+    from pipeline.lock import exclusive_run
+
+    require_database(settings)
+    with exclusive_run(settings.db_path, "migrate"):
+        con = connect(settings.db_path, read_only=True)
+        try:
+            pending = pending_migrations(con)
+        finally:
+            con.close()
+        connect(settings.db_path).close()  # a read-write open applies them, in one transaction
+    console.current().info(
+        f"applied {len(pending)} migration(s): {', '.join(pending)}" if pending else "no migration pending"
+    )
 
 
 @cli.command("schema-doc")

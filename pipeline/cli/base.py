@@ -431,11 +431,21 @@ def require_database(settings: Settings) -> None:
 
 @contextmanager
 def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The database opened read-only for a listing or an export."""
-    from core.db import connect
+    """The database opened read-only for a listing or an export. A reader never migrates, so
+    a database an earlier version wrote (after an upgrade, before the first run) is refused
+    with the command that migrates it, not read with a schema the queries do not expect."""
+    from core.db import connect, pending_migrations
 
     con = connect(settings.db_path, read_only=True)
     try:
+        pending = pending_migrations(con)
+        if pending:
+            raise BillingError(
+                f"{settings.db_path} was written by an earlier version: {len(pending)} schema migration(s) not "
+                f"applied yet ({', '.join(pending)})",
+                hint=f"apply them with `infergate-billing --db {settings.db_path} migrate` (the next nightly "
+                "applies them too); a listing or an export never changes the database",
+            )
         yield con
     finally:
         con.close()
