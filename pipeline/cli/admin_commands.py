@@ -95,7 +95,7 @@ def migrate_command(settings: Settings) -> None:
     Listings and exports read the database without changing it, so after an upgrade they
     refuse a database an earlier version wrote until it is migrated: by this command, or by
     the next nightly. All pending migrations apply in one transaction; none pending, nothing
-    changes. Take the run lock: refused while a run is writing.
+    changes. It takes the run lock: refused while a run is writing.
 
     \b
     Example:
