@@ -49,10 +49,17 @@ def sql_text(name: str) -> str:
     return resources.files(_PACKAGE).joinpath("sql", name).read_text(encoding="utf-8")
 
 
-def _migrations() -> list[tuple[str, str]]:
+def _migration_names() -> list[str]:
     folder = resources.files(_PACKAGE).joinpath("migrations")
-    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-    return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
+def _migration_text(name: str) -> str:
+    return resources.files(_PACKAGE).joinpath("migrations", name).read_text(encoding="utf-8")
+
+
+def _migrations() -> list[tuple[str, str]]:
+    return [(name, _migration_text(name)) for name in _migration_names()]
 
 
 def rules_hash() -> str:
@@ -196,19 +203,15 @@ RENAMED_MIGRATIONS = {"034_lake_file_parts.sql": "033_lake_file_parts.sql"}
 _COMMENT_ON = re.compile(r"(?:\s*--[^\n]*\n)*\s*COMMENT\s+ON\b", re.I)  # after any comment lines
 
 
-def _pending(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    """The shipped migrations (name, text) that ``con``'s database has not recorded."""
+def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The names of the shipped migrations ``con``'s database has not recorded (all of them
+    before its first run): a read-write open applies them, a reader sees the schema as it is.
+    Names only: a listing checks this on every open, and reads no migration's text."""
+    if not table_exists(con, "schema_migrations"):
+        return _migration_names()
     done = {row[0] for row in con.execute("SELECT name FROM schema_migrations").fetchall()}
     done |= {new for new, old in RENAMED_MIGRATIONS.items() if old in done}
-    return [(name, text) for name, text in _migrations() if name not in done]
-
-
-def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The names of the migrations a database opened read-only still lacks (all of them before
-    its first run): a read-write open applies them, a reader sees the schema as it is."""
-    if not table_exists(con, "schema_migrations"):
-        return [name for name, _ in _migrations()]
-    return [name for name, _ in _pending(con)]
+    return [name for name in _migration_names() if name not in done]
 
 
 def migrate(con: duckdb.DuckDBPyConnection, documented: bool = True) -> list[str]:
@@ -222,7 +225,7 @@ def migrate(con: duckdb.DuckDBPyConnection, documented: bool = True) -> list[str
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     )
-    pending = _pending(con)
+    pending = [(name, _migration_text(name)) for name in pending_migrations(con)]
     if not pending:
         return []
     con.execute("BEGIN TRANSACTION")

@@ -13,29 +13,19 @@ used (applied less restored) is what the credit notes kept as prepaid.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from core.money import D
 from tests.conftest import Billing
+from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _figures, _money, _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
-
-ZERO = Decimal("0.00")
 
 
 def _grant(grant_id: str, amount: str, day: str) -> str:
     return f"{grant_id},acct_de,{amount},USD,{day}T00:00:00Z,,purchased,INV-{grant_id},\n"
-
-
-def _evenness(statements: tuple[Any, ...], notes: tuple[Any, ...]) -> tuple[Decimal, Decimal]:
-    """(money kept, credit used beyond what the notes kept): both 0.00 in an even history."""
-    money = sum((s.net_amount for s in statements), ZERO) - sum((n.net_amount for n in notes), ZERO)
-    used = sum((s.credits_applied - s.credits_restored for s in statements), ZERO)
-    return money, used - sum((n.prepaid_retained for n in notes), ZERO)
 
 
 @pytest.mark.xfail(strict=True, reason="docs/credits.md: a note's part given back by a refund, counted twice")
@@ -62,7 +52,8 @@ def test_a_note_on_an_ask_printing_part_as_given_back_leaves_its_credit_restorab
     _attempt(billing, "2027-02-03", "e4", "r1", 4, "2026-11-02T09:15:00Z", 0)
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert _figures(feb) == (D("-7.50"), D("7.50"), D("0.00"), D("0.00"), D("0.00"))
-    assert _evenness((nov, dec, jan, feb), (note,)) == (ZERO, ZERO)
+    even = History(statements=[nov, dec, jan, feb], notes=[note])
+    assert (even.money, even.credit_used) == (D("0.00"), even.kept)
 
 
 @pytest.mark.xfail(strict=True, reason="docs/credits.md: a note's excess moved to an ask whose period is given back")
@@ -96,4 +87,5 @@ def test_a_notes_excess_moves_credit_only_to_an_ask_whose_period_has_money_left(
     _attempt(billing, "2027-02-05", "e9", "r3", 2, "2027-01-02T09:05:00Z", 0)
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert feb.credits_restored == D("1.50")
-    assert _evenness((nov, dec, jan, feb), (first, second)) == (ZERO, ZERO)
+    even = History(statements=[nov, dec, jan, feb], notes=[first, second])
+    assert (even.money, even.credit_used) == (D("0.00"), even.kept)
