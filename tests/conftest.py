@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import atexit
 import gzip
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -149,8 +150,71 @@ def examples(full: int) -> int:
     return full if FULL_DEPTH else max(2, full // 6)
 
 
+# --- PDFs in the money scenario modules ----------------------------------------------------------
+# These modules assert figures (lines, totals, credit, refunds, what replay reproduces), never
+# what a page looks like, and each scenario issues several statements and credit notes: their
+# WeasyPrint layout was a third of their time (~0.5 s a PDF; ~0.015 s for the stand-in). Their
+# PDFs are rendered by a stand-in: a real, one-line PDF of the SHA-256 of the HTML WeasyPrint
+# would have been given (so replay's byte comparison still compares every byte of the HTML, and
+# e-invoices still embed and validate their XML in a real PDF/A-3). The HTML itself is built as
+# always. What a statement's PDF looks like is the render, statement, invoicing, CLI and replay
+# modules' business: they render with WeasyPrint, as does a test marked `weasyprint` here.
+PDF_STAND_IN_MODULES = frozenset(
+    {
+        "test_adjustment_detail.py",
+        "test_credit_balances.py",
+        "test_credit_histories.py",
+        "test_credit_note_rule3.py",
+        "test_credit_note_rule4.py",
+        "test_credit_note_rule5.py",
+        "test_credit_open_defects.py",
+        "test_credit_properties.py",
+        "test_credit_restore.py",
+        "test_credit_skipped_months.py",
+        "test_credits.py",
+        "test_credits_and_tax.py",
+        "test_lines_by_unit_price.py",
+    }
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _pdf_stand_in(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Module-scoped (and autouse, so before the module's other fixtures): the scenarios a
+    module builds once render with the stand-in too."""
+    if request.path.relative_to(TESTS_DIR).as_posix() not in PDF_STAND_IN_MODULES:
+        yield
+        return
+    from reports import pdf
+
+    weasyprint_pdf = pdf.pdf_bytes
+
+    def stand_in(html: str, **options: Any) -> bytes:
+        digest = hashlib.sha256(html.encode("utf-8")).hexdigest()
+        return weasyprint_pdf(f"<p>stand-in PDF of HTML {digest}</p>", **options)
+
+    stand_in.weasyprint = weasyprint_pdf  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pdf, "pdf_bytes", stand_in)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _weasyprint_when_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``weasyprint`` in a stand-in module reads what its PDFs print: it renders
+    them with WeasyPrint (the scenario it builds itself; not one its module built once)."""
+    if request.node.get_closest_marker("weasyprint") is None:
+        yield
+        return
+    from reports import pdf
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pdf, "pdf_bytes", getattr(pdf.pdf_bytes, "weasyprint", pdf.pdf_bytes))
+        yield
+
+
 def _listed_modules_exist() -> None:
-    missing = sorted(m for m in SLOW_MODULES if not (TESTS_DIR / m).is_file())
+    missing = sorted(m for m in SLOW_MODULES | PDF_STAND_IN_MODULES if not (TESTS_DIR / m).is_file())
     if missing:
         raise pytest.UsageError(f"tests/conftest.py lists test modules that do not exist: {', '.join(missing)}")
 

@@ -119,6 +119,7 @@ def test_a_note_on_a_later_statements_ask_for_november_after_novembers_own_note_
     _replays_match(billing, tmp_path, periods=("2026-11", "2026-12", "2027-01"))
 
 
+@pytest.mark.weasyprint
 def test_a_note_on_a_later_ask_credits_what_is_left_of_the_periods_money(
     refunded, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

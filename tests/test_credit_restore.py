@@ -130,6 +130,7 @@ def _ledger(billing: Billing, period: str) -> list[tuple[object, ...]]:
     )
 
 
+@pytest.mark.weasyprint
 def test_usage_paid_with_credit_and_found_smaller_is_restored_to_credit_not_refunded_in_money(
     billing: Billing, tmp_path: Path
 ) -> None:

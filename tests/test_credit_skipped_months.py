@@ -52,6 +52,7 @@ def _block(
     return CreditSummary(D(opening), D(granted), D(applied), D(expired), D(closing), D(restored), since)
 
 
+@pytest.mark.weasyprint
 def test_a_grant_bought_the_month_before_the_first_statement_is_stored_with_it(billing: Billing, tmp_path: Path):
     # 5.00 bought on 15 October; October bills nothing, so November is the first statement
     out = _german_account_with(billing, tmp_path, "g,acct_de,5.00,USD,2026-10-15T00:00:00Z,,purchased,INV-1,\n")

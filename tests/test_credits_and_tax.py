@@ -31,6 +31,7 @@ def _summary(billing: Billing, period: str) -> dict[str, object]:
     return next(r for r in rows if r["account_id"] == "acct_de")
 
 
+@pytest.mark.weasyprint
 def test_tax_is_computed_on_the_charges_less_the_credit_applied(
     billing: Billing, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
