@@ -74,10 +74,15 @@ COMMAND = "credit-note"
 #: the part of the chosen lines prepaid credit paid when their money is short (rule 4 printed
 #: it as already given back, so credit used was never accounted for; docs/invoicing.md); and
 #: credits charges only: a refund line (a negative adjustment) stands, as crediting it took the
-#: refund back while the period's tokens stayed removed.
-MONEY_RULE = 5
-#: the statement layout whose counting of money rule 5 reads (statement_lines_due.sql's `paid`
-#: and `line_money`): fixed, so a note of rule 5 re-executes with its figures after later layouts
+#: refund back while the period's tokens stayed removed; 6 (migration 049), credits as rule 5 and
+#: stores per line the whole part it printed as already given back (``printed_refunded_usd``):
+#: rules 3-5 stored only rule 2's part (refunds of the line's key for its own period), so the
+#: refund cap of statement_lines_due.sql (issued less credited less that part) counted the rest
+#: as credited, and where a refund of the same key had given it back (in the issued amount),
+#: subtracted it twice (docs/credits.md "Closed (credit note rule 6)").
+MONEY_RULE = 6
+#: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
+#: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
 RULE_5_STATEMENT_LAYOUT = 12
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
@@ -130,7 +135,8 @@ class Plan:
     refunded_on: str | None = None  # the statements that refunded it, ", "-joined
     line_refunded: tuple[Decimal, ...] = ()  # rule 2: what each line of ``line_nos`` holds back of it
     # rule 2: the part of each line printed as already refunded (``line_refunded``: from rule 3
-    # only the refunded tokens that did not come back since)
+    # only the refunded tokens that did not come back since); rule 6: with the part printed as
+    # already given back by refunds and notes (rules 3-5's ``given_back_of``), all it printed
     line_printed_refunded: tuple[Decimal, ...] = ()
 
 
@@ -381,7 +387,8 @@ def plan(
         lines_total - credited_net - refunded, credited_net, treatment, None if rate is None else D(rate), rule,
         tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
         tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
-        tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
+        tuple(refunded_by_line.get(ln.line_no, ZERO)  # rule 6: and the part given back, all it prints
+              + (given_back_of.get(ln.line_no, ZERO) if money_rule >= 6 else ZERO) for ln in chosen),
     )  # fmt: skip
 
 
@@ -577,7 +584,9 @@ def _earlier_periods_given_back(
     (the prepaid part stays "paid with prepaid credit"). The documents that gave Q's money
     back, named with their kind, and the periods Q, when a line was not credited in full.
 
-    That part is printed with rule 2's but not stored in ``credit_note_lines.refunded_usd``:
+    That part is printed with rule 2's (from rule 6 stored with it in ``printed_refunded_usd``,
+    which statements' refund cap subtracts from the credited amount) but not stored in
+    ``credit_note_lines.refunded_usd``:
     rule 2's part is tokens a later statement refunded, which statement_lines_due.sql takes
     back like a hold-back when they return; this part is money Q's own notes and refunds gave
     back, whose tokens no statement refunded, so tokens of Q arriving later are billed (the
@@ -827,9 +836,10 @@ def store(
         "VALUES (?, ?, (SELECT kind FROM statement_issued_lines WHERE statement_number = ? AND line_no = ?), "
         "?, ?, ?, ?)",
         [
-            # rule 2: the part of the line not credited as already refunded (printed), and of
-            # it what a later adjustment of the line that brings tokens back takes back like a
-            # hold-back (statement_lines_due.sql); rule 1: NULL, as such lines were stored
+            # rule 2: the part of the line not credited as already refunded (printed; rule 6:
+            # also as already given back), and of it what a later adjustment of the line that
+            # brings tokens back takes back like a hold-back (statement_lines_due.sql); rule 1:
+            # NULL, as such lines were stored
             (number, n, p.statement_number, n, text, amounts[n], *((None, None) if p.money_rule < 2 else (held, shown)))
             for n, text, held, shown in zip(
                 p.line_nos,

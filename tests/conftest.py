@@ -107,6 +107,7 @@ SLOW_MODULES = frozenset(
         "test_credit_skipped_months.py",  # months without statements: issued months, replays
         "test_credit_note_rule4.py",  # four issued months per scenario, credit notes, replays
         "test_credit_note_rule5.py",  # three or four issued months per scenario, credit notes, replays
+        "test_credit_note_rule6.py",  # four issued months per scenario, credit notes, replays
         "test_credit_histories.py",  # seven issued months per history, grants, credit notes
         "test_credit_open_defects.py",  # four issued months per scenario, grants, credit notes
         "test_adjustment_detail.py",  # issued statements of layouts 7 and 8, their detail CSVs, replays
@@ -167,6 +168,7 @@ PDF_STAND_IN_MODULES = frozenset(
         "test_credit_note_rule3.py",
         "test_credit_note_rule4.py",
         "test_credit_note_rule5.py",
+        "test_credit_note_rule6.py",
         "test_credit_open_defects.py",
         "test_credit_properties.py",
         "test_credit_restore.py",

@@ -1,9 +1,10 @@
-"""Two defects of the credit rules the random billing histories found (seeds 40-119 of
-tests/test_credit_histories.py, 2026-12-07: seeds 53, 64 and 77 end uneven with statement
-layout 13 and credit note rule 5; a third, seeds 68 and 114, is closed by layout 13:
-tests/test_credit_note_rule5.py), made small. Each is a strict xfail: it states
-what an even history needs and fails today (docs/credits.md "Open points"); the fix turns it
-into a pass, and the strict mark then fails the suite until the mark is removed.
+"""A defect of the credit rules the random billing histories found (seeds 40-119 of
+tests/test_credit_histories.py, 2026-12-07: seeds 53, 64 and 77 ended uneven with statement
+layout 13 and credit note rule 5; seeds 64 and 77 are closed by credit note rule 6:
+tests/test_credit_note_rule6.py; seeds 68 and 114 by layout 13: tests/test_credit_note_rule5.py),
+made small. A strict xfail: it states what an even history needs and fails today
+(docs/credits.md "Open points"); the fix turns it into a pass, and the strict mark then fails
+the suite until the mark is removed.
 
 acct_de (19% VAT), openai/gpt-5.5 input at 7.50/1M, prepaid credit from a grant; every figure
 worked out by hand. "Even": money asked less money given back is 0.00, and the prepaid credit
@@ -20,40 +21,12 @@ import pytest
 from core.money import D
 from tests.conftest import Billing
 from tests.test_credit_histories import History
-from tests.test_credit_note_after_refund import _figures, _money, _note
+from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
 def _grant(grant_id: str, amount: str, day: str) -> str:
     return f"{grant_id},acct_de,{amount},USD,{day}T00:00:00Z,,purchased,INV-{grant_id},\n"
-
-
-@pytest.mark.xfail(strict=True, reason="docs/credits.md: a note's part given back by a refund, counted twice")
-def test_a_note_on_an_ask_printing_part_as_given_back_leaves_its_credit_restorable(
-    billing: Billing, tmp_path: Path
-) -> None:
-    # seeds 64 and 77. Grant 7.50 from 1 November. November: r1 1,000,000 = 7.50, all prepaid.
-    # December: r1 1,400,000, +3.00 of November in money. January: r1 1,200,000, -1.50 of
-    # November refunded in money (what is left of November's money: 3.00)
-    out = _german_account_with(billing, tmp_path, _grant("g", "7.50", "2026-11-01"))
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r1", 2, "2026-11-02T09:05:00Z", 1_400_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
-    _attempt(billing, "2027-01-03", "e3", "r1", 3, "2026-11-02T09:10:00Z", 1_200_000)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
-    # a note on December's ask: 3.00, of which 1.50 printed as given back (January's refund),
-    # credits 1.50 + 0.29. November's money is then all given back: 3.00 - 1.50 - 1.50
-    note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 2, 5)).document
-    assert _money(note)[:4] == (D("3.00"), D("0.00"), D("1.50"), D("1.50"))
-    # February: r1 to 0 tokens, -9.00 of November. Paid for it: 7.50 of credit, no money left;
-    # the other 1.50 the note printed as given back is January's refund, in the issued 9.00.
-    # So 7.50 is restored to the grant (today: 6.00, the 1.50 subtracted twice)
-    _attempt(billing, "2027-02-03", "e4", "r1", 4, "2026-11-02T09:15:00Z", 0)
-    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
-    assert _figures(feb) == (D("-7.50"), D("7.50"), D("0.00"), D("0.00"), D("0.00"))
-    even = History(statements=[nov, dec, jan, feb], notes=[note])
-    assert (even.money, even.credit_used) == (D("0.00"), even.kept)
 
 
 @pytest.mark.xfail(strict=True, reason="docs/credits.md: a note's excess moved to an ask whose period is given back")

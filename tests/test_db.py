@@ -210,11 +210,12 @@ def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp
     export = ("--db", str(db), "export", "--period", "2026-11", "--out", str(tmp_path / "out"), "--allow-empty")
     refused = cli_in_process(*export, cwd=tmp_path)
     assert refused.exit_code == 1
-    assert "1 schema migration(s) not applied yet (048_statement_layout_13.sql)" in refused.stderr
+    pending = "048_statement_layout_13.sql, 049_credit_note_rule_6.sql"
+    assert f"2 schema migration(s) not applied yet ({pending})" in refused.stderr
     assert f"infergate-billing --db {db} migrate" in refused.stderr
     assert not (tmp_path / "out").exists()
     applied = cli_in_process("--db", str(db), "migrate", cwd=tmp_path)
-    assert applied.exit_code == 0 and "applied 1 migration(s): 048_statement_layout_13.sql" in applied.stdout
+    assert applied.exit_code == 0 and f"applied 2 migration(s): {pending}" in applied.stdout
     again = cli_in_process("--db", str(db), "migrate", cwd=tmp_path)
     assert again.exit_code == 0 and "no migration pending" in again.stdout
     after = cli_in_process(*export, cwd=tmp_path)
