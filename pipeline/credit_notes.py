@@ -75,9 +75,10 @@ COMMAND = "credit-note"
 #: it as already given back, so credit used was never accounted for; docs/invoicing.md); and
 #: credits charges only: a refund line (a negative adjustment) stands, as crediting it took the
 #: refund back while the period's tokens stayed removed; 6 (migration 049), credits as rule 5 and
-#: stores per line the whole part it printed as already given back (``printed_refunded_usd``):
-#: rules 3-5 stored only rule 2's part (refunds of the line's key for its own period), so the
-#: refund cap of statement_lines_due.sql (issued less credited less that part) counted the rest
+#: stores per line the part it printed as already given back by refunds and notes (rules 3-5's
+#: ``given_back_of``, ``credit_note_lines.printed_given_back_usd``) beside rule 2's part (the
+#: refunds of the line's key for its own period): rules 3-5 stored only rule 2's, so the refund
+#: cap of statement_lines_due.sql (issued less credited less the part printed) counted the rest
 #: as credited, and where a refund of the same key had given it back (in the issued amount),
 #: subtracted it twice (docs/credits.md "Closed (credit note rule 6)").
 MONEY_RULE = 6
@@ -135,9 +136,11 @@ class Plan:
     refunded_on: str | None = None  # the statements that refunded it, ", "-joined
     line_refunded: tuple[Decimal, ...] = ()  # rule 2: what each line of ``line_nos`` holds back of it
     # rule 2: the part of each line printed as already refunded (``line_refunded``: from rule 3
-    # only the refunded tokens that did not come back since); rule 6: with the part printed as
-    # already given back by refunds and notes (rules 3-5's ``given_back_of``), all it printed
+    # only the refunded tokens that did not come back since)
     line_printed_refunded: tuple[Decimal, ...] = ()
+    # rule 6: the part of each line printed as already given back by refunds and notes (rules
+    # 3-5's ``given_back_of``; ``credit_note_lines.printed_given_back_usd``); None before rule 6
+    line_given_back: tuple[Decimal, ...] | None = None
 
 
 @dataclass
@@ -387,8 +390,8 @@ def plan(
         lines_total - credited_net - refunded, credited_net, treatment, None if rate is None else D(rate), rule,
         tax_amount, money_rule, refunded, ", ".join(refunders) if refunded > 0 else None,
         tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
-        tuple(refunded_by_line.get(ln.line_no, ZERO)  # rule 6: and the part given back, all it prints
-              + (given_back_of.get(ln.line_no, ZERO) if money_rule >= 6 else ZERO) for ln in chosen),
+        tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
+        tuple(given_back_of.get(ln.line_no, ZERO) for ln in chosen) if money_rule >= 6 else None,
     )  # fmt: skip
 
 
@@ -584,9 +587,9 @@ def _earlier_periods_given_back(
     (the prepaid part stays "paid with prepaid credit"). The documents that gave Q's money
     back, named with their kind, and the periods Q, when a line was not credited in full.
 
-    That part is printed with rule 2's (from rule 6 stored with it in ``printed_refunded_usd``,
-    which statements' refund cap subtracts from the credited amount) but not stored in
-    ``credit_note_lines.refunded_usd``:
+    That part is printed with rule 2's (from rule 6 stored in ``printed_given_back_usd``, which
+    statements' refund cap subtracts from the credited amount as it does rule 2's part) but not
+    stored in ``credit_note_lines.refunded_usd``:
     rule 2's part is tokens a later statement refunded, which statement_lines_due.sql takes
     back like a hold-back when they return; this part is money Q's own notes and refunds gave
     back, whose tokens no statement refunded, so tokens of Q arriving later are billed (the
@@ -832,23 +835,33 @@ def store(
     )
     con.executemany(
         "INSERT INTO credit_note_lines (credit_note_number, line_no, kind, description, amount_usd, refunded_usd, "
-        "printed_refunded_usd) "
+        "printed_refunded_usd, printed_given_back_usd) "
         "VALUES (?, ?, (SELECT kind FROM statement_issued_lines WHERE statement_number = ? AND line_no = ?), "
-        "?, ?, ?, ?)",
+        "?, ?, ?, ?, ?)",
         [
-            # rule 2: the part of the line not credited as already refunded (printed; rule 6:
-            # also as already given back), and of it what a later adjustment of the line that
-            # brings tokens back takes back like a hold-back (statement_lines_due.sql); rule 1:
-            # NULL, as such lines were stored
-            (number, n, p.statement_number, n, text, amounts[n], *((None, None) if p.money_rule < 2 else (held, shown)))
-            for n, text, held, shown in zip(
+            # rule 2: the part of the line not credited as already refunded (printed), and of
+            # it what a later adjustment of the line that brings tokens back takes back like a
+            # hold-back (statement_lines_due.sql); rule 1: NULL, as such lines were stored.
+            # Rule 6: the part not credited as already given back (printed; NULL before)
+            (
+                number,
+                n,
+                p.statement_number,
+                n,
+                text,
+                amounts[n],
+                *((None, None) if p.money_rule < 2 else (held, shown)),
+                given,
+            )
+            for n, text, held, shown, given in zip(
                 p.line_nos,
                 p.descriptions,
                 p.line_refunded or (ZERO,) * len(p.line_nos),
                 p.line_printed_refunded or (ZERO,) * len(p.line_nos),
+                p.line_given_back or (None,) * len(p.line_nos),
                 strict=True,
             )
-        ],
+        ],  # fmt: skip
     )
     over = con.execute(
         "SELECT l.line_no FROM statement_issued_lines l JOIN credit_note_lines c USING (line_no) "

@@ -1,8 +1,8 @@
-"""Credit note rule 6: a note stores per line the whole part it printed as already given back
-(``credit_note_lines.printed_refunded_usd``), the part earlier periods' refunds and notes gave
-back (rules 3-5's ``given_back_of``) as well as rule 2's part refunded for its own period, so
-the refund cap of statement layout 13 (issued less credited less that part) counts as credited
-only what notes gave back (docs/credits.md, "Closed (credit note rule 6)"). Found by the random
+"""Credit note rule 6: a note stores per line the part it printed as already given back by
+refunds and notes (rules 3-5's ``given_back_of``, ``credit_note_lines.printed_given_back_usd``)
+beside rule 2's part refunded for its own period (``printed_refunded_usd``), so the refund cap
+of statement layout 13 (issued less credited less the parts printed) counts as credited only
+what notes gave back (docs/credits.md, "Closed (credit note rule 6)"). Found by the random
 billing histories (seeds 64 and 77 of tests/test_credit_histories.py), made small.
 
 acct_de (19% VAT), openai/gpt-5.5 input at 7.50/1M, prepaid credit from a grant; every figure
@@ -37,12 +37,15 @@ def _asked_then_partly_refunded(billing: Billing, tmp_path: Path):  # type: igno
     return nov, dec, jan, out
 
 
-def _printed_part(billing: Billing, number: str) -> tuple[Decimal, Decimal | None]:
-    """A note's one line: its amount credited and the part it stored as printed refunded."""
-    amount, printed = billing.one(
-        "SELECT amount_usd, printed_refunded_usd FROM credit_note_lines WHERE credit_note_number = ?", [number]
+def _printed_parts(billing: Billing, number: str) -> tuple[Decimal, Decimal | None, Decimal | None]:
+    """A note's one line: its amount credited, the part it stored as printed refunded (rule 2's)
+    and as printed given back (rule 6 on)."""
+    amount, refunded, given_back = billing.one(
+        "SELECT amount_usd, printed_refunded_usd, printed_given_back_usd FROM credit_note_lines "
+        "WHERE credit_note_number = ?",
+        [number],
     )
-    return amount, printed
+    return amount, refunded, given_back
 
 
 def test_a_note_on_an_ask_printing_part_as_given_back_leaves_its_credit_restorable(
@@ -51,10 +54,11 @@ def test_a_note_on_an_ask_printing_part_as_given_back_leaves_its_credit_restorab
     nov, dec, jan, out = _asked_then_partly_refunded(billing, tmp_path)
     # a note on December's ask: 3.00, of which 1.50 printed as given back (January's refund),
     # credits 1.50 + 0.29 (19%). November's money is then all given back: 3.00 - 1.50 - 1.50.
-    # Rule 6 stores the 1.50 it printed; rule 5 stored 0.00
+    # Rule 6 stores the 1.50 it printed as given back (none as refunded: rule 2's part is for the
+    # statement's own period); rule 5 stored nothing
     note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 2, 5)).document
     assert _money(note) == (D("3.00"), D("0.00"), D("1.50"), D("1.50"), "on_net", D("0.29"), D("1.79"))
-    assert _printed_part(billing, str(note.credit_note_number)) == (D("3.00"), D("1.50"))
+    assert _printed_parts(billing, str(note.credit_note_number)) == (D("3.00"), D("0.00"), D("1.50"))
     # February: r1 to 0 tokens, -9.00 of November (issued for it: 7.50 + 3.00 - 1.50). Paid
     # for it: 7.50 of credit, no money left (3.00 asked, 1.50 refunded, 1.50 credited). The cap
     # is issued less what notes gave back: 9.00 - (3.00 - 1.50) = 7.50, all restored to the
@@ -70,12 +74,12 @@ def test_a_note_on_an_ask_printing_part_as_given_back_leaves_its_credit_restorab
 
 def test_a_rule_5_note_keeps_storing_only_its_own_periods_refunded_part(billing: Billing, tmp_path: Path) -> None:
     # the same note issued under rule 5 (as a run recorded before rule 6 re-executes): it prints
-    # the same figures and stores 0.00 as printed refunded, so statements count it as before
+    # the same figures and stores no part given back (NULL), so statements count it as before
     # (February restores 6.00) and replay reproduces what was issued
     nov, dec, jan, out = _asked_then_partly_refunded(billing, tmp_path)
     note = _note(billing, str(dec.statement_number), out, rule=5, lines=(1,), issue_date=date(2027, 2, 5)).document
     assert _money(note) == (D("3.00"), D("0.00"), D("1.50"), D("1.50"), "on_net", D("0.29"), D("1.79"))
-    assert _printed_part(billing, str(note.credit_note_number)) == (D("3.00"), D("0.00"))
+    assert _printed_parts(billing, str(note.credit_note_number)) == (D("3.00"), D("0.00"), None)
     _attempt(billing, "2027-02-03", "e4", "r1", 4, "2026-11-02T09:15:00Z", 0)
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert _figures(feb) == (D("-6.00"), D("6.00"), D("0.00"), D("0.00"), D("0.00"))

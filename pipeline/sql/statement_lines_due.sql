@@ -111,7 +111,10 @@ credited AS (
            sum(coalesce(c.refunded_usd, 0)) AS refunded,
            -- the part a note printed as already refunded (layout 13, $printed_refunded), held
            -- back or not; notes of rules 3-5 issued before migration 048 did not store it
-           sum(coalesce(c.printed_refunded_usd, c.refunded_usd, 0)) AS printed_refunded
+           sum(coalesce(c.printed_refunded_usd, c.refunded_usd, 0)) AS printed_refunded,
+           -- credit note rule 6 (migration 049): the part a note printed as already given back
+           -- by refunds and notes of the line's period (rules 3-5 printed it, stored nothing)
+           sum(coalesce(c.printed_given_back_usd, 0)) AS printed_given_back
     FROM credit_note_lines c
     JOIN credit_notes n USING (credit_note_number)
     JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = c.line_no
@@ -154,10 +157,11 @@ adjustments AS (
                 -- never give back more than was paid for the line: issued less credited
                 -- (layout 12 on, $refunded_not_credited: less the part of the credited amount a
                 -- later statement had refunded before a rule-2 note, which issued already counts;
-                -- layout 13 on, $printed_refunded: all the note printed as refunded, held back or not)
+                -- layout 13 on, $printed_refunded: all the note printed as refunded, held back or
+                -- not, and from credit note rule 6 as already given back: what notes credited of it)
                 WHEN a.raw_amount < 0
                 THEN greatest(a.raw_amount, least(CAST(0 AS DECIMAL(18,2)), CAST(k.amount
-                     - CASE WHEN $printed_refunded THEN k.printed_refunded
+                     - CASE WHEN $printed_refunded THEN k.printed_refunded + k.printed_given_back
                             WHEN $refunded_not_credited THEN k.refunded ELSE 0 END
                      - a.issued_amount AS DECIMAL(18,2))))
                 -- tokens coming back first take back what an earlier line held back, and what a
