@@ -861,7 +861,7 @@ def store(
                 p.line_given_back or (None,) * len(p.line_nos),
                 strict=True,
             )
-        ],  # fmt: skip
+        ],
     )
     over = con.execute(
         "SELECT l.line_no FROM statement_issued_lines l JOIN credit_note_lines c USING (line_no) "

@@ -54,7 +54,10 @@
 -- credited too, keeping it with us once the tokens came back and went (docs/credits.md). And
 -- ($line_money_net) `line_money` counts that part out of the credited line's money, so the
 -- rest of the note's net goes to the statement's other lines (and layout 12's moved credit
--- with it) also when a refund of the line came before the note.
+-- with it) also when a refund of the line came before the note. A note of credit note rule 6
+-- also stores the part it printed as already given back by refunds and notes (rules 3-5 stored
+-- nothing of it: credit_note_lines.printed_given_back_usd), which the cap subtracts too, so a
+-- credited line counts as credited what notes gave back of it; `line_money` does not.
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -113,7 +116,7 @@ credited AS (
            -- back or not; notes of rules 3-5 issued before migration 048 did not store it
            sum(coalesce(c.printed_refunded_usd, c.refunded_usd, 0)) AS printed_refunded,
            -- credit note rule 6 (migration 049): the part a note printed as already given back
-           -- by refunds and notes of the line's period (rules 3-5 printed it, stored nothing)
+           -- by refunds and notes (rules 3-5 printed it and stored nothing)
            sum(coalesce(c.printed_given_back_usd, 0)) AS printed_given_back
     FROM credit_note_lines c
     JOIN credit_notes n USING (credit_note_number)
