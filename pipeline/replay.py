@@ -541,12 +541,24 @@ LIVE_STATE = {
     "credit_notes": "SELECT * EXCLUDE (run_id, issued_at) FROM {db}.credit_notes",
     # the part printed as refunded per line (migration 048), for the notes the live database
     # stored it for: a note of rules 3-5 issued before has none, and re-issuing it would add it
-    # (a live database not yet migrated to 048, read only, has no such column: not compared)
-    "credit_note_lines": "SELECT COLUMNS(lambda c: c <> 'printed_refunded_usd') FROM {db}.credit_note_lines",
+    # (a live database not yet migrated to 048, read only, has no such column: not compared,
+    # LIVE_STATE_COLUMNS)
+    "credit_note_lines": "SELECT COLUMNS(lambda c: c NOT IN ('printed_refunded_usd', 'printed_given_back_usd')) "
+    "FROM {db}.credit_note_lines",
     "credit_note_lines_printed": "SELECT credit_note_number, line_no, printed_refunded_usd FROM {db}.credit_note_lines "
     "WHERE credit_note_number NOT IN (SELECT credit_note_number FROM live.credit_note_lines "
     "WHERE printed_refunded_usd IS NULL AND refunded_usd IS NOT NULL)",
+    # the part printed as given back (migration 049, credit note rule 6; NULL before, also when
+    # a note of rules 1-5 re-executes)
+    "credit_note_lines_given_back": "SELECT credit_note_number, line_no, printed_given_back_usd "
+    "FROM {db}.credit_note_lines",
     "credit_note_files": "SELECT credit_note_number, kind, sha256 FROM {db}.credit_note_files",
+}
+
+# The LIVE_STATE queries of a column a migration added: compared when the live database has it.
+LIVE_STATE_COLUMNS = {
+    "credit_note_lines_printed": ("credit_note_lines", "printed_refunded_usd"),  # 048
+    "credit_note_lines_given_back": ("credit_note_lines", "printed_given_back_usd"),  # 049
 }
 
 # What names a row of each table in a report: a few of these are shown per differing table.
@@ -564,6 +576,7 @@ LIVE_KEYS = {
     "credit_notes": ("credit_note_number",),
     "credit_note_lines": ("credit_note_number", "line_no"),
     "credit_note_lines_printed": ("credit_note_number", "line_no"),
+    "credit_note_lines_given_back": ("credit_note_number", "line_no"),
     "credit_note_files": ("credit_note_number", "kind"),
 }
 EXAMPLE_KEYS = 3
@@ -588,8 +601,9 @@ def _compare_live_state(live_db: Path, scratch_db: Path) -> dict[str, str]:
             for db in ("live", "again")
         }
         for table, query in LIVE_STATE.items():
-            if table == "credit_note_lines_printed" and not _live_has(con, "credit_note_lines", "printed_refunded_usd"):
-                continue
+            needs = LIVE_STATE_COLUMNS.get(table)
+            if needs is not None and not _live_has(con, *needs):
+                continue  # a live database not yet migrated (read only) lacks the column
             live = query.format(db="live", **stored["live"])
             again = query.format(db="again", **stored["again"])
             only_live = f"(({live}) EXCEPT ALL ({again}))"

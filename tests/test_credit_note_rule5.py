@@ -370,16 +370,17 @@ def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_th
     billing: Billing, tmp_path: Path
 ) -> None:
     # the scenario above to the note on November's line: it printed 1.50 as refunded and holds
-    # none of it back (refunded_usd 0.00, printed_refunded_usd 1.50)
+    # none of it back (refunded_usd 0.00, printed_refunded_usd 1.50). Notes of rule 5, as
+    # issued before migrations 048 and 049
     out = _german_account_with(billing, tmp_path, "")
     _attempt(billing, "2026-11-07", "a1", "r1", 1, "2026-11-07T09:00:00Z", 1_000_000)
     nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     _attempt(billing, "2026-12-10", "a2", "r1", 2, "2026-11-07T09:05:00Z", 1_200_000)
     dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
-    _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 1, 10))
+    _note(billing, str(dec.statement_number), out, rule=5, lines=(1,), issue_date=date(2027, 1, 10))
     _attempt(billing, "2027-01-12", "a3", "r1", 3, "2026-11-07T09:10:00Z", 1_000_000)
     _statement(billing, out, "2027-01", date(2027, 2, 1))
-    number = _note(billing, str(nov.statement_number), out, lines=(1,), issue_date=date(2027, 2, 10)).number
+    number = _note(billing, str(nov.statement_number), out, rule=5, lines=(1,), issue_date=date(2027, 2, 10)).number
     printed = "SELECT refunded_usd, printed_refunded_usd FROM credit_note_lines WHERE credit_note_number = ?"
     assert billing.query(printed, [number]) == [(D("0.00"), D("1.50"))]
     last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
@@ -390,9 +391,10 @@ def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_th
     # which now stores 1.50, still verifies
     with duckdb.connect(str(billing.settings.db_path)) as con:
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_given_back_usd")  # 049's
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     assert replay.verify_run(billing.settings, last).status == "MATCH"
-    connect(billing.settings.db_path).close()  # the upgrade: migration 048
+    connect(billing.settings.db_path).close()  # the upgrade: migrations 048 and 049
     assert billing.query(printed, [number]) == [(D("0.00"), None)]
     assert replay.verify_run(billing.settings, last).status == "MATCH"
     # a rule-2 note stored the part printed as its refunded_usd: the migration copies it

@@ -16,7 +16,11 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
+
+from core.db import connect
 from core.money import D
+from pipeline import replay
 from tests.conftest import Billing
 from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _figures, _money, _note, _replays_match
@@ -84,3 +88,13 @@ def test_a_rule_5_note_keeps_storing_only_its_own_periods_refunded_part(billing:
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert _figures(feb) == (D("-6.00"), D("6.00"), D("0.00"), D("0.00"), D("0.00"))
     _replays_match(billing, tmp_path, verify=True, periods=("2026-12", "2027-02"))
+    # as main wrote it before migration 049: verify reads it as it is (read only, not migrated:
+    # the column is not compared; before, a Binder Error), then after the upgrade
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    with duckdb.connect(str(billing.settings.db_path)) as con:
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_given_back_usd")
+        con.execute("DELETE FROM schema_migrations WHERE name >= '049'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
+    connect(billing.settings.db_path).close()  # the upgrade: migration 049
+    assert _printed_parts(billing, str(note.credit_note_number)) == (D("3.00"), D("0.00"), None)
+    assert replay.verify_run(billing.settings, last).status == "MATCH"

@@ -204,8 +204,9 @@ def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp
     from tests.conftest import cli_in_process
 
     db = migrated_database(tmp_path / "billing.duckdb")
-    with duckdb.connect(str(db)) as con:  # as main wrote it before migration 048
+    with duckdb.connect(str(db)) as con:  # as main wrote it before migration 048 (and 049)
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_given_back_usd")
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     export = ("--db", str(db), "export", "--period", "2026-11", "--out", str(tmp_path / "out"), "--allow-empty")
     refused = cli_in_process(*export, cwd=tmp_path)
