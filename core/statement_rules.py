@@ -88,6 +88,13 @@ class DueRules:
     lines, an ask of an earlier period among them, and the prepaid credit moves with it. Before,
     the note's net stayed on its line, so when a refund of the line's period had come first the
     credit never moved to the ask, and a refund of the ask's period gave it back in money.
+    ``note_money_as_issued`` (layout 14 on): what a credit note of rule 7 on gave back of each
+    line is the attribution it stored when issued (``credit_note_money``: its lines, then the
+    statement's other lines in printed order, each at most what was left of its period's money);
+    notes of rules 1-6 are attributed among themselves as before. Before, ``line_money`` gave a
+    note's money beyond its lines to the other lines in printed order whatever was left of their
+    periods' money, so an ask whose period was already given back took it with the prepaid credit
+    (layout 12), which a refund of the period that had paid it then gave back in money.
     """
 
     adjustments_by_tokens: bool = True
@@ -102,6 +109,7 @@ class DueRules:
     refunded_not_credited: bool = True
     printed_refunded_not_credited: bool = True
     line_money_net_of_refunds: bool = True
+    note_money_as_issued: bool = True
 
     def sql_parameters(self, period: str) -> dict[str, object]:
         """The parameters of pipeline/sql/statement_lines_due.sql for a statement of ``period``."""
@@ -118,4 +126,5 @@ class DueRules:
             "refunded_not_credited": self.refunded_not_credited,
             "printed_refunded": self.printed_refunded_not_credited,
             "line_money_net": self.line_money_net_of_refunds,
+            "note_money_as_issued": self.note_money_as_issued,
         }

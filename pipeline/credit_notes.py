@@ -80,11 +80,27 @@ COMMAND = "credit-note"
 #: refunds of the line's key for its own period): rules 3-5 stored only rule 2's, so the refund
 #: cap of statement_lines_due.sql (issued less credited less the part printed) counted the rest
 #: as credited, and where a refund of the same key had given it back (in the issued amount),
-#: subtracted it twice (docs/credits.md "Closed (credit note rule 6)").
-MONEY_RULE = 6
+#: subtracted it twice (docs/credits.md "Closed (credit note rule 6)"); 7 (migration 050),
+#: credits as rule 6 and stores how it attributes its money to its statement's lines
+#: (:func:`_attribution`, ``credit_note_money``): the lines it credits first, then the other lines
+#: in printed order, each at most what is left of its money and of its period's money, as it
+#: counted them when it was issued. Statements (layouts 10-13) attributed a note's money beyond
+#: its lines later, in printed order whatever was left of each line's period, so it could go to
+#: an ask whose period was already given back, and the prepaid credit moved with it was never
+#: restored (the random histories' seed 53, docs/credits.md "Closed (credit note rule 7)").
+MONEY_RULE = 7
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
 RULE_5_STATEMENT_LAYOUT = 12
+#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored
+RULE_7_STATEMENT_LAYOUT = 14
+
+
+def _layout_read_by(money_rule: int) -> int:
+    """The statement layout whose counting of money a note of ``money_rule`` (5 on) reads."""
+    return RULE_7_STATEMENT_LAYOUT if money_rule >= 7 else RULE_5_STATEMENT_LAYOUT
+
+
 # a credited line is the statement's line (its columns up to amount_usd), under the note's number
 LINES_HEADER = (
     "credit_note_number",
@@ -141,6 +157,9 @@ class Plan:
     # rule 6: the part of each line printed as already given back by refunds and notes (rules
     # 3-5's ``given_back_of``; ``credit_note_lines.printed_given_back_usd``); None before rule 6
     line_given_back: tuple[Decimal, ...] | None = None
+    # rule 7: (line number, money) the note gives back of each line of its statement, its own
+    # lines first (``credit_note_money``; :func:`_attribution`); None before rule 7
+    money_by_line: tuple[tuple[int, Decimal], ...] | None = None
 
 
 @dataclass
@@ -392,7 +411,70 @@ def plan(
         tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
         tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
         tuple(given_back_of.get(ln.line_no, ZERO) for ln in chosen) if money_rule >= 6 else None,
+        _attribution(con, account, statement_number, lines, chosen, credited_net, refunded_by_line, money_rule)
+        if money_rule >= 7 else None,
     )  # fmt: skip
+
+
+def _attribution(
+    con: duckdb.DuckDBPyConnection,
+    account: str,
+    statement_number: str,
+    lines: Sequence[_Line],
+    chosen: Sequence[_Line],
+    net: Decimal,
+    printed_refunded: dict[int, Decimal],
+    money_rule: int,
+) -> tuple[tuple[int, Decimal], ...]:
+    """Rule 7: which lines' money a note of ``net`` gives back, as (line number, money) in
+    printed order, stored in ``credit_note_money`` and read by statements of layout 14 on.
+
+    A note gives back the statement's money first, whichever lines paid it: its net goes to the
+    lines it credits, in printed order, each up to its money (less what earlier notes gave back
+    of it and the part this note prints as already refunded), then to the statement's other
+    lines (and what its own lines have left) in printed order. Each line takes at most what is
+    left of its period's money (:func:`_period_money_left`, shared by the lines of one period):
+    money a refund or note of the period already gave back is not given back again. That is how
+    rules 4-6 count what a note may credit (:func:`_money_left_on`); statements of layouts 10-13
+    attributed the rest in printed order whatever was left of each line's period, so it could
+    go to an ask whose period was given back in full (docs/credits.md, credit note rule 7).
+    What no period has room for (never, when the note is within its cap) goes to the lines'
+    money left in printed order, so the rows always add up to the net."""
+    noted = _noted_money(con, statement_number, money_rule)
+    asked = _line_money(con, statement_number, lines)
+    room = {
+        ln.line_no: max(ZERO, asked.get(ln.line_no, ZERO) - noted.get(ln.line_no, ZERO)
+                        - printed_refunded.get(ln.line_no, ZERO))
+        for ln in lines
+    }  # fmt: skip
+    period_left: dict[str, Decimal] = {}
+    given: dict[int, Decimal] = {}
+    rest = net
+
+    def give(ln: _Line, bounded: bool) -> None:
+        nonlocal rest
+        part = min(rest, room[ln.line_no] - given.get(ln.line_no, ZERO))
+        if bounded:
+            q = ln.original_period
+            if q not in period_left:
+                period_left[q] = _period_money_left(con, account, q, money_rule)[0]
+            part = min(part, period_left[q])
+            period_left[q] -= max(ZERO, part)
+        if part > 0:
+            given[ln.line_no] = given.get(ln.line_no, ZERO) + part
+            rest -= part
+
+    order = [*chosen, *(ln for ln in lines if ln not in chosen)]
+    for bounded in (True, False):
+        for ln in order:
+            if rest > 0:
+                give(ln, bounded)
+    if rest > 0:  # the lines' money cannot hold the net: the note's figures say otherwise
+        raise CreditNoteError(
+            f"{statement_number}: {rest} of the note's {net} is no line's money; nothing was issued",
+            hint="a defect of the credit note rules: report it with the statement and the lines named",
+        )
+    return tuple((n, given[n]) for n in sorted(given))
 
 
 def _with_kind(documents: Sequence[str]) -> list[str]:
@@ -706,7 +788,7 @@ def _period_money_left(
     given = _given_back(con, account, q, None)
     givers += [f"statement {n}" for n in given.refund_statements]
     if money_rule >= 5:
-        return statements.period_money_left(con, account, q, RULE_5_STATEMENT_LAYOUT), tuple(givers)
+        return statements.period_money_left(con, account, q, _layout_read_by(money_rule)), tuple(givers)
     return max(ZERO, left + given.asked - given.refunded), tuple(givers)
 
 
@@ -748,7 +830,7 @@ def _noted_money(con: duckdb.DuckDBPyConnection, statement_number: str, money_ru
     statements attribute it (:func:`statements.money_given_back_by_line`); none before rule 5."""
     if money_rule < 5:
         return {}
-    return statements.money_given_back_by_line(con, statement_number, RULE_5_STATEMENT_LAYOUT)
+    return statements.money_given_back_by_line(con, statement_number, _layout_read_by(money_rule))
 
 
 def _layout_of(con: duckdb.DuckDBPyConnection, statement_number: str) -> int:
@@ -833,6 +915,11 @@ def store(
             "SELECT line_no, amount FROM statement_issued_lines WHERE statement_number = ?", [p.statement_number]
         ).fetchall()
     )
+    if p.money_by_line:  # rule 7: the lines whose money it gives back, as counted now
+        con.executemany(
+            "INSERT INTO credit_note_money (credit_note_number, line_no, money_usd) VALUES (?, ?, ?)",
+            [(number, n, money) for n, money in p.money_by_line],
+        )
     con.executemany(
         "INSERT INTO credit_note_lines (credit_note_number, line_no, kind, description, amount_usd, refunded_usd, "
         "printed_refunded_usd, printed_given_back_usd) "

@@ -164,6 +164,11 @@ def _copy_history(con: duckdb.DuckDBPyConnection, period: str, cutoff: int, acco
             "INSERT INTO credit_note_lines BY NAME SELECT * FROM live.credit_note_lines "
             "WHERE credit_note_number IN (SELECT credit_note_number FROM credit_notes)"
         )
+    if table_exists(con, "credit_note_money", "live"):  # 050 on: what rule-7 notes gave back of each line
+        con.execute(
+            "INSERT INTO credit_note_money BY NAME SELECT * FROM live.credit_note_money "
+            "WHERE credit_note_number IN (SELECT credit_note_number FROM credit_notes)"
+        )
 
 
 def _override_book(settings: jobs.Settings, prices: str) -> PriceBook:
@@ -513,6 +518,7 @@ def _compare_outputs(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run
 LIVE_STATE_COLUMNS = {
     "credit_note_lines_printed": ("credit_note_lines", "printed_refunded_usd"),  # 048
     "credit_note_lines_given_back": ("credit_note_lines", "printed_given_back_usd"),  # 049
+    "credit_note_money": ("credit_note_money", "money_usd"),  # 050: a table of its own
 }
 _ADDED_NOTE_LINE_COLUMNS = ", ".join(f"'{c}'" for t, c in LIVE_STATE_COLUMNS.values() if t == "credit_note_lines")
 
@@ -559,6 +565,8 @@ LIVE_STATE = {
     # a note of rules 1-5 re-executes)
     "credit_note_lines_given_back": "SELECT credit_note_number, line_no, printed_given_back_usd "
     "FROM {db}.credit_note_lines",
+    # what a note of rule 7 on gave back of each line of its statement (migration 050)
+    "credit_note_money": "SELECT * FROM {db}.credit_note_money",
     "credit_note_files": "SELECT credit_note_number, kind, sha256 FROM {db}.credit_note_files",
 }
 
@@ -578,6 +586,7 @@ LIVE_KEYS = {
     "credit_note_lines": ("credit_note_number", "line_no"),
     "credit_note_lines_printed": ("credit_note_number", "line_no"),
     "credit_note_lines_given_back": ("credit_note_number", "line_no"),
+    "credit_note_money": ("credit_note_number", "line_no"),
     "credit_note_files": ("credit_note_number", "kind"),
 }
 EXAMPLE_KEYS = 3

@@ -143,7 +143,12 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: and of a line a note credited, the money the note gave back is at most its money less that
 #: printed part, so the rest goes to the statement's other lines and the prepaid credit moves
 #: with it to an ask of an earlier period also when a refund came before the note.
-LAYOUT_VERSION = 13
+#: 14 (migration 050): printed as 13; counts the money a credit note of rule 7 on gave
+#: back of each line as the note attributed it when issued (``credit_note_money``): its money
+#: beyond its own lines goes to an ask of an earlier period only as far as that period has money
+#: left, so the prepaid credit moves with it only where a refund of the period can restore it
+#: (docs/credits.md "Closed (credit note rule 7)").
+LAYOUT_VERSION = 14
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
 TIGHT_FROM = 3  # the first layout with the tighter spacing from the start
@@ -183,6 +188,9 @@ NETTED_REFUNDS_PAID_FROM = 12
 # the first whose refund of a credited line subtracts all a note printed as already refunded
 # (credit_note_lines.printed_refunded_usd), not only the part it still holds back
 PRINTED_REFUNDED_FROM = 13
+# the first that reads what a credit note of rule 7 on gave back of each line from the
+# attribution the note stored when issued (credit_note_money), not as its lines attribute it now
+NOTE_MONEY_AS_ISSUED_FROM = 14
 VERSION_SEPARATOR = ";"  # between the price versions of one line (layout 6 on)
 
 
@@ -211,6 +219,7 @@ def due_rules(layout_version: int = LAYOUT_VERSION) -> DueRules:
         refunded_not_credited=layout_version >= NETTED_REFUNDS_PAID_FROM,
         printed_refunded_not_credited=layout_version >= PRINTED_REFUNDED_FROM,
         line_money_net_of_refunds=layout_version >= PRINTED_REFUNDED_FROM,
+        note_money_as_issued=layout_version >= NOTE_MONEY_AS_ISSUED_FROM,
     )
 
 

@@ -58,6 +58,13 @@
 -- also stores the part it printed as already given back by refunds and notes (rules 3-5 stored
 -- nothing of it: credit_note_lines.printed_given_back_usd), which the cap subtracts too, so a
 -- credited line counts as credited what notes gave back of it; `line_money` does not.
+-- From layout 14 ($note_money_as_issued) `line_money` takes what a note of credit note rule 7 on
+-- gave back of each line from the attribution the note stored when it was issued
+-- (credit_note_money: its lines first, then the statement's other lines, each at most what was
+-- left of its period's money), and attributes the notes of rules 1-6 among themselves as before.
+-- Layout 13 gave a note's money beyond its lines to the other lines in printed order, whatever
+-- was left of their periods' money: to an ask whose period was already given back, where the
+-- prepaid credit that moved with it was never restored (docs/credits.md, credit note rule 7).
 WITH per_version AS (
     -- Layout 6 on ($by_unit_price): a line is one (model, token class, unit price), summed over
     -- the price versions that priced its tokens and rounded once (R7); price_version lists them
@@ -224,10 +231,14 @@ line_money AS (
     -- note's net (the money it gave back) goes first to the lines it credited, in printed
     -- order, each up to its money; what is left of the statement's notes' nets (a note credits
     -- the statement's money first, whichever lines paid it) goes to the statement's lines'
-    -- money not yet given back, in printed order.
+    -- money not yet given back, in printed order. Layout 14 on ($note_money_as_issued): so
+    -- for the notes of rules 1-6 only; a note of rule 7 on adds the money it stored per line.
     SELECT statement_number, line_no, account_id, original_period, statement_period, kind,
-           credit_note_number IS NULL AS uncredited,
-           own + least(money - own, greatest(0, excess - left_before)) AS given_back
+           NOT credited_line AS uncredited,
+           own + least(money - own, greatest(0, excess - left_before)) + coalesce(
+               (SELECT sum(m.money_usd) FROM credit_note_money m JOIN credit_notes mn USING (credit_note_number)
+                WHERE $note_money_as_issued AND mn.money_rule >= 7
+                  AND mn.statement_number = lm.statement_number AND m.line_no = lm.line_no), 0) AS given_back
     FROM (
         SELECT *, sum(money - own) OVER (PARTITION BY statement_number ORDER BY line_no
                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS left_before,
@@ -244,6 +255,8 @@ line_money AS (
             FROM (
                 SELECT l.statement_number, l.line_no, s.account_id, l.original_period, s.period AS statement_period,
                        l.kind, cl.credit_note_number, n.net_usd AS note_net,
+                       EXISTS (SELECT 1 FROM credit_note_lines cl2 JOIN credit_notes n2 USING (credit_note_number)
+                               WHERE n2.statement_number = l.statement_number AND cl2.line_no = l.line_no) AS credited_line,
                        -- layout 13 on ($line_money_net): less what later statements had refunded of
                        -- a credited line before its note (the part the note printed as refunded),
                        -- which the note did not give back: the note's money beyond the rest is the
@@ -262,11 +275,12 @@ line_money AS (
                 LEFT JOIN adjustment_shares a ON a.statement_number = l.statement_number AND a.line_no = l.line_no
                 LEFT JOIN (credit_note_lines cl JOIN credit_notes n USING (credit_note_number))
                        ON n.statement_number = l.statement_number AND cl.line_no = l.line_no
+                      AND NOT ($note_money_as_issued AND coalesce(n.money_rule, 1) >= 7)
                 WHERE $period_money
                   AND l.statement_number IN (SELECT statement_number FROM credit_notes)
             )
         )
-    )
+    ) lm
 ),
 note_money AS (
     -- per period: what notes gave back of its statement's usage lines, and of later asks of it

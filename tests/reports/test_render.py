@@ -58,8 +58,9 @@ def statement_pdf(tmp_path_factory):
         (11, GOLDEN.with_name("statement-layout-10.html")),  # months without statements closed
         (12, GOLDEN.with_name("statement-layout-10.html")),  # a note's money moves credit to asks
         (13, GOLDEN.with_name("statement-layout-10.html")),  # refunds net of all a note printed
+        (14, GOLDEN.with_name("statement-layout-10.html")),  # notes' money as they attributed it
     ],
-    ids=[f"layout-{n}" for n in range(1, 14)],
+    ids=[f"layout-{n}" for n in range(1, 15)],
 )
 def test_html_matches_golden_file(layout: int, golden: Path):
     """Regenerate the current layout's file after an intended change: UPDATE_GOLDEN=1 pytest

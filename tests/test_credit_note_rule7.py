@@ -1,0 +1,98 @@
+"""Credit note rule 7 and statement layout 14: a note stores how it attributed its money to
+its statement's lines when it was issued (``credit_note_money``), and statements read that
+attribution instead of making their own later (docs/credits.md, "Closed (credit note rule 7)").
+Found by the random billing histories (seed 53 of tests/test_credit_histories.py), made small.
+
+acct_de (19% VAT), openai/gpt-5.5 input at 7.50/1M, prepaid credit from a grant; every figure
+worked out by hand. "Even": money asked less money given back is 0.00, and the prepaid credit
+used (applied less restored) is what the credit notes kept as prepaid.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from core.money import D
+from pipeline import replay
+from tests.conftest import Billing
+from tests.test_credit_histories import History
+from tests.test_credit_note_after_refund import _note
+from tests.test_credit_restore import _attempt, _german_account_with, _statement
+
+
+def _noted_after_asks(billing: Billing, tmp_path: Path, rule: int):  # type: ignore[no-untyped-def]
+    """Grant 9.00 from 1 January. November: r1 1,000,000 = 7.50 in money. December: r2
+    1,000,000 = 7.50, and r1 800,000, -1.50 of November refunded: net 6.00. January: r3
+    1,200,000 = 9.00 all prepaid (line 1), r1 back to 1,000,000 (+1.50 of November, line 2) and
+    r2 1,200,000 (+1.50 of December, line 3), both in money: net 3.00. Then two notes of
+    ``rule``: on November's line, giving November's money back (7.50 + 1.43), and on January's
+    usage line, which gives back 1.50 + 0.29 and keeps 7.50 as prepaid: that 1.50 is an ask's
+    money, and November's is all given back, so it is December's ask that the credit now pays.
+    February: every request to 0 tokens. The history, and the two notes' reports."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,9.00,USD,2027-01-01T00:00:00Z,,purchased,INV-g,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 1_000_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T09:05:00Z", 800_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-03", "e4", "r3", 1, "2027-01-02T09:00:00Z", 1_200_000)
+    _attempt(billing, "2027-01-04", "e5", "r1", 3, "2026-11-02T09:10:00Z", 1_000_000)
+    _attempt(billing, "2027-01-05", "e6", "r2", 2, "2026-12-02T09:05:00Z", 1_200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    first = _note(billing, str(nov.statement_number), out, rule=rule, lines=(1,), issue_date=date(2027, 2, 5))
+    second = _note(billing, str(jan.statement_number), out, rule=rule, lines=(1,), issue_date=date(2027, 2, 6))
+    _attempt(billing, "2027-02-03", "e7", "r1", 4, "2026-11-02T09:15:00Z", 0)
+    _attempt(billing, "2027-02-04", "e8", "r2", 3, "2026-12-02T09:10:00Z", 0)
+    _attempt(billing, "2027-02-05", "e9", "r3", 2, "2027-01-02T09:05:00Z", 0)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    return History(statements=[nov, dec, jan, feb], notes=[first.document, second.document]), first, second
+
+
+def _attribution(billing: Billing, number: str) -> list[tuple[int, Decimal]]:
+    return billing.query(
+        "SELECT line_no, money_usd FROM credit_note_money WHERE credit_note_number = ? ORDER BY line_no", [number]
+    )
+
+
+def test_a_notes_money_beyond_its_line_goes_to_the_ask_whose_period_has_money_left(
+    billing: Billing, tmp_path: Path
+) -> None:
+    history, first, second = _noted_after_asks(billing, tmp_path, rule=7)
+    nov, dec, jan, feb = history.statements
+    assert (nov.net_amount, dec.net_amount, jan.net_amount) == (D("7.50"), D("6.00"), D("3.00"))
+    assert (jan.credits_applied, [ln.amount for ln in jan.lines]) == (D("9.00"), [D("9.00")])
+    assert [ln.amount for ln in jan.adjustments] == [D("1.50"), D("1.50")]
+    # the first note gives November's money back: its line's 7.50 (6.00 asked by November, less
+    # December's refund, and the 1.50 January asked again); the second 1.50 of January's money,
+    # which its usage line (all prepaid) did not ask: December's ask (line 3), as November's
+    # money is all given back
+    assert (first.document.net_amount, first.document.tax_amount) == (D("7.50"), D("1.43"))
+    assert (second.document.net_amount, second.document.tax_amount) == (D("1.50"), D("0.29"))
+    assert second.document.prepaid_retained == D("7.50")
+    assert _attribution(billing, first.number) == [(1, D("7.50"))]
+    assert _attribution(billing, second.number) == [(3, D("1.50"))]
+    # February: November's -9.00 has no money left (credits 0.00, its notes gave it all back),
+    # December's -9.00 refunds 7.50 of money and restores the 1.50 of credit that now pays its
+    # ask; January's -9.00 line was credited (kept as prepaid: stays used)
+    assert feb.credits_restored == D("1.50")
+    assert (history.money, history.credit_used) == (D("0.00"), history.kept)
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
+
+
+def test_notes_of_rule_6_keep_the_attribution_statements_made_before_layout_14(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # the same notes under rule 6 credit the same, store no attribution, and layout 14 still
+    # attributes them in printed order: the second note's 1.50 to November's ask (line 2),
+    # whose money is given back, so February restores nothing and refunds 9.00 + 1.71 in money
+    history, first, second = _noted_after_asks(billing, tmp_path, rule=6)
+    assert (first.document.net_amount, second.document.net_amount) == (D("7.50"), D("1.50"))
+    assert _attribution(billing, first.number) == _attribution(billing, second.number) == []
+    feb = history.statements[-1]
+    assert feb.credits_restored == D("0.00")
+    assert history.money == D("-1.50") and history.credit_used - history.kept == D("1.50")
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
