@@ -22,14 +22,17 @@ from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
-def _noted_after_asks(billing: Billing, tmp_path: Path, rule: int):  # type: ignore[no-untyped-def]
+def _noted_after_asks(  # type: ignore[no-untyped-def]
+    billing: Billing, tmp_path: Path, rule: int, first_rule: int | None = None
+):
     """Grant 9.00 from 1 January. November: r1 1,000,000 = 7.50 in money. December: r2
     1,000,000 = 7.50, and r1 800,000, -1.50 of November refunded: net 6.00. January: r3
     1,200,000 = 9.00 all prepaid (line 1), r1 back to 1,000,000 (+1.50 of November, line 2) and
     r2 1,200,000 (+1.50 of December, line 3), both in money: net 3.00. Then two notes of
-    ``rule``: on November's line, giving November's money back (7.50 + 1.43), and on January's
-    usage line, which gives back 1.50 + 0.29 and keeps 7.50 as prepaid: that 1.50 is an ask's
-    money, and November's is all given back, so it is December's ask that the credit now pays.
+    ``rule`` (the first of ``first_rule``, when given): on November's line, giving November's
+    money back (7.50 + 1.43), and on January's usage line, which gives back 1.50 + 0.29 and
+    keeps 7.50 as prepaid: that 1.50 is an ask's money, and November's is all given back, so it
+    is December's ask that the credit now pays.
     February: every request to 0 tokens. The history, and the two notes' reports."""
     out = _german_account_with(billing, tmp_path, "g,acct_de,9.00,USD,2027-01-01T00:00:00Z,,purchased,INV-g,\n")
     _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 1_000_000)
@@ -41,7 +44,9 @@ def _noted_after_asks(billing: Billing, tmp_path: Path, rule: int):  # type: ign
     _attempt(billing, "2027-01-04", "e5", "r1", 3, "2026-11-02T09:10:00Z", 1_000_000)
     _attempt(billing, "2027-01-05", "e6", "r2", 2, "2026-12-02T09:05:00Z", 1_200_000)
     jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
-    first = _note(billing, str(nov.statement_number), out, rule=rule, lines=(1,), issue_date=date(2027, 2, 5))
+    first = _note(
+        billing, str(nov.statement_number), out, rule=first_rule or rule, lines=(1,), issue_date=date(2027, 2, 5)
+    )
     second = _note(billing, str(jan.statement_number), out, rule=rule, lines=(1,), issue_date=date(2027, 2, 6))
     _attempt(billing, "2027-02-03", "e7", "r1", 4, "2026-11-02T09:15:00Z", 0)
     _attempt(billing, "2027-02-04", "e8", "r2", 3, "2026-12-02T09:10:00Z", 0)
@@ -96,3 +101,17 @@ def test_notes_of_rule_6_keep_the_attribution_statements_made_before_layout_14(
     assert history.money == D("-1.50") and history.credit_used - history.kept == D("1.50")
     last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
     assert replay.verify_run(billing.settings, last).status == "MATCH"
+
+
+def test_a_rule_7_note_after_a_rule_6_note_counts_the_earlier_one_as_layout_13_did(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # November's note issued under rule 6 (before the upgrade), January's under rule 7: layout 14
+    # attributes the first as layout 13 did (all on its own line: November's money), and the
+    # second, reading that, stores December's ask; February restores 1.50 as with two rule-7 notes
+    history, first, second = _noted_after_asks(billing, tmp_path, rule=7, first_rule=6)
+    assert (first.document.net_amount, second.document.net_amount) == (D("7.50"), D("1.50"))
+    assert _attribution(billing, first.number) == []
+    assert _attribution(billing, second.number) == [(3, D("1.50"))]
+    assert history.statements[-1].credits_restored == D("1.50")
+    assert (history.money, history.credit_used) == (D("0.00"), history.kept)
