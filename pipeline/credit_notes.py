@@ -431,45 +431,44 @@ def _attribution(
 
     A note gives back the statement's money first, whichever lines paid it: its net goes to the
     lines it credits, in printed order, each up to its money (less what earlier notes gave back
-    of it and the part this note prints as already refunded), then to the statement's other
-    lines (and what its own lines have left) in printed order. Each line takes at most what is
-    left of its period's money (:func:`_period_money_left`, shared by the lines of one period):
-    money a refund or note of the period already gave back is not given back again. That is how
-    rules 4-6 count what a note may credit (:func:`_money_left_on`); statements of layouts 10-13
-    attributed the rest in printed order whatever was left of each line's period, so it could
-    go to an ask whose period was given back in full (docs/credits.md, credit note rule 7).
-    What no period has room for (never, when the note is within its cap) goes to the lines'
-    money left in printed order, so the rows always add up to the net."""
+    of it and the part this note prints as already refunded by a later statement), then to the
+    statement's other lines (and what its own lines have left) in printed order. Each line takes
+    at most what is left of its period's money (:func:`_period_money_left`, shared by the lines
+    of one period): money a refund or note of the period already gave back is not given back
+    again. That is how rules 4-6 count what a note may credit (:func:`_money_left_on`);
+    statements of layouts 10-13 attributed the rest in printed order whatever was left of each
+    line's period, so it could go to an ask whose period was given back in full (docs/credits.md,
+    credit note rule 7). What is left after that is money of the statement's own period that a
+    later statement asked again after refunding it (the period's money left counts such an ask,
+    so the note may credit it): it goes to the statement's usage lines, up to their money, as
+    that period's. The rows add up to the net: a note never credits more than those bounds
+    (its cap is :func:`_money_left_on`'s count), else nothing is issued."""
     noted = _noted_money(con, statement_number, money_rule)
     asked = _line_money(con, statement_number, lines)
-    room = {
-        ln.line_no: max(ZERO, asked.get(ln.line_no, ZERO) - noted.get(ln.line_no, ZERO)
-                        - printed_refunded.get(ln.line_no, ZERO))
-        for ln in lines
-    }  # fmt: skip
+    money_left = {ln.line_no: max(ZERO, asked.get(ln.line_no, ZERO) - noted.get(ln.line_no, ZERO)) for ln in lines}
     period_left: dict[str, Decimal] = {}
     given: dict[int, Decimal] = {}
     rest = net
 
-    def give(ln: _Line, bounded: bool) -> None:
+    def give(ln: _Line, room: Decimal) -> None:
         nonlocal rest
-        part = min(rest, room[ln.line_no] - given.get(ln.line_no, ZERO))
-        if bounded:
-            q = ln.original_period
-            if q not in period_left:
-                period_left[q] = _period_money_left(con, account, q, money_rule)[0]
-            part = min(part, period_left[q])
-            period_left[q] -= max(ZERO, part)
+        q = ln.original_period
+        if q not in period_left:
+            period_left[q] = _period_money_left(con, account, q, money_rule)[0]
+        part = min(rest, room - given.get(ln.line_no, ZERO), period_left[q])
         if part > 0:
             given[ln.line_no] = given.get(ln.line_no, ZERO) + part
+            period_left[q] -= part
             rest -= part
 
     order = [*chosen, *(ln for ln in lines if ln not in chosen)]
-    for bounded in (True, False):
-        for ln in order:
-            if rest > 0:
-                give(ln, bounded)
-    if rest > 0:  # the lines' money cannot hold the net: the note's figures say otherwise
+    for ln in order:  # each line's money, less the part the note prints as already refunded
+        if rest > 0:
+            give(ln, money_left[ln.line_no] - printed_refunded.get(ln.line_no, ZERO))
+    for ln in order:  # then the period's money a later statement asked again: its usage lines
+        if rest > 0 and ln.kind == "usage":
+            give(ln, money_left[ln.line_no])
+    if rest > 0:  # the note's cap says otherwise: a defect, never a note that does not add up
         raise CreditNoteError(
             f"{statement_number}: {rest} of the note's {net} is no line's money; nothing was issued",
             hint="a defect of the credit note rules: report it with the statement and the lines named",

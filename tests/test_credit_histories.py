@@ -161,7 +161,7 @@ def run_history(billing: Billing, root: Path, plan: dict[str, Any]) -> History:
                 once.setdefault(request, tokens)
         nightly(date(year, mon, 25), [attempt(r, t) for r, t in once.items()])
         issue(period)
-        if month["note"] is not None:
+        if month["note"] is not None and history.statements:  # none issued yet: nothing to credit
             index, mask, after = month["note"]
             st = history.statements[min(index, len(history.statements) - 1)]
             numbers = [n for (n,) in billing.query(  # the charges: a refund line is not creditable

@@ -14,9 +14,11 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from core.money import D
 from pipeline import replay
-from tests.conftest import Billing
+from tests.conftest import Billing, record, usage
 from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
@@ -115,3 +117,63 @@ def test_a_rule_7_note_after_a_rule_6_note_counts_the_earlier_one_as_layout_13_d
     assert _attribution(billing, second.number) == [(3, D("1.50"))]
     assert history.statements[-1].credits_restored == D("1.50")
     assert (history.money, history.credit_used) == (D("0.00"), history.kept)
+
+
+def _tokens(
+    billing: Billing, day: str, event: str, request: str, attempt: int, ts: str, prompt: int, output: int
+) -> None:
+    """One attempt of acct_de's ``request``: input at 7.50/1M, output at 45/1M; the day's nightly."""
+    one = record(event_id=event, request_id=request, attempt=attempt, account_id="acct_de", ts=ts,
+                 usage=usage(prompt, output))  # fmt: skip
+    billing.log(f"requests-{day}-{event}.jsonl", [one])
+    billing.nightly(day)
+
+
+@pytest.mark.parametrize("rule", [7, 6])
+def test_a_noted_periods_money_asked_again_later_stays_that_periods(
+    billing: Billing, tmp_path: Path, rule: int
+) -> None:
+    # a review's history: grant 7.50 from 1 December. November: r0 400,000 = 3.00 in money.
+    # December: r1 input 1,000,000 = 7.50 (line 1, prepaid), output 200,000 = 9.00 (line 2),
+    # late r7 of November 400,000 = +3.00 (line 3): net 12.00. January: r9 0.75; r1's output
+    # down to 150,000, -2.25 of December; r0 and r7 to 0, -6.00 of November: all of November's
+    # money refunded. February: r8 0.75; late r2 of December 300,000, +2.25 of December's input
+    out = _german_account_with(billing, tmp_path, "g,acct_de,7.50,USD,2026-12-01T00:00:00Z,,purchased,INV-g,\n")
+    _tokens(billing, "2026-11-03", "e0", "r0", 1, "2026-11-02T09:00:00Z", 400_000, 0)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _tokens(billing, "2026-12-03", "e1", "r1", 1, "2026-12-02T09:00:00Z", 1_000_000, 200_000)
+    _tokens(billing, "2026-12-04", "e2", "r7", 1, "2026-11-02T10:00:00Z", 400_000, 0)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _tokens(billing, "2027-01-03", "e3", "r9", 1, "2027-01-02T09:00:00Z", 100_000, 0)
+    _tokens(billing, "2027-01-04", "e4", "r1", 2, "2026-12-02T09:05:00Z", 1_000_000, 150_000)
+    _tokens(billing, "2027-01-05", "e5", "r0", 2, "2026-11-02T09:05:00Z", 0, 0)
+    _tokens(billing, "2027-01-06", "e6", "r7", 2, "2026-11-02T10:05:00Z", 0, 0)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    _tokens(billing, "2027-02-03", "e7", "r8", 1, "2027-02-02T09:00:00Z", 100_000, 0)
+    _tokens(billing, "2027-02-04", "e8", "r2", 1, "2026-12-02T10:00:00Z", 300_000, 0)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert (dec.net_amount, jan.net_amount, feb.net_amount) == (D("12.00"), D("-7.50"), D("3.00"))
+    # a note on December's usage lines (16.50): December's money left is 9.00 (its usage money,
+    # less January's 2.25, plus February's 2.25), so it credits 9.00 + 1.71, keeps 5.25 as
+    # prepaid and prints 2.25 as already refunded. Of the 9.00: line 2's 6.75 (its money less
+    # the refund), and 2.25 of December's money that February asked again: December's too, not
+    # November's ask (line 3), whose money January refunded in full. Rule 7 once refused it
+    # (2.25 was no line's money) or gave it to line 3
+    note = _note(billing, str(dec.statement_number), out, rule=rule, lines=(1, 2), issue_date=date(2027, 3, 5))
+    assert (note.document.net_amount, note.document.tax_amount) == (D("9.00"), D("1.71"))
+    assert (note.document.prepaid_retained, note.document.refunded) == (D("5.25"), D("2.25"))
+    assert _attribution(billing, note.number) == ([(2, D("9.00"))] if rule >= 7 else [])
+    # March, every request to 0 tokens: December's -2.25 (r2) is prepaid credit the note did not
+    # keep, restored (rule 6: refunded in money, 1.50 net with January's and February's -0.75)
+    _tokens(billing, "2027-03-03", "e9", "r1", 3, "2026-12-02T09:10:00Z", 0, 0)
+    _tokens(billing, "2027-03-04", "e10", "r9", 2, "2027-01-02T09:05:00Z", 0, 0)
+    _tokens(billing, "2027-03-05", "e11", "r8", 2, "2027-02-02T09:05:00Z", 0, 0)
+    _tokens(billing, "2027-03-06", "e12", "r2", 2, "2026-12-02T10:05:00Z", 0, 0)
+    mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
+    history = History(statements=[nov, dec, jan, feb, mar], notes=[note.document])
+    if rule >= 7:
+        assert (mar.net_amount, mar.credits_restored) == (D("-1.50"), D("2.25"))
+        assert (history.money, history.credit_used) == (D("0.00"), history.kept)
+    else:
+        assert (mar.net_amount, mar.credits_restored) == (D("-3.75"), D("0.00"))
+        assert (history.money, history.credit_used - history.kept) == (D("-2.25"), D("2.25"))
