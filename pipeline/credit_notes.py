@@ -84,10 +84,11 @@ COMMAND = "credit-note"
 #: credits as rule 6 and stores how it attributes its money to its statement's lines
 #: (:func:`_attribution`, ``credit_note_money``): the lines it credits first, then the other lines
 #: in printed order, each at most what is left of its money and of its period's money, as it
-#: counted them when it was issued. Statements (layouts 10-13) attributed a note's money beyond
-#: its lines later, in printed order whatever was left of each line's period, so it could go to
-#: an ask whose period was already given back, and the prepaid credit moved with it was never
-#: restored (the random histories' seed 53, docs/credits.md "Closed (credit note rule 7)").
+#: counted them when it was issued (then the period's money a later statement asked again).
+#: Statements (layouts 10-13) attributed a note's money beyond its lines later, in printed order
+#: whatever was left of each line's period, so it could go to an ask whose period was already
+#: given back, and the prepaid credit moved with it was never restored (the random histories'
+#: seed 53, docs/credits.md "Closed (credit note rule 7").
 MONEY_RULE = 7
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
