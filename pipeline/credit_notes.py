@@ -88,7 +88,7 @@ COMMAND = "credit-note"
 #: Statements (layouts 10-13) attributed a note's money beyond its lines later, in printed order
 #: whatever was left of each line's period, so it could go to an ask whose period was already
 #: given back, and the prepaid credit moved with it was never restored (the random histories'
-#: seed 53, docs/credits.md "Closed (credit note rule 7").
+#: seed 53, docs/credits.md "Closed (credit note rule 7)").
 MONEY_RULE = 7
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
