@@ -262,7 +262,8 @@ def plan(
     left_net, left_tax = D(net) - done_net, D(tax) - done_tax
     # rule 5: the statement's money left line by line (its net may be lower: a refund netted)
     lines_left = _money_left_on(con, account, statement_number, period, lines, money_rule) if money_rule >= 5 else None
-    asked = sum(_line_money(con, statement_number, lines).values(), ZERO) if lines_left is not None else ZERO
+    money_of = _line_money(con, statement_number, lines) if lines_left is not None else {}
+    asked = sum(money_of.values(), ZERO)
     if (
         lines_left is not None
         and rate is not None
@@ -412,8 +413,8 @@ def plan(
         tuple(stored_by_line.get(ln.line_no, ZERO) for ln in chosen),
         tuple(refunded_by_line.get(ln.line_no, ZERO) for ln in chosen),
         tuple(given_back_of.get(ln.line_no, ZERO) for ln in chosen) if money_rule >= 6 else None,
-        _attribution(con, account, statement_number, lines, chosen, credited_net, refunded_by_line, money_rule)
-        if money_rule >= 7 else None,
+        _attribution(con, account, statement_number, lines, money_of, chosen, credited_net, refunded_by_line,
+                     money_rule) if money_rule >= 7 else None,
     )  # fmt: skip
 
 
@@ -422,13 +423,15 @@ def _attribution(
     account: str,
     statement_number: str,
     lines: Sequence[_Line],
+    asked: dict[int, Decimal],
     chosen: Sequence[_Line],
     net: Decimal,
     printed_refunded: dict[int, Decimal],
     money_rule: int,
 ) -> tuple[tuple[int, Decimal], ...]:
     """Rule 7: which lines' money a note of ``net`` gives back, as (line number, money) in
-    printed order, stored in ``credit_note_money`` and read by statements of layout 14 on.
+    printed order, stored in ``credit_note_money`` and read by statements of layout 14 on;
+    ``asked`` is each line's money (:func:`_line_money`, as ``plan`` read it).
 
     A note gives back the statement's money first, whichever lines paid it: its net goes to the
     lines it credits, in printed order, each up to its money (less what earlier notes gave back
@@ -445,7 +448,6 @@ def _attribution(
     that period's. The rows add up to the net: a note never credits more than those bounds
     (its cap is :func:`_money_left_on`'s count), else nothing is issued."""
     noted = _noted_money(con, statement_number, money_rule)
-    asked = _line_money(con, statement_number, lines)
     money_left = {ln.line_no: max(ZERO, asked.get(ln.line_no, ZERO) - noted.get(ln.line_no, ZERO)) for ln in lines}
     period_left: dict[str, Decimal] = {}
     given: dict[int, Decimal] = {}
