@@ -88,12 +88,25 @@ COMMAND = "credit-note"
 #: Statements (layouts 10-13) attributed a note's money beyond its lines later, in printed order
 #: whatever was left of each line's period, so it could go to an ask whose period was already
 #: given back, and the prepaid credit moved with it was never restored (the random histories'
-#: seed 53, docs/credits.md "Closed (credit note rule 7)").
-MONEY_RULE = 7
+#: seed 53, docs/credits.md "Closed (credit note rule 7)"); 8 (migration 051), credits as rule 7
+#: and also prints as already given back the part of a line of its own period that refunds of
+#: the line's key restored to prepaid credit (:attr:`_GivenBack.restored_by_key`, net of later asks
+#: of the key that drew credit again), stored with the rest in ``printed_given_back_usd``: rules
+#: 2-7 printed only the money part of such a refund, so the restored part was still to credit and,
+#: the statement's money being short, was kept as prepaid while the note gave back the money of
+#: another line: counted twice (the random histories' seed 185: grant 3.00; December's usage 6.00,
+#: 3.00 prepaid and 3.00 money, and +1.50 of November in money; January refunds 4.50 of December,
+#: 3.00 in money and 1.50 restored to credit; a rule-7 note on December's usage line prints 3.00 as
+#: refunded, gives back 1.50 (the ask's money) and keeps 1.50 as prepaid, though January restored
+#: that credit already. Rule 8 prints 3.00 as refunded and 1.50 as given back, gives back 1.50 and
+#: keeps nothing: its credit moves to the ask with its money; docs/credits.md "Closed (credit note
+#: rule 8)").
+MONEY_RULE = 8
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
 RULE_5_STATEMENT_LAYOUT = 12
-#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored
+#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rule 8
+#: stores what rule 7 stores, in the same columns: the same layout reads it)
 RULE_7_STATEMENT_LAYOUT = 14
 
 
@@ -294,6 +307,9 @@ def plan(
     # key), and all lines together at most the money left of the statement
     refunded_by_line: dict[int, Decimal] = {}
     stored_by_line: dict[int, Decimal] = {}  # credit_note_lines.refunded_usd
+    # printed as already given back, not credited: rule 8's part restored to credit (below), rule
+    # 3's of earlier periods, rule 4's of the statement's money short
+    given_back_of: dict[int, Decimal] = {}
     refunders: tuple[str, ...] = ()
     cap, own_refunded = left_net, ZERO
     if money_rule >= 2:
@@ -329,13 +345,28 @@ def plan(
                 stored_by_line[ln.line_no] = (
                     part if money_rule < 3 else min(part, max(ZERO, given.tokens_by_key.get(key, ZERO)))
                 )
+        if money_rule >= 8:
+            # rule 8: the part of the line refunds of its key restored to prepaid credit (net of
+            # later asks of the key that drew credit again) is given back too: printed as such
+            # (``given_back_of``, stored in ``printed_given_back_usd``), not credited, and not
+            # kept as prepaid (the refund restored that credit already). Seed 185: December's
+            # usage line 6.00, January's refund 3.00 in money (printed as refunded above) and
+            # 1.50 restored (printed here): 1.50 left, which the note gives back in money
+            for ln in chosen:
+                if ln.original_period != period:
+                    continue
+                key = _line_key(ln.model, ln.token_class, ln.unit_price_per_1m, ln.price_version, given.split)
+                restored = min(given.restored_by_key.get(key, ZERO), ln.amount - refunded_by_line.get(ln.line_no, ZERO))
+                if restored > 0:
+                    given_back_of[ln.line_no] = restored
+                    names_of.update(dict.fromkeys(given.key_restorers.get(key, ())))
         refunders = tuple(names_of)
     # rule 3: adjustment lines of earlier periods, the part not credited as already given back
     # for their period (printed with rule 2's part; not stored per line: see the function)
-    given_back_of: dict[int, Decimal] = {}
     given_periods: list[str] = []
     completes_at: Decimal | None = cap
     if money_rule >= 3:
+        credit_part = sum(given_back_of.values(), ZERO)  # rule 8's: credit, not the statement's money
         given_for, given_periods = _earlier_periods_given_back(
             con, account, statement_number, chosen, period, given_back_of, money_rule
         )
@@ -344,7 +375,7 @@ def plan(
         # the part given back was money this statement asked: it is not credited again (and the
         # note completes the statement's money, taking the rest of its tax, only as before: the
         # tax of the part given back is not this statement's to give back)
-        completes_at, cap = cap, cap - sum(given_back_of.values(), ZERO)
+        completes_at, cap = cap, cap - (sum(given_back_of.values(), ZERO) - credit_part)
     if money_rule >= 4:
         # all lines together: no more than is left of the statement's money line by line; what
         # rules 2-3 would credit beyond it was given back (by refunds and notes of its periods)
@@ -504,6 +535,11 @@ class _GivenBack:
     refund_statements: tuple[str, ...] = ()  # every statement that refunded money for the period
     # per line key, refunds less every later ask, credited or not: what stands refunded in tokens
     tokens_by_key: dict[Key, Decimal] = field(default_factory=dict)
+    # rule 8: per line key, what refunds restored to prepaid credit (their amount less the money
+    # part counted above) less the credit later asks of the key drew again, credited or not (the
+    # credit is used again); and the statements whose restoring stands
+    restored_by_key: dict[Key, Decimal] = field(default_factory=dict)
+    key_restorers: dict[Key, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _line_key(model: str, token_class: str, unit: Decimal, version: str, split: bool) -> Key:
@@ -569,7 +605,7 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
     positives = con.execute(
         "SELECT period, statement_number, model, token_class, unit_price_per_1m, price_version, money, "
         "       EXISTS (SELECT 1 FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)"
-        "               WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no) "
+        "               WHERE n.statement_number = a.statement_number AND cl.line_no = a.line_no), amount "
         f"FROM ({_ADJUSTMENT_MONEY} AND s.account_id = $a) a WHERE original_period = $p "
         "ORDER BY period, statement_number, line_no",
         {"a": account, "p": period},
@@ -581,6 +617,7 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         refunds_of[row[1]] = refunds_of.get(row[1], ZERO) + D(row[6])
     refunded, before = ZERO, ZERO
     money_by: dict[str, Decimal] = {}  # per statement: the money its negative lines refunded
+    credit_nets: dict[tuple[str, str], dict[Key, Decimal]] = {}  # rule 8: restored less drawn again
     last = None
     for st_period, number, model, klass, unit, version, refund, restored in negatives:
         if (st_period, number) != last:  # money first: the credit part is the last lines' refunds
@@ -593,13 +630,18 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         key = _line_key(model, klass, unit, version, split)
         per = nets.setdefault((st_period, number), {})
         per[key] = per.get(key, ZERO) + money
+        per = credit_nets.setdefault((st_period, number), {})  # rule 8: the rest was restored
+        per[key] = per.get(key, ZERO) + D(refund) - money
     # tokens: every ask counts, also one a credit note credited (the tokens came back there), so
     # a refund whose tokens came back is no hold-back for a line credited now (rule 3 on)
     token_nets = {k: dict(per) for k, per in nets.items()}
-    for st_period, number, model, klass, unit, version, money, credited in positives:
+    for st_period, number, model, klass, unit, version, money, credited, amount in positives:
         key = _line_key(model, klass, unit, version, split)
         per = token_nets.setdefault((st_period, number), {})
         per[key] = per.get(key, ZERO) - D(money)
+        if D(amount) > D(money):  # rule 8: the ask drew prepaid credit for the key
+            per = credit_nets.setdefault((st_period, number), {})
+            per[key] = per.get(key, ZERO) - (D(amount) - D(money))
         if credited:  # money: an ask a credit note credited was given back there
             continue
         per = nets.setdefault((st_period, number), {})
@@ -621,6 +663,12 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         tokens_by_key[key] = _standing(
             [(number, token_nets[(p, number)].get(key, ZERO)) for p, number in sorted(token_nets)]
         )[0]
+    restored_by_key: dict[Key, Decimal] = {}
+    key_restorers: dict[Key, tuple[str, ...]] = {}
+    for key in {k for per in credit_nets.values() for k in per}:
+        restored_by_key[key], key_restorers[key] = _standing(
+            [(number, credit_nets[(p, number)].get(key, ZERO)) for p, number in sorted(credit_nets)]
+        )
     asked = sum((D(row[6]) for row in positives if not row[7]), ZERO)
     refund_statements = tuple(number for number, m in money_by.items() if m > 0)
     return _GivenBack(
@@ -634,6 +682,8 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         asked,
         refund_statements,
         tokens_by_key,
+        restored_by_key,
+        key_restorers,
     )
 
 
@@ -643,7 +693,7 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
 # 7). A WHERE clause to extend with AND.
 _ADJUSTMENT_MONEY = (
     "SELECT s.period, l.statement_number, l.line_no, l.original_period, l.model, l.token_class, "
-    "       l.unit_price_per_1m, l.price_version, "
+    "       l.unit_price_per_1m, l.price_version, l.amount, "
     "       l.amount - least(l.amount, greatest(0, greatest(0, coalesce(c.applied_usd, 0) - u.usage)"
     "           - coalesce(sum(l.amount) OVER (PARTITION BY l.statement_number ORDER BY l.line_no"
     "                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0))) AS money "
