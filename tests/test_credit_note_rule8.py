@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,14 +38,7 @@ def test_a_note_on_a_usage_line_a_refund_restored_in_part_restores_nothing_twice
     # 6.00 (line 1: 3.00 prepaid, 3.00 money) and r1 up to 400,000, +1.50 of November (line 2,
     # money: credit pays usage first): net 4.50. January: r2 down to 200,000, -4.50 of
     # December: 3.00 refunded in money, 1.50 restored: line 1 now holds 1.50, paid with credit
-    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-12-01T00:00:00Z,,purchased,INV-g,\n")
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 200_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 800_000)
-    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T09:05:00Z", 400_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
-    _attempt(billing, "2027-01-03", "e4", "r2", 2, "2026-12-02T09:05:00Z", 200_000)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    out, nov, dec, jan = _until_january(billing, tmp_path, 200_000)
     assert (nov.net_amount, dec.net_amount, jan.net_amount) == (D("1.50"), D("4.50"), D("-3.00"))
     assert (dec.credits_applied, jan.credits_restored) == (D("3.00"), D("1.50"))
     # a note on December's line 1 (6.00): 3.00 printed as refunded (January's money part), and
@@ -84,14 +78,7 @@ def test_credit_a_refund_restored_and_a_later_ask_drew_again_is_kept_as_prepaid(
     # Rule 8 nets what January restored against that ask: the line's credit is used again, so
     # a note on December's line 1 prints 3.00 as refunded and nothing as given back, gives back
     # 1.50 (the ask of November's money) and keeps 1.50 as prepaid, as rule 7 does
-    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-12-01T00:00:00Z,,purchased,INV-g,\n")
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 200_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 800_000)
-    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T09:05:00Z", 400_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
-    _attempt(billing, "2027-01-03", "e4", "r2", 2, "2026-12-02T09:05:00Z", 200_000)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    out, nov, dec, jan = _until_january(billing, tmp_path, 200_000)
     _attempt(billing, "2027-02-03", "e5", "r2", 3, "2026-12-02T09:10:00Z", 400_000)
     feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
     assert (feb.net_amount, feb.credits_applied) == (D("0.00"), D("1.50"))
@@ -119,16 +106,9 @@ def test_a_note_on_a_usage_line_a_refund_gave_back_in_full_credits_nothing(
     # November: r1 200,000 = 1.50 in money. December: r2 800,000 = 6.00 (line 1: 3.00 prepaid,
     # 3.00 money) and r1 up to 400,000, +1.50 of November (line 2, money: credit pays usage
     # first): net 4.50, credit applied 3.00
-    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-12-01T00:00:00Z,,purchased,INV-g,\n")
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 200_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 800_000)
-    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T09:05:00Z", 400_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
     # January: r2 down to 0, -6.00 of December: 3.00 refunded in money (December's usage
     # money), 3.00 restored (all the credit December drew): line 1 is given back in full
-    _attempt(billing, "2027-01-03", "e4", "r2", 2, "2026-12-02T09:05:00Z", 0)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    out, nov, dec, jan = _until_january(billing, tmp_path, 0)
     assert (dec.net_amount, dec.credits_applied) == (D("4.50"), D("3.00"))
     assert (jan.net_amount, jan.credits_restored) == (D("-3.00"), D("3.00"))
     notes: list[CreditNoteDocument] = []
@@ -159,6 +139,21 @@ def test_a_note_on_a_usage_line_a_refund_gave_back_in_full_credits_nothing(
     if rule >= 8:  # every run re-executes to the same bytes (rule 7's notes: the first test)
         last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
         assert replay.verify_run(billing.settings, last).status == "MATCH"
+
+
+def _until_january(billing: Billing, tmp_path: Path, january_r2: int) -> tuple[Path, Any, Any, Any]:
+    """Grant 3.00 from 1 December; November r1 200,000 (1.50); December r2 800,000 (6.00, 3.00
+    of it prepaid) and r1 up to 400,000 (+1.50 of November); January r2 down to ``january_r2``
+    tokens: the output folder and the three issued statements."""
+    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-12-01T00:00:00Z,,purchased,INV-g,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 200_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 800_000)
+    _attempt(billing, "2026-12-04", "e3", "r1", 2, "2026-11-02T09:05:00Z", 400_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-03", "e4", "r2", 2, "2026-12-02T09:05:00Z", january_r2)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    return out, nov, dec, jan
 
 
 def _printed(billing: Billing, number: str) -> list[tuple[int, Decimal, Decimal, Decimal]]:
