@@ -99,7 +99,10 @@ COMMAND = "credit-note"
 #: 3.00 in money and 1.50 restored to credit; a rule-7 note on December's usage line prints 3.00 as
 #: refunded, gives back 1.50 (the ask's money) and keeps 1.50 as prepaid, though January restored
 #: that credit already. Rule 8 prints 3.00 as refunded and 1.50 as given back, gives back 1.50 and
-#: keeps nothing: its credit moves to the ask with its money; docs/credits.md "Closed (credit note
+#: keeps nothing: its credit moves to the ask with its money. Seed 231: a refund gave a usage line
+#: back in full, 3.00 in money and 3.00 restored; a rule-7 note printed the 3.00 refunded only and
+#: gave back 1.50 of an ask's money, whose credit layout 12 moved to be restored a second time;
+#: rule 8 refuses that note, nothing is left of the line; docs/credits.md "Closed (credit note
 #: rule 8)").
 MONEY_RULE = 8
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
