@@ -141,6 +141,42 @@ def test_a_note_on_a_usage_line_a_refund_gave_back_in_full_credits_nothing(
         assert replay.verify_run(billing.settings, last).status == "MATCH"
 
 
+def test_a_refund_an_ask_that_drew_its_credit_again_and_a_second_refund_leave_the_line_its_rest(
+    billing: Billing, tmp_path: Path
+) -> None:
+    # a reviewer's case: the same November, December and January (January -4.50 of December:
+    # 3.00 in money, 1.50 restored). February: r2 back up to 400,000, +1.50 of December, paid
+    # with the 1.50 January restored (net 0.00). March: r2 down to 100,000, -2.25 of December:
+    # December's own money is refunded already, so all 2.25 is restored (net 0.00)
+    out, nov, dec, jan = _until_january(billing, tmp_path, 200_000)
+    _attempt(billing, "2027-02-03", "e5", "r2", 3, "2026-12-02T09:10:00Z", 400_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    _attempt(billing, "2027-03-03", "e6", "r2", 4, "2026-12-02T09:15:00Z", 100_000)
+    mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
+    assert (feb.net_amount, feb.credits_applied) == (D("0.00"), D("1.50"))
+    assert (mar.net_amount, mar.credits_restored) == (D("0.00"), D("2.25"))
+    # a note on December's line 1 (6.00): 3.00 refunded in money (January); of the credit,
+    # January restored 1.50, February drew it again (the later ask takes back that refund) and
+    # March restored 2.25: 2.25 printed as given back. 0.75 is left, within December's money
+    # left (the ask's 1.50): given back in money, nothing kept. Rule 7 printed 3.00 and 1.50 (the
+    # statement's money short), gave back 1.50 and ended with credit used -0.75
+    note = _note(billing, str(dec.statement_number), out, lines=(1,), issue_date=date(2027, 4, 5))
+    assert (note.document.net_amount, note.document.prepaid_retained) == (D("0.75"), D("0.00"))
+    assert note.document.refunded == D("5.25")
+    assert _printed(billing, note.number) == [(1, D("3.00"), D("3.00"), D("2.25"))]
+    # April, every request to 0: November's -3.00 finds 2.25 of money (its 1.50 and the ask's
+    # 1.50 less the note's 0.75) and the 0.75 of credit that moved to the ask with the note's
+    # money; December's -0.75 gives back nothing more (its line is credited): net -2.25,
+    # restored 0.75. Money 1.50 + 4.50 - 3.00 + 0.00 + 0.00 - 2.25 - 0.75 = 0.00; credit applied
+    # 3.00 + 1.50, restored 1.50 + 2.25 + 0.75: used 0.00, what the note kept
+    _attempt(billing, "2027-04-03", "e7", "r1", 3, "2026-11-02T09:20:00Z", 0)
+    _attempt(billing, "2027-04-04", "e8", "r2", 5, "2026-12-02T09:20:00Z", 0)
+    apr = _statement(billing, out, "2027-04", date(2027, 5, 1))
+    assert (apr.net_amount, apr.credits_restored) == (D("-2.25"), D("0.75"))
+    history = History(statements=[nov, dec, jan, feb, mar, apr], notes=[note.document])
+    assert (history.money, history.credit_used, history.kept) == (D("0.00"), D("0.00"), D("0.00"))
+
+
 def _until_january(billing: Billing, tmp_path: Path, january_r2: int) -> tuple[Path, Any, Any, Any]:
     """Grant 3.00 from 1 December; November r1 200,000 (1.50); December r2 800,000 (6.00, 3.00
     of it prepaid) and r1 up to 400,000 (+1.50 of November); January r2 down to ``january_r2``
