@@ -310,9 +310,7 @@ def plan(
     # key), and all lines together at most the money left of the statement
     refunded_by_line: dict[int, Decimal] = {}
     stored_by_line: dict[int, Decimal] = {}  # credit_note_lines.refunded_usd
-    # printed as already given back, not credited: rule 8's part restored to credit (below), rule
-    # 3's of earlier periods, rule 4's of the statement's money short
-    given_back_of: dict[int, Decimal] = {}
+    restored_of: dict[int, Decimal] = {}  # rule 8's part, restored to credit (below)
     refunders: tuple[str, ...] = ()
     cap, own_refunded = left_net, ZERO
     if money_rule >= 2:
@@ -361,15 +359,15 @@ def plan(
                 key = _line_key(ln.model, ln.token_class, ln.unit_price_per_1m, ln.price_version, given.split)
                 restored = min(given.restored_by_key.get(key, ZERO), ln.amount - refunded_by_line.get(ln.line_no, ZERO))
                 if restored > 0:
-                    given_back_of[ln.line_no] = restored
+                    restored_of[ln.line_no] = restored
                     names_of.update(dict.fromkeys(given.key_restorers.get(key, ())))
         refunders = tuple(names_of)
     # rule 3: adjustment lines of earlier periods, the part not credited as already given back
     # for their period (printed with rule 2's part; not stored per line: see the function)
+    given_back_of: dict[int, Decimal] = {}
     given_periods: list[str] = []
     completes_at: Decimal | None = cap
     if money_rule >= 3:
-        credit_part = sum(given_back_of.values(), ZERO)  # rule 8's: credit, not the statement's money
         given_for, given_periods = _earlier_periods_given_back(
             con, account, statement_number, chosen, period, given_back_of, money_rule
         )
@@ -378,7 +376,12 @@ def plan(
         # the part given back was money this statement asked: it is not credited again (and the
         # note completes the statement's money, taking the rest of its tax, only as before: the
         # tax of the part given back is not this statement's to give back)
-        completes_at, cap = cap, cap - (sum(given_back_of.values(), ZERO) - credit_part)
+        completes_at, cap = cap, cap - sum(given_back_of.values(), ZERO)
+    # printed as already given back too, from here on (rule 4's room, the note's lines): rule 8's
+    # part, of the lines of the note's own period (rule 3's are of earlier periods). It was credit,
+    # not the statement's money, so rule 3's cap above does not count it
+    for line_no, part in restored_of.items():
+        given_back_of[line_no] = given_back_of.get(line_no, ZERO) + part
     if money_rule >= 4:
         # all lines together: no more than is left of the statement's money line by line; what
         # rules 2-3 would credit beyond it was given back (by refunds and notes of its periods)
@@ -577,6 +580,19 @@ def _standing(events: list[tuple[str, Decimal]]) -> tuple[Decimal, tuple[str, ..
     return sum((s[1] for s in stack), ZERO), tuple(dict.fromkeys(str(s[0]) for s in stack))
 
 
+def _standing_by_key(
+    nets: dict[tuple[str, str], dict[Key, Decimal]],
+) -> tuple[dict[Key, Decimal], dict[Key, tuple[str, ...]]]:
+    """:func:`_standing` per line key over statements' nets (keyed (period, number), taken in
+    that order): what stands per key, and the statements whose part of it stands."""
+    order = sorted(nets)
+    standing: dict[Key, Decimal] = {}
+    names: dict[Key, tuple[str, ...]] = {}
+    for key in {k for per in nets.values() for k in per}:
+        standing[key], names[key] = _standing([(number, nets[(p, number)].get(key, ZERO)) for p, number in order])
+    return standing, names
+
+
 def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate: Decimal | None) -> _GivenBack:
     """Rule 2: what later statements gave back in money for ``period``, in all and per line key.
 
@@ -656,22 +672,9 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
     if rate is not None:
         for _, net in events:
             tax += tax_on(net, rate) if net >= 0 else -tax_on(-net, rate)
-    by_key: dict[Key, Decimal] = {}
-    key_refunders: dict[Key, tuple[str, ...]] = {}
-    for key in {k for per in nets.values() for k in per}:
-        standing, names = _standing([(number, nets[(p, number)].get(key, ZERO)) for p, number in order])
-        by_key[key], key_refunders[key] = standing, names
-    tokens_by_key: dict[Key, Decimal] = {}
-    for key in {k for per in token_nets.values() for k in per}:
-        tokens_by_key[key] = _standing(
-            [(number, token_nets[(p, number)].get(key, ZERO)) for p, number in sorted(token_nets)]
-        )[0]
-    restored_by_key: dict[Key, Decimal] = {}
-    key_restorers: dict[Key, tuple[str, ...]] = {}
-    for key in {k for per in credit_nets.values() for k in per}:
-        restored_by_key[key], key_restorers[key] = _standing(
-            [(number, credit_nets[(p, number)].get(key, ZERO)) for p, number in sorted(credit_nets)]
-        )
+    by_key, key_refunders = _standing_by_key(nets)
+    tokens_by_key, _ = _standing_by_key(token_nets)
+    restored_by_key, key_restorers = _standing_by_key(credit_nets)
     asked = sum((D(row[6]) for row in positives if not row[7]), ZERO)
     refund_statements = tuple(number for number, m in money_by.items() if m > 0)
     return _GivenBack(
