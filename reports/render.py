@@ -40,6 +40,7 @@ from .statement_model import (
     LEAN_LAYOUT_FROM,
     NOTHING_DUE_FROM,
     NUMBERED_FROM,
+    TEXT_TABLES_FROM,
     TIGHT_FROM,
     ZERO_ROW_TOKENS_FROM,
     StatementDocument,
@@ -47,6 +48,7 @@ from .statement_model import (
     price_versions_of,
     versions_text,
 )
+from .text_tables import charges_rows, not_billed_rows
 
 if TYPE_CHECKING:
     from reports.pdf import RefusingURLFetcher
@@ -184,6 +186,8 @@ def render_html(doc: StatementDocument) -> str:
     lean = doc.layout_version >= LEAN_LAYOUT_FROM
     chart = daily_usage_svg(doc.period_start, doc.period_end, doc.daily_usage, day_labels_as_one_text=lean)
     lines = printed_lines(doc)
+    zero_tokens_summed = _zero_tokens_summed(doc, lines.zero)
+    text_rows = doc.layout_version >= TEXT_TABLES_FROM  # one fixed-width text a row (reports/text_tables.py)
     return _ENV.get_template("statement.html.j2").render(
         doc=doc,
         lines=lines,
@@ -193,7 +197,9 @@ def render_html(doc: StatementDocument) -> str:
         nothing_due_note=doc.layout_version >= NOTHING_DUE_FROM,
         lean=lean,
         notes_halves=notes_halves(doc.billing_notes) if lean else None,
-        zero_tokens_summed=_zero_tokens_summed(doc, lines.zero),
+        zero_tokens_summed=zero_tokens_summed,
+        text_charges=charges_rows(doc, lines, zero_tokens_summed) if text_rows else None,
+        text_not_billed=not_billed_rows(doc.non_billed) if text_rows else None,
         period_label=formatting.period_label(doc.period_start),
         period_days=formatting.day_range(doc.period_start, doc.period_end),
     )

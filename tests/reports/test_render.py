@@ -59,8 +59,9 @@ def statement_pdf(tmp_path_factory):
         (12, GOLDEN.with_name("statement-layout-10.html")),  # a note's money moves credit to asks
         (13, GOLDEN.with_name("statement-layout-10.html")),  # refunds net of all a note printed
         (14, GOLDEN.with_name("statement-layout-10.html")),  # notes' money as they attributed it
+        (15, GOLDEN.with_name("statement-layout-15.html")),  # 14's content; charges, not billed as text rows
     ],
-    ids=[f"layout-{n}" for n in range(1, 15)],
+    ids=[f"layout-{n}" for n in range(1, 16)],
 )
 def test_html_matches_golden_file(layout: int, golden: Path):
     """Regenerate the current layout's file after an intended change: UPDATE_GOLDEN=1 pytest
@@ -122,6 +123,44 @@ def test_layout_9_prints_every_word_layout_8_printed(make):
     pages8, pages9 = PdfReader(io.BytesIO(eight)).pages, PdfReader(io.BytesIO(nine)).pages
     assert len(pages9) <= len(pages8)
     assert all(f"Page {n} of {len(pages9)}" in page.extract_text() for n, page in enumerate(pages9, 1))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [fixtures.statement, fixtures.draft, fixtures.empty_period, lambda: fixtures.long_statement(60)],
+    ids=["issued", "draft", "empty", "long"],
+)
+def test_layout_15_prints_every_word_layout_14_printed(make):
+    """Issue 14 item 4: layout 15 prints the usage charges and the attempts not billed as one
+    fixed-width text a row (reports/text_tables.py) instead of a cell per column. Every word and
+    number of layout 14's PDF text is in layout 15's, as often (the charges' header on every
+    page of a long statement included), and nothing else; no more pages; "Page X of Y" on each."""
+    from reports import pdf
+
+    doc = make()
+    fourteen = pdf.pdf_bytes(render_html(dataclasses.replace(doc, layout_version=14)))
+    fifteen = pdf.pdf_bytes(render_html(dataclasses.replace(doc, layout_version=15)))
+    assert _words(fourteen) == _words(fifteen)
+    pages14, pages15 = PdfReader(io.BytesIO(fourteen)).pages, PdfReader(io.BytesIO(fifteen)).pages
+    assert len(pages15) <= len(pages14)
+    assert all(f"Page {n} of {len(pages15)}" in page.extract_text() for n, page in enumerate(pages15, 1))
+
+
+def test_layout_15_text_rows_keep_their_columns():
+    """Every row of layout 15's charges is a fixed-width text whose columns line up with the
+    header's: the amounts end in the same column, and no line is wider than a row holds."""
+    from reports.render import _zero_tokens_summed, printed_lines
+    from reports.text_tables import WIDTH, charges_rows, not_billed_rows
+
+    for doc in (fixtures.statement(), fixtures.draft(), fixtures.long_statement(60)):
+        lines = printed_lines(doc)
+        rows = charges_rows(doc, lines, _zero_tokens_summed(doc, lines.zero))
+        assert rows[0].kind == "head" and rows[-1].kind == "subtotal"
+        end = len(rows[0].text.split("\n")[1])
+        assert all(len(row.text.split("\n")[0]) == end for row in rows[1:])
+        assert all(len(line) <= WIDTH for row in rows for line in row.text.split("\n"))
+        for row in not_billed_rows(doc.non_billed):
+            assert all(len(line) <= WIDTH for line in row.text.split("\n"))
 
 
 def test_layout_9_adds_its_stylesheet_after_the_shared_one():
