@@ -77,15 +77,24 @@ def test_html_matches_golden_file(layout: int, golden: Path):
 
 def test_layout_2_numbers_every_line_as_the_lines_csv_does():
     """Usage lines 1..U in order, the zero-amount ones named in their row, adjustments after
-    (U+1, ...): the row numbers of the lines CSV, which credit notes name."""
-    doc = fixtures.statement()
+    (U+1, ...): the row numbers of the lines CSV, which credit notes name. Layouts 2-14 print
+    them in a cell, layout 15 at the start of each usage line's text row (reports/text_tables.py)."""
+    from reports.render import _zero_tokens_summed, printed_lines
+    from reports.text_tables import charges_rows
+
+    doc = dataclasses.replace(fixtures.statement(), layout_version=14)
     html = render_html(doc)
     numbers = [int(n) for n in re.findall(r'<td class="num col-no">([0-9]+)</td>', html)]
+    lines = printed_lines(doc)
+    rows = charges_rows(doc, lines, _zero_tokens_summed(doc, lines.zero))
+    text_numbers = [int(row.text.split()[0]) for row in rows if row.kind in ("line", "group")]
+    fifteen = render_html(dataclasses.replace(doc, layout_version=15))
+    numbers15 = text_numbers + [int(n) for n in re.findall(r'<td class="num col-no">([0-9]+)</td>', fifteen)]
     usage_count = len(doc.lines)
     shown = [n for n, line in enumerate(doc.lines, 1) if line.amount != 0]
     zero = [n for n, line in enumerate(doc.lines, 1) if line.amount == 0]
     adjustments = list(range(usage_count + 1, usage_count + len(doc.adjustments) + 1))
-    assert numbers == shown + adjustments and adjustments
+    assert numbers == numbers15 == shown + adjustments and adjustments
     if zero:
         assert f"under half a cent (line{'s' if len(zero) > 1 else ''} {', '.join(map(str, zero))})" in html
     assert "col-no" not in render_html(dataclasses.replace(doc, layout_version=1))
@@ -404,10 +413,14 @@ def test_the_row_of_lines_under_half_a_cent_sums_tokens_only_within_one_model_an
 
     def zero_row(doc) -> str:
         html = render_html(doc)
+        if doc.layout_version >= 15:  # one text row (reports/text_tables.py): its first line's words
+            return html[html.index('<tr class="zero"><td>') :].split("\n", 1)[0]
         return html[html.index('class="group-start zero-lines"') :].split("</tr>", 1)[0]
 
-    mixed = dataclasses.replace(base, lines=base.lines + tiny)
+    mixed = dataclasses.replace(base, lines=base.lines + tiny, layout_version=14)
     assert '<td class="num"></td>' in zero_row(mixed)
     assert '<td class="num">200</td>' in zero_row(dataclasses.replace(mixed, layout_version=4))
     one_class = dataclasses.replace(base, lines=base.lines + (tiny[0], dataclasses.replace(tiny[0], quantity=50)))
-    assert '<td class="num">150</td>' in zero_row(one_class)
+    assert '<td class="num">150</td>' in zero_row(dataclasses.replace(one_class, layout_version=14))
+    assert " 200 " not in zero_row(dataclasses.replace(mixed, layout_version=15))
+    assert " 150 " in zero_row(one_class)
