@@ -48,7 +48,7 @@ from .statement_model import (
     price_versions_of,
     versions_text,
 )
-from .text_tables import charges_rows, not_billed_rows
+from .text_tables import charges_rows, not_billed_rows, notes_text
 
 if TYPE_CHECKING:
     from reports.pdf import RefusingURLFetcher
@@ -188,6 +188,7 @@ def render_html(doc: StatementDocument) -> str:
     lines = printed_lines(doc)
     zero_tokens_summed = _zero_tokens_summed(doc, lines.zero)
     text_rows = doc.layout_version >= TEXT_TABLES_FROM  # one fixed-width text a row (reports/text_tables.py)
+    halves = notes_halves(doc.billing_notes) if lean else None
     return _ENV.get_template("statement.html.j2").render(
         doc=doc,
         lines=lines,
@@ -196,7 +197,8 @@ def render_html(doc: StatementDocument) -> str:
         tight_css=Markup(TIGHT_CSS_RULES) if doc.layout_version >= TIGHT_FROM else None,
         nothing_due_note=doc.layout_version >= NOTHING_DUE_FROM,
         lean=lean,
-        notes_halves=notes_halves(doc.billing_notes) if lean else None,
+        notes_halves=halves,
+        text_notes=notes_text(halves) if text_rows and halves is not None else None,
         zero_tokens_summed=zero_tokens_summed,
         text_charges=charges_rows(doc, lines, zero_tokens_summed) if text_rows else None,
         text_not_billed=not_billed_rows(doc.non_billed) if text_rows else None,

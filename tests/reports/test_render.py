@@ -141,7 +141,8 @@ def test_layout_9_prints_every_word_layout_8_printed(make):
 )
 def test_layout_15_prints_every_word_layout_14_printed(make):
     """Issue 14 item 4: layout 15 prints the usage charges and the attempts not billed as one
-    fixed-width text a row (reports/text_tables.py) instead of a cell per column. Every word and
+    fixed-width text a row (reports/text_tables.py) instead of a cell per column, and the billing
+    notes as one fixed-width text of two columns instead of two lists. Every word and
     number of layout 14's PDF text is in layout 15's, as often (the charges' header on every
     page of a long statement included), and nothing else; no more pages; "Page X of Y" on each."""
     from reports import pdf
@@ -158,8 +159,8 @@ def test_layout_15_prints_every_word_layout_14_printed(make):
 def test_layout_15_text_rows_keep_their_columns():
     """Every row of layout 15's charges is a fixed-width text whose columns line up with the
     header's: the amounts end in the same column, and no line is wider than a row holds."""
-    from reports.render import _zero_tokens_summed, printed_lines
-    from reports.text_tables import WIDTH, charges_rows, not_billed_rows
+    from reports.render import _zero_tokens_summed, notes_halves, printed_lines
+    from reports.text_tables import NOTES_COLUMN, NOTES_GAP, WIDTH, charges_rows, not_billed_rows, notes_text
 
     for doc in (fixtures.statement(), fixtures.draft(), fixtures.long_statement(60)):
         lines = printed_lines(doc)
@@ -170,6 +171,12 @@ def test_layout_15_text_rows_keep_their_columns():
         assert all(len(line) <= WIDTH for row in rows for line in row.text.split("\n"))
         for row in not_billed_rows(doc.non_billed):
             assert all(len(line) <= WIDTH for line in row.text.split("\n"))
+        notes = notes_text(notes_halves(doc.billing_notes)).split("\n")
+        assert all(len(line) <= 2 * NOTES_COLUMN + NOTES_GAP for line in notes)
+        left = [int(line[:4].strip(". ")) for line in notes if line[:4].strip()]
+        second = [line[NOTES_COLUMN + NOTES_GAP : NOTES_COLUMN + NOTES_GAP + 4] for line in notes]
+        right = [int(marker.strip(". ")) for marker in second if marker.strip()]
+        assert left + right == list(range(1, len(doc.billing_notes) + 1))
 
 
 def test_layout_9_adds_its_stylesheet_after_the_shared_one():
