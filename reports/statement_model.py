@@ -149,8 +149,9 @@ HELD_OR_QUARANTINED: tuple[str, ...] = tuple(
 #: left, so the prepaid credit moves with it only where a refund of the period can restore it
 #: (docs/credits.md "Closed (credit note rule 7)").
 #: 15: printed as 14, its usage charges and attempts not billed laid out as one fixed-width text
-#: a row (issue 14 item 4: WeasyPrint's cost is per cell and line, a third of a statement's CPU
-#: was the eight-cell charges table).
+#: a row and its billing notes as one fixed-width text of two columns (issue 14 item 4:
+#: WeasyPrint's cost is per cell and line; a third of a statement's CPU was the eight-cell
+#: charges table).
 LAYOUT_VERSION = 15
 LAYOUT_VERSIONS = tuple(range(1, LAYOUT_VERSION + 1))
 NUMBERED_FROM = 2  # the first layout that prints line numbers
@@ -177,8 +178,8 @@ RESTORES_PREPAID_CREDIT_FROM = 7
 # lines name only the price versions that priced their own tokens
 ADJUSTMENT_DETAIL_FROM = 8
 LEAN_LAYOUT_FROM = 9  # the first laid out by statement-9.css (floats, notes side by side, fixed tables)
-# the first whose usage charges and attempts not billed are one fixed-width text a row
-# (reports/text_tables.py, statement-15.css)
+# the first whose usage charges and attempts not billed are one fixed-width text a row, and its
+# billing notes one fixed-width text of two columns (reports/text_tables.py, statement-15.css)
 TEXT_TABLES_FROM = 15
 # the first whose refunds count what credit notes gave back of later asks of a period
 PERIOD_MONEY_GIVEN_BACK_FROM = 10
