@@ -103,13 +103,23 @@ COMMAND = "credit-note"
 #: back in full, 3.00 in money and 3.00 restored; a rule-7 note printed the 3.00 refunded only and
 #: gave back 1.50 of an ask's money, whose credit layout 12 moved to be restored a second time;
 #: rule 8 refuses that note, nothing is left of the line; docs/credits.md "Closed (credit note
-#: rule 8)").
+#: rule 8)"); 9 (migration 052), credits as rule 8 and also prints as already given back the part of
+#: an ask of an earlier period Q (a positive adjustment line) that refunds of Q's key issued after
+#: the statement restored to prepaid credit, net of the credit asks of the key issued after it
+#: drew again, at most the credit the statement applied to the line (:func:`_asks_restored`), and
+#: takes it out of the statement's credit still standing (:func:`_credit_standing`): rule 8 did so
+#: only for lines of the note's own period, so a note on an ask kept as prepaid credit a refund had
+#: restored (the random histories' seed 339: grant 3.00; January, no usage, +3.00 of November all
+#: prepaid and +1.50 of December in money; a note gives back November's 3.00; February's -3.00 of
+#: November restores January's 3.00; a rule-8 note on January's two asks gives back 1.50 and keeps
+#: 3.00, where rule 9 prints the 3.00 as given back and keeps nothing; docs/credits.md "Closed
+#: (credit note rule 9)").
 MONEY_RULE = 9
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
 RULE_5_STATEMENT_LAYOUT = 12
-#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rule 8
-#: stores what rule 7 stores, in the same columns: the same layout reads it)
+#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rules 8
+#: and 9 store what rule 7 stores, in the same columns: the same layout reads it)
 RULE_7_STATEMENT_LAYOUT = 14
 
 
