@@ -950,9 +950,10 @@ def _asks_restored(
     (its amount less its money, ``money_of``: :func:`_line_money`); with the statements whose
     restoring stands. Lines of one key share what stands, in printed order.
 
-    Rule 8 prints such a part as given back on lines of the statement's own period only (a
-    refund of P takes back the credit of later asks of P first, :func:`_standing`, which is
-    this part), so a note on an ask kept as prepaid credit a refund had restored (the random
+    Rule 8 prints such a part as given back on lines of the statement's own period only, where
+    a refund of the period counts as restoring the credit of the latest asks before it first
+    (:func:`_standing`): that credit is this part, on the asks' statements. Rules 2-8 left it to
+    credit, so a note on an ask kept as prepaid credit a refund had restored (the random
     histories' seed 339, docs/credits.md "Closed (credit note rule 9)")."""
     given_of: dict[str, _GivenBack] = {}
     standing: dict[tuple[str, Key], Decimal] = {}
