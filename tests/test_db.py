@@ -216,16 +216,28 @@ def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp
     export = ("--db", str(name), "export", "--period", "2026-11", "--out", str(tmp_path / "out"), "--allow-empty")
     refused = cli_in_process(*export, cwd=tmp_path)
     assert refused.exit_code == 1
-    pending = (
-        "048_statement_layout_13.sql, 049_credit_note_rule_6.sql, 050_credit_note_rule_7.sql, "
-        "051_credit_note_rule_8.sql, 052_credit_note_rule_9.sql"
+    # more than three pending: the error names the first and the last, so it is never cut
+    assert "5 schema migration(s) not applied yet (048_statement_layout_13.sql to 052_credit_note_rule_9.sql)" in (
+        refused.stderr
     )
-    assert f"5 schema migration(s) not applied yet ({pending})" in refused.stderr
     assert f"infergate-billing --db {name} migrate" in refused.stderr
     assert not (tmp_path / "out").exists()
     applied = cli_in_process("--db", str(name), "migrate", cwd=tmp_path)
+    pending = (  # migrate's report names every one it applied
+        "048_statement_layout_13.sql, 049_credit_note_rule_6.sql, 050_credit_note_rule_7.sql, "
+        "051_credit_note_rule_8.sql, 052_credit_note_rule_9.sql"
+    )
     assert applied.exit_code == 0 and f"applied 5 migration(s): {pending}" in applied.stdout
     again = cli_in_process("--db", str(name), "migrate", cwd=tmp_path)
     assert again.exit_code == 0 and "no migration pending" in again.stdout
     after = cli_in_process(*export, cwd=tmp_path)
     assert after.exit_code == 0, after.stderr
+
+
+def test_pending_migrations_are_named_in_full_up_to_three_then_as_a_range() -> None:
+    """The refusal names what is missing without growing past the 300 characters an error keeps."""
+    from pipeline.cli.base import _migration_range
+
+    assert _migration_range(["051_a.sql"]) == "051_a.sql"
+    assert _migration_range(["050_a.sql", "051_b.sql", "052_c.sql"]) == "050_a.sql, 051_b.sql, 052_c.sql"
+    assert _migration_range([f"0{n}_x.sql" for n in range(10, 60)]) == "010_x.sql to 059_x.sql"

@@ -429,6 +429,13 @@ def require_database(settings: Settings) -> None:
         raise DatabaseMissing.at(settings.db_path)
 
 
+def _migration_range(pending: list[str]) -> str:
+    """The pending migrations as an error names them: up to three by name, more as the first
+    and the last (an error message is cut at 300 characters, ``redact.safe_error_message``: a
+    list growing with every release would lose its end, and ``migrate`` applies them all)."""
+    return ", ".join(pending) if len(pending) <= 3 else f"{pending[0]} to {pending[-1]}"
+
+
 @contextmanager
 def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The database opened read-only for a listing or an export. A reader never migrates, so
@@ -442,7 +449,7 @@ def read_only(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         if pending:
             raise BillingError(
                 f"{settings.db_path} was written by an earlier version: {len(pending)} schema migration(s) not "
-                f"applied yet ({', '.join(pending)})",
+                f"applied yet ({_migration_range(pending)})",
                 hint=f"apply them with `infergate-billing --db {settings.db_path} migrate` (the next nightly "
                 "applies them too); a listing or an export never changes the database",
             )
