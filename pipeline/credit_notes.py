@@ -103,23 +103,13 @@ COMMAND = "credit-note"
 #: back in full, 3.00 in money and 3.00 restored; a rule-7 note printed the 3.00 refunded only and
 #: gave back 1.50 of an ask's money, whose credit layout 12 moved to be restored a second time;
 #: rule 8 refuses that note, nothing is left of the line; docs/credits.md "Closed (credit note
-#: rule 8)"); 9 (migration 052), credits as rule 8 and also prints as already given back the part of
-#: an ask of an earlier period Q (a positive adjustment line) that refunds of Q's key issued after
-#: the statement restored to prepaid credit, net of the credit asks of the key issued after it
-#: drew again, at most the credit the statement applied to the line (:func:`_asks_restored`), and
-#: takes it out of the statement's credit still standing (:func:`_credit_standing`): rule 8 did so
-#: only for lines of the note's own period, so a note on an ask kept as prepaid credit a refund had
-#: restored (the random histories' seed 339: grant 3.00; January, no usage, +3.00 of November all
-#: prepaid and +1.50 of December in money; a note gives back November's 3.00; February's -3.00 of
-#: November restores January's 3.00; a rule-8 note on January's two asks gives back 1.50 and keeps
-#: 3.00, where rule 9 prints the 3.00 as given back and keeps nothing; docs/credits.md "Closed
-#: (credit note rule 9)").
-MONEY_RULE = 9
+#: rule 8)").
+MONEY_RULE = 8
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
 RULE_5_STATEMENT_LAYOUT = 12
-#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rules 8
-#: and 9 store what rule 7 stores, in the same columns: the same layout reads it)
+#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rule 8
+#: stores what rule 7 stores, in the same columns: the same layout reads it)
 RULE_7_STATEMENT_LAYOUT = 14
 
 
@@ -290,8 +280,6 @@ def plan(
     lines_left = _money_left_on(con, account, statement_number, period, lines, money_rule) if money_rule >= 5 else None
     money_of = _line_money(con, statement_number, lines) if lines_left is not None else {}
     asked = sum(money_of.values(), ZERO)
-    # rule 9: per ask of an earlier period not yet credited, the part of its credit refunds restored
-    asks_restored = _asks_restored(con, account, statement_number, period, lines, money_of) if money_rule >= 9 else {}
     if (
         lines_left is not None
         and rate is not None
@@ -373,15 +361,6 @@ def plan(
                 if restored > 0:
                     restored_of[ln.line_no] = restored
                     names_of.update(dict.fromkeys(given.key_restorers.get(key, ())))
-        if money_rule >= 9:
-            # rule 9: rule 8's part of an ask of an earlier period Q too (a positive adjustment
-            # line): the credit the statement applied to it that refunds of Q's key issued since
-            # restored (net of later asks of the key that drew credit again). Seed 339: January's
-            # +3.00 of November, all prepaid; February's -3.00 of November restored that 3.00
-            for ln in chosen:
-                if ln.line_no in asks_restored:
-                    restored_of[ln.line_no], restorers = asks_restored[ln.line_no]
-                    names_of.update(dict.fromkeys(restorers))
         refunders = tuple(names_of)
     # rule 3: adjustment lines of earlier periods, the part not credited as already given back
     # for their period (printed with rule 2's part; not stored per line: see the function)
@@ -416,9 +395,7 @@ def plan(
             # only the rest was given back; the note credits at most the statement's money left,
             # and beyond its net only the money of the refunds netted on it (paid out for their
             # own periods)
-            # (rule 9: nor what refunds of its asks' periods restored of their credit)
-            restored_asks = sum((part for part, _ in asks_restored.values()), ZERO)
-            gone -= min(gone, _credit_standing(con, account, statement_number, period, restored_asks))
+            gone -= min(gone, _credit_standing(con, account, statement_number, period))
             cap = min(left, cap + _netted_refunds(con, statement_number, lines))
             # it completes the statement, taking the rest of its tax, when it credits all of that
             # and only its own period's refunds (whose tax rule 2 deducts) gave any of it back (not
@@ -569,18 +546,6 @@ class _GivenBack:
     # credit is used again); and the statements whose restoring stands
     restored_by_key: dict[Key, Decimal] = field(default_factory=dict)
     key_restorers: dict[Key, tuple[str, ...]] = field(default_factory=dict)
-    # rule 9: per statement (period, number) and line key, what its refunds restored (> 0) less
-    # the credit its asks drew (< 0): ``restored_by_key`` is its standing over all statements,
-    # :meth:`restored_after` over the statements after one
-    credit_nets: dict[tuple[str, str], dict[Key, Decimal]] = field(default_factory=dict)
-
-    def restored_after(self, statement: tuple[str, str]) -> tuple[dict[Key, Decimal], dict[Key, tuple[str, ...]]]:
-        """Rule 9: per line key, what refunds issued after ``statement`` (its period and number)
-        restored to prepaid credit, less the credit asks issued after it drew again: the credit
-        an ask of the period on that statement had, given back since (a refund takes back the
-        latest credit drawn before it first, see :func:`_standing`), with the statements whose
-        restoring stands."""
-        return _standing_by_key({k: per for k, per in self.credit_nets.items() if k > statement})
 
 
 def _line_key(model: str, token_class: str, unit: Decimal, version: str, split: bool) -> Key:
@@ -725,7 +690,6 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         tokens_by_key,
         restored_by_key,
         key_restorers,
-        credit_nets,
     )
 
 
@@ -935,55 +899,10 @@ def _layout_of(con: duckdb.DuckDBPyConnection, statement_number: str) -> int:
     return int(row[0]) if row else 1
 
 
-def _asks_restored(
-    con: duckdb.DuckDBPyConnection,
-    account: str,
-    statement_number: str,
-    period: str,
-    lines: Sequence[_Line],
-    money_of: dict[int, Decimal],
-) -> dict[int, tuple[Decimal, tuple[str, ...]]]:
-    """Rule 9: line number -> the part of each positive adjustment line of an earlier period Q
-    (an ask) not yet credited by a note that refunds of Q's key issued after the statement
-    restored to prepaid credit, net of the credit asks of the key issued after it drew again
-    (:meth:`_GivenBack.restored_after`), at most the credit the statement applied to the line
-    (its amount less its money, ``money_of``: :func:`_line_money`); with the statements whose
-    restoring stands. Lines of one key share what stands, in printed order.
-
-    Rule 8 prints such a part as given back on lines of the statement's own period only, where
-    a refund of the period counts as restoring the credit of the latest asks before it first
-    (:func:`_standing`): that credit is this part, on the asks' statements. Rules 2-8 left it to
-    credit, so a note on an ask kept as prepaid credit a refund had restored (the random
-    histories' seed 339, docs/credits.md "Closed (credit note rule 9)")."""
-    given_of: dict[str, _GivenBack] = {}
-    standing: dict[tuple[str, Key], Decimal] = {}
-    names: dict[tuple[str, Key], tuple[str, ...]] = {}
-    result: dict[int, tuple[Decimal, tuple[str, ...]]] = {}
-    for ln in lines:
-        q = ln.original_period
-        if ln.kind != "adjustment" or ln.amount <= 0 or q == period or ln.credited != 0:
-            continue
-        if q not in given_of:
-            given_of[q] = _given_back(con, account, q, None)
-            after, restorers = given_of[q].restored_after((period, statement_number))
-            for k, part in after.items():
-                standing[(q, k)], names[(q, k)] = part, restorers[k]
-        key = (q, _line_key(ln.model, ln.token_class, ln.unit_price_per_1m, ln.price_version, given_of[q].split))
-        part = min(standing.get(key, ZERO), ln.amount - money_of.get(ln.line_no, ln.amount))
-        if part > 0:
-            standing[key] -= part
-            result[ln.line_no] = (part, names[key])
-    return result
-
-
-def _credit_standing(
-    con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str, restored_asks: Decimal = ZERO
-) -> Decimal:
+def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str) -> Decimal:
     """Rule 5: the prepaid credit that still pays a statement's lines: what it applied, less
     what its credit notes kept as prepaid (that credit went with the lines they credited) and
-    what refunds of its period restored to prepaid credit since; rule 9, also less
-    ``restored_asks``, what refunds of its asks' periods restored of its asks' credit since
-    (:func:`_asks_restored`; 0 before rule 9)."""
+    what refunds of its period restored to prepaid credit since."""
     row = con.execute(
         "SELECT coalesce((SELECT applied_usd FROM statement_credits WHERE statement_number = $s), 0) "
         "     - coalesce((SELECT sum(prepaid_retained_usd) FROM credit_notes WHERE statement_number = $s), 0) "
@@ -991,7 +910,7 @@ def _credit_standing(
         "                 AND account_id = $a AND restored_for = $p), 0)",
         {"s": statement_number, "a": account, "p": period},
     ).fetchone()
-    return max(ZERO, D(row[0]) - restored_asks) if row else ZERO
+    return max(ZERO, D(row[0])) if row else ZERO
 
 
 def _description(ln: _Line, names: dict[str, str]) -> str:
