@@ -103,13 +103,23 @@ COMMAND = "credit-note"
 #: back in full, 3.00 in money and 3.00 restored; a rule-7 note printed the 3.00 refunded only and
 #: gave back 1.50 of an ask's money, whose credit layout 12 moved to be restored a second time;
 #: rule 8 refuses that note, nothing is left of the line; docs/credits.md "Closed (credit note
-#: rule 8)").
-MONEY_RULE = 8
+#: rule 8)"); 9 (migration 052), credits as rule 8 and also prints as already given back the part of
+#: an ask of an earlier period Q (a positive adjustment line) that refunds of Q's key issued after
+#: the statement restored to prepaid credit, net of the credit asks of the key issued after it
+#: drew again, at most the credit the statement applied to the line (:func:`_asks_restored`), and
+#: takes it out of the statement's credit still standing (:func:`_credit_standing`): rule 8 did so
+#: only for lines of the note's own period, so a note on an ask kept as prepaid credit a refund had
+#: restored (the random histories' seed 339: grant 3.00; January, no usage, +3.00 of November all
+#: prepaid and +1.50 of December in money; a note gives back November's 3.00; February's -3.00 of
+#: November restores January's 3.00; a rule-8 note on January's two asks gives back 1.50 and keeps
+#: 3.00, where rule 9 prints the 3.00 as given back and keeps nothing; docs/credits.md "Closed
+#: (credit note rule 9)").
+MONEY_RULE = 9
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
 RULE_5_STATEMENT_LAYOUT = 12
-#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rule 8
-#: stores what rule 7 stores, in the same columns: the same layout reads it)
+#: the layout rule 7 on reads: 14, which counts earlier rule-7 notes by what they stored (rules 8
+#: and 9 store what rule 7 stores, in the same columns: the same layout reads it)
 RULE_7_STATEMENT_LAYOUT = 14
 
 
@@ -280,6 +290,10 @@ def plan(
     lines_left = _money_left_on(con, account, statement_number, period, lines, money_rule) if money_rule >= 5 else None
     money_of = _line_money(con, statement_number, lines) if lines_left is not None else {}
     asked = sum(money_of.values(), ZERO)
+    # rule 9: per ask of an earlier period not yet credited, the part of its credit refunds restored
+    asks_restored = (
+        _asks_restored(con, account, statement_number, period, chosen, money_of, money_rule) if money_rule >= 9 else {}
+    )
     if (
         lines_left is not None
         and rate is not None
@@ -361,6 +375,15 @@ def plan(
                 if restored > 0:
                     restored_of[ln.line_no] = restored
                     names_of.update(dict.fromkeys(given.key_restorers.get(key, ())))
+        if money_rule >= 9:
+            # rule 9: rule 8's part of an ask of an earlier period Q too (a positive adjustment
+            # line): the credit the statement applied to it that refunds of Q's key issued since
+            # restored (net of later asks of the key that drew credit again). Seed 339: January's
+            # +3.00 of November, all prepaid; February's -3.00 of November restored that 3.00
+            for ln in chosen:
+                if ln.line_no in asks_restored:
+                    restored_of[ln.line_no], restorers = asks_restored[ln.line_no]
+                    names_of.update(dict.fromkeys(restorers))
         refunders = tuple(names_of)
     # rule 3: adjustment lines of earlier periods, the part not credited as already given back
     # for their period (printed with rule 2's part; not stored per line: see the function)
@@ -395,7 +418,9 @@ def plan(
             # only the rest was given back; the note credits at most the statement's money left,
             # and beyond its net only the money of the refunds netted on it (paid out for their
             # own periods)
-            gone -= min(gone, _credit_standing(con, account, statement_number, period))
+            # (rule 9: nor what refunds of its asks' periods restored of their credit)
+            restored_asks = sum((part for part, _ in asks_restored.values()), ZERO)
+            gone -= min(gone, _credit_standing(con, account, statement_number, period, restored_asks))
             cap = min(left, cap + _netted_refunds(con, statement_number, lines))
             # it completes the statement, taking the rest of its tax, when it credits all of that
             # and only its own period's refunds (whose tax rule 2 deducts) gave any of it back (not
@@ -899,10 +924,77 @@ def _layout_of(con: duckdb.DuckDBPyConnection, statement_number: str) -> int:
     return int(row[0]) if row else 1
 
 
-def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str) -> Decimal:
+def _asks_restored(
+    con: duckdb.DuckDBPyConnection,
+    account: str,
+    statement_number: str,
+    period: str,
+    chosen: Sequence[_Line],
+    money_of: dict[int, Decimal],
+    money_rule: int,
+) -> dict[int, tuple[Decimal, tuple[str, ...]]]:
+    """Rule 9: line number -> the part of the credit the statement applied to each chosen ask
+    (a positive adjustment line of an earlier period Q no note credited yet; its amount less its
+    money, ``money_of``: :func:`_line_money`) that refunds of Q already restored to prepaid
+    credit, with the statements that restored credit for Q since the statement.
+
+    Statements pool a period's credit (statement_lines_due.sql's `paid`: ``credit_left``, Q's
+    own statement's credit less what its notes kept, plus the credit later statements applied
+    to asks of Q no note credited, plus the credit notes' money moved to such asks, less what
+    refunds restored for Q). Once this note credits the asks, their credit (and the credit moved
+    to them) leaves that pool: what the pool then lacks to stay at 0 or more, ``R - C`` (R what
+    refunds restored for Q, C the credit that stays in the pool), was restored of these asks'
+    credit already and is printed as given back; what the pool still holds of them stays the
+    note's to keep. As ``credit_left`` is the pool never below 0, that part is ``X - min(X,
+    credit_left)`` (X: the chosen asks' credit and moved credit of Q), exactly also when the pool
+    is below 0; at most the credit the asks drew, and at most what was restored for Q in all.
+    The asks of Q share it in printed order.
+
+    Seed 339 (docs/credits.md "Closed (credit note rule 9)"): November's pool is January's ask's
+    3.00 less February's 3.00 restored, 0.00: the 3.00 is given back. The review's history:
+    November's own 3.00 of credit plus the ask's 3.00 less 1.50 restored, 4.50: 3.00 of it stays
+    once the ask is credited, nothing is given back (rule 8's figures; rule 9 as first issued
+    printed the 1.50 restored for the ask's key, and March refunded November's 1.50 in money)."""
+    layout = _layout_read_by(money_rule)
+    asks: dict[str, list[_Line]] = {}
+    for ln in chosen:
+        if ln.kind == "adjustment" and ln.amount > 0 and ln.original_period != period and ln.credited == 0:
+            asks.setdefault(ln.original_period, []).append(ln)
+    if not asks:
+        return {}
+    moved = statements.money_given_back_by_line(con, statement_number, layout)
+    result: dict[int, tuple[Decimal, tuple[str, ...]]] = {}
+    for q, q_asks in asks.items():
+        credit_left = statements.period_credit_left(con, account, q, layout)
+        if credit_left is None:  # no statement of Q: its refunds restore nothing
+            continue
+        row = con.execute(
+            "SELECT coalesce(sum(c.amount), 0), list(DISTINCT s.statement_number ORDER BY s.statement_number) "
+            "FILTER (WHERE c.period > $p) "
+            "FROM credit_ledger c LEFT JOIN statements s ON s.account_id = c.account_id AND s.period = c.period "
+            "WHERE c.entry_kind = 'restored' AND c.account_id = $a AND c.restored_for = $q",
+            {"a": account, "q": q, "p": period},
+        ).fetchone()
+        restored, restorers = (D(row[0]), tuple(row[1] or ())) if row else (ZERO, ())
+        drawn = {ln.line_no: ln.amount - money_of.get(ln.line_no, ln.amount) for ln in q_asks}
+        leaving = sum(drawn.values(), ZERO) + sum((max(ZERO, moved.get(n, ZERO)) for n in drawn), ZERO)
+        rest = min(sum(drawn.values(), ZERO), restored, leaving - min(leaving, credit_left))
+        for ln in q_asks:  # in printed order
+            part = min(rest, drawn[ln.line_no])
+            if part > 0:
+                result[ln.line_no] = (part, restorers)
+                rest -= part
+    return result
+
+
+def _credit_standing(
+    con: duckdb.DuckDBPyConnection, account: str, statement_number: str, period: str, restored_asks: Decimal = ZERO
+) -> Decimal:
     """Rule 5: the prepaid credit that still pays a statement's lines: what it applied, less
     what its credit notes kept as prepaid (that credit went with the lines they credited) and
-    what refunds of its period restored to prepaid credit since."""
+    what refunds of its period restored to prepaid credit since; rule 9, also less
+    ``restored_asks``, what refunds of its asks' periods restored of its asks' credit since
+    (:func:`_asks_restored`; 0 before rule 9)."""
     row = con.execute(
         "SELECT coalesce((SELECT applied_usd FROM statement_credits WHERE statement_number = $s), 0) "
         "     - coalesce((SELECT sum(prepaid_retained_usd) FROM credit_notes WHERE statement_number = $s), 0) "
@@ -910,7 +1002,7 @@ def _credit_standing(con: duckdb.DuckDBPyConnection, account: str, statement_num
         "                 AND account_id = $a AND restored_for = $p), 0)",
         {"s": statement_number, "a": account, "p": period},
     ).fetchone()
-    return max(ZERO, D(row[0])) if row else ZERO
+    return max(ZERO, D(row[0]) - restored_asks) if row else ZERO
 
 
 def _description(ln: _Line, names: dict[str, str]) -> str:

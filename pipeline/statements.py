@@ -196,6 +196,22 @@ def period_money_left(
     return D(rows[0][0]) if rows else ZERO
 
 
+def period_credit_left(
+    con: duckdb.DuckDBPyConnection, account_id: str, period: str, layout_version: int = LAYOUT_VERSION
+) -> Decimal | None:
+    """What is left to restore in prepaid credit of what paid the issued ``period``, counted
+    exactly as the next statement's refunds count it (statement_lines_due.sql's `paid`,
+    ``credit_left``: its statement's credit less what its notes kept, plus later asks' credit
+    no note credited and the credit notes' money moved to its asks, less what was restored for
+    it since, never below 0), as a statement of ``layout_version`` counts it; None when the
+    account has no statement of ``period`` (no `paid` row: its refunds restore nothing)."""
+    rows = _from_due_ctes(
+        con, "SELECT credit_left FROM paid WHERE account_id = $account AND original_period = $of",
+        {"account": account_id, "of": period}, layout_version,
+    )  # fmt: skip
+    return D(rows[0][0]) if rows else None
+
+
 def money_given_back_by_line(
     con: duckdb.DuckDBPyConnection, statement_number: str, layout_version: int = LAYOUT_VERSION
 ) -> dict[int, Decimal]:

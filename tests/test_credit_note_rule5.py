@@ -395,7 +395,7 @@ def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_th
         con.execute("DROP TABLE credit_note_money")  # 050's
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     assert replay.verify_run(billing.settings, last).status == "MATCH"
-    connect(billing.settings.db_path).close()  # the upgrade: migrations 048 to 051
+    connect(billing.settings.db_path).close()  # the upgrade: migrations 048 to 052
     assert billing.query(printed, [number]) == [(D("0.00"), None)]
     assert replay.verify_run(billing.settings, last).status == "MATCH"
     # a rule-2 note stored the part printed as its refunded_usd: the migration copies it

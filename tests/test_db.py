@@ -204,20 +204,20 @@ def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp
     from tests.conftest import cli_in_process
 
     db = migrated_database(tmp_path / "billing.duckdb")
-    with duckdb.connect(str(db)) as con:  # as main wrote it before migration 048 (and 049-051)
+    with duckdb.connect(str(db)) as con:  # as main wrote it before migration 048 (and 049-052)
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_given_back_usd")
         con.execute("DROP TABLE credit_note_money")
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     # the database by its name in the working directory: an error message is cut at 300 characters
-    # (redact.safe_error_message), and a worker's tmp path in it cut the list of pending
+    # (redact.safe_error_message), and a worker's tmp path in it cut the list of five pending
     # migrations before its closing parenthesis
     name = db.relative_to(tmp_path)
     export = ("--db", str(name), "export", "--period", "2026-11", "--out", str(tmp_path / "out"), "--allow-empty")
     refused = cli_in_process(*export, cwd=tmp_path)
     assert refused.exit_code == 1
     # more than three pending: the error names the first and the last, so it is never cut
-    assert "4 schema migration(s) not applied yet (048_statement_layout_13.sql to 051_credit_note_rule_8.sql)" in (
+    assert "5 schema migration(s) not applied yet (048_statement_layout_13.sql to 052_credit_note_rule_9.sql)" in (
         refused.stderr
     )
     assert f"infergate-billing --db {name} migrate" in refused.stderr
@@ -225,9 +225,9 @@ def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp
     applied = cli_in_process("--db", str(name), "migrate", cwd=tmp_path)
     pending = (  # migrate's report names every one it applied
         "048_statement_layout_13.sql, 049_credit_note_rule_6.sql, 050_credit_note_rule_7.sql, "
-        "051_credit_note_rule_8.sql"
+        "051_credit_note_rule_8.sql, 052_credit_note_rule_9.sql"
     )
-    assert applied.exit_code == 0 and f"applied 4 migration(s): {pending}" in applied.stdout
+    assert applied.exit_code == 0 and f"applied 5 migration(s): {pending}" in applied.stdout
     again = cli_in_process("--db", str(name), "migrate", cwd=tmp_path)
     assert again.exit_code == 0 and "no migration pending" in again.stdout
     after = cli_in_process(*export, cwd=tmp_path)
