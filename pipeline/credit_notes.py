@@ -104,16 +104,20 @@ COMMAND = "credit-note"
 #: gave back 1.50 of an ask's money, whose credit layout 12 moved to be restored a second time;
 #: rule 8 refuses that note, nothing is left of the line; docs/credits.md "Closed (credit note
 #: rule 8)"); 9 (migration 052), credits as rule 8 and also prints as already given back the part of
-#: an ask of an earlier period Q (a positive adjustment line) that refunds of Q's key issued after
-#: the statement restored to prepaid credit, net of the credit asks of the key issued after it
-#: drew again, at most the credit the statement applied to the line (:func:`_asks_restored`), and
-#: takes it out of the statement's credit still standing (:func:`_credit_standing`): rule 8 did so
-#: only for lines of the note's own period, so a note on an ask kept as prepaid credit a refund had
-#: restored (the random histories' seed 339: grant 3.00; January, no usage, +3.00 of November all
-#: prepaid and +1.50 of December in money; a note gives back November's 3.00; February's -3.00 of
-#: November restores January's 3.00; a rule-8 note on January's two asks gives back 1.50 and keeps
-#: 3.00, where rule 9 prints the 3.00 as given back and keeps nothing; docs/credits.md "Closed
-#: (credit note rule 9)").
+#: the prepaid credit the statement applied to a credited ask of an earlier period Q (a positive
+#: adjustment line) that Q's credit pool lacks once the note credits the ask
+#: (:func:`_asks_restored`: statement_lines_due.sql's ``paid.credit_left``, read from the same CTEs,
+#: is what refunds of Q restored beyond the credit that stays in the pool), and takes it out of the
+#: statement's credit still standing (:func:`_credit_standing`): rule 8 did so only for lines of the
+#: note's own period, so a note on an ask kept as prepaid credit a refund had restored (the random
+#: histories' seed 339: grant 3.00; January, no usage, +3.00 of November all prepaid and +1.50 of
+#: December in money; a note gives back November's 3.00; February's -3.00 of November restores
+#: January's 3.00; a rule-8 note on January's two asks gives back 1.50 and keeps 3.00, where rule 9
+#: prints the 3.00 as given back and keeps nothing). Where Q's own credit still covers what was
+#: restored, nothing is printed (a review's history: November's own 3.00 prepaid, February
+#: restored 1.50, November's pool 4.50 holds the ask's 3.00): the first rule 9, reverted, printed
+#: the credit refunds of Q's key restored, and March then refunded 1.50 of November's credit in
+#: money (docs/credits.md "Closed (credit note rule 9)").
 MONEY_RULE = 9
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
@@ -936,7 +940,7 @@ def _asks_restored(
     """Rule 9: line number -> the part of the credit the statement applied to each chosen ask
     (a positive adjustment line of an earlier period Q no note credited yet; its amount less its
     money, ``money_of``: :func:`_line_money`) that refunds of Q already restored to prepaid
-    credit, with the statements that restored credit for Q since the statement.
+    credit, with the statements that restored credit for Q.
 
     Statements pool a period's credit (statement_lines_due.sql's `paid`: ``credit_left``, Q's
     own statement's credit less what its notes kept, plus the credit later statements applied
@@ -970,10 +974,9 @@ def _asks_restored(
             continue
         row = con.execute(
             "SELECT coalesce(sum(c.amount), 0), list(DISTINCT s.statement_number ORDER BY s.statement_number) "
-            "FILTER (WHERE c.period > $p) "
             "FROM credit_ledger c LEFT JOIN statements s ON s.account_id = c.account_id AND s.period = c.period "
             "WHERE c.entry_kind = 'restored' AND c.account_id = $a AND c.restored_for = $q",
-            {"a": account, "q": q, "p": period},
+            {"a": account, "q": q},
         ).fetchone()
         restored, restorers = (D(row[0]), tuple(row[1] or ())) if row else (ZERO, ())
         drawn = {ln.line_no: ln.amount - money_of.get(ln.line_no, ln.amount) for ln in q_asks}

@@ -1,10 +1,12 @@
-"""Credit note rule 9: a note prints as already given back the part of an ask of an earlier
-period Q (a positive adjustment line) that later refunds of Q's key restored to prepaid
-credit, as rule 8 does for the lines of the note's own period (docs/credits.md, "Closed
-(credit note rule 9)"). Found by the random billing histories (seed 339 of
-tests/test_credit_histories.py, with rules 7 and 8), made small by a helper's diagnosis (it was
-the strict xfail of tests/test_credit_open_defects.py: its plan shrunk, then the figures
-rounded by hand).
+"""Credit note rule 9: a note prints as already given back the part of the credit the statement
+applied to an ask of an earlier period Q (a positive adjustment line) that Q's credit pool lacks
+once the note credits the ask: what refunds of Q restored beyond the credit that stays in
+statement_lines_due.sql's ``paid.credit_left`` (docs/credits.md, "Closed (credit note rule 9)").
+Found by the random billing histories (seed 339 of tests/test_credit_histories.py, with rules 7
+and 8), made small by a helper's diagnosis (it was the strict xfail of
+tests/test_credit_open_defects.py: its plan shrunk, then the figures rounded by hand). The
+review's history a first rule 9 made uneven (November's own usage paid with credit too: nothing
+is printed) is in tests/test_credit_open_defects.py, with rules 9 and 8.
 
 acct_de (19% VAT), openai/gpt-5.5 input at 7.50/1M, prepaid credit from a grant; every figure
 worked out by hand. "Even": money asked less money given back is 0.00, and the prepaid credit
@@ -50,7 +52,9 @@ def test_a_note_on_an_ask_a_refund_of_its_period_restored_keeps_no_credit(
     assert (feb.net_amount, feb.credits_restored) == (D("0.00"), D("3.00"))
     # a note on January's lines 1 and 2 (4.50): it gives back January's money, 1.50 + 0.29
     # (line 2's, credit_note_money). Rule 9 prints line 1's 3.00, the credit February restored,
-    # as already given back, and keeps nothing. Rule 8 printed a restored part only on lines of
+    # as already given back, and keeps nothing: November's credit left is 0.00 (its own statement
+    # 0.00, January's ask 3.00, restored 3.00), so once the note credits the ask the pool lacks
+    # 3.00 - 0.00 of it. Rule 8 printed a restored part only on lines of
     # the statement's own period, and rule 5's credit standing subtracted only what refunds of
     # that period restored: it kept the 3.00 as prepaid, credit February had restored already
     # (the seed's note kept 9.00, 4.50 of it restored)
@@ -98,9 +102,10 @@ def test_an_ask_whose_restored_credit_a_later_ask_drew_again_keeps_that_part(
     assert (feb.net_amount, feb.credits_applied, feb.credits_restored) == (D("0.00"), D("0.00"), D("3.00"))
     assert (mar.net_amount, mar.credits_applied, mar.credits_restored) == (D("0.00"), D("1.50"), D("0.00"))
     # a note on January's lines 1 and 2 (4.50): of line 1's 3.00 of credit, February restored
-    # 3.00 and March's ask of November's key drew 1.50 again: rule 9 prints 1.50 as given back
-    # (3.00 without the netting: the note would keep nothing, credit used 1.50 against 0.00
-    # kept). January's money left is line 2's 1.50: given back (1.50 + 0.29); of the 4.50 - 1.50
+    # 3.00 and March's ask of November's key drew 1.50 again: November's credit left is 0.00 +
+    # 3.00 + 1.50 - 3.00 = 1.50, so once the note credits January's ask the pool lacks 3.00 - 1.50
+    # of it: rule 9 prints 1.50 as given back (3.00 would keep nothing, credit used 1.50 against
+    # 0.00 kept). January's money left is line 2's 1.50: given back (1.50 + 0.29); of the 4.50 - 1.50
     # - 1.50 left, the credit still standing on January (3.00 applied less the 1.50 restored)
     # is kept as prepaid: 1.50. Rule 8 printed nothing and kept 3.00
     second = _note(billing, str(jan.statement_number), out, rule=rule, lines=(1, 2), issue_date=date(2027, 4, 5))
