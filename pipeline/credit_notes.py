@@ -294,7 +294,8 @@ def plan(
     lines_left = _money_left_on(con, account, statement_number, period, lines, money_rule) if money_rule >= 5 else None
     money_of = _line_money(con, statement_number, lines) if lines_left is not None else {}
     asked = sum(money_of.values(), ZERO)
-    # rule 9: per ask of an earlier period not yet credited, the part of its credit refunds restored
+    # rule 9: per chosen ask of an earlier period not yet credited, the part of its credit refunds
+    # restored that its period's credit pool no longer holds once the note credits it
     asks_restored = (
         _asks_restored(con, account, statement_number, period, chosen, money_of, money_rule) if money_rule >= 9 else {}
     )
@@ -381,9 +382,10 @@ def plan(
                     names_of.update(dict.fromkeys(given.key_restorers.get(key, ())))
         if money_rule >= 9:
             # rule 9: rule 8's part of an ask of an earlier period Q too (a positive adjustment
-            # line): the credit the statement applied to it that refunds of Q's key issued since
-            # restored (net of later asks of the key that drew credit again). Seed 339: January's
-            # +3.00 of November, all prepaid; February's -3.00 of November restored that 3.00
+            # line): of the credit the statement applied to it, what Q's credit pool
+            # (statement_lines_due.sql's credit_left) lacks once the note credits it, restored
+            # by refunds of Q already. Seed 339: January's +3.00 of November, all prepaid;
+            # February's -3.00 of November restored that 3.00, November's credit left is 0.00
             for ln in chosen:
                 if ln.line_no in asks_restored:
                     restored_of[ln.line_no], restorers = asks_restored[ln.line_no]
@@ -996,7 +998,7 @@ def _credit_standing(
     """Rule 5: the prepaid credit that still pays a statement's lines: what it applied, less
     what its credit notes kept as prepaid (that credit went with the lines they credited) and
     what refunds of its period restored to prepaid credit since; rule 9, also less
-    ``restored_asks``, what refunds of its asks' periods restored of its asks' credit since
+    ``restored_asks``, what refunds of its chosen asks' periods restored of those asks' credit
     (:func:`_asks_restored`; 0 before rule 9)."""
     row = con.execute(
         "SELECT coalesce((SELECT applied_usd FROM statement_credits WHERE statement_number = $s), 0) "
