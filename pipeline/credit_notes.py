@@ -191,6 +191,11 @@ class Plan:
     # rule 7: (line number, money) the note gives back of each line of its statement, its own
     # lines first (``credit_note_money``; :func:`_attribution`); None before rule 7
     money_by_line: tuple[tuple[int, Decimal], ...] | None = None
+    # rule 9: of ``line_given_back``, the part of each line that is the credit refunds of an
+    # earlier period Q restored of an ask of Q (:func:`_asks_restored`;
+    # ``credit_note_lines.printed_ask_restored_usd``, which Q's credit pool adds back); None
+    # before rule 9
+    line_ask_restored: tuple[Decimal, ...] | None = None
 
 
 @dataclass
@@ -483,6 +488,8 @@ def plan(
         tuple(given_back_of.get(ln.line_no, ZERO) for ln in chosen) if money_rule >= 6 else None,
         _attribution(con, account, statement_number, lines, money_of, chosen, credited_net, refunded_by_line,
                      money_rule) if money_rule >= 7 else None,
+        tuple(asks_restored[ln.line_no][0] if ln.line_no in asks_restored else ZERO for ln in chosen)
+        if money_rule >= 9 else None,
     )  # fmt: skip
 
 
@@ -577,6 +584,9 @@ class _GivenBack:
     # credit is used again); and the statements whose restoring stands
     restored_by_key: dict[Key, Decimal] = field(default_factory=dict)
     key_restorers: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    # rule 9: per statement (period, number) and line key, what it restored to prepaid credit for
+    # the period less the credit its asks of the key drew (``restored_by_key``'s events)
+    credit_nets: dict[tuple[str, str], dict[Key, Decimal]] = field(default_factory=dict)
 
 
 def _line_key(model: str, token_class: str, unit: Decimal, version: str, split: bool) -> Key:
@@ -721,6 +731,7 @@ def _given_back(con: duckdb.DuckDBPyConnection, account: str, period: str, rate:
         tokens_by_key,
         restored_by_key,
         key_restorers,
+        credit_nets,
     )
 
 
@@ -981,14 +992,43 @@ def _asks_restored(
             {"a": account, "q": q},
         ).fetchone()
         restored, restorers = (D(row[0]), tuple(row[1] or ())) if row else (ZERO, ())
+        # what earlier rule-9 notes printed of asks of Q already counts a restoration as theirs
+        row = con.execute(
+            "SELECT coalesce(sum(cl.printed_ask_restored_usd), 0) FROM credit_note_lines cl "
+            "JOIN credit_notes n USING (credit_note_number) JOIN statement_issued_lines l "
+            "ON l.statement_number = n.statement_number AND l.line_no = cl.line_no "
+            "WHERE n.account_id = $a AND l.original_period = $q AND coalesce(n.money_rule, 1) >= 9",
+            {"a": account, "q": q},
+        ).fetchone()
+        restored -= min(restored, D(row[0]) if row else ZERO)
         drawn = {ln.line_no: ln.amount - money_of.get(ln.line_no, ln.amount) for ln in q_asks}
         leaving = sum(drawn.values(), ZERO) + sum((max(ZERO, moved.get(n, ZERO)) for n in drawn), ZERO)
         rest = min(sum(drawn.values(), ZERO), restored, leaving - min(leaving, credit_left))
-        for ln in q_asks:  # in printed order
-            part = min(rest, drawn[ln.line_no])
+        if rest <= 0:
+            continue
+        # first to the asks whose key's refunds (statements after this one) restored credit, net
+        # of the credit later asks of the key drew again, up to that; then in printed order
+        given = _given_back(con, account, q, None)
+        later = {k: per for k, per in given.credit_nets.items() if k[0] > period}
+        by_key, key_names = _standing_by_key(later)
+        parts: dict[int, Decimal] = {}
+        names: dict[int, dict[str, None]] = {}
+        for ln in q_asks:
+            key = _line_key(ln.model, ln.token_class, ln.unit_price_per_1m, ln.price_version, given.split)
+            part = min(rest, drawn[ln.line_no], max(ZERO, by_key.get(key, ZERO)))
             if part > 0:
-                result[ln.line_no] = (part, restorers)
+                parts[ln.line_no] = part
+                names[ln.line_no] = dict.fromkeys(key_names.get(key, ()))
+                by_key[key] -= part
                 rest -= part
+        for ln in q_asks:  # the rest in printed order
+            part = min(rest, drawn[ln.line_no] - parts.get(ln.line_no, ZERO))
+            if part > 0:
+                parts[ln.line_no] = parts.get(ln.line_no, ZERO) + part
+                names.setdefault(ln.line_no, {}).update(dict.fromkeys(restorers))
+                rest -= part
+        for n, part in parts.items():
+            result[n] = (part, tuple(names[n]) or restorers)
     return result
 
 
@@ -1077,9 +1117,9 @@ def store(
         )
     con.executemany(
         "INSERT INTO credit_note_lines (credit_note_number, line_no, kind, description, amount_usd, refunded_usd, "
-        "printed_refunded_usd, printed_given_back_usd) "
+        "printed_refunded_usd, printed_given_back_usd, printed_ask_restored_usd) "
         "VALUES (?, ?, (SELECT kind FROM statement_issued_lines WHERE statement_number = ? AND line_no = ?), "
-        "?, ?, ?, ?, ?)",
+        "?, ?, ?, ?, ?, ?)",
         [
             # rule 2: the part of the line not credited as already refunded (printed), and of
             # it what a later adjustment of the line that brings tokens back takes back like a
@@ -1094,13 +1134,15 @@ def store(
                 amounts[n],
                 *((None, None) if p.money_rule < 2 else (held, shown)),
                 given,
+                ask_restored,
             )
-            for n, text, held, shown, given in zip(
+            for n, text, held, shown, given, ask_restored in zip(
                 p.line_nos,
                 p.descriptions,
                 p.line_refunded or (ZERO,) * len(p.line_nos),
                 p.line_printed_refunded or (ZERO,) * len(p.line_nos),
                 p.line_given_back or (None,) * len(p.line_nos),
+                p.line_ask_restored or (None,) * len(p.line_nos),
                 strict=True,
             )
         ],

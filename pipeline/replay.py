@@ -519,6 +519,7 @@ LIVE_STATE_COLUMNS = {
     "credit_note_lines_printed": ("credit_note_lines", "printed_refunded_usd"),  # 048
     "credit_note_lines_given_back": ("credit_note_lines", "printed_given_back_usd"),  # 049
     "credit_note_money": ("credit_note_money", "money_usd"),  # 050: a table of its own
+    "credit_note_lines_ask_restored": ("credit_note_lines", "printed_ask_restored_usd"),  # 052
 }
 _ADDED_NOTE_LINE_COLUMNS = ", ".join(f"'{c}'" for t, c in LIVE_STATE_COLUMNS.values() if t == "credit_note_lines")
 
@@ -565,6 +566,10 @@ LIVE_STATE = {
     # a note of rules 1-5 re-executes)
     "credit_note_lines_given_back": "SELECT credit_note_number, line_no, printed_given_back_usd "
     "FROM {db}.credit_note_lines",
+    # the part of an ask printed as credit a refund restored (migration 052, credit note rule 9;
+    # NULL before, also when a note of rules 1-8 re-executes)
+    "credit_note_lines_ask_restored": "SELECT credit_note_number, line_no, printed_ask_restored_usd "
+    "FROM {db}.credit_note_lines",
     # what a note of rule 7 on gave back of each line of its statement (migration 050)
     "credit_note_money": "SELECT * FROM {db}.credit_note_money",
     "credit_note_files": "SELECT credit_note_number, kind, sha256 FROM {db}.credit_note_files",
@@ -586,6 +591,7 @@ LIVE_KEYS = {
     "credit_note_lines": ("credit_note_number", "line_no"),
     "credit_note_lines_printed": ("credit_note_number", "line_no"),
     "credit_note_lines_given_back": ("credit_note_number", "line_no"),
+    "credit_note_lines_ask_restored": ("credit_note_number", "line_no"),
     "credit_note_money": ("credit_note_number", "line_no"),
     "credit_note_files": ("credit_note_number", "kind"),
 }

@@ -393,6 +393,7 @@ def test_notes_issued_before_migration_048_verify_and_keep_their_hold_back_as_th
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_given_back_usd")  # 049's
         con.execute("DROP TABLE credit_note_money")  # 050's
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_ask_restored_usd")  # 052's
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     assert replay.verify_run(billing.settings, last).status == "MATCH"
     connect(billing.settings.db_path).close()  # the upgrade: migrations 048 to 052

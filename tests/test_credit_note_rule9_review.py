@@ -41,9 +41,6 @@ from tests.test_credit_note_after_refund import _note
 from tests.test_credit_note_rule9 import _printed, _until_the_first_note
 from tests.test_credit_restore import _attempt, _statement
 
-UNEVEN_9 = pytest.mark.xfail(strict=True, reason="rule 9 counts a restoration of Q twice once a later ask of Q draws credit")
-
-
 def _march_asks_november_again(billing: Billing, tmp_path: Path, rule: int) -> tuple[Path, list[Any], list[Any]]:
     out, nov, dec, jan, first = _until_the_first_note(billing, tmp_path, rule)
     _attempt(billing, "2027-02-03", "e5", "r1", 3, "2026-11-02T09:10:00Z", 400_000)
@@ -62,49 +59,51 @@ def _march_asks_november_again(billing: Billing, tmp_path: Path, rule: int) -> t
     return out, [nov, dec, jan, feb, mar], [first, second.document]
 
 
-@pytest.mark.parametrize("rule", [pytest.param(9, marks=UNEVEN_9), 8])
+@pytest.mark.parametrize("rule", [9, 8])
 def test_a_later_ask_of_q_refunded_after_a_rule9_note_ends_even(billing: Billing, tmp_path: Path, rule: int) -> None:
     # April, every request to 0: December's -4.50 finds 1.50 of its key credited (January's
     # line 2): 3.00 in money (December's own 1.50 and March's ask's 1.50). November's -6.00:
     # rule 8, the key is credited in full (issued 3.00 + 3.00 - 3.00 + 3.00, credited 3.00 +
     # 3.00): nothing; November's credit left is 0.00 and March's ask's 3.00 stays used, as the
     # rule-8 note's 3.00 kept: even. Rule 9, the key has 3.00 creditable (credited 3.00 + 3.00
-    # less the 3.00 printed), November's money left is 0.00 and its credit left 0.00 (March's
-    # 3.00 less February's 3.00 restored, which the rule-9 note counted already): April pays
-    # 3.00 in money for credit March drew. Money 3.00 + 1.50 + 1.50 + 0.00 + 1.50 - 6.00 - 3.00 -
-    # 1.50 = -3.00; credit used 3.00 + 3.00 - 3.00 = 3.00, kept 0.00
+    # less the 3.00 printed), November's money left is 0.00 and its credit left 3.00: March's
+    # 3.00, less February's 3.00 restored, plus the 3.00 the rule-9 note printed of January's
+    # ask (credit_note_lines.printed_ask_restored_usd: that restoration was the ask's, it left
+    # the pool with it). April restores March's 3.00 (as the first review found, before that
+    # add-back April paid it out in money: money -3.00). Money 3.00 + 1.50 + 1.50 + 0.00 +
+    # 1.50 - 3.00 - 1.50 - 3.00 = 0.00; credit used 3.00 + 3.00 - 3.00 - 3.00 = 0.00, kept 0.00
     out, docs, notes = _march_asks_november_again(billing, tmp_path, rule)
     _attempt(billing, "2027-04-03", "e8", "r1", 5, "2026-11-02T09:20:00Z", 0)
     _attempt(billing, "2027-04-04", "e9", "r2", 4, "2026-12-02T09:20:00Z", 0)
     apr = _statement(billing, out, "2027-04", date(2027, 5, 1))
     if rule >= 9:
-        assert (apr.net_amount, apr.tax_amount, apr.credits_restored) == (D("-6.00"), D("-1.14"), D("0.00"))
+        assert (apr.net_amount, apr.tax_amount, apr.credits_restored) == (D("-3.00"), D("-0.57"), D("3.00"))
     else:
         assert (apr.net_amount, apr.tax_amount, apr.credits_restored) == (D("-3.00"), D("-0.57"), D("0.00"))
     history = History(statements=[*docs, apr], notes=notes)
-    assert history.credit_used == D("3.00")
+    assert history.credit_used == (D("0.00") if rule >= 9 else D("3.00"))
     assert history.kept == (D("0.00") if rule >= 9 else D("3.00"))
-    assert history.money == (D("-3.00") if rule >= 9 else D("0.00"))
-    assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: rule 8 only
+    assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: both rules
 
 
 @pytest.mark.parametrize(
     "rule",
     [
-        pytest.param(9, marks=UNEVEN_9),
+        9,
         pytest.param(8, marks=pytest.mark.xfail(strict=True, reason="rule 8: seed 339's defect (January's note keeps restored credit)")),
     ],
 )
 def test_a_note_on_a_later_ask_of_q_after_a_rule9_note_ends_even(billing: Billing, tmp_path: Path, rule: int) -> None:
     # a note on March's lines 1 and 2 (4.50): line 2's money back, 1.50 + 0.29. Line 1's 3.00 of
     # credit: nothing restored it (February's 3.00 was January's ask's), so it should be kept
-    # as prepaid. Rule 9 reads November's credit left 0.00 (the hole of January's note) and
-    # prints 3.00 as given back again (what was restored for November in all is 3.00), keeps
-    # nothing; rule 8 keeps 3.00
+    # as prepaid. Rule 9 reads November's credit left 3.00 (March's ask: January's rule-9 note's
+    # 3.00 printed is added back) and what is left of November's restorations once January's
+    # note counted its 3.00, 0.00: it prints nothing and keeps 3.00, as rule 8 (the first
+    # review found it printed 3.00 again and kept nothing: money -3.00)
     out, docs, notes = _march_asks_november_again(billing, tmp_path, rule)
     mar = docs[-1]
     third = _note(billing, str(mar.statement_number), out, rule=rule, lines=(1, 2), issue_date=date(2027, 4, 5))
-    given_back = D("3.00") if rule >= 9 else D("0.00")
+    given_back = D("0.00")
     assert (third.document.net_amount, third.document.tax_amount) == (D("1.50"), D("0.29"))
     assert (third.document.prepaid_retained, third.document.refunded) == (D("3.00") - given_back, given_back)
     assert _printed(billing, third.number) == [
@@ -113,21 +112,27 @@ def test_a_note_on_a_later_ask_of_q_after_a_rule9_note_ends_even(billing: Billin
     ]
     # April, every request to 0: December's -4.50, its key credited 1.50 + 1.50: 1.50 in money.
     # November's -6.00: rule 8, credited 3.00 + 3.00 + 3.00: nothing. Rule 9, credited 9.00
-    # less 3.00 + 3.00 printed: 3.00 creditable, no money nor credit left of November: paid in
-    # money. Rule 9: money 7.50 - 4.50 - (3.00 + 1.50 + 1.50) = -3.00, credit used 3.00, kept
-    # 0.00. Rule 8: money 0.00, credit used 3.00, kept 6.00 (January's note's 3.00 restored)
+    # less January's 3.00 printed: 6.00 of 6.00 issued, nothing. Rule 9: money 7.50 - (3.00 +
+    # 1.50 + 1.50 + 1.50) = 0.00, credit used 3.00, kept 3.00 (March's note). Rule 8: money
+    # 0.00, credit used 3.00, kept 6.00 (January's note's 3.00 restored)
     _attempt(billing, "2027-04-03", "e8", "r1", 5, "2026-11-02T09:20:00Z", 0)
     _attempt(billing, "2027-04-04", "e9", "r2", 4, "2026-12-02T09:20:00Z", 0)
     apr = _statement(billing, out, "2027-04", date(2027, 5, 1))
-    if rule >= 9:
-        assert (apr.net_amount, apr.tax_amount, apr.credits_restored) == (D("-4.50"), D("-0.86"), D("0.00"))
-    else:
-        assert (apr.net_amount, apr.tax_amount, apr.credits_restored) == (D("-1.50"), D("-0.29"), D("0.00"))
+    assert (apr.net_amount, apr.tax_amount, apr.credits_restored) == (D("-1.50"), D("-0.29"), D("0.00"))
     history = History(statements=[*docs, apr], notes=[*notes, third.document])
     assert history.credit_used == D("3.00")
-    assert history.kept == (D("0.00") if rule >= 9 else D("6.00"))
-    assert history.money == (D("-3.00") if rule >= 9 else D("0.00"))
-    assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: neither rule
+    assert history.kept == (D("3.00") if rule >= 9 else D("6.00"))
+    assert history.money == D("0.00")
+    assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: rule 9 only
+
+
+def _ask_restored(billing: Billing, number: str) -> list[Any]:
+    """credit_note_lines.printed_ask_restored_usd of a note's lines, in line order."""
+    rows = billing.query(
+        "SELECT line_no, printed_ask_restored_usd FROM credit_note_lines WHERE credit_note_number = ? ORDER BY line_no",
+        [number],
+    )
+    return [r[1] for r in rows]
 
 
 def _output(billing: Billing, day: str, event: str, request: str, n: int, ts: str, tokens: int) -> None:
@@ -142,7 +147,7 @@ def _output(billing: Billing, day: str, event: str, request: str, n: int, ts: st
 @pytest.mark.parametrize(
     "rule",
     [
-        pytest.param(9, marks=pytest.mark.xfail(strict=True, reason="rule 9 prints a key's restoration on another key's ask")),
+        9,
         pytest.param(8, marks=pytest.mark.xfail(strict=True, reason="rule 8: seed 339's defect (the note keeps restored credit)")),
     ],
 )
@@ -180,31 +185,30 @@ def test_two_asks_of_q_one_key_refunded_a_note_on_both_ends_even(billing: Billin
     assert (feb.net_amount, feb.credits_restored) == (D("0.00"), D("4.50"))
     # a note on January's three lines: 1.50 + 0.29 of line 3's money. November's credit left
     # 7.50 - 4.50 = 3.00; once both asks are credited the pool lacks 7.50 - 3.00 = 4.50, all of
-    # it line 2's (its key's refund restored it). Rule 9 shares it in printed order: 3.00 on
-    # line 1 (input key, never refunded), 1.50 on line 2; keeps 3.00. Rule 8 keeps 7.50
+    # it line 2's (its key's refund restored it). Rule 9 gives it first to the asks whose key's
+    # refunds restored credit (February's 4.50 of the output key): 4.50 on line 2, nothing on
+    # line 1 (input key, never refunded); keeps 3.00 (the first review found it shared in
+    # printed order: 3.00 on line 1, 1.50 on line 2, and March paid line 1's 3.00 in money).
+    # Rule 8 keeps 7.50
     second = _note(billing, str(jan.statement_number), out, rule=rule, lines=(1, 2, 3), issue_date=date(2027, 3, 5))
     assert (second.document.net_amount, second.document.tax_amount) == (D("1.50"), D("0.29"))
     if rule >= 9:
         assert (second.document.prepaid_retained, second.document.refunded) == (D("3.00"), D("4.50"))
-        assert [p[3] for p in _printed(billing, second.number)] == [D("3.00"), D("1.50"), D("0.00")]
+        assert [p[3] for p in _printed(billing, second.number)] == [D("0.00"), D("4.50"), D("0.00")]
+        assert _ask_restored(billing, second.number) == [D("0.00"), D("4.50"), D("0.00")]
     else:
         assert (second.document.prepaid_retained, second.document.refunded) == (D("7.50"), D("0.00"))
-    # March, every request to 0. November's input key -6.00: rule 8 credited 3.00 + 3.00:
-    # nothing; rule 9 credited 6.00 less 3.00 printed: 3.00 creditable, November has no money
-    # and no credit left: paid in money. Output key -4.50: issued 4.50, credited 9.00 (less
-    # 1.50 printed): nothing. December -4.50: credited 1.50 of 3.00: 1.50 in money
+    # March, every request to 0. November's input key -6.00: credited 3.00 + 3.00, nothing
+    # printed of line 1: nothing. Output key -4.50: issued 4.50, credited 9.00 (rule 9: less
+    # 4.50 printed): nothing. December -4.50: credited 1.50 of 3.00: 1.50 in money
     _attempt(billing, "2027-03-03", "e6", "r1", 3, "2026-11-02T09:15:00Z", 0)
     _output(billing, "2027-03-03", "e6b", "r3", 4, "2026-11-02T10:15:00Z", 0)
     _attempt(billing, "2027-03-04", "e7", "r2", 3, "2026-12-02T09:15:00Z", 0)
     mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
-    if rule >= 9:
-        assert (mar.net_amount, mar.tax_amount, mar.credits_restored) == (D("-4.50"), D("-0.86"), D("0.00"))
-    else:
-        assert (mar.net_amount, mar.tax_amount, mar.credits_restored) == (D("-1.50"), D("-0.29"), D("0.00"))
-    # rule 9: money 7.50 + 1.50 + 1.50 - 4.50 - 7.50 - 1.50 = -3.00, credit used 7.50 - 4.50 =
-    # 3.00, kept 3.00. Rule 8: money 0.00, credit used 3.00, kept 7.50. Even would be the 4.50
-    # printed on line 2 and 3.00 kept of line 1: March then refunds only December's 1.50
+    assert (mar.net_amount, mar.tax_amount, mar.credits_restored) == (D("-1.50"), D("-0.29"), D("0.00"))
+    # money 7.50 + 1.50 + 1.50 - 7.50 - 1.50 - 1.50 = 0.00, credit used 7.50 - 4.50 = 3.00;
+    # kept: rule 9 3.00 (even), rule 8 7.50
     history = History(statements=[nov, dec, jan, feb, mar], notes=[first, second.document])
     assert history.credit_used == D("3.00")
-    assert (history.money, history.kept) == ((D("-3.00"), D("3.00")) if rule >= 9 else (D("0.00"), D("7.50")))
-    assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: neither rule
+    assert (history.money, history.kept) == ((D("0.00"), D("3.00")) if rule >= 9 else (D("0.00"), D("7.50")))
+    assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: rule 9 only

@@ -207,6 +207,7 @@ def test_a_listing_refuses_a_database_an_earlier_version_wrote_until_migrate(tmp
     with duckdb.connect(str(db)) as con:  # as main wrote it before migration 048 (and 049-052)
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_refunded_usd")
         con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_given_back_usd")
+        con.execute("ALTER TABLE credit_note_lines DROP COLUMN printed_ask_restored_usd")
         con.execute("DROP TABLE credit_note_money")
         con.execute("DELETE FROM schema_migrations WHERE name >= '048'")
     # the database by its name in the working directory: an error message is cut at 300 characters

@@ -321,7 +321,8 @@ paid AS (
     -- money refunded since. Credit: what its statement drew less what credit notes kept as
     -- prepaid, plus (layout 10 on) what later statements drew for its asks no note credited
     -- (layouts 7-9 refunded that in money), plus (layout 12 on) the credit a note's money moved
-    -- to it (moved_credit), less what was restored for it since (credit_ledger.restored_for)
+    -- to it (moved_credit), less what was restored for it since (credit_ledger.restored_for),
+    -- plus what notes of credit note rule 9 printed of that as given back of its asks (ar)
     SELECT s.account_id, s.period AS original_period,
            CAST(greatest(0, CASE WHEN $period_money AND $netted_refunds AND coalesce(s.layout_version, 1) >= 10
                                  -- layout 12 on: a statement of layout 10 on never refunded more
@@ -338,7 +339,7 @@ paid AS (
                                       - coalesce(n.net, 0) END
                 + coalesce(am.money, 0) - coalesce(g.refunded, 0) + coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS money_left,
            CAST(greatest(0, coalesce(c.applied_usd, 0) - coalesce(n.retained, 0) + coalesce(am.credit, 0)
-                            + coalesce(mc.amount, 0) - coalesce(r.restored, 0)) AS DECIMAL(18,2)) AS credit_left
+                            + coalesce(mc.amount, 0) - coalesce(r.restored, 0) + coalesce(ar.restored, 0)) AS DECIMAL(18,2)) AS credit_left
     FROM statements s
     LEFT JOIN statement_invoicing inv USING (statement_number)
     LEFT JOIN statement_credits c USING (statement_number)
@@ -355,6 +356,16 @@ paid AS (
     LEFT JOIN adjustment_money am ON am.account_id = s.account_id AND am.original_period = s.period
     LEFT JOIN note_money nm ON nm.account_id = s.account_id AND nm.original_period = s.period
     LEFT JOIN moved_credit mc ON mc.account_id = s.account_id AND mc.period = s.period
+    -- credit note rule 9 (migration 052): what its notes printed as given back of asks of the
+    -- period, credit a refund of it had restored (credit_note_lines.printed_ask_restored_usd):
+    -- that restoration was the credited ask's, so it leaves the pool with the ask (as its credit
+    -- left above) and is added back. Notes of rules 1-8 store NULL: statements issued before
+    -- re-execute as issued, whatever their layout
+    LEFT JOIN (SELECT n.account_id, l.original_period, sum(cl.printed_ask_restored_usd) AS restored
+               FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
+               JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = cl.line_no
+               WHERE coalesce(n.money_rule, 1) >= 9 GROUP BY n.account_id, l.original_period) ar
+      ON ar.account_id = s.account_id AND ar.original_period = s.period
     WHERE $restore_credit
 ),
 given_back AS (
