@@ -41,6 +41,7 @@ from tests.test_credit_note_after_refund import _note
 from tests.test_credit_note_rule9 import _printed, _until_the_first_note
 from tests.test_credit_restore import _attempt, _statement
 
+
 def _march_asks_november_again(billing: Billing, tmp_path: Path, rule: int) -> tuple[Path, list[Any], list[Any]]:
     out, nov, dec, jan, first = _until_the_first_note(billing, tmp_path, rule)
     _attempt(billing, "2027-02-03", "e5", "r1", 3, "2026-11-02T09:10:00Z", 400_000)
@@ -90,7 +91,12 @@ def test_a_later_ask_of_q_refunded_after_a_rule9_note_ends_even(billing: Billing
     "rule",
     [
         9,
-        pytest.param(8, marks=pytest.mark.xfail(strict=True, reason="rule 8: seed 339's defect (January's note keeps restored credit)")),
+        pytest.param(
+            8,
+            marks=pytest.mark.xfail(
+                strict=True, reason="rule 8: seed 339's defect (January's note keeps restored credit)"
+            ),
+        ),
     ],
 )
 def test_a_note_on_a_later_ask_of_q_after_a_rule9_note_ends_even(billing: Billing, tmp_path: Path, rule: int) -> None:
@@ -148,7 +154,9 @@ def _output(billing: Billing, day: str, event: str, request: str, n: int, ts: st
     "rule",
     [
         9,
-        pytest.param(8, marks=pytest.mark.xfail(strict=True, reason="rule 8: seed 339's defect (the note keeps restored credit)")),
+        pytest.param(
+            8, marks=pytest.mark.xfail(strict=True, reason="rule 8: seed 339's defect (the note keeps restored credit)")
+        ),
     ],
 )
 def test_two_asks_of_q_one_key_refunded_a_note_on_both_ends_even(billing: Billing, tmp_path: Path, rule: int) -> None:
@@ -176,7 +184,9 @@ def test_two_asks_of_q_one_key_refunded_a_note_on_both_ends_even(billing: Billin
         D("7.50"), D("1.50"), D("1.50"), D("7.50"),
     )  # fmt: skip
     # a note gives back all of November's money: 7.50 + 1.43
-    first = _note(billing, str(nov.statement_number), out, rule=rule, lines=(1, 2), issue_date=date(2027, 2, 5)).document
+    first = _note(
+        billing, str(nov.statement_number), out, rule=rule, lines=(1, 2), issue_date=date(2027, 2, 5)
+    ).document
     assert (first.net_amount, first.tax_amount, first.prepaid_retained) == (D("7.50"), D("1.43"), D("0.00"))
     # February: r3 back to 100,000: -4.50 of November's output key only; no money left of
     # November: it restores the 4.50 January applied to line 2
