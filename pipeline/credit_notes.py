@@ -117,7 +117,10 @@ COMMAND = "credit-note"
 #: restored, nothing is printed (a review's history: November's own 3.00 prepaid, February
 #: restored 1.50, November's pool 4.50 holds the ask's 3.00): the first rule 9, reverted, printed
 #: the credit refunds of Q's key restored, and March then refunded 1.50 of November's credit in
-#: money (docs/credits.md "Closed (credit note rule 9)").
+#: money (docs/credits.md "Closed (credit note rule 9)"). Rule 9 stores that part on its own too
+#: (``credit_note_lines.printed_ask_restored_usd``), which Q's pool adds back (the restoration
+#: was the credited ask's), so a later ask of Q stands in the pool; and it gives the part first
+#: to the asks whose key's refunds restored credit, then in printed order (a second review).
 MONEY_RULE = 9
 #: the statement layout whose counting of money rules 5 and 6 read (statement_lines_due.sql's
 #: `paid` and `line_money`): fixed, so a note re-executes with its figures after later layouts
@@ -958,14 +961,22 @@ def _asks_restored(
     Statements pool a period's credit (statement_lines_due.sql's `paid`: ``credit_left``, Q's
     own statement's credit less what its notes kept, plus the credit later statements applied
     to asks of Q no note credited, plus the credit notes' money moved to such asks, less what
-    refunds restored for Q). Once this note credits the asks, their credit (and the credit moved
+    refunds restored for Q, plus what earlier rule-9 notes printed of this kind on asks of Q:
+    ``credit_note_lines.printed_ask_restored_usd``, that restoration was the ask's and left the
+    pool with it). Once this note credits the asks, their credit (and the credit moved
     to them) leaves that pool: what the pool then lacks to stay at 0 or more, ``R - C`` (R what
     refunds restored for Q, C the credit that stays in the pool), was restored of these asks'
     credit already and is printed as given back; what the pool still holds of them stays the
     note's to keep. As ``credit_left`` is the pool never below 0, that part is ``X - min(X,
     credit_left)`` (X: the chosen asks' credit and moved credit of Q), exactly also when the pool
-    is below 0; at most the credit the asks drew, and at most what was restored for Q in all.
-    The asks of Q share it in printed order.
+    is below 0; at most the credit the asks drew, and at most what was restored for Q in all
+    less what earlier rule-9 notes printed on asks of Q. It goes first to the asks whose key's
+    refunds (on statements after this one) restored credit, net of the credit later asks of the
+    key drew again (:func:`_standing_by_key` over :attr:`_GivenBack.credit_nets`), up to that;
+    the rest to the asks in printed order. (A second review: two asks of November, input and
+    output keys, only the output key refunded, restoring 4.50 of 7.50; shared in printed order,
+    3.00 of it went to the input key's ask, which then counted as not credited for that key,
+    and its later refund was paid in money.)
 
     Seed 339 (docs/credits.md "Closed (credit note rule 9)"): November's pool is January's ask's
     3.00 less February's 3.00 restored, 0.00: the 3.00 is given back. The review's history:
