@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from core.money import D
+from pipeline import replay
 from tests.conftest import Billing
 from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _note
@@ -85,6 +86,13 @@ def test_a_later_ask_of_q_refunded_after_a_rule9_note_ends_even(billing: Billing
     assert history.credit_used == (D("0.00") if rule >= 9 else D("3.00"))
     assert history.kept == (D("0.00") if rule >= 9 else D("3.00"))
     assert (history.money, history.credit_used) == (D("0.00"), history.kept)  # even: both rules
+    if rule >= 9:  # January's note stored its 3.00 on its own; April and the note re-execute as issued
+        number = str(notes[1].credit_note_number)
+        assert _ask_restored(billing, number) == [D("3.00"), D("0.00")]
+        last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+        assert replay.verify_run(billing.settings, last).status == "MATCH"
+        note_run = billing.one("SELECT run_id FROM credit_notes WHERE credit_note_number = ?", [number])
+        assert replay.verify_run(billing.settings, note_run).status == "MATCH"
 
 
 @pytest.mark.parametrize(
