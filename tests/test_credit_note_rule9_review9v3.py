@@ -1,0 +1,47 @@
+"""Review of rule 9 v3 (branch rule9v3): the pool add-back (statement_lines_due.sql's
+paid.credit_left + printed_ask_restored_usd) is gated by the note's money_rule, not by the
+statement's layout. A statement issued BEFORE the rule-9 note (February, which restored
+November's credit) must still re-execute as issued with ``replay --period`` and ``replay
+--verify`` of its own run, although the live database now holds a rule-9 note whose 3.00
+adds back to November's pool. Seed 339's shrunk history (tests/test_credit_note_rule9.py)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from core.money import D
+from pipeline import replay
+from tests.conftest import Billing
+from tests.test_credit_histories import History
+from tests.test_credit_note_after_refund import _note
+from tests.test_credit_note_rule9 import _until_the_first_note
+from tests.test_credit_restore import _attempt, _statement
+
+
+def test_statements_issued_before_a_rule9_note_replay_as_issued(billing: Billing, tmp_path: Path) -> None:
+    out, nov, dec, jan, first = _until_the_first_note(billing, tmp_path, 9)
+    _attempt(billing, "2027-02-03", "e5", "r1", 3, "2026-11-02T09:10:00Z", 400_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert (feb.net_amount, feb.credits_restored) == (D("0.00"), D("3.00"))
+    feb_run = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    second = _note(billing, str(jan.statement_number), out, rule=9, lines=(1, 2), issue_date=date(2027, 3, 5))
+    assert billing.query(
+        "SELECT line_no, printed_ask_restored_usd FROM credit_note_lines WHERE credit_note_number = ? "
+        "ORDER BY line_no", [second.number]
+    ) == [(1, D("3.00")), (2, D("0.00"))]  # fmt: skip
+    _attempt(billing, "2027-03-03", "e6", "r1", 4, "2026-11-02T09:15:00Z", 0)
+    _attempt(billing, "2027-03-04", "e7", "r2", 3, "2026-12-02T09:15:00Z", 0)
+    mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
+    assert (mar.net_amount, mar.credits_restored) == (D("-1.50"), D("0.00"))
+    history = History(statements=[nov, dec, jan, feb, mar], notes=[first, second.document])
+    assert (history.money, history.credit_used, history.kept) == (D("0.00"), D("0.00"), D("0.00"))
+    # every period re-executes byte for byte, February (issued before the note) included
+    for period in ("2026-11", "2026-12", "2027-01", "2027-02", "2027-03"):
+        report = replay.replay_period(billing.settings, period, tmp_path / f"replay-{period}")
+        assert report.checks and report.matches, (period, report.checks)
+    # February's run re-executed in order (the note not yet there), and the whole history
+    assert replay.verify_run(billing.settings, feb_run).status == "MATCH"
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    verified = replay.verify_run(billing.settings, last)
+    assert verified.status == "MATCH", verified.steps
