@@ -45,3 +45,44 @@ def test_statements_issued_before_a_rule9_note_replay_as_issued(billing: Billing
     last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
     verified = replay.verify_run(billing.settings, last)
     assert verified.status == "MATCH", verified.steps
+
+
+def test_two_rule9_notes_on_asks_of_one_period_on_different_statements(billing: Billing, tmp_path: Path) -> None:
+    # grant 6.00 from 1 January (before November's and December's usage: they pay money).
+    # November r1 400,000 = 3.00 money; December r2 200,000 = 1.50 money. January: r1 up to
+    # 800,000, +3.00 of November, all prepaid (grant 6.00 -> 3.00). February: r1 up to
+    # 1,200,000, +3.00 of November, all prepaid (grant -> 0.00). March: r1 back to 400,000,
+    # -6.00 of November: November's own 3.00 back in money, then 3.00 restored (November's
+    # credit left 6.00 -> 3.00)
+    from tests.test_credit_restore import _german_account_with
+
+    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2027-01-01T00:00:00Z,,purchased,INV-g,\n"
+        "h,acct_de,3.00,USD,2027-02-01T00:00:00Z,,purchased,INV-h,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 400_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-03", "e3", "r1", 2, "2026-11-02T09:05:00Z", 800_000)
+    _attempt(billing, "2027-01-04", "e3b", "r2", 2, "2026-12-02T09:05:00Z", 400_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    _attempt(billing, "2027-02-03", "e4", "r1", 3, "2026-11-02T09:10:00Z", 1_200_000)
+    _attempt(billing, "2027-02-04", "e4b", "r2", 3, "2026-12-02T09:10:00Z", 600_000)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    _attempt(billing, "2027-03-03", "e5", "r1", 4, "2026-11-02T09:15:00Z", 400_000)
+    mar = _statement(billing, out, "2027-03", date(2027, 4, 1))
+    assert (jan.net_amount, jan.credits_applied) == (D("1.50"), D("3.00"))
+    assert (feb.net_amount, feb.credits_applied) == (D("1.50"), D("3.00"))
+    assert (mar.net_amount, mar.credits_restored) == (D("-3.00"), D("3.00"))
+    # note A on January's ask: November's pool 3.00 still holds it: nothing printed, 3.00 kept
+    a = _note(billing, str(jan.statement_number), out, rule=9, lines=(1, 2), issue_date=date(2027, 4, 5))
+    assert (a.document.net_amount, a.document.prepaid_retained, a.document.refunded) == (
+        D("1.50"), D("3.00"), D("0.00"))  # fmt: skip
+    # note B on February's ask: the pool is 0.00 now: its 3.00 was restored already, printed
+    b = _note(billing, str(feb.statement_number), out, rule=9, lines=(1, 2), issue_date=date(2027, 4, 6))
+    assert (b.document.net_amount, b.document.prepaid_retained, b.document.refunded) == (
+        D("1.50"), D("0.00"), D("3.00"))  # fmt: skip
+    history = History(statements=[nov, dec, jan, feb, mar], notes=[a.document, b.document])
+    assert history.money == D("1.50")  # December's usage, never refunded
+    assert (history.credit_used, history.kept) == (D("3.00"), D("3.00"))
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"
