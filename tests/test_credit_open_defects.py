@@ -27,22 +27,31 @@ from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
+def _november_to_january(billing: Billing, out: Path) -> tuple[Any, Any, Any]:
+    """The three issued months both seed 339 and the first review's history start with:
+    November r1 400,000 (3.00), December r2 200,000 (1.50), and January, no usage of its own,
+    r1 up to 800,000 (+3.00 of November, line 1) and r2 up to 400,000 (+1.50 of December, line
+    2); how each is paid is the grants' business."""
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 400_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 200_000)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    _attempt(billing, "2027-01-03", "e3", "r1", 2, "2026-11-02T09:05:00Z", 800_000)
+    _attempt(billing, "2027-01-04", "e4", "r2", 2, "2026-12-02T09:05:00Z", 400_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    return nov, dec, jan
+
+
 def _seed_339_until_januarys_note(billing: Billing, tmp_path: Path) -> tuple[Path, list[Any], list[Any]]:
     """Seed 339 (shrunk) up to the note on January's asks: the statements of November to
     February and the two notes."""
     # grant 3.00 from 1 January. November: r1 400,000 = 3.00 in money. December: r2 200,000 =
     # 1.50 in money
     out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2027-01-01T00:00:00Z,,purchased,INV-g,\n")
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 400_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 200_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
     # January, no usage of its own: r1 up to 800,000, +3.00 of November (line 1), and r2 up to
     # 400,000, +1.50 of December (line 2). The credit pays the asks in printed order: line 1 all
     # 3.00 prepaid, line 2 all money: net 1.50, credit applied 3.00
-    _attempt(billing, "2027-01-03", "e3", "r1", 2, "2026-11-02T09:05:00Z", 800_000)
-    _attempt(billing, "2027-01-04", "e4", "r2", 2, "2026-12-02T09:05:00Z", 400_000)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    nov, dec, jan = _november_to_january(billing, out)
     assert (nov.net_amount, dec.net_amount, jan.net_amount) == (D("3.00"), D("1.50"), D("1.50"))
     assert jan.credits_applied == D("3.00")
     # a note on November's line 1 gives back all of November's own money: 3.00 + 0.57, nothing
@@ -95,15 +104,9 @@ def test_a_note_on_an_ask_whose_period_paid_with_credit_too_keeps_its_credit_and
         "h,acct_de,3.00,USD,2027-01-01T00:00:00Z,,purchased,INV-h,\n"
     )
     out = _german_account_with(billing, tmp_path, grants)
-    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 400_000)
-    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
-    _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 200_000)
-    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
     # January, no usage: +3.00 of November (line 1, all prepaid: h) and +1.50 of December (line 2,
     # money): net 1.50, credit applied 3.00
-    _attempt(billing, "2027-01-03", "e3", "r1", 2, "2026-11-02T09:05:00Z", 800_000)
-    _attempt(billing, "2027-01-04", "e4", "r2", 2, "2026-12-02T09:05:00Z", 400_000)
-    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    nov, dec, jan = _november_to_january(billing, out)
     assert (nov.net_amount, dec.net_amount, jan.net_amount) == (D("0.00"), D("1.50"), D("1.50"))
     assert (nov.credits_applied, jan.credits_applied) == (D("3.00"), D("3.00"))
     # February: r1 down to 600,000, -1.50 of November: no money of November, 1.50 restored
