@@ -241,6 +241,39 @@ def test_shared_font_configuration_gives_the_same_bytes(statement_pdf, monkeypat
     assert warm == fresh == path.read_bytes()
 
 
+def test_the_collector_paused_for_a_render_gives_the_same_bytes_and_is_restored(statement_pdf, monkeypatch):
+    """Issue 14 (2026-12-07): the cyclic garbage collector is off while a statement renders and
+    one young collection follows. Same bytes as with the collector running throughout (Python's
+    default thresholds here: a collection every few hundred allocations), for a statement, a
+    draft and PDF/A; the collector is on again afterwards, also after a refused render, and a
+    collector the caller turned off stays off."""
+    import contextlib
+    import gc
+
+    from reports import pdf
+
+    html, path = statement_pdf
+    draft = render_html(fixtures.draft())
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        paused = [pdf.pdf_bytes(html), pdf.pdf_bytes(draft), pdf.pdf_bytes(html, pdf_variant="pdf/a-3b")]
+        assert gc.isenabled()
+        with pytest.raises(UnsafeResourceError):
+            pdf.pdf_bytes(draft.replace("</body>", '<img src="file:///etc/hostname"></body>', 1))
+        assert gc.isenabled()
+        gc.disable()
+        assert pdf.pdf_bytes(draft) == paused[1]
+        assert not gc.isenabled()
+        gc.enable()
+        monkeypatch.setattr(pdf, "_collected_after", contextlib.nullcontext)
+        running = [pdf.pdf_bytes(html), pdf.pdf_bytes(draft), pdf.pdf_bytes(html, pdf_variant="pdf/a-3b")]
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+    assert paused == running
+    assert paused[0] == path.read_bytes()
+
+
 # The byte-identity check below renders each variant four times (~1 CPU-s each): `make test`
 # takes the first two layouts (their near-empty last page) and the current one, `make fuzz`
 # (INFERGATE_TEST_DEPTH=full) every layout
