@@ -56,8 +56,12 @@ def test_two_rule9_notes_on_asks_of_one_period_on_different_statements(billing: 
     # credit left 6.00 -> 3.00)
     from tests.test_credit_restore import _german_account_with
 
-    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2027-01-01T00:00:00Z,,purchased,INV-g,\n"
-        "h,acct_de,3.00,USD,2027-02-01T00:00:00Z,,purchased,INV-h,\n")
+    out = _german_account_with(
+        billing,
+        tmp_path,
+        "g,acct_de,3.00,USD,2027-01-01T00:00:00Z,,purchased,INV-g,\n"
+        "h,acct_de,3.00,USD,2027-02-01T00:00:00Z,,purchased,INV-h,\n",
+    )
     _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 400_000)
     nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
     _attempt(billing, "2026-12-03", "e2", "r2", 1, "2026-12-02T09:00:00Z", 200_000)
