@@ -166,3 +166,56 @@ def _attribution(billing: Billing, number: str) -> list[tuple[int, Decimal]]:
     return billing.query(
         "SELECT line_no, money_usd FROM credit_note_money WHERE credit_note_number = ? ORDER BY line_no", [number]
     )
+
+
+@pytest.mark.parametrize("rule", [9, 8])
+def test_an_ask_after_its_periods_restoration_keeps_its_credit(billing: Billing, tmp_path: Path, rule: int) -> None:
+    # a restoration of Q before the noted statement is not the ask's credit: R (all restored for
+    # Q) is 3.00 and C (Q's credit staying once the ask leaves) 0.00, so a bare min(x, R - C)
+    # would print the ask's 1.50 of credit as given back and keep 1.50 of 3.00 used; the pool
+    # counts it right. Grant 3.00 from 1 November. November: r1 400,000 = 3.00, all prepaid
+    out = _german_account_with(billing, tmp_path, "g,acct_de,3.00,USD,2026-11-01T00:00:00Z,,purchased,INV-g,\n")
+    _attempt(billing, "2026-11-03", "e1", "r1", 1, "2026-11-02T09:00:00Z", 400_000)
+    nov = _statement(billing, out, "2026-11", date(2026, 12, 1))
+    assert (nov.net_amount, nov.credits_applied) == (D("0.00"), D("3.00"))
+    # December, no usage of its own: r1 down to 0, -3.00 of November; November's money is 0.00,
+    # so it restores November's 3.00 of credit: net 0.00. November's pool: 3.00 - 3.00 = 0.00
+    _attempt(billing, "2026-12-03", "e2", "r1", 2, "2026-11-02T09:05:00Z", 0)
+    dec = _statement(billing, out, "2026-12", date(2027, 1, 1))
+    assert (dec.net_amount, dec.credits_applied, dec.credits_restored) == (D("0.00"), D("0.00"), D("3.00"))
+    # January: its own r2 200,000 = 1.50 (line 1) and r1 back up to 400,000, +3.00 of November
+    # (line 2). The 3.00 of credit pays the lines in printed order: line 1 all 1.50, line 2 1.50
+    # of 3.00: net 1.50 + 0.29. November's pool: 0.00 + 1.50 = 1.50
+    _attempt(billing, "2027-01-03", "e3", "r1", 3, "2026-11-02T09:10:00Z", 400_000)
+    _attempt(billing, "2027-01-04", "e4", "r2", 1, "2027-01-02T09:10:00Z", 200_000)
+    jan = _statement(billing, out, "2027-01", date(2027, 2, 1))
+    assert (jan.net_amount, jan.tax_amount, jan.credits_applied) == (D("1.50"), D("0.29"), D("3.00"))
+    # a note on January's lines 1 and 2: November's credit left, 1.50, holds all the ask's 1.50
+    # of credit once the note credits it (1.50 - min(1.50, 1.50) = 0.00 lacking): nothing printed
+    # as given back; it gives back the money, 1.50 + 0.29 (line 2's: credit_note_money), and keeps
+    # the 3.00 of credit as prepaid; rules 8 and 9 alike
+    note = _note(billing, str(jan.statement_number), out, rule=rule, lines=(1, 2), issue_date=date(2027, 2, 5))
+    assert (note.document.net_amount, note.document.tax_amount) == (D("1.50"), D("0.29"))
+    assert (note.document.prepaid_retained, note.document.refunded) == (D("3.00"), D("0.00"))
+    assert _printed(billing, note.number) == [
+        (1, D("0.00"), D("0.00"), D("0.00")),
+        (2, D("0.00"), D("0.00"), D("0.00")),
+    ]
+    assert _attribution(billing, note.number) == [(2, D("1.50"))]
+    stored = billing.query(
+        "SELECT printed_ask_restored_usd FROM credit_note_lines WHERE credit_note_number = ? ORDER BY line_no",
+        [note.number],
+    )
+    assert stored == ([(D("0.00"),), (D("0.00"),)] if rule >= 9 else [(None,), (None,)])
+    # February, every request to 0: -3.00 of November and -1.50 of January, both keys credited
+    # by the note (November: issued 3.00 - 3.00 + 3.00, credited 3.00): nothing refunded or
+    # restored. Money 1.50 - 1.50 = 0.00; credit applied 3.00 + 3.00, restored 3.00: used 3.00,
+    # what the note kept
+    _attempt(billing, "2027-02-03", "e5", "r1", 4, "2026-11-02T09:15:00Z", 0)
+    _attempt(billing, "2027-02-04", "e6", "r2", 2, "2027-01-02T09:15:00Z", 0)
+    feb = _statement(billing, out, "2027-02", date(2027, 3, 1))
+    assert (feb.net_amount, feb.credits_applied, feb.credits_restored) == (D("0.00"), D("0.00"), D("0.00"))
+    history = History(statements=[nov, dec, jan, feb], notes=[note.document])
+    assert (history.money, history.credit_used, history.kept) == (D("0.00"), D("3.00"), D("3.00"))
+    last = billing.one("SELECT max(run_id) FROM runs WHERE status = 'succeeded'")
+    assert replay.verify_run(billing.settings, last).status == "MATCH"

@@ -360,7 +360,10 @@ paid AS (
     -- period, credit a refund of it had restored (credit_note_lines.printed_ask_restored_usd):
     -- that restoration was the credited ask's, so it leaves the pool with the ask (as its credit
     -- left above) and is added back. Notes of rules 1-8 store NULL: statements issued before
-    -- re-execute as issued, whatever their layout
+    -- re-execute as issued, whatever their layout. Gated by the note's rule, not the statement's
+    -- layout, which is safe for replay because a replay never sees a note issued after what it
+    -- re-executes: `replay --period` copies only the notes up to the run that finalized the
+    -- period (the cutoff of pipeline/replay.py _copy_history), and `replay --verify` re-executes runs in order
     LEFT JOIN (SELECT n.account_id, l.original_period, sum(cl.printed_ask_restored_usd) AS restored
                FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
                JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = cl.line_no
