@@ -1004,14 +1004,7 @@ def _asks_restored(
         ).fetchone()
         restored, restorers = (D(row[0]), tuple(row[1] or ())) if row else (ZERO, ())
         # what earlier rule-9 notes printed of asks of Q already counts a restoration as theirs
-        row = con.execute(
-            "SELECT coalesce(sum(cl.printed_ask_restored_usd), 0) FROM credit_note_lines cl "
-            "JOIN credit_notes n USING (credit_note_number) JOIN statement_issued_lines l "
-            "ON l.statement_number = n.statement_number AND l.line_no = cl.line_no "
-            "WHERE n.account_id = $a AND l.original_period = $q AND coalesce(n.money_rule, 1) >= 9",
-            {"a": account, "q": q},
-        ).fetchone()
-        restored -= min(restored, D(row[0]) if row else ZERO)
+        restored -= min(restored, statements.ask_restored_printed(con, account, q))
         drawn = {ln.line_no: ln.amount - money_of.get(ln.line_no, ln.amount) for ln in q_asks}
         leaving = sum(drawn.values(), ZERO) + sum((max(ZERO, moved.get(n, ZERO)) for n in drawn), ZERO)
         rest = min(sum(drawn.values(), ZERO), restored, leaving - min(leaving, credit_left))

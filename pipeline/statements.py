@@ -212,6 +212,17 @@ def period_credit_left(
     return D(rows[0][0]) if rows else None
 
 
+def ask_restored_printed(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> Decimal:
+    """What credit notes of rule 9 on printed as given back of later asks of ``period``, credit
+    a refund of it had restored (statement_lines_due.sql's ``ask_restored_printed``, which
+    `paid` adds back to the period's credit left): the same sum a new note counts as printed."""
+    rows = _from_due_ctes(
+        con, "SELECT restored FROM ask_restored_printed WHERE account_id = $account AND original_period = $of",
+        {"account": account_id, "of": period}, LAYOUT_VERSION,
+    )  # fmt: skip
+    return D(rows[0][0]) if rows and rows[0][0] is not None else ZERO
+
+
 def money_given_back_by_line(
     con: duckdb.DuckDBPyConnection, statement_number: str, layout_version: int = LAYOUT_VERSION
 ) -> dict[int, Decimal]:

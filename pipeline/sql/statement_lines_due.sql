@@ -304,6 +304,23 @@ moved_credit AS (
     )
     GROUP BY account_id, period
 ),
+ask_restored_printed AS (
+    -- credit note rule 9 (migration 052): what its notes printed as given back of asks of a
+    -- period, credit a refund of it had restored (credit_note_lines.printed_ask_restored_usd):
+    -- that restoration was the credited ask's, so it leaves the period's pool with the ask (as
+    -- its credit left in `paid`) and is added back there; a later rule-9 note counts it as
+    -- printed already (pipeline/credit_notes.py _asks_restored). Notes of rules 1-8 store NULL:
+    -- statements issued before re-execute as issued, whatever their layout. Gated by the note's
+    -- rule, not the statement's layout, which is safe for replay because a replay never sees a
+    -- note issued after what it re-executes: `replay --period` copies only the notes up to the
+    -- run that finalized the period (the cutoff of pipeline/replay.py _copy_history), and
+    -- `replay --verify` re-executes runs in order
+    SELECT n.account_id, l.original_period, sum(cl.printed_ask_restored_usd) AS restored
+    FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
+    JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = cl.line_no
+    WHERE coalesce(n.money_rule, 1) >= 9
+    GROUP BY n.account_id, l.original_period
+),
 paid AS (
     -- layout 7 on: of what was asked for an issued period, what is left to give back in money
     -- and in prepaid credit. Money, layouts 7-9: its own statement's net (replay copies no
@@ -356,18 +373,7 @@ paid AS (
     LEFT JOIN adjustment_money am ON am.account_id = s.account_id AND am.original_period = s.period
     LEFT JOIN note_money nm ON nm.account_id = s.account_id AND nm.original_period = s.period
     LEFT JOIN moved_credit mc ON mc.account_id = s.account_id AND mc.period = s.period
-    -- credit note rule 9 (migration 052): what its notes printed as given back of asks of the
-    -- period, credit a refund of it had restored (credit_note_lines.printed_ask_restored_usd):
-    -- that restoration was the credited ask's, so it leaves the pool with the ask (as its credit
-    -- left above) and is added back. Notes of rules 1-8 store NULL: statements issued before
-    -- re-execute as issued, whatever their layout. Gated by the note's rule, not the statement's
-    -- layout, which is safe for replay because a replay never sees a note issued after what it
-    -- re-executes: `replay --period` copies only the notes up to the run that finalized the
-    -- period (the cutoff of pipeline/replay.py _copy_history), and `replay --verify` re-executes runs in order
-    LEFT JOIN (SELECT n.account_id, l.original_period, sum(cl.printed_ask_restored_usd) AS restored
-               FROM credit_note_lines cl JOIN credit_notes n USING (credit_note_number)
-               JOIN statement_issued_lines l ON l.statement_number = n.statement_number AND l.line_no = cl.line_no
-               WHERE coalesce(n.money_rule, 1) >= 9 GROUP BY n.account_id, l.original_period) ar
+    LEFT JOIN ask_restored_printed ar
       ON ar.account_id = s.account_id AND ar.original_period = s.period
     WHERE $restore_credit
 ),
