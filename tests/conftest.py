@@ -156,6 +156,18 @@ def examples(full: int) -> int:
     return full if FULL_DEPTH else max(2, full // 6)
 
 
+def superseded(rule: int, *marks: pytest.MarkDecorator) -> Any:
+    """A parameter of a superseded credit-note money rule compared beside the current one
+    (notes issued with it re-execute with it, so its figures must not drift): run at full
+    depth only, ``make fuzz``. Each superseded rule keeps at least one comparison as a plain
+    parameter in ``make test``, whose figures differ from the current rule's (rule 8:
+    tests/test_credit_note_rule9_review.py's first test; rule 7: tests/test_credit_note_rule8.py's
+    first; rule 6: tests/test_credit_note_rule7.py; rules 3-5: tests/test_credit_note_rule4.py);
+    the repeats cost ~75 s of the suite's test time (2026-12-07)."""
+    depth = pytest.mark.skipif(not FULL_DEPTH, reason="a superseded rule's repeat: make fuzz runs it")
+    return pytest.param(rule, marks=[*marks, depth], id=str(rule))
+
+
 # --- PDFs in the money scenario modules ----------------------------------------------------------
 # These modules assert figures (lines, totals, credit, refunds, what replay reproduces), never
 # what a page looks like, and each scenario issues several statements and credit notes: their

@@ -24,7 +24,7 @@ from core.money import D
 from pipeline import replay
 from pipeline.credit_notes import CreditNoteError
 from reports.credit_note_model import CreditNoteDocument
-from tests.conftest import Billing
+from tests.conftest import Billing, superseded
 from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
@@ -98,7 +98,7 @@ def test_credit_a_refund_restored_and_a_later_ask_drew_again_is_kept_as_prepaid(
     assert replay.verify_run(billing.settings, last).status == "MATCH"
 
 
-@pytest.mark.parametrize("rule", [8, 7])
+@pytest.mark.parametrize("rule", [8, superseded(7)])
 def test_a_note_on_a_usage_line_a_refund_gave_back_in_full_credits_nothing(
     billing: Billing, tmp_path: Path, rule: int
 ) -> None:

@@ -24,13 +24,13 @@ import pytest
 
 from core.money import D
 from pipeline import replay
-from tests.conftest import Billing
+from tests.conftest import Billing, superseded
 from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
-@pytest.mark.parametrize("rule", [9, 8])
+@pytest.mark.parametrize("rule", [9, superseded(8)])
 def test_a_note_on_an_ask_a_refund_of_its_period_restored_keeps_no_credit(
     billing: Billing, tmp_path: Path, rule: int
 ) -> None:
@@ -87,7 +87,7 @@ def test_a_note_on_an_ask_a_refund_of_its_period_restored_keeps_no_credit(
     assert replay.verify_run(billing.settings, last).status == "MATCH"
 
 
-@pytest.mark.parametrize("rule", [9, 8])
+@pytest.mark.parametrize("rule", [9, superseded(8)])
 def test_an_ask_whose_restored_credit_a_later_ask_drew_again_keeps_that_part(
     billing: Billing, tmp_path: Path, rule: int
 ) -> None:
@@ -166,7 +166,7 @@ def _attribution(billing: Billing, number: str) -> list[tuple[int, Decimal]]:
     )
 
 
-@pytest.mark.parametrize("rule", [9, 8])
+@pytest.mark.parametrize("rule", [9, superseded(8)])
 def test_an_ask_after_its_periods_restoration_keeps_its_credit(billing: Billing, tmp_path: Path, rule: int) -> None:
     # a restoration of Q before the noted statement is not the ask's credit: R (all restored for
     # Q) is 3.00 and C (Q's credit staying once the ask leaves) 0.00, so a bare min(x, R - C)

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from core.money import D
-from tests.conftest import Billing
+from tests.conftest import Billing, superseded
 from tests.test_credit_histories import History
 from tests.test_credit_note_after_refund import _note
 from tests.test_credit_restore import _attempt, _german_account_with, _statement
 
 
-@pytest.mark.parametrize("rule", [9, 8])
+@pytest.mark.parametrize("rule", [9, superseded(8)])
 def test_a_note_on_an_ask_whose_period_paid_with_credit_too_keeps_its_credit_and_ends_even(
     billing: Billing, tmp_path: Path, rule: int
 ) -> None:
