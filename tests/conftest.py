@@ -159,11 +159,12 @@ def examples(full: int) -> int:
 def superseded(rule: int, *marks: pytest.MarkDecorator) -> Any:
     """A parameter of a superseded credit-note money rule compared beside the current one
     (notes issued with it re-execute with it, so its figures must not drift): run at full
-    depth only, ``make fuzz``. Each superseded rule keeps at least one comparison as a plain
-    parameter in ``make test``, whose figures differ from the current rule's (rule 8:
-    tests/test_credit_note_rule9_review.py's first test; rule 7: tests/test_credit_note_rule8.py's
-    first; rule 6: tests/test_credit_note_rule7.py; rules 3-5: tests/test_credit_note_rule4.py);
-    the repeats cost ~75 s of the suite's test time (2026-12-07)."""
+    depth only, ``make fuzz``. Each superseded rule keeps at least one test in ``make test``
+    that runs it as a plain parameter, where its figures (or its refusal) differ from a later
+    rule's (rule 8: tests/test_credit_note_rule9_review.py's first test; rule 7:
+    tests/test_credit_note_rule8.py's first; rule 6: tests/test_credit_note_rule7.py's last;
+    rules 3-5: tests/test_credit_note_rule4.py's first); the seven repeats marked with this cost
+    ~75 s of the suite's test time (2026-12-07)."""
     depth = pytest.mark.skipif(not FULL_DEPTH, reason="a superseded rule's repeat: make fuzz runs it")
     return pytest.param(rule, marks=[*marks, depth], id=str(rule))
 
