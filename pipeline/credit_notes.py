@@ -993,9 +993,10 @@ def _asks_restored(
     moved = statements.money_given_back_by_line(con, statement_number, layout)
     result: dict[int, tuple[Decimal, tuple[str, ...]]] = {}
     for q, q_asks in asks.items():
-        credit_left = statements.period_credit_left(con, account, q, layout)
-        if credit_left is None:  # no statement of Q: its refunds restore nothing
+        pool = statements.period_credit_pool(con, account, q, layout)
+        if pool is None:  # no statement of Q: its refunds restore nothing
             continue
+        credit_left, printed_restored = pool
         row = con.execute(
             "SELECT coalesce(sum(c.amount), 0), list(DISTINCT s.statement_number ORDER BY s.statement_number) "
             "FROM credit_ledger c LEFT JOIN statements s ON s.account_id = c.account_id AND s.period = c.period "
@@ -1004,7 +1005,7 @@ def _asks_restored(
         ).fetchone()
         restored, restorers = (D(row[0]), tuple(row[1] or ())) if row else (ZERO, ())
         # what earlier rule-9 notes printed of asks of Q already counts a restoration as theirs
-        restored -= min(restored, statements.ask_restored_printed(con, account, q))
+        restored -= min(restored, printed_restored)
         drawn = {ln.line_no: ln.amount - money_of.get(ln.line_no, ln.amount) for ln in q_asks}
         leaving = sum(drawn.values(), ZERO) + sum((max(ZERO, moved.get(n, ZERO)) for n in drawn), ZERO)
         rest = min(sum(drawn.values(), ZERO), restored, leaving - min(leaving, credit_left))

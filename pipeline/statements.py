@@ -196,31 +196,25 @@ def period_money_left(
     return D(rows[0][0]) if rows else ZERO
 
 
-def period_credit_left(
+def period_credit_pool(
     con: duckdb.DuckDBPyConnection, account_id: str, period: str, layout_version: int = LAYOUT_VERSION
-) -> Decimal | None:
+) -> tuple[Decimal, Decimal] | None:
     """What is left to restore in prepaid credit of what paid the issued ``period``, counted
     exactly as the next statement's refunds count it (statement_lines_due.sql's `paid`,
     ``credit_left``: its statement's credit less what its notes kept, plus later asks' credit
     no note credited and the credit notes' money moved to its asks, less what was restored for
-    it since, never below 0), as a statement of ``layout_version`` counts it; None when the
-    account has no statement of ``period`` (no `paid` row: its refunds restore nothing)."""
+    it since, never below 0), as a statement of ``layout_version`` counts it; and of what
+    `paid` added back there, what credit notes of rule 9 on printed as given back of later asks
+    of ``period``, credit a refund of it had restored (``ask_restored_printed``: the same sum a
+    new note counts as printed). None when the account has no statement of ``period`` (no
+    `paid` row: its refunds restore nothing). One reading of the CTEs, each planned anew."""
     rows = _from_due_ctes(
-        con, "SELECT credit_left FROM paid WHERE account_id = $account AND original_period = $of",
+        con,
+        "SELECT p.credit_left, coalesce(a.restored, 0) FROM paid p LEFT JOIN ask_restored_printed a "
+        "USING (account_id, original_period) WHERE p.account_id = $account AND p.original_period = $of",
         {"account": account_id, "of": period}, layout_version,
     )  # fmt: skip
-    return D(rows[0][0]) if rows else None
-
-
-def ask_restored_printed(con: duckdb.DuckDBPyConnection, account_id: str, period: str) -> Decimal:
-    """What credit notes of rule 9 on printed as given back of later asks of ``period``, credit
-    a refund of it had restored (statement_lines_due.sql's ``ask_restored_printed``, which
-    `paid` adds back to the period's credit left): the same sum a new note counts as printed."""
-    rows = _from_due_ctes(
-        con, "SELECT restored FROM ask_restored_printed WHERE account_id = $account AND original_period = $of",
-        {"account": account_id, "of": period}, LAYOUT_VERSION,
-    )  # fmt: skip
-    return D(rows[0][0]) if rows and rows[0][0] is not None else ZERO
+    return (D(rows[0][0]), D(rows[0][1])) if rows else None
 
 
 def money_given_back_by_line(

@@ -3,8 +3,9 @@
 A module that imports ``FULL_DEPTH``, ``examples`` or ``superseded`` from tests/conftest.py runs
 fewer examples, kill points, layouts or superseded rules in `make test` than its full depth;
 that depth runs only when the Makefile's ``FUZZ_MODULES`` lists the module: one left out would
-keep its deep cases in no target at all. (Listed ones rot too when `make fuzz` is not run: the Spark kill's deep points
-still expected no keys files after migration 045 added them, README "Tests".)
+keep its deep cases in no target at all. (Listed ones rot too when `make fuzz` is not run: the
+Spark kill's deep points still expected no keys files after migration 045 added them, README
+"Tests".)
 """
 
 from __future__ import annotations

@@ -309,7 +309,8 @@ ask_restored_printed AS (
     -- period, credit a refund of it had restored (credit_note_lines.printed_ask_restored_usd):
     -- that restoration was the credited ask's, so it leaves the period's pool with the ask (as
     -- its credit left in `paid`) and is added back there; a later rule-9 note counts it as
-    -- printed already (pipeline/credit_notes.py _asks_restored). Notes of rules 1-8 store NULL:
+    -- printed already (pipeline/credit_notes.py _asks_restored, through
+    -- statements.period_credit_pool). Notes of rules 1-8 store NULL:
     -- statements issued before re-execute as issued, whatever their layout. Gated by the note's
     -- rule, not the statement's layout, which is safe for replay because a replay never sees a
     -- note issued after what it re-executes: `replay --period` copies only the notes up to the
