@@ -105,17 +105,19 @@ soak: $(STAMP)
 ## fuzz: the whole-run properties and the kills at full depth (INFERGATE_TEST_DEPTH=full), what
 ## `make test` runs a smoke of: every hypothesis example (`make test`: a sixth, at least 2), the
 ## crash matrix at all 29 named points of a nightly (`make test`: one point per step, 11), the
-## Spark kill of a --logs URI nightly and at after_ingest, the executors' nights both on Spark
-## from a path and a URI, the PDF byte-identity check in every statement layout (`make test`:
-## 1, 2 and the current one), forty random billing histories reverted in full (`make test`: one),
-## the credit-note scenarios repeated with superseded money rules (`make test`: one per rule)
-## (tests/conftest.py, examples, FULL_DEPTH and superseded); 15-30 min on 2 cores
+## Spark kills (`make test`: none; a DuckDB nightly's kills stay), the executors' nights both
+## on Spark from a path and a URI, the Spark tests marked `deep` (the bench smoke, replay of URI
+## inputs, the probe's and the tasks' mechanics; `make test` keeps the engines agreeing), the
+## PDF byte-identity check in every statement layout (`make test`: 1, 2 and the current one),
+## forty random billing histories reverted in full (`make test`: one), the credit-note
+## scenarios repeated with superseded money rules (`make test`: one per rule) (tests/conftest.py,
+## examples, FULL_DEPTH, superseded and deep); 15-30 min on 2 cores
 FUZZ_MODULES := tests/test_properties.py tests/test_incremental.py tests/test_json_content.py \
 	tests/test_bounds.py tests/test_hostile_input.py tests/test_canonical_fast_path.py \
 	tests/faults/test_crash.py tests/spark/test_spark_kill.py tests/spark/test_nightly_on_executors.py \
 	tests/test_credit_balances.py tests/reports/test_render.py tests/test_credit_histories.py \
 	tests/test_credit_note_rule8.py tests/test_credit_note_rule9.py tests/test_credit_note_rule9_review.py \
-	tests/test_credit_open_defects.py
+	tests/test_credit_open_defects.py tests/spark/test_spark_bench.py tests/spark/test_remote_logs.py
 fuzz: $(STAMP)
 	INFERGATE_TEST_DEPTH=full $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(FUZZ_MODULES)
 

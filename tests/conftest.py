@@ -169,6 +169,16 @@ def superseded(rule: int, *marks: pytest.MarkDecorator) -> Any:
     return pytest.param(rule, marks=[*marks, depth], id=str(rule))
 
 
+def deep(covered_by: str) -> pytest.MarkDecorator:
+    """A slow test of a path that a `make test` test already runs (``covered_by`` names it):
+    run at full depth only, ``make fuzz``. For the Spark suite, whose tests start Spark jobs
+    at seconds each: `make test` keeps the engines agreeing (tests/spark/test_engines_agree.py
+    and two nights on alternating engines), one failing and one refused Spark nightly, and the
+    URI reader; `make fuzz` adds the kill, the bench smoke, the replay of URI inputs and the
+    mechanics of the probe and the tasks' files (~185 s of `make test`'s test time, 2026-12-07)."""
+    return pytest.mark.skipif(not FULL_DEPTH, reason=f"make fuzz runs it; make test covers it with {covered_by}")
+
+
 # --- PDFs in the money scenario modules ----------------------------------------------------------
 # These modules assert figures (lines, totals, credit, refunds, what replay reproduces), never
 # what a page looks like, and each scenario issues several statements and credit notes: their

@@ -1,11 +1,11 @@
 """Every test module with a depth `make test` cuts short is one `make fuzz` runs whole.
 
-A module that imports ``FULL_DEPTH``, ``examples`` or ``superseded`` from tests/conftest.py runs
-fewer examples, kill points, layouts or superseded rules in `make test` than its full depth;
-that depth runs only when the Makefile's ``FUZZ_MODULES`` lists the module: one left out would
-keep its deep cases in no target at all. (Listed ones rot too when `make fuzz` is not run: the
-Spark kill's deep points still expected no keys files after migration 045 added them, README
-"Tests".)
+A module that imports ``FULL_DEPTH``, ``examples``, ``superseded`` or ``deep`` from
+tests/conftest.py runs fewer examples, kill points, layouts, superseded rules or tests in `make
+test` than its full depth; that depth runs only when the Makefile's ``FUZZ_MODULES`` lists the
+module: one left out would keep its deep cases in no target at all. (Listed ones rot too when
+`make fuzz` is not run: the Spark kill's deep points still expected no keys files after
+migration 045 added them, README "Tests".)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-DEPTH_IMPORT = re.compile(r"^from tests\.conftest import [^\n]*\b(FULL_DEPTH|examples|superseded)\b", re.MULTILINE)
+DEPTH_IMPORT = re.compile(r"^from tests\.conftest import [^\n]*\b(FULL_DEPTH|examples|superseded|deep)\b", re.MULTILINE)
 
 
 def fuzz_modules() -> set[str]:

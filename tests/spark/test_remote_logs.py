@@ -22,7 +22,7 @@ from core.errors import UsageProblem
 from pipeline import jobs, replay
 from pipeline.ingest.files import InputMissing
 from pipeline.spark import SparkEngineError
-from tests.conftest import Billing, record, usage, write_log
+from tests.conftest import Billing, deep, record, usage, write_log
 from tests.spark.conftest import SKIP_REASON
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
@@ -84,6 +84,7 @@ def test_the_day_is_read_through_the_cluster_file_system(spark: Any, tmp_path: P
     assert billing.one("SELECT count(*) FROM attempts") == 2
 
 
+@deep("tests/spark/test_engines_agree.py's replay of Spark nights (from a path)")
 def test_replay_verifies_a_run_that_read_a_uri(spark: Any, tmp_path: Path) -> None:
     billing = spark_billing(tmp_path)
     log = write_log(
@@ -140,6 +141,7 @@ def test_a_file_that_changes_between_reads_fails_the_run_naming_it(spark: Any, t
     assert list((tmp_path / "out").iterdir()) == []  # no part, not even a partial one
 
 
+@deep("tests/test_replay.py's inputs changed or gone")
 def test_replay_names_a_uri_input_that_is_gone(spark: Any, tmp_path: Path) -> None:
     billing = spark_billing(tmp_path)
     log = write_log(billing.logs / "requests-2026-11-20.jsonl", [record(event_id="a", request_id="r-a")])

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import deep
 from tests.spark.conftest import SKIP_REASON
 
 pytest.importorskip("pyspark", reason=SKIP_REASON)
 
 
+@deep("tests/spark/test_nightly_on_executors.py's nights on alternating engines")
 def test_spark_bench_nightly_smoke_runs_both_engines_and_finds_no_difference(
     spark: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

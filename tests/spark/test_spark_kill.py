@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from core.attempt_store import copy_database
-from tests.conftest import FULL_DEPTH
+from tests.conftest import deep
 from tests.faults.harness import ACCOUNTS, DAYS, exports, ledger, nightly_args, snapshot
 from tests.forked_cli import ForkedCLI, run_cli
 from tests.spark.conftest import JVM_FLAGS, SAMPLE_DAYS, SKIP_REASON, SampleNights
@@ -58,15 +58,11 @@ def ledger_inputs(db: Path) -> list[tuple[str]]:
         return con.execute(f"SELECT path FROM run_files WHERE kind = 'input' AND run_id = {last}").fetchall()
 
 
-# the URI and lake-file variants (~30 s each, a JVM each) at full depth: `make fuzz`; `make
-# test` kills the path one as Spark writes
-KILLS = (
-    [("path", "parts"), ("uri", "parts"), ("path", "after_ingest"), ("path", "rate:after_new_rated")]
-    if FULL_DEPTH
-    else [("path", "parts")]
-)
+# ~30-40 s each (a JVM each): `make fuzz` only
+KILLS = [("path", "parts"), ("uri", "parts"), ("path", "after_ingest"), ("path", "rate:after_new_rated")]
 
 
+@deep("tests/faults/test_crash.py's kills of a nightly at a point of each step")
 @pytest.mark.parametrize(("logs_as", "kill_at"), KILLS)
 def test_a_nightly_killed_while_spark_writes_leaves_the_database_as_before(
     sample_nights: SampleNights, tmp_path: Path, logs_as: str, kill_at: str
