@@ -111,7 +111,7 @@ soak: $(STAMP)
 ## PDF byte-identity check in every statement layout (`make test`: 1, 2 and the current one),
 ## forty random billing histories reverted in full (`make test`: one), the credit-note
 ## scenarios repeated with superseded money rules (`make test`: one per rule) (tests/conftest.py,
-## examples, FULL_DEPTH, superseded and deep); 15-30 min on 2 cores
+## examples, FULL_DEPTH, superseded and deep); 13-30 min on 2 cores
 FUZZ_MODULES := tests/test_properties.py tests/test_incremental.py tests/test_json_content.py \
 	tests/test_bounds.py tests/test_hostile_input.py tests/test_canonical_fast_path.py \
 	tests/faults/test_crash.py tests/spark/test_spark_kill.py tests/spark/test_nightly_on_executors.py \
