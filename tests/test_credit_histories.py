@@ -167,6 +167,9 @@ def run_history(billing: Billing, root: Path, plan: dict[str, Any]) -> History:
             numbers = [n for (n,) in billing.query(  # the charges: a refund line is not creditable
                 "SELECT line_no FROM statement_issued_lines WHERE statement_number = ? AND amount >= 0 "
                 "ORDER BY line_no", [str(st.statement_number)])]  # fmt: skip
+            if not numbers:  # refunds only (seed 825: December, -5.25): nothing to name
+                history.log.append(["no note", st.period, "no charge line"])
+                continue
             chosen = tuple(n for k, n in enumerate(numbers) if mask >> k & 1) or (numbers[mask % len(numbers)],)
             try:
                 note = _note(billing, str(st.statement_number), out, lines=chosen,
