@@ -165,17 +165,15 @@ def superseded(rule: int, *marks: pytest.MarkDecorator) -> Any:
     tests/test_credit_note_rule8.py's first; rule 6: tests/test_credit_note_rule7.py's last;
     rules 3-5: tests/test_credit_note_rule4.py's first); the seven repeats marked with this cost
     ~75 s of the suite's test time (2026-12-07)."""
-    depth = pytest.mark.skipif(not FULL_DEPTH, reason="a superseded rule's repeat: make fuzz runs it")
+    depth = deep("the current rule beside it, and one test per superseded rule")
     return pytest.param(rule, marks=[*marks, depth], id=str(rule))
 
 
 def deep(covered_by: str) -> pytest.MarkDecorator:
     """A slow test of a path that a `make test` test already runs (``covered_by`` names it):
-    run at full depth only, ``make fuzz``. For the Spark suite, whose tests start Spark jobs
-    at seconds each: `make test` keeps the engines agreeing (tests/spark/test_engines_agree.py
-    and two nights on alternating engines), one failing and one refused Spark nightly, and the
-    URI reader; `make fuzz` adds the kill, the bench smoke, the replay of URI inputs and the
-    mechanics of the probe and the tasks' files (~185 s of `make test`'s test time, 2026-12-07)."""
+    run at full depth only, ``make fuzz``. Used for the Spark tests that stand on the
+    engines-agree suite (README "Tests" lists them; ~185 s of `make test`'s test time,
+    2026-12-07) and for :func:`superseded`'s repeats."""
     return pytest.mark.skipif(not FULL_DEPTH, reason=f"make fuzz runs it; make test covers it with {covered_by}")
 
 

@@ -47,6 +47,11 @@ if FULL_DEPTH:  # make fuzz: both nights on Spark, from a path and from a URI (m
     # --logs as a URI: listed by Hadoop's file system, hashed, validated and (for dedup's
     # quotes) staged by the executors from the bytes Spark reads (pipeline/spark/remote.py)
     PLANS["spark-uri"] = ("spark", "spark")
+
+# the mechanics of a Spark nightly (what the probe finds, the tasks' files): make fuzz only
+BESIDE_THE_NIGHTS = deep(
+    "test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)"
+)
 STORED = {
     "quarantine": (
         "SELECT source_file, source_sha256, source_line, event_id, reason, field, message, record, run_id,"
@@ -294,7 +299,7 @@ def test_a_spark_nightly_that_fails_after_staging_stores_nothing_and_leaves_no_p
     assert billing.query("SELECT event_id FROM attempts ORDER BY 1") == [("a",), ("twin",)]
 
 
-@deep("test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)")
+@BESIDE_THE_NIGHTS
 def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempts_its_probe_found(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -381,7 +386,7 @@ def test_a_spark_nightly_rates_its_own_attempts_files_beside_the_earlier_attempt
     assert reports["spark"][3] == reports["duckdb"][3]
 
 
-@deep("test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)")
+@BESIDE_THE_NIGHTS
 def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_reach_the_driver(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,7 +448,7 @@ def test_a_resent_day_s_plain_duplicates_are_decided_by_spark_s_probe_and_never_
     assert stored["spark"] == stored["duckdb"]
 
 
-@deep("test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)")
+@BESIDE_THE_NIGHTS
 def test_a_valid_record_with_the_masked_id_of_a_quarantined_line_resolves_it_on_both_engines(
     spark: Any, tmp_path: Path
 ) -> None:
@@ -539,7 +544,7 @@ def lake_layout(path: Path) -> tuple[Any, ...]:
     return described, arrow, chunks, v2
 
 
-@deep("test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)")
+@BESIDE_THE_NIGHTS
 def test_a_spark_nightly_s_rated_rows_are_the_files_its_tasks_wrote(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -623,7 +628,7 @@ def test_a_spark_nightly_s_rated_rows_are_the_files_its_tasks_wrote(
     assert replay.verify_run(spark_db.settings, 1).status == "MATCH"
 
 
-@deep("test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)")
+@BESIDE_THE_NIGHTS
 def test_a_spark_nightly_s_driver_combines_its_tasks_summaries_and_reads_no_rated_part(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -757,7 +762,7 @@ def test_a_spark_rating_whose_charges_are_not_tokens_times_prices_is_refused_and
     ]
 
 
-@deep("test_nights_store_the_same_whichever_engine_ran_each (every table equal on alternating engines)")
+@BESIDE_THE_NIGHTS
 def test_a_spark_nightly_probes_the_keys_left_in_the_table_and_moves_them_into_its_files(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
