@@ -96,6 +96,7 @@ __all__ = [
     "listed_attempt_files",
     "listed_files",
     "merge_key_files",
+    "open_lake_views",
     "prepare_run_rows",
     "rated_rows",
     "refresh_lake_views",
@@ -846,12 +847,27 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable
         con.execute(f"CREATE OR REPLACE TEMP VIEW {spec.view} AS {select}")
 
 
-def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
-    """Create the TEMP table a run stores ``spec``'s rows in (see the module doc); its name."""
+def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, refresh: bool = True) -> str:
+    """Create the TEMP table a run stores ``spec``'s rows in (see the module doc); its name.
+    ``refresh=False``: the caller refreshes the view once, for several tables."""
     if not table_exists(con, spec.run_table, "temp"):
         con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored_table(con, spec)} LIMIT 0")
-        refresh_lake_views(con, [spec])
+        if refresh:
+            refresh_lake_views(con, [spec])
     return f"temp.main.{spec.run_table}"
+
+
+def open_lake_views(con: duckdb.DuckDBPyConnection, run_tables: bool = False) -> None:
+    """A connection's views, as it opens (:func:`core.db.connect`). ``run_tables``: for a run
+    that stores rows of every lake table (a nightly, a re-rate), their TEMP tables first, so
+    that one refresh covers what :func:`prepare_run_rows` would refresh view by view: a view's
+    refresh costs ~5-15 ms, paid on every small run (docs/performance.md, "Small runs"). (Not
+    in a catalog snapshot: the refresh must see the tables it creates.)"""
+    if run_tables and database_file(con) is not None:
+        for spec in RUN_LAKE_TABLES:
+            if stored_columns(con, spec, _current(con)):
+                prepare_run_rows(con, spec, refresh=False)
+    refresh_lake_views(con)
 
 
 def fold_stored_keys(con: duckdb.DuckDBPyConnection) -> int:
@@ -943,7 +959,7 @@ def lake_path(table: str, run_id: int, part: int = 0) -> str:
 
 
 def store_run_rows(
-    con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, extra: str | None = None
+    con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, extra: str | None = None, refresh: bool = True
 ) -> list[Path]:
     """Move the run's rows of ``spec`` from its TEMP table (and its tombstones from their
     table) into their lake files, listed in the manifest; the files written. Call inside the
@@ -951,6 +967,8 @@ def store_run_rows(
     ``extra``: a query of more of the run's rows, written first into the same file without
     passing through the TEMP table (the table's columns by name, ``run_id`` left out: it is
     ``run_id``); a run passes it once, before any other call for ``spec`` (one file a run).
+    ``refresh=False``: the view is left stale (reading it fails, see :func:`refresh_lake_views`),
+    for a run whose connection reads no lake view after storing (the nightly's last step).
 
     Without a database file (an in-memory database) the rows go into the table."""
     if not table_exists(con, spec.run_table, "temp"):
@@ -1000,7 +1018,8 @@ def store_run_rows(
                 {"folder": spec.tombstones, "run": run_id},
             )
         con.execute(f"DELETE {mine}")
-    refresh_lake_views(con, [spec])
+    if refresh:
+        refresh_lake_views(con, [spec])
     return [p for p in written if p is not None]
 
 

@@ -84,7 +84,11 @@ def code_version() -> str:
 
 
 def connect(
-    path: Path | str, read_only: bool = False, memory_limit: str | None = None, documented: bool = True
+    path: Path | str,
+    read_only: bool = False,
+    memory_limit: str | None = None,
+    documented: bool = True,
+    run_tables: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """Open the database with the session settings billing depends on.
 
@@ -97,6 +101,7 @@ def connect(
     database, so a day ten times larger than usual runs slower instead of running out of memory.
     ``INFERGATE_DUCKDB_THREADS`` bounds DuckDB's worker threads (default one per core): processes
     sharing a machine, such as the test suite's two workers on two cores, run faster with one each.
+    ``run_tables``: for a run that stores rows of the lake tables (:func:`core.attempt_store.open_lake_views`).
     """
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
@@ -122,10 +127,10 @@ def connect(
         remove_stale_temp_files(con)
         migrate(con, documented=documented)
         check_lookup_keys(con)
-    from core.attempt_store import refresh_lake_views  # imports this module
+    from core.attempt_store import open_lake_views  # imports this module
 
     try:
-        refresh_lake_views(con)
+        open_lake_views(con, run_tables=run_tables and not read_only)
     except BaseException:
         con.close()
         raise

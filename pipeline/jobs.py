@@ -198,11 +198,16 @@ def record_output_digests(con: duckdb.DuckDBPyConnection, run_id: int, rated: ra
 
 @contextmanager
 def recorded_run(
-    settings: Settings, command: str, args: dict[str, Any], ref: reference_state.Identified | None
+    settings: Settings,
+    command: str,
+    args: dict[str, Any],
+    ref: reference_state.Identified | None,
+    stores_rows: bool = False,
 ) -> Iterator[tuple[duckdb.DuckDBPyConnection, RunReport]]:
-    """Lock, open, open a ledger row, yield; the caller's work + ledger commit together."""
+    """Lock, open, open a ledger row, yield; the caller's work + ledger commit together.
+    ``stores_rows``: the run stores rows of the lake tables (``connect``'s ``run_tables``)."""
     with exclusive_run(settings.db_path, command) as lock:
-        con = connect(settings.db_path, memory_limit=settings.memory_limit)
+        con = connect(settings.db_path, memory_limit=settings.memory_limit, run_tables=stores_rows)
         try:
             con.execute(
                 "UPDATE runs SET status = 'crashed', finished_at = now(), "
@@ -380,7 +385,7 @@ def _ingest_and_rate(
         # the executors recount with the offline tokenizers; a recounter given here would be ignored
         raise ValueError("a custom recounter works with the DuckDB engine only")
     ref = reference_for_run(settings, command) if scope is not None else None
-    with recorded_run(settings, command, args, ref) as (con, report), ExitStack() as staged:
+    with recorded_run(settings, command, args, ref, stores_rows=True) as (con, report), ExitStack() as staged:
         with step("stage", after="after_stage"):
             batch = _stage_files(settings)(con, paths, settings.on_file, _ts_latest(args))
             staged.callback(_remove_staged, batch)  # the Spark path's parts: removed once the transaction ended
@@ -415,9 +420,10 @@ def _ingest_and_rate(
                     record_output_digests(con, report.run_id, rated)
             with step("lake", after="after_lake"):
                 # the run's attempts, their keys and rated rows into their lake files, listed by
-                # this transaction
+                # this transaction; the views are not refreshed (~10 ms each): nothing after
+                # this step reads them, and the connection closes with the run
                 for table in RUN_LAKE_TABLES:
-                    store_run_rows(con, table, report.run_id)
+                    store_run_rows(con, table, report.run_id, refresh=False)
                 merge_key_files(con, report.run_id)  # the keys files stay few (size tiers)
             with step("ledger"):
                 report.held_by_reason = dict(ledger.held_by_reason(con))
