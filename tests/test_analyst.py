@@ -46,7 +46,7 @@ from core.money import EXACT, ZERO, D
 from pipeline.accounts import load_accounts
 from reports.margin import format_margin, margin_rows, margin_totals, write_margin_csv
 from reports.spend_limits import format_spend_limits, limit_breaches, rejections
-from tests.conftest import Billing, record, usage
+from tests.conftest import Billing, cli_in_process, record, usage
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = [{"role": "user", "content": "Hello from InferGate."}]
@@ -547,7 +547,9 @@ def test_readme_and_analyst_docs_have_the_analyst_commands() -> None:
 
 @pytest.fixture(scope="module")
 def project_dir(sample_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project directory as a user has it after `make setup` and `make demo` (and a nightly)."""
+    """A project directory as a user has it after `make setup` and `make demo` (and a nightly),
+    and the Parquet export docs/analysts.md makes before it reads it with polars: every block
+    runs alone, whatever worker or order runs the others (the export block writes it again)."""
     import os
     import shutil
     import sys
@@ -566,6 +568,8 @@ def project_dir(sample_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     # the docs' own client venv, as `python3 -m venv duckdb-cli-venv && ... pip install` leaves it
     (root / "duckdb-cli-venv" / "bin").mkdir(parents=True)
     os.symlink(venv / "bin" / "duckdb", root / "duckdb-cli-venv" / "bin" / "duckdb")
+    exported = cli_in_process("export", "--period", "2026-11", "--format", "parquet", "--out", "out/parquet", cwd=root)
+    assert exported.exit_code == 0, exported.output
     return root
 
 
