@@ -89,6 +89,7 @@ def connect(
     memory_limit: str | None = None,
     documented: bool = True,
     run_tables: bool = False,
+    lake_views: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Open the database with the session settings billing depends on.
 
@@ -102,6 +103,9 @@ def connect(
     ``INFERGATE_DUCKDB_THREADS`` bounds DuckDB's worker threads (default one per core): processes
     sharing a machine, such as the test suite's two workers on two cores, run faster with one each.
     ``run_tables``: for a run that stores rows of the lake tables (:func:`core.attempt_store.open_lake_views`).
+    ``lake_views=False``: without the views ``attempts``, ``rated_attempts`` and ``attempt_keys``
+    (their refresh is ~25 ms), for a reader of other tables only, such as ``replay --verify``
+    comparing two runs' ledgers; :func:`core.attempt_store.refresh_lake_views` makes them later.
     """
     config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
@@ -127,6 +131,8 @@ def connect(
         remove_stale_temp_files(con)
         migrate(con, documented=documented)
         check_lookup_keys(con)
+    if not lake_views:
+        return con
     from core.attempt_store import open_lake_views  # imports this module
 
     try:

@@ -32,7 +32,15 @@ from typing import Any
 import duckdb
 
 from core import console
-from core.attempt_store import ATTEMPT_KEYS, attempts_of_runs, attempts_table, primary_files, rated_rows, stored_table
+from core.attempt_store import (
+    ATTEMPT_KEYS,
+    attempts_of_runs,
+    attempts_table,
+    primary_files,
+    rated_rows,
+    refresh_lake_views,
+    stored_table,
+)
 from core.db import DatabaseMissing, column_exists, connect, table_exists
 from core.errors import BillingError
 from core.money import ZERO, Decimal
@@ -345,7 +353,7 @@ class VerifyReport:
 
 def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
     """Re-execute every succeeded run up to ``run_id`` from its recorded inputs; compare."""
-    live = connect(settings.db_path, read_only=True)
+    live = connect(settings.db_path, read_only=True, lake_views=False)  # the ledger and reference files only
     try:
         runs = live.execute(
             "SELECT run_id, command, args, price_versions, accounts_sha256, credits_sha256, issuer_sha256 FROM runs "
@@ -472,7 +480,7 @@ def _recorded_digests(con: duckdb.DuckDBPyConnection, run_id: int) -> dict[str, 
 def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run: int, new_run: int) -> str | None:
     recorded_as = _recorded_digests(live, live_run)
     recorded = {name: digest for name, (digest, _) in recorded_as.items()}
-    con = connect(scratch_db, read_only=True)
+    con = connect(scratch_db, read_only=True, lake_views=False)  # the ledger's digests
     try:
         again_as = _recorded_digests(con, new_run)
         again = {name: digest for name, (digest, _) in again_as.items()}
@@ -481,6 +489,7 @@ def _compare_digests(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run
         if "rated_attempts" in recorded_as and "rated_attempts" in again_as:
             version = recorded_as["rated_attempts"][1]
             if version != again_as["rated_attempts"][1]:
+                refresh_lake_views(con)
                 again["rated_attempts"] = rated_summary.rated_digest(con, new_run, version)
     finally:
         con.close()
@@ -499,7 +508,7 @@ def _compare_outputs(live: duckdb.DuckDBPyConnection, scratch_db: Path, live_run
             "SELECT path, sha256 FROM run_files WHERE run_id = ? AND kind = 'output'", [live_run]
         ).fetchall()
     }
-    con = connect(scratch_db, read_only=True)
+    con = connect(scratch_db, read_only=True, lake_views=False)  # the ledger's files
     try:
         again = {
             Path(p).name: s
