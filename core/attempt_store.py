@@ -815,10 +815,12 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable
     ``attempt_keys`` (those of ``views``: a run that changed one table's rows refreshes only
     its view, each view reads its own table, run table and files).
 
-    Called when a connection opens and when a run lists its files; a rollback restores the
-    views the transaction started with. The file list is fixed in a view: if another
-    connection lists a file meanwhile, reading the view fails (``stale ... view``) instead of
-    leaving that run's rows out; call this again to see them."""
+    Called when a connection opens (:func:`open_lake_views`) and when a run creates its run
+    table or lists its files, unless it reads no view after (``refresh=False``: the nightly's
+    lake step); a rollback restores the views the transaction started with. The file list is
+    fixed in a view: if another connection lists a file meanwhile, or this one did without a
+    refresh, reading the view fails (``stale ... view``) instead of leaving that run's rows out;
+    call this again to see them."""
     current = _current(con)
     for spec in views:
         if not stored_columns(con, spec, current):
