@@ -816,11 +816,11 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable
     its view, each view reads its own table, run table and files).
 
     Called when a connection opens (:func:`open_lake_views`) and when a run creates its run
-    table or lists its files, unless it reads no view after (``refresh=False``: the nightly's
-    lake step); a rollback restores the views the transaction started with. The file list is
-    fixed in a view: if another connection lists a file meanwhile, or this one did without a
-    refresh, reading the view fails (``stale ... view``) instead of leaving that run's rows out;
-    call this again to see them."""
+    table or lists its files; a rollback restores the views the transaction started with. The
+    file list is fixed in a view: if another connection lists a file meanwhile, reading the view
+    fails (``stale ... view``) instead of leaving that run's rows out; call this again to see
+    them. (The guard is a filter: a read whose own filter keeps no row of the old list sees no
+    error, so a connection that lists files refreshes at once, never "later, if read".)"""
     current = _current(con)
     for spec in views:
         if not stored_columns(con, spec, current):
@@ -861,7 +861,7 @@ def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, refresh: b
 
 def open_lake_views(con: duckdb.DuckDBPyConnection, run_tables: bool = False) -> None:
     """A connection's views, as it opens (:func:`core.db.connect`). ``run_tables``: for a run
-    that stores rows of every lake table (a nightly, a re-rate), their TEMP tables first, so
+    that stores rows of the lake tables (a nightly, an ingest, a re-rate), their TEMP tables first, so
     that one refresh covers what :func:`prepare_run_rows` would refresh view by view: a view's
     refresh costs ~5-15 ms, paid on every small run (docs/performance.md, "Small runs"). (Not
     in a catalog snapshot: the refresh must see the tables it creates.)"""
@@ -961,7 +961,7 @@ def lake_path(table: str, run_id: int, part: int = 0) -> str:
 
 
 def store_run_rows(
-    con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, extra: str | None = None, refresh: bool = True
+    con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, extra: str | None = None
 ) -> list[Path]:
     """Move the run's rows of ``spec`` from its TEMP table (and its tombstones from their
     table) into their lake files, listed in the manifest; the files written. Call inside the
@@ -969,8 +969,6 @@ def store_run_rows(
     ``extra``: a query of more of the run's rows, written first into the same file without
     passing through the TEMP table (the table's columns by name, ``run_id`` left out: it is
     ``run_id``); a run passes it once, before any other call for ``spec`` (one file a run).
-    ``refresh=False``: the view is left stale (reading it fails, see :func:`refresh_lake_views`),
-    for a run whose connection reads no lake view after storing (the nightly's last step).
 
     Without a database file (an in-memory database) the rows go into the table."""
     if not table_exists(con, spec.run_table, "temp"):
@@ -980,6 +978,14 @@ def store_run_rows(
         assert extra is None, "rows outside the TEMP table need a database file"
         con.execute(f"INSERT INTO {stored_table(con, spec)} SELECT * FROM {spec.run_table}")
         con.execute(f"DELETE FROM {spec.run_table}")  # the view reads both: nothing to refresh
+        return []
+    tombstoned = f" OR EXISTS (SELECT 1 FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)})"
+    stored = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {spec.run_table})" + (tombstoned if spec.tombstones else "")
+    ).fetchone()
+    if extra is None and not (stored and stored[0]):
+        # no row and no tombstone this run (an ingest's rated rows, an empty day; a run opens
+        # its run tables whether it fills them or not): no file, and the view is as it was
         return []
     # attempts in the order stored (the files' line order, about ts order; rated rows by ts,
     # spec.order): measured on a 200k day, 77 B an attempt, where sorting by account and
@@ -1020,8 +1026,7 @@ def store_run_rows(
                 {"folder": spec.tombstones, "run": run_id},
             )
         con.execute(f"DELETE {mine}")
-    if refresh:
-        refresh_lake_views(con, [spec])
+    refresh_lake_views(con, [spec])
     return [p for p in written if p is not None]
 
 

@@ -420,10 +420,9 @@ def _ingest_and_rate(
                     record_output_digests(con, report.run_id, rated)
             with step("lake", after="after_lake"):
                 # the run's attempts, their keys and rated rows into their lake files, listed by
-                # this transaction; the views are not refreshed (~10 ms each): nothing after
-                # this step reads them, and the connection closes with the run
+                # this transaction
                 for table in RUN_LAKE_TABLES:
-                    store_run_rows(con, table, report.run_id, refresh=False)
+                    store_run_rows(con, table, report.run_id)
                 merge_key_files(con, report.run_id)  # the keys files stay few (size tiers)
             with step("ledger"):
                 report.held_by_reason = dict(ledger.held_by_reason(con))

@@ -353,7 +353,7 @@ class VerifyReport:
 
 def verify_run(settings: jobs.Settings, run_id: int) -> VerifyReport:
     """Re-execute every succeeded run up to ``run_id`` from its recorded inputs; compare."""
-    live = connect(settings.db_path, read_only=True, lake_views=False)  # the ledger and reference files only
+    live = connect(settings.db_path, read_only=True)  # its views check the lake is there, as any open does
     try:
         runs = live.execute(
             "SELECT run_id, command, args, price_versions, accounts_sha256, credits_sha256, issuer_sha256 FROM runs "
