@@ -979,10 +979,10 @@ def store_run_rows(
         con.execute(f"INSERT INTO {stored_table(con, spec)} SELECT * FROM {spec.run_table}")
         con.execute(f"DELETE FROM {spec.run_table}")  # the view reads both: nothing to refresh
         return []
-    tombstoned = f" OR EXISTS (SELECT 1 FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)})"
-    stored = con.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {spec.run_table})" + (tombstoned if spec.tombstones else "")
-    ).fetchone()
+    kept = [f"EXISTS (SELECT 1 FROM {spec.run_table})"]
+    if spec.tombstones:
+        kept.append(f"EXISTS (SELECT 1 FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)})")
+    stored = con.execute("SELECT " + " OR ".join(kept)).fetchone()
     if extra is None and not (stored and stored[0]):
         # no row and no tombstone this run (an ingest's rated rows, an empty day; a run opens
         # its run tables whether it fills them or not): no file, and the view is as it was
