@@ -863,13 +863,26 @@ def open_lake_views(con: duckdb.DuckDBPyConnection, run_tables: bool = False) ->
     """A connection's views, as it opens (:func:`core.db.connect`). ``run_tables``: for a run
     that stores rows of the lake tables (a nightly, an ingest, a re-rate), their TEMP tables first, so
     that one refresh covers what :func:`prepare_run_rows` would refresh view by view: a view's
-    refresh costs ~5-15 ms, paid on every small run (docs/performance.md, "Small runs"). (Not
-    in a catalog snapshot: the refresh must see the tables it creates.)"""
-    if run_tables and database_file(con) is not None:
-        for spec in RUN_LAKE_TABLES:
-            if stored_columns(con, spec, _current(con)):
-                prepare_run_rows(con, spec, refresh=False)
-    refresh_lake_views(con)
+    refresh costs ~5-15 ms, paid on every small run (docs/performance.md, "Small runs"). What
+    to create is read in one catalog snapshot (a dozen catalog queries of ~1 ms otherwise);
+    the tables are created after it, and the refresh's own snapshot, which must see them,
+    starts from the stored tables' columns just read."""
+    columns: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    if run_tables:
+        with catalog_snapshot(con) as snapshot:
+            columns = snapshot.columns
+            wanted = []
+            if database_file(con) is not None:
+                current = _current(con)
+                wanted = [
+                    (spec, stored_table(con, spec, current))
+                    for spec in RUN_LAKE_TABLES
+                    if stored_columns(con, spec, current) and not table_exists(con, spec.run_table, "temp")
+                ]
+        for spec, table in wanted:  # as prepare_run_rows creates them
+            con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {table} LIMIT 0")
+    with catalog_snapshot(con, columns):
+        refresh_lake_views(con)
 
 
 def fold_stored_keys(con: duckdb.DuckDBPyConnection) -> int:

@@ -343,10 +343,13 @@ _SNAPSHOTS: dict[int, CatalogSnapshot] = {}
 
 
 @contextmanager
-def catalog_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[CatalogSnapshot]:
+def catalog_snapshot(
+    con: duckdb.DuckDBPyConnection, columns: dict[tuple[str, str], list[tuple[str, str]]] | None = None
+) -> Iterator[CatalogSnapshot]:
     """Answer :func:`table_exists` and the lake's catalog lookups for ``con`` from one reading
     of its catalog until the block ends. Only for blocks that create or drop no table (views
-    may be created: they are not tables); nested blocks share the outer snapshot."""
+    may be created: they are not tables); nested blocks share the outer snapshot. ``columns``:
+    tables' columns an earlier snapshot looked up, still so (only tables were created since)."""
     if id(con) in _SNAPSHOTS:
         yield _SNAPSHOTS[id(con)]
         return
@@ -356,7 +359,7 @@ def catalog_snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[CatalogSnapshot
     snapshot = CatalogSnapshot(
         current=str(current[0]) if current else "",
         tables=frozenset((str(d), str(t)) for d, t in tables),
-        columns={},
+        columns=dict(columns or {}),
         paths={str(d): str(p) for d, p in paths},
     )
     _SNAPSHOTS[id(con)] = snapshot
