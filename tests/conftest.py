@@ -113,6 +113,7 @@ SLOW_MODULES = frozenset(
         "test_credit_note_rule8.py",  # four issued months per scenario, grants, credit notes, replays
         "test_credit_note_rule9.py",  # five or six issued months per scenario, grants, credit notes, replays
         "test_credit_note_rule9_review.py",  # five or six issued months per history, grants, credit notes
+        "test_credit_note_rule9_review9v3.py",  # five issued months, two notes, every run verified
         "test_credit_vat_cent.py",  # three issued months, a refund and a credit note
         "test_credit_open_defects.py",  # five issued months per scenario, grants, credit notes
         "test_adjustment_detail.py",  # issued statements of layouts 7 and 8, their detail CSVs, replays
@@ -200,6 +201,7 @@ PDF_STAND_IN_MODULES = frozenset(
         "test_credit_note_rule8.py",
         "test_credit_note_rule9.py",
         "test_credit_note_rule9_review.py",
+        "test_credit_note_rule9_review9v3.py",
         "test_credit_open_defects.py",
         "test_credit_vat_cent.py",
         "test_credit_properties.py",
