@@ -849,14 +849,18 @@ def refresh_lake_views(con: duckdb.DuckDBPyConnection, views: Sequence[LakeTable
         con.execute(f"CREATE OR REPLACE TEMP VIEW {spec.view} AS {select}")
 
 
-def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, refresh: bool = True) -> str:
-    """Create the TEMP table a run stores ``spec``'s rows in (see the module doc); its name.
-    ``refresh=False``: the caller refreshes the view once, for several tables."""
+def prepare_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable) -> str:
+    """Create the TEMP table a run stores ``spec``'s rows in (see the module doc), and refresh
+    its view; its name."""
     if not table_exists(con, spec.run_table, "temp"):
-        con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored_table(con, spec)} LIMIT 0")
-        if refresh:
-            refresh_lake_views(con, [spec])
+        _create_run_table(con, spec, stored_table(con, spec))
+        refresh_lake_views(con, [spec])
     return f"temp.main.{spec.run_table}"
+
+
+def _create_run_table(con: duckdb.DuckDBPyConnection, spec: LakeTable, stored: str) -> None:
+    """``spec``'s TEMP run table, empty, with the columns of its stored table ``stored``."""
+    con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {stored} LIMIT 0")
 
 
 def open_lake_views(con: duckdb.DuckDBPyConnection, run_tables: bool = False) -> None:
@@ -866,7 +870,7 @@ def open_lake_views(con: duckdb.DuckDBPyConnection, run_tables: bool = False) ->
     refresh costs ~5-15 ms, paid on every small run (docs/performance.md, "Small runs"). What
     to create is read in one catalog snapshot (a dozen catalog queries of ~1 ms otherwise);
     the tables are created after it, and the refresh's own snapshot, which must see them,
-    starts from the stored tables' columns just read."""
+    starts from the stored tables' columns just read (creating TEMP tables changes none)."""
     columns: dict[tuple[str, str], list[tuple[str, str]]] = {}
     if run_tables:
         with catalog_snapshot(con) as snapshot:
@@ -879,8 +883,8 @@ def open_lake_views(con: duckdb.DuckDBPyConnection, run_tables: bool = False) ->
                     for spec in RUN_LAKE_TABLES
                     if stored_columns(con, spec, current) and not table_exists(con, spec.run_table, "temp")
                 ]
-        for spec, table in wanted:  # as prepare_run_rows creates them
-            con.execute(f"CREATE TEMP TABLE {spec.run_table} AS SELECT * FROM {table} LIMIT 0")
+        for spec, stored in wanted:
+            _create_run_table(con, spec, stored)
     with catalog_snapshot(con, columns):
         refresh_lake_views(con)
 
@@ -973,6 +977,15 @@ def lake_path(table: str, run_id: int, part: int = 0) -> str:
     return f"{table}/run-{run_id:06d}" + (f"-part-{part:06d}" if part else "") + ".parquet"
 
 
+def _has_run_rows(con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int) -> bool:
+    """Whether run ``run_id`` has rows of ``spec`` in its run table, or tombstones to write."""
+    kept = [f"EXISTS (SELECT 1 FROM {spec.run_table})"]
+    if spec.tombstones:
+        kept.append(f"EXISTS (SELECT 1 FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)})")
+    row = con.execute("SELECT " + " OR ".join(kept)).fetchone()
+    return bool(row and row[0])
+
+
 def store_run_rows(
     con: duckdb.DuckDBPyConnection, spec: LakeTable, run_id: int, extra: str | None = None
 ) -> list[Path]:
@@ -992,11 +1005,7 @@ def store_run_rows(
         con.execute(f"INSERT INTO {stored_table(con, spec)} SELECT * FROM {spec.run_table}")
         con.execute(f"DELETE FROM {spec.run_table}")  # the view reads both: nothing to refresh
         return []
-    kept = [f"EXISTS (SELECT 1 FROM {spec.run_table})"]
-    if spec.tombstones:
-        kept.append(f"EXISTS (SELECT 1 FROM {spec.tombstones} WHERE replaced_by_run = {int(run_id)})")
-    stored = con.execute("SELECT " + " OR ".join(kept)).fetchone()
-    if extra is None and not (stored and stored[0]):
+    if extra is None and not _has_run_rows(con, spec, run_id):
         # no row and no tombstone this run (an ingest's rated rows, an empty day; a run opens
         # its run tables whether it fills them or not): no file, and the view is as it was
         return []
